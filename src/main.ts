@@ -1,0 +1,149 @@
+#!/usr/bin/env node
+import { Command, InvalidArgumentError } from 'commander';
+import { loadConfig, type Config, type ConfigOverrides } from './config.js';
+import { AccountService } from './services/accounts.js';
+import { AlertService } from './services/alerts.js';
+import { ServiceError } from './services/errors.js';
+import { SERVER_VERSION, bootstrapStore, startServer } from './server.js';
+import { openStore } from './store/open.js';
+import type { Store } from './store/store.js';
+
+function port(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError('not a port number');
+  return n;
+}
+
+interface CommonOptions {
+  data?: string;
+  config?: string;
+}
+
+function configFrom(options: CommonOptions, extra: ConfigOverrides = {}): Config {
+  return loadConfig(options.config, { ...extra, ...(options.data ? { dataDir: options.data } : {}) });
+}
+
+/** Runs a command line action against the store of the data directory. */
+async function withStore(options: CommonOptions, action: (store: Store, accounts: AccountService, config: Config) => Promise<void>): Promise<void> {
+  const config = configFrom(options);
+  const store = openStore(config.dataDir);
+  try {
+    const accounts = new AccountService(store, undefined, config.defaultDomain);
+    const generated = await bootstrapStore(store, accounts);
+    if (generated) console.log(`created domain ${config.defaultDomain}; postmaster password: ${generated} (shown once)`);
+    await action(store, accounts, config);
+  } finally {
+    await store.close();
+  }
+}
+
+async function requireAccount(accounts: AccountService, address: string) {
+  const account = await accounts.find(address);
+  if (!account) throw new ServiceError(`unknown account ${address}`);
+  return account;
+}
+
+const program = new Command()
+  .name('ximssd')
+  .description('XIMSS communications server')
+  .version(SERVER_VERSION)
+  .showHelpAfterError();
+
+const dataOptions = (command: Command): Command =>
+  command.option('--data <dir>', 'data directory (default ./data)').option('--config <file>', 'JSON configuration file');
+
+dataOptions(program.command('serve').description('run the server'))
+  .option('--host <addr>', 'address to listen on (default 0.0.0.0)')
+  .option('--ximss <port>', 'XIMSS TCP port (default 11024)', port)
+  .option('--http <port>', 'HTTP port (default 8100)', port)
+  .option('--smtp <port>', 'SMTP port (default 2525)', port)
+  .option('--xmpp <port>', 'XMPP port (default 5222)', port)
+  .option('--relay <host:port>', 'outbound SMTP relay')
+  .action(async (options: CommonOptions & { host?: string; ximss?: number; http?: number; smtp?: number; xmpp?: number; relay?: string }) => {
+    const ports: Partial<Config['ports']> = {};
+    if (options.ximss !== undefined) ports.ximss = options.ximss;
+    if (options.http !== undefined) ports.http = options.http;
+    if (options.smtp !== undefined) ports.smtp = options.smtp;
+    if (options.xmpp !== undefined) ports.xmpp = options.xmpp;
+    const config = configFrom(options, {
+      ...(options.host ? { host: options.host } : {}),
+      ...(options.relay ? { relay: options.relay } : {}),
+      ports,
+    });
+    const server = await startServer(config);
+    let stopping = false;
+    const stop = (signal: string): void => {
+      if (stopping) return;
+      stopping = true;
+      console.log(`${signal}: shutting down`);
+      server.close().then(
+        () => process.exit(0),
+        (err: unknown) => {
+          console.error('shutdown failed:', err);
+          process.exit(1);
+        },
+      );
+    };
+    process.on('SIGTERM', () => stop('SIGTERM'));
+    process.on('SIGINT', () => stop('SIGINT'));
+  });
+
+const domain = program.command('domain').description('manage domains');
+dataOptions(domain.command('add <name>').description('create a domain'))
+  .option('--allow-signup', 'let users create accounts in this domain with XIMSS signup')
+  .action(async (name: string, options: CommonOptions & { allowSignup?: boolean }) =>
+    withStore(options, async (_store, accounts) => {
+      const created = await accounts.createDomain(name, options.allowSignup ? { SignupAllowed: 'Yes' } : {});
+      console.log(`domain ${created.name} created`);
+    }),
+  );
+dataOptions(domain.command('list').description('list domains')).action(async (options: CommonOptions) =>
+  withStore(options, async (_store, accounts) => {
+    for (const d of await accounts.listDomains()) console.log(d.name);
+  }),
+);
+
+const account = program.command('account').description('manage accounts');
+dataOptions(account.command('add <address>').description('create an account (and its domain when missing)'))
+  .requiredOption('--password <pw>', 'the password')
+  .option('--real-name <name>', 'the real name')
+  .action(async (address: string, options: CommonOptions & { password: string; realName?: string }) =>
+    withStore(options, async (_store, accounts) => {
+      const created = await accounts.create({ address, password: options.password, realName: options.realName, createDomain: true });
+      console.log(`account ${created.name}@${created.domain} created`);
+    }),
+  );
+dataOptions(account.command('list [domain]').description('list accounts')).action(async (domainName: string | undefined, options: CommonOptions) =>
+  withStore(options, async (_store, accounts) => {
+    for (const a of await accounts.list(domainName)) console.log(`${a.name}@${a.domain}${a.realName ? `\t${a.realName}` : ''}`);
+  }),
+);
+dataOptions(account.command('remove <address>').description('remove an account; its sessions end')).action(
+  async (address: string, options: CommonOptions) =>
+    withStore(options, async (_store, accounts) => {
+      await accounts.remove(await requireAccount(accounts, address));
+      console.log(`account ${address} removed`);
+    }),
+);
+dataOptions(account.command('passwd <address>').description("set an account's password"))
+  .requiredOption('--password <pw>', 'the new password')
+  .action(async (address: string, options: CommonOptions & { password: string }) =>
+    withStore(options, async (_store, accounts) => {
+      await accounts.setPassword(await requireAccount(accounts, address), options.password);
+      console.log(`password of ${address} changed`);
+    }),
+  );
+
+dataOptions(program.command('alert <address> <text>').description('send an alert to an account')).action(
+  async (address: string, text: string, options: CommonOptions) =>
+    withStore(options, async (store, accounts) => {
+      await new AlertService(store, undefined).post(await requireAccount(accounts, address), text);
+      console.log(`alert posted to ${address}`);
+    }),
+);
+
+program.parseAsync(process.argv).catch((err: unknown) => {
+  if (err instanceof ServiceError) console.error(`ximssd: ${err.message}`);
+  else console.error(err instanceof Error ? (err.stack ?? err.message) : err);
+  process.exit(1);
+});

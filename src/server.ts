@@ -1,0 +1,111 @@
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import type { SecureContext } from 'node:tls';
+import { fileURLToPath } from 'node:url';
+import type { Config } from './config.js';
+import { AccountService } from './services/accounts.js';
+import { AlertService } from './services/alerts.js';
+import { AuthService } from './services/auth.js';
+import { EventBus } from './services/bus.js';
+import { openStore } from './store/open.js';
+import type { Store } from './store/store.js';
+import { loadTlsContext } from './tls.js';
+import { HttpListener } from './ximss/bindings/http.js';
+import { TcpListener } from './ximss/bindings/tcp.js';
+import { Engine } from './ximss/engine.js';
+import { PROTOCOL_VERSION } from './ximss/protocol.js';
+import { NonceRegistry } from './ximss/nonces.js';
+import { registerOperations } from './ximss/ops/index.js';
+import type { XimssServices } from './ximss/services.js';
+import { SessionManager } from './ximss/sessions.js';
+import { Vocabulary } from './ximss/vocabulary.js';
+
+export const SERVER_VERSION: string = (
+  JSON.parse(readFileSync(fileURLToPath(new URL('../package.json', import.meta.url)), 'utf8')) as { version: string }
+).version;
+
+const RESOURCES = fileURLToPath(new URL('../resources/', import.meta.url));
+
+export interface RunningServer {
+  readonly services: XimssServices;
+  /** The ports actually bound (useful when 0 was asked for). */
+  readonly ports: { ximss: number; ximssTls?: number; http: number; https?: number };
+  close(): Promise<void>;
+}
+
+/**
+ * On an empty store, creates the default domain and its `postmaster` account with a
+ * generated password, and returns that password (shown once, never stored in clear).
+ */
+export async function bootstrapStore(store: Store, accounts: AccountService): Promise<string | undefined> {
+  if ((await store.domains.list()).length > 0) return undefined;
+  const password = randomBytes(12).toString('base64url');
+  await accounts.createDomain(accounts.defaultDomain);
+  await accounts.create({ address: `postmaster@${accounts.defaultDomain}`, password, realName: 'Postmaster' });
+  return password;
+}
+
+/** The composition root: builds the store, services and listeners of one server process. */
+export async function startServer(config: Config, log: (line: string) => void = console.log): Promise<RunningServer> {
+  const store = openStore(config.dataDir);
+  const bus = new EventBus();
+  const accounts = new AccountService(store, bus, config.defaultDomain);
+  const generated = await bootstrapStore(store, accounts);
+  if (generated) {
+    log(`created domain ${config.defaultDomain} and account postmaster@${config.defaultDomain}`);
+    log(`postmaster password: ${generated}   (shown once; change it with \`ximssd account passwd\`)`);
+  }
+  const alerts = new AlertService(store, bus);
+  let tlsContext: SecureContext | undefined;
+  try {
+    tlsContext = await loadTlsContext(config);
+  } catch (err) {
+    log(`TLS is unavailable: ${(err as Error).message}`);
+  }
+  const services: XimssServices = {
+    config,
+    store,
+    bus,
+    accounts,
+    auth: new AuthService(accounts, store, config.limits, config.defaultDomain),
+    alerts,
+    sessions: new SessionManager(config, accounts, alerts, bus),
+    nonces: new NonceRegistry(config.defaultDomain),
+    vocabulary: new Vocabulary(RESOURCES + 'strings'),
+    tls: tlsContext,
+    version: PROTOCOL_VERSION,
+  };
+  const engine = new Engine(services);
+  registerOperations(engine);
+
+  const stopWatching = store.watchExternalChanges(() => void services.sessions.checkExternalChanges());
+
+  const tcp = new TcpListener(engine);
+  const tcpTls = config.ports.ximssTls && tlsContext ? new TcpListener(engine, tlsContext) : undefined;
+  const http = new HttpListener(engine, tcp);
+  const https = config.ports.https && tlsContext ? new HttpListener(engine, tcp, tlsContext) : undefined;
+  const ports = {
+    ximss: await tcp.listen(config.ports.ximss, config.host),
+    ximssTls: tcpTls ? await tcpTls.listen(config.ports.ximssTls, config.host) : undefined,
+    http: await http.listen(config.ports.http, config.host),
+    https: https ? await https.listen(config.ports.https, config.host) : undefined,
+  };
+  log(
+    `ximssd ${SERVER_VERSION} listening on ${config.host}: XIMSS ${ports.ximss}` +
+      (ports.ximssTls ? `, XIMSS/TLS ${ports.ximssTls}` : '') +
+      `, HTTP ${ports.http}` +
+      (ports.https ? `, HTTPS ${ports.https}` : '') +
+      ` (data in ${config.dataDir})`,
+  );
+
+  let closing: Promise<void> | undefined;
+  const close = (): Promise<void> =>
+    (closing ??= (async () => {
+      stopWatching();
+      services.sessions.endAll();
+      await Promise.all([tcp.close(), tcpTls?.close(), http.close(), https?.close()]);
+      services.sessions.close();
+      await store.close();
+    })());
+  return { services, ports, close };
+}

@@ -1,0 +1,129 @@
+import { createHmac, randomBytes, scrypt as scryptCallback, timingSafeEqual, type ScryptOptions } from 'node:crypto';
+import SparkMD5 from 'spark-md5';
+
+/**
+ * Password storage. Passwords are kept as salted scrypt hashes (PHC-style strings). For the
+ * CRAM-MD5 mechanism, which needs the secret itself, we keep what Dovecot's CRAM-MD5 scheme
+ * keeps: the HMAC-MD5 inner and outer MD5 states after the padded key. They are enough to
+ * compute HMAC-MD5(password, challenge) and verify a client, not to log in with a clear-text
+ * password, though a leak of them does let an attacker answer CRAM-MD5 challenges (the
+ * same trade-off every CRAM-MD5 server makes).
+ */
+const SCRYPT_PARAMS = { N: 16384, r: 8, p: 1 } as const;
+const KEY_LENGTH = 32;
+
+function scrypt(password: string, salt: Buffer, keylen: number, options: ScryptOptions): Promise<Buffer> {
+  return new Promise((resolve, reject) =>
+    scryptCallback(password, salt, keylen, options, (err, key) => (err ? reject(err) : resolve(key))),
+  );
+}
+
+export async function hashPassword(password: string): Promise<string> {
+  const salt = randomBytes(16);
+  const key = await scrypt(password, salt, KEY_LENGTH, { ...SCRYPT_PARAMS, maxmem: 64 * 1024 * 1024 });
+  return `$scrypt$ln=${Math.log2(SCRYPT_PARAMS.N)},r=${SCRYPT_PARAMS.r},p=${SCRYPT_PARAMS.p}$${salt.toString('base64')}$${key.toString('base64')}`;
+}
+
+export async function verifyPassword(password: string, stored: string): Promise<boolean> {
+  const m = /^\$scrypt\$ln=(\d+),r=(\d+),p=(\d+)\$([^$]+)\$([^$]+)$/.exec(stored);
+  if (!m) return false;
+  const expected = Buffer.from(m[5]!, 'base64');
+  const key = await scrypt(password, Buffer.from(m[4]!, 'base64'), expected.length, {
+    N: 2 ** Number(m[1]),
+    r: Number(m[2]),
+    p: Number(m[3]),
+    maxmem: 256 * 1024 * 1024,
+  });
+  return key.length === expected.length && timingSafeEqual(key, expected);
+}
+
+function md5State(block: Uint8Array): number[] {
+  const md5 = new SparkMD5.ArrayBuffer();
+  md5.append(block.buffer.slice(block.byteOffset, block.byteOffset + block.byteLength) as ArrayBuffer);
+  return md5.getState().hash;
+}
+
+function wordsToHex(words: number[]): string {
+  const buf = Buffer.alloc(words.length * 4);
+  words.forEach((w, i) => buf.writeInt32LE(w, i * 4));
+  return buf.toString('hex');
+}
+
+function hexToWords(hex: string): number[] {
+  const buf = Buffer.from(hex, 'hex');
+  const words: number[] = [];
+  for (let i = 0; i < buf.length; i += 4) words.push(buf.readInt32LE(i));
+  return words;
+}
+
+/** The HMAC-MD5 precomputed context for `password`: hex of the inner then the outer MD5 state. */
+export function cramMd5Context(password: string): string {
+  let key = Buffer.from(password, 'utf8');
+  if (key.length > 64) key = Buffer.from(SparkMD5.ArrayBuffer.hash(new Uint8Array(key).buffer as ArrayBuffer), 'hex');
+  const inner = new Uint8Array(64).fill(0x36);
+  const outer = new Uint8Array(64).fill(0x5c);
+  for (let i = 0; i < key.length; i++) {
+    inner[i]! ^= key[i]!;
+    outer[i]! ^= key[i]!;
+  }
+  return wordsToHex(md5State(inner)) + wordsToHex(md5State(outer));
+}
+
+function continueMd5(stateHex: string, data: Uint8Array): Buffer {
+  const md5 = new SparkMD5.ArrayBuffer();
+  md5.setState({ buff: '' as unknown as Uint8Array, hash: hexToWords(stateHex), length: 64 });
+  md5.append(data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength) as ArrayBuffer);
+  return Buffer.from(md5.end(), 'hex');
+}
+
+/** HMAC-MD5(password, challenge) as lower-case hex, computed from the stored context. */
+export function cramMd5Digest(context: string, challenge: string | Buffer): string {
+  const message = typeof challenge === 'string' ? Buffer.from(challenge, 'utf8') : challenge;
+  const innerDigest = continueMd5(context.slice(0, 32), message);
+  return continueMd5(context.slice(32, 64), innerDigest).toString('hex');
+}
+
+export function safeEqual(a: string, b: string): boolean {
+  const x = Buffer.from(a);
+  const y = Buffer.from(b);
+  return x.length === y.length && timingSafeEqual(x, y);
+}
+
+/**
+ * Remembers recently verified clear-text credentials (as Dovecot's auth cache does), so
+ * that a client reconnecting many times does not pay for a full scrypt every time. Keys are
+ * keyed HMACs of the password, never the password; a password change (a new
+ * credentialsVersion) makes old entries unreachable.
+ */
+export class VerifiedPasswordCache {
+  private readonly secret = randomBytes(32);
+  private readonly entries = new Map<string, number>();
+
+  constructor(
+    private readonly ttlMs = 10 * 60_000,
+    private readonly maxEntries = 50_000,
+  ) {}
+
+  private key(accountId: number, credentialsVersion: number, password: string): string {
+    return `${accountId}:${credentialsVersion}:` + createHmac('sha256', this.secret).update(password).digest('base64');
+  }
+
+  has(accountId: number, credentialsVersion: number, password: string): boolean {
+    const key = this.key(accountId, credentialsVersion, password);
+    const expires = this.entries.get(key);
+    if (expires === undefined) return false;
+    if (expires < Date.now()) {
+      this.entries.delete(key);
+      return false;
+    }
+    return true;
+  }
+
+  add(accountId: number, credentialsVersion: number, password: string): void {
+    if (this.entries.size >= this.maxEntries) {
+      const oldest = this.entries.keys().next().value;
+      if (oldest !== undefined) this.entries.delete(oldest);
+    }
+    this.entries.set(this.key(accountId, credentialsVersion, password), Date.now() + this.ttlMs);
+  }
+}

@@ -1,0 +1,329 @@
+import Database from 'better-sqlite3';
+import type { Database as SqliteDatabase, Statement } from 'better-sqlite3';
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import {
+  AlreadyExistsError,
+  type AccountRecord,
+  type AccountStore,
+  type AlertRecord,
+  type AlertStore,
+  type DomainRecord,
+  type DomainStore,
+  type LoginRecord,
+  type MetaStore,
+  type NewAccount,
+  type Settings,
+  type Store,
+} from '../store.js';
+import { migrations } from './migrations.js';
+
+interface AccountRow {
+  id: number;
+  domain: string;
+  name: string;
+  real_name: string | null;
+  password_hash: string;
+  cram_md5: string | null;
+  recovery_email: string | null;
+  settings: string;
+  prefs: string;
+  created: number;
+  prev_login_time: number | null;
+  prev_login_ip: string | null;
+  failed_login_time: number | null;
+  failed_login_ip: string | null;
+  credentials_version: number;
+}
+
+interface DomainRow {
+  name: string;
+  settings: string;
+  created: number;
+}
+
+function login(time: number | null, address: string | null): LoginRecord | null {
+  return time === null ? null : { time: new Date(time), address: address ?? '' };
+}
+
+function toAccount(row: AccountRow): AccountRecord {
+  return {
+    id: row.id,
+    domain: row.domain,
+    name: row.name,
+    realName: row.real_name,
+    passwordHash: row.password_hash,
+    cramMd5Context: row.cram_md5,
+    recoveryEmail: row.recovery_email,
+    settings: JSON.parse(row.settings) as Settings,
+    prefs: JSON.parse(row.prefs) as Settings,
+    created: new Date(row.created),
+    prevLogin: login(row.prev_login_time, row.prev_login_ip),
+    lastFailedLogin: login(row.failed_login_time, row.failed_login_ip),
+    credentialsVersion: row.credentials_version,
+  };
+}
+
+function toDomain(row: DomainRow): DomainRecord {
+  return { name: row.name, settings: JSON.parse(row.settings) as Settings, created: new Date(row.created) };
+}
+
+function isUniqueViolation(err: unknown): boolean {
+  return (err as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE' || (err as { code?: string }).code === 'SQLITE_CONSTRAINT_PRIMARYKEY';
+}
+
+/**
+ * The embedded store: one SQLite file in WAL mode, so that the command line can change it
+ * while a server runs; every commit is synced before the call resolves.
+ */
+export class SqliteStore implements Store {
+  readonly engine = 'sqlite';
+  readonly db: SqliteDatabase;
+  readonly domains: DomainStore;
+  readonly accounts: AccountStore;
+  readonly alerts: AlertStore;
+  readonly meta: MetaStore;
+  private watchers = new Set<() => void>();
+  private watchTimer: NodeJS.Timeout | undefined;
+  private lastDataVersion = 0;
+
+  static open(file: string): SqliteStore {
+    mkdirSync(dirname(file), { recursive: true });
+    return new SqliteStore(new Database(file));
+  }
+
+  private constructor(db: SqliteDatabase) {
+    this.db = db;
+    db.pragma('journal_mode = WAL');
+    db.pragma('synchronous = FULL');
+    db.pragma('foreign_keys = ON');
+    db.pragma('busy_timeout = 5000');
+    this.migrate();
+    this.domains = new SqliteDomains(db);
+    this.accounts = new SqliteAccounts(db);
+    this.alerts = new SqliteAlerts(db);
+    this.meta = new SqliteMeta(db);
+  }
+
+  private migrate(): void {
+    const current = this.db.pragma('user_version', { simple: true }) as number;
+    for (let version = current + 1; version <= migrations.length; version++) {
+      this.db.transaction(() => {
+        this.db.exec(migrations[version - 1]!);
+        this.db.pragma(`user_version = ${version}`);
+      }).immediate();
+    }
+  }
+
+  /**
+   * SQLite's `data_version` changes when another connection commits; polling it is a
+   * single cheap read, so other processes' changes are seen within the poll interval.
+   */
+  watchExternalChanges(listener: () => void): () => void {
+    this.watchers.add(listener);
+    if (!this.watchTimer) {
+      this.lastDataVersion = this.db.pragma('data_version', { simple: true }) as number;
+      this.watchTimer = setInterval(() => {
+        const version = this.db.pragma('data_version', { simple: true }) as number;
+        if (version === this.lastDataVersion) return;
+        this.lastDataVersion = version;
+        for (const watcher of this.watchers) watcher();
+      }, 250);
+      this.watchTimer.unref();
+    }
+    return () => {
+      this.watchers.delete(listener);
+      if (this.watchers.size === 0 && this.watchTimer) {
+        clearInterval(this.watchTimer);
+        this.watchTimer = undefined;
+      }
+    };
+  }
+
+  async close(): Promise<void> {
+    if (this.watchTimer) clearInterval(this.watchTimer);
+    this.watchers.clear();
+    if (this.db.open) this.db.close();
+  }
+}
+
+class SqliteDomains implements DomainStore {
+  private readonly insert: Statement;
+  private readonly byName: Statement;
+  private readonly all: Statement;
+  private readonly update: Statement;
+  private readonly del: Statement;
+
+  constructor(db: SqliteDatabase) {
+    this.insert = db.prepare('INSERT INTO domains (name, settings, created) VALUES (?, ?, ?)');
+    this.byName = db.prepare('SELECT * FROM domains WHERE name = ?');
+    this.all = db.prepare('SELECT * FROM domains ORDER BY name');
+    this.update = db.prepare('UPDATE domains SET settings = ? WHERE name = ?');
+    this.del = db.prepare('DELETE FROM domains WHERE name = ? AND NOT EXISTS (SELECT 1 FROM accounts WHERE domain = ?)');
+  }
+
+  async create(name: string, settings: Settings = {}): Promise<DomainRecord> {
+    const created = Date.now();
+    try {
+      this.insert.run(name, JSON.stringify(settings), created);
+    } catch (err) {
+      if (isUniqueViolation(err)) throw new AlreadyExistsError(`domain ${name} already exists`);
+      throw err;
+    }
+    return { name, settings, created: new Date(created) };
+  }
+
+  async get(name: string): Promise<DomainRecord | undefined> {
+    const row = this.byName.get(name) as DomainRow | undefined;
+    return row && toDomain(row);
+  }
+
+  async list(): Promise<DomainRecord[]> {
+    return (this.all.all() as DomainRow[]).map(toDomain);
+  }
+
+  async updateSettings(name: string, settings: Settings): Promise<void> {
+    this.update.run(JSON.stringify(settings), name);
+  }
+
+  async remove(name: string): Promise<boolean> {
+    return this.del.run(name, name).changes > 0;
+  }
+}
+
+class SqliteAccounts implements AccountStore {
+  private readonly db: SqliteDatabase;
+  private readonly insert: Statement;
+  private readonly byName: Statement;
+  private readonly byId: Statement;
+
+  constructor(db: SqliteDatabase) {
+    this.db = db;
+    this.insert = db.prepare(
+      `INSERT INTO accounts (domain, name, real_name, password_hash, cram_md5, recovery_email, settings, created)
+       VALUES (@domain, @name, @realName, @passwordHash, @cramMd5Context, @recoveryEmail, @settings, @created)`,
+    );
+    this.byName = db.prepare('SELECT * FROM accounts WHERE domain = ? AND name = ?');
+    this.byId = db.prepare('SELECT * FROM accounts WHERE id = ?');
+  }
+
+  async create(account: NewAccount): Promise<AccountRecord> {
+    try {
+      const info = this.insert.run({
+        domain: account.domain,
+        name: account.name,
+        realName: account.realName ?? null,
+        passwordHash: account.passwordHash,
+        cramMd5Context: account.cramMd5Context,
+        recoveryEmail: account.recoveryEmail ?? null,
+        settings: JSON.stringify(account.settings ?? {}),
+        created: Date.now(),
+      });
+      return toAccount(this.byId.get(info.lastInsertRowid) as AccountRow);
+    } catch (err) {
+      if (isUniqueViolation(err)) throw new AlreadyExistsError(`account ${account.name}@${account.domain} already exists`);
+      throw err;
+    }
+  }
+
+  async get(domain: string, name: string): Promise<AccountRecord | undefined> {
+    const row = this.byName.get(domain, name) as AccountRow | undefined;
+    return row && toAccount(row);
+  }
+
+  async getById(id: number): Promise<AccountRecord | undefined> {
+    const row = this.byId.get(id) as AccountRow | undefined;
+    return row && toAccount(row);
+  }
+
+  async list(domain?: string): Promise<AccountRecord[]> {
+    const rows =
+      domain === undefined
+        ? this.db.prepare('SELECT * FROM accounts ORDER BY domain, name').all()
+        : this.db.prepare('SELECT * FROM accounts WHERE domain = ? ORDER BY name').all(domain);
+    return (rows as AccountRow[]).map(toAccount);
+  }
+
+  async count(domain: string): Promise<number> {
+    return (this.db.prepare('SELECT count(*) AS n FROM accounts WHERE domain = ?').get(domain) as { n: number }).n;
+  }
+
+  async remove(id: number): Promise<boolean> {
+    return this.db.prepare('DELETE FROM accounts WHERE id = ?').run(id).changes > 0;
+  }
+
+  async setPassword(id: number, passwordHash: string, cramMd5Context: string | null): Promise<void> {
+    this.db
+      .prepare('UPDATE accounts SET password_hash = ?, cram_md5 = ?, credentials_version = credentials_version + 1 WHERE id = ?')
+      .run(passwordHash, cramMd5Context, id);
+  }
+
+  async setRecoveryEmail(id: number, email: string | null): Promise<void> {
+    this.db.prepare('UPDATE accounts SET recovery_email = ? WHERE id = ?').run(email, id);
+  }
+
+  async setRealName(id: number, realName: string | null): Promise<void> {
+    this.db.prepare('UPDATE accounts SET real_name = ? WHERE id = ?').run(realName, id);
+  }
+
+  async setSettings(id: number, settings: Settings): Promise<void> {
+    this.db.prepare('UPDATE accounts SET settings = ? WHERE id = ?').run(JSON.stringify(settings), id);
+  }
+
+  async setPrefs(id: number, prefs: Settings): Promise<void> {
+    this.db.prepare('UPDATE accounts SET prefs = ? WHERE id = ?').run(JSON.stringify(prefs), id);
+  }
+
+  async recordLogin(id: number, record: LoginRecord): Promise<void> {
+    this.db.prepare('UPDATE accounts SET prev_login_time = ?, prev_login_ip = ? WHERE id = ?').run(record.time.getTime(), record.address, id);
+  }
+
+  async recordFailedLogin(id: number, record: LoginRecord): Promise<void> {
+    this.db
+      .prepare('UPDATE accounts SET failed_login_time = ?, failed_login_ip = ? WHERE id = ?')
+      .run(record.time.getTime(), record.address, id);
+  }
+}
+
+interface AlertRow {
+  id: number;
+  account_id: number;
+  posted: number;
+  text: string;
+}
+
+class SqliteAlerts implements AlertStore {
+  constructor(private readonly db: SqliteDatabase) {}
+
+  async post(accountId: number, text: string, posted: Date): Promise<AlertRecord> {
+    const info = this.db.prepare('INSERT INTO alerts (account_id, posted, text) VALUES (?, ?, ?)').run(accountId, posted.getTime(), text);
+    return { id: Number(info.lastInsertRowid), accountId, posted, text };
+  }
+
+  async pending(accountId: number): Promise<AlertRecord[]> {
+    const rows = this.db.prepare('SELECT * FROM alerts WHERE account_id = ? AND confirmed = 0 ORDER BY id').all(accountId) as AlertRow[];
+    return rows.map((r) => ({ id: r.id, accountId: r.account_id, posted: new Date(r.posted), text: r.text }));
+  }
+
+  async accountsWithPending(): Promise<number[]> {
+    return (this.db.prepare('SELECT DISTINCT account_id FROM alerts WHERE confirmed = 0').all() as { account_id: number }[]).map(
+      (r) => r.account_id,
+    );
+  }
+
+  async confirm(id: number): Promise<void> {
+    this.db.prepare('UPDATE alerts SET confirmed = 1 WHERE id = ?').run(id);
+  }
+}
+
+class SqliteMeta implements MetaStore {
+  constructor(private readonly db: SqliteDatabase) {}
+
+  async get(key: string): Promise<string | undefined> {
+    return (this.db.prepare('SELECT value FROM meta WHERE key = ?').get(key) as { value: string } | undefined)?.value;
+  }
+
+  async set(key: string, value: string): Promise<void> {
+    this.db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value').run(key, value);
+  }
+}

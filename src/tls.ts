@@ -1,0 +1,45 @@
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import tls from 'node:tls';
+import { generate } from 'selfsigned';
+import type { Config } from './config.js';
+
+/**
+ * The server certificate: the configured PEM files, or a self-signed certificate generated
+ * on first start and kept in `<data>/tls/` so that clients can pin it.
+ */
+export async function loadTlsContext(config: Config): Promise<tls.SecureContext> {
+  let certFile = config.tls.certFile;
+  let keyFile = config.tls.keyFile;
+  if (!certFile || !keyFile) {
+    const dir = join(config.dataDir, 'tls');
+    certFile = join(dir, 'cert.pem');
+    keyFile = join(dir, 'key.pem');
+    if (!existsSync(certFile) || !existsSync(keyFile)) {
+      mkdirSync(dir, { recursive: true });
+      const pems = await generate([{ name: 'commonName', value: config.defaultDomain }], {
+        keyType: 'ec',
+        curve: 'P-256',
+        algorithm: 'sha256',
+        notAfterDate: new Date(Date.now() + 5 * 365 * 24 * 3600 * 1000),
+        extensions: [
+          { name: 'basicConstraints', cA: false },
+          { name: 'keyUsage', digitalSignature: true, keyEncipherment: true },
+          { name: 'extKeyUsage', serverAuth: true },
+          {
+            name: 'subjectAltName',
+            altNames: [
+              { type: 2, value: config.defaultDomain },
+              { type: 2, value: 'localhost' },
+              { type: 7, ip: '127.0.0.1' },
+            ],
+          },
+        ],
+      });
+      writeFileSync(keyFile, pems.private, { mode: 0o600 });
+      chmodSync(keyFile, 0o600);
+      writeFileSync(certFile, pems.cert);
+    }
+  }
+  return tls.createSecureContext({ cert: readFileSync(certFile), key: readFileSync(keyFile) });
+}

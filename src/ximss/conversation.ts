@@ -1,0 +1,118 @@
+import type { XmlElement } from '../xml/element.js';
+import type { Engine } from './engine.js';
+import type { AsyncSink, BindingKind, Session } from './session.js';
+
+/** Receives the serialized data messages and responses of the requests a binding submitted. */
+export type Output = (xml: string) => void;
+
+/** Transport abilities a binding lends to the operations that need them. */
+export interface TransportControl {
+  readonly kind: BindingKind;
+  /** Where a session started on this transport sends its asynchronous messages. */
+  asyncSink(session: Session): AsyncSink;
+  /** True when `starttls` can be done on this connection now. */
+  canStartTls(): boolean;
+  /** Switches to TLS; called after the positive `starttls` response has been flushed. */
+  startTls(): void;
+  /** Closes the connection after pending output is flushed. */
+  close(): void;
+}
+
+interface QueuedRequest {
+  /** A request to run, or a ready reply (an error about unparsable input) to write in turn. */
+  request: XmlElement | string;
+  out: Output;
+  done?: () => void;
+}
+
+/**
+ * One client's conversation with the server: its pre-login state (target domain, a pending
+ * SASL exchange), the session once logged in, and the queue that runs its requests one at
+ * a time in arrival order — so that every request's data messages and response leave in
+ * order even when the client pipelines.
+ */
+export class Conversation {
+  session: Session | null = null;
+  /** Target domain chosen by a pre-login operation's `domain` attribute. */
+  targetDomain: string | undefined;
+  /** A SASL exchange in progress: `auth` with this id continues it. */
+  pendingAuth: { id: string; mechanism: 'CRAM-MD5' | 'PLAIN'; challenge: string; domainHint: string | undefined } | undefined;
+  /** The protocol version the client announced in `login`. */
+  clientVersion: string | undefined;
+  /** Called after the current request's response is written (starttls, bye). */
+  afterResponse: (() => void) | undefined;
+
+  private readonly queue: (QueuedRequest | undefined)[] = [];
+  private head = 0;
+  private running = false;
+
+  constructor(
+    readonly engine: Engine,
+    readonly remoteAddress: string,
+    public secure: boolean,
+    readonly transport: TransportControl | undefined,
+    /** Bindings learn here when the queue length changes, to apply back-pressure. */
+    private readonly onQueueLength?: (length: number) => void,
+  ) {}
+
+  get pending(): number {
+    return this.queue.length - this.head;
+  }
+
+  /**
+   * Queues a request, or a ready reply to write once everything before it has been
+   * answered; `done` runs once its response has been written to `out`.
+   */
+  submit(request: XmlElement | string, out: Output, done?: () => void): void {
+    this.queue.push({ request, out, done });
+    this.onQueueLength?.(this.pending);
+    if (!this.running) this.pump();
+  }
+
+  /** Runs requests until the queue is empty or a handler must wait for I/O. */
+  private pump(): void {
+    this.running = true;
+    while (this.head < this.queue.length) {
+      const item = this.queue[this.head]!;
+      this.queue[this.head++] = undefined;
+      if (this.head > 1024 && this.head * 2 > this.queue.length) {
+        this.queue.splice(0, this.head);
+        this.head = 0;
+      }
+      if (typeof item.request === 'string') {
+        item.out(item.request);
+        this.complete(item);
+        continue;
+      }
+      const result = this.engine.execute(this, item.request, item.out);
+      if (result) {
+        result.then(
+          () => this.finish(item),
+          () => this.finish(item),
+        );
+        return; // pump() resumes from finish()
+      }
+      this.complete(item);
+    }
+    this.running = false;
+    this.onQueueLength?.(0);
+  }
+
+  private finish(item: QueuedRequest): void {
+    this.complete(item);
+    this.pump();
+  }
+
+  private complete(item: QueuedRequest): void {
+    const after = this.afterResponse;
+    this.afterResponse = undefined;
+    item.done?.();
+    if (after) after();
+  }
+
+  /** Drops queued requests that have not started (the connection is gone). */
+  abandon(): void {
+    this.queue.length = 0;
+    this.head = 0;
+  }
+}

@@ -1,0 +1,143 @@
+import { performance } from 'node:perf_hooks';
+import { ServiceError } from '../services/errors.js';
+import { XmlElement } from '../xml/element.js';
+import type { Conversation, Output } from './conversation.js';
+import { errorResponse, okResponse } from './protocol.js';
+import type { Session } from './session.js';
+import type { XimssServices } from './services.js';
+
+/** Returned by a handler whose response comes later (a SASL exchange waiting for `auth`). */
+export const NO_RESPONSE = Symbol('no response');
+type HandlerResult = void | typeof NO_RESPONSE;
+
+export interface RequestContext {
+  readonly id: string;
+  readonly request: XmlElement;
+  readonly conversation: Conversation;
+  readonly server: XimssServices;
+  /** Sends a synchronous data message: it carries the request's id and precedes the response. */
+  send(message: XmlElement): void;
+  /** Sends a data message without the id (the SASL `challenge`, as in the spec's example). */
+  sendUntagged(message: XmlElement): void;
+}
+
+export interface SessionContext extends RequestContext {
+  readonly session: Session;
+}
+
+type Availability = 'preLogin' | 'session' | 'anytime';
+
+export interface Operation {
+  readonly availability: Availability;
+  readonly handler: (ctx: RequestContext & { session: Session | null }) => HandlerResult | Promise<HandlerResult>;
+}
+
+/** An operation available only before login (listFeatures, login, signup, ...). */
+export function preLogin(handler: (ctx: RequestContext) => HandlerResult | Promise<HandlerResult>): Operation {
+  return { availability: 'preLogin', handler };
+}
+
+/** An operation of a logged-in session. */
+export function inSession(handler: (ctx: SessionContext) => HandlerResult | Promise<HandlerResult>): Operation {
+  return { availability: 'session', handler: handler as Operation['handler'] };
+}
+
+/** An operation available before and after login (readStrings). */
+export function anytime(handler: (ctx: RequestContext & { session: Session | null }) => HandlerResult | Promise<HandlerResult>): Operation {
+  return { availability: 'anytime', handler };
+}
+
+export type OperationTable = Record<string, Operation>;
+
+class Context implements RequestContext {
+  constructor(
+    readonly id: string,
+    readonly request: XmlElement,
+    readonly conversation: Conversation,
+    readonly server: XimssServices,
+    readonly session: Session | null,
+    private readonly out: Output,
+  ) {}
+
+  send(message: XmlElement): void {
+    // `id` goes first, as in every example of the spec.
+    this.out(new XmlElement(message.name, { id: this.id, ...message.attrs }, message.children).toString());
+  }
+
+  sendUntagged(message: XmlElement): void {
+    this.out(message.toString());
+  }
+}
+
+/**
+ * The session engine: looks a request up in the operation table, checks that it may run
+ * in the conversation's state, runs it and writes its response (with `exeTime` when
+ * asked). Handlers report failures by throwing ServiceError; anything else thrown is an
+ * internal error, logged and answered without detail.
+ */
+export class Engine {
+  private readonly operations = new Map<string, Operation>();
+
+  constructor(readonly server: XimssServices) {}
+
+  register(table: OperationTable): void {
+    for (const [name, operation] of Object.entries(table)) {
+      if (this.operations.has(name)) throw new Error(`operation ${name} registered twice`);
+      this.operations.set(name, operation);
+    }
+  }
+
+  has(name: string): boolean {
+    return this.operations.has(name);
+  }
+
+  execute(conversation: Conversation, request: XmlElement, out: Output): void | Promise<void> {
+    const id = request.attrs.id;
+    if (id === undefined || id === '') {
+      out(errorResponse(undefined, `the id attribute is missing in <${request.name}>`));
+      return;
+    }
+    const exeTime = request.attrs.exeTime;
+    const started = exeTime !== undefined && exeTime !== '0' ? performance.now() : undefined;
+    const session = conversation.session;
+    session?.touch();
+
+    const operation = this.operations.get(request.name);
+    let problem: string | undefined;
+    if (!operation) problem = 'unknown command';
+    else if (operation.availability === 'session' && !session) problem = 'this operation requires login';
+    else if (operation.availability === 'preLogin' && session) problem = 'this operation is not available after login';
+    if (problem !== undefined) {
+      out(errorResponse(id, problem, 500, elapsed(started)));
+      return;
+    }
+
+    const context = new Context(id, request, conversation, this.server, session, out);
+    let result: HandlerResult | Promise<HandlerResult>;
+    try {
+      result = operation!.handler(context);
+    } catch (err) {
+      out(this.failure(id, request.name, err, started));
+      return;
+    }
+    if (result instanceof Promise) {
+      return result.then(
+        (value) => {
+          if (value !== NO_RESPONSE) out(okResponse(id, elapsed(started)));
+        },
+        (err: unknown) => out(this.failure(id, request.name, err, started)),
+      );
+    }
+    if (result !== NO_RESPONSE) out(okResponse(id, elapsed(started)));
+  }
+
+  private failure(id: string, op: string, err: unknown, started: number | undefined): string {
+    if (err instanceof ServiceError) return errorResponse(id, err.message, err.code, elapsed(started));
+    console.error(`ximss: ${op} failed:`, err);
+    return errorResponse(id, 'internal server error', 500, elapsed(started));
+  }
+}
+
+function elapsed(started: number | undefined): number | undefined {
+  return started === undefined ? undefined : Math.round(performance.now() - started);
+}

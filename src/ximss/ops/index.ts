@@ -1,0 +1,13 @@
+import type { Engine } from '../engine.js';
+import { loginOperations } from './login.js';
+import { notImplementedOperations } from './not-implemented.js';
+import { preLoginOperations } from './prelogin.js';
+import { serviceOperations } from './service.js';
+
+/** Registers every operation module with the engine: one table per spec section. */
+export function registerOperations(engine: Engine): void {
+  engine.register(preLoginOperations);
+  engine.register(loginOperations);
+  engine.register(serviceOperations);
+  engine.register(notImplementedOperations);
+}

@@ -1,0 +1,73 @@
+import type { Authenticated } from '../../services/auth.js';
+import { ServiceError } from '../../services/errors.js';
+import { el } from '../../xml/element.js';
+import { NO_RESPONSE, preLogin, type OperationTable, type RequestContext } from '../engine.js';
+
+/** Spec section "Login Operations": login (clear text, CRAM-MD5, PLAIN) and auth. */
+
+function decodeBase64(value: string | undefined, what: string): Buffer {
+  if (value === undefined) throw new ServiceError(`the ${what} attribute is missing`);
+  if (!/^[A-Za-z0-9+/]*={0,2}$/.test(value.trim())) throw new ServiceError(`the ${what} attribute is not base64 data`);
+  return Buffer.from(value.trim(), 'base64');
+}
+
+/** Creates the session for a successful login, tells the client, and binds the connection. */
+async function openSession(ctx: RequestContext, auth: Authenticated): Promise<void> {
+  const transport = ctx.conversation.transport;
+  if (!transport) throw new ServiceError('login is not possible on this connection');
+  const { sessions } = ctx.server;
+  const session = await sessions.create(auth, transport.kind, ctx.conversation.remoteAddress, ctx.conversation.clientVersion);
+  session.attach(transport.asyncSink(session));
+  ctx.conversation.session = session;
+  ctx.send(session.sessionMessage(ctx.server.version));
+  // Alerts posted while the user was away arrive right after the login response.
+  ctx.conversation.afterResponse = () => void sessions.deliverAlerts(session.account.id);
+}
+
+export const loginOperations: OperationTable = {
+  login: preLogin(async (ctx) => {
+    const { method, authData, password, version, domain } = ctx.request.attrs;
+    const { auth } = ctx.server;
+    const conversation = ctx.conversation;
+    conversation.clientVersion = version;
+    const domainHint = domain || conversation.targetDomain;
+    const mechanism = (method ?? '').toUpperCase();
+
+    if (mechanism === '' || mechanism === 'CLEAR' || mechanism === 'PASSWORD') {
+      if (!authData) throw new ServiceError('the authData attribute (the account name) is missing');
+      if (password === undefined) throw new ServiceError('the password attribute is missing');
+      await openSession(ctx, await auth.checkPassword(authData, password, domainHint, conversation.remoteAddress));
+      return;
+    }
+    if (mechanism === 'PLAIN') {
+      if (authData === undefined) {
+        conversation.pendingAuth = { id: ctx.id, mechanism: 'PLAIN', challenge: '', domainHint };
+        ctx.sendUntagged(el('challenge', { value: '' }));
+        return NO_RESPONSE;
+      }
+      await openSession(ctx, await auth.checkPlain(decodeBase64(authData, 'authData'), domainHint, conversation.remoteAddress));
+      return;
+    }
+    if (mechanism === 'CRAM-MD5') {
+      const challenge = auth.newChallenge();
+      conversation.pendingAuth = { id: ctx.id, mechanism: 'CRAM-MD5', challenge, domainHint };
+      ctx.sendUntagged(el('challenge', { value: Buffer.from(challenge).toString('base64') }));
+      return NO_RESPONSE;
+    }
+    throw new ServiceError(`unsupported authentication method ${method}`);
+  }),
+
+  auth: preLogin(async (ctx) => {
+    const pending = ctx.conversation.pendingAuth;
+    ctx.conversation.pendingAuth = undefined;
+    if (!pending || pending.id !== ctx.id) throw new ServiceError('no authentication in progress with this id');
+    const { auth } = ctx.server;
+    const answer = decodeBase64(ctx.request.attrs.value, 'value');
+    const address = ctx.conversation.remoteAddress;
+    const result =
+      pending.mechanism === 'CRAM-MD5'
+        ? await auth.checkCramMd5(pending.challenge, answer.toString('utf8'), pending.domainHint, address)
+        : await auth.checkPlain(answer, pending.domainHint, address);
+    await openSession(ctx, result);
+  }),
+};

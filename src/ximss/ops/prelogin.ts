@@ -1,0 +1,61 @@
+import { settingIsYes } from '../../services/accounts.js';
+import { ServiceError } from '../../services/errors.js';
+import { el } from '../../xml/element.js';
+import { preLogin, type OperationTable, type RequestContext } from '../engine.js';
+
+/** Spec section "Pre-Login Operations" (readStrings, served before and after login, is in service.ts). */
+
+/** A pre-login operation's `domain` attribute selects the target domain for what follows. */
+async function selectDomain(ctx: RequestContext): Promise<string> {
+  const requested = ctx.request.attrs.domain;
+  if (requested !== undefined && requested !== '') {
+    const domain = await ctx.server.accounts.getDomain(requested).catch(() => undefined);
+    if (domain) ctx.conversation.targetDomain = domain.name;
+  }
+  return ctx.conversation.targetDomain ?? ctx.server.accounts.defaultDomain;
+}
+
+export const preLoginOperations: OperationTable = {
+  listFeatures: preLogin(async (ctx) => {
+    const domainName = await selectDomain(ctx);
+    const domain = await ctx.server.accounts.getDomain(domainName);
+    const features = el('features', undefined, el('domain', undefined, domainName));
+    for (const mechanism of ['CRAM-MD5', 'PLAIN']) features.add('sasl', undefined, mechanism);
+    if (ctx.conversation.transport?.canStartTls()) features.add('starttls');
+    features.add('nonce', undefined, ctx.server.nonces.issue());
+    if (domain && settingIsYes(domain.settings.SignupAllowed)) features.add('signup');
+    ctx.send(features);
+  }),
+
+  starttls: preLogin(async (ctx) => {
+    await selectDomain(ctx);
+    const transport = ctx.conversation.transport;
+    if (!transport || ctx.conversation.secure) throw new ServiceError('TLS is already active on this connection');
+    if (!transport.canStartTls()) throw new ServiceError('TLS is not available on this connection');
+    ctx.conversation.afterResponse = () => transport.startTls();
+  }),
+
+  recoverPassword: preLogin(async (ctx) => {
+    await selectDomain(ctx);
+    throw new ServiceError('password recovery by E-mail is not available: this server does not send mail yet');
+  }),
+
+  signup: preLogin(async (ctx) => {
+    const domainName = await selectDomain(ctx);
+    const domain = await ctx.server.accounts.getDomain(domainName);
+    if (!domain || !settingIsYes(domain.settings.SignupAllowed)) throw new ServiceError('self sign-up is not allowed in this domain');
+    const { userName, password, realName, recoverPassword } = ctx.request.attrs;
+    if (!userName) throw new ServiceError('the userName attribute is missing');
+    if (!password) throw new ServiceError('the password attribute is missing');
+    // Sign-up is rate-limited like a failed login, so that it cannot be used to probe names
+    // or to create accounts in bulk.
+    await new Promise((resolve) => setTimeout(resolve, ctx.server.config.limits.loginFailureDelayMs));
+    const local = userName.includes('@') ? userName.slice(0, userName.lastIndexOf('@')) : userName;
+    await ctx.server.accounts.create({
+      address: `${local}@${domain.name}`,
+      password,
+      realName: realName || undefined,
+      recoveryEmail: recoverPassword || undefined,
+    });
+  }),
+};

@@ -1,0 +1,192 @@
+import iconv from 'iconv-lite';
+import { settingIsYes } from '../../services/accounts.js';
+import { ServiceError } from '../../services/errors.js';
+import type { Settings } from '../../store/store.js';
+import { el, type XmlElement } from '../../xml/element.js';
+import { appendValue, isDictionary, readValue, type XimssValue } from '../../xml/objects.js';
+import { formatGmt, formatLocal, parseGmt } from '../../xml/time.js';
+import { anytime, inSession, type OperationTable, type SessionContext } from '../engine.js';
+
+/** Spec section "Service Operations" (plus the 6.2 session data and language operations). */
+
+const MIN_IDLE_TIMEOUT = 5;
+const MAX_IDLE_TIMEOUT = 24 * 3600;
+
+/** Charset names offered to clients: the common MIME charsets this server can decode. */
+const CHARSET_CANDIDATES = [
+  'utf-8', 'us-ascii', 'iso-8859-1', 'iso-8859-2', 'iso-8859-3', 'iso-8859-4', 'iso-8859-5', 'iso-8859-6',
+  'iso-8859-7', 'iso-8859-8', 'iso-8859-9', 'iso-8859-10', 'iso-8859-13', 'iso-8859-14', 'iso-8859-15',
+  'iso-8859-16', 'windows-1250', 'windows-1251', 'windows-1252', 'windows-1253', 'windows-1254',
+  'windows-1255', 'windows-1256', 'windows-1257', 'windows-1258', 'koi8-r', 'koi8-u', 'ibm866', 'macintosh',
+  'shift_jis', 'euc-jp', 'iso-2022-jp', 'gb2312', 'gbk', 'gb18030', 'big5', 'euc-kr', 'tis-620', 'utf-16',
+  'utf-16le', 'utf-16be', 'utf-7',
+];
+const KNOWN_CHARSETS = CHARSET_CANDIDATES.filter((name) => iconv.encodingExists(name));
+
+function timeAttrs(date: Date, timeZone: string | undefined): { gmtTime: string; localTime: string } {
+  return { gmtTime: formatGmt(date), localTime: formatLocal(date, timeZone) };
+}
+
+function settingText(value: XimssValue | undefined): string {
+  return typeof value === 'string' ? value : '';
+}
+
+function sessionDataMessage(ctx: SessionContext): XmlElement {
+  const name = ctx.request.attrs.name;
+  const message = el('sessionData', { name });
+  const value = name === undefined ? ctx.session.data : ctx.session.data[name];
+  if (value !== undefined) appendValue(message, value);
+  return message;
+}
+
+export const serviceOperations: OperationTable = {
+  noop: inSession(() => {}),
+
+  bye: inSession((ctx) => {
+    const { sessions } = ctx.server;
+    const session = ctx.session;
+    const transport = ctx.conversation.transport;
+    // The response goes out first; then the session ends and the connection closes.
+    ctx.conversation.afterResponse = () => {
+      sessions.end(session, false);
+      ctx.conversation.session = null;
+      if (session.binding === 'tcp') transport?.close();
+    };
+  }),
+
+  passwordModify: inSession(async (ctx) => {
+    const { oldPassword, newPassword, recoveryEMail, name, remove } = ctx.request.attrs;
+    if (name !== undefined || remove !== undefined) {
+      throw new ServiceError('application passwords are not supported by this server');
+    }
+    if (oldPassword === undefined) throw new ServiceError('the oldPassword attribute is missing');
+    const { accounts, auth } = ctx.server;
+    await auth.checkCurrentPassword(ctx.session.account, oldPassword, ctx.conversation.remoteAddress);
+    if (newPassword !== undefined) {
+      const settings = await accounts.effectiveSettings(ctx.session.account);
+      if (!settingIsYes(settings.PWDAllowed)) throw new ServiceError('password modification is not allowed for this account');
+      await accounts.setPassword(ctx.session.account, newPassword);
+    }
+    if (recoveryEMail !== undefined) await accounts.setRecoveryEmail(ctx.session.account, recoveryEMail);
+  }),
+
+  setSessionOption: inSession((ctx) => {
+    const { name, value } = ctx.request.attrs;
+    if (!name) throw new ServiceError('the name attribute is missing');
+    switch (name) {
+      case 'reportMailboxChanges':
+        ctx.session.reportMailboxChanges = (value ?? '').toLowerCase() === 'yes';
+        return;
+      case 'idleTimeout': {
+        const seconds = Number(value);
+        if (!value || !Number.isFinite(seconds) || seconds <= 0) throw new ServiceError('idleTimeout must be a positive number of seconds');
+        ctx.session.setIdleTimeout(Math.min(MAX_IDLE_TIMEOUT, Math.max(MIN_IDLE_TIMEOUT, Math.ceil(seconds))));
+        return;
+      }
+      default:
+        throw new ServiceError(`unknown session option ${name}`);
+    }
+  }),
+
+  readStrings: anytime((ctx) => {
+    const { vocabulary } = ctx.server;
+    const { language: requested, timeModified, skinName } = ctx.request.attrs;
+    const prefLanguage = ctx.session ? settingText(ctx.session.prefs.Language) : undefined;
+    const language = vocabulary.resolve(requested || prefLanguage);
+    const modified = vocabulary.modified(language);
+    const message = el('strings', {
+      skinName: skinName ?? '',
+      language: requested ?? '',
+      timeModified: formatGmt(modified),
+    });
+    const since = timeModified ? parseGmt(timeModified) : undefined;
+    if (timeModified && !since) throw new ServiceError('timeModified must be a GMT time (YYYYMMDDTHHMMSS)');
+    // Only send the vocabulary when it is newer than the client's copy (whole seconds).
+    if (!since || Math.floor(modified.getTime() / 1000) > Math.floor(since.getTime() / 1000)) {
+      message.append(...vocabulary.body(language));
+    }
+    ctx.send(message);
+  }),
+
+  readTime: inSession((ctx) => {
+    ctx.send(el('currentTime', timeAttrs(new Date(), ctx.session.timeZone)));
+  }),
+
+  readSession: inSession((ctx) => {
+    ctx.send(ctx.session.sessionMessage(ctx.server.version));
+  }),
+
+  readStatus: inSession(async (ctx) => {
+    const session = ctx.session;
+    const settings: Settings = await ctx.server.accounts.effectiveSettings(session.account);
+    const status = el('currentStatus');
+    const limit = settingText(settings.MaxAccountSize);
+    // No mail store yet: nothing is stored, so nothing is used.
+    status.add('messageStore', { used: 0, limit: parseSize(limit) });
+    const tz = session.timeZone;
+    if (session.prevLogin) status.add('PrevLogin', { ...timeAttrs(session.prevLogin.time, tz), ip: session.prevLogin.address });
+    if (session.lastFailedLogin) {
+      status.add('LastFailedLogin', { ...timeAttrs(session.lastFailedLogin.time, tz), ip: session.lastFailedLogin.address });
+    }
+    for (const key of ['RulesAllowed', 'SignalRulesAllowed', 'RPOPAllowed', 'PWDAllowed']) {
+      status.add(key, undefined, settingText(settings[key]));
+    }
+    if (session.account.recoveryEmail) status.add('PasswordRecovery', undefined, session.account.recoveryEmail);
+    status.add('timeout', { idle: session.idleTimeoutSeconds });
+    ctx.send(status);
+  }),
+
+  listKnownValues: inSession((ctx) => {
+    const values = el('knownValues');
+    values.add('tzid', { name: 'HostOS' });
+    for (const name of Intl.supportedValuesOf('timeZone')) values.add('tzid', { name });
+    for (const name of KNOWN_CHARSETS) values.add('charset', { name });
+    ctx.send(values);
+  }),
+
+  getSessionData: inSession((ctx) => {
+    ctx.send(sessionDataMessage(ctx));
+  }),
+
+  setSessionData: inSession((ctx) => {
+    const { name } = ctx.request.attrs;
+    const remove = ctx.request.attrs.delete;
+    const session = ctx.session;
+    if (remove !== undefined && remove !== 'no') {
+      if (name === undefined) session.data = {};
+      else delete session.data[name];
+      return;
+    }
+    let value: XimssValue;
+    try {
+      value = readValue(ctx.request);
+    } catch (err) {
+      throw new ServiceError(`bad session data: ${(err as Error).message}`);
+    }
+    if (name !== undefined) {
+      session.data[name] = value;
+    } else {
+      if (!isDictionary(value) && value !== '') throw new ServiceError('session data must be a dictionary');
+      session.data = isDictionary(value) ? value : {};
+    }
+  }),
+
+  getLanguage: inSession((ctx) => {
+    ctx.send(el('language', undefined, ctx.session.language));
+  }),
+
+  setLanguage: inSession((ctx) => {
+    const { language } = ctx.request.attrs;
+    if (!language) throw new ServiceError('the language attribute is missing');
+    if (!/^[A-Za-z][A-Za-z_-]{0,63}$/.test(language)) throw new ServiceError('invalid language name');
+    ctx.session.language = language;
+  }),
+};
+
+/** `unlimited`, a number of bytes, or a number with K/M/G/T: bytes, or undefined for unlimited. */
+function parseSize(value: string): number | undefined {
+  const m = /^(\d+)\s*([KMGT]?)B?$/i.exec(value.trim());
+  if (!m) return undefined;
+  const scale = { '': 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3, T: 1024 ** 4 }[m[2]!.toUpperCase() as '' | 'K' | 'M' | 'G' | 'T'];
+  return Number(m[1]) * scale;
+}

@@ -1,0 +1,27 @@
+import type { SecureContext } from 'node:tls';
+import type { Config } from '../config.js';
+import type { AccountService } from '../services/accounts.js';
+import type { AlertService } from '../services/alerts.js';
+import type { AuthService } from '../services/auth.js';
+import type { EventBus } from '../services/bus.js';
+import type { Store } from '../store/store.js';
+import type { NonceRegistry } from './nonces.js';
+import type { SessionManager } from './sessions.js';
+import type { Vocabulary } from './vocabulary.js';
+
+/** What XIMSS operation handlers may use: the services, never the store's SQL. */
+export interface XimssServices {
+  readonly config: Config;
+  readonly store: Store;
+  readonly bus: EventBus;
+  readonly accounts: AccountService;
+  readonly auth: AuthService;
+  readonly alerts: AlertService;
+  readonly sessions: SessionManager;
+  readonly nonces: NonceRegistry;
+  readonly vocabulary: Vocabulary;
+  /** The TLS context for starttls and implicit-TLS listeners. */
+  readonly tls: SecureContext | undefined;
+  /** The XIMSS protocol version reported in `session` (6.x.y: what clients test for). */
+  readonly version: string;
+}

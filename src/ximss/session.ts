@@ -1,0 +1,137 @@
+import { randomInt } from 'node:crypto';
+import type { AccountRecord, LoginRecord, Settings } from '../store/store.js';
+import { el, type XmlElement } from '../xml/element.js';
+import type { XimssValue } from '../xml/objects.js';
+
+export type BindingKind = 'tcp' | 'http';
+
+/** Where a session's asynchronous messages go: the TCP connection, or the HTTP poll queue. */
+export interface AsyncSink {
+  deliver(xml: string): void;
+  /** The session has ended: drop the connection or answer later polls with 550. */
+  ended(): void;
+}
+
+const URL_ID_ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
+let sessionCounter = 0;
+
+/** `<digits>-<20 alphanumerics>`: the shape clients expect; the random part guards the session. */
+function newUrlId(): string {
+  let random = '';
+  for (let i = 0; i < 20; i++) random += URL_ID_ALPHABET[randomInt(URL_ID_ALPHABET.length)];
+  return `${++sessionCounter}-${random}`;
+}
+
+export interface SessionInit {
+  account: AccountRecord;
+  prefs: Settings;
+  binding: BindingKind;
+  remoteAddress: string;
+  clientVersion: string | undefined;
+  prevLogin: LoginRecord | null;
+  lastFailedLogin: LoginRecord | null;
+  idleTimeoutSeconds: number;
+}
+
+/**
+ * One logged-in XIMSS session: who, from where, with which options, and where its
+ * asynchronous messages go. The same object serves a TCP connection or an HTTP client.
+ */
+export class Session {
+  readonly urlID = newUrlId();
+  readonly binding: BindingKind;
+  readonly remoteAddress: string;
+  readonly clientVersion: string | undefined;
+  readonly prevLogin: LoginRecord | null;
+  readonly lastFailedLogin: LoginRecord | null;
+  readonly started = new Date();
+  account: AccountRecord;
+  /** Effective preferences, read at login and on prefsReload. */
+  prefs: Settings;
+  reportMailboxChanges = false;
+  idleTimeoutSeconds: number;
+  /** The language for scripts and templates (getLanguage/setLanguage). */
+  language: string;
+  /** The session's free-form parameter dictionary (getSessionData/setSessionData). */
+  data: { [key: string]: XimssValue } = {};
+  /** Guards HTTP access: when set, requests must come from this address. */
+  ipGuard: string | undefined;
+  /** When set, HTTP requests must carry this cookie value. */
+  cookieGuard: string | undefined;
+  closed = false;
+  private sink: AsyncSink | undefined;
+  private idleTimer: NodeJS.Timeout | undefined;
+  private onIdle: (() => void) | undefined;
+
+  constructor(init: SessionInit) {
+    this.account = init.account;
+    this.prefs = init.prefs;
+    this.binding = init.binding;
+    this.remoteAddress = init.remoteAddress;
+    this.clientVersion = init.clientVersion;
+    this.prevLogin = init.prevLogin;
+    this.lastFailedLogin = init.lastFailedLogin;
+    this.idleTimeoutSeconds = init.idleTimeoutSeconds;
+    this.language = typeof init.prefs.Language === 'string' ? init.prefs.Language : 'English';
+  }
+
+  get userName(): string {
+    return `${this.account.name}@${this.account.domain}`;
+  }
+
+  get timeZone(): string | undefined {
+    return typeof this.prefs.TimeZone === 'string' ? this.prefs.TimeZone : undefined;
+  }
+
+  /** The `session` data message (without the request id). */
+  sessionMessage(serverVersion: string): XmlElement {
+    return el('session', {
+      urlID: this.urlID,
+      userName: this.userName,
+      realName: this.account.realName || undefined,
+      version: serverVersion,
+    });
+  }
+
+  attach(sink: AsyncSink): void {
+    this.sink = sink;
+  }
+
+  /** Sends an asynchronous data message (no id) to the client. */
+  sendAsync(message: XmlElement | string): void {
+    if (this.closed || !this.sink) return;
+    this.sink.deliver(typeof message === 'string' ? message : message.toString());
+  }
+
+  /** Starts (or restarts) the idle timer; `onIdle` runs when it fires. */
+  armIdleTimer(onIdle: () => void): void {
+    this.onIdle = onIdle;
+    if (this.idleTimer) clearTimeout(this.idleTimer);
+    this.idleTimer = setTimeout(() => this.onIdle?.(), this.idleTimeoutSeconds * 1000);
+    this.idleTimer.unref();
+  }
+
+  /** Called on every request: the session is not idle. */
+  touch(): void {
+    this.idleTimer?.refresh();
+  }
+
+  setIdleTimeout(seconds: number): void {
+    this.idleTimeoutSeconds = seconds;
+    if (this.onIdle) this.armIdleTimer(this.onIdle);
+  }
+
+  /**
+   * Ends the session: optionally tells the client (`bye`), then lets the binding drop its
+   * connection. Idempotent. The session manager unregisters it.
+   */
+  end(sendBye: boolean): void {
+    if (this.closed) return;
+    if (sendBye) this.sendAsync('<bye/>');
+    this.closed = true;
+    if (this.idleTimer) clearTimeout(this.idleTimer);
+    this.idleTimer = undefined;
+    this.onIdle = undefined;
+    this.sink?.ended();
+  }
+}

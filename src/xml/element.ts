@@ -1,0 +1,109 @@
+/**
+ * A small, fast XML element model: the one shape every XIMSS request, data message and
+ * (later) XMPP stanza takes inside the server. Attributes keep their order; children are
+ * elements or text.
+ */
+export type XmlNode = XmlElement | string;
+
+export class XmlElement {
+  readonly name: string;
+  readonly attrs: Record<string, string>;
+  readonly children: XmlNode[];
+
+  constructor(name: string, attrs?: Record<string, string | number | boolean | undefined | null>, children?: XmlNode[]) {
+    this.name = name;
+    this.attrs = {};
+    if (attrs) {
+      for (const key of Object.keys(attrs)) {
+        const value = attrs[key];
+        if (value !== undefined && value !== null) this.attrs[key] = String(value);
+      }
+    }
+    this.children = children ?? [];
+  }
+
+  /** The attribute value, or undefined. */
+  attr(name: string): string | undefined {
+    return this.attrs[name];
+  }
+
+  setAttr(name: string, value: string | number | undefined): this {
+    if (value === undefined) delete this.attrs[name];
+    else this.attrs[name] = String(value);
+    return this;
+  }
+
+  /** Appends a child element or text and returns this element (for chaining). */
+  append(...nodes: (XmlNode | undefined | null | false)[]): this {
+    for (const node of nodes) if (node !== undefined && node !== null && node !== false) this.children.push(node);
+    return this;
+  }
+
+  /** Appends a new child element and returns the child. */
+  add(name: string, attrs?: Record<string, string | number | boolean | undefined | null>, text?: string): XmlElement {
+    const child = new XmlElement(name, attrs, text === undefined ? undefined : [text]);
+    this.children.push(child);
+    return child;
+  }
+
+  elements(name?: string): XmlElement[] {
+    const out: XmlElement[] = [];
+    for (const c of this.children) if (typeof c !== 'string' && (name === undefined || c.name === name)) out.push(c);
+    return out;
+  }
+
+  element(name: string): XmlElement | undefined {
+    for (const c of this.children) if (typeof c !== 'string' && c.name === name) return c;
+    return undefined;
+  }
+
+  /** The concatenated text of the direct text children. */
+  text(): string {
+    let s = '';
+    for (const c of this.children) if (typeof c === 'string') s += c;
+    return s;
+  }
+
+  toString(): string {
+    return serialize(this);
+  }
+}
+
+export function el(
+  name: string,
+  attrs?: Record<string, string | number | boolean | undefined | null>,
+  ...children: (XmlNode | undefined | null | false)[]
+): XmlElement {
+  return new XmlElement(name, attrs).append(...children);
+}
+
+const TEXT_SPECIAL = /[&<>]/;
+const ATTR_SPECIAL = /[&<>"\r\n\t]/;
+
+export function escapeText(s: string): string {
+  if (!TEXT_SPECIAL.test(s)) return s;
+  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+}
+
+export function escapeAttr(s: string): string {
+  if (!ATTR_SPECIAL.test(s)) return s;
+  return s
+    .replace(/&/g, '&amp;')
+    .replace(/</g, '&lt;')
+    .replace(/>/g, '&gt;')
+    .replace(/"/g, '&quot;')
+    .replace(/\r/g, '&#13;')
+    .replace(/\n/g, '&#10;')
+    .replace(/\t/g, '&#9;');
+}
+
+/** Compact serialization (no whitespace between elements), as XIMSS clients expect. */
+export function serialize(node: XmlNode): string {
+  if (typeof node === 'string') return escapeText(node);
+  let s = '<' + node.name;
+  for (const key of Object.keys(node.attrs)) s += ' ' + key + '="' + escapeAttr(node.attrs[key]!) + '"';
+  if (node.children.length === 0) return s + '/>';
+  s += '>';
+  for (const child of node.children) s += serialize(child);
+  return s + '</' + node.name + '>';
+}

@@ -1,0 +1,73 @@
+/**
+ * XIMSS date-time values: the iCalendar basic form `YYYYMMDDTHHMMSS`, in GMT (`gmtTime`)
+ * or in the account's time zone (`localTime`).
+ */
+function pad(n: number, width = 2): string {
+  return String(n).padStart(width, '0');
+}
+
+export function formatGmt(date: Date): string {
+  return (
+    pad(date.getUTCFullYear(), 4) +
+    pad(date.getUTCMonth() + 1) +
+    pad(date.getUTCDate()) +
+    'T' +
+    pad(date.getUTCHours()) +
+    pad(date.getUTCMinutes()) +
+    pad(date.getUTCSeconds())
+  );
+}
+
+const formatters = new Map<string, Intl.DateTimeFormat>();
+
+function formatterFor(timeZone: string): Intl.DateTimeFormat {
+  let f = formatters.get(timeZone);
+  if (!f) {
+    f = new Intl.DateTimeFormat('en-US', {
+      timeZone,
+      hourCycle: 'h23',
+      year: 'numeric',
+      month: '2-digit',
+      day: '2-digit',
+      hour: '2-digit',
+      minute: '2-digit',
+      second: '2-digit',
+    });
+    formatters.set(timeZone, f);
+  }
+  return f;
+}
+
+/** True when the runtime knows this IANA time zone name. */
+export function isKnownTimeZone(timeZone: string): boolean {
+  try {
+    formatterFor(timeZone);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The server's own zone, what CommuniGate calls "HostOS". */
+export function hostTimeZone(): string {
+  return Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC';
+}
+
+/**
+ * `date` as wall-clock time in `timeZone` (an IANA name; "HostOS" or an unknown name means
+ * the server's zone).
+ */
+export function formatLocal(date: Date, timeZone: string | undefined): string {
+  const zone = !timeZone || timeZone === 'HostOS' || !isKnownTimeZone(timeZone) ? hostTimeZone() : timeZone;
+  const parts = formatterFor(zone).formatToParts(date);
+  const get = (type: Intl.DateTimeFormatPartTypes): string => parts.find((p) => p.type === type)?.value ?? '00';
+  return get('year') + get('month') + get('day') + 'T' + get('hour') + get('minute') + get('second');
+}
+
+/** Parses `YYYYMMDDTHHMMSS` (optionally with a trailing Z) as GMT; undefined when malformed. */
+export function parseGmt(value: string): Date | undefined {
+  const m = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z?$/.exec(value.trim());
+  if (!m) return undefined;
+  const date = new Date(Date.UTC(+m[1]!, +m[2]! - 1, +m[3]!, +m[4]!, +m[5]!, +m[6]!));
+  return Number.isNaN(date.getTime()) ? undefined : date;
+}
