@@ -59,6 +59,11 @@ export class Conversation {
     return this.queue.length - this.head;
   }
 
+  /** True when no request is queued or running. */
+  get idle(): boolean {
+    return !this.running && this.head >= this.queue.length;
+  }
+
   /**
    * Queues a request, or a ready reply to write once everything before it has been
    * answered; `done` runs once its response has been written to `out`.

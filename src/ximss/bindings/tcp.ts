@@ -28,6 +28,7 @@ export class TcpConnection implements TransportControl {
   private heldForTls: Buffer[] | undefined;
   private readPausedForQueue = false;
   private readPausedForOutput = false;
+  private inputEnded = false;
 
   constructor(
     private readonly engine: Engine,
@@ -60,7 +61,11 @@ export class TcpConnection implements TransportControl {
     });
     socket.on('error', () => socket.destroy());
     socket.on('close', () => this.onSocketClosed());
-    socket.on('end', () => this.close());
+    // A client may half-close after its last request: answer what it sent, then close.
+    socket.on('end', () => {
+      this.inputEnded = true;
+      if (this.conversation.idle) this.close();
+    });
   }
 
   private armPreLoginTimeout(): void {
@@ -154,6 +159,10 @@ export class TcpConnection implements TransportControl {
   }
 
   private onQueueLength(length: number): void {
+    if (length === 0 && this.inputEnded) {
+      this.close();
+      return;
+    }
     if (length > this.limits.maxPendingRequests && !this.readPausedForQueue) {
       this.readPausedForQueue = true;
       this.updateReading();
@@ -254,7 +263,10 @@ export class TcpListener {
     secureContext?: tls.SecureContext,
   ) {
     const onSocket = (socket: net.Socket): void => void this.adopt(socket);
-    this.server = secureContext ? tls.createServer({ secureContext }, onSocket) : net.createServer(onSocket);
+    // allowHalfOpen: a client that half-closes after its last request still gets the answers.
+    this.server = secureContext
+      ? tls.createServer({ secureContext, allowHalfOpen: true }, onSocket)
+      : net.createServer({ allowHalfOpen: true }, onSocket);
     this.server.on('error', (err) => console.error('ximss listener error:', err));
   }
 
