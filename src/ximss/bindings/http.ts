@@ -1,43 +1,483 @@
 import http from 'node:http';
 import net from 'node:net';
 import tls from 'node:tls';
+import type { Authenticated } from '../../services/auth.js';
+import { ServiceError } from '../../services/errors.js';
+import { Conversation, type TransportControl } from '../conversation.js';
 import type { Engine } from '../engine.js';
+import { errorResponse } from '../protocol.js';
+import type { AsyncSink, Session } from '../session.js';
+import {
+  EMPTY_XIMSS,
+  HttpSession,
+  SESSION_GONE,
+  httpSessionOf,
+  parseBatch,
+  runBatch,
+  ximssError,
+  ximssReply,
+  type HttpReply,
+} from './http-session.js';
 import type { TcpListener } from './tcp.js';
 
+const XML_TYPE = 'text/xml; charset=utf-8';
+const TEXT_TYPE = 'text/plain; charset=utf-8';
+const COOKIE_NAME = 'CGateProWebUser';
+/** How long in-flight answers may take to finish when the listener closes. */
+const CLOSE_GRACE_MS = 2000;
+
+const LOGIN_PATH = /^\/ximsslogin\/?$/i;
+const SESSION_PATH = /^\/session\/([^/]+)(?:\/(.*))?$/i;
+/** The spec's other /Session/<id>/ resources, served once their sections exist. */
+const LATER_RESOURCES = new Set(['mime', 'profile', 'upload', 'download', 'export', 'certandkey.pfx']);
+
+const STATUS_TEXT: Record<number, string> = { [SESSION_GONE]: 'Session Not Found' };
+
+/** Request parameters by lower-cased name: clients spell `userName`, `username`, `sessionID`... */
+type Params = Map<string, string>;
+
+/** Collects parameters; a later source (the form body) overrides an earlier one (the query). */
+function paramsOf(...sources: URLSearchParams[]): Params {
+  const params: Params = new Map();
+  for (const source of sources) for (const [name, value] of source) params.set(name.toLowerCase(), value);
+  return params;
+}
+
+/** A yes/no parameter: `1`, `yes`, `true` or a bare name mean yes. */
+function flag(value: string | undefined): boolean {
+  return value !== undefined && !['0', 'no', 'false', 'off'].includes(value.toLowerCase());
+}
+
+function normalizeAddress(address: string | undefined): string {
+  if (!address) return 'unknown';
+  return address.startsWith('::ffff:') ? address.slice(7) : address;
+}
+
+function basicCredentials(header: string | undefined): { user: string; password: string } | undefined {
+  const match = header ? /^Basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(header) : null;
+  if (!match) return undefined;
+  const decoded = Buffer.from(match[1]!, 'base64').toString('utf8');
+  const colon = decoded.indexOf(':');
+  if (colon <= 0) return undefined;
+  return { user: decoded.slice(0, colon), password: decoded.slice(colon + 1) };
+}
+
+function cookieValues(header: string | undefined, name: string): string[] {
+  if (!header) return [];
+  const values: string[] = [];
+  for (const pair of header.split(';')) {
+    const eq = pair.indexOf('=');
+    if (eq > 0 && pair.slice(0, eq).trim() === name) values.push(pair.slice(eq + 1).trim());
+  }
+  return values;
+}
+
 /**
- * XIMSS over HTTP, as the existing web clients use it. A connection whose first byte is
- * `<` is a raw XIMSS connection and is handed to the TCP binding.
+ * Cross-origin web clients are allowed, but without credentials: a browser would otherwise
+ * attach a remembered Basic password to another site's login request and let that site
+ * read the new session's urlID.
+ */
+function corsHeaders(req: http.IncomingMessage): Record<string, string> {
+  return req.headers.origin ? { 'Access-Control-Allow-Origin': '*' } : {};
+}
+
+type Body = { kind: 'ok'; text: string } | { kind: 'tooLarge' } | { kind: 'aborted' };
+
+/** Reads the request body, giving up (without reading the rest) past `limit` bytes. */
+function readBody(req: http.IncomingMessage, limit: number): Promise<Body> {
+  const declared = Number(req.headers['content-length']);
+  if (Number.isFinite(declared) && declared > limit) return Promise.resolve({ kind: 'tooLarge' });
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const stop = (result: Body): void => {
+      req.removeAllListeners('data');
+      req.removeAllListeners('end');
+      resolve(result);
+    };
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) stop({ kind: 'tooLarge' });
+      else chunks.push(chunk);
+    });
+    req.on('end', () => stop({ kind: 'ok', text: Buffer.concat(chunks, size).toString('utf8') }));
+    req.on('error', () => stop({ kind: 'aborted' }));
+    req.on('close', () => {
+      if (!req.complete) stop({ kind: 'aborted' });
+    });
+  });
+}
+
+/** Per-login choices of the client: where requests may come from, and whether a cookie is used. */
+interface LoginOptions {
+  ipWatch: boolean;
+  useCookie: boolean;
+}
+
+function loginOptions(params: Params): LoginOptions {
+  return {
+    ipWatch: !flag(params.get('disableipwatch')),
+    useCookie: flag(params.get('enableusecookie')) && !flag(params.get('disableusecookie')),
+  };
+}
+
+/**
+ * The transport of a pre-login batch posted to /XIMSSLogin/: a `login` in the batch
+ * starts an HTTP session with the options of that request.
+ */
+class LoginTransport implements TransportControl {
+  readonly kind = 'http' as const;
+  /** The session a `login` of the batch started. */
+  started: Session | undefined;
+
+  constructor(
+    private readonly listener: HttpListener,
+    private readonly options: LoginOptions,
+    private readonly address: string,
+  ) {}
+
+  asyncSink(session: Session): AsyncSink {
+    this.started = session;
+    return this.listener.startHttpSession(session, this.options, this.address);
+  }
+
+  canStartTls(): boolean {
+    return false;
+  }
+
+  startTls(): void {}
+
+  close(): void {}
+}
+
+/**
+ * XIMSS over HTTP, as the existing web clients use it: login at /XIMSSLogin/, `<XIMSS>`
+ * batches to /Session/<urlID>/sync and /async, long polls at /Session/<urlID>/ or /get.
+ * Every request of a session goes through that session's one conversation, so batches run
+ * in order. A connection whose first byte is `<` is a raw XIMSS connection and is handed
+ * to the TCP binding.
  */
 export class HttpListener {
   private readonly server: net.Server;
   private readonly http: http.Server;
+  private readonly secure: boolean;
+  /** Connections not yet sniffed, and the HTTP ones: closed by close(). */
+  private readonly unsniffed = new Set<net.Socket>();
+  private readonly httpSockets = new Set<net.Socket>();
+  private readonly active = new Set<http.ServerResponse>();
+  /** Polls waiting on this listener, answered by close(). */
+  private readonly polls = new Set<{ state: HttpSession }>();
+  private closing = false;
 
   constructor(
     private readonly engine: Engine,
     private readonly tcp: TcpListener,
     secureContext?: tls.SecureContext,
   ) {
+    this.secure = secureContext !== undefined;
     this.http = http.createServer((req, res) => this.handle(req, res));
+    this.http.keepAliveTimeout = 30_000;
+    // The listener never calls http.listen(), so Node's own request timers do not run: an
+    // inactivity limit beyond the longest poll stands in for them.
+    this.http.timeout = (this.limits.maxPollSeconds + 30) * 1000;
     const sniff = (socket: net.Socket): void => {
+      this.unsniffed.add(socket);
+      socket.setTimeout(this.limits.idleTimeoutSeconds * 1000, () => socket.destroy());
       socket.once('data', (first: Buffer) => {
+        this.unsniffed.delete(socket);
+        socket.setTimeout(0);
         if (first[0] === 0x3c /* < */) {
           this.tcp.adopt(socket, first);
         } else {
+          this.httpSockets.add(socket);
+          socket.once('close', () => this.httpSockets.delete(socket));
           socket.pause();
           socket.unshift(first);
           this.http.emit('connection', socket);
           socket.resume();
         }
       });
+      socket.once('close', () => this.unsniffed.delete(socket));
       socket.on('error', () => socket.destroy());
     };
-    this.server = secureContext ? tls.createServer({ secureContext }, sniff) : net.createServer(sniff);
+    // tls.createServer() ignores a ready `secureContext` option (it builds its own from
+    // cert/key), so HTTPS connections are wrapped here, as starttls does.
+    const accept = secureContext
+      ? (raw: net.Socket): void => {
+          raw.on('error', () => raw.destroy());
+          sniff(new tls.TLSSocket(raw, { isServer: true, secureContext }));
+        }
+      : sniff;
+    this.server = net.createServer(accept);
   }
 
-  private handle(_req: http.IncomingMessage, res: http.ServerResponse): void {
-    void this.engine;
-    res.writeHead(501, { 'Content-Type': 'text/plain' });
-    res.end('XIMSS over HTTP is not implemented yet\n');
+  private get limits() {
+    return this.engine.server.config.limits;
+  }
+
+  private handle(req: http.IncomingMessage, res: http.ServerResponse): void {
+    this.active.add(res);
+    res.once('close', () => this.active.delete(res));
+    this.route(req, res).catch((err: unknown) => {
+      console.error('ximss http: request failed:', err);
+      this.send(req, res, { status: 500, body: 'internal server error\n', contentType: TEXT_TYPE });
+    });
+  }
+
+  private async route(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const url = req.url ?? '/';
+    const question = url.indexOf('?');
+    const path = question < 0 ? url : url.slice(0, question);
+    const query = new URLSearchParams(question < 0 ? '' : url.slice(question + 1));
+    const params = paramsOf(query);
+
+    if (req.method === 'OPTIONS') return this.preflight(req, res);
+    if (req.method !== 'GET' && req.method !== 'POST') {
+      return this.send(req, res, {
+        status: 405,
+        body: 'only GET and POST are supported\n',
+        contentType: TEXT_TYPE,
+        headers: { Allow: 'GET, POST, OPTIONS' },
+      });
+    }
+    if (LOGIN_PATH.test(path)) {
+      const text = await this.body(req, res);
+      if (text !== undefined) this.send(req, res, await this.login(req, query, text));
+      return;
+    }
+    const match = SESSION_PATH.exec(path);
+    if (match) return this.sessionRequest(req, res, match[1]!, match[2] ?? '', params);
+    this.send(req, res, { status: 404, body: 'not found\n', contentType: TEXT_TYPE });
+  }
+
+  private preflight(req: http.IncomingMessage, res: http.ServerResponse): void {
+    res.writeHead(204, {
+      'Access-Control-Allow-Origin': '*',
+      'Access-Control-Allow-Methods': 'GET, POST, OPTIONS',
+      'Access-Control-Allow-Headers': req.headers['access-control-request-headers'] ?? 'Content-Type, Authorization',
+      'Access-Control-Max-Age': '600',
+      ...(this.closing ? { Connection: 'close' } : {}),
+    });
+    res.end();
+  }
+
+  private send(req: http.IncomingMessage, res: http.ServerResponse, reply: HttpReply): void {
+    if (res.headersSent || res.destroyed) return;
+    const headers: Record<string, string | number> = {
+      'Content-Type': reply.contentType ?? XML_TYPE,
+      'Content-Length': Buffer.byteLength(reply.body),
+      'Cache-Control': 'no-store',
+      ...corsHeaders(req),
+      ...reply.headers,
+    };
+    if (this.closing) headers.Connection = 'close';
+    res.writeHead(reply.status, STATUS_TEXT[reply.status], headers);
+    res.end(reply.body);
+  }
+
+  /** Reads the body; answers 413 itself (closing the connection: the rest stays unread). */
+  private async body(req: http.IncomingMessage, res: http.ServerResponse): Promise<string | undefined> {
+    const body = await readBody(req, this.limits.maxRequestBytes);
+    if (body.kind === 'ok') return body.text;
+    if (body.kind === 'tooLarge') {
+      const reply = ximssError(`the request is larger than ${this.limits.maxRequestBytes} bytes`, 413);
+      this.send(req, res, { ...reply, headers: { Connection: 'close' } });
+    }
+    return undefined;
+  }
+
+  private tooManyRequests(count: number): HttpReply | undefined {
+    const limit = this.limits.maxPendingRequests;
+    return count > limit ? ximssError(`too many requests: at most ${limit} may be pending`) : undefined;
+  }
+
+  // --- /XIMSSLogin/ ---
+
+  /** A login by parameters (query, form body, Basic authorization), or a pre-login batch. */
+  private async login(req: http.IncomingMessage, query: URLSearchParams, text: string): Promise<HttpReply> {
+    const address = normalizeAddress(req.socket.remoteAddress);
+    if (text.trimStart().startsWith('<')) return this.preLoginBatch(text, paramsOf(query), address);
+    const params = paramsOf(query, new URLSearchParams(text));
+
+    const errorAsXml = flag(params.get('errorasxml'));
+    try {
+      const auth = await this.authenticate(params, req.headers.authorization, address);
+      const options = loginOptions(params);
+      const session = await this.openSession(auth, params, options, address);
+      return {
+        ...ximssReply([session.sessionMessage(this.engine.server.version).toString()]),
+        headers: this.cookieHeader(session, options),
+      };
+    } catch (err) {
+      if (!(err instanceof ServiceError)) throw err;
+      if (errorAsXml) return ximssReply([errorResponse(undefined, err.message, err.code)]);
+      // Only a request without credentials in parameters asks the browser for Basic ones.
+      const challenge: Record<string, string> = params.has('username') ? {} : { 'WWW-Authenticate': 'Basic realm="XIMSS", charset="UTF-8"' };
+      return { status: 401, body: `${err.message}\n`, contentType: TEXT_TYPE, headers: challenge };
+    }
+  }
+
+  /**
+   * Checks the credentials of a login request: a nonce from listFeatures with its CRAM-MD5
+   * digest (`hexdigest`, or `user hexdigest`), a name and password, or Basic authorization.
+   */
+  private async authenticate(params: Params, authorization: string | undefined, address: string): Promise<Authenticated> {
+    const { auth, nonces } = this.engine.server;
+    const userName = params.get('username');
+    const nonce = params.get('nonce');
+    const authData = params.get('authdata');
+    if (nonce !== undefined && authData !== undefined) {
+      if (!nonces.consume(nonce)) throw new ServiceError('the nonce is unknown or has expired: ask listFeatures for a new one');
+      const answer = Buffer.from(authData, 'base64').toString('utf8').trim();
+      if (answer.includes(' ')) return auth.checkCramMd5(nonce, answer, undefined, address);
+      if (!userName) throw new ServiceError('the userName parameter is missing');
+      return auth.checkNonceDigest(userName, nonce, answer, undefined, address);
+    }
+    const password = params.get('password');
+    if (userName !== undefined && password !== undefined) return auth.checkPassword(userName, password, undefined, address);
+    const basic = basicCredentials(authorization);
+    if (basic) return auth.checkPassword(basic.user, basic.password, undefined, address);
+    throw new ServiceError('no credentials: send userName and password, or HTTP Basic authorization');
+  }
+
+  /**
+   * The session for a successful login: the live HTTP session named by `sessionid` when it
+   * belongs to the same account, else a new one. `killOld` ends the account's others.
+   */
+  private async openSession(auth: Authenticated, params: Params, options: LoginOptions, address: string): Promise<Session> {
+    const { sessions } = this.engine.server;
+    const named = sessions.get(params.get('sessionid') ?? '');
+    const reused =
+      named && !named.closed && named.account.id === auth.account.id && httpSessionOf(named) ? named : undefined;
+    // Ended first, so that the new session fits within the per-account limit.
+    if (flag(params.get('killold'))) sessions.endAccountSessions(auth.account.id, reused);
+    if (reused) {
+      reused.touch();
+      applyGuards(reused, options, address);
+      return reused;
+    }
+    const session = await sessions.create(auth, 'http', address, params.get('version'));
+    this.startHttpSession(session, options, address);
+    // Alerts posted while the user was away wait in the queue for the first poll.
+    void sessions.deliverAlerts(session.account.id);
+    return session;
+  }
+
+  /** Gives a new session its HTTP state and guards. */
+  startHttpSession(session: Session, options: LoginOptions, address: string): HttpSession {
+    const state = new HttpSession(this.engine, session, this.secure);
+    applyGuards(session, options, address);
+    return state;
+  }
+
+  private cookieHeader(session: Session, options: LoginOptions): Record<string, string> {
+    if (!options.useCookie) return {};
+    const secure = this.secure ? '; Secure' : '';
+    return { 'Set-Cookie': `${COOKIE_NAME}=${session.urlID}; Path=/; HttpOnly${secure}` };
+  }
+
+  /** Pre-login operations (listFeatures, or a whole login exchange) posted as a batch. */
+  private async preLoginBatch(text: string, params: Params, address: string): Promise<HttpReply> {
+    const requests = parseBatch(text);
+    if (typeof requests === 'string') return ximssError(requests);
+    const tooMany = this.tooManyRequests(requests.length);
+    if (tooMany) return tooMany;
+    const options = loginOptions(params);
+    const transport = new LoginTransport(this, options, address);
+    const conversation = new Conversation(this.engine, address, this.secure, transport);
+    const reply = ximssReply(await runBatch(conversation, requests));
+    return transport.started ? { ...reply, headers: this.cookieHeader(transport.started, options) } : reply;
+  }
+
+  // --- /Session/<urlID>/... ---
+
+  private async sessionRequest(
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    urlID: string,
+    rest: string,
+    params: Params,
+  ): Promise<void> {
+    const session = this.engine.server.sessions.get(urlID);
+    if (!session || session.closed || !this.guardAllows(session, req)) return this.sessionGone(req, res);
+    session.touch();
+    const resource = rest.split('/', 1)[0]!.toLowerCase();
+    if (resource === 'kill') {
+      this.engine.server.sessions.end(session, false);
+      return this.send(req, res, { status: 200, body: EMPTY_XIMSS });
+    }
+    if (LATER_RESOURCES.has(resource)) {
+      return this.send(req, res, {
+        status: 404,
+        body: `/Session/<id>/${rest.split('/', 1)[0]} is not implemented by this server yet\n`,
+        contentType: TEXT_TYPE,
+      });
+    }
+    const state = httpSessionOf(session);
+    const isRequest = resource === '' || resource === 'get' || resource === 'sync' || resource === 'async';
+    if (!isRequest) return this.send(req, res, { status: 404, body: 'not found\n', contentType: TEXT_TYPE });
+    // A session started on a TCP connection has no HTTP side to talk to.
+    if (!state || state.hasEnded) return this.sessionGone(req, res);
+
+    if (resource === '' || resource === 'get') return this.poll(req, res, state, params);
+    const text = await this.body(req, res);
+    if (text === undefined) return;
+    const reqSeq = params.get('reqseq');
+    const run = (): Promise<HttpReply> =>
+      resource === 'sync' ? this.sync(state, text, flag(params.get('syncasync'))) : this.async(state, text);
+    const reply = reqSeq === undefined ? await run() : await state.remember(`${resource}:${reqSeq}`, run);
+    this.send(req, res, reply);
+  }
+
+  /**
+   * The session's guards: the login address unless the client disabled the IP watch, and
+   * the session cookie once the session uses one.
+   */
+  private guardAllows(session: Session, req: http.IncomingMessage): boolean {
+    if (session.ipGuard !== undefined && normalizeAddress(req.socket.remoteAddress) !== session.ipGuard) return false;
+    if (session.cookieGuard !== undefined && !cookieValues(req.headers.cookie, COOKIE_NAME).includes(session.cookieGuard)) {
+      return false;
+    }
+    return true;
+  }
+
+  private sessionGone(req: http.IncomingMessage, res: http.ServerResponse): void {
+    this.send(req, res, { status: SESSION_GONE, body: 'unknown or closed session\n', contentType: TEXT_TYPE });
+  }
+
+  private async sync(state: HttpSession, text: string, withAsync: boolean): Promise<HttpReply> {
+    const requests = parseBatch(text);
+    if (typeof requests === 'string') return ximssError(requests);
+    const tooMany = this.tooManyRequests(state.pendingRequests + requests.length);
+    if (tooMany) return tooMany;
+    return state.sync(requests, withAsync);
+  }
+
+  private async async(state: HttpSession, text: string): Promise<HttpReply> {
+    const requests = parseBatch(text);
+    if (typeof requests === 'string') return ximssError(requests);
+    const tooMany = this.tooManyRequests(state.pendingRequests + requests.length);
+    if (tooMany) return tooMany;
+    state.submitAsync(requests);
+    return { status: 200, body: EMPTY_XIMSS };
+  }
+
+  private poll(req: http.IncomingMessage, res: http.ServerResponse, state: HttpSession, params: Params): void {
+    const ack = Number.parseInt(params.get('ackseq') ?? '', 10);
+    const wait = Number(params.get('maxwait') ?? '0');
+    const waitSeconds = Number.isFinite(wait) ? Math.min(Math.max(wait, 0), this.limits.maxPollSeconds) : 0;
+    const entry = { state };
+    this.polls.add(entry);
+    const cancel = state.poll(Number.isNaN(ack) ? undefined : ack, waitSeconds * 1000, (reply) => {
+      this.polls.delete(entry);
+      this.send(req, res, reply);
+    });
+    res.once('close', () => {
+      if (!res.writableEnded) {
+        cancel();
+        this.polls.delete(entry);
+      }
+    });
   }
 
   listen(port: number, host: string): Promise<number> {
@@ -50,10 +490,20 @@ export class HttpListener {
     });
   }
 
+  /** Stops accepting, answers waiting polls, lets answers in flight finish, closes connections. */
   async close(): Promise<void> {
-    await new Promise<void>((resolve) => {
-      this.server.close(() => resolve());
-      this.http.closeAllConnections();
-    });
+    this.closing = true;
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    for (const { state } of [...this.polls]) state.releasePoll();
+    for (const socket of this.unsniffed) socket.destroy();
+    const deadline = Date.now() + CLOSE_GRACE_MS;
+    while (this.active.size > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+    for (const socket of this.httpSockets) socket.destroy();
+    await closed;
   }
+}
+
+function applyGuards(session: Session, options: LoginOptions, address: string): void {
+  session.ipGuard = options.ipWatch ? address : undefined;
+  session.cookieGuard = options.useCookie ? session.urlID : undefined;
 }

@@ -1,0 +1,165 @@
+/**
+ * Child-process plumbing shared by the benchmarks: spawning a process and waiting for a
+ * line it prints, reading a process's resident memory, checking the open-file limit.
+ */
+import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+export interface Child {
+  readonly process: ChildProcess;
+  readonly pid: number;
+  /** Everything the child printed so far (stdout and stderr), for error messages. */
+  output(): string;
+  /** Resolves with the first match of `pattern` in the child's output. */
+  waitFor(pattern: RegExp, timeoutMs?: number): Promise<RegExpMatchArray>;
+  /** SIGTERM, then SIGKILL after `graceMs`; resolves once the child has exited. */
+  stop(graceMs?: number): Promise<void>;
+}
+
+export function spawnChild(command: string, args: string[], options: SpawnOptions = {}): Child {
+  const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], ...options });
+  let text = '';
+  let waiters: (() => void)[] = [];
+  const wake = (): void => {
+    const list = waiters;
+    waiters = [];
+    for (const w of list) w();
+  };
+  const append = (chunk: Buffer): void => {
+    text += chunk.toString('utf8');
+    if (text.length > 200_000) text = text.slice(-100_000);
+    wake();
+  };
+  child.stdout?.on('data', append);
+  child.stderr?.on('data', append);
+  let exited = false;
+  const exit = new Promise<void>((resolve) =>
+    child.once('exit', () => {
+      exited = true;
+      wake();
+      resolve();
+    }),
+  );
+  child.once('error', (err) => {
+    text += `\n[spawn error: ${err.message}]`;
+    exited = true;
+    wake();
+  });
+  if (child.pid === undefined) throw new Error(`cannot spawn ${command}`);
+  const pid = child.pid;
+
+  return {
+    process: child,
+    pid,
+    output: () => text,
+    async waitFor(pattern, timeoutMs = 20_000) {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const match = text.match(pattern);
+        if (match) return match;
+        if (exited) throw new Error(`${command} ${args.join(' ')} exited before printing ${pattern}:\n${text}`);
+        const left = deadline - Date.now();
+        if (left <= 0) throw new Error(`timed out waiting for ${pattern} from ${command}:\n${text}`);
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, left);
+          waiters.push(() => {
+            clearTimeout(timer);
+            resolve();
+          });
+        });
+      }
+    },
+    async stop(graceMs = 5000) {
+      if (exited || child.exitCode !== null || child.signalCode !== null) return;
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+      await exit;
+      clearTimeout(timer);
+    },
+  };
+}
+
+/** Runs a command to completion; rejects with its output when it fails. */
+export function runCommand(command: string, args: string[], options: SpawnOptions = {}): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], ...options });
+    let text = '';
+    child.stdout?.on('data', (c: Buffer) => (text += c.toString('utf8')));
+    child.stderr?.on('data', (c: Buffer) => (text += c.toString('utf8')));
+    child.once('error', reject);
+    child.once('exit', (code) => {
+      if (code === 0) resolve(text);
+      else reject(new Error(`${command} ${args.join(' ')} failed (${code}):\n${text}`));
+    });
+  });
+}
+
+/** Resident set size of a process in KiB, from /proc/<pid>/status (VmRSS). */
+export function rssKb(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const match = status.match(/^VmRSS:\s+(\d+)\s+kB/m);
+  if (!match) throw new Error(`no VmRSS for process ${pid}`);
+  return Number(match[1]);
+}
+
+/** User + system CPU time of a process in seconds, from /proc/<pid>/stat. */
+export function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // Fields after the command name (which may contain spaces) start after the last ')'.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const ticks = Number(fields[11]) + Number(fields[12]); // utime, stime (fields 14 and 15)
+  return ticks / 100; // USER_HZ is 100 on Linux
+}
+
+/** CPU seconds all processes of the machine spent busy so far (from /proc/stat; all cores). */
+export function machineBusySeconds(): number {
+  const line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!;
+  // cpu  user nice system idle iowait irq softirq steal guest guest_nice
+  const [user, nice, system, , , irq, softirq, steal] = line.trim().split(/\s+/).slice(1).map(Number) as number[];
+  return (user! + nice! + system! + irq! + softirq! + steal!) / 100;
+}
+
+/**
+ * Measures, over an interval, the CPU used by the server child, by this process, and by
+ * everything else on the machine (other processes disturbing the figures).
+ */
+export class CpuMeter {
+  private readonly server0: number;
+  private readonly self0 = process.cpuUsage();
+  private readonly machine0 = machineBusySeconds();
+  private readonly t0 = performance.now();
+
+  constructor(private readonly serverPid: number | undefined) {
+    this.server0 = serverPid ? cpuSeconds(serverPid) : 0;
+  }
+
+  /** Fractions of one core over the interval so far. */
+  read(): { seconds: number; server: number | undefined; client: number; other: number } {
+    const seconds = (performance.now() - this.t0) / 1000;
+    const server = this.serverPid ? cpuSeconds(this.serverPid) - this.server0 : 0;
+    const selfUsage = process.cpuUsage(this.self0);
+    const client = (selfUsage.user + selfUsage.system) / 1e6;
+    const machine = machineBusySeconds() - this.machine0;
+    return {
+      seconds,
+      server: this.serverPid ? server / seconds : undefined,
+      client: client / seconds,
+      other: Math.max(0, machine - server - client) / seconds,
+    };
+  }
+}
+
+/** The soft limit on open files of this process (Infinity when unlimited, undefined when unknown). */
+export function openFileLimit(): number | undefined {
+  try {
+    const limits = readFileSync('/proc/self/limits', 'utf8');
+    const match = limits.match(/^Max open files\s+(\S+)/m);
+    if (!match) return undefined;
+    return match[1] === 'unlimited' ? Infinity : Number(match[1]);
+  } catch {
+    return undefined;
+  }
+}
+
+export { sleep };

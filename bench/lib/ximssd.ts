@@ -1,0 +1,114 @@
+/**
+ * Runs ximssd as a child process (`node dist/main.js serve`) on loopback with ephemeral
+ * ports, a temporary data directory and a JSON config file, with one benchmark account
+ * created beforehand through the command line.
+ */
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { runCommand, spawnChild, type Child } from './proc.js';
+
+export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+export const MAIN = join(ROOT, 'dist', 'main.js');
+const HOOK = join(ROOT, 'bench', 'server-hook.cjs');
+
+export const DOMAIN = 'bench.test';
+export const USER = `bench@${DOMAIN}`;
+export const PASSWORD = 'bench-password-1';
+
+export interface XimssdOptions {
+  /** Merged into the config file (limits etc.). */
+  config?: Record<string, unknown>;
+  /** Write a V8 CPU profile of the server into this directory (node --cpu-prof). */
+  cpuProfileDir?: string;
+  /** Start node with --expose-gc, so that `memoryAfterGc()` can force a GC (bench/server-hook.cjs). */
+  gcHook?: boolean;
+}
+
+export interface MemoryReport {
+  rss: number;
+  heapTotal: number;
+  heapUsed: number;
+  external: number;
+  arrayBuffers: number;
+}
+
+export interface Ximssd {
+  readonly child: Child;
+  readonly pid: number;
+  readonly ports: { ximss: number; http: number };
+  /** Forces two full GCs in the server and returns process.memoryUsage() (needs gcHook). */
+  memoryAfterGc(): Promise<MemoryReport>;
+  stop(): Promise<void>;
+}
+
+/** Temporary directories still in use: removed at exit even when the bench is interrupted. */
+const liveDirs = new Set<string>();
+process.on('exit', () => {
+  for (const dir of liveDirs) rmSync(dir, { recursive: true, force: true });
+});
+
+export async function startXimssd(options: XimssdOptions = {}): Promise<Ximssd> {
+  if (!existsSync(MAIN)) throw new Error(`${MAIN} is missing: build first (npx tsc -p .)`);
+  const dir = mkdtempSync(join(tmpdir(), 'ximssd-bench-'));
+  liveDirs.add(dir);
+  const dataDir = join(dir, 'data');
+  const configFile = join(dir, 'config.json');
+  const limits = (options.config?.limits ?? {}) as Record<string, unknown>;
+  writeFileSync(
+    configFile,
+    JSON.stringify({
+      ...options.config,
+      dataDir,
+      host: '127.0.0.1',
+      defaultDomain: DOMAIN,
+      limits: { sessionsPerAccount: 100_000, ...limits },
+    }),
+  );
+  let child: Child | undefined;
+  try {
+    await runCommand(process.execPath, [MAIN, 'account', 'add', USER, '--password', PASSWORD, '--config', configFile]);
+    const nodeArgs: string[] = [];
+    if (options.cpuProfileDir) {
+      mkdirSync(options.cpuProfileDir, { recursive: true });
+      nodeArgs.push('--cpu-prof', `--cpu-prof-dir=${options.cpuProfileDir}`);
+    }
+    // The hook (and its IPC channel) is always there: it stops the server if this process dies.
+    if (options.gcHook) nodeArgs.push('--expose-gc');
+    nodeArgs.push('--require', HOOK);
+    const args = [...nodeArgs, MAIN, 'serve', '--config', configFile, '--ximss', '0', '--http', '0', '--smtp', '0', '--xmpp', '0'];
+    child = spawnChild(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
+    const match = await child.waitFor(/listening on \S+: XIMSS (\d+)\b.*?, HTTP (\d+)\b/);
+    const ports = { ximss: Number(match[1]), http: Number(match[2]) };
+    const running = child;
+    return {
+      child: running,
+      pid: running.pid,
+      ports,
+      memoryAfterGc() {
+        const proc = running.process;
+        if (!options.gcHook || !proc.send) return Promise.reject(new Error('the server was started without gcHook'));
+        return new Promise((resolve, reject) => {
+          const timer = setTimeout(() => reject(new Error('no answer from the server GC hook')), 10_000);
+          proc.once('message', (message) => {
+            clearTimeout(timer);
+            resolve(message as MemoryReport);
+          });
+          proc.send!('gc');
+        });
+      },
+      async stop() {
+        await running.stop();
+        if (running.process.connected) running.process.disconnect();
+        rmSync(dir, { recursive: true, force: true });
+        liveDirs.delete(dir);
+      },
+    };
+  } catch (err) {
+    await child?.stop();
+    rmSync(dir, { recursive: true, force: true });
+    liveDirs.delete(dir);
+    throw err;
+  }
+}

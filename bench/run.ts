@@ -1,0 +1,251 @@
+/**
+ * ximssd benchmark suite (`npm run bench`). Prints figures, never asserts. Everything runs
+ * on 127.0.0.1: the echo server and ximssd each in their own child process, the load
+ * generator in this one. See bench/README.md for what each figure means.
+ *
+ * Options: --runs N (3)  --duration S (5)  --warmup S (1)  --connections K (4)
+ *          --window W (1000)  --http-sessions N (4)  --batch B (100)  --sessions N (5000)
+ *          --login-concurrency N (200)  --only echo,tcp,http,memory  --quick  --profile
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { httpSyncBatches, type HttpBatchResult } from './lib/http-load.js';
+import { sessionMemory, type MemoryResult } from './lib/memory.js';
+import { openFileLimit, spawnChild } from './lib/proc.js';
+import { pipelinedNoops, type PipelineResult } from './lib/tcp-load.js';
+import { PASSWORD, ROOT, USER, startXimssd } from './lib/ximssd.js';
+
+const { values: flags } = parseArgs({
+  options: {
+    runs: { type: 'string' },
+    duration: { type: 'string' },
+    warmup: { type: 'string' },
+    connections: { type: 'string' },
+    window: { type: 'string' },
+    'http-sessions': { type: 'string' },
+    batch: { type: 'string' },
+    sessions: { type: 'string' },
+    'login-concurrency': { type: 'string' },
+    only: { type: 'string' },
+    quick: { type: 'boolean' },
+    profile: { type: 'boolean' },
+  },
+});
+
+const quick = flags.quick === true;
+const num = (value: string | undefined, fallback: number): number => {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0) throw new Error(`not a positive number: ${value}`);
+  return n;
+};
+const params = {
+  runs: num(flags.runs, quick ? 1 : 3),
+  durationMs: num(flags.duration, quick ? 2 : 5) * 1000,
+  warmupMs: num(flags.warmup, 1) * 1000,
+  connections: num(flags.connections, 4),
+  window: num(flags.window, 1000),
+  httpSessions: num(flags['http-sessions'], 4),
+  batch: num(flags.batch, 100),
+  sessions: num(flags.sessions, quick ? 1000 : 5000),
+  loginConcurrency: num(flags['login-concurrency'], 200),
+  settleMs: 2000,
+};
+const only = new Set((flags.only ?? 'echo,tcp,http,memory').split(',').map((s) => s.trim()));
+if (only.has('tcp') || only.has('http')) only.add('echo'); // the ratios need the ceiling
+const RESULTS = join(ROOT, 'bench', 'results');
+const profileDir = flags.profile ? join(RESULTS, 'profiles') : undefined;
+
+const fmt = (n: number, digits = 0): string => n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
+const pct = (n: number | undefined): string => (n === undefined ? '?' : `${Math.round(n * 100)}%`);
+/** Server CPU time per message, in microseconds: independent of how fast the generator is. */
+const cpuPer = (serverCpu: number | undefined, rate: number): string =>
+  serverCpu === undefined || rate === 0 ? '?' : `${fmt((serverCpu / rate) * 1e6, 2)} µs`;
+function median(list: number[]): number {
+  const sorted = [...list].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+interface Figure {
+  name: string;
+  value: number | null;
+  unit: string;
+  target: string;
+  /** Throughput: value / echo ceiling. Memory: value / target. */
+  ratio: number | null;
+  note?: string;
+}
+
+async function main(): Promise<void> {
+  const began = performance.now();
+  const fdLimit = openFileLimit();
+  console.log(
+    `ximssd bench — node ${process.version}, ${cpus().length} CPUs (${cpus()[0]?.model.trim() ?? '?'}), ulimit -n ${fdLimit ?? '?'}`,
+  );
+  console.log(
+    `runs ${params.runs} × ${params.durationMs / 1000} s (after ${params.warmupMs / 1000} s warm-up); ` +
+      `TCP ${params.connections} connections × ${params.window} in flight; ` +
+      `HTTP ${params.httpSessions} sessions × batches of ${params.batch}; memory ${params.sessions} sessions\n`,
+  );
+
+  const echoRuns: PipelineResult[] = [];
+  const tcpRuns: PipelineResult[] = [];
+  const httpRuns: Extract<HttpBatchResult, { available: true }>[] = [];
+  let httpUnavailable: string | undefined;
+  let memory: MemoryResult | undefined;
+
+  if (only.has('echo') || only.has('tcp') || only.has('http')) {
+    const echo = spawnChild(process.execPath, ['--import', 'tsx', join(ROOT, 'bench', 'echo-server.ts')], {
+      cwd: ROOT,
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    const ximssd = only.has('tcp') || only.has('http') ? await startXimssd({ cpuProfileDir: profileDir }) : undefined;
+    try {
+      const echoPort = Number((await echo.waitFor(/ECHO PORT (\d+)/))[1]);
+      const load = { connections: params.connections, window: params.window, warmupMs: params.warmupMs, durationMs: params.durationMs };
+      for (let run = 1; run <= params.runs; run++) {
+        const tag = `[run ${run}/${params.runs}]`;
+        const e = await pipelinedNoops({ ...load, port: echoPort, serverPid: echo.pid });
+        echoRuns.push(e);
+        console.log(`${tag} echo ceiling          ${fmt(e.rate).padStart(10)} msg/s   server CPU ${pct(e.serverCpu)} (${cpuPer(e.serverCpu, e.rate)}/msg), generator CPU ${pct(e.clientCpu)}, other CPU ${pct(e.otherCpu)}, errors ${e.errors}`);
+        if (ximssd && only.has('tcp')) {
+          const t = await pipelinedNoops({ ...load, port: ximssd.ports.ximss, serverPid: ximssd.pid, login: { user: USER, password: PASSWORD } });
+          tcpRuns.push(t);
+          console.log(`${tag} ximssd TCP pipelined  ${fmt(t.rate).padStart(10)} req/s   server CPU ${pct(t.serverCpu)} (${cpuPer(t.serverCpu, t.rate)}/req), generator CPU ${pct(t.clientCpu)}, other CPU ${pct(t.otherCpu)}, errors ${t.errors}, ratio ${fmt(t.rate / e.rate, 2)}`);
+        }
+        if (ximssd && only.has('http') && httpUnavailable === undefined) {
+          const h = await httpSyncBatches({
+            port: ximssd.ports.http,
+            sessions: params.httpSessions,
+            batch: params.batch,
+            warmupMs: params.warmupMs,
+            durationMs: params.durationMs,
+            user: USER,
+            password: PASSWORD,
+            serverPid: ximssd.pid,
+          });
+          if (!h.available) {
+            httpUnavailable = h.reason;
+            console.log(`${tag} HTTP binding not available (${h.reason})`);
+          } else {
+            httpRuns.push(h);
+            console.log(
+              `${tag} ximssd HTTP sync      ${fmt(h.rate).padStart(10)} noop/s  (${fmt(h.requestRate)} POST/s) server CPU ${pct(h.serverCpu)} (${cpuPer(h.serverCpu, h.rate)}/noop), generator CPU ${pct(h.clientCpu)}, other CPU ${pct(h.otherCpu)}, errors ${h.errors}, ratio ${fmt(h.rate / e.rate, 2)}`,
+            );
+          }
+        }
+      }
+    } finally {
+      await echo.stop();
+      await ximssd?.stop();
+    }
+  }
+
+  if (only.has('memory')) {
+    console.log(`\nmemory: ${params.sessions} idle logged-in TCP sessions (≤ ${params.loginConcurrency} logins in flight)…`);
+    memory = await sessionMemory({
+      sessions: params.sessions,
+      concurrency: params.loginConcurrency,
+      settleMs: params.settleMs,
+      cpuProfileDir: profileDir,
+    });
+    if (!memory.available) console.log(`memory figure not measured: ${memory.reason}`);
+    else {
+      console.log(
+        `RSS ${fmt(memory.rssBeforeKb)} KB → ${fmt(memory.rssAfterKb)} KB: ${fmt(memory.rssPerSessionKb, 1)} KB per session; ` +
+          `JS heap after GC ${fmt(memory.heapPerSessionKb, 1)} KB per session; ` +
+          `${fmt(memory.loginsPerSecond)} logins/s (${fmt(memory.loginSeconds, 1)} s)`,
+      );
+    }
+  }
+
+  // --- The table ---
+  const figures: Figure[] = [];
+  const ceiling = echoRuns.length ? median(echoRuns.map((r) => r.rate)) : undefined;
+  const cpuFigure = (name: string, runs: { rate: number; serverCpu: number | undefined }[]): void => {
+    const per = runs.filter((r) => r.serverCpu !== undefined && r.rate > 0).map((r) => (r.serverCpu! / r.rate) * 1e6);
+    if (per.length) figures.push({ name, value: median(per), unit: 'µs', target: '-', ratio: null });
+  };
+  if (ceiling !== undefined) {
+    figures.push({ name: 'echo ceiling (raw Node, TCP pipelined)', value: ceiling, unit: 'msg/s', target: '-', ratio: 1 });
+    cpuFigure('  echo server CPU per message', echoRuns);
+  }
+  const ratioTo = (v: number): number | null => (ceiling ? v / ceiling : null);
+  if (tcpRuns.length) {
+    const v = median(tcpRuns.map((r) => r.rate));
+    figures.push({ name: 'ximssd TCP pipelined noop', value: v, unit: 'req/s', target: '≥ 0.4 × ceiling', ratio: ratioTo(v) });
+    cpuFigure('  ximssd CPU per TCP noop', tcpRuns);
+  }
+  if (only.has('http')) {
+    if (httpRuns.length) {
+      const v = median(httpRuns.map((r) => r.rate));
+      figures.push({ name: `ximssd HTTP sync, batches of ${params.batch}`, value: v, unit: 'noop/s', target: '-', ratio: ratioTo(v) });
+      cpuFigure('  ximssd CPU per HTTP noop', httpRuns);
+    } else {
+      figures.push({ name: `ximssd HTTP sync, batches of ${params.batch}`, value: null, unit: 'noop/s', target: '-', ratio: null, note: `HTTP binding not available (${httpUnavailable ?? 'not measured'})` });
+    }
+  }
+  if (memory) {
+    const name = `RSS per idle TCP session (${params.sessions})`;
+    if (memory.available) {
+      figures.push({ name, value: memory.rssPerSessionKb, unit: 'KB', target: '≤ 30 KB', ratio: memory.rssPerSessionKb / 30 });
+      figures.push({ name: 'JS heap per idle session, after GC', value: memory.heapPerSessionKb, unit: 'KB', target: '-', ratio: null });
+      figures.push({ name: 'TCP logins (cached password)', value: memory.loginsPerSecond, unit: 'login/s', target: '-', ratio: null });
+    } else figures.push({ name, value: null, unit: 'KB', target: '≤ 30 KB', ratio: null, note: memory.reason });
+  }
+
+  const elapsed = (performance.now() - began) / 1000;
+  const rows = figures.map((f) => [
+    f.name,
+    f.value === null ? 'n/a' : fmt(f.value, f.value < 10 ? 2 : f.value < 100 ? 1 : 0),
+    f.unit,
+    f.target,
+    f.ratio === null ? '' : fmt(f.ratio, 2),
+  ]);
+  const header = ['name', 'value', 'unit', 'target', 'ratio'];
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const line = (cells: string[]): string => cells.map((c, i) => (i === 1 || i === 4 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ');
+  console.log('\n' + line(header));
+  console.log(widths.map((w) => '-'.repeat(w)).join('  '));
+  for (const r of rows) console.log(line(r));
+  console.log('ratio: throughput ÷ echo ceiling (same load generator); memory ÷ its target (≤ 1 meets it).');
+  for (const f of figures) if (f.value === null) console.log(`n/a: ${f.name.trim()}: ${f.note ?? 'not measured'}`);
+  const otherMax = Math.max(0, ...[...echoRuns, ...tcpRuns, ...httpRuns].map((r) => r.otherCpu));
+  if (otherMax > 0.2) {
+    console.log(
+      `note: other processes used up to ${pct(otherMax)} of a core during the measurements; the rates are disturbed ` +
+        `(the CPU-per-message figures less so).`,
+    );
+  }
+  console.log(`bench took ${fmt(elapsed, 1)} s`);
+  if (profileDir) console.log(`server CPU profiles: ${profileDir} (summarise with: node --import tsx bench/profile-summary.ts FILE)`);
+
+  mkdirSync(RESULTS, { recursive: true });
+  const json = {
+    date: new Date().toISOString(),
+    node: process.version,
+    cpus: cpus().length,
+    params,
+    seconds: Math.round(elapsed * 10) / 10,
+    figures,
+    runs: { echo: echoRuns, tcp: tcpRuns, http: httpRuns },
+    httpUnavailable: httpUnavailable ?? null,
+    memory: memory ?? null,
+  };
+  writeFileSync(join(RESULTS, 'latest.json'), JSON.stringify(json, null, 2) + '\n');
+  console.log(`figures written to ${join('bench', 'results', 'latest.json')}`);
+}
+
+// Output piped into a reader that leaves early (| head): stop writing, let the children go.
+process.stdout.on('error', () => {});
+// Ctrl-C / kill: the children stop by themselves once this process is gone (stdin pipe,
+// IPC channel), and finally blocks are skipped, so leave at once.
+for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => process.exit(130));
+
+main().catch((err: unknown) => {
+  console.error('bench failed:', err instanceof Error ? (err.stack ?? err.message) : err);
+  process.exitCode = 1;
+});

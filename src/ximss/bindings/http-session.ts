@@ -1,0 +1,253 @@
+import type { XmlElement } from '../../xml/element.js';
+import { XmlParseError, parseXml } from '../../xml/parser.js';
+import { Conversation, type TransportControl } from '../conversation.js';
+import type { Engine } from '../engine.js';
+import { errorResponse } from '../protocol.js';
+import type { AsyncSink, Session } from '../session.js';
+
+/** One HTTP answer, as the listener writes it. */
+export interface HttpReply {
+  status: number;
+  body: string;
+  contentType?: string;
+  headers?: Record<string, string>;
+}
+
+export const EMPTY_XIMSS = '<XIMSS/>';
+
+/** The status every HTTP client reads as "this session is gone: log in again". */
+export const SESSION_GONE = 550;
+
+/** Async messages kept for a client that does not poll; beyond this the oldest are dropped. */
+const MAX_QUEUED_MESSAGES = 10_000;
+/** Answers remembered per session for retried `reqSeq`s. */
+const REMEMBERED_REPLIES = 16;
+
+export function ximssReply(parts: readonly string[], status = 200): HttpReply {
+  return { status, body: parts.length === 0 ? EMPTY_XIMSS : `<XIMSS>${parts.join('')}</XIMSS>` };
+}
+
+export function ximssError(text: string, status = 200): HttpReply {
+  return ximssReply([errorResponse(undefined, text)], status);
+}
+
+/**
+ * Reads an `<XIMSS>` batch: its child elements are the requests, in order. A body whose
+ * root is a single request element is taken as a batch of one; an empty body is an empty
+ * batch. Returns the error text when the body is not XML.
+ */
+export function parseBatch(text: string): XmlElement[] | string {
+  const source = text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
+  if (source.trim() === '') return [];
+  let root: XmlElement;
+  try {
+    root = parseXml(source);
+  } catch (err) {
+    if (err instanceof XmlParseError) return `malformed XML: ${err.message}`;
+    throw err;
+  }
+  return root.name === 'XIMSS' ? root.elements() : [root];
+}
+
+/**
+ * Runs `requests` in order through `conversation` and resolves with all their data
+ * messages and responses once the last response is written.
+ */
+export function runBatch(conversation: Conversation, requests: readonly XmlElement[]): Promise<string[]> {
+  const parts: string[] = [];
+  if (requests.length === 0) return Promise.resolve(parts);
+  return new Promise((resolve) => {
+    const out = (xml: string): void => void parts.push(xml);
+    requests.forEach((request, index) => {
+      conversation.submit(request, out, index === requests.length - 1 ? () => resolve(parts) : undefined);
+    });
+  });
+}
+
+interface WaitingPoll {
+  answer: (reply: HttpReply) => void;
+  timer: NodeJS.Timeout | undefined;
+}
+
+const httpSessions = new WeakMap<Session, HttpSession>();
+
+/** The HTTP side of a session, when it was started over HTTP. */
+export function httpSessionOf(session: Session): HttpSession | undefined {
+  return httpSessions.get(session);
+}
+
+/**
+ * The HTTP state of one session: the conversation that runs its batches in order, the
+ * queue of asynchronous messages for the long poll (with the last batch sent kept until the
+ * client acknowledges it), and the answers to recent `reqSeq`s for retried requests.
+ */
+export class HttpSession implements AsyncSink, TransportControl {
+  readonly kind = 'http' as const;
+  readonly conversation: Conversation;
+  private queue: string[] = [];
+  /** The last non-empty poll answer, until a poll's ackSeq acknowledges it. */
+  private unacknowledged: { seq: number; messages: string[] } | undefined;
+  private lastSeq = 0;
+  private waiting: WaitingPoll | undefined;
+  private flushScheduled = false;
+  private readonly remembered = new Map<string, Promise<HttpReply>>();
+  private isEnded = false;
+
+  constructor(
+    engine: Engine,
+    readonly session: Session,
+    secure: boolean,
+  ) {
+    this.conversation = new Conversation(engine, session.remoteAddress, secure, this);
+    this.conversation.session = session;
+    httpSessions.set(session, this);
+    session.attach(this);
+  }
+
+  get hasEnded(): boolean {
+    return this.isEnded;
+  }
+
+  /** The number of requests queued and not yet answered. */
+  get pendingRequests(): number {
+    return this.conversation.pending;
+  }
+
+  /**
+   * Answers a request carrying `reqSeq`: the first time `produce` runs; a retry gets the
+   * same answer (waiting for it if the first is still running).
+   */
+  remember(key: string, produce: () => Promise<HttpReply>): Promise<HttpReply> {
+    const known = this.remembered.get(key);
+    if (known) return known;
+    const reply = produce();
+    this.remembered.set(key, reply);
+    reply.catch(() => this.remembered.delete(key));
+    if (this.remembered.size > REMEMBERED_REPLIES) this.remembered.delete(this.remembered.keys().next().value!);
+    return reply;
+  }
+
+  /** Runs a batch and resolves with its output, followed by pending async messages when asked. */
+  async sync(requests: readonly XmlElement[], withAsync: boolean): Promise<HttpReply> {
+    const parts = await runBatch(this.conversation, requests);
+    if (withAsync && this.queue.length > 0) {
+      parts.push(...this.queue);
+      this.queue = [];
+    }
+    return ximssReply(parts);
+  }
+
+  /** Queues a batch whose data messages and responses go out through the long poll. */
+  submitAsync(requests: readonly XmlElement[]): void {
+    const out = (xml: string): void => this.deliver(xml);
+    for (const request of requests) this.conversation.submit(request, out);
+  }
+
+  /**
+   * A long poll. `ackSeq` acknowledges the answers up to that respSeq; an unacknowledged
+   * answer is sent again (with anything new) under its own number, so a client that lost
+   * it, or counts answers itself, stays in step. Without anything to send, the poll waits
+   * up to `waitMs`. Returns a function to call when the client goes away first.
+   */
+  poll(ackSeq: number | undefined, waitMs: number, answer: (reply: HttpReply) => void): () => void {
+    this.supersede();
+    // A client that sends no ackSeq cannot ask for a resend: take everything as received.
+    if (this.unacknowledged && (ackSeq === undefined || ackSeq >= this.unacknowledged.seq)) this.unacknowledged = undefined;
+    if (this.unacknowledged || this.queue.length > 0) {
+      this.sendBatch(answer);
+      return () => {};
+    }
+    if (waitMs <= 0) {
+      answer({ status: 200, body: EMPTY_XIMSS });
+      return () => {};
+    }
+    const waiting: WaitingPoll = { answer, timer: undefined };
+    waiting.timer = setTimeout(() => {
+      if (this.waiting !== waiting) return;
+      this.waiting = undefined;
+      this.session.touch();
+      answer({ status: 200, body: EMPTY_XIMSS });
+    }, waitMs);
+    this.waiting = waiting;
+    return () => {
+      if (this.waiting !== waiting) return;
+      clearTimeout(waiting.timer);
+      this.waiting = undefined;
+    };
+  }
+
+  /** Answers a waiting poll now, with what is queued or empty (the server is shutting down). */
+  releasePoll(): void {
+    const waiting = this.takeWaiting();
+    if (!waiting) return;
+    if (this.queue.length > 0) this.sendBatch(waiting.answer);
+    else waiting.answer({ status: 200, body: EMPTY_XIMSS });
+  }
+
+  /** A newer poll replaces a waiting one, which is answered empty. */
+  private supersede(): void {
+    this.takeWaiting()?.answer({ status: 200, body: EMPTY_XIMSS });
+  }
+
+  private takeWaiting(): WaitingPoll | undefined {
+    const waiting = this.waiting;
+    if (!waiting) return undefined;
+    clearTimeout(waiting.timer);
+    this.waiting = undefined;
+    return waiting;
+  }
+
+  private sendBatch(answer: (reply: HttpReply) => void): void {
+    const previous = this.unacknowledged;
+    const messages = previous ? [...previous.messages, ...this.queue] : this.queue;
+    const seq = previous ? previous.seq : ++this.lastSeq;
+    this.queue = [];
+    this.unacknowledged = { seq, messages };
+    answer({ status: 200, body: `<XIMSS respSeq="${seq}">${messages.join('')}</XIMSS>` });
+  }
+
+  // --- AsyncSink ---
+
+  deliver(xml: string): void {
+    if (this.isEnded) return;
+    this.queue.push(xml);
+    if (this.queue.length > MAX_QUEUED_MESSAGES) this.queue.shift();
+    if (this.waiting && !this.flushScheduled) {
+      // Wait for the rest of this turn's messages, so that they leave in one answer.
+      this.flushScheduled = true;
+      setImmediate(() => {
+        this.flushScheduled = false;
+        if (this.queue.length === 0) return;
+        const waiting = this.takeWaiting();
+        if (waiting) this.sendBatch(waiting.answer);
+      });
+    }
+  }
+
+  ended(): void {
+    if (this.isEnded) return;
+    this.isEnded = true;
+    this.conversation.session = null;
+    // A server-side logout reaches a waiting poll as `<bye/>`; otherwise the poll learns
+    // what every later request will: the session is gone.
+    const waiting = this.takeWaiting();
+    if (!waiting) return;
+    if (this.queue.length > 0) this.sendBatch(waiting.answer);
+    else waiting.answer({ status: SESSION_GONE, body: EMPTY_XIMSS });
+  }
+
+  // --- TransportControl (for the operations run in this session's conversation) ---
+
+  asyncSink(): AsyncSink {
+    return this;
+  }
+
+  canStartTls(): boolean {
+    return false;
+  }
+
+  startTls(): void {}
+
+  /** An HTTP session has no connection of its own to close. */
+  close(): void {}
+}
