@@ -48,11 +48,21 @@ export interface Config {
   };
 }
 
+/** The host name as a usable domain name (host names such as `Build_Box` are not). */
+function hostDomainName(): string {
+  const name = hostname()
+    .toLowerCase()
+    .replace(/[^a-z0-9.-]/g, '-')
+    .replace(/^[-.]+|[-.]+$/g, '')
+    .replace(/\.{2,}/g, '.');
+  return name || 'localhost';
+}
+
 export function defaultConfig(): Config {
   return {
     dataDir: resolve('data'),
     host: '0.0.0.0',
-    defaultDomain: (hostname() || 'localhost').toLowerCase(),
+    defaultDomain: hostDomainName(),
     ports: { ximss: 11024, ximssTls: 0, http: 8100, https: 0, smtp: 2525, xmpp: 5222 },
     tls: {},
     limits: {
