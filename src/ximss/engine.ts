@@ -97,6 +97,13 @@ export class Engine {
       out(errorResponse(undefined, `the id attribute is missing in <${request.name}>`));
       return;
     }
+    const pendingAuth = conversation.pendingAuth;
+    if (pendingAuth && !(request.name === 'auth' && id === pendingAuth.id)) {
+      // Anything but the `auth` continuing it abandons a SASL exchange: its login still
+      // gets its (negative) response, before this request's.
+      conversation.pendingAuth = undefined;
+      out(errorResponse(pendingAuth.id, 'authentication cancelled'));
+    }
     const exeTime = request.attrs.exeTime;
     const started = exeTime !== undefined && exeTime !== '0' ? performance.now() : undefined;
     const session = conversation.session;

@@ -17,6 +17,8 @@ export class SessionManager {
   private readonly byUrlId = new Map<string, Session>();
   private readonly byAccount = new Map<number, Set<Session>>();
   private readonly deliveringAlerts = new Set<number>();
+  /** Accounts whose alerts were posted while a delivery to them was already running. */
+  private readonly alertsPostedMeanwhile = new Set<number>();
   private readonly unsubscribe: (() => void)[] = [];
 
   constructor(
@@ -93,23 +95,32 @@ export class SessionManager {
 
   /** Sends the account's pending alerts to its sessions and marks them confirmed. */
   async deliverAlerts(accountId: number): Promise<void> {
-    if (!this.byAccount.has(accountId) || this.deliveringAlerts.has(accountId)) return;
+    if (!this.byAccount.has(accountId)) return;
+    if (this.deliveringAlerts.has(accountId)) {
+      // The running delivery may have read the pending list already: it goes round again.
+      this.alertsPostedMeanwhile.add(accountId);
+      return;
+    }
     this.deliveringAlerts.add(accountId);
     try {
-      for (const alert of await this.alerts.pending(accountId)) {
-        const sessions = this.forAccount(accountId).filter((s) => !s.closed);
-        if (sessions.length === 0) return;
-        for (const session of sessions) {
-          session.sendAsync(
-            el('alert', { gmtTime: formatGmt(alert.posted), localTime: formatLocal(alert.posted, session.timeZone) }, alert.text),
-          );
+      do {
+        this.alertsPostedMeanwhile.delete(accountId);
+        for (const alert of await this.alerts.pending(accountId)) {
+          const sessions = this.forAccount(accountId).filter((s) => !s.closed);
+          if (sessions.length === 0) return;
+          for (const session of sessions) {
+            session.sendAsync(
+              el('alert', { gmtTime: formatGmt(alert.posted), localTime: formatLocal(alert.posted, session.timeZone) }, alert.text),
+            );
+          }
+          await this.alerts.confirm(alert);
         }
-        await this.alerts.confirm(alert);
-      }
+      } while (this.alertsPostedMeanwhile.has(accountId));
     } catch (err) {
       console.error('alert delivery failed:', err);
     } finally {
       this.deliveringAlerts.delete(accountId);
+      this.alertsPostedMeanwhile.delete(accountId);
     }
   }
 

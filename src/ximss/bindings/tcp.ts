@@ -23,6 +23,8 @@ export class TcpConnection implements TransportControl {
   private output = '';
   private flushScheduled = false;
   private closing = false;
+  /** Set when an oversized message arrived: further input is ignored until the close. */
+  private discarding = false;
   private closed = false;
   /** Bytes received after a `starttls` request, held until the TLS switch is decided. */
   private heldForTls: Buffer[] | undefined;
@@ -75,7 +77,7 @@ export class TcpConnection implements TransportControl {
   }
 
   private onData(chunk: Buffer): void {
-    if (this.closing) return;
+    if (this.closing || this.discarding) return;
     if (this.heldForTls) {
       this.heldForTls.push(chunk);
       return;
@@ -123,7 +125,10 @@ export class TcpConnection implements TransportControl {
       return false;
     }
     if (request.name === 'starttls' && !this.conversation.secure) {
-      this.conversation.submit(request, this.writer, () => this.afterStartTlsResponse());
+      // `done` runs before the conversation's afterResponse hook (which switches to TLS):
+      // decide what to do with the held bytes only once that hook has run, or clear text
+      // sent after `starttls` would be executed as commands (STARTTLS command injection).
+      this.conversation.submit(request, this.writer, () => queueMicrotask(() => this.afterStartTlsResponse()));
       return true;
     }
     this.conversation.submit(request, this.writer);
@@ -133,8 +138,13 @@ export class TcpConnection implements TransportControl {
   private readonly writer = (xml: string): void => this.write(xml);
 
   private tooLarge(): void {
-    this.write(errorResponse(undefined, `message is larger than ${this.limits.maxRequestBytes} bytes`));
-    this.close();
+    this.discarding = true;
+    this.pendingChunks = [];
+    this.pendingBytes = 0;
+    // Requests received before it are answered first (in order); then the error, then the close.
+    this.conversation.submit(errorResponse(undefined, `message is larger than ${this.limits.maxRequestBytes} bytes`), this.writer, () =>
+      this.close(),
+    );
   }
 
   write(xml: string): void {
@@ -262,11 +272,15 @@ export class TcpListener {
     private readonly engine: Engine,
     secureContext?: tls.SecureContext,
   ) {
-    const onSocket = (socket: net.Socket): void => void this.adopt(socket);
+    // tls.createServer ignores a `secureContext` option (it builds its own context from
+    // key/cert options), so implicit TLS wraps each accepted socket instead, as starttls does.
+    const onSocket = (socket: net.Socket): void => {
+      if (!secureContext) return void this.adopt(socket);
+      socket.on('error', () => socket.destroy());
+      void this.adopt(new tls.TLSSocket(socket, { isServer: true, secureContext }));
+    };
     // allowHalfOpen: a client that half-closes after its last request still gets the answers.
-    this.server = secureContext
-      ? tls.createServer({ secureContext, allowHalfOpen: true }, onSocket)
-      : net.createServer({ allowHalfOpen: true }, onSocket);
+    this.server = net.createServer({ allowHalfOpen: true }, onSocket);
     this.server.on('error', (err) => console.error('ximss listener error:', err));
   }
 
