@@ -2,8 +2,10 @@
  * Test harness: a real server on ephemeral loopback ports with its own temporary data
  * directory, and a small XIMSS-over-TCP client that speaks the zero-byte framing.
  */
+import { createHmac } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
+import tls from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { defaultConfig, mergeConfig, type Config } from '../src/config.js';
@@ -66,10 +68,17 @@ export class XimssClient {
   readonly asyncMessages: XmlElement[] = [];
   /** Every message received, in order. */
   readonly received: XmlElement[] = [];
+  /** The text of every message received, in order (parallel to `received`). */
+  readonly raw: string[] = [];
   private buffer = Buffer.alloc(0);
   private waiters: (() => void)[] = [];
   private counter = 0;
   closed = false;
+
+  /** Wraps an already connected socket (plain or TLS). */
+  static fromSocket(socket: net.Socket): XimssClient {
+    return new XimssClient(socket);
+  }
 
   private constructor(socket: net.Socket) {
     this.socket = socket;
@@ -80,6 +89,7 @@ export class XimssClient {
         const text = this.buffer.subarray(0, zero).toString('utf8');
         this.buffer = this.buffer.subarray(zero + 1);
         const message = parseXml(text);
+        this.raw.push(text);
         this.received.push(message);
         if (message.attrs.id === undefined) this.asyncMessages.push(message);
       }
@@ -122,6 +132,30 @@ export class XimssClient {
       const socket = net.connect(port, host, () => resolve(new XimssClient(socket)));
       socket.once('error', reject);
     });
+  }
+
+  /** Connects to an implicit-TLS XIMSS listener (the self-signed certificate is accepted). */
+  static connectTls(port: number, host = '127.0.0.1'): Promise<XimssClient> {
+    return new Promise((resolve, reject) => {
+      const socket = tls.connect({ port, host, rejectUnauthorized: false }, () => resolve(new XimssClient(socket)));
+      socket.once('error', reject);
+    });
+  }
+
+  /** Resolves when the server has closed the connection. */
+  async waitClosed(timeoutMs = 5000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!this.closed) {
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error('timed out waiting for the connection to close');
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, left);
+        this.waiters.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
   }
 
   /** Sends raw text followed by the zero byte. */
@@ -179,4 +213,55 @@ export async function loggedInClient(port: number, userName: string, password: s
   const client = await XimssClient.connect(port);
   await client.login(userName, password);
   return client;
+}
+
+/** A TCP port that was free a moment ago (for servers that must be given a port number). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = net.createServer();
+    probe.once('error', reject);
+    probe.listen(0, '127.0.0.1', () => {
+      const { port } = probe.address() as net.AddressInfo;
+      probe.close(() => resolve(port));
+    });
+  });
+}
+
+/** HMAC-MD5(key, data) as lower-case hex: the CRAM-MD5 digest (RFC 2195). */
+export function hmacMd5Hex(key: string, data: string): string {
+  return createHmac('md5', key).update(data, 'utf8').digest('hex');
+}
+
+/**
+ * Opens a plain connection, asks for `starttls`, and once the positive response has arrived
+ * does the TLS handshake over the same socket. Resolves with a client on the TLS socket and
+ * the plain-text `starttls` response.
+ */
+export async function startTlsClient(port: number, host = '127.0.0.1'): Promise<{ client: XimssClient; response: XmlElement }> {
+  const plain = await new Promise<net.Socket>((resolve, reject) => {
+    const socket = net.connect(port, host, () => resolve(socket));
+    socket.once('error', reject);
+  });
+  const response = await new Promise<XmlElement>((resolve, reject) => {
+    let buffer = Buffer.alloc(0);
+    const onData = (chunk: Buffer): void => {
+      buffer = Buffer.concat([buffer, chunk]);
+      const zero = buffer.indexOf(0);
+      if (zero < 0) return;
+      plain.off('data', onData);
+      plain.pause();
+      if (zero + 1 < buffer.length) plain.unshift(buffer.subarray(zero + 1));
+      resolve(parseXml(buffer.subarray(0, zero).toString('utf8')));
+    };
+    plain.on('data', onData);
+    plain.once('close', () => reject(new Error('connection closed before the starttls response')));
+    plain.write('<starttls id="tls1"/>\0');
+  });
+  plain.removeAllListeners('close');
+  if (response.attrs.errorText !== undefined) throw new Error(`starttls refused: ${response.attrs.errorText}`);
+  const secure = await new Promise<tls.TLSSocket>((resolve, reject) => {
+    const socket = tls.connect({ socket: plain, rejectUnauthorized: false }, () => resolve(socket));
+    socket.once('error', reject);
+  });
+  return { client: XimssClient.fromSocket(secure), response };
 }

@@ -1,0 +1,234 @@
+/**
+ * The command line (`node dist/main.js ...`, built by the test script): domain and account
+ * management, alerts, and the same commands while a server process runs on the same data
+ * directory; first-start bootstrap; SIGTERM.
+ */
+import assert from 'node:assert/strict';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { after, before, describe, test } from 'node:test';
+import { verifyPassword } from '../src/services/passwords.js';
+import { openStore } from '../src/store/open.js';
+import { XmlElement } from '../src/xml/element.js';
+import { freePort, loggedInClient, XimssClient } from './helpers.js';
+
+const MAIN = fileURLToPath(new URL('../dist/main.js', import.meta.url));
+const DOMAIN = 'cli.test';
+
+interface Result {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+const temporary: string[] = [];
+const children = new Set<ChildProcess>();
+
+/** A fresh data directory and a config file naming the default domain. */
+function workspace(): { data: string; config: string } {
+  const root = mkdtempSync(join(tmpdir(), 'ximssd-cli-'));
+  temporary.push(root);
+  const config = join(root, 'config.json');
+  writeFileSync(config, JSON.stringify({ defaultDomain: DOMAIN, host: '127.0.0.1', limits: { loginFailureDelayMs: 20 } }));
+  return { data: join(root, 'data'), config };
+}
+
+function cli(ws: { data: string; config: string }, ...args: string[]): Promise<Result> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [MAIN, ...args, '--data', ws.data, '--config', ws.config], { timeout: 20_000 }, (err, stdout, stderr) => {
+      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
+    });
+  });
+}
+
+async function ok(ws: { data: string; config: string }, ...args: string[]): Promise<string> {
+  const result = await cli(ws, ...args);
+  assert.equal(result.code, 0, `ximssd ${args.join(' ')} failed: ${result.stderr}`);
+  return result.stdout;
+}
+
+interface ServerProcess {
+  child: ChildProcess;
+  port: number;
+  output: () => string;
+  exited: Promise<number | null>;
+}
+
+/** Spawns `ximssd serve` on free ports and waits until it listens. */
+async function serve(ws: { data: string; config: string }): Promise<ServerProcess> {
+  const port = await freePort();
+  const http = await freePort();
+  const child = spawn(process.execPath, [MAIN, 'serve', '--data', ws.data, '--config', ws.config, '--ximss', String(port), '--http', String(http)], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  children.add(child);
+  let output = '';
+  child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  const exited = new Promise<number | null>((resolve) =>
+    child.once('exit', (code) => {
+      children.delete(child);
+      resolve(code);
+    }),
+  );
+  const deadline = Date.now() + 15_000;
+  while (!/listening/.test(output)) {
+    if (child.exitCode !== null) throw new Error(`ximssd serve exited: ${output}`);
+    if (Date.now() > deadline) throw new Error(`ximssd serve did not start: ${output}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  assert.match(output, new RegExp(`XIMSS ${port}\\b`));
+  return { child, port, output: () => output, exited };
+}
+
+async function loginFails(port: number, user: string, password: string): Promise<void> {
+  const client = await XimssClient.connect(port);
+  const reply = await client.request(new XmlElement('login', { authData: user, password }));
+  assert.equal(reply.response.attrs.errorText, 'incorrect password or account name');
+  client.close();
+}
+
+before(() => {
+  assert.ok(existsSync(MAIN), `${MAIN} is missing: build first (npm test does, or npx tsc -p .)`);
+});
+after(() => {
+  for (const child of children) child.kill('SIGKILL');
+  for (const dir of temporary) rmSync(dir, { recursive: true, force: true });
+});
+
+describe('management commands', () => {
+  test('domain add / list; a duplicate domain is an error', async () => {
+    const ws = workspace();
+    assert.match(await ok(ws, 'domain', 'add', 'other.test'), /domain other\.test created/);
+    assert.match(await ok(ws, 'domain', 'add', 'open.test', '--allow-signup'), /open\.test created/);
+    const duplicate = await cli(ws, 'domain', 'add', 'other.test');
+    assert.equal(duplicate.code, 1);
+    assert.match(duplicate.stderr, /already exists/);
+    const invalid = await cli(ws, 'domain', 'add', 'bad_domain!');
+    assert.equal(invalid.code, 1);
+    assert.deepEqual((await ok(ws, 'domain', 'list')).trim().split('\n'), [DOMAIN, 'open.test', 'other.test']);
+    const store = openStore(ws.data);
+    try {
+      assert.equal((await store.domains.get('open.test'))?.settings.SignupAllowed, 'Yes');
+      assert.equal((await store.domains.get('other.test'))?.settings.SignupAllowed, undefined);
+    } finally {
+      await store.close();
+    }
+  });
+
+  test('account add (creating its domain) / list / passwd / remove; alert to an unknown account fails', async () => {
+    const ws = workspace();
+    const first = await ok(ws, 'account', 'add', 'bob@new.test', '--password', 'pw-1', '--real-name', 'Bob Builder');
+    assert.match(first, /postmaster password: \S+/, 'the first command on an empty directory bootstraps it');
+    assert.match(first, /account bob@new\.test created/);
+    assert.deepEqual((await ok(ws, 'domain', 'list')).trim().split('\n'), [DOMAIN, 'new.test']);
+    assert.deepEqual((await ok(ws, 'account', 'list')).trim().split('\n'), [`postmaster@${DOMAIN}\tPostmaster`, 'bob@new.test\tBob Builder']);
+    assert.deepEqual((await ok(ws, 'account', 'list', 'new.test')).trim().split('\n'), ['bob@new.test\tBob Builder']);
+
+    const duplicate = await cli(ws, 'account', 'add', 'bob@new.test', '--password', 'x');
+    assert.equal(duplicate.code, 1);
+    assert.match(duplicate.stderr, /already exists/);
+    const noPassword = await cli(ws, 'account', 'add', 'eve@new.test');
+    assert.notEqual(noPassword.code, 0);
+
+    assert.match(await ok(ws, 'account', 'passwd', 'bob@new.test', '--password', 'pw-2'), /password of bob@new\.test changed/);
+    const store = openStore(ws.data);
+    try {
+      const bob = (await store.accounts.get('new.test', 'bob'))!;
+      assert.equal(bob.realName, 'Bob Builder');
+      assert.ok(await verifyPassword('pw-2', bob.passwordHash));
+      assert.equal(await verifyPassword('pw-1', bob.passwordHash), false);
+    } finally {
+      await store.close();
+    }
+
+    assert.match(await ok(ws, 'alert', 'bob@new.test', 'hello'), /alert posted/);
+    const unknownAlert = await cli(ws, 'alert', 'nobody@new.test', 'hello');
+    assert.equal(unknownAlert.code, 1);
+    assert.match(unknownAlert.stderr, /unknown account/);
+
+    assert.match(await ok(ws, 'account', 'remove', 'bob@new.test'), /removed/);
+    assert.deepEqual((await ok(ws, 'account', 'list')).trim().split('\n'), [`postmaster@${DOMAIN}\tPostmaster`]);
+    const again = await cli(ws, 'account', 'remove', 'bob@new.test');
+    assert.equal(again.code, 1);
+    assert.match(again.stderr, /unknown account/);
+    const passwd = await cli(ws, 'account', 'passwd', 'bob@new.test', '--password', 'x');
+    assert.equal(passwd.code, 1);
+  });
+});
+
+describe('a running server and the command line on the same data directory', () => {
+  test('first start prints the postmaster password once, and it logs in; a second start does not print it', async () => {
+    const ws = workspace();
+    const first = await serve(ws);
+    const matches = [...first.output().matchAll(/postmaster password: (\S+)/g)];
+    assert.equal(matches.length, 1, first.output());
+    const password = matches[0]![1]!;
+    const client = await loggedInClient(first.port, `postmaster@${DOMAIN}`, password);
+    const session = client.received.find((m) => m.name === 'session')!;
+    assert.equal(session.attrs.userName, `postmaster@${DOMAIN}`);
+    first.child.kill('SIGTERM');
+    assert.deepEqual((await client.nextAsync('bye', 5000)).attrs, {});
+    await client.waitClosed();
+    assert.equal(await first.exited, 0);
+
+    const second = await serve(ws);
+    assert.doesNotMatch(second.output(), /password/);
+    const again = await loggedInClient(second.port, 'postmaster', password);
+    again.close();
+    second.child.kill('SIGTERM');
+    assert.equal(await second.exited, 0);
+  });
+
+  test('the server sees accounts, passwords, alerts and removals made by the command line', async () => {
+    const ws = workspace();
+    await ok(ws, 'account', 'add', `dave@${DOMAIN}`, '--password', 'dave-pw');
+    const server = await serve(ws);
+    try {
+      const dave = await loggedInClient(server.port, `dave@${DOMAIN}`, 'dave-pw');
+
+      // A new account can log in at once.
+      await ok(ws, 'account', 'add', `carol@${DOMAIN}`, '--password', 'c-1', '--real-name', 'Carol');
+      const carol = await loggedInClient(server.port, `carol@${DOMAIN}`, 'c-1');
+      assert.equal(carol.received.find((m) => m.name === 'session')?.attrs.realName, 'Carol');
+
+      // An alert reaches the logged-in session within about a second.
+      await ok(ws, 'alert', `carol@${DOMAIN}`, 'hello from the command line');
+      const posted = Date.now();
+      const alert = await carol.nextAsync('alert', 3000);
+      assert.ok(Date.now() - posted < 1500, `alert took ${Date.now() - posted} ms`);
+      assert.equal(alert.text(), 'hello from the command line');
+      assert.equal(dave.asyncMessages.length, 0, 'only the addressee gets it');
+
+      // A password change applies to the next login.
+      await ok(ws, 'account', 'passwd', `carol@${DOMAIN}`, '--password', 'c-2');
+      await loginFails(server.port, `carol@${DOMAIN}`, 'c-1');
+      const carol2 = await loggedInClient(server.port, `carol@${DOMAIN}`, 'c-2');
+
+      // Removing the account ends its sessions with bye.
+      await ok(ws, 'account', 'remove', `carol@${DOMAIN}`);
+      const removed = Date.now();
+      await carol.nextAsync('bye', 3000);
+      await carol2.nextAsync('bye', 3000);
+      assert.ok(Date.now() - removed < 1500);
+      await carol.waitClosed();
+      await carol2.waitClosed();
+      await loginFails(server.port, `carol@${DOMAIN}`, 'c-2');
+      assert.equal(dave.closed, false);
+      assert.equal((await dave.request('<noop/>')).response.attrs.errorText, undefined);
+
+      // SIGTERM: every session gets bye, the process exits 0.
+      const idle = await XimssClient.connect(server.port);
+      server.child.kill('SIGTERM');
+      assert.deepEqual((await dave.nextAsync('bye', 5000)).attrs, {});
+      await dave.waitClosed();
+      await idle.waitClosed();
+      assert.equal(await server.exited, 0);
+    } finally {
+      server.child.kill('SIGKILL');
+    }
+  });
+});
