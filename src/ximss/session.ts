@@ -15,6 +15,18 @@ export interface AsyncSink {
 const URL_ID_ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
 let sessionCounter = 0;
 
+/** Milliseconds, refreshed every 100 ms: cheap enough to read on every request. */
+let coarseClock = Date.now();
+let coarseTimer: NodeJS.Timeout | undefined;
+function coarseNow(): number {
+  if (!coarseTimer) {
+    coarseTimer = setInterval(() => (coarseClock = Date.now()), 100);
+    coarseTimer.unref();
+    coarseClock = Date.now();
+  }
+  return coarseClock;
+}
+
 /** `<digits>-<20 alphanumerics>`: the shape clients expect; the random part guards the session. */
 function newUrlId(): string {
   let random = '';
@@ -61,6 +73,7 @@ export class Session {
   closed = false;
   private sink: AsyncSink | undefined;
   private idleTimer: NodeJS.Timeout | undefined;
+  private lastActivity = 0;
   private onIdle: (() => void) | undefined;
 
   constructor(init: SessionInit) {
@@ -106,14 +119,27 @@ export class Session {
   /** Starts (or restarts) the idle timer; `onIdle` runs when it fires. */
   armIdleTimer(onIdle: () => void): void {
     this.onIdle = onIdle;
-    if (this.idleTimer) clearTimeout(this.idleTimer);
-    this.idleTimer = setTimeout(() => this.onIdle?.(), this.idleTimeoutSeconds * 1000);
-    this.idleTimer.unref();
+    this.lastActivity = coarseNow();
+    this.scheduleIdleCheck(this.idleTimeoutSeconds * 1000);
   }
 
-  /** Called on every request: the session is not idle. */
+  /**
+   * Called on every request: the session is not idle. Only a timestamp from a coarse clock
+   * is written here (this runs once per pipelined request); the timer re-checks it when it
+   * fires and re-arms itself for the time left.
+   */
   touch(): void {
-    this.idleTimer?.refresh();
+    this.lastActivity = coarseNow();
+  }
+
+  private scheduleIdleCheck(delayMs: number): void {
+    if (this.idleTimer) clearTimeout(this.idleTimer);
+    this.idleTimer = setTimeout(() => {
+      const left = this.lastActivity + this.idleTimeoutSeconds * 1000 - coarseNow();
+      if (left > 0) this.scheduleIdleCheck(left);
+      else this.onIdle?.();
+    }, delayMs);
+    this.idleTimer.unref();
   }
 
   setIdleTimeout(seconds: number): void {
