@@ -69,6 +69,23 @@ export class Conversation {
    * answered; `done` runs once its response has been written to `out`.
    */
   submit(request: XmlElement | string, out: Output, done?: () => void): void {
+    if (!this.running && this.head === this.queue.length && typeof request !== 'string') {
+      // Nothing ahead of it (the common case, even when pipelining): run it at once, and
+      // only queue it if its handler has to wait.
+      const result = this.engine.execute(this, request, out);
+      if (!result) {
+        this.complete(done);
+        if (this.head === this.queue.length) this.onQueueLength?.(0);
+        else this.pump();
+        return;
+      }
+      this.running = true;
+      result.then(
+        () => this.finish(done),
+        () => this.finish(done),
+      );
+      return;
+    }
     this.queue.push({ request, out, done });
     this.onQueueLength?.(this.pending);
     if (!this.running) this.pump();
@@ -86,32 +103,33 @@ export class Conversation {
       }
       if (typeof item.request === 'string') {
         item.out(item.request);
-        this.complete(item);
+        this.complete(item.done);
         continue;
       }
       const result = this.engine.execute(this, item.request, item.out);
       if (result) {
         result.then(
-          () => this.finish(item),
-          () => this.finish(item),
+          () => this.finish(item.done),
+          () => this.finish(item.done),
         );
         return; // pump() resumes from finish()
       }
-      this.complete(item);
+      this.complete(item.done);
     }
     this.running = false;
     this.onQueueLength?.(0);
   }
 
-  private finish(item: QueuedRequest): void {
-    this.complete(item);
+  private finish(done: (() => void) | undefined): void {
+    this.complete(done);
     this.pump();
   }
 
-  private complete(item: QueuedRequest): void {
+  /** A request has been answered: run its completion, then the operation's after-response hook. */
+  private complete(done: (() => void) | undefined): void {
     const after = this.afterResponse;
     this.afterResponse = undefined;
-    item.done?.();
+    done?.();
     if (after) after();
   }
 

@@ -85,8 +85,19 @@ export function escapeText(s: string): string {
   return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 }
 
+/** True when `s` has a character that must be escaped in an attribute value. */
+function needsAttrEscape(s: string): boolean {
+  // A plain loop beats a regular expression on the short values (ids) of the hot path.
+  if (s.length > 64) return ATTR_SPECIAL.test(s);
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c === 38 || c === 60 || c === 62 || c === 34 || c < 32) return true;
+  }
+  return false;
+}
+
 export function escapeAttr(s: string): string {
-  if (!ATTR_SPECIAL.test(s)) return s;
+  if (!needsAttrEscape(s)) return s;
   return s
     .replace(/&/g, '&amp;')
     .replace(/</g, '&lt;')

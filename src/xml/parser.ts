@@ -74,74 +74,74 @@ const shared = new XmlDocumentParser();
 
 /** Parses one XML document. */
 export function parseXml(source: string): XmlElement {
-  return parseSimpleElement(source) ?? shared.parse(source);
+  return parseSimpleElement(source, 0, source.length) ?? shared.parse(source);
 }
 
-/**
- * Fast path for the most common request shape — one self-closing element whose attribute
- * values need no decoding, such as `<noop id="12"/>` — which dominates pipelined traffic.
- * Anything else (text, children, entities, declarations, anything irregular) returns
- * undefined and goes through the full parser, which also reports the errors.
- */
-function parseSimpleElement(source: string): XmlElement | undefined {
-  const length = source.length;
-  let i = 0;
-  while (i < length && isSpace(source.charCodeAt(i))) i++;
-  if (source.charCodeAt(i) !== 60 /* < */) return undefined;
-  let nameEnd = i + 1;
-  while (nameEnd < length && isNameChar(source.charCodeAt(nameEnd))) nameEnd++;
-  if (nameEnd === i + 1 || !isNameStart(source.charCodeAt(i + 1))) return undefined;
-  const element = new XmlElement(source.slice(i + 1, nameEnd));
-  const attrs = element.attrs;
-  i = nameEnd;
-  for (;;) {
-    const spaceStart = i;
-    while (i < length && isSpace(source.charCodeAt(i))) i++;
-    const c = source.charCodeAt(i);
-    if (c === 47 /* / */) break;
-    if (i === spaceStart) return undefined; // attributes must be separated by white space
-    const attrStart = i;
-    while (i < length && isNameChar(source.charCodeAt(i))) i++;
-    if (i === attrStart || !isNameStart(source.charCodeAt(attrStart))) return undefined;
-    const attrName = source.slice(attrStart, i);
-    while (i < length && isSpace(source.charCodeAt(i))) i++;
-    if (source.charCodeAt(i) !== 61 /* = */) return undefined;
-    i++;
-    while (i < length && isSpace(source.charCodeAt(i))) i++;
-    const quote = source.charCodeAt(i);
-    if (quote !== 34 /* " */ && quote !== 39 /* ' */) return undefined;
-    const valueEnd = source.indexOf(quote === 34 ? '"' : "'", i + 1);
-    if (valueEnd < 0) return undefined;
-    const value = source.slice(i + 1, valueEnd);
-    // Values needing decoding (&...;), illegal ones (<) and white space normalization
-    // (tabs, newlines) are the full parser's business; so are duplicate names.
-    if (!isPlainValue(value) || attrName in attrs) return undefined;
-    attrs[attrName] = value;
-    i = valueEnd + 1;
-  }
-  if (source.charCodeAt(i + 1) !== 62 /* > */) return undefined;
-  i += 2;
-  while (i < length && isSpace(source.charCodeAt(i))) i++;
-  return i === length ? element : undefined;
+/** Parses the document `source[from, to)` (a message inside a larger buffer of text). */
+export function parseXmlRange(source: string, from: number, to: number): XmlElement {
+  return parseSimpleElement(source, from, to) ?? shared.parse(source.slice(from, to));
+}
+
+/** Character classes for the fast path: 2 = may start a name, 1 = may continue one. */
+const NAME_CHARS = new Uint8Array(128);
+for (let c = 0; c < 128; c++) {
+  const ch = String.fromCharCode(c);
+  if (/[A-Za-z_]/.test(ch)) NAME_CHARS[c] = 2;
+  else if (/[0-9.-]/.test(ch)) NAME_CHARS[c] = 1;
 }
 
 function isSpace(c: number): boolean {
   return c === 32 || c === 10 || c === 13 || c === 9;
 }
 
-function isNameStart(c: number): boolean {
-  return (c >= 97 && c <= 122) || (c >= 65 && c <= 90) || c === 95 /* _ */;
-}
-
-function isNameChar(c: number): boolean {
-  return (c >= 97 && c <= 122) || (c >= 65 && c <= 90) || (c >= 48 && c <= 57) || c === 95 || c === 45 || c === 46;
-}
-
-function isPlainValue(value: string): boolean {
-  for (let i = 0; i < value.length; i++) {
-    const c = value.charCodeAt(i);
-    if (c === 38 /* & */ || c === 60 /* < */ || c < 32) return false;
+/**
+ * Fast path for the most common request shape — one self-closing element whose attribute
+ * values need no decoding, such as `<noop id="12"/>` — which dominates pipelined traffic.
+ * Anything else (text, children, entities, declarations, namespaces, non-ASCII names,
+ * anything irregular) returns undefined and goes through the full parser, which also
+ * reports the errors.
+ */
+function parseSimpleElement(source: string, from: number, to: number): XmlElement | undefined {
+  let i = from;
+  while (i < to && isSpace(source.charCodeAt(i))) i++;
+  if (source.charCodeAt(i) !== 60 /* < */) return undefined;
+  const nameStart = ++i;
+  if (NAME_CHARS[source.charCodeAt(i)] !== 2) return undefined;
+  while (NAME_CHARS[source.charCodeAt(++i)]! > 0);
+  const element = new XmlElement(source.slice(nameStart, i));
+  const attrs = element.attrs;
+  let count = 0;
+  for (;;) {
+    const spaceStart = i;
+    let c = source.charCodeAt(i);
+    while (isSpace(c)) c = source.charCodeAt(++i);
+    if (c === 47 /* / */) break;
+    // attributes must be separated by white space and start with a name
+    if (i === spaceStart || NAME_CHARS[c] !== 2) return undefined;
+    const attrStart = i;
+    while (NAME_CHARS[source.charCodeAt(++i)]! > 0);
+    const attrName = source.slice(attrStart, i);
+    c = source.charCodeAt(i);
+    while (isSpace(c)) c = source.charCodeAt(++i);
+    if (c !== 61 /* = */) return undefined;
+    c = source.charCodeAt(++i);
+    while (isSpace(c)) c = source.charCodeAt(++i);
+    if (c !== 34 /* " */ && c !== 39 /* ' */) return undefined;
+    const valueStart = ++i;
+    for (;; i++) {
+      if (i >= to) return undefined;
+      const v = source.charCodeAt(i);
+      if (v === c) break;
+      // Values needing decoding (&...;), illegal ones (<) and white space normalization
+      // (tabs, newlines) are the full parser's business; so are duplicate names.
+      if (v === 38 /* & */ || v === 60 /* < */ || v < 32) return undefined;
+    }
+    if (count++ > 0 && attrName in attrs) return undefined;
+    attrs[attrName] = source.slice(valueStart, i);
+    i++;
   }
-  return true;
+  if (i + 1 >= to || source.charCodeAt(i + 1) !== 62 /* > */) return undefined;
+  i += 2;
+  while (i < to && isSpace(source.charCodeAt(i))) i++;
+  return i === to ? element : undefined;
 }
-

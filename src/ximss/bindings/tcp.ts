@@ -1,6 +1,6 @@
 import net from 'node:net';
 import tls from 'node:tls';
-import { XmlParseError, parseXml } from '../../xml/parser.js';
+import { XmlParseError, parseXmlRange } from '../../xml/parser.js';
 import { Conversation, type TransportControl } from '../conversation.js';
 import type { Engine } from '../engine.js';
 import { errorResponse } from '../protocol.js';
@@ -82,6 +82,7 @@ export class TcpConnection implements TransportControl {
       this.heldForTls.push(chunk);
       return;
     }
+    if (this.pendingBytes === 0 && this.onDataFast(chunk)) return;
     let start = 0;
     for (;;) {
       const zero = chunk.indexOf(0, start);
@@ -112,13 +113,51 @@ export class TcpConnection implements TransportControl {
     }
   }
 
+  /**
+   * The common case, pipelined requests arriving whole: decodes the complete messages of a
+   * chunk with one toString and splits the text. Returns false (having done nothing) when
+   * the chunk needs the byte-exact path: it may hold a `starttls`, after which the bytes
+   * must stay undecoded for the TLS layer.
+   */
+  private onDataFast(chunk: Buffer): boolean {
+    const lastZero = chunk.lastIndexOf(0);
+    if (lastZero < 0 || chunk.includes(STARTTLS)) return false;
+    const text = chunk.toString('utf8', 0, lastZero);
+    const limit = this.limits.maxRequestBytes;
+    let start = 0;
+    while (start <= text.length) {
+      let zero = text.indexOf('\0', start);
+      if (zero < 0) zero = text.length;
+      // Characters never outnumber bytes: count bytes only when it could matter.
+      if ((zero - start) * 3 > limit && Buffer.byteLength(text.slice(start, zero)) > limit) {
+        this.tooLarge();
+        return true;
+      }
+      this.handleText(text, start, zero);
+      start = zero + 1;
+      if (this.closing) return true;
+    }
+    if (lastZero + 1 < chunk.length) {
+      const rest = chunk.subarray(lastZero + 1);
+      this.pendingChunks.push(rest);
+      this.pendingBytes = rest.length;
+      if (this.pendingBytes > limit) this.tooLarge();
+    }
+    return true;
+  }
+
   /** Parses and submits one message; true when it is a `starttls` request. */
   private handleMessage(message: Buffer): boolean {
     const text = message.toString('utf8');
-    if (text.trim() === '') return false; // stray zero bytes (keep-alives) carry no request
+    return this.handleText(text, 0, text.length);
+  }
+
+  /** Parses and submits the message `source[from, to)`; true when it is a `starttls` request. */
+  private handleText(source: string, from: number, to: number): boolean {
+    if (isBlank(source, from, to)) return false; // stray zero bytes (keep-alives) carry no request
     let request;
     try {
-      request = parseXml(text);
+      request = parseXmlRange(source, from, to);
     } catch (err) {
       if (!(err instanceof XmlParseError)) throw err;
       this.conversation.submit(errorResponse(undefined, `malformed XML: ${err.message}`), this.writer);
@@ -256,6 +295,16 @@ export class TcpConnection implements TransportControl {
     }
     this.onClosed(this);
   }
+}
+
+const STARTTLS = Buffer.from('starttls');
+
+function isBlank(text: string, from: number, to: number): boolean {
+  for (let i = from; i < to; i++) {
+    const c = text.charCodeAt(i);
+    if (c !== 32 && c !== 10 && c !== 13 && c !== 9) return false;
+  }
+  return true;
 }
 
 function normalizeAddress(address: string | undefined): string {
