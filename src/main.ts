@@ -1,12 +1,13 @@
 #!/usr/bin/env node
 import { Command, InvalidArgumentError } from 'commander';
+import { bootstrapStore } from './bootstrap.js';
 import { loadConfig, type Config, type ConfigOverrides } from './config.js';
 import { AccountService } from './services/accounts.js';
 import { AlertService } from './services/alerts.js';
 import { ServiceError } from './services/errors.js';
-import { SERVER_VERSION, bootstrapStore, startServer } from './server.js';
 import { openStore } from './store/open.js';
 import type { Store } from './store/store.js';
+import { SERVER_VERSION } from './version.js';
 
 function port(value: string): number {
   const n = Number(value);
@@ -70,6 +71,8 @@ dataOptions(program.command('serve').description('run the server'))
       ...(options.relay ? { relay: options.relay } : {}),
       ports,
     });
+    // Loaded here only: the listeners, TLS and the XML engine are not needed by the store commands.
+    const { startServer } = await import('./server.js');
     const server = await startServer(config);
     let stopping = false;
     const stop = (signal: string): void => {

@@ -1,14 +1,12 @@
-import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import type { SecureContext } from 'node:tls';
 import { fileURLToPath } from 'node:url';
+import { bootstrapStore } from './bootstrap.js';
 import type { Config } from './config.js';
 import { AccountService } from './services/accounts.js';
 import { AlertService } from './services/alerts.js';
 import { AuthService } from './services/auth.js';
 import { EventBus } from './services/bus.js';
 import { openStore } from './store/open.js';
-import type { Store } from './store/store.js';
 import { loadTlsContext } from './tls.js';
 import { HttpListener } from './ximss/bindings/http.js';
 import { TcpListener } from './ximss/bindings/tcp.js';
@@ -19,10 +17,7 @@ import { registerOperations } from './ximss/ops/index.js';
 import type { XimssServices } from './ximss/services.js';
 import { SessionManager } from './ximss/sessions.js';
 import { Vocabulary } from './ximss/vocabulary.js';
-
-export const SERVER_VERSION: string = (
-  JSON.parse(readFileSync(fileURLToPath(new URL('../package.json', import.meta.url)), 'utf8')) as { version: string }
-).version;
+import { SERVER_VERSION } from './version.js';
 
 const RESOURCES = fileURLToPath(new URL('../resources/', import.meta.url));
 
@@ -31,18 +26,6 @@ export interface RunningServer {
   /** The ports actually bound (useful when 0 was asked for). */
   readonly ports: { ximss: number; ximssTls?: number; http: number; https?: number };
   close(): Promise<void>;
-}
-
-/**
- * On an empty store, creates the default domain and its `postmaster` account with a
- * generated password, and returns that password (shown once, never stored in clear).
- */
-export async function bootstrapStore(store: Store, accounts: AccountService): Promise<string | undefined> {
-  if ((await store.domains.list()).length > 0) return undefined;
-  const password = randomBytes(12).toString('base64url');
-  await accounts.createDomain(accounts.defaultDomain);
-  await accounts.create({ address: `postmaster@${accounts.defaultDomain}`, password, realName: 'Postmaster' });
-  return password;
 }
 
 /** The composition root: builds the store, services and listeners of one server process. */

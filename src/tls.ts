@@ -1,7 +1,6 @@
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import tls from 'node:tls';
-import { generate } from 'selfsigned';
 import type { Config } from './config.js';
 
 /**
@@ -17,6 +16,8 @@ export async function loadTlsContext(config: Config): Promise<tls.SecureContext>
     keyFile = join(dir, 'key.pem');
     if (!existsSync(certFile) || !existsSync(keyFile)) {
       mkdirSync(dir, { recursive: true });
+      // Loaded only when a certificate is generated: it takes longer to load than the rest.
+      const { generate } = await import('selfsigned');
       const pems = await generate([{ name: 'commonName', value: config.defaultDomain }], {
         keyType: 'ec',
         curve: 'P-256',

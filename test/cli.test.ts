@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -36,12 +36,46 @@ function workspace(): { data: string; config: string } {
   return { data: join(root, 'data'), config };
 }
 
-function cli(ws: { data: string; config: string }, ...args: string[]): Promise<Result> {
+function run(nodeArgs: string[], env: NodeJS.ProcessEnv = process.env): Promise<Result> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [MAIN, ...args, '--data', ws.data, '--config', ws.config], { timeout: 20_000 }, (err, stdout, stderr) => {
+    execFile(process.execPath, nodeArgs, { timeout: 20_000, env }, (err, stdout, stderr) => {
       resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
     });
   });
+}
+
+function cli(ws: { data: string; config: string }, ...args: string[]): Promise<Result> {
+  return run([MAIN, ...args, '--data', ws.data, '--config', ws.config]);
+}
+
+/**
+ * A module loader hook (node --import) that appends the URL of every ES module loaded to
+ * the file named by $LOAD_LOG.
+ */
+const LOG_LOADS =
+  'data:text/javascript,' +
+  encodeURIComponent(`
+    import { register } from 'node:module';
+    register('data:text/javascript,' + encodeURIComponent(${JSON.stringify(`
+      import { appendFileSync } from 'node:fs';
+      export async function load(url, context, next) {
+        appendFileSync(process.env.LOAD_LOG, url + '\\n');
+        return next(url, context);
+      }
+    `)}));
+  `);
+
+/** Runs a command, and answers the files of dist/ and the packages it loaded (as ES modules). */
+async function modulesLoaded(ws: { data: string; config: string }, ...args: string[]): Promise<string[]> {
+  const log = join(ws.data, '..', 'loaded.txt');
+  writeFileSync(log, '');
+  const result = await run(['--import', LOG_LOADS, MAIN, ...args, '--data', ws.data, '--config', ws.config], { ...process.env, LOAD_LOG: log });
+  assert.equal(result.code, 0, `ximssd ${args.join(' ')} failed: ${result.stderr}`);
+  const dist = new URL('../dist/', import.meta.url).href;
+  return readFileSync(log, 'utf8')
+    .split('\n')
+    .filter((url) => url.startsWith(dist) || url.includes('/node_modules/'))
+    .map((url) => (url.startsWith(dist) ? url.slice(dist.length) : url.slice(url.lastIndexOf('/node_modules/') + 14)));
 }
 
 async function ok(ws: { data: string; config: string }, ...args: string[]): Promise<string> {
@@ -157,6 +191,25 @@ describe('management commands', () => {
     assert.match(again.stderr, /unknown account/);
     const passwd = await cli(ws, 'account', 'passwd', 'bob@new.test', '--password', 'x');
     assert.equal(passwd.code, 1);
+  });
+});
+
+describe('start-up', () => {
+  test('--version prints the version of package.json', async () => {
+    const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+    const result = await run([MAIN, '--version']);
+    assert.equal(result.code, 0);
+    assert.equal(result.stdout.trim(), version);
+  });
+
+  test('the store commands load neither the server (listeners, XIMSS engine, XML) nor TLS', async () => {
+    const ws = workspace();
+    for (const args of [['account', 'list'], ['domain', 'list'], ['account', 'add', `u@${DOMAIN}`, '--password', 'pw'], ['alert', `u@${DOMAIN}`, 'hi']]) {
+      const loaded = await modulesLoaded(ws, ...args);
+      assert.ok(loaded.includes('main.js') && loaded.includes('store/open.js'), `${args.join(' ')}: ${loaded.join(' ')}`);
+      const heavy = loaded.filter((file) => /^(server|tls)\.js$|^ximss\/|^xml\/|^(selfsigned|saxes|iconv-lite)\//.test(file));
+      assert.deepEqual(heavy, [], `ximssd ${args.join(' ')} loaded them`);
+    }
   });
 });
 
