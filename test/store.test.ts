@@ -59,6 +59,31 @@ describe('migrations', () => {
     assert.equal(store.db.pragma('journal_mode', { simple: true }), 'wal');
     assert.equal(store.db.pragma('foreign_keys', { simple: true }), 1);
   });
+
+  test('every commit is synced (FULL); login bookkeeping commits NORMAL and survives reopening', async () => {
+    const sqlite = store;
+    assert.ok(sqlite instanceof SqliteStore);
+    const { db } = sqlite;
+    const FULL = 2;
+    assert.equal(db.pragma('synchronous', { simple: true }), FULL);
+
+    await sqlite.domains.create('one.test');
+    const a = await sqlite.accounts.create(newAccount('one.test', 'alice'));
+    const login = { time: new Date(1_700_000_000_000), address: '192.0.2.1' };
+    const failed = { time: new Date(1_700_000_100_000), address: '192.0.2.2' };
+    await sqlite.accounts.recordLogin(a.id, login);
+    await sqlite.accounts.recordFailedLogin(a.id, failed);
+    assert.equal(db.pragma('synchronous', { simple: true }), FULL, 'FULL again after the relaxed commits');
+    const read = (await sqlite.accounts.getById(a.id))!;
+    assert.deepEqual(read.prevLogin, login);
+    assert.deepEqual(read.lastFailedLogin, failed);
+
+    await sqlite.close();
+    assert.equal(db.open, false);
+    await sqlite.close(); // idempotent
+    store = openStore(dir);
+    assert.deepEqual((await store.accounts.getById(a.id))!.prevLogin, login);
+  });
 });
 
 describe('domains', () => {
@@ -251,6 +276,13 @@ describe('external changes', () => {
     const stop = store.watchExternalChanges(() => calls++);
     try {
       await store.domains.create('own.test');
+      const own = await store.accounts.create(newAccount('own.test', 'u'));
+      await sleep(300); // the watch polls every 250 ms
+      // Login bookkeeping goes through the store's second connection: still its own commits.
+      await store.accounts.recordLogin(own.id, { time: new Date(), address: '192.0.2.1' });
+      await store.accounts.recordFailedLogin(own.id, { time: new Date(), address: '192.0.2.1' });
+      await sleep(300);
+      await store.meta.set('k', 'v');
       await sleep(400);
       assert.equal(calls, 0, 'own commits do not count as external');
       const other = openStore(dir);

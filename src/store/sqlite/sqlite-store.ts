@@ -74,7 +74,8 @@ function isUniqueViolation(err: unknown): boolean {
 
 /**
  * The embedded store: one SQLite file in WAL mode, so that the command line can change it
- * while a server runs; every commit is synced before the call resolves.
+ * while a server runs; every commit is synced before the call resolves — except login
+ * bookkeeping (see `relaxedCommit`).
  */
 export class SqliteStore implements Store {
   readonly engine = 'sqlite';
@@ -89,10 +90,11 @@ export class SqliteStore implements Store {
 
   static open(file: string): SqliteStore {
     mkdirSync(dirname(file), { recursive: true });
-    return new SqliteStore(new Database(file));
+    return new SqliteStore(file);
   }
 
-  private constructor(db: SqliteDatabase) {
+  private constructor(file: string) {
+    const db = new Database(file);
     this.db = db;
     db.pragma('journal_mode = WAL');
     db.pragma('synchronous = FULL');
@@ -122,9 +124,9 @@ export class SqliteStore implements Store {
   watchExternalChanges(listener: () => void): () => void {
     this.watchers.add(listener);
     if (!this.watchTimer) {
-      this.lastDataVersion = this.db.pragma('data_version', { simple: true }) as number;
+      this.lastDataVersion = this.dataVersion();
       this.watchTimer = setInterval(() => {
-        const version = this.db.pragma('data_version', { simple: true }) as number;
+        const version = this.dataVersion();
         if (version === this.lastDataVersion) return;
         this.lastDataVersion = version;
         for (const watcher of this.watchers) watcher();
@@ -140,32 +142,58 @@ export class SqliteStore implements Store {
     };
   }
 
+  private dataVersion(): number {
+    return this.db.pragma('data_version', { simple: true }) as number;
+  }
+
   async close(): Promise<void> {
     if (this.watchTimer) clearInterval(this.watchTimer);
+    this.watchTimer = undefined;
     this.watchers.clear();
     if (this.db.open) this.db.close();
   }
 }
 
+/**
+ * Commits `write` with `synchronous = NORMAL`: for login bookkeeping (last login, last
+ * failed login), which is not data the server acknowledged to anyone and would otherwise
+ * cost an fsync on the event loop per login. In WAL mode such a commit survives a crash of
+ * the process and is synced by the next FULL commit or checkpoint; only a power loss
+ * before that can lose it.
+ */
+function relaxedCommit(db: SqliteDatabase, write: () => unknown): void {
+  db.pragma('synchronous = NORMAL');
+  try {
+    write();
+  } finally {
+    db.pragma('synchronous = FULL');
+  }
+}
+
+/** Prepares each of `sql` once, under the same names. */
+function prepareAll<K extends string>(db: SqliteDatabase, sql: Record<K, string>): Record<K, Statement> {
+  const statements = {} as Record<K, Statement>;
+  for (const name of Object.keys(sql) as K[]) statements[name] = db.prepare(sql[name]);
+  return statements;
+}
+
 class SqliteDomains implements DomainStore {
-  private readonly insert: Statement;
-  private readonly byName: Statement;
-  private readonly all: Statement;
-  private readonly update: Statement;
-  private readonly del: Statement;
+  private readonly sql;
 
   constructor(db: SqliteDatabase) {
-    this.insert = db.prepare('INSERT INTO domains (name, settings, created) VALUES (?, ?, ?)');
-    this.byName = db.prepare('SELECT * FROM domains WHERE name = ?');
-    this.all = db.prepare('SELECT * FROM domains ORDER BY name');
-    this.update = db.prepare('UPDATE domains SET settings = ? WHERE name = ?');
-    this.del = db.prepare('DELETE FROM domains WHERE name = ? AND NOT EXISTS (SELECT 1 FROM accounts WHERE domain = ?)');
+    this.sql = prepareAll(db, {
+      insert: 'INSERT INTO domains (name, settings, created) VALUES (?, ?, ?)',
+      byName: 'SELECT * FROM domains WHERE name = ?',
+      all: 'SELECT * FROM domains ORDER BY name',
+      update: 'UPDATE domains SET settings = ? WHERE name = ?',
+      remove: 'DELETE FROM domains WHERE name = ? AND NOT EXISTS (SELECT 1 FROM accounts WHERE domain = ?)',
+    });
   }
 
   async create(name: string, settings: Settings = {}): Promise<DomainRecord> {
     const created = Date.now();
     try {
-      this.insert.run(name, JSON.stringify(settings), created);
+      this.sql.insert.run(name, JSON.stringify(settings), created);
     } catch (err) {
       if (isUniqueViolation(err)) throw new AlreadyExistsError(`domain ${name} already exists`);
       throw err;
@@ -174,42 +202,49 @@ class SqliteDomains implements DomainStore {
   }
 
   async get(name: string): Promise<DomainRecord | undefined> {
-    const row = this.byName.get(name) as DomainRow | undefined;
+    const row = this.sql.byName.get(name) as DomainRow | undefined;
     return row && toDomain(row);
   }
 
   async list(): Promise<DomainRecord[]> {
-    return (this.all.all() as DomainRow[]).map(toDomain);
+    return (this.sql.all.all() as DomainRow[]).map(toDomain);
   }
 
   async updateSettings(name: string, settings: Settings): Promise<void> {
-    this.update.run(JSON.stringify(settings), name);
+    this.sql.update.run(JSON.stringify(settings), name);
   }
 
   async remove(name: string): Promise<boolean> {
-    return this.del.run(name, name).changes > 0;
+    return this.sql.remove.run(name, name).changes > 0;
   }
 }
 
 class SqliteAccounts implements AccountStore {
-  private readonly db: SqliteDatabase;
-  private readonly insert: Statement;
-  private readonly byName: Statement;
-  private readonly byId: Statement;
+  private readonly sql;
 
-  constructor(db: SqliteDatabase) {
-    this.db = db;
-    this.insert = db.prepare(
-      `INSERT INTO accounts (domain, name, real_name, password_hash, cram_md5, recovery_email, settings, created)
-       VALUES (@domain, @name, @realName, @passwordHash, @cramMd5Context, @recoveryEmail, @settings, @created)`,
-    );
-    this.byName = db.prepare('SELECT * FROM accounts WHERE domain = ? AND name = ?');
-    this.byId = db.prepare('SELECT * FROM accounts WHERE id = ?');
+  constructor(private readonly db: SqliteDatabase) {
+    this.sql = prepareAll(db, {
+      insert: `INSERT INTO accounts (domain, name, real_name, password_hash, cram_md5, recovery_email, settings, created)
+               VALUES (@domain, @name, @realName, @passwordHash, @cramMd5Context, @recoveryEmail, @settings, @created)`,
+      byName: 'SELECT * FROM accounts WHERE domain = ? AND name = ?',
+      byId: 'SELECT * FROM accounts WHERE id = ?',
+      all: 'SELECT * FROM accounts ORDER BY domain, name',
+      inDomain: 'SELECT * FROM accounts WHERE domain = ? ORDER BY name',
+      count: 'SELECT count(*) AS n FROM accounts WHERE domain = ?',
+      remove: 'DELETE FROM accounts WHERE id = ?',
+      setPassword: 'UPDATE accounts SET password_hash = ?, cram_md5 = ?, credentials_version = credentials_version + 1 WHERE id = ?',
+      setRecoveryEmail: 'UPDATE accounts SET recovery_email = ? WHERE id = ?',
+      setRealName: 'UPDATE accounts SET real_name = ? WHERE id = ?',
+      setSettings: 'UPDATE accounts SET settings = ? WHERE id = ?',
+      setPrefs: 'UPDATE accounts SET prefs = ? WHERE id = ?',
+      recordLogin: 'UPDATE accounts SET prev_login_time = ?, prev_login_ip = ? WHERE id = ?',
+      recordFailedLogin: 'UPDATE accounts SET failed_login_time = ?, failed_login_ip = ? WHERE id = ?',
+    });
   }
 
   async create(account: NewAccount): Promise<AccountRecord> {
     try {
-      const info = this.insert.run({
+      const info = this.sql.insert.run({
         domain: account.domain,
         name: account.name,
         realName: account.realName ?? null,
@@ -219,7 +254,7 @@ class SqliteAccounts implements AccountStore {
         settings: JSON.stringify(account.settings ?? {}),
         created: Date.now(),
       });
-      return toAccount(this.byId.get(info.lastInsertRowid) as AccountRow);
+      return toAccount(this.sql.byId.get(info.lastInsertRowid) as AccountRow);
     } catch (err) {
       if (isUniqueViolation(err)) throw new AlreadyExistsError(`account ${account.name}@${account.domain} already exists`);
       throw err;
@@ -227,61 +262,54 @@ class SqliteAccounts implements AccountStore {
   }
 
   async get(domain: string, name: string): Promise<AccountRecord | undefined> {
-    const row = this.byName.get(domain, name) as AccountRow | undefined;
+    const row = this.sql.byName.get(domain, name) as AccountRow | undefined;
     return row && toAccount(row);
   }
 
   async getById(id: number): Promise<AccountRecord | undefined> {
-    const row = this.byId.get(id) as AccountRow | undefined;
+    const row = this.sql.byId.get(id) as AccountRow | undefined;
     return row && toAccount(row);
   }
 
   async list(domain?: string): Promise<AccountRecord[]> {
-    const rows =
-      domain === undefined
-        ? this.db.prepare('SELECT * FROM accounts ORDER BY domain, name').all()
-        : this.db.prepare('SELECT * FROM accounts WHERE domain = ? ORDER BY name').all(domain);
+    const rows = domain === undefined ? this.sql.all.all() : this.sql.inDomain.all(domain);
     return (rows as AccountRow[]).map(toAccount);
   }
 
   async count(domain: string): Promise<number> {
-    return (this.db.prepare('SELECT count(*) AS n FROM accounts WHERE domain = ?').get(domain) as { n: number }).n;
+    return (this.sql.count.get(domain) as { n: number }).n;
   }
 
   async remove(id: number): Promise<boolean> {
-    return this.db.prepare('DELETE FROM accounts WHERE id = ?').run(id).changes > 0;
+    return this.sql.remove.run(id).changes > 0;
   }
 
   async setPassword(id: number, passwordHash: string, cramMd5Context: string | null): Promise<void> {
-    this.db
-      .prepare('UPDATE accounts SET password_hash = ?, cram_md5 = ?, credentials_version = credentials_version + 1 WHERE id = ?')
-      .run(passwordHash, cramMd5Context, id);
+    this.sql.setPassword.run(passwordHash, cramMd5Context, id);
   }
 
   async setRecoveryEmail(id: number, email: string | null): Promise<void> {
-    this.db.prepare('UPDATE accounts SET recovery_email = ? WHERE id = ?').run(email, id);
+    this.sql.setRecoveryEmail.run(email, id);
   }
 
   async setRealName(id: number, realName: string | null): Promise<void> {
-    this.db.prepare('UPDATE accounts SET real_name = ? WHERE id = ?').run(realName, id);
+    this.sql.setRealName.run(realName, id);
   }
 
   async setSettings(id: number, settings: Settings): Promise<void> {
-    this.db.prepare('UPDATE accounts SET settings = ? WHERE id = ?').run(JSON.stringify(settings), id);
+    this.sql.setSettings.run(JSON.stringify(settings), id);
   }
 
   async setPrefs(id: number, prefs: Settings): Promise<void> {
-    this.db.prepare('UPDATE accounts SET prefs = ? WHERE id = ?').run(JSON.stringify(prefs), id);
+    this.sql.setPrefs.run(JSON.stringify(prefs), id);
   }
 
   async recordLogin(id: number, record: LoginRecord): Promise<void> {
-    this.db.prepare('UPDATE accounts SET prev_login_time = ?, prev_login_ip = ? WHERE id = ?').run(record.time.getTime(), record.address, id);
+    relaxedCommit(this.db, () => this.sql.recordLogin.run(record.time.getTime(), record.address, id));
   }
 
   async recordFailedLogin(id: number, record: LoginRecord): Promise<void> {
-    this.db
-      .prepare('UPDATE accounts SET failed_login_time = ?, failed_login_ip = ? WHERE id = ?')
-      .run(record.time.getTime(), record.address, id);
+    relaxedCommit(this.db, () => this.sql.recordFailedLogin.run(record.time.getTime(), record.address, id));
   }
 }
 
@@ -293,37 +321,51 @@ interface AlertRow {
 }
 
 class SqliteAlerts implements AlertStore {
-  constructor(private readonly db: SqliteDatabase) {}
+  private readonly sql;
+
+  constructor(db: SqliteDatabase) {
+    this.sql = prepareAll(db, {
+      post: 'INSERT INTO alerts (account_id, posted, text) VALUES (?, ?, ?)',
+      pending: 'SELECT * FROM alerts WHERE account_id = ? AND confirmed = 0 ORDER BY id',
+      accountsWithPending: 'SELECT DISTINCT account_id FROM alerts WHERE confirmed = 0',
+      confirm: 'UPDATE alerts SET confirmed = 1 WHERE id = ?',
+    });
+  }
 
   async post(accountId: number, text: string, posted: Date): Promise<AlertRecord> {
-    const info = this.db.prepare('INSERT INTO alerts (account_id, posted, text) VALUES (?, ?, ?)').run(accountId, posted.getTime(), text);
+    const info = this.sql.post.run(accountId, posted.getTime(), text);
     return { id: Number(info.lastInsertRowid), accountId, posted, text };
   }
 
   async pending(accountId: number): Promise<AlertRecord[]> {
-    const rows = this.db.prepare('SELECT * FROM alerts WHERE account_id = ? AND confirmed = 0 ORDER BY id').all(accountId) as AlertRow[];
+    const rows = this.sql.pending.all(accountId) as AlertRow[];
     return rows.map((r) => ({ id: r.id, accountId: r.account_id, posted: new Date(r.posted), text: r.text }));
   }
 
   async accountsWithPending(): Promise<number[]> {
-    return (this.db.prepare('SELECT DISTINCT account_id FROM alerts WHERE confirmed = 0').all() as { account_id: number }[]).map(
-      (r) => r.account_id,
-    );
+    return (this.sql.accountsWithPending.all() as { account_id: number }[]).map((r) => r.account_id);
   }
 
   async confirm(id: number): Promise<void> {
-    this.db.prepare('UPDATE alerts SET confirmed = 1 WHERE id = ?').run(id);
+    this.sql.confirm.run(id);
   }
 }
 
 class SqliteMeta implements MetaStore {
-  constructor(private readonly db: SqliteDatabase) {}
+  private readonly sql;
+
+  constructor(db: SqliteDatabase) {
+    this.sql = prepareAll(db, {
+      get: 'SELECT value FROM meta WHERE key = ?',
+      set: 'INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value',
+    });
+  }
 
   async get(key: string): Promise<string | undefined> {
-    return (this.db.prepare('SELECT value FROM meta WHERE key = ?').get(key) as { value: string } | undefined)?.value;
+    return (this.sql.get.get(key) as { value: string } | undefined)?.value;
   }
 
   async set(key: string, value: string): Promise<void> {
-    this.db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value').run(key, value);
+    this.sql.set.run(key, value);
   }
 }
