@@ -2,8 +2,9 @@ import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
 import http from 'node:http';
 import https from 'node:https';
-import { after, before, test } from 'node:test';
+import { after, before, mock, test } from 'node:test';
 import tls from 'node:tls';
+import { BYE_GRACE_MS, endedHttpSession } from '../src/ximss/bindings/http-session.js';
 import { HttpListener } from '../src/ximss/bindings/http.js';
 import { TcpListener } from '../src/ximss/bindings/tcp.js';
 import { Engine } from '../src/ximss/engine.js';
@@ -298,6 +299,63 @@ test('a server-side logout reaches the waiting poll as bye; then the session ans
   assert.equal((await sync(urlID, '<XIMSS><noop id="1"/></XIMSS>')).status, 550);
 });
 
+test('a server-side logout while no poll waits: the next poll gets bye (after what was queued) once, then 550', async () => {
+  const { sessions } = server.services;
+  // Ended by the server (as shutdown and the idle time-out do), with an answer not yet polled.
+  const urlID = await login();
+  await request(`/Session/${urlID}/async`, { body: '<XIMSS><noop id="q"/></XIMSS>' });
+  await sync(urlID, '<XIMSS><noop id="after"/></XIMSS>'); // the async batch has run by now
+  sessions.end(sessions.get(urlID)!, true);
+  assert.equal(sessions.get(urlID), undefined);
+  // Requests other than polls learn at once that the session is gone, and leave the bye alone.
+  assert.equal((await sync(urlID, '<XIMSS><noop id="1"/></XIMSS>')).status, 550);
+  assert.equal((await request(`/Session/${urlID}/async`, { body: '<XIMSS><noop id="2"/></XIMSS>' })).status, 550);
+  assert.equal((await request(`/Session/${urlID}/KILL`)).status, 550);
+  // Not from another address either (the session's IP watch still applies).
+  assert.equal((await request(`/Session/${urlID}/?ackSeq=0&maxWait=0`, { localAddress: '127.0.0.2' })).status, 550);
+  const started = Date.now();
+  assert.equal((await poll(urlID, 0, 5, 'get')).text, '<XIMSS respSeq="1"><response id="q"/><bye/></XIMSS>');
+  assert.ok(Date.now() - started < 1000, 'answered at once');
+  assert.equal((await poll(urlID, 0, 0)).status, 550);
+  assert.equal((await poll(urlID, 1, 0)).status, 550);
+
+  // An answer sent but not acknowledged comes again with the bye.
+  await server.addAccount('removed@example.test', 'pass3');
+  const removed = await login('removed@example.test', 'pass3');
+  await request(`/Session/${removed}/async`, { body: '<XIMSS><noop id="a"/></XIMSS>' });
+  assert.equal((await poll(removed, 0, 1)).text, '<XIMSS respSeq="1"><response id="a"/></XIMSS>');
+  await server.services.accounts.remove(await account('removed@example.test'));
+  assert.equal((await poll(removed, 0, 0)).text, '<XIMSS respSeq="1"><response id="a"/><bye/></XIMSS>');
+  assert.equal((await poll(removed, 1, 0)).status, 550);
+
+  // A session the client ended itself (bye, KILL) has no bye waiting: 550 at once.
+  const byClient = await login();
+  assert.equal(xml(await sync(byClient, '<XIMSS><bye id="b"/></XIMSS>')).toString(), '<XIMSS><response id="b"/></XIMSS>');
+  assert.equal((await poll(byClient, 0, 0)).status, 550);
+  const killed = await login();
+  assert.equal((await request(`/Session/${killed}/KILL`)).status, 200);
+  assert.equal((await poll(killed, 0, 0)).status, 550);
+});
+
+test('an uncollected bye is kept for a grace period only', async () => {
+  const first = await login();
+  const second = await login();
+  server.services.sessions.end(server.services.sessions.get(first)!, true);
+  const ended = Date.now();
+  mock.timers.enable({ apis: ['Date'], now: ended + BYE_GRACE_MS - 1000 });
+  try {
+    assert.ok(endedHttpSession(server.services.sessions, first), 'kept until the grace period ends');
+    server.services.sessions.end(server.services.sessions.get(second)!, true);
+    mock.timers.setTime(ended + BYE_GRACE_MS + 1);
+    assert.equal(endedHttpSession(server.services.sessions, first), undefined, 'dropped after it');
+    assert.ok(endedHttpSession(server.services.sessions, second), 'a later one is still kept');
+  } finally {
+    mock.timers.reset();
+  }
+  assert.equal((await poll(first, 0, 0)).status, 550);
+  assert.equal((await poll(second, 0, 0)).text, '<XIMSS respSeq="1"><bye/></XIMSS>');
+});
+
 test('bye in a sync batch is answered, then the session is gone', async () => {
   const urlID = await login();
   const waiting = poll(urlID, 0, 1);
@@ -323,14 +381,17 @@ test('killOld ends the account\'s other sessions; sessionid re-attaches to a liv
   const b = await login('other@example.test', 'pass2');
   const c = await login('other@example.test', 'pass2', '&killOld=1');
   assert.notEqual(c, a);
-  assert.equal((await poll(a, 0, 0)).status, 550);
-  assert.equal((await poll(b, 0, 0)).status, 550);
+  for (const killed of [a, b]) {
+    assert.equal((await poll(killed, 0, 0)).text, '<XIMSS respSeq="1"><bye/></XIMSS>');
+    assert.equal((await poll(killed, 1, 0)).status, 550);
+  }
   assert.equal((await poll(c, 0, 0)).status, 200);
 
   const d = await login('other@example.test', 'pass2');
   assert.equal(await login('other@example.test', 'pass2', `&sessionid=${c}`), c);
   assert.equal((await poll(d, 0, 0)).status, 200);
   assert.equal(await login('other@example.test', 'pass2', `&sessionid=${c}&killOld=1`), c);
+  assert.match((await poll(d, 0, 0)).text, /<bye\/><\/XIMSS>$/);
   assert.equal((await poll(d, 0, 0)).status, 550);
   assert.equal((await poll(c, 0, 0)).status, 200);
 
@@ -377,6 +438,7 @@ test('polls keep an HTTP session alive; its idle time-out ends it', async () => 
     assert.equal((await poll(urlID, 0, 0)).status, 200);
   }
   await new Promise((resolve) => setTimeout(resolve, 450));
+  assert.equal((await poll(urlID, 0, 0)).text, '<XIMSS respSeq="1"><bye/></XIMSS>');
   assert.equal((await poll(urlID, 0, 0)).status, 550);
 });
 

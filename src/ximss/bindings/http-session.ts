@@ -4,6 +4,7 @@ import { Conversation, type TransportControl } from '../conversation.js';
 import type { Engine } from '../engine.js';
 import { errorResponse } from '../protocol.js';
 import type { AsyncSink, Session } from '../session.js';
+import type { SessionManager } from '../sessions.js';
 
 /** One HTTP answer, as the listener writes it. */
 export interface HttpReply {
@@ -22,6 +23,8 @@ export const SESSION_GONE = 550;
 const MAX_QUEUED_MESSAGES = 10_000;
 /** Answers remembered per session for retried `reqSeq`s. */
 const REMEMBERED_REPLIES = 16;
+/** How long a session that ended with a `<bye/>` no poll has collected yet keeps it for the next poll. */
+export const BYE_GRACE_MS = 60_000;
 
 export function ximssReply(parts: readonly string[], status = 200): HttpReply {
   return { status, body: parts.length === 0 ? EMPTY_XIMSS : `<XIMSS>${parts.join('')}</XIMSS>` };
@@ -76,6 +79,37 @@ export function httpSessionOf(session: Session): HttpSession | undefined {
   return httpSessions.get(session);
 }
 
+interface EndedSession {
+  state: HttpSession;
+  /** Until when (ms since the epoch) its bye waits. */
+  until: number;
+}
+
+/**
+ * Sessions that ended server-side (idle time-out, account removal, shutdown, killOld) while
+ * no poll was waiting, by urlID, one registry per session manager: the session manager has
+ * forgotten them, but their `<bye/>` waits for the client's next poll until `until`. All
+ * are kept equally long, so the oldest come first; expired ones are dropped as new ones
+ * arrive and on look-up, with no timer per session.
+ */
+const endedWithBye = new WeakMap<SessionManager, Map<string, EndedSession>>();
+
+function endedRegistry(sessions: SessionManager): Map<string, EndedSession> {
+  let registry = endedWithBye.get(sessions);
+  if (!registry) endedWithBye.set(sessions, (registry = new Map()));
+  const now = Date.now();
+  for (const [urlID, entry] of registry) {
+    if (entry.until > now) break;
+    registry.delete(urlID);
+  }
+  return registry;
+}
+
+/** The HTTP state of an ended session whose `<bye/>` the next poll is still to get. */
+export function endedHttpSession(sessions: SessionManager, urlID: string): HttpSession | undefined {
+  return endedWithBye.has(sessions) ? endedRegistry(sessions).get(urlID)?.state : undefined;
+}
+
 /**
  * The HTTP state of one session: the conversation that runs its batches in order, the
  * queue of asynchronous messages for the long poll (with the last batch sent kept until the
@@ -92,12 +126,14 @@ export class HttpSession implements AsyncSink, TransportControl {
   private flushScheduled = false;
   private readonly remembered = new Map<string, Promise<HttpReply>>();
   private isEnded = false;
+  private readonly sessions: SessionManager;
 
   constructor(
     engine: Engine,
     readonly session: Session,
     secure: boolean,
   ) {
+    this.sessions = engine.server.sessions;
     this.conversation = new Conversation(engine, session.remoteAddress, secure, this);
     this.conversation.session = session;
     httpSessions.set(session, this);
@@ -203,6 +239,8 @@ export class HttpSession implements AsyncSink, TransportControl {
     const seq = previous ? previous.seq : ++this.lastSeq;
     this.queue = [];
     this.unacknowledged = { seq, messages };
+    // An ended session's last answer goes out once; after it, only 550.
+    if (this.isEnded) this.forget();
     answer({ status: 200, body: `<XIMSS respSeq="${seq}">${messages.join('')}</XIMSS>` });
   }
 
@@ -224,16 +262,28 @@ export class HttpSession implements AsyncSink, TransportControl {
     }
   }
 
-  ended(): void {
+  /**
+   * A server-side logout reaches the client's poll as `<bye/>` (with whatever was queued
+   * before it): at once when a poll is waiting, else on the next poll within BYE_GRACE_MS.
+   * Otherwise the poll learns what every later request will: the session is gone (550).
+   */
+  ended(byeSent: boolean): void {
     if (this.isEnded) return;
     this.isEnded = true;
     this.conversation.session = null;
-    // A server-side logout reaches a waiting poll as `<bye/>`; otherwise the poll learns
-    // what every later request will: the session is gone.
     const waiting = this.takeWaiting();
-    if (!waiting) return;
-    if (this.queue.length > 0) this.sendBatch(waiting.answer);
-    else waiting.answer({ status: SESSION_GONE, body: EMPTY_XIMSS });
+    if (waiting) {
+      if (this.queue.length > 0) this.sendBatch(waiting.answer);
+      else waiting.answer({ status: SESSION_GONE, body: EMPTY_XIMSS });
+    } else if (byeSent && this.queue.length > 0) {
+      endedRegistry(this.sessions).set(this.session.urlID, { state: this, until: Date.now() + BYE_GRACE_MS });
+    }
+  }
+
+  /** Drops an ended session's last answer: later polls answer 550. */
+  private forget(): void {
+    const registry = endedWithBye.get(this.sessions);
+    if (registry?.get(this.session.urlID)?.state === this) registry.delete(this.session.urlID);
   }
 
   // --- TransportControl (for the operations run in this session's conversation) ---

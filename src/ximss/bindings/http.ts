@@ -11,6 +11,7 @@ import {
   EMPTY_XIMSS,
   HttpSession,
   SESSION_GONE,
+  endedHttpSession,
   httpSessionOf,
   parseBatch,
   runBatch,
@@ -398,10 +399,17 @@ export class HttpListener {
     rest: string,
     params: Params,
   ): Promise<void> {
-    const session = this.engine.server.sessions.get(urlID);
-    if (!session || session.closed || !this.guardAllows(session, req)) return this.sessionGone(req, res);
-    session.touch();
     const resource = rest.split('/', 1)[0]!.toLowerCase();
+    const isPoll = resource === '' || resource === 'get';
+    const session = this.engine.server.sessions.get(urlID);
+    if (!session || session.closed) {
+      // A session ended by the server keeps its `<bye/>` for the next poll, for a while.
+      const ended = isPoll ? endedHttpSession(this.engine.server.sessions, urlID) : undefined;
+      if (ended && this.guardAllows(ended.session, req)) return this.poll(req, res, ended, params);
+      return this.sessionGone(req, res);
+    }
+    if (!this.guardAllows(session, req)) return this.sessionGone(req, res);
+    session.touch();
     if (resource === 'kill') {
       this.engine.server.sessions.end(session, false);
       return this.send(req, res, { status: 200, body: EMPTY_XIMSS });
@@ -414,12 +422,12 @@ export class HttpListener {
       });
     }
     const state = httpSessionOf(session);
-    const isRequest = resource === '' || resource === 'get' || resource === 'sync' || resource === 'async';
+    const isRequest = isPoll || resource === 'sync' || resource === 'async';
     if (!isRequest) return this.send(req, res, { status: 404, body: 'not found\n', contentType: TEXT_TYPE });
     // A session started on a TCP connection has no HTTP side to talk to.
     if (!state || state.hasEnded) return this.sessionGone(req, res);
 
-    if (resource === '' || resource === 'get') return this.poll(req, res, state, params);
+    if (isPoll) return this.poll(req, res, state, params);
     const text = await this.body(req, res);
     if (text === undefined) return;
     const reqSeq = params.get('reqseq');
