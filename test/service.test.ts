@@ -286,6 +286,12 @@ describe('session data and language', () => {
 
     failed(await client.request('<setSessionData><bogus/></setSessionData>'));
 
+    // Keys are the client's: names of Object.prototype members are plain keys.
+    ok(await client.request('<setSessionData name="__proto__">p</setSessionData>'));
+    assert.equal((await client.request('<getSessionData name="__proto__"/>')).messages[0]!.text(), 'p');
+    assert.equal((await client.request('<getSessionData name="constructor"/>')).messages[0]!.children.length, 0);
+    ok(await client.request('<setSessionData name="__proto__" delete="yes"/>'));
+
     // Session data belongs to the session, not the account.
     const other = await loggedInClient(server.ports.ximss, address, password);
     assert.equal((await other.request('<getSessionData/>')).messages[0]!.children.length, 0);
@@ -379,6 +385,32 @@ describe('signup and recoverPassword', () => {
     const other = await XimssClient.connect(server.ports.ximss);
     failed(await other.request('<signup domain="example.test" userName="sneaky" password="pw"/>'));
     other.close();
+  });
+
+  test('signup is rate-limited per client address, apart from logins, until the window passes', async () => {
+    const limited = await startTestServer({ limits: { loginFailuresPerAddress: 3, loginFailureWindowSeconds: 0.6, loginFailureDelayMs: 0 } });
+    try {
+      await limited.services.accounts.createDomain('open.test');
+      await limited.services.accounts.updateDomainSettings('open.test', { SignupAllowed: 'Yes' });
+      await limited.addAccount('user@open.test', 'user-pw');
+      const client = await XimssClient.connect(limited.ports.ximss);
+      const signup = (name: string) => client.request(`<signup domain="open.test" userName="${name}" password="pw"/>`);
+      ok(await signup('first'));
+      failed(await signup('first'), 'a taken name'); // attempts count, not only the successful ones
+      ok(await signup('third'));
+      const refused = failed(await signup('fourth'), 'a sign-up past the limit');
+      assert.equal(refused, 'too many sign-ups from this address; try again later');
+      assert.equal(await limited.services.accounts.find('fourth@open.test'), undefined);
+      // Logins from the address are not affected.
+      const other = await loggedInClient(limited.ports.ximss, 'user@open.test', 'user-pw');
+      other.close();
+      await sleep(700);
+      ok(await signup('fourth'), 'a sign-up after the window');
+      assert.ok(await limited.services.accounts.find('fourth@open.test'));
+      client.close();
+    } finally {
+      await limited.stop();
+    }
   });
 
   test('recoverPassword answers with an honest error', async () => {

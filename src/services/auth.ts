@@ -48,11 +48,13 @@ type Limits = Config['limits'];
 /**
  * Checks credentials for every protocol: clear text, CRAM-MD5, SASL PLAIN. Failed attempts
  * are delayed and counted per client address and per account; past the limit, attempts
- * are refused without checking the password until the window passes.
+ * are refused without checking the password until the window passes. Sign-ups are limited
+ * per address in the same way.
  */
 export class AuthService {
   private readonly byAddress: FailureCounter;
   private readonly byAccount: FailureCounter;
+  private readonly signupsByAddress: FailureCounter;
   private readonly verified = new VerifiedPasswordCache();
 
   constructor(
@@ -64,6 +66,18 @@ export class AuthService {
     const windowMs = limits.loginFailureWindowSeconds * 1000;
     this.byAddress = new FailureCounter(limits.loginFailuresPerAddress, windowMs);
     this.byAccount = new FailureCounter(limits.loginFailuresPerAccount, windowMs);
+    this.signupsByAddress = new FailureCounter(limits.loginFailuresPerAddress, windowMs);
+  }
+
+  /**
+   * Admits one sign-up attempt from `address`: counted and delayed like a failed login, and
+   * refused past the per-address limit until the window passes, so that sign-up can be used
+   * neither to probe account names nor to create accounts in bulk.
+   */
+  async admitSignup(address: string): Promise<void> {
+    if (this.signupsByAddress.exceeded(address)) throw new ServiceError('too many sign-ups from this address; try again later');
+    this.signupsByAddress.add(address);
+    await sleep(this.limits.loginFailureDelayMs);
   }
 
   /** A fresh CRAM-MD5 challenge (RFC 2195 form). */

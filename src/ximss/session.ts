@@ -3,13 +3,21 @@ import type { AccountRecord, LoginRecord, Settings } from '../store/store.js';
 import { el, type XmlElement } from '../xml/element.js';
 import type { XimssValue } from '../xml/objects.js';
 
+/** A dictionary without a prototype: client-chosen keys such as `__proto__` stay plain keys. */
+export function emptyDictionary(): { [key: string]: XimssValue } {
+  return Object.create(null) as { [key: string]: XimssValue };
+}
+
 export type BindingKind = 'tcp' | 'http';
 
 /** Where a session's asynchronous messages go: the TCP connection, or the HTTP poll queue. */
 export interface AsyncSink {
   deliver(xml: string): void;
-  /** The session has ended: drop the connection or answer later polls with 550. */
-  ended(): void;
+  /**
+   * The session has ended (`byeSent`: after a server-side `<bye/>` was delivered): drop the
+   * connection, or answer later polls with the bye, then 550.
+   */
+  ended(byeSent: boolean): void;
 }
 
 const URL_ID_ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
@@ -65,7 +73,7 @@ export class Session {
   /** The language for scripts and templates (getLanguage/setLanguage). */
   language: string;
   /** The session's free-form parameter dictionary (getSessionData/setSessionData). */
-  data: { [key: string]: XimssValue } = {};
+  data: { [key: string]: XimssValue } = emptyDictionary();
   /** Guards HTTP access: when set, requests must come from this address. */
   ipGuard: string | undefined;
   /** When set, HTTP requests must carry this cookie value. */
@@ -158,6 +166,6 @@ export class Session {
     if (this.idleTimer) clearTimeout(this.idleTimer);
     this.idleTimer = undefined;
     this.onIdle = undefined;
-    this.sink?.ended();
+    this.sink?.ended(sendBye);
   }
 }

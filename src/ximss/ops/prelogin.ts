@@ -47,9 +47,8 @@ export const preLoginOperations: OperationTable = {
     const { userName, password, realName, recoverPassword } = ctx.request.attrs;
     if (!userName) throw new ServiceError('the userName attribute is missing');
     if (!password) throw new ServiceError('the password attribute is missing');
-    // Sign-up is rate-limited like a failed login, so that it cannot be used to probe names
-    // or to create accounts in bulk.
-    await new Promise((resolve) => setTimeout(resolve, ctx.server.config.limits.loginFailureDelayMs));
+    // Rate-limited per client address, like failed logins.
+    await ctx.server.auth.admitSignup(ctx.conversation.remoteAddress);
     const local = userName.includes('@') ? userName.slice(0, userName.lastIndexOf('@')) : userName;
     await ctx.server.accounts.create({
       address: `${local}@${domain.name}`,

@@ -6,6 +6,7 @@ import { el, type XmlElement } from '../../xml/element.js';
 import { appendValue, isDictionary, readValue, type XimssValue } from '../../xml/objects.js';
 import { formatGmt, formatLocal, parseGmt } from '../../xml/time.js';
 import { anytime, inSession, type OperationTable, type SessionContext } from '../engine.js';
+import { emptyDictionary } from '../session.js';
 
 /** Spec section "Service Operations" (plus the 6.2 session data and language operations). */
 
@@ -153,7 +154,7 @@ export const serviceOperations: OperationTable = {
     const remove = ctx.request.attrs.delete;
     const session = ctx.session;
     if (remove !== undefined && remove !== 'no') {
-      if (name === undefined) session.data = {};
+      if (name === undefined) session.data = emptyDictionary();
       else delete session.data[name];
       return;
     }
@@ -167,7 +168,7 @@ export const serviceOperations: OperationTable = {
       session.data[name] = value;
     } else {
       if (!isDictionary(value) && value !== '') throw new ServiceError('session data must be a dictionary');
-      session.data = isDictionary(value) ? value : {};
+      session.data = Object.assign(emptyDictionary(), isDictionary(value) ? value : {});
     }
   }),
 
