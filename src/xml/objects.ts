@@ -36,7 +36,8 @@ export function readValue(element: XmlElement): XimssValue {
       if (child.name !== 'subKey') throw new TypeError(`unexpected <${child.name}> in a dictionary`);
       const key = child.attr('key');
       if (key === undefined) throw new TypeError('subKey element without a key attribute');
-      dict[key] = readValue(child);
+      // Defined, not assigned: a `__proto__` key is data like any other, not the prototype.
+      Object.defineProperty(dict, key, { value: readValue(child), enumerable: true, writable: true, configurable: true });
     }
     return dict;
   }

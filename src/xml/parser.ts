@@ -102,6 +102,40 @@ function isSpace(c: number): boolean {
  * reports the errors.
  */
 function parseSimpleElement(source: string, from: number, to: number): XmlElement | undefined {
+  return parseLastShape(source, from, to) ?? parseSimpleElementScan(source, from, to);
+}
+
+/**
+ * Pipelined clients send runs of requests of one shape (`<noop id="1"/>`, `<noop id="2"/>`,
+ * …). The prefix `<name attr="` of the last one-attribute request is remembered, and a
+ * request that starts with it exactly and ends `"/>` right after a plain value is built
+ * without scanning its name again: the same result the scan would give, for less.
+ */
+let lastShape: { prefix: string; name: string; attr: string } | undefined;
+
+function parseLastShape(source: string, from: number, to: number): XmlElement | undefined {
+  const shape = lastShape;
+  if (shape === undefined || !source.startsWith(shape.prefix, from)) return undefined;
+  const valueStart = from + shape.prefix.length;
+  const valueEnd = source.indexOf('"', valueStart);
+  if (valueEnd < 0 || valueEnd + 3 !== to || source.charCodeAt(valueEnd + 1) !== 47 || source.charCodeAt(valueEnd + 2) !== 62) {
+    return undefined;
+  }
+  for (let i = valueStart; i < valueEnd; i++) {
+    const c = source.charCodeAt(i);
+    if (c === 38 /* & */ || c === 60 /* < */ || c < 32 || c >= 0xd800) return undefined;
+  }
+  const element = new XmlElement(shape.name);
+  element.attrs[shape.attr] = source.slice(valueStart, valueEnd);
+  return element;
+}
+
+function rememberShape(element: XmlElement, attr: string, source: string, from: number): void {
+  const prefix = `<${element.name} ${attr}="`;
+  if (source.startsWith(prefix, from)) lastShape = { prefix, name: element.name, attr };
+}
+
+function parseSimpleElementScan(source: string, from: number, to: number): XmlElement | undefined {
   let i = from;
   while (i < to && isSpace(source.charCodeAt(i))) i++;
   if (source.charCodeAt(i) !== 60 /* < */) return undefined;
@@ -132,9 +166,10 @@ function parseSimpleElement(source: string, from: number, to: number): XmlElemen
       if (i >= to) return undefined;
       const v = source.charCodeAt(i);
       if (v === c) break;
-      // Values needing decoding (&...;), illegal ones (<) and white space normalization
-      // (tabs, newlines) are the full parser's business; so are duplicate names.
-      if (v === 38 /* & */ || v === 60 /* < */ || v < 32) return undefined;
+      // Values needing decoding (&...;), illegal ones (<, U+FFFE, lone surrogates: anything
+      // from U+D800 up is left to it), white space normalization (tabs, newlines) and
+      // duplicate names are the full parser's business.
+      if (v === 38 /* & */ || v === 60 /* < */ || v < 32 || v >= 0xd800) return undefined;
     }
     if (count++ > 0 && attrName in attrs) return undefined;
     attrs[attrName] = source.slice(valueStart, i);
@@ -143,5 +178,7 @@ function parseSimpleElement(source: string, from: number, to: number): XmlElemen
   if (i + 1 >= to || source.charCodeAt(i + 1) !== 62 /* > */) return undefined;
   i += 2;
   while (i < to && isSpace(source.charCodeAt(i))) i++;
-  return i === to ? element : undefined;
+  if (i !== to) return undefined;
+  if (count === 1) rememberShape(element, Object.keys(attrs)[0]!, source, from);
+  return element;
 }

@@ -64,10 +64,18 @@ export function formatLocal(date: Date, timeZone: string | undefined): string {
   return get('year') + get('month') + get('day') + 'T' + get('hour') + get('minute') + get('second');
 }
 
-/** Parses `YYYYMMDDTHHMMSS` (optionally with a trailing Z) as GMT; undefined when malformed. */
+/**
+ * Parses `YYYYMMDDTHHMMSS` (optionally with a trailing Z) as GMT; undefined when malformed
+ * or not a real time (month 13, February 30, 24:00...).
+ */
 export function parseGmt(value: string): Date | undefined {
-  const m = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z?$/.exec(value.trim());
+  const m = /^(\d{8})T(\d{6})Z?$/.exec(value.trim());
   if (!m) return undefined;
-  const date = new Date(Date.UTC(+m[1]!, +m[2]! - 1, +m[3]!, +m[4]!, +m[5]!, +m[6]!));
-  return Number.isNaN(date.getTime()) ? undefined : date;
+  const [date, time] = [m[1]!, m[2]!];
+  const result = new Date(0);
+  // setUTCFullYear, unlike Date.UTC, does not take the years 0-99 for 1900-1999.
+  result.setUTCFullYear(+date.slice(0, 4), +date.slice(4, 6) - 1, +date.slice(6, 8));
+  result.setUTCHours(+time.slice(0, 2), +time.slice(2, 4), +time.slice(4, 6));
+  // Out-of-range fields roll over into the next ones; a real time formats back unchanged.
+  return formatGmt(result) === `${date}T${time}` ? result : undefined;
 }
