@@ -20,6 +20,7 @@ import {
   type HttpReply,
 } from './http-session.js';
 import type { TcpListener } from './tcp.js';
+import { listen } from './listen.js';
 
 const XML_TYPE = 'text/xml; charset=utf-8';
 const TEXT_TYPE = 'text/plain; charset=utf-8';
@@ -489,13 +490,7 @@ export class HttpListener {
   }
 
   listen(port: number, host: string): Promise<number> {
-    return new Promise((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(port, host, () => {
-        this.server.off('error', reject);
-        resolve((this.server.address() as net.AddressInfo).port);
-      });
-    });
+    return listen(this.server, port, host);
   }
 
   /** Stops accepting, answers waiting polls, lets answers in flight finish, closes connections. */

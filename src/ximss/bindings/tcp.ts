@@ -5,6 +5,7 @@ import { Conversation, type TransportControl } from '../conversation.js';
 import type { Engine } from '../engine.js';
 import { errorResponse } from '../protocol.js';
 import type { AsyncSink, Session } from '../session.js';
+import { listen } from './listen.js';
 
 /** Stop reading from a client whose unread output exceeds this many bytes. */
 const OUTPUT_HIGH_WATER = 4 * 1024 * 1024;
@@ -341,13 +342,7 @@ export class TcpListener {
   }
 
   listen(port: number, host: string): Promise<number> {
-    return new Promise((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(port, host, () => {
-        this.server.off('error', reject);
-        resolve((this.server.address() as net.AddressInfo).port);
-      });
-    });
+    return listen(this.server, port, host);
   }
 
   /** Stops accepting; closes pre-login connections (sessions are ended by the server). */
