@@ -232,32 +232,47 @@ export function hmacMd5Hex(key: string, data: string): string {
   return createHmac('md5', key).update(data, 'utf8').digest('hex');
 }
 
+export function connectPlain(port: number, host = '127.0.0.1'): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, host, () => resolve(socket));
+    socket.once('error', reject);
+  });
+}
+
+/**
+ * Writes `data` and resolves with the first zero-terminated message that comes back and
+ * the bytes received after it; the socket is left paused with its data listener removed,
+ * ready to be handed to TLS.
+ */
+export function firstMessage(socket: net.Socket, data: string): Promise<{ text: string; rest: Buffer }> {
+  return new Promise((resolve, reject) => {
+    let buffer = Buffer.alloc(0);
+    const onClose = (): void => reject(new Error('connection closed before the first answer'));
+    const onData = (chunk: Buffer): void => {
+      buffer = Buffer.concat([buffer, chunk]);
+      const zero = buffer.indexOf(0);
+      if (zero < 0) return;
+      socket.off('data', onData);
+      socket.off('close', onClose);
+      socket.pause();
+      resolve({ text: buffer.subarray(0, zero).toString('utf8'), rest: buffer.subarray(zero + 1) });
+    };
+    socket.on('data', onData);
+    socket.once('close', onClose);
+    socket.write(data);
+  });
+}
+
 /**
  * Opens a plain connection, asks for `starttls`, and once the positive response has arrived
  * does the TLS handshake over the same socket. Resolves with a client on the TLS socket and
  * the plain-text `starttls` response.
  */
 export async function startTlsClient(port: number, host = '127.0.0.1'): Promise<{ client: XimssClient; response: XmlElement }> {
-  const plain = await new Promise<net.Socket>((resolve, reject) => {
-    const socket = net.connect(port, host, () => resolve(socket));
-    socket.once('error', reject);
-  });
-  const response = await new Promise<XmlElement>((resolve, reject) => {
-    let buffer = Buffer.alloc(0);
-    const onData = (chunk: Buffer): void => {
-      buffer = Buffer.concat([buffer, chunk]);
-      const zero = buffer.indexOf(0);
-      if (zero < 0) return;
-      plain.off('data', onData);
-      plain.pause();
-      if (zero + 1 < buffer.length) plain.unshift(buffer.subarray(zero + 1));
-      resolve(parseXml(buffer.subarray(0, zero).toString('utf8')));
-    };
-    plain.on('data', onData);
-    plain.once('close', () => reject(new Error('connection closed before the starttls response')));
-    plain.write('<starttls id="tls1"/>\0');
-  });
-  plain.removeAllListeners('close');
+  const plain = await connectPlain(port, host);
+  const first = await firstMessage(plain, '<starttls id="tls1"/>\0');
+  if (first.rest.length > 0) plain.unshift(first.rest);
+  const response = parseXml(first.text);
   if (response.attrs.errorText !== undefined) throw new Error(`starttls refused: ${response.attrs.errorText}`);
   const secure = await new Promise<tls.TLSSocket>((resolve, reject) => {
     const socket = tls.connect({ socket: plain, rejectUnauthorized: false }, () => resolve(socket));

@@ -11,7 +11,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import tls from 'node:tls';
 import { after, before, describe, test } from 'node:test';
 import { parseXml } from '../src/xml/parser.js';
-import { freePort, loggedInClient, startTestServer, startTlsClient, XimssClient, type TestServer } from './helpers.js';
+import { connectPlain, firstMessage, freePort, loggedInClient, startTestServer, startTlsClient, XimssClient, type TestServer } from './helpers.js';
 
 const USER = 'user1@example.test';
 const PASSWORD = 'secret';
@@ -332,26 +332,10 @@ describe('STARTTLS', () => {
   });
 
   test('clear text pipelined after starttls is never executed (no command injection)', async () => {
-    const plain = await new Promise<net.Socket>((resolve, reject) => {
-      const s = net.connect(server.ports.ximss, '127.0.0.1', () => resolve(s));
-      s.once('error', reject);
-    });
+    const plain = await connectPlain(server.ports.ximss);
     plain.on('error', () => {});
-    let buffer = Buffer.alloc(0);
-    const response = await new Promise<string>((resolve) => {
-      const onData = (chunk: Buffer): void => {
-        buffer = Buffer.concat([buffer, chunk]);
-        const zero = buffer.indexOf(0);
-        if (zero < 0) return;
-        plain.off('data', onData);
-        plain.pause();
-        resolve(buffer.subarray(0, zero).toString('utf8'));
-      };
-      plain.on('data', onData);
-      plain.write('<starttls id="s"/>\0<listFeatures id="injected"/>\0');
-    });
+    const { text: response, rest } = await firstMessage(plain, '<starttls id="s"/>\0<listFeatures id="injected"/>\0');
     assert.deepEqual(parseXml(response).attrs, { id: 's' });
-    const rest = buffer.subarray(buffer.indexOf(0) + 1);
     assert.equal(rest.length, 0, 'nothing in clear text after the starttls response');
     // Whatever happens to the TLS handshake now, the injected request must not be answered.
     const received: string[] = [];

@@ -69,21 +69,14 @@ export class Conversation {
    * answered; `done` runs once its response has been written to `out`.
    */
   submit(request: XmlElement | string, out: Output, done?: () => void): void {
-    if (!this.running && this.head === this.queue.length && typeof request !== 'string') {
+    if (!this.running && this.head === this.queue.length) {
       // Nothing ahead of it (the common case, even when pipelining): run it at once, and
-      // only queue it if its handler has to wait.
-      const result = this.engine.execute(this, request, out);
-      if (!result) {
-        this.complete(done);
-        if (this.head === this.queue.length) this.onQueueLength?.(0);
-        else this.pump();
-        return;
-      }
+      // only queue what arrives while its handler waits.
       this.running = true;
-      result.then(
-        () => this.finish(done),
-        () => this.finish(done),
-      );
+      if (this.run(request, out, done)) return;
+      this.running = false;
+      if (this.head < this.queue.length) this.pump();
+      else this.onQueueLength?.(0);
       return;
     }
     this.queue.push({ request, out, done });
@@ -101,23 +94,29 @@ export class Conversation {
         this.queue.splice(0, this.head);
         this.head = 0;
       }
-      if (typeof item.request === 'string') {
-        item.out(item.request);
-        this.complete(item.done);
-        continue;
-      }
-      const result = this.engine.execute(this, item.request, item.out);
-      if (result) {
-        result.then(
-          () => this.finish(item.done),
-          () => this.finish(item.done),
-        );
-        return; // pump() resumes from finish()
-      }
-      this.complete(item.done);
+      if (this.run(item.request, item.out, item.done)) return; // pump() resumes from finish()
     }
     this.running = false;
     this.onQueueLength?.(0);
+  }
+
+  /** Runs one request (or writes a ready reply); true when its handler is still working. */
+  private run(request: XmlElement | string, out: Output, done: (() => void) | undefined): boolean {
+    if (typeof request === 'string') {
+      out(request);
+      this.complete(done);
+      return false;
+    }
+    const result = this.engine.execute(this, request, out);
+    if (!result) {
+      this.complete(done);
+      return false;
+    }
+    result.then(
+      () => this.finish(done),
+      () => this.finish(done),
+    );
+    return true;
   }
 
   private finish(done: (() => void) | undefined): void {

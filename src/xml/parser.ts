@@ -62,8 +62,9 @@ export class XmlDocumentParser {
   }
 }
 
-function isBlank(text: string): boolean {
-  for (let i = 0; i < text.length; i++) {
+/** True when `text[from, to)` is only XML white space. */
+export function isBlank(text: string, from = 0, to = text.length): boolean {
+  for (let i = from; i < to; i++) {
     const c = text.charCodeAt(i);
     if (c !== 32 && c !== 10 && c !== 13 && c !== 9) return false;
   }
@@ -74,12 +75,12 @@ const shared = new XmlDocumentParser();
 
 /** Parses one XML document. */
 export function parseXml(source: string): XmlElement {
-  return parseSimpleElement(source, 0, source.length) ?? shared.parse(source);
+  return parseXmlRange(source, 0, source.length);
 }
 
 /** Parses the document `source[from, to)` (a message inside a larger buffer of text). */
 export function parseXmlRange(source: string, from: number, to: number): XmlElement {
-  return parseSimpleElement(source, from, to) ?? shared.parse(source.slice(from, to));
+  return parseSimpleElement(source, from, to) ?? shared.parse(from === 0 && to === source.length ? source : source.slice(from, to));
 }
 
 /** Character classes for the fast path: 2 = may start a name, 1 = may continue one. */
@@ -121,13 +122,23 @@ function parseLastShape(source: string, from: number, to: number): XmlElement | 
   if (valueEnd < 0 || valueEnd + 3 !== to || source.charCodeAt(valueEnd + 1) !== 47 || source.charCodeAt(valueEnd + 2) !== 62) {
     return undefined;
   }
-  for (let i = valueStart; i < valueEnd; i++) {
-    const c = source.charCodeAt(i);
-    if (c === 38 /* & */ || c === 60 /* < */ || c < 32 || c >= 0xd800) return undefined;
-  }
+  if (!isPlainValue(source, valueStart, valueEnd)) return undefined;
   const element = new XmlElement(shape.name);
   element.attrs[shape.attr] = source.slice(valueStart, valueEnd);
   return element;
+}
+
+/**
+ * True when the attribute value `source[from, to)` is taken as it is. Values needing
+ * decoding (&...;), illegal ones (<, U+FFFE, lone surrogates: anything from U+D800 up is
+ * left to the full parser) and white space normalization (tabs, newlines) are not.
+ */
+function isPlainValue(source: string, from: number, to: number): boolean {
+  for (let i = from; i < to; i++) {
+    const c = source.charCodeAt(i);
+    if (c === 38 /* & */ || c === 60 /* < */ || c < 32 || c >= 0xd800) return false;
+  }
+  return true;
 }
 
 function rememberShape(element: XmlElement, attr: string, source: string, from: number): void {
@@ -161,19 +172,13 @@ function parseSimpleElementScan(source: string, from: number, to: number): XmlEl
     c = source.charCodeAt(++i);
     while (isSpace(c)) c = source.charCodeAt(++i);
     if (c !== 34 /* " */ && c !== 39 /* ' */) return undefined;
-    const valueStart = ++i;
-    for (;; i++) {
-      if (i >= to) return undefined;
-      const v = source.charCodeAt(i);
-      if (v === c) break;
-      // Values needing decoding (&...;), illegal ones (<, U+FFFE, lone surrogates: anything
-      // from U+D800 up is left to it), white space normalization (tabs, newlines) and
-      // duplicate names are the full parser's business.
-      if (v === 38 /* & */ || v === 60 /* < */ || v < 32 || v >= 0xd800) return undefined;
-    }
+    const valueStart = i + 1;
+    const valueEnd = source.indexOf(c === 34 ? '"' : "'", valueStart);
+    if (valueEnd < 0 || valueEnd >= to || !isPlainValue(source, valueStart, valueEnd)) return undefined;
+    // Duplicate names are the full parser's business too.
     if (count++ > 0 && attrName in attrs) return undefined;
-    attrs[attrName] = source.slice(valueStart, i);
-    i++;
+    attrs[attrName] = source.slice(valueStart, valueEnd);
+    i = valueEnd + 1;
   }
   if (i + 1 >= to || source.charCodeAt(i + 1) !== 62 /* > */) return undefined;
   i += 2;

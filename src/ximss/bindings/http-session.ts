@@ -14,8 +14,6 @@ export interface HttpReply {
   headers?: Record<string, string>;
 }
 
-export const EMPTY_XIMSS = '<XIMSS/>';
-
 /** The status every HTTP client reads as "this session is gone: log in again". */
 export const SESSION_GONE = 550;
 
@@ -27,7 +25,7 @@ const REMEMBERED_REPLIES = 16;
 export const BYE_GRACE_MS = 60_000;
 
 export function ximssReply(parts: readonly string[], status = 200): HttpReply {
-  return { status, body: parts.length === 0 ? EMPTY_XIMSS : `<XIMSS>${parts.join('')}</XIMSS>` };
+  return { status, body: parts.length === 0 ? '<XIMSS/>' : `<XIMSS>${parts.join('')}</XIMSS>` };
 }
 
 export function ximssError(text: string, status = 200): HttpReply {
@@ -194,7 +192,7 @@ export class HttpSession implements AsyncSink, TransportControl {
       return () => {};
     }
     if (waitMs <= 0) {
-      answer({ status: 200, body: EMPTY_XIMSS });
+      answer(ximssReply([]));
       return () => {};
     }
     const waiting: WaitingPoll = { answer, timer: undefined };
@@ -202,7 +200,7 @@ export class HttpSession implements AsyncSink, TransportControl {
       if (this.waiting !== waiting) return;
       this.waiting = undefined;
       this.session.touch();
-      answer({ status: 200, body: EMPTY_XIMSS });
+      answer(ximssReply([]));
     }, waitMs);
     this.waiting = waiting;
     return () => {
@@ -217,12 +215,12 @@ export class HttpSession implements AsyncSink, TransportControl {
     const waiting = this.takeWaiting();
     if (!waiting) return;
     if (this.queue.length > 0) this.sendBatch(waiting.answer);
-    else waiting.answer({ status: 200, body: EMPTY_XIMSS });
+    else waiting.answer(ximssReply([]));
   }
 
   /** A newer poll replaces a waiting one, which is answered empty. */
   private supersede(): void {
-    this.takeWaiting()?.answer({ status: 200, body: EMPTY_XIMSS });
+    this.takeWaiting()?.answer(ximssReply([]));
   }
 
   private takeWaiting(): WaitingPoll | undefined {
@@ -274,7 +272,7 @@ export class HttpSession implements AsyncSink, TransportControl {
     const waiting = this.takeWaiting();
     if (waiting) {
       if (this.queue.length > 0) this.sendBatch(waiting.answer);
-      else waiting.answer({ status: SESSION_GONE, body: EMPTY_XIMSS });
+      else waiting.answer(ximssReply([], SESSION_GONE));
     } else if (byeSent && this.queue.length > 0) {
       endedRegistry(this.sessions).set(this.session.urlID, { state: this, until: Date.now() + BYE_GRACE_MS });
     }

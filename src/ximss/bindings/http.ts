@@ -1,14 +1,15 @@
+import { once } from 'node:events';
 import http from 'node:http';
 import net from 'node:net';
 import tls from 'node:tls';
 import type { Authenticated } from '../../services/auth.js';
 import { ServiceError } from '../../services/errors.js';
+import type { XmlElement } from '../../xml/element.js';
 import { Conversation, type TransportControl } from '../conversation.js';
 import type { Engine } from '../engine.js';
 import { errorResponse } from '../protocol.js';
 import type { AsyncSink, Session } from '../session.js';
 import {
-  EMPTY_XIMSS,
   HttpSession,
   SESSION_GONE,
   endedHttpSession,
@@ -20,7 +21,7 @@ import {
   type HttpReply,
 } from './http-session.js';
 import type { TcpListener } from './tcp.js';
-import { listen } from './listen.js';
+import { clientAddress, listen } from './sockets.js';
 
 const XML_TYPE = 'text/xml; charset=utf-8';
 const TEXT_TYPE = 'text/plain; charset=utf-8';
@@ -50,10 +51,6 @@ function flag(value: string | undefined): boolean {
   return value !== undefined && !['0', 'no', 'false', 'off'].includes(value.toLowerCase());
 }
 
-function normalizeAddress(address: string | undefined): string {
-  if (!address) return 'unknown';
-  return address.startsWith('::ffff:') ? address.slice(7) : address;
-}
 
 function basicCredentials(header: string | undefined): { user: string; password: string } | undefined {
   const match = header ? /^Basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(header) : null;
@@ -288,16 +285,11 @@ export class HttpListener {
     return undefined;
   }
 
-  private tooManyRequests(count: number): HttpReply | undefined {
-    const limit = this.limits.maxPendingRequests;
-    return count > limit ? ximssError(`too many requests: at most ${limit} may be pending`) : undefined;
-  }
-
   // --- /XIMSSLogin/ ---
 
   /** A login by parameters (query, form body, Basic authorization), or a pre-login batch. */
   private async login(req: http.IncomingMessage, query: URLSearchParams, text: string): Promise<HttpReply> {
-    const address = normalizeAddress(req.socket.remoteAddress);
+    const address = clientAddress(req.socket);
     if (text.trimStart().startsWith('<')) return this.preLoginBatch(text, paramsOf(query), address);
     const params = paramsOf(query, new URLSearchParams(text));
 
@@ -380,10 +372,8 @@ export class HttpListener {
 
   /** Pre-login operations (listFeatures, or a whole login exchange) posted as a batch. */
   private async preLoginBatch(text: string, params: Params, address: string): Promise<HttpReply> {
-    const requests = parseBatch(text);
-    if (typeof requests === 'string') return ximssError(requests);
-    const tooMany = this.tooManyRequests(requests.length);
-    if (tooMany) return tooMany;
+    const requests = this.batch(text, 0);
+    if (!Array.isArray(requests)) return requests;
     const options = loginOptions(params);
     const transport = new LoginTransport(this, options, address);
     const conversation = new Conversation(this.engine, address, this.secure, transport);
@@ -413,7 +403,7 @@ export class HttpListener {
     session.touch();
     if (resource === 'kill') {
       this.engine.server.sessions.end(session, false);
-      return this.send(req, res, { status: 200, body: EMPTY_XIMSS });
+      return this.send(req, res, ximssReply([]));
     }
     if (LATER_RESOURCES.has(resource)) {
       return this.send(req, res, {
@@ -443,7 +433,7 @@ export class HttpListener {
    * the session cookie once the session uses one.
    */
   private guardAllows(session: Session, req: http.IncomingMessage): boolean {
-    if (session.ipGuard !== undefined && normalizeAddress(req.socket.remoteAddress) !== session.ipGuard) return false;
+    if (session.ipGuard !== undefined && clientAddress(req.socket) !== session.ipGuard) return false;
     if (session.cookieGuard !== undefined && !cookieValues(req.headers.cookie, COOKIE_NAME).includes(session.cookieGuard)) {
       return false;
     }
@@ -455,20 +445,27 @@ export class HttpListener {
   }
 
   private async sync(state: HttpSession, text: string, withAsync: boolean): Promise<HttpReply> {
-    const requests = parseBatch(text);
-    if (typeof requests === 'string') return ximssError(requests);
-    const tooMany = this.tooManyRequests(state.pendingRequests + requests.length);
-    if (tooMany) return tooMany;
-    return state.sync(requests, withAsync);
+    const requests = this.batch(text, state.pendingRequests);
+    return Array.isArray(requests) ? state.sync(requests, withAsync) : requests;
   }
 
   private async async(state: HttpSession, text: string): Promise<HttpReply> {
+    const requests = this.batch(text, state.pendingRequests);
+    if (!Array.isArray(requests)) return requests;
+    state.submitAsync(requests);
+    return ximssReply([]);
+  }
+
+  /**
+   * The requests of a posted batch, or the error reply when it is malformed or would take
+   * the requests not yet answered (`pending` already) past the limit.
+   */
+  private batch(text: string, pending: number): XmlElement[] | HttpReply {
     const requests = parseBatch(text);
     if (typeof requests === 'string') return ximssError(requests);
-    const tooMany = this.tooManyRequests(state.pendingRequests + requests.length);
-    if (tooMany) return tooMany;
-    state.submitAsync(requests);
-    return { status: 200, body: EMPTY_XIMSS };
+    const limit = this.limits.maxPendingRequests;
+    if (pending + requests.length > limit) return ximssError(`too many requests: at most ${limit} may be pending`);
+    return requests;
   }
 
   private poll(req: http.IncomingMessage, res: http.ServerResponse, state: HttpSession, params: Params): void {
@@ -499,8 +496,11 @@ export class HttpListener {
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     for (const { state } of [...this.polls]) state.releasePoll();
     for (const socket of this.unsniffed) socket.destroy();
-    const deadline = Date.now() + CLOSE_GRACE_MS;
-    while (this.active.size > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+    // Answers in flight get CLOSE_GRACE_MS to finish; then the connections are cut.
+    const answered = Promise.all([...this.active].map((res) => once(res, 'close')));
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([answered, new Promise((resolve) => (timer = setTimeout(resolve, CLOSE_GRACE_MS)))]);
+    clearTimeout(timer);
     for (const socket of this.httpSockets) socket.destroy();
     await closed;
   }

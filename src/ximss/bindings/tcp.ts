@@ -1,11 +1,11 @@
 import net from 'node:net';
 import tls from 'node:tls';
-import { XmlParseError, parseXmlRange } from '../../xml/parser.js';
+import { XmlParseError, isBlank, parseXmlRange } from '../../xml/parser.js';
 import { Conversation, type TransportControl } from '../conversation.js';
 import type { Engine } from '../engine.js';
 import { errorResponse } from '../protocol.js';
 import type { AsyncSink, Session } from '../session.js';
-import { listen } from './listen.js';
+import { clientAddress, listen } from './sockets.js';
 
 /** Stop reading from a client whose unread output exceeds this many bytes. */
 const OUTPUT_HIGH_WATER = 4 * 1024 * 1024;
@@ -41,7 +41,7 @@ export class TcpConnection implements TransportControl {
   ) {
     this.socket = socket;
     const secure = socket instanceof tls.TLSSocket;
-    this.conversation = new Conversation(engine, normalizeAddress(socket.remoteAddress), secure, this, (length) =>
+    this.conversation = new Conversation(engine, clientAddress(socket), secure, this, (length) =>
       this.onQueueLength(length),
     );
     socket.setNoDelay(true);
@@ -300,18 +300,7 @@ export class TcpConnection implements TransportControl {
 
 const STARTTLS = Buffer.from('starttls');
 
-function isBlank(text: string, from: number, to: number): boolean {
-  for (let i = from; i < to; i++) {
-    const c = text.charCodeAt(i);
-    if (c !== 32 && c !== 10 && c !== 13 && c !== 9) return false;
-  }
-  return true;
-}
 
-function normalizeAddress(address: string | undefined): string {
-  if (!address) return 'unknown';
-  return address.startsWith('::ffff:') ? address.slice(7) : address;
-}
 
 /** Listens for XIMSS over TCP (plain, or implicit TLS when `secureContext` is given). */
 export class TcpListener {

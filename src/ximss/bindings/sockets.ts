@@ -10,3 +10,10 @@ export function listen(server: net.Server, port: number, host: string): Promise<
     });
   });
 }
+
+/** The client's address as sessions record it: IPv4-mapped IPv6 addresses in IPv4 form. */
+export function clientAddress(socket: net.Socket): string {
+  const address = socket.remoteAddress;
+  if (!address) return 'unknown';
+  return address.startsWith('::ffff:') ? address.slice(7) : address;
+}
