@@ -45,6 +45,10 @@ export interface Config {
     loginFailureWindowSeconds: number;
     /** HTTP long-poll `maxWait` ceiling, seconds. */
     maxPollSeconds: number;
+    /** Largest message a client may append or upload, in bytes. */
+    maxMessageBytes: number;
+    /** Bytes a session's uploaded file set may hold. */
+    uploadBytesPerSession: number;
   };
 }
 
@@ -75,6 +79,8 @@ export function defaultConfig(): Config {
       loginFailuresPerAccount: 10,
       loginFailureWindowSeconds: 300,
       maxPollSeconds: 120,
+      maxMessageBytes: 50 * 1024 * 1024,
+      uploadBytesPerSession: 100 * 1024 * 1024,
     },
   };
 }

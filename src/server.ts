@@ -4,6 +4,7 @@ import { bootstrapStore } from './bootstrap.js';
 import type { Config } from './config.js';
 import { AccountService } from './services/accounts.js';
 import { AlertService } from './services/alerts.js';
+import { MailService } from './services/mail/service.js';
 import { AuthService } from './services/auth.js';
 import { EventBus } from './services/bus.js';
 import { openStore } from './store/open.js';
@@ -52,6 +53,7 @@ export async function startServer(config: Config, log: (line: string) => void = 
     accounts,
     auth: new AuthService(accounts, store, config.limits, config.defaultDomain),
     alerts,
+    mail: new MailService(store, accounts, bus),
     sessions: new SessionManager(config, accounts, alerts, bus),
     nonces: new NonceRegistry(config.defaultDomain),
     vocabulary: new Vocabulary(RESOURCES + 'strings'),
@@ -88,6 +90,7 @@ export async function startServer(config: Config, log: (line: string) => void = 
       services.sessions.endAll();
       await Promise.all([tcp.close(), tcpTls?.close(), http.close(), https?.close()]);
       services.sessions.close();
+      services.mail.close();
       await store.close();
     })());
   return { services, ports, close };

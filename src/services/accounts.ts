@@ -176,6 +176,15 @@ export class AccountService {
   }
 }
 
+/** A size setting (`unlimited`, `100M`, `2G`, `1024`) in bytes; undefined when unlimited. */
+export function parseSizeSetting(value: XimssValue | undefined): number | undefined {
+  if (typeof value !== 'string') return undefined;
+  const m = /^(\d+)\s*([KMGT]?)B?$/i.exec(value.trim());
+  if (!m) return undefined;
+  const scale = { '': 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3, T: 1024 ** 4 }[m[2]!.toUpperCase() as '' | 'K' | 'M' | 'G' | 'T'];
+  return Number(m[1]) * scale;
+}
+
 function asSettings(value: XimssValue | undefined): Settings {
   return typeof value === 'object' && value !== null && !Array.isArray(value) && !Buffer.isBuffer(value) ? value : {};
 }

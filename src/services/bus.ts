@@ -12,6 +12,8 @@ export interface BusEvents {
   accountRemoved: { accountId: number };
   /** An account's settings or preferences changed. */
   accountChanged: { accountId: number };
+  /** A mailbox of an account was created, removed, renamed, or its messages changed. */
+  mailboxChanged: { accountId: number; mailboxId: number | undefined; name: string };
 }
 
 type Listener<T> = (event: T) => void;

@@ -11,6 +11,7 @@ export interface Store {
   readonly accounts: AccountStore;
   readonly alerts: AlertStore;
   readonly meta: MetaStore;
+  readonly mail: MailStore;
   /**
    * Calls `listener` soon after another process (the command line, another cluster node)
    * commits a change to the store. Returns a function that stops the watch.
@@ -110,5 +111,165 @@ export interface MetaStore {
   set(key: string, value: string): Promise<void>;
 }
 
+// ---------------------------------------------------------------------------------------
+// Mail
+
+export interface AclEntryRecord {
+  pattern: string;
+  rights: string;
+}
+
+export interface MailboxRecord {
+  id: number;
+  accountId: number;
+  /** Full name, `/`-separated; `INBOX` always spelled so. */
+  name: string;
+  mailboxClass: string;
+  /** A folder that holds only other mailboxes, never messages. */
+  pureFolder: boolean;
+  uidValidity: number;
+  uidNext: number;
+  /** Bumped by every append, flag change and removal. */
+  highestModseq: number;
+  /** Changes at or below this modseq may have been forgotten by the removal journal. */
+  journalHorizon: number;
+  acl: AclEntryRecord[];
+}
+
+/** Counts for mailboxList, computed by the store. */
+export interface MailboxStats {
+  messages: number;
+  unseen: number;
+  media: number;
+  unseenMedia: number;
+  size: number;
+  /** Internal date of the oldest message, ms; null when empty. */
+  oldest: number | null;
+}
+
+/**
+ * What views need of a message without reading it: metadata plus the few header fields
+ * lists show and sort by, cached at append time.
+ */
+export interface MessageMeta {
+  uid: number;
+  origUid: number;
+  modseq: number;
+  flags: number;
+  keywords: readonly string[];
+  /** ms since the epoch. */
+  internalDate: number;
+  size: number;
+  /** The Date header, ms; null when absent or unparseable. */
+  date: number | null;
+  /** Seconds east of GMT of the Date header's zone. */
+  dateShift: number;
+  /** Unfolded raw header values (RFC 2047 still encoded), '' when absent. */
+  from: string;
+  to: string;
+  cc: string;
+  subject: string;
+  /** X-Priority as 1..5, 0 when absent. */
+  priority: number;
+  /** Message attributes (messageAttrWrite), null when none. */
+  attrs: { [key: string]: XimssValue } | null;
+}
+
+export interface NewMessage {
+  raw: Buffer;
+  flags: number;
+  keywords: readonly string[];
+  internalDate: number;
+  /** The header block as stored for views (binary string). */
+  header: string;
+  envelope: Pick<MessageMeta, 'date' | 'dateShift' | 'from' | 'to' | 'cc' | 'subject' | 'priority'>;
+  /** Keep this ORIGUID (replace with copyOrigUID/origUID); default: the new UID. */
+  origUid?: number;
+  attrs?: { [key: string]: XimssValue } | null;
+}
+
+/** Replace an existing message atomically with the appended one. */
+export interface ReplaceSpec {
+  /** A UID, or (byOrigUid) an ORIGUID. */
+  uid: number;
+  byOrigUid: boolean;
+  /** Fail when the message to replace does not exist. */
+  mustExist: boolean;
+  /** The new message inherits the replaced one's ORIGUID. */
+  keepOrigUid: boolean;
+}
+
+export interface AppendResult {
+  messages: MessageMeta[];
+  modseq: number;
+  /** The replaced message's UID, when one was removed. */
+  replaced: number | null;
+  uidNext: number;
+}
+
+export interface FlagUpdate {
+  uid: number;
+  flags: number;
+  keywords: readonly string[];
+}
+
+export interface ChangeSet {
+  modseq: number;
+  /** Messages changed or added after the given modseq. */
+  changed: MessageMeta[];
+  /** UIDs (and ORIGUIDs) removed after the given modseq, with the modseq of the removal. */
+  removed: { uid: number; origUid: number; modseq: number }[];
+  /** False when the removal journal no longer reaches back that far. */
+  complete: boolean;
+}
+
+export interface CopyResult {
+  /** New UIDs in the target, in the order of the source UIDs that still existed. */
+  copied: { from: number; to: MessageMeta }[];
+  modseq: number;
+  uidNext: number;
+}
+
+/** Uploaded files and other per-account small records also live here. */
+export interface MailStore {
+  listMailboxes(accountId: number): Promise<MailboxRecord[]>;
+  getMailbox(accountId: number, name: string): Promise<MailboxRecord | undefined>;
+  getMailboxById(id: number): Promise<MailboxRecord | undefined>;
+  /** Throws AlreadyExistsError. */
+  createMailbox(accountId: number, name: string, mailboxClass: string, pureFolder: boolean): Promise<MailboxRecord>;
+  /** Renames several mailboxes in one transaction (a mailbox and its children). */
+  renameMailboxes(accountId: number, renames: readonly { from: string; to: string }[]): Promise<void>;
+  /** Removes mailboxes with all their messages. */
+  removeMailboxes(ids: readonly number[]): Promise<void>;
+  setMailboxAcl(id: number, acl: readonly AclEntryRecord[]): Promise<void>;
+  setMailboxClass(id: number, mailboxClass: string, pureFolder: boolean): Promise<void>;
+  mailboxStats(accountId: number): Promise<Map<number, MailboxStats>>;
+  /** Total size of the account's messages (quota). */
+  accountUsage(accountId: number): Promise<number>;
+
+  listMessages(mailboxId: number): Promise<MessageMeta[]>;
+  getMessage(mailboxId: number, uid: number): Promise<MessageMeta | undefined>;
+  readRaw(mailboxId: number, uid: number): Promise<Buffer | undefined>;
+  /** The stored header blocks (binary strings) of these messages. */
+  readHeaders(mailboxId: number, uids: readonly number[]): Promise<Map<number, string>>;
+  append(mailboxId: number, messages: readonly NewMessage[], replace?: ReplaceSpec): Promise<AppendResult>;
+  copy(fromMailboxId: number, uids: readonly number[], toMailboxId: number, options: { move: boolean }): Promise<CopyResult>;
+  setFlags(mailboxId: number, updates: readonly FlagUpdate[]): Promise<{ modseq: number; changed: MessageMeta[] }>;
+  setAttrs(mailboxId: number, uid: number, attrs: { [key: string]: XimssValue } | null): Promise<{ modseq: number; changed: MessageMeta | undefined }>;
+  /** Physically removes messages. */
+  expunge(mailboxId: number, uids: readonly number[]): Promise<{ modseq: number; removed: { uid: number; origUid: number }[] }>;
+  changesSince(mailboxId: number, modseq: number): Promise<ChangeSet>;
+  /** Clears the Recent flag of these messages (a folder was opened); no modseq change. */
+  clearRecent(mailboxId: number, uids: readonly number[]): Promise<void>;
+
+  subscriptions(accountId: number): Promise<string[]>;
+  setSubscribed(accountId: number, name: string, subscribed: boolean): Promise<void>;
+  aliases(accountId: number): Promise<{ name: string; target: string }[]>;
+  setAlias(accountId: number, name: string, target: string | null): Promise<void>;
+}
+
 /** Thrown by a store when a unique name is taken. */
 export class AlreadyExistsError extends Error {}
+
+/** Thrown by a store when a record an operation depends on does not exist. */
+export class NotFoundError extends Error {}

@@ -4,6 +4,7 @@ import type { AccountService } from '../services/accounts.js';
 import type { AlertService } from '../services/alerts.js';
 import type { AuthService } from '../services/auth.js';
 import type { EventBus } from '../services/bus.js';
+import type { MailService } from '../services/mail/service.js';
 import type { Store } from '../store/store.js';
 import type { NonceRegistry } from './nonces.js';
 import type { SessionManager } from './sessions.js';
@@ -17,6 +18,7 @@ export interface XimssServices {
   readonly accounts: AccountService;
   readonly auth: AuthService;
   readonly alerts: AlertService;
+  readonly mail: MailService;
   readonly sessions: SessionManager;
   readonly nonces: NonceRegistry;
   readonly vocabulary: Vocabulary;

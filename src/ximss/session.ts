@@ -2,6 +2,8 @@ import { randomInt } from 'node:crypto';
 import type { AccountRecord, LoginRecord, Settings } from '../store/store.js';
 import { el, type XmlElement } from '../xml/element.js';
 import type { XimssValue } from '../xml/objects.js';
+import type { OpenFolder } from './folders.js';
+import { UploadSet } from './uploads.js';
 
 /** A dictionary without a prototype: client-chosen keys such as `__proto__` stay plain keys. */
 export function emptyDictionary(): { [key: string]: XimssValue } {
@@ -51,6 +53,7 @@ export interface SessionInit {
   prevLogin: LoginRecord | null;
   lastFailedLogin: LoginRecord | null;
   idleTimeoutSeconds: number;
+  uploadBytesLimit: number;
 }
 
 /**
@@ -69,6 +72,8 @@ export class Session {
   /** Effective preferences, read at login and on prefsReload. */
   prefs: Settings;
   reportMailboxChanges = false;
+  /** Mailboxes with a `mailboxModified` about to be sent. */
+  readonly pendingMailboxReports = new Set<string>();
   idleTimeoutSeconds: number;
   /** The language for scripts and templates (getLanguage/setLanguage). */
   language: string;
@@ -78,6 +83,9 @@ export class Session {
   ipGuard: string | undefined;
   /** When set, HTTP requests must carry this cookie value. */
   cookieGuard: string | undefined;
+  /** Open folders (folderOpen), by folder name. */
+  readonly folders = new Map<string, OpenFolder>();
+  readonly uploads: UploadSet;
   closed = false;
   private sink: AsyncSink | undefined;
   private idleTimer: NodeJS.Timeout | undefined;
@@ -93,6 +101,7 @@ export class Session {
     this.prevLogin = init.prevLogin;
     this.lastFailedLogin = init.lastFailedLogin;
     this.idleTimeoutSeconds = init.idleTimeoutSeconds;
+    this.uploads = new UploadSet(init.uploadBytesLimit);
     this.language = typeof init.prefs.Language === 'string' ? init.prefs.Language : 'English';
   }
 
@@ -166,6 +175,9 @@ export class Session {
     if (this.idleTimer) clearTimeout(this.idleTimer);
     this.idleTimer = undefined;
     this.onIdle = undefined;
+    for (const folder of this.folders.values()) folder.view.close();
+    this.folders.clear();
+    this.uploads.clear();
     this.sink?.ended(sendBye);
   }
 }

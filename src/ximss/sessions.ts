@@ -31,6 +31,7 @@ export class SessionManager {
       bus.on('alertPosted', ({ accountId }) => void this.deliverAlerts(accountId)),
       bus.on('accountRemoved', ({ accountId }) => this.endAccountSessions(accountId)),
       bus.on('accountChanged', ({ accountId }) => void this.refreshAccount(accountId)),
+      bus.on('mailboxChanged', ({ accountId, name }) => this.reportMailboxChange(accountId, name)),
     );
   }
 
@@ -52,6 +53,7 @@ export class SessionManager {
       prevLogin: auth.prevLogin,
       lastFailedLogin: auth.lastFailedLogin,
       idleTimeoutSeconds: this.config.limits.idleTimeoutSeconds,
+      uploadBytesLimit: this.config.limits.uploadBytesPerSession,
     });
     this.byUrlId.set(session.urlID, session);
     let set = this.byAccount.get(session.account.id);
@@ -121,6 +123,23 @@ export class SessionManager {
     } finally {
       this.deliveringAlerts.delete(accountId);
       this.alertsPostedMeanwhile.delete(accountId);
+    }
+  }
+
+  /**
+   * `mailboxModified` for the owner's sessions that asked for it (reportMailboxChanges),
+   * coalesced: one message per mailbox per turn of the event loop.
+   */
+  private reportMailboxChange(accountId: number, name: string): void {
+    for (const session of this.byAccount.get(accountId) ?? []) {
+      if (!session.reportMailboxChanges || session.pendingMailboxReports.has(name)) continue;
+      session.pendingMailboxReports.add(name);
+      if (session.pendingMailboxReports.size === 1) {
+        setImmediate(() => {
+          for (const mailbox of session.pendingMailboxReports) session.sendAsync(el('mailboxModified', { mailbox }));
+          session.pendingMailboxReports.clear();
+        });
+      }
     }
   }
 

@@ -42,4 +42,72 @@ export const migrations: readonly string[] = [
   );
   CREATE INDEX alerts_pending ON alerts(account_id) WHERE confirmed = 0;
   `,
+  // 2: mailboxes, messages (bodies shared by copies), the removal journal, subscriptions, aliases
+  `
+  CREATE TABLE mailboxes (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    account_id      INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    name            TEXT NOT NULL,
+    class           TEXT NOT NULL DEFAULT '',
+    pure_folder     INTEGER NOT NULL DEFAULT 0,
+    uid_validity    INTEGER NOT NULL,
+    uid_next        INTEGER NOT NULL DEFAULT 1,
+    modseq          INTEGER NOT NULL DEFAULT 1,
+    journal_horizon INTEGER NOT NULL DEFAULT 0,
+    acl             TEXT NOT NULL DEFAULT '[]',
+    UNIQUE (account_id, name)
+  );
+  CREATE TABLE message_bodies (
+    id     INTEGER PRIMARY KEY,
+    refs   INTEGER NOT NULL DEFAULT 0,
+    header TEXT NOT NULL,
+    data   BLOB NOT NULL
+  );
+  CREATE TABLE messages (
+    mailbox_id    INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
+    uid           INTEGER NOT NULL,
+    orig_uid      INTEGER NOT NULL,
+    modseq        INTEGER NOT NULL,
+    flags         INTEGER NOT NULL,
+    keywords      TEXT,
+    internal_date INTEGER NOT NULL,
+    size          INTEGER NOT NULL,
+    body_id       INTEGER NOT NULL,
+    date          INTEGER,
+    date_shift    INTEGER NOT NULL DEFAULT 0,
+    from_         TEXT NOT NULL DEFAULT '',
+    to_           TEXT NOT NULL DEFAULT '',
+    cc            TEXT NOT NULL DEFAULT '',
+    subject       TEXT NOT NULL DEFAULT '',
+    priority      INTEGER NOT NULL DEFAULT 0,
+    attrs         TEXT,
+    PRIMARY KEY (mailbox_id, uid)
+  ) WITHOUT ROWID;
+  CREATE INDEX messages_modseq ON messages(mailbox_id, modseq);
+  CREATE TRIGGER messages_body_hold AFTER INSERT ON messages BEGIN
+    UPDATE message_bodies SET refs = refs + 1 WHERE id = NEW.body_id;
+  END;
+  CREATE TRIGGER messages_body_release AFTER DELETE ON messages BEGIN
+    UPDATE message_bodies SET refs = refs - 1 WHERE id = OLD.body_id;
+    DELETE FROM message_bodies WHERE id = OLD.body_id AND refs <= 0;
+  END;
+  CREATE TABLE expunged (
+    mailbox_id INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
+    modseq     INTEGER NOT NULL,
+    uid        INTEGER NOT NULL,
+    orig_uid   INTEGER NOT NULL,
+    PRIMARY KEY (mailbox_id, modseq, uid)
+  ) WITHOUT ROWID;
+  CREATE TABLE subscriptions (
+    account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    name       TEXT NOT NULL,
+    PRIMARY KEY (account_id, name)
+  ) WITHOUT ROWID;
+  CREATE TABLE mailbox_aliases (
+    account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    name       TEXT NOT NULL,
+    target     TEXT NOT NULL,
+    PRIMARY KEY (account_id, name)
+  ) WITHOUT ROWID;
+  `,
 ];

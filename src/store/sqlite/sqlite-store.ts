@@ -1,5 +1,5 @@
 import Database from 'better-sqlite3';
-import type { Database as SqliteDatabase, Statement } from 'better-sqlite3';
+import type { Database as SqliteDatabase } from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import {
@@ -16,7 +16,9 @@ import {
   type Settings,
   type Store,
 } from '../store.js';
+import { SqliteMail } from './mail.js';
 import { migrations } from './migrations.js';
+import { isUniqueViolation, prepareAll, relaxedCommit } from './util.js';
 
 interface AccountRow {
   id: number;
@@ -68,9 +70,6 @@ function toDomain(row: DomainRow): DomainRecord {
   return { name: row.name, settings: JSON.parse(row.settings) as Settings, created: new Date(row.created) };
 }
 
-function isUniqueViolation(err: unknown): boolean {
-  return (err as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE' || (err as { code?: string }).code === 'SQLITE_CONSTRAINT_PRIMARYKEY';
-}
 
 /**
  * The embedded store: one SQLite file in WAL mode, so that the command line can change it
@@ -84,6 +83,7 @@ export class SqliteStore implements Store {
   readonly accounts: AccountStore;
   readonly alerts: AlertStore;
   readonly meta: MetaStore;
+  readonly mail: SqliteMail;
   private watchers = new Set<() => void>();
   private watchTimer: NodeJS.Timeout | undefined;
   private lastDataVersion = 0;
@@ -105,6 +105,7 @@ export class SqliteStore implements Store {
     this.accounts = new SqliteAccounts(db);
     this.alerts = new SqliteAlerts(db);
     this.meta = new SqliteMeta(db);
+    this.mail = new SqliteMail(db);
   }
 
   private migrate(): void {
@@ -154,28 +155,7 @@ export class SqliteStore implements Store {
   }
 }
 
-/**
- * Commits `write` with `synchronous = NORMAL`: for login bookkeeping (last login, last
- * failed login), which is not data the server acknowledged to anyone and would otherwise
- * cost an fsync on the event loop per login. In WAL mode such a commit survives a crash of
- * the process and is synced by the next FULL commit or checkpoint; only a power loss
- * before that can lose it.
- */
-function relaxedCommit(db: SqliteDatabase, write: () => unknown): void {
-  db.pragma('synchronous = NORMAL');
-  try {
-    write();
-  } finally {
-    db.pragma('synchronous = FULL');
-  }
-}
 
-/** Prepares each of `sql` once, under the same names. */
-function prepareAll<K extends string>(db: SqliteDatabase, sql: Record<K, string>): Record<K, Statement> {
-  const statements = {} as Record<K, Statement>;
-  for (const name of Object.keys(sql) as K[]) statements[name] = db.prepare(sql[name]);
-  return statements;
-}
 
 class SqliteDomains implements DomainStore {
   private readonly sql;

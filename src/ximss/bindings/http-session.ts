@@ -9,7 +9,7 @@ import type { SessionManager } from '../sessions.js';
 /** One HTTP answer, as the listener writes it. */
 export interface HttpReply {
   status: number;
-  body: string;
+  body: string | Buffer;
   contentType?: string;
   headers?: Record<string, string>;
 }

@@ -20,6 +20,7 @@ import {
   ximssReply,
   type HttpReply,
 } from './http-session.js';
+import { serveDownload, serveMimePart, storeUpload } from './http-resources.js';
 import type { TcpListener } from './tcp.js';
 import { clientAddress, listen } from './sockets.js';
 
@@ -32,7 +33,7 @@ const CLOSE_GRACE_MS = 2000;
 const LOGIN_PATH = /^\/ximsslogin\/?$/i;
 const SESSION_PATH = /^\/session\/([^/]+)(?:\/(.*))?$/i;
 /** The spec's other /Session/<id>/ resources, served once their sections exist. */
-const LATER_RESOURCES = new Set(['mime', 'profile', 'upload', 'download', 'export', 'certandkey.pfx']);
+const LATER_RESOURCES = new Set(['profile', 'export', 'certandkey.pfx']);
 
 const STATUS_TEXT: Record<number, string> = { [SESSION_GONE]: 'Session Not Found' };
 
@@ -76,11 +77,19 @@ function cookieValues(header: string | undefined, name: string): string[] {
  * attach a remembered Basic password to another site's login request and let that site
  * read the new session's urlID.
  */
+function safeDecode(text: string): string {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return text;
+  }
+}
+
 function corsHeaders(req: http.IncomingMessage): Record<string, string> {
   return req.headers.origin ? { 'Access-Control-Allow-Origin': '*' } : {};
 }
 
-type Body = { kind: 'ok'; text: string } | { kind: 'tooLarge' } | { kind: 'aborted' };
+type Body = { kind: 'ok'; data: Buffer } | { kind: 'tooLarge' } | { kind: 'aborted' };
 
 /** Reads the request body, giving up (without reading the rest) past `limit` bytes. */
 function readBody(req: http.IncomingMessage, limit: number): Promise<Body> {
@@ -99,7 +108,7 @@ function readBody(req: http.IncomingMessage, limit: number): Promise<Body> {
       if (size > limit) stop({ kind: 'tooLarge' });
       else chunks.push(chunk);
     });
-    req.on('end', () => stop({ kind: 'ok', text: Buffer.concat(chunks, size).toString('utf8') }));
+    req.on('end', () => stop({ kind: 'ok', data: Buffer.concat(chunks, size) }));
     req.on('error', () => stop({ kind: 'aborted' }));
     req.on('close', () => {
       if (!req.complete) stop({ kind: 'aborted' });
@@ -231,10 +240,11 @@ export class HttpListener {
     const params = paramsOf(query);
 
     if (req.method === 'OPTIONS') return this.preflight(req, res);
-    if (req.method !== 'GET' && req.method !== 'POST') {
+    // PUT is for uploads (/Session/<id>/UPLOAD/<uploadID>) only.
+    if (req.method !== 'GET' && req.method !== 'POST' && !(req.method === 'PUT' && /^\/session\/[^/]+\/upload\//i.test(path))) {
       return this.send(req, res, {
         status: 405,
-        body: 'only GET and POST are supported\n',
+        body: 'only GET and POST are supported (and PUT for uploads)\n',
         contentType: TEXT_TYPE,
         headers: { Allow: 'GET, POST, OPTIONS' },
       });
@@ -252,7 +262,7 @@ export class HttpListener {
   private preflight(req: http.IncomingMessage, res: http.ServerResponse): void {
     res.writeHead(204, {
       'Access-Control-Allow-Origin': '*',
-      'Access-Control-Allow-Methods': 'GET, POST, OPTIONS',
+      'Access-Control-Allow-Methods': 'GET, POST, PUT, OPTIONS',
       'Access-Control-Allow-Headers': req.headers['access-control-request-headers'] ?? 'Content-Type, Authorization',
       'Access-Control-Max-Age': '600',
       ...(this.closing ? { Connection: 'close' } : {}),
@@ -276,10 +286,14 @@ export class HttpListener {
 
   /** Reads the body; answers 413 itself (closing the connection: the rest stays unread). */
   private async body(req: http.IncomingMessage, res: http.ServerResponse): Promise<string | undefined> {
-    const body = await readBody(req, this.limits.maxRequestBytes);
-    if (body.kind === 'ok') return body.text;
+    return (await this.bodyBytes(req, res, this.limits.maxRequestBytes))?.toString('utf8');
+  }
+
+  private async bodyBytes(req: http.IncomingMessage, res: http.ServerResponse, limit: number): Promise<Buffer | undefined> {
+    const body = await readBody(req, limit);
+    if (body.kind === 'ok') return body.data;
     if (body.kind === 'tooLarge') {
-      const reply = ximssError(`the request is larger than ${this.limits.maxRequestBytes} bytes`, 413);
+      const reply = ximssError(`the request is larger than ${limit} bytes`, 413);
       this.send(req, res, { ...reply, headers: { Connection: 'close' } });
     }
     return undefined;
@@ -404,6 +418,20 @@ export class HttpListener {
     if (resource === 'kill') {
       this.engine.server.sessions.end(session, false);
       return this.send(req, res, ximssReply([]));
+    }
+    const resourcePath = rest.slice(resource.length + 1);
+    if (resource === 'mime') {
+      const query = new URLSearchParams([...params]);
+      return this.send(req, res, await serveMimePart(this.engine.server, session, resourcePath, query, req.headers.range));
+    }
+    if (resource === 'download') {
+      return this.send(req, res, serveDownload(session, resourcePath, new URLSearchParams([...params]), req.headers.range));
+    }
+    if (resource === 'upload') {
+      const data = await this.bodyBytes(req, res, this.limits.maxMessageBytes);
+      if (data === undefined) return;
+      const uploadID = safeDecode(resourcePath.split('/', 1)[0] ?? '');
+      return this.send(req, res, storeUpload(session, uploadID, req, new URLSearchParams([...params]), data));
     }
     if (LATER_RESOURCES.has(resource)) {
       return this.send(req, res, {

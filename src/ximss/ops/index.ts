@@ -1,5 +1,8 @@
 import type { Engine } from '../engine.js';
+import { folderOperations } from './folder.js';
 import { loginOperations } from './login.js';
+import { mailboxOperations } from './mailbox.js';
+import { messageOperations } from './message.js';
 import { notImplementedOperations } from './not-implemented.js';
 import { preLoginOperations } from './prelogin.js';
 import { serviceOperations } from './service.js';
@@ -9,5 +12,8 @@ export function registerOperations(engine: Engine): void {
   engine.register(preLoginOperations);
   engine.register(loginOperations);
   engine.register(serviceOperations);
+  engine.register(mailboxOperations);
+  engine.register(folderOperations);
+  engine.register(messageOperations);
   engine.register(notImplementedOperations);
 }

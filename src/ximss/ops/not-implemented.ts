@@ -9,15 +9,9 @@ import { anytime, type OperationTable } from '../engine.js';
 const PENDING: Record<string, string> = {
   Login: 'x2AuthStart x2AuthComplete',
   Service:
-    'listSpecPasswords listUploaded clearUploaded readConfigFile skinList skinFileList skinFileRead cliExecute ' +
+    'listSpecPasswords readConfigFile skinList skinFileList skinFileRead cliExecute ' +
     'retrieveXML httpCall spellerList spellerCheck',
-  'Mailbox Management':
-    'mailboxCreate mailboxRename mailboxRemove mailboxList mailboxSubList mailboxSubUpdate mailboxAliasList ' +
-    'mailboxAliasUpdate mailboxRightsGet mailboxACLList mailboxACLUpdate',
-  'Mailbox (Folder) Operations':
-    'folderOpen folderBrowse folderSync folderSearch mailboxSync messageCopy messageMove messageMark messageRemove ' +
-    'folderExpunge folderClose folderReopen emptyTrash emptyMailbox',
-  Message: 'folderRead messageAppend messageSubmit messageRedirect messageForward messageConfirm messageAttrRead messageAttrWrite',
+  Message: 'messageSubmit messageRedirect messageForward messageConfirm',
   Account: 'accountRightsGet accountACLList accountACLUpdate verifyIdentity',
   'S/MIME': 'SMIMEUnlock SMIMELock SMIMEModifyPassword SMIMEGet SMIMESet',
   Contacts: 'contactAppend contactsImport contactFind',

@@ -121,9 +121,8 @@ export const serviceOperations: OperationTable = {
     const session = ctx.session;
     const settings: Settings = await ctx.server.accounts.effectiveSettings(session.account);
     const status = el('currentStatus');
-    const limit = settingText(settings.MaxAccountSize);
-    // No mail store yet: nothing is stored, so nothing is used.
-    status.add('messageStore', { used: 0, limit: parseSize(limit) });
+    const usage = await ctx.server.mail.usage(session.account);
+    status.add('messageStore', { used: usage.used, limit: usage.limit });
     const tz = session.timeZone;
     if (session.prevLogin) status.add('PrevLogin', { ...timeAttrs(session.prevLogin.time, tz), ip: session.prevLogin.address });
     if (session.lastFailedLogin) {
@@ -135,6 +134,28 @@ export const serviceOperations: OperationTable = {
     if (session.account.recoveryEmail) status.add('PasswordRecovery', undefined, session.account.recoveryEmail);
     status.add('timeout', { idle: session.idleTimeoutSeconds });
     ctx.send(status);
+  }),
+
+  listUploaded: inSession((ctx) => {
+    const id = ctx.request.attrs.uploadID;
+    const files = id === undefined ? ctx.session.uploads.list() : [ctx.session.uploads.get(id)].filter((f) => f !== undefined);
+    if (id !== undefined && files.length === 0) throw new ServiceError('uploaded file not found');
+    for (const file of files) {
+      ctx.send(
+        el('uploadedFile', {
+          uploadID: file.id,
+          fileName: file.fileName,
+          size: file.data.length,
+          type: file.type,
+          subtype: file.subtype,
+          charset: file.charset,
+        }),
+      );
+    }
+  }),
+
+  clearUploaded: inSession((ctx) => {
+    ctx.session.uploads.clear(ctx.request.attrs.uploadID);
   }),
 
   listKnownValues: inSession((ctx) => {
@@ -185,9 +206,3 @@ export const serviceOperations: OperationTable = {
 };
 
 /** `unlimited`, a number of bytes, or a number with K/M/G/T: bytes, or undefined for unlimited. */
-function parseSize(value: string): number | undefined {
-  const m = /^(\d+)\s*([KMGT]?)B?$/i.exec(value.trim());
-  if (!m) return undefined;
-  const scale = { '': 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3, T: 1024 ** 4 }[m[2]!.toUpperCase() as '' | 'K' | 'M' | 'G' | 'T'];
-  return Number(m[1]) * scale;
-}

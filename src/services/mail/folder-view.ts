@@ -1,0 +1,325 @@
+import type { MessageMeta } from '../../store/store.js';
+import { Flag, matchesFlagFilter, type FlagFilter } from './flags.js';
+import type { MailboxIndex } from './mailbox-index.js';
+import { sortKey, sortKeyIsMutable, type HeaderLookup } from './view-fields.js';
+
+export interface ViewOptions {
+  /** Viewer field to sort by (default INTERNALDATE). */
+  sortField: string;
+  descending: boolean;
+  hideDeleted: boolean;
+  /** Only messages with UID >= uidMin (folderOpen UIDValidity/UIDMin). */
+  uidMin: number;
+  /** Membership by flags (filterField="FLAGS"). */
+  flagFilter: FlagFilter | undefined;
+  /**
+   * Membership by content (header field, body, any): decided once per message by the
+   * mail service before the view sees it, since it may need the message read.
+   */
+  contentFilter: ((uid: number) => boolean) | undefined;
+}
+
+export type FolderReport =
+  | { mode: 'removed'; index: number; uid: number; messages: number; unseen: number }
+  | { mode: 'added'; index: number; meta: MessageMeta; messages: number; unseen: number }
+  | { mode: 'updated' | 'attrsUpdated'; index: number; meta: MessageMeta; unseen: number };
+
+type Key = string | number;
+
+function compareKeys(a: Key, b: Key): number {
+  if (typeof a === 'number' && typeof b === 'number') return a - b;
+  const sa = String(a);
+  const sb = String(b);
+  return sa < sb ? -1 : sa > sb ? 1 : 0;
+}
+
+/**
+ * One open folder: a sorted, filtered snapshot of a mailbox that changes only when its
+ * client asks (folderSync), as the spec's "on demand" model requires. Between syncs the
+ * mailbox may change freely; the view then owes its client a single `notify`, and at the
+ * next sync the reports (removed, added, updated) that turn the client's table into the
+ * current one, with the index arithmetic the spec defines: removals first, each index
+ * counted after the previous removals; then additions in ascending final position; then
+ * updates at their final positions.
+ */
+export class FolderView {
+  /** Messages as the client sees them, in view order (metadata as of the last sync). */
+  private rows: MessageMeta[];
+  private unseenCount = 0;
+  /** UIDs in the view; built on first need (large views rarely need it). */
+  private memberSet: Set<number> | undefined;
+  /** Messages hidden because they were marked Deleted: they never come back to this view. */
+  private readonly hiddenForever = new Set<number>();
+  private syncedModseq: number;
+  /** Reports computed but not yet sent (folderSync with a limit). */
+  private pending: FolderReport[] = [];
+  /** A notify has been sent and no complete sync has happened since. */
+  private notified = false;
+  private readonly unsubscribe: () => void;
+  /** Messages that were Recent when this view was opened (shown so, though cleared for others). */
+  recentAtOpen: ReadonlySet<number> = new Set();
+
+  constructor(
+    readonly index: MailboxIndex,
+    readonly options: ViewOptions,
+    private readonly lookup: HeaderLookup,
+    private readonly onNotify: () => void,
+  ) {
+    this.syncedModseq = index.modseq;
+    this.rows = this.build();
+    this.unsubscribe = index.subscribe(() => this.changed());
+  }
+
+  get length(): number {
+    return this.rows.length;
+  }
+
+  get unseen(): number {
+    return this.unseenCount;
+  }
+
+  get modseq(): number {
+    return this.syncedModseq;
+  }
+
+  /** The message at a view position (as last synced), or undefined. */
+  at(position: number): MessageMeta | undefined {
+    return this.rows[position];
+  }
+
+  /** The position of a UID in the view, or -1. */
+  positionOf(uid: number): number {
+    const meta = this.index.getAny(uid);
+    if (!meta) return this.scanFor(uid);
+    const position = this.search(meta);
+    if (position < this.rows.length && this.rows[position]!.uid === uid) return position;
+    return this.scanFor(uid);
+  }
+
+  contains(uid: number): boolean {
+    return this.members().has(uid);
+  }
+
+  /** All UIDs in the view, in view order. */
+  uids(): number[] {
+    return this.rows.map((m) => m.uid);
+  }
+
+  close(): void {
+    this.unsubscribe();
+  }
+
+  /** Rebuilds with new options (folderReopen); pending reports are dropped. */
+  reopen(options: ViewOptions): FolderView {
+    this.close();
+    return new FolderView(this.index, options, this.lookup, this.onNotify);
+  }
+
+  /**
+   * The reports that bring the client up to date, at most `limit` of them; the rest wait
+   * for the next folderSync.
+   */
+  sync(limit?: number): FolderReport[] {
+    let reports = this.pending.length > 0 ? this.pending.concat(this.computeChanges()) : this.computeChanges();
+    this.pending = [];
+    if (limit !== undefined && limit >= 0 && reports.length > limit) {
+      this.pending = reports.slice(limit);
+      reports = reports.slice(0, limit);
+    }
+    // After a partial sync the client must sync again before it hears of new changes.
+    if (this.pending.length === 0) this.notified = false;
+    return reports;
+  }
+
+  /** Unconsumed changes: the mail service trims the index log past the oldest view. */
+  get consumedModseq(): number {
+    return this.syncedModseq;
+  }
+
+  private changed(): void {
+    if (this.notified) return;
+    this.notified = true;
+    this.onNotify();
+  }
+
+  private key(meta: MessageMeta): Key {
+    const field = this.options.sortField;
+    if (sortKeyIsMutable(field)) return sortKey(field, meta, this.lookup);
+    let cache = this.index.keyCache.get(field);
+    if (!cache) this.index.keyCache.set(field, (cache = new Map()));
+    let key = cache.get(meta.uid);
+    if (key === undefined) cache.set(meta.uid, (key = sortKey(field, meta, this.lookup)));
+    return key;
+  }
+
+  private compare(a: MessageMeta, b: MessageMeta): number {
+    const order = compareKeys(this.key(a), this.key(b)) || a.uid - b.uid;
+    return this.options.descending ? -order : order;
+  }
+
+  /** Whether a message belongs in the view by its current state. */
+  private admits(meta: MessageMeta): boolean {
+    const o = this.options;
+    if (meta.uid < o.uidMin) return false;
+    if (o.hideDeleted && meta.flags & Flag.Deleted) return false;
+    if (o.flagFilter && !matchesFlagFilter(o.flagFilter, meta.flags, meta.keywords)) return false;
+    if (o.contentFilter && !o.contentFilter(meta.uid)) return false;
+    return true;
+  }
+
+  private build(): MessageMeta[] {
+    const order = this.sortedMailbox();
+    const rows: MessageMeta[] = [];
+    let unseen = 0;
+    for (const meta of order) {
+      if (!this.admits(meta)) continue;
+      rows.push(meta);
+      if (!(meta.flags & Flag.Seen)) unseen++;
+    }
+    this.unseenCount = unseen;
+    return rows;
+  }
+
+  /**
+   * Every message of the mailbox in this view's order. Orders by immutable keys are
+   * cached in the index and reused by later opens until messages come or go.
+   */
+  private sortedMailbox(): MessageMeta[] {
+    const field = this.options.sortField;
+    const cacheKey = `${field.toLowerCase()}\u0000${this.options.descending ? 'd' : 'a'}`;
+    const version = sortKeyIsMutable(field) ? this.index.version : this.index.membershipVersion;
+    const cached = this.index.sortCache.get(cacheKey);
+    if (cached && cached.version === version) {
+      // Flag changes do not move messages in these orders, but the metadata objects in
+      // the cached array may be stale: refresh them from the index.
+      return cached.order.map((m) => this.index.get(m.uid) ?? m);
+    }
+    const order = [...this.index.byUid.values()].sort((a, b) => this.compare(a, b));
+    this.index.sortCache.set(cacheKey, { version, order });
+    return order;
+  }
+
+  private members(): Set<number> {
+    if (!this.memberSet) this.memberSet = new Set(this.rows.map((m) => m.uid));
+    return this.memberSet;
+  }
+
+  /** Binary search: the first position whose row sorts at or after `meta`. */
+  private search(meta: MessageMeta): number {
+    let lo = 0;
+    let hi = this.rows.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.compare(this.rows[mid]!, meta) < 0) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
+  private scanFor(uid: number): number {
+    return this.rows.findIndex((m) => m.uid === uid);
+  }
+
+  private computeChanges(): FolderReport[] {
+    const changes = this.index.changesSince(this.syncedModseq);
+    this.syncedModseq = this.index.modseq;
+    if (changes.length === 0) return [];
+
+    const removedUids = new Set<number>();
+    const addedUids = new Set<number>();
+    const changedUids = new Map<number, 'flags' | 'attrs'>();
+    for (const change of changes) {
+      if (change.kind === 'removed') {
+        removedUids.add(change.uid);
+        addedUids.delete(change.uid);
+        changedUids.delete(change.uid);
+      } else if (change.kind === 'added') addedUids.add(change.uid);
+      else if (!addedUids.has(change.uid) && changedUids.get(change.uid) !== 'flags') changedUids.set(change.uid, change.kind);
+    }
+
+    const members = this.members();
+    const mutableKey = sortKeyIsMutable(this.options.sortField);
+    const reports: FolderReport[] = [];
+
+    // 1. Removals, in view order: each index counts the removals already reported.
+    const readd: MessageMeta[] = [];
+    const kept: MessageMeta[] = [];
+    let total = this.rows.length;
+    for (const row of this.rows) {
+      let remove = removedUids.has(row.uid);
+      if (!remove && changedUids.has(row.uid)) {
+        const current = this.index.get(row.uid)!;
+        if (this.options.hideDeleted && current.flags & Flag.Deleted) {
+          remove = true;
+          this.hiddenForever.add(row.uid);
+        } else if (!this.admits(current)) remove = true;
+        else if (mutableKey && compareKeys(this.key(row), this.key(current)) !== 0) {
+          remove = true;
+          readd.push(current);
+        }
+      }
+      if (!remove) {
+        kept.push(row);
+        continue;
+      }
+      total--;
+      members.delete(row.uid);
+      if (!(row.flags & Flag.Seen)) this.unseenCount--;
+      reports.push({ mode: 'removed', index: kept.length, uid: row.uid, messages: total, unseen: this.unseenCount });
+    }
+
+    // 2. Additions, merged in ascending final position.
+    const candidates = readd;
+    for (const uid of addedUids) {
+      const meta = this.index.get(uid);
+      if (meta && !members.has(uid) && this.admits(meta)) candidates.push(meta);
+    }
+    if (this.options.flagFilter) {
+      // A flag change can bring a message into a flag-filtered view.
+      for (const uid of changedUids.keys()) {
+        const meta = this.index.get(uid);
+        if (meta && !members.has(uid) && !this.hiddenForever.has(uid) && !candidates.includes(meta) && this.admits(meta)) {
+          candidates.push(meta);
+        }
+      }
+    }
+    const readdUids = new Set(readd.map((m) => m.uid));
+    if (candidates.length > 0) {
+      candidates.sort((a, b) => this.compare(a, b));
+      const merged: MessageMeta[] = new Array<MessageMeta>(kept.length + candidates.length);
+      let i = 0;
+      let j = 0;
+      for (let out = 0; out < merged.length; out++) {
+        if (j < candidates.length && (i >= kept.length || this.compare(candidates[j]!, kept[i]!) < 0)) {
+          const meta = candidates[j++]!;
+          merged[out] = meta;
+          members.add(meta.uid);
+          total++;
+          if (!(meta.flags & Flag.Seen)) this.unseenCount++;
+          reports.push({ mode: 'added', index: out, meta, messages: total, unseen: this.unseenCount });
+        } else merged[out] = kept[i++]!;
+      }
+      this.rows = merged;
+    } else this.rows = kept;
+
+    // 3. Updates of messages that stayed, at their (final) positions.
+    const updates: { index: number; meta: MessageMeta; mode: 'updated' | 'attrsUpdated'; unseenDelta: number }[] = [];
+    for (const [uid, kind] of changedUids) {
+      if (!members.has(uid) || readdUids.has(uid)) continue;
+      const current = this.index.get(uid);
+      if (!current) continue;
+      const position = this.search(current);
+      if (this.rows[position]?.uid !== uid) continue;
+      const before = this.rows[position]!;
+      this.rows[position] = current;
+      const unseenDelta = (current.flags & Flag.Seen ? 0 : 1) - (before.flags & Flag.Seen ? 0 : 1);
+      updates.push({ index: position, meta: current, mode: kind === 'flags' ? 'updated' : 'attrsUpdated', unseenDelta });
+    }
+    updates.sort((a, b) => a.index - b.index);
+    for (const u of updates) {
+      this.unseenCount += u.unseenDelta;
+      reports.push({ mode: u.mode, index: u.index, meta: u.meta, unseen: this.unseenCount });
+    }
+    return reports;
+  }
+}

@@ -1,0 +1,168 @@
+import type { MailboxRecord, MessageMeta } from '../../store/store.js';
+import { Flag } from './flags.js';
+
+const RECENT = Flag.Recent;
+
+export type ChangeKind = 'added' | 'flags' | 'attrs' | 'removed';
+
+export interface IndexChange {
+  modseq: number;
+  uid: number;
+  kind: ChangeKind;
+}
+
+/** Told about every change, after the index has applied it. */
+export type IndexListener = (index: MailboxIndex) => void;
+
+/**
+ * The in-memory picture of one mailbox that its open folders share: every message's
+ * metadata (UID, flags, the header fields views show), plus a log of recent changes from
+ * which each folder computes its folderSync reports. Built from the store on first use;
+ * kept current by the mail service, which applies every committed change to it.
+ *
+ * Messages removed from the mailbox stay reachable through `removedMeta` until no folder
+ * needs them, so that a folder can still show what its client has not yet synced away.
+ */
+export class MailboxIndex {
+  readonly byUid = new Map<number, MessageMeta>();
+  /** Metadata of removed messages that folders may still list (until they sync). */
+  readonly removedMeta = new Map<number, MessageMeta>();
+  modseq: number;
+  /** UIDs of messages with the Recent flag (cleared when a folder opens the mailbox). */
+  readonly recent = new Set<number>();
+  /** Bumped when messages are added or removed (sort orders stay valid across flag changes). */
+  membershipVersion = 0;
+  /** Bumped on every change. */
+  version = 0;
+  private log: IndexChange[] = [];
+  private readonly listeners = new Set<IndexListener>();
+  /** Cached sort orders, keyed by sort field and direction. */
+  readonly sortCache = new Map<string, { version: number; order: MessageMeta[] }>();
+  /** Sort keys by field, by UID (keys of immutable fields only). */
+  readonly keyCache = new Map<string, Map<number, string | number>>();
+  /** Per-field values that are not in the metadata (other header fields), by UID. */
+  readonly fieldCache = new Map<string, Map<number, string>>();
+  lastUsed = Date.now();
+
+  constructor(
+    public mailbox: MailboxRecord,
+    messages: readonly MessageMeta[],
+  ) {
+    this.modseq = mailbox.highestModseq;
+    for (const m of messages) this.track(m);
+  }
+
+  private track(meta: MessageMeta): void {
+    this.byUid.set(meta.uid, meta);
+    if (meta.flags & RECENT) this.recent.add(meta.uid);
+    else this.recent.delete(meta.uid);
+  }
+
+  get size(): number {
+    return this.byUid.size;
+  }
+
+  get(uid: number): MessageMeta | undefined {
+    return this.byUid.get(uid);
+  }
+
+  /** Current metadata, or the last known metadata of a removed message. */
+  getAny(uid: number): MessageMeta | undefined {
+    return this.byUid.get(uid) ?? this.removedMeta.get(uid);
+  }
+
+  subscribe(listener: IndexListener): () => void {
+    this.listeners.add(listener);
+    return () => {
+      this.listeners.delete(listener);
+      if (this.listeners.size === 0) {
+        this.log = [];
+        this.removedMeta.clear();
+      }
+    };
+  }
+
+  get watched(): boolean {
+    return this.listeners.size > 0;
+  }
+
+  /** Changes after `modseq`, oldest first. */
+  changesSince(modseq: number): IndexChange[] {
+    // The log is ordered by modseq: binary search for the first entry after `modseq`.
+    let lo = 0;
+    let hi = this.log.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.log[mid]!.modseq <= modseq) lo = mid + 1;
+      else hi = mid;
+    }
+    return this.log.slice(lo);
+  }
+
+  /** Forgets log entries every folder has consumed. */
+  trimLog(consumedUpTo: number): void {
+    let cut = 0;
+    while (cut < this.log.length && this.log[cut]!.modseq <= consumedUpTo) cut++;
+    if (cut === 0) return;
+    for (let i = 0; i < cut; i++) {
+      const entry = this.log[i]!;
+      if (entry.kind === 'removed') this.removedMeta.delete(entry.uid);
+    }
+    this.log = this.log.slice(cut);
+  }
+
+  applyAdded(messages: readonly MessageMeta[], modseq: number): void {
+    let uidNext = this.mailbox.uidNext;
+    for (const m of messages) {
+      this.track(m);
+      this.record(modseq, m.uid, 'added');
+      if (m.uid >= uidNext) uidNext = m.uid + 1;
+    }
+    this.mailbox = { ...this.mailbox, uidNext };
+    this.membershipVersion++;
+    this.finish(modseq);
+  }
+
+  applyChanged(messages: readonly MessageMeta[], modseq: number, kind: 'flags' | 'attrs'): void {
+    for (const m of messages) {
+      if (!this.byUid.has(m.uid)) continue;
+      this.track(m);
+      this.record(modseq, m.uid, kind);
+    }
+    this.finish(modseq);
+  }
+
+  applyRemoved(uids: readonly number[], modseq: number): void {
+    for (const uid of uids) {
+      const meta = this.byUid.get(uid);
+      if (!meta) continue;
+      this.byUid.delete(uid);
+      this.recent.delete(uid);
+      for (const cache of this.fieldCache.values()) cache.delete(uid);
+      for (const cache of this.keyCache.values()) cache.delete(uid);
+      if (this.watched) {
+        this.removedMeta.set(uid, meta);
+        this.record(modseq, uid, 'removed');
+      }
+    }
+    this.membershipVersion++;
+    this.finish(modseq);
+  }
+
+  /** Updates metadata without a change report (Recent cleared when a folder is opened). */
+  replaceQuietly(meta: MessageMeta): void {
+    if (this.byUid.has(meta.uid)) this.track(meta);
+  }
+
+  private record(modseq: number, uid: number, kind: ChangeKind): void {
+    if (this.watched) this.log.push({ modseq, uid, kind });
+  }
+
+  private finish(modseq: number): void {
+    if (modseq > this.modseq) this.modseq = modseq;
+    this.mailbox = { ...this.mailbox, highestModseq: this.modseq };
+    this.version++;
+    this.lastUsed = Date.now();
+    for (const listener of this.listeners) listener(this);
+  }
+}

@@ -1,0 +1,669 @@
+import {
+  AlreadyExistsError,
+  NotFoundError,
+  type AccountRecord,
+  type ChangeSet,
+  type MailboxRecord,
+  type MailboxStats,
+  type MessageMeta,
+  type NewMessage,
+  type ReplaceSpec,
+  type Store,
+} from '../../store/store.js';
+import type { XimssValue } from '../../xml/objects.js';
+import { parseSizeSetting, type AccountService } from '../accounts.js';
+import type { EventBus } from '../bus.js';
+import { ServiceError } from '../errors.js';
+import { decodeHeaderText, decodeTextForSearch, headerValue, parseHeaderBlock, parseMime, type HeaderField } from '../mime/index.js';
+import { ALL_RIGHTS, effectiveRights, hasRight, updateAcl, type AclEntry } from './acl.js';
+import { applyKeywords, Flag, flagNameSet, type FlagChange } from './flags.js';
+import { FolderView, type ViewOptions } from './folder-view.js';
+import { MailboxIndex } from './mailbox-index.js';
+import type { SearchableMessage, SearchProgram } from './search.js';
+import { headerFieldNeeded } from './view-fields.js';
+
+/** The error texts clients match (see INTEROP.md). */
+export const ACCESS_DENIED = 'mailbox access denied';
+export const NOT_FOUND = 'mailbox is not found';
+
+/** A mailbox a user has reached: its record, its owner, and what the user may do with it. */
+export interface MailboxHandle {
+  record: MailboxRecord;
+  owner: AccountRecord;
+  /** Effective rights of the user (all of them for the owner). */
+  rights: string;
+  /** True when the user owns the mailbox (no `rights` attribute is reported). */
+  own: boolean;
+  /** The name as the user spells it (`~owner@domain/name` for another account's). */
+  displayName: string;
+}
+
+export interface ListedMailbox {
+  name: string;
+  record: MailboxRecord | undefined;
+  stats: MailboxStats | undefined;
+  pureFolder: boolean;
+  isFolder: boolean;
+  rights: string | undefined;
+}
+
+interface ResolvedName {
+  owner: AccountRecord;
+  /** The owner-relative name. */
+  name: string;
+  /** The prefix that names the owner (`~user@domain/`), '' for the user's own. */
+  prefix: string;
+}
+
+const MAX_NAME_LENGTH = 512;
+/** Unwatched mailbox indexes are dropped after this long without use. */
+const INDEX_IDLE_MS = 10 * 60_000;
+
+/**
+ * Mailboxes and messages: names (own, `~user@domain/...`, aliases), access control,
+ * mailbox management, and every message change. Each change is committed by the store,
+ * then applied to the mailbox's in-memory index (which tells the folders showing it), then
+ * published on the bus (`mailboxChanged`).
+ */
+export class MailService {
+  private readonly indexes = new Map<number, MailboxIndex>();
+  private readonly loading = new Map<number, Promise<MailboxIndex>>();
+  private readonly sweeper: NodeJS.Timeout;
+
+  constructor(
+    private readonly store: Store,
+    private readonly accounts: AccountService,
+    private readonly bus: EventBus,
+  ) {
+    this.sweeper = setInterval(() => this.sweep(), 60_000);
+    this.sweeper.unref();
+  }
+
+  close(): void {
+    clearInterval(this.sweeper);
+    this.indexes.clear();
+  }
+
+  // -------------------------------------------------------------------------------------
+  // Names and access
+
+  /** Checks a mailbox name's syntax and spells INBOX canonically. */
+  static normalizeName(name: string): string {
+    if (name === '' || name.length > MAX_NAME_LENGTH) throw new ServiceError(`invalid mailbox name: ${JSON.stringify(name)}`);
+    if (/[\u0000-\u001f\u007f]/.test(name) || name.startsWith('/') || name.endsWith('/') || name.includes('//')) {
+      throw new ServiceError(`invalid mailbox name: ${JSON.stringify(name)}`);
+    }
+    const slash = name.indexOf('/');
+    const first = slash < 0 ? name : name.slice(0, slash);
+    return first.toUpperCase() === 'INBOX' ? 'INBOX' + (slash < 0 ? '' : name.slice(slash)) : name;
+  }
+
+  /** Resolves `name` as `user` spells it: own names, aliases, `~user[@domain]/name`. */
+  private async resolve(user: AccountRecord, name: string, followAlias = true): Promise<ResolvedName> {
+    if (name.startsWith('~')) {
+      const slash = name.indexOf('/');
+      if (slash < 0) throw new ServiceError(`invalid mailbox name: ${JSON.stringify(name)}`);
+      const address = name.slice(1, slash);
+      const owner = await this.accounts.find(address, user.domain);
+      if (!owner) throw new ServiceError(NOT_FOUND);
+      const rest = MailService.normalizeName(name.slice(slash + 1));
+      if (owner.id === user.id) return { owner: user, name: rest, prefix: '' };
+      return { owner, name: rest, prefix: `~${owner.name}@${owner.domain}/` };
+    }
+    const normalized = MailService.normalizeName(name);
+    if (followAlias) {
+      const alias = (await this.store.mail.aliases(user.id)).find((a) => a.name === normalized);
+      if (alias) return this.resolve(user, alias.target, false);
+    }
+    return { owner: user, name: normalized, prefix: '' };
+  }
+
+  private rightsOf(user: AccountRecord, owner: AccountRecord, record: MailboxRecord): string {
+    if (user.id === owner.id) return ALL_RIGHTS;
+    return effectiveRights(record.acl, user.name, user.domain, owner.domain);
+  }
+
+  /**
+   * Opens a mailbox for `user`, checking that the user has every right in `need`. With
+   * `create`, a missing mailbox of the user's own is created with that class. INBOX always
+   * exists.
+   */
+  async access(user: AccountRecord, name: string, need: string, create?: { mailboxClass: string }): Promise<MailboxHandle> {
+    const resolved = await this.resolve(user, name);
+    let record = await this.store.mail.getMailbox(resolved.owner.id, resolved.name);
+    if (!record && (resolved.name === 'INBOX' || (create && resolved.prefix === ''))) {
+      record = await this.createRecord(resolved.owner.id, resolved.name, resolved.name === 'INBOX' ? '' : create!.mailboxClass);
+    }
+    if (!record) throw new ServiceError(NOT_FOUND);
+    const rights = this.rightsOf(user, resolved.owner, record);
+    // Without the lookup right the mailbox does not exist for this user.
+    if (!hasRight(rights, 'l') && !hasRight(rights, 'r')) throw new ServiceError(NOT_FOUND);
+    for (const right of need) if (!hasRight(rights, right)) throw new ServiceError(ACCESS_DENIED);
+    if (record.pureFolder && /[rid]/.test(need)) throw new ServiceError('this mailbox is a pure folder: it cannot contain messages');
+    return { record, owner: resolved.owner, rights, own: resolved.prefix === '', displayName: resolved.prefix + resolved.name };
+  }
+
+  private async createRecord(accountId: number, name: string, mailboxClass: string): Promise<MailboxRecord> {
+    try {
+      return await this.store.mail.createMailbox(accountId, name, mailboxClass, false);
+    } catch (err) {
+      if (err instanceof AlreadyExistsError) {
+        const existing = await this.store.mail.getMailbox(accountId, name);
+        if (existing) return existing;
+      }
+      throw err;
+    }
+  }
+
+  // -------------------------------------------------------------------------------------
+  // Mailbox management
+
+  async create(user: AccountRecord, name: string, mailboxClass = ''): Promise<MailboxHandle> {
+    const resolved = await this.resolve(user, name, false);
+    if (resolved.prefix !== '') {
+      // Creating in another account needs the create right on the parent.
+      const parent = resolved.name.includes('/') ? resolved.name.slice(0, resolved.name.lastIndexOf('/')) : undefined;
+      if (!parent) throw new ServiceError(ACCESS_DENIED);
+      await this.access(user, resolved.prefix + parent, 'c');
+    }
+    const existing = await this.store.mail.getMailbox(resolved.owner.id, resolved.name);
+    if (existing) {
+      // A pure folder (made implicitly, or a hierarchy node) can become a mailbox.
+      if (!existing.pureFolder) throw new ServiceError('mailbox already exists');
+      await this.store.mail.setMailboxClass(existing.id, mailboxClass, false);
+    } else {
+      try {
+        await this.store.mail.createMailbox(resolved.owner.id, resolved.name, mailboxClass, false);
+      } catch (err) {
+        if (err instanceof AlreadyExistsError) throw new ServiceError('mailbox already exists');
+        throw err;
+      }
+    }
+    this.changed(resolved.owner.id, undefined, resolved.name);
+    return this.access(user, resolved.prefix + resolved.name, '');
+  }
+
+  async rename(user: AccountRecord, name: string, newName: string, children: boolean): Promise<void> {
+    const box = await this.access(user, name, 'x');
+    const target = await this.resolve(user, newName, false);
+    if (target.owner.id !== box.owner.id) throw new ServiceError('cannot move a mailbox to another account');
+    if (box.record.name === 'INBOX') throw new ServiceError('INBOX cannot be renamed');
+    if (target.name === box.record.name) return;
+    if (target.name.startsWith(box.record.name + '/')) throw new ServiceError('cannot rename a mailbox into itself');
+    const all = await this.store.mail.listMailboxes(box.owner.id);
+    const renames = [{ from: box.record.name, to: target.name }];
+    if (children) {
+      for (const m of all) {
+        if (m.name.startsWith(box.record.name + '/')) renames.push({ from: m.name, to: target.name + m.name.slice(box.record.name.length) });
+      }
+    }
+    const moving = new Set(renames.map((r) => r.from));
+    for (const r of renames) {
+      if (all.some((m) => m.name === r.to && !moving.has(m.name))) throw new ServiceError(`mailbox ${r.to} already exists`);
+    }
+    await this.store.mail.renameMailboxes(box.owner.id, renames);
+    for (const m of all) if (moving.has(m.name)) this.dropIndex(m.id);
+    for (const r of renames) {
+      this.changed(box.owner.id, undefined, r.from);
+      this.changed(box.owner.id, undefined, r.to);
+    }
+  }
+
+  async remove(user: AccountRecord, name: string, children: boolean): Promise<void> {
+    const box = await this.access(user, name, 'x');
+    if (box.record.name === 'INBOX') throw new ServiceError('INBOX cannot be removed');
+    const all = await this.store.mail.listMailboxes(box.owner.id);
+    const nested = all.filter((m) => m.name.startsWith(box.record.name + '/'));
+    const doomed = children ? [box.record, ...nested] : [box.record];
+    if (!children && nested.length > 0) {
+      // Like IMAP: a mailbox with children turns into a pure folder instead.
+      await this.store.mail.removeMailboxes([box.record.id]);
+      await this.store.mail.createMailbox(box.owner.id, box.record.name, '', true);
+    } else {
+      await this.store.mail.removeMailboxes(doomed.map((m) => m.id));
+    }
+    for (const m of doomed) {
+      this.dropIndex(m.id);
+      this.changed(box.owner.id, m.id, m.name);
+    }
+  }
+
+  /**
+   * mailboxList: the mailboxes `user` can see that match an IMAP LIST pattern (`*` any
+   * characters, `%` any but `/`). A pattern starting with `~user@domain/` lists that
+   * account's mailboxes, as its ACLs allow.
+   */
+  async list(user: AccountRecord, filter = '*', options: { mailboxClass?: string; pureFolders?: boolean } = {}): Promise<ListedMailbox[]> {
+    let owner = user;
+    let prefix = '';
+    let pattern = filter === '' ? '*' : filter;
+    if (pattern.startsWith('~')) {
+      const slash = pattern.indexOf('/');
+      const address = slash < 0 ? pattern.slice(1) : pattern.slice(1, slash);
+      const found = await this.accounts.find(address.replace(/[*%]+$/, ''), user.domain);
+      if (!found) return [];
+      owner = found;
+      if (owner.id !== user.id) prefix = `~${owner.name}@${owner.domain}/`;
+      pattern = slash < 0 ? '*' : pattern.slice(slash + 1);
+    }
+    if (owner.id === user.id && !(await this.store.mail.getMailbox(user.id, 'INBOX'))) {
+      await this.createRecord(user.id, 'INBOX', '');
+    }
+    const records = await this.store.mail.listMailboxes(owner.id);
+    const stats = await this.store.mail.mailboxStats(owner.id);
+    const byName = new Map(records.map((r) => [r.name, r]));
+    // Hierarchy nodes that exist only as parents of other mailboxes show as pure folders.
+    const names = new Set(byName.keys());
+    for (const r of records) {
+      const parts = r.name.split('/');
+      for (let i = 1; i < parts.length; i++) names.add(parts.slice(0, i).join('/'));
+    }
+    const matcher = listPattern(pattern);
+    const listed: ListedMailbox[] = [];
+    for (const name of [...names].sort(compareMailboxNames)) {
+      if (!matcher(name)) continue;
+      const record = byName.get(name);
+      const rights = record && owner.id !== user.id ? this.rightsOf(user, owner, record) : undefined;
+      if (rights !== undefined && !hasRight(rights, 'l')) continue;
+      if (!record && owner.id !== user.id) continue;
+      const hasChildren = [...names].some((n) => n.startsWith(name + '/'));
+      let pure = !record || record.pureFolder;
+      if (!pure && options.mailboxClass !== undefined && record!.mailboxClass !== options.mailboxClass) {
+        // A mailbox of another class is shown as a pure folder, or not at all.
+        if (!options.pureFolders) continue;
+        pure = true;
+      }
+      if (pure && options.pureFolders === false) continue;
+      listed.push({
+        name: prefix + name,
+        record: pure ? undefined : record,
+        stats: pure || !record ? undefined : (stats.get(record.id) ?? EMPTY_STATS),
+        pureFolder: pure,
+        isFolder: !pure && hasChildren,
+        rights,
+      });
+    }
+    return listed;
+  }
+
+  async subscriptions(user: AccountRecord): Promise<string[]> {
+    return this.store.mail.subscriptions(user.id);
+  }
+
+  async setSubscribed(user: AccountRecord, name: string, subscribed: boolean): Promise<void> {
+    const normalized = name.startsWith('~') ? name : MailService.normalizeName(name);
+    await this.store.mail.setSubscribed(user.id, normalized, subscribed);
+  }
+
+  async aliases(user: AccountRecord): Promise<{ name: string; target: string }[]> {
+    return this.store.mail.aliases(user.id);
+  }
+
+  async setAlias(user: AccountRecord, name: string, target: string | null): Promise<void> {
+    const normalized = MailService.normalizeName(name);
+    if (target !== null) {
+      if (target.trim() === '') throw new ServiceError('the alias target is empty');
+      if (!target.startsWith('~')) MailService.normalizeName(target);
+    }
+    await this.store.mail.setAlias(user.id, normalized, target);
+  }
+
+  async acl(user: AccountRecord, name: string): Promise<{ box: MailboxHandle; acl: AclEntry[] }> {
+    const box = await this.access(user, name, 'a');
+    return { box, acl: box.record.acl };
+  }
+
+  async updateAcl(user: AccountRecord, name: string, changes: readonly { pattern: string; rights: string; mode?: string }[]): Promise<void> {
+    const box = await this.access(user, name, 'a');
+    let acl: AclEntry[] = box.record.acl;
+    for (const change of changes) {
+      if (change.pattern.trim() === '') throw new ServiceError('an ACL element has an empty pattern');
+      acl = updateAcl(acl, change.pattern.trim(), change.rights, change.mode);
+    }
+    await this.store.mail.setMailboxAcl(box.record.id, acl);
+    const index = this.indexes.get(box.record.id);
+    if (index) index.mailbox = { ...index.mailbox, acl };
+  }
+
+  // -------------------------------------------------------------------------------------
+  // Indexes and views
+
+  /** The shared in-memory index of a mailbox, loaded on first use. */
+  async index(box: MailboxHandle): Promise<MailboxIndex> {
+    const id = box.record.id;
+    const existing = this.indexes.get(id);
+    if (existing) {
+      existing.lastUsed = Date.now();
+      return existing;
+    }
+    let loading = this.loading.get(id);
+    if (!loading) {
+      loading = (async () => {
+        const record = (await this.store.mail.getMailboxById(id)) ?? box.record;
+        const index = new MailboxIndex(record, await this.store.mail.listMessages(id));
+        this.indexes.set(id, index);
+        return index;
+      })().finally(() => this.loading.delete(id));
+      this.loading.set(id, loading);
+    }
+    return loading;
+  }
+
+  /**
+   * Opens a folder view. Header fields the view shows or sorts by that are not cached in
+   * the metadata are read now; Recent flags are handed to this view and cleared.
+   */
+  async openView(box: MailboxHandle, options: ViewOptions, fields: readonly string[], onNotify: () => void): Promise<FolderView> {
+    const index = await this.index(box);
+    await this.loadFields(index, [...fields, options.sortField], [...index.byUid.keys()]);
+    const recent = new Set(index.recent);
+    const view = new FolderView(index, options, (field, uid) => index.fieldCache.get(field)?.get(uid), onNotify);
+    view.recentAtOpen = recent;
+    if (recent.size > 0 && hasRight(box.rights, 's')) {
+      await this.store.mail.clearRecent(index.mailbox.id, [...recent]);
+      for (const uid of recent) {
+        const meta = index.get(uid);
+        if (meta) index.replaceQuietly({ ...meta, flags: meta.flags & ~Flag.Recent });
+      }
+    }
+    return view;
+  }
+
+  /** Makes sure the header fields these viewer fields need are cached for these UIDs. */
+  async loadFields(index: MailboxIndex, fields: readonly string[], uids: readonly number[]): Promise<void> {
+    const needed = [...new Set(fields.map(headerFieldNeeded).filter((f): f is string => f !== undefined))];
+    if (needed.length === 0 || uids.length === 0) return;
+    const missing = uids.filter((uid) => needed.some((f) => !index.fieldCache.get(f)?.has(uid)));
+    if (missing.length === 0) return;
+    const headers = await this.store.mail.readHeaders(index.mailbox.id, missing);
+    for (const field of needed) {
+      let cache = index.fieldCache.get(field);
+      if (!cache) index.fieldCache.set(field, (cache = new Map()));
+      for (const uid of missing) {
+        const header = headers.get(uid);
+        if (header === undefined) continue;
+        const parsed = parseHeaderBlock(Buffer.from(header, 'latin1'));
+        cache.set(uid, headerValue(parsed.fields, field) ?? '');
+      }
+    }
+  }
+
+  // -------------------------------------------------------------------------------------
+  // Messages
+
+  async readRaw(box: MailboxHandle, uid: number): Promise<Buffer | undefined> {
+    return this.store.mail.readRaw(box.record.id, uid);
+  }
+
+  async getMessage(box: MailboxHandle, uid: number): Promise<MessageMeta | undefined> {
+    return this.indexes.get(box.record.id)?.get(uid) ?? this.store.mail.getMessage(box.record.id, uid);
+  }
+
+  /** Appends messages (checks the insert right and the account's storage limit). */
+  async append(box: MailboxHandle, messages: readonly NewMessage[], replace?: ReplaceSpec): Promise<MessageMeta[]> {
+    if (!hasRight(box.rights, 'i')) throw new ServiceError(ACCESS_DENIED);
+    if (replace && !hasRight(box.rights, 'd')) throw new ServiceError(ACCESS_DENIED);
+    await this.checkQuota(box.owner, messages.reduce((sum, m) => sum + m.raw.length, 0));
+    let result;
+    try {
+      result = await this.store.mail.append(box.record.id, messages, replace);
+    } catch (err) {
+      if (err instanceof NotFoundError) throw new ServiceError(err.message);
+      throw err;
+    }
+    const index = this.indexes.get(box.record.id);
+    if (index) {
+      if (result.replaced !== null) index.applyRemoved([result.replaced], result.modseq);
+      index.applyAdded(result.messages, result.modseq);
+    }
+    this.changed(box.owner.id, box.record.id, box.record.name);
+    return result.messages;
+  }
+
+  /** Copies (or moves) messages; returns the source → new UID pairs. */
+  async copy(source: MailboxHandle, uids: readonly number[], target: MailboxHandle, move: boolean): Promise<{ from: number; to: number }[]> {
+    if (!hasRight(target.rights, 'i')) throw new ServiceError(ACCESS_DENIED);
+    if (move && !hasRight(source.rights, 'd')) throw new ServiceError(ACCESS_DENIED);
+    const sizes = await Promise.all(uids.map((uid) => this.getMessage(source, uid)));
+    await this.checkQuota(target.owner, target.owner.id === source.owner.id && move ? 0 : sizes.reduce((s, m) => s + (m?.size ?? 0), 0));
+    const result = await this.store.mail.copy(source.record.id, uids, target.record.id, { move });
+    const targetIndex = this.indexes.get(target.record.id);
+    targetIndex?.applyAdded(result.copied.map((c) => c.to), result.modseq);
+    if (move && result.copied.length > 0) {
+      const sourceIndex = this.indexes.get(source.record.id);
+      if (sourceIndex) {
+        const after = await this.store.mail.getMailboxById(source.record.id);
+        sourceIndex.applyRemoved(result.copied.map((c) => c.from), after?.highestModseq ?? sourceIndex.modseq + 1);
+      }
+      this.changed(source.owner.id, source.record.id, source.record.name);
+    }
+    this.changed(target.owner.id, target.record.id, target.record.name);
+    return result.copied.map((c) => ({ from: c.from, to: c.to.uid }));
+  }
+
+  /**
+   * Changes flags. Rights: `s` for Seen, `d` for Deleted, `w` for the others; a change the
+   * user may not make is refused as a whole.
+   */
+  async setFlags(box: MailboxHandle, uids: readonly number[], change: FlagChange): Promise<void> {
+    const touched = change.set | change.clear;
+    if (touched & Flag.Seen && !hasRight(box.rights, 's')) throw new ServiceError(ACCESS_DENIED);
+    if (touched & Flag.Deleted && !hasRight(box.rights, 'd')) throw new ServiceError(ACCESS_DENIED);
+    const others = touched & ~(Flag.Seen | Flag.Deleted);
+    if ((others || change.addKeywords.length || change.removeKeywords.length) && !hasRight(box.rights, 'w')) {
+      throw new ServiceError(ACCESS_DENIED);
+    }
+    const index = await this.index(box);
+    const updates = [];
+    for (const uid of uids) {
+      const meta = index.get(uid);
+      if (!meta) continue;
+      const flags = (meta.flags | change.set) & ~change.clear;
+      const keywords = applyKeywords(meta.keywords, change);
+      if (flags !== meta.flags || keywords !== meta.keywords) updates.push({ uid, flags, keywords });
+    }
+    if (updates.length === 0) return;
+    const result = await this.store.mail.setFlags(box.record.id, updates);
+    index.applyChanged(result.changed, result.modseq, 'flags');
+    this.changed(box.owner.id, box.record.id, box.record.name);
+  }
+
+  async setAttrs(box: MailboxHandle, uid: number, attrs: { [key: string]: XimssValue } | null): Promise<void> {
+    if (!hasRight(box.rights, 'w')) throw new ServiceError(ACCESS_DENIED);
+    const result = await this.store.mail.setAttrs(box.record.id, uid, attrs);
+    if (!result.changed) throw new ServiceError('message not found');
+    this.indexes.get(box.record.id)?.applyChanged([result.changed], result.modseq, 'attrs');
+    this.changed(box.owner.id, box.record.id, box.record.name);
+  }
+
+  /** Physically removes messages (all Deleted ones when `uids` is undefined). */
+  async expunge(box: MailboxHandle, uids?: readonly number[]): Promise<number> {
+    if (!hasRight(box.rights, 'd')) throw new ServiceError(ACCESS_DENIED);
+    let targets = uids;
+    if (!targets) {
+      const index = await this.index(box);
+      targets = [...index.byUid.values()].filter((m) => m.flags & Flag.Deleted).map((m) => m.uid);
+    }
+    if (targets.length === 0) return 0;
+    const result = await this.store.mail.expunge(box.record.id, targets);
+    if (result.removed.length === 0) return 0;
+    this.indexes.get(box.record.id)?.applyRemoved(result.removed.map((r) => r.uid), result.modseq);
+    this.changed(box.owner.id, box.record.id, box.record.name);
+    return result.removed.length;
+  }
+
+  /**
+   * A folder's content filter (folderOpen `filter` with `filterField` a header field,
+   * `body`, or absent for any header or body): decides per message, reading what it
+   * needs, and remembers the answers.
+   */
+  contentFilter(box: MailboxHandle, index: MailboxIndex, field: string | undefined, text: string): ContentFilter {
+    const needle = text.toLowerCase();
+    const decided = new Map<number, boolean>();
+    const where = field === undefined ? 'any' : field.toLowerCase() === 'body' ? 'body' : 'header';
+    const decide = async (): Promise<void> => {
+      const pending = [...index.byUid.keys()].filter((uid) => !decided.has(uid));
+      if (pending.length === 0) return;
+      if (where === 'header') {
+        const name = field!.toLowerCase();
+        await this.loadFields(index, [name], pending);
+        const cache = index.fieldCache.get(name);
+        for (const uid of pending) {
+          const raw = uid === undefined ? undefined : cache?.get(uid);
+          const meta = index.get(uid);
+          const value = name === 'subject' ? meta?.subject : name === 'from' ? meta?.from : name === 'to' ? meta?.to : name === 'cc' ? meta?.cc : raw;
+          decided.set(uid, value !== undefined && value !== '' && decodeHeaderText(value).toLowerCase().includes(needle));
+        }
+        return;
+      }
+      for (const uid of pending) {
+        const raw = await this.store.mail.readRaw(box.record.id, uid);
+        if (!raw) {
+          decided.set(uid, false);
+          continue;
+        }
+        const root = parseMime(raw);
+        let found = decodeTextForSearch(raw, root).toLowerCase().includes(needle);
+        if (!found && where === 'any') {
+          found = root.headers.some((h) => decodeHeaderText(h.value).toLowerCase().includes(needle));
+        }
+        decided.set(uid, found);
+      }
+    };
+    return { decide, test: (uid) => decided.get(uid) ?? false };
+  }
+
+  /**
+   * folderSearch: runs an IMAP SEARCH program over candidate messages in order, up to
+   * `limit` matches or the deadline; `next` is the first candidate not examined.
+   */
+  async search(
+    box: MailboxHandle,
+    index: MailboxIndex,
+    program: SearchProgram,
+    candidates: readonly { uid: number; seq: number }[],
+    limit: number,
+    deadline: number,
+  ): Promise<{ matched: number[]; next: number | undefined }> {
+    const matched: number[] = [];
+    const BATCH = 200;
+    for (let start = 0; start < candidates.length; start += BATCH) {
+      if (matched.length >= limit || Date.now() > deadline) return { matched, next: start };
+      const batch = candidates.slice(start, start + BATCH).filter((c) => index.get(c.uid));
+      const headers = program.needsHeaders ? await this.store.mail.readHeaders(box.record.id, batch.map((c) => c.uid)) : undefined;
+      for (let i = 0; i < batch.length; i++) {
+        const c = batch[i]!;
+        const meta = index.get(c.uid)!;
+        const header = headers?.get(c.uid);
+        const raw = program.needsBody ? await this.store.mail.readRaw(box.record.id, c.uid) : undefined;
+        if (program.matches(searchable(meta, c.seq, header, raw))) {
+          matched.push(c.uid);
+          if (matched.length >= limit) {
+            const after = candidates.indexOf(c) + 1;
+            return { matched, next: after < candidates.length ? after : undefined };
+          }
+        }
+      }
+    }
+    return { matched, next: undefined };
+  }
+
+  async changesSince(box: MailboxHandle, modseq: number): Promise<ChangeSet> {
+    return this.store.mail.changesSince(box.record.id, modseq);
+  }
+
+  /** Bytes stored and the limit (MaxAccountSize), for readStatus and quota checks. */
+  async usage(account: AccountRecord): Promise<{ used: number; limit: number | undefined }> {
+    const settings = await this.accounts.effectiveSettings(account);
+    return { used: await this.store.mail.accountUsage(account.id), limit: parseSizeSetting(settings.MaxAccountSize) };
+  }
+
+  private async checkQuota(owner: AccountRecord, adding: number): Promise<void> {
+    if (adding === 0) return;
+    const { used, limit } = await this.usage(owner);
+    if (limit !== undefined && used + adding > limit) throw new ServiceError('mailbox is full: the account storage limit is exceeded');
+  }
+
+  private changed(accountId: number, mailboxId: number | undefined, name: string): void {
+    this.bus.publish('mailboxChanged', { accountId, mailboxId, name });
+  }
+
+  private dropIndex(id: number): void {
+    this.indexes.delete(id);
+  }
+
+  /** Drops indexes nobody watches that have not been used for a while. */
+  private sweep(): void {
+    const now = Date.now();
+    for (const [id, index] of this.indexes) {
+      if (!index.watched && now - index.lastUsed > INDEX_IDLE_MS) this.indexes.delete(id);
+    }
+  }
+}
+
+export interface ContentFilter {
+  /** Decides for every message not decided yet. */
+  decide(): Promise<void>;
+  test(uid: number): boolean;
+}
+
+/** A message as the IMAP SEARCH evaluator sees it, built lazily from what was loaded. */
+function searchable(meta: MessageMeta, seq: number, header: string | undefined, raw: Buffer | undefined): SearchableMessage {
+  let fields: HeaderField[] | undefined;
+  const headerFields = (): HeaderField[] => {
+    if (!fields) fields = header === undefined ? [] : parseHeaderBlock(Buffer.from(header, 'latin1')).fields;
+    return fields;
+  };
+  const envelope: Record<string, string> = { from: meta.from, to: meta.to, cc: meta.cc, subject: meta.subject };
+  return {
+    uid: meta.uid,
+    seq,
+    flags: flagNameSet(meta.flags, meta.keywords),
+    internalDate: meta.internalDate,
+    size: meta.size,
+    sentDate: meta.date ?? undefined,
+    header(name: string): string[] {
+      const lower = name.toLowerCase();
+      if (lower in envelope && header === undefined) return envelope[lower] ? [decodeHeaderText(envelope[lower]!)] : [];
+      return headerFields()
+        .filter((f) => f.name.toLowerCase() === lower)
+        .map((f) => decodeHeaderText(f.value));
+    },
+    headerText(): string {
+      return headerFields()
+        .map((f) => `${f.name}: ${decodeHeaderText(f.value)}`)
+        .join('\n');
+    },
+    bodyText(): string {
+      return raw ? decodeTextForSearch(raw, parseMime(raw)) : '';
+    },
+  };
+}
+
+const EMPTY_STATS: MailboxStats = { messages: 0, unseen: 0, media: 0, unseenMedia: 0, size: 0, oldest: null };
+
+/** IMAP LIST matching: `*` matches anything, `%` anything but the hierarchy separator. */
+export function listPattern(pattern: string): (name: string) => boolean {
+  let source = '^';
+  for (const ch of pattern) {
+    if (ch === '*') source += '.*';
+    else if (ch === '%') source += '[^/]*';
+    else source += ch.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  }
+  const re = new RegExp(source + '$', 'su');
+  const inboxRe = /^inbox(\/|$)/i.test(pattern) ? new RegExp(source.replace(/^\^inbox/i, '^INBOX') + '$', 'su') : undefined;
+  return (name) => re.test(name) || (inboxRe?.test(name) ?? false);
+}
+
+/** INBOX first, then by name. */
+function compareMailboxNames(a: string, b: string): number {
+  const ai = a === 'INBOX' || a.startsWith('INBOX/');
+  const bi = b === 'INBOX' || b.startsWith('INBOX/');
+  if (ai !== bi) return ai ? -1 : 1;
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/** Options for a message an external source (SMTP, import) brings. */
+export function isRecentDefault(flags: number): number {
+  return flags | Flag.Recent;
+}

@@ -1,0 +1,420 @@
+import type { Database as SqliteDatabase } from 'better-sqlite3';
+import { randomInt } from 'node:crypto';
+import type { XimssValue } from '../../xml/objects.js';
+import {
+  AlreadyExistsError,
+  NotFoundError,
+  type AclEntryRecord,
+  type AppendResult,
+  type ChangeSet,
+  type CopyResult,
+  type FlagUpdate,
+  type MailboxRecord,
+  type MailboxStats,
+  type MailStore,
+  type MessageMeta,
+  type NewMessage,
+  type ReplaceSpec,
+} from '../store.js';
+import { isUniqueViolation, prepareAll, relaxedCommit } from './util.js';
+
+interface MailboxRow {
+  id: number;
+  account_id: number;
+  name: string;
+  class: string;
+  pure_folder: number;
+  uid_validity: number;
+  uid_next: number;
+  modseq: number;
+  journal_horizon: number;
+  acl: string;
+}
+
+interface MessageRow {
+  uid: number;
+  orig_uid: number;
+  modseq: number;
+  flags: number;
+  keywords: string | null;
+  internal_date: number;
+  size: number;
+  date: number | null;
+  date_shift: number;
+  from_: string;
+  to_: string;
+  cc: string;
+  subject: string;
+  priority: number;
+  attrs: string | null;
+}
+
+const META_COLUMNS =
+  'uid, orig_uid, modseq, flags, keywords, internal_date, size, date, date_shift, from_, to_, cc, subject, priority, attrs';
+
+const NO_KEYWORDS: readonly string[] = Object.freeze([]);
+
+function toMailbox(row: MailboxRow): MailboxRecord {
+  return {
+    id: row.id,
+    accountId: row.account_id,
+    name: row.name,
+    mailboxClass: row.class,
+    pureFolder: row.pure_folder !== 0,
+    uidValidity: row.uid_validity,
+    uidNext: row.uid_next,
+    highestModseq: row.modseq,
+    journalHorizon: row.journal_horizon,
+    acl: JSON.parse(row.acl) as AclEntryRecord[],
+  };
+}
+
+function toMeta(row: MessageRow): MessageMeta {
+  return {
+    uid: row.uid,
+    origUid: row.orig_uid,
+    modseq: row.modseq,
+    flags: row.flags,
+    keywords: row.keywords === null ? NO_KEYWORDS : (JSON.parse(row.keywords) as string[]),
+    internalDate: row.internal_date,
+    size: row.size,
+    date: row.date,
+    dateShift: row.date_shift,
+    from: row.from_,
+    to: row.to_,
+    cc: row.cc,
+    subject: row.subject,
+    priority: row.priority,
+    attrs: row.attrs === null ? null : (JSON.parse(row.attrs) as { [key: string]: XimssValue }),
+  };
+}
+
+function keywordsColumn(keywords: readonly string[]): string | null {
+  return keywords.length === 0 ? null : JSON.stringify(keywords);
+}
+
+/** Removal journal entries kept per mailbox before the oldest are forgotten. */
+const JOURNAL_KEEP = 10_000;
+
+/**
+ * Mailboxes and messages in SQLite. Message bytes live in `message_bodies`, shared by
+ * copies (triggers keep the reference count); the views' header fields are columns of
+ * `messages`. Every mutation is one transaction, committed (and synced) before the
+ * promise resolves.
+ */
+export class SqliteMail implements MailStore {
+  private readonly sql: ReturnType<typeof prepareStatements>;
+
+  constructor(private readonly db: SqliteDatabase) {
+    this.sql = prepareStatements(db);
+  }
+
+
+  async listMailboxes(accountId: number): Promise<MailboxRecord[]> {
+    return (this.sql.listMailboxes.all(accountId) as MailboxRow[]).map(toMailbox);
+  }
+
+  async getMailbox(accountId: number, name: string): Promise<MailboxRecord | undefined> {
+    const row = this.sql.getMailbox.get(accountId, name) as MailboxRow | undefined;
+    return row && toMailbox(row);
+  }
+
+  async getMailboxById(id: number): Promise<MailboxRecord | undefined> {
+    const row = this.sql.getMailboxById.get(id) as MailboxRow | undefined;
+    return row && toMailbox(row);
+  }
+
+  async createMailbox(accountId: number, name: string, mailboxClass: string, pureFolder: boolean): Promise<MailboxRecord> {
+    try {
+      const row = this.sql.createMailbox.get(accountId, name, mailboxClass, pureFolder ? 1 : 0, newUidValidity()) as MailboxRow;
+      return toMailbox(row);
+    } catch (err) {
+      if (isUniqueViolation(err)) throw new AlreadyExistsError(`mailbox ${name} already exists`);
+      throw err;
+    }
+  }
+
+  async renameMailboxes(accountId: number, renames: readonly { from: string; to: string }[]): Promise<void> {
+    try {
+      this.db.transaction(() => {
+        // Two passes through temporary names, so that renames may swap or shift names.
+        const temps = renames.map((r, i) => ({ ...r, temp: `\u0000rename-${i}-${r.from}` }));
+        for (const r of temps) this.sql.renameMailbox.run(r.temp, accountId, r.from);
+        for (const r of temps) this.sql.renameMailbox.run(r.to, accountId, r.temp);
+      }).immediate();
+    } catch (err) {
+      if (isUniqueViolation(err)) throw new AlreadyExistsError('a mailbox with the new name already exists');
+      throw err;
+    }
+  }
+
+  async removeMailboxes(ids: readonly number[]): Promise<void> {
+    this.db.transaction(() => {
+      for (const id of ids) {
+        this.sql.removeMessages.run(id);
+        this.sql.removeMailbox.run(id);
+      }
+    }).immediate();
+  }
+
+  async setMailboxAcl(id: number, acl: readonly AclEntryRecord[]): Promise<void> {
+    this.sql.setAcl.run(JSON.stringify(acl), id);
+  }
+
+  async setMailboxClass(id: number, mailboxClass: string, pureFolder: boolean): Promise<void> {
+    this.sql.setClass.run(mailboxClass, pureFolder ? 1 : 0, id);
+  }
+
+  async mailboxStats(accountId: number): Promise<Map<number, MailboxStats>> {
+    const rows = this.sql.stats.all(accountId) as (MailboxStats & { id: number })[];
+    return new Map(rows.map(({ id, ...stats }) => [id, stats]));
+  }
+
+  async accountUsage(accountId: number): Promise<number> {
+    return (this.sql.usage.get(accountId) as { total: number }).total;
+  }
+
+  async listMessages(mailboxId: number): Promise<MessageMeta[]> {
+    return (this.sql.listMessages.all(mailboxId) as MessageRow[]).map(toMeta);
+  }
+
+  async getMessage(mailboxId: number, uid: number): Promise<MessageMeta | undefined> {
+    const row = this.sql.getMessage.get(mailboxId, uid) as MessageRow | undefined;
+    return row && toMeta(row);
+  }
+
+  async readRaw(mailboxId: number, uid: number): Promise<Buffer | undefined> {
+    const row = this.sql.readRaw.get(mailboxId, uid) as { data: Buffer } | undefined;
+    return row?.data;
+  }
+
+  async readHeaders(mailboxId: number, uids: readonly number[]): Promise<Map<number, string>> {
+    const headers = new Map<number, string>();
+    for (const uid of uids) {
+      const row = this.sql.readHeader.get(mailboxId, uid) as { header: string } | undefined;
+      if (row) headers.set(uid, row.header);
+    }
+    return headers;
+  }
+
+  async append(mailboxId: number, messages: readonly NewMessage[], replace?: ReplaceSpec): Promise<AppendResult> {
+    return this.db.transaction((): AppendResult => {
+      const box = this.sql.getMailboxById.get(mailboxId) as MailboxRow | undefined;
+      if (!box) throw new NotFoundError('mailbox not found');
+      let replaced: MessageRow | undefined;
+      if (replace) {
+        replaced = (replace.byOrigUid
+          ? this.sql.getByOrigUid.get(mailboxId, replace.uid)
+          : this.sql.getMessage.get(mailboxId, replace.uid)) as MessageRow | undefined;
+        if (!replaced && replace.mustExist) throw new NotFoundError('the message to replace does not exist');
+      }
+      const modseq = box.modseq + 1;
+      let uid = box.uid_next;
+      const added: MessageMeta[] = [];
+      for (const m of messages) {
+        const bodyId = this.sql.insertBody.run(m.header, m.raw).lastInsertRowid;
+        const origUid = m.origUid ?? (replace?.keepOrigUid && replaced ? replaced.orig_uid : uid);
+        const e = m.envelope;
+        const attrs = m.attrs ? JSON.stringify(m.attrs) : null;
+        this.sql.insertMessage.run(mailboxId, uid, origUid, modseq, m.flags, keywordsColumn(m.keywords), m.internalDate,
+          m.raw.length, bodyId, e.date, e.dateShift, e.from, e.to, e.cc, e.subject, e.priority, attrs);
+        added.push({
+          uid, origUid, modseq, flags: m.flags, keywords: m.keywords, internalDate: m.internalDate, size: m.raw.length,
+          ...e, attrs: m.attrs ?? null,
+        });
+        uid++;
+      }
+      if (replaced) this.removeOne(mailboxId, replaced.uid, modseq);
+      this.sql.bumpMailbox.run(uid, modseq, mailboxId);
+      return { messages: added, modseq, replaced: replaced ? replaced.uid : null, uidNext: uid };
+    }).immediate();
+  }
+
+  async copy(fromMailboxId: number, uids: readonly number[], toMailboxId: number, options: { move: boolean }): Promise<CopyResult> {
+    return this.db.transaction((): CopyResult => {
+      const target = this.sql.getMailboxById.get(toMailboxId) as MailboxRow | undefined;
+      const source = this.sql.getMailboxById.get(fromMailboxId) as MailboxRow | undefined;
+      if (!target || !source) throw new NotFoundError('mailbox not found');
+      const modseq = target.modseq + 1;
+      let uid = target.uid_next;
+      const copied: { from: number; to: MessageMeta }[] = [];
+      for (const from of uids) {
+        // A copy is a new message of the target: its own UID and ORIGUID, marked Recent.
+        const result = this.sql.copyMessage.run(toMailboxId, uid, uid, modseq, fromMailboxId, from);
+        if (result.changes === 0) continue;
+        copied.push({ from, to: toMeta(this.sql.getMessage.get(toMailboxId, uid) as MessageRow) });
+        uid++;
+      }
+      this.sql.bumpMailbox.run(uid, modseq, toMailboxId);
+      if (options.move && copied.length > 0) {
+        const sourceModseq = (fromMailboxId === toMailboxId ? modseq : source.modseq) + 1;
+        for (const { from } of copied) this.removeOne(fromMailboxId, from, sourceModseq);
+        this.sql.bumpModseq.run(sourceModseq, fromMailboxId);
+      }
+      return { copied, modseq, uidNext: uid };
+    }).immediate();
+  }
+
+  async setFlags(mailboxId: number, updates: readonly FlagUpdate[]): Promise<{ modseq: number; changed: MessageMeta[] }> {
+    return this.db.transaction(() => {
+      const box = this.sql.getMailboxById.get(mailboxId) as MailboxRow | undefined;
+      if (!box) throw new NotFoundError('mailbox not found');
+      const modseq = box.modseq + 1;
+      const changed: MessageMeta[] = [];
+      for (const u of updates) {
+        const result = this.sql.setFlags.run(u.flags, keywordsColumn(u.keywords), modseq, mailboxId, u.uid);
+        if (result.changes > 0) changed.push(toMeta(this.sql.getMessage.get(mailboxId, u.uid) as MessageRow));
+      }
+      if (changed.length > 0) this.sql.bumpModseq.run(modseq, mailboxId);
+      return { modseq: changed.length > 0 ? modseq : box.modseq, changed };
+    }).immediate();
+  }
+
+  async setAttrs(mailboxId: number, uid: number, attrs: { [key: string]: XimssValue } | null) {
+    return this.db.transaction(() => {
+      const box = this.sql.getMailboxById.get(mailboxId) as MailboxRow | undefined;
+      if (!box) throw new NotFoundError('mailbox not found');
+      const modseq = box.modseq + 1;
+      const result = this.sql.setAttrs.run(attrs ? JSON.stringify(attrs) : null, modseq, mailboxId, uid);
+      if (result.changes === 0) return { modseq: box.modseq, changed: undefined };
+      this.sql.bumpModseq.run(modseq, mailboxId);
+      return { modseq, changed: toMeta(this.sql.getMessage.get(mailboxId, uid) as MessageRow) };
+    }).immediate();
+  }
+
+  async expunge(mailboxId: number, uids: readonly number[]) {
+    return this.db.transaction(() => {
+      const box = this.sql.getMailboxById.get(mailboxId) as MailboxRow | undefined;
+      if (!box) throw new NotFoundError('mailbox not found');
+      const modseq = box.modseq + 1;
+      const removed: { uid: number; origUid: number }[] = [];
+      for (const uid of uids) {
+        const gone = this.removeOne(mailboxId, uid, modseq);
+        if (gone) removed.push(gone);
+      }
+      if (removed.length > 0) {
+        this.sql.bumpModseq.run(modseq, mailboxId);
+        this.pruneJournal(mailboxId);
+      }
+      return { modseq: removed.length > 0 ? modseq : box.modseq, removed };
+    }).immediate();
+  }
+
+  async changesSince(mailboxId: number, modseq: number): Promise<ChangeSet> {
+    return this.db.transaction((): ChangeSet => {
+      const box = this.sql.getMailboxById.get(mailboxId) as MailboxRow | undefined;
+      if (!box) throw new NotFoundError('mailbox not found');
+      const changed = (this.sql.changedSince.all(mailboxId, modseq) as MessageRow[]).map(toMeta);
+      const removed = (this.sql.removedSince.all(mailboxId, modseq) as { uid: number; orig_uid: number; modseq: number }[]).map(
+        (r) => ({ uid: r.uid, origUid: r.orig_uid, modseq: r.modseq }),
+      );
+      return { modseq: box.modseq, changed, removed, complete: modseq >= box.journal_horizon };
+    }).deferred();
+  }
+
+  async clearRecent(mailboxId: number, uids: readonly number[]): Promise<void> {
+    // Not a change clients are told about, so no fsync of its own (see relaxedCommit).
+    relaxedCommit(this.db, () =>
+      this.db.transaction(() => {
+        for (const uid of uids) this.sql.clearRecent.run(mailboxId, uid);
+      }).immediate(),
+    );
+  }
+
+  async subscriptions(accountId: number): Promise<string[]> {
+    return (this.sql.subscriptions.all(accountId) as { name: string }[]).map((r) => r.name);
+  }
+
+  async setSubscribed(accountId: number, name: string, subscribed: boolean): Promise<void> {
+    (subscribed ? this.sql.subscribe : this.sql.unsubscribe).run(accountId, name);
+  }
+
+  async aliases(accountId: number): Promise<{ name: string; target: string }[]> {
+    return this.sql.aliases.all(accountId) as { name: string; target: string }[];
+  }
+
+  async setAlias(accountId: number, name: string, target: string | null): Promise<void> {
+    if (target === null) this.sql.removeAlias.run(accountId, name);
+    else this.sql.setAlias.run(accountId, name, target);
+  }
+
+  /** Deletes one message inside a transaction and journals the removal. */
+  private removeOne(mailboxId: number, uid: number, modseq: number): { uid: number; origUid: number } | undefined {
+    const row = this.sql.deleteMessage.get(mailboxId, uid) as { uid: number; orig_uid: number } | undefined;
+    if (!row) return undefined;
+    this.sql.journal.run(mailboxId, modseq, row.uid, row.orig_uid);
+    return { uid: row.uid, origUid: row.orig_uid };
+  }
+
+  /** Keeps the removal journal bounded; mailboxSync from before the horizon resynchronises fully. */
+  private pruneJournal(mailboxId: number): void {
+    const count = (this.sql.journalCount.get(mailboxId) as { n: number }).n;
+    if (count <= JOURNAL_KEEP * 2) return;
+    const cut = this.sql.journalCut.get(mailboxId, JOURNAL_KEEP) as { modseq: number } | undefined;
+    if (!cut) return;
+    this.sql.journalPrune.run(mailboxId, cut.modseq);
+    this.sql.setHorizon.run(cut.modseq, mailboxId);
+  }
+}
+
+function prepareStatements(db: SqliteDatabase) {
+  return prepareAll(db, {
+    listMailboxes: 'SELECT * FROM mailboxes WHERE account_id = ? ORDER BY name',
+    getMailbox: 'SELECT * FROM mailboxes WHERE account_id = ? AND name = ?',
+    getMailboxById: 'SELECT * FROM mailboxes WHERE id = ?',
+    createMailbox:
+      'INSERT INTO mailboxes (account_id, name, class, pure_folder, uid_validity) VALUES (?, ?, ?, ?, ?) RETURNING *',
+    renameMailbox: 'UPDATE mailboxes SET name = ? WHERE account_id = ? AND name = ?',
+    removeMessages: 'DELETE FROM messages WHERE mailbox_id = ?',
+    removeMailbox: 'DELETE FROM mailboxes WHERE id = ?',
+    setAcl: 'UPDATE mailboxes SET acl = ? WHERE id = ?',
+    setClass: 'UPDATE mailboxes SET class = ?, pure_folder = ? WHERE id = ?',
+    bumpMailbox: 'UPDATE mailboxes SET uid_next = ?, modseq = ? WHERE id = ?',
+    bumpModseq: 'UPDATE mailboxes SET modseq = ? WHERE id = ?',
+    stats: `SELECT m.mailbox_id AS id, count(*) AS messages, sum((m.flags & 1) = 0) AS unseen,
+              sum((m.flags & 64) != 0) AS media, sum((m.flags & 65) = 64) AS unseenMedia,
+              sum(m.size) AS size, min(m.internal_date) AS oldest
+            FROM messages m JOIN mailboxes b ON b.id = m.mailbox_id
+            WHERE b.account_id = ? GROUP BY m.mailbox_id`,
+    usage: `SELECT coalesce(sum(m.size), 0) AS total FROM messages m JOIN mailboxes b ON b.id = m.mailbox_id
+            WHERE b.account_id = ?`,
+    listMessages: `SELECT ${META_COLUMNS} FROM messages WHERE mailbox_id = ? ORDER BY uid`,
+    getMessage: `SELECT ${META_COLUMNS} FROM messages WHERE mailbox_id = ? AND uid = ?`,
+    getByOrigUid: `SELECT ${META_COLUMNS} FROM messages WHERE mailbox_id = ? AND orig_uid = ? ORDER BY uid DESC LIMIT 1`,
+    readRaw: `SELECT b.data AS data FROM messages m JOIN message_bodies b ON b.id = m.body_id
+              WHERE m.mailbox_id = ? AND m.uid = ?`,
+    readHeader: `SELECT b.header AS header FROM messages m JOIN message_bodies b ON b.id = m.body_id
+                 WHERE m.mailbox_id = ? AND m.uid = ?`,
+    insertBody: 'INSERT INTO message_bodies (header, data) VALUES (?, ?)',
+    insertMessage: `INSERT INTO messages (mailbox_id, uid, orig_uid, modseq, flags, keywords, internal_date, size,
+                      body_id, date, date_shift, from_, to_, cc, subject, priority, attrs)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    copyMessage: `INSERT INTO messages (mailbox_id, uid, orig_uid, modseq, flags, keywords, internal_date, size,
+                    body_id, date, date_shift, from_, to_, cc, subject, priority, attrs)
+                  SELECT ?, ?, ?, ?, flags & ~32 | 32, keywords, internal_date, size, body_id, date, date_shift,
+                    from_, to_, cc, subject, priority, attrs
+                  FROM messages WHERE mailbox_id = ? AND uid = ?`,
+    deleteMessage: 'DELETE FROM messages WHERE mailbox_id = ? AND uid = ? RETURNING uid, orig_uid',
+    journal: 'INSERT OR IGNORE INTO expunged (mailbox_id, modseq, uid, orig_uid) VALUES (?, ?, ?, ?)',
+    journalCount: 'SELECT count(*) AS n FROM expunged WHERE mailbox_id = ?',
+    journalCut: 'SELECT modseq FROM expunged WHERE mailbox_id = ? ORDER BY modseq DESC LIMIT 1 OFFSET ?',
+    journalPrune: 'DELETE FROM expunged WHERE mailbox_id = ? AND modseq <= ?',
+    setHorizon: 'UPDATE mailboxes SET journal_horizon = ? WHERE id = ?',
+    setFlags: 'UPDATE messages SET flags = ?, keywords = ?, modseq = ? WHERE mailbox_id = ? AND uid = ?',
+    setAttrs: 'UPDATE messages SET attrs = ?, modseq = ? WHERE mailbox_id = ? AND uid = ?',
+    changedSince: `SELECT ${META_COLUMNS} FROM messages WHERE mailbox_id = ? AND modseq > ? ORDER BY uid`,
+    removedSince: 'SELECT uid, orig_uid, modseq FROM expunged WHERE mailbox_id = ? AND modseq > ? ORDER BY modseq, uid',
+    clearRecent: 'UPDATE messages SET flags = flags & ~32 WHERE mailbox_id = ? AND uid = ?',
+    subscriptions: 'SELECT name FROM subscriptions WHERE account_id = ? ORDER BY name',
+    subscribe: 'INSERT OR IGNORE INTO subscriptions (account_id, name) VALUES (?, ?)',
+    unsubscribe: 'DELETE FROM subscriptions WHERE account_id = ? AND name = ?',
+    aliases: 'SELECT name, target FROM mailbox_aliases WHERE account_id = ? ORDER BY name',
+    setAlias: 'INSERT OR REPLACE INTO mailbox_aliases (account_id, name, target) VALUES (?, ?, ?)',
+    removeAlias: 'DELETE FROM mailbox_aliases WHERE account_id = ? AND name = ?',
+  });
+}
+
+/** UIDVALIDITY: seconds since the epoch plus noise, so a re-created name never reuses one. */
+function newUidValidity(): number {
+  return (Math.floor(Date.now() / 1000) + randomInt(1000)) % 0x7fffffff;
+}

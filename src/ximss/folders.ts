@@ -1,0 +1,201 @@
+import { ServiceError } from '../services/errors.js';
+import { parseFlagFilter } from '../services/mail/flags.js';
+import type { FolderView, FolderReport, ViewOptions } from '../services/mail/folder-view.js';
+import type { MailboxHandle } from '../services/mail/service.js';
+import { fieldValue, type HeaderLookup } from '../services/mail/view-fields.js';
+import type { MessageMeta } from '../store/store.js';
+import { el, XmlElement } from '../xml/element.js';
+import { formatGmt, formatLocal } from '../xml/time.js';
+import type { Session } from './session.js';
+
+/** A folder a session has open: the mailbox it shows, its view, and its viewer fields. */
+export interface OpenFolder {
+  name: string;
+  box: MailboxHandle;
+  view: FolderView;
+  fields: string[];
+  /** Makes content-filter decisions and header fields ready for messages the view has not seen. */
+  prepare(): Promise<void>;
+}
+
+export const FOLDER_NOT_OPEN = 'folder has not been opened';
+
+/** The open folder named by the request's `folder` attribute. */
+export function openFolder(session: Session, request: XmlElement): OpenFolder {
+  const name = request.attrs.folder;
+  if (name === undefined || name === '') throw new ServiceError('the folder attribute is missing');
+  const folder = session.folders.get(name);
+  if (!folder) throw new ServiceError(FOLDER_NOT_OPEN);
+  return folder;
+}
+
+const XML_NAME = /^[A-Za-z_][A-Za-z0-9._-]*$/;
+
+/** The `<field>` elements of folderOpen/folderReopen: names are echoed as element names. */
+export function viewerFields(request: XmlElement): string[] {
+  const fields: string[] = [];
+  for (const f of request.elements('field')) {
+    const name = f.text().trim();
+    if (!XML_NAME.test(name)) throw new ServiceError(`invalid viewer field name: ${JSON.stringify(name)}`);
+    if (!fields.includes(name)) fields.push(name);
+  }
+  return fields;
+}
+
+/** View options from folderOpen/folderReopen attributes and the DeleteMode preference. */
+export function viewOptions(request: XmlElement, session: Session, box: MailboxHandle): ViewOptions & { filter?: string; filterField?: string } {
+  const a = request.attrs;
+  const sortField = a.sortField && a.sortField !== '' ? a.sortField : 'INTERNALDATE';
+  if (!XML_NAME.test(sortField)) throw new ServiceError(`invalid sortField: ${JSON.stringify(sortField)}`);
+  const hideDeleted = a.hideDeleted !== undefined ? a.hideDeleted === 'yes' : session.prefs.DeleteMode !== 'Mark';
+  let uidMin = 0;
+  if (a.UIDValidity !== undefined && a.UIDMin !== undefined && Number(a.UIDValidity) === box.record.uidValidity) {
+    uidMin = Number(a.UIDMin) || 0;
+  }
+  const filter = a.filter !== undefined && a.filter !== '' ? a.filter : undefined;
+  const flagFilter = filter !== undefined && a.filterField?.toUpperCase() === 'FLAGS' ? parseFlagFilter(filter) : undefined;
+  return {
+    sortField,
+    descending: a.sortOrder?.toLowerCase() === 'desc',
+    hideDeleted,
+    uidMin,
+    flagFilter,
+    contentFilter: undefined,
+    filter: flagFilter ? undefined : filter,
+    filterField: flagFilter ? undefined : a.filterField,
+  };
+}
+
+export type MessageSet = { kind: 'uid'; uids: number[] } | { kind: 'index'; positions: number[] };
+
+function setNumber(text: string | undefined, what: string): number {
+  const n = Number(text);
+  if (text === undefined || text.trim() === '' || !Number.isInteger(n) || n < 0) {
+    throw new ServiceError(`invalid ${what} in the message set: ${JSON.stringify(text ?? '')}`);
+  }
+  return n;
+}
+
+/**
+ * A message set: `<UID>n</UID>`, `<UID from till/>`, `<index>n</index>`, `<index from
+ * till/>` (also spelled `uid`). UID ranges cover the mailbox's existing messages; index
+ * ranges are clamped to the view.
+ */
+export function messageSet(request: XmlElement, folder: OpenFolder, optional = false): MessageSet {
+  const uidElements = request.children.filter((c): c is XmlElement => typeof c !== 'string' && (c.name === 'UID' || c.name === 'uid'));
+  const indexElements = request.elements('index');
+  if (uidElements.length > 0 && indexElements.length > 0) throw new ServiceError('a message set cannot mix UID and index elements');
+  if (uidElements.length === 0 && indexElements.length === 0) {
+    if (optional) return { kind: 'index', positions: Array.from({ length: folder.view.length }, (_, i) => i) };
+    throw new ServiceError('the message set is empty');
+  }
+  if (uidElements.length > 0) {
+    const uids: number[] = [];
+    const seen = new Set<number>();
+    const add = (uid: number) => {
+      if (!seen.has(uid)) {
+        seen.add(uid);
+        uids.push(uid);
+      }
+    };
+    for (const e of uidElements) {
+      if (e.attrs.from !== undefined || e.attrs.till !== undefined) {
+        const from = setNumber(e.attrs.from ?? '0', 'UID');
+        const till = e.attrs.till === undefined ? Number.MAX_SAFE_INTEGER : setNumber(e.attrs.till, 'UID');
+        const inRange = [...folder.view.index.byUid.keys()].filter((u) => u >= from && u <= till).sort((a, b) => a - b);
+        for (const uid of inRange) add(uid);
+      } else add(setNumber(e.text().trim(), 'UID'));
+    }
+    return { kind: 'uid', uids };
+  }
+  const positions: number[] = [];
+  const last = folder.view.length - 1;
+  for (const e of indexElements) {
+    if (e.attrs.from !== undefined || e.attrs.till !== undefined) {
+      const from = setNumber(e.attrs.from ?? '0', 'index');
+      const till = Math.min(e.attrs.till === undefined ? last : setNumber(e.attrs.till, 'index'), last);
+      for (let i = from; i <= till; i++) positions.push(i);
+    } else {
+      const i = setNumber(e.text().trim(), 'index');
+      if (i <= last) positions.push(i);
+    }
+  }
+  return { kind: 'index', positions };
+}
+
+/** The UIDs a message set names (index positions mapped through the view). */
+export function setUids(set: MessageSet, folder: OpenFolder): number[] {
+  if (set.kind === 'uid') return set.uids;
+  const uids: number[] = [];
+  for (const p of set.positions) {
+    const meta = folder.view.at(p);
+    if (meta) uids.push(meta.uid);
+  }
+  return uids;
+}
+
+/** Appends the viewer field elements of one message to a folderReport. */
+export function appendFields(report: XmlElement, folder: OpenFolder, meta: MessageMeta, timeZone: string | undefined): void {
+  const index = folder.view.index;
+  const lookup: HeaderLookup = (field, uid) => index.fieldCache.get(field)?.get(uid);
+  // A message removed from the mailbox but still in the client's view shows its flags only.
+  const gone = !index.get(meta.uid);
+  for (const field of folder.fields) {
+    const upper = field.toUpperCase();
+    if (gone && upper !== 'FLAGS' && upper !== 'UID') {
+      report.add(field, undefined, '');
+      continue;
+    }
+    if (upper === 'FLAGS' && folder.view.recentAtOpen.has(meta.uid)) {
+      const flags = fieldValue(field, meta, lookup);
+      const text = flags.kind === 'text' ? flags.text : '';
+      report.add(field, undefined, text.includes('Recent') ? text : text ? `${text},Recent` : 'Recent');
+      continue;
+    }
+    const value = fieldValue(field, meta, lookup);
+    if (value.kind === 'text') report.add(field, undefined, value.text);
+    else if (value.kind === 'date') {
+      const date = new Date(value.time);
+      report.add(field, { localTime: formatLocal(date, timeZone) }, formatGmt(date));
+    } else if (value.list.length === 0) report.add(field, undefined, '');
+    else for (const a of value.list) report.add(field, { realName: a.realName || undefined }, a.address);
+  }
+}
+
+/** The `folderReport` for one sync report. */
+export function syncReport(folder: OpenFolder, report: FolderReport, timeZone: string | undefined): XmlElement {
+  if (report.mode === 'removed') {
+    return el('folderReport', {
+      folder: folder.name,
+      index: report.index,
+      UID: report.uid,
+      mode: 'removed',
+      messages: report.messages,
+      unseen: report.unseen,
+    });
+  }
+  const message = el('folderReport', {
+    folder: folder.name,
+    index: report.index,
+    UID: report.meta.uid,
+    mode: report.mode,
+    messages: report.mode === 'added' ? report.messages : undefined,
+    unseen: report.unseen,
+  });
+  appendFields(message, folder, report.meta, timeZone);
+  return message;
+}
+
+/** `folderReport mode="init"`: the view's size and the mailbox's identity. */
+export function initReport(folder: OpenFolder): XmlElement {
+  const record = folder.view.index.mailbox;
+  return el('folderReport', {
+    folder: folder.name,
+    mode: 'init',
+    messages: folder.view.length,
+    unseen: folder.view.unseen,
+    rights: folder.box.own ? undefined : folder.box.rights,
+    UIDValidity: record.uidValidity,
+    UIDNext: record.uidNext,
+  });
+}

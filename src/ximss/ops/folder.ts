@@ -1,0 +1,327 @@
+import { ServiceError } from '../../services/errors.js';
+import { Flag, parseFlagChange } from '../../services/mail/flags.js';
+import { parseSearch, SearchSyntaxError } from '../../services/mail/search.js';
+import type { MailboxHandle } from '../../services/mail/service.js';
+import type { MessageMeta } from '../../store/store.js';
+import { messageToXml, parseMime } from '../../services/mime/index.js';
+import { el } from '../../xml/element.js';
+import { parseGmt } from '../../xml/time.js';
+import { inSession, type OperationTable, type SessionContext } from '../engine.js';
+import {
+  appendFields,
+  initReport,
+  messageSet,
+  openFolder,
+  setUids,
+  syncReport,
+  viewerFields,
+  viewOptions,
+  type OpenFolder,
+} from '../folders.js';
+import type { Session } from '../session.js';
+
+/** Spec section "Mailbox (Folder) Operations". */
+
+function required(ctx: SessionContext, name: string): string {
+  const value = ctx.request.attrs[name];
+  if (value === undefined || value === '') throw new ServiceError(`the ${name} attribute is missing`);
+  return value;
+}
+
+/** Builds (or rebuilds) a folder's view from folderOpen/folderReopen attributes. */
+async function buildFolder(ctx: SessionContext, name: string, box: MailboxHandle, fields: string[]): Promise<OpenFolder> {
+  const mail = ctx.server.mail;
+  const session = ctx.session;
+  const options = viewOptions(ctx.request, session, box);
+  const index = await mail.index(box);
+  const content = options.filter !== undefined ? mail.contentFilter(box, index, options.filterField, options.filter) : undefined;
+  if (content) {
+    await content.decide();
+    options.contentFilter = content.test;
+  }
+  const view = await mail.openView(box, options, fields, () => {
+    session.sendAsync(el('folderReport', { folder: name, mode: 'notify' }));
+  });
+  return {
+    name,
+    box,
+    view,
+    fields,
+    prepare: async () => {
+      if (content) await content.decide();
+      await mail.loadFields(index, [...fields, options.sortField], [...index.byUid.keys()]);
+    },
+  };
+}
+
+function closeFolder(session: Session, name: string): void {
+  const folder = session.folders.get(name);
+  if (!folder) throw new ServiceError('folder has not been opened');
+  folder.view.close();
+  session.folders.delete(name);
+}
+
+/** messageCopy and messageMove. */
+async function copyMessages(ctx: SessionContext, move: boolean): Promise<void> {
+  const folder = openFolder(ctx.session, ctx.request);
+  const targetName = required(ctx, 'targetMailbox');
+  if (ctx.request.attrs.encrypt === 'yes' || ctx.request.attrs.decrypt === 'yes') {
+    throw new ServiceError('S/MIME encryption is not implemented yet');
+  }
+  const uids = setUids(messageSet(ctx.request, folder), folder);
+  const mailboxClass = ctx.request.attrs.mailboxClass;
+  const target = await ctx.server.mail.access(ctx.session.account, targetName, 'i', mailboxClass === undefined ? undefined : { mailboxClass });
+  const copied = await ctx.server.mail.copy(folder.box, uids, target, move);
+  if (ctx.request.attrs.report === 'uid') {
+    for (const c of copied) ctx.send(el('messageAdded', { targetMailbox: targetName, UID: c.to }));
+  }
+}
+
+export const folderOperations: OperationTable = {
+  folderOpen: inSession(async (ctx) => {
+    const session = ctx.session;
+    const name = required(ctx, 'folder');
+    if (session.folders.has(name)) throw new ServiceError('folder has already been opened');
+    const mailboxClass = ctx.request.attrs.mailboxClass;
+    const box = await ctx.server.mail.access(
+      session.account,
+      ctx.request.attrs.mailbox || name,
+      'r',
+      mailboxClass === undefined ? undefined : { mailboxClass },
+    );
+    const folder = await buildFolder(ctx, name, box, viewerFields(ctx.request));
+    // Another request may have opened the same name while this one was reading.
+    if (session.folders.has(name) || session.closed) {
+      folder.view.close();
+      throw new ServiceError('folder has already been opened');
+    }
+    session.folders.set(name, folder);
+    ctx.send(initReport(folder));
+  }),
+
+  folderReopen: inSession(async (ctx) => {
+    const session = ctx.session;
+    const old = openFolder(session, ctx.request);
+    const fields = viewerFields(ctx.request);
+    const box = await ctx.server.mail.access(session.account, old.box.displayName, 'r');
+    const folder = await buildFolder(ctx, old.name, box, fields.length > 0 ? fields : old.fields);
+    old.view.close();
+    session.folders.set(old.name, folder);
+    ctx.send(initReport(folder));
+  }),
+
+  folderClose: inSession((ctx) => {
+    closeFolder(ctx.session, required(ctx, 'folder'));
+  }),
+
+  /** The spelling the spec's own example uses. */
+  closeMailbox: inSession((ctx) => {
+    closeFolder(ctx.session, required(ctx, 'folder'));
+  }),
+
+  folderBrowse: inSession(async (ctx) => {
+    const folder = openFolder(ctx.session, ctx.request);
+    const set = messageSet(ctx.request, folder);
+    const rows: { position: number; uid: number }[] = [];
+    if (set.kind === 'index') {
+      for (const position of set.positions) {
+        const meta = folder.view.at(position);
+        if (meta) rows.push({ position, uid: meta.uid });
+      }
+    } else {
+      for (const uid of set.uids) {
+        const position = folder.view.positionOf(uid);
+        if (position >= 0) rows.push({ position, uid });
+      }
+    }
+    const index = folder.view.index;
+    await ctx.server.mail.loadFields(index, folder.fields, rows.map((r) => r.uid));
+    const tz = ctx.session.timeZone;
+    for (const { position } of rows) {
+      const meta = folder.view.at(position)!;
+      const current = index.get(meta.uid) ?? meta;
+      const report = el('folderReport', { folder: folder.name, index: position, UID: meta.uid });
+      appendFields(report, folder, current, tz);
+      ctx.send(report);
+    }
+  }),
+
+  folderSync: inSession(async (ctx) => {
+    const folder = openFolder(ctx.session, ctx.request);
+    const limitAttr = ctx.request.attrs.limit;
+    const limit = limitAttr === undefined ? undefined : Number(limitAttr);
+    if (limit !== undefined && (!Number.isInteger(limit) || limit < 1)) throw new ServiceError('invalid limit');
+    await folder.prepare();
+    const tz = ctx.session.timeZone;
+    for (const report of folder.view.sync(limit)) ctx.send(syncReport(folder, report, tz));
+  }),
+
+  folderSearch: inSession(async (ctx) => {
+    const folder = openFolder(ctx.session, ctx.request);
+    const filter = required(ctx, 'filter');
+    const limit = ctx.request.attrs.limit === undefined ? Number.MAX_SAFE_INTEGER : Number(ctx.request.attrs.limit);
+    if (!Number.isInteger(limit) || limit < 1) throw new ServiceError('invalid limit');
+    const timeout = Math.min(Number(ctx.request.attrs.timeout ?? 5) || 5, 5);
+    const view = folder.view;
+    let program;
+    try {
+      program = parseSearch(filter, { timeZone: ctx.session.timeZone === 'HostOS' ? undefined : ctx.session.timeZone, maxSeq: view.length, maxUid: view.index.mailbox.uidNext - 1 });
+    } catch (err) {
+      if (err instanceof SearchSyntaxError || err instanceof RangeError) throw new ServiceError(`invalid search filter: ${err.message}`);
+      throw err;
+    }
+    const set = messageSet(ctx.request, folder, true);
+    const candidates =
+      set.kind === 'uid'
+        ? set.uids.map((uid) => ({ uid, seq: view.positionOf(uid) + 1 }))
+        : set.positions.map((p) => ({ uid: view.at(p)?.uid ?? 0, seq: p + 1, position: p }));
+    const result = await ctx.server.mail.search(folder.box, view.index, program, candidates, limit, Date.now() + timeout * 1000);
+    const byUid = set.kind === 'uid';
+    const message = el('folderSearchResult', {
+      folder: folder.name,
+      next: result.next === undefined ? undefined : byUid ? candidates[result.next]!.uid : candidates[result.next]!.seq - 1,
+    });
+    for (const uid of result.matched) {
+      if (byUid) message.add('UID', undefined, String(uid));
+      else message.add('index', undefined, String(view.positionOf(uid)));
+    }
+    ctx.send(message);
+  }),
+
+  /**
+   * mailboxSync: every change since the client's syncID, from the store's journal. The
+   * syncID is `<modseq>-<uidNext>` of the state the client has: messages with UIDs at or
+   * above that uidNext are new to it, others were updated.
+   */
+  mailboxSync: inSession(async (ctx) => {
+    const folder = openFolder(ctx.session, ctx.request);
+    const syncID = ctx.request.attrs.syncID ?? '0';
+    const parsed = /^(\d+)(?:-(\d+))?$/.exec(syncID);
+    if (!parsed) throw new ServiceError('invalid syncID');
+    const since = Number(parsed[1]);
+    const knownUidNext = parsed[2] === undefined ? 0 : Number(parsed[2]);
+    const limit = ctx.request.attrs.limit === undefined ? Number.MAX_SAFE_INTEGER : Number(ctx.request.attrs.limit);
+    if (!Number.isInteger(limit) || limit < 1) throw new ServiceError('invalid limit');
+    const sizeText = ctx.request.attrs.totalSizeLimit;
+    const totalSizeLimit = sizeText === undefined ? 0 : Number(sizeText);
+    if (!Number.isFinite(totalSizeLimit) || totalSizeLimit < 0) throw new ServiceError('invalid totalSizeLimit');
+    const changes = await ctx.server.mail.changesSince(folder.box, since);
+    // A syncID older than the removal journal, or the first sync: every message is new.
+    const full = since === 0 || !changes.complete;
+    const removed = full ? [] : changes.removed;
+    let changed = full ? (await ctx.server.mail.changesSince(folder.box, 0)).changed : changes.changed;
+    const timeFrom = ctx.request.attrs.timeFrom === undefined ? undefined : parseGmt(ctx.request.attrs.timeFrom);
+    if (timeFrom) changed = changed.filter((m) => m.internalDate >= timeFrom.getTime());
+    // Oldest change first; a limited answer ends on a whole modseq so the syncID continues it.
+    type Entry = { modseq: number; removed?: { uid: number; origUid: number }; meta?: MessageMeta };
+    const entries: Entry[] = [
+      ...removed.map((r) => ({ modseq: r.modseq, removed: r })),
+      ...changed.map((m) => ({ modseq: m.modseq, meta: m })),
+    ].sort((a, b) => a.modseq - b.modseq);
+    let count = Math.min(limit, entries.length);
+    while (count < entries.length && count > 0 && entries[count]!.modseq === entries[count - 1]!.modseq) count--;
+    if (count === 0) count = Math.min(entries.length, limit); // one change larger than the limit: send part of it
+    const hasMore = count < entries.length;
+    const tz = ctx.session.timeZone;
+    const uidNext = full ? 0 : knownUidNext;
+    for (const entry of entries.slice(0, count)) {
+      if (entry.removed) {
+        ctx.send(el('mailboxSyncReport', { folder: folder.name, mode: 'removed', UID: entry.removed.uid, origUID: entry.removed.origUid }));
+        continue;
+      }
+      const meta = entry.meta!;
+      const isNew = meta.uid >= uidNext;
+      const report = el('mailboxSyncReport', { folder: folder.name, mode: isNew ? 'added' : 'flagsUpdated', origUID: meta.origUid, UID: meta.uid });
+      appendFields(report, folder, meta, tz);
+      if (isNew) {
+        const raw = await ctx.server.mail.readRaw(folder.box, meta.uid);
+        if (raw) report.append(messageToXml(raw, parseMime(raw), { timeZone: tz ?? 'HostOS', totalSizeLimit }));
+      }
+      ctx.send(report);
+    }
+    const nextModseq = hasMore ? entries[count - 1]!.modseq : changes.modseq;
+    const nextUidNext = hasMore ? uidNext : folder.view.index.mailbox.uidNext;
+    ctx.send(
+      el('mailboxSyncReport', { folder: folder.name, mode: 'info', syncID: `${nextModseq}-${nextUidNext}`, hasMore: hasMore ? 'yes' : undefined }),
+    );
+  }),
+
+  messageCopy: inSession((ctx) => copyMessages(ctx, false)),
+  messageMove: inSession((ctx) => copyMessages(ctx, true)),
+
+  messageMark: inSession(async (ctx) => {
+    const folder = openFolder(ctx.session, ctx.request);
+    const flags = required(ctx, 'flags');
+    const change = parseFlagChange(flags, ctx.request.attrs.mode === 'delete');
+    const uids = setUids(messageSet(ctx.request, folder), folder);
+    await ctx.server.mail.setFlags(folder.box, uids, change);
+  }),
+
+  messageRemove: inSession(async (ctx) => {
+    const session = ctx.session;
+    const folder = openFolder(session, ctx.request);
+    const uids = setUids(messageSet(ctx.request, folder), folder);
+    const mode = ctx.request.attrs.mode ?? (typeof session.prefs.DeleteMode === 'string' ? session.prefs.DeleteMode : 'Move To Trash');
+    const mail = ctx.server.mail;
+    switch (mode.toLowerCase()) {
+      case 'immediately':
+        await mail.expunge(folder.box, uids);
+        return;
+      case 'mark':
+        await mail.setFlags(folder.box, uids, { set: Flag.Deleted, clear: 0, addKeywords: [], removeKeywords: [] });
+        return;
+      case 'move to trash': {
+        const trashName = typeof session.prefs.TrashBox === 'string' && session.prefs.TrashBox !== '' ? session.prefs.TrashBox : 'Trash';
+        const trash = await mail.access(session.account, trashName, 'i', { mailboxClass: '' });
+        if (trash.record.id === folder.box.record.id) await mail.expunge(folder.box, uids);
+        else await mail.copy(folder.box, uids, trash, true);
+        return;
+      }
+      default:
+        throw new ServiceError(`unknown delete mode: ${mode}`);
+    }
+  }),
+
+  folderExpunge: inSession(async (ctx) => {
+    const folder = openFolder(ctx.session, ctx.request);
+    await ctx.server.mail.expunge(folder.box);
+  }),
+
+  emptyTrash: inSession(async (ctx) => {
+    const session = ctx.session;
+    const trashName = typeof session.prefs.TrashBox === 'string' ? session.prefs.TrashBox : '';
+    if (trashName === '') throw new ServiceError('no Trash mailbox is specified');
+    let trash;
+    try {
+      trash = await ctx.server.mail.access(session.account, trashName, 'd');
+    } catch (err) {
+      if (err instanceof ServiceError && err.message === 'mailbox is not found') return;
+      throw err;
+    }
+    const index = await ctx.server.mail.index(trash);
+    await ctx.server.mail.expunge(trash, [...index.byUid.keys()]);
+  }),
+
+  emptyMailbox: inSession(async (ctx) => {
+    const box = await ctx.server.mail.access(ctx.session.account, required(ctx, 'mailbox'), 'd');
+    const duration = parseDuration(ctx.request.attrs.duration ?? '0');
+    const keepAfter = Date.now() - duration * 1000;
+    const index = await ctx.server.mail.index(box);
+    const doomed = [...index.byUid.values()].filter((m) => duration === 0 || m.internalDate < keepAfter).map((m) => m.uid);
+    await ctx.server.mail.expunge(box, doomed);
+  }),
+};
+
+/**
+ * A "time delta" (CommuniGate style): seconds, or a number with s/m/h/d/w, e.g. `30d`,
+ * `12h`, `never`/`0`.
+ */
+function parseDuration(text: string): number {
+  const t = text.trim().toLowerCase();
+  if (t === '0' || t === '' || t === 'never' || t === 'all') return 0;
+  const m = /^(\d+)\s*(s|sec|m|min|h|hour|hours|d|day|days|w|week|weeks)?$/.exec(t);
+  if (!m) throw new ServiceError(`invalid duration: ${text}`);
+  const n = Number(m[1]);
+  const unit = (m[2] ?? 's')[0]!;
+  return n * ({ s: 1, m: 60, h: 3600, d: 86400, w: 604800 } as Record<string, number>)[unit]!;
+}

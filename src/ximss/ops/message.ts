@@ -1,0 +1,210 @@
+import { hostname } from 'node:os';
+import { ServiceError } from '../../services/errors.js';
+import { Flag, formatFlags, parseInitialFlags } from '../../services/mail/flags.js';
+import { prepareMessage } from '../../services/mail/new-message.js';
+import type { MailboxHandle } from '../../services/mail/service.js';
+import {
+  composeMessage,
+  findPart,
+  messageToXml,
+  parseMime,
+  partBytes,
+  replyTemplate,
+  type PartResolver,
+  type ReplyMode,
+} from '../../services/mime/index.js';
+import type { ReplaceSpec } from '../../store/store.js';
+import { el, XmlElement } from '../../xml/element.js';
+import { appendValue, readValue, type XimssValue } from '../../xml/objects.js';
+import { formatGmt, parseGmt } from '../../xml/time.js';
+import { inSession, type OperationTable, type SessionContext } from '../engine.js';
+import { openFolder } from '../folders.js';
+import type { Session } from '../session.js';
+
+/** Spec section "Message Operations" (composing and reading; sending is the transport's). */
+
+const REPLY_MODES = new Set(['replyFrom', 'replyAll', 'forward', 'replyFromHTML', 'replyAllHTML', 'forwardHTML']);
+
+function uidAttr(request: XmlElement): number {
+  const text = request.attrs.UID ?? request.attrs.uid;
+  const uid = Number(text);
+  if (text === undefined || !Number.isInteger(uid) || uid <= 0) throw new ServiceError('the UID attribute is missing or invalid');
+  return uid;
+}
+
+function timeZoneOf(session: Session): string {
+  return session.timeZone ?? 'HostOS';
+}
+
+/** The stored message `uid` of a box, or a clear error. */
+async function readMessage(ctx: SessionContext, box: MailboxHandle, uid: number): Promise<Buffer> {
+  const raw = await ctx.server.mail.readRaw(box, uid);
+  if (!raw) throw new ServiceError('message not found');
+  return raw;
+}
+
+/**
+ * Where composed messages get uploaded files and parts of stored messages (copyMIME from
+ * an open folder). Files of the account's file storage come with the file storage.
+ */
+export function sessionResolver(ctx: SessionContext): PartResolver {
+  const session = ctx.session;
+  return {
+    async upload(uploadID) {
+      const file = session.uploads.get(uploadID);
+      if (!file) throw new ServiceError(`uploaded file not found: ${uploadID}`);
+      return { data: file.data, type: file.type, subtype: file.subtype, charset: file.charset, fileName: file.fileName };
+    },
+    async file() {
+      throw new ServiceError('not implemented yet: attaching files from the file storage');
+    },
+    async copyMIME(element) {
+      if (element.attrs.calendar !== undefined) throw new ServiceError('not implemented yet: copyMIME from a calendar');
+      const folder = openFolder(session, element);
+      const raw = await readMessage(ctx, folder.box, uidAttr(element));
+      const partID = element.attrs.partID;
+      if (partID === undefined || partID === '') return { raw, wholeMessage: true };
+      const part = findPart(parseMime(raw), partID);
+      if (!part) throw new ServiceError(`message part not found: ${partID}`);
+      return { raw: partBytes(raw, part), wholeMessage: false };
+    },
+  };
+}
+
+/** Composes RFC 822 bytes from the request's EMail element (or its uploaded text). */
+export async function composeFromRequest(ctx: SessionContext, options: { addMissing: boolean; omitBcc: boolean }): Promise<Buffer> {
+  const email = ctx.request.element('EMail');
+  if (!email) throw new ServiceError('the EMail element is missing');
+  const raw = await composeMessage(email, sessionResolver(ctx), {
+    timeZone: timeZoneOf(ctx.session),
+    addMissing: options.addMissing,
+    hostname: ctx.server.config.defaultDomain || hostname(),
+    omitBcc: options.omitBcc,
+  });
+  if (raw.length > ctx.server.config.limits.maxMessageBytes) throw new ServiceError('the message is too large');
+  return raw;
+}
+
+function internalDateAttr(value: string | undefined): number | undefined {
+  if (value === undefined || value === '') return undefined;
+  const date = parseGmt(value) ?? (Number.isNaN(Date.parse(value)) ? undefined : new Date(Date.parse(value)));
+  if (!date) throw new ServiceError(`invalid internalDate: ${value}`);
+  return date.getTime();
+}
+
+function replaceSpec(request: XmlElement): ReplaceSpec | undefined {
+  const text = request.attrs.replacesUID;
+  if (text === undefined || text === '') return undefined;
+  const uid = Number(text);
+  if (!Number.isInteger(uid) || uid <= 0) throw new ServiceError('invalid replacesUID');
+  switch (request.attrs.replaceMode) {
+    case undefined:
+    case '':
+      return { uid, byOrigUid: false, mustExist: false, keepOrigUid: false };
+    case 'checkOld':
+      return { uid, byOrigUid: false, mustExist: true, keepOrigUid: false };
+    case 'copyOrigUID':
+      return { uid, byOrigUid: false, mustExist: true, keepOrigUid: true };
+    case 'origUID':
+      return { uid, byOrigUid: true, mustExist: true, keepOrigUid: true };
+    default:
+      throw new ServiceError(`invalid replaceMode: ${request.attrs.replaceMode}`);
+  }
+}
+
+export const messageOperations: OperationTable = {
+  folderRead: inSession(async (ctx) => {
+    const folder = openFolder(ctx.session, ctx.request);
+    const uid = uidAttr(ctx.request);
+    const { partID, mode } = ctx.request.attrs;
+    const raw = await readMessage(ctx, folder.box, uid);
+    const root = parseMime(raw);
+    if (partID !== undefined && partID !== '' && !findPart(root, partID)) throw new ServiceError(`message part not found: ${partID}`);
+    const timeZone = timeZoneOf(ctx.session);
+    let body: XmlElement;
+    if (mode !== undefined && mode !== '') {
+      if (!REPLY_MODES.has(mode)) throw new ServiceError(`invalid mode: ${mode}`);
+      const account = ctx.session.account;
+      body = replyTemplate(raw, root, mode as ReplyMode, {
+        timeZone,
+        ownAddresses: [`${account.name}@${account.domain}`],
+        partID: partID || undefined,
+      });
+    } else {
+      const limitText = ctx.request.attrs.totalSizeLimit;
+      const totalSizeLimit = limitText === undefined ? undefined : Number(limitText);
+      if (totalSizeLimit !== undefined && (!Number.isFinite(totalSizeLimit) || totalSizeLimit < 0)) throw new ServiceError('invalid totalSizeLimit');
+      body = messageToXml(raw, root, { timeZone, totalSizeLimit, partID: partID || undefined });
+    }
+    ctx.send(el('folderMessage', { folder: folder.name, UID: uid, partID: partID || undefined, mode: mode || undefined }, body));
+  }),
+
+  messageAppend: inSession(async (ctx) => {
+    const session = ctx.session;
+    const mail = ctx.server.mail;
+    const { folder: folderName, targetMailbox, mailboxClass, flags, internalDate } = ctx.request.attrs;
+    let box: MailboxHandle;
+    let replace: ReplaceSpec | undefined;
+    if (folderName !== undefined && folderName !== '') {
+      box = openFolder(session, ctx.request).box;
+      replace = replaceSpec(ctx.request);
+    } else {
+      if (targetMailbox === undefined || targetMailbox === '') throw new ServiceError('the targetMailbox or folder attribute is missing');
+      box = await mail.access(session.account, targetMailbox, 'i', mailboxClass === undefined ? undefined : { mailboxClass });
+      if (ctx.request.attrs.replacesUID !== undefined) throw new ServiceError('replacesUID needs the folder attribute');
+    }
+    const initial = parseInitialFlags(flags);
+    const date = internalDateAttr(internalDate);
+    const raw = await composeFromRequest(ctx, { addMissing: false, omitBcc: false });
+    const message = prepareMessage(raw, { flags: initial.flags | Flag.Recent, keywords: initial.keywords, internalDate: date });
+    const [added] = await mail.append(box, [message], replace);
+    if (ctx.request.attrs.report === 'uid' && added) {
+      ctx.send(el('messageAdded', folderName ? { folder: folderName, UID: added.uid } : { targetMailbox, UID: added.uid }));
+    }
+  }),
+
+  messageAttrRead: inSession(async (ctx) => {
+    const folder = openFolder(ctx.session, ctx.request);
+    const uid = uidAttr(ctx.request);
+    const meta = await ctx.server.mail.getMessage(folder.box, uid);
+    if (!meta) throw new ServiceError('message not found');
+    const all: { [key: string]: XimssValue } = {
+      ...(meta.attrs ?? {}),
+      FLAGS: formatFlags(meta.flags, meta.keywords),
+      UID: String(meta.uid),
+      ORIGUID: String(meta.origUid),
+      SIZE: String(meta.size),
+      INTERNALDATE: formatGmt(new Date(meta.internalDate)),
+    };
+    const wanted = ctx.request.elements('field').map((f) => f.text().trim());
+    const result: { [key: string]: XimssValue } = Object.create(null) as { [key: string]: XimssValue };
+    for (const key of wanted.length > 0 ? wanted : Object.keys(all)) if (key in all) result[key] = all[key]!;
+    ctx.send(appendValue(el('messageAttrData', { folder: folder.name, UID: uid }), result));
+  }),
+
+  messageAttrWrite: inSession(async (ctx) => {
+    const folder = openFolder(ctx.session, ctx.request);
+    const uid = uidAttr(ctx.request);
+    const meta = await ctx.server.mail.getMessage(folder.box, uid);
+    if (!meta) throw new ServiceError('message not found');
+    const attrs: { [key: string]: XimssValue } = { ...(meta.attrs ?? {}) };
+    const keys = ctx.request.elements('subKey');
+    if (keys.length === 0) throw new ServiceError('the attribute dictionary is missing');
+    for (const entry of keys) {
+      const key = entry.attrs.key;
+      if (key === undefined || key === '') throw new ServiceError('subKey element without a key attribute');
+      if (['FLAGS', 'UID', 'ORIGUID', 'SIZE', 'INTERNALDATE'].includes(key)) throw new ServiceError(`${key} cannot be written`);
+      const children = entry.elements();
+      if (children.length === 1 && children[0]!.name === 'null') {
+        delete attrs[key];
+        continue;
+      }
+      try {
+        attrs[key] = readValue(entry);
+      } catch (err) {
+        throw new ServiceError(`invalid attribute value for ${key}: ${(err as Error).message}`);
+      }
+    }
+    await ctx.server.mail.setAttrs(folder.box, uid, Object.keys(attrs).length > 0 ? attrs : null);
+  }),
+};
