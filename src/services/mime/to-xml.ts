@@ -1,0 +1,257 @@
+/**
+ * The XIMSS presentation of a message ("XML Data Formats": EMail, MIME, MIMEReport).
+ */
+import { XmlElement } from '../../xml/element.js';
+import { parseXml } from '../../xml/parser.js';
+import { formatGmt, formatLocal } from '../../xml/time.js';
+import { ServiceError } from '../errors.js';
+import { decodeRawHeader, xmlSafe } from './charset.js';
+import { decodeHeaderText, parseAddressList, parseDateHeader, parsePriority } from './headers.js';
+import { findPart, parseHeaderBlock } from './parse.js';
+import { transferDecode } from './parts.js';
+import { decodeTextPart } from './text.js';
+import type { HeaderField, MimePart } from './types.js';
+
+export interface MessageXmlOptions {
+  /** The account's time zone, for localTime attributes (IANA name or 'HostOS'). */
+  timeZone: string;
+  /** Bodies stop being included once their total would exceed this many bytes. */
+  totalSizeLimit?: number;
+  /** Present only this part: its MIME element, or an EMail for a message/rfc822 part. */
+  partID?: string;
+}
+
+/** Fields whose element body is one address each (with a realName attribute). */
+export const ADDRESS_FIELDS = new Set([
+  'from', 'to', 'cc', 'bcc', 'return-path', 'sender', 'reply-to', 'disposition-notification-to',
+  'recent-from', 'recent-to', 'return-receipt-to', 'errors-to',
+]);
+
+/** Element names for well-known fields, whatever capitalisation the message used. */
+export const CANONICAL_NAMES: Record<string, string> = {};
+for (const name of [
+  'From', 'To', 'Cc', 'Bcc', 'Reply-To', 'Sender', 'Subject', 'Date', 'Message-ID', 'In-Reply-To', 'References',
+  'Return-Path', 'Resent-Date', 'Resent-From', 'Resent-To', 'Resent-Cc', 'Resent-Bcc', 'Resent-Sender',
+  'Resent-Message-ID', 'Disposition-Notification-To', 'Return-Receipt-To', 'Errors-To', 'Recent-From', 'Recent-To',
+  'Received', 'Comments', 'Keywords', 'Organization', 'X-Mailer', 'User-Agent', 'X-Telnum', 'Importance', 'Priority',
+  'List-Id', 'List-Unsubscribe', 'List-Post', 'List-Help', 'List-Subscribe', 'List-Archive', 'Precedence',
+  'Auto-Submitted', 'Thread-Topic', 'Thread-Index', 'X-Original-To', 'Delivered-To', 'Authentication-Results',
+  'DKIM-Signature', 'X-MSMail-Priority', 'X-Spam-Status', 'X-Spam-Flag', 'X-Spam-Score',
+]) {
+  CANONICAL_NAMES[name.toLowerCase()] = name;
+}
+
+const XML_NAME = /^[A-Za-z_][A-Za-z0-9._-]*$/;
+const PRIORITY_FIELDS = new Set(['x-priority', 'importance', 'priority', 'x-msmail-priority']);
+
+interface Context {
+  raw: Buffer;
+  timeZone: string;
+  /** Bytes of body still allowed (totalSizeLimit). */
+  budget: number;
+}
+
+export function gmtValue(time: number): string {
+  return formatGmt(new Date(time)) + 'Z';
+}
+
+/** X-Telnum: "+1 555 1234 (WORK), +1 555 9876;type=CELL" -> number and optional type each. */
+function parseTelnums(value: string): { number: string; type?: string }[] {
+  const out: { number: string; type?: string }[] = [];
+  for (const item of decodeHeaderText(value).split(',')) {
+    let text = item.trim();
+    let type: string | undefined;
+    const comment = /\(([^()]*)\)\s*$/.exec(text);
+    if (comment) {
+      type = comment[1]!.trim();
+      text = text.slice(0, comment.index).trim();
+    }
+    const param = /;\s*type\s*=\s*"?([^";]*)"?\s*$/i.exec(text);
+    if (param) {
+      type = param[1]!.trim();
+      text = text.slice(0, param.index).trim();
+    }
+    if (text) out.push(type ? { number: text, type: type.toUpperCase() } : { number: text });
+  }
+  return out;
+}
+
+/**
+ * Appends the XML elements for header fields (everything but Content-* and MIME-Version).
+ * Dates that cannot be parsed are left out: clients read the Date body as a time value.
+ */
+export function appendHeaderElements(target: XmlElement, fields: readonly HeaderField[], timeZone: string): void {
+  const priority = parsePriority(fields);
+  let priorityDone = false;
+  for (const field of fields) {
+    const lower = field.name.toLowerCase();
+    if (lower.startsWith('content-') || lower === 'mime-version') continue;
+    const name = CANONICAL_NAMES[lower] ?? field.name;
+    if (!XML_NAME.test(name)) continue;
+    if (PRIORITY_FIELDS.has(lower)) {
+      if (!priorityDone && priority) target.add('Pty', undefined, priority);
+      priorityDone = true;
+      if (lower === 'x-priority') continue;
+    }
+    if (ADDRESS_FIELDS.has(lower)) {
+      for (const a of parseAddressList(field.value)) {
+        target.add(name, a.realName ? { realName: xmlSafe(a.realName) } : undefined, xmlSafe(a.address));
+      }
+    } else if (lower === 'date' || lower === 'resent-date') {
+      const date = parseDateHeader(field.value);
+      if (date) {
+        target.add(name, { timeShift: date.shiftSeconds, localTime: formatLocal(new Date(date.time), timeZone) }, gmtValue(date.time));
+      }
+    } else if (lower === 'x-telnum') {
+      for (const t of parseTelnums(field.value)) target.add(name, t.type ? { type: xmlSafe(t.type) } : undefined, xmlSafe(t.number));
+    } else {
+      target.add(name, undefined, xmlSafe(decodeHeaderText(field.value)));
+    }
+  }
+}
+
+/** Decoded-size estimate: base64 lines carry 57 bytes per 78 written. */
+export function estimatedSize(part: MimePart): number {
+  const length = part.end - part.bodyStart;
+  if (part.encoding === 'base64') return Math.floor((length * 57) / 78);
+  return length;
+}
+
+function isXmlType(part: MimePart): boolean {
+  return part.subtype === 'xml' || part.subtype.endsWith('+xml');
+}
+
+function isReport(part: MimePart): boolean {
+  return (
+    part.type === 'message' &&
+    (part.subtype === 'delivery-status' || part.subtype === 'disposition-notification' || part.subtype === 'global-delivery-status' || part.subtype === 'global-disposition-notification')
+  );
+}
+
+function isHeadersType(part: MimePart): boolean {
+  return (part.type === 'text' || part.type === 'message') && (part.subtype === 'rfc822-headers' || part.subtype === 'global-headers');
+}
+
+/** A decoded body as a Buffer of its own: offsets in parse results then refer to it. */
+function decodedBody(raw: Buffer, part: MimePart): Buffer {
+  return transferDecode(raw.subarray(part.bodyStart, part.end), part.encoding);
+}
+
+/** Report field groups (RFC 3464 / RFC 8098): the first as elements, the others nested. */
+function reportElement(body: Buffer): XmlElement {
+  const report = new XmlElement('MIMEReport');
+  let pos = 0;
+  let first = true;
+  while (pos < body.length) {
+    while (pos < body.length && (body[pos] === 13 || body[pos] === 10)) pos++;
+    if (pos >= body.length) break;
+    const { fields, end } = parseHeaderBlock(body, pos);
+    if (fields.length === 0 || end <= pos) break;
+    const target = first ? report : report.add('MIMEReport');
+    for (const f of fields) if (XML_NAME.test(f.name)) target.add(f.name, undefined, xmlSafe(decodeHeaderText(f.value)));
+    first = false;
+    pos = end;
+  }
+  return report;
+}
+
+function headersEmail(ctx: Context, part: MimePart): XmlElement {
+  const email = new XmlElement('EMail');
+  appendHeaderElements(email, parseHeaderBlock(decodedBody(ctx.raw, part)).fields, ctx.timeZone);
+  return email;
+}
+
+function isSupported(part: MimePart): boolean {
+  if (part.type === 'multipart' || part.message) return true;
+  if (part.type === 'text' || isReport(part) || isHeadersType(part) || isXmlType(part)) return true;
+  return false;
+}
+
+function mimeElement(ctx: Context, part: MimePart, showPartID: boolean): XmlElement {
+  const attrs: Record<string, string | number | undefined> = {};
+  if (showPartID && part.partID) attrs['partID'] = part.partID;
+  attrs['estimatedSize'] = estimatedSize(part);
+  attrs['type'] = part.type;
+  attrs['subtype'] = part.subtype;
+  if (part.type === 'text' && part.charset) attrs['charset'] = part.charset;
+  if (part.contentID) attrs['contentID'] = part.contentID;
+  if (part.disposition) attrs['disposition'] = part.disposition;
+  if (part.description) attrs['description'] = part.description;
+  if (part.location) attrs['location'] = part.location;
+  if (part.contentClass) attrs['class'] = part.contentClass;
+  for (const key of Object.keys(part.params)) {
+    if (key === 'boundary' || key === 'charset' || key === 'format') continue;
+    if (XML_NAME.test('Type-' + key)) attrs['Type-' + key] = part.params[key];
+  }
+  for (const key of Object.keys(part.dispositionParams)) {
+    if (XML_NAME.test('Disposition-' + key)) attrs['Disposition-' + key] = part.dispositionParams[key];
+  }
+  for (const key of Object.keys(attrs)) {
+    const v = attrs[key];
+    if (typeof v === 'string') attrs[key] = xmlSafe(v);
+  }
+  const element = new XmlElement('MIME', attrs);
+  const problems = [...(part.problems ?? [])];
+
+  if (part.disposition !== 'attachment' && isSupported(part)) {
+    if (part.type === 'multipart') {
+      for (const child of part.children) element.append(mimeElement(ctx, child, true));
+    } else if (part.message) {
+      element.append(emailElement(ctx, part.message));
+    } else {
+      const size = estimatedSize(part);
+      if (size <= ctx.budget) {
+        ctx.budget -= size;
+        appendLeafBody(ctx, part, element, problems);
+      }
+    }
+  }
+  if (problems.length > 0) element.setAttr('parserError', xmlSafe(problems.join('; ')));
+  return element;
+}
+
+function appendLeafBody(ctx: Context, part: MimePart, element: XmlElement, problems: string[]): void {
+  if (isReport(part)) {
+    element.append(reportElement(decodedBody(ctx.raw, part)));
+    return;
+  }
+  if (isHeadersType(part)) {
+    element.append(headersEmail(ctx, part));
+    return;
+  }
+  const decoded = decodeTextPart(ctx.raw, part);
+  if (decoded.readError) element.setAttr('readError', decoded.readError);
+  if (isXmlType(part)) {
+    try {
+      element.append(parseXml(decoded.text));
+    } catch (err) {
+      problems.push('XML: ' + (err instanceof Error ? err.message : String(err)));
+    }
+    return;
+  }
+  if (decoded.text) element.append(decoded.text);
+}
+
+/** The EMail element of the message whose top part is `top`. */
+function emailElement(ctx: Context, top: MimePart): XmlElement {
+  const email = new XmlElement('EMail');
+  appendHeaderElements(email, top.headers, ctx.timeZone);
+  // The top part of an enclosed multipart message shares its container's id: no partID.
+  email.append(mimeElement(ctx, top, top.type !== 'multipart'));
+  return email;
+}
+
+/**
+ * The XML presentation of a message (an EMail element), or of one part of it when
+ * options.partID is given: an EMail for message/rfc822 and text/rfc822-headers parts, the
+ * MIME element otherwise. An unknown partID is a ServiceError.
+ */
+export function messageToXml(raw: Buffer, root: MimePart, options: MessageXmlOptions): XmlElement {
+  const ctx: Context = { raw, timeZone: options.timeZone, budget: options.totalSizeLimit ?? Number.POSITIVE_INFINITY };
+  if (options.partID === undefined || options.partID === '') return emailElement(ctx, root);
+  const part = findPart(root, options.partID);
+  if (!part) throw new ServiceError(`message part ${decodeRawHeader(options.partID)} not found`, 500);
+  if (part.message) return emailElement(ctx, part.message);
+  if (isHeadersType(part)) return headersEmail(ctx, part);
+  return mimeElement(ctx, part, true);
+}
