@@ -461,10 +461,16 @@ test('bad input: malformed XML, bad encodings, unknown paths and methods, later 
   assert.equal((await request('/nothing/here')).status, 404);
   assert.equal((await request('/%%%')).status, 404);
   assert.equal((await request(`/Session/${urlID}/whatever`)).status, 404);
-  for (const resource of ['MIME/INBOX/5-01-B.gif', 'UPLOAD/u1', 'DOWNLOAD/file.txt', 'Export/Contacts/c.vcf']) {
+  for (const [resource, text] of [
+    ['MIME/INBOX/5-01-B.gif', /folder has not been opened/],
+    ['MIME/INBOX/nonsense', /expected \/MIME/],
+    ['DOWNLOAD/file.txt', /not implemented/],
+    ['DOWNLOAD/$UPLOAD$/none', /file is not found/],
+    ['Export/Contacts/c.vcf', /not implemented/],
+  ] as const) {
     const result = await request(`/Session/${urlID}/${resource}`);
     assert.equal(result.status, 404, resource);
-    assert.match(result.text, /not implemented/);
+    assert.match(result.text, text);
   }
   assert.equal((await request('/XIMSSLogin/', { method: 'PUT', body: 'x' })).status, 405);
   const preflight = await request(`/Session/${urlID}/sync`, {

@@ -22,9 +22,16 @@ function isAscii(buf: Buffer): boolean {
   return true;
 }
 
-/** Bytes of unknown or unreliable charset: UTF-8 when they are valid UTF-8, else windows-1252. */
+/**
+ * Bytes of unknown or unreliable charset: UTF-8 when they are valid UTF-8, else windows-1252.
+ * UTF-8 that is only partly damaged (a truncated sequence, one stray byte) stays UTF-8 with
+ * replacement characters: windows-1252 text practically never holds a valid multi-byte
+ * UTF-8 sequence, so finding one decides it.
+ */
 export function decodeGuess(buf: Buffer): string {
   if (isAscii(buf) || isUtf8(buf)) return buf.toString('utf8');
+  const utf8 = buf.toString('utf8');
+  if (/[\u0080-\ufffc\ufffe\uffff\ud800-\udfff]/.test(utf8)) return utf8;
   return iconv.decode(buf, 'windows-1252');
 }
 

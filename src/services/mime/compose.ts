@@ -59,7 +59,6 @@ function fail(message: string): never {
 
 /** CR, LF and other controls in a header value would start a new field: make them spaces. */
 function clean(value: string): string {
-  // eslint-disable-next-line no-control-regex
   return value.replace(/[\u0000-\u0008\u000a-\u001f\u007f]+/g, ' ').trim();
 }
 
@@ -422,12 +421,14 @@ class Composer {
     // Type-* / Disposition-* attributes and the other content fields.
     const params: [string, string][] = [];
     const dispositionParams: [string, string][] = [];
+    let typeName: string | undefined;
     for (const [key, value] of Object.entries(element.attrs)) {
       const lower = key.toLowerCase();
       if (lower.startsWith('type-') && key.length > 5) {
         const name = key.slice(5);
         if (!TOKEN.test(name)) fail(`invalid parameter name "${name}"`);
-        if (!['boundary', 'charset', 'format', 'name'].includes(name.toLowerCase())) params.push([name, value]);
+        if (name.toLowerCase() === 'name') typeName = value;
+        else if (!['boundary', 'charset', 'format'].includes(name.toLowerCase())) params.push([name, value]);
       } else if (lower.startsWith('disposition-') && key.length > 12) {
         const name = key.slice(12);
         if (!TOKEN.test(name)) fail(`invalid parameter name "${name}"`);
@@ -459,6 +460,9 @@ class Composer {
     if (dispositionAttr !== 'none' && filename) {
       params.unshift(['name', filename]);
       dispositionParams.unshift(['filename', filename]);
+    } else if (dispositionAttr !== 'none' && typeName) {
+      // A Type-name attribute (as folderRead presents it) without a file name.
+      params.unshift(['name', typeName]);
     }
 
     let data: Buffer;

@@ -54,8 +54,7 @@ export function decodeHeaderText(value: string): string {
     pendingCharset = undefined;
     pending = [];
   };
-  ENCODED_WORD.lastIndex = 0;
-  for (let m = ENCODED_WORD.exec(value); m; m = ENCODED_WORD.exec(value)) {
+  for (const m of value.matchAll(ENCODED_WORD)) {
     const gap = value.slice(last, m.index);
     // RFC 2047 6.2: white space between adjacent encoded-words is not displayed.
     const adjacent = pendingCharset !== undefined && /^[ \t\r\n]*$/.test(gap);

@@ -73,8 +73,10 @@ function scanHeaders(raw: Buffer, start: number, limit: number, allowMboxFrom: b
         continue;
       }
     } else {
-      const colon = raw.indexOf(58, pos);
-      if (colon >= 0 && colon < contentEnd) {
+      // Searched within the line only: a long line without a colon must not scan the message.
+      const found = raw.subarray(pos, contentEnd).indexOf(58);
+      const colon = found < 0 ? -1 : pos + found;
+      if (colon >= 0) {
         let nameEnd = colon;
         while (nameEnd > pos && isWsp(raw[nameEnd - 1])) nameEnd--; // obsolete "Name : value"
         if (validFieldName(raw, pos, nameEnd)) {
@@ -226,8 +228,11 @@ interface Delimiter {
 function findDelimiter(raw: Buffer, delim: Buffer, from: number, rangeStart: number, limit: number): Delimiter | undefined {
   let pos = from;
   while (pos < limit) {
-    const at = raw.indexOf(delim, pos);
-    if (at < 0 || at + delim.length > limit) return undefined;
+    // Searched within the range only, so that a boundary missing from a small part does not
+    // cost a scan of the rest of the message.
+    const found = raw.subarray(pos, limit).indexOf(delim);
+    if (found < 0) return undefined;
+    const at = pos + found;
     pos = at + 1;
     if (at !== rangeStart && raw[at - 1] !== 10) continue;
     let q = at + delim.length;

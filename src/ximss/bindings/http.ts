@@ -428,6 +428,9 @@ export class HttpListener {
       return this.send(req, res, serveDownload(session, resourcePath, new URLSearchParams([...params]), req.headers.range));
     }
     if (resource === 'upload') {
+      if (req.method === 'GET') {
+        return this.send(req, res, { status: 405, body: 'upload with PUT or POST\n', contentType: TEXT_TYPE, headers: { Allow: 'PUT, POST' } });
+      }
       const data = await this.bodyBytes(req, res, this.limits.maxMessageBytes);
       if (data === undefined) return;
       const uploadID = safeDecode(resourcePath.split('/', 1)[0] ?? '');
