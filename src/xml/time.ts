@@ -49,8 +49,11 @@ export function isKnownTimeZone(timeZone: string): boolean {
 }
 
 /** The server's own zone, what CommuniGate calls "HostOS". */
+let hostZone: string | undefined;
 export function hostTimeZone(): string {
-  return Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC';
+  // Resolving it builds a formatter: cheap once, costly per message shown.
+  hostZone ??= Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC';
+  return hostZone;
 }
 
 /**

@@ -1,7 +1,7 @@
 import type { MessageMeta } from '../../store/store.js';
 import { Flag, matchesFlagFilter, type FlagFilter } from './flags.js';
 import type { MailboxIndex } from './mailbox-index.js';
-import { sortKey, sortKeyIsMutable, type HeaderLookup } from './view-fields.js';
+import { sortKey, sortKeyIsMetadata, sortKeyIsMutable, type HeaderLookup } from './view-fields.js';
 
 export interface ViewOptions {
   /** Viewer field to sort by (default INTERNALDATE). */
@@ -144,7 +144,8 @@ export class FolderView {
 
   private key(meta: MessageMeta): Key {
     const field = this.options.sortField;
-    if (sortKeyIsMutable(field)) return sortKey(field, meta, this.lookup);
+    // Metadata keys are cheap to compute; only header-derived text keys are worth caching.
+    if (sortKeyIsMutable(field) || sortKeyIsMetadata(field)) return sortKey(field, meta, this.lookup);
     let cache = this.index.keyCache.get(field);
     if (!cache) this.index.keyCache.set(field, (cache = new Map()));
     let key = cache.get(meta.uid);
@@ -169,13 +170,22 @@ export class FolderView {
 
   private build(): MessageMeta[] {
     const order = this.sortedMailbox();
-    const rows: MessageMeta[] = [];
+    const o = this.options;
+    const simple = o.uidMin === 0 && !o.flagFilter && !o.contentFilter;
+    // The common case (no filter but hideDeleted) is one tight loop over the cached order.
+    const hidden = o.hideDeleted ? Flag.Deleted : 0;
+    const rows: MessageMeta[] = new Array<MessageMeta>(order.length);
+    let count = 0;
     let unseen = 0;
-    for (const meta of order) {
-      if (!this.admits(meta)) continue;
-      rows.push(meta);
-      if (!(meta.flags & Flag.Seen)) unseen++;
+    for (let i = 0; i < order.length; i++) {
+      const meta = order[i]!;
+      const flags = meta.flags;
+      if (flags & hidden) continue;
+      if (!simple && !this.admits(meta)) continue;
+      rows[count++] = meta;
+      if (!(flags & Flag.Seen)) unseen++;
     }
+    rows.length = count;
     this.unseenCount = unseen;
     return rows;
   }
@@ -190,12 +200,24 @@ export class FolderView {
     const version = sortKeyIsMutable(field) ? this.index.version : this.index.membershipVersion;
     const cached = this.index.sortCache.get(cacheKey);
     if (cached && cached.version === version) {
-      // Flag changes do not move messages in these orders, but the metadata objects in
-      // the cached array may be stale: refresh them from the index.
-      return cached.order.map((m) => this.index.get(m.uid) ?? m);
+      if (cached.metaVersion !== this.index.metaVersion) {
+        // Flag changes do not move messages in these orders, but they replace metadata
+        // objects: refresh the cached ones once, in place (views hold their own arrays).
+        const order = cached.order;
+        for (let i = 0; i < order.length; i++) order[i] = this.index.get(order[i]!.uid) ?? order[i]!;
+        cached.metaVersion = this.index.metaVersion;
+      }
+      return cached.order;
     }
-    const order = [...this.index.byUid.values()].sort((a, b) => this.compare(a, b));
-    this.index.sortCache.set(cacheKey, { version, order });
+    // Decorate-sort-undecorate: each key computed once, not once per comparison.
+    const metas = [...this.index.byUid.values()];
+    const keys = metas.map((m) => this.key(m));
+    const direction = this.options.descending ? -1 : 1;
+    const positions = Array.from(metas.keys()).sort(
+      (a, b) => direction * (compareKeys(keys[a]!, keys[b]!) || metas[a]!.uid - metas[b]!.uid),
+    );
+    const order = positions.map((i) => metas[i]!);
+    this.index.sortCache.set(cacheKey, { version, metaVersion: this.index.metaVersion, order });
     return order;
   }
 

@@ -32,12 +32,18 @@ export class MailboxIndex {
   readonly recent = new Set<number>();
   /** Bumped when messages are added or removed (sort orders stay valid across flag changes). */
   membershipVersion = 0;
+  /** Bumped when flags or attributes change (metadata objects are replaced). */
+  metaVersion = 0;
   /** Bumped on every change. */
   version = 0;
   private log: IndexChange[] = [];
   private readonly listeners = new Set<IndexListener>();
-  /** Cached sort orders, keyed by sort field and direction. */
-  readonly sortCache = new Map<string, { version: number; order: MessageMeta[] }>();
+  /**
+   * Cached sort orders, keyed by sort field and direction: valid while `version` (the
+   * membership version, or every change for orders by flags) holds; `metaVersion` tells
+   * whether the metadata objects in it are still the current ones.
+   */
+  readonly sortCache = new Map<string, { version: number; metaVersion: number; order: MessageMeta[] }>();
   /** Sort keys by field, by UID (keys of immutable fields only). */
   readonly keyCache = new Map<string, Map<number, string | number>>();
   /** Per-field values that are not in the metadata (other header fields), by UID. */
@@ -129,6 +135,7 @@ export class MailboxIndex {
       this.track(m);
       this.record(modseq, m.uid, kind);
     }
+    this.metaVersion++;
     this.finish(modseq);
   }
 
@@ -151,7 +158,10 @@ export class MailboxIndex {
 
   /** Updates metadata without a change report (Recent cleared when a folder is opened). */
   replaceQuietly(meta: MessageMeta): void {
-    if (this.byUid.has(meta.uid)) this.track(meta);
+    if (this.byUid.has(meta.uid)) {
+      this.track(meta);
+      this.metaVersion++;
+    }
   }
 
   private record(modseq: number, uid: number, kind: ChangeKind): void {

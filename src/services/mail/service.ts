@@ -355,7 +355,8 @@ export class MailService {
    */
   async openView(box: MailboxHandle, options: ViewOptions, fields: readonly string[], onNotify: () => void): Promise<FolderView> {
     const index = await this.index(box);
-    await this.loadFields(index, [...fields, options.sortField], [...index.byUid.keys()]);
+    const viewFields = [...fields, options.sortField];
+    if (viewFields.some((f) => headerFieldNeeded(f) !== undefined)) await this.loadFields(index, viewFields, [...index.byUid.keys()]);
     const recent = new Set(index.recent);
     const view = new FolderView(index, options, (field, uid) => index.fieldCache.get(field)?.get(uid), onNotify);
     view.recentAtOpen = recent;

@@ -110,3 +110,10 @@ export function sortKey(field: string, meta: MessageMeta, lookup: HeaderLookup):
 export function sortKeyIsMutable(field: string): boolean {
   return field.toLowerCase() === 'flags';
 }
+
+const METADATA_KEYS = new Set(['uid', 'origuid', 'size', 'internaldate', 'date', 'flags', 'pty']);
+
+/** True when the sort key is a number taken straight from the metadata. */
+export function sortKeyIsMetadata(field: string): boolean {
+  return METADATA_KEYS.has(field.toLowerCase());
+}

@@ -104,6 +104,7 @@ const JOURNAL_KEEP = 10_000;
  */
 export class SqliteMail implements MailStore {
   private readonly sql: ReturnType<typeof prepareStatements>;
+  private commitQueue: { work: () => unknown; resolve: (value: unknown) => void; reject: (error: unknown) => void }[] = [];
 
   constructor(private readonly db: SqliteDatabase) {
     this.sql = prepareStatements(db);
@@ -198,7 +199,7 @@ export class SqliteMail implements MailStore {
   }
 
   async append(mailboxId: number, messages: readonly NewMessage[], replace?: ReplaceSpec): Promise<AppendResult> {
-    return this.db.transaction((): AppendResult => {
+    return this.groupCommit((): AppendResult => {
       const box = this.sql.getMailboxById.get(mailboxId) as MailboxRow | undefined;
       if (!box) throw new NotFoundError('mailbox not found');
       let replaced: MessageRow | undefined;
@@ -227,7 +228,7 @@ export class SqliteMail implements MailStore {
       if (replaced) this.removeOne(mailboxId, replaced.uid, modseq);
       this.sql.bumpMailbox.run(uid, modseq, mailboxId);
       return { messages: added, modseq, replaced: replaced ? replaced.uid : null, uidNext: uid };
-    }).immediate();
+    });
   }
 
   async copy(fromMailboxId: number, uids: readonly number[], toMailboxId: number, options: { move: boolean }): Promise<CopyResult> {
@@ -338,6 +339,43 @@ export class SqliteMail implements MailStore {
     else this.sql.setAlias.run(accountId, name, target);
   }
 
+  /**
+   * Runs `work` in a transaction shared with the other appends queued in the same turn of
+   * the event loop: one commit (one fsync) for all of them, each in its own savepoint so
+   * that one failing does not undo the others. Every promise resolves after the commit.
+   */
+  private groupCommit<T>(work: () => T): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.commitQueue.push({ work, resolve: resolve as (value: unknown) => void, reject });
+      if (this.commitQueue.length === 1) setImmediate(() => this.flushCommitQueue());
+    });
+  }
+
+  private flushCommitQueue(): void {
+    const jobs = this.commitQueue;
+    this.commitQueue = [];
+    const outcomes: ({ ok: true; value: unknown } | { ok: false; error: unknown })[] = [];
+    try {
+      this.db.transaction(() => {
+        for (const job of jobs) {
+          try {
+            outcomes.push({ ok: true, value: this.db.transaction(job.work)() });
+          } catch (error) {
+            outcomes.push({ ok: false, error });
+          }
+        }
+      }).immediate();
+    } catch (error) {
+      for (const job of jobs) job.reject(error);
+      return;
+    }
+    jobs.forEach((job, i) => {
+      const outcome = outcomes[i]!;
+      if (outcome.ok) job.resolve(outcome.value);
+      else job.reject(outcome.error);
+    });
+  }
+
   /** Deletes one message inside a transaction and journals the removal. */
   private removeOne(mailboxId: number, uid: number, modseq: number): { uid: number; origUid: number } | undefined {
     const row = this.sql.deleteMessage.get(mailboxId, uid) as { uid: number; orig_uid: number } | undefined;
@@ -371,13 +409,10 @@ function prepareStatements(db: SqliteDatabase) {
     setClass: 'UPDATE mailboxes SET class = ?, pure_folder = ? WHERE id = ?',
     bumpMailbox: 'UPDATE mailboxes SET uid_next = ?, modseq = ? WHERE id = ?',
     bumpModseq: 'UPDATE mailboxes SET modseq = ? WHERE id = ?',
-    stats: `SELECT m.mailbox_id AS id, count(*) AS messages, sum((m.flags & 1) = 0) AS unseen,
-              sum((m.flags & 64) != 0) AS media, sum((m.flags & 65) = 64) AS unseenMedia,
-              sum(m.size) AS size, min(m.internal_date) AS oldest
-            FROM messages m JOIN mailboxes b ON b.id = m.mailbox_id
-            WHERE b.account_id = ? GROUP BY m.mailbox_id`,
-    usage: `SELECT coalesce(sum(m.size), 0) AS total FROM messages m JOIN mailboxes b ON b.id = m.mailbox_id
-            WHERE b.account_id = ?`,
+    stats: `SELECT id, messages, unseen, media, unseen_media AS unseenMedia, size,
+              (SELECT min(internal_date) FROM messages m WHERE m.mailbox_id = b.id) AS oldest
+            FROM mailboxes b WHERE account_id = ?`,
+    usage: 'SELECT coalesce(sum(size), 0) AS total FROM mailboxes WHERE account_id = ?',
     listMessages: `SELECT ${META_COLUMNS} FROM messages WHERE mailbox_id = ? ORDER BY uid`,
     getMessage: `SELECT ${META_COLUMNS} FROM messages WHERE mailbox_id = ? AND uid = ?`,
     getByOrigUid: `SELECT ${META_COLUMNS} FROM messages WHERE mailbox_id = ? AND orig_uid = ? ORDER BY uid DESC LIMIT 1`,

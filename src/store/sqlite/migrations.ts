@@ -55,6 +55,12 @@ export const migrations: readonly string[] = [
     modseq          INTEGER NOT NULL DEFAULT 1,
     journal_horizon INTEGER NOT NULL DEFAULT 0,
     acl             TEXT NOT NULL DEFAULT '[]',
+    -- Counters kept by the triggers on messages, so that lists and quota checks never scan.
+    messages        INTEGER NOT NULL DEFAULT 0,
+    size            INTEGER NOT NULL DEFAULT 0,
+    unseen          INTEGER NOT NULL DEFAULT 0,
+    media           INTEGER NOT NULL DEFAULT 0,
+    unseen_media    INTEGER NOT NULL DEFAULT 0,
     UNIQUE (account_id, name)
   );
   CREATE TABLE message_bodies (
@@ -84,12 +90,29 @@ export const migrations: readonly string[] = [
     PRIMARY KEY (mailbox_id, uid)
   ) WITHOUT ROWID;
   CREATE INDEX messages_modseq ON messages(mailbox_id, modseq);
-  CREATE TRIGGER messages_body_hold AFTER INSERT ON messages BEGIN
+  CREATE INDEX messages_internal_date ON messages(mailbox_id, internal_date);
+  -- Flag bits: 1 Seen, 64 Media (see services/mail/flags.ts).
+  CREATE TRIGGER messages_added AFTER INSERT ON messages BEGIN
     UPDATE message_bodies SET refs = refs + 1 WHERE id = NEW.body_id;
+    UPDATE mailboxes SET messages = messages + 1, size = size + NEW.size,
+      unseen = unseen + ((NEW.flags & 1) = 0), media = media + ((NEW.flags & 64) != 0),
+      unseen_media = unseen_media + ((NEW.flags & 65) = 64)
+    WHERE id = NEW.mailbox_id;
   END;
-  CREATE TRIGGER messages_body_release AFTER DELETE ON messages BEGIN
+  CREATE TRIGGER messages_removed AFTER DELETE ON messages BEGIN
     UPDATE message_bodies SET refs = refs - 1 WHERE id = OLD.body_id;
     DELETE FROM message_bodies WHERE id = OLD.body_id AND refs <= 0;
+    UPDATE mailboxes SET messages = messages - 1, size = size - OLD.size,
+      unseen = unseen - ((OLD.flags & 1) = 0), media = media - ((OLD.flags & 64) != 0),
+      unseen_media = unseen_media - ((OLD.flags & 65) = 64)
+    WHERE id = OLD.mailbox_id;
+  END;
+  CREATE TRIGGER messages_flagged AFTER UPDATE OF flags ON messages WHEN (OLD.flags & 65) != (NEW.flags & 65) BEGIN
+    UPDATE mailboxes SET
+      unseen = unseen + ((NEW.flags & 1) = 0) - ((OLD.flags & 1) = 0),
+      media = media + ((NEW.flags & 64) != 0) - ((OLD.flags & 64) != 0),
+      unseen_media = unseen_media + ((NEW.flags & 65) = 64) - ((OLD.flags & 65) = 64)
+    WHERE id = NEW.mailbox_id;
   END;
   CREATE TABLE expunged (
     mailbox_id INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
