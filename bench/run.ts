@@ -5,13 +5,16 @@
  *
  * Options: --runs N (3)  --duration S (5)  --warmup S (1)  --connections K (4)
  *          --window W (1000)  --http-sessions N (4)  --batch B (100)  --sessions N (5000)
- *          --login-concurrency N (200)  --only echo,tcp,http,memory  --quick  --profile
+ *          --login-concurrency N (200)  --only echo,tcp,http,memory,mail  --quick  --profile
+ *          mail: --mail-count N (100000)  --mail-append N (5000)  --mail-iterations N (20)
+ *                --mail-connections K (= --connections)  --mail-window W (32)  --mail-repopulate
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { httpSyncBatches, type HttpBatchResult } from './lib/http-load.js';
+import { mailBench, type MailResult } from './lib/mail-bench.js';
 import { sessionMemory, type MemoryResult } from './lib/memory.js';
 import { openFileLimit, spawnChild } from './lib/proc.js';
 import { pipelinedNoops, type PipelineResult } from './lib/tcp-load.js';
@@ -28,6 +31,12 @@ const { values: flags } = parseArgs({
     batch: { type: 'string' },
     sessions: { type: 'string' },
     'login-concurrency': { type: 'string' },
+    'mail-count': { type: 'string' },
+    'mail-append': { type: 'string' },
+    'mail-iterations': { type: 'string' },
+    'mail-window': { type: 'string' },
+    'mail-connections': { type: 'string' },
+    'mail-repopulate': { type: 'boolean' },
     only: { type: 'string' },
     quick: { type: 'boolean' },
     profile: { type: 'boolean' },
@@ -52,8 +61,15 @@ const params = {
   sessions: num(flags.sessions, quick ? 1000 : 5000),
   loginConcurrency: num(flags['login-concurrency'], 200),
   settleMs: 2000,
+  mailCount: num(flags['mail-count'], quick ? 10_000 : 100_000),
+  mailAppend: num(flags['mail-append'], quick ? 1000 : 5000),
+  mailAppendWarmup: quick ? 200 : 500,
+  mailIterations: num(flags['mail-iterations'], quick ? 5 : 20),
+  mailWindow: num(flags['mail-window'], 32),
+  mailConnections: 0,
 };
-const only = new Set((flags.only ?? 'echo,tcp,http,memory').split(',').map((s) => s.trim()));
+params.mailConnections = num(flags['mail-connections'], params.connections);
+const only = new Set((flags.only ?? 'echo,tcp,http,memory,mail').split(',').map((s) => s.trim()));
 if (only.has('tcp') || only.has('http')) only.add('echo'); // the ratios need the ceiling
 const RESULTS = join(ROOT, 'bench', 'results');
 const profileDir = flags.profile ? join(RESULTS, 'profiles') : undefined;
@@ -96,6 +112,7 @@ async function main(): Promise<void> {
   const httpRuns: Extract<HttpBatchResult, { available: true }>[] = [];
   let httpUnavailable: string | undefined;
   let memory: MemoryResult | undefined;
+  let mail: MailResult | undefined;
 
   if (only.has('echo') || only.has('tcp') || only.has('http')) {
     const echo = spawnChild(process.execPath, ['--import', 'tsx', join(ROOT, 'bench', 'echo-server.ts')], {
@@ -162,6 +179,23 @@ async function main(): Promise<void> {
     }
   }
 
+  if (only.has('mail')) {
+    console.log(`\nmail: ximssd against Dovecot on this machine (loopback, both warm, the same generated messages)`);
+    mail = await mailBench({
+      connections: params.mailConnections,
+      window: params.mailWindow,
+      appendCount: params.mailAppend,
+      appendWarmup: params.mailAppendWarmup,
+      appendRuns: params.runs,
+      bigCount: params.mailCount,
+      iterations: params.mailIterations,
+      repopulate: flags['mail-repopulate'] === true,
+      cacheDir: join(RESULTS, 'cache'),
+      cpuProfileDir: profileDir,
+      log: (line) => console.log(line),
+    });
+  }
+
   // --- The table ---
   const figures: Figure[] = [];
   const ceiling = echoRuns.length ? median(echoRuns.map((r) => r.rate)) : undefined;
@@ -197,6 +231,52 @@ async function main(): Promise<void> {
     } else figures.push({ name, value: null, unit: 'KB', target: '≤ 30 KB', ratio: null, note: memory.reason });
   }
 
+  if (mail) {
+    const medianOf = (runs: { rate: number }[]): number | null => (runs.length ? median(runs.map((r) => r.rate)) : null);
+    const cpuOf = (runs: { cpuPerMessage: number | undefined }[]): number | null => {
+      const list = runs.flatMap((r) => (r.cpuPerMessage === undefined ? [] : [r.cpuPerMessage * 1e6]));
+      return list.length ? median(list) : null;
+    };
+    const dovecotReason = mail.dovecot.available ? undefined : mail.dovecot.reason;
+    const x = medianOf(mail.append.ximssd);
+    const d = medianOf(mail.append.dovecot);
+    const k = `${params.mailConnections} conn × ${params.mailWindow}`;
+    figures.push({
+      name: `ximssd messageAppend (${k})`,
+      value: x,
+      unit: 'msg/s',
+      target: '≥ 1 × Dovecot',
+      ratio: x !== null && d !== null ? x / d : null,
+      note: mail.ximssdAppendUnavailable,
+    });
+    figures.push({ name: `Dovecot IMAP APPEND (${k})`, value: d, unit: 'msg/s', target: '-', ratio: null, note: dovecotReason });
+    const xc = cpuOf(mail.append.ximssd);
+    const dc = cpuOf(mail.append.dovecot);
+    if (xc !== null) figures.push({ name: '  ximssd CPU per append', value: xc, unit: 'µs', target: '-', ratio: dc !== null ? xc / dc : null });
+    if (dc !== null) figures.push({ name: '  Dovecot CPU per append (all processes)', value: dc, unit: 'µs', target: '-', ratio: null });
+    const bx = mail.browse.ximssd;
+    const bd = mail.browse.dovecot;
+    const count = fmt(mail.browse.count);
+    figures.push({
+      name: `ximssd open+browse 50 of ${count}, median`,
+      value: bx?.medianMs ?? null,
+      unit: 'ms',
+      target: '≤ 1.5 × Dovecot',
+      ratio: bx && bd ? bx.medianMs / bd.medianMs : null,
+      note: mail.ximssdBrowseUnavailable,
+    });
+    if (bx) figures.push({ name: '  ximssd open+browse p90', value: bx.p90Ms, unit: 'ms', target: '-', ratio: bd ? bx.p90Ms / bd.p90Ms : null });
+    figures.push({
+      name: `Dovecot SELECT+SORT+FETCH 50 of ${count}, median`,
+      value: bd?.medianMs ?? null,
+      unit: 'ms',
+      target: '-',
+      ratio: null,
+      note: dovecotReason ?? mail.dovecotBrowseUnavailable,
+    });
+    if (bd) figures.push({ name: '  Dovecot SELECT+SORT+FETCH p90', value: bd.p90Ms, unit: 'ms', target: '-', ratio: null });
+  }
+
   const elapsed = (performance.now() - began) / 1000;
   const rows = figures.map((f) => [
     f.name,
@@ -211,9 +291,18 @@ async function main(): Promise<void> {
   console.log('\n' + line(header));
   console.log(widths.map((w) => '-'.repeat(w)).join('  '));
   for (const r of rows) console.log(line(r));
-  console.log('ratio: throughput ÷ echo ceiling (same load generator); memory ÷ its target (≤ 1 meets it).');
+  console.log(
+    'ratio: throughput ÷ echo ceiling (same load generator); memory ÷ its target (≤ 1 meets it)' +
+      (mail ? '; mail: ximssd ÷ Dovecot (appends: ≥ 1 meets it; browse: ≤ 1.5 meets it).' : '.'),
+  );
   for (const f of figures) if (f.value === null) console.log(`n/a: ${f.name.trim()}: ${f.note ?? 'not measured'}`);
-  const otherMax = Math.max(0, ...[...echoRuns, ...tcpRuns, ...httpRuns].map((r) => r.otherCpu));
+  const otherMax = Math.max(
+    0,
+    ...[...echoRuns, ...tcpRuns, ...httpRuns].map((r) => r.otherCpu),
+    ...(mail ? [...mail.append.ximssd, ...mail.append.dovecot].map((r) => r.otherCpu) : []),
+    mail?.browse.ximssd?.otherCpu ?? 0,
+    mail?.browse.dovecot?.otherCpu ?? 0,
+  );
   if (otherMax > 0.2) {
     console.log(
       `note: other processes used up to ${pct(otherMax)} of a core during the measurements; the rates are disturbed ` +
@@ -234,6 +323,7 @@ async function main(): Promise<void> {
     runs: { echo: echoRuns, tcp: tcpRuns, http: httpRuns },
     httpUnavailable: httpUnavailable ?? null,
     memory: memory ?? null,
+    mail: mail ?? null,
   };
   writeFileSync(join(RESULTS, 'latest.json'), JSON.stringify(json, null, 2) + '\n');
   console.log(`figures written to ${join('bench', 'results', 'latest.json')}`);

@@ -3,7 +3,7 @@
  * line it prints, reading a process's resident memory, checking the open-file limit.
  */
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 export interface Child {
@@ -163,3 +163,37 @@ export function openFileLimit(): number | undefined {
 }
 
 export { sleep };
+
+/**
+ * User + system CPU seconds of a process and all its descendants (for servers made of
+ * several processes, such as Dovecot: master, auth, login and one imap process per client).
+ * Processes that have already exited are not counted.
+ */
+export function treeCpuSeconds(rootPid: number): number {
+  const children = new Map<number, number[]>();
+  const cpu = new Map<number, number>();
+  for (const entry of readdirSync('/proc')) {
+    const pid = Number(entry);
+    if (!Number.isInteger(pid)) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    } catch {
+      continue; // gone meanwhile
+    }
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const ppid = Number(fields[1]);
+    cpu.set(pid, (Number(fields[11]) + Number(fields[12])) / 100);
+    const list = children.get(ppid);
+    if (list) list.push(pid);
+    else children.set(ppid, [pid]);
+  }
+  let total = 0;
+  const stack = [rootPid];
+  while (stack.length) {
+    const pid = stack.pop()!;
+    total += cpu.get(pid) ?? 0;
+    for (const child of children.get(pid) ?? []) stack.push(child);
+  }
+  return total;
+}

@@ -24,6 +24,11 @@ export interface XimssdOptions {
   cpuProfileDir?: string;
   /** Start node with --expose-gc, so that `memoryAfterGc()` can force a GC (bench/server-hook.cjs). */
   gcHook?: boolean;
+  /**
+   * A data directory to use and keep (a cache of populated mailboxes) instead of a temporary
+   * one. The benchmark account is created in it once (marked by a `.bench-account` file).
+   */
+  dataDir?: string;
 }
 
 export interface MemoryReport {
@@ -46,14 +51,21 @@ export interface Ximssd {
 /** Temporary directories still in use: removed at exit even when the bench is interrupted. */
 const liveDirs = new Set<string>();
 process.on('exit', () => {
-  for (const dir of liveDirs) rmSync(dir, { recursive: true, force: true });
+  for (const dir of liveDirs) {
+    try {
+      rmSync(dir, { recursive: true, force: true });
+    } catch {
+      // the server may still be writing into it (it stops on its own): leave it behind
+    }
+  }
 });
 
 export async function startXimssd(options: XimssdOptions = {}): Promise<Ximssd> {
   if (!existsSync(MAIN)) throw new Error(`${MAIN} is missing: build first (npx tsc -p .)`);
   const dir = mkdtempSync(join(tmpdir(), 'ximssd-bench-'));
   liveDirs.add(dir);
-  const dataDir = join(dir, 'data');
+  const dataDir = options.dataDir ?? join(dir, 'data');
+  const accountMarker = join(dataDir, '.bench-account');
   const configFile = join(dir, 'config.json');
   const limits = (options.config?.limits ?? {}) as Record<string, unknown>;
   writeFileSync(
@@ -68,7 +80,11 @@ export async function startXimssd(options: XimssdOptions = {}): Promise<Ximssd> 
   );
   let child: Child | undefined;
   try {
-    await runCommand(process.execPath, [MAIN, 'account', 'add', USER, '--password', PASSWORD, '--config', configFile]);
+    if (options.dataDir) mkdirSync(options.dataDir, { recursive: true });
+    if (!options.dataDir || !existsSync(accountMarker)) {
+      await runCommand(process.execPath, [MAIN, 'account', 'add', USER, '--password', PASSWORD, '--config', configFile]);
+      if (options.dataDir) writeFileSync(accountMarker, `${USER}\n`);
+    }
     const nodeArgs: string[] = [];
     if (options.cpuProfileDir) {
       mkdirSync(options.cpuProfileDir, { recursive: true });

@@ -5,7 +5,7 @@ import type { MailboxHandle } from '../services/mail/service.js';
 import { fieldValue, type HeaderLookup } from '../services/mail/view-fields.js';
 import type { MessageMeta } from '../store/store.js';
 import { el, XmlElement } from '../xml/element.js';
-import { formatGmt, formatLocal } from '../xml/time.js';
+import { formatLocal, formatUtc } from '../xml/time.js';
 import type { Session } from './session.js';
 
 /** A folder a session has open: the mailbox it shows, its view, and its viewer fields. */
@@ -156,7 +156,7 @@ export function appendFields(report: XmlElement, folder: OpenFolder, meta: Messa
     if (value.kind === 'text') report.add(field, undefined, value.text);
     else if (value.kind === 'date') {
       const date = new Date(value.time);
-      report.add(field, { localTime: formatLocal(date, timeZone) }, formatGmt(date));
+      report.add(field, { localTime: formatLocal(date, timeZone) }, formatUtc(date));
     } else if (value.list.length === 0) report.add(field, undefined, '');
     else for (const a of value.list) report.add(field, { realName: a.realName || undefined }, a.address);
   }

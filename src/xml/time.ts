@@ -48,6 +48,11 @@ export function isKnownTimeZone(timeZone: string): boolean {
   }
 }
 
+/** `date` in GMT, iCalendar form with the `Z`: `20070830T045124Z` (XIMSS message dates). */
+export function formatUtc(date: Date): string {
+  return formatGmt(date) + 'Z';
+}
+
 /** The server's own zone, what CommuniGate calls "HostOS". */
 let hostZone: string | undefined;
 export function hostTimeZone(): string {

@@ -67,7 +67,13 @@ export class FolderView {
   ) {
     this.syncedModseq = index.modseq;
     this.rows = this.build();
-    this.unsubscribe = index.subscribe(() => this.changed());
+    const consumed = (): number => this.syncedModseq;
+    this.unsubscribe = index.subscribe({
+      get consumedModseq() {
+        return consumed();
+      },
+      changed: () => this.changed(),
+    });
   }
 
   get length(): number {
@@ -89,6 +95,7 @@ export class FolderView {
 
   /** The position of a UID in the view, or -1. */
   positionOf(uid: number): number {
+    if (!this.members().has(uid)) return -1;
     const meta = this.index.getAny(uid);
     if (!meta) return this.scanFor(uid);
     const position = this.search(meta);
@@ -129,11 +136,6 @@ export class FolderView {
     // After a partial sync the client must sync again before it hears of new changes.
     if (this.pending.length === 0) this.notified = false;
     return reports;
-  }
-
-  /** Unconsumed changes: the mail service trims the index log past the oldest view. */
-  get consumedModseq(): number {
-    return this.syncedModseq;
   }
 
   private changed(): void {
@@ -246,6 +248,7 @@ export class FolderView {
     const changes = this.index.changesSince(this.syncedModseq);
     this.syncedModseq = this.index.modseq;
     if (changes.length === 0) return [];
+    this.index.trimLog();
 
     const removedUids = new Set<number>();
     const addedUids = new Set<number>();

@@ -11,8 +11,11 @@ export interface IndexChange {
   kind: ChangeKind;
 }
 
-/** Told about every change, after the index has applied it. */
-export type IndexListener = (index: MailboxIndex) => void;
+/** A folder watching the index: told about every change, and how far it has consumed the log. */
+export interface IndexWatcher {
+  readonly consumedModseq: number;
+  changed(index: MailboxIndex): void;
+}
 
 /**
  * The in-memory picture of one mailbox that its open folders share: every message's
@@ -37,7 +40,7 @@ export class MailboxIndex {
   /** Bumped on every change. */
   version = 0;
   private log: IndexChange[] = [];
-  private readonly listeners = new Set<IndexListener>();
+  private readonly listeners = new Set<IndexWatcher>();
   /**
    * Cached sort orders, keyed by sort field and direction: valid while `version` (the
    * membership version, or every change for orders by flags) holds; `metaVersion` tells
@@ -77,7 +80,7 @@ export class MailboxIndex {
     return this.byUid.get(uid) ?? this.removedMeta.get(uid);
   }
 
-  subscribe(listener: IndexListener): () => void {
+  subscribe(listener: IndexWatcher): () => void {
     this.listeners.add(listener);
     return () => {
       this.listeners.delete(listener);
@@ -105,8 +108,10 @@ export class MailboxIndex {
     return this.log.slice(lo);
   }
 
-  /** Forgets log entries every folder has consumed. */
-  trimLog(consumedUpTo: number): void {
+  /** Forgets log entries (and removed messages' metadata) every watching folder has consumed. */
+  trimLog(): void {
+    let consumedUpTo = Infinity;
+    for (const watcher of this.listeners) consumedUpTo = Math.min(consumedUpTo, watcher.consumedModseq);
     let cut = 0;
     while (cut < this.log.length && this.log[cut]!.modseq <= consumedUpTo) cut++;
     if (cut === 0) return;
@@ -173,6 +178,6 @@ export class MailboxIndex {
     this.mailbox = { ...this.mailbox, highestModseq: this.modseq };
     this.version++;
     this.lastUsed = Date.now();
-    for (const listener of this.listeners) listener(this);
+    for (const listener of this.listeners) listener.changed(this);
   }
 }

@@ -154,6 +154,10 @@ function dateValue(e: XmlElement, timeZone: string): string {
   }
   const gmt = parseGmt(e.text());
   if (!gmt) fail(`invalid ${e.name} element "${e.text().trim()}"`);
+  // A timeShift alone says in which zone to write the GMT time.
+  if (shift !== undefined && /^[+-]?\d+$/.test(shift.trim()) && Math.abs(+shift) <= 18 * 3600) {
+    return formatRfcDate(new Date(gmt.getTime() + +shift * 1000), +shift);
+  }
   return rfcDateInZone(gmt, timeZone);
 }
 

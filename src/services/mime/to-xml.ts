@@ -3,7 +3,7 @@
  */
 import { XmlElement } from '../../xml/element.js';
 import { parseXml } from '../../xml/parser.js';
-import { formatGmt, formatLocal } from '../../xml/time.js';
+import { formatLocal, formatUtc } from '../../xml/time.js';
 import { ServiceError } from '../errors.js';
 import { decodeRawHeader, xmlSafe } from './charset.js';
 import { decodeHeaderText, parseAddressList, parseDateHeader, parsePriority } from './headers.js';
@@ -52,7 +52,7 @@ interface Context {
 }
 
 export function gmtValue(time: number): string {
-  return formatGmt(new Date(time)) + 'Z';
+  return formatUtc(new Date(time));
 }
 
 /** X-Telnum: "+1 555 1234 (WORK), +1 555 9876;type=CELL" -> number and optional type each. */

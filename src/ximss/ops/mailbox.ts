@@ -1,7 +1,7 @@
 import { ServiceError } from '../../services/errors.js';
 import { listPattern, type ListedMailbox } from '../../services/mail/service.js';
 import { el } from '../../xml/element.js';
-import { formatGmt } from '../../xml/time.js';
+import { formatUtc } from '../../xml/time.js';
 import { inSession, type OperationTable, type SessionContext } from '../engine.js';
 
 /** Spec section "Mailbox Management". */
@@ -19,7 +19,7 @@ function mailboxMessage(m: ListedMailbox): ReturnType<typeof el> {
     attrs.MESSAGES = m.stats.messages;
     attrs.UIDNEXT = m.record.uidNext;
     attrs.UNSEEN = m.stats.unseen;
-    if (m.stats.oldest !== null) attrs.OLDEST = formatGmt(new Date(m.stats.oldest));
+    if (m.stats.oldest !== null) attrs.OLDEST = formatUtc(new Date(m.stats.oldest));
     if (m.record.mailboxClass) attrs.CLASS = m.record.mailboxClass;
     attrs.MEDIA = m.stats.media;
     attrs.UNSEENMEDIA = m.stats.unseenMedia;

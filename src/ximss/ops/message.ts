@@ -16,7 +16,7 @@ import {
 import type { ReplaceSpec } from '../../store/store.js';
 import { el, XmlElement } from '../../xml/element.js';
 import { appendValue, readValue, type XimssValue } from '../../xml/objects.js';
-import { formatGmt, parseGmt } from '../../xml/time.js';
+import { formatUtc, parseGmt } from '../../xml/time.js';
 import { inSession, type OperationTable, type SessionContext } from '../engine.js';
 import { openFolder } from '../folders.js';
 import type { Session } from '../session.js';
@@ -174,7 +174,7 @@ export const messageOperations: OperationTable = {
       UID: String(meta.uid),
       ORIGUID: String(meta.origUid),
       SIZE: String(meta.size),
-      INTERNALDATE: formatGmt(new Date(meta.internalDate)),
+      INTERNALDATE: formatUtc(new Date(meta.internalDate)),
     };
     const wanted = ctx.request.elements('field').map((f) => f.text().trim());
     const result: { [key: string]: XimssValue } = Object.create(null) as { [key: string]: XimssValue };

@@ -1,0 +1,675 @@
+/**
+ * The mail section of the bench: ximssd against Dovecot on the same machine, over loopback,
+ * both warm, with the same generated messages (bench/lib/mail-corpus.ts).
+ *
+ * 1. Append throughput: K connections, each logged in, W appends in flight on each: XIMSS
+ *    `messageAppend targetMailbox="Bench"` against IMAP `APPEND Bench` (LITERAL+ when
+ *    advertised, so that the appends are pipelined too; Dovecot's default fsync settings).
+ * 2. Open and browse a big mailbox (100,000 messages; 10,000 with --quick) sorted by Date,
+ *    newest first, first 50 rows: XIMSS folderOpen + folderBrowse 0-49 + folderClose against
+ *    IMAP SELECT + UID SORT (REVERSE DATE) + UID FETCH of the first 50 UIDs + UNSELECT/CLOSE.
+ *    The populated data directories are cached under bench/results/cache, keyed by the
+ *    corpus version and the count (and ximssd's store code, Dovecot's version).
+ */
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { ensureDovecot, prepareHome, startDovecot, type Dovecot, type DovecotUser } from './dovecot.js';
+import { ImapClient, type ImapResult } from './imap-client.js';
+import { CORPUS_VERSION, MailCorpus, icalGmt, type CorpusMessage } from './mail-corpus.js';
+import { cpuSeconds, machineBusySeconds } from './proc.js';
+import { XimssClient, attr, decodeEntities } from './ximss-client.js';
+import { PASSWORD, ROOT, USER, startXimssd, type Ximssd } from './ximssd.js';
+
+export interface MailOptions {
+  connections: number;
+  /** Appends in flight per connection. */
+  window: number;
+  /** Messages appended per timed run, on each side. */
+  appendCount: number;
+  /** Messages appended (untimed) before the runs, on each side. */
+  appendWarmup: number;
+  appendRuns: number;
+  /** Messages in the big mailbox. */
+  bigCount: number;
+  /** Timed open-and-browse iterations (after one untimed one). */
+  iterations: number;
+  /** Populate the big mailboxes again even when a cache exists. */
+  repopulate: boolean;
+  cacheDir: string;
+  cpuProfileDir?: string;
+  log: (line: string) => void;
+}
+
+export interface AppendRun {
+  messages: number;
+  seconds: number;
+  rate: number;
+  /** Server CPU seconds per message (Dovecot: all its processes). */
+  cpuPerMessage: number | undefined;
+  /** CPU used meanwhile by everything else on the machine, in cores: high means disturbed. */
+  otherCpu: number;
+  errors: number;
+}
+
+export interface BrowseStats {
+  iterations: number;
+  medianMs: number;
+  p90Ms: number;
+  minMs: number;
+  maxMs: number;
+  samplesMs: number[];
+  /** CPU used by other processes during the timed iterations (both sides), in cores. */
+  otherCpu?: number;
+}
+
+export interface MailResult {
+  dovecot: { available: true; version: string } | { available: false; reason: string };
+  /** Why a side could not be measured (quoted errors), if so. */
+  ximssdAppendUnavailable?: string;
+  ximssdBrowseUnavailable?: string;
+  dovecotBrowseUnavailable?: string;
+  append: { ximssd: AppendRun[]; dovecot: AppendRun[] };
+  browse: {
+    count: number;
+    ximssd?: BrowseStats;
+    dovecot?: BrowseStats;
+    /** What the warm-up iteration's checks found. */
+    checks: string[];
+    population: { side: 'ximssd' | 'Dovecot'; cached: boolean; seconds?: number; rate?: number; dir: string }[];
+  };
+  /** First distinct error texts seen, quoted as received. */
+  errors: string[];
+}
+
+const BIG_MAILBOX = 'Big';
+const APPEND_MAILBOX = 'Bench';
+const IMAP_PASSWORD = 'bench-password-1';
+const FIELDS = ['FLAGS', 'From', 'Subject', 'Date', 'SIZE'];
+const ROWS = 50;
+/** Messages per IMAP MULTIAPPEND (and per batch of XIMSS appends) while populating. */
+const POPULATE_BATCH = 100;
+
+const fmt = (n: number, digits = 0): string => n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
+const xmlAttr = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/"/g, '&quot;');
+
+function percentile(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(p * sorted.length) - 1))]!;
+}
+function stats(samples: number[]): BrowseStats {
+  const sorted = [...samples].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return {
+    iterations: samples.length,
+    medianMs: sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2,
+    p90Ms: percentile(sorted, 0.9),
+    minMs: sorted[0]!,
+    maxMs: sorted[sorted.length - 1]!,
+    samplesMs: samples.map((s) => Math.round(s * 1000) / 1000),
+  };
+}
+
+/** Measures an interval: wall time, the server's CPU, and the CPU of everything else. */
+function meter(serverCpu: () => number): () => { seconds: number; server: number; other: number } {
+  const t0 = performance.now();
+  const s0 = serverCpu();
+  const m0 = machineBusySeconds();
+  const c0 = process.cpuUsage();
+  return () => {
+    const seconds = (performance.now() - t0) / 1000;
+    const server = serverCpu() - s0;
+    const self = process.cpuUsage(c0);
+    const client = (self.user + self.system) / 1e6;
+    return { seconds, server, other: Math.max(0, machineBusySeconds() - m0 - server - client) / seconds };
+  };
+}
+
+class ErrorLog {
+  readonly texts: string[] = [];
+  add(text: string): void {
+    if (this.texts.length < 10 && !this.texts.includes(text)) this.texts.push(text);
+  }
+}
+
+// --- Requests ---------------------------------------------------------------------------
+
+function ximssAppend(id: string, message: CorpusMessage, mailbox: string, extra = ''): string {
+  const flags = message.flags.length ? ` flags="${message.flags.join(',')}"` : '';
+  return `<messageAppend id="${id}" targetMailbox="${xmlAttr(mailbox)}"${flags}${extra}>${message.xml}</messageAppend>`;
+}
+
+const imapFlags = (message: CorpusMessage): string => (message.flags.length ? `(${message.flags.map((f) => `\\${f}`).join(' ')}) ` : '');
+
+/**
+ * Runs `count` operations over `lanes` concurrent loops (several lanes share a connection:
+ * that is what keeps W requests in flight on it). `op(lane, i)` returns an error text or
+ * undefined.
+ */
+async function lanes(laneCount: number, count: number, op: (lane: number, i: number) => Promise<string | undefined>, errors: ErrorLog): Promise<number> {
+  let next = 0;
+  let failed = 0;
+  await Promise.all(
+    Array.from({ length: laneCount }, async (_, lane) => {
+      for (let i = next++; i < count; i = next++) {
+        const error = await op(lane, i);
+        if (error !== undefined) {
+          failed++;
+          errors.add(error);
+        }
+      }
+    }),
+  );
+  return failed;
+}
+
+// --- Caches -----------------------------------------------------------------------------
+
+/** A hash of every file under the given directories (relative paths and contents). */
+function treeHash(dirs: string[]): string {
+  const hash = createHash('sha256');
+  const walk = (dir: string): void => {
+    if (!existsSync(dir)) return;
+    for (const name of readdirSync(dir).sort()) {
+      const path = join(dir, name);
+      if (statSync(path).isDirectory()) walk(path);
+      else {
+        hash.update(relative(ROOT, path));
+        hash.update(readFileSync(path));
+      }
+    }
+  };
+  for (const dir of dirs) walk(dir);
+  return hash.digest('hex').slice(0, 12);
+}
+
+interface Cache {
+  dir: string;
+  complete: boolean;
+}
+
+/** The cache directory for `prefix`; other caches of the same side and count are removed when this one is (re)built. */
+function cacheFor(base: string, prefix: string, key: string, repopulate: boolean): Cache {
+  const dir = join(base, `${prefix}-${key}`);
+  const complete = !repopulate && existsSync(join(dir, 'complete.json'));
+  return { dir, complete };
+}
+
+function clearStale(base: string, prefix: string, keep: string, count: number): void {
+  if (!existsSync(base)) return;
+  for (const name of readdirSync(base)) {
+    if (name.startsWith(`${prefix}-`) && name.includes(`-n${count}-`) && join(base, name) !== keep) {
+      rmSync(join(base, name), { recursive: true, force: true });
+    }
+  }
+}
+
+// --- The section ------------------------------------------------------------------------
+
+export async function mailBench(options: MailOptions): Promise<MailResult> {
+  const { log } = options;
+  const errors = new ErrorLog();
+  const result: MailResult = {
+    dovecot: { available: false, reason: 'not checked' },
+    append: { ximssd: [], dovecot: [] },
+    browse: { count: options.bigCount, checks: [], population: [] },
+    errors: errors.texts,
+  };
+  const dovecotAvailability = await ensureDovecot(log);
+  result.dovecot = dovecotAvailability;
+  if (!dovecotAvailability.available) log(`Dovecot side skipped: ${dovecotAvailability.reason}`);
+
+  mkdirSync(options.cacheDir, { recursive: true });
+  const n = options.bigCount;
+  const ximssdCache = cacheFor(
+    options.cacheDir,
+    'ximssd',
+    `c${CORPUS_VERSION}-n${n}-s${treeHash([join(ROOT, 'src', 'store')])}`,
+    options.repopulate,
+  );
+  const dovecotCache = dovecotAvailability.available
+    ? cacheFor(options.cacheDir, 'dovecot', `c${CORPUS_VERSION}-n${n}-v${dovecotAvailability.version.split(' ')[0]}`, options.repopulate)
+    : undefined;
+  const dovecotBigHome = dovecotCache ? join(dovecotCache.dir, 'home') : undefined;
+
+  let dovecot: Dovecot | undefined;
+  let ximssd: Ximssd | undefined;
+  const ximssClients: XimssClient[] = [];
+  const imapClients: ImapClient[] = [];
+  const closeClients = async (): Promise<void> => {
+    await Promise.all(ximssClients.splice(0).map((c) => c.close().catch(() => undefined)));
+    await Promise.all(imapClients.splice(0).map((c) => c.logout().catch(() => undefined)));
+  };
+  try {
+    // ---- Population of the big mailboxes (only what is not cached)
+    await populate(options, ximssdCache, dovecotCache, dovecotBigHome, result, errors);
+
+    // ---- Append throughput
+    // The append account gets a fresh home inside Dovecot's temporary directory.
+    const users: DovecotUser[] = [{ name: 'append', password: IMAP_PASSWORD }];
+    if (dovecotBigHome && dovecotCache?.complete) users.push({ name: 'big', password: IMAP_PASSWORD, home: dovecotBigHome });
+    if (dovecotAvailability.available) {
+      dovecot = await startDovecot({ users });
+      log(`Dovecot ${dovecot.version} listening on 127.0.0.1:${dovecot.port} (pid ${dovecot.pid}, mail_fsync default)`);
+    }
+    ximssd = await startXimssd({ cpuProfileDir: options.cpuProfileDir, config: { limits: { maxPendingRequests: 100_000 } } });
+    await appendPhase(options, ximssd, dovecot, result, errors, ximssClients, imapClients);
+    await closeClients();
+    await ximssd.stop();
+    ximssd = undefined;
+
+    // ---- Open and browse the big mailbox
+    await browsePhase(options, ximssdCache, dovecot, dovecotCache, result, errors, (x) => (ximssd = x), ximssClients, imapClients);
+  } finally {
+    await closeClients();
+    await ximssd?.stop();
+    await dovecot?.stop();
+  }
+  return result;
+}
+
+async function populate(
+  options: MailOptions,
+  ximssdCache: Cache,
+  dovecotCache: Cache | undefined,
+  dovecotBigHome: string | undefined,
+  result: MailResult,
+  errors: ErrorLog,
+): Promise<void> {
+  const { log } = options;
+  const n = options.bigCount;
+  if (ximssdCache.complete) result.browse.population.push({ side: 'ximssd', cached: true, dir: relative(ROOT, ximssdCache.dir) });
+  if (dovecotCache?.complete) result.browse.population.push({ side: 'Dovecot', cached: true, dir: relative(ROOT, dovecotCache.dir) });
+  const needX = !ximssdCache.complete;
+  const needD = dovecotCache !== undefined && !dovecotCache.complete;
+  if (!needX && !needD) {
+    log(`big mailbox (${fmt(n)} messages): using the cached data directories`);
+    return;
+  }
+  const corpus = new MailCorpus('big');
+  let ximssd: Ximssd | undefined;
+  let dovecot: Dovecot | undefined;
+  const xClients: XimssClient[] = [];
+  const dClients: ImapClient[] = [];
+  try {
+    if (needX) {
+      rmSync(ximssdCache.dir, { recursive: true, force: true });
+      clearStale(options.cacheDir, 'ximssd', ximssdCache.dir, n);
+      mkdirSync(ximssdCache.dir, { recursive: true });
+      ximssd = await startXimssd({ dataDir: join(ximssdCache.dir, 'data'), config: { limits: { maxPendingRequests: 100_000 } } });
+      for (let i = 0; i < options.connections; i++) xClients.push(await XimssClient.connect(ximssd.ports.ximss, USER, PASSWORD));
+      const probe = await prepareXimssMailbox(xClients[0]!, BIG_MAILBOX, corpus.message(0));
+      if (probe !== undefined) {
+        result.ximssdBrowseUnavailable = probe;
+        errors.add(probe);
+        log(`ximssd: cannot populate ${BIG_MAILBOX}: ${probe}`);
+        for (const c of xClients.splice(0)) await c.close();
+        await ximssd.stop();
+        ximssd = undefined;
+        rmSync(ximssdCache.dir, { recursive: true, force: true });
+      }
+    }
+    if (needD && dovecotCache && dovecotBigHome) {
+      rmSync(dovecotCache.dir, { recursive: true, force: true });
+      clearStale(options.cacheDir, 'dovecot', dovecotCache.dir, n);
+      mkdirSync(dovecotCache.dir, { recursive: true });
+      prepareHome(dovecotBigHome);
+      // Population only: no fsync (the measurements run with Dovecot's defaults).
+      dovecot = await startDovecot({ users: [{ name: 'big', password: IMAP_PASSWORD, home: dovecotBigHome }], mailFsync: 'never' });
+      for (let i = 0; i < options.connections; i++) {
+        const c = await ImapClient.connect(dovecot.port);
+        await c.login('big', IMAP_PASSWORD);
+        dClients.push(c);
+      }
+      await dClients[0]!.command([`CREATE ${BIG_MAILBOX}`], true);
+    }
+    const sides = [ximssd ? 'ximssd' : '', dovecot ? 'Dovecot' : ''].filter(Boolean).join(' and ');
+    if (!sides) return;
+    log(`populating ${BIG_MAILBOX} with ${fmt(n)} generated messages on ${sides} (cached afterwards) …`);
+
+    // ximssd already holds message 0 (the probe).
+    const began = performance.now();
+    let xSeconds = 0;
+    let dSeconds = 0;
+    let done = 0;
+    let reported = 0;
+    const batches = Math.ceil(n / POPULATE_BATCH);
+    const failed = await lanes(
+      options.connections * 2,
+      batches,
+      async (lane, b) => {
+        const first = b * POPULATE_BATCH;
+        const messages: CorpusMessage[] = [];
+        for (let i = first; i < Math.min(n, first + POPULATE_BATCH); i++) messages.push(corpus.message(i));
+        const work: Promise<string | undefined>[] = [];
+        const xc = xClients[lane % options.connections];
+        if (xc) {
+          work.push(
+            Promise.all(messages.filter((m) => m.index > 0).map((m) => xc.request((id) => ximssAppend(id, m, BIG_MAILBOX)))).then((replies) => {
+              xSeconds = (performance.now() - began) / 1000;
+              const bad = replies.find((r) => r.error !== undefined);
+              return bad ? `ximssd messageAppend: ${bad.response}` : undefined;
+            }),
+          );
+        }
+        const dc = dClients[lane % options.connections];
+        if (dc) {
+          const parts: (string | Buffer)[] = [`APPEND ${BIG_MAILBOX}`];
+          for (const m of messages) parts.push(` ${imapFlags(m)}`, m.raw);
+          work.push(
+            dc.command(parts, true).then((r) => {
+              dSeconds = (performance.now() - began) / 1000;
+              return r.status === 'OK' ? undefined : `Dovecot APPEND: ${r.tag} ${r.status} ${r.text}`;
+            }),
+          );
+        }
+        const outcome = (await Promise.all(work)).find((e) => e !== undefined);
+        done += messages.length;
+        if (done - reported >= n / 10) {
+          reported = done;
+          log(`  … ${fmt(done)} of ${fmt(n)} (${fmt((performance.now() - began) / 1000, 1)} s)`);
+        }
+        return outcome;
+      },
+      errors,
+    );
+    if (failed) throw new Error(`population failed (${failed} batches): ${errors.texts.join('; ')}`);
+
+    for (const c of xClients.splice(0)) await c.close();
+    for (const c of dClients.splice(0)) await c.logout();
+    if (ximssd) {
+      await ximssd.stop(); // a clean stop: everything is on disk before the cache is marked complete
+      ximssd = undefined;
+      writeFileSync(join(ximssdCache.dir, 'complete.json'), JSON.stringify({ count: n, corpus: CORPUS_VERSION, seconds: xSeconds, date: new Date().toISOString() }) + '\n');
+      ximssdCache.complete = true;
+      result.browse.population.push({ side: 'ximssd', cached: false, seconds: xSeconds, rate: n / xSeconds, dir: relative(ROOT, ximssdCache.dir) });
+      log(`  ximssd: ${fmt(n)} messages in ${fmt(xSeconds, 1)} s (${fmt(n / xSeconds)} msg/s${needD ? ', sharing the machine with Dovecot' : ''})`);
+    }
+    if (dovecot && dovecotCache) {
+      await dovecot.stop();
+      dovecot = undefined;
+      writeFileSync(join(dovecotCache.dir, 'complete.json'), JSON.stringify({ count: n, corpus: CORPUS_VERSION, seconds: dSeconds, date: new Date().toISOString() }) + '\n');
+      dovecotCache.complete = true;
+      result.browse.population.push({ side: 'Dovecot', cached: false, seconds: dSeconds, rate: n / dSeconds, dir: relative(ROOT, dovecotCache.dir) });
+      log(`  Dovecot: ${fmt(n)} messages in ${fmt(dSeconds, 1)} s (${fmt(n / dSeconds)} msg/s, MULTIAPPEND × ${POPULATE_BATCH}, mail_fsync=never)`);
+    }
+  } finally {
+    for (const c of xClients) await c.close().catch(() => undefined);
+    for (const c of dClients) await c.logout().catch(() => undefined);
+    await ximssd?.stop();
+    await dovecot?.stop();
+  }
+}
+
+/**
+ * Creates the mailbox (an existing one is fine) and appends `first` to it, as a probe:
+ * undefined when that worked, else the error, quoted.
+ */
+async function prepareXimssMailbox(client: XimssClient, mailbox: string, first: CorpusMessage): Promise<string | undefined> {
+  const create = await client.request((id) => `<mailboxCreate id="${id}" mailbox="${xmlAttr(mailbox)}"/>`);
+  // mailboxClass="" makes messageAppend create the mailbox if mailboxCreate could not.
+  const append = await client.request((id) => ximssAppend(id, first, mailbox, ' mailboxClass=""'));
+  if (append.error === undefined) return undefined;
+  return create.error !== undefined && !/exist/i.test(create.error)
+    ? `mailboxCreate answered ${create.response}; messageAppend answered ${append.response}`
+    : `messageAppend answered ${append.response}`;
+}
+
+async function appendPhase(
+  options: MailOptions,
+  ximssd: Ximssd,
+  dovecot: Dovecot | undefined,
+  result: MailResult,
+  errors: ErrorLog,
+  ximssClients: XimssClient[],
+  imapClients: ImapClient[],
+): Promise<void> {
+  const { log } = options;
+  const corpus = new MailCorpus('append');
+  const k = options.connections;
+  const w = options.window;
+  log(
+    `\nappend: ${k} connections × ${w} in flight, ${fmt(options.appendWarmup)} warm-up messages, then ${options.appendRuns} run(s) × ${fmt(options.appendCount)} messages, on each side`,
+  );
+  for (let i = 0; i < k; i++) ximssClients.push(await XimssClient.connect(ximssd.ports.ximss, USER, PASSWORD));
+  const probe = await prepareXimssMailbox(ximssClients[0]!, APPEND_MAILBOX, corpus.message(0));
+  if (probe !== undefined) {
+    result.ximssdAppendUnavailable = probe;
+    errors.add(probe);
+    log(`ximssd append not measured: ${probe}`);
+  }
+  if (dovecot) {
+    for (let i = 0; i < k; i++) {
+      const c = await ImapClient.connect(dovecot.port);
+      await c.login('append', IMAP_PASSWORD);
+      imapClients.push(c);
+    }
+    await imapClients[0]!.command([`CREATE ${APPEND_MAILBOX}`], true);
+    const literal = imapClients[0]!.has('LITERAL+') ? 'LITERAL+ (pipelined)' : 'no LITERAL+: one APPEND at a time per connection';
+    log(`Dovecot: ${literal}`);
+  }
+
+  const finish = (messages: number, failed: number, m: { seconds: number; server: number; other: number }): AppendRun => ({
+    messages,
+    seconds: m.seconds,
+    rate: messages / m.seconds,
+    cpuPerMessage: m.server / messages,
+    otherCpu: m.other,
+    errors: failed,
+  });
+  const ximssdRun = async (messages: CorpusMessage[], mailbox: string): Promise<AppendRun> => {
+    const done = meter(() => cpuSeconds(ximssd.pid));
+    const failed = await lanes(
+      k * w,
+      messages.length,
+      async (lane, i) => {
+        const reply = await ximssClients[lane % k]!.request((id) => ximssAppend(id, messages[i]!, mailbox));
+        return reply.error === undefined ? undefined : `ximssd messageAppend: ${reply.response}`;
+      },
+      errors,
+    );
+    return finish(messages.length, failed, done());
+  };
+  const dovecotRun = async (messages: CorpusMessage[], mailbox: string): Promise<AppendRun> => {
+    const done = meter(() => dovecot!.cpuSeconds());
+    const failed = await lanes(
+      k * w,
+      messages.length,
+      async (lane, i) => {
+        const m = messages[i]!;
+        const r = await imapClients[lane % k]!.command([`APPEND ${mailbox} ${imapFlags(m)}`, m.raw], true);
+        return r.status === 'OK' ? undefined : `Dovecot APPEND: ${r.tag} ${r.status} ${r.text}`;
+      },
+      errors,
+    );
+    return finish(messages.length, failed, done());
+  };
+  const line = (tag: string, name: string, r: AppendRun, extra = ''): void =>
+    log(
+      `${tag} ${name.padEnd(22)} ${fmt(r.rate).padStart(8)} msg/s  (${fmt(r.messages)} in ${fmt(r.seconds, 2)} s, ` +
+        `server CPU ${r.cpuPerMessage === undefined ? '?' : fmt(r.cpuPerMessage * 1e6)} µs/msg, other CPU ${Math.round(r.otherCpu * 100)}%, errors ${r.errors})${extra}`,
+    );
+
+  // Warm-up (message 0 went in as the probe)
+  const slice = (from: number, count: number): CorpusMessage[] => Array.from({ length: count }, (_, i) => corpus.message(from + i));
+  const warm = slice(1, options.appendWarmup);
+  if (result.ximssdAppendUnavailable === undefined) await ximssdRun(warm, APPEND_MAILBOX);
+  if (dovecot) {
+    await imapClients[0]!.command([`APPEND ${APPEND_MAILBOX} ${imapFlags(corpus.message(0))}`, corpus.message(0).raw]);
+    await dovecotRun(warm, APPEND_MAILBOX);
+  }
+  // Each run appends into a mailbox of its own, created empty just before: the runs are alike,
+  // however many there are (appending gets slower as a mailbox grows, on both servers).
+  for (let run = 1; run <= options.appendRuns; run++) {
+    const tag = `[append ${run}/${options.appendRuns}]`;
+    const mailbox = `${APPEND_MAILBOX}${run}`;
+    const messages = slice(1 + options.appendWarmup + (run - 1) * options.appendCount, options.appendCount);
+    let x: AppendRun | undefined;
+    if (result.ximssdAppendUnavailable === undefined) {
+      const created = await ximssClients[0]!.request((id) => `<mailboxCreate id="${id}" mailbox="${mailbox}"/>`);
+      if (created.error !== undefined) errors.add(`ximssd mailboxCreate: ${created.response}`);
+      x = await ximssdRun(messages, mailbox);
+      result.append.ximssd.push(x);
+      line(tag, 'ximssd messageAppend', x);
+    }
+    if (dovecot) {
+      await imapClients[0]!.command([`CREATE ${mailbox}`]);
+      const d = await dovecotRun(messages, mailbox);
+      result.append.dovecot.push(d);
+      line(tag, 'Dovecot APPEND', d, x ? `, ratio ximssd/Dovecot ${fmt(x.rate / d.rate, 2)}` : '');
+    }
+  }
+  const runErrors = [...result.append.ximssd, ...result.append.dovecot].some((r) => r.errors > 0);
+  if (runErrors) for (const e of errors.texts) if (e !== probe) log(`  error seen: ${e}`);
+}
+
+/** One open-sort-browse-close of ximssd; returns the data of the folderOpen and folderBrowse. */
+async function ximssdBrowse(client: XimssClient): Promise<{ open: string[]; rows: string[] }> {
+  const fields = FIELDS.map((f) => `<field>${f}</field>`).join('');
+  const open = await client.call(
+    (id) => `<folderOpen id="${id}" folder="B" mailbox="${BIG_MAILBOX}" sortField="Date" sortOrder="desc">${fields}</folderOpen>`,
+  );
+  const browse = await client.call((id) => `<folderBrowse id="${id}" folder="B"><index from="0" till="${ROWS - 1}"/></folderBrowse>`);
+  await client.call((id) => `<folderClose id="${id}" folder="B"/>`);
+  return { open: open.data, rows: browse.data };
+}
+
+/** One SELECT, UID SORT (REVERSE DATE), UID FETCH of the first rows, UNSELECT/CLOSE. */
+async function dovecotBrowse(client: ImapClient, unselect: boolean): Promise<{ select: ImapResult; sorted: number; rows: string[] }> {
+  const select = await client.command([`SELECT ${BIG_MAILBOX}`]);
+  const sort = await client.command(['UID SORT (REVERSE DATE) UTF-8 ALL']);
+  const line = sort.untagged.find((u) => u.startsWith('SORT'));
+  const uids = line ? line.slice(5).split(' ').filter(Boolean) : [];
+  const first = uids.slice(0, ROWS);
+  let rows: string[] = [];
+  if (first.length) {
+    const fetch = await client.command([`UID FETCH ${first.join(',')} (FLAGS RFC822.SIZE BODY.PEEK[HEADER.FIELDS (FROM SUBJECT DATE)])`]);
+    rows = fetch.untagged.filter((u) => / FETCH \(/.test(u));
+    // The client shows them in the sorted order, whatever order they came in.
+    const at = new Map(first.map((uid, i) => [uid, i]));
+    const key = (row: string): number => at.get(row.match(/\bUID (\d+)/)?.[1] ?? '') ?? 0;
+    rows.sort((a, b) => key(a) - key(b));
+  }
+  await client.command([unselect ? 'UNSELECT' : 'CLOSE']);
+  return { select, sorted: uids.length, rows };
+}
+
+/** The Date of an IMAP FETCH row (from the header literal), seconds. */
+function imapRowDate(row: string): number | undefined {
+  const date = row.match(/\r\nDate:\s*([^\r\n]+)/i)?.[1] ?? row.match(/^Date:\s*([^\r\n]+)/im)?.[1];
+  if (!date) return undefined;
+  const ms = Date.parse(date.replace(/\s*\([^)]*\)\s*$/, ''));
+  return Number.isNaN(ms) ? undefined : ms / 1000;
+}
+
+/** The Date of a ximssd folderReport row (iCalendar GMT body), seconds. */
+function ximssRowDate(row: string): number | undefined {
+  const m = row.match(/<Date\b[^>]*>(\d{4})(\d\d)(\d\d)T(\d\d)(\d\d)(\d\d)Z?<\/Date>/);
+  if (!m) return undefined;
+  return Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3]), Number(m[4]), Number(m[5]), Number(m[6])) / 1000;
+}
+
+function compareDates(side: string, got: (number | undefined)[], expected: number[]): string {
+  if (got.length !== expected.length) return `${side}: ${got.length} rows instead of ${expected.length}`;
+  const bad = got.findIndex((d, i) => d !== expected[i]);
+  if (bad < 0) return `${side}: the ${expected.length} rows are the newest messages, in Date order`;
+  const g = got[bad];
+  return `${side}: row ${bad} has Date ${g === undefined ? '(none)' : icalGmt(g)}, expected ${icalGmt(expected[bad]!)}`;
+}
+
+async function browsePhase(
+  options: MailOptions,
+  ximssdCache: Cache,
+  dovecot: Dovecot | undefined,
+  dovecotCache: Cache | undefined,
+  result: MailResult,
+  errors: ErrorLog,
+  setXimssd: (x: Ximssd) => void,
+  ximssClients: XimssClient[],
+  imapClients: ImapClient[],
+): Promise<void> {
+  const { log } = options;
+  const n = options.bigCount;
+  const checks = result.browse.checks;
+  log(`\nopen and browse: ${fmt(n)} messages sorted by Date (newest first), first ${ROWS} rows; 1 warm-up + ${options.iterations} timed iterations`);
+
+  // The expected first rows: the newest dates of the corpus.
+  const corpus = new MailCorpus('big');
+  const dates = Array.from({ length: n }, (_, i) => corpus.date(i)).sort((a, b) => b - a);
+  const expected = dates.slice(0, ROWS);
+
+  let xc: XimssClient | undefined;
+  let ximssdPid: number | undefined;
+  if (ximssdCache.complete && result.ximssdBrowseUnavailable === undefined) {
+    const x = await startXimssd({ dataDir: join(ximssdCache.dir, 'data'), cpuProfileDir: options.cpuProfileDir });
+    setXimssd(x);
+    ximssdPid = x.pid;
+    xc = await XimssClient.connect(x.ports.ximss, USER, PASSWORD);
+    ximssClients.push(xc);
+    try {
+      const warm = await ximssdBrowse(xc);
+      const init = warm.open.find((d) => attr(d, 'mode') === 'init');
+      const messages = init ? attr(init, 'messages') : undefined;
+      checks.push(`ximssd: folderOpen reported messages="${messages ?? '?'}" (expected ${n})`);
+      checks.push(compareDates('ximssd', warm.rows.map(ximssRowDate), expected));
+      if (warm.rows[0]) checks.push(`ximssd first row: ${warm.rows[0].replace(/\s+/g, ' ').slice(0, 300)}`);
+    } catch (err) {
+      result.ximssdBrowseUnavailable = (err as Error).message;
+      errors.add((err as Error).message);
+      xc = undefined;
+    }
+  } else if (result.ximssdBrowseUnavailable === undefined) result.ximssdBrowseUnavailable = 'the big mailbox could not be populated';
+
+  let dc: ImapClient | undefined;
+  let unselect = false;
+  if (dovecot && dovecotCache?.complete) {
+    dc = await ImapClient.connect(dovecot.port);
+    imapClients.push(dc);
+    await dc.login('big', IMAP_PASSWORD);
+    unselect = dc.has('UNSELECT');
+    try {
+      const warm = await dovecotBrowse(dc, unselect);
+      const exists = warm.select.untagged.find((u) => / EXISTS$/.test(u));
+      checks.push(`Dovecot: SELECT reported ${exists ?? '?'}, SORT returned ${warm.sorted} UIDs (expected ${n})`);
+      checks.push(compareDates('Dovecot', warm.rows.map(imapRowDate), expected));
+      if (warm.rows[0]) checks.push(`Dovecot first row: ${decodeEntities(warm.rows[0]).replace(/\s+/g, ' ').slice(0, 300)}`);
+    } catch (err) {
+      result.dovecotBrowseUnavailable = (err as Error).message;
+      errors.add((err as Error).message);
+      dc = undefined;
+    }
+  } else if (dovecot) result.dovecotBrowseUnavailable = 'the big mailbox could not be populated';
+  for (const c of checks) log(`  check: ${c}`);
+
+  // Timed iterations, the two servers taking turns.
+  const xs: number[] = [];
+  const ds: number[] = [];
+  const servers = (): number => (ximssdPid ? cpuSeconds(ximssdPid) : 0) + (dovecot ? dovecot.cpuSeconds() : 0);
+  const done = meter(servers);
+  for (let i = 0; i < options.iterations; i++) {
+    if (xc) {
+      const t0 = performance.now();
+      await ximssdBrowse(xc);
+      xs.push(performance.now() - t0);
+    }
+    if (dc) {
+      const t0 = performance.now();
+      await dovecotBrowse(dc, unselect);
+      ds.push(performance.now() - t0);
+    }
+  }
+  const otherCpu = done().other;
+  const show = (name: string, s: BrowseStats): void =>
+    log(`${name.padEnd(44)} median ${fmt(s.medianMs, 2).padStart(9)} ms  p90 ${fmt(s.p90Ms, 2).padStart(9)} ms  (min ${fmt(s.minMs, 2)}, max ${fmt(s.maxMs, 2)})`);
+  if (xs.length) {
+    result.browse.ximssd = { ...stats(xs), otherCpu };
+    show('ximssd folderOpen + folderBrowse + folderClose', result.browse.ximssd);
+  } else log(`ximssd open-and-browse not measured: ${result.ximssdBrowseUnavailable ?? '?'}`);
+  if (ds.length) {
+    result.browse.dovecot = { ...stats(ds), otherCpu };
+    show(`Dovecot SELECT + UID SORT + UID FETCH + ${unselect ? 'UNSELECT' : 'CLOSE'}`, result.browse.dovecot);
+  } else if (dovecot) log(`Dovecot open-and-browse not measured: ${result.dovecotBrowseUnavailable ?? '?'}`);
+  if (otherCpu > 0.2) log(`note: other processes used ${Math.round(otherCpu * 100)}% of a core during these iterations: the times are disturbed`);
+  if (result.browse.ximssd && result.browse.dovecot) {
+    log(`ratio ximssd/Dovecot (median): ${fmt(result.browse.ximssd.medianMs / result.browse.dovecot.medianMs, 2)}`);
+  }
+}
