@@ -280,3 +280,251 @@ export async function startTlsClient(port: number, host = '127.0.0.1'): Promise<
   });
   return { client: XimssClient.fromSocket(secure), response };
 }
+
+// ---------------------------------------------------------------------------------------
+// Mail helpers (mail*.test.ts, conformance): replies, in-process delivery, and the
+// client-side folder model that folderSync reports are applied to.
+
+import assert from 'node:assert/strict';
+import { parseInitialFlags } from '../src/services/mail/flags.js';
+import { prepareMessage } from '../src/services/mail/new-message.js';
+import { serialize } from '../src/xml/element.js';
+
+/** Asserts the request succeeded; returns the reply. */
+export function expectOk(reply: Reply, what = 'request'): Reply {
+  assert.equal(reply.response.attrs.errorText, undefined, `${what} failed: ${reply.response.attrs.errorText}`);
+  return reply;
+}
+
+/** Asserts the request failed (errorText and a numeric errorNum), optionally with this text; returns the text. */
+export function expectError(reply: Reply, expected?: string | RegExp, what = 'request'): string {
+  const text = reply.response.attrs.errorText;
+  assert.ok(text, `${what} should have failed: ${reply.response.toString()}`);
+  assert.match(reply.response.attrs.errorNum ?? '', /^\d+$/, `${what}: errorNum`);
+  if (typeof expected === 'string') assert.equal(text, expected, what);
+  else if (expected) assert.match(text, expected, what);
+  return text;
+}
+
+/** Connects and logs in; also returns the session's urlID (for the HTTP resources). */
+export async function loginWithUrlId(port: number, userName: string, password: string): Promise<{ client: XimssClient; urlID: string }> {
+  const client = await XimssClient.connect(port);
+  const reply = await client.login(userName, password);
+  const urlID = reply.messages.find((m) => m.name === 'session')?.attrs.urlID;
+  assert.ok(urlID, 'the session message carries urlID');
+  return { client, urlID };
+}
+
+/** An RFC 822 message with CRLF line ends from header pairs and a body (LF or CRLF). */
+export function rfc822(headers: readonly (readonly [string, string])[], body = ''): Buffer {
+  const head = headers.map(([k, v]) => `${k}: ${v}\r\n`).join('');
+  return Buffer.from(head + '\r\n' + body.replace(/\r?\n/g, '\r\n'), 'utf8');
+}
+
+/**
+ * Appends raw messages to a mailbox in-process (as a delivery would), creating the mailbox
+ * when missing; resolves with the new UIDs.
+ */
+export async function deliverRaw(
+  server: RunningServer,
+  address: string,
+  mailbox: string,
+  messages: readonly (Buffer | { raw: Buffer; flags?: string; internalDate?: number })[],
+): Promise<number[]> {
+  const account = await server.services.accounts.find(address);
+  assert.ok(account, `account ${address}`);
+  const box = await server.services.mail.access(account, mailbox, 'i', { mailboxClass: '' });
+  const prepared = messages.map((m) => {
+    const item = Buffer.isBuffer(m) ? { raw: m } : m;
+    const initial = parseInitialFlags(item.flags);
+    return prepareMessage(item.raw, { flags: initial.flags, keywords: initial.keywords, internalDate: item.internalDate });
+  });
+  const added = await server.services.mail.append(box, prepared);
+  return added.map((m) => m.uid);
+}
+
+/** The stored bytes of a message, read in-process. */
+export async function storedRaw(server: RunningServer, address: string, mailbox: string, uid: number): Promise<Buffer | undefined> {
+  const account = await server.services.accounts.find(address);
+  assert.ok(account, `account ${address}`);
+  const box = await server.services.mail.access(account, mailbox, 'r');
+  return server.services.mail.readRaw(box, uid);
+}
+
+/** The UIDs stored in a mailbox, ascending, read in-process. */
+export async function storedUids(server: RunningServer, address: string, mailbox: string): Promise<number[]> {
+  const account = await server.services.accounts.find(address);
+  assert.ok(account, `account ${address}`);
+  const box = await server.services.mail.access(account, mailbox, 'r');
+  const changes = await server.services.mail.changesSince(box, 0);
+  return changes.changed.map((m) => m.uid).sort((a, b) => a - b);
+}
+
+/** Takes the pending async `folderReport mode="notify"` messages of a folder; returns how many there were. */
+export function takeNotifies(client: XimssClient, folder: string): number {
+  let count = 0;
+  for (let i = client.asyncMessages.length - 1; i >= 0; i--) {
+    const m = client.asyncMessages[i]!;
+    if (m.name === 'folderReport' && m.attrs.mode === 'notify' && m.attrs.folder === folder) {
+      client.asyncMessages.splice(i, 1);
+      count++;
+    }
+  }
+  return count;
+}
+
+/** Waits for a notify of this folder (one at least), then `settleMs` more; returns how many came. */
+export async function awaitNotifies(client: XimssClient, folder: string, settleMs = 60, timeoutMs = 5000): Promise<number> {
+  await client.until(
+    () => client.asyncMessages.some((m) => m.name === 'folderReport' && m.attrs.mode === 'notify' && m.attrs.folder === folder) || undefined,
+    timeoutMs,
+  );
+  await new Promise((resolve) => setTimeout(resolve, settleMs));
+  return takeNotifies(client, folder);
+}
+
+/** One message of a folder as the client keeps it: UID and the viewer field elements. */
+export interface ModelRow {
+  uid: number;
+  /** The serialized viewer field elements, in order. */
+  fields: string;
+  /** The FLAGS field text, when the folder shows FLAGS. */
+  flags: string | undefined;
+}
+
+export function rowOf(report: XmlElement): ModelRow {
+  const uid = Number(report.attrs.UID);
+  assert.ok(Number.isInteger(uid) && uid > 0, `folderReport UID: ${report.toString()}`);
+  return { uid, fields: report.children.map((c) => serialize(c)).join(''), flags: report.element('FLAGS')?.text() };
+}
+
+/** folderBrowse of the whole view: every row, checked to come with index 0..n-1. */
+export async function browseAll(client: XimssClient, folder: string): Promise<ModelRow[]> {
+  const reply = expectOk(await client.request(new XmlElement('folderBrowse', { folder }, [new XmlElement('index', { from: 0, till: 100_000_000 })])), 'folderBrowse');
+  const rows: ModelRow[] = [];
+  reply.messages.forEach((m, i) => {
+    assert.equal(m.name, 'folderReport');
+    assert.equal(m.attrs.folder, folder);
+    assert.equal(m.attrs.index, String(i), 'rows come in index order');
+    assert.equal(m.attrs.mode, undefined);
+    rows.push(rowOf(m));
+  });
+  return rows;
+}
+
+/** folderSync; resolves with its folderReport messages. */
+export async function folderSync(client: XimssClient, folder: string, limit?: number): Promise<XmlElement[]> {
+  const reply = expectOk(await client.request(new XmlElement('folderSync', { folder, limit })), 'folderSync');
+  for (const m of reply.messages) assert.equal(m.name, 'folderReport');
+  return reply.messages;
+}
+
+function hasFlag(flags: string | undefined, name: string): boolean {
+  return (flags ?? '').split(',').includes(name);
+}
+
+/**
+ * The client-side view of one folder, kept the way the spec tells clients to keep it: it
+ * changes only by the reports of folderSync. Every report is checked against the model as
+ * it stands (the index of a removed or updated message holds that UID, `messages` is the
+ * new length, `unseen` counts the rows without Seen when FLAGS is shown). With `ordered`,
+ * a sync's reports must come as removals, then additions at ascending final positions,
+ * then updates.
+ */
+export class FolderModel {
+  rows: ModelRow[] = [];
+  /** Reports applied so far, by mode. */
+  readonly counts = { removed: 0, added: 0, updated: 0 };
+
+  constructor(
+    readonly folder: string,
+    readonly options: { ordered?: boolean; checkUnseen?: boolean } = {},
+  ) {}
+
+  static async load(client: XimssClient, folder: string, options: { ordered?: boolean; checkUnseen?: boolean } = {}): Promise<FolderModel> {
+    const model = new FolderModel(folder, options);
+    model.rows = await browseAll(client, folder);
+    return model;
+  }
+
+  unseen(): number {
+    return this.rows.filter((r) => !hasFlag(r.flags, 'Seen')).length;
+  }
+
+  uids(): number[] {
+    return this.rows.map((r) => r.uid);
+  }
+
+  apply(reports: readonly XmlElement[]): void {
+    const ordered = this.options.ordered ?? true;
+    let phase = 0;
+    let lastAdded = -1;
+    for (const r of reports) {
+      const what = r.toString();
+      assert.equal(r.name, 'folderReport', what);
+      assert.equal(r.attrs.folder, this.folder, what);
+      const index = Number(r.attrs.index);
+      assert.ok(Number.isInteger(index) && index >= 0, `index of ${what}`);
+      const mode = r.attrs.mode === 'deleted' ? 'removed' : r.attrs.mode;
+      switch (mode) {
+        case 'removed': {
+          if (ordered) assert.equal(phase, 0, `a removal after additions or updates: ${what}`);
+          assert.ok(index < this.rows.length, `removed index ${index} beyond the view (${this.rows.length}): ${what}`);
+          if (r.attrs.UID !== undefined) assert.equal(this.rows[index]!.uid, Number(r.attrs.UID), `the removed index holds another UID: ${what}`);
+          this.rows.splice(index, 1);
+          assert.equal(Number(r.attrs.messages), this.rows.length, `messages after removal: ${what}`);
+          this.counts.removed++;
+          break;
+        }
+        case 'added': {
+          if (ordered) {
+            assert.ok(phase <= 1, `an addition after updates: ${what}`);
+            assert.ok(index > lastAdded, `additions in ascending final positions: ${what}`);
+          }
+          phase = 1;
+          lastAdded = index;
+          assert.ok(index <= this.rows.length, `added index ${index} beyond the view (${this.rows.length}): ${what}`);
+          this.rows.splice(index, 0, rowOf(r));
+          assert.equal(Number(r.attrs.messages), this.rows.length, `messages after addition: ${what}`);
+          this.counts.added++;
+          break;
+        }
+        case 'updated':
+        case 'attrsUpdated':
+        case undefined: {
+          phase = 2;
+          assert.ok(index < this.rows.length, `updated index ${index} beyond the view: ${what}`);
+          assert.equal(this.rows[index]!.uid, Number(r.attrs.UID), `the updated index holds another UID: ${what}`);
+          this.rows[index] = rowOf(r);
+          this.counts.updated++;
+          break;
+        }
+        default:
+          assert.fail(`unexpected folderReport mode in a sync: ${what}`);
+      }
+      if ((this.options.checkUnseen ?? true) && this.rows.every((row) => row.flags !== undefined) && r.attrs.unseen !== undefined) {
+        assert.equal(Number(r.attrs.unseen), this.unseen(), `unseen after ${what}`);
+      }
+    }
+  }
+
+  /** folderSync, apply, and compare with a fresh folderBrowse of the whole view. */
+  async syncAndCheck(client: XimssClient, limit?: number): Promise<XmlElement[]> {
+    const reports = await folderSync(client, this.folder, limit);
+    this.apply(reports);
+    if (limit === undefined || reports.length < limit) assert.deepEqual(this.rows, await browseAll(client, this.folder), `model of ${this.folder} = fresh browse`);
+    return reports;
+  }
+}
+
+/** A small deterministic PRNG (mulberry32): seeded random sequences for tests. */
+export function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}

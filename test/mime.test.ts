@@ -34,6 +34,7 @@ import {
 } from '../src/services/mime/index.js';
 import { XmlElement } from '../src/xml/element.js';
 import { parseXml } from '../src/xml/parser.js';
+import { seededRandom as random } from './helpers.js';
 
 const CORPUS = new URL('./corpus/', import.meta.url);
 const corpusFiles = readdirSync(CORPUS)
@@ -126,17 +127,6 @@ async function compose(xml: string, options: Partial<typeof composeOptions> = {}
   return composeMessage(parseXml(xml), resolver, { ...composeOptions, ...options });
 }
 
-/** Seeded PRNG (mulberry32) so that the mutation tests are reproducible. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe('structure parser', () => {
   test('the corpus has at least 15 messages and every one parses into XML', () => {

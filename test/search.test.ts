@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { parseSearch, SearchSyntaxError, type SearchableMessage } from '../src/services/mail/search.js';
+import { seededRandom as mulberry32 } from './helpers.js';
 
 interface Fixture {
   uid: number;
@@ -557,17 +558,6 @@ describe('syntax errors', () => {
   });
 });
 
-/** A small seeded PRNG, so failures reproduce. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe('fuzz', () => {
   test('random token soup only ever throws SearchSyntaxError', () => {

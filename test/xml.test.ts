@@ -8,6 +8,7 @@ import { XmlElement } from '../src/xml/element.js';
 import { appendValue, isDictionary, readValue, valueChildren, type XimssValue } from '../src/xml/objects.js';
 import { XmlDocumentParser, XmlParseError, parseXml, parseXmlRange } from '../src/xml/parser.js';
 import { formatGmt, formatLocal, hostTimeZone, isKnownTimeZone, parseGmt } from '../src/xml/time.js';
+import { seededRandom as prng } from './helpers.js';
 
 /** `value` written into an element, serialized, parsed again and read back. */
 function roundTrip(value: XimssValue): XimssValue {
@@ -165,17 +166,6 @@ describe('XIMSS times', () => {
   });
 });
 
-/** mulberry32: a small seeded PRNG, so that a failing input can be generated again. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /**
  * Random documents shaped like requests, well-formed or broken in the ways the fast path

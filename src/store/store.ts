@@ -259,8 +259,6 @@ export interface MailStore {
   /** Physically removes messages. */
   expunge(mailboxId: number, uids: readonly number[]): Promise<{ modseq: number; removed: { uid: number; origUid: number }[] }>;
   changesSince(mailboxId: number, modseq: number): Promise<ChangeSet>;
-  /** Clears the Recent flag of these messages (a folder was opened); no modseq change. */
-  clearRecent(mailboxId: number, uids: readonly number[]): Promise<void>;
 
   subscriptions(accountId: number): Promise<string[]>;
   setSubscribed(accountId: number, name: string, subscribed: boolean): Promise<void>;

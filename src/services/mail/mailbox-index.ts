@@ -161,14 +161,6 @@ export class MailboxIndex {
     this.finish(modseq);
   }
 
-  /** Updates metadata without a change report (Recent cleared when a folder is opened). */
-  replaceQuietly(meta: MessageMeta): void {
-    if (this.byUid.has(meta.uid)) {
-      this.track(meta);
-      this.metaVersion++;
-    }
-  }
-
   private record(modseq: number, uid: number, kind: ChangeKind): void {
     if (this.watched) this.log.push({ modseq, uid, kind });
   }

@@ -30,7 +30,12 @@ export const NOT_FOUND = 'mailbox is not found';
 export interface MailboxHandle {
   record: MailboxRecord;
   owner: AccountRecord;
-  /** Effective rights of the user (all of them for the owner). */
+  /** The account acting on the mailbox. */
+  user: AccountRecord;
+  /**
+   * Effective rights of the user when the handle was made (all of them for the owner).
+   * A handle lives as long as an open folder: every change re-checks the current ACL.
+   */
   rights: string;
   /** True when the user owns the mailbox (no `rights` attribute is reported). */
   own: boolean;
@@ -140,7 +145,19 @@ export class MailService {
     if (!hasRight(rights, 'l') && !hasRight(rights, 'r')) throw new ServiceError(NOT_FOUND);
     for (const right of need) if (!hasRight(rights, right)) throw new ServiceError(ACCESS_DENIED);
     if (record.pureFolder && /[rid]/.test(need)) throw new ServiceError('this mailbox is a pure folder: it cannot contain messages');
-    return { record, owner: resolved.owner, rights, own: resolved.prefix === '', displayName: resolved.prefix + resolved.name };
+    return { record, owner: resolved.owner, user, rights, own: resolved.prefix === '', displayName: resolved.prefix + resolved.name };
+  }
+
+  /**
+   * Checks that the mailbox behind a handle still exists and that its current ACL grants
+   * every right in `need` (ACLs change while folders are open); returns the current record.
+   */
+  private async recheck(box: MailboxHandle, need: string): Promise<MailboxRecord> {
+    const record = await this.store.mail.getMailboxById(box.record.id);
+    if (!record) throw new ServiceError(NOT_FOUND);
+    const rights = this.rightsOf(box.user, box.owner, record);
+    for (const right of need) if (!hasRight(rights, right)) throw new ServiceError(ACCESS_DENIED);
+    return record;
   }
 
   private async createRecord(accountId: number, name: string, mailboxClass: string): Promise<MailboxRecord> {
@@ -202,7 +219,12 @@ export class MailService {
       if (all.some((m) => m.name === r.to && !moving.has(m.name))) throw new ServiceError(`mailbox ${r.to} already exists`);
     }
     await this.store.mail.renameMailboxes(box.owner.id, renames);
-    for (const m of all) if (moving.has(m.name)) this.dropIndex(m.id);
+    // Open folders keep following their mailboxes (ids do not change): refresh the names.
+    for (const m of all) {
+      const index = moving.has(m.name) ? this.indexes.get(m.id) : undefined;
+      const fresh = index && (await this.store.mail.getMailboxById(m.id));
+      if (index && fresh) index.mailbox = { ...fresh, highestModseq: index.modseq, uidNext: index.mailbox.uidNext };
+    }
     for (const r of renames) {
       this.changed(box.owner.id, undefined, r.from);
       this.changed(box.owner.id, undefined, r.to);
@@ -357,16 +379,19 @@ export class MailService {
     const index = await this.index(box);
     const viewFields = [...fields, options.sortField];
     if (viewFields.some((f) => headerFieldNeeded(f) !== undefined)) await this.loadFields(index, viewFields, [...index.byUid.keys()]);
+    // This folder is the first to see the Recent messages: it shows them so, and the flag
+    // is cleared for everyone else (an ordinary flag change other folders are told about).
     const recent = new Set(index.recent);
+    if (recent.size > 0 && hasRight(box.rights, 's')) {
+      const updates = [...recent].flatMap((uid) => {
+        const meta = index.get(uid);
+        return meta ? [{ uid, flags: meta.flags & ~Flag.Recent, keywords: meta.keywords }] : [];
+      });
+      const result = await this.store.mail.setFlags(index.mailbox.id, updates);
+      index.applyChanged(result.changed, result.modseq, 'flags');
+    }
     const view = new FolderView(index, options, (field, uid) => index.fieldCache.get(field)?.get(uid), onNotify);
     view.recentAtOpen = recent;
-    if (recent.size > 0 && hasRight(box.rights, 's')) {
-      await this.store.mail.clearRecent(index.mailbox.id, [...recent]);
-      for (const uid of recent) {
-        const meta = index.get(uid);
-        if (meta) index.replaceQuietly({ ...meta, flags: meta.flags & ~Flag.Recent });
-      }
-    }
     return view;
   }
 
@@ -393,6 +418,7 @@ export class MailService {
   // Messages
 
   async readRaw(box: MailboxHandle, uid: number): Promise<Buffer | undefined> {
+    if (!box.own) await this.recheck(box, 'r');
     return this.store.mail.readRaw(box.record.id, uid);
   }
 
@@ -402,8 +428,7 @@ export class MailService {
 
   /** Appends messages (checks the insert right and the account's storage limit). */
   async append(box: MailboxHandle, messages: readonly NewMessage[], replace?: ReplaceSpec): Promise<MessageMeta[]> {
-    if (!hasRight(box.rights, 'i')) throw new ServiceError(ACCESS_DENIED);
-    if (replace && !hasRight(box.rights, 'd')) throw new ServiceError(ACCESS_DENIED);
+    const record = await this.recheck(box, replace ? 'id' : 'i');
     await this.checkQuota(box.owner, messages.reduce((sum, m) => sum + m.raw.length, 0));
     let result;
     try {
@@ -417,14 +442,14 @@ export class MailService {
       if (result.replaced !== null) index.applyRemoved([result.replaced], result.modseq);
       index.applyAdded(result.messages, result.modseq);
     }
-    this.changed(box.owner.id, box.record.id, box.record.name);
+    this.changed(box.owner.id, box.record.id, record.name);
     return result.messages;
   }
 
   /** Copies (or moves) messages; returns the source → new UID pairs. */
   async copy(source: MailboxHandle, uids: readonly number[], target: MailboxHandle, move: boolean): Promise<{ from: number; to: number }[]> {
-    if (!hasRight(target.rights, 'i')) throw new ServiceError(ACCESS_DENIED);
-    if (move && !hasRight(source.rights, 'd')) throw new ServiceError(ACCESS_DENIED);
+    const targetRecord = await this.recheck(target, 'i');
+    const sourceRecord = await this.recheck(source, move ? 'rd' : 'r');
     const sizes = await Promise.all(uids.map((uid) => this.getMessage(source, uid)));
     await this.checkQuota(target.owner, target.owner.id === source.owner.id && move ? 0 : sizes.reduce((s, m) => s + (m?.size ?? 0), 0));
     const result = await this.store.mail.copy(source.record.id, uids, target.record.id, { move });
@@ -436,9 +461,9 @@ export class MailService {
         const after = await this.store.mail.getMailboxById(source.record.id);
         sourceIndex.applyRemoved(result.copied.map((c) => c.from), after?.highestModseq ?? sourceIndex.modseq + 1);
       }
-      this.changed(source.owner.id, source.record.id, source.record.name);
+      this.changed(source.owner.id, source.record.id, sourceRecord.name);
     }
-    this.changed(target.owner.id, target.record.id, target.record.name);
+    this.changed(target.owner.id, target.record.id, targetRecord.name);
     return result.copied.map((c) => ({ from: c.from, to: c.to.uid }));
   }
 
@@ -448,12 +473,12 @@ export class MailService {
    */
   async setFlags(box: MailboxHandle, uids: readonly number[], change: FlagChange): Promise<void> {
     const touched = change.set | change.clear;
-    if (touched & Flag.Seen && !hasRight(box.rights, 's')) throw new ServiceError(ACCESS_DENIED);
-    if (touched & Flag.Deleted && !hasRight(box.rights, 'd')) throw new ServiceError(ACCESS_DENIED);
     const others = touched & ~(Flag.Seen | Flag.Deleted);
-    if ((others || change.addKeywords.length || change.removeKeywords.length) && !hasRight(box.rights, 'w')) {
-      throw new ServiceError(ACCESS_DENIED);
-    }
+    let need = '';
+    if (touched & Flag.Seen) need += 's';
+    if (touched & Flag.Deleted) need += 'd';
+    if (others || change.addKeywords.length || change.removeKeywords.length) need += 'w';
+    const record = await this.recheck(box, need);
     const index = await this.index(box);
     const updates = [];
     for (const uid of uids) {
@@ -466,20 +491,20 @@ export class MailService {
     if (updates.length === 0) return;
     const result = await this.store.mail.setFlags(box.record.id, updates);
     index.applyChanged(result.changed, result.modseq, 'flags');
-    this.changed(box.owner.id, box.record.id, box.record.name);
+    this.changed(box.owner.id, box.record.id, record.name);
   }
 
   async setAttrs(box: MailboxHandle, uid: number, attrs: { [key: string]: XimssValue } | null): Promise<void> {
-    if (!hasRight(box.rights, 'w')) throw new ServiceError(ACCESS_DENIED);
+    const record = await this.recheck(box, 'w');
     const result = await this.store.mail.setAttrs(box.record.id, uid, attrs);
     if (!result.changed) throw new ServiceError('message not found');
     this.indexes.get(box.record.id)?.applyChanged([result.changed], result.modseq, 'attrs');
-    this.changed(box.owner.id, box.record.id, box.record.name);
+    this.changed(box.owner.id, box.record.id, record.name);
   }
 
   /** Physically removes messages (all Deleted ones when `uids` is undefined). */
   async expunge(box: MailboxHandle, uids?: readonly number[]): Promise<number> {
-    if (!hasRight(box.rights, 'd')) throw new ServiceError(ACCESS_DENIED);
+    const record = await this.recheck(box, 'd');
     let targets = uids;
     if (!targets) {
       const index = await this.index(box);
@@ -489,7 +514,7 @@ export class MailService {
     const result = await this.store.mail.expunge(box.record.id, targets);
     if (result.removed.length === 0) return 0;
     this.indexes.get(box.record.id)?.applyRemoved(result.removed.map((r) => r.uid), result.modseq);
-    this.changed(box.owner.id, box.record.id, box.record.name);
+    this.changed(box.owner.id, box.record.id, record.name);
     return result.removed.length;
   }
 

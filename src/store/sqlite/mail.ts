@@ -16,7 +16,7 @@ import {
   type NewMessage,
   type ReplaceSpec,
 } from '../store.js';
-import { isUniqueViolation, prepareAll, relaxedCommit } from './util.js';
+import { isUniqueViolation, prepareAll } from './util.js';
 
 interface MailboxRow {
   id: number;
@@ -313,15 +313,6 @@ export class SqliteMail implements MailStore {
     }).deferred();
   }
 
-  async clearRecent(mailboxId: number, uids: readonly number[]): Promise<void> {
-    // Not a change clients are told about, so no fsync of its own (see relaxedCommit).
-    relaxedCommit(this.db, () =>
-      this.db.transaction(() => {
-        for (const uid of uids) this.sql.clearRecent.run(mailboxId, uid);
-      }).immediate(),
-    );
-  }
-
   async subscriptions(accountId: number): Promise<string[]> {
     return (this.sql.subscriptions.all(accountId) as { name: string }[]).map((r) => r.name);
   }
@@ -439,7 +430,6 @@ function prepareStatements(db: SqliteDatabase) {
     setAttrs: 'UPDATE messages SET attrs = ?, modseq = ? WHERE mailbox_id = ? AND uid = ?',
     changedSince: `SELECT ${META_COLUMNS} FROM messages WHERE mailbox_id = ? AND modseq > ? ORDER BY uid`,
     removedSince: 'SELECT uid, orig_uid, modseq FROM expunged WHERE mailbox_id = ? AND modseq > ? ORDER BY modseq, uid',
-    clearRecent: 'UPDATE messages SET flags = flags & ~32 WHERE mailbox_id = ? AND uid = ?',
     subscriptions: 'SELECT name FROM subscriptions WHERE account_id = ? ORDER BY name',
     subscribe: 'INSERT OR IGNORE INTO subscriptions (account_id, name) VALUES (?, ?)',
     unsubscribe: 'DELETE FROM subscriptions WHERE account_id = ? AND name = ?',

@@ -84,10 +84,10 @@ export async function serveMimePart(
 /** Applies a Range header (206) or OffsetFrom/OffsetTill (200) to a body. */
 function ranged(data: Buffer, contentType: string, query: URLSearchParams, rangeHeader: string | undefined): HttpReply {
   const headers: Record<string, string> = { 'Accept-Ranges': 'bytes', 'Cache-Control': 'private, no-cache' };
-  const offsetFrom = query.get('OffsetFrom') ?? query.get('offsetfrom');
+  const offsetFrom = query.get('offsetfrom') ?? query.get('OffsetFrom');
   if (offsetFrom !== null) {
     const from = Number(offsetFrom);
-    const tillText = query.get('OffsetTill') ?? query.get('offsettill');
+    const tillText = query.get('offsettill') ?? query.get('OffsetTill');
     const till = tillText === null ? data.length : Number(tillText);
     if (!Number.isInteger(from) || !Number.isInteger(till) || from < 0 || till < from) {
       return { status: 416, body: 'invalid OffsetFrom/OffsetTill\n', contentType: TEXT_TYPE };
@@ -134,7 +134,7 @@ export function storeUpload(session: Session, uploadID: string, req: http.Incomi
   const declared = req.headers['content-type'];
   let data = body;
   let type = splitType(declared);
-  let fileName = query.get('fileName') ?? filenameParam(req.headers['content-disposition']);
+  let fileName = query.get('filename') ?? query.get('fileName') ?? filenameParam(req.headers['content-disposition']);
   if (type.type === 'multipart' && type.subtype === 'form-data') {
     // The form is a MIME multipart: let the message parser split it.
     const form = parseMime(Buffer.concat([Buffer.from(`Content-Type: ${declared}\r\n\r\n`, 'latin1'), body]));

@@ -189,42 +189,45 @@ export const folderOperations: OperationTable = {
   }),
 
   /**
-   * mailboxSync: every change since the client's syncID, from the store's journal. The
-   * syncID is `<modseq>-<uidNext>` of the state the client has: messages with UIDs at or
-   * above that uidNext are new to it, others were updated.
+   * mailboxSync: every change since the client's syncID, from the store's journal. A
+   * syncID is `<modseq>-<uidNext>` of the state the client has (messages with UIDs at or
+   * above that uidNext are new to it), plus `-<uid>` when a limited answer stopped inside
+   * the changes of one modseq.
    */
   mailboxSync: inSession(async (ctx) => {
     const folder = openFolder(ctx.session, ctx.request);
     const syncID = ctx.request.attrs.syncID ?? '0';
-    const parsed = /^(\d+)(?:-(\d+))?$/.exec(syncID);
+    const parsed = /^(\d+)(?:-(\d+)(?:-(\d+))?)?$/.exec(syncID);
     if (!parsed) throw new ServiceError('invalid syncID');
     const since = Number(parsed[1]);
     const knownUidNext = parsed[2] === undefined ? 0 : Number(parsed[2]);
+    const afterUid = parsed[3] === undefined ? undefined : Number(parsed[3]);
     const limit = ctx.request.attrs.limit === undefined ? Number.MAX_SAFE_INTEGER : Number(ctx.request.attrs.limit);
     if (!Number.isInteger(limit) || limit < 1) throw new ServiceError('invalid limit');
     const sizeText = ctx.request.attrs.totalSizeLimit;
     const totalSizeLimit = sizeText === undefined ? 0 : Number(sizeText);
     if (!Number.isFinite(totalSizeLimit) || totalSizeLimit < 0) throw new ServiceError('invalid totalSizeLimit');
-    const changes = await ctx.server.mail.changesSince(folder.box, since);
-    // A syncID older than the removal journal, or the first sync: every message is new.
-    const full = since === 0 || !changes.complete;
+    // Inside a modseq: ask from the one before and skip what was already sent.
+    const from = afterUid === undefined ? since : Math.max(0, since - 1);
+    const changes = await ctx.server.mail.changesSince(folder.box, from);
+    // The first sync, or a syncID older than the removal journal: every message is new.
+    const full = (since === 0 && afterUid === undefined) || !changes.complete;
     const removed = full ? [] : changes.removed;
     let changed = full ? (await ctx.server.mail.changesSince(folder.box, 0)).changed : changes.changed;
     const timeFrom = ctx.request.attrs.timeFrom === undefined ? undefined : parseGmt(ctx.request.attrs.timeFrom);
     if (timeFrom) changed = changed.filter((m) => m.internalDate >= timeFrom.getTime());
-    // Oldest change first; a limited answer ends on a whole modseq so the syncID continues it.
-    type Entry = { modseq: number; removed?: { uid: number; origUid: number }; meta?: MessageMeta };
+    type Entry = { modseq: number; uid: number; removed?: { uid: number; origUid: number }; meta?: MessageMeta };
     const entries: Entry[] = [
-      ...removed.map((r) => ({ modseq: r.modseq, removed: r })),
-      ...changed.map((m) => ({ modseq: m.modseq, meta: m })),
-    ].sort((a, b) => a.modseq - b.modseq);
-    let count = Math.min(limit, entries.length);
-    while (count < entries.length && count > 0 && entries[count]!.modseq === entries[count - 1]!.modseq) count--;
-    if (count === 0) count = Math.min(entries.length, limit); // one change larger than the limit: send part of it
-    const hasMore = count < entries.length;
+      ...removed.map((r) => ({ modseq: r.modseq, uid: r.uid, removed: r })),
+      ...changed.map((m) => ({ modseq: m.modseq, uid: m.uid, meta: m })),
+    ]
+      .filter((e) => full || afterUid === undefined || e.modseq > since || (e.modseq === since && e.uid > afterUid))
+      .sort((a, b) => a.modseq - b.modseq || a.uid - b.uid);
+    const page = entries.slice(0, limit);
+    const hasMore = page.length < entries.length;
     const tz = ctx.session.timeZone;
     const uidNext = full ? 0 : knownUidNext;
-    for (const entry of entries.slice(0, count)) {
+    for (const entry of page) {
       if (entry.removed) {
         ctx.send(el('mailboxSyncReport', { folder: folder.name, mode: 'removed', UID: entry.removed.uid, origUID: entry.removed.origUid }));
         continue;
@@ -239,11 +242,9 @@ export const folderOperations: OperationTable = {
       }
       ctx.send(report);
     }
-    const nextModseq = hasMore ? entries[count - 1]!.modseq : changes.modseq;
-    const nextUidNext = hasMore ? uidNext : folder.view.index.mailbox.uidNext;
-    ctx.send(
-      el('mailboxSyncReport', { folder: folder.name, mode: 'info', syncID: `${nextModseq}-${nextUidNext}`, hasMore: hasMore ? 'yes' : undefined }),
-    );
+    const last = page[page.length - 1];
+    const next = hasMore && last ? `${last.modseq}-${uidNext}-${last.uid}` : `${changes.modseq}-${folder.view.index.mailbox.uidNext}`;
+    ctx.send(el('mailboxSyncReport', { folder: folder.name, mode: 'info', syncID: next, hasMore: hasMore ? 'yes' : undefined }));
   }),
 
   messageCopy: inSession((ctx) => copyMessages(ctx, false)),
