@@ -202,6 +202,26 @@ const GIF = Buffer.from('R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA
 // 1. Mailbox management
 
 describe('mailbox management', () => {
+  test('reportMailboxChanges: the owner\'s sessions that asked get mailboxModified, coalesced per mailbox', async () => {
+    const u = await newUser();
+    const watcher = await u.another();
+    await ok(watcher, '<setSessionOption name="reportMailboxChanges" value="yes"/>');
+    await ok(u.client, '<mailboxCreate mailbox="Watched"/>');
+    assert.equal((await watcher.nextAsync('mailboxModified')).attrs.mailbox, 'Watched');
+    // Three changes in one turn: one message.
+    await deliverRaw(server, u.address, 'Watched', [textMail('a'), textMail('b'), textMail('c')]);
+    assert.equal((await watcher.nextAsync('mailboxModified')).attrs.mailbox, 'Watched');
+    await ok(watcher, '<noop/>');
+    assert.equal(watcher.asyncMessages.filter((m) => m.name === 'mailboxModified').length, 0);
+    // The session that did not ask hears nothing; after "no" neither does the watcher.
+    await ok(watcher, '<setSessionOption name="reportMailboxChanges" value="no"/>');
+    await deliverRaw(server, u.address, 'Watched', [textMail('d')]);
+    await ok(watcher, '<noop/>');
+    await ok(u.client, '<noop/>');
+    assert.equal(watcher.asyncMessages.filter((m) => m.name === 'mailboxModified').length, 0);
+    assert.equal(u.client.asyncMessages.filter((m) => m.name === 'mailboxModified').length, 0);
+  });
+
   test('mailboxCreate with a class; a duplicate is refused; mailboxList reports the IMAP attributes', async () => {
     const u = await newUser();
     await ok(u.client, '<mailboxCreate mailbox="Notes" mailboxClass="IPF.StickyNote"/>');

@@ -1,4 +1,5 @@
 import { ServiceError } from '../services/errors.js';
+import { xmlSafe } from '../services/mime/index.js';
 import { parseFlagFilter } from '../services/mail/flags.js';
 import type { FolderView, FolderReport, ViewOptions } from '../services/mail/folder-view.js';
 import type { MailboxHandle } from '../services/mail/service.js';
@@ -19,6 +20,8 @@ export interface OpenFolder {
 }
 
 export const FOLDER_NOT_OPEN = 'folder has not been opened';
+/** Each open folder keeps a view of its whole mailbox (and hears of every change to it). */
+export const MAX_OPEN_FOLDERS = 100;
 
 /** The open folder named by the request's `folder` attribute. */
 export function openFolder(session: Session, request: XmlElement): OpenFolder {
@@ -30,6 +33,8 @@ export function openFolder(session: Session, request: XmlElement): OpenFolder {
 }
 
 const XML_NAME = /^[A-Za-z_][A-Za-z0-9._-]*$/;
+/** Each header field a folder shows is cached for every message of the mailbox. */
+const MAX_VIEWER_FIELDS = 64;
 
 /** The `<field>` elements of folderOpen/folderReopen: names are echoed as element names. */
 export function viewerFields(request: XmlElement): string[] {
@@ -38,6 +43,7 @@ export function viewerFields(request: XmlElement): string[] {
     const name = f.text().trim();
     if (!XML_NAME.test(name)) throw new ServiceError(`invalid viewer field name: ${JSON.stringify(name)}`);
     if (!fields.includes(name)) fields.push(name);
+    if (fields.length > MAX_VIEWER_FIELDS) throw new ServiceError(`too many viewer fields (at most ${MAX_VIEWER_FIELDS})`);
   }
   return fields;
 }
@@ -77,9 +83,51 @@ function setNumber(text: string | undefined, what: string): number {
 }
 
 /**
+ * Hands out each of the positions 0..length-1 at most once, however many overlapping ranges
+ * ask for them: skip pointers (path halving) make the work proportional to what is handed
+ * out, so that a request repeating a huge range costs no more than one such range.
+ */
+class Once {
+  private readonly next: Int32Array;
+
+  constructor(length: number) {
+    this.next = new Int32Array(length + 1);
+    for (let i = 0; i <= length; i++) this.next[i] = i;
+  }
+
+  private find(i: number): number {
+    while (this.next[i] !== i) {
+      this.next[i] = this.next[this.next[i]!]!;
+      i = this.next[i]!;
+    }
+    return i;
+  }
+
+  /** Calls `take` for every position in [from, till] not handed out before, ascending. */
+  range(from: number, till: number, take: (position: number) => void): void {
+    for (let i = this.find(from); i <= till; i = this.find(i + 1)) {
+      take(i);
+      this.next[i] = i + 1;
+    }
+  }
+}
+
+/** The first position in ascending `sorted` whose value is at least `value`. */
+function lowerBound(sorted: readonly number[], value: number): number {
+  let lo = 0;
+  let hi = sorted.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (sorted[mid]! < value) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/**
  * A message set: `<UID>n</UID>`, `<UID from till/>`, `<index>n</index>`, `<index from
  * till/>` (also spelled `uid`). UID ranges cover the mailbox's existing messages; index
- * ranges are clamped to the view.
+ * ranges are clamped to the view. Each message is named once, in the order first asked.
  */
 export function messageSet(request: XmlElement, folder: OpenFolder, optional = false): MessageSet {
   const uidElements = request.children.filter((c): c is XmlElement => typeof c !== 'string' && (c.name === 'UID' || c.name === 'uid'));
@@ -98,26 +146,32 @@ export function messageSet(request: XmlElement, folder: OpenFolder, optional = f
         uids.push(uid);
       }
     };
+    // Ranges walk the mailbox's UIDs, sorted once; `once` keeps repeated ranges cheap.
+    let existing: number[] | undefined;
+    let once: Once | undefined;
     for (const e of uidElements) {
       if (e.attrs.from !== undefined || e.attrs.till !== undefined) {
         const from = setNumber(e.attrs.from ?? '0', 'UID');
         const till = e.attrs.till === undefined ? Number.MAX_SAFE_INTEGER : setNumber(e.attrs.till, 'UID');
-        const inRange = [...folder.view.index.byUid.keys()].filter((u) => u >= from && u <= till).sort((a, b) => a - b);
-        for (const uid of inRange) add(uid);
+        existing ??= [...folder.view.index.byUid.keys()].sort((a, b) => a - b);
+        once ??= new Once(existing.length);
+        const sorted = existing;
+        once.range(lowerBound(sorted, from), lowerBound(sorted, till + 1) - 1, (i) => add(sorted[i]!));
       } else add(setNumber(e.text().trim(), 'UID'));
     }
     return { kind: 'uid', uids };
   }
   const positions: number[] = [];
   const last = folder.view.length - 1;
+  const once = new Once(folder.view.length);
   for (const e of indexElements) {
     if (e.attrs.from !== undefined || e.attrs.till !== undefined) {
       const from = setNumber(e.attrs.from ?? '0', 'index');
       const till = Math.min(e.attrs.till === undefined ? last : setNumber(e.attrs.till, 'index'), last);
-      for (let i = from; i <= till; i++) positions.push(i);
+      if (from <= till) once.range(from, till, (i) => positions.push(i));
     } else {
       const i = setNumber(e.text().trim(), 'index');
-      if (i <= last) positions.push(i);
+      if (i <= last) once.range(i, i, (p) => positions.push(p));
     }
   }
   return { kind: 'index', positions };
@@ -152,13 +206,14 @@ export function appendFields(report: XmlElement, folder: OpenFolder, meta: Messa
       report.add(field, undefined, text.includes('Recent') ? text : text ? `${text},Recent` : 'Recent');
       continue;
     }
+    // Header text comes from the mail as it arrived: controls (NUL ends a TCP frame) are dropped.
     const value = fieldValue(field, meta, lookup);
-    if (value.kind === 'text') report.add(field, undefined, value.text);
+    if (value.kind === 'text') report.add(field, undefined, xmlSafe(value.text));
     else if (value.kind === 'date') {
       const date = new Date(value.time);
       report.add(field, { localTime: formatLocal(date, timeZone) }, formatUtc(date));
     } else if (value.list.length === 0) report.add(field, undefined, '');
-    else for (const a of value.list) report.add(field, { realName: a.realName || undefined }, a.address);
+    else for (const a of value.list) report.add(field, { realName: (a.realName && xmlSafe(a.realName)) || undefined }, xmlSafe(a.address));
   }
 }
 

@@ -48,6 +48,8 @@ export class FolderView {
   private unseenCount = 0;
   /** UIDs in the view; built on first need (large views rarely need it). */
   private memberSet: Set<number> | undefined;
+  /** View positions by UID, built on first need and dropped whenever rows move. */
+  private positions: Map<number, number> | undefined;
   /** Messages hidden because they were marked Deleted: they never come back to this view. */
   private readonly hiddenForever = new Set<number>();
   private syncedModseq: number;
@@ -240,8 +242,13 @@ export class FolderView {
     return lo;
   }
 
+  /**
+   * The slow path of positionOf (a row whose key has changed since the last sync, as in
+   * views sorted by FLAGS): a map, so that browsing many such UIDs stays linear.
+   */
   private scanFor(uid: number): number {
-    return this.rows.findIndex((m) => m.uid === uid);
+    if (!this.positions) this.positions = new Map(this.rows.map((m, i) => [m.uid, i]));
+    return this.positions.get(uid) ?? -1;
   }
 
   private computeChanges(): FolderReport[] {
@@ -249,6 +256,7 @@ export class FolderView {
     this.syncedModseq = this.index.modseq;
     if (changes.length === 0) return [];
     this.index.trimLog();
+    this.positions = undefined;
 
     const removedUids = new Set<number>();
     const addedUids = new Set<number>();
@@ -295,20 +303,26 @@ export class FolderView {
 
     // 2. Additions, merged in ascending final position.
     const candidates = readd;
+    const candidateUids = new Set(readd.map((m) => m.uid));
     for (const uid of addedUids) {
       const meta = this.index.get(uid);
-      if (meta && !members.has(uid) && this.admits(meta)) candidates.push(meta);
+      if (meta && !members.has(uid) && this.admits(meta)) {
+        candidates.push(meta);
+        candidateUids.add(uid);
+      }
     }
     if (this.options.flagFilter) {
       // A flag change can bring a message into a flag-filtered view.
       for (const uid of changedUids.keys()) {
         const meta = this.index.get(uid);
-        if (meta && !members.has(uid) && !this.hiddenForever.has(uid) && !candidates.includes(meta) && this.admits(meta)) {
+        if (meta && !members.has(uid) && !this.hiddenForever.has(uid) && !candidateUids.has(uid) && this.admits(meta)) {
           candidates.push(meta);
+          candidateUids.add(uid);
         }
       }
     }
-    const readdUids = new Set(readd.map((m) => m.uid));
+    // Every candidate (`candidates` is `readd`) is reported as added, not updated.
+    const readdUids = candidateUids;
     if (candidates.length > 0) {
       candidates.sort((a, b) => this.compare(a, b));
       const merged: MessageMeta[] = new Array<MessageMeta>(kept.length + candidates.length);

@@ -160,6 +160,21 @@ export class MailService {
     return record;
   }
 
+  /** Throws unless the user still has every right in `need` (for reads that use only the index). */
+  async check(box: MailboxHandle, need: string): Promise<void> {
+    if (!box.own) await this.recheck(box, need);
+  }
+
+  /**
+   * The handle's mailbox as it is now (a folder follows its mailbox through renames, not
+   * its old name), with the current ACL checked for every right in `need`.
+   */
+  async current(box: MailboxHandle, need: string): Promise<MailboxHandle> {
+    const record = await this.recheck(box, need);
+    const prefix = box.displayName.slice(0, box.displayName.length - box.record.name.length);
+    return { ...box, record, rights: this.rightsOf(box.user, box.owner, record), displayName: prefix + record.name };
+  }
+
   private async createRecord(accountId: number, name: string, mailboxClass: string): Promise<MailboxRecord> {
     try {
       return await this.store.mail.createMailbox(accountId, name, mailboxClass, false);
@@ -215,8 +230,11 @@ export class MailService {
       }
     }
     const moving = new Set(renames.map((r) => r.from));
+    // Each child has its own ACL: moving another account's children needs x on each.
+    for (const m of all) if (moving.has(m.name) && !hasRight(this.rightsOf(user, box.owner, m), 'x')) throw new ServiceError(ACCESS_DENIED);
+    const staying = new Set(all.map((m) => m.name).filter((n) => !moving.has(n)));
     for (const r of renames) {
-      if (all.some((m) => m.name === r.to && !moving.has(m.name))) throw new ServiceError(`mailbox ${r.to} already exists`);
+      if (staying.has(r.to)) throw new ServiceError(`mailbox ${r.to} already exists`);
     }
     await this.store.mail.renameMailboxes(box.owner.id, renames);
     // Open folders keep following their mailboxes (ids do not change): refresh the names.
@@ -237,6 +255,8 @@ export class MailService {
     const all = await this.store.mail.listMailboxes(box.owner.id);
     const nested = all.filter((m) => m.name.startsWith(box.record.name + '/'));
     const doomed = children ? [box.record, ...nested] : [box.record];
+    // Each child has its own ACL: removing another account's children needs x on each.
+    for (const m of doomed) if (!hasRight(this.rightsOf(user, box.owner, m), 'x')) throw new ServiceError(ACCESS_DENIED);
     if (!children && nested.length > 0) {
       // Like IMAP: a mailbox with children turns into a pure folder instead.
       await this.store.mail.removeMailboxes([box.record.id]);
@@ -276,9 +296,14 @@ export class MailService {
     const byName = new Map(records.map((r) => [r.name, r]));
     // Hierarchy nodes that exist only as parents of other mailboxes show as pure folders.
     const names = new Set(byName.keys());
+    const parents = new Set<string>();
     for (const r of records) {
       const parts = r.name.split('/');
-      for (let i = 1; i < parts.length; i++) names.add(parts.slice(0, i).join('/'));
+      for (let i = 1; i < parts.length; i++) {
+        const parent = parts.slice(0, i).join('/');
+        names.add(parent);
+        parents.add(parent);
+      }
     }
     const matcher = listPattern(pattern);
     const listed: ListedMailbox[] = [];
@@ -288,7 +313,7 @@ export class MailService {
       const rights = record && owner.id !== user.id ? this.rightsOf(user, owner, record) : undefined;
       if (rights !== undefined && !hasRight(rights, 'l')) continue;
       if (!record && owner.id !== user.id) continue;
-      const hasChildren = [...names].some((n) => n.startsWith(name + '/'));
+      const hasChildren = parents.has(name);
       let pure = !record || record.pureFolder;
       if (!pure && options.mailboxClass !== undefined && record!.mailboxClass !== options.mailboxClass) {
         // A mailbox of another class is shown as a pure folder, or not at all.
@@ -402,15 +427,17 @@ export class MailService {
     const missing = uids.filter((uid) => needed.some((f) => !index.fieldCache.get(f)?.has(uid)));
     if (missing.length === 0) return;
     const headers = await this.store.mail.readHeaders(index.mailbox.id, missing);
-    for (const field of needed) {
+    const caches = needed.map((field) => {
       let cache = index.fieldCache.get(field);
       if (!cache) index.fieldCache.set(field, (cache = new Map()));
-      for (const uid of missing) {
-        const header = headers.get(uid);
-        if (header === undefined) continue;
-        const parsed = parseHeaderBlock(Buffer.from(header, 'latin1'));
-        cache.set(uid, headerValue(parsed.fields, field) ?? '');
-      }
+      return cache;
+    });
+    // Each header is parsed once for all the fields.
+    for (const uid of missing) {
+      const header = headers.get(uid);
+      if (header === undefined) continue;
+      const parsed = parseHeaderBlock(Buffer.from(header, 'latin1'));
+      needed.forEach((field, i) => caches[i]!.set(uid, headerValue(parsed.fields, field) ?? ''));
     }
   }
 

@@ -29,6 +29,11 @@ export interface ComposeOptions {
   hostname: string;
   /** Leave Bcc out of the written header (messageSubmit). */
   omitBcc: boolean;
+  /**
+   * The most bytes of uploaded files and copied parts one message may take in: checked as
+   * they are fetched, since one small request can name a large upload thousands of times.
+   */
+  maxBytes?: number;
 }
 
 /** An entity under construction: its header block (each line ending in CRLF) and body. */
@@ -311,11 +316,19 @@ function isXmlSubtype(subtype: string): boolean {
 class Composer {
   private boundaryCounter = 0;
   private readonly boundaryBase = randomBytes(4).toString('hex');
+  /** Bytes taken in from uploads, files and copied parts so far. */
+  private fetched = 0;
 
   constructor(
     private readonly resolver: PartResolver,
     private readonly options: ComposeOptions,
   ) {}
+
+  private take<T extends { data: Buffer } | { raw: Buffer }>(resolved: T): T {
+    this.fetched += 'data' in resolved ? resolved.data.length : resolved.raw.length;
+    if (this.options.maxBytes !== undefined && this.fetched > this.options.maxBytes) fail('the message is too large');
+    return resolved;
+  }
 
   private newBoundary(): string {
     const host = this.options.hostname.replace(/[^A-Za-z0-9.-]/g, '') || 'ximss';
@@ -331,7 +344,7 @@ class Composer {
     const uploadID = email.attr('uploadID');
     if (uploadID !== undefined) {
       // The uploaded file is the RFC 822 text itself; only its line ends are normalised.
-      const file = await this.resolver.upload(uploadID);
+      const file = this.take(await this.resolver.upload(uploadID));
       return bufferToCrlf(file.data);
     }
     const { lines, present } = headerLines(email, { ...this.options, omitBcc });
@@ -360,7 +373,7 @@ class Composer {
   }
 
   private async copied(element: XmlElement): Promise<Entity> {
-    const { raw, wholeMessage } = await this.resolver.copyMIME(element);
+    const { raw, wholeMessage } = this.take(await this.resolver.copyMIME(element));
     if (wholeMessage) {
       const encoding = fits8bit(raw) ? (isAscii(raw) ? undefined : '8bit') : 'binary';
       return { header: contentHeader({ type: 'message', subtype: 'rfc822', params: [], dispositionParams: [], encoding, extra: [] }), body: raw };
@@ -403,8 +416,8 @@ class Composer {
     let file: ResolvedFile | undefined;
     const uploadID = element.attr('uploadID');
     const fileName = element.attr('fileName');
-    if (uploadID !== undefined) file = await this.resolver.upload(uploadID);
-    else if (fileName !== undefined) file = await this.resolver.file(fileName);
+    if (uploadID !== undefined) file = this.take(await this.resolver.upload(uploadID));
+    else if (fileName !== undefined) file = this.take(await this.resolver.file(fileName));
 
     let type = (element.attr('type') ?? file?.type ?? '').trim().toLowerCase();
     let subtype = (element.attr('subtype') ?? (element.attr('type') === undefined ? file?.subtype : undefined) ?? '').trim().toLowerCase();

@@ -5,7 +5,7 @@
 export type { Address, CopiedMime, HeaderField, MimePart, PartResolver, ResolvedFile } from './types.js';
 export { findPart, headerValue, headerValues, normalizePartID, parseHeaderBlock, parseMime, walkParts } from './parse.js';
 export { decodeHeaderText, parseAddressList, parseDateHeader, parsePriority } from './headers.js';
-export { decodeBytes, decodeRawHeader } from './charset.js';
+export { decodeBytes, decodeRawHeader, xmlSafe } from './charset.js';
 export { messageToXml, type MessageXmlOptions } from './to-xml.js';
 export { replyTemplate, type ReplyMode, type ReplyOptions } from './reply.js';
 export { composeMessage, type ComposeOptions } from './compose.js';

@@ -104,8 +104,12 @@ export function decodePartBody(raw: Buffer, part: MimePart): Buffer {
   return transferDecode(raw.subarray(part.bodyStart, part.end), part.encoding);
 }
 
+const TOKEN = /^[A-Za-z0-9!#$&^_.+-]+$/;
+
 /** The HTTP Content-Type for a part's decoded body. */
 export function contentTypeOf(part: MimePart): string {
+  // A type with controls or 8-bit bytes in it cannot be an HTTP header value.
+  if (!TOKEN.test(part.type) || !TOKEN.test(part.subtype)) return 'application/octet-stream';
   let value = part.type + '/' + part.subtype;
   if (part.charset && /^[\w.:+-]+$/.test(part.charset)) value += '; charset=' + part.charset;
   return value;

@@ -81,9 +81,16 @@ export async function serveMimePart(
   return ranged(data, contentType, query, rangeHeader);
 }
 
+/**
+ * Mail (an HTML part, an SVG image) is someone else's content served from this origin,
+ * where the session's URL is readable: no script of it may run, nor may a browser sniff a
+ * text part into HTML.
+ */
+const UNTRUSTED_CONTENT = { 'Content-Security-Policy': 'sandbox', 'X-Content-Type-Options': 'nosniff' };
+
 /** Applies a Range header (206) or OffsetFrom/OffsetTill (200) to a body. */
 function ranged(data: Buffer, contentType: string, query: URLSearchParams, rangeHeader: string | undefined): HttpReply {
-  const headers: Record<string, string> = { 'Accept-Ranges': 'bytes', 'Cache-Control': 'private, no-cache' };
+  const headers: Record<string, string> = { 'Accept-Ranges': 'bytes', 'Cache-Control': 'private, no-cache', ...UNTRUSTED_CONTENT };
   const offsetFrom = query.get('offsetfrom') ?? query.get('OffsetFrom');
   if (offsetFrom !== null) {
     const from = Number(offsetFrom);

@@ -10,6 +10,7 @@ import { inSession, type OperationTable, type SessionContext } from '../engine.j
 import {
   appendFields,
   initReport,
+  MAX_OPEN_FOLDERS,
   messageSet,
   openFolder,
   setUids,
@@ -82,6 +83,7 @@ export const folderOperations: OperationTable = {
     const session = ctx.session;
     const name = required(ctx, 'folder');
     if (session.folders.has(name)) throw new ServiceError('folder has already been opened');
+    if (session.folders.size >= MAX_OPEN_FOLDERS) throw new ServiceError(`too many open folders (at most ${MAX_OPEN_FOLDERS})`);
     const mailboxClass = ctx.request.attrs.mailboxClass;
     const box = await ctx.server.mail.access(
       session.account,
@@ -103,7 +105,7 @@ export const folderOperations: OperationTable = {
     const session = ctx.session;
     const old = openFolder(session, ctx.request);
     const fields = viewerFields(ctx.request);
-    const box = await ctx.server.mail.access(session.account, old.box.displayName, 'r');
+    const box = await ctx.server.mail.current(old.box, 'r');
     const folder = await buildFolder(ctx, old.name, box, fields.length > 0 ? fields : old.fields);
     old.view.close();
     session.folders.set(old.name, folder);
@@ -121,6 +123,7 @@ export const folderOperations: OperationTable = {
 
   folderBrowse: inSession(async (ctx) => {
     const folder = openFolder(ctx.session, ctx.request);
+    await ctx.server.mail.check(folder.box, 'r');
     const set = messageSet(ctx.request, folder);
     const rows: { position: number; uid: number }[] = [];
     if (set.kind === 'index') {
@@ -151,6 +154,7 @@ export const folderOperations: OperationTable = {
     const limitAttr = ctx.request.attrs.limit;
     const limit = limitAttr === undefined ? undefined : Number(limitAttr);
     if (limit !== undefined && (!Number.isInteger(limit) || limit < 1)) throw new ServiceError('invalid limit');
+    await ctx.server.mail.check(folder.box, 'r');
     await folder.prepare();
     const tz = ctx.session.timeZone;
     for (const report of folder.view.sync(limit)) ctx.send(syncReport(folder, report, tz));
@@ -158,6 +162,7 @@ export const folderOperations: OperationTable = {
 
   folderSearch: inSession(async (ctx) => {
     const folder = openFolder(ctx.session, ctx.request);
+    await ctx.server.mail.check(folder.box, 'r');
     const filter = required(ctx, 'filter');
     const limit = ctx.request.attrs.limit === undefined ? Number.MAX_SAFE_INTEGER : Number(ctx.request.attrs.limit);
     if (!Number.isInteger(limit) || limit < 1) throw new ServiceError('invalid limit');
@@ -196,6 +201,7 @@ export const folderOperations: OperationTable = {
    */
   mailboxSync: inSession(async (ctx) => {
     const folder = openFolder(ctx.session, ctx.request);
+    await ctx.server.mail.check(folder.box, 'r');
     const syncID = ctx.request.attrs.syncID ?? '0';
     const parsed = /^(\d+)(?:-(\d+)(?:-(\d+))?)?$/.exec(syncID);
     if (!parsed) throw new ServiceError('invalid syncID');
@@ -225,6 +231,8 @@ export const folderOperations: OperationTable = {
       .sort((a, b) => a.modseq - b.modseq || a.uid - b.uid);
     const page = entries.slice(0, limit);
     const hasMore = page.length < entries.length;
+    // Messages added since the folder last synced have no header viewer fields cached yet.
+    await ctx.server.mail.loadFields(folder.view.index, folder.fields, page.flatMap((e) => (e.meta ? [e.uid] : [])));
     const tz = ctx.session.timeZone;
     const uidNext = full ? 0 : knownUidNext;
     for (const entry of page) {

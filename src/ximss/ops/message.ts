@@ -80,6 +80,7 @@ export async function composeFromRequest(ctx: SessionContext, options: { addMiss
     addMissing: options.addMissing,
     hostname: ctx.server.config.defaultDomain || hostname(),
     omitBcc: options.omitBcc,
+    maxBytes: ctx.server.config.limits.maxMessageBytes,
   });
   if (raw.length > ctx.server.config.limits.maxMessageBytes) throw new ServiceError('the message is too large');
   return raw;
@@ -166,6 +167,7 @@ export const messageOperations: OperationTable = {
   messageAttrRead: inSession(async (ctx) => {
     const folder = openFolder(ctx.session, ctx.request);
     const uid = uidAttr(ctx.request);
+    await ctx.server.mail.check(folder.box, 'r');
     const meta = await ctx.server.mail.getMessage(folder.box, uid);
     if (!meta) throw new ServiceError('message not found');
     const all: { [key: string]: XimssValue } = {
