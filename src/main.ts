@@ -57,7 +57,7 @@ dataOptions(program.command('serve').description('run the server'))
   .option('--host <addr>', 'address to listen on (default 0.0.0.0)')
   .option('--ximss <port>', 'XIMSS TCP port (default 11024)', port)
   .option('--http <port>', 'HTTP port (default 8100)', port)
-  .option('--smtp <port>', 'SMTP port (default 2525)', port)
+  .option('--smtp <port>', 'SMTP port (default 2525; 0 turns SMTP off)', port)
   .option('--xmpp <port>', 'XMPP port (default 5222)', port)
   .option('--relay <host:port>', 'outbound SMTP relay')
   .action(async (options: CommonOptions & { host?: string; ximss?: number; http?: number; smtp?: number; xmpp?: number; relay?: string }) => {

@@ -5,6 +5,7 @@ import type { Config } from './config.js';
 import { AccountService } from './services/accounts.js';
 import { AlertService } from './services/alerts.js';
 import { MailService } from './services/mail/service.js';
+import { SmtpListener } from './transports/smtp/inbound.js';
 import { AuthService } from './services/auth.js';
 import { EventBus } from './services/bus.js';
 import { openStore } from './store/open.js';
@@ -25,7 +26,7 @@ const RESOURCES = fileURLToPath(new URL('../resources/', import.meta.url));
 export interface RunningServer {
   readonly services: XimssServices;
   /** The ports actually bound (useful when 0 was asked for). */
-  readonly ports: { ximss: number; ximssTls?: number; http: number; https?: number };
+  readonly ports: { ximss: number; ximssTls?: number; http: number; https?: number; smtp?: number };
   close(): Promise<void>;
 }
 
@@ -69,17 +70,20 @@ export async function startServer(config: Config, log: (line: string) => void = 
   const tcpTls = config.ports.ximssTls && tlsContext ? new TcpListener(engine, tlsContext) : undefined;
   const http = new HttpListener(engine, tcp);
   const https = config.ports.https && tlsContext ? new HttpListener(engine, tcp, tlsContext) : undefined;
+  const smtp = config.ports.smtp ? new SmtpListener(services, { log }) : undefined;
   const ports = {
     ximss: await tcp.listen(config.ports.ximss, config.host),
     ximssTls: tcpTls ? await tcpTls.listen(config.ports.ximssTls, config.host) : undefined,
     http: await http.listen(config.ports.http, config.host),
     https: https ? await https.listen(config.ports.https, config.host) : undefined,
+    smtp: smtp ? await smtp.start(config.ports.smtp, config.host) : undefined,
   };
   log(
     `ximssd ${SERVER_VERSION} listening on ${config.host}: XIMSS ${ports.ximss}` +
       (ports.ximssTls ? `, XIMSS/TLS ${ports.ximssTls}` : '') +
       `, HTTP ${ports.http}` +
       (ports.https ? `, HTTPS ${ports.https}` : '') +
+      (ports.smtp ? `, SMTP ${ports.smtp}` : '') +
       ` (data in ${config.dataDir})`,
   );
 
@@ -88,7 +92,7 @@ export async function startServer(config: Config, log: (line: string) => void = 
     (closing ??= (async () => {
       stopWatching();
       services.sessions.endAll();
-      await Promise.all([tcp.close(), tcpTls?.close(), http.close(), https?.close()]);
+      await Promise.all([tcp.close(), tcpTls?.close(), http.close(), https?.close(), smtp?.close()]);
       services.sessions.close();
       services.mail.close();
       await store.close();

@@ -95,7 +95,9 @@ interface ServerProcess {
 async function serve(ws: { data: string; config: string }): Promise<ServerProcess> {
   const port = await freePort();
   const http = await freePort();
-  const child = spawn(process.execPath, [MAIN, 'serve', '--data', ws.data, '--config', ws.config, '--ximss', String(port), '--http', String(http)], {
+  const smtp = await freePort();
+  const args = ['serve', '--data', ws.data, '--config', ws.config, '--ximss', String(port), '--http', String(http), '--smtp', String(smtp)];
+  const child = spawn(process.execPath, [MAIN, ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   children.add(child);

@@ -1,0 +1,427 @@
+import { isIP, type AddressInfo, type Socket } from 'node:net';
+import type { SecureContext, TLSSocket } from 'node:tls';
+import {
+  SMTPServer,
+  type SMTPServerAddress,
+  type SMTPServerAuthentication,
+  type SMTPServerAuthenticationResponse,
+  type SMTPServerDataStream,
+  type SMTPServerSession,
+} from 'smtp-server';
+import type { SMTPConnection, SMTPConnectionOptions } from 'smtp-server/lib/smtp-connection.js';
+import type { Config } from '../../config.js';
+import type { AccountService } from '../../services/accounts.js';
+import type { AuthService } from '../../services/auth.js';
+import { BAD_CREDENTIALS, ServiceError } from '../../services/errors.js';
+import { rfcDateInZone } from '../../services/mime/compose.js';
+import type { MailService } from '../../services/mail/service.js';
+import type { AccountRecord } from '../../store/store.js';
+import { LocalDelivery, StorageLimitError } from './local-delivery.js';
+
+/** The services the SMTP listener uses (XimssServices has them all under these names). */
+export interface SmtpServices {
+  readonly config: Config;
+  readonly accounts: AccountService;
+  readonly auth: AuthService;
+  readonly mail: MailService;
+  /** The server certificate; without it STARTTLS is neither offered nor accepted. */
+  readonly tls: SecureContext | undefined;
+}
+
+export interface SmtpListenerOptions {
+  /** Where errors worth an operator's attention go (default: console.error). */
+  log?: (line: string) => void;
+  /**
+   * Accept AUTH on a connection without TLS from any address. Off by default: AUTH is offered
+   * on a plain-text connection only to loopback clients (127.0.0.0/8, ::1); others see it
+   * after STARTTLS.
+   */
+  allowPlaintextAuth?: boolean;
+  /** The final delivery step (Mail Rules plug in there); default: into the INBOX. */
+  delivery?: LocalDelivery;
+  /** Idle time-out of a connection, ms (default 5 minutes, RFC 5321 section 4.5.3.2). */
+  socketTimeoutMs?: number;
+}
+
+/** An error whose text already starts with its enhanced status code (RFC 3463), e.g. `5.7.1 ...`. */
+type SmtpError = Error & { responseCode: number };
+
+function smtpError(code: number, text: string): SmtpError {
+  return Object.assign(new Error(text), { responseCode: code });
+}
+
+const ENHANCED_CODE = /^[245]\.\d{1,3}\.\d{1,3} /;
+
+/** Socket-level failures that are part of normal life on a public port; not logged. */
+const QUIET_ERRORS = new Set(['ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ECONNABORTED', 'ERR_STREAM_DESTROYED', 'ERR_SSL_WRONG_VERSION_NUMBER']);
+
+export function isLoopback(address: string): boolean {
+  const a = address.toLowerCase().replace(/^::ffff:/, '');
+  return a === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(a);
+}
+
+/**
+ * smtp-server with one change: the enhanced status code (ENHANCEDSTATUSCODES is advertised)
+ * of a reply whose text starts with one is taken from the text. The library derives the code
+ * of an application's error from the reply code alone (550 is always 5.1.1), which cannot
+ * say `550 5.7.1` (relaying denied) next to `550 5.1.1` (no such user). Every other reply,
+ * the library's own included, keeps the library's code.
+ */
+class Server extends SMTPServer {
+  private readonly wrapped = new WeakSet<SMTPConnection>();
+
+  override connect(socket: Socket | TLSSocket, socketOptions?: SMTPConnectionOptions | null): void {
+    super.connect(socket, socketOptions);
+    for (const connection of this.connections) {
+      if (this.wrapped.has(connection)) continue;
+      this.wrapped.add(connection);
+      const send = connection.send.bind(connection);
+      connection.send = (code, data, context) =>
+        typeof data === 'string' && ENHANCED_CODE.test(data) ? send(code, data, false) : send(code, data, context);
+    }
+  }
+}
+
+/** A recipient address as the store sees it. */
+type Recipient =
+  | { kind: 'local'; account: AccountRecord }
+  | { kind: 'unknown' }
+  /** A domain that is not ours: relaying (for authenticated sessions only). */
+  | { kind: 'remote' };
+
+/** What a mail transaction's delivery needs, copied from the session when DATA ends. */
+interface Transaction {
+  id: string;
+  sender: string;
+  recipients: string[];
+  authenticated: boolean;
+  remoteAddress: string;
+  helo: string;
+  protocol: string;
+}
+
+/**
+ * The SMTP listener (receiving): ESMTP with PIPELINING, 8BITMIME, SIZE, ENHANCEDSTATUSCODES,
+ * STARTTLS (when a certificate exists) and AUTH PLAIN/LOGIN for local accounts.
+ *
+ * - AUTH: offered and accepted on a connection without TLS only from loopback addresses (or
+ *   everywhere with `allowPlaintextAuth`); other clients do not see AUTH in EHLO until after
+ *   STARTTLS (the command is refused as unknown before), and onAuth refuses it with
+ *   538 5.7.11 should it get there. The session's identity is `name@domain`.
+ * - Recipients: an address in a local domain must name an account (550 5.1.1; `postmaster`
+ *   of any local domain, and the bare `postmaster`, fall back to postmaster of the default
+ *   domain). Any other domain is relaying: refused with 550 5.7.1 unless the session is
+ *   authenticated; then accepted, and the transaction is answered 451 4.3.0 at the end of
+ *   DATA (nothing delivered) until outbound delivery exists.
+ * - Storage limits (MaxAccountSize): 452 4.2.2 at RCPT when the account is full or the size
+ *   declared with MAIL FROM SIZE= does not fit; 552 5.2.2 at the end of DATA when the message
+ *   does not fit some recipient (nobody gets it then). Size over SIZE: 552 5.3.4.
+ * - Delivery: each local recipient (once per account) gets its own copy with a `Received:`
+ *   field naming it (`for <rcpt>`); `LocalDelivery` adds `Return-Path:` and stores it. The
+ *   250 is sent only after every copy is committed. Copies are stored one after another; if
+ *   one fails the answer is 451 4.3.0 and no further copy is stored. The recipients stored
+ *   before the failure keep theirs, and get it again when the client retries: after DATA,
+ *   SMTP has a single reply for the whole transaction (only LMTP answers per recipient).
+ */
+export class SmtpListener {
+  private readonly smtp: Server;
+  private readonly delivery: LocalDelivery;
+  private readonly log: (line: string) => void;
+  private readonly allowPlaintextAuth: boolean;
+  /** Server-wide disabled commands (a session's own list replaces this one, so it repeats it). */
+  private readonly disabled: string[];
+  private readonly inflight = new Set<Promise<void>>();
+  private listening = false;
+  private shuttingDown = false;
+  private closing: Promise<void> | undefined;
+
+  constructor(
+    private readonly services: SmtpServices,
+    options: SmtpListenerOptions = {},
+  ) {
+    this.delivery = options.delivery ?? new LocalDelivery(services.mail);
+    this.log = options.log ?? ((line) => console.error(line));
+    this.allowPlaintextAuth = options.allowPlaintextAuth ?? false;
+    const tlsContext = services.tls;
+    this.disabled = tlsContext ? [] : ['STARTTLS'];
+    this.smtp = new Server({
+      name: services.config.defaultDomain,
+      banner: 'ximssd',
+      size: services.config.limits.maxMessageBytes,
+      // Over SIZE: 552 5.3.4 at the end of DATA whatever onData says (onData stops buffering).
+      rejectOversized: true,
+      // Postfix's default (RFC 5321 4.5.3.1.8 asks for at least 100).
+      maxRecipients: 1000,
+      authMethods: ['PLAIN', 'LOGIN'],
+      authOptional: true,
+      // The library's rule (no AUTH before STARTTLS) is replaced by ours: see onConnect/onAuth.
+      allowInsecureAuth: true,
+      hideSTARTTLS: !tlsContext,
+      disabledCommands: this.disabled,
+      hideENHANCEDSTATUSCODES: false,
+      // Not offered until outbound delivery can hand such messages on.
+      hideSMTPUTF8: true,
+      hideDSN: true,
+      hideREQUIRETLS: true,
+      // Received: names the client by its IP address only; no DNS on the delivery path.
+      disableReverseLookup: true,
+      logger: false,
+      socketTimeout: options.socketTimeoutMs ?? 5 * 60_000,
+      closeTimeout: 10_000,
+      // Our certificate for every server name (the library's built-in test key is never used).
+      SNICallback: tlsContext ? (_name, callback) => callback(null, tlsContext) : undefined,
+      onConnect: (session, callback) => {
+        if (!this.authAllowedInPlainText(session.remoteAddress)) session.disabledCommands = ['AUTH', ...this.disabled];
+        callback();
+      },
+      onSecure: (_socket, session, callback) => {
+        session.disabledCommands = undefined;
+        callback();
+      },
+      onAuth: (auth, session, callback) => this.onAuth(auth, session, callback),
+      onMailFrom: (_address, _session, callback) => {
+        callback(this.shuttingDown ? smtpError(421, '4.3.2 Service shutting down') : null);
+      },
+      onRcptTo: (address, session, callback) => {
+        this.checkRecipient(address, session).then(
+          () => callback(),
+          (err: unknown) => callback(this.asSmtpError(err, 'RCPT')),
+        );
+      },
+      onData: (stream, session, callback) => this.onData(stream, session, callback),
+    });
+    if (tlsContext) this.smtp.secureContext.set('*', tlsContext);
+    this.smtp.on('error', (err: Error & { code?: string }) => {
+      if (this.listening && !QUIET_ERRORS.has(err.code ?? '')) this.log(`smtp: ${err.message}`);
+    });
+  }
+
+  /** Starts listening; resolves with the bound port (useful when 0 was asked for). */
+  async start(port: number, host: string): Promise<number> {
+    const server = this.smtp.server;
+    await new Promise<void>((resolve, reject) => {
+      const fail = (err: Error): void => reject(err);
+      server.once('error', fail);
+      this.smtp.listen(port, host, () => {
+        server.off('error', fail);
+        resolve();
+      });
+    });
+    this.listening = true;
+    return (server.address() as AddressInfo).port;
+  }
+
+  /**
+   * Stops accepting connections and new transactions (MAIL answers 421), waits for the
+   * deliveries under way to be committed and answered, then says 421 to the connections left.
+   */
+  close(): Promise<void> {
+    return (this.closing ??= (async () => {
+      this.shuttingDown = true;
+      const stopped = new Promise<void>((resolve) => this.smtp.close(() => resolve()));
+      await this.drain();
+      for (const connection of [...this.smtp.connections]) connection.send(421, '4.3.2 Service shutting down');
+      await this.drain();
+      // Sockets still half-open are destroyed by the library within seconds; do not wait for them.
+      await Promise.race([stopped, new Promise<void>((resolve) => setTimeout(resolve, 1000).unref())]);
+      this.listening = false;
+    })());
+  }
+
+  private async drain(): Promise<void> {
+    while (this.inflight.size > 0) await Promise.allSettled([...this.inflight]);
+  }
+
+  private authAllowedInPlainText(remoteAddress: string): boolean {
+    return this.allowPlaintextAuth || isLoopback(remoteAddress);
+  }
+
+  // -------------------------------------------------------------------------------------
+  // AUTH
+
+  private onAuth(
+    auth: SMTPServerAuthentication,
+    session: SMTPServerSession,
+    callback: (err: Error | null | undefined, response?: SMTPServerAuthenticationResponse) => void,
+  ): void {
+    if (!session.secure && !this.authAllowedInPlainText(session.remoteAddress)) {
+      callback(smtpError(538, '5.7.11 Encryption required for requested authentication mechanism'));
+      return;
+    }
+    if ((auth.method !== 'PLAIN' && auth.method !== 'LOGIN') || !auth.username || typeof auth.password !== 'string') {
+      callback(smtpError(535, '5.7.8 Authentication credentials invalid'));
+      return;
+    }
+    const { username, password } = auth;
+    const authzid = auth.method === 'PLAIN' && auth.authcid && auth.authzid ? auth.authzid : undefined;
+    (async () => {
+      const result = await this.services.auth.checkPassword(username, password, undefined, session.remoteAddress);
+      const account = result.account;
+      if (authzid !== undefined) {
+        // PLAIN with an authorization identity: only one's own.
+        const target = await this.services.accounts.find(authzid);
+        if (!target || target.id !== account.id) throw smtpError(535, '5.7.8 Authorization identity differs from the authenticated one');
+      }
+      return `${account.name}@${account.domain}`;
+    })().then(
+      (user) => callback(null, { user }),
+      (err: unknown) => {
+        if (err instanceof ServiceError) {
+          callback(err.message === BAD_CREDENTIALS ? smtpError(535, '5.7.8 Authentication credentials invalid') : smtpError(454, `4.7.0 ${err.message}`));
+        } else callback(this.asSmtpError(err, 'AUTH'));
+      },
+    );
+  }
+
+  // -------------------------------------------------------------------------------------
+  // Recipients
+
+  /** Classifies an RCPT TO address. */
+  private async resolveRecipient(address: string): Promise<Recipient> {
+    const { accounts, config } = this.services;
+    const at = address.lastIndexOf('@');
+    const localPart = at < 0 ? address : address.slice(0, at);
+    if (at >= 0) {
+      let domain;
+      try {
+        domain = await accounts.getDomain(address.slice(at + 1));
+      } catch {
+        domain = undefined; // not a domain name of ours (an address literal, a bad name)
+      }
+      if (!domain) return { kind: 'remote' };
+      const account = await accounts.find(address);
+      if (account) return { kind: 'local', account };
+    }
+    // Only postmaster passes the library's syntax check without a domain (RFC 5321 4.1.1.3);
+    // every local domain has a postmaster (RFC 5321 4.5.1), by default the default domain's.
+    if (localPart.toLowerCase() === 'postmaster') {
+      const postmaster = await accounts.find(`postmaster@${config.defaultDomain}`);
+      if (postmaster) return { kind: 'local', account: postmaster };
+    }
+    return { kind: 'unknown' };
+  }
+
+  private async checkRecipient(address: SMTPServerAddress, session: SMTPServerSession): Promise<void> {
+    if (this.shuttingDown) throw smtpError(421, '4.3.2 Service shutting down');
+    const recipient = await this.resolveRecipient(address.address);
+    switch (recipient.kind) {
+      case 'remote':
+        if (!session.user) throw smtpError(550, `5.7.1 <${address.address}>: Relay access denied`);
+        return;
+      case 'unknown':
+        throw smtpError(550, `5.1.1 <${address.address}>: Recipient address rejected: no such user here`);
+      case 'local': {
+        const room = await this.delivery.room(recipient.account);
+        if (room === undefined) return;
+        const from = session.envelope.mailFrom;
+        const declared = from && from.args && typeof from.args.SIZE === 'string' ? Number(from.args.SIZE) : 0;
+        if (room <= 0 || declared > room) throw smtpError(452, `4.2.2 <${address.address}>: Mailbox full: the account storage limit is reached`);
+      }
+    }
+  }
+
+  // -------------------------------------------------------------------------------------
+  // DATA
+
+  private onData(
+    stream: SMTPServerDataStream,
+    session: SMTPServerSession,
+    callback: (err?: Error | null, message?: string) => void,
+  ): void {
+    const chunks: Buffer[] = [];
+    stream.on('data', (chunk: Buffer) => {
+      if (stream.sizeExceeded) chunks.length = 0;
+      else chunks.push(chunk);
+    });
+    // The client went away in the middle of the message: nothing is delivered, nobody to answer.
+    stream.on('error', () => {});
+    stream.once('end', () => {
+      if (stream.sizeExceeded) {
+        callback(smtpError(552, `5.3.4 Message size exceeds fixed maximum message size ${this.services.config.limits.maxMessageBytes}`));
+        return;
+      }
+      const from = session.envelope.mailFrom;
+      const transaction: Transaction = {
+        id: `${session.id}.${session.transaction}`,
+        sender: from ? from.address : '',
+        recipients: session.envelope.rcptTo.map((r) => r.address),
+        authenticated: Boolean(session.user),
+        remoteAddress: session.remoteAddress,
+        helo: session.hostNameAppearsAs || '',
+        protocol: session.transmissionType || 'SMTP',
+      };
+      const work = this.deliver(Buffer.concat(chunks), transaction).then(
+        (text) => callback(null, text),
+        (err: unknown) => callback(this.asSmtpError(err, `DATA ${transaction.id}`)),
+      );
+      this.inflight.add(work);
+      void work.finally(() => this.inflight.delete(work));
+    });
+  }
+
+  /** Delivers a received message to its recipients; resolves with the 250 text. */
+  private async deliver(raw: Buffer, t: Transaction): Promise<string> {
+    const resolved = await Promise.all(t.recipients.map(async (address) => ({ address, target: await this.resolveRecipient(address) })));
+    if (resolved.some((r) => r.target.kind === 'remote')) {
+      // Accepted at RCPT for an authenticated session; nothing is delivered, locally either,
+      // so that the client's retry does not duplicate local copies.
+      throw smtpError(451, '4.3.0 Outbound delivery not implemented yet');
+    }
+    const copies: { address: string; account: AccountRecord }[] = [];
+    for (const r of resolved) {
+      if (r.target.kind !== 'local') throw smtpError(451, `4.3.0 <${r.address}>: recipient no longer exists; try again`);
+      const account = r.target.account;
+      if (!copies.some((c) => c.account.id === account.id)) copies.push({ address: r.address, account });
+    }
+    // The message must fit every recipient's storage limit, or nobody gets it.
+    const overhead = LocalDelivery.overhead({ sender: t.sender });
+    const fields = copies.map((c) => this.receivedField(t, c.address));
+    for (const [i, c] of copies.entries()) {
+      const room = await this.delivery.room(c.account);
+      if (room !== undefined && fields[i]!.length + raw.length + overhead > room) throw storageLimit(c.address);
+    }
+    let delivered = 0;
+    for (const [i, c] of copies.entries()) {
+      try {
+        await this.delivery.deliver(Buffer.concat([fields[i]!, raw]), {
+          sender: t.sender,
+          recipient: c.address,
+          account: c.account,
+          authenticated: t.authenticated,
+          remoteAddress: t.remoteAddress,
+        });
+      } catch (err) {
+        if (err instanceof StorageLimitError && delivered === 0) throw storageLimit(c.address);
+        this.log(`smtp ${t.id}: delivery to <${c.address}> failed (${delivered} of ${copies.length} stored before): ${describe(err)}`);
+        throw smtpError(451, '4.3.0 Local delivery failed; try again later');
+      }
+      delivered++;
+    }
+    return `Ok: delivered to ${delivered} mailbox${delivered === 1 ? '' : 'es'} as ${t.id}`;
+  }
+
+  /** The RFC 5321 section 4.4 trace field of the copy for one recipient (CRLF-terminated). */
+  private receivedField(t: Transaction, recipient: string): Buffer {
+    const literal = isIP(t.remoteAddress) === 6 ? `[IPv6:${t.remoteAddress}]` : `[${t.remoteAddress}]`;
+    const text =
+      `Received: from ${t.helo || literal} (${literal})\r\n` +
+      `\tby ${this.services.config.defaultDomain} with ${t.protocol} id ${t.id}\r\n` +
+      `\tfor <${recipient}>; ${rfcDateInZone(new Date(), 'HostOS')}\r\n`;
+    return Buffer.from(text, 'utf8');
+  }
+
+  /** An SMTP reply for a handler's failure: SMTP errors as they are, anything else logged and 451. */
+  private asSmtpError(err: unknown, what: string): Error {
+    if (err instanceof Error && 'responseCode' in err && typeof err.responseCode === 'number') return err;
+    this.log(`smtp ${what}: ${describe(err)}`);
+    return smtpError(451, '4.3.0 Local error in processing');
+  }
+}
+
+function storageLimit(address: string): SmtpError {
+  return smtpError(552, `5.2.2 <${address}>: Mailbox full: the message exceeds the account storage limit`);
+}
+
+function describe(err: unknown): string {
+  return err instanceof Error ? (err.stack ?? err.message) : String(err);
+}
