@@ -227,12 +227,38 @@ describe('ACLs of child mailboxes', () => {
     expectError(await alice.client.request(`<mailboxRemove mailbox="${shared}" children="yes"/>`), 'mailbox access denied');
     expectError(await alice.client.request(`<mailboxRename mailbox="${shared}" newName="~${bob.address}/Moved" children="yes"/>`), 'mailbox access denied');
     assert.equal((await storedUids(server, bob.address, 'Shared/Private')).length, 1);
-    // With the right on the child too, both work.
+    // With the right on the child too, both work; the new place needs the create right on its parent.
     await ok(bob.client, `<mailboxACLUpdate mailbox="Shared/Private"><aclElem pattern="${alice.address}">x</aclElem></mailboxACLUpdate>`);
-    await ok(alice.client, `<mailboxRename mailbox="${shared}" newName="~${bob.address}/Moved" children="yes"/>`);
-    await ok(alice.client, `<mailboxRemove mailbox="~${bob.address}/Moved" children="yes"/>`);
+    await ok(bob.client, '<mailboxCreate mailbox="Area"/>');
+    // Without any right on Area, it does not exist for alice.
+    expectError(await alice.client.request(`<mailboxRename mailbox="${shared}" newName="~${bob.address}/Area/Moved" children="yes"/>`), 'mailbox is not found');
+    expectError(await alice.client.request(`<mailboxRename mailbox="${shared}" newName="~${bob.address}/Moved" children="yes"/>`), 'mailbox access denied');
+    await ok(bob.client, `<mailboxACLUpdate mailbox="Area"><aclElem pattern="${alice.address}">lc</aclElem></mailboxACLUpdate>`);
+    await ok(alice.client, `<mailboxRename mailbox="${shared}" newName="~${bob.address}/Area/Moved" children="yes"/>`);
+    await ok(alice.client, `<mailboxRemove mailbox="~${bob.address}/Area/Moved" children="yes"/>`);
     const names = (await ok(bob.client, '<mailboxList/>')).messages.map((m) => m.attrs.mailbox);
-    assert.deepEqual(names, ['INBOX']);
+    assert.deepEqual(names, ['INBOX', 'Area']);
+  });
+});
+
+describe('what other accounts see of a mailbox', () => {
+  test('counts need the read right; another account\'s INBOX is never created on access', async () => {
+    const bob = await newUser();
+    const alice = await newUser();
+    await deliverRaw(server, bob.address, 'Listed', [textMail('one')]);
+    await ok(bob.client, `<mailboxACLUpdate mailbox="Listed"><aclElem pattern="${alice.address}">l</aclElem></mailboxACLUpdate>`);
+    let [entry] = (await ok(alice.client, `<mailboxList filter="~${bob.address}/*"/>`)).messages;
+    assert.equal(entry!.attrs.mailbox, `~${bob.address}/Listed`);
+    assert.equal(entry!.attrs.rights, 'l');
+    assert.equal(entry!.attrs.MESSAGES, undefined);
+    await ok(bob.client, `<mailboxACLUpdate mailbox="Listed"><aclElem pattern="${alice.address}" mode="add">r</aclElem></mailboxACLUpdate>`);
+    [entry] = (await ok(alice.client, `<mailboxList filter="~${bob.address}/*"/>`)).messages;
+    assert.equal(entry!.attrs.MESSAGES, '1');
+    // A fresh account's INBOX does not exist until the account itself uses it.
+    const carol = `review${++counter}@example.test`;
+    await server.addAccount(carol, 'secret');
+    expectError(await alice.client.request(`<folderOpen folder="C" mailbox="~${carol}/INBOX"/>`), 'mailbox is not found');
+    assert.equal((await server.services.store.mail.listMailboxes((await server.services.accounts.find(carol))!.id)).length, 0);
   });
 });
 

@@ -136,7 +136,8 @@ export class MailService {
   async access(user: AccountRecord, name: string, need: string, create?: { mailboxClass: string }): Promise<MailboxHandle> {
     const resolved = await this.resolve(user, name);
     let record = await this.store.mail.getMailbox(resolved.owner.id, resolved.name);
-    if (!record && (resolved.name === 'INBOX' || (create && resolved.prefix === ''))) {
+    // Only a user's own mailboxes appear on demand (INBOX always; others when asked to create).
+    if (!record && resolved.prefix === '' && (resolved.name === 'INBOX' || create)) {
       record = await this.createRecord(resolved.owner.id, resolved.name, resolved.name === 'INBOX' ? '' : create!.mailboxClass);
     }
     if (!record) throw new ServiceError(NOT_FOUND);
@@ -222,6 +223,12 @@ export class MailService {
     if (box.record.name === 'INBOX') throw new ServiceError('INBOX cannot be renamed');
     if (target.name === box.record.name) return;
     if (target.name.startsWith(box.record.name + '/')) throw new ServiceError('cannot rename a mailbox into itself');
+    if (!box.own) {
+      // In another account, the new place needs the create right on its parent, as mailboxCreate does.
+      const parent = target.name.includes('/') ? target.name.slice(0, target.name.lastIndexOf('/')) : undefined;
+      if (!parent) throw new ServiceError(ACCESS_DENIED);
+      await this.access(user, target.prefix + parent, 'c');
+    }
     const all = await this.store.mail.listMailboxes(box.owner.id);
     const renames = [{ from: box.record.name, to: target.name }];
     if (children) {
@@ -324,7 +331,8 @@ export class MailService {
       listed.push({
         name: prefix + name,
         record: pure ? undefined : record,
-        stats: pure || !record ? undefined : (stats.get(record.id) ?? EMPTY_STATS),
+        // Counts are message data: shown only to those who may read the mailbox.
+        stats: pure || !record || (rights !== undefined && !hasRight(rights, 'r')) ? undefined : (stats.get(record.id) ?? EMPTY_STATS),
         pureFolder: pure,
         isFolder: !pure && hasChildren,
         rights,
