@@ -83,7 +83,7 @@ function meta(uid: number, flags: number, modseq = 1): MessageMeta {
 
 function viewOf(index: MailboxIndex, options: Partial<ViewOptions> = {}): FolderView {
   const all: ViewOptions = { sortField: 'INTERNALDATE', descending: false, hideDeleted: false, uidMin: 0, flagFilter: undefined, contentFilter: undefined };
-  return new FolderView(index, { ...all, ...options }, () => undefined, () => {});
+  return new FolderView(index, { ...all, ...options }, () => {});
 }
 
 function indexOf(count: number): { index: MailboxIndex; metas: MessageMeta[] } {

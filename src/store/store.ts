@@ -227,6 +227,8 @@ export interface CopyResult {
   /** New UIDs in the target, in the order of the source UIDs that still existed. */
   copied: { from: number; to: MessageMeta }[];
   modseq: number;
+  /** The source mailbox's modseq after a move (its messages' removal), else unchanged. */
+  sourceModseq: number;
   uidNext: number;
 }
 

@@ -49,6 +49,13 @@ export function anytime(handler: (ctx: RequestContext & { session: Session | nul
 
 export type OperationTable = Record<string, Operation>;
 
+/** An attribute a request (or one of its body elements) must carry, not empty. */
+export function requiredAttr(element: XmlElement, name: string): string {
+  const value = element.attrs[name];
+  if (value === undefined || value === '') throw new ServiceError(`the ${name} attribute is missing`);
+  return value;
+}
+
 class Context implements RequestContext {
   constructor(
     readonly id: string,

@@ -1,12 +1,12 @@
 import { ServiceError } from '../services/errors.js';
-import { xmlSafe } from '../services/mime/index.js';
-import { parseFlagFilter } from '../services/mail/flags.js';
+import { Flag, parseFlagFilter } from '../services/mail/flags.js';
 import type { FolderView, FolderReport, ViewOptions } from '../services/mail/folder-view.js';
 import type { MailboxHandle } from '../services/mail/service.js';
-import { fieldValue, type HeaderLookup } from '../services/mail/view-fields.js';
+import { fieldValue } from '../services/mail/view-fields.js';
 import type { MessageMeta } from '../store/store.js';
-import { el, XmlElement } from '../xml/element.js';
+import { el, XmlElement, xmlSafe } from '../xml/element.js';
 import { formatLocal, formatUtc } from '../xml/time.js';
+import { requiredAttr } from './engine.js';
 import type { Session } from './session.js';
 
 /** A folder a session has open: the mailbox it shows, its view, and its viewer fields. */
@@ -25,9 +25,7 @@ export const MAX_OPEN_FOLDERS = 100;
 
 /** The open folder named by the request's `folder` attribute. */
 export function openFolder(session: Session, request: XmlElement): OpenFolder {
-  const name = request.attrs.folder;
-  if (name === undefined || name === '') throw new ServiceError('the folder attribute is missing');
-  const folder = session.folders.get(name);
+  const folder = session.folders.get(requiredAttr(request, 'folder'));
   if (!folder) throw new ServiceError(FOLDER_NOT_OPEN);
   return folder;
 }
@@ -189,25 +187,20 @@ export function setUids(set: MessageSet, folder: OpenFolder): number[] {
 }
 
 /** Appends the viewer field elements of one message to a folderReport. */
-export function appendFields(report: XmlElement, folder: OpenFolder, meta: MessageMeta, timeZone: string | undefined): void {
+export function appendFields(report: XmlElement, folder: OpenFolder, meta: MessageMeta, timeZone: string): void {
   const index = folder.view.index;
-  const lookup: HeaderLookup = (field, uid) => index.fieldCache.get(field)?.get(uid);
   // A message removed from the mailbox but still in the client's view shows its flags only.
   const gone = !index.get(meta.uid);
+  // The folder that took the Recent flags over shows them.
+  const shown = folder.view.recentAtOpen.has(meta.uid) ? { ...meta, flags: meta.flags | Flag.Recent } : meta;
   for (const field of folder.fields) {
     const upper = field.toUpperCase();
     if (gone && upper !== 'FLAGS' && upper !== 'UID') {
       report.add(field, undefined, '');
       continue;
     }
-    if (upper === 'FLAGS' && folder.view.recentAtOpen.has(meta.uid)) {
-      const flags = fieldValue(field, meta, lookup);
-      const text = flags.kind === 'text' ? flags.text : '';
-      report.add(field, undefined, text.includes('Recent') ? text : text ? `${text},Recent` : 'Recent');
-      continue;
-    }
     // Header text comes from the mail as it arrived: controls (NUL ends a TCP frame) are dropped.
-    const value = fieldValue(field, meta, lookup);
+    const value = fieldValue(field, shown, index.lookup);
     if (value.kind === 'text') report.add(field, undefined, xmlSafe(value.text));
     else if (value.kind === 'date') {
       const date = new Date(value.time);
@@ -218,7 +211,7 @@ export function appendFields(report: XmlElement, folder: OpenFolder, meta: Messa
 }
 
 /** The `folderReport` for one sync report. */
-export function syncReport(folder: OpenFolder, report: FolderReport, timeZone: string | undefined): XmlElement {
+export function syncReport(folder: OpenFolder, report: FolderReport, timeZone: string): XmlElement {
   if (report.mode === 'removed') {
     return el('folderReport', {
       folder: folder.name,

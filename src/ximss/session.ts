@@ -102,15 +102,22 @@ export class Session {
     this.lastFailedLogin = init.lastFailedLogin;
     this.idleTimeoutSeconds = init.idleTimeoutSeconds;
     this.uploads = new UploadSet(init.uploadBytesLimit);
-    this.language = typeof init.prefs.Language === 'string' ? init.prefs.Language : 'English';
+    this.language = this.textPref('Language') ?? 'English';
   }
 
   get userName(): string {
     return `${this.account.name}@${this.account.domain}`;
   }
 
-  get timeZone(): string | undefined {
-    return typeof this.prefs.TimeZone === 'string' ? this.prefs.TimeZone : undefined;
+  /** The TimeZone preference ("HostOS" unless set; see ianaTimeZone). */
+  get timeZone(): string {
+    return this.textPref('TimeZone') ?? 'HostOS';
+  }
+
+  /** A preference that is a string, or undefined. */
+  textPref(name: string): string | undefined {
+    const value = this.prefs[name];
+    return typeof value === 'string' ? value : undefined;
   }
 
   /** The `session` data message (without the request id). */

@@ -118,3 +118,12 @@ export function serialize(node: XmlNode): string {
   for (const child of node.children) s += serialize(child);
   return s + '</' + node.name + '>';
 }
+
+/** Removes what XML 1.0 cannot carry (NUL and other C0 controls, lone surrogates, U+FFFE/F). */
+const XML_INVALID_SOURCE = '[\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\uFFFE\\uFFFF]|[\\uD800-\\uDBFF](?![\\uDC00-\\uDFFF])|(?<![\\uD800-\\uDBFF])[\\uDC00-\\uDFFF]';
+const XML_INVALID_TEST = new RegExp(XML_INVALID_SOURCE);
+const XML_INVALID_ALL = new RegExp(XML_INVALID_SOURCE, 'g');
+
+export function xmlSafe(text: string): string {
+  return XML_INVALID_TEST.test(text) ? text.replace(XML_INVALID_ALL, '') : text;
+}

@@ -53,21 +53,23 @@ export function formatUtc(date: Date): string {
   return formatGmt(date) + 'Z';
 }
 
-/** The server's own zone, what CommuniGate calls "HostOS". */
 let hostZone: string | undefined;
+
+/** The server's own zone, what CommuniGate calls "HostOS". */
 export function hostTimeZone(): string {
   // Resolving it builds a formatter: cheap once, costly per message shown.
   hostZone ??= Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC';
   return hostZone;
 }
 
-/**
- * `date` as wall-clock time in `timeZone` (an IANA name; "HostOS" or an unknown name means
- * the server's zone).
- */
+/** The IANA zone a TimeZone preference means: "HostOS", none or an unknown name is the server's. */
+export function ianaTimeZone(timeZone: string | undefined): string {
+  return !timeZone || timeZone === 'HostOS' || !isKnownTimeZone(timeZone) ? hostTimeZone() : timeZone;
+}
+
+/** `date` as wall-clock time in `timeZone` (a TimeZone preference, see ianaTimeZone). */
 export function formatLocal(date: Date, timeZone: string | undefined): string {
-  const zone = !timeZone || timeZone === 'HostOS' || !isKnownTimeZone(timeZone) ? hostTimeZone() : timeZone;
-  const parts = formatterFor(zone).formatToParts(date);
+  const parts = formatterFor(ianaTimeZone(timeZone)).formatToParts(date);
   const get = (type: Intl.DateTimeFormatPartTypes): string => parts.find((p) => p.type === type)?.value ?? '00';
   return get('year') + get('month') + get('day') + 'T' + get('hour') + get('minute') + get('second');
 }

@@ -1,7 +1,7 @@
 import type { MessageMeta } from '../../store/store.js';
 import { Flag, matchesFlagFilter, type FlagFilter } from './flags.js';
 import type { MailboxIndex } from './mailbox-index.js';
-import { sortKey, sortKeyIsMetadata, sortKeyIsMutable, type HeaderLookup } from './view-fields.js';
+import { sortKey, sortKeyIsMetadata, sortKeyIsMutable } from './view-fields.js';
 
 export interface ViewOptions {
   /** Viewer field to sort by (default INTERNALDATE). */
@@ -64,7 +64,6 @@ export class FolderView {
   constructor(
     readonly index: MailboxIndex,
     readonly options: ViewOptions,
-    private readonly lookup: HeaderLookup,
     private readonly onNotify: () => void,
   ) {
     this.syncedModseq = index.modseq;
@@ -86,10 +85,6 @@ export class FolderView {
     return this.unseenCount;
   }
 
-  get modseq(): number {
-    return this.syncedModseq;
-  }
-
   /** The message at a view position (as last synced), or undefined. */
   at(position: number): MessageMeta | undefined {
     return this.rows[position];
@@ -105,23 +100,8 @@ export class FolderView {
     return this.scanFor(uid);
   }
 
-  contains(uid: number): boolean {
-    return this.members().has(uid);
-  }
-
-  /** All UIDs in the view, in view order. */
-  uids(): number[] {
-    return this.rows.map((m) => m.uid);
-  }
-
   close(): void {
     this.unsubscribe();
-  }
-
-  /** Rebuilds with new options (folderReopen); pending reports are dropped. */
-  reopen(options: ViewOptions): FolderView {
-    this.close();
-    return new FolderView(this.index, options, this.lookup, this.onNotify);
   }
 
   /**
@@ -149,11 +129,11 @@ export class FolderView {
   private key(meta: MessageMeta): Key {
     const field = this.options.sortField;
     // Metadata keys are cheap to compute; only header-derived text keys are worth caching.
-    if (sortKeyIsMutable(field) || sortKeyIsMetadata(field)) return sortKey(field, meta, this.lookup);
+    if (sortKeyIsMutable(field) || sortKeyIsMetadata(field)) return sortKey(field, meta, this.index.lookup);
     let cache = this.index.keyCache.get(field);
     if (!cache) this.index.keyCache.set(field, (cache = new Map()));
     let key = cache.get(meta.uid);
-    if (key === undefined) cache.set(meta.uid, (key = sortKey(field, meta, this.lookup)));
+    if (key === undefined) cache.set(meta.uid, (key = sortKey(field, meta, this.index.lookup)));
     return key;
   }
 
@@ -201,9 +181,10 @@ export class FolderView {
   private sortedMailbox(): MessageMeta[] {
     const field = this.options.sortField;
     const cacheKey = `${field.toLowerCase()}\u0000${this.options.descending ? 'd' : 'a'}`;
-    const version = sortKeyIsMutable(field) ? this.index.version : this.index.membershipVersion;
+    const version = this.index.membershipVersion;
     const cached = this.index.sortCache.get(cacheKey);
-    if (cached && cached.version === version) {
+    // An order by flags is also outdated by any flag change.
+    if (cached && cached.version === version && !(sortKeyIsMutable(field) && cached.metaVersion !== this.index.metaVersion)) {
       if (cached.metaVersion !== this.index.metaVersion) {
         // Flag changes do not move messages in these orders, but they replace metadata
         // objects: refresh the cached ones once, in place (views hold their own arrays).
@@ -301,7 +282,8 @@ export class FolderView {
       reports.push({ mode: 'removed', index: kept.length, uid: row.uid, messages: total, unseen: this.unseenCount });
     }
 
-    // 2. Additions, merged in ascending final position.
+    // 2. Additions, merged in ascending final position. Re-added messages (a changed key)
+    // are candidates too: they are reported as added, never as updated.
     const candidates = readd;
     const candidateUids = new Set(readd.map((m) => m.uid));
     for (const uid of addedUids) {
@@ -321,8 +303,6 @@ export class FolderView {
         }
       }
     }
-    // Every candidate (`candidates` is `readd`) is reported as added, not updated.
-    const readdUids = candidateUids;
     if (candidates.length > 0) {
       candidates.sort((a, b) => this.compare(a, b));
       const merged: MessageMeta[] = new Array<MessageMeta>(kept.length + candidates.length);
@@ -344,7 +324,7 @@ export class FolderView {
     // 3. Updates of messages that stayed, at their (final) positions.
     const updates: { index: number; meta: MessageMeta; mode: 'updated' | 'attrsUpdated'; unseenDelta: number }[] = [];
     for (const [uid, kind] of changedUids) {
-      if (!members.has(uid) || readdUids.has(uid)) continue;
+      if (!members.has(uid) || candidateUids.has(uid)) continue;
       const current = this.index.get(uid);
       if (!current) continue;
       const position = this.search(current);

@@ -1,7 +1,6 @@
 import type { MailboxRecord, MessageMeta } from '../../store/store.js';
 import { Flag } from './flags.js';
-
-const RECENT = Flag.Recent;
+import type { HeaderLookup } from './view-fields.js';
 
 export type ChangeKind = 'added' | 'flags' | 'attrs' | 'removed';
 
@@ -37,13 +36,11 @@ export class MailboxIndex {
   membershipVersion = 0;
   /** Bumped when flags or attributes change (metadata objects are replaced). */
   metaVersion = 0;
-  /** Bumped on every change. */
-  version = 0;
   private log: IndexChange[] = [];
   private readonly listeners = new Set<IndexWatcher>();
   /**
-   * Cached sort orders, keyed by sort field and direction: valid while `version` (the
-   * membership version, or every change for orders by flags) holds; `metaVersion` tells
+   * Cached sort orders, keyed by sort field and direction: valid while the membership
+   * version holds (and, for orders by flags, the metadata version); `metaVersion` tells
    * whether the metadata objects in it are still the current ones.
    */
   readonly sortCache = new Map<string, { version: number; metaVersion: number; order: MessageMeta[] }>();
@@ -51,8 +48,14 @@ export class MailboxIndex {
   readonly keyCache = new Map<string, Map<number, string | number>>();
   /** Per-field values that are not in the metadata (other header fields), by UID. */
   readonly fieldCache = new Map<string, Map<number, string>>();
+  /** Reads a header field from `fieldCache` (what views and filters sort and show by). */
+  readonly lookup: HeaderLookup = (field, uid) => this.fieldCache.get(field)?.get(uid);
   lastUsed = Date.now();
 
+  /**
+   * The mailbox record as loaded (name and uidNext kept current; `modseq` above is the
+   * current modseq, the ACL is re-read from the store on every check).
+   */
   constructor(
     public mailbox: MailboxRecord,
     messages: readonly MessageMeta[],
@@ -63,12 +66,8 @@ export class MailboxIndex {
 
   private track(meta: MessageMeta): void {
     this.byUid.set(meta.uid, meta);
-    if (meta.flags & RECENT) this.recent.add(meta.uid);
+    if (meta.flags & Flag.Recent) this.recent.add(meta.uid);
     else this.recent.delete(meta.uid);
-  }
-
-  get size(): number {
-    return this.byUid.size;
   }
 
   get(uid: number): MessageMeta | undefined {
@@ -167,8 +166,6 @@ export class MailboxIndex {
 
   private finish(modseq: number): void {
     if (modseq > this.modseq) this.modseq = modseq;
-    this.mailbox = { ...this.mailbox, highestModseq: this.modseq };
-    this.version++;
     this.lastUsed = Date.now();
     for (const listener of this.listeners) listener.changed(this);
   }

@@ -20,11 +20,18 @@ import { applyKeywords, Flag, flagNameSet, type FlagChange } from './flags.js';
 import { FolderView, type ViewOptions } from './folder-view.js';
 import { MailboxIndex } from './mailbox-index.js';
 import type { SearchableMessage, SearchProgram } from './search.js';
-import { headerFieldNeeded } from './view-fields.js';
+import { headerFieldNeeded, rawHeader } from './view-fields.js';
 
 /** The error texts clients match (see INTEROP.md). */
 export const ACCESS_DENIED = 'mailbox access denied';
 export const NOT_FOUND = 'mailbox is not found';
+
+/** The account's storage limit (MaxAccountSize) leaves no room: transports map it to their codes. */
+export class StorageLimitError extends ServiceError {
+  constructor() {
+    super('mailbox is full: the account storage limit is exceeded');
+  }
+}
 
 /** A mailbox a user has reached: its record, its owner, and what the user may do with it. */
 export interface MailboxHandle {
@@ -176,6 +183,14 @@ export class MailService {
     return { ...box, record, rights: this.rightsOf(box.user, box.owner, record), displayName: prefix + record.name };
   }
 
+  /** Making `name` in another account needs the create right on its parent (none at the top). */
+  private async checkCreateRight(user: AccountRecord, target: ResolvedName): Promise<void> {
+    if (target.prefix === '') return;
+    const slash = target.name.lastIndexOf('/');
+    if (slash < 0) throw new ServiceError(ACCESS_DENIED);
+    await this.access(user, target.prefix + target.name.slice(0, slash), 'c');
+  }
+
   private async createRecord(accountId: number, name: string, mailboxClass: string): Promise<MailboxRecord> {
     try {
       return await this.store.mail.createMailbox(accountId, name, mailboxClass, false);
@@ -193,12 +208,7 @@ export class MailService {
 
   async create(user: AccountRecord, name: string, mailboxClass = ''): Promise<MailboxHandle> {
     const resolved = await this.resolve(user, name, false);
-    if (resolved.prefix !== '') {
-      // Creating in another account needs the create right on the parent.
-      const parent = resolved.name.includes('/') ? resolved.name.slice(0, resolved.name.lastIndexOf('/')) : undefined;
-      if (!parent) throw new ServiceError(ACCESS_DENIED);
-      await this.access(user, resolved.prefix + parent, 'c');
-    }
+    await this.checkCreateRight(user, resolved);
     const existing = await this.store.mail.getMailbox(resolved.owner.id, resolved.name);
     if (existing) {
       // A pure folder (made implicitly, or a hierarchy node) can become a mailbox.
@@ -223,12 +233,7 @@ export class MailService {
     if (box.record.name === 'INBOX') throw new ServiceError('INBOX cannot be renamed');
     if (target.name === box.record.name) return;
     if (target.name.startsWith(box.record.name + '/')) throw new ServiceError('cannot rename a mailbox into itself');
-    if (!box.own) {
-      // In another account, the new place needs the create right on its parent, as mailboxCreate does.
-      const parent = target.name.includes('/') ? target.name.slice(0, target.name.lastIndexOf('/')) : undefined;
-      if (!parent) throw new ServiceError(ACCESS_DENIED);
-      await this.access(user, target.prefix + parent, 'c');
-    }
+    await this.checkCreateRight(user, target);
     const all = await this.store.mail.listMailboxes(box.owner.id);
     const renames = [{ from: box.record.name, to: target.name }];
     if (children) {
@@ -248,7 +253,7 @@ export class MailService {
     for (const m of all) {
       const index = moving.has(m.name) ? this.indexes.get(m.id) : undefined;
       const fresh = index && (await this.store.mail.getMailboxById(m.id));
-      if (index && fresh) index.mailbox = { ...fresh, highestModseq: index.modseq, uidNext: index.mailbox.uidNext };
+      if (index && fresh) index.mailbox = { ...fresh, uidNext: index.mailbox.uidNext };
     }
     for (const r of renames) {
       this.changed(box.owner.id, undefined, r.from);
@@ -272,7 +277,7 @@ export class MailService {
       await this.store.mail.removeMailboxes(doomed.map((m) => m.id));
     }
     for (const m of doomed) {
-      this.dropIndex(m.id);
+      this.indexes.delete(m.id);
       this.changed(box.owner.id, m.id, m.name);
     }
   }
@@ -376,8 +381,6 @@ export class MailService {
       acl = updateAcl(acl, change.pattern.trim(), change.rights, change.mode);
     }
     await this.store.mail.setMailboxAcl(box.record.id, acl);
-    const index = this.indexes.get(box.record.id);
-    if (index) index.mailbox = { ...index.mailbox, acl };
   }
 
   // -------------------------------------------------------------------------------------
@@ -410,8 +413,7 @@ export class MailService {
    */
   async openView(box: MailboxHandle, options: ViewOptions, fields: readonly string[], onNotify: () => void): Promise<FolderView> {
     const index = await this.index(box);
-    const viewFields = [...fields, options.sortField];
-    if (viewFields.some((f) => headerFieldNeeded(f) !== undefined)) await this.loadFields(index, viewFields, [...index.byUid.keys()]);
+    await this.loadFields(index, [...fields, options.sortField]);
     // This folder is the first to see the Recent messages: it shows them so, and the flag
     // is cleared for everyone else (an ordinary flag change other folders are told about).
     const recent = new Set(index.recent);
@@ -423,16 +425,19 @@ export class MailService {
       const result = await this.store.mail.setFlags(index.mailbox.id, updates);
       index.applyChanged(result.changed, result.modseq, 'flags');
     }
-    const view = new FolderView(index, options, (field, uid) => index.fieldCache.get(field)?.get(uid), onNotify);
+    const view = new FolderView(index, options, onNotify);
     view.recentAtOpen = recent;
     return view;
   }
 
-  /** Makes sure the header fields these viewer fields need are cached for these UIDs. */
-  async loadFields(index: MailboxIndex, fields: readonly string[], uids: readonly number[]): Promise<void> {
+  /**
+   * Makes sure the header fields these viewer fields need are cached for these UIDs (all
+   * the mailbox's messages when none are given). Most views need none: nothing is done.
+   */
+  async loadFields(index: MailboxIndex, fields: readonly string[], uids?: readonly number[]): Promise<void> {
     const needed = [...new Set(fields.map(headerFieldNeeded).filter((f): f is string => f !== undefined))];
-    if (needed.length === 0 || uids.length === 0) return;
-    const missing = uids.filter((uid) => needed.some((f) => !index.fieldCache.get(f)?.has(uid)));
+    if (needed.length === 0 || uids?.length === 0) return;
+    const missing = (uids ?? [...index.byUid.keys()]).filter((uid) => needed.some((f) => !index.fieldCache.get(f)?.has(uid)));
     if (missing.length === 0) return;
     const headers = await this.store.mail.readHeaders(index.mailbox.id, missing);
     const caches = needed.map((field) => {
@@ -492,10 +497,7 @@ export class MailService {
     targetIndex?.applyAdded(result.copied.map((c) => c.to), result.modseq);
     if (move && result.copied.length > 0) {
       const sourceIndex = this.indexes.get(source.record.id);
-      if (sourceIndex) {
-        const after = await this.store.mail.getMailboxById(source.record.id);
-        sourceIndex.applyRemoved(result.copied.map((c) => c.from), after?.highestModseq ?? sourceIndex.modseq + 1);
-      }
+      sourceIndex?.applyRemoved(result.copied.map((c) => c.from), result.sourceModseq);
       this.changed(source.owner.id, source.record.id, sourceRecord.name);
     }
     this.changed(target.owner.id, target.record.id, targetRecord.name);
@@ -568,11 +570,8 @@ export class MailService {
       if (where === 'header') {
         const name = field!.toLowerCase();
         await this.loadFields(index, [name], pending);
-        const cache = index.fieldCache.get(name);
         for (const uid of pending) {
-          const raw = uid === undefined ? undefined : cache?.get(uid);
-          const meta = index.get(uid);
-          const value = name === 'subject' ? meta?.subject : name === 'from' ? meta?.from : name === 'to' ? meta?.to : name === 'cc' ? meta?.cc : raw;
+          const value = rawHeader(index.get(uid)!, name, index.lookup);
           decided.set(uid, value !== undefined && value !== '' && decodeHeaderText(value).toLowerCase().includes(needle));
         }
         return;
@@ -610,19 +609,17 @@ export class MailService {
     const BATCH = 200;
     for (let start = 0; start < candidates.length; start += BATCH) {
       if (matched.length >= limit || Date.now() > deadline) return { matched, next: start };
-      const batch = candidates.slice(start, start + BATCH).filter((c) => index.get(c.uid));
+      const end = Math.min(start + BATCH, candidates.length);
+      const batch = candidates.slice(start, end);
       const headers = program.needsHeaders ? await this.store.mail.readHeaders(box.record.id, batch.map((c) => c.uid)) : undefined;
-      for (let i = 0; i < batch.length; i++) {
-        const c = batch[i]!;
-        const meta = index.get(c.uid)!;
-        const header = headers?.get(c.uid);
+      for (let i = start; i < end; i++) {
+        const c = candidates[i]!;
+        const meta = index.get(c.uid);
+        if (!meta) continue;
         const raw = program.needsBody ? await this.store.mail.readRaw(box.record.id, c.uid) : undefined;
-        if (program.matches(searchable(meta, c.seq, header, raw))) {
+        if (program.matches(searchable(meta, c.seq, headers?.get(c.uid), raw))) {
           matched.push(c.uid);
-          if (matched.length >= limit) {
-            const after = candidates.indexOf(c) + 1;
-            return { matched, next: after < candidates.length ? after : undefined };
-          }
+          if (matched.length >= limit) return { matched, next: i + 1 < candidates.length ? i + 1 : undefined };
         }
       }
     }
@@ -642,15 +639,11 @@ export class MailService {
   private async checkQuota(owner: AccountRecord, adding: number): Promise<void> {
     if (adding === 0) return;
     const { used, limit } = await this.usage(owner);
-    if (limit !== undefined && used + adding > limit) throw new ServiceError('mailbox is full: the account storage limit is exceeded');
+    if (limit !== undefined && used + adding > limit) throw new StorageLimitError();
   }
 
   private changed(accountId: number, mailboxId: number | undefined, name: string): void {
     this.bus.publish('mailboxChanged', { accountId, mailboxId, name });
-  }
-
-  private dropIndex(id: number): void {
-    this.indexes.delete(id);
   }
 
   /** Drops indexes nobody watches that have not been used for a while. */
@@ -675,7 +668,6 @@ function searchable(meta: MessageMeta, seq: number, header: string | undefined, 
     if (!fields) fields = header === undefined ? [] : parseHeaderBlock(Buffer.from(header, 'latin1')).fields;
     return fields;
   };
-  const envelope: Record<string, string> = { from: meta.from, to: meta.to, cc: meta.cc, subject: meta.subject };
   return {
     uid: meta.uid,
     seq,
@@ -685,7 +677,11 @@ function searchable(meta: MessageMeta, seq: number, header: string | undefined, 
     sentDate: meta.date ?? undefined,
     header(name: string): string[] {
       const lower = name.toLowerCase();
-      if (lower in envelope && header === undefined) return envelope[lower] ? [decodeHeaderText(envelope[lower]!)] : [];
+      if (header === undefined) {
+        // Without the header block (the program needs only the cached fields).
+        const value = rawHeader(meta, lower, () => undefined);
+        return value ? [decodeHeaderText(value)] : [];
+      }
       return headerFields()
         .filter((f) => f.name.toLowerCase() === lower)
         .map((f) => decodeHeaderText(f.value));
@@ -722,9 +718,4 @@ function compareMailboxNames(a: string, b: string): number {
   const bi = b === 'INBOX' || b.startsWith('INBOX/');
   if (ai !== bi) return ai ? -1 : 1;
   return a < b ? -1 : a > b ? 1 : 0;
-}
-
-/** Options for a message an external source (SMTP, import) brings. */
-export function isRecentDefault(flags: number): number {
-  return flags | Flag.Recent;
 }

@@ -32,11 +32,22 @@ export function headerFieldNeeded(field: string): string | undefined {
   return base;
 }
 
-function rawAddressHeader(meta: MessageMeta, base: string, lookup: HeaderLookup): string {
-  if (base === 'from') return meta.from;
-  if (base === 'to') return meta.to;
-  if (base === 'cc') return meta.cc;
-  return lookup(base, meta.uid) ?? '';
+/**
+ * A header field's raw value (still RFC 2047-encoded; `name` in lower case): the fields
+ * cached in the metadata, else the header lookup; undefined when not known.
+ */
+export function rawHeader(meta: MessageMeta, name: string, lookup: HeaderLookup): string | undefined {
+  switch (name) {
+    case 'from':
+      return meta.from;
+    case 'to':
+      return meta.to;
+    case 'cc':
+      return meta.cc;
+    case 'subject':
+      return meta.subject;
+  }
+  return lookup(name, meta.uid);
 }
 
 export function priorityName(priority: number): string {
@@ -66,9 +77,9 @@ export function fieldValue(field: string, meta: MessageMeta, lookup: HeaderLooku
       return { kind: 'text', text: decodeHeaderText(meta.subject) };
   }
   if (lower.startsWith('e-') && ADDRESS_FIELDS.has(lower.slice(2))) {
-    return { kind: 'addresses', list: parseAddressList(rawAddressHeader(meta, lower.slice(2), lookup)) };
+    return { kind: 'addresses', list: parseAddressList(rawHeader(meta, lower.slice(2), lookup) ?? '') };
   }
-  if (ADDRESS_FIELDS.has(lower)) return { kind: 'text', text: addressDisplay(rawAddressHeader(meta, lower, lookup)) };
+  if (ADDRESS_FIELDS.has(lower)) return { kind: 'text', text: addressDisplay(rawHeader(meta, lower, lookup) ?? '') };
   const raw = lookup(lower, meta.uid);
   if (raw === undefined) return { kind: 'text', text: '' };
   if (lower === 'resent-date') {

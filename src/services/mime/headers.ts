@@ -196,3 +196,13 @@ export function parseDateHeader(value: string): { time: number; shiftSeconds: nu
   date.setUTCHours(hour, minute, second, 0);
   return { time: date.getTime() - shiftMinutes * 60000, shiftSeconds: shiftMinutes * 60 };
 }
+
+/**
+ * How an address field is shown in a message list: each address's realName when it has
+ * one, else the address, joined with ', '. Text that holds no address is shown decoded.
+ */
+export function addressDisplay(value: string): string {
+  const list = parseAddressList(value);
+  if (list.length === 0) return decodeHeaderText(value).replace(/\s+/g, ' ').trim();
+  return list.map((a) => a.realName ?? a.address).join(', ');
+}

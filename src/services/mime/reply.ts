@@ -2,10 +2,9 @@
  * Pre-composed replies and forwards (folderRead mode="replyFrom" and friends): an EMail
  * element the client edits and sends back with messageSubmit or messageAppend.
  */
-import { XmlElement } from '../../xml/element.js';
+import { XmlElement, xmlSafe } from '../../xml/element.js';
 import { formatLocal } from '../../xml/time.js';
 import { ServiceError } from '../errors.js';
-import { xmlSafe } from './charset.js';
 import { headerValue } from './fields.js';
 import { decodeHeaderText, parseAddressList, parseDateHeader } from './headers.js';
 import { findPart, walkParts } from './parse.js';

@@ -1,5 +1,7 @@
 /** Decoded text of text parts, and the little HTML handling replies and search need. */
-import { decodeBytes, xmlSafe } from './charset.js';
+import { xmlSafe } from '../../xml/element.js';
+import { decodeBytes } from './charset.js';
+import { walkParts } from './parse.js';
 import { hasBadBase64, transferDecode } from './parts.js';
 import type { MimePart } from './types.js';
 
@@ -106,4 +108,18 @@ export function htmlBodyContent(html: string): string {
   const close = inner.search(/<\/body\s*>/i);
   if (close >= 0) inner = inner.slice(0, close);
   return inner.replace(/<\/?html\b[^>]*>/gi, '').replace(/<!DOCTYPE[^>]*>/i, '').trim();
+}
+
+/**
+ * The text of every text part of the message (enclosed messages included), decoded, for
+ * IMAP-style BODY / TEXT searches. HTML is reduced to its text so that markup does not match.
+ */
+export function decodeTextForSearch(raw: Buffer, root: MimePart): string {
+  const out: string[] = [];
+  walkParts(root, (part) => {
+    if (part.type !== 'text' || part.children.length > 0) return;
+    const text = decodeTextPart(raw, part).text;
+    out.push(part.subtype === 'html' ? htmlToText(text) : text);
+  });
+  return out.join('\n');
 }

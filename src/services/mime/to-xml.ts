@@ -1,11 +1,11 @@
 /**
  * The XIMSS presentation of a message ("XML Data Formats": EMail, MIME, MIMEReport).
  */
-import { XmlElement } from '../../xml/element.js';
+import { XmlElement, xmlSafe } from '../../xml/element.js';
 import { parseXml } from '../../xml/parser.js';
 import { formatLocal, formatUtc } from '../../xml/time.js';
 import { ServiceError } from '../errors.js';
-import { decodeRawHeader, xmlSafe } from './charset.js';
+import { decodeRawHeader } from './charset.js';
 import { decodeHeaderText, parseAddressList, parseDateHeader, parsePriority } from './headers.js';
 import { findPart, parseHeaderBlock } from './parse.js';
 import { transferDecode } from './parts.js';

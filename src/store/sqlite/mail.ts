@@ -247,12 +247,13 @@ export class SqliteMail implements MailStore {
         uid++;
       }
       this.sql.bumpMailbox.run(uid, modseq, toMailboxId);
+      let sourceModseq = fromMailboxId === toMailboxId ? modseq : source.modseq;
       if (options.move && copied.length > 0) {
-        const sourceModseq = (fromMailboxId === toMailboxId ? modseq : source.modseq) + 1;
+        sourceModseq++;
         for (const { from } of copied) this.removeOne(fromMailboxId, from, sourceModseq);
         this.sql.bumpModseq.run(sourceModseq, fromMailboxId);
       }
-      return { copied, modseq, uidNext: uid };
+      return { copied, modseq, sourceModseq, uidNext: uid };
     }).immediate();
   }
 
@@ -417,7 +418,7 @@ function prepareStatements(db: SqliteDatabase) {
                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     copyMessage: `INSERT INTO messages (mailbox_id, uid, orig_uid, modseq, flags, keywords, internal_date, size,
                     body_id, date, date_shift, from_, to_, cc, subject, priority, attrs)
-                  SELECT ?, ?, ?, ?, flags & ~32 | 32, keywords, internal_date, size, body_id, date, date_shift,
+                  SELECT ?, ?, ?, ?, flags | 32, keywords, internal_date, size, body_id, date, date_shift,
                     from_, to_, cc, subject, priority, attrs
                   FROM messages WHERE mailbox_id = ? AND uid = ?`,
     deleteMessage: 'DELETE FROM messages WHERE mailbox_id = ? AND uid = ? RETURNING uid, orig_uid',

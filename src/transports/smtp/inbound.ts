@@ -16,7 +16,8 @@ import { BAD_CREDENTIALS, ServiceError } from '../../services/errors.js';
 import { rfcDateInZone } from '../../services/mime/compose.js';
 import type { MailService } from '../../services/mail/service.js';
 import type { AccountRecord } from '../../store/store.js';
-import { LocalDelivery, StorageLimitError } from './local-delivery.js';
+import { StorageLimitError } from '../../services/mail/service.js';
+import { LocalDelivery } from './local-delivery.js';
 
 /** The services the SMTP listener uses (XimssServices has them all under these names). */
 export interface SmtpServices {

@@ -2,10 +2,6 @@ import type { AccountRecord } from '../../store/store.js';
 import { Flag } from '../../services/mail/flags.js';
 import { prepareMessage } from '../../services/mail/new-message.js';
 import type { MailService } from '../../services/mail/service.js';
-import { ServiceError } from '../../services/errors.js';
-
-/** The recipient's account storage limit (MaxAccountSize) does not leave room for the message. */
-export class StorageLimitError extends Error {}
 
 /** What a local delivery knows about the message besides its bytes: one recipient's envelope. */
 export interface DeliveryEnvelope {
@@ -45,15 +41,9 @@ export class LocalDelivery {
   async deliver(raw: Buffer, envelope: DeliveryEnvelope): Promise<DeliveryResult[]> {
     const message = Buffer.concat([Buffer.from(`Return-Path: <${envelope.sender}>\r\n`, 'utf8'), raw]);
     const box = await this.mail.access(envelope.account, 'INBOX', 'i');
-    let stored;
-    try {
-      [stored] = await this.mail.append(box, [prepareMessage(message, { flags: Flag.Recent, internalDate: Date.now() })]);
-    } catch (err) {
-      // MailService checks the storage limit again inside append (another delivery may have
-      // filled the account since the caller's check).
-      if (err instanceof ServiceError && err.message.startsWith('mailbox is full')) throw new StorageLimitError(err.message);
-      throw err;
-    }
+    // MailService checks the storage limit again inside append (another delivery may have
+    // filled the account since the caller's check): a StorageLimitError then.
+    const [stored] = await this.mail.append(box, [prepareMessage(message, { flags: Flag.Recent, internalDate: Date.now() })]);
     return stored ? [{ mailbox: box.displayName, uid: stored.uid }] : [];
   }
 

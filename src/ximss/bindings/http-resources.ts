@@ -2,6 +2,7 @@ import type http from 'node:http';
 import { ServiceError } from '../../services/errors.js';
 import { contentTypeOf, decodePartBody, findPart, findRelated, parseMime, partBytes, partHeaderBytes, type MimePart } from '../../services/mime/index.js';
 import { el } from '../../xml/element.js';
+import { FOLDER_NOT_OPEN } from '../folders.js';
 import type { Session } from '../session.js';
 import type { XimssServices } from '../services.js';
 import type { HttpReply } from './http-session.js';
@@ -12,6 +13,9 @@ import type { HttpReply } from './http-session.js';
  */
 
 const TEXT_TYPE = 'text/plain; charset=utf-8';
+
+/** URL parameters by lower-cased name (clients vary the case: `OffsetFrom`, `offsetfrom`). */
+type RequestParams = ReadonlyMap<string, string>;
 
 function notFound(text: string): HttpReply {
   return { status: 404, body: text + '\n', contentType: TEXT_TYPE };
@@ -36,7 +40,7 @@ export async function serveMimePart(
   server: XimssServices,
   session: Session,
   path: string,
-  query: URLSearchParams,
+  params: RequestParams,
   rangeHeader: string | undefined,
 ): Promise<HttpReply> {
   const segments = path.split('/');
@@ -51,7 +55,7 @@ export async function serveMimePart(
   const folderName = segments.slice(0, at).map(decode).join('/');
   const [, uidText, partText, suffix] = PART_SPEC.exec(segments[at]!)!;
   const folder = session.folders.get(folderName);
-  if (!folder) return notFound('folder has not been opened');
+  if (!folder) return notFound(FOLDER_NOT_OPEN);
   const raw = await server.mail.readRaw(folder.box, Number(uidText));
   if (!raw) return notFound('message not found');
   const root = parseMime(raw);
@@ -78,7 +82,7 @@ export async function serveMimePart(
     data = decodePartBody(raw, part);
     contentType = contentTypeOf(part);
   }
-  return ranged(data, contentType, query, rangeHeader);
+  return ranged(data, contentType, params, rangeHeader);
 }
 
 /**
@@ -89,13 +93,13 @@ export async function serveMimePart(
 const UNTRUSTED_CONTENT = { 'Content-Security-Policy': 'sandbox', 'X-Content-Type-Options': 'nosniff' };
 
 /** Applies a Range header (206) or OffsetFrom/OffsetTill (200) to a body. */
-function ranged(data: Buffer, contentType: string, query: URLSearchParams, rangeHeader: string | undefined): HttpReply {
+function ranged(data: Buffer, contentType: string, params: RequestParams, rangeHeader: string | undefined): HttpReply {
   const headers: Record<string, string> = { 'Accept-Ranges': 'bytes', 'Cache-Control': 'private, no-cache', ...UNTRUSTED_CONTENT };
-  const offsetFrom = query.get('offsetfrom') ?? query.get('OffsetFrom');
-  if (offsetFrom !== null) {
+  const offsetFrom = params.get('offsetfrom');
+  if (offsetFrom !== undefined) {
     const from = Number(offsetFrom);
-    const tillText = query.get('offsettill') ?? query.get('OffsetTill');
-    const till = tillText === null ? data.length : Number(tillText);
+    const tillText = params.get('offsettill');
+    const till = tillText === undefined ? data.length : Number(tillText);
     if (!Number.isInteger(from) || !Number.isInteger(till) || from < 0 || till < from) {
       return { status: 416, body: 'invalid OffsetFrom/OffsetTill\n', contentType: TEXT_TYPE };
     }
@@ -136,12 +140,12 @@ function splitType(value: string | undefined): { type: string; subtype: string; 
  * /Session/<id>/UPLOAD/<uploadID>: adds the file to the uploaded file set and tells the
  * session (`newUploaded`).
  */
-export function storeUpload(session: Session, uploadID: string, req: http.IncomingMessage, query: URLSearchParams, body: Buffer): HttpReply {
+export function storeUpload(session: Session, uploadID: string, req: http.IncomingMessage, params: RequestParams, body: Buffer): HttpReply {
   if (uploadID === '') return { status: 500, body: 'the upload ID is missing\n', contentType: TEXT_TYPE };
   const declared = req.headers['content-type'];
   let data = body;
   let type = splitType(declared);
-  let fileName = query.get('filename') ?? query.get('fileName') ?? filenameParam(req.headers['content-disposition']);
+  let fileName = params.get('filename') ?? filenameParam(req.headers['content-disposition']);
   if (type.type === 'multipart' && type.subtype === 'form-data') {
     // The form is a MIME multipart: let the message parser split it.
     const form = parseMime(Buffer.concat([Buffer.from(`Content-Type: ${declared}\r\n\r\n`, 'latin1'), body]));
@@ -154,7 +158,7 @@ export function storeUpload(session: Session, uploadID: string, req: http.Incomi
     fileName = field.dispositionParams.filename ?? fileName;
   }
   try {
-    session.uploads.put({ id: uploadID, data: Buffer.from(data), type: type.type, subtype: type.subtype, charset: type.charset, fileName: fileName ?? undefined });
+    session.uploads.put({ id: uploadID, data: Buffer.from(data), type: type.type, subtype: type.subtype, charset: type.charset, fileName });
   } catch (err) {
     if (err instanceof ServiceError) return { status: 500, body: err.message + '\n', contentType: TEXT_TYPE };
     throw err;
@@ -163,19 +167,18 @@ export function storeUpload(session: Session, uploadID: string, req: http.Incomi
   return { status: 200, body: 'OK\n', contentType: TEXT_TYPE };
 }
 
-function filenameParam(disposition: string | undefined): string | null {
-  const m = disposition ? /filename="?([^";]+)"?/i.exec(disposition) : null;
-  return m ? m[1]! : null;
+function filenameParam(disposition: string | undefined): string | undefined {
+  return disposition ? /filename="?([^";]+)"?/i.exec(disposition)?.[1] : undefined;
 }
 
 /** GET /Session/<id>/DOWNLOAD/<fileName>; `$UPLOAD$/<id>` names an uploaded file. */
-export function serveDownload(session: Session, path: string, query: URLSearchParams, rangeHeader: string | undefined): HttpReply {
+export function serveDownload(session: Session, path: string, params: RequestParams, rangeHeader: string | undefined): HttpReply {
   const name = path.split('/').map(decode).join('/');
   if (!name.startsWith('$UPLOAD$/')) return notFound('file is not found (the file storage is not implemented yet)');
   const file = session.uploads.get(name.slice('$UPLOAD$/'.length));
   if (!file) return notFound('file is not found');
   const type = `${file.type}/${file.subtype}${file.charset ? `; charset=${file.charset}` : ''}`;
-  const reply = ranged(file.data, type, query, rangeHeader);
+  const reply = ranged(file.data, type, params, rangeHeader);
   if (file.fileName) {
     reply.headers = { ...reply.headers, 'Content-Disposition': `attachment; filename*=UTF-8''${encodeURIComponent(file.fileName)}` };
   }

@@ -421,11 +421,10 @@ export class HttpListener {
     }
     const resourcePath = rest.slice(resource.length + 1);
     if (resource === 'mime') {
-      const query = new URLSearchParams([...params]);
-      return this.send(req, res, await serveMimePart(this.engine.server, session, resourcePath, query, req.headers.range));
+      return this.send(req, res, await serveMimePart(this.engine.server, session, resourcePath, params, req.headers.range));
     }
     if (resource === 'download') {
-      return this.send(req, res, serveDownload(session, resourcePath, new URLSearchParams([...params]), req.headers.range));
+      return this.send(req, res, serveDownload(session, resourcePath, params, req.headers.range));
     }
     if (resource === 'upload') {
       if (req.method === 'GET') {
@@ -434,7 +433,7 @@ export class HttpListener {
       const data = await this.bodyBytes(req, res, this.limits.maxMessageBytes);
       if (data === undefined) return;
       const uploadID = safeDecode(resourcePath.split('/', 1)[0] ?? '');
-      return this.send(req, res, storeUpload(session, uploadID, req, new URLSearchParams([...params]), data));
+      return this.send(req, res, storeUpload(session, uploadID, req, params, data));
     }
     if (LATER_RESOURCES.has(resource)) {
       return this.send(req, res, {

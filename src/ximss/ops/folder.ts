@@ -1,14 +1,15 @@
 import { ServiceError } from '../../services/errors.js';
 import { Flag, parseFlagChange } from '../../services/mail/flags.js';
 import { parseSearch, SearchSyntaxError } from '../../services/mail/search.js';
-import type { MailboxHandle } from '../../services/mail/service.js';
+import { NOT_FOUND, type MailboxHandle } from '../../services/mail/service.js';
 import type { MessageMeta } from '../../store/store.js';
 import { messageToXml, parseMime } from '../../services/mime/index.js';
 import { el } from '../../xml/element.js';
-import { parseGmt } from '../../xml/time.js';
-import { inSession, type OperationTable, type SessionContext } from '../engine.js';
+import { ianaTimeZone, parseGmt } from '../../xml/time.js';
+import { inSession, requiredAttr, type OperationTable, type SessionContext } from '../engine.js';
 import {
   appendFields,
+  FOLDER_NOT_OPEN,
   initReport,
   MAX_OPEN_FOLDERS,
   messageSet,
@@ -23,11 +24,6 @@ import type { Session } from '../session.js';
 
 /** Spec section "Mailbox (Folder) Operations". */
 
-function required(ctx: SessionContext, name: string): string {
-  const value = ctx.request.attrs[name];
-  if (value === undefined || value === '') throw new ServiceError(`the ${name} attribute is missing`);
-  return value;
-}
 
 /** Builds (or rebuilds) a folder's view from folderOpen/folderReopen attributes. */
 async function buildFolder(ctx: SessionContext, name: string, box: MailboxHandle, fields: string[]): Promise<OpenFolder> {
@@ -50,14 +46,14 @@ async function buildFolder(ctx: SessionContext, name: string, box: MailboxHandle
     fields,
     prepare: async () => {
       if (content) await content.decide();
-      await mail.loadFields(index, [...fields, options.sortField], [...index.byUid.keys()]);
+      await mail.loadFields(index, [...fields, options.sortField]);
     },
   };
 }
 
 function closeFolder(session: Session, name: string): void {
   const folder = session.folders.get(name);
-  if (!folder) throw new ServiceError('folder has not been opened');
+  if (!folder) throw new ServiceError(FOLDER_NOT_OPEN);
   folder.view.close();
   session.folders.delete(name);
 }
@@ -65,7 +61,7 @@ function closeFolder(session: Session, name: string): void {
 /** messageCopy and messageMove. */
 async function copyMessages(ctx: SessionContext, move: boolean): Promise<void> {
   const folder = openFolder(ctx.session, ctx.request);
-  const targetName = required(ctx, 'targetMailbox');
+  const targetName = requiredAttr(ctx.request, 'targetMailbox');
   if (ctx.request.attrs.encrypt === 'yes' || ctx.request.attrs.decrypt === 'yes') {
     throw new ServiceError('S/MIME encryption is not implemented yet');
   }
@@ -81,7 +77,7 @@ async function copyMessages(ctx: SessionContext, move: boolean): Promise<void> {
 export const folderOperations: OperationTable = {
   folderOpen: inSession(async (ctx) => {
     const session = ctx.session;
-    const name = required(ctx, 'folder');
+    const name = requiredAttr(ctx.request, 'folder');
     if (session.folders.has(name)) throw new ServiceError('folder has already been opened');
     if (session.folders.size >= MAX_OPEN_FOLDERS) throw new ServiceError(`too many open folders (at most ${MAX_OPEN_FOLDERS})`);
     const mailboxClass = ctx.request.attrs.mailboxClass;
@@ -113,12 +109,12 @@ export const folderOperations: OperationTable = {
   }),
 
   folderClose: inSession((ctx) => {
-    closeFolder(ctx.session, required(ctx, 'folder'));
+    closeFolder(ctx.session, requiredAttr(ctx.request, 'folder'));
   }),
 
   /** The spelling the spec's own example uses. */
   closeMailbox: inSession((ctx) => {
-    closeFolder(ctx.session, required(ctx, 'folder'));
+    closeFolder(ctx.session, requiredAttr(ctx.request, 'folder'));
   }),
 
   folderBrowse: inSession(async (ctx) => {
@@ -163,14 +159,14 @@ export const folderOperations: OperationTable = {
   folderSearch: inSession(async (ctx) => {
     const folder = openFolder(ctx.session, ctx.request);
     await ctx.server.mail.check(folder.box, 'r');
-    const filter = required(ctx, 'filter');
+    const filter = requiredAttr(ctx.request, 'filter');
     const limit = ctx.request.attrs.limit === undefined ? Number.MAX_SAFE_INTEGER : Number(ctx.request.attrs.limit);
     if (!Number.isInteger(limit) || limit < 1) throw new ServiceError('invalid limit');
     const timeout = Math.min(Number(ctx.request.attrs.timeout ?? 5) || 5, 5);
     const view = folder.view;
     let program;
     try {
-      program = parseSearch(filter, { timeZone: ctx.session.timeZone === 'HostOS' ? undefined : ctx.session.timeZone, maxSeq: view.length, maxUid: view.index.mailbox.uidNext - 1 });
+      program = parseSearch(filter, { timeZone: ianaTimeZone(ctx.session.timeZone), maxSeq: view.length, maxUid: view.index.mailbox.uidNext - 1 });
     } catch (err) {
       if (err instanceof SearchSyntaxError || err instanceof RangeError) throw new ServiceError(`invalid search filter: ${err.message}`);
       throw err;
@@ -179,7 +175,7 @@ export const folderOperations: OperationTable = {
     const candidates =
       set.kind === 'uid'
         ? set.uids.map((uid) => ({ uid, seq: view.positionOf(uid) + 1 }))
-        : set.positions.map((p) => ({ uid: view.at(p)?.uid ?? 0, seq: p + 1, position: p }));
+        : set.positions.map((p) => ({ uid: view.at(p)?.uid ?? 0, seq: p + 1 }));
     const result = await ctx.server.mail.search(folder.box, view.index, program, candidates, limit, Date.now() + timeout * 1000);
     const byUid = set.kind === 'uid';
     const message = el('folderSearchResult', {
@@ -219,7 +215,7 @@ export const folderOperations: OperationTable = {
     // The first sync, or a syncID older than the removal journal: every message is new.
     const full = (since === 0 && afterUid === undefined) || !changes.complete;
     const removed = full ? [] : changes.removed;
-    let changed = full ? (await ctx.server.mail.changesSince(folder.box, 0)).changed : changes.changed;
+    let changed = full && from !== 0 ? (await ctx.server.mail.changesSince(folder.box, 0)).changed : changes.changed;
     const timeFrom = ctx.request.attrs.timeFrom === undefined ? undefined : parseGmt(ctx.request.attrs.timeFrom);
     if (timeFrom) changed = changed.filter((m) => m.internalDate >= timeFrom.getTime());
     type Entry = { modseq: number; uid: number; removed?: { uid: number; origUid: number }; meta?: MessageMeta };
@@ -246,7 +242,7 @@ export const folderOperations: OperationTable = {
       appendFields(report, folder, meta, tz);
       if (isNew) {
         const raw = await ctx.server.mail.readRaw(folder.box, meta.uid);
-        if (raw) report.append(messageToXml(raw, parseMime(raw), { timeZone: tz ?? 'HostOS', totalSizeLimit }));
+        if (raw) report.append(messageToXml(raw, parseMime(raw), { timeZone: tz, totalSizeLimit }));
       }
       ctx.send(report);
     }
@@ -260,7 +256,7 @@ export const folderOperations: OperationTable = {
 
   messageMark: inSession(async (ctx) => {
     const folder = openFolder(ctx.session, ctx.request);
-    const flags = required(ctx, 'flags');
+    const flags = requiredAttr(ctx.request, 'flags');
     const change = parseFlagChange(flags, ctx.request.attrs.mode === 'delete');
     const uids = setUids(messageSet(ctx.request, folder), folder);
     await ctx.server.mail.setFlags(folder.box, uids, change);
@@ -270,7 +266,7 @@ export const folderOperations: OperationTable = {
     const session = ctx.session;
     const folder = openFolder(session, ctx.request);
     const uids = setUids(messageSet(ctx.request, folder), folder);
-    const mode = ctx.request.attrs.mode ?? (typeof session.prefs.DeleteMode === 'string' ? session.prefs.DeleteMode : 'Move To Trash');
+    const mode = ctx.request.attrs.mode ?? session.textPref('DeleteMode') ?? 'Move To Trash';
     const mail = ctx.server.mail;
     switch (mode.toLowerCase()) {
       case 'immediately':
@@ -280,7 +276,7 @@ export const folderOperations: OperationTable = {
         await mail.setFlags(folder.box, uids, { set: Flag.Deleted, clear: 0, addKeywords: [], removeKeywords: [] });
         return;
       case 'move to trash': {
-        const trashName = typeof session.prefs.TrashBox === 'string' && session.prefs.TrashBox !== '' ? session.prefs.TrashBox : 'Trash';
+        const trashName = session.textPref('TrashBox') || 'Trash';
         const trash = await mail.access(session.account, trashName, 'i', { mailboxClass: '' });
         if (trash.record.id === folder.box.record.id) await mail.expunge(folder.box, uids);
         else await mail.copy(folder.box, uids, trash, true);
@@ -298,13 +294,13 @@ export const folderOperations: OperationTable = {
 
   emptyTrash: inSession(async (ctx) => {
     const session = ctx.session;
-    const trashName = typeof session.prefs.TrashBox === 'string' ? session.prefs.TrashBox : '';
-    if (trashName === '') throw new ServiceError('no Trash mailbox is specified');
+    const trashName = session.textPref('TrashBox');
+    if (!trashName) throw new ServiceError('no Trash mailbox is specified');
     let trash;
     try {
       trash = await ctx.server.mail.access(session.account, trashName, 'd');
     } catch (err) {
-      if (err instanceof ServiceError && err.message === 'mailbox is not found') return;
+      if (err instanceof ServiceError && err.message === NOT_FOUND) return;
       throw err;
     }
     const index = await ctx.server.mail.index(trash);
@@ -312,7 +308,7 @@ export const folderOperations: OperationTable = {
   }),
 
   emptyMailbox: inSession(async (ctx) => {
-    const box = await ctx.server.mail.access(ctx.session.account, required(ctx, 'mailbox'), 'd');
+    const box = await ctx.server.mail.access(ctx.session.account, requiredAttr(ctx.request, 'mailbox'), 'd');
     const duration = parseDuration(ctx.request.attrs.duration ?? '0');
     const keepAfter = Date.now() - duration * 1000;
     const index = await ctx.server.mail.index(box);

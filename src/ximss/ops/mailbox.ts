@@ -2,15 +2,10 @@ import { ServiceError } from '../../services/errors.js';
 import { listPattern, type ListedMailbox } from '../../services/mail/service.js';
 import { el } from '../../xml/element.js';
 import { formatUtc } from '../../xml/time.js';
-import { inSession, type OperationTable, type SessionContext } from '../engine.js';
+import { inSession, requiredAttr, type OperationTable } from '../engine.js';
 
 /** Spec section "Mailbox Management". */
 
-function required(ctx: SessionContext, name: string): string {
-  const value = ctx.request.attrs[name];
-  if (value === undefined || value === '') throw new ServiceError(`the ${name} attribute is missing`);
-  return value;
-}
 
 function mailboxMessage(m: ListedMailbox): ReturnType<typeof el> {
   const attrs: Record<string, string | number | undefined> = { mailbox: m.name };
@@ -33,17 +28,17 @@ function mailboxMessage(m: ListedMailbox): ReturnType<typeof el> {
 
 export const mailboxOperations: OperationTable = {
   mailboxCreate: inSession(async (ctx) => {
-    await ctx.server.mail.create(ctx.session.account, required(ctx, 'mailbox'), ctx.request.attrs.mailboxClass ?? '');
+    await ctx.server.mail.create(ctx.session.account, requiredAttr(ctx.request, 'mailbox'), ctx.request.attrs.mailboxClass ?? '');
   }),
 
   mailboxRename: inSession(async (ctx) => {
     const children = ctx.request.attrs.children !== undefined && ctx.request.attrs.children !== 'no';
-    await ctx.server.mail.rename(ctx.session.account, required(ctx, 'mailbox'), required(ctx, 'newName'), children);
+    await ctx.server.mail.rename(ctx.session.account, requiredAttr(ctx.request, 'mailbox'), requiredAttr(ctx.request, 'newName'), children);
   }),
 
   mailboxRemove: inSession(async (ctx) => {
     const children = ctx.request.attrs.children !== undefined && ctx.request.attrs.children !== 'no';
-    await ctx.server.mail.remove(ctx.session.account, required(ctx, 'mailbox'), children);
+    await ctx.server.mail.remove(ctx.session.account, requiredAttr(ctx.request, 'mailbox'), children);
   }),
 
   mailboxList: inSession(async (ctx) => {
@@ -69,9 +64,7 @@ export const mailboxOperations: OperationTable = {
     if (items.length === 0 && ctx.request.attrs.mailbox !== undefined) items.push(ctx.request);
     if (items.length === 0) throw new ServiceError('no mailboxSubscription elements');
     for (const item of items) {
-      const mailbox = item.attrs.mailbox;
-      if (!mailbox) throw new ServiceError('the mailbox attribute is missing');
-      await ctx.server.mail.setSubscribed(ctx.session.account, mailbox, item.attrs.mode === 'add');
+      await ctx.server.mail.setSubscribed(ctx.session.account, requiredAttr(item, 'mailbox'), item.attrs.mode === 'add');
     }
   }),
 
@@ -85,20 +78,19 @@ export const mailboxOperations: OperationTable = {
     const items = ctx.request.elements('mailboxAlias');
     if (items.length === 0) throw new ServiceError('no mailboxAlias elements');
     for (const item of items) {
-      const name = item.attrs.name;
-      if (!name) throw new ServiceError('the name attribute is missing');
-      await ctx.server.mail.setAlias(ctx.session.account, name, item.attrs.mode === 'add' ? item.text().trim() : null);
+      const target = item.attrs.mode === 'add' ? item.text().trim() : null;
+      await ctx.server.mail.setAlias(ctx.session.account, requiredAttr(item, 'name'), target);
     }
   }),
 
   mailboxRightsGet: inSession(async (ctx) => {
-    const name = required(ctx, 'mailbox');
+    const name = requiredAttr(ctx.request, 'mailbox');
     const box = await ctx.server.mail.access(ctx.session.account, name, '');
     ctx.send(el('mailboxRights', { mailbox: name }, box.rights));
   }),
 
   mailboxACLList: inSession(async (ctx) => {
-    const name = required(ctx, 'mailbox');
+    const name = requiredAttr(ctx.request, 'mailbox');
     const { acl } = await ctx.server.mail.acl(ctx.session.account, name);
     const message = el('mailboxACL', { mailbox: name });
     for (const entry of acl) message.add('aclElem', { pattern: entry.pattern }, entry.rights);
@@ -106,7 +98,7 @@ export const mailboxOperations: OperationTable = {
   }),
 
   mailboxACLUpdate: inSession(async (ctx) => {
-    const name = required(ctx, 'mailbox');
+    const name = requiredAttr(ctx.request, 'mailbox');
     const changes = ctx.request.elements('aclElem').map((e) => ({ pattern: e.attrs.pattern ?? '', rights: e.text().trim(), mode: e.attrs.mode }));
     if (changes.length === 0) throw new ServiceError('no aclElem elements');
     await ctx.server.mail.updateAcl(ctx.session.account, name, changes);

@@ -13,27 +13,35 @@ import {
   type PartResolver,
   type ReplyMode,
 } from '../../services/mime/index.js';
-import type { ReplaceSpec } from '../../store/store.js';
+import type { MessageMeta, ReplaceSpec } from '../../store/store.js';
 import { el, XmlElement } from '../../xml/element.js';
 import { appendValue, readValue, type XimssValue } from '../../xml/objects.js';
 import { formatUtc, parseGmt } from '../../xml/time.js';
 import { inSession, type OperationTable, type SessionContext } from '../engine.js';
 import { openFolder } from '../folders.js';
-import type { Session } from '../session.js';
+import { emptyDictionary } from '../session.js';
 
 /** Spec section "Message Operations" (composing and reading; sending is the transport's). */
 
 const REPLY_MODES = new Set(['replyFrom', 'replyAll', 'forward', 'replyFromHTML', 'replyAllHTML', 'forwardHTML']);
+
+/** The message attributes the store keeps itself: read by messageAttrRead, never written. */
+function metadataAttrs(meta: Pick<MessageMeta, 'uid' | 'origUid' | 'flags' | 'keywords' | 'size' | 'internalDate'>): { [key: string]: XimssValue } {
+  return {
+    FLAGS: formatFlags(meta.flags, meta.keywords),
+    UID: String(meta.uid),
+    ORIGUID: String(meta.origUid),
+    SIZE: String(meta.size),
+    INTERNALDATE: formatUtc(new Date(meta.internalDate)),
+  };
+}
+const METADATA_ATTRS = new Set(Object.keys(metadataAttrs({ uid: 0, origUid: 0, flags: 0, keywords: [], size: 0, internalDate: 0 })));
 
 function uidAttr(request: XmlElement): number {
   const text = request.attrs.UID ?? request.attrs.uid;
   const uid = Number(text);
   if (text === undefined || !Number.isInteger(uid) || uid <= 0) throw new ServiceError('the UID attribute is missing or invalid');
   return uid;
-}
-
-function timeZoneOf(session: Session): string {
-  return session.timeZone ?? 'HostOS';
 }
 
 /** The stored message `uid` of a box, or a clear error. */
@@ -76,7 +84,7 @@ export async function composeFromRequest(ctx: SessionContext, options: { addMiss
   const email = ctx.request.element('EMail');
   if (!email) throw new ServiceError('the EMail element is missing');
   const raw = await composeMessage(email, sessionResolver(ctx), {
-    timeZone: timeZoneOf(ctx.session),
+    timeZone: ctx.session.timeZone,
     addMissing: options.addMissing,
     hostname: ctx.server.config.defaultDomain || hostname(),
     omitBcc: options.omitBcc,
@@ -121,7 +129,7 @@ export const messageOperations: OperationTable = {
     const raw = await readMessage(ctx, folder.box, uid);
     const root = parseMime(raw);
     if (partID !== undefined && partID !== '' && !findPart(root, partID)) throw new ServiceError(`message part not found: ${partID}`);
-    const timeZone = timeZoneOf(ctx.session);
+    const timeZone = ctx.session.timeZone;
     let body: XmlElement;
     if (mode !== undefined && mode !== '') {
       if (!REPLY_MODES.has(mode)) throw new ServiceError(`invalid mode: ${mode}`);
@@ -170,16 +178,9 @@ export const messageOperations: OperationTable = {
     await ctx.server.mail.check(folder.box, 'r');
     const meta = await ctx.server.mail.getMessage(folder.box, uid);
     if (!meta) throw new ServiceError('message not found');
-    const all: { [key: string]: XimssValue } = {
-      ...(meta.attrs ?? {}),
-      FLAGS: formatFlags(meta.flags, meta.keywords),
-      UID: String(meta.uid),
-      ORIGUID: String(meta.origUid),
-      SIZE: String(meta.size),
-      INTERNALDATE: formatUtc(new Date(meta.internalDate)),
-    };
+    const all = Object.assign(emptyDictionary(), meta.attrs, metadataAttrs(meta));
     const wanted = ctx.request.elements('field').map((f) => f.text().trim());
-    const result: { [key: string]: XimssValue } = Object.create(null) as { [key: string]: XimssValue };
+    const result = emptyDictionary();
     for (const key of wanted.length > 0 ? wanted : Object.keys(all)) if (key in all) result[key] = all[key]!;
     ctx.send(appendValue(el('messageAttrData', { folder: folder.name, UID: uid }), result));
   }),
@@ -189,13 +190,13 @@ export const messageOperations: OperationTable = {
     const uid = uidAttr(ctx.request);
     const meta = await ctx.server.mail.getMessage(folder.box, uid);
     if (!meta) throw new ServiceError('message not found');
-    const attrs: { [key: string]: XimssValue } = { ...(meta.attrs ?? {}) };
+    const attrs = Object.assign(emptyDictionary(), meta.attrs);
     const keys = ctx.request.elements('subKey');
     if (keys.length === 0) throw new ServiceError('the attribute dictionary is missing');
     for (const entry of keys) {
       const key = entry.attrs.key;
       if (key === undefined || key === '') throw new ServiceError('subKey element without a key attribute');
-      if (['FLAGS', 'UID', 'ORIGUID', 'SIZE', 'INTERNALDATE'].includes(key)) throw new ServiceError(`${key} cannot be written`);
+      if (METADATA_ATTRS.has(key)) throw new ServiceError(`${key} cannot be written`);
       const children = entry.elements();
       if (children.length === 1 && children[0]!.name === 'null') {
         delete attrs[key];

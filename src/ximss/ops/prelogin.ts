@@ -1,7 +1,7 @@
 import { settingIsYes } from '../../services/accounts.js';
 import { ServiceError } from '../../services/errors.js';
 import { el } from '../../xml/element.js';
-import { preLogin, type OperationTable, type RequestContext } from '../engine.js';
+import { preLogin, requiredAttr, type OperationTable, type RequestContext } from '../engine.js';
 
 /** Spec section "Pre-Login Operations" (readStrings, served before and after login, is in service.ts). */
 
@@ -44,9 +44,9 @@ export const preLoginOperations: OperationTable = {
     const domainName = await selectDomain(ctx);
     const domain = await ctx.server.accounts.getDomain(domainName);
     if (!domain || !settingIsYes(domain.settings.SignupAllowed)) throw new ServiceError('self sign-up is not allowed in this domain');
-    const { userName, password, realName, recoverPassword } = ctx.request.attrs;
-    if (!userName) throw new ServiceError('the userName attribute is missing');
-    if (!password) throw new ServiceError('the password attribute is missing');
+    const userName = requiredAttr(ctx.request, 'userName');
+    const password = requiredAttr(ctx.request, 'password');
+    const { realName, recoverPassword } = ctx.request.attrs;
     // Rate-limited per client address, like failed logins.
     await ctx.server.auth.admitSignup(ctx.conversation.remoteAddress);
     const local = userName.includes('@') ? userName.slice(0, userName.lastIndexOf('@')) : userName;
