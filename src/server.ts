@@ -5,7 +5,11 @@ import type { Config } from './config.js';
 import { AccountService } from './services/accounts.js';
 import { AlertService } from './services/alerts.js';
 import { MailService } from './services/mail/service.js';
+import { DatasetService } from './services/datasets.js';
+import { RuleService } from './services/rules/service.js';
 import { SmtpListener } from './transports/smtp/inbound.js';
+import { LocalDelivery } from './transports/smtp/local-delivery.js';
+import { MailQueue } from './transports/smtp/queue.js';
 import { AuthService } from './services/auth.js';
 import { EventBus } from './services/bus.js';
 import { openStore } from './store/open.js';
@@ -47,6 +51,11 @@ export async function startServer(config: Config, log: (line: string) => void = 
   } catch (err) {
     log(`TLS is unavailable: ${(err as Error).message}`);
   }
+  const mail = new MailService(store, accounts, bus);
+  const rules = new RuleService(store, accounts);
+  const datasets = new DatasetService(store, accounts);
+  const queue = new MailQueue();
+  const delivery = new LocalDelivery({ mail, rules, datasets, accounts, submitter: queue, hostName: config.defaultDomain, log });
   const services: XimssServices = {
     config,
     store,
@@ -54,7 +63,11 @@ export async function startServer(config: Config, log: (line: string) => void = 
     accounts,
     auth: new AuthService(accounts, store, config.limits, config.defaultDomain),
     alerts,
-    mail: new MailService(store, accounts, bus),
+    mail,
+    rules,
+    datasets,
+    queue,
+    delivery,
     sessions: new SessionManager(config, accounts, alerts, bus),
     nonces: new NonceRegistry(config.defaultDomain),
     vocabulary: new Vocabulary(RESOURCES + 'strings'),

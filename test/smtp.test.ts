@@ -583,7 +583,7 @@ describe('SMTP receiving', () => {
         return super.deliver(raw, envelope);
       }
     }
-    const listener = new SmtpListener(server.services, { delivery: new FailingDelivery(server.services.mail), log: (line) => logged.push(line) });
+    const listener = new SmtpListener({ ...server.services, delivery: new FailingDelivery(server.services.delivery.deps) }, { log: (line) => logged.push(line) });
     const port = await listener.start(0, '127.0.0.1');
     try {
       const id = uniqueId('fail');
@@ -613,7 +613,7 @@ describe('SMTP receiving', () => {
         return super.deliver(raw, envelope);
       }
     }
-    const listener = new SmtpListener(server.services, { delivery: new SlowDelivery(server.services.mail) });
+    const listener = new SmtpListener({ ...server.services, delivery: new SlowDelivery(server.services.delivery.deps) });
     const port = await listener.start(0, '127.0.0.1');
     const id = uniqueId('close');
     const sending = smtp([sendmail('sender@remote.example', [nat], message({ to: nat, messageId: id })), { op: 'quit' }], port);

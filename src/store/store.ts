@@ -1,4 +1,7 @@
 import type { XimssValue } from '../xml/objects.js';
+import type { DatasetStore } from './datasets.js';
+import type { QueueStore } from './queue.js';
+import type { RuleStore } from './rules.js';
 
 /**
  * The storage interface every service talks to. Asynchronous throughout, so that the
@@ -12,6 +15,9 @@ export interface Store {
   readonly alerts: AlertStore;
   readonly meta: MetaStore;
   readonly mail: MailStore;
+  readonly queue: QueueStore;
+  readonly rules: RuleStore;
+  readonly datasets: DatasetStore;
   /**
    * Calls `listener` soon after another process (the command line, another cluster node)
    * commits a change to the store. Returns a function that stops the watch.
@@ -199,6 +205,16 @@ export interface ReplaceSpec {
   keepOrigUid: boolean;
 }
 
+export interface AppendOptions {
+  replace?: ReplaceSpec;
+  /**
+   * Makes the append idempotent: the key is recorded in the same transaction, and an append
+   * with a key already recorded stores nothing (`messages` is empty). A delivery retried
+   * after a crash (the queue's) uses it so that no mailbox gets a message twice.
+   */
+  deliveryKey?: string;
+}
+
 export interface AppendResult {
   messages: MessageMeta[];
   modseq: number;
@@ -254,7 +270,7 @@ export interface MailStore {
   readRaw(mailboxId: number, uid: number): Promise<Buffer | undefined>;
   /** The stored header blocks (binary strings) of these messages. */
   readHeaders(mailboxId: number, uids: readonly number[]): Promise<Map<number, string>>;
-  append(mailboxId: number, messages: readonly NewMessage[], replace?: ReplaceSpec): Promise<AppendResult>;
+  append(mailboxId: number, messages: readonly NewMessage[], options?: AppendOptions): Promise<AppendResult>;
   copy(fromMailboxId: number, uids: readonly number[], toMailboxId: number, options: { move: boolean }): Promise<CopyResult>;
   setFlags(mailboxId: number, updates: readonly FlagUpdate[]): Promise<{ modseq: number; changed: MessageMeta[] }>;
   setAttrs(mailboxId: number, uid: number, attrs: { [key: string]: XimssValue } | null): Promise<{ modseq: number; changed: MessageMeta | undefined }>;

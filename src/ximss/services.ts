@@ -3,8 +3,12 @@ import type { Config } from '../config.js';
 import type { AccountService } from '../services/accounts.js';
 import type { AlertService } from '../services/alerts.js';
 import type { AuthService } from '../services/auth.js';
+import type { DatasetService } from '../services/datasets.js';
 import type { EventBus } from '../services/bus.js';
 import type { MailService } from '../services/mail/service.js';
+import type { RuleService } from '../services/rules/service.js';
+import type { LocalDelivery } from '../transports/smtp/local-delivery.js';
+import type { MailQueue } from '../transports/smtp/queue.js';
 import type { Store } from '../store/store.js';
 import type { NonceRegistry } from './nonces.js';
 import type { SessionManager } from './sessions.js';
@@ -19,6 +23,12 @@ export interface XimssServices {
   readonly auth: AuthService;
   readonly alerts: AlertService;
   readonly mail: MailService;
+  readonly rules: RuleService;
+  readonly datasets: DatasetService;
+  /** The outbound queue: messageSubmit and its relatives, Mail Rules, delivery reports. */
+  readonly queue: MailQueue;
+  /** Final delivery into local accounts, through their Mail Rules (SMTP in, the queue). */
+  readonly delivery: LocalDelivery;
   readonly sessions: SessionManager;
   readonly nonces: NonceRegistry;
   readonly vocabulary: Vocabulary;

@@ -7,7 +7,7 @@ import {
   type MailboxStats,
   type MessageMeta,
   type NewMessage,
-  type ReplaceSpec,
+  type AppendOptions,
   type Store,
 } from '../../store/store.js';
 import type { XimssValue } from '../../xml/objects.js';
@@ -467,12 +467,14 @@ export class MailService {
   }
 
   /** Appends messages (checks the insert right and the account's storage limit). */
-  async append(box: MailboxHandle, messages: readonly NewMessage[], replace?: ReplaceSpec): Promise<MessageMeta[]> {
+  /** Appends messages; with a deliveryKey already used, nothing (see AppendOptions). */
+  async append(box: MailboxHandle, messages: readonly NewMessage[], options: AppendOptions = {}): Promise<MessageMeta[]> {
+    const replace = options.replace;
     const record = await this.recheck(box, replace ? 'id' : 'i');
     await this.checkQuota(box.owner, messages.reduce((sum, m) => sum + m.raw.length, 0));
     let result;
     try {
-      result = await this.store.mail.append(box.record.id, messages, replace);
+      result = await this.store.mail.append(box.record.id, messages, options);
     } catch (err) {
       if (err instanceof NotFoundError) throw new ServiceError(err.message);
       throw err;

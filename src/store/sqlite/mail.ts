@@ -14,7 +14,7 @@ import {
   type MailStore,
   type MessageMeta,
   type NewMessage,
-  type ReplaceSpec,
+  type AppendOptions,
 } from '../store.js';
 import { isUniqueViolation, prepareAll } from './util.js';
 
@@ -198,10 +198,14 @@ export class SqliteMail implements MailStore {
     return headers;
   }
 
-  async append(mailboxId: number, messages: readonly NewMessage[], replace?: ReplaceSpec): Promise<AppendResult> {
+  async append(mailboxId: number, messages: readonly NewMessage[], options: AppendOptions = {}): Promise<AppendResult> {
+    const { replace, deliveryKey } = options;
     return this.groupCommit((): AppendResult => {
       const box = this.sql.getMailboxById.get(mailboxId) as MailboxRow | undefined;
       if (!box) throw new NotFoundError('mailbox not found');
+      if (deliveryKey !== undefined && this.sql.recordDeliveryKey.run(deliveryKey, Date.now()).changes === 0) {
+        return { messages: [], modseq: box.modseq, replaced: null, uidNext: box.uid_next };
+      }
       let replaced: MessageRow | undefined;
       if (replace) {
         replaced = (replace.byOrigUid
@@ -413,6 +417,7 @@ function prepareStatements(db: SqliteDatabase) {
     readHeader: `SELECT b.header AS header FROM messages m JOIN message_bodies b ON b.id = m.body_id
                  WHERE m.mailbox_id = ? AND m.uid = ?`,
     insertBody: 'INSERT INTO message_bodies (header, data) VALUES (?, ?)',
+    recordDeliveryKey: 'INSERT OR IGNORE INTO delivery_keys (key, created) VALUES (?, ?)',
     insertMessage: `INSERT INTO messages (mailbox_id, uid, orig_uid, modseq, flags, keywords, internal_date, size,
                       body_id, date, date_shift, from_, to_, cc, subject, priority, attrs)
                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,

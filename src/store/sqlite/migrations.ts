@@ -133,4 +133,79 @@ export const migrations: readonly string[] = [
     PRIMARY KEY (account_id, name)
   ) WITHOUT ROWID;
   `,
+  // 3: datasets (src/store/sqlite/datasets.ts)
+  `
+  CREATE TABLE datasets (
+    account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    path       TEXT NOT NULL,
+    PRIMARY KEY (account_id, path)
+  ) WITHOUT ROWID;
+  CREATE TABLE dataset_entries (
+    account_id INTEGER NOT NULL,
+    path       TEXT NOT NULL,
+    name       TEXT NOT NULL,
+    attrs      TEXT NOT NULL,
+    PRIMARY KEY (account_id, path, name),
+    FOREIGN KEY (account_id, path) REFERENCES datasets(account_id, path) ON DELETE CASCADE
+  ) WITHOUT ROWID;
+  `,
+  // 4: Automated Rules and the vacation-reply log (src/store/sqlite/rules.ts)
+  `
+  CREATE TABLE rules (
+    account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    type       TEXT NOT NULL,
+    name       TEXT NOT NULL,
+    priority   INTEGER NOT NULL,
+    stage      TEXT,
+    body       TEXT NOT NULL,
+    PRIMARY KEY (account_id, type, name)
+  ) WITHOUT ROWID;
+  CREATE TABLE vacation_replies (
+    account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    rule       TEXT NOT NULL,
+    address    TEXT NOT NULL,
+    sent       INTEGER NOT NULL,
+    PRIMARY KEY (account_id, rule, address)
+  ) WITHOUT ROWID;
+  `,
+  // 5: the outbound queue, delivery keys, password-reset tokens (src/store/sqlite/queue.ts)
+  `
+  CREATE TABLE queue_messages (
+    id        INTEGER PRIMARY KEY,
+    sender    TEXT NOT NULL,
+    raw       BLOB NOT NULL,
+    created   INTEGER NOT NULL,
+    expires   INTEGER NOT NULL,
+    ret       TEXT,
+    envid     TEXT,
+    source    TEXT NOT NULL,
+    submitter INTEGER,
+    key       TEXT UNIQUE
+  );
+  CREATE TABLE queue_recipients (
+    message_id   INTEGER NOT NULL REFERENCES queue_messages(id) ON DELETE CASCADE,
+    address      TEXT NOT NULL,
+    notify       TEXT,
+    orcpt        TEXT,
+    state        TEXT NOT NULL,
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    next_attempt INTEGER NOT NULL,
+    last_attempt INTEGER,
+    status       TEXT,
+    diagnostic   TEXT,
+    remote_mta   TEXT,
+    PRIMARY KEY (message_id, address)
+  ) WITHOUT ROWID;
+  CREATE INDEX queue_due ON queue_recipients(state, next_attempt);
+  CREATE TABLE delivery_keys (
+    key     TEXT PRIMARY KEY,
+    created INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  CREATE INDEX delivery_keys_created ON delivery_keys(created);
+  CREATE TABLE password_resets (
+    token_hash TEXT PRIMARY KEY,
+    account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    expires    INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  `,
 ];

@@ -16,7 +16,10 @@ import {
   type Settings,
   type Store,
 } from '../store.js';
+import { SqliteDatasets } from './datasets.js';
 import { SqliteMail } from './mail.js';
+import { SqliteQueue } from './queue.js';
+import { SqliteRules } from './rules.js';
 import { migrations } from './migrations.js';
 import { isUniqueViolation, prepareAll, relaxedCommit } from './util.js';
 
@@ -84,6 +87,9 @@ export class SqliteStore implements Store {
   readonly alerts: AlertStore;
   readonly meta: MetaStore;
   readonly mail: SqliteMail;
+  readonly queue: SqliteQueue;
+  readonly rules: SqliteRules;
+  readonly datasets: SqliteDatasets;
   private watchers = new Set<() => void>();
   private watchTimer: NodeJS.Timeout | undefined;
   private lastDataVersion = 0;
@@ -106,6 +112,9 @@ export class SqliteStore implements Store {
     this.alerts = new SqliteAlerts(db);
     this.meta = new SqliteMeta(db);
     this.mail = new SqliteMail(db);
+    this.queue = new SqliteQueue(db);
+    this.rules = new SqliteRules(db);
+    this.datasets = new SqliteDatasets(db);
   }
 
   private migrate(): void {

@@ -18,6 +18,7 @@ import type { MailService } from '../../services/mail/service.js';
 import type { AccountRecord } from '../../store/store.js';
 import { StorageLimitError } from '../../services/mail/service.js';
 import { LocalDelivery } from './local-delivery.js';
+import type { MailSubmitter } from './queue.js';
 
 /** The services the SMTP listener uses (XimssServices has them all under these names). */
 export interface SmtpServices {
@@ -25,6 +26,10 @@ export interface SmtpServices {
   readonly accounts: AccountService;
   readonly auth: AuthService;
   readonly mail: MailService;
+  /** Final delivery to local accounts (through their Mail Rules). */
+  readonly delivery: LocalDelivery;
+  /** Where messages for other domains (authenticated submission) go. */
+  readonly queue: MailSubmitter;
   /** The server certificate; without it STARTTLS is neither offered nor accepted. */
   readonly tls: SecureContext | undefined;
 }
@@ -38,8 +43,6 @@ export interface SmtpListenerOptions {
    * after STARTTLS.
    */
   allowPlaintextAuth?: boolean;
-  /** The final delivery step (Mail Rules plug in there); default: into the INBOX. */
-  delivery?: LocalDelivery;
   /** Idle time-out of a connection, ms (default 5 minutes, RFC 5321 section 4.5.3.2). */
   socketTimeoutMs?: number;
 }
@@ -140,7 +143,7 @@ export class SmtpListener {
     private readonly services: SmtpServices,
     options: SmtpListenerOptions = {},
   ) {
-    this.delivery = options.delivery ?? new LocalDelivery(services.mail);
+    this.delivery = services.delivery;
     this.log = options.log ?? ((line) => console.error(line));
     this.allowPlaintextAuth = options.allowPlaintextAuth ?? false;
     const tlsContext = services.tls;

@@ -1,7 +1,24 @@
-import type { AccountRecord } from '../../store/store.js';
+import type { AccountService } from '../../services/accounts.js';
+import type { DatasetService } from '../../services/datasets.js';
 import { Flag } from '../../services/mail/flags.js';
 import { prepareMessage } from '../../services/mail/new-message.js';
 import type { MailService } from '../../services/mail/service.js';
+import type { RuleService } from '../../services/rules/service.js';
+import type { AccountRecord } from '../../store/store.js';
+import type { MailSubmitter } from './queue.js';
+
+/** What final delivery uses. */
+export interface LocalDeliveryDeps {
+  readonly mail: MailService;
+  readonly rules: RuleService;
+  readonly datasets: DatasetService;
+  readonly accounts: AccountService;
+  /** Where messages that rules send (Redirect, Forward, Reply with) go. */
+  readonly submitter: MailSubmitter;
+  /** This server's name (Received, Message-ID of generated messages). */
+  readonly hostName: string;
+  readonly log: (line: string) => void;
+}
 
 /** What a local delivery knows about the message besides its bytes: one recipient's envelope. */
 export interface DeliveryEnvelope {
@@ -36,7 +53,11 @@ export interface DeliveryResult {
  * could not be stored (the storage limit, a store failure); the caller answers the client.
  */
 export class LocalDelivery {
-  constructor(private readonly mail: MailService) {}
+  private readonly mail: MailService;
+
+  constructor(readonly deps: LocalDeliveryDeps) {
+    this.mail = deps.mail;
+  }
 
   async deliver(raw: Buffer, envelope: DeliveryEnvelope): Promise<DeliveryResult[]> {
     const message = Buffer.concat([Buffer.from(`Return-Path: <${envelope.sender}>\r\n`, 'utf8'), raw]);

@@ -1,10 +1,12 @@
 import type { Engine } from '../engine.js';
+import { datasetOperations } from './datasets.js';
 import { folderOperations } from './folder.js';
 import { loginOperations } from './login.js';
 import { mailboxOperations } from './mailbox.js';
 import { messageOperations } from './message.js';
 import { notImplementedOperations } from './not-implemented.js';
 import { preLoginOperations } from './prelogin.js';
+import { ruleOperations } from './rules.js';
 import { serviceOperations } from './service.js';
 
 /** Registers every operation module with the engine: one table per spec section. */
@@ -15,5 +17,7 @@ export function registerOperations(engine: Engine): void {
   engine.register(mailboxOperations);
   engine.register(folderOperations);
   engine.register(messageOperations);
+  engine.register(ruleOperations);
+  engine.register(datasetOperations);
   engine.register(notImplementedOperations);
 }

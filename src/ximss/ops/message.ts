@@ -166,7 +166,7 @@ export const messageOperations: OperationTable = {
     const date = internalDateAttr(internalDate);
     const raw = await composeFromRequest(ctx, { addMissing: false, omitBcc: false });
     const message = prepareMessage(raw, { flags: initial.flags | Flag.Recent, keywords: initial.keywords, internalDate: date });
-    const [added] = await mail.append(box, [message], replace);
+    const [added] = await mail.append(box, [message], { replace });
     if (ctx.request.attrs.report === 'uid' && added) {
       ctx.send(el('messageAdded', folderName ? { folder: folderName, UID: added.uid } : { targetMailbox, UID: added.uid }));
     }
