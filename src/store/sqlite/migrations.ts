@@ -133,7 +133,10 @@ export const migrations: readonly string[] = [
     PRIMARY KEY (account_id, name)
   ) WITHOUT ROWID;
   `,
-  // 3: datasets (src/store/sqlite/datasets.ts)
+  // 3: datasets (src/store/sqlite/datasets.ts). A dataset's parents always have rows of
+  // their own; entries go with their dataset (and datasets with their account). `attrs` is a
+  // JSON object of strings; `email_key` is the lower-cased `email` attribute (emailKey() in
+  // src/store/datasets.ts), indexed for address lookups (Mail Rules' `in #Dataset`).
   `
   CREATE TABLE datasets (
     account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
@@ -145,9 +148,11 @@ export const migrations: readonly string[] = [
     path       TEXT NOT NULL,
     name       TEXT NOT NULL,
     attrs      TEXT NOT NULL,
+    email_key  TEXT,
     PRIMARY KEY (account_id, path, name),
     FOREIGN KEY (account_id, path) REFERENCES datasets(account_id, path) ON DELETE CASCADE
   ) WITHOUT ROWID;
+  CREATE INDEX dataset_entries_email ON dataset_entries(account_id, path, email_key) WHERE email_key IS NOT NULL;
   `,
   // 4: Automated Rules and the vacation-reply log (src/store/sqlite/rules.ts)
   `
@@ -157,6 +162,7 @@ export const migrations: readonly string[] = [
     name       TEXT NOT NULL,
     priority   INTEGER NOT NULL,
     stage      TEXT,
+    -- JSON: {"conditions": [{opCode, operator, parameter}], "actions": [{opCode, parameter}], "comment"}
     body       TEXT NOT NULL,
     PRIMARY KEY (account_id, type, name)
   ) WITHOUT ROWID;
@@ -165,6 +171,8 @@ export const migrations: readonly string[] = [
     rule       TEXT NOT NULL,
     address    TEXT NOT NULL,
     sent       INTEGER NOT NULL,
+    -- The delivery key of the delivery that replied (a re-run of it may reply again).
+    key        TEXT,
     PRIMARY KEY (account_id, rule, address)
   ) WITHOUT ROWID;
   `,
