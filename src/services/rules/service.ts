@@ -1,10 +1,199 @@
-import type { Store } from '../../store/store.js';
+import type { RuleRecord } from '../../store/rules.js';
+import { AlreadyExistsError, NotFoundError, type AccountRecord, type Store } from '../../store/store.js';
 import type { AccountService } from '../accounts.js';
+import { ServiceError } from '../errors.js';
+import { planDelivery, plainPlan, REPLY_INTERVAL_MS, type DeliveryPlan } from './apply.js';
+import {
+  ALLOWED_MODES,
+  checkAllowed,
+  checkRuleName,
+  parseAllowedMode,
+  parsePriority,
+  parseStage,
+  RULE_LIMITS,
+  RULE_SETS,
+  RULE_TYPES,
+  validateRule,
+  type AllowedMode,
+  type RuleInput,
+  type RuleType,
+} from './model.js';
 
-/** Account Automated Rules (spec section "Automated Rule Management"). */
+export type { DeliveryPlan, PlannedCopy, PlannedRemember, PlannedSend } from './apply.js';
+export type { AllowedMode, RuleInput, RuleType } from './model.js';
+export type { RuleAction, RuleCondition, RuleRecord } from '../../store/rules.js';
+export { parseRuleType } from './model.js';
+
+export const RULE_NOT_FOUND = 'rule not found';
+
+/** The knownValues of one rule set (listKnownValues). */
+export interface KnownRuleValues {
+  type: RuleType;
+  /** The allowed-rules modes, the most restrictive first. */
+  allowed: readonly AllowedMode[];
+  conditions: readonly string[];
+  actions: readonly { name: string; allowedSet: AllowedMode }[];
+}
+
+/** What final delivery tells the rules about one message for one account. */
+export interface DeliveryFacts {
+  account: AccountRecord;
+  /** The message without Return-Path. */
+  raw: Buffer;
+  /** Envelope sender, '' for the null sender. */
+  sender: string;
+  recipient: string;
+  authenticated: boolean;
+  hostName: string;
+  /** `in #Dataset`: true when the account's dataset holds the address. */
+  inDataset(dataset: string, address: string): Promise<boolean>;
+  log(line: string): void;
+}
+
+/**
+ * Account Automated Rules (spec section "Automated Rule Management"): Mail Rules (`mailIn`),
+ * run by final delivery, and Signal Rules (`signalIn`), stored and managed (they act once
+ * signaling exists). A user changes rules only within the account's RulesAllowed /
+ * SignalRulesAllowed setting, checked against the new and the old rule.
+ */
 export class RuleService {
   constructor(
     private readonly store: Store,
     private readonly accounts: AccountService,
   ) {}
+
+  /** The rule sets' conditions, actions and modes, for listKnownValues. */
+  static knownValues(): KnownRuleValues[] {
+    return RULE_TYPES.map((type) => ({
+      type,
+      allowed: ALLOWED_MODES,
+      conditions: RULE_SETS[type].conditions.map((c) => c.name),
+      actions: RULE_SETS[type].actions.map((a) => ({ name: a.name, allowedSet: a.allowedSet })),
+    }));
+  }
+
+  /** The account's effective mode for a rule set. */
+  async allowedMode(account: AccountRecord, type: RuleType): Promise<AllowedMode> {
+    const settings = await this.accounts.effectiveSettings(account);
+    return parseAllowedMode(settings[RULE_SETS[type].setting]);
+  }
+
+  /** The rules of a set, highest priority first (then by name). */
+  async list(account: AccountRecord, type: RuleType): Promise<RuleRecord[]> {
+    return this.store.rules.list(account.id, type);
+  }
+
+  async read(account: AccountRecord, type: RuleType, name: string): Promise<RuleRecord> {
+    const rule = await this.store.rules.get(account.id, type, checkRuleName(name));
+    if (!rule) throw new ServiceError(RULE_NOT_FOUND);
+    return rule;
+  }
+
+  /**
+   * ruleSet: validates and stores a rule, replacing one of the same name. Without a
+   * priority, a replaced rule keeps its own and a new one gets 5.
+   */
+  async set(account: AccountRecord, input: RuleInput): Promise<RuleRecord> {
+    const mode = await this.allowedMode(account, input.type);
+    checkAllowed(input.type, mode, undefined, 'the rule');
+    let defaultPriority = 5;
+    if (input.priority === undefined && input.name !== undefined) {
+      defaultPriority = (await this.store.rules.get(account.id, input.type, input.name))?.priority ?? 5;
+    }
+    const rule = validateRule(input, { priority: defaultPriority });
+    checkAllowed(input.type, mode, rule, 'the new rule');
+    await this.store.rules.put(account.id, rule, (existing, count) => {
+      checkAllowed(input.type, mode, existing, 'the rule it replaces');
+      if (!existing && count >= RULE_LIMITS.rules) throw new ServiceError(`too many rules (at most ${RULE_LIMITS.rules})`);
+    });
+    return rule;
+  }
+
+  /** ruleUpdate: a new priority and/or stage (Signal Rules). */
+  async update(account: AccountRecord, type: RuleType, name: string, changes: { priority?: string; stage?: string }): Promise<void> {
+    checkRuleName(name);
+    if (changes.priority === undefined && changes.stage === undefined) throw new ServiceError('the priority attribute is missing');
+    const priority = changes.priority === undefined ? undefined : parsePriority(changes.priority);
+    let stage: string | null | undefined;
+    if (changes.stage !== undefined && RULE_SETS[type].staged) stage = changes.stage.trim() === '' ? null : parseStage(changes.stage);
+    const mode = await this.allowedMode(account, type);
+    checkAllowed(type, mode, undefined, 'the rule');
+    await this.mapped(() => this.store.rules.update(account.id, type, name, { priority, stage }, (existing) => checkAllowed(type, mode, existing, 'the rule')));
+  }
+
+  /** ruleRename. */
+  async rename(account: AccountRecord, type: RuleType, name: string, newName: string): Promise<void> {
+    checkRuleName(name);
+    checkRuleName(newName, 'new rule name');
+    const mode = await this.allowedMode(account, type);
+    checkAllowed(type, mode, undefined, 'the rule');
+    await this.mapped(() => this.store.rules.rename(account.id, type, name, newName, (existing) => checkAllowed(type, mode, existing, 'the rule')));
+  }
+
+  /** ruleRemove. */
+  async remove(account: AccountRecord, type: RuleType, name: string): Promise<void> {
+    checkRuleName(name);
+    const mode = await this.allowedMode(account, type);
+    checkAllowed(type, mode, undefined, 'the rule');
+    await this.mapped(() => this.store.rules.remove(account.id, type, name, (existing) => checkAllowed(type, mode, existing, 'the rule')));
+  }
+
+  private async mapped(write: () => Promise<void>): Promise<void> {
+    try {
+      await write();
+    } catch (err) {
+      if (err instanceof NotFoundError) throw new ServiceError(RULE_NOT_FOUND);
+      if (err instanceof AlreadyExistsError) throw new ServiceError(err.message);
+      throw err;
+    }
+  }
+
+  /**
+   * What the account's Mail Rules do with an incoming message. Never throws for the rules'
+   * sake: when they cannot be read or run, the plan is the plain INBOX delivery (and the
+   * failure is logged), so that no message is lost to a rule.
+   */
+  async planDelivery(facts: DeliveryFacts): Promise<DeliveryPlan> {
+    let rules: RuleRecord[];
+    let timeZone = 'HostOS';
+    try {
+      rules = (await this.store.rules.list(facts.account.id, 'mailIn')).filter((r) => r.priority > 0);
+      if (rules.length === 0) return plainPlan(facts.raw);
+      const prefs = await this.accounts.effectivePrefs(facts.account);
+      if (typeof prefs.TimeZone === 'string' && prefs.TimeZone !== '') timeZone = prefs.TimeZone;
+    } catch (err) {
+      facts.log(`rules: ${facts.account.name}@${facts.account.domain}: rules not applied: ${(err as Error).message}`);
+      return plainPlan(facts.raw);
+    }
+    try {
+      return await planDelivery(rules, facts.raw, {
+        account: facts.account,
+        sender: facts.sender,
+        recipient: facts.recipient,
+        authenticated: facts.authenticated,
+        hostName: facts.hostName,
+        timeZone,
+        inDataset: facts.inDataset,
+        log: facts.log,
+      });
+    } catch (err) {
+      facts.log(`rules: ${facts.account.name}@${facts.account.domain}: rules not applied: ${(err as Error).stack ?? err}`);
+      return plainPlan(facts.raw);
+    }
+  }
+
+  /**
+   * The vacation log: true when `rule` may reply to `address` now (it has not within the
+   * last 7 days, or did so in this same delivery `key`); the claim is recorded. Returns the
+   * claim's time, to release it when the reply cannot be sent; undefined when refused.
+   */
+  async claimReply(account: AccountRecord, rule: string, address: string, key?: string): Promise<number | undefined> {
+    const now = Date.now();
+    const ok = await this.store.rules.claimReply(account.id, rule, address.toLowerCase(), now, now - REPLY_INTERVAL_MS, key);
+    return ok ? now : undefined;
+  }
+
+  async releaseReply(account: AccountRecord, rule: string, address: string, claimed: number): Promise<void> {
+    await this.store.rules.releaseReply(account.id, rule, address.toLowerCase(), claimed);
+  }
 }

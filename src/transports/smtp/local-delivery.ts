@@ -1,9 +1,9 @@
 import type { AccountService } from '../../services/accounts.js';
 import type { DatasetService } from '../../services/datasets.js';
-import { Flag } from '../../services/mail/flags.js';
+import { ServiceError } from '../../services/errors.js';
 import { prepareMessage } from '../../services/mail/new-message.js';
-import type { MailService } from '../../services/mail/service.js';
-import type { RuleService } from '../../services/rules/service.js';
+import type { MailboxHandle, MailService } from '../../services/mail/service.js';
+import type { PlannedCopy, RuleService } from '../../services/rules/service.js';
 import type { AccountRecord } from '../../store/store.js';
 import type { MailSubmitter } from './queue.js';
 
@@ -40,17 +40,43 @@ export interface DeliveryResult {
   uid: number;
 }
 
+/** What happened to one recipient's copy. */
+export interface DeliveryOutcome {
+  /** The copies stored (none when a rule discarded the message). */
+  stored: DeliveryResult[];
+  /** Set when a rule refused the message ("Reject with"): the text for the sender. */
+  rejected?: string;
+}
+
+export interface DeliveryOptions {
+  /**
+   * Makes the delivery idempotent (the queue passes one per queued recipient): stores and
+   * messages sent by rules are keyed on it, so that a delivery re-run after a crash does not
+   * store or send anything twice.
+   */
+  key?: string;
+}
+
 /**
- * Final delivery of a message to one local account. Today: into the account's INBOX, flagged
- * Recent. This is the one place Mail Rules plug into later (Store in, Discard, Redirect, Reply
- * with, ...): SMTP (and the outbound queue, for local recipients) call `deliver` per recipient.
+ * Final delivery of a message to one local account, through the account's Mail Rules: SMTP
+ * (and the outbound queue, for local recipients) call `deliver` per recipient.
  *
  * `raw` is the message as the transport passes it on (for SMTP: with its `Received:` trace
- * field already prepended). `Return-Path:` is added here, at final delivery, as RFC 5321
- * section 4.4 asks: a message a rule redirects or forwards must not carry it.
+ * field already prepended). `Return-Path:` is added here, at final delivery, to each stored
+ * copy, as RFC 5321 section 4.4 asks: a message a rule redirects or forwards does not carry it.
  *
- * `deliver` resolves only once the message is committed to the store, and throws when it
+ * The rules decide first (RuleService.planDelivery: copies, messages to send, addresses to
+ * remember); then every copy is stored (Store in copies in rule order, the INBOX copy last
+ * unless a rule discarded or rejected the message), and only then are messages sent and
+ * addresses remembered. So a delivery that fails to store sends nothing.
+ *
+ * `deliver` resolves only once the copies are committed to the store, and throws when they
  * could not be stored (the storage limit, a store failure); the caller answers the client.
+ * A Store in that cannot be done (a pure folder, an alias to a mailbox the account may not
+ * write) is logged and the message goes to INBOX instead. A message rules fail to queue for
+ * sending fails the delivery when it can be retried safely (with `options.key`: nothing is
+ * stored or sent twice) or when the message was stored nowhere (it would be lost); else it
+ * is logged.
  */
 export class LocalDelivery {
   private readonly mail: MailService;
@@ -59,13 +85,88 @@ export class LocalDelivery {
     this.mail = deps.mail;
   }
 
-  async deliver(raw: Buffer, envelope: DeliveryEnvelope): Promise<DeliveryResult[]> {
-    const message = Buffer.concat([Buffer.from(`Return-Path: <${envelope.sender}>\r\n`, 'utf8'), raw]);
-    const box = await this.mail.access(envelope.account, 'INBOX', 'i');
+  async deliver(raw: Buffer, envelope: DeliveryEnvelope, options: DeliveryOptions = {}): Promise<DeliveryOutcome> {
+    const { account } = envelope;
+    const { rules, datasets, submitter, log } = this.deps;
+    const who = `${account.name}@${account.domain}`;
+    const key = options.key;
+    const plan = await rules.planDelivery({
+      account,
+      raw,
+      sender: envelope.sender,
+      recipient: envelope.recipient,
+      authenticated: envelope.authenticated,
+      hostName: this.deps.hostName,
+      inDataset: (dataset, address) => datasets.hasAddress(account, dataset, address),
+      log,
+    });
+
+    const stored: DeliveryResult[] = [];
+    let fallback: PlannedCopy | undefined;
+    for (const copy of plan.copies) {
+      let box: MailboxHandle;
+      try {
+        box = await this.mail.access(account, copy.mailbox, 'i', { mailboxClass: '' });
+      } catch (err) {
+        if (!(err instanceof ServiceError)) throw err;
+        log(`delivery to ${who}: Store in "${copy.mailbox}" failed (${err.message}); the message goes to INBOX`);
+        fallback ??= { ...copy, ordinal: 0, mailbox: 'INBOX' };
+        continue;
+      }
+      stored.push(...(await this.store(box, copy, envelope, key)));
+    }
+    const inbox = plan.inbox ?? fallback;
+    if (inbox) stored.push(...(await this.store(await this.mail.access(account, 'INBOX', 'i'), inbox, envelope, key)));
+
+    let failed = 0;
+    for (const send of plan.sends) {
+      let claimed: number | undefined;
+      if (send.reply) {
+        try {
+          claimed = await rules.claimReply(account, send.rule, send.reply.address, key);
+        } catch (err) {
+          log(`delivery to ${who}: rule "${send.rule}": the reply to <${send.reply.address}> is not sent: ${(err as Error).message}`);
+          continue;
+        }
+        if (claimed === undefined) continue; // replied to this address recently
+      }
+      try {
+        await submitter.submit({
+          sender: send.sender,
+          recipients: send.recipients,
+          raw: send.raw,
+          source: send.source,
+          key: key === undefined ? undefined : `${key}/send/${send.ordinal}`,
+        });
+      } catch (err) {
+        failed++;
+        log(`delivery to ${who}: rule "${send.rule}": "${send.action}" could not be queued: ${(err as Error).message}`);
+        if (send.reply && claimed !== undefined) await rules.releaseReply(account, send.rule, send.reply.address, claimed).catch(() => {});
+      }
+    }
+    for (const r of plan.remember) {
+      try {
+        await datasets.addAddress(account, r.dataset, r.address, r.realName);
+      } catch (err) {
+        log(`delivery to ${who}: Remember 'From' in "${r.dataset}" failed: ${(err as Error).message}`);
+      }
+    }
+    if (failed > 0 && (key !== undefined || (stored.length === 0 && plan.rejected === undefined))) {
+      throw new Error(`${failed} message(s) sent by mail rules could not be queued`);
+    }
+    return plan.rejected === undefined ? { stored } : { stored, rejected: plan.rejected };
+  }
+
+  /** Stores one copy (with Return-Path); nothing when its delivery key was used before. */
+  private async store(box: MailboxHandle, copy: PlannedCopy, envelope: DeliveryEnvelope, key: string | undefined): Promise<DeliveryResult[]> {
+    const message = Buffer.concat([Buffer.from(`Return-Path: <${envelope.sender}>\r\n`, 'utf8'), copy.raw]);
     // MailService checks the storage limit again inside append (another delivery may have
     // filled the account since the caller's check): a StorageLimitError then.
-    const [stored] = await this.mail.append(box, [prepareMessage(message, { flags: Flag.Recent, internalDate: Date.now() })]);
-    return stored ? [{ mailbox: box.displayName, uid: stored.uid }] : [];
+    const deliveryKey = key === undefined ? undefined : `${key}/store/${copy.ordinal}`;
+    const added = await this.mail.append(box, [prepareMessage(message, { flags: copy.flags, keywords: copy.keywords, internalDate: Date.now() })], {
+      deliveryKey,
+    });
+    return added.map((m) => ({ mailbox: box.displayName, uid: m.uid }));
   }
 
   /**

@@ -1,6 +1,7 @@
 import iconv from 'iconv-lite';
 import { settingIsYes } from '../../services/accounts.js';
 import { ServiceError } from '../../services/errors.js';
+import { RuleService } from '../../services/rules/service.js';
 import type { Settings } from '../../store/store.js';
 import { el, type XmlElement } from '../../xml/element.js';
 import { appendValue, isDictionary, readValue, type XimssValue } from '../../xml/objects.js';
@@ -163,6 +164,12 @@ export const serviceOperations: OperationTable = {
     values.add('tzid', { name: 'HostOS' });
     for (const name of Intl.supportedValuesOf('timeZone')) values.add('tzid', { name });
     for (const name of KNOWN_CHARSETS) values.add('charset', { name });
+    for (const set of RuleService.knownValues()) {
+      const prefix = set.type === 'mailIn' ? 'mailRule' : 'signalRule';
+      for (const name of set.allowed) values.add(`${prefix}Allowed`, { name });
+      for (const name of set.conditions) values.add(`${prefix}Condition`, { name });
+      for (const action of set.actions) values.add(`${prefix}Action`, { name: action.name, allowedSet: action.allowedSet });
+    }
     ctx.send(values);
   }),
 
