@@ -10,6 +10,10 @@ export interface Config {
   host: string;
   /** Name of the domain created on first start; logins without a domain part use it. */
   defaultDomain: string;
+  /**
+   * The URL users reach the HTTP listener at (password-reset links); '' = http://<defaultDomain>:<HTTP port>.
+   */
+  publicUrl: string;
   ports: {
     ximss: number;
     /** Implicit-TLS XIMSS listener; 0 = off. */
@@ -25,8 +29,25 @@ export interface Config {
     certFile?: string;
     keyFile?: string;
   };
-  /** Outbound SMTP relay `host:port` (used once mail transport exists). */
-  relay?: string;
+  /** Delivery of mail for other domains (the outbound queue). */
+  outbound: {
+    /** `host:port` of a relay (smart host) that takes all mail for other domains; '' = each domain's MX. */
+    relay: string;
+    /** AUTH credentials for the relay ('' = no AUTH). */
+    relayUser: string;
+    relayPassword: string;
+    /** STARTTLS with the relay and MX hosts: 'opportunistic' (when offered), 'required', or 'off'. */
+    starttls: string;
+    /** The port MX hosts are contacted on. */
+    mxPort: number;
+    /** Retry back-off: the first interval, doubling up to the maximum, seconds. */
+    firstRetrySeconds: number;
+    maxRetrySeconds: number;
+    /** How long a message may stay queued before it is returned as undeliverable, seconds. */
+    lifetimeSeconds: number;
+    /** Messages being delivered at once. */
+    concurrency: number;
+  };
   limits: {
     /** Largest XIMSS message (TCP document or HTTP body), in bytes. */
     maxRequestBytes: number;
@@ -67,8 +88,20 @@ export function defaultConfig(): Config {
     dataDir: resolve('data'),
     host: '0.0.0.0',
     defaultDomain: hostDomainName(),
+    publicUrl: '',
     ports: { ximss: 11024, ximssTls: 0, http: 8100, https: 0, smtp: 2525, xmpp: 5222 },
     tls: {},
+    outbound: {
+      relay: '',
+      relayUser: '',
+      relayPassword: '',
+      starttls: 'opportunistic',
+      mxPort: 25,
+      firstRetrySeconds: 60,
+      maxRetrySeconds: 3600,
+      lifetimeSeconds: 5 * 24 * 3600,
+      concurrency: 8,
+    },
     limits: {
       maxRequestBytes: 10 * 1024 * 1024,
       maxPendingRequests: 10_000,
@@ -102,7 +135,7 @@ export function mergeConfig(base: Config, overrides: unknown, origin: string): C
       if (value === undefined) continue;
       const where = path ? `${path}.${key}` : key;
       const current = target[key];
-      const optionalString = (key === 'certFile' || key === 'keyFile' || key === 'relay') && typeof value === 'string';
+      const optionalString = (key === 'certFile' || key === 'keyFile') && typeof value === 'string';
       if (!(key in target) && !optionalString) throw new Error(`${origin}: unknown setting ${where}`);
       if (isPlainObject(current)) walk(current, value, where);
       else if (current !== undefined && typeof current !== typeof value) {

@@ -59,7 +59,7 @@ dataOptions(program.command('serve').description('run the server'))
   .option('--http <port>', 'HTTP port (default 8100)', port)
   .option('--smtp <port>', 'SMTP port (default 2525; 0 turns SMTP off)', port)
   .option('--xmpp <port>', 'XMPP port (default 5222)', port)
-  .option('--relay <host:port>', 'outbound SMTP relay')
+  .option('--relay <host:port>', 'send mail for other domains through this SMTP relay (default: to each domain\'s MX)')
   .action(async (options: CommonOptions & { host?: string; ximss?: number; http?: number; smtp?: number; xmpp?: number; relay?: string }) => {
     const ports: Partial<Config['ports']> = {};
     if (options.ximss !== undefined) ports.ximss = options.ximss;
@@ -68,7 +68,7 @@ dataOptions(program.command('serve').description('run the server'))
     if (options.xmpp !== undefined) ports.xmpp = options.xmpp;
     const config = configFrom(options, {
       ...(options.host ? { host: options.host } : {}),
-      ...(options.relay ? { relay: options.relay } : {}),
+      ...(options.relay ? { outbound: { relay: options.relay } } : {}),
       ports,
     });
     // Loaded here only: the listeners, TLS and the XML engine are not needed by the store commands.
@@ -143,6 +143,21 @@ dataOptions(program.command('alert <address> <text>').description('send an alert
       await new AlertService(store, undefined).post(await requireAccount(accounts, address), text);
       console.log(`alert posted to ${address}`);
     }),
+);
+
+dataOptions(program.command('queue').description('list the outbound mail queue (like mailq)')).action(async (options: CommonOptions) =>
+  withStore(options, async (store) => {
+    const queued = await store.queue.list();
+    for (const { message, recipients } of queued) {
+      const pending = recipients.filter((r) => r.state === 'pending');
+      console.log(`${message.id}\t${new Date(message.created).toISOString()}\t${message.size} bytes\t<${message.sender}>`);
+      for (const r of pending) {
+        const next = new Date(r.nextAttempt).toISOString();
+        console.log(`\t<${r.address}>\t${r.attempts} attempt(s), next ${next}${r.status ? `\t${r.status} ${r.diagnostic ?? ''}` : ''}`);
+      }
+    }
+    console.log(`${queued.length} message(s) queued`);
+  }),
 );
 
 program.parseAsync(process.argv).catch((err: unknown) => {

@@ -6,6 +6,7 @@ import { AccountService } from './services/accounts.js';
 import { AlertService } from './services/alerts.js';
 import { MailService } from './services/mail/service.js';
 import { DatasetService } from './services/datasets.js';
+import { PasswordRecovery } from './services/password-recovery.js';
 import { RuleService } from './services/rules/service.js';
 import { SmtpListener } from './transports/smtp/inbound.js';
 import { LocalDelivery } from './transports/smtp/local-delivery.js';
@@ -54,8 +55,10 @@ export async function startServer(config: Config, log: (line: string) => void = 
   const mail = new MailService(store, accounts, bus);
   const rules = new RuleService(store, accounts);
   const datasets = new DatasetService(store, accounts);
-  const queue = new MailQueue();
+  const queue = new MailQueue({ store, accounts, config, log });
   const delivery = new LocalDelivery({ mail, rules, datasets, accounts, submitter: queue, hostName: config.defaultDomain, log });
+  let httpPort = config.ports.http;
+  const passwordRecovery = new PasswordRecovery(store, accounts, queue, config.defaultDomain, () => config.publicUrl || `http://${config.defaultDomain}:${httpPort}`);
   const services: XimssServices = {
     config,
     store,
@@ -68,6 +71,7 @@ export async function startServer(config: Config, log: (line: string) => void = 
     datasets,
     queue,
     delivery,
+    passwordRecovery,
     sessions: new SessionManager(config, accounts, alerts, bus),
     nonces: new NonceRegistry(config.defaultDomain),
     vocabulary: new Vocabulary(RESOURCES + 'strings'),
@@ -77,6 +81,7 @@ export async function startServer(config: Config, log: (line: string) => void = 
   const engine = new Engine(services);
   registerOperations(engine);
 
+  queue.start(delivery);
   const stopWatching = store.watchExternalChanges(() => void services.sessions.checkExternalChanges());
 
   const tcp = new TcpListener(engine);
@@ -87,7 +92,7 @@ export async function startServer(config: Config, log: (line: string) => void = 
   const ports = {
     ximss: await tcp.listen(config.ports.ximss, config.host),
     ximssTls: tcpTls ? await tcpTls.listen(config.ports.ximssTls, config.host) : undefined,
-    http: await http.listen(config.ports.http, config.host),
+    http: (httpPort = await http.listen(config.ports.http, config.host)),
     https: https ? await https.listen(config.ports.https, config.host) : undefined,
     smtp: smtp ? await smtp.start(config.ports.smtp, config.host) : undefined,
   };
@@ -106,6 +111,7 @@ export async function startServer(config: Config, log: (line: string) => void = 
       stopWatching();
       services.sessions.endAll();
       await Promise.all([tcp.close(), tcpTls?.close(), http.close(), https?.close(), smtp?.close()]);
+      await queue.close();
       services.sessions.close();
       services.mail.close();
       await store.close();

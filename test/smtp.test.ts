@@ -18,7 +18,7 @@ import { defaultConfig, mergeConfig } from '../src/config.js';
 import { startServer, type RunningServer } from '../src/server.js';
 import { Flag } from '../src/services/mail/flags.js';
 import { SmtpListener, isLoopback } from '../src/transports/smtp/inbound.js';
-import { LocalDelivery, type DeliveryEnvelope, type DeliveryResult } from '../src/transports/smtp/local-delivery.js';
+import { LocalDelivery, type DeliveryEnvelope, type DeliveryOutcome } from '../src/transports/smtp/local-delivery.js';
 import { XmlElement } from '../src/xml/element.js';
 import { browseAll, connectPlain, expectOk, freePort, loggedInClient, startTestServer, storedRaw, storedUids, type TestServer, type XimssClient } from './helpers.js';
 
@@ -35,7 +35,13 @@ let counter = 0;
 
 before(async () => {
   const port = await freePort();
-  server = await startTestServer({ ports: { smtp: port }, limits: { maxMessageBytes: MAX_MESSAGE_BYTES } });
+  // Mail for other domains goes to a relay that refuses connections (nothing listens on
+  // port 1): it stays queued; test/queue.test.ts covers delivery to a real relay.
+  server = await startTestServer({
+    ports: { smtp: port },
+    limits: { maxMessageBytes: MAX_MESSAGE_BYTES },
+    outbound: { relay: '127.0.0.1:1' },
+  });
   const wired = 'smtp' in server.ports && typeof server.ports.smtp === 'number' ? server.ports.smtp : undefined;
   if (wired !== undefined) smtpPort = wired;
   else {
@@ -358,7 +364,7 @@ describe('SMTP receiving', () => {
     assert.match((await withMessageId(postmaster, id3))[0]!.raw.toString('latin1'), /^Return-Path: <>\r\nReceived: /);
   });
 
-  test('AUTH PLAIN and LOGIN for local accounts; relaying then accepted at RCPT and refused with 451 4.3.0 after DATA', async () => {
+  test('AUTH PLAIN and LOGIN for local accounts; relaying then accepted and the whole transaction queued', async () => {
     const erin = await newAccount('erin');
     const frank = await newAccount('frank');
     const id = uniqueId('auth');
@@ -377,9 +383,24 @@ describe('SMTP receiving', () => {
     assert.equal(mail!.code, 250);
     assert.equal(remote!.code, 250, 'an authenticated session may relay');
     assert.equal(local!.code, 250);
-    assert.equal(data!.code, 451, JSON.stringify(data));
-    assert.match(data!.text!, /^4\.3\.0 outbound delivery not implemented yet/i);
-    assert.equal((await withMessageId(frank, id)).length, 0, 'nothing delivered, locally either');
+    assert.equal(data!.code, 250, JSON.stringify(data));
+    assert.match(data!.text!, /queued/i);
+    // The queue delivers the local recipient; the remote one waits for the relay.
+    for (let i = 0; i < 100 && (await withMessageId(frank, id)).length === 0; i++) await sleep(50);
+    assert.equal((await withMessageId(frank, id)).length, 1, 'the local recipient got it through the queue');
+    const queuedFor = async (address: string) => (await server.services.store.queue.list()).find((q) => q.recipients.some((r) => r.address === address));
+    const attempted = async () => (await queuedFor('friend@elsewhere.example'))?.recipients.find((r) => r.address === 'friend@elsewhere.example')?.attempts;
+    for (let i = 0; i < 200 && !(await attempted()); i++) await sleep(50);
+    const queued = await queuedFor('friend@elsewhere.example');
+    assert.ok(queued, 'the remote recipient is queued');
+    assert.deepEqual(
+      queued.recipients.map((r) => [r.address, r.state, r.status]),
+      [
+        [frank, 'delivered', '2.0.0'],
+        ['friend@elsewhere.example', 'pending', '4.4.1'],
+      ],
+      'the local recipient is done; the remote one waits for the relay (connection refused: 4.4.1)',
+    );
     assert.deepEqual(localOnly, { code: 250, refused: {} });
     const [copy] = await withMessageId(frank, `${id}.local`);
     assert.match(copy!.raw.toString('latin1'), / with ESMTPA id /);
@@ -578,7 +599,7 @@ describe('SMTP receiving', () => {
     const [a, b, c] = [await newAccount('fa'), await newAccount('fb'), await newAccount('fc')];
     const logged: string[] = [];
     class FailingDelivery extends LocalDelivery {
-      override async deliver(raw: Buffer, envelope: DeliveryEnvelope): Promise<DeliveryResult[]> {
+      override async deliver(raw: Buffer, envelope: DeliveryEnvelope): Promise<DeliveryOutcome> {
         if (envelope.recipient === b) throw new Error('store unavailable');
         return super.deliver(raw, envelope);
       }
@@ -607,7 +628,7 @@ describe('SMTP receiving', () => {
     let entered!: () => void;
     const started = new Promise<void>((resolve) => (entered = resolve));
     class SlowDelivery extends LocalDelivery {
-      override async deliver(raw: Buffer, envelope: DeliveryEnvelope): Promise<DeliveryResult[]> {
+      override async deliver(raw: Buffer, envelope: DeliveryEnvelope): Promise<DeliveryOutcome> {
         entered();
         await gate;
         return super.deliver(raw, envelope);

@@ -189,7 +189,7 @@ function asSettings(value: XimssValue | undefined): Settings {
   return typeof value === 'object' && value !== null && !Array.isArray(value) && !Buffer.isBuffer(value) ? value : {};
 }
 
-function checkPassword(password: string): void {
+export function checkPassword(password: string): void {
   if (password.length === 0) throw new ServiceError('the password must not be empty');
   if (password.length > 1024) throw new ServiceError('the password is too long');
 }

@@ -55,6 +55,8 @@ export class AuthService {
   private readonly byAddress: FailureCounter;
   private readonly byAccount: FailureCounter;
   private readonly signupsByAddress: FailureCounter;
+  private readonly recoveriesByAddress: FailureCounter;
+  private readonly recoveriesByAccount: FailureCounter;
   private readonly verified = new VerifiedPasswordCache();
 
   constructor(
@@ -67,6 +69,23 @@ export class AuthService {
     this.byAddress = new FailureCounter(limits.loginFailuresPerAddress, windowMs);
     this.byAccount = new FailureCounter(limits.loginFailuresPerAccount, windowMs);
     this.signupsByAddress = new FailureCounter(limits.loginFailuresPerAddress, windowMs);
+    this.recoveriesByAddress = new FailureCounter(limits.loginFailuresPerAddress, windowMs);
+    // An account's recovery address gets a few messages per window at most: the operation
+    // must not become a way to flood someone's mailbox.
+    this.recoveriesByAccount = new FailureCounter(3, windowMs);
+  }
+
+  /**
+   * Admits one password-recovery request from `address` for `accountKey` (a name, whether
+   * or not it exists): counted and delayed like a failed login, refused past the limits.
+   */
+  async admitRecovery(address: string, accountKey: string): Promise<void> {
+    if (this.recoveriesByAddress.exceeded(address) || this.recoveriesByAccount.exceeded(accountKey)) {
+      throw new ServiceError('too many password recovery requests; try again later');
+    }
+    this.recoveriesByAddress.add(address);
+    this.recoveriesByAccount.add(accountKey);
+    await sleep(this.limits.loginFailureDelayMs);
   }
 
   /**

@@ -93,6 +93,12 @@ export interface AccountStore {
   setPrefs(id: number, prefs: Settings): Promise<void>;
   recordLogin(id: number, login: LoginRecord): Promise<void>;
   recordFailedLogin(id: number, login: LoginRecord): Promise<void>;
+  /** Keeps a password-reset token (its hash) for an account until `expires` (ms). */
+  addPasswordReset(tokenHash: string, accountId: number, expires: number): Promise<void>;
+  /** The account of an unexpired token, without using it up. */
+  findPasswordReset(tokenHash: string, now: number): Promise<number | undefined>;
+  /** Uses a token up (and drops expired ones): its account, or undefined when not valid. */
+  takePasswordReset(tokenHash: string, now: number): Promise<number | undefined>;
 }
 
 export interface AlertRecord {

@@ -4,6 +4,7 @@ import type { AccountService } from '../services/accounts.js';
 import type { AlertService } from '../services/alerts.js';
 import type { AuthService } from '../services/auth.js';
 import type { DatasetService } from '../services/datasets.js';
+import type { PasswordRecovery } from '../services/password-recovery.js';
 import type { EventBus } from '../services/bus.js';
 import type { MailService } from '../services/mail/service.js';
 import type { RuleService } from '../services/rules/service.js';
@@ -29,6 +30,8 @@ export interface XimssServices {
   readonly queue: MailQueue;
   /** Final delivery into local accounts, through their Mail Rules (SMTP in, the queue). */
   readonly delivery: LocalDelivery;
+  /** recoverPassword's reset links. */
+  readonly passwordRecovery: PasswordRecovery;
   readonly sessions: SessionManager;
   readonly nonces: NonceRegistry;
   readonly vocabulary: Vocabulary;

@@ -228,6 +228,10 @@ class SqliteAccounts implements AccountStore {
       setPrefs: 'UPDATE accounts SET prefs = ? WHERE id = ?',
       recordLogin: 'UPDATE accounts SET prev_login_time = ?, prev_login_ip = ? WHERE id = ?',
       recordFailedLogin: 'UPDATE accounts SET failed_login_time = ?, failed_login_ip = ? WHERE id = ?',
+      addReset: 'INSERT INTO password_resets (token_hash, account_id, expires) VALUES (?, ?, ?)',
+      findReset: 'SELECT account_id FROM password_resets WHERE token_hash = ? AND expires > ?',
+      takeReset: 'DELETE FROM password_resets WHERE token_hash = ? AND expires > ? RETURNING account_id',
+      pruneResets: 'DELETE FROM password_resets WHERE expires <= ?',
     });
   }
 
@@ -275,6 +279,25 @@ class SqliteAccounts implements AccountStore {
 
   async setPassword(id: number, passwordHash: string, cramMd5Context: string | null): Promise<void> {
     this.sql.setPassword.run(passwordHash, cramMd5Context, id);
+  }
+
+  async addPasswordReset(tokenHash: string, accountId: number, expires: number): Promise<void> {
+    this.db.transaction(() => {
+      this.sql.pruneResets.run(Date.now());
+      this.sql.addReset.run(tokenHash, accountId, expires);
+    }).immediate();
+  }
+
+  async findPasswordReset(tokenHash: string, now: number): Promise<number | undefined> {
+    return (this.sql.findReset.get(tokenHash, now) as { account_id: number } | undefined)?.account_id;
+  }
+
+  async takePasswordReset(tokenHash: string, now: number): Promise<number | undefined> {
+    return this.db.transaction(() => {
+      const row = this.sql.takeReset.get(tokenHash, now) as { account_id: number } | undefined;
+      this.sql.pruneResets.run(now);
+      return row?.account_id;
+    }).immediate();
   }
 
   async setRecoveryEmail(id: number, email: string | null): Promise<void> {

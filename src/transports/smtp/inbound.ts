@@ -18,7 +18,9 @@ import type { MailService } from '../../services/mail/service.js';
 import type { AccountRecord } from '../../store/store.js';
 import { StorageLimitError } from '../../services/mail/service.js';
 import { LocalDelivery } from './local-delivery.js';
-import type { MailSubmitter } from './queue.js';
+import { deliveryStatusNotification, type DsnRecipient } from './dsn.js';
+import type { DsnNotify, MailSubmitter } from './queue.js';
+import { resolveRecipient } from './recipients.js';
 
 /** The services the SMTP listener uses (XimssServices has them all under these names). */
 export interface SmtpServices {
@@ -86,18 +88,13 @@ class Server extends SMTPServer {
   }
 }
 
-/** A recipient address as the store sees it. */
-type Recipient =
-  | { kind: 'local'; account: AccountRecord }
-  | { kind: 'unknown' }
-  /** A domain that is not ours: relaying (for authenticated sessions only). */
-  | { kind: 'remote' };
-
 /** What a mail transaction's delivery needs, copied from the session when DATA ends. */
 interface Transaction {
   id: string;
   sender: string;
-  recipients: string[];
+  recipients: { address: string; notify: DsnNotify | undefined; orcpt: string | undefined }[];
+  ret: 'FULL' | 'HDRS' | undefined;
+  envid: string | undefined;
   authenticated: boolean;
   remoteAddress: string;
   helo: string;
@@ -115,8 +112,8 @@ interface Transaction {
  * - Recipients: an address in a local domain must name an account (550 5.1.1; `postmaster`
  *   of any local domain, and the bare `postmaster`, fall back to postmaster of the default
  *   domain). Any other domain is relaying: refused with 550 5.7.1 unless the session is
- *   authenticated; then accepted, and the transaction is answered 451 4.3.0 at the end of
- *   DATA (nothing delivered) until outbound delivery exists.
+ *   authenticated (submission); then the whole transaction, local recipients included, is
+ *   committed to the outbound queue before 250.
  * - Storage limits (MaxAccountSize): 452 4.2.2 at RCPT when the account is full or the size
  *   declared with MAIL FROM SIZE= does not fit; 552 5.2.2 at the end of DATA when the message
  *   does not fit some recipient (nobody gets it then). Size over SIZE: 552 5.3.4.
@@ -126,6 +123,9 @@ interface Transaction {
  *   one fails the answer is 451 4.3.0 and no further copy is stored. The recipients stored
  *   before the failure keep theirs, and get it again when the client retries: after DATA,
  *   SMTP has a single reply for the whole transaction (only LMTP answers per recipient).
+ *   `LocalDelivery` runs each recipient's Mail Rules; a rule's "Reject with" is the reply
+ *   (550 5.7.1) when the message has one recipient, else a failure report to the sender.
+ *   NOTIFY=SUCCESS gets a "delivered" report (RFC 3461 section 4.2).
  */
 export class SmtpListener {
   private readonly smtp: Server;
@@ -163,9 +163,10 @@ export class SmtpListener {
       hideSTARTTLS: !tlsContext,
       disabledCommands: this.disabled,
       hideENHANCEDSTATUSCODES: false,
-      // Not offered until outbound delivery can hand such messages on.
+      // Not offered: addresses and headers are ASCII here (RFC 6531 is not implemented).
       hideSMTPUTF8: true,
-      hideDSN: true,
+      // RFC 3461: NOTIFY/ORCPT/RET/ENVID are kept with queued messages and passed on.
+      hideDSN: false,
       hideREQUIRETLS: true,
       // Received: names the client by its IP address only; no DNS on the delivery path.
       disableReverseLookup: true,
@@ -280,34 +281,9 @@ export class SmtpListener {
   // -------------------------------------------------------------------------------------
   // Recipients
 
-  /** Classifies an RCPT TO address. */
-  private async resolveRecipient(address: string): Promise<Recipient> {
-    const { accounts, config } = this.services;
-    const at = address.lastIndexOf('@');
-    const localPart = at < 0 ? address : address.slice(0, at);
-    if (at >= 0) {
-      let domain;
-      try {
-        domain = await accounts.getDomain(address.slice(at + 1));
-      } catch {
-        domain = undefined; // not a domain name of ours (an address literal, a bad name)
-      }
-      if (!domain) return { kind: 'remote' };
-      const account = await accounts.find(address);
-      if (account) return { kind: 'local', account };
-    }
-    // Only postmaster passes the library's syntax check without a domain (RFC 5321 4.1.1.3);
-    // every local domain has a postmaster (RFC 5321 4.5.1), by default the default domain's.
-    if (localPart.toLowerCase() === 'postmaster') {
-      const postmaster = await accounts.find(`postmaster@${config.defaultDomain}`);
-      if (postmaster) return { kind: 'local', account: postmaster };
-    }
-    return { kind: 'unknown' };
-  }
-
   private async checkRecipient(address: SMTPServerAddress, session: SMTPServerSession): Promise<void> {
     if (this.shuttingDown) throw smtpError(421, '4.3.2 Service shutting down');
-    const recipient = await this.resolveRecipient(address.address);
+    const recipient = await resolveRecipient(this.services.accounts, address.address);
     switch (recipient.kind) {
       case 'remote':
         if (!session.user) throw smtpError(550, `5.7.1 <${address.address}>: Relay access denied`);
@@ -348,7 +324,9 @@ export class SmtpListener {
       const transaction: Transaction = {
         id: `${session.id}.${session.transaction}`,
         sender: from ? from.address : '',
-        recipients: session.envelope.rcptTo.map((r) => r.address),
+        recipients: session.envelope.rcptTo.map((r) => ({ address: r.address, notify: dsnNotify(r.dsn?.notify), orcpt: r.dsn?.orcpt })),
+        ret: session.envelope.dsn?.ret === 'FULL' ? 'FULL' : session.envelope.dsn?.ret === 'HDRS' ? 'HDRS' : undefined,
+        envid: session.envelope.dsn?.envid || undefined,
         authenticated: Boolean(session.user),
         remoteAddress: session.remoteAddress,
         helo: session.hostNameAppearsAs || '',
@@ -365,52 +343,83 @@ export class SmtpListener {
 
   /** Delivers a received message to its recipients; resolves with the 250 text. */
   private async deliver(raw: Buffer, t: Transaction): Promise<string> {
-    const resolved = await Promise.all(t.recipients.map(async (address) => ({ address, target: await this.resolveRecipient(address) })));
+    const { accounts, queue } = this.services;
+    const resolved = await Promise.all(t.recipients.map(async (r) => ({ ...r, target: await resolveRecipient(accounts, r.address) })));
     if (resolved.some((r) => r.target.kind === 'remote')) {
-      // Accepted at RCPT for an authenticated session; nothing is delivered, locally either,
-      // so that the client's retry does not duplicate local copies.
-      throw smtpError(451, '4.3.0 Outbound delivery not implemented yet');
+      // Submission (accepted at RCPT for an authenticated session): the whole transaction
+      // goes through the queue, local recipients included, so that 250 means "queued" for
+      // everyone and a client retry after a failure duplicates nothing.
+      await queue.submit({
+        sender: t.sender,
+        recipients: t.recipients,
+        raw: Buffer.concat([this.receivedField(t), raw]),
+        ret: t.ret,
+        envid: t.envid,
+        source: t.authenticated ? 'authenticated' : 'remote',
+      });
+      return `Ok: queued as ${t.id}`;
     }
-    const copies: { address: string; account: AccountRecord }[] = [];
+    const copies: { recipient: Transaction['recipients'][number]; account: AccountRecord }[] = [];
     for (const r of resolved) {
       if (r.target.kind !== 'local') throw smtpError(451, `4.3.0 <${r.address}>: recipient no longer exists; try again`);
       const account = r.target.account;
-      if (!copies.some((c) => c.account.id === account.id)) copies.push({ address: r.address, account });
+      if (!copies.some((c) => c.account.id === account.id)) copies.push({ recipient: r, account });
     }
     // The message must fit every recipient's storage limit, or nobody gets it.
     const overhead = LocalDelivery.overhead({ sender: t.sender });
-    const fields = copies.map((c) => this.receivedField(t, c.address));
+    const fields = copies.map((c) => this.receivedField(t, c.recipient.address));
     for (const [i, c] of copies.entries()) {
       const room = await this.delivery.room(c.account);
-      if (room !== undefined && fields[i]!.length + raw.length + overhead > room) throw storageLimit(c.address);
+      if (room !== undefined && fields[i]!.length + raw.length + overhead > room) throw storageLimit(c.recipient.address);
     }
     let delivered = 0;
+    const reports: DsnRecipient[] = [];
     for (const [i, c] of copies.entries()) {
+      const address = c.recipient.address;
+      let outcome;
       try {
-        await this.delivery.deliver(Buffer.concat([fields[i]!, raw]), {
+        outcome = await this.delivery.deliver(Buffer.concat([fields[i]!, raw]), {
           sender: t.sender,
-          recipient: c.address,
+          recipient: address,
           account: c.account,
           authenticated: t.authenticated,
           remoteAddress: t.remoteAddress,
         });
       } catch (err) {
-        if (err instanceof StorageLimitError && delivered === 0) throw storageLimit(c.address);
-        this.log(`smtp ${t.id}: delivery to <${c.address}> failed (${delivered} of ${copies.length} stored before): ${describe(err)}`);
+        if (err instanceof StorageLimitError && delivered === 0) throw storageLimit(address);
+        this.log(`smtp ${t.id}: delivery to <${address}> failed (${delivered} of ${copies.length} stored before): ${describe(err)}`);
         throw smtpError(451, '4.3.0 Local delivery failed; try again later');
+      }
+      const report = { address, orcpt: c.recipient.orcpt ?? null, remoteMta: null, lastAttempt: Date.now() };
+      if (outcome.rejected !== undefined) {
+        const text = outcome.rejected.replace(/\s+/g, ' ').trim();
+        // A rule refused it ("Reject with"): the only recipient's refusal is the reply;
+        // with several recipients, SMTP has one reply for all, so this one is reported.
+        if (copies.length === 1) throw smtpError(550, `5.7.1 ${text || 'Message rejected by the recipient'}`);
+        if (c.recipient.notify?.failure !== false) reports.push({ ...report, action: 'failed', status: '5.7.1', diagnostic: `smtp; 550 5.7.1 ${text}` });
+      } else if (c.recipient.notify?.success) {
+        reports.push({ ...report, action: 'delivered', status: '2.0.0', diagnostic: null });
       }
       delivered++;
     }
+    if (reports.length > 0 && t.sender !== '') await this.reportToSender(t, raw, reports);
     return `Ok: delivered to ${delivered} mailbox${delivered === 1 ? '' : 'es'} as ${t.id}`;
   }
 
-  /** The RFC 5321 section 4.4 trace field of the copy for one recipient (CRLF-terminated). */
-  private receivedField(t: Transaction, recipient: string): Buffer {
+  /** Queues a delivery report (RFC 3464) about a message delivered here, for its sender. */
+  private async reportToSender(t: Transaction, raw: Buffer, recipients: DsnRecipient[]): Promise<void> {
+    const hostName = this.services.config.defaultDomain;
+    const report = deliveryStatusNotification(hostName, { sender: t.sender, raw, envid: t.envid ?? null, ret: t.ret ?? null, arrival: Date.now() }, recipients);
+    await this.services.queue.submit({ sender: '', recipients: [t.sender], raw: report, source: 'authenticated' });
+  }
+
+  /** The RFC 5321 section 4.4 trace field (CRLF-terminated), naming the recipient of a single copy. */
+  private receivedField(t: Transaction, recipient?: string): Buffer {
     const literal = isIP(t.remoteAddress) === 6 ? `[IPv6:${t.remoteAddress}]` : `[${t.remoteAddress}]`;
     const text =
       `Received: from ${t.helo || literal} (${literal})\r\n` +
       `\tby ${this.services.config.defaultDomain} with ${t.protocol} id ${t.id}\r\n` +
-      `\tfor <${recipient}>; ${rfcDateInZone(new Date(), 'HostOS')}\r\n`;
+      (recipient ? `\tfor <${recipient}>; ` : '\t; ') + `${rfcDateInZone(new Date(), 'HostOS')}\r\n`;
     return Buffer.from(text, 'utf8');
   }
 
@@ -420,6 +429,12 @@ export class SmtpListener {
     this.log(`smtp ${what}: ${describe(err)}`);
     return smtpError(451, '4.3.0 Local error in processing');
   }
+}
+
+/** RFC 3461 NOTIFY values of a RCPT as the queue takes them (undefined: the default, failures). */
+function dsnNotify(values: readonly string[] | undefined): DsnNotify | undefined {
+  if (!values || values.length === 0) return undefined;
+  return { success: values.includes('SUCCESS'), failure: values.includes('FAILURE'), delay: values.includes('DELAY') };
 }
 
 function storageLimit(address: string): SmtpError {

@@ -1,3 +1,14 @@
+import type { Config } from '../../config.js';
+import type { AccountService } from '../../services/accounts.js';
+import { ServiceError } from '../../services/errors.js';
+import { StorageLimitError } from '../../services/mail/service.js';
+import type { NewQueuedMessage, QueuedMessageRecord, QueuedRecipientRecord, RecipientUpdate } from '../../store/queue.js';
+import type { AccountRecord, Store } from '../../store/store.js';
+import { deliveryStatusNotification, type DsnRecipient } from './dsn.js';
+import type { LocalDelivery } from './local-delivery.js';
+import { resolveRecipient } from './recipients.js';
+import { RemoteDelivery, type RemoteOutcome } from './remote.js';
+
 /** RFC 3461 NOTIFY for one recipient: when to send a delivery report to the sender. */
 export interface DsnNotify {
   success: boolean;
@@ -38,9 +49,248 @@ export interface MailSubmitter {
   submit(message: OutgoingMessage): Promise<void>;
 }
 
-/** The outbound queue (being built). */
+export interface MailQueueDeps {
+  readonly store: Store;
+  readonly accounts: AccountService;
+  readonly config: Config;
+  readonly log: (line: string) => void;
+  /** Delivery to other servers; tests pass one with their own MX resolver. */
+  readonly remote?: RemoteDelivery;
+}
+
+const DEFAULT_NOTIFY = null; // failures only (RFC 3461 section 4.1)
+/** Delivery keys are kept this long after a delivery (a retry after a crash comes sooner). */
+const DELIVERY_KEY_DAYS = 30;
+
+function notifyText(notify: DsnNotify | undefined): string | null {
+  if (!notify) return DEFAULT_NOTIFY;
+  const values = [notify.success && 'SUCCESS', notify.failure && 'FAILURE', notify.delay && 'DELAY'].filter(Boolean);
+  return values.length ? values.join(',') : 'NEVER';
+}
+
+function wants(notify: string | null, what: 'SUCCESS' | 'FAILURE'): boolean {
+  if (notify === null) return what === 'FAILURE';
+  return notify.split(',').includes(what);
+}
+
+/**
+ * The outbound queue. Everything submitted (messageSubmit and its relatives, mail that Mail
+ * Rules send, authenticated SMTP submission, delivery reports) is committed to the store
+ * first; `submit` resolves after that commit. Delivery follows at once and is retried:
+ *
+ * - local recipients go through `LocalDelivery` (their Mail Rules), keyed `q<id>/<address>`
+ *   so that a delivery re-run after a crash stores and sends nothing twice;
+ * - other domains' go to the relay or their MX hosts (RemoteDelivery);
+ * - temporary failures are retried with a doubling back-off (firstRetrySeconds up to
+ *   maxRetrySeconds) until lifetimeSeconds have passed; then, and on permanent failures, the
+ *   sender gets an RFC 3464 report (unless NOTIFY=NEVER; never for the null sender). With
+ *   NOTIFY=SUCCESS, local deliveries and relaying to a server without DSN are reported too.
+ *
+ * An attempt's outcomes and the reports it produced are recorded in one transaction; a
+ * message leaves the queue when no recipient is pending. The queue survives restarts:
+ * whatever is pending is tried when the server starts.
+ */
 export class MailQueue implements MailSubmitter {
-  async submit(_message: OutgoingMessage): Promise<void> {
-    throw new Error('the outbound queue is not implemented yet');
+  private delivery: LocalDelivery | undefined;
+  private readonly remote: RemoteDelivery;
+  private readonly busy = new Set<number>();
+  private readonly attempts = new Set<Promise<void>>();
+  private timer: NodeJS.Timeout | undefined;
+  private maintenance: NodeJS.Timeout | undefined;
+  private scanning = false;
+  private rescan = false;
+  private closed = false;
+
+  constructor(private readonly deps: MailQueueDeps) {
+    this.remote = deps.remote ?? new RemoteDelivery(deps.config.outbound, deps.config.defaultDomain);
+  }
+
+  /** Starts delivering (what a previous run left pending first). */
+  start(delivery: LocalDelivery): void {
+    this.delivery = delivery;
+    this.kick();
+    this.maintenance = setInterval(() => {
+      void this.deps.store.queue.pruneDeliveryKeys(Date.now() - DELIVERY_KEY_DAYS * 86_400_000).catch((err: unknown) => this.report(err));
+    }, 3_600_000);
+    this.maintenance.unref();
+  }
+
+  /** Stops starting attempts and waits for those under way. */
+  async close(): Promise<void> {
+    this.closed = true;
+    clearTimeout(this.timer);
+    clearInterval(this.maintenance);
+    while (this.attempts.size > 0) await Promise.allSettled([...this.attempts]);
+  }
+
+  async submit(message: OutgoingMessage): Promise<void> {
+    const seen = new Set<string>();
+    const recipients = [];
+    for (const r of message.recipients) {
+      const { address, notify, orcpt } = typeof r === 'string' ? { address: r, notify: undefined, orcpt: undefined } : r;
+      const clean = address.trim();
+      if (!/^[^\s@<>]+@[^\s@<>]+$/.test(clean)) throw new ServiceError(`invalid recipient address: ${address}`);
+      if (seen.has(clean.toLowerCase())) continue;
+      seen.add(clean.toLowerCase());
+      recipients.push({ address: clean, notify: notifyText(notify), orcpt: orcpt ?? null });
+    }
+    if (recipients.length === 0) throw new ServiceError('the message has no recipients');
+    const now = Date.now();
+    const id = await this.deps.store.queue.enqueue({
+      sender: message.sender,
+      raw: message.raw,
+      created: now,
+      expires: now + this.deps.config.outbound.lifetimeSeconds * 1000,
+      ret: message.ret ?? null,
+      envid: message.envid ?? null,
+      source: message.source,
+      key: message.key ?? null,
+      recipients,
+    });
+    if (id !== undefined) this.kick();
+  }
+
+  /** Looks for due work soon (after a submission, an attempt, or the timer). */
+  private kick(): void {
+    if (this.closed || !this.delivery) return;
+    if (this.scanning) {
+      this.rescan = true;
+      return;
+    }
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => void this.scan(), 0);
+  }
+
+  private async scan(): Promise<void> {
+    this.scanning = true;
+    try {
+      do {
+        this.rescan = false;
+        const free = this.deps.config.outbound.concurrency - this.busy.size;
+        if (free <= 0 || this.closed) break;
+        const due = await this.deps.store.queue.due(Date.now(), free, this.busy);
+        for (const message of due) this.startAttempt(message);
+        if (due.length === free) this.rescan = true;
+      } while (this.rescan && this.busy.size < this.deps.config.outbound.concurrency);
+      // Wake for the next retry (a finishing attempt kicks sooner).
+      const next = await this.deps.store.queue.nextDue();
+      if (next !== undefined && !this.closed) {
+        clearTimeout(this.timer);
+        const delay = Math.min(Math.max(0, next - Date.now()), 2 ** 31 - 1);
+        this.timer = setTimeout(() => void this.scan(), delay);
+      }
+    } catch (err) {
+      this.report(err);
+      this.timer = setTimeout(() => void this.scan(), 5000);
+    } finally {
+      this.scanning = false;
+    }
+  }
+
+  private startAttempt(message: QueuedMessageRecord): void {
+    this.busy.add(message.id);
+    const attempt = this.attempt(message)
+      .catch((err: unknown) => this.report(err))
+      .finally(() => {
+        this.busy.delete(message.id);
+        this.attempts.delete(attempt);
+        this.kick();
+      });
+    this.attempts.add(attempt);
+  }
+
+  private async attempt(message: QueuedMessageRecord): Promise<void> {
+    const { store } = this.deps;
+    const now = Date.now();
+    const raw = await store.queue.readRaw(message.id);
+    if (!raw) return;
+    const due = (await store.queue.recipients(message.id)).filter((r) => r.state === 'pending' && r.nextAttempt <= now);
+    if (due.length === 0) return;
+
+    // Local recipients first, recorded at once: a slow remote server does not hold them up.
+    const local = new Map<string, Outcome>();
+    const remote: QueuedRecipientRecord[] = [];
+    for (const r of due) {
+      const target = await resolveRecipient(this.deps.accounts, r.address);
+      if (target.kind === 'remote') remote.push(r);
+      else if (target.kind === 'unknown') local.set(r.address, { kind: 'permanent', status: '5.1.1', diagnostic: `smtp; 550 5.1.1 <${r.address}>: no such user here`, remoteMta: null, dsnPassedOn: false });
+      else local.set(r.address, await this.deliverLocally(message, raw, r, target.account));
+    }
+    if (local.size > 0) await this.record(message, raw, due.filter((r) => local.has(r.address)), local);
+    if (remote.length > 0) {
+      const results = await this.remote.deliver({ sender: message.sender, raw, ret: message.ret, envid: message.envid }, remote);
+      await this.record(message, raw, remote, new Map(results.map((o) => [o.address, o])));
+    }
+  }
+
+  /** Records outcomes: new states, retry times, and the report the sender is owed (one transaction). */
+  private async record(message: QueuedMessageRecord, raw: Buffer, recipients: readonly QueuedRecipientRecord[], outcomes: ReadonlyMap<string, Outcome>): Promise<void> {
+    const updates: RecipientUpdate[] = [];
+    const reported: DsnRecipient[] = [];
+    const { firstRetrySeconds, maxRetrySeconds } = this.deps.config.outbound;
+    const finished = Date.now();
+    for (const r of recipients) {
+      const o = outcomes.get(r.address)!;
+      let state: RecipientUpdate['state'] = 'pending';
+      let status = o.status;
+      let nextAttempt = r.nextAttempt;
+      if (o.kind === 'sent') state = o.local ? 'delivered' : 'relayed';
+      else if (o.kind === 'permanent') state = 'failed';
+      else if (finished >= message.expires) {
+        state = 'failed';
+        status = '4.4.7'; // delivery time expired (RFC 3463)
+      } else {
+        nextAttempt = finished + Math.min(maxRetrySeconds, firstRetrySeconds * 2 ** r.attempts) * 1000;
+      }
+      updates.push({ address: r.address, state, attempted: true, nextAttempt, status, diagnostic: o.diagnostic, remoteMta: o.remoteMta });
+      const dsn: DsnRecipient = { address: r.address, orcpt: r.orcpt, action: 'failed', status, diagnostic: o.diagnostic, remoteMta: o.remoteMta, lastAttempt: finished };
+      if (state === 'failed' && wants(r.notify, 'FAILURE')) reported.push(dsn);
+      else if (state === 'delivered' && wants(r.notify, 'SUCCESS')) reported.push({ ...dsn, action: 'delivered' });
+      else if (state === 'relayed' && wants(r.notify, 'SUCCESS') && !o.dsnPassedOn) reported.push({ ...dsn, action: 'relayed' });
+      if (state === 'failed') this.deps.log(`queue ${message.id}: <${r.address}> failed: ${status} ${o.diagnostic}`);
+    }
+
+    const reports: NewQueuedMessage[] = [];
+    // Never a report about a report (or any message with the null sender).
+    if (reported.length > 0 && message.sender !== '') {
+      const hostName = this.deps.config.defaultDomain;
+      const arrival = message.created;
+      reports.push({
+        sender: '',
+        raw: deliveryStatusNotification(hostName, { sender: message.sender, raw, envid: message.envid, ret: message.ret, arrival }, reported),
+        created: finished,
+        expires: finished + this.deps.config.outbound.lifetimeSeconds * 1000,
+        ret: null,
+        envid: null,
+        source: 'authenticated',
+        key: null,
+        recipients: [{ address: message.sender, notify: 'NEVER', orcpt: null }],
+      });
+    }
+    await this.deps.store.queue.recordAttempt(message.id, updates, reports);
+  }
+
+  private async deliverLocally(message: QueuedMessageRecord, raw: Buffer, r: QueuedRecipientRecord, account: AccountRecord): Promise<Outcome> {
+    const delivery = this.delivery!;
+    const envelope = { sender: message.sender, recipient: r.address, account, authenticated: message.source === 'authenticated', remoteAddress: '' };
+    try {
+      const outcome = await delivery.deliver(raw, envelope, { key: `q${message.id}/${r.address.toLowerCase()}` });
+      if (outcome.rejected !== undefined) {
+        return { kind: 'permanent', status: '5.7.1', diagnostic: `smtp; 550 5.7.1 ${outcome.rejected.replace(/\s+/g, ' ').trim()}`, remoteMta: null, dsnPassedOn: false };
+      }
+      return { kind: 'sent', local: true, status: '2.0.0', diagnostic: `smtp; 250 2.0.0 delivered to ${account.name}@${account.domain}`, remoteMta: null, dsnPassedOn: false };
+    } catch (err) {
+      if (err instanceof StorageLimitError) {
+        return { kind: 'temporary', status: '4.2.2', diagnostic: `smtp; 452 4.2.2 <${r.address}>: mailbox full`, remoteMta: null, dsnPassedOn: false };
+      }
+      this.deps.log(`queue ${message.id}: local delivery to <${r.address}> failed: ${err instanceof Error ? err.message : String(err)}`);
+      return { kind: 'temporary', status: '4.3.0', diagnostic: 'smtp; 451 4.3.0 local delivery failed', remoteMta: null, dsnPassedOn: false };
+    }
+  }
+
+  private report(err: unknown): void {
+    this.deps.log(`queue: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
   }
 }
+
+type Outcome = Omit<RemoteOutcome, 'address'> & { local?: boolean };

@@ -21,6 +21,7 @@ import {
   type HttpReply,
 } from './http-session.js';
 import { serveDownload, serveMimePart, storeUpload } from './http-resources.js';
+import { RESET_PATH, resetPasswordPage } from './reset-page.js';
 import type { TcpListener } from './tcp.js';
 import { clientAddress, listen } from './sockets.js';
 
@@ -252,6 +253,11 @@ export class HttpListener {
     if (LOGIN_PATH.test(path)) {
       const text = await this.body(req, res);
       if (text !== undefined) this.send(req, res, await this.login(req, query, text));
+      return;
+    }
+    if (RESET_PATH.test(path)) {
+      const text = req.method === 'POST' ? await this.body(req, res) : '';
+      if (text !== undefined) this.send(req, res, await resetPasswordPage(this.engine.server.passwordRecovery, req.method ?? 'GET', query, text));
       return;
     }
     const match = SESSION_PATH.exec(path);

@@ -4,6 +4,7 @@ import { folderOperations } from './folder.js';
 import { loginOperations } from './login.js';
 import { mailboxOperations } from './mailbox.js';
 import { messageOperations } from './message.js';
+import { messageSendOperations } from './message-send.js';
 import { notImplementedOperations } from './not-implemented.js';
 import { preLoginOperations } from './prelogin.js';
 import { ruleOperations } from './rules.js';
@@ -17,6 +18,7 @@ export function registerOperations(engine: Engine): void {
   engine.register(mailboxOperations);
   engine.register(folderOperations);
   engine.register(messageOperations);
+  engine.register(messageSendOperations);
   engine.register(ruleOperations);
   engine.register(datasetOperations);
   engine.register(notImplementedOperations);

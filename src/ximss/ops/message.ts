@@ -21,7 +21,7 @@ import { inSession, type OperationTable, type SessionContext } from '../engine.j
 import { openFolder } from '../folders.js';
 import { emptyDictionary } from '../session.js';
 
-/** Spec section "Message Operations" (composing and reading; sending is the transport's). */
+/** Spec section "Message Operations": reading and storing (sending is in message-send.ts). */
 
 const REPLY_MODES = new Set(['replyFrom', 'replyAll', 'forward', 'replyFromHTML', 'replyAllHTML', 'forwardHTML']);
 
@@ -37,7 +37,7 @@ function metadataAttrs(meta: Pick<MessageMeta, 'uid' | 'origUid' | 'flags' | 'ke
 }
 const METADATA_ATTRS = new Set(Object.keys(metadataAttrs({ uid: 0, origUid: 0, flags: 0, keywords: [], size: 0, internalDate: 0 })));
 
-function uidAttr(request: XmlElement): number {
+export function uidAttr(request: XmlElement): number {
   const text = request.attrs.UID ?? request.attrs.uid;
   const uid = Number(text);
   if (text === undefined || !Number.isInteger(uid) || uid <= 0) throw new ServiceError('the UID attribute is missing or invalid');
@@ -45,7 +45,7 @@ function uidAttr(request: XmlElement): number {
 }
 
 /** The stored message `uid` of a box, or a clear error. */
-async function readMessage(ctx: SessionContext, box: MailboxHandle, uid: number): Promise<Buffer> {
+export async function readMessage(ctx: SessionContext, box: MailboxHandle, uid: number): Promise<Buffer> {
   const raw = await ctx.server.mail.readRaw(box, uid);
   if (!raw) throw new ServiceError('message not found');
   return raw;
@@ -94,7 +94,7 @@ export async function composeFromRequest(ctx: SessionContext, options: { addMiss
   return raw;
 }
 
-function internalDateAttr(value: string | undefined): number | undefined {
+export function internalDateAttr(value: string | undefined): number | undefined {
   if (value === undefined || value === '') return undefined;
   const date = parseGmt(value) ?? (Number.isNaN(Date.parse(value)) ? undefined : new Date(Date.parse(value)));
   if (!date) throw new ServiceError(`invalid internalDate: ${value}`);

@@ -11,7 +11,6 @@ const PENDING: Record<string, string> = {
   Service:
     'listSpecPasswords readConfigFile skinList skinFileList skinFileRead cliExecute ' +
     'retrieveXML httpCall spellerList spellerCheck',
-  Message: 'messageSubmit messageRedirect messageForward messageConfirm',
   Account: 'accountRightsGet accountACLList accountACLUpdate verifyIdentity',
   'S/MIME': 'SMIMEUnlock SMIMELock SMIMEModifyPassword SMIMEGet SMIMESet',
   Contacts: 'contactAppend contactsImport contactFind',
@@ -28,7 +27,6 @@ const PENDING: Record<string, string> = {
   'File Storage':
     'fileList fileDirInfo fileDirList fileWrite fileStore fileRead fileRename fileRemove fileCopy fileDirCreate ' +
     'fileDirRename fileDirRemove fileAttrRead fileAttrWrite fileLock fileRights fileSubList fileSubUpdate',
-  Rules: 'ruleList ruleRead ruleSet ruleUpdate ruleRename ruleRemove',
   'RPOP/RSIP/RIMAP': 'rpopList rpopUpdate rsipList rsipUpdate rimapList rimapUpdate',
   'Real-Time Tasks':
     'taskFindMeeting taskCreateMeeting taskRemoveMeeting taskClearMeeting taskActivateMeeting taskDeactivateMeeting ' +
@@ -36,7 +34,6 @@ const PENDING: Record<string, string> = {
   Scripts: 'runScript',
   Helpers: 'callHelper',
   Directory: 'listDirectory modifyDirectory',
-  Datasets: 'datasetCreate datasetRemove datasetAddAddress datasetList datasetListSubsets datasetSet datasetDelete',
   Banner: 'bannerRead',
   Billing: 'balance',
 };

@@ -36,8 +36,13 @@ export const preLoginOperations: OperationTable = {
   }),
 
   recoverPassword: preLogin(async (ctx) => {
-    await selectDomain(ctx);
-    throw new ServiceError('password recovery by E-mail is not available: this server does not send mail yet');
+    const domain = await selectDomain(ctx);
+    const userName = requiredAttr(ctx.request, 'userName');
+    await ctx.server.auth.admitRecovery(ctx.conversation.remoteAddress, `${userName.toLowerCase()}@${domain}`);
+    const account = await ctx.server.accounts.find(userName, domain).catch(() => undefined);
+    // One answer for an unknown account and one without a recovery address: no probing.
+    if (!account || !account.recoveryEmail) throw new ServiceError('password recovery is not possible for this account');
+    await ctx.server.passwordRecovery.send(account);
   }),
 
   signup: preLogin(async (ctx) => {

@@ -1,0 +1,70 @@
+import { randomBytes, randomUUID } from 'node:crypto';
+import * as mimeFuncs from 'nodemailer/lib/mime-funcs';
+import * as qp from 'nodemailer/lib/qp';
+import { parseHeaderBlock } from './parse.js';
+import { rfcDateInZone } from './compose.js';
+
+/**
+ * A multipart/report message (RFC 6522): the frame of delivery status notifications
+ * (RFC 3464) and message disposition notifications (RFC 8098). Three parts: a text for
+ * people, the machine-readable report, and the original message or its header.
+ */
+export interface ReportSpec {
+  /** The generator's host name (Message-ID, boundary). */
+  hostName: string;
+  from: string;
+  to: string;
+  /** Unicode; encoded as RFC 2047 words when needed. */
+  subject: string;
+  reportType: 'delivery-status' | 'disposition-notification';
+  humanText: string;
+  /** The machine part's fields, one `Name: value` per line (blank lines separate groups). */
+  fields: string;
+  /** The original message; `full` returns it whole, else only its header. */
+  original: { raw: Buffer; full: boolean };
+  /** More header fields (`Name: value`), e.g. In-Reply-To, Auto-Submitted. */
+  extraHeaders?: readonly string[];
+}
+
+export function newMessageId(hostName: string): string {
+  return `<${randomUUID()}@${hostName}>`;
+}
+
+export function encodeHeaderText(text: string): string {
+  return mimeFuncs.encodeWords(text.replace(/[\r\n]+/g, ' '), 'Q', 52);
+}
+
+/** The header block of a message (up to and including the empty line), CRLF line ends. */
+export function headerBlock(raw: Buffer): Buffer {
+  const { end } = parseHeaderBlock(raw);
+  const block = raw.subarray(0, end).toString('latin1').replace(/\r?\n/g, '\r\n').replace(/(\r\n)*$/, '\r\n');
+  return Buffer.from(block + '\r\n', 'latin1');
+}
+
+export function multipartReport(spec: ReportSpec): Buffer {
+  const boundary = `report-${randomBytes(8).toString('hex')}=${spec.hostName}`;
+  const header = [
+    `From: ${spec.from}`,
+    `To: ${spec.to}`,
+    `Subject: ${encodeHeaderText(spec.subject)}`,
+    `Date: ${rfcDateInZone(new Date(), 'HostOS')}`,
+    `Message-ID: ${newMessageId(spec.hostName)}`,
+    ...(spec.extraHeaders ?? []),
+    'MIME-Version: 1.0',
+    `Content-Type: multipart/report; report-type=${spec.reportType};\r\n\tboundary="${boundary}"`,
+  ].join('\r\n');
+  const original = spec.original.full ? spec.original.raw : headerBlock(spec.original.raw);
+  const eightBit = original.some((byte) => byte >= 0x80);
+  const originalType = spec.original.full ? 'message/rfc822' : 'text/rfc822-headers';
+  const chunks = [
+    Buffer.from(`${header}\r\n\r\nThis is a MIME-encapsulated message.\r\n\r\n--${boundary}\r\n`),
+    Buffer.from('Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n'),
+    Buffer.from(qp.wrap(qp.encode(Buffer.from(spec.humanText.replace(/\r?\n/g, '\r\n'), 'utf8')), 76) + '\r\n', 'latin1'),
+    Buffer.from(`--${boundary}\r\nContent-Type: message/${spec.reportType}\r\n\r\n`),
+    Buffer.from(spec.fields.replace(/\r?\n/g, '\r\n').replace(/(\r\n)*$/, '\r\n'), 'utf8'),
+    Buffer.from(`\r\n--${boundary}\r\nContent-Type: ${originalType}${eightBit ? '\r\nContent-Transfer-Encoding: 8bit' : ''}\r\n\r\n`),
+    original,
+    Buffer.from(`${original.subarray(-2).toString('latin1') === '\r\n' ? '' : '\r\n'}--${boundary}--\r\n`),
+  ];
+  return Buffer.concat(chunks);
+}

@@ -1,0 +1,280 @@
+import { promises as dns, type MxRecord } from 'node:dns';
+import SMTPConnection, { type SMTPConnectionOptions, type SMTPError } from 'nodemailer/lib/smtp-connection';
+import type { Config } from '../../config.js';
+
+/** A recipient on its way to another server. */
+export interface RemoteRecipient {
+  address: string;
+  /** RFC 3461 NOTIFY as queued (`SUCCESS,FAILURE`), null for the default. */
+  notify: string | null;
+  orcpt: string | null;
+}
+
+/** What became of one recipient in one attempt. */
+export interface RemoteOutcome {
+  address: string;
+  /** `sent`: the next server took it; `temporary`: try again later; `permanent`: give up. */
+  kind: 'sent' | 'temporary' | 'permanent';
+  /** RFC 3463 enhanced status code. */
+  status: string;
+  /** What the server said (`smtp; 550 5.1.1 ...`) or what went wrong before it could. */
+  diagnostic: string;
+  /** The host that answered, when one did. */
+  remoteMta: string | null;
+  /** The next server took the DSN request over (it advertised DSN): it reports success itself. */
+  dsnPassedOn: boolean;
+}
+
+export interface RemoteMessage {
+  sender: string;
+  raw: Buffer;
+  ret: 'FULL' | 'HDRS' | null;
+  envid: string | null;
+}
+
+interface Host {
+  host: string;
+  port: number;
+}
+
+/** A route: where a group of recipients is sent, and what went wrong when it cannot be known. */
+type Route = { hosts: Host[]; relay: boolean } | { failure: Omit<RemoteOutcome, 'address' | 'dsnPassedOn'> };
+
+export type MxResolver = (domain: string) => Promise<MxRecord[]>;
+
+/**
+ * Delivery to other servers over SMTP, with nodemailer's SMTP client: to the configured relay,
+ * or to each recipient domain's MX hosts (RFC 5321 section 5: by preference, falling back
+ * to the domain's own address when it has no MX; a null MX (RFC 7505) refuses mail).
+ *
+ * One attempt per route (the relay, or one domain) and per NOTIFY value (the client sends one
+ * NOTIFY for a whole transaction): connection-level failures move on to the next MX host;
+ * once a server answers, its replies decide, per recipient (4xx temporary, 5xx permanent).
+ */
+export class RemoteDelivery {
+  private readonly resolveMx: MxResolver;
+
+  constructor(
+    private readonly config: Config['outbound'],
+    private readonly hostName: string,
+    options: { resolveMx?: MxResolver } = {},
+  ) {
+    this.resolveMx = options.resolveMx ?? ((domain) => dns.resolveMx(domain));
+  }
+
+  async deliver(message: RemoteMessage, recipients: readonly RemoteRecipient[]): Promise<RemoteOutcome[]> {
+    const byDomain = new Map<string, RemoteRecipient[]>();
+    for (const r of recipients) {
+      const key = this.config.relay ? '' : domainOf(r.address);
+      byDomain.set(key, [...(byDomain.get(key) ?? []), r]);
+    }
+    const outcomes = await Promise.all(
+      [...byDomain].map(async ([domain, group]) => {
+        const route = await this.route(domain);
+        if ('failure' in route) return group.map((r) => ({ address: r.address, dsnPassedOn: false, ...route.failure }));
+        return this.sendVia(route, message, group);
+      }),
+    );
+    return outcomes.flat();
+  }
+
+  private async route(domain: string): Promise<Route> {
+    if (this.config.relay) {
+      const relay = parseHostPort(this.config.relay, 25);
+      return relay ? { hosts: [relay], relay: true } : failure('4.3.5', `the configured relay "${this.config.relay}" is not host:port`);
+    }
+    const port = this.config.mxPort;
+    const literal = /^\[(?:IPv6:)?([^\]]+)\]$/i.exec(domain);
+    if (literal) return { hosts: [{ host: literal[1]!, port }], relay: false };
+    let records: MxRecord[];
+    try {
+      records = await this.resolveMx(domain);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENODATA') return { hosts: [{ host: domain, port }], relay: false }; // implicit MX
+      if (code === 'ENOTFOUND') return failure('5.1.2', `the domain ${domain} does not exist`, true);
+      return failure('4.4.3', `cannot look up the mail servers of ${domain}: ${code ?? (err as Error).message}`);
+    }
+    if (records.length === 0) return { hosts: [{ host: domain, port }], relay: false };
+    if (records.some((r) => r.exchange === '' || r.exchange === '.')) {
+      return failure('5.1.10', `the domain ${domain} does not accept mail (null MX)`, true);
+    }
+    // By preference; hosts of equal preference in random order (RFC 5321 section 5.1).
+    const hosts = records
+      .map((r) => ({ r, tie: Math.random() }))
+      .sort((a, b) => a.r.priority - b.r.priority || a.tie - b.tie)
+      .map(({ r }) => ({ host: r.exchange.replace(/\.$/, ''), port }));
+    return { hosts, relay: false };
+  }
+
+  /** Tries the route's hosts in turn until one answers; then one transaction per NOTIFY value. */
+  private async sendVia(route: { hosts: Host[]; relay: boolean }, message: RemoteMessage, recipients: RemoteRecipient[]): Promise<RemoteOutcome[]> {
+    let lastError = 'no mail server to try';
+    for (const host of route.hosts.slice(0, 5)) {
+      const connection = new SMTPConnection(this.connectionOptions(host, route.relay));
+      // Failures before the greeting come as 'error' events (connect's callback is for success).
+      let failed: ((err: Error) => void) | undefined;
+      connection.on('error', (err: Error) => failed?.(err));
+      connection.once('end', () => failed?.(new Error('connection closed')));
+      try {
+        await new Promise<void>((resolve, reject) => {
+          failed = reject;
+          connection.connect(() => resolve());
+        });
+        if (route.relay && this.config.relayUser) {
+          await new Promise<void>((resolve, reject) =>
+            connection.login({ user: this.config.relayUser, pass: this.config.relayPassword }, (err) => (err ? reject(err) : resolve())),
+          );
+        }
+      } catch (err) {
+        connection.close();
+        const e = err as SMTPError;
+        // A server that answered AUTH with a refusal decides for all; others: the next host.
+        if (e.code === 'EAUTH' && e.responseCode) {
+          return recipients.map((r) => outcomeOfReply(r.address, e.response ?? e.message, e.responseCode!, host.host));
+        }
+        lastError = `${host.host}:${host.port}: ${e.message}`;
+        continue;
+      }
+      // From here a lost connection ends the transaction under way (the client may not call back).
+      const lost = new Promise<Error>((resolve) => (failed = resolve));
+      try {
+        const outcomes: RemoteOutcome[] = [];
+        for (const group of groupBy(recipients, (r) => r.notify ?? '')) {
+          const result = await Promise.race([this.transaction(connection, host.host, message, group), lost]);
+          if (result instanceof Error) {
+            outcomes.push(...group.map((r) => connectionLost(r.address, host.host, result)));
+          } else outcomes.push(...result);
+        }
+        return outcomes;
+      } finally {
+        connection.quit();
+      }
+    }
+    return recipients.map((r) => ({
+      address: r.address,
+      kind: 'temporary',
+      status: '4.4.1',
+      diagnostic: `cannot connect to the mail server: ${lastError}`,
+      remoteMta: null,
+      dsnPassedOn: false,
+    }));
+  }
+
+  private connectionOptions(host: Host, relay: boolean): SMTPConnectionOptions {
+    const mode = this.config.starttls;
+    return {
+      host: host.host,
+      port: host.port,
+      name: this.hostName,
+      ignoreTLS: mode === 'off',
+      requireTLS: mode === 'required',
+      opportunisticTLS: mode !== 'required',
+      // MX hosts: opportunistic encryption, as MTAs do (RFC 7435); a relay the operator asked
+      // to require TLS of must also prove who it is.
+      tls: { rejectUnauthorized: relay && mode === 'required', servername: isIpLiteral(host.host) ? undefined : host.host },
+      connectionTimeout: 30_000,
+      greetingTimeout: 30_000,
+      socketTimeout: 5 * 60_000,
+      logger: false,
+    };
+  }
+
+  private transaction(connection: SMTPConnection, host: string, message: RemoteMessage, recipients: RemoteRecipient[]): Promise<RemoteOutcome[]> {
+    const notify = recipients[0]!.notify;
+    const eightBit = message.raw.some((byte) => byte >= 0x80);
+    return new Promise((resolve) => {
+      connection.send(
+        {
+          from: message.sender === '' ? false : message.sender,
+          to: recipients.map((r) => r.address),
+          size: message.raw.length,
+          use8BitMime: eightBit,
+          dsn: {
+            ret: message.ret ?? undefined,
+            envid: message.envid ?? undefined,
+            notify: notify ? notify.split(',') : undefined,
+          },
+        },
+        message.raw,
+        (err, info) => {
+          const dsnPassedOn = Boolean(info?.ehlo?.some((line) => /^DSN\b/i.test(line)));
+          if (err) {
+            const e = err as SMTPError;
+            if (e.rejectedErrors?.length) return resolve(this.perRecipient(recipients, [], e.rejectedErrors, '', host, dsnPassedOn));
+            if (e.responseCode) {
+              return resolve(recipients.map((r) => outcomeOfReply(r.address, e.response ?? e.message, e.responseCode!, host)));
+            }
+            return resolve(recipients.map((r) => connectionLost(r.address, host, e)));
+          }
+          resolve(this.perRecipient(recipients, info.accepted, info.rejectedErrors ?? [], info.response, host, dsnPassedOn));
+        },
+      );
+    });
+  }
+
+  private perRecipient(
+    recipients: RemoteRecipient[],
+    accepted: readonly string[],
+    rejected: readonly SMTPError[],
+    response: string,
+    host: string,
+    dsnPassedOn: boolean,
+  ): RemoteOutcome[] {
+    const acceptedSet = new Set(accepted.map((a) => a.toLowerCase()));
+    return recipients.map((r): RemoteOutcome => {
+      const refusal = rejected.find((e) => e.recipient?.toLowerCase() === r.address.toLowerCase());
+      if (refusal) return outcomeOfReply(r.address, refusal.response ?? refusal.message, refusal.responseCode ?? 450, host);
+      if (acceptedSet.has(r.address.toLowerCase())) {
+        return { address: r.address, kind: 'sent', status: enhancedCode(response) ?? '2.0.0', diagnostic: `smtp; ${response}`, remoteMta: host, dsnPassedOn };
+      }
+      return { address: r.address, kind: 'temporary', status: '4.0.0', diagnostic: 'the server did not answer for this recipient', remoteMta: host, dsnPassedOn: false };
+    });
+  }
+}
+
+function connectionLost(address: string, host: string, err: Error): RemoteOutcome {
+  return { address, kind: 'temporary', status: '4.4.2', diagnostic: `connection to ${host} lost: ${err.message}`, remoteMta: host, dsnPassedOn: false };
+}
+
+function failure(status: string, diagnostic: string, permanent = false): Route {
+  return { failure: { kind: permanent ? 'permanent' : 'temporary', status, diagnostic, remoteMta: null } };
+}
+
+function outcomeOfReply(address: string, reply: string, code: number, host: string): RemoteOutcome {
+  const permanent = code >= 500 && code !== 503;
+  return {
+    address,
+    kind: permanent ? 'permanent' : 'temporary',
+    status: enhancedCode(reply) ?? (permanent ? '5.0.0' : '4.0.0'),
+    diagnostic: `smtp; ${reply.replace(/\s+/g, ' ').trim()}`,
+    remoteMta: host,
+    dsnPassedOn: false,
+  };
+}
+
+/** The RFC 3463 code of a reply such as `550 5.1.1 No such user`. */
+function enhancedCode(reply: string): string | undefined {
+  return /^\d{3}[ -]([245]\.\d{1,3}\.\d{1,3})\b/.exec(reply.trim())?.[1];
+}
+
+export function domainOf(address: string): string {
+  return address.slice(address.lastIndexOf('@') + 1).toLowerCase();
+}
+
+function parseHostPort(value: string, defaultPort: number): Host | undefined {
+  const m = /^(?:\[([^\]]+)\]|([^:\s]+))(?::(\d{1,5}))?$/.exec(value.trim());
+  if (!m) return undefined;
+  const port = m[3] ? Number(m[3]) : defaultPort;
+  return port > 0 && port < 65536 ? { host: (m[1] ?? m[2])!, port } : undefined;
+}
+
+function isIpLiteral(host: string): boolean {
+  return /^[\d.]+$/.test(host) || host.includes(':');
+}
+
+function groupBy<T>(items: readonly T[], key: (item: T) => string): T[][] {
+  const groups = new Map<string, T[]>();
+  for (const item of items) groups.set(key(item), [...(groups.get(key(item)) ?? []), item]);
+  return [...groups.values()];
+}

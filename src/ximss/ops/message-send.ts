@@ -1,0 +1,223 @@
+import { checkDatasetPath, parseMailAddress } from '../../services/datasets.js';
+import { ServiceError } from '../../services/errors.js';
+import { Flag, parseInitialFlags } from '../../services/mail/flags.js';
+import { prepareMessage } from '../../services/mail/new-message.js';
+import type { MailboxHandle } from '../../services/mail/service.js';
+import { decodePartBody, findPart, parseAddressList, parseMime } from '../../services/mime/index.js';
+import { dispositionNotification, forwardMessage, headerField, prependHeaderFields, removeHeaderFields, resentFields } from '../../services/mime/outgoing.js';
+import { decodeHeaderText } from '../../services/mime/headers.js';
+import { encodeHeaderText } from '../../services/mime/report.js';
+import type { XmlElement } from '../../xml/element.js';
+import { inSession, type OperationTable, type SessionContext } from '../engine.js';
+import { openFolder } from '../folders.js';
+import { composeFromRequest, internalDateAttr, readMessage, uidAttr } from './message.js';
+
+/**
+ * Spec section "Message Operations", the sending half: messageSubmit, messageRedirect,
+ * messageForward, messageConfirm. Each message is committed to the outbound queue before
+ * the response; the queue delivers it (local recipients through their Mail Rules).
+ */
+
+/** Recipients one submission may have (as SMTP's RCPT limit). */
+const MAX_RECIPIENTS = 1000;
+
+interface Target {
+  address: string;
+  realName?: string;
+}
+
+function checkedAddress(text: string, what: string): Target {
+  const parsed = parseMailAddress(text);
+  if (!parsed) throw new ServiceError(`invalid ${what} address: ${text.trim().slice(0, 200)}`);
+  return parsed;
+}
+
+/** The addresses of To/Cc/Bcc-like elements: text with a realName attribute, or an address list. */
+function addressesOf(elements: readonly XmlElement[], what: string): Target[] {
+  const targets: Target[] = [];
+  for (const e of elements) {
+    const text = e.text().trim();
+    if (text === '') continue;
+    const realName = e.attr('realName');
+    if (realName === undefined && /[<,;]/.test(text)) {
+      const list = parseAddressList(text);
+      if (list.length === 0) throw new ServiceError(`invalid ${what} address: ${text.slice(0, 200)}`);
+      for (const a of list) targets.push({ ...checkedAddress(a.address, what), realName: a.realName });
+    } else {
+      targets.push({ ...checkedAddress(text, what), ...(realName ? { realName } : {}) });
+    }
+  }
+  return targets;
+}
+
+/**
+ * An Envelope-To element: an address, leniently (the spec's own example writes
+ * `a1@domain address`): the first thing in it that looks like one.
+ */
+function envelopeAddress(element: XmlElement): Target {
+  const text = element.text().trim();
+  const found = /[^\s<>",;]+@[^\s<>",;]+/.exec(text)?.[0];
+  return checkedAddress(found ?? text, 'Envelope-To');
+}
+
+function limitRecipients(targets: Target[]): Target[] {
+  const seen = new Set<string>();
+  const unique = targets.filter((t) => {
+    const key = t.address.toLowerCase();
+    if (seen.has(key)) return false;
+    seen.add(key);
+    return true;
+  });
+  if (unique.length === 0) throw new ServiceError('the message has no recipients');
+  if (unique.length > MAX_RECIPIENTS) throw new ServiceError(`too many recipients (at most ${MAX_RECIPIENTS})`);
+  return unique;
+}
+
+function ownAddress(ctx: SessionContext): string {
+  const { name, domain } = ctx.session.account;
+  return `${name}@${domain}`;
+}
+
+/** The user as a From value: `"Real Name" <addr>` (encoded) or `addr`. */
+function ownFrom(ctx: SessionContext): string {
+  const realName = ctx.session.account.realName;
+  const address = ownAddress(ctx);
+  if (!realName) return address;
+  const phrase = /^[\x20-\x7e]*$/.test(realName) ? `"${realName.replace(/[\\"]/g, '\\$&')}"` : encodeHeaderText(realName);
+  return `${phrase} <${address}>`;
+}
+
+function yes(value: string | undefined): boolean | undefined {
+  if (value === undefined || value === '') return undefined;
+  return value.toLowerCase() === 'yes';
+}
+
+/** The stored message a redirect or forward sends: the whole message, or an enclosed one (partID). */
+async function storedOriginal(ctx: SessionContext): Promise<{ box: MailboxHandle; uid: number; raw: Buffer; partID: string | undefined }> {
+  const folder = openFolder(ctx.session, ctx.request);
+  const uid = uidAttr(ctx.request);
+  const raw = await readMessage(ctx, folder.box, uid);
+  const partID = ctx.request.attrs.partID || undefined;
+  if (partID === undefined) return { box: folder.box, uid, raw, partID };
+  const part = findPart(parseMime(raw), partID);
+  if (!part) throw new ServiceError(`message part not found: ${partID}`);
+  if (!part.message) throw new ServiceError(`message part ${partID} is not a message`);
+  return { box: folder.box, uid, raw: decodePartBody(raw, part), partID };
+}
+
+async function submit(ctx: SessionContext, sender: string, recipients: readonly Target[], raw: Buffer, useDSN = false): Promise<void> {
+  if (raw.length > ctx.server.config.limits.maxMessageBytes) throw new ServiceError('the message is too large');
+  await ctx.server.queue.submit({
+    sender,
+    recipients: recipients.map((t) => ({ address: t.address, notify: useDSN ? { success: true, failure: true, delay: false } : undefined })),
+    raw,
+    source: 'authenticated',
+  });
+}
+
+/** Redirected (markRedirected; by default when the whole message was sent). */
+async function markRedirected(ctx: SessionContext, box: MailboxHandle, uid: number, partID: string | undefined): Promise<void> {
+  if (!(yes(ctx.request.attrs.markRedirected) ?? partID === undefined)) return;
+  await ctx.server.mail.setFlags(box, [uid], { set: Flag.Redirected, clear: 0, addKeywords: [], removeKeywords: [] });
+}
+
+export const messageSendOperations: OperationTable = {
+  messageSubmit: inSession(async (ctx) => {
+    const { mail, datasets } = ctx.server;
+    const { targetMailbox, mailboxClass, flags, internalDate, dataset } = ctx.request.attrs;
+    const email = ctx.request.element('EMail');
+    if (!email) throw new ServiceError('the EMail element is missing');
+    if (email.attr('sign') === 'yes' || email.attr('encrypt') === 'yes' || email.element('EMail')) {
+      throw new ServiceError('not implemented yet: S/MIME signing and encryption');
+    }
+    const envelope = ctx.request.elements('Envelope-To');
+    const recipients = limitRecipients(
+      envelope.length > 0
+        ? envelope.map(envelopeAddress)
+        : [...addressesOf(email.elements('To'), 'To'), ...addressesOf(email.elements('Cc'), 'Cc'), ...addressesOf(email.elements('Bcc'), 'Bcc')],
+    );
+    // Checked before anything is sent, so that a bad attribute sends nothing.
+    const initial = parseInitialFlags(flags);
+    const date = internalDateAttr(internalDate);
+    const copyBox =
+      targetMailbox === undefined || targetMailbox === ''
+        ? undefined
+        : await mail.access(ctx.session.account, targetMailbox, 'i', mailboxClass === undefined ? undefined : { mailboxClass });
+    if (dataset !== undefined && dataset !== '') checkDatasetPath(dataset);
+
+    // One composition (one Message-ID, one Date): the stored copy keeps Bcc, the sent one not.
+    let composed = await composeFromRequest(ctx, { addMissing: true, omitBcc: false });
+    const fields = parseMime(composed).headers;
+    const from = parseAddressList(headerField(fields, 'From') ?? '')[0]?.address;
+    // RFC 5322 3.6.2: a From that is not the user's own gets Sender.
+    if (from === undefined || from.toLowerCase() !== ownAddress(ctx).toLowerCase()) {
+      if (headerField(fields, 'Sender') === undefined) composed = prependHeaderFields(composed, [`Sender: ${ownFrom(ctx)}`]);
+    }
+    const sent = removeHeaderFields(composed, new Set(['bcc']));
+    await submit(ctx, ownAddress(ctx), recipients, sent, yes(ctx.request.attrs.useDSN));
+
+    if (copyBox) {
+      const message = prepareMessage(composed, { flags: initial.flags | Flag.Recent, keywords: initial.keywords, internalDate: date });
+      await mail.append(copyBox, [message]);
+    }
+    if (dataset !== undefined && dataset !== '') {
+      for (const t of recipients) await datasets.addAddress(ctx.session.account, dataset, t.address, t.realName);
+    }
+  }),
+
+  messageRedirect: inSession(async (ctx) => {
+    const recipients = limitRecipients(addressesOf(ctx.request.elements('To'), 'To'));
+    const original = await storedOriginal(ctx);
+    const mirror = yes(ctx.request.attrs.mirror) ?? false;
+    const raw = mirror
+      ? original.raw
+      : prependHeaderFields(original.raw, resentFields(ownFrom(ctx), recipients.map((t) => t.address), ctx.server.config.defaultDomain));
+    await submit(ctx, ownAddress(ctx), recipients, raw);
+    await markRedirected(ctx, original.box, original.uid, original.partID);
+  }),
+
+  messageForward: inSession(async (ctx) => {
+    if (ctx.request.attrs.mirror !== undefined) throw new ServiceError('messageForward does not support the mirror attribute');
+    const recipients = limitRecipients(addressesOf(ctx.request.elements('To'), 'To'));
+    const original = await storedOriginal(ctx);
+    const fields = parseMime(original.raw).headers;
+    const raw = forwardMessage({
+      hostName: ctx.server.config.defaultDomain,
+      from: ownFrom(ctx),
+      to: recipients.map((t) => t.address),
+      subject: decodeHeaderText(headerField(fields, 'Subject') ?? ''),
+      original: original.raw,
+    });
+    await submit(ctx, ownAddress(ctx), recipients, raw);
+    await markRedirected(ctx, original.box, original.uid, original.partID);
+  }),
+
+  messageConfirm: inSession(async (ctx) => {
+    const type = ctx.request.attrs.type ?? 'manual';
+    if (type !== 'manual' && type !== 'auto') throw new ServiceError(`invalid type: ${type} (auto or manual)`);
+    const folder = openFolder(ctx.session, ctx.request);
+    const uid = uidAttr(ctx.request);
+    const meta = await ctx.server.mail.getMessage(folder.box, uid);
+    if (!meta) throw new ServiceError('message not found');
+    if (meta.flags & Flag.MDNSent) throw new ServiceError('a confirmation for this message has already been sent');
+    const raw = await readMessage(ctx, folder.box, uid);
+    const fields = parseMime(raw).headers;
+    const requested = headerField(fields, 'Disposition-Notification-To');
+    const to = requested === undefined ? undefined : parseAddressList(requested)[0];
+    if (!to) throw new ServiceError('the message does not ask for a confirmation (no Disposition-Notification-To)');
+    const target = checkedAddress(to.address, 'Disposition-Notification-To');
+    const mdn = dispositionNotification({
+      hostName: ctx.server.config.defaultDomain,
+      user: ownAddress(ctx),
+      from: ownFrom(ctx),
+      to: `<${target.address}>`,
+      original: raw,
+      originalFields: fields,
+      subject: decodeHeaderText(headerField(fields, 'Subject') ?? ''),
+      mode: type,
+    });
+    // RFC 8098 section 2.1: an MDN travels with the null envelope sender.
+    await submit(ctx, '', [target], mdn);
+    await ctx.server.mail.setFlags(folder.box, [uid], { set: Flag.MDNSent, clear: 0, addKeywords: [], removeKeywords: [] });
+  }),
+};
