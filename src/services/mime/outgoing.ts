@@ -2,11 +2,12 @@
  * Messages made from other messages before they are sent: header surgery (Bcc removed,
  * Resent- fields added), a forward wrapping the original, a disposition notification.
  */
-import { randomBytes } from 'node:crypto';
-import { rfcDateInZone } from './compose.js';
+import { el } from '../../xml/element.js';
+import { ServiceError } from '../errors.js';
+import { composeMessage, rfcDateInZone } from './compose.js';
 import { parseHeaderBlock } from './parse.js';
-import { encodeHeaderText, multipartReport, newMessageId } from './report.js';
-import type { HeaderField } from './types.js';
+import { multipartReport, newMessageId } from './report.js';
+import type { Address, HeaderField, PartResolver } from './types.js';
 
 /** The message without the named header fields (names in lower case), folded lines included. */
 export function removeHeaderFields(raw: Buffer, names: ReadonlySet<string>): Buffer {
@@ -26,9 +27,10 @@ export function removeHeaderFields(raw: Buffer, names: ReadonlySet<string>): Buf
   return Buffer.concat([Buffer.from(kept.join(''), 'latin1'), raw.subarray(end)]);
 }
 
-/** The message with header fields (`Name: value`, unfolded) put in front. */
+/** The message with header fields (`Name: value`; a value may be folded with CRLF + blank) put in front. */
 export function prependHeaderFields(raw: Buffer, fields: readonly string[]): Buffer {
-  return Buffer.concat([Buffer.from(fields.map((f) => f.replace(/[\r\n]+/g, ' ') + '\r\n').join(''), 'utf8'), raw]);
+  const lines = fields.map((f) => f.replace(/\r?\n(?![ \t])/g, ' ') + '\r\n');
+  return Buffer.concat([Buffer.from(lines.join(''), 'utf8'), raw]);
 }
 
 export function headerField(fields: readonly HeaderField[], name: string): string | undefined {
@@ -40,10 +42,10 @@ export function headerField(fields: readonly HeaderField[], name: string): strin
  * RFC 5322 section 3.6.6 resent fields for a message re-sent unchanged to new recipients
  * (messageRedirect without mirror, the "Redirect to" rule): a block prepended as a whole.
  */
-export function resentFields(from: string, to: readonly string[], hostName: string): string[] {
+export function resentFields(from: string, to: readonly string[], hostName: string, timeZone = 'HostOS'): string[] {
   return [
     `Resent-From: ${from}`,
-    `Resent-Date: ${rfcDateInZone(new Date(), 'HostOS')}`,
+    `Resent-Date: ${rfcDateInZone(new Date(), timeZone)}`,
     `Resent-Message-ID: ${newMessageId(hostName)}`,
     `Resent-To: ${to.join(',\r\n\t')}`,
   ];
@@ -51,44 +53,49 @@ export function resentFields(from: string, to: readonly string[], hostName: stri
 
 export interface ForwardSpec {
   hostName: string;
-  /** `Name <addr>` or `addr`, already encoded. */
-  from: string;
+  timeZone: string;
+  from: Address;
   to: readonly string[];
   /** The original's Subject, decoded. */
   subject: string;
   original: Buffer;
-  /** A short text above the attachment (UTF-8), if any. */
+  /** A short text above the attachment, if any. */
   text?: string;
+  /** More header fields, e.g. Auto-Submitted. */
+  extraFields?: readonly [string, string][];
 }
 
-/** A new message carrying the original as a message/rfc822 attachment. */
-export function forwardMessage(spec: ForwardSpec): Buffer {
-  const boundary = `fwd-${randomBytes(8).toString('hex')}=${spec.hostName}`;
-  const subject = /^\s*fwd?:/i.test(spec.subject) ? spec.subject : `Fwd: ${spec.subject}`;
-  const eightBit = spec.original.some((byte) => byte >= 0x80);
-  const text = spec.text ? Buffer.from(spec.text.replace(/\r?\n/g, '\r\n') + '\r\n', 'utf8') : undefined;
-  return Buffer.concat([
-    Buffer.from(
-      [
-        `From: ${spec.from}`,
-        `To: ${spec.to.join(',\r\n\t')}`,
-        `Subject: ${encodeHeaderText(subject)}`,
-        `Date: ${rfcDateInZone(new Date(), 'HostOS')}`,
-        `Message-ID: ${newMessageId(spec.hostName)}`,
-        'MIME-Version: 1.0',
-        `Content-Type: multipart/mixed; boundary="${boundary}"`,
-        '',
-        '',
-      ].join('\r\n'),
-      'utf8',
-    ),
-    ...(text
-      ? [Buffer.from(`--${boundary}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n`), text]
-      : []),
-    Buffer.from(`--${boundary}\r\nContent-Type: message/rfc822\r\nContent-Disposition: inline\r\n${eightBit ? 'Content-Transfer-Encoding: 8bit\r\n' : ''}\r\n`),
-    spec.original,
-    Buffer.from(`${spec.original.subarray(-2).toString('latin1') === '\r\n' ? '' : '\r\n'}--${boundary}--\r\n`),
-  ]);
+/** Message parts a generated message never takes from anywhere but its own input. */
+export const NO_EXTERNAL_PARTS: PartResolver = {
+  upload: async () => {
+    throw new ServiceError('uploaded files cannot be attached here');
+  },
+  file: async () => {
+    throw new ServiceError('stored files cannot be attached here');
+  },
+  copyMIME: async () => {
+    throw new ServiceError('stored messages cannot be attached here');
+  },
+};
+
+/** A new message carrying the original as a message/rfc822 attachment (messageForward, "Forward to"). */
+export function forwardMessage(spec: ForwardSpec): Promise<Buffer> {
+  const subject = /^\s*fwd?:/i.test(spec.subject) ? spec.subject : `Fwd: ${spec.subject}`.trim();
+  const parts = [
+    ...(spec.text ? [el('MIME', { type: 'text', subtype: 'plain', charset: 'utf-8' }, spec.text)] : []),
+    el('copyMIME'),
+  ];
+  const email = el(
+    'EMail',
+    undefined,
+    el('From', { realName: spec.from.realName }, spec.from.address),
+    ...spec.to.map((address) => el('To', undefined, address)),
+    el('Subject', undefined, subject),
+    ...(spec.extraFields ?? []).map(([name, value]) => el(name, undefined, value)),
+    el('MIME', { type: 'multipart', subtype: 'mixed' }, ...parts),
+  );
+  const resolver: PartResolver = { ...NO_EXTERNAL_PARTS, copyMIME: async () => ({ raw: spec.original, wholeMessage: true }) };
+  return composeMessage(email, resolver, { timeZone: spec.timeZone, addMissing: true, hostname: spec.hostName, omitBcc: true });
 }
 
 export interface DispositionSpec {

@@ -20,7 +20,6 @@
  *   rule order, from 1 (0 is the INBOX copy). Delivery keys derive from it, so a delivery
  *   run again after a crash stores and sends nothing twice.
  */
-import { randomBytes } from 'node:crypto';
 import type { AccountRecord } from '../../store/store.js';
 import type { RuleRecord } from '../../store/rules.js';
 import { el } from '../../xml/element.js';
@@ -28,6 +27,7 @@ import { ServiceError } from '../errors.js';
 import { applyKeywords, Flag, parseFlagChange } from '../mail/flags.js';
 import { composeMessage, type Address, type PartResolver } from '../mime/index.js';
 import { rfcDateInZone } from '../mime/compose.js';
+import { forwardMessage, NO_EXTERNAL_PARTS, prependHeaderFields, resentFields } from '../mime/outgoing.js';
 import { conditionHolds, isHumanGenerated, type ConditionContext } from './conditions.js';
 import { RuleMessage } from './message.js';
 import { actionSpec, isNoParameter, parseHeaderLines, parseReplyTemplate, parseTargets, qualifyAddress } from './model.js';
@@ -109,18 +109,6 @@ function accountAddress(account: AccountRecord): string {
 function sameAddress(a: string, b: string): boolean {
   return a.toLowerCase() === b.toLowerCase();
 }
-
-const NO_FILES: PartResolver = {
-  upload: async () => {
-    throw new ServiceError('no uploads here');
-  },
-  file: async () => {
-    throw new ServiceError('no files here');
-  },
-  copyMIME: async () => {
-    throw new ServiceError('nothing to copy');
-  },
-};
 
 class Planner {
   private readonly plan: DeliveryPlan = { copies: [], inbox: undefined, sends: [], remember: [], applied: [] };
@@ -272,12 +260,8 @@ class Planner {
     if (kind === 'mirror') {
       raw = Buffer.concat([Buffer.from(this.received(), 'utf8'), this.message.raw]);
     } else if (kind === 'redirect') {
-      const resent =
-        `Resent-From: ${this.self}\r\n` +
-        `Resent-To: ${recipients.join(',\r\n ')}\r\n` +
-        `Resent-Date: ${rfcDateInZone(new Date(), this.ctx.timeZone)}\r\n` +
-        `Resent-Message-ID: <${Date.now().toString(36)}.${randomBytes(6).toString('hex')}@${this.ctx.hostName}>\r\n`;
-      raw = Buffer.concat([Buffer.from(this.received() + resent, 'utf8'), this.message.raw]);
+      const resent = resentFields(this.self, recipients, this.ctx.hostName, this.ctx.timeZone);
+      raw = prependHeaderFields(this.message.raw, [this.received().replace(/\r\n$/, ''), ...resent]);
     } else {
       sender = this.self;
       raw = Buffer.concat([Buffer.from(this.received(), 'utf8'), await this.composeForward(recipients)]);
@@ -289,25 +273,17 @@ class Planner {
     return el('From', { realName: this.ctx.account.realName ?? undefined }, this.self);
   }
 
-  private async composeForward(recipients: string[]): Promise<Buffer> {
-    const original = this.message.raw;
-    const subject = this.message.subject();
-    const email = el(
-      'EMail',
-      undefined,
-      this.fromElement(),
-      ...recipients.map((r) => el('To', undefined, r)),
-      el('Subject', undefined, `Fwd: ${subject}`.trim()),
-      el('Auto-Submitted', undefined, 'auto-generated'),
-      el(
-        'MIME',
-        { type: 'multipart', subtype: 'mixed' },
-        el('MIME', { type: 'text', subtype: 'plain', charset: 'utf-8' }, `The attached message was forwarded by a mail rule of ${this.self}.\n`),
-        el('copyMIME'),
-      ),
-    );
-    const resolver: PartResolver = { ...NO_FILES, copyMIME: async () => ({ raw: original, wholeMessage: true }) };
-    return composeMessage(email, resolver, { timeZone: this.ctx.timeZone, addMissing: true, hostname: this.ctx.hostName, omitBcc: true });
+  private composeForward(recipients: string[]): Promise<Buffer> {
+    return forwardMessage({
+      hostName: this.ctx.hostName,
+      timeZone: this.ctx.timeZone,
+      from: { address: this.self, realName: this.ctx.account.realName ?? undefined },
+      to: recipients,
+      subject: this.message.subject(),
+      original: this.message.raw,
+      text: `The attached message was forwarded by a mail rule of ${this.self}.\n`,
+      extraFields: [['Auto-Submitted', 'auto-generated']],
+    });
   }
 
   /** Reply with, Reply to All with. */
@@ -345,7 +321,7 @@ class Planner {
     }
     email.append(el('Auto-Submitted', undefined, 'auto-replied'));
     email.append(el('MIME', { type: 'text', subtype: 'plain', charset: 'utf-8' }, substitute(template.body)));
-    const raw = await composeMessage(email, NO_FILES, { timeZone: this.ctx.timeZone, addMissing: true, hostname: this.ctx.hostName, omitBcc: true });
+    const raw = await composeMessage(email, NO_EXTERNAL_PARTS, { timeZone: this.ctx.timeZone, addMissing: true, hostname: this.ctx.hostName, omitBcc: true });
     this.addSend({ ordinal, action, rule: rule.name, sender: '', recipients, raw, source: 'authenticated', reply: { address: target.address.toLowerCase() } });
   }
 }

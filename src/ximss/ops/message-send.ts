@@ -181,9 +181,10 @@ export const messageSendOperations: OperationTable = {
     const recipients = limitRecipients(addressesOf(ctx.request.elements('To'), 'To'));
     const original = await storedOriginal(ctx);
     const fields = parseMime(original.raw).headers;
-    const raw = forwardMessage({
+    const raw = await forwardMessage({
       hostName: ctx.server.config.defaultDomain,
-      from: ownFrom(ctx),
+      timeZone: ctx.session.timeZone,
+      from: { address: ownAddress(ctx), realName: ctx.session.account.realName ?? undefined },
       to: recipients.map((t) => t.address),
       subject: decodeHeaderText(headerField(fields, 'Subject') ?? ''),
       original: original.raw,
