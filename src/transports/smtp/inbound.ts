@@ -324,7 +324,7 @@ export class SmtpListener {
       const transaction: Transaction = {
         id: `${session.id}.${session.transaction}`,
         sender: from ? from.address : '',
-        recipients: session.envelope.rcptTo.map((r) => ({ address: r.address, notify: dsnNotify(r.dsn?.notify), orcpt: r.dsn?.orcpt })),
+        recipients: session.envelope.rcptTo.map((r) => ({ address: r.address, notify: dsnNotify(r.dsn?.notify), orcpt: decodeXtext(r.dsn?.orcpt) })),
         ret: session.envelope.dsn?.ret === 'FULL' ? 'FULL' : session.envelope.dsn?.ret === 'HDRS' ? 'HDRS' : undefined,
         envid: session.envelope.dsn?.envid || undefined,
         authenticated: Boolean(session.user),
@@ -429,6 +429,11 @@ export class SmtpListener {
     this.log(`smtp ${what}: ${describe(err)}`);
     return smtpError(451, '4.3.0 Local error in processing');
   }
+}
+
+/** An RFC 3461 xtext value (ORCPT) decoded: `+2B` is `+`; kept decoded, encoded again when passed on. */
+function decodeXtext(value: string | undefined): string | undefined {
+  return value?.replace(/\+([0-9A-Fa-f]{2})/g, (_, hex: string) => String.fromCharCode(parseInt(hex, 16)));
 }
 
 /** RFC 3461 NOTIFY values of a RCPT as the queue takes them (undefined: the default, failures). */

@@ -47,8 +47,8 @@ export type MxResolver = (domain: string) => Promise<MxRecord[]>;
  * or to each recipient domain's MX hosts (RFC 5321 section 5: by preference, falling back
  * to the domain's own address when it has no MX; a null MX (RFC 7505) refuses mail).
  *
- * One attempt per route (the relay, or one domain) and per NOTIFY value (the client sends one
- * NOTIFY for a whole transaction): connection-level failures move on to the next MX host;
+ * One attempt per route (the relay, or one domain) and per NOTIFY and ORCPT value (the client
+ * sends one of each for a whole transaction): connection-level failures move on to the next MX host;
  * once a server answers, its replies decide, per recipient (4xx temporary, 5xx permanent).
  */
 export class RemoteDelivery {
@@ -107,7 +107,7 @@ export class RemoteDelivery {
     return { hosts, relay: false };
   }
 
-  /** Tries the route's hosts in turn until one answers; then one transaction per NOTIFY value. */
+  /** Tries the route's hosts in turn until one answers; then one transaction per NOTIFY and ORCPT value. */
   private async sendVia(route: { hosts: Host[]; relay: boolean }, message: RemoteMessage, recipients: RemoteRecipient[]): Promise<RemoteOutcome[]> {
     let lastError = 'no mail server to try';
     for (const host of route.hosts.slice(0, 5)) {
@@ -129,9 +129,11 @@ export class RemoteDelivery {
       } catch (err) {
         connection.close();
         const e = err as SMTPError;
-        // A server that answered AUTH with a refusal decides for all; others: the next host.
+        // The relay refusing our credentials is a mistake in this server's settings, not the
+        // recipients': temporary whatever the reply (like Postfix's smtp_sasl_auth_soft_bounce),
+        // so that the messages wait for the operator rather than bounce.
         if (e.code === 'EAUTH' && e.responseCode) {
-          return recipients.map((r) => outcomeOfReply(r.address, e.response ?? e.message, e.responseCode!, host.host));
+          return recipients.map((r) => ({ ...outcomeOfReply(r.address, e.response ?? e.message, e.responseCode!, host.host), kind: 'temporary' as const }));
         }
         lastError = `${host.host}:${host.port}: ${e.message}`;
         continue;
@@ -140,7 +142,8 @@ export class RemoteDelivery {
       const lost = new Promise<Error>((resolve) => (failed = resolve));
       try {
         const outcomes: RemoteOutcome[] = [];
-        for (const group of groupBy(recipients, (r) => r.notify ?? '')) {
+        // The client sends one NOTIFY and one ORCPT for a whole transaction.
+        for (const group of groupBy(recipients, (r) => `${r.notify ?? ''}\n${r.orcpt ?? ''}`)) {
           const result = await Promise.race([this.transaction(connection, host.host, message, group), lost]);
           if (result instanceof Error) {
             outcomes.push(...group.map((r) => connectionLost(r.address, host.host, result)));
@@ -194,6 +197,7 @@ export class RemoteDelivery {
             ret: message.ret ?? undefined,
             envid: message.envid ?? undefined,
             notify: notify ? notify.split(',') : undefined,
+            orcpt: recipients[0]!.orcpt ?? undefined,
           },
         },
         message.raw,

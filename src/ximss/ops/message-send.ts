@@ -40,14 +40,42 @@ function addressesOf(elements: readonly XmlElement[], what: string): Target[] {
     if (text === '') continue;
     const realName = e.attr('realName');
     if (realName === undefined && /[<,;]/.test(text)) {
-      const list = parseAddressList(text);
-      if (list.length === 0) throw new ServiceError(`invalid ${what} address: ${text.slice(0, 200)}`);
-      for (const a of list) targets.push({ ...checkedAddress(a.address, what), realName: a.realName });
+      // Every entry of a list must be an address: none is dropped silently.
+      for (const entry of splitAddressList(text)) {
+        const target = checkedAddress(entry, what);
+        targets.push(target.realName === undefined ? target : { ...target, realName: decodeHeaderText(target.realName) });
+      }
     } else {
       targets.push({ ...checkedAddress(text, what), ...(realName ? { realName } : {}) });
     }
   }
   return targets;
+}
+
+/** `a@b, "Doe, J" <c@d>; e@f`: the entries of an address list, split outside quotes and angle brackets. */
+function splitAddressList(text: string): string[] {
+  const entries: string[] = [];
+  let current = '';
+  let quoted = false;
+  let angle = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i]!;
+    if (quoted && c === '\\') {
+      current += c + (text[++i] ?? '');
+      continue;
+    }
+    if (c === '"') quoted = !quoted;
+    else if (!quoted && c === '<') angle = true;
+    else if (!quoted && c === '>') angle = false;
+    else if (!quoted && !angle && (c === ',' || c === ';')) {
+      entries.push(current);
+      current = '';
+      continue;
+    }
+    current += c;
+  }
+  entries.push(current);
+  return entries.map((e) => e.trim()).filter((e) => e !== '');
 }
 
 /**
