@@ -38,8 +38,9 @@ async function withStore(options: CommonOptions, action: (store: Store, accounts
   }
 }
 
+/** The account named exactly so (an alias does not name the account in administration commands). */
 async function requireAccount(accounts: AccountService, address: string) {
-  const account = await accounts.find(address);
+  const account = await accounts.find(address, undefined, { aliases: false });
   if (!account) throw new ServiceError(`unknown account ${address}`);
   return account;
 }
@@ -134,6 +135,16 @@ dataOptions(account.command('passwd <address>').description("set an account's pa
     withStore(options, async (_store, accounts) => {
       await accounts.setPassword(await requireAccount(accounts, address), options.password);
       console.log(`password of ${address} changed`);
+    }),
+  );
+
+dataOptions(account.command('aliases <address> [names...]').description("list an account's aliases, or replace them with NAMES"))
+  .option('--clear', 'remove every alias')
+  .action(async (address: string, names: string[], options: CommonOptions & { clear?: boolean }) =>
+    withStore(options, async (_store, accounts) => {
+      const target = await requireAccount(accounts, address);
+      if (names.length > 0 || options.clear) await accounts.setAliases(target, options.clear ? [] : names);
+      for (const alias of await accounts.aliases(target)) console.log(`${alias}@${target.domain}`);
     }),
   );
 

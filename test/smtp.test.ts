@@ -364,6 +364,29 @@ describe('SMTP receiving', () => {
     assert.match((await withMessageId(postmaster, id3))[0]!.raw.toString('latin1'), /^Return-Path: <>\r\nReceived: /);
   });
 
+  test('an account alias receives the account\'s mail (and logs in); an alias cannot be another account\'s name', async () => {
+    const gina = await newAccount('gina');
+    const account = (await server.services.accounts.find(gina))!;
+    const alias = `g.alias${counter}`;
+    await server.services.accounts.setAliases(account, [alias]);
+    const id = uniqueId('alias');
+    const [sent] = await smtp([sendmail('sender@remote.example', [`${alias}@${DOMAIN}`], message({ to: `${alias}@${DOMAIN}`, messageId: id }))]);
+    assert.deepEqual(sent, { code: 250, refused: {} });
+    assert.equal((await withMessageId(gina, id)).length, 1, 'delivered into the account behind the alias');
+    const client = await loggedInClient(server.ports.ximss, `${alias}@${DOMAIN}`, PASSWORD);
+    client.close();
+    await assert.rejects(server.services.accounts.setAliases(account, [gina.slice(0, gina.indexOf('@'))]), /own name/);
+    const other = await newAccount('gina2');
+    await assert.rejects(server.services.accounts.setAliases(account, [other.slice(0, other.indexOf('@'))]), /is an account/);
+    await assert.rejects(server.services.accounts.create({ address: `${alias}@${DOMAIN}`, password: PASSWORD }), /alias of another account/);
+    const otherAccount = (await server.services.accounts.find(other))!;
+    await assert.rejects(server.services.accounts.setAliases(otherAccount, [alias]), /already used/);
+    await server.services.accounts.setAliases(account, []);
+    const [gone] = await smtp([sendmail('sender@remote.example', [`${alias}@${DOMAIN}`], message({ to: `${alias}@${DOMAIN}`, messageId: `${id}.2` }))]);
+    assert.equal(gone!.error, 'SMTPRecipientsRefused', 'a removed alias is unknown again');
+    assert.equal(gone!.refused![`${alias}@${DOMAIN}`]![0], 550);
+  });
+
   test('AUTH PLAIN and LOGIN for local accounts; relaying then accepted and the whole transaction queued', async () => {
     const erin = await newAccount('erin');
     const frank = await newAccount('frank');

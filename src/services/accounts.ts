@@ -87,14 +87,39 @@ export class AccountService {
     await this.store.domains.updateSettings(domain.name, { ...domain.settings, ...changes });
   }
 
-  async find(address: string, domainHint?: string): Promise<AccountRecord | undefined> {
+  /** The account an address names: its own name, or (unless `aliases` is false) one of its aliases. */
+  async find(address: string, domainHint?: string, options: { aliases?: boolean } = {}): Promise<AccountRecord | undefined> {
     let qualified: QualifiedName;
     try {
       qualified = this.parseAddress(address, domainHint);
     } catch {
       return undefined;
     }
-    return this.store.accounts.get(qualified.domain, qualified.name);
+    const account = await this.store.accounts.get(qualified.domain, qualified.name);
+    if (account || options.aliases === false) return account;
+    return this.store.accounts.getByAlias(qualified.domain, qualified.name);
+  }
+
+  async aliases(account: AccountRecord): Promise<string[]> {
+    return this.store.accounts.aliases(account.id);
+  }
+
+  /**
+   * Replaces the account's aliases: other names of it in its domain, for mail (SMTP recipients,
+   * the queue) and logins. A name cannot be another account's name or alias.
+   */
+  async setAliases(account: AccountRecord, names: readonly string[]): Promise<void> {
+    const normalized = [...new Set(names.map((n) => AccountService.normalizeName(n)))];
+    for (const name of normalized) {
+      if (name === account.name) throw new ServiceError(`${name} is the account's own name`);
+      if (await this.store.accounts.get(account.domain, name)) throw new ServiceError(`${name}@${account.domain} is an account`);
+    }
+    try {
+      await this.store.accounts.setAliases(account.id, normalized);
+    } catch (err) {
+      if (err instanceof AlreadyExistsError) throw new ServiceError(err.message);
+      throw err;
+    }
   }
 
   async getById(id: number): Promise<AccountRecord | undefined> {
@@ -120,6 +145,7 @@ export class AccountService {
       });
     }
     checkPassword(options.password);
+    if (await this.store.accounts.getByAlias(domain, name)) throw new ServiceError(`${name}@${domain} is an alias of another account`);
     try {
       return await this.store.accounts.create({
         domain,

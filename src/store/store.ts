@@ -93,6 +93,11 @@ export interface AccountStore {
   setPrefs(id: number, prefs: Settings): Promise<void>;
   recordLogin(id: number, login: LoginRecord): Promise<void>;
   recordFailedLogin(id: number, login: LoginRecord): Promise<void>;
+  /** The account that has `name` as an alias in `domain`. */
+  getByAlias(domain: string, name: string): Promise<AccountRecord | undefined>;
+  aliases(id: number): Promise<string[]>;
+  /** Replaces an account's aliases; throws AlreadyExistsError when one is another account's alias. */
+  setAliases(id: number, names: readonly string[]): Promise<void>;
   /** Keeps a password-reset token (its hash) for an account until `expires` (ms). */
   addPasswordReset(tokenHash: string, accountId: number, expires: number): Promise<void>;
   /** The account of an unexpired token, without using it up. */

@@ -216,4 +216,14 @@ export const migrations: readonly string[] = [
     expires    INTEGER NOT NULL
   ) WITHOUT ROWID;
   `,
+  // 6: account aliases (other names of an account in its domain: mail and logins)
+  `
+  CREATE TABLE account_aliases (
+    domain     TEXT NOT NULL,
+    name       TEXT NOT NULL,
+    account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    PRIMARY KEY (domain, name)
+  ) WITHOUT ROWID;
+  CREATE INDEX account_aliases_account ON account_aliases(account_id);
+  `,
 ];

@@ -228,6 +228,10 @@ class SqliteAccounts implements AccountStore {
       setPrefs: 'UPDATE accounts SET prefs = ? WHERE id = ?',
       recordLogin: 'UPDATE accounts SET prev_login_time = ?, prev_login_ip = ? WHERE id = ?',
       recordFailedLogin: 'UPDATE accounts SET failed_login_time = ?, failed_login_ip = ? WHERE id = ?',
+      byAlias: 'SELECT accounts.* FROM account_aliases JOIN accounts ON accounts.id = account_aliases.account_id WHERE account_aliases.domain = ? AND account_aliases.name = ?',
+      aliases: 'SELECT name FROM account_aliases WHERE account_id = ? ORDER BY name',
+      clearAliases: 'DELETE FROM account_aliases WHERE account_id = ?',
+      addAlias: 'INSERT INTO account_aliases (domain, name, account_id) SELECT domain, ?, id FROM accounts WHERE id = ?',
       addReset: 'INSERT INTO password_resets (token_hash, account_id, expires) VALUES (?, ?, ?)',
       findReset: 'SELECT account_id FROM password_resets WHERE token_hash = ? AND expires > ?',
       takeReset: 'DELETE FROM password_resets WHERE token_hash = ? AND expires > ? RETURNING account_id',
@@ -279,6 +283,27 @@ class SqliteAccounts implements AccountStore {
 
   async setPassword(id: number, passwordHash: string, cramMd5Context: string | null): Promise<void> {
     this.sql.setPassword.run(passwordHash, cramMd5Context, id);
+  }
+
+  async getByAlias(domain: string, name: string): Promise<AccountRecord | undefined> {
+    const row = this.sql.byAlias.get(domain, name) as AccountRow | undefined;
+    return row && toAccount(row);
+  }
+
+  async aliases(id: number): Promise<string[]> {
+    return (this.sql.aliases.all(id) as { name: string }[]).map((r) => r.name);
+  }
+
+  async setAliases(id: number, names: readonly string[]): Promise<void> {
+    try {
+      this.db.transaction(() => {
+        this.sql.clearAliases.run(id);
+        for (const name of names) this.sql.addAlias.run(name, id);
+      }).immediate();
+    } catch (err) {
+      if (isUniqueViolation(err)) throw new AlreadyExistsError('the alias is already used by another account');
+      throw err;
+    }
   }
 
   async addPasswordReset(tokenHash: string, accountId: number, expires: number): Promise<void> {
