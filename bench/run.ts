@@ -5,9 +5,10 @@
  *
  * Options: --runs N (3)  --duration S (5)  --warmup S (1)  --connections K (4)
  *          --window W (1000)  --http-sessions N (4)  --batch B (100)  --sessions N (5000)
- *          --login-concurrency N (200)  --only echo,tcp,http,memory,mail  --quick  --profile
+ *          --login-concurrency N (200)  --only echo,tcp,http,memory,mail,smtp  --quick  --profile
  *          mail: --mail-count N (100000)  --mail-append N (5000)  --mail-iterations N (20)
  *                --mail-connections K (= --connections)  --mail-window W (32)  --mail-repopulate
+ *          smtp: --smtp-count N (4000)  --smtp-warmup N (500)  --smtp-senders K (16)
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
@@ -16,6 +17,7 @@ import { parseArgs } from 'node:util';
 import { httpSyncBatches, type HttpBatchResult } from './lib/http-load.js';
 import { mailBench, type MailResult } from './lib/mail-bench.js';
 import { sessionMemory, type MemoryResult } from './lib/memory.js';
+import { smtpBench, type SmtpResult } from './lib/smtp-bench.js';
 import { openFileLimit, spawnChild } from './lib/proc.js';
 import { pipelinedNoops, type PipelineResult } from './lib/tcp-load.js';
 import { PASSWORD, ROOT, USER, startXimssd } from './lib/ximssd.js';
@@ -37,6 +39,9 @@ const { values: flags } = parseArgs({
     'mail-window': { type: 'string' },
     'mail-connections': { type: 'string' },
     'mail-repopulate': { type: 'boolean' },
+    'smtp-count': { type: 'string' },
+    'smtp-warmup': { type: 'string' },
+    'smtp-senders': { type: 'string' },
     only: { type: 'string' },
     quick: { type: 'boolean' },
     profile: { type: 'boolean' },
@@ -67,9 +72,12 @@ const params = {
   mailIterations: num(flags['mail-iterations'], quick ? 5 : 20),
   mailWindow: num(flags['mail-window'], 32),
   mailConnections: 0,
+  smtpCount: num(flags['smtp-count'], quick ? 1000 : 4000),
+  smtpWarmup: num(flags['smtp-warmup'], quick ? 200 : 500),
+  smtpSenders: num(flags['smtp-senders'], 16),
 };
 params.mailConnections = num(flags['mail-connections'], params.connections);
-const only = new Set((flags.only ?? 'echo,tcp,http,memory,mail').split(',').map((s) => s.trim()));
+const only = new Set((flags.only ?? 'echo,tcp,http,memory,mail,smtp').split(',').map((s) => s.trim()));
 if (only.has('tcp') || only.has('http')) only.add('echo'); // the ratios need the ceiling
 const RESULTS = join(ROOT, 'bench', 'results');
 const profileDir = flags.profile ? join(RESULTS, 'profiles') : undefined;
@@ -113,6 +121,7 @@ async function main(): Promise<void> {
   let httpUnavailable: string | undefined;
   let memory: MemoryResult | undefined;
   let mail: MailResult | undefined;
+  let smtp: SmtpResult | undefined;
 
   if (only.has('echo') || only.has('tcp') || only.has('http')) {
     const echo = spawnChild(process.execPath, ['--import', 'tsx', join(ROOT, 'bench', 'echo-server.ts')], {
@@ -191,6 +200,18 @@ async function main(): Promise<void> {
       iterations: params.mailIterations,
       repopulate: flags['mail-repopulate'] === true,
       cacheDir: join(RESULTS, 'cache'),
+      cpuProfileDir: profileDir,
+      log: (line) => console.log(line),
+    });
+  }
+
+  if (only.has('smtp')) {
+    console.log(`\nsmtp: delivery into local mailboxes, ximssd over SMTP against Dovecot over LMTP (loopback, the same generated messages)`);
+    smtp = await smtpBench({
+      senders: params.smtpSenders,
+      count: params.smtpCount,
+      warmup: params.smtpWarmup,
+      runs: params.runs,
       cpuProfileDir: profileDir,
       log: (line) => console.log(line),
     });
@@ -277,6 +298,38 @@ async function main(): Promise<void> {
     if (bd) figures.push({ name: '  Dovecot SELECT+SORT+FETCH p90', value: bd.p90Ms, unit: 'ms', target: '-', ratio: null });
   }
 
+  if (smtp) {
+    const k = `${smtp.senders} senders → ${smtp.senders} accounts`;
+    // A side whose INBOXes do not hold what was accepted gets no figure.
+    const unverified = (v: SmtpResult['verify']['ximssd']): string | undefined =>
+      v === undefined ? 'not verified' : v.ok ? undefined : `delivery check failed: ${v.text}`;
+    const side = (runs: SmtpResult['runs']['ximssd'], unavailable: string | undefined, v: SmtpResult['verify']['ximssd']) => {
+      const note = unavailable ?? (runs.length ? unverified(v) : 'not measured');
+      const ok = runs.length > 0 && note === undefined;
+      const cpu = runs.flatMap((r) => (r.cpuPerMessage === undefined ? [] : [r.cpuPerMessage * 1e6]));
+      return {
+        rate: ok ? median(runs.map((r) => r.rate)) : null,
+        cpu: ok && cpu.length ? median(cpu) : null,
+        note,
+      };
+    };
+    const x = side(smtp.runs.ximssd, smtp.ximssdUnavailable, smtp.verify.ximssd);
+    const d = smtp.dovecot.available
+      ? side(smtp.runs.dovecot, smtp.dovecotUnavailable, smtp.verify.dovecot)
+      : { rate: null, cpu: null, note: smtp.dovecot.reason };
+    figures.push({
+      name: `ximssd SMTP delivery (${k})`,
+      value: x.rate,
+      unit: 'msg/s',
+      target: '≥ 1 × Dovecot',
+      ratio: x.rate !== null && d.rate !== null ? x.rate / d.rate : null,
+      note: x.note,
+    });
+    figures.push({ name: `Dovecot LMTP delivery (${k})`, value: d.rate, unit: 'msg/s', target: '-', ratio: null, note: d.note });
+    if (x.cpu !== null) figures.push({ name: '  ximssd CPU per SMTP message', value: x.cpu, unit: 'µs', target: '-', ratio: d.cpu !== null ? x.cpu / d.cpu : null });
+    if (d.cpu !== null) figures.push({ name: '  Dovecot CPU per LMTP message (all processes)', value: d.cpu, unit: 'µs', target: '-', ratio: null });
+  }
+
   const elapsed = (performance.now() - began) / 1000;
   const rows = figures.map((f) => [
     f.name,
@@ -293,13 +346,15 @@ async function main(): Promise<void> {
   for (const r of rows) console.log(line(r));
   console.log(
     'ratio: throughput ÷ echo ceiling (same load generator); memory ÷ its target (≤ 1 meets it)' +
-      (mail ? '; mail: ximssd ÷ Dovecot (appends: ≥ 1 meets it; browse: ≤ 1.5 meets it).' : '.'),
+      (mail ? '; mail: ximssd ÷ Dovecot (appends: ≥ 1 meets it; browse: ≤ 1.5 meets it)' : '') +
+      (smtp ? '; smtp: ximssd ÷ Dovecot (≥ 1 meets it).' : '.'),
   );
   for (const f of figures) if (f.value === null) console.log(`n/a: ${f.name.trim()}: ${f.note ?? 'not measured'}`);
   const otherMax = Math.max(
     0,
     ...[...echoRuns, ...tcpRuns, ...httpRuns].map((r) => r.otherCpu),
     ...(mail ? [...mail.append.ximssd, ...mail.append.dovecot].map((r) => r.otherCpu) : []),
+    ...(smtp ? [...smtp.runs.ximssd, ...smtp.runs.dovecot].map((r) => r.otherCpu) : []),
     mail?.browse.ximssd?.otherCpu ?? 0,
     mail?.browse.dovecot?.otherCpu ?? 0,
   );
@@ -324,6 +379,7 @@ async function main(): Promise<void> {
     httpUnavailable: httpUnavailable ?? null,
     memory: memory ?? null,
     mail: mail ?? null,
+    smtp: smtp ?? null,
   };
   writeFileSync(join(RESULTS, 'latest.json'), JSON.stringify(json, null, 2) + '\n');
   console.log(`figures written to ${join('bench', 'results', 'latest.json')}`);

@@ -1,9 +1,9 @@
 /**
  * Dovecot as the reference IMAP server of the mail benchmarks: installed from apt when
  * missing, run as root in the foreground (`dovecot -F -c CONF`) with its own configuration
- * in a temporary directory (passwd-file users, Maildir, IMAP on a free loopback port), and
- * stopped by its pid: normally, at exit (also after SIGINT), and by a watchdog process when
- * the bench process is killed.
+ * in a temporary directory (passwd-file users, Maildir, IMAP on a free loopback port, and
+ * LMTP on another one when asked for), and stopped by its pid: normally, at exit (also
+ * after SIGINT), and by a watchdog process when the bench process is killed.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -31,11 +31,19 @@ export interface DovecotOptions {
   users: DovecotUser[];
   /** `mail_fsync`; Dovecot's default (`optimized`) when absent. Population uses `never`. */
   mailFsync?: 'optimized' | 'always' | 'never';
+  /**
+   * Also run Dovecot's LMTP service (`protocols = imap lmtp`) on a free 127.0.0.1 port
+   * (`lmtpPort`). Recipients are looked up by the full address given in RCPT TO, so users
+   * that receive by LMTP are named `local@domain`.
+   */
+  lmtp?: boolean;
 }
 
 export interface Dovecot {
   readonly pid: number;
   readonly port: number;
+  /** The LMTP port (only when started with `lmtp: true`). */
+  readonly lmtpPort: number | undefined;
   readonly version: string;
   /** CPU seconds used so far by the master and all its children (auth, login, imap processes). */
   cpuSeconds(): number;
@@ -144,6 +152,8 @@ export async function startDovecot(options: DovecotOptions): Promise<Dovecot> {
   const temp = tempDir('dovecot-bench-');
   const dir = temp.path;
   const port = await freePort();
+  let lmtpPort = options.lmtp ? await freePort() : undefined;
+  while (lmtpPort === port) lmtpPort = await freePort();
   for (const sub of ['run', 'state']) mkdirSync(join(dir, sub));
   const homes = options.users.map((user) => user.home ?? join(dir, `home-${user.name}`));
   for (const home of homes) if (!existsSync(home)) prepareHome(home);
@@ -157,7 +167,7 @@ export async function startDovecot(options: DovecotOptions): Promise<Dovecot> {
   writeFileSync(
     conf,
     `# written by bench/lib/dovecot.ts
-protocols = imap
+protocols = imap${lmtpPort ? ' lmtp' : ''}
 listen = 127.0.0.1
 base_dir = ${dir}/run
 state_dir = ${dir}/state
@@ -184,7 +194,17 @@ service imap-login {
     port = 0
   }
 }
-`,
+${
+  lmtpPort
+    ? `service lmtp {
+  inet_listener lmtp {
+    address = 127.0.0.1
+    port = ${lmtpPort}
+  }
+}
+`
+    : ''
+}`,
   );
 
   let child: Child | undefined;
@@ -229,6 +249,20 @@ service imap-login {
         await sleep(100);
       }
     }
+    // The LMTP port listens once the master has bound it (the same moment as the IMAP one),
+    // but check its greeting too.
+    if (lmtpPort) {
+      for (;;) {
+        try {
+          const greeting = await firstLine(lmtpPort, 2000);
+          if (!greeting.startsWith('220')) throw new Error(`LMTP greeting: ${greeting}`);
+          break;
+        } catch (err) {
+          if (Date.now() > deadline) throw new Error(`Dovecot LMTP did not answer on port ${lmtpPort}: ${(err as Error).message}\n${logTail()}`);
+          await sleep(100);
+        }
+      }
+    }
   } catch (err) {
     await child?.stop();
     cleanup();
@@ -238,6 +272,7 @@ service imap-login {
   return {
     pid: running.pid,
     port,
+    lmtpPort,
     version,
     cpuSeconds: () => treeCpuSeconds(running.pid),
     logTail,
@@ -246,4 +281,26 @@ service imap-login {
       cleanup();
     },
   };
+}
+
+/** Connects, reads the first line the server sends (its greeting), and closes. */
+function firstLine(port: number, timeoutMs: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, '127.0.0.1');
+    let text = '';
+    const done = (err: Error | undefined, line?: string): void => {
+      clearTimeout(timer);
+      socket.destroy();
+      if (err) reject(err);
+      else resolve(line!);
+    };
+    const timer = setTimeout(() => done(new Error(`no greeting within ${timeoutMs} ms`)), timeoutMs);
+    socket.on('data', (chunk: Buffer) => {
+      text += chunk.toString('latin1');
+      const end = text.indexOf('\r\n');
+      if (end >= 0) done(undefined, text.slice(0, end));
+    });
+    socket.once('error', (err) => done(err));
+    socket.once('close', () => done(new Error('connection closed before the greeting')));
+  });
 }

@@ -1,12 +1,14 @@
 /**
  * Runs ximssd as a child process (`node dist/main.js serve`) on loopback with ephemeral
  * ports, a temporary data directory and a JSON config file, with one benchmark account
- * created beforehand through the command line.
+ * (and any extra ones asked for) created beforehand through the command line. SMTP is off
+ * unless asked for; then it listens on a free port chosen here (`--smtp 0` turns it off).
  */
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { freePort } from './dovecot.js';
 import { runCommand, spawnChild, type Child } from './proc.js';
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -29,6 +31,13 @@ export interface XimssdOptions {
    * one. The benchmark account is created in it once (marked by a `.bench-account` file).
    */
   dataDir?: string;
+  /**
+   * Run the SMTP listener, on a free 127.0.0.1 port picked here (ximssd takes 0 as "off"),
+   * learned back from the startup line (`ports.smtp`).
+   */
+  smtp?: boolean;
+  /** More accounts (full addresses) to create before the start, with the password PASSWORD. */
+  accounts?: string[];
 }
 
 export interface MemoryReport {
@@ -42,7 +51,8 @@ export interface MemoryReport {
 export interface Ximssd {
   readonly child: Child;
   readonly pid: number;
-  readonly ports: { ximss: number; http: number };
+  /** `smtp` only when started with `smtp: true`. */
+  readonly ports: { ximss: number; http: number; smtp?: number };
   /** Forces two full GCs in the server and returns process.memoryUsage() (needs gcHook). */
   memoryAfterGc(): Promise<MemoryReport>;
   stop(): Promise<void>;
@@ -85,6 +95,9 @@ export async function startXimssd(options: XimssdOptions = {}): Promise<Ximssd> 
       await runCommand(process.execPath, [MAIN, 'account', 'add', USER, '--password', PASSWORD, '--config', configFile]);
       if (options.dataDir) writeFileSync(accountMarker, `${USER}\n`);
     }
+    for (const address of options.accounts ?? []) {
+      await runCommand(process.execPath, [MAIN, 'account', 'add', address, '--password', PASSWORD, '--config', configFile]);
+    }
     const nodeArgs: string[] = [];
     if (options.cpuProfileDir) {
       mkdirSync(options.cpuProfileDir, { recursive: true });
@@ -93,10 +106,17 @@ export async function startXimssd(options: XimssdOptions = {}): Promise<Ximssd> 
     // The hook (and its IPC channel) is always there: it stops the server if this process dies.
     if (options.gcHook) nodeArgs.push('--expose-gc');
     nodeArgs.push('--require', HOOK);
-    const args = [...nodeArgs, MAIN, 'serve', '--config', configFile, '--ximss', '0', '--http', '0', '--smtp', '0', '--xmpp', '0'];
+    const smtpPort = options.smtp ? await freePort() : 0;
+    const args = [...nodeArgs, MAIN, 'serve', '--config', configFile, '--ximss', '0', '--http', '0', '--smtp', String(smtpPort), '--xmpp', '0'];
     child = spawnChild(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
-    const match = await child.waitFor(/listening on \S+: XIMSS (\d+)\b.*?, HTTP (\d+)\b/);
-    const ports = { ximss: Number(match[1]), http: Number(match[2]) };
+    // The whole line: `ximssd … listening on H: XIMSS n, HTTP n, SMTP n (data in …)`.
+    const match = await child.waitFor(/listening on \S+: XIMSS (\d+)\b.*?, HTTP (\d+)\b.*\(data in /);
+    const ports: { ximss: number; http: number; smtp?: number } = { ximss: Number(match[1]), http: Number(match[2]) };
+    if (options.smtp) {
+      const smtp = match[0].match(/, SMTP (\d+)\b/);
+      if (!smtp) throw new Error(`ximssd started without SMTP (asked for port ${smtpPort}):\n${child.output()}`);
+      ports.smtp = Number(smtp[1]);
+    }
     const running = child;
     return {
       child: running,

@@ -1,0 +1,439 @@
+/**
+ * The smtp section of the bench: delivery throughput into local mailboxes, ximssd over SMTP
+ * against Dovecot over LMTP, on the same machine, over loopback, with the same generated
+ * messages (bench/lib/mail-corpus.ts, RFC 822 form) and the same client code (nodemailer's
+ * SMTPConnection, `lmtp: true` for Dovecot).
+ *
+ * K = 16 sender connections per server, each delivering messages back to back: one
+ * transaction after another on the same connection (MAIL FROM, RCPT TO, DATA pipelined as
+ * the client does it when PIPELINING is advertised; no RSET in between, as nodemailer does
+ * with repeated `send`). Sender k always writes to account k of the current set, so the
+ * messages are spread over K accounts, one INBOX per sender, on both sides. The warm-up and
+ * each run have a set of K accounts of their own (`smtp-w-NN@bench.test`,
+ * `smtp-R-NN@bench.test`), created empty beforehand, so that every run starts with empty
+ * INBOXes (Dovecot's deliveries get slower as a Maildir fills up). Both servers keep
+ * their defaults for durability: ximssd commits to its store (SQLite, synchronous=FULL)
+ * before the 250; Dovecot keeps `mail_fsync = optimized` and Maildir.
+ *
+ * Afterwards the counts are checked on both sides (ximssd: XIMSS mailboxList of each INBOX;
+ * Dovecot: IMAP STATUS), so that a broken delivery cannot make a fast figure.
+ */
+import { existsSync } from 'node:fs';
+import SMTPConnection from 'nodemailer/lib/smtp-connection';
+import { ensureDovecot, startDovecot, type Dovecot } from './dovecot.js';
+import { ImapClient } from './imap-client.js';
+import { MailCorpus, type CorpusMessage } from './mail-corpus.js';
+import { cpuSeconds, machineBusySeconds } from './proc.js';
+import { XimssClient, attr } from './ximss-client.js';
+import { DOMAIN, PASSWORD, startXimssd, type Ximssd } from './ximssd.js';
+
+export interface SmtpOptions {
+  /** Concurrent sender connections per server (one recipient account each). */
+  senders: number;
+  /** Messages delivered per timed run, on each side. */
+  count: number;
+  /** Messages delivered (untimed) before the runs, on each side. */
+  warmup: number;
+  runs: number;
+  cpuProfileDir?: string;
+  log: (line: string) => void;
+}
+
+export interface SmtpRun {
+  /** Messages sent (the run's fixed count). */
+  messages: number;
+  /** Messages answered 250 (what the rate counts). */
+  delivered: number;
+  /** Bytes of the delivered messages, as sent (before the servers' trace fields). */
+  bytes: number;
+  seconds: number;
+  /** Delivered messages per second. */
+  rate: number;
+  /** Server CPU seconds per delivered message (Dovecot: all its processes). */
+  cpuPerMessage: number | undefined;
+  /** Server CPU over the run, in cores. */
+  serverCpu: number;
+  /** CPU of the bench process (the senders), in cores. */
+  clientCpu: number;
+  /** CPU used meanwhile by everything else on the machine, in cores: high means disturbed. */
+  otherCpu: number;
+  errors: number;
+}
+
+export interface SmtpVerification {
+  ok: boolean;
+  /** Messages answered 250 over the whole section (warm-up included), all accounts. */
+  expected: number;
+  /** Messages the INBOXes hold. */
+  found: number;
+  /** Bytes sent in the delivered messages. */
+  expectedBytes: number;
+  /** What the server reports as the INBOXes' size (ximssd SIZE, Dovecot X-SIZE), if it does. */
+  foundBytes?: number;
+  text: string;
+}
+
+export interface SmtpResult {
+  dovecot: { available: true; version: string } | { available: false; reason: string };
+  senders: number;
+  /** The recipient of each sender: one set for the warm-up, then one per run; the same on both sides. */
+  accounts: string[][];
+  ximssdUnavailable?: string;
+  dovecotUnavailable?: string;
+  /** The extensions each server advertised in its EHLO/LHLO reply. */
+  extensions: { ximssd?: string[]; dovecot?: string[] };
+  runs: { ximssd: SmtpRun[]; dovecot: SmtpRun[] };
+  verify: { ximssd?: SmtpVerification; dovecot?: SmtpVerification };
+  /** First distinct error texts seen, quoted as received. */
+  errors: string[];
+}
+
+const fmt = (n: number, digits = 0): string => n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
+/** What the servers may add to each message (Return-Path, Received, Delivered-To): generous. */
+const TRACE_ALLOWANCE = 2048;
+
+class ErrorLog {
+  readonly texts: string[] = [];
+  add(text: string): void {
+    if (this.texts.length < 10 && !this.texts.includes(text)) this.texts.push(text);
+  }
+}
+
+/** Measures an interval: wall time, the server's CPU, this process's, and everything else's. */
+function meter(serverCpu: () => number): () => { seconds: number; server: number; client: number; other: number } {
+  const t0 = performance.now();
+  const s0 = serverCpu();
+  const m0 = machineBusySeconds();
+  const c0 = process.cpuUsage();
+  return () => {
+    const seconds = (performance.now() - t0) / 1000;
+    const server = serverCpu() - s0;
+    const self = process.cpuUsage(c0);
+    const client = (self.user + self.system) / 1e6;
+    return { seconds, server, client, other: Math.max(0, machineBusySeconds() - m0 - server - client) / seconds };
+  };
+}
+
+/** One sender: an SMTP (or LMTP) connection of nodemailer's, kept open, one transaction at a time. */
+class Sender {
+  /** The EHLO/LHLO lines of the server (known after the first send). */
+  extensions: string[] | undefined;
+  private failure: Error | undefined;
+  private closed = false;
+
+  private constructor(private readonly connection: SMTPConnection) {
+    connection.on('error', (err: Error) => (this.failure ??= err));
+    connection.on('end', () => (this.failure ??= new Error('connection closed by the server')));
+  }
+
+  static open(port: number, lmtp: boolean): Promise<Sender> {
+    const connection = new SMTPConnection({
+      host: '127.0.0.1',
+      port,
+      lmtp,
+      name: 'sender.bench.test',
+      ignoreTLS: true,
+      logger: false,
+      connectionTimeout: 10_000,
+      greetingTimeout: 10_000,
+      socketTimeout: 10 * 60_000,
+    });
+    const sender = new Sender(connection);
+    return new Promise((resolve, reject) => connection.connect((err) => (err ? reject(err) : resolve(sender))));
+  }
+
+  /** Delivers one message; resolves with undefined when it was accepted, else the error text. */
+  send(to: string, message: CorpusMessage): Promise<string | undefined> {
+    if (this.failure) return Promise.resolve(`connection failed: ${this.failure.message}`);
+    return new Promise((resolve) => {
+      this.connection.send({ from: message.from.address, to: [to], size: message.raw.length, use8BitMime: true }, message.raw, (err, info) => {
+        if (err) resolve(err.message);
+        else if (!info || !info.accepted.includes(to)) resolve(`not accepted: ${info?.response ?? '(no reply)'}`);
+        else {
+          this.extensions ??= info.ehlo;
+          resolve(undefined);
+        }
+      });
+    });
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    try {
+      this.connection.quit();
+    } catch {
+      // already gone
+    }
+    setTimeout(() => this.connection.close(), 500).unref();
+  }
+}
+
+/** What one side has had accepted so far, per account. */
+type Tally = Map<string, { delivered: number; bytes: number }>;
+
+function newTally(sets: string[][]): Tally {
+  return new Map(sets.flat().map((address) => [address, { delivered: 0, bytes: 0 }]));
+}
+
+/**
+ * Delivers `messages` over the senders: each sender takes the next message as soon as its
+ * previous one is answered, and always sends to its own account.
+ */
+async function deliver(senders: Sender[], accounts: string[], messages: CorpusMessage[], tally: Tally, errors: ErrorLog, side: string): Promise<{ delivered: number; bytes: number; failed: number }> {
+  let next = 0;
+  let delivered = 0;
+  let bytes = 0;
+  let failed = 0;
+  await Promise.all(
+    senders.map(async (sender, k) => {
+      for (let i = next++; i < messages.length; i = next++) {
+        const message = messages[i]!;
+        const error = await sender.send(accounts[k]!, message);
+        if (error === undefined) {
+          delivered++;
+          bytes += message.raw.length;
+          const t = tally.get(accounts[k]!)!;
+          t.delivered++;
+          t.bytes += message.raw.length;
+        } else {
+          failed++;
+          errors.add(`${side}: ${error}`);
+        }
+      }
+    }),
+  );
+  return { delivered, bytes, failed };
+}
+
+export async function smtpBench(options: SmtpOptions): Promise<SmtpResult> {
+  const { log } = options;
+  const errors = new ErrorLog();
+  const k = options.senders;
+  const set = (name: string): string[] => Array.from({ length: k }, (_, i) => `smtp-${name}-${String(i + 1).padStart(2, '0')}@${DOMAIN}`);
+  const sets = [set('w'), ...Array.from({ length: options.runs }, (_, r) => set(String(r + 1)))];
+  const all = sets.flat();
+  const result: SmtpResult = {
+    dovecot: { available: false, reason: 'not checked' },
+    senders: k,
+    accounts: sets,
+    extensions: {},
+    runs: { ximssd: [], dovecot: [] },
+    verify: {},
+    errors: errors.texts,
+  };
+  const availability = await ensureDovecot(log);
+  result.dovecot = availability;
+  if (availability.available && !existsSync('/usr/lib/dovecot/lmtp')) {
+    result.dovecot = { available: false, reason: "Dovecot's LMTP server (/usr/lib/dovecot/lmtp) is missing: apt-get install dovecot-lmtpd" };
+  }
+  if (!result.dovecot.available) log(`Dovecot side skipped: ${result.dovecot.reason}`);
+
+  const corpus = new MailCorpus('smtp');
+  const slice = (from: number, count: number): CorpusMessage[] => Array.from({ length: count }, (_, i) => corpus.message(from + i));
+  let ximssd: Ximssd | undefined;
+  let dovecot: Dovecot | undefined;
+  const xSenders: Sender[] = [];
+  const dSenders: Sender[] = [];
+  const xTally = newTally(sets);
+  const dTally = newTally(sets);
+  try {
+    // ---- Start both servers and open the senders
+    if (result.dovecot.available) {
+      try {
+        dovecot = await startDovecot({ users: all.map((name) => ({ name, password: PASSWORD })), lmtp: true });
+        for (let i = 0; i < k; i++) dSenders.push(await Sender.open(dovecot.lmtpPort!, true));
+        log(`Dovecot ${dovecot.version}: LMTP on 127.0.0.1:${dovecot.lmtpPort} (pid ${dovecot.pid}, mail_fsync default, Maildir)`);
+      } catch (err) {
+        result.dovecotUnavailable = (err as Error).message;
+        errors.add(result.dovecotUnavailable);
+        log(`Dovecot side not measured: ${result.dovecotUnavailable}`);
+      }
+    }
+    try {
+      ximssd = await startXimssd({ smtp: true, accounts: all, cpuProfileDir: options.cpuProfileDir });
+      for (let i = 0; i < k; i++) xSenders.push(await Sender.open(ximssd.ports.smtp!, false));
+      log(`ximssd: SMTP on 127.0.0.1:${ximssd.ports.smtp} (pid ${ximssd.pid})`);
+    } catch (err) {
+      result.ximssdUnavailable = (err as Error).message;
+      errors.add(result.ximssdUnavailable);
+      log(`ximssd side not measured: ${result.ximssdUnavailable}`);
+    }
+    const xOn = (): boolean => result.ximssdUnavailable === undefined && ximssd !== undefined;
+    const dOn = (): boolean => result.dovecotUnavailable === undefined && dovecot !== undefined;
+    log(
+      `\nsmtp: ${k} sender connections per server, each to its own account, messages back to back on each; ` +
+        `${fmt(options.warmup)} warm-up messages, then ${options.runs} run(s) × ${fmt(options.count)} messages, on each side; ` +
+        `a fresh set of ${k} accounts for the warm-up and for each run (${sets[0]![0]} … ${sets[sets.length - 1]![k - 1]})`,
+    );
+
+    // ---- Probe (message 0 on sender 0) and warm-up, untimed
+    const probe = corpus.message(0);
+    const first = sets[0]![0]!;
+    const count = (tally: Tally, address: string, message: CorpusMessage): void => {
+      const t = tally.get(address)!;
+      t.delivered++;
+      t.bytes += message.raw.length;
+    };
+    if (xOn()) {
+      const error = await xSenders[0]!.send(first, probe);
+      if (error !== undefined) {
+        result.ximssdUnavailable = `ximssd SMTP: ${error}`;
+        log(`ximssd side not measured: the first message was refused: ${error}`);
+      } else {
+        count(xTally, first, probe);
+        result.extensions.ximssd = xSenders[0]!.extensions;
+      }
+    }
+    if (dOn()) {
+      const error = await dSenders[0]!.send(first, probe);
+      if (error !== undefined) {
+        result.dovecotUnavailable = `Dovecot LMTP: ${error}\n${dovecot!.logTail(8)}`;
+        log(`Dovecot side not measured: the first message was refused: ${error}\n${dovecot!.logTail(8)}`);
+      } else {
+        count(dTally, first, probe);
+        result.extensions.dovecot = dSenders[0]!.extensions;
+      }
+    }
+    const advertises = (list: string[] | undefined): string =>
+      list ? ['PIPELINING', '8BITMIME', 'SIZE'].map((e) => `${e} ${list.some((l) => l.toUpperCase().startsWith(e)) ? 'yes' : 'no'}`).join(', ') : '?';
+    if (xOn()) log(`ximssd EHLO: ${advertises(result.extensions.ximssd)}`);
+    if (dOn()) log(`Dovecot LHLO: ${advertises(result.extensions.dovecot)}`);
+    const warm = slice(1, Math.max(0, options.warmup - 1));
+    if (xOn()) await deliver(xSenders, sets[0]!, warm, xTally, errors, 'ximssd');
+    if (dOn()) await deliver(dSenders, sets[0]!, warm, dTally, errors, 'Dovecot');
+
+    // ---- Timed runs: the same messages on both sides, ximssd first
+    const timed = async (
+      side: 'ximssd' | 'Dovecot',
+      senders: Sender[],
+      accounts: string[],
+      tally: Tally,
+      messages: CorpusMessage[],
+      serverCpu: () => number,
+    ): Promise<SmtpRun> => {
+      const done = meter(serverCpu);
+      const r = await deliver(senders, accounts, messages, tally, errors, side);
+      const m = done();
+      return {
+        messages: messages.length,
+        delivered: r.delivered,
+        bytes: r.bytes,
+        seconds: m.seconds,
+        rate: r.delivered / m.seconds,
+        cpuPerMessage: r.delivered ? m.server / r.delivered : undefined,
+        serverCpu: m.server / m.seconds,
+        clientCpu: m.client / m.seconds,
+        otherCpu: m.other,
+        errors: r.failed,
+      };
+    };
+    const line = (tag: string, name: string, r: SmtpRun, extra = ''): void =>
+      log(
+        `${tag} ${name.padEnd(20)} ${fmt(r.rate).padStart(7)} msg/s  (${fmt(r.delivered)} of ${fmt(r.messages)} in ${fmt(r.seconds, 2)} s, ` +
+          `${fmt(r.bytes / r.seconds / 1e6, 1)} MB/s; server CPU ${Math.round(r.serverCpu * 100)}%, ` +
+          `${r.cpuPerMessage === undefined ? '?' : fmt(r.cpuPerMessage * 1e6)} µs/msg; senders' CPU ${Math.round(r.clientCpu * 100)}%, ` +
+          `other CPU ${Math.round(r.otherCpu * 100)}%, errors ${r.errors})${extra}`,
+      );
+    for (let run = 1; run <= options.runs; run++) {
+      const tag = `[smtp ${run}/${options.runs}]`;
+      const messages = slice(Math.max(1, options.warmup) + (run - 1) * options.count, options.count);
+      let x: SmtpRun | undefined;
+      if (xOn()) {
+        const pid = ximssd!.pid;
+        x = await timed('ximssd', xSenders, sets[run]!, xTally, messages, () => cpuSeconds(pid));
+        result.runs.ximssd.push(x);
+        line(tag, 'ximssd SMTP', x);
+      }
+      if (dOn()) {
+        const d = await timed('Dovecot', dSenders, sets[run]!, dTally, messages, () => dovecot!.cpuSeconds());
+        result.runs.dovecot.push(d);
+        line(tag, 'Dovecot LMTP', d, x ? `, ratio ximssd/Dovecot ${fmt(x.rate / d.rate, 2)}` : '');
+      }
+    }
+    const runErrors = [...result.runs.ximssd, ...result.runs.dovecot].some((r) => r.errors > 0);
+    if (runErrors) for (const e of errors.texts) log(`  error seen: ${e}`);
+
+    // ---- Did it all arrive?
+    for (const s of [...xSenders, ...dSenders]) s.close();
+    if (xOn()) result.verify.ximssd = await verifyXimssd(ximssd!, xTally);
+    if (dOn()) result.verify.dovecot = await verifyDovecot(dovecot!, dTally);
+    for (const [side, v] of [['ximssd', result.verify.ximssd], ['Dovecot', result.verify.dovecot]] as const) {
+      if (v) log(`  check: ${side}: ${v.text}`);
+    }
+  } finally {
+    for (const s of [...xSenders, ...dSenders]) s.close();
+    await ximssd?.stop();
+    await dovecot?.stop();
+  }
+  return result;
+}
+
+function verdict(expected: number, found: number, expectedBytes: number, foundBytes: number | undefined, wrong: string[]): SmtpVerification {
+  const bytesOk = foundBytes === undefined || (foundBytes >= expectedBytes && foundBytes <= expectedBytes + expected * TRACE_ALLOWANCE);
+  const ok = wrong.length === 0 && found === expected && bytesOk;
+  let text = `the INBOXes hold ${fmt(found)} messages, ${fmt(expected)} were accepted`;
+  if (foundBytes !== undefined) text += `; ${fmt(foundBytes)} bytes stored for ${fmt(expectedBytes)} sent`;
+  text += ok ? ' (ok)' : ` — MISMATCH${wrong.length ? `: ${wrong.slice(0, 4).join('; ')}` : ''}${bytesOk ? '' : ' (sizes out of range)'}`;
+  return { ok, expected, found, expectedBytes, ...(foundBytes === undefined ? {} : { foundBytes }), text };
+}
+
+/** ximssd: `mailboxList filter="INBOX"` of each account (MESSAGES and SIZE). */
+async function verifyXimssd(ximssd: Ximssd, tally: Tally): Promise<SmtpVerification> {
+  let found = 0;
+  let foundBytes = 0;
+  const wrong: string[] = [];
+  for (const [address, sent] of tally) {
+    const client = await XimssClient.connect(ximssd.ports.ximss, address, PASSWORD);
+    try {
+      const reply = await client.call((id) => `<mailboxList id="${id}" filter="INBOX"/>`);
+      const inbox = reply.data.find((d) => attr(d, 'mailbox') === 'INBOX');
+      const messages = Number(inbox ? attr(inbox, 'MESSAGES') : NaN);
+      const size = Number(inbox ? attr(inbox, 'SIZE') : NaN);
+      if (!Number.isFinite(messages)) wrong.push(`${address}: no INBOX count in ${reply.data[0] ?? '(nothing)'}`);
+      else {
+        found += messages;
+        if (messages !== sent.delivered) wrong.push(`${address}: ${messages} instead of ${sent.delivered}`);
+      }
+      if (Number.isFinite(size)) foundBytes += size;
+      else foundBytes = NaN;
+    } finally {
+      await client.close();
+    }
+  }
+  const expected = [...tally.values()].reduce((sum, t) => sum + t.delivered, 0);
+  const expectedBytes = [...tally.values()].reduce((sum, t) => sum + t.bytes, 0);
+  return verdict(expected, found, expectedBytes, Number.isNaN(foundBytes) ? undefined : foundBytes, wrong);
+}
+
+/** Dovecot: IMAP `STATUS INBOX (MESSAGES X-SIZE)` of each user (MESSAGES alone if X-SIZE is refused). */
+async function verifyDovecot(dovecot: Dovecot, tally: Tally): Promise<SmtpVerification> {
+  let found = 0;
+  let foundBytes: number | undefined = 0;
+  const wrong: string[] = [];
+  for (const [address, sent] of tally) {
+    const client = await ImapClient.connect(dovecot.port);
+    try {
+      await client.login(address, PASSWORD);
+      let status = await client.command(['STATUS INBOX (MESSAGES X-SIZE)'], true);
+      if (status.status !== 'OK') {
+        foundBytes = undefined;
+        status = await client.command(['STATUS INBOX (MESSAGES)']);
+      }
+      const line = status.untagged.find((u) => u.startsWith('STATUS ')) ?? '';
+      const messages = Number(line.match(/\bMESSAGES (\d+)/)?.[1] ?? NaN);
+      const size = Number(line.match(/\bX-SIZE (\d+)/)?.[1] ?? NaN);
+      if (!Number.isFinite(messages)) wrong.push(`${address}: no count in "${line}"`);
+      else {
+        found += messages;
+        if (messages !== sent.delivered) wrong.push(`${address}: ${messages} instead of ${sent.delivered}`);
+      }
+      if (foundBytes !== undefined) foundBytes = Number.isFinite(size) ? foundBytes + size : undefined;
+    } finally {
+      await client.logout().catch(() => undefined);
+    }
+  }
+  const expected = [...tally.values()].reduce((sum, t) => sum + t.delivered, 0);
+  const expectedBytes = [...tally.values()].reduce((sum, t) => sum + t.bytes, 0);
+  return verdict(expected, found, expectedBytes, foundBytes, wrong);
+}
