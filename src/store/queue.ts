@@ -67,10 +67,10 @@ export interface RecipientUpdate {
 export interface QueueStore {
   /** Commits a message with its recipients; its id, or undefined when its key was already queued. */
   enqueue(message: NewQueuedMessage): Promise<number | undefined>;
-  /** Messages with a pending recipient due at `now` (oldest first), at most `limit`, skipping `busy`. */
+  /** Messages with a pending recipient due at `now` (the longest due first), at most `limit`, skipping `busy`. */
   due(now: number, limit: number, busy: ReadonlySet<number>): Promise<QueuedMessageRecord[]>;
-  /** The earliest next attempt of any pending recipient, ms; undefined when nothing is pending. */
-  nextDue(): Promise<number | undefined>;
+  /** The earliest next attempt of any pending recipient (skipping `busy` messages), ms; undefined when none. */
+  nextDue(busy: ReadonlySet<number>): Promise<number | undefined>;
   get(id: number): Promise<QueuedMessageRecord | undefined>;
   readRaw(id: number): Promise<Buffer | undefined>;
   recipients(id: number): Promise<QueuedRecipientRecord[]>;

@@ -15,7 +15,8 @@
  *   excludes the null sender), never the account itself, and the store's vacation log lets
  *   each rule reply to one address at most once in REPLY_INTERVAL.
  * - Messages sent by rules carry a Received field; a message that already carries
- *   MAX_HOPS of them is not redirected, mirrored or forwarded again (mail loops).
+ *   MAX_HOPS of them, or one naming this account's rules, is not redirected, mirrored or
+ *   forwarded again (mail loops).
  * - Every action has an ordinal: its position among all actions of the active rules, in
  *   rule order, from 1 (0 is the INBOX copy). Delivery keys derive from it, so a delivery
  *   run again after a crash stores and sends nothing twice.
@@ -253,6 +254,12 @@ class Planner {
     if (recipients.length === 0) return;
     if (this.message.hops() >= MAX_HOPS) {
       this.ctx.log(`rules: ${this.self}: rule "${rule.name}": "${action}" skipped: the message has passed ${MAX_HOPS} hops (a mail loop?)`);
+      return;
+    }
+    // Accounts sending a message on to each other: each sends it on once. (With the hop
+    // limit alone, rules that send to two or more others multiply it at every hop.)
+    if (this.message.sentOnBy(this.self)) {
+      this.ctx.log(`rules: ${this.self}: rule "${rule.name}": "${action}" skipped: these rules sent the message on before (a mail loop)`);
       return;
     }
     let raw: Buffer;

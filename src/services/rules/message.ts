@@ -148,6 +148,16 @@ export class RuleMessage {
     this.parsed = undefined;
   }
 
+  /**
+   * True when the Mail Rules of `account` (an address) sent this message on before: their
+   * Received field is in it, forwarded copies inside it included (loop detection).
+   */
+  sentOnBy(account: string): boolean {
+    const text = this.bytes.toString('latin1', 0, Math.min(this.bytes.length, 1024 * 1024));
+    const mark = `(ximssd mail rules of <${account.toLowerCase()}>)`;
+    return (text.match(/^Received: by [^\r\n]*/gim) ?? []).some((line) => line.toLowerCase().includes(mark));
+  }
+
   /** How many Received fields the message carries, forwarded copies inside it included (loop detection). */
   hops(): number {
     const text = this.bytes.toString('latin1', 0, Math.min(this.bytes.length, 1024 * 1024));

@@ -74,10 +74,13 @@ export class SqliteQueue implements QueueStore {
         VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
       insertRecipient: `INSERT OR IGNORE INTO queue_recipients (message_id, address, notify, orcpt, state, next_attempt)
         VALUES (?, ?, ?, ?, 'pending', ?)`,
+      // The first due recipients in the queue_due index, not all of them: a scan after every
+      // attempt must not read the whole backlog (quadratic when thousands are due).
       due: `SELECT ${MESSAGE_COLUMNS} FROM queue_messages WHERE id IN
-        (SELECT DISTINCT message_id FROM queue_recipients WHERE state = 'pending' AND next_attempt <= ?)
-        ORDER BY id LIMIT ?`,
-      nextDue: `SELECT min(next_attempt) AS t FROM queue_recipients WHERE state = 'pending'`,
+        (SELECT DISTINCT message_id FROM queue_recipients WHERE state = 'pending' AND next_attempt <= ? ORDER BY next_attempt LIMIT ?)
+        ORDER BY id`,
+      nextDue: `SELECT next_attempt AS t FROM queue_recipients WHERE state = 'pending'
+        AND message_id NOT IN (SELECT value FROM json_each(?)) ORDER BY next_attempt LIMIT 1`,
       get: `SELECT ${MESSAGE_COLUMNS} FROM queue_messages WHERE id = ?`,
       all: `SELECT ${MESSAGE_COLUMNS} FROM queue_messages ORDER BY id`,
       raw: 'SELECT raw FROM queue_messages WHERE id = ?',
@@ -115,9 +118,9 @@ export class SqliteQueue implements QueueStore {
     return rows.filter((row) => !busy.has(row.id)).slice(0, limit).map(toMessage);
   }
 
-  async nextDue(): Promise<number | undefined> {
-    const row = this.sql.nextDue.get() as { t: number | null };
-    return row.t ?? undefined;
+  async nextDue(busy: ReadonlySet<number>): Promise<number | undefined> {
+    const row = this.sql.nextDue.get(JSON.stringify([...busy])) as { t: number } | undefined;
+    return row?.t;
   }
 
   async get(id: number): Promise<QueuedMessageRecord | undefined> {

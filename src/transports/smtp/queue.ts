@@ -115,11 +115,12 @@ export class MailQueue implements MailSubmitter {
     this.maintenance.unref();
   }
 
-  /** Stops starting attempts and waits for those under way. */
+  /** Stops starting attempts, ends their connections to other servers, and waits for them. */
   async close(): Promise<void> {
     this.closed = true;
     clearTimeout(this.timer);
     clearInterval(this.maintenance);
+    this.remote.close();
     while (this.attempts.size > 0) await Promise.allSettled([...this.attempts]);
   }
 
@@ -172,8 +173,10 @@ export class MailQueue implements MailSubmitter {
         for (const message of due) this.startAttempt(message);
         if (due.length === free) this.rescan = true;
       } while (this.rescan && this.busy.size < this.deps.config.outbound.concurrency);
-      // Wake for the next retry (a finishing attempt kicks sooner).
-      const next = await this.deps.store.queue.nextDue();
+      // Wake for the next retry (a finishing attempt kicks sooner). The messages under way
+      // are not waited for (their attempts kick when they finish), nor is anything while
+      // every slot is taken: a timer for them would be due at once, again and again.
+      const next = this.busy.size < this.deps.config.outbound.concurrency ? await this.deps.store.queue.nextDue(this.busy) : undefined;
       if (next !== undefined && !this.closed) {
         clearTimeout(this.timer);
         const delay = Math.min(Math.max(0, next - Date.now()), 2 ** 31 - 1);

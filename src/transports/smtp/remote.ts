@@ -43,6 +43,15 @@ type Route = { hosts: Host[]; relay: boolean } | { failure: Omit<RemoteOutcome, 
 export type MxResolver = (domain: string) => Promise<MxRecord[]>;
 
 /**
+ * The longest one connection to a server may last. The client's timeouts are per read (a
+ * server answering a byte every few minutes never trips them): without a limit, a slow or
+ * hostile server would keep an attempt, and its queue slot, for good.
+ */
+const SESSION_LIMIT_MS = 30 * 60_000;
+/** Domains one attempt sends to at the same time. */
+const DOMAINS_AT_ONCE = 10;
+
+/**
  * Delivery to other servers over SMTP, with nodemailer's SMTP client: to the configured relay,
  * or to each recipient domain's MX hosts (RFC 5321 section 5: by preference, falling back
  * to the domain's own address when it has no MX; a null MX (RFC 7505) refuses mail).
@@ -53,13 +62,24 @@ export type MxResolver = (domain: string) => Promise<MxRecord[]>;
  */
 export class RemoteDelivery {
   private readonly resolveMx: MxResolver;
+  private readonly sessionLimitMs: number;
+  /** The connections open now (close() ends them). */
+  private readonly connections = new Set<SMTPConnection>();
+  private closed = false;
 
   constructor(
     private readonly config: Config['outbound'],
     private readonly hostName: string,
-    options: { resolveMx?: MxResolver } = {},
+    options: { resolveMx?: MxResolver; sessionLimitMs?: number } = {},
   ) {
     this.resolveMx = options.resolveMx ?? ((domain) => dns.resolveMx(domain));
+    this.sessionLimitMs = options.sessionLimitMs ?? SESSION_LIMIT_MS;
+  }
+
+  /** Ends the connections under way (their recipients are tried again later) and opens no more. */
+  close(): void {
+    this.closed = true;
+    for (const connection of this.connections) connection.close();
   }
 
   async deliver(message: RemoteMessage, recipients: readonly RemoteRecipient[]): Promise<RemoteOutcome[]> {
@@ -68,14 +88,21 @@ export class RemoteDelivery {
       const key = this.config.relay ? '' : domainOf(r.address);
       byDomain.set(key, [...(byDomain.get(key) ?? []), r]);
     }
-    const outcomes = await Promise.all(
-      [...byDomain].map(async ([domain, group]) => {
+    // A few domains at a time: a message to a thousand domains must not open a thousand
+    // connections (and DNS queries) at once.
+    const domains = [...byDomain];
+    const outcomes: RemoteOutcome[] = [];
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < domains.length) {
+        const [domain, group] = domains[next++]!;
         const route = await this.route(domain);
-        if ('failure' in route) return group.map((r) => ({ address: r.address, dsnPassedOn: false, ...route.failure }));
-        return this.sendVia(route, message, group);
-      }),
-    );
-    return outcomes.flat();
+        if ('failure' in route) outcomes.push(...group.map((r) => ({ address: r.address, dsnPassedOn: false, ...route.failure })));
+        else outcomes.push(...(await this.sendVia(route, message, group)));
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(DOMAINS_AT_ONCE, domains.length) }, worker));
+    return outcomes;
   }
 
   private async route(domain: string): Promise<Route> {
@@ -111,11 +138,18 @@ export class RemoteDelivery {
   private async sendVia(route: { hosts: Host[]; relay: boolean }, message: RemoteMessage, recipients: RemoteRecipient[]): Promise<RemoteOutcome[]> {
     let lastError = 'no mail server to try';
     for (const host of route.hosts.slice(0, 5)) {
+      if (this.closed) break;
       const connection = new SMTPConnection(this.connectionOptions(host, route.relay));
       // Failures before the greeting come as 'error' events (connect's callback is for success).
       let failed: ((err: Error) => void) | undefined;
       connection.on('error', (err: Error) => failed?.(err));
-      connection.once('end', () => failed?.(new Error('connection closed')));
+      const limit = setTimeout(() => connection.close(), this.sessionLimitMs).unref();
+      this.connections.add(connection);
+      connection.once('end', () => {
+        clearTimeout(limit);
+        this.connections.delete(connection);
+        failed?.(new Error('connection closed'));
+      });
       try {
         await new Promise<void>((resolve, reject) => {
           failed = reject;
@@ -143,8 +177,11 @@ export class RemoteDelivery {
       try {
         const outcomes: RemoteOutcome[] = [];
         // The client sends one NOTIFY and one ORCPT for a whole transaction.
-        for (const group of groupBy(recipients, (r) => `${r.notify ?? ''}\n${r.orcpt ?? ''}`)) {
-          const result = await Promise.race([this.transaction(connection, host.host, message, group), lost]);
+        for (const [i, group] of groupBy(recipients, (r) => `${r.notify ?? ''}\n${r.orcpt ?? ''}`).entries()) {
+          // RSET between transactions: one the server refused (the sender, or every recipient)
+          // is still open there, and the next MAIL would be refused as nested.
+          const reset = i === 0 ? undefined : await Promise.race([resetTransaction(connection), lost]);
+          const result = reset ?? (await Promise.race([this.transaction(connection, host.host, message, group), lost]));
           if (result instanceof Error) {
             outcomes.push(...group.map((r) => connectionLost(r.address, host.host, result)));
           } else outcomes.push(...result);
@@ -235,6 +272,11 @@ export class RemoteDelivery {
       return { address: r.address, kind: 'temporary', status: '4.0.0', diagnostic: 'the server did not answer for this recipient', remoteMta: host, dsnPassedOn: false };
     });
   }
+}
+
+/** RSET; resolves with the error when it failed. */
+function resetTransaction(connection: SMTPConnection): Promise<Error | undefined> {
+  return new Promise((resolve) => connection.reset((err) => resolve(err ?? undefined)));
 }
 
 function connectionLost(address: string, host: string, err: Error): RemoteOutcome {

@@ -177,9 +177,13 @@ export const messageSendOperations: OperationTable = {
     let composed = await composeFromRequest(ctx, { addMissing: true, omitBcc: false });
     const fields = parseMime(composed).headers;
     const from = parseAddressList(headerField(fields, 'From') ?? '')[0]?.address;
-    // RFC 5322 3.6.2: a From that is not the user's own gets Sender.
+    // RFC 5322 3.6.2: a From that is not the user's own gets Sender, the user's own (one
+    // naming someone else would pass the message off as theirs).
     if (from === undefined || from.toLowerCase() !== ownAddress(ctx).toLowerCase()) {
-      if (headerField(fields, 'Sender') === undefined) composed = prependHeaderFields(composed, [`Sender: ${ownFrom(ctx)}`]);
+      const sender = parseAddressList(headerField(fields, 'Sender') ?? '')[0]?.address;
+      if (sender === undefined || sender.toLowerCase() !== ownAddress(ctx).toLowerCase()) {
+        composed = prependHeaderFields(removeHeaderFields(composed, new Set(['sender'])), [`Sender: ${ownFrom(ctx)}`]);
+      }
     }
     const sent = removeHeaderFields(composed, new Set(['bcc']));
     await submit(ctx, ownAddress(ctx), recipients, sent, yes(ctx.request.attrs.useDSN));
@@ -189,7 +193,16 @@ export const messageSendOperations: OperationTable = {
       await mail.append(copyBox, [message]);
     }
     if (dataset !== undefined && dataset !== '') {
-      for (const t of recipients) await datasets.addAddress(ctx.session.account, dataset, t.address, t.realName);
+      // The message is queued: a dataset that cannot take the addresses (full) must not
+      // turn that into an error, which a client would answer by sending it again.
+      for (const t of recipients) {
+        try {
+          await datasets.addAddress(ctx.session.account, dataset, t.address, t.realName);
+        } catch (err) {
+          if (!(err instanceof ServiceError)) throw err;
+          break;
+        }
+      }
     }
   }),
 

@@ -38,7 +38,15 @@ export const preLoginOperations: OperationTable = {
   recoverPassword: preLogin(async (ctx) => {
     const domain = await selectDomain(ctx);
     const userName = requiredAttr(ctx.request, 'userName');
-    await ctx.server.auth.admitRecovery(ctx.conversation.remoteAddress, `${userName.toLowerCase()}@${domain}`);
+    // Counted per account however the name is spelled (case, blanks, with its domain).
+    let accountKey = `${userName.toLowerCase()}@${domain}`;
+    try {
+      const { name, domain: accountDomain } = ctx.server.accounts.parseAddress(userName, domain);
+      accountKey = `${name}@${accountDomain}`;
+    } catch {
+      // not an account name: counted as spelled
+    }
+    await ctx.server.auth.admitRecovery(ctx.conversation.remoteAddress, accountKey);
     const account = await ctx.server.accounts.find(userName, domain).catch(() => undefined);
     // One answer for an unknown account and one without a recovery address: no probing.
     if (!account || !account.recoveryEmail) throw new ServiceError('password recovery is not possible for this account');
