@@ -350,4 +350,19 @@ describe('messageSubmit and recoverPassword', () => {
     const queued = (await server.services.store.queue.list()).filter((q) => q.recipients.some((r) => r.address === 'owner@remote.example'));
     assert.equal(queued.length, 3);
   });
+
+  test('a password reset makes the account\'s other reset links stop working', async () => {
+    const address = `twolinks${++counter}@${DOMAIN}`;
+    const account = await server.services.accounts.create({ address, password: PASSWORD, recoveryEmail: 'owner@remote.example' });
+    const { createHash } = await import('node:crypto');
+    const hash = (token: string): string => createHash('sha256').update(token).digest('hex');
+    const expires = Date.now() + 60_000;
+    await server.services.store.accounts.addPasswordReset(hash('first-token'), account.id, expires);
+    await server.services.store.accounts.addPasswordReset(hash('second-token'), account.id, expires);
+    const recovery = server.services.passwordRecovery;
+    assert.equal((await recovery.accountOf('second-token'))?.id, account.id);
+    await recovery.reset('first-token', 'a new password');
+    assert.equal(await recovery.accountOf('second-token'), undefined, 'the other link is void');
+    await assert.rejects(recovery.reset('second-token', 'another one'), /not valid/);
+  });
 });

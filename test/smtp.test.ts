@@ -364,6 +364,23 @@ describe('SMTP receiving', () => {
     assert.match((await withMessageId(postmaster, id3))[0]!.raw.toString('latin1'), /^Return-Path: <>\r\nReceived: /);
   });
 
+  test('authenticated submission to the bare postmaster and another domain: queued, and postmaster gets it', async () => {
+    const hank = await newAccount('hank');
+    const postmaster = `postmaster@${DOMAIN}`;
+    const id = uniqueId('pmsub');
+    const results = await smtp([
+      { op: 'ehlo' },
+      { op: 'auth', mechanism: 'PLAIN', user: hank, password: PASSWORD },
+      { op: 'mail', from: hank },
+      { op: 'rcpt', to: 'postmaster' },
+      { op: 'rcpt', to: 'pal@elsewhere.example' },
+      { op: 'data', b64: b64(message({ from: hank, to: 'postmaster', messageId: id })) },
+    ]);
+    assert.equal(results[5]!.code, 250, JSON.stringify(results[5]));
+    for (let i = 0; i < 100 && (await withMessageId(postmaster, id)).length === 0; i++) await sleep(50);
+    assert.equal((await withMessageId(postmaster, id)).length, 1);
+  });
+
   test('an account alias receives the account\'s mail (and logs in); an alias cannot be another account\'s name', async () => {
     const gina = await newAccount('gina');
     const account = (await server.services.accounts.find(gina))!;

@@ -102,7 +102,7 @@ export interface AccountStore {
   addPasswordReset(tokenHash: string, accountId: number, expires: number): Promise<void>;
   /** The account of an unexpired token, without using it up. */
   findPasswordReset(tokenHash: string, now: number): Promise<number | undefined>;
-  /** Uses a token up (and drops expired ones): its account, or undefined when not valid. */
+  /** Uses a token up (with the account's other tokens, and expired ones): its account, or undefined when not valid. */
   takePasswordReset(tokenHash: string, now: number): Promise<number | undefined>;
 }
 

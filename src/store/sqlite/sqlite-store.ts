@@ -236,6 +236,7 @@ class SqliteAccounts implements AccountStore {
       findReset: 'SELECT account_id FROM password_resets WHERE token_hash = ? AND expires > ?',
       takeReset: 'DELETE FROM password_resets WHERE token_hash = ? AND expires > ? RETURNING account_id',
       pruneResets: 'DELETE FROM password_resets WHERE expires <= ?',
+      dropResets: 'DELETE FROM password_resets WHERE account_id = ?',
     });
   }
 
@@ -320,6 +321,8 @@ class SqliteAccounts implements AccountStore {
   async takePasswordReset(tokenHash: string, now: number): Promise<number | undefined> {
     return this.db.transaction(() => {
       const row = this.sql.takeReset.get(tokenHash, now) as { account_id: number } | undefined;
+      // The password is being reset: the account's other links stop working too.
+      if (row) this.sql.dropResets.run(row.account_id);
       this.sql.pruneResets.run(now);
       return row?.account_id;
     }).immediate();

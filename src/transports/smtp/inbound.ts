@@ -351,7 +351,8 @@ export class SmtpListener {
       // everyone and a client retry after a failure duplicates nothing.
       await queue.submit({
         sender: t.sender,
-        recipients: t.recipients,
+        // The bare `postmaster` (RFC 5321 4.1.1.3) is the default domain's.
+        recipients: t.recipients.map((r) => (r.address.includes('@') ? r : { ...r, address: `${r.address}@${this.services.config.defaultDomain}` })),
         raw: Buffer.concat([this.receivedField(t), raw]),
         ret: t.ret,
         envid: t.envid,
