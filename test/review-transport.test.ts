@@ -236,7 +236,7 @@ describe('the queue store', () => {
   });
 });
 
-describe('Mail Rules sending on', () => {
+describe('Mail Rules sending on, messageSubmit and recoverPassword', () => {
   let server: TestServer;
   const clients: XimssClient[] = [];
   let counter = 0;
@@ -281,28 +281,6 @@ describe('Mail Rules sending on', () => {
     const total = await count();
     assert.ok(total <= 11, `copies stored: ${total}`);
   });
-});
-
-describe('messageSubmit and recoverPassword', () => {
-  let server: TestServer;
-  const clients: XimssClient[] = [];
-  let counter = 0;
-
-  before(async () => {
-    server = await startTestServer({ outbound: { relay: '127.0.0.1:1' } });
-  });
-  after(async () => {
-    for (const c of clients) c.close();
-    await server.stop();
-  });
-
-  async function newUser(name: string): Promise<{ address: string; client: XimssClient }> {
-    const address = `${name}${++counter}@${DOMAIN}`;
-    await server.addAccount(address, PASSWORD);
-    const client = await loggedInClient(server.ports.ximss, address, PASSWORD);
-    clients.push(client);
-    return { address, client };
-  }
 
   function submit(to: string, fields: Record<string, string>, attrs: Record<string, string> = {}): XmlElement {
     const email = new XmlElement('EMail');
