@@ -17,7 +17,7 @@ import { join, relative } from 'node:path';
 import { ensureDovecot, prepareHome, startDovecot, type Dovecot, type DovecotUser } from './dovecot.js';
 import { ImapClient, type ImapResult } from './imap-client.js';
 import { CORPUS_VERSION, MailCorpus, icalGmt, type CorpusMessage } from './mail-corpus.js';
-import { cpuSeconds, machineBusySeconds } from './proc.js';
+import { cpuSeconds, meter } from './proc.js';
 import { XimssClient, attr, decodeEntities } from './ximss-client.js';
 import { PASSWORD, ROOT, USER, startXimssd, type Ximssd } from './ximssd.js';
 
@@ -106,21 +106,6 @@ function stats(samples: number[]): BrowseStats {
     minMs: sorted[0]!,
     maxMs: sorted[sorted.length - 1]!,
     samplesMs: samples.map((s) => Math.round(s * 1000) / 1000),
-  };
-}
-
-/** Measures an interval: wall time, the server's CPU, and the CPU of everything else. */
-function meter(serverCpu: () => number): () => { seconds: number; server: number; other: number } {
-  const t0 = performance.now();
-  const s0 = serverCpu();
-  const m0 = machineBusySeconds();
-  const c0 = process.cpuUsage();
-  return () => {
-    const seconds = (performance.now() - t0) / 1000;
-    const server = serverCpu() - s0;
-    const self = process.cpuUsage(c0);
-    const client = (self.user + self.system) / 1e6;
-    return { seconds, server, other: Math.max(0, machineBusySeconds() - m0 - server - client) / seconds };
   };
 }
 

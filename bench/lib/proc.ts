@@ -151,6 +151,21 @@ export class CpuMeter {
 }
 
 /** The soft limit on open files of this process (Infinity when unlimited, undefined when unknown). */
+/** Measures an interval: wall time, the server's CPU, this process's, and the share of a core everything else used. */
+export function meter(serverCpu: () => number): () => { seconds: number; server: number; client: number; other: number } {
+  const t0 = performance.now();
+  const s0 = serverCpu();
+  const m0 = machineBusySeconds();
+  const c0 = process.cpuUsage();
+  return () => {
+    const seconds = (performance.now() - t0) / 1000;
+    const server = serverCpu() - s0;
+    const self = process.cpuUsage(c0);
+    const client = (self.user + self.system) / 1e6;
+    return { seconds, server, client, other: Math.max(0, machineBusySeconds() - m0 - server - client) / seconds };
+  };
+}
+
 export function openFileLimit(): number | undefined {
   try {
     const limits = readFileSync('/proc/self/limits', 'utf8');

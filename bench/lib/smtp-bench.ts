@@ -23,7 +23,7 @@ import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import { ensureDovecot, startDovecot, type Dovecot } from './dovecot.js';
 import { ImapClient } from './imap-client.js';
 import { MailCorpus, type CorpusMessage } from './mail-corpus.js';
-import { cpuSeconds, machineBusySeconds } from './proc.js';
+import { cpuSeconds, meter } from './proc.js';
 import { XimssClient, attr } from './ximss-client.js';
 import { DOMAIN, PASSWORD, startXimssd, type Ximssd } from './ximssd.js';
 
@@ -97,21 +97,6 @@ class ErrorLog {
   add(text: string): void {
     if (this.texts.length < 10 && !this.texts.includes(text)) this.texts.push(text);
   }
-}
-
-/** Measures an interval: wall time, the server's CPU, this process's, and everything else's. */
-function meter(serverCpu: () => number): () => { seconds: number; server: number; client: number; other: number } {
-  const t0 = performance.now();
-  const s0 = serverCpu();
-  const m0 = machineBusySeconds();
-  const c0 = process.cpuUsage();
-  return () => {
-    const seconds = (performance.now() - t0) / 1000;
-    const server = serverCpu() - s0;
-    const self = process.cpuUsage(c0);
-    const client = (self.user + self.system) / 1e6;
-    return { seconds, server, client, other: Math.max(0, machineBusySeconds() - m0 - server - client) / seconds };
-  };
 }
 
 /** One sender: an SMTP (or LMTP) connection of nodemailer's, kept open, one transaction at a time. */
