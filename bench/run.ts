@@ -14,6 +14,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { fmt, median } from './lib/figures.js';
 import { httpSyncBatches, type HttpBatchResult } from './lib/http-load.js';
 import { mailBench, type MailResult } from './lib/mail-bench.js';
 import { sessionMemory, type MemoryResult } from './lib/memory.js';
@@ -82,16 +83,10 @@ if (only.has('tcp') || only.has('http')) only.add('echo'); // the ratios need th
 const RESULTS = join(ROOT, 'bench', 'results');
 const profileDir = flags.profile ? join(RESULTS, 'profiles') : undefined;
 
-const fmt = (n: number, digits = 0): string => n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
 const pct = (n: number | undefined): string => (n === undefined ? '?' : `${Math.round(n * 100)}%`);
 /** Server CPU time per message, in microseconds: independent of how fast the generator is. */
 const cpuPer = (serverCpu: number | undefined, rate: number): string =>
   serverCpu === undefined || rate === 0 ? '?' : `${fmt((serverCpu / rate) * 1e6, 2)} µs`;
-function median(list: number[]): number {
-  const sorted = [...list].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
-}
 
 interface Figure {
   name: string;

@@ -25,9 +25,9 @@ export interface Config {
     xmpp: number;
   };
   tls: {
-    /** PEM files; when absent a self-signed certificate is generated and kept in dataDir/tls. */
-    certFile?: string;
-    keyFile?: string;
+    /** PEM files; '' = a self-signed certificate, generated and kept in dataDir/tls. */
+    certFile: string;
+    keyFile: string;
   };
   /** Delivery of mail for other domains (the outbound queue). */
   outbound: {
@@ -90,7 +90,7 @@ export function defaultConfig(): Config {
     defaultDomain: hostDomainName(),
     publicUrl: '',
     ports: { ximss: 11024, ximssTls: 0, http: 8100, https: 0, smtp: 2525, xmpp: 5222 },
-    tls: {},
+    tls: { certFile: '', keyFile: '' },
     outbound: {
       relay: '',
       relayUser: '',
@@ -135,8 +135,7 @@ export function mergeConfig(base: Config, overrides: unknown, origin: string): C
       if (value === undefined) continue;
       const where = path ? `${path}.${key}` : key;
       const current = target[key];
-      const optionalString = (key === 'certFile' || key === 'keyFile') && typeof value === 'string';
-      if (!(key in target) && !optionalString) throw new Error(`${origin}: unknown setting ${where}`);
+      if (!(key in target)) throw new Error(`${origin}: unknown setting ${where}`);
       if (isPlainObject(current)) walk(current, value, where);
       else if (current !== undefined && typeof current !== typeof value) {
         throw new Error(`${origin}: ${where} must be a ${typeof current}`);

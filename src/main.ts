@@ -2,7 +2,7 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { bootstrapStore } from './bootstrap.js';
 import { loadConfig, type Config, type ConfigOverrides } from './config.js';
-import { AccountService } from './services/accounts.js';
+import { AccountService, fullName } from './services/accounts.js';
 import { AlertService } from './services/alerts.js';
 import { ServiceError } from './services/errors.js';
 import { openStore } from './store/open.js';
@@ -114,12 +114,12 @@ dataOptions(account.command('add <address>').description('create an account (and
   .action(async (address: string, options: CommonOptions & { password: string; realName?: string }) =>
     withStore(options, async (_store, accounts) => {
       const created = await accounts.create({ address, password: options.password, realName: options.realName, createDomain: true });
-      console.log(`account ${created.name}@${created.domain} created`);
+      console.log(`account ${fullName(created)} created`);
     }),
   );
 dataOptions(account.command('list [domain]').description('list accounts')).action(async (domainName: string | undefined, options: CommonOptions) =>
   withStore(options, async (_store, accounts) => {
-    for (const a of await accounts.list(domainName)) console.log(`${a.name}@${a.domain}${a.realName ? `\t${a.realName}` : ''}`);
+    for (const a of await accounts.list(domainName)) console.log(`${fullName(a)}${a.realName ? `\t${a.realName}` : ''}`);
   }),
 );
 dataOptions(account.command('remove <address>').description('remove an account; its sessions end')).action(

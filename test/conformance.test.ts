@@ -27,6 +27,7 @@ import {
   hmacMd5Hex,
   loggedInClient,
   loginWithUrlId,
+  postUpload,
   rfc822,
   startTestServer,
   storedRaw,
@@ -307,14 +308,14 @@ describe('spec examples', () => {
   });
 });
 
-describe('operations of the spec inventory', () => {
-  /** Every operation name the server registers. */
-  function registeredOperations(): Set<string> {
-    const names = new Set<string>();
-    registerOperations({ register: (table: OperationTable) => Object.keys(table).forEach((n) => names.add(n)) } as unknown as Engine);
-    return names;
-  }
+/** Every operation name the server registers. */
+function registeredOperations(): Set<string> {
+  const names = new Set<string>();
+  registerOperations({ register: (table: OperationTable) => Object.keys(table).forEach((n) => names.add(n)) } as unknown as Engine);
+  return names;
+}
 
+describe('operations of the spec inventory', () => {
   function inventory(t: TestContext): string[] | undefined {
     if (!existsSync(OPERATIONS_TSV)) {
       specMissing(t, `${OPERATIONS_TSV} is not present`);
@@ -614,14 +615,6 @@ describe('spec examples: mail', () => {
     });
     after(() => client.close());
 
-    async function upload(id: string, data: Buffer, fileName: string, type: string): Promise<void> {
-      const form = new FormData();
-      form.append('fileData', new Blob([new Uint8Array(data)], { type }), fileName);
-      const response = await fetch(`http://127.0.0.1:${server.ports.http}/Session/${urlID}/UPLOAD/${id}`, { method: 'POST', body: form });
-      assert.equal(response.status, 200);
-      assert.equal((await client.nextAsync('newUploaded')).attrs.uploadID, id);
-    }
-
     test('012: a plain text message appended to Sent (created) is stored as the example shows it', async (t) => {
       if (!haveExamples(t, '012-messageAppend.txt')) return;
       const [turn] = turns(loadExample('012-messageAppend.txt'));
@@ -640,8 +633,8 @@ describe('spec examples: mail', () => {
     test('013: uploaded attachments, replacesUID, report="uid", clearUploaded, folderSync', async (t) => {
       if (!haveExamples(t, '013-messageAppend.txt')) return;
       const [append, clear, sync] = turns(loadExample('013-messageAppend.txt'));
-      await upload('att01', Buffer.from('GIF89a\x01\x00\x01\x00', 'latin1'), 'test.gif', 'image/gif');
-      await upload('att02', Buffer.from('%PDF-1.2 sample'), 'sample.pdf', 'application/octet-stream');
+      await postUpload(server, { client, urlID }, 'att01', Buffer.from('GIF89a\x01\x00\x01\x00', 'latin1'), 'test.gif', 'image/gif');
+      await postUpload(server, { client, urlID }, 'att02', Buffer.from('%PDF-1.2 sample'), 'sample.pdf', 'application/octet-stream');
       const drafts = await deliverRaw(server, APPENDER, 'Drafts', [
         { raw: rfc822([['From', '"Sender Name" <fromName@domain>'], ['Subject', 'draft v1']], 'x\n'), flags: 'Draft,Seen' },
         { raw: rfc822([['From', 'someone@domain'], ['Subject', 'another draft']], 'x\n'), flags: 'Draft,Seen' },
@@ -932,8 +925,7 @@ describe('spec examples: mail', () => {
 
 describe('mail operations of the spec inventory', () => {
   test('the Mailbox Management, Mailbox and Message operations are implemented, not pending', () => {
-    const names = new Set<string>();
-    registerOperations({ register: (table: OperationTable) => Object.keys(table).forEach((n) => names.add(n)) } as unknown as Engine);
+    const names = registeredOperations();
     const pending = new Set(Object.keys(notImplementedOperations));
     const mail = (
       'mailboxCreate mailboxRename mailboxRemove mailboxList mailboxSubList mailboxSubUpdate mailboxAliasList ' +

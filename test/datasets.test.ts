@@ -5,38 +5,23 @@
  * service calls other code uses (addAddress, hasAddress); persistence across a restart.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { rmSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
-import { defaultConfig, mergeConfig } from '../src/config.js';
-import { startServer } from '../src/server.js';
+import { startServer, type RunningServer } from '../src/server.js';
 import { DatasetService } from '../src/services/datasets.js';
 import { ServiceError } from '../src/services/errors.js';
 import { openStore } from '../src/store/open.js';
 import type { AccountRecord } from '../src/store/store.js';
 import { XmlElement } from '../src/xml/element.js';
-import {
-  expectError,
-  expectOk,
-  loggedInClient,
-  startTestServer,
-  type Reply,
-  type TestServer,
-  type XimssClient,
-} from './helpers.js';
+import { fails, loggedInClient, ok, startTestServer, type TestServer, type XimssClient } from './helpers.js';
 
 let server: TestServer;
 let counter = 0;
-const clients: XimssClient[] = [];
 
 before(async () => {
   server = await startTestServer();
 });
-after(async () => {
-  for (const c of clients) c.close();
-  await server.stop();
-});
+after(() => server.stop());
 
 interface User {
   address: string;
@@ -44,29 +29,19 @@ interface User {
   account(): Promise<AccountRecord>;
 }
 
-async function newUser(name = 'ds', domain = 'example.test'): Promise<User> {
-  const address = `${name}${++counter}@${domain}`;
-  return login(address);
+async function newUser(): Promise<User> {
+  return login(await server.newAccount('ds'));
 }
 
 /** Creates the account (when missing) and logs in. */
 async function login(address: string): Promise<User> {
   if (!(await server.services.accounts.find(address))) await server.addAccount(address, 'secret');
-  const client = await loggedInClient(server.ports.ximss, address, 'secret');
-  clients.push(client);
+  const { client } = await server.login(address, 'secret');
   return { address, client, account: async () => (await server.services.accounts.find(address))! };
 }
 
 function req(name: string, attrs: Record<string, string | undefined> = {}, ...body: (XmlElement | string)[]): XmlElement {
   return new XmlElement(name, attrs, body);
-}
-
-async function ok(client: XimssClient, request: XmlElement | string): Promise<Reply> {
-  return expectOk(await client.request(request), String(request).slice(0, 160));
-}
-
-async function fails(client: XimssClient, request: XmlElement | string, expected?: string | RegExp): Promise<string> {
-  return expectError(await client.request(request), expected, String(request).slice(0, 160));
 }
 
 /** datasetList as [name, {attr: value}] pairs, checking the message shape on the way. */
@@ -424,13 +399,9 @@ describe('datasets: limits and storage', () => {
   });
 
   test('acknowledged writes are committed, and datasets outlive a restart; they go with their account', async () => {
-    const dataDir = mkdtempSync(join(tmpdir(), 'ximssd-datasets-'));
-    const config = mergeConfig(
-      defaultConfig(),
-      { dataDir, host: '127.0.0.1', defaultDomain: 'persist.test', ports: { ximss: 0, http: 0, smtp: 0, xmpp: 0 }, limits: { loginFailureDelayMs: 20 } },
-      'datasets test',
-    );
-    let running = await startServer(config, () => {});
+    const first = await startTestServer({ defaultDomain: 'persist.test' });
+    const { config, dataDir } = first;
+    let running: RunningServer = first;
     let client: XimssClient | undefined;
     try {
       await running.services.accounts.create({ address: 'keeper@persist.test', password: 'secret' });

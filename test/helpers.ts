@@ -18,9 +18,19 @@ export interface TestServer extends RunningServer {
   readonly dataDir: string;
   /** Creates an account (and its domain) directly through the account service. */
   addAccount(address: string, password: string, realName?: string): Promise<void>;
-  /** Stops the server and removes its data directory. */
+  /**
+   * Creates a fresh account `<name><n>@<domain>` (n counts up over the test file, so every
+   * test gets accounts of its own); resolves with its address.
+   */
+  newAccount(name: string, options?: { password?: string; realName?: string; domain?: string }): Promise<string>;
+  /** Connects and logs in (also giving the session's urlID); the client is closed by `stop()`. */
+  login(address: string, password: string): Promise<{ client: XimssClient; urlID: string }>;
+  /** Closes the clients of `login`, stops the server and removes its data directory. */
   stop(): Promise<void>;
 }
+
+/** Numbers the accounts of `newAccount` (one test file runs in one process). */
+let accountCounter = 0;
 
 export async function startTestServer(overrides: Record<string, unknown> = {}): Promise<TestServer> {
   const dataDir = mkdtempSync(join(tmpdir(), 'ximssd-test-'));
@@ -38,14 +48,27 @@ export async function startTestServer(overrides: Record<string, unknown> = {}): 
   );
   const merged = mergeConfig(config, overrides, 'test overrides');
   const server = await startServer(merged, () => {});
+  const clients: XimssClient[] = [];
+  const addAccount = async (address: string, password: string, realName?: string): Promise<void> => {
+    await server.services.accounts.create({ address, password, realName, createDomain: true });
+  };
   return {
     ...server,
     config: merged,
     dataDir,
-    async addAccount(address, password, realName) {
-      await server.services.accounts.create({ address, password, realName, createDomain: true });
+    addAccount,
+    async newAccount(name, options = {}) {
+      const address = `${name}${++accountCounter}@${options.domain ?? 'example.test'}`;
+      await addAccount(address, options.password ?? 'secret', options.realName);
+      return address;
+    },
+    async login(address, password) {
+      const session = await loginWithUrlId(server.ports.ximss, address, password);
+      clients.push(session.client);
+      return session;
     },
     async stop() {
+      for (const client of clients) client.close();
       await server.close();
       rmSync(dataDir, { recursive: true, force: true });
     },
@@ -108,6 +131,17 @@ export class XimssClient {
     for (const w of waiters) w();
   }
 
+  /** Resolves when data arrives, the socket closes, or `ms` have passed. */
+  private nextEvent(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      this.waiters.push(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+
   /** Resolves when `predicate` holds, re-checked whenever data arrives or the socket closes. */
   async until<T>(predicate: () => T | undefined | false, timeoutMs = 5000): Promise<T> {
     const deadline = Date.now() + timeoutMs;
@@ -117,13 +151,7 @@ export class XimssClient {
       if (this.closed) throw new Error('connection closed while waiting');
       const left = deadline - Date.now();
       if (left <= 0) throw new Error('timed out waiting for the server');
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, left);
-        this.waiters.push(() => {
-          clearTimeout(timer);
-          resolve();
-        });
-      });
+      await this.nextEvent(left);
     }
   }
 
@@ -148,13 +176,7 @@ export class XimssClient {
     while (!this.closed) {
       const left = deadline - Date.now();
       if (left <= 0) throw new Error('timed out waiting for the connection to close');
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, left);
-        this.waiters.push(() => {
-          clearTimeout(timer);
-          resolve();
-        });
-      });
+      await this.nextEvent(left);
     }
   }
 
@@ -306,6 +328,34 @@ export function expectError(reply: Reply, expected?: string | RegExp, what = 're
   return text;
 }
 
+/** Sends a request and asserts it succeeded; returns the reply. */
+export async function ok(client: XimssClient, request: XmlElement | string, what = String(request).slice(0, 160)): Promise<Reply> {
+  return expectOk(await client.request(request), what);
+}
+
+/** Sends a request and asserts it failed (optionally with this text); returns the errorText. */
+export async function fails(client: XimssClient, request: XmlElement | string, expected?: string | RegExp, what = String(request).slice(0, 160)): Promise<string> {
+  return expectError(await client.request(request), expected, what);
+}
+
+/**
+ * Polls `probe` (every 40 ms) until it gives something other than undefined, false or null,
+ * and resolves with that; fails after `timeoutMs`.
+ */
+export async function eventually<T>(
+  probe: () => Promise<T | undefined | false | null> | T | undefined | false | null,
+  what: string,
+  timeoutMs = 5000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined && value !== false && value !== null) return value;
+    if (Date.now() > deadline) assert.fail(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 40));
+  }
+}
+
 /** Connects and logs in; also returns the session's urlID (for the HTTP resources). */
 export async function loginWithUrlId(port: number, userName: string, password: string): Promise<{ client: XimssClient; urlID: string }> {
   const client = await XimssClient.connect(port);
@@ -315,10 +365,40 @@ export async function loginWithUrlId(port: number, userName: string, password: s
   return { client, urlID };
 }
 
+/**
+ * Uploads a file as the `fileData` field of a multipart/form-data POST to the session's
+ * `UPLOAD/<uploadID>` resource; waits for the session's newUploaded message.
+ */
+export async function postUpload(
+  server: RunningServer,
+  session: { client: XimssClient; urlID: string },
+  uploadID: string,
+  data: Buffer,
+  fileName: string,
+  type: string,
+): Promise<void> {
+  const form = new FormData();
+  form.append('fileData', new Blob([new Uint8Array(data)], { type }), fileName);
+  const response = await fetch(`http://127.0.0.1:${server.ports.http}/Session/${session.urlID}/UPLOAD/${encodeURIComponent(uploadID)}`, {
+    method: 'POST',
+    body: form,
+  });
+  assert.equal(response.status, 200, await response.text());
+  const note = await session.client.nextAsync('newUploaded');
+  assert.equal(note.attrs.uploadID, uploadID);
+}
+
 /** An RFC 822 message with CRLF line ends from header pairs and a body (LF or CRLF). */
 export function rfc822(headers: readonly (readonly [string, string])[], body = ''): Buffer {
   const head = headers.map(([k, v]) => `${k}: ${v}\r\n`).join('');
   return Buffer.from(head + '\r\n' + body.replace(/\r?\n/g, '\r\n'), 'utf8');
+}
+
+/** Every field `name` of a message's header, unfolded, in order (read without the server's MIME code). */
+export function headerValues(raw: Buffer, name: string): string[] {
+  const text = raw.toString('utf8');
+  const head = text.slice(0, text.search(/\r\n\r\n/));
+  return [...head.matchAll(new RegExp(`^${name}:[ \\t]*(.*(?:\\r\\n[ \\t].*)*)`, 'gim'))].map((m) => m[1]!.replace(/\r\n[ \t]/g, ' '));
 }
 
 /**
@@ -358,6 +438,12 @@ export async function storedUids(server: RunningServer, address: string, mailbox
   const box = await server.services.mail.access(account, mailbox, 'r');
   const changes = await server.services.mail.changesSince(box, 0);
   return changes.changed.map((m) => m.uid).sort((a, b) => a - b);
+}
+
+/** The stored messages of a mailbox (UID and bytes), ascending, read in-process. */
+export async function storedMessages(server: RunningServer, address: string, mailbox: string): Promise<{ uid: number; raw: Buffer }[]> {
+  const uids = await storedUids(server, address, mailbox);
+  return Promise.all(uids.map(async (uid) => ({ uid, raw: (await storedRaw(server, address, mailbox, uid))! })));
 }
 
 /** Takes the pending async `folderReport mode="notify"` messages of a folder; returns how many there were. */

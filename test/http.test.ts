@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { createHmac } from 'node:crypto';
 import http from 'node:http';
 import https from 'node:https';
 import { after, before, mock, test } from 'node:test';
@@ -11,7 +10,7 @@ import { Engine } from '../src/ximss/engine.js';
 import { registerOperations } from '../src/ximss/ops/index.js';
 import { XmlElement } from '../src/xml/element.js';
 import { parseXml } from '../src/xml/parser.js';
-import { XimssClient, startTestServer, type TestServer } from './helpers.js';
+import { hmacMd5Hex, XimssClient, startTestServer, type TestServer } from './helpers.js';
 
 /** XIMSS over HTTP, driven the way the existing web clients drive it. */
 
@@ -146,7 +145,7 @@ async function nonce(): Promise<string> {
 }
 
 test('CRAM-MD5 login with a nonce from a pre-login listFeatures batch', async () => {
-  const digest = (n: string): string => createHmac('md5', 'secret').update(n).digest('hex');
+  const digest = (n: string): string => hmacMd5Hex('secret', n);
   const first = await nonce();
   const authData = Buffer.from(digest(first)).toString('base64');
   const query = `nonce=${encodeURIComponent(first)}&username=web@example.test&authData=${encodeURIComponent(authData)}&errorAsXML=1`;
@@ -160,7 +159,7 @@ test('CRAM-MD5 login with a nonce from a pre-login listFeatures batch', async ()
   assert.equal(xml(await request('/XIMSSLogin/', { body: form })).elements()[0]!.name, 'session');
 
   const third = await nonce();
-  const wrong = Buffer.from(createHmac('md5', 'bad').update(third).digest('hex')).toString('base64');
+  const wrong = Buffer.from(hmacMd5Hex('bad', third)).toString('base64');
   const failed = await request(`/XIMSSLogin/?nonce=${encodeURIComponent(third)}&userName=web&authData=${encodeURIComponent(wrong)}&errorAsXML=1`);
   assert.match(failed.text, /incorrect password or account name/);
 });

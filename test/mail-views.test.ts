@@ -6,10 +6,8 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { parseInitialFlags } from '../src/services/mail/flags.js';
-import { prepareMessage } from '../src/services/mail/new-message.js';
 import type { XmlElement } from '../src/xml/element.js';
-import { awaitNotifies, expectOk, FolderModel, loginWithUrlId, rfc822, seededRandom, startTestServer, type TestServer, type XimssClient } from './helpers.js';
+import { awaitNotifies, deliverRaw, expectOk, FolderModel, rfc822, seededRandom, startTestServer, type TestServer, type XimssClient } from './helpers.js';
 
 const COUNT = 10_000;
 const ADDRESS = 'big@example.test';
@@ -64,8 +62,6 @@ const BASE = Date.UTC(2015, 0, 1);
 before(async () => {
   server = await startTestServer();
   await server.addAccount(ADDRESS, 'secret');
-  const account = (await server.services.accounts.find(ADDRESS))!;
-  const box = await server.services.mail.access(account, 'INBOX', 'i');
   const datePerm = shuffled(COUNT);
   const subjectPerm = shuffled(COUNT);
   for (let start = 0; start < COUNT; start += 1000) {
@@ -88,22 +84,17 @@ before(async () => {
         ],
         `message ${i}\n`,
       );
-      const initial = parseInitialFlags(flags);
-      batch.push(prepareMessage(raw, { flags: initial.flags, keywords: initial.keywords, internalDate: BASE + i * 1000 }));
+      batch.push({ raw, flags, internalDate: BASE + i * 1000 });
       known.set(i + 1, { uid: i + 1, date, subject, flags });
     }
-    const added = await server.services.mail.append(box, batch);
-    assert.equal(added[0]!.uid, start + 1);
+    const added = await deliverRaw(server, ADDRESS, 'INBOX', batch);
+    assert.equal(added[0], start + 1);
   }
-  reader = (await loginWithUrlId(server.ports.ximss, ADDRESS, 'secret')).client;
-  writer = (await loginWithUrlId(server.ports.ximss, ADDRESS, 'secret')).client;
+  reader = (await server.login(ADDRESS, 'secret')).client;
+  writer = (await server.login(ADDRESS, 'secret')).client;
 });
 
-after(async () => {
-  reader?.close();
-  writer?.close();
-  await server.stop();
-});
+after(() => server.stop());
 
 function byDateDesc(a: Known, b: Known): number {
   return b.date - a.date || b.uid - a.uid;

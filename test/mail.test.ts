@@ -15,9 +15,11 @@ import {
   deliverRaw,
   expectError,
   expectOk,
+  fails,
   FolderModel,
   folderSync,
-  loginWithUrlId,
+  ok,
+  postUpload,
   rfc822,
   seededRandom,
   storedRaw,
@@ -30,11 +32,13 @@ import {
 } from './helpers.js';
 
 let server: TestServer;
+/** Makes Message-IDs unique. */
 let counter = 0;
 
 before(async () => {
   server = await startTestServer();
 });
+after(() => server.stop());
 
 interface User {
   address: string;
@@ -46,22 +50,14 @@ interface User {
   another(): Promise<XimssClient>;
 }
 
-const clients: XimssClient[] = [];
-after(async () => {
-  for (const c of clients) c.close();
-  await server.stop();
-});
-
 /** A fresh account (with these preferences and settings) and a logged-in session. */
 async function newUser(options: { prefs?: Settings; settings?: Settings; name?: string } = {}): Promise<User> {
-  const address = `${options.name ?? 'mail'}${++counter}@example.test`;
   const password = 'secret';
-  await server.addAccount(address, password);
+  const address = await server.newAccount(options.name ?? 'mail', { password });
   const account = async (): Promise<AccountRecord> => (await server.services.accounts.find(address))!;
   if (options.prefs) await server.services.accounts.updatePrefs(await account(), options.prefs);
   if (options.settings) await server.services.accounts.setSettings(await account(), options.settings);
-  const { client, urlID } = await loginWithUrlId(server.ports.ximss, address, password);
-  clients.push(client);
+  const { client, urlID } = await server.login(address, password);
   return {
     address,
     password,
@@ -69,19 +65,9 @@ async function newUser(options: { prefs?: Settings; settings?: Settings; name?: 
     urlID,
     account,
     async another() {
-      const other = (await loginWithUrlId(server.ports.ximss, address, password)).client;
-      clients.push(other);
-      return other;
+      return (await server.login(address, password)).client;
     },
   };
-}
-
-async function ok(client: XimssClient, xml: string | XmlElement): Promise<Reply> {
-  return expectOk(await client.request(xml), String(xml).slice(0, 120));
-}
-
-async function fails(client: XimssClient, xml: string | XmlElement, expected?: string | RegExp): Promise<string> {
-  return expectError(await client.request(xml), expected, String(xml).slice(0, 120));
 }
 
 /** mailboxList: the mailbox messages by name (their attributes, without id). */
@@ -176,19 +162,6 @@ async function putUpload(user: User, uploadID: string, data: Buffer | string, co
     method: 'PUT',
     headers: { 'Content-Type': contentType, ...extraHeaders },
     body: typeof data === 'string' ? data : new Uint8Array(data),
-  });
-  assert.equal(response.status, 200, await response.text());
-  const note = await user.client.nextAsync('newUploaded');
-  assert.equal(note.attrs.uploadID, uploadID);
-}
-
-/** Uploads a file as the `fileData` field of a multipart/form-data POST; waits for newUploaded. */
-async function postUpload(user: User, uploadID: string, data: Buffer, fileName: string, type: string): Promise<void> {
-  const form = new FormData();
-  form.append('fileData', new Blob([new Uint8Array(data)], { type }), fileName);
-  const response = await fetch(`http://127.0.0.1:${server.ports.http}/Session/${user.urlID}/UPLOAD/${encodeURIComponent(uploadID)}`, {
-    method: 'POST',
-    body: form,
   });
   assert.equal(response.status, 200, await response.text());
   const note = await user.client.nextAsync('newUploaded');
@@ -982,7 +955,10 @@ describe('folderSync', () => {
     assert.deepEqual(reports.map((r) => r.attrs.messages), ['9', '8', '7', '6']);
     assert.deepEqual(model.uids(), [1, 2, 4, 5, 8, 9]);
     // In view order the indexes are 2, 4, 4, 6 (each after the removals before it).
-    if (reports.map((r) => r.attrs.UID).join() === '3,6,7,10') assert.deepEqual(reports.map((r) => r.attrs.index), ['2', '4', '4', '6']);
+    assert.deepEqual(
+      reports.map((r) => [r.attrs.UID, r.attrs.index]),
+      [['3', '2'], ['6', '4'], ['7', '4'], ['10', '6']],
+    );
     // UID 10 was Seen (i = 9): unseen goes 7 -> 6 -> 5 -> 4 (UIDs 3, 6, 7 unseen).
     assert.equal(reports.at(-1)!.attrs.unseen, '4');
   });
@@ -1486,7 +1462,7 @@ describe('messages', () => {
     const model = await FolderModel.load(u.client, 'Drafts');
 
     await putUpload(u, 'att01', GIF, 'image/gif', { 'Content-Disposition': 'attachment; filename="test.gif"' });
-    await postUpload(u, 'att02', pdf, 'sample.pdf', 'application/octet-stream');
+    await postUpload(server, u, 'att02', pdf, 'sample.pdf', 'application/octet-stream');
     const uploaded = (await ok(u.client, '<listUploaded/>')).messages;
     assert.deepEqual(
       uploaded.map((m) => [m.attrs.uploadID, m.attrs.size, m.attrs.type, m.attrs.subtype]).sort(),
@@ -1558,7 +1534,7 @@ describe('messages', () => {
 
   test('messageAppend: disposition="none" makes no Content-Disposition and no name parameter', async () => {
     const u = await newUser();
-    await postUpload(u, 'pic', GIF, 'logo.gif', 'image/gif');
+    await postUpload(server, u, 'pic', GIF, 'logo.gif', 'image/gif');
     await ok(
       u.client,
       '<messageAppend targetMailbox="Notes" mailboxClass=""><EMail><Subject>inline</Subject><MIME type="multipart" subtype="related"><MIME type="text" subtype="html">&lt;img src="cid:logo1"&gt;</MIME><MIME uploadID="pic" disposition="none" contentID="logo1"/></MIME></EMail></messageAppend>',
@@ -2136,27 +2112,23 @@ This is a shorter line.</MIME></EMail></messageAppend>`,
     const u = await newUser();
     await deliverRaw(server, u.address, 'INBOX', ['b1', 'b2', 'b3', 'b4', 'b5'].map((s) => textMail(s)));
     await open(u.client, 'F', 'INBOX', ['UID']);
-    const seen: string[] = [];
     let syncID = '0';
-    for (let round = 0; round < 10; round++) {
-      const reply = await ok(u.client, `<mailboxSync folder="F" syncID="${syncID}" limit="2"/>`);
-      const info = reply.messages.at(-1)!;
-      seen.push(...reply.messages.slice(0, -1).map((r) => `${r.attrs.mode}:${r.attrs.UID}`));
-      syncID = info.attrs.syncID!;
-      if (info.attrs.hasMore === undefined) break;
-    }
-    assert.deepEqual(seen.sort(), ['added:1', 'added:2', 'added:3', 'added:4', 'added:5']);
+    /** mailboxSync with limit="2" until hasMore is gone; the reports as mode:UID. */
+    const syncAll = async (): Promise<string[]> => {
+      const seen: string[] = [];
+      for (let round = 0; ; round++) {
+        assert.ok(round < 10, `mailboxSync still has more after ${round} rounds`);
+        const reply = await ok(u.client, `<mailboxSync folder="F" syncID="${syncID}" limit="2"/>`);
+        const info = reply.messages.at(-1)!;
+        seen.push(...reply.messages.slice(0, -1).map((r) => `${r.attrs.mode}:${r.attrs.UID}`));
+        syncID = info.attrs.syncID!;
+        if (info.attrs.hasMore === undefined) return seen;
+      }
+    };
+    assert.deepEqual((await syncAll()).sort(), ['added:1', 'added:2', 'added:3', 'added:4', 'added:5']);
     // The same for one flag change of five messages.
     await ok(u.client, '<messageMark folder="F" flags="Flagged"><UID from="1" till="5"/></messageMark>');
-    const flagged: string[] = [];
-    for (let round = 0; round < 10; round++) {
-      const reply = await ok(u.client, `<mailboxSync folder="F" syncID="${syncID}" limit="2"/>`);
-      const info = reply.messages.at(-1)!;
-      flagged.push(...reply.messages.slice(0, -1).map((r) => `${r.attrs.mode}:${r.attrs.UID}`));
-      syncID = info.attrs.syncID!;
-      if (info.attrs.hasMore === undefined) break;
-    }
-    assert.deepEqual(flagged.sort(), ['flagsUpdated:1', 'flagsUpdated:2', 'flagsUpdated:3', 'flagsUpdated:4', 'flagsUpdated:5']);
+    assert.deepEqual((await syncAll()).sort(), ['flagsUpdated:1', 'flagsUpdated:2', 'flagsUpdated:3', 'flagsUpdated:4', 'flagsUpdated:5']);
   });
 
   test('readStatus messageStore grows with appends; MaxAccountSize 1K refuses a large append and stores nothing', async () => {

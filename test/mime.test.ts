@@ -936,7 +936,6 @@ describe('HTTP part access and view helpers', () => {
 describe('robustness', () => {
   test('truncations and mutations of every corpus message never throw', () => {
     const rand = random(0x5eed);
-    let runs = 0;
     for (const f of corpusFiles) {
       const raw = readFileSync(new URL(f, CORPUS));
       const variants: Buffer[] = [];
@@ -951,12 +950,10 @@ describe('robustness', () => {
       for (const v of variants) {
         const root = parseMime(v);
         const xml = messageToXml(v, root, { timeZone: 'Europe/Berlin', totalSizeLimit: 100000 });
-        parseXml(xml.toString());
+        assert.equal(parseXml(xml.toString()).name, 'EMail', `${f}: a variant still reads as an EMail`);
         for (const mode of ['replyAll', 'forwardHTML'] as const) replyTemplate(v, root, mode, { timeZone: 'UTC', ownAddresses: [] });
         decodeTextForSearch(v, root);
-        runs++;
       }
     }
-    assert.ok(runs >= corpusFiles.length * 60);
   });
 });

@@ -8,7 +8,6 @@
  * waits poll with a deadline.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import type { MxRecord } from 'node:dns';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -17,19 +16,19 @@ import { startServer, type RunningServer } from '../src/server.js';
 import { defaultConfig } from '../src/config.js';
 import { RemoteDelivery } from '../src/transports/smtp/remote.js';
 import { XmlElement } from '../src/xml/element.js';
+import { sendmail, smtpSession } from './fixtures/smtp-client.js';
 import { SmtpSink, type SinkTransaction } from './fixtures/smtp-sink.js';
 import {
   XimssClient,
   deliverRaw,
+  eventually,
   expectError,
-  expectOk,
   freePort,
-  loggedInClient,
+  ok,
   rfc822,
   startTestServer,
+  storedMessages,
   storedRaw,
-  storedUids,
-  type Reply,
   type TestServer,
 } from './helpers.js';
 
@@ -39,8 +38,8 @@ const REMOTE = 'remote.example';
 /** How long a wait for something that should happen soon may take. */
 const WAIT_MS = 6000;
 
+/** Makes remote addresses, Message-IDs and folder names unique. */
 let counter = 0;
-const clients: XimssClient[] = [];
 
 /** A unique remote address with a tag the main sink's policy reads (refuse-, defer-once-, defer-always-). */
 function remote(tag: string): string {
@@ -64,38 +63,17 @@ function dataPolicy(t: { recipients: string[]; attempt: number }): { code: numbe
   return undefined;
 }
 
-async function newAccount(server: TestServer, name: string, realName?: string): Promise<string> {
-  const address = `${name}${++counter}@${DOMAIN}`;
-  await server.addAccount(address, PASSWORD, realName);
-  return address;
+function newAccount(server: TestServer, name: string, realName?: string): Promise<string> {
+  return server.newAccount(name, { password: PASSWORD, realName });
 }
 
-async function client(server: RunningServer, address: string, password = PASSWORD): Promise<XimssClient> {
-  const c = await loggedInClient(server.ports.ximss, address, password);
-  clients.push(c);
-  return c;
-}
-
-async function ok(c: XimssClient, request: string | XmlElement, what?: string): Promise<Reply> {
-  return expectOk(await c.request(request), what ?? (typeof request === 'string' ? request.slice(0, 80) : request.name));
-}
-
-/** Polls `probe` until it returns something truthy; fails after the deadline. */
-async function eventually<T>(probe: () => Promise<T | undefined | false | null> | T | undefined | false | null, what: string, timeoutMs = WAIT_MS): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined && value !== false && value !== null) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(40);
-  }
+async function client(server: TestServer, address: string): Promise<XimssClient> {
+  return (await server.login(address, PASSWORD)).client;
 }
 
 /** The stored messages of a mailbox, read in-process. */
-async function mailbox(server: RunningServer, address: string, name = 'INBOX'): Promise<{ uid: number; raw: Buffer }[]> {
-  const out = [];
-  for (const uid of await storedUids(server, address, name)) out.push({ uid, raw: (await storedRaw(server, address, name, uid))! });
-  return out;
+function mailbox(server: RunningServer, address: string, name = 'INBOX'): Promise<{ uid: number; raw: Buffer }[]> {
+  return storedMessages(server, address, name);
 }
 
 /** Waits until the mailbox holds at least `count` messages; returns them. */
@@ -103,7 +81,7 @@ async function waitMailbox(server: RunningServer, address: string, count = 1, na
   return eventually(async () => {
     const messages = await mailbox(server, address, name);
     return messages.length >= count ? messages : undefined;
-  }, `${count} message(s) in ${address}'s ${name}`);
+  }, `${count} message(s) in ${address}'s ${name}`, WAIT_MS);
 }
 
 /** Queue entries that have one of these addresses as a recipient (the sender's reports included). */
@@ -218,27 +196,7 @@ function findElement(root: XmlElement, predicate: (e: XmlElement) => boolean): X
 }
 
 // ---------------------------------------------------------------------------------------
-// An SMTP client: Python's smtplib (one session; optional AUTH PLAIN; DSN options).
-
-const SMTP_DRIVER = String.raw`
-import base64, json, smtplib, sys
-host, port = sys.argv[1], int(sys.argv[2])
-job = json.loads(sys.stdin.read())
-out = {}
-s = smtplib.SMTP(host, port, timeout=30)
-s.ehlo('client.example')
-out['features'] = sorted(s.esmtp_features.keys())
-try:
-    if job.get('user'):
-        s.user, s.password = job['user'], job['password']
-        out['auth'] = s.auth('PLAIN', s.auth_plain)[0]
-    refused = s.sendmail(job['from'], job['to'], base64.b64decode(job['b64']), job.get('mail_options', []), job.get('rcpt_options', []))
-    out['refused'] = {k: [v[0], v[1].decode('utf-8', 'replace')] for k, v in refused.items()}
-except smtplib.SMTPException as e:
-    out['error'] = repr(e)
-s.quit()
-print(json.dumps(out))
-`;
+// An SMTP submission (test/fixtures/smtp-client.ts): one session, optional AUTH PLAIN, DSN options.
 
 interface SmtpJob {
   from: string;
@@ -246,18 +204,21 @@ interface SmtpJob {
   raw: Buffer;
   user?: string;
   password?: string;
-  mail_options?: string[];
-  rcpt_options?: string[];
+  mailOptions?: string[];
+  rcptOptions?: string[];
 }
 
-function smtpSend(port: number, job: SmtpJob): Promise<{ features: string[]; auth?: number; refused?: Record<string, [number, string]>; error?: string }> {
-  return new Promise((resolve, reject) => {
-    const child = execFile('python3', ['-c', SMTP_DRIVER, '127.0.0.1', String(port)], { timeout: 30_000 }, (err, stdout, stderr) => {
-      if (err) reject(new Error(`python3 failed: ${err.message}\n${stderr}`));
-      else resolve(JSON.parse(stdout));
-    });
-    child.stdin!.end(JSON.stringify({ ...job, raw: undefined, b64: job.raw.toString('base64') }));
-  });
+async function smtpSend(port: number, job: SmtpJob): Promise<{ features: string[]; auth?: number; refused?: Record<string, [number, string]>; error?: string }> {
+  const auth = job.user ? [{ op: 'auth', mechanism: 'PLAIN', user: job.user, password: job.password! } as const] : [];
+  const results = await smtpSession(port, [{ op: 'ehlo' }, ...auth, sendmail(job.from, job.to, job.raw, job.mailOptions, job.rcptOptions)]);
+  const [ehlo, sent] = [results[0]!, results.at(-1)!];
+  return {
+    features: Object.keys(ehlo.features ?? {}).sort(),
+    auth: job.user ? results[1]!.code : undefined,
+    refused: sent.refused,
+    // The exception with what the server answered (the refused recipients and their replies).
+    error: sent.error && `${sent.error}: ${JSON.stringify(sent.refused ?? [sent.code, sent.text])}`,
+  };
 }
 
 // ---------------------------------------------------------------------------------------
@@ -266,7 +227,7 @@ function smtpSend(port: number, job: SmtpJob): Promise<{ features: string[]; aut
 let sink: SmtpSink;
 let server: TestServer;
 let smtpPort: number;
-const extraServers: { close(): Promise<void> }[] = [];
+const extraServers: TestServer[] = [];
 
 before(async () => {
   sink = await SmtpSink.start({ policy, dataPolicy });
@@ -279,8 +240,7 @@ before(async () => {
 });
 
 after(async () => {
-  for (const c of clients) c.close();
-  for (const s of extraServers) await s.close().catch(() => {});
+  for (const s of extraServers) await s.stop().catch(() => {});
   await server.stop();
   await sink.stop();
 });
@@ -673,7 +633,7 @@ describe('delivery failures and reports', () => {
     const target = remote('defer-always');
     const started = Date.now();
     await ok(c, submitXml({ to: [target], subject: 'Never arrives' }));
-    await eventually(async () => (await queuedFor(short, [target])).length === 1 || undefined, 'the message queued');
+    await eventually(async () => (await queuedFor(short, [target])).length === 1 || undefined, 'the message queued', WAIT_MS);
     const [report] = await waitMailbox(short, erin, 1);
     const elapsed = Date.now() - started;
     assert.ok(elapsed >= 2500, `given up after the lifetime (${elapsed} ms)`);
@@ -716,7 +676,7 @@ describe('refusals at the end of DATA; RET=FULL', () => {
     const judy = await newAccount(server, 'retfull');
     const target = remote('refuse');
     const raw = rfc822([['From', judy], ['To', target], ['Subject', 'Return it all'], ['Message-ID', `<full-${++counter}@example.test>`]], 'The whole body.\n');
-    const result = await smtpSend(smtpPort, { from: judy, to: [target], raw, user: judy, password: PASSWORD, mail_options: ['RET=FULL', 'ENVID=full-env'] });
+    const result = await smtpSend(smtpPort, { from: judy, to: [target], raw, user: judy, password: PASSWORD, mailOptions: ['RET=FULL', 'ENVID=full-env'] });
     assert.deepEqual(result.refused, {}, JSON.stringify(result));
     const [report] = await waitMailbox(server, judy);
     const parsed = dsn(report!.raw);
@@ -779,7 +739,7 @@ describe('relay AUTH (the relay requires it and does not offer DSN)', () => {
     await eventually(async () => {
       const [q] = await queuedFor(bad, [target]);
       return (q?.recipients[0]?.attempts ?? 0) > 0 || (await mailbox(bad, user)).length > 0;
-    }, 'the attempt recorded');
+    }, 'the attempt recorded', WAIT_MS);
     assert.equal(authSink.to(target).length, 0, 'nothing delivered');
   });
 
@@ -796,7 +756,7 @@ describe('relay AUTH (the relay requires it and does not offer DSN)', () => {
         if (r && r.attempts > 0) return { queued: r };
         const inbox = await mailbox(bad, user);
         return inbox.length > 0 ? { bounced: inbox[0]!.raw } : undefined;
-      }, 'the attempt recorded');
+      }, 'the attempt recorded', WAIT_MS);
       assert.equal(authSink.to(target).length, 0, 'nothing delivered');
       assert.ok(seen.queued, `still queued (instead: a report ${seen.bounced ? JSON.stringify(reportsFor([{ raw: seen.bounced }], target)[0]?.group) : ''})`);
       assert.equal(seen.queued.state, 'pending');
@@ -823,7 +783,7 @@ describe('restart', () => {
         const [q] = await queuedFor(first, [target]);
         const r = q?.recipients.find((x) => x.address === target);
         return r && r.attempts > 0 ? r : undefined;
-      }, 'a failed attempt');
+      }, 'a failed attempt', WAIT_MS);
       assert.equal(pending.state, 'pending');
       assert.equal(pending.status, '4.4.1', 'cannot connect: 4.4.1');
       c.close();
@@ -949,7 +909,7 @@ describe('SMTP in', () => {
     const heidi = await newAccount(server, 'heidi');
     const ivan = await newAccount(server, 'ivan');
     const raw = rfc822([['From', heidi], ['To', ivan], ['Subject', 'DSN please'], ['Message-ID', `<dsn-${++counter}@example.test>`]], 'Hello Ivan.\n');
-    const result = await smtpSend(smtpPort, { from: heidi, to: [ivan], raw, mail_options: ['RET=HDRS', 'ENVID=env-42'], rcpt_options: ['NOTIFY=SUCCESS'] });
+    const result = await smtpSend(smtpPort, { from: heidi, to: [ivan], raw, mailOptions: ['RET=HDRS', 'ENVID=env-42'], rcptOptions: ['NOTIFY=SUCCESS'] });
     assert.ok(result.features.includes('dsn'), `DSN in EHLO: ${result.features.join(' ')}`);
     assert.deepEqual(result.refused, {}, JSON.stringify(result));
     const [arrived] = await waitMailbox(server, ivan);
@@ -975,8 +935,8 @@ describe('SMTP in', () => {
       raw,
       user: judy,
       password: PASSWORD,
-      mail_options: ['RET=HDRS', 'ENVID=sub-env'],
-      rcpt_options: ['NOTIFY=SUCCESS,FAILURE', `ORCPT=rfc822;${target}`],
+      mailOptions: ['RET=HDRS', 'ENVID=sub-env'],
+      rcptOptions: ['NOTIFY=SUCCESS,FAILURE', `ORCPT=rfc822;${target}`],
     });
     assert.equal(result.auth, 235, JSON.stringify(result));
     assert.deepEqual(result.refused, {}, JSON.stringify(result));
@@ -997,7 +957,7 @@ describe('SMTP in', () => {
       const judy = await newAccount(server, 'judy');
       const target = remote('orcpt');
       const raw = rfc822([['From', judy], ['To', target], ['Subject', 'ORCPT'], ['Message-ID', `<orcpt-${++counter}@example.test>`]], 'Over SMTP.\n');
-      const result = await smtpSend(smtpPort, { from: judy, to: [target], raw, user: judy, password: PASSWORD, rcpt_options: [`ORCPT=rfc822;${target}`] });
+      const result = await smtpSend(smtpPort, { from: judy, to: [target], raw, user: judy, password: PASSWORD, rcptOptions: [`ORCPT=rfc822;${target}`] });
       assert.deepEqual(result.refused, {}, JSON.stringify(result));
       const t = await sink.waitTo(target);
       await drained(server, [target, judy]);
@@ -1022,7 +982,6 @@ describe('recoverPassword', () => {
     const recovery = remote('kim-recovery');
     await server.services.accounts.create({ address, password: 'old-password-1', recoveryEmail: recovery, createDomain: true });
     const pre = await XimssClient.connect(server.ports.ximss);
-    clients.push(pre);
     await ok(pre, `<recoverPassword userName="${name}"/>`);
     const t = await sink.waitTo(recovery);
     assert.equal(t.mailFrom, '', 'sent with the null sender');
@@ -1049,10 +1008,8 @@ describe('recoverPassword', () => {
     assert.match(await done.text(), /changed/i);
 
     const fresh = await XimssClient.connect(server.ports.ximss);
-    clients.push(fresh);
     await fresh.login(address, 'new-password-2');
     const old = await XimssClient.connect(server.ports.ximss);
-    clients.push(old);
     expectError(await old.request(new XmlElement('login', { authData: address, password: 'old-password-1', version: '6.1' })), undefined, 'login with the old password');
 
     const again = await fetch(`${base}?token=${token}`);
@@ -1071,7 +1028,6 @@ describe('recoverPassword', () => {
     await server.addAccount(`${name}@${DOMAIN}`, PASSWORD);
     const before = sink.transactions.length;
     const pre = await XimssClient.connect(server.ports.ximss);
-    clients.push(pre);
     const unknown = expectError(await pre.request(`<recoverPassword userName="nobody-${++counter}"/>`), undefined, 'unknown account');
     const without = expectError(await pre.request(`<recoverPassword userName="${name}"/>`), undefined, 'no recovery address');
     assert.equal(unknown, without, 'one answer for both: no probing');

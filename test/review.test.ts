@@ -13,43 +13,20 @@ import { MailboxIndex } from '../src/services/mail/mailbox-index.js';
 import { composeMessage, type PartResolver } from '../src/services/mime/index.js';
 import type { MailboxRecord, MessageMeta } from '../src/store/store.js';
 import { messageSet, type OpenFolder } from '../src/ximss/folders.js';
-import { el, XmlElement } from '../src/xml/element.js';
+import { el } from '../src/xml/element.js';
 import { parseXml } from '../src/xml/parser.js';
-import {
-  deliverRaw,
-  expectError,
-  expectOk,
-  loginWithUrlId,
-  rfc822,
-  startTestServer,
-  storedUids,
-  type Reply,
-  type TestServer,
-  type XimssClient,
-} from './helpers.js';
+import { deliverRaw, expectError, ok, rfc822, startTestServer, storedUids, type TestServer, type XimssClient } from './helpers.js';
 
 let server: TestServer;
-let counter = 0;
-const clients: XimssClient[] = [];
 
 before(async () => {
   server = await startTestServer();
 });
-after(async () => {
-  for (const c of clients) c.close();
-  await server.stop();
-});
+after(() => server.stop());
 
 async function newUser(): Promise<{ address: string; client: XimssClient; urlID: string }> {
-  const address = `review${++counter}@example.test`;
-  await server.addAccount(address, 'secret');
-  const { client, urlID } = await loginWithUrlId(server.ports.ximss, address, 'secret');
-  clients.push(client);
-  return { address, client, urlID };
-}
-
-async function ok(client: XimssClient, xml: string | XmlElement): Promise<Reply> {
-  return expectOk(await client.request(xml), String(xml).slice(0, 120));
+  const address = await server.newAccount('review');
+  return { address, ...(await server.login(address, 'secret')) };
 }
 
 function textMail(subject: string, extra: [string, string][] = []): Buffer {
@@ -159,8 +136,7 @@ describe('folder views on 100k messages', () => {
 
 describe('viewer fields from hostile headers', () => {
   test('control characters in stored header fields never reach the XML (they would end a TCP frame)', async () => {
-    const address = `review${++counter}@example.test`;
-    await server.addAccount(address, 'secret');
+    const address = await server.newAccount('review');
     await deliverRaw(server, address, 'INBOX', [
       rfc822(
         [
@@ -255,8 +231,7 @@ describe('what other accounts see of a mailbox', () => {
     [entry] = (await ok(alice.client, `<mailboxList filter="~${bob.address}/*"/>`)).messages;
     assert.equal(entry!.attrs.MESSAGES, '1');
     // A fresh account's INBOX does not exist until the account itself uses it.
-    const carol = `review${++counter}@example.test`;
-    await server.addAccount(carol, 'secret');
+    const carol = await server.newAccount('review');
     expectError(await alice.client.request(`<folderOpen folder="C" mailbox="~${carol}/INBOX"/>`), 'mailbox is not found');
     assert.equal((await server.services.store.mail.listMailboxes((await server.services.accounts.find(carol))!.id)).length, 0);
   });
@@ -293,6 +268,18 @@ describe('mailboxSync', () => {
     await deliverRaw(server, u.address, 'INBOX', [textMail('new', [['X-Note', 'second']])]);
     const reports = (await ok(u.client, '<mailboxSync folder="F"/>')).messages.filter((m) => m.attrs.mode === 'added');
     assert.deepEqual(reports.map((m) => m.element('X-Note')?.text()), ['first', 'second']);
+  });
+});
+
+describe('the Date header field in filters', () => {
+  test('folderSearch HEADER Date and folderOpen filterField="Date" read the header (the metadata has only the parsed date)', async () => {
+    const u = await newUser();
+    await deliverRaw(server, u.address, 'INBOX', [textMail('a')]);
+    await ok(u.client, '<folderOpen folder="F" mailbox="INBOX"><field>UID</field></folderOpen>');
+    const found = await ok(u.client, '<folderSearch folder="F" filter="HEADER Date 2006"/>');
+    assert.deepEqual(found.messages[0]!.elements('index').map((e) => e.text()), ['0']);
+    const filtered = await ok(u.client, '<folderOpen folder="G" mailbox="INBOX" filterField="Date" filter="Apr 2006"><field>UID</field></folderOpen>');
+    assert.equal(filtered.messages[0]!.attrs.messages, '1');
   });
 });
 

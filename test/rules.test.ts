@@ -7,40 +7,31 @@
  * through a recording submitter).
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
 import { Flag } from '../src/services/mail/flags.js';
 import { LocalDelivery, type DeliveryOutcome } from '../src/transports/smtp/local-delivery.js';
 import type { MailSubmitter, OutgoingMessage } from '../src/transports/smtp/queue.js';
 import { XmlElement } from '../src/xml/element.js';
-import { expectError, expectOk, freePort, loggedInClient, rfc822, startTestServer, storedRaw, storedUids, type TestServer, type XimssClient } from './helpers.js';
+import { sendmail, smtpSession } from './fixtures/smtp-client.js';
+import { eventually, expectError, expectOk, freePort, headerValues, rfc822, startTestServer, storedRaw, storedUids, type TestServer, type XimssClient } from './helpers.js';
 
 const PASSWORD = 'rules-secret';
 const DOMAIN = 'example.test';
 
 let server: TestServer;
-let smtpPort: number;
-const clients: XimssClient[] = [];
-let counter = 0;
 
 before(async () => {
-  smtpPort = await freePort();
   // Mail for other domains goes to a relay nothing listens on: it stays queued.
-  server = await startTestServer({ ports: { smtp: smtpPort }, outbound: { relay: '127.0.0.1:1' } });
+  server = await startTestServer({ ports: { smtp: await freePort() }, outbound: { relay: '127.0.0.1:1' } });
 });
 
-after(async () => {
-  for (const c of clients) c.close();
-  await server.stop();
-});
+after(() => server.stop());
 
 /** A fresh account and a logged-in client for it. */
 async function newUser(name = 'user'): Promise<{ address: string; client: XimssClient }> {
-  const address = `${name}${++counter}@${DOMAIN}`;
-  await server.addAccount(address, PASSWORD, `Real ${name}`);
-  const client = await loggedInClient(server.ports.ximss, address, PASSWORD);
-  clients.push(client);
+  const address = await server.newAccount(name, { password: PASSWORD, realName: `Real ${name}` });
+  const { client } = await server.login(address, PASSWORD);
   return { address, client };
 }
 
@@ -104,11 +95,9 @@ function mail(fields: Record<string, string | undefined> = {}, body = 'Hello.\n'
   return rfc822(headers, body);
 }
 
+/** The first field `name` of the header, unfolded. */
 function headerOf(raw: Buffer, name: string): string | undefined {
-  const text = raw.toString('utf8');
-  const head = text.slice(0, text.search(/\r\n\r\n/));
-  const m = new RegExp(`^${name}:[ \\t]*(.*(?:\\r\\n[ \\t].*)*)`, 'im').exec(head);
-  return m ? m[1]!.replace(/\r\n[ \t]/g, ' ') : undefined;
+  return headerValues(raw, name)[0];
 }
 
 async function flagsOf(address: string, mailbox: string, uid: number): Promise<{ flags: number; keywords: readonly string[] }> {
@@ -121,18 +110,14 @@ async function flagsOf(address: string, mailbox: string, uid: number): Promise<{
 
 /** Waits until the mailbox holds at least `count` messages; returns its UIDs. */
 async function waitForMessages(address: string, mailbox: string, count: number, timeoutMs = 8000): Promise<number[]> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    let uids: number[] = [];
-    try {
-      uids = await storedUids(server, address, mailbox);
-    } catch {
-      // not created yet
-    }
-    if (uids.length >= count) return uids;
-    if (Date.now() > deadline) assert.fail(`${address} ${mailbox}: ${uids.length} of ${count} messages after ${timeoutMs} ms`);
-    await sleep(50);
-  }
+  return eventually(
+    async () => {
+      const uids = await storedUids(server, address, mailbox).catch(() => []); // not created yet
+      return uids.length >= count ? uids : undefined;
+    },
+    `${count} message(s) in ${address} ${mailbox}`,
+    timeoutMs,
+  );
 }
 
 /** A submitter that records what rules send (and refuses nothing). */
@@ -680,29 +665,12 @@ describe('Mail Rules at delivery: filing actions', () => {
   });
 });
 
-const SMTP_CLIENT = String.raw`
-import base64, json, smtplib, sys
-host, port, job = sys.argv[1], int(sys.argv[2]), json.loads(sys.stdin.read())
-s = smtplib.SMTP(host, port, timeout=30)
-s.ehlo('client.example')
-if job.get('user'):
-    s.login(job['user'], job['password'])
-refused = s.sendmail(job['from'], [job['to']], base64.b64decode(job['b64']))
-s.quit()
-print(json.dumps({'refused': list(refused.keys())}))
-`;
-
-function smtpSend(job: { from: string; to: string; raw: Buffer; auth?: { user: string; password: string } }): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const child = execFile('python3', ['-c', SMTP_CLIENT, '127.0.0.1', String(smtpPort)], { timeout: 60_000 }, (err, stdout, stderr) => {
-      if (err) reject(new Error(`smtplib failed: ${err.message}\n${stderr}`));
-      else {
-        assert.deepEqual(JSON.parse(stdout), { refused: [] });
-        resolve();
-      }
-    });
-    child.stdin!.end(JSON.stringify({ from: job.from, to: job.to, b64: job.raw.toString('base64'), user: job.auth?.user, password: job.auth?.password }));
-  });
+/** One message over SMTP (smtplib), optionally after AUTH PLAIN; every recipient must be accepted. */
+async function smtpSend(job: { from: string; to: string; raw: Buffer; auth?: { user: string; password: string } }): Promise<void> {
+  const auth = job.auth ? [{ op: 'auth', mechanism: 'PLAIN', ...job.auth } as const] : [];
+  const results = await smtpSession(server.ports.smtp!, [{ op: 'ehlo' }, ...auth, sendmail(job.from, [job.to], job.raw)]);
+  if (job.auth) assert.equal(results[1]!.code, 235, JSON.stringify(results[1]));
+  assert.deepEqual(results.at(-1), { code: 250, refused: {} });
 }
 
 // ---------------------------------------------------------------------------------------

@@ -448,8 +448,9 @@ describe('what the caller must load', () => {
 
   test('needsHeaders and needsBody', () => {
     assert.deepEqual(needs('SEEN LARGER 5 SINCE 1-Jan-2008 UID 1:*'), [false, false]);
-    // The store caches Date, Subject, From, To and Cc with each message; other fields need the header.
+    // The store caches Subject, From, To and Cc with each message (and the parsed date); other fields need the header.
     assert.deepEqual(needs('FROM x TO y CC z SUBJECT s SENTON 1-Jan-2008'), [false, false]);
+    assert.deepEqual(needs('HEADER Date 2008'), [true, false]);
     assert.deepEqual(needs('BCC w'), [true, false]);
     assert.deepEqual(needs('HEADER Message-ID abc HEADER reply-to x'), [true, false]);
     assert.deepEqual(needs('HEADER X-Mailer mutt'), [true, false]);

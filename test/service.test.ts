@@ -7,7 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
 import type { AccountRecord } from '../src/store/store.js';
 import { XmlElement } from '../src/xml/element.js';
-import { loggedInClient, startTestServer, XimssClient, type TestServer } from './helpers.js';
+import { expectError, expectOk, hmacMd5Hex, loggedInClient, startTestServer, XimssClient, type Reply, type TestServer } from './helpers.js';
 
 const TIME = /^\d{8}T\d{6}$/;
 
@@ -18,23 +18,15 @@ function wallClock(value: string | undefined): number {
   return Date.UTC(+m[1]!, +m[2]! - 1, +m[3]!, +m[4]!, +m[5]!, +m[6]!);
 }
 
-function ok(reply: { response: XmlElement }, what = 'request'): void {
-  assert.equal(reply.response.attrs.errorText, undefined, `${what} failed: ${reply.response.attrs.errorText}`);
-}
-
-function failed(reply: { response: XmlElement; messages: XmlElement[] }, what = 'request'): string {
-  assert.ok(reply.response.attrs.errorText, `${what} should have failed`);
-  assert.match(reply.response.attrs.errorNum ?? '', /^\d+$/);
-  return reply.response.attrs.errorText!;
+function failed(reply: Reply, what?: string): string {
+  return expectError(reply, undefined, what);
 }
 
 let server: TestServer;
-let counter = 0;
 
 /** A fresh account for one test, so that tests do not disturb each other. */
 async function newAccount(password = 'secret', realName?: string): Promise<{ address: string; password: string; account: () => Promise<AccountRecord> }> {
-  const address = `svc${++counter}@example.test`;
-  await server.addAccount(address, password, realName);
+  const address = await server.newAccount('svc', { password, realName });
   return { address, password, account: async () => (await server.services.accounts.find(address))! };
 }
 
@@ -80,25 +72,23 @@ describe('passwordModify', () => {
   test('the new password works for the next login and the old one does not (clear text and CRAM-MD5)', async () => {
     const { address } = await newAccount('old-pw');
     const client = await loggedInClient(server.ports.ximss, address, 'old-pw');
-    ok(await client.request('<passwordModify oldPassword="old-pw" newPassword="new-pw"/>'));
+    expectOk(await client.request('<passwordModify oldPassword="old-pw" newPassword="new-pw"/>'));
     client.close();
     const oldLogin = await XimssClient.connect(server.ports.ximss);
     const refused = await oldLogin.request(new XmlElement('login', { authData: address, password: 'old-pw' }));
     assert.equal(refused.response.attrs.errorText, 'incorrect password or account name');
     const fresh = await oldLogin.request(new XmlElement('login', { authData: address, password: 'new-pw' }));
-    ok(fresh, 'login with the new password');
+    expectOk(fresh, 'login with the new password');
     oldLogin.close();
     const auth = server.services.auth;
     const challenge = auth.newChallenge();
-    const { createHmac } = await import('node:crypto');
-    const digest = createHmac('md5', 'new-pw').update(challenge).digest('hex');
-    await auth.checkCramMd5(challenge, `${address} ${digest}`, undefined, '10.0.0.1');
+    await auth.checkCramMd5(challenge, `${address} ${hmacMd5Hex('new-pw', challenge)}`, undefined, '10.0.0.1');
   });
 
   test('the recovery E-mail address can be changed; a malformed one is refused', async () => {
     const { address, password, account } = await newAccount();
     const client = await loggedInClient(server.ports.ximss, address, password);
-    ok(await client.request(`<passwordModify oldPassword="${password}" recoveryEMail="me@elsewhere.test"/>`));
+    expectOk(await client.request(`<passwordModify oldPassword="${password}" recoveryEMail="me@elsewhere.test"/>`));
     assert.equal((await account()).recoveryEmail, 'me@elsewhere.test');
     failed(await client.request(`<passwordModify oldPassword="${password}" recoveryEMail="not an address"/>`));
     assert.equal((await account()).recoveryEmail, 'me@elsewhere.test');
@@ -124,13 +114,13 @@ describe('setSessionOption', () => {
     const client = await loggedInClient(server.ports.ximss, address, password);
     const initial = (await client.request('<readStatus/>')).messages[0]!;
     assert.equal(initial.element('timeout')?.attrs.idle, String(server.config.limits.idleTimeoutSeconds));
-    ok(await client.request('<setSessionOption name="idleTimeout" value="120"/>'));
+    expectOk(await client.request('<setSessionOption name="idleTimeout" value="120"/>'));
     assert.equal((await client.request('<readStatus/>')).messages[0]!.element('timeout')?.attrs.idle, '120');
-    ok(await client.request('<setSessionOption name="idleTimeout" value="1"/>'));
+    expectOk(await client.request('<setSessionOption name="idleTimeout" value="1"/>'));
     const small = Number((await client.request('<readStatus/>')).messages[0]!.element('timeout')?.attrs.idle);
     assert.ok(small >= 1, 'the idle time-out is the value asked or a larger one');
-    ok(await client.request('<setSessionOption name="reportMailboxChanges" value="yes"/>'));
-    ok(await client.request('<setSessionOption name="reportMailboxChanges" value="no"/>'));
+    expectOk(await client.request('<setSessionOption name="reportMailboxChanges" value="yes"/>'));
+    expectOk(await client.request('<setSessionOption name="reportMailboxChanges" value="no"/>'));
     failed(await client.request('<setSessionOption name="idleTimeout" value="soon"/>'));
     failed(await client.request('<setSessionOption name="idleTimeout" value="-5"/>'));
     failed(await client.request('<setSessionOption name="noSuchOption" value="1"/>'));
@@ -144,12 +134,12 @@ describe('setSessionOption', () => {
       await short.addAccount('u@example.test', 'pw');
       const patient = await loggedInClient(short.ports.ximss, 'u@example.test', 'pw');
       const plain = await loggedInClient(short.ports.ximss, 'u@example.test', 'pw');
-      ok(await patient.request('<setSessionOption name="idleTimeout" value="30"/>'));
+      expectOk(await patient.request('<setSessionOption name="idleTimeout" value="30"/>'));
       await plain.nextAsync('bye', 3000);
       await sleep(500);
       assert.equal(patient.closed, false);
       assert.equal(patient.asyncMessages.length, 0);
-      ok(await patient.request('<noop/>'));
+      expectOk(await patient.request('<noop/>'));
       patient.close();
     } finally {
       await short.stop();
@@ -216,7 +206,7 @@ describe('readTime, readStatus, readSession, listKnownValues', () => {
 
     const failing = await XimssClient.connect(server.ports.ximss);
     failed(await failing.request(new XmlElement('login', { authData: address, password: 'wrong' })));
-    ok(await failing.request(new XmlElement('login', { authData: address, password })));
+    expectOk(await failing.request(new XmlElement('login', { authData: address, password })));
     const status3 = (await failing.request('<readStatus/>')).messages[0]!;
     const lastFailed = status3.element('LastFailedLogin');
     assert.ok(lastFailed, 'LastFailedLogin after a failure');
@@ -263,7 +253,7 @@ describe('session data and language', () => {
     assert.equal(empty.attrs.id, 'g0');
     assert.equal(empty.children.length, 0);
 
-    ok(
+    expectOk(
       await client.request(
         '<setSessionData><subKey key="a">1</subKey><subKey key="list"><subValue>x</subValue><subValue>y</subValue></subKey></setSessionData>',
       ),
@@ -271,14 +261,14 @@ describe('session data and language', () => {
     const all = (await client.request('<getSessionData/>')).messages[0]!;
     assert.equal(all.toString().replace(/ id="[^"]*"/, ''), '<sessionData><subKey key="a">1</subKey><subKey key="list"><subValue>x</subValue><subValue>y</subValue></subKey></sessionData>');
 
-    ok(await client.request('<setSessionData name="b">hello</setSessionData>'));
+    expectOk(await client.request('<setSessionData name="b">hello</setSessionData>'));
     const one = (await client.request('<getSessionData name="b"/>')).messages[0]!;
     assert.equal(one.attrs.name, 'b');
     assert.equal(one.text(), 'hello');
     const listOnly = (await client.request('<getSessionData name="list"/>')).messages[0]!;
     assert.deepEqual(listOnly.elements('subValue').map((e) => e.text()), ['x', 'y']);
 
-    ok(await client.request('<setSessionData name="a" delete="yes"/>'));
+    expectOk(await client.request('<setSessionData name="a" delete="yes"/>'));
     const afterDelete = (await client.request('<getSessionData/>')).messages[0]!;
     assert.deepEqual(afterDelete.elements('subKey').map((e) => e.attrs.key), ['list', 'b']);
     const missing = await client.request('<getSessionData name="a"/>');
@@ -287,17 +277,17 @@ describe('session data and language', () => {
     failed(await client.request('<setSessionData><bogus/></setSessionData>'));
 
     // Keys are the client's: names of Object.prototype members are plain keys.
-    ok(await client.request('<setSessionData name="__proto__">p</setSessionData>'));
+    expectOk(await client.request('<setSessionData name="__proto__">p</setSessionData>'));
     assert.equal((await client.request('<getSessionData name="__proto__"/>')).messages[0]!.text(), 'p');
     assert.equal((await client.request('<getSessionData name="constructor"/>')).messages[0]!.children.length, 0);
-    ok(await client.request('<setSessionData name="__proto__" delete="yes"/>'));
+    expectOk(await client.request('<setSessionData name="__proto__" delete="yes"/>'));
 
     // Session data belongs to the session, not the account.
     const other = await loggedInClient(server.ports.ximss, address, password);
     assert.equal((await other.request('<getSessionData/>')).messages[0]!.children.length, 0);
     other.close();
 
-    ok(await client.request('<setSessionData delete="yes"/>'));
+    expectOk(await client.request('<setSessionData delete="yes"/>'));
     assert.equal((await client.request('<getSessionData/>')).messages[0]!.children.length, 0);
     client.close();
   });
@@ -309,7 +299,7 @@ describe('session data and language', () => {
     assert.equal(initial.name, 'language');
     assert.equal(initial.attrs.id, 'l');
     assert.equal(initial.text(), 'English');
-    ok(await client.request('<setLanguage language="German"/>'));
+    expectOk(await client.request('<setLanguage language="German"/>'));
     assert.equal((await client.request('<getLanguage/>')).messages[0]!.text(), 'German');
     failed(await client.request('<setLanguage/>'));
     failed(await client.request('<setLanguage language="../../etc/passwd"/>'));
@@ -370,7 +360,7 @@ describe('signup and recoverPassword', () => {
     const client = await XimssClient.connect(server.ports.ximss);
     const features = (await client.request('<listFeatures domain="signup.test"/>')).messages[0]!;
     assert.ok(features.element('signup'), 'listFeatures advertises signup');
-    ok(await client.request('<signup userName="joiner" password="join-pw" realName="Jo Iner" recoverPassword="jo@elsewhere.test"/>'));
+    expectOk(await client.request('<signup userName="joiner" password="join-pw" realName="Jo Iner" recoverPassword="jo@elsewhere.test"/>'));
     failed(await client.request('<noop/>'), 'noop right after signup (signup does not log in)');
     failed(await client.request('<signup userName="joiner" password="other"/>'), 'a second signup with the same name');
     failed(await client.request('<signup userName="nopass"/>'));
@@ -395,9 +385,9 @@ describe('signup and recoverPassword', () => {
       await limited.addAccount('user@open.test', 'user-pw');
       const client = await XimssClient.connect(limited.ports.ximss);
       const signup = (name: string) => client.request(`<signup domain="open.test" userName="${name}" password="pw"/>`);
-      ok(await signup('first'));
+      expectOk(await signup('first'));
       failed(await signup('first'), 'a taken name'); // attempts count, not only the successful ones
-      ok(await signup('third'));
+      expectOk(await signup('third'));
       const refused = failed(await signup('fourth'), 'a sign-up past the limit');
       assert.equal(refused, 'too many sign-ups from this address; try again later');
       assert.equal(await limited.services.accounts.find('fourth@open.test'), undefined);
@@ -405,7 +395,7 @@ describe('signup and recoverPassword', () => {
       const other = await loggedInClient(limited.ports.ximss, 'user@open.test', 'user-pw');
       other.close();
       await sleep(700);
-      ok(await signup('fourth'), 'a sign-up after the window');
+      expectOk(await signup('fourth'), 'a sign-up after the window');
       assert.ok(await limited.services.accounts.find('fourth@open.test'));
       client.close();
     } finally {
@@ -442,7 +432,7 @@ describe('alerts and server-initiated bye', () => {
     assert.equal((await second.nextAsync('alert', 2000)).text(), text, 'every session of the account gets it');
     assert.deepEqual(await server.services.alerts.pending((await account()).id), [], 'shown alerts are confirmed');
     // Async messages interleave with responses but never carry an id.
-    ok(await client.request('<noop/>'));
+    expectOk(await client.request('<noop/>'));
     client.close();
     second.close();
   });
@@ -476,11 +466,11 @@ describe('alerts and server-initiated bye', () => {
     assert.deepEqual([first.text(), second.text()], ['while you were away', 'and another one']);
     const response = client.received.findIndex((m) => m.name === 'response');
     assert.ok(client.received.indexOf(first) > response, 'alerts come after the login response');
-    ok(await client.request('<bye/>'));
+    expectOk(await client.request('<bye/>'));
     await client.waitClosed();
     const again = await loggedInClient(server.ports.ximss, address, password);
     await sleep(300);
-    ok(await again.request('<noop/>'));
+    expectOk(await again.request('<noop/>'));
     assert.equal(again.received.filter((m) => m.name === 'alert').length, 0, 'not shown twice');
     again.close();
   });
@@ -495,7 +485,7 @@ describe('alerts and server-initiated bye', () => {
     assert.deepEqual(bye.attrs, {});
     await client.waitClosed(2000);
     assert.equal(other.closed, false);
-    ok(await other.request('<noop/>'));
+    expectOk(await other.request('<noop/>'));
     other.close();
     const relogin = await XimssClient.connect(server.ports.ximss);
     const reply = await relogin.request(new XmlElement('login', { authData: address, password }));

@@ -6,7 +6,7 @@
  * and a SIGKILL in the middle of one.
  */
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -20,157 +20,57 @@ import { Flag } from '../src/services/mail/flags.js';
 import { SmtpListener, isLoopback } from '../src/transports/smtp/inbound.js';
 import { LocalDelivery, type DeliveryEnvelope, type DeliveryOutcome } from '../src/transports/smtp/local-delivery.js';
 import { XmlElement } from '../src/xml/element.js';
-import { browseAll, connectPlain, expectOk, freePort, loggedInClient, startTestServer, storedRaw, storedUids, type TestServer, type XimssClient } from './helpers.js';
+import { b64, run, sendmail, smtpSession, smtpSteps, type SmtpStep, type SmtpStepResult } from './fixtures/smtp-client.js';
+import { browseAll, connectPlain, eventually, expectOk, freePort, loggedInClient, rfc822, startTestServer, storedMessages, type TestServer } from './helpers.js';
 
 const MAX_MESSAGE_BYTES = 100_000;
 const PASSWORD = 'smtp-secret';
 const DOMAIN = 'example.test';
 
 let server: TestServer;
-/** The listener made by the test (until server.ts starts one itself). */
-let ownListener: SmtpListener | undefined;
 let smtpPort: number;
-const clients: XimssClient[] = [];
+/** Makes Message-IDs and aliases unique. */
 let counter = 0;
 
 before(async () => {
-  const port = await freePort();
   // Mail for other domains goes to a relay that refuses connections (nothing listens on
   // port 1): it stays queued; test/queue.test.ts covers delivery to a real relay.
   server = await startTestServer({
-    ports: { smtp: port },
+    ports: { smtp: await freePort() },
     limits: { maxMessageBytes: MAX_MESSAGE_BYTES },
     outbound: { relay: '127.0.0.1:1' },
   });
-  const wired = 'smtp' in server.ports && typeof server.ports.smtp === 'number' ? server.ports.smtp : undefined;
-  if (wired !== undefined) smtpPort = wired;
-  else {
-    ownListener = new SmtpListener(server.services);
-    smtpPort = await ownListener.start(port, '127.0.0.1');
-  }
+  assert.ok(server.ports.smtp, 'the SMTP listener is on');
+  smtpPort = server.ports.smtp;
 });
 
-after(async () => {
-  for (const c of clients) c.close();
-  await ownListener?.close();
-  await server.stop();
-});
+after(() => server.stop());
 
 /** A fresh local account. */
-async function newAccount(name = 'user'): Promise<string> {
-  const address = `${name}${++counter}@${DOMAIN}`;
-  await server.addAccount(address, PASSWORD);
-  return address;
+function newAccount(name = 'user'): Promise<string> {
+  return server.newAccount(name, { password: PASSWORD });
 }
 
 // ---------------------------------------------------------------------------------------
-// The SMTP client: smtplib driven by a list of steps, one JSON result per step.
+// The SMTP client (test/fixtures/smtp-client.ts), by default on the server's SMTP port.
 
-const DRIVER = String.raw`
-import base64, json, smtplib, ssl, sys
-host, port, steps = sys.argv[1], int(sys.argv[2]), json.loads(sys.stdin.read())
-out, s = [], None
-def text(v):
-    return v.decode('utf-8', 'replace') if isinstance(v, bytes) else str(v)
-def reply(r):
-    return {'code': r[0], 'text': text(r[1])}
-for step in steps:
-    op = step['op']
-    try:
-        if op == 'connect':
-            s = smtplib.SMTP(timeout=30)
-            s._host = host  # the TLS server name for starttls (set by the constructor otherwise)
-            out.append(reply(s.connect(host, port)))
-        elif op == 'ehlo':
-            r = reply(s.ehlo(step.get('name', 'client.example')))
-            r['features'] = dict(s.esmtp_features)
-            out.append(r)
-        elif op == 'starttls':
-            out.append(reply(s.starttls(context=ssl._create_unverified_context())))
-        elif op == 'auth':
-            s.user, s.password = step['user'], step['password']
-            mech = step['mechanism']
-            out.append(reply(s.auth(mech, getattr(s, 'auth_' + mech.lower()), initial_response_ok=step.get('initial', True))))
-        elif op == 'mail':
-            out.append(reply(s.mail(step['from'], step.get('options', []))))
-        elif op == 'rcpt':
-            out.append(reply(s.rcpt(step['to'])))
-        elif op == 'data':
-            out.append(reply(s.data(base64.b64decode(step['b64']))))
-        elif op == 'sendmail':
-            refused = s.sendmail(step['from'], step['to'], base64.b64decode(step['b64']), step.get('options', []))
-            out.append({'code': 250, 'refused': {k: [v[0], text(v[1])] for k, v in refused.items()}})
-        elif op == 'raw':
-            s.sock.sendall(base64.b64decode(step['b64']))
-            out.append({'replies': [reply(s.getreply()) for _ in range(step['replies'])]})
-        elif op == 'quit':
-            out.append(reply(s.quit()))
-        else:
-            raise ValueError(op)
-    except smtplib.SMTPRecipientsRefused as e:
-        out.append({'error': 'SMTPRecipientsRefused', 'refused': {k: [v[0], text(v[1])] for k, v in e.recipients.items()}})
-    except smtplib.SMTPResponseException as e:
-        out.append({'error': type(e).__name__, 'code': e.smtp_code, 'text': text(e.smtp_error)})
-    except Exception as e:
-        out.append({'error': type(e).__name__, 'text': str(e)})
-print(json.dumps(out))
-`;
-
-type Step =
-  | { op: 'connect' | 'starttls' | 'quit' }
-  | { op: 'ehlo'; name?: string }
-  | { op: 'auth'; mechanism: 'PLAIN' | 'LOGIN'; user: string; password: string }
-  | { op: 'mail'; from: string; options?: string[] }
-  | { op: 'rcpt'; to: string }
-  | { op: 'data'; b64: string }
-  | { op: 'sendmail'; from: string; to: string[]; b64: string; options?: string[] }
-  | { op: 'raw'; b64: string; replies: number };
-
-interface StepResult {
-  code?: number;
-  text?: string;
-  features?: Record<string, string>;
-  refused?: Record<string, [number, string]>;
-  error?: string;
-  replies?: { code: number; text: string }[];
+function smtp(steps: readonly SmtpStep[], port = smtpPort, host = '127.0.0.1'): Promise<SmtpStepResult[]> {
+  return smtpSession(port, steps, host);
 }
-
-function run(command: string, args: readonly string[], input = '', timeoutMs = 120_000): Promise<{ stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = execFile(command, args, { timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
-      if (err) reject(new Error(`${command} failed: ${err.message}\n${stderr}`));
-      else resolve({ stdout, stderr });
-    });
-    child.stdin!.end(input);
-  });
-}
-
-/** Runs the steps in one SMTP session (connect first); one result per step. */
-async function smtp(steps: readonly Step[], port = smtpPort, host = '127.0.0.1'): Promise<StepResult[]> {
-  const { stdout } = await run('python3', ['-c', DRIVER, host, String(port)], JSON.stringify([{ op: 'connect' }, ...steps]));
-  const results = JSON.parse(stdout) as StepResult[];
-  assert.equal(results[0]!.code, 220, `greeting: ${JSON.stringify(results[0])}`);
-  return results.slice(1);
-}
-
-const b64 = (data: Buffer | string): string => Buffer.from(data).toString('base64');
 
 /** An RFC 5322 message (CRLF line ends). */
-function message(options: { from?: string; to: string; subject?: string; messageId: string; body?: string; extra?: string[] }): Buffer {
-  const head = [
-    `From: ${options.from ?? 'Sender <sender@remote.example>'}`,
-    `To: ${options.to}`,
-    `Subject: ${options.subject ?? 'Test'}`,
-    `Message-ID: <${options.messageId}>`,
-    'Date: Sat, 21 Nov 2026 12:00:00 +0000',
-    ...(options.extra ?? []),
-  ];
-  const body = (options.body ?? 'Hello.\n').replace(/\r?\n/g, '\r\n');
-  return Buffer.from(head.join('\r\n') + '\r\n\r\n' + body, 'utf8');
-}
-
-function sendmail(from: string, to: string[], raw: Buffer, options?: string[]): Step {
-  return { op: 'sendmail', from, to, b64: b64(raw), options };
+function message(options: { from?: string; to: string; subject?: string; messageId: string; body?: string; extra?: [string, string][] }): Buffer {
+  return rfc822(
+    [
+      ['From', options.from ?? 'Sender <sender@remote.example>'],
+      ['To', options.to],
+      ['Subject', options.subject ?? 'Test'],
+      ['Message-ID', `<${options.messageId}>`],
+      ['Date', 'Sat, 21 Nov 2026 12:00:00 +0000'],
+      ...(options.extra ?? []),
+    ],
+    options.body ?? 'Hello.\n',
+  );
 }
 
 function uniqueId(tag: string): string {
@@ -217,9 +117,8 @@ async function startTls(port: number, servername: string | undefined): Promise<{
 // Reading mailboxes back
 
 /** The stored messages of a mailbox, in-process: UID and raw bytes. */
-async function stored(address: string, mailbox = 'INBOX', target: RunningServer = server): Promise<{ uid: number; raw: Buffer }[]> {
-  const uids = await storedUids(target, address, mailbox);
-  return Promise.all(uids.map(async (uid) => ({ uid, raw: (await storedRaw(target, address, mailbox, uid))! })));
+function stored(address: string, mailbox = 'INBOX', target: RunningServer = server): Promise<{ uid: number; raw: Buffer }[]> {
+  return storedMessages(target, address, mailbox);
 }
 
 function messageIdOf(raw: Buffer): string | undefined {
@@ -232,8 +131,7 @@ async function withMessageId(address: string, id: string): Promise<{ uid: number
 
 /** Logs in over XIMSS, opens INBOX and reads every message (folderRead), in UID order. */
 async function readInboxOverXimss(address: string): Promise<XmlElement[]> {
-  const client = await loggedInClient(server.ports.ximss, address, PASSWORD);
-  clients.push(client);
+  const { client } = await server.login(address, PASSWORD);
   expectOk(await client.request(new XmlElement('folderOpen', { folder: 'IN', mailbox: 'INBOX' }, [new XmlElement('field', {}, ['UID'])])), 'folderOpen');
   const rows = await browseAll(client, 'IN');
   const read: XmlElement[] = [];
@@ -264,8 +162,7 @@ const RECEIVED = (helo: string, protocol: string, recipient: string): RegExp =>
 
 describe('SMTP receiving', () => {
   test('greeting and EHLO: the default domain, ESMTP extensions, SIZE = maxMessageBytes', async () => {
-    const { stdout } = await run('python3', ['-c', DRIVER, '127.0.0.1', String(smtpPort)], JSON.stringify([{ op: 'connect' }, { op: 'ehlo' }]));
-    const [greeting, ehlo] = JSON.parse(stdout) as StepResult[];
+    const [greeting, ehlo] = await smtpSteps([{ op: 'connect' }, { op: 'ehlo' }], smtpPort);
     assert.equal(greeting!.code, 220);
     assert.match(greeting!.text!, /^example\.test ESMTP/);
     assert.equal(ehlo!.code, 250);
@@ -377,7 +274,7 @@ describe('SMTP receiving', () => {
       { op: 'data', b64: b64(message({ from: hank, to: 'postmaster', messageId: id })) },
     ]);
     assert.equal(results[5]!.code, 250, JSON.stringify(results[5]));
-    for (let i = 0; i < 100 && (await withMessageId(postmaster, id)).length === 0; i++) await sleep(50);
+    await eventually(async () => (await withMessageId(postmaster, id)).length > 0, 'the queue to deliver to postmaster');
     assert.equal((await withMessageId(postmaster, id)).length, 1);
   });
 
@@ -426,11 +323,11 @@ describe('SMTP receiving', () => {
     assert.equal(data!.code, 250, JSON.stringify(data));
     assert.match(data!.text!, /queued/i);
     // The queue delivers the local recipient; the remote one waits for the relay.
-    for (let i = 0; i < 100 && (await withMessageId(frank, id)).length === 0; i++) await sleep(50);
+    await eventually(async () => (await withMessageId(frank, id)).length > 0, 'the queue to deliver to the local recipient');
     assert.equal((await withMessageId(frank, id)).length, 1, 'the local recipient got it through the queue');
     const queuedFor = async (address: string) => (await server.services.store.queue.list()).find((q) => q.recipients.some((r) => r.address === address));
     const attempted = async () => (await queuedFor('friend@elsewhere.example'))?.recipients.find((r) => r.address === 'friend@elsewhere.example')?.attempts;
-    for (let i = 0; i < 200 && !(await attempted()); i++) await sleep(50);
+    await eventually(attempted, 'an attempt for the remote recipient', 10_000);
     const queued = await queuedFor('friend@elsewhere.example');
     assert.ok(queued, 'the remote recipient is queued');
     assert.deepEqual(
@@ -520,7 +417,7 @@ describe('SMTP receiving', () => {
       messageId: uniqueId('8bit'),
       subject: '8-bit',
       body: text,
-      extra: ['MIME-Version: 1.0', 'Content-Type: text/plain; charset=utf-8', 'Content-Transfer-Encoding: 8bit'],
+      extra: [['MIME-Version', '1.0'], ['Content-Type', 'text/plain; charset=utf-8'], ['Content-Transfer-Encoding', '8bit']],
     });
     const [, sent] = await smtp([{ op: 'ehlo' }, sendmail('sender@remote.example', [jo], raw, ['BODY=8BITMIME'])]);
     assert.deepEqual(sent, { code: 250, refused: {} });
@@ -688,10 +585,8 @@ describe('SMTP receiving', () => {
     const [sent] = await sending;
     assert.deepEqual(sent, { code: 250, refused: {} });
     assert.equal((await withMessageId(nat, id)).length, 1);
-    await assert.rejects(run('python3', ['-c', DRIVER, '127.0.0.1', String(port)], JSON.stringify([{ op: 'connect' }])).then((r) => {
-      const [first] = JSON.parse(r.stdout) as StepResult[];
-      if (first!.error) throw new Error(first!.error);
-    }));
+    const [refused] = await smtpSteps([{ op: 'connect' }], port);
+    assert.ok(refused!.error, `a connection after close(): ${JSON.stringify(refused)}`);
   });
 });
 

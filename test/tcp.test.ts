@@ -18,10 +18,7 @@ const PASSWORD = 'secret';
 
 /** Opens a plain socket and collects the zero-terminated messages the server sends. */
 async function rawConnection(port: number): Promise<{ socket: net.Socket; messages: string[]; closed: Promise<void> }> {
-  const socket = await new Promise<net.Socket>((resolve, reject) => {
-    const s = net.connect(port, '127.0.0.1', () => resolve(s));
-    s.once('error', reject);
-  });
+  const socket = await connectPlain(port);
   const messages: string[] = [];
   let buffer = Buffer.alloc(0);
   socket.on('data', (chunk: Buffer) => {

@@ -11,7 +11,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ImapClient } from './imap-client.js';
-import { runCommand, sleep, spawnChild, treeCpuSeconds, type Child } from './proc.js';
+import { freePort, runCommand, sleep, spawnChild, treeCpuSeconds, type Child } from './proc.js';
 
 /** The mail processes run as this uid/gid (the files of every home must belong to it). */
 export const MAIL_UID = 5000;
@@ -92,19 +92,6 @@ export async function ensureDovecot(log: (line: string) => void = console.log): 
   if (!version) return { available: false, reason: 'apt-get installed dovecot-imapd, but `dovecot --version` still fails' };
   log(`installed Dovecot ${version} in ${((performance.now() - began) / 1000).toFixed(0)} s`);
   return { available: true, version };
-}
-
-/** A free TCP port on 127.0.0.1 (closed again: a small race, acceptable on a test machine). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 /** Dovecot masters still running: stopped when this process exits (also after SIGINT). */

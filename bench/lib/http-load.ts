@@ -4,7 +4,7 @@
  * flight per session, as clients do), over a keep-alive connection per session.
  */
 import http from 'node:http';
-import { CpuMeter, sleep } from './proc.js';
+import { cpuSeconds, meter, sleep } from './proc.js';
 
 export interface HttpBatchOptions {
   port: number;
@@ -167,10 +167,11 @@ export async function httpSyncBatches(options: HttpBatchOptions): Promise<HttpBa
     const totals = (): [number, number] => [sessions.reduce((n, s) => n + s.noops, 0), sessions.reduce((n, s) => n + s.requests, 0)];
     await sleep(options.warmupMs);
     const [n0, q0] = totals();
-    const meter = new CpuMeter(options.serverPid);
+    const serverPid = options.serverPid;
+    const done = meter(() => (serverPid ? cpuSeconds(serverPid) : 0));
     await sleep(options.durationMs);
     const [n1, q1] = totals();
-    const cpu = meter.read();
+    const cpu = done();
     await Promise.all(sessions.map((s) => s.stop()));
     const errors = sessions.reduce((n, s) => n + s.errors, 0);
     const seconds = cpu.seconds;
@@ -183,8 +184,8 @@ export async function httpSyncBatches(options: HttpBatchOptions): Promise<HttpBa
       requestRate: (q1 - q0) / seconds,
       seconds,
       errors,
-      serverCpu: cpu.server,
-      clientCpu: cpu.client,
+      serverCpu: serverPid ? cpu.server / seconds : undefined,
+      clientCpu: cpu.client / seconds,
       otherCpu: cpu.other,
     };
   } finally {

@@ -15,6 +15,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { ensureDovecot, prepareHome, startDovecot, type Dovecot, type DovecotUser } from './dovecot.js';
+import { ErrorLog, fmt, median } from './figures.js';
 import { ImapClient, type ImapResult } from './imap-client.js';
 import { CORPUS_VERSION, MailCorpus, icalGmt, type CorpusMessage } from './mail-corpus.js';
 import { cpuSeconds, meter } from './proc.js';
@@ -90,7 +91,6 @@ const ROWS = 50;
 /** Messages per IMAP MULTIAPPEND (and per batch of XIMSS appends) while populating. */
 const POPULATE_BATCH = 100;
 
-const fmt = (n: number, digits = 0): string => n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
 const xmlAttr = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/"/g, '&quot;');
 
 function percentile(sorted: number[], p: number): number {
@@ -98,22 +98,14 @@ function percentile(sorted: number[], p: number): number {
 }
 function stats(samples: number[]): BrowseStats {
   const sorted = [...samples].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
   return {
     iterations: samples.length,
-    medianMs: sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2,
+    medianMs: median(sorted),
     p90Ms: percentile(sorted, 0.9),
     minMs: sorted[0]!,
     maxMs: sorted[sorted.length - 1]!,
     samplesMs: samples.map((s) => Math.round(s * 1000) / 1000),
   };
-}
-
-class ErrorLog {
-  readonly texts: string[] = [];
-  add(text: string): void {
-    if (this.texts.length < 10 && !this.texts.includes(text)) this.texts.push(text);
-  }
 }
 
 // --- Requests ---------------------------------------------------------------------------

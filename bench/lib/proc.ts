@@ -1,9 +1,11 @@
 /**
  * Child-process plumbing shared by the benchmarks: spawning a process and waiting for a
- * line it prints, reading a process's resident memory, checking the open-file limit.
+ * line it prints, reading a process's resident memory and CPU time, checking the open-file
+ * limit, finding a free port.
  */
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
+import net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 export interface Child {
@@ -121,37 +123,9 @@ export function machineBusySeconds(): number {
 }
 
 /**
- * Measures, over an interval, the CPU used by the server child, by this process, and by
- * everything else on the machine (other processes disturbing the figures).
+ * Measures an interval: wall time, the server's CPU seconds, this process's, and the share
+ * of a core everything else on the machine used (other processes disturbing the figures).
  */
-export class CpuMeter {
-  private readonly server0: number;
-  private readonly self0 = process.cpuUsage();
-  private readonly machine0 = machineBusySeconds();
-  private readonly t0 = performance.now();
-
-  constructor(private readonly serverPid: number | undefined) {
-    this.server0 = serverPid ? cpuSeconds(serverPid) : 0;
-  }
-
-  /** Fractions of one core over the interval so far. */
-  read(): { seconds: number; server: number | undefined; client: number; other: number } {
-    const seconds = (performance.now() - this.t0) / 1000;
-    const server = this.serverPid ? cpuSeconds(this.serverPid) - this.server0 : 0;
-    const selfUsage = process.cpuUsage(this.self0);
-    const client = (selfUsage.user + selfUsage.system) / 1e6;
-    const machine = machineBusySeconds() - this.machine0;
-    return {
-      seconds,
-      server: this.serverPid ? server / seconds : undefined,
-      client: client / seconds,
-      other: Math.max(0, machine - server - client) / seconds,
-    };
-  }
-}
-
-/** The soft limit on open files of this process (Infinity when unlimited, undefined when unknown). */
-/** Measures an interval: wall time, the server's CPU, this process's, and the share of a core everything else used. */
 export function meter(serverCpu: () => number): () => { seconds: number; server: number; client: number; other: number } {
   const t0 = performance.now();
   const s0 = serverCpu();
@@ -166,6 +140,7 @@ export function meter(serverCpu: () => number): () => { seconds: number; server:
   };
 }
 
+/** The soft limit on open files of this process (Infinity when unlimited, undefined when unknown). */
 export function openFileLimit(): number | undefined {
   try {
     const limits = readFileSync('/proc/self/limits', 'utf8');
@@ -178,6 +153,19 @@ export function openFileLimit(): number | undefined {
 }
 
 export { sleep };
+
+/** A free TCP port on 127.0.0.1 (closed again: a small race, acceptable on a test machine). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
 
 /**
  * User + system CPU seconds of a process and all its descendants (for servers made of

@@ -21,6 +21,7 @@
 import { existsSync } from 'node:fs';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import { ensureDovecot, startDovecot, type Dovecot } from './dovecot.js';
+import { ErrorLog, fmt } from './figures.js';
 import { ImapClient } from './imap-client.js';
 import { MailCorpus, type CorpusMessage } from './mail-corpus.js';
 import { cpuSeconds, meter } from './proc.js';
@@ -88,16 +89,8 @@ export interface SmtpResult {
   errors: string[];
 }
 
-const fmt = (n: number, digits = 0): string => n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
 /** What the servers may add to each message (Return-Path, Received, Delivered-To): generous. */
 const TRACE_ALLOWANCE = 2048;
-
-class ErrorLog {
-  readonly texts: string[] = [];
-  add(text: string): void {
-    if (this.texts.length < 10 && !this.texts.includes(text)) this.texts.push(text);
-  }
-}
 
 /** One sender: an SMTP (or LMTP) connection of nodemailer's, kept open, one transaction at a time. */
 class Sender {

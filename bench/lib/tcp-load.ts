@@ -7,7 +7,7 @@
  * `errorText`, so that the generator stays cheap.
  */
 import net from 'node:net';
-import { CpuMeter, sleep } from './proc.js';
+import { cpuSeconds, meter, sleep } from './proc.js';
 
 export interface PipelineOptions {
   port: number;
@@ -147,17 +147,18 @@ export async function pipelinedNoops(options: PipelineOptions): Promise<Pipeline
     for (const c of connections) c.start();
     await sleep(options.warmupMs);
     const r0 = total();
-    const meter = new CpuMeter(options.serverPid);
+    const serverPid = options.serverPid;
+    const done = meter(() => (serverPid ? cpuSeconds(serverPid) : 0));
     await sleep(options.durationMs);
     const r1 = total();
-    const cpu = meter.read();
+    const cpu = done();
     return {
       rate: (r1 - r0) / cpu.seconds,
       responses: r1 - r0,
       seconds: cpu.seconds,
       errors: connections.reduce((sum, c) => sum + c.errors, 0),
-      serverCpu: cpu.server,
-      clientCpu: cpu.client,
+      serverCpu: serverPid ? cpu.server / cpu.seconds : undefined,
+      clientCpu: cpu.client / cpu.seconds,
       otherCpu: cpu.other,
     };
   } finally {

@@ -8,8 +8,7 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { freePort } from './dovecot.js';
-import { runCommand, spawnChild, type Child } from './proc.js';
+import { freePort, runCommand, spawnChild, type Child } from './proc.js';
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const MAIN = join(ROOT, 'dist', 'main.js');

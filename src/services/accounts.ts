@@ -2,6 +2,7 @@ import { AlreadyExistsError, type AccountRecord, type DomainRecord, type Setting
 import type { XimssValue } from '../xml/objects.js';
 import type { EventBus } from './bus.js';
 import { ServiceError } from './errors.js';
+import { parseMailAddress } from './mime/address.js';
 import { cramMd5Context, hashPassword } from './passwords.js';
 
 /** Account settings every account has unless its domain or the account says otherwise. */
@@ -153,7 +154,7 @@ export class AccountService {
         realName: options.realName ?? null,
         passwordHash: await hashPassword(options.password),
         cramMd5Context: cramMd5Context(options.password),
-        recoveryEmail: options.recoveryEmail ?? null,
+        recoveryEmail: options.recoveryEmail ? recoveryAddress(options.recoveryEmail) : null,
       });
     } catch (err) {
       if (err instanceof AlreadyExistsError) throw new ServiceError(err.message);
@@ -166,6 +167,12 @@ export class AccountService {
     this.bus?.publish('accountRemoved', { accountId: account.id });
   }
 
+  /** Refuses unless the account may change its own password (the PWDAllowed setting). */
+  async checkPasswordChangeAllowed(account: AccountRecord): Promise<void> {
+    const settings = await this.effectiveSettings(account);
+    if (!settingIsYes(settings.PWDAllowed)) throw new ServiceError('password modification is not allowed for this account');
+  }
+
   async setPassword(account: AccountRecord, password: string): Promise<void> {
     checkPassword(password);
     await this.store.accounts.setPassword(account.id, await hashPassword(password), cramMd5Context(password));
@@ -173,8 +180,7 @@ export class AccountService {
   }
 
   async setRecoveryEmail(account: AccountRecord, email: string | null): Promise<void> {
-    if (email !== null && email !== '' && !/^[^\s@]+@[^\s@]+$/.test(email)) throw new ServiceError('invalid E-mail address');
-    await this.store.accounts.setRecoveryEmail(account.id, email || null);
+    await this.store.accounts.setRecoveryEmail(account.id, email ? recoveryAddress(email) : null);
   }
 
   /** Effective settings: built-in defaults < the domain's account defaults < the account's own. */
@@ -213,6 +219,13 @@ export function parseSizeSetting(value: XimssValue | undefined): number | undefi
 
 function asSettings(value: XimssValue | undefined): Settings {
   return typeof value === 'object' && value !== null && !Array.isArray(value) && !Buffer.isBuffer(value) ? value : {};
+}
+
+/** A recovery address as kept: one valid address (the outbound queue must be able to send to it). */
+function recoveryAddress(email: string): string {
+  const parsed = parseMailAddress(email);
+  if (!parsed) throw new ServiceError('invalid E-mail address');
+  return parsed.address;
 }
 
 export function checkPassword(password: string): void {

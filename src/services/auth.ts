@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Config } from '../config.js';
 import type { AccountRecord, LoginRecord, Store } from '../store/store.js';
-import type { AccountService } from './accounts.js';
+import { fullName, type AccountService } from './accounts.js';
 import { BAD_CREDENTIALS, ServiceError } from './errors.js';
 import { cramMd5Digest, safeEqual, verifyPassword, VerifiedPasswordCache } from './passwords.js';
 
@@ -127,7 +127,7 @@ export class AuthService {
   private accountKey(userName: string, domainHint: string | undefined): string | undefined {
     try {
       const q = this.accounts.parseAddress(userName, domainHint);
-      return `${q.name}@${q.domain}`;
+      return fullName(q);
     } catch {
       return undefined;
     }
@@ -149,7 +149,7 @@ export class AuthService {
    * delayed like a login, but not recorded as one.
    */
   async checkCurrentPassword(account: AccountRecord, password: string, address: string): Promise<void> {
-    const key = `${account.name}@${account.domain}`;
+    const key = fullName(account);
     this.checkThrottle(address, key);
     const fresh = (await this.accounts.getById(account.id)) ?? account;
     if (!(await verifyPassword(password, fresh.passwordHash))) await this.fail(address, fresh, key);

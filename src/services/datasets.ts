@@ -8,6 +8,7 @@ import {
   type EntryWrite,
 } from '../store/datasets.js';
 import { AlreadyExistsError, NotFoundError, type AccountRecord, type Store } from '../store/store.js';
+import { parseMailAddress } from './mime/index.js';
 import { xmlSafe } from '../xml/element.js';
 import type { AccountService } from './accounts.js';
 import { ServiceError } from './errors.js';
@@ -29,7 +30,6 @@ export const DEFAULT_DATASET_LIMITS: Readonly<DatasetLimits> = Object.freeze({
 const MAX_PATH_LENGTH = 255;
 const MAX_ENTRY_NAME_LENGTH = 255;
 const MAX_ATTRIBUTE_NAME_LENGTH = 64;
-const MAX_ADDRESS_LENGTH = 254;
 const MAX_REAL_NAME_LENGTH = 256;
 
 export const DATASET_NOT_FOUND = 'dataset not found';
@@ -40,7 +40,7 @@ export const ACCESS_DENIED = 'access denied';
 
 /** datasetList's `mode`: how an entry's attribute value is compared with the filter (case-insensitively). */
 export type DatasetFilterMode = 'eq' | 'beg' | 'end' | 'contains';
-export const DATASET_FILTER_MODES: readonly DatasetFilterMode[] = ['eq', 'beg', 'end', 'contains'];
+const DATASET_FILTER_MODES: readonly DatasetFilterMode[] = ['eq', 'beg', 'end', 'contains'];
 
 export interface DatasetFilter {
   field: string;
@@ -60,34 +60,6 @@ interface Target {
 const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
 const ATTRIBUTE_NAME = /^[\p{L}_][\p{L}\p{N}_.-]*$/u;
 
-// RFC 5322 addr-spec (dot-atom or quoted local part; host name or address literal), with
-// non-ASCII allowed in atoms and labels (RFC 6531).
-const ATOM = "[A-Za-z0-9!#$%&'*+/=?^_`{|}~\\u00a0-\\uffff-]+";
-const LOCAL_PART = `(?:${ATOM}(?:\\.${ATOM})*|"(?:[^"\\\\\\r\\n]|\\\\.)+")`;
-const LABEL = '[A-Za-z0-9\\u00a0-\\uffff](?:[A-Za-z0-9\\u00a0-\\uffff-]*[A-Za-z0-9\\u00a0-\\uffff])?';
-const DOMAIN_PART = `(?:${LABEL}(?:\\.${LABEL})*|\\[[^\\[\\]\\\\\\s]+\\])`;
-const ADDR_SPEC = new RegExp(`^${LOCAL_PART}@${DOMAIN_PART}$`);
-
-/**
- * Reads an E-mail address: `user@domain`, `<user@domain>` or `Real Name <user@domain>`.
- * Undefined when it is not one.
- */
-export function parseMailAddress(text: string): { address: string; realName?: string } | undefined {
-  let address = text.trim();
-  let realName: string | undefined;
-  const angle = /^([^<>]*)<([^<>]*)>$/s.exec(address);
-  if (angle) {
-    address = angle[2]!.trim();
-    const display = angle[1]!.trim().replace(/^"(.*)"$/s, (_, inner: string) => inner.replace(/\\(.)/g, '$1'));
-    if (display !== '') realName = display;
-  }
-  if (address.length === 0 || address.length > MAX_ADDRESS_LENGTH || xmlSafe(address) !== address) return undefined;
-  const at = address.lastIndexOf('@');
-  if (!ADDR_SPEC.test(address) || at > 64) return undefined;
-  // Host names: at most 63 characters a label (RFC 1035).
-  if (!address.endsWith(']') && address.slice(at + 1).split('.').some((label) => label.length > 63)) return undefined;
-  return realName === undefined ? { address } : { address, realName };
-}
 
 /** A real name as kept in an address entry: one line, no control characters, bounded. */
 function cleanRealName(text: string | undefined): string | undefined {

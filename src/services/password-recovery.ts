@@ -1,10 +1,9 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { AccountRecord, Store } from '../store/store.js';
 import type { MailSubmitter } from '../transports/smtp/queue.js';
-import { checkPassword, settingIsYes, type AccountService } from './accounts.js';
+import { checkPassword, fullName, type AccountService } from './accounts.js';
 import { ServiceError } from './errors.js';
-import { rfcDateInZone } from './mime/compose.js';
-import { newMessageId } from './mime/report.js';
+import { textMessage } from './mime/outgoing.js';
 
 /** How long a reset link works. */
 const TOKEN_LIFETIME_MS = 60 * 60 * 1000;
@@ -36,28 +35,23 @@ export class PasswordRecovery {
     const token = randomBytes(32).toString('base64url');
     const expires = Date.now() + TOKEN_LIFETIME_MS;
     await this.store.accounts.addPasswordReset(hashToken(token), account.id, expires);
-    const address = `${account.name}@${account.domain}`;
+    const address = fullName(account);
     const link = `${this.baseUrl().replace(/\/+$/, '')}/ResetPassword?token=${token}`;
     const text =
       `Someone (hopefully you) asked to reset the password of ${address}.\r\n\r\n` +
       `To choose a new password, open this link within an hour:\r\n\r\n${link}\r\n\r\n` +
       `If you did not ask for this, ignore this message: the password stays as it is.\r\n`;
-    const raw = Buffer.from(
-      [
-        `From: Mail Server <postmaster@${this.hostName}>`,
-        `To: <${to}>`,
-        `Subject: Password reset for ${address}`,
-        `Date: ${rfcDateInZone(new Date(), 'HostOS')}`,
-        `Message-ID: ${newMessageId(this.hostName)}`,
-        'Auto-Submitted: auto-generated',
-        'MIME-Version: 1.0',
-        'Content-Type: text/plain; charset=utf-8',
-        'Content-Transfer-Encoding: 8bit',
-        '',
-        text,
-      ].join('\r\n'),
-      'utf8',
-    );
+    const raw = await textMessage({
+      hostName: this.hostName,
+      timeZone: 'HostOS',
+      fields: [
+        ['From', { address: `postmaster@${this.hostName}`, realName: 'Mail Server' }],
+        ['To', to],
+        ['Subject', `Password reset for ${address}`],
+        ['Auto-Submitted', 'auto-generated'],
+      ],
+      text,
+    });
     await this.submitter.submit({ sender: '', recipients: [to], raw, source: 'authenticated' });
   }
 
@@ -71,8 +65,7 @@ export class PasswordRecovery {
   async reset(token: string, password: string): Promise<AccountRecord> {
     const account = await this.accountOf(token);
     if (!account) throw new ServiceError('this link is not valid (it expired or was used already)');
-    const settings = await this.accounts.effectiveSettings(account);
-    if (!settingIsYes(settings.PWDAllowed)) throw new ServiceError('password modification is not allowed for this account');
+    await this.accounts.checkPasswordChangeAllowed(account);
     // Checks the new password before using the token up, so that a refused one can be retried.
     checkPassword(password);
     if ((await this.store.accounts.takePasswordReset(hashToken(token), Date.now())) !== account.id) {

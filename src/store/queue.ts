@@ -71,7 +71,6 @@ export interface QueueStore {
   due(now: number, limit: number, busy: ReadonlySet<number>): Promise<QueuedMessageRecord[]>;
   /** The earliest next attempt of any pending recipient (skipping `busy` messages), ms; undefined when none. */
   nextDue(busy: ReadonlySet<number>): Promise<number | undefined>;
-  get(id: number): Promise<QueuedMessageRecord | undefined>;
   readRaw(id: number): Promise<Buffer | undefined>;
   recipients(id: number): Promise<QueuedRecipientRecord[]>;
   /**

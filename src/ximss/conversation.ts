@@ -73,10 +73,7 @@ export class Conversation {
       // Nothing ahead of it (the common case, even when pipelining): run it at once, and
       // only queue what arrives while its handler waits.
       this.running = true;
-      if (this.run(request, out, done)) return;
-      this.running = false;
-      if (this.head < this.queue.length) this.pump();
-      else this.onQueueLength?.(0);
+      if (!this.run(request, out, done)) this.pump(); // runs what queued meanwhile, then reports 0
       return;
     }
     this.queue.push({ request, out, done });

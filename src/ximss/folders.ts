@@ -30,6 +30,33 @@ export function openFolder(session: Session, request: XmlElement): OpenFolder {
   return folder;
 }
 
+/** The `limit` attribute (folderSync, folderSearch, mailboxSync): a count of at least 1, or undefined. */
+export function limitAttr(request: XmlElement): number | undefined {
+  const text = request.attrs.limit;
+  if (text === undefined) return undefined;
+  const limit = Number(text);
+  if (!Number.isInteger(limit) || limit < 1) throw new ServiceError('invalid limit');
+  return limit;
+}
+
+/** The `totalSizeLimit` attribute (folderRead, mailboxSync): a number of bytes, or undefined. */
+export function totalSizeLimitAttr(request: XmlElement): number | undefined {
+  const text = request.attrs.totalSizeLimit;
+  if (text === undefined) return undefined;
+  const limit = Number(text);
+  if (!Number.isFinite(limit) || limit < 0) throw new ServiceError('invalid totalSizeLimit');
+  return limit;
+}
+
+/**
+ * The `mailboxClass` attribute as MailService.access's `create` option: a request that
+ * names a class (even '') has its target mailbox created when missing.
+ */
+export function createOption(request: XmlElement): { mailboxClass: string } | undefined {
+  const mailboxClass = request.attrs.mailboxClass;
+  return mailboxClass === undefined ? undefined : { mailboxClass };
+}
+
 const XML_NAME = /^[A-Za-z_][A-Za-z0-9._-]*$/;
 /** Each header field a folder shows is cached for every message of the mailbox. */
 const MAX_VIEWER_FIELDS = 64;

@@ -1,4 +1,5 @@
 import { randomInt } from 'node:crypto';
+import { fullName } from '../services/accounts.js';
 import type { AccountRecord, LoginRecord, Settings } from '../store/store.js';
 import { el, type XmlElement } from '../xml/element.js';
 import type { XimssValue } from '../xml/objects.js';
@@ -106,7 +107,7 @@ export class Session {
   }
 
   get userName(): string {
-    return `${this.account.name}@${this.account.domain}`;
+    return fullName(this.account);
   }
 
   /** The TimeZone preference ("HostOS" unless set; see ianaTimeZone). */

@@ -18,34 +18,38 @@ export function formatGmt(date: Date): string {
   );
 }
 
-const formatters = new Map<string, Intl.DateTimeFormat>();
+/** Formatters by zone name; null for a name the runtime does not know. */
+const formatters = new Map<string, Intl.DateTimeFormat | null>();
+/** Unknown names are remembered too (a refused one costs a failed construction each time), up to this many. */
+const MAX_UNKNOWN_ZONES = 1000;
+let unknownZones = 0;
 
-function formatterFor(timeZone: string): Intl.DateTimeFormat {
+/** The formatter for an IANA zone name, or undefined when the runtime does not know it. */
+function formatterFor(timeZone: string): Intl.DateTimeFormat | undefined {
   let f = formatters.get(timeZone);
-  if (!f) {
-    f = new Intl.DateTimeFormat('en-US', {
-      timeZone,
-      hourCycle: 'h23',
-      year: 'numeric',
-      month: '2-digit',
-      day: '2-digit',
-      hour: '2-digit',
-      minute: '2-digit',
-      second: '2-digit',
-    });
-    formatters.set(timeZone, f);
+  if (f === undefined) {
+    try {
+      f = new Intl.DateTimeFormat('en-US', {
+        timeZone,
+        hourCycle: 'h23',
+        year: 'numeric',
+        month: '2-digit',
+        day: '2-digit',
+        hour: '2-digit',
+        minute: '2-digit',
+        second: '2-digit',
+      });
+    } catch {
+      f = null;
+    }
+    if (f !== null || unknownZones++ < MAX_UNKNOWN_ZONES) formatters.set(timeZone, f);
   }
-  return f;
+  return f ?? undefined;
 }
 
 /** True when the runtime knows this IANA time zone name. */
 export function isKnownTimeZone(timeZone: string): boolean {
-  try {
-    formatterFor(timeZone);
-    return true;
-  } catch {
-    return false;
-  }
+  return formatterFor(timeZone) !== undefined;
 }
 
 /** `date` in GMT, iCalendar form with the `Z`: `20070830T045124Z` (XIMSS message dates). */
@@ -69,7 +73,7 @@ export function ianaTimeZone(timeZone: string | undefined): string {
 
 /** `date` as wall-clock time in `timeZone` (a TimeZone preference, see ianaTimeZone). */
 export function formatLocal(date: Date, timeZone: string | undefined): string {
-  const parts = formatterFor(ianaTimeZone(timeZone)).formatToParts(date);
+  const parts = formatterFor(ianaTimeZone(timeZone))!.formatToParts(date);
   const get = (type: Intl.DateTimeFormatPartTypes): string => parts.find((p) => p.type === type)?.value ?? '00';
   return get('year') + get('month') + get('day') + 'T' + get('hour') + get('minute') + get('second');
 }

@@ -9,12 +9,9 @@
  * their name, to `anyone`, or to `anyone@domain`, minus what entries with a `-` prefix
  * revoke.
  */
-export const ALL_RIGHTS = 'lrswipcdax';
+import type { AclEntryRecord as AclEntry } from '../../store/store.js';
 
-export interface AclEntry {
-  pattern: string;
-  rights: string;
-}
+export const ALL_RIGHTS = 'lrswipcdax';
 
 /** Keeps only known letters, each once, in the order given (the spec's example lists `lrdi`). */
 export function normalizeRights(rights: string): string {

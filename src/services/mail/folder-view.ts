@@ -128,8 +128,9 @@ export class FolderView {
 
   private key(meta: MessageMeta): Key {
     const field = this.options.sortField;
-    // Metadata keys are cheap to compute; only header-derived text keys are worth caching.
-    if (sortKeyIsMutable(field) || sortKeyIsMetadata(field)) return sortKey(field, meta, this.index.lookup);
+    // Metadata keys (FLAGS, the one that changes, among them) are cheap to compute; only
+    // header-derived text keys are worth caching.
+    if (sortKeyIsMetadata(field)) return sortKey(field, meta, this.index.lookup);
     let cache = this.index.keyCache.get(field);
     if (!cache) this.index.keyCache.set(field, (cache = new Map()));
     let key = cache.get(meta.uid);

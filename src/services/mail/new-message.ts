@@ -1,5 +1,5 @@
 import type { NewMessage } from '../../store/store.js';
-import { headerValue, parseDateHeader, parseHeaderBlock } from '../mime/index.js';
+import { headerValue, parseDateHeader, parseHeaderBlock, parsePriority, type HeaderField } from '../mime/index.js';
 
 /**
  * Turns raw RFC 822 bytes into what the store keeps: the bytes, the header block, and
@@ -25,15 +25,18 @@ export function prepareMessage(
       to: headerValue(fields, 'To') ?? '',
       cc: headerValue(fields, 'Cc') ?? '',
       subject: headerValue(fields, 'Subject') ?? '',
-      priority: priorityNumber(headerValue(fields, 'X-Priority'), headerValue(fields, 'Importance')),
+      priority: priorityNumber(fields),
     },
   };
 }
 
-/** X-Priority 1..5 (the leading digit of `2 (High)`), else Importance high/low. */
-function priorityNumber(xPriority: string | undefined, importance: string | undefined): number {
-  const digit = xPriority === undefined ? undefined : /^\s*([1-5])/.exec(xPriority)?.[1];
+/**
+ * X-Priority 1..5 (the leading digit of `2 (High)`), else the level folderRead shows
+ * (parsePriority: Importance, Priority, ...) as 2 (high) or 4 (low); 0 when none.
+ */
+function priorityNumber(fields: readonly HeaderField[]): number {
+  const digit = /^\s*([1-5])/.exec(headerValue(fields, 'X-Priority') ?? '')?.[1];
   if (digit) return Number(digit);
-  const level = importance?.trim().toLowerCase();
-  return level === 'high' ? 2 : level === 'low' ? 4 : 0;
+  const level = parsePriority(fields);
+  return level === 'High' ? 2 : level === 'Low' ? 4 : 0;
 }

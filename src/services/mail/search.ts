@@ -22,6 +22,7 @@
  * UTC instants where that day starts and ends in the zone, so matching a message is two
  * number comparisons.
  */
+import { headerInMeta } from './view-fields.js';
 
 export class SearchSyntaxError extends Error {
   override readonly name = 'SearchSyntaxError';
@@ -46,7 +47,7 @@ export interface SearchableMessage {
 }
 
 export interface SearchProgram {
-  /** What the caller must load before matching: header fields other than the envelope, body text. */
+  /** What the caller must load before matching: header fields other than those in the metadata, body text. */
   readonly needsHeaders: boolean;
   readonly needsBody: boolean;
   matches(message: SearchableMessage): boolean;
@@ -57,9 +58,6 @@ const MAX_DEPTH = 100;
 const DAY_MS = 86_400_000;
 /** Wider than any offset a time zone has ever had, so a day's start is always inside the window. */
 const ZONE_WINDOW_MS = 30 * 3_600_000;
-
-/** Header fields the mail store caches with each message: the caller has them without loading the header block. */
-const ENVELOPE_FIELDS: ReadonlySet<string> = new Set(['date', 'subject', 'from', 'to', 'cc']);
 
 const SYSTEM_FLAGS: ReadonlyMap<string, string> = new Map(
   ['Seen', 'Answered', 'Flagged', 'Deleted', 'Draft', 'Recent'].map((f) => [f.toLowerCase(), f]),
@@ -266,7 +264,7 @@ function keywordTest(keyword: string): Pred {
 
 function headerTest(name: string, needle: string): Pred {
   const key = name.toLowerCase();
-  const cost = ENVELOPE_FIELDS.has(key) ? Cost.Envelope : Cost.Header;
+  const cost = headerInMeta(key) ? Cost.Envelope : Cost.Header;
   if (needle === '') return pred(cost, (c) => c.message.header(name).length > 0);
   const folded = fold(needle);
   return pred(cost, (c) => {
@@ -515,7 +513,8 @@ class Parser {
   }
 
   private header(name: string, needle: string): Pred {
-    if (!ENVELOPE_FIELDS.has(name.toLowerCase())) this.needsHeaders = true;
+    // The message metadata carries a few raw header fields; the others need the header block.
+    if (!headerInMeta(name.toLowerCase())) this.needsHeaders = true;
     return headerTest(name, needle);
   }
 

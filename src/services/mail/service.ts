@@ -2,6 +2,7 @@ import {
   AlreadyExistsError,
   NotFoundError,
   type AccountRecord,
+  type AclEntryRecord,
   type ChangeSet,
   type MailboxRecord,
   type MailboxStats,
@@ -11,16 +12,16 @@ import {
   type Store,
 } from '../../store/store.js';
 import type { XimssValue } from '../../xml/objects.js';
-import { parseSizeSetting, type AccountService } from '../accounts.js';
+import { fullName, parseSizeSetting, type AccountService } from '../accounts.js';
 import type { EventBus } from '../bus.js';
 import { ServiceError } from '../errors.js';
-import { decodeHeaderText, decodeTextForSearch, headerValue, parseHeaderBlock, parseMime, type HeaderField } from '../mime/index.js';
-import { ALL_RIGHTS, effectiveRights, hasRight, updateAcl, type AclEntry } from './acl.js';
+import { decodeHeaderText, decodeTextForSearch, headerValue, headerValues, parseHeaderBlock, parseMime, type HeaderField } from '../mime/index.js';
+import { ALL_RIGHTS, effectiveRights, hasRight, updateAcl } from './acl.js';
 import { applyKeywords, Flag, flagNameSet, type FlagChange } from './flags.js';
 import { FolderView, type ViewOptions } from './folder-view.js';
 import { MailboxIndex } from './mailbox-index.js';
 import type { SearchableMessage, SearchProgram } from './search.js';
-import { headerFieldNeeded, rawHeader } from './view-fields.js';
+import { headerFieldNeeded, headerInMeta, rawHeader } from './view-fields.js';
 
 /** The error texts clients match (see INTEROP.md). */
 export const ACCESS_DENIED = 'mailbox access denied';
@@ -120,7 +121,7 @@ export class MailService {
       if (!owner) throw new ServiceError(NOT_FOUND);
       const rest = MailService.normalizeName(name.slice(slash + 1));
       if (owner.id === user.id) return { owner: user, name: rest, prefix: '' };
-      return { owner, name: rest, prefix: `~${owner.name}@${owner.domain}/` };
+      return { owner, name: rest, prefix: `~${fullName(owner)}/` };
     }
     const normalized = MailService.normalizeName(name);
     if (followAlias) {
@@ -206,7 +207,7 @@ export class MailService {
   // -------------------------------------------------------------------------------------
   // Mailbox management
 
-  async create(user: AccountRecord, name: string, mailboxClass = ''): Promise<MailboxHandle> {
+  async create(user: AccountRecord, name: string, mailboxClass = ''): Promise<void> {
     const resolved = await this.resolve(user, name, false);
     await this.checkCreateRight(user, resolved);
     const existing = await this.store.mail.getMailbox(resolved.owner.id, resolved.name);
@@ -223,7 +224,6 @@ export class MailService {
       }
     }
     this.changed(resolved.owner.id, undefined, resolved.name);
-    return this.access(user, resolved.prefix + resolved.name, '');
   }
 
   async rename(user: AccountRecord, name: string, newName: string, children: boolean): Promise<void> {
@@ -250,10 +250,11 @@ export class MailService {
     }
     await this.store.mail.renameMailboxes(box.owner.id, renames);
     // Open folders keep following their mailboxes (ids do not change): refresh the names.
+    const newNames = new Map(renames.map((r) => [r.from, r.to]));
     for (const m of all) {
-      const index = moving.has(m.name) ? this.indexes.get(m.id) : undefined;
-      const fresh = index && (await this.store.mail.getMailboxById(m.id));
-      if (index && fresh) index.mailbox = { ...fresh, uidNext: index.mailbox.uidNext };
+      const index = this.indexes.get(m.id);
+      const name = newNames.get(m.name);
+      if (index && name !== undefined) index.mailbox = { ...index.mailbox, name };
     }
     for (const r of renames) {
       this.changed(box.owner.id, undefined, r.from);
@@ -297,13 +298,12 @@ export class MailService {
       const found = await this.accounts.find(address.replace(/[*%]+$/, ''), user.domain);
       if (!found) return [];
       owner = found;
-      if (owner.id !== user.id) prefix = `~${owner.name}@${owner.domain}/`;
+      if (owner.id !== user.id) prefix = `~${fullName(owner)}/`;
       pattern = slash < 0 ? '*' : pattern.slice(slash + 1);
     }
-    if (owner.id === user.id && !(await this.store.mail.getMailbox(user.id, 'INBOX'))) {
-      await this.createRecord(user.id, 'INBOX', '');
-    }
     const records = await this.store.mail.listMailboxes(owner.id);
+    // INBOX always exists for its owner.
+    if (owner.id === user.id && !records.some((r) => r.name === 'INBOX')) records.push(await this.createRecord(user.id, 'INBOX', ''));
     const stats = await this.store.mail.mailboxStats(owner.id);
     const byName = new Map(records.map((r) => [r.name, r]));
     // Hierarchy nodes that exist only as parents of other mailboxes show as pure folders.
@@ -368,14 +368,13 @@ export class MailService {
     await this.store.mail.setAlias(user.id, normalized, target);
   }
 
-  async acl(user: AccountRecord, name: string): Promise<{ box: MailboxHandle; acl: AclEntry[] }> {
-    const box = await this.access(user, name, 'a');
-    return { box, acl: box.record.acl };
+  async acl(user: AccountRecord, name: string): Promise<AclEntryRecord[]> {
+    return (await this.access(user, name, 'a')).record.acl;
   }
 
   async updateAcl(user: AccountRecord, name: string, changes: readonly { pattern: string; rights: string; mode?: string }[]): Promise<void> {
     const box = await this.access(user, name, 'a');
-    let acl: AclEntry[] = box.record.acl;
+    let acl = box.record.acl;
     for (const change of changes) {
       if (change.pattern.trim() === '') throw new ServiceError('an ACL element has an empty pattern');
       acl = updateAcl(acl, change.pattern.trim(), change.rights, change.mode);
@@ -435,7 +434,11 @@ export class MailService {
    * the mailbox's messages when none are given). Most views need none: nothing is done.
    */
   async loadFields(index: MailboxIndex, fields: readonly string[], uids?: readonly number[]): Promise<void> {
-    const needed = [...new Set(fields.map(headerFieldNeeded).filter((f): f is string => f !== undefined))];
+    await this.loadHeaders(index, [...new Set(fields.map(headerFieldNeeded).filter((f): f is string => f !== undefined))], uids);
+  }
+
+  /** Caches the raw values of these header fields (lower-case names) for these UIDs (default: all). */
+  private async loadHeaders(index: MailboxIndex, needed: readonly string[], uids?: readonly number[]): Promise<void> {
     if (needed.length === 0 || uids?.length === 0) return;
     const missing = (uids ?? [...index.byUid.keys()]).filter((uid) => needed.some((f) => !index.fieldCache.get(f)?.has(uid)));
     if (missing.length === 0) return;
@@ -458,7 +461,7 @@ export class MailService {
   // Messages
 
   async readRaw(box: MailboxHandle, uid: number): Promise<Buffer | undefined> {
-    if (!box.own) await this.recheck(box, 'r');
+    await this.check(box, 'r');
     return this.store.mail.readRaw(box.record.id, uid);
   }
 
@@ -466,12 +469,14 @@ export class MailService {
     return this.indexes.get(box.record.id)?.get(uid) ?? this.store.mail.getMessage(box.record.id, uid);
   }
 
-  /** Appends messages (checks the insert right and the account's storage limit). */
-  /** Appends messages; with a deliveryKey already used, nothing (see AppendOptions). */
+  /**
+   * Appends messages (checks the insert right and the account's storage limit); with a
+   * deliveryKey already used, nothing (see AppendOptions).
+   */
   async append(box: MailboxHandle, messages: readonly NewMessage[], options: AppendOptions = {}): Promise<MessageMeta[]> {
     const replace = options.replace;
     const record = await this.recheck(box, replace ? 'id' : 'i');
-    await this.checkQuota(box.owner, messages.reduce((sum, m) => sum + m.raw.length, 0));
+    await this.checkQuota(box.owner, () => messages.reduce((sum, m) => sum + m.raw.length, 0));
     let result;
     try {
       result = await this.store.mail.append(box.record.id, messages, options);
@@ -492,8 +497,12 @@ export class MailService {
   async copy(source: MailboxHandle, uids: readonly number[], target: MailboxHandle, move: boolean): Promise<{ from: number; to: number }[]> {
     const targetRecord = await this.recheck(target, 'i');
     const sourceRecord = await this.recheck(source, move ? 'rd' : 'r');
-    const sizes = await Promise.all(uids.map((uid) => this.getMessage(source, uid)));
-    await this.checkQuota(target.owner, target.owner.id === source.owner.id && move ? 0 : sizes.reduce((s, m) => s + (m?.size ?? 0), 0));
+    // A move inside one account adds nothing to it.
+    if (!move || target.owner.id !== source.owner.id) {
+      await this.checkQuota(target.owner, async () =>
+        (await Promise.all(uids.map((uid) => this.getMessage(source, uid)))).reduce((sum, m) => sum + (m?.size ?? 0), 0),
+      );
+    }
     const result = await this.store.mail.copy(source.record.id, uids, target.record.id, { move });
     const targetIndex = this.indexes.get(target.record.id);
     targetIndex?.applyAdded(result.copied.map((c) => c.to), result.modseq);
@@ -571,7 +580,7 @@ export class MailService {
       if (pending.length === 0) return;
       if (where === 'header') {
         const name = field!.toLowerCase();
-        await this.loadFields(index, [name], pending);
+        if (!headerInMeta(name)) await this.loadHeaders(index, [name], pending);
         for (const uid of pending) {
           const value = rawHeader(index.get(uid)!, name, index.lookup);
           decided.set(uid, value !== undefined && value !== '' && decodeHeaderText(value).toLowerCase().includes(needle));
@@ -634,14 +643,24 @@ export class MailService {
 
   /** Bytes stored and the limit (MaxAccountSize), for readStatus and quota checks. */
   async usage(account: AccountRecord): Promise<{ used: number; limit: number | undefined }> {
-    const settings = await this.accounts.effectiveSettings(account);
-    return { used: await this.store.mail.accountUsage(account.id), limit: parseSizeSetting(settings.MaxAccountSize) };
+    return { used: await this.store.mail.accountUsage(account.id), limit: await this.storageLimit(account) };
   }
 
-  private async checkQuota(owner: AccountRecord, adding: number): Promise<void> {
-    if (adding === 0) return;
-    const { used, limit } = await this.usage(owner);
-    if (limit !== undefined && used + adding > limit) throw new StorageLimitError();
+  /** MaxAccountSize in bytes; undefined when unlimited (the default). */
+  private async storageLimit(account: AccountRecord): Promise<number | undefined> {
+    return parseSizeSetting((await this.accounts.effectiveSettings(account)).MaxAccountSize);
+  }
+
+  /** Bytes the account may still take; undefined without a limit (the usage is then not summed). */
+  async room(account: AccountRecord): Promise<number | undefined> {
+    const limit = await this.storageLimit(account);
+    return limit === undefined ? undefined : Math.max(0, limit - (await this.store.mail.accountUsage(account.id)));
+  }
+
+  /** Throws StorageLimitError when `adding()` more bytes do not fit (computed only under a limit). */
+  private async checkQuota(owner: AccountRecord, adding: () => number | Promise<number>): Promise<void> {
+    const room = await this.room(owner);
+    if (room !== undefined && (await adding()) > room) throw new StorageLimitError();
   }
 
   private changed(accountId: number, mailboxId: number | undefined, name: string): void {
@@ -684,9 +703,7 @@ function searchable(meta: MessageMeta, seq: number, header: string | undefined, 
         const value = rawHeader(meta, lower, () => undefined);
         return value ? [decodeHeaderText(value)] : [];
       }
-      return headerFields()
-        .filter((f) => f.name.toLowerCase() === lower)
-        .map((f) => decodeHeaderText(f.value));
+      return headerValues(headerFields(), lower).map(decodeHeaderText);
     },
     headerText(): string {
       return headerFields()

@@ -1,4 +1,5 @@
 import type { MessageMeta } from '../../store/store.js';
+import { ADDRESS_FIELDS as MIME_ADDRESS_FIELDS } from '../mime/fields.js';
 import { addressDisplay, decodeHeaderText, parseAddressList, parseDateHeader, type Address } from '../mime/index.js';
 import { formatFlags } from './flags.js';
 
@@ -13,15 +14,23 @@ export type FieldValue =
   | { kind: 'addresses'; list: Address[] };
 
 /** Address fields per "XML Data Formats": shown as real name or address; `E-` forms parsed. */
-const ADDRESS_FIELDS = new Set([
-  'from', 'to', 'cc', 'bcc', 'return-path', 'sender', 'reply-to', 'disposition-notification-to',
-  'recent-from', 'recent-to', 'return-receipt-to', 'errors-to', 'resent-from', 'resent-to', 'resent-cc',
-]);
+const ADDRESS_FIELDS = new Set([...MIME_ADDRESS_FIELDS, 'resent-from', 'resent-to', 'resent-cc']);
+
+/** Fields that are numbers of the metadata (sorted by as such). */
+const METADATA_KEYS = new Set(['uid', 'origuid', 'size', 'internaldate', 'date', 'flags', 'pty']);
+
+/** Header fields whose raw values come with the metadata (`rawHeader` needs no lookup for them). */
+const META_HEADERS = new Set(['from', 'to', 'cc', 'subject']);
 
 /** Fields whose values come with the metadata: no header read needed. */
-const META_FIELDS = new Set(['uid', 'origuid', 'size', 'internaldate', 'flags', 'date', 'pty', 'from', 'to', 'cc', 'subject']);
+const META_FIELDS = new Set([...METADATA_KEYS, ...META_HEADERS]);
 
 export type HeaderLookup = (field: string, uid: number) => string | undefined;
+
+/** True when the metadata carries the raw value of this header field (lower-case name). */
+export function headerInMeta(name: string): boolean {
+  return META_HEADERS.has(name);
+}
 
 /** The header field a viewer field needs read from the stored header, or undefined. */
 export function headerFieldNeeded(field: string): string | undefined {
@@ -121,8 +130,6 @@ export function sortKey(field: string, meta: MessageMeta, lookup: HeaderLookup):
 export function sortKeyIsMutable(field: string): boolean {
   return field.toLowerCase() === 'flags';
 }
-
-const METADATA_KEYS = new Set(['uid', 'origuid', 'size', 'internaldate', 'date', 'flags', 'pty']);
 
 /** True when the sort key is a number taken straight from the metadata. */
 export function sortKeyIsMetadata(field: string): boolean {

@@ -17,7 +17,7 @@ const WINDOWS_1252_ALIASES = new Set(['iso-8859-1', 'iso8859-1', 'latin1', 'l1',
 /** Labels that promise nothing about 8-bit bytes: decide from the bytes themselves. */
 const UNSPECIFIED = new Set(['', 'us-ascii', 'ascii', 'us_ascii', 'ansi_x3.4-1968', 'utf-8', 'utf8', 'unknown-8bit', 'x-unknown', 'unknown', '7bit', '8bit', 'default', 'x-user-defined']);
 
-function isAscii(buf: Buffer): boolean {
+export function isAscii(buf: Buffer): boolean {
   for (let i = 0; i < buf.length; i++) if (buf[i]! >= 0x80) return false;
   return true;
 }
@@ -28,7 +28,7 @@ function isAscii(buf: Buffer): boolean {
  * replacement characters: windows-1252 text practically never holds a valid multi-byte
  * UTF-8 sequence, so finding one decides it.
  */
-export function decodeGuess(buf: Buffer): string {
+function decodeGuess(buf: Buffer): string {
   if (isAscii(buf) || isUtf8(buf)) return buf.toString('utf8');
   const utf8 = buf.toString('utf8');
   if (/[\u0080-\ufffc\ufffe\uffff\ud800-\udfff]/.test(utf8)) return utf8;
@@ -36,7 +36,7 @@ export function decodeGuess(buf: Buffer): string {
 }
 
 /** The iconv-lite name for a charset label, or undefined when neither library knows it. */
-export function knownCharset(label: string): string | undefined {
+function knownCharset(label: string): string | undefined {
   const raw = label.trim().replace(/^["']|["']$/g, '').toLowerCase();
   if (!raw) return undefined;
   if (iconv.encodingExists(raw)) return raw;
@@ -51,7 +51,7 @@ export function knownCharset(label: string): string | undefined {
 
 /** The ISO-2022-JP family: iconv-lite lacks it, libmime decodes it through encoding-japanese. */
 function isJis(label: string): boolean {
-  return /^(iso-?2022-?jp|csiso2022jp|jis|euc-?jp|eucjp)/i.test(label);
+  return /^(iso-?2022-?jp|csiso2022jp|jis)/i.test(label);
 }
 
 /**
@@ -64,7 +64,7 @@ export function decodeBytes(buf: Buffer, charset?: string): string {
   try {
     if (UNSPECIFIED.has(label)) return decodeGuess(buf);
     if (WINDOWS_1252_ALIASES.has(label)) return iconv.decode(buf, 'windows-1252');
-    if (isJis(label) && !label.startsWith('euc')) {
+    if (isJis(label)) {
       if (isAscii(buf) && buf.indexOf(0x1b) < 0) return buf.toString('latin1');
       // decodeWord runs the bytes through libmime's charset layer (encoding-japanese).
       return libmime.decodeWord(label, 'B', buf.toString('base64'));

@@ -13,9 +13,11 @@ import * as base64 from 'nodemailer/lib/base64';
 import * as mimeFuncs from 'nodemailer/lib/mime-funcs';
 import * as qp from 'nodemailer/lib/qp';
 import { XmlElement, serialize } from '../../xml/element.js';
-import { formatLocal, parseGmt } from '../../xml/time.js';
+import { parseGmt } from '../../xml/time.js';
 import { ServiceError } from '../errors.js';
-import { encodeText } from './charset.js';
+import { encodeText, isAscii } from './charset.js';
+import { formatRfcDate, rfcDateInZone } from './dates.js';
+import { ADDRESS_FIELDS } from './fields.js';
 import { parseAddressList } from './headers.js';
 import { parseHeaderBlock } from './parse.js';
 import type { PartResolver, ResolvedFile } from './types.js';
@@ -42,21 +44,24 @@ interface Entity {
   body: Buffer;
 }
 
-const ADDRESS_FIELDS = new Set([
-  'from', 'to', 'cc', 'bcc', 'return-path', 'sender', 'reply-to', 'disposition-notification-to',
-  'recent-from', 'recent-to', 'return-receipt-to', 'errors-to', 'resent-from', 'resent-to', 'resent-cc', 'resent-bcc', 'resent-sender',
-]);
+/** Fields written as address lists: those XIMSS presents as addresses, and the Resent- ones. */
+const ADDRESS_LIST_FIELDS = new Set([...ADDRESS_FIELDS, 'resent-from', 'resent-to', 'resent-cc', 'resent-bcc', 'resent-sender']);
 const MESSAGE_ID_FIELDS = new Set(['message-id', 'resent-message-id', 'in-reply-to', 'references']);
 const DATE_FIELDS = new Set(['date', 'resent-date']);
 const BODY_ELEMENTS = new Set(['MIME', 'copyMIME']);
 const MAX_DEPTH = 20;
 /** Soft limit for header lines (RFC 5322 2.1.1 recommends 78 including CRLF). */
 const LINE = 76;
-const WEEKDAYS = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
-const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
 const TOKEN = /^[A-Za-z0-9!#$&^_.+-]+$/;
 
 let messageIdCounter = 0;
+
+/** A new Message-ID (with its angle brackets) for a message this server writes. */
+export function newMessageId(hostname: string): string {
+  const unique = `${Date.now()}${String(++messageIdCounter % 1000).padStart(3, '0')}${randomInt(1000000)}`;
+  const host = hostname.replace(/[^A-Za-z0-9.-]/g, '') || 'localhost';
+  return `<ximss-${unique}@${host}>`;
+}
 
 function fail(message: string): never {
   throw new ServiceError(message, 500);
@@ -93,23 +98,19 @@ function hasNonAscii(s: string): boolean {
   return false;
 }
 
-/** Unstructured text: RFC 2047 words for the non-ASCII runs, folded at spaces. */
-function unstructuredField(name: string, value: string): string {
+/** `Name: value` of unstructured text: RFC 2047 words for the non-ASCII runs, folded at spaces (no final CRLF). */
+export function unstructuredField(name: string, value: string): string {
   const text = clean(value);
   const encoded = hasNonAscii(text) ? mimeFuncs.encodeWords(text, 'Q', 52) : text;
   return foldField(name, encoded.split(' '), ' ');
 }
 
-function quoteString(s: string): string {
-  return '"' + s.replace(/[\\"]/g, '\\$&') + '"';
-}
-
 /** `"Real Name" <addr>`, `=?UTF-8?Q?...?= <addr>` or `addr`. */
-function formatAddress(address: string, realName: string | undefined): string {
+export function formatAddress(address: string, realName: string | undefined): string {
   const addr = clean(address).replace(/^<|>$/g, '');
   const name = realName ? clean(realName) : '';
   if (!name) return addr;
-  const phrase = hasNonAscii(name) ? mimeFuncs.encodeWord(name, 'Q', 52) : quoteString(name);
+  const phrase = hasNonAscii(name) ? mimeFuncs.encodeWord(name, 'Q', 52) : mimeFuncs.quoteString(name);
   return `${phrase} <${addr}>`;
 }
 
@@ -128,41 +129,19 @@ function addressPieces(elements: XmlElement[]): string[] {
   return pieces;
 }
 
-function pad2(n: number): string {
-  return String(n).padStart(2, '0');
-}
-
-/** RFC 5322 date from a wall-clock time (given as a UTC Date) and its zone offset in seconds. */
-function formatRfcDate(local: Date, shiftSeconds: number): string {
-  const sign = shiftSeconds < 0 ? '-' : '+';
-  const minutes = Math.round(Math.abs(shiftSeconds) / 60);
-  return (
-    `${WEEKDAYS[local.getUTCDay()]}, ${pad2(local.getUTCDate())} ${MONTHS[local.getUTCMonth()]} ${local.getUTCFullYear()} ` +
-    `${pad2(local.getUTCHours())}:${pad2(local.getUTCMinutes())}:${pad2(local.getUTCSeconds())} ${sign}${pad2(Math.floor(minutes / 60))}${pad2(minutes % 60)}`
-  );
-}
-
-/** A moment written as wall-clock time in `timeZone`. */
-export function rfcDateInZone(moment: Date, timeZone: string): string {
-  const local = parseGmt(formatLocal(moment, timeZone)) ?? moment;
-  const shift = Math.round((local.getTime() - Math.floor(moment.getTime() / 1000) * 1000) / 60000) * 60;
-  return formatRfcDate(local, shift);
-}
-
 /** The Date element: its localTime + timeShift when present, else its GMT body in the zone. */
 function dateValue(e: XmlElement, timeZone: string): string {
   const localTime = e.attr('localTime');
-  const shift = e.attr('timeShift');
-  if (localTime !== undefined && shift !== undefined && /^[+-]?\d+$/.test(shift.trim())) {
+  const shiftAttr = e.attr('timeShift')?.trim();
+  const shift = shiftAttr !== undefined && /^[+-]?\d+$/.test(shiftAttr) && Math.abs(+shiftAttr) <= 18 * 3600 ? +shiftAttr : undefined;
+  if (localTime !== undefined && shift !== undefined) {
     const local = parseGmt(localTime);
-    if (local && Math.abs(+shift) <= 18 * 3600) return formatRfcDate(local, +shift);
+    if (local) return formatRfcDate(local, shift);
   }
   const gmt = parseGmt(e.text());
   if (!gmt) fail(`invalid ${e.name} element "${e.text().trim()}"`);
   // A timeShift alone says in which zone to write the GMT time.
-  if (shift !== undefined && /^[+-]?\d+$/.test(shift.trim()) && Math.abs(+shift) <= 18 * 3600) {
-    return formatRfcDate(new Date(gmt.getTime() + +shift * 1000), +shift);
-  }
+  if (shift !== undefined) return formatRfcDate(new Date(gmt.getTime() + shift * 1000), shift);
   return rfcDateInZone(gmt, timeZone);
 }
 
@@ -199,7 +178,7 @@ function headerLines(email: XmlElement, options: ComposeOptions): { lines: strin
     if (lower.startsWith('content-')) continue;
     if (lower === 'bcc' && options.omitBcc) continue;
     checkFieldName(name);
-    if (ADDRESS_FIELDS.has(lower) || lower === 'x-telnum') {
+    if (ADDRESS_LIST_FIELDS.has(lower) || lower === 'x-telnum') {
       // Several elements of one address field make one field, where the first one was.
       if (done.has(lower)) continue;
       done.add(lower);
@@ -232,7 +211,7 @@ function headerLines(email: XmlElement, options: ComposeOptions): { lines: strin
 }
 
 function quoteParam(value: string): string {
-  return '"' + clean(value).replace(/[\\"]/g, '\\$&') + '"';
+  return mimeFuncs.quoteString(clean(value));
 }
 
 /** `key="value"`, or RFC 2231 pieces for non-ASCII values (`key*=utf-8''...`). */
@@ -286,11 +265,6 @@ function fits8bit(data: Buffer): boolean {
     } else if (c === 10) return false;
   }
   return data.length - lineStart <= 998;
-}
-
-function isAscii(data: Buffer): boolean {
-  for (let i = 0; i < data.length; i++) if (data[i]! >= 0x80) return false;
-  return true;
 }
 
 function toCrlf(text: string): string {
@@ -351,9 +325,7 @@ class Composer {
     if (addMissing) {
       if (!present.has('date')) lines.push(`Date: ${rfcDateInZone(new Date(), this.options.timeZone)}`);
       if (!present.has('message-id')) {
-        const unique = `${Date.now()}${String(++messageIdCounter % 1000).padStart(3, '0')}${randomInt(1000000)}`;
-        const host = this.options.hostname.replace(/[^A-Za-z0-9.-]/g, '') || 'localhost';
-        lines.push(`Message-ID: <ximss-${unique}@${host}>`);
+        lines.push(`Message-ID: ${newMessageId(this.options.hostname)}`);
       }
       if (!present.has('mime-version')) lines.push('MIME-Version: 1.0');
     }

@@ -1,5 +1,14 @@
 import type { HeaderField } from './types.js';
 
+/**
+ * Address fields per "XML Data Formats" (lower case): presented as one element per address,
+ * with a realName attribute.
+ */
+export const ADDRESS_FIELDS: ReadonlySet<string> = new Set([
+  'from', 'to', 'cc', 'bcc', 'return-path', 'sender', 'reply-to', 'disposition-notification-to',
+  'recent-from', 'recent-to', 'return-receipt-to', 'errors-to',
+]);
+
 /** The first field called `name` (case-insensitive), or undefined. */
 export function headerValue(fields: readonly HeaderField[], name: string): string | undefined {
   const wanted = name.toLowerCase();

@@ -4,6 +4,7 @@
  */
 import addressparser from 'nodemailer/lib/addressparser';
 import { decodeBytes, decodeRawHeader } from './charset.js';
+import { MONTH_NAMES } from './dates.js';
 import { headerValue } from './fields.js';
 import type { Address, HeaderField } from './types.js';
 
@@ -15,7 +16,8 @@ function carriedBytes(text: string): Buffer {
   return Buffer.from(text, 'latin1');
 }
 
-function hexValue(c: number): number {
+/** The value of the hex digit with character code `c`, or -1. */
+export function hexValue(c: number): number {
   if (c >= 48 && c <= 57) return c - 48;
   if (c >= 65 && c <= 70) return c - 55;
   if (c >= 97 && c <= 102) return c - 87;
@@ -115,7 +117,7 @@ export function parsePriority(fields: readonly HeaderField[]): 'High' | 'Low' | 
   return '';
 }
 
-const MONTHS = ['jan', 'feb', 'mar', 'apr', 'may', 'jun', 'jul', 'aug', 'sep', 'oct', 'nov', 'dec'];
+const MONTHS = MONTH_NAMES.map((m) => m.toLowerCase());
 
 /** Named zones (RFC 5322 obs-zone plus the usual others), in minutes east of GMT. */
 const ZONES: Record<string, number> = {

@@ -1,41 +1,62 @@
 /**
  * Messages made from other messages before they are sent: header surgery (Bcc removed,
- * Resent- fields added), a forward wrapping the original, a disposition notification.
+ * Resent- fields added), a forward wrapping the original, a disposition notification; and
+ * the text messages the server writes itself (replies of Mail Rules, password-reset mail).
  */
-import { el } from '../../xml/element.js';
+import { el, type XmlElement } from '../../xml/element.js';
 import { ServiceError } from '../errors.js';
-import { composeMessage, rfcDateInZone } from './compose.js';
+import { composeMessage, newMessageId } from './compose.js';
+import { rfcDateInZone } from './dates.js';
+import { headerValue } from './fields.js';
 import { parseHeaderBlock } from './parse.js';
-import { multipartReport, newMessageId } from './report.js';
+import { multipartReport } from './report.js';
 import type { Address, HeaderField, PartResolver } from './types.js';
+
+/** Where one header field lies in a message: bytes [start, end), its folded lines and line end included. */
+export interface FieldSpan {
+  name: string;
+  start: number;
+  end: number;
+}
+
+/** The byte spans of the header fields before `headerEnd` (parseHeaderBlock's `end`). */
+export function headerFieldSpans(raw: Buffer, headerEnd: number): FieldSpan[] {
+  const spans: FieldSpan[] = [];
+  let pos = 0;
+  while (pos < headerEnd) {
+    const first = raw[pos];
+    if (first === 13 || first === 10) break; // the empty line
+    const lf = raw.indexOf(10, pos);
+    const next = lf < 0 || lf >= headerEnd ? headerEnd : lf + 1;
+    if ((first === 32 || first === 9) && spans.length > 0) {
+      spans[spans.length - 1]!.end = next; // a folded line belongs to the field above
+    } else {
+      const line = raw.toString('latin1', pos, next);
+      const colon = line.indexOf(':');
+      spans.push({ name: colon < 0 ? '' : line.slice(0, colon).trim(), start: pos, end: next });
+    }
+    pos = next;
+  }
+  return spans;
+}
 
 /** The message without the named header fields (names in lower case), folded lines included. */
 export function removeHeaderFields(raw: Buffer, names: ReadonlySet<string>): Buffer {
-  const { end } = parseHeaderBlock(raw);
-  const header = raw.subarray(0, end).toString('latin1');
-  const kept: string[] = [];
-  let dropping = false;
-  for (const line of header.split(/(?<=\n)/)) {
-    if (/^[ \t]/.test(line)) {
-      if (!dropping) kept.push(line); // a folded line belongs to the field above
-      continue;
-    }
-    const colon = line.indexOf(':');
-    dropping = colon > 0 && names.has(line.slice(0, colon).trim().toLowerCase());
-    if (!dropping) kept.push(line);
+  const kept: Buffer[] = [];
+  let pos = 0;
+  for (const span of headerFieldSpans(raw, parseHeaderBlock(raw).end)) {
+    if (!names.has(span.name.toLowerCase())) continue;
+    kept.push(raw.subarray(pos, span.start));
+    pos = span.end;
   }
-  return Buffer.concat([Buffer.from(kept.join(''), 'latin1'), raw.subarray(end)]);
+  kept.push(raw.subarray(pos));
+  return Buffer.concat(kept);
 }
 
 /** The message with header fields (`Name: value`; a value may be folded with CRLF + blank) put in front. */
 export function prependHeaderFields(raw: Buffer, fields: readonly string[]): Buffer {
   const lines = fields.map((f) => f.replace(/\r?\n(?![ \t])/g, ' ') + '\r\n');
   return Buffer.concat([Buffer.from(lines.join(''), 'utf8'), raw]);
-}
-
-export function headerField(fields: readonly HeaderField[], name: string): string | undefined {
-  const lower = name.toLowerCase();
-  return fields.find((f) => f.name.toLowerCase() === lower)?.value;
 }
 
 /**
@@ -49,6 +70,52 @@ export function resentFields(from: string, to: readonly string[], hostName: stri
     `Resent-Message-ID: ${newMessageId(hostName)}`,
     `Resent-To: ${to.join(',\r\n\t')}`,
   ];
+}
+
+/** A header field of a generated message: text, or an address (written with its real name). */
+export type GeneratedField = readonly [name: string, value: string | Address];
+
+/** Message parts a generated message never takes from anywhere but its own input. */
+const NO_EXTERNAL_PARTS: PartResolver = {
+  upload: async () => {
+    throw new ServiceError('uploaded files cannot be attached here');
+  },
+  file: async () => {
+    throw new ServiceError('stored files cannot be attached here');
+  },
+  copyMIME: async () => {
+    throw new ServiceError('stored messages cannot be attached here');
+  },
+};
+
+/** A message this server writes: the fields in order, then Date, Message-ID and MIME-Version. */
+function generate(
+  spec: { hostName: string; timeZone: string },
+  fields: readonly GeneratedField[],
+  body: XmlElement,
+  resolver: PartResolver = NO_EXTERNAL_PARTS,
+): Promise<Buffer> {
+  const email = el(
+    'EMail',
+    undefined,
+    ...fields.map(([name, value]) => (typeof value === 'string' ? el(name, undefined, value) : el(name, { realName: value.realName }, value.address))),
+    body,
+  );
+  return composeMessage(email, resolver, { timeZone: spec.timeZone, addMissing: true, hostname: spec.hostName, omitBcc: true });
+}
+
+export interface TextMessageSpec {
+  hostName: string;
+  timeZone: string;
+  /** The header fields, in order. */
+  fields: readonly GeneratedField[];
+  /** The body, text/plain in UTF-8. */
+  text: string;
+}
+
+/** A new text message ("Reply with", the password-reset mail). */
+export function textMessage(spec: TextMessageSpec): Promise<Buffer> {
+  return generate(spec, spec.fields, el('MIME', { type: 'text', subtype: 'plain', charset: 'utf-8' }, spec.text));
 }
 
 export interface ForwardSpec {
@@ -65,19 +132,6 @@ export interface ForwardSpec {
   extraFields?: readonly [string, string][];
 }
 
-/** Message parts a generated message never takes from anywhere but its own input. */
-export const NO_EXTERNAL_PARTS: PartResolver = {
-  upload: async () => {
-    throw new ServiceError('uploaded files cannot be attached here');
-  },
-  file: async () => {
-    throw new ServiceError('stored files cannot be attached here');
-  },
-  copyMIME: async () => {
-    throw new ServiceError('stored messages cannot be attached here');
-  },
-};
-
 /** A new message carrying the original as a message/rfc822 attachment (messageForward, "Forward to"). */
 export function forwardMessage(spec: ForwardSpec): Promise<Buffer> {
   const subject = /^\s*fwd?:/i.test(spec.subject) ? spec.subject : `Fwd: ${spec.subject}`.trim();
@@ -85,17 +139,9 @@ export function forwardMessage(spec: ForwardSpec): Promise<Buffer> {
     ...(spec.text ? [el('MIME', { type: 'text', subtype: 'plain', charset: 'utf-8' }, spec.text)] : []),
     el('copyMIME'),
   ];
-  const email = el(
-    'EMail',
-    undefined,
-    el('From', { realName: spec.from.realName }, spec.from.address),
-    ...spec.to.map((address) => el('To', undefined, address)),
-    el('Subject', undefined, subject),
-    ...(spec.extraFields ?? []).map(([name, value]) => el(name, undefined, value)),
-    el('MIME', { type: 'multipart', subtype: 'mixed' }, ...parts),
-  );
+  const fields: GeneratedField[] = [['From', spec.from], ...spec.to.map((address): GeneratedField => ['To', address]), ['Subject', subject], ...(spec.extraFields ?? [])];
   const resolver: PartResolver = { ...NO_EXTERNAL_PARTS, copyMIME: async () => ({ raw: spec.original, wholeMessage: true }) };
-  return composeMessage(email, resolver, { timeZone: spec.timeZone, addMissing: true, hostname: spec.hostName, omitBcc: true });
+  return generate(spec, fields, el('MIME', { type: 'multipart', subtype: 'mixed' }, ...parts), resolver);
 }
 
 export interface DispositionSpec {
@@ -115,8 +161,8 @@ export interface DispositionSpec {
 
 /** An RFC 8098 message disposition notification ("displayed"). */
 export function dispositionNotification(spec: DispositionSpec): Buffer {
-  const originalId = headerField(spec.originalFields, 'Message-ID')?.trim();
-  const originalRecipient = headerField(spec.originalFields, 'Original-Recipient')?.trim();
+  const originalId = headerValue(spec.originalFields, 'Message-ID')?.trim();
+  const originalRecipient = headerValue(spec.originalFields, 'Original-Recipient')?.trim();
   const disposition =
     spec.mode === 'manual' ? 'manual-action/MDN-sent-manually; displayed' : 'automatic-action/MDN-sent-automatically; displayed';
   const fields = [

@@ -2,10 +2,12 @@
  * Parameterised field values (Content-Type, Content-Disposition) with RFC 2231 parameter
  * continuations and charsets.
  *
- * Hand-written rather than libmime.parseHeaderValue: libmime trims quoted values, so the
- * continuation `filename*0="long name "; filename*1="part.pdf"` loses its space, and it
- * cannot see raw 8-bit bytes. Input is a header value as the parser keeps it (raw bytes
- * carried as latin1 characters, see parse.ts).
+ * Hand-written rather than a library's parseHeaderValue: libmime's trims quoted values, so the
+ * continuation `filename*0="long name "; filename*1="part.pdf"` loses its space; nodemailer's
+ * (mime-funcs) lets the plain parameter win over its RFC 2231 form, so the common
+ * `filename="fallback"; filename*=UTF-8''real` names the fallback; neither can see raw 8-bit
+ * bytes. Input is a header value as the parser keeps it (raw bytes carried as latin1
+ * characters, see parse.ts).
  */
 import { decodeBytes, decodeRawHeader } from './charset.js';
 import { decodeHeaderText } from './headers.js';

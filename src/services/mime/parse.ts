@@ -16,12 +16,10 @@
  *    has no id of its own, it carries X as its partID), a single-part body is X-01.
  */
 import { decodeRawHeader } from './charset.js';
-import { headerValue, headerValues } from './fields.js';
+import { headerValue } from './fields.js';
 import { decodeHeaderText } from './headers.js';
-import { parseStructured, type StructuredValue } from './params.js';
+import { parseStructured } from './params.js';
 import type { HeaderField, MimePart } from './types.js';
-
-export { headerValue, headerValues };
 
 /** Deeper nesting than this is left unparsed: real mail never gets near it, attacks do. */
 const MAX_DEPTH = 40;
@@ -111,15 +109,6 @@ export function parseHeaderBlock(raw: Buffer, start = 0): { fields: HeaderField[
   return { fields: finishFields(scan.fields), end: scan.end };
 }
 
-/** A parameterised field value, decoded. Never throws. */
-function structured(value: string): StructuredValue {
-  try {
-    return parseStructured(value);
-  } catch {
-    return { value: decodeRawHeader(value.split(';')[0]!).trim(), params: {} };
-  }
-}
-
 const TYPE_DEFAULT_SUBTYPES: Record<string, string> = { text: 'plain', multipart: 'mixed', message: 'rfc822' };
 
 function childID(parent: string, index: number): string {
@@ -149,7 +138,7 @@ function describePart(partID: string, headerStart: number, bodyStart: number, en
   const contentType = headerValue(fields, 'Content-Type');
   let typeValue = defaultType;
   if (contentType !== undefined) {
-    const ct = structured(contentType);
+    const ct = parseStructured(contentType);
     part.params = ct.params;
     typeValue = ct.value.trim().toLowerCase().split(/[\s(]/)[0]!;
   }
@@ -170,7 +159,7 @@ function describePart(partID: string, headerStart: number, bodyStart: number, en
 
   const disposition = headerValue(fields, 'Content-Disposition');
   if (disposition !== undefined) {
-    const cd = structured(disposition);
+    const cd = parseStructured(disposition);
     const value = cd.value.trim().toLowerCase();
     if (value) part.disposition = value;
     part.dispositionParams = cd.params;
@@ -317,7 +306,7 @@ export function parseMime(raw: Buffer): MimePart {
 }
 
 /** Canonical form of a part id: '3' -> '03', '2-1' -> '02-01', '2.1' -> '02-01'. */
-export function normalizePartID(partID: string): string | undefined {
+function normalizePartID(partID: string): string | undefined {
   const trimmed = partID.trim();
   if (trimmed === '') return '';
   const pieces = trimmed.split(/[-.]/);

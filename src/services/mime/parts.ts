@@ -2,6 +2,8 @@
  * Access to the bytes of one part, for the HTTP MIME retrieval modes (P.txt, H.txt, B.ext,
  * R/cid) and for everything that needs a decoded body.
  */
+import { hexValue } from './headers.js';
+import { walkParts } from './parse.js';
 import type { MimePart } from './types.js';
 
 /** The whole part, header and body, undecoded (the P.txt mode). */
@@ -14,18 +16,11 @@ export function partHeaderBytes(raw: Buffer, part: MimePart): Buffer {
   return raw.subarray(part.headerStart, part.bodyStart);
 }
 
-function hexValue(c: number): number {
-  if (c >= 48 && c <= 57) return c - 48;
-  if (c >= 65 && c <= 70) return c - 55;
-  if (c >= 97 && c <= 102) return c - 87;
-  return -1;
-}
-
 /**
  * Quoted-printable decoding (RFC 2045 6.7), lenient: a '=' not followed by two hex digits is
  * kept as it is, trailing white space before a line break is dropped, soft breaks join lines.
  */
-export function decodeQuotedPrintable(body: Buffer): Buffer {
+function decodeQuotedPrintable(body: Buffer): Buffer {
   const out = Buffer.allocUnsafe(body.length);
   let n = 0;
   let i = 0;
@@ -119,15 +114,12 @@ function normalizeCid(cid: string): string {
   return cid.trim().replace(/^cid:/i, '').replace(/^<|>$/g, '').trim();
 }
 
-/** Parts of the message rooted at `top`, not descending into enclosed messages. */
+/** Parts of the message rooted at `top`, without those of enclosed messages. */
 function messageParts(top: MimePart): MimePart[] {
   const out: MimePart[] = [];
-  const stack = [top];
-  while (stack.length > 0) {
-    const part = stack.pop()!;
-    out.push(part);
-    for (let i = part.children.length - 1; i >= 0; i--) stack.push(part.children[i]!);
-  }
+  walkParts(top, (part, message) => {
+    if (message === top) out.push(part);
+  });
   return out;
 }
 

@@ -5,6 +5,7 @@
 import { XmlElement, xmlSafe } from '../../xml/element.js';
 import { formatLocal } from '../../xml/time.js';
 import { ServiceError } from '../errors.js';
+import { MONTH_NAMES, WEEKDAYS } from './dates.js';
 import { headerValue } from './fields.js';
 import { decodeHeaderText, parseAddressList, parseDateHeader } from './headers.js';
 import { findPart, walkParts } from './parse.js';
@@ -23,9 +24,6 @@ export interface ReplyOptions {
 
 const REPLY_PREFIX = /^\s*(re|aw|sv|antw)(\[\d+\])?\s*:/i;
 const FORWARD_PREFIX = /^\s*(fwd?|fw|wg|tr)(\[\d+\])?\s*:/i;
-
-const WEEKDAYS = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
-const MONTH_NAMES = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
 
 /** "Mon, 10 Apr 2006 15:15:48" in the account's zone. */
 function readableDate(time: number, timeZone: string): string {

@@ -1,8 +1,9 @@
-import { randomBytes, randomUUID } from 'node:crypto';
-import * as mimeFuncs from 'nodemailer/lib/mime-funcs';
+import { randomBytes } from 'node:crypto';
 import * as qp from 'nodemailer/lib/qp';
+import { isAscii } from './charset.js';
+import { newMessageId, unstructuredField } from './compose.js';
+import { rfcDateInZone } from './dates.js';
 import { parseHeaderBlock } from './parse.js';
-import { rfcDateInZone } from './compose.js';
 
 /**
  * A multipart/report message (RFC 6522): the frame of delivery status notifications
@@ -26,14 +27,6 @@ export interface ReportSpec {
   extraHeaders?: readonly string[];
 }
 
-export function newMessageId(hostName: string): string {
-  return `<${randomUUID()}@${hostName}>`;
-}
-
-export function encodeHeaderText(text: string): string {
-  return mimeFuncs.encodeWords(text.replace(/[\r\n]+/g, ' '), 'Q', 52);
-}
-
 /** The header block of a message (up to and including the empty line), CRLF line ends. */
 export function headerBlock(raw: Buffer): Buffer {
   const { end } = parseHeaderBlock(raw);
@@ -46,7 +39,7 @@ export function multipartReport(spec: ReportSpec): Buffer {
   const header = [
     `From: ${spec.from}`,
     `To: ${spec.to}`,
-    `Subject: ${encodeHeaderText(spec.subject)}`,
+    unstructuredField('Subject', spec.subject),
     `Date: ${rfcDateInZone(new Date(), 'HostOS')}`,
     `Message-ID: ${newMessageId(spec.hostName)}`,
     ...(spec.extraHeaders ?? []),
@@ -54,7 +47,7 @@ export function multipartReport(spec: ReportSpec): Buffer {
     `Content-Type: multipart/report; report-type=${spec.reportType};\r\n\tboundary="${boundary}"`,
   ].join('\r\n');
   const original = spec.original.full ? spec.original.raw : headerBlock(spec.original.raw);
-  const eightBit = original.some((byte) => byte >= 0x80);
+  const eightBit = !isAscii(original);
   const originalType = spec.original.full ? 'message/rfc822' : 'text/rfc822-headers';
   const chunks = [
     Buffer.from(`${header}\r\n\r\nThis is a MIME-encapsulated message.\r\n\r\n--${boundary}\r\n`),

@@ -36,7 +36,7 @@ export function decodeTextPart(raw: Buffer, part: MimePart): DecodedText {
  * are not kept inside the paragraph) and lines of different depth are never joined.
  * Space-stuffing is removed; "-- " (the signature separator) is never a soft break.
  */
-export function decodeFlowed(text: string, delSp: boolean): string {
+function decodeFlowed(text: string, delSp: boolean): string {
   const out: string[] = [];
   let paragraph: string | undefined;
   let paragraphDepth = 0;
@@ -70,7 +70,7 @@ function quotePrefix(depth: number): string {
 
 const ENTITIES: Record<string, string> = { amp: '&', lt: '<', gt: '>', quot: '"', apos: "'", nbsp: '\u00a0' };
 
-export function decodeEntities(text: string): string {
+function decodeEntities(text: string): string {
   return text.replace(/&(#x[0-9a-f]{1,6}|#\d{1,7}|[a-z]{2,8});/gi, (m, body: string) => {
     if (body[0] === '#') {
       const code = body[1] === 'x' || body[1] === 'X' ? parseInt(body.slice(2), 16) : parseInt(body.slice(1), 10);
@@ -117,7 +117,7 @@ export function htmlBodyContent(html: string): string {
 export function decodeTextForSearch(raw: Buffer, root: MimePart): string {
   const out: string[] = [];
   walkParts(root, (part) => {
-    if (part.type !== 'text' || part.children.length > 0) return;
+    if (part.type !== 'text') return;
     const text = decodeTextPart(raw, part).text;
     out.push(part.subtype === 'html' ? htmlToText(text) : text);
   });

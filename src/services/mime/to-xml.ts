@@ -6,9 +6,10 @@ import { parseXml } from '../../xml/parser.js';
 import { formatLocal, formatUtc } from '../../xml/time.js';
 import { ServiceError } from '../errors.js';
 import { decodeRawHeader } from './charset.js';
+import { ADDRESS_FIELDS } from './fields.js';
 import { decodeHeaderText, parseAddressList, parseDateHeader, parsePriority } from './headers.js';
 import { findPart, parseHeaderBlock } from './parse.js';
-import { transferDecode } from './parts.js';
+import { decodePartBody } from './parts.js';
 import { decodeTextPart } from './text.js';
 import type { HeaderField, MimePart } from './types.js';
 
@@ -21,14 +22,8 @@ export interface MessageXmlOptions {
   partID?: string;
 }
 
-/** Fields whose element body is one address each (with a realName attribute). */
-export const ADDRESS_FIELDS = new Set([
-  'from', 'to', 'cc', 'bcc', 'return-path', 'sender', 'reply-to', 'disposition-notification-to',
-  'recent-from', 'recent-to', 'return-receipt-to', 'errors-to',
-]);
-
 /** Element names for well-known fields, whatever capitalisation the message used. */
-export const CANONICAL_NAMES: Record<string, string> = {};
+const CANONICAL_NAMES: Record<string, string> = {};
 for (const name of [
   'From', 'To', 'Cc', 'Bcc', 'Reply-To', 'Sender', 'Subject', 'Date', 'Message-ID', 'In-Reply-To', 'References',
   'Return-Path', 'Resent-Date', 'Resent-From', 'Resent-To', 'Resent-Cc', 'Resent-Bcc', 'Resent-Sender',
@@ -49,10 +44,6 @@ interface Context {
   timeZone: string;
   /** Bytes of body still allowed (totalSizeLimit). */
   budget: number;
-}
-
-export function gmtValue(time: number): string {
-  return formatUtc(new Date(time));
 }
 
 /** X-Telnum: "+1 555 1234 (WORK), +1 555 9876;type=CELL" -> number and optional type each. */
@@ -80,7 +71,7 @@ function parseTelnums(value: string): { number: string; type?: string }[] {
  * Appends the XML elements for header fields (everything but Content-* and MIME-Version).
  * Dates that cannot be parsed are left out: clients read the Date body as a time value.
  */
-export function appendHeaderElements(target: XmlElement, fields: readonly HeaderField[], timeZone: string): void {
+function appendHeaderElements(target: XmlElement, fields: readonly HeaderField[], timeZone: string): void {
   const priority = parsePriority(fields);
   let priorityDone = false;
   for (const field of fields) {
@@ -100,7 +91,8 @@ export function appendHeaderElements(target: XmlElement, fields: readonly Header
     } else if (lower === 'date' || lower === 'resent-date') {
       const date = parseDateHeader(field.value);
       if (date) {
-        target.add(name, { timeShift: date.shiftSeconds, localTime: formatLocal(new Date(date.time), timeZone) }, gmtValue(date.time));
+        const moment = new Date(date.time);
+        target.add(name, { timeShift: date.shiftSeconds, localTime: formatLocal(moment, timeZone) }, formatUtc(moment));
       }
     } else if (lower === 'x-telnum') {
       for (const t of parseTelnums(field.value)) target.add(name, t.type ? { type: xmlSafe(t.type) } : undefined, xmlSafe(t.number));
@@ -111,7 +103,7 @@ export function appendHeaderElements(target: XmlElement, fields: readonly Header
 }
 
 /** Decoded-size estimate: base64 lines carry 57 bytes per 78 written. */
-export function estimatedSize(part: MimePart): number {
+function estimatedSize(part: MimePart): number {
   const length = part.end - part.bodyStart;
   if (part.encoding === 'base64') return Math.floor((length * 57) / 78);
   return length;
@@ -130,11 +122,6 @@ function isReport(part: MimePart): boolean {
 
 function isHeadersType(part: MimePart): boolean {
   return (part.type === 'text' || part.type === 'message') && (part.subtype === 'rfc822-headers' || part.subtype === 'global-headers');
-}
-
-/** A decoded body as a Buffer of its own: offsets in parse results then refer to it. */
-function decodedBody(raw: Buffer, part: MimePart): Buffer {
-  return transferDecode(raw.subarray(part.bodyStart, part.end), part.encoding);
 }
 
 /** Report field groups (RFC 3464 / RFC 8098): the first as elements, the others nested. */
@@ -157,7 +144,7 @@ function reportElement(body: Buffer): XmlElement {
 
 function headersEmail(ctx: Context, part: MimePart): XmlElement {
   const email = new XmlElement('EMail');
-  appendHeaderElements(email, parseHeaderBlock(decodedBody(ctx.raw, part)).fields, ctx.timeZone);
+  appendHeaderElements(email, parseHeaderBlock(decodePartBody(ctx.raw, part)).fields, ctx.timeZone);
   return email;
 }
 
@@ -212,7 +199,7 @@ function mimeElement(ctx: Context, part: MimePart, showPartID: boolean): XmlElem
 
 function appendLeafBody(ctx: Context, part: MimePart, element: XmlElement, problems: string[]): void {
   if (isReport(part)) {
-    element.append(reportElement(decodedBody(ctx.raw, part)));
+    element.append(reportElement(decodePartBody(ctx.raw, part)));
     return;
   }
   if (isHeadersType(part)) {

@@ -23,12 +23,12 @@
  */
 import type { AccountRecord } from '../../store/store.js';
 import type { RuleRecord } from '../../store/rules.js';
-import { el } from '../../xml/element.js';
+import { fullName } from '../accounts.js';
 import { ServiceError } from '../errors.js';
 import { applyKeywords, Flag, parseFlagChange } from '../mail/flags.js';
-import { composeMessage, type Address, type PartResolver } from '../mime/index.js';
-import { rfcDateInZone } from '../mime/compose.js';
-import { forwardMessage, NO_EXTERNAL_PARTS, prependHeaderFields, resentFields } from '../mime/outgoing.js';
+import type { Address } from '../mime/index.js';
+import { rfcDateInZone } from '../mime/dates.js';
+import { forwardMessage, prependHeaderFields, resentFields, textMessage, type GeneratedField } from '../mime/outgoing.js';
 import { conditionHolds, isHumanGenerated, type ConditionContext } from './conditions.js';
 import { RuleMessage } from './message.js';
 import { actionSpec, isNoParameter, parseHeaderLines, parseReplyTemplate, parseTargets, qualifyAddress } from './model.js';
@@ -103,10 +103,6 @@ export function plainPlan(raw: Buffer): DeliveryPlan {
   return { copies: [], inbox: { ordinal: 0, mailbox: 'INBOX', raw, flags: Flag.Recent, keywords: [] }, sends: [], remember: [], applied: [] };
 }
 
-function accountAddress(account: AccountRecord): string {
-  return `${account.name}@${account.domain}`;
-}
-
 function sameAddress(a: string, b: string): boolean {
   return a.toLowerCase() === b.toLowerCase();
 }
@@ -129,7 +125,7 @@ class Planner {
     this.message = new RuleMessage(raw);
     // Decided on the message as it came in: rules' own header edits do not make it automatic.
     this.human = isHumanGenerated(this.message, ctx.sender);
-    this.self = accountAddress(ctx.account);
+    this.self = fullName(ctx.account);
   }
 
   async run(rules: readonly RuleRecord[]): Promise<DeliveryPlan> {
@@ -137,7 +133,7 @@ class Planner {
     for (const rule of rules) {
       const first = ordinal;
       ordinal += rule.actions.length;
-      if (rule.priority <= 0 || this.stop) continue;
+      if (this.stop) continue;
       let applies: boolean;
       try {
         applies = await this.applies(rule);
@@ -240,8 +236,9 @@ class Planner {
     return out;
   }
 
+  /** The trace field of a message these rules send (what sentOnBy looks for). */
   private received(): string {
-    return `Received: by ${this.ctx.hostName} (ximssd mail rules of <${this.self}>);\r\n\t${rfcDateInZone(new Date(), this.ctx.timeZone)}\r\n`;
+    return `Received: by ${this.ctx.hostName} (ximssd mail rules of <${this.self}>);\r\n\t${rfcDateInZone(new Date(), this.ctx.timeZone)}`;
   }
 
   private source(): 'authenticated' | 'remote' {
@@ -265,26 +262,27 @@ class Planner {
     let raw: Buffer;
     let sender = this.ctx.sender;
     if (kind === 'mirror') {
-      raw = Buffer.concat([Buffer.from(this.received(), 'utf8'), this.message.raw]);
+      raw = prependHeaderFields(this.message.raw, [this.received()]);
     } else if (kind === 'redirect') {
       const resent = resentFields(this.self, recipients, this.ctx.hostName, this.ctx.timeZone);
-      raw = prependHeaderFields(this.message.raw, [this.received().replace(/\r\n$/, ''), ...resent]);
+      raw = prependHeaderFields(this.message.raw, [this.received(), ...resent]);
     } else {
       sender = this.self;
-      raw = Buffer.concat([Buffer.from(this.received(), 'utf8'), await this.composeForward(recipients)]);
+      raw = prependHeaderFields(await this.composeForward(recipients), [this.received()]);
     }
     this.addSend({ ordinal, action, rule: rule.name, sender, recipients, raw, source: this.source() });
   }
 
-  private fromElement(): ReturnType<typeof el> {
-    return el('From', { realName: this.ctx.account.realName ?? undefined }, this.self);
+  /** The account as the From of the messages these rules write. */
+  private from(): Address {
+    return { address: this.self, realName: this.ctx.account.realName ?? undefined };
   }
 
   private composeForward(recipients: string[]): Promise<Buffer> {
     return forwardMessage({
       hostName: this.ctx.hostName,
       timeZone: this.ctx.timeZone,
-      from: { address: this.self, realName: this.ctx.account.realName ?? undefined },
+      from: this.from(),
       to: recipients,
       subject: this.message.subject(),
       original: this.message.raw,
@@ -315,25 +313,22 @@ class Planner {
     const template = parseReplyTemplate(parameter);
     const fields = template.fields.map(([name, value]): [string, string] => [name, substitute(value)]);
     const has = (name: string): boolean => fields.some(([n]) => n.toLowerCase() === name);
-    const email = el('EMail');
-    if (!has('from')) email.append(this.fromElement());
-    email.append(el('To', { realName: target.realName }, target.address));
-    for (const a of cc) email.append(el('Cc', { realName: a.realName }, a.address));
-    if (!has('subject')) email.append(el('Subject', undefined, /^re:/i.test(subject) ? subject : `Re: ${subject}`.trim()));
-    for (const [name, value] of fields) email.append(el(name, undefined, value));
+    const header: GeneratedField[] = [];
+    if (!has('from')) header.push(['From', this.from()]);
+    header.push(['To', target], ...cc.map((a): GeneratedField => ['Cc', a]));
+    if (!has('subject')) header.push(['Subject', /^re:/i.test(subject) ? subject : `Re: ${subject}`.trim()]);
+    header.push(...fields);
     if (messageId !== '') {
-      email.append(el('In-Reply-To', undefined, messageId));
       const references = (this.message.value('References') ?? '').match(/<[^<>\s]+>/g) ?? [];
-      email.append(el('References', undefined, [...references.slice(-9), messageId].join(' ')));
+      header.push(['In-Reply-To', messageId], ['References', [...references.slice(-9), messageId].join(' ')]);
     }
-    email.append(el('Auto-Submitted', undefined, 'auto-replied'));
-    email.append(el('MIME', { type: 'text', subtype: 'plain', charset: 'utf-8' }, substitute(template.body)));
-    const raw = await composeMessage(email, NO_EXTERNAL_PARTS, { timeZone: this.ctx.timeZone, addMissing: true, hostname: this.ctx.hostName, omitBcc: true });
+    header.push(['Auto-Submitted', 'auto-replied']);
+    const raw = await textMessage({ hostName: this.ctx.hostName, timeZone: this.ctx.timeZone, fields: header, text: substitute(template.body) });
     this.addSend({ ordinal, action, rule: rule.name, sender: '', recipients, raw, source: 'authenticated', reply: { address: target.address.toLowerCase() } });
   }
 }
 
-/** Runs `rules` (the account's Mail Rules, in order) on a message: what to store and send. */
+/** Runs `rules` (the account's active Mail Rules, in order) on a message: what to store and send. */
 export async function planDelivery(rules: readonly RuleRecord[], raw: Buffer, ctx: PlanContext): Promise<DeliveryPlan> {
   return new Planner(raw, ctx).run(rules);
 }

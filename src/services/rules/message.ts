@@ -3,67 +3,15 @@
  * addresses and texts conditions test, and the header edits of Add Header and Tag Subject.
  * The bytes are never re-encoded: edits splice header lines in or out.
  */
-import * as mimeFuncs from 'nodemailer/lib/mime-funcs';
 import { decodeHeaderText, headerValue, headerValues, parseAddressList, parseHeaderBlock, type Address, type HeaderField } from '../mime/index.js';
+import { unstructuredField } from '../mime/compose.js';
+import { headerFieldSpans } from '../mime/outgoing.js';
 
 /** Addresses read from one kind of field: more are ignored (bounds the work per condition). */
 const MAX_ADDRESSES = 1000;
-/** Soft header line length (RFC 5322 recommends 78 with CRLF). */
-const LINE = 76;
-
-function hasNonAscii(s: string): boolean {
-  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) > 0x7e) return true;
-  return false;
-}
-
-/**
- * `Name: value` as header text (CRLF-terminated): RFC 2047 words for non-ASCII text, folded
- * at spaces (a continuation line starts with a space).
- */
-export function formatField(name: string, value: string): string {
-  const text = value.replace(/[\u0000-\u001f\u007f]+/g, ' ').trim();
-  const encoded = hasNonAscii(text) ? mimeFuncs.encodeWords(text, 'Q', 52) : text;
-  let out = `${name}:`;
-  let lineLength = out.length;
-  for (const piece of encoded.split(' ')) {
-    if (piece !== '' && lineLength > name.length + 1 && lineLength + 1 + piece.length > LINE) {
-      out += '\r\n ' + piece;
-      lineLength = 1 + piece.length;
-    } else {
-      out += ' ' + piece;
-      lineLength += 1 + piece.length;
-    }
-  }
-  return out + '\r\n';
-}
-
-/** Where one header field lies in the raw bytes: [start, end) including its line end(s). */
-interface FieldSpan {
-  name: string;
-  start: number;
-  end: number;
-}
-
-/** The byte spans of the header fields (folded lines belong to their field). */
-function fieldSpans(raw: Buffer, headerEnd: number): FieldSpan[] {
-  const spans: FieldSpan[] = [];
-  let pos = 0;
-  while (pos < headerEnd) {
-    const lf = raw.indexOf(10, pos);
-    const next = lf < 0 || lf >= headerEnd ? headerEnd : lf + 1;
-    const first = raw[pos];
-    const isBlank = raw[pos] === 13 || raw[pos] === 10;
-    if (isBlank) break;
-    if ((first === 32 || first === 9) && spans.length > 0) {
-      spans[spans.length - 1]!.end = next;
-    } else {
-      const line = raw.toString('latin1', pos, next);
-      const colon = line.indexOf(':');
-      spans.push({ name: colon < 0 ? '' : line.slice(0, colon).trim(), start: pos, end: next });
-    }
-    pos = next;
-  }
-  return spans;
+/** `Name: value` as header text (CRLF-terminated): RFC 2047 words for non-ASCII text, folded at spaces. */
+function formatField(name: string, value: string): string {
+  return unstructuredField(name, value) + '\r\n';
 }
 
 export class RuleMessage {
@@ -135,7 +83,7 @@ export class RuleMessage {
     const subject = this.subject();
     if (subject.toLowerCase().startsWith(tag.toLowerCase())) return;
     const line = Buffer.from(formatField('Subject', subject === '' ? tag : `${tag} ${subject}`), 'utf8');
-    const span = fieldSpans(this.bytes, this.header().end).find((s) => s.name.toLowerCase() === 'subject');
+    const span = headerFieldSpans(this.bytes, this.header().end).find((s) => s.name.toLowerCase() === 'subject');
     if (!span) {
       this.replaceBytes(Buffer.concat([line, this.bytes]));
       return;
@@ -148,19 +96,22 @@ export class RuleMessage {
     this.parsed = undefined;
   }
 
+  /** The first MB as text, searched for Received fields (loop detection). */
+  private leadingText(): string {
+    return this.bytes.toString('latin1', 0, Math.min(this.bytes.length, 1024 * 1024));
+  }
+
   /**
    * True when the Mail Rules of `account` (an address) sent this message on before: their
    * Received field is in it, forwarded copies inside it included (loop detection).
    */
   sentOnBy(account: string): boolean {
-    const text = this.bytes.toString('latin1', 0, Math.min(this.bytes.length, 1024 * 1024));
     const mark = `(ximssd mail rules of <${account.toLowerCase()}>)`;
-    return (text.match(/^Received: by [^\r\n]*/gim) ?? []).some((line) => line.toLowerCase().includes(mark));
+    return (this.leadingText().match(/^Received: by [^\r\n]*/gim) ?? []).some((line) => line.toLowerCase().includes(mark));
   }
 
   /** How many Received fields the message carries, forwarded copies inside it included (loop detection). */
   hops(): number {
-    const text = this.bytes.toString('latin1', 0, Math.min(this.bytes.length, 1024 * 1024));
-    return (text.match(/^Received:/gim) ?? []).length;
+    return (this.leadingText().match(/^Received:/gim) ?? []).length;
   }
 }

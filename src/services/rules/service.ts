@@ -1,8 +1,8 @@
-import type { RuleRecord } from '../../store/rules.js';
+import type { RuleGuard, RuleRecord } from '../../store/rules.js';
 import { AlreadyExistsError, NotFoundError, type AccountRecord, type Store } from '../../store/store.js';
-import type { AccountService } from '../accounts.js';
+import { fullName, type AccountService } from '../accounts.js';
 import { ServiceError } from '../errors.js';
-import { planDelivery, plainPlan, REPLY_INTERVAL_MS, type DeliveryPlan } from './apply.js';
+import { planDelivery, plainPlan, REPLY_INTERVAL_MS, type DeliveryPlan, type PlanContext } from './apply.js';
 import {
   ALLOWED_MODES,
   checkAllowed,
@@ -35,20 +35,11 @@ export interface KnownRuleValues {
   actions: readonly { name: string; allowedSet: AllowedMode }[];
 }
 
-/** What final delivery tells the rules about one message for one account. */
-export interface DeliveryFacts {
-  account: AccountRecord;
+/** What final delivery tells the rules about one message for one account (the time zone is the account's). */
+export type DeliveryFacts = Omit<PlanContext, 'timeZone'> & {
   /** The message without Return-Path. */
   raw: Buffer;
-  /** Envelope sender, '' for the null sender. */
-  sender: string;
-  recipient: string;
-  authenticated: boolean;
-  hostName: string;
-  /** `in #Dataset`: true when the account's dataset holds the address. */
-  inDataset(dataset: string, address: string): Promise<boolean>;
-  log(line: string): void;
-}
+};
 
 /**
  * Account Automated Rules (spec section "Automated Rule Management"): Mail Rules (`mailIn`),
@@ -116,31 +107,31 @@ export class RuleService {
     const priority = changes.priority === undefined ? undefined : parsePriority(changes.priority);
     let stage: string | null | undefined;
     if (changes.stage !== undefined && RULE_SETS[type].staged) stage = changes.stage.trim() === '' ? null : parseStage(changes.stage);
-    const mode = await this.allowedMode(account, type);
-    checkAllowed(type, mode, undefined, 'the rule');
-    await this.mapped(() => this.store.rules.update(account.id, type, name, { priority, stage }, (existing) => checkAllowed(type, mode, existing, 'the rule')));
+    await this.change(account, type, (guard) => this.store.rules.update(account.id, type, name, { priority, stage }, guard));
   }
 
   /** ruleRename. */
   async rename(account: AccountRecord, type: RuleType, name: string, newName: string): Promise<void> {
     checkRuleName(name);
     checkRuleName(newName, 'new rule name');
-    const mode = await this.allowedMode(account, type);
-    checkAllowed(type, mode, undefined, 'the rule');
-    await this.mapped(() => this.store.rules.rename(account.id, type, name, newName, (existing) => checkAllowed(type, mode, existing, 'the rule')));
+    await this.change(account, type, (guard) => this.store.rules.rename(account.id, type, name, newName, guard));
   }
 
   /** ruleRemove. */
   async remove(account: AccountRecord, type: RuleType, name: string): Promise<void> {
     checkRuleName(name);
-    const mode = await this.allowedMode(account, type);
-    checkAllowed(type, mode, undefined, 'the rule');
-    await this.mapped(() => this.store.rules.remove(account.id, type, name, (existing) => checkAllowed(type, mode, existing, 'the rule')));
+    await this.change(account, type, (guard) => this.store.rules.remove(account.id, type, name, guard));
   }
 
-  private async mapped(write: () => Promise<void>): Promise<void> {
+  /**
+   * A change of an existing rule: allowed only when the account may modify its rules, and
+   * the rule as it is (the store's guard) only has actions it may write.
+   */
+  private async change(account: AccountRecord, type: RuleType, write: (guard: RuleGuard) => Promise<void>): Promise<void> {
+    const mode = await this.allowedMode(account, type);
+    checkAllowed(type, mode, undefined, 'the rule');
     try {
-      await write();
+      await write((existing) => checkAllowed(type, mode, existing, 'the rule'));
     } catch (err) {
       if (err instanceof NotFoundError) throw new ServiceError(RULE_NOT_FOUND);
       if (err instanceof AlreadyExistsError) throw new ServiceError(err.message);
@@ -162,22 +153,13 @@ export class RuleService {
       const prefs = await this.accounts.effectivePrefs(facts.account);
       if (typeof prefs.TimeZone === 'string' && prefs.TimeZone !== '') timeZone = prefs.TimeZone;
     } catch (err) {
-      facts.log(`rules: ${facts.account.name}@${facts.account.domain}: rules not applied: ${(err as Error).message}`);
+      facts.log(`rules: ${fullName(facts.account)}: rules not applied: ${(err as Error).message}`);
       return plainPlan(facts.raw);
     }
     try {
-      return await planDelivery(rules, facts.raw, {
-        account: facts.account,
-        sender: facts.sender,
-        recipient: facts.recipient,
-        authenticated: facts.authenticated,
-        hostName: facts.hostName,
-        timeZone,
-        inDataset: facts.inDataset,
-        log: facts.log,
-      });
+      return await planDelivery(rules, facts.raw, { ...facts, timeZone });
     } catch (err) {
-      facts.log(`rules: ${facts.account.name}@${facts.account.domain}: rules not applied: ${(err as Error).stack ?? err}`);
+      facts.log(`rules: ${fullName(facts.account)}: rules not applied: ${(err as Error).stack ?? err}`);
       return plainPlan(facts.raw);
     }
   }

@@ -81,7 +81,6 @@ export class SqliteQueue implements QueueStore {
         ORDER BY id`,
       nextDue: `SELECT next_attempt AS t FROM queue_recipients WHERE state = 'pending'
         AND message_id NOT IN (SELECT value FROM json_each(?)) ORDER BY next_attempt LIMIT 1`,
-      get: `SELECT ${MESSAGE_COLUMNS} FROM queue_messages WHERE id = ?`,
       all: `SELECT ${MESSAGE_COLUMNS} FROM queue_messages ORDER BY id`,
       raw: 'SELECT raw FROM queue_messages WHERE id = ?',
       recipients: 'SELECT * FROM queue_recipients WHERE message_id = ? ORDER BY address',
@@ -121,11 +120,6 @@ export class SqliteQueue implements QueueStore {
   async nextDue(busy: ReadonlySet<number>): Promise<number | undefined> {
     const row = this.sql.nextDue.get(JSON.stringify([...busy])) as { t: number } | undefined;
     return row?.t;
-  }
-
-  async get(id: number): Promise<QueuedMessageRecord | undefined> {
-    const row = this.sql.get.get(id) as MessageRow | undefined;
-    return row ? toMessage(row) : undefined;
   }
 
   async readRaw(id: number): Promise<Buffer | undefined> {

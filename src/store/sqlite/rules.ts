@@ -74,10 +74,10 @@ export class SqliteRules implements RuleStore {
   }
 
   async get(accountId: number, type: string, name: string): Promise<RuleRecord | undefined> {
-    const row = this.sql.get.get(accountId, type, name) as RuleRow | undefined;
-    return row && toRule(row);
+    return this.current(accountId, type, name);
   }
 
+  /** The rule as stored (synchronous: for use inside a transaction). */
   private current(accountId: number, type: string, name: string): RuleRecord | undefined {
     const row = this.sql.get.get(accountId, type, name) as RuleRow | undefined;
     return row && toRule(row);

@@ -1,5 +1,5 @@
 import { multipartReport } from '../../services/mime/report.js';
-import { rfcDateInZone } from '../../services/mime/compose.js';
+import { rfcDateInZone } from '../../services/mime/dates.js';
 
 /** RFC 3464 Action values this server reports. */
 export type DsnAction = 'failed' | 'delayed' | 'delivered' | 'relayed';

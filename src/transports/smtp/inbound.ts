@@ -10,17 +10,17 @@ import {
 } from 'smtp-server';
 import type { SMTPConnection, SMTPConnectionOptions } from 'smtp-server/lib/smtp-connection.js';
 import type { Config } from '../../config.js';
-import type { AccountService } from '../../services/accounts.js';
+import { fullName, type AccountService } from '../../services/accounts.js';
 import type { AuthService } from '../../services/auth.js';
 import { BAD_CREDENTIALS, ServiceError } from '../../services/errors.js';
-import { rfcDateInZone } from '../../services/mime/compose.js';
+import { rfcDateInZone } from '../../services/mime/dates.js';
 import type { MailService } from '../../services/mail/service.js';
 import type { AccountRecord } from '../../store/store.js';
 import { StorageLimitError } from '../../services/mail/service.js';
 import { LocalDelivery } from './local-delivery.js';
 import { deliveryStatusNotification, type DsnRecipient } from './dsn.js';
 import type { DsnNotify, MailSubmitter } from './queue.js';
-import { resolveRecipient } from './recipients.js';
+import { resolveRecipient, type Recipient } from './recipients.js';
 
 /** The services the SMTP listener uses (XimssServices has them all under these names). */
 export interface SmtpServices {
@@ -92,7 +92,8 @@ class Server extends SMTPServer {
 interface Transaction {
   id: string;
   sender: string;
-  recipients: { address: string; notify: DsnNotify | undefined; orcpt: string | undefined }[];
+  /** `target`: the recipient as resolved when RCPT accepted it. */
+  recipients: { address: string; notify: DsnNotify | undefined; orcpt: string | undefined; target: Recipient | undefined }[];
   ret: 'FULL' | 'HDRS' | undefined;
   envid: string | undefined;
   authenticated: boolean;
@@ -135,6 +136,8 @@ export class SmtpListener {
   /** Server-wide disabled commands (a session's own list replaces this one, so it repeats it). */
   private readonly disabled: string[];
   private readonly inflight = new Set<Promise<void>>();
+  /** What each accepted RCPT resolved to (smtp-server puts these address objects in the envelope). */
+  private readonly accepted = new WeakMap<SMTPServerAddress, Recipient>();
   private listening = false;
   private shuttingDown = false;
   private closing: Promise<void> | undefined;
@@ -189,7 +192,10 @@ export class SmtpListener {
       },
       onRcptTo: (address, session, callback) => {
         this.checkRecipient(address, session).then(
-          () => callback(),
+          (recipient) => {
+            this.accepted.set(address, recipient);
+            callback();
+          },
           (err: unknown) => callback(this.asSmtpError(err, 'RCPT')),
         );
       },
@@ -267,7 +273,7 @@ export class SmtpListener {
         const target = await this.services.accounts.find(authzid);
         if (!target || target.id !== account.id) throw smtpError(535, '5.7.8 Authorization identity differs from the authenticated one');
       }
-      return `${account.name}@${account.domain}`;
+      return fullName(account);
     })().then(
       (user) => callback(null, { user }),
       (err: unknown) => {
@@ -281,23 +287,25 @@ export class SmtpListener {
   // -------------------------------------------------------------------------------------
   // Recipients
 
-  private async checkRecipient(address: SMTPServerAddress, session: SMTPServerSession): Promise<void> {
+  /** Resolves a RCPT address; throws the SMTP error when it is refused. */
+  private async checkRecipient(address: SMTPServerAddress, session: SMTPServerSession): Promise<Recipient> {
     if (this.shuttingDown) throw smtpError(421, '4.3.2 Service shutting down');
     const recipient = await resolveRecipient(this.services.accounts, address.address);
     switch (recipient.kind) {
       case 'remote':
         if (!session.user) throw smtpError(550, `5.7.1 <${address.address}>: Relay access denied`);
-        return;
+        break;
       case 'unknown':
         throw smtpError(550, `5.1.1 <${address.address}>: Recipient address rejected: no such user here`);
       case 'local': {
-        const room = await this.delivery.room(recipient.account);
-        if (room === undefined) return;
+        const room = await this.services.mail.room(recipient.account);
+        if (room === undefined) break;
         const from = session.envelope.mailFrom;
         const declared = from && from.args && typeof from.args.SIZE === 'string' ? Number(from.args.SIZE) : 0;
         if (room <= 0 || declared > room) throw smtpError(452, `4.2.2 <${address.address}>: Mailbox full: the account storage limit is reached`);
       }
     }
+    return recipient;
   }
 
   // -------------------------------------------------------------------------------------
@@ -324,7 +332,12 @@ export class SmtpListener {
       const transaction: Transaction = {
         id: `${session.id}.${session.transaction}`,
         sender: from ? from.address : '',
-        recipients: session.envelope.rcptTo.map((r) => ({ address: r.address, notify: dsnNotify(r.dsn?.notify), orcpt: decodeXtext(r.dsn?.orcpt) })),
+        recipients: session.envelope.rcptTo.map((r) => ({
+          address: r.address,
+          notify: dsnNotify(r.dsn?.notify),
+          orcpt: decodeXtext(r.dsn?.orcpt),
+          target: this.accepted.get(r),
+        })),
         ret: session.envelope.dsn?.ret === 'FULL' ? 'FULL' : session.envelope.dsn?.ret === 'HDRS' ? 'HDRS' : undefined,
         envid: session.envelope.dsn?.envid || undefined,
         authenticated: Boolean(session.user),
@@ -343,16 +356,19 @@ export class SmtpListener {
 
   /** Delivers a received message to its recipients; resolves with the 250 text. */
   private async deliver(raw: Buffer, t: Transaction): Promise<string> {
-    const { accounts, queue } = this.services;
-    const resolved = await Promise.all(t.recipients.map(async (r) => ({ ...r, target: await resolveRecipient(accounts, r.address) })));
-    if (resolved.some((r) => r.target.kind === 'remote')) {
+    const { queue } = this.services;
+    if (t.recipients.some((r) => r.target?.kind === 'remote')) {
       // Submission (accepted at RCPT for an authenticated session): the whole transaction
       // goes through the queue, local recipients included, so that 250 means "queued" for
       // everyone and a client retry after a failure duplicates nothing.
       await queue.submit({
         sender: t.sender,
         // The bare `postmaster` (RFC 5321 4.1.1.3) is the default domain's.
-        recipients: t.recipients.map((r) => (r.address.includes('@') ? r : { ...r, address: `${r.address}@${this.services.config.defaultDomain}` })),
+        recipients: t.recipients.map(({ address, notify, orcpt }) => ({
+          address: address.includes('@') ? address : `${address}@${this.services.config.defaultDomain}`,
+          notify,
+          orcpt,
+        })),
         raw: Buffer.concat([this.receivedField(t), raw]),
         ret: t.ret,
         envid: t.envid,
@@ -361,17 +377,20 @@ export class SmtpListener {
       return `Ok: queued as ${t.id}`;
     }
     const copies: { recipient: Transaction['recipients'][number]; account: AccountRecord }[] = [];
-    for (const r of resolved) {
-      if (r.target.kind !== 'local') throw smtpError(451, `4.3.0 <${r.address}>: recipient no longer exists; try again`);
+    for (const r of t.recipients) {
+      if (r.target?.kind !== 'local') throw new Error(`<${r.address}> was not resolved at RCPT`);
       const account = r.target.account;
       if (!copies.some((c) => c.account.id === account.id)) copies.push({ recipient: r, account });
     }
-    // The message must fit every recipient's storage limit, or nobody gets it.
-    const overhead = LocalDelivery.overhead({ sender: t.sender });
     const fields = copies.map((c) => this.receivedField(t, c.recipient.address));
-    for (const [i, c] of copies.entries()) {
-      const room = await this.delivery.room(c.account);
-      if (room !== undefined && fields[i]!.length + raw.length + overhead > room) throw storageLimit(c.recipient.address);
+    // The message must fit every recipient's storage limit, or nobody gets it. (One
+    // recipient's limit is checked where the copy is stored: a StorageLimitError, 552 below.)
+    if (copies.length > 1) {
+      const overhead = LocalDelivery.overhead({ sender: t.sender });
+      for (const [i, c] of copies.entries()) {
+        const room = await this.services.mail.room(c.account);
+        if (room !== undefined && fields[i]!.length + raw.length + overhead > room) throw storageLimit(c.recipient.address);
+      }
     }
     let delivered = 0;
     const reports: DsnRecipient[] = [];

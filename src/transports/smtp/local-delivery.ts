@@ -1,4 +1,4 @@
-import type { AccountService } from '../../services/accounts.js';
+import { fullName, type AccountService } from '../../services/accounts.js';
 import type { DatasetService } from '../../services/datasets.js';
 import { ServiceError } from '../../services/errors.js';
 import { prepareMessage } from '../../services/mail/new-message.js';
@@ -57,6 +57,11 @@ export interface DeliveryOptions {
   key?: string;
 }
 
+/** The field final delivery puts on top of each stored copy (RFC 5321 section 4.4). */
+function returnPathField(sender: string): string {
+  return `Return-Path: <${sender}>\r\n`;
+}
+
 /**
  * Final delivery of a message to one local account, through the account's Mail Rules: SMTP
  * (and the outbound queue, for local recipients) call `deliver` per recipient.
@@ -88,7 +93,7 @@ export class LocalDelivery {
   async deliver(raw: Buffer, envelope: DeliveryEnvelope, options: DeliveryOptions = {}): Promise<DeliveryOutcome> {
     const { account } = envelope;
     const { rules, datasets, submitter, log } = this.deps;
-    const who = `${account.name}@${account.domain}`;
+    const who = fullName(account);
     const key = options.key;
     const plan = await rules.planDelivery({
       account,
@@ -159,7 +164,7 @@ export class LocalDelivery {
 
   /** Stores one copy (with Return-Path); nothing when its delivery key was used before. */
   private async store(box: MailboxHandle, copy: PlannedCopy, envelope: DeliveryEnvelope, key: string | undefined): Promise<DeliveryResult[]> {
-    const message = Buffer.concat([Buffer.from(`Return-Path: <${envelope.sender}>\r\n`, 'utf8'), copy.raw]);
+    const message = Buffer.concat([Buffer.from(returnPathField(envelope.sender), 'utf8'), copy.raw]);
     // MailService checks the storage limit again inside append (another delivery may have
     // filled the account since the caller's check): a StorageLimitError then.
     const deliveryKey = key === undefined ? undefined : `${key}/store/${copy.ordinal}`;
@@ -169,17 +174,8 @@ export class LocalDelivery {
     return added.map((m) => ({ mailbox: box.displayName, uid: m.uid }));
   }
 
-  /**
-   * Bytes the account may still take (undefined: no limit). The SMTP listener asks at RCPT
-   * (452 when none is left) and before delivering (552 when the message does not fit).
-   */
-  async room(account: AccountRecord): Promise<number | undefined> {
-    const { used, limit } = await this.mail.usage(account);
-    return limit === undefined ? undefined : Math.max(0, limit - used);
-  }
-
   /** The bytes `deliver` adds to a message for this envelope (for the storage-limit check). */
   static overhead(envelope: Pick<DeliveryEnvelope, 'sender'>): number {
-    return Buffer.byteLength(`Return-Path: <${envelope.sender}>\r\n`, 'utf8');
+    return Buffer.byteLength(returnPathField(envelope.sender), 'utf8');
   }
 }

@@ -1,5 +1,5 @@
 import type { Config } from '../../config.js';
-import type { AccountService } from '../../services/accounts.js';
+import { fullName, type AccountService } from '../../services/accounts.js';
 import { ServiceError } from '../../services/errors.js';
 import { StorageLimitError } from '../../services/mail/service.js';
 import type { NewQueuedMessage, QueuedMessageRecord, QueuedRecipientRecord, RecipientUpdate } from '../../store/queue.js';
@@ -281,7 +281,7 @@ export class MailQueue implements MailSubmitter {
       if (outcome.rejected !== undefined) {
         return { kind: 'permanent', status: '5.7.1', diagnostic: `smtp; 550 5.7.1 ${outcome.rejected.replace(/\s+/g, ' ').trim()}`, remoteMta: null, dsnPassedOn: false };
       }
-      return { kind: 'sent', local: true, status: '2.0.0', diagnostic: `smtp; 250 2.0.0 delivered to ${account.name}@${account.domain}`, remoteMta: null, dsnPassedOn: false };
+      return { kind: 'sent', local: true, status: '2.0.0', diagnostic: `smtp; 250 2.0.0 delivered to ${fullName(account)}`, remoteMta: null, dsnPassedOn: false };
     } catch (err) {
       if (err instanceof StorageLimitError) {
         return { kind: 'temporary', status: '4.2.2', diagnostic: `smtp; 452 4.2.2 <${r.address}>: mailbox full`, remoteMta: null, dsnPassedOn: false };

@@ -1,6 +1,8 @@
 import { promises as dns, type MxRecord } from 'node:dns';
+import { isIP } from 'node:net';
 import SMTPConnection, { type SMTPConnectionOptions, type SMTPError } from 'nodemailer/lib/smtp-connection';
 import type { Config } from '../../config.js';
+import { isAscii } from '../../services/mime/charset.js';
 
 /** A recipient on its way to another server. */
 export interface RemoteRecipient {
@@ -83,14 +85,9 @@ export class RemoteDelivery {
   }
 
   async deliver(message: RemoteMessage, recipients: readonly RemoteRecipient[]): Promise<RemoteOutcome[]> {
-    const byDomain = new Map<string, RemoteRecipient[]>();
-    for (const r of recipients) {
-      const key = this.config.relay ? '' : domainOf(r.address);
-      byDomain.set(key, [...(byDomain.get(key) ?? []), r]);
-    }
     // A few domains at a time: a message to a thousand domains must not open a thousand
     // connections (and DNS queries) at once.
-    const domains = [...byDomain];
+    const domains = [...groupBy(recipients, (r) => (this.config.relay ? '' : domainOf(r.address)))];
     const outcomes: RemoteOutcome[] = [];
     let next = 0;
     const worker = async (): Promise<void> => {
@@ -177,7 +174,7 @@ export class RemoteDelivery {
       try {
         const outcomes: RemoteOutcome[] = [];
         // The client sends one NOTIFY and one ORCPT for a whole transaction.
-        for (const [i, group] of groupBy(recipients, (r) => `${r.notify ?? ''}\n${r.orcpt ?? ''}`).entries()) {
+        for (const [i, group] of [...groupBy(recipients, (r) => `${r.notify ?? ''}\n${r.orcpt ?? ''}`).values()].entries()) {
           // RSET between transactions: one the server refused (the sender, or every recipient)
           // is still open there, and the next MAIL would be refused as nested.
           const reset = i === 0 ? undefined : await Promise.race([resetTransaction(connection), lost]);
@@ -212,7 +209,7 @@ export class RemoteDelivery {
       opportunisticTLS: mode !== 'required',
       // MX hosts: opportunistic encryption, as MTAs do (RFC 7435); a relay the operator asked
       // to require TLS of must also prove who it is.
-      tls: { rejectUnauthorized: relay && mode === 'required', servername: isIpLiteral(host.host) ? undefined : host.host },
+      tls: { rejectUnauthorized: relay && mode === 'required', servername: isIP(host.host) ? undefined : host.host },
       connectionTimeout: 30_000,
       greetingTimeout: 30_000,
       socketTimeout: 5 * 60_000,
@@ -222,7 +219,7 @@ export class RemoteDelivery {
 
   private transaction(connection: SMTPConnection, host: string, message: RemoteMessage, recipients: RemoteRecipient[]): Promise<RemoteOutcome[]> {
     const notify = recipients[0]!.notify;
-    const eightBit = message.raw.some((byte) => byte >= 0x80);
+    const eightBit = !isAscii(message.raw);
     return new Promise((resolve) => {
       connection.send(
         {
@@ -304,7 +301,7 @@ function enhancedCode(reply: string): string | undefined {
   return /^\d{3}[ -]([245]\.\d{1,3}\.\d{1,3})\b/.exec(reply.trim())?.[1];
 }
 
-export function domainOf(address: string): string {
+function domainOf(address: string): string {
   return address.slice(address.lastIndexOf('@') + 1).toLowerCase();
 }
 
@@ -315,12 +312,13 @@ function parseHostPort(value: string, defaultPort: number): Host | undefined {
   return port > 0 && port < 65536 ? { host: (m[1] ?? m[2])!, port } : undefined;
 }
 
-function isIpLiteral(host: string): boolean {
-  return /^[\d.]+$/.test(host) || host.includes(':');
-}
-
-function groupBy<T>(items: readonly T[], key: (item: T) => string): T[][] {
+function groupBy<T>(items: readonly T[], key: (item: T) => string): Map<string, T[]> {
   const groups = new Map<string, T[]>();
-  for (const item of items) groups.set(key(item), [...(groups.get(key(item)) ?? []), item]);
-  return [...groups.values()];
+  for (const item of items) {
+    const k = key(item);
+    const group = groups.get(k);
+    if (group) group.push(item);
+    else groups.set(k, [item]);
+  }
+  return groups;
 }

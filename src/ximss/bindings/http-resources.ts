@@ -1,24 +1,23 @@
 import type http from 'node:http';
 import { ServiceError } from '../../services/errors.js';
 import { contentTypeOf, decodePartBody, findPart, findRelated, parseMime, partBytes, partHeaderBytes, type MimePart } from '../../services/mime/index.js';
+import { parseStructured } from '../../services/mime/params.js';
 import { el } from '../../xml/element.js';
 import { FOLDER_NOT_OPEN } from '../folders.js';
 import type { Session } from '../session.js';
 import type { XimssServices } from '../services.js';
-import type { HttpReply } from './http-session.js';
+import { textReply, type HttpReply } from './http-session.js';
 
 /**
  * The spec's "HTTP Access" resources of a session: message parts (MIME), the uploaded
  * file set (UPLOAD, DOWNLOAD of `$UPLOAD$/<id>`).
  */
 
-const TEXT_TYPE = 'text/plain; charset=utf-8';
-
 /** URL parameters by lower-cased name (clients vary the case: `OffsetFrom`, `offsetfrom`). */
 type RequestParams = ReadonlyMap<string, string>;
 
 function notFound(text: string): HttpReply {
-  return { status: 404, body: text + '\n', contentType: TEXT_TYPE };
+  return textReply(404, text + '\n');
 }
 
 /** `<UID>[-<partID>]-<suffix>`: P.txt, H.txt, B.<ext>, or R (followed by /cid). */
@@ -101,7 +100,7 @@ function ranged(data: Buffer, contentType: string, params: RequestParams, rangeH
     const tillText = params.get('offsettill');
     const till = tillText === undefined ? data.length : Number(tillText);
     if (!Number.isInteger(from) || !Number.isInteger(till) || from < 0 || till < from) {
-      return { status: 416, body: 'invalid OffsetFrom/OffsetTill\n', contentType: TEXT_TYPE };
+      return textReply(416, 'invalid OffsetFrom/OffsetTill\n');
     }
     return { status: 200, body: data.subarray(from, Math.min(till, data.length)), contentType, headers };
   }
@@ -117,7 +116,7 @@ function ranged(data: Buffer, contentType: string, params: RequestParams, rangeH
       end = range[2] === '' ? data.length - 1 : Math.min(Number(range[2]), data.length - 1);
     }
     if (start >= data.length || end < start) {
-      return { status: 416, body: '', contentType: TEXT_TYPE, headers: { 'Content-Range': `bytes */${data.length}` } };
+      return textReply(416, '', { 'Content-Range': `bytes */${data.length}` });
     }
     return {
       status: 206,
@@ -130,8 +129,9 @@ function ranged(data: Buffer, contentType: string, params: RequestParams, rangeH
 }
 
 function splitType(value: string | undefined): { type: string; subtype: string; charset: string | undefined } {
-  const m = /^\s*([A-Za-z0-9!#$&^_.+-]+)\/([A-Za-z0-9!#$&^_.+-]+)/.exec(value ?? '');
-  const charset = /;\s*charset="?([^";\s]+)"?/i.exec(value ?? '')?.[1];
+  const { value: mediaType, params } = parseStructured(value ?? '');
+  const m = /^([A-Za-z0-9!#$&^_.+-]+)\/([A-Za-z0-9!#$&^_.+-]+)$/.exec(mediaType);
+  const charset = params.charset;
   return m ? { type: m[1]!.toLowerCase(), subtype: m[2]!.toLowerCase(), charset } : { type: 'application', subtype: 'octet-stream', charset };
 }
 
@@ -140,19 +140,20 @@ function splitType(value: string | undefined): { type: string; subtype: string; 
  * /Session/<id>/UPLOAD/<uploadID>: adds the file to the uploaded file set and tells the
  * session (`newUploaded`).
  */
-export function storeUpload(session: Session, uploadID: string, req: http.IncomingMessage, params: RequestParams, body: Buffer): HttpReply {
-  if (uploadID === '') return { status: 500, body: 'the upload ID is missing\n', contentType: TEXT_TYPE };
+export function storeUpload(session: Session, path: string, req: http.IncomingMessage, params: RequestParams, body: Buffer): HttpReply {
+  const uploadID = decode(path.split('/', 1)[0]!);
+  if (uploadID === '') return textReply(500, 'the upload ID is missing\n');
   const declared = req.headers['content-type'];
   let data = body;
   let type = splitType(declared);
-  let fileName = params.get('filename') ?? filenameParam(req.headers['content-disposition']);
+  let fileName = params.get('filename') ?? parseStructured(req.headers['content-disposition'] ?? '').params.filename;
   if (type.type === 'multipart' && type.subtype === 'form-data') {
     // The form is a MIME multipart: let the message parser split it.
     const form = parseMime(Buffer.concat([Buffer.from(`Content-Type: ${declared}\r\n\r\n`, 'latin1'), body]));
     const offset = form.bodyStart;
     const field =
       form.children.find((p) => p.dispositionParams.name === 'fileData') ?? form.children.find((p) => p.dispositionParams.filename !== undefined);
-    if (!field) return { status: 500, body: 'no fileData field in the form\n', contentType: TEXT_TYPE };
+    if (!field) return textReply(500, 'no fileData field in the form\n');
     data = body.subarray(field.bodyStart - offset, field.end - offset);
     type = splitType(field.headers.find((h) => h.name.toLowerCase() === 'content-type')?.value);
     fileName = field.dispositionParams.filename ?? fileName;
@@ -160,15 +161,11 @@ export function storeUpload(session: Session, uploadID: string, req: http.Incomi
   try {
     session.uploads.put({ id: uploadID, data: Buffer.from(data), type: type.type, subtype: type.subtype, charset: type.charset, fileName });
   } catch (err) {
-    if (err instanceof ServiceError) return { status: 500, body: err.message + '\n', contentType: TEXT_TYPE };
+    if (err instanceof ServiceError) return textReply(500, err.message + '\n');
     throw err;
   }
   session.sendAsync(el('newUploaded', { uploadID }));
-  return { status: 200, body: 'OK\n', contentType: TEXT_TYPE };
-}
-
-function filenameParam(disposition: string | undefined): string | undefined {
-  return disposition ? /filename="?([^";]+)"?/i.exec(disposition)?.[1] : undefined;
+  return textReply(200, 'OK\n');
 }
 
 /** GET /Session/<id>/DOWNLOAD/<fileName>; `$UPLOAD$/<id>` names an uploaded file. */

@@ -24,6 +24,11 @@ const REMEMBERED_REPLIES = 16;
 /** How long a session that ended with a `<bye/>` no poll has collected yet keeps it for the next poll. */
 export const BYE_GRACE_MS = 60_000;
 
+/** A plain-text answer (errors and notices outside XIMSS); `body` is sent as given. */
+export function textReply(status: number, body: string, headers?: Record<string, string>): HttpReply {
+  return { status, body, contentType: 'text/plain; charset=utf-8', headers };
+}
+
 export function ximssReply(parts: readonly string[], status = 200): HttpReply {
   return { status, body: parts.length === 0 ? '<XIMSS/>' : `<XIMSS>${parts.join('')}</XIMSS>` };
 }
@@ -135,7 +140,6 @@ export class HttpSession implements AsyncSink, TransportControl {
     this.conversation = new Conversation(engine, session.remoteAddress, secure, this);
     this.conversation.session = session;
     httpSessions.set(session, this);
-    session.attach(this);
   }
 
   get hasEnded(): boolean {

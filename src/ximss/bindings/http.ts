@@ -16,6 +16,7 @@ import {
   httpSessionOf,
   parseBatch,
   runBatch,
+  textReply,
   ximssError,
   ximssReply,
   type HttpReply,
@@ -23,10 +24,9 @@ import {
 import { serveDownload, serveMimePart, storeUpload } from './http-resources.js';
 import { RESET_PATH, resetPasswordPage } from './reset-page.js';
 import type { TcpListener } from './tcp.js';
-import { clientAddress, listen } from './sockets.js';
+import { clientAddress, listen, serverTls } from './sockets.js';
 
 const XML_TYPE = 'text/xml; charset=utf-8';
-const TEXT_TYPE = 'text/plain; charset=utf-8';
 const COOKIE_NAME = 'CGateProWebUser';
 /** How long in-flight answers may take to finish when the listener closes. */
 const CLOSE_GRACE_MS = 2000;
@@ -53,7 +53,6 @@ function flag(value: string | undefined): boolean {
   return value !== undefined && !['0', 'no', 'false', 'off'].includes(value.toLowerCase());
 }
 
-
 function basicCredentials(header: string | undefined): { user: string; password: string } | undefined {
   const match = header ? /^Basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(header) : null;
   if (!match) return undefined;
@@ -78,14 +77,6 @@ function cookieValues(header: string | undefined, name: string): string[] {
  * attach a remembered Basic password to another site's login request and let that site
  * read the new session's urlID.
  */
-function safeDecode(text: string): string {
-  try {
-    return decodeURIComponent(text);
-  } catch {
-    return text;
-  }
-}
-
 function corsHeaders(req: http.IncomingMessage): Record<string, string> {
   return req.headers.origin ? { 'Access-Control-Allow-Origin': '*' } : {};
 }
@@ -209,15 +200,7 @@ export class HttpListener {
       socket.once('close', () => this.unsniffed.delete(socket));
       socket.on('error', () => socket.destroy());
     };
-    // tls.createServer() ignores a ready `secureContext` option (it builds its own from
-    // cert/key), so HTTPS connections are wrapped here, as starttls does.
-    const accept = secureContext
-      ? (raw: net.Socket): void => {
-          raw.on('error', () => raw.destroy());
-          sniff(new tls.TLSSocket(raw, { isServer: true, secureContext }));
-        }
-      : sniff;
-    this.server = net.createServer(accept);
+    this.server = net.createServer((raw) => sniff(secureContext ? serverTls(raw, secureContext) : raw));
   }
 
   private get limits() {
@@ -229,7 +212,7 @@ export class HttpListener {
     res.once('close', () => this.active.delete(res));
     this.route(req, res).catch((err: unknown) => {
       console.error('ximss http: request failed:', err);
-      this.send(req, res, { status: 500, body: 'internal server error\n', contentType: TEXT_TYPE });
+      this.send(req, res, textReply(500, 'internal server error\n'));
     });
   }
 
@@ -243,12 +226,7 @@ export class HttpListener {
     if (req.method === 'OPTIONS') return this.preflight(req, res);
     // PUT is for uploads (/Session/<id>/UPLOAD/<uploadID>) only.
     if (req.method !== 'GET' && req.method !== 'POST' && !(req.method === 'PUT' && /^\/session\/[^/]+\/upload\//i.test(path))) {
-      return this.send(req, res, {
-        status: 405,
-        body: 'only GET and POST are supported (and PUT for uploads)\n',
-        contentType: TEXT_TYPE,
-        headers: { Allow: 'GET, POST, OPTIONS' },
-      });
+      return this.send(req, res, textReply(405, 'only GET and POST are supported (and PUT for uploads)\n', { Allow: 'GET, POST, OPTIONS' }));
     }
     if (LOGIN_PATH.test(path)) {
       const text = await this.body(req, res);
@@ -262,7 +240,7 @@ export class HttpListener {
     }
     const match = SESSION_PATH.exec(path);
     if (match) return this.sessionRequest(req, res, match[1]!, match[2] ?? '', params);
-    this.send(req, res, { status: 404, body: 'not found\n', contentType: TEXT_TYPE });
+    this.send(req, res, textReply(404, 'not found\n'));
   }
 
   private preflight(req: http.IncomingMessage, res: http.ServerResponse): void {
@@ -327,7 +305,7 @@ export class HttpListener {
       if (errorAsXml) return ximssReply([errorResponse(undefined, err.message, err.code)]);
       // Only a request without credentials in parameters asks the browser for Basic ones.
       const challenge: Record<string, string> = params.has('username') ? {} : { 'WWW-Authenticate': 'Basic realm="XIMSS", charset="UTF-8"' };
-      return { status: 401, body: `${err.message}\n`, contentType: TEXT_TYPE, headers: challenge };
+      return textReply(401, `${err.message}\n`, challenge);
     }
   }
 
@@ -371,13 +349,13 @@ export class HttpListener {
       return reused;
     }
     const session = await sessions.create(auth, 'http', address, params.get('version'));
-    this.startHttpSession(session, options, address);
+    session.attach(this.startHttpSession(session, options, address));
     // Alerts posted while the user was away wait in the queue for the first poll.
     void sessions.deliverAlerts(session.account.id);
     return session;
   }
 
-  /** Gives a new session its HTTP state and guards. */
+  /** Gives a new session its HTTP state (the sink to attach) and guards. */
   startHttpSession(session: Session, options: LoginOptions, address: string): HttpSession {
     const state = new HttpSession(this.engine, session, this.secure);
     applyGuards(session, options, address);
@@ -434,23 +412,18 @@ export class HttpListener {
     }
     if (resource === 'upload') {
       if (req.method === 'GET') {
-        return this.send(req, res, { status: 405, body: 'upload with PUT or POST\n', contentType: TEXT_TYPE, headers: { Allow: 'PUT, POST' } });
+        return this.send(req, res, textReply(405, 'upload with PUT or POST\n', { Allow: 'PUT, POST' }));
       }
       const data = await this.bodyBytes(req, res, this.limits.maxMessageBytes);
       if (data === undefined) return;
-      const uploadID = safeDecode(resourcePath.split('/', 1)[0] ?? '');
-      return this.send(req, res, storeUpload(session, uploadID, req, params, data));
+      return this.send(req, res, storeUpload(session, resourcePath, req, params, data));
     }
     if (LATER_RESOURCES.has(resource)) {
-      return this.send(req, res, {
-        status: 404,
-        body: `/Session/<id>/${rest.split('/', 1)[0]} is not implemented by this server yet\n`,
-        contentType: TEXT_TYPE,
-      });
+      return this.send(req, res, textReply(404, `/Session/<id>/${rest.split('/', 1)[0]} is not implemented by this server yet\n`));
     }
     const state = httpSessionOf(session);
     const isRequest = isPoll || resource === 'sync' || resource === 'async';
-    if (!isRequest) return this.send(req, res, { status: 404, body: 'not found\n', contentType: TEXT_TYPE });
+    if (!isRequest) return this.send(req, res, textReply(404, 'not found\n'));
     // A session started on a TCP connection has no HTTP side to talk to.
     if (!state || state.hasEnded) return this.sessionGone(req, res);
 
@@ -477,7 +450,7 @@ export class HttpListener {
   }
 
   private sessionGone(req: http.IncomingMessage, res: http.ServerResponse): void {
-    this.send(req, res, { status: SESSION_GONE, body: 'unknown or closed session\n', contentType: TEXT_TYPE });
+    this.send(req, res, textReply(SESSION_GONE, 'unknown or closed session\n'));
   }
 
   private async sync(state: HttpSession, text: string, withAsync: boolean): Promise<HttpReply> {

@@ -1,3 +1,4 @@
+import { fullName } from '../../services/accounts.js';
 import { ServiceError } from '../../services/errors.js';
 import type { PasswordRecovery } from '../../services/password-recovery.js';
 import { escapeHtml } from '../../services/mime/text.js';
@@ -43,14 +44,14 @@ export async function resetPasswordPage(recovery: PasswordRecovery, method: stri
     const token = query.get('token') ?? '';
     const account = token ? await recovery.accountOf(token) : undefined;
     if (!account) return page(404, 'Password reset', `<p>${INVALID}</p>`);
-    return page(200, 'Password reset', form(token, `${account.name}@${account.domain}`));
+    return page(200, 'Password reset', form(token, fullName(account)));
   }
   const fields = new URLSearchParams(body);
   const token = fields.get('token') ?? '';
   const password = fields.get('password') ?? '';
   const account = token ? await recovery.accountOf(token) : undefined;
   if (!account) return page(404, 'Password reset', `<p>${INVALID}</p>`);
-  const name = `${account.name}@${account.domain}`;
+  const name = fullName(account);
   if (password !== (fields.get('confirm') ?? '')) return page(400, 'Password reset', form(token, name, 'The two passwords differ.'));
   try {
     await recovery.reset(token, password);

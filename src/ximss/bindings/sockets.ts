@@ -1,4 +1,5 @@
 import type net from 'node:net';
+import tls from 'node:tls';
 
 /** Starts `server` listening; resolves with the port actually bound (useful for port 0). */
 export function listen(server: net.Server, port: number, host: string): Promise<number> {
@@ -16,4 +17,13 @@ export function clientAddress(socket: net.Socket): string {
   const address = socket.remoteAddress;
   if (!address) return 'unknown';
   return address.startsWith('::ffff:') ? address.slice(7) : address;
+}
+
+/**
+ * The server side of TLS on an accepted socket: implicit-TLS listeners (tls.createServer()
+ * ignores a ready `secureContext` option, building its own from cert/key) and `starttls`.
+ */
+export function serverTls(raw: net.Socket, secureContext: tls.SecureContext): tls.TLSSocket {
+  raw.on('error', () => raw.destroy());
+  return new tls.TLSSocket(raw, { isServer: true, secureContext });
 }

@@ -5,7 +5,7 @@ import { Conversation, type TransportControl } from '../conversation.js';
 import type { Engine } from '../engine.js';
 import { errorResponse } from '../protocol.js';
 import type { AsyncSink, Session } from '../session.js';
-import { clientAddress, listen } from './sockets.js';
+import { clientAddress, listen, serverTls } from './sockets.js';
 
 /** Stop reading from a client whose unread output exceeds this many bytes. */
 const OUTPUT_HIGH_WATER = 4 * 1024 * 1024;
@@ -243,11 +243,10 @@ export class TcpConnection implements TransportControl {
     plain.removeAllListeners('end');
     plain.removeAllListeners('close');
     plain.removeAllListeners('error');
-    plain.on('error', () => plain.destroy());
     const held = this.heldForTls ?? [];
     this.heldForTls = undefined;
     for (let i = held.length - 1; i >= 0; i--) plain.unshift(held[i]!);
-    const secure = new tls.TLSSocket(plain, { isServer: true, secureContext: this.engine.server.tls });
+    const secure = serverTls(plain, this.engine.server.tls!);
     this.socket = secure;
     this.conversation.secure = true;
     this.tlsStarted = true;
@@ -300,8 +299,6 @@ export class TcpConnection implements TransportControl {
 
 const STARTTLS = Buffer.from('starttls');
 
-
-
 /** Listens for XIMSS over TCP (plain, or implicit TLS when `secureContext` is given). */
 export class TcpListener {
   private readonly server: net.Server;
@@ -311,13 +308,7 @@ export class TcpListener {
     private readonly engine: Engine,
     secureContext?: tls.SecureContext,
   ) {
-    // tls.createServer ignores a `secureContext` option (it builds its own context from
-    // key/cert options), so implicit TLS wraps each accepted socket instead, as starttls does.
-    const onSocket = (socket: net.Socket): void => {
-      if (!secureContext) return void this.adopt(socket);
-      socket.on('error', () => socket.destroy());
-      void this.adopt(new tls.TLSSocket(socket, { isServer: true, secureContext }));
-    };
+    const onSocket = (socket: net.Socket): void => void this.adopt(secureContext ? serverTls(socket, secureContext) : socket);
     // allowHalfOpen: a client that half-closes after its last request still gets the answers.
     this.server = net.createServer({ allowHalfOpen: true }, onSocket);
     this.server.on('error', (err) => console.error('ximss listener error:', err));

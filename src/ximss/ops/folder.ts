@@ -9,21 +9,21 @@ import { ianaTimeZone, parseGmt } from '../../xml/time.js';
 import { inSession, requiredAttr, type OperationTable, type SessionContext } from '../engine.js';
 import {
   appendFields,
-  FOLDER_NOT_OPEN,
+  createOption,
   initReport,
+  limitAttr,
   MAX_OPEN_FOLDERS,
   messageSet,
   openFolder,
   setUids,
   syncReport,
+  totalSizeLimitAttr,
   viewerFields,
   viewOptions,
   type OpenFolder,
 } from '../folders.js';
-import type { Session } from '../session.js';
 
 /** Spec section "Mailbox (Folder) Operations". */
-
 
 /** Builds (or rebuilds) a folder's view from folderOpen/folderReopen attributes. */
 async function buildFolder(ctx: SessionContext, name: string, box: MailboxHandle, fields: string[]): Promise<OpenFolder> {
@@ -51,12 +51,12 @@ async function buildFolder(ctx: SessionContext, name: string, box: MailboxHandle
   };
 }
 
-function closeFolder(session: Session, name: string): void {
-  const folder = session.folders.get(name);
-  if (!folder) throw new ServiceError(FOLDER_NOT_OPEN);
+/** folderClose (closeMailbox). */
+const closeFolder = inSession((ctx) => {
+  const folder = openFolder(ctx.session, ctx.request);
   folder.view.close();
-  session.folders.delete(name);
-}
+  ctx.session.folders.delete(folder.name);
+});
 
 /** messageCopy and messageMove. */
 async function copyMessages(ctx: SessionContext, move: boolean): Promise<void> {
@@ -66,8 +66,7 @@ async function copyMessages(ctx: SessionContext, move: boolean): Promise<void> {
     throw new ServiceError('S/MIME encryption is not implemented yet');
   }
   const uids = setUids(messageSet(ctx.request, folder), folder);
-  const mailboxClass = ctx.request.attrs.mailboxClass;
-  const target = await ctx.server.mail.access(ctx.session.account, targetName, 'i', mailboxClass === undefined ? undefined : { mailboxClass });
+  const target = await ctx.server.mail.access(ctx.session.account, targetName, 'i', createOption(ctx.request));
   const copied = await ctx.server.mail.copy(folder.box, uids, target, move);
   if (ctx.request.attrs.report === 'uid') {
     for (const c of copied) ctx.send(el('messageAdded', { targetMailbox: targetName, UID: c.to }));
@@ -80,13 +79,7 @@ export const folderOperations: OperationTable = {
     const name = requiredAttr(ctx.request, 'folder');
     if (session.folders.has(name)) throw new ServiceError('folder has already been opened');
     if (session.folders.size >= MAX_OPEN_FOLDERS) throw new ServiceError(`too many open folders (at most ${MAX_OPEN_FOLDERS})`);
-    const mailboxClass = ctx.request.attrs.mailboxClass;
-    const box = await ctx.server.mail.access(
-      session.account,
-      ctx.request.attrs.mailbox || name,
-      'r',
-      mailboxClass === undefined ? undefined : { mailboxClass },
-    );
+    const box = await ctx.server.mail.access(session.account, ctx.request.attrs.mailbox || name, 'r', createOption(ctx.request));
     const folder = await buildFolder(ctx, name, box, viewerFields(ctx.request));
     // Another request may have opened the same name while this one was reading.
     if (session.folders.has(name) || session.closed) {
@@ -108,36 +101,30 @@ export const folderOperations: OperationTable = {
     ctx.send(initReport(folder));
   }),
 
-  folderClose: inSession((ctx) => {
-    closeFolder(ctx.session, requiredAttr(ctx.request, 'folder'));
-  }),
-
+  folderClose: closeFolder,
   /** The spelling the spec's own example uses. */
-  closeMailbox: inSession((ctx) => {
-    closeFolder(ctx.session, requiredAttr(ctx.request, 'folder'));
-  }),
+  closeMailbox: closeFolder,
 
   folderBrowse: inSession(async (ctx) => {
     const folder = openFolder(ctx.session, ctx.request);
     await ctx.server.mail.check(folder.box, 'r');
     const set = messageSet(ctx.request, folder);
-    const rows: { position: number; uid: number }[] = [];
+    const rows: { position: number; meta: MessageMeta }[] = [];
     if (set.kind === 'index') {
       for (const position of set.positions) {
         const meta = folder.view.at(position);
-        if (meta) rows.push({ position, uid: meta.uid });
+        if (meta) rows.push({ position, meta });
       }
     } else {
       for (const uid of set.uids) {
         const position = folder.view.positionOf(uid);
-        if (position >= 0) rows.push({ position, uid });
+        if (position >= 0) rows.push({ position, meta: folder.view.at(position)! });
       }
     }
     const index = folder.view.index;
-    await ctx.server.mail.loadFields(index, folder.fields, rows.map((r) => r.uid));
+    await ctx.server.mail.loadFields(index, folder.fields, rows.map((r) => r.meta.uid));
     const tz = ctx.session.timeZone;
-    for (const { position } of rows) {
-      const meta = folder.view.at(position)!;
+    for (const { position, meta } of rows) {
       const current = index.get(meta.uid) ?? meta;
       const report = el('folderReport', { folder: folder.name, index: position, UID: meta.uid });
       appendFields(report, folder, current, tz);
@@ -147,9 +134,7 @@ export const folderOperations: OperationTable = {
 
   folderSync: inSession(async (ctx) => {
     const folder = openFolder(ctx.session, ctx.request);
-    const limitAttr = ctx.request.attrs.limit;
-    const limit = limitAttr === undefined ? undefined : Number(limitAttr);
-    if (limit !== undefined && (!Number.isInteger(limit) || limit < 1)) throw new ServiceError('invalid limit');
+    const limit = limitAttr(ctx.request);
     await ctx.server.mail.check(folder.box, 'r');
     await folder.prepare();
     const tz = ctx.session.timeZone;
@@ -160,8 +145,7 @@ export const folderOperations: OperationTable = {
     const folder = openFolder(ctx.session, ctx.request);
     await ctx.server.mail.check(folder.box, 'r');
     const filter = requiredAttr(ctx.request, 'filter');
-    const limit = ctx.request.attrs.limit === undefined ? Number.MAX_SAFE_INTEGER : Number(ctx.request.attrs.limit);
-    if (!Number.isInteger(limit) || limit < 1) throw new ServiceError('invalid limit');
+    const limit = limitAttr(ctx.request) ?? Number.MAX_SAFE_INTEGER;
     const timeout = Math.min(Number(ctx.request.attrs.timeout ?? 5) || 5, 5);
     const view = folder.view;
     let program;
@@ -204,11 +188,8 @@ export const folderOperations: OperationTable = {
     const since = Number(parsed[1]);
     const knownUidNext = parsed[2] === undefined ? 0 : Number(parsed[2]);
     const afterUid = parsed[3] === undefined ? undefined : Number(parsed[3]);
-    const limit = ctx.request.attrs.limit === undefined ? Number.MAX_SAFE_INTEGER : Number(ctx.request.attrs.limit);
-    if (!Number.isInteger(limit) || limit < 1) throw new ServiceError('invalid limit');
-    const sizeText = ctx.request.attrs.totalSizeLimit;
-    const totalSizeLimit = sizeText === undefined ? 0 : Number(sizeText);
-    if (!Number.isFinite(totalSizeLimit) || totalSizeLimit < 0) throw new ServiceError('invalid totalSizeLimit');
+    const limit = limitAttr(ctx.request) ?? Number.MAX_SAFE_INTEGER;
+    const totalSizeLimit = totalSizeLimitAttr(ctx.request) ?? 0;
     // Inside a modseq: ask from the one before and skip what was already sent.
     const from = afterUid === undefined ? since : Math.max(0, since - 1);
     const changes = await ctx.server.mail.changesSince(folder.box, from);

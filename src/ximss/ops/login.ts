@@ -58,9 +58,10 @@ export const loginOperations: OperationTable = {
   }),
 
   auth: preLogin(async (ctx) => {
+    // The engine has already cancelled an exchange this `auth` does not continue (another id).
     const pending = ctx.conversation.pendingAuth;
     ctx.conversation.pendingAuth = undefined;
-    if (!pending || pending.id !== ctx.id) throw new ServiceError('no authentication in progress with this id');
+    if (!pending) throw new ServiceError('no authentication in progress with this id');
     const { auth } = ctx.server;
     const answer = decodeBase64(ctx.request.attrs.value, 'value');
     const address = ctx.conversation.remoteAddress;

@@ -91,7 +91,7 @@ export const mailboxOperations: OperationTable = {
 
   mailboxACLList: inSession(async (ctx) => {
     const name = requiredAttr(ctx.request, 'mailbox');
-    const { acl } = await ctx.server.mail.acl(ctx.session.account, name);
+    const acl = await ctx.server.mail.acl(ctx.session.account, name);
     const message = el('mailboxACL', { mailbox: name });
     for (const entry of acl) message.add('aclElem', { pattern: entry.pattern }, entry.rights);
     ctx.send(message);

@@ -1,15 +1,14 @@
-import { checkDatasetPath, parseMailAddress } from '../../services/datasets.js';
+import { checkDatasetPath } from '../../services/datasets.js';
 import { ServiceError } from '../../services/errors.js';
 import { Flag, parseInitialFlags } from '../../services/mail/flags.js';
 import { prepareMessage } from '../../services/mail/new-message.js';
 import type { MailboxHandle } from '../../services/mail/service.js';
-import { decodePartBody, findPart, parseAddressList, parseMime } from '../../services/mime/index.js';
-import { dispositionNotification, forwardMessage, headerField, prependHeaderFields, removeHeaderFields, resentFields } from '../../services/mime/outgoing.js';
-import { decodeHeaderText } from '../../services/mime/headers.js';
-import { encodeHeaderText } from '../../services/mime/report.js';
+import { decodeHeaderText, decodePartBody, findPart, headerValue, parseAddressList, parseHeaderBlock, parseMailAddress, parseMime } from '../../services/mime/index.js';
+import { dispositionNotification, forwardMessage, prependHeaderFields, removeHeaderFields, resentFields } from '../../services/mime/outgoing.js';
+import { formatAddress } from '../../services/mime/compose.js';
 import type { XmlElement } from '../../xml/element.js';
 import { inSession, type OperationTable, type SessionContext } from '../engine.js';
-import { openFolder } from '../folders.js';
+import { createOption, openFolder } from '../folders.js';
 import { composeFromRequest, internalDateAttr, readMessage, uidAttr } from './message.js';
 
 /**
@@ -101,18 +100,9 @@ function limitRecipients(targets: Target[]): Target[] {
   return unique;
 }
 
-function ownAddress(ctx: SessionContext): string {
-  const { name, domain } = ctx.session.account;
-  return `${name}@${domain}`;
-}
-
 /** The user as a From value: `"Real Name" <addr>` (encoded) or `addr`. */
 function ownFrom(ctx: SessionContext): string {
-  const realName = ctx.session.account.realName;
-  const address = ownAddress(ctx);
-  if (!realName) return address;
-  const phrase = /^[\x20-\x7e]*$/.test(realName) ? `"${realName.replace(/[\\"]/g, '\\$&')}"` : encodeHeaderText(realName);
-  return `${phrase} <${address}>`;
+  return formatAddress(ctx.session.userName, ctx.session.account.realName ?? undefined);
 }
 
 function yes(value: string | undefined): boolean | undefined {
@@ -152,7 +142,7 @@ async function markRedirected(ctx: SessionContext, box: MailboxHandle, uid: numb
 export const messageSendOperations: OperationTable = {
   messageSubmit: inSession(async (ctx) => {
     const { mail, datasets } = ctx.server;
-    const { targetMailbox, mailboxClass, flags, internalDate, dataset } = ctx.request.attrs;
+    const { targetMailbox, flags, internalDate, dataset } = ctx.request.attrs;
     const email = ctx.request.element('EMail');
     if (!email) throw new ServiceError('the EMail element is missing');
     if (email.attr('sign') === 'yes' || email.attr('encrypt') === 'yes' || email.element('EMail')) {
@@ -170,23 +160,23 @@ export const messageSendOperations: OperationTable = {
     const copyBox =
       targetMailbox === undefined || targetMailbox === ''
         ? undefined
-        : await mail.access(ctx.session.account, targetMailbox, 'i', mailboxClass === undefined ? undefined : { mailboxClass });
+        : await mail.access(ctx.session.account, targetMailbox, 'i', createOption(ctx.request));
     if (dataset !== undefined && dataset !== '') checkDatasetPath(dataset);
 
     // One composition (one Message-ID, one Date): the stored copy keeps Bcc, the sent one not.
     let composed = await composeFromRequest(ctx, { addMissing: true, omitBcc: false });
-    const fields = parseMime(composed).headers;
-    const from = parseAddressList(headerField(fields, 'From') ?? '')[0]?.address;
+    const fields = parseHeaderBlock(composed).fields;
+    const from = parseAddressList(headerValue(fields, 'From') ?? '')[0]?.address;
     // RFC 5322 3.6.2: a From that is not the user's own gets Sender, the user's own (one
     // naming someone else would pass the message off as theirs).
-    if (from === undefined || from.toLowerCase() !== ownAddress(ctx).toLowerCase()) {
-      const sender = parseAddressList(headerField(fields, 'Sender') ?? '')[0]?.address;
-      if (sender === undefined || sender.toLowerCase() !== ownAddress(ctx).toLowerCase()) {
+    if (from === undefined || from.toLowerCase() !== ctx.session.userName.toLowerCase()) {
+      const sender = parseAddressList(headerValue(fields, 'Sender') ?? '')[0]?.address;
+      if (sender === undefined || sender.toLowerCase() !== ctx.session.userName.toLowerCase()) {
         composed = prependHeaderFields(removeHeaderFields(composed, new Set(['sender'])), [`Sender: ${ownFrom(ctx)}`]);
       }
     }
     const sent = removeHeaderFields(composed, new Set(['bcc']));
-    await submit(ctx, ownAddress(ctx), recipients, sent, yes(ctx.request.attrs.useDSN));
+    await submit(ctx, ctx.session.userName, recipients, sent, yes(ctx.request.attrs.useDSN));
 
     if (copyBox) {
       const message = prepareMessage(composed, { flags: initial.flags | Flag.Recent, keywords: initial.keywords, internalDate: date });
@@ -213,7 +203,7 @@ export const messageSendOperations: OperationTable = {
     const raw = mirror
       ? original.raw
       : prependHeaderFields(original.raw, resentFields(ownFrom(ctx), recipients.map((t) => t.address), ctx.server.config.defaultDomain));
-    await submit(ctx, ownAddress(ctx), recipients, raw);
+    await submit(ctx, ctx.session.userName, recipients, raw);
     await markRedirected(ctx, original.box, original.uid, original.partID);
   }),
 
@@ -221,16 +211,16 @@ export const messageSendOperations: OperationTable = {
     if (ctx.request.attrs.mirror !== undefined) throw new ServiceError('messageForward does not support the mirror attribute');
     const recipients = limitRecipients(addressesOf(ctx.request.elements('To'), 'To'));
     const original = await storedOriginal(ctx);
-    const fields = parseMime(original.raw).headers;
+    const fields = parseHeaderBlock(original.raw).fields;
     const raw = await forwardMessage({
       hostName: ctx.server.config.defaultDomain,
       timeZone: ctx.session.timeZone,
-      from: { address: ownAddress(ctx), realName: ctx.session.account.realName ?? undefined },
+      from: { address: ctx.session.userName, realName: ctx.session.account.realName ?? undefined },
       to: recipients.map((t) => t.address),
-      subject: decodeHeaderText(headerField(fields, 'Subject') ?? ''),
+      subject: decodeHeaderText(headerValue(fields, 'Subject') ?? ''),
       original: original.raw,
     });
-    await submit(ctx, ownAddress(ctx), recipients, raw);
+    await submit(ctx, ctx.session.userName, recipients, raw);
     await markRedirected(ctx, original.box, original.uid, original.partID);
   }),
 
@@ -243,19 +233,19 @@ export const messageSendOperations: OperationTable = {
     if (!meta) throw new ServiceError('message not found');
     if (meta.flags & Flag.MDNSent) throw new ServiceError('a confirmation for this message has already been sent');
     const raw = await readMessage(ctx, folder.box, uid);
-    const fields = parseMime(raw).headers;
-    const requested = headerField(fields, 'Disposition-Notification-To');
+    const fields = parseHeaderBlock(raw).fields;
+    const requested = headerValue(fields, 'Disposition-Notification-To');
     const to = requested === undefined ? undefined : parseAddressList(requested)[0];
     if (!to) throw new ServiceError('the message does not ask for a confirmation (no Disposition-Notification-To)');
     const target = checkedAddress(to.address, 'Disposition-Notification-To');
     const mdn = dispositionNotification({
       hostName: ctx.server.config.defaultDomain,
-      user: ownAddress(ctx),
+      user: ctx.session.userName,
       from: ownFrom(ctx),
       to: `<${target.address}>`,
       original: raw,
       originalFields: fields,
-      subject: decodeHeaderText(headerField(fields, 'Subject') ?? ''),
+      subject: decodeHeaderText(headerValue(fields, 'Subject') ?? ''),
       mode: type,
     });
     // RFC 8098 section 2.1: an MDN travels with the null envelope sender.

@@ -18,7 +18,7 @@ import { el, XmlElement } from '../../xml/element.js';
 import { appendValue, readValue, type XimssValue } from '../../xml/objects.js';
 import { formatUtc, parseGmt } from '../../xml/time.js';
 import { inSession, type OperationTable, type SessionContext } from '../engine.js';
-import { openFolder } from '../folders.js';
+import { createOption, openFolder, totalSizeLimitAttr } from '../folders.js';
 import { emptyDictionary } from '../session.js';
 
 /** Spec section "Message Operations": reading and storing (sending is in message-send.ts). */
@@ -133,17 +133,13 @@ export const messageOperations: OperationTable = {
     let body: XmlElement;
     if (mode !== undefined && mode !== '') {
       if (!REPLY_MODES.has(mode)) throw new ServiceError(`invalid mode: ${mode}`);
-      const account = ctx.session.account;
       body = replyTemplate(raw, root, mode as ReplyMode, {
         timeZone,
-        ownAddresses: [`${account.name}@${account.domain}`],
+        ownAddresses: [ctx.session.userName],
         partID: partID || undefined,
       });
     } else {
-      const limitText = ctx.request.attrs.totalSizeLimit;
-      const totalSizeLimit = limitText === undefined ? undefined : Number(limitText);
-      if (totalSizeLimit !== undefined && (!Number.isFinite(totalSizeLimit) || totalSizeLimit < 0)) throw new ServiceError('invalid totalSizeLimit');
-      body = messageToXml(raw, root, { timeZone, totalSizeLimit, partID: partID || undefined });
+      body = messageToXml(raw, root, { timeZone, totalSizeLimit: totalSizeLimitAttr(ctx.request), partID: partID || undefined });
     }
     ctx.send(el('folderMessage', { folder: folder.name, UID: uid, partID: partID || undefined, mode: mode || undefined }, body));
   }),
@@ -151,7 +147,7 @@ export const messageOperations: OperationTable = {
   messageAppend: inSession(async (ctx) => {
     const session = ctx.session;
     const mail = ctx.server.mail;
-    const { folder: folderName, targetMailbox, mailboxClass, flags, internalDate } = ctx.request.attrs;
+    const { folder: folderName, targetMailbox, flags, internalDate } = ctx.request.attrs;
     let box: MailboxHandle;
     let replace: ReplaceSpec | undefined;
     if (folderName !== undefined && folderName !== '') {
@@ -159,7 +155,7 @@ export const messageOperations: OperationTable = {
       replace = replaceSpec(ctx.request);
     } else {
       if (targetMailbox === undefined || targetMailbox === '') throw new ServiceError('the targetMailbox or folder attribute is missing');
-      box = await mail.access(session.account, targetMailbox, 'i', mailboxClass === undefined ? undefined : { mailboxClass });
+      box = await mail.access(session.account, targetMailbox, 'i', createOption(ctx.request));
       if (ctx.request.attrs.replacesUID !== undefined) throw new ServiceError('replacesUID needs the folder attribute');
     }
     const initial = parseInitialFlags(flags);

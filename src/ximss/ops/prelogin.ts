@@ -1,4 +1,4 @@
-import { settingIsYes } from '../../services/accounts.js';
+import { fullName, settingIsYes } from '../../services/accounts.js';
 import { ServiceError } from '../../services/errors.js';
 import { el } from '../../xml/element.js';
 import { preLogin, requiredAttr, type OperationTable, type RequestContext } from '../engine.js';
@@ -41,13 +41,12 @@ export const preLoginOperations: OperationTable = {
     // Counted per account however the name is spelled (case, blanks, with its domain).
     let accountKey = `${userName.toLowerCase()}@${domain}`;
     try {
-      const { name, domain: accountDomain } = ctx.server.accounts.parseAddress(userName, domain);
-      accountKey = `${name}@${accountDomain}`;
+      accountKey = fullName(ctx.server.accounts.parseAddress(userName, domain));
     } catch {
       // not an account name: counted as spelled
     }
     await ctx.server.auth.admitRecovery(ctx.conversation.remoteAddress, accountKey);
-    const account = await ctx.server.accounts.find(userName, domain).catch(() => undefined);
+    const account = await ctx.server.accounts.find(userName, domain);
     // One answer for an unknown account and one without a recovery address: no probing.
     if (!account || !account.recoveryEmail) throw new ServiceError('password recovery is not possible for this account');
     await ctx.server.passwordRecovery.send(account);

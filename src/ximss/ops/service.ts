@@ -1,5 +1,4 @@
 import iconv from 'iconv-lite';
-import { settingIsYes } from '../../services/accounts.js';
 import { ServiceError } from '../../services/errors.js';
 import { RuleService } from '../../services/rules/service.js';
 import type { Settings } from '../../store/store.js';
@@ -65,8 +64,7 @@ export const serviceOperations: OperationTable = {
     const { accounts, auth } = ctx.server;
     await auth.checkCurrentPassword(ctx.session.account, oldPassword, ctx.conversation.remoteAddress);
     if (newPassword !== undefined) {
-      const settings = await accounts.effectiveSettings(ctx.session.account);
-      if (!settingIsYes(settings.PWDAllowed)) throw new ServiceError('password modification is not allowed for this account');
+      await accounts.checkPasswordChangeAllowed(ctx.session.account);
       await accounts.setPassword(ctx.session.account, newPassword);
     }
     if (recoveryEMail !== undefined) await accounts.setRecoveryEmail(ctx.session.account, recoveryEMail);
@@ -211,5 +209,3 @@ export const serviceOperations: OperationTable = {
     ctx.session.language = language;
   }),
 };
-
-/** `unlimited`, a number of bytes, or a number with K/M/G/T: bytes, or undefined for unlimited. */
