@@ -49,27 +49,74 @@ export interface Config {
     concurrency: number;
   };
   limits: {
-    /** Largest XIMSS message (TCP document or HTTP body), in bytes. */
+    /** Largest XIMSS message (TCP document or HTTP body) of a logged-in session, in bytes. */
     maxRequestBytes: number;
-    /** Requests a session may have received but not answered; beyond it the binding stops reading. */
+    /** Largest XIMSS message before login (TCP document, /XIMSSLogin/ body), in bytes. */
+    preLoginRequestBytes: number;
+    /** Requests a session may have received but not answered (and per HTTP batch); beyond it the binding stops reading. */
     maxPendingRequests: number;
+    /** The same before login: pipelined requests, and requests in a /XIMSSLogin/ batch. */
+    preLoginRequests: number;
+    /** Bytes of answers a connection (or a /XIMSSLogin/ batch) may be sent before it logs in. */
+    preLoginOutputBytes: number;
+    /** XML guard, enforced while a message is parsed: element nesting depth. */
+    xmlDepth: number;
+    /** Elements in one message after login, and before login. */
+    xmlElements: number;
+    preLoginXmlElements: number;
+    /** Attributes on one element. */
+    xmlAttributes: number;
+    /** Characters in one attribute value, and in one run of text. */
+    xmlAttributeChars: number;
+    xmlTextChars: number;
+    /** Connections from one client address that are not logged in (XIMSS TCP, HTTP, SMTP each count). */
+    connectionsPerAddress: number;
+    /** Connections not logged in, server-wide. */
+    preLoginConnections: number;
+    /** A new connection must send its first complete request within this many seconds. */
+    firstRequestSeconds: number;
+    /** ...and log in within this many seconds. */
+    loginSeconds: number;
+    /** HTTP: the request head must arrive within this many seconds; the whole request within requestSeconds. */
+    httpHeadersSeconds: number;
+    httpRequestSeconds: number;
+    /** HTTP: an idle keep-alive connection is closed after this many seconds. */
+    httpKeepAliveSeconds: number;
     /** Default session idle time-out, seconds. */
     idleTimeoutSeconds: number;
     /** Sessions one account may have open at once. */
     sessionsPerAccount: number;
+    /** getSessionData/setSessionData: the bytes and the keys a session's data may hold. */
+    sessionDataBytes: number;
+    sessionDataKeys: number;
+    /** Open folders, per session and per account (all its sessions). */
+    foldersPerSession: number;
+    foldersPerAccount: number;
     /** Delay added before answering a failed login, milliseconds. */
     loginFailureDelayMs: number;
-    /** Failed logins from one address (and, separately, for one account) allowed per window. */
+    /**
+     * Login attempts: a client address past loginFailuresPerAddress failures in the window is
+     * refused; an account past loginFailuresPerAccount is slowed down (one attempt per
+     * accountSlowdownMs from addresses it has not logged in from), never refused.
+     */
     loginFailuresPerAddress: number;
     loginFailuresPerAccount: number;
-    /** The window, and the lock-out after it is exceeded, seconds. */
+    accountSlowdownMs: number;
+    /** The window the failures are counted in, seconds. */
     loginFailureWindowSeconds: number;
+    /** SMTP: refused commands (unknown recipients and the like) before the connection is closed. */
+    smtpErrorsPerConnection: number;
     /** HTTP long-poll `maxWait` ceiling, seconds. */
     maxPollSeconds: number;
     /** Largest message a client may append or upload, in bytes. */
     maxMessageBytes: number;
-    /** Bytes a session's uploaded file set may hold. */
+    /** Bytes of uploaded files (spooled on disk): per session, per account, server-wide. */
     uploadBytesPerSession: number;
+    uploadBytesPerAccount: number;
+    uploadBytesTotal: number;
+    /** Content scans (folderSearch, filtered folderOpen): seconds of work one request may take. */
+    searchSeconds: number;
+    filterSeconds: number;
   };
 }
 
@@ -104,16 +151,42 @@ export function defaultConfig(): Config {
     },
     limits: {
       maxRequestBytes: 10 * 1024 * 1024,
+      preLoginRequestBytes: 64 * 1024,
       maxPendingRequests: 10_000,
+      preLoginRequests: 16,
+      preLoginOutputBytes: 1024 * 1024,
+      xmlDepth: 64,
+      xmlElements: 100_000,
+      preLoginXmlElements: 256,
+      xmlAttributes: 64,
+      xmlAttributeChars: 1024 * 1024,
+      xmlTextChars: 10 * 1024 * 1024,
+      connectionsPerAddress: 64,
+      preLoginConnections: 4096,
+      firstRequestSeconds: 30,
+      loginSeconds: 120,
+      httpHeadersSeconds: 20,
+      httpRequestSeconds: 300,
+      httpKeepAliveSeconds: 30,
       idleTimeoutSeconds: 600,
       sessionsPerAccount: 100,
+      sessionDataBytes: 1024 * 1024,
+      sessionDataKeys: 1000,
+      foldersPerSession: 100,
+      foldersPerAccount: 500,
       loginFailureDelayMs: 1000,
       loginFailuresPerAddress: 20,
       loginFailuresPerAccount: 10,
+      accountSlowdownMs: 5000,
       loginFailureWindowSeconds: 300,
+      smtpErrorsPerConnection: 20,
       maxPollSeconds: 120,
       maxMessageBytes: 50 * 1024 * 1024,
       uploadBytesPerSession: 100 * 1024 * 1024,
+      uploadBytesPerAccount: 200 * 1024 * 1024,
+      uploadBytesTotal: 2 * 1024 * 1024 * 1024,
+      searchSeconds: 5,
+      filterSeconds: 30,
     },
   };
 }
