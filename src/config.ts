@@ -59,6 +59,11 @@ export interface Config {
     preLoginRequests: number;
     /** Bytes of answers a connection (or a /XIMSSLogin/ batch) may be sent before it logs in. */
     preLoginOutputBytes: number;
+    /**
+     * HTTP: bytes of answers one sync batch may collect (later requests of the batch are then
+     * refused), and of answers to async batches waiting for polls (requests then wait).
+     */
+    maxAnswerBytes: number;
     /** XML guard, enforced while a message is parsed: element nesting depth. */
     xmlDepth: number;
     /** Elements in one message after login, and before login. */
@@ -155,6 +160,7 @@ export function defaultConfig(): Config {
       maxPendingRequests: 10_000,
       preLoginRequests: 16,
       preLoginOutputBytes: 1024 * 1024,
+      maxAnswerBytes: 64 * 1024 * 1024,
       xmlDepth: 64,
       xmlElements: 100_000,
       preLoginXmlElements: 256,
@@ -173,7 +179,7 @@ export function defaultConfig(): Config {
       sessionDataBytes: 1024 * 1024,
       sessionDataKeys: 1000,
       foldersPerSession: 100,
-      foldersPerAccount: 500,
+      foldersPerAccount: 200,
       loginFailureDelayMs: 1000,
       loginFailuresPerAddress: 20,
       loginFailuresPerAccount: 10,

@@ -13,6 +13,7 @@ import { LocalDelivery } from './transports/smtp/local-delivery.js';
 import { MailQueue } from './transports/smtp/queue.js';
 import { AuthService } from './services/auth.js';
 import { EventBus } from './services/bus.js';
+import { ConnectionLimiter } from './services/connections.js';
 import { openStore } from './store/open.js';
 import { loadTlsContext } from './tls.js';
 import { HttpListener } from './ximss/bindings/http.js';
@@ -73,6 +74,7 @@ export async function startServer(config: Config, log: (line: string) => void = 
     delivery,
     passwordRecovery,
     sessions: new SessionManager(config, accounts, alerts, bus),
+    connections: new ConnectionLimiter(config.limits),
     nonces: new NonceRegistry(config.defaultDomain),
     vocabulary: new Vocabulary(RESOURCES + 'strings'),
     tls: tlsContext,

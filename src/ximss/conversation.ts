@@ -1,9 +1,19 @@
 import type { XmlElement } from '../xml/element.js';
 import type { Engine } from './engine.js';
+import { errorResponse } from './protocol.js';
 import type { AsyncSink, BindingKind, Session } from './session.js';
 
 /** Receives the serialized data messages and responses of the requests a binding submitted. */
-export type Output = (xml: string) => void;
+export interface Output {
+  (xml: string): void;
+  /**
+   * True while the receiver cannot take more (a client that does not read): requests for it
+   * wait, and the binding calls Conversation.resume() once it can.
+   */
+  blocked?(): boolean;
+  /** Why the receiver takes no more answers (a sync batch's answer is full): requests are refused with it. */
+  exhausted?(): string | undefined;
+}
 
 /** Transport abilities a binding lends to the operations that need them. */
 export interface TransportControl {
@@ -45,6 +55,10 @@ export class Conversation {
   private readonly queue: (QueuedRequest | undefined)[] = [];
   private head = 0;
   private running = false;
+  /** Requests wait for a blocked output (resume() goes on). */
+  private stalled = false;
+  /** Bytes answered before login; past the limit the conversation is refused and closed. */
+  private preLoginOutput = 0;
 
   constructor(
     readonly engine: Engine,
@@ -69,7 +83,7 @@ export class Conversation {
    * answered; `done` runs once its response has been written to `out`.
    */
   submit(request: XmlElement | string, out: Output, done?: () => void): void {
-    if (!this.running && this.head === this.queue.length) {
+    if (!this.running && this.head === this.queue.length && !out.blocked?.()) {
       // Nothing ahead of it (the common case, even when pipelining): run it at once, and
       // only queue what arrives while its handler waits.
       this.running = true;
@@ -81,11 +95,23 @@ export class Conversation {
     if (!this.running) this.pump();
   }
 
-  /** Runs requests until the queue is empty or a handler must wait for I/O. */
+  /** Goes on running requests once the output that stopped them can take more. */
+  resume(): void {
+    if (!this.stalled || this.running) return;
+    this.stalled = false;
+    this.pump();
+  }
+
+  /** Runs requests until the queue is empty, a handler must wait for I/O, or the next request's output is blocked. */
   private pump(): void {
     this.running = true;
     while (this.head < this.queue.length) {
       const item = this.queue[this.head]!;
+      if (item.out.blocked?.()) {
+        this.stalled = true;
+        this.running = false;
+        return;
+      }
       this.queue[this.head++] = undefined;
       if (this.head > 1024 && this.head * 2 > this.queue.length) {
         this.queue.splice(0, this.head);
@@ -104,6 +130,21 @@ export class Conversation {
       this.complete(done);
       return false;
     }
+    const exhausted = out.exhausted?.();
+    if (exhausted !== undefined) {
+      out(errorResponse(request.attrs.id, exhausted));
+      this.complete(done);
+      return false;
+    }
+    if (!this.session && this.preLoginOutput >= this.engine.server.config.limits.preLoginOutputBytes) {
+      // Before login a client gets little (readStrings is the large answer): past the
+      // budget its requests are refused and the connection closed.
+      out(errorResponse(request.attrs.id, 'too much data requested before login'));
+      this.complete(done);
+      this.transport?.close();
+      return false;
+    }
+    if (!this.session) out = this.countingPreLogin(out);
     const result = this.engine.execute(this, request, out);
     if (!result) {
       this.complete(done);
@@ -127,6 +168,13 @@ export class Conversation {
     this.afterResponse = undefined;
     done?.();
     if (after) after();
+  }
+
+  private countingPreLogin(out: Output): Output {
+    return (xml: string) => {
+      this.preLoginOutput += xml.length;
+      out(xml);
+    };
   }
 
   /** Drops queued requests that have not started (the connection is gone). */

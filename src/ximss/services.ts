@@ -3,6 +3,7 @@ import type { Config } from '../config.js';
 import type { AccountService } from '../services/accounts.js';
 import type { AlertService } from '../services/alerts.js';
 import type { AuthService } from '../services/auth.js';
+import type { ConnectionLimiter } from '../services/connections.js';
 import type { DatasetService } from '../services/datasets.js';
 import type { PasswordRecovery } from '../services/password-recovery.js';
 import type { EventBus } from '../services/bus.js';
@@ -33,6 +34,8 @@ export interface XimssServices {
   /** recoverPassword's reset links. */
   readonly passwordRecovery: PasswordRecovery;
   readonly sessions: SessionManager;
+  /** Connections not logged in, per client address and server-wide (XIMSS, HTTP, SMTP). */
+  readonly connections: ConnectionLimiter;
   readonly nonces: NonceRegistry;
   readonly vocabulary: Vocabulary;
   /** The TLS context for starttls and implicit-TLS listeners. */

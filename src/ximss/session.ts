@@ -103,6 +103,9 @@ export class Session {
     this.lastFailedLogin = init.lastFailedLogin;
     this.idleTimeoutSeconds = init.idleTimeoutSeconds;
     this.uploads = new UploadSet(init.uploadBytesLimit);
+    // The urlID of a TCP session opens its HTTP resources (MIME parts, uploads, KILL) from the
+    // login address only, as an HTTP session's does unless the client turns the IP watch off.
+    if (init.binding === 'tcp') this.ipGuard = init.remoteAddress;
     this.language = this.textPref('Language') ?? 'English';
   }
 

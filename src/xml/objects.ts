@@ -54,3 +54,16 @@ export function readValue(element: XmlElement): XimssValue {
 export function valueChildren(value: XimssValue): XmlNode[] {
   return appendValue(new XmlElement('x'), value).children;
 }
+
+/**
+ * Roughly the memory `value` takes, for limits: the characters of its strings and keys, the
+ * bytes of its datablocks, and a few bytes for every element of an array or dictionary.
+ */
+export function valueSize(value: XimssValue): number {
+  if (typeof value === 'string') return value.length;
+  if (Buffer.isBuffer(value)) return value.length;
+  let size = 0;
+  if (Array.isArray(value)) for (const item of value) size += 16 + valueSize(item);
+  else for (const key of Object.keys(value)) size += 16 + key.length + valueSize(value[key]!);
+  return size;
+}

@@ -3,20 +3,85 @@ import { XmlElement } from './element.js';
 
 export class XmlParseError extends Error {}
 
+/** A document crossed one of the guard's limits: refused while it was being parsed. */
+export class XmlLimitError extends XmlParseError {}
+
 /**
- * Strict XML document parser (saxes underneath): one document in, one element tree out.
- * Malformed input throws XmlParseError with the parser's message. Text made only of
- * whitespace between elements (pretty-printed requests) is dropped; other text is kept.
+ * What one document may hold, enforced while it is parsed (never after): every XML that
+ * enters the server goes through these, tighter before login.
+ */
+export interface XmlLimits {
+  /** Element nesting depth; the root element is at depth 1. */
+  depth: number;
+  /** Elements in the document. */
+  elements: number;
+  /** Attributes on one element. */
+  attributes: number;
+  /** Characters of one attribute value. */
+  attributeChars: number;
+  /** Characters of one run of text (CDATA included). */
+  textChars: number;
+  /** Children of the root element (the requests of a batch)... */
+  rootChildren: number;
+  /** ...when the root has this name (else of any root). */
+  batchRoot?: string;
+}
+
+/** Limits for XML that is not a client's request (XML parts of stored mail, tests). */
+export const DEFAULT_XML_LIMITS: XmlLimits = {
+  depth: 64,
+  elements: 100_000,
+  attributes: 64,
+  attributeChars: 1024 * 1024,
+  textChars: 10 * 1024 * 1024,
+  rootChildren: Number.POSITIVE_INFINITY,
+};
+
+/**
+ * Strict, guarded XML document parser (saxes underneath): one document in, one element
+ * tree out, given whole (`parse`) or in pieces as it arrives (`begin`, `write`, `end`).
+ * The limits are checked on every event, so an oversized or overdeep document is refused
+ * as soon as it crosses one, in constant extra memory; the first well-formedness error
+ * ends the parse too. Either throws XmlParseError (XmlLimitError for a limit). Text made
+ * only of whitespace between elements (pretty-printed requests) is dropped.
  */
 export class XmlDocumentParser {
   private parser: SaxesParser;
   private stack: XmlElement[] = [];
   private root: XmlElement | undefined;
-  private failure: string | undefined;
+  private limits: XmlLimits = DEFAULT_XML_LIMITS;
+  private elementCount = 0;
+  private attributeCount = 0;
+  /** True after a failure until the next begin(): saxes is then in an unknown state. */
+  private broken = false;
 
   constructor() {
-    this.parser = new SaxesParser({ xmlns: false, position: false });
-    this.parser.on('opentag', (tag) => {
+    this.parser = this.newSaxes();
+  }
+
+  /** The root element's `id` attribute once its start tag has been read (to answer a refused request). */
+  get rootId(): string | undefined {
+    return this.root?.attrs.id;
+  }
+
+  private newSaxes(): SaxesParser {
+    const parser = new SaxesParser({ xmlns: false, position: false });
+    parser.on('opentagstart', () => {
+      this.attributeCount = 0;
+      if (this.stack.length >= this.limits.depth) this.refuse(`elements are nested deeper than ${this.limits.depth}`);
+      if (++this.elementCount > this.limits.elements) this.refuse(`more than ${this.limits.elements} elements`);
+      const root = this.stack.length === 1 ? this.stack[0]! : undefined;
+      if (root && root.children.length >= this.limits.rootChildren && (this.limits.batchRoot ?? root.name) === root.name) {
+        throw new XmlLimitError(`too many requests: more than ${this.limits.rootChildren}`);
+      }
+    });
+    parser.on('attribute', (attribute) => {
+      if (++this.attributeCount > this.limits.attributes) this.refuse(`more than ${this.limits.attributes} attributes on an element`);
+      if (attribute.value.length > this.limits.attributeChars) {
+        this.refuse(`an attribute value is longer than ${this.limits.attributeChars} characters`);
+      }
+    });
+    parser.on('opentag', (tag) => {
       const element = new XmlElement(tag.name);
       const attributes = tag.attributes as Record<string, string>;
       for (const key in attributes) element.attrs[key] = attributes[key]!;
@@ -25,14 +90,19 @@ export class XmlDocumentParser {
       else this.root = element;
       this.stack.push(element);
     });
-    this.parser.on('closetag', () => {
+    parser.on('closetag', () => {
       this.stack.pop();
     });
-    this.parser.on('text', (text) => this.addText(text));
-    this.parser.on('cdata', (text) => this.addText(text, true));
-    this.parser.on('error', (err) => {
-      if (this.failure === undefined) this.failure = err.message;
+    parser.on('text', (text) => this.addText(text));
+    parser.on('cdata', (text) => this.addText(text, true));
+    parser.on('error', (err) => {
+      throw new XmlParseError(err.message.replace(/^undefined:?/, '').trim());
     });
+    return parser;
+  }
+
+  private refuse(what: string): never {
+    throw new XmlLimitError(`the request is refused: ${what}`);
   }
 
   private addText(text: string, keepWhitespace = false): void {
@@ -42,23 +112,58 @@ export class XmlDocumentParser {
       return;
     }
     const last = parent.children[parent.children.length - 1];
+    const joined = typeof last === 'string' ? last.length + text.length : text.length;
+    if (joined > this.limits.textChars) this.refuse(`a text is longer than ${this.limits.textChars} characters`);
     if (typeof last === 'string') parent.children[parent.children.length - 1] = last + text;
     else parent.children.push(text);
   }
 
-  parse(source: string): XmlElement {
+  /** Starts a document to be given in pieces. */
+  begin(limits: XmlLimits = DEFAULT_XML_LIMITS): void {
+    if (this.broken) this.parser = this.newSaxes();
+    this.broken = false;
+    this.limits = limits;
     this.root = undefined;
     this.stack = [];
-    this.failure = undefined;
-    this.parser.write(source);
-    this.parser.close();
+    this.elementCount = 0;
+  }
+
+  /** The next piece of the document; throws as soon as it is malformed or crosses a limit. */
+  write(text: string): void {
+    try {
+      this.parser.write(text);
+    } catch (err) {
+      this.fail();
+      throw err;
+    }
+  }
+
+  /** Ends the document: its root element. */
+  end(): XmlElement {
+    try {
+      this.parser.close();
+    } catch (err) {
+      this.fail();
+      throw err;
+    }
     const root = this.root as XmlElement | undefined;
-    const failure = this.failure as string | undefined;
     this.root = undefined;
     this.stack = [];
-    if (failure !== undefined) throw new XmlParseError(failure.replace(/^undefined:?/, '').trim());
     if (!root) throw new XmlParseError('no root element');
     return root;
+  }
+
+  /** Forgets the document after a failure (saxes is rebuilt on the next begin). */
+  private fail(): void {
+    this.broken = true;
+    this.root = undefined;
+    this.stack = [];
+  }
+
+  parse(source: string, limits: XmlLimits = DEFAULT_XML_LIMITS): XmlElement {
+    this.begin(limits);
+    this.write(source);
+    return this.end();
   }
 }
 
@@ -73,14 +178,17 @@ export function isBlank(text: string, from = 0, to = text.length): boolean {
 
 const shared = new XmlDocumentParser();
 
-/** Parses one XML document. */
-export function parseXml(source: string): XmlElement {
-  return parseXmlRange(source, 0, source.length);
+/** Parses one XML document within `limits`. */
+export function parseXml(source: string, limits: XmlLimits = DEFAULT_XML_LIMITS): XmlElement {
+  return parseXmlRange(source, 0, source.length, limits);
 }
 
-/** Parses the document `source[from, to)` (a message inside a larger buffer of text). */
-export function parseXmlRange(source: string, from: number, to: number): XmlElement {
-  return parseSimpleElement(source, from, to) ?? shared.parse(from === 0 && to === source.length ? source : source.slice(from, to));
+/** Parses the document `source[from, to)` (a message inside a larger buffer of text) within `limits`. */
+export function parseXmlRange(source: string, from: number, to: number, limits: XmlLimits = DEFAULT_XML_LIMITS): XmlElement {
+  return (
+    parseSimpleElement(source, from, to, limits) ??
+    shared.parse(from === 0 && to === source.length ? source : source.slice(from, to), limits)
+  );
 }
 
 /** Character classes for the fast path: 2 = may start a name, 1 = may continue one. */
@@ -99,11 +207,11 @@ function isSpace(c: number): boolean {
  * Fast path for the most common request shape — one self-closing element whose attribute
  * values need no decoding, such as `<noop id="12"/>` — which dominates pipelined traffic.
  * Anything else (text, children, entities, declarations, namespaces, non-ASCII names,
- * anything irregular) returns undefined and goes through the full parser, which also
- * reports the errors.
+ * more than the limits allow, anything irregular) returns undefined and goes through the
+ * full parser, which also reports the errors.
  */
-function parseSimpleElement(source: string, from: number, to: number): XmlElement | undefined {
-  return parseLastShape(source, from, to) ?? parseSimpleElementScan(source, from, to);
+function parseSimpleElement(source: string, from: number, to: number, limits: XmlLimits): XmlElement | undefined {
+  return parseLastShape(source, from, to, limits) ?? parseSimpleElementScan(source, from, to, limits);
 }
 
 /**
@@ -114,7 +222,7 @@ function parseSimpleElement(source: string, from: number, to: number): XmlElemen
  */
 let lastShape: { prefix: string; name: string; attr: string } | undefined;
 
-function parseLastShape(source: string, from: number, to: number): XmlElement | undefined {
+function parseLastShape(source: string, from: number, to: number, limits: XmlLimits): XmlElement | undefined {
   const shape = lastShape;
   if (shape === undefined || !source.startsWith(shape.prefix, from)) return undefined;
   const valueStart = from + shape.prefix.length;
@@ -122,7 +230,7 @@ function parseLastShape(source: string, from: number, to: number): XmlElement | 
   if (valueEnd < 0 || valueEnd + 3 !== to || source.charCodeAt(valueEnd + 1) !== 47 || source.charCodeAt(valueEnd + 2) !== 62) {
     return undefined;
   }
-  if (!isPlainValue(source, valueStart, valueEnd)) return undefined;
+  if (valueEnd - valueStart > limits.attributeChars || !isPlainValue(source, valueStart, valueEnd)) return undefined;
   const element = new XmlElement(shape.name);
   element.attrs[shape.attr] = source.slice(valueStart, valueEnd);
   return element;
@@ -146,7 +254,7 @@ function rememberShape(element: XmlElement, attr: string, source: string, from: 
   if (source.startsWith(prefix, from)) lastShape = { prefix, name: element.name, attr };
 }
 
-function parseSimpleElementScan(source: string, from: number, to: number): XmlElement | undefined {
+function parseSimpleElementScan(source: string, from: number, to: number, limits: XmlLimits): XmlElement | undefined {
   let i = from;
   while (i < to && isSpace(source.charCodeAt(i))) i++;
   if (source.charCodeAt(i) !== 60 /* < */) return undefined;
@@ -174,9 +282,12 @@ function parseSimpleElementScan(source: string, from: number, to: number): XmlEl
     if (c !== 34 /* " */ && c !== 39 /* ' */) return undefined;
     const valueStart = i + 1;
     const valueEnd = source.indexOf(c === 34 ? '"' : "'", valueStart);
-    if (valueEnd < 0 || valueEnd >= to || !isPlainValue(source, valueStart, valueEnd)) return undefined;
-    // Duplicate names are the full parser's business too.
+    if (valueEnd < 0 || valueEnd >= to || valueEnd - valueStart > limits.attributeChars || !isPlainValue(source, valueStart, valueEnd)) {
+      return undefined;
+    }
+    // Duplicate names, and more attributes than the limit, are the full parser's business too.
     if (count++ > 0 && attrName in attrs) return undefined;
+    if (count > limits.attributes) return undefined;
     attrs[attrName] = source.slice(valueStart, valueEnd);
     i = valueEnd + 1;
   }

@@ -1,10 +1,13 @@
+import type http from 'node:http';
+import { StringDecoder } from 'node:string_decoder';
 import type { XmlElement } from '../../xml/element.js';
-import { XmlParseError, parseXml } from '../../xml/parser.js';
-import { Conversation, type TransportControl } from '../conversation.js';
+import { XmlDocumentParser, XmlLimitError, XmlParseError, isBlank } from '../../xml/parser.js';
+import { Conversation, type Output, type TransportControl } from '../conversation.js';
 import type { Engine } from '../engine.js';
 import { errorResponse } from '../protocol.js';
 import type { AsyncSink, Session } from '../session.js';
 import type { SessionManager } from '../sessions.js';
+import type { RequestProfile } from './request-limits.js';
 
 /** One HTTP answer, as the listener writes it. */
 export interface HttpReply {
@@ -37,33 +40,117 @@ export function ximssError(text: string, status = 200): HttpReply {
   return ximssReply([errorResponse(undefined, text)], status);
 }
 
+/** A posted batch as read: its requests, or why it was refused (and whether the body was left unread). */
+export type Batch =
+  | { kind: 'ok'; requests: XmlElement[] }
+  | { kind: 'refused'; reply: HttpReply; unread: boolean }
+  | { kind: 'aborted' };
+
+/** The error text of a body that is not XML or crosses a limit. */
+function parseFailure(err: XmlParseError): string {
+  return err instanceof XmlLimitError ? err.message : `malformed XML: ${err.message}`;
+}
+
 /**
- * Reads an `<XIMSS>` batch: its child elements are the requests, in order. A body whose
- * root is a single request element is taken as a batch of one; an empty body is an empty
- * batch. Returns the error text when the body is not XML.
+ * Reads an `<XIMSS>` batch from a request body as it arrives, parsing each piece at once
+ * within `profile` (its size and the XML guard's limits): a body that crosses a limit is
+ * refused there, without reading the rest. Its child elements are the requests, in order;
+ * a body whose root is a single request element is a batch of one; an empty body, an
+ * empty batch.
  */
-export function parseBatch(text: string): XmlElement[] | string {
+export function readBatch(req: http.IncomingMessage, profile: RequestProfile): Promise<Batch> {
+  const declared = Number(req.headers['content-length']);
+  if (Number.isFinite(declared) && declared > profile.bytes) return Promise.resolve(tooLargeBatch(profile));
+  return new Promise((resolve) => {
+    const parser = new XmlDocumentParser();
+    const decoder = new StringDecoder('utf8');
+    let size = 0;
+    let started = false;
+    const stop = (result: Batch): void => {
+      req.removeAllListeners('data');
+      req.removeAllListeners('end');
+      resolve(result);
+    };
+    const feed = (text: string): boolean => {
+      if (!started) {
+        let i = 0;
+        while (i < text.length && (isBlank(text, i, i + 1) || text.charCodeAt(i) === 0xfeff)) i++;
+        if (i === text.length) return true;
+        started = true;
+        parser.begin(profile.xml);
+        text = text.slice(i);
+      }
+      try {
+        parser.write(text);
+        return true;
+      } catch (err) {
+        if (!(err instanceof XmlParseError)) throw err;
+        stop({ kind: 'refused', reply: ximssError(parseFailure(err)), unread: !req.complete });
+        return false;
+      }
+    };
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > profile.bytes) stop(tooLargeBatch(profile));
+      else feed(decoder.write(chunk));
+    });
+    req.on('end', () => {
+      if (!feed(decoder.end())) return;
+      if (!started) return stop({ kind: 'ok', requests: [] });
+      let root: XmlElement;
+      try {
+        root = parser.end();
+      } catch (err) {
+        if (!(err instanceof XmlParseError)) throw err;
+        return stop({ kind: 'refused', reply: ximssError(parseFailure(err)), unread: false });
+      }
+      stop({ kind: 'ok', requests: root.name === 'XIMSS' ? root.elements() : [root] });
+    });
+    req.on('error', () => stop({ kind: 'aborted' }));
+    req.on('close', () => {
+      if (!req.complete) stop({ kind: 'aborted' });
+    });
+  });
+}
+
+function tooLargeBatch(profile: RequestProfile): Batch {
+  return { kind: 'refused', reply: ximssError(`the request is larger than ${profile.bytes} bytes`, 413), unread: true };
+}
+
+/** Parses a batch given whole (the body of a pre-login /XIMSSLogin/ request): the requests, or the error text. */
+export function parseBatch(text: string, profile: RequestProfile): XmlElement[] | string {
+  const parser = new XmlDocumentParser();
   const source = text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
-  if (source.trim() === '') return [];
-  let root: XmlElement;
+  if (isBlank(source)) return [];
   try {
-    root = parseXml(source);
+    const root = parser.parse(source, profile.xml);
+    return root.name === 'XIMSS' ? root.elements() : [root];
   } catch (err) {
-    if (err instanceof XmlParseError) return `malformed XML: ${err.message}`;
+    if (err instanceof XmlParseError) return parseFailure(err);
     throw err;
   }
-  return root.name === 'XIMSS' ? root.elements() : [root];
 }
 
 /**
  * Runs `requests` in order through `conversation` and resolves with all their data
- * messages and responses once the last response is written.
+ * messages and responses once the last response is written. Once the answer holds
+ * `answerBytes`, the batch's later requests are refused rather than run.
  */
-export function runBatch(conversation: Conversation, requests: readonly XmlElement[]): Promise<string[]> {
+export function runBatch(conversation: Conversation, requests: readonly XmlElement[], answerBytes: number): Promise<string[]> {
   const parts: string[] = [];
   if (requests.length === 0) return Promise.resolve(parts);
+  let bytes = 0;
   return new Promise((resolve) => {
-    const out = (xml: string): void => void parts.push(xml);
+    const out: Output = Object.assign(
+      (xml: string): void => {
+        bytes += xml.length;
+        parts.push(xml);
+      },
+      {
+        exhausted: (): string | undefined =>
+          bytes >= answerBytes ? `the answer to this batch is larger than ${answerBytes} bytes: send the rest in another batch` : undefined,
+      },
+    );
     requests.forEach((request, index) => {
       conversation.submit(request, out, index === requests.length - 1 ? () => resolve(parts) : undefined);
     });
@@ -130,6 +217,14 @@ export class HttpSession implements AsyncSink, TransportControl {
   private readonly remembered = new Map<string, Promise<HttpReply>>();
   private isEnded = false;
   private readonly sessions: SessionManager;
+  /** Characters waiting for polls (queued, and sent but not acknowledged); past answerBytes async requests wait. */
+  private queuedBytes = 0;
+  private unacknowledgedBytes = 0;
+  private readonly answerBytes: number;
+  /** Where async batches write: into the poll queue, waiting while it is full. */
+  private readonly asyncOut: Output = Object.assign((xml: string): void => this.deliver(xml), {
+    blocked: (): boolean => this.queuedBytes + this.unacknowledgedBytes >= this.answerBytes,
+  });
 
   constructor(
     engine: Engine,
@@ -137,6 +232,7 @@ export class HttpSession implements AsyncSink, TransportControl {
     secure: boolean,
   ) {
     this.sessions = engine.server.sessions;
+    this.answerBytes = engine.server.config.limits.maxAnswerBytes;
     this.conversation = new Conversation(engine, session.remoteAddress, secure, this);
     this.conversation.session = session;
     httpSessions.set(session, this);
@@ -167,18 +263,14 @@ export class HttpSession implements AsyncSink, TransportControl {
 
   /** Runs a batch and resolves with its output, followed by pending async messages when asked. */
   async sync(requests: readonly XmlElement[], withAsync: boolean): Promise<HttpReply> {
-    const parts = await runBatch(this.conversation, requests);
-    if (withAsync && this.queue.length > 0) {
-      parts.push(...this.queue);
-      this.queue = [];
-    }
+    const parts = await runBatch(this.conversation, requests, this.answerBytes);
+    if (withAsync && this.queue.length > 0) parts.push(...this.takeQueue());
     return ximssReply(parts);
   }
 
   /** Queues a batch whose data messages and responses go out through the long poll. */
   submitAsync(requests: readonly XmlElement[]): void {
-    const out = (xml: string): void => this.deliver(xml);
-    for (const request of requests) this.conversation.submit(request, out);
+    for (const request of requests) this.conversation.submit(request, this.asyncOut);
   }
 
   /**
@@ -190,7 +282,11 @@ export class HttpSession implements AsyncSink, TransportControl {
   poll(ackSeq: number | undefined, waitMs: number, answer: (reply: HttpReply) => void): () => void {
     this.supersede();
     // A client that sends no ackSeq cannot ask for a resend: take everything as received.
-    if (this.unacknowledged && (ackSeq === undefined || ackSeq >= this.unacknowledged.seq)) this.unacknowledged = undefined;
+    if (this.unacknowledged && (ackSeq === undefined || ackSeq >= this.unacknowledged.seq)) {
+      this.unacknowledged = undefined;
+      this.unacknowledgedBytes = 0;
+      this.conversation.resume();
+    }
     if (this.unacknowledged || this.queue.length > 0) {
       this.sendBatch(answer);
       return () => {};
@@ -237,13 +333,23 @@ export class HttpSession implements AsyncSink, TransportControl {
 
   private sendBatch(answer: (reply: HttpReply) => void): void {
     const previous = this.unacknowledged;
-    const messages = previous ? [...previous.messages, ...this.queue] : this.queue;
+    this.unacknowledgedBytes = (previous ? this.unacknowledgedBytes : 0) + this.queuedBytes;
+    const queued = this.takeQueue();
+    const messages = previous ? [...previous.messages, ...queued] : queued;
     const seq = previous ? previous.seq : ++this.lastSeq;
-    this.queue = [];
     this.unacknowledged = { seq, messages };
     // An ended session's last answer goes out once; after it, only 550.
     if (this.isEnded) this.forget();
     answer({ status: 200, body: `<XIMSS respSeq="${seq}">${messages.join('')}</XIMSS>` });
+  }
+
+  /** Empties the poll queue (its messages are on their way to the client). */
+  private takeQueue(): string[] {
+    const queued = this.queue;
+    this.queue = [];
+    this.queuedBytes = 0;
+    this.conversation.resume();
+    return queued;
   }
 
   // --- AsyncSink ---
@@ -251,7 +357,8 @@ export class HttpSession implements AsyncSink, TransportControl {
   deliver(xml: string): void {
     if (this.isEnded) return;
     this.queue.push(xml);
-    if (this.queue.length > MAX_QUEUED_MESSAGES) this.queue.shift();
+    this.queuedBytes += xml.length;
+    if (this.queue.length > MAX_QUEUED_MESSAGES) this.queuedBytes -= this.queue.shift()!.length;
     if (this.waiting && !this.flushScheduled) {
       // Wait for the rest of this turn's messages, so that they leave in one answer.
       this.flushScheduled = true;

@@ -3,6 +3,7 @@ import http from 'node:http';
 import net from 'node:net';
 import tls from 'node:tls';
 import type { Authenticated } from '../../services/auth.js';
+import type { Admission } from '../../services/connections.js';
 import { ServiceError } from '../../services/errors.js';
 import type { XmlElement } from '../../xml/element.js';
 import { Conversation, type TransportControl } from '../conversation.js';
@@ -15,6 +16,7 @@ import {
   endedHttpSession,
   httpSessionOf,
   parseBatch,
+  readBatch,
   runBatch,
   textReply,
   ximssError,
@@ -24,7 +26,8 @@ import {
 import { serveDownload, serveMimePart, storeUpload } from './http-resources.js';
 import { RESET_PATH, resetPasswordPage } from './reset-page.js';
 import type { TcpListener } from './tcp.js';
-import { clientAddress, listen, serverTls } from './sockets.js';
+import { batchProfile } from './request-limits.js';
+import { clientAddress, listen, refuseConnection, serverTls } from './sockets.js';
 
 const XML_TYPE = 'text/xml; charset=utf-8';
 const COOKIE_NAME = 'CGateProWebUser';
@@ -164,6 +167,8 @@ export class HttpListener {
   /** Connections not yet sniffed, and the HTTP ones: closed by close(). */
   private readonly unsniffed = new Set<net.Socket>();
   private readonly httpSockets = new Set<net.Socket>();
+  /** HTTP connections still counted as not logged in (released by their first authenticated request). */
+  private readonly admissions = new WeakMap<net.Socket, Admission>();
   private readonly active = new Set<http.ServerResponse>();
   /** Polls waiting on this listener, answered by close(). */
   private readonly polls = new Set<{ state: HttpSession }>();
@@ -175,32 +180,64 @@ export class HttpListener {
     secureContext?: tls.SecureContext,
   ) {
     this.secure = secureContext !== undefined;
-    this.http = http.createServer((req, res) => this.handle(req, res));
-    this.http.keepAliveTimeout = 30_000;
-    // The listener never calls http.listen(), so Node's own request timers do not run: an
-    // inactivity limit beyond the longest poll stands in for them.
-    this.http.timeout = (this.limits.maxPollSeconds + 30) * 1000;
-    const sniff = (socket: net.Socket): void => {
+    const limits = this.limits;
+    this.http = http.createServer(
+      {
+        keepAliveTimeout: limits.httpKeepAliveSeconds * 1000,
+        headersTimeout: limits.httpHeadersSeconds * 1000,
+        requestTimeout: limits.httpRequestSeconds * 1000,
+        connectionsCheckingInterval: Math.min(1000, limits.httpHeadersSeconds * 250),
+      },
+      (req, res) => this.handle(req, res),
+    );
+    // An inactivity limit beyond the longest poll.
+    this.http.timeout = (limits.maxPollSeconds + 30) * 1000;
+    // The listener hands connections to the HTTP server itself and never calls its listen():
+    // the event starts Node's checks of the header and request timeouts all the same.
+    this.http.emit('listening');
+    const sniff = (socket: net.Socket, admission: Admission): void => {
       this.unsniffed.add(socket);
-      socket.setTimeout(this.limits.idleTimeoutSeconds * 1000, () => socket.destroy());
+      socket.setTimeout(limits.firstRequestSeconds * 1000, () => socket.destroy());
       socket.once('data', (first: Buffer) => {
         this.unsniffed.delete(socket);
         socket.setTimeout(0);
         if (first[0] === 0x3c /* < */) {
-          this.tcp.adopt(socket, first);
+          this.tcp.adopt(socket, admission, first);
         } else {
           this.httpSockets.add(socket);
-          socket.once('close', () => this.httpSockets.delete(socket));
+          this.admissions.set(socket, admission);
+          socket.once('close', () => {
+            this.httpSockets.delete(socket);
+            admission.release();
+          });
           socket.pause();
           socket.unshift(first);
           this.http.emit('connection', socket);
           socket.resume();
         }
       });
-      socket.once('close', () => this.unsniffed.delete(socket));
+      socket.once('close', () => {
+        if (this.unsniffed.delete(socket)) admission.release();
+      });
       socket.on('error', () => socket.destroy());
     };
-    this.server = net.createServer((raw) => sniff(secureContext ? serverTls(raw, secureContext) : raw));
+    this.server = net.createServer((raw) => {
+      const admission = engine.server.connections.admit(clientAddress(raw));
+      if (typeof admission === 'string') {
+        if (secureContext) raw.destroy();
+        else refuseConnection(raw, `HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: ${admission.length + 1}\r\nConnection: close\r\nRetry-After: 10\r\n\r\n${admission}\n`);
+        return;
+      }
+      sniff(secureContext ? serverTls(raw, secureContext) : raw, admission);
+    });
+  }
+
+  /** The connection has shown it belongs to a logged-in client: it no longer counts as not logged in. */
+  private authenticated(req: http.IncomingMessage): void {
+    const admission = this.admissions.get(req.socket);
+    if (!admission) return;
+    this.admissions.delete(req.socket);
+    admission.release();
   }
 
   private get limits() {
@@ -229,12 +266,12 @@ export class HttpListener {
       return this.send(req, res, textReply(405, 'only GET and POST are supported (and PUT for uploads)\n', { Allow: 'GET, POST, OPTIONS' }));
     }
     if (LOGIN_PATH.test(path)) {
-      const text = await this.body(req, res);
+      const text = await this.body(req, res, this.limits.preLoginRequestBytes);
       if (text !== undefined) this.send(req, res, await this.login(req, query, text));
       return;
     }
     if (RESET_PATH.test(path)) {
-      const text = req.method === 'POST' ? await this.body(req, res) : '';
+      const text = req.method === 'POST' ? await this.body(req, res, this.limits.preLoginRequestBytes) : '';
       if (text !== undefined) this.send(req, res, await resetPasswordPage(this.engine.server.passwordRecovery, req.method ?? 'GET', query, text));
       return;
     }
@@ -269,8 +306,8 @@ export class HttpListener {
   }
 
   /** Reads the body; answers 413 itself (closing the connection: the rest stays unread). */
-  private async body(req: http.IncomingMessage, res: http.ServerResponse): Promise<string | undefined> {
-    return (await this.bodyBytes(req, res, this.limits.maxRequestBytes))?.toString('utf8');
+  private async body(req: http.IncomingMessage, res: http.ServerResponse, limit: number): Promise<string | undefined> {
+    return (await this.bodyBytes(req, res, limit))?.toString('utf8');
   }
 
   private async bodyBytes(req: http.IncomingMessage, res: http.ServerResponse, limit: number): Promise<Buffer | undefined> {
@@ -288,7 +325,7 @@ export class HttpListener {
   /** A login by parameters (query, form body, Basic authorization), or a pre-login batch. */
   private async login(req: http.IncomingMessage, query: URLSearchParams, text: string): Promise<HttpReply> {
     const address = clientAddress(req.socket);
-    if (text.trimStart().startsWith('<')) return this.preLoginBatch(text, paramsOf(query), address);
+    if (text.trimStart().startsWith('<')) return this.preLoginBatch(req, text, paramsOf(query), address);
     const params = paramsOf(query, new URLSearchParams(text));
 
     const errorAsXml = flag(params.get('errorasxml'));
@@ -296,6 +333,7 @@ export class HttpListener {
       const auth = await this.authenticate(params, req.headers.authorization, address);
       const options = loginOptions(params);
       const session = await this.openSession(auth, params, options, address);
+      this.authenticated(req);
       return {
         ...ximssReply([session.sessionMessage(this.engine.server.version).toString()]),
         headers: this.cookieHeader(session, options),
@@ -369,14 +407,16 @@ export class HttpListener {
   }
 
   /** Pre-login operations (listFeatures, or a whole login exchange) posted as a batch. */
-  private async preLoginBatch(text: string, params: Params, address: string): Promise<HttpReply> {
-    const requests = this.batch(text, 0);
-    if (!Array.isArray(requests)) return requests;
+  private async preLoginBatch(req: http.IncomingMessage, text: string, params: Params, address: string): Promise<HttpReply> {
+    const requests = parseBatch(text, batchProfile(this.limits, false, this.limits.preLoginRequests));
+    if (typeof requests === 'string') return ximssError(requests);
     const options = loginOptions(params);
     const transport = new LoginTransport(this, options, address);
     const conversation = new Conversation(this.engine, address, this.secure, transport);
-    const reply = ximssReply(await runBatch(conversation, requests));
-    return transport.started ? { ...reply, headers: this.cookieHeader(transport.started, options) } : reply;
+    const reply = ximssReply(await runBatch(conversation, requests, this.limits.maxAnswerBytes));
+    if (!transport.started) return reply;
+    this.authenticated(req);
+    return { ...reply, headers: this.cookieHeader(transport.started, options) };
   }
 
   // --- /Session/<urlID>/... ---
@@ -398,6 +438,7 @@ export class HttpListener {
       return this.sessionGone(req, res);
     }
     if (!this.guardAllows(session, req)) return this.sessionGone(req, res);
+    this.authenticated(req);
     session.touch();
     if (resource === 'kill') {
       this.engine.server.sessions.end(session, false);
@@ -428,11 +469,21 @@ export class HttpListener {
     if (!state || state.hasEnded) return this.sessionGone(req, res);
 
     if (isPoll) return this.poll(req, res, state, params);
-    const text = await this.body(req, res);
-    if (text === undefined) return;
+    const limit = this.limits.maxPendingRequests;
+    const batch = await readBatch(req, batchProfile(this.limits, true, limit - state.pendingRequests));
+    if (batch.kind === 'aborted') return;
+    if (batch.kind === 'refused') {
+      // The rest of a refused body stays unread: the connection cannot carry another request.
+      return this.send(req, res, batch.unread ? { ...batch.reply, headers: { Connection: 'close' } } : batch.reply);
+    }
+    const requests = batch.requests;
+    // Requests that came in meanwhile on other connections may have filled the queue.
+    if (state.pendingRequests + requests.length > limit) {
+      return this.send(req, res, ximssError(`too many requests: at most ${limit} may be pending`));
+    }
     const reqSeq = params.get('reqseq');
     const run = (): Promise<HttpReply> =>
-      resource === 'sync' ? this.sync(state, text, flag(params.get('syncasync'))) : this.async(state, text);
+      resource === 'sync' ? state.sync(requests, flag(params.get('syncasync'))) : this.async(state, requests);
     const reply = reqSeq === undefined ? await run() : await state.remember(`${resource}:${reqSeq}`, run);
     this.send(req, res, reply);
   }
@@ -453,28 +504,9 @@ export class HttpListener {
     this.send(req, res, textReply(SESSION_GONE, 'unknown or closed session\n'));
   }
 
-  private async sync(state: HttpSession, text: string, withAsync: boolean): Promise<HttpReply> {
-    const requests = this.batch(text, state.pendingRequests);
-    return Array.isArray(requests) ? state.sync(requests, withAsync) : requests;
-  }
-
-  private async async(state: HttpSession, text: string): Promise<HttpReply> {
-    const requests = this.batch(text, state.pendingRequests);
-    if (!Array.isArray(requests)) return requests;
+  private async async(state: HttpSession, requests: readonly XmlElement[]): Promise<HttpReply> {
     state.submitAsync(requests);
     return ximssReply([]);
-  }
-
-  /**
-   * The requests of a posted batch, or the error reply when it is malformed or would take
-   * the requests not yet answered (`pending` already) past the limit.
-   */
-  private batch(text: string, pending: number): XmlElement[] | HttpReply {
-    const requests = parseBatch(text);
-    if (typeof requests === 'string') return ximssError(requests);
-    const limit = this.limits.maxPendingRequests;
-    if (pending + requests.length > limit) return ximssError(`too many requests: at most ${limit} may be pending`);
-    return requests;
   }
 
   private poll(req: http.IncomingMessage, res: http.ServerResponse, state: HttpSession, params: Params): void {
@@ -502,6 +534,7 @@ export class HttpListener {
   /** Stops accepting, answers waiting polls, lets answers in flight finish, closes connections. */
   async close(): Promise<void> {
     this.closing = true;
+    this.http.close(); // stops the timeout checks (the listener itself is this.server)
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     for (const { state } of [...this.polls]) state.releasePoll();
     for (const socket of this.unsniffed) socket.destroy();

@@ -27,3 +27,10 @@ export function serverTls(raw: net.Socket, secureContext: tls.SecureContext): tl
   raw.on('error', () => raw.destroy());
   return new tls.TLSSocket(raw, { isServer: true, secureContext });
 }
+
+/** Answers a connection that is not admitted with `reply` and closes it (at once if the client does not read). */
+export function refuseConnection(socket: net.Socket, reply: string): void {
+  socket.on('error', () => socket.destroy());
+  socket.end(reply);
+  setTimeout(() => socket.destroy(), 1000).unref();
+}

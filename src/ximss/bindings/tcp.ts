@@ -1,42 +1,70 @@
 import net from 'node:net';
+import { StringDecoder } from 'node:string_decoder';
 import tls from 'node:tls';
-import { XmlParseError, isBlank, parseXmlRange } from '../../xml/parser.js';
-import { Conversation, type TransportControl } from '../conversation.js';
+import type { Admission } from '../../services/connections.js';
+import type { XmlElement } from '../../xml/element.js';
+import { XmlDocumentParser, XmlLimitError, XmlParseError, isBlank, parseXmlRange } from '../../xml/parser.js';
+import { Conversation, type Output, type TransportControl } from '../conversation.js';
 import type { Engine } from '../engine.js';
 import { errorResponse } from '../protocol.js';
 import type { AsyncSink, Session } from '../session.js';
-import { clientAddress, listen, serverTls } from './sockets.js';
+import { requestProfile, type RequestProfile } from './request-limits.js';
+import { clientAddress, listen, refuseConnection, serverTls } from './sockets.js';
 
-/** Stop reading from a client whose unread output exceeds this many bytes. */
+/** Requests wait (and reading stops) while a client's unread output exceeds this many bytes. */
 const OUTPUT_HIGH_WATER = 4 * 1024 * 1024;
+
+/** A message arriving over several chunks: parsed as it comes, never buffered whole. */
+interface PartialMessage {
+  readonly parser: XmlDocumentParser;
+  readonly decoder: StringDecoder;
+  readonly profile: RequestProfile;
+  bytes: number;
+  /** False while only white space (keep-alive zero bytes, blank lines) has arrived. */
+  started: boolean;
+}
 
 /**
  * XIMSS over TCP: each message is one XML document followed by a zero byte, in both
  * directions. Requests may be pipelined; the conversation answers them in order. Output is
  * gathered and written once per turn of the event loop.
+ *
+ * Every message is read within the limits of its connection's state (tighter before login:
+ * see request-limits.ts), checked while it is parsed; a message split over several reads
+ * is parsed as it arrives. Before login each request is answered before the next is read
+ * (a login changes which limits apply; after `starttls` the bytes must stay undecoded for
+ * TLS), the connection must send a request within firstRequestSeconds and log in within
+ * loginSeconds, and it counts against the per-address connection limit.
  */
 export class TcpConnection implements TransportControl {
   readonly kind = 'tcp' as const;
   readonly conversation: Conversation;
   private socket: net.Socket;
-  private pendingChunks: Buffer[] = [];
-  private pendingBytes = 0;
+  private partial: PartialMessage | undefined;
+  /** The parser for messages split over reads (made when first needed). */
+  private streamParser: XmlDocumentParser | undefined;
   private output = '';
   private flushScheduled = false;
   private closing = false;
-  /** Set when an oversized message arrived: further input is ignored until the close. */
-  private discarding = false;
+  /** Set when the connection is to close after its answers: further input is ignored. */
+  private inputStopped = false;
+  /** After a refused message: its remaining bytes are skipped up to its zero byte. */
+  private skipping = false;
   private closed = false;
-  /** Bytes received after a `starttls` request, held until the TLS switch is decided. */
-  private heldForTls: Buffer[] | undefined;
+  /** Input held undecoded until the request before it is answered (before login, and after `starttls`). */
+  private held: Buffer[] | undefined;
   private readPausedForQueue = false;
   private readPausedForOutput = false;
   private inputEnded = false;
+  private tlsStarted = false;
+  private sawRequest = false;
+  private readonly deadlines: NodeJS.Timeout[] = [];
 
   constructor(
     private readonly engine: Engine,
     socket: net.Socket,
     private readonly onClosed: (connection: TcpConnection) => void,
+    private admission: Admission | undefined,
     initialData?: Buffer,
   ) {
     this.socket = socket;
@@ -47,6 +75,12 @@ export class TcpConnection implements TransportControl {
     socket.setNoDelay(true);
     this.attach(socket);
     this.armPreLoginTimeout();
+    const { firstRequestSeconds, loginSeconds } = this.limits;
+    this.deadlines.push(
+      setTimeout(() => this.sawRequest || this.close(), firstRequestSeconds * 1000),
+      setTimeout(() => this.conversation.session || this.close(), loginSeconds * 1000),
+    );
+    for (const timer of this.deadlines) timer.unref();
     if (initialData && initialData.length > 0) this.onData(initialData);
   }
 
@@ -61,6 +95,7 @@ export class TcpConnection implements TransportControl {
         this.readPausedForOutput = false;
         this.updateReading();
       }
+      this.conversation.resume();
     });
     socket.on('error', () => socket.destroy());
     socket.on('close', () => this.onSocketClosed());
@@ -71,6 +106,11 @@ export class TcpConnection implements TransportControl {
     });
   }
 
+  private get reading(): boolean {
+    return !this.closing && !this.inputStopped;
+  }
+
+  /** Before login, a connection idle as long as a session may be is closed too. */
   private armPreLoginTimeout(): void {
     this.socket.setTimeout(this.limits.idleTimeoutSeconds * 1000, () => {
       if (!this.conversation.session) this.close();
@@ -78,113 +118,186 @@ export class TcpConnection implements TransportControl {
   }
 
   private onData(chunk: Buffer): void {
-    if (this.closing || this.discarding) return;
-    if (this.heldForTls) {
-      this.heldForTls.push(chunk);
+    if (!this.reading) return;
+    if (this.held) {
+      this.held.push(chunk);
       return;
     }
-    if (this.pendingBytes === 0 && this.onDataFast(chunk)) return;
     let start = 0;
+    if (this.skipping) {
+      const zero = chunk.indexOf(0);
+      if (zero < 0) return;
+      this.skipping = false;
+      start = zero + 1;
+    }
+    if (start === 0 && !this.partial && this.conversation.session && this.onDataFast(chunk)) return;
     for (;;) {
       const zero = chunk.indexOf(0, start);
       if (zero < 0) break;
-      let message: Buffer;
-      if (this.pendingBytes > 0) {
-        this.pendingChunks.push(chunk.subarray(start, zero));
-        message = Buffer.concat(this.pendingChunks, this.pendingBytes + zero - start);
-        this.pendingChunks = [];
-        this.pendingBytes = 0;
-      } else {
-        message = chunk.subarray(start, zero);
-      }
+      const rest = this.endMessage(chunk, start, zero);
       start = zero + 1;
-      if (message.length > this.limits.maxRequestBytes) return this.tooLarge();
-      const isStartTls = this.handleMessage(message);
-      if (isStartTls) {
-        this.heldForTls = start < chunk.length ? [chunk.subarray(start)] : [];
+      if (rest === 'hold') {
+        this.hold(chunk.subarray(start));
         return;
       }
-      if (this.closing) return;
+      if (!this.reading) return;
+      if (this.skipping) {
+        // The message was refused before its end: nothing of it is left to skip.
+        this.skipping = false;
+      }
     }
-    if (start < chunk.length) {
-      const rest = start === 0 ? chunk : chunk.subarray(start);
-      this.pendingChunks.push(rest);
-      this.pendingBytes += rest.length;
-      if (this.pendingBytes > this.limits.maxRequestBytes) this.tooLarge();
-    }
+    if (start < chunk.length) this.continueMessage(start === 0 ? chunk : chunk.subarray(start));
   }
 
   /**
-   * The common case, pipelined requests arriving whole: decodes the complete messages of a
-   * chunk with one toString and splits the text. Returns false (having done nothing) when
-   * the chunk needs the byte-exact path: it may hold a `starttls`, after which the bytes
-   * must stay undecoded for the TLS layer.
+   * The common case once logged in, pipelined requests arriving whole: decodes the
+   * complete messages of a chunk with one toString and splits the text. Returns false
+   * (having done nothing) when the chunk needs the byte-exact path.
    */
   private onDataFast(chunk: Buffer): boolean {
     const lastZero = chunk.lastIndexOf(0);
     if (lastZero < 0 || chunk.includes(STARTTLS)) return false;
     const text = chunk.toString('utf8', 0, lastZero);
-    const limit = this.limits.maxRequestBytes;
+    const profile = requestProfile(this.limits, true);
     let start = 0;
     while (start <= text.length) {
       let zero = text.indexOf('\0', start);
       if (zero < 0) zero = text.length;
       // Characters never outnumber bytes: count bytes only when it could matter.
-      if ((zero - start) * 3 > limit && Buffer.byteLength(text.slice(start, zero)) > limit) {
-        this.tooLarge();
+      if ((zero - start) * 3 > profile.bytes && Buffer.byteLength(text.slice(start, zero)) > profile.bytes) {
+        this.tooLarge(profile);
         return true;
       }
-      this.handleText(text, start, zero);
+      this.handleText(text, start, zero, profile);
       start = zero + 1;
-      if (this.closing) return true;
+      if (!this.reading) return true;
     }
-    if (lastZero + 1 < chunk.length) {
-      const rest = chunk.subarray(lastZero + 1);
-      this.pendingChunks.push(rest);
-      this.pendingBytes = rest.length;
-      if (this.pendingBytes > limit) this.tooLarge();
-    }
+    if (lastZero + 1 < chunk.length) this.continueMessage(chunk.subarray(lastZero + 1));
     return true;
   }
 
-  /** Parses and submits one message; true when it is a `starttls` request. */
-  private handleMessage(message: Buffer): boolean {
-    const text = message.toString('utf8');
-    return this.handleText(text, 0, text.length);
+  /** The profile a message starting now is read with. */
+  private profile(): RequestProfile {
+    return requestProfile(this.limits, this.conversation.session !== null);
   }
 
-  /** Parses and submits the message `source[from, to)`; true when it is a `starttls` request. */
-  private handleText(source: string, from: number, to: number): boolean {
-    if (isBlank(source, from, to)) return false; // stray zero bytes (keep-alives) carry no request
-    let request;
+  /** Bytes of a message that goes on in later reads: parsed now, within its limits. */
+  private continueMessage(bytes: Buffer): void {
+    let partial = this.partial;
+    if (!partial) {
+      this.streamParser ??= new XmlDocumentParser();
+      partial = { parser: this.streamParser, decoder: new StringDecoder('utf8'), profile: this.profile(), bytes: 0, started: false };
+      this.partial = partial;
+    }
+    partial.bytes += bytes.length;
+    if (partial.bytes > partial.profile.bytes) {
+      this.partial = undefined;
+      this.tooLarge(partial.profile);
+      return;
+    }
+    this.feed(partial, partial.decoder.write(bytes));
+  }
+
+  /** Parses more text of a partial message; a refusal is answered at once and the rest skipped. */
+  private feed(partial: PartialMessage, text: string): void {
+    if (!partial.started) {
+      let i = 0;
+      while (i < text.length && (isBlank(text, i, i + 1) || text.charCodeAt(i) === 0xfeff)) i++;
+      if (i === text.length) return;
+      partial.started = true;
+      partial.parser.begin(partial.profile.xml);
+      text = i === 0 ? text : text.slice(i);
+    }
     try {
-      request = parseXmlRange(source, from, to);
+      partial.parser.write(text);
     } catch (err) {
       if (!(err instanceof XmlParseError)) throw err;
-      this.conversation.submit(errorResponse(undefined, `malformed XML: ${err.message}`), this.writer);
-      return false;
+      this.partial = undefined;
+      this.skipping = true;
+      this.refuse(err, partial.parser.rootId);
     }
-    if (request.name === 'starttls' && !this.conversation.secure) {
-      // `done` runs before the conversation's afterResponse hook (which switches to TLS):
-      // decide what to do with the held bytes only once that hook has run, or clear text
-      // sent after `starttls` would be executed as commands (STARTTLS command injection).
-      this.conversation.submit(request, this.writer, () => queueMicrotask(() => this.afterStartTlsResponse()));
-      return true;
-    }
-    this.conversation.submit(request, this.writer);
-    return false;
   }
 
-  private readonly writer = (xml: string): void => this.write(xml);
+  /**
+   * A message ends at `chunk[zero]`: finishes the partial one, or parses `chunk[start, zero)`
+   * whole. 'hold' when further input must wait for its answer.
+   */
+  private endMessage(chunk: Buffer, start: number, zero: number): 'hold' | undefined {
+    const partial = this.partial;
+    if (partial) {
+      this.partial = undefined;
+      partial.bytes += zero - start;
+      if (partial.bytes > partial.profile.bytes) return void this.tooLarge(partial.profile);
+      this.feed(partial, partial.decoder.end(chunk.subarray(start, zero)));
+      if (this.skipping) return undefined; // refused while parsing
+      if (!partial.started) return undefined; // only white space: a keep-alive
+      let request: XmlElement;
+      try {
+        request = partial.parser.end();
+      } catch (err) {
+        if (!(err instanceof XmlParseError)) throw err;
+        this.refuse(err, partial.parser.rootId);
+        return undefined;
+      }
+      return this.submit(request);
+    }
+    const profile = this.profile();
+    if (zero - start > profile.bytes) return void this.tooLarge(profile);
+    const text = chunk.toString('utf8', start, zero);
+    return this.handleText(text, 0, text.length, profile);
+  }
 
-  private tooLarge(): void {
-    this.discarding = true;
-    this.pendingChunks = [];
-    this.pendingBytes = 0;
+  /** Parses and submits the whole message `source[from, to)`. */
+  private handleText(source: string, from: number, to: number, profile: RequestProfile): 'hold' | undefined {
+    if (isBlank(source, from, to)) return undefined; // stray zero bytes (keep-alives) carry no request
+    let request: XmlElement;
+    try {
+      request = parseXmlRange(source, from, to, profile.xml);
+    } catch (err) {
+      if (!(err instanceof XmlParseError)) throw err;
+      this.refuse(err, undefined);
+      return undefined;
+    }
+    return this.submit(request);
+  }
+
+  /**
+   * Submits a parsed request. Before login the next request is read only once this one is
+   * answered; after `starttls`, only once the TLS switch is decided, or clear text sent
+   * after it would be executed as commands (STARTTLS command injection).
+   */
+  private submit(request: XmlElement): 'hold' | undefined {
+    this.sawRequest = true;
+    if (request.name === 'starttls' && !this.conversation.secure) {
+      // `done` runs before the conversation's afterResponse hook (which switches to TLS).
+      this.conversation.submit(request, this.writer, () => queueMicrotask(() => this.afterStartTlsResponse()));
+      return 'hold';
+    }
+    if (!this.conversation.session) {
+      this.conversation.submit(request, this.writer, () => queueMicrotask(() => this.release()));
+      return 'hold';
+    }
+    this.conversation.submit(request, this.writer);
+    return undefined;
+  }
+
+  /** A message broke the XML rules or a limit: answered (with its id when known), in turn; closed before login. */
+  private refuse(err: XmlParseError, id: string | undefined): void {
+    const text = err instanceof XmlLimitError ? err.message : `malformed XML: ${err.message}`;
+    const loggedIn = this.conversation.session !== null;
+    if (!loggedIn) this.inputStopped = true;
+    this.conversation.submit(errorResponse(id, text), this.writer, loggedIn ? undefined : () => this.close());
+  }
+
+  private readonly writer: Output = Object.assign((xml: string): void => this.write(xml), {
+    blocked: (): boolean => this.output.length + this.socket.writableLength > OUTPUT_HIGH_WATER,
+  });
+
+  private tooLarge(profile: RequestProfile): void {
+    this.partial = undefined;
+    this.inputStopped = true;
     // Requests received before it are answered first (in order); then the error, then the close.
-    this.conversation.submit(errorResponse(undefined, `message is larger than ${this.limits.maxRequestBytes} bytes`), this.writer, () =>
-      this.close(),
-    );
+    this.conversation.submit(errorResponse(undefined, `message is larger than ${profile.bytes} bytes`), this.writer, () => this.close());
   }
 
   write(xml: string): void {
@@ -202,9 +315,13 @@ export class TcpConnection implements TransportControl {
     const data = this.output;
     this.output = '';
     this.socket.write(data);
-    if (this.socket.writableLength > OUTPUT_HIGH_WATER && !this.readPausedForOutput) {
-      this.readPausedForOutput = true;
-      this.updateReading();
+    if (this.socket.writableLength > OUTPUT_HIGH_WATER) {
+      if (!this.readPausedForOutput) {
+        this.readPausedForOutput = true;
+        this.updateReading();
+      }
+    } else {
+      this.conversation.resume();
     }
   }
 
@@ -223,8 +340,25 @@ export class TcpConnection implements TransportControl {
   }
 
   private updateReading(): void {
-    if (this.readPausedForQueue || this.readPausedForOutput) this.socket.pause();
-    else if (!this.closing) this.socket.resume();
+    if (this.readPausedForQueue || this.readPausedForOutput || this.held) this.socket.pause();
+    else if (this.reading) this.socket.resume();
+  }
+
+  /** Stops reading; `rest` (undecoded) and whatever arrives meanwhile wait for release(). */
+  private hold(rest: Buffer): void {
+    this.held = rest.length > 0 ? [rest] : [];
+    this.updateReading();
+  }
+
+  /** Reads the held input, until it is all read or something holds it again. */
+  private release(): void {
+    const held = this.held;
+    if (!held) return;
+    this.held = undefined;
+    while (held.length > 0 && !this.held && this.reading) this.onData(held.shift()!);
+    // Held again by a request of the released input: the rest waits behind it.
+    (this.held as Buffer[] | undefined)?.push(...held);
+    this.updateReading();
   }
 
   // --- TransportControl ---
@@ -232,8 +366,6 @@ export class TcpConnection implements TransportControl {
   canStartTls(): boolean {
     return !this.conversation.secure && this.engine.server.tls !== undefined;
   }
-
-  private tlsStarted = false;
 
   startTls(): void {
     this.flush();
@@ -243,9 +375,10 @@ export class TcpConnection implements TransportControl {
     plain.removeAllListeners('end');
     plain.removeAllListeners('close');
     plain.removeAllListeners('error');
-    const held = this.heldForTls ?? [];
-    this.heldForTls = undefined;
+    const held = this.held ?? [];
+    this.held = undefined;
     for (let i = held.length - 1; i >= 0; i--) plain.unshift(held[i]!);
+    plain.resume();
     const secure = serverTls(plain, this.engine.server.tls!);
     this.socket = secure;
     this.conversation.secure = true;
@@ -257,13 +390,16 @@ export class TcpConnection implements TransportControl {
   private afterStartTlsResponse(): void {
     if (this.tlsStarted) return;
     // starttls failed: go on reading in clear text with what arrived meanwhile.
-    const held = this.heldForTls ?? [];
-    this.heldForTls = undefined;
-    for (const chunk of held) this.onData(chunk);
+    this.release();
   }
 
   asyncSink(session: Session): AsyncSink {
-    this.socket.setTimeout(0); // from now on the session's own idle timer decides
+    // Logged in: the session's own idle timer decides from now on, and the connection
+    // counts against the account's sessions instead of its address.
+    for (const timer of this.deadlines) clearTimeout(timer);
+    this.socket.setTimeout(0);
+    this.admission?.release();
+    this.admission = undefined;
     return {
       deliver: (xml) => this.write(xml),
       ended: () => {
@@ -287,6 +423,9 @@ export class TcpConnection implements TransportControl {
     if (this.closed) return;
     this.closed = true;
     this.closing = true;
+    for (const timer of this.deadlines) clearTimeout(timer);
+    this.admission?.release();
+    this.admission = undefined;
     this.conversation.abandon();
     const session = this.conversation.session;
     if (session) {
@@ -308,15 +447,24 @@ export class TcpListener {
     private readonly engine: Engine,
     secureContext?: tls.SecureContext,
   ) {
-    const onSocket = (socket: net.Socket): void => void this.adopt(secureContext ? serverTls(socket, secureContext) : socket);
+    const onSocket = (socket: net.Socket): void => {
+      const admission = engine.server.connections.admit(clientAddress(socket));
+      if (typeof admission === 'string') {
+        // The client reads why (a XIMSS error response) unless it expects TLS first.
+        if (secureContext) socket.destroy();
+        else refuseConnection(socket, errorResponse(undefined, admission) + '\0');
+        return;
+      }
+      this.adopt(secureContext ? serverTls(socket, secureContext) : socket, admission);
+    };
     // allowHalfOpen: a client that half-closes after its last request still gets the answers.
     this.server = net.createServer({ allowHalfOpen: true }, onSocket);
     this.server.on('error', (err) => console.error('ximss listener error:', err));
   }
 
-  /** Serves a socket accepted elsewhere (the HTTP port's raw XIMSS connections). */
-  adopt(socket: net.Socket, initialData?: Buffer): TcpConnection {
-    const connection = new TcpConnection(this.engine, socket, (c) => this.connections.delete(c), initialData);
+  /** Serves a socket (with its admission) accepted here or elsewhere (the HTTP port's raw XIMSS connections). */
+  adopt(socket: net.Socket, admission: Admission | undefined, initialData?: Buffer): TcpConnection {
+    const connection = new TcpConnection(this.engine, socket, (c) => this.connections.delete(c), admission, initialData);
     this.connections.add(connection);
     return connection;
   }

@@ -3,7 +3,7 @@ import { ServiceError } from '../../services/errors.js';
 import { RuleService } from '../../services/rules/service.js';
 import type { Settings } from '../../store/store.js';
 import { el, type XmlElement } from '../../xml/element.js';
-import { appendValue, isDictionary, readValue, type XimssValue } from '../../xml/objects.js';
+import { appendValue, isDictionary, readValue, valueSize, type XimssValue } from '../../xml/objects.js';
 import { formatGmt, formatLocal, parseGmt } from '../../xml/time.js';
 import { anytime, inSession, type OperationTable, type SessionContext } from '../engine.js';
 import { emptyDictionary } from '../session.js';
@@ -190,12 +190,13 @@ export const serviceOperations: OperationTable = {
     } catch (err) {
       throw new ServiceError(`bad session data: ${(err as Error).message}`);
     }
-    if (name !== undefined) {
-      session.data[name] = value;
-    } else {
-      if (!isDictionary(value) && value !== '') throw new ServiceError('session data must be a dictionary');
-      session.data = Object.assign(emptyDictionary(), isDictionary(value) ? value : {});
-    }
+    const next = name !== undefined ? Object.assign(emptyDictionary(), session.data, { [name]: value }) : undefined;
+    if (name === undefined && !isDictionary(value) && value !== '') throw new ServiceError('session data must be a dictionary');
+    const data = next ?? Object.assign(emptyDictionary(), isDictionary(value) ? value : {});
+    const { sessionDataBytes, sessionDataKeys } = ctx.server.config.limits;
+    if (Object.keys(data).length > sessionDataKeys) throw new ServiceError(`too many session data keys (at most ${sessionDataKeys})`);
+    if (valueSize(data) > sessionDataBytes) throw new ServiceError(`the session data would be larger than ${sessionDataBytes} bytes`);
+    session.data = data;
   }),
 
   getLanguage: inSession((ctx) => {
