@@ -1,7 +1,10 @@
 import { SaxesParser } from 'saxes';
 import { XmlElement } from './element.js';
 
-export class XmlParseError extends Error {}
+export class XmlParseError extends Error {
+  /** The root element's `id` attribute when its start tag had been read: a refused request can still be answered by id. */
+  rootId: string | undefined;
+}
 
 /** A document crossed one of the guard's limits: refused while it was being parsed. */
 export class XmlLimitError extends XmlParseError {}
@@ -52,16 +55,13 @@ export class XmlDocumentParser {
   private limits: XmlLimits = DEFAULT_XML_LIMITS;
   private elementCount = 0;
   private attributeCount = 0;
+  /** The root's `id` once read, before its start tag is complete (a refusal among its attributes still knows it). */
+  private rootIdSeen: string | undefined;
   /** True after a failure until the next begin(): saxes is then in an unknown state. */
   private broken = false;
 
   constructor() {
     this.parser = this.newSaxes();
-  }
-
-  /** The root element's `id` attribute once its start tag has been read (to answer a refused request). */
-  get rootId(): string | undefined {
-    return this.root?.attrs.id;
   }
 
   private newSaxes(): SaxesParser {
@@ -76,6 +76,7 @@ export class XmlDocumentParser {
       }
     });
     parser.on('attribute', (attribute) => {
+      if (this.stack.length === 0 && attribute.name === 'id' && attribute.value.length <= this.limits.attributeChars) this.rootIdSeen = attribute.value;
       if (++this.attributeCount > this.limits.attributes) this.refuse(`more than ${this.limits.attributes} attributes on an element`);
       if (attribute.value.length > this.limits.attributeChars) {
         this.refuse(`an attribute value is longer than ${this.limits.attributeChars} characters`);
@@ -124,6 +125,7 @@ export class XmlDocumentParser {
     this.broken = false;
     this.limits = limits;
     this.root = undefined;
+    this.rootIdSeen = undefined;
     this.stack = [];
     this.elementCount = 0;
   }
@@ -133,7 +135,7 @@ export class XmlDocumentParser {
     try {
       this.parser.write(text);
     } catch (err) {
-      this.fail();
+      this.fail(err);
       throw err;
     }
   }
@@ -143,7 +145,7 @@ export class XmlDocumentParser {
     try {
       this.parser.close();
     } catch (err) {
-      this.fail();
+      this.fail(err);
       throw err;
     }
     const root = this.root as XmlElement | undefined;
@@ -154,7 +156,8 @@ export class XmlDocumentParser {
   }
 
   /** Forgets the document after a failure (saxes is rebuilt on the next begin). */
-  private fail(): void {
+  private fail(err: unknown): void {
+    if (err instanceof XmlParseError) err.rootId = this.root?.attrs.id ?? this.rootIdSeen;
     this.broken = true;
     this.root = undefined;
     this.stack = [];

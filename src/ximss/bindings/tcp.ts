@@ -214,7 +214,7 @@ export class TcpConnection implements TransportControl {
       if (!(err instanceof XmlParseError)) throw err;
       this.partial = undefined;
       this.skipping = true;
-      this.refuse(err, partial.parser.rootId);
+      this.refuse(err);
     }
   }
 
@@ -236,7 +236,7 @@ export class TcpConnection implements TransportControl {
         request = partial.parser.end();
       } catch (err) {
         if (!(err instanceof XmlParseError)) throw err;
-        this.refuse(err, partial.parser.rootId);
+        this.refuse(err);
         return undefined;
       }
       return this.submit(request);
@@ -255,7 +255,7 @@ export class TcpConnection implements TransportControl {
       request = parseXmlRange(source, from, to, profile.xml);
     } catch (err) {
       if (!(err instanceof XmlParseError)) throw err;
-      this.refuse(err, undefined);
+      this.refuse(err);
       return undefined;
     }
     return this.submit(request);
@@ -282,8 +282,9 @@ export class TcpConnection implements TransportControl {
   }
 
   /** A message broke the XML rules or a limit: answered (with its id when known), in turn; closed before login. */
-  private refuse(err: XmlParseError, id: string | undefined): void {
+  private refuse(err: XmlParseError): void {
     const text = err instanceof XmlLimitError ? err.message : `malformed XML: ${err.message}`;
+    const id = err.rootId;
     const loggedIn = this.conversation.session !== null;
     if (!loggedIn) this.inputStopped = true;
     this.conversation.submit(errorResponse(id, text), this.writer, loggedIn ? undefined : () => this.close());

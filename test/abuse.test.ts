@@ -1,0 +1,375 @@
+/**
+ * The abuse suite: each attack a hostile client tried on ximssd (issue "Hardening"), run
+ * against a real server over real sockets. Every test asserts that the attacker gets an
+ * error or a closed connection, that the server's resident memory stays within a stated
+ * budget, and that a well-behaved client's noop is answered during and after the attack.
+ * No timings are asserted: the answers and their order are.
+ */
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { after, before, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { XmlElement } from '../src/xml/element.js';
+import { parseXml } from '../src/xml/parser.js';
+import { loginWithUrlId, startTestServer, XimssClient, type TestServer } from './helpers.js';
+
+/** How much the process's resident memory may grow during one attack (server and attacker share the process). */
+const RSS_BUDGET = 256 * 1024 * 1024;
+
+/** Samples the resident set size every 20 ms; stop() gives the peak growth. */
+function watchRss(): { stop(): number } {
+  const base = process.memoryUsage().rss;
+  let peak = base;
+  const timer = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 20);
+  return {
+    stop() {
+      clearInterval(timer);
+      peak = Math.max(peak, process.memoryUsage().rss);
+      return peak - base;
+    },
+  };
+}
+
+function assertWithinBudget(growth: number, budget = RSS_BUDGET): void {
+  assert.ok(growth < budget, `RSS grew by ${Math.round(growth / 1048576)} MB (budget ${Math.round(budget / 1048576)} MB)`);
+}
+
+/** A XIMSS connection from `localAddress` (any of 127.0.0.0/8 plays another client). */
+function connectFrom(port: number, localAddress = '127.0.0.1'): Promise<XimssClient> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({ port, host: '127.0.0.1', localAddress }, () => resolve(XimssClient.fromSocket(socket)));
+    socket.once('error', reject);
+  });
+}
+
+/** Writes `data` as fast as the server takes it; resolves when written or when the server cut the connection. */
+function flood(socket: net.Socket, data: Buffer): Promise<'written' | 'cut'> {
+  return new Promise((resolve) => {
+    socket.on('error', () => resolve('cut'));
+    socket.once('close', () => resolve('cut'));
+    socket.write(data, (err) => resolve(err ? 'cut' : 'written'));
+  });
+}
+
+/** A raw HTTP/1.1 exchange: sends `head` and `body` (as much as the server reads), resolves with what came back. */
+function rawHttp(port: number, head: string, body: Buffer | undefined, localAddress = '127.0.0.1'): Promise<{ text: string; closed: boolean }> {
+  return new Promise((resolve) => {
+    const socket = net.connect({ port, host: '127.0.0.1', localAddress });
+    let text = '';
+    let done = false;
+    const finish = (closed: boolean): void => {
+      if (done) return;
+      done = true;
+      resolve({ text, closed });
+    };
+    socket.on('data', (chunk) => {
+      text += chunk.toString('latin1');
+      const end = text.indexOf('\r\n\r\n');
+      const length = /content-length:\s*(\d+)/i.exec(text);
+      if (end >= 0 && length && text.length >= end + 4 + Number(length[1])) {
+        finish(false);
+        socket.destroy();
+      }
+    });
+    socket.on('error', () => finish(true));
+    socket.on('close', () => finish(true));
+    socket.write(head);
+    if (body) socket.write(body, () => {});
+  });
+}
+
+function status(text: string): number {
+  return Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1] ?? 0);
+}
+
+function httpBody(text: string): string {
+  return text.slice(text.indexOf('\r\n\r\n') + 4);
+}
+
+/** The well-behaved client: answers noop (checked during and after each attack). */
+async function assertServes(client: XimssClient): Promise<void> {
+  const reply = await client.request('<noop/>', 20_000);
+  assert.equal(reply.response.attrs.errorText, undefined, 'the well-behaved client is served');
+}
+
+const nested = (count: number, head = '<noop id="n1">'): Buffer => Buffer.from(head + '<a>'.repeat(count));
+
+describe('abuse: XML and request sizes', () => {
+  let server: TestServer;
+  let victim: XimssClient;
+  let user: string;
+  before(async () => {
+    server = await startTestServer();
+    user = await server.newAccount('victim');
+    victim = (await server.login(user, 'secret')).client;
+  });
+  after(() => server.stop());
+
+  test('before login, 10 MB of nested elements: refused at once, the connection closed', async () => {
+    const rss = watchRss();
+    const attacker = await XimssClient.connect(server.ports.ximss);
+    const sent = flood(attacker.socket, Buffer.concat([nested(3_300_000), Buffer.from([0])]));
+    await assertServes(victim);
+    await attacker.waitClosed(20_000);
+    await sent;
+    assert.match(attacker.received[0]?.attrs.errorText ?? '', /nested deeper than 64|larger than/);
+    assertWithinBudget(rss.stop());
+    await assertServes(victim);
+  });
+
+  test('before login, 2.5 million flat elements and 100,000 attributes: refused', async () => {
+    const flat = await XimssClient.connect(server.ports.ximss);
+    void flood(flat.socket, Buffer.from('<noop id="f">' + '<a/>'.repeat(2_500_000) + '</noop>\0'));
+    await flat.waitClosed(20_000);
+    assert.match(flat.received[0]?.attrs.errorText ?? '', /more than 256 elements|larger than/);
+
+    const attrs = await XimssClient.connect(server.ports.ximss);
+    let tag = '<noop id="a"';
+    for (let i = 0; i < 100_000; i++) tag += ` a${i}="1"`;
+    void flood(attrs.socket, Buffer.from(tag + '/>\0'));
+    await attrs.waitClosed(20_000);
+    assert.match(attrs.received[0]?.attrs.errorText ?? '', /more than 64 attributes|larger than/);
+    await assertServes(victim);
+  });
+
+  test('logged in, 10 MB of nested elements: this request refused with its id, the session goes on', async () => {
+    const rss = watchRss();
+    const { client } = await server.login(user, 'secret');
+    const sent = flood(client.socket, Buffer.concat([nested(3_300_000, '<noop id="deep">'), Buffer.from([0])]));
+    await assertServes(victim);
+    const refused = await client.until(() => client.received.find((m) => m.attrs.id === 'deep'), 20_000);
+    assert.match(refused.attrs.errorText ?? '', /nested deeper than 64/);
+    await sent;
+    await assertServes(client);
+    assertWithinBudget(rss.stop());
+  });
+
+  test('logged in, more elements than the limit (another shape: a flat batch of subscriptions)', async () => {
+    const { client } = await server.login(user, 'secret');
+    const body = '<mailboxSubUpdate id="many">' + '<mailboxSubscription mailbox="x" mode="add"/>'.repeat(120_000) + '</mailboxSubUpdate>';
+    client.sendRaw(body);
+    const refused = await client.until(() => client.received.find((m) => m.attrs.id === 'many'), 20_000);
+    assert.match(refused.attrs.errorText ?? '', /more than 100000 elements/);
+    await assertServes(client);
+  });
+
+  test('an attribute value and a text longer than allowed', async () => {
+    const small = await startTestServer({ limits: { xmlAttributeChars: 1000, xmlTextChars: 2000 } });
+    try {
+      const address = await small.newAccount('small');
+      const { client } = await small.login(address, 'secret');
+      // The refusal names the request when its id came before the refused value.
+      client.sendRaw(`<noop id="long" pad="${'x'.repeat(1001)}"/>`);
+      const long = await client.until(() => client.received.find((m) => m.attrs.id === 'long'));
+      assert.match(long.attrs.errorText ?? '', /attribute value is longer than 1000/);
+      const text = await client.request(`<setSessionData name="t">${'y'.repeat(2001)}</setSessionData>`);
+      assert.match(text.response.attrs.errorText ?? '', /text is longer than 2000/);
+      await assertServes(client);
+    } finally {
+      await small.stop();
+    }
+  });
+
+  test('/XIMSSLogin/: a large or nested body is refused before it is read', async () => {
+    const rss = watchRss();
+    const big = nested(3_300_000, '<XIMSS><listFeatures id="1">');
+    const declared = await rawHttp(
+      server.ports.http,
+      `POST /XIMSSLogin/ HTTP/1.1\r\nHost: x\r\nContent-Type: text/xml\r\nContent-Length: ${big.length}\r\n\r\n`,
+      big,
+    );
+    assert.equal(status(declared.text), 413);
+    const chunked = await rawHttp(server.ports.http, 'POST /XIMSSLogin/ HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n', Buffer.concat([Buffer.from(big.length.toString(16) + '\r\n'), big, Buffer.from('\r\n0\r\n\r\n')]));
+    assert.equal(status(chunked.text), 413);
+    // Small enough to be read, too deep to be parsed.
+    const deep = nested(10_000, '<XIMSS><listFeatures id="1">');
+    const parsed = await rawHttp(server.ports.http, `POST /XIMSSLogin/ HTTP/1.1\r\nHost: x\r\nContent-Length: ${deep.length}\r\n\r\n`, deep);
+    assert.match(httpBody(parsed.text), /nested deeper than 64/);
+    assertWithinBudget(rss.stop());
+    await assertServes(victim);
+  });
+
+  test('a session batch of 10 MB nested elements is refused while it arrives', async () => {
+    const { urlID } = await loginHttp(server, user);
+    const big = nested(3_300_000, '<XIMSS><noop id="1">');
+    const reply = await rawHttp(server.ports.http, `POST /Session/${urlID}/sync HTTP/1.1\r\nHost: x\r\nContent-Length: ${big.length}\r\n\r\n`, big);
+    assert.equal(status(reply.text), 200);
+    assert.match(httpBody(reply.text), /nested deeper than 64/);
+    await assertServes(victim);
+  });
+});
+
+/** Logs in over HTTP (IP watch on, from 127.0.0.1); the urlID. */
+async function loginHttp(server: TestServer, address: string): Promise<{ urlID: string }> {
+  const response = await fetch(`http://127.0.0.1:${server.ports.http}/XIMSSLogin/?userName=${encodeURIComponent(address)}&password=secret&errorAsXML=1`);
+  const root = parseXml(await response.text());
+  const urlID = root.element('session')?.attrs.urlID;
+  assert.ok(urlID, 'logged in over HTTP');
+  return { urlID };
+}
+
+describe('abuse: answers larger than the question', () => {
+  let server: TestServer;
+  let victim: XimssClient;
+  let user: string;
+  before(async () => {
+    server = await startTestServer();
+    user = await server.newAccount('victim');
+    victim = (await server.login(user, 'secret')).client;
+  });
+  after(() => server.stop());
+
+  test('before login, a batch of 9,999 readStrings is refused', async () => {
+    const rss = watchRss();
+    const body = '<XIMSS>' + Array.from({ length: 9_999 }, (_, i) => `<readStrings id="${i}"/>`).join('') + '</XIMSS>';
+    const replies = await Promise.all(
+      Array.from({ length: 8 }, () => rawHttp(server.ports.http, `POST /XIMSSLogin/ HTTP/1.1\r\nHost: x\r\nContent-Length: ${body.length}\r\n\r\n`, Buffer.from(body))),
+    );
+    for (const reply of replies) {
+      assert.ok(status(reply.text) === 413 || /too many requests/.test(httpBody(reply.text)), reply.text.slice(0, 200));
+    }
+    // Within the request limits, the pre-login answer budget still holds: 16 readStrings is about 200 KB.
+    const sixteen = '<XIMSS>' + Array.from({ length: 16 }, (_, i) => `<readStrings id="${i}"/>`).join('') + '</XIMSS>';
+    const allowed = await rawHttp(server.ports.http, `POST /XIMSSLogin/ HTTP/1.1\r\nHost: x\r\nContent-Length: ${sixteen.length}\r\n\r\n`, Buffer.from(sixteen));
+    assert.equal(parseXml(httpBody(allowed.text)).elements('strings').length, 16);
+    assertWithinBudget(rss.stop());
+    await assertServes(victim);
+  });
+
+  test('before login, pipelined readStrings never read: each connection is cut after its answer budget', async () => {
+    const rss = watchRss();
+    const attackers = await Promise.all(Array.from({ length: 10 }, () => XimssClient.connect(server.ports.ximss)));
+    const requests = Buffer.from(Array.from({ length: 5_000 }, (_, i) => `<readStrings id="${i}"/>\0`).join(''));
+    for (const attacker of attackers) {
+      attacker.socket.pause(); // never reads
+      void flood(attacker.socket, requests);
+    }
+    await assertServes(victim);
+    for (const attacker of attackers) {
+      attacker.socket.resume();
+      await attacker.waitClosed(20_000);
+      const answered = attacker.received.filter((m) => m.name === 'strings').length;
+      assert.ok(answered < 200, `${answered} readStrings answered before login`);
+      assert.match(attacker.received.at(-1)?.attrs.errorText ?? '', /too much data requested before login/);
+    }
+    assertWithinBudget(rss.stop());
+  });
+
+  test('logged in, pipelined requests whose answers are never read stop at the output high-water mark', async () => {
+    const { client } = await server.login(user, 'secret');
+    client.socket.pause();
+    const rss = watchRss();
+    const count = 8_000; // about 100 MB of answers
+    void flood(client.socket, Buffer.from(Array.from({ length: count }, (_, i) => `<readStrings id="r${i}"/>\0`).join('')));
+    await sleep(500);
+    await assertServes(victim);
+    assertWithinBudget(rss.stop(), 96 * 1024 * 1024);
+    // Once the client reads, every answer arrives, in order.
+    client.socket.resume();
+    await client.until(() => client.received.filter((m) => m.name === 'response').length >= count, 60_000);
+    assert.equal(client.received.filter((m) => m.name === 'strings').length, count);
+  });
+
+  test('session data: values and keys are bounded', async () => {
+    const rss = watchRss();
+    const { client } = await server.login(user, 'secret');
+    const five = 'v'.repeat(5 * 1024 * 1024);
+    let refused = 0;
+    for (let i = 0; i < 20; i++) {
+      const reply = await client.request(new XmlElement('setSessionData', { name: `k${i}` }, [five]), 20_000);
+      if (reply.response.attrs.errorText) refused++;
+    }
+    assert.equal(refused, 20, 'a 5 MB value is over the 1 MB session data limit');
+    const small = await client.request(new XmlElement('setSessionData', { name: 'ok' }, ['fine']));
+    assert.equal(small.response.attrs.errorText, undefined);
+    // Another shape: many small keys at once, as one dictionary.
+    const dict = new XmlElement('setSessionData');
+    for (let i = 0; i < 2_000; i++) dict.add('subKey', { key: `k${i}` }, 'x');
+    const many = await client.request(dict);
+    assert.match(many.response.attrs.errorText ?? '', /too many session data keys/);
+    assertWithinBudget(rss.stop());
+    await assertServes(victim);
+  });
+});
+
+describe('abuse: connections', () => {
+  let server: TestServer;
+  let victim: XimssClient;
+  let user: string;
+  before(async () => {
+    server = await startTestServer({ limits: { firstRequestSeconds: 2, loginSeconds: 4, httpHeadersSeconds: 2, connectionsPerAddress: 64 } });
+    user = await server.newAccount('victim');
+    victim = (await server.login(user, 'secret')).client;
+  });
+  after(() => server.stop());
+
+  test('idle connections from one address: the limit refuses the rest with a reason, other addresses go on', async () => {
+    const rss = watchRss();
+    const held: XimssClient[] = [];
+    for (let i = 0; i < 100; i++) held.push(await connectFrom(server.ports.ximss, '127.0.0.5'));
+    await sleep(200);
+    const refused = held.filter((c) => c.closed);
+    assert.equal(refused.length, 100 - 64);
+    assert.match(refused[0]!.received[0]?.attrs.errorText ?? '', /too many connections from this address/);
+    // The HTTP port counts them too, and says so in HTTP.
+    const http = await rawHttp(server.ports.http, 'GET /XIMSSLogin/ HTTP/1.1\r\nHost: x\r\n\r\n', undefined, '127.0.0.5');
+    assert.equal(status(http.text), 503);
+    // Another address is not affected.
+    const other = await connectFrom(server.ports.ximss, '127.0.0.6');
+    await other.login(user, 'secret');
+    await assertServes(other);
+    await assertServes(victim);
+    // Idle connections that never send a request are closed at the first-request deadline.
+    for (const c of held) if (!c.closed) await c.waitClosed(10_000);
+    assertWithinBudget(rss.stop());
+  });
+
+  test('a connection that sends requests but never logs in is closed at the login deadline', async () => {
+    const client = await connectFrom(server.ports.ximss, '127.0.0.7');
+    let answered = 0;
+    while (!client.closed && answered < 100) {
+      try {
+        await client.request('<listFeatures/>', 10_000);
+        answered++;
+      } catch {
+        break;
+      }
+      await sleep(200);
+    }
+    await client.waitClosed(10_000);
+    assert.ok(answered > 0 && answered < 100);
+  });
+
+  test('unfinished 9 MB messages before login are cut at the pre-login size limit', async () => {
+    const rss = watchRss();
+    const attackers = await Promise.all(Array.from({ length: 40 }, () => connectFrom(server.ports.ximss, '127.0.0.8')));
+    const body = Buffer.from(`<noop id="x" pad="${'p'.repeat(9 * 1024 * 1024)}`);
+    await Promise.all(attackers.map((a) => flood(a.socket, body)));
+    for (const a of attackers) await a.waitClosed(20_000);
+    assert.match(attackers[0]!.received[0]?.attrs.errorText ?? '', /larger than 65536 bytes/);
+    assertWithinBudget(rss.stop());
+    await assertServes(victim);
+  });
+
+  test('an HTTP request whose head trickles in is answered 408 at the header deadline', async () => {
+    const socket = net.connect({ port: server.ports.http, host: '127.0.0.1' });
+    let text = '';
+    socket.on('data', (chunk) => (text += chunk.toString('latin1')));
+    const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    socket.write('GET /XIMSSLogin/ HTTP/1.1\r\nHost: x\r\n');
+    const trickle = setInterval(() => socket.writable && socket.write('X-Slow: 1\r\n'), 300);
+    await closed;
+    clearInterval(trickle);
+    assert.equal(status(text), 408);
+    await assertServes(victim);
+  });
+
+  test('the urlID of a TCP session works over HTTP from its login address only', async () => {
+    const { urlID } = await loginWithUrlId(server.ports.ximss, user, 'secret');
+    const elsewhere = await rawHttp(server.ports.http, `GET /Session/${urlID}/KILL HTTP/1.1\r\nHost: x\r\n\r\n`, undefined, '127.0.0.9');
+    assert.equal(status(elsewhere.text), 550);
+    assert.ok(server.services.sessions.get(urlID), 'the session lives on');
+    const here = await rawHttp(server.ports.http, `GET /Session/${urlID}/KILL HTTP/1.1\r\nHost: x\r\n\r\n`, undefined);
+    assert.equal(status(here.text), 200);
+  });
+});
