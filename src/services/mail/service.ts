@@ -16,12 +16,14 @@ import { fullName, parseSizeSetting, type AccountService } from '../accounts.js'
 import type { EventBus } from '../bus.js';
 import { ServiceError } from '../errors.js';
 import { decodeHeaderText, decodeTextForSearch, headerValue, headerValues, parseHeaderBlock, parseMime, type HeaderField } from '../mime/index.js';
-import { ALL_RIGHTS, effectiveRights, hasRight, updateAcl } from './acl.js';
+import { ALL_RIGHTS, checkAclPattern, effectiveRights, hasRight, updateAcl } from './acl.js';
 import { applyKeywords, Flag, flagNameSet, type FlagChange } from './flags.js';
 import { FolderView, type ViewOptions } from './folder-view.js';
 import { MailboxIndex } from './mailbox-index.js';
+import { canonicalMailboxName, isOwnerAddress, MAX_OWNER_LENGTH, normalizeMailboxName, parseMailboxName } from './names.js';
 import type { SearchableMessage, SearchProgram } from './search.js';
 import { headerFieldNeeded, headerInMeta, rawHeader } from './view-fields.js';
+import { listPattern } from '../wildcard.js';
 
 /** The error texts clients match (see INTEROP.md). */
 export const ACCESS_DENIED = 'mailbox access denied';
@@ -68,7 +70,8 @@ interface ResolvedName {
   prefix: string;
 }
 
-const MAX_NAME_LENGTH = 512;
+/** A `~owner` list pattern may end its owner part with a few wildcards (`~bob*`). */
+const WILDCARD_SLACK = 16;
 /** Unwatched mailbox indexes are dropped after this long without use. */
 const INDEX_IDLE_MS = 10 * 60_000;
 
@@ -100,30 +103,21 @@ export class MailService {
   // -------------------------------------------------------------------------------------
   // Names and access
 
-  /** Checks a mailbox name's syntax and spells INBOX canonically. */
+  /** Checks an own mailbox name's syntax and spells INBOX canonically (see names.ts). */
   static normalizeName(name: string): string {
-    if (name === '' || name.length > MAX_NAME_LENGTH) throw new ServiceError(`invalid mailbox name: ${JSON.stringify(name)}`);
-    if (/[\u0000-\u001f\u007f]/.test(name) || name.startsWith('/') || name.endsWith('/') || name.includes('//')) {
-      throw new ServiceError(`invalid mailbox name: ${JSON.stringify(name)}`);
-    }
-    const slash = name.indexOf('/');
-    const first = slash < 0 ? name : name.slice(0, slash);
-    return first.toUpperCase() === 'INBOX' ? 'INBOX' + (slash < 0 ? '' : name.slice(slash)) : name;
+    return normalizeMailboxName(name);
   }
 
   /** Resolves `name` as `user` spells it: own names, aliases, `~user[@domain]/name`. */
   private async resolve(user: AccountRecord, name: string, followAlias = true): Promise<ResolvedName> {
-    if (name.startsWith('~')) {
-      const slash = name.indexOf('/');
-      if (slash < 0) throw new ServiceError(`invalid mailbox name: ${JSON.stringify(name)}`);
-      const address = name.slice(1, slash);
-      const owner = await this.accounts.find(address, user.domain);
+    const parsed = parseMailboxName(name);
+    if (parsed.owner !== undefined) {
+      const owner = await this.accounts.find(parsed.owner, user.domain);
       if (!owner) throw new ServiceError(NOT_FOUND);
-      const rest = MailService.normalizeName(name.slice(slash + 1));
-      if (owner.id === user.id) return { owner: user, name: rest, prefix: '' };
-      return { owner, name: rest, prefix: `~${fullName(owner)}/` };
+      if (owner.id === user.id) return { owner: user, name: parsed.name, prefix: '' };
+      return { owner, name: parsed.name, prefix: `~${fullName(owner)}/` };
     }
-    const normalized = MailService.normalizeName(name);
+    const normalized = parsed.name;
     if (followAlias) {
       const alias = (await this.store.mail.aliases(user.id)).find((a) => a.name === normalized);
       if (alias) return this.resolve(user, alias.target, false);
@@ -293,9 +287,14 @@ export class MailService {
     let prefix = '';
     let pattern = filter === '' ? '*' : filter;
     if (pattern.startsWith('~')) {
-      const slash = pattern.indexOf('/');
-      const address = slash < 0 ? pattern.slice(1) : pattern.slice(1, slash);
-      const found = await this.accounts.find(address.replace(/[*%]+$/, ''), user.domain);
+      const slash = pattern.slice(0, MAX_OWNER_LENGTH + 2 + WILDCARD_SLACK).indexOf('/');
+      let address = slash < 0 ? pattern.slice(1) : pattern.slice(1, slash);
+      // `~user*` (or `%`) lists the account's mailboxes too: the wildcards after the owner go.
+      let end = address.length;
+      while (end > 0 && (address[end - 1] === '*' || address[end - 1] === '%')) end--;
+      address = address.slice(0, end);
+      if (!isOwnerAddress(address)) return [];
+      const found = await this.accounts.find(address, user.domain);
       if (!found) return [];
       owner = found;
       if (owner.id !== user.id) prefix = `~${fullName(owner)}/`;
@@ -350,9 +349,9 @@ export class MailService {
     return this.store.mail.subscriptions(user.id);
   }
 
+  /** Subscriptions need not name existing mailboxes, but every name is checked (names.ts). */
   async setSubscribed(user: AccountRecord, name: string, subscribed: boolean): Promise<void> {
-    const normalized = name.startsWith('~') ? name : MailService.normalizeName(name);
-    await this.store.mail.setSubscribed(user.id, normalized, subscribed);
+    await this.store.mail.setSubscribed(user.id, canonicalMailboxName(name), subscribed);
   }
 
   async aliases(user: AccountRecord): Promise<{ name: string; target: string }[]> {
@@ -360,12 +359,13 @@ export class MailService {
   }
 
   async setAlias(user: AccountRecord, name: string, target: string | null): Promise<void> {
-    const normalized = MailService.normalizeName(name);
+    const normalized = normalizeMailboxName(name);
+    let checked: string | null = null;
     if (target !== null) {
       if (target.trim() === '') throw new ServiceError('the alias target is empty');
-      if (!target.startsWith('~')) MailService.normalizeName(target);
+      checked = canonicalMailboxName(target);
     }
-    await this.store.mail.setAlias(user.id, normalized, target);
+    await this.store.mail.setAlias(user.id, normalized, checked);
   }
 
   async acl(user: AccountRecord, name: string): Promise<AclEntryRecord[]> {
@@ -376,8 +376,7 @@ export class MailService {
     const box = await this.access(user, name, 'a');
     let acl = box.record.acl;
     for (const change of changes) {
-      if (change.pattern.trim() === '') throw new ServiceError('an ACL element has an empty pattern');
-      acl = updateAcl(acl, change.pattern.trim(), change.rights, change.mode);
+      acl = updateAcl(acl, checkAclPattern(change.pattern), change.rights, change.mode);
     }
     await this.store.mail.setMailboxAcl(box.record.id, acl);
   }
@@ -717,19 +716,6 @@ function searchable(meta: MessageMeta, seq: number, header: string | undefined, 
 }
 
 const EMPTY_STATS: MailboxStats = { messages: 0, unseen: 0, media: 0, unseenMedia: 0, size: 0, oldest: null };
-
-/** IMAP LIST matching: `*` matches anything, `%` anything but the hierarchy separator. */
-export function listPattern(pattern: string): (name: string) => boolean {
-  let source = '^';
-  for (const ch of pattern) {
-    if (ch === '*') source += '.*';
-    else if (ch === '%') source += '[^/]*';
-    else source += ch.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-  }
-  const re = new RegExp(source + '$', 'su');
-  const inboxRe = /^inbox(\/|$)/i.test(pattern) ? new RegExp(source.replace(/^\^inbox/i, '^INBOX') + '$', 'su') : undefined;
-  return (name) => re.test(name) || (inboxRe?.test(name) ?? false);
-}
 
 /** INBOX first, then by name. */
 function compareMailboxNames(a: string, b: string): number {
