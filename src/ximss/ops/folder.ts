@@ -136,7 +136,10 @@ export const folderOperations: OperationTable = {
     const index = folder.view.index;
     await ctx.server.mail.loadFields(index, folder.fields, rows.map((r) => r.meta.uid));
     const tz = ctx.session.timeZone;
+    // A browse of a whole large view is a long answer: made in slices.
+    const slicer = new Slicer({ cancelled: () => ctx.session.closed });
     for (const { position, meta } of rows) {
+      if (!(await slicer.next())) throw new ServiceError(SESSION_CLOSED);
       const current = index.get(meta.uid) ?? meta;
       const report = el('folderReport', { folder: folder.name, index: position, UID: meta.uid });
       appendFields(report, folder, current, tz);
