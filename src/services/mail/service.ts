@@ -17,6 +17,7 @@ import type { EventBus } from '../bus.js';
 import { ServiceError } from '../errors.js';
 import { decodeHeaderText, decodeTextForSearch, headerValue, headerValues, parseHeaderBlock, parseMime, SEARCH_TEXT_BYTES, type HeaderField } from '../mime/index.js';
 import { DeadlineError, Slicer } from '../slices.js';
+import { listPattern } from '../wildcard.js';
 import { ALL_RIGHTS, checkAclPattern, effectiveRights, hasRight, updateAcl } from './acl.js';
 import { applyKeywords, Flag, flagNameSet, type FlagChange } from './flags.js';
 import { FolderView, type ViewOptions } from './folder-view.js';
@@ -24,7 +25,6 @@ import { MailboxIndex } from './mailbox-index.js';
 import { canonicalMailboxName, isOwnerAddress, MAX_OWNER_LENGTH, normalizeMailboxName, parseMailboxName } from './names.js';
 import type { SearchableMessage, SearchProgram } from './search.js';
 import { headerFieldNeeded, headerInMeta, rawHeader } from './view-fields.js';
-import { listPattern } from '../wildcard.js';
 
 /** The error texts clients match (see INTEROP.md). */
 export const ACCESS_DENIED = 'mailbox access denied';
@@ -607,16 +607,16 @@ export class MailService {
   /** Physically removes messages (all Deleted ones when `uids` is undefined). */
   async expunge(box: MailboxHandle, uids?: readonly number[]): Promise<number> {
     const record = await this.recheck(box, 'd');
-    let targets = uids;
-    if (!targets) {
-      const index = await this.index(box);
-      targets = [...index.byUid.values()].filter((m) => m.flags & Flag.Deleted).map((m) => m.uid);
-    }
+    const index = uids ? undefined : await this.index(box);
+    const targets = uids ?? [...index!.byUid.values()].filter((m) => m.flags & Flag.Deleted).map((m) => m.uid);
     // A large set is removed in chunks (one transaction each), yielding between them.
     let removed = 0;
     let current = record;
-    await new Slicer().eachChunk(targets, async (chunk) => {
+    await new Slicer().eachChunk(targets, async (all) => {
       if (removed > 0) current = await this.recheck(box, 'd');
+      // "All Deleted ones": those whose flag was cleared meanwhile stay.
+      const chunk = index ? all.filter((uid) => (index.get(uid)?.flags ?? 0) & Flag.Deleted) : all;
+      if (chunk.length === 0) return;
       const result = await this.store.mail.expunge(box.record.id, chunk);
       if (result.removed.length === 0) return;
       removed += result.removed.length;
