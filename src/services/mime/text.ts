@@ -180,13 +180,47 @@ export function escapeHtml(text: string): string {
   return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
 }
 
-/** The inside of <body> (or the whole text when there is none), for quoting. */
+/**
+ * The inside of <body> (or the whole text when there is none), for quoting. Tags are found
+ * by forward scans (a tag runs to the next `>`), never by backtracking over the markup.
+ */
 export function htmlBodyContent(html: string): string {
-  const open = /<body\b[^>]*>/i.exec(html);
-  let inner = open ? html.slice(open.index + open[0].length) : html.replace(/<head\b[\s\S]*?<\/head\s*>/i, '');
+  let inner: string;
+  const body = /<body\b/i.exec(html);
+  const bodyEnd = body ? html.indexOf('>', body.index + 5) : -1;
+  if (body && bodyEnd >= 0) inner = html.slice(bodyEnd + 1);
+  else {
+    inner = html;
+    const head = /<head\b/i.exec(html);
+    if (head) {
+      const close = /<\/head\s*>/gi;
+      close.lastIndex = head.index + 5;
+      const closing = close.exec(html);
+      if (closing) inner = html.slice(0, head.index) + html.slice(closing.index + closing[0].length);
+    }
+  }
   const close = inner.search(/<\/body\s*>/i);
   if (close >= 0) inner = inner.slice(0, close);
-  return inner.replace(/<\/?html\b[^>]*>/gi, '').replace(/<!DOCTYPE[^>]*>/i, '').trim();
+  return removeTags(removeTags(inner, /<\/?html\b/gi, true), /<!DOCTYPE/gi, false).trim();
+}
+
+/** Removes the tags that start as `start` matches (each up to the next `>`): all of them, or the first. */
+function removeTags(text: string, start: RegExp, all: boolean): string {
+  const out: string[] = [];
+  let pos = 0;
+  start.lastIndex = 0;
+  let m: RegExpExecArray | null;
+  while ((m = start.exec(text))) {
+    const gt = text.indexOf('>', m.index + m[0].length);
+    // Without a `>` after this one, none after a later one either.
+    if (gt < 0) break;
+    out.push(text.slice(pos, m.index));
+    pos = gt + 1;
+    start.lastIndex = pos;
+    if (!all) break;
+  }
+  out.push(text.slice(pos));
+  return out.join('');
 }
 
 /**
