@@ -15,7 +15,11 @@ export interface OpenFolder {
   box: MailboxHandle;
   view: FolderView;
   fields: string[];
-  /** Makes content-filter decisions and header fields ready for messages the view has not seen. */
+  /**
+   * Makes content-filter decisions and header fields ready for messages the view has not
+   * seen (in slices; a filter past limits.filterSeconds fails with FILTER_TOO_SLOW, keeping
+   * the decisions made so far).
+   */
   prepare(): Promise<void>;
 }
 

@@ -10,8 +10,28 @@
  * revoke.
  */
 import type { AclEntryRecord as AclEntry } from '../../store/store.js';
+import { xmlSafe } from '../../xml/element.js';
+import { ServiceError } from '../errors.js';
 
 export const ALL_RIGHTS = 'lrswipcdax';
+
+/** An ACL pattern names an account (`name`, `name@domain`), `anyone` or `anyone@domain`, `-` first to revoke. */
+const MAX_ACL_PATTERN_LENGTH = 400;
+
+/**
+ * Checks an aclElem pattern as a client wrote it (blanks around it ignored): not empty, at
+ * most 400 characters, no blanks, control characters or characters XML cannot carry.
+ * Returns it trimmed.
+ */
+export function checkAclPattern(pattern: string): string {
+  const trimmed = pattern.trim();
+  if (trimmed === '' || trimmed === '-') throw new ServiceError('an ACL element has an empty pattern');
+  if (trimmed.length > MAX_ACL_PATTERN_LENGTH || /[\s\u0000-\u001f\u007f]/.test(trimmed) || xmlSafe(trimmed) !== trimmed) {
+    const shown = trimmed.length > 80 ? trimmed.slice(0, 80) + '...' : trimmed;
+    throw new ServiceError(`invalid ACL pattern: ${JSON.stringify(shown)}`);
+  }
+  return trimmed;
+}
 
 /** Keeps only known letters, each once, in the order given (the spec's example lists `lrdi`). */
 export function normalizeRights(rights: string): string {

@@ -20,7 +20,8 @@
  * (HEADER, FROM, ...) or any message at all (BODY, TEXT). Date keys compare calendar dates
  * in options.timeZone: each date in the filter is turned once, at parse time, into the
  * UTC instants where that day starts and ends in the zone, so matching a message is two
- * number comparisons.
+ * number comparisons. BODY and TEXT see a message's text up to SEARCH_TEXT_BYTES (the
+ * caller's bodyText(), see mime/text.ts), so no message costs more than that to match.
  */
 import { headerInMeta } from './view-fields.js';
 

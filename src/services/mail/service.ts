@@ -15,11 +15,14 @@ import type { XimssValue } from '../../xml/objects.js';
 import { fullName, parseSizeSetting, type AccountService } from '../accounts.js';
 import type { EventBus } from '../bus.js';
 import { ServiceError } from '../errors.js';
-import { decodeHeaderText, decodeTextForSearch, headerValue, headerValues, parseHeaderBlock, parseMime, type HeaderField } from '../mime/index.js';
-import { ALL_RIGHTS, effectiveRights, hasRight, updateAcl } from './acl.js';
+import { decodeHeaderText, decodeTextForSearch, headerValue, headerValues, parseHeaderBlock, parseMime, SEARCH_TEXT_BYTES, type HeaderField } from '../mime/index.js';
+import { DeadlineError, Slicer } from '../slices.js';
+import { listPattern } from '../wildcard.js';
+import { ALL_RIGHTS, checkAclPattern, effectiveRights, hasRight, updateAcl } from './acl.js';
 import { applyKeywords, Flag, flagNameSet, type FlagChange } from './flags.js';
 import { FolderView, type ViewOptions } from './folder-view.js';
 import { MailboxIndex } from './mailbox-index.js';
+import { canonicalMailboxName, isOwnerAddress, MAX_OWNER_LENGTH, normalizeMailboxName, parseMailboxName } from './names.js';
 import type { SearchableMessage, SearchProgram } from './search.js';
 import { headerFieldNeeded, headerInMeta, rawHeader } from './view-fields.js';
 
@@ -68,7 +71,10 @@ interface ResolvedName {
   prefix: string;
 }
 
-const MAX_NAME_LENGTH = 512;
+/** A `~owner` list pattern may end its owner part with a few wildcards (`~bob*`). */
+const WILDCARD_SLACK = 16;
+/** Messages whose headers are read at once when caching header fields. */
+const HEADER_BATCH = 500;
 /** Unwatched mailbox indexes are dropped after this long without use. */
 const INDEX_IDLE_MS = 10 * 60_000;
 
@@ -100,30 +106,21 @@ export class MailService {
   // -------------------------------------------------------------------------------------
   // Names and access
 
-  /** Checks a mailbox name's syntax and spells INBOX canonically. */
+  /** Checks an own mailbox name's syntax and spells INBOX canonically (see names.ts). */
   static normalizeName(name: string): string {
-    if (name === '' || name.length > MAX_NAME_LENGTH) throw new ServiceError(`invalid mailbox name: ${JSON.stringify(name)}`);
-    if (/[\u0000-\u001f\u007f]/.test(name) || name.startsWith('/') || name.endsWith('/') || name.includes('//')) {
-      throw new ServiceError(`invalid mailbox name: ${JSON.stringify(name)}`);
-    }
-    const slash = name.indexOf('/');
-    const first = slash < 0 ? name : name.slice(0, slash);
-    return first.toUpperCase() === 'INBOX' ? 'INBOX' + (slash < 0 ? '' : name.slice(slash)) : name;
+    return normalizeMailboxName(name);
   }
 
   /** Resolves `name` as `user` spells it: own names, aliases, `~user[@domain]/name`. */
   private async resolve(user: AccountRecord, name: string, followAlias = true): Promise<ResolvedName> {
-    if (name.startsWith('~')) {
-      const slash = name.indexOf('/');
-      if (slash < 0) throw new ServiceError(`invalid mailbox name: ${JSON.stringify(name)}`);
-      const address = name.slice(1, slash);
-      const owner = await this.accounts.find(address, user.domain);
+    const parsed = parseMailboxName(name);
+    if (parsed.owner !== undefined) {
+      const owner = await this.accounts.find(parsed.owner, user.domain);
       if (!owner) throw new ServiceError(NOT_FOUND);
-      const rest = MailService.normalizeName(name.slice(slash + 1));
-      if (owner.id === user.id) return { owner: user, name: rest, prefix: '' };
-      return { owner, name: rest, prefix: `~${fullName(owner)}/` };
+      if (owner.id === user.id) return { owner: user, name: parsed.name, prefix: '' };
+      return { owner, name: parsed.name, prefix: `~${fullName(owner)}/` };
     }
-    const normalized = MailService.normalizeName(name);
+    const normalized = parsed.name;
     if (followAlias) {
       const alias = (await this.store.mail.aliases(user.id)).find((a) => a.name === normalized);
       if (alias) return this.resolve(user, alias.target, false);
@@ -293,9 +290,14 @@ export class MailService {
     let prefix = '';
     let pattern = filter === '' ? '*' : filter;
     if (pattern.startsWith('~')) {
-      const slash = pattern.indexOf('/');
-      const address = slash < 0 ? pattern.slice(1) : pattern.slice(1, slash);
-      const found = await this.accounts.find(address.replace(/[*%]+$/, ''), user.domain);
+      const slash = pattern.slice(0, MAX_OWNER_LENGTH + 2 + WILDCARD_SLACK).indexOf('/');
+      let address = slash < 0 ? pattern.slice(1) : pattern.slice(1, slash);
+      // `~user*` (or `%`) lists the account's mailboxes too: the wildcards after the owner go.
+      let end = address.length;
+      while (end > 0 && (address[end - 1] === '*' || address[end - 1] === '%')) end--;
+      address = address.slice(0, end);
+      if (!isOwnerAddress(address)) return [];
+      const found = await this.accounts.find(address, user.domain);
       if (!found) return [];
       owner = found;
       if (owner.id !== user.id) prefix = `~${fullName(owner)}/`;
@@ -350,9 +352,9 @@ export class MailService {
     return this.store.mail.subscriptions(user.id);
   }
 
+  /** Subscriptions need not name existing mailboxes, but every name is checked (names.ts). */
   async setSubscribed(user: AccountRecord, name: string, subscribed: boolean): Promise<void> {
-    const normalized = name.startsWith('~') ? name : MailService.normalizeName(name);
-    await this.store.mail.setSubscribed(user.id, normalized, subscribed);
+    await this.store.mail.setSubscribed(user.id, canonicalMailboxName(name), subscribed);
   }
 
   async aliases(user: AccountRecord): Promise<{ name: string; target: string }[]> {
@@ -360,12 +362,13 @@ export class MailService {
   }
 
   async setAlias(user: AccountRecord, name: string, target: string | null): Promise<void> {
-    const normalized = MailService.normalizeName(name);
+    const normalized = normalizeMailboxName(name);
+    let checked: string | null = null;
     if (target !== null) {
       if (target.trim() === '') throw new ServiceError('the alias target is empty');
-      if (!target.startsWith('~')) MailService.normalizeName(target);
+      checked = canonicalMailboxName(target);
     }
-    await this.store.mail.setAlias(user.id, normalized, target);
+    await this.store.mail.setAlias(user.id, normalized, checked);
   }
 
   async acl(user: AccountRecord, name: string): Promise<AclEntryRecord[]> {
@@ -376,8 +379,7 @@ export class MailService {
     const box = await this.access(user, name, 'a');
     let acl = box.record.acl;
     for (const change of changes) {
-      if (change.pattern.trim() === '') throw new ServiceError('an ACL element has an empty pattern');
-      acl = updateAcl(acl, change.pattern.trim(), change.rights, change.mode);
+      acl = updateAcl(acl, checkAclPattern(change.pattern), change.rights, change.mode);
     }
     await this.store.mail.setMailboxAcl(box.record.id, acl);
   }
@@ -432,28 +434,59 @@ export class MailService {
   /**
    * Makes sure the header fields these viewer fields need are cached for these UIDs (all
    * the mailbox's messages when none are given). Most views need none: nothing is done.
+   * Works in slices (see loadHeaders); true when it read anything.
    */
-  async loadFields(index: MailboxIndex, fields: readonly string[], uids?: readonly number[]): Promise<void> {
-    await this.loadHeaders(index, [...new Set(fields.map(headerFieldNeeded).filter((f): f is string => f !== undefined))], uids);
+  async loadFields(index: MailboxIndex, fields: readonly string[], uids?: readonly number[], slicer = new Slicer()): Promise<boolean> {
+    return this.loadHeaders(index, [...new Set(fields.map(headerFieldNeeded).filter((f): f is string => f !== undefined))], uids, slicer);
   }
 
-  /** Caches the raw values of these header fields (lower-case names) for these UIDs (default: all). */
-  private async loadHeaders(index: MailboxIndex, needed: readonly string[], uids?: readonly number[]): Promise<void> {
-    if (needed.length === 0 || uids?.length === 0) return;
-    const missing = (uids ?? [...index.byUid.keys()]).filter((uid) => needed.some((f) => !index.fieldCache.get(f)?.has(uid)));
-    if (missing.length === 0) return;
-    const headers = await this.store.mail.readHeaders(index.mailbox.id, missing);
+  /**
+   * Makes a view's needs ready for every message of the mailbox: the header fields it shows
+   * or sorts by cached, and its content filter's decisions made, in slices (the filter's
+   * within `filterSlicer`'s deadline: DeadlineError when it passes). Messages may arrive
+   * while it yields, so it goes round until a round finds nothing to do; such a round does
+   * not yield, and the view built right after finds everything ready.
+   */
+  async prepareView(index: MailboxIndex, fields: readonly string[], content: ContentFilter | undefined, filterSlicer: Slicer): Promise<void> {
+    const slicer = new Slicer();
+    for (;;) {
+      const loaded = await this.loadFields(index, fields, undefined, slicer);
+      const decided = content ? await content.decide(filterSlicer) : false;
+      if (!loaded && !decided) return;
+    }
+  }
+
+  /**
+   * Caches the raw values of these header fields (lower-case names) for these UIDs (default:
+   * all, including those that arrive meanwhile), HEADER_BATCH messages at a time, yielding
+   * between slices; throws DeadlineError when the slicer's deadline passes. True when it read
+   * anything.
+   */
+  private async loadHeaders(index: MailboxIndex, needed: readonly string[], uids: readonly number[] | undefined, slicer: Slicer): Promise<boolean> {
+    if (needed.length === 0 || uids?.length === 0) return false;
     const caches = needed.map((field) => {
       let cache = index.fieldCache.get(field);
       if (!cache) index.fieldCache.set(field, (cache = new Map()));
       return cache;
     });
-    // Each header is parsed once for all the fields.
-    for (const uid of missing) {
-      const header = headers.get(uid);
-      if (header === undefined) continue;
-      const parsed = parseHeaderBlock(Buffer.from(header, 'latin1'));
-      needed.forEach((field, i) => caches[i]!.set(uid, headerValue(parsed.fields, field) ?? ''));
+    let loaded = false;
+    for (;;) {
+      const missing = (uids ?? [...index.byUid.keys()]).filter((uid) => caches.some((cache) => !cache.has(uid)));
+      if (missing.length === 0) return loaded;
+      loaded = true;
+      for (let start = 0; start < missing.length; start += HEADER_BATCH) {
+        await slicer.pace();
+        const batch = missing.slice(start, start + HEADER_BATCH);
+        const headers = await this.store.mail.readHeaders(index.mailbox.id, batch);
+        // Each header is parsed once for all the fields.
+        for (const uid of batch) {
+          const header = headers.get(uid);
+          const parsed = header === undefined ? undefined : parseHeaderBlock(Buffer.from(header, 'latin1'));
+          needed.forEach((field, i) => caches[i]!.set(uid, (parsed && headerValue(parsed.fields, field)) ?? ''));
+        }
+      }
+      // Given UIDs are done; all of them: those that arrived while this yielded too.
+      if (uids) return loaded;
     }
   }
 
@@ -493,26 +526,40 @@ export class MailService {
     return result.messages;
   }
 
-  /** Copies (or moves) messages; returns the source → new UID pairs. */
+  /**
+   * Copies (or moves) messages; returns the source → new UID pairs. A large set is copied
+   * in chunks (one transaction each, rights re-checked before each), yielding between them:
+   * should a later chunk fail, the earlier ones stay done.
+   */
   async copy(source: MailboxHandle, uids: readonly number[], target: MailboxHandle, move: boolean): Promise<{ from: number; to: number }[]> {
-    const targetRecord = await this.recheck(target, 'i');
-    const sourceRecord = await this.recheck(source, move ? 'rd' : 'r');
+    let targetRecord = await this.recheck(target, 'i');
+    let sourceRecord = await this.recheck(source, move ? 'rd' : 'r');
     // A move inside one account adds nothing to it.
     if (!move || target.owner.id !== source.owner.id) {
       await this.checkQuota(target.owner, async () =>
         (await Promise.all(uids.map((uid) => this.getMessage(source, uid)))).reduce((sum, m) => sum + (m?.size ?? 0), 0),
       );
     }
-    const result = await this.store.mail.copy(source.record.id, uids, target.record.id, { move });
-    const targetIndex = this.indexes.get(target.record.id);
-    targetIndex?.applyAdded(result.copied.map((c) => c.to), result.modseq);
-    if (move && result.copied.length > 0) {
-      const sourceIndex = this.indexes.get(source.record.id);
-      sourceIndex?.applyRemoved(result.copied.map((c) => c.from), result.sourceModseq);
-      this.changed(source.owner.id, source.record.id, sourceRecord.name);
-    }
-    this.changed(target.owner.id, target.record.id, targetRecord.name);
-    return result.copied.map((c) => ({ from: c.from, to: c.to.uid }));
+    const pairs: { from: number; to: number }[] = [];
+    let first = true;
+    await new Slicer().eachChunk(uids, async (chunk) => {
+      if (!first) {
+        targetRecord = await this.recheck(target, 'i');
+        sourceRecord = await this.recheck(source, move ? 'rd' : 'r');
+      }
+      first = false;
+      const result = await this.store.mail.copy(source.record.id, chunk, target.record.id, { move });
+      const targetIndex = this.indexes.get(target.record.id);
+      targetIndex?.applyAdded(result.copied.map((c) => c.to), result.modseq);
+      if (move && result.copied.length > 0) {
+        const sourceIndex = this.indexes.get(source.record.id);
+        sourceIndex?.applyRemoved(result.copied.map((c) => c.from), result.sourceModseq);
+        this.changed(source.owner.id, source.record.id, sourceRecord.name);
+      }
+      this.changed(target.owner.id, target.record.id, targetRecord.name);
+      for (const c of result.copied) pairs.push({ from: c.from, to: c.to.uid });
+    });
+    return pairs;
   }
 
   /**
@@ -526,20 +573,27 @@ export class MailService {
     if (touched & Flag.Seen) need += 's';
     if (touched & Flag.Deleted) need += 'd';
     if (others || change.addKeywords.length || change.removeKeywords.length) need += 'w';
-    const record = await this.recheck(box, need);
+    let record = await this.recheck(box, need);
     const index = await this.index(box);
-    const updates = [];
-    for (const uid of uids) {
-      const meta = index.get(uid);
-      if (!meta) continue;
-      const flags = (meta.flags | change.set) & ~change.clear;
-      const keywords = applyKeywords(meta.keywords, change);
-      if (flags !== meta.flags || keywords !== meta.keywords) updates.push({ uid, flags, keywords });
-    }
-    if (updates.length === 0) return;
-    const result = await this.store.mail.setFlags(box.record.id, updates);
-    index.applyChanged(result.changed, result.modseq, 'flags');
-    this.changed(box.owner.id, box.record.id, record.name);
+    let first = true;
+    // A large set is changed in chunks (one transaction each), yielding between them; each
+    // chunk's new flags are computed from the flags as they are then.
+    await new Slicer().eachChunk(uids, async (chunk) => {
+      if (!first) record = await this.recheck(box, need);
+      first = false;
+      const updates = [];
+      for (const uid of chunk) {
+        const meta = index.get(uid);
+        if (!meta) continue;
+        const flags = (meta.flags | change.set) & ~change.clear;
+        const keywords = applyKeywords(meta.keywords, change);
+        if (flags !== meta.flags || keywords !== meta.keywords) updates.push({ uid, flags, keywords });
+      }
+      if (updates.length === 0) return;
+      const result = await this.store.mail.setFlags(box.record.id, updates);
+      index.applyChanged(result.changed, result.modseq, 'flags');
+      this.changed(box.owner.id, box.record.id, record.name);
+    }, 200);
   }
 
   async setAttrs(box: MailboxHandle, uid: number, attrs: { [key: string]: XimssValue } | null): Promise<void> {
@@ -553,52 +607,62 @@ export class MailService {
   /** Physically removes messages (all Deleted ones when `uids` is undefined). */
   async expunge(box: MailboxHandle, uids?: readonly number[]): Promise<number> {
     const record = await this.recheck(box, 'd');
-    let targets = uids;
-    if (!targets) {
-      const index = await this.index(box);
-      targets = [...index.byUid.values()].filter((m) => m.flags & Flag.Deleted).map((m) => m.uid);
-    }
-    if (targets.length === 0) return 0;
-    const result = await this.store.mail.expunge(box.record.id, targets);
-    if (result.removed.length === 0) return 0;
-    this.indexes.get(box.record.id)?.applyRemoved(result.removed.map((r) => r.uid), result.modseq);
-    this.changed(box.owner.id, box.record.id, record.name);
-    return result.removed.length;
+    const index = uids ? undefined : await this.index(box);
+    const targets = uids ?? [...index!.byUid.values()].filter((m) => m.flags & Flag.Deleted).map((m) => m.uid);
+    // A large set is removed in chunks (one transaction each), yielding between them.
+    let removed = 0;
+    let current = record;
+    await new Slicer().eachChunk(targets, async (all) => {
+      if (removed > 0) current = await this.recheck(box, 'd');
+      // "All Deleted ones": those whose flag was cleared meanwhile stay.
+      const chunk = index ? all.filter((uid) => (index.get(uid)?.flags ?? 0) & Flag.Deleted) : all;
+      if (chunk.length === 0) return;
+      const result = await this.store.mail.expunge(box.record.id, chunk);
+      if (result.removed.length === 0) return;
+      removed += result.removed.length;
+      this.indexes.get(box.record.id)?.applyRemoved(result.removed.map((r) => r.uid), result.modseq);
+      this.changed(box.owner.id, box.record.id, current.name);
+    });
+    return removed;
   }
 
   /**
    * A folder's content filter (folderOpen `filter` with `filterField` a header field,
    * `body`, or absent for any header or body): decides per message, reading what it
-   * needs, and remembers the answers.
+   * needs, and remembers the answers. Decisions are made in slices within a deadline
+   * (see ContentFilter.decide).
    */
   contentFilter(box: MailboxHandle, index: MailboxIndex, field: string | undefined, text: string): ContentFilter {
     const needle = text.toLowerCase();
     const decided = new Map<number, boolean>();
     const where = field === undefined ? 'any' : field.toLowerCase() === 'body' ? 'body' : 'header';
-    const decide = async (): Promise<void> => {
-      const pending = [...index.byUid.keys()].filter((uid) => !decided.has(uid));
-      if (pending.length === 0) return;
+    const name = field?.toLowerCase() ?? '';
+    const decideOne = async (uid: number, slicer: Slicer): Promise<boolean | undefined> => {
       if (where === 'header') {
-        const name = field!.toLowerCase();
-        if (!headerInMeta(name)) await this.loadHeaders(index, [name], pending);
-        for (const uid of pending) {
-          const value = rawHeader(index.get(uid)!, name, index.lookup);
-          decided.set(uid, value !== undefined && value !== '' && decodeHeaderText(value).toLowerCase().includes(needle));
-        }
-        return;
+        const meta = index.get(uid);
+        if (!meta) return undefined;
+        const value = rawHeader(meta, name, index.lookup);
+        return value !== undefined && value !== '' && decodeHeaderText(value).toLowerCase().includes(needle);
       }
-      for (const uid of pending) {
-        const raw = await this.store.mail.readRaw(box.record.id, uid);
-        if (!raw) {
-          decided.set(uid, false);
-          continue;
+      const raw = await this.store.mail.readRaw(box.record.id, uid);
+      if (!raw) return false;
+      const root = parseMime(raw);
+      if (decodeTextForSearch(raw, root, { beforePart: () => slicer.check() }).toLowerCase().includes(needle)) return true;
+      return where === 'any' && root.headers.some((h) => decodeHeaderText(h.value).toLowerCase().includes(needle));
+    };
+    const decide = async (slicer: Slicer): Promise<boolean> => {
+      let any = false;
+      // Messages may arrive while this yields: round again until none is left undecided.
+      for (;;) {
+        const pending = [...index.byUid.keys()].filter((uid) => !decided.has(uid));
+        if (pending.length === 0) return any;
+        any = true;
+        if (where === 'header' && !headerInMeta(name)) await this.loadHeaders(index, [name], pending, slicer);
+        for (const uid of pending) {
+          await slicer.pace();
+          const found = await decideOne(uid, slicer);
+          if (found !== undefined) decided.set(uid, found);
         }
-        const root = parseMime(raw);
-        let found = decodeTextForSearch(raw, root).toLowerCase().includes(needle);
-        if (!found && where === 'any') {
-          found = root.headers.some((h) => decodeHeaderText(h.value).toLowerCase().includes(needle));
-        }
-        decided.set(uid, found);
       }
     };
     return { decide, test: (uid) => decided.get(uid) ?? false };
@@ -606,7 +670,11 @@ export class MailService {
 
   /**
    * folderSearch: runs an IMAP SEARCH program over candidate messages in order, up to
-   * `limit` matches or the deadline; `next` is the first candidate not examined.
+   * `limit` matches or the slicer's deadline; `next` is the first candidate not examined.
+   * Works in slices (other clients are served in between); the deadline is checked before
+   * each message and between the text parts of one (BODY, TEXT), and each message's text is
+   * examined up to SEARCH_TEXT_BYTES. The first candidate is always examined, so that a
+   * client going on from `next` always progresses.
    */
   async search(
     box: MailboxHandle,
@@ -614,24 +682,28 @@ export class MailService {
     program: SearchProgram,
     candidates: readonly { uid: number; seq: number }[],
     limit: number,
-    deadline: number,
+    slicer: Slicer,
   ): Promise<{ matched: number[]; next: number | undefined }> {
     const matched: number[] = [];
-    const BATCH = 200;
-    for (let start = 0; start < candidates.length; start += BATCH) {
-      if (matched.length >= limit || Date.now() > deadline) return { matched, next: start };
-      const end = Math.min(start + BATCH, candidates.length);
-      const batch = candidates.slice(start, end);
-      const headers = program.needsHeaders ? await this.store.mail.readHeaders(box.record.id, batch.map((c) => c.uid)) : undefined;
-      for (let i = start; i < end; i++) {
-        const c = candidates[i]!;
-        const meta = index.get(c.uid);
-        if (!meta) continue;
-        const raw = program.needsBody ? await this.store.mail.readRaw(box.record.id, c.uid) : undefined;
-        if (program.matches(searchable(meta, c.seq, headers?.get(c.uid), raw))) {
-          matched.push(c.uid);
-          if (matched.length >= limit) return { matched, next: i + 1 < candidates.length ? i + 1 : undefined };
-        }
+    let examined = 0;
+    for (let i = 0; i < candidates.length; i++) {
+      if (examined > 0 && !(await slicer.next())) return { matched, next: i };
+      const c = candidates[i]!;
+      const meta = index.get(c.uid);
+      if (!meta) continue;
+      const header = program.needsHeaders ? (await this.store.mail.readHeaders(box.record.id, [c.uid])).get(c.uid) : undefined;
+      const raw = program.needsBody ? await this.store.mail.readRaw(box.record.id, c.uid) : undefined;
+      let found: boolean;
+      try {
+        found = program.matches(searchable(meta, c.seq, header, raw, examined > 0 ? slicer : undefined));
+      } catch (err) {
+        if (err instanceof DeadlineError) return { matched, next: i };
+        throw err;
+      }
+      examined++;
+      if (found) {
+        matched.push(c.uid);
+        if (matched.length >= limit) return { matched, next: i + 1 < candidates.length ? i + 1 : undefined };
       }
     }
     return { matched, next: undefined };
@@ -677,16 +749,27 @@ export class MailService {
 }
 
 export interface ContentFilter {
-  /** Decides for every message not decided yet. */
-  decide(): Promise<void>;
+  /**
+   * Decides for every message not decided yet (also those arriving meanwhile), in slices;
+   * throws DeadlineError when the slicer's deadline passes (what was decided is kept). True
+   * when there was anything to decide.
+   */
+  decide(slicer: Slicer): Promise<boolean>;
   test(uid: number): boolean;
 }
 
-/** A message as the IMAP SEARCH evaluator sees it, built lazily from what was loaded. */
-function searchable(meta: MessageMeta, seq: number, header: string | undefined, raw: Buffer | undefined): SearchableMessage {
+/**
+ * A message as the IMAP SEARCH evaluator sees it, built lazily from what was loaded: the
+ * header block and the text up to SEARCH_TEXT_BYTES each; with a slicer, decoding the text
+ * throws DeadlineError between parts once its deadline has passed.
+ */
+function searchable(meta: MessageMeta, seq: number, header: string | undefined, raw: Buffer | undefined, slicer: Slicer | undefined): SearchableMessage {
   let fields: HeaderField[] | undefined;
   const headerFields = (): HeaderField[] => {
-    if (!fields) fields = header === undefined ? [] : parseHeaderBlock(Buffer.from(header, 'latin1')).fields;
+    if (!fields) {
+      const block = header !== undefined && header.length > SEARCH_TEXT_BYTES ? header.slice(0, SEARCH_TEXT_BYTES) : header;
+      fields = block === undefined ? [] : parseHeaderBlock(Buffer.from(block, 'latin1')).fields;
+    }
     return fields;
   };
   return {
@@ -711,25 +794,12 @@ function searchable(meta: MessageMeta, seq: number, header: string | undefined, 
         .join('\n');
     },
     bodyText(): string {
-      return raw ? decodeTextForSearch(raw, parseMime(raw)) : '';
+      return raw ? decodeTextForSearch(raw, parseMime(raw), { beforePart: slicer && (() => slicer.check()) }) : '';
     },
   };
 }
 
 const EMPTY_STATS: MailboxStats = { messages: 0, unseen: 0, media: 0, unseenMedia: 0, size: 0, oldest: null };
-
-/** IMAP LIST matching: `*` matches anything, `%` anything but the hierarchy separator. */
-export function listPattern(pattern: string): (name: string) => boolean {
-  let source = '^';
-  for (const ch of pattern) {
-    if (ch === '*') source += '.*';
-    else if (ch === '%') source += '[^/]*';
-    else source += ch.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-  }
-  const re = new RegExp(source + '$', 'su');
-  const inboxRe = /^inbox(\/|$)/i.test(pattern) ? new RegExp(source.replace(/^\^inbox/i, '^INBOX') + '$', 'su') : undefined;
-  return (name) => re.test(name) || (inboxRe?.test(name) ?? false);
-}
 
 /** INBOX first, then by name. */
 function compareMailboxNames(a: string, b: string): number {

@@ -11,4 +11,4 @@ export { messageToXml } from './to-xml.js';
 export { replyTemplate, type ReplyMode } from './reply.js';
 export { composeMessage } from './compose.js';
 export { contentTypeOf, decodePartBody, findRelated, partBytes, partHeaderBytes } from './parts.js';
-export { decodeTextForSearch } from './text.js';
+export { decodeTextForSearch, SEARCH_TEXT_BYTES } from './text.js';

@@ -3,37 +3,19 @@
  * lists, `#Dataset` references and sizes with K/M/G.
  */
 
+import { wildcardMatch } from '../wildcard.js';
+
 /** How many characters of a tested string take part in matching (bounds the work per test). */
 const MAX_TESTED = 16_384;
 
 /**
  * A case-insensitive picture match: `*` stands for any run of characters (also none), every
- * other character for itself. Linear in practice, O(pattern × text) at worst; never the
- * exponential backtracking a regular expression built from the picture could take.
+ * other character (`%` too) for itself. The shared wildcard matcher: O(pattern × text) at
+ * worst, never the exponential backtracking a regular expression built from the picture
+ * could take.
  */
 export function pictureMatch(pattern: string, text: string): boolean {
-  const p = pattern.toLowerCase();
-  const t = (text.length > MAX_TESTED ? text.slice(0, MAX_TESTED) : text).toLowerCase();
-  let pi = 0;
-  let ti = 0;
-  let star = -1;
-  let mark = 0;
-  while (ti < t.length) {
-    if (pi < p.length && p[pi] === '*') {
-      star = pi++;
-      mark = ti;
-    } else if (pi < p.length && p[pi] === t[ti]) {
-      pi++;
-      ti++;
-    } else if (star >= 0) {
-      pi = star + 1;
-      ti = ++mark;
-    } else {
-      return false;
-    }
-  }
-  while (pi < p.length && p[pi] === '*') pi++;
-  return pi === p.length;
+  return wildcardMatch(pattern, text, { caseInsensitive: true, maxText: MAX_TESTED });
 }
 
 /** The pictures of an `in` / `not in` parameter: comma-separated, blanks around them ignored. */

@@ -7,7 +7,7 @@ import type { RuleAction, RuleCondition, RuleRecord } from '../../store/rules.js
 import type { XimssValue } from '../../xml/objects.js';
 import { ServiceError } from '../errors.js';
 import { parseFlagChange } from '../mail/flags.js';
-import { MailService } from '../mail/service.js';
+import { normalizeMailboxName } from '../mail/names.js';
 import { datasetReference, parseSize, splitPatterns } from './match.js';
 
 export type { RuleAction, RuleCondition, RuleRecord } from '../../store/rules.js';
@@ -401,7 +401,7 @@ function validateAction(type: RuleType, a: RuleInput['actions'][number], index: 
   switch (spec.kind) {
     case 'store': {
       if (parameter.startsWith('~')) throw new ServiceError(`${what}: only mailboxes of the account itself can be named`);
-      return { opCode, parameter: MailService.normalizeName(parameter) };
+      return { opCode, parameter: normalizeMailboxName(parameter) };
     }
     case 'mark':
       parseFlagChange(parameter);

@@ -4,6 +4,7 @@ import { parseSearch, SearchSyntaxError } from '../../services/mail/search.js';
 import { NOT_FOUND, type MailboxHandle } from '../../services/mail/service.js';
 import type { MessageMeta } from '../../store/store.js';
 import { messageToXml, parseMime } from '../../services/mime/index.js';
+import { DeadlineError, Slicer } from '../../services/slices.js';
 import { el } from '../../xml/element.js';
 import { ianaTimeZone, parseGmt } from '../../xml/time.js';
 import { inSession, requiredAttr, type OperationTable, type SessionContext } from '../engine.js';
@@ -25,30 +26,41 @@ import {
 
 /** Spec section "Mailbox (Folder) Operations". */
 
-/** Builds (or rebuilds) a folder's view from folderOpen/folderReopen attributes. */
+/** A long answer stops when its session has gone. */
+const SESSION_CLOSED = 'the session is closed';
+
+/** A content filter (folderOpen `filter`) could not decide every message within limits.filterSeconds. */
+export const FILTER_TOO_SLOW = 'the filter takes too long on this mailbox: use folderSearch';
+
+/**
+ * Builds (or rebuilds) a folder's view from folderOpen/folderReopen attributes. Header
+ * fields and content-filter decisions are made ready in slices (other clients are served
+ * in between); a filter that cannot decide every message within limits.filterSeconds
+ * fails the request (FILTER_TOO_SLOW) and nothing is opened. The decisions for messages
+ * that arrive later are made the same way when the folder syncs.
+ */
 async function buildFolder(ctx: SessionContext, name: string, box: MailboxHandle, fields: string[]): Promise<OpenFolder> {
   const mail = ctx.server.mail;
   const session = ctx.session;
   const options = viewOptions(ctx.request, session, box);
   const index = await mail.index(box);
   const content = options.filter !== undefined ? mail.contentFilter(box, index, options.filterField, options.filter) : undefined;
-  if (content) {
-    await content.decide();
-    options.contentFilter = content.test;
-  }
+  const viewFields = [...fields, options.sortField];
+  const filterSeconds = ctx.server.config.limits.filterSeconds;
+  const prepare = async (): Promise<void> => {
+    try {
+      await mail.prepareView(index, viewFields, content, new Slicer({ budgetMs: filterSeconds * 1000, cancelled: () => session.closed }));
+    } catch (err) {
+      if (err instanceof DeadlineError) throw new ServiceError(FILTER_TOO_SLOW);
+      throw err;
+    }
+  };
+  await prepare();
+  if (content) options.contentFilter = content.test;
   const view = await mail.openView(box, options, fields, () => {
     session.sendAsync(el('folderReport', { folder: name, mode: 'notify' }));
   });
-  return {
-    name,
-    box,
-    view,
-    fields,
-    prepare: async () => {
-      if (content) await content.decide();
-      await mail.loadFields(index, [...fields, options.sortField]);
-    },
-  };
+  return { name, box, view, fields, prepare };
 }
 
 /** folderClose (closeMailbox). */
@@ -124,7 +136,10 @@ export const folderOperations: OperationTable = {
     const index = folder.view.index;
     await ctx.server.mail.loadFields(index, folder.fields, rows.map((r) => r.meta.uid));
     const tz = ctx.session.timeZone;
+    // A browse of a whole large view is a long answer: made in slices.
+    const slicer = new Slicer({ cancelled: () => ctx.session.closed });
     for (const { position, meta } of rows) {
+      if (!(await slicer.next())) throw new ServiceError(SESSION_CLOSED);
       const current = index.get(meta.uid) ?? meta;
       const report = el('folderReport', { folder: folder.name, index: position, UID: meta.uid });
       appendFields(report, folder, current, tz);
@@ -146,7 +161,7 @@ export const folderOperations: OperationTable = {
     await ctx.server.mail.check(folder.box, 'r');
     const filter = requiredAttr(ctx.request, 'filter');
     const limit = limitAttr(ctx.request) ?? Number.MAX_SAFE_INTEGER;
-    const timeout = Math.min(Number(ctx.request.attrs.timeout ?? 5) || 5, 5);
+    const timeout = searchTimeout(ctx.request.attrs.timeout, ctx.server.config.limits.searchSeconds);
     const view = folder.view;
     let program;
     try {
@@ -160,7 +175,8 @@ export const folderOperations: OperationTable = {
       set.kind === 'uid'
         ? set.uids.map((uid) => ({ uid, seq: view.positionOf(uid) + 1 }))
         : set.positions.map((p) => ({ uid: view.at(p)?.uid ?? 0, seq: p + 1 }));
-    const result = await ctx.server.mail.search(folder.box, view.index, program, candidates, limit, Date.now() + timeout * 1000);
+    const slicer = new Slicer({ budgetMs: timeout * 1000, cancelled: () => ctx.session.closed });
+    const result = await ctx.server.mail.search(folder.box, view.index, program, candidates, limit, slicer);
     const byUid = set.kind === 'uid';
     const message = el('folderSearchResult', {
       folder: folder.name,
@@ -212,7 +228,10 @@ export const folderOperations: OperationTable = {
     await ctx.server.mail.loadFields(folder.view.index, folder.fields, page.flatMap((e) => (e.meta ? [e.uid] : [])));
     const tz = ctx.session.timeZone;
     const uidNext = full ? 0 : knownUidNext;
+    // Each new message goes out whole: a long answer is made in slices.
+    const slicer = new Slicer({ cancelled: () => ctx.session.closed });
     for (const entry of page) {
+      if (!(await slicer.next())) throw new ServiceError(SESSION_CLOSED);
       if (entry.removed) {
         ctx.send(el('mailboxSyncReport', { folder: folder.name, mode: 'removed', UID: entry.removed.uid, origUID: entry.removed.origUid }));
         continue;
@@ -297,6 +316,15 @@ export const folderOperations: OperationTable = {
     await ctx.server.mail.expunge(box, doomed);
   }),
 };
+
+/**
+ * folderSearch's `timeout` attribute (seconds, fractions allowed), capped by
+ * limits.searchSeconds, which is also the default (and what a bad value gets).
+ */
+function searchTimeout(text: string | undefined, max: number): number {
+  const asked = text === undefined ? NaN : Number(text);
+  return Number.isFinite(asked) && asked > 0 ? Math.min(asked, max) : max;
+}
 
 /**
  * A "time delta" (CommuniGate style): seconds, or a number with s/m/h/d/w, e.g. `30d`,

@@ -1,5 +1,6 @@
 import { ServiceError } from '../../services/errors.js';
-import { listPattern, type ListedMailbox } from '../../services/mail/service.js';
+import type { ListedMailbox } from '../../services/mail/service.js';
+import { listPattern } from '../../services/wildcard.js';
 import { el } from '../../xml/element.js';
 import { formatUtc } from '../../xml/time.js';
 import { inSession, requiredAttr, type OperationTable } from '../engine.js';

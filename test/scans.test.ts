@@ -1,0 +1,359 @@
+/**
+ * Hardening: no operation monopolises the event loop, every wildcard match is linear, and
+ * mailbox names are checked the same way wherever they enter.
+ *
+ *  - the wildcard matcher against a reference (a regular expression built from the pattern)
+ *    on small random inputs: `*`, `%`, case rules, the INBOX rule of IMAP LIST;
+ *  - pathological mailboxList / mailboxSubList patterns over 200+-character names;
+ *  - bad names refused where they enter (subscriptions, alias targets, copy targets, ACLs);
+ *  - folderSearch and a filtered folderOpen over a mailbox large enough to need many slices:
+ *    another client's noop, sent once the scan has started, is answered before the scan;
+ *  - the deadlines: `timeout` capped by limits.searchSeconds, filterSeconds refusing the open.
+ * No wall-clock assertions: answers and their order only.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { listPattern, Wildcard, wildcardMatch } from '../src/services/wildcard.js';
+import { pictureMatch } from '../src/services/rules/match.js';
+import { XmlElement } from '../src/xml/element.js';
+import { awaitNotifies, deliverRaw, expectError, fails, ok, rfc822, seededRandom, startTestServer, type TestServer, type XimssClient } from './helpers.js';
+
+// ---------------------------------------------------------------------------------------
+// The matcher
+
+/** The reference: the regular expression the matcher replaced (fine on small inputs). */
+function reference(pattern: string, options: { separator?: string; caseInsensitive?: boolean }): RegExp {
+  let source = '^';
+  for (const ch of pattern) {
+    if (ch === '*') source += '.*';
+    else if (ch === '%' && options.separator !== undefined) source += '[^/]*';
+    else source += ch.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  }
+  return new RegExp(source + '$', options.caseInsensitive ? 'isu' : 'su');
+}
+
+/** IMAP LIST as the reference sees it: case-sensitive, a leading `inbox` also matching INBOX. */
+function referenceList(pattern: string, name: string): boolean {
+  if (reference(pattern, { separator: '/' }).test(name)) return true;
+  return /^inbox(\/|$)/i.test(pattern) && reference('INBOX' + pattern.slice(5), { separator: '/' }).test(name);
+}
+
+describe('the wildcard matcher', () => {
+  const random = seededRandom(20_261_206);
+  const pick = (alphabet: readonly string[], length: number): string => {
+    let out = '';
+    for (let i = 0; i < length; i++) out += alphabet[Math.floor(random() * alphabet.length)];
+    return out;
+  };
+
+  test('agrees with the reference on random patterns and texts (`*`, `%`, case)', () => {
+    const patternChars = ['a', 'b', 'A', '/', '*', '%', '.'];
+    const textChars = ['a', 'b', 'A', '/', '%', '.'];
+    for (let i = 0; i < 4000; i++) {
+      const pattern = pick(patternChars, Math.floor(random() * 8));
+      const compiled = [
+        { options: { separator: '/' }, wildcard: new Wildcard(pattern, { separator: '/' }) },
+        { options: { separator: '/', caseInsensitive: true }, wildcard: new Wildcard(pattern, { separator: '/', caseInsensitive: true }) },
+        { options: {}, wildcard: new Wildcard(pattern) },
+        { options: { caseInsensitive: true }, wildcard: new Wildcard(pattern, { caseInsensitive: true }) },
+      ];
+      for (let j = 0; j < 8; j++) {
+        const text = pick(textChars, Math.floor(random() * 9));
+        for (const { options, wildcard } of compiled) {
+          const expected = reference(pattern, options).test(text);
+          assert.equal(wildcard.test(text), expected, `${JSON.stringify(pattern)} ~ ${JSON.stringify(text)} ${JSON.stringify(options)}`);
+          assert.equal(wildcardMatch(pattern, text, options), expected);
+        }
+      }
+    }
+  });
+
+  test('IMAP LIST: case-sensitive except a leading INBOX; `%` stops at `/`', () => {
+    const names = ['INBOX', 'INBOX/a', 'INBOX/a/b', 'Inbox2', 'inboxes', 'Work', 'work', 'Work/INBOX', 'a/b/c', 'Проекты/Отчёт'];
+    const patterns = ['*', '%', 'inbox', 'INBOX', 'Inbox/*', 'inbox/%', 'inbox*', 'INB*', '%/%', '*/INBOX', 'work', 'W%', '*b*', 'Проекты/%', 'inboX/%/b'];
+    for (const pattern of patterns) {
+      const matcher = listPattern(pattern);
+      for (const name of names) assert.equal(matcher(name), referenceList(pattern, name), `${pattern} ~ ${name}`);
+    }
+    for (let i = 0; i < 3000; i++) {
+      const pattern = pick(['i', 'n', 'b', 'o', 'x', 'I', 'N', 'B', 'O', 'X', '/', '*', '%'], Math.floor(random() * 9));
+      const name = pick(['I', 'N', 'B', 'O', 'X', 'i', 'x', '/'], 1 + Math.floor(random() * 8));
+      assert.equal(listPattern(pattern)(name), referenceList(pattern, name), `${JSON.stringify(pattern)} ~ ${JSON.stringify(name)}`);
+    }
+  });
+
+  test('rule pictures: case-insensitive `*`, `%` an ordinary character', () => {
+    assert.equal(pictureMatch('*@EXAMPLE.com', 'bob@example.COM'), true);
+    assert.equal(pictureMatch('100%', '100%'), true);
+    assert.equal(pictureMatch('100%', '1000'), false);
+    assert.equal(pictureMatch('*a*b*', 'xxAyyBzz'), true);
+  });
+
+  test('pathological patterns answer (the work is bounded by pattern × text)', () => {
+    const name = 'a'.repeat(300);
+    assert.equal(listPattern('*a*a*a*a*a*b')(name), false);
+    assert.equal(listPattern('%a%a%a%a%a%b')(name), false);
+    assert.equal(listPattern('*a*a*a*a*a*')(name), true);
+    assert.equal(listPattern('%a'.repeat(150) + '%')(name), true);
+    assert.equal(listPattern('*a'.repeat(100_000) + '*b')(name), false);
+    assert.equal(pictureMatch('*a'.repeat(2000) + '*b', 'a'.repeat(16_000)), false);
+  });
+});
+
+// ---------------------------------------------------------------------------------------
+// Over the wire
+
+/** A server whose scans may run long (searchSeconds high), with one large mailbox. */
+let server: TestServer;
+/** A server whose scan budgets are next to nothing. */
+let tight: TestServer;
+const BIG = 6000;
+const NEEDLE = 'needle-in-the-haystack';
+/** UIDs of the large mailbox's messages whose body holds NEEDLE. */
+const needleUids: number[] = [];
+const filler = ('lorem ipsum dolor sit amet, consectetur adipiscing elit; sed do eiusmod tempor '.repeat(12) + '\n').repeat(4);
+
+function bigMessage(i: number): Buffer {
+  const body = i % 500 === 7 ? `${filler}and here is the ${NEEDLE} at last\n` : `${filler}message ${i}\n`;
+  return rfc822(
+    [
+      ['From', `sender${i}@example.org`],
+      ['To', 'big@example.test'],
+      ['Subject', `message ${i}`],
+      ['Message-ID', `<scan-${i}@example.org>`],
+    ],
+    body,
+  );
+}
+
+/** Fills a mailbox in-process, 1000 messages per store transaction. */
+async function fill(target: TestServer, address: string, mailbox: string, count: number): Promise<void> {
+  for (let start = 0; start < count; start += 1000) {
+    const batch = [];
+    for (let i = start; i < Math.min(count, start + 1000); i++) batch.push(bigMessage(i));
+    const uids = await deliverRaw(target, address, mailbox, batch);
+    if (target === server) uids.forEach((uid, k) => (start + k) % 500 === 7 && needleUids.push(uid));
+  }
+}
+
+/**
+ * Resolves when the server next reads a message body from the store: the scan under test has
+ * started (the test runs in the server's process).
+ */
+function scanStarted(target: TestServer): Promise<void> {
+  const store = target.services.store.mail;
+  const readRaw = store.readRaw;
+  return new Promise((resolve) => {
+    store.readRaw = (mailboxId, uid) => {
+      store.readRaw = readRaw;
+      resolve();
+      return readRaw.call(store, mailboxId, uid);
+    };
+  });
+}
+
+/**
+ * Sends `request` on `scanner`; once the scan has started, a noop on `other`. Resolves with
+ * both replies and the order their responses came in.
+ */
+async function raceNoop(target: TestServer, scanner: XimssClient, other: XimssClient, request: string): Promise<{ scan: Awaited<ReturnType<XimssClient['request']>>; order: string[] }> {
+  const order: string[] = [];
+  const started = scanStarted(target);
+  const scan = scanner.request(request, 120_000).then((reply) => {
+    order.push('scan');
+    return reply;
+  });
+  await started;
+  const noop = other.request('<noop/>', 120_000).then((reply) => {
+    order.push('noop');
+    return reply;
+  });
+  const [scanReply, noopReply] = await Promise.all([scan, noop]);
+  assert.equal(noopReply.response.attrs.errorText, undefined);
+  return { scan: scanReply, order };
+}
+
+let big: XimssClient;
+let bystander: XimssClient;
+
+before(async () => {
+  server = await startTestServer({ limits: { searchSeconds: 600 } });
+  tight = await startTestServer({ limits: { searchSeconds: 0.000_001, filterSeconds: 0.000_001 } });
+  await server.addAccount('big@example.test', 'secret');
+  await server.addAccount('other@example.test', 'secret');
+  await fill(server, 'big@example.test', 'INBOX', BIG);
+  big = (await server.login('big@example.test', 'secret')).client;
+  bystander = (await server.login('other@example.test', 'secret')).client;
+  await tight.addAccount('small@example.test', 'secret');
+  await fill(tight, 'small@example.test', 'INBOX', 300);
+});
+
+after(async () => {
+  await server.stop();
+  await tight.stop();
+});
+
+describe('mailbox names and patterns', () => {
+  test('pathological mailboxList / mailboxSubList patterns over a 200+-character name answer correctly', async () => {
+    const address = await server.newAccount('names');
+    const { client } = await server.login(address, 'secret');
+    const long = 'a'.repeat(240);
+    await ok(client, `<mailboxCreate mailbox="${long}"/>`);
+    await ok(client, `<mailboxCreate mailbox="${long}/${long}"/>`);
+    const listed = async (filter: string): Promise<string[]> => (await ok(client, `<mailboxList filter="${filter}"/>`)).messages.map((m) => m.attrs.mailbox!);
+    const noop = bystander.request('<noop/>');
+    assert.deepEqual(await listed('*a*a*a*a*a*b'), []);
+    assert.deepEqual(await listed('%a%a%a%a%a%b'), []);
+    assert.deepEqual(await listed('*a*a*a*a*a*'), [long, `${long}/${long}`]);
+    assert.deepEqual(await listed('%a%a%a%a%a%'), [long]);
+    assert.deepEqual(await listed('*a'.repeat(5000) + '*b'), []);
+    assert.equal((await noop).response.attrs.errorText, undefined, "another client's noop answers");
+
+    await ok(client, `<mailboxSubUpdate><mailboxSubscription mailbox="${long}" mode="add"/><mailboxSubscription mailbox="${long}/${long}" mode="add"/></mailboxSubUpdate>`);
+    const subscribed = async (filter: string): Promise<string[]> =>
+      (await ok(client, `<mailboxSubList filter="${filter}"/>`)).messages.map((m) => m.attrs.mailbox!).sort();
+    assert.deepEqual(await subscribed('*a*a*b'), []);
+    assert.deepEqual(await subscribed('*a*a*a*a*a*a*a*a*a*a*b'), []);
+    assert.deepEqual(await subscribed('%a%a*'), [long, `${long}/${long}`]);
+    assert.deepEqual(await subscribed('%a%a%'), [long]);
+    assert.equal((await bystander.request('<noop/>')).response.attrs.errorText, undefined);
+  });
+
+  test('subscriptions with control characters, over-long names or bad ~owners are refused', async () => {
+    const address = await server.newAccount('subs');
+    const { client } = await server.login(address, 'secret');
+    const refused = [
+      'Tab&#9;Name',
+      'Line&#10;Feed',
+      'x'.repeat(513),
+      '/Leading',
+      'Trailing/',
+      'Double//Slash',
+      '~/Box',
+      '~bob',
+      '~bad owner/Box',
+      `~${'o'.repeat(400)}/Box`,
+      `~bob@${'d'.repeat(300)}.test/Box`,
+      '~bob@-bad-.test/Box',
+      '~bob@example.test/Tab&#9;',
+      `~bob@example.test/${'y'.repeat(513)}`,
+      '~bob@example.test/',
+    ];
+    for (const name of refused) {
+      await fails(client, `<mailboxSubUpdate><mailboxSubscription mailbox="${name}" mode="add"/></mailboxSubUpdate>`, /^invalid mailbox name: /, name.slice(0, 60));
+    }
+    // A million characters with a tab and a line feed: refused, and the error quotes a little of it.
+    const huge = `${'z'.repeat(500_000)}&#9;&#10;${'z'.repeat(499_998)}`;
+    const text = await fails(client, `<mailboxSubUpdate mailbox="${huge}" mode="add"/>`, /^invalid mailbox name: /);
+    assert.ok(text.length < 200, 'the error quotes a short piece of the name');
+    assert.deepEqual((await ok(client, '<mailboxSubList/>')).messages, [], 'nothing was stored');
+    // Good ones are kept (INBOX spelled canonically, the owner as written).
+    await ok(client, '<mailboxSubUpdate><mailboxSubscription mailbox="inbox/Lists" mode="add"/><mailboxSubscription mailbox="~Bob@Example.test/inbox" mode="add"/></mailboxSubUpdate>');
+    const kept = (await ok(client, '<mailboxSubList/>')).messages.map((m) => m.attrs.mailbox).sort();
+    assert.deepEqual(kept, ['INBOX/Lists', '~Bob@Example.test/INBOX']);
+  });
+
+  test('alias targets, copy targets and ACL patterns are checked the same way', async () => {
+    const address = await server.newAccount('targets');
+    const { client } = await server.login(address, 'secret');
+    await fails(client, '<mailboxAliasUpdate><mailboxAlias name="Mine" mode="add">~bad owner/INBOX</mailboxAlias></mailboxAliasUpdate>', /^invalid mailbox name: /);
+    await fails(client, '<mailboxAliasUpdate><mailboxAlias name="Mine" mode="add">Work//2024</mailboxAlias></mailboxAliasUpdate>', /^invalid mailbox name: /);
+    await fails(client, `<mailboxAliasUpdate><mailboxAlias name="${'n'.repeat(600)}" mode="add">Work</mailboxAlias></mailboxAliasUpdate>`, /^invalid mailbox name: /);
+    await ok(client, '<mailboxAliasUpdate><mailboxAlias name="Mine" mode="add">~someone@example.test/Shared</mailboxAlias></mailboxAliasUpdate>');
+    assert.deepEqual(
+      (await ok(client, '<mailboxAliasList/>')).messages.map((m) => [m.attrs.name, m.text()]),
+      [['Mine', '~someone@example.test/Shared']],
+    );
+
+    await deliverRaw(server, address, 'INBOX', [rfc822([['Subject', 'one']], 'one\n')]);
+    await ok(client, '<folderOpen folder="in" mailbox="INBOX"><field>UID</field></folderOpen>');
+    await fails(client, `<messageCopy folder="in" targetMailbox="~${'q'.repeat(1000)}/INBOX"><index>0</index></messageCopy>`, /^invalid mailbox name: /);
+    await fails(client, '<messageCopy folder="in" targetMailbox="Bad&#10;Name" mailboxClass=""><index>0</index></messageCopy>', /^invalid mailbox name: /);
+    await fails(client, '<messageCopy folder="in" targetMailbox="~nobody@example.test/INBOX"><index>0</index></messageCopy>', 'mailbox is not found');
+    await ok(client, '<folderClose folder="in"/>');
+
+    await ok(client, '<mailboxCreate mailbox="Shared"/>');
+    await fails(client, `<mailboxACLUpdate mailbox="Shared"><aclElem pattern="${'p'.repeat(500)}">lr</aclElem></mailboxACLUpdate>`, /^invalid ACL pattern: /);
+    await fails(client, '<mailboxACLUpdate mailbox="Shared"><aclElem pattern="two words">lr</aclElem></mailboxACLUpdate>', /^invalid ACL pattern: /);
+    await fails(client, '<mailboxACLUpdate mailbox="Shared"><aclElem pattern=" - ">lr</aclElem></mailboxACLUpdate>', 'an ACL element has an empty pattern');
+    await ok(client, '<mailboxACLUpdate mailbox="Shared"><aclElem pattern="anyone">l</aclElem></mailboxACLUpdate>');
+  });
+});
+
+describe('long scans in slices', () => {
+  test('folderSearch BODY over a large mailbox: a noop sent after it started is answered first', async () => {
+    await ok(big, '<folderOpen folder="big" mailbox="INBOX"><field>UID</field></folderOpen>');
+    const { scan, order } = await raceNoop(server, big, bystander, `<folderSearch folder="big" filter="BODY ${NEEDLE}"><UID from="1" till="${BIG}"/></folderSearch>`);
+    assert.deepEqual(order, ['noop', 'scan'], "the other client's noop is answered while the search goes on");
+    assert.equal(scan.response.attrs.errorText, undefined);
+    const result = scan.messages[0]!;
+    assert.equal(result.name, 'folderSearchResult');
+    assert.equal(result.attrs.next, undefined, 'the search went through the whole mailbox');
+    assert.deepEqual(result.elements('UID').map((e) => Number(e.text())), needleUids);
+  });
+
+  test('folderSearch: a short timeout answers what it found with next, and going on from next progresses', async () => {
+    const search = async (from: number): Promise<XmlElement> => {
+      const reply = await ok(big, `<folderSearch folder="big" timeout="0.000001" filter="BODY ${NEEDLE}"><UID from="${from}" till="${BIG}"/></folderSearch>`);
+      return reply.messages[0]!;
+    };
+    let from = 1;
+    const found: number[] = [];
+    for (let round = 0; round < 3; round++) {
+      const result = await search(from);
+      const next = Number(result.attrs.next);
+      assert.ok(Number.isInteger(next) && next > from && next <= BIG, `next ${result.attrs.next} goes beyond ${from}`);
+      found.push(...result.elements('UID').map((e) => Number(e.text())));
+      from = next;
+    }
+    assert.deepEqual(found, needleUids.filter((uid) => uid < from), 'the matches of the examined messages');
+  });
+
+  test('folderSearch: the timeout attribute is capped by limits.searchSeconds', async () => {
+    const { client } = await tight.login('small@example.test', 'secret');
+    await ok(client, '<folderOpen folder="in" mailbox="INBOX"/>');
+    for (const timeout of ['600', '5', undefined]) {
+      const reply = await client.request(new XmlElement('folderSearch', { folder: 'in', filter: 'BODY nothing-like-this', timeout }));
+      const result = reply.messages[0]!;
+      assert.equal(result.name, 'folderSearchResult');
+      const next = Number(result.attrs.next);
+      assert.ok(Number.isInteger(next) && next >= 1 && next < 300, `timeout=${timeout}: stopped early at ${result.attrs.next}`);
+    }
+  });
+
+  test('a filtered folderOpen over a large mailbox lets a noop through first; new messages are decided at sync', async () => {
+    const { scan, order } = await raceNoop(server, big, bystander, `<folderOpen folder="filtered" mailbox="INBOX" filterField="body" filter="${NEEDLE}"><field>UID</field></folderOpen>`);
+    assert.deepEqual(order, ['noop', 'scan']);
+    assert.equal(scan.response.attrs.errorText, undefined);
+    const init = scan.messages.find((m) => m.name === 'folderReport' && m.attrs.mode === 'init')!;
+    assert.equal(Number(init.attrs.messages), needleUids.length);
+    const rows = (await ok(big, `<folderBrowse folder="filtered"><index from="0" till="${BIG}"/></folderBrowse>`)).messages;
+    assert.deepEqual(rows.map((r) => Number(r.attrs.UID)), needleUids);
+
+    const added = await deliverRaw(server, 'big@example.test', 'INBOX', [
+      rfc822([['Subject', 'late one']], `a late ${NEEDLE}\n`),
+      rfc822([['Subject', 'late two']], 'nothing here\n'),
+    ]);
+    await awaitNotifies(big, 'filtered');
+    const reports = (await ok(big, '<folderSync folder="filtered"/>')).messages;
+    assert.deepEqual(
+      reports.map((r) => [r.attrs.mode, Number(r.attrs.UID)]),
+      [['added', added[0]]],
+      'only the new message holding the text joins the view',
+    );
+    await ok(big, '<folderClose folder="filtered"/>');
+  });
+
+  test('a filter that cannot be decided within limits.filterSeconds fails folderOpen, and nothing is left open', async () => {
+    const { client } = await tight.login('small@example.test', 'secret');
+    await fails(client, '<folderOpen folder="f" mailbox="INBOX" filterField="body" filter="anything"/>', 'the filter takes too long on this mailbox: use folderSearch');
+    await fails(client, '<folderOpen folder="f" mailbox="INBOX" filter="anything"/>', 'the filter takes too long on this mailbox: use folderSearch');
+    await fails(client, '<folderBrowse folder="f"><index>0</index></folderBrowse>', 'folder has not been opened');
+    // Without a filter the same open works.
+    const opened = await ok(client, '<folderOpen folder="f" mailbox="INBOX"/>');
+    assert.equal(opened.messages[0]!.attrs.messages, '300');
+    expectError(await client.request('<folderReopen folder="f" filterField="body" filter="x"/>'), 'the filter takes too long on this mailbox: use folderSearch');
+    const still = await ok(client, '<folderBrowse folder="f"><index>299</index></folderBrowse>');
+    assert.equal(still.messages.length, 1, 'a failed reopen leaves the folder as it was');
+  });
+});
