@@ -1,3 +1,4 @@
+import type { Readable } from 'node:stream';
 import type { XmlElement } from '../../xml/element.js';
 import { XmlParseError, parseXml } from '../../xml/parser.js';
 import { Conversation, type TransportControl } from '../conversation.js';
@@ -6,12 +7,22 @@ import { errorResponse } from '../protocol.js';
 import type { AsyncSink, Session } from '../session.js';
 import type { SessionManager } from '../sessions.js';
 
+/** A body sent as it is read (a spooled file): `length` bytes of `stream`. */
+export interface StreamBody {
+  stream: Readable;
+  length: number;
+}
+
 /** One HTTP answer, as the listener writes it. */
 export interface HttpReply {
   status: number;
-  body: string | Buffer;
+  body: string | Buffer | StreamBody;
   contentType?: string;
   headers?: Record<string, string>;
+}
+
+export function isStreamBody(body: HttpReply['body']): body is StreamBody {
+  return typeof body === 'object' && !Buffer.isBuffer(body);
 }
 
 /** The status every HTTP client reads as "this session is gone: log in again". */
