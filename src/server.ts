@@ -1,3 +1,4 @@
+import { join } from 'node:path';
 import type { SecureContext } from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { bootstrapStore } from './bootstrap.js';
@@ -24,6 +25,7 @@ import { NonceRegistry } from './ximss/nonces.js';
 import { registerOperations } from './ximss/ops/index.js';
 import type { XimssServices } from './ximss/services.js';
 import { SessionManager } from './ximss/sessions.js';
+import { UploadSpool } from './ximss/uploads.js';
 import { Vocabulary } from './ximss/vocabulary.js';
 import { SERVER_VERSION } from './version.js';
 
@@ -58,6 +60,13 @@ export async function startServer(config: Config, log: (line: string) => void = 
   const datasets = new DatasetService(store, accounts);
   const queue = new MailQueue({ store, accounts, config, log });
   const delivery = new LocalDelivery({ mail, rules, datasets, accounts, submitter: queue, hostName: config.defaultDomain, log });
+  // Uploaded files do not outlive the process: the spool starts empty.
+  const uploads = await UploadSpool.open(join(config.dataDir, 'spool', 'uploads'), {
+    fileBytes: config.limits.maxMessageBytes,
+    sessionBytes: config.limits.uploadBytesPerSession,
+    accountBytes: config.limits.uploadBytesPerAccount,
+    totalBytes: config.limits.uploadBytesTotal,
+  });
   let httpPort = config.ports.http;
   const passwordRecovery = new PasswordRecovery(store, accounts, queue, config.defaultDomain, () => config.publicUrl || `http://${config.defaultDomain}:${httpPort}`);
   const services: XimssServices = {
@@ -73,7 +82,8 @@ export async function startServer(config: Config, log: (line: string) => void = 
     queue,
     delivery,
     passwordRecovery,
-    sessions: new SessionManager(config, accounts, alerts, bus),
+    sessions: new SessionManager(config, accounts, alerts, bus, uploads),
+    uploads,
     connections: new ConnectionLimiter(config.limits),
     nonces: new NonceRegistry(config.defaultDomain),
     vocabulary: new Vocabulary(RESOURCES + 'strings'),
@@ -114,6 +124,8 @@ export async function startServer(config: Config, log: (line: string) => void = 
       services.sessions.endAll();
       await Promise.all([tcp.close(), tcpTls?.close(), http.close(), https?.close(), smtp?.close()]);
       await queue.close();
+      // The sessions' files are being deleted; wait for that, and remove any left.
+      await uploads.close();
       services.sessions.close();
       services.mail.close();
       await store.close();

@@ -14,6 +14,7 @@ import type { MailQueue } from '../transports/smtp/queue.js';
 import type { Store } from '../store/store.js';
 import type { NonceRegistry } from './nonces.js';
 import type { SessionManager } from './sessions.js';
+import type { UploadSpool } from './uploads.js';
 import type { Vocabulary } from './vocabulary.js';
 
 /** What XIMSS operation handlers may use: the services, never the store's SQL. */
@@ -36,6 +37,8 @@ export interface XimssServices {
   readonly sessions: SessionManager;
   /** Connections not logged in, per client address and server-wide (XIMSS, HTTP, SMTP). */
   readonly connections: ConnectionLimiter;
+  /** The spool of the sessions' uploaded files (HTTP UPLOAD) and their quotas. */
+  readonly uploads: UploadSpool;
   readonly nonces: NonceRegistry;
   readonly vocabulary: Vocabulary;
   /** The TLS context for starttls and implicit-TLS listeners. */

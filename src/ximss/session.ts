@@ -4,7 +4,7 @@ import type { AccountRecord, LoginRecord, Settings } from '../store/store.js';
 import { el, type XmlElement } from '../xml/element.js';
 import type { XimssValue } from '../xml/objects.js';
 import type { OpenFolder } from './folders.js';
-import { UploadSet } from './uploads.js';
+import type { UploadSet } from './uploads.js';
 
 /** A dictionary without a prototype: client-chosen keys such as `__proto__` stay plain keys. */
 export function emptyDictionary(): { [key: string]: XimssValue } {
@@ -54,7 +54,8 @@ export interface SessionInit {
   prevLogin: LoginRecord | null;
   lastFailedLogin: LoginRecord | null;
   idleTimeoutSeconds: number;
-  uploadBytesLimit: number;
+  /** The session's (empty) uploaded file set, from the upload spool. */
+  uploads: UploadSet;
 }
 
 /**
@@ -86,6 +87,7 @@ export class Session {
   cookieGuard: string | undefined;
   /** Open folders (folderOpen), by folder name. */
   readonly folders = new Map<string, OpenFolder>();
+  /** The "uploaded file set" (HTTP UPLOAD), spooled on disk; emptied when the session ends. */
   readonly uploads: UploadSet;
   closed = false;
   private sink: AsyncSink | undefined;
@@ -102,7 +104,7 @@ export class Session {
     this.prevLogin = init.prevLogin;
     this.lastFailedLogin = init.lastFailedLogin;
     this.idleTimeoutSeconds = init.idleTimeoutSeconds;
-    this.uploads = new UploadSet(init.uploadBytesLimit);
+    this.uploads = init.uploads;
     // The urlID of a TCP session opens its HTTP resources (MIME parts, uploads, KILL) from the
     // login address only, as an HTTP session's does unless the client turns the IP watch off.
     if (init.binding === 'tcp') this.ipGuard = init.remoteAddress;
@@ -188,7 +190,7 @@ export class Session {
     this.onIdle = undefined;
     for (const folder of this.folders.values()) folder.view.close();
     this.folders.clear();
-    this.uploads.clear();
+    this.uploads.close();
     this.sink?.ended(sendBye);
   }
 }

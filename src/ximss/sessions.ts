@@ -7,6 +7,7 @@ import { ServiceError } from '../services/errors.js';
 import { el } from '../xml/element.js';
 import { formatGmt, formatLocal } from '../xml/time.js';
 import { Session, type BindingKind } from './session.js';
+import type { UploadSpool } from './uploads.js';
 
 /**
  * All live XIMSS sessions, by urlID and by account. Reacts to account events: delivers
@@ -26,6 +27,7 @@ export class SessionManager {
     private readonly accounts: AccountService,
     private readonly alerts: AlertService,
     bus: EventBus,
+    private readonly uploads: UploadSpool,
   ) {
     this.unsubscribe.push(
       bus.on('alertPosted', ({ accountId }) => void this.deliverAlerts(accountId)),
@@ -53,7 +55,7 @@ export class SessionManager {
       prevLogin: auth.prevLogin,
       lastFailedLogin: auth.lastFailedLogin,
       idleTimeoutSeconds: this.config.limits.idleTimeoutSeconds,
-      uploadBytesLimit: this.config.limits.uploadBytesPerSession,
+      uploads: this.uploads.newSet(auth.account.id),
     });
     this.byUrlId.set(session.urlID, session);
     let set = this.byAccount.get(session.account.id);

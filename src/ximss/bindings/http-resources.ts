@@ -1,12 +1,16 @@
+import { open, type FileHandle } from 'node:fs/promises';
 import type http from 'node:http';
+import { Readable } from 'node:stream';
+import busboy from 'busboy';
 import { ServiceError } from '../../services/errors.js';
 import { contentTypeOf, decodePartBody, findPart, findRelated, parseMime, partBytes, partHeaderBytes, type MimePart } from '../../services/mime/index.js';
 import { parseStructured } from '../../services/mime/params.js';
 import { el } from '../../xml/element.js';
 import { FOLDER_NOT_OPEN } from '../folders.js';
 import type { Session } from '../session.js';
+import { UploadLimitError, UploadSessionClosed, type SpoolWriter } from '../uploads.js';
 import type { XimssServices } from '../services.js';
-import { textReply, type HttpReply } from './http-session.js';
+import { SESSION_GONE, textReply, type HttpReply } from './http-session.js';
 
 /**
  * The spec's "HTTP Access" resources of a session: message parts (MIME), the uploaded
@@ -91,41 +95,50 @@ export async function serveMimePart(
  */
 const UNTRUSTED_CONTENT = { 'Content-Security-Policy': 'sandbox', 'X-Content-Type-Options': 'nosniff' };
 
-/** Applies a Range header (206) or OffsetFrom/OffsetTill (200) to a body. */
-function ranged(data: Buffer, contentType: string, params: RequestParams, rangeHeader: string | undefined): HttpReply {
+type ByteRange = { status: 200 | 206; start: number; end: number; headers: Record<string, string> };
+
+/**
+ * The portion of a body of `size` bytes a request asks for: a Range header (206) or
+ * OffsetFrom/OffsetTill (200), else all of it; `end` is exclusive. An unsatisfiable one is
+ * the error reply.
+ */
+function byteRange(size: number, params: RequestParams, rangeHeader: string | undefined): ByteRange | HttpReply {
   const headers: Record<string, string> = { 'Accept-Ranges': 'bytes', 'Cache-Control': 'private, no-cache', ...UNTRUSTED_CONTENT };
   const offsetFrom = params.get('offsetfrom');
   if (offsetFrom !== undefined) {
     const from = Number(offsetFrom);
     const tillText = params.get('offsettill');
-    const till = tillText === undefined ? data.length : Number(tillText);
+    const till = tillText === undefined ? size : Number(tillText);
     if (!Number.isInteger(from) || !Number.isInteger(till) || from < 0 || till < from) {
       return textReply(416, 'invalid OffsetFrom/OffsetTill\n');
     }
-    return { status: 200, body: data.subarray(from, Math.min(till, data.length)), contentType, headers };
+    const start = Math.min(from, size);
+    return { status: 200, start, end: Math.max(start, Math.min(till, size)), headers };
   }
   const range = rangeHeader ? /^bytes=(\d*)-(\d*)$/.exec(rangeHeader.trim()) : null;
   if (range && (range[1] !== '' || range[2] !== '')) {
     let start: number;
     let end: number;
     if (range[1] === '') {
-      start = Math.max(0, data.length - Number(range[2]));
-      end = data.length - 1;
+      start = Math.max(0, size - Number(range[2]));
+      end = size - 1;
     } else {
       start = Number(range[1]);
-      end = range[2] === '' ? data.length - 1 : Math.min(Number(range[2]), data.length - 1);
+      end = range[2] === '' ? size - 1 : Math.min(Number(range[2]), size - 1);
     }
-    if (start >= data.length || end < start) {
-      return textReply(416, '', { 'Content-Range': `bytes */${data.length}` });
+    if (start >= size || end < start) {
+      return textReply(416, '', { 'Content-Range': `bytes */${size}` });
     }
-    return {
-      status: 206,
-      body: data.subarray(start, end + 1),
-      contentType,
-      headers: { ...headers, 'Content-Range': `bytes ${start}-${end}/${data.length}` },
-    };
+    return { status: 206, start, end: end + 1, headers: { ...headers, 'Content-Range': `bytes ${start}-${end}/${size}` } };
   }
-  return { status: 200, body: data, contentType, headers };
+  return { status: 200, start: 0, end: size, headers };
+}
+
+/** Applies a Range header (206) or OffsetFrom/OffsetTill (200) to a body. */
+function ranged(data: Buffer, contentType: string, params: RequestParams, rangeHeader: string | undefined): HttpReply {
+  const range = byteRange(data.length, params, rangeHeader);
+  if ('body' in range) return range;
+  return { status: range.status, body: data.subarray(range.start, range.end), contentType, headers: range.headers };
 }
 
 function splitType(value: string | undefined): { type: string; subtype: string; charset: string | undefined } {
@@ -136,48 +149,220 @@ function splitType(value: string | undefined): { type: string; subtype: string; 
 }
 
 /**
- * PUT (the body is the file) or POST (multipart/form-data, field `fileData`)
- * /Session/<id>/UPLOAD/<uploadID>: adds the file to the uploaded file set and tells the
- * session (`newUploaded`).
+ * What a form may hold besides the file, which is spooled: busboy keeps the other fields in
+ * memory, so few and small ones (a `fileData` field sent as text, without a file name, is
+ * one of them); the form as a whole may exceed the file limit by FORM_EXTRA_BYTES.
  */
-export function storeUpload(session: Session, path: string, req: http.IncomingMessage, params: RequestParams, body: Buffer): HttpReply {
+const TEXT_FIELD_BYTES = 256 * 1024;
+const FORM_LIMITS = { fieldNameSize: 200, fieldSize: TEXT_FIELD_BYTES, fields: 16, parts: 64, headerPairs: 64 };
+const FORM_EXTRA_BYTES = 8 * 1024 * 1024;
+
+/** The upload failed for a reason to tell the client with a 500 (the spec's "uploading failed"). */
+class UploadRefused extends Error {}
+
+/** The client went away before the whole body arrived. */
+class UploadAborted extends Error {}
+
+/**
+ * PUT (the body is the file) or POST (multipart/form-data, field `fileData`)
+ * /Session/<id>/UPLOAD/<uploadID>: the file is written into the upload spool as it
+ * arrives, added to the uploaded file set (replacing a file of the same id), and the
+ * session is told (`newUploaded`). A crossed limit stops the upload with 413; the rest of
+ * the body is not read (the reply closes the connection), and the partial file is deleted.
+ */
+export async function storeUpload(session: Session, path: string, req: http.IncomingMessage, params: RequestParams): Promise<HttpReply> {
   const uploadID = decode(path.split('/', 1)[0]!);
   if (uploadID === '') return textReply(500, 'the upload ID is missing\n');
   const declared = req.headers['content-type'];
-  let data = body;
   let type = splitType(declared);
   let fileName = params.get('filename') ?? parseStructured(req.headers['content-disposition'] ?? '').params.filename;
-  if (type.type === 'multipart' && type.subtype === 'form-data') {
-    // The form is a MIME multipart: let the message parser split it.
-    const form = parseMime(Buffer.concat([Buffer.from(`Content-Type: ${declared}\r\n\r\n`, 'latin1'), body]));
-    const offset = form.bodyStart;
-    const field =
-      form.children.find((p) => p.dispositionParams.name === 'fileData') ?? form.children.find((p) => p.dispositionParams.filename !== undefined);
-    if (!field) return textReply(500, 'no fileData field in the form\n');
-    data = body.subarray(field.bodyStart - offset, field.end - offset);
-    type = splitType(field.headers.find((h) => h.name.toLowerCase() === 'content-type')?.value);
-    fileName = field.dispositionParams.filename ?? fileName;
-  }
+  let writer: SpoolWriter | undefined;
   try {
-    session.uploads.put({ id: uploadID, data: Buffer.from(data), type: type.type, subtype: type.subtype, charset: type.charset, fileName });
+    if (type.type === 'multipart' && type.subtype === 'form-data') {
+      const field = await receiveForm(session, req);
+      writer = field.writer;
+      type = field.type;
+      fileName = field.fileName ?? fileName;
+    } else {
+      const length = Number(req.headers['content-length']);
+      if (Number.isFinite(length)) session.uploads.checkAnnounced(length);
+      writer = session.uploads.begin();
+      await receive(req, writer);
+    }
+    session.uploads.commit(writer, { id: uploadID, type: type.type, subtype: type.subtype, charset: type.charset, fileName });
   } catch (err) {
-    if (err instanceof ServiceError) return textReply(500, err.message + '\n');
-    throw err;
+    writer?.discard();
+    // The rest of a body that was not read is left unread: the connection is closed.
+    const close: Record<string, string> = req.complete ? {} : { Connection: 'close' };
+    if (err instanceof UploadLimitError) return textReply(413, err.message + '\n', { Connection: 'close' });
+    if (err instanceof UploadSessionClosed) return textReply(SESSION_GONE, 'unknown or closed session\n', close);
+    if (err instanceof UploadRefused || err instanceof ServiceError) return textReply(500, err.message + '\n', close);
+    if (err instanceof UploadAborted) return textReply(400, 'the upload was interrupted\n', close);
+    console.error('ximss http: upload failed:', err);
+    return textReply(500, 'the file could not be stored\n', close);
   }
   session.sendAsync(el('newUploaded', { uploadID }));
   return textReply(200, 'OK\n');
 }
 
-/** GET /Session/<id>/DOWNLOAD/<fileName>; `$UPLOAD$/<id>` names an uploaded file. */
-export function serveDownload(session: Session, path: string, params: RequestParams, rangeHeader: string | undefined): HttpReply {
+/**
+ * Streams the request body into `writer`; resolves when the file is completely written.
+ * On a failure, the body stops being read.
+ */
+function receive(req: http.IncomingMessage, writer: SpoolWriter): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const stop = (err: Error): void => {
+      req.unpipe(writer);
+      req.pause();
+      reject(err);
+    };
+    watchAbort(req, () => writer.destroy(new UploadAborted()));
+    writer.once('finish', resolve);
+    writer.once('error', stop);
+    req.pipe(writer);
+  });
+}
+
+/** Calls `abort` when the client goes away before its whole request arrived. */
+function watchAbort(req: http.IncomingMessage, abort: () => void): void {
+  req.once('error', abort);
+  req.once('close', () => {
+    if (!req.complete) abort();
+  });
+}
+
+type ContentType = ReturnType<typeof splitType>;
+
+interface FormFile {
+  writer: SpoolWriter;
+  type: ContentType;
+  fileName: string | undefined;
+}
+
+/**
+ * Streams a multipart/form-data body (busboy) and spools its `fileData` field (else its
+ * first file field); other fields are read and dropped. Resolves once the chosen file is
+ * completely written; the caller commits it.
+ */
+function receiveForm(session: Session, req: http.IncomingMessage): Promise<FormFile> {
+  return new Promise((resolve, reject) => {
+    let form: busboy.Busboy;
+    try {
+      // Browsers send file names as raw UTF-8.
+      form = busboy({ headers: req.headers, defParamCharset: 'utf8', limits: FORM_LIMITS });
+    } catch (err) {
+      reject(new UploadRefused(`malformed form: ${(err as Error).message}`));
+      return;
+    }
+    interface Candidate extends FormFile {
+      isFileData: boolean;
+      source: Readable | undefined;
+      written: Promise<void>;
+    }
+    let chosen: Candidate | undefined;
+    let failed = false;
+    const fail = (err: Error): void => {
+      if (failed) return;
+      failed = true;
+      req.unpipe(form);
+      req.pause();
+      chosen?.writer.discard();
+      reject(err);
+    };
+    const choose = (name: string, source: Readable | undefined, type: ContentType, fileName: string | undefined): SpoolWriter | undefined => {
+      const isFileData = name === 'fileData';
+      // The first file field stands in until a fileData field comes.
+      const wanted = isFileData ? !chosen?.isFileData : chosen === undefined && fileName !== undefined;
+      if (failed || !wanted) return undefined;
+      if (chosen) {
+        chosen.source?.unpipe(chosen.writer).resume();
+        chosen.writer.discard();
+      }
+      let writer: SpoolWriter;
+      try {
+        writer = session.uploads.begin();
+      } catch (err) {
+        fail(err as Error);
+        return undefined;
+      }
+      const written = new Promise<void>((done, failWith) => {
+        writer.once('finish', done);
+        writer.once('error', failWith);
+      });
+      const candidate: Candidate = { writer, type, fileName, isFileData, source, written };
+      chosen = candidate;
+      written.catch((err: Error) => {
+        if (chosen === candidate) fail(err);
+      });
+      return writer;
+    };
+    form.on('file', (name, stream, info) => {
+      // A form that breaks off mid-file fails its file stream too: the form's error says why.
+      stream.on('error', () => {});
+      const writer = choose(name, stream, splitType(info.mimeType), info.filename);
+      if (writer) stream.pipe(writer);
+      else stream.resume();
+    });
+    form.on('field', (name, value, info) => {
+      if (name !== 'fileData') return;
+      if (info.valueTruncated) {
+        fail(new UploadLimitError(`a fileData field without a file name may hold at most ${TEXT_FIELD_BYTES} bytes: send it as a file`));
+        return;
+      }
+      // busboy has decoded the text; it is kept as UTF-8.
+      choose(name, undefined, { type: 'text', subtype: 'plain', charset: 'utf-8' }, undefined)?.end(Buffer.from(value, 'utf8'));
+    });
+    form.on('error', (err: Error) => fail(new UploadRefused(`malformed form: ${err.message}`)));
+    form.on('close', () => {
+      if (failed) return;
+      const file = chosen;
+      if (!file) {
+        fail(new UploadRefused('no fileData field in the form'));
+        return;
+      }
+      file.written.then(
+        () => resolve(file),
+        () => {},
+      );
+    });
+    watchAbort(req, () => fail(new UploadAborted()));
+    // Fields and files other than the one spooled are dropped as they come, but the form may not go on forever.
+    const formLimit = session.uploads.limits.fileBytes + FORM_EXTRA_BYTES;
+    let formBytes = 0;
+    req.on('data', (chunk: Buffer) => {
+      formBytes += chunk.length;
+      if (formBytes > formLimit) fail(new UploadLimitError(`the form is larger than ${formLimit} bytes`));
+    });
+    req.pipe(form);
+  });
+}
+
+/** GET /Session/<id>/DOWNLOAD/<fileName>; `$UPLOAD$/<id>` names an uploaded file, read from the spool. */
+export async function serveDownload(session: Session, path: string, params: RequestParams, rangeHeader: string | undefined): Promise<HttpReply> {
   const name = path.split('/').map(decode).join('/');
   if (!name.startsWith('$UPLOAD$/')) return notFound('file is not found (the file storage is not implemented yet)');
   const file = session.uploads.get(name.slice('$UPLOAD$/'.length));
   if (!file) return notFound('file is not found');
-  const type = `${file.type}/${file.subtype}${file.charset ? `; charset=${file.charset}` : ''}`;
-  const reply = ranged(file.data, type, params, rangeHeader);
-  if (file.fileName) {
-    reply.headers = { ...reply.headers, 'Content-Disposition': `attachment; filename*=UTF-8''${encodeURIComponent(file.fileName)}` };
+  const range = byteRange(file.size, params, rangeHeader);
+  if ('body' in range) return range;
+  let handle: FileHandle;
+  try {
+    handle = await open(file.path, 'r');
+  } catch {
+    // Cleared while this request was on its way.
+    return notFound('file is not found');
   }
-  return reply;
+  const length = range.end - range.start;
+  let stream: Readable;
+  if (length > 0) {
+    stream = handle.createReadStream({ start: range.start, end: range.end - 1 });
+  } else {
+    // A read stream cannot read nothing (its `end` is inclusive).
+    await handle.close();
+    stream = Readable.from([]);
+  }
+  const headers = { ...range.headers };
+  if (file.fileName) headers['Content-Disposition'] = `attachment; filename*=UTF-8''${encodeURIComponent(file.fileName)}`;
+  const type = `${file.type}/${file.subtype}${file.charset ? `; charset=${file.charset}` : ''}`;
+  return { status: range.status, body: { stream, length }, contentType: type, headers };
 }

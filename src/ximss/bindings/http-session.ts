@@ -1,5 +1,6 @@
 import type http from 'node:http';
 import { StringDecoder } from 'node:string_decoder';
+import type { Readable } from 'node:stream';
 import type { XmlElement } from '../../xml/element.js';
 import { XmlDocumentParser, XmlLimitError, XmlParseError, isBlank } from '../../xml/parser.js';
 import { Conversation, type Output, type TransportControl } from '../conversation.js';
@@ -9,12 +10,22 @@ import type { AsyncSink, Session } from '../session.js';
 import type { SessionManager } from '../sessions.js';
 import type { RequestProfile } from './request-limits.js';
 
+/** A body sent as it is read (a spooled file): `length` bytes of `stream`. */
+export interface StreamBody {
+  stream: Readable;
+  length: number;
+}
+
 /** One HTTP answer, as the listener writes it. */
 export interface HttpReply {
   status: number;
-  body: string | Buffer;
+  body: string | Buffer | StreamBody;
   contentType?: string;
   headers?: Record<string, string>;
+}
+
+export function isStreamBody(body: HttpReply['body']): body is StreamBody {
+  return typeof body === 'object' && !Buffer.isBuffer(body);
 }
 
 /** The status every HTTP client reads as "this session is gone: log in again". */

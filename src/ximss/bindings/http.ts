@@ -1,6 +1,7 @@
 import { once } from 'node:events';
 import http from 'node:http';
 import net from 'node:net';
+import { pipeline } from 'node:stream';
 import tls from 'node:tls';
 import type { Authenticated } from '../../services/auth.js';
 import type { Admission } from '../../services/connections.js';
@@ -15,6 +16,7 @@ import {
   SESSION_GONE,
   endedHttpSession,
   httpSessionOf,
+  isStreamBody,
   parseBatch,
   readBatch,
   runBatch,
@@ -292,17 +294,23 @@ export class HttpListener {
   }
 
   private send(req: http.IncomingMessage, res: http.ServerResponse, reply: HttpReply): void {
-    if (res.headersSent || res.destroyed) return;
+    const body = reply.body;
+    if (res.headersSent || res.destroyed) {
+      if (isStreamBody(body)) body.stream.destroy();
+      return;
+    }
     const headers: Record<string, string | number> = {
       'Content-Type': reply.contentType ?? XML_TYPE,
-      'Content-Length': Buffer.byteLength(reply.body),
+      'Content-Length': isStreamBody(body) ? body.length : Buffer.byteLength(body),
       'Cache-Control': 'no-store',
       ...corsHeaders(req),
       ...reply.headers,
     };
     if (this.closing) headers.Connection = 'close';
     res.writeHead(reply.status, STATUS_TEXT[reply.status], headers);
-    res.end(reply.body);
+    // A stream (a spooled file) is sent as it is read; a failed read cuts the connection.
+    if (isStreamBody(body)) pipeline(body.stream, res, () => {});
+    else res.end(body);
   }
 
   /** Reads the body; answers 413 itself (closing the connection: the rest stays unread). */
@@ -449,15 +457,14 @@ export class HttpListener {
       return this.send(req, res, await serveMimePart(this.engine.server, session, resourcePath, params, req.headers.range));
     }
     if (resource === 'download') {
-      return this.send(req, res, serveDownload(session, resourcePath, params, req.headers.range));
+      return this.send(req, res, await serveDownload(session, resourcePath, params, req.headers.range));
     }
     if (resource === 'upload') {
       if (req.method === 'GET') {
         return this.send(req, res, textReply(405, 'upload with PUT or POST\n', { Allow: 'PUT, POST' }));
       }
-      const data = await this.bodyBytes(req, res, this.limits.maxMessageBytes);
-      if (data === undefined) return;
-      return this.send(req, res, storeUpload(session, resourcePath, req, params, data));
+      // The body is spooled to disk as it arrives, within the upload limits.
+      return this.send(req, res, await storeUpload(session, resourcePath, req, params));
     }
     if (LATER_RESOURCES.has(resource)) {
       return this.send(req, res, textReply(404, `/Session/<id>/${rest.split('/', 1)[0]} is not implemented by this server yet\n`));

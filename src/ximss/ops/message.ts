@@ -1,3 +1,4 @@
+import { readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { ServiceError } from '../../services/errors.js';
 import { Flag, formatFlags, parseInitialFlags } from '../../services/mail/flags.js';
@@ -61,7 +62,12 @@ export function sessionResolver(ctx: SessionContext): PartResolver {
     async upload(uploadID) {
       const file = session.uploads.get(uploadID);
       if (!file) throw new ServiceError(`uploaded file not found: ${uploadID}`);
-      return { data: file.data, type: file.type, subtype: file.subtype, charset: file.charset, fileName: file.fileName };
+      // Read from the spool; a file cleared meanwhile is gone.
+      const data = await readFile(file.path).catch((err: NodeJS.ErrnoException) => {
+        if (err.code === 'ENOENT') throw new ServiceError(`uploaded file not found: ${uploadID}`);
+        throw err;
+      });
+      return { data, type: file.type, subtype: file.subtype, charset: file.charset, fileName: file.fileName };
     },
     async file() {
       throw new ServiceError('not implemented yet: attaching files from the file storage');

@@ -144,7 +144,7 @@ export const serviceOperations: OperationTable = {
         el('uploadedFile', {
           uploadID: file.id,
           fileName: file.fileName,
-          size: file.data.length,
+          size: file.size,
           type: file.type,
           subtype: file.subtype,
           charset: file.charset,
