@@ -24,8 +24,6 @@ export interface OpenFolder {
 }
 
 export const FOLDER_NOT_OPEN = 'folder has not been opened';
-/** Each open folder keeps a view of its whole mailbox (and hears of every change to it). */
-export const MAX_OPEN_FOLDERS = 100;
 
 /** The open folder named by the request's `folder` attribute. */
 export function openFolder(session: Session, request: XmlElement): OpenFolder {

@@ -13,7 +13,6 @@ import {
   createOption,
   initReport,
   limitAttr,
-  MAX_OPEN_FOLDERS,
   messageSet,
   openFolder,
   setUids,
@@ -85,18 +84,33 @@ async function copyMessages(ctx: SessionContext, move: boolean): Promise<void> {
   }
 }
 
+/**
+ * Each open folder keeps a view of its whole mailbox (about 0.4 MB on 50,000 messages) and
+ * hears of every change to it: bounded per session and per account (all its sessions).
+ */
+function checkFolderRoom(ctx: SessionContext): void {
+  const { foldersPerSession, foldersPerAccount } = ctx.server.config.limits;
+  if (ctx.session.folders.size >= foldersPerSession) throw new ServiceError(`too many open folders (at most ${foldersPerSession})`);
+  let open = 0;
+  for (const session of ctx.server.sessions.forAccount(ctx.session.account.id)) open += session.folders.size;
+  if (open >= foldersPerAccount) throw new ServiceError(`too many open folders in this account's sessions (at most ${foldersPerAccount})`);
+}
+
 export const folderOperations: OperationTable = {
   folderOpen: inSession(async (ctx) => {
     const session = ctx.session;
     const name = requiredAttr(ctx.request, 'folder');
     if (session.folders.has(name)) throw new ServiceError('folder has already been opened');
-    if (session.folders.size >= MAX_OPEN_FOLDERS) throw new ServiceError(`too many open folders (at most ${MAX_OPEN_FOLDERS})`);
+    checkFolderRoom(ctx);
     const box = await ctx.server.mail.access(session.account, ctx.request.attrs.mailbox || name, 'r', createOption(ctx.request));
     const folder = await buildFolder(ctx, name, box, viewerFields(ctx.request));
-    // Another request may have opened the same name while this one was reading.
-    if (session.folders.has(name) || session.closed) {
+    // Another request may have opened the same name (or other folders) while this one was reading.
+    try {
+      if (session.folders.has(name) || session.closed) throw new ServiceError('folder has already been opened');
+      checkFolderRoom(ctx);
+    } catch (err) {
       folder.view.close();
-      throw new ServiceError('folder has already been opened');
+      throw err;
     }
     session.folders.set(name, folder);
     ctx.send(initReport(folder));
