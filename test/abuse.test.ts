@@ -6,12 +6,13 @@
  * No timings are asserted: the answers and their order are.
  */
 import assert from 'node:assert/strict';
+import http from 'node:http';
 import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { XmlElement } from '../src/xml/element.js';
 import { parseXml } from '../src/xml/parser.js';
-import { loginWithUrlId, startTestServer, XimssClient, type TestServer } from './helpers.js';
+import { deliverRaw, eventually, loginWithUrlId, raceNoop, rfc822, startTestServer, XimssClient, type TestServer } from './helpers.js';
 
 /** How much the process's resident memory may grow during one attack (server and attacker share the process). */
 const RSS_BUDGET = 256 * 1024 * 1024;
@@ -371,5 +372,92 @@ describe('abuse: connections', () => {
     assert.ok(server.services.sessions.get(urlID), 'the session lives on');
     const here = await rawHttp(server.ports.http, `GET /Session/${urlID}/KILL HTTP/1.1\r\nHost: x\r\n\r\n`, undefined);
     assert.equal(status(here.text), 200);
+  });
+});
+
+describe('abuse: expensive work for one request', () => {
+  let server: TestServer;
+  let victim: XimssClient;
+  let user: string;
+  before(async () => {
+    server = await startTestServer({ limits: { searchSeconds: 600, foldersPerAccount: 30, uploadBytesPerSession: 64 * 1024 * 1024 } });
+    user = await server.newAccount('victim');
+    victim = (await server.login(user, 'secret')).client;
+  });
+  after(() => server.stop());
+
+  test('backtracking patterns: mailboxList, mailboxSubList (and a `%` variant) answer; over-long subscription names are refused', async () => {
+    const address = await server.newAccount('patterns');
+    const { client } = await server.login(address, 'secret');
+    const long = 'a'.repeat(200);
+    assert.equal((await client.request(`<mailboxCreate mailbox="${long}"/>`)).response.attrs.errorText, undefined);
+    const listed = await client.request('<mailboxList filter="*a*a*a*a*a*a*a*a*a*a*b"/>', 20_000);
+    assert.equal(listed.response.attrs.errorText, undefined);
+    assert.equal(listed.messages.length, 0);
+    const percent = await client.request('<mailboxList filter="%a%a%a%a%a%a%a%a%a%a%b"/>', 20_000);
+    assert.equal(percent.messages.length, 0);
+    const huge = await client.request(new XmlElement('mailboxSubUpdate', {}, [new XmlElement('mailboxSubscription', { mailbox: `~${'x'.repeat(1_000_000)}\t\n/INBOX`, mode: 'add' })]), 20_000);
+    assert.match(huge.response.attrs.errorText ?? '', /invalid mailbox name/);
+    assert.equal((await client.request(`<mailboxSubUpdate><mailboxSubscription mailbox="${long}" mode="add"/></mailboxSubUpdate>`)).response.attrs.errorText, undefined);
+    const subs = await client.request('<mailboxSubList filter="*a*a*a*a*a*a*a*a*b"/>', 20_000);
+    assert.equal(subs.messages.length, 0);
+    await assertServes(victim);
+  });
+
+  test('folderSearch over a large mailbox lets another client in while it scans', async () => {
+    const address = await server.newAccount('searcher');
+    const filler = 'the quick brown fox jumps over the lazy dog\n'.repeat(100);
+    for (let start = 0; start < 3000; start += 1000) {
+      await deliverRaw(server, address, 'INBOX', Array.from({ length: 1000 }, (_, i) => rfc822([['Subject', `m${start + i}`]], filler)));
+    }
+    const { client } = await server.login(address, 'secret');
+    assert.equal((await client.request('<folderOpen folder="f" mailbox="INBOX"><field>UID</field></folderOpen>')).response.attrs.errorText, undefined);
+    const { scan, order } = await raceNoop(server, client, victim, '<folderSearch folder="f" filter="BODY nowhere-to-be-found"><UID from="1" till="3000"/></folderSearch>');
+    assert.deepEqual(order, ['noop', 'scan']);
+    assert.equal(scan.response.attrs.errorText, undefined);
+    // Another shape: a folder whose body filter must read every message.
+    const filtered = await raceNoop(server, client, victim, '<folderOpen folder="g" mailbox="INBOX" filterField="body" filter="nowhere-to-be-found"><field>UID</field></folderOpen>');
+    assert.deepEqual(filtered.order, ['noop', 'scan']);
+  });
+
+  test('open folders are bounded per account, across its sessions', async () => {
+    const address = await server.newAccount('folders');
+    const sessions = await Promise.all(Array.from({ length: 4 }, () => server.login(address, 'secret')));
+    let opened = 0;
+    let refusal = '';
+    for (let i = 0; i < 40; i++) {
+      const reply = await sessions[i % 4]!.client.request(`<folderOpen folder="f${i}" mailbox="INBOX"><field>UID</field></folderOpen>`);
+      if (reply.response.attrs.errorText) refusal = reply.response.attrs.errorText;
+      else opened++;
+    }
+    assert.equal(opened, 30);
+    assert.match(refusal, /too many open folders in this account's sessions \(at most 30\)/);
+    await assertServes(victim);
+  });
+
+  test('uploads are spooled to disk: large PUTs do not grow the heap, KILL frees them', async () => {
+    const address = await server.newAccount('uploader');
+    const sessions = await Promise.all(Array.from({ length: 3 }, () => loginWithUrlId(server.ports.ximss, address, 'secret')));
+    const rss = watchRss();
+    const data = Buffer.alloc(30 * 1024 * 1024, 0x61);
+    const put = (urlID: string, id: string): Promise<number> =>
+      new Promise((resolve, reject) => {
+        // node:http writes the one buffer as it is (fetch would copy it per request).
+        const req = http.request({ port: server.ports.http, host: '127.0.0.1', method: 'PUT', path: `/Session/${urlID}/UPLOAD/${id}` }, (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        });
+        req.on('error', reject);
+        req.end(data);
+      });
+    const puts = sessions.flatMap(({ urlID }) => [put(urlID, 'u1'), put(urlID, 'u2')]);
+    // Over the per-session quota (64 MB): the third file is refused.
+    const statuses = [...(await Promise.all(puts)), await put(sessions[0]!.urlID, 'u3')];
+    assert.equal(statuses.filter((s) => s === 200).length, 6);
+    assert.equal(statuses.filter((s) => s === 413).length, 1);
+    await assertServes(victim);
+    assertWithinBudget(rss.stop(), 128 * 1024 * 1024);
+    for (const { urlID } of sessions) await fetch(`http://127.0.0.1:${server.ports.http}/Session/${urlID}/KILL`);
+    await eventually(() => server.services.uploads.bytes === 0, 'the spool is empty after KILL');
   });
 });

@@ -614,3 +614,41 @@ export function seededRandom(seed: number): () => number {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
+
+/**
+ * Resolves when the server next reads a message body from the store: a scan under test has
+ * started (the test runs in the server's process).
+ */
+export function scanStarted(target: RunningServer): Promise<void> {
+  const store = target.services.store.mail;
+  const readRaw = store.readRaw;
+  return new Promise((resolve) => {
+    store.readRaw = (mailboxId, uid) => {
+      store.readRaw = readRaw;
+      resolve();
+      return readRaw.call(store, mailboxId, uid);
+    };
+  });
+}
+
+/**
+ * Sends `request` (a scan) on `scanner`; once the scan has started, a noop on `other`.
+ * Resolves with both replies and the order their responses came in: a server that lets
+ * other clients in while it scans answers the noop first.
+ */
+export async function raceNoop(target: RunningServer, scanner: XimssClient, other: XimssClient, request: string): Promise<{ scan: Reply; order: string[] }> {
+  const order: string[] = [];
+  const started = scanStarted(target);
+  const scan = scanner.request(request, 120_000).then((reply) => {
+    order.push('scan');
+    return reply;
+  });
+  await started;
+  const noop = other.request('<noop/>', 120_000).then((reply) => {
+    order.push('noop');
+    return reply;
+  });
+  const [scanReply, noopReply] = await Promise.all([scan, noop]);
+  assert.equal(noopReply.response.attrs.errorText, undefined);
+  return { scan: scanReply, order };
+}

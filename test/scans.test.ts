@@ -16,7 +16,7 @@ import { after, before, describe, test } from 'node:test';
 import { listPattern, Wildcard, wildcardMatch } from '../src/services/wildcard.js';
 import { pictureMatch } from '../src/services/rules/match.js';
 import { XmlElement } from '../src/xml/element.js';
-import { awaitNotifies, deliverRaw, expectError, fails, ok, rfc822, seededRandom, startTestServer, type TestServer, type XimssClient } from './helpers.js';
+import { awaitNotifies, deliverRaw, expectError, fails, ok, raceNoop, rfc822, seededRandom, startTestServer, type TestServer, type XimssClient } from './helpers.js';
 
 // ---------------------------------------------------------------------------------------
 // The matcher
@@ -134,43 +134,6 @@ async function fill(target: TestServer, address: string, mailbox: string, count:
     const uids = await deliverRaw(target, address, mailbox, batch);
     if (target === server) uids.forEach((uid, k) => (start + k) % 500 === 7 && needleUids.push(uid));
   }
-}
-
-/**
- * Resolves when the server next reads a message body from the store: the scan under test has
- * started (the test runs in the server's process).
- */
-function scanStarted(target: TestServer): Promise<void> {
-  const store = target.services.store.mail;
-  const readRaw = store.readRaw;
-  return new Promise((resolve) => {
-    store.readRaw = (mailboxId, uid) => {
-      store.readRaw = readRaw;
-      resolve();
-      return readRaw.call(store, mailboxId, uid);
-    };
-  });
-}
-
-/**
- * Sends `request` on `scanner`; once the scan has started, a noop on `other`. Resolves with
- * both replies and the order their responses came in.
- */
-async function raceNoop(target: TestServer, scanner: XimssClient, other: XimssClient, request: string): Promise<{ scan: Awaited<ReturnType<XimssClient['request']>>; order: string[] }> {
-  const order: string[] = [];
-  const started = scanStarted(target);
-  const scan = scanner.request(request, 120_000).then((reply) => {
-    order.push('scan');
-    return reply;
-  });
-  await started;
-  const noop = other.request('<noop/>', 120_000).then((reply) => {
-    order.push('noop');
-    return reply;
-  });
-  const [scanReply, noopReply] = await Promise.all([scan, noop]);
-  assert.equal(noopReply.response.attrs.errorText, undefined);
-  return { scan: scanReply, order };
 }
 
 let big: XimssClient;
