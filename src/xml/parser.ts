@@ -170,6 +170,38 @@ export class XmlDocumentParser {
   }
 }
 
+/**
+ * A document arriving in pieces (a TCP message over several reads, an HTTP body) after
+ * optional white space and byte order marks: until something else comes there is no
+ * document yet (keep-alive bytes, an empty body), and end() gives undefined.
+ */
+export class XmlDocumentStream {
+  private started = false;
+
+  constructor(
+    private readonly parser: XmlDocumentParser,
+    private readonly limits: XmlLimits,
+  ) {}
+
+  /** The next piece; throws as soon as the document is malformed or crosses a limit. */
+  write(text: string): void {
+    if (!this.started) {
+      let i = 0;
+      while (i < text.length && (isBlank(text, i, i + 1) || text.charCodeAt(i) === 0xfeff)) i++;
+      if (i === text.length) return;
+      this.started = true;
+      this.parser.begin(this.limits);
+      text = text.slice(i);
+    }
+    this.parser.write(text);
+  }
+
+  /** The document's root element; undefined when only white space came. */
+  end(): XmlElement | undefined {
+    return this.started ? this.parser.end() : undefined;
+  }
+}
+
 /** True when `text[from, to)` is only XML white space. */
 export function isBlank(text: string, from = 0, to = text.length): boolean {
   for (let i = from; i < to; i++) {

@@ -2,7 +2,7 @@ import type http from 'node:http';
 import { StringDecoder } from 'node:string_decoder';
 import type { Readable } from 'node:stream';
 import type { XmlElement } from '../../xml/element.js';
-import { XmlDocumentParser, XmlLimitError, XmlParseError, isBlank } from '../../xml/parser.js';
+import { XmlDocumentParser, XmlDocumentStream, XmlLimitError, XmlParseError, isBlank } from '../../xml/parser.js';
 import { Conversation, type Output, type TransportControl } from '../conversation.js';
 import type { Engine } from '../engine.js';
 import { errorResponse } from '../protocol.js';
@@ -73,49 +73,36 @@ export function readBatch(req: http.IncomingMessage, profile: RequestProfile): P
   const declared = Number(req.headers['content-length']);
   if (Number.isFinite(declared) && declared > profile.bytes) return Promise.resolve(tooLargeBatch(profile));
   return new Promise((resolve) => {
-    const parser = new XmlDocumentParser();
+    const document = new XmlDocumentStream(new XmlDocumentParser(), profile.xml);
     const decoder = new StringDecoder('utf8');
     let size = 0;
-    let started = false;
     const stop = (result: Batch): void => {
       req.removeAllListeners('data');
       req.removeAllListeners('end');
       resolve(result);
     };
-    const feed = (text: string): boolean => {
-      if (!started) {
-        let i = 0;
-        while (i < text.length && (isBlank(text, i, i + 1) || text.charCodeAt(i) === 0xfeff)) i++;
-        if (i === text.length) return true;
-        started = true;
-        parser.begin(profile.xml);
-        text = text.slice(i);
-      }
-      try {
-        parser.write(text);
-        return true;
-      } catch (err) {
-        if (!(err instanceof XmlParseError)) throw err;
-        stop({ kind: 'refused', reply: ximssError(parseFailure(err)), unread: !req.complete });
-        return false;
-      }
+    const refuse = (err: unknown): void => {
+      if (!(err instanceof XmlParseError)) throw err;
+      stop({ kind: 'refused', reply: ximssError(parseFailure(err)), unread: !req.complete });
     };
     req.on('data', (chunk: Buffer) => {
       size += chunk.length;
-      if (size > profile.bytes) stop(tooLargeBatch(profile));
-      else feed(decoder.write(chunk));
+      if (size > profile.bytes) return stop(tooLargeBatch(profile));
+      try {
+        document.write(decoder.write(chunk));
+      } catch (err) {
+        refuse(err);
+      }
     });
     req.on('end', () => {
-      if (!feed(decoder.end())) return;
-      if (!started) return stop({ kind: 'ok', requests: [] });
-      let root: XmlElement;
+      let root: XmlElement | undefined;
       try {
-        root = parser.end();
+        document.write(decoder.end());
+        root = document.end();
       } catch (err) {
-        if (!(err instanceof XmlParseError)) throw err;
-        return stop({ kind: 'refused', reply: ximssError(parseFailure(err)), unread: false });
+        return refuse(err);
       }
-      stop({ kind: 'ok', requests: root.name === 'XIMSS' ? root.elements() : [root] });
+      stop({ kind: 'ok', requests: root === undefined ? [] : root.name === 'XIMSS' ? root.elements() : [root] });
     });
     req.on('error', () => stop({ kind: 'aborted' }));
     req.on('close', () => {

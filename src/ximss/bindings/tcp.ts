@@ -3,7 +3,7 @@ import { StringDecoder } from 'node:string_decoder';
 import tls from 'node:tls';
 import type { Admission } from '../../services/connections.js';
 import type { XmlElement } from '../../xml/element.js';
-import { XmlDocumentParser, XmlLimitError, XmlParseError, isBlank, parseXmlRange } from '../../xml/parser.js';
+import { XmlDocumentParser, XmlDocumentStream, XmlLimitError, XmlParseError, isBlank, parseXmlRange } from '../../xml/parser.js';
 import { Conversation, type Output, type TransportControl } from '../conversation.js';
 import type { Engine } from '../engine.js';
 import { errorResponse } from '../protocol.js';
@@ -16,12 +16,10 @@ const OUTPUT_HIGH_WATER = 4 * 1024 * 1024;
 
 /** A message arriving over several chunks: parsed as it comes, never buffered whole. */
 interface PartialMessage {
-  readonly parser: XmlDocumentParser;
+  readonly document: XmlDocumentStream;
   readonly decoder: StringDecoder;
   readonly profile: RequestProfile;
   bytes: number;
-  /** False while only white space (keep-alive zero bytes, blank lines) has arrived. */
-  started: boolean;
 }
 
 /**
@@ -141,10 +139,6 @@ export class TcpConnection implements TransportControl {
         return;
       }
       if (!this.reading) return;
-      if (this.skipping) {
-        // The message was refused before its end: nothing of it is left to skip.
-        this.skipping = false;
-      }
     }
     if (start < chunk.length) this.continueMessage(start === 0 ? chunk : chunk.subarray(start));
   }
@@ -186,7 +180,8 @@ export class TcpConnection implements TransportControl {
     let partial = this.partial;
     if (!partial) {
       this.streamParser ??= new XmlDocumentParser();
-      partial = { parser: this.streamParser, decoder: new StringDecoder('utf8'), profile: this.profile(), bytes: 0, started: false };
+      const profile = this.profile();
+      partial = { document: new XmlDocumentStream(this.streamParser, profile.xml), decoder: new StringDecoder('utf8'), profile, bytes: 0 };
       this.partial = partial;
     }
     partial.bytes += bytes.length;
@@ -200,16 +195,8 @@ export class TcpConnection implements TransportControl {
 
   /** Parses more text of a partial message; a refusal is answered at once and the rest skipped. */
   private feed(partial: PartialMessage, text: string): void {
-    if (!partial.started) {
-      let i = 0;
-      while (i < text.length && (isBlank(text, i, i + 1) || text.charCodeAt(i) === 0xfeff)) i++;
-      if (i === text.length) return;
-      partial.started = true;
-      partial.parser.begin(partial.profile.xml);
-      text = i === 0 ? text : text.slice(i);
-    }
     try {
-      partial.parser.write(text);
+      partial.document.write(text);
     } catch (err) {
       if (!(err instanceof XmlParseError)) throw err;
       this.partial = undefined;
@@ -228,18 +215,17 @@ export class TcpConnection implements TransportControl {
       this.partial = undefined;
       partial.bytes += zero - start;
       if (partial.bytes > partial.profile.bytes) return void this.tooLarge(partial.profile);
-      this.feed(partial, partial.decoder.end(chunk.subarray(start, zero)));
-      if (this.skipping) return undefined; // refused while parsing
-      if (!partial.started) return undefined; // only white space: a keep-alive
-      let request: XmlElement;
+      let request: XmlElement | undefined;
       try {
-        request = partial.parser.end();
+        partial.document.write(partial.decoder.end(chunk.subarray(start, zero)));
+        request = partial.document.end();
       } catch (err) {
         if (!(err instanceof XmlParseError)) throw err;
         this.refuse(err);
         return undefined;
       }
-      return this.submit(request);
+      // Only white space (keep-alive zero bytes) carries no request.
+      return request ? this.submit(request) : undefined;
     }
     const profile = this.profile();
     if (zero - start > profile.bytes) return void this.tooLarge(profile);
