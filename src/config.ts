@@ -97,19 +97,32 @@ export interface Config {
     /** Open folders, per session and per account (all its sessions). */
     foldersPerSession: number;
     foldersPerAccount: number;
-    /** Delay added before answering a failed login, milliseconds. */
+    /**
+     * A failed login is answered this many milliseconds after its verification started; a
+     * refused one, a sign-up and a password-recovery request are delayed as long.
+     */
     loginFailureDelayMs: number;
     /**
-     * Login attempts: a client address past loginFailuresPerAddress failures in the window is
-     * refused; an account past loginFailuresPerAccount is slowed down (one attempt per
-     * accountSlowdownMs from addresses it has not logged in from), never refused.
+     * Login attempts, every protocol together (XIMSS, /XIMSSLogin/, SMTP AUTH, passwordModify).
+     * An attempt counts against its client address (IPv6: its /64) from the moment it starts,
+     * so parallel attempts cannot race the limit; a right password gives its place back. An
+     * address with loginFailuresPerAddress failures (and attempts under way) is refused,
+     * blocked for the window. An account (all its aliases together) past loginFailuresPerAccount
+     * failures is slowed down, never refused: attempts from addresses its owner has not logged
+     * in from recently wait for the account's next slot, slots accountSlowdownMs apart (one
+     * whose slot is beyond loginSeconds is refused at once); the owner's addresses go straight
+     * through. Sign-ups and password-recovery requests per address are limited to
+     * loginFailuresPerAddress in the window too, every request counting.
      */
     loginFailuresPerAddress: number;
     loginFailuresPerAccount: number;
     accountSlowdownMs: number;
     /** The window the failures are counted in, seconds. */
     loginFailureWindowSeconds: number;
-    /** SMTP: refused commands (unknown recipients and the like) before the connection is closed. */
+    /**
+     * SMTP: error replies on one connection (refused recipients, failed AUTH, bad commands)
+     * before the server says 421 4.7.0 Too many errors and closes it (Postfix's smtpd_hard_error_limit).
+     */
     smtpErrorsPerConnection: number;
     /** HTTP long-poll `maxWait` ceiling, seconds. */
     maxPollSeconds: number;

@@ -12,7 +12,7 @@ import { RuleService } from './services/rules/service.js';
 import { SmtpListener } from './transports/smtp/inbound.js';
 import { LocalDelivery } from './transports/smtp/local-delivery.js';
 import { MailQueue } from './transports/smtp/queue.js';
-import { AuthService } from './services/auth.js';
+import { AuthService, type AuthOptions } from './services/auth.js';
 import { EventBus } from './services/bus.js';
 import { ConnectionLimiter } from './services/connections.js';
 import { openStore } from './store/open.js';
@@ -38,8 +38,13 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
+/** What a caller may plug in besides the configuration (the tests: an observable password verifier). */
+export interface ServerOptions {
+  auth?: AuthOptions;
+}
+
 /** The composition root: builds the store, services and listeners of one server process. */
-export async function startServer(config: Config, log: (line: string) => void = console.log): Promise<RunningServer> {
+export async function startServer(config: Config, log: (line: string) => void = console.log, options: ServerOptions = {}): Promise<RunningServer> {
   const store = openStore(config.dataDir);
   const bus = new EventBus();
   const accounts = new AccountService(store, bus, config.defaultDomain);
@@ -74,7 +79,7 @@ export async function startServer(config: Config, log: (line: string) => void = 
     store,
     bus,
     accounts,
-    auth: new AuthService(accounts, store, config.limits, config.defaultDomain),
+    auth: new AuthService(accounts, store, config.limits, config.defaultDomain, options.auth),
     alerts,
     mail,
     rules,

@@ -9,7 +9,7 @@ import tls from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { defaultConfig, mergeConfig, type Config } from '../src/config.js';
-import { startServer, type RunningServer } from '../src/server.js';
+import { startServer, type RunningServer, type ServerOptions } from '../src/server.js';
 import { XmlElement } from '../src/xml/element.js';
 import { parseXml } from '../src/xml/parser.js';
 
@@ -32,7 +32,8 @@ export interface TestServer extends RunningServer {
 /** Numbers the accounts of `newAccount` (one test file runs in one process). */
 let accountCounter = 0;
 
-export async function startTestServer(overrides: Record<string, unknown> = {}): Promise<TestServer> {
+/** `options`: what startServer takes besides the configuration (e.g. an observable password verifier). */
+export async function startTestServer(overrides: Record<string, unknown> = {}, options: ServerOptions = {}): Promise<TestServer> {
   const dataDir = mkdtempSync(join(tmpdir(), 'ximssd-test-'));
   const base = defaultConfig();
   const config = mergeConfig(
@@ -47,7 +48,7 @@ export async function startTestServer(overrides: Record<string, unknown> = {}): 
     'test',
   );
   const merged = mergeConfig(config, overrides, 'test overrides');
-  const server = await startServer(merged, () => {});
+  const server = await startServer(merged, () => {}, options);
   const clients: XimssClient[] = [];
   const addAccount = async (address: string, password: string, realName?: string): Promise<void> => {
     await server.services.accounts.create({ address, password, realName, createDomain: true });

@@ -301,9 +301,9 @@ describe('failed-login delay and rate limits', () => {
     }
   });
 
-  test('too many failures for one account lock that account only', async () => {
+  test('too many failures for one account slow that account down, never lock it: the right password still gets in', async () => {
     const server = await startTestServer({
-      limits: { loginFailuresPerAddress: 100, loginFailuresPerAccount: 2, loginFailureWindowSeconds: 60 },
+      limits: { loginFailuresPerAddress: 100, loginFailuresPerAccount: 2, accountSlowdownMs: 50, loginFailureWindowSeconds: 60 },
     });
     try {
       await server.addAccount('user1@example.test', 'secret');
@@ -311,13 +311,17 @@ describe('failed-login delay and rate limits', () => {
       const client = await XimssClient.connect(server.ports.ximss);
       assertBadCredentials(await client.request(loginRequest('user1@example.test', 'x')));
       assertBadCredentials(await client.request(loginRequest('user1', 'y')));
-      const locked = await client.request(loginRequest('user1@example.test', 'secret'));
-      assert.equal(locked.messages.length, 0);
-      assert.ok(locked.response.attrs.errorText);
+      // Past the account's budget: slowed down (test/login-limits.test.ts), not refused.
+      assertBadCredentials(await client.request(loginRequest('user1', 'z')));
+      assertSession(await client.request(loginRequest('user1@example.test', 'secret', { id: 'u1' })), 'u1', 'user1@example.test');
+      const other = await XimssClient.connect(server.ports.ximss);
       const plain = Buffer.from('\0user1@example.test\0secret').toString('base64');
-      assert.equal((await client.request(`<login method="PLAIN" authData="${plain}"/>`)).messages.length, 0);
-      assertSession(await client.request(loginRequest('user2@example.test', 'secret2', { id: 'u2' })), 'u2', 'user2@example.test');
+      assert.equal((await other.request(`<login method="PLAIN" authData="${plain}"/>`)).messages.length, 1, 'SASL PLAIN gets in too');
+      const third = await XimssClient.connect(server.ports.ximss);
+      assertSession(await third.request(loginRequest('user2@example.test', 'secret2', { id: 'u2' })), 'u2', 'user2@example.test');
       client.close();
+      other.close();
+      third.close();
     } finally {
       await server.stop();
     }

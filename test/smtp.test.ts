@@ -21,6 +21,7 @@ import { SmtpListener, isLoopback } from '../src/transports/smtp/inbound.js';
 import { LocalDelivery, type DeliveryEnvelope, type DeliveryOutcome } from '../src/transports/smtp/local-delivery.js';
 import { XmlElement } from '../src/xml/element.js';
 import { b64, run, sendmail, smtpSession, smtpSteps, type SmtpStep, type SmtpStepResult } from './fixtures/smtp-client.js';
+import { authPlain, SmtpWire } from './fixtures/smtp-wire.js';
 import { browseAll, connectPlain, eventually, expectOk, freePort, loggedInClient, rfc822, startTestServer, storedMessages, type TestServer } from './helpers.js';
 
 const MAX_MESSAGE_BYTES = 100_000;
@@ -635,6 +636,53 @@ function countById(messages: readonly { raw: Buffer }[]): Map<string, number> {
   }
   return counts;
 }
+
+describe('SMTP abuse limits', () => {
+  test('100 parallel AUTH from one address: at most loginFailuresPerAddress verified; the right password, sent last, is refused with 454 4.7.0', async () => {
+    const user = await newAccount('authburst');
+    const limit = server.config.limits.loginFailuresPerAddress;
+    // Another loopback address than the other tests': its budget is this test's alone.
+    const wires = await Promise.all(Array.from({ length: 100 }, () => SmtpWire.connect(smtpPort, '127.0.0.50')));
+    await Promise.all(wires.map((w) => w.command('EHLO burst.example')));
+    // Written in one go, before any answer can come back; unknown names but the last.
+    wires.forEach((w, i) => w.write(i === 99 ? authPlain(user, PASSWORD) : authPlain(`nobody-${i}@${DOMAIN}`, 'wrong')));
+    const replies = await Promise.all(wires.map((w) => w.next(30_000)));
+    const verified = replies.filter((r) => r.code === 535).length;
+    assert.ok(verified > 0 && verified <= limit, `${verified} attempts verified (535)`);
+    assert.equal(replies.filter((r) => r.code === 454).length, 100 - verified, 'every other attempt refused unverified');
+    assert.deepEqual(replies[99], { code: 454, text: '4.7.0 too many failed login attempts; try again later' });
+    for (const w of wires) w.close();
+  });
+
+  test('30 unknown RCPTs on one connection: 550 up to smtpErrorsPerConnection, then 421 4.7.0 Too many errors and the connection is closed', async () => {
+    const limit = server.config.limits.smtpErrorsPerConnection;
+    const wire = await SmtpWire.connect(smtpPort);
+    assert.equal((await wire.command('EHLO probe.example')).code, 250);
+    assert.equal((await wire.command('MAIL FROM:<probe@remote.example>')).code, 250);
+    // Pipelined, as a harvester would send them.
+    wire.write(...Array.from({ length: 30 }, (_, i) => `RCPT TO:<nobody-${i}@${DOMAIN}>`));
+    await wire.waitClosed();
+    const replies = wire.replies.slice(3);
+    assert.equal(replies.length, limit + 1, JSON.stringify(replies));
+    for (const r of replies.slice(0, limit)) assert.match(`${r.code} ${r.text}`, /^550 5\.1\.1 /);
+    assert.deepEqual(replies[limit], { code: 421, text: '4.7.0 Too many errors' });
+  });
+
+  test('every kind of error counts: relaying denied, failed AUTH, bad syntax', async () => {
+    const limit = server.config.limits.smtpErrorsPerConnection;
+    const wire = await SmtpWire.connect(smtpPort, '127.0.0.51');
+    assert.equal((await wire.command('EHLO probe.example')).code, 250);
+    assert.equal((await wire.command(authPlain(`nobody@${DOMAIN}`, 'wrong'))).code, 535);
+    assert.equal((await wire.command('MAIL FROM:<probe@remote.example>')).code, 250);
+    assert.equal((await wire.command('RCPT TO:<someone@elsewhere.example>')).code, 550);
+    assert.equal((await wire.command('RCPT TO:<not an address>')).code, 501);
+    wire.write(...Array.from({ length: limit }, (_, i) => `RCPT TO:<nobody-${i}@${DOMAIN}>`));
+    await wire.waitClosed();
+    const replies = wire.replies.slice(6);
+    assert.equal(replies.length, limit - 3 + 1, 'three errors were made before');
+    assert.deepEqual(replies[replies.length - 1], { code: 421, text: '4.7.0 Too many errors' });
+  });
+});
 
 describe('SMTP bursts', () => {
   test('200 messages over 4 concurrent connections: every 250 is in the mailbox exactly once', async () => {

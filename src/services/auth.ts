@@ -1,10 +1,11 @@
 import { randomBytes } from 'node:crypto';
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { Config } from '../config.js';
 import type { AccountRecord, LoginRecord, Store } from '../store/store.js';
 import { fullName, type AccountService } from './accounts.js';
-import { BAD_CREDENTIALS, ServiceError } from './errors.js';
-import { cramMd5Digest, safeEqual, verifyPassword, VerifiedPasswordCache } from './passwords.js';
+import { BAD_CREDENTIALS, ServiceError, TOO_MANY_ATTEMPTS } from './errors.js';
+import { FairLimiter } from './fair-limiter.js';
+import { addressKey, LoginGuard, type Budget, type GuardEvent, type GuardState } from './login-guard.js';
+import { cramMd5Context, hashPassword, passwordVerifier, VerifiedPasswordCache, type PasswordVerifier } from './passwords.js';
 
 export interface Authenticated {
   account: AccountRecord;
@@ -13,90 +14,95 @@ export interface Authenticated {
   lastFailedLogin: LoginRecord | null;
 }
 
-/** Counts recent failures per key (an address, an account) inside a sliding window. */
-class FailureCounter {
-  private readonly failures = new Map<string, number[]>();
-
-  constructor(
-    private readonly limit: number,
-    private readonly windowMs: number,
-  ) {}
-
-  private recent(key: string, now: number): number[] {
-    const list = this.failures.get(key);
-    if (!list) return [];
-    const fresh = list.filter((t) => now - t < this.windowMs);
-    if (fresh.length === 0) this.failures.delete(key);
-    else if (fresh.length !== list.length) this.failures.set(key, fresh);
-    return fresh;
-  }
-
-  exceeded(key: string, now = Date.now()): boolean {
-    return this.recent(key, now).length >= this.limit;
-  }
-
-  add(key: string, now = Date.now()): void {
-    const list = this.recent(key, now);
-    list.push(now);
-    this.failures.set(key, list);
-    if (this.failures.size > 100_000) this.failures.delete(this.failures.keys().next().value!);
-  }
+export interface AuthOptions {
+  /** The password and CRAM-MD5 checks (the tests count or hold them). */
+  verifier?: PasswordVerifier;
+  /** Where attempts are counted (default: this process's memory; see GuardState). */
+  state?: GuardState;
+  /** Told of every refusal and admission (the tests; there is no structured log yet). */
+  observe?: (event: GuardEvent) => void;
+  /** scrypt verifications running at once, server-wide (default: half the libuv thread pool). */
+  concurrentHashes?: number;
 }
 
 type Limits = Config['limits'];
 
+/** An account name as attempted: the account it names, and the key its attempts count under. */
+interface Identified {
+  account: AccountRecord | undefined;
+  key: string;
+}
+
+const ACCOUNT_BUSY = 'too many login attempts on this account; try again later';
+
 /**
- * Checks credentials for every protocol: clear text, CRAM-MD5, SASL PLAIN. Failed attempts
- * are delayed and counted per client address and per account; past the limit, attempts
- * are refused without checking the password until the window passes. Sign-ups are limited
- * per address in the same way.
+ * scrypt takes a libuv pool thread for tens of milliseconds. The pool (4 threads unless
+ * UV_THREADPOOL_SIZE says otherwise) also serves file system calls and DNS look-ups, so
+ * logins get half of it: a flood of logins slows logins down, not the rest of the server.
+ */
+function defaultConcurrentHashes(): number {
+  const pool = Number(process.env.UV_THREADPOOL_SIZE) || 4;
+  return Math.max(1, Math.floor(pool / 2));
+}
+
+/**
+ * Checks credentials for every protocol (XIMSS clear text, SASL PLAIN and CRAM-MD5 over TCP
+ * and HTTP, the /XIMSSLogin/ parameter and nonce logins, SMTP AUTH, passwordModify), all
+ * through one LoginGuard: an attempt is reserved against its client address's budget before
+ * anything is looked up, so parallel attempts cannot slip past the limit; the account (every
+ * alias of it) is slowed down past its own budget, never locked (see login-guard.ts).
+ *
+ * An unknown name costs what a wrong password costs: it is verified against a dummy scrypt
+ * hash (or CRAM-MD5 context) made once at start. A failure is answered `loginFailureDelayMs`
+ * after its verification started, on a timer. scrypt verifications run at most
+ * `concurrentHashes` at once, the waiting ones served by client address in turn
+ * (FairLimiter), so that a flood from some addresses does not queue everybody else behind it.
+ *
+ * Sign-ups and password-recovery requests are counted the same way, reserved before anything
+ * is done: every request counts, whatever its outcome.
  */
 export class AuthService {
-  private readonly byAddress: FailureCounter;
-  private readonly byAccount: FailureCounter;
-  private readonly signupsByAddress: FailureCounter;
-  private readonly recoveriesByAddress: FailureCounter;
-  private readonly recoveriesByAccount: FailureCounter;
+  readonly guard: LoginGuard;
+  private readonly verifier: PasswordVerifier;
+  private readonly hashes: FairLimiter;
   private readonly verified = new VerifiedPasswordCache();
+  /** What unknown accounts are verified against (never matches: its password is thrown away). */
+  private readonly dummyHash: Promise<string>;
+  private readonly dummyContext: string;
+  private readonly signups: Budget;
+  private readonly recoveriesByAddress: Budget;
+  private readonly recoveriesByAccount: Budget;
 
   constructor(
     private readonly accounts: AccountService,
     private readonly store: Store,
     private readonly limits: Limits,
     private readonly serverName: string,
+    options: AuthOptions = {},
   ) {
     const windowMs = limits.loginFailureWindowSeconds * 1000;
-    this.byAddress = new FailureCounter(limits.loginFailuresPerAddress, windowMs);
-    this.byAccount = new FailureCounter(limits.loginFailuresPerAccount, windowMs);
-    this.signupsByAddress = new FailureCounter(limits.loginFailuresPerAddress, windowMs);
-    this.recoveriesByAddress = new FailureCounter(limits.loginFailuresPerAddress, windowMs);
+    this.guard = new LoginGuard(
+      {
+        perAddress: limits.loginFailuresPerAddress,
+        perAccount: limits.loginFailuresPerAccount,
+        windowMs,
+        slowdownMs: limits.accountSlowdownMs,
+        // A slot further away than the time a client has to log in would come too late.
+        horizonMs: limits.loginSeconds * 1000,
+      },
+      { state: options.state, observe: options.observe },
+    );
+    this.verifier = options.verifier ?? passwordVerifier;
+    this.hashes = new FairLimiter(options.concurrentHashes ?? defaultConcurrentHashes());
+    const secret = randomBytes(24).toString('base64');
+    this.dummyHash = hashPassword(secret);
+    this.dummyHash.catch(() => {}); // a failure surfaces where it is awaited
+    this.dummyContext = cramMd5Context(secret);
+    this.signups = { name: 'signup-address', limit: limits.loginFailuresPerAddress, windowMs };
+    this.recoveriesByAddress = { name: 'recovery-address', limit: limits.loginFailuresPerAddress, windowMs };
     // An account's recovery address gets a few messages per window at most: the operation
     // must not become a way to flood someone's mailbox.
-    this.recoveriesByAccount = new FailureCounter(3, windowMs);
-  }
-
-  /**
-   * Admits one password-recovery request from `address` for `accountKey` (a name, whether
-   * or not it exists): counted and delayed like a failed login, refused past the limits.
-   */
-  async admitRecovery(address: string, accountKey: string): Promise<void> {
-    if (this.recoveriesByAddress.exceeded(address) || this.recoveriesByAccount.exceeded(accountKey)) {
-      throw new ServiceError('too many password recovery requests; try again later');
-    }
-    this.recoveriesByAddress.add(address);
-    this.recoveriesByAccount.add(accountKey);
-    await sleep(this.limits.loginFailureDelayMs);
-  }
-
-  /**
-   * Admits one sign-up attempt from `address`: counted and delayed like a failed login, and
-   * refused past the per-address limit until the window passes, so that sign-up can be used
-   * neither to probe account names nor to create accounts in bulk.
-   */
-  async admitSignup(address: string): Promise<void> {
-    if (this.signupsByAddress.exceeded(address)) throw new ServiceError('too many sign-ups from this address; try again later');
-    this.signupsByAddress.add(address);
-    await sleep(this.limits.loginFailureDelayMs);
+    this.recoveriesByAccount = { name: 'recovery-account', limit: 3, windowMs };
   }
 
   /** A fresh CRAM-MD5 challenge (RFC 2195 form). */
@@ -104,18 +110,118 @@ export class AuthService {
     return `<${randomBytes(8).readBigUInt64BE().toString()}.${Date.now()}@${this.serverName}>`;
   }
 
-  private checkThrottle(address: string, accountKey: string | undefined): void {
-    if (this.byAddress.exceeded(address) || (accountKey !== undefined && this.byAccount.exceeded(accountKey))) {
-      throw new ServiceError('too many failed login attempts; try again later');
+  // -------------------------------------------------------------------------------------
+  // Sign-up and password recovery
+
+  /** Counts one request on `budget`/`key` before anything is done; refuses past the limit. */
+  private async count(budget: Budget, key: string, refusal: string): Promise<void> {
+    const { state, now } = this.guard;
+    const ticket = await state.reserve(budget, key, now());
+    if (!ticket) return this.refuse(refusal);
+    // Every request counts, whatever comes of it.
+    await state.settle(budget, ticket, true, now());
+  }
+
+  /**
+   * Admits one password-recovery request from `address` for `userName` (resolved through
+   * aliases, so that every name of an account shares its budget; an unknown name is counted
+   * as normalized): counted before anything is done and delayed like a failed login, refused
+   * past the limits. Resolves with the account named, if any.
+   */
+  async admitRecovery(address: string, userName: string, domainHint: string | undefined): Promise<AccountRecord | undefined> {
+    const refusal = 'too many password recovery requests; try again later';
+    await this.count(this.recoveriesByAddress, addressKey(address), refusal);
+    const { account, key } = await this.identify(userName, domainHint);
+    await this.count(this.recoveriesByAccount, key, refusal);
+    await this.guard.wait(this.limits.loginFailureDelayMs);
+    return account;
+  }
+
+  /**
+   * Admits one sign-up attempt from `address`: counted before anything is done and delayed
+   * like a failed login, refused past the per-address limit until the window passes, so that
+   * sign-up can be used neither to probe account names nor to create accounts in bulk.
+   */
+  async admitSignup(address: string): Promise<void> {
+    await this.count(this.signups, addressKey(address), 'too many sign-ups from this address; try again later');
+    await this.guard.wait(this.limits.loginFailureDelayMs);
+  }
+
+  // -------------------------------------------------------------------------------------
+  // Logins
+
+  /** The account `userName` names (aliases and the default domain resolved) and its key. */
+  private async identify(userName: string, domainHint: string | undefined): Promise<Identified> {
+    const account = await this.accounts.find(userName, domainHint);
+    if (account) return { account, key: fullName(account) };
+    try {
+      return { account: undefined, key: fullName(this.accounts.parseAddress(userName, domainHint)) };
+    } catch {
+      // Not an account name at all: counted as typed (bounded).
+      return { account: undefined, key: `?${userName.trim().toLowerCase().slice(0, 256)}` };
     }
   }
 
-  private async fail(address: string, account: AccountRecord | undefined, accountKey: string | undefined): Promise<never> {
-    this.byAddress.add(address);
-    if (accountKey !== undefined) this.byAccount.add(accountKey);
+  /** A refusal without verification, answered after the failure delay. */
+  private async refuse(message: string): Promise<never> {
+    await this.guard.wait(this.limits.loginFailureDelayMs);
+    throw new ServiceError(message);
+  }
+
+  /**
+   * One attempt, whatever the mechanism: reserved against the address before anything else,
+   * counted against the account (waiting for its slot when it is slowed down), verified, and
+   * settled. `verify` gets undefined for an unknown name and must do the same work then.
+   * A failure is recorded on the account (lastFailedLogin) and answered after the delay.
+   */
+  private async attempt(
+    address: string,
+    identify: () => Promise<Identified>,
+    verify: (account: AccountRecord | undefined) => Promise<boolean>,
+  ): Promise<AccountRecord> {
+    const attempt = await this.guard.begin(address);
+    if (!attempt) return this.refuse(TOO_MANY_ATTEMPTS);
+    let account: AccountRecord | undefined;
+    let right: boolean;
+    let deadline: number;
+    try {
+      const identified = await identify();
+      account = identified.account;
+      if (!(await attempt.forAccount(identified.key, [account?.prevLogin?.address]))) {
+        await attempt.abandon();
+        return await this.refuse(ACCOUNT_BUSY);
+      }
+      deadline = this.guard.now() + this.limits.loginFailureDelayMs;
+      right = (await verify(account)) && account !== undefined;
+    } catch (err) {
+      // No verdict: the attempt is released, counted nowhere.
+      await attempt.abandon();
+      throw err;
+    }
+    if (right && account) {
+      await attempt.succeeded();
+      return account;
+    }
+    await attempt.failed();
     if (account) await this.store.accounts.recordFailedLogin(account.id, { time: new Date(), address });
-    await sleep(this.limits.loginFailureDelayMs);
+    await this.guard.wait(deadline - this.guard.now());
     throw new ServiceError(BAD_CREDENTIALS);
+  }
+
+  /** scrypt, limited server-wide and served by client address in turn. */
+  private verifyHash(address: string, password: string, stored: string): Promise<boolean> {
+    return this.hashes.run(addressKey(address), () => this.verifier.verifyPassword(password, stored));
+  }
+
+  private async verifyPassword(address: string, account: AccountRecord | undefined, password: string): Promise<boolean> {
+    if (!account) {
+      await this.verifyHash(address, password, await this.dummyHash);
+      return false;
+    }
+    if (this.verified.has(account.id, account.credentialsVersion, password)) return true;
+    const right = await this.verifyHash(address, password, account.passwordHash);
+    if (right) this.verified.add(account.id, account.credentialsVersion, password);
+    return right;
   }
 
   private async succeed(account: AccountRecord, address: string): Promise<Authenticated> {
@@ -124,35 +230,28 @@ export class AuthService {
     return result;
   }
 
-  private accountKey(userName: string, domainHint: string | undefined): string | undefined {
-    try {
-      const q = this.accounts.parseAddress(userName, domainHint);
-      return fullName(q);
-    } catch {
-      return undefined;
-    }
-  }
-
   async checkPassword(userName: string, password: string, domainHint: string | undefined, address: string): Promise<Authenticated> {
-    const key = this.accountKey(userName, domainHint);
-    this.checkThrottle(address, key);
-    const account = key === undefined ? undefined : await this.accounts.find(key);
-    if (!account) return this.fail(address, undefined, key);
-    if (this.verified.has(account.id, account.credentialsVersion, password)) return this.succeed(account, address);
-    if (!(await verifyPassword(password, account.passwordHash))) return this.fail(address, account, key);
-    this.verified.add(account.id, account.credentialsVersion, password);
+    const account = await this.attempt(
+      address,
+      () => this.identify(userName, domainHint),
+      (account) => this.verifyPassword(address, account, password),
+    );
     return this.succeed(account, address);
   }
 
   /**
-   * Checks the password of an account already logged in (passwordModify): throttled and
-   * delayed like a login, but not recorded as one.
+   * Checks the password of an account already logged in (passwordModify): guarded and
+   * delayed like a login, but not recorded as one when right.
    */
   async checkCurrentPassword(account: AccountRecord, password: string, address: string): Promise<void> {
-    const key = fullName(account);
-    this.checkThrottle(address, key);
-    const fresh = (await this.accounts.getById(account.id)) ?? account;
-    if (!(await verifyPassword(password, fresh.passwordHash))) await this.fail(address, fresh, key);
+    await this.attempt(
+      address,
+      async () => {
+        const fresh = (await this.accounts.getById(account.id)) ?? account;
+        return { account: fresh, key: fullName(fresh) };
+      },
+      async (fresh) => fresh !== undefined && this.verifyHash(address, password, fresh.passwordHash),
+    );
   }
 
   /** Verifies the client's `user hexdigest` answer to `challenge`. */
@@ -160,11 +259,15 @@ export class AuthService {
     const space = answer.lastIndexOf(' ');
     const userName = space > 0 ? answer.slice(0, space) : '';
     const digest = space > 0 ? answer.slice(space + 1).toLowerCase() : '';
-    const key = this.accountKey(userName, domainHint);
-    this.checkThrottle(address, key);
-    const account = key === undefined ? undefined : await this.accounts.find(key);
-    if (!account || !account.cramMd5Context) return this.fail(address, account, key);
-    if (!safeEqual(cramMd5Digest(account.cramMd5Context, challenge), digest)) return this.fail(address, account, key);
+    const account = await this.attempt(
+      address,
+      () => this.identify(userName, domainHint),
+      async (account) => {
+        // Without a context (or an account) the dummy one does the same work.
+        const context = account?.cramMd5Context || this.dummyContext;
+        return this.verifier.verifyDigest(context, challenge, digest) && Boolean(account?.cramMd5Context);
+      },
+    );
     return this.succeed(account, address);
   }
 

@@ -14,3 +14,6 @@ export class ServiceError extends Error {
 
 /** The exact text existing clients match to recognise a failed login. */
 export const BAD_CREDENTIALS = 'incorrect password or account name';
+
+/** A login refused without looking at the password: the client address has used up its budget. */
+export const TOO_MANY_ATTEMPTS = 'too many failed login attempts; try again later';

@@ -127,3 +127,19 @@ export class VerifiedPasswordCache {
     this.entries.set(this.key(accountId, credentialsVersion, password), Date.now() + this.ttlMs);
   }
 }
+
+/**
+ * The checks a login ends with. The server uses `passwordVerifier`; the tests pass their own
+ * (to count or hold verifications) through startServer's options.
+ */
+export interface PasswordVerifier {
+  /** Whether `password` matches `stored` (a hash of hashPassword). */
+  verifyPassword(password: string, stored: string): Promise<boolean>;
+  /** Whether `digest` (lower-case hex) is HMAC-MD5(password, challenge) for the CRAM-MD5 `context`. */
+  verifyDigest(context: string, challenge: string, digest: string): boolean;
+}
+
+export const passwordVerifier: PasswordVerifier = {
+  verifyPassword,
+  verifyDigest: (context, challenge, digest) => safeEqual(cramMd5Digest(context, challenge), digest),
+};

@@ -67,14 +67,23 @@ export function isLoopback(address: string): boolean {
 }
 
 /**
- * smtp-server with one change: the enhanced status code (ENHANCEDSTATUSCODES is advertised)
- * of a reply whose text starts with one is taken from the text. The library derives the code
- * of an application's error from the reply code alone (550 is always 5.1.1), which cannot
- * say `550 5.7.1` (relaying denied) next to `550 5.1.1` (no such user). Every other reply,
- * the library's own included, keeps the library's code.
+ * smtp-server with two changes, both made where every reply is sent (SMTPConnection.send):
+ *
+ * - The enhanced status code (ENHANCEDSTATUSCODES is advertised) of a reply whose text starts
+ *   with one is taken from the text. The library derives the code of an application's error
+ *   from the reply code alone (550 is always 5.1.1), which cannot say `550 5.7.1` (relaying
+ *   denied) next to `550 5.1.1` (no such user). Every other reply, the library's own
+ *   included, keeps the library's code.
+ * - Error replies are counted per connection, like Postfix's smtpd_hard_error_limit: the
+ *   `errorLimit`th error reply (4xx or 5xx: unknown recipients, relaying denied, failed AUTH,
+ *   bad syntax, ...) is followed at once by `421 4.7.0 Too many errors`, and the library
+ *   closes the connection after a 421 (a handler's error with responseCode 421 does the same,
+ *   which is how a callback ends a session).
  */
 class Server extends SMTPServer {
   private readonly wrapped = new WeakSet<SMTPConnection>();
+  /** Error replies a connection may get before it is closed. */
+  errorLimit = Number.POSITIVE_INFINITY;
 
   override connect(socket: Socket | TLSSocket, socketOptions?: SMTPConnectionOptions | null): void {
     super.connect(socket, socketOptions);
@@ -82,8 +91,12 @@ class Server extends SMTPServer {
       if (this.wrapped.has(connection)) continue;
       this.wrapped.add(connection);
       const send = connection.send.bind(connection);
-      connection.send = (code, data, context) =>
-        typeof data === 'string' && ENHANCED_CODE.test(data) ? send(code, data, false) : send(code, data, context);
+      let errors = 0;
+      connection.send = (code, data, context) => {
+        if (typeof data === 'string' && ENHANCED_CODE.test(data)) send(code, data, false);
+        else send(code, data, context);
+        if (code >= 400 && code !== 421 && ++errors >= this.errorLimit) send(421, '4.7.0 Too many errors', false);
+      };
     }
   }
 }
@@ -127,6 +140,11 @@ interface Transaction {
  *   `LocalDelivery` runs each recipient's Mail Rules; a rule's "Reject with" is the reply
  *   (550 5.7.1) when the message has one recipient, else a failure report to the sender.
  *   NOTIFY=SUCCESS gets a "delivered" report (RFC 3461 section 4.2).
+ * - Errors: after `smtpErrorsPerConnection` error replies on one connection (refused
+ *   recipients, failed AUTH, ...) the server says `421 4.7.0 Too many errors` and closes it,
+ *   so that one connection cannot probe recipient names without end. AUTH goes through the
+ *   login guard every protocol shares (AuthService): refused past the address's budget with
+ *   454 4.7.0.
  */
 export class SmtpListener {
   private readonly smtp: Server;
@@ -201,6 +219,7 @@ export class SmtpListener {
       },
       onData: (stream, session, callback) => this.onData(stream, session, callback),
     });
+    this.smtp.errorLimit = services.config.limits.smtpErrorsPerConnection;
     if (tlsContext) this.smtp.secureContext.set('*', tlsContext);
     this.smtp.on('error', (err: Error & { code?: string }) => {
       if (this.listening && !QUIET_ERRORS.has(err.code ?? '')) this.log(`smtp: ${err.message}`);

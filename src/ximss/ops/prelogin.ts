@@ -1,4 +1,4 @@
-import { fullName, settingIsYes } from '../../services/accounts.js';
+import { settingIsYes } from '../../services/accounts.js';
 import { ServiceError } from '../../services/errors.js';
 import { el } from '../../xml/element.js';
 import { preLogin, requiredAttr, type OperationTable, type RequestContext } from '../engine.js';
@@ -38,15 +38,8 @@ export const preLoginOperations: OperationTable = {
   recoverPassword: preLogin(async (ctx) => {
     const domain = await selectDomain(ctx);
     const userName = requiredAttr(ctx.request, 'userName');
-    // Counted per account however the name is spelled (case, blanks, with its domain).
-    let accountKey = `${userName.toLowerCase()}@${domain}`;
-    try {
-      accountKey = fullName(ctx.server.accounts.parseAddress(userName, domain));
-    } catch {
-      // not an account name: counted as spelled
-    }
-    await ctx.server.auth.admitRecovery(ctx.conversation.remoteAddress, accountKey);
-    const account = await ctx.server.accounts.find(userName, domain);
+    // Counted per address, and per account however it is named (case, blanks, domain, alias).
+    const account = await ctx.server.auth.admitRecovery(ctx.conversation.remoteAddress, userName, domain);
     // One answer for an unknown account and one without a recovery address: no probing.
     if (!account || !account.recoveryEmail) throw new ServiceError('password recovery is not possible for this account');
     await ctx.server.passwordRecovery.send(account);
