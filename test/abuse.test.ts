@@ -10,9 +10,12 @@ import http from 'node:http';
 import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { passwordVerifier } from '../src/services/passwords.js';
+import { SmtpListener } from '../src/transports/smtp/inbound.js';
 import { XmlElement } from '../src/xml/element.js';
 import { parseXml } from '../src/xml/parser.js';
 import { deliverRaw, eventually, loginWithUrlId, raceNoop, rfc822, startTestServer, XimssClient, type TestServer } from './helpers.js';
+import { SmtpWire } from './fixtures/smtp-wire.js';
 
 /** How much the process's resident memory may grow during one attack (server and attacker share the process). */
 const RSS_BUDGET = 256 * 1024 * 1024;
@@ -459,5 +462,115 @@ describe('abuse: expensive work for one request', () => {
     assertWithinBudget(rss.stop(), 128 * 1024 * 1024);
     for (const { urlID } of sessions) await fetch(`http://127.0.0.1:${server.ports.http}/Session/${urlID}/KILL`);
     await eventually(() => server.services.uploads.bytes === 0, 'the spool is empty after KILL');
+  });
+});
+
+describe('abuse: logins and SMTP', () => {
+  let server: TestServer;
+  let victim: XimssClient;
+  let user: string;
+  let smtp: SmtpListener;
+  let smtpPort: number;
+  /** Passwords the server verified, by the name typed (the right one is "secret"). */
+  const verified: string[] = [];
+  before(async () => {
+    server = await startTestServer(
+      // One address may hold 250 connections here: the login budget is what this group attacks.
+      { limits: { loginFailureDelayMs: 50, accountSlowdownMs: 200, connectionsPerAddress: 250 } },
+      {
+        auth: {
+          verifier: {
+            async verifyPassword(password, stored) {
+              verified.push(password);
+              return passwordVerifier.verifyPassword(password, stored);
+            },
+            verifyDigest: passwordVerifier.verifyDigest,
+          },
+        },
+      },
+    );
+    user = await server.newAccount('victim');
+    victim = (await server.login(user, 'secret')).client;
+    smtp = new SmtpListener(server.services);
+    smtpPort = await smtp.start(0, '127.0.0.1');
+  });
+  after(async () => {
+    await smtp.close();
+    await server.stop();
+  });
+
+  test('200 parallel logins from one address: only the budget is verified, the right password last is refused', async () => {
+    const target = await server.newAccount('target');
+    verified.length = 0;
+    const clients = await Promise.all(Array.from({ length: 200 }, () => connectFrom(server.ports.ximss, '127.0.0.20')));
+    const replies = await Promise.all(
+      clients.map((c, i) => c.request(new XmlElement('login', { authData: target, password: i === 199 ? 'secret' : `guess${i}` }), 30_000)),
+    );
+    assert.ok(verified.length <= server.config.limits.loginFailuresPerAddress, `${verified.length} passwords verified`);
+    assert.match(replies[199]!.response.attrs.errorText ?? '', /too many/);
+    assert.equal(replies.filter((r) => !r.response.attrs.errorText).length, 0);
+    // The same address over HTTP and SMTP AUTH is refused too: one budget for every protocol.
+    const http = await rawHttp(server.ports.http, `GET /XIMSSLogin/?userName=${target}&password=secret&errorAsXML=1 HTTP/1.1\r\nHost: x\r\n\r\n`, undefined, '127.0.0.20');
+    assert.match(httpBody(http.text), /errorText="too many/);
+    const wire = await SmtpWire.connect(smtpPort, '127.0.0.20');
+    await wire.command('EHLO attacker.test');
+    const auth = await wire.command(`AUTH PLAIN ${Buffer.from(`\0${target}\0secret`).toString('base64')}`);
+    assert.equal(auth.code, 454);
+    wire.socket.destroy();
+    for (const c of clients) c.close();
+    await assertServes(victim);
+  });
+
+  test("the owner is not locked out by others' failures on the account", async () => {
+    const owner = await server.newAccount('owner');
+    await (await connectFrom(server.ports.ximss, '127.0.0.21')).login(owner, 'secret');
+    // Twelve attacker addresses fail twice each on the account: past its limit of 10.
+    for (let a = 0; a < 12; a++) {
+      const attacker = await connectFrom(server.ports.ximss, `127.0.0.${30 + a}`);
+      for (let i = 0; i < 2; i++) await attacker.request(new XmlElement('login', { authData: owner, password: `x${a}-${i}` }), 30_000);
+      attacker.close();
+    }
+    const back = await connectFrom(server.ports.ximss, '127.0.0.21');
+    const reply = await back.request(new XmlElement('login', { authData: owner, password: 'secret' }), 30_000);
+    assert.equal(reply.response.attrs.errorText, undefined, 'the owner, from an address it logged in from, gets in');
+  });
+
+  test('unknown names are verified against a dummy hash, like wrong passwords', async () => {
+    verified.length = 0;
+    const client = await connectFrom(server.ports.ximss, '127.0.0.22');
+    const reply = await client.request(new XmlElement('login', { authData: 'nobody-here@example.test', password: 'guess-unknown' }), 30_000);
+    assert.ok(reply.response.attrs.errorText);
+    assert.deepEqual(verified, ['guess-unknown']);
+  });
+
+  test('SMTP: recipient probing is cut after the error limit; connections per address are bounded', async () => {
+    const wire = await SmtpWire.connect(smtpPort, '127.0.0.23');
+    await wire.command('EHLO prober.test');
+    await wire.command('MAIL FROM:<probe@elsewhere.test>');
+    const codes: number[] = [];
+    for (let i = 0; i < 30 && !wire.closed && wire.replies.at(-1)?.code !== 421; i++) {
+      codes.push((await wire.command(`RCPT TO:<nobody${i}@example.test>`)).code);
+    }
+    assert.equal(codes.filter((c) => c === 550).length, server.config.limits.smtpErrorsPerConnection);
+    assert.equal(wire.replies.at(-1)?.code, 421);
+    await wire.waitClosed();
+
+    const limit = server.config.limits.connectionsPerAddress;
+    const held: SmtpWire[] = [];
+    const refused: string[] = [];
+    // connect() reads the greeting: a refused connection's is the reason.
+    await Promise.all(
+      Array.from({ length: limit + 6 }, () =>
+        SmtpWire.connect(smtpPort, '127.0.0.24').then(
+          (w) => held.push(w),
+          (err: Error) => refused.push(err.message),
+        ),
+      ),
+    );
+    assert.equal(held.length, limit);
+    assert.equal(refused.length, 6);
+    assert.match(refused[0]!, /421 4\.7\.0 too many connections from this address/);
+    for (const w of held) w.close();
+    await assertServes(victim);
   });
 });

@@ -38,7 +38,8 @@ before(async () => {
   // port 1): it stays queued; test/queue.test.ts covers delivery to a real relay.
   server = await startTestServer({
     ports: { smtp: await freePort() },
-    limits: { maxMessageBytes: MAX_MESSAGE_BYTES },
+    // The AUTH burst opens 100 connections from one address: the login budget is under test, not the connection limit.
+    limits: { maxMessageBytes: MAX_MESSAGE_BYTES, connectionsPerAddress: 200 },
     outbound: { relay: '127.0.0.1:1' },
   });
   assert.ok(server.ports.smtp, 'the SMTP listener is on');

@@ -12,6 +12,7 @@ import type { SMTPConnection, SMTPConnectionOptions } from 'smtp-server/lib/smtp
 import type { Config } from '../../config.js';
 import { fullName, type AccountService } from '../../services/accounts.js';
 import type { AuthService } from '../../services/auth.js';
+import type { Admission, ConnectionLimiter } from '../../services/connections.js';
 import { BAD_CREDENTIALS, ServiceError } from '../../services/errors.js';
 import { rfcDateInZone } from '../../services/mime/dates.js';
 import type { MailService } from '../../services/mail/service.js';
@@ -34,6 +35,8 @@ export interface SmtpServices {
   readonly queue: MailSubmitter;
   /** The server certificate; without it STARTTLS is neither offered nor accepted. */
   readonly tls: SecureContext | undefined;
+  /** Connections not logged in, per client address (shared with XIMSS and HTTP). */
+  readonly connections: ConnectionLimiter;
 }
 
 export interface SmtpListenerOptions {
@@ -156,6 +159,8 @@ export class SmtpListener {
   private readonly inflight = new Set<Promise<void>>();
   /** What each accepted RCPT resolved to (smtp-server puts these address objects in the envelope). */
   private readonly accepted = new WeakMap<SMTPServerAddress, Recipient>();
+  /** Connections counted as not logged in, by session id (released by AUTH or the close). */
+  private readonly admissions = new Map<string, Admission>();
   private listening = false;
   private shuttingDown = false;
   private closing: Promise<void> | undefined;
@@ -197,9 +202,14 @@ export class SmtpListener {
       // Our certificate for every server name (the library's built-in test key is never used).
       SNICallback: tlsContext ? (_name, callback) => callback(null, tlsContext) : undefined,
       onConnect: (session, callback) => {
+        // Counted against the client's address like every connection that has not logged in.
+        const admission = services.connections.admit(session.remoteAddress.replace(/^::ffff:/, ''));
+        if (typeof admission === 'string') return callback(smtpError(421, `4.7.0 ${admission}`));
+        this.admissions.set(session.id, admission);
         if (!this.authAllowedInPlainText(session.remoteAddress)) session.disabledCommands = ['AUTH', ...this.disabled];
         callback();
       },
+      onClose: (session) => this.release(session),
       onSecure: (_socket, session, callback) => {
         session.disabledCommands = undefined;
         callback();
@@ -262,6 +272,11 @@ export class SmtpListener {
     while (this.inflight.size > 0) await Promise.allSettled([...this.inflight]);
   }
 
+  private release(session: SMTPServerSession): void {
+    this.admissions.get(session.id)?.release();
+    this.admissions.delete(session.id);
+  }
+
   private authAllowedInPlainText(remoteAddress: string): boolean {
     return this.allowPlaintextAuth || isLoopback(remoteAddress);
   }
@@ -294,7 +309,10 @@ export class SmtpListener {
       }
       return fullName(account);
     })().then(
-      (user) => callback(null, { user }),
+      (user) => {
+        this.release(session);
+        callback(null, { user });
+      },
       (err: unknown) => {
         if (err instanceof ServiceError) {
           callback(err.message === BAD_CREDENTIALS ? smtpError(535, '5.7.8 Authentication credentials invalid') : smtpError(454, `4.7.0 ${err.message}`));
