@@ -9,11 +9,14 @@
  *          mail: --mail-count N (100000)  --mail-append N (5000)  --mail-iterations N (20)
  *                --mail-connections K (= --connections)  --mail-window W (32)  --mail-repopulate
  *          smtp: --smtp-count N (4000)  --smtp-warmup N (500)  --smtp-senders K (16)
+ *          attack: --attack-flooders K (8)  --attack-idle N (1000)  --attack-scenarios flood,search,idle
+ *                  (--duration S per scenario, --mail-count N)
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { ATTACK_TARGET, attackBench, type AttackResult } from './lib/attack.js';
 import { fmt, median } from './lib/figures.js';
 import { httpSyncBatches, type HttpBatchResult } from './lib/http-load.js';
 import { mailBench, type MailResult } from './lib/mail-bench.js';
@@ -43,6 +46,9 @@ const { values: flags } = parseArgs({
     'smtp-count': { type: 'string' },
     'smtp-warmup': { type: 'string' },
     'smtp-senders': { type: 'string' },
+    'attack-flooders': { type: 'string' },
+    'attack-idle': { type: 'string' },
+    'attack-scenarios': { type: 'string' },
     only: { type: 'string' },
     quick: { type: 'boolean' },
     profile: { type: 'boolean' },
@@ -76,9 +82,12 @@ const params = {
   smtpCount: num(flags['smtp-count'], quick ? 1000 : 4000),
   smtpWarmup: num(flags['smtp-warmup'], quick ? 200 : 500),
   smtpSenders: num(flags['smtp-senders'], 16),
+  attackFlooders: num(flags['attack-flooders'], 8),
+  attackIdle: num(flags['attack-idle'], 1000),
+  attackAddresses: 20,
 };
 params.mailConnections = num(flags['mail-connections'], params.connections);
-const only = new Set((flags.only ?? 'echo,tcp,http,memory,mail,smtp').split(',').map((s) => s.trim()));
+const only = new Set((flags.only ?? 'echo,tcp,http,memory,mail,smtp,attack').split(',').map((s) => s.trim()));
 if (only.has('tcp') || only.has('http')) only.add('echo'); // the ratios need the ceiling
 const RESULTS = join(ROOT, 'bench', 'results');
 const profileDir = flags.profile ? join(RESULTS, 'profiles') : undefined;
@@ -117,6 +126,7 @@ async function main(): Promise<void> {
   let memory: MemoryResult | undefined;
   let mail: MailResult | undefined;
   let smtp: SmtpResult | undefined;
+  let attack: AttackResult | undefined;
 
   if (only.has('echo') || only.has('tcp') || only.has('http')) {
     const echo = spawnChild(process.execPath, ['--import', 'tsx', join(ROOT, 'bench', 'echo-server.ts')], {
@@ -210,6 +220,27 @@ async function main(): Promise<void> {
       cpuProfileDir: profileDir,
       log: (line) => console.log(line),
     });
+  }
+
+  if (only.has('attack')) {
+    console.log(
+      `\nattack: the noop round trip of a well-behaved client, alone and while (a) pre-login clients flood hostile messages, ` +
+        `(b) a client runs folderSearch over ${fmt(params.mailCount)} messages, (c) ${fmt(params.attackIdle)} idle connections sit open`,
+    );
+    attack = await attackBench({
+      durationMs: params.durationMs,
+      warmupMs: params.warmupMs,
+      flooders: params.attackFlooders,
+      idleConnections: params.attackIdle,
+      idleAddresses: params.attackAddresses,
+      mailCount: params.mailCount,
+      populateConnections: params.mailConnections,
+      cacheDir: join(RESULTS, 'cache'),
+      scenarios: flags['attack-scenarios'] === undefined ? undefined : new Set(flags['attack-scenarios'].split(',').map((s) => s.trim())),
+      cpuProfileDir: profileDir,
+      log: (line) => console.log(line),
+    });
+    if (!attack.available) console.log(`attack section not measured: ${attack.reason}`);
   }
 
   // --- The table ---
@@ -325,6 +356,24 @@ async function main(): Promise<void> {
     if (d.cpu !== null) figures.push({ name: '  Dovecot CPU per LMTP message (all processes)', value: d.cpu, unit: 'µs', target: '-', ratio: null });
   }
 
+  if (attack) {
+    const target = `≤ ${ATTACK_TARGET} × no attack`;
+    if (!attack.available) {
+      figures.push({ name: 'noop p99 under attack', value: null, unit: 'ms', target, ratio: null, note: attack.reason });
+    } else {
+      for (const s of attack.scenarios) {
+        figures.push({
+          name: s.key === 'idle' ? 'noop p99, no attack (1 client, 1 at a time)' : `noop p99, ${s.title.trim()}`,
+          value: s.noop.p99Ms,
+          unit: 'ms',
+          target: s.key === 'idle' ? '-' : target,
+          ratio: s.ratio,
+        });
+      }
+      figures.push({ name: '  server peak RSS during the attacks', value: attack.rssPeakKb / 1024, unit: 'MB', target: '-', ratio: null });
+    }
+  }
+
   const elapsed = (performance.now() - began) / 1000;
   const rows = figures.map((f) => [
     f.name,
@@ -342,7 +391,8 @@ async function main(): Promise<void> {
   console.log(
     'ratio: throughput ÷ echo ceiling (same load generator); memory ÷ its target (≤ 1 meets it)' +
       (mail ? '; mail: ximssd ÷ Dovecot (appends: ≥ 1 meets it; browse: ≤ 1.5 meets it)' : '') +
-      (smtp ? '; smtp: ximssd ÷ Dovecot (≥ 1 meets it).' : '.'),
+      (smtp ? '; smtp: ximssd ÷ Dovecot (≥ 1 meets it)' : '') +
+      (attack?.available ? `; attack: p99 ÷ the no-attack p99 (≤ ${ATTACK_TARGET} meets it).` : '.'),
   );
   for (const f of figures) if (f.value === null) console.log(`n/a: ${f.name.trim()}: ${f.note ?? 'not measured'}`);
   const otherMax = Math.max(
@@ -352,6 +402,7 @@ async function main(): Promise<void> {
     ...(smtp ? [...smtp.runs.ximssd, ...smtp.runs.dovecot].map((r) => r.otherCpu) : []),
     mail?.browse.ximssd?.otherCpu ?? 0,
     mail?.browse.dovecot?.otherCpu ?? 0,
+    ...(attack?.available ? attack.scenarios.map((s) => s.otherCpu) : []),
   );
   if (otherMax > 0.2) {
     console.log(
@@ -375,6 +426,7 @@ async function main(): Promise<void> {
     memory: memory ?? null,
     mail: mail ?? null,
     smtp: smtp ?? null,
+    attack: attack ?? null,
   };
   writeFileSync(join(RESULTS, 'latest.json'), JSON.stringify(json, null, 2) + '\n');
   console.log(`figures written to ${join('bench', 'results', 'latest.json')}`);

@@ -197,12 +197,7 @@ export async function mailBench(options: MailOptions): Promise<MailResult> {
 
   mkdirSync(options.cacheDir, { recursive: true });
   const n = options.bigCount;
-  const ximssdCache = cacheFor(
-    options.cacheDir,
-    'ximssd',
-    `c${CORPUS_VERSION}-n${n}-s${treeHash([join(ROOT, 'src', 'store')])}`,
-    options.repopulate,
-  );
+  const ximssdCache = ximssdCacheFor(options.cacheDir, n, options.repopulate);
   const dovecotCache = dovecotAvailability.available
     ? cacheFor(options.cacheDir, 'dovecot', `c${CORPUS_VERSION}-n${n}-v${dovecotAvailability.version.split(' ')[0]}`, options.repopulate)
     : undefined;
@@ -244,12 +239,41 @@ export async function mailBench(options: MailOptions): Promise<MailResult> {
   return result;
 }
 
+/** The ximssd cache of the big mailbox with `count` messages (keyed by the store's code too). */
+function ximssdCacheFor(cacheDir: string, count: number, repopulate: boolean): Cache {
+  return cacheFor(cacheDir, 'ximssd', `c${CORPUS_VERSION}-n${count}-s${treeHash([join(ROOT, 'src', 'store')])}`, repopulate);
+}
+
+type Population = MailResult['browse']['population'][number];
+
+/**
+ * The ximssd data directory holding the big mailbox `Big` with `count` messages, from the
+ * cache the mail section fills (populated here first, ximssd side only, when missing).
+ * Servers started on it must only read the mailbox.
+ */
+export async function ximssdBigMailbox(options: {
+  count: number;
+  connections: number;
+  cacheDir: string;
+  log: (line: string) => void;
+}): Promise<{ available: true; dataDir: string; mailbox: string; population: Population } | { available: false; reason: string }> {
+  mkdirSync(options.cacheDir, { recursive: true });
+  const cache = ximssdCacheFor(options.cacheDir, options.count, false);
+  const result: PopulateResult = { browse: { population: [] } };
+  await populate({ ...options, bigCount: options.count }, cache, undefined, undefined, result, new ErrorLog());
+  const population = result.browse.population.find((p) => p.side === 'ximssd');
+  if (!cache.complete || !population) return { available: false, reason: result.ximssdBrowseUnavailable ?? 'the big mailbox could not be populated' };
+  return { available: true, dataDir: join(cache.dir, 'data'), mailbox: BIG_MAILBOX, population };
+}
+
+type PopulateResult = Pick<MailResult, 'ximssdBrowseUnavailable'> & { browse: Pick<MailResult['browse'], 'population'> };
+
 async function populate(
-  options: MailOptions,
+  options: Pick<MailOptions, 'bigCount' | 'connections' | 'cacheDir' | 'log'>,
   ximssdCache: Cache,
   dovecotCache: Cache | undefined,
   dovecotBigHome: string | undefined,
-  result: MailResult,
+  result: PopulateResult,
   errors: ErrorLog,
 ): Promise<void> {
   const { log } = options;

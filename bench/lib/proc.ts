@@ -105,6 +105,16 @@ export function rssKb(pid: number): number {
   return Number(match[1]);
 }
 
+/**
+ * Bytes a process has read and written through system calls so far (rchar, wchar of
+ * /proc/<pid>/io): sockets and files alike, page cache hits included.
+ */
+export function ioBytes(pid: number): { read: number; written: number } {
+  const io = readFileSync(`/proc/${pid}/io`, 'utf8');
+  const field = (name: string): number => Number(io.match(new RegExp(`^${name}:\\s+(\\d+)`, 'm'))?.[1] ?? NaN);
+  return { read: field('rchar'), written: field('wchar') };
+}
+
 /** User + system CPU time of a process in seconds, from /proc/<pid>/stat. */
 export function cpuSeconds(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
