@@ -13,6 +13,10 @@ import { clientAddress, listen, refuseConnection, serverTls } from './sockets.js
 
 /** Requests wait (and reading stops) while a client's unread output exceeds this many bytes. */
 const OUTPUT_HIGH_WATER = 4 * 1024 * 1024;
+/** How long a closing connection stays open after its last answer has left, for the client to read it. */
+const LINGER_MS = 1000;
+/** A closing connection is freed after this long at the latest (its client does not read). */
+const CLOSE_TIMEOUT_MS = 10_000;
 
 /** A message arriving over several chunks: parsed as it comes, never buffered whole. */
 interface PartialMessage {
@@ -272,7 +276,7 @@ export class TcpConnection implements TransportControl {
     const text = err instanceof XmlLimitError ? err.message : `malformed XML: ${err.message}`;
     const id = err.rootId;
     const loggedIn = this.conversation.session !== null;
-    if (!loggedIn) this.inputStopped = true;
+    if (!loggedIn) this.stopInput();
     this.conversation.submit(errorResponse(id, text), this.writer, loggedIn ? undefined : () => this.close());
   }
 
@@ -282,7 +286,7 @@ export class TcpConnection implements TransportControl {
 
   private tooLarge(profile: RequestProfile): void {
     this.partial = undefined;
-    this.inputStopped = true;
+    this.stopInput();
     // Requests received before it are answered first (in order); then the error, then the close.
     this.conversation.submit(errorResponse(undefined, `message is larger than ${profile.bytes} bytes`), this.writer, () => this.close());
   }
@@ -385,8 +389,7 @@ export class TcpConnection implements TransportControl {
     // counts against the account's sessions instead of its address.
     for (const timer of this.deadlines) clearTimeout(timer);
     this.socket.setTimeout(0);
-    this.admission?.release();
-    this.admission = undefined;
+    this.releaseAdmission();
     return {
       deliver: (xml) => this.write(xml),
       ended: () => {
@@ -396,14 +399,35 @@ export class TcpConnection implements TransportControl {
     };
   }
 
-  /** Flushes pending output, then closes the connection. */
+  /**
+   * The connection will close after its answers: nothing more is read (a client flooding it
+   * costs nothing: the kernel's window closes) and it no longer counts against its address.
+   */
+  private stopInput(): void {
+    this.inputStopped = true;
+    this.socket.pause();
+    this.releaseAdmission();
+  }
+
+  private releaseAdmission(): void {
+    this.admission?.release();
+    this.admission = undefined;
+  }
+
+  /**
+   * Flushes pending output, then closes the connection: once the last answer has left, the
+   * client has a moment to read it before the socket is freed (at the latest after
+   * CLOSE_TIMEOUT_MS, for a client that does not read).
+   */
   close(): void {
     if (this.closing) return;
     this.closing = true;
     this.flush();
-    this.socket.end();
+    this.socket.pause();
+    this.releaseAdmission();
     const socket = this.socket;
-    setTimeout(() => socket.destroy(), 5000).unref();
+    socket.end(() => setTimeout(() => socket.destroy(), LINGER_MS).unref());
+    setTimeout(() => socket.destroy(), CLOSE_TIMEOUT_MS).unref();
   }
 
   private onSocketClosed(): void {
@@ -411,8 +435,7 @@ export class TcpConnection implements TransportControl {
     this.closed = true;
     this.closing = true;
     for (const timer of this.deadlines) clearTimeout(timer);
-    this.admission?.release();
-    this.admission = undefined;
+    this.releaseAdmission();
     this.conversation.abandon();
     const session = this.conversation.session;
     if (session) {
