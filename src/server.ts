@@ -132,7 +132,7 @@ export async function startServer(config: Config, log: (line: string) => void = 
       // The sessions' files are being deleted; wait for that, and remove any left.
       await uploads.close();
       services.sessions.close();
-      services.mail.close();
+      await services.mail.close();
       await store.close();
     })());
   return { services, ports, close };

@@ -49,6 +49,11 @@ export class Slicer {
     this.sliceStart = now;
   }
 
+  /** Milliseconds left before the deadline (Infinity without one). */
+  get remainingMs(): number {
+    return this.deadline - performance.now();
+  }
+
   /** True once the deadline has passed or the work was cancelled (one clock read). */
   get expired(): boolean {
     return performance.now() >= this.deadline || (this.cancelled?.() ?? false);

@@ -47,6 +47,13 @@ export interface SearchableMessage {
   bodyText(): string;
 }
 
+/** How a filter is read: the user's time zone (dates), the highest sequence number and UID (`*`). */
+export interface SearchOptions {
+  timeZone?: string;
+  maxSeq?: number;
+  maxUid?: number;
+}
+
 export interface SearchProgram {
   /** What the caller must load before matching: header fields other than those in the metadata, body text. */
   readonly needsHeaders: boolean;
@@ -683,10 +690,7 @@ class Parser {
  * RangeError when options.timeZone is not a time zone the runtime knows. OLDER/YOUNGER are
  * relative to the time of this call.
  */
-export function parseSearch(
-  filter: string,
-  options: { timeZone?: string; maxSeq?: number; maxUid?: number } = {},
-): SearchProgram {
+export function parseSearch(filter: string, options: SearchOptions = {}): SearchProgram {
   const parser = new Parser(tokenize(filter), options);
   const root = parser.program();
   const test = root.test;

@@ -23,7 +23,9 @@ import { applyKeywords, Flag, flagNameSet, type FlagChange } from './flags.js';
 import { FolderView, type ViewOptions } from './folder-view.js';
 import { MailboxIndex } from './mailbox-index.js';
 import { canonicalMailboxName, isOwnerAddress, MAX_OWNER_LENGTH, normalizeMailboxName, parseMailboxName } from './names.js';
-import type { SearchableMessage, SearchProgram } from './search.js';
+import type { SearchOptions, SearchProgram } from './search.js';
+import { ContentScanner } from './scanner.js';
+import { searchable, type ContentScope } from './searchable.js';
 import { headerFieldNeeded, headerInMeta, rawHeader } from './view-fields.js';
 
 /** The error texts clients match (see INTEROP.md). */
@@ -88,6 +90,8 @@ export class MailService {
   private readonly indexes = new Map<number, MailboxIndex>();
   private readonly loading = new Map<number, Promise<MailboxIndex>>();
   private readonly sweeper: NodeJS.Timeout;
+  /** Decides content scans (folderSearch, text filters) in a worker thread. */
+  private readonly scanner = new ContentScanner();
 
   constructor(
     private readonly store: Store,
@@ -98,9 +102,10 @@ export class MailService {
     this.sweeper.unref();
   }
 
-  close(): void {
+  async close(): Promise<void> {
     clearInterval(this.sweeper);
     this.indexes.clear();
+    await this.scanner.close();
   }
 
   // -------------------------------------------------------------------------------------
@@ -635,34 +640,52 @@ export class MailService {
   contentFilter(box: MailboxHandle, index: MailboxIndex, field: string | undefined, text: string): ContentFilter {
     const needle = text.toLowerCase();
     const decided = new Map<number, boolean>();
-    const where = field === undefined ? 'any' : field.toLowerCase() === 'body' ? 'body' : 'header';
+    const where: ContentScope | 'header' = field === undefined ? 'any' : field.toLowerCase() === 'body' ? 'body' : 'header';
     const name = field?.toLowerCase() ?? '';
-    const decideOne = async (uid: number, slicer: Slicer): Promise<boolean | undefined> => {
-      if (where === 'header') {
+    /** Header filters are cheap: decided here, in slices. */
+    const decideHeaders = async (pending: readonly number[], slicer: Slicer): Promise<void> => {
+      if (!headerInMeta(name)) await this.loadHeaders(index, [name], pending, slicer);
+      for (const uid of pending) {
+        await slicer.pace();
         const meta = index.get(uid);
-        if (!meta) return undefined;
+        if (!meta) continue;
         const value = rawHeader(meta, name, index.lookup);
-        return value !== undefined && value !== '' && decodeHeaderText(value).toLowerCase().includes(needle);
+        decided.set(uid, value !== undefined && value !== '' && decodeHeaderText(value).toLowerCase().includes(needle));
       }
-      const raw = await this.store.mail.readRaw(box.record.id, uid);
-      if (!raw) return false;
-      const root = parseMime(raw);
-      if (decodeTextForSearch(raw, root, { beforePart: () => slicer.check() }).toLowerCase().includes(needle)) return true;
-      return where === 'any' && root.headers.some((h) => decodeHeaderText(h.value).toLowerCase().includes(needle));
+    };
+    /** Text filters read every message: decided by the scan worker. */
+    const decideText = async (pending: readonly number[], scope: ContentScope, slicer: Slicer): Promise<void> => {
+      const next = await this.scanner.scan(
+        {
+          count: pending.length,
+          load: async (i) => {
+            const uid = pending[i]!;
+            const meta = index.get(uid);
+            const raw = meta && (await this.store.mail.readRaw(box.record.id, uid));
+            if (!meta || !raw) {
+              decided.set(uid, false);
+              return undefined;
+            }
+            return { uid, seq: 0, meta, raw };
+          },
+          job: (items) => ({ kind: 'contains', needle, scope, deadline: Date.now() + slicer.remainingMs, examineFirst: false, items }),
+          take: (i, found) => {
+            decided.set(pending[i]!, found);
+            return true;
+          },
+        },
+        () => slicer.expired,
+      );
+      if (next !== undefined) throw new DeadlineError();
     };
     const decide = async (slicer: Slicer): Promise<boolean> => {
       let any = false;
-      // Messages may arrive while this yields: round again until none is left undecided.
+      // Messages may arrive while this waits: round again until none is left undecided.
       for (;;) {
         const pending = [...index.byUid.keys()].filter((uid) => !decided.has(uid));
         if (pending.length === 0) return any;
         any = true;
-        if (where === 'header' && !headerInMeta(name)) await this.loadHeaders(index, [name], pending, slicer);
-        for (const uid of pending) {
-          await slicer.pace();
-          const found = await decideOne(uid, slicer);
-          if (found !== undefined) decided.set(uid, found);
-        }
+        await (where === 'header' ? decideHeaders(pending, slicer) : decideText(pending, where, slicer));
       }
     };
     return { decide, test: (uid) => decided.get(uid) ?? false };
@@ -671,37 +694,62 @@ export class MailService {
   /**
    * folderSearch: runs an IMAP SEARCH program over candidate messages in order, up to
    * `limit` matches or the slicer's deadline; `next` is the first candidate not examined.
-   * Works in slices (other clients are served in between); the deadline is checked before
-   * each message and between the text parts of one (BODY, TEXT), and each message's text is
-   * examined up to SEARCH_TEXT_BYTES. The first candidate is always examined, so that a
-   * client going on from `next` always progresses.
+   * A program that needs only the metadata runs here in slices; one that reads header
+   * fields or text runs in the scan worker (scanner.ts), which checks the deadline before
+   * each message and between the text parts of one, while this thread serves other
+   * clients. Each message's text is examined up to SEARCH_TEXT_BYTES. The first candidate
+   * is always examined, so that a client going on from `next` always progresses.
    */
   async search(
     box: MailboxHandle,
     index: MailboxIndex,
-    program: SearchProgram,
+    query: SearchQuery,
     candidates: readonly { uid: number; seq: number }[],
     limit: number,
     slicer: Slicer,
   ): Promise<{ matched: number[]; next: number | undefined }> {
+    const { program } = query;
     const matched: number[] = [];
+    if (program.needsHeaders || program.needsBody) {
+      const searchId = this.scanner.newSearchId();
+      const next = await this.scanner.scan(
+        {
+          count: candidates.length,
+          load: async (i) => {
+            const c = candidates[i]!;
+            const meta = index.get(c.uid);
+            if (!meta) return undefined;
+            const header = program.needsHeaders ? (await this.store.mail.readHeaders(box.record.id, [c.uid])).get(c.uid) : undefined;
+            const raw = program.needsBody ? await this.store.mail.readRaw(box.record.id, c.uid) : undefined;
+            return { uid: c.uid, seq: c.seq, meta, header, raw };
+          },
+          job: (items, first, last) => ({
+            kind: 'search',
+            searchId,
+            filter: query.filter,
+            options: query.options,
+            last,
+            deadline: Date.now() + slicer.remainingMs,
+            examineFirst: first,
+            items,
+          }),
+          take: (i, found) => {
+            if (found) matched.push(candidates[i]!.uid);
+            return matched.length < limit;
+          },
+        },
+        () => slicer.expired,
+      );
+      return { matched, next };
+    }
     let examined = 0;
     for (let i = 0; i < candidates.length; i++) {
       if (examined > 0 && !(await slicer.next())) return { matched, next: i };
       const c = candidates[i]!;
       const meta = index.get(c.uid);
       if (!meta) continue;
-      const header = program.needsHeaders ? (await this.store.mail.readHeaders(box.record.id, [c.uid])).get(c.uid) : undefined;
-      const raw = program.needsBody ? await this.store.mail.readRaw(box.record.id, c.uid) : undefined;
-      let found: boolean;
-      try {
-        found = program.matches(searchable(meta, c.seq, header, raw, examined > 0 ? slicer : undefined));
-      } catch (err) {
-        if (err instanceof DeadlineError) return { matched, next: i };
-        throw err;
-      }
       examined++;
-      if (found) {
+      if (program.matches(searchable(meta, c.seq, undefined, undefined))) {
         matched.push(c.uid);
         if (matched.length >= limit) return { matched, next: i + 1 < candidates.length ? i + 1 : undefined };
       }
@@ -748,6 +796,13 @@ export class MailService {
   }
 }
 
+/** A folderSearch filter as the client wrote it, how it is read, and its compiled program. */
+export interface SearchQuery {
+  filter: string;
+  options: SearchOptions;
+  program: SearchProgram;
+}
+
 export interface ContentFilter {
   /**
    * Decides for every message not decided yet (also those arriving meanwhile), in slices;
@@ -756,47 +811,6 @@ export interface ContentFilter {
    */
   decide(slicer: Slicer): Promise<boolean>;
   test(uid: number): boolean;
-}
-
-/**
- * A message as the IMAP SEARCH evaluator sees it, built lazily from what was loaded: the
- * header block and the text up to SEARCH_TEXT_BYTES each; with a slicer, decoding the text
- * throws DeadlineError between parts once its deadline has passed.
- */
-function searchable(meta: MessageMeta, seq: number, header: string | undefined, raw: Buffer | undefined, slicer: Slicer | undefined): SearchableMessage {
-  let fields: HeaderField[] | undefined;
-  const headerFields = (): HeaderField[] => {
-    if (!fields) {
-      const block = header !== undefined && header.length > SEARCH_TEXT_BYTES ? header.slice(0, SEARCH_TEXT_BYTES) : header;
-      fields = block === undefined ? [] : parseHeaderBlock(Buffer.from(block, 'latin1')).fields;
-    }
-    return fields;
-  };
-  return {
-    uid: meta.uid,
-    seq,
-    flags: flagNameSet(meta.flags, meta.keywords),
-    internalDate: meta.internalDate,
-    size: meta.size,
-    sentDate: meta.date ?? undefined,
-    header(name: string): string[] {
-      const lower = name.toLowerCase();
-      if (header === undefined) {
-        // Without the header block (the program needs only the cached fields).
-        const value = rawHeader(meta, lower, () => undefined);
-        return value ? [decodeHeaderText(value)] : [];
-      }
-      return headerValues(headerFields(), lower).map(decodeHeaderText);
-    },
-    headerText(): string {
-      return headerFields()
-        .map((f) => `${f.name}: ${decodeHeaderText(f.value)}`)
-        .join('\n');
-    },
-    bodyText(): string {
-      return raw ? decodeTextForSearch(raw, parseMime(raw), { beforePart: slicer && (() => slicer.check()) }) : '';
-    },
-  };
 }
 
 const EMPTY_STATS: MailboxStats = { messages: 0, unseen: 0, media: 0, unseenMedia: 0, size: 0, oldest: null };

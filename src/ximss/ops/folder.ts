@@ -1,6 +1,6 @@
 import { ServiceError } from '../../services/errors.js';
 import { Flag, parseFlagChange } from '../../services/mail/flags.js';
-import { parseSearch, SearchSyntaxError } from '../../services/mail/search.js';
+import { parseSearch, SearchSyntaxError, type SearchOptions } from '../../services/mail/search.js';
 import { NOT_FOUND, type MailboxHandle } from '../../services/mail/service.js';
 import type { MessageMeta } from '../../store/store.js';
 import { messageToXml, parseMime } from '../../services/mime/index.js';
@@ -177,9 +177,10 @@ export const folderOperations: OperationTable = {
     const limit = limitAttr(ctx.request) ?? Number.MAX_SAFE_INTEGER;
     const timeout = searchTimeout(ctx.request.attrs.timeout, ctx.server.config.limits.searchSeconds);
     const view = folder.view;
+    const options: SearchOptions = { timeZone: ianaTimeZone(ctx.session.timeZone), maxSeq: view.length, maxUid: view.index.mailbox.uidNext - 1 };
     let program;
     try {
-      program = parseSearch(filter, { timeZone: ianaTimeZone(ctx.session.timeZone), maxSeq: view.length, maxUid: view.index.mailbox.uidNext - 1 });
+      program = parseSearch(filter, options);
     } catch (err) {
       if (err instanceof SearchSyntaxError || err instanceof RangeError) throw new ServiceError(`invalid search filter: ${err.message}`);
       throw err;
@@ -190,7 +191,7 @@ export const folderOperations: OperationTable = {
         ? set.uids.map((uid) => ({ uid, seq: view.positionOf(uid) + 1 }))
         : set.positions.map((p) => ({ uid: view.at(p)?.uid ?? 0, seq: p + 1 }));
     const slicer = new Slicer({ budgetMs: timeout * 1000, cancelled: () => ctx.session.closed });
-    const result = await ctx.server.mail.search(folder.box, view.index, program, candidates, limit, slicer);
+    const result = await ctx.server.mail.search(folder.box, view.index, { filter, options, program }, candidates, limit, slicer);
     const byUid = set.kind === 'uid';
     const message = el('folderSearchResult', {
       folder: folder.name,
