@@ -5,12 +5,21 @@
  * store and sends them here in small batches (scanner.ts); this thread never touches the
  * store. Each batch stops at its deadline.
  */
+import { setPriority } from 'node:os';
 import { parentPort } from 'node:worker_threads';
 import { parseSearch, type SearchProgram } from './search.js';
 import { containsText, searchable } from './searchable.js';
 import type { ScanJob, ScanReply, ScanRequest } from './scanner.js';
 
 class Expired extends Error {}
+
+// Scans are background work: on Linux a thread has a priority of its own, and this one
+// yields the CPU to the server's thread (which answers everyone else) whenever both want it.
+try {
+  setPriority(10);
+} catch {
+  // not permitted here: the scan runs at the server's priority
+}
 
 /** Compiled programs of the searches under way (a search sends several batches). */
 const programs = new Map<string, SearchProgram>();

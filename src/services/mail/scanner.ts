@@ -4,8 +4,9 @@
  * server's thread (even in slices), that work delays every other client by a slice at a
  * time. Here the server's thread only reads the messages from the store, in small batches,
  * and a worker thread (scan-worker.ts) decides them; while it does, other clients are
- * served. Two batches are in flight, so that the worker never waits for the store.
+ * served. Several batches are in flight, so that the worker never waits for the store.
  */
+import { performance } from 'node:perf_hooks';
 import { Worker } from 'node:worker_threads';
 import type { MessageMeta } from '../../store/store.js';
 import type { SearchOptions } from './search.js';
@@ -61,9 +62,16 @@ export interface BatchScan {
   take(i: number, found: boolean): boolean;
 }
 
-/** A batch is sent once it holds this many messages or bytes. */
+/**
+ * A batch is sent once it holds this many messages or bytes, or once reading it has taken
+ * BATCH_MS of this thread's time: reading is the scan's only work here, and it must stay
+ * short enough not to delay other clients noticeably.
+ */
 const BATCH_ITEMS = 32;
-const BATCH_BYTES = 512 * 1024;
+const BATCH_BYTES = 256 * 1024;
+const BATCH_MS = 0.1;
+/** Batches sent to the worker and not yet answered: enough that it never waits for this thread. */
+const IN_FLIGHT = 3;
 /** The worker's heap: a message that decodes into too much kills the worker, never the server. */
 const WORKER_HEAP_MB = 256;
 
@@ -112,7 +120,8 @@ export class ContentScanner {
       const indexes: number[] = [];
       const transfer: ArrayBuffer[] = [];
       let bytes = 0;
-      while (loaded < scan.count && items.length < BATCH_ITEMS && bytes < BATCH_BYTES) {
+      const began = performance.now();
+      while (loaded < scan.count && items.length < BATCH_ITEMS && bytes < BATCH_BYTES && performance.now() - began < BATCH_MS) {
         const i = loaded++;
         const item = await scan.load(i);
         if (!item) continue;
@@ -128,7 +137,7 @@ export class ContentScanner {
       if (items.length === 0) return;
       inFlight.push({ indexes, reply: this.run(scan.job(items, first, loaded >= scan.count), transfer) });
     };
-    while (loaded < scan.count && inFlight.length < 2) await send();
+    while (loaded < scan.count && inFlight.length < IN_FLIGHT) await send();
     while (inFlight.length > 0) {
       const batch = inFlight.shift()!;
       const { results, stopped } = await batch.reply;
@@ -137,8 +146,8 @@ export class ContentScanner {
         if (!scan.take(i, results[k]!)) return from(i + 1);
       }
       if (stopped || cancelled()) return from(results.length < batch.indexes.length ? batch.indexes[results.length]! : batch.indexes.at(-1)! + 1);
-      // Keep two batches in flight: read the next one while the worker decides the other.
-      while (loaded < scan.count && inFlight.length < 2) await send();
+      // Keep batches in flight: read the next one while the worker decides the others.
+      if (loaded < scan.count && inFlight.length < IN_FLIGHT) await send();
     }
     return undefined;
   }
