@@ -17,6 +17,8 @@ const OUTPUT_HIGH_WATER = 4 * 1024 * 1024;
 const LINGER_MS = 1000;
 /** A closing connection is freed after this long at the latest (its client does not read). */
 const CLOSE_TIMEOUT_MS = 10_000;
+/** How long the listener's close waits for connections to finish before it drops them. */
+const CLOSE_GRACE_MS = 2000;
 
 /** A message arriving over several chunks: parsed as it comes, never buffered whole. */
 interface PartialMessage {
@@ -423,11 +425,15 @@ export class TcpConnection implements TransportControl {
     if (this.closing) return;
     this.closing = true;
     this.flush();
-    this.socket.pause();
     this.releaseAdmission();
     const socket = this.socket;
     socket.end(() => setTimeout(() => socket.destroy(), LINGER_MS).unref());
     setTimeout(() => socket.destroy(), CLOSE_TIMEOUT_MS).unref();
+  }
+
+  /** Drops the connection at once (the server is stopping and its grace period is over). */
+  destroy(): void {
+    this.socket.destroy();
   }
 
   private onSocketClosed(): void {
@@ -483,10 +489,18 @@ export class TcpListener {
     return listen(this.server, port, host);
   }
 
-  /** Stops accepting; closes pre-login connections (sessions are ended by the server). */
+  /**
+   * Stops accepting; closes pre-login connections (sessions are ended by the server). What
+   * is still open after CLOSE_GRACE_MS (a client that reads nothing) is dropped.
+   */
   async close(): Promise<void> {
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     for (const connection of this.connections) if (!connection.conversation.session) connection.close();
+    let timer: NodeJS.Timeout | undefined;
+    const grace = new Promise<void>((resolve) => (timer = setTimeout(resolve, CLOSE_GRACE_MS)));
+    await Promise.race([closed, grace]);
+    clearTimeout(timer);
+    for (const connection of this.connections) connection.destroy();
     await closed;
   }
 }
