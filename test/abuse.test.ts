@@ -10,6 +10,7 @@ import http from 'node:http';
 import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { ServerOptions } from '../src/server.js';
 import { passwordVerifier } from '../src/services/passwords.js';
 import { SmtpListener } from '../src/transports/smtp/inbound.js';
 import { XmlElement } from '../src/xml/element.js';
@@ -96,17 +97,21 @@ async function assertServes(client: XimssClient): Promise<void> {
   assert.equal(reply.response.attrs.errorText, undefined, 'the well-behaved client is served');
 }
 
+/** A server for one group of attacks, with the well-behaved client logged in. */
+async function startAttacked(overrides: Record<string, unknown> = {}, options: ServerOptions = {}): Promise<{ server: TestServer; victim: XimssClient; user: string }> {
+  const server = await startTestServer(overrides, options);
+  const user = await server.newAccount('victim');
+  const victim = (await server.login(user, 'secret')).client;
+  return { server, victim, user };
+}
+
 const nested = (count: number, head = '<noop id="n1">'): Buffer => Buffer.from(head + '<a>'.repeat(count));
 
 describe('abuse: XML and request sizes', () => {
   let server: TestServer;
   let victim: XimssClient;
   let user: string;
-  before(async () => {
-    server = await startTestServer();
-    user = await server.newAccount('victim');
-    victim = (await server.login(user, 'secret')).client;
-  });
+  before(async () => ({ server, victim, user } = await startAttacked()));
   after(() => server.stop());
 
   test('before login, 10 MB of nested elements: refused at once, the connection closed', async () => {
@@ -216,11 +221,7 @@ describe('abuse: answers larger than the question', () => {
   let server: TestServer;
   let victim: XimssClient;
   let user: string;
-  before(async () => {
-    server = await startTestServer();
-    user = await server.newAccount('victim');
-    victim = (await server.login(user, 'secret')).client;
-  });
+  before(async () => ({ server, victim, user } = await startAttacked()));
   after(() => server.stop());
 
   test('before login, a batch of 9,999 readStrings is refused', async () => {
@@ -300,11 +301,7 @@ describe('abuse: connections', () => {
   let server: TestServer;
   let victim: XimssClient;
   let user: string;
-  before(async () => {
-    server = await startTestServer({ limits: { firstRequestSeconds: 2, loginSeconds: 4, httpHeadersSeconds: 2, connectionsPerAddress: 64 } });
-    user = await server.newAccount('victim');
-    victim = (await server.login(user, 'secret')).client;
-  });
+  before(async () => ({ server, victim, user } = await startAttacked({ limits: { firstRequestSeconds: 2, loginSeconds: 4, httpHeadersSeconds: 2, connectionsPerAddress: 64 } })));
   after(() => server.stop());
 
   test('idle connections from one address: the limit refuses the rest with a reason, other addresses go on', async () => {
@@ -382,11 +379,7 @@ describe('abuse: expensive work for one request', () => {
   let server: TestServer;
   let victim: XimssClient;
   let user: string;
-  before(async () => {
-    server = await startTestServer({ limits: { searchSeconds: 600, foldersPerAccount: 30, uploadBytesPerSession: 64 * 1024 * 1024 } });
-    user = await server.newAccount('victim');
-    victim = (await server.login(user, 'secret')).client;
-  });
+  before(async () => ({ server, victim, user } = await startAttacked({ limits: { searchSeconds: 600, foldersPerAccount: 30, uploadBytesPerSession: 64 * 1024 * 1024 } })));
   after(() => server.stop());
 
   test('backtracking patterns: mailboxList, mailboxSubList (and a `%` variant) answer; over-long subscription names are refused', async () => {
@@ -471,10 +464,10 @@ describe('abuse: logins and SMTP', () => {
   let user: string;
   let smtp: SmtpListener;
   let smtpPort: number;
-  /** Passwords the server verified, by the name typed (the right one is "secret"). */
+  /** The passwords the server verified, in order (the right one is "secret"). */
   const verified: string[] = [];
   before(async () => {
-    server = await startTestServer(
+    ({ server, victim, user } = await startAttacked(
       // One address may hold 250 connections here: the login budget is what this group attacks.
       { limits: { loginFailureDelayMs: 50, accountSlowdownMs: 200, connectionsPerAddress: 250 } },
       {
@@ -488,9 +481,7 @@ describe('abuse: logins and SMTP', () => {
           },
         },
       },
-    );
-    user = await server.newAccount('victim');
-    victim = (await server.login(user, 'secret')).client;
+    ));
     smtp = new SmtpListener(server.services);
     smtpPort = await smtp.start(0, '127.0.0.1');
   });
