@@ -8,6 +8,7 @@
  *  - bad names refused where they enter (subscriptions, alias targets, copy targets, ACLs);
  *  - folderSearch and a filtered folderOpen over a mailbox large enough to need many slices:
  *    another client's noop, sent once the scan has started, is answered before the scan;
+ *  - the sort in slices against Array.prototype.sort;
  *  - the deadlines: `timeout` capped by limits.searchSeconds, filterSeconds refusing the open.
  * No wall-clock assertions: answers and their order only.
  */
@@ -16,6 +17,7 @@ import { after, before, describe, test } from 'node:test';
 import { listPattern, Wildcard, wildcardMatch } from '../src/services/wildcard.js';
 import { pictureMatch } from '../src/services/rules/match.js';
 import { XmlElement } from '../src/xml/element.js';
+import { Slicer, sortInSlices } from '../src/services/slices.js';
 import { awaitNotifies, deliverRaw, expectError, fails, ok, raceNoop, rfc822, seededRandom, startTestServer, type TestServer, type XimssClient } from './helpers.js';
 
 // ---------------------------------------------------------------------------------------
@@ -97,6 +99,32 @@ describe('the wildcard matcher', () => {
     assert.equal(listPattern('%a'.repeat(150) + '%')(name), true);
     assert.equal(listPattern('*a'.repeat(100_000) + '*b')(name), false);
     assert.equal(pictureMatch('*a'.repeat(2000) + '*b', 'a'.repeat(16_000)), false);
+  });
+});
+
+describe('sorting in slices', () => {
+  test('sortInSlices agrees with the stable Array.prototype.sort, and yields on a large input', async () => {
+    const random = seededRandom(4242);
+    for (const n of [0, 1, 2, 2047, 2048, 2049, 4096, 4097, 10_000, 33_333]) {
+      for (const shape of ['random', 'few keys', 'sorted', 'reversed', 'nearly sorted']) {
+        const items = Array.from({ length: n }, (_, i) => {
+          const key =
+            shape === 'random' ? Math.floor(random() * 1e6)
+            : shape === 'few keys' ? Math.floor(random() * 5)
+            : shape === 'sorted' ? i
+            : shape === 'reversed' ? n - i
+            : i + (random() < 0.01 ? Math.floor(random() * 500) - 250 : 0);
+          return { key, at: i };
+        });
+        const compare = (a: { key: number }, b: { key: number }): number => a.key - b.key;
+        const expected = [...items].sort(compare);
+        const slicer = new Slicer({ sliceMs: 0 });
+        const sorted = await sortInSlices(items, compare, slicer);
+        assert.equal(sorted, items, 'sorted in place');
+        assert.deepEqual(sorted, expected, `${n} ${shape}: the same order, ties in their first order`);
+        if (n > 2048) assert.ok(slicer.yields > 0, `${n} ${shape}: yielded`);
+      }
+    }
   });
 });
 
