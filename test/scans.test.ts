@@ -8,6 +8,9 @@
  *  - bad names refused where they enter (subscriptions, alias targets, copy targets, ACLs);
  *  - folderSearch and a filtered folderOpen over a mailbox large enough to need many slices:
  *    another client's noop, sent once the scan has started, is answered before the scan;
+ *  - the first folderOpen of a large mailbox loads its index page by page (the same noop
+ *    answered first), and exactly: appends, flag and attribute changes and expunges made
+ *    while it loads (before its catch-up and after it) are all in the index it registers;
  *  - the sort in slices against Array.prototype.sort;
  *  - the deadlines: `timeout` capped by limits.searchSeconds, filterSeconds refusing the open.
  * No wall-clock assertions: answers and their order only.
@@ -17,8 +20,25 @@ import { after, before, describe, test } from 'node:test';
 import { listPattern, Wildcard, wildcardMatch } from '../src/services/wildcard.js';
 import { pictureMatch } from '../src/services/rules/match.js';
 import { XmlElement } from '../src/xml/element.js';
+import { Flag } from '../src/services/mail/flags.js';
 import { Slicer, sortInSlices } from '../src/services/slices.js';
-import { awaitNotifies, deliverRaw, expectError, fails, ok, raceNoop, rfc822, seededRandom, startTestServer, type TestServer, type XimssClient } from './helpers.js';
+import type { MessageMeta } from '../src/store/store.js';
+import {
+  awaitNotifies,
+  browseAll,
+  deliverRaw,
+  expectError,
+  fails,
+  FolderModel,
+  ok,
+  pagedReadStarted,
+  raceNoop,
+  rfc822,
+  seededRandom,
+  startTestServer,
+  type TestServer,
+  type XimssClient,
+} from './helpers.js';
 
 // ---------------------------------------------------------------------------------------
 // The matcher
@@ -272,6 +292,26 @@ describe('mailbox names and patterns', () => {
 });
 
 describe('long scans in slices', () => {
+  test("the first folderOpen of a large mailbox loads its index page by page: another client's noop is answered first", async () => {
+    const hook = pagedReadStarted(server);
+    const { scan, order } = await raceNoop(
+      server,
+      big,
+      bystander,
+      '<folderOpen folder="first" mailbox="INBOX" sortField="Subject"><field>UID</field><field>Subject</field></folderOpen>',
+      hook.started,
+    );
+    assert.deepEqual(order, ['noop', 'scan'], "the other client's noop is answered while the index loads");
+    assert.equal(scan.response.attrs.errorText, undefined);
+    assert.ok((await hook.pages) >= 3, 'the mailbox was read in pages');
+    const init = scan.messages.find((m) => m.name === 'folderReport' && m.attrs.mode === 'init')!;
+    assert.equal(Number(init.attrs.messages), BIG);
+    const rows = await browseAll(big, 'first');
+    const subjects = rows.map((r) => r.fields.replace(/^.*<Subject>(.*)<\/Subject>.*$/, '$1'));
+    assert.deepEqual(subjects, Array.from({ length: BIG }, (_, i) => `message ${i}`).sort(), 'sorted by Subject (sorted in slices too)');
+    await ok(big, '<folderClose folder="first"/>');
+  });
+
   test('folderSearch BODY over a large mailbox: a noop sent after it started is answered first', async () => {
     await ok(big, '<folderOpen folder="big" mailbox="INBOX"><field>UID</field></folderOpen>');
     const { scan, order } = await raceNoop(server, big, bystander, `<folderSearch folder="big" filter="BODY ${NEEDLE}"><UID from="1" till="${BIG}"/></folderSearch>`);
@@ -348,3 +388,147 @@ describe('long scans in slices', () => {
     assert.equal(still.messages.length, 1, 'a failed reopen leaves the folder as it was');
   });
 });
+
+// ---------------------------------------------------------------------------------------
+// Loading an index while the mailbox changes
+
+describe('a mailbox index loaded in slices is exact', () => {
+  const COUNT = 3000;
+
+  /** The store's truth: every message of the mailbox, by UID. */
+  async function truth(mailboxId: number): Promise<MessageMeta[]> {
+    return (await server.services.store.mail.changesSince(mailboxId, 0)).changed.sort((a, b) => a.uid - b.uid);
+  }
+
+  test('appends, flag and attribute changes and expunges while the index loads are all in it', async () => {
+    const address = await server.newAccount('exact');
+    const messages = Array.from({ length: COUNT }, (_, i) => ({
+      raw: rfc822([['From', `s${i}@example.org`], ['Subject', `exact ${i}`]], `body ${i}\n`),
+      flags: i % 7 === 0 ? 'Seen' : i % 11 === 0 ? 'Recent' : undefined,
+    }));
+    const uids: number[] = [];
+    for (let start = 0; start < COUNT; start += 1000) uids.push(...(await deliverRaw(server, address, 'INBOX', messages.slice(start, start + 1000))));
+    const moved = await deliverRaw(server, address, 'Source', [rfc822([['Subject', 'moved in']], 'moved\n')]);
+    const { client: reader } = await server.login(address, 'secret');
+    const { client: writer } = await server.login(address, 'secret');
+    const { client: second } = await server.login(address, 'secret');
+    await ok(writer, '<folderOpen folder="src" mailbox="Source"><field>UID</field></folderOpen>');
+
+    const mail = server.services.mail;
+    const store = server.services.store.mail;
+    const account = (await server.services.accounts.find(address))!;
+    const box = await mail.access(account, 'INBOX', 'rwsid');
+    const id = box.record.id;
+    const appendXml = (subject: string): string =>
+      `<messageAppend targetMailbox="INBOX" flags="Flagged"><EMail><From>me@example.test</From><Subject>${subject}</Subject><MIME type="text" subtype="plain">text</MIME></EMail></messageAppend>`;
+
+    // The load pauses before its third page (the first two have been read); its catch-up
+    // answers a turn after reading, as an engine over the network would: changes are made
+    // in both pauses.
+    const listMessages = store.listMessages;
+    const changesSince = store.changesSince;
+    let pages = 0;
+    let pausedAtPage!: () => void;
+    let resumePages!: () => void;
+    let caughtUp!: () => void;
+    let resumeCatchUp!: () => void;
+    const atPage = new Promise<void>((resolve) => (pausedAtPage = resolve));
+    const pagesResumed = new Promise<void>((resolve) => (resumePages = resolve));
+    const atCatchUp = new Promise<void>((resolve) => (caughtUp = resolve));
+    const catchUpResumed = new Promise<void>((resolve) => (resumeCatchUp = resolve));
+    let readBeforePause = 0;
+    store.listMessages = async (mailboxId, page) => {
+      if (mailboxId === id && page && ++pages === 3) {
+        readBeforePause = page.afterUid;
+        pausedAtPage();
+        await pagesResumed;
+      }
+      return listMessages.call(store, mailboxId, page);
+    };
+    let catchUps = 0;
+    store.changesSince = async (mailboxId, modseq) => {
+      const changes = await changesSince.call(store, mailboxId, modseq);
+      if (mailboxId === id && modseq > 0 && ++catchUps === 1) {
+        caughtUp();
+        await catchUpResumed;
+      }
+      return changes;
+    };
+    try {
+      const opening = reader.request('<folderOpen folder="in" mailbox="INBOX" sortField="UID"><field>UID</field><field>FLAGS</field></folderOpen>');
+      await atPage;
+      assert.ok(readBeforePause > 0 && readBeforePause < uids[COUNT - 1]!, `paused inside the mailbox (after UID ${readBeforePause})`);
+      const read = uids.filter((uid) => uid <= readBeforePause);
+      const unread = uids.filter((uid) => uid > readBeforePause);
+      // A second first user of the mailbox (a session of its own: a session's requests are
+      // answered in turn) shares the load.
+      const sharing = second.request('<folderOpen folder="in" mailbox="INBOX" sortField="UID"><field>UID</field><field>FLAGS</field></folderOpen>');
+
+      // 1. Between pages: another session appends and moves a message in; this process
+      // (as a delivery would) appends, expunges and changes attributes; another process
+      // changes flags and expunges in the store.
+      await ok(writer, appendXml('appended between pages'));
+      await ok(writer, `<messageMove folder="src" targetMailbox="INBOX"><UID>${moved[0]}</UID></messageMove>`);
+      await deliverRaw(server, address, 'INBOX', [rfc822([['Subject', 'delivered between pages']], 'x\n')]);
+      assert.equal(await mail.expunge(box, [read[10]!, unread[10]!]), 2);
+      await mail.setAttrs(box, read[20]!, { note: 'read page' });
+      await mail.setAttrs(box, unread[20]!, { note: 'unread page' });
+      const flagged = (await store.getMessage(id, read[30]!))!;
+      const flaggedToo = (await store.getMessage(id, unread[30]!))!;
+      await store.setFlags(id, [
+        { uid: flagged.uid, flags: flagged.flags | Flag.Flagged | Flag.Seen, keywords: ['$Label1'] },
+        { uid: flaggedToo.uid, flags: (flaggedToo.flags | Flag.Answered) & ~Flag.Seen, keywords: [] },
+      ]);
+      await store.expunge(id, [read[40]!, unread[40]!]);
+      resumePages();
+
+      // 2. After the catch-up's snapshot, before the index is registered: changes of this
+      // process only (another process's later changes reach no index, loading or not).
+      await atCatchUp;
+      await ok(writer, appendXml('appended after the catch-up'));
+      const late = await deliverRaw(server, address, 'INBOX', [rfc822([['Subject', 'delivered after the catch-up']], 'y\n')]);
+      assert.equal(await mail.expunge(box, [read[50]!, unread[50]!, late[0]!]), 3);
+      await mail.setAttrs(box, unread[60]!, { note: 'after the catch-up' });
+      resumeCatchUp();
+
+      const opened = expectOpened(await opening);
+      const shared = expectOpened(await sharing);
+      assert.ok(pages >= 3, 'the load read the rest after the pause');
+      assert.equal(catchUps, 1, 'one load for both folders');
+
+      // The index is the store's truth, and so are both views.
+      const index = await mail.index(box);
+      const stored = await truth(id);
+      assert.deepEqual([...index.byUid.values()].sort((a, b) => a.uid - b.uid), stored, 'the index equals the store');
+      assert.equal(index.modseq, (await store.getMailboxById(id))!.highestModseq);
+      assert.equal(index.mailbox.uidNext, (await store.getMailboxById(id))!.uidNext);
+      assert.equal(stored.length, COUNT + 5 - 7, 'five added, seven removed');
+      for (const [client, init] of [[reader, opened], [second, shared]] as const) {
+        assert.equal(Number(init.attrs.messages), stored.length);
+        const rows = await browseAll(client, 'in');
+        assert.deepEqual(rows.map((r) => r.uid), stored.map((m) => m.uid), 'the view shows the stored messages');
+      }
+      const row = (rows: Awaited<ReturnType<typeof browseAll>>, uid: number) => rows.find((r) => r.uid === uid)!;
+      const rows = await browseAll(reader, 'in');
+      assert.equal(row(rows, flagged.uid).flags?.split(',').sort().join(','), ['$Label1', 'Flagged', 'Seen'].sort().join(','));
+      assert.match(row(rows, flaggedToo.uid).flags ?? '', /Answered/);
+
+      // The index registered goes on: changes after the load reach both views by folderSync.
+      const model = await FolderModel.load(reader, 'in');
+      await ok(second, `<messageMark folder="in" flags="Flagged"><UID>${unread[70]}</UID></messageMark>`);
+      await ok(second, `<messageRemove folder="in" mode="Immediately"><UID>${read[70]}</UID></messageRemove>`);
+      await ok(writer, appendXml('appended after the load'));
+      await awaitNotifies(reader, 'in');
+      await model.syncAndCheck(reader);
+      assert.deepEqual(model.uids(), (await truth(id)).map((m) => m.uid));
+    } finally {
+      store.listMessages = listMessages;
+      store.changesSince = changesSince;
+    }
+  });
+});
+
+function expectOpened(reply: Awaited<ReturnType<XimssClient['request']>>): XmlElement {
+  assert.equal(reply.response.attrs.errorText, undefined, reply.response.toString());
+  return reply.messages.find((m) => m.name === 'folderReport' && m.attrs.mode === 'init')!;
+}
