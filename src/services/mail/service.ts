@@ -21,7 +21,7 @@ import { ChunkSizer, DeadlineError, Slicer, yieldToEventLoop } from '../slices.j
 import { listPattern } from '../wildcard.js';
 import { ALL_RIGHTS, checkAclPattern, effectiveRights, hasRight, updateAcl } from './acl.js';
 import { applyKeywords, Flag, flagNameSet, type FlagChange } from './flags.js';
-import { FolderView, type ViewOptions } from './folder-view.js';
+import { FolderView, prepareOrder, type ViewOptions } from './folder-view.js';
 import { MailboxIndex, type IndexUpdate } from './mailbox-index.js';
 import { canonicalMailboxName, isOwnerAddress, MAX_OWNER_LENGTH, normalizeMailboxName, parseMailboxName } from './names.js';
 import type { SearchableMessage, SearchProgram } from './search.js';
@@ -530,18 +530,27 @@ export class MailService {
    */
   async openView(box: MailboxHandle, options: ViewOptions, fields: readonly string[], onNotify: () => void): Promise<FolderView> {
     const index = await this.index(box);
-    await this.loadFields(index, [...fields, options.sortField]);
+    const slicer = new Slicer();
+    await this.loadFields(index, [...fields, options.sortField], undefined, slicer);
     // This folder is the first to see the Recent messages: it shows them so, and the flag
     // is cleared for everyone else (an ordinary flag change other folders are told about).
+    // They are taken at once (a folder opening meanwhile does not get them too) and cleared
+    // in chunks, one transaction each, yielding between them.
     const recent = new Set(index.recent);
     if (recent.size > 0 && hasRight(box.rights, 's')) {
-      const updates = [...recent].flatMap((uid) => {
-        const meta = index.get(uid);
-        return meta ? [{ uid, flags: meta.flags & ~Flag.Recent, keywords: meta.keywords }] : [];
-      });
-      const result = await this.store.mail.setFlags(index.mailbox.id, updates);
-      index.applyChanged(result.changed, result.modseq, 'flags');
+      for (const uid of recent) index.recent.delete(uid);
+      await slicer.eachChunk([...recent], async (chunk) => {
+        const updates = chunk.flatMap((uid) => {
+          const meta = index.get(uid);
+          return meta && meta.flags & Flag.Recent ? [{ uid, flags: meta.flags & ~Flag.Recent, keywords: meta.keywords }] : [];
+        });
+        if (updates.length === 0) return;
+        const result = await this.store.mail.setFlags(index.mailbox.id, updates);
+        this.applyToIndex(index.mailbox.id, { kind: 'flags', messages: result.changed, modseq: result.modseq });
+      }, 500);
     }
+    // The first view of this order sorts the whole mailbox: in slices, before the view is made.
+    await prepareOrder(index, options.sortField, options.descending, slicer);
     const view = new FolderView(index, options, onNotify);
     view.recentAtOpen = recent;
     return view;
