@@ -11,6 +11,8 @@
  *  - the first folderOpen of a large mailbox loads its index page by page (the same noop
  *    answered first), and exactly: appends, flag and attribute changes and expunges made
  *    while it loads (before its catch-up and after it) are all in the index it registers;
+ *  - a full mailboxSync reads the mailbox in pages too (the noop first), and its syncID is the
+ *    state it read: a message arriving while the answer is made is new at the next sync;
  *  - the sort in slices against Array.prototype.sort;
  *  - the deadlines: `timeout` capped by limits.searchSeconds, filterSeconds refusing the open.
  * No wall-clock assertions: answers and their order only.
@@ -532,3 +534,49 @@ function expectOpened(reply: Awaited<ReturnType<XimssClient['request']>>): XmlEl
   assert.equal(reply.response.attrs.errorText, undefined, reply.response.toString());
   return reply.messages.find((m) => m.name === 'folderReport' && m.attrs.mode === 'init')!;
 }
+
+describe('a full mailboxSync in slices', () => {
+  test("the first mailboxSync of a large mailbox reads it page by page: another client's noop is answered first", async () => {
+    await ok(big, '<folderOpen folder="sync" mailbox="INBOX"><field>UID</field></folderOpen>');
+    const hook = pagedReadStarted(server);
+    const { scan, order } = await raceNoop(server, big, bystander, '<mailboxSync folder="sync" limit="5"/>', hook.started);
+    assert.deepEqual(order, ['noop', 'scan']);
+    assert.equal(scan.response.attrs.errorText, undefined);
+    assert.ok((await hook.pages) >= 3, 'the mailbox was read in pages');
+    const reports = scan.messages.filter((m) => m.name === 'mailboxSyncReport');
+    assert.equal(reports.length, 6, 'five messages and the info');
+    assert.deepEqual(reports.slice(0, 5).map((r) => r.attrs.mode), ['added', 'added', 'added', 'added', 'added']);
+    assert.equal(reports[5]!.attrs.mode, 'info');
+    assert.equal(reports[5]!.attrs.hasMore, 'yes');
+    await ok(big, '<folderClose folder="sync"/>');
+  });
+
+  test('a message arriving while a complete answer is made is reported as added at the next sync', async () => {
+    const address = await server.newAccount('syncing');
+    const first = await deliverRaw(server, address, 'INBOX', [rfc822([['Subject', 'one']], 'one\n'), rfc822([['Subject', 'two']], 'two\n')]);
+    const { client } = await server.login(address, 'secret');
+    await ok(client, '<folderOpen folder="F" mailbox="INBOX"><field>UID</field></folderOpen>');
+    // The answer reads the new messages' bodies: the first read waits for a delivery.
+    const store = server.services.store.mail;
+    const readRaw = store.readRaw;
+    let arrived: number[] = [];
+    store.readRaw = async (mailboxId, uid) => {
+      store.readRaw = readRaw;
+      arrived = await deliverRaw(server, address, 'INBOX', [rfc822([['Subject', 'three']], 'three\n')]);
+      return readRaw.call(store, mailboxId, uid);
+    };
+    let reply;
+    try {
+      reply = await ok(client, '<mailboxSync folder="F"/>');
+    } finally {
+      store.readRaw = readRaw;
+    }
+    assert.equal(arrived.length, 1, 'delivered during the answer');
+    const reports = reply.messages.filter((m) => m.name === 'mailboxSyncReport');
+    assert.deepEqual(reports.map((r) => [r.attrs.mode, Number(r.attrs.UID ?? 0)]), [['added', first[0]], ['added', first[1]], ['info', 0]]);
+    const syncID = reports[2]!.attrs.syncID!;
+    const next = (await ok(client, `<mailboxSync folder="F" syncID="${syncID}"/>`)).messages.filter((m) => m.name === 'mailboxSyncReport');
+    assert.deepEqual(next.map((r) => [r.attrs.mode, Number(r.attrs.UID ?? 0)]).slice(0, -1), [['added', arrived[0]]], 'new to the client: added, with its content');
+    assert.ok(next[0]!.element('EMail'), 'the message goes out whole');
+  });
+});

@@ -515,6 +515,30 @@ export class MailService {
   }
 
   /**
+   * Every message of a mailbox as of one modseq, in UID order, read in slices (see
+   * readMailbox): for a full mailboxSync.
+   */
+  async snapshot(box: MailboxHandle): Promise<{ modseq: number; uidNext: number; messages: MessageMeta[] }> {
+    for (let attempt = 0; ; attempt++) {
+      const start = await this.store.mail.getMailboxById(box.record.id);
+      if (!start) throw new ServiceError(NOT_FOUND);
+      const messages = new Map<number, MessageMeta>();
+      const sink: MailboxSink = { load: (meta) => void messages.set(meta.uid, meta), unload: (uid) => void messages.delete(uid) };
+      const record = await this.readMailbox(start, sink, attempt < SLICED_LOAD_ATTEMPTS);
+      if (!record) continue;
+      // In UID order: pages come in it, and what the catch-up adds came after the last page.
+      const list = [...messages.values()];
+      for (let i = 1; i < list.length; i++) {
+        if (list[i - 1]!.uid > list[i]!.uid) {
+          list.sort((a, b) => a.uid - b.uid);
+          break;
+        }
+      }
+      return { modseq: record.highestModseq, uidNext: record.uidNext, messages: list };
+    }
+  }
+
+  /**
    * Applies a change just committed to the mailbox's index; while the index loads, keeps it
    * for the load to apply over its snapshot (see loadIndex).
    */
