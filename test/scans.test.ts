@@ -530,6 +530,40 @@ describe('a mailbox index loaded in slices is exact', () => {
   });
 });
 
+describe('a mailbox index whose removal journal is outrun while it loads', () => {
+  test('is read again, and the third time in one piece: still the store\'s truth', async () => {
+    const address = await server.newAccount('outrun');
+    const uids = await deliverRaw(server, address, 'INBOX', Array.from({ length: 1500 }, (_, i) => rfc822([['Subject', `outrun ${i}`]], `${i}\n`)));
+    const account = (await server.services.accounts.find(address))!;
+    const box = await server.services.mail.access(account, 'INBOX', 'r');
+    const store = server.services.store.mail;
+    const changesSince = store.changesSince;
+    const asked: number[] = [];
+    // The catch-up after each of the two sliced attempts finds the journal pruned past it.
+    store.changesSince = async (mailboxId, modseq) => {
+      const changes = await changesSince.call(store, mailboxId, modseq);
+      if (mailboxId !== box.record.id) return changes;
+      asked.push(modseq);
+      if (asked.length <= 2) {
+        await server.services.mail.expunge(box, [uids[asked.length * 100]!]);
+        return { ...changes, complete: false };
+      }
+      return changes;
+    };
+    let index;
+    try {
+      index = await server.services.mail.index(box);
+    } finally {
+      store.changesSince = changesSince;
+    }
+    assert.equal(asked.length, 3);
+    assert.equal(asked[2], 0, 'the third read is the whole mailbox in one piece');
+    const stored = (await changesSince.call(store, box.record.id, 0)).changed;
+    assert.equal(stored.length, 1498);
+    assert.deepEqual([...index.byUid.values()].sort((a, b) => a.uid - b.uid), stored);
+  });
+});
+
 function expectOpened(reply: Awaited<ReturnType<XimssClient['request']>>): XmlElement {
   assert.equal(reply.response.attrs.errorText, undefined, reply.response.toString());
   return reply.messages.find((m) => m.name === 'folderReport' && m.attrs.mode === 'init')!;
