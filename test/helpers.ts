@@ -633,13 +633,46 @@ export function scanStarted(target: RunningServer): Promise<void> {
 }
 
 /**
- * Sends `request` (a scan) on `scanner`; once the scan has started, a noop on `other`.
- * Resolves with both replies and the order their responses came in: a server that lets
- * other clients in while it scans answers the noop first.
+ * Resolves when the server next reads a page of a mailbox's messages from the store (a
+ * mailbox index is being loaded in slices); `pages` counts the paged reads of that load
+ * (those of the same mailbox until the last, shorter page). The hook stays until then.
  */
-export async function raceNoop(target: RunningServer, scanner: XimssClient, other: XimssClient, request: string): Promise<{ scan: Reply; order: string[] }> {
+export function pagedReadStarted(target: RunningServer): { started: Promise<void>; pages: Promise<number> } {
+  const store = target.services.store.mail;
+  const listMessages = store.listMessages;
+  let count = 0;
+  let mailbox: number | undefined;
+  let started!: () => void;
+  let finished!: (pages: number) => void;
+  const result = { started: new Promise<void>((resolve) => (started = resolve)), pages: new Promise<number>((resolve) => (finished = resolve)) };
+  store.listMessages = async (mailboxId, page) => {
+    if (!page || (mailbox !== undefined && mailboxId !== mailbox)) return listMessages.call(store, mailboxId, page);
+    mailbox = mailboxId;
+    if (++count === 1) started();
+    const read = await listMessages.call(store, mailboxId, page);
+    if (read.length < page.limit) {
+      store.listMessages = listMessages;
+      finished(count);
+    }
+    return read;
+  };
+  return result;
+}
+
+/**
+ * Sends `request` (a scan) on `scanner`; once the scan has started (the server has read a
+ * message body, or `started` has resolved), a noop on `other`. Resolves with both replies
+ * and the order their responses came in: a server that lets other clients in while it
+ * scans answers the noop first.
+ */
+export async function raceNoop(
+  target: RunningServer,
+  scanner: XimssClient,
+  other: XimssClient,
+  request: string,
+  started: Promise<void> = scanStarted(target),
+): Promise<{ scan: Reply; order: string[] }> {
   const order: string[] = [];
-  const started = scanStarted(target);
   const scan = scanner.request(request, 120_000).then((reply) => {
     order.push('scan');
     return reply;

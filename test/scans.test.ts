@@ -8,6 +8,12 @@
  *  - bad names refused where they enter (subscriptions, alias targets, copy targets, ACLs);
  *  - folderSearch and a filtered folderOpen over a mailbox large enough to need many slices:
  *    another client's noop, sent once the scan has started, is answered before the scan;
+ *  - the first folderOpen of a large mailbox loads its index page by page (the same noop
+ *    answered first), and exactly: appends, flag and attribute changes and expunges made
+ *    while it loads (before its catch-up and after it) are all in the index it registers;
+ *  - a full mailboxSync reads the mailbox in pages too (the noop first), and its syncID is the
+ *    state it read: a message arriving while the answer is made is new at the next sync;
+ *  - the sort in slices against Array.prototype.sort;
  *  - the deadlines: `timeout` capped by limits.searchSeconds, filterSeconds refusing the open.
  * No wall-clock assertions: answers and their order only.
  */
@@ -16,7 +22,25 @@ import { after, before, describe, test } from 'node:test';
 import { listPattern, Wildcard, wildcardMatch } from '../src/services/wildcard.js';
 import { pictureMatch } from '../src/services/rules/match.js';
 import { XmlElement } from '../src/xml/element.js';
-import { awaitNotifies, deliverRaw, expectError, fails, ok, raceNoop, rfc822, seededRandom, startTestServer, type TestServer, type XimssClient } from './helpers.js';
+import { Flag } from '../src/services/mail/flags.js';
+import { Slicer, sortInSlices } from '../src/services/slices.js';
+import type { MessageMeta } from '../src/store/store.js';
+import {
+  awaitNotifies,
+  browseAll,
+  deliverRaw,
+  expectError,
+  fails,
+  FolderModel,
+  ok,
+  pagedReadStarted,
+  raceNoop,
+  rfc822,
+  seededRandom,
+  startTestServer,
+  type TestServer,
+  type XimssClient,
+} from './helpers.js';
 
 // ---------------------------------------------------------------------------------------
 // The matcher
@@ -97,6 +121,32 @@ describe('the wildcard matcher', () => {
     assert.equal(listPattern('%a'.repeat(150) + '%')(name), true);
     assert.equal(listPattern('*a'.repeat(100_000) + '*b')(name), false);
     assert.equal(pictureMatch('*a'.repeat(2000) + '*b', 'a'.repeat(16_000)), false);
+  });
+});
+
+describe('sorting in slices', () => {
+  test('sortInSlices agrees with the stable Array.prototype.sort, and yields on a large input', async () => {
+    const random = seededRandom(4242);
+    for (const n of [0, 1, 2, 2047, 2048, 2049, 4096, 4097, 10_000, 33_333]) {
+      for (const shape of ['random', 'few keys', 'sorted', 'reversed', 'nearly sorted']) {
+        const items = Array.from({ length: n }, (_, i) => {
+          const key =
+            shape === 'random' ? Math.floor(random() * 1e6)
+            : shape === 'few keys' ? Math.floor(random() * 5)
+            : shape === 'sorted' ? i
+            : shape === 'reversed' ? n - i
+            : i + (random() < 0.01 ? Math.floor(random() * 500) - 250 : 0);
+          return { key, at: i };
+        });
+        const compare = (a: { key: number }, b: { key: number }): number => a.key - b.key;
+        const expected = [...items].sort(compare);
+        const slicer = new Slicer({ sliceMs: 0 });
+        const sorted = await sortInSlices(items, compare, slicer);
+        assert.equal(sorted, items, 'sorted in place');
+        assert.deepEqual(sorted, expected, `${n} ${shape}: the same order, ties in their first order`);
+        if (n > 2048) assert.ok(slicer.yields > 0, `${n} ${shape}: yielded`);
+      }
+    }
   });
 });
 
@@ -244,6 +294,26 @@ describe('mailbox names and patterns', () => {
 });
 
 describe('long scans in slices', () => {
+  test("the first folderOpen of a large mailbox loads its index page by page: another client's noop is answered first", async () => {
+    const hook = pagedReadStarted(server);
+    const { scan, order } = await raceNoop(
+      server,
+      big,
+      bystander,
+      '<folderOpen folder="first" mailbox="INBOX" sortField="Subject"><field>UID</field><field>Subject</field></folderOpen>',
+      hook.started,
+    );
+    assert.deepEqual(order, ['noop', 'scan'], "the other client's noop is answered while the index loads");
+    assert.equal(scan.response.attrs.errorText, undefined);
+    assert.ok((await hook.pages) >= 3, 'the mailbox was read in pages');
+    const init = scan.messages.find((m) => m.name === 'folderReport' && m.attrs.mode === 'init')!;
+    assert.equal(Number(init.attrs.messages), BIG);
+    const rows = await browseAll(big, 'first');
+    const subjects = rows.map((r) => r.fields.replace(/^.*<Subject>(.*)<\/Subject>.*$/, '$1'));
+    assert.deepEqual(subjects, Array.from({ length: BIG }, (_, i) => `message ${i}`).sort(), 'sorted by Subject (sorted in slices too)');
+    await ok(big, '<folderClose folder="first"/>');
+  });
+
   test('folderSearch BODY over a large mailbox: a noop sent after it started is answered first', async () => {
     await ok(big, '<folderOpen folder="big" mailbox="INBOX"><field>UID</field></folderOpen>');
     const { scan, order } = await raceNoop(server, big, bystander, `<folderSearch folder="big" filter="BODY ${NEEDLE}"><UID from="1" till="${BIG}"/></folderSearch>`);
@@ -318,5 +388,229 @@ describe('long scans in slices', () => {
     expectError(await client.request('<folderReopen folder="f" filterField="body" filter="x"/>'), 'the filter takes too long on this mailbox: use folderSearch');
     const still = await ok(client, '<folderBrowse folder="f"><index>299</index></folderBrowse>');
     assert.equal(still.messages.length, 1, 'a failed reopen leaves the folder as it was');
+  });
+});
+
+// ---------------------------------------------------------------------------------------
+// Loading an index while the mailbox changes
+
+describe('a mailbox index loaded in slices is exact', () => {
+  const COUNT = 3000;
+
+  /** The store's truth: every message of the mailbox, by UID. */
+  async function truth(mailboxId: number): Promise<MessageMeta[]> {
+    return (await server.services.store.mail.changesSince(mailboxId, 0)).changed.sort((a, b) => a.uid - b.uid);
+  }
+
+  test('appends, flag and attribute changes and expunges while the index loads are all in it', async () => {
+    const address = await server.newAccount('exact');
+    const messages = Array.from({ length: COUNT }, (_, i) => ({
+      raw: rfc822([['From', `s${i}@example.org`], ['Subject', `exact ${i}`]], `body ${i}\n`),
+      flags: i % 7 === 0 ? 'Seen' : i % 11 === 0 ? 'Recent' : undefined,
+    }));
+    const uids: number[] = [];
+    for (let start = 0; start < COUNT; start += 1000) uids.push(...(await deliverRaw(server, address, 'INBOX', messages.slice(start, start + 1000))));
+    const moved = await deliverRaw(server, address, 'Source', [rfc822([['Subject', 'moved in']], 'moved\n')]);
+    const { client: reader } = await server.login(address, 'secret');
+    const { client: writer } = await server.login(address, 'secret');
+    const { client: second } = await server.login(address, 'secret');
+    await ok(writer, '<folderOpen folder="src" mailbox="Source"><field>UID</field></folderOpen>');
+
+    const mail = server.services.mail;
+    const store = server.services.store.mail;
+    const account = (await server.services.accounts.find(address))!;
+    const box = await mail.access(account, 'INBOX', 'rwsid');
+    const id = box.record.id;
+    const appendXml = (subject: string): string =>
+      `<messageAppend targetMailbox="INBOX" flags="Flagged"><EMail><From>me@example.test</From><Subject>${subject}</Subject><MIME type="text" subtype="plain">text</MIME></EMail></messageAppend>`;
+
+    // The load pauses before its third page (the first two have been read); its catch-up
+    // answers a turn after reading, as an engine over the network would: changes are made
+    // in both pauses.
+    const listMessages = store.listMessages;
+    const changesSince = store.changesSince;
+    let pages = 0;
+    let pausedAtPage!: () => void;
+    let resumePages!: () => void;
+    let caughtUp!: () => void;
+    let resumeCatchUp!: () => void;
+    const atPage = new Promise<void>((resolve) => (pausedAtPage = resolve));
+    const pagesResumed = new Promise<void>((resolve) => (resumePages = resolve));
+    const atCatchUp = new Promise<void>((resolve) => (caughtUp = resolve));
+    const catchUpResumed = new Promise<void>((resolve) => (resumeCatchUp = resolve));
+    let readBeforePause = 0;
+    store.listMessages = async (mailboxId, page) => {
+      if (mailboxId === id && page && ++pages === 3) {
+        readBeforePause = page.afterUid;
+        pausedAtPage();
+        await pagesResumed;
+      }
+      return listMessages.call(store, mailboxId, page);
+    };
+    let catchUps = 0;
+    store.changesSince = async (mailboxId, modseq) => {
+      const changes = await changesSince.call(store, mailboxId, modseq);
+      if (mailboxId === id && modseq > 0 && ++catchUps === 1) {
+        caughtUp();
+        await catchUpResumed;
+      }
+      return changes;
+    };
+    try {
+      const opening = reader.request('<folderOpen folder="in" mailbox="INBOX" sortField="UID"><field>UID</field><field>FLAGS</field></folderOpen>');
+      await atPage;
+      assert.ok(readBeforePause > 0 && readBeforePause < uids[COUNT - 1]!, `paused inside the mailbox (after UID ${readBeforePause})`);
+      const read = uids.filter((uid) => uid <= readBeforePause);
+      const unread = uids.filter((uid) => uid > readBeforePause);
+      // A second first user of the mailbox (a session of its own: a session's requests are
+      // answered in turn) shares the load.
+      const sharing = second.request('<folderOpen folder="in" mailbox="INBOX" sortField="UID"><field>UID</field><field>FLAGS</field></folderOpen>');
+
+      // 1. Between pages: another session appends and moves a message in; this process
+      // (as a delivery would) appends, expunges and changes attributes; another process
+      // changes flags and expunges in the store.
+      await ok(writer, appendXml('appended between pages'));
+      await ok(writer, `<messageMove folder="src" targetMailbox="INBOX"><UID>${moved[0]}</UID></messageMove>`);
+      await deliverRaw(server, address, 'INBOX', [rfc822([['Subject', 'delivered between pages']], 'x\n')]);
+      assert.equal(await mail.expunge(box, [read[10]!, unread[10]!]), 2);
+      await mail.setAttrs(box, read[20]!, { note: 'read page' });
+      await mail.setAttrs(box, unread[20]!, { note: 'unread page' });
+      const flagged = (await store.getMessage(id, read[30]!))!;
+      const flaggedToo = (await store.getMessage(id, unread[30]!))!;
+      await store.setFlags(id, [
+        { uid: flagged.uid, flags: flagged.flags | Flag.Flagged | Flag.Seen, keywords: ['$Label1'] },
+        { uid: flaggedToo.uid, flags: (flaggedToo.flags | Flag.Answered) & ~Flag.Seen, keywords: [] },
+      ]);
+      await store.expunge(id, [read[40]!, unread[40]!]);
+      resumePages();
+
+      // 2. After the catch-up's snapshot, before the index is registered: changes of this
+      // process only (another process's later changes reach no index, loading or not).
+      await atCatchUp;
+      await ok(writer, appendXml('appended after the catch-up'));
+      const late = await deliverRaw(server, address, 'INBOX', [rfc822([['Subject', 'delivered after the catch-up']], 'y\n')]);
+      assert.equal(await mail.expunge(box, [read[50]!, unread[50]!, late[0]!]), 3);
+      await mail.setAttrs(box, unread[60]!, { note: 'after the catch-up' });
+      resumeCatchUp();
+
+      const opened = expectOpened(await opening);
+      const shared = expectOpened(await sharing);
+      assert.ok(pages >= 3, 'the load read the rest after the pause');
+      assert.equal(catchUps, 1, 'one load for both folders');
+
+      // The index is the store's truth, and so are both views.
+      const index = await mail.index(box);
+      const stored = await truth(id);
+      assert.deepEqual([...index.byUid.values()].sort((a, b) => a.uid - b.uid), stored, 'the index equals the store');
+      assert.equal(index.modseq, (await store.getMailboxById(id))!.highestModseq);
+      assert.equal(index.mailbox.uidNext, (await store.getMailboxById(id))!.uidNext);
+      assert.equal(stored.length, COUNT + 5 - 7, 'five added, seven removed');
+      for (const [client, init] of [[reader, opened], [second, shared]] as const) {
+        assert.equal(Number(init.attrs.messages), stored.length);
+        const rows = await browseAll(client, 'in');
+        assert.deepEqual(rows.map((r) => r.uid), stored.map((m) => m.uid), 'the view shows the stored messages');
+      }
+      const row = (rows: Awaited<ReturnType<typeof browseAll>>, uid: number) => rows.find((r) => r.uid === uid)!;
+      const rows = await browseAll(reader, 'in');
+      assert.equal(row(rows, flagged.uid).flags?.split(',').sort().join(','), ['$Label1', 'Flagged', 'Seen'].sort().join(','));
+      assert.match(row(rows, flaggedToo.uid).flags ?? '', /Answered/);
+
+      // The index registered goes on: changes after the load reach both views by folderSync.
+      const model = await FolderModel.load(reader, 'in');
+      await ok(second, `<messageMark folder="in" flags="Flagged"><UID>${unread[70]}</UID></messageMark>`);
+      await ok(second, `<messageRemove folder="in" mode="Immediately"><UID>${read[70]}</UID></messageRemove>`);
+      await ok(writer, appendXml('appended after the load'));
+      await awaitNotifies(reader, 'in');
+      await model.syncAndCheck(reader);
+      assert.deepEqual(model.uids(), (await truth(id)).map((m) => m.uid));
+    } finally {
+      store.listMessages = listMessages;
+      store.changesSince = changesSince;
+    }
+  });
+});
+
+describe('a mailbox index whose removal journal is outrun while it loads', () => {
+  test('is read again, and the third time in one piece: still the store\'s truth', async () => {
+    const address = await server.newAccount('outrun');
+    const uids = await deliverRaw(server, address, 'INBOX', Array.from({ length: 1500 }, (_, i) => rfc822([['Subject', `outrun ${i}`]], `${i}\n`)));
+    const account = (await server.services.accounts.find(address))!;
+    const box = await server.services.mail.access(account, 'INBOX', 'r');
+    const store = server.services.store.mail;
+    const changesSince = store.changesSince;
+    const asked: number[] = [];
+    // The catch-up after each of the two sliced attempts finds the journal pruned past it.
+    store.changesSince = async (mailboxId, modseq) => {
+      const changes = await changesSince.call(store, mailboxId, modseq);
+      if (mailboxId !== box.record.id) return changes;
+      asked.push(modseq);
+      if (asked.length <= 2) {
+        await server.services.mail.expunge(box, [uids[asked.length * 100]!]);
+        return { ...changes, complete: false };
+      }
+      return changes;
+    };
+    let index;
+    try {
+      index = await server.services.mail.index(box);
+    } finally {
+      store.changesSince = changesSince;
+    }
+    assert.equal(asked.length, 3);
+    assert.equal(asked[2], 0, 'the third read is the whole mailbox in one piece');
+    const stored = (await changesSince.call(store, box.record.id, 0)).changed;
+    assert.equal(stored.length, 1498);
+    assert.deepEqual([...index.byUid.values()].sort((a, b) => a.uid - b.uid), stored);
+  });
+});
+
+function expectOpened(reply: Awaited<ReturnType<XimssClient['request']>>): XmlElement {
+  assert.equal(reply.response.attrs.errorText, undefined, reply.response.toString());
+  return reply.messages.find((m) => m.name === 'folderReport' && m.attrs.mode === 'init')!;
+}
+
+describe('a full mailboxSync in slices', () => {
+  test("the first mailboxSync of a large mailbox reads it page by page: another client's noop is answered first", async () => {
+    await ok(big, '<folderOpen folder="sync" mailbox="INBOX"><field>UID</field></folderOpen>');
+    const hook = pagedReadStarted(server);
+    const { scan, order } = await raceNoop(server, big, bystander, '<mailboxSync folder="sync" limit="5"/>', hook.started);
+    assert.deepEqual(order, ['noop', 'scan']);
+    assert.equal(scan.response.attrs.errorText, undefined);
+    assert.ok((await hook.pages) >= 3, 'the mailbox was read in pages');
+    const reports = scan.messages.filter((m) => m.name === 'mailboxSyncReport');
+    assert.equal(reports.length, 6, 'five messages and the info');
+    assert.deepEqual(reports.slice(0, 5).map((r) => r.attrs.mode), ['added', 'added', 'added', 'added', 'added']);
+    assert.equal(reports[5]!.attrs.mode, 'info');
+    assert.equal(reports[5]!.attrs.hasMore, 'yes');
+    await ok(big, '<folderClose folder="sync"/>');
+  });
+
+  test('a message arriving while a complete answer is made is reported as added at the next sync', async () => {
+    const address = await server.newAccount('syncing');
+    const first = await deliverRaw(server, address, 'INBOX', [rfc822([['Subject', 'one']], 'one\n'), rfc822([['Subject', 'two']], 'two\n')]);
+    const { client } = await server.login(address, 'secret');
+    await ok(client, '<folderOpen folder="F" mailbox="INBOX"><field>UID</field></folderOpen>');
+    // The answer reads the new messages' bodies: the first read waits for a delivery.
+    const store = server.services.store.mail;
+    const readRaw = store.readRaw;
+    let arrived: number[] = [];
+    store.readRaw = async (mailboxId, uid) => {
+      store.readRaw = readRaw;
+      arrived = await deliverRaw(server, address, 'INBOX', [rfc822([['Subject', 'three']], 'three\n')]);
+      return readRaw.call(store, mailboxId, uid);
+    };
+    let reply;
+    try {
+      reply = await ok(client, '<mailboxSync folder="F"/>');
+    } finally {
+      store.readRaw = readRaw;
+    }
+    assert.equal(arrived.length, 1, 'delivered during the answer');
+    const reports = reply.messages.filter((m) => m.name === 'mailboxSyncReport');
+    assert.deepEqual(reports.map((r) => [r.attrs.mode, Number(r.attrs.UID ?? 0)]), [['added', first[0]], ['added', first[1]], ['info', 0]]);
+    const syncID = reports[2]!.attrs.syncID!;
+    const next = (await ok(client, `<mailboxSync folder="F" syncID="${syncID}"/>`)).messages.filter((m) => m.name === 'mailboxSyncReport');
+    assert.deepEqual(next.map((r) => [r.attrs.mode, Number(r.attrs.UID ?? 0)]).slice(0, -1), [['added', arrived[0]]], 'new to the client: added, with its content');
+    assert.ok(next[0]!.element('EMail'), 'the message goes out whole');
   });
 });

@@ -1,6 +1,7 @@
 /**
  * The SQLite store, used directly: migrations, domains, accounts, alerts, meta, password
- * storage and the external-change watch the command line relies on.
+ * storage, the external-change watch the command line relies on, and a mailbox's messages
+ * read in pages (keyset by UID) with the changes since a modseq.
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
@@ -14,7 +15,7 @@ import { verifyPassword } from '../src/services/passwords.js';
 import { openStore } from '../src/store/open.js';
 import { migrations } from '../src/store/sqlite/migrations.js';
 import { SqliteStore } from '../src/store/sqlite/sqlite-store.js';
-import { AlreadyExistsError, type NewAccount, type Store } from '../src/store/store.js';
+import { AlreadyExistsError, type MessageMeta, type NewAccount, type NewMessage, type Store } from '../src/store/store.js';
 
 let dir: string;
 let store: Store;
@@ -298,5 +299,66 @@ describe('external changes', () => {
     } finally {
       stop();
     }
+  });
+});
+
+describe('messages in pages', () => {
+  function message(i: number): NewMessage {
+    const raw = Buffer.from(`Subject: m${i}\r\n\r\nbody ${i}\r\n`);
+    return {
+      raw,
+      flags: 0,
+      keywords: [],
+      internalDate: 1_700_000_000_000 + i,
+      header: `Subject: m${i}\r\n`,
+      envelope: { date: null, dateShift: 0, from: '', to: '', cc: '', subject: `m${i}`, priority: 0 },
+    };
+  }
+
+  test('keyset pages by UID add up to the whole mailbox, through removals; the changes since a modseq complete them', async () => {
+    await store.domains.create('pages.test');
+    const account = await store.accounts.create(newAccount('pages.test', 'box'));
+    const box = await store.mail.createMailbox(account.id, 'INBOX', '', false);
+    const other = await store.mail.createMailbox(account.id, 'Other', '', false);
+    await store.mail.append(other.id, [message(-1)]);
+    const appended = await store.mail.append(box.id, Array.from({ length: 250 }, (_, i) => message(i)));
+    await store.mail.expunge(box.id, [3, 4, 100]);
+    const all = await store.mail.listMessages(box.id);
+    assert.equal(all.length, 247);
+
+    const paged: MessageMeta[] = [];
+    let reads = 0;
+    for (let afterUid = 0; ; reads++) {
+      const page = await store.mail.listMessages(box.id, { afterUid, limit: 40 });
+      assert.ok(page.every((m, i) => m.uid > afterUid && (i === 0 || m.uid > page[i - 1]!.uid)), 'above afterUid, ascending');
+      paged.push(...page);
+      if (page.length < 40) break;
+      afterUid = page[page.length - 1]!.uid;
+    }
+    assert.deepEqual(paged, all, 'the pages are the mailbox, in UID order');
+    assert.equal(reads, 6);
+    assert.deepEqual(await store.mail.listMessages(box.id, { afterUid: 250, limit: 10 }), []);
+    assert.deepEqual((await store.mail.listMessages(box.id, { afterUid: 2, limit: 3 })).map((m) => m.uid), [5, 6, 7], 'a removed UID is skipped');
+
+    // Keyset, not OFFSET: a seek on the primary key (mailbox_id, uid).
+    assert.ok(store instanceof SqliteStore);
+    const plan = (store.db.prepare('EXPLAIN QUERY PLAN SELECT uid FROM messages WHERE mailbox_id = ? AND uid > ? ORDER BY uid LIMIT ?').all(box.id, 10, 5) as { detail: string }[])
+      .map((r) => r.detail)
+      .join('; ');
+    assert.match(plan, /SEARCH messages USING PRIMARY KEY \(mailbox_id=\? AND uid>\?\)/, plan);
+    assert.doesNotMatch(plan, /TEMP B-TREE/, 'no sort');
+
+    // What a paged reader catches up with: changes and removals after the modseq it noted, with the uidNext of that snapshot.
+    const noted = (await store.mail.getMailboxById(box.id))!;
+    await store.mail.setFlags(box.id, [{ uid: 7, flags: 1, keywords: [] }]);
+    await store.mail.expunge(box.id, [8]);
+    const added = await store.mail.append(box.id, [message(250)]);
+    const changes = await store.mail.changesSince(box.id, noted.highestModseq);
+    assert.deepEqual(changes.changed.map((m) => m.uid), [7, added.messages[0]!.uid]);
+    assert.deepEqual(changes.removed.map((r) => r.uid), [8]);
+    assert.equal(changes.uidNext, added.uidNext);
+    assert.equal(changes.uidNext, appended.uidNext + 1);
+    assert.equal(changes.modseq, (await store.mail.getMailboxById(box.id))!.highestModseq);
+    assert.equal(changes.complete, true);
   });
 });

@@ -91,15 +91,14 @@ export class Slicer {
    * chunks done so far stay done).
    */
   async eachChunk<T>(items: readonly T[], work: (chunk: readonly T[]) => Promise<void>, firstSize = MIN_CHUNK): Promise<void> {
-    let size = firstSize;
+    const sizer = new ChunkSizer(firstSize, MIN_CHUNK, MAX_CHUNK, this.sliceMs);
     for (let start = 0; start < items.length; ) {
       await this.pace();
-      const chunk = items.slice(start, start + size);
+      const chunk = items.slice(start, start + sizer.size);
       const began = performance.now();
       await work(chunk);
       start += chunk.length;
-      const factor = this.sliceMs / Math.max(performance.now() - began, 0.01);
-      size = Math.max(MIN_CHUNK, Math.min(MAX_CHUNK, Math.round(size * Math.min(2, Math.max(0.5, factor)))));
+      sizer.took(performance.now() - began);
     }
   }
 }
@@ -107,6 +106,78 @@ export class Slicer {
 /** Bounds of the chunk sizes eachChunk chooses. */
 const MIN_CHUNK = 50;
 const MAX_CHUNK = 5000;
+
+/**
+ * Sizes chunks of work (items, rows of a page) to take about one slice each: after each
+ * chunk, `took(ms)` scales the next size by the time the last one took (at most doubling
+ * or halving it), within [min, max].
+ */
+export class ChunkSizer {
+  constructor(
+    public size: number,
+    private readonly min: number,
+    private readonly max: number,
+    private readonly sliceMs = SLICE_MS,
+  ) {}
+
+  took(ms: number): void {
+    const factor = this.sliceMs / Math.max(ms, 0.01);
+    this.size = Math.max(this.min, Math.min(this.max, Math.round(this.size * Math.min(2, Math.max(0.5, factor)))));
+  }
+}
+
+/** Elements sorted or merged between two looks at the clock in sortInSlices. */
+const SORT_STEP = 2048;
+
+/**
+ * Sorts `items` (in place; also returned) like a stable Array.prototype.sort, in slices: runs
+ * of SORT_STEP elements are sorted one at a time, then merged pairwise, pass after pass,
+ * the slicer consulted (and yielding when its slice is over) every SORT_STEP elements. About
+ * as many comparisons as one sort; runs already in order are joined without comparing their
+ * elements (a mailbox in UID order is often nearly sorted by date). Throws DeadlineError
+ * when the slicer's deadline passes.
+ */
+export async function sortInSlices<T>(items: T[], compare: (a: T, b: T) => number, slicer: Slicer): Promise<T[]> {
+  const n = items.length;
+  if (n <= SORT_STEP) return items.sort(compare);
+  for (let start = 0; start < n; start += SORT_STEP) {
+    await slicer.pace();
+    const end = Math.min(n, start + SORT_STEP);
+    const run = items.slice(start, end).sort(compare);
+    for (let i = 0; i < run.length; i++) items[start + i] = run[i]!;
+  }
+  let from = items;
+  let to = new Array<T>(n);
+  for (let width = SORT_STEP; width < n; width *= 2) {
+    for (let left = 0; left < n; left += 2 * width) {
+      const mid = Math.min(n, left + width);
+      const end = Math.min(n, left + 2 * width);
+      let i = left;
+      let j = mid;
+      let out = left;
+      // Already in order (or a lone run): copied as it is.
+      if (mid >= end || compare(from[mid - 1]!, from[mid]!) <= 0) {
+        for (; out < end; out++) {
+          if ((out & (SORT_STEP - 1)) === 0) await slicer.pace();
+          to[out] = from[out]!;
+        }
+        continue;
+      }
+      while (out < end) {
+        if ((out & (SORT_STEP - 1)) === 0) await slicer.pace();
+        const stop = Math.min(end, out + SORT_STEP);
+        for (; out < stop; out++) {
+          // Stable: on a tie the left run's element goes first.
+          if (j >= end || (i < mid && compare(from[i]!, from[j]!) <= 0)) to[out] = from[i++]!;
+          else to[out] = from[j++]!;
+        }
+      }
+    }
+    [from, to] = [to, from];
+  }
+  if (from !== items) for (let k = 0; k < n; k++) items[k] = from[k]!;
+  return items;
+}
 
 /** Lets pending I/O and timers run before continuing. */
 export function yieldToEventLoop(): Promise<void> {

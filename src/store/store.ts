@@ -240,8 +240,19 @@ export interface FlagUpdate {
   keywords: readonly string[];
 }
 
+/** One page of a keyset read (MailStore.listMessages). */
+export interface MessagePage {
+  /** Messages with UIDs above this one (0: from the start). */
+  afterUid: number;
+  /** At most this many. */
+  limit: number;
+}
+
 export interface ChangeSet {
+  /** The mailbox's modseq as read, with the changes, in one snapshot. */
   modseq: number;
+  /** The mailbox's next UID in the same snapshot. */
+  uidNext: number;
   /** Messages changed or added after the given modseq. */
   changed: MessageMeta[];
   /** UIDs (and ORIGUIDs) removed after the given modseq, with the modseq of the removal. */
@@ -276,7 +287,18 @@ export interface MailStore {
   /** Total size of the account's messages (quota). */
   accountUsage(accountId: number): Promise<number>;
 
-  listMessages(mailboxId: number): Promise<MessageMeta[]>;
+  /**
+   * A mailbox's messages in UID order: all of them, or with `page` one page of them, read
+   * by keyset (the messages with UIDs above `afterUid`, at most `limit`; the next page
+   * starts after the last UID returned, and a page shorter than `limit` is the last). Each
+   * page is read on its own, not as one snapshot with the others: a reader that needs one
+   * (MailService loading a mailbox's index) notes the mailbox's modseq before the first page
+   * and catches up with `changesSince` after the last. Every engine implements it by an
+   * ordered index on (mailbox, uid), never an OFFSET: the embedded SQLite engine, and the
+   * PostgreSQL engine that comes next (`uid > $2 ORDER BY uid LIMIT $3`), so that reading a
+   * page costs the same at the end of a 100,000-message mailbox as at its start.
+   */
+  listMessages(mailboxId: number, page?: MessagePage): Promise<MessageMeta[]>;
   getMessage(mailboxId: number, uid: number): Promise<MessageMeta | undefined>;
   readRaw(mailboxId: number, uid: number): Promise<Buffer | undefined>;
   /** The stored header blocks (binary strings) of these messages. */

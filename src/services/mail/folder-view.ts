@@ -1,4 +1,5 @@
 import type { MessageMeta } from '../../store/store.js';
+import { sortInSlices, type Slicer } from '../slices.js';
 import { Flag, matchesFlagFilter, type FlagFilter } from './flags.js';
 import type { MailboxIndex } from './mailbox-index.js';
 import { sortKey, sortKeyIsMetadata, sortKeyIsMutable } from './view-fields.js';
@@ -31,6 +32,64 @@ function compareKeys(a: Key, b: Key): number {
   const sa = String(a);
   const sb = String(b);
   return sa < sb ? -1 : sa > sb ? 1 : 0;
+}
+
+/** A message's sort key in a view sorted by `field` (header-derived keys cached in the index). */
+function viewKey(index: MailboxIndex, field: string, meta: MessageMeta): Key {
+  // Metadata keys (FLAGS, the one that changes, among them) are cheap to compute; only
+  // header-derived text keys are worth caching.
+  if (sortKeyIsMetadata(field)) return sortKey(field, meta, index.lookup);
+  let cache = index.keyCache.get(field);
+  if (!cache) index.keyCache.set(field, (cache = new Map()));
+  let key = cache.get(meta.uid);
+  if (key === undefined) cache.set(meta.uid, (key = sortKey(field, meta, index.lookup)));
+  return key;
+}
+
+function orderCacheKey(field: string, descending: boolean): string {
+  return `${field.toLowerCase()}\u0000${descending ? 'd' : 'a'}`;
+}
+
+/** The index's cached order for this sort, when it is still valid (see FolderView.sortedMailbox). */
+function cachedOrder(index: MailboxIndex, field: string, descending: boolean): { version: number; metaVersion: number; order: MessageMeta[] } | undefined {
+  const cached = index.sortCache.get(orderCacheKey(field, descending));
+  if (!cached || cached.version !== index.membershipVersion) return undefined;
+  // An order by flags is also outdated by any flag change.
+  if (sortKeyIsMutable(field) && cached.metaVersion !== index.metaVersion) return undefined;
+  return cached;
+}
+
+/** Sorts of a whole mailbox in slices (prepareOrder) that may find the mailbox changed before the view sorts it in one piece. */
+const ORDER_ATTEMPTS = 3;
+
+/**
+ * Makes the index's order of every message for this sort ready, in slices (keys computed
+ * and sorted SORT_STEP messages at a time, other clients served in between), for the
+ * FolderView built right after to find it cached. The header fields the sort needs must be
+ * loaded (MailService.loadFields). Messages coming or going meanwhile (or, for an order by
+ * flags, flags changing) outdate the order: it is made again, and after ORDER_ATTEMPTS
+ * left to the view, which sorts in one piece.
+ */
+export async function prepareOrder(index: MailboxIndex, field: string, descending: boolean, slicer: Slicer): Promise<void> {
+  for (let attempt = 0; attempt < ORDER_ATTEMPTS; attempt++) {
+    if (cachedOrder(index, field, descending)) return;
+    const version = index.membershipVersion;
+    const metaVersion = index.metaVersion;
+    const metas = [...index.byUid.values()];
+    // Decorate-sort-undecorate, as the view does: each key computed once.
+    const keys = new Array<Key>(metas.length);
+    for (let i = 0; i < metas.length; i++) {
+      // Header-derived keys cost microseconds each (decoding): the clock is read often.
+      if ((i & 255) === 0) await slicer.pace();
+      keys[i] = viewKey(index, field, metas[i]!);
+    }
+    const direction = descending ? -1 : 1;
+    const positions = await sortInSlices(Array.from(metas.keys()), (a, b) => direction * (compareKeys(keys[a]!, keys[b]!) || metas[a]!.uid - metas[b]!.uid), slicer);
+    if (index.membershipVersion !== version || (sortKeyIsMutable(field) && index.metaVersion !== metaVersion)) continue;
+    const order = positions.map((i) => metas[i]!);
+    index.sortCache.set(orderCacheKey(field, descending), { version, metaVersion, order });
+    return;
+  }
 }
 
 /**
@@ -127,15 +186,7 @@ export class FolderView {
   }
 
   private key(meta: MessageMeta): Key {
-    const field = this.options.sortField;
-    // Metadata keys (FLAGS, the one that changes, among them) are cheap to compute; only
-    // header-derived text keys are worth caching.
-    if (sortKeyIsMetadata(field)) return sortKey(field, meta, this.index.lookup);
-    let cache = this.index.keyCache.get(field);
-    if (!cache) this.index.keyCache.set(field, (cache = new Map()));
-    let key = cache.get(meta.uid);
-    if (key === undefined) cache.set(meta.uid, (key = sortKey(field, meta, this.index.lookup)));
-    return key;
+    return viewKey(this.index, this.options.sortField, meta);
   }
 
   private compare(a: MessageMeta, b: MessageMeta): number {
@@ -177,15 +228,16 @@ export class FolderView {
 
   /**
    * Every message of the mailbox in this view's order. Orders by immutable keys are
-   * cached in the index and reused by later opens until messages come or go.
+   * cached in the index and reused by later opens until messages come or go; the first
+   * open makes the order in slices beforehand (prepareOrder), and this sorts in one piece
+   * only when that order is outdated.
    */
   private sortedMailbox(): MessageMeta[] {
     const field = this.options.sortField;
-    const cacheKey = `${field.toLowerCase()}\u0000${this.options.descending ? 'd' : 'a'}`;
+    const cacheKey = orderCacheKey(field, this.options.descending);
     const version = this.index.membershipVersion;
-    const cached = this.index.sortCache.get(cacheKey);
-    // An order by flags is also outdated by any flag change.
-    if (cached && cached.version === version && !(sortKeyIsMutable(field) && cached.metaVersion !== this.index.metaVersion)) {
+    const cached = cachedOrder(this.index, field, this.options.descending);
+    if (cached) {
       if (cached.metaVersion !== this.index.metaVersion) {
         // Flag changes do not move messages in these orders, but they replace metadata
         // objects: refresh the cached ones once, in place (views hold their own arrays).

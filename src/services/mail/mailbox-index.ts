@@ -10,6 +10,14 @@ export interface IndexChange {
   kind: ChangeKind;
 }
 
+/**
+ * A change committed to the store, as the mail service applies it to a mailbox's index (or,
+ * while the index is being loaded, keeps it to apply once the loaded snapshot is in place).
+ */
+export type IndexUpdate =
+  | { kind: 'added' | 'flags' | 'attrs'; messages: readonly MessageMeta[]; modseq: number }
+  | { kind: 'removed'; uids: readonly number[]; modseq: number };
+
 /** A folder watching the index: told about every change, and how far it has consumed the log. */
 export interface IndexWatcher {
   readonly consumedModseq: number;
@@ -51,17 +59,53 @@ export class MailboxIndex {
   /** Reads a header field from `fieldCache` (what views and filters sort and show by). */
   readonly lookup: HeaderLookup = (field, uid) => this.fieldCache.get(field)?.get(uid);
   lastUsed = Date.now();
+  /**
+   * The modseq of the snapshot the index was loaded from: every change committed at or
+   * below it is in the index already (`apply` ignores it when it comes again).
+   */
+  loadedModseq: number;
 
   /**
    * The mailbox record as loaded (name and uidNext kept current; `modseq` above is the
-   * current modseq, the ACL is re-read from the store on every check).
+   * current modseq, the ACL is re-read from the store on every check). A large mailbox is
+   * loaded in pieces instead (MailService.index): an empty index, then `load` and `unload`
+   * as pages and changes are read, then `settle` with the record of the snapshot.
    */
   constructor(
     public mailbox: MailboxRecord,
-    messages: readonly MessageMeta[],
+    messages: readonly MessageMeta[] = [],
   ) {
-    this.modseq = mailbox.highestModseq;
+    this.modseq = this.loadedModseq = mailbox.highestModseq;
     for (const m of messages) this.track(m);
+  }
+
+  /** While loading (nobody sees the index yet): a message as read, replacing what was read of it before. */
+  load(meta: MessageMeta): void {
+    this.track(meta);
+  }
+
+  /** While loading: a message read before that has been removed since. */
+  unload(uid: number): void {
+    this.byUid.delete(uid);
+    this.recent.delete(uid);
+  }
+
+  /** Ends loading: the index holds the mailbox as of `mailbox.highestModseq`. */
+  settle(mailbox: MailboxRecord): void {
+    this.mailbox = mailbox;
+    this.modseq = this.loadedModseq = mailbox.highestModseq;
+  }
+
+  /**
+   * Applies a committed change. One at or below the loaded snapshot's modseq is in the
+   * index already and is ignored (a change committed while the index loaded may be
+   * reported to it after it was registered).
+   */
+  apply(update: IndexUpdate): void {
+    if (update.modseq <= this.loadedModseq) return;
+    if (update.kind === 'removed') this.applyRemoved(update.uids, update.modseq);
+    else if (update.kind === 'added') this.applyAdded(update.messages, update.modseq);
+    else this.applyChanged(update.messages, update.modseq, update.kind);
   }
 
   private track(meta: MessageMeta): void {

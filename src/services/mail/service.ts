@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 import {
   AlreadyExistsError,
   NotFoundError,
@@ -16,12 +17,12 @@ import { fullName, parseSizeSetting, type AccountService } from '../accounts.js'
 import type { EventBus } from '../bus.js';
 import { ServiceError } from '../errors.js';
 import { decodeHeaderText, decodeTextForSearch, headerValue, headerValues, parseHeaderBlock, parseMime, SEARCH_TEXT_BYTES, type HeaderField } from '../mime/index.js';
-import { DeadlineError, Slicer } from '../slices.js';
+import { ChunkSizer, DeadlineError, Slicer, yieldToEventLoop } from '../slices.js';
 import { listPattern } from '../wildcard.js';
 import { ALL_RIGHTS, checkAclPattern, effectiveRights, hasRight, updateAcl } from './acl.js';
 import { applyKeywords, Flag, flagNameSet, type FlagChange } from './flags.js';
-import { FolderView, type ViewOptions } from './folder-view.js';
-import { MailboxIndex } from './mailbox-index.js';
+import { FolderView, prepareOrder, type ViewOptions } from './folder-view.js';
+import { MailboxIndex, type IndexUpdate } from './mailbox-index.js';
 import { canonicalMailboxName, isOwnerAddress, MAX_OWNER_LENGTH, normalizeMailboxName, parseMailboxName } from './names.js';
 import type { SearchOptions, SearchProgram } from './search.js';
 import { ContentScanner } from './scanner.js';
@@ -79,6 +80,37 @@ const WILDCARD_SLACK = 16;
 const HEADER_BATCH = 500;
 /** Unwatched mailbox indexes are dropped after this long without use. */
 const INDEX_IDLE_MS = 10 * 60_000;
+/**
+ * Pages of a mailbox read in slices (see readMailbox): the first page's size, and the bounds
+ * of the sizes that follow (each sized to take about one slice, SLICE_MS).
+ */
+const FIRST_PAGE = 500;
+const MIN_PAGE = 200;
+const MAX_PAGE = 5000;
+/** Sliced loads of an index that may find the removal journal outrun before reading the mailbox in one piece. */
+const SLICED_LOAD_ATTEMPTS = 2;
+
+/**
+ * A mailbox index being loaded (MailService.index): the load all first users share, and
+ * what happened to the mailbox meanwhile that the loaded snapshot may not show.
+ */
+class IndexLoad {
+  promise!: Promise<MailboxIndex>;
+  /** Changes this process committed while the index loaded, applied over the snapshot. */
+  readonly missed: IndexUpdate[] = [];
+  /** The mailbox's new name, when it was renamed meanwhile. */
+  renamed: string | undefined;
+  /** The mailbox was removed meanwhile: the index is not kept. */
+  removed = false;
+}
+
+/** Receives a mailbox's messages as readMailbox reads them. */
+interface MailboxSink {
+  /** A message as read (replacing what was read of it before). */
+  load(meta: MessageMeta): void;
+  /** A message read before that has been removed since. */
+  unload(uid: number): void;
+}
 
 /**
  * Mailboxes and messages: names (own, `~user@domain/...`, aliases), access control,
@@ -88,10 +120,11 @@ const INDEX_IDLE_MS = 10 * 60_000;
  */
 export class MailService {
   private readonly indexes = new Map<number, MailboxIndex>();
-  private readonly loading = new Map<number, Promise<MailboxIndex>>();
+  private readonly loading = new Map<number, IndexLoad>();
   private readonly sweeper: NodeJS.Timeout;
   /** Decides content scans (folderSearch, text filters) in a worker thread. */
   private readonly scanner = new ContentScanner();
+  private closed = false;
 
   constructor(
     private readonly store: Store,
@@ -104,6 +137,7 @@ export class MailService {
 
   async close(): Promise<void> {
     clearInterval(this.sweeper);
+    this.closed = true;
     this.indexes.clear();
     await this.scanner.close();
   }
@@ -256,7 +290,10 @@ export class MailService {
     for (const m of all) {
       const index = this.indexes.get(m.id);
       const name = newNames.get(m.name);
-      if (index && name !== undefined) index.mailbox = { ...index.mailbox, name };
+      if (name === undefined) continue;
+      if (index) index.mailbox = { ...index.mailbox, name };
+      const load = this.loading.get(m.id);
+      if (load) load.renamed = name;
     }
     for (const r of renames) {
       this.changed(box.owner.id, undefined, r.from);
@@ -281,6 +318,8 @@ export class MailService {
     }
     for (const m of doomed) {
       this.indexes.delete(m.id);
+      const load = this.loading.get(m.id);
+      if (load) load.removed = true;
       this.changed(box.owner.id, m.id, m.name);
     }
   }
@@ -392,7 +431,11 @@ export class MailService {
   // -------------------------------------------------------------------------------------
   // Indexes and views
 
-  /** The shared in-memory index of a mailbox, loaded on first use. */
+  /**
+   * The shared in-memory index of a mailbox, loaded on first use; concurrent first users
+   * share one load. A large mailbox is loaded in slices (see loadIndex), other clients
+   * served in between.
+   */
   async index(box: MailboxHandle): Promise<MailboxIndex> {
     const id = box.record.id;
     const existing = this.indexes.get(id);
@@ -400,17 +443,114 @@ export class MailService {
       existing.lastUsed = Date.now();
       return existing;
     }
-    let loading = this.loading.get(id);
-    if (!loading) {
-      loading = (async () => {
-        const record = (await this.store.mail.getMailboxById(id)) ?? box.record;
-        const index = new MailboxIndex(record, await this.store.mail.listMessages(id));
-        this.indexes.set(id, index);
-        return index;
-      })().finally(() => this.loading.delete(id));
-      this.loading.set(id, loading);
+    let load = this.loading.get(id);
+    if (!load) {
+      const started = new IndexLoad();
+      started.promise = this.loadIndex(id, started).finally(() => this.loading.delete(id));
+      this.loading.set(id, (load = started));
     }
-    return loading;
+    return load.promise;
+  }
+
+  /**
+   * Loads a mailbox's index in slices, exactly: the messages are read page by page (the
+   * mailbox changing in between), then caught up with every change since the modseq noted
+   * before the first page, which gives the mailbox as of one modseq (see readMailbox). The
+   * changes this process commits meanwhile go to `load.missed` (the index is not registered
+   * yet, so nothing else applies them) and those after that modseq are applied over it; the
+   * index is then registered in the same step, so no change is lost in between. Should the
+   * removal journal no longer reach back to the first page (a flood of expunges during a
+   * long load), the load starts again, and after SLICED_LOAD_ATTEMPTS the mailbox is read in
+   * one piece.
+   */
+  private async loadIndex(id: number, load: IndexLoad): Promise<MailboxIndex> {
+    for (let attempt = 0; ; attempt++) {
+      const start = await this.store.mail.getMailboxById(id);
+      if (!start) throw new ServiceError(NOT_FOUND);
+      const index = new MailboxIndex(start);
+      const record = await this.readMailbox(start, index, attempt < SLICED_LOAD_ATTEMPTS);
+      if (!record) continue;
+      // From here to the registration nothing yields: every later change finds the index.
+      index.settle(load.renamed === undefined ? record : { ...record, name: load.renamed });
+      for (const update of load.missed.sort((a, b) => a.modseq - b.modseq)) index.apply(update);
+      if (!load.removed && !this.closed) this.indexes.set(id, index);
+      return index;
+    }
+  }
+
+  /**
+   * Reads every message of a mailbox into `sink`, as of one modseq: with `sliced`, in pages
+   * by UID, yielding to the event loop between them (each page sized to take about one
+   * slice), then every change since `start.highestModseq` (the modseq before the first
+   * page): messages changed or added since are read again, those removed since unloaded.
+   * Every message present at the end either has not changed since `start` (so a page read
+   * it as it is) or is among the changes; every message a page read that is gone was
+   * removed after `start`, so the journal lists it. Resolves with the mailbox record as of
+   * the modseq reached (its uidNext and highestModseq from the same snapshot as the
+   * changes), or undefined when the journal no longer reaches back to `start` (read again).
+   * Without `sliced`, one read in one piece (a snapshot of everything).
+   */
+  private async readMailbox(start: MailboxRecord, sink: MailboxSink, sliced: boolean): Promise<MailboxRecord | undefined> {
+    const id = start.id;
+    let since = start.highestModseq;
+    if (sliced) {
+      const sizer = new ChunkSizer(FIRST_PAGE, MIN_PAGE, MAX_PAGE);
+      for (let afterUid = 0; ; ) {
+        const began = performance.now();
+        const page = await this.store.mail.listMessages(id, { afterUid, limit: sizer.size });
+        for (const meta of page) sink.load(meta);
+        if (page.length < sizer.size) break;
+        afterUid = page[page.length - 1]!.uid;
+        sizer.took(performance.now() - began);
+        await yieldToEventLoop();
+      }
+    } else since = 0;
+    let changes: ChangeSet;
+    try {
+      changes = await this.store.mail.changesSince(id, since);
+    } catch (err) {
+      if (err instanceof NotFoundError) throw new ServiceError(NOT_FOUND);
+      throw err;
+    }
+    // Since 0 every message is among the changes: nothing removed needs unloading.
+    if (sliced && !changes.complete) return undefined;
+    for (const meta of changes.changed) sink.load(meta);
+    if (sliced) for (const r of changes.removed) sink.unload(r.uid);
+    return { ...start, uidNext: changes.uidNext, highestModseq: changes.modseq };
+  }
+
+  /**
+   * Every message of a mailbox as of one modseq, in UID order, read in slices (see
+   * readMailbox): for a full mailboxSync.
+   */
+  async snapshot(box: MailboxHandle): Promise<{ modseq: number; uidNext: number; messages: MessageMeta[] }> {
+    for (let attempt = 0; ; attempt++) {
+      const start = await this.store.mail.getMailboxById(box.record.id);
+      if (!start) throw new ServiceError(NOT_FOUND);
+      const messages = new Map<number, MessageMeta>();
+      const sink: MailboxSink = { load: (meta) => void messages.set(meta.uid, meta), unload: (uid) => void messages.delete(uid) };
+      const record = await this.readMailbox(start, sink, attempt < SLICED_LOAD_ATTEMPTS);
+      if (!record) continue;
+      // In UID order: pages come in it, and what the catch-up adds came after the last page.
+      const list = [...messages.values()];
+      for (let i = 1; i < list.length; i++) {
+        if (list[i - 1]!.uid > list[i]!.uid) {
+          list.sort((a, b) => a.uid - b.uid);
+          break;
+        }
+      }
+      return { modseq: record.highestModseq, uidNext: record.uidNext, messages: list };
+    }
+  }
+
+  /**
+   * Applies a change just committed to the mailbox's index; while the index loads, keeps it
+   * for the load to apply over its snapshot (see loadIndex).
+   */
+  private applyToIndex(mailboxId: number, update: IndexUpdate): void {
+    const index = this.indexes.get(mailboxId);
+    if (index) index.apply(update);
+    else this.loading.get(mailboxId)?.missed.push(update);
   }
 
   /**
@@ -419,18 +559,27 @@ export class MailService {
    */
   async openView(box: MailboxHandle, options: ViewOptions, fields: readonly string[], onNotify: () => void): Promise<FolderView> {
     const index = await this.index(box);
-    await this.loadFields(index, [...fields, options.sortField]);
+    const slicer = new Slicer();
+    await this.loadFields(index, [...fields, options.sortField], undefined, slicer);
     // This folder is the first to see the Recent messages: it shows them so, and the flag
     // is cleared for everyone else (an ordinary flag change other folders are told about).
+    // They are taken at once (a folder opening meanwhile does not get them too) and cleared
+    // in chunks, one transaction each, yielding between them.
     const recent = new Set(index.recent);
     if (recent.size > 0 && hasRight(box.rights, 's')) {
-      const updates = [...recent].flatMap((uid) => {
-        const meta = index.get(uid);
-        return meta ? [{ uid, flags: meta.flags & ~Flag.Recent, keywords: meta.keywords }] : [];
-      });
-      const result = await this.store.mail.setFlags(index.mailbox.id, updates);
-      index.applyChanged(result.changed, result.modseq, 'flags');
+      for (const uid of recent) index.recent.delete(uid);
+      await slicer.eachChunk([...recent], async (chunk) => {
+        const updates = chunk.flatMap((uid) => {
+          const meta = index.get(uid);
+          return meta && meta.flags & Flag.Recent ? [{ uid, flags: meta.flags & ~Flag.Recent, keywords: meta.keywords }] : [];
+        });
+        if (updates.length === 0) return;
+        const result = await this.store.mail.setFlags(index.mailbox.id, updates);
+        this.applyToIndex(index.mailbox.id, { kind: 'flags', messages: result.changed, modseq: result.modseq });
+      }, 500);
     }
+    // The first view of this order sorts the whole mailbox: in slices, before the view is made.
+    await prepareOrder(index, options.sortField, options.descending, slicer);
     const view = new FolderView(index, options, onNotify);
     view.recentAtOpen = recent;
     return view;
@@ -522,11 +671,8 @@ export class MailService {
       if (err instanceof NotFoundError) throw new ServiceError(err.message);
       throw err;
     }
-    const index = this.indexes.get(box.record.id);
-    if (index) {
-      if (result.replaced !== null) index.applyRemoved([result.replaced], result.modseq);
-      index.applyAdded(result.messages, result.modseq);
-    }
+    if (result.replaced !== null) this.applyToIndex(box.record.id, { kind: 'removed', uids: [result.replaced], modseq: result.modseq });
+    this.applyToIndex(box.record.id, { kind: 'added', messages: result.messages, modseq: result.modseq });
     this.changed(box.owner.id, box.record.id, record.name);
     return result.messages;
   }
@@ -554,11 +700,9 @@ export class MailService {
       }
       first = false;
       const result = await this.store.mail.copy(source.record.id, chunk, target.record.id, { move });
-      const targetIndex = this.indexes.get(target.record.id);
-      targetIndex?.applyAdded(result.copied.map((c) => c.to), result.modseq);
+      this.applyToIndex(target.record.id, { kind: 'added', messages: result.copied.map((c) => c.to), modseq: result.modseq });
       if (move && result.copied.length > 0) {
-        const sourceIndex = this.indexes.get(source.record.id);
-        sourceIndex?.applyRemoved(result.copied.map((c) => c.from), result.sourceModseq);
+        this.applyToIndex(source.record.id, { kind: 'removed', uids: result.copied.map((c) => c.from), modseq: result.sourceModseq });
         this.changed(source.owner.id, source.record.id, sourceRecord.name);
       }
       this.changed(target.owner.id, target.record.id, targetRecord.name);
@@ -596,7 +740,7 @@ export class MailService {
       }
       if (updates.length === 0) return;
       const result = await this.store.mail.setFlags(box.record.id, updates);
-      index.applyChanged(result.changed, result.modseq, 'flags');
+      this.applyToIndex(box.record.id, { kind: 'flags', messages: result.changed, modseq: result.modseq });
       this.changed(box.owner.id, box.record.id, record.name);
     }, 200);
   }
@@ -605,7 +749,7 @@ export class MailService {
     const record = await this.recheck(box, 'w');
     const result = await this.store.mail.setAttrs(box.record.id, uid, attrs);
     if (!result.changed) throw new ServiceError('message not found');
-    this.indexes.get(box.record.id)?.applyChanged([result.changed], result.modseq, 'attrs');
+    this.applyToIndex(box.record.id, { kind: 'attrs', messages: [result.changed], modseq: result.modseq });
     this.changed(box.owner.id, box.record.id, record.name);
   }
 
@@ -625,7 +769,7 @@ export class MailService {
       const result = await this.store.mail.expunge(box.record.id, chunk);
       if (result.removed.length === 0) return;
       removed += result.removed.length;
-      this.indexes.get(box.record.id)?.applyRemoved(result.removed.map((r) => r.uid), result.modseq);
+      this.applyToIndex(box.record.id, { kind: 'removed', uids: result.removed.map((r) => r.uid), modseq: result.modseq });
       this.changed(box.owner.id, box.record.id, current.name);
     });
     return removed;

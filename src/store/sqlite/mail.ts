@@ -13,6 +13,7 @@ import {
   type MailboxStats,
   type MailStore,
   type MessageMeta,
+  type MessagePage,
   type NewMessage,
   type AppendOptions,
 } from '../store.js';
@@ -175,8 +176,9 @@ export class SqliteMail implements MailStore {
     return (this.sql.usage.get(accountId) as { total: number }).total;
   }
 
-  async listMessages(mailboxId: number): Promise<MessageMeta[]> {
-    return (this.sql.listMessages.all(mailboxId) as MessageRow[]).map(toMeta);
+  async listMessages(mailboxId: number, page?: MessagePage): Promise<MessageMeta[]> {
+    const rows = page ? this.sql.listMessagesPage.all(mailboxId, page.afterUid, page.limit) : this.sql.listMessages.all(mailboxId);
+    return (rows as MessageRow[]).map(toMeta);
   }
 
   async getMessage(mailboxId: number, uid: number): Promise<MessageMeta | undefined> {
@@ -314,7 +316,7 @@ export class SqliteMail implements MailStore {
       const removed = (this.sql.removedSince.all(mailboxId, modseq) as { uid: number; orig_uid: number; modseq: number }[]).map(
         (r) => ({ uid: r.uid, origUid: r.orig_uid, modseq: r.modseq }),
       );
-      return { modseq: box.modseq, changed, removed, complete: modseq >= box.journal_horizon };
+      return { modseq: box.modseq, uidNext: box.uid_next, changed, removed, complete: modseq >= box.journal_horizon };
     }).deferred();
   }
 
@@ -410,6 +412,8 @@ function prepareStatements(db: SqliteDatabase) {
             FROM mailboxes b WHERE account_id = ?`,
     usage: 'SELECT coalesce(sum(size), 0) AS total FROM mailboxes WHERE account_id = ?',
     listMessages: `SELECT ${META_COLUMNS} FROM messages WHERE mailbox_id = ? ORDER BY uid`,
+    // Keyset paging on the primary key (mailbox_id, uid): a seek, then `limit` rows in order.
+    listMessagesPage: `SELECT ${META_COLUMNS} FROM messages WHERE mailbox_id = ? AND uid > ? ORDER BY uid LIMIT ?`,
     getMessage: `SELECT ${META_COLUMNS} FROM messages WHERE mailbox_id = ? AND uid = ?`,
     getByOrigUid: `SELECT ${META_COLUMNS} FROM messages WHERE mailbox_id = ? AND orig_uid = ? ORDER BY uid DESC LIMIT 1`,
     readRaw: `SELECT b.data AS data FROM messages m JOIN message_bodies b ON b.id = m.body_id

@@ -2,9 +2,9 @@ import { ServiceError } from '../../services/errors.js';
 import { Flag, parseFlagChange } from '../../services/mail/flags.js';
 import { parseSearch, SearchSyntaxError, type SearchOptions } from '../../services/mail/search.js';
 import { NOT_FOUND, type MailboxHandle } from '../../services/mail/service.js';
-import type { MessageMeta } from '../../store/store.js';
+import type { ChangeSet, MessageMeta } from '../../store/store.js';
 import { messageToXml, parseMime } from '../../services/mime/index.js';
-import { DeadlineError, Slicer } from '../../services/slices.js';
+import { DeadlineError, Slicer, sortInSlices } from '../../services/slices.js';
 import { el } from '../../xml/element.js';
 import { ianaTimeZone, parseGmt } from '../../xml/time.js';
 import { inSession, requiredAttr, type OperationTable, type SessionContext } from '../engine.js';
@@ -223,28 +223,44 @@ export const folderOperations: OperationTable = {
     const totalSizeLimit = totalSizeLimitAttr(ctx.request) ?? 0;
     // Inside a modseq: ask from the one before and skip what was already sent.
     const from = afterUid === undefined ? since : Math.max(0, since - 1);
-    const changes = await ctx.server.mail.changesSince(folder.box, from);
-    // The first sync, or a syncID older than the removal journal: every message is new.
-    const full = (since === 0 && afterUid === undefined) || !changes.complete;
-    const removed = full ? [] : changes.removed;
-    let changed = full && from !== 0 ? (await ctx.server.mail.changesSince(folder.box, 0)).changed : changes.changed;
-    const timeFrom = ctx.request.attrs.timeFrom === undefined ? undefined : parseGmt(ctx.request.attrs.timeFrom);
-    if (timeFrom) changed = changed.filter((m) => m.internalDate >= timeFrom.getTime());
+    // The first sync, or a syncID older than the removal journal: every message is new. The
+    // whole mailbox is then read in slices (other clients served in between), as of one modseq.
+    const first = since === 0 && afterUid === undefined;
+    const changes = first ? undefined : await ctx.server.mail.changesSince(folder.box, from);
+    const full = !changes?.complete;
+    // The state the answer brings the client to (the next syncID): the store's, as read.
+    let modseq: number;
+    let storeUidNext: number;
+    let removed: ChangeSet['removed'] = [];
+    let changed: readonly MessageMeta[];
+    if (changes?.complete) ({ modseq, uidNext: storeUidNext, removed, changed } = changes);
+    else ({ modseq, uidNext: storeUidNext, messages: changed } = await ctx.server.mail.snapshot(folder.box));
+    const timeFrom = ctx.request.attrs.timeFrom === undefined ? undefined : parseGmt(ctx.request.attrs.timeFrom)?.getTime();
+    const wanted = (e: { modseq: number; uid: number }): boolean =>
+      full || afterUid === undefined || e.modseq > since || (e.modseq === since && e.uid > afterUid);
+    // The entries (a whole mailbox on a full sync) are gathered and ordered in slices; each
+    // new message goes out whole, in slices too.
+    const slicer = new Slicer({ cancelled: () => ctx.session.closed });
     type Entry = { modseq: number; uid: number; removed?: { uid: number; origUid: number }; meta?: MessageMeta };
-    const entries: Entry[] = [
-      ...removed.map((r) => ({ modseq: r.modseq, uid: r.uid, removed: r })),
-      ...changed.map((m) => ({ modseq: m.modseq, uid: m.uid, meta: m })),
-    ]
-      .filter((e) => full || afterUid === undefined || e.modseq > since || (e.modseq === since && e.uid > afterUid))
-      .sort((a, b) => a.modseq - b.modseq || a.uid - b.uid);
+    const entries: Entry[] = [];
+    try {
+      for (const r of removed) if (wanted(r)) entries.push({ modseq: r.modseq, uid: r.uid, removed: r });
+      for (let i = 0; i < changed.length; i++) {
+        if ((i & 1023) === 0) await slicer.pace();
+        const m = changed[i]!;
+        if ((timeFrom === undefined || m.internalDate >= timeFrom) && wanted(m)) entries.push({ modseq: m.modseq, uid: m.uid, meta: m });
+      }
+      await sortInSlices(entries, (a, b) => a.modseq - b.modseq || a.uid - b.uid, slicer);
+    } catch (err) {
+      if (err instanceof DeadlineError) throw new ServiceError(SESSION_CLOSED);
+      throw err;
+    }
     const page = entries.slice(0, limit);
     const hasMore = page.length < entries.length;
     // Messages added since the folder last synced have no header viewer fields cached yet.
     await ctx.server.mail.loadFields(folder.view.index, folder.fields, page.flatMap((e) => (e.meta ? [e.uid] : [])));
     const tz = ctx.session.timeZone;
     const uidNext = full ? 0 : knownUidNext;
-    // Each new message goes out whole: a long answer is made in slices.
-    const slicer = new Slicer({ cancelled: () => ctx.session.closed });
     for (const entry of page) {
       if (!(await slicer.next())) throw new ServiceError(SESSION_CLOSED);
       if (entry.removed) {
@@ -262,7 +278,9 @@ export const folderOperations: OperationTable = {
       ctx.send(report);
     }
     const last = page[page.length - 1];
-    const next = hasMore && last ? `${last.modseq}-${uidNext}-${last.uid}` : `${changes.modseq}-${folder.view.index.mailbox.uidNext}`;
+    // Not the index's uidNext: messages may have arrived while this answer was made (it
+    // yields), and they are new to the client.
+    const next = hasMore && last ? `${last.modseq}-${uidNext}-${last.uid}` : `${modseq}-${storeUidNext}`;
     ctx.send(el('mailboxSyncReport', { folder: folder.name, mode: 'info', syncID: next, hasMore: hasMore ? 'yes' : undefined }));
   }),
 
