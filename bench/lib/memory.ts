@@ -45,7 +45,13 @@ export async function sessionMemory(options: MemoryOptions): Promise<MemoryResul
       reason: `the open-file limit is ${limit} but ${options.sessions} sessions need at least ${needed}: raise it (ulimit -n ${Math.max(12_000, needed)}) and run again`,
     };
   }
-  const server: Ximssd = await startXimssd({ gcHook: true, cpuProfileDir: options.cpuProfileDir });
+  // The load generator plays thousands of clients from one address: up to --login-concurrency
+  // of its connections are not logged in yet at a time, past the default per-address limit.
+  const server: Ximssd = await startXimssd({
+    gcHook: true,
+    cpuProfileDir: options.cpuProfileDir,
+    config: { limits: { connectionsPerAddress: 100_000, preLoginConnections: 100_000 } },
+  });
   const sockets: net.Socket[] = [];
   try {
     sockets.push(await connectXimss(server.ports.ximss, { user: USER, password: PASSWORD }));
