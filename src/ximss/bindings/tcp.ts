@@ -298,7 +298,9 @@ export class TcpConnection implements TransportControl {
     this.output += xml + '\0';
     if (!this.flushScheduled) {
       this.flushScheduled = true;
-      queueMicrotask(() => this.flush());
+      // Once per turn of the event loop, not per microtask: a handler that awaits between
+      // the rows of a long answer (slicing does) would otherwise cost a write per row.
+      setImmediate(() => this.flush());
     }
   }
 
