@@ -78,6 +78,13 @@ export interface Config {
     connectionsPerAddress: number;
     /** Connections not logged in, server-wide. */
     preLoginConnections: number;
+    /**
+     * Requests refused before login (malformed, oversized or overdeep XML) that one address
+     * may send in a minute; past them its new connections are refused for abuseBlockSeconds
+     * (0 turns this off).
+     */
+    abusePerAddress: number;
+    abuseBlockSeconds: number;
     /** A new connection must send its first complete request within this many seconds. */
     firstRequestSeconds: number;
     /** ...and log in within this many seconds. */
@@ -182,6 +189,8 @@ export function defaultConfig(): Config {
       xmlTextChars: 10 * 1024 * 1024,
       connectionsPerAddress: 64,
       preLoginConnections: 4096,
+      abusePerAddress: 20,
+      abuseBlockSeconds: 60,
       firstRequestSeconds: 30,
       loginSeconds: 120,
       httpHeadersSeconds: 20,

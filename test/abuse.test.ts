@@ -353,6 +353,31 @@ describe('abuse: connections', () => {
     await assertServes(victim);
   });
 
+  test('an address that keeps sending refused messages is blocked: its new connections are closed at once', async () => {
+    const blocking = await startTestServer({ limits: { abusePerAddress: 5, abuseBlockSeconds: 60 } });
+    try {
+      const address = await blocking.newAccount('blocked');
+      for (let i = 0; i < 5; i++) {
+        const attacker = await connectFrom(blocking.ports.ximss, '127.0.0.11');
+        void flood(attacker.socket, Buffer.concat([nested(10_000), Buffer.from([0])]));
+        await attacker.waitClosed(10_000);
+        assert.match(attacker.received[0]?.attrs.errorText ?? '', /nested deeper than 64/);
+      }
+      // Blocked: XIMSS and HTTP connections from the address are closed without a word.
+      const refused = await connectFrom(blocking.ports.ximss, '127.0.0.11');
+      await refused.waitClosed(10_000);
+      assert.deepEqual(refused.received, []);
+      const http = await rawHttp(blocking.ports.http, 'GET /XIMSSLogin/ HTTP/1.1\r\nHost: x\r\n\r\n', undefined, '127.0.0.11');
+      assert.equal(http.text, '');
+      // Another address, and a session already logged in, go on.
+      const other = await connectFrom(blocking.ports.ximss, '127.0.0.12');
+      await other.login(address, 'secret');
+      await assertServes(other);
+    } finally {
+      await blocking.stop();
+    }
+  });
+
   test('an HTTP request whose head trickles in is answered 408 at the header deadline', async () => {
     const socket = net.connect({ port: server.ports.http, host: '127.0.0.1' });
     let text = '';

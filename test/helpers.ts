@@ -43,7 +43,8 @@ export async function startTestServer(overrides: Record<string, unknown> = {}, o
       host: '127.0.0.1',
       defaultDomain: 'example.test',
       ports: { ximss: 0, http: 0, smtp: 0, xmpp: 0 },
-      limits: { loginFailureDelayMs: 20 },
+      // Suites send refused requests from 127.0.0.1 on purpose: the abuse block is tested on its own (abuse.test.ts).
+      limits: { loginFailureDelayMs: 20, abusePerAddress: 0 },
     },
     'test',
   );

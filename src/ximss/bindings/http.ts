@@ -4,7 +4,7 @@ import net from 'node:net';
 import { pipeline } from 'node:stream';
 import tls from 'node:tls';
 import type { Authenticated } from '../../services/auth.js';
-import type { Admission } from '../../services/connections.js';
+import { BLOCKED, type Admission } from '../../services/connections.js';
 import { ServiceError } from '../../services/errors.js';
 import type { XmlElement } from '../../xml/element.js';
 import { Conversation, type TransportControl } from '../conversation.js';
@@ -226,7 +226,7 @@ export class HttpListener {
     this.server = net.createServer((raw) => {
       const admission = engine.server.connections.admit(clientAddress(raw));
       if (typeof admission === 'string') {
-        if (secureContext) raw.destroy();
+        if (secureContext || admission === BLOCKED) raw.destroy();
         else refuseConnection(raw, `HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: ${admission.length + 1}\r\nConnection: close\r\nRetry-After: 10\r\n\r\n${admission}\n`);
         return;
       }
@@ -270,6 +270,7 @@ export class HttpListener {
     if (LOGIN_PATH.test(path)) {
       const text = await this.body(req, res, this.limits.preLoginRequestBytes);
       if (text !== undefined) this.send(req, res, await this.login(req, query, text));
+      else if (res.statusCode === 413) this.engine.server.connections.reportAbuse(clientAddress(req.socket));
       return;
     }
     if (RESET_PATH.test(path)) {
@@ -417,7 +418,10 @@ export class HttpListener {
   /** Pre-login operations (listFeatures, or a whole login exchange) posted as a batch. */
   private async preLoginBatch(req: http.IncomingMessage, text: string, params: Params, address: string): Promise<HttpReply> {
     const requests = parseBatch(text, batchProfile(this.limits, false, this.limits.preLoginRequests));
-    if (typeof requests === 'string') return ximssError(requests);
+    if (typeof requests === 'string') {
+      this.engine.server.connections.reportAbuse(address);
+      return ximssError(requests);
+    }
     const options = loginOptions(params);
     const transport = new LoginTransport(this, options, address);
     const conversation = new Conversation(this.engine, address, this.secure, transport);

@@ -1,7 +1,7 @@
 import net from 'node:net';
 import { StringDecoder } from 'node:string_decoder';
 import tls from 'node:tls';
-import type { Admission } from '../../services/connections.js';
+import { BLOCKED, type Admission } from '../../services/connections.js';
 import type { XmlElement } from '../../xml/element.js';
 import { XmlDocumentParser, XmlDocumentStream, XmlLimitError, XmlParseError, isBlank, parseXmlRange } from '../../xml/parser.js';
 import { Conversation, type Output, type TransportControl } from '../conversation.js';
@@ -278,7 +278,10 @@ export class TcpConnection implements TransportControl {
     const text = err instanceof XmlLimitError ? err.message : `malformed XML: ${err.message}`;
     const id = err.rootId;
     const loggedIn = this.conversation.session !== null;
-    if (!loggedIn) this.stopInput();
+    if (!loggedIn) {
+      this.stopInput();
+      this.engine.server.connections.reportAbuse(this.conversation.remoteAddress);
+    }
     this.conversation.submit(errorResponse(id, text), this.writer, loggedIn ? undefined : () => this.close());
   }
 
@@ -289,6 +292,7 @@ export class TcpConnection implements TransportControl {
   private tooLarge(profile: RequestProfile): void {
     this.partial = undefined;
     this.stopInput();
+    if (!this.conversation.session) this.engine.server.connections.reportAbuse(this.conversation.remoteAddress);
     // Requests received before it are answered first (in order); then the error, then the close.
     this.conversation.submit(errorResponse(undefined, `message is larger than ${profile.bytes} bytes`), this.writer, () => this.close());
   }
@@ -468,8 +472,9 @@ export class TcpListener {
     const onSocket = (socket: net.Socket): void => {
       const admission = engine.server.connections.admit(clientAddress(socket));
       if (typeof admission === 'string') {
-        // The client reads why (a XIMSS error response) unless it expects TLS first.
-        if (secureContext) socket.destroy();
+        // The client reads why (a XIMSS error response) unless it expects TLS first or its
+        // address is blocked for abuse (then the cheapest answer is the best).
+        if (secureContext || admission === BLOCKED) socket.destroy();
         else refuseConnection(socket, errorResponse(undefined, admission) + '\0');
         return;
       }
