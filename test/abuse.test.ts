@@ -404,8 +404,7 @@ describe('abuse: connections', () => {
 describe('abuse: expensive work for one request', () => {
   let server: TestServer;
   let victim: XimssClient;
-  let user: string;
-  before(async () => ({ server, victim, user } = await startAttacked({ limits: { searchSeconds: 600, foldersPerAccount: 30, uploadBytesPerSession: 64 * 1024 * 1024 } })));
+  before(async () => ({ server, victim } = await startAttacked({ limits: { searchSeconds: 600, foldersPerAccount: 30, uploadBytesPerSession: 64 * 1024 * 1024 } })));
   after(() => server.stop());
 
   test('backtracking patterns: mailboxList, mailboxSubList (and a `%` variant) answer; over-long subscription names are refused', async () => {
@@ -487,13 +486,12 @@ describe('abuse: expensive work for one request', () => {
 describe('abuse: logins and SMTP', () => {
   let server: TestServer;
   let victim: XimssClient;
-  let user: string;
   let smtp: SmtpListener;
   let smtpPort: number;
   /** The passwords the server verified, in order (the right one is "secret"). */
   const verified: string[] = [];
   before(async () => {
-    ({ server, victim, user } = await startAttacked(
+    ({ server, victim } = await startAttacked(
       // One address may hold 250 connections here: the login budget is what this group attacks.
       { limits: { loginFailureDelayMs: 50, accountSlowdownMs: 200, connectionsPerAddress: 250 } },
       {

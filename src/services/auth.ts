@@ -4,7 +4,8 @@ import type { AccountRecord, LoginRecord, Store } from '../store/store.js';
 import { fullName, type AccountService } from './accounts.js';
 import { BAD_CREDENTIALS, ServiceError, TOO_MANY_ATTEMPTS } from './errors.js';
 import { FairLimiter } from './fair-limiter.js';
-import { addressKey, LoginGuard, type Budget, type GuardEvent, type GuardState } from './login-guard.js';
+import { addressKey } from './client-address.js';
+import { LoginGuard, type Budget, type GuardEvent, type GuardState } from './login-guard.js';
 import { cramMd5Context, hashPassword, passwordVerifier, VerifiedPasswordCache, type PasswordVerifier } from './passwords.js';
 
 export interface Authenticated {

@@ -1,3 +1,5 @@
+import { addressKey } from './client-address.js';
+
 /** The window abuse is counted in, and how many addresses are remembered at most. */
 const ABUSE_WINDOW_MS = 60_000;
 const MAX_TRACKED = 100_000;
@@ -11,7 +13,7 @@ export interface Admission {
 
 /**
  * Counts the connections that have not logged in (XIMSS over TCP and HTTP, SMTP), per client
- * address and server-wide, so that one address cannot take every file descriptor or all
+ * address (IPv6: per /64, see client-address.ts) and server-wide, so that one address cannot take every file descriptor or all
  * the memory of unfinished messages. A logged-in connection counts against its account's
  * session limit instead.
  */
@@ -32,7 +34,8 @@ export class ConnectionLimiter {
   ) {}
 
   /** Admits a connection from `address`, or says why not. */
-  admit(address: string, now = Date.now()): Admission | string {
+  admit(clientAddress: string, now = Date.now()): Admission | string {
+    const address = addressKey(clientAddress);
     const until = this.blocked.get(address);
     if (until !== undefined) {
       if (until > now) return BLOCKED;
@@ -62,8 +65,9 @@ export class ConnectionLimiter {
    * connections are refused for abuseBlockSeconds, at the cost of an accept and a close —
    * a client that floods by reconnecting costs the server next to nothing.
    */
-  reportAbuse(address: string, now = Date.now()): void {
+  reportAbuse(clientAddress: string, now = Date.now()): void {
     if (this.limits.abusePerAddress <= 0) return;
+    const address = addressKey(clientAddress);
     const recent = (this.abuse.get(address) ?? []).filter((t) => now - t < ABUSE_WINDOW_MS);
     recent.push(now);
     if (recent.length < this.limits.abusePerAddress) {
@@ -75,10 +79,5 @@ export class ConnectionLimiter {
     this.abuse.delete(address);
     this.blocked.set(address, now + this.limits.abuseBlockSeconds * 1000);
     if (this.blocked.size > MAX_TRACKED) this.blocked.delete(this.blocked.keys().next().value!);
-  }
-
-  /** Connections counted now (from `address`, or in all). */
-  count(address?: string): number {
-    return address === undefined ? this.total : (this.byAddress.get(address) ?? 0);
   }
 }

@@ -167,13 +167,7 @@ export class Wildcard {
   }
 }
 
-/** Compiles a pattern once; the function tests texts against it. */
-export function wildcardMatcher(pattern: string, options: WildcardOptions = {}): (text: string) => boolean {
-  const compiled = new Wildcard(pattern, options);
-  return (text) => compiled.test(text);
-}
-
-/** One test of one pattern (compile with wildcardMatcher to test many texts). */
+/** One test of one pattern (to test many texts, compile it once: new Wildcard). */
 export function wildcardMatch(pattern: string, text: string, options: WildcardOptions = {}): boolean {
   return new Wildcard(pattern, options).test(text);
 }

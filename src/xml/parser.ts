@@ -4,10 +4,19 @@ import { XmlElement } from './element.js';
 export class XmlParseError extends Error {
   /** The root element's `id` attribute when its start tag had been read: a refused request can still be answered by id. */
   rootId: string | undefined;
+
+  /** What the client is told. */
+  get errorText(): string {
+    return `malformed XML: ${this.message}`;
+  }
 }
 
 /** A document crossed one of the guard's limits: refused while it was being parsed. */
-export class XmlLimitError extends XmlParseError {}
+export class XmlLimitError extends XmlParseError {
+  override get errorText(): string {
+    return this.message;
+  }
+}
 
 /**
  * What one document may hold, enforced while it is parsed (never after): every XML that

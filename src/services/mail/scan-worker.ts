@@ -7,11 +7,10 @@
  */
 import { setPriority } from 'node:os';
 import { parentPort } from 'node:worker_threads';
-import { parseSearch, type SearchProgram } from './search.js';
+import { DeadlineError } from '../slices.js';
+import { parseSearch } from './search.js';
 import { containsText, searchable } from './searchable.js';
 import type { ScanJob, ScanReply, ScanRequest } from './scanner.js';
-
-class Expired extends Error {}
 
 // Scans are background work: on Linux a thread has a priority of its own, and this one
 // yields the CPU to the server's thread (which answers everyone else) whenever both want it.
@@ -21,23 +20,13 @@ try {
   // not permitted here: the scan runs at the server's priority
 }
 
-/** Compiled programs of the searches under way (a search sends several batches). */
-const programs = new Map<string, SearchProgram>();
-
 function run(job: ScanJob): { results: boolean[]; stopped: boolean } {
   const results: boolean[] = [];
   const check = (): void => {
-    if (Date.now() >= job.deadline) throw new Expired();
+    if (Date.now() >= job.deadline) throw new DeadlineError();
   };
-  let program: SearchProgram | undefined;
-  if (job.kind === 'search') {
-    program = programs.get(job.searchId);
-    if (!program) {
-      program = parseSearch(job.filter, job.options);
-      programs.set(job.searchId, program);
-      if (programs.size > 64) programs.delete(programs.keys().next().value!);
-    }
-  }
+  // Compiled again for each batch: microseconds, against the batch's decoding.
+  const program = job.kind === 'search' ? parseSearch(job.filter, job.options) : undefined;
   for (let i = 0; i < job.items.length; i++) {
     // The first message of a search is always examined: a client going on from `next` progresses.
     const guarded = !(i === 0 && job.examineFirst);
@@ -48,11 +37,10 @@ function run(job: ScanJob): { results: boolean[]; stopped: boolean } {
       if (job.kind === 'search') results.push(program!.matches(searchable(item.meta, item.seq, item.header, raw, guarded ? check : undefined)));
       else results.push(raw !== undefined && containsText(raw, job.needle, job.scope, guarded ? check : undefined));
     } catch (err) {
-      if (err instanceof Expired) return { results, stopped: true };
+      if (err instanceof DeadlineError) return { results, stopped: true };
       throw err;
     }
   }
-  if (job.kind === 'search' && job.last) programs.delete(job.searchId);
   return { results, stopped: false };
 }
 

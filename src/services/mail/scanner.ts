@@ -34,12 +34,8 @@ interface JobBase {
 export type ScanJob =
   | (JobBase & {
       kind: 'search';
-      /** Names the search, whose compiled program the worker keeps across its batches. */
-      searchId: string;
       filter: string;
       options: SearchOptions;
-      /** The search's last batch (the worker forgets the program). */
-      last: boolean;
     })
   | (JobBase & { kind: 'contains'; needle: string; scope: ContentScope });
 
@@ -56,8 +52,8 @@ export interface BatchScan {
   readonly count: number;
   /** Reads item `i` from the store (in this thread); undefined when it is gone. */
   load(i: number): Promise<ScanItem | undefined>;
-  /** The job for one batch (`last`: it ends the scan). */
-  job(items: ScanItem[], first: boolean, last: boolean): ScanJob;
+  /** The job for one batch (`first`: it holds the scan's first item). */
+  job(items: ScanItem[], first: boolean): ScanJob;
   /** Takes item `i`'s answer; false stops the scan after it (enough was found). */
   take(i: number, found: boolean): boolean;
 }
@@ -98,12 +94,6 @@ export class ContentScanner {
   private worker: Worker | undefined;
   private readonly waiting = new Map<number, { resolve: (r: { results: boolean[]; stopped: boolean }) => void; reject: (e: Error) => void }>();
   private nextId = 0;
-  private searches = 0;
-
-  /** A name for a new search's batches. */
-  newSearchId(): string {
-    return `s${++this.searches}`;
-  }
 
   /**
    * Runs `scan` through the worker; resolves with the index of the first item not examined
@@ -135,7 +125,7 @@ export class ContentScanner {
         indexes.push(i);
       }
       if (items.length === 0) return;
-      inFlight.push({ indexes, reply: this.run(scan.job(items, first, loaded >= scan.count), transfer) });
+      inFlight.push({ indexes, reply: this.run(scan.job(items, first), transfer) });
     };
     while (loaded < scan.count && inFlight.length < IN_FLIGHT) await send();
     while (inFlight.length > 0) {

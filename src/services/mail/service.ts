@@ -16,11 +16,11 @@ import type { XimssValue } from '../../xml/objects.js';
 import { fullName, parseSizeSetting, type AccountService } from '../accounts.js';
 import type { EventBus } from '../bus.js';
 import { ServiceError } from '../errors.js';
-import { decodeHeaderText, decodeTextForSearch, headerValue, headerValues, parseHeaderBlock, parseMime, SEARCH_TEXT_BYTES, type HeaderField } from '../mime/index.js';
+import { decodeHeaderText, headerValue, parseHeaderBlock } from '../mime/index.js';
 import { ChunkSizer, DeadlineError, Slicer, yieldToEventLoop } from '../slices.js';
 import { listPattern } from '../wildcard.js';
 import { ALL_RIGHTS, checkAclPattern, effectiveRights, hasRight, updateAcl } from './acl.js';
-import { applyKeywords, Flag, flagNameSet, type FlagChange } from './flags.js';
+import { applyKeywords, Flag, type FlagChange } from './flags.js';
 import { FolderView, prepareOrder, type ViewOptions } from './folder-view.js';
 import { MailboxIndex, type IndexUpdate } from './mailbox-index.js';
 import { canonicalMailboxName, isOwnerAddress, MAX_OWNER_LENGTH, normalizeMailboxName, parseMailboxName } from './names.js';
@@ -855,7 +855,6 @@ export class MailService {
     const { program } = query;
     const matched: number[] = [];
     if (program.needsHeaders || program.needsBody) {
-      const searchId = this.scanner.newSearchId();
       const next = await this.scanner.scan(
         {
           count: candidates.length,
@@ -867,12 +866,10 @@ export class MailService {
             const raw = program.needsBody ? await this.store.mail.readRaw(box.record.id, c.uid) : undefined;
             return { uid: c.uid, seq: c.seq, meta, header, raw };
           },
-          job: (items, first, last) => ({
+          job: (items, first) => ({
             kind: 'search',
-            searchId,
             filter: query.filter,
             options: query.options,
-            last,
             deadline: Date.now() + slicer.remainingMs,
             examineFirst: first,
             items,

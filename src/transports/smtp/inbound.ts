@@ -203,7 +203,7 @@ export class SmtpListener {
       SNICallback: tlsContext ? (_name, callback) => callback(null, tlsContext) : undefined,
       onConnect: (session, callback) => {
         // Counted against the client's address like every connection that has not logged in.
-        const admission = services.connections.admit(session.remoteAddress.replace(/^::ffff:/, ''));
+        const admission = services.connections.admit(session.remoteAddress);
         if (typeof admission === 'string') return callback(smtpError(421, `4.7.0 ${admission}`));
         this.admissions.set(session.id, admission);
         if (!this.authAllowedInPlainText(session.remoteAddress)) session.disabledCommands = ['AUTH', ...this.disabled];

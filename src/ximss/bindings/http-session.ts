@@ -2,7 +2,7 @@ import type http from 'node:http';
 import { StringDecoder } from 'node:string_decoder';
 import type { Readable } from 'node:stream';
 import type { XmlElement } from '../../xml/element.js';
-import { XmlDocumentParser, XmlDocumentStream, XmlLimitError, XmlParseError, isBlank } from '../../xml/parser.js';
+import { XmlDocumentParser, XmlDocumentStream, XmlParseError, isBlank, parseXml } from '../../xml/parser.js';
 import { Conversation, type Output, type TransportControl } from '../conversation.js';
 import type { Engine } from '../engine.js';
 import { errorResponse } from '../protocol.js';
@@ -57,11 +57,6 @@ export type Batch =
   | { kind: 'refused'; reply: HttpReply; unread: boolean }
   | { kind: 'aborted' };
 
-/** The error text of a body that is not XML or crosses a limit. */
-function parseFailure(err: XmlParseError): string {
-  return err instanceof XmlLimitError ? err.message : `malformed XML: ${err.message}`;
-}
-
 /**
  * Reads an `<XIMSS>` batch from a request body as it arrives, parsing each piece at once
  * within `profile` (its size and the XML guard's limits): a body that crosses a limit is
@@ -83,7 +78,7 @@ export function readBatch(req: http.IncomingMessage, profile: RequestProfile): P
     };
     const refuse = (err: unknown): void => {
       if (!(err instanceof XmlParseError)) throw err;
-      stop({ kind: 'refused', reply: ximssError(parseFailure(err)), unread: !req.complete });
+      stop({ kind: 'refused', reply: ximssError(err.errorText), unread: !req.complete });
     };
     req.on('data', (chunk: Buffer) => {
       size += chunk.length;
@@ -102,7 +97,7 @@ export function readBatch(req: http.IncomingMessage, profile: RequestProfile): P
       } catch (err) {
         return refuse(err);
       }
-      stop({ kind: 'ok', requests: root === undefined ? [] : root.name === 'XIMSS' ? root.elements() : [root] });
+      stop({ kind: 'ok', requests: root === undefined ? [] : requestsOf(root) });
     });
     req.on('error', () => stop({ kind: 'aborted' }));
     req.on('close', () => {
@@ -117,16 +112,19 @@ function tooLargeBatch(profile: RequestProfile): Batch {
 
 /** Parses a batch given whole (the body of a pre-login /XIMSSLogin/ request): the requests, or the error text. */
 export function parseBatch(text: string, profile: RequestProfile): XmlElement[] | string {
-  const parser = new XmlDocumentParser();
   const source = text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
   if (isBlank(source)) return [];
   try {
-    const root = parser.parse(source, profile.xml);
-    return root.name === 'XIMSS' ? root.elements() : [root];
+    return requestsOf(parseXml(source, profile.xml));
   } catch (err) {
-    if (err instanceof XmlParseError) return parseFailure(err);
+    if (err instanceof XmlParseError) return err.errorText;
     throw err;
   }
+}
+
+/** A batch's requests: the children of `<XIMSS>`, or a single request element. */
+function requestsOf(root: XmlElement): XmlElement[] {
+  return root.name === 'XIMSS' ? root.elements() : [root];
 }
 
 /**

@@ -3,7 +3,7 @@ import { StringDecoder } from 'node:string_decoder';
 import tls from 'node:tls';
 import { BLOCKED, type Admission } from '../../services/connections.js';
 import type { XmlElement } from '../../xml/element.js';
-import { XmlDocumentParser, XmlDocumentStream, XmlLimitError, XmlParseError, isBlank, parseXmlRange } from '../../xml/parser.js';
+import { XmlDocumentParser, XmlDocumentStream, XmlParseError, isBlank, parseXmlRange } from '../../xml/parser.js';
 import { Conversation, type Output, type TransportControl } from '../conversation.js';
 import type { Engine } from '../engine.js';
 import { errorResponse } from '../protocol.js';
@@ -275,7 +275,7 @@ export class TcpConnection implements TransportControl {
 
   /** A message broke the XML rules or a limit: answered (with its id when known), in turn; closed before login. */
   private refuse(err: XmlParseError): void {
-    const text = err instanceof XmlLimitError ? err.message : `malformed XML: ${err.message}`;
+    const text = err.errorText;
     const id = err.rootId;
     const loggedIn = this.conversation.session !== null;
     if (!loggedIn) {
