@@ -64,23 +64,47 @@ export interface RecipientUpdate {
   remoteMta: string | null;
 }
 
+/**
+ * Who works on a queued message: one process at a time holds a message's lease, and only
+ * the holder records outcomes. A process that dies loses its leases when they expire.
+ */
+export interface QueueLease {
+  /** The claiming process (its node id). */
+  owner: string;
+  /** ms since the epoch. */
+  until: number;
+}
+
 export interface QueueStore {
   /** Commits a message with its recipients; its id, or undefined when its key was already queued. */
   enqueue(message: NewQueuedMessage): Promise<number | undefined>;
-  /** Messages with a pending recipient due at `now` (the longest due first), at most `limit`, skipping `busy`. */
-  due(now: number, limit: number, busy: ReadonlySet<number>): Promise<QueuedMessageRecord[]>;
-  /** The earliest next attempt of any pending recipient (skipping `busy` messages), ms; undefined when none. */
-  nextDue(busy: ReadonlySet<number>): Promise<number | undefined>;
+  /**
+   * Claims up to `limit` messages that have a pending recipient due at `now` (the longest
+   * due first) and no unexpired lease, for `lease`, in one transaction: two processes
+   * never claim the same message.
+   */
+  claimDue(now: number, limit: number, lease: QueueLease): Promise<QueuedMessageRecord[]>;
+  /**
+   * The earliest time work may become claimable: the next attempt of a pending recipient,
+   * or the expiry of the lease that holds it back, whichever is later; undefined when none.
+   */
+  nextDue(now: number): Promise<number | undefined>;
+  /** Extends a lease still held by `lease.owner`; false when it was lost (expired and taken, or the message is gone). */
+  renewLease(id: number, lease: QueueLease): Promise<boolean>;
+  /** Gives a lease up (the attempt ended); nothing when another owner holds it. */
+  releaseLease(id: number, owner: string): Promise<void>;
   readRaw(id: number): Promise<Buffer | undefined>;
   recipients(id: number): Promise<QueuedRecipientRecord[]>;
   /**
    * Records an attempt's outcomes in one transaction, together with the delivery reports it
    * produced (queued as new messages), and removes the message once no recipient is pending
-   * (with the delivery keys its local deliveries recorded: `q<id>/...`).
+   * (with the delivery keys its local deliveries recorded: `q<id>/...`). Only while `owner`
+   * holds the message's lease (expired or not, as long as nobody else took it): false, and
+   * nothing recorded, otherwise.
    */
-  recordAttempt(id: number, updates: readonly RecipientUpdate[], reports: readonly NewQueuedMessage[]): Promise<void>;
-  /** Every queued message with its recipients (the queue listing). */
-  list(): Promise<{ message: QueuedMessageRecord; recipients: QueuedRecipientRecord[] }[]>;
+  recordAttempt(id: number, owner: string, updates: readonly RecipientUpdate[], reports: readonly NewQueuedMessage[]): Promise<boolean>;
+  /** Every queued message with its recipients (the queue listing), with its lease when one is held. */
+  list(): Promise<{ message: QueuedMessageRecord; recipients: QueuedRecipientRecord[]; lease: QueueLease | null }[]>;
   /** Forgets delivery keys recorded before `before` (ms). */
   pruneDeliveryKeys(before: number): Promise<void>;
 }

@@ -5,11 +5,16 @@ import type { RuleStore } from './rules.js';
 
 /**
  * The storage interface every service talks to. Asynchronous throughout, so that the
- * embedded SQLite engine (the default) and the PostgreSQL engine planned for clusters
- * implement the same contract.
+ * embedded SQLite engine (the default) and the PostgreSQL engine (clusters) implement the
+ * same contract, which test/store/contract.ts checks on both.
+ *
+ * Any number of processes may share one store (cluster nodes on PostgreSQL; the command
+ * line beside a server on SQLite). So every method is one transaction, and a change that
+ * depends on what is stored (flags, quotas, claims, limits) is decided inside it: no caller
+ * computes a new state from what it read earlier and writes it back.
  */
 export interface Store {
-  readonly engine: string;
+  readonly engine: 'sqlite' | 'postgres';
   readonly domains: DomainStore;
   readonly accounts: AccountStore;
   readonly alerts: AlertStore;
@@ -18,12 +23,98 @@ export interface Store {
   readonly queue: QueueStore;
   readonly rules: RuleStore;
   readonly datasets: DatasetStore;
-  /**
-   * Calls `listener` soon after another process (the command line, another cluster node)
-   * commits a change to the store. Returns a function that stops the watch.
-   */
-  watchExternalChanges(listener: () => void): () => void;
+  readonly cluster: ClusterStore;
+  readonly shared: SharedStateStore;
+  /** Carries change events between the processes sharing the store (see src/bus/). */
+  readonly relay: ChangeRelay;
   close(): Promise<void>;
+}
+
+/**
+ * The wire between processes sharing a store: PostgreSQL LISTEN/NOTIFY between cluster
+ * nodes; on SQLite, a table the command line writes and the server polls. Messages are
+ * small JSON texts (at most MAX_RELAY_MESSAGE bytes), delivered at most once, in no
+ * guaranteed order, only after `send` resolves; a receiver that may have missed some is
+ * told so (`onResync`) and catches up from the store itself (the mail journal, records).
+ */
+export interface ChangeRelay {
+  /** Sends to every other listening process (the sender's own listener may get it too). */
+  send(message: string): Promise<void>;
+  /**
+   * Starts receiving. `onResync` is called when messages may have been lost (a dropped
+   * connection, now back). Resolves once listening; the function returned stops it.
+   */
+  listen(onMessage: (message: string) => void, onResync: () => void): Promise<() => Promise<void>>;
+}
+
+/** Longest relay message (PostgreSQL's NOTIFY payload limit is 8000 bytes). */
+export const MAX_RELAY_MESSAGE = 7900;
+
+/** A server process serving the store (one per machine, or several on one). */
+export interface NodeRecord {
+  /** Unique among the nodes; part of every urlID the node hands out. */
+  id: string;
+  /** Where other nodes reach its HTTP listener to forward a session's requests (`http://host:port`). */
+  httpUrl: string;
+  /** ms: the node counts as dead after this unless it renews it. */
+  aliveUntil: number;
+}
+
+/** A XIMSS session, as the cluster counts it. */
+export interface SessionRecord {
+  urlID: string;
+  accountId: number;
+  node: string;
+  /** ms since the epoch. */
+  created: number;
+}
+
+/**
+ * The nodes of a cluster and their sessions, so that per-account limits and `killOld`
+ * count every node's sessions, and a node can forward an HTTP request to the node that
+ * holds its session. A single server is a cluster of one.
+ */
+export interface ClusterStore {
+  /** Registers a node, or renews it (the same id). */
+  heartbeat(node: NodeRecord): Promise<void>;
+  /** A node by id, dead or alive (undefined once it left or was pruned). */
+  node(id: string): Promise<NodeRecord | undefined>;
+  /** Forgets a node and its sessions (at shutdown, or pruning a dead one). */
+  removeNode(id: string): Promise<void>;
+  /** Nodes whose aliveUntil has passed before `now`. */
+  deadNodes(now: number): Promise<NodeRecord[]>;
+  /**
+   * Records a session unless its account already has `limit` sessions on nodes alive at
+   * `now` (counted and recorded in one transaction). False when refused.
+   */
+  addSession(session: SessionRecord, limit: number, now: number): Promise<boolean>;
+  removeSession(urlID: string): Promise<void>;
+  /** The account's sessions on nodes alive at `now`, oldest first. */
+  accountSessions(accountId: number, now: number): Promise<SessionRecord[]>;
+}
+
+/** What SharedStateStore.update's `change` decides: the new value (undefined removes it), until when it is kept, and what update returns. */
+export interface SharedUpdate<R> {
+  value: unknown;
+  /** ms since the epoch; ignored when `value` is undefined. */
+  expires: number;
+  result: R;
+}
+
+/**
+ * Small values every node shares (login-failure counters and slots): JSON values by scope
+ * and key, each changed atomically. Expired values read as undefined.
+ */
+export interface SharedStateStore {
+  /**
+   * Reads the value (undefined when missing or expired at `now`), lets `change` (a pure,
+   * synchronous function) decide the new one, and writes it, in one transaction that
+   * excludes every other update of the same key.
+   */
+  update<R>(scope: string, key: string, now: number, change: (value: unknown) => SharedUpdate<R>): Promise<R>;
+  get(scope: string, key: string, now: number): Promise<unknown>;
+  /** Forgets the values expired before `now`. */
+  prune(now: number): Promise<void>;
 }
 
 export type Settings = { [key: string]: XimssValue };
@@ -146,7 +237,11 @@ export interface MailboxRecord {
   pureFolder: boolean;
   uidValidity: number;
   uidNext: number;
-  /** Bumped by every append, flag change and removal. */
+  /**
+   * Bumped by every transaction that changes the mailbox's messages (append, copy in, flag
+   * or attribute change, removal), by exactly one (a move inside one mailbox: two), so that
+   * a reader that has seen modseq N and is told of N + 2 knows it missed N + 1.
+   */
   highestModseq: number;
   /** Changes at or below this modseq may have been forgotten by the removal journal. */
   journalHorizon: number;
@@ -216,7 +311,15 @@ export interface ReplaceSpec {
   keepOrigUid: boolean;
 }
 
+/** Bytes an account may hold, checked inside the transaction that adds to it. */
+export interface QuotaCheck {
+  accountId: number;
+  limit: number;
+}
+
 export interface AppendOptions {
+  /** Refuse (QuotaExceededError, nothing stored) when the account would hold more than this. */
+  quota?: QuotaCheck;
   replace?: ReplaceSpec;
   /**
    * Makes the append idempotent: the key is recorded in the same transaction, and an append
@@ -234,10 +337,25 @@ export interface AppendResult {
   uidNext: number;
 }
 
-export interface FlagUpdate {
-  uid: number;
-  flags: number;
-  keywords: readonly string[];
+/**
+ * A flag change, applied by the store to each message's flags as stored: system flag bits
+ * to set and to clear, keywords to add and to remove (compared case-insensitively; an added
+ * keyword keeps its spelling). Clearing wins over setting.
+ */
+export interface FlagDelta {
+  set: number;
+  clear: number;
+  addKeywords: readonly string[];
+  removeKeywords: readonly string[];
+}
+
+export interface FlagResult {
+  /** The mailbox's modseq after the change (unchanged when nothing changed). */
+  modseq: number;
+  /** The messages whose flags changed, as stored now. */
+  changed: MessageMeta[];
+  /** UIDs refused by `unchangedSince`: they changed after it (left as they were). */
+  modified: number[];
 }
 
 /** One page of a keyset read (MailStore.listMessages). */
@@ -275,12 +393,18 @@ export interface MailStore {
   listMailboxes(accountId: number): Promise<MailboxRecord[]>;
   getMailbox(accountId: number, name: string): Promise<MailboxRecord | undefined>;
   getMailboxById(id: number): Promise<MailboxRecord | undefined>;
-  /** Throws AlreadyExistsError. */
-  createMailbox(accountId: number, name: string, mailboxClass: string, pureFolder: boolean): Promise<MailboxRecord>;
-  /** Renames several mailboxes in one transaction (a mailbox and its children). */
+  /**
+   * Creates a mailbox. AlreadyExistsError when the name is taken — unless `overPureFolder`
+   * and what has the name is a pure folder, which then becomes this mailbox (keeping its id).
+   */
+  createMailbox(accountId: number, name: string, mailboxClass: string, pureFolder: boolean, options?: { overPureFolder?: boolean }): Promise<MailboxRecord>;
+  /** Renames several mailboxes in one transaction (a mailbox and its children); AlreadyExistsError when a new name is taken. */
   renameMailboxes(accountId: number, renames: readonly { from: string; to: string }[]): Promise<void>;
-  /** Removes mailboxes with all their messages. */
-  removeMailboxes(ids: readonly number[]): Promise<void>;
+  /**
+   * Removes mailboxes with all their messages, in one transaction. With `leavePureFolders`,
+   * each is replaced by a new pure folder of the same name (a mailbox that has children).
+   */
+  removeMailboxes(ids: readonly number[], options?: { leavePureFolders?: boolean }): Promise<void>;
   setMailboxAcl(id: number, acl: readonly AclEntryRecord[]): Promise<void>;
   setMailboxClass(id: number, mailboxClass: string, pureFolder: boolean): Promise<void>;
   mailboxStats(accountId: number): Promise<Map<number, MailboxStats>>;
@@ -303,9 +427,16 @@ export interface MailStore {
   readRaw(mailboxId: number, uid: number): Promise<Buffer | undefined>;
   /** The stored header blocks (binary strings) of these messages. */
   readHeaders(mailboxId: number, uids: readonly number[]): Promise<Map<number, string>>;
+  /** NotFoundError when the mailbox is gone; QuotaExceededError (see AppendOptions.quota). */
   append(mailboxId: number, messages: readonly NewMessage[], options?: AppendOptions): Promise<AppendResult>;
-  copy(fromMailboxId: number, uids: readonly number[], toMailboxId: number, options: { move: boolean }): Promise<CopyResult>;
-  setFlags(mailboxId: number, updates: readonly FlagUpdate[]): Promise<{ modseq: number; changed: MessageMeta[] }>;
+  /** A copy's messages are marked Recent. QuotaExceededError when `quota` is given and the copies do not fit. */
+  copy(fromMailboxId: number, uids: readonly number[], toMailboxId: number, options: { move: boolean; quota?: QuotaCheck }): Promise<CopyResult>;
+  /**
+   * Applies `delta` to these messages (missing UIDs are skipped) in one transaction, as one
+   * modseq. With `unchangedSince` (IMAP's UNCHANGEDSINCE), a message whose modseq is above
+   * it is left alone and listed in `modified`.
+   */
+  updateFlags(mailboxId: number, uids: readonly number[], delta: FlagDelta, options?: { unchangedSince?: number }): Promise<FlagResult>;
   setAttrs(mailboxId: number, uid: number, attrs: { [key: string]: XimssValue } | null): Promise<{ modseq: number; changed: MessageMeta | undefined }>;
   /** Physically removes messages. */
   expunge(mailboxId: number, uids: readonly number[]): Promise<{ modseq: number; removed: { uid: number; origUid: number }[] }>;
@@ -322,3 +453,22 @@ export class AlreadyExistsError extends Error {}
 
 /** Thrown by a store when a record an operation depends on does not exist. */
 export class NotFoundError extends Error {}
+
+/** Thrown by append and copy when the account's storage limit (QuotaCheck) would be exceeded; nothing is stored. */
+export class QuotaExceededError extends Error {}
+
+/**
+ * Applies a FlagDelta to one message's flags and keywords (what both engines do inside the
+ * transaction). Returns the same keywords array when the keywords do not change.
+ */
+export function applyFlagDelta(flags: number, keywords: readonly string[], delta: FlagDelta): { flags: number; keywords: readonly string[] } {
+  const newFlags = (flags | delta.set) & ~delta.clear;
+  if (delta.addKeywords.length === 0 && delta.removeKeywords.length === 0) return { flags: newFlags, keywords };
+  const removed = new Set(delta.removeKeywords.map((k) => k.toLowerCase()));
+  const result = keywords.filter((k) => !removed.has(k.toLowerCase()));
+  for (const k of delta.addKeywords) {
+    if (!removed.has(k.toLowerCase()) && !result.some((r) => r.toLowerCase() === k.toLowerCase())) result.push(k);
+  }
+  const same = result.length === keywords.length && result.every((k, i) => k === keywords[i]);
+  return { flags: newFlags, keywords: same ? keywords : result };
+}
