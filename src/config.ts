@@ -4,8 +4,30 @@ import { resolve } from 'node:path';
 
 /** Everything an operator can set. Precedence: defaults < config file (JSON) < command-line flags. */
 export interface Config {
-  /** Directory holding the store, the generated TLS certificate, uploads. */
+  /** Directory holding the store (SQLite), the generated TLS certificate, uploads. */
   dataDir: string;
+  /**
+   * Where accounts and mail live: '' = the embedded SQLite engine in dataDir (one server
+   * process); `postgres://user:password@host:port/database` = PostgreSQL, which any number
+   * of nodes may share (a cluster).
+   */
+  store: string;
+  /** This process as a node of a cluster (see README "Running a cluster"). */
+  cluster: {
+    /**
+     * Unique per node: a number of up to 9 digits, which begins every urlID the node hands
+     * out (`<node>-<20 alphanumerics>`, the shape clients expect); '' = a random one at each start.
+     */
+    nodeId: string;
+    /**
+     * The HTTP URL other nodes reach this node's HTTP listener at, to forward requests for
+     * its sessions; '' = http://<host>:<HTTP port> (127.0.0.1 when listening on every address).
+     */
+    internalUrl: string;
+    /** How often the node tells the store it is alive, and when the others count it dead. */
+    heartbeatSeconds: number;
+    nodeTimeoutSeconds: number;
+  };
   /** Address every listener binds to. */
   host: string;
   /** Name of the domain created on first start; logins without a domain part use it. */
@@ -47,6 +69,11 @@ export interface Config {
     lifetimeSeconds: number;
     /** Messages being delivered at once. */
     concurrency: number;
+    /**
+     * How long a node's claim on a queued message lasts; renewed while the attempt runs. A
+     * node that dies leaves its messages to the others this long after its last renewal.
+     */
+    leaseSeconds: number;
   };
   limits: {
     /** Largest XIMSS message (TCP document or HTTP body) of a logged-in session, in bytes. */
@@ -158,6 +185,8 @@ function hostDomainName(): string {
 export function defaultConfig(): Config {
   return {
     dataDir: resolve('data'),
+    store: '',
+    cluster: { nodeId: '', internalUrl: '', heartbeatSeconds: 5, nodeTimeoutSeconds: 20 },
     host: '0.0.0.0',
     defaultDomain: hostDomainName(),
     publicUrl: '',
@@ -173,6 +202,7 @@ export function defaultConfig(): Config {
       maxRetrySeconds: 3600,
       lifetimeSeconds: 5 * 24 * 3600,
       concurrency: 8,
+      leaseSeconds: 120,
     },
     limits: {
       maxRequestBytes: 10 * 1024 * 1024,
@@ -260,5 +290,11 @@ export function loadConfig(file: string | undefined, flags: ConfigOverrides): Co
   }
   config = mergeConfig(config, flags, 'command line');
   config.dataDir = resolve(config.dataDir);
+  if (config.store !== '' && !/^postgres(ql)?:\/\/./i.test(config.store)) {
+    throw new Error(`store must be empty (SQLite in the data directory) or a postgres:// URL, not ${JSON.stringify(config.store)}`);
+  }
+  if (config.cluster.nodeId !== '' && !/^[1-9][0-9]{0,8}$/.test(config.cluster.nodeId)) {
+    throw new Error('cluster.nodeId must be a number from 1 to 999999999');
+  }
   return config;
 }

@@ -5,7 +5,8 @@ import { loadConfig, type Config, type ConfigOverrides } from './config.js';
 import { AccountService, fullName } from './services/accounts.js';
 import { AlertService } from './services/alerts.js';
 import { ServiceError } from './services/errors.js';
-import { openStore } from './store/open.js';
+import { EventBus } from './bus/bus.js';
+import { openStore, StoreLockedError } from './store/open.js';
 import type { Store } from './store/store.js';
 import { SERVER_VERSION } from './version.js';
 
@@ -18,22 +19,32 @@ function port(value: string): number {
 interface CommonOptions {
   data?: string;
   config?: string;
+  store?: string;
 }
 
 function configFrom(options: CommonOptions, extra: ConfigOverrides = {}): Config {
-  return loadConfig(options.config, { ...extra, ...(options.data ? { dataDir: options.data } : {}) });
+  return loadConfig(options.config, {
+    ...extra,
+    ...(options.data ? { dataDir: options.data } : {}),
+    ...(options.store !== undefined ? { store: options.store } : {}),
+  });
 }
 
-/** Runs a command line action against the store of the data directory. */
-async function withStore(options: CommonOptions, action: (store: Store, accounts: AccountService, config: Config) => Promise<void>): Promise<void> {
+/**
+ * Runs a command line action against the store (beside a running server, which hears of
+ * every change through the bus the command publishes on).
+ */
+async function withStore(options: CommonOptions, action: (store: Store, accounts: AccountService, bus: EventBus, config: Config) => Promise<void>): Promise<void> {
   const config = configFrom(options);
-  const store = openStore(config.dataDir);
+  const store = await openStore(config.store || undefined, config.dataDir);
+  const bus = new EventBus(store.relay);
   try {
-    const accounts = new AccountService(store, undefined, config.defaultDomain);
+    const accounts = new AccountService(store, bus, config.defaultDomain);
     const generated = await bootstrapStore(store, accounts);
     if (generated) console.log(`created domain ${config.defaultDomain}; postmaster password: ${generated} (shown once)`);
-    await action(store, accounts, config);
+    await action(store, accounts, bus, config);
   } finally {
+    await bus.close();
     await store.close();
   }
 }
@@ -52,7 +63,10 @@ const program = new Command()
   .showHelpAfterError();
 
 const dataOptions = (command: Command): Command =>
-  command.option('--data <dir>', 'data directory (default ./data)').option('--config <file>', 'JSON configuration file');
+  command
+    .option('--data <dir>', 'data directory (default ./data)')
+    .option('--store <url>', 'postgres://user@host:port/db to use PostgreSQL (default: SQLite in the data directory)')
+    .option('--config <file>', 'JSON configuration file');
 
 dataOptions(program.command('serve').description('run the server'))
   .option('--host <addr>', 'address to listen on (default 0.0.0.0)')
@@ -74,7 +88,16 @@ dataOptions(program.command('serve').description('run the server'))
     });
     // Loaded here only: the listeners, TLS and the XML engine are not needed by the store commands.
     const { startServer } = await import('./server.js');
-    const server = await startServer(config);
+    let server;
+    try {
+      server = await startServer(config);
+    } catch (err) {
+      if (err instanceof StoreLockedError) {
+        console.error(`ximssd: ${err.message}`);
+        process.exit(1);
+      }
+      throw err;
+    }
     let stopping = false;
     const stop = (signal: string): void => {
       if (stopping) return;
@@ -150,8 +173,8 @@ dataOptions(account.command('aliases <address> [names...]').description("list an
 
 dataOptions(program.command('alert <address> <text>').description('send an alert to an account')).action(
   async (address: string, text: string, options: CommonOptions) =>
-    withStore(options, async (store, accounts) => {
-      await new AlertService(store, undefined).post(await requireAccount(accounts, address), text);
+    withStore(options, async (store, accounts, bus) => {
+      await new AlertService(store, bus).post(await requireAccount(accounts, address), text);
       console.log(`alert posted to ${address}`);
     }),
 );
@@ -159,9 +182,11 @@ dataOptions(program.command('alert <address> <text>').description('send an alert
 dataOptions(program.command('queue').description('list the outbound mail queue (like mailq)')).action(async (options: CommonOptions) =>
   withStore(options, async (store) => {
     const queued = await store.queue.list();
-    for (const { message, recipients } of queued) {
+    const now = Date.now();
+    for (const { message, recipients, lease } of queued) {
       const pending = recipients.filter((r) => r.state === 'pending');
-      console.log(`${message.id}\t${new Date(message.created).toISOString()}\t${message.size} bytes\t<${message.sender}>`);
+      const claimed = lease && lease.until > now ? `\tbeing tried by node ${lease.owner}` : '';
+      console.log(`${message.id}\t${new Date(message.created).toISOString()}\t${message.size} bytes\t<${message.sender}>${claimed}`);
       for (const r of pending) {
         const next = new Date(r.nextAttempt).toISOString();
         console.log(`\t<${r.address}>\t${r.attempts} attempt(s), next ${next}${r.status ? `\t${r.status} ${r.diagnostic ?? ''}` : ''}`);

@@ -13,9 +13,12 @@ import { SmtpListener } from './transports/smtp/inbound.js';
 import { LocalDelivery } from './transports/smtp/local-delivery.js';
 import { MailQueue } from './transports/smtp/queue.js';
 import { AuthService, type AuthOptions } from './services/auth.js';
-import { EventBus } from './services/bus.js';
+import { EventBus } from './bus/bus.js';
 import { ConnectionLimiter } from './services/connections.js';
+import { SharedGuardState } from './services/login-guard.js';
 import { openStore } from './store/open.js';
+import type { Store } from './store/store.js';
+import { ClusterNode } from './services/cluster.js';
 import { loadTlsContext } from './tls.js';
 import { HttpListener } from './ximss/bindings/http.js';
 import { TcpListener } from './ximss/bindings/tcp.js';
@@ -45,8 +48,19 @@ export interface ServerOptions {
 
 /** The composition root: builds the store, services and listeners of one server process. */
 export async function startServer(config: Config, log: (line: string) => void = console.log, options: ServerOptions = {}): Promise<RunningServer> {
-  const store = openStore(config.dataDir);
-  const bus = new EventBus();
+  const store = await openStore(config.store || undefined, config.dataDir, { serve: true });
+  try {
+    return await startOn(store, config, log, options);
+  } catch (err) {
+    await store.close();
+    throw err;
+  }
+}
+
+async function startOn(store: Store, config: Config, log: (line: string) => void, options: ServerOptions): Promise<RunningServer> {
+  const bus = new EventBus(store.relay, log);
+  await bus.listen();
+  const node = new ClusterNode(store, config, log);
   const accounts = new AccountService(store, bus, config.defaultDomain);
   const generated = await bootstrapStore(store, accounts);
   if (generated) {
@@ -63,10 +77,11 @@ export async function startServer(config: Config, log: (line: string) => void = 
   const mail = new MailService(store, accounts, bus);
   const rules = new RuleService(store, accounts);
   const datasets = new DatasetService(store, accounts);
-  const queue = new MailQueue({ store, accounts, config, log });
+  const queue = new MailQueue({ store, accounts, config, log, node: node.id });
   const delivery = new LocalDelivery({ mail, rules, datasets, accounts, submitter: queue, hostName: config.defaultDomain, log });
-  // Uploaded files do not outlive the process: the spool starts empty.
-  const uploads = await UploadSpool.open(join(config.dataDir, 'spool', 'uploads'), {
+  // Uploaded files do not outlive the process: the spool starts empty. Several nodes may
+  // share a data directory (on PostgreSQL): each has its own spool.
+  const uploads = await UploadSpool.open(join(config.dataDir, 'spool', `uploads-${node.id}`), {
     fileBytes: config.limits.maxMessageBytes,
     sessionBytes: config.limits.uploadBytesPerSession,
     accountBytes: config.limits.uploadBytesPerAccount,
@@ -79,7 +94,11 @@ export async function startServer(config: Config, log: (line: string) => void = 
     store,
     bus,
     accounts,
-    auth: new AuthService(accounts, store, config.limits, config.defaultDomain, options.auth),
+    // Login budgets: in memory for a single server; in the store, shared by every node, on PostgreSQL.
+    auth: new AuthService(accounts, store, config.limits, config.defaultDomain, {
+      ...options.auth,
+      state: options.auth?.state ?? (store.engine === 'postgres' ? new SharedGuardState(store.shared) : undefined),
+    }),
     alerts,
     mail,
     rules,
@@ -87,7 +106,8 @@ export async function startServer(config: Config, log: (line: string) => void = 
     queue,
     delivery,
     passwordRecovery,
-    sessions: new SessionManager(config, accounts, alerts, bus, uploads),
+    sessions: new SessionManager(config, accounts, alerts, bus, uploads, store, node),
+    node,
     uploads,
     connections: new ConnectionLimiter(config.limits),
     nonces: new NonceRegistry(config.defaultDomain),
@@ -98,8 +118,6 @@ export async function startServer(config: Config, log: (line: string) => void = 
   const engine = new Engine(services);
   registerOperations(engine);
 
-  queue.start(delivery);
-  const stopWatching = store.watchExternalChanges(() => void services.sessions.checkExternalChanges());
 
   const tcp = new TcpListener(engine);
   const tcpTls = config.ports.ximssTls && tlsContext ? new TcpListener(engine, tlsContext) : undefined;
@@ -113,19 +131,20 @@ export async function startServer(config: Config, log: (line: string) => void = 
     https: https ? await https.listen(config.ports.https, config.host) : undefined,
     smtp: smtp ? await smtp.start(config.ports.smtp, config.host) : undefined,
   };
+  await node.start(ports.http);
+  queue.start(delivery);
   log(
     `ximssd ${SERVER_VERSION} listening on ${config.host}: XIMSS ${ports.ximss}` +
       (ports.ximssTls ? `, XIMSS/TLS ${ports.ximssTls}` : '') +
       `, HTTP ${ports.http}` +
       (ports.https ? `, HTTPS ${ports.https}` : '') +
       (ports.smtp ? `, SMTP ${ports.smtp}` : '') +
-      ` (data in ${config.dataDir})`,
+      (store.engine === 'postgres' ? ` (store PostgreSQL, node ${node.id})` : ` (data in ${config.dataDir})`),
   );
 
   let closing: Promise<void> | undefined;
   const close = (): Promise<void> =>
     (closing ??= (async () => {
-      stopWatching();
       services.sessions.endAll();
       await Promise.all([tcp.close(), tcpTls?.close(), http.close(), https?.close(), smtp?.close()]);
       await queue.close();
@@ -133,6 +152,8 @@ export async function startServer(config: Config, log: (line: string) => void = 
       await uploads.close();
       services.sessions.close();
       await services.mail.close();
+      await node.stop().catch((err: unknown) => log(`cluster: leaving failed: ${String(err)}`));
+      await bus.close();
       await store.close();
     })());
   return { services, ports, close };

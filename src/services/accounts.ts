@@ -1,6 +1,6 @@
 import { AlreadyExistsError, type AccountRecord, type DomainRecord, type Settings, type Store } from '../store/store.js';
 import type { XimssValue } from '../xml/objects.js';
-import type { EventBus } from './bus.js';
+import type { EventBus } from '../bus/bus.js';
 import { ServiceError } from './errors.js';
 import { parseMailAddress } from './mime/address.js';
 import { cramMd5Context, hashPassword } from './passwords.js';

@@ -1,5 +1,8 @@
 import type { AccountRecord, AlertRecord, Store } from '../store/store.js';
-import type { EventBus } from './bus.js';
+import type { EventBus } from '../bus/bus.js';
+
+/** Alert texts up to this many bytes travel with the event between cluster nodes. */
+const ALERT_TEXT_RELAYED_BYTES = 3000;
 
 /**
  * Administrator alerts to accounts. An alert stays pending until a session of its account
@@ -13,7 +16,10 @@ export class AlertService {
 
   async post(account: AccountRecord, text: string): Promise<AlertRecord> {
     const alert = await this.store.alerts.post(account.id, text, new Date());
-    this.bus?.publish('alertPosted', { accountId: account.id });
+    // The text travels along when short, so that every node shows it even after one of them
+    // has confirmed it; a long one is read from the store (pending) by the nodes.
+    const event = { accountId: account.id, alertId: alert.id, posted: alert.posted.getTime() };
+    this.bus?.publish('alertPosted', Buffer.byteLength(text) <= ALERT_TEXT_RELAYED_BYTES ? { ...event, text } : event);
     return alert;
   }
 

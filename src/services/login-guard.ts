@@ -1,4 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { SharedStateStore } from '../store/store.js';
 import { addressKey } from './client-address.js';
 
 /**
@@ -34,9 +35,9 @@ export interface Budget {
 }
 
 /**
- * Where the guard keeps its counts, slots and known addresses. In memory for now
- * (MemoryGuardState, one process); the cluster issue backs it with the shared store, so that
- * every node counts the same attempts. Each method is ONE atomic step, check and change
+ * Where the guard keeps its counts, slots and known addresses: this process's memory
+ * (MemoryGuardState, a single server), or the store (SharedGuardState, a cluster: every
+ * node counts the same attempts). Each method is ONE atomic step, check and change
  * together: a shared implementation must keep it so (one conditional statement or a
  * transaction), else parallel attempts could all pass a check before any of them is counted.
  */
@@ -150,6 +151,87 @@ export class MemoryGuardState implements GuardState {
   async knows(account: string, address: string, now: number): Promise<boolean> {
     return (this.known.get(account) ?? []).some((k) => k.address === address && now - k.time < KNOWN_FOR_MS);
   }
+}
+
+/** A Counter as the shared store keeps it (JSON). */
+function storedCounter(value: unknown, budget: Budget, now: number): Counter {
+  const v = (typeof value === 'object' && value !== null ? value : {}) as Partial<Counter>;
+  const failures = Array.isArray(v.failures) ? v.failures.filter((t): t is number => typeof t === 'number' && now - t < budget.windowMs) : [];
+  return { failures, pending: typeof v.pending === 'number' ? v.pending : 0, blockedUntil: typeof v.blockedUntil === 'number' ? v.blockedUntil : 0 };
+}
+
+/** How long a stored counter matters: its block, its failures' window, a reservation's (a node that died with one). */
+function counterExpiry(counter: Counter, budget: Budget, now: number): number {
+  const lastFailure = counter.failures.length > 0 ? counter.failures[counter.failures.length - 1]! : 0;
+  return Math.max(counter.blockedUntil, lastFailure + budget.windowMs, counter.pending > 0 ? now + budget.windowMs : 0);
+}
+
+/**
+ * The guard's state in the store (SharedStateStore), for a cluster: each step is one atomic
+ * update of one key, so that attempts on every node are counted against the same budgets.
+ * A reservation held by a node that died is forgotten when its counter expires.
+ */
+export class SharedGuardState implements GuardState {
+  constructor(private readonly shared: SharedStateStore) {}
+
+  reserve(budget: Budget, key: string, now: number): Promise<Ticket | undefined> {
+    return this.shared.update(budget.name, key, now, (value) => {
+      const counter = storedCounter(value, budget, now);
+      if (counter.blockedUntil > now || counter.failures.length + counter.pending >= budget.limit) {
+        return { value, expires: counterExpiry(counter, budget, now), result: undefined };
+      }
+      counter.pending++;
+      return { value: counter, expires: counterExpiry(counter, budget, now), result: { key } };
+    });
+  }
+
+  add(budget: Budget, key: string, now: number): Promise<{ ticket: Ticket; before: number }> {
+    return this.shared.update(budget.name, key, now, (value) => {
+      const counter = storedCounter(value, budget, now);
+      const before = counter.failures.length + counter.pending;
+      counter.pending++;
+      return { value: counter, expires: counterExpiry(counter, budget, now), result: { ticket: { key }, before } };
+    });
+  }
+
+  settle(budget: Budget, ticket: Ticket, failed: boolean, now: number): Promise<void> {
+    return this.shared.update(budget.name, ticket.key, now, (value) => {
+      const counter = storedCounter(value, budget, now);
+      counter.pending = Math.max(0, counter.pending - 1);
+      if (failed) {
+        counter.failures.push(now);
+        if (counter.failures.length >= budget.limit) counter.blockedUntil = now + budget.windowMs;
+      } else if (counter.pending === 0 && counter.failures.length === 0 && counter.blockedUntil <= now) {
+        return { value: undefined, expires: 0, result: undefined };
+      }
+      return { value: counter, expires: counterExpiry(counter, budget, now), result: undefined };
+    });
+  }
+
+  takeSlot(key: string, spacingMs: number, now: number, horizonMs: number): Promise<number | undefined> {
+    return this.shared.update('login-slot', key, now, (value) => {
+      const slot = Math.max(now, typeof value === 'number' ? value : 0);
+      if (slot - now > horizonMs) return { value, expires: typeof value === 'number' ? value : now, result: undefined };
+      return { value: slot + spacingMs, expires: slot + spacingMs, result: slot };
+    });
+  }
+
+  remember(account: string, address: string, now: number): Promise<void> {
+    return this.shared.update('login-known', account, now, (value) => {
+      const list = knownList(value).filter((k) => k.address !== address && now - k.time < KNOWN_FOR_MS);
+      list.unshift({ address, time: now });
+      return { value: list.slice(0, KNOWN_ADDRESSES), expires: now + KNOWN_FOR_MS, result: undefined };
+    });
+  }
+
+  async knows(account: string, address: string, now: number): Promise<boolean> {
+    return knownList(await this.shared.get('login-known', account, now)).some((k) => k.address === address && now - k.time < KNOWN_FOR_MS);
+  }
+}
+
+function knownList(value: unknown): { address: string; time: number }[] {
+  if (!Array.isArray(value)) return [];
+  return value.filter((k): k is { address: string; time: number } => typeof k === 'object' && k !== null && typeof k.address === 'string' && typeof k.time === 'number');
 }
 
 export interface GuardLimits {

@@ -6,7 +6,8 @@ import type { AuthService } from '../services/auth.js';
 import type { ConnectionLimiter } from '../services/connections.js';
 import type { DatasetService } from '../services/datasets.js';
 import type { PasswordRecovery } from '../services/password-recovery.js';
-import type { EventBus } from '../services/bus.js';
+import type { ClusterNode } from '../services/cluster.js';
+import type { EventBus } from '../bus/bus.js';
 import type { MailService } from '../services/mail/service.js';
 import type { RuleService } from '../services/rules/service.js';
 import type { LocalDelivery } from '../transports/smtp/local-delivery.js';
@@ -35,6 +36,8 @@ export interface XimssServices {
   /** recoverPassword's reset links. */
   readonly passwordRecovery: PasswordRecovery;
   readonly sessions: SessionManager;
+  /** This process as a node of the cluster (its id begins the urlIDs it hands out). */
+  readonly node: ClusterNode;
   /** Connections not logged in, per client address and server-wide (XIMSS, HTTP, SMTP). */
   readonly connections: ConnectionLimiter;
   /** The spool of the sessions' uploaded files (HTTP UPLOAD) and their quotas. */

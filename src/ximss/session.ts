@@ -24,7 +24,6 @@ export interface AsyncSink {
 }
 
 const URL_ID_ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
-let sessionCounter = 0;
 
 /** Milliseconds, refreshed every 100 ms: cheap enough to read on every request. */
 let coarseClock = Date.now();
@@ -38,11 +37,20 @@ function coarseNow(): number {
   return coarseClock;
 }
 
-/** `<digits>-<20 alphanumerics>`: the shape clients expect; the random part guards the session. */
-function newUrlId(): string {
+/**
+ * `<node>-<20 alphanumerics>`: the shape clients expect (digits, a dash, 20 alphanumerics).
+ * The digits name the cluster node that holds the session (where other nodes forward its
+ * HTTP requests); the random part guards it.
+ */
+function newUrlId(node: string): string {
   let random = '';
   for (let i = 0; i < 20; i++) random += URL_ID_ALPHABET[randomInt(URL_ID_ALPHABET.length)];
-  return `${++sessionCounter}-${random}`;
+  return `${node}-${random}`;
+}
+
+/** The node a urlID names (see newUrlId); undefined when it has not that shape. */
+export function nodeOfUrlId(urlID: string): string | undefined {
+  return /^([1-9][0-9]{0,8})-[A-Za-z0-9]{20}$/.exec(urlID)?.[1];
 }
 
 export interface SessionInit {
@@ -56,6 +64,8 @@ export interface SessionInit {
   idleTimeoutSeconds: number;
   /** The session's (empty) uploaded file set, from the upload spool. */
   uploads: UploadSet;
+  /** The cluster node (its id) that holds the session. */
+  node: string;
 }
 
 /**
@@ -63,7 +73,7 @@ export interface SessionInit {
  * asynchronous messages go. The same object serves a TCP connection or an HTTP client.
  */
 export class Session {
-  readonly urlID = newUrlId();
+  readonly urlID: string;
   readonly binding: BindingKind;
   readonly remoteAddress: string;
   readonly clientVersion: string | undefined;
@@ -96,6 +106,7 @@ export class Session {
   private onIdle: (() => void) | undefined;
 
   constructor(init: SessionInit) {
+    this.urlID = newUrlId(init.node);
     this.account = init.account;
     this.prefs = init.prefs;
     this.binding = init.binding;

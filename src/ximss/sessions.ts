@@ -2,7 +2,9 @@ import type { Config } from '../config.js';
 import type { AccountService } from '../services/accounts.js';
 import type { AlertService } from '../services/alerts.js';
 import type { Authenticated } from '../services/auth.js';
-import type { EventBus } from '../services/bus.js';
+import type { BusEvents, EventBus } from '../bus/bus.js';
+import type { ClusterNode } from '../services/cluster.js';
+import type { Store } from '../store/store.js';
 import { ServiceError } from '../services/errors.js';
 import { el } from '../xml/element.js';
 import { formatGmt, formatLocal } from '../xml/time.js';
@@ -10,9 +12,11 @@ import { Session, type BindingKind } from './session.js';
 import type { UploadSpool } from './uploads.js';
 
 /**
- * All live XIMSS sessions, by urlID and by account. Reacts to account events: delivers
- * alerts, ends the sessions of a removed account, and checks the store when another
- * process (the command line) changed it.
+ * All live XIMSS sessions of this node, by urlID and by account; the store counts them
+ * with every other node's (sessionsPerAccount, killOld). Reacts to account events from any
+ * process: delivers alerts, ends the sessions of a removed account (or those another node's
+ * killOld ends), refreshes accounts whose settings changed, and re-reads everything when
+ * the bus may have missed events (`resync`).
  */
 export class SessionManager {
   private readonly byUrlId = new Map<string, Session>();
@@ -21,19 +25,27 @@ export class SessionManager {
   /** Accounts whose alerts were posted while a delivery to them was already running. */
   private readonly alertsPostedMeanwhile = new Set<number>();
   private readonly unsubscribe: (() => void)[] = [];
+  private closing = false;
 
   constructor(
     private readonly config: Config,
     private readonly accounts: AccountService,
     private readonly alerts: AlertService,
-    bus: EventBus,
+    private readonly bus: EventBus,
     private readonly uploads: UploadSpool,
+    private readonly store: Store,
+    private readonly node: ClusterNode,
   ) {
     this.unsubscribe.push(
-      bus.on('alertPosted', ({ accountId }) => void this.deliverAlerts(accountId)),
+      bus.on('alertPosted', (event) => void this.alertPosted(event)),
       bus.on('accountRemoved', ({ accountId }) => this.endAccountSessions(accountId)),
       bus.on('accountChanged', ({ accountId }) => void this.refreshAccount(accountId)),
+      bus.on('credentialsChanged', ({ accountId }) => void this.refreshAccount(accountId)),
       bus.on('mailboxChanged', ({ accountId, name }) => this.reportMailboxChange(accountId, name)),
+      bus.on('endSessions', ({ accountId, except }) => {
+        for (const session of this.forAccount(accountId)) if (session.urlID !== except) this.end(session, true);
+      }),
+      bus.on('resync', () => void this.resync()),
     );
   }
 
@@ -41,11 +53,11 @@ export class SessionManager {
     return this.byUrlId.size;
   }
 
+  /**
+   * Starts a session, unless the account has sessionsPerAccount sessions already on the
+   * live nodes of the cluster (counted and recorded by the store in one transaction).
+   */
   async create(auth: Authenticated, binding: BindingKind, remoteAddress: string, clientVersion: string | undefined): Promise<Session> {
-    const existing = this.byAccount.get(auth.account.id);
-    if (existing && existing.size >= this.config.limits.sessionsPerAccount) {
-      throw new ServiceError('too many sessions for this account');
-    }
     const session = new Session({
       account: auth.account,
       prefs: await this.accounts.effectivePrefs(auth.account),
@@ -56,7 +68,18 @@ export class SessionManager {
       lastFailedLogin: auth.lastFailedLogin,
       idleTimeoutSeconds: this.config.limits.idleTimeoutSeconds,
       uploads: this.uploads.newSet(auth.account.id),
+      node: this.node.id,
     });
+    const now = Date.now();
+    const added = await this.store.cluster.addSession(
+      { urlID: session.urlID, accountId: session.account.id, node: this.node.id, created: now },
+      this.config.limits.sessionsPerAccount,
+      now,
+    );
+    if (!added) {
+      session.uploads.close();
+      throw new ServiceError('too many sessions for this account');
+    }
     this.byUrlId.set(session.urlID, session);
     let set = this.byAccount.get(session.account.id);
     if (!set) this.byAccount.set(session.account.id, (set = new Set()));
@@ -79,8 +102,11 @@ export class SessionManager {
 
   /** Ends a session (telling the client with `bye` when `sendBye`) and forgets it. */
   end(session: Session, sendBye: boolean): void {
+    if (!this.byUrlId.has(session.urlID)) return;
     session.end(sendBye);
     this.byUrlId.delete(session.urlID);
+    // At shutdown the node leaves the cluster with all its sessions at once.
+    if (!this.closing) void this.store.cluster.removeSession(session.urlID).catch((err: unknown) => console.error('forgetting a session failed:', err));
     const set = this.byAccount.get(session.account.id);
     if (set) {
       set.delete(session);
@@ -92,9 +118,43 @@ export class SessionManager {
     for (const session of this.forAccount(accountId)) if (session !== except) this.end(session, true);
   }
 
+  /**
+   * killOld: ends the account's other sessions on every node, this one's at once (so that
+   * the new session fits within the limit); the others' soon after, and their records with
+   * them at once, so that the limit does not count them meanwhile.
+   */
+  async killOld(accountId: number, except?: Session): Promise<void> {
+    this.endAccountSessions(accountId, except);
+    const others = (await this.store.cluster.accountSessions(accountId, Date.now())).filter((s) => s.node !== this.node.id);
+    if (others.length === 0) return;
+    for (const s of others) await this.store.cluster.removeSession(s.urlID);
+    this.bus.publish('endSessions', except ? { accountId, except: except.urlID } : { accountId });
+  }
+
   /** Ends every session (server shutdown): each client gets `bye`. */
   endAll(): void {
+    this.closing = true;
     for (const session of this.all()) this.end(session, true);
+  }
+
+  /**
+   * An alert was posted on some node. One whose text came along is shown to this node's
+   * sessions of the account (and confirmed), whether or not another node confirmed it
+   * first; otherwise the pending alerts are read from the store.
+   */
+  private async alertPosted(event: BusEvents['alertPosted']): Promise<void> {
+    if (event.text === undefined) return this.deliverAlerts(event.accountId);
+    const sessions = this.forAccount(event.accountId).filter((s) => !s.closed);
+    if (sessions.length === 0) return;
+    const posted = new Date(event.posted);
+    for (const session of sessions) {
+      session.sendAsync(el('alert', { gmtTime: formatGmt(posted), localTime: formatLocal(posted, session.timeZone) }, event.text));
+    }
+    try {
+      await this.store.alerts.confirm(event.alertId);
+    } catch (err) {
+      console.error('confirming an alert failed:', err);
+    }
   }
 
   /** Sends the account's pending alerts to its sessions and marks them confirmed. */
@@ -145,8 +205,8 @@ export class SessionManager {
     }
   }
 
-  /** Re-reads accounts with live sessions after another process changed the store. */
-  async checkExternalChanges(): Promise<void> {
+  /** Re-reads the accounts with live sessions, and delivers pending alerts, when events may have been missed. */
+  async resync(): Promise<void> {
     for (const accountId of [...this.byAccount.keys()]) {
       const account = await this.accounts.getById(accountId);
       if (!account) this.endAccountSessions(accountId);

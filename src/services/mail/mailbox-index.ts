@@ -1,4 +1,4 @@
-import type { MailboxRecord, MessageMeta } from '../../store/store.js';
+import type { ChangeSet, MailboxRecord, MessageMeta } from '../../store/store.js';
 import { Flag } from './flags.js';
 import type { HeaderLookup } from './view-fields.js';
 
@@ -15,7 +15,9 @@ export interface IndexChange {
  * while the index is being loaded, keeps it to apply once the loaded snapshot is in place).
  */
 export type IndexUpdate =
-  | { kind: 'added' | 'flags' | 'attrs'; messages: readonly MessageMeta[]; modseq: number }
+  /** Messages added; with `replaced`, a message removed in the same transaction (a replacing append). */
+  | { kind: 'added'; messages: readonly MessageMeta[]; modseq: number; replaced?: number }
+  | { kind: 'flags' | 'attrs'; messages: readonly MessageMeta[]; modseq: number }
   | { kind: 'removed'; uids: readonly number[]; modseq: number };
 
 /** A folder watching the index: told about every change, and how far it has consumed the log. */
@@ -59,11 +61,6 @@ export class MailboxIndex {
   /** Reads a header field from `fieldCache` (what views and filters sort and show by). */
   readonly lookup: HeaderLookup = (field, uid) => this.fieldCache.get(field)?.get(uid);
   lastUsed = Date.now();
-  /**
-   * The modseq of the snapshot the index was loaded from: every change committed at or
-   * below it is in the index already (`apply` ignores it when it comes again).
-   */
-  loadedModseq: number;
 
   /**
    * The mailbox record as loaded (name and uidNext kept current; `modseq` above is the
@@ -75,7 +72,7 @@ export class MailboxIndex {
     public mailbox: MailboxRecord,
     messages: readonly MessageMeta[] = [],
   ) {
-    this.modseq = this.loadedModseq = mailbox.highestModseq;
+    this.modseq = mailbox.highestModseq;
     for (const m of messages) this.track(m);
   }
 
@@ -93,19 +90,82 @@ export class MailboxIndex {
   /** Ends loading: the index holds the mailbox as of `mailbox.highestModseq`. */
   settle(mailbox: MailboxRecord): void {
     this.mailbox = mailbox;
-    this.modseq = this.loadedModseq = mailbox.highestModseq;
+    this.modseq = mailbox.highestModseq;
   }
 
   /**
-   * Applies a committed change. One at or below the loaded snapshot's modseq is in the
-   * index already and is ignored (a change committed while the index loaded may be
-   * reported to it after it was registered).
+   * Applies a committed change. One at or below the index's modseq is in the index already
+   * and is ignored (a change committed while the index loaded may be reported to it after
+   * it was registered; a catch-up from the journal may have brought it). The caller makes
+   * sure nothing is skipped: the store bumps a mailbox's modseq by one per transaction, so
+   * an update more than one above `modseq` means one in between is missing, and the index
+   * is caught up from the journal instead (`follows`, `catchUp`).
    */
   apply(update: IndexUpdate): void {
-    if (update.modseq <= this.loadedModseq) return;
+    if (update.modseq <= this.modseq) return;
     if (update.kind === 'removed') this.applyRemoved(update.uids, update.modseq);
-    else if (update.kind === 'added') this.applyAdded(update.messages, update.modseq);
-    else this.applyChanged(update.messages, update.modseq, update.kind);
+    else if (update.kind === 'added') {
+      this.applyAdded(update.messages, update.modseq);
+      if (update.replaced !== undefined) this.applyRemoved([update.replaced], update.modseq);
+    } else this.applyChanged(update.messages, update.modseq, update.kind);
+  }
+
+  /** True when `update` is the next change of the mailbox (or one the index has): applying it skips nothing. */
+  follows(update: IndexUpdate): boolean {
+    return update.modseq <= this.modseq + 1;
+  }
+
+  /**
+   * Brings the index up to the store's state from the journal: `changes` (the changes since
+   * this index's modseq, as one snapshot) are applied in modseq order, as the updates they
+   * were — a message not in the index is added, one in it changed, a removed one removed.
+   * Works whoever committed the changes, in this process or another.
+   */
+  catchUp(changes: ChangeSet): void {
+    const byModseq = new Map<number, { added: MessageMeta[]; changed: MessageMeta[]; removed: number[] }>();
+    const at = (modseq: number) => {
+      let group = byModseq.get(modseq);
+      if (!group) byModseq.set(modseq, (group = { added: [], changed: [], removed: [] }));
+      return group;
+    };
+    for (const meta of changes.changed) {
+      if (meta.modseq <= this.modseq) continue;
+      (this.byUid.has(meta.uid) ? at(meta.modseq).changed : at(meta.modseq).added).push(meta);
+    }
+    for (const r of changes.removed) if (r.modseq > this.modseq) at(r.modseq).removed.push(r.uid);
+    for (const modseq of [...byModseq.keys()].sort((a, b) => a - b)) {
+      const group = byModseq.get(modseq)!;
+      // Within one transaction: a replacing append adds and removes at one modseq.
+      if (group.added.length > 0) this.applyAdded(group.added, modseq);
+      if (group.changed.length > 0) this.applyChanged(group.changed, modseq, 'flags');
+      if (group.removed.length > 0) this.applyRemoved(group.removed, modseq);
+    }
+    if (changes.uidNext > this.mailbox.uidNext) this.mailbox = { ...this.mailbox, uidNext: changes.uidNext };
+    if (changes.modseq > this.modseq) this.modseq = changes.modseq;
+  }
+
+  /**
+   * Brings the index to a fresh snapshot of the mailbox (when the journal no longer reaches
+   * back to the index's modseq): what differs is applied as one change at the snapshot's
+   * modseq, so that open folders report it.
+   */
+  reconcile(snapshot: { modseq: number; uidNext: number; messages: readonly MessageMeta[] }): void {
+    if (snapshot.modseq <= this.modseq) return;
+    const present = new Set<number>();
+    const added: MessageMeta[] = [];
+    const changed: MessageMeta[] = [];
+    for (const meta of snapshot.messages) {
+      present.add(meta.uid);
+      const known = this.byUid.get(meta.uid);
+      if (!known) added.push(meta);
+      else if (known.modseq !== meta.modseq) changed.push(meta);
+    }
+    const removed = [...this.byUid.keys()].filter((uid) => !present.has(uid));
+    if (added.length > 0) this.applyAdded(added, snapshot.modseq);
+    if (changed.length > 0) this.applyChanged(changed, snapshot.modseq, 'flags');
+    if (removed.length > 0) this.applyRemoved(removed, snapshot.modseq);
+    if (snapshot.uidNext > this.mailbox.uidNext) this.mailbox = { ...this.mailbox, uidNext: snapshot.uidNext };
+    this.modseq = snapshot.modseq;
   }
 
   private track(meta: MessageMeta): void {

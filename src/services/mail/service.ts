@@ -2,6 +2,7 @@ import { performance } from 'node:perf_hooks';
 import {
   AlreadyExistsError,
   NotFoundError,
+  QuotaExceededError,
   type AccountRecord,
   type AclEntryRecord,
   type ChangeSet,
@@ -10,17 +11,19 @@ import {
   type MessageMeta,
   type NewMessage,
   type AppendOptions,
+  type FlagDelta,
+  type QuotaCheck,
   type Store,
 } from '../../store/store.js';
 import type { XimssValue } from '../../xml/objects.js';
 import { fullName, parseSizeSetting, type AccountService } from '../accounts.js';
-import type { EventBus } from '../bus.js';
+import type { BusEvents, EventBus } from '../../bus/bus.js';
 import { ServiceError } from '../errors.js';
 import { decodeHeaderText, headerValue, parseHeaderBlock } from '../mime/index.js';
 import { ChunkSizer, DeadlineError, Slicer, yieldToEventLoop } from '../slices.js';
 import { listPattern } from '../wildcard.js';
 import { ALL_RIGHTS, checkAclPattern, effectiveRights, hasRight, updateAcl } from './acl.js';
-import { applyKeywords, Flag, type FlagChange } from './flags.js';
+import { Flag, type FlagChange } from './flags.js';
 import { FolderView, prepareOrder, type ViewOptions } from './folder-view.js';
 import { MailboxIndex, type IndexUpdate } from './mailbox-index.js';
 import { canonicalMailboxName, isOwnerAddress, MAX_OWNER_LENGTH, normalizeMailboxName, parseMailboxName } from './names.js';
@@ -102,6 +105,8 @@ class IndexLoad {
   renamed: string | undefined;
   /** The mailbox was removed meanwhile: the index is not kept. */
   removed = false;
+  /** Another process changed the mailbox meanwhile: the index catches up once registered. */
+  behind = false;
 }
 
 /** Receives a mailbox's messages as readMailbox reads them. */
@@ -114,9 +119,15 @@ interface MailboxSink {
 
 /**
  * Mailboxes and messages: names (own, `~user@domain/...`, aliases), access control,
- * mailbox management, and every message change. Each change is committed by the store,
- * then applied to the mailbox's in-memory index (which tells the folders showing it), then
- * published on the bus (`mailboxChanged`).
+ * mailbox management, and every message change. Each change is decided and committed by
+ * the store in one transaction (flag changes are deltas, quota checks are made there), then
+ * applied to the mailbox's in-memory index (which tells the folders showing it), then
+ * published on the bus (`mailboxChanged` with the new modseq).
+ *
+ * Other processes change mailboxes too (cluster nodes on one PostgreSQL database). Their
+ * events make the indexes here catch up from the store's journal (`changesSince`) in modseq
+ * order; so does a change of this process's own that arrives after a gap (a commit that
+ * resolved out of order): an index never skips a modseq.
  */
 export class MailService {
   private readonly indexes = new Map<number, MailboxIndex>();
@@ -124,6 +135,9 @@ export class MailService {
   private readonly sweeper: NodeJS.Timeout;
   /** Decides content scans (folderSearch, text filters) in a worker thread. */
   private readonly scanner = new ContentScanner();
+  /** Indexes being caught up from the journal; `again` when asked again meanwhile. */
+  private readonly catchingUp = new Map<number, { again: boolean }>();
+  private readonly unsubscribe: (() => void)[];
   private closed = false;
 
   constructor(
@@ -133,10 +147,17 @@ export class MailService {
   ) {
     this.sweeper = setInterval(() => this.sweep(), 60_000);
     this.sweeper.unref();
+    this.unsubscribe = [
+      bus.on('mailboxChanged', (event) => this.mailboxChanged(event)),
+      bus.on('resync', () => {
+        for (const id of this.indexes.keys()) this.catchUp(id);
+      }),
+    ];
   }
 
   async close(): Promise<void> {
     clearInterval(this.sweeper);
+    for (const stop of this.unsubscribe) stop();
     this.closed = true;
     this.indexes.clear();
     await this.scanner.close();
@@ -246,20 +267,15 @@ export class MailService {
   async create(user: AccountRecord, name: string, mailboxClass = ''): Promise<void> {
     const resolved = await this.resolve(user, name, false);
     await this.checkCreateRight(user, resolved);
-    const existing = await this.store.mail.getMailbox(resolved.owner.id, resolved.name);
-    if (existing) {
-      // A pure folder (made implicitly, or a hierarchy node) can become a mailbox.
-      if (!existing.pureFolder) throw new ServiceError('mailbox already exists');
-      await this.store.mail.setMailboxClass(existing.id, mailboxClass, false);
-    } else {
-      try {
-        await this.store.mail.createMailbox(resolved.owner.id, resolved.name, mailboxClass, false);
-      } catch (err) {
-        if (err instanceof AlreadyExistsError) throw new ServiceError('mailbox already exists');
-        throw err;
-      }
+    let record: MailboxRecord;
+    try {
+      // A pure folder (made implicitly, or a hierarchy node) becomes the mailbox.
+      record = await this.store.mail.createMailbox(resolved.owner.id, resolved.name, mailboxClass, false, { overPureFolder: true });
+    } catch (err) {
+      if (err instanceof AlreadyExistsError) throw new ServiceError('mailbox already exists');
+      throw err;
     }
-    this.changed(resolved.owner.id, undefined, resolved.name);
+    this.changed(resolved.owner.id, record.id, resolved.name);
   }
 
   async rename(user: AccountRecord, name: string, newName: string, children: boolean): Promise<void> {
@@ -309,13 +325,8 @@ export class MailService {
     const doomed = children ? [box.record, ...nested] : [box.record];
     // Each child has its own ACL: removing another account's children needs x on each.
     for (const m of doomed) if (!hasRight(this.rightsOf(user, box.owner, m), 'x')) throw new ServiceError(ACCESS_DENIED);
-    if (!children && nested.length > 0) {
-      // Like IMAP: a mailbox with children turns into a pure folder instead.
-      await this.store.mail.removeMailboxes([box.record.id]);
-      await this.store.mail.createMailbox(box.owner.id, box.record.name, '', true);
-    } else {
-      await this.store.mail.removeMailboxes(doomed.map((m) => m.id));
-    }
+    // Like IMAP: a mailbox with children turns into a pure folder instead.
+    await this.store.mail.removeMailboxes(doomed.map((m) => m.id), { leavePureFolders: !children && nested.length > 0 });
     for (const m of doomed) {
       this.indexes.delete(m.id);
       const load = this.loading.get(m.id);
@@ -426,6 +437,7 @@ export class MailService {
       acl = updateAcl(acl, checkAclPattern(change.pattern), change.rights, change.mode);
     }
     await this.store.mail.setMailboxAcl(box.record.id, acl);
+    this.changed(box.owner.id, box.record.id, box.record.name);
   }
 
   // -------------------------------------------------------------------------------------
@@ -472,8 +484,15 @@ export class MailService {
       if (!record) continue;
       // From here to the registration nothing yields: every later change finds the index.
       index.settle(load.renamed === undefined ? record : { ...record, name: load.renamed });
-      for (const update of load.missed.sort((a, b) => a.modseq - b.modseq)) index.apply(update);
-      if (!load.removed && !this.closed) this.indexes.set(id, index);
+      let gap = false;
+      for (const update of load.missed.sort((a, b) => a.modseq - b.modseq)) {
+        if (index.follows(update)) index.apply(update);
+        else gap = true;
+      }
+      if (!load.removed && !this.closed) {
+        this.indexes.set(id, index);
+        if (gap || load.behind) this.catchUp(id);
+      }
       return index;
     }
   }
@@ -524,8 +543,12 @@ export class MailService {
    * readMailbox): for a full mailboxSync.
    */
   async snapshot(box: MailboxHandle): Promise<{ modseq: number; uidNext: number; messages: MessageMeta[] }> {
+    return this.snapshotOf(box.record.id);
+  }
+
+  private async snapshotOf(mailboxId: number): Promise<{ modseq: number; uidNext: number; messages: MessageMeta[] }> {
     for (let attempt = 0; ; attempt++) {
-      const start = await this.store.mail.getMailboxById(box.record.id);
+      const start = await this.store.mail.getMailboxById(mailboxId);
       if (!start) throw new ServiceError(NOT_FOUND);
       const messages = new Map<number, MessageMeta>();
       const sink: MailboxSink = { load: (meta) => void messages.set(meta.uid, meta), unload: (uid) => void messages.delete(uid) };
@@ -549,8 +572,77 @@ export class MailService {
    */
   private applyToIndex(mailboxId: number, update: IndexUpdate): void {
     const index = this.indexes.get(mailboxId);
-    if (index) index.apply(update);
-    else this.loading.get(mailboxId)?.missed.push(update);
+    if (!index) this.loading.get(mailboxId)?.missed.push(update);
+    else if (index.follows(update) && !this.catchingUp.has(mailboxId)) index.apply(update);
+    // A change before this one has not been applied yet: the journal has them both.
+    else this.catchUp(mailboxId);
+  }
+
+  /**
+   * Another process (or this one) changed a mailbox: an index behind the event's modseq
+   * catches up; a removed mailbox's index goes; a renamed one follows its new name.
+   */
+  private mailboxChanged(event: BusEvents['mailboxChanged']): void {
+    const id = event.mailboxId;
+    if (id === undefined || this.closed) return;
+    const load = this.loading.get(id);
+    if (load) {
+      load.behind = true;
+      return;
+    }
+    const index = this.indexes.get(id);
+    if (!index) return;
+    if (event.modseq !== undefined) {
+      if (event.modseq > index.modseq) this.catchUp(id);
+      return;
+    }
+    // Created, renamed, removed or its ACL changed: the record tells.
+    void this.store.mail.getMailboxById(id).then(
+      (record) => {
+        if (this.indexes.get(id) !== index) return;
+        if (!record) this.indexes.delete(id);
+        else if (record.name !== index.mailbox.name) index.mailbox = { ...index.mailbox, name: record.name };
+      },
+      (err: unknown) => console.error(`mailbox ${id}: re-reading the record failed:`, err),
+    );
+  }
+
+  /**
+   * Catches a mailbox's index up with the store: every change since its modseq, read from
+   * the journal in one snapshot and applied in modseq order (reconciled with a fresh read
+   * of the mailbox when the journal no longer reaches back that far). One catch-up per
+   * index at a time; asked again meanwhile, it goes round once more.
+   */
+  private catchUp(mailboxId: number): void {
+    const running = this.catchingUp.get(mailboxId);
+    if (running) {
+      running.again = true;
+      return;
+    }
+    const state = { again: false };
+    this.catchingUp.set(mailboxId, state);
+    void (async () => {
+      do {
+        state.again = false;
+        const index = this.indexes.get(mailboxId);
+        if (!index || this.closed) return;
+        let changes: ChangeSet;
+        try {
+          changes = await this.store.mail.changesSince(mailboxId, index.modseq);
+        } catch (err) {
+          if (err instanceof NotFoundError) {
+            if (this.indexes.get(mailboxId) === index) this.indexes.delete(mailboxId);
+            return;
+          }
+          throw err;
+        }
+        if (this.indexes.get(mailboxId) !== index) continue;
+        if (changes.complete) index.catchUp(changes);
+        else index.reconcile(await this.snapshotOf(mailboxId));
+      } while (state.again);
+    })()
+      .catch((err: unknown) => console.error(`mailbox ${mailboxId}: catching up failed:`, err))
+      .finally(() => this.catchingUp.delete(mailboxId));
   }
 
   /**
@@ -569,13 +661,10 @@ export class MailService {
     if (recent.size > 0 && hasRight(box.rights, 's')) {
       for (const uid of recent) index.recent.delete(uid);
       await slicer.eachChunk([...recent], async (chunk) => {
-        const updates = chunk.flatMap((uid) => {
-          const meta = index.get(uid);
-          return meta && meta.flags & Flag.Recent ? [{ uid, flags: meta.flags & ~Flag.Recent, keywords: meta.keywords }] : [];
-        });
-        if (updates.length === 0) return;
-        const result = await this.store.mail.setFlags(index.mailbox.id, updates);
+        const result = await this.store.mail.updateFlags(index.mailbox.id, chunk, CLEAR_RECENT);
+        if (result.changed.length === 0) return;
         this.applyToIndex(index.mailbox.id, { kind: 'flags', messages: result.changed, modseq: result.modseq });
+        this.changed(box.owner.id, index.mailbox.id, index.mailbox.name, result.modseq);
       }, 500);
     }
     // The first view of this order sorts the whole mailbox: in slices, before the view is made.
@@ -663,17 +752,17 @@ export class MailService {
   async append(box: MailboxHandle, messages: readonly NewMessage[], options: AppendOptions = {}): Promise<MessageMeta[]> {
     const replace = options.replace;
     const record = await this.recheck(box, replace ? 'id' : 'i');
-    await this.checkQuota(box.owner, () => messages.reduce((sum, m) => sum + m.raw.length, 0));
     let result;
     try {
-      result = await this.store.mail.append(box.record.id, messages, options);
+      result = await this.store.mail.append(box.record.id, messages, { ...options, quota: await this.quota(box.owner) });
     } catch (err) {
+      if (err instanceof QuotaExceededError) throw new StorageLimitError();
       if (err instanceof NotFoundError) throw new ServiceError(err.message);
       throw err;
     }
-    if (result.replaced !== null) this.applyToIndex(box.record.id, { kind: 'removed', uids: [result.replaced], modseq: result.modseq });
-    this.applyToIndex(box.record.id, { kind: 'added', messages: result.messages, modseq: result.modseq });
-    this.changed(box.owner.id, box.record.id, record.name);
+    if (result.messages.length === 0 && result.replaced === null) return result.messages;
+    this.applyToIndex(box.record.id, { kind: 'added', messages: result.messages, modseq: result.modseq, ...(result.replaced !== null ? { replaced: result.replaced } : {}) });
+    this.changed(box.owner.id, box.record.id, record.name, result.modseq);
     return result.messages;
   }
 
@@ -686,11 +775,7 @@ export class MailService {
     let targetRecord = await this.recheck(target, 'i');
     let sourceRecord = await this.recheck(source, move ? 'rd' : 'r');
     // A move inside one account adds nothing to it.
-    if (!move || target.owner.id !== source.owner.id) {
-      await this.checkQuota(target.owner, async () =>
-        (await Promise.all(uids.map((uid) => this.getMessage(source, uid)))).reduce((sum, m) => sum + (m?.size ?? 0), 0),
-      );
-    }
+    const quota = !move || target.owner.id !== source.owner.id ? await this.quota(target.owner) : undefined;
     const pairs: { from: number; to: number }[] = [];
     let first = true;
     await new Slicer().eachChunk(uids, async (chunk) => {
@@ -699,13 +784,20 @@ export class MailService {
         sourceRecord = await this.recheck(source, move ? 'rd' : 'r');
       }
       first = false;
-      const result = await this.store.mail.copy(source.record.id, chunk, target.record.id, { move });
-      this.applyToIndex(target.record.id, { kind: 'added', messages: result.copied.map((c) => c.to), modseq: result.modseq });
-      if (move && result.copied.length > 0) {
-        this.applyToIndex(source.record.id, { kind: 'removed', uids: result.copied.map((c) => c.from), modseq: result.sourceModseq });
-        this.changed(source.owner.id, source.record.id, sourceRecord.name);
+      let result;
+      try {
+        result = await this.store.mail.copy(source.record.id, chunk, target.record.id, { move, ...(quota ? { quota } : {}) });
+      } catch (err) {
+        if (err instanceof QuotaExceededError) throw new StorageLimitError();
+        throw err;
       }
-      this.changed(target.owner.id, target.record.id, targetRecord.name);
+      if (result.copied.length === 0) return;
+      this.applyToIndex(target.record.id, { kind: 'added', messages: result.copied.map((c) => c.to), modseq: result.modseq });
+      if (move) {
+        this.applyToIndex(source.record.id, { kind: 'removed', uids: result.copied.map((c) => c.from), modseq: result.sourceModseq });
+        this.changed(source.owner.id, source.record.id, sourceRecord.name, result.sourceModseq);
+      }
+      this.changed(target.owner.id, target.record.id, targetRecord.name, result.modseq);
       for (const c of result.copied) pairs.push({ from: c.from, to: c.to.uid });
     });
     return pairs;
@@ -723,25 +815,18 @@ export class MailService {
     if (touched & Flag.Deleted) need += 'd';
     if (others || change.addKeywords.length || change.removeKeywords.length) need += 'w';
     let record = await this.recheck(box, need);
-    const index = await this.index(box);
+    const delta: FlagDelta = change;
     let first = true;
-    // A large set is changed in chunks (one transaction each), yielding between them; each
-    // chunk's new flags are computed from the flags as they are then.
+    // A large set is changed in chunks (one transaction each), yielding between them; the
+    // store applies the change to each message's flags as stored (other processes change
+    // them too), and reports what it changed.
     await new Slicer().eachChunk(uids, async (chunk) => {
       if (!first) record = await this.recheck(box, need);
       first = false;
-      const updates = [];
-      for (const uid of chunk) {
-        const meta = index.get(uid);
-        if (!meta) continue;
-        const flags = (meta.flags | change.set) & ~change.clear;
-        const keywords = applyKeywords(meta.keywords, change);
-        if (flags !== meta.flags || keywords !== meta.keywords) updates.push({ uid, flags, keywords });
-      }
-      if (updates.length === 0) return;
-      const result = await this.store.mail.setFlags(box.record.id, updates);
+      const result = await this.store.mail.updateFlags(box.record.id, chunk, delta);
+      if (result.changed.length === 0) return;
       this.applyToIndex(box.record.id, { kind: 'flags', messages: result.changed, modseq: result.modseq });
-      this.changed(box.owner.id, box.record.id, record.name);
+      this.changed(box.owner.id, box.record.id, record.name, result.modseq);
     }, 200);
   }
 
@@ -750,7 +835,7 @@ export class MailService {
     const result = await this.store.mail.setAttrs(box.record.id, uid, attrs);
     if (!result.changed) throw new ServiceError('message not found');
     this.applyToIndex(box.record.id, { kind: 'attrs', messages: [result.changed], modseq: result.modseq });
-    this.changed(box.owner.id, box.record.id, record.name);
+    this.changed(box.owner.id, box.record.id, record.name, result.modseq);
   }
 
   /** Physically removes messages (all Deleted ones when `uids` is undefined). */
@@ -770,7 +855,7 @@ export class MailService {
       if (result.removed.length === 0) return;
       removed += result.removed.length;
       this.applyToIndex(box.record.id, { kind: 'removed', uids: result.removed.map((r) => r.uid), modseq: result.modseq });
-      this.changed(box.owner.id, box.record.id, current.name);
+      this.changed(box.owner.id, box.record.id, current.name, result.modseq);
     });
     return removed;
   }
@@ -918,14 +1003,15 @@ export class MailService {
     return limit === undefined ? undefined : Math.max(0, limit - (await this.store.mail.accountUsage(account.id)));
   }
 
-  /** Throws StorageLimitError when `adding()` more bytes do not fit (computed only under a limit). */
-  private async checkQuota(owner: AccountRecord, adding: () => number | Promise<number>): Promise<void> {
-    const room = await this.room(owner);
-    if (room !== undefined && (await adding()) > room) throw new StorageLimitError();
+  /** The account's storage limit as the store checks it in the transaction that adds (none when unlimited). */
+  private async quota(owner: AccountRecord): Promise<QuotaCheck | undefined> {
+    const limit = await this.storageLimit(owner);
+    return limit === undefined ? undefined : { accountId: owner.id, limit };
   }
 
-  private changed(accountId: number, mailboxId: number | undefined, name: string): void {
-    this.bus.publish('mailboxChanged', { accountId, mailboxId, name });
+  /** Tells every process (and this one's sessions) that a mailbox changed; `modseq` when its messages did. */
+  private changed(accountId: number, mailboxId: number | undefined, name: string, modseq?: number): void {
+    this.bus.publish('mailboxChanged', modseq === undefined ? { accountId, mailboxId, name } : { accountId, mailboxId, name, modseq });
   }
 
   /** Drops indexes nobody watches that have not been used for a while. */
@@ -953,6 +1039,9 @@ export interface ContentFilter {
   decide(slicer: Slicer): Promise<boolean>;
   test(uid: number): boolean;
 }
+
+/** What opening a folder does to the Recent messages it shows. */
+const CLEAR_RECENT: FlagDelta = { set: 0, clear: Flag.Recent, addKeywords: [], removeKeywords: [] };
 
 const EMPTY_STATS: MailboxStats = { messages: 0, unseen: 0, media: 0, unseenMedia: 0, size: 0, oldest: null };
 

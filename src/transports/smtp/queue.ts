@@ -56,6 +56,8 @@ export interface MailQueueDeps {
   readonly log: (line: string) => void;
   /** Delivery to other servers; tests pass one with their own MX resolver. */
   readonly remote?: RemoteDelivery;
+  /** This node's id: the owner of the leases it takes on queued messages. */
+  readonly node: string;
 }
 
 const DEFAULT_NOTIFY = null; // failures only (RFC 3461 section 4.1)
@@ -89,14 +91,23 @@ function wants(notify: string | null, what: 'SUCCESS' | 'FAILURE'): boolean {
  * An attempt's outcomes and the reports it produced are recorded in one transaction; a
  * message leaves the queue when no recipient is pending. The queue survives restarts:
  * whatever is pending is tried when the server starts.
+ *
+ * Every node of a cluster serves the one queue. A node claims a message with a lease
+ * (leaseSeconds, renewed while the attempt runs) before it tries it, and records outcomes
+ * only while it still holds the lease, so each attempt runs on exactly one node; the
+ * messages of a node that dies are taken by the others when its leases expire. Nodes look
+ * for claimable work on their own too (a message another node queued, a lease run out), at
+ * least every half lease.
  */
 export class MailQueue implements MailSubmitter {
   private delivery: LocalDelivery | undefined;
   private readonly remote: RemoteDelivery;
+  /** Messages this node is trying now (it holds their leases). */
   private readonly busy = new Set<number>();
   private readonly attempts = new Set<Promise<void>>();
   private timer: NodeJS.Timeout | undefined;
   private maintenance: NodeJS.Timeout | undefined;
+  private poller: NodeJS.Timeout | undefined;
   private scanning = false;
   private rescan = false;
   private closed = false;
@@ -113,6 +124,12 @@ export class MailQueue implements MailSubmitter {
       void this.deps.store.queue.pruneDeliveryKeys(Date.now() - DELIVERY_KEY_DAYS * 86_400_000).catch((err: unknown) => this.report(err));
     }, 3_600_000);
     this.maintenance.unref();
+    this.poller = setInterval(() => this.kick(), this.leaseMs / 2);
+    this.poller.unref();
+  }
+
+  private get leaseMs(): number {
+    return this.deps.config.outbound.leaseSeconds * 1000;
   }
 
   /** Stops starting attempts, ends their connections to other servers, and waits for them. */
@@ -120,6 +137,7 @@ export class MailQueue implements MailSubmitter {
     this.closed = true;
     clearTimeout(this.timer);
     clearInterval(this.maintenance);
+    clearInterval(this.poller);
     this.remote.close();
     while (this.attempts.size > 0) await Promise.allSettled([...this.attempts]);
   }
@@ -169,14 +187,15 @@ export class MailQueue implements MailSubmitter {
         this.rescan = false;
         const free = this.deps.config.outbound.concurrency - this.busy.size;
         if (free <= 0 || this.closed) break;
-        const due = await this.deps.store.queue.due(Date.now(), free, this.busy);
+        const now = Date.now();
+        const due = await this.deps.store.queue.claimDue(now, free, { owner: this.deps.node, until: now + this.leaseMs });
         for (const message of due) this.startAttempt(message);
         if (due.length === free) this.rescan = true;
       } while (this.rescan && this.busy.size < this.deps.config.outbound.concurrency);
       // Wake for the next retry (a finishing attempt kicks sooner). The messages under way
       // are not waited for (their attempts kick when they finish), nor is anything while
       // every slot is taken: a timer for them would be due at once, again and again.
-      const next = this.busy.size < this.deps.config.outbound.concurrency ? await this.deps.store.queue.nextDue(this.busy) : undefined;
+      const next = this.busy.size < this.deps.config.outbound.concurrency ? await this.deps.store.queue.nextDue(Date.now()) : undefined;
       if (next !== undefined && !this.closed) {
         clearTimeout(this.timer);
         const delay = Math.min(Math.max(0, next - Date.now()), 2 ** 31 - 1);
@@ -190,11 +209,23 @@ export class MailQueue implements MailSubmitter {
     }
   }
 
+  /** Runs an attempt on a message this node has claimed, renewing the lease meanwhile, and gives the lease up after. */
   private startAttempt(message: QueuedMessageRecord): void {
     this.busy.add(message.id);
+    const { queue } = this.deps.store;
+    const owner = this.deps.node;
+    const renewal = setInterval(() => {
+      void queue.renewLease(message.id, { owner, until: Date.now() + this.leaseMs }).then(
+        (held) => held || this.deps.log(`queue ${message.id}: the lease was lost during an attempt; its outcome will not be recorded`),
+        (err: unknown) => this.report(err),
+      );
+    }, this.leaseMs / 3);
     const attempt = this.attempt(message)
       .catch((err: unknown) => this.report(err))
+      .then(() => queue.releaseLease(message.id, owner))
+      .catch((err: unknown) => this.report(err))
       .finally(() => {
+        clearInterval(renewal);
         this.busy.delete(message.id);
         this.attempts.delete(attempt);
         this.kick();
@@ -270,7 +301,8 @@ export class MailQueue implements MailSubmitter {
         recipients: [{ address: message.sender, notify: 'NEVER', orcpt: null }],
       });
     }
-    await this.deps.store.queue.recordAttempt(message.id, updates, reports);
+    const recorded = await this.deps.store.queue.recordAttempt(message.id, this.deps.node, updates, reports);
+    if (!recorded) this.deps.log(`queue ${message.id}: another node took the message over; this attempt's outcome is not recorded`);
   }
 
   private async deliverLocally(message: QueuedMessageRecord, raw: Buffer, r: QueuedRecipientRecord, account: AccountRecord): Promise<Outcome> {

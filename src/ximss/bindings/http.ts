@@ -10,7 +10,7 @@ import type { XmlElement } from '../../xml/element.js';
 import { Conversation, type TransportControl } from '../conversation.js';
 import type { Engine } from '../engine.js';
 import { errorResponse } from '../protocol.js';
-import type { AsyncSink, Session } from '../session.js';
+import { nodeOfUrlId, type AsyncSink, type Session } from '../session.js';
 import {
   HttpSession,
   SESSION_GONE,
@@ -25,6 +25,7 @@ import {
   ximssReply,
   type HttpReply,
 } from './http-session.js';
+import { CLIENT_ADDRESS_HEADER, CLUSTER_KEY_HEADER, forwardRequest } from './http-forward.js';
 import { serveDownload, serveMimePart, storeUpload } from './http-resources.js';
 import { RESET_PATH, resetPasswordPage } from './reset-page.js';
 import type { TcpListener } from './tcp.js';
@@ -389,7 +390,7 @@ export class HttpListener {
     const reused =
       named && !named.closed && named.account.id === auth.account.id && httpSessionOf(named) ? named : undefined;
     // Ended first, so that the new session fits within the per-account limit.
-    if (flag(params.get('killold'))) sessions.endAccountSessions(auth.account.id, reused);
+    if (flag(params.get('killold'))) await sessions.killOld(auth.account.id, reused);
     if (reused) {
       reused.touch();
       applyGuards(reused, options, address);
@@ -447,6 +448,13 @@ export class HttpListener {
       // A session ended by the server keeps its `<bye/>` for the next poll, for a while.
       const ended = isPoll ? endedHttpSession(this.engine.server.sessions, urlID) : undefined;
       if (ended && this.guardAllows(ended.session, req)) return this.poll(req, res, ended, params);
+      // Another node's session: that node answers (unless this came from a node already).
+      const { node } = this.engine.server;
+      const owner = session ? undefined : nodeOfUrlId(urlID);
+      if (owner !== undefined && owner !== node.id && req.headers[CLUSTER_KEY_HEADER] === undefined) {
+        const peer = await node.peer(owner);
+        if (peer && (await forwardRequest(req, res, peer, node.key, clientAddress(req.socket)))) return;
+      }
       return this.sessionGone(req, res);
     }
     if (!this.guardAllows(session, req)) return this.sessionGone(req, res);
@@ -503,8 +511,15 @@ export class HttpListener {
    * The session's guards: the login address unless the client disabled the IP watch, and
    * the session cookie once the session uses one.
    */
+  /** The client's address: the socket's, or the one a forwarding node of the cluster vouches for. */
+  private requestAddress(req: http.IncomingMessage): string {
+    const forwarded = req.headers[CLIENT_ADDRESS_HEADER];
+    if (typeof forwarded === 'string' && this.engine.server.node.isClusterKey(req.headers[CLUSTER_KEY_HEADER])) return forwarded;
+    return clientAddress(req.socket);
+  }
+
   private guardAllows(session: Session, req: http.IncomingMessage): boolean {
-    if (session.ipGuard !== undefined && clientAddress(req.socket) !== session.ipGuard) return false;
+    if (session.ipGuard !== undefined && this.requestAddress(req) !== session.ipGuard) return false;
     if (session.cookieGuard !== undefined && !cookieValues(req.headers.cookie, COOKIE_NAME).includes(session.cookieGuard)) {
       return false;
     }

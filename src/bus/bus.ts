@@ -1,0 +1,142 @@
+import { randomBytes } from 'node:crypto';
+import { MAX_RELAY_MESSAGE, type ChangeRelay } from '../store/store.js';
+
+/**
+ * What services tell each other after they commit a change. Every event travels to every
+ * process sharing the store (see EventBus), so payloads stay small: ids, names, modseqs;
+ * receivers read the rest from the store.
+ */
+export interface BusEvents {
+  /** An alert was posted for an account (its text when short enough to travel along). */
+  alertPosted: { accountId: number; alertId: number; posted: number; text?: string };
+  /** An account's password changed. */
+  credentialsChanged: { accountId: number };
+  /** An account was removed. */
+  accountRemoved: { accountId: number };
+  /** An account's settings or preferences changed. */
+  accountChanged: { accountId: number };
+  /**
+   * A mailbox of an account was created, removed, renamed, its ACL changed (no `modseq`),
+   * or its messages changed (`modseq`: the mailbox's modseq after the change).
+   */
+  mailboxChanged: { accountId: number; mailboxId: number | undefined; name: string; modseq?: number };
+  /** The account's sessions are to end (killOld on any node), except `except` (a urlID). */
+  endSessions: { accountId: number; except?: string };
+  /**
+   * Local only: events from other processes may have been missed (the relay's connection
+   * dropped); whoever keeps state derived from the store re-reads it.
+   */
+  resync: Record<string, never>;
+}
+
+type Listener<T> = (event: T) => void;
+
+/** The topics that travel between processes (everything but `resync`). */
+type SharedTopic = Exclude<keyof BusEvents, 'resync'>;
+
+interface RelayMessage {
+  /** The sending bus. */
+  o: string;
+  t: SharedTopic;
+  e: unknown;
+}
+
+const SHARED_TOPICS: ReadonlySet<string> = new Set<SharedTopic>([
+  'alertPosted',
+  'credentialsChanged',
+  'accountRemoved',
+  'accountChanged',
+  'mailboxChanged',
+  'endSessions',
+]);
+
+/**
+ * The event bus: services publish after they commit, listeners in this process hear it at
+ * once, and the store's relay carries it to every other process sharing the store
+ * (PostgreSQL LISTEN/NOTIFY between cluster nodes; on SQLite, from the command line to the
+ * server), whose buses hand it to their own listeners. Nothing that subscribes needs to
+ * know where an event came from: listeners treat every event as "go and look" (a folder
+ * view catches up from the mail journal by modseq), so the order in which events arrive,
+ * or a duplicate, changes nothing. When the relay may have lost events, `resync` is
+ * published locally.
+ */
+export class EventBus {
+  private listeners = new Map<keyof BusEvents, Set<Listener<never>>>();
+  /** Identifies this bus in relayed messages, so it ignores its own. */
+  readonly origin = randomBytes(6).toString('hex');
+  private readonly sending = new Set<Promise<void>>();
+  private stopListening: (() => Promise<void>) | undefined;
+
+  constructor(
+    private readonly relay?: ChangeRelay,
+    private readonly log: (line: string) => void = (line) => console.error(line),
+  ) {}
+
+  /** Starts receiving other processes' events (a serving process; the command line only sends). */
+  async listen(): Promise<void> {
+    if (!this.relay || this.stopListening) return;
+    this.stopListening = await this.relay.listen(
+      (message) => this.receive(message),
+      () => this.deliver('resync', {}),
+    );
+  }
+
+  on<K extends keyof BusEvents>(topic: K, listener: Listener<BusEvents[K]>): () => void {
+    let set = this.listeners.get(topic);
+    if (!set) this.listeners.set(topic, (set = new Set()));
+    set.add(listener as Listener<never>);
+    return () => set.delete(listener as Listener<never>);
+  }
+
+  /** Tells this process's listeners now, and every other process through the relay. */
+  publish<K extends SharedTopic>(topic: K, event: BusEvents[K]): void {
+    this.deliver(topic, event);
+    if (!this.relay) return;
+    const message = JSON.stringify({ o: this.origin, t: topic, e: event } satisfies RelayMessage);
+    if (Buffer.byteLength(message) > MAX_RELAY_MESSAGE) {
+      this.log(`bus: ${topic} event too large to relay (${message.length} bytes); dropped`);
+      return;
+    }
+    const sent = this.relay.send(message).catch((err: unknown) => {
+      this.log(`bus: relaying ${topic} failed: ${err instanceof Error ? err.message : String(err)}`);
+    });
+    this.sending.add(sent);
+    void sent.finally(() => this.sending.delete(sent));
+  }
+
+  /** Resolves once every event published so far has been handed to the relay (before a command exits). */
+  async flush(): Promise<void> {
+    while (this.sending.size > 0) await Promise.allSettled([...this.sending]);
+  }
+
+  async close(): Promise<void> {
+    await this.flush();
+    const stop = this.stopListening;
+    this.stopListening = undefined;
+    await stop?.();
+  }
+
+  private receive(text: string): void {
+    let message: RelayMessage;
+    try {
+      message = JSON.parse(text) as RelayMessage;
+    } catch {
+      this.log('bus: an unreadable relay message was ignored');
+      return;
+    }
+    if (message.o === this.origin || !SHARED_TOPICS.has(message.t) || typeof message.e !== 'object' || message.e === null) return;
+    this.deliver(message.t, message.e as BusEvents[SharedTopic]);
+  }
+
+  private deliver<K extends keyof BusEvents>(topic: K, event: BusEvents[K]): void {
+    const set = this.listeners.get(topic);
+    if (!set) return;
+    for (const listener of set) {
+      try {
+        (listener as Listener<BusEvents[K]>)(event);
+      } catch (err) {
+        this.log(`bus listener for ${topic} failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+      }
+    }
+  }
+}
