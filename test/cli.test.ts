@@ -146,7 +146,7 @@ describe('management commands', () => {
     const invalid = await cli(ws, 'domain', 'add', 'bad_domain!');
     assert.equal(invalid.code, 1);
     assert.deepEqual((await ok(ws, 'domain', 'list')).trim().split('\n'), [DOMAIN, 'open.test', 'other.test']);
-    const store = openStore(ws.data);
+    const store = await openStore(undefined, ws.data);
     try {
       assert.equal((await store.domains.get('open.test'))?.settings.SignupAllowed, 'Yes');
       assert.equal((await store.domains.get('other.test'))?.settings.SignupAllowed, undefined);
@@ -171,7 +171,7 @@ describe('management commands', () => {
     assert.notEqual(noPassword.code, 0);
 
     assert.match(await ok(ws, 'account', 'passwd', 'bob@new.test', '--password', 'pw-2'), /password of bob@new\.test changed/);
-    const store = openStore(ws.data);
+    const store = await openStore(undefined, ws.data);
     try {
       const bob = (await store.accounts.get('new.test', 'bob'))!;
       assert.equal(bob.realName, 'Bob Builder');

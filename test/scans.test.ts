@@ -477,10 +477,8 @@ describe('a mailbox index loaded in slices is exact', () => {
       await mail.setAttrs(box, unread[20]!, { note: 'unread page' });
       const flagged = (await store.getMessage(id, read[30]!))!;
       const flaggedToo = (await store.getMessage(id, unread[30]!))!;
-      await store.setFlags(id, [
-        { uid: flagged.uid, flags: flagged.flags | Flag.Flagged | Flag.Seen, keywords: ['$Label1'] },
-        { uid: flaggedToo.uid, flags: (flaggedToo.flags | Flag.Answered) & ~Flag.Seen, keywords: [] },
-      ]);
+      await store.updateFlags(id, [flagged.uid], { set: Flag.Flagged | Flag.Seen, clear: 0, addKeywords: ['$Label1'], removeKeywords: [] });
+      await store.updateFlags(id, [flaggedToo.uid], { set: Flag.Answered, clear: Flag.Seen, addKeywords: [], removeKeywords: [] });
       await store.expunge(id, [read[40]!, unread[40]!]);
       resumePages();
 

@@ -1,0 +1,369 @@
+/**
+ * A cluster of two ximssd nodes (real processes) on one private PostgreSQL, driven over the
+ * wire: folder views on each node follow changes made through the other (a seeded random
+ * mix of appends, flag changes and expunges, concurrent flag changes on the same messages
+ * included), alerts and killOld reach every node, sessionsPerAccount and login-failure
+ * budgets count cluster-wide, an HTTP session works through the node that does not hold it
+ * (and answers 550 once its node is gone), and a node killed during a burst of appends and
+ * SMTP deliveries loses nothing acknowledged while the survivor completes its queue.
+ */
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import net from 'node:net';
+import { after, before, describe, test } from 'node:test';
+import { openStore } from '../src/store/open.js';
+import type { Store } from '../src/store/store.js';
+import { XmlElement } from '../src/xml/element.js';
+import { parseXml } from '../src/xml/parser.js';
+import { startNode, ximssd, type ClusterNodeProcess } from './fixtures/cluster.js';
+import { startPostgres, type PostgresServer } from './fixtures/postgres.js';
+import { SmtpSink } from './fixtures/smtp-sink.js';
+import { SmtpWire, authPlain } from './fixtures/smtp-wire.js';
+import {
+  awaitNotifies,
+  eventually,
+  expectOk,
+  FolderModel,
+  freePort,
+  loginWithUrlId,
+  seededRandom,
+  type XimssClient,
+} from './helpers.js';
+
+const PASSWORD = 'cluster-secret';
+let pg: PostgresServer;
+let url: string;
+let a: ClusterNodeProcess;
+let b: ClusterNodeProcess;
+/** The relay port the nodes send remote mail to: a sink, or a server that never answers. */
+let relayPort: number;
+/** The test's own handle on the store, to check what is stored. */
+let store: Store;
+const clients: XimssClient[] = [];
+let accountNumber = 0;
+
+async function newAccount(name: string): Promise<string> {
+  const address = `${name}${++accountNumber}@example.test`;
+  const result = await ximssd(['account', 'add', address, '--password', PASSWORD, '--store', url]);
+  assert.equal(result.code, 0, result.stderr);
+  return address;
+}
+
+async function login(node: ClusterNodeProcess, address: string): Promise<XimssClient> {
+  const { client } = await loginWithUrlId(node.ports.ximss, address, PASSWORD);
+  clients.push(client);
+  return client;
+}
+
+before(async () => {
+  pg = await startPostgres();
+  url = await pg.createDatabase('cluster');
+  relayPort = await freePort();
+  const config = { outbound: { relay: `127.0.0.1:${relayPort}` }, limits: { sessionsPerAccount: 3 } };
+  // Started one after the other: both migrate the same database, the second finds it done.
+  [a, b] = await Promise.all([startNode('1', url, config), startNode('2', url, config)]);
+  store = await openStore(url, '/nonexistent');
+});
+
+after(async () => {
+  for (const client of clients) client.close();
+  await Promise.all([a?.stop(), b?.stop()]);
+  await store?.close();
+  await pg?.stop();
+});
+
+function uidsXml(uids: readonly number[]): string {
+  return uids.map((uid) => `<UID>${uid}</UID>`).join('');
+}
+
+function appendXml(folder: string, subject: string): string {
+  return `<messageAppend folder="${folder}" report="uid"><EMail><From>x@example.org</From><Subject>${subject}</Subject><MIME type="text" subtype="plain">${subject}</MIME></EMail></messageAppend>`;
+}
+
+describe('folder views across nodes', () => {
+  test('a seeded random mix of appends, flag changes and expunges from both nodes: every model built from folderSync equals a fresh folderBrowse, on both nodes', async () => {
+    const address = await newAccount('views');
+    const fields = '<field>UID</field><field>Subject</field><field>FLAGS</field>';
+    const nodes = [a, b];
+    const writers = await Promise.all(nodes.map((n) => login(n, address)));
+    const readers = await Promise.all(nodes.map((n) => login(n, address)));
+    for (const w of writers) expectOk(await w.request(`<folderOpen folder="W" mailbox="INBOX" sortField="UID"><field>UID</field></folderOpen>`));
+    for (const r of readers) expectOk(await r.request(`<folderOpen folder="V" mailbox="INBOX" sortField="Subject">${fields}</folderOpen>`));
+    const models = await Promise.all(readers.map((r) => FolderModel.load(r, 'V')));
+    const random = seededRandom(20261206);
+    const live: number[] = [];
+    let serial = 0;
+    const pick = (n: number): number[] => {
+      const chosen = new Set<number>();
+      while (chosen.size < Math.min(n, live.length)) chosen.add(live[Math.floor(random() * live.length)]!);
+      return [...chosen];
+    };
+    const flagLists = ['Seen', 'Flagged', 'Unseen', 'Unflagged', '$Later', 'Seen,$Work', 'Answered'];
+    for (let round = 0; round < 24; round++) {
+      // Each round: a few operations through one node, or (every third round) through both at once.
+      const both = round % 3 === 2;
+      const acting = both ? [0, 1] : [Math.floor(random() * 2)];
+      await Promise.all(
+        acting.map(async (i) => {
+          const w = writers[i]!;
+          for (let k = 0; k < 4; k++) {
+            const roll = random();
+            if (roll < 0.45 || live.length < 4) {
+              const reply = expectOk(await w.request(appendXml('W', `m${String(++serial).padStart(3, '0')} from ${i}`)));
+              live.push(Number(reply.messages.find((m) => m.attrs.UID !== undefined)?.attrs.UID ?? reply.response.attrs.UID));
+            } else if (roll < 0.85) {
+              const flags = flagLists[Math.floor(random() * flagLists.length)]!;
+              await w.request(`<messageMark folder="W" flags="${flags}">${uidsXml(pick(3))}</messageMark>`);
+            } else {
+              const victims = pick(2);
+              for (const v of victims) live.splice(live.indexOf(v), 1);
+              await w.request(`<messageRemove folder="W" mode="Immediately">${uidsXml(victims)}</messageRemove>`);
+            }
+          }
+        }),
+      );
+      // Both readers are told, whichever node acted; then their models catch up exactly.
+      for (let i = 0; i < 2; i++) {
+        await awaitNotifies(readers[i]!, 'V', 50, 10_000);
+        await models[i]!.syncAndCheck(readers[i]!);
+      }
+      assert.deepEqual(models[0]!.rows, models[1]!.rows, `round ${round}: both nodes show the same folder`);
+      // The writers' own folders stay in step too (their ops name UIDs the other node added).
+      for (const w of writers) await w.request('<folderSync folder="W"/>');
+    }
+    assert.deepEqual(models[0]!.uids().sort((x, y) => x - y), [...live].sort((x, y) => x - y), 'the folder holds what was appended and not removed');
+  });
+
+  test('concurrent flag changes on the same messages through both nodes are never lost (deltas, not absolute values)', async () => {
+    const address = await newAccount('flags');
+    const [wa, wb] = await Promise.all([login(a, address), login(b, address)]);
+    for (const w of [wa, wb]) expectOk(await w.request('<folderOpen folder="W" mailbox="INBOX" sortField="UID"><field>UID</field><field>FLAGS</field></folderOpen>'));
+    const uids: number[] = [];
+    for (let i = 0; i < 20; i++) {
+      const reply = expectOk(await wa.request(appendXml('W', `flag target ${i}`)));
+      uids.push(Number(reply.messages.find((m) => m.attrs.UID !== undefined)!.attrs.UID));
+    }
+    await eventually(async () => {
+      await wb.request('<folderSync folder="W"/>');
+      const reports = expectOk(await wb.request('<folderBrowse folder="W"><index from="0" till="100"/></folderBrowse>')).messages;
+      return reports.length === 20 || undefined;
+    }, 'node B shows the 20 messages', 10_000);
+    // Seen from one node, Flagged and a keyword from the other, one message at a time, at once.
+    await Promise.all(
+      uids.flatMap((uid) => [
+        wa.request(`<messageMark folder="W" flags="Seen">${uidsXml([uid])}</messageMark>`),
+        wb.request(`<messageMark folder="W" flags="Flagged,$Both">${uidsXml([uid])}</messageMark>`),
+      ]),
+    );
+    const inbox = (await store.mail.listMailboxes((await store.accounts.get('example.test', address.split('@')[0]!))!.id)).find((m) => m.name === 'INBOX')!;
+    for (const meta of await store.mail.listMessages(inbox.id)) {
+      assert.equal(meta.flags & 1, 1, `UID ${meta.uid} is Seen`);
+      assert.equal(meta.flags & 4, 4, `UID ${meta.uid} is Flagged`);
+      assert.deepEqual(meta.keywords, ['$Both']);
+    }
+  });
+});
+
+describe('sessions across nodes', () => {
+  test('an alert posted from the command line reaches the sessions on both nodes', async () => {
+    const address = await newAccount('alerted');
+    const [ca, cb] = await Promise.all([login(a, address), login(b, address)]);
+    const result = await ximssd(['alert', address, 'maintenance at noon', '--store', url]);
+    assert.equal(result.code, 0, result.stderr);
+    for (const c of [ca, cb]) {
+      const alert = await c.nextAsync('alert', 10_000);
+      assert.equal(alert.text(), 'maintenance at noon');
+    }
+  });
+
+  test('sessionsPerAccount counts the sessions of both nodes; killOld on one node ends those on the other', async () => {
+    const address = await newAccount('limited');
+    const first = await login(a, address);
+    await login(b, address);
+    await login(a, address);
+    // The limit (3) is reached across the two nodes: a fourth login is refused on either.
+    const refused = await loginAttempt(b.ports.ximss, address);
+    assert.match(refused, /too many sessions/);
+    // killOld through HTTP on node B ends every other session, on both nodes.
+    const root = await httpXml(b, `/XIMSSLogin/?userName=${encodeURIComponent(address)}&password=${PASSWORD}&killOld=1`);
+    assert.equal(root.elements()[0]?.name, 'session', root.toString());
+    const bye = await first.nextAsync('bye', 10_000);
+    assert.equal(bye.name, 'bye');
+    // Room again for two more.
+    await login(a, address);
+    await login(b, address);
+  });
+
+  test('login failures count on every node against one budget per address', async () => {
+    const address = await newAccount('guarded');
+    // Default: 20 failures per address per window; spread over both nodes.
+    for (let i = 0; i < 20; i++) {
+      const reply = await loginAttempt((i % 2 === 0 ? a : b).ports.ximss, address, 'wrong');
+      assert.match(reply, /incorrect password or account name/, `attempt ${i}: ${reply}`);
+    }
+    // The next one, with the right password, is refused on either node: the address is blocked.
+    for (const node of [a, b]) {
+      const reply = await loginAttempt(node.ports.ximss, address, PASSWORD);
+      assert.match(reply, /too many failed login attempts/, `node ${node.id}: ${reply}`);
+    }
+  });
+
+  test('an HTTP session works through the node that does not hold it (a load balancer without stickiness)', async () => {
+    const address = await newAccount('web');
+    const root = await httpXml(a, `/XIMSSLogin/?userName=${encodeURIComponent(address)}&password=${PASSWORD}&version=6.1`);
+    const urlID = root.elements()[0]!.attrs.urlID!;
+    assert.match(urlID, /^1-[A-Za-z0-9]{20}$/, 'the urlID names node 1');
+    // A request to node B is answered by node A's session.
+    const listed = await httpXml(b, `/Session/${urlID}/sync?reqSeq=1`, '<XIMSS><mailboxList id="1" filter="INBOX"/></XIMSS>');
+    assert.ok(listed.elements().some((e) => e.name === 'mailbox' && e.attrs.mailbox === 'INBOX'), listed.toString());
+    assert.ok(listed.elements().some((e) => e.name === 'response' && e.attrs.id === '1' && e.attrs.errorText === undefined), listed.toString());
+    // A long poll through node B receives what node A's session is sent (an alert from the command line).
+    const poll = httpRequest(b, `/Session/${urlID}/?ackSeq=0&maxWait=10`);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.equal((await ximssd(['alert', address, 'polled through B', '--store', url])).code, 0);
+    const polled = await poll;
+    assert.equal(polled.status, 200, polled.text);
+    assert.match(polled.text, /polled through B/);
+    // An unknown session on a live node, and a made-up node: 550 from either.
+    assert.equal((await httpRequest(b, `/Session/1-AAAAAAAAAAAAAAAAAAAA/sync?reqSeq=1`, '<XIMSS><noop id="1"/></XIMSS>')).status, 550);
+    assert.equal((await httpRequest(b, `/Session/77-AAAAAAAAAAAAAAAAAAAA/sync?reqSeq=1`, '<XIMSS><noop id="1"/></XIMSS>')).status, 550);
+  });
+});
+
+describe('a node dies', () => {
+  test('SIGKILL during a burst of appends and SMTP deliveries: every acknowledged message is stored once, the survivor serves, and the dead node\'s queued mail is sent once after its leases expire', async () => {
+    const local = await newAccount('burst');
+    const sender = await newAccount('sender');
+    // The relay takes connections and never answers: the nodes' remote attempts hang (holding their leases).
+    const sockets = new Set<net.Socket>();
+    const staller = net.createServer((socket) => {
+      sockets.add(socket);
+      socket.on('close', () => sockets.delete(socket));
+      socket.on('error', () => {});
+    });
+    await new Promise<void>((resolve) => staller.listen(relayPort, '127.0.0.1', resolve));
+    const acknowledged = new Set<string>();
+    const remoteQueued = new Set<string>();
+    const [xa, xb] = await Promise.all([login(a, local), login(b, local)]);
+    let stop = false;
+    const appender = async (client: XimssClient, tag: string): Promise<void> => {
+      for (let i = 0; !stop; i++) {
+        const subject = `append-${tag}-${i}`;
+        try {
+          const reply = await client.request(`<messageAppend mailbox="INBOX"><EMail><Subject>${subject}</Subject><MIME type="text" subtype="plain">x</MIME></EMail></messageAppend>`, 5000);
+          if (reply.response.attrs.errorText === undefined) acknowledged.add(subject);
+        } catch {
+          return; // the node died under the request: not acknowledged
+        }
+      }
+    };
+    const smtpSender = async (node: ClusterNodeProcess, tag: string): Promise<void> => {
+      for (let i = 0; !stop; i++) {
+        const id = `smtp-${tag}-${i}`;
+        const remote = i % 3 === 0;
+        try {
+          const wire = await SmtpWire.connect(node.ports.smtp);
+          await wire.next();
+          await wire.command('EHLO client.test');
+          if (remote) assert.equal((await wire.command(`AUTH PLAIN ${authPlain(sender, PASSWORD)}`)).code, 235);
+          await wire.command(`MAIL FROM:<${remote ? sender : 'someone@example.org'}>`);
+          await wire.command(`RCPT TO:<${remote ? `far${i}@remote.example` : local}>`);
+          await wire.command('DATA');
+          const reply = await wire.command(`Subject: ${id}\r\nMessage-ID: <${id}@test>\r\n\r\nbody\r\n.`);
+          wire.close();
+          if (reply.code === 250) (remote ? remoteQueued : acknowledged).add(id);
+        } catch {
+          if (stop) return;
+          await new Promise((resolve) => setTimeout(resolve, 50));
+        }
+      }
+    };
+    const workers = [appender(xa, 'a'), appender(xb, 'b'), smtpSender(a, 'a'), smtpSender(b, 'b')];
+    await eventually(() => (acknowledged.size > 60 && remoteQueued.size >= 4) || undefined, 'a burst under way on both nodes', 20_000);
+    await a.kill();
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    stop = true;
+    await Promise.all(workers);
+
+    // The survivor serves.
+    expectOk(await xb.request('<noop/>'));
+    // Every acknowledged message is stored exactly once (appends and SMTP deliveries alike).
+    const account = (await store.accounts.get('example.test', local.split('@')[0]!))!;
+    await eventually(async () => {
+      const subjects = await inboxSubjects(account.id);
+      return [...acknowledged].every((s) => subjects.has(s)) || undefined;
+    }, 'every acknowledged message stored', 20_000);
+    const subjects = await inboxSubjects(account.id);
+    for (const s of acknowledged) assert.equal(subjects.get(s), 1, `${s} stored once`);
+    for (const [s, n] of subjects) assert.equal(n, 1, `${s} stored ${n} times`);
+
+    // Now the relay answers: the survivor sends every queued remote message, node A's once its leases expire — each once.
+    staller.close();
+    for (const socket of sockets) socket.destroy();
+    const sink = await SmtpSink.start({ port: relayPort });
+    try {
+      await eventually(() => [...remoteQueued].every((id) => sink.transactions.some((t) => t.data.includes(`<${id}@test>`))) || undefined, 'every queued remote message sent', 30_000);
+      for (const id of remoteQueued) {
+        const copies = sink.transactions.filter((t) => t.data.includes(`<${id}@test>`)).length;
+        assert.equal(copies, 1, `${id} sent ${copies} times`);
+      }
+      await eventually(async () => ((await store.queue.list()).length === 0 ? true : undefined), 'the queue drained', 30_000);
+    } finally {
+      await sink.stop();
+    }
+    // A session of the dead node is gone: its HTTP requests through the survivor answer 550.
+    assert.equal((await httpRequest(b, `/Session/1-BBBBBBBBBBBBBBBBBBBB/sync?reqSeq=1`, '<XIMSS><noop id="1"/></XIMSS>')).status, 550);
+  });
+});
+
+async function inboxSubjects(accountId: number): Promise<Map<string, number>> {
+  const inbox = (await store.mail.listMailboxes(accountId)).find((m) => m.name === 'INBOX')!;
+  const counts = new Map<string, number>();
+  for (const meta of await store.mail.listMessages(inbox.id)) counts.set(meta.subject, (counts.get(meta.subject) ?? 0) + 1);
+  return counts;
+}
+
+/** One XIMSS login over TCP; resolves with 'ok' or the error text, and closes. */
+async function loginAttempt(port: number, address: string, password = PASSWORD): Promise<string> {
+  try {
+    const { client } = await loginWithUrlId(port, address, password);
+    client.close();
+    return 'ok';
+  } catch (err) {
+    return err instanceof Error ? err.message : String(err);
+  }
+}
+
+interface HttpResult {
+  status: number;
+  text: string;
+}
+
+function httpRequest(node: ClusterNodeProcess, path: string, body?: string): Promise<HttpResult> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      {
+        host: '127.0.0.1',
+        port: node.ports.http,
+        path,
+        method: body === undefined ? 'GET' : 'POST',
+        headers: body === undefined ? {} : { 'Content-Type': 'text/xml', 'Content-Length': Buffer.byteLength(body) },
+        agent: false,
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (chunk: Buffer) => chunks.push(chunk));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
+        res.on('error', reject);
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+async function httpXml(node: ClusterNodeProcess, path: string, body?: string): Promise<XmlElement> {
+  const result = await httpRequest(node, path, body);
+  assert.equal(result.status, 200, `${path}: ${result.status} ${result.text}`);
+  return parseXml(result.text);
+}
