@@ -226,4 +226,11 @@ export const migrations: readonly string[] = [
   ) WITHOUT ROWID;
   CREATE INDEX account_aliases_account ON account_aliases(account_id);
   `,
+  // 7: queue leases (src/store/sqlite/queue.ts): the process working on a message, and until
+  // when; both null when nobody is. The index finds the few leased messages (nextDue).
+  `
+  ALTER TABLE queue_messages ADD COLUMN lease_owner TEXT;
+  ALTER TABLE queue_messages ADD COLUMN lease_until INTEGER;
+  CREATE INDEX queue_leases ON queue_messages(lease_until) WHERE lease_until IS NOT NULL;
+  `,
 ];
