@@ -79,9 +79,9 @@ async function startOn(store: Store, config: Config, log: (line: string) => void
   const datasets = new DatasetService(store, accounts);
   const queue = new MailQueue({ store, accounts, config, log, node: node.id });
   const delivery = new LocalDelivery({ mail, rules, datasets, accounts, submitter: queue, hostName: config.defaultDomain, log });
-  // Uploaded files do not outlive the process: the spool starts empty. Several nodes may
-  // share a data directory (on PostgreSQL): each has its own spool.
-  const uploads = await UploadSpool.open(join(config.dataDir, 'spool', `uploads-${node.id}`), {
+  // Uploaded files do not outlive the process: the spool starts empty (the data directory is
+  // this process's alone: see openStore).
+  const uploads = await UploadSpool.open(join(config.dataDir, 'spool', 'uploads'), {
     fileBytes: config.limits.maxMessageBytes,
     sessionBytes: config.limits.uploadBytesPerSession,
     accountBytes: config.limits.uploadBytesPerAccount,

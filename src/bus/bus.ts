@@ -29,7 +29,8 @@ export interface BusEvents {
   resync: Record<string, never>;
 }
 
-type Listener<T> = (event: T) => void;
+/** `remote`: the event comes from another process (through the relay). */
+type Listener<T> = (event: T, remote: boolean) => void;
 
 /** The topics that travel between processes (everything but `resync`). */
 type SharedTopic = Exclude<keyof BusEvents, 'resync'>;
@@ -77,7 +78,7 @@ export class EventBus {
     if (!this.relay || this.stopListening) return;
     this.stopListening = await this.relay.listen(
       (message) => this.receive(message),
-      () => this.deliver('resync', {}),
+      () => this.deliver('resync', {}, true),
     );
   }
 
@@ -90,7 +91,7 @@ export class EventBus {
 
   /** Tells this process's listeners now, and every other process through the relay. */
   publish<K extends SharedTopic>(topic: K, event: BusEvents[K]): void {
-    this.deliver(topic, event);
+    this.deliver(topic, event, false);
     if (!this.relay) return;
     const message = JSON.stringify({ o: this.origin, t: topic, e: event } satisfies RelayMessage);
     if (Buffer.byteLength(message) > MAX_RELAY_MESSAGE) {
@@ -125,15 +126,15 @@ export class EventBus {
       return;
     }
     if (message.o === this.origin || !SHARED_TOPICS.has(message.t) || typeof message.e !== 'object' || message.e === null) return;
-    this.deliver(message.t, message.e as BusEvents[SharedTopic]);
+    this.deliver(message.t, message.e as BusEvents[SharedTopic], true);
   }
 
-  private deliver<K extends keyof BusEvents>(topic: K, event: BusEvents[K]): void {
+  private deliver<K extends keyof BusEvents>(topic: K, event: BusEvents[K], remote: boolean): void {
     const set = this.listeners.get(topic);
     if (!set) return;
     for (const listener of set) {
       try {
-        (listener as Listener<BusEvents[K]>)(event);
+        (listener as Listener<BusEvents[K]>)(event, remote);
       } catch (err) {
         this.log(`bus listener for ${topic} failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
       }

@@ -1,19 +1,22 @@
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { DataDirLock } from './lock.js';
 import type { Store } from './store.js';
 import { SqliteStore } from './sqlite/sqlite-store.js';
 
 export interface OpenOptions {
   /**
-   * The store is opened by a serving process (`ximssd serve`). On SQLite only one may serve
-   * a data directory: the directory is locked, and a second server refuses to start
-   * (StoreLockedError, naming the running one's pid). The command line opens it beside a
-   * running server without this.
+   * The store is opened by a serving process (`ximssd serve`). Only one may serve a data
+   * directory (it holds the process's spool, and on SQLite the store): the directory is
+   * locked until the store is closed, and a second server refuses to start
+   * (StoreLockedError, naming the running one's pid). Nodes of a cluster on one machine each
+   * have their own. The command line opens the store beside a running server without this.
    */
   serve?: boolean;
 }
 
 /** Thrown when another server process holds the data directory (defined beside the lock, re-exported here). */
-export { StoreLockedError } from './sqlite/lock.js';
+export { StoreLockedError } from './lock.js';
 
 /** True for the locations the PostgreSQL engine serves (`postgres://…`, `postgresql://…`). */
 export function isPostgresUrl(location: string | undefined): location is string {
@@ -27,7 +30,28 @@ export function isPostgresUrl(location: string | undefined): location is string 
 export async function openStore(location: string | undefined, dataDir: string, options: OpenOptions = {}): Promise<Store> {
   if (isPostgresUrl(location)) {
     const { PostgresStore } = await import('./postgres/postgres-store.js');
-    return PostgresStore.open(location);
+    if (!options.serve) return PostgresStore.open(location);
+    mkdirSync(dataDir, { recursive: true });
+    const lock = DataDirLock.acquire(dataDir);
+    try {
+      return withRelease(await PostgresStore.open(location), lock);
+    } catch (err) {
+      lock.release();
+      throw err;
+    }
   }
   return SqliteStore.open(join(dataDir, 'ximssd.sqlite'), { lockDir: options.serve ? dataDir : undefined });
+}
+
+/** The store, releasing `lock` once it is closed. */
+function withRelease(store: Store, lock: DataDirLock): Store {
+  const close = store.close.bind(store);
+  store.close = async () => {
+    try {
+      await close();
+    } finally {
+      lock.release();
+    }
+  };
+  return store;
 }

@@ -148,7 +148,8 @@ export class MailService {
     this.sweeper = setInterval(() => this.sweep(), 60_000);
     this.sweeper.unref();
     this.unsubscribe = [
-      bus.on('mailboxChanged', (event) => this.mailboxChanged(event)),
+      // This process's own changes reach its indexes directly (applyToIndex).
+      bus.on('mailboxChanged', (event, remote) => remote && this.mailboxChanged(event)),
       bus.on('resync', () => {
         for (const id of this.indexes.keys()) this.catchUp(id);
       }),

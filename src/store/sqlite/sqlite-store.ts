@@ -18,7 +18,7 @@ import {
 } from '../store.js';
 import { SqliteCluster, SqliteSharedState } from './cluster.js';
 import { SqliteDatasets } from './datasets.js';
-import { DataDirLock } from './lock.js';
+import { DataDirLock } from '../lock.js';
 import { SqliteMail } from './mail.js';
 import { SqliteQueue } from './queue.js';
 import { SqliteRelay } from './relay.js';
