@@ -85,7 +85,7 @@ export class AccountService {
   async updateDomainSettings(name: string, changes: Settings): Promise<void> {
     const domain = await this.getDomain(name);
     if (!domain) throw new ServiceError(`unknown domain ${name}`);
-    await this.store.domains.updateSettings(domain.name, { ...domain.settings, ...changes });
+    await this.store.domains.mergeSettings(domain.name, changes);
   }
 
   /** The account an address names: its own name, or (unless `aliases` is false) one of its aliases. */
@@ -196,14 +196,12 @@ export class AccountService {
   }
 
   async updatePrefs(account: AccountRecord, changes: Settings): Promise<void> {
-    const fresh = (await this.store.accounts.getById(account.id)) ?? account;
-    await this.store.accounts.setPrefs(account.id, { ...fresh.prefs, ...changes });
+    await this.store.accounts.mergePrefs(account.id, changes);
     this.bus?.publish('accountChanged', { accountId: account.id });
   }
 
   async setSettings(account: AccountRecord, changes: Settings): Promise<void> {
-    const fresh = (await this.store.accounts.getById(account.id)) ?? account;
-    await this.store.accounts.setSettings(account.id, { ...fresh.settings, ...changes });
+    await this.store.accounts.mergeSettings(account.id, changes);
     this.bus?.publish('accountChanged', { accountId: account.id });
   }
 }

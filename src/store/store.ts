@@ -119,6 +119,19 @@ export interface SharedStateStore {
 
 export type Settings = { [key: string]: XimssValue };
 
+/** Changes to a Settings dictionary, merged by the store in one transaction: a value replaces, null removes. */
+export type SettingsChanges = { [key: string]: XimssValue | null };
+
+/** `current` with `changes` merged in (what both engines do inside the transaction). */
+export function mergeSettings(current: Settings, changes: SettingsChanges): Settings {
+  const merged: Settings = { ...current };
+  for (const [key, value] of Object.entries(changes)) {
+    if (value === null) delete merged[key];
+    else merged[key] = value;
+  }
+  return merged;
+}
+
 export interface DomainRecord {
   name: string;
   settings: Settings;
@@ -166,6 +179,8 @@ export interface DomainStore {
   get(name: string): Promise<DomainRecord | undefined>;
   list(): Promise<DomainRecord[]>;
   updateSettings(name: string, settings: Settings): Promise<void>;
+  /** Merges `changes` into the domain's settings in one transaction (NotFoundError when there is no such domain). */
+  mergeSettings(name: string, changes: SettingsChanges): Promise<Settings>;
   /** Removes a domain that has no accounts; false when it does not exist. */
   remove(name: string): Promise<boolean>;
 }
@@ -182,6 +197,10 @@ export interface AccountStore {
   setRealName(id: number, realName: string | null): Promise<void>;
   setSettings(id: number, settings: Settings): Promise<void>;
   setPrefs(id: number, prefs: Settings): Promise<void>;
+  /** Merges `changes` into the account's settings in one transaction; the result (NotFoundError when the account is gone). */
+  mergeSettings(id: number, changes: SettingsChanges): Promise<Settings>;
+  /** Merges `changes` into the account's preferences in one transaction; the result. */
+  mergePrefs(id: number, changes: SettingsChanges): Promise<Settings>;
   recordLogin(id: number, login: LoginRecord): Promise<void>;
   recordFailedLogin(id: number, login: LoginRecord): Promise<void>;
   /** The account that has `name` as an alias in `domain`. */
@@ -406,6 +425,12 @@ export interface MailStore {
    */
   removeMailboxes(ids: readonly number[], options?: { leavePureFolders?: boolean }): Promise<void>;
   setMailboxAcl(id: number, acl: readonly AclEntryRecord[]): Promise<void>;
+  /**
+   * Changes a mailbox's ACL in one transaction: `change` (pure, synchronous; it may throw to
+   * abort) gets the ACL as stored and returns the new one, which is returned.
+   * NotFoundError when the mailbox is gone.
+   */
+  updateMailboxAcl(id: number, change: (acl: readonly AclEntryRecord[]) => AclEntryRecord[]): Promise<AclEntryRecord[]>;
   setMailboxClass(id: number, mailboxClass: string, pureFolder: boolean): Promise<void>;
   mailboxStats(accountId: number): Promise<Map<number, MailboxStats>>;
   /** Total size of the account's messages (quota). */
@@ -438,8 +463,8 @@ export interface MailStore {
    */
   updateFlags(mailboxId: number, uids: readonly number[], delta: FlagDelta, options?: { unchangedSince?: number }): Promise<FlagResult>;
   setAttrs(mailboxId: number, uid: number, attrs: { [key: string]: XimssValue } | null): Promise<{ modseq: number; changed: MessageMeta | undefined }>;
-  /** Physically removes messages. */
-  expunge(mailboxId: number, uids: readonly number[]): Promise<{ modseq: number; removed: { uid: number; origUid: number }[] }>;
+  /** Physically removes messages; with `onlyDeleted`, only those of them whose Deleted flag is set as stored. */
+  expunge(mailboxId: number, uids: readonly number[], options?: { onlyDeleted?: boolean }): Promise<{ modseq: number; removed: { uid: number; origUid: number }[] }>;
   changesSince(mailboxId: number, modseq: number): Promise<ChangeSet>;
 
   subscriptions(accountId: number): Promise<string[]>;

@@ -433,11 +433,13 @@ export class MailService {
 
   async updateAcl(user: AccountRecord, name: string, changes: readonly { pattern: string; rights: string; mode?: string }[]): Promise<void> {
     const box = await this.access(user, name, 'a');
-    let acl = box.record.acl;
-    for (const change of changes) {
-      acl = updateAcl(acl, checkAclPattern(change.pattern), change.rights, change.mode);
-    }
-    await this.store.mail.setMailboxAcl(box.record.id, acl);
+    const checked = changes.map((change) => ({ ...change, pattern: checkAclPattern(change.pattern) }));
+    // Applied to the ACL as stored, in one transaction: concurrent changes are not lost.
+    await this.store.mail.updateMailboxAcl(box.record.id, (stored) => {
+      let acl = [...stored];
+      for (const change of checked) acl = updateAcl(acl, change.pattern, change.rights, change.mode);
+      return acl;
+    });
     this.changed(box.owner.id, box.record.id, box.record.name);
   }
 
@@ -849,10 +851,8 @@ export class MailService {
     let current = record;
     await new Slicer().eachChunk(targets, async (all) => {
       if (removed > 0) current = await this.recheck(box, 'd');
-      // "All Deleted ones": those whose flag was cleared meanwhile stay.
-      const chunk = index ? all.filter((uid) => (index.get(uid)?.flags ?? 0) & Flag.Deleted) : all;
-      if (chunk.length === 0) return;
-      const result = await this.store.mail.expunge(box.record.id, chunk);
+      // "All Deleted ones": those whose flag was cleared meanwhile (here or on another node) stay.
+      const result = await this.store.mail.expunge(box.record.id, all, { onlyDeleted: index !== undefined });
       if (result.removed.length === 0) return;
       removed += result.removed.length;
       this.applyToIndex(box.record.id, { kind: 'removed', uids: result.removed.map((r) => r.uid), modseq: result.modseq });

@@ -57,6 +57,9 @@ interface MessageRow {
 const META_COLUMNS =
   'uid, orig_uid, modseq, flags, keywords, internal_date, size, date, date_shift, from_, to_, cc, subject, priority, attrs';
 
+/** The Deleted flag bit (see services/mail/flags.ts). */
+const DELETED = 8;
+
 const NO_KEYWORDS: readonly string[] = Object.freeze([]);
 
 function toMailbox(row: MailboxRow): MailboxRecord {
@@ -180,6 +183,16 @@ export class SqliteMail implements MailStore {
 
   async setMailboxAcl(id: number, acl: readonly AclEntryRecord[]): Promise<void> {
     this.sql.setAcl.run(JSON.stringify(acl), id);
+  }
+
+  async updateMailboxAcl(id: number, change: (acl: readonly AclEntryRecord[]) => AclEntryRecord[]): Promise<AclEntryRecord[]> {
+    return this.db.transaction(() => {
+      const box = this.sql.getMailboxById.get(id) as MailboxRow | undefined;
+      if (!box) throw new NotFoundError('mailbox not found');
+      const acl = change(JSON.parse(box.acl) as AclEntryRecord[]);
+      this.sql.setAcl.run(JSON.stringify(acl), id);
+      return acl;
+    }).immediate();
   }
 
   async setMailboxClass(id: number, mailboxClass: string, pureFolder: boolean): Promise<void> {
@@ -337,13 +350,14 @@ export class SqliteMail implements MailStore {
     }).immediate();
   }
 
-  async expunge(mailboxId: number, uids: readonly number[]) {
+  async expunge(mailboxId: number, uids: readonly number[], options: { onlyDeleted?: boolean } = {}) {
     return this.db.transaction(() => {
       const box = this.sql.getMailboxById.get(mailboxId) as MailboxRow | undefined;
       if (!box) throw new NotFoundError('mailbox not found');
       const modseq = box.modseq + 1;
       const removed: { uid: number; origUid: number }[] = [];
       for (const uid of uids) {
+        if (options.onlyDeleted && (((this.sql.getMessage.get(mailboxId, uid) as MessageRow | undefined)?.flags ?? 0) & DELETED) === 0) continue;
         const gone = this.removeOne(mailboxId, uid, modseq);
         if (gone) removed.push(gone);
       }

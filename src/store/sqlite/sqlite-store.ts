@@ -14,6 +14,9 @@ import {
   type MetaStore,
   type NewAccount,
   type Settings,
+  type SettingsChanges,
+  mergeSettings,
+  NotFoundError,
   type Store,
 } from '../store.js';
 import { SqliteCluster, SqliteSharedState } from './cluster.js';
@@ -217,6 +220,16 @@ class SqliteDomains implements DomainStore {
     this.sql.update.run(JSON.stringify(settings), name);
   }
 
+  async mergeSettings(name: string, changes: SettingsChanges): Promise<Settings> {
+    return this.db.transaction(() => {
+      const row = this.sql.byName.get(name) as DomainRow | undefined;
+      if (!row) throw new NotFoundError(`domain ${name} does not exist`);
+      const merged = mergeSettings(JSON.parse(row.settings) as Settings, changes);
+      this.sql.update.run(JSON.stringify(merged), name);
+      return merged;
+    }).immediate();
+  }
+
   async remove(name: string): Promise<boolean> {
     return this.sql.remove.run(name, name).changes > 0;
   }
@@ -356,6 +369,24 @@ class SqliteAccounts implements AccountStore {
 
   async setPrefs(id: number, prefs: Settings): Promise<void> {
     this.sql.setPrefs.run(JSON.stringify(prefs), id);
+  }
+
+  async mergeSettings(id: number, changes: SettingsChanges): Promise<Settings> {
+    return this.merge(id, changes, 'settings');
+  }
+
+  async mergePrefs(id: number, changes: SettingsChanges): Promise<Settings> {
+    return this.merge(id, changes, 'prefs');
+  }
+
+  private merge(id: number, changes: SettingsChanges, column: 'settings' | 'prefs'): Settings {
+    return this.db.transaction(() => {
+      const row = this.sql.byId.get(id) as AccountRow | undefined;
+      if (!row) throw new NotFoundError('account not found');
+      const merged = mergeSettings(JSON.parse(row[column]) as Settings, changes);
+      (column === 'settings' ? this.sql.setSettings : this.sql.setPrefs).run(JSON.stringify(merged), id);
+      return merged;
+    }).immediate();
   }
 
   async recordLogin(id: number, record: LoginRecord): Promise<void> {
