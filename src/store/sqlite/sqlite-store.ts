@@ -186,7 +186,7 @@ export class SqliteStore implements Store {
 class SqliteDomains implements DomainStore {
   private readonly sql;
 
-  constructor(db: SqliteDatabase) {
+  constructor(private readonly db: SqliteDatabase) {
     this.sql = prepareAll(db, {
       insert: 'INSERT INTO domains (name, settings, created) VALUES (?, ?, ?)',
       byName: 'SELECT * FROM domains WHERE name = ?',
