@@ -39,6 +39,12 @@ export function isUniqueViolation(err: unknown): boolean {
   return sqlState(err) === '23505';
 }
 
+/** The constraint a driver error names (a unique violation's index), if any. */
+export function violatedConstraint(err: unknown): string | undefined {
+  const constraint = (err as { constraint?: unknown } | null)?.constraint;
+  return typeof constraint === 'string' ? constraint : undefined;
+}
+
 export function isForeignKeyViolation(err: unknown): boolean {
   return sqlState(err) === '23503';
 }
@@ -188,6 +194,39 @@ export class Db {
         client.release(broken);
       }
       // Someone else won: let them finish, then run again.
+      await new Promise((resolve) => setTimeout(resolve, Math.random() * 10 * attempt));
+    }
+  }
+
+  /**
+   * Runs statements as one transaction in one round trip: BEGIN, the statements and COMMIT
+   * written at once. When one fails, the ones after it fail too and COMMIT rolls back;
+   * the first failure is thrown. For writes whose statements decide everything themselves
+   * (failing, when they must, with an error). Retried like tx().
+   */
+  async batch(statements: readonly { sql: Sql; values: readonly Param[] }[]): Promise<unknown[][][]> {
+    for (let attempt = 1; ; attempt++) {
+      const client = await this.pool.connect();
+      let broken: Error | undefined;
+      try {
+        const begin = client.query('BEGIN');
+        const results = statements.map((st) =>
+          client.query<unknown[]>({ name: st.sql.name, text: st.sql.text, values: st.values as unknown[], rowMode: 'array' }),
+        );
+        const commit = client.query('COMMIT');
+        const settled = await Promise.allSettled([begin, ...results, commit]);
+        const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+        if (failed) {
+          if (!isServerError(failed.reason)) broken = toError(failed.reason);
+          else if (client.getTransactionStatus() !== 'I') await client.query('ROLLBACK');
+          throw failed.reason;
+        }
+        return settled.slice(1, -1).map((r) => (r as PromiseFulfilledResult<pg.QueryResult<unknown[]>>).value.rows);
+      } catch (err) {
+        if (broken !== undefined || !isRetryable(err) || attempt >= RETRIES) throw err;
+      } finally {
+        client.release(broken);
+      }
       await new Promise((resolve) => setTimeout(resolve, Math.random() * 10 * attempt));
     }
   }

@@ -20,7 +20,7 @@ import {
   type NewMessage,
   type QuotaCheck,
 } from '../store.js';
-import { isUniqueViolation, type Db, type Param, type Sql, type Tx } from './db.js';
+import { isUniqueViolation, sqlState, violatedConstraint, type Db, type Param, type Sql, type Tx } from './db.js';
 
 interface MailboxRow {
   id: number;
@@ -360,22 +360,31 @@ const SQL = {
   removeAlias: { name: 'mail.removeAlias', text: 'DELETE FROM mailbox_aliases WHERE account_id = $1 AND name = $2' },
 } satisfies Record<string, Sql>;
 
-/** Parameters of one appended message, in the order of `appendSql`'s VALUES. */
+/** Parameters of an append statement before its messages', and of one appended message. */
+const APPEND_FIXED_PARAMS = 11;
+
+/** SQLSTATE of ximssd_quota_exceeded() (see migrations.ts). */
+const QUOTA_EXCEEDED = 'XM001';
 const APPEND_PARAMS = 15;
 
 /**
  * The append of `n` messages as one statement: the mailbox's modseq bumped by $3 (1; 0 for
  * the further chunks of a large batch), uid_next by n and the counters by theirs (its row
- * locked), bodies and messages inserted with the UIDs that follow. Returns the first UID
- * and the modseq, or no row when the mailbox does not exist (nothing inserted). $1 mailbox,
- * $2 n, $3 the bump, $4 bytes, $5 unseen, $6 media, $7 unseen media; then per message:
- * header, data, orig_uid (NULL: its UID), flags, keywords, internal_date, size, date,
- * date_shift, from, to, cc, subject, priority, attrs.
+ * locked), the delivery key recorded, bodies and messages inserted with the UIDs that
+ * follow. Returns the first UID and the modseq, or no row when the mailbox does not exist
+ * (nothing written). Fails with QUOTA_EXCEEDED when the bytes do not fit, and with a unique
+ * violation of delivery_keys_pkey when the key was recorded before.
+ *
+ * $1 mailbox, $2 n, $3 the bump, $4 bytes, $5 unseen, $6 media, $7 unseen media, $8 the
+ * account whose usage the bytes must fit in $9 (NULL: no check; the account's row locked
+ * by an earlier statement, so that the usage read is the latest), $10 the delivery key
+ * (NULL: none), $11 now; then per message: header, data, orig_uid (NULL: its UID), flags,
+ * keywords, internal_date, size, date, date_shift, from, to, cc, subject, priority, attrs.
  */
 function appendSql(n: number): Sql {
   const rows: string[] = [];
   for (let i = 0; i < n; i++) {
-    const p = 8 + i * APPEND_PARAMS;
+    const p = APPEND_FIXED_PARAMS + 1 + i * APPEND_PARAMS;
     const $ = (k: number): string => `$${p + k}`;
     rows.push(
       `(${i}, ${$(0)}::bytea, ${$(1)}::bytea, ${$(2)}::bigint, ${$(3)}::int, ${$(4)}::text, ${$(5)}::bigint, ${$(6)}::bigint, ` +
@@ -387,8 +396,12 @@ function appendSql(n: number): Sql {
     text: `WITH box AS (
              UPDATE mailboxes SET modseq = modseq + $3::int, uid_next = uid_next + $2::int, messages = messages + $2::int,
                size = size + $4::bigint, unseen = unseen + $5::int, media = media + $6::int, unseen_media = unseen_media + $7::int
-             WHERE id = $1
+             WHERE id = $1 AND CASE
+               WHEN $8::bigint IS NULL OR $4::bigint <= 0 THEN true
+               WHEN (SELECT coalesce(sum(size), 0) FROM mailboxes WHERE account_id = $8::bigint) + $4::bigint <= $9::bigint THEN true
+               ELSE ximssd_quota_exceeded() END
              RETURNING uid_next - $2::int AS first_uid, modseq),
+           k AS (INSERT INTO delivery_keys (key, created) SELECT $10::text, $11::bigint FROM box WHERE $10::text IS NOT NULL),
            v (ord, header, data, orig_uid, flags, keywords, internal_date, size, date, date_shift, from_, to_, cc,
               subject, priority, attrs) AS (VALUES ${rows.join(', ')}),
            vb AS MATERIALIZED (
@@ -417,7 +430,14 @@ function appendStatement(n: number): Sql {
   return sql;
 }
 
-function appendParams(mailboxId: number, bump: number, messages: readonly NewMessage[], origUids: readonly (number | null)[]): Param[] {
+function appendParams(
+  mailboxId: number,
+  bump: number,
+  messages: readonly NewMessage[],
+  origUids: readonly (number | null)[],
+  quota?: QuotaCheck,
+  deliveryKey?: string,
+): Param[] {
   let bytes = 0;
   let unseen = 0;
   let media = 0;
@@ -428,7 +448,19 @@ function appendParams(mailboxId: number, bump: number, messages: readonly NewMes
     if ((m.flags & MEDIA) !== 0) media++;
     if ((m.flags & (SEEN | MEDIA)) === MEDIA) unseenMedia++;
   }
-  const params: Param[] = [mailboxId, messages.length, bump, bytes, unseen, media, unseenMedia];
+  const params: Param[] = [
+    mailboxId,
+    messages.length,
+    bump,
+    bytes,
+    unseen,
+    media,
+    unseenMedia,
+    quota?.accountId ?? null,
+    quota?.limit ?? null,
+    deliveryKey ?? null,
+    Date.now(),
+  ];
   messages.forEach((m, i) => {
     const e = m.envelope;
     params.push(
@@ -606,31 +638,43 @@ export class PgMail implements MailStore {
   async append(mailboxId: number, messages: readonly NewMessage[], options: AppendOptions = {}): Promise<AppendResult> {
     const { replace, deliveryKey, quota } = options;
     const origUids = messages.map((m) => m.origUid ?? null);
-    // The common case is one statement: its own transaction, one round trip.
-    if (!replace && deliveryKey === undefined && !quota && messages.length > 0 && messages.length <= APPEND_CHUNK) {
-      const row = await this.db.row<{ first_uid: number; modseq: number }>(
-        appendStatement(messages.length),
-        appendParams(mailboxId, 1, messages, origUids),
-      );
+    const n = messages.length;
+    if (!replace && n > 0 && n <= APPEND_CHUNK) {
+      // One statement decides everything (the delivery key, the quota): one round trip,
+      // as its own transaction, or after the account's lock (quota) with BEGIN and COMMIT
+      // written together.
+      const statement = { sql: appendStatement(n), values: appendParams(mailboxId, 1, messages, origUids, quota, deliveryKey) };
+      let rows: unknown[][];
+      try {
+        rows = quota
+          ? (await this.db.batch([{ sql: SQL.lockAccount, values: [quota.accountId] }, statement]))[1]!
+          : await this.db.arrays(statement.sql, statement.values);
+      } catch (err) {
+        if (sqlState(err) === QUOTA_EXCEEDED) throw new QuotaExceededError(`the account would exceed its storage limit (${quota?.limit} bytes)`);
+        if (isUniqueViolation(err) && violatedConstraint(err) === 'delivery_keys_pkey') {
+          // Delivered before: nothing is stored.
+          const box = await this.db.row<MailboxRow>(SQL.getMailboxById, [mailboxId]);
+          if (!box) throw new NotFoundError('mailbox not found');
+          return { messages: [], modseq: box.modseq, replaced: null, uidNext: box.uid_next };
+        }
+        throw err;
+      }
+      const row = rows[0];
       if (!row) throw new NotFoundError('mailbox not found');
-      return {
-        messages: appended(messages, row.first_uid, row.modseq, origUids),
-        modseq: row.modseq,
-        replaced: null,
-        uidNext: row.first_uid + messages.length,
-      };
+      const firstUid = row[0] as number;
+      const modseq = row[1] as number;
+      return { messages: appended(messages, firstUid, modseq, origUids), modseq, replaced: null, uidNext: firstUid + n };
     }
     return this.db.tx(async (tx): Promise<AppendResult> => {
-      if (deliveryKey !== undefined && (await tx.run(SQL.recordDeliveryKey, [deliveryKey, Date.now()])) === 0) {
+      // The delivery key, the account's lock (quota) and the mailbox's travel together.
+      const keying = deliveryKey === undefined ? undefined : tx.run(SQL.recordDeliveryKey, [deliveryKey, Date.now()]);
+      const [keyed, , [box]] = await Promise.all([keying, lockAccount(tx, quota), tx.rows<LockedMailbox>(SQL.lockMailboxes, [[mailboxId]])]);
+      if (!box) throw new NotFoundError('mailbox not found');
+      if (keyed === 0) {
         // Delivered before: nothing is stored.
         tx.rollback();
-        const box = await tx.row<MailboxRow>(SQL.getMailboxById, [mailboxId]);
-        if (!box) throw new NotFoundError('mailbox not found');
         return { messages: [], modseq: box.modseq, replaced: null, uidNext: box.uid_next };
       }
-      // The account's lock travels with the mailbox's.
-      const [, [box]] = await Promise.all([lockAccount(tx, quota), tx.rows<LockedMailbox>(SQL.lockMailboxes, [[mailboxId]])]);
-      if (!box) throw new NotFoundError('mailbox not found');
       let replaced: { uid: number; orig_uid: number; size: number } | undefined;
       if (replace) {
         replaced = await tx.row(replace.byOrigUid ? SQL.findToReplaceByOrigUid : SQL.findToReplace, [mailboxId, replace.uid]);
@@ -643,14 +687,13 @@ export class PgMail implements MailStore {
         const adding = messages.reduce((sum, m) => sum + m.raw.length, 0) - (replaced?.size ?? 0);
         await checkQuota(tx, quota, adding);
       }
-      if (messages.length === 0 && !replaced) {
+      if (n === 0 && !replaced) {
         tx.rollback();
         return { messages: [], modseq: box.modseq, replaced: null, uidNext: box.uid_next };
       }
-      const modseq = box.modseq + 1;
       const added: MessageMeta[] = [];
-      if (messages.length === 0) await tx.rows(SQL.bump, [mailboxId]);
-      for (let start = 0; start < messages.length; start += APPEND_CHUNK) {
+      if (n === 0) await tx.rows(SQL.bump, [mailboxId]);
+      for (let start = 0; start < n; start += APPEND_CHUNK) {
         // The first chunk bumps the modseq, the others add to the same one.
         const chunk = messages.slice(start, start + APPEND_CHUNK);
         const chunkOrig = origUids.slice(start, start + APPEND_CHUNK);
@@ -659,7 +702,7 @@ export class PgMail implements MailStore {
         added.push(...appended(chunk, row.first_uid, row.modseq, chunkOrig));
       }
       if (replaced) await this.removeMessages(tx, mailboxId, [replaced.uid]);
-      return { messages: added, modseq, replaced: replaced ? replaced.uid : null, uidNext: box.uid_next + messages.length };
+      return { messages: added, modseq: box.modseq + 1, replaced: replaced ? replaced.uid : null, uidNext: box.uid_next + n };
     });
   }
 

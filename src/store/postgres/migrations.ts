@@ -168,6 +168,13 @@ export const migrations: readonly string[] = [
   CREATE TRIGGER mailboxes_removed AFTER DELETE ON mailboxes
     REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION mailboxes_removed();
 
+  -- Raised by an append whose bytes do not fit the account's storage limit (its statement
+  -- decides, and the transaction around it fails): QuotaExceededError.
+  CREATE FUNCTION ximssd_quota_exceeded() RETURNS boolean LANGUAGE plpgsql AS $$
+  BEGIN
+    RAISE EXCEPTION 'the account would exceed its storage limit' USING ERRCODE = 'XM001';
+  END $$;
+
   CREATE TABLE subscriptions (
     account_id BIGINT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
     name       TEXT COLLATE "C" NOT NULL,
