@@ -139,20 +139,24 @@ export class PgSharedState implements SharedStateStore {
   constructor(private readonly db: Db) {}
 
   async update<R>(scope: string, key: string, now: number, change: (value: unknown) => SharedUpdate<R>): Promise<R> {
-    return this.db.tx(async (tx) => {
-      let row: { value: unknown; missing: boolean; expires: number } | undefined;
-      // The row may be removed by another update between the two statements: then again.
-      while (!row) {
-        await tx.run(SHARED_SQL.placeholder, [scope, key]);
-        row = await tx.row<{ value: unknown; missing: boolean; expires: number }>(SHARED_SQL.lock, [scope, key]);
-      }
-      const current = !row.missing && row.expires > now ? row.value : undefined;
-      const decided = change(current);
-      const json = decided.value === undefined ? undefined : JSON.stringify(decided.value);
-      if (json === undefined) await tx.run(SHARED_SQL.remove, [scope, key]);
-      else await tx.run(SHARED_SQL.write, [scope, key, json, decided.expires]);
-      return decided.result;
-    });
+    return this.db.tx(
+      async (tx) => {
+        let row: { value: unknown; missing: boolean; expires: number } | undefined;
+        // The row may be removed by another update between the two statements: then again.
+        while (!row) {
+          await tx.run(SHARED_SQL.placeholder, [scope, key]);
+          row = await tx.row<{ value: unknown; missing: boolean; expires: number }>(SHARED_SQL.lock, [scope, key]);
+        }
+        const current = !row.missing && row.expires > now ? row.value : undefined;
+        const decided = change(current);
+        const json = decided.value === undefined ? undefined : JSON.stringify(decided.value);
+        if (json === undefined) await tx.run(SHARED_SQL.remove, [scope, key]);
+        else await tx.run(SHARED_SQL.write, [scope, key, json, decided.expires]);
+        return decided.result;
+      },
+      // Login-failure counters and slots: not data anyone was promised (see AccountStore.recordLogin).
+      { relaxed: true },
+    );
   }
 
   async get(scope: string, key: string, now: number): Promise<unknown> {

@@ -294,7 +294,7 @@ const SQL = {
   },
   flagsModified: {
     name: 'mail.flagsModified',
-    text: 'SELECT uid FROM messages WHERE mailbox_id = $1 AND uid = ANY($2::bigint[]) AND modseq > $3 ORDER BY uid',
+    text: 'SELECT uid FROM messages WHERE mailbox_id = $1 AND uid = ANY($2::bigint[]) AND modseq > $3',
   },
   // A delta without keywords, decided by PostgreSQL on each stored row, under the modseq
   // bumped earlier in the transaction; the counters follow.
@@ -397,7 +397,7 @@ function appendSql(n: number): Sql {
              UPDATE mailboxes SET modseq = modseq + $3::int, uid_next = uid_next + $2::int, messages = messages + $2::int,
                size = size + $4::bigint, unseen = unseen + $5::int, media = media + $6::int, unseen_media = unseen_media + $7::int
              WHERE id = $1 AND CASE
-               WHEN $8::bigint IS NULL OR $4::bigint <= 0 THEN true
+               WHEN $8::bigint IS NULL OR $4::bigint <= 0 OR account_id <> $8::bigint THEN true
                WHEN (SELECT coalesce(sum(size), 0) FROM mailboxes WHERE account_id = $8::bigint) + $4::bigint <= $9::bigint THEN true
                ELSE ximssd_quota_exceeded() END
              RETURNING uid_next - $2::int AS first_uid, modseq),
@@ -683,7 +683,7 @@ export class PgMail implements MailStore {
           for (let i = 0; i < origUids.length; i++) origUids[i] ??= replaced.orig_uid;
         }
       }
-      if (quota) {
+      if (quota && box.account_id === quota.accountId) {
         const adding = messages.reduce((sum, m) => sum + m.raw.length, 0) - (replaced?.size ?? 0);
         await checkQuota(tx, quota, adding);
       }
@@ -722,9 +722,11 @@ export class PgMail implements MailStore {
       const unchanged = { copied: [], modseq: target.modseq, sourceModseq: source.modseq, uidNext: target.uid_next };
       let rows = early;
       if (!rows && uids.length > 0 && quota) {
-        // A move inside one account adds nothing to it.
+        // What the account holds after, less what it holds now (a move inside it: nothing).
         const { size } = (await tx.row<{ size: number }>(SQL.copiedSize, [fromMailboxId, uids]))!;
-        await checkQuota(tx, quota, options.move && source.account_id === target.account_id ? 0 : size);
+        const adding =
+          (target.account_id === quota.accountId ? size : 0) - (options.move && source.account_id === quota.accountId ? size : 0);
+        await checkQuota(tx, quota, adding);
         rows = await this.copyRows(tx, fromMailboxId, uids, toMailboxId);
       }
       if (!rows || rows.length === 0) {
@@ -767,7 +769,7 @@ export class PgMail implements MailStore {
         const updating = tx.arrays(SQL.setSystemFlags, [mailboxId, uids, delta.set, delta.clear, since]);
         const [, refused, rows] = await Promise.all([bumping, checking, updating]);
         modified = refused?.map((r) => r.uid) ?? [];
-        changed = rows.map(toMeta).sort((a, b) => a.uid - b.uid);
+        changed = rows.map(toMeta);
       } else {
         // Keywords: applyFlagDelta on the rows as stored (read under the mailbox's lock).
         const reading = tx.rows<{ uid: number; modseq: number; flags: number; keywords: string | null }>(SQL.readFlags, [mailboxId, uids]);
@@ -790,7 +792,6 @@ export class PgMail implements MailStore {
             counters[1]! += m1 - m0;
             counters[2]! += um1 - um0;
           }
-          modified.sort((a, b) => a - b);
           if (updates.length > 0) {
             const written = await tx.arrays(SQL.writeFlags, [
               mailboxId,
@@ -800,12 +801,21 @@ export class PgMail implements MailStore {
               updates.map((u) => u.keywords),
               ...counters,
             ]);
-            changed = written.map(toMeta).sort((a, b) => a.uid - b.uid);
+            changed = written.map(toMeta);
           }
         }
       }
       const box = await bumping;
       if (!box) throw new NotFoundError('mailbox not found');
+      if (uids.length > 1) {
+        // In the order of the UIDs asked for (like the SQLite engine).
+        const position = new Map<number, number>();
+        uids.forEach((uid, i) => {
+          if (!position.has(uid)) position.set(uid, i);
+        });
+        changed.sort((a, b) => position.get(a.uid)! - position.get(b.uid)!);
+        modified.sort((a, b) => position.get(a)! - position.get(b)!);
+      }
       if (changed.length === 0) {
         tx.rollback();
         return { modseq: box.modseq - 1, changed, modified };
