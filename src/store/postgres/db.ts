@@ -67,13 +67,13 @@ const DEFAULT_POOL_SIZE = 10;
 
 /** Parsed store URL: what to hand to the driver, and the pool size (`?pool=N`, stripped). */
 export function parseStoreUrl(url: string): { connectionString: string; poolSize: number } {
-  const parsed = new URL(url);
-  const pool = parsed.searchParams.get('pool');
-  if (pool === null) return { connectionString: url, poolSize: DEFAULT_POOL_SIZE };
-  const poolSize = Number(pool);
-  if (!Number.isInteger(poolSize) || poolSize < 1 || poolSize > 1000) throw new Error(`bad pool size in the store URL: ${pool}`);
-  parsed.searchParams.delete('pool');
-  return { connectionString: parsed.toString(), poolSize };
+  const match = /([?&])pool=([^&#]*)&?/.exec(url);
+  if (!match) return { connectionString: url, poolSize: DEFAULT_POOL_SIZE };
+  const poolSize = Number(decodeURIComponent(match[2]!));
+  if (!Number.isInteger(poolSize) || poolSize < 1 || poolSize > 1000) throw new Error(`bad pool size in the store URL: ${match[2]}`);
+  // `a?pool=5` -> `a`, `a?pool=5&b=1` -> `a?b=1`, `a?b=1&pool=5` -> `a?b=1`.
+  const rest = url.slice(0, match.index) + match[1] + url.slice(match.index + match[0].length);
+  return { connectionString: rest.replace(/[?&]$/, '').replace(/[?&]#/, '#'), poolSize };
 }
 
 /** The options of a client of this store (the pool's, and the relay listener's). */
@@ -126,7 +126,14 @@ export class Db {
   readonly pool: pg.Pool;
 
   constructor(readonly connectionString: string, poolSize: number) {
-    const config: pg.PoolConfig = { ...clientConfig(connectionString), max: poolSize, idleTimeoutMillis: 30_000, pipeline: true };
+    const config: pg.PoolConfig = {
+      ...clientConfig(connectionString),
+      max: poolSize,
+      idleTimeoutMillis: 30_000,
+      // A connection (or a turn at one, when all are busy) that takes longer fails the call.
+      connectionTimeoutMillis: 30_000,
+      pipeline: true,
+    };
     this.pool = new pg.Pool(config);
     // An idle client whose connection died: the pool drops it; nothing to do here.
     this.pool.on('error', () => {});

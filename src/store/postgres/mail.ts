@@ -1,4 +1,4 @@
-import { randomInt } from 'node:crypto';
+import { randomInt, randomUUID } from 'node:crypto';
 import type { XimssValue } from '../../xml/objects.js';
 import {
   AlreadyExistsError,
@@ -552,7 +552,8 @@ export class PgMail implements MailStore {
   async renameMailboxes(accountId: number, renames: readonly { from: string; to: string }[]): Promise<void> {
     if (renames.length === 0) return;
     // Two passes through temporary names, so that renames may swap or shift names.
-    const temps = renames.map((_, i) => `\u0001rename-${i}`);
+    const tag = randomUUID();
+    const temps = renames.map((_, i) => `\u0001rename-${tag}-${i}`);
     try {
       await this.db.tx(async (tx) => {
         await tx.run(SQL.renameToTemp, [accountId, renames.map((r) => r.from), temps]);
