@@ -134,7 +134,7 @@ function newUidValidity(): number {
   return (Math.floor(Date.now() / 1000) + randomInt(1000)) % 0x7fffffff;
 }
 
-/** Counters of a set of message rows `r` (flag bits: 1 Seen, 64 Media). */
+/** The counters of a set of message rows (flag bits: 1 Seen, 64 Media), for a mailbox's. */
 const COUNTS = `count(*) AS n, coalesce(sum(size), 0) AS size, count(*) FILTER (WHERE flags & 1 = 0) AS unseen,
   count(*) FILTER (WHERE flags & 64 <> 0) AS media, count(*) FILTER (WHERE flags & 65 = 64) AS unseen_media`;
 
@@ -168,7 +168,7 @@ const SQL = {
   // Writers lock mailboxes in id order (copy: two at once), so that they never deadlock.
   lockMailboxes: {
     name: 'mail.lockMailboxes',
-    text: `SELECT ${MAILBOX_COLUMNS}, journal_size FROM mailboxes WHERE id = ANY($1::bigint[]) ORDER BY id FOR NO KEY UPDATE`,
+    text: `SELECT ${MAILBOX_COLUMNS} FROM mailboxes WHERE id = ANY($1::bigint[]) ORDER BY id FOR NO KEY UPDATE`,
   },
   removeMailboxes: {
     name: 'mail.removeMailboxes',
@@ -362,10 +362,10 @@ const SQL = {
 
 /** Parameters of an append statement before its messages', and of one appended message. */
 const APPEND_FIXED_PARAMS = 11;
+const APPEND_PARAMS = 15;
 
 /** SQLSTATE of ximssd_quota_exceeded() (see migrations.ts). */
 const QUOTA_EXCEEDED = 'XM001';
-const APPEND_PARAMS = 15;
 
 /**
  * The append of `n` messages as one statement: the mailbox's modseq bumped by $3 (1; 0 for
@@ -499,10 +499,6 @@ function appended(messages: readonly NewMessage[], firstUid: number, modseq: num
       attrs: m.attrs ?? null,
     };
   });
-}
-
-interface LockedMailbox extends MailboxRow {
-  journal_size: number;
 }
 
 /**
@@ -669,7 +665,7 @@ export class PgMail implements MailStore {
     return this.db.tx(async (tx): Promise<AppendResult> => {
       // The delivery key, the account's lock (quota) and the mailbox's travel together.
       const keying = deliveryKey === undefined ? undefined : tx.run(SQL.recordDeliveryKey, [deliveryKey, Date.now()]);
-      const [keyed, , [box]] = await Promise.all([keying, lockAccount(tx, quota), tx.rows<LockedMailbox>(SQL.lockMailboxes, [[mailboxId]])]);
+      const [keyed, , [box]] = await Promise.all([keying, lockAccount(tx, quota), tx.rows<MailboxRow>(SQL.lockMailboxes, [[mailboxId]])]);
       if (!box) throw new NotFoundError('mailbox not found');
       if (keyed === 0) {
         // Delivered before: nothing is stored.
@@ -713,7 +709,7 @@ export class PgMail implements MailStore {
       const accountLocking = lockAccount(tx, quota);
       // Without a quota to check first, the copy travels with the locks (pipelined); it
       // inserts nothing when a mailbox is missing, and the transaction is rolled back then.
-      const locking = tx.rows<LockedMailbox>(SQL.lockMailboxes, [[fromMailboxId, toMailboxId]]);
+      const locking = tx.rows<MailboxRow>(SQL.lockMailboxes, [[fromMailboxId, toMailboxId]]);
       let copying: Promise<unknown[][]> | undefined;
       if (!quota && uids.length > 0) copying = this.copyRows(tx, fromMailboxId, uids, toMailboxId);
       const [, boxes, early] = await Promise.all([accountLocking, locking, copying]);
