@@ -139,9 +139,9 @@ export class Db {
     this.pool.on('error', () => {});
   }
 
-  /** One statement on its own (its own implicit transaction). */
+  /** One statement on its own (its own implicit transaction; run again after a deadlock). */
   async rows<R>(sql: Sql, values: readonly Param[] = []): Promise<R[]> {
-    const result = await this.pool.query<R & pg.QueryResultRow>({ name: sql.name, text: sql.text, values: values as unknown[] });
+    const result = await this.statement<R & pg.QueryResultRow>({ name: sql.name, text: sql.text, values: values as unknown[] });
     return result.rows;
   }
 
@@ -150,13 +150,24 @@ export class Db {
   }
 
   async arrays(sql: Sql, values: readonly Param[] = []): Promise<unknown[][]> {
-    const result = await this.pool.query<unknown[]>({ name: sql.name, text: sql.text, values: values as unknown[], rowMode: 'array' });
+    const result = await this.statement<unknown[]>({ name: sql.name, text: sql.text, values: values as unknown[], rowMode: 'array' });
     return result.rows;
   }
 
   async run(sql: Sql, values: readonly Param[] = []): Promise<number> {
-    const result = await this.pool.query({ name: sql.name, text: sql.text, values: values as unknown[] });
+    const result = await this.statement<pg.QueryResultRow>({ name: sql.name, text: sql.text, values: values as unknown[] });
     return result.rowCount ?? 0;
+  }
+
+  private async statement<R extends pg.QueryResultRow | unknown[]>(query: pg.QueryConfig & { rowMode?: 'array' }): Promise<pg.QueryResult<R>> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return (await this.pool.query(query as pg.QueryConfig)) as pg.QueryResult<R>;
+      } catch (err) {
+        if (!isRetryable(err) || attempt >= RETRIES) throw err;
+      }
+      await backOff(attempt);
+    }
   }
 
   /**
@@ -200,8 +211,7 @@ export class Db {
       } finally {
         client.release(broken);
       }
-      // Someone else won: let them finish, then run again.
-      await new Promise((resolve) => setTimeout(resolve, Math.random() * 10 * attempt));
+      await backOff(attempt);
     }
   }
 
@@ -234,13 +244,18 @@ export class Db {
       } finally {
         client.release(broken);
       }
-      await new Promise((resolve) => setTimeout(resolve, Math.random() * 10 * attempt));
+      await backOff(attempt);
     }
   }
 
   async end(): Promise<void> {
     await this.pool.end();
   }
+}
+
+/** Before running a transaction again: someone else won, let them finish. */
+function backOff(attempt: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, Math.random() * 10 * attempt));
 }
 
 function toError(err: unknown): Error {

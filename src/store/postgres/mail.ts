@@ -663,9 +663,12 @@ export class PgMail implements MailStore {
       return { messages: appended(messages, firstUid, modseq, origUids), modseq, replaced: null, uidNext: firstUid + n };
     }
     return this.db.tx(async (tx): Promise<AppendResult> => {
-      // The delivery key, the account's lock (quota) and the mailbox's travel together.
+      // The account's lock (quota), the mailbox's and the delivery key travel together (in
+      // the order of the one-statement append, so that the two never deadlock).
+      const accountLocking = lockAccount(tx, quota);
+      const boxLocking = tx.rows<MailboxRow>(SQL.lockMailboxes, [[mailboxId]]);
       const keying = deliveryKey === undefined ? undefined : tx.run(SQL.recordDeliveryKey, [deliveryKey, Date.now()]);
-      const [keyed, , [box]] = await Promise.all([keying, lockAccount(tx, quota), tx.rows<MailboxRow>(SQL.lockMailboxes, [[mailboxId]])]);
+      const [, [box], keyed] = await Promise.all([accountLocking, boxLocking, keying]);
       if (!box) throw new NotFoundError('mailbox not found');
       if (keyed === 0) {
         // Delivered before: nothing is stored.
