@@ -253,6 +253,29 @@ export class Db {
   }
 }
 
+/**
+ * PostgreSQL's TEXT cannot hold U+0000. For values that must come back exactly (a header
+ * field of a received message may have a NUL byte), NUL is stored as U+FFFF '0' and
+ * U+FFFF itself as U+FFFF U+FFFF; `fromText` undoes it. Strings without either character
+ * (nearly all) are stored as they are.
+ */
+export function toText(value: string): string {
+  if (value.indexOf('\0') < 0 && value.indexOf('\uffff') < 0) return value;
+  return value.replace(/[\0\uffff]/g, (c) => (c === '\0' ? '\uffff0' : '\uffff\uffff'));
+}
+
+export function fromText(value: string): string {
+  if (value.indexOf('\uffff') < 0) return value;
+  return value.replace(/\uffff([0\uffff])/g, (_all, c: string) => (c === '0' ? '\0' : '\uffff'));
+}
+
+/** For text where a NUL can only be garbage (a remote server's reply): U+FFFD instead. */
+export function withoutNul(value: string): string;
+export function withoutNul(value: string | null): string | null;
+export function withoutNul(value: string | null): string | null {
+  return value === null || value.indexOf('\0') < 0 ? value : value.replace(/\0/g, '\ufffd');
+}
+
 /** Before running a transaction again: someone else won, let them finish. */
 function backOff(attempt: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, Math.random() * 10 * attempt));

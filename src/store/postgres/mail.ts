@@ -20,7 +20,7 @@ import {
   type NewMessage,
   type QuotaCheck,
 } from '../store.js';
-import { isUniqueViolation, sqlState, violatedConstraint, type Db, type Param, type Sql, type Tx } from './db.js';
+import { fromText, isUniqueViolation, sqlState, toText, violatedConstraint, withoutNul, type Db, type Param, type Sql, type Tx } from './db.js';
 
 interface MailboxRow {
   id: number;
@@ -112,10 +112,10 @@ function toMeta(r: unknown[]): MessageMeta {
     size: Number(n[5]),
     date: date === '' ? null : Number(date),
     dateShift: Number(n[7]),
-    from: r[2] as string,
-    to: r[3] as string,
-    cc: r[4] as string,
-    subject: r[5] as string,
+    from: fromText(r[2] as string),
+    to: fromText(r[3] as string),
+    cc: fromText(r[4] as string),
+    subject: fromText(r[5] as string),
     priority: Number(n[8]),
     attrs: attrs === null ? null : (JSON.parse(attrs) as { [key: string]: XimssValue }),
   };
@@ -473,10 +473,10 @@ function appendParams(
       m.raw.length,
       e.date,
       e.dateShift,
-      e.from,
-      e.to,
-      e.cc,
-      e.subject,
+      toText(e.from),
+      toText(e.to),
+      toText(e.cc),
+      toText(e.subject),
       e.priority,
       attrsColumn(m.attrs),
     );
@@ -640,7 +640,8 @@ export class PgMail implements MailStore {
       // One statement decides everything (the delivery key, the quota): one round trip,
       // as its own transaction, or after the account's lock (quota) with BEGIN and COMMIT
       // written together.
-      const statement = { sql: appendStatement(n), values: appendParams(mailboxId, 1, messages, origUids, quota, deliveryKey) };
+      const key = deliveryKey === undefined ? undefined : withoutNul(deliveryKey);
+      const statement = { sql: appendStatement(n), values: appendParams(mailboxId, 1, messages, origUids, quota, key) };
       let rows: unknown[][];
       try {
         rows = quota
@@ -667,7 +668,7 @@ export class PgMail implements MailStore {
       // the order of the one-statement append, so that the two never deadlock).
       const accountLocking = lockAccount(tx, quota);
       const boxLocking = tx.rows<MailboxRow>(SQL.lockMailboxes, [[mailboxId]]);
-      const keying = deliveryKey === undefined ? undefined : tx.run(SQL.recordDeliveryKey, [deliveryKey, Date.now()]);
+      const keying = deliveryKey === undefined ? undefined : tx.run(SQL.recordDeliveryKey, [withoutNul(deliveryKey), Date.now()]);
       const [, [box], keyed] = await Promise.all([accountLocking, boxLocking, keying]);
       if (!box) throw new NotFoundError('mailbox not found');
       if (keyed === 0) {
