@@ -1,5 +1,5 @@
 import { AlreadyExistsError, type ClusterStore, type NodeRecord, type SessionRecord, type SharedStateStore, type SharedUpdate } from '../store.js';
-import { isUniqueViolation, type Db, type Sql } from './db.js';
+import { isUniqueViolation, toText, type Db, type Sql } from './db.js';
 
 interface NodeRow {
   id: string;
@@ -116,11 +116,11 @@ const SHARED_SQL = {
   },
   lock: {
     name: 'shared.lock',
-    text: 'SELECT value, value IS NULL AS missing, expires FROM shared_state WHERE scope = $1 AND key = $2 FOR UPDATE',
+    text: 'SELECT value, expires FROM shared_state WHERE scope = $1 AND key = $2 FOR UPDATE',
   },
   write: {
     name: 'shared.write',
-    text: 'UPDATE shared_state SET value = $3::jsonb, expires = $4 WHERE scope = $1 AND key = $2',
+    text: 'UPDATE shared_state SET value = $3, expires = $4 WHERE scope = $1 AND key = $2',
   },
   remove: { name: 'shared.remove', text: 'DELETE FROM shared_state WHERE scope = $1 AND key = $2' },
   get: {
@@ -131,32 +131,39 @@ const SHARED_SQL = {
 } satisfies Record<string, Sql>;
 
 /**
- * Values shared by every node, as JSONB by (scope, key). A value is live while its
+ * Values shared by every node, as JSON texts by (scope, key). A value is live while its
  * expiry is after `now`. update() locks the key's row (creating a placeholder first, so
- * that there is one to lock) and decides inside the transaction.
+ * that there is one to lock) and decides inside the transaction. Scopes and keys may be
+ * anything a client sent (a login name): stored with toText, so a NUL does no harm.
  */
 export class PgSharedState implements SharedStateStore {
   constructor(private readonly db: Db) {}
 
   async update<R>(scope: string, key: string, now: number, change: (value: unknown) => SharedUpdate<R>): Promise<R> {
-    return this.db.tx(async (tx) => {
-      let row: { value: unknown; missing: boolean; expires: number } | undefined;
-      // The row may be removed by another update between the two statements: then again.
-      while (!row) {
-        await tx.run(SHARED_SQL.placeholder, [scope, key]);
-        row = await tx.row<{ value: unknown; missing: boolean; expires: number }>(SHARED_SQL.lock, [scope, key]);
-      }
-      const current = !row.missing && row.expires > now ? row.value : undefined;
-      const decided = change(current);
-      const json = decided.value === undefined ? undefined : JSON.stringify(decided.value);
-      if (json === undefined) await tx.run(SHARED_SQL.remove, [scope, key]);
-      else await tx.run(SHARED_SQL.write, [scope, key, json, decided.expires]);
-      return decided.result;
-    });
+    return this.db.tx(
+      async (tx) => {
+        const k = [toText(scope), toText(key)];
+        let row: { value: string | null; expires: number } | undefined;
+        // The row may be removed by another update between the two statements: then again.
+        while (!row) {
+          await tx.run(SHARED_SQL.placeholder, k);
+          row = await tx.row<{ value: string | null; expires: number }>(SHARED_SQL.lock, k);
+        }
+        const current = row.value !== null && row.expires > now ? (JSON.parse(row.value) as unknown) : undefined;
+        const decided = change(current);
+        const json = decided.value === undefined ? undefined : JSON.stringify(decided.value);
+        if (json === undefined) await tx.run(SHARED_SQL.remove, k);
+        else await tx.run(SHARED_SQL.write, [...k, json, decided.expires]);
+        return decided.result;
+      },
+      // Login-failure counters and slots: not data anyone was promised (see AccountStore.recordLogin).
+      { relaxed: true },
+    );
   }
 
   async get(scope: string, key: string, now: number): Promise<unknown> {
-    return (await this.db.row<{ value: unknown }>(SHARED_SQL.get, [scope, key, now]))?.value;
+    const row = await this.db.row<{ value: string }>(SHARED_SQL.get, [toText(scope), toText(key), now]);
+    return row === undefined ? undefined : (JSON.parse(row.value) as unknown);
   }
 
   async prune(now: number): Promise<void> {

@@ -67,13 +67,13 @@ const DEFAULT_POOL_SIZE = 10;
 
 /** Parsed store URL: what to hand to the driver, and the pool size (`?pool=N`, stripped). */
 export function parseStoreUrl(url: string): { connectionString: string; poolSize: number } {
-  const parsed = new URL(url);
-  const pool = parsed.searchParams.get('pool');
-  if (pool === null) return { connectionString: url, poolSize: DEFAULT_POOL_SIZE };
-  const poolSize = Number(pool);
-  if (!Number.isInteger(poolSize) || poolSize < 1 || poolSize > 1000) throw new Error(`bad pool size in the store URL: ${pool}`);
-  parsed.searchParams.delete('pool');
-  return { connectionString: parsed.toString(), poolSize };
+  const match = /([?&])pool=([^&#]*)&?/.exec(url);
+  if (!match) return { connectionString: url, poolSize: DEFAULT_POOL_SIZE };
+  const poolSize = Number(decodeURIComponent(match[2]!));
+  if (!Number.isInteger(poolSize) || poolSize < 1 || poolSize > 1000) throw new Error(`bad pool size in the store URL: ${match[2]}`);
+  // `a?pool=5` -> `a`, `a?pool=5&b=1` -> `a?b=1`, `a?b=1&pool=5` -> `a?b=1`.
+  const rest = url.slice(0, match.index) + match[1] + url.slice(match.index + match[0].length);
+  return { connectionString: rest.replace(/[?&]$/, '').replace(/[?&]#/, '#'), poolSize };
 }
 
 /** The options of a client of this store (the pool's, and the relay listener's). */
@@ -126,15 +126,22 @@ export class Db {
   readonly pool: pg.Pool;
 
   constructor(readonly connectionString: string, poolSize: number) {
-    const config: pg.PoolConfig = { ...clientConfig(connectionString), max: poolSize, idleTimeoutMillis: 30_000, pipeline: true };
+    const config: pg.PoolConfig = {
+      ...clientConfig(connectionString),
+      max: poolSize,
+      idleTimeoutMillis: 30_000,
+      // A connection (or a turn at one, when all are busy) that takes longer fails the call.
+      connectionTimeoutMillis: 30_000,
+      pipeline: true,
+    };
     this.pool = new pg.Pool(config);
     // An idle client whose connection died: the pool drops it; nothing to do here.
     this.pool.on('error', () => {});
   }
 
-  /** One statement on its own (its own implicit transaction). */
+  /** One statement on its own (its own implicit transaction; run again after a deadlock). */
   async rows<R>(sql: Sql, values: readonly Param[] = []): Promise<R[]> {
-    const result = await this.pool.query<R & pg.QueryResultRow>({ name: sql.name, text: sql.text, values: values as unknown[] });
+    const result = await this.statement<R & pg.QueryResultRow>({ name: sql.name, text: sql.text, values: values as unknown[] });
     return result.rows;
   }
 
@@ -143,13 +150,24 @@ export class Db {
   }
 
   async arrays(sql: Sql, values: readonly Param[] = []): Promise<unknown[][]> {
-    const result = await this.pool.query<unknown[]>({ name: sql.name, text: sql.text, values: values as unknown[], rowMode: 'array' });
+    const result = await this.statement<unknown[]>({ name: sql.name, text: sql.text, values: values as unknown[], rowMode: 'array' });
     return result.rows;
   }
 
   async run(sql: Sql, values: readonly Param[] = []): Promise<number> {
-    const result = await this.pool.query({ name: sql.name, text: sql.text, values: values as unknown[] });
+    const result = await this.statement<pg.QueryResultRow>({ name: sql.name, text: sql.text, values: values as unknown[] });
     return result.rowCount ?? 0;
+  }
+
+  private async statement<R extends pg.QueryResultRow | unknown[]>(query: pg.QueryConfig & { rowMode?: 'array' }): Promise<pg.QueryResult<R>> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return (await this.pool.query(query as pg.QueryConfig)) as pg.QueryResult<R>;
+      } catch (err) {
+        if (!isRetryable(err) || attempt >= RETRIES) throw err;
+      }
+      await backOff(attempt);
+    }
   }
 
   /**
@@ -193,8 +211,7 @@ export class Db {
       } finally {
         client.release(broken);
       }
-      // Someone else won: let them finish, then run again.
-      await new Promise((resolve) => setTimeout(resolve, Math.random() * 10 * attempt));
+      await backOff(attempt);
     }
   }
 
@@ -227,13 +244,41 @@ export class Db {
       } finally {
         client.release(broken);
       }
-      await new Promise((resolve) => setTimeout(resolve, Math.random() * 10 * attempt));
+      await backOff(attempt);
     }
   }
 
   async end(): Promise<void> {
     await this.pool.end();
   }
+}
+
+/**
+ * PostgreSQL's TEXT cannot hold U+0000. For values that must come back exactly (a header
+ * field of a received message may have a NUL byte), NUL is stored as U+FFFF '0' and
+ * U+FFFF itself as U+FFFF U+FFFF; `fromText` undoes it. Strings without either character
+ * (nearly all) are stored as they are.
+ */
+export function toText(value: string): string {
+  if (value.indexOf('\0') < 0 && value.indexOf('\uffff') < 0) return value;
+  return value.replace(/[\0\uffff]/g, (c) => (c === '\0' ? '\uffff0' : '\uffff\uffff'));
+}
+
+export function fromText(value: string): string {
+  if (value.indexOf('\uffff') < 0) return value;
+  return value.replace(/\uffff([0\uffff])/g, (_all, c: string) => (c === '0' ? '\0' : '\uffff'));
+}
+
+/** For text where a NUL can only be garbage (a remote server's reply): U+FFFD instead. */
+export function withoutNul(value: string): string;
+export function withoutNul(value: string | null): string | null;
+export function withoutNul(value: string | null): string | null {
+  return value === null || value.indexOf('\0') < 0 ? value : value.replace(/\0/g, '\ufffd');
+}
+
+/** Before running a transaction again: someone else won, let them finish. */
+function backOff(attempt: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, Math.random() * 10 * attempt));
 }
 
 function toError(err: unknown): Error {

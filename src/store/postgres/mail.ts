@@ -1,4 +1,4 @@
-import { randomInt } from 'node:crypto';
+import { randomInt, randomUUID } from 'node:crypto';
 import type { XimssValue } from '../../xml/objects.js';
 import {
   AlreadyExistsError,
@@ -20,7 +20,7 @@ import {
   type NewMessage,
   type QuotaCheck,
 } from '../store.js';
-import { isUniqueViolation, sqlState, violatedConstraint, type Db, type Param, type Sql, type Tx } from './db.js';
+import { fromText, isUniqueViolation, sqlState, toText, violatedConstraint, withoutNul, type Db, type Param, type Sql, type Tx } from './db.js';
 
 interface MailboxRow {
   id: number;
@@ -112,10 +112,10 @@ function toMeta(r: unknown[]): MessageMeta {
     size: Number(n[5]),
     date: date === '' ? null : Number(date),
     dateShift: Number(n[7]),
-    from: r[2] as string,
-    to: r[3] as string,
-    cc: r[4] as string,
-    subject: r[5] as string,
+    from: fromText(r[2] as string),
+    to: fromText(r[3] as string),
+    cc: fromText(r[4] as string),
+    subject: fromText(r[5] as string),
     priority: Number(n[8]),
     attrs: attrs === null ? null : (JSON.parse(attrs) as { [key: string]: XimssValue }),
   };
@@ -134,7 +134,7 @@ function newUidValidity(): number {
   return (Math.floor(Date.now() / 1000) + randomInt(1000)) % 0x7fffffff;
 }
 
-/** Counters of a set of message rows `r` (flag bits: 1 Seen, 64 Media). */
+/** The counters of a set of message rows (flag bits: 1 Seen, 64 Media), for a mailbox's. */
 const COUNTS = `count(*) AS n, coalesce(sum(size), 0) AS size, count(*) FILTER (WHERE flags & 1 = 0) AS unseen,
   count(*) FILTER (WHERE flags & 64 <> 0) AS media, count(*) FILTER (WHERE flags & 65 = 64) AS unseen_media`;
 
@@ -168,7 +168,7 @@ const SQL = {
   // Writers lock mailboxes in id order (copy: two at once), so that they never deadlock.
   lockMailboxes: {
     name: 'mail.lockMailboxes',
-    text: `SELECT ${MAILBOX_COLUMNS}, journal_size FROM mailboxes WHERE id = ANY($1::bigint[]) ORDER BY id FOR NO KEY UPDATE`,
+    text: `SELECT ${MAILBOX_COLUMNS} FROM mailboxes WHERE id = ANY($1::bigint[]) ORDER BY id FOR NO KEY UPDATE`,
   },
   removeMailboxes: {
     name: 'mail.removeMailboxes',
@@ -294,7 +294,7 @@ const SQL = {
   },
   flagsModified: {
     name: 'mail.flagsModified',
-    text: 'SELECT uid FROM messages WHERE mailbox_id = $1 AND uid = ANY($2::bigint[]) AND modseq > $3 ORDER BY uid',
+    text: 'SELECT uid FROM messages WHERE mailbox_id = $1 AND uid = ANY($2::bigint[]) AND modseq > $3',
   },
   // A delta without keywords, decided by PostgreSQL on each stored row, under the modseq
   // bumped earlier in the transaction; the counters follow.
@@ -362,10 +362,10 @@ const SQL = {
 
 /** Parameters of an append statement before its messages', and of one appended message. */
 const APPEND_FIXED_PARAMS = 11;
+const APPEND_PARAMS = 15;
 
 /** SQLSTATE of ximssd_quota_exceeded() (see migrations.ts). */
 const QUOTA_EXCEEDED = 'XM001';
-const APPEND_PARAMS = 15;
 
 /**
  * The append of `n` messages as one statement: the mailbox's modseq bumped by $3 (1; 0 for
@@ -397,7 +397,7 @@ function appendSql(n: number): Sql {
              UPDATE mailboxes SET modseq = modseq + $3::int, uid_next = uid_next + $2::int, messages = messages + $2::int,
                size = size + $4::bigint, unseen = unseen + $5::int, media = media + $6::int, unseen_media = unseen_media + $7::int
              WHERE id = $1 AND CASE
-               WHEN $8::bigint IS NULL OR $4::bigint <= 0 THEN true
+               WHEN $8::bigint IS NULL OR $4::bigint <= 0 OR account_id <> $8::bigint THEN true
                WHEN (SELECT coalesce(sum(size), 0) FROM mailboxes WHERE account_id = $8::bigint) + $4::bigint <= $9::bigint THEN true
                ELSE ximssd_quota_exceeded() END
              RETURNING uid_next - $2::int AS first_uid, modseq),
@@ -473,10 +473,10 @@ function appendParams(
       m.raw.length,
       e.date,
       e.dateShift,
-      e.from,
-      e.to,
-      e.cc,
-      e.subject,
+      toText(e.from),
+      toText(e.to),
+      toText(e.cc),
+      toText(e.subject),
       e.priority,
       attrsColumn(m.attrs),
     );
@@ -499,10 +499,6 @@ function appended(messages: readonly NewMessage[], firstUid: number, modseq: num
       attrs: m.attrs ?? null,
     };
   });
-}
-
-interface LockedMailbox extends MailboxRow {
-  journal_size: number;
 }
 
 /**
@@ -552,7 +548,8 @@ export class PgMail implements MailStore {
   async renameMailboxes(accountId: number, renames: readonly { from: string; to: string }[]): Promise<void> {
     if (renames.length === 0) return;
     // Two passes through temporary names, so that renames may swap or shift names.
-    const temps = renames.map((_, i) => `\u0001rename-${i}`);
+    const tag = randomUUID();
+    const temps = renames.map((_, i) => `\u0001rename-${tag}-${i}`);
     try {
       await this.db.tx(async (tx) => {
         await tx.run(SQL.renameToTemp, [accountId, renames.map((r) => r.from), temps]);
@@ -643,7 +640,8 @@ export class PgMail implements MailStore {
       // One statement decides everything (the delivery key, the quota): one round trip,
       // as its own transaction, or after the account's lock (quota) with BEGIN and COMMIT
       // written together.
-      const statement = { sql: appendStatement(n), values: appendParams(mailboxId, 1, messages, origUids, quota, deliveryKey) };
+      const key = deliveryKey === undefined ? undefined : withoutNul(deliveryKey);
+      const statement = { sql: appendStatement(n), values: appendParams(mailboxId, 1, messages, origUids, quota, key) };
       let rows: unknown[][];
       try {
         rows = quota
@@ -666,9 +664,12 @@ export class PgMail implements MailStore {
       return { messages: appended(messages, firstUid, modseq, origUids), modseq, replaced: null, uidNext: firstUid + n };
     }
     return this.db.tx(async (tx): Promise<AppendResult> => {
-      // The delivery key, the account's lock (quota) and the mailbox's travel together.
-      const keying = deliveryKey === undefined ? undefined : tx.run(SQL.recordDeliveryKey, [deliveryKey, Date.now()]);
-      const [keyed, , [box]] = await Promise.all([keying, lockAccount(tx, quota), tx.rows<LockedMailbox>(SQL.lockMailboxes, [[mailboxId]])]);
+      // The account's lock (quota), the mailbox's and the delivery key travel together (in
+      // the order of the one-statement append, so that the two never deadlock).
+      const accountLocking = lockAccount(tx, quota);
+      const boxLocking = tx.rows<MailboxRow>(SQL.lockMailboxes, [[mailboxId]]);
+      const keying = deliveryKey === undefined ? undefined : tx.run(SQL.recordDeliveryKey, [withoutNul(deliveryKey), Date.now()]);
+      const [, [box], keyed] = await Promise.all([accountLocking, boxLocking, keying]);
       if (!box) throw new NotFoundError('mailbox not found');
       if (keyed === 0) {
         // Delivered before: nothing is stored.
@@ -683,7 +684,7 @@ export class PgMail implements MailStore {
           for (let i = 0; i < origUids.length; i++) origUids[i] ??= replaced.orig_uid;
         }
       }
-      if (quota) {
+      if (quota && box.account_id === quota.accountId) {
         const adding = messages.reduce((sum, m) => sum + m.raw.length, 0) - (replaced?.size ?? 0);
         await checkQuota(tx, quota, adding);
       }
@@ -712,7 +713,7 @@ export class PgMail implements MailStore {
       const accountLocking = lockAccount(tx, quota);
       // Without a quota to check first, the copy travels with the locks (pipelined); it
       // inserts nothing when a mailbox is missing, and the transaction is rolled back then.
-      const locking = tx.rows<LockedMailbox>(SQL.lockMailboxes, [[fromMailboxId, toMailboxId]]);
+      const locking = tx.rows<MailboxRow>(SQL.lockMailboxes, [[fromMailboxId, toMailboxId]]);
       let copying: Promise<unknown[][]> | undefined;
       if (!quota && uids.length > 0) copying = this.copyRows(tx, fromMailboxId, uids, toMailboxId);
       const [, boxes, early] = await Promise.all([accountLocking, locking, copying]);
@@ -722,9 +723,11 @@ export class PgMail implements MailStore {
       const unchanged = { copied: [], modseq: target.modseq, sourceModseq: source.modseq, uidNext: target.uid_next };
       let rows = early;
       if (!rows && uids.length > 0 && quota) {
-        // A move inside one account adds nothing to it.
+        // What the account holds after, less what it holds now (a move inside it: nothing).
         const { size } = (await tx.row<{ size: number }>(SQL.copiedSize, [fromMailboxId, uids]))!;
-        await checkQuota(tx, quota, options.move && source.account_id === target.account_id ? 0 : size);
+        const adding =
+          (target.account_id === quota.accountId ? size : 0) - (options.move && source.account_id === quota.accountId ? size : 0);
+        await checkQuota(tx, quota, adding);
         rows = await this.copyRows(tx, fromMailboxId, uids, toMailboxId);
       }
       if (!rows || rows.length === 0) {
@@ -767,7 +770,7 @@ export class PgMail implements MailStore {
         const updating = tx.arrays(SQL.setSystemFlags, [mailboxId, uids, delta.set, delta.clear, since]);
         const [, refused, rows] = await Promise.all([bumping, checking, updating]);
         modified = refused?.map((r) => r.uid) ?? [];
-        changed = rows.map(toMeta).sort((a, b) => a.uid - b.uid);
+        changed = rows.map(toMeta);
       } else {
         // Keywords: applyFlagDelta on the rows as stored (read under the mailbox's lock).
         const reading = tx.rows<{ uid: number; modseq: number; flags: number; keywords: string | null }>(SQL.readFlags, [mailboxId, uids]);
@@ -790,7 +793,6 @@ export class PgMail implements MailStore {
             counters[1]! += m1 - m0;
             counters[2]! += um1 - um0;
           }
-          modified.sort((a, b) => a - b);
           if (updates.length > 0) {
             const written = await tx.arrays(SQL.writeFlags, [
               mailboxId,
@@ -800,12 +802,21 @@ export class PgMail implements MailStore {
               updates.map((u) => u.keywords),
               ...counters,
             ]);
-            changed = written.map(toMeta).sort((a, b) => a.uid - b.uid);
+            changed = written.map(toMeta);
           }
         }
       }
       const box = await bumping;
       if (!box) throw new NotFoundError('mailbox not found');
+      if (uids.length > 1) {
+        // In the order of the UIDs asked for (like the SQLite engine).
+        const position = new Map<number, number>();
+        uids.forEach((uid, i) => {
+          if (!position.has(uid)) position.set(uid, i);
+        });
+        changed.sort((a, b) => position.get(a.uid)! - position.get(b.uid)!);
+        modified.sort((a, b) => position.get(a)! - position.get(b)!);
+      }
       if (changed.length === 0) {
         tx.rollback();
         return { modseq: box.modseq - 1, changed, modified };

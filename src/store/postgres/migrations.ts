@@ -8,7 +8,7 @@ import type pg from 'pg';
  * Conventions: times (ms since the epoch), sizes, ids, UIDs and modseqs are BIGINT (read
  * back as JS numbers); names that are sorted or compared by range use COLLATE "C" (bytewise,
  * as SQLite compares them, whatever the database's locale); JSON the store only reads and
- * writes whole is TEXT (its key order kept), small shared values JSONB.
+ * writes whole is TEXT (its key order kept).
  */
 export const migrations: readonly string[] = [
   // 1: the whole schema of the first release.
@@ -284,12 +284,13 @@ export const migrations: readonly string[] = [
   CREATE INDEX sessions_account ON sessions(account_id, created);
   CREATE INDEX sessions_node ON sessions(node);
 
-  -- Small values every node shares (SharedStateStore). A NULL value is a placeholder row
-  -- that update() creates so that there is a row to lock.
+  -- Small values every node shares (SharedStateStore), as JSON texts (TEXT, not JSONB:
+  -- JSONB refuses a string with U+0000, and keeps no key order). A NULL value is a
+  -- placeholder row that update() creates so that there is a row to lock.
   CREATE TABLE shared_state (
     scope   TEXT COLLATE "C" NOT NULL,
     key     TEXT COLLATE "C" NOT NULL,
-    value   JSONB,
+    value   TEXT,
     expires BIGINT NOT NULL,
     PRIMARY KEY (scope, key)
   );

@@ -8,7 +8,7 @@ import type {
   RecipientState,
   RecipientUpdate,
 } from '../queue.js';
-import type { Db, Sql, Tx } from './db.js';
+import { withoutNul, type Db, type Sql, type Tx } from './db.js';
 
 interface MessageRow {
   id: number;
@@ -189,13 +189,13 @@ export class PgQueue implements QueueStore {
         await tx.run(SQL.update, [
           id,
           now,
-          updates.map((u) => u.address),
+          updates.map((u) => withoutNul(u.address)),
           updates.map((u) => u.state),
           updates.map((u) => u.attempted),
           updates.map((u) => u.nextAttempt),
-          updates.map((u) => u.status),
-          updates.map((u) => u.diagnostic),
-          updates.map((u) => u.remoteMta),
+          updates.map((u) => withoutNul(u.status)),
+          updates.map((u) => withoutNul(u.diagnostic)),
+          updates.map((u) => withoutNul(u.remoteMta)),
         ]);
       }
       for (const report of reports) await insert(tx, report);
@@ -242,26 +242,27 @@ export class PgQueue implements QueueStore {
  * it), so that a delivery re-run after a crash does not send again what was already sent.
  */
 async function insert(tx: Tx, m: NewQueuedMessage): Promise<number | undefined> {
-  if (m.key !== null && (await tx.run(SQL.recordKey, [m.key, m.created])) === 0) return undefined;
+  const key = withoutNul(m.key);
+  if (key !== null && (await tx.run(SQL.recordKey, [key, m.created])) === 0) return undefined;
   const row = await tx.row<{ id: number }>(SQL.insertMessage, [
-    m.sender,
+    withoutNul(m.sender),
     m.raw,
     m.raw.length,
     m.created,
     m.expires,
     m.ret,
-    m.envid,
+    withoutNul(m.envid),
     m.source,
-    m.key,
+    key,
     m.recipients.length > 0,
   ]);
   if (!row) return undefined;
   if (m.recipients.length > 0) {
     await tx.run(SQL.insertRecipients, [
       row.id,
-      m.recipients.map((r) => r.address),
-      m.recipients.map((r) => r.notify),
-      m.recipients.map((r) => r.orcpt),
+      m.recipients.map((r) => withoutNul(r.address)),
+      m.recipients.map((r) => withoutNul(r.notify)),
+      m.recipients.map((r) => withoutNul(r.orcpt)),
       m.created,
     ]);
   }

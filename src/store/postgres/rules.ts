@@ -1,6 +1,6 @@
 import type { RuleAction, RuleCondition, RuleGuard, RuleRecord, RuleStore } from '../rules.js';
 import { AlreadyExistsError, NotFoundError } from '../store.js';
-import type { Db, Sql, Tx } from './db.js';
+import { withoutNul, type Db, type Sql, type Tx } from './db.js';
 
 /** The rule set whose "Reply with" actions keep the vacation log. */
 const MAIL_RULES = 'mailIn';
@@ -159,7 +159,9 @@ export class PgRules implements RuleStore {
     });
   }
 
-  async claimReply(accountId: number, rule: string, address: string, now: number, since: number, key?: string): Promise<boolean> {
+  async claimReply(accountId: number, rule: string, sender: string, now: number, since: number, key?: string): Promise<boolean> {
+    // The address comes from a received message: a NUL in it cannot be stored as TEXT.
+    const address = withoutNul(sender);
     return this.db.tx(async (tx) => {
       await tx.run(SQL.pruneReplies, [accountId, since]);
       if ((await tx.run(SQL.claimReply, [accountId, rule, address, now, key ?? null])) > 0) return true;
@@ -177,6 +179,6 @@ export class PgRules implements RuleStore {
   }
 
   async releaseReply(accountId: number, rule: string, address: string, sent: number): Promise<void> {
-    await this.db.run(SQL.releaseReply, [accountId, rule, address, sent]);
+    await this.db.run(SQL.releaseReply, [accountId, rule, withoutNul(address), sent]);
   }
 }
