@@ -12,8 +12,8 @@ export interface OpenOptions {
   serve?: boolean;
 }
 
-/** Thrown when another server process holds the data directory. */
-export class StoreLockedError extends Error {}
+/** Thrown when another server process holds the data directory (defined beside the lock, re-exported here). */
+export { StoreLockedError } from './sqlite/lock.js';
 
 /** True for the locations the PostgreSQL engine serves (`postgres://…`, `postgresql://…`). */
 export function isPostgresUrl(location: string | undefined): location is string {

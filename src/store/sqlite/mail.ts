@@ -4,11 +4,14 @@ import type { XimssValue } from '../../xml/objects.js';
 import {
   AlreadyExistsError,
   NotFoundError,
+  QuotaExceededError,
+  applyFlagDelta,
   type AclEntryRecord,
   type AppendResult,
   type ChangeSet,
   type CopyResult,
-  type FlagUpdate,
+  type FlagDelta,
+  type FlagResult,
   type MailboxRecord,
   type MailboxStats,
   type MailStore,
@@ -16,6 +19,7 @@ import {
   type MessagePage,
   type NewMessage,
   type AppendOptions,
+  type QuotaCheck,
 } from '../store.js';
 import { isUniqueViolation, prepareAll } from './util.js';
 
@@ -100,8 +104,11 @@ const JOURNAL_KEEP = 10_000;
 /**
  * Mailboxes and messages in SQLite. Message bytes live in `message_bodies`, shared by
  * copies (triggers keep the reference count); the views' header fields are columns of
- * `messages`. Every mutation is one transaction, committed (and synced) before the
- * promise resolves.
+ * `messages`. Every mutation is one IMMEDIATE transaction (it holds SQLite's write lock
+ * from its first read, so what it reads is what it changes, whichever process shares the
+ * file), committed and synced before the promise resolves; appends share theirs (see
+ * groupCommit). Each transaction that changes a mailbox's messages bumps its modseq by one;
+ * one that changes nothing leaves it alone.
  */
 export class SqliteMail implements MailStore {
   private readonly sql: ReturnType<typeof prepareStatements>;
@@ -126,14 +133,22 @@ export class SqliteMail implements MailStore {
     return row && toMailbox(row);
   }
 
-  async createMailbox(accountId: number, name: string, mailboxClass: string, pureFolder: boolean): Promise<MailboxRecord> {
-    try {
-      const row = this.sql.createMailbox.get(accountId, name, mailboxClass, pureFolder ? 1 : 0, newUidValidity()) as MailboxRow;
-      return toMailbox(row);
-    } catch (err) {
-      if (isUniqueViolation(err)) throw new AlreadyExistsError(`mailbox ${name} already exists`);
-      throw err;
-    }
+  async createMailbox(
+    accountId: number,
+    name: string,
+    mailboxClass: string,
+    pureFolder: boolean,
+    options: { overPureFolder?: boolean } = {},
+  ): Promise<MailboxRecord> {
+    return this.db.transaction((): MailboxRecord => {
+      const existing = this.sql.getMailbox.get(accountId, name) as MailboxRow | undefined;
+      if (existing) {
+        if (!options.overPureFolder || existing.pure_folder === 0) throw new AlreadyExistsError(`mailbox ${name} already exists`);
+        // A pure folder never held messages: it becomes the mailbox, id and UIDVALIDITY kept.
+        return toMailbox(this.sql.convertFolder.get(mailboxClass, pureFolder ? 1 : 0, existing.id) as MailboxRow);
+      }
+      return toMailbox(this.sql.createMailbox.get(accountId, name, mailboxClass, pureFolder ? 1 : 0, newUidValidity()) as MailboxRow);
+    }).immediate();
   }
 
   async renameMailboxes(accountId: number, renames: readonly { from: string; to: string }[]): Promise<void> {
@@ -150,11 +165,15 @@ export class SqliteMail implements MailStore {
     }
   }
 
-  async removeMailboxes(ids: readonly number[]): Promise<void> {
+  async removeMailboxes(ids: readonly number[], options: { leavePureFolders?: boolean } = {}): Promise<void> {
     this.db.transaction(() => {
       for (const id of ids) {
+        const box = this.sql.getMailboxById.get(id) as MailboxRow | undefined;
+        if (!box) continue;
         this.sql.removeMessages.run(id);
         this.sql.removeMailbox.run(id);
+        // A new record (new id and UIDVALIDITY): nothing of the removed mailbox carries over.
+        if (options.leavePureFolders) this.sql.createMailbox.run(box.account_id, box.name, '', 1, newUidValidity());
       }
     }).immediate();
   }
@@ -201,7 +220,7 @@ export class SqliteMail implements MailStore {
   }
 
   async append(mailboxId: number, messages: readonly NewMessage[], options: AppendOptions = {}): Promise<AppendResult> {
-    const { replace, deliveryKey } = options;
+    const { replace, deliveryKey, quota } = options;
     return this.groupCommit((): AppendResult => {
       const box = this.sql.getMailboxById.get(mailboxId) as MailboxRow | undefined;
       if (!box) throw new NotFoundError('mailbox not found');
@@ -215,6 +234,8 @@ export class SqliteMail implements MailStore {
           : this.sql.getMessage.get(mailboxId, replace.uid)) as MessageRow | undefined;
         if (!replaced && replace.mustExist) throw new NotFoundError('the message to replace does not exist');
       }
+      if (messages.length === 0 && !replaced) return { messages: [], modseq: box.modseq, replaced: null, uidNext: box.uid_next };
+      const usageBefore = quota && this.usage(quota.accountId);
       const modseq = box.modseq + 1;
       let uid = box.uid_next;
       const added: MessageMeta[] = [];
@@ -233,15 +254,23 @@ export class SqliteMail implements MailStore {
       }
       if (replaced) this.removeOne(mailboxId, replaced.uid, modseq);
       this.sql.bumpMailbox.run(uid, modseq, mailboxId);
+      if (quota) this.checkQuota(quota, usageBefore!);
       return { messages: added, modseq, replaced: replaced ? replaced.uid : null, uidNext: uid };
     });
   }
 
-  async copy(fromMailboxId: number, uids: readonly number[], toMailboxId: number, options: { move: boolean }): Promise<CopyResult> {
+  async copy(
+    fromMailboxId: number,
+    uids: readonly number[],
+    toMailboxId: number,
+    options: { move: boolean; quota?: QuotaCheck },
+  ): Promise<CopyResult> {
+    const { quota } = options;
     return this.db.transaction((): CopyResult => {
       const target = this.sql.getMailboxById.get(toMailboxId) as MailboxRow | undefined;
       const source = this.sql.getMailboxById.get(fromMailboxId) as MailboxRow | undefined;
       if (!target || !source) throw new NotFoundError('mailbox not found');
+      const usageBefore = quota && this.usage(quota.accountId);
       const modseq = target.modseq + 1;
       let uid = target.uid_next;
       const copied: { from: number; to: MessageMeta }[] = [];
@@ -252,29 +281,47 @@ export class SqliteMail implements MailStore {
         copied.push({ from, to: toMeta(this.sql.getMessage.get(toMailboxId, uid) as MessageRow) });
         uid++;
       }
+      if (copied.length === 0) return { copied, modseq: target.modseq, sourceModseq: source.modseq, uidNext: target.uid_next };
       this.sql.bumpMailbox.run(uid, modseq, toMailboxId);
+      // The removal from the source is a transaction's change of its own: a move inside one
+      // mailbox takes two modseqs (the copies, then the removal).
       let sourceModseq = fromMailboxId === toMailboxId ? modseq : source.modseq;
-      if (options.move && copied.length > 0) {
+      if (options.move) {
         sourceModseq++;
         for (const { from } of copied) this.removeOne(fromMailboxId, from, sourceModseq);
         this.sql.bumpModseq.run(sourceModseq, fromMailboxId);
+        this.pruneJournal(fromMailboxId);
       }
+      // A move within the account changes nothing of its usage (the check lets it through).
+      if (quota) this.checkQuota(quota, usageBefore!);
       return { copied, modseq, sourceModseq, uidNext: uid };
     }).immediate();
   }
 
-  async setFlags(mailboxId: number, updates: readonly FlagUpdate[]): Promise<{ modseq: number; changed: MessageMeta[] }> {
-    return this.db.transaction(() => {
+  async updateFlags(mailboxId: number, uids: readonly number[], delta: FlagDelta, options: { unchangedSince?: number } = {}): Promise<FlagResult> {
+    const { unchangedSince } = options;
+    return this.db.transaction((): FlagResult => {
       const box = this.sql.getMailboxById.get(mailboxId) as MailboxRow | undefined;
       if (!box) throw new NotFoundError('mailbox not found');
       const modseq = box.modseq + 1;
       const changed: MessageMeta[] = [];
-      for (const u of updates) {
-        const result = this.sql.setFlags.run(u.flags, keywordsColumn(u.keywords), modseq, mailboxId, u.uid);
-        if (result.changes > 0) changed.push(toMeta(this.sql.getMessage.get(mailboxId, u.uid) as MessageRow));
+      const modified: number[] = [];
+      // Each UID once: a repeated one would otherwise see its own new modseq.
+      for (const uid of new Set(uids)) {
+        const row = this.sql.getMessage.get(mailboxId, uid) as MessageRow | undefined;
+        if (!row) continue;
+        if (unchangedSince !== undefined && row.modseq > unchangedSince) {
+          modified.push(uid);
+          continue;
+        }
+        const stored = toMeta(row);
+        const next = applyFlagDelta(stored.flags, stored.keywords, delta);
+        if (next.flags === stored.flags && next.keywords === stored.keywords) continue;
+        this.sql.setFlags.run(next.flags, keywordsColumn(next.keywords), modseq, mailboxId, uid);
+        changed.push({ ...stored, flags: next.flags, keywords: next.keywords, modseq });
       }
       if (changed.length > 0) this.sql.bumpModseq.run(modseq, mailboxId);
-      return { modseq: changed.length > 0 ? modseq : box.modseq, changed };
+      return { modseq: changed.length > 0 ? modseq : box.modseq, changed, modified };
     }).immediate();
   }
 
@@ -374,6 +421,24 @@ export class SqliteMail implements MailStore {
     });
   }
 
+  /** The account's usage: the sum of its mailboxes' size counters (kept by triggers). */
+  private usage(accountId: number): number {
+    return (this.sql.usage.get(accountId) as { total: number }).total;
+  }
+
+  /**
+   * Called at the end of a transaction that added messages (the caller's transaction or
+   * savepoint is rolled back by the throw): refuses when the account now holds more than its
+   * limit and more than before, so that removing or moving within an account over its limit
+   * still works.
+   */
+  private checkQuota(quota: QuotaCheck, before: number): void {
+    const after = this.usage(quota.accountId);
+    if (after > quota.limit && after > before) {
+      throw new QuotaExceededError(`the account's storage limit (${quota.limit} bytes) would be exceeded`);
+    }
+  }
+
   /** Deletes one message inside a transaction and journals the removal. */
   private removeOne(mailboxId: number, uid: number, modseq: number): { uid: number; origUid: number } | undefined {
     const row = this.sql.deleteMessage.get(mailboxId, uid) as { uid: number; orig_uid: number } | undefined;
@@ -400,6 +465,7 @@ function prepareStatements(db: SqliteDatabase) {
     getMailboxById: 'SELECT * FROM mailboxes WHERE id = ?',
     createMailbox:
       'INSERT INTO mailboxes (account_id, name, class, pure_folder, uid_validity) VALUES (?, ?, ?, ?, ?) RETURNING *',
+    convertFolder: 'UPDATE mailboxes SET class = ?, pure_folder = ? WHERE id = ? RETURNING *',
     renameMailbox: 'UPDATE mailboxes SET name = ? WHERE account_id = ? AND name = ?',
     removeMessages: 'DELETE FROM messages WHERE mailbox_id = ?',
     removeMailbox: 'DELETE FROM mailboxes WHERE id = ?',

@@ -226,4 +226,51 @@ export const migrations: readonly string[] = [
   ) WITHOUT ROWID;
   CREATE INDEX account_aliases_account ON account_aliases(account_id);
   `,
+  // 7: queue leases (src/store/sqlite/queue.ts): the process working on a message, and until
+  // when; both null when nobody is. The index finds the few leased messages (nextDue).
+  `
+  ALTER TABLE queue_messages ADD COLUMN lease_owner TEXT;
+  ALTER TABLE queue_messages ADD COLUMN lease_until INTEGER;
+  CREATE INDEX queue_leases ON queue_messages(lease_until) WHERE lease_until IS NOT NULL;
+  `,
+  // 8: the processes serving the store and their XIMSS sessions (src/store/sqlite/cluster.ts).
+  // A session's node is not a foreign key: removeNode deletes its sessions itself, and a
+  // session of a node not (or no longer) registered counts as on a dead node.
+  `
+  CREATE TABLE nodes (
+    id          TEXT PRIMARY KEY,
+    http_url    TEXT NOT NULL,
+    alive_until INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  CREATE TABLE sessions (
+    url_id     TEXT PRIMARY KEY,
+    account_id INTEGER NOT NULL,
+    node       TEXT NOT NULL,
+    created    INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  CREATE INDEX sessions_account ON sessions(account_id, created);
+  CREATE INDEX sessions_node ON sessions(node);
+  `,
+  // 9: small values shared by the processes (login-failure counters): JSON by scope and key
+  `
+  CREATE TABLE shared_state (
+    scope   TEXT NOT NULL,
+    key     TEXT NOT NULL,
+    value   TEXT NOT NULL,
+    expires INTEGER NOT NULL,
+    PRIMARY KEY (scope, key)
+  ) WITHOUT ROWID;
+  CREATE INDEX shared_state_expires ON shared_state(expires);
+  `,
+  // 10: the change relay (src/store/sqlite/relay.ts): what the command line tells the server.
+  // AUTOINCREMENT: ids never go back when every row has been pruned, so a listener's cursor
+  // (the last id it read) never skips a new message.
+  `
+  CREATE TABLE relay_messages (
+    id      INTEGER PRIMARY KEY AUTOINCREMENT,
+    origin  TEXT NOT NULL,
+    message TEXT NOT NULL,
+    created INTEGER NOT NULL
+  );
+  `,
 ];

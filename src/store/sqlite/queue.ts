@@ -2,6 +2,7 @@ import type { Database as SqliteDatabase } from 'better-sqlite3';
 import type {
   MessageSource,
   NewQueuedMessage,
+  QueueLease,
   QueuedMessageRecord,
   QueuedRecipientRecord,
   QueueStore,
@@ -21,6 +22,11 @@ interface MessageRow {
   size: number;
 }
 
+interface LeaseRow {
+  lease_owner: string | null;
+  lease_until: number | null;
+}
+
 interface RecipientRow {
   address: string;
   notify: string | null;
@@ -35,6 +41,10 @@ interface RecipientRow {
 }
 
 const MESSAGE_COLUMNS = 'id, sender, created, expires, ret, envid, source, length(raw) AS size';
+
+function toLease(row: LeaseRow): QueueLease | null {
+  return row.lease_owner === null || row.lease_until === null ? null : { owner: row.lease_owner, until: row.lease_until };
+}
 
 function toMessage(row: MessageRow): QueuedMessageRecord {
   return {
@@ -64,7 +74,12 @@ function toRecipient(row: RecipientRow): QueuedRecipientRecord {
   };
 }
 
-/** The queue in SQLite: every change is one transaction, synced before the call resolves. */
+/**
+ * The queue in SQLite: every change is one transaction, synced before the call resolves.
+ * A process works on a message only while it holds the message's lease (`lease_owner`,
+ * `lease_until`), taken by claimDue in an IMMEDIATE transaction (SQLite's one writer at a
+ * time), so two processes sharing the file never claim the same message.
+ */
 export class SqliteQueue implements QueueStore {
   private readonly sql;
 
@@ -75,13 +90,26 @@ export class SqliteQueue implements QueueStore {
       insertRecipient: `INSERT OR IGNORE INTO queue_recipients (message_id, address, notify, orcpt, state, next_attempt)
         VALUES (?, ?, ?, ?, 'pending', ?)`,
       // The first due recipients in the queue_due index, not all of them: a scan after every
-      // attempt must not read the whole backlog (quadratic when thousands are due).
-      due: `SELECT ${MESSAGE_COLUMNS} FROM queue_messages WHERE id IN
-        (SELECT DISTINCT message_id FROM queue_recipients WHERE state = 'pending' AND next_attempt <= ? ORDER BY next_attempt LIMIT ?)
-        ORDER BY id`,
-      nextDue: `SELECT next_attempt AS t FROM queue_recipients WHERE state = 'pending'
-        AND message_id NOT IN (SELECT value FROM json_each(?)) ORDER BY next_attempt LIMIT 1`,
-      all: `SELECT ${MESSAGE_COLUMNS} FROM queue_messages ORDER BY id`,
+      // attempt must not read the whole backlog (quadratic when thousands are due). Leased
+      // messages are skipped as the index is walked (a primary-key look-up each); there are
+      // only as many as the processes have attempts under way.
+      due: `SELECT DISTINCT r.message_id AS id FROM queue_recipients r JOIN queue_messages m ON m.id = r.message_id
+        WHERE r.state = 'pending' AND r.next_attempt <= ? AND (m.lease_until IS NULL OR m.lease_until <= ?)
+        ORDER BY r.next_attempt LIMIT ?`,
+      claim: `UPDATE queue_messages SET lease_owner = ?, lease_until = ? WHERE id = ? RETURNING ${MESSAGE_COLUMNS}`,
+      // The next attempt of a message nobody holds: the first such recipient in queue_due.
+      nextFree: `SELECT r.next_attempt AS t FROM queue_recipients r JOIN queue_messages m ON m.id = r.message_id
+        WHERE r.state = 'pending' AND (m.lease_until IS NULL OR m.lease_until <= ?) ORDER BY r.next_attempt LIMIT 1`,
+      // Held messages (the few in queue_leases) become claimable at the later of their next
+      // attempt and the lease's end. (`+r.state`: their recipients by primary key, not by
+      // walking every pending one in queue_due.)
+      nextHeld: `SELECT min(max(m.lease_until, (SELECT min(r.next_attempt) FROM queue_recipients r
+          WHERE r.message_id = m.id AND +r.state = 'pending'))) AS t
+        FROM queue_messages m WHERE m.lease_until > ?`,
+      renew: 'UPDATE queue_messages SET lease_until = ? WHERE id = ? AND lease_owner = ?',
+      release: 'UPDATE queue_messages SET lease_owner = NULL, lease_until = NULL WHERE id = ? AND lease_owner = ?',
+      owner: 'SELECT lease_owner FROM queue_messages WHERE id = ?',
+      all: `SELECT ${MESSAGE_COLUMNS}, lease_owner, lease_until FROM queue_messages ORDER BY id`,
       raw: 'SELECT raw FROM queue_messages WHERE id = ?',
       recipients: 'SELECT * FROM queue_recipients WHERE message_id = ? ORDER BY address',
       update: `UPDATE queue_recipients SET state = ?, attempts = attempts + ?, next_attempt = ?,
@@ -111,15 +139,28 @@ export class SqliteQueue implements QueueStore {
     return id;
   }
 
-  async due(now: number, limit: number, busy: ReadonlySet<number>): Promise<QueuedMessageRecord[]> {
-    // Ask for enough to fill `limit` after skipping the messages already being delivered.
-    const rows = this.sql.due.all(now, limit + busy.size) as MessageRow[];
-    return rows.filter((row) => !busy.has(row.id)).slice(0, limit).map(toMessage);
+  async claimDue(now: number, limit: number, lease: QueueLease): Promise<QueuedMessageRecord[]> {
+    if (limit <= 0) return [];
+    return this.db.transaction(() => {
+      const ids = this.sql.due.all(now, now, limit) as { id: number }[];
+      return ids.map(({ id }) => toMessage(this.sql.claim.get(lease.owner, lease.until, id) as MessageRow));
+    }).immediate();
   }
 
-  async nextDue(busy: ReadonlySet<number>): Promise<number | undefined> {
-    const row = this.sql.nextDue.get(JSON.stringify([...busy])) as { t: number } | undefined;
-    return row?.t;
+  async nextDue(now: number): Promise<number | undefined> {
+    return this.db.transaction(() => {
+      const free = (this.sql.nextFree.get(now) as { t: number } | undefined)?.t;
+      const held = (this.sql.nextHeld.get(now) as { t: number | null }).t ?? undefined;
+      return free === undefined ? held : held === undefined ? free : Math.min(free, held);
+    }).deferred();
+  }
+
+  async renewLease(id: number, lease: QueueLease): Promise<boolean> {
+    return this.sql.renew.run(lease.until, id, lease.owner).changes > 0;
+  }
+
+  async releaseLease(id: number, owner: string): Promise<void> {
+    this.sql.release.run(id, owner);
   }
 
   async readRaw(id: number): Promise<Buffer | undefined> {
@@ -130,9 +171,12 @@ export class SqliteQueue implements QueueStore {
     return (this.sql.recipients.all(id) as RecipientRow[]).map(toRecipient);
   }
 
-  async recordAttempt(id: number, updates: readonly RecipientUpdate[], reports: readonly NewQueuedMessage[]): Promise<void> {
+  async recordAttempt(id: number, owner: string, updates: readonly RecipientUpdate[], reports: readonly NewQueuedMessage[]): Promise<boolean> {
     const now = Date.now();
-    this.db.transaction(() => {
+    return this.db.transaction(() => {
+      // Still ours (expired or not) unless another process claimed it since.
+      const row = this.sql.owner.get(id) as { lease_owner: string | null } | undefined;
+      if (row?.lease_owner !== owner) return false;
       for (const u of updates) {
         this.sql.update.run(u.state, u.attempted ? 1 : 0, u.nextAttempt, u.attempted ? 1 : 0, now, u.status, u.diagnostic, u.remoteMta, id, u.address);
       }
@@ -141,14 +185,18 @@ export class SqliteQueue implements QueueStore {
         this.sql.remove.run(id);
         this.sql.removeKeys.run(`q${id}/`, `q${id}0`);
       }
+      return true;
     }).immediate();
   }
 
-  async list(): Promise<{ message: QueuedMessageRecord; recipients: QueuedRecipientRecord[] }[]> {
-    return (this.sql.all.all() as MessageRow[]).map((row) => ({
-      message: toMessage(row),
-      recipients: (this.sql.recipients.all(row.id) as RecipientRow[]).map(toRecipient),
-    }));
+  async list(): Promise<{ message: QueuedMessageRecord; recipients: QueuedRecipientRecord[]; lease: QueueLease | null }[]> {
+    return this.db.transaction(() =>
+      (this.sql.all.all() as (MessageRow & LeaseRow)[]).map((row) => ({
+        message: toMessage(row),
+        recipients: (this.sql.recipients.all(row.id) as RecipientRow[]).map(toRecipient),
+        lease: toLease(row),
+      })),
+    ).deferred();
   }
 
   async pruneDeliveryKeys(before: number): Promise<void> {

@@ -16,9 +16,12 @@ import {
   type Settings,
   type Store,
 } from '../store.js';
+import { SqliteCluster, SqliteSharedState } from './cluster.js';
 import { SqliteDatasets } from './datasets.js';
+import { DataDirLock } from './lock.js';
 import { SqliteMail } from './mail.js';
 import { SqliteQueue } from './queue.js';
+import { SqliteRelay } from './relay.js';
 import { SqliteRules } from './rules.js';
 import { migrations } from './migrations.js';
 import { isUniqueViolation, prepareAll, relaxedCommit } from './util.js';
@@ -73,11 +76,29 @@ function toDomain(row: DomainRow): DomainRecord {
   return { name: row.name, settings: JSON.parse(row.settings) as Settings, created: new Date(row.created) };
 }
 
+export interface SqliteOpenOptions {
+  /**
+   * The data directory a serving process locks (DataDirLock: `<lockDir>/ximssd.pid`), so
+   * that a second server refuses to start (StoreLockedError). Without it (the command line)
+   * the store opens beside a running server.
+   */
+  lockDir?: string;
+}
 
 /**
- * The embedded store: one SQLite file in WAL mode, so that the command line can change it
- * while a server runs; every commit is synced before the call resolves — except login
- * bookkeeping (see `relaxedCommit`).
+ * The embedded store: one SQLite file in WAL mode, shared by at most one serving process
+ * (which locks the data directory) and any number of command-line processes beside it.
+ *
+ * Every change is one transaction; those that decide it from what is stored (flags,
+ * quotas, queue claims, session limits, shared counters) are IMMEDIATE transactions, which
+ * take SQLite's single write lock before they read, so processes sharing the file never
+ * interleave inside one (a busy one waits up to `busy_timeout`). Every commit is synced
+ * before the call resolves, except login bookkeeping and the shared login-failure state
+ * (see `relaxedCommit`); appends share one commit per turn of the event loop (groupCommit).
+ *
+ * The command line tells the server what it changed through the relay (SqliteRelay: a
+ * table the server polls); the server's own sends cost nothing, as nobody else listens.
+ * The cluster tables hold a cluster of one: the serving process.
  */
 export class SqliteStore implements Store {
   readonly engine = 'sqlite';
@@ -90,23 +111,42 @@ export class SqliteStore implements Store {
   readonly queue: SqliteQueue;
   readonly rules: SqliteRules;
   readonly datasets: SqliteDatasets;
-  private watchers = new Set<() => void>();
-  private watchTimer: NodeJS.Timeout | undefined;
-  private lastDataVersion = 0;
+  readonly cluster: SqliteCluster;
+  readonly shared: SqliteSharedState;
+  readonly relay: SqliteRelay;
 
-  static open(file: string): SqliteStore {
+  /** Opens (creating and migrating) the store in `file`; StoreLockedError when `lockDir` is served already. */
+  static open(file: string, options: SqliteOpenOptions = {}): SqliteStore {
     mkdirSync(dirname(file), { recursive: true });
-    return new SqliteStore(file);
+    let lock: DataDirLock | undefined;
+    if (options.lockDir !== undefined) {
+      mkdirSync(options.lockDir, { recursive: true });
+      lock = DataDirLock.acquire(options.lockDir);
+    }
+    try {
+      return new SqliteStore(file, lock);
+    } catch (err) {
+      lock?.release();
+      throw err;
+    }
   }
 
-  private constructor(file: string) {
+  private constructor(
+    file: string,
+    private readonly lock: DataDirLock | undefined,
+  ) {
     const db = new Database(file);
     this.db = db;
-    db.pragma('journal_mode = WAL');
-    db.pragma('synchronous = FULL');
-    db.pragma('foreign_keys = ON');
-    db.pragma('busy_timeout = 5000');
-    this.migrate();
+    try {
+      db.pragma('journal_mode = WAL');
+      db.pragma('synchronous = FULL');
+      db.pragma('foreign_keys = ON');
+      db.pragma('busy_timeout = 5000');
+      this.migrate();
+    } catch (err) {
+      db.close();
+      throw err;
+    }
     this.domains = new SqliteDomains(db);
     this.accounts = new SqliteAccounts(db);
     this.alerts = new SqliteAlerts(db);
@@ -115,56 +155,30 @@ export class SqliteStore implements Store {
     this.queue = new SqliteQueue(db);
     this.rules = new SqliteRules(db);
     this.datasets = new SqliteDatasets(db);
+    this.cluster = new SqliteCluster(db);
+    this.shared = new SqliteSharedState(db);
+    this.relay = new SqliteRelay(db, lock !== undefined);
   }
 
   private migrate(): void {
     const current = this.db.pragma('user_version', { simple: true }) as number;
     for (let version = current + 1; version <= migrations.length; version++) {
       this.db.transaction(() => {
+        // Another process may have migrated since user_version was read: check under the lock.
+        if ((this.db.pragma('user_version', { simple: true }) as number) >= version) return;
         this.db.exec(migrations[version - 1]!);
         this.db.pragma(`user_version = ${version}`);
       }).immediate();
     }
   }
 
-  /**
-   * SQLite's `data_version` changes when another connection commits; polling it is a
-   * single cheap read, so other processes' changes are seen within the poll interval.
-   */
-  watchExternalChanges(listener: () => void): () => void {
-    this.watchers.add(listener);
-    if (!this.watchTimer) {
-      this.lastDataVersion = this.dataVersion();
-      this.watchTimer = setInterval(() => {
-        const version = this.dataVersion();
-        if (version === this.lastDataVersion) return;
-        this.lastDataVersion = version;
-        for (const watcher of this.watchers) watcher();
-      }, 250);
-      this.watchTimer.unref();
-    }
-    return () => {
-      this.watchers.delete(listener);
-      if (this.watchers.size === 0 && this.watchTimer) {
-        clearInterval(this.watchTimer);
-        this.watchTimer = undefined;
-      }
-    };
-  }
-
-  private dataVersion(): number {
-    return this.db.pragma('data_version', { simple: true }) as number;
-  }
-
+  /** Stops the relay's listeners, closes the database, then gives the data directory up. */
   async close(): Promise<void> {
-    if (this.watchTimer) clearInterval(this.watchTimer);
-    this.watchTimer = undefined;
-    this.watchers.clear();
+    this.relay.stop();
     if (this.db.open) this.db.close();
+    this.lock?.release();
   }
 }
-
-
 
 class SqliteDomains implements DomainStore {
   private readonly sql;

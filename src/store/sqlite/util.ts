@@ -14,15 +14,16 @@ export function prepareAll<K extends string>(db: SqliteDatabase, sql: Record<K, 
 
 /**
  * Commits `write` with `synchronous = NORMAL`: for login bookkeeping (last login, last
- * failed login), which is not data the server acknowledged to anyone and would otherwise
- * cost an fsync on the event loop per login. In WAL mode such a commit survives a crash of
- * the process and is synced by the next FULL commit or checkpoint; only a power loss
- * before that can lose it.
+ * failed login, the shared login-failure counters), which is not data the server
+ * acknowledged to anyone and would otherwise cost an fsync on the event loop per login. In
+ * WAL mode such a commit survives a crash of the process and is synced by the next FULL
+ * commit or checkpoint; only a power loss before that can lose it. Returns what `write`
+ * returns.
  */
-export function relaxedCommit(db: SqliteDatabase, write: () => unknown): void {
+export function relaxedCommit<T>(db: SqliteDatabase, write: () => T): T {
   db.pragma('synchronous = NORMAL');
   try {
-    write();
+    return write();
   } finally {
     db.pragma('synchronous = FULL');
   }
