@@ -931,6 +931,16 @@ function messages(fresh: FreshStore): void {
       assert.equal(dstAfter.uidNext, copied.uidNext);
       assert.equal((await c.store.mail.getMailboxById(src.id))?.highestModseq, srcBefore.highestModseq);
 
+      // Nothing to copy, nothing to append: no modseq is used.
+      const nothing = await c.store.mail.copy(src.id, [997, 998], dst.id, { move: true });
+      assert.deepEqual(nothing.copied, []);
+      assert.equal(nothing.modseq, dstAfter.highestModseq);
+      assert.equal(nothing.sourceModseq, srcBefore.highestModseq);
+      assert.equal(nothing.uidNext, dstAfter.uidNext);
+      const empty = await c.store.mail.append(dst.id, []);
+      assert.deepEqual(empty, { messages: [], modseq: dstAfter.highestModseq, replaced: null, uidNext: dstAfter.uidNext });
+      assert.equal((await c.store.mail.getMailboxById(dst.id))?.highestModseq, dstAfter.highestModseq);
+
       // A copy's body outlives its original.
       await c.store.mail.expunge(src.id, [s0.uid]);
       assert.ok((await c.store.mail.readRaw(dst.id, to0.uid))?.equals(message(0).raw));
@@ -1036,18 +1046,24 @@ function flagsAndChanges(fresh: FreshStore): void {
       assert.equal((await c.store.mail.getMailboxById(box.id))?.highestModseq, set.modseq);
       assert.equal((await c.store.mail.getMessage(box.id, u0))?.modseq, set.modseq);
 
+      const twice = await c.store.mail.updateFlags(box.id, [u1, u1], delta({ set: F.Draft }));
+      assert.equal(twice.modseq, set.modseq + 1);
+      assert.deepEqual(twice.changed.map((m) => [m.uid, m.flags]), [[u1, F.Seen | F.Flagged | F.Draft]], 'a UID listed twice changes once');
+      await c.store.mail.updateFlags(box.id, [u1], delta({ clear: F.Draft }));
+      const base = (await c.store.mail.getMailboxById(box.id))!.highestModseq;
+
       const none = await c.store.mail.updateFlags(box.id, [998, 999], delta({ set: F.Deleted }));
       assert.deepEqual(none.changed, []);
-      assert.equal(none.modseq, set.modseq);
+      assert.equal(none.modseq, base);
 
       const clearWins = await c.store.mail.updateFlags(box.id, [u0, u2], delta({ set: F.Flagged | F.Answered, clear: F.Flagged }));
-      assert.equal(clearWins.modseq, set.modseq + 1);
+      assert.equal(clearWins.modseq, base + 1);
       assert.deepEqual(sorted(clearWins.changed, byUid).map((m) => [m.uid, m.flags]), [
         [u0, F.Seen | F.Answered],
         [u2, F.Seen | F.Answered],
       ]);
       assert.equal((await c.store.mail.getMessage(box.id, u1))?.flags, F.Seen | F.Flagged, 'not listed, not changed');
-      assert.equal((await c.store.mail.getMessage(box.id, u1))?.modseq, set.modseq);
+      assert.equal((await c.store.mail.getMessage(box.id, u1))?.modseq, base);
     });
 
     it('keywords: added with their spelling, compared case-insensitively, removal wins', async () => {
@@ -1264,6 +1280,30 @@ function countersAndQuota(fresh: FreshStore): void {
       assert.equal(ok.copied.length, 1);
       assert.equal(await c.store.mail.accountUsage(a.id), 400);
     });
+
+    it('quota: what does not make the account grow is allowed over the limit (a move inside it, a smaller replacement)', async () => {
+      const a = await c.account();
+      const src = await c.mailbox(a.id);
+      const dst = await c.mailbox(a.id);
+      const r = await c.store.mail.append(src.id, [sized(1, 100), sized(2, 100), sized(3, 100)]);
+      const uids = r.messages.map((m) => m.uid);
+      const quota = { accountId: a.id, limit: 250 };
+      const moved = await c.store.mail.copy(src.id, uids.slice(0, 2), dst.id, { move: true, quota });
+      assert.equal(moved.copied.length, 2, 'the account does not grow');
+      assert.equal(await c.store.mail.accountUsage(a.id), 300);
+      await assert.rejects(c.store.mail.copy(dst.id, [moved.copied[0]!.to.uid], src.id, { move: false, quota }), QuotaExceededError);
+      await assert.rejects(c.store.mail.append(src.id, [sized(4, 40)], { quota }), QuotaExceededError, 'over the limit: nothing more');
+      const smaller = await c.store.mail.append(src.id, [sized(5, 60)], { quota, replace: { uid: uids[2]!, byOrigUid: false, mustExist: true, keepOrigUid: true } });
+      assert.equal(smaller.replaced, uids[2]);
+      assert.equal(await c.store.mail.accountUsage(a.id), 260);
+      await assert.rejects(
+        c.store.mail.append(src.id, [sized(6, 80)], { quota, replace: { uid: smaller.messages[0]!.uid, byOrigUid: false, mustExist: true, keepOrigUid: true } }),
+        QuotaExceededError,
+        'a bigger replacement over the limit',
+      );
+      assert.equal(await c.store.mail.accountUsage(a.id), 260);
+      assert.ok(await c.store.mail.getMessage(src.id, smaller.messages[0]!.uid), 'the refused replacement removed nothing');
+    });
   });
 }
 
@@ -1439,6 +1479,7 @@ function queue(fresh: FreshStore): void {
         assert.deepEqual(await c.store.queue.claimDue(T - 1, 10, lease('A', T + 500)), [], 'nothing due yet');
         const a = await c.store.queue.claimDue(T + 100, 2, lease('A', T + 500));
         assert.deepEqual(sorted(a.map((m) => m.id), numeric), sorted([m1, m2], numeric), 'the two longest due');
+        assert.deepEqual(a.map((m) => m.id), [m2, m1], 'returned longest due first');
         assert.equal(a.find((m) => m.id === m2)?.created, T);
         const b = await h2.queue.claimDue(T + 100, 10, lease('B', T + 500));
         assert.deepEqual(b.map((m) => m.id), [m3], 'leased and not-yet-due messages are not claimed');
@@ -1452,6 +1493,18 @@ function queue(fresh: FreshStore): void {
         assert.deepEqual(sorted(c2.map((m) => m.id), numeric), sorted([m1, m2, m3], numeric), 'expired leases are claimable again');
         const d = await c.store.queue.claimDue(T + 1001, 10, lease('D', T + 5000));
         assert.deepEqual(d.map((m) => m.id), [m4]);
+      });
+    });
+
+    describe('claim boundaries', () => {
+      const c = useStore(fresh);
+      it('due when nextAttempt <= now; a lease is over when until <= now', async () => {
+        const base = T + 100_000;
+        const id = (await c.store.queue.enqueue(queued(base, ['a@x.test'])))!;
+        assert.deepEqual(await c.store.queue.claimDue(base - 1, 10, lease('A', base + 100)), []);
+        assert.deepEqual((await c.store.queue.claimDue(base, 10, lease('A', base + 100))).map((m) => m.id), [id], 'due at its nextAttempt');
+        assert.deepEqual(await c.store.queue.claimDue(base + 99, 10, lease('B', base + 500)), [], 'leased until base + 100');
+        assert.deepEqual((await c.store.queue.claimDue(base + 100, 10, lease('B', base + 500))).map((m) => m.id), [id], 'free at its until');
       });
     });
 
@@ -1945,6 +1998,20 @@ function cluster(fresh: FreshStore): void {
       assert.equal(await cl.addSession(s('s4-', n1.id, T + 6), 2, T + 6), true);
     });
 
+    it('boundaries: a node is alive at its aliveUntil and dead after it', async () => {
+      const cl = c.store.cluster;
+      const a = await c.account();
+      const node = { id: unique('node-'), httpUrl: 'http://192.0.2.9:8100', aliveUntil: T + 777 };
+      await cl.heartbeat(node);
+      assert.ok(!(await cl.deadNodes(T + 777)).some((n) => n.id === node.id));
+      assert.ok((await cl.deadNodes(T + 778)).some((n) => n.id === node.id));
+      const session = { urlID: unique('edge-'), accountId: a.id, node: node.id, created: T };
+      assert.equal(await cl.addSession(session, 1, T + 777), true);
+      assert.equal(await cl.addSession({ ...session, urlID: unique('edge-') }, 1, T + 777), false, 'counted at aliveUntil');
+      assert.deepEqual(await cl.accountSessions(a.id, T + 777), [session]);
+      assert.deepEqual(await cl.accountSessions(a.id, T + 778), []);
+    });
+
     it('two handles racing addSession with limit 1: exactly one wins', async () => {
       const h1 = await c.open();
       const h2 = await c.open();
@@ -1991,6 +2058,8 @@ function sharedState(fresh: FreshStore): void {
       assert.equal(await sh.get(scope, 'k', T), undefined, 'deleted, not just expired');
       await sh.update(scope, 'null', T, () => ({ value: null, expires: T + 1000, result: 0 }));
       assert.equal(await sh.get(scope, 'null', T + 1), null, 'null is a value');
+      assert.equal(await sh.get(scope, 'null', T + 999), null);
+      assert.equal(await sh.get(scope, 'null', T + 1000), undefined, 'expired at its expiry');
     });
 
     it('a change that throws writes nothing and the error is passed on', async () => {
