@@ -1,0 +1,71 @@
+import type { Store } from '../store.js';
+import { PgAccounts, PgAlerts, PgDomains, PgMeta } from './accounts.js';
+import { PgCluster, PgSharedState } from './cluster.js';
+import { PgDatasets } from './datasets.js';
+import { Db, parseStoreUrl } from './db.js';
+import { PgMail } from './mail.js';
+import { migrate } from './migrations.js';
+import { PgQueue } from './queue.js';
+import { PgRelay } from './relay.js';
+import { PgRules } from './rules.js';
+
+/**
+ * The PostgreSQL engine, for production and clusters: any number of server processes share
+ * one database. Every method is one transaction (or one statement) that decides what it
+ * changes from what is stored (see the locking notes in mail.ts); change events travel
+ * between the processes by LISTEN/NOTIFY (relay.ts).
+ *
+ * `postgres://user:password@host:port/database?pool=N`: N connections per process (10 by
+ * default); every other parameter is the driver's.
+ */
+export class PostgresStore implements Store {
+  readonly engine = 'postgres';
+  readonly domains: PgDomains;
+  readonly accounts: PgAccounts;
+  readonly alerts: PgAlerts;
+  readonly meta: PgMeta;
+  readonly mail: PgMail;
+  readonly queue: PgQueue;
+  readonly rules: PgRules;
+  readonly datasets: PgDatasets;
+  readonly cluster: PgCluster;
+  readonly shared: PgSharedState;
+  readonly relay: PgRelay;
+  private closed: Promise<void> | undefined;
+
+  /** Connects, brings the schema up to date, and returns the store. */
+  static async open(url: string): Promise<PostgresStore> {
+    const { connectionString, poolSize } = parseStoreUrl(url);
+    const db = new Db(connectionString, poolSize);
+    try {
+      await migrate(db.pool);
+    } catch (err) {
+      await db.end().catch(() => {});
+      throw err;
+    }
+    return new PostgresStore(db);
+  }
+
+  private constructor(readonly db: Db) {
+    this.domains = new PgDomains(db);
+    this.accounts = new PgAccounts(db);
+    this.alerts = new PgAlerts(db);
+    this.meta = new PgMeta(db);
+    this.mail = new PgMail(db);
+    this.queue = new PgQueue(db);
+    this.rules = new PgRules(db);
+    this.datasets = new PgDatasets(db);
+    this.cluster = new PgCluster(db);
+    this.shared = new PgSharedState(db);
+    this.relay = new PgRelay(db);
+  }
+
+  /** Stops the relay's listeners and closes every connection (after the queries in flight). */
+  close(): Promise<void> {
+    this.closed ??= (async () => {
+      await this.relay.close();
+      await this.db.end();
+    })();
+    return this.closed;
+  }
+}
