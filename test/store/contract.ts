@@ -188,6 +188,21 @@ function statsOf(messages: readonly MessageMeta[]): MailboxStats {
   return stats;
 }
 
+/** Every mailbox's stats of the account against its messages; accountUsage against their sizes. */
+async function checkCounters(store: Store, accountId: number): Promise<Map<number, MailboxStats>> {
+  const boxes = await store.mail.listMailboxes(accountId);
+  const stats = await store.mail.mailboxStats(accountId);
+  let total = 0;
+  for (const box of boxes) {
+    const expected = statsOf(await store.mail.listMessages(box.id));
+    assert.deepEqual(stats.get(box.id), expected, `stats of ${box.name}`);
+    total += expected.size;
+  }
+  assert.equal(stats.size, boxes.length, 'one entry per mailbox');
+  assert.equal(await store.mail.accountUsage(accountId), total, 'accountUsage');
+  return stats;
+}
+
 const byUid = (a: { uid: number }, b: { uid: number }): number => a.uid - b.uid;
 const numeric = (a: number, b: number): number => a - b;
 const sorted = <X>(xs: readonly X[], compare?: (a: X, b: X) => number): X[] => [...xs].sort(compare);
@@ -271,6 +286,7 @@ export function storeContract(engine: string, fresh: FreshStore): void {
     flagsAndChanges(fresh);
     countersAndQuota(fresh);
     concurrentMail(fresh);
+    concurrentDecisions(fresh);
     queue(fresh);
     rules(fresh);
     datasets(fresh);
@@ -1168,20 +1184,7 @@ function countersAndQuota(fresh: FreshStore): void {
   describe('counters and quota', () => {
     const c = useStore(fresh);
 
-    /** Every mailbox's stats against its messages; accountUsage against their sizes. */
-    async function checkStats(accountId: number): Promise<Map<number, MailboxStats>> {
-      const boxes = await c.store.mail.listMailboxes(accountId);
-      const stats = await c.store.mail.mailboxStats(accountId);
-      let total = 0;
-      for (const box of boxes) {
-        const expected = statsOf(await c.store.mail.listMessages(box.id));
-        assert.deepEqual(stats.get(box.id), expected, `stats of ${box.name}`);
-        total += expected.size;
-      }
-      assert.equal(stats.size, boxes.length, 'one entry per mailbox');
-      assert.equal(await c.store.mail.accountUsage(accountId), total, 'accountUsage');
-      return stats;
-    }
+    const checkStats = (accountId: number): Promise<Map<number, MailboxStats>> => checkCounters(c.store, accountId);
 
     it('mailboxStats and accountUsage after appends, flag changes, copies, moves, replacements, expunges and removals', async () => {
       const a = await c.account();
@@ -1381,6 +1384,30 @@ function concurrentMail(fresh: FreshStore): void {
       assert.equal((await c.store.mail.changesSince(box.id, start)).changed.length, n);
     });
 
+    it('counters stay exact under concurrent flag changes, appends, moves and expunges from two handles', async () => {
+      const h1 = await c.open();
+      const h2 = await c.open();
+      const a = await c.account();
+      const A = await c.mailbox(a.id);
+      const B = await c.mailbox(a.id);
+      const r = await c.store.mail.append(A.id, Array.from({ length: 24 }, (_, i) => sized(i, 100 + i, { flags: i % 3 === 0 ? F.Media : 0 })));
+      const uids = r.messages.map((m) => m.uid);
+      for (let round = 0; round < 8; round++) {
+        await Promise.all([
+          h1.mail.updateFlags(A.id, uids, delta(round % 2 === 0 ? { set: F.Seen } : { clear: F.Seen })),
+          h2.mail.copy(A.id, [uids[round]!], B.id, { move: true }),
+          h1.mail.updateFlags(A.id, uids, delta(round % 2 === 0 ? { clear: F.Media } : { set: F.Media })),
+          h2.mail.expunge(A.id, [uids[23 - round]!]),
+          h1.mail.append(A.id, [sized(100 + round, 300, { flags: F.Media })]),
+          h2.mail.updateFlags(B.id, [], delta({ set: F.Seen })),
+          h2.mail.copy(A.id, [uids[8 + round]!], B.id, { move: false }),
+        ]);
+      }
+      await checkCounters(c.store, a.id);
+      assert.equal((await c.store.mail.listMessages(A.id)).length, 24 - 8 - 8 + 8);
+      assert.equal((await c.store.mail.listMessages(B.id)).length, 16);
+    });
+
     it('the same delivery key from two handles at once stores the message once', async () => {
       const h1 = await c.open();
       const h2 = await c.open();
@@ -1415,6 +1442,82 @@ function concurrentMail(fresh: FreshStore): void {
       assert.equal(outcomes.filter((o) => o === 'stored').length, 5);
       assert.equal(await c.store.mail.accountUsage(a.id), 500);
       assert.equal((await c.store.mail.listMessages(box.id)).length, 5);
+    });
+  });
+}
+
+function raceBoth<T>(h1: Store, h2: Store, run: (h: Store) => Promise<T>): Promise<PromiseSettledResult<T>[]> {
+  return Promise.allSettled([run(h1), run(h2)]);
+}
+
+function concurrentDecisions(fresh: FreshStore): void {
+  describe('concurrent writers: one decision each', () => {
+    const c = useStore(fresh);
+
+    it('the same new mailbox from two handles: one is created, the other is an AlreadyExistsError', async () => {
+      const [h1, h2] = [await c.open(), await c.open()];
+      const a = await c.account();
+      for (let i = 0; i < 10; i++) {
+        const name = `Race${i}`;
+        const results = await raceBoth(h1, h2, (h) => h.mail.createMailbox(a.id, name, '', false));
+        const won = results.filter((x) => x.status === 'fulfilled');
+        assert.equal(won.length, 1, name);
+        const lost = results.find((x) => x.status === 'rejected') as PromiseRejectedResult;
+        assert.ok(lost.reason instanceof AlreadyExistsError, `${name}: ${String(lost.reason)}`);
+      }
+      assert.equal((await c.store.mail.listMailboxes(a.id)).length, 10);
+    });
+
+    it('the same alias for two accounts at once: one gets it', async () => {
+      const [h1, h2] = [await c.open(), await c.open()];
+      const domain = `${unique('race')}.test`;
+      await c.store.domains.create(domain);
+      const x = await c.store.accounts.create(newAccount(domain, 'x'));
+      const y = await c.store.accounts.create(newAccount(domain, 'y'));
+      for (let i = 0; i < 10; i++) {
+        const alias = `alias${i}`;
+        const results = await Promise.allSettled([h1.accounts.setAliases(x.id, [alias]), h2.accounts.setAliases(y.id, [alias])]);
+        const winners = results.map((r, j) => (r.status === 'fulfilled' ? [x.id, y.id][j] : undefined)).filter((id) => id !== undefined);
+        assert.equal(winners.length, 1, alias);
+        assert.ok(results.every((r) => r.status === 'fulfilled' || r.reason instanceof AlreadyExistsError));
+        assert.equal((await c.store.accounts.getByAlias(domain, alias))?.id, winners[0]);
+      }
+    });
+
+    it('the same queue key from two handles at once: queued once', async () => {
+      const [h1, h2] = [await c.open(), await c.open()];
+      for (let i = 0; i < 10; i++) {
+        const key = unique('race-key-');
+        const ids = await Promise.all([h1.queue.enqueue(queued(T, ['a@x.test'], { key })), h2.queue.enqueue(queued(T, ['a@x.test'], { key }))]);
+        assert.equal(ids.filter((id) => id !== undefined).length, 1, key);
+      }
+    });
+
+    it('claimReply for one address from two handles at once: one reply goes out', async () => {
+      const [h1, h2] = [await c.open(), await c.open()];
+      const a = await c.account();
+      for (let i = 0; i < 10; i++) {
+        const address = `sender${i}@x.test`;
+        const got = await Promise.all([h1, h2].map((h) => h.rules.claimReply(a.id, 'Vacation', address, T, T - DAY)));
+        assert.equal(got.filter(Boolean).length, 1, address);
+      }
+    });
+
+    it('dataset limits hold against writers on two handles', async () => {
+      const [h1, h2] = [await c.open(), await c.open()];
+      const a = await c.account();
+      const limits: DatasetLimits = { maxDatasets: 5, maxEntries: 4, maxAttributes: 5, maxEntryBytes: 1000 };
+      const creates = await Promise.allSettled(Array.from({ length: 10 }, (_, i) => (i % 2 ? h1 : h2).datasets.create(a.id, `Set${i}`, limits)));
+      assert.equal(creates.filter((r) => r.status === 'fulfilled').length, 5);
+      assert.ok(creates.every((r) => r.status === 'fulfilled' || r.reason instanceof DatasetLimitError));
+      assert.equal((await c.store.datasets.listSubsets(a.id, '')).length, 5);
+      const path = (await c.store.datasets.listSubsets(a.id, ''))[0]!;
+      const writes = await Promise.allSettled(
+        Array.from({ length: 10 }, (_, i) => (i % 2 ? h1 : h2).datasets.setEntry(a.id, path, `e${i}`, { changes: { n: String(i) } }, limits)),
+      );
+      assert.equal(writes.filter((r) => r.status === 'fulfilled').length, 4);
+      assert.ok(writes.every((r) => r.status === 'fulfilled' || r.reason instanceof DatasetLimitError));
+      assert.equal((await c.store.datasets.listEntries(a.id, path)).length, 4);
     });
   });
 }
