@@ -11,6 +11,8 @@ import {
   type MetaStore,
   type NewAccount,
   type Settings,
+  type SettingsChanges,
+  mergeSettings,
 } from '../store.js';
 import { isForeignKeyViolation, isUniqueViolation, type Db } from './db.js';
 
@@ -70,6 +72,7 @@ function toDomain(row: DomainRow): DomainRecord {
 const DOMAIN_SQL = {
   insert: { name: 'domains.insert', text: 'INSERT INTO domains (name, settings, created) VALUES ($1, $2, $3)' },
   byName: { name: 'domains.byName', text: 'SELECT name, settings, created FROM domains WHERE name = $1' },
+  lockSettings: { name: 'domains.lockSettings', text: 'SELECT settings FROM domains WHERE name = $1 FOR NO KEY UPDATE' },
   all: { name: 'domains.all', text: 'SELECT name, settings, created FROM domains ORDER BY name' },
   update: { name: 'domains.update', text: 'UPDATE domains SET settings = $1 WHERE name = $2' },
   remove: {
@@ -105,6 +108,16 @@ export class PgDomains implements DomainStore {
     await this.db.run(DOMAIN_SQL.update, [JSON.stringify(settings), name]);
   }
 
+  async mergeSettings(name: string, changes: SettingsChanges): Promise<Settings> {
+    return this.db.tx(async (tx) => {
+      const row = await tx.row<{ settings: string }>(DOMAIN_SQL.lockSettings, [name]);
+      if (!row) throw new NotFoundError(`domain ${name} does not exist`);
+      const merged = mergeSettings(JSON.parse(row.settings) as Settings, changes);
+      await tx.run(DOMAIN_SQL.update, [JSON.stringify(merged), name]);
+      return merged;
+    });
+  }
+
   async remove(name: string): Promise<boolean> {
     try {
       return (await this.db.run(DOMAIN_SQL.remove, [name])) > 0;
@@ -136,6 +149,7 @@ const ACCOUNT_SQL = {
   setRealName: { name: 'accounts.setRealName', text: 'UPDATE accounts SET real_name = $1 WHERE id = $2' },
   setSettings: { name: 'accounts.setSettings', text: 'UPDATE accounts SET settings = $1 WHERE id = $2' },
   setPrefs: { name: 'accounts.setPrefs', text: 'UPDATE accounts SET prefs = $1 WHERE id = $2' },
+  lockSettings: { name: 'accounts.lockSettings', text: 'SELECT settings, prefs FROM accounts WHERE id = $1 FOR NO KEY UPDATE' },
   recordLogin: { name: 'accounts.recordLogin', text: 'UPDATE accounts SET prev_login_time = $1, prev_login_ip = $2 WHERE id = $3' },
   recordFailedLogin: {
     name: 'accounts.recordFailedLogin',
@@ -227,6 +241,24 @@ export class PgAccounts implements AccountStore {
 
   async setPrefs(id: number, prefs: Settings): Promise<void> {
     await this.db.run(ACCOUNT_SQL.setPrefs, [JSON.stringify(prefs), id]);
+  }
+
+  mergeSettings(id: number, changes: SettingsChanges): Promise<Settings> {
+    return this.merge(id, changes, 'settings');
+  }
+
+  mergePrefs(id: number, changes: SettingsChanges): Promise<Settings> {
+    return this.merge(id, changes, 'prefs');
+  }
+
+  private merge(id: number, changes: SettingsChanges, column: 'settings' | 'prefs'): Promise<Settings> {
+    return this.db.tx(async (tx) => {
+      const row = await tx.row<{ settings: string; prefs: string }>(ACCOUNT_SQL.lockSettings, [id]);
+      if (!row) throw new NotFoundError('account not found');
+      const merged = mergeSettings(JSON.parse(row[column]) as Settings, changes);
+      await tx.run(column === 'settings' ? ACCOUNT_SQL.setSettings : ACCOUNT_SQL.setPrefs, [JSON.stringify(merged), id]);
+      return merged;
+    });
   }
 
   /** Login bookkeeping commits without waiting for the WAL flush (like SQLite's relaxed commit). */

@@ -180,6 +180,9 @@ const SQL = {
            SELECT r.account_id, r.name, '', true, $3::bigint FROM unnest($1::bigint[], $2::text[]) AS r(account_id, name)`,
   },
   setAcl: { name: 'mail.setAcl', text: 'UPDATE mailboxes SET acl = $1 WHERE id = $2' },
+  lockAcl: { name: 'mail.lockAcl', text: 'SELECT acl FROM mailboxes WHERE id = $1 FOR NO KEY UPDATE' },
+  // Flag bit 8: Deleted (see services/mail/flags.ts).
+  deletedAmong: { name: 'mail.deletedAmong', text: 'SELECT uid FROM messages WHERE mailbox_id = $1 AND uid = ANY($2) AND flags & 8 <> 0' },
   setClass: { name: 'mail.setClass', text: 'UPDATE mailboxes SET class = $1, pure_folder = $2 WHERE id = $3' },
   stats: {
     name: 'mail.stats',
@@ -577,6 +580,16 @@ export class PgMail implements MailStore {
     await this.db.run(SQL.setAcl, [JSON.stringify(acl), id]);
   }
 
+  async updateMailboxAcl(id: number, change: (acl: readonly AclEntryRecord[]) => AclEntryRecord[]): Promise<AclEntryRecord[]> {
+    return this.db.tx(async (tx) => {
+      const row = await tx.row<{ acl: string }>(SQL.lockAcl, [id]);
+      if (!row) throw new NotFoundError('mailbox not found');
+      const acl = change(JSON.parse(row.acl) as AclEntryRecord[]);
+      await tx.run(SQL.setAcl, [JSON.stringify(acl), id]);
+      return acl;
+    });
+  }
+
   async setMailboxClass(id: number, mailboxClass: string, pureFolder: boolean): Promise<void> {
     await this.db.run(SQL.setClass, [mailboxClass, pureFolder, id]);
   }
@@ -840,10 +853,22 @@ export class PgMail implements MailStore {
     });
   }
 
-  async expunge(mailboxId: number, uids: readonly number[]): Promise<{ modseq: number; removed: { uid: number; origUid: number }[] }> {
+  async expunge(
+    mailboxId: number,
+    uids: readonly number[],
+    options: { onlyDeleted?: boolean } = {},
+  ): Promise<{ modseq: number; removed: { uid: number; origUid: number }[] }> {
     return this.db.tx(async (tx) => {
       const bumping = tx.row<{ modseq: number }>(SQL.bump, [mailboxId]);
-      const removing = uids.length === 0 ? [] : this.removeMessages(tx, mailboxId, uids);
+      // The mailbox row is taken first: flag writers wait for it, so the Deleted flags read are the ones removed.
+      const removing = uids.length === 0
+        ? []
+        : options.onlyDeleted
+          ? bumping.then(async () => {
+              const deleted = (await tx.rows<{ uid: number }>(SQL.deletedAmong, [mailboxId, uids])).map((r) => r.uid);
+              return deleted.length === 0 ? [] : this.removeMessages(tx, mailboxId, deleted);
+            })
+          : this.removeMessages(tx, mailboxId, uids);
       const [box, removed] = await Promise.all([bumping, removing]);
       if (!box) throw new NotFoundError('mailbox not found');
       if (removed.length === 0) {
