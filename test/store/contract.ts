@@ -287,6 +287,7 @@ export function storeContract(engine: string, fresh: FreshStore): void {
     countersAndQuota(fresh);
     concurrentMail(fresh);
     concurrentDecisions(fresh);
+    storedReadModifyWrite(fresh);
     queue(fresh);
     rules(fresh);
     datasets(fresh);
@@ -553,6 +554,67 @@ function alertsAndMeta(fresh: FreshStore): void {
 
 // ---------------------------------------------------------------------------------------
 // Mail
+
+/** Changes the store decides from what is stored, in one transaction: settings, preferences, ACLs, expunging the Deleted. */
+function storedReadModifyWrite(fresh: FreshStore): void {
+  describe('changes decided on what is stored', () => {
+    const c = useStore(fresh);
+
+    it('account settings and preferences, and domain settings, merge key by key (null removes); concurrent merges of other keys are all kept', async () => {
+      const account = await c.account('merge');
+      await c.store.accounts.setSettings(account.id, { Keep: 'yes', Drop: 'x' });
+      assert.deepEqual(await c.store.accounts.mergeSettings(account.id, { Drop: null, Added: { Nested: ['1'] } }), { Keep: 'yes', Added: { Nested: ['1'] } });
+      assert.deepEqual((await c.store.accounts.getById(account.id))?.settings, { Keep: 'yes', Added: { Nested: ['1'] } });
+      const other = await c.open();
+      await Promise.all(
+        Array.from({ length: 20 }, (_, i) => (i % 2 === 0 ? c.store : other).accounts.mergePrefs(account.id, { [`Key${i}`]: String(i) })),
+      );
+      const prefs = (await c.store.accounts.getById(account.id))!.prefs;
+      assert.equal(Object.keys(prefs).length, 20, `every merge kept: ${JSON.stringify(prefs)}`);
+      await assert.rejects(c.store.accounts.mergePrefs(987_654, { A: '1' }), NotFoundError);
+
+      const domain = `${unique('merge')}.test`;
+      await c.store.domains.create(domain, { A: '1' });
+      await Promise.all([c.store.domains.mergeSettings(domain, { B: '2' }), other.domains.mergeSettings(domain, { C: '3' })]);
+      assert.deepEqual((await c.store.domains.get(domain))?.settings, { A: '1', B: '2', C: '3' });
+      await assert.rejects(c.store.domains.mergeSettings('missing.test', { A: '1' }), NotFoundError);
+    });
+
+    it('ACL updates apply to the ACL as stored: concurrent updates from two handles are all kept; a throwing change changes nothing', async () => {
+      const box = await c.mailbox();
+      const other = await c.open();
+      await Promise.all(
+        Array.from({ length: 10 }, (_, i) =>
+          (i % 2 === 0 ? c.store : other).mail.updateMailboxAcl(box.id, (acl) => [...acl, { pattern: `user${i}`, rights: 'lr' }]),
+        ),
+      );
+      const acl = (await c.store.mail.getMailboxById(box.id))!.acl;
+      assert.deepEqual(acl.map((e) => e.pattern).sort(), Array.from({ length: 10 }, (_, i) => `user${i}`).sort());
+      await assert.rejects(
+        c.store.mail.updateMailboxAcl(box.id, () => {
+          throw new Error('refused');
+        }),
+        /refused/,
+      );
+      assert.deepEqual((await c.store.mail.getMailboxById(box.id))!.acl, acl);
+      await assert.rejects(c.store.mail.updateMailboxAcl(987_654, (x) => [...x]), NotFoundError);
+    });
+
+    it('expunge with onlyDeleted removes only the messages whose Deleted flag is set as stored', async () => {
+      const box = await c.mailbox();
+      const r = await c.store.mail.append(box.id, [message(0, { flags: F.Deleted }), message(1), message(2, { flags: F.Deleted | F.Seen })]);
+      const [u0, u1, u2] = r.messages.map((m) => m.uid) as [number, number, number];
+      // Another handle clears one Deleted flag: that message stays.
+      await (await c.open()).mail.updateFlags(box.id, [u2], delta({ clear: F.Deleted }));
+      const result = await c.store.mail.expunge(box.id, [u0, u1, u2], { onlyDeleted: true });
+      assert.deepEqual(result.removed.map((x) => x.uid), [u0]);
+      assert.deepEqual((await c.store.mail.listMessages(box.id)).map((m) => m.uid), [u1, u2]);
+      const nothing = await c.store.mail.expunge(box.id, [u1, u2], { onlyDeleted: true });
+      assert.deepEqual(nothing.removed, []);
+      assert.equal(nothing.modseq, result.modseq, 'nothing removed: modseq unchanged');
+    });
+  });
+}
 
 function mailboxes(fresh: FreshStore): void {
   describe('mailboxes', () => {
