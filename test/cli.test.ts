@@ -238,6 +238,19 @@ describe('a running server and the command line on the same data directory', () 
     assert.equal(await second.exited, 0);
   });
 
+  test('a second serve on the same data directory refuses to start, naming the running server; after it stops the directory serves again', async () => {
+    const ws = workspace();
+    const first = await serve(ws);
+    const refused = await cli(ws, 'serve', '--ximss', String(await freePort()), '--http', String(await freePort()), '--smtp', '0');
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, new RegExp(`in use by another ximssd server \\(pid ${first.child.pid}\\)`));
+    first.child.kill('SIGTERM');
+    assert.equal(await first.exited, 0);
+    const second = await serve(ws);
+    second.child.kill('SIGTERM');
+    assert.equal(await second.exited, 0);
+  });
+
   test('the server sees accounts, passwords, alerts and removals made by the command line', async () => {
     const ws = workspace();
     await ok(ws, 'account', 'add', `dave@${DOMAIN}`, '--password', 'dave-pw');
