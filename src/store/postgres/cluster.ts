@@ -59,13 +59,15 @@ const CLUSTER_SQL = {
 
 /**
  * Cluster nodes and their XIMSS sessions. A node is alive while its aliveUntil is not
- * before `now`; sessions count only on live nodes.
+ * before `now`; sessions count only on live nodes. Commits do not wait for the WAL flush
+ * (synchronous_commit off): these records describe running processes, not data anyone was
+ * promised, and a login must not wait for a disk.
  */
 export class PgCluster implements ClusterStore {
   constructor(private readonly db: Db) {}
 
   async heartbeat(node: NodeRecord): Promise<void> {
-    await this.db.run(CLUSTER_SQL.heartbeat, [node.id, node.httpUrl, node.aliveUntil]);
+    await this.db.tx((tx) => tx.run(CLUSTER_SQL.heartbeat, [node.id, node.httpUrl, node.aliveUntil]), { relaxed: true });
   }
 
   async node(id: string): Promise<NodeRecord | undefined> {
@@ -74,10 +76,13 @@ export class PgCluster implements ClusterStore {
   }
 
   async removeNode(id: string): Promise<void> {
-    await this.db.tx(async (tx) => {
-      await tx.run(CLUSTER_SQL.removeNode, [id]);
-      await tx.run(CLUSTER_SQL.removeSessions, [id]);
-    });
+    await this.db.tx(
+      async (tx) => {
+        await tx.run(CLUSTER_SQL.removeNode, [id]);
+        await tx.run(CLUSTER_SQL.removeSessions, [id]);
+      },
+      { relaxed: true },
+    );
   }
 
   async deadNodes(now: number): Promise<NodeRecord[]> {
@@ -92,7 +97,7 @@ export class PgCluster implements ClusterStore {
         if (n >= limit) return false;
         await tx.run(CLUSTER_SQL.addSession, [session.urlID, session.accountId, session.node, session.created]);
         return true;
-      });
+      }, { relaxed: true });
     } catch (err) {
       if (isUniqueViolation(err)) throw new AlreadyExistsError(`session ${session.urlID} already exists`);
       throw err;
@@ -100,7 +105,7 @@ export class PgCluster implements ClusterStore {
   }
 
   async removeSession(urlID: string): Promise<void> {
-    await this.db.run(CLUSTER_SQL.removeSession, [urlID]);
+    await this.db.tx((tx) => tx.run(CLUSTER_SQL.removeSession, [urlID]), { relaxed: true });
   }
 
   async accountSessions(accountId: number, now: number): Promise<SessionRecord[]> {

@@ -26,7 +26,9 @@ function toSession(row: SessionRow): SessionRecord {
 /**
  * Nodes and sessions in SQLite. Only one server serves a SQLite store (see DataDirLock), so
  * this is a cluster of one; the tables keep the contract the same as on PostgreSQL. A node
- * is alive at `now` while `alive_until >= now`.
+ * is alive at `now` while `alive_until >= now`. Commits are relaxed (see relaxedCommit):
+ * these records describe the running processes, not data anyone was promised, and a login
+ * must not cost an fsync; after a crash the dead node's records no longer count.
  */
 export class SqliteCluster implements ClusterStore {
   private readonly sql;
@@ -49,7 +51,7 @@ export class SqliteCluster implements ClusterStore {
   }
 
   async heartbeat(node: NodeRecord): Promise<void> {
-    this.sql.heartbeat.run(node.id, node.httpUrl, node.aliveUntil);
+    relaxedCommit(this.db, () => this.sql.heartbeat.run(node.id, node.httpUrl, node.aliveUntil));
   }
 
   async node(id: string): Promise<NodeRecord | undefined> {
@@ -58,10 +60,12 @@ export class SqliteCluster implements ClusterStore {
   }
 
   async removeNode(id: string): Promise<void> {
-    this.db.transaction(() => {
-      this.sql.removeNodeSessions.run(id);
-      this.sql.removeNode.run(id);
-    }).immediate();
+    relaxedCommit(this.db, () =>
+      this.db.transaction(() => {
+        this.sql.removeNodeSessions.run(id);
+        this.sql.removeNode.run(id);
+      }).immediate(),
+    );
   }
 
   async deadNodes(now: number): Promise<NodeRecord[]> {
@@ -69,16 +73,18 @@ export class SqliteCluster implements ClusterStore {
   }
 
   async addSession(session: SessionRecord, limit: number, now: number): Promise<boolean> {
-    return this.db.transaction(() => {
-      const { n } = this.sql.countSessions.get(session.accountId, now) as { n: number };
-      if (n >= limit) return false;
-      this.sql.addSession.run(session.urlID, session.accountId, session.node, session.created);
-      return true;
-    }).immediate();
+    return relaxedCommit(this.db, () =>
+      this.db.transaction(() => {
+        const { n } = this.sql.countSessions.get(session.accountId, now) as { n: number };
+        if (n >= limit) return false;
+        this.sql.addSession.run(session.urlID, session.accountId, session.node, session.created);
+        return true;
+      }).immediate(),
+    );
   }
 
   async removeSession(urlID: string): Promise<void> {
-    this.sql.removeSession.run(urlID);
+    relaxedCommit(this.db, () => this.sql.removeSession.run(urlID));
   }
 
   async accountSessions(accountId: number, now: number): Promise<SessionRecord[]> {
