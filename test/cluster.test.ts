@@ -236,6 +236,9 @@ describe('a node dies', () => {
     const remoteQueued = new Set<string>();
     const errors: string[] = [];
     const [xa, xb] = await Promise.all([login(a, local), login(b, local)]);
+    // An HTTP session of node A, used through node B while A lives.
+    const web = (await httpXml(a, `/XIMSSLogin/?userName=${encodeURIComponent(sender)}&password=${PASSWORD}`)).elements()[0]!.attrs.urlID!;
+    assert.equal((await httpRequest(b, `/Session/${web}/sync?reqSeq=1`, '<XIMSS><noop id="1"/></XIMSS>')).status, 200);
     let stop = false;
     const appender = async (client: XimssClient, tag: string): Promise<void> => {
       for (let i = 0; !stop; i++) {
@@ -310,8 +313,8 @@ describe('a node dies', () => {
     } finally {
       await sink.stop();
     }
-    // A session of the dead node is gone: its HTTP requests through the survivor answer 550.
-    assert.equal((await httpRequest(b, `/Session/1-BBBBBBBBBBBBBBBBBBBB/sync?reqSeq=1`, '<XIMSS><noop id="1"/></XIMSS>')).status, 550);
+    // The dead node's HTTP session is gone: its requests through the survivor answer 550 (the client logs in again).
+    assert.equal((await httpRequest(b, `/Session/${web}/sync?reqSeq=2`, '<XIMSS><noop id="2"/></XIMSS>')).status, 550);
   });
 });
 
