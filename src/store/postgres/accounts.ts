@@ -15,59 +15,11 @@ import {
   mergeSettings,
 } from '../store.js';
 import { isForeignKeyViolation, isUniqueViolation, type Db } from './db.js';
-
-interface AccountRow {
-  id: number;
-  domain: string;
-  name: string;
-  real_name: string | null;
-  password_hash: string;
-  cram_md5: string | null;
-  recovery_email: string | null;
-  settings: string;
-  prefs: string;
-  created: number;
-  prev_login_time: number | null;
-  prev_login_ip: string | null;
-  failed_login_time: number | null;
-  failed_login_ip: string | null;
-  credentials_version: number;
-}
-
-interface DomainRow {
-  name: string;
-  settings: string;
-  created: number;
-}
+import { toAccount, toDomain, type AccountRow, type DomainRow } from '../rows.js';
 
 const ACCOUNT_COLUMNS = `id, domain, name, real_name, password_hash, cram_md5, recovery_email, settings, prefs, created,
   prev_login_time, prev_login_ip, failed_login_time, failed_login_ip, credentials_version`;
 
-function login(time: number | null, address: string | null): LoginRecord | null {
-  return time === null ? null : { time: new Date(time), address: address ?? '' };
-}
-
-function toAccount(row: AccountRow): AccountRecord {
-  return {
-    id: row.id,
-    domain: row.domain,
-    name: row.name,
-    realName: row.real_name,
-    passwordHash: row.password_hash,
-    cramMd5Context: row.cram_md5,
-    recoveryEmail: row.recovery_email,
-    settings: JSON.parse(row.settings) as Settings,
-    prefs: JSON.parse(row.prefs) as Settings,
-    created: new Date(row.created),
-    prevLogin: login(row.prev_login_time, row.prev_login_ip),
-    lastFailedLogin: login(row.failed_login_time, row.failed_login_ip),
-    credentialsVersion: row.credentials_version,
-  };
-}
-
-function toDomain(row: DomainRow): DomainRecord {
-  return { name: row.name, settings: JSON.parse(row.settings) as Settings, created: new Date(row.created) };
-}
 
 const DOMAIN_SQL = {
   insert: { name: 'domains.insert', text: 'INSERT INTO domains (name, settings, created) VALUES ($1, $2, $3)' },

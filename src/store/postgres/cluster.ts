@@ -1,26 +1,7 @@
 import { AlreadyExistsError, type ClusterStore, type NodeRecord, type SessionRecord, type SharedStateStore, type SharedUpdate } from '../store.js';
 import { isUniqueViolation, toText, type Db, type Sql } from './db.js';
+import { toNode, toSession, type NodeRow, type SessionRow } from '../rows.js';
 
-interface NodeRow {
-  id: string;
-  http_url: string;
-  alive_until: number;
-}
-
-interface SessionRow {
-  url_id: string;
-  account_id: number;
-  node: string;
-  created: number;
-}
-
-function toNode(row: NodeRow): NodeRecord {
-  return { id: row.id, httpUrl: row.http_url, aliveUntil: row.alive_until };
-}
-
-function toSession(row: SessionRow): SessionRecord {
-  return { urlID: row.url_id, accountId: row.account_id, node: row.node, created: row.created };
-}
 
 /** The advisory-lock namespace of an account's session count (the account id is the second key). */
 const SESSION_LOCK = 0x78736573; // 'xses'

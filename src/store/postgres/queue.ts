@@ -1,69 +1,16 @@
 import type {
-  MessageSource,
   NewQueuedMessage,
   QueueLease,
   QueuedMessageRecord,
   QueuedRecipientRecord,
   QueueStore,
-  RecipientState,
   RecipientUpdate,
 } from '../queue.js';
 import { withoutNul, type Db, type Sql, type Tx } from './db.js';
-
-interface MessageRow {
-  id: number;
-  sender: string;
-  created: number;
-  expires: number;
-  ret: string | null;
-  envid: string | null;
-  source: string;
-  size: number;
-}
-
-interface RecipientRow {
-  address: string;
-  notify: string | null;
-  orcpt: string | null;
-  state: string;
-  attempts: number;
-  next_attempt: number;
-  last_attempt: number | null;
-  status: string | null;
-  diagnostic: string | null;
-  remote_mta: string | null;
-}
+import { toLease, toQueuedMessage, toRecipient, type LeaseRow, type QueuedMessageRow, type RecipientRow } from '../rows.js';
 
 const MESSAGE_COLUMNS = 'id, sender, created, expires, ret, envid, source, size';
 const RECIPIENT_COLUMNS = 'address, notify, orcpt, state, attempts, next_attempt, last_attempt, status, diagnostic, remote_mta';
-
-function toMessage(row: MessageRow): QueuedMessageRecord {
-  return {
-    id: row.id,
-    sender: row.sender,
-    created: row.created,
-    expires: row.expires,
-    ret: row.ret === 'FULL' || row.ret === 'HDRS' ? row.ret : null,
-    envid: row.envid,
-    source: row.source as MessageSource,
-    size: row.size,
-  };
-}
-
-function toRecipient(row: RecipientRow): QueuedRecipientRecord {
-  return {
-    address: row.address,
-    notify: row.notify,
-    orcpt: row.orcpt,
-    state: row.state as RecipientState,
-    attempts: row.attempts,
-    nextAttempt: row.next_attempt,
-    lastAttempt: row.last_attempt,
-    status: row.status,
-    diagnostic: row.diagnostic,
-    remoteMta: row.remote_mta,
-  };
-}
 
 /** The earliest next attempt of a message's pending recipients, as queue_messages.next_due keeps it. */
 const NEXT_DUE = `(SELECT min(next_attempt) FROM queue_recipients r WHERE r.message_id = queue_messages.id AND r.state = 'pending')`;
@@ -150,10 +97,10 @@ export class PgQueue implements QueueStore {
 
   async claimDue(now: number, limit: number, lease: QueueLease): Promise<QueuedMessageRecord[]> {
     if (limit <= 0) return [];
-    const rows = await this.db.rows<MessageRow & { next_due: number }>(SQL.claim, [now, limit, lease.owner, lease.until]);
+    const rows = await this.db.rows<QueuedMessageRow & { next_due: number }>(SQL.claim, [now, limit, lease.owner, lease.until]);
     // RETURNING comes in no particular order: the longest due first.
     rows.sort((a, b) => a.next_due - b.next_due || a.id - b.id);
-    return rows.map(toMessage);
+    return rows.map(toQueuedMessage);
   }
 
   async nextDue(now: number): Promise<number | undefined> {
@@ -211,7 +158,7 @@ export class PgQueue implements QueueStore {
   async list(): Promise<{ message: QueuedMessageRecord; recipients: QueuedRecipientRecord[]; lease: QueueLease | null }[]> {
     return this.db.tx(
       async (tx) => {
-        const messages = await tx.rows<MessageRow & { lease_owner: string | null; lease_until: number | null }>(SQL.all);
+        const messages = await tx.rows<QueuedMessageRow & LeaseRow>(SQL.all);
         const recipients = new Map<number, QueuedRecipientRecord[]>();
         if (messages.length > 0) {
           const rows = await tx.rows<RecipientRow & { message_id: number }>(SQL.allRecipients, [messages.map((m) => m.id)]);
@@ -222,9 +169,9 @@ export class PgQueue implements QueueStore {
           }
         }
         return messages.map((row) => ({
-          message: toMessage(row),
+          message: toQueuedMessage(row),
           recipients: recipients.get(row.id) ?? [],
-          lease: row.lease_owner !== null && row.lease_until !== null ? { owner: row.lease_owner, until: row.lease_until } : null,
+          lease: toLease(row),
         }));
       },
       { snapshot: true },

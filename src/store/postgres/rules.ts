@@ -1,41 +1,8 @@
-import type { RuleAction, RuleCondition, RuleGuard, RuleRecord, RuleStore } from '../rules.js';
+import type { RuleGuard, RuleRecord, RuleStore } from '../rules.js';
 import { AlreadyExistsError, NotFoundError } from '../store.js';
 import { withoutNul, type Db, type Sql, type Tx } from './db.js';
+import { MAIL_RULES, ruleBodyColumn, toRule, type RuleRow } from '../rows.js';
 
-/** The rule set whose "Reply with" actions keep the vacation log. */
-const MAIL_RULES = 'mailIn';
-
-interface RuleRow {
-  type: string;
-  name: string;
-  priority: number;
-  stage: string | null;
-  body: string;
-}
-
-interface RuleBody {
-  conditions: RuleCondition[];
-  actions: RuleAction[];
-  comment: string | null;
-}
-
-function toRule(row: RuleRow): RuleRecord {
-  const body = JSON.parse(row.body) as RuleBody;
-  return {
-    type: row.type,
-    name: row.name,
-    priority: row.priority,
-    stage: row.stage,
-    conditions: body.conditions,
-    actions: body.actions,
-    comment: body.comment,
-  };
-}
-
-function bodyColumn(rule: RuleRecord): string {
-  const body: RuleBody = { conditions: rule.conditions, actions: rule.actions, comment: rule.comment };
-  return JSON.stringify(body);
-}
 
 const SQL = {
   // Rule writes of one account follow each other (the guard sees the count as it stays).
@@ -113,7 +80,7 @@ export class PgRules implements RuleStore {
     await this.db.tx(async (tx) => {
       const { rule: existing, count } = await this.current(tx, accountId, rule.type, rule.name);
       guard(existing, count);
-      await tx.run(SQL.upsert, [accountId, rule.type, rule.name, rule.priority, rule.stage, bodyColumn(rule)]);
+      await tx.run(SQL.upsert, [accountId, rule.type, rule.name, rule.priority, rule.stage, ruleBodyColumn(rule)]);
     });
   }
 

@@ -1,27 +1,8 @@
 import type { Database as SqliteDatabase } from 'better-sqlite3';
 import type { ClusterStore, NodeRecord, SessionRecord, SharedStateStore, SharedUpdate } from '../store.js';
 import { prepareAll, relaxedCommit } from './util.js';
+import { toNode, toSession, type NodeRow, type SessionRow } from '../rows.js';
 
-interface NodeRow {
-  id: string;
-  http_url: string;
-  alive_until: number;
-}
-
-interface SessionRow {
-  url_id: string;
-  account_id: number;
-  node: string;
-  created: number;
-}
-
-function toNode(row: NodeRow): NodeRecord {
-  return { id: row.id, httpUrl: row.http_url, aliveUntil: row.alive_until };
-}
-
-function toSession(row: SessionRow): SessionRecord {
-  return { urlID: row.url_id, accountId: row.account_id, node: row.node, created: row.created };
-}
 
 /**
  * Nodes and sessions in SQLite. Only one server serves a SQLite store (see DataDirLock), so

@@ -10,41 +10,8 @@ import {
 } from '../datasets.js';
 import { AlreadyExistsError, NotFoundError } from '../store.js';
 import { prepareAll } from './util.js';
+import { ancestors, parseAttrs, subtreeRange, toEntry, type EntryRow } from '../rows.js';
 
-interface EntryRow {
-  name: string;
-  attrs: string;
-}
-
-/** Parses stored attributes into a null-prototype dictionary (`__proto__` stays a plain name). */
-function parseAttrs(json: string): DatasetAttributes {
-  const parsed = JSON.parse(json) as Record<string, unknown>;
-  const attrs = Object.create(null) as DatasetAttributes;
-  for (const key of Object.keys(parsed)) {
-    const value = parsed[key];
-    if (typeof value === 'string') attrs[key] = value;
-  }
-  return attrs;
-}
-
-function toEntry(row: EntryRow): DatasetEntry {
-  return { name: row.name, attrs: parseAttrs(row.attrs) };
-}
-
-/** `A/B/C` -> [`A`, `A/B`]. */
-function ancestors(path: string): string[] {
-  const out: string[] = [];
-  for (let i = path.indexOf('/'); i >= 0; i = path.indexOf('/', i + 1)) out.push(path.slice(0, i));
-  return out;
-}
-
-/**
- * The bounds of the paths strictly under `path` (`path/...`), for a range scan on the
- * primary key: TEXT compares bytewise, and `0` is the character after `/`.
- */
-function subtreeRange(path: string): [string, string] {
-  return [path + '/', path + '0'];
-}
 
 /**
  * Datasets and their entries in SQLite. Every write is one IMMEDIATE transaction (limits

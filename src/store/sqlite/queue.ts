@@ -1,78 +1,16 @@
 import type { Database as SqliteDatabase } from 'better-sqlite3';
 import type {
-  MessageSource,
   NewQueuedMessage,
   QueueLease,
   QueuedMessageRecord,
   QueuedRecipientRecord,
   QueueStore,
-  RecipientState,
   RecipientUpdate,
 } from '../queue.js';
 import { prepareAll } from './util.js';
-
-interface MessageRow {
-  id: number;
-  sender: string;
-  created: number;
-  expires: number;
-  ret: string | null;
-  envid: string | null;
-  source: string;
-  size: number;
-}
-
-interface LeaseRow {
-  lease_owner: string | null;
-  lease_until: number | null;
-}
-
-interface RecipientRow {
-  address: string;
-  notify: string | null;
-  orcpt: string | null;
-  state: string;
-  attempts: number;
-  next_attempt: number;
-  last_attempt: number | null;
-  status: string | null;
-  diagnostic: string | null;
-  remote_mta: string | null;
-}
+import { toLease, toQueuedMessage, toRecipient, type LeaseRow, type QueuedMessageRow, type RecipientRow } from '../rows.js';
 
 const MESSAGE_COLUMNS = 'id, sender, created, expires, ret, envid, source, length(raw) AS size';
-
-function toLease(row: LeaseRow): QueueLease | null {
-  return row.lease_owner === null || row.lease_until === null ? null : { owner: row.lease_owner, until: row.lease_until };
-}
-
-function toMessage(row: MessageRow): QueuedMessageRecord {
-  return {
-    id: row.id,
-    sender: row.sender,
-    created: row.created,
-    expires: row.expires,
-    ret: row.ret === 'FULL' || row.ret === 'HDRS' ? row.ret : null,
-    envid: row.envid,
-    source: row.source as MessageSource,
-    size: row.size,
-  };
-}
-
-function toRecipient(row: RecipientRow): QueuedRecipientRecord {
-  return {
-    address: row.address,
-    notify: row.notify,
-    orcpt: row.orcpt,
-    state: row.state as RecipientState,
-    attempts: row.attempts,
-    nextAttempt: row.next_attempt,
-    lastAttempt: row.last_attempt,
-    status: row.status,
-    diagnostic: row.diagnostic,
-    remoteMta: row.remote_mta,
-  };
-}
 
 /**
  * The queue in SQLite: every change is one transaction, synced before the call resolves.
@@ -143,7 +81,7 @@ export class SqliteQueue implements QueueStore {
     if (limit <= 0) return [];
     return this.db.transaction(() => {
       const ids = this.sql.due.all(now, now, limit) as { id: number }[];
-      return ids.map(({ id }) => toMessage(this.sql.claim.get(lease.owner, lease.until, id) as MessageRow));
+      return ids.map(({ id }) => toQueuedMessage(this.sql.claim.get(lease.owner, lease.until, id) as QueuedMessageRow));
     }).immediate();
   }
 
@@ -191,8 +129,8 @@ export class SqliteQueue implements QueueStore {
 
   async list(): Promise<{ message: QueuedMessageRecord; recipients: QueuedRecipientRecord[]; lease: QueueLease | null }[]> {
     return this.db.transaction(() =>
-      (this.sql.all.all() as (MessageRow & LeaseRow)[]).map((row) => ({
-        message: toMessage(row),
+      (this.sql.all.all() as (QueuedMessageRow & LeaseRow)[]).map((row) => ({
+        message: toQueuedMessage(row),
         recipients: (this.sql.recipients.all(row.id) as RecipientRow[]).map(toRecipient),
         lease: toLease(row),
       })),

@@ -1,42 +1,9 @@
 import type { Database as SqliteDatabase } from 'better-sqlite3';
-import type { RuleAction, RuleCondition, RuleGuard, RuleRecord, RuleStore } from '../rules.js';
+import type { RuleGuard, RuleRecord, RuleStore } from '../rules.js';
 import { AlreadyExistsError, NotFoundError } from '../store.js';
 import { prepareAll } from './util.js';
+import { MAIL_RULES, ruleBodyColumn, toRule, type RuleRow } from '../rows.js';
 
-/** The rule set whose "Reply with" actions keep the vacation log. */
-const MAIL_RULES = 'mailIn';
-
-interface RuleRow {
-  type: string;
-  name: string;
-  priority: number;
-  stage: string | null;
-  body: string;
-}
-
-interface RuleBody {
-  conditions: RuleCondition[];
-  actions: RuleAction[];
-  comment: string | null;
-}
-
-function toRule(row: RuleRow): RuleRecord {
-  const body = JSON.parse(row.body) as RuleBody;
-  return {
-    type: row.type,
-    name: row.name,
-    priority: row.priority,
-    stage: row.stage,
-    conditions: body.conditions,
-    actions: body.actions,
-    comment: body.comment,
-  };
-}
-
-function bodyColumn(rule: RuleRecord): string {
-  const body: RuleBody = { conditions: rule.conditions, actions: rule.actions, comment: rule.comment };
-  return JSON.stringify(body);
-}
 
 /**
  * Rules in SQLite: one row per rule, its conditions, actions and comment as JSON (they are
@@ -90,7 +57,7 @@ export class SqliteRules implements RuleStore {
   async put(accountId: number, rule: RuleRecord, guard: RuleGuard): Promise<void> {
     this.db.transaction(() => {
       guard(this.current(accountId, rule.type, rule.name), this.count(accountId, rule.type));
-      this.sql.upsert.run(accountId, rule.type, rule.name, rule.priority, rule.stage, bodyColumn(rule));
+      this.sql.upsert.run(accountId, rule.type, rule.name, rule.priority, rule.stage, ruleBodyColumn(rule));
     }).immediate();
   }
 
