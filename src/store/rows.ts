@@ -2,7 +2,7 @@
  * Row shapes and their conversion to records, shared by both engines: the SQLite and the
  * PostgreSQL schemas name their columns alike, and each engine reads its rows into these.
  */
-import type { DatasetAttributes, DatasetEntry } from './datasets.js';
+import { DatasetLimitError, emailKey, type DatasetAttributes, type DatasetEntry, type DatasetLimits, type EntryWrite } from './datasets.js';
 import type { MessageSource, QueueLease, QueuedMessageRecord, QueuedRecipientRecord, RecipientState } from './queue.js';
 import type { RuleAction, RuleCondition, RuleRecord } from './rules.js';
 import type { AccountRecord, DomainRecord, LoginRecord, NodeRecord, SessionRecord, Settings } from './store.js';
@@ -159,6 +159,28 @@ export function ancestors(path: string): string[] {
  */
 export function subtreeRange(path: string): [string, string] {
   return [path + '/', path + '0'];
+}
+
+/**
+ * An entry as `write` leaves it, from its stored row (undefined: a new entry): its
+ * attributes, their JSON, and its email key; DatasetLimitError past the attribute or size
+ * limit. What both engines do inside the write's transaction.
+ */
+export function writtenEntry(row: EntryRow | undefined, write: EntryWrite, limits: DatasetLimits): { attrs: DatasetAttributes; json: string; key: string | null } {
+  const attrs = row && !write.replace ? parseAttrs(row.attrs) : (Object.create(null) as DatasetAttributes);
+  for (const key of Object.keys(write.changes)) {
+    const value = write.changes[key];
+    if (value === null || value === undefined) delete attrs[key];
+    else attrs[key] = value;
+  }
+  if (Object.keys(attrs).length > limits.maxAttributes) {
+    throw new DatasetLimitError(`too many attributes (at most ${limits.maxAttributes} in an entry)`);
+  }
+  const json = JSON.stringify(attrs);
+  if (Buffer.byteLength(json, 'utf8') > limits.maxEntryBytes) {
+    throw new DatasetLimitError(`the entry is too large (at most ${limits.maxEntryBytes} bytes)`);
+  }
+  return { attrs, json, key: attrs.email === undefined ? null : emailKey(attrs.email) };
 }
 
 // Rules

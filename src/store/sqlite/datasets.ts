@@ -1,8 +1,6 @@
 import type { Database as SqliteDatabase } from 'better-sqlite3';
 import {
   DatasetLimitError,
-  emailKey,
-  type DatasetAttributes,
   type DatasetEntry,
   type DatasetLimits,
   type DatasetStore,
@@ -10,7 +8,7 @@ import {
 } from '../datasets.js';
 import { AlreadyExistsError, NotFoundError } from '../store.js';
 import { prepareAll } from './util.js';
-import { ancestors, parseAttrs, subtreeRange, toEntry, type EntryRow } from '../rows.js';
+import { ancestors, subtreeRange, toEntry, writtenEntry, type EntryRow } from '../rows.js';
 
 
 /**
@@ -96,20 +94,7 @@ export class SqliteDatasets implements DatasetStore {
       const row = this.sql.getEntry.get(accountId, path, name) as EntryRow | undefined;
       if (row && write.mustBeNew) throw new AlreadyExistsError(`entry ${name} already exists`);
 
-      const attrs = row && !write.replace ? parseAttrs(row.attrs) : (Object.create(null) as DatasetAttributes);
-      for (const key of Object.keys(write.changes)) {
-        const value = write.changes[key];
-        if (value === null || value === undefined) delete attrs[key];
-        else attrs[key] = value;
-      }
-      if (Object.keys(attrs).length > limits.maxAttributes) {
-        throw new DatasetLimitError(`too many attributes (at most ${limits.maxAttributes} in an entry)`);
-      }
-      const json = JSON.stringify(attrs);
-      if (Buffer.byteLength(json, 'utf8') > limits.maxEntryBytes) {
-        throw new DatasetLimitError(`the entry is too large (at most ${limits.maxEntryBytes} bytes)`);
-      }
-      const key = attrs.email === undefined ? null : emailKey(attrs.email);
+      const { attrs, json, key } = writtenEntry(row, write, limits);
 
       if (write.uniqueEmail && key !== null && key !== '') this.sql.removeSameEmail.run(accountId, path, key, name);
       if (!row) {
