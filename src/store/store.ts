@@ -412,6 +412,8 @@ export interface MailStore {
   listMailboxes(accountId: number): Promise<MailboxRecord[]>;
   getMailbox(accountId: number, name: string): Promise<MailboxRecord | undefined>;
   getMailboxById(id: number): Promise<MailboxRecord | undefined>;
+  /** The highest modseq of each of these mailboxes (those that exist), in one read: how nodes check their indexes are current. */
+  highestModseqs(ids: readonly number[]): Promise<Map<number, number>>;
   /**
    * Creates a mailbox. AlreadyExistsError when the name is taken — unless `overPureFolder`
    * and what has the name is a pure folder, which then becomes this mailbox (keeping its id).

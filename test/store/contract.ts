@@ -580,6 +580,17 @@ function storedReadModifyWrite(fresh: FreshStore): void {
       await assert.rejects(c.store.domains.mergeSettings('missing.test', { A: '1' }), NotFoundError);
     });
 
+    it('highestModseqs reads the modseq of each existing mailbox at once', async () => {
+      const [one, two] = [await c.mailbox(), await c.mailbox()];
+      await c.store.mail.append(two.id, [message(0)]);
+      const modseqs = await c.store.mail.highestModseqs([one.id, two.id, 987_654]);
+      assert.deepEqual([...modseqs].sort((x, y) => x[0] - y[0]), [
+        [one.id, one.highestModseq],
+        [two.id, two.highestModseq + 1],
+      ]);
+      assert.equal((await c.store.mail.highestModseqs([])).size, 0);
+    });
+
     it('ACL updates apply to the ACL as stored: concurrent updates from two handles are all kept; a throwing change changes nothing', async () => {
       const box = await c.mailbox();
       const other = await c.open();

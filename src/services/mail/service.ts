@@ -1015,12 +1015,27 @@ export class MailService {
     this.bus.publish('mailboxChanged', modseq === undefined ? { accountId, mailboxId, name } : { accountId, mailboxId, name, modseq });
   }
 
-  /** Drops indexes nobody watches that have not been used for a while. */
+  /**
+   * Drops indexes nobody watches that have not been used for a while, and checks that the
+   * watched ones are current: a change whose process died between its commit and its event
+   * reached no other process, and is caught up here (one read for all of them).
+   */
   private sweep(): void {
     const now = Date.now();
     for (const [id, index] of this.indexes) {
       if (!index.watched && now - index.lastUsed > INDEX_IDLE_MS) this.indexes.delete(id);
     }
+    const watched = [...this.indexes].filter(([, index]) => index.watched);
+    if (watched.length === 0) return;
+    this.store.mail.highestModseqs(watched.map(([id]) => id)).then(
+      (modseqs) => {
+        for (const [id, index] of watched) {
+          const modseq = modseqs.get(id);
+          if (modseq === undefined || modseq > index.modseq) this.catchUp(id);
+        }
+      },
+      (err: unknown) => console.error('checking the open mailboxes failed:', err),
+    );
   }
 }
 

@@ -142,6 +142,7 @@ const SQL = {
   listMailboxes: { name: 'mail.listMailboxes', text: `SELECT ${MAILBOX_COLUMNS} FROM mailboxes WHERE account_id = $1 ORDER BY name` },
   getMailbox: { name: 'mail.getMailbox', text: `SELECT ${MAILBOX_COLUMNS} FROM mailboxes WHERE account_id = $1 AND name = $2` },
   getMailboxById: { name: 'mail.getMailboxById', text: `SELECT ${MAILBOX_COLUMNS} FROM mailboxes WHERE id = $1` },
+  modseqs: { name: 'mail.modseqs', text: 'SELECT id, modseq FROM mailboxes WHERE id = ANY($1)' },
   createMailbox: {
     name: 'mail.createMailbox',
     text: `INSERT INTO mailboxes (account_id, name, class, pure_folder, uid_validity) VALUES ($1, $2, $3, $4, $5)
@@ -526,6 +527,12 @@ export class PgMail implements MailStore {
   async getMailboxById(id: number): Promise<MailboxRecord | undefined> {
     const row = await this.db.row<MailboxRow>(SQL.getMailboxById, [id]);
     return row && toMailbox(row);
+  }
+
+  async highestModseqs(ids: readonly number[]): Promise<Map<number, number>> {
+    if (ids.length === 0) return new Map();
+    const rows = await this.db.rows<{ id: number; modseq: number }>(SQL.modseqs, [ids]);
+    return new Map(rows.map((r) => [r.id, r.modseq]));
   }
 
   async createMailbox(

@@ -136,6 +136,15 @@ export class SqliteMail implements MailStore {
     return row && toMailbox(row);
   }
 
+  async highestModseqs(ids: readonly number[]): Promise<Map<number, number>> {
+    const result = new Map<number, number>();
+    for (const id of ids) {
+      const row = this.sql.getModseq.get(id) as { modseq: number } | undefined;
+      if (row) result.set(id, row.modseq);
+    }
+    return result;
+  }
+
   async createMailbox(
     accountId: number,
     name: string,
@@ -477,6 +486,7 @@ function prepareStatements(db: SqliteDatabase) {
     listMailboxes: 'SELECT * FROM mailboxes WHERE account_id = ? ORDER BY name',
     getMailbox: 'SELECT * FROM mailboxes WHERE account_id = ? AND name = ?',
     getMailboxById: 'SELECT * FROM mailboxes WHERE id = ?',
+    getModseq: 'SELECT modseq FROM mailboxes WHERE id = ?',
     createMailbox:
       'INSERT INTO mailboxes (account_id, name, class, pure_folder, uid_validity) VALUES (?, ?, ?, ?, ?) RETURNING *',
     convertFolder: 'UPDATE mailboxes SET class = ?, pure_folder = ? WHERE id = ? RETURNING *',
