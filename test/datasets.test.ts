@@ -413,7 +413,7 @@ describe('datasets: limits and storage', () => {
 
       // Another connection to the same file sees the acknowledged data at once.
       const account = (await running.services.accounts.find('keeper@persist.test'))!;
-      const other = await openStore(undefined, dataDir);
+      const other = await openStore(config.store || undefined, dataDir);
       try {
         assert.deepEqual(
           (await other.datasets.listEntries(account.id, 'Book/Sub')).map((e) => [e.name, { ...e.attrs }]),

@@ -12,6 +12,7 @@ import { defaultConfig, mergeConfig, type Config } from '../src/config.js';
 import { startServer, type RunningServer, type ServerOptions } from '../src/server.js';
 import { XmlElement } from '../src/xml/element.js';
 import { parseXml } from '../src/xml/parser.js';
+import { startPostgres, type PostgresServer } from './fixtures/postgres.js';
 
 export interface TestServer extends RunningServer {
   readonly config: Config;
@@ -32,6 +33,27 @@ export interface TestServer extends RunningServer {
 /** Numbers the accounts of `newAccount` (one test file runs in one process). */
 let accountCounter = 0;
 
+/**
+ * With XIMSSD_TEST_STORE=postgres, every test server of the process runs on a database of its
+ * own on one private PostgreSQL (started at the first server, stopped at exit): any suite can
+ * be run on that engine, e.g. `XIMSSD_TEST_STORE=postgres node --import tsx --test test/mail.test.ts`.
+ */
+let postgres: Promise<PostgresServer> | undefined;
+/** The database of each data directory: a server restarted on the same directory finds its data. */
+const databases = new Map<string, string>();
+
+async function testStoreUrl(dataDir: string): Promise<string> {
+  if (process.env.XIMSSD_TEST_STORE !== 'postgres') return '';
+  if (!postgres) {
+    postgres = startPostgres();
+    const started = postgres;
+    process.once('beforeExit', () => void started.then((pg) => pg.stop()));
+  }
+  let url = databases.get(dataDir);
+  if (url === undefined) databases.set(dataDir, (url = await (await postgres).createDatabase()));
+  return url;
+}
+
 /** `options`: what startServer takes besides the configuration (e.g. an observable password verifier). */
 export async function startTestServer(overrides: Record<string, unknown> = {}, options: ServerOptions = {}): Promise<TestServer> {
   const dataDir = mkdtempSync(join(tmpdir(), 'ximssd-test-'));
@@ -49,6 +71,7 @@ export async function startTestServer(overrides: Record<string, unknown> = {}, o
     'test',
   );
   const merged = mergeConfig(config, overrides, 'test overrides');
+  if (merged.store === '') merged.store = await testStoreUrl(merged.dataDir);
   const server = await startServer(merged, () => {}, options);
   const clients: XimssClient[] = [];
   const addAccount = async (address: string, password: string, realName?: string): Promise<void> => {

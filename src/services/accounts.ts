@@ -185,8 +185,10 @@ export class AccountService {
 
   /** Effective settings: built-in defaults < the domain's account defaults < the account's own. */
   async effectiveSettings(account: AccountRecord): Promise<Settings> {
-    const domain = await this.store.domains.get(account.domain);
-    return { ...DEFAULT_ACCOUNT_SETTINGS, ...asSettings(domain?.settings.AccountDefaults), ...account.settings };
+    // Read as stored now (another node, or the command line, may have changed them): these
+    // decide what the account may do (RulesAllowed, PWDAllowed, MaxAccountSize).
+    const [domain, current] = await Promise.all([this.store.domains.get(account.domain), this.store.accounts.getById(account.id)]);
+    return { ...DEFAULT_ACCOUNT_SETTINGS, ...asSettings(domain?.settings.AccountDefaults), ...(current ?? account).settings };
   }
 
   /** Effective preferences: built-in defaults < the domain's default preferences < the account's own. */

@@ -9,12 +9,29 @@ const ALERT_TEXT_RELAYED_BYTES = 3000;
  * has shown it; then it is marked confirmed, as CommuniGate does.
  */
 export class AlertService {
+  /** The post under way per account, which the next one waits for. */
+  private readonly posting = new Map<number, Promise<void>>();
   constructor(
     private readonly store: Store,
     private readonly bus: EventBus | undefined,
   ) {}
 
   async post(account: AccountRecord, text: string): Promise<AlertRecord> {
+    // One account's alerts are posted (and announced) in the order they were given.
+    const previous = this.posting.get(account.id) ?? Promise.resolve();
+    const posted = previous.then(() => this.postNow(account, text));
+    const settled = posted.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.posting.set(account.id, settled);
+    void settled.then(() => {
+      if (this.posting.get(account.id) === settled) this.posting.delete(account.id);
+    });
+    return posted;
+  }
+
+  private async postNow(account: AccountRecord, text: string): Promise<AlertRecord> {
     const alert = await this.store.alerts.post(account.id, text, new Date());
     // The text travels along when short, so that every node shows it even after one of them
     // has confirmed it; a long one is read from the store (pending) by the nodes.

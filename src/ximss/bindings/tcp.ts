@@ -106,7 +106,7 @@ export class TcpConnection implements TransportControl {
     // A client may half-close after its last request: answer what it sent, then close.
     socket.on('end', () => {
       this.inputEnded = true;
-      if (this.conversation.idle) this.close();
+      if (this.answeredAll) this.close();
     });
   }
 
@@ -324,9 +324,15 @@ export class TcpConnection implements TransportControl {
     }
   }
 
+  /** The client has half-closed and every request it sent has been answered (none is held unread). */
+  private get answeredAll(): boolean {
+    return this.inputEnded && this.conversation.idle && (this.held === undefined || this.held.length === 0);
+  }
+
   private onQueueLength(length: number): void {
     if (length === 0 && this.inputEnded) {
-      this.close();
+      // Input held behind the request just answered is read first (release).
+      if (this.answeredAll) this.close();
       return;
     }
     if (length > this.limits.maxPendingRequests && !this.readPausedForQueue) {
@@ -358,6 +364,7 @@ export class TcpConnection implements TransportControl {
     // Held again by a request of the released input: the rest waits behind it.
     (this.held as Buffer[] | undefined)?.push(...held);
     this.updateReading();
+    if (this.answeredAll) this.close();
   }
 
   // --- TransportControl ---
