@@ -106,7 +106,7 @@ async function startOn(store: Store, config: Config, log: (line: string) => void
     queue,
     delivery,
     passwordRecovery,
-    sessions: new SessionManager(config, accounts, alerts, bus, uploads, store, node),
+    sessions: new SessionManager(config, accounts, alerts, bus, uploads, node),
     node,
     uploads,
     connections: new ConnectionLimiter(config.limits),

@@ -48,7 +48,7 @@ export class AlertService {
     return this.store.alerts.accountsWithPending();
   }
 
-  confirm(alert: AlertRecord): Promise<void> {
+  confirm(alert: Pick<AlertRecord, 'id'>): Promise<void> {
     return this.store.alerts.confirm(alert.id);
   }
 }

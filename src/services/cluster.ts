@@ -1,6 +1,6 @@
 import { randomBytes, randomInt, timingSafeEqual } from 'node:crypto';
 import type { Config } from '../config.js';
-import type { NodeRecord, Store } from '../store/store.js';
+import type { NodeRecord, SessionRecord, Store } from '../store/store.js';
 
 /**
  * This process as a node of the cluster (a single server is a cluster of one): its id —
@@ -49,6 +49,24 @@ export class ClusterNode {
     if (id === this.id) return undefined;
     const node = await this.store.cluster.node(id);
     return node && node.aliveUntil >= Date.now() ? node : undefined;
+  }
+
+  /**
+   * Records a session of this node unless its account has `limit` sessions on the live
+   * nodes already (one transaction); false when refused.
+   */
+  addSession(urlID: string, accountId: number, limit: number): Promise<boolean> {
+    const now = Date.now();
+    return this.store.cluster.addSession({ urlID, accountId, node: this.id, created: now }, limit, now);
+  }
+
+  removeSession(urlID: string): Promise<void> {
+    return this.store.cluster.removeSession(urlID);
+  }
+
+  /** The account's sessions on the other live nodes. */
+  async remoteSessions(accountId: number): Promise<SessionRecord[]> {
+    return (await this.store.cluster.accountSessions(accountId, Date.now())).filter((s) => s.node !== this.id);
   }
 
   /** True when `key` (a forwarded request's) is the cluster's. */

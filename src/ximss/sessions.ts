@@ -4,7 +4,6 @@ import type { AlertService } from '../services/alerts.js';
 import type { Authenticated } from '../services/auth.js';
 import type { BusEvents, EventBus } from '../bus/bus.js';
 import type { ClusterNode } from '../services/cluster.js';
-import type { Store } from '../store/store.js';
 import { ServiceError } from '../services/errors.js';
 import { el } from '../xml/element.js';
 import { formatGmt, formatLocal } from '../xml/time.js';
@@ -33,7 +32,6 @@ export class SessionManager {
     private readonly alerts: AlertService,
     private readonly bus: EventBus,
     private readonly uploads: UploadSpool,
-    private readonly store: Store,
     private readonly node: ClusterNode,
   ) {
     this.unsubscribe.push(
@@ -70,13 +68,7 @@ export class SessionManager {
       uploads: this.uploads.newSet(auth.account.id),
       node: this.node.id,
     });
-    const now = Date.now();
-    const added = await this.store.cluster.addSession(
-      { urlID: session.urlID, accountId: session.account.id, node: this.node.id, created: now },
-      this.config.limits.sessionsPerAccount,
-      now,
-    );
-    if (!added) {
+    if (!(await this.node.addSession(session.urlID, session.account.id, this.config.limits.sessionsPerAccount))) {
       session.uploads.close();
       throw new ServiceError('too many sessions for this account');
     }
@@ -106,7 +98,7 @@ export class SessionManager {
     session.end(sendBye);
     this.byUrlId.delete(session.urlID);
     // At shutdown the node leaves the cluster with all its sessions at once.
-    if (!this.closing) void this.store.cluster.removeSession(session.urlID).catch((err: unknown) => console.error('forgetting a session failed:', err));
+    if (!this.closing) void this.node.removeSession(session.urlID).catch((err: unknown) => console.error('forgetting a session failed:', err));
     const set = this.byAccount.get(session.account.id);
     if (set) {
       set.delete(session);
@@ -125,9 +117,9 @@ export class SessionManager {
    */
   async killOld(accountId: number, except?: Session): Promise<void> {
     this.endAccountSessions(accountId, except);
-    const others = (await this.store.cluster.accountSessions(accountId, Date.now())).filter((s) => s.node !== this.node.id);
+    const others = await this.node.remoteSessions(accountId);
     if (others.length === 0) return;
-    for (const s of others) await this.store.cluster.removeSession(s.urlID);
+    for (const s of others) await this.node.removeSession(s.urlID);
     this.bus.publish('endSessions', except ? { accountId, except: except.urlID } : { accountId });
   }
 
@@ -151,7 +143,7 @@ export class SessionManager {
       session.sendAsync(el('alert', { gmtTime: formatGmt(posted), localTime: formatLocal(posted, session.timeZone) }, event.text));
     }
     try {
-      await this.store.alerts.confirm(event.alertId);
+      await this.alerts.confirm({ id: event.alertId });
     } catch (err) {
       console.error('confirming an alert failed:', err);
     }
