@@ -5,9 +5,14 @@
  * `synchronous_commit = on`, `full_page_writes = on`: PostgreSQL's defaults), so that ximssd
  * on PostgreSQL answers an append only once the commit is flushed to disk, like ximssd on
  * SQLite (`synchronous = FULL`) and Dovecot (`mail_fsync = optimized`).
+ *
+ * The fixture stops the server at exit and on SIGINT/SIGTERM; a watchdog process stops it
+ * (SIGQUIT: immediate shutdown) and removes its directory when the bench process is killed.
  */
+import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import type net from 'node:net';
+import { dirname, join } from 'node:path';
 import pg from 'pg';
 import { startPostgres, type PostgresServer } from '../../test/fixtures/postgres.js';
 import { treeCpuSeconds } from './proc.js';
@@ -53,6 +58,14 @@ export async function startBenchPostgres(): Promise<PostgresAvailability> {
     const dataDir = await setting('data_directory');
     const pid = Number.parseInt(readFileSync(join(dataDir, 'postmaster.pid'), 'utf8').split('\n')[0] ?? '', 10);
     if (!Number.isInteger(pid) || pid <= 0) throw new Error(`no postmaster pid in ${dataDir}/postmaster.pid`);
+    // When this process dies without running its exit handlers (SIGKILL), the watchdog's
+    // stdin closes and it stops PostgreSQL and removes its directory.
+    const watchdog = spawn('sh', ['-c', `cat >/dev/null; kill -QUIT ${pid} 2>/dev/null; sleep 2; rm -rf -- "$1"`, 'sh', dirname(dataDir)], {
+      stdio: ['pipe', 'ignore', 'ignore'],
+      detached: true,
+    });
+    watchdog.unref();
+    (watchdog.stdin as unknown as net.Socket | null)?.unref();
     const durability = await Promise.all(['fsync', 'synchronous_commit', 'full_page_writes', 'wal_sync_method', 'shared_buffers'].map(async (s) => `${s}=${await setting(s)}`));
     return {
       available: true,
@@ -63,7 +76,10 @@ export async function startBenchPostgres(): Promise<PostgresAvailability> {
         createDatabase: (name) => server.createDatabase(name),
         cpuSeconds: () => treeCpuSeconds(pid),
         query,
-        stop: () => server.stop(),
+        stop: async () => {
+          await server.stop();
+          watchdog.stdin?.end();
+        },
       },
     };
   } catch (err) {
