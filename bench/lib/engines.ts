@@ -6,4 +6,3 @@ export const ENGINE_LABEL: Record<Engine, string> = { sqlite: 'ximssd/SQLite', p
 
 /** A measured side: ximssd on one engine, or Dovecot. */
 export type Side = Engine | 'dovecot';
-export const SIDE_LABEL: Record<Side, string> = { ...ENGINE_LABEL, dovecot: 'Dovecot' };
