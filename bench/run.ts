@@ -5,10 +5,12 @@
  *
  * Options: --runs N (3)  --duration S (5)  --warmup S (1)  --connections K (4)
  *          --window W (1000)  --http-sessions N (4)  --batch B (100)  --sessions N (5000)
- *          --login-concurrency N (200)  --only echo,tcp,http,memory,mail,smtp  --quick  --profile
+ *          --login-concurrency N (200)  --only echo,tcp,http,memory,mail,smtp,cluster,attack  --quick  --profile
+ *          --engines sqlite,postgres (both; the store engines of ximssd in the mail and smtp sections)
  *          mail: --mail-count N (100000)  --mail-append N (5000)  --mail-iterations N (20)
  *                --mail-connections K (= --connections)  --mail-window W (32)  --mail-repopulate
  *          smtp: --smtp-count N (4000)  --smtp-warmup N (500)  --smtp-senders K (16)
+ *          cluster: --cluster-samples N (300; 50)  (and --mail-append, --mail-connections, --mail-window, --runs)
  *          attack: --attack-flooders K (8)  --attack-idle N (1000)  --attack-scenarios flood,search,idle
  *                  (--duration S per scenario, --mail-count N)
  */
@@ -17,11 +19,14 @@ import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ATTACK_TARGET, attackBench, type AttackResult } from './lib/attack.js';
-import { fmt, median } from './lib/figures.js';
+import { clusterBench, type ClusterResult, type LatencyStats } from './lib/cluster-bench.js';
+import { ENGINE_LABEL, ENGINES, type Engine, type Side } from './lib/engines.js';
+import { fmt, median, table } from './lib/figures.js';
 import { httpSyncBatches, type HttpBatchResult } from './lib/http-load.js';
 import { mailBench, type MailResult } from './lib/mail-bench.js';
 import { sessionMemory, type MemoryResult } from './lib/memory.js';
 import { smtpBench, type SmtpResult } from './lib/smtp-bench.js';
+import { startBenchPostgres, type BenchPostgres } from './lib/postgres.js';
 import { openFileLimit, spawnChild } from './lib/proc.js';
 import { pipelinedNoops, type PipelineResult } from './lib/tcp-load.js';
 import { PASSWORD, ROOT, USER, startXimssd } from './lib/ximssd.js';
@@ -49,6 +54,8 @@ const { values: flags } = parseArgs({
     'attack-flooders': { type: 'string' },
     'attack-idle': { type: 'string' },
     'attack-scenarios': { type: 'string' },
+    'cluster-samples': { type: 'string' },
+    engines: { type: 'string' },
     only: { type: 'string' },
     quick: { type: 'boolean' },
     profile: { type: 'boolean' },
@@ -85,9 +92,13 @@ const params = {
   attackFlooders: num(flags['attack-flooders'], 8),
   attackIdle: num(flags['attack-idle'], 1000),
   attackAddresses: 20,
+  clusterSamples: num(flags['cluster-samples'], quick ? 50 : 300),
+  engines: [] as Engine[],
 };
 params.mailConnections = num(flags['mail-connections'], params.connections);
-const only = new Set((flags.only ?? 'echo,tcp,http,memory,mail,smtp,attack').split(',').map((s) => s.trim()));
+params.engines = (flags.engines ?? ENGINES.join(',')).split(',').map((s) => s.trim()) as Engine[];
+for (const e of params.engines) if (!ENGINES.includes(e)) throw new Error(`unknown engine ${e} (--engines takes ${ENGINES.join(',')})`);
+const only = new Set((flags.only ?? 'echo,tcp,http,memory,mail,smtp,cluster,attack').split(',').map((s) => s.trim()));
 if (only.has('tcp') || only.has('http')) only.add('echo'); // the ratios need the ceiling
 const RESULTS = join(ROOT, 'bench', 'results');
 const profileDir = flags.profile ? join(RESULTS, 'profiles') : undefined;
@@ -96,6 +107,73 @@ const pct = (n: number | undefined): string => (n === undefined ? '?' : `${Math.
 /** Server CPU time per message, in microseconds: independent of how fast the generator is. */
 const cpuPer = (serverCpu: number | undefined, rate: number): string =>
   serverCpu === undefined || rate === 0 ? '?' : `${fmt((serverCpu / rate) * 1e6, 2)} µs`;
+
+/** The median rate of some runs, or null when there are none. */
+const rateOf = (runs: readonly { rate: number }[]): number | null => (runs.length ? median(runs.map((r) => r.rate)) : null);
+/** The median server CPU per message of some runs, in µs, or null. */
+const cpuOf = (runs: readonly { cpuPerMessage: number | undefined }[]): number | null => {
+  const list = runs.flatMap((r) => (r.cpuPerMessage === undefined ? [] : [r.cpuPerMessage * 1e6]));
+  return list.length ? median(list) : null;
+};
+/** The median of the PostgreSQL part of the CPU per message (µs), or null. */
+const postgresCpuOf = (runs: readonly { cpuSplit?: { postgres: number } }[]): number | null => {
+  const list = runs.flatMap((r) => (r.cpuSplit === undefined ? [] : [r.cpuSplit.postgres * 1e6]));
+  return list.length ? median(list) : null;
+};
+
+/** Each side's SMTP figure: the median rate and CPU, or null with the reason (a side whose INBOXes do not hold what was accepted gets no figure). */
+function smtpFigures(smtp: SmtpResult): Record<Side, { rate: number | null; cpu: number | null; postgresCpu: number | null; note: string | undefined }> {
+  const side = (s: Side) => {
+    if (s === 'dovecot' && !smtp.dovecot.available) return { rate: null, cpu: null, postgresCpu: null, note: smtp.dovecot.reason };
+    const runs = smtp.runs[s];
+    const v = smtp.verify[s];
+    const unverified = v === undefined ? 'not verified' : v.ok ? undefined : `delivery check failed: ${v.text}`;
+    const note = smtp.unavailable[s] ?? (runs.length ? unverified : 'not measured');
+    const ok = runs.length > 0 && note === undefined;
+    return { rate: ok ? rateOf(runs) : null, cpu: ok ? cpuOf(runs) : null, postgresCpu: ok ? postgresCpuOf(runs) : null, note };
+  };
+  return { sqlite: side('sqlite'), postgres: side('postgres'), dovecot: side('dovecot') };
+}
+
+/** The columns of a side-by-side table: each engine with its ratio to Dovecot, then Dovecot. */
+function sideBySide(title: string, engines: readonly Engine[], rows: { name: string; digits?: number; values: Record<Side, number | null>; detail?: Partial<Record<Engine, string>> }[]): string[] {
+  const header = ['', ...engines.flatMap((e) => [ENGINE_LABEL[e], '÷ Dovecot']), 'Dovecot'];
+  const cell = (v: number | null, digits = 0): string => (v === null ? 'n/a' : fmt(v, digits));
+  const body = rows.map((r) => {
+    const d = r.values.dovecot;
+    return [
+      r.name,
+      ...engines.flatMap((e) => {
+        const v = r.values[e];
+        return [cell(v, r.digits) + (r.detail?.[e] ? ` ${r.detail[e]}` : ''), v !== null && d !== null ? fmt(v / d, 2) : ''];
+      }),
+      cell(d, r.digits),
+    ];
+  });
+  const right = new Set(header.map((_, i) => i).filter((i) => i > 0));
+  return ['', title, ...table(header, body, right)];
+}
+
+function mailSideBySide(mail: MailResult): string[] {
+  const by = <T,>(f: (s: Side) => T): Record<Side, T> => ({ sqlite: f('sqlite'), postgres: f('postgres'), dovecot: f('dovecot') });
+  const pgCpu = postgresCpuOf(mail.append.postgres);
+  return sideBySide(`mail, side by side (medians; ÷ Dovecot: the ratio to Dovecot's figure)`, mail.engines, [
+    { name: 'append, msg/s', values: by((s) => rateOf(mail.append[s])) },
+    { name: 'server CPU per append, µs', values: by((s) => cpuOf(mail.append[s])), detail: pgCpu === null ? {} : { postgres: `(PostgreSQL ${fmt(pgCpu)})` } },
+    { name: `open+browse 50 of ${fmt(mail.browse.count)}, median ms`, digits: 1, values: by((s) => mail.browse[s]?.medianMs ?? null) },
+    { name: 'open+browse p90 ms', digits: 1, values: by((s) => mail.browse[s]?.p90Ms ?? null) },
+  ]);
+}
+
+function smtpSideBySide(smtp: SmtpResult): string[] {
+  const f = smtpFigures(smtp);
+  const by = <T,>(g: (s: Side) => T): Record<Side, T> => ({ sqlite: g('sqlite'), postgres: g('postgres'), dovecot: g('dovecot') });
+  const pgCpu = f.postgres.postgresCpu;
+  return sideBySide(`smtp, side by side (medians; ÷ Dovecot: the ratio to Dovecot's LMTP figure)`, smtp.engines, [
+    { name: 'delivery, msg/s', values: by((s) => f[s].rate) },
+    { name: 'server CPU per message, µs', values: by((s) => f[s].cpu), detail: pgCpu === null ? {} : { postgres: `(PostgreSQL ${fmt(pgCpu)})` } },
+  ]);
+}
 
 interface Figure {
   name: string;
@@ -193,33 +271,82 @@ async function main(): Promise<void> {
     }
   }
 
-  if (only.has('mail')) {
-    console.log(`\nmail: ximssd against Dovecot on this machine (loopback, both warm, the same generated messages)`);
-    mail = await mailBench({
-      connections: params.mailConnections,
-      window: params.mailWindow,
-      appendCount: params.mailAppend,
-      appendWarmup: params.mailAppendWarmup,
-      appendRuns: params.runs,
-      bigCount: params.mailCount,
-      iterations: params.mailIterations,
-      repopulate: flags['mail-repopulate'] === true,
-      cacheDir: join(RESULTS, 'cache'),
-      cpuProfileDir: profileDir,
-      log: (line) => console.log(line),
-    });
+  // The run's PostgreSQL server (durable), for the engine and the cluster section: started once, stopped at the end.
+  let postgres: BenchPostgres | undefined;
+  let postgresReason: string | undefined;
+  const wantsPostgres = ((only.has('mail') || only.has('smtp')) && params.engines.includes('postgres')) || only.has('cluster');
+  if (wantsPostgres) {
+    const pg = await startBenchPostgres();
+    if (pg.available) {
+      postgres = pg.server;
+      console.log(`\n${postgres.description}, for the whole run`);
+    } else {
+      postgresReason = pg.reason;
+      console.log(`\nPostgreSQL cannot be started: ${pg.reason}\n  → ximssd runs on SQLite only; the cluster section is skipped`);
+    }
   }
+  const engines = params.engines.filter((e) => e !== 'postgres' || postgres !== undefined);
+  const engineNames = engines.map((e) => ENGINE_LABEL[e]).join(', ');
+  let cluster: ClusterResult | undefined;
 
-  if (only.has('smtp')) {
-    console.log(`\nsmtp: delivery into local mailboxes, ximssd over SMTP against Dovecot over LMTP (loopback, the same generated messages)`);
-    smtp = await smtpBench({
-      senders: params.smtpSenders,
-      count: params.smtpCount,
-      warmup: params.smtpWarmup,
-      runs: params.runs,
-      cpuProfileDir: profileDir,
-      log: (line) => console.log(line),
-    });
+  try {
+    if (only.has('mail')) {
+      console.log(`\nmail: ximssd (${engineNames}) against Dovecot on this machine (loopback, all warm, the same generated messages)`);
+      mail = await mailBench({
+        connections: params.mailConnections,
+        window: params.mailWindow,
+        appendCount: params.mailAppend,
+        appendWarmup: params.mailAppendWarmup,
+        appendRuns: params.runs,
+        bigCount: params.mailCount,
+        iterations: params.mailIterations,
+        repopulate: flags['mail-repopulate'] === true,
+        cacheDir: join(RESULTS, 'cache'),
+        engines,
+        postgres,
+        cpuProfileDir: profileDir,
+        log: (line) => console.log(line),
+      });
+      for (const line of mailSideBySide(mail)) console.log(line);
+    }
+
+    if (only.has('smtp')) {
+      console.log(`\nsmtp: delivery into local mailboxes, ximssd (${engineNames}) over SMTP against Dovecot over LMTP (loopback, the same generated messages)`);
+      smtp = await smtpBench({
+        senders: params.smtpSenders,
+        count: params.smtpCount,
+        warmup: params.smtpWarmup,
+        runs: params.runs,
+        engines,
+        postgres,
+        cpuProfileDir: profileDir,
+        log: (line) => console.log(line),
+      });
+      for (const line of smtpSideBySide(smtp)) console.log(line);
+    }
+
+    if (only.has('cluster')) {
+      console.log(`\ncluster: two ximssd nodes on one PostgreSQL database`);
+      if (!postgres) {
+        cluster = { available: false, reason: `PostgreSQL cannot be started: ${postgresReason ?? '?'}` };
+        console.log(`cluster section not measured: ${cluster.reason}`);
+      } else {
+        cluster = await clusterBench({
+          postgres,
+          samples: params.clusterSamples,
+          connections: params.mailConnections,
+          window: params.mailWindow,
+          appendCount: params.mailAppend,
+          appendWarmup: params.mailAppendWarmup,
+          runs: params.runs,
+          cpuProfileDir: profileDir,
+          log: (line) => console.log(line),
+        });
+        if (!cluster.available) console.log(`cluster section not measured: ${cluster.reason}`);
+      }
+    }
+  } finally {
+    await postgres?.stop();
   }
 
   if (only.has('attack')) {
@@ -279,81 +406,103 @@ async function main(): Promise<void> {
   }
 
   if (mail) {
-    const medianOf = (runs: { rate: number }[]): number | null => (runs.length ? median(runs.map((r) => r.rate)) : null);
-    const cpuOf = (runs: { cpuPerMessage: number | undefined }[]): number | null => {
-      const list = runs.flatMap((r) => (r.cpuPerMessage === undefined ? [] : [r.cpuPerMessage * 1e6]));
-      return list.length ? median(list) : null;
-    };
-    const dovecotReason = mail.dovecot.available ? undefined : mail.dovecot.reason;
-    const x = medianOf(mail.append.ximssd);
-    const d = medianOf(mail.append.dovecot);
     const k = `${params.mailConnections} conn × ${params.mailWindow}`;
-    figures.push({
-      name: `ximssd messageAppend (${k})`,
-      value: x,
-      unit: 'msg/s',
-      target: '≥ 1 × Dovecot',
-      ratio: x !== null && d !== null ? x / d : null,
-      note: mail.ximssdAppendUnavailable,
-    });
-    figures.push({ name: `Dovecot IMAP APPEND (${k})`, value: d, unit: 'msg/s', target: '-', ratio: null, note: dovecotReason });
-    const xc = cpuOf(mail.append.ximssd);
+    const dovecotReason = mail.dovecot.available ? undefined : mail.dovecot.reason;
+    const d = rateOf(mail.append.dovecot);
     const dc = cpuOf(mail.append.dovecot);
-    if (xc !== null) figures.push({ name: '  ximssd CPU per append', value: xc, unit: 'µs', target: '-', ratio: dc !== null ? xc / dc : null });
+    for (const e of mail.engines) {
+      const x = rateOf(mail.append[e]);
+      figures.push({
+        name: `${ENGINE_LABEL[e]} messageAppend (${k})`,
+        value: x,
+        unit: 'msg/s',
+        target: '≥ 1 × Dovecot',
+        ratio: x !== null && d !== null ? x / d : null,
+        note: mail.appendUnavailable[e],
+      });
+    }
+    figures.push({ name: `Dovecot IMAP APPEND (${k})`, value: d, unit: 'msg/s', target: '-', ratio: null, note: dovecotReason ?? mail.appendUnavailable.dovecot });
+    for (const e of mail.engines) {
+      const xc = cpuOf(mail.append[e]);
+      const name = e === 'postgres' ? `  ${ENGINE_LABEL[e]} CPU per append (ximssd + PostgreSQL)` : `  ${ENGINE_LABEL[e]} CPU per append`;
+      if (xc !== null) figures.push({ name, value: xc, unit: 'µs', target: '-', ratio: dc !== null ? xc / dc : null });
+    }
     if (dc !== null) figures.push({ name: '  Dovecot CPU per append (all processes)', value: dc, unit: 'µs', target: '-', ratio: null });
-    const bx = mail.browse.ximssd;
     const bd = mail.browse.dovecot;
     const count = fmt(mail.browse.count);
-    figures.push({
-      name: `ximssd open+browse 50 of ${count}, median`,
-      value: bx?.medianMs ?? null,
-      unit: 'ms',
-      target: '≤ 1.5 × Dovecot',
-      ratio: bx && bd ? bx.medianMs / bd.medianMs : null,
-      note: mail.ximssdBrowseUnavailable,
-    });
-    if (bx) figures.push({ name: '  ximssd open+browse p90', value: bx.p90Ms, unit: 'ms', target: '-', ratio: bd ? bx.p90Ms / bd.p90Ms : null });
+    for (const e of mail.engines) {
+      const bx = mail.browse[e];
+      figures.push({
+        name: `${ENGINE_LABEL[e]} open+browse 50 of ${count}, median`,
+        value: bx?.medianMs ?? null,
+        unit: 'ms',
+        target: e === 'sqlite' ? '≤ 1.5 × Dovecot' : '≤ 1 × Dovecot',
+        ratio: bx && bd ? bx.medianMs / bd.medianMs : null,
+        note: mail.browseUnavailable[e],
+      });
+      if (bx) figures.push({ name: `  ${ENGINE_LABEL[e]} open+browse p90`, value: bx.p90Ms, unit: 'ms', target: '-', ratio: bd ? bx.p90Ms / bd.p90Ms : null });
+    }
     figures.push({
       name: `Dovecot SELECT+SORT+FETCH 50 of ${count}, median`,
       value: bd?.medianMs ?? null,
       unit: 'ms',
       target: '-',
       ratio: null,
-      note: dovecotReason ?? mail.dovecotBrowseUnavailable,
+      note: dovecotReason ?? mail.browseUnavailable.dovecot,
     });
     if (bd) figures.push({ name: '  Dovecot SELECT+SORT+FETCH p90', value: bd.p90Ms, unit: 'ms', target: '-', ratio: null });
   }
 
   if (smtp) {
     const k = `${smtp.senders} senders → ${smtp.senders} accounts`;
-    // A side whose INBOXes do not hold what was accepted gets no figure.
-    const unverified = (v: SmtpResult['verify']['ximssd']): string | undefined =>
-      v === undefined ? 'not verified' : v.ok ? undefined : `delivery check failed: ${v.text}`;
-    const side = (runs: SmtpResult['runs']['ximssd'], unavailable: string | undefined, v: SmtpResult['verify']['ximssd']) => {
-      const note = unavailable ?? (runs.length ? unverified(v) : 'not measured');
-      const ok = runs.length > 0 && note === undefined;
-      const cpu = runs.flatMap((r) => (r.cpuPerMessage === undefined ? [] : [r.cpuPerMessage * 1e6]));
-      return {
-        rate: ok ? median(runs.map((r) => r.rate)) : null,
-        cpu: ok && cpu.length ? median(cpu) : null,
-        note,
-      };
-    };
-    const x = side(smtp.runs.ximssd, smtp.ximssdUnavailable, smtp.verify.ximssd);
-    const d = smtp.dovecot.available
-      ? side(smtp.runs.dovecot, smtp.dovecotUnavailable, smtp.verify.dovecot)
-      : { rate: null, cpu: null, note: smtp.dovecot.reason };
-    figures.push({
-      name: `ximssd SMTP delivery (${k})`,
-      value: x.rate,
-      unit: 'msg/s',
-      target: '≥ 1 × Dovecot',
-      ratio: x.rate !== null && d.rate !== null ? x.rate / d.rate : null,
-      note: x.note,
-    });
+    const sides = smtpFigures(smtp);
+    const d = sides.dovecot;
+    for (const e of smtp.engines) {
+      const x = sides[e];
+      figures.push({
+        name: `${ENGINE_LABEL[e]} SMTP delivery (${k})`,
+        value: x.rate,
+        unit: 'msg/s',
+        target: '≥ 1 × Dovecot',
+        ratio: x.rate !== null && d.rate !== null ? x.rate / d.rate : null,
+        note: x.note,
+      });
+    }
     figures.push({ name: `Dovecot LMTP delivery (${k})`, value: d.rate, unit: 'msg/s', target: '-', ratio: null, note: d.note });
-    if (x.cpu !== null) figures.push({ name: '  ximssd CPU per SMTP message', value: x.cpu, unit: 'µs', target: '-', ratio: d.cpu !== null ? x.cpu / d.cpu : null });
+    for (const e of smtp.engines) {
+      const x = sides[e];
+      const name = e === 'postgres' ? `  ${ENGINE_LABEL[e]} CPU per SMTP message (ximssd + PostgreSQL)` : `  ${ENGINE_LABEL[e]} CPU per SMTP message`;
+      if (x.cpu !== null) figures.push({ name, value: x.cpu, unit: 'µs', target: '-', ratio: d.cpu !== null ? x.cpu / d.cpu : null });
+    }
     if (d.cpu !== null) figures.push({ name: '  Dovecot CPU per LMTP message (all processes)', value: d.cpu, unit: 'µs', target: '-', ratio: null });
+  }
+
+  if (cluster) {
+    if (!cluster.available) {
+      figures.push({ name: 'cluster: change latency across nodes', value: null, unit: 'ms', target: '-', ratio: null, note: cluster.reason });
+    } else {
+      const latencyRows = (what: string, cross: LatencyStats | undefined, local: LatencyStats | undefined): void => {
+        if (!cross || !local) return;
+        figures.push({ name: `cluster: ${what} on B → notify on A, median`, value: cross.medianMs, unit: 'ms', target: '-', ratio: cross.medianMs / local.medianMs });
+        figures.push({ name: `  ${what} on B → notify on A, p99`, value: cross.p99Ms, unit: 'ms', target: '-', ratio: cross.p99Ms / local.p99Ms });
+        figures.push({ name: `  ${what} on A → notify on A, median`, value: local.medianMs, unit: 'ms', target: '-', ratio: null });
+        figures.push({ name: `  ${what} on A → notify on A, p99`, value: local.p99Ms, unit: 'ms', target: '-', ratio: null });
+      };
+      latencyRows('messageAppend', cluster.latency.append.cross, cluster.latency.append.local);
+      latencyRows('messageMark', cluster.latency.flag.cross, cluster.latency.flag.local);
+      const k = `${params.mailConnections} conn × ${params.mailWindow}`;
+      for (const shape of ['mailbox', 'accounts'] as const) {
+        const one = rateOf(cluster.throughput[shape].one);
+        const two = rateOf(cluster.throughput[shape].two);
+        const what = shape === 'mailbox' ? 'one mailbox' : `${params.mailConnections} accounts`;
+        figures.push({ name: `cluster: append, ${what}, 2 nodes (${k})`, value: two, unit: 'msg/s', target: '-', ratio: one !== null && two !== null ? two / one : null });
+        figures.push({ name: `  append, ${what}, 1 node (${k})`, value: one, unit: 'msg/s', target: '-', ratio: null });
+        const c2 = cpuOf(cluster.throughput[shape].two);
+        const c1 = cpuOf(cluster.throughput[shape].one);
+        if (c2 !== null) figures.push({ name: `  CPU per append, ${what}, 2 nodes (nodes + PostgreSQL)`, value: c2, unit: 'µs', target: '-', ratio: c1 !== null ? c2 / c1 : null });
+        if (c1 !== null) figures.push({ name: `  CPU per append, ${what}, 1 node (node + PostgreSQL)`, value: c1, unit: 'µs', target: '-', ratio: null });
+      }
+    }
   }
 
   if (attack) {
@@ -390,18 +539,21 @@ async function main(): Promise<void> {
   for (const r of rows) console.log(line(r));
   console.log(
     'ratio: throughput ÷ echo ceiling (same load generator); memory ÷ its target (≤ 1 meets it)' +
-      (mail ? '; mail: ximssd ÷ Dovecot (appends: ≥ 1 meets it; browse: ≤ 1.5 meets it)' : '') +
-      (smtp ? '; smtp: ximssd ÷ Dovecot (≥ 1 meets it)' : '') +
+      (mail ? '; mail: ximssd ÷ Dovecot, on each engine (appends: ≥ 1 meets it; browse: ≤ 1.5 on SQLite, ≤ 1 on PostgreSQL meets it)' : '') +
+      (smtp ? '; smtp: ximssd ÷ Dovecot, on each engine (≥ 1 meets it)' : '') +
+      (cluster?.available ? '; cluster: latency across nodes ÷ within one node, throughput 2 nodes ÷ 1 node (CPU: 2 ÷ 1)' : '') +
       (attack?.available ? `; attack: p99 ÷ the no-attack p99 (≤ ${ATTACK_TARGET} meets it).` : '.'),
   );
   for (const f of figures) if (f.value === null) console.log(`n/a: ${f.name.trim()}: ${f.note ?? 'not measured'}`);
   const otherMax = Math.max(
     0,
     ...[...echoRuns, ...tcpRuns, ...httpRuns].map((r) => r.otherCpu),
-    ...(mail ? [...mail.append.ximssd, ...mail.append.dovecot].map((r) => r.otherCpu) : []),
-    ...(smtp ? [...smtp.runs.ximssd, ...smtp.runs.dovecot].map((r) => r.otherCpu) : []),
-    mail?.browse.ximssd?.otherCpu ?? 0,
+    ...(mail ? Object.values(mail.append).flat().map((r) => r.otherCpu) : []),
+    ...(smtp ? Object.values(smtp.runs).flat().map((r) => r.otherCpu) : []),
+    mail?.browse.sqlite?.otherCpu ?? 0,
+    mail?.browse.postgres?.otherCpu ?? 0,
     mail?.browse.dovecot?.otherCpu ?? 0,
+    ...(cluster?.available ? [cluster.latencyOtherCpu, ...Object.values(cluster.throughput).flatMap((t) => [...t.one, ...t.two]).map((r) => r.otherCpu)] : []),
     ...(attack?.available ? attack.scenarios.map((s) => s.otherCpu) : []),
   );
   if (otherMax > 0.2) {
@@ -426,6 +578,7 @@ async function main(): Promise<void> {
     memory: memory ?? null,
     mail: mail ?? null,
     smtp: smtp ?? null,
+    cluster: cluster ?? null,
     attack: attack ?? null,
   };
   writeFileSync(join(RESULTS, 'latest.json'), JSON.stringify(json, null, 2) + '\n');

@@ -16,3 +16,14 @@ export class ErrorLog {
     if (this.texts.length < 10 && !this.texts.includes(text)) this.texts.push(text);
   }
 }
+
+/** A text table: a header, a rule, the rows; the columns in `right` aligned right. */
+export function table(header: string[], rows: string[][], right: ReadonlySet<number>): string[] {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]): string =>
+    cells
+      .map((c, i) => (right.has(i) ? c.padStart(widths[i]!) : c.padEnd(widths[i]!)))
+      .join('  ')
+      .trimEnd();
+  return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)];
+}

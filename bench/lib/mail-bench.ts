@@ -1,6 +1,8 @@
 /**
  * The mail section of the bench: ximssd against Dovecot on the same machine, over loopback,
- * both warm, with the same generated messages (bench/lib/mail-corpus.ts).
+ * both warm, with the same generated messages (bench/lib/mail-corpus.ts). ximssd runs on each
+ * store engine asked for: SQLite in its data directory, and PostgreSQL (the run's durable
+ * server, bench/lib/postgres.ts), side by side in the same run.
  *
  * 1. Append throughput: K connections, each logged in, W appends in flight on each: XIMSS
  *    `messageAppend targetMailbox="Bench"` against IMAP `APPEND Bench` (LITERAL+ when
@@ -9,15 +11,19 @@
  *    newest first, first 50 rows: XIMSS folderOpen + folderBrowse 0-49 + folderClose against
  *    IMAP SELECT + UID SORT (REVERSE DATE) + UID FETCH of the first 50 UIDs + UNSELECT/CLOSE.
  *    The populated data directories are cached under bench/results/cache, keyed by the
- *    corpus version and the count (and ximssd's store code, Dovecot's version).
+ *    corpus version and the count (and ximssd's SQLite store code, Dovecot's version). The
+ *    PostgreSQL server lives only as long as the run: its big mailbox is filled in each run,
+ *    through ximssd (pipelined messageAppends, as the SQLite cache is filled).
  */
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { ensureDovecot, prepareHome, startDovecot, type Dovecot, type DovecotUser } from './dovecot.js';
+import { ENGINE_LABEL, type Engine, type Side } from './engines.js';
 import { ErrorLog, fmt, median } from './figures.js';
 import { ImapClient, type ImapResult } from './imap-client.js';
 import { CORPUS_VERSION, MailCorpus, icalGmt, type CorpusMessage } from './mail-corpus.js';
+import type { BenchPostgres } from './postgres.js';
 import { cpuSeconds, meter } from './proc.js';
 import { XimssClient, attr, decodeEntities } from './ximss-client.js';
 import { PASSWORD, ROOT, USER, startXimssd, type Ximssd } from './ximssd.js';
@@ -38,6 +44,10 @@ export interface MailOptions {
   /** Populate the big mailboxes again even when a cache exists. */
   repopulate: boolean;
   cacheDir: string;
+  /** The store engines ximssd runs on (postgres only when `postgres` is given). */
+  engines: Engine[];
+  /** The run's PostgreSQL server. */
+  postgres?: BenchPostgres;
   cpuProfileDir?: string;
   log: (line: string) => void;
 }
@@ -46,8 +56,10 @@ export interface AppendRun {
   messages: number;
   seconds: number;
   rate: number;
-  /** Server CPU seconds per message (Dovecot: all its processes). */
+  /** Server CPU seconds per message (Dovecot: all its processes; PostgreSQL engine: ximssd and all of PostgreSQL's). */
   cpuPerMessage: number | undefined;
+  /** On PostgreSQL: the part of cpuPerMessage spent in ximssd's process and in PostgreSQL's. */
+  cpuSplit?: { ximssd: number; postgres: number };
   /** CPU used meanwhile by everything else on the machine, in cores: high means disturbed. */
   otherCpu: number;
   errors: number;
@@ -66,18 +78,19 @@ export interface BrowseStats {
 
 export interface MailResult {
   dovecot: { available: true; version: string } | { available: false; reason: string };
+  engines: Engine[];
   /** Why a side could not be measured (quoted errors), if so. */
-  ximssdAppendUnavailable?: string;
-  ximssdBrowseUnavailable?: string;
-  dovecotBrowseUnavailable?: string;
-  append: { ximssd: AppendRun[]; dovecot: AppendRun[] };
+  appendUnavailable: Partial<Record<Side, string>>;
+  browseUnavailable: Partial<Record<Side, string>>;
+  append: Record<Side, AppendRun[]>;
   browse: {
     count: number;
-    ximssd?: BrowseStats;
+    sqlite?: BrowseStats;
+    postgres?: BrowseStats;
     dovecot?: BrowseStats;
     /** What the warm-up iteration's checks found. */
     checks: string[];
-    population: { side: 'ximssd' | 'Dovecot'; cached: boolean; seconds?: number; rate?: number; dir: string }[];
+    population: Population[];
   };
   /** First distinct error texts seen, quoted as received. */
   errors: string[];
@@ -141,11 +154,11 @@ async function lanes(laneCount: number, count: number, op: (lane: number, i: num
 
 // --- Caches -----------------------------------------------------------------------------
 
-/** A hash of every file under the given directories (relative paths and contents). */
-function treeHash(dirs: string[]): string {
+/** A hash of every file under the given directories (relative paths and contents), but those under `skip`. */
+function treeHash(dirs: string[], skip: string[] = []): string {
   const hash = createHash('sha256');
   const walk = (dir: string): void => {
-    if (!existsSync(dir)) return;
+    if (!existsSync(dir) || skip.includes(dir)) return;
     for (const name of readdirSync(dir).sort()) {
       const path = join(dir, name);
       if (statSync(path).isDirectory()) walk(path);
@@ -182,12 +195,36 @@ function clearStale(base: string, prefix: string, keep: string, count: number): 
 
 // --- The section ------------------------------------------------------------------------
 
+/** ximssd on one engine, running, with what serves it. */
+interface XSide {
+  engine: Engine;
+  label: string;
+  server: Ximssd;
+  /** CPU seconds so far of the ximssd process, and of PostgreSQL's processes (0 on SQLite). */
+  cpu(): { ximssd: number; postgres: number };
+}
+
+function xside(engine: Engine, server: Ximssd, postgres: BenchPostgres | undefined): XSide {
+  return {
+    engine,
+    label: ENGINE_LABEL[engine],
+    server,
+    cpu: () => ({ ximssd: cpuSeconds(server.pid), postgres: engine === 'postgres' && postgres ? postgres.cpuSeconds() : 0 }),
+  };
+}
+
+const total = (c: { ximssd: number; postgres: number }): number => c.ximssd + c.postgres;
+
 export async function mailBench(options: MailOptions): Promise<MailResult> {
   const { log } = options;
   const errors = new ErrorLog();
+  const engines = options.engines.filter((e) => e !== 'postgres' || options.postgres !== undefined);
   const result: MailResult = {
     dovecot: { available: false, reason: 'not checked' },
-    append: { ximssd: [], dovecot: [] },
+    engines,
+    appendUnavailable: {},
+    browseUnavailable: {},
+    append: { sqlite: [], postgres: [], dovecot: [] },
     browse: { count: options.bigCount, checks: [], population: [] },
     errors: errors.texts,
   };
@@ -197,23 +234,27 @@ export async function mailBench(options: MailOptions): Promise<MailResult> {
 
   mkdirSync(options.cacheDir, { recursive: true });
   const n = options.bigCount;
-  const ximssdCache = ximssdCacheFor(options.cacheDir, n, options.repopulate);
+  const sqliteCache = engines.includes('sqlite') ? ximssdCacheFor(options.cacheDir, n, options.repopulate) : undefined;
   const dovecotCache = dovecotAvailability.available
     ? cacheFor(options.cacheDir, 'dovecot', `c${CORPUS_VERSION}-n${n}-v${dovecotAvailability.version.split(' ')[0]}`, options.repopulate)
     : undefined;
   const dovecotBigHome = dovecotCache ? join(dovecotCache.dir, 'home') : undefined;
 
   let dovecot: Dovecot | undefined;
-  let ximssd: Ximssd | undefined;
+  const servers: Ximssd[] = [];
   const ximssClients: XimssClient[] = [];
   const imapClients: ImapClient[] = [];
   const closeClients = async (): Promise<void> => {
     await Promise.all(ximssClients.splice(0).map((c) => c.close().catch(() => undefined)));
     await Promise.all(imapClients.splice(0).map((c) => c.logout().catch(() => undefined)));
   };
+  const stopServers = async (): Promise<void> => {
+    for (const x of servers.splice(0)) await x.stop();
+  };
   try {
-    // ---- Population of the big mailboxes (only what is not cached)
-    await populate(options, ximssdCache, dovecotCache, dovecotBigHome, result, errors);
+    // ---- Population of the big mailboxes (only what is not cached; PostgreSQL's every run)
+    await populate(options, sqliteCache, dovecotCache, dovecotBigHome, result, errors);
+    const bigUrl = options.postgres && engines.includes('postgres') ? await populatePostgres(options, options.postgres, result, errors) : undefined;
 
     // ---- Append throughput
     // The append account gets a fresh home inside Dovecot's temporary directory.
@@ -223,28 +264,54 @@ export async function mailBench(options: MailOptions): Promise<MailResult> {
       dovecot = await startDovecot({ users });
       log(`Dovecot ${dovecot.version} listening on 127.0.0.1:${dovecot.port} (pid ${dovecot.pid}, mail_fsync default)`);
     }
-    ximssd = await startXimssd({ cpuProfileDir: options.cpuProfileDir, config: { limits: { maxPendingRequests: 100_000 } } });
-    await appendPhase(options, ximssd, dovecot, result, errors, ximssClients, imapClients);
+    const appendSides: XSide[] = [];
+    const config = { limits: { maxPendingRequests: 100_000 } };
+    for (const engine of engines) {
+      try {
+        const store = engine === 'postgres' ? await options.postgres!.createDatabase('append') : undefined;
+        const x = await startXimssd({ cpuProfileDir: options.cpuProfileDir, config, store });
+        servers.push(x);
+        appendSides.push(xside(engine, x, options.postgres));
+        log(`${ENGINE_LABEL[engine]} listening on 127.0.0.1:${x.ports.ximss} (pid ${x.pid}${store ? `, store ${store}` : ''})`);
+      } catch (err) {
+        result.appendUnavailable[engine] = (err as Error).message;
+        errors.add((err as Error).message);
+        log(`${ENGINE_LABEL[engine]} append not measured: ${(err as Error).message}`);
+      }
+    }
+    await appendPhase(options, appendSides, dovecot, result, errors, ximssClients, imapClients);
     await closeClients();
-    await ximssd.stop();
-    ximssd = undefined;
+    await stopServers();
 
     // ---- Open and browse the big mailbox
-    await browsePhase(options, ximssdCache, dovecot, dovecotCache, result, errors, (x) => (ximssd = x), ximssClients, imapClients);
+    await browsePhase(options, engines, sqliteCache, bigUrl, dovecot, dovecotCache, result, errors, servers, ximssClients, imapClients);
   } finally {
     await closeClients();
-    await ximssd?.stop();
+    await stopServers();
     await dovecot?.stop();
   }
   return result;
 }
 
-/** The ximssd cache of the big mailbox with `count` messages (keyed by the store's code too). */
+/**
+ * The ximssd (SQLite) cache of the big mailbox with `count` messages, keyed by the store's
+ * code too: src/store but the PostgreSQL engine, which has no part in a SQLite database.
+ */
 function ximssdCacheFor(cacheDir: string, count: number, repopulate: boolean): Cache {
-  return cacheFor(cacheDir, 'ximssd', `c${CORPUS_VERSION}-n${count}-s${treeHash([join(ROOT, 'src', 'store')])}`, repopulate);
+  const store = join(ROOT, 'src', 'store');
+  return cacheFor(cacheDir, 'ximssd', `c${CORPUS_VERSION}-n${count}-s${treeHash([store], [join(store, 'postgres')])}`, repopulate);
 }
 
-type Population = MailResult['browse']['population'][number];
+export interface Population {
+  side: Side;
+  cached: boolean;
+  seconds?: number;
+  rate?: number;
+  /** The cache directory, or the database (PostgreSQL). */
+  dir: string;
+  /** PostgreSQL: the VACUUM (ANALYZE) and CHECKPOINT after the appends. */
+  settleSeconds?: number;
+}
 
 /**
  * The ximssd data directory holding the big mailbox `Big` with `count` messages, from the
@@ -259,18 +326,18 @@ export async function ximssdBigMailbox(options: {
 }): Promise<{ available: true; dataDir: string; mailbox: string; population: Population } | { available: false; reason: string }> {
   mkdirSync(options.cacheDir, { recursive: true });
   const cache = ximssdCacheFor(options.cacheDir, options.count, false);
-  const result: PopulateResult = { browse: { population: [] } };
+  const result: PopulateResult = { browseUnavailable: {}, browse: { population: [] } };
   await populate({ ...options, bigCount: options.count }, cache, undefined, undefined, result, new ErrorLog());
-  const population = result.browse.population.find((p) => p.side === 'ximssd');
-  if (!cache.complete || !population) return { available: false, reason: result.ximssdBrowseUnavailable ?? 'the big mailbox could not be populated' };
+  const population = result.browse.population.find((p) => p.side === 'sqlite');
+  if (!cache.complete || !population) return { available: false, reason: result.browseUnavailable.sqlite ?? 'the big mailbox could not be populated' };
   return { available: true, dataDir: join(cache.dir, 'data'), mailbox: BIG_MAILBOX, population };
 }
 
-type PopulateResult = Pick<MailResult, 'ximssdBrowseUnavailable'> & { browse: Pick<MailResult['browse'], 'population'> };
+type PopulateResult = Pick<MailResult, 'browseUnavailable'> & { browse: Pick<MailResult['browse'], 'population'> };
 
 async function populate(
   options: Pick<MailOptions, 'bigCount' | 'connections' | 'cacheDir' | 'log'>,
-  ximssdCache: Cache,
+  ximssdCache: Cache | undefined,
   dovecotCache: Cache | undefined,
   dovecotBigHome: string | undefined,
   result: PopulateResult,
@@ -278,9 +345,9 @@ async function populate(
 ): Promise<void> {
   const { log } = options;
   const n = options.bigCount;
-  if (ximssdCache.complete) result.browse.population.push({ side: 'ximssd', cached: true, dir: relative(ROOT, ximssdCache.dir) });
-  if (dovecotCache?.complete) result.browse.population.push({ side: 'Dovecot', cached: true, dir: relative(ROOT, dovecotCache.dir) });
-  const needX = !ximssdCache.complete;
+  if (ximssdCache?.complete) result.browse.population.push({ side: 'sqlite', cached: true, dir: relative(ROOT, ximssdCache.dir) });
+  if (dovecotCache?.complete) result.browse.population.push({ side: 'dovecot', cached: true, dir: relative(ROOT, dovecotCache.dir) });
+  const needX = ximssdCache !== undefined && !ximssdCache.complete;
   const needD = dovecotCache !== undefined && !dovecotCache.complete;
   if (!needX && !needD) {
     log(`big mailbox (${fmt(n)} messages): using the cached data directories`);
@@ -292,7 +359,7 @@ async function populate(
   const xClients: XimssClient[] = [];
   const dClients: ImapClient[] = [];
   try {
-    if (needX) {
+    if (needX && ximssdCache) {
       rmSync(ximssdCache.dir, { recursive: true, force: true });
       clearStale(options.cacheDir, 'ximssd', ximssdCache.dir, n);
       mkdirSync(ximssdCache.dir, { recursive: true });
@@ -300,7 +367,7 @@ async function populate(
       for (let i = 0; i < options.connections; i++) xClients.push(await XimssClient.connect(ximssd.ports.ximss, USER, PASSWORD));
       const probe = await prepareXimssMailbox(xClients[0]!, BIG_MAILBOX, corpus.message(0));
       if (probe !== undefined) {
-        result.ximssdBrowseUnavailable = probe;
+        result.browseUnavailable.sqlite = probe;
         errors.add(probe);
         log(`ximssd: cannot populate ${BIG_MAILBOX}: ${probe}`);
         for (const c of xClients.splice(0)) await c.close();
@@ -323,7 +390,7 @@ async function populate(
       }
       await dClients[0]!.command([`CREATE ${BIG_MAILBOX}`], true);
     }
-    const sides = [ximssd ? 'ximssd' : '', dovecot ? 'Dovecot' : ''].filter(Boolean).join(' and ');
+    const sides = [ximssd ? ENGINE_LABEL.sqlite : '', dovecot ? 'Dovecot' : ''].filter(Boolean).join(' and ');
     if (!sides) return;
     log(`populating ${BIG_MAILBOX} with ${fmt(n)} generated messages on ${sides} (cached afterwards) …`);
 
@@ -377,20 +444,20 @@ async function populate(
 
     for (const c of xClients.splice(0)) await c.close();
     for (const c of dClients.splice(0)) await c.logout();
-    if (ximssd) {
+    if (ximssd && ximssdCache) {
       await ximssd.stop(); // a clean stop: everything is on disk before the cache is marked complete
       ximssd = undefined;
       writeFileSync(join(ximssdCache.dir, 'complete.json'), JSON.stringify({ count: n, corpus: CORPUS_VERSION, seconds: xSeconds, date: new Date().toISOString() }) + '\n');
       ximssdCache.complete = true;
-      result.browse.population.push({ side: 'ximssd', cached: false, seconds: xSeconds, rate: n / xSeconds, dir: relative(ROOT, ximssdCache.dir) });
-      log(`  ximssd: ${fmt(n)} messages in ${fmt(xSeconds, 1)} s (${fmt(n / xSeconds)} msg/s${needD ? ', sharing the machine with Dovecot' : ''})`);
+      result.browse.population.push({ side: 'sqlite', cached: false, seconds: xSeconds, rate: n / xSeconds, dir: relative(ROOT, ximssdCache.dir) });
+      log(`  ${ENGINE_LABEL.sqlite}: ${fmt(n)} messages in ${fmt(xSeconds, 1)} s (${fmt(n / xSeconds)} msg/s${needD ? ', sharing the machine with Dovecot' : ''})`);
     }
     if (dovecot && dovecotCache) {
       await dovecot.stop();
       dovecot = undefined;
       writeFileSync(join(dovecotCache.dir, 'complete.json'), JSON.stringify({ count: n, corpus: CORPUS_VERSION, seconds: dSeconds, date: new Date().toISOString() }) + '\n');
       dovecotCache.complete = true;
-      result.browse.population.push({ side: 'Dovecot', cached: false, seconds: dSeconds, rate: n / dSeconds, dir: relative(ROOT, dovecotCache.dir) });
+      result.browse.population.push({ side: 'dovecot', cached: false, seconds: dSeconds, rate: n / dSeconds, dir: relative(ROOT, dovecotCache.dir) });
       log(`  Dovecot: ${fmt(n)} messages in ${fmt(dSeconds, 1)} s (${fmt(n / dSeconds)} msg/s, MULTIAPPEND × ${POPULATE_BATCH}, mail_fsync=never)`);
     }
   } finally {
@@ -415,9 +482,90 @@ async function prepareXimssMailbox(client: XimssClient, mailbox: string, first: 
     : `messageAppend answered ${append.response}`;
 }
 
+/**
+ * Fills the big mailbox on PostgreSQL, in a fresh database of the run's server: the path the
+ * SQLite cache is filled by (a ximssd child, pipelined messageAppends on K connections, 200
+ * in flight on each), with the account created by `ximssd account add`, and the server's
+ * settings as measured (durable: the filling is CPU-bound here; relaxing the commits
+ * gained nothing measurable). Then `VACUUM (ANALYZE)` and `CHECKPOINT`: what autovacuum and
+ * the checkpointer would do on their own a little later, during the timed iterations.
+ * Returns the database's URL, or undefined (the reason is in result.browseUnavailable.postgres).
+ */
+async function populatePostgres(
+  options: Pick<MailOptions, 'bigCount' | 'connections' | 'log'>,
+  postgres: BenchPostgres,
+  result: MailResult,
+  errors: ErrorLog,
+): Promise<string | undefined> {
+  const { log } = options;
+  const n = options.bigCount;
+  const corpus = new MailCorpus('big');
+  let ximssd: Ximssd | undefined;
+  const clients: XimssClient[] = [];
+  try {
+    const url = await postgres.createDatabase('big');
+    ximssd = await startXimssd({ store: url, config: { limits: { maxPendingRequests: 100_000 } } });
+    for (let i = 0; i < options.connections; i++) clients.push(await XimssClient.connect(ximssd.ports.ximss, USER, PASSWORD));
+    const probe = await prepareXimssMailbox(clients[0]!, BIG_MAILBOX, corpus.message(0));
+    if (probe !== undefined) throw new Error(probe);
+    log(`populating ${BIG_MAILBOX} with ${fmt(n)} generated messages on ${ENGINE_LABEL.postgres} (database ${url}; filled in every run) …`);
+    const began = performance.now();
+    const x0 = cpuSeconds(ximssd.pid);
+    const p0 = postgres.cpuSeconds();
+    let done = 0;
+    let reported = 0;
+    const failed = await lanes(
+      options.connections * 2,
+      Math.ceil(n / POPULATE_BATCH),
+      async (lane, b) => {
+        const c = clients[lane % options.connections]!;
+        const first = b * POPULATE_BATCH;
+        const messages: CorpusMessage[] = [];
+        for (let i = Math.max(1, first); i < Math.min(n, first + POPULATE_BATCH); i++) messages.push(corpus.message(i));
+        const replies = await Promise.all(messages.map((m) => c.request((id) => ximssAppend(id, m, BIG_MAILBOX))));
+        done += messages.length + (first === 0 ? 1 : 0);
+        if (done - reported >= n / 10) {
+          reported = done;
+          log(`  … ${fmt(done)} of ${fmt(n)} (${fmt((performance.now() - began) / 1000, 1)} s)`);
+        }
+        const bad = replies.find((r) => r.error !== undefined);
+        return bad ? `${ENGINE_LABEL.postgres} messageAppend: ${bad.response}` : undefined;
+      },
+      errors,
+    );
+    if (failed) throw new Error(`population failed (${failed} batches): ${errors.texts.join('; ')}`);
+    const seconds = (performance.now() - began) / 1000;
+    const cpu = { ximssd: cpuSeconds(ximssd.pid) - x0, postgres: postgres.cpuSeconds() - p0 };
+    for (const c of clients.splice(0)) await c.close();
+    await ximssd.stop();
+    ximssd = undefined;
+    const settling = performance.now();
+    await postgres.query(url, 'VACUUM (ANALYZE)');
+    await postgres.query(url, 'CHECKPOINT');
+    const settleSeconds = (performance.now() - settling) / 1000;
+    const size = (await postgres.query(url, 'SELECT pg_database_size(current_database()) AS bytes'))[0]?.bytes;
+    result.browse.population.push({ side: 'postgres', cached: false, seconds, rate: n / seconds, dir: url, settleSeconds });
+    log(
+      `  ${ENGINE_LABEL.postgres}: ${fmt(n)} messages in ${fmt(seconds, 1)} s (${fmt(n / seconds)} msg/s; ` +
+        `CPU per message: ximssd ${fmt((cpu.ximssd / n) * 1e6)} µs, PostgreSQL ${fmt((cpu.postgres / n) * 1e6)} µs); ` +
+        `VACUUM (ANALYZE) + CHECKPOINT ${fmt(settleSeconds, 1)} s; database ${fmt(Number(size) / 1e6)} MB`,
+    );
+    return url;
+  } catch (err) {
+    const reason = (err as Error).message;
+    result.browseUnavailable.postgres = reason;
+    errors.add(reason);
+    log(`${ENGINE_LABEL.postgres}: cannot populate ${BIG_MAILBOX}: ${reason}`);
+    return undefined;
+  } finally {
+    for (const c of clients) await c.close().catch(() => undefined);
+    await ximssd?.stop();
+  }
+}
+
 async function appendPhase(
   options: MailOptions,
-  ximssd: Ximssd,
+  sides: XSide[],
   dovecot: Dovecot | undefined,
   result: MailResult,
   errors: ErrorLog,
@@ -428,15 +576,24 @@ async function appendPhase(
   const corpus = new MailCorpus('append');
   const k = options.connections;
   const w = options.window;
+  const names = [...sides.map((x) => x.label), ...(dovecot ? ['Dovecot'] : [])];
   log(
-    `\nappend: ${k} connections × ${w} in flight, ${fmt(options.appendWarmup)} warm-up messages, then ${options.appendRuns} run(s) × ${fmt(options.appendCount)} messages, on each side`,
+    `\nappend: ${k} connections × ${w} in flight, ${fmt(options.appendWarmup)} warm-up messages, then ${options.appendRuns} run(s) × ${fmt(options.appendCount)} messages, ` +
+      `on each side (${names.join(', ')}, in this order in each run)`,
   );
-  for (let i = 0; i < k; i++) ximssClients.push(await XimssClient.connect(ximssd.ports.ximss, USER, PASSWORD));
-  const probe = await prepareXimssMailbox(ximssClients[0]!, APPEND_MAILBOX, corpus.message(0));
-  if (probe !== undefined) {
-    result.ximssdAppendUnavailable = probe;
-    errors.add(probe);
-    log(`ximssd append not measured: ${probe}`);
+  const clientsOf = new Map<XSide, XimssClient[]>();
+  const live: XSide[] = [];
+  for (const x of sides) {
+    const clients: XimssClient[] = [];
+    for (let i = 0; i < k; i++) clients.push(await XimssClient.connect(x.server.ports.ximss, USER, PASSWORD));
+    ximssClients.push(...clients);
+    clientsOf.set(x, clients);
+    const probe = await prepareXimssMailbox(clients[0]!, APPEND_MAILBOX, corpus.message(0));
+    if (probe !== undefined) {
+      result.appendUnavailable[x.engine] = probe;
+      errors.add(probe);
+      log(`${x.label} append not measured: ${probe}`);
+    } else live.push(x);
   }
   if (dovecot) {
     for (let i = 0; i < k; i++) {
@@ -449,26 +606,31 @@ async function appendPhase(
     log(`Dovecot: ${literal}`);
   }
 
-  const finish = (messages: number, failed: number, m: { seconds: number; server: number; other: number }): AppendRun => ({
+  const finish = (messages: number, failed: number, m: { seconds: number; server: number; other: number }, split?: { ximssd: number; postgres: number }): AppendRun => ({
     messages,
     seconds: m.seconds,
     rate: messages / m.seconds,
     cpuPerMessage: m.server / messages,
+    ...(split ? { cpuSplit: { ximssd: split.ximssd / messages, postgres: split.postgres / messages } } : {}),
     otherCpu: m.other,
     errors: failed,
   });
-  const ximssdRun = async (messages: CorpusMessage[], mailbox: string): Promise<AppendRun> => {
-    const done = meter(() => cpuSeconds(ximssd.pid));
+  const ximssdRun = async (x: XSide, messages: CorpusMessage[], mailbox: string): Promise<AppendRun> => {
+    const clients = clientsOf.get(x)!;
+    const c0 = x.cpu();
+    const done = meter(() => total(x.cpu()));
     const failed = await lanes(
       k * w,
       messages.length,
       async (lane, i) => {
-        const reply = await ximssClients[lane % k]!.request((id) => ximssAppend(id, messages[i]!, mailbox));
-        return reply.error === undefined ? undefined : `ximssd messageAppend: ${reply.response}`;
+        const reply = await clients[lane % k]!.request((id) => ximssAppend(id, messages[i]!, mailbox));
+        return reply.error === undefined ? undefined : `${x.label} messageAppend: ${reply.response}`;
       },
       errors,
     );
-    return finish(messages.length, failed, done());
+    const m = done();
+    const c1 = x.cpu();
+    return finish(messages.length, failed, m, x.engine === 'postgres' ? { ximssd: c1.ximssd - c0.ximssd, postgres: c1.postgres - c0.postgres } : undefined);
   };
   const dovecotRun = async (messages: CorpusMessage[], mailbox: string): Promise<AppendRun> => {
     const done = meter(() => dovecot!.cpuSeconds());
@@ -486,14 +648,16 @@ async function appendPhase(
   };
   const line = (tag: string, name: string, r: AppendRun, extra = ''): void =>
     log(
-      `${tag} ${name.padEnd(22)} ${fmt(r.rate).padStart(8)} msg/s  (${fmt(r.messages)} in ${fmt(r.seconds, 2)} s, ` +
-        `server CPU ${r.cpuPerMessage === undefined ? '?' : fmt(r.cpuPerMessage * 1e6)} µs/msg, other CPU ${Math.round(r.otherCpu * 100)}%, errors ${r.errors})${extra}`,
+      `${tag} ${name.padEnd(32)} ${fmt(r.rate).padStart(8)} msg/s  (${fmt(r.messages)} in ${fmt(r.seconds, 2)} s, ` +
+        `server CPU ${r.cpuPerMessage === undefined ? '?' : fmt(r.cpuPerMessage * 1e6)} µs/msg` +
+        (r.cpuSplit ? ` = ximssd ${fmt(r.cpuSplit.ximssd * 1e6)} + PostgreSQL ${fmt(r.cpuSplit.postgres * 1e6)}` : '') +
+        `, other CPU ${Math.round(r.otherCpu * 100)}%, errors ${r.errors})${extra}`,
     );
 
   // Warm-up (message 0 went in as the probe)
   const slice = (from: number, count: number): CorpusMessage[] => Array.from({ length: count }, (_, i) => corpus.message(from + i));
   const warm = slice(1, options.appendWarmup);
-  if (result.ximssdAppendUnavailable === undefined) await ximssdRun(warm, APPEND_MAILBOX);
+  for (const x of live) await ximssdRun(x, warm, APPEND_MAILBOX);
   if (dovecot) {
     await imapClients[0]!.command([`APPEND ${APPEND_MAILBOX} ${imapFlags(corpus.message(0))}`, corpus.message(0).raw]);
     await dovecotRun(warm, APPEND_MAILBOX);
@@ -504,23 +668,25 @@ async function appendPhase(
     const tag = `[append ${run}/${options.appendRuns}]`;
     const mailbox = `${APPEND_MAILBOX}${run}`;
     const messages = slice(1 + options.appendWarmup + (run - 1) * options.appendCount, options.appendCount);
-    let x: AppendRun | undefined;
-    if (result.ximssdAppendUnavailable === undefined) {
-      const created = await ximssClients[0]!.request((id) => `<mailboxCreate id="${id}" mailbox="${mailbox}"/>`);
-      if (created.error !== undefined) errors.add(`ximssd mailboxCreate: ${created.response}`);
-      x = await ximssdRun(messages, mailbox);
-      result.append.ximssd.push(x);
-      line(tag, 'ximssd messageAppend', x);
+    const these: [XSide, AppendRun][] = [];
+    for (const x of live) {
+      const created = await clientsOf.get(x)![0]!.request((id) => `<mailboxCreate id="${id}" mailbox="${mailbox}"/>`);
+      if (created.error !== undefined) errors.add(`${x.label} mailboxCreate: ${created.response}`);
+      const r = await ximssdRun(x, messages, mailbox);
+      result.append[x.engine].push(r);
+      these.push([x, r]);
+      line(tag, `${x.label} messageAppend`, r);
     }
     if (dovecot) {
       await imapClients[0]!.command([`CREATE ${mailbox}`]);
       const d = await dovecotRun(messages, mailbox);
       result.append.dovecot.push(d);
-      line(tag, 'Dovecot APPEND', d, x ? `, ratio ximssd/Dovecot ${fmt(x.rate / d.rate, 2)}` : '');
+      const ratios = these.map(([x, r]) => `${x.label} ${fmt(r.rate / d.rate, 2)}`).join(', ');
+      line(tag, 'Dovecot APPEND', d, ratios ? `; ratio to Dovecot: ${ratios}` : '');
     }
   }
-  const runErrors = [...result.append.ximssd, ...result.append.dovecot].some((r) => r.errors > 0);
-  if (runErrors) for (const e of errors.texts) if (e !== probe) log(`  error seen: ${e}`);
+  const runErrors = Object.values(result.append).some((runs) => runs.some((r) => r.errors > 0));
+  if (runErrors) for (const e of errors.texts) log(`  error seen: ${e}`);
 }
 
 /** One open-sort-browse-close of ximssd; returns the data of the folderOpen and folderBrowse. */
@@ -579,12 +745,14 @@ function compareDates(side: string, got: (number | undefined)[], expected: numbe
 
 async function browsePhase(
   options: MailOptions,
-  ximssdCache: Cache,
+  engines: Engine[],
+  sqliteCache: Cache | undefined,
+  bigUrl: string | undefined,
   dovecot: Dovecot | undefined,
   dovecotCache: Cache | undefined,
   result: MailResult,
   errors: ErrorLog,
-  setXimssd: (x: Ximssd) => void,
+  servers: Ximssd[],
   ximssClients: XimssClient[],
   imapClients: ImapClient[],
 ): Promise<void> {
@@ -598,27 +766,34 @@ async function browsePhase(
   const dates = Array.from({ length: n }, (_, i) => corpus.date(i)).sort((a, b) => b - a);
   const expected = dates.slice(0, ROWS);
 
-  let xc: XimssClient | undefined;
-  let ximssdPid: number | undefined;
-  if (ximssdCache.complete && result.ximssdBrowseUnavailable === undefined) {
-    const x = await startXimssd({ dataDir: join(ximssdCache.dir, 'data'), cpuProfileDir: options.cpuProfileDir });
-    setXimssd(x);
-    ximssdPid = x.pid;
-    xc = await XimssClient.connect(x.ports.ximss, USER, PASSWORD);
-    ximssClients.push(xc);
+  const xs: { x: XSide; client: XimssClient; samples: number[] }[] = [];
+  for (const engine of engines) {
+    const label = ENGINE_LABEL[engine];
+    const ready = engine === 'sqlite' ? sqliteCache?.complete === true : bigUrl !== undefined;
+    if (!ready || result.browseUnavailable[engine] !== undefined) {
+      result.browseUnavailable[engine] ??= 'the big mailbox could not be populated';
+      continue;
+    }
     try {
-      const warm = await ximssdBrowse(xc);
+      const server =
+        engine === 'sqlite'
+          ? await startXimssd({ dataDir: join(sqliteCache!.dir, 'data'), cpuProfileDir: options.cpuProfileDir })
+          : await startXimssd({ store: bigUrl, createAccounts: false, cpuProfileDir: options.cpuProfileDir });
+      servers.push(server);
+      const client = await XimssClient.connect(server.ports.ximss, USER, PASSWORD);
+      ximssClients.push(client);
+      const warm = await ximssdBrowse(client);
       const init = warm.open.find((d) => attr(d, 'mode') === 'init');
       const messages = init ? attr(init, 'messages') : undefined;
-      checks.push(`ximssd: folderOpen reported messages="${messages ?? '?'}" (expected ${n})`);
-      checks.push(compareDates('ximssd', warm.rows.map(ximssRowDate), expected));
-      if (warm.rows[0]) checks.push(`ximssd first row: ${warm.rows[0].replace(/\s+/g, ' ').slice(0, 300)}`);
+      checks.push(`${label}: folderOpen reported messages="${messages ?? '?'}" (expected ${n})`);
+      checks.push(compareDates(label, warm.rows.map(ximssRowDate), expected));
+      if (warm.rows[0]) checks.push(`${label} first row: ${warm.rows[0].replace(/\s+/g, ' ').slice(0, 300)}`);
+      xs.push({ x: xside(engine, server, options.postgres), client, samples: [] });
     } catch (err) {
-      result.ximssdBrowseUnavailable = (err as Error).message;
+      result.browseUnavailable[engine] = (err as Error).message;
       errors.add((err as Error).message);
-      xc = undefined;
     }
-  } else if (result.ximssdBrowseUnavailable === undefined) result.ximssdBrowseUnavailable = 'the big mailbox could not be populated';
+  }
 
   let dc: ImapClient | undefined;
   let unselect = false;
@@ -634,23 +809,23 @@ async function browsePhase(
       checks.push(compareDates('Dovecot', warm.rows.map(imapRowDate), expected));
       if (warm.rows[0]) checks.push(`Dovecot first row: ${decodeEntities(warm.rows[0]).replace(/\s+/g, ' ').slice(0, 300)}`);
     } catch (err) {
-      result.dovecotBrowseUnavailable = (err as Error).message;
+      result.browseUnavailable.dovecot = (err as Error).message;
       errors.add((err as Error).message);
       dc = undefined;
     }
-  } else if (dovecot) result.dovecotBrowseUnavailable = 'the big mailbox could not be populated';
+  } else if (dovecot) result.browseUnavailable.dovecot = 'the big mailbox could not be populated';
   for (const c of checks) log(`  check: ${c}`);
 
-  // Timed iterations, the two servers taking turns.
-  const xs: number[] = [];
+  // Timed iterations, the servers taking turns (ximssd on each engine, then Dovecot).
   const ds: number[] = [];
-  const servers = (): number => (ximssdPid ? cpuSeconds(ximssdPid) : 0) + (dovecot ? dovecot.cpuSeconds() : 0);
-  const done = meter(servers);
+  const serversCpu = (): number =>
+    xs.reduce((sum, { x }) => sum + x.cpu().ximssd, 0) + (options.postgres ? options.postgres.cpuSeconds() : 0) + (dovecot ? dovecot.cpuSeconds() : 0);
+  const done = meter(serversCpu);
   for (let i = 0; i < options.iterations; i++) {
-    if (xc) {
+    for (const side of xs) {
       const t0 = performance.now();
-      await ximssdBrowse(xc);
-      xs.push(performance.now() - t0);
+      await ximssdBrowse(side.client);
+      side.samples.push(performance.now() - t0);
     }
     if (dc) {
       const t0 = performance.now();
@@ -660,17 +835,22 @@ async function browsePhase(
   }
   const otherCpu = done().other;
   const show = (name: string, s: BrowseStats): void =>
-    log(`${name.padEnd(44)} median ${fmt(s.medianMs, 2).padStart(9)} ms  p90 ${fmt(s.p90Ms, 2).padStart(9)} ms  (min ${fmt(s.minMs, 2)}, max ${fmt(s.maxMs, 2)})`);
-  if (xs.length) {
-    result.browse.ximssd = { ...stats(xs), otherCpu };
-    show('ximssd folderOpen + folderBrowse + folderClose', result.browse.ximssd);
-  } else log(`ximssd open-and-browse not measured: ${result.ximssdBrowseUnavailable ?? '?'}`);
+    log(`${name.padEnd(62)} median ${fmt(s.medianMs, 2).padStart(9)} ms  p90 ${fmt(s.p90Ms, 2).padStart(9)} ms  (min ${fmt(s.minMs, 2)}, max ${fmt(s.maxMs, 2)})`);
+  for (const { x, samples } of xs) {
+    result.browse[x.engine] = { ...stats(samples), otherCpu };
+    show(`${x.label} folderOpen + folderBrowse + folderClose`, result.browse[x.engine]!);
+  }
+  for (const engine of engines) {
+    if (!result.browse[engine]) log(`${ENGINE_LABEL[engine]} open-and-browse not measured: ${result.browseUnavailable[engine] ?? '?'}`);
+  }
   if (ds.length) {
     result.browse.dovecot = { ...stats(ds), otherCpu };
     show(`Dovecot SELECT + UID SORT + UID FETCH + ${unselect ? 'UNSELECT' : 'CLOSE'}`, result.browse.dovecot);
-  } else if (dovecot) log(`Dovecot open-and-browse not measured: ${result.dovecotBrowseUnavailable ?? '?'}`);
+  } else if (dovecot) log(`Dovecot open-and-browse not measured: ${result.browseUnavailable.dovecot ?? '?'}`);
   if (otherCpu > 0.2) log(`note: other processes used ${Math.round(otherCpu * 100)}% of a core during these iterations: the times are disturbed`);
-  if (result.browse.ximssd && result.browse.dovecot) {
-    log(`ratio ximssd/Dovecot (median): ${fmt(result.browse.ximssd.medianMs / result.browse.dovecot.medianMs, 2)}`);
+  const d = result.browse.dovecot;
+  if (d) {
+    const ratios = engines.flatMap((e) => (result.browse[e] ? [`${ENGINE_LABEL[e]} ${fmt(result.browse[e]!.medianMs / d.medianMs, 2)}`] : []));
+    if (ratios.length) log(`ratio to Dovecot (median): ${ratios.join(', ')}`);
   }
 }

@@ -11,24 +11,31 @@
  * messages are spread over K accounts, one INBOX per sender, on both sides. The warm-up and
  * each run have a set of K accounts of their own (`smtp-w-NN@bench.test`,
  * `smtp-R-NN@bench.test`), created empty beforehand, so that every run starts with empty
- * INBOXes (Dovecot's deliveries get slower as a Maildir fills up). Both servers keep
- * their defaults for durability: ximssd commits to its store (SQLite, synchronous=FULL)
- * before the 250; Dovecot keeps `mail_fsync = optimized` and Maildir.
+ * INBOXes (Dovecot's deliveries get slower as a Maildir fills up). The servers keep
+ * their defaults for durability: ximssd commits to its store (SQLite, synchronous=FULL; or
+ * the run's PostgreSQL, fsync and synchronous_commit on) before the 250; Dovecot keeps
+ * `mail_fsync = optimized` and Maildir. ximssd runs on each engine asked for, side by side.
  *
- * Afterwards the counts are checked on both sides (ximssd: XIMSS mailboxList of each INBOX;
+ * Afterwards the counts are checked on every side (ximssd: XIMSS mailboxList of each INBOX;
  * Dovecot: IMAP STATUS), so that a broken delivery cannot make a fast figure.
  */
 import { existsSync } from 'node:fs';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import { ensureDovecot, startDovecot, type Dovecot } from './dovecot.js';
+import { ENGINE_LABEL, type Engine, type Side } from './engines.js';
 import { ErrorLog, fmt } from './figures.js';
 import { ImapClient } from './imap-client.js';
 import { MailCorpus, type CorpusMessage } from './mail-corpus.js';
+import type { BenchPostgres } from './postgres.js';
 import { cpuSeconds, meter } from './proc.js';
 import { XimssClient, attr } from './ximss-client.js';
 import { DOMAIN, PASSWORD, startXimssd, type Ximssd } from './ximssd.js';
 
 export interface SmtpOptions {
+  /** The store engines ximssd runs on (postgres only when `postgres` is given). */
+  engines: Engine[];
+  /** The run's PostgreSQL server. */
+  postgres?: BenchPostgres;
   /** Concurrent sender connections per server (one recipient account each). */
   senders: number;
   /** Messages delivered per timed run, on each side. */
@@ -50,8 +57,10 @@ export interface SmtpRun {
   seconds: number;
   /** Delivered messages per second. */
   rate: number;
-  /** Server CPU seconds per delivered message (Dovecot: all its processes). */
+  /** Server CPU seconds per delivered message (Dovecot: all its processes; PostgreSQL engine: ximssd and all of PostgreSQL's). */
   cpuPerMessage: number | undefined;
+  /** On PostgreSQL: the part of cpuPerMessage spent in ximssd's process and in PostgreSQL's. */
+  cpuSplit?: { ximssd: number; postgres: number };
   /** Server CPU over the run, in cores. */
   serverCpu: number;
   /** CPU of the bench process (the senders), in cores. */
@@ -76,15 +85,16 @@ export interface SmtpVerification {
 
 export interface SmtpResult {
   dovecot: { available: true; version: string } | { available: false; reason: string };
+  engines: Engine[];
   senders: number;
-  /** The recipient of each sender: one set for the warm-up, then one per run; the same on both sides. */
+  /** The recipient of each sender: one set for the warm-up, then one per run; the same on every side. */
   accounts: string[][];
-  ximssdUnavailable?: string;
-  dovecotUnavailable?: string;
+  /** Why a side was not measured, if so. */
+  unavailable: Partial<Record<Side, string>>;
   /** The extensions each server advertised in its EHLO/LHLO reply. */
-  extensions: { ximssd?: string[]; dovecot?: string[] };
-  runs: { ximssd: SmtpRun[]; dovecot: SmtpRun[] };
-  verify: { ximssd?: SmtpVerification; dovecot?: SmtpVerification };
+  extensions: Partial<Record<Side, string[]>>;
+  runs: Record<Side, SmtpRun[]>;
+  verify: Partial<Record<Side, SmtpVerification>>;
   /** First distinct error texts seen, quoted as received. */
   errors: string[];
 }
@@ -184,19 +194,35 @@ async function deliver(senders: Sender[], accounts: string[], messages: CorpusMe
   return { delivered, bytes, failed };
 }
 
+/** One side of the section: ximssd on an engine, or Dovecot, with its senders and tally. */
+interface SmtpSide {
+  side: Side;
+  label: string;
+  senders: Sender[];
+  tally: Tally;
+  /** CPU seconds so far: the server's own process(es), and PostgreSQL's (ximssd on PostgreSQL only). */
+  cpu(): { main: number; postgres: number };
+  verify(): Promise<SmtpVerification>;
+  /** The log tail to quote when the first message is refused (Dovecot). */
+  logTail?: () => string;
+}
+
 export async function smtpBench(options: SmtpOptions): Promise<SmtpResult> {
   const { log } = options;
   const errors = new ErrorLog();
   const k = options.senders;
+  const engines = options.engines.filter((e) => e !== 'postgres' || options.postgres !== undefined);
   const set = (name: string): string[] => Array.from({ length: k }, (_, i) => `smtp-${name}-${String(i + 1).padStart(2, '0')}@${DOMAIN}`);
   const sets = [set('w'), ...Array.from({ length: options.runs }, (_, r) => set(String(r + 1)))];
   const all = sets.flat();
   const result: SmtpResult = {
     dovecot: { available: false, reason: 'not checked' },
+    engines,
     senders: k,
     accounts: sets,
+    unavailable: {},
     extensions: {},
-    runs: { ximssd: [], dovecot: [] },
+    runs: { sqlite: [], postgres: [], dovecot: [] },
     verify: {},
     errors: errors.texts,
   };
@@ -209,90 +235,102 @@ export async function smtpBench(options: SmtpOptions): Promise<SmtpResult> {
 
   const corpus = new MailCorpus('smtp');
   const slice = (from: number, count: number): CorpusMessage[] => Array.from({ length: count }, (_, i) => corpus.message(from + i));
-  let ximssd: Ximssd | undefined;
+  const servers: Ximssd[] = [];
   let dovecot: Dovecot | undefined;
-  const xSenders: Sender[] = [];
-  const dSenders: Sender[] = [];
-  const xTally = newTally(sets);
-  const dTally = newTally(sets);
+  const sides: SmtpSide[] = [];
+  const allSenders = (): Sender[] => sides.flatMap((s) => s.senders);
   try {
-    // ---- Start both servers and open the senders
-    if (result.dovecot.available) {
+    // ---- Start the servers and open the senders: ximssd on each engine, then Dovecot
+    for (const engine of engines) {
+      const label = ENGINE_LABEL[engine];
       try {
-        dovecot = await startDovecot({ users: all.map((name) => ({ name, password: PASSWORD })), lmtp: true });
-        for (let i = 0; i < k; i++) dSenders.push(await Sender.open(dovecot.lmtpPort!, true));
-        log(`Dovecot ${dovecot.version}: LMTP on 127.0.0.1:${dovecot.lmtpPort} (pid ${dovecot.pid}, mail_fsync default, Maildir)`);
+        const store = engine === 'postgres' ? await options.postgres!.createDatabase('smtp') : undefined;
+        const x = await startXimssd({ smtp: true, accounts: all, store, cpuProfileDir: options.cpuProfileDir });
+        servers.push(x);
+        const senders: Sender[] = [];
+        for (let i = 0; i < k; i++) senders.push(await Sender.open(x.ports.smtp!, false));
+        const postgres = engine === 'postgres' ? options.postgres : undefined;
+        const tally = newTally(sets);
+        sides.push({
+          side: engine,
+          label,
+          senders,
+          tally,
+          cpu: () => ({ main: cpuSeconds(x.pid), postgres: postgres ? postgres.cpuSeconds() : 0 }),
+          verify: () => verifyXimssd(x, tally),
+        });
+        log(`${label}: SMTP on 127.0.0.1:${x.ports.smtp} (pid ${x.pid}${store ? `, store ${store}` : ''})`);
       } catch (err) {
-        result.dovecotUnavailable = (err as Error).message;
-        errors.add(result.dovecotUnavailable);
-        log(`Dovecot side not measured: ${result.dovecotUnavailable}`);
+        result.unavailable[engine] = (err as Error).message;
+        errors.add(result.unavailable[engine]!);
+        log(`${label} side not measured: ${result.unavailable[engine]}`);
       }
     }
-    try {
-      ximssd = await startXimssd({ smtp: true, accounts: all, cpuProfileDir: options.cpuProfileDir });
-      for (let i = 0; i < k; i++) xSenders.push(await Sender.open(ximssd.ports.smtp!, false));
-      log(`ximssd: SMTP on 127.0.0.1:${ximssd.ports.smtp} (pid ${ximssd.pid})`);
-    } catch (err) {
-      result.ximssdUnavailable = (err as Error).message;
-      errors.add(result.ximssdUnavailable);
-      log(`ximssd side not measured: ${result.ximssdUnavailable}`);
+    if (result.dovecot.available) {
+      try {
+        const d = await startDovecot({ users: all.map((name) => ({ name, password: PASSWORD })), lmtp: true });
+        dovecot = d;
+        const senders: Sender[] = [];
+        for (let i = 0; i < k; i++) senders.push(await Sender.open(d.lmtpPort!, true));
+        const tally = newTally(sets);
+        sides.push({
+          side: 'dovecot',
+          label: 'Dovecot',
+          senders,
+          tally,
+          cpu: () => ({ main: d.cpuSeconds(), postgres: 0 }),
+          verify: () => verifyDovecot(d, tally),
+          logTail: () => d.logTail(8),
+        });
+        log(`Dovecot ${d.version}: LMTP on 127.0.0.1:${d.lmtpPort} (pid ${d.pid}, mail_fsync default, Maildir)`);
+      } catch (err) {
+        result.unavailable.dovecot = (err as Error).message;
+        errors.add(result.unavailable.dovecot);
+        log(`Dovecot side not measured: ${result.unavailable.dovecot}`);
+      }
     }
-    const xOn = (): boolean => result.ximssdUnavailable === undefined && ximssd !== undefined;
-    const dOn = (): boolean => result.dovecotUnavailable === undefined && dovecot !== undefined;
+    const on = (s: SmtpSide): boolean => result.unavailable[s.side] === undefined;
     log(
       `\nsmtp: ${k} sender connections per server, each to its own account, messages back to back on each; ` +
-        `${fmt(options.warmup)} warm-up messages, then ${options.runs} run(s) × ${fmt(options.count)} messages, on each side; ` +
+        `${fmt(options.warmup)} warm-up messages, then ${options.runs} run(s) × ${fmt(options.count)} messages, on each side ` +
+        `(${sides.map((s) => s.label).join(', ')}, in this order in each run); ` +
         `a fresh set of ${k} accounts for the warm-up and for each run (${sets[0]![0]} … ${sets[sets.length - 1]![k - 1]})`,
     );
 
     // ---- Probe (message 0 on sender 0) and warm-up, untimed
     const probe = corpus.message(0);
     const first = sets[0]![0]!;
-    const count = (tally: Tally, address: string, message: CorpusMessage): void => {
-      const t = tally.get(address)!;
-      t.delivered++;
-      t.bytes += message.raw.length;
-    };
-    if (xOn()) {
-      const error = await xSenders[0]!.send(first, probe);
-      if (error !== undefined) {
-        result.ximssdUnavailable = `ximssd SMTP: ${error}`;
-        log(`ximssd side not measured: the first message was refused: ${error}`);
-      } else {
-        count(xTally, first, probe);
-        result.extensions.ximssd = xSenders[0]!.extensions;
-      }
-    }
-    if (dOn()) {
-      const error = await dSenders[0]!.send(first, probe);
-      if (error !== undefined) {
-        result.dovecotUnavailable = `Dovecot LMTP: ${error}\n${dovecot!.logTail(8)}`;
-        log(`Dovecot side not measured: the first message was refused: ${error}\n${dovecot!.logTail(8)}`);
-      } else {
-        count(dTally, first, probe);
-        result.extensions.dovecot = dSenders[0]!.extensions;
-      }
-    }
     const advertises = (list: string[] | undefined): string =>
       list ? ['PIPELINING', '8BITMIME', 'SIZE'].map((e) => `${e} ${list.some((l) => l.toUpperCase().startsWith(e)) ? 'yes' : 'no'}`).join(', ') : '?';
-    if (xOn()) log(`ximssd EHLO: ${advertises(result.extensions.ximssd)}`);
-    if (dOn()) log(`Dovecot LHLO: ${advertises(result.extensions.dovecot)}`);
+    for (const s of sides) {
+      if (!on(s)) continue;
+      const error = await s.senders[0]!.send(first, probe);
+      if (error !== undefined) {
+        const tail = s.logTail ? `\n${s.logTail()}` : '';
+        result.unavailable[s.side] = `${s.label} ${s.side === 'dovecot' ? 'LMTP' : 'SMTP'}: ${error}${tail}`;
+        log(`${s.label} side not measured: the first message was refused: ${error}${tail}`);
+        continue;
+      }
+      const t = s.tally.get(first)!;
+      t.delivered++;
+      t.bytes += probe.raw.length;
+      result.extensions[s.side] = s.senders[0]!.extensions;
+      log(`${s.label} ${s.side === 'dovecot' ? 'LHLO' : 'EHLO'}: ${advertises(result.extensions[s.side])}`);
+    }
     const warm = slice(1, Math.max(0, options.warmup - 1));
-    if (xOn()) await deliver(xSenders, sets[0]!, warm, xTally, errors, 'ximssd');
-    if (dOn()) await deliver(dSenders, sets[0]!, warm, dTally, errors, 'Dovecot');
+    for (const s of sides) if (on(s)) await deliver(s.senders, sets[0]!, warm, s.tally, errors, s.label);
 
-    // ---- Timed runs: the same messages on both sides, ximssd first
-    const timed = async (
-      side: 'ximssd' | 'Dovecot',
-      senders: Sender[],
-      accounts: string[],
-      tally: Tally,
-      messages: CorpusMessage[],
-      serverCpu: () => number,
-    ): Promise<SmtpRun> => {
-      const done = meter(serverCpu);
-      const r = await deliver(senders, accounts, messages, tally, errors, side);
+    // ---- Timed runs: the same messages on every side, in turn
+    const timed = async (s: SmtpSide, accounts: string[], messages: CorpusMessage[]): Promise<SmtpRun> => {
+      const c0 = s.cpu();
+      const done = meter(() => {
+        const c = s.cpu();
+        return c.main + c.postgres;
+      });
+      const r = await deliver(s.senders, accounts, messages, s.tally, errors, s.label);
       const m = done();
+      const c1 = s.cpu();
+      const split = s.side === 'postgres' && r.delivered ? { ximssd: (c1.main - c0.main) / r.delivered, postgres: (c1.postgres - c0.postgres) / r.delivered } : undefined;
       return {
         messages: messages.length,
         delivered: r.delivered,
@@ -300,6 +338,7 @@ export async function smtpBench(options: SmtpOptions): Promise<SmtpResult> {
         seconds: m.seconds,
         rate: r.delivered / m.seconds,
         cpuPerMessage: r.delivered ? m.server / r.delivered : undefined,
+        ...(split ? { cpuSplit: split } : {}),
         serverCpu: m.server / m.seconds,
         clientCpu: m.client / m.seconds,
         otherCpu: m.other,
@@ -308,40 +347,40 @@ export async function smtpBench(options: SmtpOptions): Promise<SmtpResult> {
     };
     const line = (tag: string, name: string, r: SmtpRun, extra = ''): void =>
       log(
-        `${tag} ${name.padEnd(20)} ${fmt(r.rate).padStart(7)} msg/s  (${fmt(r.delivered)} of ${fmt(r.messages)} in ${fmt(r.seconds, 2)} s, ` +
+        `${tag} ${name.padEnd(22)} ${fmt(r.rate).padStart(7)} msg/s  (${fmt(r.delivered)} of ${fmt(r.messages)} in ${fmt(r.seconds, 2)} s, ` +
           `${fmt(r.bytes / r.seconds / 1e6, 1)} MB/s; server CPU ${Math.round(r.serverCpu * 100)}%, ` +
-          `${r.cpuPerMessage === undefined ? '?' : fmt(r.cpuPerMessage * 1e6)} µs/msg; senders' CPU ${Math.round(r.clientCpu * 100)}%, ` +
-          `other CPU ${Math.round(r.otherCpu * 100)}%, errors ${r.errors})${extra}`,
+          `${r.cpuPerMessage === undefined ? '?' : fmt(r.cpuPerMessage * 1e6)} µs/msg` +
+          (r.cpuSplit ? ` = ximssd ${fmt(r.cpuSplit.ximssd * 1e6)} + PostgreSQL ${fmt(r.cpuSplit.postgres * 1e6)}` : '') +
+          `; senders' CPU ${Math.round(r.clientCpu * 100)}%, other CPU ${Math.round(r.otherCpu * 100)}%, errors ${r.errors})${extra}`,
       );
     for (let run = 1; run <= options.runs; run++) {
       const tag = `[smtp ${run}/${options.runs}]`;
       const messages = slice(Math.max(1, options.warmup) + (run - 1) * options.count, options.count);
-      let x: SmtpRun | undefined;
-      if (xOn()) {
-        const pid = ximssd!.pid;
-        x = await timed('ximssd', xSenders, sets[run]!, xTally, messages, () => cpuSeconds(pid));
-        result.runs.ximssd.push(x);
-        line(tag, 'ximssd SMTP', x);
-      }
-      if (dOn()) {
-        const d = await timed('Dovecot', dSenders, sets[run]!, dTally, messages, () => dovecot!.cpuSeconds());
-        result.runs.dovecot.push(d);
-        line(tag, 'Dovecot LMTP', d, x ? `, ratio ximssd/Dovecot ${fmt(x.rate / d.rate, 2)}` : '');
+      const these: [SmtpSide, SmtpRun][] = [];
+      for (const s of sides) {
+        if (!on(s)) continue;
+        const r = await timed(s, sets[run]!, messages);
+        result.runs[s.side].push(r);
+        let extra = '';
+        if (s.side === 'dovecot' && these.length) extra = `; ratio to Dovecot: ${these.map(([x, xr]) => `${x.label} ${fmt(xr.rate / r.rate, 2)}`).join(', ')}`;
+        these.push([s, r]);
+        line(tag, s.side === 'dovecot' ? 'Dovecot LMTP' : `${s.label} SMTP`, r, extra);
       }
     }
-    const runErrors = [...result.runs.ximssd, ...result.runs.dovecot].some((r) => r.errors > 0);
+    const runErrors = Object.values(result.runs).some((runs) => runs.some((r) => r.errors > 0));
     if (runErrors) for (const e of errors.texts) log(`  error seen: ${e}`);
 
     // ---- Did it all arrive?
-    for (const s of [...xSenders, ...dSenders]) s.close();
-    if (xOn()) result.verify.ximssd = await verifyXimssd(ximssd!, xTally);
-    if (dOn()) result.verify.dovecot = await verifyDovecot(dovecot!, dTally);
-    for (const [side, v] of [['ximssd', result.verify.ximssd], ['Dovecot', result.verify.dovecot]] as const) {
-      if (v) log(`  check: ${side}: ${v.text}`);
+    for (const s of allSenders()) s.close();
+    for (const s of sides) {
+      if (!on(s)) continue;
+      const v = await s.verify();
+      result.verify[s.side] = v;
+      log(`  check: ${s.label}: ${v.text}`);
     }
   } finally {
-    for (const s of [...xSenders, ...dSenders]) s.close();
-    await ximssd?.stop();
+    for (const s of allSenders()) s.close();
+    for (const x of servers) await x.stop();
     await dovecot?.stop();
   }
   return result;

@@ -17,6 +17,12 @@ export interface XimssReply {
   error: string | undefined;
 }
 
+interface AsyncWaiter {
+  match: (text: string) => boolean;
+  resolve: (message: { text: string; at: number }) => void;
+  reject: (err: Error) => void;
+}
+
 interface Pending {
   data: string[];
   resolve: (reply: XimssReply) => void;
@@ -56,6 +62,7 @@ export class XimssClient {
   /** Messages that carried no id, or an id nobody waits for. */
   asyncMessages = 0;
   lastAsync: string | undefined;
+  private asyncWaiters: AsyncWaiter[] = [];
   private readonly pending = new Map<string, Pending>();
   private rest: Buffer | undefined;
   private nextId = 1;
@@ -99,6 +106,33 @@ export class XimssClient {
     return reply;
   }
 
+  /**
+   * The next asynchronous message (one that answers no request) that `match` accepts, with
+   * `at`: performance.now() when the chunk holding it was read. Wait before sending what
+   * causes it, so that it cannot arrive first.
+   */
+  nextAsync(match: (text: string) => boolean, timeoutMs = 10_000): Promise<{ text: string; at: number }> {
+    if (this.closed) return Promise.reject(this.closed);
+    return new Promise((resolve, reject) => {
+      const waiter: AsyncWaiter = {
+        match,
+        resolve: (message) => {
+          clearTimeout(timer);
+          resolve(message);
+        },
+        reject: (err) => {
+          clearTimeout(timer);
+          reject(err);
+        },
+      };
+      const timer = setTimeout(() => {
+        this.asyncWaiters = this.asyncWaiters.filter((w) => w !== waiter);
+        reject(new Error(`no asynchronous message as expected within ${timeoutMs} ms (last one: ${this.lastAsync ?? 'none'})`));
+      }, timeoutMs);
+      this.asyncWaiters.push(waiter);
+    });
+  }
+
   /** `bye` (errors ignored), then closes. */
   async close(): Promise<void> {
     if (!this.closed) {
@@ -108,6 +142,7 @@ export class XimssClient {
   }
 
   private onData(chunk: Buffer): void {
+    const at = performance.now();
     let buf = chunk;
     if (this.rest) {
       buf = Buffer.concat([this.rest, chunk]);
@@ -117,19 +152,24 @@ export class XimssClient {
     for (;;) {
       const zero = buf.indexOf(0, start);
       if (zero < 0) break;
-      this.onMessage(buf.toString('utf8', start, zero));
+      this.onMessage(buf.toString('utf8', start, zero), at);
       start = zero + 1;
     }
     if (start < buf.length) this.rest = buf.subarray(start);
   }
 
-  private onMessage(message: string): void {
+  private onMessage(message: string, at: number): void {
     const text = message.trimStart();
     const match = text.match(ID);
     const entry = match ? this.pending.get(match[2]!) : undefined;
     if (!match || !entry) {
       this.asyncMessages++;
       this.lastAsync = text;
+      const waiter = this.asyncWaiters.find((w) => w.match(text));
+      if (waiter) {
+        this.asyncWaiters = this.asyncWaiters.filter((w) => w !== waiter);
+        waiter.resolve({ text, at });
+      }
       return;
     }
     if (match[1] === 'response') {
@@ -143,5 +183,6 @@ export class XimssClient {
     this.closed = err;
     for (const entry of this.pending.values()) entry.reject(err);
     this.pending.clear();
+    for (const waiter of this.asyncWaiters.splice(0)) waiter.reject(err);
   }
 }

@@ -37,6 +37,16 @@ export interface XimssdOptions {
   smtp?: boolean;
   /** More accounts (full addresses) to create before the start, with the password PASSWORD. */
   accounts?: string[];
+  /**
+   * The store: a postgres:// URL (the PostgreSQL engine; the data directory then only holds
+   * the node's spool and lock); absent: SQLite in the data directory.
+   */
+  store?: string;
+  /**
+   * Create the benchmark account (and `accounts`) before the start: true by default. A
+   * second node of a cluster finds them in the shared database.
+   */
+  createAccounts?: boolean;
 }
 
 export interface MemoryReport {
@@ -81,6 +91,7 @@ export async function startXimssd(options: XimssdOptions = {}): Promise<Ximssd> 
     configFile,
     JSON.stringify({
       ...options.config,
+      ...(options.store === undefined ? {} : { store: options.store }),
       dataDir,
       host: '127.0.0.1',
       defaultDomain: DOMAIN,
@@ -90,11 +101,12 @@ export async function startXimssd(options: XimssdOptions = {}): Promise<Ximssd> 
   let child: Child | undefined;
   try {
     if (options.dataDir) mkdirSync(options.dataDir, { recursive: true });
-    if (!options.dataDir || !existsSync(accountMarker)) {
+    const create = options.createAccounts ?? true;
+    if (create && (!options.dataDir || !existsSync(accountMarker))) {
       await runCommand(process.execPath, [MAIN, 'account', 'add', USER, '--password', PASSWORD, '--config', configFile]);
       if (options.dataDir) writeFileSync(accountMarker, `${USER}\n`);
     }
-    for (const address of options.accounts ?? []) {
+    for (const address of create ? (options.accounts ?? []) : []) {
       await runCommand(process.execPath, [MAIN, 'account', 'add', address, '--password', PASSWORD, '--config', configFile]);
     }
     const nodeArgs: string[] = [];
@@ -108,8 +120,9 @@ export async function startXimssd(options: XimssdOptions = {}): Promise<Ximssd> 
     const smtpPort = options.smtp ? await freePort() : 0;
     const args = [...nodeArgs, MAIN, 'serve', '--config', configFile, '--ximss', '0', '--http', '0', '--smtp', String(smtpPort), '--xmpp', '0'];
     child = spawnChild(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
-    // The whole line: `ximssd … listening on H: XIMSS n, HTTP n, SMTP n (data in …)`.
-    const match = await child.waitFor(/listening on \S+: XIMSS (\d+)\b.*?, HTTP (\d+)\b.*\(data in /);
+    // The whole line: `ximssd … listening on H: XIMSS n, HTTP n, SMTP n (data in …)`, or
+    // `… (store PostgreSQL, node N)` on PostgreSQL.
+    const match = await child.waitFor(/listening on \S+: XIMSS (\d+)\b.*?, HTTP (\d+)\b.*\((?:data in |store )/);
     const ports: { ximss: number; http: number; smtp?: number } = { ximss: Number(match[1]), http: Number(match[2]) };
     if (options.smtp) {
       const smtp = match[0].match(/, SMTP (\d+)\b/);
