@@ -589,3 +589,44 @@ describe('abuse: logins and SMTP', () => {
     await assertServes(victim);
   });
 });
+
+describe('abuse: pretending to be a cluster node', () => {
+  let server: TestServer;
+  let victim: XimssClient;
+  let user: string;
+  before(async () => ({ server, victim, user } = await startAttacked()));
+  after(() => server.stop());
+
+  /** One HTTP request from `localAddress`, with extra headers. */
+  const send = (path: string, localAddress: string, headers: http.OutgoingHttpHeaders = {}): Promise<number> =>
+    new Promise((resolve, reject) => {
+      const req = http.request({ host: '127.0.0.1', port: server.ports.http, path, localAddress, headers, agent: false }, (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+      });
+      req.on('error', reject);
+      req.end();
+    });
+
+  test('a client cannot get around the IP watch by claiming to be a forwarding node, nor make the server forward for it', async () => {
+    const login = await new Promise<string>((resolve, reject) => {
+      http
+        .get({ host: '127.0.0.1', port: server.ports.http, path: `/XIMSSLogin/?userName=${encodeURIComponent(user)}&password=secret`, agent: false }, (res) => {
+          let text = '';
+          res.on('data', (chunk: Buffer) => (text += chunk.toString()));
+          res.on('end', () => resolve(parseXml(text).elements()[0]!.attrs.urlID!));
+        })
+        .on('error', reject);
+    });
+    assert.equal(await send(`/Session/${login}/?maxWait=0`, '127.0.0.1'), 200);
+    // From another address, with the headers a node adds when it forwards: a made-up key, or none.
+    for (const key of ['guessed-key', '', undefined]) {
+      const headers: http.OutgoingHttpHeaders = { 'x-ximssd-client-address': '127.0.0.1' };
+      if (key !== undefined) headers['x-ximssd-cluster-key'] = key;
+      assert.equal(await send(`/Session/${login}/?maxWait=0`, '127.0.0.2', headers), 550, `key ${JSON.stringify(key)}`);
+    }
+    // A urlID naming another node that does not exist: 550, nothing forwarded anywhere.
+    assert.equal(await send('/Session/42-AAAAAAAAAAAAAAAAAAAA/?maxWait=0', '127.0.0.1'), 550);
+    await assertServes(victim);
+  });
+});
