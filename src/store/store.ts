@@ -426,14 +426,12 @@ export interface MailStore {
    * each is replaced by a new pure folder of the same name (a mailbox that has children).
    */
   removeMailboxes(ids: readonly number[], options?: { leavePureFolders?: boolean }): Promise<void>;
-  setMailboxAcl(id: number, acl: readonly AclEntryRecord[]): Promise<void>;
   /**
    * Changes a mailbox's ACL in one transaction: `change` (pure, synchronous; it may throw to
    * abort) gets the ACL as stored and returns the new one, which is returned.
    * NotFoundError when the mailbox is gone.
    */
   updateMailboxAcl(id: number, change: (acl: readonly AclEntryRecord[]) => AclEntryRecord[]): Promise<AclEntryRecord[]>;
-  setMailboxClass(id: number, mailboxClass: string, pureFolder: boolean): Promise<void>;
   mailboxStats(accountId: number): Promise<Map<number, MailboxStats>>;
   /** Total size of the account's messages (quota). */
   accountUsage(accountId: number): Promise<number>;

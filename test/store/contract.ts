@@ -739,22 +739,16 @@ function mailboxes(fresh: FreshStore): void {
       assert.equal(again.id, folder.id);
     });
 
-    it('ACL and class', async () => {
+    it('ACL: replaced through updateMailboxAcl', async () => {
       const box = await c.mailbox();
       const acl = [
         { pattern: 'bob@contract.test', rights: 'lrsw' },
         { pattern: 'anyone', rights: 'l' },
       ];
-      await c.store.mail.setMailboxAcl(box.id, acl);
+      assert.deepEqual(await c.store.mail.updateMailboxAcl(box.id, () => acl), acl);
       assert.deepEqual((await c.store.mail.getMailboxById(box.id))?.acl, acl);
-      await c.store.mail.setMailboxAcl(box.id, []);
+      await c.store.mail.updateMailboxAcl(box.id, () => []);
       assert.deepEqual((await c.store.mail.getMailboxById(box.id))?.acl, []);
-      await c.store.mail.setMailboxClass(box.id, 'IPF.Contact', true);
-      const read = (await c.store.mail.getMailboxById(box.id))!;
-      assert.equal(read.mailboxClass, 'IPF.Contact');
-      assert.equal(read.pureFolder, true);
-      await c.store.mail.setMailboxClass(box.id, '', false);
-      assert.equal((await c.store.mail.getMailboxById(box.id))?.pureFolder, false);
     });
 
     it('subscriptions and mailbox aliases, per account', async () => {

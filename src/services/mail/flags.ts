@@ -113,14 +113,6 @@ export function parseInitialFlags(list: string | undefined): { flags: number; ke
   return { flags: change.set, keywords: change.addKeywords };
 }
 
-/** Applies a change; returns the new keyword list (the same array when unchanged). */
-export function applyKeywords(keywords: readonly string[], change: FlagChange): readonly string[] {
-  if (change.addKeywords.length === 0 && change.removeKeywords.length === 0) return keywords;
-  const result = keywords.filter((k) => !change.removeKeywords.some((r) => r.toLowerCase() === k.toLowerCase()));
-  for (const k of change.addKeywords) if (!result.some((r) => r.toLowerCase() === k.toLowerCase())) result.push(k);
-  return result.length === keywords.length && result.every((k, i) => k === keywords[i]) ? keywords : result;
-}
-
 /** `Seen,Flagged,$Label1`: the FLAGS viewer field. */
 export function formatFlags(flags: number, keywords: readonly string[]): string {
   const names: string[] = [];

@@ -25,7 +25,8 @@ import type { AccountRecord } from '../../store/store.js';
 import type { RuleRecord } from '../../store/rules.js';
 import { fullName } from '../accounts.js';
 import { ServiceError } from '../errors.js';
-import { applyKeywords, Flag, parseFlagChange } from '../mail/flags.js';
+import { Flag, parseFlagChange } from '../mail/flags.js';
+import { applyFlagDelta } from '../../store/store.js';
 import type { Address } from '../mime/index.js';
 import { rfcDateInZone } from '../mime/dates.js';
 import { forwardMessage, prependHeaderFields, resentFields, textMessage, type GeneratedField } from '../mime/outgoing.js';
@@ -170,9 +171,9 @@ class Planner {
           this.plan.copies.push(this.copy(ordinal, parameter));
           return;
         case 'mark': {
-          const change = parseFlagChange(parameter);
-          this.flags = (this.flags | change.set) & ~change.clear;
-          this.keywords = applyKeywords(this.keywords, change);
+          const marked = applyFlagDelta(this.flags, this.keywords, parseFlagChange(parameter));
+          this.flags = marked.flags;
+          this.keywords = marked.keywords;
           return;
         }
         case 'addHeader':

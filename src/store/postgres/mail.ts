@@ -184,7 +184,6 @@ const SQL = {
   lockAcl: { name: 'mail.lockAcl', text: 'SELECT acl FROM mailboxes WHERE id = $1 FOR NO KEY UPDATE' },
   // Flag bit 8: Deleted (see services/mail/flags.ts).
   deletedAmong: { name: 'mail.deletedAmong', text: 'SELECT uid FROM messages WHERE mailbox_id = $1 AND uid = ANY($2) AND flags & 8 <> 0' },
-  setClass: { name: 'mail.setClass', text: 'UPDATE mailboxes SET class = $1, pure_folder = $2 WHERE id = $3' },
   stats: {
     name: 'mail.stats',
     text: `SELECT id, messages, unseen, media, unseen_media, size,
@@ -583,10 +582,6 @@ export class PgMail implements MailStore {
     });
   }
 
-  async setMailboxAcl(id: number, acl: readonly AclEntryRecord[]): Promise<void> {
-    await this.db.run(SQL.setAcl, [JSON.stringify(acl), id]);
-  }
-
   async updateMailboxAcl(id: number, change: (acl: readonly AclEntryRecord[]) => AclEntryRecord[]): Promise<AclEntryRecord[]> {
     return this.db.tx(async (tx) => {
       const row = await tx.row<{ acl: string }>(SQL.lockAcl, [id]);
@@ -595,10 +590,6 @@ export class PgMail implements MailStore {
       await tx.run(SQL.setAcl, [JSON.stringify(acl), id]);
       return acl;
     });
-  }
-
-  async setMailboxClass(id: number, mailboxClass: string, pureFolder: boolean): Promise<void> {
-    await this.db.run(SQL.setClass, [mailboxClass, pureFolder, id]);
   }
 
   async mailboxStats(accountId: number): Promise<Map<number, MailboxStats>> {

@@ -190,10 +190,6 @@ export class SqliteMail implements MailStore {
     }).immediate();
   }
 
-  async setMailboxAcl(id: number, acl: readonly AclEntryRecord[]): Promise<void> {
-    this.sql.setAcl.run(JSON.stringify(acl), id);
-  }
-
   async updateMailboxAcl(id: number, change: (acl: readonly AclEntryRecord[]) => AclEntryRecord[]): Promise<AclEntryRecord[]> {
     return this.db.transaction(() => {
       const box = this.sql.getMailboxById.get(id) as MailboxRow | undefined;
@@ -202,10 +198,6 @@ export class SqliteMail implements MailStore {
       this.sql.setAcl.run(JSON.stringify(acl), id);
       return acl;
     }).immediate();
-  }
-
-  async setMailboxClass(id: number, mailboxClass: string, pureFolder: boolean): Promise<void> {
-    this.sql.setClass.run(mailboxClass, pureFolder ? 1 : 0, id);
   }
 
   async mailboxStats(accountId: number): Promise<Map<number, MailboxStats>> {
@@ -494,7 +486,6 @@ function prepareStatements(db: SqliteDatabase) {
     removeMessages: 'DELETE FROM messages WHERE mailbox_id = ?',
     removeMailbox: 'DELETE FROM mailboxes WHERE id = ?',
     setAcl: 'UPDATE mailboxes SET acl = ? WHERE id = ?',
-    setClass: 'UPDATE mailboxes SET class = ?, pure_folder = ? WHERE id = ?',
     bumpMailbox: 'UPDATE mailboxes SET uid_next = ?, modseq = ? WHERE id = ?',
     bumpModseq: 'UPDATE mailboxes SET modseq = ? WHERE id = ?',
     stats: `SELECT id, messages, unseen, media, unseen_media AS unseenMedia, size,
