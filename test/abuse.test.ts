@@ -15,7 +15,7 @@ import { passwordVerifier } from '../src/services/passwords.js';
 import { SmtpListener } from '../src/transports/smtp/inbound.js';
 import { XmlElement } from '../src/xml/element.js';
 import { parseXml } from '../src/xml/parser.js';
-import { deliverRaw, eventually, loginWithUrlId, raceNoop, rfc822, startTestServer, XimssClient, type TestServer } from './helpers.js';
+import { deliverRaw, eventually, httpRequest, loginWithUrlId, raceNoop, rfc822, startTestServer, XimssClient, type TestServer } from './helpers.js';
 import { SmtpWire } from './fixtures/smtp-wire.js';
 
 /** How much the process's resident memory may grow during one attack (server and attacker share the process). */
@@ -597,27 +597,13 @@ describe('abuse: pretending to be a cluster node', () => {
   before(async () => ({ server, victim, user } = await startAttacked()));
   after(() => server.stop());
 
-  /** One HTTP request from `localAddress`, with extra headers. */
-  const send = (path: string, localAddress: string, headers: http.OutgoingHttpHeaders = {}): Promise<number> =>
-    new Promise((resolve, reject) => {
-      const req = http.request({ host: '127.0.0.1', port: server.ports.http, path, localAddress, headers, agent: false }, (res) => {
-        res.resume();
-        res.on('end', () => resolve(res.statusCode ?? 0));
-      });
-      req.on('error', reject);
-      req.end();
-    });
+  /** The status of one HTTP request from `localAddress`, with extra headers. */
+  const send = async (path: string, localAddress: string, headers: http.OutgoingHttpHeaders = {}): Promise<number> =>
+    (await httpRequest(server.ports.http, path, { localAddress, headers })).status;
 
   test('a client cannot get around the IP watch by claiming to be a forwarding node, nor make the server forward for it', async () => {
-    const login = await new Promise<string>((resolve, reject) => {
-      http
-        .get({ host: '127.0.0.1', port: server.ports.http, path: `/XIMSSLogin/?userName=${encodeURIComponent(user)}&password=secret`, agent: false }, (res) => {
-          let text = '';
-          res.on('data', (chunk: Buffer) => (text += chunk.toString()));
-          res.on('end', () => resolve(parseXml(text).elements()[0]!.attrs.urlID!));
-        })
-        .on('error', reject);
-    });
+    const answer = await httpRequest(server.ports.http, `/XIMSSLogin/?userName=${encodeURIComponent(user)}&password=secret`);
+    const login = parseXml(answer.text).elements()[0]!.attrs.urlID!;
     assert.equal(await send(`/Session/${login}/?maxWait=0`, '127.0.0.1'), 200);
     // From another address, with the headers a node adds when it forwards: a made-up key, or none.
     for (const key of ['guessed-key', '', undefined]) {

@@ -8,7 +8,6 @@
  * SMTP deliveries loses nothing acknowledged while the survivor completes its queue.
  */
 import assert from 'node:assert/strict';
-import http from 'node:http';
 import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { openStore } from '../src/store/open.js';
@@ -25,6 +24,8 @@ import {
   expectOk,
   FolderModel,
   freePort,
+  httpRequest,
+  type HttpResult,
   loginWithUrlId,
   seededRandom,
   type XimssClient,
@@ -208,15 +209,15 @@ describe('sessions across nodes', () => {
     assert.ok(listed.elements().some((e) => e.name === 'mailbox' && e.attrs.mailbox === 'INBOX'), listed.toString());
     assert.ok(listed.elements().some((e) => e.name === 'response' && e.attrs.id === '1' && e.attrs.errorText === undefined), listed.toString());
     // A long poll through node B receives what node A's session is sent (an alert from the command line).
-    const poll = httpRequest(b, `/Session/${urlID}/?ackSeq=0&maxWait=10`);
+    const poll = httpOn(b, `/Session/${urlID}/?ackSeq=0&maxWait=10`);
     await new Promise((resolve) => setTimeout(resolve, 300));
     assert.equal((await ximssd(['alert', address, 'polled through B', '--store', url])).code, 0);
     const polled = await poll;
     assert.equal(polled.status, 200, polled.text);
     assert.match(polled.text, /polled through B/);
     // An unknown session on a live node, and a made-up node: 550 from either.
-    assert.equal((await httpRequest(b, `/Session/1-AAAAAAAAAAAAAAAAAAAA/sync?reqSeq=1`, '<XIMSS><noop id="1"/></XIMSS>')).status, 550);
-    assert.equal((await httpRequest(b, `/Session/77-AAAAAAAAAAAAAAAAAAAA/sync?reqSeq=1`, '<XIMSS><noop id="1"/></XIMSS>')).status, 550);
+    assert.equal((await httpOn(b, `/Session/1-AAAAAAAAAAAAAAAAAAAA/sync?reqSeq=1`, '<XIMSS><noop id="1"/></XIMSS>')).status, 550);
+    assert.equal((await httpOn(b, `/Session/77-AAAAAAAAAAAAAAAAAAAA/sync?reqSeq=1`, '<XIMSS><noop id="1"/></XIMSS>')).status, 550);
   });
 });
 
@@ -238,7 +239,7 @@ describe('a node dies', () => {
     const [xa, xb] = await Promise.all([login(a, local), login(b, local)]);
     // An HTTP session of node A, used through node B while A lives.
     const web = (await httpXml(a, `/XIMSSLogin/?userName=${encodeURIComponent(sender)}&password=${PASSWORD}`)).elements()[0]!.attrs.urlID!;
-    assert.equal((await httpRequest(b, `/Session/${web}/sync?reqSeq=1`, '<XIMSS><noop id="1"/></XIMSS>')).status, 200);
+    assert.equal((await httpOn(b, `/Session/${web}/sync?reqSeq=1`, '<XIMSS><noop id="1"/></XIMSS>')).status, 200);
     let stop = false;
     const appender = async (client: XimssClient, tag: string): Promise<void> => {
       for (let i = 0; !stop; i++) {
@@ -314,7 +315,7 @@ describe('a node dies', () => {
       await sink.stop();
     }
     // The dead node's HTTP session is gone: its requests through the survivor answer 550 (the client logs in again).
-    assert.equal((await httpRequest(b, `/Session/${web}/sync?reqSeq=2`, '<XIMSS><noop id="2"/></XIMSS>')).status, 550);
+    assert.equal((await httpOn(b, `/Session/${web}/sync?reqSeq=2`, '<XIMSS><noop id="2"/></XIMSS>')).status, 550);
   });
 });
 
@@ -356,36 +357,12 @@ async function loginAttempt(port: number, address: string, password = PASSWORD):
   }
 }
 
-interface HttpResult {
-  status: number;
-  text: string;
-}
-
-function httpRequest(node: ClusterNodeProcess, path: string, body?: string): Promise<HttpResult> {
-  return new Promise((resolve, reject) => {
-    const req = http.request(
-      {
-        host: '127.0.0.1',
-        port: node.ports.http,
-        path,
-        method: body === undefined ? 'GET' : 'POST',
-        headers: body === undefined ? {} : { 'Content-Type': 'text/xml', 'Content-Length': Buffer.byteLength(body) },
-        agent: false,
-      },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (chunk: Buffer) => chunks.push(chunk));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
-        res.on('error', reject);
-      },
-    );
-    req.on('error', reject);
-    req.end(body);
-  });
+function httpOn(node: ClusterNodeProcess, path: string, body?: string): Promise<HttpResult> {
+  return httpRequest(node.ports.http, path, body === undefined ? {} : { body, headers: { 'Content-Type': 'text/xml' } });
 }
 
 async function httpXml(node: ClusterNodeProcess, path: string, body?: string): Promise<XmlElement> {
-  const result = await httpRequest(node, path, body);
+  const result = await httpOn(node, path, body);
   assert.equal(result.status, 200, `${path}: ${result.status} ${result.text}`);
   return parseXml(result.text);
 }

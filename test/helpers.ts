@@ -4,6 +4,7 @@
  */
 import { createHmac } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
+import http from 'node:http';
 import net from 'node:net';
 import tls from 'node:tls';
 import { tmpdir } from 'node:os';
@@ -709,4 +710,45 @@ export async function raceNoop(
   const [scanReply, noopReply] = await Promise.all([scan, noop]);
   assert.equal(noopReply.response.attrs.errorText, undefined);
   return { scan: scanReply, order };
+}
+
+export interface HttpResult {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  text: string;
+}
+
+export interface HttpRequestOptions {
+  /** Default: POST with a body, GET without. */
+  method?: string;
+  body?: string;
+  headers?: http.OutgoingHttpHeaders;
+  /** The client address to connect from (127.0.0.x). */
+  localAddress?: string;
+}
+
+/** One HTTP request to 127.0.0.1:`port` over a fresh connection (Node's fetch refuses GET with a body). */
+export function httpRequest(port: number, path: string, options: HttpRequestOptions = {}): Promise<HttpResult> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      {
+        host: '127.0.0.1',
+        port,
+        path,
+        method: options.method ?? (options.body === undefined ? 'GET' : 'POST'),
+        // Node sends a GET body without framing unless told its length.
+        headers: { ...(options.body === undefined ? {} : { 'Content-Length': Buffer.byteLength(options.body) }), ...options.headers },
+        localAddress: options.localAddress,
+        agent: false,
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (chunk: Buffer) => chunks.push(chunk));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, text: Buffer.concat(chunks).toString('utf8') }));
+        res.on('error', reject);
+      },
+    );
+    req.on('error', reject);
+    req.end(options.body);
+  });
 }

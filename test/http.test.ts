@@ -10,7 +10,7 @@ import { Engine } from '../src/ximss/engine.js';
 import { registerOperations } from '../src/ximss/ops/index.js';
 import { XmlElement } from '../src/xml/element.js';
 import { parseXml } from '../src/xml/parser.js';
-import { hmacMd5Hex, XimssClient, startTestServer, type TestServer } from './helpers.js';
+import { hmacMd5Hex, httpRequest, XimssClient, startTestServer, type HttpRequestOptions, type HttpResult, type TestServer } from './helpers.js';
 
 /** XIMSS over HTTP, driven the way the existing web clients drive it. */
 
@@ -22,44 +22,12 @@ before(async () => {
 });
 after(() => server.stop());
 
-interface HttpResult {
-  status: number;
-  headers: http.IncomingHttpHeaders;
-  text: string;
-}
+/** An HTTP request to the server's port, or to `options.port`. */
+type RequestOptions = HttpRequestOptions & { port?: number };
 
-interface RequestOptions {
-  method?: string;
-  body?: string;
-  headers?: http.OutgoingHttpHeaders;
-  localAddress?: string;
-  port?: number;
-}
-
-/** One HTTP request over a fresh connection (Node's fetch refuses GET with a body). */
+/** One HTTP request to the server (or `options.port`). */
 function request(path: string, options: RequestOptions = {}): Promise<HttpResult> {
-  return new Promise((resolve, reject) => {
-    const req = http.request(
-      {
-        host: '127.0.0.1',
-        port: options.port ?? server.ports.http,
-        path,
-        method: options.method ?? (options.body === undefined ? 'GET' : 'POST'),
-        // Node sends a GET body without framing unless told its length.
-        headers: { ...(options.body === undefined ? {} : { 'Content-Length': Buffer.byteLength(options.body) }), ...options.headers },
-        localAddress: options.localAddress,
-        agent: false,
-      },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (chunk: Buffer) => chunks.push(chunk));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, text: Buffer.concat(chunks).toString('utf8') }));
-        res.on('error', reject);
-      },
-    );
-    req.on('error', reject);
-    req.end(options.body);
-  });
+  return httpRequest(options.port ?? server.ports.http, path, options);
 }
 
 function xml(result: HttpResult): XmlElement {

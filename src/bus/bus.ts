@@ -95,7 +95,7 @@ export class EventBus {
     if (!this.relay) return;
     const message = JSON.stringify({ o: this.origin, t: topic, e: event } satisfies RelayMessage);
     if (Buffer.byteLength(message) > MAX_RELAY_MESSAGE) {
-      this.log(`bus: ${topic} event too large to relay (${message.length} bytes); dropped`);
+      this.log(`bus: ${topic} event too large to relay (${Buffer.byteLength(message)} bytes); dropped`);
       return;
     }
     const sent = this.relay.send(message).catch((err: unknown) => {

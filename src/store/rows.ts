@@ -2,10 +2,29 @@
  * Row shapes and their conversion to records, shared by both engines: the SQLite and the
  * PostgreSQL schemas name their columns alike, and each engine reads its rows into these.
  */
+import { randomInt } from 'node:crypto';
 import { DatasetLimitError, emailKey, type DatasetAttributes, type DatasetEntry, type DatasetLimits, type EntryWrite } from './datasets.js';
 import type { MessageSource, QueueLease, QueuedMessageRecord, QueuedRecipientRecord, RecipientState } from './queue.js';
 import type { RuleAction, RuleCondition, RuleRecord } from './rules.js';
 import type { AccountRecord, DomainRecord, LoginRecord, NodeRecord, SessionRecord, Settings } from './store.js';
+
+// Mail
+
+/** Removal journal entries kept per mailbox once it is pruned (it is pruned at twice this). */
+export const JOURNAL_KEEP = 10_000;
+
+/** The keywords of a message without any (shared, frozen). */
+export const NO_KEYWORDS: readonly string[] = Object.freeze([]);
+
+/** The keywords column: NULL for none, else a JSON array. */
+export function keywordsColumn(keywords: readonly string[]): string | null {
+  return keywords.length === 0 ? null : JSON.stringify(keywords);
+}
+
+/** UIDVALIDITY: seconds since the epoch plus noise, so a re-created name never reuses one. */
+export function newUidValidity(): number {
+  return (Math.floor(Date.now() / 1000) + randomInt(1000)) % 0x7fffffff;
+}
 
 // Domains and accounts
 

@@ -1,4 +1,4 @@
-import { randomInt, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import type { XimssValue } from '../../xml/objects.js';
 import {
   AlreadyExistsError,
@@ -21,6 +21,7 @@ import {
   type QuotaCheck,
 } from '../store.js';
 import { fromText, isUniqueViolation, sqlState, toText, violatedConstraint, withoutNul, type Db, type Param, type Sql, type Tx } from './db.js';
+import { JOURNAL_KEEP, keywordsColumn, newUidValidity, NO_KEYWORDS } from '../rows.js';
 
 interface MailboxRow {
   id: number;
@@ -61,7 +62,6 @@ const RAW_META_COLUMNS = (m: string): string =>
     .map((c) => `${m}.${c}`)
     .join(', ');
 
-const NO_KEYWORDS: readonly string[] = Object.freeze([]);
 
 /** The flag bits the mailbox counters follow (see services/mail/flags.ts). */
 const SEEN = 1;
@@ -72,8 +72,6 @@ function counted(flags: number): [number, number, number] {
   return [(flags & SEEN) === 0 ? 1 : 0, (flags & MEDIA) !== 0 ? 1 : 0, (flags & (SEEN | MEDIA)) === MEDIA ? 1 : 0];
 }
 
-/** Removal journal entries kept per mailbox once it is pruned (it is pruned at twice this). */
-const JOURNAL_KEEP = 10_000;
 
 /** Messages per INSERT of an append (15 parameters each; PostgreSQL takes at most 65535). */
 const APPEND_CHUNK = 1000;
@@ -121,18 +119,11 @@ function toMeta(r: unknown[]): MessageMeta {
   };
 }
 
-function keywordsColumn(keywords: readonly string[]): string | null {
-  return keywords.length === 0 ? null : JSON.stringify(keywords);
-}
 
 function attrsColumn(attrs: { [key: string]: XimssValue } | null | undefined): string | null {
   return attrs ? JSON.stringify(attrs) : null;
 }
 
-/** UIDVALIDITY: seconds since the epoch plus noise, so a re-created name never reuses one. */
-function newUidValidity(): number {
-  return (Math.floor(Date.now() / 1000) + randomInt(1000)) % 0x7fffffff;
-}
 
 /** The counters of a set of message rows (flag bits: 1 Seen, 64 Media), for a mailbox's. */
 const COUNTS = `count(*) AS n, coalesce(sum(size), 0) AS size, count(*) FILTER (WHERE flags & 1 = 0) AS unseen,

@@ -1,5 +1,4 @@
 import type { Database as SqliteDatabase } from 'better-sqlite3';
-import { randomInt } from 'node:crypto';
 import type { XimssValue } from '../../xml/objects.js';
 import {
   AlreadyExistsError,
@@ -22,6 +21,7 @@ import {
   type QuotaCheck,
 } from '../store.js';
 import { isUniqueViolation, prepareAll } from './util.js';
+import { JOURNAL_KEEP, keywordsColumn, newUidValidity, NO_KEYWORDS } from '../rows.js';
 
 interface MailboxRow {
   id: number;
@@ -60,7 +60,6 @@ const META_COLUMNS =
 /** The Deleted flag bit (see services/mail/flags.ts). */
 const DELETED = 8;
 
-const NO_KEYWORDS: readonly string[] = Object.freeze([]);
 
 function toMailbox(row: MailboxRow): MailboxRecord {
   return {
@@ -97,12 +96,7 @@ function toMeta(row: MessageRow): MessageMeta {
   };
 }
 
-function keywordsColumn(keywords: readonly string[]): string | null {
-  return keywords.length === 0 ? null : JSON.stringify(keywords);
-}
 
-/** Removal journal entries kept per mailbox before the oldest are forgotten. */
-const JOURNAL_KEEP = 10_000;
 
 /**
  * Mailboxes and messages in SQLite. Message bytes live in `message_bodies`, shared by
@@ -530,7 +524,3 @@ function prepareStatements(db: SqliteDatabase) {
   });
 }
 
-/** UIDVALIDITY: seconds since the epoch plus noise, so a re-created name never reuses one. */
-function newUidValidity(): number {
-  return (Math.floor(Date.now() / 1000) + randomInt(1000)) % 0x7fffffff;
-}
