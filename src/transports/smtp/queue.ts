@@ -216,7 +216,11 @@ export class MailQueue implements MailSubmitter {
     const owner = this.deps.node;
     const renewal = setInterval(() => {
       void queue.renewLease(message.id, { owner, until: Date.now() + this.leaseMs }).then(
-        (held) => held || this.deps.log(`queue ${message.id}: the lease was lost during an attempt; its outcome will not be recorded`),
+        (held) => {
+          if (held) return;
+          clearInterval(renewal);
+          this.deps.log(`queue ${message.id}: the lease was lost during an attempt; its outcome will not be recorded`);
+        },
         (err: unknown) => this.report(err),
       );
     }, this.leaseMs / 3);
