@@ -2,6 +2,7 @@ import type { Config } from '../config.js';
 import type { AccountService } from '../services/accounts.js';
 import type { AlertService } from '../services/alerts.js';
 import type { Authenticated } from '../services/auth.js';
+import type { AlertRecord } from '../store/store.js';
 import type { BusEvents, EventBus } from '../bus/bus.js';
 import type { ClusterNode } from '../services/cluster.js';
 import { ServiceError } from '../services/errors.js';
@@ -23,6 +24,8 @@ export class SessionManager {
   private readonly deliveringAlerts = new Set<number>();
   /** Accounts whose alerts were posted while a delivery to them was already running. */
   private readonly alertsPostedMeanwhile = new Set<number>();
+  /** Alerts shown here recently, by account (see show). */
+  private readonly shownAlerts = new Map<number, Set<number>>();
   private readonly unsubscribe: (() => void)[] = [];
   private closing = false;
 
@@ -102,7 +105,10 @@ export class SessionManager {
     const set = this.byAccount.get(session.account.id);
     if (set) {
       set.delete(session);
-      if (set.size === 0) this.byAccount.delete(session.account.id);
+      if (set.size === 0) {
+        this.byAccount.delete(session.account.id);
+        this.shownAlerts.delete(session.account.id);
+      }
     }
   }
 
@@ -136,17 +142,32 @@ export class SessionManager {
    */
   private async alertPosted(event: BusEvents['alertPosted']): Promise<void> {
     if (event.text === undefined) return this.deliverAlerts(event.accountId);
-    const sessions = this.forAccount(event.accountId).filter((s) => !s.closed);
-    if (sessions.length === 0) return;
-    const posted = new Date(event.posted);
-    for (const session of sessions) {
-      session.sendAsync(el('alert', { gmtTime: formatGmt(posted), localTime: formatLocal(posted, session.timeZone) }, event.text));
-    }
+    if (!this.show(event.accountId, { id: event.alertId, posted: new Date(event.posted), text: event.text })) return;
     try {
       await this.alerts.confirm({ id: event.alertId });
     } catch (err) {
       console.error('confirming an alert failed:', err);
     }
+  }
+
+  /**
+   * Shows an alert to the account's live sessions here, once: an alert both announced with
+   * its text and read as pending (before its confirmation committed) is not shown twice.
+   * False when no session was there to see it.
+   */
+  private show(accountId: number, alert: Pick<AlertRecord, 'id' | 'posted' | 'text'>): boolean {
+    const sessions = this.forAccount(accountId).filter((s) => !s.closed);
+    if (sessions.length === 0) return false;
+    let shown = this.shownAlerts.get(accountId);
+    if (!shown) this.shownAlerts.set(accountId, (shown = new Set()));
+    if (shown.has(alert.id)) return true;
+    shown.add(alert.id);
+    // Alerts are rare: the last few ids per account are enough to tell a repeat.
+    if (shown.size > 64) shown.delete(shown.values().next().value!);
+    for (const session of sessions) {
+      session.sendAsync(el('alert', { gmtTime: formatGmt(alert.posted), localTime: formatLocal(alert.posted, session.timeZone) }, alert.text));
+    }
+    return true;
   }
 
   /** Sends the account's pending alerts to its sessions and marks them confirmed. */
@@ -162,13 +183,8 @@ export class SessionManager {
       do {
         this.alertsPostedMeanwhile.delete(accountId);
         for (const alert of await this.alerts.pending(accountId)) {
-          const sessions = this.forAccount(accountId).filter((s) => !s.closed);
-          if (sessions.length === 0) return;
-          for (const session of sessions) {
-            session.sendAsync(
-              el('alert', { gmtTime: formatGmt(alert.posted), localTime: formatLocal(alert.posted, session.timeZone) }, alert.text),
-            );
-          }
+          if (this.forAccount(accountId).every((s) => s.closed)) return;
+          this.show(accountId, alert);
           await this.alerts.confirm(alert);
         }
       } while (this.alertsPostedMeanwhile.has(accountId));
