@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { resolve } from 'node:path';
+import type { LogLevel } from './log.js';
 
 /** Everything an operator can set. Precedence: defaults < config file (JSON) < command-line flags. */
 export interface Config {
@@ -30,6 +31,17 @@ export interface Config {
   };
   /** Address every listener binds to. */
   host: string;
+  /** The structured log (JSON lines on standard output). */
+  log: {
+    /** trace, debug, info (the default: every event README "Logs" lists), warn, error, fatal or silent. */
+    level: LogLevel;
+  };
+  /** GET /metrics on the HTTP listener (Prometheus text format). */
+  metrics: {
+    enabled: boolean;
+    /** Client addresses allowed to read it (addresses or CIDR prefixes); others get 404. */
+    allow: string[];
+  };
   /** Name of the domain created on first start; logins without a domain part use it. */
   defaultDomain: string;
   /**
@@ -188,6 +200,8 @@ export function defaultConfig(): Config {
     store: '',
     cluster: { nodeId: '', internalUrl: '', heartbeatSeconds: 5, nodeTimeoutSeconds: 20 },
     host: '0.0.0.0',
+    log: { level: 'info' },
+    metrics: { enabled: true, allow: ['127.0.0.0/8', '::1'] },
     defaultDomain: hostDomainName(),
     publicUrl: '',
     ports: { ximss: 11024, ximssTls: 0, http: 8100, https: 0, smtp: 2525, xmpp: 5222 },

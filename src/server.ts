@@ -31,8 +31,24 @@ import { SessionManager } from './ximss/sessions.js';
 import { UploadSpool } from './ximss/uploads.js';
 import { Vocabulary } from './ximss/vocabulary.js';
 import { SERVER_VERSION } from './version.js';
+import { createLogger, errorText, type Logger } from './log.js';
+import { instrumentStore, Metrics } from './metrics.js';
 
 const RESOURCES = fileURLToPath(new URL('../resources/', import.meta.url));
+
+/** A listener that could not be bound: which one, where, and why (EADDRINUSE, EACCES…). */
+export class ListenError extends Error {
+  constructor(
+    readonly listener: string,
+    readonly host: string,
+    readonly port: number,
+    cause: unknown,
+  ) {
+    const code = (cause as { code?: string }).code;
+    const why = code === 'EADDRINUSE' ? 'the port is in use' : code === 'EACCES' ? 'permission denied' : errorText(cause);
+    super(`cannot listen for ${listener} on ${host}:${port}: ${why}`);
+  }
+}
 
 export interface RunningServer {
   readonly services: XimssServices;
@@ -41,13 +57,29 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-/** What a caller may plug in besides the configuration (the tests: an observable password verifier). */
+/** What a caller may plug in besides the configuration. */
 export interface ServerOptions {
+  /** The structured log (default: JSON lines on standard output at config.log.level). */
+  log?: Logger;
+  /** The tests: an observable password verifier. */
   auth?: AuthOptions;
+  /**
+   * Told the postmaster password generated on an empty store, once the listeners are up
+   * (default: printed on standard error, never logged).
+   */
+  announcePassword?: (domain: string, password: string) => void;
+}
+
+function printPassword(domain: string, password: string): void {
+  process.stderr.write(
+    `created domain ${domain} and account postmaster@${domain}\n` +
+      `postmaster password: ${password}   (shown once; change it with \`ximssd account passwd\`)\n`,
+  );
 }
 
 /** The composition root: builds the store, services and listeners of one server process. */
-export async function startServer(config: Config, log: (line: string) => void = console.log, options: ServerOptions = {}): Promise<RunningServer> {
+export async function startServer(config: Config, options: ServerOptions = {}): Promise<RunningServer> {
+  const log = options.log ?? createLogger({ level: config.log.level });
   const store = await openStore(config.store || undefined, config.dataDir, { serve: true });
   try {
     return await startOn(store, config, log, options);
@@ -57,28 +89,25 @@ export async function startServer(config: Config, log: (line: string) => void = 
   }
 }
 
-async function startOn(store: Store, config: Config, log: (line: string) => void, options: ServerOptions): Promise<RunningServer> {
-  const bus = new EventBus(store.relay, log);
+async function startOn(rawStore: Store, config: Config, log: Logger, options: ServerOptions): Promise<RunningServer> {
+  const metrics = new Metrics();
+  const store = instrumentStore(rawStore, metrics);
+  const bus = new EventBus(store.relay, log.child({ component: 'bus' }));
   await bus.listen();
-  const node = new ClusterNode(store, config, log);
+  const node = new ClusterNode(store, config, log.child({ component: 'cluster' }));
   const accounts = new AccountService(store, bus, config.defaultDomain);
-  const generated = await bootstrapStore(store, accounts);
-  if (generated) {
-    log(`created domain ${config.defaultDomain} and account postmaster@${config.defaultDomain}`);
-    log(`postmaster password: ${generated}   (shown once; change it with \`ximssd account passwd\`)`);
-  }
   const alerts = new AlertService(store, bus);
   let tlsContext: SecureContext | undefined;
   try {
     tlsContext = await loadTlsContext(config);
   } catch (err) {
-    log(`TLS is unavailable: ${(err as Error).message}`);
+    log.error({ component: 'server', event: 'tls.unavailable', error: errorText(err) }, 'TLS is unavailable');
   }
   const mail = new MailService(store, accounts, bus);
   const rules = new RuleService(store, accounts);
   const datasets = new DatasetService(store, accounts);
-  const queue = new MailQueue({ store, accounts, config, log, node: node.id });
-  const delivery = new LocalDelivery({ mail, rules, datasets, accounts, submitter: queue, hostName: config.defaultDomain, log });
+  const queue = new MailQueue({ store, accounts, config, log: log.child({ component: 'queue' }), metrics, node: node.id });
+  const delivery = new LocalDelivery({ mail, rules, datasets, accounts, submitter: queue, hostName: config.defaultDomain, log: log.child({ component: 'delivery' }) });
   // Uploaded files do not outlive the process: the spool starts empty (the data directory is
   // this process's alone: see openStore).
   const uploads = await UploadSpool.open(join(config.dataDir, 'spool', 'uploads'), {
@@ -96,6 +125,8 @@ async function startOn(store: Store, config: Config, log: (line: string) => void
     accounts,
     // Login budgets: in memory for a single server; in the store, shared by every node, on PostgreSQL.
     auth: new AuthService(accounts, store, config.limits, config.defaultDomain, {
+      log: log.child({ component: 'auth' }),
+      metrics,
       ...options.auth,
       state: options.auth?.state ?? (store.engine === 'postgres' ? new SharedGuardState(store.shared) : undefined),
     }),
@@ -114,6 +145,8 @@ async function startOn(store: Store, config: Config, log: (line: string) => void
     vocabulary: new Vocabulary(RESOURCES + 'strings'),
     tls: tlsContext,
     version: PROTOCOL_VERSION,
+    log,
+    metrics,
   };
   const engine = new Engine(services);
   registerOperations(engine);
@@ -123,23 +156,46 @@ async function startOn(store: Store, config: Config, log: (line: string) => void
   const tcpTls = config.ports.ximssTls && tlsContext ? new TcpListener(engine, tlsContext) : undefined;
   const http = new HttpListener(engine, tcp);
   const https = config.ports.https && tlsContext ? new HttpListener(engine, tcp, tlsContext) : undefined;
-  const smtp = config.ports.smtp ? new SmtpListener(services, { log }) : undefined;
-  const ports = {
-    ximss: await tcp.listen(config.ports.ximss, config.host),
-    ximssTls: tcpTls ? await tcpTls.listen(config.ports.ximssTls, config.host) : undefined,
-    http: (httpPort = await http.listen(config.ports.http, config.host)),
-    https: https ? await https.listen(config.ports.https, config.host) : undefined,
-    smtp: smtp ? await smtp.start(config.ports.smtp, config.host) : undefined,
+  const smtp = config.ports.smtp ? new SmtpListener(services, { log: log.child({ component: 'smtp' }), metrics }) : undefined;
+  // Every listener is bound before anything else starts: a port that cannot be bound stops
+  // the start with nothing done (no password generated, no delivery attempted).
+  const bound: { close(): unknown }[] = [];
+  const bind = async <T>(name: string, port: number, listener: { close(): unknown }, listen: () => Promise<T>): Promise<T> => {
+    try {
+      const result = await listen();
+      bound.push(listener);
+      return result;
+    } catch (err) {
+      await Promise.all(bound.map((l) => l.close()));
+      throw new ListenError(name, config.host, port, err);
+    }
   };
+  const ports = {
+    ximss: await bind('XIMSS', config.ports.ximss, tcp, () => tcp.listen(config.ports.ximss, config.host)),
+    ximssTls: tcpTls ? await bind('XIMSS/TLS', config.ports.ximssTls, tcpTls, () => tcpTls.listen(config.ports.ximssTls, config.host)) : undefined,
+    http: (httpPort = await bind('HTTP', config.ports.http, http, () => http.listen(config.ports.http, config.host))),
+    https: https ? await bind('HTTPS', config.ports.https, https, () => https.listen(config.ports.https, config.host)) : undefined,
+    smtp: smtp ? await bind('SMTP', config.ports.smtp, smtp, () => smtp.start(config.ports.smtp, config.host)) : undefined,
+  };
+  const generated = await bootstrapStore(store, accounts);
+  if (generated) {
+    log.info({ component: 'admin', event: 'domain.created', domain: config.defaultDomain }, 'default domain created');
+    log.info({ component: 'admin', event: 'account.created', account: `postmaster@${config.defaultDomain}` }, 'postmaster created');
+    (options.announcePassword ?? printPassword)(config.defaultDomain, generated);
+  }
   await node.start(ports.http);
   queue.start(delivery);
-  log(
-    `ximssd ${SERVER_VERSION} listening on ${config.host}: XIMSS ${ports.ximss}` +
-      (ports.ximssTls ? `, XIMSS/TLS ${ports.ximssTls}` : '') +
-      `, HTTP ${ports.http}` +
-      (ports.https ? `, HTTPS ${ports.https}` : '') +
-      (ports.smtp ? `, SMTP ${ports.smtp}` : '') +
-      (store.engine === 'postgres' ? ` (store PostgreSQL, node ${node.id})` : ` (data in ${config.dataDir})`),
+  log.info(
+    {
+      component: 'server',
+      event: 'server.started',
+      version: SERVER_VERSION,
+      host: config.host,
+      ports,
+      store: store.engine,
+      ...(store.engine === 'postgres' ? { node: node.id } : { dataDir: config.dataDir }),
+    },
+    `ximssd ${SERVER_VERSION} listening`,
   );
 
   let closing: Promise<void> | undefined;
@@ -152,9 +208,10 @@ async function startOn(store: Store, config: Config, log: (line: string) => void
       await uploads.close();
       services.sessions.close();
       await services.mail.close();
-      await node.stop().catch((err: unknown) => log(`cluster: leaving failed: ${String(err)}`));
+      await node.stop().catch((err: unknown) => log.error({ component: 'cluster', event: 'cluster.leave_failed', error: errorText(err) }, 'leaving the cluster failed'));
       await bus.close();
       await store.close();
+      log.info({ component: 'server', event: 'server.stopped' }, 'ximssd stopped');
     })());
   return { services, ports, close };
 }

@@ -116,7 +116,7 @@ async function serve(ws: { data: string; config: string }): Promise<ServerProces
     if (Date.now() > deadline) throw new Error(`ximssd serve did not start: ${output}`);
     await new Promise((r) => setTimeout(r, 25));
   }
-  assert.match(output, new RegExp(`XIMSS ${port}\\b`));
+  assert.match(output, new RegExp(`"ximss":${port}\\b`));
   return { child, port, output: () => output, exited };
 }
 

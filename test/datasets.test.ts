@@ -5,6 +5,7 @@
  * service calls other code uses (addAddress, hasAddress); persistence across a restart.
  */
 import assert from 'node:assert/strict';
+import { silentLogger } from '../src/log.js';
 import { rmSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { startServer, type RunningServer } from '../src/server.js';
@@ -425,7 +426,7 @@ describe('datasets: limits and storage', () => {
 
       client.close();
       await running.close();
-      running = await startServer(config, () => {});
+      running = await startServer(config, { log: silentLogger });
       client = await loggedInClient(running.ports.ximss, 'keeper@persist.test', 'secret');
       assert.deepEqual(await subsets(client, ''), ['Book']);
       assert.deepEqual(await subsets(client, 'Book'), ['Book/Sub']);

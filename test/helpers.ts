@@ -3,6 +3,7 @@
  * directory, and a small XIMSS-over-TCP client that speaks the zero-byte framing.
  */
 import { createHmac } from 'node:crypto';
+import { createLogger, silentLogger, type Logger, type LogLevel } from '../src/log.js';
 import { mkdtempSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
@@ -73,7 +74,7 @@ export async function startTestServer(overrides: Record<string, unknown> = {}, o
   );
   const merged = mergeConfig(config, overrides, 'test overrides');
   if (merged.store === '') merged.store = await testStoreUrl(merged.dataDir);
-  const server = await startServer(merged, () => {}, options);
+  const server = await startServer(merged, { log: silentLogger, announcePassword: () => {}, ...options });
   const clients: XimssClient[] = [];
   const addAccount = async (address: string, password: string, realName?: string): Promise<void> => {
     await server.services.accounts.create({ address, password, realName, createDomain: true });
@@ -751,4 +752,14 @@ export function httpRequest(port: number, path: string, options: HttpRequestOpti
     req.on('error', reject);
     req.end(options.body);
   });
+}
+
+/** One structured log line as the server wrote it (parsed JSON). */
+export type LogRecord = Record<string, unknown> & { level: string; time: string; event?: string; msg?: string };
+
+/** A logger that keeps every line it is given, parsed, for a test to look at. */
+export function capturingLogger(level: LogLevel = 'debug'): { log: Logger; records: LogRecord[]; events(name: string): LogRecord[] } {
+  const records: LogRecord[] = [];
+  const log = createLogger({ level, destination: { write: (line: string) => void records.push(JSON.parse(line) as LogRecord) } });
+  return { log, records, events: (name) => records.filter((r) => r.event === name) };
 }

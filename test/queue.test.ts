@@ -8,6 +8,7 @@
  * waits poll with a deadline.
  */
 import assert from 'node:assert/strict';
+import { silentLogger } from '../src/log.js';
 import { rmSync } from 'node:fs';
 import type { MxRecord } from 'node:dns';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -790,7 +791,7 @@ describe('restart', () => {
       await first.close();
 
       await downSink.start();
-      second = await startServer(first.config, () => {});
+      second = await startServer(first.config, { log: silentLogger });
       const t = await downSink.waitTo(target, WAIT_MS);
       assert.equal(t.mailFrom, user);
       assert.equal(field(t.data, 'Subject'), 'After the restart');

@@ -123,8 +123,8 @@ async function waitForMessages(address: string, mailbox: string, count: number, 
 /** A submitter that records what rules send (and refuses nothing). */
 class Recorder implements MailSubmitter {
   readonly sent: OutgoingMessage[] = [];
-  async submit(message: OutgoingMessage): Promise<void> {
-    this.sent.push(message);
+  async submit(message: OutgoingMessage): Promise<number> {
+    return this.sent.push(message);
   }
 }
 

@@ -6,6 +6,7 @@
  * and a SIGKILL in the middle of one.
  */
 import assert from 'node:assert/strict';
+import { silentLogger } from '../src/log.js';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { networkInterfaces, tmpdir } from 'node:os';
@@ -22,7 +23,7 @@ import { LocalDelivery, type DeliveryEnvelope, type DeliveryOutcome } from '../s
 import { XmlElement } from '../src/xml/element.js';
 import { b64, run, sendmail, smtpSession, smtpSteps, type SmtpStep, type SmtpStepResult } from './fixtures/smtp-client.js';
 import { authPlain, SmtpWire } from './fixtures/smtp-wire.js';
-import { browseAll, connectPlain, eventually, expectOk, freePort, loggedInClient, rfc822, startTestServer, storedMessages, type TestServer } from './helpers.js';
+import { browseAll, capturingLogger, connectPlain, eventually, expectOk, freePort, loggedInClient, rfc822, startTestServer, storedMessages, type TestServer } from './helpers.js';
 
 const MAX_MESSAGE_BYTES = 100_000;
 const PASSWORD = 'smtp-secret';
@@ -536,14 +537,14 @@ describe('SMTP receiving', () => {
 
   test('a delivery that fails: 451 4.3.0, no further recipient gets the message (the earlier ones keep theirs)', async () => {
     const [a, b, c] = [await newAccount('fa'), await newAccount('fb'), await newAccount('fc')];
-    const logged: string[] = [];
+    const { log, events } = capturingLogger();
     class FailingDelivery extends LocalDelivery {
       override async deliver(raw: Buffer, envelope: DeliveryEnvelope): Promise<DeliveryOutcome> {
         if (envelope.recipient === b) throw new Error('store unavailable');
         return super.deliver(raw, envelope);
       }
     }
-    const listener = new SmtpListener({ ...server.services, delivery: new FailingDelivery(server.services.delivery.deps) }, { log: (line) => logged.push(line) });
+    const listener = new SmtpListener({ ...server.services, delivery: new FailingDelivery(server.services.delivery.deps) }, { log });
     const port = await listener.start(0, '127.0.0.1');
     try {
       const id = uniqueId('fail');
@@ -554,7 +555,11 @@ describe('SMTP receiving', () => {
       assert.equal((await withMessageId(a, id)).length, 1, 'the recipient before the failure has it');
       assert.equal((await withMessageId(b, id)).length, 0);
       assert.equal((await withMessageId(c, id)).length, 0, 'nothing delivered after the failure');
-      assert.ok(logged.some((l) => l.includes('store unavailable') && l.includes('1 of 3')), logged.join('\n'));
+      const [failure] = events('smtp.delivery_failed');
+      assert.equal(failure?.recipient, b);
+      assert.equal(failure?.storedBefore, 1);
+      assert.equal(failure?.copies, 3);
+      assert.match(String((failure?.err as { message?: string } | undefined)?.message), /store unavailable/);
     } finally {
       await listener.close();
     }
@@ -734,7 +739,7 @@ describe('SMTP bursts', () => {
       assert.ok(acked.length >= 60 && acked.length < 200, `killed mid-burst (${acked.length} acknowledged)`);
 
       const config = mergeConfig(defaultConfig(), { dataDir, host: '127.0.0.1', defaultDomain: DOMAIN, ports: { ximss: 0, http: 0, smtp: 0, xmpp: 0 } }, 'restart');
-      restarted = await startServer(config, () => {});
+      restarted = await startServer(config, { log: silentLogger });
       const counts = countById(await stored(rcpt, 'INBOX', restarted));
       for (const id of acked) assert.equal(counts.get(id), 1, `${id} acknowledged, so stored exactly once`);
       for (const [id, n] of counts) assert.equal(n, 1, `${id} stored at most once`);

@@ -6,6 +6,7 @@
  * session ends. Real servers, real sockets; the bodies are streamed by node:http clients.
  */
 import assert from 'node:assert/strict';
+import { silentLogger } from '../src/log.js';
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { join } from 'node:path';
@@ -153,7 +154,7 @@ describe('the spool: uploads are files on disk, read back by their users', () =>
     writeFileSync(join(spoolDir(other), 'left-over'), 'from a crash');
     await other.close();
     // A new server on the same data directory starts with an empty spool.
-    const again = await startServer(other.config, () => {});
+    const again = await startServer(other.config, { log: silentLogger });
     try {
       assert.deepEqual(readdirSync(spoolDir(other)), []);
     } finally {

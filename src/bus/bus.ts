@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { MAX_RELAY_MESSAGE, type ChangeRelay } from '../store/store.js';
+import { errorText, silentLogger, type Logger } from '../log.js';
 
 /**
  * What services tell each other after they commit a change. Every event travels to every
@@ -70,7 +71,7 @@ export class EventBus {
 
   constructor(
     private readonly relay?: ChangeRelay,
-    private readonly log: (line: string) => void = (line) => console.error(line),
+    private readonly log: Logger = silentLogger,
   ) {}
 
   /** Starts receiving other processes' events (a serving process; the command line only sends). */
@@ -95,11 +96,11 @@ export class EventBus {
     if (!this.relay) return;
     const message = JSON.stringify({ o: this.origin, t: topic, e: event } satisfies RelayMessage);
     if (Buffer.byteLength(message) > MAX_RELAY_MESSAGE) {
-      this.log(`bus: ${topic} event too large to relay (${Buffer.byteLength(message)} bytes); dropped`);
+      this.log.error({ event: 'bus.dropped', topic, bytes: Buffer.byteLength(message) }, `${topic} event too large to relay; dropped`);
       return;
     }
     const sent = this.relay.send(message).catch((err: unknown) => {
-      this.log(`bus: relaying ${topic} failed: ${err instanceof Error ? err.message : String(err)}`);
+      this.log.error({ event: 'bus.relay_failed', topic, error: errorText(err) }, `relaying ${topic} failed`);
     });
     this.sending.add(sent);
     void sent.finally(() => this.sending.delete(sent));
@@ -122,7 +123,7 @@ export class EventBus {
     try {
       message = JSON.parse(text) as RelayMessage;
     } catch {
-      this.log('bus: an unreadable relay message was ignored');
+      this.log.warn({ event: 'bus.unreadable' }, 'an unreadable relay message was ignored');
       return;
     }
     if (message.o === this.origin || !SHARED_TOPICS.has(message.t) || typeof message.e !== 'object' || message.e === null) return;
@@ -136,7 +137,7 @@ export class EventBus {
       try {
         (listener as Listener<BusEvents[K]>)(event, remote);
       } catch (err) {
-        this.log(`bus listener for ${topic} failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+        this.log.error({ event: 'bus.listener_failed', topic, err }, `a listener for ${topic} failed`);
       }
     }
   }

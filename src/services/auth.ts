@@ -1,3 +1,5 @@
+import { silentLogger, type Logger } from '../log.js';
+import type { Metrics } from '../metrics.js';
 import { randomBytes } from 'node:crypto';
 import type { Config } from '../config.js';
 import type { AccountRecord, LoginRecord, Store } from '../store/store.js';
@@ -20,13 +22,22 @@ export interface AuthOptions {
   verifier?: PasswordVerifier;
   /** Where attempts are counted (default: this process's memory; see GuardState). */
   state?: GuardState;
-  /** Told of every refusal and admission (the tests; there is no structured log yet). */
+  /** Told of every refusal and admission (the tests). */
   observe?: (event: GuardEvent) => void;
+  /** Where every login's outcome is logged (component auth). */
+  log?: Logger;
+  metrics?: Metrics;
   /** scrypt verifications running at once, server-wide (default: half the libuv thread pool). */
   concurrentHashes?: number;
 }
 
 type Limits = Config['limits'];
+
+/** Who is logging in, for the log and the metrics: the protocol and the mechanism. */
+export interface LoginWay {
+  protocol: 'ximss' | 'http' | 'smtp';
+  mechanism: 'password' | 'plain' | 'cram-md5' | 'nonce' | 'current-password';
+}
 
 /** An account name as attempted: the account it names, and the key its attempts count under. */
 interface Identified {
@@ -73,6 +84,8 @@ export class AuthService {
   private readonly signups: Budget;
   private readonly recoveriesByAddress: Budget;
   private readonly recoveriesByAccount: Budget;
+  private readonly log: Logger;
+  private readonly metrics: Metrics | undefined;
 
   constructor(
     private readonly accounts: AccountService,
@@ -82,6 +95,8 @@ export class AuthService {
     options: AuthOptions = {},
   ) {
     const windowMs = limits.loginFailureWindowSeconds * 1000;
+    this.log = options.log ?? silentLogger;
+    this.metrics = options.metrics;
     this.guard = new LoginGuard(
       {
         perAddress: limits.loginFailuresPerAddress,
@@ -115,10 +130,13 @@ export class AuthService {
   // Sign-up and password recovery
 
   /** Counts one request on `budget`/`key` before anything is done; refuses past the limit. */
-  private async count(budget: Budget, key: string, refusal: string): Promise<void> {
+  private async count(budget: Budget, key: string, refusal: string, address: string): Promise<void> {
     const { state, now } = this.guard;
     const ticket = await state.reserve(budget, key, now());
-    if (!ticket) return this.refuse(refusal);
+    if (!ticket) {
+      this.log.warn({ event: 'limit.refused', budget: budget.name, key, address }, refusal);
+      return this.refuse(refusal);
+    }
     // Every request counts, whatever comes of it.
     await state.settle(budget, ticket, true, now());
   }
@@ -131,9 +149,9 @@ export class AuthService {
    */
   async admitRecovery(address: string, userName: string, domainHint: string | undefined): Promise<AccountRecord | undefined> {
     const refusal = 'too many password recovery requests; try again later';
-    await this.count(this.recoveriesByAddress, addressKey(address), refusal);
+    await this.count(this.recoveriesByAddress, addressKey(address), refusal, address);
     const { account, key } = await this.identify(userName, domainHint);
-    await this.count(this.recoveriesByAccount, key, refusal);
+    await this.count(this.recoveriesByAccount, key, refusal, address);
     await this.guard.wait(this.limits.loginFailureDelayMs);
     return account;
   }
@@ -144,7 +162,7 @@ export class AuthService {
    * sign-up can be used neither to probe account names nor to create accounts in bulk.
    */
   async admitSignup(address: string): Promise<void> {
-    await this.count(this.signups, addressKey(address), 'too many sign-ups from this address; try again later');
+    await this.count(this.signups, addressKey(address), 'too many sign-ups from this address; try again later', address);
     await this.guard.wait(this.limits.loginFailureDelayMs);
   }
 
@@ -177,19 +195,26 @@ export class AuthService {
    */
   private async attempt(
     address: string,
+    way: LoginWay,
     identify: () => Promise<Identified>,
     verify: (account: AccountRecord | undefined) => Promise<boolean>,
   ): Promise<AccountRecord> {
     const attempt = await this.guard.begin(address);
-    if (!attempt) return this.refuse(TOO_MANY_ATTEMPTS);
+    if (!attempt) {
+      this.outcome('refused', way, address, undefined, 'too many failed logins from this address');
+      return this.refuse(TOO_MANY_ATTEMPTS);
+    }
     let account: AccountRecord | undefined;
     let right: boolean;
     let deadline: number;
+    let key = '';
     try {
       const identified = await identify();
       account = identified.account;
+      key = identified.key;
       if (!(await attempt.forAccount(identified.key, [account?.prevLogin?.address]))) {
         await attempt.abandon();
+        this.outcome('refused', way, address, key, 'too many failed logins on this account');
         return await this.refuse(ACCOUNT_BUSY);
       }
       deadline = this.guard.now() + this.limits.loginFailureDelayMs;
@@ -201,12 +226,22 @@ export class AuthService {
     }
     if (right && account) {
       await attempt.succeeded();
+      this.outcome('ok', way, address, key);
       return account;
     }
     await attempt.failed();
+    this.outcome('failed', way, address, key, account ? 'wrong credentials' : 'unknown account');
     if (account) await this.store.accounts.recordFailedLogin(account.id, { time: new Date(), address });
     await this.guard.wait(deadline - this.guard.now());
     throw new ServiceError(BAD_CREDENTIALS);
+  }
+
+  /** Logs a login's outcome (never the credentials) and counts it. */
+  private outcome(outcome: 'ok' | 'failed' | 'refused', way: LoginWay, address: string, user: string | undefined, reason?: string): void {
+    this.metrics?.logins.inc({ protocol: way.protocol, outcome });
+    const fields = { event: `login.${outcome}`, user, address, protocol: way.protocol, mechanism: way.mechanism, ...(reason ? { reason } : {}) };
+    if (outcome === 'ok') this.log.info(fields, 'login');
+    else this.log.warn(fields, outcome === 'failed' ? 'login failed' : 'login refused');
   }
 
   /** scrypt, limited server-wide and served by client address in turn. */
@@ -231,9 +266,10 @@ export class AuthService {
     return result;
   }
 
-  async checkPassword(userName: string, password: string, domainHint: string | undefined, address: string): Promise<Authenticated> {
+  async checkPassword(userName: string, password: string, domainHint: string | undefined, address: string, protocol: LoginWay['protocol'] = 'ximss'): Promise<Authenticated> {
     const account = await this.attempt(
       address,
+      { protocol, mechanism: 'password' },
       () => this.identify(userName, domainHint),
       (account) => this.verifyPassword(address, account, password),
     );
@@ -247,6 +283,7 @@ export class AuthService {
   async checkCurrentPassword(account: AccountRecord, password: string, address: string): Promise<void> {
     await this.attempt(
       address,
+      { protocol: 'ximss', mechanism: 'current-password' },
       async () => {
         const fresh = (await this.accounts.getById(account.id)) ?? account;
         return { account: fresh, key: fullName(fresh) };
@@ -256,12 +293,19 @@ export class AuthService {
   }
 
   /** Verifies the client's `user hexdigest` answer to `challenge`. */
-  async checkCramMd5(challenge: string, answer: string, domainHint: string | undefined, address: string): Promise<Authenticated> {
+  async checkCramMd5(
+    challenge: string,
+    answer: string,
+    domainHint: string | undefined,
+    address: string,
+    way: LoginWay = { protocol: 'ximss', mechanism: 'cram-md5' },
+  ): Promise<Authenticated> {
     const space = answer.lastIndexOf(' ');
     const userName = space > 0 ? answer.slice(0, space) : '';
     const digest = space > 0 ? answer.slice(space + 1).toLowerCase() : '';
     const account = await this.attempt(
       address,
+      way,
       () => this.identify(userName, domainHint),
       async (account) => {
         // Without a context (or an account) the dummy one does the same work.
@@ -274,7 +318,7 @@ export class AuthService {
 
   /** Verifies a bare HMAC-MD5 digest (hex) of `nonce` for `userName` (the HTTP nonce login). */
   async checkNonceDigest(userName: string, nonce: string, digest: string, domainHint: string | undefined, address: string): Promise<Authenticated> {
-    return this.checkCramMd5(nonce, `${userName} ${digest}`, domainHint, address);
+    return this.checkCramMd5(nonce, `${userName} ${digest}`, domainHint, address, { protocol: 'http', mechanism: 'nonce' });
   }
 
   /** SASL PLAIN (RFC 4616): `authzid NUL authcid NUL password`. */
@@ -282,7 +326,13 @@ export class AuthService {
     const parts = message.toString('utf8').split('\0');
     if (parts.length !== 3 || !parts[1]) throw new ServiceError('malformed SASL PLAIN data');
     const [authzid, authcid, password] = parts as [string, string, string];
-    const result = await this.checkPassword(authcid, password, domainHint, address);
+    const account = await this.attempt(
+      address,
+      { protocol: 'ximss', mechanism: 'plain' },
+      () => this.identify(authcid, domainHint),
+      (account) => this.verifyPassword(address, account, password),
+    );
+    const result = await this.succeed(account, address);
     if (authzid && authzid !== authcid) {
       const target = await this.accounts.find(authzid, domainHint);
       if (!target || target.id !== result.account.id) throw new ServiceError('authorization identity differs from the authenticated one');

@@ -1,6 +1,7 @@
 import { randomBytes, randomInt, timingSafeEqual } from 'node:crypto';
 import type { Config } from '../config.js';
 import type { NodeRecord, SessionRecord, Store } from '../store/store.js';
+import { errorText, type Logger } from '../log.js';
 
 /**
  * This process as a node of the cluster (a single server is a cluster of one): its id —
@@ -24,7 +25,7 @@ export class ClusterNode {
   constructor(
     private readonly store: Store,
     private readonly config: Config,
-    private readonly log: (line: string) => void,
+    private readonly log: Logger,
   ) {
     this.id = config.cluster.nodeId || String(randomInt(1, 1_000_000_000));
   }
@@ -40,7 +41,7 @@ export class ClusterNode {
       return { value: key, expires: Number.MAX_SAFE_INTEGER, result: key };
     });
     await this.beat();
-    this.timer = setInterval(() => void this.beat().catch((err: unknown) => this.log(`cluster: heartbeat failed: ${String(err)}`)), this.config.cluster.heartbeatSeconds * 1000);
+    this.timer = setInterval(() => void this.beat().catch((err: unknown) => this.log.error({ event: 'cluster.heartbeat_failed', error: errorText(err) }, 'heartbeat failed')), this.config.cluster.heartbeatSeconds * 1000);
     this.timer.unref();
   }
 
@@ -95,7 +96,7 @@ export class ClusterNode {
     // Nodes dead for a good while are forgotten, with the sessions they held.
     for (const dead of await this.store.cluster.deadNodes(now - 10 * this.config.cluster.nodeTimeoutSeconds * 1000)) {
       await this.store.cluster.removeNode(dead.id);
-      this.log(`cluster: node ${dead.id} (${dead.httpUrl}) is gone; its sessions are forgotten`);
+      this.log.warn({ event: 'cluster.node_gone', node: dead.id, url: dead.httpUrl }, `node ${dead.id} is gone; its sessions are forgotten`);
     }
   }
 }

@@ -17,6 +17,8 @@ import type { NonceRegistry } from './nonces.js';
 import type { SessionManager } from './sessions.js';
 import type { UploadSpool } from './uploads.js';
 import type { Vocabulary } from './vocabulary.js';
+import type { Logger } from '../log.js';
+import type { Metrics } from '../metrics.js';
 
 /** What XIMSS operation handlers may use: the services, never the store's SQL. */
 export interface XimssServices {
@@ -48,4 +50,7 @@ export interface XimssServices {
   readonly tls: SecureContext | undefined;
   /** The XIMSS protocol version reported in `session` (6.x.y: what clients test for). */
   readonly version: string;
+  /** The structured log (components take a child: ximss, http, smtp…). */
+  readonly log: Logger;
+  readonly metrics: Metrics;
 }

@@ -1,3 +1,4 @@
+import { errorText, type Logger } from '../../log.js';
 /**
  * Running an account's Mail Rules on one incoming message. This decides; it does not act:
  * the result is a plan (copies to store, messages to send, addresses to remember) that final
@@ -96,7 +97,8 @@ export interface PlanContext extends ConditionContext {
   hostName: string;
   /** The account's time zone (dates of the messages rules send). */
   timeZone: string;
-  log(line: string): void;
+  /** Where skipped rules and actions are reported (component delivery). */
+  log: Logger;
 }
 
 /** The plan without rules: the message into INBOX, flagged Recent. */
@@ -139,7 +141,7 @@ class Planner {
       try {
         applies = await this.applies(rule);
       } catch (err) {
-        this.ctx.log(`rules: ${this.self}: rule "${rule.name}" skipped, a condition failed: ${(err as Error).message}`);
+        this.ctx.log.warn({ event: 'rules.condition_failed', account: this.self, rule: rule.name, error: errorText(err) }, 'a rule was skipped: a condition failed');
         continue;
       }
       if (!applies) continue;
@@ -162,7 +164,7 @@ class Planner {
   private async act(rule: RuleRecord, opCode: string, parameter: string, ordinal: number): Promise<void> {
     const spec = actionSpec('mailIn', opCode);
     if (!spec) {
-      this.ctx.log(`rules: ${this.self}: rule "${rule.name}": unknown action "${opCode}" ignored`);
+      this.ctx.log.warn({ event: 'rules.action_skipped', account: this.self, rule: rule.name, action: opCode }, 'an unknown action was ignored');
       return;
     }
     try {
@@ -213,13 +215,13 @@ class Planner {
     } catch (err) {
       // A stored rule that no longer makes sense (it was valid when written): skip the action.
       if (!(err instanceof ServiceError)) throw err;
-      this.ctx.log(`rules: ${this.self}: rule "${rule.name}": action "${opCode}" skipped: ${err.message}`);
+      this.ctx.log.warn({ event: 'rules.action_skipped', account: this.self, rule: rule.name, action: opCode, error: err.message }, 'an action was skipped');
     }
   }
 
   private addSend(send: PlannedSend): void {
     if (this.plan.sends.length >= MAX_SENDS || this.sendRecipients + send.recipients.length > MAX_SEND_RECIPIENTS) {
-      this.ctx.log(`rules: ${this.self}: rule "${send.rule}": "${send.action}" skipped: too many messages sent by rules for one delivery`);
+      this.ctx.log.warn({ event: 'rules.action_skipped', account: this.self, rule: send.rule, action: send.action, error: 'too many messages sent by rules for one delivery' }, 'an action was skipped');
       return;
     }
     this.sendRecipients += send.recipients.length;
@@ -251,13 +253,13 @@ class Planner {
     const recipients = this.targets(parameter);
     if (recipients.length === 0) return;
     if (this.message.hops() >= MAX_HOPS) {
-      this.ctx.log(`rules: ${this.self}: rule "${rule.name}": "${action}" skipped: the message has passed ${MAX_HOPS} hops (a mail loop?)`);
+      this.ctx.log.warn({ event: 'rules.action_skipped', account: this.self, rule: rule.name, action, error: `the message has passed ${MAX_HOPS} hops (a mail loop?)` }, 'an action was skipped');
       return;
     }
     // Accounts sending a message on to each other: each sends it on once. (With the hop
     // limit alone, rules that send to two or more others multiply it at every hop.)
     if (this.message.sentOnBy(this.self)) {
-      this.ctx.log(`rules: ${this.self}: rule "${rule.name}": "${action}" skipped: these rules sent the message on before (a mail loop)`);
+      this.ctx.log.warn({ event: 'rules.action_skipped', account: this.self, rule: rule.name, action, error: 'these rules sent the message on before (a mail loop)' }, 'an action was skipped');
       return;
     }
     let raw: Buffer;

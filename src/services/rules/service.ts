@@ -1,3 +1,4 @@
+import { errorText } from '../../log.js';
 import type { RuleGuard, RuleRecord } from '../../store/rules.js';
 import { AlreadyExistsError, NotFoundError, type AccountRecord, type Store } from '../../store/store.js';
 import { fullName, type AccountService } from '../accounts.js';
@@ -153,13 +154,13 @@ export class RuleService {
       const prefs = await this.accounts.effectivePrefs(facts.account);
       if (typeof prefs.TimeZone === 'string' && prefs.TimeZone !== '') timeZone = prefs.TimeZone;
     } catch (err) {
-      facts.log(`rules: ${fullName(facts.account)}: rules not applied: ${(err as Error).message}`);
+      facts.log.error({ event: 'rules.failed', account: fullName(facts.account), error: errorText(err) }, 'rules not applied');
       return plainPlan(facts.raw);
     }
     try {
       return await planDelivery(rules, facts.raw, { ...facts, timeZone });
     } catch (err) {
-      facts.log(`rules: ${fullName(facts.account)}: rules not applied: ${(err as Error).stack ?? err}`);
+      facts.log.error({ event: 'rules.failed', account: fullName(facts.account), err }, 'rules not applied');
       return plainPlan(facts.raw);
     }
   }

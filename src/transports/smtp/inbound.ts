@@ -1,3 +1,5 @@
+import { silentLogger, type Logger } from '../../log.js';
+import type { Metrics } from '../../metrics.js';
 import { isIP, type AddressInfo, type Socket } from 'node:net';
 import type { SecureContext, TLSSocket } from 'node:tls';
 import {
@@ -40,8 +42,9 @@ export interface SmtpServices {
 }
 
 export interface SmtpListenerOptions {
-  /** Where errors worth an operator's attention go (default: console.error). */
-  log?: (line: string) => void;
+  /** The structured log (component smtp): connections, accepted messages, refusals, errors. */
+  log?: Logger;
+  metrics?: Metrics;
   /**
    * Accept AUTH on a connection without TLS from any address. Off by default: AUTH is offered
    * on a plain-text connection only to loopback clients (127.0.0.0/8, ::1); others see it
@@ -152,7 +155,8 @@ interface Transaction {
 export class SmtpListener {
   private readonly smtp: Server;
   private readonly delivery: LocalDelivery;
-  private readonly log: (line: string) => void;
+  private readonly log: Logger;
+  private readonly metrics: Metrics | undefined;
   private readonly allowPlaintextAuth: boolean;
   /** Server-wide disabled commands (a session's own list replaces this one, so it repeats it). */
   private readonly disabled: string[];
@@ -170,7 +174,8 @@ export class SmtpListener {
     options: SmtpListenerOptions = {},
   ) {
     this.delivery = services.delivery;
-    this.log = options.log ?? ((line) => console.error(line));
+    this.log = options.log ?? silentLogger;
+    this.metrics = options.metrics;
     this.allowPlaintextAuth = options.allowPlaintextAuth ?? false;
     const tlsContext = services.tls;
     this.disabled = tlsContext ? [] : ['STARTTLS'];
@@ -204,7 +209,12 @@ export class SmtpListener {
       onConnect: (session, callback) => {
         // Counted against the client's address like every connection that has not logged in.
         const admission = services.connections.admit(session.remoteAddress);
-        if (typeof admission === 'string') return callback(smtpError(421, `4.7.0 ${admission}`));
+        if (typeof admission === 'string') {
+          this.log.warn({ event: 'smtp.connection_refused', session: session.id, address: session.remoteAddress, reason: admission }, 'connection refused');
+          return callback(smtpError(421, `4.7.0 ${admission}`));
+        }
+        this.metrics?.smtpConnections.inc();
+        this.log.info({ event: 'smtp.connect', session: session.id, address: session.remoteAddress }, 'connection');
         this.admissions.set(session.id, admission);
         if (!this.authAllowedInPlainText(session.remoteAddress)) session.disabledCommands = ['AUTH', ...this.disabled];
         callback();
@@ -224,7 +234,16 @@ export class SmtpListener {
             this.accepted.set(address, recipient);
             callback();
           },
-          (err: unknown) => callback(this.asSmtpError(err, 'RCPT')),
+          (err: unknown) => {
+            const reply = this.asSmtpError(err, 'RCPT');
+            const code = (reply as Partial<SmtpError>).responseCode ?? 451;
+            this.metrics?.smtpRecipients.inc({ code: String(code) });
+            this.log.info(
+              { event: 'smtp.rcpt_refused', session: session.id, address: session.remoteAddress, sender: session.envelope.mailFrom ? session.envelope.mailFrom.address : '', recipient: address.address, reply: `${code} ${reply.message}` },
+              'recipient refused',
+            );
+            callback(reply);
+          },
         );
       },
       onData: (stream, session, callback) => this.onData(stream, session, callback),
@@ -232,7 +251,7 @@ export class SmtpListener {
     this.smtp.errorLimit = services.config.limits.smtpErrorsPerConnection;
     if (tlsContext) this.smtp.secureContext.set('*', tlsContext);
     this.smtp.on('error', (err: Error & { code?: string }) => {
-      if (this.listening && !QUIET_ERRORS.has(err.code ?? '')) this.log(`smtp: ${err.message}`);
+      if (this.listening && !QUIET_ERRORS.has(err.code ?? '')) this.log.error({ event: 'smtp.error', error: err.message }, 'listener error');
     });
   }
 
@@ -300,7 +319,7 @@ export class SmtpListener {
     const { username, password } = auth;
     const authzid = auth.method === 'PLAIN' && auth.authcid && auth.authzid ? auth.authzid : undefined;
     (async () => {
-      const result = await this.services.auth.checkPassword(username, password, undefined, session.remoteAddress);
+      const result = await this.services.auth.checkPassword(username, password, undefined, session.remoteAddress, 'smtp');
       const account = result.account;
       if (authzid !== undefined) {
         // PLAIN with an authorization identity: only one's own.
@@ -382,23 +401,42 @@ export class SmtpListener {
         helo: session.hostNameAppearsAs || '',
         protocol: session.transmissionType || 'SMTP',
       };
-      const work = this.deliver(Buffer.concat(chunks), transaction).then(
-        (text) => callback(null, text),
-        (err: unknown) => callback(this.asSmtpError(err, `DATA ${transaction.id}`)),
+      const raw = Buffer.concat(chunks);
+      const logged = {
+        session: session.id,
+        id: transaction.id,
+        address: transaction.remoteAddress,
+        sender: transaction.sender,
+        recipients: transaction.recipients.map((r) => r.address),
+        size: raw.length,
+        ...(session.user ? { user: String(session.user) } : {}),
+      };
+      const work = this.deliver(raw, transaction).then(
+        ({ text, queueId }) => {
+          this.metrics?.smtpMessages.inc({ outcome: 'accepted' });
+          this.log.info({ event: 'smtp.accepted', ...logged, ...(queueId !== undefined ? { queueId } : {}) }, 'message accepted');
+          callback(null, text);
+        },
+        (err: unknown) => {
+          const reply = this.asSmtpError(err, `DATA ${transaction.id}`);
+          this.metrics?.smtpMessages.inc({ outcome: 'refused' });
+          this.log.info({ event: 'smtp.refused', ...logged, reply: `${(reply as Partial<SmtpError>).responseCode ?? 451} ${reply.message}` }, 'message refused');
+          callback(reply);
+        },
       );
       this.inflight.add(work);
       void work.finally(() => this.inflight.delete(work));
     });
   }
 
-  /** Delivers a received message to its recipients; resolves with the 250 text. */
-  private async deliver(raw: Buffer, t: Transaction): Promise<string> {
+  /** Delivers a received message to its recipients; resolves with the 250 text (and the queue id when queued). */
+  private async deliver(raw: Buffer, t: Transaction): Promise<{ text: string; queueId?: number }> {
     const { queue } = this.services;
     if (t.recipients.some((r) => r.target?.kind === 'remote')) {
       // Submission (accepted at RCPT for an authenticated session): the whole transaction
       // goes through the queue, local recipients included, so that 250 means "queued" for
       // everyone and a client retry after a failure duplicates nothing.
-      await queue.submit({
+      const queueId = await queue.submit({
         sender: t.sender,
         // The bare `postmaster` (RFC 5321 4.1.1.3) is the default domain's.
         recipients: t.recipients.map(({ address, notify, orcpt }) => ({
@@ -411,7 +449,7 @@ export class SmtpListener {
         envid: t.envid,
         source: t.authenticated ? 'authenticated' : 'remote',
       });
-      return `Ok: queued as ${t.id}`;
+      return { text: `Ok: queued as ${t.id}`, queueId };
     }
     const copies: { recipient: Transaction['recipients'][number]; account: AccountRecord }[] = [];
     for (const r of t.recipients) {
@@ -444,7 +482,7 @@ export class SmtpListener {
         });
       } catch (err) {
         if (err instanceof StorageLimitError && delivered === 0) throw storageLimit(address);
-        this.log(`smtp ${t.id}: delivery to <${address}> failed (${delivered} of ${copies.length} stored before): ${describe(err)}`);
+        this.log.error({ event: 'smtp.delivery_failed', id: t.id, recipient: address, storedBefore: delivered, copies: copies.length, err }, 'local delivery failed');
         throw smtpError(451, '4.3.0 Local delivery failed; try again later');
       }
       const report = { address, orcpt: c.recipient.orcpt ?? null, remoteMta: null, lastAttempt: Date.now() };
@@ -460,7 +498,7 @@ export class SmtpListener {
       delivered++;
     }
     if (reports.length > 0 && t.sender !== '') await this.reportToSender(t, raw, reports);
-    return `Ok: delivered to ${delivered} mailbox${delivered === 1 ? '' : 'es'} as ${t.id}`;
+    return { text: `Ok: delivered to ${delivered} mailbox${delivered === 1 ? '' : 'es'} as ${t.id}` };
   }
 
   /** Queues a delivery report (RFC 3464) about a message delivered here, for its sender. */
@@ -483,7 +521,7 @@ export class SmtpListener {
   /** An SMTP reply for a handler's failure: SMTP errors as they are, anything else logged and 451. */
   private asSmtpError(err: unknown, what: string): Error {
     if (err instanceof Error && 'responseCode' in err && typeof err.responseCode === 'number') return err;
-    this.log(`smtp ${what}: ${describe(err)}`);
+    this.log.error({ event: 'smtp.error', during: what, err }, 'processing failed');
     return smtpError(451, '4.3.0 Local error in processing');
   }
 }
@@ -501,8 +539,4 @@ function dsnNotify(values: readonly string[] | undefined): DsnNotify | undefined
 
 function storageLimit(address: string): SmtpError {
   return smtpError(552, `5.2.2 <${address}>: Mailbox full: the message exceeds the account storage limit`);
-}
-
-function describe(err: unknown): string {
-  return err instanceof Error ? (err.stack ?? err.message) : String(err);
 }

@@ -1,3 +1,4 @@
+import { errorText, type Logger } from '../../log.js';
 import { fullName, type AccountService } from '../../services/accounts.js';
 import type { DatasetService } from '../../services/datasets.js';
 import { ServiceError } from '../../services/errors.js';
@@ -17,7 +18,7 @@ export interface LocalDeliveryDeps {
   readonly submitter: MailSubmitter;
   /** This server's name (Received, Message-ID of generated messages). */
   readonly hostName: string;
-  readonly log: (line: string) => void;
+  readonly log: Logger;
 }
 
 /** What a local delivery knows about the message besides its bytes: one recipient's envelope. */
@@ -114,7 +115,7 @@ export class LocalDelivery {
         box = await this.mail.access(account, copy.mailbox, 'i', { mailboxClass: '' });
       } catch (err) {
         if (!(err instanceof ServiceError)) throw err;
-        log(`delivery to ${who}: Store in "${copy.mailbox}" failed (${err.message}); the message goes to INBOX`);
+        log.warn({ event: 'delivery.store_failed', account: who, mailbox: copy.mailbox, error: err.message }, 'Store in failed; the message goes to INBOX');
         fallback ??= { ...copy, ordinal: 0, mailbox: 'INBOX' };
         continue;
       }
@@ -130,7 +131,7 @@ export class LocalDelivery {
         try {
           claimed = await rules.claimReply(account, send.rule, send.reply.address, key);
         } catch (err) {
-          log(`delivery to ${who}: rule "${send.rule}": the reply to <${send.reply.address}> is not sent: ${(err as Error).message}`);
+          log.warn({ event: 'rules.reply_failed', account: who, rule: send.rule, to: send.reply.address, error: errorText(err) }, 'the automatic reply is not sent');
           continue;
         }
         if (claimed === undefined) continue; // replied to this address recently
@@ -145,7 +146,7 @@ export class LocalDelivery {
         });
       } catch (err) {
         failed++;
-        log(`delivery to ${who}: rule "${send.rule}": "${send.action}" could not be queued: ${(err as Error).message}`);
+        log.error({ event: 'rules.send_failed', account: who, rule: send.rule, action: send.action, error: errorText(err) }, 'a message sent by a rule could not be queued');
         if (send.reply && claimed !== undefined) await rules.releaseReply(account, send.rule, send.reply.address, claimed).catch(() => {});
       }
     }
@@ -153,7 +154,7 @@ export class LocalDelivery {
       try {
         await datasets.addAddress(account, r.dataset, r.address, r.realName);
       } catch (err) {
-        log(`delivery to ${who}: Remember 'From' in "${r.dataset}" failed: ${(err as Error).message}`);
+        log.warn({ event: 'rules.remember_failed', account: who, dataset: r.dataset, error: errorText(err) }, "Remember 'From' failed");
       }
     }
     if (failed > 0 && (key !== undefined || (stored.length === 0 && plan.rejected === undefined))) {

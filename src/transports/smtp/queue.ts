@@ -1,3 +1,5 @@
+import type { Logger } from '../../log.js';
+import type { Metrics } from '../../metrics.js';
 import type { Config } from '../../config.js';
 import { fullName, type AccountService } from '../../services/accounts.js';
 import { ServiceError } from '../../services/errors.js';
@@ -45,15 +47,19 @@ export interface OutgoingMessage {
 
 /** What Mail Rules, submission and delivery reports use to send mail. */
 export interface MailSubmitter {
-  /** Resolves once the message is committed to the queue (durable); delivery follows. */
-  submit(message: OutgoingMessage): Promise<void>;
+  /**
+   * Resolves once the message is committed to the queue (durable); delivery follows. The
+   * answer is its queue id (undefined when its key was submitted before).
+   */
+  submit(message: OutgoingMessage): Promise<number | undefined>;
 }
 
 export interface MailQueueDeps {
   readonly store: Store;
   readonly accounts: AccountService;
   readonly config: Config;
-  readonly log: (line: string) => void;
+  readonly log: Logger;
+  readonly metrics?: Metrics;
   /** Delivery to other servers; tests pass one with their own MX resolver. */
   readonly remote?: RemoteDelivery;
   /** This node's id: the owner of the leases it takes on queued messages. */
@@ -142,7 +148,7 @@ export class MailQueue implements MailSubmitter {
     while (this.attempts.size > 0) await Promise.allSettled([...this.attempts]);
   }
 
-  async submit(message: OutgoingMessage): Promise<void> {
+  async submit(message: OutgoingMessage): Promise<number | undefined> {
     const seen = new Set<string>();
     const recipients = [];
     for (const r of message.recipients) {
@@ -166,7 +172,13 @@ export class MailQueue implements MailSubmitter {
       key: message.key ?? null,
       recipients,
     });
-    if (id !== undefined) this.kick();
+    if (id === undefined) return undefined; // submitted before (its key)
+    this.deps.log.info(
+      { event: 'queue.queued', queueId: id, sender: message.sender, recipients: recipients.map((r) => r.address), size: message.raw.length, source: message.source },
+      'message queued',
+    );
+    this.kick();
+    return id;
   }
 
   /** Looks for due work soon (after a submission, an attempt, or the timer). */
@@ -219,7 +231,7 @@ export class MailQueue implements MailSubmitter {
         (held) => {
           if (held) return;
           clearInterval(renewal);
-          this.deps.log(`queue ${message.id}: the lease was lost during an attempt; its outcome will not be recorded`);
+          this.deps.log.warn({ event: 'queue.lease_lost', queueId: message.id }, 'the lease was lost during an attempt; its outcome will not be recorded');
         },
         (err: unknown) => this.report(err),
       );
@@ -285,7 +297,7 @@ export class MailQueue implements MailSubmitter {
       if (state === 'failed' && wants(r.notify, 'FAILURE')) reported.push(dsn);
       else if (state === 'delivered' && wants(r.notify, 'SUCCESS')) reported.push({ ...dsn, action: 'delivered' });
       else if (state === 'relayed' && wants(r.notify, 'SUCCESS') && !o.dsnPassedOn) reported.push({ ...dsn, action: 'relayed' });
-      if (state === 'failed') this.deps.log(`queue ${message.id}: <${r.address}> failed: ${status} ${o.diagnostic}`);
+      this.logAttempt(message, r.address, state === 'pending' ? 'deferred' : state === 'failed' ? (o.kind === 'permanent' ? 'bounced' : 'expired') : state, status, o.diagnostic, nextAttempt, o.remoteMta);
     }
 
     const reports: NewQueuedMessage[] = [];
@@ -306,7 +318,7 @@ export class MailQueue implements MailSubmitter {
       });
     }
     const recorded = await this.deps.store.queue.recordAttempt(message.id, this.deps.node, updates, reports);
-    if (!recorded) this.deps.log(`queue ${message.id}: another node took the message over; this attempt's outcome is not recorded`);
+    if (!recorded) this.deps.log.warn({ event: 'queue.lease_lost', queueId: message.id }, "another node took the message over; this attempt's outcome is not recorded");
   }
 
   private async deliverLocally(message: QueuedMessageRecord, raw: Buffer, r: QueuedRecipientRecord, account: AccountRecord): Promise<Outcome> {
@@ -322,13 +334,30 @@ export class MailQueue implements MailSubmitter {
       if (err instanceof StorageLimitError) {
         return { kind: 'temporary', status: '4.2.2', diagnostic: `smtp; 452 4.2.2 <${r.address}>: mailbox full`, remoteMta: null, dsnPassedOn: false };
       }
-      this.deps.log(`queue ${message.id}: local delivery to <${r.address}> failed: ${err instanceof Error ? err.message : String(err)}`);
+      this.deps.log.error({ event: 'queue.local_failed', queueId: message.id, recipient: r.address, err }, 'local delivery failed');
       return { kind: 'temporary', status: '4.3.0', diagnostic: 'smtp; 451 4.3.0 local delivery failed', remoteMta: null, dsnPassedOn: false };
     }
   }
 
   private report(err: unknown): void {
-    this.deps.log(`queue: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+    this.deps.log.error({ event: 'queue.error', err }, 'queue processing failed');
+  }
+
+  /** One recipient's attempt, in the log and the metrics. */
+  private logAttempt(
+    message: QueuedMessageRecord,
+    recipient: string,
+    outcome: 'delivered' | 'relayed' | 'deferred' | 'bounced' | 'expired',
+    status: string,
+    reply: string,
+    nextAttempt: number,
+    remoteMta: string | null,
+  ): void {
+    this.deps.metrics?.queueAttempts.inc({ outcome });
+    const fields = { event: `queue.${outcome}`, queueId: message.id, sender: message.sender, recipient, status, reply, ...(remoteMta ? { remoteMta } : {}) };
+    if (outcome === 'deferred') this.deps.log.info({ ...fields, nextAttempt: new Date(nextAttempt).toISOString() }, 'delivery deferred');
+    else if (outcome === 'bounced' || outcome === 'expired') this.deps.log.warn(fields, outcome === 'bounced' ? 'delivery failed' : 'delivery time expired');
+    else this.deps.log.info(fields, outcome === 'delivered' ? 'delivered locally' : 'relayed');
   }
 }
 

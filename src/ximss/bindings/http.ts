@@ -369,14 +369,14 @@ export class HttpListener {
     if (nonce !== undefined && authData !== undefined) {
       if (!nonces.consume(nonce)) throw new ServiceError('the nonce is unknown or has expired: ask listFeatures for a new one');
       const answer = Buffer.from(authData, 'base64').toString('utf8').trim();
-      if (answer.includes(' ')) return auth.checkCramMd5(nonce, answer, undefined, address);
+      if (answer.includes(' ')) return auth.checkCramMd5(nonce, answer, undefined, address, { protocol: 'http', mechanism: 'cram-md5' });
       if (!userName) throw new ServiceError('the userName parameter is missing');
       return auth.checkNonceDigest(userName, nonce, answer, undefined, address);
     }
     const password = params.get('password');
-    if (userName !== undefined && password !== undefined) return auth.checkPassword(userName, password, undefined, address);
+    if (userName !== undefined && password !== undefined) return auth.checkPassword(userName, password, undefined, address, 'http');
     const basic = basicCredentials(authorization);
-    if (basic) return auth.checkPassword(basic.user, basic.password, undefined, address);
+    if (basic) return auth.checkPassword(basic.user, basic.password, undefined, address, 'http');
     throw new ServiceError('no credentials: send userName and password, or HTTP Basic authorization');
   }
 

@@ -1,0 +1,137 @@
+/**
+ * The numbers an operator graphs and alerts on, in the Prometheus text format (prom-client).
+ * One registry per server (a test process may run several servers). Counters are
+ * incremented where the event happens, beside its log line; gauges that describe state
+ * (sessions, queue size) are read when /metrics is scraped.
+ *
+ * Every metric is named `ximssd_…`; README "Metrics" lists them.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { Store } from './store/store.js';
+
+/** Request latency buckets, seconds: a cached folderBrowse is sub-millisecond, a search seconds. */
+const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+export class Metrics {
+  readonly registry = new Registry();
+
+  /** XIMSS requests by operation and outcome (ok, error = an errorText answer, failed = an internal error). */
+  readonly requests = new Counter({
+    name: 'ximssd_ximss_requests_total',
+    help: 'XIMSS requests answered, by operation and outcome',
+    labelNames: ['op', 'outcome'] as const,
+    registers: [this.registry],
+  });
+  readonly requestSeconds = new Histogram({
+    name: 'ximssd_ximss_request_duration_seconds',
+    help: 'Time from a XIMSS request to its answer, by operation',
+    labelNames: ['op'] as const,
+    buckets: LATENCY_BUCKETS,
+    registers: [this.registry],
+  });
+  /** Logins by protocol and outcome (ok, failed, refused = throttled or locked out). */
+  readonly logins = new Counter({
+    name: 'ximssd_logins_total',
+    help: 'Login attempts by protocol and outcome',
+    labelNames: ['protocol', 'outcome'] as const,
+    registers: [this.registry],
+  });
+  readonly sessionsStarted = new Counter({
+    name: 'ximssd_sessions_started_total',
+    help: 'XIMSS sessions started, by binding',
+    labelNames: ['binding'] as const,
+    registers: [this.registry],
+  });
+  readonly smtpConnections = new Counter({
+    name: 'ximssd_smtp_connections_total',
+    help: 'SMTP connections accepted',
+    registers: [this.registry],
+  });
+  readonly smtpMessages = new Counter({
+    name: 'ximssd_smtp_messages_total',
+    help: 'SMTP messages by outcome (accepted, refused)',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+  readonly smtpRecipients = new Counter({
+    name: 'ximssd_smtp_recipients_refused_total',
+    help: 'SMTP recipients refused, by reply code',
+    labelNames: ['code'] as const,
+    registers: [this.registry],
+  });
+  /** Queue attempts per recipient by outcome (delivered, relayed, deferred, bounced, expired). */
+  readonly queueAttempts = new Counter({
+    name: 'ximssd_queue_attempts_total',
+    help: 'Outbound queue delivery attempts per recipient, by outcome',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+  readonly storeSeconds = new Histogram({
+    name: 'ximssd_store_operation_duration_seconds',
+    help: 'Time of store operations (one transaction each), by module and method',
+    labelNames: ['operation'] as const,
+    buckets: LATENCY_BUCKETS,
+    registers: [this.registry],
+  });
+
+  constructor(options: { defaults?: boolean } = {}) {
+    if (options.defaults ?? true) collectDefaultMetrics({ register: this.registry, prefix: 'ximssd_process_' });
+  }
+
+  /** A gauge whose value is read at scrape time (a failing read leaves it unset for that scrape). */
+  gauge(name: string, help: string, labelNames: readonly string[], read: (set: (labels: Record<string, string>, value: number) => void) => void | Promise<void>): void {
+    new Gauge({
+      name,
+      help,
+      labelNames: [...labelNames],
+      registers: [this.registry],
+      async collect() {
+        this.reset();
+        await read((labels, value) => this.set(labels, value));
+      },
+    });
+  }
+
+  text(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+}
+
+/**
+ * Wraps the store so that every call of its modules' methods is timed (the store's methods
+ * are one transaction each, so this is transaction latency). Synchronous properties and
+ * non-promise results pass through untouched.
+ */
+export function instrumentStore(store: Store, metrics: Metrics): Store {
+  const wrapped = new Map<string, unknown>();
+  const wrapModule = (name: string, module: object): object =>
+    new Proxy(module, {
+      get(target, property, receiver) {
+        const value: unknown = Reflect.get(target, property, receiver);
+        if (typeof value !== 'function' || typeof property !== 'string') return value;
+        const fn = value as (...args: unknown[]) => unknown;
+        return function timed(this: unknown, ...args: unknown[]): unknown {
+          const started = performance.now();
+          const result = fn.apply(target, args);
+          if (result instanceof Promise) {
+            const done = (): void => metrics.storeSeconds.observe({ operation: `${name}.${property}` }, (performance.now() - started) / 1000);
+            result.then(done, done);
+          }
+          return result;
+        };
+      },
+    });
+  return new Proxy(store, {
+    get(target, property, receiver) {
+      const value: unknown = Reflect.get(target, property, receiver);
+      if (typeof property !== 'string' || typeof value !== 'object' || value === null || property === 'relay') return value;
+      let module = wrapped.get(property);
+      if (!module) wrapped.set(property, (module = wrapModule(property, value)));
+      return module;
+    },
+  });
+}
