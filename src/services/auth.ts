@@ -134,7 +134,7 @@ export class AuthService {
     const { state, now } = this.guard;
     const ticket = await state.reserve(budget, key, now());
     if (!ticket) {
-      this.log.warn({ event: 'limit.refused', budget: budget.name, key, address }, refusal);
+      this.log.warn({ event: 'limit.refused', budget: budget.name, subject: key, address }, refusal);
       return this.refuse(refusal);
     }
     // Every request counts, whatever comes of it.
