@@ -87,7 +87,7 @@ export class Metrics {
   });
 
   constructor(options: { defaults?: boolean } = {}) {
-    if (options.defaults ?? true) collectDefaultMetrics({ register: this.registry, prefix: 'ximssd_process_' });
+    if (options.defaults ?? true) collectDefaultMetrics({ register: this.registry, prefix: 'ximssd_' });
   }
 
   /** A gauge whose value is read at scrape time (a failing read leaves it unset for that scrape). */

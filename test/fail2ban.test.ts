@@ -8,14 +8,12 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { createLogger } from '../src/log.js';
-import { XmlElement } from '../src/xml/element.js';
-import { XimssClient, freePort, httpRequest, startTestServer, type TestServer } from './helpers.js';
+import { freePort, httpRequest, startTestServer, type TestServer } from './helpers.js';
+import { rawLogger, smtpAuthFrom, ximssClientFrom, ximssLoginFrom } from './fixtures/wire-logins.js';
 
 const FILTER = fileURLToPath(new URL('../contrib/fail2ban/filter.d/ximssd.conf', import.meta.url));
 const PASSWORD = 'f2b-Right-pw-81';
@@ -58,15 +56,15 @@ async function fail2banRegex(): Promise<string | { skip: string }> {
 }
 
 /** The server's log lines as written (raw JSON text). */
-const lines: string[] = [];
+const captured = rawLogger();
+const lines = captured.lines;
 let server: TestServer;
 let account: string;
 
 before(async () => {
-  const log = createLogger({ level: 'info', destination: { write: (line: string) => void lines.push(line) } });
   server = await startTestServer(
     { ports: { smtp: await freePort() }, limits: { abusePerAddress: 2, abuseBlockSeconds: 60 } },
-    { log },
+    { log: captured.log },
   );
   account = await server.newAccount('f2b', { password: PASSWORD });
 });
@@ -75,59 +73,8 @@ after(async () => {
   await server?.stop();
 });
 
-function connectFrom(port: number, localAddress: string): Promise<net.Socket> {
-  return new Promise((resolve, reject) => {
-    const socket = net.connect({ port, host: '127.0.0.1', localAddress }, () => resolve(socket));
-    socket.once('error', reject);
-  });
-}
-
-/** A XIMSS clear-text login over TCP from `from`: the response's name (response) and errorText if any. */
-async function ximssLogin(from: string, user: string, password: string): Promise<string | undefined> {
-  const client = XimssClient.fromSocket(await connectFrom(server.ports.ximss, from));
-  try {
-    const reply = await client.request(new XmlElement('login', { authData: user, password }));
-    return reply.response.attrs.errorText;
-  } finally {
-    client.close();
-  }
-}
-
-/** An SMTP AUTH PLAIN from `from`: the reply code. */
-async function smtpAuth(from: string, user: string, password: string): Promise<number> {
-  const socket = await connectFrom(server.ports.smtp!, from);
-  let buffer = '';
-  const reply = (): Promise<string> =>
-    new Promise((resolve, reject) => {
-      const check = (): void => {
-        // The last line of a reply: code and a space.
-        const match = /(?:^|\r\n)(\d{3}) [^\r\n]*\r\n$/.exec(buffer);
-        if (!match) return;
-        socket.off('data', onData);
-        const text = buffer;
-        buffer = '';
-        resolve(text);
-      };
-      const onData = (chunk: Buffer): void => {
-        buffer += chunk.toString('latin1');
-        check();
-      };
-      socket.on('data', onData);
-      socket.once('error', reject);
-      check();
-    });
-  try {
-    assert.match(await reply(), /^220/);
-    socket.write('EHLO client.example\r\n');
-    assert.match(await reply(), /^250/);
-    socket.write(`AUTH PLAIN ${Buffer.from(`\0${user}\0${password}`).toString('base64')}\r\n`);
-    const answer = await reply();
-    socket.write('QUIT\r\n');
-    return Number(answer.slice(0, 3));
-  } finally {
-    socket.destroy();
-  }
-}
+const ximssLogin = (from: string, user: string, password: string): Promise<string | undefined> => ximssLoginFrom(server.ports.ximss, from, user, password);
+const smtpAuth = (from: string, user: string, password: string): Promise<number> => smtpAuthFrom(server.ports.smtp!, from, user, password);
 
 test('fail2ban-regex finds the address of every failed login and abuse block, and of no successful login', async (t) => {
   // Failed logins, each protocol from an address of its own.
@@ -140,7 +87,7 @@ test('fail2ban-regex finds the address of every failed login and abuse block, an
   assert.equal(await smtpAuth('127.0.0.4', account, WRONG), 535, 'SMTP AUTH: a wrong password fails');
   // Malformed requests before login, until the address is blocked.
   for (let i = 0; i < 2; i++) {
-    const client = XimssClient.fromSocket(await connectFrom(server.ports.ximss, '127.0.0.6'));
+    const client = await ximssClientFrom(server.ports.ximss, '127.0.0.6');
     client.sendRaw('<login id="1" ');
     await client.waitClosed();
   }
@@ -150,7 +97,7 @@ test('fail2ban-regex finds the address of every failed login and abuse block, an
   assert.equal(httpOk.status, 200, 'HTTP: the right password');
   assert.equal(await smtpAuth('127.0.0.5', account, PASSWORD), 235, 'SMTP AUTH: the right password');
 
-  const parsed = lines.map((line) => JSON.parse(line) as Record<string, unknown>);
+  const parsed = captured.records();
   const failed = parsed.filter((r) => r.event === 'login.failed');
   assert.deepEqual([...new Set(failed.map((r) => r.address))].sort(), ['127.0.0.2', '127.0.0.3', '127.0.0.4'], 'the failed logins were logged');
   assert.deepEqual(
