@@ -88,7 +88,10 @@ export class ConnectionLimiter {
    * a client that floods by reconnecting costs the server next to nothing.
    */
   reportAbuse(clientAddress: string, reason: string, now = Date.now()): void {
-    this.refused('bad_request', clientAddress, now, { reason }, 'request refused before login');
+    // A parser's message may quote what the client sent (an entity name inside a password):
+    // only the kind is logged. The limits' messages are the server's own words.
+    const logged = reason.startsWith('malformed XML') ? 'malformed XML' : reason.slice(0, 200);
+    this.refused('bad_request', clientAddress, now, { reason: logged }, 'request refused before login');
     if (this.limits.abusePerAddress <= 0) return;
     const address = addressKey(clientAddress);
     const recent = (this.abuse.get(address) ?? []).filter((t) => now - t < ABUSE_WINDOW_MS);
