@@ -66,6 +66,18 @@ export class Metrics {
     labelNames: ['outcome'] as const,
     registers: [this.registry],
   });
+  /**
+   * Limits hit before login, by limit: connections (per address), server_connections
+   * (server-wide), blocked (a connection from an address blocked for abuse), abuse_blocked
+   * (an address blocked), bad_request (an oversized or malformed request before login),
+   * sessions (sessionsPerAccount).
+   */
+  readonly limits = new Counter({
+    name: 'ximssd_limits_total',
+    help: 'Limits hit (connections refused, addresses blocked, requests refused before login, sessions refused), by limit',
+    labelNames: ['limit'] as const,
+    registers: [this.registry],
+  });
   readonly storeSeconds = new Histogram({
     name: 'ximssd_store_operation_duration_seconds',
     help: 'Time of store operations (one transaction each), by module and method',
@@ -75,7 +87,7 @@ export class Metrics {
   });
 
   constructor(options: { defaults?: boolean } = {}) {
-    if (options.defaults ?? true) collectDefaultMetrics({ register: this.registry, prefix: 'ximssd_process_' });
+    if (options.defaults ?? true) collectDefaultMetrics({ register: this.registry, prefix: 'ximssd_' });
   }
 
   /** A gauge whose value is read at scrape time (a failing read leaves it unset for that scrape). */
@@ -87,7 +99,11 @@ export class Metrics {
       registers: [this.registry],
       async collect() {
         this.reset();
-        await read((labels, value) => this.set(labels, value));
+        try {
+          await read((labels, value) => this.set(labels, value));
+        } catch {
+          // Left unset for this scrape (the store is unreachable: /readyz says so).
+        }
       },
     });
   }

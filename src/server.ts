@@ -20,6 +20,7 @@ import { openStore } from './store/open.js';
 import type { Store } from './store/store.js';
 import { ClusterNode } from './services/cluster.js';
 import { loadTlsContext } from './tls.js';
+import { Readiness } from './ximss/bindings/health.js';
 import { HttpListener } from './ximss/bindings/http.js';
 import { TcpListener } from './ximss/bindings/tcp.js';
 import { Engine } from './ximss/engine.js';
@@ -103,7 +104,7 @@ async function startOn(rawStore: Store, config: Config, log: Logger, options: Se
   } catch (err) {
     log.error({ component: 'server', event: 'tls.unavailable', error: errorText(err) }, 'TLS is unavailable');
   }
-  const mail = new MailService(store, accounts, bus);
+  const mail = new MailService(store, accounts, bus, log.child({ component: 'mail' }));
   const rules = new RuleService(store, accounts);
   const datasets = new DatasetService(store, accounts);
   const queue = new MailQueue({ store, accounts, config, log: log.child({ component: 'queue' }), metrics, node: node.id });
@@ -115,7 +116,7 @@ async function startOn(rawStore: Store, config: Config, log: Logger, options: Se
     sessionBytes: config.limits.uploadBytesPerSession,
     accountBytes: config.limits.uploadBytesPerAccount,
     totalBytes: config.limits.uploadBytesTotal,
-  });
+  }, log.child({ component: 'ximss' }));
   let httpPort = config.ports.http;
   const passwordRecovery = new PasswordRecovery(store, accounts, queue, config.defaultDomain, () => config.publicUrl || `http://${config.defaultDomain}:${httpPort}`);
   const services: XimssServices = {
@@ -137,10 +138,10 @@ async function startOn(rawStore: Store, config: Config, log: Logger, options: Se
     queue,
     delivery,
     passwordRecovery,
-    sessions: new SessionManager(config, accounts, alerts, bus, uploads, node),
+    sessions: new SessionManager(config, accounts, alerts, bus, uploads, node, { log: log.child({ component: 'ximss' }), metrics }),
     node,
     uploads,
-    connections: new ConnectionLimiter(config.limits),
+    connections: new ConnectionLimiter(config.limits, { log: log.child({ component: 'limits' }), metrics }),
     nonces: new NonceRegistry(config.defaultDomain),
     vocabulary: new Vocabulary(RESOURCES + 'strings'),
     tls: tlsContext,
@@ -157,6 +158,17 @@ async function startOn(rawStore: Store, config: Config, log: Logger, options: Se
   const http = new HttpListener(engine, tcp);
   const https = config.ports.https && tlsContext ? new HttpListener(engine, tcp, tlsContext) : undefined;
   const smtp = config.ports.smtp ? new SmtpListener(services, { log: log.child({ component: 'smtp' }), metrics }) : undefined;
+  // What /readyz reports (see health.ts): every listener up and the store answering.
+  const readiness = new Readiness(store, [
+    { name: 'XIMSS', listening: () => tcp.listening },
+    ...(tcpTls ? [{ name: 'XIMSS/TLS', listening: () => tcpTls.listening }] : []),
+    { name: 'HTTP', listening: () => http.listening },
+    ...(https ? [{ name: 'HTTPS', listening: () => https.listening }] : []),
+  ]);
+  // The queue's size, read when /metrics is scraped (one listing of the queue per scrape).
+  metrics.gauge('ximssd_queue_messages', 'Messages in the outbound queue (all nodes)', [], async (set) => set({}, (await rawStore.queue.list()).length));
+  http.readiness = readiness;
+  if (https) https.readiness = readiness;
   // Every listener is bound before anything else starts: a port that cannot be bound stops
   // the start with nothing done (no password generated, no delivery attempted).
   const bound: { close(): unknown }[] = [];
@@ -185,6 +197,7 @@ async function startOn(rawStore: Store, config: Config, log: Logger, options: Se
   }
   await node.start(ports.http);
   queue.start(delivery);
+  readiness.markStarted();
   log.info(
     {
       component: 'server',
@@ -213,5 +226,12 @@ async function startOn(rawStore: Store, config: Config, log: Logger, options: Se
       await store.close();
       log.info({ component: 'server', event: 'server.stopped' }, 'ximssd stopped');
     })());
-  return { services, ports, close };
+  return {
+    services,
+    ports,
+    close: () => {
+      readiness.markClosing();
+      return close();
+    },
+  };
 }

@@ -1,4 +1,5 @@
 import { performance } from 'node:perf_hooks';
+import type { Logger } from '../log.js';
 import { ServiceError } from '../services/errors.js';
 import { XmlElement } from '../xml/element.js';
 import type { Conversation, Output } from './conversation.js';
@@ -76,16 +77,26 @@ class Context implements RequestContext {
   }
 }
 
+type Outcome = 'ok' | 'error' | 'failed';
+
 /**
  * The session engine: looks a request up in the operation table, checks that it may run
  * in the conversation's state, runs it and writes its response (with `exeTime` when
  * asked). Handlers report failures by throwing ServiceError; anything else thrown is an
  * internal error, logged and answered without detail.
+ *
+ * Every answered request is counted by operation and outcome (ok; error: an errorText
+ * answer; failed: an internal error) and timed. A request whose name is no operation is
+ * counted as `unknown`, so that clients cannot make up label values. A SASL login that
+ * goes on with `auth` is counted when answered, as `auth`.
  */
 export class Engine {
   private readonly operations = new Map<string, Operation>();
+  private readonly log: Logger;
 
-  constructor(readonly server: XimssServices) {}
+  constructor(readonly server: XimssServices) {
+    this.log = server.log.child({ component: 'ximss' });
+  }
 
   register(table: OperationTable): void {
     for (const [name, operation] of Object.entries(table)) {
@@ -99,8 +110,12 @@ export class Engine {
   }
 
   execute(conversation: Conversation, request: XmlElement, out: Output): void | Promise<void> {
+    const started = performance.now();
+    const operation = this.operations.get(request.name);
+    const op = operation ? request.name : 'unknown';
     const id = request.attrs.id;
     if (id === undefined || id === '') {
+      this.count(op, 'error', started);
       out(errorResponse(undefined, `the id attribute is missing in <${request.name}>`));
       return;
     }
@@ -109,49 +124,55 @@ export class Engine {
       // Anything but the `auth` continuing it abandons a SASL exchange: its login still
       // gets its (negative) response, before this request's.
       conversation.pendingAuth = undefined;
+      this.count('login', 'error', started);
       out(errorResponse(pendingAuth.id, 'authentication cancelled'));
     }
     const exeTime = request.attrs.exeTime;
-    const started = exeTime !== undefined && exeTime !== '0' ? performance.now() : undefined;
+    const timed = exeTime !== undefined && exeTime !== '0';
+    const elapsed = (): number | undefined => (timed ? Math.round(performance.now() - started) : undefined);
     const session = conversation.session;
     session?.touch();
 
-    const operation = this.operations.get(request.name);
     let problem: string | undefined;
     if (!operation) problem = 'unknown command';
     else if (operation.availability === 'session' && !session) problem = 'this operation requires login';
     else if (operation.availability === 'preLogin' && session) problem = 'this operation is not available after login';
     if (problem !== undefined) {
-      out(errorResponse(id, problem, 500, elapsed(started)));
+      this.count(op, 'error', started);
+      out(errorResponse(id, problem, 500, elapsed()));
       return;
     }
 
     const context = new Context(id, request, conversation, this.server, session, out);
+    const fail = (err: unknown): void => {
+      if (err instanceof ServiceError) {
+        this.count(op, 'error', started);
+        out(errorResponse(id, err.message, err.code, elapsed()));
+        return;
+      }
+      this.count(op, 'failed', started);
+      this.log.error({ event: 'ximss.failed', op, account: session?.userName, address: conversation.remoteAddress, err }, `${op} failed`);
+      out(errorResponse(id, 'internal server error', 500, elapsed()));
+    };
+    const succeed = (value: HandlerResult): void => {
+      if (value === NO_RESPONSE) return;
+      this.count(op, 'ok', started);
+      out(okResponse(id, elapsed()));
+    };
     let result: HandlerResult | Promise<HandlerResult>;
     try {
       result = operation!.handler(context);
     } catch (err) {
-      out(this.failure(id, request.name, err, started));
+      fail(err);
       return;
     }
-    if (result instanceof Promise) {
-      return result.then(
-        (value) => {
-          if (value !== NO_RESPONSE) out(okResponse(id, elapsed(started)));
-        },
-        (err: unknown) => out(this.failure(id, request.name, err, started)),
-      );
-    }
-    if (result !== NO_RESPONSE) out(okResponse(id, elapsed(started)));
+    if (result instanceof Promise) return result.then(succeed, fail);
+    succeed(result);
   }
 
-  private failure(id: string, op: string, err: unknown, started: number | undefined): string {
-    if (err instanceof ServiceError) return errorResponse(id, err.message, err.code, elapsed(started));
-    console.error(`ximss: ${op} failed:`, err);
-    return errorResponse(id, 'internal server error', 500, elapsed(started));
+  private count(op: string, outcome: Outcome, started: number): void {
+    const { metrics } = this.server;
+    metrics.requests.inc({ op, outcome });
+    metrics.requestSeconds.observe({ op }, (performance.now() - started) / 1000);
   }
-}
-
-function elapsed(started: number | undefined): number | undefined {
-  return started === undefined ? undefined : Math.round(performance.now() - started);
 }

@@ -10,6 +10,16 @@ import { el } from '../xml/element.js';
 import { formatGmt, formatLocal } from '../xml/time.js';
 import { Session, type BindingKind } from './session.js';
 import type { UploadSpool } from './uploads.js';
+import { errorText, silentLogger, type Logger } from '../log.js';
+import type { Metrics } from '../metrics.js';
+
+/**
+ * Why a session ended (the `reason` of `session.ended`): the client's `bye`, the client's
+ * HTTP /KILL, the idle timeout, a newer login's killOld (on any node), the account's
+ * removal, the server's shutdown, the TCP connection's loss, or the server for another
+ * reason (`server`).
+ */
+export type EndReason = 'bye' | 'kill' | 'idle' | 'killed' | 'account_removed' | 'shutdown' | 'connection_lost' | 'server';
 
 /**
  * All live XIMSS sessions of this node, by urlID and by account; the store counts them
@@ -28,6 +38,8 @@ export class SessionManager {
   private readonly shownAlerts = new Map<number, Set<number>>();
   private readonly unsubscribe: (() => void)[] = [];
   private closing = false;
+  private readonly log: Logger;
+  private readonly metrics: Metrics | undefined;
 
   constructor(
     private readonly config: Config,
@@ -36,15 +48,24 @@ export class SessionManager {
     private readonly bus: EventBus,
     private readonly uploads: UploadSpool,
     private readonly node: ClusterNode,
+    options: { log?: Logger; metrics?: Metrics } = {},
   ) {
+    this.log = options.log ?? silentLogger;
+    this.metrics = options.metrics;
+    // This node's live sessions by binding, read when /metrics is scraped.
+    this.metrics?.gauge('ximssd_sessions', "This node's live XIMSS sessions, by binding", ['binding'], (set) => {
+      const counts = { tcp: 0, http: 0 };
+      for (const session of this.byUrlId.values()) counts[session.binding]++;
+      for (const [binding, count] of Object.entries(counts)) set({ binding }, count);
+    });
     this.unsubscribe.push(
       bus.on('alertPosted', (event) => void this.alertPosted(event)),
-      bus.on('accountRemoved', ({ accountId }) => this.endAccountSessions(accountId)),
+      bus.on('accountRemoved', ({ accountId }) => this.endAccountSessions(accountId, 'account_removed')),
       bus.on('accountChanged', ({ accountId }) => void this.refreshAccount(accountId)),
       bus.on('credentialsChanged', ({ accountId }) => void this.refreshAccount(accountId)),
       bus.on('mailboxChanged', ({ accountId, name }) => this.reportMailboxChange(accountId, name)),
       bus.on('endSessions', ({ accountId, except }) => {
-        for (const session of this.forAccount(accountId)) if (session.urlID !== except) this.end(session, true);
+        for (const session of this.forAccount(accountId)) if (session.urlID !== except) this.end(session, true, 'killed');
       }),
       bus.on('resync', () => void this.resync()),
     );
@@ -71,15 +92,23 @@ export class SessionManager {
       uploads: this.uploads.newSet(auth.account.id),
       node: this.node.id,
     });
-    if (!(await this.node.addSession(session.urlID, session.account.id, this.config.limits.sessionsPerAccount))) {
+    const limit = this.config.limits.sessionsPerAccount;
+    if (!(await this.node.addSession(session.urlID, session.account.id, limit))) {
       session.uploads.close();
+      this.metrics?.limits.inc({ limit: 'sessions' });
+      this.log.warn({ event: 'limit.sessions', account: session.userName, address: remoteAddress, binding, limit }, 'session refused: too many sessions for this account');
       throw new ServiceError('too many sessions for this account');
     }
     this.byUrlId.set(session.urlID, session);
     let set = this.byAccount.get(session.account.id);
     if (!set) this.byAccount.set(session.account.id, (set = new Set()));
     set.add(session);
-    session.armIdleTimer(() => this.end(session, true));
+    session.armIdleTimer(() => this.end(session, true, 'idle'));
+    this.metrics?.sessionsStarted.inc({ binding });
+    this.log.info(
+      { event: 'session.started', account: session.userName, address: remoteAddress, binding, urlID: session.urlID, ...(clientVersion ? { clientVersion } : {}) },
+      'session started',
+    );
     return session;
   }
 
@@ -96,12 +125,28 @@ export class SessionManager {
   }
 
   /** Ends a session (telling the client with `bye` when `sendBye`) and forgets it. */
-  end(session: Session, sendBye: boolean): void {
+  end(session: Session, sendBye: boolean, reason: EndReason = 'server'): void {
     if (!this.byUrlId.has(session.urlID)) return;
     session.end(sendBye);
     this.byUrlId.delete(session.urlID);
+    this.log.info(
+      {
+        event: 'session.ended',
+        account: session.userName,
+        address: session.remoteAddress,
+        binding: session.binding,
+        urlID: session.urlID,
+        duration: Math.round(Date.now() - session.started.getTime()) / 1000,
+        reason,
+      },
+      'session ended',
+    );
     // At shutdown the node leaves the cluster with all its sessions at once.
-    if (!this.closing) void this.node.removeSession(session.urlID).catch((err: unknown) => console.error('forgetting a session failed:', err));
+    if (!this.closing) {
+      void this.node.removeSession(session.urlID).catch((err: unknown) =>
+        this.log.error({ event: 'session.forget_failed', urlID: session.urlID, error: errorText(err) }, 'forgetting a session in the store failed'),
+      );
+    }
     const set = this.byAccount.get(session.account.id);
     if (set) {
       set.delete(session);
@@ -112,8 +157,8 @@ export class SessionManager {
     }
   }
 
-  endAccountSessions(accountId: number, except?: Session): void {
-    for (const session of this.forAccount(accountId)) if (session !== except) this.end(session, true);
+  endAccountSessions(accountId: number, reason: EndReason, except?: Session): void {
+    for (const session of this.forAccount(accountId)) if (session !== except) this.end(session, true, reason);
   }
 
   /**
@@ -122,7 +167,7 @@ export class SessionManager {
    * them at once, so that the limit does not count them meanwhile.
    */
   async killOld(accountId: number, except?: Session): Promise<void> {
-    this.endAccountSessions(accountId, except);
+    this.endAccountSessions(accountId, 'killed', except);
     const others = await this.node.remoteSessions(accountId);
     if (others.length === 0) return;
     for (const s of others) await this.node.removeSession(s.urlID);
@@ -132,7 +177,7 @@ export class SessionManager {
   /** Ends every session (server shutdown): each client gets `bye`. */
   endAll(): void {
     this.closing = true;
-    for (const session of this.all()) this.end(session, true);
+    for (const session of this.all()) this.end(session, true, 'shutdown');
   }
 
   /**
@@ -146,7 +191,7 @@ export class SessionManager {
     try {
       await this.alerts.confirm({ id: event.alertId });
     } catch (err) {
-      console.error('confirming an alert failed:', err);
+      this.log.error({ event: 'alert.confirm_failed', accountId: event.accountId, alertId: event.alertId, error: errorText(err) }, 'confirming an alert failed');
     }
   }
 
@@ -189,7 +234,7 @@ export class SessionManager {
         }
       } while (this.alertsPostedMeanwhile.has(accountId));
     } catch (err) {
-      console.error('alert delivery failed:', err);
+      this.log.error({ event: 'alert.delivery_failed', accountId, error: errorText(err) }, 'alert delivery failed');
     } finally {
       this.deliveringAlerts.delete(accountId);
       this.alertsPostedMeanwhile.delete(accountId);
@@ -217,7 +262,7 @@ export class SessionManager {
   async resync(): Promise<void> {
     for (const accountId of [...this.byAccount.keys()]) {
       const account = await this.accounts.getById(accountId);
-      if (!account) this.endAccountSessions(accountId);
+      if (!account) this.endAccountSessions(accountId, 'account_removed');
       else await this.refreshAccount(accountId);
     }
     const withAlerts = await this.alerts.accountsWithPending();

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, open, readdir, rm, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
+import { errorText, silentLogger, type Logger } from '../log.js';
 
 /**
  * The session "uploaded file sets" (HTTP UPLOAD) live on disk, in one spool directory of
@@ -61,13 +62,14 @@ export class UploadSpool {
   private constructor(
     readonly dir: string,
     readonly limits: UploadLimits,
+    private readonly log: Logger,
   ) {}
 
   /** Creates the spool directory, removing whatever a previous run left in it. */
-  static async open(dir: string, limits: UploadLimits): Promise<UploadSpool> {
+  static async open(dir: string, limits: UploadLimits, log: Logger = silentLogger): Promise<UploadSpool> {
     await mkdir(dir, { recursive: true, mode: 0o700 });
     await Promise.all((await readdir(dir)).map((name) => rm(join(dir, name), { recursive: true, force: true })));
-    return new UploadSpool(dir, limits);
+    return new UploadSpool(dir, limits, log);
   }
 
   /** A new session's (empty) uploaded file set. */
@@ -135,7 +137,7 @@ export class UploadSpool {
     const done = (async () => {
       await before?.catch(() => {});
       await unlink(path).catch((err: NodeJS.ErrnoException) => {
-        if (err.code !== 'ENOENT') console.error(`uploads: cannot delete ${path}:`, err);
+        if (err.code !== 'ENOENT') this.log.error({ event: 'uploads.delete_failed', path, error: errorText(err) }, 'a spooled upload could not be deleted');
       });
     })();
     this.deleting.add(done);

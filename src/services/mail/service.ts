@@ -31,6 +31,7 @@ import type { SearchOptions, SearchProgram } from './search.js';
 import { ContentScanner } from './scanner.js';
 import { searchable, type ContentScope } from './searchable.js';
 import { headerFieldNeeded, headerInMeta, rawHeader } from './view-fields.js';
+import { silentLogger, type Logger } from '../../log.js';
 
 /** The error texts clients match (see INTEROP.md). */
 export const ACCESS_DENIED = 'mailbox access denied';
@@ -144,6 +145,7 @@ export class MailService {
     private readonly store: Store,
     private readonly accounts: AccountService,
     private readonly bus: EventBus,
+    private readonly log: Logger = silentLogger,
   ) {
     this.sweeper = setInterval(() => this.sweep(), 60_000);
     this.sweeper.unref();
@@ -606,7 +608,7 @@ export class MailService {
         if (!record) this.indexes.delete(id);
         else if (record.name !== index.mailbox.name) index.mailbox = { ...index.mailbox, name: record.name };
       },
-      (err: unknown) => console.error(`mailbox ${id}: re-reading the record failed:`, err),
+      (err: unknown) => this.log.error({ event: 'mail.reread_failed', mailboxId: id, err }, 're-reading a mailbox record failed'),
     );
   }
 
@@ -644,7 +646,7 @@ export class MailService {
         else index.reconcile(await this.snapshotOf(mailboxId));
       } while (state.again);
     })()
-      .catch((err: unknown) => console.error(`mailbox ${mailboxId}: catching up failed:`, err))
+      .catch((err: unknown) => this.log.error({ event: 'mail.catch_up_failed', mailboxId, err }, 'catching a mailbox index up failed'))
       .finally(() => this.catchingUp.delete(mailboxId));
   }
 
@@ -1034,7 +1036,7 @@ export class MailService {
           if (modseq === undefined || modseq > index.modseq) this.catchUp(id);
         }
       },
-      (err: unknown) => console.error('checking the open mailboxes failed:', err),
+      (err: unknown) => this.log.error({ event: 'mail.check_failed', err }, 'checking the open mailboxes failed'),
     );
   }
 }

@@ -3,6 +3,7 @@ import type http from 'node:http';
 import { Readable } from 'node:stream';
 import busboy from 'busboy';
 import { ServiceError } from '../../services/errors.js';
+import type { Logger } from '../../log.js';
 import { contentTypeOf, decodePartBody, findPart, findRelated, parseMime, partBytes, partHeaderBytes, type MimePart } from '../../services/mime/index.js';
 import { parseStructured } from '../../services/mime/params.js';
 import { el } from '../../xml/element.js';
@@ -170,7 +171,7 @@ class UploadAborted extends Error {}
  * session is told (`newUploaded`). A crossed limit stops the upload with 413; the rest of
  * the body is not read (the reply closes the connection), and the partial file is deleted.
  */
-export async function storeUpload(session: Session, path: string, req: http.IncomingMessage, params: RequestParams): Promise<HttpReply> {
+export async function storeUpload(session: Session, path: string, req: http.IncomingMessage, params: RequestParams, log: Logger): Promise<HttpReply> {
   const uploadID = decode(path.split('/', 1)[0]!);
   if (uploadID === '') return textReply(500, 'the upload ID is missing\n');
   const declared = req.headers['content-type'];
@@ -198,7 +199,7 @@ export async function storeUpload(session: Session, path: string, req: http.Inco
     if (err instanceof UploadSessionClosed) return textReply(SESSION_GONE, 'unknown or closed session\n', close);
     if (err instanceof UploadRefused || err instanceof ServiceError) return textReply(500, err.message + '\n', close);
     if (err instanceof UploadAborted) return textReply(400, 'the upload was interrupted\n', close);
-    console.error('ximss http: upload failed:', err);
+    log.error({ event: 'http.upload_failed', account: session.userName, address: session.remoteAddress, err }, 'the upload could not be stored');
     return textReply(500, 'the file could not be stored\n', close);
   }
   session.sendAsync(el('newUploaded', { uploadID }));

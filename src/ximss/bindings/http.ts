@@ -1,6 +1,6 @@
 import { once } from 'node:events';
 import http from 'node:http';
-import net from 'node:net';
+import net, { type BlockList } from 'node:net';
 import { pipeline } from 'node:stream';
 import tls from 'node:tls';
 import type { Authenticated } from '../../services/auth.js';
@@ -31,6 +31,8 @@ import { RESET_PATH, resetPasswordPage } from './reset-page.js';
 import type { TcpListener } from './tcp.js';
 import { batchProfile } from './request-limits.js';
 import { clientAddress, listen, refuseConnection, serverTls } from './sockets.js';
+import { addressList, allowed, type Readiness } from './health.js';
+import type { Logger } from '../../log.js';
 
 const XML_TYPE = 'text/xml; charset=utf-8';
 const COOKIE_NAME = 'CGateProWebUser';
@@ -38,6 +40,10 @@ const COOKIE_NAME = 'CGateProWebUser';
 const CLOSE_GRACE_MS = 2000;
 
 const LOGIN_PATH = /^\/ximsslogin\/?$/i;
+/** The operator's endpoints (exact, lower case; the XIMSS paths are /XIMSSLogin/ and /Session/…). */
+const HEALTH_PATH = '/healthz';
+const READY_PATH = '/readyz';
+const METRICS_PATH = '/metrics';
 const SESSION_PATH = /^\/session\/([^/]+)(?:\/(.*))?$/i;
 /** The spec's other /Session/<id>/ resources, served once their sections exist. */
 const LATER_RESOURCES = new Set(['profile', 'export', 'certandkey.pfx']);
@@ -57,6 +63,13 @@ function paramsOf(...sources: URLSearchParams[]): Params {
 /** A yes/no parameter: `1`, `yes`, `true` or a bare name mean yes. */
 function flag(value: string | undefined): boolean {
   return value !== undefined && !['0', 'no', 'false', 'off'].includes(value.toLowerCase());
+}
+
+/** The path of a request URL, without its query (for the log). */
+function pathOf(url: string | undefined): string {
+  const path = url ?? '/';
+  const question = path.indexOf('?');
+  return (question < 0 ? path : path.slice(0, question)).slice(0, 200);
 }
 
 function basicCredentials(header: string | undefined): { user: string; password: string } | undefined {
@@ -176,6 +189,11 @@ export class HttpListener {
   /** Polls waiting on this listener, answered by close(). */
   private readonly polls = new Set<{ state: HttpSession }>();
   private closing = false;
+  private readonly log: Logger;
+  /** Who may read /metrics (config.metrics.allow). */
+  private readonly metricsAllow: BlockList;
+  /** What /readyz reports: set by the server once it is built (until then: not ready). */
+  readiness: Readiness | undefined;
 
   constructor(
     private readonly engine: Engine,
@@ -183,6 +201,8 @@ export class HttpListener {
     secureContext?: tls.SecureContext,
   ) {
     this.secure = secureContext !== undefined;
+    this.log = engine.server.log.child({ component: 'http' });
+    this.metricsAllow = addressList(engine.server.config.metrics.allow);
     const limits = this.limits;
     this.http = http.createServer(
       {
@@ -225,7 +245,7 @@ export class HttpListener {
       socket.on('error', () => socket.destroy());
     };
     this.server = net.createServer((raw) => {
-      const admission = engine.server.connections.admit(clientAddress(raw));
+      const admission = engine.server.connections.admit(clientAddress(raw), 'http');
       if (typeof admission === 'string') {
         if (secureContext || admission === BLOCKED) raw.destroy();
         else refuseConnection(raw, `HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: ${admission.length + 1}\r\nConnection: close\r\nRetry-After: 10\r\n\r\n${admission}\n`);
@@ -251,7 +271,7 @@ export class HttpListener {
     this.active.add(res);
     res.once('close', () => this.active.delete(res));
     this.route(req, res).catch((err: unknown) => {
-      console.error('ximss http: request failed:', err);
+      this.log.error({ event: 'http.request_failed', method: req.method, path: pathOf(req.url), address: clientAddress(req.socket), err }, 'request failed');
       this.send(req, res, textReply(500, 'internal server error\n'));
     });
   }
@@ -263,6 +283,7 @@ export class HttpListener {
     const query = new URLSearchParams(question < 0 ? '' : url.slice(question + 1));
     const params = paramsOf(query);
 
+    if (req.method === 'GET' && (path === HEALTH_PATH || path === READY_PATH || path === METRICS_PATH)) return this.operatorRequest(req, res, path);
     if (req.method === 'OPTIONS') return this.preflight(req, res);
     // PUT is for uploads (/Session/<id>/UPLOAD/<uploadID>) only.
     if (req.method !== 'GET' && req.method !== 'POST' && !(req.method === 'PUT' && /^\/session\/[^/]+\/upload\//i.test(path))) {
@@ -271,7 +292,7 @@ export class HttpListener {
     if (LOGIN_PATH.test(path)) {
       const text = await this.body(req, res, this.limits.preLoginRequestBytes);
       if (text !== undefined) this.send(req, res, await this.login(req, query, text));
-      else if (res.statusCode === 413) this.engine.server.connections.reportAbuse(clientAddress(req.socket));
+      else if (res.statusCode === 413) this.engine.server.connections.reportAbuse(clientAddress(req.socket), `the request is larger than ${this.limits.preLoginRequestBytes} bytes`);
       return;
     }
     if (RESET_PATH.test(path)) {
@@ -282,6 +303,24 @@ export class HttpListener {
     const match = SESSION_PATH.exec(path);
     if (match) return this.sessionRequest(req, res, match[1]!, match[2] ?? '', params);
     this.send(req, res, textReply(404, 'not found\n'));
+  }
+
+  /**
+   * /healthz (the process serves), /readyz (the store answers, every listener is up, not
+   * shutting down) and /metrics (Prometheus text, for the addresses of metrics.allow only;
+   * 404 for the others and when it is disabled, like any unknown path).
+   */
+  private async operatorRequest(req: http.IncomingMessage, res: http.ServerResponse, path: string): Promise<void> {
+    if (path === HEALTH_PATH) return this.send(req, res, textReply(200, 'ok\n'));
+    if (path === READY_PATH) {
+      const notReady = this.closing ? 'the server is shutting down' : this.readiness ? await this.readiness.check() : 'the server is starting';
+      return this.send(req, res, notReady === undefined ? textReply(200, 'ready\n') : textReply(503, `not ready: ${notReady}\n`));
+    }
+    const { config, metrics } = this.engine.server;
+    // The socket's address: a forwarding header is never trusted here.
+    if (!config.metrics.enabled || !allowed(this.metricsAllow, clientAddress(req.socket))) return this.send(req, res, textReply(404, 'not found\n'));
+    const text = await metrics.text();
+    this.send(req, res, { status: 200, body: text, contentType: metrics.contentType });
   }
 
   private preflight(req: http.IncomingMessage, res: http.ServerResponse): void {
@@ -420,7 +459,7 @@ export class HttpListener {
   private async preLoginBatch(req: http.IncomingMessage, text: string, params: Params, address: string): Promise<HttpReply> {
     const requests = parseBatch(text, batchProfile(this.limits, false, this.limits.preLoginRequests));
     if (typeof requests === 'string') {
-      this.engine.server.connections.reportAbuse(address);
+      this.engine.server.connections.reportAbuse(address, requests);
       return ximssError(requests);
     }
     const options = loginOptions(params);
@@ -461,7 +500,7 @@ export class HttpListener {
     this.authenticated(req);
     session.touch();
     if (resource === 'kill') {
-      this.engine.server.sessions.end(session, false);
+      this.engine.server.sessions.end(session, false, 'kill');
       return this.send(req, res, ximssReply([]));
     }
     const resourcePath = rest.slice(resource.length + 1);
@@ -476,7 +515,7 @@ export class HttpListener {
         return this.send(req, res, textReply(405, 'upload with PUT or POST\n', { Allow: 'PUT, POST' }));
       }
       // The body is spooled to disk as it arrives, within the upload limits.
-      return this.send(req, res, await storeUpload(session, resourcePath, req, params));
+      return this.send(req, res, await storeUpload(session, resourcePath, req, params, this.log));
     }
     if (LATER_RESOURCES.has(resource)) {
       return this.send(req, res, textReply(404, `/Session/<id>/${rest.split('/', 1)[0]} is not implemented by this server yet\n`));
@@ -555,6 +594,11 @@ export class HttpListener {
 
   listen(port: number, host: string): Promise<number> {
     return listen(this.server, port, host);
+  }
+
+  /** Whether the listener accepts connections (readiness). */
+  get listening(): boolean {
+    return this.server.listening && !this.closing;
   }
 
   /** Stops accepting, answers waiting polls, lets answers in flight finish, closes connections. */

@@ -280,7 +280,7 @@ export class TcpConnection implements TransportControl {
     const loggedIn = this.conversation.session !== null;
     if (!loggedIn) {
       this.stopInput();
-      this.engine.server.connections.reportAbuse(this.conversation.remoteAddress);
+      this.engine.server.connections.reportAbuse(this.conversation.remoteAddress, text);
     }
     this.conversation.submit(errorResponse(id, text), this.writer, loggedIn ? undefined : () => this.close());
   }
@@ -292,7 +292,7 @@ export class TcpConnection implements TransportControl {
   private tooLarge(profile: RequestProfile): void {
     this.partial = undefined;
     this.stopInput();
-    if (!this.conversation.session) this.engine.server.connections.reportAbuse(this.conversation.remoteAddress);
+    if (!this.conversation.session) this.engine.server.connections.reportAbuse(this.conversation.remoteAddress, `message is larger than ${profile.bytes} bytes`);
     // Requests received before it are answered first (in order); then the error, then the close.
     this.conversation.submit(errorResponse(undefined, `message is larger than ${profile.bytes} bytes`), this.writer, () => this.close());
   }
@@ -459,7 +459,7 @@ export class TcpConnection implements TransportControl {
     const session = this.conversation.session;
     if (session) {
       this.conversation.session = null;
-      this.engine.server.sessions.end(session, false);
+      this.engine.server.sessions.end(session, false, 'connection_lost');
     }
     this.onClosed(this);
   }
@@ -477,7 +477,7 @@ export class TcpListener {
     secureContext?: tls.SecureContext,
   ) {
     const onSocket = (socket: net.Socket): void => {
-      const admission = engine.server.connections.admit(clientAddress(socket));
+      const admission = engine.server.connections.admit(clientAddress(socket), 'ximss');
       if (typeof admission === 'string') {
         // The client reads why (a XIMSS error response) unless it expects TLS first or its
         // address is blocked for abuse (then the cheapest answer is the best).
@@ -489,7 +489,8 @@ export class TcpListener {
     };
     // allowHalfOpen: a client that half-closes after its last request still gets the answers.
     this.server = net.createServer({ allowHalfOpen: true }, onSocket);
-    this.server.on('error', (err) => console.error('ximss listener error:', err));
+    const log = engine.server.log.child({ component: 'ximss' });
+    this.server.on('error', (err) => log.error({ event: 'ximss.listener_error', err }, 'listener error'));
   }
 
   /** Serves a socket (with its admission) accepted here or elsewhere (the HTTP port's raw XIMSS connections). */
@@ -501,6 +502,11 @@ export class TcpListener {
 
   listen(port: number, host: string): Promise<number> {
     return listen(this.server, port, host);
+  }
+
+  /** Whether the listener accepts connections (readiness). */
+  get listening(): boolean {
+    return this.server.listening;
   }
 
   /**

@@ -49,7 +49,7 @@ export const serviceOperations: OperationTable = {
     const transport = ctx.conversation.transport;
     // The response goes out first; then the session ends and the connection closes.
     ctx.conversation.afterResponse = () => {
-      sessions.end(session, false);
+      sessions.end(session, false, 'bye');
       ctx.conversation.session = null;
       if (session.binding === 'tcp') transport?.close();
     };
