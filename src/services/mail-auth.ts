@@ -1,0 +1,385 @@
+/**
+ * Mail authentication (mailauth, by the author of Nodemailer):
+ *
+ * - DKIM keys of local domains, kept in the domain's settings under `DKIM` (selector,
+ *   algorithm, PKCS#8 PEM private key), made by `ximssd domain dkim NAME`; the DNS record
+ *   to publish for them;
+ * - signing of mail submitted by local users (the queue signs what it takes from them);
+ * - Date and Message-ID for submitted mail that has none (RFC 5322 section 3.6);
+ * - the checks of mail received from other servers: SPF, DKIM, DMARC, written into an
+ *   `Authentication-Results` field (RFC 8601) and `Received-SPF` (RFC 7208 section 9.1),
+ *   after removing any `Authentication-Results` that claims to be ours (RFC 8601 section 5).
+ *
+ * Every DNS query goes through an injectable resolver (node:dns/promises `resolve` by
+ * default), bounded in time per query and per message: a query that does not answer in
+ * time fails as ETIMEOUT, which the checks report as `temperror`.
+ */
+import { createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes } from 'node:crypto';
+import { resolve as dnsResolve } from 'node:dns/promises';
+import { authenticate, dkimSign, type DNSResolver } from 'mailauth';
+import type { DomainStore, Settings } from '../store/store.js';
+import { isDictionary } from '../xml/objects.js';
+import { rfcDateInZone } from './mime/dates.js';
+import { headerValue } from './mime/fields.js';
+import { parseAddressList } from './mime/headers.js';
+import { parseHeaderBlock } from './mime/parse.js';
+
+// ---------------------------------------------------------------------------------------
+// DNS
+
+/**
+ * A DNS look-up as node:dns/promises `resolve(name, rrtype)` does it: TXT answers are arrays
+ * of strings (the character-strings of one record), MX answers `{ exchange, priority }`;
+ * failures carry a `code` (ENOTFOUND, ENODATA: no such record; anything else: temporary).
+ */
+export type DnsResolver = (name: string, rrtype: string) => Promise<unknown>;
+
+export const systemResolver: DnsResolver = (name, rrtype) => dnsResolve(name, rrtype);
+
+/** Per query and per message, ms. */
+export const DNS_QUERY_TIMEOUT_MS = 5000;
+export const DNS_MESSAGE_TIMEOUT_MS = 20_000;
+
+function timeoutError(name: string, rrtype: string): Error {
+  return Object.assign(new Error(`DNS ${rrtype} ${name}: timed out`), { code: 'ETIMEOUT' });
+}
+
+/**
+ * `resolver` with a time limit on each query, and a budget for all the queries of one
+ * message: once `totalMs` has passed since the first call, queries fail at once (ETIMEOUT).
+ * mailauth's own limits bound the number of queries (RFC 7208: 10 look-ups, 2 void ones).
+ */
+export function boundedResolver(resolver: DnsResolver, queryMs: number, totalMs: number): DnsResolver {
+  let deadline: number | undefined;
+  return (name, rrtype) => {
+    const now = Date.now();
+    deadline ??= now + totalMs;
+    const left = Math.min(queryMs, deadline - now);
+    if (left <= 0) return Promise.reject(timeoutError(name, rrtype));
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(timeoutError(name, rrtype)), left);
+      timer.unref();
+      resolver(name, rrtype).then(
+        (value) => {
+          clearTimeout(timer);
+          resolve(value);
+        },
+        (err: unknown) => {
+          clearTimeout(timer);
+          reject(err);
+        },
+      );
+    });
+  };
+}
+
+// ---------------------------------------------------------------------------------------
+// DKIM keys
+
+/** The domain setting holding the key (never shown by the administration commands). */
+export const DKIM_SETTING = 'DKIM';
+
+export const DKIM_ALGORITHMS = ['rsa-sha256', 'ed25519-sha256'] as const;
+export type DkimAlgorithm = (typeof DKIM_ALGORITHMS)[number];
+
+export interface DkimKey {
+  selector: string;
+  algorithm: DkimAlgorithm;
+  /** PKCS#8, PEM. */
+  privateKey: string;
+}
+
+/** A DNS label sequence for `s=` (RFC 6376 section 3.1). */
+const SELECTOR = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+
+export function validSelector(selector: string): boolean {
+  return selector.length <= 200 && SELECTOR.test(selector);
+}
+
+function isAlgorithm(value: string): value is DkimAlgorithm {
+  return (DKIM_ALGORITHMS as readonly string[]).includes(value);
+}
+
+/** The key in a domain's settings, if it has a usable one. */
+export function dkimKeyOf(settings: Settings): DkimKey | undefined {
+  const value = settings[DKIM_SETTING];
+  if (!isDictionary(value)) return undefined;
+  const { selector, algorithm, privateKey } = value;
+  if (typeof selector !== 'string' || typeof algorithm !== 'string' || typeof privateKey !== 'string') return undefined;
+  if (!validSelector(selector) || !isAlgorithm(algorithm)) return undefined;
+  return { selector, algorithm, privateKey };
+}
+
+/** The settings value that stores `key`. */
+export function dkimSetting(key: DkimKey): Settings {
+  return { selector: key.selector, algorithm: key.algorithm, privateKey: key.privateKey };
+}
+
+/** A new key pair (RSA of `bits`, 1024 to 4096, or Ed25519, RFC 8463). */
+export function generateDkimKey(selector: string, algorithm: DkimAlgorithm, bits = 2048): DkimKey {
+  if (!validSelector(selector)) throw new Error(`invalid selector ${JSON.stringify(selector)}: letters, digits, hyphens and dots`);
+  let privateKey: string;
+  if (algorithm === 'rsa-sha256') {
+    if (!Number.isInteger(bits) || bits < 1024 || bits > 4096) throw new Error('RSA keys have 1024 to 4096 bits (2048 recommended)');
+    privateKey = generateKeyPairSync('rsa', { modulusLength: bits, privateKeyEncoding: { type: 'pkcs8', format: 'pem' }, publicKeyEncoding: { type: 'spki', format: 'pem' } }).privateKey;
+  } else {
+    privateKey = generateKeyPairSync('ed25519', { privateKeyEncoding: { type: 'pkcs8', format: 'pem' }, publicKeyEncoding: { type: 'spki', format: 'pem' } }).privateKey;
+  }
+  return { selector, algorithm, privateKey };
+}
+
+/**
+ * The `p=` value: the SubjectPublicKeyInfo (RSA, RFC 6376 section 3.6.1), or the bare
+ * 32-byte public key (Ed25519, RFC 8463 section 4).
+ */
+export function dkimPublicKey(key: DkimKey): string {
+  const der = createPublicKey(createPrivateKey(key.privateKey)).export({ type: 'spki', format: 'der' });
+  return (key.algorithm === 'ed25519-sha256' ? der.subarray(der.length - 32) : der).toString('base64');
+}
+
+/** The TXT record's text (`v=DKIM1; k=rsa; p=...`). */
+export function dkimRecordText(key: DkimKey): string {
+  return `v=DKIM1; k=${key.algorithm === 'ed25519-sha256' ? 'ed25519' : 'rsa'}; p=${dkimPublicKey(key)}`;
+}
+
+/** The record's owner name, `selector._domainkey.domain.` */
+export function dkimRecordName(domain: string, key: DkimKey): string {
+  return `${key.selector}._domainkey.${domain}.`;
+}
+
+/** The record in zone-file syntax, its text in character-strings of at most 255 bytes (RFC 1035 section 3.3.14). */
+export function dkimZoneRecord(domain: string, key: DkimKey): string {
+  const text = dkimRecordText(key);
+  const strings: string[] = [];
+  for (let i = 0; i < text.length; i += 255) strings.push(`"${text.slice(i, i + 255)}"`);
+  return `${dkimRecordName(domain, key)} IN TXT ${strings.join(' ')}`;
+}
+
+// ---------------------------------------------------------------------------------------
+// Header fields
+
+interface RawField {
+  /** Lower-case name. */
+  name: string;
+  /** Unfolded value. */
+  value: string;
+  /** Byte range of the whole field, its line ends included. */
+  start: number;
+  end: number;
+}
+
+/** The fields of the top header with their byte ranges (for removing one and keeping every other byte). */
+function rawFields(raw: Buffer): RawField[] {
+  const fields: RawField[] = [];
+  let pos = 0;
+  let current: RawField | undefined;
+  while (pos < raw.length) {
+    const lf = raw.indexOf(10, pos);
+    const next = lf < 0 ? raw.length : lf + 1;
+    const contentEnd = lf < 0 ? raw.length : lf > pos && raw[lf - 1] === 13 ? lf - 1 : lf;
+    if (contentEnd === pos) break; // the empty line
+    const first = raw[pos];
+    if (first === 32 || first === 9) {
+      if (!current) break;
+      current.value += raw.toString('latin1', pos, contentEnd);
+      current.end = next;
+    } else {
+      const colon = raw.subarray(pos, contentEnd).indexOf(58);
+      if (colon <= 0) break;
+      current = { name: raw.toString('latin1', pos, pos + colon).trim().toLowerCase(), value: raw.toString('latin1', pos + colon + 1, contentEnd), start: pos, end: next };
+      fields.push(current);
+    }
+    pos = next;
+  }
+  return fields;
+}
+
+/** The authserv-id of an Authentication-Results value (RFC 8601 section 2.2), lower-case. */
+function authservId(value: string): string {
+  const withoutComments = value.replace(/\([^()]*\)/g, ' ');
+  return (withoutComments.trim().split(/[\s;]/, 1)[0] ?? '').toLowerCase();
+}
+
+/**
+ * The message without the `Authentication-Results` fields that claim `ours` as their
+ * authserv-id (RFC 8601 section 5: only this server writes those); every other byte kept.
+ */
+export function removeForgedResults(raw: Buffer, ours: string): { raw: Buffer; removed: number } {
+  const forged = rawFields(raw).filter((f) => f.name === 'authentication-results' && authservId(f.value) === ours.toLowerCase());
+  if (forged.length === 0) return { raw, removed: 0 };
+  const pieces: Buffer[] = [];
+  let from = 0;
+  for (const f of forged) {
+    pieces.push(raw.subarray(from, f.start));
+    from = f.end;
+  }
+  pieces.push(raw.subarray(from));
+  return { raw: Buffer.concat(pieces), removed: forged.length };
+}
+
+/** A new Message-ID with its angle brackets: `<random@domain>`. */
+export function newMessageId(domain: string): string {
+  return `<${Date.now().toString(36)}.${randomBytes(12).toString('hex')}@${domain}>`;
+}
+
+/**
+ * Date (the server's time, in its zone) and Message-ID (`<random@domain>`) prepended when
+ * the message has none (RFC 5322 section 3.6: both required, or expected, of an originator);
+ * the message itself is kept byte for byte.
+ */
+export function addDateAndMessageId(raw: Buffer, domain: string, now = new Date()): { raw: Buffer; added: string[] } {
+  const names = new Set(rawFields(raw).map((f) => f.name));
+  const lines: string[] = [];
+  if (!names.has('date')) lines.push(`Date: ${rfcDateInZone(now, 'HostOS')}\r\n`);
+  if (!names.has('message-id')) lines.push(`Message-ID: ${newMessageId(domain)}\r\n`);
+  if (lines.length === 0) return { raw, added: [] };
+  return { raw: Buffer.concat([Buffer.from(lines.join(''), 'latin1'), raw]), added: lines.map((l) => l.slice(0, l.indexOf(':'))) };
+}
+
+/** The domain of the (first) `From:` address, lower-case; undefined without one. */
+export function fromDomain(raw: Buffer): string | undefined {
+  const from = headerValue(parseHeaderBlock(raw).fields, 'From');
+  const address = from === undefined ? undefined : parseAddressList(from)[0]?.address;
+  const at = address?.lastIndexOf('@') ?? -1;
+  if (!address || at < 0) return undefined;
+  return address.slice(at + 1).toLowerCase() || undefined;
+}
+
+// ---------------------------------------------------------------------------------------
+// Signing
+
+/** The fields signed when present (`h=`). */
+export const SIGNED_FIELDS = [
+  'From',
+  'Sender',
+  'Reply-To',
+  'To',
+  'Cc',
+  'Subject',
+  'Date',
+  'Message-ID',
+  'In-Reply-To',
+  'References',
+  'MIME-Version',
+  'Content-Type',
+  'Content-Transfer-Encoding',
+];
+
+/** The message with a `DKIM-Signature` field (relaxed/relaxed, d= the domain) prepended. */
+export async function dkimSignMessage(raw: Buffer, domain: string, key: DkimKey): Promise<Buffer> {
+  const signer = { signingDomain: domain, selector: key.selector, privateKey: key.privateKey, algorithm: key.algorithm };
+  const result = await dkimSign(raw, {
+    ...signer,
+    canonicalization: 'relaxed/relaxed',
+    // mailauth reads a colon-separated list here (an array would be ignored for its default).
+    headerList: SIGNED_FIELDS.join(':') as unknown as string[],
+    signatureData: [signer],
+  });
+  const failure = result.errors[0] as unknown;
+  if (failure !== undefined) throw failure instanceof Error ? failure : new Error(String(failure));
+  if (!result.signatures.trim()) throw new Error('no signature was made');
+  return Buffer.concat([Buffer.from(result.signatures, 'latin1'), raw]);
+}
+
+// ---------------------------------------------------------------------------------------
+// Checks of received mail
+
+export interface InboundCheckOptions {
+  /** The SMTP client's address. */
+  ip: string;
+  /** Its EHLO/HELO name. */
+  helo: string;
+  /** MAIL FROM ('' for the null sender: SPF then checks the HELO name). */
+  sender: string;
+  /** The authserv-id: this server's name. */
+  authservId: string;
+  resolver: DnsResolver;
+  queryTimeoutMs?: number;
+  messageTimeoutMs?: number;
+}
+
+export interface InboundCheckResult {
+  spf: string;
+  dkim: string;
+  dmarc: string;
+  /** `Received-SPF:` and `Authentication-Results:` fields, CRLF-terminated: to prepend. */
+  fields: Buffer;
+  /** The message without forged Authentication-Results fields. */
+  raw: Buffer;
+  /** Forged Authentication-Results fields removed. */
+  removed: number;
+  /** Why the checks themselves failed (the results are then temperror). */
+  error?: string;
+}
+
+/** A result the header cannot carry as text: a DKIM or DMARC outcome of mailauth. */
+function resultOf(status: { result?: string } | undefined, none = 'none'): string {
+  return status?.result ?? none;
+}
+
+/**
+ * Checks SPF (MAIL FROM, or HELO for the null sender, against the client address), the DKIM
+ * signatures and DMARC of a received message. Never throws: a failure of the checks
+ * themselves gives `temperror` results (the message is still delivered).
+ */
+export async function checkInbound(message: Buffer, options: InboundCheckOptions): Promise<InboundCheckResult> {
+  const { raw, removed } = removeForgedResults(message, options.authservId);
+  const resolver = boundedResolver(options.resolver, options.queryTimeoutMs ?? DNS_QUERY_TIMEOUT_MS, options.messageTimeoutMs ?? DNS_MESSAGE_TIMEOUT_MS);
+  try {
+    const result = await authenticate(raw, {
+      ip: options.ip.replace(/^::ffff:/i, ''),
+      helo: options.helo || undefined,
+      sender: options.sender,
+      mta: options.authservId,
+      resolver: resolver as DNSResolver,
+      disableArc: true,
+      disableBimi: true,
+    });
+    const signatures = result.dkim.results;
+    const dkim = signatures.length === 0 ? 'none' : signatures.some((s) => s.status.result === 'pass') ? 'pass' : resultOf(signatures[0]!.status);
+    return {
+      spf: result.spf ? resultOf(result.spf.status) : 'none',
+      dkim,
+      dmarc: result.dmarc ? resultOf(result.dmarc.status) : 'none',
+      fields: Buffer.from(result.headers, 'utf8'),
+      raw,
+      removed,
+    };
+  } catch (err) {
+    const reason = (err instanceof Error ? err.message : String(err)).replace(/[()\\\r\n]/g, ' ').slice(0, 200);
+    const text = `Authentication-Results: ${options.authservId};\r\n spf=temperror (${reason});\r\n dkim=temperror;\r\n dmarc=temperror\r\n`;
+    return { spf: 'temperror', dkim: 'temperror', dmarc: 'temperror', fields: Buffer.from(text, 'utf8'), raw, removed, error: reason };
+  }
+}
+
+/** What signing a message for the queue did: `raw` is what to queue (unsigned when it failed). */
+export interface SigningOutcome {
+  raw: Buffer;
+  domain: string;
+  selector: string;
+  /** Why it could not be signed. */
+  error?: string;
+}
+
+/**
+ * Signs mail of local users for the domain of its `From:` address when that domain has a
+ * key (read from the store each time: the command line or another node may change it).
+ * Undefined when there is nothing to sign with; never throws.
+ */
+export async function signOutgoing(domains: Pick<DomainStore, 'get'>, raw: Buffer): Promise<SigningOutcome | undefined> {
+  const domain = fromDomain(raw);
+  if (!domain) return undefined;
+  let key: DkimKey | undefined;
+  try {
+    const record = await domains.get(domain);
+    key = record ? dkimKeyOf(record.settings) : undefined;
+  } catch (err) {
+    return { raw, domain, selector: '', error: err instanceof Error ? err.message : String(err) };
+  }
+  if (!key) return undefined;
+  try {
+    return { raw: await dkimSignMessage(raw, domain, key), domain, selector: key.selector };
+  } catch (err) {
+    return { raw, domain, selector: key.selector, error: err instanceof Error ? err.message : String(err) };
+  }
+}
