@@ -312,7 +312,9 @@ export interface InboundCheckResult {
   error?: string;
 }
 
-/** A result the header cannot carry as text: a DKIM or DMARC outcome of mailauth. */
+const BODY_HASH = 'body hash did not verify';
+
+/** The result word of one of mailauth's outcomes. */
 function resultOf(status: { result?: string } | undefined, none = 'none'): string {
   return status?.result ?? none;
 }
@@ -336,12 +338,21 @@ export async function checkInbound(message: Buffer, options: InboundCheckOptions
       disableBimi: true,
     });
     const signatures = result.dkim.results;
+    // A body that does not match its signature's hash is a failed verification (RFC 6376
+    // section 6.1.3, PERMFAIL; RFC 8601 section 2.7.1 `fail`), not `neutral` as mailauth says.
+    let fields = result.headers;
+    for (const s of signatures) {
+      if (s.status.result === 'neutral' && s.status.comment === BODY_HASH) {
+        s.status.result = 'fail';
+        fields = fields.split(`dkim=neutral (${BODY_HASH})`).join(`dkim=fail (${BODY_HASH})`);
+      }
+    }
     const dkim = signatures.length === 0 ? 'none' : signatures.some((s) => s.status.result === 'pass') ? 'pass' : resultOf(signatures[0]!.status);
     return {
       spf: result.spf ? resultOf(result.spf.status) : 'none',
       dkim,
       dmarc: result.dmarc ? resultOf(result.dmarc.status) : 'none',
-      fields: Buffer.from(result.headers, 'utf8'),
+      fields: Buffer.from(fields, 'utf8'),
       raw,
       removed,
     };
