@@ -14,7 +14,7 @@ import {
   validSelector,
   type DkimAlgorithm,
   type DkimKey,
-} from '../services/mail-auth.js';
+} from '../services/dkim-keys.js';
 import { dataOptions, withStore, type CommonOptions } from './common.js';
 
 interface DkimOptions extends CommonOptions {
