@@ -1,7 +1,8 @@
 /**
  * Mail authentication (mailauth, by the author of Nodemailer):
  *
- * - signing (with the domains' keys, dkim-keys.ts) of mail submitted by local users (the queue signs what it takes from them);
+ * - DKIM signing of mail submitted by local users, with their domains' keys (dkim-keys.ts);
+ *   the queue signs what it takes from them;
  * - Date and Message-ID for submitted mail that has none (RFC 5322 section 3.6);
  * - the checks of mail received from other servers: SPF, DKIM, DMARC, written into an
  *   `Authentication-Results` field (RFC 8601) and `Received-SPF` (RFC 7208 section 9.1),
