@@ -63,6 +63,14 @@ export interface Config {
     certFile: string;
     keyFile: string;
   };
+  /** Mail received from other servers (SMTP without AUTH). */
+  inbound: {
+    /**
+     * Check SPF, DKIM and DMARC and record the results in an Authentication-Results field
+     * (README "Mail authentication"); DNS failures never refuse mail.
+     */
+    authenticationChecks: boolean;
+  };
   /** Delivery of mail for other domains (the outbound queue). */
   outbound: {
     /** `host:port` of a relay (smart host) that takes all mail for other domains; '' = each domain's MX. */
@@ -206,6 +214,7 @@ export function defaultConfig(): Config {
     publicUrl: '',
     ports: { ximss: 11024, ximssTls: 0, http: 8100, https: 0, smtp: 2525, xmpp: 5222 },
     tls: { certFile: '', keyFile: '' },
+    inbound: { authenticationChecks: true },
     outbound: {
       relay: '',
       relayUser: '',

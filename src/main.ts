@@ -2,6 +2,7 @@
 /** The `ximssd` command: `serve`, and the administration commands (src/cli/). */
 import { Command } from 'commander';
 import { registerAccountCommands } from './cli/accounts.js';
+import { registerDkimCommands } from './cli/dkim.js';
 import { registerDomainCommands } from './cli/domains.js';
 import { registerQueueCommands } from './cli/queue.js';
 import { registerServe } from './cli/serve.js';
@@ -11,6 +12,7 @@ import { SERVER_VERSION } from './version.js';
 const program = new Command().name('ximssd').description('XIMSS communications server').version(SERVER_VERSION).showHelpAfterError();
 registerServe(program);
 registerDomainCommands(program);
+registerDkimCommands(program);
 registerAccountCommands(program);
 registerQueueCommands(program);
 

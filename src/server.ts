@@ -10,6 +10,7 @@ import { DatasetService } from './services/datasets.js';
 import { PasswordRecovery } from './services/password-recovery.js';
 import { RuleService } from './services/rules/service.js';
 import { SmtpListener } from './transports/smtp/inbound.js';
+import type { DnsResolver } from './services/mail-auth.js';
 import { LocalDelivery } from './transports/smtp/local-delivery.js';
 import { MailQueue } from './transports/smtp/queue.js';
 import { AuthService, type AuthOptions } from './services/auth.js';
@@ -69,6 +70,10 @@ export interface ServerOptions {
    * (default: printed on standard error, never logged).
    */
   announcePassword?: (domain: string, password: string) => void;
+  /** DNS for the SPF/DKIM/DMARC checks of received mail (default: node:dns/promises `resolve`); tests pass a stub. */
+  dnsResolver?: DnsResolver;
+  /** The time limit of one of those DNS queries, ms (default 5000). */
+  dnsTimeoutMs?: number;
 }
 
 function printPassword(domain: string, password: string): void {
@@ -157,7 +162,7 @@ async function startOn(rawStore: Store, config: Config, log: Logger, options: Se
   const tcpTls = config.ports.ximssTls && tlsContext ? new TcpListener(engine, tlsContext) : undefined;
   const http = new HttpListener(engine, tcp);
   const https = config.ports.https && tlsContext ? new HttpListener(engine, tcp, tlsContext) : undefined;
-  const smtp = config.ports.smtp ? new SmtpListener(services, { log: log.child({ component: 'smtp' }), metrics }) : undefined;
+  const smtp = config.ports.smtp ? new SmtpListener(services, { log: log.child({ component: 'smtp' }), metrics, resolver: options.dnsResolver, dnsTimeoutMs: options.dnsTimeoutMs }) : undefined;
   // What /readyz reports (see health.ts): every listener up and the store answering.
   const readiness = new Readiness(store, [
     { name: 'XIMSS', listening: () => tcp.listening },

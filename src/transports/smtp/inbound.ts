@@ -20,6 +20,7 @@ import { rfcDateInZone } from '../../services/mime/dates.js';
 import type { MailService } from '../../services/mail/service.js';
 import type { AccountRecord } from '../../store/store.js';
 import { StorageLimitError } from '../../services/mail/service.js';
+import { addDateAndMessageId, checkInbound, removeForgedResults, systemResolver, type DnsResolver } from '../../services/mail-auth.js';
 import { LocalDelivery } from './local-delivery.js';
 import { deliveryStatusNotification, type DsnRecipient } from './dsn.js';
 import type { DsnNotify, MailSubmitter } from './queue.js';
@@ -53,6 +54,17 @@ export interface SmtpListenerOptions {
   allowPlaintextAuth?: boolean;
   /** Idle time-out of a connection, ms (default 5 minutes, RFC 5321 section 4.5.3.2). */
   socketTimeoutMs?: number;
+  /** DNS for the SPF/DKIM/DMARC checks of received mail (default: node:dns/promises `resolve`). */
+  resolver?: DnsResolver;
+  /** The time limit of one DNS query of those checks, ms (default 5 s; 20 s for all of a message's). */
+  dnsTimeoutMs?: number;
+}
+
+/** The results of the checks of a received message (README "Mail authentication"). */
+interface AuthSummary {
+  spf: string;
+  dkim: string;
+  dmarc: string;
 }
 
 /** An error whose text already starts with its enhanced status code (RFC 3463), e.g. `5.7.1 ...`. */
@@ -158,6 +170,8 @@ export class SmtpListener {
   private readonly log: Logger;
   private readonly metrics: Metrics | undefined;
   private readonly allowPlaintextAuth: boolean;
+  private readonly resolver: DnsResolver;
+  private readonly dnsTimeoutMs: number | undefined;
   /** Server-wide disabled commands (a session's own list replaces this one, so it repeats it). */
   private readonly disabled: string[];
   private readonly inflight = new Set<Promise<void>>();
@@ -177,6 +191,8 @@ export class SmtpListener {
     this.log = options.log ?? silentLogger;
     this.metrics = options.metrics;
     this.allowPlaintextAuth = options.allowPlaintextAuth ?? false;
+    this.resolver = options.resolver ?? systemResolver;
+    this.dnsTimeoutMs = options.dnsTimeoutMs;
     const tlsContext = services.tls;
     this.disabled = tlsContext ? [] : ['STARTTLS'];
     this.smtp = new Server({
@@ -411,10 +427,13 @@ export class SmtpListener {
         size: raw.length,
         ...(session.user ? { user: String(session.user) } : {}),
       };
-      const work = this.deliver(raw, transaction).then(
-        ({ text, queueId }) => {
+      const work = (async () => {
+        const prepared = await this.prepare(raw, transaction);
+        return { ...(await this.deliver(prepared.raw, transaction)), auth: prepared.auth };
+      })().then(
+        ({ text, queueId, auth }) => {
           this.metrics?.smtpMessages.inc({ outcome: 'accepted' });
-          this.log.info({ event: 'smtp.accepted', ...logged, ...(queueId !== undefined ? { queueId } : {}) }, 'message accepted');
+          this.log.info({ event: 'smtp.accepted', ...logged, ...(queueId !== undefined ? { queueId } : {}), ...auth }, 'message accepted');
           callback(null, text);
         },
         (err: unknown) => {
@@ -427,6 +446,35 @@ export class SmtpListener {
       this.inflight.add(work);
       void work.finally(() => this.inflight.delete(work));
     });
+  }
+
+  /**
+   * What the server adds to a message before delivering or queueing it (README "Mail
+   * authentication"); the message's own bytes are kept, but for `Authentication-Results`
+   * fields that claim to be this server's (RFC 8601 section 5), which are removed:
+   *
+   * - submission (an authenticated session): Date and Message-ID when missing;
+   * - mail from other servers: `Received-SPF` and `Authentication-Results` with the SPF,
+   *   DKIM and DMARC results (inbound.authenticationChecks). A failure of the checks
+   *   themselves (DNS) is a `temperror` result, never a refusal.
+   */
+  private async prepare(received: Buffer, t: Transaction): Promise<{ raw: Buffer; auth?: AuthSummary }> {
+    const { defaultDomain, inbound } = this.services.config;
+    if (t.authenticated) return { raw: addDateAndMessageId(removeForgedResults(received, defaultDomain).raw, defaultDomain).raw };
+    if (!inbound.authenticationChecks) return { raw: removeForgedResults(received, defaultDomain).raw };
+    const result = await checkInbound(received, {
+      ip: t.remoteAddress,
+      helo: t.helo,
+      sender: t.sender,
+      authservId: defaultDomain,
+      resolver: this.resolver,
+      ...(this.dnsTimeoutMs !== undefined ? { queryTimeoutMs: this.dnsTimeoutMs } : {}),
+    });
+    const auth = { spf: result.spf, dkim: result.dkim, dmarc: result.dmarc };
+    const fields = { event: 'smtp.authenticated', id: t.id, address: t.remoteAddress, sender: t.sender, ...auth, ...(result.removed ? { forgedResultsRemoved: result.removed } : {}) };
+    if (result.error !== undefined) this.log.warn({ ...fields, error: result.error }, 'authentication checks failed');
+    else this.log.info(fields, 'authentication checked');
+    return { raw: Buffer.concat([result.fields, result.raw]), auth };
   }
 
   /** Delivers a received message to its recipients; resolves with the 250 text (and the queue id when queued). */

@@ -4,6 +4,7 @@ import type { Config } from '../../config.js';
 import { fullName, type AccountService } from '../../services/accounts.js';
 import { ServiceError } from '../../services/errors.js';
 import { StorageLimitError } from '../../services/mail/service.js';
+import { signOutgoing, type SigningOutcome } from '../../services/mail-auth.js';
 import type { NewQueuedMessage, QueuedMessageRecord, QueuedRecipientRecord, RecipientUpdate } from '../../store/queue.js';
 import type { AccountRecord, Store } from '../../store/store.js';
 import { deliveryStatusNotification, type DsnRecipient } from './dsn.js';
@@ -160,10 +161,13 @@ export class MailQueue implements MailSubmitter {
       recipients.push({ address: clean, notify: notifyText(notify), orcpt: orcpt ?? null });
     }
     if (recipients.length === 0) throw new ServiceError('the message has no recipients');
+    // Mail of local users is DKIM-signed once, here (local recipients get the signed copy too).
+    const signing = message.source === 'authenticated' ? await signOutgoing(this.deps.store.domains, message.raw) : undefined;
+    const raw = signing?.raw ?? message.raw;
     const now = Date.now();
     const id = await this.deps.store.queue.enqueue({
       sender: message.sender,
-      raw: message.raw,
+      raw,
       created: now,
       expires: now + this.deps.config.outbound.lifetimeSeconds * 1000,
       ret: message.ret ?? null,
@@ -173,8 +177,9 @@ export class MailQueue implements MailSubmitter {
       recipients,
     });
     if (id === undefined) return undefined; // submitted before (its key)
+    if (signing) this.logSigning(signing, { queueId: id });
     this.deps.log.info(
-      { event: 'queue.queued', queueId: id, sender: message.sender, recipients: recipients.map((r) => r.address), size: message.raw.length, source: message.source },
+      { event: 'queue.queued', queueId: id, sender: message.sender, recipients: recipients.map((r) => r.address), size: raw.length, source: message.source },
       'message queued',
     );
     this.kick();
@@ -305,9 +310,12 @@ export class MailQueue implements MailSubmitter {
     if (reported.length > 0 && message.sender !== '') {
       const hostName = this.deps.config.defaultDomain;
       const arrival = message.created;
+      const report = deliveryStatusNotification(hostName, { sender: message.sender, raw, envid: message.envid, ret: message.ret, arrival }, reported);
+      const signing = await signOutgoing(this.deps.store.domains, report);
+      if (signing) this.logSigning(signing, { reportFor: message.id });
       reports.push({
         sender: '',
-        raw: deliveryStatusNotification(hostName, { sender: message.sender, raw, envid: message.envid, ret: message.ret, arrival }, reported),
+        raw: signing?.raw ?? report,
         created: finished,
         expires: finished + this.deps.config.outbound.lifetimeSeconds * 1000,
         ret: null,
@@ -337,6 +345,13 @@ export class MailQueue implements MailSubmitter {
       this.deps.log.error({ event: 'queue.local_failed', queueId: message.id, recipient: r.address, err }, 'local delivery failed');
       return { kind: 'temporary', status: '4.3.0', diagnostic: 'smtp; 451 4.3.0 local delivery failed', remoteMta: null, dsnPassedOn: false };
     }
+  }
+
+  /** dkim.signed (debug) or dkim.failed (warn: the message goes unsigned). */
+  private logSigning(outcome: SigningOutcome, fields: { queueId: number } | { reportFor: number }): void {
+    const logged = { ...fields, domain: outcome.domain, selector: outcome.selector };
+    if (outcome.error === undefined) this.deps.log.debug({ event: 'dkim.signed', ...logged }, 'DKIM-signed');
+    else this.deps.log.warn({ event: 'dkim.failed', ...logged, error: outcome.error }, 'DKIM signing failed; the message goes unsigned');
   }
 
   private report(err: unknown): void {
