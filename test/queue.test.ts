@@ -455,6 +455,8 @@ describe('messageSubmit', () => {
     assert.equal(inbox.length, 1, 'exactly one copy');
     assert.equal(field(inbox[0]!.raw, 'Subject'), 'Just once');
     assert.ok(!fieldNames(inbox[0]!.raw).includes('bcc'));
+    assert.match(field(inbox[0]!.raw, 'From') ?? '', new RegExp(`<?${sender}>?`), 'without a From element, the From is the user');
+    assert.ok(!fieldNames(inbox[0]!.raw).includes('sender'), 'no Sender when the From is the user');
     assert.deepEqual(await mailbox(server, sender), [], 'no report without useDSN');
   });
 

@@ -167,9 +167,12 @@ export const messageSendOperations: OperationTable = {
     let composed = await composeFromRequest(ctx, { addMissing: true, omitBcc: false });
     const fields = parseHeaderBlock(composed).fields;
     const from = parseAddressList(headerValue(fields, 'From') ?? '')[0]?.address;
-    // RFC 5322 3.6.2: a From that is not the user's own gets Sender, the user's own (one
-    // naming someone else would pass the message off as theirs).
-    if (from === undefined || from.toLowerCase() !== ctx.session.userName.toLowerCase()) {
+    // RFC 5322 3.6.2: a message without From gets the user's own; a From that is not the
+    // user's own gets Sender, the user's own (one naming someone else would pass the message
+    // off as theirs).
+    if (from === undefined) {
+      composed = prependHeaderFields(removeHeaderFields(composed, new Set(['from'])), [`From: ${ownFrom(ctx)}`]);
+    } else if (from.toLowerCase() !== ctx.session.userName.toLowerCase()) {
       const sender = parseAddressList(headerValue(fields, 'Sender') ?? '')[0]?.address;
       if (sender === undefined || sender.toLowerCase() !== ctx.session.userName.toLowerCase()) {
         composed = prependHeaderFields(removeHeaderFields(composed, new Set(['sender'])), [`Sender: ${ownFrom(ctx)}`]);
