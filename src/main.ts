@@ -4,6 +4,7 @@ import { Command } from 'commander';
 import { registerAccountCommands } from './cli/accounts.js';
 import { registerDkimCommands } from './cli/dkim.js';
 import { registerDomainCommands } from './cli/domains.js';
+import { registerInit } from './cli/init.js';
 import { registerQueueCommands } from './cli/queue.js';
 import { registerServe } from './cli/serve.js';
 import { ServiceError } from './services/errors.js';
@@ -11,6 +12,7 @@ import { SERVER_VERSION } from './version.js';
 
 const program = new Command().name('ximssd').description('XIMSS communications server').version(SERVER_VERSION).showHelpAfterError();
 registerServe(program);
+registerInit(program);
 registerDomainCommands(program);
 registerDkimCommands(program);
 registerAccountCommands(program);

@@ -101,7 +101,7 @@ async function startOn(rawStore: Store, config: Config, log: Logger, options: Se
   const bus = new EventBus(store.relay, log.child({ component: 'bus' }));
   await bus.listen();
   const node = new ClusterNode(store, config, log.child({ component: 'cluster' }));
-  const accounts = new AccountService(store, bus, config.defaultDomain);
+  const accounts = new AccountService(store, bus, config.defaultDomain, log.child({ component: 'accounts' }));
   const alerts = new AlertService(store, bus);
   let tlsContext: SecureContext | undefined;
   try {
@@ -112,7 +112,9 @@ async function startOn(rawStore: Store, config: Config, log: Logger, options: Se
   const mail = new MailService(store, accounts, bus, log.child({ component: 'mail' }));
   const rules = new RuleService(store, accounts);
   const datasets = new DatasetService(store, accounts);
-  const queue = new MailQueue({ store, accounts, config, log: log.child({ component: 'queue' }), metrics, node: node.id });
+  const queue = new MailQueue({ store, accounts, config, log: log.child({ component: 'queue' }), metrics, node: node.id, bus });
+  metrics.gauge('ximssd_queue_messages', 'Messages in the outbound queue', [], async (set) => set({}, (await store.queue.stats()).messages));
+  metrics.gauge('ximssd_queue_recipients_pending', 'Recipients in the outbound queue still to be delivered', [], async (set) => set({}, (await store.queue.stats()).pendingRecipients));
   const delivery = new LocalDelivery({ mail, rules, datasets, accounts, submitter: queue, hostName: config.defaultDomain, log: log.child({ component: 'delivery' }) });
   // Uploaded files do not outlive the process: the spool starts empty (the data directory is
   // this process's alone: see openStore).
@@ -171,7 +173,6 @@ async function startOn(rawStore: Store, config: Config, log: Logger, options: Se
     ...(https ? [{ name: 'HTTPS', listening: () => https.listening }] : []),
   ]);
   // The queue's size, read when /metrics is scraped (one listing of the queue per scrape).
-  metrics.gauge('ximssd_queue_messages', 'Messages in the outbound queue (all nodes)', [], async (set) => set({}, (await rawStore.queue.list()).length));
   http.readiness = readiness;
   if (https) https.readiness = readiness;
   // Every listener is bound before anything else starts: a port that cannot be bound stops
@@ -195,11 +196,8 @@ async function startOn(rawStore: Store, config: Config, log: Logger, options: Se
     smtp: smtp ? await bind('SMTP', config.ports.smtp, smtp, () => smtp.start(config.ports.smtp, config.host)) : undefined,
   };
   const generated = await bootstrapStore(store, accounts);
-  if (generated) {
-    log.info({ component: 'admin', event: 'domain.created', domain: config.defaultDomain }, 'default domain created');
-    log.info({ component: 'admin', event: 'account.created', account: `postmaster@${config.defaultDomain}` }, 'postmaster created');
-    (options.announcePassword ?? printPassword)(config.defaultDomain, generated);
-  }
+  // domain.created and account.created are logged by the accounts service.
+  if (generated) (options.announcePassword ?? printPassword)(config.defaultDomain, generated);
   await node.start(ports.http);
   queue.start(delivery);
   readiness.markStarted();

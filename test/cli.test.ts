@@ -36,13 +36,25 @@ function workspace(): { data: string; config: string } {
   return { data: join(root, 'data'), config };
 }
 
-function run(nodeArgs: string[], env: NodeJS.ProcessEnv = process.env): Promise<Result> {
+/** Runs node with these arguments; standard input gets `input` and ends (at once without it). */
+function run(nodeArgs: string[], env: NodeJS.ProcessEnv = process.env, input = ''): Promise<Result> {
   return new Promise((resolve) => {
-    execFile(process.execPath, nodeArgs, { timeout: 20_000, env }, (err, stdout, stderr) => {
+    const child = execFile(process.execPath, nodeArgs, { timeout: 20_000, env }, (err, stdout, stderr) => {
       resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
     });
+    child.stdin?.end(input);
   });
 }
+
+/** A data directory with a store made by `ximssd init` (the postmaster's password: POSTMASTER_PASSWORD). */
+async function initialized(): Promise<{ data: string; config: string }> {
+  const ws = workspace();
+  const result = await run([MAIN, 'init', '--data', ws.data, '--config', ws.config], process.env, `${POSTMASTER_PASSWORD}\n`);
+  assert.equal(result.code, 0, `ximssd init failed: ${result.stderr}`);
+  return ws;
+}
+
+const POSTMASTER_PASSWORD = 'postmaster-pw';
 
 function cli(ws: { data: string; config: string }, ...args: string[]): Promise<Result> {
   return run([MAIN, ...args, '--data', ws.data, '--config', ws.config]);
@@ -137,7 +149,7 @@ after(() => {
 
 describe('management commands', () => {
   test('domain add / list; a duplicate domain is an error', async () => {
-    const ws = workspace();
+    const ws = await initialized();
     assert.match(await ok(ws, 'domain', 'add', 'other.test'), /domain other\.test created/);
     assert.match(await ok(ws, 'domain', 'add', 'open.test', '--allow-signup'), /open\.test created/);
     const duplicate = await cli(ws, 'domain', 'add', 'other.test');
@@ -156,9 +168,9 @@ describe('management commands', () => {
   });
 
   test('account add (creating its domain) / list / passwd / remove; alert to an unknown account fails', async () => {
-    const ws = workspace();
-    const first = await ok(ws, 'account', 'add', 'bob@new.test', '--password', 'pw-1', '--real-name', 'Bob Builder');
-    assert.match(first, /postmaster password: \S+/, 'the first command on an empty directory bootstraps it');
+    const ws = await initialized();
+    const first = await ok(ws, 'account', 'add', 'bob@new.test', '--password', 'pw-1', '--real-name', 'Bob Builder', '--create-domain');
+    assert.doesNotMatch(first, /postmaster password/);
     assert.match(first, /account bob@new\.test created/);
     assert.deepEqual((await ok(ws, 'domain', 'list')).trim().split('\n'), [DOMAIN, 'new.test']);
     assert.deepEqual((await ok(ws, 'account', 'list')).trim().split('\n'), [`postmaster@${DOMAIN}\tPostmaster`, 'bob@new.test\tBob Builder']);
@@ -205,8 +217,17 @@ describe('start-up', () => {
   });
 
   test('the store commands load neither the server (listeners, XIMSS engine, XML) nor TLS', async () => {
-    const ws = workspace();
-    for (const args of [['account', 'list'], ['domain', 'list'], ['account', 'add', `u@${DOMAIN}`, '--password', 'pw'], ['alert', `u@${DOMAIN}`, 'hi']]) {
+    const ws = await initialized();
+    for (const args of [
+      ['account', 'list'],
+      ['domain', 'list'],
+      ['account', 'add', `u@${DOMAIN}`, '--password', 'pw'],
+      ['alert', `u@${DOMAIN}`, 'hi'],
+      ['account', 'set', `u@${DOMAIN}`, 'MaxAccountSize=1M'],
+      ['account', 'show', `u@${DOMAIN}`],
+      ['domain', 'show', DOMAIN],
+      ['queue'],
+    ]) {
       const loaded = await modulesLoaded(ws, ...args);
       assert.ok(loaded.includes('main.js') && loaded.includes('store/open.js'), `${args.join(' ')}: ${loaded.join(' ')}`);
       const heavy = loaded.filter((file) => /^(server|tls)\.js$|^ximss\/|^xml\/|^(selfsigned|saxes|iconv-lite)\//.test(file));
@@ -252,7 +273,7 @@ describe('a running server and the command line on the same data directory', () 
   });
 
   test('the server sees accounts, passwords, alerts and removals made by the command line', async () => {
-    const ws = workspace();
+    const ws = await initialized();
     await ok(ws, 'account', 'add', `dave@${DOMAIN}`, '--password', 'dave-pw');
     const server = await serve(ws);
     try {

@@ -6,14 +6,15 @@
  * keyset plan of a page read.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import Database from 'better-sqlite3';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, test } from 'node:test';
 import { AccountService } from '../src/services/accounts.js';
 import { ServiceError } from '../src/services/errors.js';
 import { verifyPassword } from '../src/services/passwords.js';
-import { openStore, StoreLockedError } from '../src/store/open.js';
+import { NoStoreError, openStore, StoreLockedError, StoreVersionError } from '../src/store/open.js';
 import { migrations } from '../src/store/sqlite/migrations.js';
 import { SqliteStore } from '../src/store/sqlite/sqlite-store.js';
 import type { NewAccount, NewMessage, Store } from '../src/store/store.js';
@@ -71,6 +72,48 @@ describe('SQLite engine', () => {
       await store.close();
     }
     store = await openStore(undefined, dir);
+  });
+
+  test('create: false opens an existing store only: none creates nothing; another schema version is refused, not migrated', async () => {
+    const missing = join(dir, 'not-here');
+    await assert.rejects(openStore(undefined, missing, { create: false }), (err: unknown) => err instanceof NoStoreError && err.message.includes(missing));
+    assert.equal(existsSync(missing), false, 'no directory made');
+    const beside = await openStore(undefined, dir, { create: false });
+    assert.equal(beside.engine, 'sqlite');
+    await beside.domains.create('existing.test');
+    await beside.close();
+    sqlite(store).db.pragma(`user_version = ${migrations.length - 1}`);
+    await assert.rejects(openStore(undefined, dir, { create: false }), (err: unknown) => err instanceof StoreVersionError && /run `ximssd serve`/.test(err.message));
+    assert.equal(sqlite(store).db.pragma('user_version', { simple: true }), migrations.length - 1, 'not migrated');
+    sqlite(store).db.pragma(`user_version = ${migrations.length}`);
+  });
+
+  test('migration 11 (queue ids never reused) keeps queued messages, their recipients and the cascade', async () => {
+    const old = join(tempDir(), 'ximssd.sqlite');
+    const db = new Database(old);
+    db.pragma('foreign_keys = ON');
+    for (let version = 1; version <= 10; version++) db.exec(migrations[version - 1]!);
+    db.pragma('user_version = 10');
+    db.prepare("INSERT INTO queue_messages (id, sender, raw, created, expires, source, lease_owner, lease_until) VALUES (7, 's@x.test', x'41', 1, 2, 'remote', 'n1', 5)").run();
+    db.prepare("INSERT INTO queue_recipients (message_id, address, state, next_attempt) VALUES (7, 'r@x.test', 'pending', 3)").run();
+    db.close();
+    const migrated = await openStore(undefined, join(old, '..'));
+    try {
+      const entry = (await migrated.queue.get(7))!;
+      assert.equal(entry.message.sender, 's@x.test');
+      assert.deepEqual(entry.lease, { owner: 'n1', until: 5 });
+      assert.deepEqual(entry.recipients.map((r) => [r.address, r.state, r.nextAttempt]), [['r@x.test', 'pending', 3]]);
+      const { db: after } = sqlite(migrated);
+      assert.deepEqual(after.pragma('foreign_key_check'), []);
+      assert.match((after.prepare("SELECT sql FROM sqlite_master WHERE name = 'queue_recipients'").get() as { sql: string }).sql, /REFERENCES "?queue_messages"?\(id\)/);
+      assert.equal(await migrated.queue.remove(7), true);
+      assert.equal((after.prepare('SELECT count(*) AS n FROM queue_recipients').get() as { n: number }).n, 0, 'recipients cascade');
+      const next = (await migrated.queue.enqueue({ sender: '', raw: Buffer.from('x'), created: 1, expires: 2, ret: null, envid: null, source: 'remote', key: null, recipients: [{ address: 'a@x.test', notify: null, orcpt: null }] }))!;
+      assert.ok(next > 7, `id ${next} after the removed 7`);
+    } finally {
+      await migrated.close();
+      rmSync(join(old, '..'), { recursive: true, force: true });
+    }
   });
 
   test('the store uses WAL and enforces foreign keys', () => {

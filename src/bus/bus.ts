@@ -16,6 +16,10 @@ export interface BusEvents {
   accountRemoved: { accountId: number };
   /** An account's settings or preferences changed. */
   accountChanged: { accountId: number };
+  /** A domain's settings changed (its accounts' effective settings and preferences with them). */
+  domainChanged: { domain: string };
+  /** The queue changed outside the queue's own work (an administrator's retry): look for due work now. */
+  queueChanged: Record<string, never>;
   /**
    * A mailbox of an account was created, removed, renamed, its ACL changed (no `modseq`),
    * or its messages changed (`modseq`: the mailbox's modseq after the change).
@@ -48,6 +52,8 @@ const SHARED_TOPICS: ReadonlySet<string> = new Set<SharedTopic>([
   'credentialsChanged',
   'accountRemoved',
   'accountChanged',
+  'domainChanged',
+  'queueChanged',
   'mailboxChanged',
   'endSessions',
 ]);

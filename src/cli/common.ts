@@ -2,14 +2,18 @@
  * What every command line action shares: its options (data directory, store, config file),
  * the configuration they make, and running an action against the store beside a running
  * server (which hears of every change through the bus the command publishes on).
+ *
+ * Only `ximssd init` and `ximssd serve` create a store; every other command opens an
+ * existing one and, when there is none, says so and changes nothing.
  */
-import { Command, InvalidArgumentError } from 'commander';
-import { bootstrapStore } from '../bootstrap.js';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { pino } from 'pino';
 import { loadConfig, type Config, type ConfigOverrides } from '../config.js';
 import { EventBus } from '../bus/bus.js';
+import { createLogger, LOG_LEVELS, type Logger, type LogLevel } from '../log.js';
 import { AccountService } from '../services/accounts.js';
 import { ServiceError } from '../services/errors.js';
-import { openStore } from '../store/open.js';
+import { NoStoreError, openStore, StoreVersionError } from '../store/open.js';
 import type { AccountRecord, Store } from '../store/store.js';
 
 export function port(value: string): number {
@@ -39,24 +43,57 @@ export const dataOptions = (command: Command): Command =>
     .option('--store <url>', 'postgres://user@host:port/db to use PostgreSQL (default: SQLite in the data directory)')
     .option('--config <file>', 'JSON configuration file');
 
+/** The options of the administration commands: dataOptions and --log-level. */
+export const adminOptions = (command: Command): Command =>
+  dataOptions(command).addOption(
+    new Option('--log-level <level>', 'level of the log lines on standard error (default: the configured one; warn on a terminal)').choices(
+      LOG_LEVELS as unknown as string[],
+    ),
+  );
+
+export interface AdminOptions extends CommonOptions {
+  logLevel?: string;
+}
+
 /** What an action gets. */
 export interface CommandContext {
   store: Store;
   accounts: AccountService;
   bus: EventBus;
   config: Config;
+  /** The administration log (component `admin`) on standard error. */
+  log: Logger;
 }
 
-/** Runs a command line action against the store, and closes it after. */
-export async function withStore(options: CommonOptions, action: (ctx: CommandContext) => Promise<void>): Promise<void> {
+/**
+ * The administration log: JSON lines on standard error, component `admin`, at --log-level,
+ * else the configured level, except on a terminal where it is `warn` (interactive use stays
+ * quiet; the command's own output is on standard output).
+ */
+export function adminLogger(config: Config, options: AdminOptions): Logger {
+  const level = (options.logLevel as LogLevel | undefined) ?? (process.stderr.isTTY ? 'warn' : config.log.level);
+  return createLogger({ level, destination: pino.destination({ dest: 2, sync: true }), base: { component: 'admin' } });
+}
+
+/**
+ * Runs a command line action against the existing store, and closes it after. Creates
+ * nothing: without a store (or with one of another schema version) it refuses with a
+ * ServiceError that says what to do.
+ */
+export async function withStore(options: AdminOptions, action: (ctx: CommandContext) => Promise<void>): Promise<void> {
   const config = configFrom(options);
-  const store = await openStore(config.store || undefined, config.dataDir);
-  const bus = new EventBus(store.relay);
+  const log = adminLogger(config, options);
+  let store: Store;
   try {
-    const accounts = new AccountService(store, bus, config.defaultDomain);
-    const generated = await bootstrapStore(store, accounts);
-    if (generated) console.log(`created domain ${config.defaultDomain}; postmaster password: ${generated} (shown once)`);
-    await action({ store, accounts, bus, config });
+    store = await openStore(config.store || undefined, config.dataDir, { create: false });
+  } catch (err) {
+    if (err instanceof NoStoreError || err instanceof StoreVersionError) throw new ServiceError(err.message);
+    throw err;
+  }
+  const bus = new EventBus(store.relay, log);
+  try {
+    const accounts = new AccountService(store, bus, config.defaultDomain, log);
+    await action({ store, accounts, bus, config, log });
   } finally {
     await bus.close();
     await store.close();

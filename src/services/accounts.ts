@@ -1,6 +1,7 @@
-import { AlreadyExistsError, type AccountRecord, type DomainRecord, type Settings, type Store } from '../store/store.js';
+import { AlreadyExistsError, type AccountRecord, type DomainRecord, type Settings, type SettingsChanges, type Store } from '../store/store.js';
 import type { XimssValue } from '../xml/objects.js';
 import type { EventBus } from '../bus/bus.js';
+import { silentLogger, type Logger } from '../log.js';
 import { ServiceError } from './errors.js';
 import { parseMailAddress } from './mime/address.js';
 import { cramMd5Context, hashPassword } from './passwords.js';
@@ -36,12 +37,19 @@ export interface QualifiedName {
 /**
  * Domains and accounts: names, passwords, settings and preferences with their defaults.
  * Protocol-neutral; the XIMSS login, the command line and (later) SMTP and XMPP use it.
+ *
+ * Every change is logged (`domain.created`, `domain.removed`, `domain.settings_changed`,
+ * `account.created`, `account.removed`, `account.password_changed`,
+ * `account.settings_changed`, `account.aliases_changed`: names and setting keys, never a
+ * password or a setting's value) and published on the bus after it is committed, so that
+ * every process sharing the store sees it.
  */
 export class AccountService {
   constructor(
     private readonly store: Store,
     private readonly bus: EventBus | undefined,
     readonly defaultDomain: string,
+    private readonly log: Logger = silentLogger,
   ) {}
 
   static normalizeDomain(domain: string): string {
@@ -69,23 +77,79 @@ export class AccountService {
   }
 
   async createDomain(name: string, settings: Settings = {}): Promise<DomainRecord> {
+    const created = await this.createDomainIfMissing(name, settings);
+    if (!created) throw new ServiceError(`domain ${AccountService.normalizeDomain(name)} already exists`);
+    return created;
+  }
+
+  /** Creates a domain; undefined when it exists already (made meanwhile by another process, say). */
+  async createDomainIfMissing(name: string, settings: Settings = {}): Promise<DomainRecord | undefined> {
     const domain = AccountService.normalizeDomain(name);
+    let created: DomainRecord;
     try {
-      return await this.store.domains.create(domain, settings);
+      created = await this.store.domains.create(domain, settings);
     } catch (err) {
-      if (err instanceof AlreadyExistsError) throw new ServiceError(err.message);
+      if (err instanceof AlreadyExistsError) return undefined;
       throw err;
     }
+    this.log.info({ event: 'domain.created', domain, settings: Object.keys(settings) }, `domain ${domain} created`);
+    return created;
   }
 
   async listDomains(): Promise<DomainRecord[]> {
     return this.store.domains.list();
   }
 
-  async updateDomainSettings(name: string, changes: Settings): Promise<void> {
+  /**
+   * Removes a domain. Refused while it has accounts, and for the default domain, unless
+   * `force`: then its accounts are removed first (their sessions end, as `remove` does).
+   */
+  async removeDomain(name: string, options: { force?: boolean } = {}): Promise<{ accounts: number }> {
     const domain = await this.getDomain(name);
     if (!domain) throw new ServiceError(`unknown domain ${name}`);
-    await this.store.domains.mergeSettings(domain.name, changes);
+    const accounts = await this.store.accounts.list(domain.name);
+    if (!options.force) {
+      if (accounts.length > 0) {
+        throw new ServiceError(`domain ${domain.name} has ${accounts.length} account(s); remove them first, or pass --force to remove them with it`);
+      }
+      if (domain.name === AccountService.normalizeDomain(this.defaultDomain)) {
+        throw new ServiceError(`${domain.name} is the default domain; pass --force to remove it anyway`);
+      }
+    }
+    for (const account of accounts) await this.remove(account);
+    if (!(await this.store.domains.remove(domain.name))) {
+      if (await this.store.domains.get(domain.name)) throw new ServiceError(`domain ${domain.name} got a new account meanwhile; nothing more was removed`);
+    }
+    this.log.info({ event: 'domain.removed', domain: domain.name, accounts: accounts.length }, `domain ${domain.name} removed`);
+    return { accounts: accounts.length };
+  }
+
+  /**
+   * Merges changes into a domain's settings (`within`: into the dictionary under that key,
+   * such as AccountDefaults), in one store transaction; the server hears `domainChanged`.
+   */
+  async updateDomainSettings(name: string, changes: SettingsChanges, within?: string): Promise<Settings> {
+    const domain = await this.getDomain(name);
+    if (!domain) throw new ServiceError(`unknown domain ${name}`);
+    const merged = await this.store.domains.mergeSettings(domain.name, changes, within);
+    this.log.info(
+      { event: 'domain.settings_changed', domain: domain.name, keys: Object.keys(changes), ...(within ? { within } : {}) },
+      `settings of domain ${domain.name} changed`,
+    );
+    this.bus?.publish('domainChanged', { domain: domain.name });
+    return merged;
+  }
+
+  /** Changes a domain's own settings and its accounts' defaults together (validated already: see settings.ts). */
+  async changeDomain(name: string, changes: { settings: SettingsChanges; accountDefaults: SettingsChanges; keys: readonly string[] }): Promise<Settings> {
+    const domain = await this.getDomain(name);
+    if (!domain) throw new ServiceError(`unknown domain ${name}`);
+    let merged = domain.settings;
+    if (Object.keys(changes.settings).length > 0) merged = await this.store.domains.mergeSettings(domain.name, changes.settings);
+    if (Object.keys(changes.accountDefaults).length > 0) merged = await this.store.domains.mergeSettings(domain.name, changes.accountDefaults, ACCOUNT_DEFAULTS_KEY);
+    this.log.info({ event: 'domain.settings_changed', domain: domain.name, keys: [...changes.keys] }, `settings of domain ${domain.name} changed`);
+    this.bus?.publish('domainChanged', { domain: domain.name });
+    return merged;
   }
 
   /** The account an address names: its own name, or (unless `aliases` is false) one of its aliases. */
@@ -121,6 +185,7 @@ export class AccountService {
       if (err instanceof AlreadyExistsError) throw new ServiceError(err.message);
       throw err;
     }
+    this.log.info({ event: 'account.aliases_changed', account: fullName(account), aliases: normalized }, `aliases of ${fullName(account)} changed`);
   }
 
   async getById(id: number): Promise<AccountRecord | undefined> {
@@ -139,16 +204,15 @@ export class AccountService {
     createDomain?: boolean;
   }): Promise<AccountRecord> {
     const { name, domain } = this.parseAddress(options.address);
-    if (!(await this.store.domains.get(domain))) {
-      if (!options.createDomain) throw new ServiceError(`unknown domain ${domain}`);
-      await this.createDomain(domain).catch((err: unknown) => {
-        if (!(err instanceof ServiceError)) throw err; // created meanwhile by someone else
-      });
-    }
     checkPassword(options.password);
+    if (!(await this.store.domains.get(domain))) {
+      if (!options.createDomain) throw new UnknownDomainError(domain);
+      await this.createDomainIfMissing(domain);
+    }
     if (await this.store.accounts.getByAlias(domain, name)) throw new ServiceError(`${name}@${domain} is an alias of another account`);
+    let created: AccountRecord;
     try {
-      return await this.store.accounts.create({
+      created = await this.store.accounts.create({
         domain,
         name,
         realName: options.realName ?? null,
@@ -160,10 +224,13 @@ export class AccountService {
       if (err instanceof AlreadyExistsError) throw new ServiceError(err.message);
       throw err;
     }
+    this.log.info({ event: 'account.created', account: fullName(created) }, `account ${fullName(created)} created`);
+    return created;
   }
 
   async remove(account: AccountRecord): Promise<void> {
     await this.store.accounts.remove(account.id);
+    this.log.info({ event: 'account.removed', account: fullName(account) }, `account ${fullName(account)} removed`);
     this.bus?.publish('accountRemoved', { accountId: account.id });
   }
 
@@ -176,11 +243,27 @@ export class AccountService {
   async setPassword(account: AccountRecord, password: string): Promise<void> {
     checkPassword(password);
     await this.store.accounts.setPassword(account.id, await hashPassword(password), cramMd5Context(password));
+    this.log.info({ event: 'account.password_changed', account: fullName(account) }, `password of ${fullName(account)} changed`);
     this.bus?.publish('credentialsChanged', { accountId: account.id });
   }
 
   async setRecoveryEmail(account: AccountRecord, email: string | null): Promise<void> {
-    await this.store.accounts.setRecoveryEmail(account.id, email ? recoveryAddress(email) : null);
+    await this.changeAccount(account, { keys: ['RecoveryEmail'], recoveryEmail: email ? recoveryAddress(email) : null });
+  }
+
+  /**
+   * Changes an account's settings, real name and recovery address together (validated
+   * already: see settings.ts); one log line naming the keys, one `accountChanged`.
+   */
+  async changeAccount(
+    account: AccountRecord,
+    changes: { keys: readonly string[]; settings?: SettingsChanges; realName?: string | null; recoveryEmail?: string | null },
+  ): Promise<void> {
+    if (changes.settings && Object.keys(changes.settings).length > 0) await this.store.accounts.mergeSettings(account.id, changes.settings);
+    if (changes.realName !== undefined) await this.store.accounts.setRealName(account.id, changes.realName);
+    if (changes.recoveryEmail !== undefined) await this.store.accounts.setRecoveryEmail(account.id, changes.recoveryEmail);
+    this.log.info({ event: 'account.settings_changed', account: fullName(account), keys: [...changes.keys] }, `settings of ${fullName(account)} changed`);
+    this.bus?.publish('accountChanged', { accountId: account.id });
   }
 
   /** Effective settings: built-in defaults < the domain's account defaults < the account's own. */
@@ -188,7 +271,7 @@ export class AccountService {
     // Read as stored now (another node, or the command line, may have changed them): these
     // decide what the account may do (RulesAllowed, PWDAllowed, MaxAccountSize).
     const [domain, current] = await Promise.all([this.store.domains.get(account.domain), this.store.accounts.getById(account.id)]);
-    return { ...DEFAULT_ACCOUNT_SETTINGS, ...asSettings(domain?.settings.AccountDefaults), ...(current ?? account).settings };
+    return { ...DEFAULT_ACCOUNT_SETTINGS, ...asSettings(domain?.settings[ACCOUNT_DEFAULTS_KEY]), ...(current ?? account).settings };
   }
 
   /** Effective preferences: built-in defaults < the domain's default preferences < the account's own. */
@@ -202,9 +285,36 @@ export class AccountService {
     this.bus?.publish('accountChanged', { accountId: account.id });
   }
 
-  async setSettings(account: AccountRecord, changes: Settings): Promise<void> {
-    await this.store.accounts.mergeSettings(account.id, changes);
-    this.bus?.publish('accountChanged', { accountId: account.id });
+  async setSettings(account: AccountRecord, changes: SettingsChanges): Promise<void> {
+    await this.changeAccount(account, { keys: Object.keys(changes), settings: changes });
+  }
+
+  /**
+   * Where each of an account's effective settings comes from: the account's own value, its
+   * domain's default for its accounts, or the built-in default (undefined: none anywhere).
+   */
+  async settingSources(account: AccountRecord): Promise<Map<string, { value: XimssValue | undefined; from: 'account' | 'domain' | 'default' | undefined }>> {
+    const [domain, current] = await Promise.all([this.store.domains.get(account.domain), this.store.accounts.getById(account.id)]);
+    const own = (current ?? account).settings;
+    const domainDefaults = asSettings(domain?.settings[ACCOUNT_DEFAULTS_KEY]);
+    const keys = new Set([...Object.keys(DEFAULT_ACCOUNT_SETTINGS), ...Object.keys(domainDefaults), ...Object.keys(own)]);
+    const out = new Map<string, { value: XimssValue | undefined; from: 'account' | 'domain' | 'default' | undefined }>();
+    for (const key of keys) {
+      if (key in own) out.set(key, { value: own[key], from: 'account' });
+      else if (key in domainDefaults) out.set(key, { value: domainDefaults[key], from: 'domain' });
+      else out.set(key, { value: DEFAULT_ACCOUNT_SETTINGS[key], from: 'default' });
+    }
+    return out;
+  }
+}
+
+/** The domain settings key holding its accounts' default settings. */
+export const ACCOUNT_DEFAULTS_KEY = 'AccountDefaults';
+
+/** An account was to be made in a domain that does not exist (and was not to be created). */
+export class UnknownDomainError extends ServiceError {
+  constructor(readonly domain: string) {
+    super(`unknown domain ${domain}`);
   }
 }
 

@@ -1,5 +1,5 @@
 import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { DataDirLock } from './lock.js';
 import type { Store } from './store.js';
 import { SqliteStore } from './sqlite/sqlite-store.js';
@@ -13,6 +13,29 @@ export interface OpenOptions {
    * have their own. The command line opens the store beside a running server without this.
    */
   serve?: boolean;
+  /**
+   * Create the store when there is none (default true: `ximssd serve` and `ximssd init`).
+   * False opens an existing store only, and never migrates it: NoStoreError when there is
+   * none (nothing is created: no directory, no file, no table), StoreVersionError when its
+   * schema is not this version's.
+   */
+  create?: boolean;
+}
+
+/** No store, or a schema of another version, where an existing one was to be opened (defined beside the store interface, re-exported here). */
+export { NoStoreError, StoreVersionError } from './store.js';
+
+/** A store location for messages: the SQLite file's directory, or the PostgreSQL URL without its password. */
+export function storeWhere(location: string | undefined, dataDir: string): string {
+  if (!isPostgresUrl(location)) return resolve(dataDir);
+  try {
+    const url = new URL(location);
+    url.password = '';
+    url.search = '';
+    return `database ${url.toString()}`;
+  } catch {
+    return 'the configured PostgreSQL database';
+  }
 }
 
 /** Thrown when another server process holds the data directory (defined beside the lock, re-exported here). */
@@ -25,22 +48,25 @@ export function isPostgresUrl(location: string | undefined): location is string 
 
 /**
  * Opens the store: PostgreSQL when `location` is a postgres:// URL, else the embedded SQLite
- * engine in the data directory (the default). Migrates it to the current schema.
+ * engine in the data directory (the default). Creates it, or migrates it to the current
+ * schema (unless `create` is false).
  */
 export async function openStore(location: string | undefined, dataDir: string, options: OpenOptions = {}): Promise<Store> {
+  const where = storeWhere(location, dataDir);
+  const existing = options.create === false ? { where } : undefined;
   if (isPostgresUrl(location)) {
     const { PostgresStore } = await import('./postgres/postgres-store.js');
-    if (!options.serve) return PostgresStore.open(location);
+    if (!options.serve) return PostgresStore.open(location, { existing });
     mkdirSync(dataDir, { recursive: true });
     const lock = DataDirLock.acquire(dataDir);
     try {
-      return withRelease(await PostgresStore.open(location), lock);
+      return withRelease(await PostgresStore.open(location, { existing }), lock);
     } catch (err) {
       lock.release();
       throw err;
     }
   }
-  return SqliteStore.open(join(dataDir, 'ximssd.sqlite'), { lockDir: options.serve ? dataDir : undefined });
+  return SqliteStore.open(join(dataDir, 'ximssd.sqlite'), { lockDir: options.serve ? dataDir : undefined, existing });
 }
 
 /** The store, releasing `lock` once it is closed. */

@@ -75,6 +75,29 @@ export interface QueueLease {
   until: number;
 }
 
+/** A queued message as the listing and `get` show it. */
+export interface QueueEntry {
+  message: QueuedMessageRecord;
+  recipients: QueuedRecipientRecord[];
+  /** The lease when one is held (expired or not). */
+  lease: QueueLease | null;
+}
+
+/** What QueueStore.settle's `decide` chooses: recipient updates, reports to queue, and what settle returns. */
+export interface QueueSettlement<R> {
+  updates: readonly RecipientUpdate[];
+  reports: readonly NewQueuedMessage[];
+  result: R;
+}
+
+/** The queue's size (one cheap query: the metrics scrape reads it). */
+export interface QueueStats {
+  messages: number;
+  pendingRecipients: number;
+  /** When the oldest queued message was created (ms); undefined when the queue is empty. */
+  oldestCreated?: number;
+}
+
 export interface QueueStore {
   /** Commits a message with its recipients; its id, or undefined when its key was already queued. */
   enqueue(message: NewQueuedMessage): Promise<number | undefined>;
@@ -104,7 +127,31 @@ export interface QueueStore {
    */
   recordAttempt(id: number, owner: string, updates: readonly RecipientUpdate[], reports: readonly NewQueuedMessage[]): Promise<boolean>;
   /** Every queued message with its recipients (the queue listing), with its lease when one is held. */
-  list(): Promise<{ message: QueuedMessageRecord; recipients: QueuedRecipientRecord[]; lease: QueueLease | null }[]>;
+  list(): Promise<QueueEntry[]>;
+  /** One queued message with its recipients and lease; undefined when there is none with this id. */
+  get(id: number): Promise<QueueEntry | undefined>;
+  /**
+   * Makes every pending recipient of message `id` (of every message when undefined) whose
+   * next attempt is later than `now` due at `now`. Leases are left alone (an attempt under
+   * way finishes). Answers how many recipients and messages were changed.
+   */
+  retry(now: number, id?: number): Promise<{ messages: number; recipients: number }>;
+  /**
+   * Removes a message (its recipients, and the delivery keys of its local deliveries:
+   * `q<id>/...`) whoever holds its lease; false when there is none. The holder's
+   * recordAttempt then answers false.
+   */
+  remove(id: number): Promise<boolean>;
+  /**
+   * Settles a message by decision of the administrator, whoever holds its lease: in one
+   * transaction, reads the message, its raw text and recipients, lets `decide` (pure,
+   * synchronous) choose recipient updates and reports, records them as recordAttempt does
+   * (queuing the reports, removing the message once nothing is pending) and clears the
+   * lease. Undefined (nothing called) when there is no such message.
+   */
+  settle<R>(id: number, decide: (entry: QueueEntry, raw: Buffer) => QueueSettlement<R>): Promise<R | undefined>;
+  /** Messages queued, pending recipients, and the oldest message's creation time. */
+  stats(): Promise<QueueStats>;
   /** Forgets delivery keys recorded before `before` (ms). */
   pruneDeliveryKeys(before: number): Promise<void>;
 }

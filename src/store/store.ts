@@ -132,6 +132,15 @@ export function mergeSettings(current: Settings, changes: SettingsChanges): Sett
   return merged;
 }
 
+/** `current` with `changes` merged into the dictionary under `within` (or into `current` itself without it). */
+export function mergeSettingsWithin(current: Settings, changes: SettingsChanges, within: string | undefined): Settings {
+  if (within === undefined) return mergeSettings(current, changes);
+  const inner = current[within];
+  const dictionary = typeof inner === 'object' && inner !== null && !Array.isArray(inner) && !Buffer.isBuffer(inner) ? inner : {};
+  const merged = mergeSettings(dictionary, changes);
+  return Object.keys(merged).length > 0 ? { ...current, [within]: merged } : mergeSettings(current, { [within]: null });
+}
+
 export interface DomainRecord {
   name: string;
   settings: Settings;
@@ -179,8 +188,13 @@ export interface DomainStore {
   get(name: string): Promise<DomainRecord | undefined>;
   list(): Promise<DomainRecord[]>;
   updateSettings(name: string, settings: Settings): Promise<void>;
-  /** Merges `changes` into the domain's settings in one transaction (NotFoundError when there is no such domain). */
-  mergeSettings(name: string, changes: SettingsChanges): Promise<Settings>;
+  /**
+   * Merges `changes` into the domain's settings in one transaction (NotFoundError when there
+   * is no such domain); with `within`, into the dictionary under that key (`AccountDefaults`:
+   * its accounts' default settings), created when missing and removed when left empty.
+   * Answers the domain's settings after the change.
+   */
+  mergeSettings(name: string, changes: SettingsChanges, within?: string): Promise<Settings>;
   /** Removes a domain that has no accounts; false when it does not exist. */
   remove(name: string): Promise<boolean>;
 }
@@ -475,6 +489,24 @@ export interface MailStore {
 
 /** Thrown by a store when a unique name is taken. */
 export class AlreadyExistsError extends Error {}
+
+/** There is no store where one was to be opened (with `create: false`). */
+export class NoStoreError extends Error {
+  constructor(readonly where: string) {
+    super(`there is no ximssd store in ${where} (run \`ximssd init\` or \`ximssd serve\` first)`);
+  }
+}
+
+/** The store's schema is older or newer than this version's (with `create: false`, which does not migrate). */
+export class StoreVersionError extends Error {
+  constructor(where: string, found: number, wanted: number) {
+    super(
+      found < wanted
+        ? `the store in ${where} has schema version ${found}, this ximssd uses version ${wanted}: run \`ximssd serve\` once to upgrade it`
+        : `the store in ${where} has schema version ${found}, newer than this ximssd's (version ${wanted}): use a newer ximssd`,
+    );
+  }
+}
 
 /** Thrown by a store when a record an operation depends on does not exist. */
 export class NotFoundError extends Error {}

@@ -62,6 +62,10 @@ export class SessionManager {
       bus.on('alertPosted', (event) => void this.alertPosted(event)),
       bus.on('accountRemoved', ({ accountId }) => this.endAccountSessions(accountId, 'account_removed')),
       bus.on('accountChanged', ({ accountId }) => void this.refreshAccount(accountId)),
+      // A domain's defaults changed (AccountDefaultPrefs): the preferences its sessions keep.
+      bus.on('domainChanged', ({ domain }) => {
+        for (const [accountId, sessions] of this.byAccount) if ([...sessions].some((x) => x.account.domain === domain)) void this.refreshAccount(accountId);
+      }),
       bus.on('credentialsChanged', ({ accountId }) => void this.refreshAccount(accountId)),
       bus.on('mailboxChanged', ({ accountId, name }) => this.reportMailboxChange(accountId, name)),
       bus.on('endSessions', ({ accountId, except }) => {

@@ -578,6 +578,16 @@ function storedReadModifyWrite(fresh: FreshStore): void {
       await Promise.all([c.store.domains.mergeSettings(domain, { B: '2' }), other.domains.mergeSettings(domain, { C: '3' })]);
       assert.deepEqual((await c.store.domains.get(domain))?.settings, { A: '1', B: '2', C: '3' });
       await assert.rejects(c.store.domains.mergeSettings('missing.test', { A: '1' }), NotFoundError);
+      // Within a dictionary (a domain's AccountDefaults): created when missing, removed when left empty.
+      assert.deepEqual(await c.store.domains.mergeSettings(domain, { MaxAccountSize: '1M' }, 'AccountDefaults'), { A: '1', B: '2', C: '3', AccountDefaults: { MaxAccountSize: '1M' } });
+      await Promise.all([
+        c.store.domains.mergeSettings(domain, { RulesAllowed: 'None' }, 'AccountDefaults'),
+        other.domains.mergeSettings(domain, { PWDAllowed: 'No' }, 'AccountDefaults'),
+      ]);
+      assert.deepEqual((await c.store.domains.get(domain))?.settings.AccountDefaults, { MaxAccountSize: '1M', RulesAllowed: 'None', PWDAllowed: 'No' });
+      await c.store.domains.mergeSettings(domain, { MaxAccountSize: null, RulesAllowed: null, PWDAllowed: null }, 'AccountDefaults');
+      assert.deepEqual((await c.store.domains.get(domain))?.settings, { A: '1', B: '2', C: '3' });
+      await assert.rejects(c.store.domains.mergeSettings('missing.test', { A: '1' }, 'AccountDefaults'), NotFoundError);
     });
 
     it('highestModseqs reads the modseq of each existing mailbox at once', async () => {
@@ -1822,6 +1832,116 @@ function queue(fresh: FreshStore): void {
         await c.store.queue.pruneDeliveryKeys(Date.now() + DAY);
         assert.equal(typeof (await c.store.queue.enqueue(queued(T, ['a@x.test'], { key: 'submission-1' }))), 'number', 'forgotten');
         assert.equal((await c.store.mail.append(box.id, [message(1)], { deliveryKey: 'local-1' })).messages.length, 1);
+      });
+    });
+
+    describe('administration: get, retry, remove, settle, stats', () => {
+      const c = useStore(fresh);
+      it('get answers one entry with its lease; retry makes pending recipients due now (one message or all), leaving leases alone', async () => {
+        const h2 = await c.open();
+        const a = (await c.store.queue.enqueue(queued(T, ['a1@x.test', 'a2@x.test'])))!;
+        const b = (await c.store.queue.enqueue(queued(T, ['b1@x.test'])))!;
+        assert.equal(await c.store.queue.get(999_999), undefined);
+        const got = (await c.store.queue.get(a))!;
+        assert.equal(got.message.id, a);
+        assert.deepEqual(sorted(got.recipients.map((r) => r.address)), ['a1@x.test', 'a2@x.test']);
+        assert.equal(got.lease, null);
+        // a: one recipient delivered, one deferred to T + 1 day; b: deferred to T + 2 days.
+        await c.store.queue.claimDue(T, 10, lease('A', T + 100));
+        assert.equal(await c.store.queue.recordAttempt(a, 'A', [outcome('a1@x.test', 'delivered'), outcome('a2@x.test', 'pending', { nextAttempt: T + DAY })], []), true);
+        assert.equal(await c.store.queue.recordAttempt(b, 'A', [outcome('b1@x.test', 'pending', { nextAttempt: T + 2 * DAY })], []), true);
+        await c.store.queue.releaseLease(b, 'A');
+        assert.deepEqual((await c.store.queue.get(a))!.lease, lease('A', T + 100), 'the lease shows');
+        assert.equal(await c.store.queue.nextDue(T + 1000), T + DAY);
+        assert.deepEqual(await h2.queue.retry(T + 1000, b), { messages: 1, recipients: 1 });
+        assert.equal((await c.store.queue.get(b))!.recipients[0]!.nextAttempt, T + 1000);
+        assert.deepEqual((await c.store.queue.claimDue(T + 1000, 10, lease('B', T + 2000))).map((m) => m.id), [b], 'b is due now; a is still leased');
+        assert.deepEqual(await h2.queue.retry(T + 1000), { messages: 1, recipients: 1 }, "a's pending recipient only (b's is due already)");
+        const ra = new Map((await c.store.queue.get(a))!.recipients.map((r) => [r.address, r]));
+        assert.equal(ra.get('a2@x.test')!.nextAttempt, T + 1000);
+        assert.equal(ra.get('a1@x.test')!.state, 'delivered', 'done recipients stay as they are');
+        assert.deepEqual((await c.store.queue.get(a))!.lease, lease('A', T + 100), 'retry leaves the lease');
+        assert.deepEqual(await c.store.queue.claimDue(T + 50, 10, lease('C', T + 2000)), [], 'held by A until T + 100');
+        assert.deepEqual((await c.store.queue.claimDue(T + 1000, 10, lease('C', T + 2000))).map((m) => m.id), [a], 'due at T + 1000 once the lease is over');
+        assert.deepEqual(await c.store.queue.retry(T + 1000, 999_999), { messages: 0, recipients: 0 });
+      });
+
+      it('remove takes a message (and its delivery keys) away whoever holds it; the holder can record nothing after', async () => {
+        const box = await c.mailbox();
+        const id = (await c.store.queue.enqueue(queued(T, ['a@x.test'])))!;
+        await c.store.queue.claimDue(T + 10 * DAY, 100, lease('A', T + 11 * DAY));
+        await c.store.mail.append(box.id, [message(1)], { deliveryKey: `q${id}/a@x.test` });
+        assert.equal(await c.store.queue.remove(id), true);
+        assert.equal(await c.store.queue.get(id), undefined);
+        assert.equal(await c.store.queue.readRaw(id), undefined);
+        assert.equal(await c.store.queue.recordAttempt(id, 'A', [outcome('a@x.test', 'delivered')], []), false);
+        assert.equal(await c.store.queue.renewLease(id, lease('A', T + 12 * DAY)), false);
+        assert.equal(await c.store.queue.remove(id), false, 'gone already');
+        assert.equal((await c.store.mail.append(box.id, [message(1)], { deliveryKey: `q${id}/a@x.test` })).messages.length, 1, 'its delivery keys went with it');
+      });
+
+      it('settle records what `decide` chooses in one transaction, whoever holds the lease: reports queued, the message removed once nothing is pending', async () => {
+        const id = (await c.store.queue.enqueue(queued(T, ['p1@x.test', 'p2@x.test', 'd@x.test'])))!;
+        await c.store.queue.claimDue(T + 20 * DAY, 100, lease('A', T + 21 * DAY));
+        assert.equal(await c.store.queue.recordAttempt(id, 'A', [outcome('d@x.test', 'delivered')], []), true);
+        const before = (await c.store.queue.list()).length;
+        const report = queued(T + 5, ['from@contract.test'], { sender: '' });
+        let seen: string[] = [];
+        const result = await c.store.queue.settle(id, (entry, raw) => {
+          assert.ok(raw.length > 0);
+          assert.deepEqual(entry.lease, lease('A', T + 21 * DAY));
+          const pending = entry.recipients.filter((r) => r.state === 'pending');
+          seen = pending.map((r) => r.address).sort();
+          return {
+            updates: pending.map((r) => outcome(r.address, 'failed', { attempted: false, status: '5.0.0', diagnostic: 'returned by the administrator' })),
+            reports: [report],
+            result: 'done',
+          };
+        });
+        assert.equal(result, 'done');
+        assert.deepEqual(seen, ['p1@x.test', 'p2@x.test']);
+        assert.equal(await c.store.queue.get(id), undefined, 'nothing pending: removed');
+        assert.equal(await c.store.queue.recordAttempt(id, 'A', [outcome('p1@x.test', 'delivered')], []), false, "the holder's outcome is not recorded");
+        const list = await c.store.queue.list();
+        assert.equal(list.length, before, 'the report took its place');
+        assert.ok(list.some((e) => e.message.sender === '' && e.recipients[0]!.address === 'from@contract.test'));
+        assert.equal(await c.store.queue.settle(999_999, () => assert.fail('not called for a missing message')), undefined);
+
+        // A settlement that leaves a recipient pending keeps the message, without a lease.
+        const kept = (await c.store.queue.enqueue(queued(T, ['k1@x.test', 'k2@x.test'])))!;
+        await c.store.queue.claimDue(T + 20 * DAY, 100, lease('A', T + 21 * DAY));
+        await c.store.queue.settle(kept, () => ({ updates: [outcome('k1@x.test', 'failed', { attempted: false })], reports: [], result: undefined }));
+        const entry = (await c.store.queue.get(kept))!;
+        assert.equal(entry.lease, null);
+        assert.deepEqual(entry.recipients.map((r) => [r.address, r.state, r.attempts]), [['k1@x.test', 'failed', 0], ['k2@x.test', 'pending', 0]]);
+      });
+    });
+
+    describe('stats', () => {
+      const c = useStore(fresh);
+      it('counts messages and pending recipients, and knows the oldest', async () => {
+        assert.deepEqual(await c.store.queue.stats(), { messages: 0, pendingRecipients: 0 });
+        const first = (await c.store.queue.enqueue(queued(T + 50, ['a@x.test', 'b@x.test'])))!;
+        await c.store.queue.enqueue(queued(T + 10, ['c@x.test']));
+        assert.deepEqual(await c.store.queue.stats(), { messages: 2, pendingRecipients: 3, oldestCreated: T + 10 });
+        await c.store.queue.claimDue(T + 100, 10, lease('A', T + 200));
+        await c.store.queue.recordAttempt(first, 'A', [outcome('a@x.test', 'delivered')], []);
+        assert.deepEqual(await c.store.queue.stats(), { messages: 2, pendingRecipients: 2, oldestCreated: T + 10 });
+      });
+    });
+
+    describe('ids', () => {
+      const c = useStore(fresh);
+      it('queue ids are never reused, even once every message is gone', async () => {
+        const ids: number[] = [];
+        for (let i = 0; i < 3; i++) ids.push((await c.store.queue.enqueue(queued(T + i, [`r${i}@x.test`])))!);
+        for (const id of ids) assert.equal(await c.store.queue.remove(id), true);
+        assert.deepEqual(await c.store.queue.list(), []);
+        const next = (await c.store.queue.enqueue(queued(T + 9, ['again@x.test'])))!;
+        assert.ok(next > Math.max(...ids), `a new id (${next}) above every earlier one (${ids.join(', ')})`);
+        const other = await c.open();
+        await other.queue.remove(next);
+        assert.ok((await other.queue.enqueue(queued(T + 10, ['again@x.test'])))! > next);
       });
     });
 

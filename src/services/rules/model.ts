@@ -37,24 +37,9 @@ export const RULE_LIMITS = Object.freeze({
 export const RULE_TYPES = ['mailIn', 'signalIn'] as const;
 export type RuleType = (typeof RULE_TYPES)[number];
 
-/** The RulesAllowed / SignalRulesAllowed modes, the most restrictive first (knownValues order). */
-export const ALLOWED_MODES = ['None', 'Filter Only', 'No Redirect', 'Any'] as const;
-export type AllowedMode = (typeof ALLOWED_MODES)[number];
-
-/**
- * A RulesAllowed setting value as a mode. Case is ignored; `No` (the SignalRulesAllowed
- * default) is `None`; anything unknown is `None` too (refuse rather than guess).
- */
-export function parseAllowedMode(value: XimssValue | undefined): AllowedMode {
-  if (typeof value !== 'string') return 'None';
-  const v = value.trim().toLowerCase();
-  return ALLOWED_MODES.find((m) => m.toLowerCase() === v) ?? 'None';
-}
-
-/** True when `mode` is `required` or less restrictive. */
-export function modeAllows(mode: AllowedMode, required: AllowedMode): boolean {
-  return ALLOWED_MODES.indexOf(mode) >= ALLOWED_MODES.indexOf(required);
-}
+// The modes live in a module of their own (no XML, no store): the settings registry reads them too.
+export { ALLOWED_MODES, modeAllows, parseAllowedMode, type AllowedMode } from './modes.js';
+import { modeAllows, type AllowedMode } from './modes.js';
 
 /** How a condition reads the message, and so which operators and parameters it takes. */
 export type ConditionKind = 'address' | 'text' | 'header' | 'size' | 'flag' | 'signal';

@@ -301,6 +301,14 @@ export const migrations: readonly string[] = [
 /** The advisory lock key that serializes migrations between processes starting at once ('xims'). */
 const MIGRATION_LOCK = 0x78696d73;
 
+/** The schema version of the database (its latest migration), without changing anything; undefined when it has no ximssd schema. */
+export async function schemaVersion(pool: pg.Pool): Promise<number | undefined> {
+  const table = await pool.query<{ name: string | null }>("SELECT to_regclass('schema_migrations')::text AS name");
+  if (!table.rows[0]?.name) return undefined;
+  const result = await pool.query<{ version: number | null }>('SELECT max(version) AS version FROM schema_migrations');
+  return result.rows[0]?.version ?? undefined;
+}
+
 /**
  * Brings the database to the latest schema: each missing migration in its own transaction,
  * under an advisory lock, so that two nodes starting at once apply each one once.

@@ -1,10 +1,10 @@
-import type { Store } from '../store.js';
+import { NoStoreError, StoreVersionError, type Store } from '../store.js';
 import { PgAccounts, PgAlerts, PgDomains, PgMeta } from './accounts.js';
 import { PgCluster, PgSharedState } from './cluster.js';
 import { PgDatasets } from './datasets.js';
 import { Db, parseStoreUrl } from './db.js';
 import { PgMail } from './mail.js';
-import { migrate } from './migrations.js';
+import { migrate, migrations, schemaVersion } from './migrations.js';
 import { PgQueue } from './queue.js';
 import { PgRelay } from './relay.js';
 import { PgRules } from './rules.js';
@@ -33,12 +33,22 @@ export class PostgresStore implements Store {
   readonly relay: PgRelay;
   private closed: Promise<void> | undefined;
 
-  /** Connects, brings the schema up to date, and returns the store. */
-  static async open(url: string): Promise<PostgresStore> {
+  /**
+   * Connects, brings the schema up to date, and returns the store. With `existing`, the
+   * database must hold the current schema already (nothing is created or migrated):
+   * NoStoreError without one, StoreVersionError with another version.
+   */
+  static async open(url: string, options: { existing?: { where: string } } = {}): Promise<PostgresStore> {
     const { connectionString, poolSize } = parseStoreUrl(url);
     const db = new Db(connectionString, poolSize);
     try {
-      await migrate(db.pool);
+      if (options.existing) {
+        const version = await schemaVersion(db.pool);
+        if (version === undefined) throw new NoStoreError(options.existing.where);
+        if (version !== migrations.length) throw new StoreVersionError(options.existing.where, version, migrations.length);
+      } else {
+        await migrate(db.pool);
+      }
     } catch (err) {
       await db.end().catch(() => {});
       throw err;

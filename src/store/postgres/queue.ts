@@ -1,5 +1,8 @@
 import type {
   NewQueuedMessage,
+  QueueEntry,
+  QueueSettlement,
+  QueueStats,
   QueueLease,
   QueuedMessageRecord,
   QueuedRecipientRecord,
@@ -82,6 +85,26 @@ const SQL = {
     name: 'queue.allRecipients',
     text: `SELECT message_id, ${RECIPIENT_COLUMNS} FROM queue_recipients WHERE message_id = ANY($1::bigint[]) ORDER BY message_id, address`,
   },
+  one: { name: 'queue.one', text: `SELECT ${MESSAGE_COLUMNS}, lease_owner, lease_until FROM queue_messages WHERE id = $1` },
+  lockOne: { name: 'queue.lockOne', text: `SELECT ${MESSAGE_COLUMNS}, lease_owner, lease_until, raw FROM queue_messages WHERE id = $1 FOR UPDATE` },
+  clearLease: { name: 'queue.clearLease', text: 'UPDATE queue_messages SET lease_owner = NULL, lease_until = NULL WHERE id = $1' },
+  // Recipients made due now, and their messages' next_due with them (in one statement).
+  retry: {
+    name: 'queue.retry',
+    text: `WITH r AS (
+             UPDATE queue_recipients SET next_attempt = $1
+             WHERE state = 'pending' AND next_attempt > $1 AND ($2::bigint IS NULL OR message_id = $2)
+             RETURNING message_id),
+           m AS (
+             UPDATE queue_messages q SET next_due = least(q.next_due, $1) WHERE q.id IN (SELECT message_id FROM r) RETURNING q.id)
+           SELECT (SELECT count(*) FROM r)::int AS recipients, (SELECT count(*) FROM m)::int AS messages`,
+  },
+  stats: {
+    name: 'queue.stats',
+    text: `SELECT (SELECT count(*) FROM queue_messages)::int AS messages,
+             (SELECT count(*) FROM queue_recipients WHERE state = 'pending')::int AS pending,
+             (SELECT min(created) FROM queue_messages) AS oldest`,
+  },
 } satisfies Record<string, Sql>;
 
 /**
@@ -132,30 +155,59 @@ export class PgQueue implements QueueStore {
         tx.rollback();
         return false;
       }
-      if (updates.length > 0) {
-        await tx.run(SQL.update, [
-          id,
-          now,
-          updates.map((u) => withoutNul(u.address)),
-          updates.map((u) => u.state),
-          updates.map((u) => u.attempted),
-          updates.map((u) => u.nextAttempt),
-          updates.map((u) => withoutNul(u.status)),
-          updates.map((u) => withoutNul(u.diagnostic)),
-          updates.map((u) => withoutNul(u.remoteMta)),
-        ]);
-      }
-      for (const report of reports) await insert(tx, report);
-      const settled = await tx.row<{ next_due: number | null }>(SQL.settle, [id]);
-      if (settled && settled.next_due === null) {
-        await tx.run(SQL.remove, [id]);
-        await tx.run(SQL.removeKeys, [`q${id}/`, `q${id}0`]);
-      }
+      await apply(tx, id, now, updates, reports);
       return true;
     });
   }
 
-  async list(): Promise<{ message: QueuedMessageRecord; recipients: QueuedRecipientRecord[]; lease: QueueLease | null }[]> {
+  async get(id: number): Promise<QueueEntry | undefined> {
+    return this.db.tx(
+      async (tx) => {
+        const row = await tx.row<QueuedMessageRow & LeaseRow>(SQL.one, [id]);
+        if (!row) return undefined;
+        const recipients = (await tx.rows<RecipientRow>(SQL.recipients, [id])).map(toRecipient);
+        return { message: toQueuedMessage(row), recipients, lease: toLease(row) };
+      },
+      { snapshot: true },
+    );
+  }
+
+  async retry(now: number, id?: number): Promise<{ messages: number; recipients: number }> {
+    const row = await this.db.row<{ messages: number; recipients: number }>(SQL.retry, [now, id ?? null]);
+    return { messages: row?.messages ?? 0, recipients: row?.recipients ?? 0 };
+  }
+
+  async remove(id: number): Promise<boolean> {
+    return this.db.tx(async (tx) => {
+      const removed = (await tx.run(SQL.remove, [id])) > 0;
+      await tx.run(SQL.removeKeys, [`q${id}/`, `q${id}0`]);
+      return removed;
+    });
+  }
+
+  async settle<R>(id: number, decide: (entry: QueueEntry, raw: Buffer) => QueueSettlement<R>): Promise<R | undefined> {
+    const now = Date.now();
+    return this.db.tx(async (tx) => {
+      const row = await tx.row<QueuedMessageRow & LeaseRow & { raw: Buffer }>(SQL.lockOne, [id]);
+      if (!row) return undefined;
+      const recipients = (await tx.rows<RecipientRow>(SQL.recipients, [id])).map(toRecipient);
+      const { updates, reports, result } = decide({ message: toQueuedMessage(row), recipients, lease: toLease(row) }, row.raw);
+      await tx.run(SQL.clearLease, [id]);
+      await apply(tx, id, now, updates, reports);
+      return result;
+    });
+  }
+
+  async stats(): Promise<QueueStats> {
+    const row = await this.db.row<{ messages: number; pending: number; oldest: number | null }>(SQL.stats);
+    return {
+      messages: row?.messages ?? 0,
+      pendingRecipients: row?.pending ?? 0,
+      ...(row?.oldest !== null && row?.oldest !== undefined ? { oldestCreated: Number(row.oldest) } : {}),
+    };
+  }
+
+  async list(): Promise<QueueEntry[]> {
     return this.db.tx(
       async (tx) => {
         const messages = await tx.rows<QueuedMessageRow & LeaseRow>(SQL.all);
@@ -180,6 +232,29 @@ export class PgQueue implements QueueStore {
 
   async pruneDeliveryKeys(before: number): Promise<void> {
     await this.db.run(SQL.pruneKeys, [before]);
+  }
+}
+
+/** Records updates and reports; removes the message once nothing is pending (inside a transaction). */
+async function apply(tx: Tx, id: number, now: number, updates: readonly RecipientUpdate[], reports: readonly NewQueuedMessage[]): Promise<void> {
+  if (updates.length > 0) {
+    await tx.run(SQL.update, [
+      id,
+      now,
+      updates.map((u) => withoutNul(u.address)),
+      updates.map((u) => u.state),
+      updates.map((u) => u.attempted),
+      updates.map((u) => u.nextAttempt),
+      updates.map((u) => withoutNul(u.status)),
+      updates.map((u) => withoutNul(u.diagnostic)),
+      updates.map((u) => withoutNul(u.remoteMta)),
+    ]);
+  }
+  for (const report of reports) await insert(tx, report);
+  const settled = await tx.row<{ next_due: number | null }>(SQL.settle, [id]);
+  if (settled && settled.next_due === null) {
+    await tx.run(SQL.remove, [id]);
+    await tx.run(SQL.removeKeys, [`q${id}/`, `q${id}0`]);
   }
 }
 

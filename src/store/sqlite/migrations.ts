@@ -273,4 +273,49 @@ export const migrations: readonly string[] = [
     created INTEGER NOT NULL
   );
   `,
+  // 11: queue ids are never reused (AUTOINCREMENT: an INTEGER PRIMARY KEY alone hands the
+  // highest id out again once its message is gone, and ids name messages in logs, reports'
+  // delivery keys and the administrator's commands). The tables are rebuilt: new ones are
+  // filled, the old child then parent dropped (dropping a parent first would cascade), and
+  // the new ones renamed (which carries the recipients' foreign key along).
+  `
+  CREATE TABLE queue_messages_new (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    sender      TEXT NOT NULL,
+    raw         BLOB NOT NULL,
+    created     INTEGER NOT NULL,
+    expires     INTEGER NOT NULL,
+    ret         TEXT,
+    envid       TEXT,
+    source      TEXT NOT NULL,
+    submitter   INTEGER,
+    key         TEXT UNIQUE,
+    lease_owner TEXT,
+    lease_until INTEGER
+  );
+  INSERT INTO queue_messages_new (id, sender, raw, created, expires, ret, envid, source, submitter, key, lease_owner, lease_until)
+    SELECT id, sender, raw, created, expires, ret, envid, source, submitter, key, lease_owner, lease_until FROM queue_messages;
+  CREATE TABLE queue_recipients_new (
+    message_id   INTEGER NOT NULL REFERENCES queue_messages_new(id) ON DELETE CASCADE,
+    address      TEXT NOT NULL,
+    notify       TEXT,
+    orcpt        TEXT,
+    state        TEXT NOT NULL,
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    next_attempt INTEGER NOT NULL,
+    last_attempt INTEGER,
+    status       TEXT,
+    diagnostic   TEXT,
+    remote_mta   TEXT,
+    PRIMARY KEY (message_id, address)
+  ) WITHOUT ROWID;
+  INSERT INTO queue_recipients_new SELECT message_id, address, notify, orcpt, state, attempts, next_attempt, last_attempt, status, diagnostic, remote_mta
+    FROM queue_recipients;
+  DROP TABLE queue_recipients;
+  DROP TABLE queue_messages;
+  ALTER TABLE queue_messages_new RENAME TO queue_messages;
+  ALTER TABLE queue_recipients_new RENAME TO queue_recipients;
+  CREATE INDEX queue_due ON queue_recipients(state, next_attempt);
+  CREATE INDEX queue_leases ON queue_messages(lease_until) WHERE lease_until IS NOT NULL;
+  `,
 ];

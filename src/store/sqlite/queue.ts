@@ -1,6 +1,9 @@
 import type { Database as SqliteDatabase } from 'better-sqlite3';
 import type {
   NewQueuedMessage,
+  QueueEntry,
+  QueueSettlement,
+  QueueStats,
   QueueLease,
   QueuedMessageRecord,
   QueuedRecipientRecord,
@@ -48,6 +51,13 @@ export class SqliteQueue implements QueueStore {
       release: 'UPDATE queue_messages SET lease_owner = NULL, lease_until = NULL WHERE id = ? AND lease_owner = ?',
       owner: 'SELECT lease_owner FROM queue_messages WHERE id = ?',
       all: `SELECT ${MESSAGE_COLUMNS}, lease_owner, lease_until FROM queue_messages ORDER BY id`,
+      one: `SELECT ${MESSAGE_COLUMNS}, lease_owner, lease_until FROM queue_messages WHERE id = ?`,
+      retryOne: `UPDATE queue_recipients SET next_attempt = ? WHERE message_id = ? AND state = 'pending' AND next_attempt > ? RETURNING message_id`,
+      retryAll: `UPDATE queue_recipients SET next_attempt = ? WHERE state = 'pending' AND next_attempt > ? RETURNING message_id`,
+      clearLease: 'UPDATE queue_messages SET lease_owner = NULL, lease_until = NULL WHERE id = ?',
+      stats: `SELECT (SELECT count(*) FROM queue_messages) AS messages,
+        (SELECT count(*) FROM queue_recipients WHERE state = 'pending') AS pending,
+        (SELECT min(created) FROM queue_messages) AS oldest`,
       raw: 'SELECT raw FROM queue_messages WHERE id = ?',
       recipients: 'SELECT * FROM queue_recipients WHERE message_id = ? ORDER BY address',
       update: `UPDATE queue_recipients SET state = ?, attempts = attempts + ?, next_attempt = ?,
@@ -115,19 +125,66 @@ export class SqliteQueue implements QueueStore {
       // Still ours (expired or not) unless another process claimed it since.
       const row = this.sql.owner.get(id) as { lease_owner: string | null } | undefined;
       if (row?.lease_owner !== owner) return false;
-      for (const u of updates) {
-        this.sql.update.run(u.state, u.attempted ? 1 : 0, u.nextAttempt, u.attempted ? 1 : 0, now, u.status, u.diagnostic, u.remoteMta, id, u.address);
-      }
-      for (const report of reports) this.insert(report);
-      if ((this.sql.pending.get(id) as { n: number }).n === 0) {
-        this.sql.remove.run(id);
-        this.sql.removeKeys.run(`q${id}/`, `q${id}0`);
-      }
+      this.apply(id, now, updates, reports);
       return true;
     }).immediate();
   }
 
-  async list(): Promise<{ message: QueuedMessageRecord; recipients: QueuedRecipientRecord[]; lease: QueueLease | null }[]> {
+  /** Records updates and reports; removes the message once nothing is pending (inside a transaction). */
+  private apply(id: number, now: number, updates: readonly RecipientUpdate[], reports: readonly NewQueuedMessage[]): void {
+    for (const u of updates) {
+      this.sql.update.run(u.state, u.attempted ? 1 : 0, u.nextAttempt, u.attempted ? 1 : 0, now, u.status, u.diagnostic, u.remoteMta, id, u.address);
+    }
+    for (const report of reports) this.insert(report);
+    if ((this.sql.pending.get(id) as { n: number }).n === 0) this.removeNow(id);
+  }
+
+  private removeNow(id: number): boolean {
+    const removed = this.sql.remove.run(id).changes > 0;
+    this.sql.removeKeys.run(`q${id}/`, `q${id}0`);
+    return removed;
+  }
+
+  private entry(id: number): QueueEntry | undefined {
+    const row = this.sql.one.get(id) as (QueuedMessageRow & LeaseRow) | undefined;
+    if (!row) return undefined;
+    return { message: toQueuedMessage(row), recipients: (this.sql.recipients.all(id) as RecipientRow[]).map(toRecipient), lease: toLease(row) };
+  }
+
+  async get(id: number): Promise<QueueEntry | undefined> {
+    return this.db.transaction(() => this.entry(id)).deferred();
+  }
+
+  async retry(now: number, id?: number): Promise<{ messages: number; recipients: number }> {
+    return this.db.transaction(() => {
+      const rows = (id === undefined ? this.sql.retryAll.all(now, now) : this.sql.retryOne.all(now, id, now)) as { message_id: number }[];
+      return { messages: new Set(rows.map((r) => r.message_id)).size, recipients: rows.length };
+    }).immediate();
+  }
+
+  async remove(id: number): Promise<boolean> {
+    return this.db.transaction(() => this.removeNow(id)).immediate();
+  }
+
+  async settle<R>(id: number, decide: (entry: QueueEntry, raw: Buffer) => QueueSettlement<R>): Promise<R | undefined> {
+    const now = Date.now();
+    return this.db.transaction(() => {
+      const entry = this.entry(id);
+      const raw = (this.sql.raw.get(id) as { raw: Buffer } | undefined)?.raw;
+      if (!entry || !raw) return undefined;
+      const { updates, reports, result } = decide(entry, raw);
+      this.sql.clearLease.run(id);
+      this.apply(id, now, updates, reports);
+      return result;
+    }).immediate();
+  }
+
+  async stats(): Promise<QueueStats> {
+    const row = this.sql.stats.get() as { messages: number; pending: number; oldest: number | null };
+    return { messages: row.messages, pendingRecipients: row.pending, ...(row.oldest !== null ? { oldestCreated: row.oldest } : {}) };
+  }
+
+  async list(): Promise<QueueEntry[]> {
     return this.db.transaction(() =>
       (this.sql.all.all() as (QueuedMessageRow & LeaseRow)[]).map((row) => ({
         message: toQueuedMessage(row),

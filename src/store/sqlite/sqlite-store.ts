@@ -1,6 +1,6 @@
 import Database from 'better-sqlite3';
 import type { Database as SqliteDatabase } from 'better-sqlite3';
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import {
   AlreadyExistsError,
@@ -16,7 +16,10 @@ import {
   type Settings,
   type SettingsChanges,
   mergeSettings,
+  mergeSettingsWithin,
   NotFoundError,
+  NoStoreError,
+  StoreVersionError,
   type Store,
 } from '../store.js';
 import { SqliteCluster, SqliteSharedState } from './cluster.js';
@@ -37,6 +40,12 @@ export interface SqliteOpenOptions {
    * the store opens beside a running server.
    */
   lockDir?: string;
+  /**
+   * Open an existing store only (`where` names it in errors): NoStoreError when the file is
+   * missing or holds no schema (nothing is created), StoreVersionError when its schema is not
+   * this version's (no migration runs).
+   */
+  existing?: { where: string };
 }
 
 /**
@@ -71,14 +80,15 @@ export class SqliteStore implements Store {
 
   /** Opens (creating and migrating) the store in `file`; StoreLockedError when `lockDir` is served already. */
   static open(file: string, options: SqliteOpenOptions = {}): SqliteStore {
-    mkdirSync(dirname(file), { recursive: true });
+    if (options.existing && !existsSync(file)) throw new NoStoreError(options.existing.where);
+    if (!options.existing) mkdirSync(dirname(file), { recursive: true });
     let lock: DataDirLock | undefined;
     if (options.lockDir !== undefined) {
       mkdirSync(options.lockDir, { recursive: true });
       lock = DataDirLock.acquire(options.lockDir);
     }
     try {
-      return new SqliteStore(file, lock);
+      return new SqliteStore(file, lock, options.existing);
     } catch (err) {
       lock?.release();
       throw err;
@@ -88,15 +98,22 @@ export class SqliteStore implements Store {
   private constructor(
     file: string,
     private readonly lock: DataDirLock | undefined,
+    existing: { where: string } | undefined,
   ) {
-    const db = new Database(file);
+    const db = new Database(file, { fileMustExist: existing !== undefined });
     this.db = db;
     try {
+      if (existing) {
+        // Looked at before anything is written (journal_mode would turn an empty file into a WAL database).
+        const version = db.pragma('user_version', { simple: true }) as number;
+        if (version === 0) throw new NoStoreError(existing.where);
+        if (version !== migrations.length) throw new StoreVersionError(existing.where, version, migrations.length);
+      }
       db.pragma('journal_mode = WAL');
       db.pragma('synchronous = FULL');
       db.pragma('foreign_keys = ON');
       db.pragma('busy_timeout = 5000');
-      this.migrate();
+      if (!existing) this.migrate();
     } catch (err) {
       db.close();
       throw err;
@@ -171,11 +188,11 @@ class SqliteDomains implements DomainStore {
     this.sql.update.run(JSON.stringify(settings), name);
   }
 
-  async mergeSettings(name: string, changes: SettingsChanges): Promise<Settings> {
+  async mergeSettings(name: string, changes: SettingsChanges, within?: string): Promise<Settings> {
     return this.db.transaction(() => {
       const row = this.sql.byName.get(name) as DomainRow | undefined;
       if (!row) throw new NotFoundError(`domain ${name} does not exist`);
-      const merged = mergeSettings(JSON.parse(row.settings) as Settings, changes);
+      const merged = mergeSettingsWithin(JSON.parse(row.settings) as Settings, changes, within);
       this.sql.update.run(JSON.stringify(merged), name);
       return merged;
     }).immediate();

@@ -1,5 +1,6 @@
 import { multipartReport } from '../../services/mime/report.js';
 import { rfcDateInZone } from '../../services/mime/dates.js';
+import type { NewQueuedMessage } from '../../store/queue.js';
 
 /** RFC 3464 Action values this server reports. */
 export type DsnAction = 'failed' | 'delayed' | 'delivered' | 'relayed';
@@ -90,4 +91,36 @@ export function deliveryStatusNotification(hostName: string, original: DsnOrigin
     original: { raw: original.raw, full: original.ret === 'FULL' && worst === 'failed' },
     extraHeaders: ['Auto-Submitted: auto-replied'],
   });
+}
+
+/** Whether a recipient's RFC 3461 NOTIFY (as queued; null: the default, failures only) asks for this kind of report. */
+export function wantsNotify(notify: string | null, what: 'SUCCESS' | 'FAILURE'): boolean {
+  if (notify === null) return what === 'FAILURE';
+  return notify.split(',').includes(what);
+}
+
+/**
+ * The report a queued message's sender is owed about `reported`, as a message to queue (from
+ * the null sender, so that nobody ever reports on a report). The queue's attempts and the
+ * administrator's `queue bounce` both send it.
+ */
+export function reportMessage(
+  hostName: string,
+  lifetimeSeconds: number,
+  message: { sender: string; created: number; envid: string | null; ret: 'FULL' | 'HDRS' | null },
+  raw: Buffer,
+  reported: readonly DsnRecipient[],
+  now: number,
+): NewQueuedMessage {
+  return {
+    sender: '',
+    raw: deliveryStatusNotification(hostName, { sender: message.sender, raw, envid: message.envid, ret: message.ret, arrival: message.created }, reported),
+    created: now,
+    expires: now + lifetimeSeconds * 1000,
+    ret: null,
+    envid: null,
+    source: 'authenticated',
+    key: null,
+    recipients: [{ address: message.sender, notify: 'NEVER', orcpt: null }],
+  };
 }

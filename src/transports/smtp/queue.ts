@@ -1,3 +1,4 @@
+import type { EventBus } from '../../bus/bus.js';
 import type { Logger } from '../../log.js';
 import type { Metrics } from '../../metrics.js';
 import type { Config } from '../../config.js';
@@ -7,7 +8,7 @@ import { StorageLimitError } from '../../services/mail/service.js';
 import { signOutgoing, type SigningOutcome } from '../../services/mail-auth.js';
 import type { NewQueuedMessage, QueuedMessageRecord, QueuedRecipientRecord, RecipientUpdate } from '../../store/queue.js';
 import type { AccountRecord, Store } from '../../store/store.js';
-import { deliveryStatusNotification, type DsnRecipient } from './dsn.js';
+import { reportMessage, wantsNotify, type DsnRecipient } from './dsn.js';
 import type { LocalDelivery } from './local-delivery.js';
 import { resolveRecipient } from './recipients.js';
 import { RemoteDelivery, type RemoteOutcome } from './remote.js';
@@ -65,6 +66,8 @@ export interface MailQueueDeps {
   readonly remote?: RemoteDelivery;
   /** This node's id: the owner of the leases it takes on queued messages. */
   readonly node: string;
+  /** Where `queueChanged` (an administrator's `queue retry`) is heard: the queue looks for due work at once. */
+  readonly bus?: EventBus;
 }
 
 const DEFAULT_NOTIFY = null; // failures only (RFC 3461 section 4.1)
@@ -77,10 +80,7 @@ function notifyText(notify: DsnNotify | undefined): string | null {
   return values.length ? values.join(',') : 'NEVER';
 }
 
-function wants(notify: string | null, what: 'SUCCESS' | 'FAILURE'): boolean {
-  if (notify === null) return what === 'FAILURE';
-  return notify.split(',').includes(what);
-}
+const wants = wantsNotify;
 
 /**
  * The outbound queue. Everything submitted (messageSubmit and its relatives, mail that Mail
@@ -118,6 +118,7 @@ export class MailQueue implements MailSubmitter {
   private scanning = false;
   private rescan = false;
   private closed = false;
+  private unsubscribe: (() => void) | undefined;
 
   constructor(private readonly deps: MailQueueDeps) {
     this.remote = deps.remote ?? new RemoteDelivery(deps.config.outbound, deps.config.defaultDomain);
@@ -133,6 +134,7 @@ export class MailQueue implements MailSubmitter {
     this.maintenance.unref();
     this.poller = setInterval(() => this.kick(), this.leaseMs / 2);
     this.poller.unref();
+    this.unsubscribe = this.deps.bus?.on('queueChanged', () => this.kick());
   }
 
   private get leaseMs(): number {
@@ -142,6 +144,7 @@ export class MailQueue implements MailSubmitter {
   /** Stops starting attempts, ends their connections to other servers, and waits for them. */
   async close(): Promise<void> {
     this.closed = true;
+    this.unsubscribe?.();
     clearTimeout(this.timer);
     clearInterval(this.maintenance);
     clearInterval(this.poller);
@@ -308,22 +311,10 @@ export class MailQueue implements MailSubmitter {
     const reports: NewQueuedMessage[] = [];
     // Never a report about a report (or any message with the null sender).
     if (reported.length > 0 && message.sender !== '') {
-      const hostName = this.deps.config.defaultDomain;
-      const arrival = message.created;
-      const report = deliveryStatusNotification(hostName, { sender: message.sender, raw, envid: message.envid, ret: message.ret, arrival }, reported);
-      const signing = await signOutgoing(this.deps.store.domains, report);
+      const report = reportMessage(this.deps.config.defaultDomain, this.deps.config.outbound.lifetimeSeconds, message, raw, reported, finished);
+      const signing = await signOutgoing(this.deps.store.domains, report.raw);
       if (signing) this.logSigning(signing, { reportFor: message.id });
-      reports.push({
-        sender: '',
-        raw: signing?.raw ?? report,
-        created: finished,
-        expires: finished + this.deps.config.outbound.lifetimeSeconds * 1000,
-        ret: null,
-        envid: null,
-        source: 'authenticated',
-        key: null,
-        recipients: [{ address: message.sender, notify: 'NEVER', orcpt: null }],
-      });
+      reports.push(signing ? { ...report, raw: signing.raw } : report);
     }
     const recorded = await this.deps.store.queue.recordAttempt(message.id, this.deps.node, updates, reports);
     if (!recorded) this.deps.log.warn({ event: 'queue.lease_lost', queueId: message.id }, "another node took the message over; this attempt's outcome is not recorded");
