@@ -172,7 +172,6 @@ async function startOn(rawStore: Store, config: Config, log: Logger, options: Se
     { name: 'HTTP', listening: () => http.listening },
     ...(https ? [{ name: 'HTTPS', listening: () => https.listening }] : []),
   ]);
-  // The queue's size, read when /metrics is scraped (one listing of the queue per scrape).
   http.readiness = readiness;
   if (https) https.readiness = readiness;
   // Every listener is bound before anything else starts: a port that cannot be bound stops
