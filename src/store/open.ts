@@ -1,6 +1,6 @@
-import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { DataDirLock } from './lock.js';
+import { privateDirectory } from './modes.js';
 import type { Store } from './store.js';
 import { SqliteStore } from './sqlite/sqlite-store.js';
 
@@ -31,7 +31,7 @@ export async function openStore(location: string | undefined, dataDir: string, o
   if (isPostgresUrl(location)) {
     const { PostgresStore } = await import('./postgres/postgres-store.js');
     if (!options.serve) return PostgresStore.open(location);
-    mkdirSync(dataDir, { recursive: true });
+    privateDirectory(dataDir);
     const lock = DataDirLock.acquire(dataDir);
     try {
       return withRelease(await PostgresStore.open(location), lock);
