@@ -428,8 +428,11 @@ type KeyPaths<T> = T extends readonly unknown[]
     ? { [K in keyof T & string]: K | `${K}.${KeyPaths<T[K]>}` }[keyof T & string]
     : never;
 type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
-/** The schema and the Config interface name the same keys (checked by the compiler). */
-const schemaMatchesConfig: Same<KeyPaths<Config>, KeyPaths<z.infer<typeof configSchema>>> = true;
+/**
+ * Checked by the compiler: the schema and the Config interface name the same keys, and what
+ * the schema accepts is a Config (the schema may be narrower: `starttls` is one of three).
+ */
+const schemaMatchesConfig: [Same<KeyPaths<Config>, KeyPaths<z.infer<typeof configSchema>>>, z.infer<typeof configSchema> extends Config ? true : false] = [true, true];
 void schemaMatchesConfig;
 
 // ---------------------------------------------------------------------------------------------
