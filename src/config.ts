@@ -1,7 +1,10 @@
+import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { BlockList, isIP } from 'node:net';
 import { hostname } from 'node:os';
 import { resolve } from 'node:path';
-import type { LogLevel } from './log.js';
+import { z } from 'zod';
+import { LOG_LEVELS, type LogLevel } from './log.js';
 
 /** Everything an operator can set. Precedence: defaults < config file (JSON) < command-line flags. */
 export interface Config {
@@ -31,6 +34,11 @@ export interface Config {
   };
   /** Address every listener binds to. */
   host: string;
+  /**
+   * On SIGTERM/SIGINT the server stops accepting, ends every session and closes the store
+   * within this many seconds; connections still open then are dropped and the process exits.
+   */
+  shutdownSeconds: number;
   /** The structured log (JSON lines on standard output). */
   log: {
     /** trace, debug, info (the default: every event README "Logs" lists), warn, error, fatal or silent. */
@@ -78,7 +86,7 @@ export interface Config {
     /** AUTH credentials for the relay ('' = no AUTH). */
     relayUser: string;
     relayPassword: string;
-    /** STARTTLS with the relay and MX hosts: 'opportunistic' (when offered), 'required', or 'off'. */
+    /** STARTTLS with the relay and MX hosts: 'opportunistic' (when offered), 'required', or 'off' (STARTTLS_MODES). */
     starttls: string;
     /** The port MX hosts are contacted on. */
     mxPort: number;
@@ -208,6 +216,7 @@ export function defaultConfig(): Config {
     store: '',
     cluster: { nodeId: '', internalUrl: '', heartbeatSeconds: 5, nodeTimeoutSeconds: 20 },
     host: '0.0.0.0',
+    shutdownSeconds: 5,
     log: { level: 'info' },
     metrics: { enabled: true, allow: ['127.0.0.0/8', '::1'] },
     defaultDomain: hostDomainName(),
@@ -276,48 +285,554 @@ export type ConfigOverrides = {
   [K in keyof Config]?: Config[K] extends object ? Partial<Config[K]> : Config[K];
 };
 
+// ---------------------------------------------------------------------------------------------
+// The schema: every key, its type and its range. Unknown keys are refused at every depth.
+
+export const STARTTLS_MODES = ['opportunistic', 'required', 'off'] as const;
+
+/** The longest delay a timer can take (2^31-1 ms, about 24.8 days): Node fires longer ones at once. */
+const MAX_TIMER_SECONDS = 2_147_483;
+
+const number = (ok: (n: number) => boolean, rule: string) => z.number().refine(ok, rule);
+const port = (rule: string) => number((n) => Number.isInteger(n) && n >= 0 && n <= 65535, `must be a port number, 0 to 65535 (${rule})`);
+const whole = (min: number) => number((n) => Number.isSafeInteger(n) && n >= min, `must be a whole number, at least ${min}`);
+const seconds = () =>
+  number((n) => n > 0 && n <= MAX_TIMER_SECONDS, `must be a number of seconds greater than 0 and at most ${MAX_TIMER_SECONDS}`);
+const seconds0 = (meaning: string) =>
+  number((n) => n >= 0 && n <= MAX_TIMER_SECONDS, `must be a number of seconds from 0 (${meaning}) to ${MAX_TIMER_SECONDS}`);
+const millis = () => number((n) => Number.isInteger(n) && n >= 0 && n <= MAX_TIMER_SECONDS * 1000, 'must be a whole number of milliseconds, 0 or more');
+const text = (ok: (s: string) => boolean, rule: string) => z.string().refine(ok, rule);
+
+const DOMAIN_NAME = /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/i;
+
+function isHttpUrl(value: string): boolean {
+  try {
+    const url = new URL(value);
+    return (url.protocol === 'http:' || url.protocol === 'https:') && url.hostname !== '';
+  } catch {
+    return false;
+  }
+}
+
+function isPostgresUrl(value: string): boolean {
+  try {
+    return /^postgres(ql)?:$/i.test(new URL(value).protocol);
+  } catch {
+    return false;
+  }
+}
+
+/** `host`, `host:port` or `[ipv6]:port`, as the outbound queue reads `outbound.relay`. */
+function isHostPort(value: string): boolean {
+  const m = /^(?:\[([^\]]+)\]|([^:\s[\]]+))(?::(\d{1,5}))?$/.exec(value);
+  if (!m) return false;
+  if (m[1] !== undefined && isIP(m[1]) !== 6) return false;
+  if (m[2] !== undefined && isIP(m[2]) === 0 && !DOMAIN_NAME.test(m[2])) return false;
+  return m[3] === undefined || (Number(m[3]) > 0 && Number(m[3]) <= 65535);
+}
+
+/** An address (`10.1.2.3`, `::1`) or a CIDR prefix (`10.0.0.0/8`, `fd00::/8`), as node:net's BlockList takes them. */
+export function isAddressOrPrefix(value: string): boolean {
+  const [address, prefix, extra] = value.split('/');
+  if (extra !== undefined || address === undefined) return false;
+  const family = isIP(address);
+  if (family === 0) return false;
+  if (prefix === undefined) return true;
+  if (!/^\d{1,3}$/.test(prefix) || Number(prefix) > (family === 4 ? 32 : 128)) return false;
+  try {
+    new BlockList().addSubnet(address, Number(prefix), family === 4 ? 'ipv4' : 'ipv6');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const configSchema = z.strictObject({
+  dataDir: text((s) => s !== '', 'must be a directory name, not empty'),
+  store: text((s) => s === '' || isPostgresUrl(s), 'must be empty (SQLite in the data directory) or a postgres:// URL'),
+  cluster: z.strictObject({
+    nodeId: text((s) => s === '' || /^[1-9][0-9]{0,8}$/.test(s), 'must be empty (a random id at each start) or a number from 1 to 999999999, in quotes'),
+    internalUrl: text((s) => s === '' || isHttpUrl(s), 'must be empty or an http:// URL'),
+    heartbeatSeconds: seconds(),
+    nodeTimeoutSeconds: seconds(),
+  }),
+  host: text((s) => isIP(s) !== 0 || DOMAIN_NAME.test(s), 'must be an IP address (0.0.0.0 or :: for every address) or a host name'),
+  shutdownSeconds: seconds(),
+  log: z.strictObject({ level: z.enum(LOG_LEVELS) }),
+  metrics: z.strictObject({
+    enabled: z.boolean(),
+    allow: z.array(text(isAddressOrPrefix, 'must be an IP address or a CIDR prefix (such as 10.0.0.0/8 or fd00::/8)')),
+  }),
+  defaultDomain: text((s) => DOMAIN_NAME.test(s), 'must be a domain name'),
+  publicUrl: text((s) => s === '' || isHttpUrl(s), 'must be empty or an http:// or https:// URL'),
+  ports: z.strictObject({
+    ximss: port('0 = any free port'),
+    ximssTls: port('0 = off'),
+    http: port('0 = any free port'),
+    https: port('0 = off'),
+    smtp: port('0 = off'),
+    xmpp: port('0 = off'),
+  }),
+  tls: z.strictObject({ certFile: z.string(), keyFile: z.string() }),
+  inbound: z.strictObject({ authenticationChecks: z.boolean() }),
+  outbound: z.strictObject({
+    relay: text((s) => s === '' || isHostPort(s), "must be empty (to each domain's MX hosts) or host:port"),
+    relayUser: z.string(),
+    relayPassword: z.string(),
+    starttls: z.enum(STARTTLS_MODES),
+    mxPort: number((n) => Number.isInteger(n) && n >= 1 && n <= 65535, 'must be a port number, 1 to 65535'),
+    firstRetrySeconds: seconds(),
+    maxRetrySeconds: seconds(),
+    lifetimeSeconds: number((n) => n > 0 && Number.isFinite(n), 'must be a number of seconds greater than 0'),
+    concurrency: whole(1),
+    leaseSeconds: seconds(),
+  }),
+  limits: z.strictObject({
+    maxRequestBytes: whole(1),
+    preLoginRequestBytes: whole(1),
+    maxPendingRequests: whole(1),
+    preLoginRequests: whole(1),
+    preLoginOutputBytes: whole(1),
+    maxAnswerBytes: whole(1),
+    xmlDepth: whole(1),
+    xmlElements: whole(1),
+    preLoginXmlElements: whole(1),
+    xmlAttributes: whole(1),
+    xmlAttributeChars: whole(1),
+    xmlTextChars: whole(1),
+    connectionsPerAddress: whole(1),
+    preLoginConnections: whole(1),
+    abusePerAddress: whole(0),
+    abuseBlockSeconds: seconds(),
+    firstRequestSeconds: seconds(),
+    loginSeconds: seconds(),
+    httpHeadersSeconds: seconds(),
+    httpRequestSeconds: seconds(),
+    httpKeepAliveSeconds: seconds(),
+    idleTimeoutSeconds: seconds(),
+    sessionsPerAccount: whole(1),
+    sessionDataBytes: whole(1),
+    sessionDataKeys: whole(1),
+    foldersPerSession: whole(1),
+    foldersPerAccount: whole(1),
+    loginFailureDelayMs: millis(),
+    loginFailuresPerAddress: whole(1),
+    loginFailuresPerAccount: whole(1),
+    accountSlowdownMs: millis(),
+    loginFailureWindowSeconds: seconds(),
+    smtpErrorsPerConnection: whole(1),
+    maxPollSeconds: seconds0('polls answer at once'),
+    maxMessageBytes: whole(1),
+    uploadBytesPerSession: whole(1),
+    uploadBytesPerAccount: whole(1),
+    uploadBytesTotal: whole(1),
+    searchSeconds: seconds(),
+    filterSeconds: seconds(),
+  }),
+});
+
+/** Every key path of an object type (`limits.xmlDepth`), arrays as leaves. */
+type KeyPaths<T> = T extends readonly unknown[]
+  ? never
+  : T extends object
+    ? { [K in keyof T & string]: K | `${K}.${KeyPaths<T[K]>}` }[keyof T & string]
+    : never;
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+/**
+ * Checked by the compiler: the schema and the Config interface name the same keys, and what
+ * the schema accepts is a Config (the schema may be narrower: `starttls` is one of three).
+ */
+const schemaMatchesConfig: [Same<KeyPaths<Config>, KeyPaths<z.infer<typeof configSchema>>>, z.infer<typeof configSchema> extends Config ? true : false] = [true, true];
+void schemaMatchesConfig;
+
+// ---------------------------------------------------------------------------------------------
+// Problems and their report.
+
+/** One thing wrong: where it came from (the file as named, or "command line"), the key, what is wrong. */
+export interface ConfigProblem {
+  origin: string;
+  /** Dotted key path (`outbound.starttls`, `metrics.allow[1]`); '' for the file as a whole. */
+  path: string;
+  message: string;
+}
+
+/** The configuration is wrong: every problem found, each reported on one line. */
+export class ConfigError extends Error {
+  constructor(readonly problems: readonly ConfigProblem[]) {
+    super(problems.map(problemLine).join('\n'));
+    this.name = 'ConfigError';
+  }
+
+  /** The lines for standard error: `ximssd: config.json: outbound.starttls: must be one of … (got "requred")`. */
+  lines(): string[] {
+    return this.problems.map((problem) => `ximssd: ${problemLine(problem)}`);
+  }
+}
+
+function problemLine(problem: ConfigProblem): string {
+  return [problem.origin, problem.path, problem.message].filter((part) => part !== '').join(': ');
+}
+
+/** How the flags of `ximssd serve` and the other commands are named on the command line. */
+const FLAG_NAMES: Record<string, string> = {
+  dataDir: '--data',
+  store: '--store',
+  host: '--host',
+  'ports.ximss': '--ximss',
+  'ports.http': '--http',
+  'ports.smtp': '--smtp',
+  'ports.xmpp': '--xmpp',
+  'outbound.relay': '--relay',
+  'log.level': '--log-level',
+};
+
+type Segment = string | number;
+
+function dotted(path: readonly Segment[]): string {
+  return path.map((s, i) => (typeof s === 'number' ? `[${s}]` : i === 0 ? s : `.${s}`)).join('');
+}
+
 function isPlainObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-/** Deep-merges `overrides` into `base`, checking that every key exists and keeps its type. */
-export function mergeConfig(base: Config, overrides: unknown, origin: string): Config {
-  const merged = structuredClone(base) as unknown as Record<string, unknown>;
-  const walk = (target: Record<string, unknown>, source: unknown, path: string): void => {
-    if (!isPlainObject(source)) throw new Error(`${origin}: ${path || 'configuration'} must be an object`);
-    for (const [key, value] of Object.entries(source)) {
-      if (value === undefined) continue;
-      const where = path ? `${path}.${key}` : key;
-      const current = target[key];
-      if (!(key in target)) throw new Error(`${origin}: unknown setting ${where}`);
-      if (isPlainObject(current)) walk(current, value, where);
-      else if (current !== undefined && typeof current !== typeof value) {
-        throw new Error(`${origin}: ${where} must be a ${typeof current}`);
-      } else target[key] = value;
-    }
-  };
-  walk(merged, overrides, '');
-  return merged as unknown as Config;
+function lookup(value: unknown, path: readonly Segment[]): { found: boolean; value?: unknown } {
+  let current = value;
+  for (const segment of path) {
+    if (typeof segment === 'number' ? !Array.isArray(current) : !isPlainObject(current)) return { found: false };
+    const container = current as Record<string | number, unknown>;
+    if (!Object.prototype.hasOwnProperty.call(container, segment)) return { found: false };
+    current = container[segment];
+  }
+  return { found: true, value: current };
 }
 
-export function loadConfig(file: string | undefined, flags: ConfigOverrides): Config {
-  let config = defaultConfig();
-  if (file) {
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(readFileSync(file, 'utf8'));
-    } catch (err) {
-      throw new Error(`cannot read config file ${file}: ${(err as Error).message}`);
+/** What was given, for the message: short, and never a password. */
+function shown(path: readonly Segment[], value: unknown): string {
+  const last = path[path.length - 1];
+  if (typeof last === 'string' && /password/i.test(last)) return '';
+  let json = JSON.stringify(value) ?? String(value);
+  if (path.length === 1 && last === 'store' && typeof value === 'string') {
+    json = JSON.stringify(value.replace(/^([a-z]+:\/\/[^:@/]*:)[^@/]*@/i, '$1…@'));
+  }
+  if (json.length > 80) json = `${json.slice(0, 77)}…`;
+  return ` (got ${json})`;
+}
+
+function typeRule(expected: string): string {
+  switch (expected) {
+    case 'object':
+      return 'must be an object ({ … })';
+    case 'array':
+      return 'must be a list ([ … ])';
+    case 'boolean':
+      return 'must be true or false';
+    case 'string':
+      return 'must be a string (in quotes)';
+    case 'number':
+      return 'must be a number';
+    default:
+      return `must be a ${expected}`;
+  }
+}
+
+/** The nearest known key to a misspelt one, if it is near. */
+function suggestion(key: string, known: readonly string[]): string | undefined {
+  // Optimal string alignment distance: edits and transpositions of neighbours (hots → host).
+  const distance = (a: string, b: string): number => {
+    const d = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
+    for (let i = 1; i <= a.length; i++) {
+      for (let j = 1; j <= b.length; j++) {
+        const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+        d[i]![j] = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost);
+        if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d[i]![j] = Math.min(d[i]![j]!, d[i - 2]![j - 2]! + 1);
+      }
     }
-    config = mergeConfig(config, parsed, file);
+    return d[a.length]![b.length]!;
+  };
+  let best: string | undefined;
+  let bestDistance = Infinity;
+  for (const candidate of known) {
+    const d = candidate.toLowerCase() === key.toLowerCase() ? 0 : distance(key, candidate);
+    if (d < bestDistance) [best, bestDistance] = [candidate, d];
   }
-  config = mergeConfig(config, flags, 'command line');
+  return bestDistance <= Math.max(1, Math.floor(key.length / 4)) ? best : undefined;
+}
+
+interface Sources {
+  /** Each source of settings, lowest precedence first: the name it is reported under, and what it set. */
+  readonly layers: readonly { origin: string; values: unknown }[];
+}
+
+/** The source that set `path` (the highest one wins), else the first that set one of `related`. */
+function originOf(sources: Sources, path: readonly Segment[], related: readonly (readonly Segment[])[] = []): string {
+  for (const candidate of [path, ...related]) {
+    for (let i = sources.layers.length - 1; i >= 0; i--) {
+      const layer = sources.layers[i]!;
+      if (lookup(layer.values, candidate).found) return layer.origin;
+    }
+  }
+  return sources.layers[sources.layers.length - 1]?.origin ?? 'configuration';
+}
+
+function pathText(origin: string, path: readonly Segment[]): string {
+  const name = dotted(path);
+  const flag = origin === 'command line' ? FLAG_NAMES[name] : undefined;
+  return flag ? `${name} (${flag})` : name;
+}
+
+/** Checks a merged configuration against the schema and the rules between keys: every problem found. */
+function schemaProblems(merged: unknown, sources: Sources): ConfigProblem[] {
+  const problems: ConfigProblem[] = [];
+  const add = (path: readonly Segment[], message: string, related: readonly (readonly Segment[])[] = [], withValue = true): void => {
+    const origin = originOf(sources, path, related);
+    const value = lookup(merged, path);
+    problems.push({ origin, path: pathText(origin, path), message: message + (withValue && value.found ? shown(path, value.value) : '') });
+  };
+  const result = configSchema.safeParse(merged);
+  if (!result.success) {
+    for (const issue of result.error.issues) {
+      const path = issue.path.filter((s): s is Segment => typeof s !== 'symbol');
+      switch (issue.code) {
+        case 'unrecognized_keys': {
+          const known = Object.keys((lookup(defaultConfig(), path).value as Record<string, unknown> | undefined) ?? {});
+          for (const key of issue.keys) {
+            const near = suggestion(key, known);
+            add([...path, key], `unknown setting${near ? ` (did you mean ${dotted([...path, near])}?)` : ''}`, [], false);
+          }
+          break;
+        }
+        case 'invalid_type':
+          add(path, typeRule(issue.expected));
+          break;
+        case 'invalid_value':
+          add(path, `must be one of ${issue.values.map(String).join(', ')}`);
+          break;
+        default:
+          add(path, issue.message);
+      }
+    }
+  }
+  // Rules between keys, checked where both are numbers / strings.
+  const num = (path: Segment[]): number | undefined => {
+    const value = lookup(merged, path).value;
+    return typeof value === 'number' ? value : undefined;
+  };
+  const pairs: [Segment[], Segment[], (a: number, b: number) => boolean, string][] = [
+    [['cluster', 'nodeTimeoutSeconds'], ['cluster', 'heartbeatSeconds'], (a, b) => a > b, 'must be greater than cluster.heartbeatSeconds'],
+    [['outbound', 'maxRetrySeconds'], ['outbound', 'firstRetrySeconds'], (a, b) => a >= b, 'must be at least outbound.firstRetrySeconds'],
+    [['limits', 'httpHeadersSeconds'], ['limits', 'httpRequestSeconds'], (a, b) => a <= b, 'must be at most limits.httpRequestSeconds'],
+  ];
+  for (const [path, other, ok, rule] of pairs) {
+    const a = num(path);
+    const b = num(other);
+    if (a !== undefined && b !== undefined && !ok(a, b)) add(path, `${rule} (${b})`, [other]);
+  }
+  const certFile = lookup(merged, ['tls', 'certFile']).value;
+  const keyFile = lookup(merged, ['tls', 'keyFile']).value;
+  if (typeof certFile === 'string' && typeof keyFile === 'string' && (certFile === '') !== (keyFile === '')) {
+    const [missing, given] = certFile === '' ? (['certFile', 'keyFile'] as const) : (['keyFile', 'certFile'] as const);
+    add(['tls', missing], `must be set together with tls.${given} (both, or neither for a generated certificate)`, [['tls', given]], false);
+  }
+  return problems;
+}
+
+function readProblem(err: unknown): string {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === 'ENOENT') return 'no such file';
+  if (code === 'EACCES' || code === 'EPERM') return 'permission denied';
+  if (code === 'EISDIR') return 'is a directory';
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** The certificate and key files: readable, PEM, and a pair. */
+function tlsFileProblems(merged: unknown, sources: Sources): ConfigProblem[] {
+  const certFile = lookup(merged, ['tls', 'certFile']).value;
+  const keyFile = lookup(merged, ['tls', 'keyFile']).value;
+  if (typeof certFile !== 'string' || typeof keyFile !== 'string' || certFile === '' || keyFile === '') return [];
+  const files = { certFile, keyFile };
+  const problems: ConfigProblem[] = [];
+  const add = (key: 'certFile' | 'keyFile', message: string): void => {
+    const origin = originOf(sources, ['tls', key]);
+    problems.push({ origin, path: `tls.${key}`, message: `${message} (got ${JSON.stringify(files[key])})` });
+  };
+  let cert: X509Certificate | undefined;
+  let key: ReturnType<typeof createPrivateKey> | undefined;
+  try {
+    const pem = readFileSync(certFile);
+    try {
+      if (!pem.includes('-----BEGIN CERTIFICATE-----')) throw new Error('no certificate');
+      cert = new X509Certificate(pem);
+    } catch {
+      add('certFile', 'is not a PEM certificate (-----BEGIN CERTIFICATE-----)');
+    }
+  } catch (err) {
+    add('certFile', `cannot be read: ${readProblem(err)}`);
+  }
+  try {
+    const pem = readFileSync(keyFile);
+    try {
+      if (!/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(pem.toString('latin1'))) throw new Error('no key');
+      key = createPrivateKey(pem);
+    } catch {
+      add('keyFile', 'is not an unencrypted PEM private key (-----BEGIN PRIVATE KEY-----)');
+    }
+  } catch (err) {
+    add('keyFile', `cannot be read: ${readProblem(err)}`);
+  }
+  if (cert && key && !cert.checkPrivateKey(key)) add('keyFile', `is not the key of the certificate in tls.certFile`);
+  return problems;
+}
+
+/** Merges `source` into `target` (objects key by key, anything else replaced); undefined values are skipped. */
+function deepMerge(target: unknown, source: unknown): unknown {
+  if (source === undefined) return target;
+  if (!isPlainObject(target) || !isPlainObject(source)) return structuredClone(source);
+  const merged: Record<string, unknown> = { ...target };
+  for (const [key, value] of Object.entries(source)) merged[key] = deepMerge(target[key], value);
+  return merged;
+}
+
+/**
+ * Deep-merges `overrides` into `base` and checks the result against the schema (unknown
+ * keys, types, ranges; not the files it names): a ConfigError lists every problem, under
+ * `origin`. The tests build their configurations with it.
+ */
+export function mergeConfig(base: Config, overrides: unknown, origin: string): Config {
+  const sources: Sources = { layers: [{ origin, values: overrides }] };
+  if (!isPlainObject(overrides)) throw new ConfigError([{ origin, path: '', message: 'the configuration must be an object ({ … })' }]);
+  const merged = deepMerge(base, overrides);
+  const problems = schemaProblems(merged, sources);
+  if (problems.length > 0) throw new ConfigError(problems);
+  return merged as Config;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The file.
+
+/** The offset of the first syntax error in `text` (JSON, RFC 8259), or -1. */
+function jsonErrorOffset(text: string): number {
+  let i = 0;
+  const stop = new Error('syntax');
+  const fail = (): never => {
+    throw stop;
+  };
+  const ws = (): void => {
+    while (i < text.length && ' \t\n\r'.includes(text[i]!)) i++;
+  };
+  const expect = (char: string): void => {
+    if (text[i] !== char) fail();
+    i++;
+  };
+  const string = (): void => {
+    expect('"');
+    for (;;) {
+      const c = text[i];
+      if (c === undefined || c < ' ') fail();
+      if (c === '"') return void i++;
+      if (c === '\\') {
+        i++;
+        if (text[i] === 'u') {
+          if (!/^[0-9a-fA-F]{4}$/.test(text.slice(i + 1, i + 5))) fail();
+          i += 5;
+        } else if (text[i] !== undefined && '"\\/bfnrt'.includes(text[i]!)) i++;
+        else fail();
+      } else i++;
+    }
+  };
+  const value = (): void => {
+    ws();
+    const c = text[i];
+    if (c === '{') {
+      i++;
+      ws();
+      if (text[i] === '}') return void i++;
+      for (;;) {
+        ws();
+        string();
+        ws();
+        expect(':');
+        value();
+        ws();
+        if (text[i] === ',') i++;
+        else return expect('}');
+      }
+    }
+    if (c === '[') {
+      i++;
+      ws();
+      if (text[i] === ']') return void i++;
+      for (;;) {
+        value();
+        ws();
+        if (text[i] === ',') i++;
+        else return expect(']');
+      }
+    }
+    if (c === '"') return string();
+    for (const literal of ['true', 'false', 'null']) {
+      if (text.startsWith(literal, i)) return void (i += literal.length);
+    }
+    const number = /-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?/y;
+    number.lastIndex = i;
+    if (!number.test(text)) fail();
+    i = number.lastIndex;
+  };
+  try {
+    value();
+    ws();
+    if (i < text.length) fail();
+    return -1;
+  } catch (err) {
+    if (err === stop) return i;
+    throw err;
+  }
+}
+
+/** Reads and parses the configuration file; a ConfigError names the file (and where the JSON is broken). */
+export function readConfigFile(file: string): unknown {
+  const problem = (message: string): ConfigError => new ConfigError([{ origin: file, path: '', message }]);
+  let content: string;
+  try {
+    content = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw problem(`cannot be read: ${readProblem(err)}`);
+  }
+  if (content.charCodeAt(0) === 0xfeff) content = content.slice(1);
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(content);
+  } catch (err) {
+    const offset = jsonErrorOffset(content);
+    const at = offset < 0 ? 0 : offset;
+    const before = content.slice(0, at);
+    const line = before.split('\n').length;
+    const column = at - before.lastIndexOf('\n');
+    const why = (err as Error).message
+      .replace(/, .*is not valid JSON$/s, '')
+      .replace(/ in JSON at position \d+.*$/s, '')
+      .replace(/^Unexpected end of JSON input$/, 'unexpected end of the file');
+    throw problem(`line ${line}, column ${column}: not valid JSON: ${why}`);
+  }
+  if (!isPlainObject(parsed)) throw problem('must hold a JSON object ({ … })');
+  return parsed;
+}
+
+/**
+ * The configuration: the defaults, the file (JSON) over them, the command-line flags over
+ * that; checked as a whole (schema, rules between keys, the certificate files) before
+ * anything starts. A ConfigError lists every problem, each naming where the value came from.
+ */
+export function loadConfig(file: string | undefined, flags: ConfigOverrides | Record<string, unknown>): Config {
+  const layers: { origin: string; values: unknown }[] = [];
+  if (file) layers.push({ origin: file, values: readConfigFile(file) });
+  layers.push({ origin: 'command line', values: flags });
+  const sources: Sources = { layers };
+  let merged: unknown = defaultConfig();
+  for (const layer of layers) merged = deepMerge(merged, layer.values);
+  const problems = [...schemaProblems(merged, sources), ...tlsFileProblems(merged, sources)];
+  if (problems.length > 0) throw new ConfigError(problems);
+  const config = merged as Config;
   config.dataDir = resolve(config.dataDir);
-  if (config.store !== '' && !/^postgres(ql)?:\/\/./i.test(config.store)) {
-    throw new Error(`store must be empty (SQLite in the data directory) or a postgres:// URL, not ${JSON.stringify(config.store)}`);
-  }
-  if (config.cluster.nodeId !== '' && !/^[1-9][0-9]{0,8}$/.test(config.cluster.nodeId)) {
-    throw new Error('cluster.nodeId must be a number from 1 to 999999999');
-  }
   return config;
 }

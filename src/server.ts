@@ -17,7 +17,8 @@ import { AuthService, type AuthOptions } from './services/auth.js';
 import { EventBus } from './bus/bus.js';
 import { ConnectionLimiter } from './services/connections.js';
 import { SharedGuardState } from './services/login-guard.js';
-import { openStore } from './store/open.js';
+import { privateDirectory } from './store/modes.js';
+import { openStore, StoreLockedError } from './store/open.js';
 import type { Store } from './store/store.js';
 import { ClusterNode } from './services/cluster.js';
 import { loadTlsContext } from './tls.js';
@@ -52,11 +53,21 @@ export class ListenError extends Error {
   }
 }
 
+/** The store could not be opened (PostgreSQL unreachable, the SQLite file unwritable…). */
+export class StoreOpenError extends Error {}
+
 export interface RunningServer {
   readonly services: XimssServices;
   /** The ports actually bound (useful when 0 was asked for). */
   readonly ports: { ximss: number; ximssTls?: number; http: number; https?: number; smtp?: number };
+  /** Stops: listeners close, sessions end (bye), the queue stops, the store closes. */
   close(): Promise<void>;
+  /**
+   * Stops on a signal, within `seconds` (default config.shutdownSeconds): close(), and past
+   * that bound the connections still open are dropped (logged as server.stop_forced) and it
+   * resolves anyway, for the process to exit. Called again with 0, it stops waiting at once.
+   */
+  shutdown(signal: string, seconds?: number): Promise<{ forced: boolean }>;
 }
 
 /** What a caller may plug in besides the configuration. */
@@ -86,7 +97,14 @@ function printPassword(domain: string, password: string): void {
 /** The composition root: builds the store, services and listeners of one server process. */
 export async function startServer(config: Config, options: ServerOptions = {}): Promise<RunningServer> {
   const log = options.log ?? createLogger({ level: config.log.level });
-  const store = await openStore(config.store || undefined, config.dataDir, { serve: true });
+  let store: Store;
+  try {
+    store = await openStore(config.store || undefined, config.dataDir, { serve: true });
+  } catch (err) {
+    if (err instanceof StoreLockedError) throw err;
+    const where = config.store ? config.store.replace(/^([a-z]+:\/\/[^:@/]*:)[^@/]*@/i, '$1…@') : `${config.dataDir}/ximssd.sqlite`;
+    throw new StoreOpenError(`cannot open the store ${where}: ${errorText(err)}`, { cause: err });
+  }
   try {
     return await startOn(store, config, log, options);
   } catch (err) {
@@ -118,6 +136,7 @@ async function startOn(rawStore: Store, config: Config, log: Logger, options: Se
   const delivery = new LocalDelivery({ mail, rules, datasets, accounts, submitter: queue, hostName: config.defaultDomain, log: log.child({ component: 'delivery' }) });
   // Uploaded files do not outlive the process: the spool starts empty (the data directory is
   // this process's alone: see openStore).
+  privateDirectory(join(config.dataDir, 'spool'));
   const uploads = await UploadSpool.open(join(config.dataDir, 'spool', 'uploads'), {
     fileBytes: config.limits.maxMessageBytes,
     sessionBytes: config.limits.uploadBytesPerSession,
@@ -228,12 +247,43 @@ async function startOn(rawStore: Store, config: Config, log: Logger, options: Se
       await store.close();
       log.info({ component: 'server', event: 'server.stopped' }, 'ximssd stopped');
     })());
-  return {
-    services,
-    ports,
-    close: () => {
-      readiness.markClosing();
-      return close();
-    },
+  // /readyz answers 503 from the moment the server begins to stop.
+  const closeServer = (): Promise<void> => {
+    readiness.markClosing();
+    return close();
   };
+
+  let stopping: Promise<{ forced: boolean }> | undefined;
+  let forceNow: (() => void) | undefined;
+  const shutdown = (signal: string, seconds = config.shutdownSeconds): Promise<{ forced: boolean }> => {
+    if (stopping) {
+      if (seconds === 0) forceNow?.();
+      return stopping;
+    }
+    log.info({ component: 'server', event: 'server.stopping', signal, shutdownSeconds: seconds }, `${signal}: stopping`);
+    let timer: NodeJS.Timeout | undefined;
+    const bound = new Promise<'forced'>((resolve) => {
+      forceNow = () => resolve('forced');
+      timer = setTimeout(forceNow, seconds * 1000);
+    });
+    stopping = Promise.race([closeServer().then(() => 'clean' as const), bound]).then(
+      (outcome) => {
+        clearTimeout(timer);
+        if (outcome === 'clean') return { forced: false };
+        const open = tcp.connections.size + (tcpTls?.connections.size ?? 0);
+        log.warn(
+          { component: 'server', event: 'server.stop_forced', signal, shutdownSeconds: seconds, ximssConnections: open },
+          `not stopped within ${seconds} s: dropping the connections left`,
+        );
+        for (const listener of [tcp, tcpTls]) for (const connection of listener?.connections ?? []) connection.destroy();
+        return { forced: true };
+      },
+      (err: unknown) => {
+        clearTimeout(timer);
+        throw err;
+      },
+    );
+    return stopping;
+  };
+  return { services, ports, close: closeServer, shutdown };
 }

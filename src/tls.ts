@@ -1,11 +1,13 @@
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import tls from 'node:tls';
 import type { Config } from './config.js';
+import { privateDirectory, privateFile } from './store/modes.js';
 
 /**
  * The server certificate: the configured PEM files, or a self-signed certificate generated
- * on first start and kept in `<data>/tls/` so that clients can pin it.
+ * on first start and kept in `<data>/tls/` (0700; key and certificate 0600) so that clients
+ * can pin it.
  */
 export async function loadTlsContext(config: Config): Promise<tls.SecureContext> {
   let certFile = config.tls.certFile;
@@ -14,8 +16,8 @@ export async function loadTlsContext(config: Config): Promise<tls.SecureContext>
     const dir = join(config.dataDir, 'tls');
     certFile = join(dir, 'cert.pem');
     keyFile = join(dir, 'key.pem');
+    privateDirectory(dir);
     if (!existsSync(certFile) || !existsSync(keyFile)) {
-      mkdirSync(dir, { recursive: true });
       // Loaded only when a certificate is generated: it takes longer to load than the rest.
       const { generate } = await import('selfsigned');
       const pems = await generate([{ name: 'commonName', value: config.defaultDomain }], {
@@ -38,9 +40,11 @@ export async function loadTlsContext(config: Config): Promise<tls.SecureContext>
         ],
       });
       writeFileSync(keyFile, pems.private, { mode: 0o600 });
-      chmodSync(keyFile, 0o600);
-      writeFileSync(certFile, pems.cert);
+      writeFileSync(certFile, pems.cert, { mode: 0o600 });
     }
+    // 0600 even when an earlier version wrote them wider.
+    privateFile(keyFile);
+    privateFile(certFile);
   }
   return tls.createSecureContext({ cert: readFileSync(certFile), key: readFileSync(keyFile) });
 }

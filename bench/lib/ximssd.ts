@@ -103,6 +103,10 @@ export async function startXimssd(options: XimssdOptions = {}): Promise<Ximssd> 
     if (options.dataDir) mkdirSync(options.dataDir, { recursive: true });
     const create = options.createAccounts ?? true;
     if (create && (!options.dataDir || !existsSync(accountMarker))) {
+      // Only `init` (or `serve`) creates a store; on one made before it says so, and that is fine.
+      await runCommand(process.execPath, [MAIN, 'init', '--config', configFile]).catch((err: Error) => {
+        if (!/there is already a ximssd store/.test(err.message)) throw err;
+      });
       await runCommand(process.execPath, [MAIN, 'account', 'add', USER, '--password', PASSWORD, '--config', configFile]);
       if (options.dataDir) writeFileSync(accountMarker, `${USER}\n`);
     }
@@ -120,14 +124,13 @@ export async function startXimssd(options: XimssdOptions = {}): Promise<Ximssd> 
     const smtpPort = options.smtp ? await freePort() : 0;
     const args = [...nodeArgs, MAIN, 'serve', '--config', configFile, '--ximss', '0', '--http', '0', '--smtp', String(smtpPort), '--xmpp', '0'];
     child = spawnChild(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
-    // The whole line: `ximssd … listening on H: XIMSS n, HTTP n, SMTP n (data in …)`, or
-    // `… (store PostgreSQL, node N)` on PostgreSQL.
-    const match = await child.waitFor(/listening on \S+: XIMSS (\d+)\b.*?, HTTP (\d+)\b.*\((?:data in |store )/);
-    const ports: { ximss: number; http: number; smtp?: number } = { ximss: Number(match[1]), http: Number(match[2]) };
+    // The server's `server.started` log line (JSON) names the ports it bound.
+    const match = await child.waitFor(/^\{.*"event":"server\.started".*\}$/m);
+    const started = JSON.parse(match[0]) as { ports: { ximss: number; http: number; smtp?: number } };
+    const ports: { ximss: number; http: number; smtp?: number } = { ximss: started.ports.ximss, http: started.ports.http };
     if (options.smtp) {
-      const smtp = match[0].match(/, SMTP (\d+)\b/);
-      if (!smtp) throw new Error(`ximssd started without SMTP (asked for port ${smtpPort}):\n${child.output()}`);
-      ports.smtp = Number(smtp[1]);
+      if (!started.ports.smtp) throw new Error(`ximssd started without SMTP (asked for port ${smtpPort}):\n${child.output()}`);
+      ports.smtp = started.ports.smtp;
     }
     const running = child;
     return {

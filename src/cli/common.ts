@@ -16,9 +16,10 @@ import { ServiceError } from '../services/errors.js';
 import { NoStoreError, openStore, StoreVersionError } from '../store/open.js';
 import type { AccountRecord, Store } from '../store/store.js';
 
+/** Commander's parser of port flags: a whole number from 0 to 65535 (an invalid one exits 2, see main.ts). */
 export function port(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError('not a port number');
+  const n = /^[0-9]{1,5}$/.test(value.trim()) ? Number(value) : NaN;
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError('It must be a port number, 0 to 65535.');
   return n;
 }
 
@@ -28,7 +29,8 @@ export interface CommonOptions {
   store?: string;
 }
 
-export function configFrom(options: CommonOptions, extra: ConfigOverrides = {}): Config {
+/** The configuration of a command: defaults, --config FILE, then the flags; a ConfigError lists every problem. */
+export function configFrom(options: CommonOptions, extra: ConfigOverrides | Record<string, unknown> = {}): Config {
   return loadConfig(options.config, {
     ...extra,
     ...(options.data ? { dataDir: options.data } : {}),

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import type { Config } from '../config.js';
+import { createLogger, errorText } from '../log.js';
 import { StoreLockedError } from '../store/open.js';
 import { configFrom, dataOptions, port, type CommonOptions } from './common.js';
 
@@ -16,8 +17,8 @@ interface ServeOptions extends CommonOptions {
 export function registerServe(program: Command): void {
   dataOptions(program.command('serve').description('run the server'))
     .option('--host <addr>', 'address to listen on (default 0.0.0.0)')
-    .option('--ximss <port>', 'XIMSS TCP port (default 11024)', port)
-    .option('--http <port>', 'HTTP port (default 8100)', port)
+    .option('--ximss <port>', 'XIMSS TCP port (default 11024; 0 = any free port)', port)
+    .option('--http <port>', 'HTTP port (default 8100; 0 = any free port)', port)
     .option('--smtp <port>', 'SMTP port (default 2525; 0 turns SMTP off)', port)
     .option('--xmpp <port>', 'XMPP port (default 5222)', port)
     .option('--relay <host:port>', "send mail for other domains through this SMTP relay (default: to each domain's MX)")
@@ -28,33 +29,43 @@ export function registerServe(program: Command): void {
       if (options.http !== undefined) ports.http = options.http;
       if (options.smtp !== undefined) ports.smtp = options.smtp;
       if (options.xmpp !== undefined) ports.xmpp = options.xmpp;
+      // The flags go through the same validation as the file (a ConfigError exits 2, see main.ts).
       const config = configFrom(options, {
-        ...(options.host ? { host: options.host } : {}),
-        ...(options.relay ? { outbound: { relay: options.relay } } : {}),
-        ...(options.logLevel ? { log: { level: options.logLevel as Config['log']['level'] } } : {}),
+        ...(options.host !== undefined ? { host: options.host } : {}),
+        ...(options.relay !== undefined ? { outbound: { relay: options.relay } } : {}),
+        ...(options.logLevel !== undefined ? { log: { level: options.logLevel } } : {}),
         ports,
       });
+      const log = createLogger({ level: config.log.level });
       // Loaded here only: the listeners, TLS and the XML engine are not needed by the store commands.
-      const { startServer } = await import('../server.js');
+      const { startServer, ListenError, StoreOpenError } = await import('../server.js');
       let server;
       try {
-        server = await startServer(config);
+        server = await startServer(config, { log });
       } catch (err) {
-        if (err instanceof StoreLockedError) {
-          console.error(`ximssd: ${err.message}`);
-          process.exit(1);
-        }
-        throw err;
+        // One line, exit 1: a port in use, the store unreachable or served by another process.
+        const known = err instanceof ListenError || err instanceof StoreLockedError || err instanceof StoreOpenError;
+        log.error(
+          { component: 'server', event: 'server.start_failed', error: errorText(err), ...(known ? {} : { err }) },
+          'ximssd could not start',
+        );
+        console.error(`ximssd: ${known ? errorText(err) : `cannot start: ${errorText(err)}`}`);
+        process.exit(1);
       }
+      const running = server;
       let stopping = false;
-      const stop = (signal: string): void => {
-        if (stopping) return;
+      const stop = (signal: NodeJS.Signals): void => {
+        if (stopping) {
+          // A second signal: stop now.
+          running.shutdown(signal, 0).then(() => process.exit(0), () => process.exit(1));
+          return;
+        }
         stopping = true;
-        console.log(`${signal}: shutting down`);
-        server.close().then(
+        running.shutdown(signal).then(
           () => process.exit(0),
           (err: unknown) => {
-            console.error('shutdown failed:', err);
+            log.error({ component: 'server', event: 'server.stop_failed', err }, 'shutdown failed');
+            console.error(`ximssd: shutdown failed: ${errorText(err)}`);
             process.exit(1);
           },
         );

@@ -1,6 +1,6 @@
-import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { DataDirLock } from './lock.js';
+import { privateDirectory } from './modes.js';
 import type { Store } from './store.js';
 import { SqliteStore } from './sqlite/sqlite-store.js';
 
@@ -57,7 +57,7 @@ export async function openStore(location: string | undefined, dataDir: string, o
   if (isPostgresUrl(location)) {
     const { PostgresStore } = await import('./postgres/postgres-store.js');
     if (!options.serve) return PostgresStore.open(location, { existing });
-    mkdirSync(dataDir, { recursive: true });
+    privateDirectory(dataDir);
     const lock = DataDirLock.acquire(dataDir);
     try {
       return withRelease(await PostgresStore.open(location, { existing }), lock);

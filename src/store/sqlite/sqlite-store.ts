@@ -1,6 +1,6 @@
 import Database from 'better-sqlite3';
 import type { Database as SqliteDatabase } from 'better-sqlite3';
-import { existsSync, mkdirSync } from 'node:fs';
+import { closeSync, existsSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 import {
   AlreadyExistsError,
@@ -25,6 +25,7 @@ import {
 import { SqliteCluster, SqliteSharedState } from './cluster.js';
 import { SqliteDatasets } from './datasets.js';
 import { DataDirLock } from '../lock.js';
+import { privateDirectory, privateFile } from '../modes.js';
 import { SqliteMail } from './mail.js';
 import { SqliteQueue } from './queue.js';
 import { SqliteRelay } from './relay.js';
@@ -81,10 +82,10 @@ export class SqliteStore implements Store {
   /** Opens (creating and migrating) the store in `file`; StoreLockedError when `lockDir` is served already. */
   static open(file: string, options: SqliteOpenOptions = {}): SqliteStore {
     if (options.existing && !existsSync(file)) throw new NoStoreError(options.existing.where);
-    if (!options.existing) mkdirSync(dirname(file), { recursive: true });
+    if (!options.existing) privateDirectory(dirname(file));
     let lock: DataDirLock | undefined;
     if (options.lockDir !== undefined) {
-      mkdirSync(options.lockDir, { recursive: true });
+      privateDirectory(options.lockDir);
       lock = DataDirLock.acquire(options.lockDir);
     }
     try {
@@ -100,6 +101,9 @@ export class SqliteStore implements Store {
     private readonly lock: DataDirLock | undefined,
     existing: { where: string } | undefined,
   ) {
+    // 0600 before SQLite writes anything: it gives the -wal and -shm files the database's mode.
+    if (!existing) closeSync(openSync(file, 'a', 0o600));
+    for (const path of [file, `${file}-wal`, `${file}-shm`]) privateFile(path);
     const db = new Database(file, { fileMustExist: existing !== undefined });
     this.db = db;
     try {
