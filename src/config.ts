@@ -1,6 +1,7 @@
 import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { BlockList, isIP } from 'node:net';
+import { isIP } from 'node:net';
+import { addressList } from './services/client-address.js';
 import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import { z } from 'zod';
@@ -333,14 +334,8 @@ function isHostPort(value: string): boolean {
 
 /** An address (`10.1.2.3`, `::1`) or a CIDR prefix (`10.0.0.0/8`, `fd00::/8`), as node:net's BlockList takes them. */
 export function isAddressOrPrefix(value: string): boolean {
-  const [address, prefix, extra] = value.split('/');
-  if (extra !== undefined || address === undefined) return false;
-  const family = isIP(address);
-  if (family === 0) return false;
-  if (prefix === undefined) return true;
-  if (!/^\d{1,3}$/.test(prefix) || Number(prefix) > (family === 4 ? 32 : 128)) return false;
   try {
-    new BlockList().addSubnet(address, Number(prefix), family === 4 ? 'ipv4' : 'ipv6');
+    addressList([value]);
     return true;
   } catch {
     return false;
@@ -510,11 +505,10 @@ function lookup(value: unknown, path: readonly Segment[]): { found: boolean; val
 /** What was given, for the message: short, and never a password. */
 function shown(path: readonly Segment[], value: unknown): string {
   const last = path[path.length - 1];
+  // A password, or a store URL that may hold one (it did not validate, so it cannot be parsed to hide it).
   if (typeof last === 'string' && /password/i.test(last)) return '';
+  if (path.length === 1 && last === 'store') return '';
   let json = JSON.stringify(value) ?? String(value);
-  if (path.length === 1 && last === 'store' && typeof value === 'string') {
-    json = JSON.stringify(value.replace(/^([a-z]+:\/\/[^:@/]*:)[^@/]*@/i, '$1…@'));
-  }
   if (json.length > 80) json = `${json.slice(0, 77)}…`;
   return ` (got ${json})`;
 }

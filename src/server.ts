@@ -18,7 +18,7 @@ import { EventBus } from './bus/bus.js';
 import { ConnectionLimiter } from './services/connections.js';
 import { SharedGuardState } from './services/login-guard.js';
 import { privateDirectory } from './store/modes.js';
-import { openStore, StoreLockedError } from './store/open.js';
+import { openStore, StoreLockedError, storeWhere } from './store/open.js';
 import type { Store } from './store/store.js';
 import { ClusterNode } from './services/cluster.js';
 import { loadTlsContext } from './tls.js';
@@ -102,8 +102,7 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
     store = await openStore(config.store || undefined, config.dataDir, { serve: true });
   } catch (err) {
     if (err instanceof StoreLockedError) throw err;
-    const where = config.store ? config.store.replace(/^([a-z]+:\/\/[^:@/]*:)[^@/]*@/i, '$1…@') : `${config.dataDir}/ximssd.sqlite`;
-    throw new StoreOpenError(`cannot open the store ${where}: ${errorText(err)}`, { cause: err });
+    throw new StoreOpenError(`cannot open the store in ${storeWhere(config.store || undefined, config.dataDir)}: ${errorText(err)}`, { cause: err });
   }
   try {
     return await startOn(store, config, log, options);
@@ -114,10 +113,23 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
 }
 
 async function startOn(rawStore: Store, config: Config, log: Logger, options: ServerOptions): Promise<RunningServer> {
+  // What has been started so far, undone in reverse order when the start fails half way (a
+  // port in use, a store error while bootstrapping): nothing is left running behind the error.
+  const undo: (() => unknown)[] = [];
+  try {
+    return await build(rawStore, config, log, options, undo);
+  } catch (err) {
+    for (const step of undo.reverse()) await Promise.resolve().then(step).catch(() => {});
+    throw err;
+  }
+}
+
+async function build(rawStore: Store, config: Config, log: Logger, options: ServerOptions, undo: (() => unknown)[]): Promise<RunningServer> {
   const metrics = new Metrics();
   const store = instrumentStore(rawStore, metrics);
   const bus = new EventBus(store.relay, log.child({ component: 'bus' }));
   await bus.listen();
+  undo.push(() => bus.close());
   const node = new ClusterNode(store, config, log.child({ component: 'cluster' }));
   const accounts = new AccountService(store, bus, config.defaultDomain, log.child({ component: 'accounts' }));
   const alerts = new AlertService(store, bus);
@@ -128,11 +140,22 @@ async function startOn(rawStore: Store, config: Config, log: Logger, options: Se
     log.error({ component: 'server', event: 'tls.unavailable', error: errorText(err) }, 'TLS is unavailable');
   }
   const mail = new MailService(store, accounts, bus, log.child({ component: 'mail' }));
+  undo.push(() => mail.close());
   const rules = new RuleService(store, accounts);
   const datasets = new DatasetService(store, accounts);
   const queue = new MailQueue({ store, accounts, config, log: log.child({ component: 'queue' }), metrics, node: node.id, bus });
-  metrics.gauge('ximssd_queue_messages', 'Messages in the outbound queue', [], async (set) => set({}, (await store.queue.stats()).messages));
-  metrics.gauge('ximssd_queue_recipients_pending', 'Recipients in the outbound queue still to be delivered', [], async (set) => set({}, (await store.queue.stats()).pendingRecipients));
+  // The queue's size, read at scrape time: one query serves both gauges of a scrape (the
+  // registry collects them concurrently).
+  let queueStats: ReturnType<Store['queue']['stats']> | undefined;
+  const readQueueStats = (): ReturnType<Store['queue']['stats']> => {
+    if (!queueStats) {
+      queueStats = store.queue.stats();
+      void queueStats.finally(() => (queueStats = undefined)).catch(() => {});
+    }
+    return queueStats;
+  };
+  metrics.gauge('ximssd_queue_messages', 'Messages in the outbound queue', [], async (set) => set({}, (await readQueueStats()).messages));
+  metrics.gauge('ximssd_queue_recipients_pending', 'Recipients in the outbound queue still to be delivered', [], async (set) => set({}, (await readQueueStats()).pendingRecipients));
   const delivery = new LocalDelivery({ mail, rules, datasets, accounts, submitter: queue, hostName: config.defaultDomain, log: log.child({ component: 'delivery' }) });
   // Uploaded files do not outlive the process: the spool starts empty (the data directory is
   // this process's alone: see openStore).
@@ -143,6 +166,7 @@ async function startOn(rawStore: Store, config: Config, log: Logger, options: Se
     accountBytes: config.limits.uploadBytesPerAccount,
     totalBytes: config.limits.uploadBytesTotal,
   }, log.child({ component: 'ximss' }));
+  undo.push(() => uploads.close());
   let httpPort = config.ports.http;
   const passwordRecovery = new PasswordRecovery(store, accounts, queue, config.defaultDomain, () => config.publicUrl || `http://${config.defaultDomain}:${httpPort}`);
   const services: XimssServices = {
@@ -175,6 +199,7 @@ async function startOn(rawStore: Store, config: Config, log: Logger, options: Se
     log,
     metrics,
   };
+  undo.push(() => services.sessions.close());
   const engine = new Engine(services);
   registerOperations(engine);
 
@@ -185,24 +210,23 @@ async function startOn(rawStore: Store, config: Config, log: Logger, options: Se
   const https = config.ports.https && tlsContext ? new HttpListener(engine, tcp, tlsContext) : undefined;
   const smtp = config.ports.smtp ? new SmtpListener(services, { log: log.child({ component: 'smtp' }), metrics, resolver: options.dnsResolver, dnsTimeoutMs: options.dnsTimeoutMs }) : undefined;
   // What /readyz reports (see health.ts): every listener up and the store answering.
-  const readiness = new Readiness(store, [
+  const readiness = new Readiness(() => store.domains.get(config.defaultDomain), [
     { name: 'XIMSS', listening: () => tcp.listening },
     ...(tcpTls ? [{ name: 'XIMSS/TLS', listening: () => tcpTls.listening }] : []),
     { name: 'HTTP', listening: () => http.listening },
     ...(https ? [{ name: 'HTTPS', listening: () => https.listening }] : []),
+    ...(smtp ? [{ name: 'SMTP', listening: () => smtp.isListening }] : []),
   ]);
   http.readiness = readiness;
   if (https) https.readiness = readiness;
   // Every listener is bound before anything else starts: a port that cannot be bound stops
   // the start with nothing done (no password generated, no delivery attempted).
-  const bound: { close(): unknown }[] = [];
   const bind = async <T>(name: string, port: number, listener: { close(): unknown }, listen: () => Promise<T>): Promise<T> => {
     try {
       const result = await listen();
-      bound.push(listener);
+      undo.push(() => listener.close());
       return result;
     } catch (err) {
-      await Promise.all(bound.map((l) => l.close()));
       throw new ListenError(name, config.host, port, err);
     }
   };
@@ -217,6 +241,7 @@ async function startOn(rawStore: Store, config: Config, log: Logger, options: Se
   // domain.created and account.created are logged by the accounts service.
   if (generated) (options.announcePassword ?? printPassword)(config.defaultDomain, generated);
   await node.start(ports.http);
+  undo.push(() => node.stop());
   queue.start(delivery);
   readiness.markStarted();
   log.info(

@@ -124,7 +124,7 @@ describe('broken configuration files: exit 2, one line per problem', () => {
         host: 'not a host',
       }),
       [
-        'ximssd: config.json: store: must be empty (SQLite in the data directory) or a postgres:// URL (got "mysql://ximssd:…@db/ximssd")',
+        'ximssd: config.json: store: must be empty (SQLite in the data directory) or a postgres:// URL',
         'ximssd: config.json: cluster.nodeId: must be empty (a random id at each start) or a number from 1 to 999999999, in quotes (got "node-1")',
         'ximssd: config.json: cluster.internalUrl: must be empty or an http:// URL (got "ftp://10.0.0.1")',
         'ximssd: config.json: host: must be an IP address (0.0.0.0 or :: for every address) or a host name (got "not a host")',

@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { XmlElement } from '../src/xml/element.js';
+import { sessionTag } from '../src/ximss/session.js';
 import { sendmail, smtpSession } from './fixtures/smtp-client.js';
 import { SmtpSink } from './fixtures/smtp-sink.js';
 import { connectFrom, plainAuthData, rawLogger, smtpAuthFrom, ximssClientFrom, ximssLoginFrom, type LogLine } from './fixtures/wire-logins.js';
@@ -182,7 +183,7 @@ describe('logins', () => {
 });
 
 describe('sessions', () => {
-  test('over TCP: session.started (account, address, binding, urlID, client version); session.ended by bye and by a lost connection; the gauge goes up and down', async () => {
+  test('over TCP: session.started (account, address, binding, session tag, client version); session.ended by bye and by a lost connection; the gauge goes up and down', async () => {
     const account = await newAccount('tcpsession');
     const before = sample(await scrape(), 'ximssd_sessions', { binding: 'tcp' });
     const client = await XimssClient.connect(server.ports.ximss);
@@ -191,12 +192,12 @@ describe('sessions', () => {
     checkShape(started, 'info', 'ximss');
     assert.equal(started.address, '127.0.0.1');
     assert.equal(started.binding, 'tcp');
-    assert.match(String(started.urlID), /^\d+-[A-Za-z0-9]{20}$/);
+    assert.match(String(started.session), /^\d+-[A-Za-z0-9]{6}…$/, 'the urlID (a credential) is shortened');
     assert.equal(started.clientVersion, '6.1');
     assert.equal(sample(await scrape(), 'ximssd_sessions', { binding: 'tcp' }), before + 1, 'one more TCP session');
 
     await ok(client, '<bye/>');
-    const ended = await awaitLine('session.ended', { urlID: started.urlID });
+    const ended = await awaitLine('session.ended', { session: started.session });
     checkShape(ended, 'info', 'ximss');
     assert.equal(ended.reason, 'bye');
     assert.equal(ended.account, account);
@@ -209,30 +210,31 @@ describe('sessions', () => {
 
     const dropped = await XimssClient.connect(server.ports.ximss);
     await dropped.login(account, PASSWORD);
-    const second = await eventually(() => linesOf('session.started', { account }).find((l) => l.urlID !== started.urlID), 'a second session');
+    const second = await eventually(() => linesOf('session.started', { account }).find((l) => l.session !== started.session), 'a second session');
     dropped.close();
-    assert.equal((await awaitLine('session.ended', { urlID: second.urlID })).reason, 'connection_lost');
+    assert.equal((await awaitLine('session.ended', { session: second.session })).reason, 'connection_lost');
   });
 
   test('over HTTP: binding http; ended by /KILL (kill) and by a newer login with killOld (killed)', async () => {
     const account = await newAccount('httpsession');
     const first = await httpLogin(account, PASSWORD);
     assert.ok(first.urlID, first.text);
-    const started = await awaitLine('session.started', { urlID: first.urlID });
+    const started = await awaitLine('session.started', { session: sessionTag(first.urlID) });
     assert.equal(started.binding, 'http');
     assert.equal(started.account, account);
     assert.ok(sample(await scrape(), 'ximssd_sessions', { binding: 'http' }) >= 1, 'the gauge counts HTTP sessions');
     assert.equal((await httpRequest(server.ports.http, `/Session/${first.urlID}/KILL`)).status, 200);
-    assert.equal((await awaitLine('session.ended', { urlID: first.urlID })).reason, 'kill');
+    assert.equal((await awaitLine('session.ended', { session: sessionTag(first.urlID!) })).reason, 'kill');
 
     const older = await httpLogin(account, PASSWORD);
     const newer = await httpLogin(account, PASSWORD, '&killOld=1');
     assert.ok(older.urlID && newer.urlID);
-    const killed = await awaitLine('session.ended', { urlID: older.urlID });
+    const killed = await awaitLine('session.ended', { session: sessionTag(older.urlID) });
     assert.equal(killed.reason, 'killed');
     assert.equal(killed.binding, 'http');
-    assert.equal(linesOf('session.ended', { urlID: newer.urlID }).length, 0, 'the new session lives on');
+    assert.equal(linesOf('session.ended', { session: sessionTag(newer.urlID) }).length, 0, 'the new session lives on');
     await httpRequest(server.ports.http, `/Session/${newer.urlID}/KILL`);
+    for (const id of [first.urlID, older.urlID, newer.urlID]) assert.ok(!mainLog.lines.join('').includes(id!), 'no urlID in the log');
   });
 
   test('sessionsPerAccount: the refused session is logged as limit.sessions and counted', async () => {

@@ -168,7 +168,7 @@ describe('a port that cannot be bound', () => {
     assert.equal(code, 1, run.stderr());
     const lines = run.stderr().trimEnd().split('\n');
     assert.equal(lines.length, 1, run.stderr());
-    assert.match(lines[0]!, new RegExp(`^ximssd: cannot open the store postgres://ximssd:…@127\\.0\\.0\\.1:${closed}/ximssd: .*ECONNREFUSED`));
+    assert.match(lines[0]!, new RegExp(`^ximssd: cannot open the store in database postgres://ximssd@127\\.0\\.0\\.1:${closed}/ximssd: .*ECONNREFUSED`));
     assert.doesNotMatch(run.stdout() + run.stderr(), /secret/, 'the password is not shown');
     assert.doesNotMatch(run.stdout() + run.stderr(), /postmaster password/);
   });

@@ -63,7 +63,7 @@ export function registerDomainCommands(program: Command): void {
       const changes = parseSettingAssignments(assignments, 'domain');
       const d = await accounts.getDomain(name);
       if (!d) throw new ServiceError(`unknown domain ${name}`);
-      await accounts.changeDomain(d.name, changes);
+      await accounts.updateDomainSettings(d.name, changes.settings, changes.accountDefaults);
       console.log(`domain ${d.name}: ${changes.keys.join(', ')} changed`);
     }),
   );

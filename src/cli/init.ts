@@ -4,6 +4,7 @@ import { EventBus } from '../bus/bus.js';
 import { AccountService } from '../services/accounts.js';
 import { ServiceError } from '../services/errors.js';
 import { openStore, storeWhere } from '../store/open.js';
+import { NoStoreError } from '../store/store.js';
 import { adminLogger, adminOptions, configFrom, type AdminOptions } from './common.js';
 import { passwordOptions, readPassword, type PasswordOptions } from './password.js';
 
@@ -20,13 +21,19 @@ export function registerInit(program: Command): void {
     const log = adminLogger(config, options);
     const where = storeWhere(config.store || undefined, config.dataDir);
     // Asked before anything is created: a refused or mistyped password leaves nothing behind.
-    const store0 = await openStore(config.store || undefined, config.dataDir, { create: false }).catch(() => undefined);
+    // Only a missing store is made here: one of an older schema is upgraded by `serve`, with
+    // the data directory locked (see StoreVersionError), never behind a running server's back.
+    const store0 = await openStore(config.store || undefined, config.dataDir, { create: false }).catch((err: unknown) => {
+      if (err instanceof NoStoreError) return undefined;
+      throw err;
+    });
     if (store0) {
       const domains = await store0.domains.list().finally(() => store0.close());
       if (domains.length > 0) throw new ServiceError(`there is already a ximssd store in ${where} (domains: ${domains.map((d) => d.name).join(', ')}); nothing changed`);
     }
     const given = await readPassword(options, "the postmaster's password", true);
-    const store = await openStore(config.store || undefined, config.dataDir);
+    // Locked like a serving process: no server may start on the store while it is being made.
+    const store = await openStore(config.store || undefined, config.dataDir, { serve: true });
     const bus = new EventBus(store.relay, log);
     try {
       const accounts = new AccountService(store, bus, config.defaultDomain, log);

@@ -125,29 +125,16 @@ export class AccountService {
   }
 
   /**
-   * Merges changes into a domain's settings (`within`: into the dictionary under that key,
-   * such as AccountDefaults), in one store transaction; the server hears `domainChanged`.
+   * Merges changes into a domain's settings, and `accountDefaults` into its accounts'
+   * defaults (validated already: see settings.ts), in one store transaction; one log line
+   * naming the keys (never the values); the server hears `domainChanged`.
    */
-  async updateDomainSettings(name: string, changes: SettingsChanges, within?: string): Promise<Settings> {
+  async updateDomainSettings(name: string, changes: SettingsChanges, accountDefaults: SettingsChanges = {}): Promise<Settings> {
     const domain = await this.getDomain(name);
     if (!domain) throw new ServiceError(`unknown domain ${name}`);
-    const merged = await this.store.domains.mergeSettings(domain.name, changes, within);
-    this.log.info(
-      { event: 'domain.settings_changed', domain: domain.name, keys: Object.keys(changes), ...(within ? { within } : {}) },
-      `settings of domain ${domain.name} changed`,
-    );
-    this.bus?.publish('domainChanged', { domain: domain.name });
-    return merged;
-  }
-
-  /** Changes a domain's own settings and its accounts' defaults together (validated already: see settings.ts). */
-  async changeDomain(name: string, changes: { settings: SettingsChanges; accountDefaults: SettingsChanges; keys: readonly string[] }): Promise<Settings> {
-    const domain = await this.getDomain(name);
-    if (!domain) throw new ServiceError(`unknown domain ${name}`);
-    let merged = domain.settings;
-    if (Object.keys(changes.settings).length > 0) merged = await this.store.domains.mergeSettings(domain.name, changes.settings);
-    if (Object.keys(changes.accountDefaults).length > 0) merged = await this.store.domains.mergeSettings(domain.name, changes.accountDefaults, ACCOUNT_DEFAULTS_KEY);
-    this.log.info({ event: 'domain.settings_changed', domain: domain.name, keys: [...changes.keys] }, `settings of domain ${domain.name} changed`);
+    const merged = await this.store.domains.mergeSettings(domain.name, changes, { [ACCOUNT_DEFAULTS_KEY]: accountDefaults });
+    const keys = [...Object.keys(changes), ...Object.keys(accountDefaults)];
+    this.log.info({ event: 'domain.settings_changed', domain: domain.name, keys }, `settings of domain ${domain.name} changed`);
     this.bus?.publish('domainChanged', { domain: domain.name });
     return merged;
   }

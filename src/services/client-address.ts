@@ -1,4 +1,4 @@
-import { isIPv6 } from 'node:net';
+import { BlockList, isIP, isIPv6 } from 'node:net';
 
 /**
  * The key a client address is counted under (login budgets, connection limits, abuse): IPv4 (and IPv4-mapped IPv6) as it is, IPv6 by
@@ -29,4 +29,36 @@ function expandIPv6(address: string): string[] {
   const right = tail ? tail.split(':') : [];
   const zeros = tail === undefined ? [] : Array<string>(8 - left.length - right.length).fill('0');
   return [...left, ...zeros, ...right].map((g) => g.replace(/^0+(?=.)/, ''));
+}
+
+/**
+ * A list of client addresses and CIDR prefixes (metrics.allow) (`10.0.0.0/8`,
+ * `fd00::/8`), IPv4 or IPv6. Throws on an entry that is neither.
+ */
+export function addressList(entries: readonly string[]): BlockList {
+  const list = new BlockList();
+  for (const entry of entries) {
+    const slash = entry.indexOf('/');
+    const address = slash < 0 ? entry : entry.slice(0, slash);
+    const version = isIP(address);
+    if (version === 0) throw new Error(`${entry} is not an address or a CIDR prefix`);
+    const type = version === 4 ? 'ipv4' : 'ipv6';
+    if (slash < 0) {
+      list.addAddress(address, type);
+      continue;
+    }
+    const prefix = Number(entry.slice(slash + 1));
+    if (!/^\d+$/.test(entry.slice(slash + 1)) || prefix > (version === 4 ? 32 : 128)) {
+      throw new Error(`${entry} has an invalid prefix length`);
+    }
+    list.addSubnet(address, prefix, type);
+  }
+  return list;
+}
+
+/** Whether `address` (as clientAddress gives it: IPv4-mapped addresses in IPv4 form) is in `list`. */
+export function allowed(list: BlockList, address: string): boolean {
+  const version = isIP(address);
+  if (version === 0) return false;
+  return list.check(address, version === 4 ? 'ipv4' : 'ipv6');
 }

@@ -132,13 +132,19 @@ export function mergeSettings(current: Settings, changes: SettingsChanges): Sett
   return merged;
 }
 
-/** `current` with `changes` merged into the dictionary under `within` (or into `current` itself without it). */
-export function mergeSettingsWithin(current: Settings, changes: SettingsChanges, within: string | undefined): Settings {
-  if (within === undefined) return mergeSettings(current, changes);
-  const inner = current[within];
-  const dictionary = typeof inner === 'object' && inner !== null && !Array.isArray(inner) && !Buffer.isBuffer(inner) ? inner : {};
-  const merged = mergeSettings(dictionary, changes);
-  return Object.keys(merged).length > 0 ? { ...current, [within]: merged } : mergeSettings(current, { [within]: null });
+/**
+ * `current` with `changes` merged in, and `nested[key]` merged into the dictionary under
+ * `key` (such as AccountDefaults; a dictionary left empty is removed).
+ */
+export function mergeNestedSettings(current: Settings, changes: SettingsChanges, nested: Readonly<Record<string, SettingsChanges>> = {}): Settings {
+  let merged = mergeSettings(current, changes);
+  for (const [within, inner] of Object.entries(nested)) {
+    const value = merged[within];
+    const dictionary = typeof value === 'object' && value !== null && !Array.isArray(value) && !Buffer.isBuffer(value) ? value : {};
+    const result = mergeSettings(dictionary, inner);
+    merged = Object.keys(result).length > 0 ? { ...merged, [within]: result } : mergeSettings(merged, { [within]: null });
+  }
+  return merged;
 }
 
 export interface DomainRecord {
@@ -194,7 +200,7 @@ export interface DomainStore {
    * its accounts' default settings), created when missing and removed when left empty.
    * Answers the domain's settings after the change.
    */
-  mergeSettings(name: string, changes: SettingsChanges, within?: string): Promise<Settings>;
+  mergeSettings(name: string, changes: SettingsChanges, nested?: Readonly<Record<string, SettingsChanges>>): Promise<Settings>;
   /** Removes a domain that has no accounts; false when it does not exist. */
   remove(name: string): Promise<boolean>;
 }

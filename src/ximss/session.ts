@@ -48,6 +48,16 @@ function newUrlId(node: string): string {
   return `${node}-${random}`;
 }
 
+/**
+ * How logs name a session: its urlID is a bearer credential (the HTTP binding and the
+ * session cookie accept it), so only the node and the first 6 of its 20 random characters
+ * are shown, enough to tell sessions apart and match them with a client's.
+ */
+export function sessionTag(urlID: string): string {
+  const dash = urlID.indexOf('-');
+  return `${urlID.slice(0, dash + 1 + 6)}…`;
+}
+
 /** The node a urlID names (see newUrlId); undefined when it has not that shape. */
 export function nodeOfUrlId(urlID: string): string | undefined {
   return /^([1-9][0-9]{0,8})-[A-Za-z0-9]{20}$/.exec(urlID)?.[1];

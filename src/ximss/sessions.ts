@@ -8,7 +8,7 @@ import type { ClusterNode } from '../services/cluster.js';
 import { ServiceError } from '../services/errors.js';
 import { el } from '../xml/element.js';
 import { formatGmt, formatLocal } from '../xml/time.js';
-import { Session, type BindingKind } from './session.js';
+import { Session, sessionTag, type BindingKind } from './session.js';
 import type { UploadSpool } from './uploads.js';
 import { errorText, silentLogger, type Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
@@ -110,7 +110,7 @@ export class SessionManager {
     session.armIdleTimer(() => this.end(session, true, 'idle'));
     this.metrics?.sessionsStarted.inc({ binding });
     this.log.info(
-      { event: 'session.started', account: session.userName, address: remoteAddress, binding, urlID: session.urlID, ...(clientVersion ? { clientVersion } : {}) },
+      { event: 'session.started', account: session.userName, address: remoteAddress, binding, session: sessionTag(session.urlID), ...(clientVersion ? { clientVersion } : {}) },
       'session started',
     );
     return session;
@@ -139,7 +139,7 @@ export class SessionManager {
         account: session.userName,
         address: session.remoteAddress,
         binding: session.binding,
-        urlID: session.urlID,
+        session: sessionTag(session.urlID),
         duration: Math.round(Date.now() - session.started.getTime()) / 1000,
         reason,
       },
@@ -148,7 +148,7 @@ export class SessionManager {
     // At shutdown the node leaves the cluster with all its sessions at once.
     if (!this.closing) {
       void this.node.removeSession(session.urlID).catch((err: unknown) =>
-        this.log.error({ event: 'session.forget_failed', urlID: session.urlID, error: errorText(err) }, 'forgetting a session in the store failed'),
+        this.log.error({ event: 'session.forget_failed', session: sessionTag(session.urlID), error: errorText(err) }, 'forgetting a session in the store failed'),
       );
     }
     const set = this.byAccount.get(session.account.id);

@@ -578,16 +578,17 @@ function storedReadModifyWrite(fresh: FreshStore): void {
       await Promise.all([c.store.domains.mergeSettings(domain, { B: '2' }), other.domains.mergeSettings(domain, { C: '3' })]);
       assert.deepEqual((await c.store.domains.get(domain))?.settings, { A: '1', B: '2', C: '3' });
       await assert.rejects(c.store.domains.mergeSettings('missing.test', { A: '1' }), NotFoundError);
-      // Within a dictionary (a domain's AccountDefaults): created when missing, removed when left empty.
-      assert.deepEqual(await c.store.domains.mergeSettings(domain, { MaxAccountSize: '1M' }, 'AccountDefaults'), { A: '1', B: '2', C: '3', AccountDefaults: { MaxAccountSize: '1M' } });
+      // Within a dictionary (a domain's AccountDefaults): created when missing, removed when left empty;
+      // the domain's own settings and the dictionary change in the one transaction.
+      assert.deepEqual(await c.store.domains.mergeSettings(domain, { D: '4' }, { AccountDefaults: { MaxAccountSize: '1M' } }), { A: '1', B: '2', C: '3', D: '4', AccountDefaults: { MaxAccountSize: '1M' } });
       await Promise.all([
-        c.store.domains.mergeSettings(domain, { RulesAllowed: 'None' }, 'AccountDefaults'),
-        other.domains.mergeSettings(domain, { PWDAllowed: 'No' }, 'AccountDefaults'),
+        c.store.domains.mergeSettings(domain, {}, { AccountDefaults: { RulesAllowed: 'None' } }),
+        other.domains.mergeSettings(domain, {}, { AccountDefaults: { PWDAllowed: 'No' } }),
       ]);
       assert.deepEqual((await c.store.domains.get(domain))?.settings.AccountDefaults, { MaxAccountSize: '1M', RulesAllowed: 'None', PWDAllowed: 'No' });
-      await c.store.domains.mergeSettings(domain, { MaxAccountSize: null, RulesAllowed: null, PWDAllowed: null }, 'AccountDefaults');
+      await c.store.domains.mergeSettings(domain, { D: null }, { AccountDefaults: { MaxAccountSize: null, RulesAllowed: null, PWDAllowed: null } });
       assert.deepEqual((await c.store.domains.get(domain))?.settings, { A: '1', B: '2', C: '3' });
-      await assert.rejects(c.store.domains.mergeSettings('missing.test', { A: '1' }, 'AccountDefaults'), NotFoundError);
+      await assert.rejects(c.store.domains.mergeSettings('missing.test', { A: '1' }, { AccountDefaults: {} }), NotFoundError);
     });
 
     it('highestModseqs reads the modseq of each existing mailbox at once', async () => {

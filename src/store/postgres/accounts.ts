@@ -13,7 +13,7 @@ import {
   type Settings,
   type SettingsChanges,
   mergeSettings,
-  mergeSettingsWithin,
+  mergeNestedSettings,
 } from '../store.js';
 import { isForeignKeyViolation, isUniqueViolation, type Db } from './db.js';
 import { toAccount, toDomain, type AccountRow, type DomainRow } from '../rows.js';
@@ -61,11 +61,11 @@ export class PgDomains implements DomainStore {
     await this.db.run(DOMAIN_SQL.update, [JSON.stringify(settings), name]);
   }
 
-  async mergeSettings(name: string, changes: SettingsChanges, within?: string): Promise<Settings> {
+  async mergeSettings(name: string, changes: SettingsChanges, nested?: Readonly<Record<string, SettingsChanges>>): Promise<Settings> {
     return this.db.tx(async (tx) => {
       const row = await tx.row<{ settings: string }>(DOMAIN_SQL.lockSettings, [name]);
       if (!row) throw new NotFoundError(`domain ${name} does not exist`);
-      const merged = mergeSettingsWithin(JSON.parse(row.settings) as Settings, changes, within);
+      const merged = mergeNestedSettings(JSON.parse(row.settings) as Settings, changes, nested);
       await tx.run(DOMAIN_SQL.update, [JSON.stringify(merged), name]);
       return merged;
     });

@@ -16,7 +16,7 @@ import {
   type Settings,
   type SettingsChanges,
   mergeSettings,
-  mergeSettingsWithin,
+  mergeNestedSettings,
   NotFoundError,
   NoStoreError,
   StoreVersionError,
@@ -192,11 +192,11 @@ class SqliteDomains implements DomainStore {
     this.sql.update.run(JSON.stringify(settings), name);
   }
 
-  async mergeSettings(name: string, changes: SettingsChanges, within?: string): Promise<Settings> {
+  async mergeSettings(name: string, changes: SettingsChanges, nested?: Readonly<Record<string, SettingsChanges>>): Promise<Settings> {
     return this.db.transaction(() => {
       const row = this.sql.byName.get(name) as DomainRow | undefined;
       if (!row) throw new NotFoundError(`domain ${name} does not exist`);
-      const merged = mergeSettingsWithin(JSON.parse(row.settings) as Settings, changes, within);
+      const merged = mergeNestedSettings(JSON.parse(row.settings) as Settings, changes, nested);
       this.sql.update.run(JSON.stringify(merged), name);
       return merged;
     }).immediate();

@@ -224,11 +224,9 @@ export class SmtpListener {
       SNICallback: tlsContext ? (_name, callback) => callback(null, tlsContext) : undefined,
       onConnect: (session, callback) => {
         // Counted against the client's address like every connection that has not logged in.
-        const admission = services.connections.admit(session.remoteAddress);
-        if (typeof admission === 'string') {
-          this.log.warn({ event: 'smtp.connection_refused', session: session.id, address: session.remoteAddress, reason: admission }, 'connection refused');
-          return callback(smtpError(421, `4.7.0 ${admission}`));
-        }
+        // (A refusal is logged, rate-limited, by the limiter as a limit.* event.)
+        const admission = services.connections.admit(session.remoteAddress, 'smtp');
+        if (typeof admission === 'string') return callback(smtpError(421, `4.7.0 ${admission}`));
         this.metrics?.smtpConnections.inc();
         this.log.info({ event: 'smtp.connect', session: session.id, address: session.remoteAddress }, 'connection');
         this.admissions.set(session.id, admission);
@@ -269,6 +267,11 @@ export class SmtpListener {
     this.smtp.on('error', (err: Error & { code?: string }) => {
       if (this.listening && !QUIET_ERRORS.has(err.code ?? '')) this.log.error({ event: 'smtp.error', error: err.message }, 'listener error');
     });
+  }
+
+  /** Whether the listener accepts connections (/readyz). */
+  get isListening(): boolean {
+    return this.listening && this.smtp.server.listening;
   }
 
   /** Starts listening; resolves with the bound port (useful when 0 was asked for). */

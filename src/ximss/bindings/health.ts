@@ -1,5 +1,3 @@
-import { BlockList, isIP } from 'node:net';
-import type { Store } from '../../store/store.js';
 
 /** How long /readyz waits for the store's answer before it says the store is not reachable. */
 const STORE_TIMEOUT_MS = 2000;
@@ -18,9 +16,12 @@ export interface ListenerState {
 export class Readiness {
   private started = false;
   private closing = false;
+  /** The store probe under way: a store that hangs gets one query at a time, not one per request. */
+  private probing: Promise<boolean> | undefined;
 
+  /** `probe`: a cheap store query (one row by key). */
   constructor(
-    private readonly store: Store,
+    private readonly probe: () => Promise<unknown>,
     private readonly listeners: readonly ListenerState[],
     private readonly timeoutMs = STORE_TIMEOUT_MS,
   ) {}
@@ -35,58 +36,33 @@ export class Readiness {
     this.closing = true;
   }
 
-  /** Undefined when ready, else why not. */
+  /**
+   * Undefined when ready, else why not — in general terms only: the answer is public, so the
+   * store's own error text (host names, user names) is not in it.
+   */
   async check(): Promise<string | undefined> {
     if (this.closing) return 'the server is shutting down';
     if (!this.started) return 'the server is starting';
     const down = this.listeners.filter((l) => !l.listening()).map((l) => l.name);
     if (down.length > 0) return `not listening: ${down.join(', ')}`;
+    this.probing ??= this.probe().then(
+      () => true,
+      () => false,
+    );
+    const probing = this.probing;
+    void probing.finally(() => {
+      if (this.probing === probing) this.probing = undefined;
+    });
     let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<string>((resolve) => {
-      timer = setTimeout(() => resolve(`the store did not answer within ${this.timeoutMs} ms`), this.timeoutMs);
+    const timeout = new Promise<'timeout'>((resolve) => {
+      timer = setTimeout(() => resolve('timeout'), this.timeoutMs);
     });
     try {
-      return await Promise.race([
-        this.store.domains.list().then(
-          () => undefined,
-          (err: unknown) => `the store is not reachable: ${err instanceof Error ? err.message : String(err)}`,
-        ),
-        timeout,
-      ]);
+      const answer = await Promise.race([probing, timeout]);
+      if (answer === 'timeout') return `the store did not answer within ${this.timeoutMs} ms`;
+      return answer ? undefined : 'the store is not reachable';
     } finally {
       clearTimeout(timer);
     }
   }
-}
-
-/**
- * The client addresses allowed to read /metrics: addresses and CIDR prefixes (`10.0.0.0/8`,
- * `fd00::/8`), IPv4 or IPv6. Throws on an entry that is neither.
- */
-export function addressList(entries: readonly string[]): BlockList {
-  const list = new BlockList();
-  for (const entry of entries) {
-    const slash = entry.indexOf('/');
-    const address = slash < 0 ? entry : entry.slice(0, slash);
-    const version = isIP(address);
-    if (version === 0) throw new Error(`metrics.allow: ${entry} is not an address or a CIDR prefix`);
-    const type = version === 4 ? 'ipv4' : 'ipv6';
-    if (slash < 0) {
-      list.addAddress(address, type);
-      continue;
-    }
-    const prefix = Number(entry.slice(slash + 1));
-    if (!/^\d+$/.test(entry.slice(slash + 1)) || prefix > (version === 4 ? 32 : 128)) {
-      throw new Error(`metrics.allow: ${entry} has an invalid prefix length`);
-    }
-    list.addSubnet(address, prefix, type);
-  }
-  return list;
-}
-
-/** Whether `address` (as clientAddress gives it: IPv4-mapped addresses in IPv4 form) is in `list`. */
-export function allowed(list: BlockList, address: string): boolean {
-  const version = isIP(address);
-  if (version === 0) return false;
-  return list.check(address, version === 4 ? 'ipv4' : 'ipv6');
 }

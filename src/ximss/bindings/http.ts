@@ -10,7 +10,7 @@ import type { XmlElement } from '../../xml/element.js';
 import { Conversation, type TransportControl } from '../conversation.js';
 import type { Engine } from '../engine.js';
 import { errorResponse } from '../protocol.js';
-import { nodeOfUrlId, type AsyncSink, type Session } from '../session.js';
+import { nodeOfUrlId, sessionTag, type AsyncSink, type Session } from '../session.js';
 import {
   HttpSession,
   SESSION_GONE,
@@ -31,7 +31,8 @@ import { RESET_PATH, resetPasswordPage } from './reset-page.js';
 import type { TcpListener } from './tcp.js';
 import { batchProfile } from './request-limits.js';
 import { clientAddress, listen, refuseConnection, serverTls } from './sockets.js';
-import { addressList, allowed, type Readiness } from './health.js';
+import { addressList, allowed } from '../../services/client-address.js';
+import type { Readiness } from './health.js';
 import type { Logger } from '../../log.js';
 
 const XML_TYPE = 'text/xml; charset=utf-8';
@@ -65,11 +66,12 @@ function flag(value: string | undefined): boolean {
   return value !== undefined && !['0', 'no', 'false', 'off'].includes(value.toLowerCase());
 }
 
-/** The path of a request URL, without its query (for the log). */
+/** The path of a request URL for the log: without its query, a session's urlID shortened (see sessionTag). */
 function pathOf(url: string | undefined): string {
   const path = url ?? '/';
   const question = path.indexOf('?');
-  return (question < 0 ? path : path.slice(0, question)).slice(0, 200);
+  const bare = (question < 0 ? path : path.slice(0, question)).slice(0, 200);
+  return bare.replace(/^\/Session\/([^/]+)/, (_, id: string) => `/Session/${sessionTag(id)}`);
 }
 
 function basicCredentials(header: string | undefined): { user: string; password: string } | undefined {
