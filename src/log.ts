@@ -17,7 +17,7 @@ export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', '
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
 /** Field names that may carry a secret, wherever they appear (two levels deep). */
-const SECRET_FIELDS = ['password', 'newPassword', 'oldPassword', 'authData', 'secret', 'relayPassword', 'token', 'key'];
+const SECRET_FIELDS = ['password', 'newPassword', 'oldPassword', 'authData', 'secret', 'relayPassword', 'token', 'key', 'privateKey', 'cookie', 'authorization'];
 
 export interface LoggerOptions {
   level?: LogLevel;
