@@ -289,6 +289,39 @@ describe('accounts', () => {
     await refused(ws, ['domain', 'show', 'missing.example'], /^ximssd: unknown domain missing\.example/);
   });
 
+  test('domain dkim: through AccountService (the name normalized), logged as domain.dkim_changed with selector and algorithm, never the key; --log-level', async () => {
+    await ok(ws, ['domain', 'add', 'signed.example']);
+    const created = await ok(ws, ['domain', 'dkim', 'SIGNED.Example.', '--selector', 'adm1']);
+    assert.match(created.stdout, /DKIM key of signed\.example created/);
+    assert.deepEqual(
+      events(created, 'domain.dkim_changed').map((l) => [l.component, l.domain, l.selector, l.algorithm]),
+      [['admin', 'signed.example', 'adm1', 'rsa-sha256']],
+    );
+    const storedKey = (selector: string): Promise<string> =>
+      withStore(ws, async (store) => {
+        const key = (await store.domains.get('signed.example'))!.settings.DKIM as Record<string, string>;
+        assert.equal(key.selector, selector);
+        return key.privateKey!.replace(/-----[^-]+-----|\s/g, '');
+      });
+    const secrets = [await storedKey('adm1')];
+    const replaced = await ok(ws, ['domain', 'dkim', 'signed.example', '--replace', '--selector', 'adm2', '--algorithm', 'ed25519-sha256']);
+    assert.deepEqual(events(replaced, 'domain.dkim_changed').map((l) => [l.selector, l.algorithm]), [['adm2', 'ed25519-sha256']]);
+    secrets.push(await storedKey('adm2'));
+    const quiet = await ok(ws, ['domain', 'dkim', 'signed.example', '--show', '--log-level', 'warn']);
+    assert.equal(quiet.log.length, 0, 'nothing logged at warn');
+    const removed = await ok(ws, ['domain', 'dkim', 'signed.example', '--remove', '--log-level', 'debug']);
+    assert.deepEqual(events(removed, 'domain.dkim_changed').map((l) => [l.domain, l.removed]), [['signed.example', true]]);
+    for (const r of [created, replaced, quiet, removed]) {
+      const output = r.stdout + r.stderr;
+      assert.doesNotMatch(output, /PRIVATE KEY|privateKey/);
+      for (const secret of secrets) {
+        for (let i = 0; i + 24 <= secret.length; i += 24) assert.ok(!output.includes(secret.slice(i, i + 24)), 'no piece of the private key is printed or logged');
+      }
+    }
+    await withStore(ws, async (store) => assert.equal((await store.domains.get('signed.example'))!.settings.DKIM, undefined));
+    await refused(ws, ['domain', 'dkim', 'missing.example'], /^ximssd: unknown domain missing\.example/);
+  });
+
   test('domain remove: refused while it has accounts, and for the default domain, unless --force', async () => {
     await ok(ws, ['domain', 'add', 'gone.example']);
     await ok(ws, ['account', 'add', 'hal@gone.example', '--password', 'pw']);
@@ -415,6 +448,18 @@ describe('a running server sees what the command line changes', () => {
     assert.match(full.refused!['kim@example.test']![1], /^4\.2\.2 /);
     await ok(ws, ['account', 'set', 'kim@example.test', 'MaxAccountSize=default']);
     assert.deepEqual(await send(), { code: 250, refused: {} });
+  });
+
+  test('domain dkim: the running server hears domainChanged', async () => {
+    await ok(ws, ['domain', 'add', 'heard.example']);
+    const heard: string[] = [];
+    const stop = server.services.bus.on('domainChanged', (event) => void heard.push(event.domain));
+    try {
+      await ok(ws, ['domain', 'dkim', 'heard.example', '--selector', 'h1']);
+      await eventually(async () => (heard.includes('heard.example') ? true : undefined), 'domainChanged for heard.example', 10_000);
+    } finally {
+      stop();
+    }
   });
 
   test('domain set SignupAllowed: signup is offered and works at once, and is refused again after', async () => {

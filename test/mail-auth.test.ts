@@ -348,6 +348,49 @@ describe('DKIM signing of mail from local users', () => {
     await assertVerifies(edRelayed, 'ed.example', 'ed1');
   });
 
+  test("a From of another hosted domain (with a key) is not signed for it, over XIMSS or SMTP AUTH; the user's own domain still is", async () => {
+    await server.services.accounts.createDomain('victim.example');
+    const victim = await newKey('victim.example', '--selector', 'v1');
+    published.set(victim.name, victim.text);
+    const user = await server.newAccount('mallory', { password: PASSWORD });
+    const forged = 'ceo@victim.example';
+
+    // XIMSS messageSubmit: the From stays (with Sender: the user), unsigned.
+    const { client } = await server.login(user, PASSWORD);
+    const viaXimss = `frank${++counter}@remote.example`;
+    await ok(client, `<messageSubmit><EMail><From>${forged}</From><Subject>Pay this</Subject><To>${viaXimss}</To><MIME type="text" subtype="plain">Urgent.</MIME></EMail></messageSubmit>`);
+    const fromXimss = (await sink.waitTo(viaXimss)).data;
+    assert.match(headerOf(fromXimss, 'From')!, /ceo@victim\.example/);
+    assert.equal(headerOf(fromXimss, 'DKIM-Signature'), undefined, 'not signed d=victim.example');
+
+    // Authenticated SMTP, the From in capitals: unsigned too.
+    const viaSmtp = `grace${++counter}@remote.example`;
+    await submit(user, [viaSmtp], message({ From: `The CEO <CEO@Victim.Example>`, To: viaSmtp, Subject: 'Pay this too' }));
+    const fromSmtp = (await sink.waitTo(viaSmtp)).data;
+    assert.equal(headerOf(fromSmtp, 'DKIM-Signature'), undefined, 'not signed d=victim.example');
+
+    const refused = capture.events('dkim.refused').filter((r) => r.domain === 'victim.example');
+    assert.equal(refused.length, 2, JSON.stringify(refused));
+    assert.ok(refused.every((r) => r.selector === 'v1' && String(r.reason).includes(DOMAIN)), JSON.stringify(refused));
+
+    // The same user's own mail is signed with its domain's key, over both.
+    const own = `heidi${++counter}@remote.example`;
+    await submit(user, [own], message({ From: user.toUpperCase(), To: own, Subject: 'Mine' }));
+    await assertVerifies((await sink.waitTo(own)).data, DOMAIN, selector);
+    const ownXimss = `ivan${++counter}@remote.example`;
+    await ok(client, `<messageSubmit><EMail><Subject>Mine too</Subject><To>${ownXimss}</To><MIME type="text" subtype="plain">Hi.</MIME></EMail></messageSubmit>`);
+    await assertVerifies((await sink.waitTo(ownXimss)).data, DOMAIN, selector);
+
+    // And a user of victim.example signs for it (not for the default domain).
+    const insider = await server.newAccount('insider', { password: PASSWORD, domain: 'victim.example' });
+    const insiderTo = `judy${++counter}@remote.example`;
+    await submit(insider, [insiderTo], message({ From: insider, To: insiderTo, Subject: 'Real' }));
+    await assertVerifies((await sink.waitTo(insiderTo)).data, 'victim.example', 'v1');
+    const outsideTo = `ken${++counter}@remote.example`;
+    await submit(insider, [outsideTo], message({ From: `someone@${DOMAIN}`, To: outsideTo, Subject: 'Not ours' }));
+    assert.equal(headerOf((await sink.waitTo(outsideTo)).data, 'DKIM-Signature'), undefined);
+  });
+
   test('a domain without a key: not signed; delivery reports from the server are signed', async () => {
     await server.services.accounts.createDomain('plain.example');
     const user = await server.newAccount('plain', { password: PASSWORD, domain: 'plain.example' });

@@ -170,15 +170,41 @@ describe('logins', () => {
     assert.equal(failed.reason, 'wrong credentials');
   });
 
-  test('SMTP AUTH: login.ok and login.failed with protocol smtp', async () => {
+  test('HTTP /XIMSSLogin/ batch: a login operation (clear text, PLAIN) is logged with protocol http and its mechanism', async () => {
+    const account = await newAccount('batchlogin');
+    const clear = await httpRequest(server.ports.http, '/XIMSSLogin/', {
+      method: 'POST',
+      body: `<XIMSS><login id="1" authData="${account}" password="${PASSWORD}"/></XIMSS>`,
+    });
+    assert.match(clear.text, /<session /, clear.text);
+    const okLine = await awaitLine('login.ok', { user: account, mechanism: 'password' });
+    assert.equal(okLine.protocol, 'http');
+    const plain = plainAuthData(account, PASSWORD);
+    secrets.add(plain);
+    const sasl = await httpRequest(server.ports.http, '/XIMSSLogin/', { method: 'POST', body: `<XIMSS><login id="1" method="PLAIN" authData="${plain}"/></XIMSS>` });
+    assert.match(sasl.text, /<session /, sasl.text);
+    assert.equal((await awaitLine('login.ok', { user: account, mechanism: 'plain' })).protocol, 'http');
+    assert.equal(linesOf('login.ok', { user: account, protocol: 'ximss' }).length, 0, 'not logged as ximss');
+  });
+
+  test('SMTP AUTH: login.ok and login.failed with protocol smtp and the mechanism (plain, login)', async () => {
     const account = await newAccount('smtplogin');
     secrets.add(plainAuthData(account, PASSWORD)).add(plainAuthData(account, WRONG));
     assert.equal(await smtpAuthFrom(server.ports.smtp!, '127.0.0.1', account, PASSWORD), 235);
-    assert.equal((await awaitLine('login.ok', { user: account, protocol: 'smtp' })).address, '127.0.0.1');
+    const okLine = await awaitLine('login.ok', { user: account, protocol: 'smtp' });
+    assert.equal(okLine.address, '127.0.0.1');
+    assert.equal(okLine.mechanism, 'plain');
     assert.equal(await smtpAuthFrom(server.ports.smtp!, '127.0.0.13', account, WRONG), 535);
     const failed = await awaitLine('login.failed', { user: account, protocol: 'smtp' });
     assert.equal(failed.address, '127.0.0.13');
     assert.equal(failed.reason, 'wrong credentials');
+    assert.equal(failed.mechanism, 'plain');
+
+    secrets.add(Buffer.from(PASSWORD).toString('base64'));
+    const login = await smtpSession(server.ports.smtp!, [{ op: 'ehlo' }, { op: 'auth', mechanism: 'LOGIN', user: account, password: PASSWORD }]);
+    assert.equal(login[1]!.code, 235, JSON.stringify(login));
+    assert.equal((await awaitLine('login.ok', { user: account, protocol: 'smtp', mechanism: 'login' })).address, '127.0.0.1');
+    assert.equal(linesOf('login.ok', { user: account, mechanism: 'password' }).length, 0, 'SMTP AUTH is not logged as password');
   });
 });
 

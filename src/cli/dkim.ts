@@ -1,6 +1,8 @@
 /**
  * `ximssd domain dkim NAME`: the domain's DKIM key (README "Mail authentication"). The
- * private key stays in the domain's settings and is never printed; the record to publish is.
+ * private key stays in the domain's settings and is never printed (nor logged); the record
+ * to publish is. Changes go through AccountService.setDkimKey: logged on standard error
+ * (`domain.dkim_changed`, at --log-level) and heard by a running server (`domainChanged`).
  */
 import { Command, InvalidArgumentError } from 'commander';
 import { ServiceError } from '../services/errors.js';
@@ -8,16 +10,15 @@ import {
   DKIM_ALGORITHMS,
   DKIM_SETTING,
   dkimKeyOf,
-  dkimSetting,
   dkimZoneRecord,
   generateDkimKey,
   validSelector,
   type DkimAlgorithm,
   type DkimKey,
 } from '../services/dkim-keys.js';
-import { dataOptions, withStore, type CommonOptions } from './common.js';
+import { adminOptions, withStore, type AdminOptions } from './common.js';
 
-interface DkimOptions extends CommonOptions {
+interface DkimOptions extends AdminOptions {
   selector?: string;
   algorithm: DkimAlgorithm;
   bits: number;
@@ -55,7 +56,7 @@ function describe(domain: string, key: DkimKey): string {
 /** Adds `dkim` to the `domain` command (registered before this). */
 export function registerDkimCommands(program: Command): void {
   const domain = program.commands.find((c) => c.name() === 'domain') ?? program.command('domain').description('manage domains');
-  dataOptions(
+  adminOptions(
     domain
       .command('dkim <name>')
       .description("generate the domain's DKIM signing key and print the DNS record to publish")
@@ -66,9 +67,9 @@ export function registerDkimCommands(program: Command): void {
       .option('--show', 'print the DNS record of the existing key')
       .option('--remove', 'remove the key: mail is no longer signed'),
   ).action(async (name: string, options: DkimOptions) =>
-    withStore(options, async ({ store }) => {
+    withStore(options, async ({ accounts }) => {
       if (options.show && options.remove) throw new ServiceError('--show and --remove exclude each other');
-      const record = await store.domains.get(name.toLowerCase());
+      const record = await accounts.getDomain(name);
       if (!record) throw new ServiceError(`unknown domain ${name}`);
       const current = dkimKeyOf(record.settings);
       if (options.show) {
@@ -78,7 +79,7 @@ export function registerDkimCommands(program: Command): void {
       }
       if (options.remove) {
         if (record.settings[DKIM_SETTING] === undefined) throw new ServiceError(`domain ${record.name} has no DKIM key`);
-        await store.domains.mergeSettings(record.name, { [DKIM_SETTING]: null });
+        await accounts.setDkimKey(record.name, null);
         console.log(`DKIM key of ${record.name} removed; mail from it is no longer signed (the DNS record may go too)`);
         return;
       }
@@ -86,7 +87,7 @@ export function registerDkimCommands(program: Command): void {
         throw new ServiceError(`domain ${record.name} already has a DKIM key (selector ${current.selector}): --show prints its record, --replace makes a new one`);
       }
       const key = generateDkimKey(options.selector ?? defaultSelector(), options.algorithm, options.bits);
-      await store.domains.mergeSettings(record.name, { [DKIM_SETTING]: dkimSetting(key) });
+      await accounts.setDkimKey(record.name, key);
       console.log(`DKIM key of ${record.name} created: ${describe(record.name, key)}`);
     }),
   );

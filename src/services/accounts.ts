@@ -2,6 +2,7 @@ import { AlreadyExistsError, type AccountRecord, type DomainRecord, type Setting
 import type { XimssValue } from '../xml/objects.js';
 import type { EventBus } from '../bus/bus.js';
 import { silentLogger, type Logger } from '../log.js';
+import { DKIM_SETTING, dkimSetting, type DkimKey } from './dkim-keys.js';
 import { ServiceError } from './errors.js';
 import { parseMailAddress } from './mime/address.js';
 import { cramMd5Context, hashPassword } from './passwords.js';
@@ -292,6 +293,20 @@ export class AccountService {
       else out.set(key, { value: DEFAULT_ACCOUNT_SETTINGS[key], from: 'default' });
     }
     return out;
+  }
+
+  /**
+   * Sets (or, with null, removes) a domain's DKIM signing key, in one store call; the server
+   * hears `domainChanged`. Logged as `domain.dkim_changed` with the selector and algorithm
+   * (the new key's; `removed` when there is none now): never the key itself.
+   */
+  async setDkimKey(name: string, key: DkimKey | null): Promise<void> {
+    const domain = await this.getDomain(name);
+    if (!domain) throw new ServiceError(`unknown domain ${name}`);
+    await this.store.domains.mergeSettings(domain.name, { [DKIM_SETTING]: key ? dkimSetting(key) : null });
+    const fields = key ? { selector: key.selector, algorithm: key.algorithm } : { removed: true };
+    this.log.info({ event: 'domain.dkim_changed', domain: domain.name, ...fields }, `DKIM key of domain ${domain.name} ${key ? 'set' : 'removed'}`);
+    this.bus?.publish('domainChanged', { domain: domain.name });
   }
 }
 

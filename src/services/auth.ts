@@ -36,7 +36,8 @@ type Limits = Config['limits'];
 /** Who is logging in, for the log and the metrics: the protocol and the mechanism. */
 export interface LoginWay {
   protocol: 'ximss' | 'http' | 'smtp';
-  mechanism: 'password' | 'plain' | 'cram-md5' | 'nonce' | 'current-password';
+  /** `password`: a name and a password as they are (XIMSS clear text, HTTP); `plain`, `login`: those SASL mechanisms. */
+  mechanism: 'password' | 'plain' | 'login' | 'cram-md5' | 'nonce' | 'current-password';
 }
 
 /** An account name as attempted: the account it names, and the key its attempts count under. */
@@ -266,10 +267,18 @@ export class AuthService {
     return result;
   }
 
-  async checkPassword(userName: string, password: string, domainHint: string | undefined, address: string, protocol: LoginWay['protocol'] = 'ximss'): Promise<Authenticated> {
+  /** A name and its password (`mechanism`: how they came, for the log: SMTP AUTH PLAIN and LOGIN hand them over decoded). */
+  async checkPassword(
+    userName: string,
+    password: string,
+    domainHint: string | undefined,
+    address: string,
+    protocol: LoginWay['protocol'] = 'ximss',
+    mechanism: LoginWay['mechanism'] = 'password',
+  ): Promise<Authenticated> {
     const account = await this.attempt(
       address,
-      { protocol, mechanism: 'password' },
+      { protocol, mechanism },
       () => this.identify(userName, domainHint),
       (account) => this.verifyPassword(address, account, password),
     );
@@ -322,13 +331,13 @@ export class AuthService {
   }
 
   /** SASL PLAIN (RFC 4616): `authzid NUL authcid NUL password`. */
-  async checkPlain(message: Buffer, domainHint: string | undefined, address: string): Promise<Authenticated> {
+  async checkPlain(message: Buffer, domainHint: string | undefined, address: string, protocol: LoginWay['protocol'] = 'ximss'): Promise<Authenticated> {
     const parts = message.toString('utf8').split('\0');
     if (parts.length !== 3 || !parts[1]) throw new ServiceError('malformed SASL PLAIN data');
     const [authzid, authcid, password] = parts as [string, string, string];
     const account = await this.attempt(
       address,
-      { protocol: 'ximss', mechanism: 'plain' },
+      { protocol, mechanism: 'plain' },
       () => this.identify(authcid, domainHint),
       (account) => this.verifyPassword(address, account, password),
     );

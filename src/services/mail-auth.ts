@@ -279,22 +279,41 @@ export async function checkInbound(message: Buffer, options: InboundCheckOptions
   }
 }
 
-/** What signing a message for the queue did: `raw` is what to queue (unsigned when it failed). */
+/**
+ * What signing a message for the queue did: `raw` is what to queue (unsigned when it failed
+ * or was refused).
+ */
 export interface SigningOutcome {
   raw: Buffer;
   domain: string;
   selector: string;
   /** Why it could not be signed. */
   error?: string;
+  /**
+   * Why it was not signed although its From domain has a key: the submitter may not sign
+   * for that domain (the domain it may sign for, if any, is named).
+   */
+  refused?: string;
+}
+
+/** A domain name as compared for signing: lower case, without the root's final dot. */
+function signingDomain(name: string): string {
+  return name.trim().toLowerCase().replace(/\.$/, '');
 }
 
 /**
  * Signs mail of local users for the domain of its `From:` address when that domain has a
- * key (read from the store each time: the command line or another node may change it).
- * Undefined when there is nothing to sign with; never throws.
+ * key (read from the store each time: the command line or another node may change it) and
+ * is `signAs`, the domain the submitter may sign for (an authenticated user's own domain;
+ * the default domain for the server's own messages). A `From:` of any other domain is not
+ * signed, so that a user of one hosted domain cannot have mail pass as another's (DMARC):
+ * without `signAs` nothing is signed. Undefined when there is nothing to sign with (or no
+ * key to refuse); never throws.
  */
-export async function signOutgoing(domains: Pick<DomainStore, 'get'>, raw: Buffer): Promise<SigningOutcome | undefined> {
-  const domain = fromDomain(raw);
+export async function signOutgoing(domains: Pick<DomainStore, 'get'>, raw: Buffer, signAs: string | undefined): Promise<SigningOutcome | undefined> {
+  const from = fromDomain(raw);
+  if (!from) return undefined;
+  const domain = signingDomain(from);
   if (!domain) return undefined;
   let key: DkimKey | undefined;
   try {
@@ -304,6 +323,10 @@ export async function signOutgoing(domains: Pick<DomainStore, 'get'>, raw: Buffe
     return { raw, domain, selector: '', error: err instanceof Error ? err.message : String(err) };
   }
   if (!key) return undefined;
+  const allowed = signAs === undefined ? '' : signingDomain(signAs);
+  if (allowed !== domain) {
+    return { raw, domain, selector: key.selector, refused: allowed ? `the submitter may sign for ${allowed} only` : 'the submitter may sign for no domain' };
+  }
   try {
     return { raw: await dkimSignMessage(raw, domain, key), domain, selector: key.selector };
   } catch (err) {

@@ -52,7 +52,8 @@ export class PasswordRecovery {
       ],
       text,
     });
-    await this.submitter.submit({ sender: '', recipients: [to], raw, source: 'authenticated' });
+    // From postmaster of the server's own domain, which it signs for.
+    await this.submitter.submit({ sender: '', recipients: [to], raw, source: 'authenticated', signAs: this.hostName });
   }
 
   /** The account a token resets, while it is valid. */

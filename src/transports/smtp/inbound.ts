@@ -128,6 +128,8 @@ interface Transaction {
   ret: 'FULL' | 'HDRS' | undefined;
   envid: string | undefined;
   authenticated: boolean;
+  /** The domain of the authenticated account (`session.user` is `name@domain`): what its submissions may be DKIM-signed for. */
+  signAs: string | undefined;
   remoteAddress: string;
   helo: string;
   protocol: string;
@@ -338,7 +340,8 @@ export class SmtpListener {
     const { username, password } = auth;
     const authzid = auth.method === 'PLAIN' && auth.authcid && auth.authzid ? auth.authzid : undefined;
     (async () => {
-      const result = await this.services.auth.checkPassword(username, password, undefined, session.remoteAddress, 'smtp');
+      const mechanism = auth.method === 'PLAIN' ? 'plain' : 'login';
+      const result = await this.services.auth.checkPassword(username, password, undefined, session.remoteAddress, 'smtp', mechanism);
       const account = result.account;
       if (authzid !== undefined) {
         // PLAIN with an authorization identity: only one's own.
@@ -416,6 +419,7 @@ export class SmtpListener {
         ret: session.envelope.dsn?.ret === 'FULL' ? 'FULL' : session.envelope.dsn?.ret === 'HDRS' ? 'HDRS' : undefined,
         envid: session.envelope.dsn?.envid || undefined,
         authenticated: Boolean(session.user),
+        signAs: session.user ? String(session.user).slice(String(session.user).lastIndexOf('@') + 1) || undefined : undefined,
         remoteAddress: session.remoteAddress,
         helo: session.hostNameAppearsAs || '',
         protocol: session.transmissionType || 'SMTP',
@@ -499,6 +503,7 @@ export class SmtpListener {
         ret: t.ret,
         envid: t.envid,
         source: t.authenticated ? 'authenticated' : 'remote',
+        signAs: t.signAs,
       });
       return { text: `Ok: queued as ${t.id}`, queueId };
     }
@@ -556,7 +561,8 @@ export class SmtpListener {
   private async reportToSender(t: Transaction, raw: Buffer, recipients: DsnRecipient[]): Promise<void> {
     const hostName = this.services.config.defaultDomain;
     const report = deliveryStatusNotification(hostName, { sender: t.sender, raw, envid: t.envid ?? null, ret: t.ret ?? null, arrival: Date.now() }, recipients);
-    await this.services.queue.submit({ sender: '', recipients: [t.sender], raw: report, source: 'authenticated' });
+    // From MAILER-DAEMON of the default domain: the server's own, which it signs for.
+    await this.services.queue.submit({ sender: '', recipients: [t.sender], raw: report, source: 'authenticated', signAs: hostName });
   }
 
   /** The RFC 5321 section 4.4 trace field (CRLF-terminated), naming the recipient of a single copy. */

@@ -142,6 +142,8 @@ export class LocalDelivery {
           recipients: send.recipients,
           raw: send.raw,
           source: send.source,
+          // Sent on behalf of the rule's owner: signed (DKIM) only with the owner's domain.
+          signAs: account.domain,
           key: key === undefined ? undefined : `${key}/send/${send.ordinal}`,
         });
       } catch (err) {

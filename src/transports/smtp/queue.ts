@@ -41,6 +41,13 @@ export interface OutgoingMessage {
   /** How the message reached the server, for Mail Rules' Source condition of local recipients. */
   source: 'authenticated' | 'remote';
   /**
+   * The domain the submitter may DKIM-sign for: the authenticated account's own domain (of
+   * the session, or of the owner of the Mail Rule that sends it), the default domain for the
+   * server's own messages. An `authenticated` message is signed only when its `From:` is in
+   * this domain (and the domain has a key); without it, it is not signed.
+   */
+  signAs?: string;
+  /**
    * Makes the submission idempotent: a second message with the same key is ignored. A
    * delivery that re-runs after a crash (rules redirecting or replying) passes one.
    */
@@ -164,8 +171,9 @@ export class MailQueue implements MailSubmitter {
       recipients.push({ address: clean, notify: notifyText(notify), orcpt: orcpt ?? null });
     }
     if (recipients.length === 0) throw new ServiceError('the message has no recipients');
-    // Mail of local users is DKIM-signed once, here (local recipients get the signed copy too).
-    const signing = message.source === 'authenticated' ? await signOutgoing(this.deps.store.domains, message.raw) : undefined;
+    // Mail of local users is DKIM-signed once, here (local recipients get the signed copy
+    // too), for the From domain only when the submitter may sign for it (signAs).
+    const signing = message.source === 'authenticated' ? await signOutgoing(this.deps.store.domains, message.raw, message.signAs) : undefined;
     const raw = signing?.raw ?? message.raw;
     const now = Date.now();
     const id = await this.deps.store.queue.enqueue({
@@ -312,7 +320,8 @@ export class MailQueue implements MailSubmitter {
     // Never a report about a report (or any message with the null sender).
     if (reported.length > 0 && message.sender !== '') {
       const report = reportMessage(this.deps.config.defaultDomain, this.deps.config.outbound.lifetimeSeconds, message, raw, reported, finished);
-      const signing = await signOutgoing(this.deps.store.domains, report.raw);
+      // The report's From is MAILER-DAEMON of the default domain (reportMessage): the server's own.
+      const signing = await signOutgoing(this.deps.store.domains, report.raw, this.deps.config.defaultDomain);
       if (signing) this.logSigning(signing, { reportFor: message.id });
       reports.push(signing ? { ...report, raw: signing.raw } : report);
     }
@@ -341,7 +350,8 @@ export class MailQueue implements MailSubmitter {
   /** dkim.signed (debug) or dkim.failed (warn: the message goes unsigned). */
   private logSigning(outcome: SigningOutcome, fields: { queueId: number } | { reportFor: number }): void {
     const logged = { ...fields, domain: outcome.domain, selector: outcome.selector };
-    if (outcome.error === undefined) this.deps.log.debug({ event: 'dkim.signed', ...logged }, 'DKIM-signed');
+    if (outcome.refused !== undefined) this.deps.log.info({ event: 'dkim.refused', ...logged, reason: outcome.refused }, "not DKIM-signed: the From domain is not the submitter's");
+    else if (outcome.error === undefined) this.deps.log.debug({ event: 'dkim.signed', ...logged }, 'DKIM-signed');
     else this.deps.log.warn({ event: 'dkim.failed', ...logged, error: outcome.error }, 'DKIM signing failed; the message goes unsigned');
   }
 

@@ -1,4 +1,4 @@
-import type { Authenticated } from '../../services/auth.js';
+import type { Authenticated, LoginWay } from '../../services/auth.js';
 import { ServiceError } from '../../services/errors.js';
 import { el } from '../../xml/element.js';
 import { NO_RESPONSE, preLogin, type OperationTable, type RequestContext } from '../engine.js';
@@ -24,6 +24,14 @@ async function openSession(ctx: RequestContext, auth: Authenticated): Promise<vo
   ctx.conversation.afterResponse = () => void sessions.deliverAlerts(session.account.id);
 }
 
+/**
+ * The protocol a login is logged under: `http` when the conversation runs over the HTTP
+ * binding (an /XIMSSLogin/ batch, an HTTP session's requests), `ximss` over TCP.
+ */
+function protocolOf(ctx: RequestContext): LoginWay['protocol'] {
+  return ctx.conversation.transport?.kind === 'http' ? 'http' : 'ximss';
+}
+
 export const loginOperations: OperationTable = {
   login: preLogin(async (ctx) => {
     const { method, authData, password, version, domain } = ctx.request.attrs;
@@ -36,7 +44,7 @@ export const loginOperations: OperationTable = {
     if (mechanism === '' || mechanism === 'CLEAR' || mechanism === 'PASSWORD') {
       if (!authData) throw new ServiceError('the authData attribute (the account name) is missing');
       if (password === undefined) throw new ServiceError('the password attribute is missing');
-      await openSession(ctx, await auth.checkPassword(authData, password, domainHint, conversation.remoteAddress));
+      await openSession(ctx, await auth.checkPassword(authData, password, domainHint, conversation.remoteAddress, protocolOf(ctx)));
       return;
     }
     if (mechanism === 'PLAIN') {
@@ -45,7 +53,7 @@ export const loginOperations: OperationTable = {
         ctx.sendUntagged(el('challenge', { value: '' }));
         return NO_RESPONSE;
       }
-      await openSession(ctx, await auth.checkPlain(decodeBase64(authData, 'authData'), domainHint, conversation.remoteAddress));
+      await openSession(ctx, await auth.checkPlain(decodeBase64(authData, 'authData'), domainHint, conversation.remoteAddress, protocolOf(ctx)));
       return;
     }
     if (mechanism === 'CRAM-MD5') {
@@ -65,10 +73,11 @@ export const loginOperations: OperationTable = {
     const { auth } = ctx.server;
     const answer = decodeBase64(ctx.request.attrs.value, 'value');
     const address = ctx.conversation.remoteAddress;
+    const protocol = protocolOf(ctx);
     const result =
       pending.mechanism === 'CRAM-MD5'
-        ? await auth.checkCramMd5(pending.challenge, answer.toString('utf8'), pending.domainHint, address)
-        : await auth.checkPlain(answer, pending.domainHint, address);
+        ? await auth.checkCramMd5(pending.challenge, answer.toString('utf8'), pending.domainHint, address, { protocol, mechanism: 'cram-md5' })
+        : await auth.checkPlain(answer, pending.domainHint, address, protocol);
     await openSession(ctx, result);
   }),
 };

@@ -130,6 +130,8 @@ async function submit(ctx: SessionContext, sender: string, recipients: readonly 
     recipients: recipients.map((t) => ({ address: t.address, notify: useDSN ? { success: true, failure: true, delay: false } : undefined })),
     raw,
     source: 'authenticated',
+    // DKIM: the user's own domain only (a From of another hosted domain goes unsigned).
+    signAs: ctx.session.account.domain,
   });
 }
 
