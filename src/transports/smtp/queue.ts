@@ -87,7 +87,6 @@ function notifyText(notify: DsnNotify | undefined): string | null {
   return values.length ? values.join(',') : 'NEVER';
 }
 
-const wants = wantsNotify;
 
 /**
  * The outbound queue. Everything submitted (messageSubmit and its relatives, mail that Mail
@@ -310,9 +309,9 @@ export class MailQueue implements MailSubmitter {
       }
       updates.push({ address: r.address, state, attempted: true, nextAttempt, status, diagnostic: o.diagnostic, remoteMta: o.remoteMta });
       const dsn: DsnRecipient = { address: r.address, orcpt: r.orcpt, action: 'failed', status, diagnostic: o.diagnostic, remoteMta: o.remoteMta, lastAttempt: finished };
-      if (state === 'failed' && wants(r.notify, 'FAILURE')) reported.push(dsn);
-      else if (state === 'delivered' && wants(r.notify, 'SUCCESS')) reported.push({ ...dsn, action: 'delivered' });
-      else if (state === 'relayed' && wants(r.notify, 'SUCCESS') && !o.dsnPassedOn) reported.push({ ...dsn, action: 'relayed' });
+      if (state === 'failed' && wantsNotify(r.notify, 'FAILURE')) reported.push(dsn);
+      else if (state === 'delivered' && wantsNotify(r.notify, 'SUCCESS')) reported.push({ ...dsn, action: 'delivered' });
+      else if (state === 'relayed' && wantsNotify(r.notify, 'SUCCESS') && !o.dsnPassedOn) reported.push({ ...dsn, action: 'relayed' });
       this.logAttempt(message, r.address, state === 'pending' ? 'deferred' : state === 'failed' ? (o.kind === 'permanent' ? 'bounced' : 'expired') : state, status, o.diagnostic, nextAttempt, o.remoteMta);
     }
 
