@@ -245,7 +245,9 @@ export async function smtpBench(options: SmtpOptions): Promise<SmtpResult> {
       const label = ENGINE_LABEL[engine];
       try {
         const store = engine === 'postgres' ? await options.postgres!.createDatabase('smtp') : undefined;
-        const x = await startXimssd({ smtp: true, accounts: all, store, cpuProfileDir: options.cpuProfileDir });
+        // Dovecot's LMTP is final delivery without SPF/DKIM/DMARC checks: so is ximssd here (the
+        // checks wait on DNS, which this machine does not have; see README "Mail authentication").
+        const x = await startXimssd({ smtp: true, accounts: all, store, cpuProfileDir: options.cpuProfileDir, config: { inbound: { authenticationChecks: false } } });
         servers.push(x);
         const senders: Sender[] = [];
         for (let i = 0; i < k; i++) senders.push(await Sender.open(x.ports.smtp!, false));

@@ -247,9 +247,7 @@ export class AccountService {
     account: AccountRecord,
     changes: { keys: readonly string[]; settings?: SettingsChanges; realName?: string | null; recoveryEmail?: string | null },
   ): Promise<void> {
-    if (changes.settings && Object.keys(changes.settings).length > 0) await this.store.accounts.mergeSettings(account.id, changes.settings);
-    if (changes.realName !== undefined) await this.store.accounts.setRealName(account.id, changes.realName);
-    if (changes.recoveryEmail !== undefined) await this.store.accounts.setRecoveryEmail(account.id, changes.recoveryEmail);
+    await this.store.accounts.mergeSettings(account.id, changes.settings ?? {}, { realName: changes.realName, recoveryEmail: changes.recoveryEmail });
     this.log.info({ event: 'account.settings_changed', account: fullName(account), keys: [...changes.keys] }, `settings of ${fullName(account)} changed`);
     this.bus?.publish('accountChanged', { accountId: account.id });
   }

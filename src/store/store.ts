@@ -205,6 +205,12 @@ export interface DomainStore {
   remove(name: string): Promise<boolean>;
 }
 
+/** Account fields an administrator changes beside its settings (undefined: unchanged; null: removed). */
+export interface AccountColumnChanges {
+  realName?: string | null;
+  recoveryEmail?: string | null;
+}
+
 export interface AccountStore {
   create(account: NewAccount): Promise<AccountRecord>;
   get(domain: string, name: string): Promise<AccountRecord | undefined>;
@@ -217,8 +223,11 @@ export interface AccountStore {
   setRealName(id: number, realName: string | null): Promise<void>;
   setSettings(id: number, settings: Settings): Promise<void>;
   setPrefs(id: number, prefs: Settings): Promise<void>;
-  /** Merges `changes` into the account's settings in one transaction; the result (NotFoundError when the account is gone). */
-  mergeSettings(id: number, changes: SettingsChanges): Promise<Settings>;
+  /**
+   * Merges `changes` into the account's settings, and sets the `columns` given, in one
+   * transaction; the settings that result (NotFoundError when the account is gone).
+   */
+  mergeSettings(id: number, changes: SettingsChanges, columns?: AccountColumnChanges): Promise<Settings>;
   /** Merges `changes` into the account's preferences in one transaction; the result. */
   mergePrefs(id: number, changes: SettingsChanges): Promise<Settings>;
   recordLogin(id: number, login: LoginRecord): Promise<void>;

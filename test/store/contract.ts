@@ -564,7 +564,18 @@ function storedReadModifyWrite(fresh: FreshStore): void {
       const account = await c.account('merge');
       await c.store.accounts.setSettings(account.id, { Keep: 'yes', Drop: 'x' });
       assert.deepEqual(await c.store.accounts.mergeSettings(account.id, { Drop: null, Added: { Nested: ['1'] } }), { Keep: 'yes', Added: { Nested: ['1'] } });
-      assert.deepEqual((await c.store.accounts.getById(account.id))?.settings, { Keep: 'yes', Added: { Nested: ['1'] } });
+      // The real name and the recovery address change in the same transaction (undefined: left as they are).
+      await c.store.accounts.mergeSettings(account.id, {}, { realName: 'Merged Name', recoveryEmail: 'merged@elsewhere.test' });
+      let stored = await c.store.accounts.getById(account.id);
+      assert.equal(stored?.realName, 'Merged Name');
+      assert.equal(stored?.recoveryEmail, 'merged@elsewhere.test');
+      await c.store.accounts.mergeSettings(account.id, { Keep: 'still' }, { realName: null });
+      stored = await c.store.accounts.getById(account.id);
+      assert.equal(stored?.realName, null);
+      assert.equal(stored?.recoveryEmail, 'merged@elsewhere.test');
+      assert.equal(stored?.settings.Keep, 'still');
+      await assert.rejects(c.store.accounts.mergeSettings(-1, {}, { realName: 'nobody' }), NotFoundError);
+      assert.deepEqual((await c.store.accounts.getById(account.id))?.settings, { Keep: 'still', Added: { Nested: ['1'] } });
       const other = await c.open();
       await Promise.all(
         Array.from({ length: 20 }, (_, i) => (i % 2 === 0 ? c.store : other).accounts.mergePrefs(account.id, { [`Key${i}`]: String(i) })),

@@ -12,6 +12,7 @@ import {
   type NewAccount,
   type Settings,
   type SettingsChanges,
+  type AccountColumnChanges,
   mergeSettings,
   mergeNestedSettings,
 } from '../store.js';
@@ -196,20 +197,22 @@ export class PgAccounts implements AccountStore {
     await this.db.run(ACCOUNT_SQL.setPrefs, [JSON.stringify(prefs), id]);
   }
 
-  mergeSettings(id: number, changes: SettingsChanges): Promise<Settings> {
-    return this.merge(id, changes, 'settings');
+  mergeSettings(id: number, changes: SettingsChanges, columns: AccountColumnChanges = {}): Promise<Settings> {
+    return this.merge(id, changes, 'settings', columns);
   }
 
   mergePrefs(id: number, changes: SettingsChanges): Promise<Settings> {
     return this.merge(id, changes, 'prefs');
   }
 
-  private merge(id: number, changes: SettingsChanges, column: 'settings' | 'prefs'): Promise<Settings> {
+  private merge(id: number, changes: SettingsChanges, column: 'settings' | 'prefs', columns: AccountColumnChanges = {}): Promise<Settings> {
     return this.db.tx(async (tx) => {
       const row = await tx.row<{ settings: string; prefs: string }>(ACCOUNT_SQL.lockSettings, [id]);
       if (!row) throw new NotFoundError('account not found');
       const merged = mergeSettings(JSON.parse(row[column]) as Settings, changes);
       await tx.run(column === 'settings' ? ACCOUNT_SQL.setSettings : ACCOUNT_SQL.setPrefs, [JSON.stringify(merged), id]);
+      if (columns.realName !== undefined) await tx.run(ACCOUNT_SQL.setRealName, [columns.realName, id]);
+      if (columns.recoveryEmail !== undefined) await tx.run(ACCOUNT_SQL.setRecoveryEmail, [columns.recoveryEmail, id]);
       return merged;
     });
   }

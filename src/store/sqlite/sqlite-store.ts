@@ -15,6 +15,7 @@ import {
   type NewAccount,
   type Settings,
   type SettingsChanges,
+  type AccountColumnChanges,
   mergeSettings,
   mergeNestedSettings,
   NotFoundError,
@@ -343,20 +344,22 @@ class SqliteAccounts implements AccountStore {
     this.sql.setPrefs.run(JSON.stringify(prefs), id);
   }
 
-  async mergeSettings(id: number, changes: SettingsChanges): Promise<Settings> {
-    return this.merge(id, changes, 'settings');
+  async mergeSettings(id: number, changes: SettingsChanges, columns: AccountColumnChanges = {}): Promise<Settings> {
+    return this.merge(id, changes, 'settings', columns);
   }
 
   async mergePrefs(id: number, changes: SettingsChanges): Promise<Settings> {
     return this.merge(id, changes, 'prefs');
   }
 
-  private merge(id: number, changes: SettingsChanges, column: 'settings' | 'prefs'): Settings {
+  private merge(id: number, changes: SettingsChanges, column: 'settings' | 'prefs', columns: AccountColumnChanges = {}): Settings {
     return this.db.transaction(() => {
       const row = this.sql.byId.get(id) as AccountRow | undefined;
       if (!row) throw new NotFoundError('account not found');
       const merged = mergeSettings(JSON.parse(row[column]) as Settings, changes);
       (column === 'settings' ? this.sql.setSettings : this.sql.setPrefs).run(JSON.stringify(merged), id);
+      if (columns.realName !== undefined) this.sql.setRealName.run(columns.realName, id);
+      if (columns.recoveryEmail !== undefined) this.sql.setRecoveryEmail.run(columns.recoveryEmail, id);
       return merged;
     }).immediate();
   }
