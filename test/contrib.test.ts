@@ -54,11 +54,11 @@ async function systemdAnalyze(): Promise<{ path: string } | { missing: string }>
   if (found) return { path: found };
   if (!isRoot) return { missing: 'systemd-analyze is not installed and the tests do not run as root to install it (apt-get install systemd)' };
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-  let install = await run('apt-get', ['install', '-y', '--no-install-recommends', 'systemd'], { env, timeout: 600_000 });
+  let install = await run('apt-get', ['-o', 'DPkg::Lock::Timeout=600', 'install', '-y', '--no-install-recommends', 'systemd'], { env, timeout: 600_000 });
   if (install.code !== 0) {
     // A fresh machine has no package lists yet.
-    await run('apt-get', ['update'], { env, timeout: 600_000 });
-    install = await run('apt-get', ['install', '-y', '--no-install-recommends', 'systemd'], { env, timeout: 600_000 });
+    await run('apt-get', ['-o', 'DPkg::Lock::Timeout=600', 'update'], { env, timeout: 600_000 });
+    install = await run('apt-get', ['-o', 'DPkg::Lock::Timeout=600', 'install', '-y', '--no-install-recommends', 'systemd'], { env, timeout: 600_000 });
   }
   const path = findOnPath('systemd-analyze');
   return path ? { path } : { missing: `apt-get could not install systemd: ${install.stderr.trim().split('\n').pop() ?? ''}` };
