@@ -14,8 +14,10 @@ export interface BusEvents {
   credentialsChanged: { accountId: number };
   /** An account was removed. */
   accountRemoved: { accountId: number };
-  /** An account's settings or preferences changed. */
+  /** An account's settings changed (or its real name, recovery address). */
   accountChanged: { accountId: number };
+  /** An account's custom preferences changed: its sessions re-read them and are told (prefsModified). */
+  prefsChanged: { accountId: number };
   /** A domain's settings changed (its accounts' effective settings and preferences with them). */
   domainChanged: { domain: string };
   /** The queue changed outside the queue's own work (an administrator's retry): look for due work now. */
@@ -52,6 +54,7 @@ const SHARED_TOPICS: ReadonlySet<string> = new Set<SharedTopic>([
   'credentialsChanged',
   'accountRemoved',
   'accountChanged',
+  'prefsChanged',
   'domainChanged',
   'queueChanged',
   'mailboxChanged',

@@ -3,6 +3,8 @@ import type { XimssValue } from '../xml/objects.js';
 import type { EventBus } from '../bus/bus.js';
 import { silentLogger, type Logger } from '../log.js';
 import { DKIM_SETTING, dkimSetting, type DkimKey } from './dkim-keys.js';
+import { checkPrefsChanges, checkPrefsSize, DEFAULT_PREFS, type PrefsChanges } from './preferences.js';
+export { DEFAULT_PREFS } from './preferences.js';
 import { ServiceError } from './errors.js';
 import { parseMailAddress } from './mime/address.js';
 import { cramMd5Context, hashPassword } from './passwords.js';
@@ -17,15 +19,6 @@ export const DEFAULT_ACCOUNT_SETTINGS: Readonly<Settings> = {
 };
 
 /** Preferences every account has unless its domain or the account says otherwise. */
-export const DEFAULT_PREFS: Readonly<Settings> = {
-  TimeZone: 'HostOS',
-  Language: 'English',
-  DeleteMode: 'Move To Trash',
-  TrashBox: 'Trash',
-  SentBox: 'Sent',
-  DraftsBox: 'Drafts',
-  Charset: 'utf-8',
-};
 
 const ACCOUNT_NAME = /^[a-z0-9](?:[a-z0-9._+-]{0,127})$/;
 const DOMAIN_NAME = /^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,62})(?:\.[a-z0-9](?:[a-z0-9-]{0,62}))*$/;
@@ -260,15 +253,38 @@ export class AccountService {
     return { ...DEFAULT_ACCOUNT_SETTINGS, ...asSettings(domain?.settings[ACCOUNT_DEFAULTS_KEY]), ...(current ?? account).settings };
   }
 
-  /** Effective preferences: built-in defaults < the domain's default preferences < the account's own. */
-  async effectivePrefs(account: AccountRecord): Promise<Settings> {
+  /** The domain's default preferences for its accounts: built-in defaults < the domain's AccountDefaultPrefs. */
+  async defaultPrefs(account: AccountRecord): Promise<Settings> {
     const domain = await this.store.domains.get(account.domain);
-    return { ...DEFAULT_PREFS, ...asSettings(domain?.settings.AccountDefaultPrefs), ...account.prefs };
+    return { ...DEFAULT_PREFS, ...asSettings(domain?.settings[ACCOUNT_DEFAULT_PREFS_KEY]) };
   }
 
-  async updatePrefs(account: AccountRecord, changes: Settings): Promise<void> {
-    await this.store.accounts.mergePrefs(account.id, changes);
-    this.bus?.publish('accountChanged', { accountId: account.id });
+  /** The account's own (custom) preferences, as stored now. */
+  async customPrefs(account: AccountRecord): Promise<Settings> {
+    return ((await this.store.accounts.getById(account.id)) ?? account).prefs;
+  }
+
+  /**
+   * Effective preferences: built-in defaults < the domain's default preferences < the
+   * account's own, read as stored now (another session, node or the command line may have
+   * changed them).
+   */
+  async effectivePrefs(account: AccountRecord): Promise<Settings> {
+    const [defaults, custom] = await Promise.all([this.defaultPrefs(account), this.customPrefs(account)]);
+    return { ...defaults, ...custom };
+  }
+
+  /**
+   * Stores custom preferences (prefsStore; null removes a custom value): checked, merged in
+   * one store transaction, and every session of the account, on every node, is told
+   * (prefsModified).
+   */
+  async updatePrefs(account: AccountRecord, changes: PrefsChanges): Promise<void> {
+    const checked = checkPrefsChanges(changes);
+    checkPrefsSize(await this.customPrefs(account), checked);
+    await this.store.accounts.mergePrefs(account.id, checked);
+    this.log.info({ event: 'account.prefs_changed', account: fullName(account), keys: Object.keys(checked) }, `preferences of ${fullName(account)} changed`);
+    this.bus?.publish('prefsChanged', { accountId: account.id });
   }
 
   async setSettings(account: AccountRecord, changes: SettingsChanges): Promise<void> {
@@ -310,6 +326,8 @@ export class AccountService {
 
 /** The domain settings key holding its accounts' default settings. */
 export const ACCOUNT_DEFAULTS_KEY = 'AccountDefaults';
+/** Where a domain keeps its accounts' default preferences (under the domain settings). */
+export const ACCOUNT_DEFAULT_PREFS_KEY = 'AccountDefaultPrefs';
 
 /** An account was to be made in a domain that does not exist (and was not to be created). */
 export class UnknownDomainError extends ServiceError {

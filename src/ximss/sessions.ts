@@ -62,6 +62,7 @@ export class SessionManager {
       bus.on('alertPosted', (event) => void this.alertPosted(event)),
       bus.on('accountRemoved', ({ accountId }) => this.endAccountSessions(accountId, 'account_removed')),
       bus.on('accountChanged', ({ accountId }) => void this.refreshAccount(accountId)),
+      bus.on('prefsChanged', ({ accountId }) => void this.prefsChanged(accountId)),
       // A domain's defaults changed (AccountDefaultPrefs): the preferences its sessions keep.
       bus.on('domainChanged', ({ domain }) => {
         for (const [accountId, sessions] of this.byAccount) if ([...sessions].some((x) => x.account.domain === domain)) void this.refreshAccount(accountId);
@@ -273,7 +274,16 @@ export class SessionManager {
     for (const accountId of withAlerts) await this.deliverAlerts(accountId);
   }
 
-  private async refreshAccount(accountId: number): Promise<void> {
+  /** The account's preferences changed (prefsStore here or on another node): re-read, and tell its sessions. */
+  private async prefsChanged(accountId: number): Promise<void> {
+    await this.refreshAccount(accountId).catch((err: unknown) =>
+      this.log.error({ event: 'session.prefs_refresh_failed', accountId, error: errorText(err) }, 're-reading preferences failed'),
+    );
+    for (const session of this.forAccount(accountId)) session.sendAsync('<prefsModified/>');
+  }
+
+  /** Re-reads the account's record and effective preferences into its sessions here (prefsReload too). */
+  async refreshAccount(accountId: number): Promise<void> {
     const sessions = this.forAccount(accountId);
     if (sessions.length === 0) return;
     const account = await this.accounts.getById(accountId);

@@ -6,6 +6,7 @@ import { mailboxOperations } from './mailbox.js';
 import { messageOperations } from './message.js';
 import { messageSendOperations } from './message-send.js';
 import { notImplementedOperations } from './not-implemented.js';
+import { preferenceOperations } from './preferences.js';
 import { preLoginOperations } from './prelogin.js';
 import { ruleOperations } from './rules.js';
 import { serviceOperations } from './service.js';
@@ -21,5 +22,6 @@ export function registerOperations(engine: Engine): void {
   engine.register(messageSendOperations);
   engine.register(ruleOperations);
   engine.register(datasetOperations);
+  engine.register(preferenceOperations);
   engine.register(notImplementedOperations);
 }

@@ -23,7 +23,6 @@ const PENDING: Record<string, string> = {
   IM: 'sendIM closeIM',
   'Roster/Presence': 'rosterList rosterSet rosterGroupSet presenceSet',
   'XMPP iq': 'iqSend',
-  Preferences: 'prefsRead prefsStore prefsReload',
   'File Storage':
     'fileList fileDirInfo fileDirList fileWrite fileStore fileRead fileRename fileRemove fileCopy fileDirCreate ' +
     'fileDirRename fileDirRemove fileAttrRead fileAttrWrite fileLock fileRights fileSubList fileSubUpdate',

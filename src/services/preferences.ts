@@ -1,0 +1,122 @@
+/**
+ * Account Preferences (spec section "Preferences"): three layers — the server's defaults
+ * below, the domain's defaults for its accounts (`AccountDefaultPrefs` in the domain
+ * settings), the account's custom values — read merged as the effective preferences.
+ *
+ * The preferences the server itself reads (TimeZone, DeleteMode, the mailbox names, the
+ * sender address) are checked when they are stored; any other name a client keeps for its
+ * own use is stored as given (a string, an array or a dictionary), within the limits below.
+ */
+import { ServiceError } from './errors.js';
+import { parseMailAddress } from './mime/address.js';
+import { isKnownTimeZone } from '../xml/time.js';
+import type { Settings } from '../store/store.js';
+
+export const DEFAULT_PREFS: Readonly<Settings> = {
+  TimeZone: 'HostOS',
+  Language: 'English',
+  DeleteMode: 'Move To Trash',
+  TrashBox: 'Trash',
+  SentBox: 'Sent',
+  DraftsBox: 'Drafts',
+  CalendarBox: 'Calendar',
+  ContactsBox: 'Contacts',
+  Charset: 'utf-8',
+};
+
+/** The values DeleteMode takes: mark as Deleted, move to the TrashBox, or remove at once. */
+export const DELETE_MODES = ['Mark', 'Move To Trash', 'Immediately'] as const;
+
+/** Limits of what one account keeps: names, and the bytes of all custom values together (JSON). */
+export const PREFS_LIMITS = { names: 500, nameChars: 128, bytes: 256 * 1024 };
+
+type Check = (value: string) => string | undefined;
+
+const text =
+  (max: number): Check =>
+  (value) =>
+    value.length > max ? `must be at most ${max} characters` : /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/.test(value) ? 'must not contain control characters' : undefined;
+
+const mailboxName: Check = (value) => (value.trim() === '' ? 'must name a mailbox' : text(255)(value));
+
+/** An address (`Real Name <user@domain>` or `user@domain`), or empty. */
+const address: Check = (value) => (value.trim() === '' || parseMailAddress(value) ? undefined : 'must be an E-mail address (Real Name <user@domain>)');
+
+/** The preferences whose values the server reads, and what they must be (strings). */
+const CHECKS: Readonly<Record<string, Check>> = {
+  TimeZone: (value) => (value === 'HostOS' || isKnownTimeZone(value) ? undefined : 'must be HostOS or a time zone name such as Europe/Berlin'),
+  DeleteMode: (value) => ((DELETE_MODES as readonly string[]).includes(value) ? undefined : `must be one of ${DELETE_MODES.join(', ')}`),
+  Language: (value) => (/^[A-Za-z][A-Za-z -]{0,63}$/.test(value) ? undefined : 'must be a language name such as English'),
+  TrashBox: mailboxName,
+  SentBox: mailboxName,
+  DraftsBox: mailboxName,
+  CalendarBox: mailboxName,
+  ContactsBox: mailboxName,
+  UserFrom: address,
+  ReplyTo: text(1000),
+  Signature: text(64 * 1024),
+  Charset: (value) => (/^[A-Za-z0-9._:-]{1,40}$/.test(value) ? undefined : 'must be a character set name such as utf-8'),
+};
+
+/** What prefsStore is asked: new values, and names whose custom value goes (the `default` value). */
+export interface PrefsChanges {
+  [name: string]: Settings[string] | null;
+}
+
+/**
+ * Checks a prefsStore request's changes; throws a ServiceError naming the first bad one.
+ * UserFromAddr (and UserFromName) compose UserFrom, as the spec says.
+ */
+export function checkPrefsChanges(changes: PrefsChanges): PrefsChanges {
+  const result: PrefsChanges = {};
+  for (const [name, value] of Object.entries(changes)) {
+    if (name.length > PREFS_LIMITS.nameChars) throw new ServiceError(`the preference name ${name.slice(0, 40)}… is too long`);
+    if (name === 'UserFromAddr' || name === 'UserFromName') continue;
+    const check = CHECKS[name];
+    if (check && value !== null) {
+      if (typeof value !== 'string') throw new ServiceError(`${name}: must be a string`);
+      const problem = check(value);
+      if (problem !== undefined) throw new ServiceError(`${name}: ${problem}`);
+    }
+    result[name] = value;
+  }
+  if ('UserFromAddr' in changes) {
+    const addr = changes.UserFromAddr;
+    const realName = changes.UserFromName;
+    if (addr === null || addr === '') result.UserFrom = null;
+    else {
+      if (typeof addr !== 'string' || !parseMailAddress(addr) || /[<>]/.test(addr)) throw new ServiceError('UserFromAddr: must be an E-mail address (user@domain)');
+      if (realName !== undefined && realName !== null && typeof realName !== 'string') throw new ServiceError('UserFromName: must be a string');
+      result.UserFrom = typeof realName === 'string' && realName.trim() !== '' ? `${quoteName(realName.trim())} <${addr.trim()}>` : addr.trim();
+    }
+  }
+  return result;
+}
+
+/** The custom preferences after `changes`, checked against the limits (before they are stored). */
+export function checkPrefsSize(current: Settings, changes: PrefsChanges): void {
+  const merged: Record<string, unknown> = { ...current };
+  for (const [name, value] of Object.entries(changes)) {
+    if (value === null) delete merged[name];
+    else merged[name] = value;
+  }
+  if (Object.keys(merged).length > PREFS_LIMITS.names) throw new ServiceError(`too many preferences (at most ${PREFS_LIMITS.names})`);
+  const bytes = Buffer.byteLength(JSON.stringify(merged, (_key, v: unknown) => (Buffer.isBuffer(v) ? v.toString('base64') : v)));
+  if (bytes > PREFS_LIMITS.bytes) throw new ServiceError(`the preferences are too large (at most ${PREFS_LIMITS.bytes} bytes)`);
+}
+
+/**
+ * The preferences as prefs presents them: a UserFrom that parses as an address adds
+ * UserFromAddr (the bare address) and, when it has one, UserFromName.
+ */
+export function presentPrefs(prefs: Settings): Settings {
+  const from = prefs.UserFrom;
+  if (typeof from !== 'string' || from.trim() === '') return prefs;
+  const parsed = parseMailAddress(from);
+  if (!parsed) return prefs;
+  return { ...prefs, UserFromAddr: parsed.address, ...(parsed.realName ? { UserFromName: parsed.realName } : {}) };
+}
+
+function quoteName(name: string): string {
+  return /^[A-Za-z0-9!#$%&'*+/=?^_`{|}~ -]*$/.test(name) ? name : `"${name.replace(/(["\\])/g, '\\$1')}"`;
+}
