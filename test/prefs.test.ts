@@ -55,10 +55,26 @@ describe('prefsRead', () => {
     assert.equal(defaults.values.get('TrashBox'), 'Trash');
   });
 
-  test('an unknown type is refused; publicInfo answers not implemented yet (500)', async () => {
+  test('an unknown type is refused', async () => {
     const c = await login(await server.newAccount('prefs'));
     await fails(c, '<prefsRead type="everything"/>', /unknown prefs type/);
-    await fails(c, '<prefsRead type="publicInfo"/>', /not implemented yet: Public Info/);
+    await fails(c, '<prefsStore type="default"><Language>German</Language></prefsStore>', /unknown prefs type/);
+  });
+
+  test('Public Info: stored apart from the preferences, read back with type="publicInfo"; "default" removes a value', async () => {
+    const address = await server.newAccount('prefs');
+    const c = await login(address);
+    assert.equal((await read(c, '<prefsRead type="publicInfo"/>')).values.size, 0);
+    await ok(c, '<prefsStore type="publicInfo"><Title>Engineer</Title><Phone><subValue>+1 555 0100</subValue><subValue>+1 555 0101</subValue></Phone></prefsStore>');
+    const info = await read(c, '<prefsRead type="publicInfo"/>');
+    assert.equal(info.attrs.type, 'publicInfo');
+    assert.equal(info.values.get('Title'), 'Engineer');
+    assert.deepEqual(info.values.get('Phone'), ['+1 555 0100', '+1 555 0101']);
+    assert.equal((await read(c, '<prefsRead type="custom"/>')).values.size, 0, 'not among the preferences');
+    await ok(c, '<prefsStore type="publicInfo"><Title>default</Title></prefsStore>');
+    assert.deepEqual([...(await read(c, '<prefsRead type="publicInfo"/>')).values.keys()], ['Phone']);
+    const stored = await server.services.accounts.find(address);
+    assert.deepEqual(stored?.publicInfo, { Phone: ['+1 555 0100', '+1 555 0101'] }, 'kept in the store');
   });
 });
 

@@ -274,6 +274,22 @@ export class AccountService {
     return { ...defaults, ...custom };
   }
 
+  /** The account's Public Info, as stored now. */
+  async publicInfo(account: AccountRecord): Promise<Settings> {
+    return ((await this.store.accounts.getById(account.id)) ?? account).publicInfo;
+  }
+
+  /**
+   * Stores Public Info (prefsStore type="publicInfo"; null removes a value), within the limits
+   * of preferences, in one store transaction; its sessions hear accountChanged.
+   */
+  async updatePublicInfo(account: AccountRecord, changes: PrefsChanges): Promise<void> {
+    checkPrefsSize(await this.publicInfo(account), changes);
+    await this.store.accounts.mergePublicInfo(account.id, changes);
+    this.log.info({ event: 'account.public_info_changed', account: fullName(account), keys: Object.keys(changes) }, `Public Info of ${fullName(account)} changed`);
+    this.bus?.publish('accountChanged', { accountId: account.id });
+  }
+
   /**
    * Stores custom preferences (prefsStore; null removes a custom value): checked, merged in
    * one store transaction, and every session of the account, on every node, is told

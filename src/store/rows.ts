@@ -38,6 +38,7 @@ export interface AccountRow {
   recovery_email: string | null;
   settings: string;
   prefs: string;
+  public_info: string;
   created: number;
   prev_login_time: number | null;
   prev_login_ip: string | null;
@@ -67,6 +68,7 @@ export function toAccount(row: AccountRow): AccountRecord {
     recoveryEmail: row.recovery_email,
     settings: JSON.parse(row.settings) as Settings,
     prefs: JSON.parse(row.prefs) as Settings,
+    publicInfo: JSON.parse(row.public_info) as Settings,
     created: new Date(row.created),
     prevLogin: login(row.prev_login_time, row.prev_login_ip),
     lastFailedLogin: login(row.failed_login_time, row.failed_login_ip),

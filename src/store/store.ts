@@ -172,6 +172,8 @@ export interface AccountRecord {
   settings: Settings;
   /** Custom preferences (TimeZone, Language, ...): explicit values only. */
   prefs: Settings;
+  /** Public Info (spec "Preferences"): what the account tells others about itself (the directory). */
+  publicInfo: Settings;
   created: Date;
   prevLogin: LoginRecord | null;
   lastFailedLogin: LoginRecord | null;
@@ -230,6 +232,8 @@ export interface AccountStore {
   mergeSettings(id: number, changes: SettingsChanges, columns?: AccountColumnChanges): Promise<Settings>;
   /** Merges `changes` into the account's preferences in one transaction; the result. */
   mergePrefs(id: number, changes: SettingsChanges): Promise<Settings>;
+  /** Merges `changes` into the account's Public Info in one transaction; the result. */
+  mergePublicInfo(id: number, changes: SettingsChanges): Promise<Settings>;
   recordLogin(id: number, login: LoginRecord): Promise<void>;
   recordFailedLogin(id: number, login: LoginRecord): Promise<void>;
   /** The account that has `name` as an alias in `domain`. */

@@ -583,6 +583,13 @@ function storedReadModifyWrite(fresh: FreshStore): void {
       const prefs = (await c.store.accounts.getById(account.id))!.prefs;
       assert.equal(Object.keys(prefs).length, 20, `every merge kept: ${JSON.stringify(prefs)}`);
       await assert.rejects(c.store.accounts.mergePrefs(987_654, { A: '1' }), NotFoundError);
+      // Public Info: a dictionary of its own, beside settings and preferences.
+      assert.deepEqual(await c.store.accounts.mergePublicInfo(account.id, { Title: 'Engineer', Phone: ['1', '2'] }), { Title: 'Engineer', Phone: ['1', '2'] });
+      assert.deepEqual(await other.accounts.mergePublicInfo(account.id, { Title: null }), { Phone: ['1', '2'] });
+      const withInfo = (await c.store.accounts.getById(account.id))!;
+      assert.deepEqual(withInfo.publicInfo, { Phone: ['1', '2'] });
+      assert.equal(Object.keys(withInfo.prefs).length, 20, 'the preferences are untouched');
+      await assert.rejects(c.store.accounts.mergePublicInfo(987_654, { A: '1' }), NotFoundError);
 
       const domain = `${unique('merge')}.test`;
       await c.store.domains.create(domain, { A: '1' });

@@ -19,7 +19,7 @@ import {
 import { isForeignKeyViolation, isUniqueViolation, type Db } from './db.js';
 import { toAccount, toDomain, type AccountRow, type DomainRow } from '../rows.js';
 
-const ACCOUNT_COLUMNS = `id, domain, name, real_name, password_hash, cram_md5, recovery_email, settings, prefs, created,
+const ACCOUNT_COLUMNS = `id, domain, name, real_name, password_hash, cram_md5, recovery_email, settings, prefs, public_info, created,
   prev_login_time, prev_login_ip, failed_login_time, failed_login_ip, credentials_version`;
 
 
@@ -103,7 +103,8 @@ const ACCOUNT_SQL = {
   setRealName: { name: 'accounts.setRealName', text: 'UPDATE accounts SET real_name = $1 WHERE id = $2' },
   setSettings: { name: 'accounts.setSettings', text: 'UPDATE accounts SET settings = $1 WHERE id = $2' },
   setPrefs: { name: 'accounts.setPrefs', text: 'UPDATE accounts SET prefs = $1 WHERE id = $2' },
-  lockSettings: { name: 'accounts.lockSettings', text: 'SELECT settings, prefs FROM accounts WHERE id = $1 FOR NO KEY UPDATE' },
+  setPublicInfo: { name: 'accounts.setPublicInfo', text: 'UPDATE accounts SET public_info = $1 WHERE id = $2' },
+  lockSettings: { name: 'accounts.lockSettings', text: 'SELECT settings, prefs, public_info FROM accounts WHERE id = $1 FOR NO KEY UPDATE' },
   recordLogin: { name: 'accounts.recordLogin', text: 'UPDATE accounts SET prev_login_time = $1, prev_login_ip = $2 WHERE id = $3' },
   recordFailedLogin: {
     name: 'accounts.recordFailedLogin',
@@ -205,12 +206,16 @@ export class PgAccounts implements AccountStore {
     return this.merge(id, changes, 'prefs');
   }
 
-  private merge(id: number, changes: SettingsChanges, column: 'settings' | 'prefs', columns: AccountColumnChanges = {}): Promise<Settings> {
+  mergePublicInfo(id: number, changes: SettingsChanges): Promise<Settings> {
+    return this.merge(id, changes, 'public_info');
+  }
+
+  private merge(id: number, changes: SettingsChanges, column: 'settings' | 'prefs' | 'public_info', columns: AccountColumnChanges = {}): Promise<Settings> {
     return this.db.tx(async (tx) => {
-      const row = await tx.row<{ settings: string; prefs: string }>(ACCOUNT_SQL.lockSettings, [id]);
+      const row = await tx.row<{ settings: string; prefs: string; public_info: string }>(ACCOUNT_SQL.lockSettings, [id]);
       if (!row) throw new NotFoundError('account not found');
       const merged = mergeSettings(JSON.parse(row[column]) as Settings, changes);
-      await tx.run(column === 'settings' ? ACCOUNT_SQL.setSettings : ACCOUNT_SQL.setPrefs, [JSON.stringify(merged), id]);
+      await tx.run({ settings: ACCOUNT_SQL.setSettings, prefs: ACCOUNT_SQL.setPrefs, public_info: ACCOUNT_SQL.setPublicInfo }[column], [JSON.stringify(merged), id]);
       if (columns.realName !== undefined) await tx.run(ACCOUNT_SQL.setRealName, [columns.realName, id]);
       if (columns.recoveryEmail !== undefined) await tx.run(ACCOUNT_SQL.setRecoveryEmail, [columns.recoveryEmail, id]);
       return merged;

@@ -296,6 +296,8 @@ export const migrations: readonly string[] = [
   );
   CREATE INDEX shared_state_expires ON shared_state(expires);
   `,
+  // 12: an account's Public Info (prefsRead/prefsStore type="publicInfo", the directory).
+  `ALTER TABLE accounts ADD COLUMN public_info TEXT NOT NULL DEFAULT '{}';`,
 ];
 
 /** The advisory lock key that serializes migrations between processes starting at once ('xims'). */

@@ -318,4 +318,6 @@ export const migrations: readonly string[] = [
   CREATE INDEX queue_due ON queue_recipients(state, next_attempt);
   CREATE INDEX queue_leases ON queue_messages(lease_until) WHERE lease_until IS NOT NULL;
   `,
+  // 12: an account's Public Info (prefsRead/prefsStore type="publicInfo", the directory).
+  `ALTER TABLE accounts ADD COLUMN public_info TEXT NOT NULL DEFAULT '{}';`,
 ];

@@ -226,6 +226,7 @@ class SqliteAccounts implements AccountStore {
       setRealName: 'UPDATE accounts SET real_name = ? WHERE id = ?',
       setSettings: 'UPDATE accounts SET settings = ? WHERE id = ?',
       setPrefs: 'UPDATE accounts SET prefs = ? WHERE id = ?',
+      setPublicInfo: 'UPDATE accounts SET public_info = ? WHERE id = ?',
       recordLogin: 'UPDATE accounts SET prev_login_time = ?, prev_login_ip = ? WHERE id = ?',
       recordFailedLogin: 'UPDATE accounts SET failed_login_time = ?, failed_login_ip = ? WHERE id = ?',
       byAlias: 'SELECT accounts.* FROM account_aliases JOIN accounts ON accounts.id = account_aliases.account_id WHERE account_aliases.domain = ? AND account_aliases.name = ?',
@@ -352,12 +353,16 @@ class SqliteAccounts implements AccountStore {
     return this.merge(id, changes, 'prefs');
   }
 
-  private merge(id: number, changes: SettingsChanges, column: 'settings' | 'prefs', columns: AccountColumnChanges = {}): Settings {
+  async mergePublicInfo(id: number, changes: SettingsChanges): Promise<Settings> {
+    return this.merge(id, changes, 'public_info');
+  }
+
+  private merge(id: number, changes: SettingsChanges, column: 'settings' | 'prefs' | 'public_info', columns: AccountColumnChanges = {}): Settings {
     return this.db.transaction(() => {
       const row = this.sql.byId.get(id) as AccountRow | undefined;
       if (!row) throw new NotFoundError('account not found');
       const merged = mergeSettings(JSON.parse(row[column]) as Settings, changes);
-      (column === 'settings' ? this.sql.setSettings : this.sql.setPrefs).run(JSON.stringify(merged), id);
+      ({ settings: this.sql.setSettings, prefs: this.sql.setPrefs, public_info: this.sql.setPublicInfo })[column].run(JSON.stringify(merged), id);
       if (columns.realName !== undefined) this.sql.setRealName.run(columns.realName, id);
       if (columns.recoveryEmail !== undefined) this.sql.setRecoveryEmail.run(columns.recoveryEmail, id);
       return merged;

@@ -6,8 +6,8 @@ import { appendValue, readValue, type XimssValue } from '../../xml/objects.js';
 import { inSession, type OperationTable } from '../engine.js';
 
 /**
- * Spec section "Preferences": prefsRead (effective, default, custom; publicInfo is not
- * kept yet), prefsStore (custom values; `default` removes one), prefsReload. Values travel in
+ * Spec section "Preferences": prefsRead (effective, default, custom, publicInfo),
+ * prefsStore (custom values or Public Info; `default` removes one), prefsReload. Values travel in
  * the XML presentation of objects (strings, `subValue` arrays, `subKey` dictionaries).
  * Every session of the account is sent `prefsModified` when they change (SessionManager).
  */
@@ -29,7 +29,8 @@ export const preferenceOperations: OperationTable = {
         prefs = await accounts.customPrefs(account);
         break;
       case 'publicInfo':
-        throw new ServiceError('not implemented yet: Public Info', 500);
+        prefs = await accounts.publicInfo(account);
+        break;
       default:
         throw new ServiceError(`unknown prefs type ${JSON.stringify(type)} (default, custom or publicInfo)`);
     }
@@ -46,8 +47,7 @@ export const preferenceOperations: OperationTable = {
 
   prefsStore: inSession(async (ctx) => {
     const type = ctx.request.attrs.type;
-    if (type === 'publicInfo') throw new ServiceError('not implemented yet: Public Info', 500);
-    if (type !== undefined && type !== '' && type !== 'custom') throw new ServiceError(`unknown prefs type ${JSON.stringify(type)} (custom or publicInfo)`);
+    if (type !== undefined && type !== '' && type !== 'custom' && type !== 'publicInfo') throw new ServiceError(`unknown prefs type ${JSON.stringify(type)} (custom or publicInfo)`);
     const changes: PrefsChanges = {};
     for (const element of ctx.request.elements()) {
       if (Object.prototype.hasOwnProperty.call(changes, element.name)) throw new ServiceError(`the preference ${element.name} is given twice`);
@@ -61,6 +61,10 @@ export const preferenceOperations: OperationTable = {
       Object.defineProperty(changes, element.name, { value: value === 'default' ? null : value, enumerable: true, writable: true, configurable: true });
     }
     if (Object.keys(changes).length === 0) return;
+    if (type === 'publicInfo') {
+      await ctx.server.accounts.updatePublicInfo(ctx.session.account, changes);
+      return;
+    }
     await ctx.server.accounts.updatePrefs(ctx.session.account, changes);
     // This session sees its own change at once (the others when prefsModified reaches them).
     ctx.session.prefs = await ctx.server.accounts.effectivePrefs(ctx.session.account);
