@@ -9,7 +9,6 @@
  */
 import { ServiceError } from './errors.js';
 import { parseMailAddress } from './mime/address.js';
-import { isKnownTimeZone } from '../xml/time.js';
 import type { Settings } from '../store/store.js';
 
 export const DEFAULT_PREFS: Readonly<Settings> = {
@@ -31,6 +30,19 @@ export const DELETE_MODES = ['Mark', 'Move To Trash', 'Immediately'] as const;
 export const PREFS_LIMITS = { names: 500, nameChars: 128, bytes: 256 * 1024 };
 
 type Check = (value: string) => string | undefined;
+
+/**
+ * True when the runtime knows this IANA zone (what xml/time.ts's isKnownTimeZone answers,
+ * asked directly here: the command line loads this module and keeps clear of xml/).
+ */
+function isKnownTimeZone(name: string): boolean {
+  try {
+    new Intl.DateTimeFormat('en-US', { timeZone: name });
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 const text =
   (max: number): Check =>
