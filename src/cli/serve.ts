@@ -39,6 +39,15 @@ export function registerServe(program: Command): void {
       const log = createLogger({ level: config.log.level });
       // Loaded here only: the listeners, TLS and the XML engine are not needed by the store commands.
       const { startServer, ListenError, StoreOpenError } = await import('../server.js');
+      // The handlers are there before the server starts: a signal that arrives while it starts
+      // (right after server.started is logged, say) stops it cleanly once it is up, instead of
+      // killing the process half way.
+      let pendingSignal: NodeJS.Signals | undefined;
+      let stop: (signal: NodeJS.Signals) => void = (signal) => {
+        pendingSignal ??= signal;
+      };
+      process.on('SIGTERM', () => stop('SIGTERM'));
+      process.on('SIGINT', () => stop('SIGINT'));
       let server;
       try {
         server = await startServer(config, { log });
@@ -54,7 +63,7 @@ export function registerServe(program: Command): void {
       }
       const running = server;
       let stopping = false;
-      const stop = (signal: NodeJS.Signals): void => {
+      stop = (signal: NodeJS.Signals): void => {
         if (stopping) {
           // A second signal: stop now.
           running.shutdown(signal, 0).then(() => process.exit(0), () => process.exit(1));
@@ -70,7 +79,6 @@ export function registerServe(program: Command): void {
           },
         );
       };
-      process.on('SIGTERM', () => stop('SIGTERM'));
-      process.on('SIGINT', () => stop('SIGINT'));
+      if (pendingSignal) stop(pendingSignal);
     });
 }
