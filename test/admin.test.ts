@@ -248,6 +248,8 @@ describe('accounts', () => {
     const before = await withStore(ws, async (store) => (await store.accounts.get(DOMAIN, 'fay'))!);
     await refused(ws, ['account', 'set', `fay@${DOMAIN}`, 'MaxAccountSize=1M', 'Bogus=1'], /^ximssd: unknown setting Bogus \(account settings: RealName, RecoveryEmail, MaxAccountSize, RulesAllowed, SignalRulesAllowed, PWDAllowed\)/);
     await refused(ws, ['account', 'set', `fay@${DOMAIN}`, 'MaxAccountSize=1M', 'RulesAllowed=some'], /^ximssd: bad value for RulesAllowed: "some" \(accepted: None, Filter Only, No Redirect, Any;/);
+    // Names of object methods are not values (nor aliases of one).
+    await refused(ws, ['account', 'set', `fay@${DOMAIN}`, 'SignalRulesAllowed=constructor'], /^ximssd: bad value for SignalRulesAllowed: "constructor"/);
     await refused(ws, ['account', 'set', `fay@${DOMAIN}`, 'MaxAccountSize=lots'], /^ximssd: bad value for MaxAccountSize: "lots" \(accepted: a size in bytes, or with a K, M, G or T suffix/);
     await refused(ws, ['account', 'set', `fay@${DOMAIN}`, 'RecoveryEmail=not an address'], /^ximssd: bad value for RecoveryEmail/);
     await refused(ws, ['account', 'set', `fay@${DOMAIN}`, 'SignupAllowed=Yes'], /^ximssd: SignupAllowed is a domain setting, not settable on an account/);

@@ -47,6 +47,8 @@ describe('prefsRead', () => {
     assert.equal(all.values.get('TimeZone'), 'HostOS');
     const some = await read(c, '<prefsRead><name>Language</name><name>SentBox</name><name>NoSuchPref</name></prefsRead>');
     assert.deepEqual([...some.values.keys()], ['Language', 'SentBox'], 'only the names asked for, in their order; unknown names are left out');
+    const inherited = await read(c, '<prefsRead><name>hasOwnProperty</name><name>constructor</name></prefsRead>');
+    assert.equal(inherited.values.size, 0, 'names of object methods are not preferences');
     const custom = await read(c, '<prefsRead type="custom"/>');
     assert.equal(custom.attrs.type, 'custom');
     assert.equal(custom.values.size, 0);
@@ -117,6 +119,15 @@ describe('prefsStore', () => {
     assert.equal(custom.values.get('UserFromName'), 'The Boss');
     assert.equal(custom.values.has('UserFromAddrX'), false);
     await fails(c, '<prefsStore><UserFromAddr>Someone &lt;x@y.test&gt;</UserFromAddr></prefsStore>', /UserFromAddr: must be an E-mail address/);
+  });
+
+  test('preferences named __proto__ or toString are stored and read back like any other', async () => {
+    const c = await login(await server.newAccount('prefs'));
+    await ok(c, '<prefsStore><__proto__>kept</__proto__><toString>too</toString><Plain>yes</Plain></prefsStore>');
+    const custom = await read(c, '<prefsRead type="custom"/>');
+    assert.equal(custom.values.get('__proto__'), 'kept');
+    assert.equal(custom.values.get('toString'), 'too');
+    assert.equal(custom.values.get('Plain'), 'yes');
   });
 
   test('too many preferences are refused (the limits of src/services/preferences.ts)', async () => {

@@ -84,13 +84,15 @@ export function checkPrefsChanges(changes: PrefsChanges): PrefsChanges {
   for (const [name, value] of Object.entries(changes)) {
     if (name.length > PREFS_LIMITS.nameChars) throw new ServiceError(`the preference name ${name.slice(0, 40)}… is too long`);
     if (name === 'UserFromAddr' || name === 'UserFromName') continue;
-    const check = CHECKS[name];
+    // Own checks only: `__proto__` or `toString` are names a client may use, not checks.
+    const check = Object.prototype.hasOwnProperty.call(CHECKS, name) ? CHECKS[name] : undefined;
     if (check && value !== null) {
       if (typeof value !== 'string') throw new ServiceError(`${name}: must be a string`);
       const problem = check(value);
       if (problem !== undefined) throw new ServiceError(`${name}: ${problem}`);
     }
-    result[name] = value;
+    // Defined, not assigned: `__proto__` is a name like any other here.
+    Object.defineProperty(result, name, { value, enumerable: true, writable: true, configurable: true });
   }
   if ('UserFromAddr' in changes) {
     const addr = changes.UserFromAddr;
@@ -107,13 +109,13 @@ export function checkPrefsChanges(changes: PrefsChanges): PrefsChanges {
 
 /** The custom preferences after `changes`, checked against the limits (before they are stored). */
 export function checkPrefsSize(current: Settings, changes: PrefsChanges): void {
-  const merged: Record<string, unknown> = { ...current };
+  const merged = new Map<string, unknown>(Object.entries(current));
   for (const [name, value] of Object.entries(changes)) {
-    if (value === null) delete merged[name];
-    else merged[name] = value;
+    if (value === null) merged.delete(name);
+    else merged.set(name, value);
   }
-  if (Object.keys(merged).length > PREFS_LIMITS.names) throw new ServiceError(`too many preferences (at most ${PREFS_LIMITS.names})`);
-  const bytes = Buffer.byteLength(JSON.stringify(merged, (_key, v: unknown) => (Buffer.isBuffer(v) ? v.toString('base64') : v)));
+  if (merged.size > PREFS_LIMITS.names) throw new ServiceError(`too many preferences (at most ${PREFS_LIMITS.names})`);
+  const bytes = Buffer.byteLength(JSON.stringify(Object.fromEntries(merged), (_key, v: unknown) => (Buffer.isBuffer(v) ? v.toString('base64') : v)));
   if (bytes > PREFS_LIMITS.bytes) throw new ServiceError(`the preferences are too large (at most ${PREFS_LIMITS.bytes} bytes)`);
 }
 

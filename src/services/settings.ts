@@ -56,7 +56,7 @@ function yesNo(value: string): string {
 
 function mode(value: string, aliases: Record<string, string> = {}): string {
   const v = value.trim().toLowerCase();
-  const found = ALLOWED_MODES.find((m) => m.toLowerCase() === v) ?? aliases[v];
+  const found = ALLOWED_MODES.find((m) => m.toLowerCase() === v) ?? (Object.prototype.hasOwnProperty.call(aliases, v) ? aliases[v] : undefined);
   if (!found) throw new BadValue();
   return found;
 }

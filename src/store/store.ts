@@ -127,7 +127,8 @@ export function mergeSettings(current: Settings, changes: SettingsChanges): Sett
   const merged: Settings = { ...current };
   for (const [key, value] of Object.entries(changes)) {
     if (value === null) delete merged[key];
-    else merged[key] = value;
+    // Defined, not assigned: a `__proto__` key (a preference a client named so) is data.
+    else Object.defineProperty(merged, key, { value, enumerable: true, writable: true, configurable: true });
   }
   return merged;
 }

@@ -38,8 +38,9 @@ export const preferenceOperations: OperationTable = {
     const shown = presentPrefs(prefs);
     const message = el('prefs', type ? { type } : {});
     for (const name of names.length > 0 ? names : Object.keys(shown)) {
+      if (!Object.prototype.hasOwnProperty.call(shown, name) || !isXmlName(name)) continue;
       const value = shown[name];
-      if (value === undefined || !isXmlName(name)) continue;
+      if (value === undefined) continue;
       appendValue(message.add(name), value as XimssValue);
     }
     ctx.send(message);
