@@ -441,6 +441,23 @@ describe('abuse: expensive work for one request', () => {
     assert.deepEqual(filtered.order, ['noop', 'scan']);
   });
 
+  test('preferences and Public Info are bounded per account (names, count, bytes); a refused store keeps nothing', async () => {
+    const address = await server.newAccount('prefs');
+    const { client } = await server.login(address, 'secret');
+    const store = async (body: string, type = ''): Promise<string | undefined> =>
+      (await client.request(`<prefsStore${type}>${body}</prefsStore>`, 20_000)).response.attrs.errorText;
+    assert.match((await store(Array.from({ length: 5000 }, (_, i) => `<P${i}>x</P${i}>`).join(''))) ?? '', /too many preferences/);
+    assert.match((await store(`<Big>${'x'.repeat(1024 * 1024)}</Big>`, ' type="publicInfo"')) ?? '', /too large/);
+    assert.match((await store(`<${'N'.repeat(200)}>x</${'N'.repeat(200)}>`, ' type="publicInfo"')) ?? '', /too long/);
+    // Many small requests end at the same limit: what is kept stays bounded.
+    for (let i = 0; i < 4; i++) assert.equal(await store(Array.from({ length: 120 }, (_, j) => `<Q${i}_${j}>y</Q${i}_${j}>`).join('')), undefined);
+    assert.match((await store(Array.from({ length: 120 }, (_, j) => `<R${j}>z</R${j}>`).join(''))) ?? '', /too many preferences/);
+    const account = (await server.services.accounts.find(address))!;
+    assert.equal(Object.keys(account.prefs).length, 480);
+    assert.deepEqual(account.publicInfo, {});
+    await assertServes(victim);
+  });
+
   test('open folders are bounded per account, across its sessions', async () => {
     const address = await server.newAccount('folders');
     const sessions = await Promise.all(Array.from({ length: 4 }, () => server.login(address, 'secret')));

@@ -249,8 +249,13 @@ export class AccountService {
   async effectiveSettings(account: AccountRecord): Promise<Settings> {
     // Read as stored now (another node, or the command line, may have changed them): these
     // decide what the account may do (RulesAllowed, PWDAllowed, MaxAccountSize).
-    const [domain, current] = await Promise.all([this.store.domains.get(account.domain), this.store.accounts.getById(account.id)]);
-    return { ...DEFAULT_ACCOUNT_SETTINGS, ...asSettings(domain?.settings[ACCOUNT_DEFAULTS_KEY]), ...(current ?? account).settings };
+    const [domain, current] = await Promise.all([this.store.domains.get(account.domain), this.current(account)]);
+    return { ...DEFAULT_ACCOUNT_SETTINGS, ...asSettings(domain?.settings[ACCOUNT_DEFAULTS_KEY]), ...current.settings };
+  }
+
+  /** The account as stored now (as it was, when it has just been removed). */
+  private async current(account: AccountRecord): Promise<AccountRecord> {
+    return (await this.store.accounts.getById(account.id)) ?? account;
   }
 
   /** The domain's default preferences for its accounts: built-in defaults < the domain's AccountDefaultPrefs. */
@@ -261,7 +266,7 @@ export class AccountService {
 
   /** The account's own (custom) preferences, as stored now. */
   async customPrefs(account: AccountRecord): Promise<Settings> {
-    return ((await this.store.accounts.getById(account.id)) ?? account).prefs;
+    return (await this.current(account)).prefs;
   }
 
   /**
@@ -276,7 +281,7 @@ export class AccountService {
 
   /** The account's Public Info, as stored now. */
   async publicInfo(account: AccountRecord): Promise<Settings> {
-    return ((await this.store.accounts.getById(account.id)) ?? account).publicInfo;
+    return (await this.current(account)).publicInfo;
   }
 
   /**

@@ -82,7 +82,6 @@ export interface PrefsChanges {
 export function checkPrefsChanges(changes: PrefsChanges): PrefsChanges {
   const result: PrefsChanges = {};
   for (const [name, value] of Object.entries(changes)) {
-    if (name.length > PREFS_LIMITS.nameChars) throw new ServiceError(`the preference name ${name.slice(0, 40)}… is too long`);
     if (name === 'UserFromAddr' || name === 'UserFromName') continue;
     // Own checks only: `__proto__` or `toString` are names a client may use, not checks.
     const check = Object.prototype.hasOwnProperty.call(CHECKS, name) ? CHECKS[name] : undefined;
@@ -107,8 +106,14 @@ export function checkPrefsChanges(changes: PrefsChanges): PrefsChanges {
   return result;
 }
 
-/** The custom preferences after `changes`, checked against the limits (before they are stored). */
+/**
+ * The custom preferences (or Public Info) after `changes`, checked against the limits before
+ * they are stored: the length of each name, how many there are, their size together.
+ */
 export function checkPrefsSize(current: Settings, changes: PrefsChanges): void {
+  for (const name of Object.keys(changes)) {
+    if (name.length > PREFS_LIMITS.nameChars) throw new ServiceError(`the name ${name.slice(0, 40)}… is too long (at most ${PREFS_LIMITS.nameChars} characters)`);
+  }
   const merged = new Map<string, unknown>(Object.entries(current));
   for (const [name, value] of Object.entries(changes)) {
     if (value === null) merged.delete(name);
