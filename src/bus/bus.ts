@@ -27,6 +27,8 @@ export interface BusEvents {
    * or its messages changed (`modseq`: the mailbox's modseq after the change).
    */
   mailboxChanged: { accountId: number; mailboxId: number | undefined; name: string; modseq?: number };
+  /** A file or directory of an account's File Storage changed (content, attributes, locks, or it came or went). */
+  fileChanged: { accountId: number; path: string };
   /** The account's sessions are to end (killOld on any node), except `except` (a urlID). */
   endSessions: { accountId: number; except?: string };
   /**
@@ -58,6 +60,7 @@ const SHARED_TOPICS: ReadonlySet<string> = new Set<SharedTopic>([
   'domainChanged',
   'queueChanged',
   'mailboxChanged',
+  'fileChanged',
   'endSessions',
 ]);
 
