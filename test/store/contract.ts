@@ -54,11 +54,11 @@ const F = { Seen: 1, Answered: 2, Flagged: 4, Deleted: 8, Draft: 16, Recent: 32,
 
 let counter = 0;
 /** A name no other test of the file uses. */
-function unique(prefix: string): string {
+export function unique(prefix: string): string {
   return `${prefix}${++counter}`;
 }
 
-function newAccount(domain: string, name: string, extra: Partial<NewAccount> = {}): NewAccount {
+export function newAccount(domain: string, name: string, extra: Partial<NewAccount> = {}): NewAccount {
   return { domain, name, passwordHash: '$scrypt$fake', cramMd5Context: null, ...extra };
 }
 
@@ -219,7 +219,7 @@ async function eventually(what: string, check: () => boolean | Promise<boolean>,
 // ---------------------------------------------------------------------------------------
 // One store per describe block.
 
-interface Context {
+export interface Context {
   /** The first handle on this describe's store. */
   readonly store: Store;
   /** Another handle on the same store (closed after the describe). */
@@ -230,7 +230,7 @@ interface Context {
   mailbox(accountId?: number): Promise<MailboxRecord>;
 }
 
-function useStore(fresh: FreshStore): Context {
+export function useStore(fresh: FreshStore): Context {
   let made: Awaited<ReturnType<FreshStore>> | undefined;
   let first: Store | undefined;
   const handles: Store[] = [];
@@ -270,7 +270,7 @@ function useStore(fresh: FreshStore): Context {
 }
 
 /** A test with a timeout, so that an engine that hangs fails instead. */
-function it(name: string, fn: () => Promise<void>): void {
+export function it(name: string, fn: () => Promise<void>): void {
   test(name, { timeout: 60_000 }, fn);
 }
 
