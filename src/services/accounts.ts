@@ -16,6 +16,8 @@ export const DEFAULT_ACCOUNT_SETTINGS: Readonly<Settings> = {
   RPOPAllowed: 'No',
   PWDAllowed: 'Yes',
   MaxAccountSize: 'unlimited',
+  MaxWebSize: '1G',
+  MaxWebFiles: '100000',
 };
 
 /** Preferences every account has unless its domain or the account says otherwise. */
@@ -251,6 +253,17 @@ export class AccountService {
     // decide what the account may do (RulesAllowed, PWDAllowed, MaxAccountSize).
     const [domain, current] = await Promise.all([this.store.domains.get(account.domain), this.current(account)]);
     return { ...DEFAULT_ACCOUNT_SETTINGS, ...asSettings(domain?.settings[ACCOUNT_DEFAULTS_KEY]), ...current.settings };
+  }
+
+  /**
+   * Whether `actor` holds a Domain Administrator right (DomainAdminRights, e.g. CanAccessWebSites)
+   * over `target`: only within its own domain; the domain's postmaster holds them all.
+   */
+  async hasDomainAdminRight(actor: AccountRecord, target: AccountRecord, right: string): Promise<boolean> {
+    if (actor.domain !== target.domain) return false;
+    if (actor.name === 'postmaster') return true;
+    const granted = (await this.effectiveSettings(actor)).DomainAdminRights;
+    return typeof granted === 'string' && granted.split(',').includes(right);
   }
 
   /** The account as stored now (as it was, when it has just been removed). */

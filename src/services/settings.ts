@@ -61,6 +61,23 @@ function mode(value: string, aliases: Record<string, string> = {}): string {
   return found;
 }
 
+function count(value: string): string {
+  const v = value.trim();
+  if (/^unlimited$/i.test(v)) return 'unlimited';
+  if (!/^\d{1,15}$/.test(v)) throw new BadValue();
+  return String(Number(v));
+}
+
+/** The Domain Administrator rights the server knows (CommuniGate Pro's names); each one enforced where its data is reached. */
+export const DOMAIN_ADMIN_RIGHTS: readonly string[] = ['CanAccessWebSites'];
+
+function rightsList(value: string): string {
+  const names = value.split(/[\s,]+/).filter((n) => n !== '');
+  const known = names.map((n) => DOMAIN_ADMIN_RIGHTS.find((r) => r.toLowerCase() === n.toLowerCase()));
+  if (known.some((r) => r === undefined)) throw new BadValue();
+  return [...new Set(known)].join(',');
+}
+
 function text(value: string): string {
   const v = value.trim();
   // eslint-disable-next-line no-control-regex
@@ -108,6 +125,33 @@ export const SETTINGS: readonly SettingSpec[] = [
     default: defaultOf('MaxAccountSize'),
     description: 'storage limit of the mailboxes; mail beyond it is refused (SMTP 452 4.2.2) or deferred',
     normalize: size,
+  },
+  {
+    name: 'MaxWebSize',
+    level: 'account',
+    stored: 'settings',
+    values: 'a size in bytes, or with a K, M, G or T suffix, or unlimited',
+    default: defaultOf('MaxWebSize'),
+    description: 'storage limit of the File Storage (XIMSS file operations, WebDAV); writes beyond it are refused',
+    normalize: size,
+  },
+  {
+    name: 'MaxWebFiles',
+    level: 'account',
+    stored: 'settings',
+    values: 'a number of files, or unlimited',
+    default: defaultOf('MaxWebFiles'),
+    description: 'how many files the File Storage may hold',
+    normalize: count,
+  },
+  {
+    name: 'DomainAdminRights',
+    level: 'account',
+    stored: 'settings',
+    values: `a comma-separated list of ${DOMAIN_ADMIN_RIGHTS.join(', ')} (empty: none)`,
+    default: '',
+    description: "Domain Administrator rights over the other accounts of the account's domain (CanAccessWebSites: their File Storage)",
+    normalize: rightsList,
   },
   {
     name: 'RulesAllowed',
