@@ -122,9 +122,18 @@ export class FileService implements FileStorage {
     private readonly log: Logger,
     private readonly clock: () => number = Date.now,
   ) {
-    this.prune = setInterval(() => {
-      void this.store.files.pruneStaging(this.clock() - STAGING_TTL).catch(() => {});
-    }, 3600_000);
+    // Staging blobs left by a crashed write: pruned at start and every hour (a day old at least,
+    // so that no write in progress on any node loses its blob).
+    const prune = (): void => {
+      void this.store.files
+        .pruneStaging(this.clock() - STAGING_TTL)
+        .then((n) => {
+          if (n > 0) this.log.info({ event: 'file.staging_pruned', blobs: n }, 'staging blobs of interrupted writes removed');
+        })
+        .catch(() => {});
+    };
+    prune();
+    this.prune = setInterval(prune, 3600_000);
     this.prune.unref();
   }
 
