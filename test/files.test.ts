@@ -394,6 +394,13 @@ describe('other accounts: ~account/ names', () => {
     const dl = await download(admin, `~${ownerName}/private.txt`);
     assert.equal(dl.status, 200);
     assert.equal(dl.body.toString(), 'secret stuff');
+    // A lock of another account refuses the change too, both ways.
+    const lock = (await ok(owner.client, req('fileLock', { fileName: 'private.txt', mode: 'lock', scope: 'exclusive', type: 'write' }))).messages[0]!;
+    await fails(admin.client, req('fileWrite', { fileName: `~${ownerName}/private.txt` }, 'overwritten'), /private.txt is locked/);
+    await ok(owner.client, req('fileLock', { fileName: 'private.txt', mode: 'unlock', token: lock.attrs.token }));
+    await ok(admin.client, req('fileLock', { fileName: `~${ownerName}/from-admin.txt`, mode: 'lock', scope: 'exclusive', type: 'write' }));
+    await fails(owner.client, req('fileRemove', { fileName: 'from-admin.txt' }), /locked/);
+    await write(admin.client, `~${ownerName}/from-admin.txt`, 'still mine to change');
   });
 });
 

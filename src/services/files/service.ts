@@ -359,6 +359,7 @@ export class FileService implements FileStorage {
 
   async refreshLock(owner: AccountRecord, path: string, token: string, expires?: Date): Promise<FileLock> {
     const lock = await this.call(() => this.store.files.refreshLock(owner.id, path, token, this.expiry(expires), this.clock()));
+    this.changed(owner, path);
     return toLock(lock);
   }
 

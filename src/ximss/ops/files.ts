@@ -308,10 +308,10 @@ export const fileOperations: OperationTable = {
         throw err;
       }
     } else if (data.length > 0) {
-      // Text: what XML cannot carry (NUL and other controls, broken UTF-8) needs type="binary".
+      // Text (UTF-8): what XML cannot carry (NUL and other controls) needs type="binary".
       const text = data.toString('utf8');
       // eslint-disable-next-line no-control-regex
-      if (/[\u0000-\u0008\u000B\u000C\u000E-\u001F\uFFFD]/.test(text)) throw new ServiceError('the file data is not text: read it with type="binary"');
+      if (/[\u0000-\u0008\u000B\u000C\u000E-\u001F]/.test(text)) throw new ServiceError('the file data is not text: read it with type="binary"');
       message.append(text);
     }
     ctx.send(message);
