@@ -420,6 +420,19 @@ describe('two sessions', () => {
   });
 });
 
+describe('concurrent appends', () => {
+  test('appends of two sessions at once all land, none lost or torn', async () => {
+    const a = await newUser();
+    const b = await second(a);
+    await write(a.client, 'log', '');
+    const lines = Array.from({ length: 40 }, (_, i) => `line ${String(i).padStart(2, '0')}\n`);
+    await Promise.all(lines.map((line, i) => ok((i % 2 ? a : b).client, req('fileWrite', { fileName: 'log', position: 'append' }, line))));
+    const text = (await read(a.client, 'log')).text();
+    assert.equal(text.length, lines.join('').length);
+    assert.deepEqual(text.split('\n').filter(Boolean).sort(), lines.map((l) => l.trim()).sort());
+  });
+});
+
 describe('DOWNLOAD', () => {
   test('Content-Type, Content-Length, ETag, Last-Modified, Range (206, 416), HEAD, If-None-Match, not found', async () => {
     const user = await newUser();

@@ -250,15 +250,22 @@ export class FileService implements FileStorage {
     if (path === '') throw new FileError('is-a-directory', 'the root is a directory');
     if (mode.kind === 'at' && (!Number.isSafeInteger(mode.position) || mode.position < 0)) throw new FileError('beyond-eof', 'bad position');
     const limits = await this.limits(owner);
+    // What the write may add, as stored now: a stream beyond it is refused while it arrives,
+    // before it is all stored (the commit decides again, atomically, on what is stored then).
+    let budget = Infinity;
+    if (limits.maxBytes !== undefined) {
+      const [totals, existing] = await Promise.all([this.store.files.totals(owner.id), this.store.files.stat(owner.id, path)]);
+      const current = existing?.kind === 'file' ? existing.size : 0;
+      const kept = mode.kind === 'replace' || mode.kind === 'new' ? 0 : mode.kind === 'append' ? current : Math.min(current, mode.position);
+      const reusable = mode.kind === 'at' ? current - kept : mode.kind === 'append' ? 0 : current;
+      budget = Math.max(0, limits.maxBytes - totals.size + reusable);
+    }
     const blob = await this.store.files.stage(owner.id, this.clock());
     let size = 0;
     try {
       for await (const piece of pieces(data)) {
         size += piece.length;
-        // Refused while it streams, before the whole is stored (counted again at the commit).
-        if (limits.maxBytes !== undefined && size > limits.maxBytes) {
-          throw new FileError('limit-exceeded', `the File Storage is full (at most ${limits.maxBytes} bytes)`);
-        }
+        if (size > budget) throw new FileError('limit-exceeded', `the File Storage is full (at most ${limits.maxBytes} bytes)`);
         await this.store.files.stageChunk(blob, size - piece.length, piece);
       }
       const result = await this.call(() => this.store.files.commitWrite(owner.id, path, blob, size, mode, this.guard(conditions), limits));
