@@ -718,14 +718,31 @@ describe('spec examples: mail', () => {
       assert.equal(await body('03'), 'part 4 data');
     });
 
-    test('015: a file from the file storage (not implemented here) is refused and nothing is stored', async (t) => {
+    test('015: a File Storage file becomes the attachment (refused, storing nothing, while the file is missing)', async (t) => {
       if (!haveExamples(t, '015-messageAppend.txt')) return;
       const [turn] = turns(loadExample('015-messageAppend.txt'));
       const before = await storedUids(server, APPENDER, 'Notes');
-      const got = await replay(client, turn!.request);
-      assert.ok(got.response.attrs.errorText, 'an errorText, not a success');
-      assert.equal(got.response.attrs.errorNum, '500');
+      const missing = await replay(client, turn!.request);
+      assert.equal(missing.response.attrs.errorText, 'file is not found');
+      assert.equal(missing.response.attrs.errorNum, '500');
       assert.deepEqual(await storedUids(server, APPENDER, 'Notes'), before);
+
+      const photo = Buffer.from([0xff, 0xd8, 0xff, 0xe0, 0x00, 0x10, 0x4a, 0x46, 0x49, 0x46, 0x00, 0x01, 0xff, 0xd9]);
+      await exchange(client, '<fileDirCreate id="d" fileName="private"/>');
+      const written = await replay(client, `<fileWrite id="w" fileName="private/MyFile.jpg" type="binary"><base64>${photo.toString('base64')}</base64></fileWrite>`);
+      assert.equal(written.response.attrs.errorText, undefined);
+      const got = await replay(client, turn!.request);
+      assertResponse(got.response, turn!.replies[0]!);
+      const uid = (await storedUids(server, APPENDER, 'Notes')).find((u) => !before.includes(u))!;
+      await exchange(client, '<folderOpen id="o15" folder="Notes15" mailbox="Notes"><field>UID</field></folderOpen>');
+      const { messages } = await exchange(client, `<folderRead id="r15" folder="Notes15" UID="${uid}"/>`);
+      const parts = messages[0]!.element('EMail')!.element('MIME')!.elements('MIME');
+      const jpeg = parts.find((m) => m.attrs.type === 'image' && m.attrs.subtype === 'jpeg');
+      assert.ok(jpeg, 'the jpeg part is stored');
+      assert.equal(jpeg.attrs['Disposition-filename'], 'photo.jpg');
+      const body = await fetch(`http://127.0.0.1:${server.ports.http}/Session/${urlID}/MIME/Notes15/${uid}-${jpeg.attrs.partID}-B.jpg`);
+      assert.deepEqual(Buffer.from(await body.arrayBuffer()), photo);
+      await exchange(client, '<folderClose id="c15" folder="Notes15"/>');
     });
 
     test('016: format="flowed" is stored as the example shows it, byte for byte', async (t) => {

@@ -54,7 +54,7 @@ export async function readMessage(ctx: SessionContext, box: MailboxHandle, uid: 
 
 /**
  * Where composed messages get uploaded files and parts of stored messages (copyMIME from
- * an open folder). Files of the account's file storage come with the file storage.
+ * an open folder), files of the account's File Storage (`fileName`).
  */
 export function sessionResolver(ctx: SessionContext): PartResolver {
   const session = ctx.session;
@@ -69,8 +69,17 @@ export function sessionResolver(ctx: SessionContext): PartResolver {
       });
       return { data, type: file.type, subtype: file.subtype, charset: file.charset, fileName: file.fileName };
     },
-    async file() {
-      throw new ServiceError('not implemented yet: attaching files from the file storage');
+    async file(name) {
+      // A File Storage file (example 015: fileName="private/MyFile.jpg"), read whole: a file
+      // larger than a message may be is refused before it is read.
+      const files = ctx.server.files;
+      const target = await files.resolve(session.account, name);
+      const entry = await files.stat(target.owner, target.path);
+      if (!entry) throw new ServiceError('file is not found');
+      if (entry.kind !== 'file') throw new ServiceError(`${name} is a directory`);
+      if (entry.size > ctx.server.config.limits.maxMessageBytes) throw new ServiceError('the message is too large');
+      const { data } = await files.readRange(target.owner, target.path, 0, entry.size);
+      return { data, fileName: entry.name };
     },
     async copyMIME(element) {
       if (element.attrs.calendar !== undefined) throw new ServiceError('not implemented yet: copyMIME from a calendar');
