@@ -4,6 +4,7 @@ import type { AccountService } from '../services/accounts.js';
 import type { AlertService } from '../services/alerts.js';
 import type { AuthService } from '../services/auth.js';
 import type { ConnectionLimiter } from '../services/connections.js';
+import type { ContactService } from '../services/contacts/service.js';
 import type { DatasetService } from '../services/datasets.js';
 import type { PasswordRecovery } from '../services/password-recovery.js';
 import type { ClusterNode } from '../services/cluster.js';
@@ -31,6 +32,8 @@ export interface XimssServices {
   readonly mail: MailService;
   readonly rules: RuleService;
   readonly datasets: DatasetService;
+  /** Contact items (vCards) in mailboxes: the Contacts operations, later CardDAV. */
+  readonly contacts: ContactService;
   /** The outbound queue: messageSubmit and its relatives, Mail Rules, delivery reports. */
   readonly queue: MailQueue;
   /** Final delivery into local accounts, through their Mail Rules (SMTP in, the queue). */

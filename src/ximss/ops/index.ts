@@ -1,4 +1,5 @@
 import type { Engine } from '../engine.js';
+import { contactOperations } from './contacts.js';
 import { datasetOperations } from './datasets.js';
 import { folderOperations } from './folder.js';
 import { loginOperations } from './login.js';
@@ -23,5 +24,6 @@ export function registerOperations(engine: Engine): void {
   engine.register(ruleOperations);
   engine.register(datasetOperations);
   engine.register(preferenceOperations);
+  engine.register(contactOperations);
   engine.register(notImplementedOperations);
 }
