@@ -81,12 +81,11 @@ export const contactOperations: OperationTable = {
     if (mode !== undefined && mode !== '' && mode !== 'sub') throw new ServiceError(`invalid mode: ${mode}`);
     const limit = limitAttr(ctx.request) ?? Number.POSITIVE_INFINITY;
     const totalSizeLimit = totalSizeLimitAttr(ctx.request);
-    await folder.prepare();
-    const candidates: MessageMeta[] = [];
-    for (let i = 0; i < folder.view.length; i++) {
-      const meta = folder.view.at(i);
-      if (meta) candidates.push(meta);
-    }
+    // The folder's mailbox as it is now (items added since the client's last folderSync
+    // included), in UID order; items marked Deleted are not found.
+    await ctx.server.mail.check(folder.box, 'r');
+    const index = await ctx.server.mail.index(folder.box);
+    const candidates: MessageMeta[] = [...index.byUid.values()].filter((m) => !(m.flags & Flag.Deleted)).sort((a, b) => a.uid - b.uid);
     const found = await ctx.server.contacts.find(folder.box, candidates, peer, mode === 'sub', limit);
     for (const f of found) {
       const raw = await ctx.server.mail.readRaw(folder.box, f.uid);
