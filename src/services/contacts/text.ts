@@ -17,6 +17,10 @@ const URI_DEFAULT_3 = new Set(['URL', 'SOURCE', 'FBURL', 'CALURI', 'CALADRURI', 
 const URI_DEFAULT_4 = new Set([
   'URL', 'SOURCE', 'PHOTO', 'LOGO', 'SOUND', 'KEY', 'UID', 'MEMBER', 'IMPP', 'GEO', 'RELATED', 'FBURL', 'CALURI', 'CALADRURI',
 ]);
+/** Properties that are URIs by default in 3.0 or 4.0 (others say VALUE=uri; so does their XML). */
+export function uriByDefault(name: string): boolean {
+  return URI_DEFAULT_3.has(name) || URI_DEFAULT_4.has(name);
+}
 /** Date and time properties: written in the basic ISO 8601 form in 4.0. */
 const DATES = new Set(['BDAY', 'ANNIVERSARY', 'REV', 'DEATHDATE', 'BIRTHDATE']);
 /** Image and key formats named by TYPE in 3.0 and the media types 4.0 data: URIs carry. */
@@ -92,6 +96,8 @@ function valueFromJCard(name: string, type: string, values: unknown[], encoding:
       if (!/^[A-Za-z0-9+/]*={0,2}$/.test(base64)) throw new VCardFormatError(`${name}: invalid base64 data`);
       return data[1] ? { kind: 'binary', base64, mediaType: data[1].toLowerCase() } : { kind: 'binary', base64 };
     }
+    // ical.js reads some properties as URIs by default (a 4.0 TEL): without a scheme it is text.
+    if (!/^[A-Za-z][A-Za-z0-9+.-]*:/.test(first)) return { kind: 'text', values: values.map((v) => String(v)) };
     return { kind: 'uri', uri: first };
   }
   if (values.length === 1 && Array.isArray(first)) {
@@ -228,6 +234,13 @@ export function foldLine(line: string): string {
   return out + current + '\r\n';
 }
 
+/** True when ical.js reads this property's value as a URI unless told otherwise (then it is left escaped). */
+function readsAsUri(name: string, version: VCardVersion): boolean {
+  const set = version === '4.0' ? ICAL.design.vcard : ICAL.design.vcard3;
+  const property = (set.property as Record<string, { defaultType?: string } | undefined>)[name.toLowerCase()];
+  return property?.defaultType === 'uri';
+}
+
 function basicDate(text: string): string {
   // 1990-01-02 / 1990-01-02T10:10:10Z / --01-02 -> 19900102 / 19900102T101010Z / --0102
   if (!/^(\d{4}|--)(-?\d{2}){0,2}(T[\d:]+(\.\d+)?(Z|[+-][\d:]+)?)?$/.test(text)) return text;
@@ -255,7 +268,8 @@ function contentLine(property: VProperty, version: VCardVersion): string {
     case 'text': {
       let values = value.values;
       if (version === '4.0' && DATES.has(property.name)) values = values.map(basicDate);
-      text = values.map(escapeValue).join(',');
+      // What ical.js reads as a URI by default is not unescaped: written as it is.
+      text = readsAsUri(property.name, version) ? values.map((v) => v.replace(/[\r\n]+/g, ' ')).join(',') : values.map(escapeValue).join(',');
       break;
     }
     case 'structured':

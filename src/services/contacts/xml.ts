@@ -16,6 +16,7 @@
  * Input is taken as clients write it (values wrapped in VALUE, LABEL with LINE children).
  */
 import { XmlElement, xmlSafe } from '../../xml/element.js';
+import { uriByDefault } from './text.js';
 import { VCardFormatError, type VObject, type VParam, type VProperty, type VValue } from './model.js';
 
 const STRUCTURE: Record<string, string[]> = {
@@ -44,6 +45,8 @@ function propertyElement(p: VProperty): XmlElement {
   const attrs: Record<string, string> = {};
   if (p.group) attrs.group = p.group;
   for (const param of p.params) if (XML_NAME.test(param.name) && param.name !== 'group') attrs[param.name] = xmlSafe(param.values.join(','));
+  // A reference where text is the default (a 4.0 TEL tel: URI) says so, as VALUE=uri does.
+  if (p.value.kind === 'uri' && !MEDIA.has(p.name) && !uriByDefault(p.name)) attrs.VALUE = 'uri';
   const e = new XmlElement(p.name, attrs);
   for (const t of p.types) {
     if (XML_NAME.test(t) && !VALUE_CHILDREN.has(t.toUpperCase())) e.add(t);
@@ -140,6 +143,7 @@ function propertyFromXml(e: XmlElement): VProperty {
   const extval = byName.get('EXTVAL');
   const known = new Set(['TYPE']);
   let value: VValue;
+  const isUri = Object.entries(e.attrs).some(([k, v]) => k.toUpperCase() === 'VALUE' && v.toLowerCase() === 'uri');
   if (binval) {
     known.add('BINVAL');
     const base64 = texts('BINVAL').join('').replace(/\s+/g, '');
@@ -181,7 +185,7 @@ function propertyFromXml(e: XmlElement): VProperty {
     if (values.length === 0) values = [e.text().trim()];
     else if (e.text().trim() !== '') fail(`${name}: both text and value elements`);
     if (name !== 'CATEGORIES' && values.length > 1 && !byName.has('VALUE')) values = [values.join(',')];
-    value = { kind: 'text', values };
+    value = isUri ? { kind: 'uri', uri: values.join(',').trim() } : { kind: 'text', values };
   }
   for (const key of byName.keys()) if (!known.has(key)) fail(`${name}: unexpected element <${key}>`);
   property.value = value;
