@@ -166,6 +166,20 @@ describe('binary values and versions', () => {
   });
 });
 
+describe('vCard 2.1 (old phones, Outlook)', () => {
+  test('bare parameters, QUOTED-PRINTABLE with CHARSET and soft breaks, BASE64 with a closing empty line', () => {
+    const v21 =
+      'BEGIN:VCARD\r\nVERSION:2.1\r\nN;CHARSET=UTF-8;ENCODING=QUOTED-PRINTABLE:Zola;=C3=89mile\r\nFN:Emile Zola\r\nTEL;WORK;VOICE:+33 1 23\r\n' +
+      'NOTE;ENCODING=QUOTED-PRINTABLE:line one=0D=0Aline=\r\n two\r\nADR;HOME;CHARSET=ISO-8859-1;ENCODING=QUOTED-PRINTABLE:;;Rue=E9;Paris;;;FR\r\n' +
+      'PHOTO;JPEG;ENCODING=BASE64:\r\n    /9j/4AAQ\r\n    SkZJRg==\r\n\r\nEMAIL;PREF;INTERNET:e@z.fr\r\nEND:VCARD\r\n';
+    assert.equal(
+      writeVObject(parseVObject(v21)),
+      'BEGIN:VCARD\r\nVERSION:3.0\r\nN:Zola;Émile\r\nFN:Emile Zola\r\nTEL;TYPE=WORK,VOICE:+33 1 23\r\nNOTE:line one\\nline two\r\n' +
+        'ADR;TYPE=HOME:;;Rueé;Paris;;;FR\r\nPHOTO;TYPE=JPEG;ENCODING=b:/9j/4AAQSkZJRg==\r\nEMAIL;TYPE=PREF,INTERNET:e@z.fr\r\nEND:VCARD\r\n',
+    );
+  });
+});
+
 describe('what clients write', () => {
   test('values wrapped in VALUE, LABEL with LINE, ORG with ORGNAME/ORGUNIT, ALIAS, X-FILE-AS', () => {
     const card = xml(

@@ -14,7 +14,7 @@ import { decodeHeaderText, parseAddressList, parseMime, type MimePart } from '..
 import { decodeTextPart } from '../mime/text.js';
 import { completeObject, composeItem } from './item.js';
 import { ILLEGAL_VCARD, propertyText, VCardFormatError, type VObject } from './model.js';
-import { parseVObject, splitCards, writeVObject, type CardProblem } from './text.js';
+import { parseVObject, splitCards, writeVObject, type CardProblem, type VCardVersion } from './text.js';
 
 export interface ContactLimits {
   /** Most cards one contactsImport may bring. */
@@ -252,6 +252,19 @@ export class ContactService {
       cards.push({ uid: meta.uid, cardUid, text: item.text, etag: `"${meta.uid}"`, kind: item.object.kind });
     }
     return cards;
+  }
+
+  /**
+   * The vCard text of every card of a mailbox, one after the other (the HTTP `Export` of
+   * an open folder; a .vcf file): in 3.0 (the seed system's default) or 4.0.
+   */
+  async exportText(box: MailboxHandle, version: VCardVersion = '3.0'): Promise<string> {
+    let text = '';
+    for (const card of await this.listCards(box)) {
+      if (card.kind !== 'vcard') continue;
+      text += writeVObject(parseVObject(card.text), version);
+    }
+    return text;
   }
 
   /** The message UID of the card with this vCard UID, if the mailbox has one. */

@@ -8,6 +8,7 @@
  * without splitting a UTF-8 sequence, CRLF line ends.
  */
 import ICAL from 'ical.js';
+import { decodeBytes } from '../mime/charset.js';
 import { VCardFormatError, type VObject, type VParam, type VProperty, type VValue } from './model.js';
 
 /** Properties whose value is a media object (binary data or a reference). */
@@ -109,13 +110,88 @@ function valueFromJCard(name: string, type: string, values: unknown[], encoding:
   return { kind: 'text', values: values.map((v) => (Array.isArray(v) ? v.join(';') : String(v))) };
 }
 
+/** The index of the first `:` of a content line outside of a quoted parameter value. */
+function valueColon(line: string): number {
+  let quoted = false;
+  for (let i = 0; i < line.length; i++) {
+    const c = line[i];
+    if (c === '"') quoted = !quoted;
+    else if (c === ':' && !quoted) return i;
+  }
+  return -1;
+}
+
+function decodeQuotedPrintable(value: string): Buffer {
+  const bytes: number[] = [];
+  for (let i = 0; i < value.length; i++) {
+    const hex = value[i] === '=' ? /^[0-9A-Fa-f]{2}$/.exec(value.slice(i + 1, i + 3)) : null;
+    if (hex) {
+      bytes.push(parseInt(hex[0], 16));
+      i += 2;
+    } else bytes.push(...Buffer.from(value[i]!, 'utf8'));
+  }
+  return Buffer.from(bytes);
+}
+
+/**
+ * vCard 2.1 (old phones, Outlook, the seed system's oldStyle export) in 3.0 syntax, for
+ * ical.js: bare parameters (`TEL;WORK;VOICE`) become TYPE values, QUOTED-PRINTABLE values
+ * (with their soft line breaks and CHARSET) are decoded, BASE64 becomes ENCODING=b.
+ */
+function from21(text: string): string {
+  const raw = text.split(/\r\n|\n|\r/);
+  const out: string[] = [];
+  for (let i = 0; i < raw.length; i++) {
+    let line = raw[i]!;
+    if (/^[ \t]/.test(line) || line === '') {
+      // Folded lines continue; 2.1 ends base64 values with an empty line.
+      if (line !== '') out.push(line);
+      continue;
+    }
+    const colon = valueColon(line);
+    if (colon < 0) {
+      out.push(line);
+      continue;
+    }
+    const [name, ...params] = line.slice(0, colon).split(';') as [string, ...string[]];
+    if (/^VERSION$/i.test(name)) {
+      out.push('VERSION:3.0');
+      continue;
+    }
+    const kept: string[] = [];
+    const types: string[] = [];
+    let qp = false;
+    let charset: string | undefined;
+    for (const param of params) {
+      const eq = param.indexOf('=');
+      const key = (eq < 0 ? '' : param.slice(0, eq)).toUpperCase();
+      const value = eq < 0 ? param : param.slice(eq + 1);
+      if (key === '' || key === 'ENCODING') {
+        if (/^quoted-printable$/i.test(value)) qp = true;
+        else if (/^base64$/i.test(value) || /^b$/i.test(value)) kept.push('ENCODING=b');
+        else if (!/^(7bit|8bit)$/i.test(value) && key === '') types.push(value);
+      } else if (key === 'CHARSET') charset = value;
+      else if (key === 'TYPE') types.push(...value.split(','));
+      else kept.push(param);
+    }
+    let value = line.slice(colon + 1);
+    if (qp) {
+      while (value.endsWith('=') && i + 1 < raw.length) value = value.slice(0, -1) + raw[++i]!;
+      value = decodeBytes(decodeQuotedPrintable(value), charset ?? 'utf-8').replace(/\r\n|\n|\r/g, '\\n');
+    }
+    out.push([name, ...(types.length > 0 ? ['TYPE=' + types.join(',')] : []), ...kept].join(';') + ':' + value);
+  }
+  return out.join('\r\n') + '\r\n';
+}
+
 /** The one vCard or vCardGroup of `text` (a malformed text is a VCardFormatError). */
 export function parseVObject(text: string): VObject {
   const source = text.replace(/^\uFEFF/, '');
   if (!/^\s*BEGIN:(VCARD|VGROUP)\s*(\r\n|\n|\r)/i.test(source)) throw new VCardFormatError('the text does not begin with BEGIN:VCARD');
   let parsed: unknown;
   try {
-    parsed = ICAL.parse(source.endsWith('\n') ? source : source + '\r\n');
+    const modern = /^VERSION:2\.1[ \t]*$/im.test(source) ? from21(source) : source;
+    parsed = ICAL.parse(modern.endsWith('\n') ? modern : modern + '\r\n');
   } catch (err) {
     throw new VCardFormatError(err instanceof Error ? err.message : String(err));
   }
@@ -137,7 +213,7 @@ export function parseVObject(text: string): VObject {
   }
   if (kind === 'vgroup') return { kind: 'vgroup', properties };
   if (kind !== 'vcard') throw new VCardFormatError(`unexpected component ${kind}`);
-  if (version !== '3.0' && version !== '4.0' && version !== '2.1') throw new VCardFormatError(`unsupported vCard version ${version}`);
+  if (version !== '3.0' && version !== '4.0') throw new VCardFormatError(`unsupported vCard version ${version}`);
   return { kind: 'vcard', version, properties };
 }
 
