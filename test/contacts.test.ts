@@ -280,6 +280,20 @@ describe('contactsImport', () => {
     await fails(u.client, '<contactsImport folder="X" uploadID="bad"/>', 'folder has not been opened');
   });
 
+  test('a file of 500 cards is imported whole', async () => {
+    const u = await newUser();
+    await ok(u.client, '<mailboxCreate mailbox="Contacts" mailboxClass="IPF.Contact"/>');
+    await openFolder(u.client, 'C', 'Contacts');
+    let vcf = '';
+    for (let i = 0; i < 500; i++) vcf += `BEGIN:VCARD\r\nVERSION:3.0\r\nFN:Person ${i}\r\nEMAIL:p${i}@example.com\r\nTEL;TYPE=CELL:+1 555 ${String(i).padStart(4, '0')}\r\nEND:VCARD\r\n`;
+    await postUpload(server, u, 'many', Buffer.from(vcf, 'utf8'), 'many.vcf', 'text/vcard');
+    await ok(u.client, '<contactsImport folder="C" uploadID="many"/>');
+    assert.equal((await storedUids(server, u.address, 'Contacts')).length, 500);
+    const found = await ok(u.client, '<contactFind folder="C" peer="+1 555 0499"/>');
+    assert.equal(found.messages.length, 1);
+    assert.equal(found.messages[0]!.attrs.peerName, 'Person 499');
+  });
+
   test('the card count limit refuses the whole import', async () => {
     const u = await newUser();
     await ok(u.client, '<mailboxCreate mailbox="Contacts" mailboxClass="IPF.Contact"/>');

@@ -9,6 +9,7 @@ import type { MessageMeta, ReplaceSpec } from '../../store/store.js';
 import { ServiceError } from '../errors.js';
 import { Flag } from '../mail/flags.js';
 import { prepareMessage } from '../mail/new-message.js';
+import { Slicer } from '../slices.js';
 import type { MailboxHandle, MailService } from '../mail/service.js';
 import { decodeHeaderText, parseAddressList, parseMime, type MimePart } from '../mime/index.js';
 import { decodeTextPart } from '../mime/text.js';
@@ -141,12 +142,15 @@ export class ContactService {
   /**
    * The cards of a .vcf text, all of them or none: a malformed card, text outside of the
    * cards or more cards than the limit is a ServiceError that names the cards (position
-   * and line) and why.
+   * and line) and why. Works in slices, letting other clients in between.
    */
-  parseImport(text: string): VObject[] {
+  async parseImport(text: string): Promise<VObject[]> {
     const { cards, problems } = splitCards(text);
+    if (cards.length > this.limits.importCards) throw new ServiceError(`too many vCards to import: ${cards.length} (at most ${this.limits.importCards})`);
     const objects: VObject[] = [];
+    const slicer = new Slicer();
     for (const card of cards) {
+      await slicer.next();
       try {
         const object = parseVObject(card.text);
         completeObject(object);
@@ -160,14 +164,18 @@ export class ContactService {
     }
     if (problems.length > 0) throw new ServiceError(describeProblems(problems.sort((a, b) => a.index - b.index)));
     if (objects.length === 0) throw new ServiceError(`${ILLEGAL_VCARD}: the file has no vCard`);
-    if (objects.length > this.limits.importCards) throw new ServiceError(`too many vCards to import: ${objects.length} (at most ${this.limits.importCards})`);
     return objects;
   }
 
   /** Imports every card of a .vcf text into a mailbox in one append (all or none). */
   async importText(box: MailboxHandle, text: string, options: { timeZone: string }): Promise<MessageMeta[]> {
-    const objects = this.parseImport(text);
-    const prepared = objects.map((o) => prepareMessage(this.compose(o, options.timeZone), { flags: Flag.Seen }));
+    const objects = await this.parseImport(text);
+    const prepared = [];
+    const slicer = new Slicer();
+    for (const o of objects) {
+      await slicer.next();
+      prepared.push(prepareMessage(this.compose(o, options.timeZone), { flags: Flag.Seen }));
+    }
     const added = await this.mail.append(box, prepared);
     added.forEach((m, i) => this.rememberUid(box, m.uid, propertyText(objects[i]!, 'UID') ?? ''));
     this.log.info({ event: 'contacts.imported', mailbox: box.record.name, owner: box.owner.id, count: added.length }, 'contacts imported');
