@@ -441,6 +441,10 @@ describe('the contacts service (what CardDAV uses)', () => {
     await assert.rejects(contacts.putCard(box, 'BEGIN:VCARD\r\nVERSION:3.0\r\nUID:card-1\r\nFN:stale\r\nEND:VCARD\r\n', { timeZone: 'UTC', expectUid: created.uid }), /changed meanwhile/);
     await assert.rejects(contacts.putCard(box, 'BEGIN:VCARD\r\nFN:x\r\n', { timeZone: 'UTC' }), /illegal vCard data format/);
 
+    const one = await contacts.readCard(box, replaced.uid);
+    assert.equal(one?.cardUid, 'card-1');
+    assert.equal(one?.etag, replaced.etag);
+    assert.equal(await contacts.readCard(box, created.uid), undefined, 'the replaced message is gone');
     const exported = await contacts.exportText(box, '4.0');
     assert.equal(exported.match(/^BEGIN:VCARD\r\nVERSION:4\.0\r\n/gm)?.length, 2);
     assert.match(exported, /\r\nUID:card-2\r\n/);

@@ -262,6 +262,16 @@ export class ContactService {
     return cards;
   }
 
+  /** One card by its message UID (a CardDAV GET or multiget), or undefined. */
+  async readCard(box: MailboxHandle, uid: number): Promise<StoredCard | undefined> {
+    const raw = await this.mail.readRaw(box, uid);
+    const item = raw && this.itemOf(raw);
+    if (!item) return undefined;
+    const cardUid = propertyText(item.object, 'UID') ?? '';
+    this.rememberUid(box, uid, cardUid);
+    return { uid, cardUid, text: item.text, etag: `"${uid}"`, kind: item.object.kind };
+  }
+
   /**
    * The vCard text of every card of a mailbox, one after the other (the HTTP `Export` of
    * an open folder; a .vcf file): in 3.0 (the seed system's default) or 4.0.

@@ -116,7 +116,7 @@ function propertyFromXml(e: XmlElement): VProperty {
     if (key === 'group') {
       if (!/^[A-Za-z0-9-]+$/.test(value)) fail(`${name}: invalid group "${value}"`);
       property.group = value;
-    } else if (/^[A-Za-z0-9-]+$/.test(key)) {
+    } else if (/^[A-Za-z0-9-]+$/.test(key) && key !== 'xmlns') {
       const upper = key.toUpperCase();
       if (upper === 'TYPE') property.types.push(...value.split(',').filter((v) => v !== ''));
       else if (upper !== 'VALUE' && upper !== 'ENCODING' && upper !== 'CHARSET') property.params.push({ name: upper, values: [value] } satisfies VParam);
