@@ -20,6 +20,7 @@ import {
 } from '../src/services/contacts/index.js';
 import { vCardPartText, vCardPartXml } from '../src/services/contacts/mime.js';
 import { parseXml } from '../src/xml/parser.js';
+import { seededRandom } from './helpers.js';
 
 const xml = (text: string): VObject => fromXml(parseXml(text));
 const compact = (text: string): string => parseXml(text).toString();
@@ -281,5 +282,40 @@ describe('malformed input is refused with a reason', () => {
     const { cards, problems } = splitCards('BEGIN:VCARD\nVERSION:3.0\nFN:a\nBEGIN:VCARD\nFN:agent\nEND:VCARD\nEND:VCARD\n');
     assert.equal(cards.length, 1);
     assert.deepEqual(problems, []);
+  });
+});
+
+describe('mutated input', () => {
+  test('3,000 mutations of valid cards: each is read or refused with a VCardFormatError, never another error', () => {
+    const random = seededRandom(12);
+    const seeds = [
+      'BEGIN:VCARD\r\nVERSION:3.0\r\nN:Jensen;Bjorn;A;Mr.;II\r\nFN:Bjorn\\, Jensen\r\nitem1.EMAIL;TYPE=INTERNET,PREF:b@x.dom\r\nTEL;TYPE=WORK:+1 313\r\nKEY;ENCODING=b;TYPE=X509:dGhpcw==\r\nADR:;;a\\,b;c;;;d\r\nCATEGORIES:x,y\r\nX-A;X-P="q;r":v\\;w\r\nEND:VCARD\r\n',
+      'BEGIN:VCARD\r\nVERSION:4.0\r\nFN:Four\r\nPHOTO:data:image/png;base64,iVBORw0KGgo=\r\nTEL;VALUE=uri:tel:+1\r\nBDAY:--0102\r\nGENDER:M;x\r\nEND:VCARD\r\n',
+      'BEGIN:VCARD\r\nVERSION:2.1\r\nN;CHARSET=UTF-8;ENCODING=QUOTED-PRINTABLE:=C3=89;a\r\nTEL;WORK;VOICE:1\r\nPHOTO;JPEG;ENCODING=BASE64:\r\n  AAAA\r\n\r\nEND:VCARD\r\n',
+      'BEGIN:VGROUP\r\nNAME:G\r\nMEMBER;CN="A, B":a@x\r\nEND:VGROUP\r\n',
+    ];
+    const pieces = [':', ';', ',', '=', '"', '\\', '\r\n', '\n ', 'BEGIN:VCARD', 'END:VCARD', 'VERSION:4.0', '=C3', 'data:', 'TYPE=', '\u0000', 'é', ''];
+    let read = 0;
+    let refused = 0;
+    for (let i = 0; i < 3000; i++) {
+      let text = seeds[i % seeds.length]!;
+      for (let n = 1 + Math.floor(random() * 4); n > 0; n--) {
+        const at = Math.floor(random() * text.length);
+        const cut = Math.floor(random() * 4);
+        text = text.slice(0, at) + pieces[Math.floor(random() * pieces.length)]! + text.slice(at + cut);
+      }
+      try {
+        const object = parseVObject(text);
+        // What was read can be written and shown.
+        writeVObject(object, '3.0');
+        writeVObject(object, '4.0');
+        toXml(object);
+        read++;
+      } catch (err) {
+        if (!(err instanceof VCardFormatError)) assert.fail(`not a VCardFormatError (${String(err)}) for ${JSON.stringify(text)}`);
+        refused++;
+      }
+    }
+    assert.ok(read > 100 && refused > 100, `both outcomes were exercised: ${read} read, ${refused} refused`);
   });
 });
