@@ -194,6 +194,11 @@ describe('what clients write', () => {
     assert.match(text, /\r\nX-FILE-AS:Name\\, Wrapped\r\n/);
   });
 
+  test('pretty-printed XML: white space around values is layout', () => {
+    const card = xml('<vCard>\n  <N>\n    <FAMILY> Doe </FAMILY>\n    <GIVEN>Jane</GIVEN>\n  </N>\n  <EMAIL>\n    <INTERNET/>\n    <USERID>\n      jane@x.dom\n    </USERID>\n  </EMAIL>\n  <NOTE>\n    hello\n  </NOTE>\n</vCard>');
+    assert.equal(writeVObject(card), 'BEGIN:VCARD\r\nVERSION:3.0\r\nN:Doe;Jane\r\nEMAIL;TYPE=INTERNET:jane@x.dom\r\nNOTE:hello\r\nEND:VCARD\r\n');
+  });
+
   test('completeObject adds a UID and an FN (from N, NAME, ORG or an address) and keeps given ones', () => {
     const fromN = xml('<vCard><N><FAMILY>Doe</FAMILY><GIVEN>Jane</GIVEN><PREFIX>Dr.</PREFIX></N></vCard>') as VCard;
     const uid = completeObject(fromN);

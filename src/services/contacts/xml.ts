@@ -136,7 +136,8 @@ function propertyFromXml(e: XmlElement): VProperty {
     if (!list) byName.set(childName, (list = []));
     list.push(child);
   }
-  const texts = (n: string): string[] => (byName.get(n) ?? []).map((c) => leafText(c, name));
+  // Values as clients write them, pretty-printed or not: white space around a value is layout.
+  const texts = (n: string): string[] => (byName.get(n) ?? []).map((c) => leafText(c, name).trim());
   // The media type of a BINVAL/EXTVAL (XEP-0054's TYPE), or TYPE values spelled as elements.
   const typeTexts = texts('TYPE').map((t) => t.trim()).filter((t) => t !== '');
   const binval = byName.get('BINVAL');
