@@ -1,3 +1,4 @@
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { SecureContext } from 'node:tls';
 import { fileURLToPath } from 'node:url';
@@ -6,6 +7,7 @@ import type { Config } from './config.js';
 import { AccountService } from './services/accounts.js';
 import { AlertService } from './services/alerts.js';
 import { MailService } from './services/mail/service.js';
+import { ContactService } from './services/contacts/service.js';
 import { DatasetService } from './services/datasets.js';
 import { FileService } from './services/files/service.js';
 import { PasswordRecovery } from './services/password-recovery.js';
@@ -146,6 +148,7 @@ async function build(rawStore: Store, config: Config, log: Logger, options: Serv
   const datasets = new DatasetService(store, accounts);
   const files = new FileService(store, accounts, bus, log.child({ component: 'files' }));
   undo.push(() => files.close());
+  const contacts = new ContactService(mail, { hostname: config.defaultDomain || hostname(), log: log.child({ component: 'contacts' }) });
   const queue = new MailQueue({ store, accounts, config, log: log.child({ component: 'queue' }), metrics, node: node.id, bus });
   // The queue's size, read at scrape time: one query serves both gauges of a scrape (the
   // registry collects them concurrently).
@@ -189,6 +192,7 @@ async function build(rawStore: Store, config: Config, log: Logger, options: Serv
     rules,
     datasets,
     files,
+    contacts,
     queue,
     delivery,
     passwordRecovery,

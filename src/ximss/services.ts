@@ -4,6 +4,7 @@ import type { AccountService } from '../services/accounts.js';
 import type { AlertService } from '../services/alerts.js';
 import type { AuthService } from '../services/auth.js';
 import type { ConnectionLimiter } from '../services/connections.js';
+import type { ContactService } from '../services/contacts/service.js';
 import type { DatasetService } from '../services/datasets.js';
 import type { FileStorage } from '../services/files/api.js';
 import type { PasswordRecovery } from '../services/password-recovery.js';
@@ -34,6 +35,8 @@ export interface XimssServices {
   readonly datasets: DatasetService;
   /** The accounts' File Storage (XIMSS file operations, DOWNLOAD, WebDAV). */
   readonly files: FileStorage;
+  /** Contact items (vCards) in mailboxes: the Contacts operations, later CardDAV. */
+  readonly contacts: ContactService;
   /** The outbound queue: messageSubmit and its relatives, Mail Rules, delivery reports. */
   readonly queue: MailQueue;
   /** Final delivery into local accounts, through their Mail Rules (SMTP in, the queue). */

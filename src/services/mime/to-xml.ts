@@ -4,6 +4,7 @@
 import { XmlElement, xmlSafe } from '../../xml/element.js';
 import { parseXml } from '../../xml/parser.js';
 import { formatLocal, formatUtc } from '../../xml/time.js';
+import { isVCardSubtype, vCardPartXml } from '../contacts/mime.js';
 import { ServiceError } from '../errors.js';
 import { decodeRawHeader } from './charset.js';
 import { ADDRESS_FIELDS } from './fields.js';
@@ -214,6 +215,14 @@ function appendLeafBody(ctx: Context, part: MimePart, element: XmlElement, probl
     } catch (err) {
       problems.push('XML: ' + (err instanceof Error ? err.message : String(err)));
     }
+    return;
+  }
+  if (part.type === 'text' && isVCardSubtype(part.subtype)) {
+    // vCard / vCardGroup XML; the text itself when no card could be read.
+    const cards = vCardPartXml(part.subtype, decoded.text);
+    problems.push(...cards.problems.map((p) => 'vCard: ' + p));
+    if (cards.elements.length > 0 || cards.problems.length === 0) element.append(...cards.elements);
+    else if (decoded.text) element.append(decoded.text);
     return;
   }
   if (decoded.text) element.append(decoded.text);

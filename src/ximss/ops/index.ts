@@ -1,4 +1,5 @@
 import type { Engine } from '../engine.js';
+import { contactOperations } from './contacts.js';
 import { datasetOperations } from './datasets.js';
 import { fileOperations } from './files.js';
 import { folderOperations } from './folder.js';
@@ -25,5 +26,6 @@ export function registerOperations(engine: Engine): void {
   engine.register(datasetOperations);
   engine.register(preferenceOperations);
   engine.register(fileOperations);
+  engine.register(contactOperations);
   engine.register(notImplementedOperations);
 }

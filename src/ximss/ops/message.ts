@@ -116,7 +116,7 @@ export function internalDateAttr(value: string | undefined): number | undefined 
   return date.getTime();
 }
 
-function replaceSpec(request: XmlElement): ReplaceSpec | undefined {
+export function replaceSpec(request: XmlElement): ReplaceSpec | undefined {
   const text = request.attrs.replacesUID;
   if (text === undefined || text === '') return undefined;
   const uid = Number(text);

@@ -13,7 +13,6 @@ const PENDING: Record<string, string> = {
     'retrieveXML httpCall spellerList spellerCheck',
   Account: 'accountRightsGet accountACLList accountACLUpdate verifyIdentity',
   'S/MIME': 'SMIMEUnlock SMIMELock SMIMEModifyPassword SMIMEGet SMIMESet',
-  Contacts: 'contactAppend contactsImport contactFind',
   Calendar:
     'calendarOpen calendarClose findEvents findTasks calendarRead calendarReadItem calendarPublish calendarCancel ' +
     'calendarUpdate calendarForward calendarAccept calendarDecline calendarImport freeBusyRead',
