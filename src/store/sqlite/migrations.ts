@@ -320,4 +320,13 @@ export const migrations: readonly string[] = [
   `,
   // 12: an account's Public Info (prefsRead/prefsStore type="publicInfo", the directory).
   `ALTER TABLE accounts ADD COLUMN public_info TEXT NOT NULL DEFAULT '{}';`,
+  // 13: account Access Control Lists (accountACLList/accountACLUpdate, src/store/sqlite/account-acl.ts).
+  `
+  CREATE TABLE account_acl (
+    account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    pattern    TEXT NOT NULL,
+    rights     TEXT NOT NULL,
+    PRIMARY KEY (account_id, pattern)
+  ) WITHOUT ROWID;
+  `,
 ];
