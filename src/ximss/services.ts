@@ -5,6 +5,8 @@ import type { AlertService } from '../services/alerts.js';
 import type { AuthService } from '../services/auth.js';
 import type { ConnectionLimiter } from '../services/connections.js';
 import type { DatasetService } from '../services/datasets.js';
+import type { AccountRightsService } from '../services/account-rights.js';
+import type { DirectoryService } from '../services/directory.js';
 import type { PasswordRecovery } from '../services/password-recovery.js';
 import type { ClusterNode } from '../services/cluster.js';
 import type { EventBus } from '../bus/bus.js';
@@ -31,6 +33,10 @@ export interface XimssServices {
   readonly mail: MailService;
   readonly rules: RuleService;
   readonly datasets: DatasetService;
+  /** Account Access Rights (accountACL*, the rights other accounts' data is reached with). */
+  readonly accountRights: AccountRightsService;
+  /** The directory of the domains' accounts (listDirectory, modifyDirectory). */
+  readonly directory: DirectoryService;
   /** The outbound queue: messageSubmit and its relatives, Mail Rules, delivery reports. */
   readonly queue: MailQueue;
   /** Final delivery into local accounts, through their Mail Rules (SMTP in, the queue). */

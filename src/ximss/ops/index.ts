@@ -1,5 +1,7 @@
 import type { Engine } from '../engine.js';
+import { accountOperations } from './account.js';
 import { datasetOperations } from './datasets.js';
+import { directoryOperations } from './directory.js';
 import { folderOperations } from './folder.js';
 import { loginOperations } from './login.js';
 import { mailboxOperations } from './mailbox.js';
@@ -23,5 +25,7 @@ export function registerOperations(engine: Engine): void {
   engine.register(ruleOperations);
   engine.register(datasetOperations);
   engine.register(preferenceOperations);
+  engine.register(accountOperations);
+  engine.register(directoryOperations);
   engine.register(notImplementedOperations);
 }
