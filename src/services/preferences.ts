@@ -10,8 +10,7 @@
 import { ServiceError } from './errors.js';
 import { parseMailAddress } from './mime/address.js';
 import type { Settings } from '../store/store.js';
-// A dependency-free table (the command line loads this module and keeps clear of the rest of xml/).
-import { isAcceptedTimeZone } from '../xml/time-zones.js';
+import { isAcceptedTimeZone } from './time-zones.js';
 
 export const DEFAULT_PREFS: Readonly<Settings> = {
   TimeZone: 'HostOS',

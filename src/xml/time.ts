@@ -1,4 +1,4 @@
-import { fromCommuniGateZone } from './time-zones.js';
+import { fromCommuniGateZone } from '../services/time-zones.js';
 
 /**
  * XIMSS date-time values: the iCalendar basic form `YYYYMMDDTHHMMSS`, in GMT (`gmtTime`)

@@ -5,7 +5,7 @@ import type { Settings } from '../../store/store.js';
 import { el, type XmlElement } from '../../xml/element.js';
 import { appendValue, isDictionary, readValue, valueSize, type XimssValue } from '../../xml/objects.js';
 import { formatGmt, formatLocal, parseGmt } from '../../xml/time.js';
-import { knownTimeZoneNames } from '../../xml/time-zones.js';
+import { knownTimeZoneNames } from '../../services/time-zones.js';
 import { anytime, inSession, type OperationTable, type SessionContext } from '../engine.js';
 import { emptyDictionary } from '../session.js';
 
