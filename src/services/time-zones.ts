@@ -103,5 +103,5 @@ export function isAcceptedTimeZone(name: string): boolean {
  * names of the runtime.
  */
 export function knownTimeZoneNames(): string[] {
-  return ['HostOS', ...Object.keys(COMMUNIGATE_TIME_ZONES), ...Intl.supportedValuesOf('timeZone')];
+  return [...new Set(['HostOS', ...Object.keys(COMMUNIGATE_TIME_ZONES), ...Intl.supportedValuesOf('timeZone')])];
 }
