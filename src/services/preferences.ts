@@ -44,7 +44,7 @@ const address: Check = (value) => (value.trim() === '' || parseMailAddress(value
 
 /** The preferences whose values the server reads, and what they must be (strings). */
 const CHECKS: Readonly<Record<string, Check>> = {
-  TimeZone: (value) => (isAcceptedTimeZone(value) ? undefined : 'must be HostOS, a time zone name such as Europe/Berlin, or a CommuniGate zone name such as NorthAmerica/Pacific (see listKnownValues)'),
+  TimeZone: (value) => (isAcceptedTimeZone(value) ? undefined : 'must be HostOS or a time zone name such as Europe/Berlin or NorthAmerica/Pacific (see listKnownValues)'),
   DeleteMode: (value) => ((DELETE_MODES as readonly string[]).includes(value) ? undefined : `must be one of ${DELETE_MODES.join(', ')}`),
   Language: (value) => (/^[A-Za-z][A-Za-z -]{0,63}$/.test(value) ? undefined : 'must be a language name such as English'),
   TrashBox: mailboxName,
