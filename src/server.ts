@@ -8,8 +8,10 @@ import { AccountService } from './services/accounts.js';
 import { AlertService } from './services/alerts.js';
 import { MailService } from './services/mail/service.js';
 import { ContactService } from './services/contacts/service.js';
-import { DatasetService } from './services/datasets.js';
 import { FileService } from './services/files/service.js';
+import { DatasetService, DEFAULT_DATASET_LIMITS } from './services/datasets.js';
+import { AccountRightsService } from './services/account-rights.js';
+import { DirectoryService } from './services/directory.js';
 import { PasswordRecovery } from './services/password-recovery.js';
 import { RuleService } from './services/rules/service.js';
 import { SmtpListener } from './transports/smtp/inbound.js';
@@ -145,10 +147,12 @@ async function build(rawStore: Store, config: Config, log: Logger, options: Serv
   const mail = new MailService(store, accounts, bus, log.child({ component: 'mail' }));
   undo.push(() => mail.close());
   const rules = new RuleService(store, accounts);
-  const datasets = new DatasetService(store, accounts);
   const files = new FileService(store, accounts, bus, log.child({ component: 'files' }));
   undo.push(() => files.close());
   const contacts = new ContactService(mail, { hostname: config.defaultDomain || hostname(), log: log.child({ component: 'contacts' }) });
+  const accountRights = new AccountRightsService(store, accounts, bus, log.child({ component: 'accounts' }));
+  const datasets = new DatasetService(store, accounts, DEFAULT_DATASET_LIMITS, accountRights);
+  const directory = new DirectoryService(store, accounts, accountRights, log.child({ component: 'accounts' }));
   const queue = new MailQueue({ store, accounts, config, log: log.child({ component: 'queue' }), metrics, node: node.id, bus });
   // The queue's size, read at scrape time: one query serves both gauges of a scrape (the
   // registry collects them concurrently).
@@ -193,6 +197,8 @@ async function build(rawStore: Store, config: Config, log: Logger, options: Serv
     datasets,
     files,
     contacts,
+    accountRights,
+    directory,
     queue,
     delivery,
     passwordRecovery,

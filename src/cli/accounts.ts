@@ -3,7 +3,7 @@ import { fullName, parseSizeSetting, UnknownDomainError } from '../services/acco
 import { AlertService } from '../services/alerts.js';
 import { ServiceError } from '../services/errors.js';
 import { parseSettingAssignments, SETTINGS } from '../services/settings.js';
-import { adminOptions, requireAccount, withStore, type AdminOptions } from './common.js';
+import { adminOptions, parsePrefAssignments, requireAccount, withStore, type AdminOptions } from './common.js';
 import { shown } from './domains.js';
 import { passwordOptions, readPassword, type PasswordOptions } from './password.js';
 
@@ -77,6 +77,26 @@ export function registerAccountCommands(program: Command): void {
       const a = await requireAccount(accounts, address);
       await accounts.changeAccount(a, changes);
       console.log(`account ${fullName(a)}: ${changes.keys.join(', ')} changed`);
+    }),
+  );
+  adminOptions(
+    account
+      .command('prefs <address> [prefs...]')
+      .description("show an account's preferences, or set its custom preferences (Key=Value; Key= or Key=default removes the custom value), checked as prefsStore checks them"),
+  ).action(async (address: string, assignments: string[], options: AdminOptions) =>
+    withStore(options, async ({ accounts }) => {
+      const a = await requireAccount(accounts, address);
+      if (assignments.length === 0) {
+        const [custom, effective] = await Promise.all([accounts.customPrefs(a), accounts.effectivePrefs(a)]);
+        console.log(`preferences of ${fullName(a)} (effective value, and where it comes from):`);
+        for (const name of Object.keys(effective).sort()) {
+          console.log(`  ${name}\t${shown(effective[name])}\t(${Object.prototype.hasOwnProperty.call(custom, name) ? 'custom' : 'default'})`);
+        }
+        return;
+      }
+      const changes = parsePrefAssignments(assignments);
+      await accounts.updatePrefs(a, changes);
+      console.log(`account ${fullName(a)}: preferences ${Object.keys(changes).join(', ')} changed`);
     }),
   );
   adminOptions(account.command('remove <address>').description('remove an account; its sessions end')).action(async (address: string, options: AdminOptions) =>

@@ -6,6 +6,7 @@
  * Only `ximssd init` and `ximssd serve` create a store; every other command opens an
  * existing one and, when there is none, says so and changes nothing.
  */
+import type { PrefsChanges } from '../services/preferences.js';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { pino } from 'pino';
 import { loadConfig, type Config, type ConfigOverrides } from '../config.js';
@@ -107,4 +108,22 @@ export async function requireAccount(accounts: AccountService, address: string):
   const account = await accounts.find(address, undefined, { aliases: false });
   if (!account) throw new ServiceError(`unknown account ${address}`);
   return account;
+}
+
+/**
+ * `Key=Value` arguments of `account prefs` and `domain prefs`: values are strings; `Key=` or
+ * `Key=default` removes the value (the spec's `default`). A name is given once.
+ */
+export function parsePrefAssignments(assignments: readonly string[]): PrefsChanges {
+  const changes: PrefsChanges = {};
+  for (const assignment of assignments) {
+    const eq = assignment.indexOf('=');
+    if (eq <= 0) throw new ServiceError(`expected Key=Value, not ${JSON.stringify(assignment)}`);
+    const key = assignment.slice(0, eq);
+    const value = assignment.slice(eq + 1);
+    if (!/^[A-Za-z_][A-Za-z0-9._-]*$/.test(key)) throw new ServiceError(`invalid preference name ${JSON.stringify(key)}`);
+    if (Object.prototype.hasOwnProperty.call(changes, key)) throw new ServiceError(`the preference ${key} is given twice`);
+    Object.defineProperty(changes, key, { value: value === '' || value === 'default' ? null : value, enumerable: true, writable: true, configurable: true });
+  }
+  return changes;
 }

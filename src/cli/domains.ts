@@ -1,10 +1,10 @@
 import type { Command } from 'commander';
-import { ACCOUNT_DEFAULTS_KEY, AccountService } from '../services/accounts.js';
+import { ACCOUNT_DEFAULTS_KEY, AccountService, DEFAULT_PREFS } from '../services/accounts.js';
 import { ServiceError } from '../services/errors.js';
 import { parseSettingAssignments, SETTINGS } from '../services/settings.js';
 import type { Settings } from '../store/store.js';
 import type { XimssValue } from '../xml/objects.js';
-import { adminOptions, withStore, type AdminOptions } from './common.js';
+import { adminOptions, parsePrefAssignments, withStore, type AdminOptions } from './common.js';
 
 /** A setting's value for display. */
 export function shown(value: XimssValue | undefined): string {
@@ -65,6 +65,27 @@ export function registerDomainCommands(program: Command): void {
       if (!d) throw new ServiceError(`unknown domain ${name}`);
       await accounts.updateDomainSettings(d.name, changes.settings, changes.accountDefaults);
       console.log(`domain ${d.name}: ${changes.keys.join(', ')} changed`);
+    }),
+  );
+  adminOptions(
+    domain
+      .command('prefs <name> [prefs...]')
+      .description("show a domain's default preferences for its accounts, or set them (Key=Value; Key= or Key=default removes the domain's value), checked as prefsStore checks them"),
+  ).action(async (name: string, assignments: string[], options: AdminOptions) =>
+    withStore(options, async ({ accounts }) => {
+      if (assignments.length === 0) {
+        const own = await accounts.domainDefaultPrefs(name);
+        const d = (await accounts.getDomain(name))!;
+        console.log(`default preferences of the accounts of ${d.name}:`);
+        for (const key of [...new Set([...Object.keys(DEFAULT_PREFS), ...Object.keys(own)])].sort()) {
+          const set = Object.prototype.hasOwnProperty.call(own, key);
+          console.log(`  ${key}\t${shown(set ? own[key] : DEFAULT_PREFS[key])}\t(${set ? 'set on the domain' : 'built-in default'})`);
+        }
+        return;
+      }
+      const changes = parsePrefAssignments(assignments);
+      await accounts.updateDomainDefaultPrefs(name, changes);
+      console.log(`domain ${AccountService.normalizeDomain(name)}: default preferences ${Object.keys(changes).join(', ')} changed`);
     }),
   );
   adminOptions(domain.command('remove <name>').description('remove a domain (refused while it has accounts, and for the default domain, unless --force)'))

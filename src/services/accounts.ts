@@ -321,6 +321,30 @@ export class AccountService {
     this.bus?.publish('prefsChanged', { accountId: account.id });
   }
 
+  /**
+   * Changes a domain's default preferences for its accounts (its AccountDefaultPrefs), checked
+   * as prefsStore checks them, merged in one store transaction (null removes a default);
+   * logged as `domain.prefs_changed`; the domain's sessions on every node re-read their
+   * preferences and are told (prefsModified), through a prefsChanged per account.
+   */
+  async updateDomainDefaultPrefs(name: string, changes: PrefsChanges): Promise<void> {
+    const domain = await this.getDomain(name);
+    if (!domain) throw new ServiceError(`unknown domain ${name}`);
+    const checked = checkPrefsChanges(changes);
+    checkPrefsSize(asSettings(domain.settings[ACCOUNT_DEFAULT_PREFS_KEY]), checked);
+    await this.store.domains.mergeSettings(domain.name, {}, { [ACCOUNT_DEFAULT_PREFS_KEY]: checked });
+    this.log.info({ event: 'domain.prefs_changed', domain: domain.name, keys: Object.keys(checked) }, `default preferences of domain ${domain.name} changed`);
+    this.bus?.publish('domainChanged', { domain: domain.name });
+    for (const account of await this.store.accounts.list(domain.name)) this.bus?.publish('prefsChanged', { accountId: account.id });
+  }
+
+  /** The domain's own default preferences for its accounts (AccountDefaultPrefs), as stored now. */
+  async domainDefaultPrefs(name: string): Promise<Settings> {
+    const domain = await this.getDomain(name);
+    if (!domain) throw new ServiceError(`unknown domain ${name}`);
+    return asSettings(domain.settings[ACCOUNT_DEFAULT_PREFS_KEY]);
+  }
+
   async setSettings(account: AccountRecord, changes: SettingsChanges): Promise<void> {
     await this.changeAccount(account, { keys: Object.keys(changes), settings: changes });
   }

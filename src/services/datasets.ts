@@ -11,6 +11,7 @@ import { AlreadyExistsError, NotFoundError, type AccountRecord, type Store } fro
 import { parseMailAddress } from './mime/index.js';
 import { xmlSafe } from '../xml/element.js';
 import type { AccountService } from './accounts.js';
+import { AccountRightsService } from './account-rights.js';
 import { ServiceError } from './errors.js';
 
 export type { DatasetAttributes, DatasetEntry, DatasetLimits } from '../store/datasets.js';
@@ -131,9 +132,10 @@ function filterMatcher(filter: DatasetFilter, maxEntryBytes: number): (attrs: Da
  * attributes, such as the RepliedAddresses dataset messageSubmit and Mail Rules fill.
  *
  * Names: a user's own datasets by path (`Contacts/Work`); another account's as
- * `~name/path` or `~name@domain/path`. There are no account-level ACLs yet: another
- * account's datasets are open only to the `postmaster` of that account's domain (its
- * administrator); anyone else gets "access denied".
+ * `~name/path` or `~name@domain/path`. Another account's datasets are open as its Account
+ * Access Rights say (src/services/account-rights.ts): reading them (datasetList,
+ * datasetListSubsets) needs the `r` right, changing them the `w` right; the postmaster of
+ * the account's domain holds both. Anyone else gets "access denied".
  *
  * Parents are implicit: creating `A/B` (or adding an address to it) creates `A` when
  * missing, and removing `A` removes its subsets with their entries.
@@ -143,10 +145,14 @@ export class DatasetService {
     private readonly store: Store,
     private readonly accounts: AccountService,
     readonly limits: Readonly<DatasetLimits> = DEFAULT_DATASET_LIMITS,
+    private readonly rights: AccountRightsService = new AccountRightsService(store, accounts, undefined),
   ) {}
 
-  /** Resolves a dataset name as `user` spells it; `top` allows the top level ('' or `~name/`). */
-  private async resolve(user: AccountRecord, dataset: string, top = false): Promise<Target> {
+  /**
+   * Resolves a dataset name as `user` spells it; `top` allows the top level ('' or `~name/`).
+   * Another account's dataset needs `right` (r to read, w to change) over it.
+   */
+  private async resolve(user: AccountRecord, dataset: string, right: 'r' | 'w', top = false): Promise<Target> {
     let owner = user;
     let prefix = '';
     let path = dataset;
@@ -160,9 +166,7 @@ export class DatasetService {
       if (path !== '' || !top) checkDatasetPath(path);
       const found = await this.accounts.find(address, user.domain);
       if (!found) throw new ServiceError(UNKNOWN_ACCOUNT);
-      if (found.id !== user.id && !(user.name === 'postmaster' && user.domain === found.domain)) {
-        throw new ServiceError(ACCESS_DENIED);
-      }
+      if (found.id !== user.id && !(await this.rights.has(user, found, right))) throw new ServiceError(ACCESS_DENIED);
       owner = found;
     } else if (path !== '' || !top) {
       checkDatasetPath(path);
@@ -183,7 +187,7 @@ export class DatasetService {
 
   /** datasetCreate: creates a dataset (and its missing parents); an error when it exists. */
   async create(user: AccountRecord, dataset: string): Promise<void> {
-    const target = await this.resolve(user, dataset);
+    const target = await this.resolve(user, dataset, 'w');
     try {
       await this.storeCall(() => this.store.datasets.create(target.owner.id, target.path, this.limits));
     } catch (err) {
@@ -194,7 +198,7 @@ export class DatasetService {
 
   /** datasetRemove: removes a dataset with its subsets and entries; `ifExists` makes a missing one no error. */
   async remove(user: AccountRecord, dataset: string, ifExists = false): Promise<void> {
-    const target = await this.resolve(user, dataset);
+    const target = await this.resolve(user, dataset, 'w');
     const removed = await this.store.datasets.remove(target.owner.id, target.path);
     if (!removed && !ifExists) throw new ServiceError(DATASET_NOT_FOUND);
   }
@@ -214,7 +218,7 @@ export class DatasetService {
     const parsed = parseMailAddress(address);
     if (!parsed) throw new ServiceError(`invalid E-mail address: ${quoted(address.trim())}`);
     const name = cleanRealName(realName) ?? cleanRealName(parsed.realName);
-    const target = await this.resolve(account, dataset);
+    const target = await this.resolve(account, dataset, 'w');
     const changes: EntryWrite['changes'] = { email: parsed.address };
     if (name !== undefined) changes.realName = name;
     await this.storeCall(() =>
@@ -237,7 +241,7 @@ export class DatasetService {
   async hasAddress(account: AccountRecord, dataset: string, address: string): Promise<boolean> {
     let target: Target;
     try {
-      target = await this.resolve(account, dataset);
+      target = await this.resolve(account, dataset, 'r');
     } catch (err) {
       if (err instanceof ServiceError) return false;
       throw err;
@@ -255,7 +259,7 @@ export class DatasetService {
    */
   async list(user: AccountRecord, dataset: string, filter?: DatasetFilter): Promise<DatasetEntry[]> {
     if (filter && !DATASET_FILTER_MODES.includes(filter.mode)) throw new ServiceError(`invalid mode: ${quoted(filter.mode)}`);
-    const target = await this.resolve(user, dataset);
+    const target = await this.resolve(user, dataset, 'r');
     const entries = await this.storeCall(() => this.store.datasets.listEntries(target.owner.id, target.path));
     if (!filter) return entries;
     const matches = filterMatcher(filter, this.limits.maxEntryBytes);
@@ -267,7 +271,7 @@ export class DatasetService {
    * datasets), sorted, named as the caller would name them (`Contacts/Work`, `~bob/Contacts`).
    */
   async listSubsets(user: AccountRecord, dataset: string): Promise<string[]> {
-    const target = await this.resolve(user, dataset, true);
+    const target = await this.resolve(user, dataset, 'r', true);
     const paths = await this.storeCall(() => this.store.datasets.listSubsets(target.owner.id, target.path));
     return paths.map((p) => target.prefix + p);
   }
@@ -284,7 +288,7 @@ export class DatasetService {
     if (keys.length > this.limits.maxAttributes) {
       throw new ServiceError(`too many attributes (at most ${this.limits.maxAttributes} in an entry)`);
     }
-    const target = await this.resolve(user, dataset);
+    const target = await this.resolve(user, dataset, 'w');
     if (name !== undefined) {
       await this.storeCall(() => this.store.datasets.setEntry(target.owner.id, target.path, name, { changes }, this.limits));
       return name;
@@ -303,7 +307,7 @@ export class DatasetService {
   /** datasetDelete: removes one entry; an error when the dataset or the entry does not exist. */
   async delete(user: AccountRecord, dataset: string, name: string): Promise<void> {
     checkEntryName(name);
-    const target = await this.resolve(user, dataset);
+    const target = await this.resolve(user, dataset, 'w');
     const deleted = await this.storeCall(() => this.store.datasets.deleteEntry(target.owner.id, target.path, name));
     if (!deleted) throw new ServiceError(ENTRY_NOT_FOUND);
   }

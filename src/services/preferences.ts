@@ -10,6 +10,7 @@
 import { ServiceError } from './errors.js';
 import { parseMailAddress } from './mime/address.js';
 import type { Settings } from '../store/store.js';
+import { isAcceptedTimeZone } from './time-zones.js';
 
 export const DEFAULT_PREFS: Readonly<Settings> = {
   TimeZone: 'HostOS',
@@ -31,19 +32,6 @@ export const PREFS_LIMITS = { names: 500, nameChars: 128, bytes: 256 * 1024 };
 
 type Check = (value: string) => string | undefined;
 
-/**
- * True when the runtime knows this IANA zone (what xml/time.ts's isKnownTimeZone answers,
- * asked directly here: the command line loads this module and keeps clear of xml/).
- */
-function isKnownTimeZone(name: string): boolean {
-  try {
-    new Intl.DateTimeFormat('en-US', { timeZone: name });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 const text =
   (max: number): Check =>
   (value) =>
@@ -56,7 +44,7 @@ const address: Check = (value) => (value.trim() === '' || parseMailAddress(value
 
 /** The preferences whose values the server reads, and what they must be (strings). */
 const CHECKS: Readonly<Record<string, Check>> = {
-  TimeZone: (value) => (value === 'HostOS' || isKnownTimeZone(value) ? undefined : 'must be HostOS or a time zone name such as Europe/Berlin'),
+  TimeZone: (value) => (isAcceptedTimeZone(value) ? undefined : 'must be HostOS or a time zone name such as Europe/Berlin or NorthAmerica/Pacific (see listKnownValues)'),
   DeleteMode: (value) => ((DELETE_MODES as readonly string[]).includes(value) ? undefined : `must be one of ${DELETE_MODES.join(', ')}`),
   Language: (value) => (/^[A-Za-z][A-Za-z -]{0,63}$/.test(value) ? undefined : 'must be a language name such as English'),
   TrashBox: mailboxName,

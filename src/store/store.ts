@@ -25,6 +25,7 @@ export interface Store {
   readonly rules: RuleStore;
   readonly datasets: DatasetStore;
   readonly files: FileStore;
+  readonly accountAcl: AccountAclStore;
   readonly cluster: ClusterStore;
   readonly shared: SharedStateStore;
   /** Carries change events between the processes sharing the store (see src/bus/). */
@@ -307,6 +308,55 @@ export interface AccountStore {
   findPasswordReset(tokenHash: string, now: number): Promise<number | undefined>;
   /** Uses a token up (with the account's other tokens, and expired ones): its account, or undefined when not valid. */
   takePasswordReset(tokenHash: string, now: number): Promise<number | undefined>;
+}
+
+// ---------------------------------------------------------------------------------------
+// Account Access Control Lists (accountACLList / accountACLUpdate)
+
+/**
+ * One change of an account's ACL, applied by the store to the entry as stored: `add` adds
+ * the letters, `sub` takes them away, `set` replaces them, `clear` removes the entry. An
+ * entry left with no letters is removed. Patterns are compared as given (the service
+ * lower-cases them first); letters keep the order in which they were first granted.
+ */
+export interface AccountAclChange {
+  pattern: string;
+  mode: 'add' | 'sub' | 'set' | 'clear';
+  rights: string;
+}
+
+/** Thrown by AccountAclStore.update when the ACL would have more entries than allowed; nothing is changed. */
+export class AccountAclLimitError extends Error {}
+
+export interface AccountAclStore {
+  /** The account's ACL entries, sorted by pattern (empty for an unknown account). */
+  list(accountId: number): Promise<AclEntryRecord[]>;
+  /**
+   * Applies `changes` in order, in one transaction, to the ACL as stored (never a copy read
+   * earlier); answers the ACL after them. NotFoundError when the account is gone;
+   * AccountAclLimitError (nothing changed) when more than `maxEntries` entries would result.
+   */
+  update(accountId: number, changes: readonly AccountAclChange[], maxEntries: number): Promise<AclEntryRecord[]>;
+}
+
+/** One change applied to an entry's letters (what both engines do inside the transaction); null: no entry. */
+export function applyAccountAclChange(current: string | null, change: AccountAclChange): string | null {
+  const unique = (letters: string): string => [...new Set(letters)].join('');
+  let next: string;
+  switch (change.mode) {
+    case 'clear':
+      return null;
+    case 'set':
+      next = unique(change.rights);
+      break;
+    case 'add':
+      next = unique((current ?? '') + change.rights);
+      break;
+    case 'sub':
+      next = [...(current ?? '')].filter((letter) => !change.rights.includes(letter)).join('');
+      break;
+  }
+  return next === '' ? null : next;
 }
 
 export interface AlertRecord {

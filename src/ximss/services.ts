@@ -7,6 +7,8 @@ import type { ConnectionLimiter } from '../services/connections.js';
 import type { ContactService } from '../services/contacts/service.js';
 import type { DatasetService } from '../services/datasets.js';
 import type { FileStorage } from '../services/files/api.js';
+import type { AccountRightsService } from '../services/account-rights.js';
+import type { DirectoryService } from '../services/directory.js';
 import type { PasswordRecovery } from '../services/password-recovery.js';
 import type { ClusterNode } from '../services/cluster.js';
 import type { EventBus } from '../bus/bus.js';
@@ -37,6 +39,10 @@ export interface XimssServices {
   readonly files: FileStorage;
   /** Contact items (vCards) in mailboxes: the Contacts operations, later CardDAV. */
   readonly contacts: ContactService;
+  /** Account Access Rights (accountACL*, the rights other accounts' data is reached with). */
+  readonly accountRights: AccountRightsService;
+  /** The directory of the domains' accounts (listDirectory, modifyDirectory). */
+  readonly directory: DirectoryService;
   /** The outbound queue: messageSubmit and its relatives, Mail Rules, delivery reports. */
   readonly queue: MailQueue;
   /** Final delivery into local accounts, through their Mail Rules (SMTP in, the queue). */

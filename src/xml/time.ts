@@ -1,3 +1,5 @@
+import { fromCommuniGateZone } from '../services/time-zones.js';
+
 /**
  * XIMSS date-time values: the iCalendar basic form `YYYYMMDDTHHMMSS`, in GMT (`gmtTime`)
  * or in the account's time zone (`localTime`).
@@ -66,9 +68,14 @@ export function hostTimeZone(): string {
   return hostZone;
 }
 
-/** The IANA zone a TimeZone preference means: "HostOS", none or an unknown name is the server's. */
+/**
+ * The IANA zone a TimeZone preference means: a CommuniGate name (`NorthAmerica/Pacific`) the
+ * zone it stands for (see time-zones.ts); "HostOS", none or an unknown name the server's.
+ */
 export function ianaTimeZone(timeZone: string | undefined): string {
-  return !timeZone || timeZone === 'HostOS' || !isKnownTimeZone(timeZone) ? hostTimeZone() : timeZone;
+  if (!timeZone || timeZone === 'HostOS') return hostTimeZone();
+  const iana = fromCommuniGateZone(timeZone);
+  return isKnownTimeZone(iana) ? iana : hostTimeZone();
 }
 
 /** `date` as wall-clock time in `timeZone` (a TimeZone preference, see ianaTimeZone). */

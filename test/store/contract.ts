@@ -34,6 +34,7 @@ import {
 } from '../../src/store/store.js';
 import type { XimssValue } from '../../src/xml/objects.js';
 import { fileStoreContract } from './files.js';
+import { accountAclContract } from './account-acl.js';
 
 export interface StoreHarness {
   /** Opens a new handle on the same store (another process, as far as the store can tell). */
@@ -293,6 +294,7 @@ export function storeContract(engine: string, fresh: FreshStore): void {
     rules(fresh);
     datasets(fresh);
     fileStoreContract(fresh);
+    accountAclContract(fresh);
     cluster(fresh);
     sharedState(fresh);
     relay(fresh);

@@ -347,6 +347,15 @@ export const migrations: readonly string[] = [
     PRIMARY KEY (account_id, name)
   );
   `,
+  // 14: account Access Control Lists (accountACLList/accountACLUpdate, src/store/postgres/account-acl.ts).
+  `
+  CREATE TABLE account_acl (
+    account_id BIGINT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    pattern    TEXT COLLATE "C" NOT NULL,
+    rights     TEXT NOT NULL,
+    PRIMARY KEY (account_id, pattern)
+  );
+  `,
 ];
 
 /** The advisory lock key that serializes migrations between processes starting at once ('xims'). */

@@ -3,6 +3,7 @@ import { PgAccounts, PgAlerts, PgDomains, PgMeta } from './accounts.js';
 import { PgCluster, PgSharedState } from './cluster.js';
 import { PgDatasets } from './datasets.js';
 import { PgFiles } from './files.js';
+import { PgAccountAcl } from './account-acl.js';
 import { Db, parseStoreUrl } from './db.js';
 import { PgMail } from './mail.js';
 import { migrate, migrations, schemaVersion } from './migrations.js';
@@ -30,6 +31,7 @@ export class PostgresStore implements Store {
   readonly rules: PgRules;
   readonly datasets: PgDatasets;
   readonly files: PgFiles;
+  readonly accountAcl: PgAccountAcl;
   readonly cluster: PgCluster;
   readonly shared: PgSharedState;
   readonly relay: PgRelay;
@@ -68,6 +70,7 @@ export class PostgresStore implements Store {
     this.rules = new PgRules(db);
     this.datasets = new PgDatasets(db);
     this.files = new PgFiles(db);
+    this.accountAcl = new PgAccountAcl(db);
     this.cluster = new PgCluster(db);
     this.shared = new PgSharedState(db);
     this.relay = new PgRelay(db);

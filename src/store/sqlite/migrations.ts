@@ -368,4 +368,13 @@ export const migrations: readonly string[] = [
     PRIMARY KEY (account_id, name)
   ) WITHOUT ROWID;
   `,
+  // 14: account Access Control Lists (accountACLList/accountACLUpdate, src/store/sqlite/account-acl.ts).
+  `
+  CREATE TABLE account_acl (
+    account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    pattern    TEXT NOT NULL,
+    rights     TEXT NOT NULL,
+    PRIMARY KEY (account_id, pattern)
+  ) WITHOUT ROWID;
+  `,
 ];

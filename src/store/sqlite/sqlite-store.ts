@@ -26,6 +26,7 @@ import {
 import { SqliteCluster, SqliteSharedState } from './cluster.js';
 import { SqliteDatasets } from './datasets.js';
 import { SqliteFiles } from './files.js';
+import { SqliteAccountAcl } from './account-acl.js';
 import { DataDirLock } from '../lock.js';
 import { privateDirectory, privateFile } from '../modes.js';
 import { SqliteMail } from './mail.js';
@@ -78,6 +79,7 @@ export class SqliteStore implements Store {
   readonly rules: SqliteRules;
   readonly datasets: SqliteDatasets;
   readonly files: SqliteFiles;
+  readonly accountAcl: SqliteAccountAcl;
   readonly cluster: SqliteCluster;
   readonly shared: SqliteSharedState;
   readonly relay: SqliteRelay;
@@ -134,6 +136,7 @@ export class SqliteStore implements Store {
     this.rules = new SqliteRules(db);
     this.datasets = new SqliteDatasets(db);
     this.files = new SqliteFiles(db);
+    this.accountAcl = new SqliteAccountAcl(db);
     this.cluster = new SqliteCluster(db);
     this.shared = new SqliteSharedState(db);
     this.relay = new SqliteRelay(db, lock !== undefined);

@@ -6,7 +6,7 @@ import { inSession, requiredAttr, type OperationTable } from '../engine.js';
 /**
  * Spec section "Datasets". Names and access rules are the datasets service's
  * (src/services/datasets.ts): own datasets by path (`Contacts/Work`), another account's as
- * `~name[@domain]/path` (open to its domain's postmaster only).
+ * `~name[@domain]/path` (open as that account's Access Rights say: r to read, w to change).
  *
  * Entries travel as `<datasetData name="...">` whose child elements are the attributes
  * (`<email>a@b</email>`). In datasetSet an element with an empty body sets the attribute to

@@ -1,7 +1,9 @@
 import type { Engine } from '../engine.js';
 import { contactOperations } from './contacts.js';
-import { datasetOperations } from './datasets.js';
 import { fileOperations } from './files.js';
+import { accountOperations } from './account.js';
+import { datasetOperations } from './datasets.js';
+import { directoryOperations } from './directory.js';
 import { folderOperations } from './folder.js';
 import { loginOperations } from './login.js';
 import { mailboxOperations } from './mailbox.js';
@@ -27,5 +29,7 @@ export function registerOperations(engine: Engine): void {
   engine.register(preferenceOperations);
   engine.register(fileOperations);
   engine.register(contactOperations);
+  engine.register(accountOperations);
+  engine.register(directoryOperations);
   engine.register(notImplementedOperations);
 }

@@ -11,7 +11,6 @@ const PENDING: Record<string, string> = {
   Service:
     'listSpecPasswords readConfigFile skinList skinFileList skinFileRead cliExecute ' +
     'retrieveXML httpCall spellerList spellerCheck',
-  Account: 'accountRightsGet accountACLList accountACLUpdate verifyIdentity',
   'S/MIME': 'SMIMEUnlock SMIMELock SMIMEModifyPassword SMIMEGet SMIMESet',
   Calendar:
     'calendarOpen calendarClose findEvents findTasks calendarRead calendarReadItem calendarPublish calendarCancel ' +
@@ -28,7 +27,6 @@ const PENDING: Record<string, string> = {
     'taskSendEvent taskStart taskClose',
   Scripts: 'runScript',
   Helpers: 'callHelper',
-  Directory: 'listDirectory modifyDirectory',
   Banner: 'bannerRead',
   Billing: 'balance',
 };

@@ -5,6 +5,7 @@ import type { Settings } from '../../store/store.js';
 import { el, type XmlElement } from '../../xml/element.js';
 import { appendValue, isDictionary, readValue, valueSize, type XimssValue } from '../../xml/objects.js';
 import { formatGmt, formatLocal, parseGmt } from '../../xml/time.js';
+import { knownTimeZoneNames } from '../../services/time-zones.js';
 import { anytime, inSession, type OperationTable, type SessionContext } from '../engine.js';
 import { emptyDictionary } from '../session.js';
 
@@ -159,8 +160,7 @@ export const serviceOperations: OperationTable = {
 
   listKnownValues: inSession((ctx) => {
     const values = el('knownValues');
-    values.add('tzid', { name: 'HostOS' });
-    for (const name of Intl.supportedValuesOf('timeZone')) values.add('tzid', { name });
+    for (const name of knownTimeZoneNames()) values.add('tzid', { name });
     for (const name of KNOWN_CHARSETS) values.add('charset', { name });
     for (const set of RuleService.knownValues()) {
       const prefix = set.type === 'mailIn' ? 'mailRule' : 'signalRule';
