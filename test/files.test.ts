@@ -145,7 +145,17 @@ describe('file operations', () => {
     assert.equal((await read(client, 'doc.xml', { type: 'xml' })).elements()[0]!.toString(), '<doc a="1"><item>x&amp;y</item></doc>');
     await fails(client, req('fileWrite', { fileName: 'two.xml', type: 'xml' }, req('a'), req('b')), /exactly one/);
     await fails(client, req('fileRead', { fileName: 'a.txt', type: 'xml' }), /not valid XML/);
-    await fails(client, req('fileWrite', { fileName: 'c.vcf', type: 'vcard' }, req('vCard')), 'not implemented yet: vcard files');
+    // type="vcard": the XML presentation written as vCard text, and read back as XML.
+    const card = req('vCard', {}, req('FN', {}, 'Ann Example'), req('N', {}, req('FAMILY', {}, 'Example'), req('GIVEN', {}, 'Ann')), req('EMAIL', {}, req('INTERNET'), req('USERID', {}, 'ann@example.com')));
+    await ok(client, req('fileWrite', { fileName: 'c.vcf', type: 'vcard' }, card));
+    const cardText = Buffer.from((await read(client, 'c.vcf', { type: 'binary' })).element('base64')!.text(), 'base64').toString('utf8');
+    assert.equal(cardText, 'BEGIN:VCARD\r\nVERSION:3.0\r\nFN:Ann Example\r\nN:Example;Ann\r\nEMAIL;TYPE=INTERNET:ann@example.com\r\nEND:VCARD\r\n');
+    const cardRead = (await read(client, 'c.vcf', { type: 'vcard' })).element('vCard')!;
+    assert.equal(cardRead.element('FN')!.text(), 'Ann Example');
+    assert.equal(cardRead.element('EMAIL')!.element('USERID')!.text(), 'ann@example.com');
+    await fails(client, req('fileWrite', { fileName: 'c.vcf', type: 'vcard' }, req('vCard'), req('vCard')), /exactly one vCard/);
+    await fails(client, req('fileWrite', { fileName: 'c.vcf', type: 'vcard' }, req('notACard')), /^illegal vCard data format/);
+    await fails(client, req('fileRead', { fileName: 'a.txt', type: 'vcard' }), /^illegal vCard data format/);
     await fails(client, req('fileRead', { fileName: 'a.txt', limit: String(3 * 1024 * 1024 + 1) }), /limit/);
     await fails(client, req('fileRead', { fileName: 'nope' }), 'file is not found');
     await fails(client, req('fileRead', { fileName: 'a.txt', type: 'sideways' }), /unknown type/);
@@ -155,7 +165,7 @@ describe('file operations', () => {
     await fails(client, req('fileDirCreate', { fileName: 'none/sub' }), /does not exist/);
     await ok(client, req('fileDirCreate', { fileName: 'docs/deep' }));
     await write(client, 'docs/deep/x', '12345');
-    assert.deepEqual(await names(client), ['a.txt', 'b.txt', 'bin', 'doc.xml', 'docs/', 'obj']);
+    assert.deepEqual(await names(client), ['a.txt', 'b.txt', 'bin', 'c.vcf', 'doc.xml', 'docs/', 'obj']);
     const inDocs = await listing(client, { directory: 'docs' });
     assert.equal(inDocs.length, 1);
     assert.equal(inDocs[0]!.attrs.fileName, 'deep');
@@ -172,7 +182,7 @@ describe('file operations', () => {
 
     const info = (await ok(client, req('fileDirInfo'))).messages[0]!;
     assert.equal(info.name, 'fileDirInfo');
-    assert.equal(info.attrs.files, '6');
+    assert.equal(info.attrs.files, '7');
     assert.equal(info.attrs.filesLimit, '100000');
     assert.equal(info.attrs.sizeLimit, String(1024 ** 3));
     const docsInfo = (await ok(client, req('fileDirInfo', { directory: 'docs' }))).messages[0]!;

@@ -3,6 +3,7 @@ import type { Readable } from 'node:stream';
 import { ServiceError } from '../../services/errors.js';
 import { FileError, type FileAttribute, type FileAttributeChange, type FileEntry, type FileLock, type FileTarget, type WriteMode } from '../../services/files/api.js';
 import { formatObject, parseObject } from '../../services/files/cg-text.js';
+import { fromXml, ILLEGAL_VCARD, parseVObject, toXml, VCardFormatError, writeVObject } from '../../services/contacts/index.js';
 import { decodePartBody, findPart, parseMime } from '../../services/mime/index.js';
 import { el, serialize, XmlElement } from '../../xml/element.js';
 import { appendValue, readValue } from '../../xml/objects.js';
@@ -141,9 +142,21 @@ function writeData(request: XmlElement): Buffer {
   }
   if (type === 'vcard') {
     wholeOnly();
-    throw new ServiceError('not implemented yet: vcard files');
+    const elements = request.elements();
+    if (elements.length !== 1) throw new ServiceError('type="vcard" needs exactly one vCard element');
+    return Buffer.from(writeVObject(vcardOf(() => fromXml(elements[0]!))), 'utf8');
   }
   throw new ServiceError(`unknown type: ${type.slice(0, 40)}`);
+}
+
+/** A vCard conversion, its format errors told as clients know them. */
+function vcardOf<T>(convert: () => T): T {
+  try {
+    return convert();
+  } catch (err) {
+    if (err instanceof VCardFormatError) throw new ServiceError(`${ILLEGAL_VCARD}: ${err.message}`);
+    throw err;
+  }
 }
 
 /** The decoded body of a stored message part (folder + UID [+ partID]): fileStore, copyMIME. */
@@ -287,7 +300,6 @@ export const fileOperations: OperationTable = {
     const whole = type === 'object' || type === 'xml' || type === 'vcard';
     if (whole && (position !== undefined || limit !== undefined)) throw new ServiceError(`position and limit cannot be used with type="${type}"`);
     if (type !== undefined && type !== 'binary' && !whole) throw new ServiceError(`unknown type: ${type.slice(0, 40)}`);
-    if (type === 'vcard') throw new ServiceError('not implemented yet: vcard files');
     const { entry, data } = await ctx.server.files.readRange(t.owner, t.path, position ?? 0, whole ? MAX_READ_BYTES + 1 : (limit ?? MAX_READ_BYTES));
     if (whole && data.length > MAX_READ_BYTES) throw new ServiceError(`the file is larger than ${MAX_READ_BYTES} bytes`);
     const message = el('fileData', {
@@ -300,6 +312,7 @@ export const fileOperations: OperationTable = {
     });
     if (type === 'binary') message.add('base64', undefined, data.toString('base64'));
     else if (type === 'object') appendValue(message, parseObject(data.toString('utf8')));
+    else if (type === 'vcard') message.append(toXml(vcardOf(() => parseVObject(data.toString('utf8')))));
     else if (type === 'xml') {
       try {
         message.append(parseXml(data.toString('utf8')));
