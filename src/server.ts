@@ -147,10 +147,10 @@ async function build(rawStore: Store, config: Config, log: Logger, options: Serv
   const mail = new MailService(store, accounts, bus, log.child({ component: 'mail' }));
   undo.push(() => mail.close());
   const rules = new RuleService(store, accounts);
-  const files = new FileService(store, accounts, bus, log.child({ component: 'files' }));
+  const accountRights = new AccountRightsService(store, accounts, bus, log.child({ component: 'accounts' }));
+  const files = new FileService(store, accounts, bus, log.child({ component: 'files' }), accountRights);
   undo.push(() => files.close());
   const contacts = new ContactService(mail, { hostname: config.defaultDomain || hostname(), log: log.child({ component: 'contacts' }) });
-  const accountRights = new AccountRightsService(store, accounts, bus, log.child({ component: 'accounts' }));
   const datasets = new DatasetService(store, accounts, DEFAULT_DATASET_LIMITS, accountRights);
   const directory = new DirectoryService(store, accounts, accountRights, log.child({ component: 'accounts' }));
   const queue = new MailQueue({ store, accounts, config, log: log.child({ component: 'queue' }), metrics, node: node.id, bus });

@@ -414,6 +414,35 @@ describe('other accounts: ~account/ names', () => {
   });
 });
 
+describe('other accounts: Account Access Rights', () => {
+  test('an ACL grant of r opens reading only, w everything; revoking closes it again', async () => {
+    const owner = await newUser();
+    const reader = await newUser();
+    await write(owner.client, 'shared.txt', 'for your eyes');
+    const ownerName = owner.address.split('@')[0]!;
+    const readerName = reader.address.split('@')[0]!;
+    const grant = (rights: string): XmlElement => req('accountACLUpdate', {}, req('aclElem', { pattern: readerName }, rights));
+
+    await ok(owner.client, grant('r'));
+    assert.equal((await read(reader.client, `~${ownerName}/shared.txt`)).text(), 'for your eyes');
+    assert.deepEqual(await names(reader.client, `~${ownerName}`), ['shared.txt']);
+    assert.equal((await ok(reader.client, req('fileRights', { fileName: `~${ownerName}/shared.txt` }))).messages[0]!.text(), 'r');
+    assert.equal((await download(reader, `~${ownerName}/shared.txt`)).status, 200);
+    await fails(reader.client, req('fileWrite', { fileName: `~${ownerName}/shared.txt` }, 'changed'), 'access denied');
+    await fails(reader.client, req('fileRemove', { fileName: `~${ownerName}/shared.txt` }), 'access denied');
+    await fails(reader.client, req('fileLock', { fileName: `~${ownerName}/shared.txt`, mode: 'lock', scope: 'shared', type: 'write' }), 'access denied');
+
+    await ok(owner.client, grant('rw'));
+    await write(reader.client, `~${ownerName}/shared.txt`, 'changed');
+    assert.equal((await read(owner.client, 'shared.txt')).text(), 'changed');
+    assert.equal((await ok(reader.client, req('fileRights', { fileName: `~${ownerName}/shared.txt` }))).messages[0]!.text(), 'rwdal');
+
+    await ok(owner.client, req('accountACLUpdate', {}, req('aclElem', { pattern: readerName, mode: 'clear' })));
+    await fails(reader.client, req('fileRead', { fileName: `~${ownerName}/shared.txt` }), 'access denied');
+    assert.equal((await download(reader, `~${ownerName}/shared.txt`)).status, 403);
+  });
+});
+
 describe('two sessions', () => {
   test('one session sees what another wrote, renamed and removed', async () => {
     const a = await newUser();

@@ -21,6 +21,9 @@ export interface FileTarget {
 
 export type FileKind = 'file' | 'directory';
 
+/** Reading (lists, content, attributes, lock discovery) or changing (anything else). */
+export type FileAccess = 'read' | 'write';
+
 export interface FileEntry {
   /** The normalized path ('' for the root). */
   path: string;
@@ -144,8 +147,15 @@ export class FileError extends ServiceError {
 
 /** The File Storage, for every protocol. Every change is durable when the promise resolves and is published on the bus (`fileChanged`). */
 export interface FileStorage {
-  /** Validates a name as `actor` spells it (`~account/...` for another account's storage) and finds its owner; FileError invalid-name/access-denied/not-found. */
-  resolve(actor: AccountRecord, name: string): Promise<FileTarget>;
+  /**
+   * Validates a name as `actor` spells it (`~account/...` for another account's storage) and
+   * finds its owner; FileError invalid-name/access-denied/not-found. Another account's storage
+   * is open to its domain's administrators (CanAccessWebSites) and, through the account's ACL,
+   * to those it grants `r` (for `access` 'read') or `w` ('write', the default: any change).
+   */
+  resolve(actor: AccountRecord, name: string, access?: FileAccess): Promise<FileTarget>;
+  /** What `actor` may do with `owner`'s storage: 'write' (everything), 'read', or nothing. */
+  access(actor: AccountRecord, owner: AccountRecord): Promise<FileAccess | undefined>;
   /** The entry a path names, or undefined. */
   stat(owner: AccountRecord, path: string): Promise<FileEntry | undefined>;
   /** The entries directly in a directory (FileError not-found / not-a-directory). */

@@ -4,9 +4,11 @@ import type { EventBus } from '../../bus/bus.js';
 import type { Logger } from '../../log.js';
 import { CHUNK, FileStoreError, STAGING_TTL, type FileGuard, type FileLimits, type FileRecord, type LockRecord } from '../../store/files.js';
 import type { AccountRecord, Store } from '../../store/store.js';
+import type { AccountRightsService } from '../account-rights.js';
 import { parseSizeSetting, type AccountService } from '../accounts.js';
 import {
   FileError,
+  type FileAccess,
   type FileAttribute,
   type FileAttributeChange,
   type FileEntry,
@@ -120,6 +122,8 @@ export class FileService implements FileStorage {
     private readonly accounts: AccountService,
     private readonly bus: EventBus,
     private readonly log: Logger,
+    /** Account Access Rights: `r`/`w` granted by another account's ACL open its storage. */
+    private readonly rights?: Pick<AccountRightsService, 'rights'>,
     private readonly clock: () => number = Date.now,
   ) {
     // Staging blobs left by a crashed write: pruned at start and every hour (a day old at least,
@@ -173,7 +177,7 @@ export class FileService implements FileStorage {
     throw err;
   }
 
-  async resolve(actor: AccountRecord, name: string): Promise<FileTarget> {
+  async resolve(actor: AccountRecord, name: string, access: FileAccess = 'write'): Promise<FileTarget> {
     if (typeof name !== 'string') throw new FileError('invalid-name', 'invalid file name');
     if (!name.startsWith('~')) return { owner: actor, path: normalizePath(name) };
     const slash = name.indexOf('/');
@@ -183,11 +187,18 @@ export class FileService implements FileStorage {
     const path = normalizePath(rest);
     const owner = await this.accounts.find(address, actor.domain);
     if (!owner) throw new FileError('not-found', `unknown account ${quoted(address)}`);
-    if (owner.id !== actor.id && !(await this.accounts.hasDomainAdminRight(actor, owner, 'CanAccessWebSites'))) {
-      this.log.info({ event: 'file.denied', actor: `${actor.name}@${actor.domain}`, owner: `${owner.name}@${owner.domain}` }, 'File Storage of another account refused');
+    const granted = await this.access(actor, owner);
+    if (granted !== 'write' && granted !== access) {
+      this.log.info({ event: 'file.denied', actor: `${actor.name}@${actor.domain}`, owner: `${owner.name}@${owner.domain}`, access }, 'File Storage of another account refused');
       throw new FileError('access-denied', 'access denied');
     }
     return { owner, path };
+  }
+
+  async access(actor: AccountRecord, owner: AccountRecord): Promise<FileAccess | undefined> {
+    if (owner.id === actor.id || (await this.accounts.hasDomainAdminRight(actor, owner, 'CanAccessWebSites'))) return 'write';
+    const rights = this.rights ? await this.rights.rights(actor, owner) : '';
+    return rights.includes('w') ? 'write' : rights.includes('r') ? 'read' : undefined;
   }
 
   async stat(owner: AccountRecord, path: string): Promise<FileEntry | undefined> {

@@ -393,7 +393,7 @@ async function serveStoredFile(
   const files = server.files;
   let target: FileTarget;
   try {
-    target = await files.resolve(session.account, name);
+    target = await files.resolve(session.account, name, 'read');
   } catch (err) {
     if (err instanceof FileError) {
       if (err.reason === 'access-denied') return textReply(403, 'access denied\n');

@@ -232,13 +232,13 @@ export const fileOperations: OperationTable = {
     const files = ctx.server.files;
     const { directory, fileName } = ctx.request.attrs;
     if (directory === undefined && fileName !== undefined) {
-      const t = await files.resolve(ctx.session.account, fileName);
+      const t = await files.resolve(ctx.session.account, fileName, 'read');
       const entry = await files.stat(t.owner, t.path);
       if (!entry) throw new FileError('not-found', FILE_NOT_FOUND);
       ctx.send(fileInfo(ctx, entry, fileName, undefined));
       return;
     }
-    const t = await files.resolve(ctx.session.account, directory ?? '');
+    const t = await files.resolve(ctx.session.account, directory ?? '', 'read');
     const entry = await files.stat(t.owner, t.path);
     if (!entry) throw new FileError('not-found', FILE_NOT_FOUND);
     if (entry.kind === 'file') {
@@ -250,7 +250,7 @@ export const fileOperations: OperationTable = {
 
   fileDirInfo: fileOp(async (ctx) => {
     const directory = ctx.request.attrs.directory;
-    const t = await ctx.server.files.resolve(ctx.session.account, directory ?? '');
+    const t = await ctx.server.files.resolve(ctx.session.account, directory ?? '', 'read');
     const usage = await ctx.server.files.usage(t.owner, t.path);
     ctx.send(el('fileDirInfo', { directory, files: usage.files, size: usage.size, filesLimit: usage.filesLimit, sizeLimit: usage.sizeLimit }));
   }),
@@ -292,7 +292,7 @@ export const fileOperations: OperationTable = {
 
   fileRead: fileOp(async (ctx) => {
     const fileName = requiredAttr(ctx.request, 'fileName');
-    const t = await ctx.server.files.resolve(ctx.session.account, fileName);
+    const t = await ctx.server.files.resolve(ctx.session.account, fileName, 'read');
     const type = ctx.request.attrs.type;
     const position = numberAttr(ctx.request, 'position');
     const limit = numberAttr(ctx.request, 'limit');
@@ -351,7 +351,7 @@ export const fileOperations: OperationTable = {
       await ctx.server.files.write(to.owner, to.path, await messagePart(ctx, copyMIME), { kind: 'replace' }, conditions(ctx));
       return;
     }
-    await copyFile(ctx, await ctx.server.files.resolve(ctx.session.account, fileName!), to);
+    await copyFile(ctx, await ctx.server.files.resolve(ctx.session.account, fileName!, 'read'), to);
   }),
 
   fileDirCreate: fileOp(async (ctx) => {
@@ -373,7 +373,7 @@ export const fileOperations: OperationTable = {
 
   fileAttrRead: fileOp(async (ctx) => {
     const fileName = requiredAttr(ctx.request, 'fileName');
-    const t = await ctx.server.files.resolve(ctx.session.account, fileName);
+    const t = await ctx.server.files.resolve(ctx.session.account, fileName, 'read');
     if (!(await ctx.server.files.stat(t.owner, t.path))) throw new FileError('not-found', FILE_NOT_FOUND);
     const fields = ctx.request.elements('field').map((f) => f.text().trim());
     const all = await ctx.server.files.attributes(t.owner, t.path);
@@ -402,7 +402,7 @@ export const fileOperations: OperationTable = {
 
   fileLock: fileOp(async (ctx) => {
     const fileName = requiredAttr(ctx.request, 'fileName');
-    const t = await ctx.server.files.resolve(ctx.session.account, fileName);
+    const t = await ctx.server.files.resolve(ctx.session.account, fileName, ctx.request.attrs.mode === 'testlock' ? 'read' : 'write');
     const files = ctx.server.files;
     const { mode, token, timeTill } = ctx.request.attrs;
     let expires: Date | undefined;
@@ -453,11 +453,12 @@ export const fileOperations: OperationTable = {
 
   fileRights: fileOp(async (ctx) => {
     const fileName = requiredAttr(ctx.request, 'fileName');
-    const t = await ctx.server.files.resolve(ctx.session.account, fileName);
+    const t = await ctx.server.files.resolve(ctx.session.account, fileName, 'read');
     if (!(await ctx.server.files.stat(t.owner, t.path))) throw new FileError('not-found', FILE_NOT_FOUND);
-    // Whoever resolves a name (its owner, or an administrator with CanAccessWebSites) may do
-    // everything: r read, w write, d delete, a attributes, l lock.
-    ctx.send(el('rights', { fileName }, 'rwdal'));
+    // Its owner, an administrator with CanAccessWebSites, or an account granted `w` may do
+    // everything (r read, w write, d delete, a attributes, l lock); one granted `r` only reads.
+    const access = await ctx.server.files.access(ctx.session.account, t.owner);
+    ctx.send(el('rights', { fileName }, access === 'write' ? 'rwdal' : 'r'));
     const locks = await ctx.server.files.locks(t.owner, t.path);
     if (locks.length > 0) {
       const first = locks[0]!;

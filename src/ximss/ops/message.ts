@@ -73,7 +73,7 @@ export function sessionResolver(ctx: SessionContext): PartResolver {
       // A File Storage file (example 015: fileName="private/MyFile.jpg"), read whole: a file
       // larger than a message may be is refused before it is read.
       const files = ctx.server.files;
-      const target = await files.resolve(session.account, name);
+      const target = await files.resolve(session.account, name, 'read');
       const entry = await files.stat(target.owner, target.path);
       if (!entry) throw new ServiceError('file is not found');
       if (entry.kind !== 'file') throw new ServiceError(`${name} is a directory`);
