@@ -455,3 +455,46 @@ describe('the contacts service (what CardDAV uses)', () => {
     assert.equal(await contacts.findCard(box, 'card-1'), undefined);
   });
 });
+
+describe('HTTP Access: Export and PROFILE', () => {
+  const get = async (u: User, path: string): Promise<{ status: number; type: string | null; body: Buffer }> => {
+    const response = await fetch(`http://127.0.0.1:${server.ports.http}/Session/${u.urlID}/${path}`);
+    return { status: response.status, type: response.headers.get('content-type'), body: Buffer.from(await response.arrayBuffer()) };
+  };
+
+  test('Export of an open folder gives every vCard item as one vCard 3.0 text; oldStyle is refused honestly', async () => {
+    const u = await newUser();
+    await ok(u.client, `<contactAppend targetMailbox="Contacts">${card('Ann Export', 'ann@example.com', '+1 555 0100')}</contactAppend>`);
+    await ok(u.client, `<contactAppend targetMailbox="Contacts">${card('Bob Export', 'bob@example.com')}</contactAppend>`);
+    assert.equal((await get(u, 'Export/Book/all.vcf')).status, 404, 'the folder is not open yet');
+    await openFolder(u.client, 'Book', 'Contacts');
+    const exported = await get(u, 'Export/Book/all.vcf');
+    assert.equal(exported.status, 200);
+    assert.equal(exported.type, 'text/vcard; charset=utf-8');
+    const text = exported.body.toString('utf8');
+    assert.equal(text.match(/BEGIN:VCARD\r\nVERSION:3\.0\r\n/g)?.length, 2);
+    assert.match(text, /\r\nFN:Ann Export\r\n/);
+    assert.match(text, /\r\nFN:Bob Export\r\n/);
+    assert.match(text, /\r\nTEL;TYPE=CELL:\+1 555 0100\r\n/);
+    assert.equal((await get(u, 'Export/Book/all.vcf?oldStyle=1')).status, 501);
+  });
+
+  test('PROFILE serves the Profile vCard (private/profile.vcf) and one decoded value of a property', async () => {
+    const u = await newUser();
+    assert.equal((await get(u, 'PROFILE/')).status, 404);
+    const photo = Buffer.from([0xff, 0xd8, 0xff, 0xe0, 1, 2, 3, 0xff, 0xd9]);
+    await ok(u.client, '<fileDirCreate fileName="private"/>');
+    const profile = `<vCard><FN>Pat Profile</FN><PHOTO><JPEG/><BINVAL>${photo.toString('base64')}</BINVAL></PHOTO><EMAIL><INTERNET/><USERID>pat@example.com</USERID></EMAIL><EMAIL><INTERNET/><USERID>pat2@example.com</USERID></EMAIL></vCard>`;
+    await ok(u.client, `<fileWrite fileName="private/profile.vcf" type="vcard">${profile}</fileWrite>`);
+    const whole = await get(u, 'PROFILE/');
+    assert.equal(whole.status, 200);
+    assert.match(whole.body.toString('utf8'), /^BEGIN:VCARD\r\n[\s\S]*\r\nFN:Pat Profile\r\n/);
+    const avatar = await get(u, 'PROFILE/PHOTO/0/avatar');
+    assert.equal(avatar.status, 200);
+    assert.equal(avatar.type, 'image/jpeg');
+    assert.deepEqual(avatar.body, photo);
+    assert.equal((await get(u, 'PROFILE/EMAIL/1')).body.toString(), 'pat2@example.com');
+    assert.equal((await get(u, 'PROFILE/EMAIL/2')).status, 404);
+    assert.equal((await get(u, 'PROFILE/PHOTO/x')).status, 404);
+  });
+});

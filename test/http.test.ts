@@ -433,7 +433,8 @@ test('bad input: malformed XML, bad encodings, unknown paths and methods, later 
     ['MIME/INBOX/nonsense', /expected \/MIME/],
     ['DOWNLOAD/file.txt', /file is not found/],
     ['DOWNLOAD/$UPLOAD$/none', /file is not found/],
-    ['Export/Contacts/c.vcf', /not implemented/],
+    ['Export/Contacts/c.vcf', /folder has not been opened/],
+    ['PROFILE/PHOTO/0/avatar', /the account has no profile/],
   ] as const) {
     const result = await request(`/Session/${urlID}/${resource}`);
     assert.equal(result.status, 404, resource);

@@ -3,6 +3,7 @@ import type http from 'node:http';
 import { Readable } from 'node:stream';
 import busboy from 'busboy';
 import libmime from 'libmime';
+import { ILLEGAL_VCARD, parseVObject, VCardFormatError } from '../../services/contacts/index.js';
 import { FileError, type FileTarget } from '../../services/files/api.js';
 import { ServiceError } from '../../services/errors.js';
 import type { Logger } from '../../log.js';
@@ -17,7 +18,8 @@ import { SESSION_GONE, textReply, type HttpReply } from './http-session.js';
 
 /**
  * The spec's "HTTP Access" resources of a session: message parts (MIME), the uploaded
- * file set (UPLOAD, DOWNLOAD of `$UPLOAD$/<id>`), the File Storage (DOWNLOAD of a file).
+ * file set (UPLOAD, DOWNLOAD of `$UPLOAD$/<id>`), the File Storage (DOWNLOAD of a file), the
+ * contacts of an open folder (Export) and the Profile vCard (PROFILE).
  */
 
 /** URL parameters by lower-cased name (clients vary the case: `OffsetFrom`, `offsetfrom`). */
@@ -424,5 +426,83 @@ async function serveStoredFile(
     // Removed (or changed into something shorter) since it was looked at.
     if (err instanceof FileError) return notFound('file is not found');
     throw err;
+  }
+}
+
+/**
+ * GET /Session/<id>/Export/<folder>/<fileName>: every vCard item of an open folder as one
+ * vCard 3.0 text (the spec's "Data Export"). `oldStyle=1` asks for vCard 2.1, which this
+ * server does not write; open calendars come with the calendars.
+ */
+export async function serveExport(server: XimssServices, session: Session, path: string, params: RequestParams): Promise<HttpReply> {
+  if (params.has('oldstyle')) return textReply(501, 'not implemented yet: vCard 2.1 export (oldStyle)\n');
+  const segments = path.split('/').map(decode);
+  // The folder name may hold `/` itself: the longest open one wins, the rest is the file name.
+  for (let end = segments.length; end >= 1; end--) {
+    const folder = session.folders.get(segments.slice(0, end).join('/'));
+    if (!folder) continue;
+    const fileName = segments.slice(end).join('/') || 'contacts.vcf';
+    const text = await server.contacts.exportText(folder.box, '3.0');
+    return {
+      status: 200,
+      body: Buffer.from(text, 'utf8'),
+      contentType: 'text/vcard; charset=utf-8',
+      headers: { 'Cache-Control': 'private, no-cache', 'Content-Disposition': `attachment; filename*=UTF-8''${encodeURIComponent(fileName)}` },
+    };
+  }
+  return notFound(FOLDER_NOT_OPEN);
+}
+
+/** Where the account's Profile vCard is kept: a file of its File Storage (CommuniGate Pro keeps it there too). */
+export const PROFILE_FILE = 'private/profile.vcf';
+
+/** Media types of vCard PHOTO/LOGO/SOUND/KEY TYPE values (3.0 names them JPEG, GIF…). */
+function mediaTypeOf(value: { mediaType?: string }, types: readonly string[]): string {
+  if (value.mediaType) return value.mediaType;
+  const type = types.find((t) => /^[a-z]+$/i.test(t))?.toLowerCase();
+  if (!type) return 'application/octet-stream';
+  return libmime.detectMimeType(type);
+}
+
+/**
+ * GET /Session/<id>/PROFILE/[property[/index][/filename]]: the account's Profile vCard
+ * (PROFILE_FILE), or one value of one of its properties (`PHOTO/0/avatar`): binary values
+ * decoded with their media type, others as text.
+ */
+export async function serveProfile(server: XimssServices, session: Session, path: string): Promise<HttpReply> {
+  const [property = '', indexText = '0'] = path.split('/').map(decode);
+  let text: string;
+  try {
+    const entry = await server.files.stat(session.account, PROFILE_FILE);
+    if (!entry || entry.kind !== 'file') return notFound('the account has no profile');
+    if (entry.size > 3 * 1024 * 1024) return textReply(500, 'the profile is too large\n');
+    text = (await server.files.readRange(session.account, PROFILE_FILE, 0, entry.size)).data.toString('utf8');
+  } catch (err) {
+    if (err instanceof FileError) return notFound('the account has no profile');
+    throw err;
+  }
+  const headers = { 'Cache-Control': 'private, no-cache', ...UNTRUSTED_CONTENT };
+  if (property === '') return { status: 200, body: Buffer.from(text, 'utf8'), contentType: 'text/vcard; charset=utf-8', headers };
+  if (!/^\d{1,4}$/.test(indexText)) return notFound('expected PROFILE/<property>/<index>');
+  let card;
+  try {
+    card = parseVObject(text);
+  } catch (err) {
+    if (err instanceof VCardFormatError) return textReply(500, `${ILLEGAL_VCARD}: ${err.message}\n`);
+    throw err;
+  }
+  const name = property.toUpperCase();
+  const found = card.properties.filter((p) => p.name === name)[Number(indexText)];
+  if (!found) return notFound(`the profile has no ${name} value ${Number(indexText)}`);
+  const value = found.value;
+  switch (value.kind) {
+    case 'binary':
+      return { status: 200, body: Buffer.from(value.base64, 'base64'), contentType: mediaTypeOf(value, found.types), headers };
+    case 'uri':
+      return { status: 200, body: Buffer.from(value.uri, 'utf8'), contentType: 'text/uri-list; charset=utf-8', headers };
+    case 'text':
+      return { status: 200, body: Buffer.from(value.values.join(','), 'utf8'), contentType: 'text/plain; charset=utf-8', headers };
+    case 'structured':
+      return { status: 200, body: Buffer.from(value.components.map((c) => c.join(',')).join(';'), 'utf8'), contentType: 'text/plain; charset=utf-8', headers };
   }
 }

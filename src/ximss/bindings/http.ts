@@ -26,7 +26,7 @@ import {
   type HttpReply,
 } from './http-session.js';
 import { CLIENT_ADDRESS_HEADER, CLUSTER_KEY_HEADER, forwardRequest } from './http-forward.js';
-import { serveDownload, serveMimePart, storeUpload } from './http-resources.js';
+import { serveDownload, serveExport, serveMimePart, serveProfile, storeUpload } from './http-resources.js';
 import { RESET_PATH, resetPasswordPage } from './reset-page.js';
 import type { TcpListener } from './tcp.js';
 import { batchProfile } from './request-limits.js';
@@ -47,7 +47,7 @@ const READY_PATH = '/readyz';
 const METRICS_PATH = '/metrics';
 const SESSION_PATH = /^\/session\/([^/]+)(?:\/(.*))?$/i;
 /** The spec's other /Session/<id>/ resources, served once their sections exist. */
-const LATER_RESOURCES = new Set(['profile', 'export', 'certandkey.pfx']);
+const LATER_RESOURCES = new Set(['certandkey.pfx']);
 
 const STATUS_TEXT: Record<number, string> = { [SESSION_GONE]: 'Session Not Found' };
 
@@ -518,6 +518,8 @@ export class HttpListener {
       const ifNoneMatch = req.headers['if-none-match'];
       return this.send(req, res, await serveDownload(this.engine.server, session, resourcePath, params, req.headers.range, { method: req.method, ifNoneMatch }));
     }
+    if (resource === 'export') return this.send(req, res, await serveExport(this.engine.server, session, resourcePath, params));
+    if (resource === 'profile') return this.send(req, res, await serveProfile(this.engine.server, session, resourcePath));
     if (resource === 'upload') {
       if (req.method === 'GET') {
         return this.send(req, res, textReply(405, 'upload with PUT or POST\n', { Allow: 'PUT, POST' }));
