@@ -7,6 +7,7 @@ import { AccountService } from './services/accounts.js';
 import { AlertService } from './services/alerts.js';
 import { MailService } from './services/mail/service.js';
 import { DatasetService } from './services/datasets.js';
+import { FileService } from './services/files/service.js';
 import { PasswordRecovery } from './services/password-recovery.js';
 import { RuleService } from './services/rules/service.js';
 import { SmtpListener } from './transports/smtp/inbound.js';
@@ -143,6 +144,8 @@ async function build(rawStore: Store, config: Config, log: Logger, options: Serv
   undo.push(() => mail.close());
   const rules = new RuleService(store, accounts);
   const datasets = new DatasetService(store, accounts);
+  const files = new FileService(store, accounts, bus, log.child({ component: 'files' }));
+  undo.push(() => files.close());
   const queue = new MailQueue({ store, accounts, config, log: log.child({ component: 'queue' }), metrics, node: node.id, bus });
   // The queue's size, read at scrape time: one query serves both gauges of a scrape (the
   // registry collects them concurrently).
@@ -185,6 +188,7 @@ async function build(rawStore: Store, config: Config, log: Logger, options: Serv
     mail,
     rules,
     datasets,
+    files,
     queue,
     delivery,
     passwordRecovery,

@@ -1,5 +1,6 @@
 import type { XimssValue } from '../xml/objects.js';
 import type { DatasetStore } from './datasets.js';
+import type { FileGuard, FileLimits, FileRecord, LockRecord, StoredAttribute, StoredAttributeChange, StoreWriteMode } from './files.js';
 import type { QueueStore } from './queue.js';
 import type { RuleStore } from './rules.js';
 
@@ -23,11 +24,69 @@ export interface Store {
   readonly queue: QueueStore;
   readonly rules: RuleStore;
   readonly datasets: DatasetStore;
+  readonly files: FileStore;
   readonly cluster: ClusterStore;
   readonly shared: SharedStateStore;
   /** Carries change events between the processes sharing the store (see src/bus/). */
   readonly relay: ChangeRelay;
   close(): Promise<void>;
+}
+
+/**
+ * The File Storage of the accounts (src/store/files.ts describes the layout and holds the
+ * decisions both engines make). Paths are normalized by the caller ('' is the root, which
+ * always exists). Every change is one transaction that checks its FileGuard (locks,
+ * ETags) and the limits inside it and throws FileStoreError (nothing changed) when refused.
+ */
+export interface FileStore {
+  stat(accountId: number, path: string): Promise<FileRecord | undefined>;
+  /** The entries directly in a directory, by path; FileStoreError not-found / not-a-directory. */
+  list(accountId: number, directory: string): Promise<FileRecord[]>;
+  /** Every directory, root excluded, sorted. */
+  directories(accountId: number): Promise<string[]>;
+  /** Files (not directories) and bytes of a tree ('' for everything). */
+  usage(accountId: number, directory: string): Promise<{ files: number; size: number }>;
+  /** What the limits count: every entry (files and directories) and every byte. */
+  totals(accountId: number): Promise<{ entries: number; size: number }>;
+  /**
+   * Bytes [start, end) of a file (clipped to its size) with its record, read in one
+   * transaction; with `etag`, FileStoreError precondition-failed when the file is another
+   * version now (a stream reading a file piece by piece). beyond-eof when start > size.
+   */
+  read(accountId: number, path: string, start: number, end: number, etag?: string): Promise<{ record: FileRecord; data: Buffer }>;
+  /** A new staging blob of the account (invisible until a commit swaps it in). */
+  stage(accountId: number, now: number): Promise<number>;
+  /** Appends one chunk (at most CHUNK bytes) at `offset` of a staging blob. */
+  stageChunk(blob: number, offset: number, data: Buffer): Promise<void>;
+  /** Deletes a staging blob (a failed write). */
+  discard(blob: number): Promise<void>;
+  /** Deletes staging blobs created before `before` (left by a crash). */
+  pruneStaging(before: number): Promise<number>;
+  /**
+   * Makes a staging blob of `size` bytes the content of `path` as `mode` says, in one
+   * transaction (limits, locks and preconditions checked inside it); the blob is consumed.
+   */
+  commitWrite(accountId: number, path: string, blob: number, size: number, mode: StoreWriteMode, guard: FileGuard, limits: FileLimits): Promise<{ record: FileRecord; created: boolean }>;
+  createDirectory(accountId: number, path: string, guard: FileGuard, limits: FileLimits): Promise<FileRecord>;
+  remove(accountId: number, path: string, options: { recursive: boolean; kind?: 'file' | 'directory' }, guard: FileGuard): Promise<void>;
+  /** Moves a file or a tree in one transaction; the source's locks are dropped. */
+  move(accountId: number, from: string, to: string, options: { overwrite: boolean; kind?: 'file' | 'directory' }, guard: FileGuard): Promise<{ created: boolean }>;
+  copy(accountId: number, from: string, to: string, options: { overwrite: boolean; depth: 0 | 'infinity' }, guard: FileGuard, limits: FileLimits): Promise<{ created: boolean }>;
+  attributes(accountId: number, path: string): Promise<StoredAttribute[] | undefined>;
+  updateAttributes(accountId: number, path: string, changes: readonly StoredAttributeChange[], guard: FileGuard): Promise<void>;
+  /**
+   * Takes a lock (expired ones pruned first); FileStoreError locked on a conflict, not-found
+   * when the path names nothing and `create` is false (with it, an empty file is created).
+   */
+  lock(accountId: number, lock: LockRecord, options: { create: boolean; now: number }, limits: FileLimits): Promise<LockRecord>;
+  /** Sets a lock's expiry (not-found: no such live lock on that path). */
+  refreshLock(accountId: number, path: string, token: string, expires: number, now: number): Promise<LockRecord>;
+  /** Removes a lock (false: no such lock on that path). */
+  unlock(accountId: number, path: string, token: string): Promise<boolean>;
+  /** Live locks of the account at `now` (all of them: callers filter by path). */
+  locks(accountId: number, now: number): Promise<LockRecord[]>;
+  subscriptions(accountId: number): Promise<string[]>;
+  updateSubscriptions(accountId: number, changes: readonly { name: string; add: boolean }[]): Promise<void>;
 }
 
 /**

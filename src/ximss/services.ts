@@ -5,6 +5,7 @@ import type { AlertService } from '../services/alerts.js';
 import type { AuthService } from '../services/auth.js';
 import type { ConnectionLimiter } from '../services/connections.js';
 import type { DatasetService } from '../services/datasets.js';
+import type { FileStorage } from '../services/files/api.js';
 import type { PasswordRecovery } from '../services/password-recovery.js';
 import type { ClusterNode } from '../services/cluster.js';
 import type { EventBus } from '../bus/bus.js';
@@ -31,6 +32,8 @@ export interface XimssServices {
   readonly mail: MailService;
   readonly rules: RuleService;
   readonly datasets: DatasetService;
+  /** The accounts' File Storage (XIMSS file operations, DOWNLOAD, WebDAV). */
+  readonly files: FileStorage;
   /** The outbound queue: messageSubmit and its relatives, Mail Rules, delivery reports. */
   readonly queue: MailQueue;
   /** Final delivery into local accounts, through their Mail Rules (SMTP in, the queue). */

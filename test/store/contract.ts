@@ -33,6 +33,7 @@ import {
   type Store,
 } from '../../src/store/store.js';
 import type { XimssValue } from '../../src/xml/objects.js';
+import { fileStoreContract } from './files.js';
 
 export interface StoreHarness {
   /** Opens a new handle on the same store (another process, as far as the store can tell). */
@@ -291,6 +292,7 @@ export function storeContract(engine: string, fresh: FreshStore): void {
     queue(fresh);
     rules(fresh);
     datasets(fresh);
+    fileStoreContract(fresh);
     cluster(fresh);
     sharedState(fresh);
     relay(fresh);

@@ -298,6 +298,55 @@ export const migrations: readonly string[] = [
   `,
   // 12: an account's Public Info (prefsRead/prefsStore type="publicInfo", the directory).
   `ALTER TABLE accounts ADD COLUMN public_info TEXT NOT NULL DEFAULT '{}';`,
+  // 13: the File Storage (src/store/files.ts): entries, content in chunk rows of staging or
+  // live blobs, locks every node sees, subscriptions.
+  `
+  CREATE TABLE file_blobs (
+    id         BIGSERIAL PRIMARY KEY,
+    account_id BIGINT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    staged_at  BIGINT
+  );
+  CREATE INDEX file_blobs_staged ON file_blobs(staged_at) WHERE staged_at IS NOT NULL;
+  CREATE TABLE file_chunks (
+    blob_id BIGINT NOT NULL REFERENCES file_blobs(id) ON DELETE CASCADE,
+    "offset" BIGINT NOT NULL,
+    data    BYTEA NOT NULL,
+    PRIMARY KEY (blob_id, "offset")
+  );
+  ALTER TABLE file_chunks ALTER COLUMN data SET STORAGE EXTERNAL;
+  CREATE TABLE files (
+    account_id     BIGINT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    path           TEXT COLLATE "C" NOT NULL,
+    parent         TEXT COLLATE "C" NOT NULL,
+    kind           TEXT NOT NULL,
+    size           BIGINT NOT NULL DEFAULT 0,
+    created        BIGINT NOT NULL,
+    modified       BIGINT NOT NULL,
+    attrs_modified BIGINT NOT NULL,
+    etag           TEXT NOT NULL,
+    attributes     TEXT NOT NULL DEFAULT '[]',
+    blob_id        BIGINT,
+    PRIMARY KEY (account_id, path)
+  );
+  CREATE INDEX files_parent ON files(account_id, parent, path);
+  CREATE TABLE file_locks (
+    token      TEXT PRIMARY KEY,
+    account_id BIGINT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    path       TEXT COLLATE "C" NOT NULL,
+    scope      TEXT NOT NULL,
+    type       TEXT NOT NULL,
+    depth      TEXT NOT NULL,
+    owner_xml  TEXT NOT NULL,
+    locked_by  BIGINT NOT NULL,
+    expires    BIGINT NOT NULL
+  );
+  CREATE INDEX file_locks_account ON file_locks(account_id, path);
+  CREATE TABLE file_subscriptions (
+    account_id BIGINT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    name       TEXT COLLATE "C" NOT NULL,
+    PRIMARY KEY (account_id, name)
+  );
+  `,
 ];
 
 /** The advisory lock key that serializes migrations between processes starting at once ('xims'). */

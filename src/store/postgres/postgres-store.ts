@@ -2,6 +2,7 @@ import { NoStoreError, StoreVersionError, type Store } from '../store.js';
 import { PgAccounts, PgAlerts, PgDomains, PgMeta } from './accounts.js';
 import { PgCluster, PgSharedState } from './cluster.js';
 import { PgDatasets } from './datasets.js';
+import { PgFiles } from './files.js';
 import { Db, parseStoreUrl } from './db.js';
 import { PgMail } from './mail.js';
 import { migrate, migrations, schemaVersion } from './migrations.js';
@@ -28,6 +29,7 @@ export class PostgresStore implements Store {
   readonly queue: PgQueue;
   readonly rules: PgRules;
   readonly datasets: PgDatasets;
+  readonly files: PgFiles;
   readonly cluster: PgCluster;
   readonly shared: PgSharedState;
   readonly relay: PgRelay;
@@ -65,6 +67,7 @@ export class PostgresStore implements Store {
     this.queue = new PgQueue(db);
     this.rules = new PgRules(db);
     this.datasets = new PgDatasets(db);
+    this.files = new PgFiles(db);
     this.cluster = new PgCluster(db);
     this.shared = new PgSharedState(db);
     this.relay = new PgRelay(db);

@@ -320,4 +320,52 @@ export const migrations: readonly string[] = [
   `,
   // 12: an account's Public Info (prefsRead/prefsStore type="publicInfo", the directory).
   `ALTER TABLE accounts ADD COLUMN public_info TEXT NOT NULL DEFAULT '{}';`,
+  // 13: the File Storage (src/store/files.ts): entries, content in chunk rows of staging or
+  // live blobs, locks every process sees, subscriptions.
+  `
+  CREATE TABLE file_blobs (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    staged_at  INTEGER
+  );
+  CREATE INDEX file_blobs_staged ON file_blobs(staged_at) WHERE staged_at IS NOT NULL;
+  CREATE TABLE file_chunks (
+    blob_id INTEGER NOT NULL REFERENCES file_blobs(id) ON DELETE CASCADE,
+    offset  INTEGER NOT NULL,
+    data    BLOB NOT NULL,
+    PRIMARY KEY (blob_id, offset)
+  ) WITHOUT ROWID;
+  CREATE TABLE files (
+    account_id     INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    path           TEXT NOT NULL,
+    parent         TEXT NOT NULL,
+    kind           TEXT NOT NULL,
+    size           INTEGER NOT NULL DEFAULT 0,
+    created        INTEGER NOT NULL,
+    modified       INTEGER NOT NULL,
+    attrs_modified INTEGER NOT NULL,
+    etag           TEXT NOT NULL,
+    attributes     TEXT NOT NULL DEFAULT '[]',
+    blob_id        INTEGER,
+    PRIMARY KEY (account_id, path)
+  );
+  CREATE INDEX files_parent ON files(account_id, parent, path);
+  CREATE TABLE file_locks (
+    token      TEXT PRIMARY KEY,
+    account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    path       TEXT NOT NULL,
+    scope      TEXT NOT NULL,
+    type       TEXT NOT NULL,
+    depth      TEXT NOT NULL,
+    owner_xml  TEXT NOT NULL,
+    locked_by  INTEGER NOT NULL,
+    expires    INTEGER NOT NULL
+  );
+  CREATE INDEX file_locks_account ON file_locks(account_id, path);
+  CREATE TABLE file_subscriptions (
+    account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    name       TEXT NOT NULL,
+    PRIMARY KEY (account_id, name)
+  ) WITHOUT ROWID;
+  `,
 ];

@@ -25,6 +25,7 @@ import {
 } from '../store.js';
 import { SqliteCluster, SqliteSharedState } from './cluster.js';
 import { SqliteDatasets } from './datasets.js';
+import { SqliteFiles } from './files.js';
 import { DataDirLock } from '../lock.js';
 import { privateDirectory, privateFile } from '../modes.js';
 import { SqliteMail } from './mail.js';
@@ -76,6 +77,7 @@ export class SqliteStore implements Store {
   readonly queue: SqliteQueue;
   readonly rules: SqliteRules;
   readonly datasets: SqliteDatasets;
+  readonly files: SqliteFiles;
   readonly cluster: SqliteCluster;
   readonly shared: SqliteSharedState;
   readonly relay: SqliteRelay;
@@ -131,6 +133,7 @@ export class SqliteStore implements Store {
     this.queue = new SqliteQueue(db);
     this.rules = new SqliteRules(db);
     this.datasets = new SqliteDatasets(db);
+    this.files = new SqliteFiles(db);
     this.cluster = new SqliteCluster(db);
     this.shared = new SqliteSharedState(db);
     this.relay = new SqliteRelay(db, lock !== undefined);
