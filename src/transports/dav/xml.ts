@@ -45,6 +45,8 @@ function resolveElement(element: XmlElement, parentScope: ReadonlyMap<string, st
   let scope = parentScope;
   for (const key of Object.keys(element.attrs)) {
     if (key === 'xmlns' || key.startsWith('xmlns:')) {
+      // Namespaces in XML 1.0: a prefix cannot be bound to no namespace.
+      if (key !== 'xmlns' && element.attrs[key] === '') throw new DavBodyError(`the prefix "${key.slice(6)}" is declared with an empty namespace`);
       if (scope === parentScope) scope = new Map(parentScope);
       (scope as Map<string, string>).set(key === 'xmlns' ? '' : key.slice(6), element.attrs[key]!);
     }
