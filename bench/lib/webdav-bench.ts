@@ -27,6 +27,8 @@ export interface WebdavParams {
   bigBytes: number;
   propfindRuns: number;
   getRuns: number;
+  /** Write a V8 CPU profile of ximssd here (--profile). */
+  cpuProfileDir?: string;
 }
 
 export interface Side {
@@ -204,7 +206,7 @@ export async function webdavBench(params: WebdavParams): Promise<WebdavResult> {
   let server: Ximssd | undefined;
   let apache: Apache | undefined;
   try {
-    server = await startXimssd();
+    server = await startXimssd({ cpuProfileDir: params.cpuProfileDir });
     const target = await populateXimssd(server, params);
     const pid = server.pid;
     const rssBeforeKb = rssKb(pid);
