@@ -431,7 +431,7 @@ test('bad input: malformed XML, bad encodings, unknown paths and methods, later 
   for (const [resource, text] of [
     ['MIME/INBOX/5-01-B.gif', /folder has not been opened/],
     ['MIME/INBOX/nonsense', /expected \/MIME/],
-    ['DOWNLOAD/file.txt', /not implemented/],
+    ['DOWNLOAD/file.txt', /file is not found/],
     ['DOWNLOAD/$UPLOAD$/none', /file is not found/],
     ['Export/Contacts/c.vcf', /not implemented/],
   ] as const) {

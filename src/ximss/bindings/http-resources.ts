@@ -2,6 +2,8 @@ import { open, type FileHandle } from 'node:fs/promises';
 import type http from 'node:http';
 import { Readable } from 'node:stream';
 import busboy from 'busboy';
+import libmime from 'libmime';
+import { FileError, type FileTarget } from '../../services/files/api.js';
 import { ServiceError } from '../../services/errors.js';
 import type { Logger } from '../../log.js';
 import { contentTypeOf, decodePartBody, findPart, findRelated, parseMime, partBytes, partHeaderBytes, type MimePart } from '../../services/mime/index.js';
@@ -15,7 +17,7 @@ import { SESSION_GONE, textReply, type HttpReply } from './http-session.js';
 
 /**
  * The spec's "HTTP Access" resources of a session: message parts (MIME), the uploaded
- * file set (UPLOAD, DOWNLOAD of `$UPLOAD$/<id>`).
+ * file set (UPLOAD, DOWNLOAD of `$UPLOAD$/<id>`), the File Storage (DOWNLOAD of a file).
  */
 
 /** URL parameters by lower-cased name (clients vary the case: `OffsetFrom`, `offsetfrom`). */
@@ -338,10 +340,21 @@ function receiveForm(session: Session, req: http.IncomingMessage): Promise<FormF
   });
 }
 
-/** GET /Session/<id>/DOWNLOAD/<fileName>; `$UPLOAD$/<id>` names an uploaded file, read from the spool. */
-export async function serveDownload(session: Session, path: string, params: RequestParams, rangeHeader: string | undefined): Promise<HttpReply> {
+/**
+ * GET or HEAD /Session/<id>/DOWNLOAD/<fileName>: a file of the account's File Storage
+ * (`~account/...` of another account's, as the session's rights allow), streamed from the
+ * store; `$UPLOAD$/<id>` names an uploaded file, read from the spool.
+ */
+export async function serveDownload(
+  server: XimssServices,
+  session: Session,
+  path: string,
+  params: RequestParams,
+  rangeHeader: string | undefined,
+  request: { method?: string; ifNoneMatch?: string } = {},
+): Promise<HttpReply> {
   const name = path.split('/').map(decode).join('/');
-  if (!name.startsWith('$UPLOAD$/')) return notFound('file is not found (the file storage is not implemented yet)');
+  if (!name.startsWith('$UPLOAD$/')) return serveStoredFile(server, session, name, params, rangeHeader, request);
   const file = session.uploads.get(name.slice('$UPLOAD$/'.length));
   if (!file) return notFound('file is not found');
   const range = byteRange(file.size, params, rangeHeader);
@@ -366,4 +379,50 @@ export async function serveDownload(session: Session, path: string, params: Requ
   if (file.fileName) headers['Content-Disposition'] = `attachment; filename*=UTF-8''${encodeURIComponent(file.fileName)}`;
   const type = `${file.type}/${file.subtype}${file.charset ? `; charset=${file.charset}` : ''}`;
   return { status: range.status, body: { stream, length }, contentType: type, headers };
+}
+
+/** DOWNLOAD of a File Storage file: Content-Type from its extension, ETag, Last-Modified, ranges, HEAD, If-None-Match. */
+async function serveStoredFile(
+  server: XimssServices,
+  session: Session,
+  name: string,
+  params: RequestParams,
+  rangeHeader: string | undefined,
+  request: { method?: string; ifNoneMatch?: string },
+): Promise<HttpReply> {
+  const files = server.files;
+  let target: FileTarget;
+  try {
+    target = await files.resolve(session.account, name);
+  } catch (err) {
+    if (err instanceof FileError) {
+      if (err.reason === 'access-denied') return textReply(403, 'access denied\n');
+      if (err.reason === 'invalid-name') return textReply(400, err.message + '\n');
+      return notFound('file is not found');
+    }
+    throw err;
+  }
+  const entry = target.path === '' ? undefined : await files.stat(target.owner, target.path);
+  if (!entry || entry.kind !== 'file') return notFound('file is not found');
+  const etag = `"${entry.etag}"`;
+  const validators = { ETag: etag, 'Last-Modified': entry.modified.toUTCString() };
+  if (request.ifNoneMatch !== undefined && request.ifNoneMatch.split(',').some((t) => t.trim() === etag || t.trim() === '*')) {
+    return { status: 304, body: '', headers: validators };
+  }
+  const range = byteRange(entry.size, params, rangeHeader);
+  if ('body' in range) return range;
+  const length = range.end - range.start;
+  const headers: Record<string, string> = { ...range.headers, ...validators };
+  const fileName = entry.name;
+  headers['Content-Disposition'] = `inline; filename*=UTF-8''${encodeURIComponent(fileName)}`;
+  const contentType = libmime.detectMimeType(fileName);
+  if (request.method === 'HEAD' || length === 0) return { status: range.status, body: { stream: Readable.from([]), length }, contentType, headers };
+  try {
+    const { stream } = await files.open(target.owner, target.path, { start: range.start, end: range.end - 1 });
+    return { status: range.status, body: { stream, length }, contentType, headers };
+  } catch (err) {
+    // Removed (or changed into something shorter) since it was looked at.
+    if (err instanceof FileError) return notFound('file is not found');
+    throw err;
+  }
 }

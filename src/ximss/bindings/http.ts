@@ -292,8 +292,13 @@ export class HttpListener {
     if (req.method === 'GET' && (path === HEALTH_PATH || path === READY_PATH || path === METRICS_PATH)) return this.operatorRequest(req, res, path);
     if (this.dav.matches(req.method, path)) return this.dav.handle(req, res, path);
     if (req.method === 'OPTIONS') return this.preflight(req, res);
-    // PUT is for uploads (/Session/<id>/UPLOAD/<uploadID>) only.
-    if (req.method !== 'GET' && req.method !== 'POST' && !(req.method === 'PUT' && /^\/session\/[^/]+\/upload\//i.test(path))) {
+    // PUT is for uploads (/Session/<id>/UPLOAD/<uploadID>) only; HEAD for downloads (/Session/<id>/DOWNLOAD/<file>).
+    if (
+      req.method !== 'GET' &&
+      req.method !== 'POST' &&
+      !(req.method === 'PUT' && /^\/session\/[^/]+\/upload\//i.test(path)) &&
+      !(req.method === 'HEAD' && /^\/session\/[^/]+\/download\//i.test(path))
+    ) {
       return this.send(req, res, textReply(405, 'only GET and POST are supported (and PUT for uploads)\n', { Allow: 'GET, POST, OPTIONS' }));
     }
     if (LOGIN_PATH.test(path)) {
@@ -515,7 +520,8 @@ export class HttpListener {
       return this.send(req, res, await serveMimePart(this.engine.server, session, resourcePath, params, req.headers.range));
     }
     if (resource === 'download') {
-      return this.send(req, res, await serveDownload(session, resourcePath, params, req.headers.range));
+      const ifNoneMatch = req.headers['if-none-match'];
+      return this.send(req, res, await serveDownload(this.engine.server, session, resourcePath, params, req.headers.range, { method: req.method, ifNoneMatch }));
     }
     if (resource === 'upload') {
       if (req.method === 'GET') {

@@ -1,5 +1,6 @@
 import type { Engine } from '../engine.js';
 import { datasetOperations } from './datasets.js';
+import { fileOperations } from './files.js';
 import { folderOperations } from './folder.js';
 import { loginOperations } from './login.js';
 import { mailboxOperations } from './mailbox.js';
@@ -23,5 +24,6 @@ export function registerOperations(engine: Engine): void {
   engine.register(ruleOperations);
   engine.register(datasetOperations);
   engine.register(preferenceOperations);
+  engine.register(fileOperations);
   engine.register(notImplementedOperations);
 }

@@ -23,9 +23,6 @@ const PENDING: Record<string, string> = {
   IM: 'sendIM closeIM',
   'Roster/Presence': 'rosterList rosterSet rosterGroupSet presenceSet',
   'XMPP iq': 'iqSend',
-  'File Storage':
-    'fileList fileDirInfo fileDirList fileWrite fileStore fileRead fileRename fileRemove fileCopy fileDirCreate ' +
-    'fileDirRename fileDirRemove fileAttrRead fileAttrWrite fileLock fileRights fileSubList fileSubUpdate',
   'RPOP/RSIP/RIMAP': 'rpopList rpopUpdate rsipList rsipUpdate rimapList rimapUpdate',
   'Real-Time Tasks':
     'taskFindMeeting taskCreateMeeting taskRemoveMeeting taskClearMeeting taskActivateMeeting taskDeactivateMeeting ' +
