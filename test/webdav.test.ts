@@ -9,6 +9,7 @@ import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { XmlElement } from '../src/xml/element.js';
 import { parseXml } from '../src/xml/parser.js';
@@ -133,6 +134,35 @@ describe('WebDAV: authentication and discovery', () => {
     assert.match(infinite.text, /propfind-finite-depth/);
     assert.equal((await dav(user, 'GET', `${user.root}%ZZ`)).status, 400);
     assert.equal((await dav(user, 'PROPFIND', user.root, { headers: { Depth: '2' } })).status, 400);
+    await dav(user, 'PUT', `${user.root}f.txt`, { body: 'f' });
+    assert.equal((await dav(user, 'COPY', `${user.root}f.txt`, { headers: { Destination: 'not a uri' } })).status, 400);
+    assert.equal((await dav(user, 'COPY', `${user.root}f.txt`)).status, 400);
+    assert.equal((await dav(user, 'PUT', `${user.root}f.txt`, { body: 'g', headers: { If: '(<unclosed' } })).status, 400);
+    assert.equal((await dav(user, 'UNLOCK', `${user.root}f.txt`)).status, 400);
+    assert.equal((await dav(user, 'LOCK', `${user.root}f.txt`, { body: '<D:lockinfo xmlns:D="DAV:"/>' })).status, 400);
+    assert.equal((await dav(user, 'PROPPATCH', `${user.root}f.txt`, { body: '<D:propfind xmlns:D="DAV:"/>' })).status, 400);
+    const bomb = `<D:propfind xmlns:D="DAV:"><D:prop>${'<a>'.repeat(200)}${'</a>'.repeat(200)}</D:prop></D:propfind>`;
+    assert.equal((await dav(user, 'PROPFIND', user.root, { body: bomb, headers: { Depth: '0' } })).status, 400);
+    const huge = await dav(user, 'PROPFIND', user.root, { body: `<D:propfind xmlns:D="DAV:"><!--${'x'.repeat(2 * 1024 * 1024)}--></D:propfind>`, headers: { Depth: '0' } });
+    assert.equal(huge.status, 413);
+    assert.equal((await dav(user, 'GET', `${user.root}f.txt`)).text, 'f');
+  });
+
+  test('a PUT cut off midway stores nothing, and the server goes on', async () => {
+    const user = await newUser();
+    await new Promise<void>((resolve) => {
+      const socket = net.connect(server.ports.http, '127.0.0.1', () => {
+        socket.write(`PUT ${user.root}cut.bin HTTP/1.1\r\nHost: x\r\nAuthorization: ${user.auth}\r\nContent-Length: 100000\r\n\r\n${'x'.repeat(5000)}`);
+        setTimeout(() => socket.destroy(), 200);
+      });
+      socket.on('close', () => resolve());
+      socket.on('error', () => {});
+    });
+    assert.equal((await dav(user, 'GET', `${user.root}cut.bin`)).status, 404);
+    const listing = multistatus(await dav(user, 'PROPFIND', user.root, { body: PROPFIND_BASIC, headers: { Depth: '1' } }));
+    assert.deepEqual([...listing.keys()], [user.root]);
+    // The name is free: a whole PUT creates it.
+    assert.equal((await dav(user, 'PUT', `${user.root}cut.bin`, { body: 'whole' })).status, 201);
   });
 });
 
@@ -217,6 +247,73 @@ describe('WebDAV: files', () => {
     assert.equal(refused.get(`${user.root}p.txt`)!.status.get('D:other'), '424');
   });
 });
+
+describe('WebDAV: rights, limits, locks', () => {
+  test('CanAccessWebSites reaches another account\'s storage, within its domain', async () => {
+    const admin = await newUser('admin');
+    const owner = await newUser();
+    const account = (await server.services.accounts.find(admin.address))!;
+    await server.services.accounts.setSettings(account, { DomainAdminRights: 'CanAccessWebSites' });
+    const put = await dav(admin, 'PUT', `${owner.root}by-admin.txt`, { body: 'from the admin' });
+    assert.equal(put.status, 201, put.text);
+    assert.equal((await dav(owner, 'GET', `${owner.root}by-admin.txt`)).text, 'from the admin');
+    // name@domain spelling of the same storage
+    const qualified = multistatus(await dav(admin, 'PROPFIND', `/dav/files/${owner.address}/`, { body: PROPFIND_BASIC, headers: { Depth: '1' } }));
+    assert.ok(qualified.has(`/dav/files/${owner.address}/by-admin.txt`), [...qualified.keys()].join(' '));
+    // A move into the admin's own storage is not a move within one storage.
+    const move = await dav(admin, 'MOVE', `${owner.root}by-admin.txt`, { headers: { Destination: `${admin.root}stolen.txt` } });
+    assert.equal(move.status, 403);
+  });
+
+  test('the storage limit answers 507 and writes nothing; quota properties show the use', async () => {
+    const user = await newUser();
+    const account = (await server.services.accounts.find(user.address))!;
+    await server.services.accounts.setSettings(account, { MaxWebSize: '1K' });
+    const big = await dav(user, 'PUT', `${user.root}big.bin`, { body: 'x'.repeat(4096) });
+    assert.equal(big.status, 507, big.text);
+    assert.equal((await dav(user, 'GET', `${user.root}big.bin`)).status, 404);
+    assert.equal((await dav(user, 'PUT', `${user.root}small.txt`, { body: 'x'.repeat(100) })).status, 201);
+    const quota = multistatus(
+      await dav(user, 'PROPFIND', user.root, {
+        body: '<D:propfind xmlns:D="DAV:"><D:prop><D:quota-used-bytes/><D:quota-available-bytes/></D:prop></D:propfind>',
+        headers: { Depth: '0' },
+      }),
+    ).get(user.root)!;
+    assert.equal(quota.props.get('D:quota-used-bytes')!.text(), '100');
+    assert.equal(quota.props.get('D:quota-available-bytes')!.text(), String(1024 - 100));
+  });
+
+  test('LOCK of an unmapped URL creates an empty file; a refresh extends it; a locked member makes DELETE of its tree a 207', async () => {
+    const user = await newUser();
+    assert.equal((await dav(user, 'MKCOL', `${user.root}tree`)).status, 201);
+    const lockinfo = '<D:lockinfo xmlns:D="DAV:"><D:lockscope><D:exclusive/></D:lockscope><D:locktype><D:write/></D:locktype></D:lockinfo>';
+    const lock = await dav(user, 'LOCK', `${user.root}tree/new.txt`, { body: lockinfo, headers: { Timeout: 'Second-100', Depth: '0' } });
+    assert.equal(lock.status, 201, lock.text);
+    const token = String(lock.headers['lock-token']).replace(/^<|>$/g, '');
+    const created = await dav(user, 'GET', `${user.root}tree/new.txt`);
+    assert.equal(created.status, 200);
+    assert.equal(created.text, '');
+    const refresh = await dav(user, 'LOCK', `${user.root}tree/new.txt`, { headers: { If: `(<${token}>)`, Timeout: 'Second-500' } });
+    assert.equal(refresh.status, 200, refresh.text);
+    assert.match(refresh.text, /Second-(49\d|500)/);
+    assert.equal((await dav(user, 'LOCK', `${user.root}tree/new.txt`, { headers: { If: '(<opaquelocktoken:unknown>)' } })).status, 412);
+    // Another lock on the locked file conflicts.
+    assert.equal((await dav(user, 'LOCK', `${user.root}tree/new.txt`, { body: lockinfo })).status, 423);
+    const refused = await dav(user, 'DELETE', `${user.root}tree`);
+    assert.equal(refused.status, 207, refused.text);
+    const entries = multistatusStatuses(refused.text);
+    assert.deepEqual(entries, [[`${user.root}tree/new.txt`, '423']]);
+    const deleted = await dav(user, 'DELETE', `${user.root}tree`, { headers: { If: `<http://127.0.0.1:${server.ports.http}${user.root}tree/new.txt> (<${token}>)` } });
+    assert.equal(deleted.status, 204, deleted.text);
+  });
+});
+
+/** [href, status code] of each whole-resource response of a multistatus. */
+function multistatusStatuses(text: string): [string, string][] {
+  return parseXml(text)
+    .elements('D:response')
+    .map((r) => [r.element('D:href')!.text(), r.element('D:status')!.text().split(' ')[1]!]);
+}
 
 describe('WebDAV and XIMSS on the same storage', () => {
   let user: DavUser;

@@ -138,6 +138,11 @@ export class DavHandler {
     try {
       reply = await this.answer(req, method, path);
     } catch (err) {
+      // The client went away (a PUT cut off): nobody to answer, nothing wrong here.
+      if (req.destroyed || res.destroyed) {
+        this.log.debug({ event: 'dav.request_aborted', method, path: path.slice(0, 200), address: clientAddress(req.socket) }, 'DAV request aborted by the client');
+        return;
+      }
       reply = this.failure(err, method, req, path);
     }
     this.send(req, res, method, reply);
