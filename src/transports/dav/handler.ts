@@ -237,7 +237,7 @@ export class DavHandler {
     return {
       status: 200,
       headers: {
-        DAV: '1, 2',
+        DAV: ['1', '2', ...[...this.providers.values()].flatMap((p) => p.davClasses ?? [])].join(', '),
         'MS-Author-Via': 'DAV',
         Allow: this.allMethods.join(', '),
       },

@@ -49,6 +49,8 @@ export interface DavProvider {
   readonly prefix: string;
   /** The methods it answers (OPTIONS and Allow). */
   readonly methods: readonly string[];
+  /** Compliance classes it adds to the DAV header of OPTIONS (CardDAV: `addressbook`). */
+  readonly davClasses?: readonly string[];
   /** Answers one request (errors thrown as FileError/HeaderError/DavBodyError are mapped by the core). */
   handle(request: DavRequest): Promise<DavReply>;
   /**
