@@ -5,7 +5,7 @@
  *
  * Options: --runs N (3)  --duration S (5)  --warmup S (1)  --connections K (4)
  *          --window W (1000)  --http-sessions N (4)  --batch B (100)  --sessions N (5000)
- *          --login-concurrency N (200)  --only echo,tcp,http,memory,mail,smtp,cluster,attack  --quick  --profile
+ *          --login-concurrency N (200)  --only echo,tcp,http,memory,mail,smtp,cluster,attack,webdav  --quick  --profile
  *          --engines sqlite,postgres (both; the store engines of ximssd in the mail and smtp sections)
  *          mail: --mail-count N (100000)  --mail-append N (5000)  --mail-iterations N (20)
  *                --mail-connections K (= --connections)  --mail-window W (32)  --mail-repopulate
@@ -13,6 +13,7 @@
  *          cluster: --cluster-samples N (300; 50)  (and --mail-append, --mail-connections, --mail-window, --runs)
  *          attack: --attack-flooders K (8)  --attack-idle N (1000)  --attack-scenarios flood,search,idle
  *                  (--duration S per scenario, --mail-count N)
+ *          webdav: --webdav-files N (1000)  --webdav-mb N (100)  (beside Apache mod_dav)
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
@@ -29,6 +30,7 @@ import { smtpBench, type SmtpResult } from './lib/smtp-bench.js';
 import { startBenchPostgres, type BenchPostgres } from './lib/postgres.js';
 import { openFileLimit, spawnChild } from './lib/proc.js';
 import { pipelinedNoops, type PipelineResult } from './lib/tcp-load.js';
+import { webdavBench, type WebdavResult } from './lib/webdav-bench.js';
 import { PASSWORD, ROOT, USER, startXimssd } from './lib/ximssd.js';
 
 const { values: flags } = parseArgs({
@@ -55,6 +57,8 @@ const { values: flags } = parseArgs({
     'attack-idle': { type: 'string' },
     'attack-scenarios': { type: 'string' },
     'cluster-samples': { type: 'string' },
+    'webdav-files': { type: 'string' },
+    'webdav-mb': { type: 'string' },
     engines: { type: 'string' },
     only: { type: 'string' },
     quick: { type: 'boolean' },
@@ -93,12 +97,14 @@ const params = {
   attackIdle: num(flags['attack-idle'], 1000),
   attackAddresses: 20,
   clusterSamples: num(flags['cluster-samples'], quick ? 50 : 300),
+  webdavFiles: num(flags['webdav-files'], 1000),
+  webdavBytes: num(flags['webdav-mb'], quick ? 20 : 100) * 1024 * 1024,
   engines: [] as Engine[],
 };
 params.mailConnections = num(flags['mail-connections'], params.connections);
 params.engines = (flags.engines ?? ENGINES.join(',')).split(',').map((s) => s.trim()) as Engine[];
 for (const e of params.engines) if (!ENGINES.includes(e)) throw new Error(`unknown engine ${e} (--engines takes ${ENGINES.join(',')})`);
-const only = new Set((flags.only ?? 'echo,tcp,http,memory,mail,smtp,cluster,attack').split(',').map((s) => s.trim()));
+const only = new Set((flags.only ?? 'echo,tcp,http,memory,mail,smtp,cluster,attack,webdav').split(',').map((s) => s.trim()));
 if (only.has('tcp') || only.has('http')) only.add('echo'); // the ratios need the ceiling
 const RESULTS = join(ROOT, 'bench', 'results');
 const profileDir = flags.profile ? join(RESULTS, 'profiles') : undefined;
@@ -205,6 +211,7 @@ async function main(): Promise<void> {
   let mail: MailResult | undefined;
   let smtp: SmtpResult | undefined;
   let attack: AttackResult | undefined;
+  let webdav: WebdavResult | undefined;
 
   if (only.has('echo') || only.has('tcp') || only.has('http')) {
     const echo = spawnChild(process.execPath, ['--import', 'tsx', join(ROOT, 'bench', 'echo-server.ts')], {
@@ -370,6 +377,14 @@ async function main(): Promise<void> {
     if (!attack.available) console.log(`attack section not measured: ${attack.reason}`);
   }
 
+  if (only.has('webdav')) {
+    const mb = fmt(params.webdavBytes / 1024 / 1024);
+    console.log(`\nwebdav: ximssd beside Apache mod_dav on the same data: PROPFIND depth 1 of ${fmt(params.webdavFiles)} files, GET of ${mb} MB`);
+    webdav = await webdavBench({ files: params.webdavFiles, bigBytes: params.webdavBytes, propfindRuns: quick ? 5 : 20, getRuns: params.runs, cpuProfileDir: profileDir });
+    if (!webdav.available) console.log(`webdav section not measured: ${webdav.reason}`);
+    else if (!webdav.apache) console.log(`Apache mod_dav not measured: ${webdav.apacheReason}`);
+  }
+
   // --- The table ---
   const figures: Figure[] = [];
   const ceiling = echoRuns.length ? median(echoRuns.map((r) => r.rate)) : undefined;
@@ -523,6 +538,23 @@ async function main(): Promise<void> {
     }
   }
 
+  if (webdav) {
+    const n = fmt(params.webdavFiles);
+    const mb = fmt(params.webdavBytes / 1024 / 1024);
+    if (!webdav.available) {
+      figures.push({ name: `WebDAV PROPFIND depth 1, ${n} files`, value: null, unit: 'ms', target: '≤ 1 × Apache', ratio: null, note: webdav.reason });
+    } else {
+      const a = webdav.apache;
+      const note = webdav.apacheReason;
+      figures.push({ name: `ximssd WebDAV PROPFIND depth 1, ${n} files`, value: webdav.ximssd.propfindMs, unit: 'ms', target: '≤ 1 × Apache', ratio: a ? webdav.ximssd.propfindMs / a.propfindMs : null });
+      figures.push({ name: `Apache mod_dav PROPFIND depth 1, ${n} files`, value: a?.propfindMs ?? null, unit: 'ms', target: '-', ratio: null, note });
+      figures.push({ name: `ximssd WebDAV GET ${mb} MB`, value: webdav.ximssd.getMs, unit: 'ms', target: '≤ 1 × Apache', ratio: a ? webdav.ximssd.getMs / a.getMs : null });
+      figures.push({ name: `Apache mod_dav GET ${mb} MB`, value: a?.getMs ?? null, unit: 'ms', target: '-', ratio: null, note });
+      const growth = (webdav.rssPeakKb - webdav.rssBeforeKb) / 1024;
+      figures.push({ name: `  ximssd RSS growth during the GET (from ${fmt(webdav.rssBeforeKb / 1024)} MB)`, value: growth, unit: 'MB', target: `≪ ${mb} MB`, ratio: growth / (params.webdavBytes / 1024 / 1024) });
+    }
+  }
+
   const elapsed = (performance.now() - began) / 1000;
   const rows = figures.map((f) => [
     f.name,
@@ -542,7 +574,8 @@ async function main(): Promise<void> {
       (mail ? '; mail: ximssd ÷ Dovecot, on each engine (appends: ≥ 1 meets it; browse: ≤ 1.5 on SQLite, ≤ 1 on PostgreSQL meets it)' : '') +
       (smtp ? '; smtp: ximssd ÷ Dovecot, on each engine (≥ 1 meets it)' : '') +
       (cluster?.available ? '; cluster: latency across nodes ÷ within one node, throughput 2 nodes ÷ 1 node (CPU: 2 ÷ 1)' : '') +
-      (attack?.available ? `; attack: p99 ÷ the no-attack p99 (≤ ${ATTACK_TARGET} meets it).` : '.'),
+      (attack?.available ? `; attack: p99 ÷ the no-attack p99 (≤ ${ATTACK_TARGET} meets it)` : '') +
+      (webdav?.available ? '; webdav: ximssd ÷ Apache mod_dav (≤ 1 meets it), RSS growth ÷ the file size.' : '.'),
   );
   for (const f of figures) if (f.value === null) console.log(`n/a: ${f.name.trim()}: ${f.note ?? 'not measured'}`);
   const otherMax = Math.max(
@@ -580,6 +613,7 @@ async function main(): Promise<void> {
     smtp: smtp ?? null,
     cluster: cluster ?? null,
     attack: attack ?? null,
+    webdav: webdav ?? null,
   };
   writeFileSync(join(RESULTS, 'latest.json'), JSON.stringify(json, null, 2) + '\n');
   console.log(`figures written to ${join('bench', 'results', 'latest.json')}`);

@@ -35,7 +35,7 @@ type Limits = Config['limits'];
 
 /** Who is logging in, for the log and the metrics: the protocol and the mechanism. */
 export interface LoginWay {
-  protocol: 'ximss' | 'http' | 'smtp';
+  protocol: 'ximss' | 'http' | 'smtp' | 'dav';
   /** `password`: a name and a password as they are (XIMSS clear text, HTTP); `plain`, `login`: those SASL mechanisms. */
   mechanism: 'password' | 'plain' | 'login' | 'cram-md5' | 'nonce' | 'current-password';
 }

@@ -34,6 +34,7 @@ import { clientAddress, listen, refuseConnection, serverTls } from './sockets.js
 import { addressList, allowed } from '../../services/client-address.js';
 import type { Readiness } from './health.js';
 import type { Logger } from '../../log.js';
+import { createDavHandler, type DavHandler } from '../../transports/dav/index.js';
 
 const XML_TYPE = 'text/xml; charset=utf-8';
 const COOKIE_NAME = 'CGateProWebUser';
@@ -196,6 +197,8 @@ export class HttpListener {
   private readonly metricsAllow: BlockList;
   /** What /readyz reports: set by the server once it is built (until then: not ready). */
   readiness: Readiness | undefined;
+  /** WebDAV and CardDAV: /dav/…, /.well-known/carddav|caldav, PROPFIND of /. */
+  private readonly dav: DavHandler;
 
   constructor(
     private readonly engine: Engine,
@@ -205,6 +208,7 @@ export class HttpListener {
     this.secure = secureContext !== undefined;
     this.log = engine.server.log.child({ component: 'http' });
     this.metricsAllow = addressList(engine.server.config.metrics.allow);
+    this.dav = createDavHandler(engine.server, this.secure, (req) => this.authenticated(req));
     const limits = this.limits;
     this.http = http.createServer(
       {
@@ -286,6 +290,7 @@ export class HttpListener {
     const params = paramsOf(query);
 
     if (req.method === 'GET' && (path === HEALTH_PATH || path === READY_PATH || path === METRICS_PATH)) return this.operatorRequest(req, res, path);
+    if (this.dav.matches(req.method, path)) return this.dav.handle(req, res, path);
     if (req.method === 'OPTIONS') return this.preflight(req, res);
     // PUT is for uploads (/Session/<id>/UPLOAD/<uploadID>) only; HEAD for downloads (/Session/<id>/DOWNLOAD/<file>).
     if (

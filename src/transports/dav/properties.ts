@@ -1,0 +1,134 @@
+/**
+ * PROPFIND and PROPPATCH over any resource: a resource shows live properties (computed on
+ * demand, some left out of allprop as their RFCs say) and dead ones (kept XML elements).
+ */
+import type { FileAttribute, FileAttributeChange } from '../../services/files/api.js';
+import type { PropfindRequest, PropertyUpdate } from './bodies.js';
+import { DAV_NS, clark, tagOf, type MultistatusEntry } from './xml.js';
+
+export const D = (local: string): string => clark(DAV_NS, local);
+
+/** A live property's value: inner XML (escaped already); undefined when the resource has none. */
+export type LiveValue = () => string | undefined | Promise<string | undefined>;
+
+export interface PropertyNode {
+  href: string;
+  /** Live properties by Clark name. */
+  live: Map<string, LiveValue>;
+  /** Live properties allprop leaves out (RFC 4331 quota, RFC 5397 current-user-principal…). */
+  hidden?: ReadonlySet<string>;
+  /** The dead properties (undefined: the resource keeps none). */
+  dead?: () => Promise<FileAttribute[]>;
+}
+
+/** Live properties RFC 4918 and its extensions define but no client may set. */
+export const PROTECTED = new Set(
+  [
+    'resourcetype',
+    'getcontentlength',
+    'getetag',
+    'getlastmodified',
+    'creationdate',
+    'lockdiscovery',
+    'supportedlock',
+    'quota-available-bytes',
+    'quota-used-bytes',
+    'current-user-principal',
+    'principal-URL',
+    'supported-report-set',
+    'sync-token',
+  ].map(D),
+);
+
+function element(name: string, inner: string): string {
+  const tag = tagOf(name);
+  return inner === '' ? tag.empty : `${tag.open}${inner}${tag.close}`;
+}
+
+function add(map: Map<number, string[]>, status: number, xml: string): void {
+  const list = map.get(status);
+  if (list) list.push(xml);
+  else map.set(status, [xml]);
+}
+
+/** One resource's `response` for a PROPFIND. */
+export async function propfindEntry(node: PropertyNode, request: PropfindRequest): Promise<MultistatusEntry> {
+  const propstats = new Map<number, string[]>();
+  if (request.kind === 'propname') {
+    for (const name of node.live.keys()) add(propstats, 200, tagOf(name).empty);
+    const seen = new Set<string>();
+    for (const attribute of (await node.dead?.()) ?? []) {
+      if (seen.has(attribute.name) || node.live.has(attribute.name)) continue;
+      seen.add(attribute.name);
+      add(propstats, 200, tagOf(attribute.name).empty);
+    }
+    return { href: node.href, propstats };
+  }
+  if (request.kind === 'allprop') {
+    const include = new Set(request.include);
+    for (const [name, value] of node.live) {
+      if (node.hidden?.has(name) && !include.has(name)) continue;
+      const v = await value();
+      if (v !== undefined) add(propstats, 200, element(name, v));
+      else if (include.has(name)) add(propstats, 404, tagOf(name).empty);
+    }
+    for (const attribute of (await node.dead?.()) ?? []) if (!node.live.has(attribute.name)) add(propstats, 200, attribute.xml);
+    if (propstats.size === 0) propstats.set(200, []);
+    return { href: node.href, propstats };
+  }
+  let dead: FileAttribute[] | undefined;
+  for (const name of request.names) {
+    const live = node.live.get(name);
+    if (live) {
+      const v = await live();
+      if (v !== undefined) add(propstats, 200, element(name, v));
+      else add(propstats, 404, tagOf(name).empty);
+      continue;
+    }
+    dead ??= (await node.dead?.()) ?? [];
+    const found = dead.filter((a) => a.name === name);
+    if (found.length > 0) for (const a of found) add(propstats, 200, a.xml);
+    else add(propstats, 404, tagOf(name).empty);
+  }
+  if (propstats.size === 0) propstats.set(200, []);
+  return { href: node.href, propstats };
+}
+
+/**
+ * A PROPPATCH: all or nothing (RFC 4918 9.2). A protected live property fails with 403,
+ * and then every other one with 424; else `apply` makes the dead-property changes at once.
+ * Returns the multistatus entry; `apply` errors propagate (the caller maps them).
+ */
+export async function proppatchEntry(
+  node: PropertyNode,
+  updates: readonly PropertyUpdate[],
+  apply: (changes: FileAttributeChange[]) => Promise<void>,
+): Promise<MultistatusEntry> {
+  const refused = updates.filter((u) => PROTECTED.has(u.name) || node.live.has(u.name));
+  const propstats = new Map<number, string[]>();
+  if (refused.length > 0) {
+    for (const u of updates) add(propstats, refused.includes(u) ? 403 : 424, tagOf(u.name).empty);
+    return { href: node.href, propstats, error: refused.length > 0 ? D('cannot-modify-protected-property') : undefined };
+  }
+  const changes: FileAttributeChange[] = updates.map((u) =>
+    u.action === 'set' ? { mode: 'replace', attribute: { name: u.name, xml: u.xml } } : { mode: 'delete', name: u.name },
+  );
+  await apply(changes);
+  const names = new Set<string>();
+  for (const u of updates) {
+    if (names.has(u.name)) continue;
+    names.add(u.name);
+    add(propstats, 200, tagOf(u.name).empty);
+  }
+  return { href: node.href, propstats };
+}
+
+/** RFC 1123 date (getlastmodified, Last-Modified). */
+export function httpDate(date: Date): string {
+  return date.toUTCString();
+}
+
+/** RFC 3339 date (creationdate). */
+export function isoDate(date: Date): string {
+  return date.toISOString().replace(/\.\d{3}Z$/, 'Z');
+}
