@@ -87,7 +87,11 @@ export interface FileStore {
   /** Live locks of the account at `now` (all of them: callers filter by path). */
   locks(accountId: number, now: number): Promise<LockRecord[]>;
   subscriptions(accountId: number): Promise<string[]>;
-  updateSubscriptions(accountId: number, changes: readonly { name: string; add: boolean }[]): Promise<void>;
+  /**
+   * Adds and removes subscriptions in one transaction; when the account would then hold more
+   * than `max`, changes nothing and answers false (decided on what is stored, serialised per account).
+   */
+  updateSubscriptions(accountId: number, changes: readonly { name: string; add: boolean }[], max: number): Promise<boolean>;
 }
 
 /**

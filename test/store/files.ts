@@ -201,12 +201,22 @@ export function fileStoreContract(fresh: FreshStore): void {
       await refused('precondition-failed', put(c.store, a.id, 'q', Buffer.from('2'), { kind: 'replace' }, { now: T, ifMatch: '*' }));
     });
 
-    it('subscriptions', async () => {
+    it('subscriptions: added and removed at once; beyond the limit nothing changes, also when two handles add at once', async () => {
       const a = await c.account();
-      await c.store.files.updateSubscriptions(a.id, [{ name: 'b', add: true }, { name: 'a', add: true }, { name: 'a', add: true }]);
+      assert.equal(await c.store.files.updateSubscriptions(a.id, [{ name: 'b', add: true }, { name: 'a', add: true }, { name: 'a', add: true }], 3), true);
       assert.deepEqual(await c.store.files.subscriptions(a.id), ['a', 'b']);
-      await c.store.files.updateSubscriptions(a.id, [{ name: 'b', add: false }]);
+      assert.equal(await c.store.files.updateSubscriptions(a.id, [{ name: 'b', add: false }], 3), true);
       assert.deepEqual(await c.store.files.subscriptions(a.id), ['a']);
+      assert.equal(await c.store.files.updateSubscriptions(a.id, [{ name: 'x', add: true }, { name: 'a', add: false }, { name: 'y', add: true }, { name: 'z', add: true }], 2), false);
+      assert.deepEqual(await c.store.files.subscriptions(a.id), ['a'], 'a refused update changes nothing, not even its removals');
+      // Two handles each adding two names to an account with room for three more: one of them is refused.
+      const other = await c.open();
+      const results = await Promise.all([
+        c.store.files.updateSubscriptions(a.id, [{ name: 'p1', add: true }, { name: 'p2', add: true }], 4),
+        other.files.updateSubscriptions(a.id, [{ name: 'q1', add: true }, { name: 'q2', add: true }], 4),
+      ]);
+      assert.deepEqual([...results].sort(), [false, true]);
+      assert.equal((await c.store.files.subscriptions(a.id)).length, 3);
     });
 
     it('concurrent appends from two handles all land', async () => {

@@ -403,9 +403,8 @@ export class FileService implements FileStorage {
         throw new FileError('invalid-name', `invalid file name ${quoted(change.name)}`);
       }
     }
-    const current = await this.store.files.subscriptions(user.id);
-    const adding = changes.filter((c) => c.add && !current.includes(c.name)).length;
-    if (current.length + adding > MAX_SUBSCRIPTIONS) throw new FileError('limit-exceeded', `too many subscriptions (at most ${MAX_SUBSCRIPTIONS})`);
-    await this.store.files.updateSubscriptions(user.id, changes);
+    if (!(await this.store.files.updateSubscriptions(user.id, changes, MAX_SUBSCRIPTIONS))) {
+      throw new FileError('limit-exceeded', `too many subscriptions (at most ${MAX_SUBSCRIPTIONS})`);
+    }
   }
 }

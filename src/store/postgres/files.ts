@@ -141,6 +141,7 @@ const SQL = {
     text: 'DELETE FROM file_locks WHERE account_id = $1 AND (path = $2 OR (path >= $3 AND path < $4))',
   },
   subscriptions: { name: 'files.subscriptions', text: 'SELECT name FROM file_subscriptions WHERE account_id = $1 ORDER BY name' },
+  countSubscriptions: { name: 'files.countSubscriptions', text: 'SELECT count(*) AS n FROM file_subscriptions WHERE account_id = $1' },
   subscribe: { name: 'files.subscribe', text: 'INSERT INTO file_subscriptions (account_id, name) VALUES ($1, $2) ON CONFLICT DO NOTHING' },
   unsubscribe: { name: 'files.unsubscribe', text: 'DELETE FROM file_subscriptions WHERE account_id = $1 AND name = $2' },
 } satisfies Record<string, Sql>;
@@ -484,9 +485,23 @@ export class PgFiles implements FileStore {
     return (await this.db.rows<{ name: string }>(SQL.subscriptions, [accountId])).map((r) => r.name);
   }
 
-  async updateSubscriptions(accountId: number, changes: readonly { name: string; add: boolean }[]): Promise<void> {
-    await this.db.tx(async (tx) => {
-      for (const change of changes) await tx.run(change.add ? SQL.subscribe : SQL.unsubscribe, [accountId, change.name]);
-    });
+  async updateSubscriptions(accountId: number, changes: readonly { name: string; add: boolean }[], max: number): Promise<boolean> {
+    try {
+      await this.db.tx(async (tx) => {
+        // Serialised per account, so that two nodes adding at once both count each other.
+        await tx.rows(SQL.lockAccount, [accountId]);
+        for (const change of changes) await tx.run(change.add ? SQL.subscribe : SQL.unsubscribe, [accountId, change.name]);
+        const [row] = await tx.rows<{ n: string }>(SQL.countSubscriptions, [accountId]);
+        // Thrown to roll the changes back.
+        if (Number(row?.n ?? 0) > max) throw new SubscriptionsOverLimit();
+      });
+      return true;
+    } catch (err) {
+      if (err instanceof SubscriptionsOverLimit) return false;
+      throw err;
+    }
   }
 }
+
+/** Thrown inside a transaction to roll back subscription changes beyond the limit. */
+class SubscriptionsOverLimit extends Error {}

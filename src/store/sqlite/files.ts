@@ -394,15 +394,25 @@ export class SqliteFiles implements FileStore {
     return (this.sql.subscriptions.all(accountId) as { name: string }[]).map((r) => r.name);
   }
 
-  async updateSubscriptions(accountId: number, changes: readonly { name: string; add: boolean }[]): Promise<void> {
-    this.db.transaction(() => {
-      for (const change of changes) {
-        if (change.add) this.sql.subscribe.run(accountId, change.name);
-        else this.sql.unsubscribe.run(accountId, change.name);
-      }
-    }).immediate();
+  async updateSubscriptions(accountId: number, changes: readonly { name: string; add: boolean }[], max: number): Promise<boolean> {
+    try {
+      this.db.transaction(() => {
+        for (const change of changes) {
+          if (change.add) this.sql.subscribe.run(accountId, change.name);
+          else this.sql.unsubscribe.run(accountId, change.name);
+        }
+        // Thrown to roll the changes back.
+        if ((this.sql.countSubscriptions.get(accountId) as { n: number }).n > max) throw new SubscriptionsOverLimit();
+      }).immediate();
+      return true;
+    } catch (err) {
+      if (err instanceof SubscriptionsOverLimit) return false;
+      throw err;
+    }
   }
 }
+
+class SubscriptionsOverLimit extends Error {}
 
 const COLUMNS = 'path, kind, size, created, modified, attrs_modified, etag, blob_id, attributes';
 
@@ -449,6 +459,7 @@ function prepareStatements(db: SqliteDatabase) {
     deleteLock: 'DELETE FROM file_locks WHERE token = ? AND account_id = ? AND path = ?',
     deleteLocksOfTree: 'DELETE FROM file_locks WHERE account_id = ? AND (path = ? OR (path >= ? AND path < ?))',
     subscriptions: 'SELECT name FROM file_subscriptions WHERE account_id = ? ORDER BY name',
+    countSubscriptions: 'SELECT count(*) AS n FROM file_subscriptions WHERE account_id = ?',
     subscribe: 'INSERT INTO file_subscriptions (account_id, name) VALUES (?, ?) ON CONFLICT DO NOTHING',
     unsubscribe: 'DELETE FROM file_subscriptions WHERE account_id = ? AND name = ?',
   });
