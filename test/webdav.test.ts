@@ -112,6 +112,10 @@ describe('WebDAV: authentication and discovery', () => {
     assert.equal(entry.props.get('D:principal-URL')!.element('D:href')!.text(), `/dav/principals/${user.name}/`);
     const other = await newUser();
     assert.equal((await dav(user, 'PROPFIND', `/dav/principals/${other.name}/`, { body, headers: { Depth: '0' } })).status, 403);
+    const rootOptions = await dav(undefined, 'OPTIONS', '/');
+    assert.equal(rootOptions.headers.dav, '1, 2');
+    const preflight = await dav(undefined, 'OPTIONS', '/', { headers: { Origin: 'https://web.example', 'Access-Control-Request-Method': 'POST' } });
+    assert.equal(preflight.headers['access-control-allow-origin'], '*');
     const wellKnown = await dav(undefined, 'GET', '/.well-known/carddav');
     assert.equal(wellKnown.status, 301);
     assert.equal(wellKnown.headers.location, '/dav/');

@@ -294,6 +294,9 @@ export class FilesProvider implements DavProvider {
     const { conditions } = await this.conditions(request, located);
     const entry = await this.storage.stat(owner, path);
     if (!entry) return textReply(404, 'not found');
+    if (entry.kind === 'directory' && parseDepth(headerOf(request.req.headers, 'depth'), 'infinity') !== 'infinity') {
+      return textReply(400, 'DELETE of a collection needs Depth: infinity');
+    }
     const preconditions = this.httpConditions(request, entry, conditions);
     try {
       await this.storage.remove(owner, path, { recursive: true }, preconditions);

@@ -121,9 +121,15 @@ export class DavHandler {
     this.providers.set(provider.prefix, provider);
   }
 
-  /** Whether the request is the DAV handler's: anything under /dav/, the well-known URLs, a PROPFIND of `/`. */
-  matches(method: string | undefined, path: string): boolean {
-    return DAV_PATH.test(path) || WELL_KNOWN.test(path) || (path === '/' && method === 'PROPFIND');
+  /**
+   * Whether the request is the DAV handler's: anything under /dav/, the well-known URLs, a
+   * PROPFIND of `/`, and an OPTIONS of `/` that is not a browser's CORS preflight (Windows'
+   * WebDAV client asks `/` first).
+   */
+  matches(req: IncomingMessage, path: string): boolean {
+    if (DAV_PATH.test(path) || WELL_KNOWN.test(path)) return true;
+    if (path !== '/') return false;
+    return req.method === 'PROPFIND' || (req.method === 'OPTIONS' && req.headers.origin === undefined);
   }
 
   private get allMethods(): string[] {
@@ -139,7 +145,8 @@ export class DavHandler {
       reply = await this.answer(req, method, path);
     } catch (err) {
       // The client went away (a PUT cut off): nobody to answer, nothing wrong here.
-      if (req.destroyed || res.destroyed) {
+      // (req.destroyed alone says nothing: a body read to its end is destroyed too.)
+      if (res.destroyed || req.socket.destroyed) {
         this.log.debug({ event: 'dav.request_aborted', method, path: path.slice(0, 200), address: clientAddress(req.socket) }, 'DAV request aborted by the client');
         return;
       }
