@@ -7,10 +7,16 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync, symlinkSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import http from 'node:http';
+import https from 'node:https';
 import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
+import { HttpListener } from '../src/ximss/bindings/http.js';
+import { TcpListener } from '../src/ximss/bindings/tcp.js';
+import { Engine } from '../src/ximss/engine.js';
+import { registerOperations } from '../src/ximss/ops/index.js';
 import { XmlElement } from '../src/xml/element.js';
 import { parseXml } from '../src/xml/parser.js';
 import { ensureDebianTool } from './fixtures/debian.js';
@@ -88,6 +94,48 @@ describe('WebDAV: authentication and discovery', () => {
     const right = await dav(user, 'PROPFIND', user.root, { headers: { Depth: '0' } });
     assert.equal(right.status, 207, right.text);
     assert.ok(captured.events('login.ok').some((r) => r.protocol === 'dav' && r.user === user.address));
+  });
+
+  test('Basic over plain HTTP is refused from a non-loopback address; over TLS it is taken', async (t) => {
+    const user = await newUser();
+    const engine = new Engine(server.services);
+    registerOperations(engine);
+    const tcp = new TcpListener(engine);
+    const plain = new HttpListener(engine, tcp);
+    const secure = new HttpListener(engine, tcp, server.services.tls);
+    const external = Object.values(networkInterfaces())
+      .flat()
+      .find((i) => i && i.family === 'IPv4' && !i.internal)?.address;
+    try {
+      if (external) {
+        const port = await plain.listen(0, external);
+        const refused = await new Promise<number>((resolve, reject) => {
+          const req = http.request({ host: external, port, path: user.root, method: 'PROPFIND', headers: { Authorization: user.auth, Depth: '0' }, agent: false }, (res) => {
+            res.resume();
+            resolve(res.statusCode ?? 0);
+          });
+          req.on('error', reject);
+          req.end();
+        });
+        assert.equal(refused, 403);
+      } else {
+        t.diagnostic('no non-loopback IPv4 address on this machine: the plain-HTTP refusal is not exercised');
+      }
+      const port = await secure.listen(0, '127.0.0.1');
+      const accepted = await new Promise<number>((resolve, reject) => {
+        const req = https.request({ host: '127.0.0.1', port, path: user.root, method: 'PROPFIND', headers: { Authorization: user.auth, Depth: '0' }, rejectUnauthorized: false, agent: false }, (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        });
+        req.on('error', reject);
+        req.end();
+      });
+      assert.equal(accepted, 207);
+    } finally {
+      await plain.close();
+      await secure.close();
+      await tcp.close();
+    }
   });
 
   test('OPTIONS names DAV classes 1 and 2 and the methods', async () => {
