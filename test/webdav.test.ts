@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import http from 'node:http';
@@ -19,7 +19,7 @@ import { Engine } from '../src/ximss/engine.js';
 import { registerOperations } from '../src/ximss/ops/index.js';
 import { XmlElement } from '../src/xml/element.js';
 import { parseXml } from '../src/xml/parser.js';
-import { ensureDebianTool } from './fixtures/debian.js';
+import { ensureDebianPackages } from './fixtures/debian.js';
 import { capturingLogger, fails, httpRequest, ok, startTestServer, type HttpRequestOptions, type HttpResult, type TestServer, type XimssClient } from './helpers.js';
 
 let server: TestServer;
@@ -456,7 +456,7 @@ describe('litmus', () => {
   let cwd: string;
   let account: DavUser;
   before(async () => {
-    await ensureDebianTool('/usr/libexec/litmus/basic', 'litmus');
+    await ensureDebianPackages(['litmus'], () => existsSync('/usr/libexec/litmus/basic'));
     cwd = mkdtempSync(join(tmpdir(), 'litmus-'));
     // The test programs read their files from htdocs/ in the working directory.
     symlinkSync('/usr/share/litmus/htdocs', join(cwd, 'htdocs'));

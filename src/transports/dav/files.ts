@@ -30,6 +30,8 @@ import { D, httpDate, isoDate, propfindEntry, proppatchEntry, type PropertyNode 
 import type { DavProvider, DavReply, DavRequest } from './provider.js';
 import { XML_HEADER, errorXml, escapeDavText, type MultistatusEntry } from './xml.js';
 
+/** Methods that only read: another account's storage needs the `r` right for them, `w` for the others. */
+const READ_METHODS = new Set(['GET', 'HEAD', 'PROPFIND', 'OPTIONS']);
 const METHODS = ['OPTIONS', 'GET', 'HEAD', 'PUT', 'DELETE', 'PROPFIND', 'PROPPATCH', 'MKCOL', 'COPY', 'MOVE', 'LOCK', 'UNLOCK'];
 /** What an Infinite lock timeout asks for (the service bounds it). */
 const INFINITE_SECONDS = 100 * 365 * 24 * 3600;
@@ -78,9 +80,19 @@ export class FilesProvider implements DavProvider {
     return path === '' ? `~${qualified}` : `~${qualified}/${path}`;
   }
 
+  /**
+   * FileStorage.resolve with the access a method needs: reading (GET, HEAD, PROPFIND) is open to
+   * those another account's ACL grants `r`; everything else needs `w`. (Typed this way so that it
+   * also fits a File Storage whose resolve takes no access argument: then every access is a write.)
+   */
+  private resolve(user: AccountRecord, name: string, method: string): Promise<FileTarget> {
+    const resolve: (actor: AccountRecord, name: string, access?: 'read' | 'write') => Promise<FileTarget> = this.storage.resolve.bind(this.storage);
+    return resolve(user, name, READ_METHODS.has(method) ? 'read' : 'write');
+  }
+
   private async locate(request: DavRequest, segments: readonly string[], rawAccount: string): Promise<Located> {
     const account = segments[0]!;
-    const target = await this.storage.resolve(request.user, this.storageName(request.user, account, segments.slice(1)));
+    const target = await this.resolve(request.user, this.storageName(request.user, account, segments.slice(1)), request.method);
     return { target, base: `${request.base}/${rawAccount}`, segments: segments.slice(1) };
   }
 
@@ -165,7 +177,7 @@ export class FilesProvider implements DavProvider {
       } catch {
         return undefined;
       }
-      const other = await this.locateHref(request, path);
+      const other = await this.locateHref(request, path, 'condition');
       return other ? this.stateOf(other.target.owner, other.target.path) : undefined;
     });
     if (!outcome.holds) throw new FileError('precondition-failed', 'the If header does not hold');
@@ -173,12 +185,13 @@ export class FilesProvider implements DavProvider {
   }
 
   /** A URL path of this provider (Destination, If tags) located, or undefined when it is not one. */
-  private async locateHref(request: DavRequest, path: string): Promise<Located | undefined> {
+  private async locateHref(request: DavRequest, path: string, purpose: 'destination' | 'condition'): Promise<Located | undefined> {
     const all = pathSegments(path);
     if (all.length < 3 || all[0] !== 'dav' || all[1] !== this.prefix) return undefined;
     const raw = path.split('/').filter((s) => s !== '');
     try {
-      const target = await this.storage.resolve(request.user, this.storageName(request.user, all[2]!, all.slice(3)));
+      // A Destination is written to; an If tag is only looked at.
+      const target = await this.resolve(request.user, this.storageName(request.user, all[2]!, all.slice(3)), purpose === 'destination' ? 'PUT' : 'PROPFIND');
       return { target, base: `/${raw.slice(0, 3).join('/')}`, segments: all.slice(3) };
     } catch (err) {
       if (err instanceof FileError) return undefined;
@@ -433,7 +446,7 @@ export class FilesProvider implements DavProvider {
     const headers = request.req.headers;
     const destinationHeader = headerOf(headers, 'destination');
     if (!destinationHeader) return textReply(400, 'the Destination header is missing');
-    const destination = await this.locateHref(request, localPath(destinationHeader, headerOf(headers, 'host')));
+    const destination = await this.locateHref(request, localPath(destinationHeader, headerOf(headers, 'host')), 'destination');
     if (!destination) return textReply(502, 'the destination is not in a File Storage of this server');
     if (destination.target.owner.id !== owner.id) return textReply(403, "copying or moving into another account's storage is not supported");
     const to = destination.target.path;
