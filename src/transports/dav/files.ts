@@ -6,7 +6,7 @@
  */
 import libmime from 'libmime';
 import { fullName } from '../../services/accounts.js';
-import { FileError, type FileEntry, type FileLock, type FileStorage, type FileTarget, type FileUsage, type Preconditions } from '../../services/files/api.js';
+import { FileError, type FileAttribute, type FileEntry, type FileLock, type FileStorage, type FileTarget, type FileUsage, type Preconditions } from '../../services/files/api.js';
 import type { AccountRecord } from '../../store/store.js';
 import { parseLockinfo, parseProppatch, parsePropfind, type PropfindRequest } from './bodies.js';
 import { multistatusReply, textReply, xmlReply } from './handler.js';
@@ -26,7 +26,7 @@ import {
   type IfOutcome,
   type ResourceState,
 } from './headers.js';
-import { D, httpDate, isoDate, propfindEntry, proppatchEntry, type PropertyNode } from './properties.js';
+import { D, httpDate, isoDate, propfindEntry, proppatchEntry, type LiveValue, type PropertyNode } from './properties.js';
 import type { DavProvider, DavReply, DavRequest } from './provider.js';
 import { XML_HEADER, errorXml, escapeDavText, type MultistatusEntry } from './xml.js';
 
@@ -348,38 +348,50 @@ export class FilesProvider implements DavProvider {
 
   // --- PROPFIND, PROPPATCH ---
 
-  private node(request: DavRequest, located: Located, entry: FileEntry, usage: () => Promise<FileUsage>): PropertyNode {
+  /**
+   * The properties of this request's resources: one table of getters for the directories and
+   * one for the files, shared by every entry of a listing (the entry is the node's subject).
+   */
+  private nodes(request: DavRequest, located: Located): (entry: FileEntry) => PropertyNode<FileEntry> {
     const { owner } = located.target;
-    const segments = entry.path === '' ? [] : entry.path.split('/');
-    const collection = entry.kind === 'directory';
-    const href = this.href(located, segments, collection);
-    const live = new Map<string, () => string | undefined | Promise<string | undefined>>([
-      [D('resourcetype'), () => (collection ? '<D:collection/>' : '')],
-      [D('displayname'), () => escapeDavText(entry.name)],
-      [D('creationdate'), () => isoDate(entry.created)],
-      [D('getlastmodified'), () => httpDate(entry.modified)],
-      [D('getetag'), () => escapeDavText(quote(entry.etag))],
-      [D('lockdiscovery'), async () => (await this.storage.locks(owner, entry.path)).map((l) => this.activeLock(located, l)).join('')],
+    let usage: Promise<FileUsage> | undefined;
+    const usageOf = (): Promise<FileUsage> => (usage ??= this.storage.usage(owner, ''));
+    const principal = `<D:href>${request.principalHref(request.user)}</D:href>`;
+    const common: [string, LiveValue<FileEntry>][] = [
+      [D('displayname'), (e) => escapeDavText(e.name)],
+      [D('creationdate'), (e) => isoDate(e.created)],
+      [D('getlastmodified'), (e) => httpDate(e.modified)],
+      [D('getetag'), (e) => escapeDavText(quote(e.etag))],
+      [D('lockdiscovery'), async (e) => (await this.storage.locks(owner, e.path)).map((l) => this.activeLock(located, l)).join('')],
       [D('supportedlock'), () => SUPPORTED_LOCK],
-      [D('quota-used-bytes'), async () => String((await usage()).size)],
+      [D('quota-used-bytes'), async () => String((await usageOf()).size)],
       [
         D('quota-available-bytes'),
         async () => {
-          const u = await usage();
+          const u = await usageOf();
           return u.sizeLimit === undefined ? undefined : String(Math.max(0, u.sizeLimit - u.size));
         },
       ],
-      [D('current-user-principal'), () => `<D:href>${request.principalHref(request.user)}</D:href>`],
+      [D('current-user-principal'), () => principal],
+    ];
+    const directoryLive = new Map<string, LiveValue<FileEntry>>([[D('resourcetype'), () => '<D:collection/>'], ...common]);
+    const fileLive = new Map<string, LiveValue<FileEntry>>([
+      [D('resourcetype'), () => ''],
+      ...common,
+      [D('getcontentlength'), (e) => String(e.size)],
+      [D('getcontenttype'), (e) => escapeDavText(libmime.detectMimeType(e.name) || 'application/octet-stream')],
     ]);
-    if (!collection) {
-      live.set(D('getcontentlength'), () => String(entry.size));
-      live.set(D('getcontenttype'), () => escapeDavText(libmime.detectMimeType(entry.name) || 'application/octet-stream'));
-    }
-    return {
-      href,
-      live,
-      hidden: new Set([D('quota-used-bytes'), D('quota-available-bytes'), D('current-user-principal')]),
-      dead: () => this.storage.attributes(owner, entry.path),
+    const hidden = new Set([D('quota-used-bytes'), D('quota-available-bytes'), D('current-user-principal')]);
+    const dead = (e: FileEntry): Promise<FileAttribute[]> => this.storage.attributes(owner, e.path);
+    return (entry) => {
+      const collection = entry.kind === 'directory';
+      return {
+        href: this.href(located, entry.path === '' ? [] : entry.path.split('/'), collection),
+        subject: entry,
+        live: collection ? directoryLive : fileLive,
+        hidden,
+        dead,
+      };
     };
   }
 
@@ -406,12 +418,11 @@ export class FilesProvider implements DavProvider {
     const body: PropfindRequest = parsePropfind(await request.xmlBody());
     const entry = await this.storage.stat(owner, path);
     if (!entry) return textReply(404, 'not found');
-    let usage: Promise<FileUsage> | undefined;
-    const usageOf = (): Promise<FileUsage> => (usage ??= this.storage.usage(owner, ''));
     const entries = [entry];
     if (depth === '1' && entry.kind === 'directory') entries.push(...(await this.storage.list(owner, path)));
+    const node = this.nodes(request, located);
     const results: MultistatusEntry[] = [];
-    for (const e of entries) results.push(await propfindEntry(this.node(request, located, e, usageOf), body));
+    for (const e of entries) results.push(await propfindEntry(node(e), body));
     return multistatusReply(results);
   }
 
@@ -421,7 +432,7 @@ export class FilesProvider implements DavProvider {
     const { conditions } = await this.conditions(request, located);
     const entry = await this.storage.stat(owner, path);
     if (!entry) return textReply(404, 'not found');
-    const node = this.node(request, located, entry, () => this.storage.usage(owner, ''));
+    const node = this.nodes(request, located)(entry);
     const result = await proppatchEntry(node, updates, (changes) => this.storage.updateAttributes(owner, path, changes, this.httpConditions(request, entry, conditions)));
     return multistatusReply([result]);
   }

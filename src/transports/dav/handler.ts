@@ -347,21 +347,17 @@ export class DavHandler {
 
   private async principalNode(user: AccountRecord): Promise<PropertyNode> {
     const href = this.principalHref(user);
-    const node: PropertyNode = {
-      href,
-      live: new Map([
-        [D('resourcetype'), () => '<D:collection/><D:principal/>'],
-        [D('displayname'), () => escapeDavText(user.realName ?? user.name)],
-        [D('principal-URL'), () => `<D:href>${href}</D:href>`],
-        [D('current-user-principal'), () => `<D:href>${href}</D:href>`],
-      ]),
-      hidden: new Set([D('current-user-principal')]),
-    };
+    const live = new Map<string, () => string>([
+      [D('resourcetype'), () => '<D:collection/><D:principal/>'],
+      [D('displayname'), () => escapeDavText(user.realName ?? user.name)],
+      [D('principal-URL'), () => `<D:href>${href}</D:href>`],
+      [D('current-user-principal'), () => `<D:href>${href}</D:href>`],
+    ]);
     for (const provider of this.providers.values()) {
       const extra = await provider.principalProperties?.(user, user, (a) => this.principalHref(a));
-      for (const [name, xml] of extra ?? []) node.live.set(name, () => xml);
+      for (const [name, xml] of extra ?? []) live.set(name, () => xml);
     }
-    return node;
+    return { href, live, hidden: new Set([D('current-user-principal')]) };
   }
 }
 
