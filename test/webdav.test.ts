@@ -389,6 +389,20 @@ describe('WebDAV and XIMSS on the same storage', () => {
     assert.equal(got.text, 'written by XIMSS');
   });
 
+  test('dead properties are the XIMSS file attributes', async () => {
+    assert.equal((await dav(user, 'PUT', `${user.root}attrs.txt`, { body: 'a' })).status, 201);
+    const set = await dav(user, 'PROPPATCH', `${user.root}attrs.txt`, {
+      body: '<D:propertyupdate xmlns:D="DAV:" xmlns:Z="urn:z"><D:set><D:prop><Z:color>red</Z:color></D:prop></D:set></D:propertyupdate>',
+    });
+    assert.equal(set.status, 207);
+    const read = await ok(client, new XmlElement('fileAttrRead', { fileName: 'attrs.txt' }));
+    assert.match(read.messages[0]!.toString(), /<Z:color xmlns:Z="urn:z">red<\/Z:color>/);
+    await ok(client, new XmlElement('fileAttrWrite', { fileName: 'attrs.txt' }, [new XmlElement('note', {}, ['from XIMSS'])]));
+    const all = multistatus(await dav(user, 'PROPFIND', `${user.root}attrs.txt`, { headers: { Depth: '0' } })).get(`${user.root}attrs.txt`)!;
+    assert.equal(all.props.get('{}note')?.text(), 'from XIMSS');
+    assert.equal(all.props.get('{urn:z}color')?.text(), 'red');
+  });
+
   test('a XIMSS fileLock makes a DAV PUT answer 423', async () => {
     await ok(client, new XmlElement('fileWrite', { fileName: 'locked-by-ximss.txt' }, ['v1']));
     const locked = await ok(client, new XmlElement('fileLock', { fileName: 'locked-by-ximss.txt', mode: 'lock', scope: 'exclusive', type: 'write' }, [new XmlElement('owner', {}, ['ximss'])]));
