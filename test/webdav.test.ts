@@ -155,6 +155,11 @@ describe('WebDAV: authentication and discovery', () => {
       assert.equal(entry.status.get('D:current-user-principal'), '200');
       assert.equal(entry.props.get('D:current-user-principal')!.element('D:href')!.text(), `/dav/principals/${user.name}/`);
     }
+    assert.deepEqual([...multistatus(await dav(user, 'PROPFIND', '/', { body, headers: { Depth: '1' } })).keys()], ['/', '/dav/']);
+    const davRoot = [...multistatus(await dav(user, 'PROPFIND', '/dav/', { body, headers: { Depth: '1' } })).keys()];
+    assert.deepEqual(davRoot, ['/dav/', '/dav/principals/', '/dav/files/']);
+    const files = [...multistatus(await dav(user, 'PROPFIND', '/dav/files/', { body, headers: { Depth: '1' } })).keys()];
+    assert.deepEqual(files, ['/dav/files/', user.root]);
     const principal = multistatus(await dav(user, 'PROPFIND', `/dav/principals/${user.name}/`, { body, headers: { Depth: '0' } }));
     const entry = principal.get(`/dav/principals/${user.name}/`)!;
     assert.equal(entry.props.get('D:principal-URL')!.element('D:href')!.text(), `/dav/principals/${user.name}/`);

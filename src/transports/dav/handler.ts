@@ -314,6 +314,7 @@ export class DavHandler {
     const request = parsePropfind(await this.xmlBody(req));
     const href = path === '/' ? '/' : '/dav/';
     const nodes = [this.collectionNode(href, user, 'DAV')];
+    if (depth === '1' && href === '/') nodes.push(this.collectionNode('/dav/', user, 'DAV'));
     if (depth === '1' && href === '/dav/') {
       nodes.push(this.collectionNode('/dav/principals/', user, 'Principals'));
       for (const prefix of this.providers.keys()) nodes.push(this.collectionNode(`/dav/${prefix}/`, user, prefix));
