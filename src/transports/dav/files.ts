@@ -30,8 +30,6 @@ import { D, httpDate, isoDate, propfindEntry, proppatchEntry, type LiveValue, ty
 import type { DavProvider, DavReply, DavRequest } from './provider.js';
 import { XML_HEADER, errorXml, escapeDavText, type MultistatusEntry } from './xml.js';
 
-/** Methods that only read: another account's storage needs the `r` right for them, `w` for the others. */
-const READ_METHODS = new Set(['GET', 'HEAD', 'PROPFIND', 'OPTIONS']);
 const METHODS = ['OPTIONS', 'GET', 'HEAD', 'PUT', 'DELETE', 'PROPFIND', 'PROPPATCH', 'MKCOL', 'COPY', 'MOVE', 'LOCK', 'UNLOCK'];
 /** What an Infinite lock timeout asks for (the service bounds it). */
 const INFINITE_SECONDS = 100 * 365 * 24 * 3600;
@@ -50,6 +48,9 @@ function unquote(etag: string): string {
   return etag.replace(/^W\//, '').replace(/^"(.*)"$/, '$1');
 }
 
+/** Methods that change nothing (COPY changes only its destination, which is located for writing). */
+const READING_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'PROPFIND', 'REPORT', 'COPY']);
+
 /** Where a request points: the owner's storage and a path in it, with the href base of that storage. */
 interface Located {
   target: FileTarget;
@@ -58,6 +59,12 @@ interface Located {
   /** The path's segments inside the storage. */
   segments: string[];
 }
+
+/**
+ * The File Storage with `resolve` taking the access wanted (reading needs another account's `r`
+ * grant, changing its `w`); a storage whose resolve takes no access fits too (every access is then a write).
+ */
+type ResolvingStorage = FileStorage & { resolve(actor: AccountRecord, name: string, access?: 'read' | 'write'): Promise<FileTarget> };
 
 export class FilesProvider implements DavProvider {
   readonly prefix = 'files';
@@ -68,7 +75,7 @@ export class FilesProvider implements DavProvider {
     private readonly defaultDomain: string,
   ) {}
 
-  private get storage(): FileStorage {
+  private get storage(): ResolvingStorage {
     return this.files();
   }
 
@@ -80,19 +87,11 @@ export class FilesProvider implements DavProvider {
     return path === '' ? `~${qualified}` : `~${qualified}/${path}`;
   }
 
-  /**
-   * FileStorage.resolve with the access a method needs: reading (GET, HEAD, PROPFIND) is open to
-   * those another account's ACL grants `r`; everything else needs `w`. (Typed this way so that it
-   * also fits a File Storage whose resolve takes no access argument: then every access is a write.)
-   */
-  private resolve(user: AccountRecord, name: string, method: string): Promise<FileTarget> {
-    const resolve: (actor: AccountRecord, name: string, access?: 'read' | 'write') => Promise<FileTarget> = this.storage.resolve.bind(this.storage);
-    return resolve(user, name, READ_METHODS.has(method) ? 'read' : 'write');
-  }
-
   private async locate(request: DavRequest, segments: readonly string[], rawAccount: string): Promise<Located> {
     const account = segments[0]!;
-    const target = await this.resolve(request.user, this.storageName(request.user, account, segments.slice(1)), request.method);
+    // Another account's storage: reading needs its `r` grant (or more), anything else `w`.
+    const access = READING_METHODS.has(request.method) ? 'read' : 'write';
+    const target = await this.storage.resolve(request.user, this.storageName(request.user, account, segments.slice(1)), access);
     return { target, base: `${request.base}/${rawAccount}`, segments: segments.slice(1) };
   }
 
@@ -191,7 +190,7 @@ export class FilesProvider implements DavProvider {
     const raw = path.split('/').filter((s) => s !== '');
     try {
       // A Destination is written to; an If tag is only looked at.
-      const target = await this.resolve(request.user, this.storageName(request.user, all[2]!, all.slice(3)), purpose === 'destination' ? 'PUT' : 'PROPFIND');
+      const target = await this.storage.resolve(request.user, this.storageName(request.user, all[2]!, all.slice(3)), purpose === 'destination' ? 'write' : 'read');
       return { target, base: `/${raw.slice(0, 3).join('/')}`, segments: all.slice(3) };
     } catch (err) {
       if (err instanceof FileError) return undefined;
