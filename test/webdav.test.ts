@@ -6,14 +6,20 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync, symlinkSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import http from 'node:http';
+import https from 'node:https';
 import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
+import { HttpListener } from '../src/ximss/bindings/http.js';
+import { TcpListener } from '../src/ximss/bindings/tcp.js';
+import { Engine } from '../src/ximss/engine.js';
+import { registerOperations } from '../src/ximss/ops/index.js';
 import { XmlElement } from '../src/xml/element.js';
 import { parseXml } from '../src/xml/parser.js';
-import { ensureDebianTool } from './fixtures/debian.js';
+import { ensureDebianPackages } from './fixtures/debian.js';
 import { capturingLogger, fails, httpRequest, ok, startTestServer, type HttpRequestOptions, type HttpResult, type TestServer, type XimssClient } from './helpers.js';
 
 let server: TestServer;
@@ -90,6 +96,48 @@ describe('WebDAV: authentication and discovery', () => {
     assert.ok(captured.events('login.ok').some((r) => r.protocol === 'dav' && r.user === user.address));
   });
 
+  test('Basic over plain HTTP is refused from a non-loopback address; over TLS it is taken', async (t) => {
+    const user = await newUser();
+    const engine = new Engine(server.services);
+    registerOperations(engine);
+    const tcp = new TcpListener(engine);
+    const plain = new HttpListener(engine, tcp);
+    const secure = new HttpListener(engine, tcp, server.services.tls);
+    const external = Object.values(networkInterfaces())
+      .flat()
+      .find((i) => i && i.family === 'IPv4' && !i.internal)?.address;
+    try {
+      if (external) {
+        const port = await plain.listen(0, external);
+        const refused = await new Promise<number>((resolve, reject) => {
+          const req = http.request({ host: external, port, path: user.root, method: 'PROPFIND', headers: { Authorization: user.auth, Depth: '0' }, agent: false }, (res) => {
+            res.resume();
+            resolve(res.statusCode ?? 0);
+          });
+          req.on('error', reject);
+          req.end();
+        });
+        assert.equal(refused, 403);
+      } else {
+        t.diagnostic('no non-loopback IPv4 address on this machine: the plain-HTTP refusal is not exercised');
+      }
+      const port = await secure.listen(0, '127.0.0.1');
+      const accepted = await new Promise<number>((resolve, reject) => {
+        const req = https.request({ host: '127.0.0.1', port, path: user.root, method: 'PROPFIND', headers: { Authorization: user.auth, Depth: '0' }, rejectUnauthorized: false, agent: false }, (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        });
+        req.on('error', reject);
+        req.end();
+      });
+      assert.equal(accepted, 207);
+    } finally {
+      await plain.close();
+      await secure.close();
+      await tcp.close();
+    }
+  });
+
   test('OPTIONS names DAV classes 1 and 2 and the methods', async () => {
     const user = await newUser();
     const reply = await dav(user, 'OPTIONS', user.root);
@@ -107,11 +155,20 @@ describe('WebDAV: authentication and discovery', () => {
       assert.equal(entry.status.get('D:current-user-principal'), '200');
       assert.equal(entry.props.get('D:current-user-principal')!.element('D:href')!.text(), `/dav/principals/${user.name}/`);
     }
+    assert.deepEqual([...multistatus(await dav(user, 'PROPFIND', '/', { body, headers: { Depth: '1' } })).keys()], ['/', '/dav/']);
+    const davRoot = [...multistatus(await dav(user, 'PROPFIND', '/dav/', { body, headers: { Depth: '1' } })).keys()];
+    assert.deepEqual(davRoot, ['/dav/', '/dav/principals/', '/dav/files/']);
+    const files = [...multistatus(await dav(user, 'PROPFIND', '/dav/files/', { body, headers: { Depth: '1' } })).keys()];
+    assert.deepEqual(files, ['/dav/files/', user.root]);
     const principal = multistatus(await dav(user, 'PROPFIND', `/dav/principals/${user.name}/`, { body, headers: { Depth: '0' } }));
     const entry = principal.get(`/dav/principals/${user.name}/`)!;
     assert.equal(entry.props.get('D:principal-URL')!.element('D:href')!.text(), `/dav/principals/${user.name}/`);
     const other = await newUser();
     assert.equal((await dav(user, 'PROPFIND', `/dav/principals/${other.name}/`, { body, headers: { Depth: '0' } })).status, 403);
+    const rootOptions = await dav(undefined, 'OPTIONS', '/');
+    assert.equal(rootOptions.headers.dav, '1, 2');
+    const preflight = await dav(undefined, 'OPTIONS', '/', { headers: { Origin: 'https://web.example', 'Access-Control-Request-Method': 'POST' } });
+    assert.equal(preflight.headers['access-control-allow-origin'], '*');
     const wellKnown = await dav(undefined, 'GET', '/.well-known/carddav');
     assert.equal(wellKnown.status, 301);
     assert.equal(wellKnown.headers.location, '/dav/');
@@ -337,6 +394,20 @@ describe('WebDAV and XIMSS on the same storage', () => {
     assert.equal(got.text, 'written by XIMSS');
   });
 
+  test('dead properties are the XIMSS file attributes', async () => {
+    assert.equal((await dav(user, 'PUT', `${user.root}attrs.txt`, { body: 'a' })).status, 201);
+    const set = await dav(user, 'PROPPATCH', `${user.root}attrs.txt`, {
+      body: '<D:propertyupdate xmlns:D="DAV:" xmlns:Z="urn:z"><D:set><D:prop><Z:color>red</Z:color></D:prop></D:set></D:propertyupdate>',
+    });
+    assert.equal(set.status, 207);
+    const read = await ok(client, new XmlElement('fileAttrRead', { fileName: 'attrs.txt' }));
+    assert.match(read.messages[0]!.toString(), /<Z:color xmlns:Z="urn:z">red<\/Z:color>/);
+    await ok(client, new XmlElement('fileAttrWrite', { fileName: 'attrs.txt' }, [new XmlElement('note', {}, ['from XIMSS'])]));
+    const all = multistatus(await dav(user, 'PROPFIND', `${user.root}attrs.txt`, { headers: { Depth: '0' } })).get(`${user.root}attrs.txt`)!;
+    assert.equal(all.props.get('{}note')?.text(), 'from XIMSS');
+    assert.equal(all.props.get('{urn:z}color')?.text(), 'red');
+  });
+
   test('a XIMSS fileLock makes a DAV PUT answer 423', async () => {
     await ok(client, new XmlElement('fileWrite', { fileName: 'locked-by-ximss.txt' }, ['v1']));
     const locked = await ok(client, new XmlElement('fileLock', { fileName: 'locked-by-ximss.txt', mode: 'lock', scope: 'exclusive', type: 'write' }, [new XmlElement('owner', {}, ['ximss'])]));
@@ -404,7 +475,7 @@ describe('litmus', () => {
   let cwd: string;
   let account: DavUser;
   before(async () => {
-    await ensureDebianTool('/usr/libexec/litmus/basic', 'litmus');
+    await ensureDebianPackages(['litmus'], () => existsSync('/usr/libexec/litmus/basic'));
     cwd = mkdtempSync(join(tmpdir(), 'litmus-'));
     // The test programs read their files from htdocs/ in the working directory.
     symlinkSync('/usr/share/litmus/htdocs', join(cwd, 'htdocs'));

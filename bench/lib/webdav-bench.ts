@@ -5,14 +5,14 @@
  * DocumentRoot, a free loopback port), started and stopped by its pid; it is installed with
  * apt-get when missing.
  */
-import { chmodSync, chownSync, createWriteStream, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, createWriteStream, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { execFileSync } from 'node:child_process';
-import { ensureDebianTool } from '../../test/fixtures/debian.js';
+import { ensureDebianPackages } from '../../test/fixtures/debian.js';
 import { median } from './figures.js';
 import { freePort, rssKb, sleep, spawnChild, type Child } from './proc.js';
 import { PASSWORD, USER, startXimssd, type Ximssd } from './ximssd.js';
@@ -135,7 +135,7 @@ interface Apache {
 }
 
 async function startApache(params: WebdavParams): Promise<Apache> {
-  await ensureDebianTool(APACHE, 'apache2');
+  await ensureDebianPackages(['apache2'], () => existsSync(APACHE));
   const dir = mkdtempSync(join(tmpdir(), 'apache-bench-'));
   chmodSync(dir, 0o755);
   const docs = join(dir, 'htdocs');

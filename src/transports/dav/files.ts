@@ -7,7 +7,7 @@
  */
 import libmime from 'libmime';
 import { fullName } from '../../services/accounts.js';
-import { FileError, type FileEntry, type FileLock, type FileStorage, type FileTarget, type FileUsage, type Preconditions } from '../../services/files/api.js';
+import { FileError, type FileAttribute, type FileEntry, type FileLock, type FileStorage, type FileTarget, type FileUsage, type Preconditions } from '../../services/files/api.js';
 import type { AccountRecord } from '../../store/store.js';
 import { parseLockinfo, parseProppatch, parsePropfind, type PropfindRequest } from './bodies.js';
 import { multistatusReply, textReply, xmlReply } from './handler.js';
@@ -27,7 +27,7 @@ import {
   type IfOutcome,
   type ResourceState,
 } from './headers.js';
-import { D, httpDate, isoDate, propfindEntry, proppatchEntry, type PropertyNode } from './properties.js';
+import { D, httpDate, isoDate, propfindEntry, proppatchEntry, type LiveValue, type PropertyNode } from './properties.js';
 import type { DavProvider, DavReply, DavRequest } from './provider.js';
 import { XML_HEADER, errorXml, escapeDavText, type MultistatusEntry } from './xml.js';
 
@@ -61,6 +61,12 @@ interface Located {
   segments: string[];
 }
 
+/**
+ * The File Storage with `resolve` taking the access wanted (reading needs another account's `r`
+ * grant, changing its `w`); a storage whose resolve takes no access fits too (every access is then a write).
+ */
+type ResolvingStorage = FileStorage & { resolve(actor: AccountRecord, name: string, access?: 'read' | 'write'): Promise<FileTarget> };
+
 export class FilesProvider implements DavProvider {
   readonly prefix = 'files';
   readonly methods = METHODS;
@@ -70,7 +76,7 @@ export class FilesProvider implements DavProvider {
     private readonly defaultDomain: string,
   ) {}
 
-  private get storage(): FileStorage {
+  private get storage(): ResolvingStorage {
     return this.files();
   }
 
@@ -171,7 +177,7 @@ export class FilesProvider implements DavProvider {
       } catch {
         return undefined;
       }
-      const other = await this.locateHref(request, path);
+      const other = await this.locateHref(request, path, 'condition');
       return other ? this.stateOf(other.target.owner, other.target.path) : undefined;
     });
     if (!outcome.holds) throw new FileError('precondition-failed', 'the If header does not hold');
@@ -179,12 +185,13 @@ export class FilesProvider implements DavProvider {
   }
 
   /** A URL path of this provider (Destination, If tags) located, or undefined when it is not one. */
-  private async locateHref(request: DavRequest, path: string): Promise<Located | undefined> {
+  private async locateHref(request: DavRequest, path: string, purpose: 'destination' | 'condition'): Promise<Located | undefined> {
     const all = pathSegments(path);
     if (all.length < 3 || all[0] !== 'dav' || all[1] !== this.prefix) return undefined;
     const raw = path.split('/').filter((s) => s !== '');
     try {
-      const target = await this.storage.resolve(request.user, this.storageName(request.user, all[2]!, all.slice(3)));
+      // A Destination is written to; an If tag is only looked at.
+      const target = await this.storage.resolve(request.user, this.storageName(request.user, all[2]!, all.slice(3)), purpose === 'destination' ? 'write' : 'read');
       return { target, base: `/${raw.slice(0, 3).join('/')}`, segments: all.slice(3) };
     } catch (err) {
       if (err instanceof FileError) return undefined;
@@ -300,6 +307,9 @@ export class FilesProvider implements DavProvider {
     const { conditions } = await this.conditions(request, located);
     const entry = await this.storage.stat(owner, path);
     if (!entry) return textReply(404, 'not found');
+    if (entry.kind === 'directory' && parseDepth(headerOf(request.req.headers, 'depth'), 'infinity') !== 'infinity') {
+      return textReply(400, 'DELETE of a collection needs Depth: infinity');
+    }
     const preconditions = this.httpConditions(request, entry, conditions);
     try {
       await this.storage.remove(owner, path, { recursive: true }, preconditions);
@@ -338,38 +348,50 @@ export class FilesProvider implements DavProvider {
 
   // --- PROPFIND, PROPPATCH ---
 
-  private node(request: DavRequest, located: Located, entry: FileEntry, usage: () => Promise<FileUsage>): PropertyNode {
+  /**
+   * The properties of this request's resources: one table of getters for the directories and
+   * one for the files, shared by every entry of a listing (the entry is the node's subject).
+   */
+  private nodes(request: DavRequest, located: Located): (entry: FileEntry) => PropertyNode<FileEntry> {
     const { owner } = located.target;
-    const segments = entry.path === '' ? [] : entry.path.split('/');
-    const collection = entry.kind === 'directory';
-    const href = this.href(located, segments, collection);
-    const live = new Map<string, () => string | undefined | Promise<string | undefined>>([
-      [D('resourcetype'), () => (collection ? '<D:collection/>' : '')],
-      [D('displayname'), () => escapeDavText(entry.name)],
-      [D('creationdate'), () => isoDate(entry.created)],
-      [D('getlastmodified'), () => httpDate(entry.modified)],
-      [D('getetag'), () => escapeDavText(quote(entry.etag))],
-      [D('lockdiscovery'), async () => (await this.storage.locks(owner, entry.path)).map((l) => this.activeLock(located, l)).join('')],
+    let usage: Promise<FileUsage> | undefined;
+    const usageOf = (): Promise<FileUsage> => (usage ??= this.storage.usage(owner, ''));
+    const principal = `<D:href>${request.principalHref(request.user)}</D:href>`;
+    const common: [string, LiveValue<FileEntry>][] = [
+      [D('displayname'), (e) => escapeDavText(e.name)],
+      [D('creationdate'), (e) => isoDate(e.created)],
+      [D('getlastmodified'), (e) => httpDate(e.modified)],
+      [D('getetag'), (e) => escapeDavText(quote(e.etag))],
+      [D('lockdiscovery'), async (e) => (await this.storage.locks(owner, e.path)).map((l) => this.activeLock(located, l)).join('')],
       [D('supportedlock'), () => SUPPORTED_LOCK],
-      [D('quota-used-bytes'), async () => String((await usage()).size)],
+      [D('quota-used-bytes'), async () => String((await usageOf()).size)],
       [
         D('quota-available-bytes'),
         async () => {
-          const u = await usage();
+          const u = await usageOf();
           return u.sizeLimit === undefined ? undefined : String(Math.max(0, u.sizeLimit - u.size));
         },
       ],
-      [D('current-user-principal'), () => `<D:href>${request.principalHref(request.user)}</D:href>`],
+      [D('current-user-principal'), () => principal],
+    ];
+    const directoryLive = new Map<string, LiveValue<FileEntry>>([[D('resourcetype'), () => '<D:collection/>'], ...common]);
+    const fileLive = new Map<string, LiveValue<FileEntry>>([
+      [D('resourcetype'), () => ''],
+      ...common,
+      [D('getcontentlength'), (e) => String(e.size)],
+      [D('getcontenttype'), (e) => escapeDavText(libmime.detectMimeType(e.name) || 'application/octet-stream')],
     ]);
-    if (!collection) {
-      live.set(D('getcontentlength'), () => String(entry.size));
-      live.set(D('getcontenttype'), () => escapeDavText(libmime.detectMimeType(entry.name) || 'application/octet-stream'));
-    }
-    return {
-      href,
-      live,
-      hidden: new Set([D('quota-used-bytes'), D('quota-available-bytes'), D('current-user-principal')]),
-      dead: () => this.storage.attributes(owner, entry.path),
+    const hidden = new Set([D('quota-used-bytes'), D('quota-available-bytes'), D('current-user-principal')]);
+    const dead = (e: FileEntry): Promise<FileAttribute[]> => this.storage.attributes(owner, e.path);
+    return (entry) => {
+      const collection = entry.kind === 'directory';
+      return {
+        href: this.href(located, entry.path === '' ? [] : entry.path.split('/'), collection),
+        subject: entry,
+        live: collection ? directoryLive : fileLive,
+        hidden,
+        dead,
+      };
     };
   }
 
@@ -396,12 +418,11 @@ export class FilesProvider implements DavProvider {
     const body: PropfindRequest = parsePropfind(await request.xmlBody());
     const entry = await this.storage.stat(owner, path);
     if (!entry) return textReply(404, 'not found');
-    let usage: Promise<FileUsage> | undefined;
-    const usageOf = (): Promise<FileUsage> => (usage ??= this.storage.usage(owner, ''));
     const entries = [entry];
     if (depth === '1' && entry.kind === 'directory') entries.push(...(await this.storage.list(owner, path)));
+    const node = this.nodes(request, located);
     const results: MultistatusEntry[] = [];
-    for (const e of entries) results.push(await propfindEntry(this.node(request, located, e, usageOf), body));
+    for (const e of entries) results.push(await propfindEntry(node(e), body));
     return multistatusReply(results);
   }
 
@@ -411,7 +432,7 @@ export class FilesProvider implements DavProvider {
     const { conditions } = await this.conditions(request, located);
     const entry = await this.storage.stat(owner, path);
     if (!entry) return textReply(404, 'not found');
-    const node = this.node(request, located, entry, () => this.storage.usage(owner, ''));
+    const node = this.nodes(request, located)(entry);
     const result = await proppatchEntry(node, updates, (changes) => this.storage.updateAttributes(owner, path, changes, this.httpConditions(request, entry, conditions)));
     return multistatusReply([result]);
   }
@@ -436,7 +457,7 @@ export class FilesProvider implements DavProvider {
     const headers = request.req.headers;
     const destinationHeader = headerOf(headers, 'destination');
     if (!destinationHeader) return textReply(400, 'the Destination header is missing');
-    const destination = await this.locateHref(request, localPath(destinationHeader, headerOf(headers, 'host')));
+    const destination = await this.locateHref(request, localPath(destinationHeader, headerOf(headers, 'host')), 'destination');
     if (!destination) return textReply(502, 'the destination is not in a File Storage of this server');
     if (destination.target.owner.id !== owner.id) return textReply(403, "copying or moving into another account's storage is not supported");
     const to = destination.target.path;

@@ -121,9 +121,15 @@ export class DavHandler {
     this.providers.set(provider.prefix, provider);
   }
 
-  /** Whether the request is the DAV handler's: anything under /dav/, the well-known URLs, a PROPFIND of `/`. */
-  matches(method: string | undefined, path: string): boolean {
-    return DAV_PATH.test(path) || WELL_KNOWN.test(path) || (path === '/' && method === 'PROPFIND');
+  /**
+   * Whether the request is the DAV handler's: anything under /dav/, the well-known URLs, a
+   * PROPFIND of `/`, and an OPTIONS of `/` that is not a browser's CORS preflight (Windows'
+   * WebDAV client asks `/` first).
+   */
+  matches(req: IncomingMessage, path: string): boolean {
+    if (DAV_PATH.test(path) || WELL_KNOWN.test(path)) return true;
+    if (path !== '/') return false;
+    return req.method === 'PROPFIND' || (req.method === 'OPTIONS' && req.headers.origin === undefined);
   }
 
   private get allMethods(): string[] {
@@ -139,7 +145,8 @@ export class DavHandler {
       reply = await this.answer(req, method, path);
     } catch (err) {
       // The client went away (a PUT cut off): nobody to answer, nothing wrong here.
-      if (req.destroyed || res.destroyed) {
+      // (req.destroyed alone says nothing: a body read to its end is destroyed too.)
+      if (res.destroyed || req.socket.destroyed) {
         this.log.debug({ event: 'dav.request_aborted', method, path: path.slice(0, 200), address: clientAddress(req.socket) }, 'DAV request aborted by the client');
         return;
       }
@@ -307,6 +314,7 @@ export class DavHandler {
     const request = parsePropfind(await this.xmlBody(req));
     const href = path === '/' ? '/' : '/dav/';
     const nodes = [this.collectionNode(href, user, 'DAV')];
+    if (depth === '1' && href === '/') nodes.push(this.collectionNode('/dav/', user, 'DAV'));
     if (depth === '1' && href === '/dav/') {
       nodes.push(this.collectionNode('/dav/principals/', user, 'Principals'));
       for (const prefix of this.providers.keys()) nodes.push(this.collectionNode(`/dav/${prefix}/`, user, prefix));
@@ -340,21 +348,17 @@ export class DavHandler {
 
   private async principalNode(user: AccountRecord): Promise<PropertyNode> {
     const href = this.principalHref(user);
-    const node: PropertyNode = {
-      href,
-      live: new Map([
-        [D('resourcetype'), () => '<D:collection/><D:principal/>'],
-        [D('displayname'), () => escapeDavText(user.realName ?? user.name)],
-        [D('principal-URL'), () => `<D:href>${href}</D:href>`],
-        [D('current-user-principal'), () => `<D:href>${href}</D:href>`],
-      ]),
-      hidden: new Set([D('current-user-principal')]),
-    };
+    const live = new Map<string, () => string>([
+      [D('resourcetype'), () => '<D:collection/><D:principal/>'],
+      [D('displayname'), () => escapeDavText(user.realName ?? user.name)],
+      [D('principal-URL'), () => `<D:href>${href}</D:href>`],
+      [D('current-user-principal'), () => `<D:href>${href}</D:href>`],
+    ]);
     for (const provider of this.providers.values()) {
       const extra = await provider.principalProperties?.(user, user, (a) => this.principalHref(a));
-      for (const [name, xml] of extra ?? []) node.live.set(name, () => xml);
+      for (const [name, xml] of extra ?? []) live.set(name, () => xml);
     }
-    return node;
+    return { href, live, hidden: new Set([D('current-user-principal')]) };
   }
 }
 

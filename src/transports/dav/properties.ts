@@ -8,17 +8,27 @@ import { DAV_NS, clark, tagOf, type MultistatusEntry } from './xml.js';
 
 export const D = (local: string): string => clark(DAV_NS, local);
 
-/** A live property's value: inner XML (escaped already); undefined when the resource has none. */
-export type LiveValue = () => string | undefined | Promise<string | undefined>;
+/** A live property's value for a subject: inner XML (escaped already); undefined when the resource has none. */
+export type LiveValue<T = unknown> = (subject: T) => string | undefined | Promise<string | undefined>;
 
-export interface PropertyNode {
+/**
+ * A resource as PROPFIND and PROPPATCH see it. `subject` is what the getters read (a File
+ * Storage entry…), so that the resources of one listing can share one table of getters.
+ */
+export interface PropertyNode<T = unknown> {
   href: string;
+  subject?: T;
   /** Live properties by Clark name. */
-  live: Map<string, LiveValue>;
+  live: ReadonlyMap<string, LiveValue<T>>;
   /** Live properties allprop leaves out (RFC 4331 quota, RFC 5397 current-user-principal…). */
   hidden?: ReadonlySet<string>;
   /** The dead properties (undefined: the resource keeps none). */
-  dead?: () => Promise<FileAttribute[]>;
+  dead?: (subject: T) => Promise<FileAttribute[]>;
+}
+
+/** A getter's value, awaited only when it is a promise. */
+function valueOf<T>(node: PropertyNode<T>, getter: LiveValue<T>): string | undefined | Promise<string | undefined> {
+  return getter(node.subject as T);
 }
 
 /** Live properties RFC 4918 and its extensions define but no client may set. */
@@ -52,12 +62,12 @@ function add(map: Map<number, string[]>, status: number, xml: string): void {
 }
 
 /** One resource's `response` for a PROPFIND. */
-export async function propfindEntry(node: PropertyNode, request: PropfindRequest): Promise<MultistatusEntry> {
+export async function propfindEntry<T>(node: PropertyNode<T>, request: PropfindRequest): Promise<MultistatusEntry> {
   const propstats = new Map<number, string[]>();
   if (request.kind === 'propname') {
     for (const name of node.live.keys()) add(propstats, 200, tagOf(name).empty);
     const seen = new Set<string>();
-    for (const attribute of (await node.dead?.()) ?? []) {
+    for (const attribute of (await node.dead?.(node.subject as T)) ?? []) {
       if (seen.has(attribute.name) || node.live.has(attribute.name)) continue;
       seen.add(attribute.name);
       add(propstats, 200, tagOf(attribute.name).empty);
@@ -68,11 +78,12 @@ export async function propfindEntry(node: PropertyNode, request: PropfindRequest
     const include = new Set(request.include);
     for (const [name, value] of node.live) {
       if (node.hidden?.has(name) && !include.has(name)) continue;
-      const v = await value();
+      const got = valueOf(node, value);
+      const v = typeof got === 'object' ? await got : got;
       if (v !== undefined) add(propstats, 200, element(name, v));
       else if (include.has(name)) add(propstats, 404, tagOf(name).empty);
     }
-    for (const attribute of (await node.dead?.()) ?? []) if (!node.live.has(attribute.name)) add(propstats, 200, attribute.xml);
+    for (const attribute of (await node.dead?.(node.subject as T)) ?? []) if (!node.live.has(attribute.name)) add(propstats, 200, attribute.xml);
     if (propstats.size === 0) propstats.set(200, []);
     return { href: node.href, propstats };
   }
@@ -80,12 +91,13 @@ export async function propfindEntry(node: PropertyNode, request: PropfindRequest
   for (const name of request.names) {
     const live = node.live.get(name);
     if (live) {
-      const v = await live();
+      const got = valueOf(node, live);
+      const v = typeof got === 'object' ? await got : got;
       if (v !== undefined) add(propstats, 200, element(name, v));
       else add(propstats, 404, tagOf(name).empty);
       continue;
     }
-    dead ??= (await node.dead?.()) ?? [];
+    dead ??= (await node.dead?.(node.subject as T)) ?? [];
     const found = dead.filter((a) => a.name === name);
     if (found.length > 0) for (const a of found) add(propstats, 200, a.xml);
     else add(propstats, 404, tagOf(name).empty);
@@ -99,8 +111,8 @@ export async function propfindEntry(node: PropertyNode, request: PropfindRequest
  * and then every other one with 424; else `apply` makes the dead-property changes at once.
  * Returns the multistatus entry; `apply` errors propagate (the caller maps them).
  */
-export async function proppatchEntry(
-  node: PropertyNode,
+export async function proppatchEntry<T>(
+  node: PropertyNode<T>,
   updates: readonly PropertyUpdate[],
   apply: (changes: FileAttributeChange[]) => Promise<void>,
 ): Promise<MultistatusEntry> {

@@ -3,6 +3,14 @@
  * today, CardDAV over Contacts mailboxes and CalDAV later. The core authenticates, routes
  * `/dav/<prefix>/…` to the provider of that prefix, reads bodies through the XML guard and
  * writes replies; a provider resolves the rest of the path and answers the methods it supports.
+ *
+ * Adding one (CardDAV, say): implement DavProvider with `prefix: 'addressbooks'`, `davClasses:
+ * ['addressbook']`, the methods (REPORT included) in `handle`, and `principalProperties` for
+ * `{urn:ietf:params:xml:ns:carddav}addressbook-home-set`; register it in index.ts. The pieces
+ * to answer with: `request.xmlBody()` (the guard), `propfindEntry`/`proppatchEntry` over
+ * PropertyNodes (properties.ts), `multistatusReply`/`xmlReply`/`textReply` and `fileStatus`
+ * (handler.ts), `errorXml` (xml.ts), the header parsers (headers.ts: If, Depth, Destination…).
+ * FileError, HeaderError, DavBodyError and ServiceError thrown by `handle` become their statuses.
  */
 import type { IncomingMessage } from 'node:http';
 import type { Readable } from 'node:stream';

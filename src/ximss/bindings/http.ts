@@ -290,7 +290,7 @@ export class HttpListener {
     const params = paramsOf(query);
 
     if (req.method === 'GET' && (path === HEALTH_PATH || path === READY_PATH || path === METRICS_PATH)) return this.operatorRequest(req, res, path);
-    if (this.dav.matches(req.method, path)) return this.dav.handle(req, res, path);
+    if (this.dav.matches(req, path)) return this.dav.handle(req, res, path);
     if (req.method === 'OPTIONS') return this.preflight(req, res);
     // PUT is for uploads (/Session/<id>/UPLOAD/<uploadID>) only; HEAD for downloads (/Session/<id>/DOWNLOAD/<file>).
     if (
