@@ -198,6 +198,8 @@ export interface ChunkRow {
 
 /** Assembles [start, end) from the rows that overlap it (sorted by offset). */
 export function assemble(rows: readonly ChunkRow[], start: number, end: number): Buffer {
+  // A whole stored row, as a streamed read asks for them: served as it came from the engine.
+  if (rows.length === 1 && rows[0]!.offset === start && rows[0]!.data.length === end - start) return rows[0]!.data;
   const out = Buffer.alloc(Math.max(0, end - start));
   for (const row of rows) {
     const from = Math.max(start, row.offset);

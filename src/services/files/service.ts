@@ -254,7 +254,8 @@ export class FileService implements FileStorage {
         at += data.length;
       }
     }
-    return { entry: toEntry(record), stream: Readable.from(read(), { objectMode: false }) };
+    // Up to a few pieces read ahead while the consumer (a socket) drains the one before.
+    return { entry: toEntry(record), stream: Readable.from(read(), { objectMode: false, highWaterMark: 4 * CHUNK }) };
   }
 
   async write(owner: AccountRecord, path: string, data: Buffer | Readable, mode: WriteMode, conditions?: Preconditions): Promise<{ entry: FileEntry; created: boolean }> {
