@@ -1,4 +1,4 @@
-import type { Database as SqliteDatabase } from 'better-sqlite3';
+import type { Database as SqliteDatabase, Statement } from 'better-sqlite3';
 import type { FileStore } from '../store.js';
 import {
   applyAttributeChanges,
@@ -76,8 +76,12 @@ export function toLockRecord(row: LockRow): LockRecord {
 export class SqliteFiles implements FileStore {
   private readonly sql: ReturnType<typeof prepareStatements>;
 
+  /** The entries of a directory, in LISTED_COLUMNS order. */
+  private readonly children: Statement;
+
   constructor(private readonly db: SqliteDatabase) {
     this.sql = prepareStatements(db);
+    this.children = db.prepare(`SELECT ${LISTED_COLUMNS} FROM files WHERE account_id = ? AND parent = ? ORDER BY path`).raw(true);
   }
 
   private row(accountId: number, path: string): FileRow | undefined {
@@ -125,7 +129,17 @@ export class SqliteFiles implements FileStore {
         if (!row) throw new FileStoreError('not-found', `the directory ${directory} does not exist`);
         if (row.kind !== 'directory') throw new FileStoreError('not-a-directory', `${directory} is not a directory`);
       }
-      return (this.sql.children.all(accountId, directory) as FileRow[]).map(toFileRecord);
+      // Rows as arrays: a listing of thousands of entries (a WebDAV PROPFIND) spends most of its
+      // time making row objects otherwise.
+      return (this.children.all(accountId, directory) as ListedRow[]).map(([path, kind, size, created, modified, attrsModified, etag]) => ({
+        path,
+        kind,
+        size,
+        created,
+        modified,
+        attrsModified,
+        etag,
+      }));
     }).deferred();
   }
 
@@ -414,12 +428,15 @@ export class SqliteFiles implements FileStore {
 
 class SubscriptionsOverLimit extends Error {}
 
+/** What a listing shows of an entry (FileRecord's fields), read as arrays. */
+const LISTED_COLUMNS = 'path, kind, size, created, modified, attrs_modified, etag';
+type ListedRow = [string, FileRecord['kind'], number, number, number, number, string];
+
 const COLUMNS = 'path, kind, size, created, modified, attrs_modified, etag, blob_id, attributes';
 
 function prepareStatements(db: SqliteDatabase) {
   return prepareAll(db, {
     get: `SELECT ${COLUMNS} FROM files WHERE account_id = ? AND path = ?`,
-    children: `SELECT ${COLUMNS} FROM files WHERE account_id = ? AND parent = ? ORDER BY path`,
     anyChild: 'SELECT 1 FROM files WHERE account_id = ? AND parent = ? LIMIT 1',
     tree: `SELECT ${COLUMNS} FROM files WHERE account_id = ? AND path >= ? AND path < ? ORDER BY path`,
     directories: "SELECT path FROM files WHERE account_id = ? AND kind = 'directory' ORDER BY path",

@@ -111,7 +111,27 @@ export function standalone(element: DavElement): string {
 // --- response bodies ---
 
 /** An element's opening and closing tags for a name in Clark notation (DAV: as D:). */
-export function tagOf(name: string): { open: string; close: string; empty: string } {
+export function tagOf(name: string): Tag {
+  // Every entry of a listing names the same few properties: their tags are made once.
+  const known = TAGS.get(name);
+  if (known) return known;
+  const tag = makeTag(name);
+  if (TAGS.size >= MAX_CACHED_TAGS) TAGS.clear();
+  TAGS.set(name, tag);
+  return tag;
+}
+
+interface Tag {
+  readonly open: string;
+  readonly close: string;
+  readonly empty: string;
+}
+
+/** Bounded: property names come from requests. */
+const MAX_CACHED_TAGS = 1000;
+const TAGS = new Map<string, Tag>();
+
+function makeTag(name: string): Tag {
   const { ns, local } = splitClark(name);
   if (ns === DAV_NS) return { open: `<D:${local}>`, close: `</D:${local}>`, empty: `<D:${local}/>` };
   const decl = ns === '' ? ' xmlns=""' : ` xmlns:x="${escapeAttr(ns)}"`;
