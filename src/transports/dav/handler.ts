@@ -169,7 +169,8 @@ export class DavHandler {
   }
 
   private send(req: IncomingMessage, res: ServerResponse, method: string, reply: DavReply): void {
-    const body = reply.body;
+    // A text body is encoded once (a multistatus of thousands of entries is a long string).
+    const body = typeof reply.body === 'string' ? Buffer.from(reply.body, 'utf8') : reply.body;
     const isStream = body !== undefined && typeof body !== 'string' && !Buffer.isBuffer(body);
     if (res.headersSent || res.destroyed) {
       if (isStream) body.stream.destroy();
