@@ -237,3 +237,45 @@ function randomHex(bytes: number): string {
 
 /** A staging blob older than this (ms) was left by a crashed write and is pruned. */
 export const STAGING_TTL = 24 * 3600_000;
+
+/** An entry as both engines' `files` table holds it. */
+export interface FileRow {
+  path: string;
+  kind: 'file' | 'directory';
+  size: number;
+  created: number;
+  modified: number;
+  attrs_modified: number;
+  etag: string;
+  blob_id: number | null;
+  attributes: string;
+}
+
+/** A lock as both engines' `file_locks` table holds it. */
+export interface LockRow {
+  token: string;
+  path: string;
+  scope: 'exclusive' | 'shared';
+  type: string;
+  depth: string;
+  owner_xml: string;
+  locked_by: number;
+  expires: number;
+}
+
+export function toFileRecord(row: FileRow): FileRecord {
+  return { path: row.path, kind: row.kind, size: row.size, created: row.created, modified: row.modified, attrsModified: row.attrs_modified, etag: row.etag };
+}
+
+export function toLockRecord(row: LockRow): LockRecord {
+  return {
+    token: row.token,
+    path: row.path,
+    scope: row.scope,
+    type: row.type,
+    depth: row.depth === 'infinity' ? 'infinity' : 0,
+    ownerXml: row.owner_xml,
+    lockedBy: Number(row.locked_by),
+    expires: Number(row.expires),
+  };
+}

@@ -14,12 +14,16 @@ import {
   parentOf,
   parseAttributes,
   splitForOverwrite,
+  toFileRecord,
+  toLockRecord,
   within,
   type ChunkRow,
   type FileGuard,
   type FileLimits,
   type FileRecord,
+  type FileRow,
   type LockRecord,
+  type LockRow,
   type StoredAttribute,
   type StoredAttributeChange,
   type StoreWriteMode,
@@ -28,45 +32,6 @@ import {
 import { subtreeRange } from '../rows.js';
 import { prepareAll } from './util.js';
 
-interface FileRow {
-  path: string;
-  kind: 'file' | 'directory';
-  size: number;
-  created: number;
-  modified: number;
-  attrs_modified: number;
-  etag: string;
-  blob_id: number | null;
-  attributes: string;
-}
-
-interface LockRow {
-  token: string;
-  path: string;
-  scope: 'exclusive' | 'shared';
-  type: string;
-  depth: string;
-  owner_xml: string;
-  locked_by: number;
-  expires: number;
-}
-
-export function toFileRecord(row: FileRow): FileRecord {
-  return { path: row.path, kind: row.kind, size: row.size, created: row.created, modified: row.modified, attrsModified: row.attrs_modified, etag: row.etag };
-}
-
-export function toLockRecord(row: LockRow): LockRecord {
-  return {
-    token: row.token,
-    path: row.path,
-    scope: row.scope,
-    type: row.type,
-    depth: row.depth === 'infinity' ? 'infinity' : 0,
-    ownerXml: row.owner_xml,
-    lockedBy: Number(row.locked_by),
-    expires: Number(row.expires),
-  };
-}
 
 /**
  * The File Storage in SQLite (see src/store/files.ts). Every change is one IMMEDIATE
