@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
-import { freePort, loggedInClient, ok as ximssOk } from './helpers.js';
+import { freePort, LOG_LOADS, loggedInClient, ok as ximssOk } from './helpers.js';
 
 const MAIN = fileURLToPath(new URL('../dist/main.js', import.meta.url));
 const DOMAIN = 'prefs-cli.test';
@@ -159,25 +159,13 @@ describe('account prefs and domain prefs', () => {
     const ws = await initialized();
     await ok(ws, 'account', 'add', `cat@${DOMAIN}`, '--password', 'pw-cat');
     const log = join(ws.data, '..', 'loaded.txt');
-    const hook =
-      'data:text/javascript,' +
-      encodeURIComponent(`
-        import { register } from 'node:module';
-        register('data:text/javascript,' + encodeURIComponent(${JSON.stringify(`
-          import { appendFileSync } from 'node:fs';
-          export async function load(url, context, next) {
-            appendFileSync(process.env.LOAD_LOG, url + '\\n');
-            return next(url, context);
-          }
-        `)}));
-      `);
     const dist = new URL('../dist/', import.meta.url).href;
     for (const args of [
       ['account', 'prefs', `cat@${DOMAIN}`, 'TimeZone=NorthAmerica/Eastern'],
       ['domain', 'prefs', DOMAIN],
     ]) {
       writeFileSync(log, '');
-      const result = await run(['--import', hook, MAIN, ...args, '--data', ws.data, '--config', ws.config], { ...process.env, LOAD_LOG: log });
+      const result = await run(['--import', LOG_LOADS, MAIN, ...args, '--data', ws.data, '--config', ws.config], { ...process.env, LOAD_LOG: log });
       assert.equal(result.code, 0, result.stderr);
       const loaded = readFileSync(log, 'utf8').split('\n').filter((url) => url.startsWith(dist)).map((url) => url.slice(dist.length));
       assert.ok(loaded.includes('services/time-zones.js'), loaded.join(' '));

@@ -13,7 +13,7 @@ import { after, before, describe, test } from 'node:test';
 import { verifyPassword } from '../src/services/passwords.js';
 import { openStore } from '../src/store/open.js';
 import { XmlElement } from '../src/xml/element.js';
-import { freePort, loggedInClient, XimssClient } from './helpers.js';
+import { freePort, LOG_LOADS, loggedInClient, XimssClient } from './helpers.js';
 
 const MAIN = fileURLToPath(new URL('../dist/main.js', import.meta.url));
 const DOMAIN = 'cli.test';
@@ -60,22 +60,6 @@ function cli(ws: { data: string; config: string }, ...args: string[]): Promise<R
   return run([MAIN, ...args, '--data', ws.data, '--config', ws.config]);
 }
 
-/**
- * A module loader hook (node --import) that appends the URL of every ES module loaded to
- * the file named by $LOAD_LOG.
- */
-const LOG_LOADS =
-  'data:text/javascript,' +
-  encodeURIComponent(`
-    import { register } from 'node:module';
-    register('data:text/javascript,' + encodeURIComponent(${JSON.stringify(`
-      import { appendFileSync } from 'node:fs';
-      export async function load(url, context, next) {
-        appendFileSync(process.env.LOAD_LOG, url + '\\n');
-        return next(url, context);
-      }
-    `)}));
-  `);
 
 /** Runs a command, and answers the files of dist/ and the packages it loaded (as ES modules). */
 async function modulesLoaded(ws: { data: string; config: string }, ...args: string[]): Promise<string[]> {

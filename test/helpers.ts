@@ -763,3 +763,20 @@ export function capturingLogger(level: LogLevel = 'debug'): { log: Logger; recor
   const log = createLogger({ level, destination: { write: (line: string) => void records.push(JSON.parse(line) as LogRecord) } });
   return { log, records, events: (name) => records.filter((r) => r.event === name) };
 }
+
+/**
+ * A module loader hook (node --import) that appends the URL of every ES module loaded to
+ * the file named by $LOAD_LOG.
+ */
+export const LOG_LOADS =
+  'data:text/javascript,' +
+  encodeURIComponent(`
+    import { register } from 'node:module';
+    register('data:text/javascript,' + encodeURIComponent(${JSON.stringify(`
+      import { appendFileSync } from 'node:fs';
+      export async function load(url, context, next) {
+        appendFileSync(process.env.LOAD_LOG, url + '\\n');
+        return next(url, context);
+      }
+    `)}));
+  `);

@@ -16,6 +16,7 @@ import { ServiceError } from '../../services/errors.js';
 import { FileError, type FileFailure } from '../../services/files/api.js';
 import type { AccountRecord } from '../../store/store.js';
 import type { Config } from '../../config.js';
+import { basicCredentials } from '../../ximss/bindings/http-session.js';
 import { requestProfile } from '../../ximss/bindings/request-limits.js';
 import { clientAddress } from '../../ximss/bindings/sockets.js';
 import { isLoopback } from '../smtp/inbound.js';
@@ -81,15 +82,6 @@ interface CachedCredentials {
   accountId: number;
   credentialsVersion: number;
   checked: number;
-}
-
-function basicCredentials(header: string | undefined): { user: string; password: string } | undefined {
-  const match = header ? /^Basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(header) : null;
-  if (!match) return undefined;
-  const decoded = Buffer.from(match[1]!, 'base64').toString('utf8');
-  const colon = decoded.indexOf(':');
-  if (colon <= 0) return undefined;
-  return { user: decoded.slice(0, colon), password: decoded.slice(colon + 1) };
 }
 
 export interface DavServices {

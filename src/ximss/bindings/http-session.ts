@@ -406,3 +406,13 @@ export class HttpSession implements AsyncSink, TransportControl {
   /** An HTTP session has no connection of its own to close. */
   close(): void {}
 }
+
+/** The user and password of an `Authorization: Basic` header (RFC 7617); undefined when it is not one. */
+export function basicCredentials(header: string | undefined): { user: string; password: string } | undefined {
+  const match = header ? /^Basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(header) : null;
+  if (!match) return undefined;
+  const decoded = Buffer.from(match[1]!, 'base64').toString('utf8');
+  const colon = decoded.indexOf(':');
+  if (colon <= 0) return undefined;
+  return { user: decoded.slice(0, colon), password: decoded.slice(colon + 1) };
+}

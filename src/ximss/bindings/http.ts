@@ -16,6 +16,7 @@ import {
   SESSION_GONE,
   endedHttpSession,
   httpSessionOf,
+  basicCredentials,
   isStreamBody,
   parseBatch,
   readBatch,
@@ -73,15 +74,6 @@ function pathOf(url: string | undefined): string {
   const question = path.indexOf('?');
   const bare = (question < 0 ? path : path.slice(0, question)).slice(0, 200);
   return bare.replace(/^\/Session\/([^/]+)/, (_, id: string) => `/Session/${sessionTag(id)}`);
-}
-
-function basicCredentials(header: string | undefined): { user: string; password: string } | undefined {
-  const match = header ? /^Basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(header) : null;
-  if (!match) return undefined;
-  const decoded = Buffer.from(match[1]!, 'base64').toString('utf8');
-  const colon = decoded.indexOf(':');
-  if (colon <= 0) return undefined;
-  return { user: decoded.slice(0, colon), password: decoded.slice(colon + 1) };
 }
 
 function cookieValues(header: string | undefined, name: string): string[] {
