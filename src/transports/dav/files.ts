@@ -383,10 +383,23 @@ export class FilesProvider implements DavProvider {
     ]);
     const hidden = new Set([D('quota-used-bytes'), D('quota-available-bytes'), D('current-user-principal')]);
     const dead = (e: FileEntry): Promise<FileAttribute[]> => this.storage.attributes(owner, e.path);
+    // The entries of a listing share their parent: its encoded href is made once.
+    let parent: string | undefined;
+    let parentHref = '';
+    const hrefOf = (entry: FileEntry, collection: boolean): string => {
+      const slash = entry.path.lastIndexOf('/');
+      if (slash < 0) return this.href(located, entry.path === '' ? [] : [entry.path], collection);
+      const dir = entry.path.slice(0, slash);
+      if (dir !== parent) {
+        parent = dir;
+        parentHref = this.href(located, dir.split('/'), true);
+      }
+      return `${parentHref}${encodeSegment(entry.path.slice(slash + 1))}${collection ? '/' : ''}`;
+    };
     return (entry) => {
       const collection = entry.kind === 'directory';
       return {
-        href: this.href(located, entry.path === '' ? [] : entry.path.split('/'), collection),
+        href: hrefOf(entry, collection),
         subject: entry,
         live: collection ? directoryLive : fileLive,
         hidden,

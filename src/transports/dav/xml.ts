@@ -168,8 +168,12 @@ export const STATUS_TEXT: Record<number, string> = {
   507: 'Insufficient Storage',
 };
 
+const STATUS_LINES = new Map<number, string>();
+
 export function statusLine(status: number): string {
-  return `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? ''}`.trimEnd();
+  let line = STATUS_LINES.get(status);
+  if (line === undefined) STATUS_LINES.set(status, (line = `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? ''}`.trimEnd()));
+  return line;
 }
 
 /** One resource's answer in a multistatus: properties grouped by status, or a status for the whole. */
