@@ -11,7 +11,7 @@ export class SqliteDavNames implements DavNameStore {
   }
 
   async record(mailboxId: number, origUid: number, name: string): Promise<void> {
-    this.sql.record.run(mailboxId, origUid, name);
+    this.sql.record.run({ mailbox: mailboxId, orig: origUid, name });
   }
 
   async names(mailboxId: number, origUids?: readonly number[]): Promise<Map<number, string>> {
@@ -25,8 +25,8 @@ export class SqliteDavNames implements DavNameStore {
 
 function prepareStatements(db: SqliteDatabase) {
   return prepareAll(db, {
-    record: `INSERT INTO dav_names (mailbox_id, orig_uid, name) SELECT ?1, ?2, ?3
-             WHERE EXISTS (SELECT 1 FROM mailboxes WHERE id = ?1) ON CONFLICT (mailbox_id, orig_uid) DO NOTHING`,
+    record: `INSERT INTO dav_names (mailbox_id, orig_uid, name) SELECT @mailbox, @orig, @name
+             WHERE EXISTS (SELECT 1 FROM mailboxes WHERE id = @mailbox) ON CONFLICT (mailbox_id, orig_uid) DO NOTHING`,
     all: 'SELECT orig_uid, name FROM dav_names WHERE mailbox_id = ?',
   });
 }

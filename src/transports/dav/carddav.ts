@@ -37,6 +37,7 @@ import { multistatusReply, textReply, xmlReply } from './handler.js';
 import { encodeSegment, etagMatches, headerOf, parseDepth, parseEtagList } from './headers.js';
 import { D, httpDate, propfindEntry, type LiveValue, type PropertyNode } from './properties.js';
 import type { DavProvider, DavReply, DavRequest } from './provider.js';
+import { ianaTimeZone } from '../../xml/time.js';
 import { child, clark, DavBodyError, errorXml, escapeDavText, tagOf, type DavElement, type MultistatusEntry } from './xml.js';
 
 export const CARD_NS = 'urn:ietf:params:xml:ns:carddav';
@@ -469,7 +470,7 @@ export class CardDavProvider implements DavProvider {
     let message: MessageMeta;
     try {
       ({ message } = await this.contacts.append(box, object, {
-        timeZone: typeof timeZone === 'string' && timeZone !== '' ? timeZone : 'UTC',
+        timeZone: ianaTimeZone(typeof timeZone === 'string' ? timeZone : undefined),
         flags: Flag.Seen,
         ...(existing ? { replace: { uid: existing.uid, byOrigUid: false, mustExist: true, keepOrigUid: true } } : {}),
       }));

@@ -139,7 +139,8 @@ export class DavHandler {
       reply = await this.answer(req, method, path);
     } catch (err) {
       // The client went away (a PUT cut off): nobody to answer, nothing wrong here.
-      if (req.destroyed || res.destroyed) {
+      // (A request whose body was read to its end is destroyed too, and still wants its answer.)
+      if ((req.destroyed && !req.complete) || res.destroyed) {
         this.log.debug({ event: 'dav.request_aborted', method, path: path.slice(0, 200), address: clientAddress(req.socket) }, 'DAV request aborted by the client');
         return;
       }
