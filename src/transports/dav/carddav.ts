@@ -546,9 +546,9 @@ export class CardDavProvider implements DavProvider {
     const href = this.bookHref(home, box.record.name);
     switch (body.name) {
       case C('addressbook-multiget'):
-        return this.multiget(request, box, href, body);
+        return this.multiget(box, href, body);
       case C('addressbook-query'):
-        return this.query(box, href, body, request);
+        return this.query(box, href, body);
       case D('sync-collection'):
         return this.syncCollection(box, href, body);
       default:
@@ -569,21 +569,21 @@ export class CardDavProvider implements DavProvider {
     return { propfind, addressData };
   }
 
-  private async multiget(request: DavRequest, box: MailboxHandle, bookHref: string, body: DavElement): Promise<DavReply> {
+  private async multiget(box: MailboxHandle, bookHref: string, body: DavElement): Promise<DavReply> {
     const { propfind, addressData } = this.reportProps(body);
     const members = await this.members(box);
     const entries: MultistatusEntry[] = [];
     const hrefs = body.children.filter((c) => c.name === D('href')).map((c) => c.element.text().trim());
     const pending: Promise<MultistatusEntry>[] = [];
+    const bookPath = decodeURIComponent(new URL(bookHref, 'http://host').pathname);
     for (const raw of hrefs) {
       let path: string;
       try {
         path = decodeURIComponent(new URL(raw, 'http://host').pathname);
       } catch {
-        entries.push({ href: raw, status: 404 });
+        pending.push(Promise.resolve({ href: raw, status: 404 }));
         continue;
       }
-      const bookPath = decodeURIComponent(new URL(bookHref, 'http://host').pathname);
       const name = path.startsWith(bookPath) ? path.slice(bookPath.length) : undefined;
       const meta = name !== undefined && !name.includes('/') ? members.byName.get(name) : undefined;
       if (!meta) {
@@ -592,12 +592,11 @@ export class CardDavProvider implements DavProvider {
       }
       pending.push(propfindEntry(this.cardNode(box, raw, meta, addressData), propfind));
     }
-    void request;
     entries.push(...(await Promise.all(pending)));
     return multistatusReply(entries);
   }
 
-  private async query(box: MailboxHandle, bookHref: string, body: DavElement, request: DavRequest): Promise<DavReply> {
+  private async query(box: MailboxHandle, bookHref: string, body: DavElement): Promise<DavReply> {
     let query: AddressQuery;
     try {
       query = parseQuery(body);
@@ -626,7 +625,6 @@ export class CardDavProvider implements DavProvider {
       entries.push(await propfindEntry(this.cardNode(box, `${bookHref}${encodeSegment(name)}`, meta, addressData), propfind));
     }
     if (truncated) entries.push({ href: bookHref, status: 507, error: D('number-of-matches-within-limits') });
-    void request;
     return multistatusReply(entries);
   }
 
