@@ -287,6 +287,12 @@ describe('CardDAV and XIMSS', () => {
     assert.ok(ximssHref, hrefs.join(', '));
     const got = multistatus(await report(u, u.book, MULTIGET([ximssHref])));
     assert.match(got.responses.get(ximssHref)!.props.get('address-data')!.element.text(), /FN:Ximss Person/);
+    // A card removed over XIMSS is a 404 under the name the CardDAV client gave it.
+    const token2 = changes.root.element('D:sync-token')!.text();
+    const uid = Number(((await dav(u, 'GET', `${u.book}from-dav.vcf`)).headers.etag as string).replace(/"/g, ''));
+    await ok(client, `<messageRemove folder="C" mode="Immediately"><UID>${uid}</UID></messageRemove>`);
+    const removed = multistatus(await report(u, u.book, syncBody(token2)));
+    assert.equal(removed.responses.get(`${u.book}from-dav.vcf`)?.status, '404', [...removed.responses.keys()].join(', '));
     client.close();
   });
 });
