@@ -209,6 +209,13 @@ describe('CardDAV: cards', () => {
     assert.equal(result.responses.get(`${u.book}missing.vcf`)!.status, '404');
     const v4 = multistatus(await report(u, u.book, MULTIGET([hrefs[0]!], ' content-type="text/vcard" version="4.0"')));
     assert.match(v4.responses.get(hrefs[0]!)!.props.get('address-data')!.element.text(), /VERSION:4\.0/);
+    const subset = multistatus(
+      await report(u, u.book, `<?xml version="1.0"?><C:addressbook-multiget xmlns:D="DAV:" xmlns:C="${CARD_NS}"><D:prop><C:address-data><C:prop name="FN"/></C:address-data></D:prop><D:href>${hrefs[1]}</D:href></C:addressbook-multiget>`),
+    );
+    const text = subset.responses.get(hrefs[1]!)!.props.get('address-data')!.element.text();
+    assert.match(text, /FN:Person 1/);
+    assert.match(text, /UID:m-1/);
+    assert.doesNotMatch(text, /^N:/m, 'only the properties asked for');
   });
 
   test('addressbook-query: prop-filter, text-match types and collations, negate, allof/anyof, limit', async () => {

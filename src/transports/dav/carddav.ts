@@ -562,9 +562,14 @@ export class CardDavProvider implements DavProvider {
     const propfind: PropfindRequest = prop ? { kind: 'prop', names: prop.children.map((c) => c.name) } : child(body, D('allprop')) ? { kind: 'allprop', include: [] } : { kind: 'prop', names: [D('getetag')] };
     const data = prop ? child(prop, C('address-data')) : undefined;
     const version = wantedVersion(data ? `version=${data.element.attrs.version ?? ''}` : undefined);
+    // RFC 6352 10.4.2: `<C:prop name="FN"/>` children ask for those properties only (UID always comes along).
+    const subset = data?.children.filter((c) => c.name === C('prop')).map((c) => (c.element.attrs.name ?? '').toUpperCase());
+    const wanted = subset && subset.length > 0 && !data?.children.some((c) => c.name === C('allprop')) ? new Set([...subset, 'UID']) : undefined;
     const addressData = (card: StoredCard): string => {
-      const text = version === '4.0' && card.kind === 'vcard' ? writeVObject(parseVObject(card.text), '4.0') : card.text;
-      return escapeDavText(text);
+      if (card.kind !== 'vcard' || (version === '3.0' && !wanted)) return escapeDavText(card.text);
+      const object = parseVObject(card.text);
+      if (wanted) object.properties = object.properties.filter((p) => wanted.has(p.name));
+      return escapeDavText(writeVObject(object, version));
     };
     return { propfind, addressData };
   }
