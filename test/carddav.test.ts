@@ -274,6 +274,32 @@ describe('CardDAV: cards', () => {
   });
 });
 
+describe('CardDAV: COPY and MOVE', () => {
+  test('a card copied and moved between books keeps its text under the new name; UID conflicts and Overwrite hold', async () => {
+    const u = await newUser();
+    await dav(u, 'PROPFIND', u.home, { headers: { Depth: '1' } });
+    assert.equal((await dav(u, 'MKCOL', `${u.home}Other/`)).status, 201);
+    const other = `${u.home}Other/`;
+    assert.equal((await put(u, `${u.book}c1.vcf`, vcard('c-1', 'Copy Me'))).status, 201);
+    const copy = await dav(u, 'COPY', `${u.book}c1.vcf`, { headers: { Destination: `${other}copied.vcf` } });
+    assert.equal(copy.status, 201, copy.text);
+    assert.match((await dav(u, 'GET', `${other}copied.vcf`)).text, /FN:Copy Me/);
+    assert.equal((await dav(u, 'GET', `${u.book}c1.vcf`)).status, 200, 'COPY leaves the source');
+    const again = await dav(u, 'COPY', `${u.book}c1.vcf`, { headers: { Destination: `${other}again.vcf` } });
+    assert.equal(again.status, 403, 'the UID is taken in the target');
+    assert.match(again.text, /no-uid-conflict/);
+    assert.equal((await dav(u, 'COPY', `${u.book}c1.vcf`, { headers: { Destination: `${u.book}same.vcf` } })).status, 403);
+    assert.equal((await dav(u, 'COPY', `${u.book}c1.vcf`, { headers: { Destination: `${other}copied.vcf`, Overwrite: 'F' } })).status, 412);
+    assert.equal((await dav(u, 'COPY', `${u.book}c1.vcf`, { headers: { Destination: `${other}copied.vcf` } })).status, 204, 'Overwrite T replaces');
+    assert.equal((await put(u, `${u.book}m1.vcf`, vcard('m-1', 'Move Me'))).status, 201);
+    const moved = await dav(u, 'MOVE', `${u.book}m1.vcf`, { headers: { Destination: `http://127.0.0.1:${server.ports.http}${other}moved.vcf`, Host: `127.0.0.1:${server.ports.http}` } });
+    assert.equal(moved.status, 201, moved.text);
+    assert.equal((await dav(u, 'GET', `${u.book}m1.vcf`)).status, 404);
+    assert.match((await dav(u, 'GET', `${other}moved.vcf`)).text, /FN:Move Me/);
+    assert.equal((await dav(u, 'MOVE', `${other}moved.vcf`, { headers: { Destination: '/dav/addressbooks/someone/Contacts/x.vcf' } })).status, 403);
+  });
+});
+
 describe('CardDAV and XIMSS', () => {
   test('a CardDAV PUT is seen by a XIMSS folder (notify, folderSync); a contactAppend by CardDAV (sync, multiget)', async () => {
     const u = await newUser();

@@ -34,7 +34,7 @@ import type { AccountRecord, MessageMeta } from '../../store/store.js';
 import { parsePropfind, parseProppatch, type PropfindRequest } from './bodies.js';
 import { parseQuery, QueryError, queryMatches, type AddressQuery } from './carddav-query.js';
 import { multistatusReply, textReply, xmlReply } from './handler.js';
-import { encodeSegment, etagMatches, headerOf, parseDepth, parseEtagList } from './headers.js';
+import { encodeSegment, etagMatches, headerOf, localPath, parseDepth, parseEtagList, parseOverwrite, pathSegments } from './headers.js';
 import { D, httpDate, propfindEntry, type LiveValue, type PropertyNode } from './properties.js';
 import type { DavProvider, DavReply, DavRequest } from './provider.js';
 import { ianaTimeZone } from '../../xml/time.js';
@@ -424,7 +424,8 @@ export class CardDavProvider implements DavProvider {
       }
       case 'COPY':
       case 'MOVE':
-        return textReply(501, 'not implemented yet: COPY and MOVE of cards (PUT the card into the other book and DELETE it here)');
+        if (!meta) return textReply(404, 'no such card');
+        return this.copyCard(request, home, members, meta, method === 'MOVE');
       case 'PROPPATCH':
         return textReply(403, 'cards keep no properties of their own');
       case 'MKCOL':
@@ -489,6 +490,53 @@ export class CardDavProvider implements DavProvider {
       }
     }
     return { status: existing ? 204 : 201, headers: { ETag: `"${message.uid}"` } };
+  }
+
+  /**
+   * COPY/MOVE of a card into a book of the same account (the message copied or moved by
+   * the mail service, its name recorded): 201, or 204 over a card the Destination held
+   * (Overwrite: T, the default; F gives 412). The vCard UID must be free in the target
+   * book (403 no-uid-conflict; so a COPY inside one book is always refused).
+   */
+  private async copyCard(request: DavRequest, home: string, source: Members, meta: MessageMeta, move: boolean): Promise<DavReply> {
+    const headers = request.req.headers;
+    const destination = headerOf(headers, 'destination');
+    if (!destination) return textReply(400, 'a Destination header is needed');
+    const segments = pathSegments(localPath(destination, headerOf(headers, 'host')));
+    const homeSegments = pathSegments(new URL(home, 'http://host').pathname);
+    if (segments.length !== homeSegments.length + 2 || homeSegments.some((h, i) => segments[i]!.toLowerCase() !== h.toLowerCase())) {
+      return textReply(403, 'cards are copied into address books of the same account only');
+    }
+    const [bookName, name] = [segments[homeSegments.length]!, segments[homeSegments.length + 1]!];
+    const target = await this.openBook(request, bookName, 'ri');
+    if (!target) return textReply(409, 'no such address book');
+    const targetMembers = await this.members(target);
+    const existing = targetMembers.byName.get(name);
+    if (target.record.id === source.box.record.id) {
+      // One book holds a vCard UID once; a card keeps the name it was created under.
+      if (move) return textReply(403, 'a card cannot be renamed inside its address book (PUT it under the new name and DELETE the old one)');
+      return this.uidConflict(request, source, meta);
+    }
+    if (existing && !parseOverwrite(headerOf(headers, 'overwrite'))) return textReply(412, 'the destination exists');
+    const card = await this.contacts.readCard(source.box, meta.uid);
+    if (!card) return textReply(404, 'no such card');
+    const holder = card.cardUid === '' ? undefined : await this.holderOf(targetMembers, card.cardUid, existing?.uid);
+    if (holder) return this.uidConflict(request, targetMembers, holder);
+    if (existing) {
+      if (!(await this.contacts.removeCard(target, existing.uid))) return textReply(412, 'the destination was changed meanwhile');
+    }
+    const mark = (await this.mail.index(target)).modseq;
+    const pairs = await this.mail.copy(source.box, [meta.uid], target, move);
+    const copied = pairs[0] && (await this.mail.getMessage(target, pairs[0].to));
+    if (!copied) return textReply(412, 'the card was changed or removed meanwhile');
+    if (name !== defaultName(copied.origUid)) await this.services().davNames.record(target.record.id, copied.origUid, name);
+    const lost = await this.lostRace(target, mark, copied, name, card.cardUid, targetMembers);
+    if (lost) {
+      await this.contacts.removeCard(target, copied.uid);
+      return lost.kind === 'name' ? textReply(412, 'another card was created under this name meanwhile') : this.uidConflict(request, targetMembers, lost.meta);
+    }
+    request.log.info({ event: move ? 'carddav.card_moved' : 'carddav.card_copied', user: fullName(request.user), from: source.box.record.name, to: target.record.name }, move ? 'card moved' : 'card copied');
+    return { status: existing ? 204 : 201, headers: { ETag: `"${copied.uid}"` } };
   }
 
   private uidConflict(request: DavRequest, members: Members, holder: MessageMeta): DavReply {
