@@ -9,6 +9,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { parseXml } from '../src/xml/parser.js';
 import type { XmlElement } from '../src/xml/element.js';
+import { startNode, ximssd, type ClusterNodeProcess } from './fixtures/cluster.js';
+import { startPostgres, type PostgresServer } from './fixtures/postgres.js';
 import { Vdirsyncer } from './fixtures/vdirsyncer.js';
 import { awaitNotifies, folderSync, httpRequest, ok, startTestServer, takeNotifies, type HttpRequestOptions, type HttpResult, type TestServer, type XimssClient } from './helpers.js';
 
@@ -378,5 +380,44 @@ describe('CardDAV: vdirsyncer as a real client', () => {
     cards = sync.cards('Contacts');
     assert.equal(cards.size, 2, [...cards.keys()].join(', '));
     assert.ok([...cards.values()].some((t) => t.includes('From Ximss')));
+  });
+});
+
+describe('CardDAV on two nodes of one PostgreSQL store', () => {
+  let pg: PostgresServer;
+  let nodes: ClusterNodeProcess[] = [];
+  let address: string;
+  let auth: string;
+  before(async () => {
+    pg = await startPostgres();
+    const url = await pg.createDatabase('carddav');
+    nodes = await Promise.all([startNode('1', url), startNode('2', url)]);
+    address = 'racer@example.test';
+    const added = await ximssd(['account', 'add', address, '--password', 'secret', '--store', url]);
+    assert.equal(added.code, 0, added.stderr);
+    auth = `Basic ${Buffer.from(`${address}:secret`).toString('base64')}`;
+  });
+  after(async () => {
+    await Promise.all(nodes.map((n) => n.stop()));
+    await pg?.stop();
+  });
+
+  test('two PUTs of one vCard UID under two names on two nodes at once: exactly one card stays', async () => {
+    const book = `/dav/addressbooks/${address}/Contacts/`;
+    const on = (node: ClusterNodeProcess, method: string, path: string, options: HttpRequestOptions = {}): Promise<HttpResult> =>
+      httpRequest(node.ports.http, path, { ...options, method, headers: { Authorization: auth, ...options.headers } });
+    assert.equal((await on(nodes[0]!, 'PROPFIND', `/dav/addressbooks/${address}/`, { headers: { Depth: '1' } })).status, 207);
+    for (let round = 0; round < 6; round++) {
+      const text = vcard(`race-${round}`, `Racer ${round}`);
+      const headers = { 'Content-Type': 'text/vcard' };
+      const replies = await Promise.all([
+        on(nodes[0]!, 'PUT', `${book}a-${round}.vcf`, { body: text, headers }),
+        on(nodes[1]!, 'PUT', `${book}b-${round}.vcf`, { body: text, headers }),
+      ]);
+      assert.deepEqual(replies.map((r) => r.status).sort(), [201, 403], replies.map((r) => `${r.status} ${r.text}`).join('\n'));
+    }
+    // What the store holds, read on either node: one card per UID.
+    const listed = multistatus(await on(nodes[1]!, 'REPORT', book, { body: syncBody(''), headers: { 'Content-Type': 'application/xml' } }));
+    assert.equal(listed.responses.size, 6, [...listed.responses.keys()].join(', '));
   });
 });
