@@ -72,8 +72,9 @@ function defaultName(origUid: number): string {
   return `ximss-${origUid}.vcf`;
 }
 
-function cardXml(name: string, inner: string): string {
-  return `<C:${name} ${CARD_XMLNS}>${inner}</C:${name}>`;
+/** An empty CARD: element, its namespace declared on it. */
+function cardEmpty(name: string): string {
+  return `<C:${name} ${CARD_XMLNS}/>`;
 }
 
 /** The body of a PUT as text, at most MAX_CARD_BYTES (413 beyond). */
@@ -230,7 +231,7 @@ export class CardDavProvider implements DavProvider {
     return {
       href: this.bookHref(home, box.record.name),
       live: new Map<string, LiveValue>([
-        [D('resourcetype'), () => `<D:collection/>${cardXml('addressbook', '').replace('></C:addressbook>', '/>')}`],
+        [D('resourcetype'), () => `<D:collection/>${cardEmpty('addressbook')}`],
         [D('displayname'), () => escapeDavText(box.record.name)],
         [C('addressbook-description'), () => escapeDavText(`Contacts mailbox ${box.record.name}`)],
         [C('supported-address-data'), () => '<C:address-data-type xmlns:C="' + CARD_NS + '" content-type="text/vcard" version="3.0"/><C:address-data-type xmlns:C="' + CARD_NS + '" content-type="text/vcard" version="4.0"/>'],
@@ -241,7 +242,7 @@ export class CardDavProvider implements DavProvider {
         [
           D('supported-report-set'),
           () =>
-            ['addressbook-multiget', 'addressbook-query'].map((r) => `<D:supported-report><D:report>${cardXml(r, '').replace(`></C:${r}>`, '/>')}</D:report></D:supported-report>`).join('') +
+            ['addressbook-multiget', 'addressbook-query'].map((r) => `<D:supported-report><D:report>${cardEmpty(r)}</D:report></D:supported-report>`).join('') +
             '<D:supported-report><D:report><D:sync-collection/></D:report></D:supported-report>',
         ],
         [D('current-user-principal'), () => principal],
