@@ -14,6 +14,7 @@
  *          attack: --attack-flooders K (8)  --attack-idle N (1000)  --attack-scenarios flood,search,idle
  *                  (--duration S per scenario, --mail-count N)
  *          webdav: --webdav-files N (1000)  --webdav-mb N (100)  (beside Apache mod_dav)
+ *          carddav: --carddav-cards N (1000)  (addressbook-multiget beside Radicale; run with --only carddav)
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
@@ -31,6 +32,7 @@ import { startBenchPostgres, type BenchPostgres } from './lib/postgres.js';
 import { openFileLimit, spawnChild } from './lib/proc.js';
 import { pipelinedNoops, type PipelineResult } from './lib/tcp-load.js';
 import { webdavBench, type WebdavResult } from './lib/webdav-bench.js';
+import { carddavBench, type CarddavResult } from './lib/carddav-area.js';
 import { PASSWORD, ROOT, USER, startXimssd } from './lib/ximssd.js';
 
 const { values: flags } = parseArgs({
@@ -59,6 +61,7 @@ const { values: flags } = parseArgs({
     'cluster-samples': { type: 'string' },
     'webdav-files': { type: 'string' },
     'webdav-mb': { type: 'string' },
+    'carddav-cards': { type: 'string' },
     engines: { type: 'string' },
     only: { type: 'string' },
     quick: { type: 'boolean' },
@@ -99,6 +102,7 @@ const params = {
   clusterSamples: num(flags['cluster-samples'], quick ? 50 : 300),
   webdavFiles: num(flags['webdav-files'], 1000),
   webdavBytes: num(flags['webdav-mb'], quick ? 20 : 100) * 1024 * 1024,
+  carddavCards: num(flags['carddav-cards'], 1000),
   engines: [] as Engine[],
 };
 params.mailConnections = num(flags['mail-connections'], params.connections);
@@ -212,6 +216,7 @@ async function main(): Promise<void> {
   let smtp: SmtpResult | undefined;
   let attack: AttackResult | undefined;
   let webdav: WebdavResult | undefined;
+  let carddav: CarddavResult | undefined;
 
   if (only.has('echo') || only.has('tcp') || only.has('http')) {
     const echo = spawnChild(process.execPath, ['--import', 'tsx', join(ROOT, 'bench', 'echo-server.ts')], {
@@ -385,6 +390,13 @@ async function main(): Promise<void> {
     else if (!webdav.apache) console.log(`Apache mod_dav not measured: ${webdav.apacheReason}`);
   }
 
+  if (only.has('carddav')) {
+    console.log(`\ncarddav: ximssd beside Radicale: ${fmt(params.carddavCards)} cards PUT, then one addressbook-multiget of all of them`);
+    carddav = await carddavBench({ cards: params.carddavCards, runs: quick ? 5 : 15, ...(profileDir ? { cpuProfileDir: profileDir } : {}) });
+    if (!carddav.available) console.log(`carddav section not measured: ${carddav.reason}`);
+    else if (!carddav.radicale) console.log(`Radicale not measured: ${carddav.radicaleReason}`);
+  }
+
   // --- The table ---
   const figures: Figure[] = [];
   const ceiling = echoRuns.length ? median(echoRuns.map((r) => r.rate)) : undefined;
@@ -552,6 +564,20 @@ async function main(): Promise<void> {
       figures.push({ name: `Apache mod_dav GET ${mb} MB`, value: a?.getMs ?? null, unit: 'ms', target: '-', ratio: null, note });
       const growth = (webdav.rssPeakKb - webdav.rssBeforeKb) / 1024;
       figures.push({ name: `  ximssd RSS growth during the GET (from ${fmt(webdav.rssBeforeKb / 1024)} MB)`, value: growth, unit: 'MB', target: `≪ ${mb} MB`, ratio: growth / (params.webdavBytes / 1024 / 1024) });
+    }
+  }
+
+  if (carddav) {
+    const n = fmt(params.carddavCards);
+    if (!carddav.available) {
+      figures.push({ name: `CardDAV addressbook-multiget, ${n} cards`, value: null, unit: 'ms', target: '≤ 1 × Radicale', ratio: null, note: carddav.reason });
+    } else {
+      const r = carddav.radicale;
+      const note = carddav.radicaleReason;
+      figures.push({ name: `ximssd CardDAV addressbook-multiget, ${n} cards`, value: carddav.ximssd.ms, unit: 'ms', target: '≤ 1 × Radicale', ratio: r ? carddav.ximssd.ms / r.ms : null });
+      figures.push({ name: `Radicale addressbook-multiget, ${n} cards`, value: r?.ms ?? null, unit: 'ms', target: '-', ratio: null, note });
+      figures.push({ name: `ximssd CardDAV PUT of ${n} cards (one by one)`, value: carddav.ximssdPutMs, unit: 'ms', target: '-', ratio: carddav.radicalePutMs ? carddav.ximssdPutMs / carddav.radicalePutMs : null });
+      figures.push({ name: `Radicale PUT of ${n} cards (one by one)`, value: carddav.radicalePutMs ?? null, unit: 'ms', target: '-', ratio: null, note });
     }
   }
 

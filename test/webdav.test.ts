@@ -142,7 +142,8 @@ describe('WebDAV: authentication and discovery', () => {
     const user = await newUser();
     const reply = await dav(user, 'OPTIONS', user.root);
     assert.equal(reply.status, 200);
-    assert.equal(reply.headers.dav, '1, 2');
+    // The CardDAV provider adds its class (RFC 6352 6.1) to the one DAV header of the listener.
+    assert.equal(reply.headers.dav, '1, 2, addressbook');
     for (const method of ['PROPFIND', 'PROPPATCH', 'LOCK', 'UNLOCK', 'COPY', 'MOVE', 'MKCOL', 'PUT']) assert.match(String(reply.headers.allow), new RegExp(method));
   });
 
@@ -157,7 +158,7 @@ describe('WebDAV: authentication and discovery', () => {
     }
     assert.deepEqual([...multistatus(await dav(user, 'PROPFIND', '/', { body, headers: { Depth: '1' } })).keys()], ['/', '/dav/']);
     const davRoot = [...multistatus(await dav(user, 'PROPFIND', '/dav/', { body, headers: { Depth: '1' } })).keys()];
-    assert.deepEqual(davRoot, ['/dav/', '/dav/principals/', '/dav/files/']);
+    assert.deepEqual(davRoot, ['/dav/', '/dav/principals/', '/dav/files/', '/dav/addressbooks/']);
     const files = [...multistatus(await dav(user, 'PROPFIND', '/dav/files/', { body, headers: { Depth: '1' } })).keys()];
     assert.deepEqual(files, ['/dav/files/', user.root]);
     const principal = multistatus(await dav(user, 'PROPFIND', `/dav/principals/${user.name}/`, { body, headers: { Depth: '0' } }));
@@ -166,7 +167,7 @@ describe('WebDAV: authentication and discovery', () => {
     const other = await newUser();
     assert.equal((await dav(user, 'PROPFIND', `/dav/principals/${other.name}/`, { body, headers: { Depth: '0' } })).status, 403);
     const rootOptions = await dav(undefined, 'OPTIONS', '/');
-    assert.equal(rootOptions.headers.dav, '1, 2');
+    assert.equal(rootOptions.headers.dav, '1, 2, addressbook');
     const preflight = await dav(undefined, 'OPTIONS', '/', { headers: { Origin: 'https://web.example', 'Access-Control-Request-Method': 'POST' } });
     assert.equal(preflight.headers['access-control-allow-origin'], '*');
     const wellKnown = await dav(undefined, 'GET', '/.well-known/carddav');

@@ -35,6 +35,7 @@ import {
 import type { XimssValue } from '../../src/xml/objects.js';
 import { fileStoreContract } from './files.js';
 import { accountAclContract } from './account-acl.js';
+import { davNamesContract } from './dav-names.js';
 
 export interface StoreHarness {
   /** Opens a new handle on the same store (another process, as far as the store can tell). */
@@ -295,6 +296,7 @@ export function storeContract(engine: string, fresh: FreshStore): void {
     datasets(fresh);
     fileStoreContract(fresh);
     accountAclContract(fresh);
+    davNamesContract(fresh);
     cluster(fresh);
     sharedState(fresh);
     relay(fresh);

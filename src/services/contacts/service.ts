@@ -63,6 +63,9 @@ export interface FoundContact {
   peerName?: string;
 }
 
+/** Characters of card text readCard keeps at most. */
+const CARD_CACHE_BYTES = 32 * 1024 * 1024;
+
 const ITEM_TYPES = new Set(['directory', 'x-vcard', 'vcard', 'x-vgroup']);
 
 /** The first vCard/vCardGroup part of a message: the item's body. */
@@ -105,6 +108,9 @@ export class ContactService {
    * was read once stays true on every node (a replaced card is a new message).
    */
   private readonly cardUids = new Map<number, Map<number, string>>();
+  /** Cards read, by `<mailbox id>:<message UID>` in least recently used order (see readCard). */
+  private readonly cardCache = new Map<string, StoredCard>();
+  private cardCacheBytes = 0;
 
   constructor(
     private readonly mail: MailService,
@@ -262,14 +268,36 @@ export class ContactService {
     return cards;
   }
 
-  /** One card by its message UID (a CardDAV GET or multiget), or undefined. */
+  /**
+   * One card by its message UID (a CardDAV GET or multiget), or undefined. A message never
+   * changes under its UID, so the card read is kept (CARD_CACHE_BYTES at most, the least
+   * recently used dropped first) and served as is the next time, on every node alike; the
+   * read right is checked every time.
+   */
   async readCard(box: MailboxHandle, uid: number): Promise<StoredCard | undefined> {
+    const key = `${box.record.id}:${uid}`;
+    const cached = this.cardCache.get(key);
+    if (cached) {
+      await this.mail.check(box, 'r');
+      this.cardCache.delete(key);
+      this.cardCache.set(key, cached);
+      return cached;
+    }
     const raw = await this.mail.readRaw(box, uid);
     const item = raw && this.itemOf(raw);
     if (!item) return undefined;
     const cardUid = propertyText(item.object, 'UID') ?? '';
     this.rememberUid(box, uid, cardUid);
-    return { uid, cardUid, text: item.text, etag: `"${uid}"`, kind: item.object.kind };
+    const card: StoredCard = { uid, cardUid, text: item.text, etag: `"${uid}"`, kind: item.object.kind };
+    this.cardCache.set(key, card);
+    this.cardCacheBytes += card.text.length;
+    while (this.cardCacheBytes > CARD_CACHE_BYTES) {
+      const oldest = this.cardCache.entries().next().value;
+      if (!oldest) break;
+      this.cardCache.delete(oldest[0]);
+      this.cardCacheBytes -= oldest[1].text.length;
+    }
+    return card;
   }
 
   /**

@@ -356,6 +356,15 @@ export const migrations: readonly string[] = [
     PRIMARY KEY (account_id, pattern)
   );
   `,
+  // 15: CardDAV resource names by (mailbox, ORIGUID) (src/store/postgres/dav-names.ts).
+  `
+  CREATE TABLE dav_names (
+    mailbox_id BIGINT NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
+    orig_uid   BIGINT NOT NULL,
+    name       TEXT NOT NULL,
+    PRIMARY KEY (mailbox_id, orig_uid)
+  );
+  `,
 ];
 
 /** The advisory lock key that serializes migrations between processes starting at once ('xims'). */

@@ -4,6 +4,7 @@ import { PgCluster, PgSharedState } from './cluster.js';
 import { PgDatasets } from './datasets.js';
 import { PgFiles } from './files.js';
 import { PgAccountAcl } from './account-acl.js';
+import { PgDavNames } from './dav-names.js';
 import { Db, parseStoreUrl } from './db.js';
 import { PgMail } from './mail.js';
 import { migrate, migrations, schemaVersion } from './migrations.js';
@@ -32,6 +33,7 @@ export class PostgresStore implements Store {
   readonly datasets: PgDatasets;
   readonly files: PgFiles;
   readonly accountAcl: PgAccountAcl;
+  readonly davNames: PgDavNames;
   readonly cluster: PgCluster;
   readonly shared: PgSharedState;
   readonly relay: PgRelay;
@@ -71,6 +73,7 @@ export class PostgresStore implements Store {
     this.datasets = new PgDatasets(db);
     this.files = new PgFiles(db);
     this.accountAcl = new PgAccountAcl(db);
+    this.davNames = new PgDavNames(db);
     this.cluster = new PgCluster(db);
     this.shared = new PgSharedState(db);
     this.relay = new PgRelay(db);

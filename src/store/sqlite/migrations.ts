@@ -390,4 +390,13 @@ export const migrations: readonly string[] = [
   DROP TABLE file_chunks;
   ALTER TABLE file_chunks_new RENAME TO file_chunks;
   `,
+  // 16: CardDAV resource names by (mailbox, ORIGUID) (src/store/sqlite/dav-names.ts).
+  `
+  CREATE TABLE dav_names (
+    mailbox_id INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
+    orig_uid   INTEGER NOT NULL,
+    name       TEXT NOT NULL,
+    PRIMARY KEY (mailbox_id, orig_uid)
+  ) WITHOUT ROWID;
+  `,
 ];

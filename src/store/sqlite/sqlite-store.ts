@@ -27,6 +27,7 @@ import { SqliteCluster, SqliteSharedState } from './cluster.js';
 import { SqliteDatasets } from './datasets.js';
 import { SqliteFiles } from './files.js';
 import { SqliteAccountAcl } from './account-acl.js';
+import { SqliteDavNames } from './dav-names.js';
 import { DataDirLock } from '../lock.js';
 import { privateDirectory, privateFile } from '../modes.js';
 import { SqliteMail } from './mail.js';
@@ -80,6 +81,7 @@ export class SqliteStore implements Store {
   readonly datasets: SqliteDatasets;
   readonly files: SqliteFiles;
   readonly accountAcl: SqliteAccountAcl;
+  readonly davNames: SqliteDavNames;
   readonly cluster: SqliteCluster;
   readonly shared: SqliteSharedState;
   readonly relay: SqliteRelay;
@@ -137,6 +139,7 @@ export class SqliteStore implements Store {
     this.datasets = new SqliteDatasets(db);
     this.files = new SqliteFiles(db);
     this.accountAcl = new SqliteAccountAcl(db);
+    this.davNames = new SqliteDavNames(db);
     this.cluster = new SqliteCluster(db);
     this.shared = new SqliteSharedState(db);
     this.relay = new SqliteRelay(db, lock !== undefined);
