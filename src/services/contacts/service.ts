@@ -99,6 +99,9 @@ function describeProblems(problems: readonly CardProblem[]): string {
   return `${ILLEGAL_VCARD}: ${shown}${problems.length > 5 ? `; and ${problems.length - 5} more` : ''} (nothing was imported)`;
 }
 
+/** How many mailboxes' vCard UIDs a node keeps (each as many as the mailbox has cards). */
+const MAX_UID_MAILBOXES = 1000;
+
 export class ContactService {
   readonly limits: ContactLimits;
   private readonly hostname: string;
@@ -233,9 +236,21 @@ export class ContactService {
   // CardDAV's view: cards by vCard UID
 
   private rememberUid(box: MailboxHandle, uid: number, cardUid: string): void {
-    let map = this.cardUids.get(box.record.id);
-    if (!map) this.cardUids.set(box.record.id, (map = new Map()));
-    map.set(uid, cardUid);
+    this.uidsOf(box).set(uid, cardUid);
+  }
+
+  /** The vCard UIDs known of a mailbox; the mailboxes least recently used are forgotten beyond MAX_UID_MAILBOXES. */
+  private uidsOf(box: MailboxHandle): Map<number, string> {
+    const id = box.record.id;
+    let map = this.cardUids.get(id);
+    if (map) {
+      this.cardUids.delete(id);
+    } else {
+      map = new Map();
+      if (this.cardUids.size >= MAX_UID_MAILBOXES) this.cardUids.delete(this.cardUids.keys().next().value!);
+    }
+    this.cardUids.set(id, map);
+    return map;
   }
 
   /** The item of one message: its card text and UID, or undefined when it carries none. */
@@ -317,8 +332,7 @@ export class ContactService {
   async findCard(box: MailboxHandle, cardUid: string): Promise<number | undefined> {
     await this.mail.check(box, 'r');
     const index = await this.mail.index(box);
-    let known = this.cardUids.get(box.record.id);
-    if (!known) this.cardUids.set(box.record.id, (known = new Map()));
+    const known = this.uidsOf(box);
     for (const uid of known.keys()) if (!index.byUid.has(uid)) known.delete(uid);
     for (const meta of index.byUid.values()) {
       if (meta.flags & Flag.Deleted) continue;
