@@ -137,8 +137,17 @@ export async function proppatchEntry<T>(
 
 /** RFC 1123 date (getlastmodified, Last-Modified). */
 export function httpDate(date: Date): string {
-  return date.toUTCString();
+  // Whole seconds only: the entries of a listing often share theirs.
+  const second = Math.floor(date.getTime() / 1000);
+  if (second !== lastSecond) {
+    lastSecond = second;
+    lastHttpDate = date.toUTCString();
+  }
+  return lastHttpDate;
 }
+
+let lastSecond = NaN;
+let lastHttpDate = '';
 
 /** RFC 3339 date (creationdate). */
 export function isoDate(date: Date): string {

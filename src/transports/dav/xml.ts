@@ -189,20 +189,32 @@ export interface MultistatusEntry {
 
 /** Writes one `response` of a multistatus. */
 export function responseXml(entry: MultistatusEntry): string {
-  let s = `<D:response><D:href>${escapeText(entry.href)}</D:href>`;
+  const out: string[] = [];
+  pushResponse(out, entry);
+  return out.join('');
+}
+
+/** Appends the pieces of one `response` (one flat list for a whole multistatus: no string is copied twice). */
+function pushResponse(out: string[], entry: MultistatusEntry): void {
+  out.push('<D:response><D:href>', escapeText(entry.href), '</D:href>');
   if (entry.propstats) {
     for (const [status, props] of entry.propstats) {
-      s += `<D:propstat><D:prop>${props.join('')}</D:prop><D:status>${statusLine(status)}</D:status></D:propstat>`;
+      out.push('<D:propstat><D:prop>');
+      for (const prop of props) out.push(prop);
+      out.push('</D:prop><D:status>', statusLine(status), '</D:status></D:propstat>');
     }
   }
-  if (entry.status !== undefined) s += `<D:status>${statusLine(entry.status)}</D:status>`;
-  if (entry.error) s += `<D:error>${tagOf(entry.error).empty}</D:error>`;
-  if (entry.description) s += `<D:responsedescription>${escapeText(entry.description)}</D:responsedescription>`;
-  return s + '</D:response>';
+  if (entry.status !== undefined) out.push('<D:status>', statusLine(entry.status), '</D:status>');
+  if (entry.error) out.push('<D:error>', tagOf(entry.error).empty, '</D:error>');
+  if (entry.description) out.push('<D:responsedescription>', escapeText(entry.description), '</D:responsedescription>');
+  out.push('</D:response>');
 }
 
 export function multistatusXml(entries: readonly MultistatusEntry[]): string {
-  return `${XML_HEADER}<D:multistatus xmlns:D="DAV:">${entries.map(responseXml).join('')}</D:multistatus>\n`;
+  const out: string[] = [XML_HEADER, '<D:multistatus xmlns:D="DAV:">'];
+  for (const entry of entries) pushResponse(out, entry);
+  out.push('</D:multistatus>\n');
+  return out.join('');
 }
 
 /** An RFC 4918 error body naming a precondition or postcondition (e.g. `{DAV:}lock-token-matches-request-uri`). */
