@@ -27,7 +27,7 @@ import {
   type IfOutcome,
   type ResourceState,
 } from './headers.js';
-import { D, httpDate, isoDate, propfindEntry, proppatchEntry, type LiveValue, type PropertyNode } from './properties.js';
+import { D, httpDate, isoDate, propfindEntry, propfindEntryNow, proppatchEntry, type LiveValue, type PropertyNode } from './properties.js';
 import type { DavProvider, DavReply, DavRequest } from './provider.js';
 import { XML_HEADER, errorXml, escapeDavText, type MultistatusEntry } from './xml.js';
 
@@ -435,7 +435,10 @@ export class FilesProvider implements DavProvider {
     if (depth === '1' && entry.kind === 'directory') entries.push(...(await this.storage.list(owner, path)));
     const node = this.nodes(request, located);
     const results: MultistatusEntry[] = [];
-    for (const e of entries) results.push(await propfindEntry(node(e), body));
+    for (const e of entries) {
+      const n = node(e);
+      results.push(propfindEntryNow(n, body) ?? (await propfindEntry(n, body)));
+    }
     return multistatusReply(results);
   }
 

@@ -61,6 +61,35 @@ function add(map: Map<number, string[]>, status: number, xml: string): void {
   else map.set(status, [xml]);
 }
 
+/** Getters seen to answer with a promise (the tables of getters are shared by a listing's entries). */
+const ASYNC_GETTERS = new WeakSet<LiveValue<never>>();
+
+/**
+ * A `prop` PROPFIND's `response` made without waiting, when every property asked for is a live
+ * one whose value is at hand (the common listing: resourcetype, getetag…); undefined when a
+ * dead property or a value still to be fetched needs propfindEntry.
+ */
+export function propfindEntryNow<T>(node: PropertyNode<T>, request: PropfindRequest): MultistatusEntry | undefined {
+  if (request.kind !== 'prop') return undefined;
+  const propstats = new Map<number, string[]>();
+  for (const name of request.names) {
+    const live = node.live.get(name);
+    if (!live || ASYNC_GETTERS.has(live)) return undefined;
+    const v = valueOf(node, live);
+    if (typeof v === 'object') {
+      // A promise: this getter is left to propfindEntry from now on (it asks again; getters
+      // have no side effects).
+      ASYNC_GETTERS.add(live);
+      void v.catch(() => {});
+      return undefined;
+    }
+    if (v !== undefined) add(propstats, 200, element(name, v));
+    else add(propstats, 404, tagOf(name).empty);
+  }
+  if (propstats.size === 0) propstats.set(200, []);
+  return { href: node.href, propstats };
+}
+
 /** One resource's `response` for a PROPFIND. */
 export async function propfindEntry<T>(node: PropertyNode<T>, request: PropfindRequest): Promise<MultistatusEntry> {
   const propstats = new Map<number, string[]>();
