@@ -4,7 +4,7 @@
  */
 import type { FileAttribute, FileAttributeChange } from '../../services/files/api.js';
 import type { PropfindRequest, PropertyUpdate } from './bodies.js';
-import { DAV_NS, clark, tagOf, type MultistatusEntry } from './xml.js';
+import { DAV_NS, clark, escapeDavText, statusLine, tagOf, type MultistatusEntry } from './xml.js';
 
 export const D = (local: string): string => clark(DAV_NS, local);
 
@@ -71,7 +71,9 @@ const ASYNC_GETTERS = new WeakSet<LiveValue<never>>();
  */
 export function propfindEntryNow<T>(node: PropertyNode<T>, request: PropfindRequest): MultistatusEntry | undefined {
   if (request.kind !== 'prop') return undefined;
-  const propstats = new Map<number, string[]>();
+  // Written at once: a listing makes thousands of these.
+  let found = '';
+  let missing = '';
   for (const name of request.names) {
     const live = node.live.get(name);
     if (!live || ASYNC_GETTERS.has(live)) return undefined;
@@ -83,11 +85,13 @@ export function propfindEntryNow<T>(node: PropertyNode<T>, request: PropfindRequ
       void v.catch(() => {});
       return undefined;
     }
-    if (v !== undefined) add(propstats, 200, element(name, v));
-    else add(propstats, 404, tagOf(name).empty);
+    if (v !== undefined) found += element(name, v);
+    else missing += tagOf(name).empty;
   }
-  if (propstats.size === 0) propstats.set(200, []);
-  return { href: node.href, propstats };
+  let xml = `<D:response><D:href>${escapeDavText(node.href)}</D:href>`;
+  if (found !== '' || missing === '') xml += `<D:propstat><D:prop>${found}</D:prop><D:status>${statusLine(200)}</D:status></D:propstat>`;
+  if (missing !== '') xml += `<D:propstat><D:prop>${missing}</D:prop><D:status>${statusLine(404)}</D:status></D:propstat>`;
+  return { href: node.href, xml: xml + '</D:response>' };
 }
 
 /** One resource's `response` for a PROPFIND. */

@@ -185,6 +185,8 @@ export interface MultistatusEntry {
   /** A precondition element name (Clark) for an `error` of this response. */
   error?: string;
   description?: string;
+  /** The whole `response` element, already written (then the fields above are not read but href). */
+  xml?: string;
 }
 
 /** Writes one `response` of a multistatus. */
@@ -196,6 +198,10 @@ export function responseXml(entry: MultistatusEntry): string {
 
 /** Appends the pieces of one `response` (one flat list for a whole multistatus: no string is copied twice). */
 function pushResponse(out: string[], entry: MultistatusEntry): void {
+  if (entry.xml !== undefined) {
+    out.push(entry.xml);
+    return;
+  }
   out.push('<D:response><D:href>', escapeText(entry.href), '</D:href>');
   if (entry.propstats) {
     for (const [status, props] of entry.propstats) {
