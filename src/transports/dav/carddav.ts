@@ -19,7 +19,6 @@
  * name). Of two PUTs on two nodes at once the later commit always sees the earlier one, so
  * exactly one wins.
  */
-import type { IncomingMessage } from 'node:http';
 import { fullName } from '../../services/accounts.js';
 import type { AccountService } from '../../services/accounts.js';
 import { CONTACTS_CLASS } from '../../services/contacts/item.js';
@@ -33,7 +32,7 @@ import type { DavNameStore } from '../../store/dav-names.js';
 import type { AccountRecord, MessageMeta } from '../../store/store.js';
 import { parsePropfind, parseProppatch, type PropfindRequest } from './bodies.js';
 import { parseQuery, QueryError, queryMatches, type AddressQuery } from './carddav-query.js';
-import { multistatusReply, textReply, xmlReply } from './handler.js';
+import { multistatusReply, readText, textReply, xmlReply } from './handler.js';
 import { encodeSegment, etagMatches, headerOf, localPath, parseDepth, parseEtagList, parseOverwrite, pathSegments } from './headers.js';
 import { D, httpDate, propfindEntry, type LiveValue, type PropertyNode } from './properties.js';
 import type { DavProvider, DavReply, DavRequest } from './provider.js';
@@ -75,27 +74,6 @@ function defaultName(origUid: number): string {
 /** An empty CARD: element, its namespace declared on it. */
 function cardEmpty(name: string): string {
   return `<C:${name} ${CARD_XMLNS}/>`;
-}
-
-/** The body of a PUT as text, at most MAX_CARD_BYTES (413 beyond). */
-function readBody(req: IncomingMessage): Promise<string> {
-  const declared = Number(req.headers['content-length']);
-  if (Number.isFinite(declared) && declared > MAX_CARD_BYTES) return Promise.reject(new DavBodyError(`a vCard may have at most ${MAX_CARD_BYTES} bytes`, 413));
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    const onData = (chunk: Buffer): void => {
-      size += chunk.length;
-      if (size > MAX_CARD_BYTES) {
-        req.off('data', onData);
-        req.pause();
-        reject(new DavBodyError(`a vCard may have at most ${MAX_CARD_BYTES} bytes`, 413));
-      } else chunks.push(chunk);
-    };
-    req.on('data', onData);
-    req.once('end', () => resolve(Buffer.concat(chunks, size).toString('utf8')));
-    req.once('error', reject);
-  });
 }
 
 /** The vCard version an Accept header or an address-data element asks for ('4.0' or the stored 3.0). */
@@ -450,7 +428,7 @@ export class CardDavProvider implements DavProvider {
     if (ifMatch && !etagMatches(ifMatch, etag)) return textReply(412, existing ? 'the card was changed meanwhile' : 'there is no such card');
     if (ifNoneMatch && (ifNoneMatch === '*' ? existing !== undefined : etagMatches(ifNoneMatch, etag))) return textReply(412, 'the card exists');
     if (!/^[^\x00-\x1f\x7f]{1,255}$/.test(name)) return textReply(400, 'bad card name');
-    const text = await readBody(request.req);
+    const text = await readText(request.req, MAX_CARD_BYTES);
     let object: VObject;
     try {
       object = parseVObject(text);

@@ -362,7 +362,7 @@ function hasBody(req: IncomingMessage): boolean {
 }
 
 /** Reads a text body of at most `limit` bytes (DavBodyError 413 past it, without reading the rest). */
-function readText(req: IncomingMessage, limit: number): Promise<string> {
+export function readText(req: IncomingMessage, limit: number): Promise<string> {
   const declared = Number(req.headers['content-length']);
   if (Number.isFinite(declared) && declared > limit) return Promise.reject(new DavBodyError(`the body is larger than ${limit} bytes`, 413));
   return new Promise((resolve, reject) => {
