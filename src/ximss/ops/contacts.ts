@@ -2,13 +2,12 @@ import { readFile, stat } from 'node:fs/promises';
 import { CONTACTS_CLASS, fromXml, ILLEGAL_VCARD, VCardFormatError, type VObject } from '../../services/contacts/index.js';
 import { ServiceError } from '../../services/errors.js';
 import { Flag, parseInitialFlags } from '../../services/mail/flags.js';
-import type { MailboxHandle } from '../../services/mail/service.js';
 import { messageToXml, parseMime } from '../../services/mime/index.js';
-import type { MessageMeta, ReplaceSpec } from '../../store/store.js';
+import type { MessageMeta } from '../../store/store.js';
 import { el } from '../../xml/element.js';
 import { inSession, requiredAttr, type OperationTable, type SessionContext } from '../engine.js';
 import { limitAttr, openFolder, totalSizeLimitAttr } from '../folders.js';
-import { replaceSpec } from './message.js';
+import { appendTarget } from './message.js';
 
 /**
  * Spec section "Contacts Operations": contactAppend, contactsImport, contactFind. The
@@ -35,16 +34,7 @@ export const contactOperations: OperationTable = {
   contactAppend: inSession(async (ctx) => {
     const session = ctx.session;
     const { folder: folderName, targetMailbox, flags, report } = ctx.request.attrs;
-    let box: MailboxHandle;
-    let replace: ReplaceSpec | undefined;
-    if (folderName !== undefined && folderName !== '') {
-      box = openFolder(session, ctx.request).box;
-      replace = replaceSpec(ctx.request);
-    } else {
-      if (targetMailbox === undefined || targetMailbox === '') throw new ServiceError('the targetMailbox or folder attribute is missing');
-      if (ctx.request.attrs.replacesUID !== undefined) throw new ServiceError('replacesUID needs the folder attribute');
-      box = await ctx.server.mail.access(session.account, targetMailbox, 'i', { mailboxClass: CONTACTS_CLASS });
-    }
+    const { box, replace } = await appendTarget(ctx, { mailboxClass: CONTACTS_CLASS });
     const object = requestObject(ctx);
     const initial = parseInitialFlags(flags === undefined ? 'Seen' : flags);
     const { message } = await ctx.server.contacts.append(box, object, {

@@ -116,7 +116,7 @@ export function internalDateAttr(value: string | undefined): number | undefined 
   return date.getTime();
 }
 
-export function replaceSpec(request: XmlElement): ReplaceSpec | undefined {
+function replaceSpec(request: XmlElement): ReplaceSpec | undefined {
   const text = request.attrs.replacesUID;
   if (text === undefined || text === '') return undefined;
   const uid = Number(text);
@@ -134,6 +134,18 @@ export function replaceSpec(request: XmlElement): ReplaceSpec | undefined {
     default:
       throw new ServiceError(`invalid replaceMode: ${request.attrs.replaceMode}`);
   }
+}
+
+/**
+ * Where messageAppend and contactAppend store: an open `folder` (with replacesUID/replaceMode),
+ * or `targetMailbox`, created with `create` (its class) when missing and asked for.
+ */
+export async function appendTarget(ctx: SessionContext, create: { mailboxClass: string } | undefined): Promise<{ box: MailboxHandle; replace?: ReplaceSpec }> {
+  const { folder, targetMailbox, replacesUID } = ctx.request.attrs;
+  if (folder !== undefined && folder !== '') return { box: openFolder(ctx.session, ctx.request).box, replace: replaceSpec(ctx.request) };
+  if (targetMailbox === undefined || targetMailbox === '') throw new ServiceError('the targetMailbox or folder attribute is missing');
+  if (replacesUID !== undefined) throw new ServiceError('replacesUID needs the folder attribute');
+  return { box: await ctx.server.mail.access(ctx.session.account, targetMailbox, 'i', create) };
 }
 
 export const messageOperations: OperationTable = {
@@ -163,16 +175,7 @@ export const messageOperations: OperationTable = {
     const session = ctx.session;
     const mail = ctx.server.mail;
     const { folder: folderName, targetMailbox, flags, internalDate } = ctx.request.attrs;
-    let box: MailboxHandle;
-    let replace: ReplaceSpec | undefined;
-    if (folderName !== undefined && folderName !== '') {
-      box = openFolder(session, ctx.request).box;
-      replace = replaceSpec(ctx.request);
-    } else {
-      if (targetMailbox === undefined || targetMailbox === '') throw new ServiceError('the targetMailbox or folder attribute is missing');
-      box = await mail.access(session.account, targetMailbox, 'i', createOption(ctx.request));
-      if (ctx.request.attrs.replacesUID !== undefined) throw new ServiceError('replacesUID needs the folder attribute');
-    }
+    const { box, replace } = await appendTarget(ctx, createOption(ctx.request));
     const initial = parseInitialFlags(flags);
     const date = internalDateAttr(internalDate);
     const raw = await composeFromRequest(ctx, { addMissing: false, omitBcc: false });
