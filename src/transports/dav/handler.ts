@@ -132,23 +132,25 @@ export class DavHandler {
 
   async handle(req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
     const method = (req.method ?? 'GET').toUpperCase();
+    // Taken now: once the response is done or the client gone, req.socket may be null.
+    const address = clientAddress(req.socket);
     let reply: DavReply;
     try {
       reply = await this.answer(req, method, path);
     } catch (err) {
       // The client went away (a PUT cut off): nobody to answer, nothing wrong here.
       // (req.destroyed alone says nothing: a body read to its end is destroyed too.)
-      if (res.destroyed || req.socket.destroyed) {
-        this.log.debug({ event: 'dav.request_aborted', method, path: path.slice(0, 200), address: clientAddress(req.socket) }, 'DAV request aborted by the client');
+      if (res.destroyed || !req.socket || req.socket.destroyed) {
+        this.log.debug({ event: 'dav.request_aborted', method, path: path.slice(0, 200), address }, 'DAV request aborted by the client');
         return;
       }
-      reply = this.failure(err, method, req, path);
+      reply = this.failure(err, method, address, path);
     }
     this.send(req, res, method, reply);
   }
 
   /** An error as an HTTP answer: clients' mistakes get their status; anything else is a 500, logged. */
-  private failure(err: unknown, method: string, req: IncomingMessage, path: string): DavReply {
+  private failure(err: unknown, method: string, address: string, path: string): DavReply {
     if (err instanceof FileError) {
       const status = fileStatus(err.reason, method);
       if (status === 423) return xmlReply(423, errorXml(D('lock-token-submitted')));
@@ -156,7 +158,7 @@ export class DavHandler {
     }
     if (err instanceof HeaderError || err instanceof DavBodyError) return textReply(err.status, err.message);
     if (err instanceof ServiceError) return textReply(err.code >= 400 && err.code < 600 ? err.code : 500, err.message);
-    this.log.error({ event: 'dav.request_failed', method, path: path.slice(0, 200), address: clientAddress(req.socket), err }, 'DAV request failed');
+    this.log.error({ event: 'dav.request_failed', method, path: path.slice(0, 200), address, err }, 'DAV request failed');
     return textReply(500, 'internal server error');
   }
 
