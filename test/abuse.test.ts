@@ -500,6 +500,68 @@ describe('abuse: expensive work for one request', () => {
   });
 });
 
+describe('abuse: WebDAV and CardDAV', () => {
+  let server: TestServer;
+  let victim: XimssClient;
+  before(async () => ({ server, victim } = await startAttacked()));
+  after(() => server.stop());
+
+  /** One DAV request over a raw socket (the body written as the server reads it), with the user's Basic credentials. */
+  const davRaw = (user: string, method: string, path: string, body: Buffer, headers = ''): Promise<{ text: string; closed: boolean }> =>
+    rawHttp(
+      server.ports.http,
+      `${method} ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Basic ${Buffer.from(`${user}:secret`).toString('base64')}\r\n` +
+        `Content-Length: ${body.length}\r\n${headers}\r\n`,
+      body,
+    );
+
+  test('request bodies: a 10 MB nested PROPFIND and a 5 MB vCard are refused while they arrive; the server goes on', async () => {
+    const user = await server.newAccount('davbody');
+    const rss = watchRss();
+    const propfind = await davRaw(user, 'PROPFIND', `/dav/files/${user}/`, nested(10 * 1024 * 1024 / 3, '<D:propfind xmlns:D="DAV:">'), 'Depth: 0\r\n');
+    assert.equal(status(propfind.text), 413, propfind.text.slice(0, 200));
+    const card = Buffer.from(`BEGIN:VCARD\r\nVERSION:3.0\r\nUID:big\r\nFN:Big\r\nNOTE:${'x'.repeat(5 * 1024 * 1024)}\r\nEND:VCARD\r\n`);
+    const account = (await server.services.accounts.find(user))!;
+    await server.services.mail.access(account, 'Contacts', 'i', { mailboxClass: 'IPF.Contact' });
+    const put = await davRaw(user, 'PUT', `/dav/addressbooks/${user}/Contacts/big.vcf`, card, 'Content-Type: text/vcard\r\n');
+    assert.equal(status(put.text), 413, put.text.slice(0, 200));
+    await assertServes(victim);
+    assertWithinBudget(rss.stop(), 64 * 1024 * 1024);
+  });
+
+  test('a 64 MB PUT beyond the storage limit is refused while it streams (507) and leaves nothing; the heap does not take it in', async () => {
+    const address = await server.newAccount('davput');
+    const account = (await server.services.accounts.find(address))!;
+    await server.services.accounts.setSettings(account, { MaxWebSize: '8M' });
+    const rss = watchRss();
+    const put = await davRaw(address, 'PUT', `/dav/files/${address}/big.bin`, Buffer.alloc(64 * 1024 * 1024, 0x62));
+    // The 507 goes out at once and the connection is closed: a client still writing may see
+    // the reset before the answer.
+    if (put.text !== '') assert.equal(status(put.text), 507, put.text.slice(0, 200));
+    else assert.ok(put.closed, 'refused: answered 507, or cut before the answer could be read');
+    assert.equal(await server.services.files.stat(account, 'big.bin'), undefined, 'nothing of it stays');
+    assert.equal((await server.services.files.usage(account, '')).size, 0);
+    await assertServes(victim);
+    assertWithinBudget(rss.stop(), 128 * 1024 * 1024);
+  });
+
+  test('password guessing over Basic authentication spends the same login budget as XIMSS', async () => {
+    const address = await server.newAccount('davguess');
+    const statuses: number[] = [];
+    for (let i = 0; i < 40; i++) {
+      const reply = await httpRequest(server.ports.http, `/dav/files/${address}/`, {
+        method: 'PROPFIND',
+        headers: { Authorization: `Basic ${Buffer.from(`${address}:wrong-${i}`).toString('base64')}`, Depth: '0' },
+      });
+      statuses.push(reply.status);
+    }
+    assert.ok(statuses.every((s) => s === 401 || s === 403 || s === 429), `only refusals: ${[...new Set(statuses)].join(', ')}`);
+    const refusedLogins = (await server.services.store.accounts.get(address.split('@')[1]!, address.split('@')[0]!))?.lastFailedLogin;
+    assert.ok(refusedLogins, 'the failures are recorded on the account');
+    await assertServes(victim);
+  });
+});
+
 describe('abuse: logins and SMTP', () => {
   let server: TestServer;
   let victim: XimssClient;
