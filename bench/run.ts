@@ -385,7 +385,7 @@ async function main(): Promise<void> {
   if (only.has('webdav')) {
     const mb = fmt(params.webdavBytes / 1024 / 1024);
     console.log(`\nwebdav: ximssd beside Apache mod_dav on the same data: PROPFIND depth 1 of ${fmt(params.webdavFiles)} files, GET of ${mb} MB`);
-    webdav = await webdavBench({ files: params.webdavFiles, bigBytes: params.webdavBytes, propfindRuns: quick ? 5 : 20, getRuns: params.runs, cpuProfileDir: profileDir });
+    webdav = await webdavBench({ files: params.webdavFiles, bigBytes: params.webdavBytes, propfindRuns: quick ? 5 : 20, getRuns: quick ? 3 : 7, cpuProfileDir: profileDir });
     if (!webdav.available) console.log(`webdav section not measured: ${webdav.reason}`);
     else if (!webdav.apache) console.log(`Apache mod_dav not measured: ${webdav.apacheReason}`);
   }

@@ -69,7 +69,7 @@ export function textReply(status: number, text: string, headers?: Record<string,
   return { status, body: text.endsWith('\n') ? text : `${text}\n`, contentType: 'text/plain; charset=utf-8', headers };
 }
 
-export function xmlReply(status: number, xml: string, headers?: Record<string, string>): DavReply {
+export function xmlReply(status: number, xml: string | Buffer, headers?: Record<string, string>): DavReply {
   return { status, body: xml, contentType: XML_TYPE, headers };
 }
 

@@ -189,38 +189,80 @@ export interface MultistatusEntry {
   xml?: string;
 }
 
-/** Writes one `response` of a multistatus. */
-export function responseXml(entry: MultistatusEntry): string {
-  const out: string[] = [];
-  pushResponse(out, entry);
-  return out.join('');
+/**
+ * UTF-8 bytes appended to a growing buffer. A multistatus of a thousand entries is some 30,000
+ * short pieces: written straight into bytes it costs a third of joining them into a string and
+ * encoding that (measured on a 1,000-file PROPFIND).
+ */
+class ByteWriter {
+  private buffer: Buffer;
+  private length = 0;
+
+  constructor(capacity: number) {
+    this.buffer = Buffer.allocUnsafe(capacity);
+  }
+
+  write(s: string): void {
+    // A UTF-16 unit becomes at most 3 bytes: room for that, then the exact count written.
+    if (this.length + s.length * 3 > this.buffer.length) this.grow(s.length * 3);
+    this.length += this.buffer.write(s, this.length, 'utf8');
+  }
+
+  bytes(): Buffer {
+    return this.buffer.subarray(0, this.length);
+  }
+
+  private grow(needed: number): void {
+    const next = Buffer.allocUnsafe(Math.max(this.buffer.length * 2, this.length + needed));
+    this.buffer.copy(next, 0, 0, this.length);
+    this.buffer = next;
+  }
 }
 
-/** Appends the pieces of one `response` (one flat list for a whole multistatus: no string is copied twice). */
-function pushResponse(out: string[], entry: MultistatusEntry): void {
+/** Writes one `response` of a multistatus. */
+function writeResponse(out: ByteWriter, entry: MultistatusEntry): void {
   if (entry.xml !== undefined) {
-    out.push(entry.xml);
+    out.write(entry.xml);
     return;
   }
-  out.push('<D:response><D:href>', escapeText(entry.href), '</D:href>');
+  out.write('<D:response><D:href>');
+  out.write(escapeText(entry.href));
+  out.write('</D:href>');
   if (entry.propstats) {
     for (const [status, props] of entry.propstats) {
-      out.push('<D:propstat><D:prop>');
-      for (const prop of props) out.push(prop);
-      out.push('</D:prop><D:status>', statusLine(status), '</D:status></D:propstat>');
+      out.write('<D:propstat><D:prop>');
+      for (const prop of props) out.write(prop);
+      out.write('</D:prop><D:status>');
+      out.write(statusLine(status));
+      out.write('</D:status></D:propstat>');
     }
   }
-  if (entry.status !== undefined) out.push('<D:status>', statusLine(entry.status), '</D:status>');
-  if (entry.error) out.push('<D:error>', tagOf(entry.error).empty, '</D:error>');
-  if (entry.description) out.push('<D:responsedescription>', escapeText(entry.description), '</D:responsedescription>');
-  out.push('</D:response>');
+  if (entry.status !== undefined) {
+    out.write('<D:status>');
+    out.write(statusLine(entry.status));
+    out.write('</D:status>');
+  }
+  if (entry.error) {
+    out.write('<D:error>');
+    out.write(tagOf(entry.error).empty);
+    out.write('</D:error>');
+  }
+  if (entry.description) {
+    out.write('<D:responsedescription>');
+    out.write(escapeText(entry.description));
+    out.write('</D:responsedescription>');
+  }
+  out.write('</D:response>');
 }
 
-export function multistatusXml(entries: readonly MultistatusEntry[]): string {
-  const out: string[] = [XML_HEADER, '<D:multistatus xmlns:D="DAV:">'];
-  for (const entry of entries) pushResponse(out, entry);
-  out.push('</D:multistatus>\n');
-  return out.join('');
+/** A whole multistatus document, as the UTF-8 bytes of the reply. */
+export function multistatusXml(entries: readonly MultistatusEntry[]): Buffer {
+  const out = new ByteWriter(1024 + entries.length * 320);
+  out.write(XML_HEADER);
+  out.write('<D:multistatus xmlns:D="DAV:">');
+  for (const entry of entries) writeResponse(out, entry);
+  out.write('</D:multistatus>\n');
+  return out.bytes();
 }
 
 /** An RFC 4918 error body naming a precondition or postcondition (e.g. `{DAV:}lock-token-matches-request-uri`). */
