@@ -37,7 +37,7 @@ import { encodeSegment, etagMatches, headerOf, localPath, parseDepth, parseEtagL
 import { D, httpDate, propfindEntry, type LiveValue, type PropertyNode } from './properties.js';
 import type { DavProvider, DavReply, DavRequest } from './provider.js';
 import { ianaTimeZone } from '../../xml/time.js';
-import { child, clark, DavBodyError, errorXml, escapeDavText, tagOf, type DavElement, type MultistatusEntry } from './xml.js';
+import { child, clark, DavBodyError, errorXml, escapeDavText, multistatusXml, tagOf, type DavElement, type MultistatusEntry } from './xml.js';
 
 export const CARD_NS = 'urn:ietf:params:xml:ns:carddav';
 export const CS_NS = 'http://calendarserver.org/ns/';
@@ -699,9 +699,8 @@ export class CardDavProvider implements DavProvider {
 }
 
 /** A multistatus with a sync-token (RFC 6578). */
-function entriesWithToken(entries: readonly MultistatusEntry[], token: string): string {
-  const inner = multistatusReply(entries).body as string;
-  return inner.replace('</D:multistatus>', `<D:sync-token>${escapeDavText(token)}</D:sync-token></D:multistatus>`);
+function entriesWithToken(entries: readonly MultistatusEntry[], token: string): Buffer {
+  return multistatusXml(entries, `<D:sync-token>${escapeDavText(token)}</D:sync-token>`);
 }
 
 function findDeep(element: DavElement, name: string): DavElement | undefined {

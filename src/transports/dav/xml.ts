@@ -255,12 +255,16 @@ function writeResponse(out: ByteWriter, entry: MultistatusEntry): void {
   out.write('</D:response>');
 }
 
-/** A whole multistatus document, as the UTF-8 bytes of the reply. */
-export function multistatusXml(entries: readonly MultistatusEntry[]): Buffer {
+/**
+ * A whole multistatus document, as the UTF-8 bytes of the reply; `trailer` is XML written after
+ * the responses (RFC 6578's sync-token).
+ */
+export function multistatusXml(entries: readonly MultistatusEntry[], trailer = ''): Buffer {
   const out = new ByteWriter(1024 + entries.length * 320);
   out.write(XML_HEADER);
   out.write('<D:multistatus xmlns:D="DAV:">');
   for (const entry of entries) writeResponse(out, entry);
+  out.write(trailer);
   out.write('</D:multistatus>\n');
   return out.bytes();
 }
