@@ -196,16 +196,22 @@ export interface ChunkRow {
   data: Buffer;
 }
 
-/** Assembles [start, end) from the rows that overlap it (sorted by offset). */
-export function assemble(rows: readonly ChunkRow[], start: number, end: number): Buffer {
-  // A whole stored row, as a streamed read asks for them: served as it came from the engine.
-  if (rows.length === 1 && rows[0]!.offset === start && rows[0]!.data.length === end - start) return rows[0]!.data;
-  const out = Buffer.alloc(Math.max(0, end - start));
+/**
+ * [start, end) as slices of the rows that overlap it (sorted by offset), without copying; a
+ * range no row covers reads as zeros.
+ */
+export function slices(rows: readonly ChunkRow[], start: number, end: number): Buffer[] {
+  const out: Buffer[] = [];
+  let at = start;
   for (const row of rows) {
-    const from = Math.max(start, row.offset);
+    const from = Math.max(at, row.offset);
     const till = Math.min(end, row.offset + row.data.length);
-    if (till > from) row.data.copy(out, from - start, from - row.offset, till - row.offset);
+    if (till <= from) continue;
+    if (from > at) out.push(Buffer.alloc(from - at));
+    out.push(from === row.offset && till === row.offset + row.data.length ? row.data : row.data.subarray(from - row.offset, till - row.offset));
+    at = till;
   }
+  if (at < end) out.push(Buffer.alloc(end - at));
   return out;
 }
 

@@ -53,10 +53,11 @@ export interface FileStore {
   totals(accountId: number): Promise<{ entries: number; size: number }>;
   /**
    * Bytes [start, end) of a file (clipped to its size) with its record, read in one
-   * transaction; with `etag`, FileStoreError precondition-failed when the file is another
-   * version now (a stream reading a file piece by piece). beyond-eof when start > size.
+   * transaction, as the stored chunks' slices in order (not copied into one buffer: a stream
+   * sends them as they are); with `etag`, FileStoreError precondition-failed when the file is
+   * another version now (a stream reading a file piece by piece). beyond-eof when start > size.
    */
-  read(accountId: number, path: string, start: number, end: number, etag?: string): Promise<{ record: FileRecord; data: Buffer }>;
+  read(accountId: number, path: string, start: number, end: number, etag?: string): Promise<{ record: FileRecord; pieces: Buffer[] }>;
   /** A new staging blob of the account (invisible until a commit swaps it in). */
   stage(accountId: number, now: number): Promise<number>;
   /** Appends one chunk (at most CHUNK bytes) at `offset` of a staging blob. */

@@ -82,6 +82,9 @@ function toLock(record: LockRecord): FileLock {
   return { ...record, expires: new Date(record.expires) };
 }
 
+/** Bytes a streamed read takes from the store at a time (whole chunks). */
+const STREAM_STRETCH = 4 * CHUNK;
+
 /** Splits a stream or buffer into pieces of at most CHUNK bytes. */
 async function* pieces(data: Buffer | Readable): AsyncGenerator<Buffer> {
   if (Buffer.isBuffer(data)) {
@@ -230,8 +233,8 @@ export class FileService implements FileStorage {
 
   async readRange(owner: AccountRecord, path: string, position: number, limit: number): Promise<{ entry: FileEntry; data: Buffer }> {
     if (!Number.isSafeInteger(position) || position < 0 || !Number.isSafeInteger(limit) || limit < 0) throw new FileError('beyond-eof', 'bad position or limit');
-    const { record, data } = await this.call(() => this.store.files.read(owner.id, path, position, position + limit));
-    return { entry: toEntry(record), data };
+    const { record, pieces } = await this.call(() => this.store.files.read(owner.id, path, position, position + limit));
+    return { entry: toEntry(record), data: pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces) };
   }
 
   async open(owner: AccountRecord, path: string, range?: { start: number; end: number }): Promise<{ entry: FileEntry; stream: Readable }> {
@@ -243,15 +246,18 @@ export class FileService implements FileStorage {
     if (start > record.size) throw new FileError('beyond-eof', 'reading beyond the EOF mark');
     const files = this.store.files;
     const etag = record.etag;
-    // Each piece is read in a transaction of its own, for this version only: a change of the
-    // file while it streams ends the stream with an error (never a mix of two versions).
+    // Each stretch is read in a transaction of its own, for this version only: a change of the
+    // file while it streams ends the stream with an error (never a mix of two versions). A
+    // stretch is a few chunks: the per-transaction cost is paid once per megabyte, and the
+    // chunks go to the socket as the store gave them.
     async function* read(): AsyncGenerator<Buffer> {
       for (let at = start; at < end; ) {
-        const till = Math.min(end, at + CHUNK);
-        const { data } = await files.read(owner.id, path, at, till, etag);
-        if (data.length === 0) break;
-        yield data;
-        at += data.length;
+        const { pieces } = await files.read(owner.id, path, at, Math.min(end, at + STREAM_STRETCH), etag);
+        if (pieces.length === 0) break;
+        for (const piece of pieces) {
+          yield piece;
+          at += piece.length;
+        }
       }
     }
     // Up to a few pieces read ahead while the consumer (a socket) drains the one before.

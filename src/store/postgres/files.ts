@@ -1,7 +1,6 @@
 import type { FileStore } from '../store.js';
 import {
   applyAttributeChanges,
-  assemble,
   attributesJson,
   checkLimits,
   checkLocks,
@@ -12,6 +11,7 @@ import {
   newEtag,
   parentOf,
   parseAttributes,
+  slices,
   splitForOverwrite,
   toFileRecord,
   toLockRecord,
@@ -196,7 +196,7 @@ export class PgFiles implements FileStore {
     return { entries: Number(r.n), size: Number(r.size) };
   }
 
-  async read(accountId: number, path: string, start: number, end: number, etag?: string): Promise<{ record: FileRecord; data: Buffer }> {
+  async read(accountId: number, path: string, start: number, end: number, etag?: string): Promise<{ record: FileRecord; pieces: Buffer[] }> {
     return this.db.tx(
       async (tx) => {
         const row = await this.row(tx, accountId, path);
@@ -205,11 +205,11 @@ export class PgFiles implements FileStore {
         if (etag !== undefined && row.etag !== etag) throw new FileStoreError('precondition-failed', `${path} changed while it was read`);
         if (start > row.size) throw new FileStoreError('beyond-eof', 'reading beyond the EOF mark');
         const till = Math.min(end, row.size);
-        if (till <= start || row.blob_id === null) return { record: toFileRecord(row), data: Buffer.alloc(0) };
+        if (till <= start || row.blob_id === null) return { record: toFileRecord(row), pieces: [] };
         const rows = (await tx.rows<{ offset: number; data: Buffer }>(SQL.chunksIn, [row.blob_id, start - CHUNK, till, start])).map(
           (r): ChunkRow => ({ offset: Number(r.offset), data: r.data }),
         );
-        return { record: toFileRecord(row), data: assemble(rows, start, till) };
+        return { record: toFileRecord(row), pieces: slices(rows, start, till) };
       },
       { snapshot: true },
     );

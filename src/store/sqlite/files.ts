@@ -2,7 +2,6 @@ import type { Database as SqliteDatabase, Statement } from 'better-sqlite3';
 import type { FileStore } from '../store.js';
 import {
   applyAttributeChanges,
-  assemble,
   attributesJson,
   checkLimits,
   checkLocks,
@@ -13,6 +12,7 @@ import {
   newEtag,
   parentOf,
   parseAttributes,
+  slices,
   splitForOverwrite,
   toFileRecord,
   toLockRecord,
@@ -127,7 +127,7 @@ export class SqliteFiles implements FileStore {
     return { entries: files, size };
   }
 
-  async read(accountId: number, path: string, start: number, end: number, etag?: string): Promise<{ record: FileRecord; data: Buffer }> {
+  async read(accountId: number, path: string, start: number, end: number, etag?: string): Promise<{ record: FileRecord; pieces: Buffer[] }> {
     return this.db.transaction(() => {
       const row = this.row(accountId, path);
       if (!row) throw new FileStoreError('not-found', `${path} does not exist`);
@@ -135,9 +135,9 @@ export class SqliteFiles implements FileStore {
       if (etag !== undefined && row.etag !== etag) throw new FileStoreError('precondition-failed', `${path} changed while it was read`);
       if (start > row.size) throw new FileStoreError('beyond-eof', 'reading beyond the EOF mark');
       const till = Math.min(end, row.size);
-      if (till <= start || row.blob_id === null) return { record: toFileRecord(row), data: Buffer.alloc(0) };
+      if (till <= start || row.blob_id === null) return { record: toFileRecord(row), pieces: [] };
       const rows = this.sql.chunksIn.all(row.blob_id, start - CHUNK, till, start) as ChunkRow[];
-      return { record: toFileRecord(row), data: assemble(rows, start, till) };
+      return { record: toFileRecord(row), pieces: slices(rows, start, till) };
     }).deferred();
   }
 
