@@ -1,5 +1,6 @@
 import type { XimssValue } from '../xml/objects.js';
 import type { DatasetStore } from './datasets.js';
+import type { CalendarIndexStore } from './calendar-index.js';
 import type { DavNameStore } from './dav-names.js';
 import type { FileGuard, FileLimits, FileRecord, LockRecord, StoredAttribute, StoredAttributeChange, StoreWriteMode } from './files.js';
 import type { QueueStore } from './queue.js';
@@ -28,6 +29,7 @@ export interface Store {
   readonly files: FileStore;
   readonly accountAcl: AccountAclStore;
   readonly davNames: DavNameStore;
+  readonly calendarIndex: CalendarIndexStore;
   readonly cluster: ClusterStore;
   readonly shared: SharedStateStore;
   /** Carries change events between the processes sharing the store (see src/bus/). */

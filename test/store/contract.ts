@@ -35,6 +35,7 @@ import {
 import type { XimssValue } from '../../src/xml/objects.js';
 import { fileStoreContract } from './files.js';
 import { accountAclContract } from './account-acl.js';
+import { calendarIndexContract } from './calendar-index.js';
 import { davNamesContract } from './dav-names.js';
 
 export interface StoreHarness {
@@ -79,7 +80,7 @@ interface MessageOptions {
 }
 
 /** Message `i`: its own subject, sender and internal date (T + i s). */
-function message(i: number, options: MessageOptions = {}): NewMessage {
+export function message(i: number, options: MessageOptions = {}): NewMessage {
   const subject = options.subject ?? `m${i}`;
   const header = options.header ?? `Subject: ${subject}\r\nMessage-ID: <m${i}@contract.test>\r\n`;
   const raw = options.raw ?? Buffer.from(`${header}\r\nbody ${i}\r\n`, 'latin1');
@@ -297,6 +298,7 @@ export function storeContract(engine: string, fresh: FreshStore): void {
     fileStoreContract(fresh);
     accountAclContract(fresh);
     davNamesContract(fresh);
+    calendarIndexContract(fresh);
     cluster(fresh);
     sharedState(fresh);
     relay(fresh);

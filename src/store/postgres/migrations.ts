@@ -365,6 +365,23 @@ export const migrations: readonly string[] = [
     PRIMARY KEY (mailbox_id, orig_uid)
   );
   `,
+  // 16: the calendar index, a row per message of a calendar (src/store/calendar-index.ts).
+  `
+  CREATE TABLE calendar_index (
+    mailbox_id  BIGINT NOT NULL,
+    uid         BIGINT NOT NULL,
+    item_uid    TEXT NOT NULL,
+    kind        TEXT NOT NULL,
+    first_start BIGINT,
+    last_end    BIGINT,
+    alarm_first BIGINT,
+    alarm_last  BIGINT,
+    PRIMARY KEY (mailbox_id, uid),
+    FOREIGN KEY (mailbox_id, uid) REFERENCES messages(mailbox_id, uid) ON DELETE CASCADE
+  );
+  CREATE INDEX calendar_index_start ON calendar_index(mailbox_id, kind, first_start);
+  CREATE INDEX calendar_index_item ON calendar_index(mailbox_id, item_uid);
+  `,
 ];
 
 /** The advisory lock key that serializes migrations between processes starting at once ('xims'). */

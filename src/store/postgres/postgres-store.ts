@@ -4,6 +4,7 @@ import { PgCluster, PgSharedState } from './cluster.js';
 import { PgDatasets } from './datasets.js';
 import { PgFiles } from './files.js';
 import { PgAccountAcl } from './account-acl.js';
+import { PgCalendarIndex } from './calendar-index.js';
 import { PgDavNames } from './dav-names.js';
 import { Db, parseStoreUrl } from './db.js';
 import { PgMail } from './mail.js';
@@ -34,6 +35,7 @@ export class PostgresStore implements Store {
   readonly files: PgFiles;
   readonly accountAcl: PgAccountAcl;
   readonly davNames: PgDavNames;
+  readonly calendarIndex: PgCalendarIndex;
   readonly cluster: PgCluster;
   readonly shared: PgSharedState;
   readonly relay: PgRelay;
@@ -74,6 +76,7 @@ export class PostgresStore implements Store {
     this.files = new PgFiles(db);
     this.accountAcl = new PgAccountAcl(db);
     this.davNames = new PgDavNames(db);
+    this.calendarIndex = new PgCalendarIndex(db);
     this.cluster = new PgCluster(db);
     this.shared = new PgSharedState(db);
     this.relay = new PgRelay(db);

@@ -399,4 +399,21 @@ export const migrations: readonly string[] = [
     PRIMARY KEY (mailbox_id, orig_uid)
   ) WITHOUT ROWID;
   `,
+  // 17: the calendar index, a row per message of a calendar (src/store/calendar-index.ts).
+  `
+  CREATE TABLE calendar_index (
+    mailbox_id  INTEGER NOT NULL,
+    uid         INTEGER NOT NULL,
+    item_uid    TEXT NOT NULL,
+    kind        TEXT NOT NULL,
+    first_start INTEGER,
+    last_end    INTEGER,
+    alarm_first INTEGER,
+    alarm_last  INTEGER,
+    PRIMARY KEY (mailbox_id, uid),
+    FOREIGN KEY (mailbox_id, uid) REFERENCES messages(mailbox_id, uid) ON DELETE CASCADE
+  ) WITHOUT ROWID;
+  CREATE INDEX calendar_index_start ON calendar_index(mailbox_id, kind, first_start);
+  CREATE INDEX calendar_index_item ON calendar_index(mailbox_id, item_uid);
+  `,
 ];

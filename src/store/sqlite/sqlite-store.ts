@@ -27,6 +27,7 @@ import { SqliteCluster, SqliteSharedState } from './cluster.js';
 import { SqliteDatasets } from './datasets.js';
 import { SqliteFiles } from './files.js';
 import { SqliteAccountAcl } from './account-acl.js';
+import { SqliteCalendarIndex } from './calendar-index.js';
 import { SqliteDavNames } from './dav-names.js';
 import { DataDirLock } from '../lock.js';
 import { privateDirectory, privateFile } from '../modes.js';
@@ -82,6 +83,7 @@ export class SqliteStore implements Store {
   readonly files: SqliteFiles;
   readonly accountAcl: SqliteAccountAcl;
   readonly davNames: SqliteDavNames;
+  readonly calendarIndex: SqliteCalendarIndex;
   readonly cluster: SqliteCluster;
   readonly shared: SqliteSharedState;
   readonly relay: SqliteRelay;
@@ -140,6 +142,7 @@ export class SqliteStore implements Store {
     this.files = new SqliteFiles(db);
     this.accountAcl = new SqliteAccountAcl(db);
     this.davNames = new SqliteDavNames(db);
+    this.calendarIndex = new SqliteCalendarIndex(db);
     this.cluster = new SqliteCluster(db);
     this.shared = new SqliteSharedState(db);
     this.relay = new SqliteRelay(db, lock !== undefined);
