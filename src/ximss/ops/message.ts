@@ -53,6 +53,30 @@ export async function readMessage(ctx: SessionContext, box: MailboxHandle, uid: 
 }
 
 /**
+ * What folderRead (and calendarRead) sends of a message: the message or one part as XML
+ * (`partID`), or a reply/forward template (`mode`), per the request's attributes.
+ */
+export async function readMessageReply(ctx: SessionContext, box: MailboxHandle, uid: number): Promise<{ body: XmlElement; partID?: string; mode?: string }> {
+  const { partID, mode } = ctx.request.attrs;
+  const raw = await readMessage(ctx, box, uid);
+  const root = parseMime(raw);
+  if (partID !== undefined && partID !== '' && !findPart(root, partID)) throw new ServiceError(`message part not found: ${partID}`);
+  const timeZone = ctx.session.timeZone;
+  let body: XmlElement;
+  if (mode !== undefined && mode !== '') {
+    if (!REPLY_MODES.has(mode)) throw new ServiceError(`invalid mode: ${mode}`);
+    body = replyTemplate(raw, root, mode as ReplyMode, {
+      timeZone,
+      ownAddresses: [ctx.session.userName],
+      partID: partID || undefined,
+    });
+  } else {
+    body = messageToXml(raw, root, { timeZone, totalSizeLimit: totalSizeLimitAttr(ctx.request), partID: partID || undefined });
+  }
+  return { body, ...(partID ? { partID } : {}), ...(mode ? { mode } : {}) };
+}
+
+/**
  * Where composed messages get uploaded files and parts of stored messages (copyMIME from
  * an open folder), files of the account's File Storage (`fileName`).
  */
@@ -152,23 +176,8 @@ export const messageOperations: OperationTable = {
   folderRead: inSession(async (ctx) => {
     const folder = openFolder(ctx.session, ctx.request);
     const uid = uidAttr(ctx.request);
-    const { partID, mode } = ctx.request.attrs;
-    const raw = await readMessage(ctx, folder.box, uid);
-    const root = parseMime(raw);
-    if (partID !== undefined && partID !== '' && !findPart(root, partID)) throw new ServiceError(`message part not found: ${partID}`);
-    const timeZone = ctx.session.timeZone;
-    let body: XmlElement;
-    if (mode !== undefined && mode !== '') {
-      if (!REPLY_MODES.has(mode)) throw new ServiceError(`invalid mode: ${mode}`);
-      body = replyTemplate(raw, root, mode as ReplyMode, {
-        timeZone,
-        ownAddresses: [ctx.session.userName],
-        partID: partID || undefined,
-      });
-    } else {
-      body = messageToXml(raw, root, { timeZone, totalSizeLimit: totalSizeLimitAttr(ctx.request), partID: partID || undefined });
-    }
-    ctx.send(el('folderMessage', { folder: folder.name, UID: uid, partID: partID || undefined, mode: mode || undefined }, body));
+    const { body, partID, mode } = await readMessageReply(ctx, folder.box, uid);
+    ctx.send(el('folderMessage', { folder: folder.name, UID: uid, partID, mode }, body));
   }),
 
   messageAppend: inSession(async (ctx) => {
