@@ -45,12 +45,12 @@ const MAX_ALARMS = 20;
 /** Repetitions of one alarm (REPEAT) that are reported. */
 const MAX_ALARM_REPEATS = 10;
 /** Rule steps (occurrences produced by ical.js) in one expansion. */
-export const MAX_RULE_STEPS = 100_000;
+export const MAX_RULE_STEPS = 50_000;
 /**
  * ical.js's candidate checks in one expansion: a rule that matches rarely (or never) searches
  * long inside one step, some 10 µs a candidate.
  */
-const MAX_CANDIDATE_CHECKS = 100_000;
+const MAX_CANDIDATE_CHECKS = 50_000;
 
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
@@ -224,6 +224,20 @@ function isTime(value: unknown): value is ICAL.Time {
   return value instanceof ICAL.Time;
 }
 
+/**
+ * ical.js normalizes an out-of-range date (month 13, February 30, 25:00) into another
+ * one: the text as written (jCal form, `2024-02-30T25:00:00`) is checked against it.
+ */
+function checkWritten(time: ICAL.Time, written: unknown, what: string): void {
+  if (typeof written !== 'string') return;
+  const m = /^(\d{4})-(\d{2})-(\d{2})(?:T(\d{2}):(\d{2}):(\d{2}))?/.exec(written);
+  if (!m) throw new CalendarItemError(`${what}: invalid date or time`);
+  const same =
+    +m[1]! === time.year && +m[2]! === time.month && +m[3]! === time.day &&
+    (m[4] === undefined || (+m[4] === time.hour && +m[5]! === time.minute && +m[6]! === time.second));
+  if (!same) throw new CalendarItemError(`${what}: invalid date or time`);
+}
+
 function timeToDateValue(time: ICAL.Time, tzid: string | undefined, what: string): DateValue {
   const wall: WallTime = {
     year: time.year,
@@ -254,6 +268,7 @@ function dateProperty(component: ICAL.Component, name: string): DateValue | unde
   if (!property) return undefined;
   const value = property.getFirstValue();
   if (!isTime(value)) throw new CalendarItemError(`${name.toUpperCase()} is not a date or a date-time`);
+  checkWritten(value, property.jCal[3], name.toUpperCase());
   return timeToDateValue(value, tzidOf(property), name.toUpperCase());
 }
 
@@ -298,6 +313,7 @@ function alarmsOf(component: ICAL.Component): AlarmDefinition[] {
       const related = String(property.getFirstParameter('related') ?? '').toUpperCase() === 'END' ? 'end' : 'start';
       trigger = { kind: 'relative', related, seconds: value.toSeconds() };
     } else if (isTime(value)) {
+      checkWritten(value, property.jCal[3], 'TRIGGER');
       trigger = { kind: 'absolute', time: timeToDateValue(value, tzidOf(property), 'TRIGGER') };
     } else continue;
     const repeat = Math.min(Math.max(integerProperty(alarm, 'repeat') ?? 0, 0), MAX_ALARM_REPEATS);
@@ -392,10 +408,13 @@ function datesOf(component: ICAL.Component, name: 'rdate' | 'exdate'): Recurrenc
   const result: RecurrenceDate[] = [];
   for (const property of component.getAllProperties(name)) {
     const tzid = tzidOf(property);
-    for (const value of property.getValues() as unknown[]) {
+    const written = property.jCal.slice(3) as unknown[];
+    for (const [index, value] of (property.getValues() as unknown[]).entries()) {
       if (result.length >= MAX_DATES) throw new CalendarItemError(`more than ${MAX_DATES} ${name.toUpperCase()} values`);
-      if (isTime(value)) result.push({ value: timeToDateValue(value, tzid, name.toUpperCase()) });
-      else if (value instanceof ICAL.Period && name === 'rdate') {
+      if (isTime(value)) {
+        checkWritten(value, written[index], name.toUpperCase());
+        result.push({ value: timeToDateValue(value, tzid, name.toUpperCase()) });
+      } else if (value instanceof ICAL.Period && name === 'rdate') {
         const date: RecurrenceDate = { value: timeToDateValue(value.start, tzid, 'RDATE') };
         if (value.end) date.end = timeToDateValue(value.end, tzid, 'RDATE');
         else if (value.duration) {
@@ -712,18 +731,35 @@ function longestSpan(instance: Instance): number {
   return 0;
 }
 
-/** The rule with UNTIL in the master's wall time, as ical.js compares it with the wall times it iterates. */
-function ruleInWallTime(rule: ICAL.Recur, context: Context): ICAL.Recur {
-  const until = rule.until;
-  if (!until) return rule;
+/**
+ * The rule as ical.js is to iterate it: UNTIL in the master's wall time (ical.js compares
+ * it with the wall times it iterates), and the day of the month a monthly or yearly
+ * rule takes from a DTSTART after the 28th written out, so that months and years without
+ * that day are skipped (RFC 5545 §3.3.10: invalid dates are ignored) where ical.js would
+ * roll February 29 over to March 1.
+ */
+function ruleForIteration(rule: ICAL.Recur, context: Context): ICAL.Recur {
   const master = context.masterStart;
+  const parts = rule.parts;
+  const impliedDay =
+    (rule.freq === 'MONTHLY' || rule.freq === 'YEARLY') &&
+    master.wall.day > 28 &&
+    !parts.BYMONTHDAY && !parts.BYDAY && !parts.BYYEARDAY && !parts.BYWEEKNO;
+  if (!rule.until && !impliedDay) return rule;
   const copy = rule.clone();
-  const untilValue = timeToDateValue(until, undefined, 'UNTIL');
-  let wall: WallTime;
-  if (untilValue.isDate) wall = master.isDate ? untilValue.wall : { ...untilValue.wall, hour: 23, minute: 59, second: 59 };
-  else if (untilValue.utc) wall = wallInZone(wallAsUtc(untilValue.wall), context.masterZone);
-  else wall = untilValue.wall;
-  copy.until = floatingTime(wall, master.isDate);
+  if (impliedDay) {
+    copy.parts.BYMONTHDAY = [master.wall.day];
+    if (rule.freq === 'YEARLY' && !parts.BYMONTH) copy.parts.BYMONTH = [master.wall.month];
+  }
+  const until = rule.until;
+  if (until) {
+    const untilValue = timeToDateValue(until, undefined, 'UNTIL');
+    let wall: WallTime;
+    if (untilValue.isDate) wall = master.isDate ? untilValue.wall : { ...untilValue.wall, hour: 23, minute: 59, second: 59 };
+    else if (untilValue.utc) wall = wallInZone(wallAsUtc(untilValue.wall), context.masterZone);
+    else wall = untilValue.wall;
+    copy.until = floatingTime(wall, master.isDate);
+  }
   return copy;
 }
 
@@ -824,7 +860,7 @@ function expandPlan(plan: Plan, fromMs: number, tillMs: number, viewerZone: stri
   const dtstart = floatingTime(masterStart.wall, masterStart.isDate);
   for (const rule of plan.rules) {
     try {
-      const iterator = new BoundedRecurIterator({ rule: ruleInWallTime(rule, context), dtstart });
+      const iterator = new BoundedRecurIterator({ rule: ruleForIteration(rule, context), dtstart });
       for (;;) {
         const next = iterator.next();
         if (!next) break;
