@@ -7,6 +7,7 @@ import type { Config } from './config.js';
 import { AccountService } from './services/accounts.js';
 import { AlertService } from './services/alerts.js';
 import { MailService } from './services/mail/service.js';
+import { CalendarService } from './services/calendar/service.js';
 import { ContactService } from './services/contacts/service.js';
 import { FileService } from './services/files/service.js';
 import { DatasetService, DEFAULT_DATASET_LIMITS } from './services/datasets.js';
@@ -151,6 +152,7 @@ async function build(rawStore: Store, config: Config, log: Logger, options: Serv
   const files = new FileService(store, accounts, bus, log.child({ component: 'files' }), accountRights);
   undo.push(() => files.close());
   const contacts = new ContactService(mail, { hostname: config.defaultDomain || hostname(), log: log.child({ component: 'contacts' }) });
+  const calendars = new CalendarService(mail, store.calendarIndex, { hostname: config.defaultDomain || hostname(), log: log.child({ component: 'calendar' }) });
   const datasets = new DatasetService(store, accounts, DEFAULT_DATASET_LIMITS, accountRights);
   const directory = new DirectoryService(store, accounts, accountRights, log.child({ component: 'accounts' }));
   const queue = new MailQueue({ store, accounts, config, log: log.child({ component: 'queue' }), metrics, node: node.id, bus });
@@ -197,6 +199,7 @@ async function build(rawStore: Store, config: Config, log: Logger, options: Serv
     datasets,
     files,
     contacts,
+    calendars,
     accountRights,
     directory,
     queue,

@@ -4,6 +4,7 @@ import type { AccountService } from '../services/accounts.js';
 import type { AlertService } from '../services/alerts.js';
 import type { AuthService } from '../services/auth.js';
 import type { ConnectionLimiter } from '../services/connections.js';
+import type { CalendarService } from '../services/calendar/service.js';
 import type { ContactService } from '../services/contacts/service.js';
 import type { DatasetService } from '../services/datasets.js';
 import type { FileStorage } from '../services/files/api.js';
@@ -39,6 +40,7 @@ export interface XimssServices {
   readonly files: FileStorage;
   /** Contact items (vCards) in mailboxes: the Contacts operations, later CardDAV. */
   readonly contacts: ContactService;
+  readonly calendars: CalendarService;
   /** Account Access Rights (accountACL*, the rights other accounts' data is reached with). */
   readonly accountRights: AccountRightsService;
   /** The directory of the domains' accounts (listDirectory, modifyDirectory). */

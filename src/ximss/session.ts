@@ -4,6 +4,7 @@ import type { AccountRecord, LoginRecord, Settings } from '../store/store.js';
 import { el, type XmlElement } from '../xml/element.js';
 import type { XimssValue } from '../xml/objects.js';
 import type { OpenFolder } from './folders.js';
+import type { OpenCalendar } from './ops/calendar.js';
 import type { UploadSet } from './uploads.js';
 
 /** A dictionary without a prototype: client-chosen keys such as `__proto__` stay plain keys. */
@@ -107,6 +108,8 @@ export class Session {
   cookieGuard: string | undefined;
   /** Open folders (folderOpen), by folder name. */
   readonly folders = new Map<string, OpenFolder>();
+  /** Open calendars (calendarOpen), by calendar name. */
+  readonly calendars = new Map<string, OpenCalendar>();
   /** The "uploaded file set" (HTTP UPLOAD), spooled on disk; emptied when the session ends. */
   readonly uploads: UploadSet;
   closed = false;
@@ -211,6 +214,8 @@ export class Session {
     this.onIdle = undefined;
     for (const folder of this.folders.values()) folder.view.close();
     this.folders.clear();
+    for (const calendar of this.calendars.values()) calendar.view.close();
+    this.calendars.clear();
     this.uploads.close();
     this.sink?.ended(sendBye);
   }

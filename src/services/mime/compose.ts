@@ -14,6 +14,7 @@ import * as mimeFuncs from 'nodemailer/lib/mime-funcs';
 import * as qp from 'nodemailer/lib/qp';
 import { XmlElement, serialize } from '../../xml/element.js';
 import { parseGmt } from '../../xml/time.js';
+import { calendarPartText } from '../calendar/mime.js';
 import { isVCardSubtype, vCardPartText } from '../contacts/mime.js';
 import { ServiceError } from '../errors.js';
 import { encodeText, isAscii } from './charset.js';
@@ -465,9 +466,16 @@ class Composer {
         data = file.data.indexOf(0) < 0 ? bufferToCrlf(file.data) : file.data;
       } else {
         const vCards = childElements.length > 0 && isVCardSubtype(subtype);
-        if (childElements.length > 0 && !isXmlSubtype(subtype) && !vCards) fail(`unexpected element <${childElements[0]!.name}> in a text/${subtype} MIME element`);
-        // vCard and vCardGroup elements become their text (spec "Contacts Operations").
-        let text = vCards ? vCardPartText(subtype, childElements) : childElements.length > 0 ? childElements.map((c) => serialize(c)).join('') : element.text();
+        const calendar = childElements.length > 0 && subtype === 'calendar';
+        if (childElements.length > 0 && !isXmlSubtype(subtype) && !vCards && !calendar) fail(`unexpected element <${childElements[0]!.name}> in a text/${subtype} MIME element`);
+        // vCard, vCardGroup and iCalendar elements become their text ("XML Data Formats").
+        let text = vCards
+          ? vCardPartText(subtype, childElements)
+          : calendar
+            ? calendarPartText(childElements)
+            : childElements.length > 0
+              ? childElements.map((c) => serialize(c)).join('')
+              : element.text();
         text = text.replace(/\r\n?/g, '\n');
         if ((element.attr('format') ?? '').toLowerCase() === 'flowed') {
           format = 'flowed';

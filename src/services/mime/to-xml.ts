@@ -4,6 +4,7 @@
 import { XmlElement, xmlSafe } from '../../xml/element.js';
 import { parseXml } from '../../xml/parser.js';
 import { formatLocal, formatUtc } from '../../xml/time.js';
+import { calendarPartXml } from '../calendar/mime.js';
 import { isVCardSubtype, vCardPartXml } from '../contacts/mime.js';
 import { ServiceError } from '../errors.js';
 import { decodeRawHeader } from './charset.js';
@@ -223,6 +224,15 @@ function appendLeafBody(ctx: Context, part: MimePart, element: XmlElement, probl
     problems.push(...cards.problems.map((p) => 'vCard: ' + p));
     if (cards.elements.length > 0 || cards.problems.length === 0) element.append(...cards.elements);
     else if (decoded.text) element.append(decoded.text);
+    return;
+  }
+  if (part.type === 'text' && part.subtype === 'calendar') {
+    // iCalendar XML; the text itself when it could not be read.
+    const calendar = calendarPartXml(decoded.text);
+    if (calendar.problem !== undefined) {
+      problems.push('iCalendar: ' + calendar.problem);
+      if (decoded.text) element.append(decoded.text);
+    } else element.append(...calendar.elements);
     return;
   }
   if (decoded.text) element.append(decoded.text);

@@ -1,4 +1,5 @@
 import type { Engine } from '../engine.js';
+import { calendarOperations } from './calendar.js';
 import { contactOperations } from './contacts.js';
 import { fileOperations } from './files.js';
 import { accountOperations } from './account.js';
@@ -28,6 +29,7 @@ export function registerOperations(engine: Engine): void {
   engine.register(datasetOperations);
   engine.register(preferenceOperations);
   engine.register(fileOperations);
+  engine.register(calendarOperations);
   engine.register(contactOperations);
   engine.register(accountOperations);
   engine.register(directoryOperations);

@@ -1,0 +1,62 @@
+/**
+ * Calendar items as messages: a message of a Calendar-class (or Tasks-class) mailbox carries one
+ * iCalendar object — one master VEVENT or VTODO with its recurrence exceptions and the
+ * VTIMEZONEs they use — as a text/calendar body (further MIME parts are its attachments). Its
+ * header fields are what a mail client shows of it:
+ *   Subject   the master's SUMMARY
+ *   From      the ORGANIZER (else the owner)
+ *   Date      when it was stored, in the owner's zone
+ * plus Message-ID, MIME-Version and the content fields.
+ */
+import { formatAddress, newMessageId, unstructuredField } from '../mime/compose.js';
+import { rfcDateInZone } from '../mime/dates.js';
+import { parseMime, type MimePart } from '../mime/index.js';
+import { decodeTextPart } from '../mime/text.js';
+
+/** The class of the mailboxes calendars are (the seed system's Calendar class). */
+export const CALENDAR_CLASS = 'IPF.Appointment';
+/** The class of task lists. */
+export const TASKS_CLASS = 'IPF.Task';
+
+export interface ItemHeader {
+  summary: string;
+  /** The organizer's address (mailto: removed), when there is one. */
+  organizer?: string;
+  organizerName?: string;
+}
+
+export interface ItemOptions {
+  timeZone: string;
+  hostname: string;
+  /** The Date written (default: now). */
+  date?: Date;
+}
+
+/** The RFC 822 bytes of an item holding this iCalendar text. */
+export function composeCalendarItem(text: string, header: ItemHeader, options: ItemOptions): Buffer {
+  const lines: string[] = [unstructuredField('Subject', header.summary)];
+  if (header.organizer && !/[\s<>,"]/.test(header.organizer)) lines.push('From: ' + formatAddress(header.organizer, header.organizerName));
+  lines.push(`Date: ${rfcDateInZone(options.date ?? new Date(), options.timeZone)}`);
+  lines.push(`Message-ID: ${newMessageId(options.hostname)}`);
+  lines.push('MIME-Version: 1.0');
+  lines.push('Content-Type: text/calendar; charset=utf-8');
+  lines.push('Content-Transfer-Encoding: 8bit');
+  const body = text.replace(/\r?\n/g, '\r\n');
+  return Buffer.from(lines.map((l) => l + '\r\n').join('') + '\r\n' + body, 'utf8');
+}
+
+/** The first text/calendar part of a message. */
+export function calendarPart(part: MimePart): MimePart | undefined {
+  if (part.type === 'text' && part.subtype === 'calendar') return part;
+  for (const child of part.children) {
+    const found = calendarPart(child);
+    if (found) return found;
+  }
+  return undefined;
+}
+
+/** The iCalendar text of an item message; undefined when it has none. */
+export function itemText(raw: Buffer): string | undefined {
+  const part = calendarPart(parseMime(raw));
+  return part ? decodeTextPart(raw, part).text : undefined;
+}

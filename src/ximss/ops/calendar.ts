@@ -1,0 +1,256 @@
+import type { FoundOccurrence } from '../../services/calendar/service.js';
+import { ICalendarFormatError, textToXcal, xcalToText } from '../../services/calendar/xcal.js';
+import { instantToWall, wallToInstant, type WallTime } from '../../services/calendar/zones.js';
+import { ServiceError } from '../../services/errors.js';
+import type { FolderView } from '../../services/mail/folder-view.js';
+import type { MailboxHandle } from '../../services/mail/service.js';
+import { el, XmlElement } from '../../xml/element.js';
+import { formatLocal, ianaTimeZone } from '../../xml/time.js';
+import { inSession, requiredAttr, type OperationTable, type SessionContext } from '../engine.js';
+import { viewOptions } from '../folders.js';
+import type { Session } from '../session.js';
+import { readMessageReply, uidAttr } from './message.js';
+
+/**
+ * Spec section "Calendar Operations": calendars are Calendar-class mailboxes opened under a
+ * name of the session's choosing; the iCalendar work is the calendar service's
+ * (src/services/calendar/).
+ */
+
+/** A calendar a session has open: the mailbox and a view of it that tells of its changes. */
+export interface OpenCalendar {
+  name: string;
+  box: MailboxHandle;
+  view: FolderView;
+  /** A notify-mode calendarReport was sent and no findEvents/findTasks came since (they are coalesced until then). */
+  notified: boolean;
+}
+
+export const CALENDAR_NOT_OPEN = 'calendar has not been opened';
+/** Most days one findEvents/findTasks may span (one data message per day). */
+const MAX_DAYS = 400;
+
+function openCalendar(session: Session, request: XmlElement): OpenCalendar {
+  const calendar = session.calendars.get(requiredAttr(request, 'calendar'));
+  if (!calendar) throw new ServiceError(CALENDAR_NOT_OPEN);
+  return calendar;
+}
+
+const BASIC = /^(\d{4})(\d{2})(\d{2})(?:T(\d{2})(\d{2})(\d{2})?)?(Z)?$/;
+const ISO = /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2}))?)?(Z)?$/;
+
+/**
+ * A time attribute as clients send it — `20240101T000000`, `20240101`, `2024-01-01 00:00:00`,
+ * with a `Z` for GMT — read in the session's time zone; undefined when absent.
+ */
+export function timeAttr(request: XmlElement, name: string, zone: string): number | undefined {
+  const text = request.attrs[name];
+  if (text === undefined) return undefined;
+  const m = BASIC.exec(text.trim()) ?? ISO.exec(text.trim());
+  if (!m) throw new ServiceError(`invalid ${name}: ${JSON.stringify(text.slice(0, 40))}`);
+  const wall: WallTime = { year: +m[1]!, month: +m[2]!, day: +m[3]!, hour: +(m[4] ?? 0), minute: +(m[5] ?? 0), second: +(m[6] ?? 0) };
+  if (wall.month < 1 || wall.month > 12 || wall.day < 1 || wall.day > 31 || wall.hour > 23 || wall.minute > 59 || wall.second > 59) {
+    throw new ServiceError(`invalid ${name}: ${JSON.stringify(text.slice(0, 40))}`);
+  }
+  return wallToInstant(wall, m[7] ? { kind: 'utc' } : { kind: 'iana', name: zone, viewer: true });
+}
+
+/** The local midnights that cut [from, till) into days of the zone. */
+function dayBounds(from: number, till: number, zone: string): number[] {
+  const bounds = [from];
+  let wall = instantToWall(from, zone);
+  for (;;) {
+    const next = new Date(Date.UTC(wall.year, wall.month - 1, wall.day + 1));
+    const midnight = wallToInstant({ year: next.getUTCFullYear(), month: next.getUTCMonth() + 1, day: next.getUTCDate(), hour: 0, minute: 0, second: 0 }, { kind: 'iana', name: zone, viewer: true });
+    if (midnight >= till) break;
+    bounds.push(midnight);
+    if (bounds.length > MAX_DAYS) throw new ServiceError(`the interval is too long (at most ${MAX_DAYS} days)`);
+    wall = instantToWall(midnight, zone);
+  }
+  bounds.push(till);
+  return bounds;
+}
+
+function countAttr(request: XmlElement, name: string): number | undefined {
+  const text = request.attrs[name];
+  if (text === undefined || text === '') return undefined;
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 0) throw new ServiceError(`invalid ${name}`);
+  return n;
+}
+
+function ownAddress(session: Session, address: string | undefined): boolean {
+  return address !== undefined && address.toLowerCase() === session.userName.toLowerCase();
+}
+
+/** The `event` or `task` element of one occurrence. */
+function occurrenceElement(session: Session, kind: 'event' | 'todo', found: FoundOccurrence, byAlarm: boolean): XmlElement {
+  const { occurrence, item } = found;
+  const f = occurrence.fields;
+  const zone = session.timeZone;
+  const attrs: Record<string, string | number | undefined> = { UID: found.uid, itemUID: item.uid };
+  if (kind === 'event') {
+    if (occurrence.allDay && !byAlarm) attrs.dateFrom = occurrence.date;
+    else attrs.timeFrom = formatLocal(new Date(occurrence.start), zone);
+    attrs.duration = Math.round((occurrence.end - occurrence.start) / 1000);
+  } else {
+    if (item.start || occurrence.fromOverride) attrs.timeFrom = formatLocal(new Date(occurrence.start), zone);
+    if (occurrence.due !== undefined) attrs.due = formatLocal(new Date(occurrence.due), zone);
+    if (f.percentComplete !== undefined) attrs['percent-complete'] = f.percentComplete;
+  }
+  if (byAlarm && found.alarm !== undefined) attrs.alarmTime = formatLocal(new Date(found.alarm), zone);
+  if (kind === 'event') attrs.busyStatus = f.busyStatus;
+  if (ownAddress(session, f.organizer)) attrs.organizer = 'yes';
+  if (item.fields.recurring) attrs.recurrence = 'yes';
+  if (occurrence.fromOverride) attrs.recurrenceId = occurrence.recurrenceId;
+  if (f.attendees > 0) attrs.attendees = f.attendees;
+  if (f.location) attrs.location = f.location.length > 200 ? f.location.slice(0, 200) : f.location;
+  if (f.priority !== undefined && f.priority !== 0) attrs.priority = f.priority;
+  return el(kind === 'event' ? 'event' : 'task', attrs, el('summary', {}, f.summary ?? ''));
+}
+
+/** findEvents and findTasks: one `events`/`tasks` message per day of the interval in the session's zone. */
+async function find(ctx: SessionContext, kind: 'event' | 'todo'): Promise<void> {
+  const session = ctx.session;
+  const calendar = openCalendar(session, ctx.request);
+  const zone = ianaTimeZone(session.timeZone);
+  const from = timeAttr(ctx.request, 'timeFrom', zone);
+  const till = timeAttr(ctx.request, 'timeTill', zone);
+  if (from === undefined || till === undefined) throw new ServiceError('the timeFrom and timeTill attributes are required');
+  if (till <= from) throw new ServiceError('timeTill must be after timeFrom');
+  const byAlarm = ctx.request.attrs.byAlarm === 'yes';
+  const limit = countAttr(ctx.request, 'limit');
+  const skip = countAttr(ctx.request, 'skip') ?? 0;
+  const bounds = dayBounds(from, till, zone);
+  // Looking again re-arms the notify: the calendar's report, and its view's (whose reports a
+  // calendar does not use: a findEvents reads the mailbox afresh).
+  calendar.notified = false;
+  calendar.view.sync();
+  const found = await ctx.server.calendars.find(calendar.box, kind, from, till, zone, { byAlarm });
+  // The skip/limit window runs over the whole answer, in order.
+  let position = 0;
+  let shown = 0;
+  for (let d = 0; d + 1 < bounds.length; d++) {
+    const [dayFrom, dayTill] = [bounds[d]!, bounds[d + 1]!];
+    const onDay = found.filter((f) => {
+      if (byAlarm) return f.alarm! >= dayFrom && f.alarm! < dayTill;
+      const end = Math.max(f.occurrence.end, f.occurrence.start + 1);
+      return f.occurrence.start < dayTill && end > dayFrom;
+    });
+    const elements: XmlElement[] = [];
+    for (const f of onDay) {
+      position++;
+      if (position <= skip || (limit !== undefined && shown >= limit)) continue;
+      shown++;
+      elements.push(occurrenceElement(session, kind, f, byAlarm));
+    }
+    ctx.send(
+      el(
+        kind === 'event' ? 'events' : 'tasks',
+        {
+          calendar: calendar.name,
+          timeFrom: formatLocal(new Date(dayFrom), session.timeZone),
+          timeTill: formatLocal(new Date(dayTill), session.timeZone),
+          skip: ctx.request.attrs.skip,
+          items: onDay.length,
+        },
+        ...elements,
+      ),
+    );
+  }
+}
+
+/** The one `iCalendar` element of a request body (either spelling), as text. */
+function requestCalendarText(ctx: SessionContext): string {
+  const element = ctx.request.elements().find((e) => e.name === 'iCalendar' || e.name === 'icalendar');
+  if (!element) throw new ServiceError('the body must have an iCalendar element');
+  try {
+    return xcalToText(element);
+  } catch (err) {
+    if (err instanceof ICalendarFormatError) throw new ServiceError(`invalid iCalendar data: ${err.message}`);
+    throw err;
+  }
+}
+
+export const calendarOperations: OperationTable = {
+  calendarOpen: inSession(async (ctx) => {
+    const session = ctx.session;
+    const name = requiredAttr(ctx.request, 'calendar');
+    if (session.calendars.has(name)) throw new ServiceError('calendar has already been opened');
+    if (ctx.request.attrs.url) throw new ServiceError('not implemented yet: calendarOpen of a remote iCalendar url');
+    const limit = ctx.server.config.limits.foldersPerSession;
+    if (session.calendars.size >= limit) throw new ServiceError(`too many open calendars (at most ${limit})`);
+    const box = await ctx.server.mail.access(session.account, ctx.request.attrs.mailbox || name, 'r');
+    const calendar: OpenCalendar = { name, box, view: undefined as unknown as FolderView, notified: false };
+    calendar.view = await ctx.server.mail.openView(box, viewOptions(ctx.request, session, box), [], () => {
+      if (calendar.notified) return;
+      calendar.notified = true;
+      session.sendAsync(el('calendarReport', { calendar: name, mode: 'notify' }));
+    });
+    if (session.calendars.has(name) || session.closed) {
+      calendar.view.close();
+      throw new ServiceError('calendar has already been opened');
+    }
+    session.calendars.set(name, calendar);
+    // The index is brought up to date now, so that the first findEvents does not pay for it.
+    await ctx.server.calendars.refreshIndex(box);
+  }),
+
+  calendarClose: inSession((ctx) => {
+    const calendar = openCalendar(ctx.session, ctx.request);
+    calendar.view.close();
+    ctx.session.calendars.delete(calendar.name);
+  }),
+
+  findEvents: inSession((ctx) => find(ctx, 'event')),
+  findTasks: inSession((ctx) => find(ctx, 'todo')),
+
+  calendarRead: inSession(async (ctx) => {
+    const calendar = openCalendar(ctx.session, ctx.request);
+    const uid = uidAttr(ctx.request);
+    const { body, partID, mode } = await readMessageReply(ctx, calendar.box, uid);
+    ctx.send(el('calendarMessage', { calendar: calendar.name, UID: uid, partID, mode }, body));
+  }),
+
+  calendarReadItem: inSession(async (ctx) => {
+    const calendar = openCalendar(ctx.session, ctx.request);
+    const uid = uidAttr(ctx.request);
+    const text = await ctx.server.calendars.itemTextOf(calendar.box, uid);
+    if (text === undefined) throw new ServiceError('calendar item not found');
+    let body: XmlElement;
+    try {
+      body = textToXcal(text);
+    } catch (err) {
+      if (err instanceof ICalendarFormatError) throw new ServiceError(`invalid iCalendar data: ${err.message}`);
+      throw err;
+    }
+    ctx.send(el('calendarItem', { calendar: calendar.name, UID: uid }, body));
+  }),
+
+  calendarPublish: inSession(async (ctx) => {
+    const calendar = openCalendar(ctx.session, ctx.request);
+    const bodies = ctx.request.elements();
+    if (bodies.some((e) => e.name === 'MIME' || e.name === 'copyMIME')) throw new ServiceError('not implemented yet: attachments (MIME, copyMIME) on calendar items');
+    const text = requestCalendarText(ctx);
+    await ctx.server.calendars.publish(calendar.box, text, {
+      timeZone: ctx.session.timeZone,
+      owner: ctx.session.userName,
+      sendRequests: ctx.request.attrs.sendRequests ?? 'yes',
+      copyExceptions: ctx.request.attrs.copyExceptions !== 'no',
+    });
+  }),
+
+  calendarCancel: inSession(async (ctx) => {
+    const calendar = openCalendar(ctx.session, ctx.request);
+    const { itemUID, recurrenceId } = ctx.request.attrs;
+    const uidText = ctx.request.attrs.UID;
+    const hasBody = ctx.request.elements().some((e) => e.name === 'iCalendar' || e.name === 'icalendar');
+    if (hasBody || recurrenceId) throw new ServiceError('not implemented yet: cancelling one occurrence or by an iCalendar body');
+    await ctx.server.calendars.cancel(calendar.box, {
+      ...(uidText !== undefined ? { uid: uidAttr(ctx.request) } : {}),
+      ...(itemUID !== undefined ? { itemUid: itemUID } : {}),
+      sendRequests: ctx.request.attrs.sendRequests !== 'no',
+      owner: ctx.session.userName,
+    });
+  }),
+};

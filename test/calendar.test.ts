@@ -1,0 +1,281 @@
+/**
+ * Calendars over XIMSS on the wire (spec section "Calendar Operations"): example 027's
+ * calendarPublish replayed, findEvents across DST changes seen from two zones, all-day
+ * events, tasks, calendarReadItem and calendarRead, calendarCancel, calendarReport to a
+ * second session (coalesced until its next findEvents), bad input.
+ */
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { after, before, describe, test } from 'node:test';
+import type { XmlElement } from '../src/xml/element.js';
+import { fails, ok, startTestServer, storedRaw, type TestServer, type XimssClient } from './helpers.js';
+
+const EXAMPLE = fileURLToPath(new URL('../../shared/spec/examples/027-calendarPublish.txt', import.meta.url));
+
+let server: TestServer;
+before(async () => {
+  server = await startTestServer();
+});
+after(() => server.stop());
+
+interface User {
+  address: string;
+  client: XimssClient;
+}
+
+async function newUser(timeZone: string): Promise<User> {
+  const address = await server.newAccount('cal');
+  const { client } = await server.login(address, 'secret');
+  await ok(client, `<prefsStore><TimeZone>${timeZone}</TimeZone></prefsStore>`);
+  await ok(client, '<mailboxCreate mailbox="Calendar" mailboxClass="IPF.Appointment"/>');
+  await ok(client, '<calendarOpen calendar="Calendar"/>');
+  return { address, client };
+}
+
+/** The example's C: request (indented lines continue it) and S: response. */
+function exampleRequest(file: string): { request: string; response: string } {
+  let request = '';
+  let response = '';
+  let current: 'C' | 'S' | undefined;
+  for (const line of readFileSync(file, 'utf8').split('\n')) {
+    if (line.startsWith('#') || line.trim() === '') continue;
+    if (line.startsWith('C:')) {
+      current = 'C';
+      request = line.slice(2);
+    } else if (line.startsWith('S:')) {
+      current = 'S';
+      response = line.slice(2).trim();
+    } else if (current === 'C') request += '\n' + line;
+  }
+  return { request, response };
+}
+
+function vevent(fields: string): string {
+  return `<iCalendar xmlns="urn:ietf:params:xml:ns:xcal"><vCalendar version="2.0" prodid="test"><vevent>${fields}</vevent></vCalendar></iCalendar>`;
+}
+
+/** findEvents: the events of each day message, as `date: summary@time` strings, days without events left out. */
+async function events(client: XimssClient, from: string, till: string, extra = ''): Promise<{ days: XmlElement[]; found: string[] }> {
+  const reply = await ok(client, `<findEvents calendar="Calendar" timeFrom="${from}" timeTill="${till}"${extra}/>`);
+  const days = reply.messages.filter((m) => m.name === 'events');
+  const found: string[] = [];
+  for (const day of days) {
+    for (const e of day.elements('event')) found.push(`${e.element('summary')?.text() ?? ''}@${e.attrs.timeFrom ?? e.attrs.dateFrom}`);
+  }
+  return { days, found };
+}
+
+describe('calendar items over XIMSS', () => {
+  test('example 027: calendarPublish as the spec shows it is answered with a bare response', async () => {
+    const u = await newUser('NorthAmerica/Pacific');
+    const { request, response } = exampleRequest(EXAMPLE);
+    // The example attaches an upload and a part of INBOX message 156, which this account does not have.
+    const withoutAttachments = request.replace(/<MIME uploadID="att01" \/>\s*/, '').replace(/<copyMIME[^>]*\/>\s*/, '');
+    const reply = await u.client.request(withoutAttachments.replace('id="A021"', 'id="A021"'));
+    assert.equal(reply.response.toString(), response);
+    const week = await events(u.client, '20060515T000000', '20060522T000000');
+    assert.equal(week.days.length, 7, 'one events message per day');
+    assert.deepEqual(week.found, ['Report Meeting@20060515T100000', 'Report Meeting@20060518T100000']);
+    const first = week.days[0]!.element('event')!;
+    assert.equal(first.attrs.itemUID, '18927897984@kjjkjkjk-123444');
+    assert.equal(first.attrs.recurrence, 'yes');
+    assert.equal(first.attrs.duration, '3600');
+    assert.equal(first.attrs.busyStatus, 'BUSY');
+    assert.equal(first.attrs.attendees, '1');
+    assert.equal(first.attrs.priority, '5');
+    assert.equal(first.attrs.organizer, undefined, 'the user is not the organizer');
+  });
+
+  test('a weekly meeting in NorthAmerica/Pacific stays at 10:00 there across DST, and moves in Berlin', async () => {
+    const item = vevent(
+      '<uid>dst-1</uid><summary>Weekly</summary><rrule>FREQ=WEEKLY;BYDAY=MO</rrule>' +
+        '<dtstart tzid="NorthAmerica/Pacific">20071001T100000</dtstart><dtend tzid="NorthAmerica/Pacific">20071001T110000</dtend>',
+    );
+    const pacific = await newUser('NorthAmerica/Pacific');
+    await ok(pacific.client, `<calendarPublish calendar="Calendar">${item}</calendarPublish>`);
+    assert.deepEqual((await events(pacific.client, '20071022T000000', '20071113T000000')).found, [
+      'Weekly@20071022T100000',
+      'Weekly@20071029T100000',
+      'Weekly@20071105T100000',
+      'Weekly@20071112T100000',
+    ]);
+    // Europe changed on 28 October 2007, the US on 4 November (its first year of the new rule):
+    // in between the offset is 8 hours, else 9.
+    const berlin = await newUser('Europe/Berlin');
+    await ok(berlin.client, `<calendarPublish calendar="Calendar">${item}</calendarPublish>`);
+    assert.deepEqual((await events(berlin.client, '20071022T000000', '20071113T000000')).found, [
+      'Weekly@20071022T190000',
+      'Weekly@20071029T180000',
+      'Weekly@20071105T190000',
+      'Weekly@20071112T190000',
+    ]);
+  });
+
+  test('all-day events have dateFrom, appear on each of their days, and on the same dates in every zone', async () => {
+    for (const zone of ['Asia/Tokyo', 'America/New_York']) {
+      const u = await newUser(zone);
+      await ok(
+        u.client,
+        `<calendarPublish calendar="Calendar">${vevent('<uid>trip</uid><summary>Trip</summary><dtstart value="DATE">20240301</dtstart><dtend value="DATE">20240304</dtend>')}</calendarPublish>`,
+      );
+      const { days } = await events(u.client, '20240229T000000', '20240306T000000');
+      const withTrip = days.filter((d) => d.elements('event').length > 0).map((d) => d.attrs.timeFrom);
+      assert.deepEqual(withTrip, ['20240301T000000', '20240302T000000', '20240303T000000'], zone);
+      const e = days[1]!.element('event')!;
+      assert.equal(e.attrs.dateFrom, '20240301');
+      assert.equal(e.attrs.timeFrom, undefined);
+      assert.equal(e.attrs.duration, String(3 * 86400));
+    }
+  });
+
+  test('exceptions: a moved occurrence and a cancelled one; EXDATE; calendarPublish of one recurrence', async () => {
+    const u = await newUser('Europe/Paris');
+    await ok(
+      u.client,
+      `<calendarPublish calendar="Calendar"><iCalendar xmlns="urn:ietf:params:xml:ns:xcal"><vCalendar version="2.0" prodid="test">` +
+        '<vevent><uid>daily</uid><summary>Standup</summary><rrule>FREQ=DAILY;COUNT=5</rrule><dtstart tzid="Europe/Paris">20240610T090000</dtstart><duration>PT15M</duration><exdate tzid="Europe/Paris">20240612T090000</exdate></vevent>' +
+        '<vevent><uid>daily</uid><recurrence-id tzid="Europe/Paris">20240611T090000</recurrence-id><summary>Standup (late)</summary><dtstart tzid="Europe/Paris">20240611T110000</dtstart><duration>PT15M</duration></vevent>' +
+        '</vCalendar></iCalendar></calendarPublish>',
+    );
+    assert.deepEqual((await events(u.client, '20240610T000000', '20240615T000000')).found, [
+      'Standup@20240610T090000',
+      'Standup (late)@20240611T110000',
+      'Standup@20240613T090000',
+      'Standup@20240614T090000',
+    ]);
+    const moved = (await events(u.client, '20240611T000000', '20240612T000000')).days[0]!.element('event')!;
+    assert.equal(moved.attrs.recurrenceId, '20240611T090000');
+    // Publishing one recurrence (a cancelled one) updates the stored item.
+    await ok(
+      u.client,
+      `<calendarPublish calendar="Calendar">${vevent('<uid>daily</uid><recurrence-id tzid="Europe/Paris">20240613T090000</recurrence-id><status>CANCELLED</status><summary>Standup</summary><dtstart tzid="Europe/Paris">20240613T090000</dtstart><duration>PT15M</duration>')}</calendarPublish>`,
+    );
+    assert.deepEqual((await events(u.client, '20240610T000000', '20240615T000000')).found, [
+      'Standup@20240610T090000',
+      'Standup (late)@20240611T110000',
+      'Standup@20240614T090000',
+    ]);
+  });
+
+  test('limit and skip run over the whole answer; byAlarm finds events by their alarm time', async () => {
+    const u = await newUser('UTC');
+    await ok(
+      u.client,
+      `<calendarPublish calendar="Calendar">${vevent('<uid>hourly</uid><summary>Tick</summary><rrule>FREQ=HOURLY;COUNT=6</rrule><dtstart>20240101T100000Z</dtstart><duration>PT10M</duration><valarm><action>DISPLAY</action><trigger>-PT15M</trigger><description>x</description></valarm>')}</calendarPublish>`,
+    );
+    const page = await events(u.client, '20240101T000000', '20240102T000000', ' limit="2" skip="1"');
+    assert.deepEqual(page.found, ['Tick@20240101T110000', 'Tick@20240101T120000']);
+    assert.equal(page.days[0]!.attrs.items, '6');
+    const alarms = await ok(u.client, '<findEvents calendar="Calendar" timeFrom="20240101T094000" timeTill="20240101T105000" byAlarm="yes"/>');
+    const found = alarms.messages.flatMap((m) => m.elements('event'));
+    assert.deepEqual(found.map((e) => e.attrs.alarmTime), ['20240101T094500', '20240101T104500']);
+  });
+
+  test('tasks: findTasks shows due and percent-complete', async () => {
+    const u = await newUser('UTC');
+    await ok(
+      u.client,
+      '<calendarPublish calendar="Calendar"><iCalendar xmlns="urn:ietf:params:xml:ns:xcal"><vCalendar version="2.0" prodid="t"><vtodo><uid>t1</uid><summary>Report</summary><dtstart>20240105T090000Z</dtstart><due>20240107T170000Z</due><percent-complete>40</percent-complete></vtodo></vCalendar></iCalendar></calendarPublish>',
+    );
+    const reply = await ok(u.client, '<findTasks calendar="Calendar" timeFrom="20240101T000000" timeTill="20240110T000000"/>');
+    const tasks = reply.messages.filter((m) => m.name === 'tasks').flatMap((m) => m.elements('task'));
+    assert.ok(tasks.length >= 1);
+    assert.equal(tasks[0]!.attrs.due, '20240107T170000');
+    assert.equal(tasks[0]!.attrs['percent-complete'], '40');
+    assert.equal(tasks[0]!.element('summary')!.text(), 'Report');
+    const none = await ok(u.client, '<findEvents calendar="Calendar" timeFrom="20240101T000000" timeTill="20240110T000000"/>');
+    assert.equal(none.messages.flatMap((m) => m.elements('event')).length, 0, 'a task is not an event');
+  });
+
+  test('calendarReadItem gives the item as iCalendar XML; calendarRead the message; calendarCancel removes it', async () => {
+    const u = await newUser('UTC');
+    await ok(u.client, `<calendarPublish calendar="Calendar">${vevent('<summary>No UID given</summary><dtstart>20240201T100000Z</dtstart><dtend>20240201T110000Z</dtend><x-custom param="1">kept</x-custom>')}</calendarPublish>`);
+    const listed = await events(u.client, '20240201T000000', '20240202T000000');
+    const e = listed.days[0]!.element('event')!;
+    assert.ok(e.attrs.itemUID, 'a UID was made');
+    const item = await ok(u.client, `<calendarReadItem calendar="Calendar" UID="${e.attrs.UID}"/>`);
+    const body = item.messages.find((m) => m.name === 'calendarItem')!;
+    const xml = body.toString();
+    assert.match(xml, /<summary>No UID given<\/summary>/);
+    assert.match(xml, /<x-custom PARAM="1">kept<\/x-custom>/);
+    assert.ok(xml.includes(`<uid>${e.attrs.itemUID}</uid>`));
+    const read = await ok(u.client, `<calendarRead calendar="Calendar" UID="${e.attrs.UID}"/>`);
+    const message = read.messages.find((m) => m.name === 'calendarMessage')!;
+    assert.equal(message.attrs.calendar, 'Calendar');
+    assert.match(message.toString(), /<Subject>No UID given<\/Subject>/);
+    await ok(u.client, `<calendarCancel calendar="Calendar" itemUID="${e.attrs.itemUID}"/>`);
+    assert.deepEqual((await events(u.client, '20240201T000000', '20240202T000000')).found, []);
+    await fails(u.client, `<calendarCancel calendar="Calendar" itemUID="${e.attrs.itemUID}"/>`, /not found/);
+  });
+
+  test('a second session with the calendar open gets one calendarReport until it looks again', async () => {
+    const u = await newUser('UTC');
+    const { client: other } = await server.login(u.address, 'secret');
+    await ok(other, '<calendarOpen calendar="Mine" mailbox="Calendar"/>');
+    await ok(u.client, `<calendarPublish calendar="Calendar">${vevent('<uid>n1</uid><summary>A</summary><dtstart>20240301T100000Z</dtstart>')}</calendarPublish>`);
+    const report = await other.nextAsync('calendarReport');
+    assert.equal(report.attrs.calendar, 'Mine');
+    assert.equal(report.attrs.mode, 'notify');
+    await ok(u.client, `<calendarPublish calendar="Calendar">${vevent('<uid>n2</uid><summary>B</summary><dtstart>20240301T120000Z</dtstart>')}</calendarPublish>`);
+    await ok(other, '<noop/>');
+    assert.equal(other.asyncMessages.filter((m) => m.name === 'calendarReport').length, 0, 'coalesced until the next findEvents');
+    await ok(other, '<findEvents calendar="Mine" timeFrom="20240301T000000" timeTill="20240302T000000"/>');
+    await ok(u.client, `<calendarPublish calendar="Calendar">${vevent('<uid>n3</uid><summary>C</summary><dtstart>20240301T140000Z</dtstart>')}</calendarPublish>`);
+    assert.equal((await other.nextAsync('calendarReport')).attrs.calendar, 'Mine');
+    other.close();
+  });
+
+  test('messageAppend takes iCalendar XML in a text/calendar part; folderRead shows it back; a broken one is shown as text', async () => {
+    const u = await newUser('UTC');
+    const invite = '<iCalendar xmlns="urn:ietf:params:xml:ns:xcal"><vCalendar method="REQUEST" version="2.0" prodid="t"><vevent><uid>inv-1</uid><summary>Lunch; with, Ann</summary><dtstart>20240401T120000Z</dtstart><attendee CN="Ann" RSVP="TRUE">MAILTO:ann@example.com</attendee></vevent></vCalendar></iCalendar>';
+    const reply = await ok(
+      u.client,
+      `<messageAppend targetMailbox="INBOX" report="uid"><EMail><Subject>invitation</Subject><MIME type="multipart" subtype="alternative"><MIME type="text" subtype="plain">Lunch?</MIME><MIME type="text" subtype="calendar">${invite}</MIME></MIME></EMail></messageAppend>`,
+    );
+    const uid = Number(reply.messages[0]!.attrs.UID);
+    const raw = (await storedRaw(server, u.address, 'INBOX', uid))!.toString('utf8');
+    assert.match(raw, /Content-Type: text\/calendar/);
+    assert.match(raw, /SUMMARY:Lunch\\; with\\, Ann\r\n/);
+    assert.match(raw, /METHOD:REQUEST\r\n/);
+    await ok(u.client, '<folderOpen folder="I" mailbox="INBOX"><field>Subject</field></folderOpen>');
+    const read = await ok(u.client, `<folderRead folder="I" UID="${uid}"/>`);
+    const calendar = read.messages[0]!.element('EMail')!.element('MIME')!.elements('MIME')[1]!.element('iCalendar')!;
+    assert.equal(calendar.element('vCalendar')!.attrs.method, 'REQUEST');
+    const event = calendar.element('vCalendar')!.element('vevent')!;
+    assert.equal(event.element('summary')!.text(), 'Lunch; with, Ann');
+    assert.equal(event.element('attendee')!.attrs.CN, 'Ann');
+    await fails(u.client, '<messageAppend targetMailbox="INBOX"><EMail><MIME type="text" subtype="calendar"><vCard/></MIME></EMail></messageAppend>', /unexpected element <vCard>/);
+    // A text/calendar part that is not iCalendar: its text, with the parser's complaint.
+    const broken = await ok(u.client, '<messageAppend targetMailbox="INBOX" report="uid"><EMail><MIME type="text" subtype="calendar">not a calendar</MIME></EMail></messageAppend>');
+    const brokenUid = Number(broken.messages[0]!.attrs.UID);
+    const shown = await ok(u.client, `<folderRead folder="I" UID="${brokenUid}"/>`);
+    const mime = shown.messages[0]!.element('EMail')!.element('MIME')!;
+    assert.equal(mime.text().trim(), 'not a calendar');
+    assert.ok(Object.keys(mime.attrs).some((a) => /pars/i.test(a)), mime.toString());
+  });
+
+  test('bad input: not open, bad times, bad iCalendar, a meeting whose requests cannot be sent yet', async () => {
+    const u = await newUser('UTC');
+    await fails(u.client, '<findEvents calendar="Nope" timeFrom="20240101T000000" timeTill="20240102T000000"/>', 'calendar has not been opened');
+    await fails(u.client, '<findEvents calendar="Calendar" timeFrom="yesterday" timeTill="20240102T000000"/>', /invalid timeFrom/);
+    await fails(u.client, '<findEvents calendar="Calendar" timeFrom="20240102T000000" timeTill="20240101T000000"/>', /after/);
+    await fails(u.client, '<findEvents calendar="Calendar" timeFrom="20200101T000000" timeTill="20240101T000000"/>', /too long/);
+    await fails(u.client, '<calendarOpen calendar="Calendar"/>', 'calendar has already been opened');
+    await fails(u.client, '<calendarPublish calendar="Calendar"><iCalendar xmlns="urn:ietf:params:xml:ns:xcal"><vCalendar><bad name="x"/></vCalendar></iCalendar></calendarPublish>', /iCalendar/);
+    await fails(u.client, '<calendarPublish calendar="Calendar"/>', /iCalendar/);
+    await fails(
+      u.client,
+      `<calendarPublish calendar="Calendar">${vevent(`<uid>m1</uid><organizer>MAILTO:${u.address}</organizer><attendee>MAILTO:x@example.com</attendee><dtstart>20240301T100000Z</dtstart>`)}</calendarPublish>`,
+      /not implemented yet: sending meeting requests/,
+    );
+    await ok(u.client, `<calendarPublish calendar="Calendar" sendRequests="no">${vevent(`<uid>m1</uid><organizer>MAILTO:${u.address}</organizer><attendee>MAILTO:x@example.com</attendee><dtstart>20240301T100000Z</dtstart>`)}</calendarPublish>`);
+    // ISO times with a space, as some clients send them.
+    const iso = await ok(u.client, '<findEvents calendar="Calendar" timeFrom="2024-03-01 00:00:00" timeTill="2024-03-02 00:00:00"/>');
+    const found = iso.messages.flatMap((m) => m.elements('event'));
+    assert.equal(found.length, 1);
+    assert.equal(found[0]!.attrs.organizer, 'yes');
+    await ok(u.client, '<calendarClose calendar="Calendar"/>');
+    await fails(u.client, '<calendarClose calendar="Calendar"/>', 'calendar has not been opened');
+  });
+});
