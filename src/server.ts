@@ -152,7 +152,7 @@ async function build(rawStore: Store, config: Config, log: Logger, options: Serv
   const files = new FileService(store, accounts, bus, log.child({ component: 'files' }), accountRights);
   undo.push(() => files.close());
   const contacts = new ContactService(mail, { hostname: config.defaultDomain || hostname(), log: log.child({ component: 'contacts' }) });
-  const calendars = new CalendarService(mail, store.calendarIndex, { hostname: config.defaultDomain || hostname(), log: log.child({ component: 'calendar' }) });
+  const calendars = new CalendarService(mail, store.calendarIndex, { hostname: config.defaultDomain || hostname(), log: log.child({ component: 'calendar' }), accounts, rights: accountRights });
   const datasets = new DatasetService(store, accounts, DEFAULT_DATASET_LIMITS, accountRights);
   const directory = new DirectoryService(store, accounts, accountRights, log.child({ component: 'accounts' }));
   const queue = new MailQueue({ store, accounts, config, log: log.child({ component: 'queue' }), metrics, node: node.id, bus });

@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import type { XmlElement } from '../src/xml/element.js';
-import { fails, ok, startTestServer, storedRaw, type TestServer, type XimssClient } from './helpers.js';
+import { fails, ok, postUpload, startTestServer, storedRaw, type TestServer, type XimssClient } from './helpers.js';
 
 const EXAMPLE = fileURLToPath(new URL('../../shared/spec/examples/027-calendarPublish.txt', import.meta.url));
 
@@ -22,15 +22,16 @@ after(() => server.stop());
 interface User {
   address: string;
   client: XimssClient;
+  urlID: string;
 }
 
 async function newUser(timeZone: string): Promise<User> {
   const address = await server.newAccount('cal');
-  const { client } = await server.login(address, 'secret');
+  const { client, urlID } = await server.login(address, 'secret');
   await ok(client, `<prefsStore><TimeZone>${timeZone}</TimeZone></prefsStore>`);
   await ok(client, '<mailboxCreate mailbox="Calendar" mailboxClass="IPF.Appointment"/>');
   await ok(client, '<calendarOpen calendar="Calendar"/>');
-  return { address, client };
+  return { address, client, urlID };
 }
 
 /** The example's C: request (indented lines continue it) and S: response. */
@@ -253,6 +254,86 @@ describe('calendar items over XIMSS', () => {
     const mime = shown.messages[0]!.element('EMail')!.element('MIME')!;
     assert.equal(mime.text().trim(), 'not a calendar');
     assert.ok(Object.keys(mime.attrs).some((a) => /pars/i.test(a)), mime.toString());
+  });
+
+  test('calendarCancel of one occurrence (by recurrenceId, and by an iCalendar body) leaves the others', async () => {
+    const u = await newUser('America/New_York');
+    await ok(
+      u.client,
+      `<calendarPublish calendar="Calendar">${vevent('<uid>gym</uid><summary>Gym</summary><rrule>FREQ=DAILY;COUNT=4</rrule><dtstart tzid="America/New_York">20240304T070000</dtstart><duration>PT1H</duration>')}</calendarPublish>`,
+    );
+    await ok(u.client, '<calendarCancel calendar="Calendar" itemUID="gym" recurrenceId="20240305T070000" sendRequests="no"/>');
+    await ok(
+      u.client,
+      `<calendarCancel calendar="Calendar">${vevent('<uid>gym</uid><recurrence-id tzid="America/New_York">20240306T070000</recurrence-id><summary>Gym</summary><dtstart tzid="America/New_York">20240306T070000</dtstart>')}</calendarCancel>`,
+    );
+    assert.deepEqual((await events(u.client, '20240304T000000', '20240308T000000')).found, ['Gym@20240304T070000', 'Gym@20240307T070000']);
+    await fails(u.client, '<calendarCancel calendar="Calendar" itemUID="gym" recurrenceId="tomorrow"/>', /invalid recurrenceId/);
+    await fails(u.client, '<calendarCancel calendar="Calendar" itemUID="nope" recurrenceId="20240305T070000"/>', /not found/);
+  });
+
+  test('calendarImport: a Google-style and an Outlook-style export, all items or none; same UIDs replaced', async () => {
+    const u = await newUser('Europe/London');
+    // Shaped like a Google Calendar export: X-WR properties, a VTIMEZONE, a weekly event with a moved occurrence.
+    const google = [
+      'BEGIN:VCALENDAR', 'PRODID:-//Google Inc//Google Calendar 70.9054//EN', 'VERSION:2.0', 'CALSCALE:GREGORIAN', 'METHOD:PUBLISH',
+      'X-WR-CALNAME:Work', 'X-WR-TIMEZONE:Europe/London',
+      'BEGIN:VTIMEZONE', 'TZID:Europe/London', 'X-LIC-LOCATION:Europe/London',
+      'BEGIN:DAYLIGHT', 'TZOFFSETFROM:+0000', 'TZOFFSETTO:+0100', 'TZNAME:BST', 'DTSTART:19700329T010000', 'RRULE:FREQ=YEARLY;BYMONTH=3;BYDAY=-1SU', 'END:DAYLIGHT',
+      'BEGIN:STANDARD', 'TZOFFSETFROM:+0100', 'TZOFFSETTO:+0000', 'TZNAME:GMT', 'DTSTART:19701025T020000', 'RRULE:FREQ=YEARLY;BYMONTH=10;BYDAY=-1SU', 'END:STANDARD',
+      'END:VTIMEZONE',
+      'BEGIN:VEVENT', 'DTSTART;TZID=Europe/London:20240108T093000', 'DTEND;TZID=Europe/London:20240108T100000', 'RRULE:FREQ=WEEKLY;BYDAY=MO',
+      'DTSTAMP:20240101T000000Z', 'UID:weekly-sync@google.com', 'SUMMARY:Weekly sync', 'END:VEVENT',
+      'BEGIN:VEVENT', 'DTSTART;TZID=Europe/London:20240116T150000', 'DTEND;TZID=Europe/London:20240116T153000', 'RECURRENCE-ID;TZID=Europe/London:20240115T093000',
+      'DTSTAMP:20240101T000000Z', 'UID:weekly-sync@google.com', 'SUMMARY:Weekly sync (moved)', 'END:VEVENT',
+      'BEGIN:VEVENT', 'DTSTART;VALUE=DATE:20240110', 'DTEND;VALUE=DATE:20240111', 'DTSTAMP:20240101T000000Z', 'UID:holiday@google.com', 'SUMMARY:Day off', 'TRANSP:TRANSPARENT', 'END:VEVENT',
+      'END:VCALENDAR', '',
+    ].join('\r\n');
+    await postUpload(server, u, 'g', Buffer.from(google, 'utf8'), 'work.ics', 'text/calendar');
+    await ok(u.client, '<calendarImport calendar="Calendar" uploadID="g"/>');
+    assert.deepEqual((await events(u.client, '20240108T000000', '20240120T000000')).found, [
+      'Weekly sync@20240108T093000',
+      'Day off@20240110',
+      'Weekly sync (moved)@20240116T150000',
+    ]);
+    // Shaped like an Outlook export: a Windows zone name without a VTIMEZONE it can be read by.
+    const outlook = [
+      'BEGIN:VCALENDAR', 'PRODID:-//Microsoft Corporation//Outlook 16.0 MIMEDIR//EN', 'VERSION:2.0', 'METHOD:PUBLISH',
+      'BEGIN:VEVENT', 'UID:040000008200E00074C5B7101A82E008', 'SUMMARY:Budget review', 'DTSTART;TZID="W. Europe Standard Time":20240109T140000',
+      'DTEND;TZID="W. Europe Standard Time":20240109T150000', 'X-MICROSOFT-CDO-BUSYSTATUS:TENTATIVE', 'DTSTAMP:20240101T000000Z', 'END:VEVENT',
+      // The weekly sync again, renamed: it replaces the Google one.
+      'BEGIN:VEVENT', 'UID:weekly-sync@google.com', 'SUMMARY:Weekly sync v2', 'DTSTART:20240108T093000Z', 'DURATION:PT30M', 'DTSTAMP:20240101T000000Z', 'END:VEVENT',
+      'END:VCALENDAR', '',
+    ].join('\r\n');
+    await postUpload(server, u, 'o', Buffer.from(outlook, 'utf8'), 'outlook.ics', 'text/calendar');
+    await ok(u.client, '<calendarImport calendar="Calendar" uploadID="o"/>');
+    const after = await events(u.client, '20240108T000000', '20240110T000000');
+    assert.deepEqual(after.found, ['Weekly sync v2@20240108T093000', 'Budget review@20240109T130000']);
+    assert.equal(after.days[1]!.element('event')!.attrs.busyStatus, 'TENTATIVE');
+    // A file with one broken item imports nothing.
+    const broken = google.replace('UID:holiday@google.com', 'UID:other').replace('DTSTART;VALUE=DATE:20240110', 'DTSTART:2024-99-99');
+    await postUpload(server, u, 'b', Buffer.from(broken.replace(/Weekly sync/g, 'Changed'), 'utf8'), 'broken.ics', 'text/calendar');
+    await fails(u.client, '<calendarImport calendar="Calendar" uploadID="b"/>', /invalid iCalendar data.*nothing was imported/);
+    assert.deepEqual((await events(u.client, '20240108T000000', '20240110T000000')).found, ['Weekly sync v2@20240108T093000', 'Budget review@20240109T130000']);
+    await fails(u.client, '<calendarImport calendar="Calendar" uploadID="missing"/>', /uploaded file not found/);
+  });
+
+  test('freeBusyRead: own and another account of the domain, merged busy periods in the reader zone, details hidden', async () => {
+    const owner = await newUser('UTC');
+    await ok(owner.client, `<calendarPublish calendar="Calendar">${vevent('<uid>f1</uid><summary>Secret 1</summary><dtstart>20240501T090000Z</dtstart><dtend>20240501T100000Z</dtend>')}</calendarPublish>`);
+    await ok(owner.client, `<calendarPublish calendar="Calendar">${vevent('<uid>f2</uid><summary>Secret 2</summary><dtstart>20240501T093000Z</dtstart><dtend>20240501T110000Z</dtend>')}</calendarPublish>`);
+    await ok(owner.client, `<calendarPublish calendar="Calendar">${vevent('<uid>f3</uid><summary>Maybe</summary><dtstart>20240501T130000Z</dtstart><dtend>20240501T140000Z</dtend><busystatus>TENTATIVE</busystatus>')}</calendarPublish>`);
+    await ok(owner.client, `<calendarPublish calendar="Calendar">${vevent('<uid>f4</uid><summary>Free</summary><dtstart>20240501T150000Z</dtstart><dtend>20240501T160000Z</dtend><transp>TRANSPARENT</transp>')}</calendarPublish>`);
+    const reader = await newUser('Europe/Berlin');
+    const reply = await ok(reader.client, `<freeBusyRead userName="${owner.address}" timeFrom="20240501T000000" timeTill="20240502T000000"/>`);
+    const data = reply.messages.find((m) => m.name === 'freeBusyData')!;
+    assert.equal(data.attrs.userName, owner.address);
+    const periods = data.element('vfreebusy')!.elements('freebusy').map((f) => `${f.attrs.FBTYPE} ${f.text()}`);
+    assert.deepEqual(periods, ['BUSY 20240501T110000/20240501T130000', 'BUSY-TENTATIVE 20240501T150000/20240501T160000']);
+    assert.doesNotMatch(data.toString(), /Secret/);
+    const own = await ok(owner.client, '<freeBusyRead timeFrom="20240501T000000" timeTill="20240502T000000"/>');
+    assert.equal(own.messages[0]!.element('vfreebusy')!.elements('freebusy').length, 2);
+    await fails(reader.client, '<freeBusyRead userName="nobody-here" timeFrom="20240501T000000" timeTill="20240502T000000"/>', /unknown user/);
   });
 
   test('bad input: not open, bad times, bad iCalendar, a meeting whose requests cannot be sent yet', async () => {

@@ -11,14 +11,16 @@
  */
 import type { Logger } from '../../log.js';
 import type { CalendarIndexRow, CalendarIndexStore } from '../../store/calendar-index.js';
-import type { MailboxHandle, MailService } from '../mail/service.js';
+import type { AccountRightsService } from '../account-rights.js';
+import type { AccountService } from '../accounts.js';
+import { ACCESS_DENIED, NOT_FOUND, type MailboxHandle, type MailService } from '../mail/service.js';
 import { Slicer } from '../slices.js';
-import type { MessageMeta } from '../../store/store.js';
+import type { AccountRecord, MessageMeta } from '../../store/store.js';
 import { ServiceError } from '../errors.js';
 import { Flag } from '../mail/flags.js';
 import { prepareMessage } from '../mail/new-message.js';
 import { composeCalendarItem, itemText } from './item.js';
-import { ensureUid, mergeInto, parseCalendar, sameAddress } from './publish.js';
+import { ensureUid, excludeOccurrence, mergeInto, parseCalendar, sameAddress, splitImport } from './publish.js';
 import { alarmsBetween, CalendarItemError, itemSpan, occurrences, parseItem, type CalendarItem, type Occurrence } from './occurrences.js';
 import { wallAsUtc } from './zones.js';
 
@@ -31,6 +33,10 @@ export interface CalendarServiceOptions {
   log: Logger;
   /** Host name for the items' Message-IDs. */
   hostname: string;
+  limits?: CalendarLimits;
+  /** Whose free/busy time may be read (freeBusyOf). */
+  accounts: AccountService;
+  rights: AccountRightsService;
 }
 
 export interface PublishOptions {
@@ -41,7 +47,26 @@ export interface PublishOptions {
   /** calendarPublish's sendRequests: 'no', 'new' or anything else for all. */
   sendRequests: string;
   copyExceptions: boolean;
+  /** The text is the whole new item: no merge with the stored one (an occurrence cancelled). */
+  replaceWhole?: boolean;
 }
+
+export type BusyType = 'BUSY' | 'BUSY-TENTATIVE' | 'BUSY-UNAVAILABLE';
+
+export interface BusyPeriod {
+  type: BusyType;
+  start: number;
+  end: number;
+}
+
+export interface CalendarLimits {
+  /** Most items one calendarImport may bring. */
+  importItems: number;
+  /** Most bytes of one imported file. */
+  importBytes: number;
+}
+
+export const DEFAULT_CALENDAR_LIMITS: CalendarLimits = { importItems: 10000, importBytes: 20 * 1024 * 1024 };
 
 /** One occurrence found, with the message it comes from. */
 export interface FoundOccurrence {
@@ -60,6 +85,9 @@ interface CachedItem {
 export class CalendarService {
   private readonly log: Logger;
   private readonly hostname: string;
+  readonly limits: CalendarLimits;
+  private readonly accounts: AccountService;
+  private readonly rights: AccountRightsService;
   /** Parsed items by `<mailbox id>:<message UID>`, least recently used first (null: the message holds no usable item). */
   private readonly items = new Map<string, CachedItem>();
   private itemChars = 0;
@@ -71,6 +99,32 @@ export class CalendarService {
   ) {
     this.log = options.log;
     this.hostname = options.hostname;
+    this.limits = options.limits ?? DEFAULT_CALENDAR_LIMITS;
+    this.accounts = options.accounts;
+    this.rights = options.rights;
+  }
+
+  /**
+   * freeBusyRead: the busy periods of an account's main calendar (its CalendarBox preference;
+   * none when it has no such mailbox). Free/busy time is shown to the accounts of the same
+   * domain and to those holding the read right over the account — the periods only, never
+   * what the events are.
+   */
+  async freeBusyOf(viewer: AccountRecord, userName: string | undefined, from: number, till: number, viewerZone: string): Promise<BusyPeriod[]> {
+    const target = userName ? await this.accounts.find(userName, viewer.domain) : viewer;
+    if (!target) throw new ServiceError('unknown user');
+    if (target.id !== viewer.id && target.domain !== viewer.domain && !(await this.rights.has(viewer, target, 'r'))) throw new ServiceError(ACCESS_DENIED);
+    const prefs = await this.accounts.effectivePrefs(target);
+    const name = typeof prefs.CalendarBox === 'string' && prefs.CalendarBox !== '' ? prefs.CalendarBox : 'Calendar';
+    let box: MailboxHandle;
+    try {
+      // Read as its owner: what leaves here is periods, whatever the calendar's own ACL says.
+      box = await this.mail.access(target, name, 'r');
+    } catch (err) {
+      if (err instanceof ServiceError && err.message === NOT_FOUND) return [];
+      throw err;
+    }
+    return this.busyPeriods(box, from, till, viewerZone);
   }
 
   /** Indexes the messages of the mailbox that have no index row yet. */
@@ -141,7 +195,7 @@ export class CalendarService {
     await this.refreshIndex(box);
     const existing = (await this.index.byItemUid(box.record.id, uid)).map((r) => r.uid);
     const previous = existing.length > 0 ? await this.itemTextOf(box, existing[existing.length - 1]!) : undefined;
-    const merged = previous !== undefined ? mergeInto(parseCalendar(previous), calendar, options.copyExceptions) : calendar;
+    const merged = previous !== undefined && !options.replaceWhole ? mergeInto(parseCalendar(previous), calendar, options.copyExceptions) : calendar;
     const finalText = merged.toString();
     let item: CalendarItem;
     try {
@@ -191,6 +245,86 @@ export class CalendarService {
     const removed = await this.mail.expunge(box, uids);
     this.log.info({ event: 'calendar.cancelled', mailbox: box.record.name, owner: box.owner.id, itemUid, removed }, 'calendar item removed');
     return removed;
+  }
+
+  /**
+   * calendarCancel of one occurrence: its overriding instance (if any) goes, and the master
+   * gets an EXDATE for it; the item is stored again in place of the old one.
+   */
+  async cancelOccurrence(box: MailboxHandle, itemUid: string, recurrenceId: string, options: PublishOptions): Promise<void> {
+    await this.refreshIndex(box);
+    const rows = await this.index.byItemUid(box.record.id, itemUid);
+    const last = rows[rows.length - 1];
+    if (!last) throw new ServiceError('calendar item not found');
+    const text = await this.itemTextOf(box, last.uid);
+    if (text === undefined) throw new ServiceError('calendar item not found');
+    const calendar = parseCalendar(text);
+    if (!excludeOccurrence(calendar, recurrenceId)) throw new ServiceError(`the item has no occurrence ${recurrenceId}`);
+    await this.publish(box, calendar.toString(), { ...options, copyExceptions: false, replaceWhole: true });
+  }
+
+  /**
+   * Busy periods of the mailbox's events in [from, till): merged per busy status, FREE and
+   * cancelled ones left out (freeBusyRead, CalDAV free-busy-query).
+   */
+  async busyPeriods(box: MailboxHandle, from: number, till: number, viewerZone: string): Promise<BusyPeriod[]> {
+    const found = await this.find(box, 'event', from, till, viewerZone);
+    const byType = new Map<BusyType, { start: number; end: number }[]>();
+    for (const f of found) {
+      const fields = f.occurrence.fields;
+      if (fields.busyStatus === 'FREE' || fields.status === 'CANCELLED') continue;
+      const type: BusyType = fields.busyStatus === 'TENTATIVE' ? 'BUSY-TENTATIVE' : fields.busyStatus === 'UNAVAILABLE' ? 'BUSY-UNAVAILABLE' : 'BUSY';
+      const start = Math.max(from, f.occurrence.start);
+      const end = Math.min(till, f.occurrence.end);
+      if (end <= start) continue;
+      const list = byType.get(type) ?? [];
+      list.push({ start, end });
+      byType.set(type, list);
+    }
+    const periods: BusyPeriod[] = [];
+    for (const [type, list] of byType) {
+      list.sort((a, b) => a.start - b.start);
+      let current: { start: number; end: number } | undefined;
+      for (const p of list) {
+        if (current && p.start <= current.end) current.end = Math.max(current.end, p.end);
+        else {
+          if (current) periods.push({ type, ...current });
+          current = { ...p };
+        }
+      }
+      if (current) periods.push({ type, ...current });
+    }
+    return periods.sort((a, b) => a.start - b.start || a.type.localeCompare(b.type));
+  }
+
+  /**
+   * calendarImport: every item of an .ics text (items are grouped by UID: a master with its
+   * overriding instances; the VTIMEZONEs they use go with them), all or none — a malformed item
+   * is a ServiceError naming it and nothing is stored. Items replace the stored ones of their UID.
+   */
+  async importText(box: MailboxHandle, text: string, options: { timeZone: string }): Promise<MessageMeta[]> {
+    const items = splitImport(text, this.limits.importItems);
+    const prepared = [];
+    const slicer = new Slicer();
+    for (const item of items) {
+      await slicer.next();
+      let parsed: CalendarItem;
+      try {
+        parsed = parseItem(item.text);
+      } catch (err) {
+        if (err instanceof CalendarItemError) throw new ServiceError(`invalid iCalendar data: item ${item.index} (UID ${JSON.stringify(item.uid.slice(0, 80))}): ${err.message} (nothing was imported)`);
+        throw err;
+      }
+      const raw = composeCalendarItem(item.text, { summary: parsed.fields.summary ?? '', ...(parsed.fields.organizer ? { organizer: parsed.fields.organizer } : {}) }, { timeZone: options.timeZone, hostname: this.hostname });
+      prepared.push(prepareMessage(raw, { flags: Flag.Seen }));
+    }
+    await this.refreshIndex(box);
+    const replaced: number[] = [];
+    for (const item of items) replaced.push(...(await this.index.byItemUid(box.record.id, item.uid)).map((r) => r.uid));
+    const added = await this.mail.append(box, prepared);
+    if (replaced.length > 0) await this.mail.expunge(box, replaced);
+    this.log.info({ event: 'calendar.imported', mailbox: box.record.name, owner: box.owner.id, count: added.length, replaced: replaced.length }, 'calendar items imported');
+    return added;
   }
 
   /** The parsed item of a message (cached); null when it holds no usable calendar item. */

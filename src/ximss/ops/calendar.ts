@@ -1,4 +1,6 @@
+import { readFile, stat } from 'node:fs/promises';
 import type { FoundOccurrence } from '../../services/calendar/service.js';
+import { itemIdentity } from '../../services/calendar/publish.js';
 import { ICalendarFormatError, textToXcal, xcalToText } from '../../services/calendar/xcal.js';
 import { instantToWall, wallToInstant, type WallTime } from '../../services/calendar/zones.js';
 import { ServiceError } from '../../services/errors.js';
@@ -241,16 +243,70 @@ export const calendarOperations: OperationTable = {
   }),
 
   calendarCancel: inSession(async (ctx) => {
-    const calendar = openCalendar(ctx.session, ctx.request);
-    const { itemUID, recurrenceId } = ctx.request.attrs;
-    const uidText = ctx.request.attrs.UID;
-    const hasBody = ctx.request.elements().some((e) => e.name === 'iCalendar' || e.name === 'icalendar');
-    if (hasBody || recurrenceId) throw new ServiceError('not implemented yet: cancelling one occurrence or by an iCalendar body');
+    const session = ctx.session;
+    const calendar = openCalendar(session, ctx.request);
+    let { itemUID, recurrenceId } = ctx.request.attrs;
+    // An iCalendar body names the item (and the occurrence) itself.
+    if (ctx.request.elements().some((e) => e.name === 'iCalendar' || e.name === 'icalendar')) {
+      const named = itemIdentity(requestCalendarText(ctx));
+      itemUID = named.uid;
+      recurrenceId = named.recurrenceId ?? recurrenceId;
+    }
+    const sendRequests = ctx.request.attrs.sendRequests !== 'no';
+    if (recurrenceId) {
+      if (itemUID === undefined) {
+        const item = await ctx.server.calendars.item(calendar.box, uidAttr(ctx.request));
+        if (!item) throw new ServiceError('calendar item not found');
+        itemUID = item.uid;
+      }
+      await ctx.server.calendars.cancelOccurrence(calendar.box, itemUID, recurrenceId, {
+        timeZone: session.timeZone,
+        owner: session.userName,
+        sendRequests: sendRequests ? 'yes' : 'no',
+        copyExceptions: false,
+      });
+      return;
+    }
     await ctx.server.calendars.cancel(calendar.box, {
-      ...(uidText !== undefined ? { uid: uidAttr(ctx.request) } : {}),
-      ...(itemUID !== undefined ? { itemUid: itemUID } : {}),
-      sendRequests: ctx.request.attrs.sendRequests !== 'no',
-      owner: ctx.session.userName,
+      ...(itemUID === undefined ? { uid: uidAttr(ctx.request) } : { itemUid: itemUID }),
+      sendRequests,
+      owner: session.userName,
     });
+  }),
+
+  calendarImport: inSession(async (ctx) => {
+    const calendar = openCalendar(ctx.session, ctx.request);
+    const uploadID = requiredAttr(ctx.request, 'uploadID');
+    const file = ctx.session.uploads.get(uploadID);
+    if (!file) throw new ServiceError(`uploaded file not found: ${uploadID}`);
+    const limits = ctx.server.calendars.limits;
+    const size = await stat(file.path).then(
+      (s) => s.size,
+      () => undefined,
+    );
+    if (size === undefined) throw new ServiceError(`uploaded file not found: ${uploadID}`);
+    if (size > limits.importBytes) throw new ServiceError(`the file is too large to import: ${size} bytes (at most ${limits.importBytes})`);
+    const text = (await readFile(file.path)).toString('utf8');
+    await ctx.server.calendars.importText(calendar.box, text, { timeZone: ctx.session.timeZone });
+  }),
+
+  freeBusyRead: inSession(async (ctx) => {
+    const session = ctx.session;
+    const zone = ianaTimeZone(session.timeZone);
+    const from = timeAttr(ctx.request, 'timeFrom', zone);
+    const till = timeAttr(ctx.request, 'timeTill', zone);
+    if (from === undefined || till === undefined) throw new ServiceError('the timeFrom and timeTill attributes are required');
+    if (till <= from) throw new ServiceError('timeTill must be after timeFrom');
+    if (till - from > MAX_DAYS * 86_400_000) throw new ServiceError(`the interval is too long (at most ${MAX_DAYS} days)`);
+    const userName = ctx.request.attrs.userName;
+    const periods = await ctx.server.calendars.freeBusyOf(session.account, userName || undefined, from, till, zone);
+    const elements = periods.map((p) => el('freebusy', { FBTYPE: p.type }, `${formatLocal(new Date(p.start), session.timeZone)}/${formatLocal(new Date(p.end), session.timeZone)}`));
+    ctx.send(
+      el(
+        'freeBusyData',
+        { userName },
+        el('vfreebusy', {}, el('dtstart', {}, formatLocal(new Date(from), session.timeZone)), el('dtend', {}, formatLocal(new Date(till), session.timeZone)), ...elements),
+      ),
+    );
   }),
 };
