@@ -9,6 +9,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import ICAL from 'ical.js';
 import {
   alarmsBetween,
   CalendarItemError,
@@ -450,6 +451,67 @@ describe('zones', () => {
     assert.deepEqual(spans(occurrences(days, 0, utc('2100-01-01T00:00:00Z'), 'UTC')), ['2024-03-09T17:00:00Z/2024-03-10T16:00:00Z']);
     const hours = parseItem(cal(...event('UID:pt24h', 'DTSTART;TZID=America/New_York:20240309T120000', 'DURATION:PT24H')));
     assert.deepEqual(spans(occurrences(hours, 0, utc('2100-01-01T00:00:00Z'), 'UTC')), ['2024-03-09T17:00:00Z/2024-03-10T17:00:00Z']);
+  });
+});
+
+describe('old series: iterated from a later start', () => {
+  // Each rule from DTSTART Monday Jan 3, 2000 09:30Z, seen in January–February 2026; the
+  // reference is ical.js's RecurExpansion going all the way from DTSTART.
+  const rules = [
+    'FREQ=DAILY',
+    'FREQ=DAILY;INTERVAL=3;BYDAY=MO,WE,FR',
+    'FREQ=WEEKLY;INTERVAL=2;BYDAY=TU,TH',
+    'FREQ=WEEKLY;INTERVAL=3;UNTIL=20260201T000000Z',
+    'FREQ=MONTHLY;BYDAY=2TU',
+    'FREQ=MONTHLY;INTERVAL=4;BYDAY=-1FR',
+    'FREQ=MONTHLY;BYMONTHDAY=-1',
+    'FREQ=MONTHLY;BYSETPOS=-1;BYDAY=MO,TU,WE,TH,FR',
+    'FREQ=YEARLY;BYMONTH=1,2;BYDAY=-1SU',
+    'FREQ=YEARLY;BYWEEKNO=6;BYDAY=MO',
+    'FREQ=HOURLY;INTERVAL=7;BYHOUR=9,10,11,12,13,14,15,16',
+  ];
+  const from = utc('2026-01-01T00:00:00Z');
+  const till = utc('2026-03-01T00:00:00Z');
+  for (const rule of rules) {
+    test(rule, () => {
+      const text = cal(...event('UID:old', 'DTSTART:20000103T093000Z', 'DTEND:20000103T100000Z', `RRULE:${rule}`));
+      const component = ICAL.Component.fromString(text).getFirstSubcomponent('vevent')!;
+      const reference = new ICAL.RecurExpansion({ component, dtstart: component.getFirstPropertyValue('dtstart') as ICAL.Time });
+      const expected: string[] = [];
+      for (let next = reference.next(); next; next = reference.next()) {
+        const ms = next.toUnixTime() * 1000;
+        if (ms >= till) break;
+        if (ms + 30 * 60_000 > from) expected.push(iso(ms));
+      }
+      const result = expand(parseItem(text), from, till, 'UTC');
+      assert.equal(result.truncated, false);
+      assert.ok(expected.length > 0);
+      assert.deepEqual(starts(result.occurrences), expected);
+    });
+  }
+
+  test('an hourly rule from 2000 is not too long to expand in 2026', () => {
+    const item = parseItem(cal(...event('UID:hourly', 'DTSTART:20000103T093000Z', 'DURATION:PT10M', 'RRULE:FREQ=HOURLY')));
+    const result = expand(item, from, utc('2026-02-01T00:00:00Z'), 'UTC');
+    assert.equal(result.truncated, false);
+    // Every hour of January at :30: 31 × 24.
+    assert.equal(result.occurrences.length, 744);
+    assert.equal(iso(result.occurrences[0]!.start), '2026-01-01T00:30:00Z');
+  });
+
+  test('example 027 in 2026: the US change on March 8', () => {
+    // Mon Mar 2 and Thu Mar 5 are PST (18:00Z), Mon Mar 9 is PDT (17:00Z).
+    assert.deepEqual(starts(between(parseItem(EXAMPLE_027), '2026-03-02T00:00:00Z', '2026-03-10T00:00:00Z')), [
+      '2026-03-02T18:00:00Z',
+      '2026-03-05T18:00:00Z',
+      '2026-03-09T17:00:00Z',
+    ]);
+  });
+
+  test('a yearly February 29 from 1904, in 2096–2105: 2100 is no leap year', () => {
+    const item = parseItem(cal(...event('UID:leap', 'DTSTART;VALUE=DATE:19040229', 'RRULE:FREQ=YEARLY')));
+    const list = between(item, '2096-01-01T00:00:00Z', '2106-01-01T00:00:00Z');
+    assert.deepEqual(list.map((o) => o.date), ['20960229', '21040229']);
   });
 });
 

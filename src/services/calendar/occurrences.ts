@@ -763,6 +763,46 @@ function ruleForIteration(rule: ICAL.Recur, context: Context): ICAL.Recur {
   return copy;
 }
 
+const PERIOD_SECONDS: Readonly<Record<string, number>> = { SECONDLY: 1, MINUTELY: 60, HOURLY: 3600, DAILY: 86400, WEEKLY: 7 * 86400 };
+
+/**
+ * A later start to iterate a rule from, so that an old daily meeting is not iterated
+ * from years ago: DTSTART moved on by whole periods (INTERVAL × the frequency's unit, in
+ * wall time) to some period before `neededFrom`. The rule's candidates are DTSTART plus
+ * whole periods and its BYxxx parts are absolute, so the occurrences after the later
+ * start are those from DTSTART; not with COUNT, which counts from DTSTART. A monthly
+ * start after the 28th (its day written out as BYMONTHDAY, see ruleForIteration) moves
+ * to a day every month has. undefined when there is nothing to skip.
+ */
+function laterStart(rule: ICAL.Recur, start: DateValue, neededFrom: number): WallTime | undefined {
+  if (rule.count) return undefined;
+  const startMs = wallAsUtc(start.wall);
+  if (!(neededFrom > startMs)) return undefined;
+  const seconds = PERIOD_SECONDS[rule.freq];
+  if (seconds !== undefined) {
+    const period = seconds * 1000 * rule.interval;
+    const periods = Math.floor((neededFrom - startMs) / period) - 1;
+    return periods >= 1 ? utcWall(startMs + periods * period) : undefined;
+  }
+  const target = utcWall(neededFrom);
+  if (rule.freq === 'MONTHLY') {
+    const periods = Math.floor(((target.year - start.wall.year) * 12 + target.month - start.wall.month) / rule.interval) - 1;
+    if (periods < 1) return undefined;
+    const months = start.wall.month - 1 + periods * rule.interval;
+    return { ...start.wall, year: start.wall.year + Math.floor(months / 12), month: (months % 12) + 1, day: start.wall.day > 28 ? 1 : start.wall.day };
+  }
+  if (rule.freq === 'YEARLY') {
+    let periods = Math.floor((target.year - start.wall.year) / rule.interval) - 1;
+    // A February 29 start moves to another leap year (ical.js starts a non-leap year's February 29 on March 1).
+    if (start.wall.month === 2 && start.wall.day === 29) {
+      while (periods >= 1 && !ICAL.Time.isLeapYear(start.wall.year + periods * rule.interval)) periods--;
+    }
+    if (periods < 1) return undefined;
+    return { ...start.wall, year: start.wall.year + periods * rule.interval };
+  }
+  return undefined;
+}
+
 /**
  * The occurrences overlapping [fromMs, tillMs), sorted by start (then end), and whether
  * the expansion ran out of work. `viewerZone` (an IANA or CommuniGate name) is where
@@ -854,12 +894,20 @@ function expandPlan(plan: Plan, fromMs: number, tillMs: number, viewerZone: stri
     consider(masterStart.isDate ? { ...wall, hour: 0, minute: 0, second: 0 } : wall, isPeriod ? rdate : undefined);
   }
 
+  // Occurrences before this (in the master's wall time) are of no interest: before the
+  // range, and before every overridden one.
+  let neededFrom = fromMs - OFFSET_MARGIN - longest;
+  for (const override of overrides.values()) {
+    neededFrom = Math.min(neededFrom, wallAsUtc(masterWall(override.recurrenceId!, context)) - DAY);
+  }
+
   let truncated = false;
   let steps = 0;
   candidateChecks = 0;
-  const dtstart = floatingTime(masterStart.wall, masterStart.isDate);
   for (const rule of plan.rules) {
     try {
+      const later = laterStart(rule, masterStart, neededFrom);
+      const dtstart = floatingTime(later ?? masterStart.wall, masterStart.isDate);
       const iterator = new BoundedRecurIterator({ rule: ruleForIteration(rule, context), dtstart });
       for (;;) {
         const next = iterator.next();
@@ -878,6 +926,8 @@ function expandPlan(plan: Plan, fromMs: number, tillMs: number, viewerZone: stri
         };
         // Years past 9999 are past every range (and past what a date can say).
         if (wall.year > 9999 || wallAsUtc(wall) > stopWall) break;
+        // ical.js gives its start as the first occurrence unchecked: a later start may not be one (and is before the range).
+        if (later && wallAsUtc(wall) <= wallAsUtc(later)) continue;
         consider(wall);
       }
     } catch {
