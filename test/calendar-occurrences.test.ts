@@ -551,6 +551,25 @@ describe('itemSpan', () => {
     assert.deepEqual(itemSpan(moved), { firstStart: utc('2024-01-05T09:00:00Z'), lastEnd: utc('2024-01-11T10:00:00Z') });
   });
 
+  test('the bounds of the alarms', () => {
+    // Daily Jan 10–14 09:00–10:00Z; 15 minutes before the start, and 1 day after the end
+    // repeated twice an hour apart: from Jan 10 08:45Z to Jan 15 10:00Z + 2 h.
+    const item = parseItem(
+      cal(
+        ...event(
+          'UID:al', 'DTSTART:20240110T090000Z', 'DTEND:20240110T100000Z', 'RRULE:FREQ=DAILY;COUNT=5',
+          'BEGIN:VALARM', 'ACTION:DISPLAY', 'TRIGGER:-PT15M', 'END:VALARM',
+          'BEGIN:VALARM', 'ACTION:DISPLAY', 'TRIGGER;RELATED=END:P1D', 'REPEAT:2', 'DURATION:PT1H', 'END:VALARM',
+        ),
+      ),
+    );
+    assert.deepEqual(itemSpan(item)!.alarms, { first: utc('2024-01-10T08:45:00Z'), last: utc('2024-01-15T12:00:00Z') });
+    // Example 027 has none; an unbounded rule's alarms have no last.
+    assert.equal(itemSpan(parseItem(EXAMPLE_027))!.alarms, undefined);
+    const unbounded = parseItem(EXAMPLE_027.replace('END:VEVENT', 'BEGIN:VALARM\r\nACTION:DISPLAY\r\nTRIGGER:-PT10M\r\nEND:VALARM\r\nEND:VEVENT'));
+    assert.deepEqual(itemSpan(unbounded)!.alarms, { first: utc('2006-05-15T16:50:00Z'), last: null });
+  });
+
   test('floating and all-day items are widened by 14 hours on each side', () => {
     const floating = parseItem(cal(...event('UID:fl', 'DTSTART:20240601T090000', 'DTEND:20240601T100000')));
     // Read in UTC: 09:00Z–10:00Z, widened: May 31 19:00Z – Jun 2 00:00Z.

@@ -110,7 +110,7 @@ export interface ItemFields {
   due?: DateValue;
   percentComplete?: number;
   alarms: AlarmDefinition[];
-  /** The master has RRULE or RDATE. */
+  /** The master has RRULE or RDATE, or this is an overriding instance. */
   recurring: boolean;
 }
 
@@ -348,7 +348,9 @@ function nominalSeconds(from: DateValue, to: DateValue): number {
 function readInstance(component: ICAL.Component, kind: 'event' | 'todo'): Instance {
   const dtstart = dateProperty(component, 'dtstart');
   const due = kind === 'todo' ? dateProperty(component, 'due') : undefined;
-  const start = dtstart ?? due;
+  const recurrenceId = dateProperty(component, 'recurrence-id');
+  // An overriding instance without DTSTART (RFC 5545 wants one) stays where it was.
+  const start = dtstart ?? due ?? recurrenceId;
   let end: EndSpec = { kind: 'none' };
   const dtend = kind === 'event' ? dateProperty(component, 'dtend') : undefined;
   const durationValue = component.getFirstPropertyValue('duration');
@@ -380,7 +382,8 @@ function readInstance(component: ICAL.Component, kind: 'event' | 'todo'): Instan
     allDay,
     durationSeconds,
     alarms: alarmsOf(component),
-    recurring: component.hasProperty('rrule') || component.hasProperty('rdate'),
+    // An overriding instance is one of a recurring item's.
+    recurring: component.hasProperty('rrule') || component.hasProperty('rdate') || recurrenceId !== undefined,
   };
   const summary = textProperty(component, 'summary');
   if (summary !== undefined) fields.summary = summary;
@@ -399,7 +402,6 @@ function readInstance(component: ICAL.Component, kind: 'event' | 'todo'): Instan
   const instance: Instance = { component, end, cancelled: status === 'CANCELLED', sequence: integerProperty(component, 'sequence') ?? 0, fields };
   if (start) instance.start = start;
   if (due) instance.due = due;
-  const recurrenceId = dateProperty(component, 'recurrence-id');
   if (recurrenceId) instance.recurrenceId = recurrenceId;
   return instance;
 }
@@ -1010,6 +1012,8 @@ export interface ItemSpan {
   firstStart: number;
   /** null: the item never ends (an unbounded rule, or one too long to expand). */
   lastEnd: number | null;
+  /** Bounds of its alarm instants (for findEvents byAlarm), when it has alarms; `last` null when unbounded. */
+  alarms?: { first: number; last: number | null };
 }
 
 /**
@@ -1055,7 +1059,28 @@ export function itemSpan(item: CalendarItem, viewerZoneForFloating = 'UTC'): Ite
       firstStart -= FLOATING_SPAN_MARGIN;
       if (lastEnd !== null) lastEnd += FLOATING_SPAN_MARGIN;
     }
-    return { firstStart, lastEnd };
+    const span: ItemSpan = { firstStart, lastEnd };
+
+    // A relative alarm is within its offset (and repetitions) of an occurrence's start or
+    // end, both inside [firstStart, lastEnd]; an absolute one is where it says.
+    let first = Infinity;
+    let last: number | null = -Infinity;
+    for (const instance of [plan.master, ...plan.overrides]) {
+      for (const alarm of instance.fields.alarms) {
+        const repeats = alarm.repeat * alarm.repeatIntervalSeconds * 1000;
+        if (alarm.trigger.kind === 'absolute') {
+          const at = instantOf(alarm.trigger.time, context);
+          first = Math.min(first, at - (widen ? FLOATING_SPAN_MARGIN : 0));
+          if (last !== null) last = Math.max(last, at + repeats + (widen ? FLOATING_SPAN_MARGIN : 0));
+        } else {
+          const offset = alarm.trigger.seconds * 1000;
+          first = Math.min(first, firstStart + offset);
+          last = lastEnd === null || last === null ? null : Math.max(last, lastEnd + offset + repeats);
+        }
+      }
+    }
+    if (first !== Infinity) span.alarms = { first, last };
+    return span;
   } catch (err) {
     if (err instanceof CalendarItemError) throw err;
     throw new CalendarItemError(err instanceof Error ? err.message : String(err));
