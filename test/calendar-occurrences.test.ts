@@ -249,6 +249,23 @@ describe('overriding instances', () => {
     assert.deepEqual(between(orphan, '2024-02-01T00:00:00Z', '2024-03-01T00:00:00Z'), []);
   });
 
+  test('RANGE=THISANDFUTURE is taken as an override of its own occurrence only', () => {
+    const future = parseItem(
+      text.replace('RECURRENCE-ID;TZID=Europe/Berlin:20240115T100000', 'RECURRENCE-ID;RANGE=THISANDFUTURE;TZID=Europe/Berlin:20240115T100000'),
+    );
+    // As above: Jan 29 keeps its time (a THISANDFUTURE shift would have moved it too).
+    assert.deepEqual(starts(between(future, '2024-01-01T00:00:00Z', '2024-02-01T00:00:00Z')), ['2024-01-08T09:00:00Z', '2024-01-17T13:00:00Z', '2024-01-29T09:00:00Z']);
+  });
+
+  test('of two overrides of one occurrence, the higher SEQUENCE wins; an override counts as recurring', () => {
+    const twice = parseItem(
+      text.replace('END:VCALENDAR', ['BEGIN:VEVENT', 'UID:weekly', 'RECURRENCE-ID;TZID=Europe/Berlin:20240115T100000', 'SEQUENCE:0', 'DTSTART;TZID=Europe/Berlin:20240116T100000', 'SUMMARY:Stale', 'END:VEVENT', 'END:VCALENDAR'].join('\r\n')),
+    );
+    const [moved] = between(twice, '2024-01-15T00:00:00Z', '2024-01-19T00:00:00Z');
+    assert.equal(moved!.fields.summary, 'Moved standup');
+    assert.equal(moved!.fields.recurring, true);
+  });
+
   test('an item of overrides only (an invitation to one occurrence) shows them at their times', () => {
     const only = parseItem(cal(...event('UID:inv', 'RECURRENCE-ID:20240301T090000Z', 'DTSTART:20240301T100000Z', 'DTEND:20240301T110000Z', 'SUMMARY:One instance')));
     assert.equal(only.masterless, true);
@@ -425,6 +442,20 @@ describe('zones', () => {
     assert.equal(at('W. Europe Standard Time', '20240715T100000'), '2024-07-15T08:00:00Z'); // CEST +2
     // An unknown TZID is read in the viewer's zone (Tokyo, +9): 10:00 is 01:00Z.
     assert.equal(at('Nowhere Standard Time', '20240715T100000'), '2024-07-15T01:00:00Z');
+  });
+
+  test('IANA names first, then the VTIMEZONE; old Mozilla-style TZIDs', () => {
+    // A VTIMEZONE claiming Europe/Berlin is +05:00: the runtime's Europe/Berlin is used (CEST, +2).
+    const claimed = parseItem(
+      cal(
+        'BEGIN:VTIMEZONE', 'TZID:Europe/Berlin', 'BEGIN:STANDARD', 'TZOFFSETFROM:+0500', 'TZOFFSETTO:+0500', 'DTSTART:19700101T000000', 'END:STANDARD', 'END:VTIMEZONE',
+        ...event('UID:c', 'DTSTART;TZID=Europe/Berlin:20240715T100000'),
+      ),
+    );
+    assert.deepEqual(starts(occurrences(claimed, 0, utc('2100-01-01T00:00:00Z'), 'UTC')), ['2024-07-15T08:00:00Z']);
+    const mozilla = parseItem(cal(...event('UID:m', 'DTSTART;TZID=/mozilla.org/20050126_1/America/New_York:20240715T100000')));
+    // EDT (−4): 14:00Z.
+    assert.deepEqual(starts(occurrences(mozilla, 0, utc('2100-01-01T00:00:00Z'), 'UTC')), ['2024-07-15T14:00:00Z']);
   });
 
   test('a wall time in the spring-forward gap moves forward; one in the overlap is the first', () => {
