@@ -2,10 +2,12 @@
  * Wall-clock times of calendar items ↔ instants, for the zone a TZID names.
  *
  * A TZID is looked up, in this order, as an IANA name or a CommuniGate name (through
- * Node's Intl, which has the full time zone database), as a VTIMEZONE of the item
- * (through ical.js's Timezone), as one of the common Microsoft zone names; a floating
- * time (no Z, no TZID) — and, as the last resort, a TZID nothing knows — is read in
- * the viewer's zone (the user's TimeZone preference).
+ * Node's Intl, which has the full time zone database; also behind an old Mozilla-style
+ * `/mozilla.org/20050126_1/America/New_York`), as a VTIMEZONE of the item (its changes
+ * as ical.js's Timezone expands them), as one of the common Microsoft zone names; a
+ * floating time (no Z, no TZID) — and, as the last resort, a TZID nothing knows — is
+ * read in the viewer's zone (the user's TimeZone preference). The IANA database comes
+ * first because it knows a zone's past rules, where a VTIMEZONE often has only today's.
  *
  * Wall time → instant follows RFC 5545 §3.3.5: a wall time inside a DST gap (02:30 on
  * a spring-forward day) is read with the offset before the gap, which moves it forward
