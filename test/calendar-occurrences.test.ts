@@ -410,6 +410,27 @@ describe('alarms', () => {
   });
 });
 
+describe('alarms of many overrides', () => {
+  test('absolute alarms of 300 overrides, each with its occurrence', () => {
+    // Daily 09:00Z from Jan 1, 2024; the first 300 moved to 10:00Z, each with an alarm at 08:00Z that day.
+    const lines = [...event('UID:many', 'DTSTART:20240101T090000Z', 'DURATION:PT1H', 'RRULE:FREQ=DAILY;COUNT=400')];
+    const day = (n: number): string => new Date(Date.UTC(2024, 0, 1 + n)).toISOString().slice(0, 10).replace(/-/g, '');
+    for (let n = 0; n < 300; n++) {
+      lines.push(
+        ...event(`UID:many`, `RECURRENCE-ID:${day(n)}T090000Z`, `DTSTART:${day(n)}T100000Z`, 'DURATION:PT1H',
+          'BEGIN:VALARM', 'ACTION:DISPLAY', `TRIGGER;VALUE=DATE-TIME:${day(n)}T080000Z`, 'END:VALARM'),
+      );
+    }
+    const item = parseItem(cal(...lines));
+    const hits = alarmsBetween(item, utc('2024-01-01T00:00:00Z'), utc('2025-01-01T00:00:00Z'), 'UTC');
+    assert.equal(hits.length, 300);
+    assert.deepEqual(
+      hits.slice(0, 2).map((h) => `${iso(h.alarm)} ${iso(h.occurrence.start)} ${h.occurrence.recurrenceId}`),
+      ['2024-01-01T08:00:00Z 2024-01-01T10:00:00Z 20240101T090000Z', '2024-01-02T08:00:00Z 2024-01-02T10:00:00Z 20240102T090000Z'],
+    );
+  });
+});
+
 describe('zones', () => {
   test('a custom TZID defined only by the item’s VTIMEZONE', () => {
     // A Berlin-like zone under a made-up name: +01:00, +02:00 from the last Sunday in March 02:00

@@ -953,6 +953,19 @@ function expandPlan(plan: Plan, fromMs: number, tillMs: number, viewerZone: stri
 // -----------------------------------------------------------------------------------------
 // Alarms and spans
 
+/** Ranges to expand, overlapping ones merged; many become one (each expansion costs its rule's iteration). */
+function mergedWindows(windows: Array<[number, number]>): Array<[number, number]> {
+  const sorted = [...windows].sort((a, b) => a[0] - b[0]);
+  const merged: Array<[number, number]> = [];
+  for (const [from, till] of sorted) {
+    const last = merged[merged.length - 1];
+    if (last && from <= last[1]) last[1] = Math.max(last[1], till);
+    else merged.push([from, till]);
+  }
+  if (merged.length > 16) return [[merged[0]![0], Math.max(...merged.map((w) => w[1]))]];
+  return merged;
+}
+
 /**
  * The alarms in [fromMs, tillMs) with their occurrences (findEvents byAlarm), sorted by
  * alarm instant: one entry per alarm instant. A relative alarm rings for every
@@ -994,7 +1007,7 @@ export function alarmsBetween(item: CalendarItem, fromMs: number, tillMs: number
     if (hasRelative) windows.push([fromMs - most, tillMs - least + 1]);
 
     const hits = new Map<string, AlarmHit>();
-    for (const [from, till] of windows) {
+    for (const [from, till] of mergedWindows(windows)) {
       for (const occurrence of expandPlan(plan, from, till, viewerZone, undefined).occurrences) {
         for (const alarm of occurrence.alarms) {
           if (alarm >= fromMs && alarm < tillMs) hits.set(`${occurrence.recurrenceId} ${alarm}`, { alarm, occurrence });
