@@ -9,6 +9,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import ICAL from 'ical.js';
 import {
   alarmsBetween,
   CalendarItemError,
@@ -248,6 +249,23 @@ describe('overriding instances', () => {
     assert.deepEqual(between(orphan, '2024-02-01T00:00:00Z', '2024-03-01T00:00:00Z'), []);
   });
 
+  test('RANGE=THISANDFUTURE is taken as an override of its own occurrence only', () => {
+    const future = parseItem(
+      text.replace('RECURRENCE-ID;TZID=Europe/Berlin:20240115T100000', 'RECURRENCE-ID;RANGE=THISANDFUTURE;TZID=Europe/Berlin:20240115T100000'),
+    );
+    // As above: Jan 29 keeps its time (a THISANDFUTURE shift would have moved it too).
+    assert.deepEqual(starts(between(future, '2024-01-01T00:00:00Z', '2024-02-01T00:00:00Z')), ['2024-01-08T09:00:00Z', '2024-01-17T13:00:00Z', '2024-01-29T09:00:00Z']);
+  });
+
+  test('of two overrides of one occurrence, the higher SEQUENCE wins; an override counts as recurring', () => {
+    const twice = parseItem(
+      text.replace('END:VCALENDAR', ['BEGIN:VEVENT', 'UID:weekly', 'RECURRENCE-ID;TZID=Europe/Berlin:20240115T100000', 'SEQUENCE:0', 'DTSTART;TZID=Europe/Berlin:20240116T100000', 'SUMMARY:Stale', 'END:VEVENT', 'END:VCALENDAR'].join('\r\n')),
+    );
+    const [moved] = between(twice, '2024-01-15T00:00:00Z', '2024-01-19T00:00:00Z');
+    assert.equal(moved!.fields.summary, 'Moved standup');
+    assert.equal(moved!.fields.recurring, true);
+  });
+
   test('an item of overrides only (an invitation to one occurrence) shows them at their times', () => {
     const only = parseItem(cal(...event('UID:inv', 'RECURRENCE-ID:20240301T090000Z', 'DTSTART:20240301T100000Z', 'DTEND:20240301T110000Z', 'SUMMARY:One instance')));
     assert.equal(only.masterless, true);
@@ -392,6 +410,27 @@ describe('alarms', () => {
   });
 });
 
+describe('alarms of many overrides', () => {
+  test('absolute alarms of 300 overrides, each with its occurrence', () => {
+    // Daily 09:00Z from Jan 1, 2024; the first 300 moved to 10:00Z, each with an alarm at 08:00Z that day.
+    const lines = [...event('UID:many', 'DTSTART:20240101T090000Z', 'DURATION:PT1H', 'RRULE:FREQ=DAILY;COUNT=400')];
+    const day = (n: number): string => new Date(Date.UTC(2024, 0, 1 + n)).toISOString().slice(0, 10).replace(/-/g, '');
+    for (let n = 0; n < 300; n++) {
+      lines.push(
+        ...event(`UID:many`, `RECURRENCE-ID:${day(n)}T090000Z`, `DTSTART:${day(n)}T100000Z`, 'DURATION:PT1H',
+          'BEGIN:VALARM', 'ACTION:DISPLAY', `TRIGGER;VALUE=DATE-TIME:${day(n)}T080000Z`, 'END:VALARM'),
+      );
+    }
+    const item = parseItem(cal(...lines));
+    const hits = alarmsBetween(item, utc('2024-01-01T00:00:00Z'), utc('2025-01-01T00:00:00Z'), 'UTC');
+    assert.equal(hits.length, 300);
+    assert.deepEqual(
+      hits.slice(0, 2).map((h) => `${iso(h.alarm)} ${iso(h.occurrence.start)} ${h.occurrence.recurrenceId}`),
+      ['2024-01-01T08:00:00Z 2024-01-01T10:00:00Z 20240101T090000Z', '2024-01-02T08:00:00Z 2024-01-02T10:00:00Z 20240102T090000Z'],
+    );
+  });
+});
+
 describe('zones', () => {
   test('a custom TZID defined only by the item’s VTIMEZONE', () => {
     // A Berlin-like zone under a made-up name: +01:00, +02:00 from the last Sunday in March 02:00
@@ -426,6 +465,20 @@ describe('zones', () => {
     assert.equal(at('Nowhere Standard Time', '20240715T100000'), '2024-07-15T01:00:00Z');
   });
 
+  test('IANA names first, then the VTIMEZONE; old Mozilla-style TZIDs', () => {
+    // A VTIMEZONE claiming Europe/Berlin is +05:00: the runtime's Europe/Berlin is used (CEST, +2).
+    const claimed = parseItem(
+      cal(
+        'BEGIN:VTIMEZONE', 'TZID:Europe/Berlin', 'BEGIN:STANDARD', 'TZOFFSETFROM:+0500', 'TZOFFSETTO:+0500', 'DTSTART:19700101T000000', 'END:STANDARD', 'END:VTIMEZONE',
+        ...event('UID:c', 'DTSTART;TZID=Europe/Berlin:20240715T100000'),
+      ),
+    );
+    assert.deepEqual(starts(occurrences(claimed, 0, utc('2100-01-01T00:00:00Z'), 'UTC')), ['2024-07-15T08:00:00Z']);
+    const mozilla = parseItem(cal(...event('UID:m', 'DTSTART;TZID=/mozilla.org/20050126_1/America/New_York:20240715T100000')));
+    // EDT (−4): 14:00Z.
+    assert.deepEqual(starts(occurrences(mozilla, 0, utc('2100-01-01T00:00:00Z'), 'UTC')), ['2024-07-15T14:00:00Z']);
+  });
+
   test('a wall time in the spring-forward gap moves forward; one in the overlap is the first', () => {
     const newYork = resolveZone('America/New_York', false, new Map(), 'UTC');
     const wall = (month: number, day: number, hour: number, minute: number) => ({ year: 2024, month, day, hour, minute, second: 0 });
@@ -450,6 +503,67 @@ describe('zones', () => {
     assert.deepEqual(spans(occurrences(days, 0, utc('2100-01-01T00:00:00Z'), 'UTC')), ['2024-03-09T17:00:00Z/2024-03-10T16:00:00Z']);
     const hours = parseItem(cal(...event('UID:pt24h', 'DTSTART;TZID=America/New_York:20240309T120000', 'DURATION:PT24H')));
     assert.deepEqual(spans(occurrences(hours, 0, utc('2100-01-01T00:00:00Z'), 'UTC')), ['2024-03-09T17:00:00Z/2024-03-10T17:00:00Z']);
+  });
+});
+
+describe('old series: iterated from a later start', () => {
+  // Each rule from DTSTART Monday Jan 3, 2000 09:30Z, seen in January–February 2026; the
+  // reference is ical.js's RecurExpansion going all the way from DTSTART.
+  const rules = [
+    'FREQ=DAILY',
+    'FREQ=DAILY;INTERVAL=3;BYDAY=MO,WE,FR',
+    'FREQ=WEEKLY;INTERVAL=2;BYDAY=TU,TH',
+    'FREQ=WEEKLY;INTERVAL=3;UNTIL=20260201T000000Z',
+    'FREQ=MONTHLY;BYDAY=2TU',
+    'FREQ=MONTHLY;INTERVAL=4;BYDAY=-1FR',
+    'FREQ=MONTHLY;BYMONTHDAY=-1',
+    'FREQ=MONTHLY;BYSETPOS=-1;BYDAY=MO,TU,WE,TH,FR',
+    'FREQ=YEARLY;BYMONTH=1,2;BYDAY=-1SU',
+    'FREQ=YEARLY;BYWEEKNO=6;BYDAY=MO',
+    'FREQ=HOURLY;INTERVAL=7;BYHOUR=9,10,11,12,13,14,15,16',
+  ];
+  const from = utc('2026-01-01T00:00:00Z');
+  const till = utc('2026-03-01T00:00:00Z');
+  for (const rule of rules) {
+    test(rule, () => {
+      const text = cal(...event('UID:old', 'DTSTART:20000103T093000Z', 'DTEND:20000103T100000Z', `RRULE:${rule}`));
+      const component = ICAL.Component.fromString(text).getFirstSubcomponent('vevent')!;
+      const reference = new ICAL.RecurExpansion({ component, dtstart: component.getFirstPropertyValue('dtstart') as ICAL.Time });
+      const expected: string[] = [];
+      for (let next = reference.next(); next; next = reference.next()) {
+        const ms = next.toUnixTime() * 1000;
+        if (ms >= till) break;
+        if (ms + 30 * 60_000 > from) expected.push(iso(ms));
+      }
+      const result = expand(parseItem(text), from, till, 'UTC');
+      assert.equal(result.truncated, false);
+      assert.ok(expected.length > 0);
+      assert.deepEqual(starts(result.occurrences), expected);
+    });
+  }
+
+  test('an hourly rule from 2000 is not too long to expand in 2026', () => {
+    const item = parseItem(cal(...event('UID:hourly', 'DTSTART:20000103T093000Z', 'DURATION:PT10M', 'RRULE:FREQ=HOURLY')));
+    const result = expand(item, from, utc('2026-02-01T00:00:00Z'), 'UTC');
+    assert.equal(result.truncated, false);
+    // Every hour of January at :30: 31 × 24.
+    assert.equal(result.occurrences.length, 744);
+    assert.equal(iso(result.occurrences[0]!.start), '2026-01-01T00:30:00Z');
+  });
+
+  test('example 027 in 2026: the US change on March 8', () => {
+    // Mon Mar 2 and Thu Mar 5 are PST (18:00Z), Mon Mar 9 is PDT (17:00Z).
+    assert.deepEqual(starts(between(parseItem(EXAMPLE_027), '2026-03-02T00:00:00Z', '2026-03-10T00:00:00Z')), [
+      '2026-03-02T18:00:00Z',
+      '2026-03-05T18:00:00Z',
+      '2026-03-09T17:00:00Z',
+    ]);
+  });
+
+  test('a yearly February 29 from 1904, in 2096–2105: 2100 is no leap year', () => {
+    const item = parseItem(cal(...event('UID:leap', 'DTSTART;VALUE=DATE:19040229', 'RRULE:FREQ=YEARLY')));
+    const list = between(item, '2096-01-01T00:00:00Z', '2106-01-01T00:00:00Z');
+    assert.deepEqual(list.map((o) => o.date), ['20960229', '21040229']);
   });
 });
 
@@ -487,6 +601,25 @@ describe('itemSpan', () => {
       ),
     );
     assert.deepEqual(itemSpan(moved), { firstStart: utc('2024-01-05T09:00:00Z'), lastEnd: utc('2024-01-11T10:00:00Z') });
+  });
+
+  test('the bounds of the alarms', () => {
+    // Daily Jan 10–14 09:00–10:00Z; 15 minutes before the start, and 1 day after the end
+    // repeated twice an hour apart: from Jan 10 08:45Z to Jan 15 10:00Z + 2 h.
+    const item = parseItem(
+      cal(
+        ...event(
+          'UID:al', 'DTSTART:20240110T090000Z', 'DTEND:20240110T100000Z', 'RRULE:FREQ=DAILY;COUNT=5',
+          'BEGIN:VALARM', 'ACTION:DISPLAY', 'TRIGGER:-PT15M', 'END:VALARM',
+          'BEGIN:VALARM', 'ACTION:DISPLAY', 'TRIGGER;RELATED=END:P1D', 'REPEAT:2', 'DURATION:PT1H', 'END:VALARM',
+        ),
+      ),
+    );
+    assert.deepEqual(itemSpan(item)!.alarms, { first: utc('2024-01-10T08:45:00Z'), last: utc('2024-01-15T12:00:00Z') });
+    // Example 027 has none; an unbounded rule's alarms have no last.
+    assert.equal(itemSpan(parseItem(EXAMPLE_027))!.alarms, undefined);
+    const unbounded = parseItem(EXAMPLE_027.replace('END:VEVENT', 'BEGIN:VALARM\r\nACTION:DISPLAY\r\nTRIGGER:-PT10M\r\nEND:VALARM\r\nEND:VEVENT'));
+    assert.deepEqual(itemSpan(unbounded)!.alarms, { first: utc('2006-05-15T16:50:00Z'), last: null });
   });
 
   test('floating and all-day items are widened by 14 hours on each side', () => {

@@ -110,7 +110,7 @@ export interface ItemFields {
   due?: DateValue;
   percentComplete?: number;
   alarms: AlarmDefinition[];
-  /** The master has RRULE or RDATE. */
+  /** The master has RRULE or RDATE, or this is an overriding instance. */
   recurring: boolean;
 }
 
@@ -348,7 +348,9 @@ function nominalSeconds(from: DateValue, to: DateValue): number {
 function readInstance(component: ICAL.Component, kind: 'event' | 'todo'): Instance {
   const dtstart = dateProperty(component, 'dtstart');
   const due = kind === 'todo' ? dateProperty(component, 'due') : undefined;
-  const start = dtstart ?? due;
+  const recurrenceId = dateProperty(component, 'recurrence-id');
+  // An overriding instance without DTSTART (RFC 5545 wants one) stays where it was.
+  const start = dtstart ?? due ?? recurrenceId;
   let end: EndSpec = { kind: 'none' };
   const dtend = kind === 'event' ? dateProperty(component, 'dtend') : undefined;
   const durationValue = component.getFirstPropertyValue('duration');
@@ -380,7 +382,8 @@ function readInstance(component: ICAL.Component, kind: 'event' | 'todo'): Instan
     allDay,
     durationSeconds,
     alarms: alarmsOf(component),
-    recurring: component.hasProperty('rrule') || component.hasProperty('rdate'),
+    // An overriding instance is one of a recurring item's.
+    recurring: component.hasProperty('rrule') || component.hasProperty('rdate') || recurrenceId !== undefined,
   };
   const summary = textProperty(component, 'summary');
   if (summary !== undefined) fields.summary = summary;
@@ -399,7 +402,6 @@ function readInstance(component: ICAL.Component, kind: 'event' | 'todo'): Instan
   const instance: Instance = { component, end, cancelled: status === 'CANCELLED', sequence: integerProperty(component, 'sequence') ?? 0, fields };
   if (start) instance.start = start;
   if (due) instance.due = due;
-  const recurrenceId = dateProperty(component, 'recurrence-id');
   if (recurrenceId) instance.recurrenceId = recurrenceId;
   return instance;
 }
@@ -763,6 +765,46 @@ function ruleForIteration(rule: ICAL.Recur, context: Context): ICAL.Recur {
   return copy;
 }
 
+const PERIOD_SECONDS: Readonly<Record<string, number>> = { SECONDLY: 1, MINUTELY: 60, HOURLY: 3600, DAILY: 86400, WEEKLY: 7 * 86400 };
+
+/**
+ * A later start to iterate a rule from, so that an old daily meeting is not iterated
+ * from years ago: DTSTART moved on by whole periods (INTERVAL × the frequency's unit, in
+ * wall time) to some period before `neededFrom`. The rule's candidates are DTSTART plus
+ * whole periods and its BYxxx parts are absolute, so the occurrences after the later
+ * start are those from DTSTART; not with COUNT, which counts from DTSTART. A monthly
+ * start after the 28th (its day written out as BYMONTHDAY, see ruleForIteration) moves
+ * to a day every month has. undefined when there is nothing to skip.
+ */
+function laterStart(rule: ICAL.Recur, start: DateValue, neededFrom: number): WallTime | undefined {
+  if (rule.count) return undefined;
+  const startMs = wallAsUtc(start.wall);
+  if (!(neededFrom > startMs)) return undefined;
+  const seconds = PERIOD_SECONDS[rule.freq];
+  if (seconds !== undefined) {
+    const period = seconds * 1000 * rule.interval;
+    const periods = Math.floor((neededFrom - startMs) / period) - 1;
+    return periods >= 1 ? utcWall(startMs + periods * period) : undefined;
+  }
+  const target = utcWall(neededFrom);
+  if (rule.freq === 'MONTHLY') {
+    const periods = Math.floor(((target.year - start.wall.year) * 12 + target.month - start.wall.month) / rule.interval) - 1;
+    if (periods < 1) return undefined;
+    const months = start.wall.month - 1 + periods * rule.interval;
+    return { ...start.wall, year: start.wall.year + Math.floor(months / 12), month: (months % 12) + 1, day: start.wall.day > 28 ? 1 : start.wall.day };
+  }
+  if (rule.freq === 'YEARLY') {
+    let periods = Math.floor((target.year - start.wall.year) / rule.interval) - 1;
+    // A February 29 start moves to another leap year (ical.js starts a non-leap year's February 29 on March 1).
+    if (start.wall.month === 2 && start.wall.day === 29) {
+      while (periods >= 1 && !ICAL.Time.isLeapYear(start.wall.year + periods * rule.interval)) periods--;
+    }
+    if (periods < 1) return undefined;
+    return { ...start.wall, year: start.wall.year + periods * rule.interval };
+  }
+  return undefined;
+}
+
 /**
  * The occurrences overlapping [fromMs, tillMs), sorted by start (then end), and whether
  * the expansion ran out of work. `viewerZone` (an IANA or CommuniGate name) is where
@@ -854,12 +896,20 @@ function expandPlan(plan: Plan, fromMs: number, tillMs: number, viewerZone: stri
     consider(masterStart.isDate ? { ...wall, hour: 0, minute: 0, second: 0 } : wall, isPeriod ? rdate : undefined);
   }
 
+  // Occurrences before this (in the master's wall time) are of no interest: before the
+  // range, and before every overridden one.
+  let neededFrom = fromMs - OFFSET_MARGIN - longest;
+  for (const override of overrides.values()) {
+    neededFrom = Math.min(neededFrom, wallAsUtc(masterWall(override.recurrenceId!, context)) - DAY);
+  }
+
   let truncated = false;
   let steps = 0;
   candidateChecks = 0;
-  const dtstart = floatingTime(masterStart.wall, masterStart.isDate);
   for (const rule of plan.rules) {
     try {
+      const later = laterStart(rule, masterStart, neededFrom);
+      const dtstart = floatingTime(later ?? masterStart.wall, masterStart.isDate);
       const iterator = new BoundedRecurIterator({ rule: ruleForIteration(rule, context), dtstart });
       for (;;) {
         const next = iterator.next();
@@ -878,6 +928,8 @@ function expandPlan(plan: Plan, fromMs: number, tillMs: number, viewerZone: stri
         };
         // Years past 9999 are past every range (and past what a date can say).
         if (wall.year > 9999 || wallAsUtc(wall) > stopWall) break;
+        // ical.js gives its start as the first occurrence unchecked: a later start may not be one (and is before the range).
+        if (later && wallAsUtc(wall) <= wallAsUtc(later)) continue;
         consider(wall);
       }
     } catch {
@@ -900,6 +952,19 @@ function expandPlan(plan: Plan, fromMs: number, tillMs: number, viewerZone: stri
 
 // -----------------------------------------------------------------------------------------
 // Alarms and spans
+
+/** Ranges to expand, overlapping ones merged; many become one (each expansion costs its rule's iteration). */
+function mergedWindows(windows: Array<[number, number]>): Array<[number, number]> {
+  const sorted = [...windows].sort((a, b) => a[0] - b[0]);
+  const merged: Array<[number, number]> = [];
+  for (const [from, till] of sorted) {
+    const last = merged[merged.length - 1];
+    if (last && from <= last[1]) last[1] = Math.max(last[1], till);
+    else merged.push([from, till]);
+  }
+  if (merged.length > 16) return [[merged[0]![0], Math.max(...merged.map((w) => w[1]))]];
+  return merged;
+}
 
 /**
  * The alarms in [fromMs, tillMs) with their occurrences (findEvents byAlarm), sorted by
@@ -942,7 +1007,7 @@ export function alarmsBetween(item: CalendarItem, fromMs: number, tillMs: number
     if (hasRelative) windows.push([fromMs - most, tillMs - least + 1]);
 
     const hits = new Map<string, AlarmHit>();
-    for (const [from, till] of windows) {
+    for (const [from, till] of mergedWindows(windows)) {
       for (const occurrence of expandPlan(plan, from, till, viewerZone, undefined).occurrences) {
         for (const alarm of occurrence.alarms) {
           if (alarm >= fromMs && alarm < tillMs) hits.set(`${occurrence.recurrenceId} ${alarm}`, { alarm, occurrence });
@@ -960,6 +1025,8 @@ export interface ItemSpan {
   firstStart: number;
   /** null: the item never ends (an unbounded rule, or one too long to expand). */
   lastEnd: number | null;
+  /** Bounds of its alarm instants (for findEvents byAlarm), when it has alarms; `last` null when unbounded. */
+  alarms?: { first: number; last: number | null };
 }
 
 /**
@@ -1005,7 +1072,28 @@ export function itemSpan(item: CalendarItem, viewerZoneForFloating = 'UTC'): Ite
       firstStart -= FLOATING_SPAN_MARGIN;
       if (lastEnd !== null) lastEnd += FLOATING_SPAN_MARGIN;
     }
-    return { firstStart, lastEnd };
+    const span: ItemSpan = { firstStart, lastEnd };
+
+    // A relative alarm is within its offset (and repetitions) of an occurrence's start or
+    // end, both inside [firstStart, lastEnd]; an absolute one is where it says.
+    let first = Infinity;
+    let last: number | null = -Infinity;
+    for (const instance of [plan.master, ...plan.overrides]) {
+      for (const alarm of instance.fields.alarms) {
+        const repeats = alarm.repeat * alarm.repeatIntervalSeconds * 1000;
+        if (alarm.trigger.kind === 'absolute') {
+          const at = instantOf(alarm.trigger.time, context);
+          first = Math.min(first, at - (widen ? FLOATING_SPAN_MARGIN : 0));
+          if (last !== null) last = Math.max(last, at + repeats + (widen ? FLOATING_SPAN_MARGIN : 0));
+        } else {
+          const offset = alarm.trigger.seconds * 1000;
+          first = Math.min(first, firstStart + offset);
+          last = lastEnd === null || last === null ? null : Math.max(last, lastEnd + offset + repeats);
+        }
+      }
+    }
+    if (first !== Infinity) span.alarms = { first, last };
+    return span;
   } catch (err) {
     if (err instanceof CalendarItemError) throw err;
     throw new CalendarItemError(err instanceof Error ? err.message : String(err));

@@ -2,10 +2,12 @@
  * Wall-clock times of calendar items ↔ instants, for the zone a TZID names.
  *
  * A TZID is looked up, in this order, as an IANA name or a CommuniGate name (through
- * Node's Intl, which has the full time zone database), as a VTIMEZONE of the item
- * (through ical.js's Timezone), as one of the common Microsoft zone names; a floating
- * time (no Z, no TZID) — and, as the last resort, a TZID nothing knows — is read in
- * the viewer's zone (the user's TimeZone preference).
+ * Node's Intl, which has the full time zone database; also behind an old Mozilla-style
+ * `/mozilla.org/20050126_1/America/New_York`), as a VTIMEZONE of the item (its changes
+ * as ical.js's Timezone expands them), as one of the common Microsoft zone names; a
+ * floating time (no Z, no TZID) — and, as the last resort, a TZID nothing knows — is
+ * read in the viewer's zone (the user's TimeZone preference). The IANA database comes
+ * first because it knows a zone's past rules, where a VTIMEZONE often has only today's.
  *
  * Wall time → instant follows RFC 5545 §3.3.5: a wall time inside a DST gap (02:30 on
  * a spring-forward day) is read with the offset before the gap, which moves it forward
@@ -327,13 +329,17 @@ export function wallInZone(ms: number, zone: ZoneRef): WallTime {
 
 /**
  * VTIMEZONE rules ical.js can expand cheaply: yearly, at most one month and one weekday
- * each (what every real VTIMEZONE writes). A rule that is not is refused, so that a
- * hostile VTIMEZONE cannot make ical.js expand millions of changes.
+ * each, from 1600 on (what every real VTIMEZONE writes). A VTIMEZONE with another rule, or
+ * with more than 20 rules, is refused, so that a hostile one cannot make ical.js expand
+ * millions of changes.
  */
 function tameObservance(observance: ICAL.Component): boolean {
   const rules = observance.getAllProperties('rrule');
   if (rules.length > 1) return false;
   if (observance.getAllProperties('rdate').length > 500) return false;
+  // Rules are expanded from their DTSTART on: Outlook's start in 1601, none much earlier.
+  const start = observance.getFirstPropertyValue('dtstart');
+  if (rules.length > 0 && (!(start instanceof ICAL.Time) || start.year < 1600)) return false;
   for (const property of rules) {
     const rule = property.getFirstValue();
     if (!(rule instanceof ICAL.Recur) || rule.freq !== 'YEARLY') return false;
@@ -354,7 +360,8 @@ export function timezonesOf(calendar: ICAL.Component, maxTimezones = 100): Map<s
       const tzid = component.getFirstPropertyValue('tzid');
       if (typeof tzid !== 'string' || tzid === '' || result.has(tzid)) continue;
       const observances = component.getAllSubcomponents().filter((c) => c.name === 'standard' || c.name === 'daylight');
-      if (observances.length === 0 || observances.length > 200 || !observances.every(tameObservance)) continue;
+      const ruled = observances.filter((o) => o.hasProperty('rrule')).length;
+      if (observances.length === 0 || observances.length > 200 || ruled > 20 || !observances.every(tameObservance)) continue;
       const timezone = new ICAL.Timezone(component);
       // Expanding once here surfaces malformed offsets and dates now rather than later.
       timezone._ensureCoverage(VTIMEZONE_FIRST_YEAR);
