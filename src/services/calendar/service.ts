@@ -22,7 +22,6 @@ import { prepareMessage } from '../mail/new-message.js';
 import { composeCalendarItem, itemText } from './item.js';
 import { ensureUid, excludeOccurrence, mergeInto, parseCalendar, sameAddress, splitImport } from './publish.js';
 import { alarmsBetween, CalendarItemError, itemSpan, occurrences, parseItem, type CalendarItem, type Occurrence } from './occurrences.js';
-import { wallAsUtc } from './zones.js';
 
 /** Messages indexed per round trip to the store. */
 const INDEX_BATCH = 200;
@@ -374,36 +373,13 @@ export function indexRow(uid: number, item: CalendarItem | null): CalendarIndexR
   }
   // An undated item (a task without dates) has no occurrence in any range.
   if (!span) return { uid, itemUid: item.uid, kind: 'none', firstStart: null, lastEnd: null, alarmFirst: null, alarmLast: null };
-  const alarms = alarmSpan(item, span.firstStart, span.lastEnd);
-  return { uid, itemUid: item.uid, kind: item.kind, firstStart: span.firstStart, lastEnd: span.lastEnd, ...alarms };
-}
-
-const HOUR = 3_600_000;
-
-/** Slack for alarms of overriding instances, whose offsets the item's fields do not list. */
-const OVERRIDE_ALARM_SLACK = 31 * 24 * HOUR;
-
-/**
- * A span holding every alarm of the item's occurrences, from the occurrences' span and the
- * alarms' offsets (wider than needed is fine: the query expands the candidates exactly).
- */
-function alarmSpan(item: CalendarItem, firstStart: number, lastEnd: number | null): { alarmFirst: number | null; alarmLast: number | null } {
-  const overridesHaveAlarms = [...item.overrides.values()].some((o) => o.getFirstSubcomponent('valarm') !== null);
-  if (item.fields.alarms.length === 0 && !overridesHaveAlarms) return { alarmFirst: null, alarmLast: null };
-  let before = overridesHaveAlarms ? OVERRIDE_ALARM_SLACK : 0;
-  let after = before;
-  let first = firstStart;
-  let last = lastEnd;
-  for (const alarm of item.fields.alarms) {
-    if (alarm.trigger.kind === 'relative') {
-      before = Math.max(before, -alarm.trigger.seconds * 1000);
-      after = Math.max(after, (alarm.trigger.seconds + alarm.repeat * alarm.repeatIntervalSeconds) * 1000);
-    } else {
-      // Absolute triggers are UTC times by RFC 5545; a day on each side covers any other reading.
-      const at = wallAsUtc(alarm.trigger.time.wall);
-      first = Math.min(first, at - 24 * HOUR);
-      if (last !== null) last = Math.max(last, at + 24 * HOUR);
-    }
-  }
-  return { alarmFirst: first - before, alarmLast: last === null ? null : last + after };
+  return {
+    uid,
+    itemUid: item.uid,
+    kind: item.kind,
+    firstStart: span.firstStart,
+    lastEnd: span.lastEnd,
+    alarmFirst: span.alarms?.first ?? null,
+    alarmLast: span.alarms ? span.alarms.last : null,
+  };
 }
