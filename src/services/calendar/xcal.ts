@@ -104,8 +104,11 @@ function isKnownType(type: string): boolean {
   return has(design.value, type);
 }
 
-/** Property, parameter and component names (RFC 5545 iana-token / x-name). */
-const NAME = /^[A-Za-z0-9-]+$/;
+/**
+ * Property, parameter and component names: RFC 5545's iana-token / x-name, beginning with a
+ * letter as every registered name does, so that each is an XML name too.
+ */
+const NAME = /^[A-Za-z][A-Za-z0-9-]*$/;
 /** Controls a value may not hold (tab is allowed; line breaks only where TEXT can escape them). */
 const CONTROL = /[\u0000-\u0008\u000A-\u001F\u007F]/;
 const CONTROL_BUT_NEWLINE = /[\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F]/;
@@ -183,8 +186,11 @@ function listItem(value: string): string {
   return value.replace(/\\/g, '\\\\').replace(/,/g, '\\,');
 }
 
-/** The XML list form (`a\,b,c`) as iCalendar text. */
-function listToText(text: string): string {
+/**
+ * The items of a comma-separated list of escaped TEXT values, each still escaped. (ical.js
+ * takes the comma of `a\\,b` for an escaped one: a value ending in a backslash.)
+ */
+function splitEscapedList(text: string): string[] {
   const items: string[] = [];
   let current = '';
   for (let i = 0; i < text.length; i++) {
@@ -197,7 +203,12 @@ function listToText(text: string): string {
     } else current += c;
   }
   items.push(current);
-  return items.map((item) => escapeText(textType.fromICAL(item))).join(',');
+  return items;
+}
+
+/** The XML list form (`a\,b,c`) as iCalendar text. */
+function listToText(text: string): string {
+  return splitEscapedList(text).map((item) => escapeText(textType.fromICAL(item))).join(',');
 }
 
 function escapeText(text: string): string {
@@ -213,6 +224,8 @@ interface RawProperty {
   name: string;
   /** The value as written, after the first colon outside of quotes. */
   value: string;
+  /** The whole content line, unfolded. */
+  text: string;
 }
 
 interface RawComponent {
@@ -279,7 +292,7 @@ function scanText(text: string): RawComponent[] {
     } else {
       if (!top) fail(`line ${lineNumber}: text outside of a VCALENDAR: ${excerpt(line)}`);
       if (++properties > ICALENDAR_LIMITS.properties) fail(`line ${lineNumber}: more than ${ICALENDAR_LIMITS.properties} properties`);
-      top.properties.push({ line: lineNumber, name: upper, value });
+      top.properties.push({ line: lineNumber, name: upper, value, text: line });
     }
   }
   const open = stack[stack.length - 1];
@@ -316,7 +329,8 @@ function propertyToXml(property: JCalProperty, raw: RawProperty): XmlProperty {
   let text: string;
   if (type === 'text') {
     if (known?.structuredValue) text = raw.value;
-    else if (known?.multiValue || values.length !== 1) text = values.map((v) => listItem(String(v))).join(',');
+    else if (known?.multiValue) text = splitEscapedList(raw.value).map((v) => listItem(textType.fromICAL(v))).join(',');
+    else if (values.length !== 1) text = values.map((v) => listItem(String(v))).join(',');
     else text = String(values[0]);
   } else if (type === 'unknown') {
     text = textType.fromICAL(raw.value);
@@ -331,7 +345,10 @@ function propertyToXml(property: JCalProperty, raw: RawProperty): XmlProperty {
   }
   const attrs: Record<string, string> = {};
   if (valueType !== (known?.defaultType ?? 'unknown')) attrs.value = valueType.toUpperCase();
-  for (const [key, value] of Object.entries(params)) attrs[paramAttrName(key)] = paramAttrValue(value);
+  for (const [key, value] of Object.entries(params)) {
+    if (!NAME.test(key)) fail(`${where}: invalid parameter name ${excerpt(key)}`);
+    attrs[paramAttrName(key)] = paramAttrValue(value);
+  }
   if (name === BUSY_STATUS_PROPERTY.toLowerCase()) {
     return { name: BUSY_STATUS_ELEMENT, attrs, text: /^OOF$/i.test(text) ? 'UNAVAILABLE' : xmlSafe(text) };
   }
@@ -381,6 +398,22 @@ function guarded<T>(convert: () => T): T {
   }
 }
 
+/** `line N: ` for the first property ical.js cannot read on its own (its errors name no line), or nothing. */
+function lineOfParseError(calendars: RawComponent[]): string {
+  const pending = [...calendars];
+  for (let component = pending.shift(); component; component = pending.shift()) {
+    for (const property of component.properties) {
+      try {
+        ICAL.parse.property(property.text);
+      } catch {
+        return `line ${property.line}: `;
+      }
+    }
+    pending.unshift(...component.components);
+  }
+  return '';
+}
+
 /** One `iCalendar` element per VCALENDAR of `text`. */
 export function textToXcalList(text: string): XmlElement[] {
   return guarded(() => {
@@ -390,7 +423,7 @@ export function textToXcalList(text: string): XmlElement[] {
     try {
       parsed = ICAL.parse(source.endsWith('\n') ? source : source + '\r\n');
     } catch (err) {
-      fail(`malformed iCalendar: ${err instanceof Error ? err.message : String(err)}`);
+      fail(`${lineOfParseError(raw)}malformed iCalendar: ${err instanceof Error ? err.message : String(err)}`);
     }
     const calendars = (Array.isArray(parsed) && Array.isArray(parsed[0]) ? parsed : [parsed]) as JCalComponent[];
     if (calendars.length !== raw.length) fail('the calendars could not be read');
