@@ -679,6 +679,7 @@ describe('malformed input is an ICalendarFormatError', () => {
       ['garbage line', ics('BEGIN:VCALENDAR', 'VERSION:2.0', '@@@ ### !!!', 'END:VCALENDAR'), /line 3/],
       ['property without a colon', ics('BEGIN:VCALENDAR', 'VERSION:2.0', 'SUMMARY', 'END:VCALENDAR'), /line 3: no ":"/],
       ['bad property name', ics('BEGIN:VCALENDAR', 'SUM_MARY:x', 'END:VCALENDAR'), /line 2: invalid property name/],
+      ['BEGIN with parameters', ics('BEGIN;X-A=1:VCALENDAR', 'END:VCALENDAR'), /line 1: BEGIN with parameters/],
       ['text outside', ics('X-NOTE:hello', 'BEGIN:VCALENDAR', 'END:VCALENDAR'), /line 1: text outside/],
       ['not a calendar', ics('BEGIN:VCARD', 'FN:x', 'END:VCARD'), /BEGIN:VCARD outside of a VCALENDAR/],
       ['control character', ics('BEGIN:VCALENDAR', 'SUMMARY:a\u0001b', 'END:VCALENDAR'), /line 2: a control character/],

@@ -275,6 +275,7 @@ function scanText(text: string): RawComponent[] {
     const upper = name.toUpperCase();
     const value = line.slice(colon + 1);
     const top = stack[stack.length - 1];
+    if ((upper === 'BEGIN' || upper === 'END') && colon !== name.length) fail(`line ${lineNumber}: ${upper} with parameters`);
     if (upper === 'BEGIN') {
       const component = value.trim().toUpperCase();
       if (!NAME.test(component)) fail(`line ${lineNumber}: invalid component name in ${excerpt(line)}`);
@@ -324,6 +325,9 @@ interface XmlProperty {
 function propertyToXml(property: JCalProperty, raw: RawProperty): XmlProperty {
   const [name, params, type, ...values] = property;
   const where = `line ${raw.line} (${raw.name})`;
+  // ical.js's reading of the line must be the one checked here.
+  if (name !== raw.name.toLowerCase()) fail(`line ${raw.line}: ${raw.name} could not be read`);
+  if (!NAME.test(type)) fail(`${where}: invalid value type ${excerpt(type)}`);
   const known = propertyDesign(name);
   let valueType = type;
   let text: string;
@@ -362,6 +366,7 @@ function propertiesOf(component: JCalComponent, raw: RawComponent): XmlProperty[
 }
 
 function componentToXml(component: JCalComponent, raw: RawComponent): XmlElement {
+  if (component[0] !== raw.name.toLowerCase()) fail(`line ${raw.line}: BEGIN:${raw.name} could not be read`);
   const element = new XmlElement(component[0].toLowerCase());
   for (const p of propertiesOf(component, raw)) element.add(p.name, p.attrs, p.text === '' ? undefined : p.text);
   element.append(...childComponents(component, raw));
@@ -375,6 +380,7 @@ function childComponents(component: JCalComponent, raw: RawComponent): XmlElemen
 }
 
 function calendarToXml(calendar: JCalComponent, raw: RawComponent): XmlElement {
+  if (calendar[0] !== 'vcalendar') fail(`line ${raw.line}: BEGIN:VCALENDAR could not be read`);
   const vCalendar = new XmlElement('vCalendar');
   const properties = propertiesOf(calendar, raw);
   const counts = new Map<string, number>();
