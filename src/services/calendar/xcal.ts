@@ -37,9 +37,15 @@
  * different value without a word). Text is written here: parameters quoted where needed,
  * lines folded at 75 octets without splitting UTF-8 (contacts' foldLine), CRLF.
  *
- * Known normalizations: a TEXT value written with bare `,`/`;` or `\N` comes back escaped
- * (`\,`, `\;`, `\n`), the same text for every reader; an explicit VALUE equal to the default
- * type is dropped; a parameter given twice keeps its last value (ical.js keeps one).
+ * TZID values are kept as written (`NorthAmerica/Pacific` stays a CommuniGate name here;
+ * resolving zones is the calendar's business, src/services/time-zones.ts).
+ *
+ * Known normalizations, the same meaning for every reader: a TEXT value (an X- property's
+ * too) written with bare `,`/`;` or `\N` comes back escaped (`\,`, `\;`, `\n`), a backslash
+ * that starts no escape comes back doubled; white space around a value of another type is
+ * dropped; a DATE given without VALUE=DATE gets it, a VALUE naming the default type is
+ * dropped. ical.js keeps one value of a parameter given twice, and the first of several
+ * quoted values of a parameter that is not multi-valued (`X-P="a","b"`).
  */
 import ICAL from 'ical.js';
 import { XmlElement, xmlSafe } from '../../xml/element.js';
