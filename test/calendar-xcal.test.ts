@@ -495,7 +495,7 @@ describe('recurrence', () => {
     assert.equal(child(textToXcal(SERIES), 'vCalendar', 'vfreebusy', 'freebusy').text(), '20240102T080000Z/PT1H,20240103T080000Z/20240103T093000Z');
   });
 
-  test('XML without value attributes: dates, periods and date-time triggers are recognized', () => {
+  test('XML without value attributes: dates, periods, date-time triggers and inline data are recognized', () => {
     const xml = el('iCalendar', { xmlns: 'urn:ietf:params:xml:ns:xcal' },
       el('vCalendar', { version: '2.0', prodid: '-//client//EN' },
         el('vevent', undefined,
@@ -504,6 +504,7 @@ describe('recurrence', () => {
           el('exdate', undefined, '20240219,20240226'),
           el('rdate', undefined, '20240301T090000Z/PT1H'),
           el('recurrenceId', { TZID: 'Europe/Paris' }, '20240212T090000'),
+          el('attach', { FMTTYPE: 'image/png', ENCODING: 'BASE64' }, 'iVBORw0KGgo='),
           el('valarm', undefined, el('trigger', undefined, '20240211T090000Z'), el('action', undefined, 'DISPLAY')),
         ),
       ),
@@ -515,6 +516,7 @@ describe('recurrence', () => {
       'RDATE;VALUE=PERIOD:20240301T090000Z/PT1H',
       'RECURRENCE-ID;TZID=Europe/Paris:20240212T090000',
       'TRIGGER;VALUE=DATE-TIME:20240211T090000Z',
+      'ATTACH;VALUE=BINARY;FMTTYPE=image/png;ENCODING=BASE64:iVBORw0KGgo=',
     ]) {
       hasLine(text, line);
     }

@@ -507,6 +507,7 @@ function propertyLine(elementName: string, attrs: Record<string, string>, value:
   } else if (name === 'RECURRENCEID') name = 'RECURRENCE-ID';
   const known = propertyDesign(name.toLowerCase());
   let explicitType: string | undefined;
+  let base64 = false;
   let params = '';
   for (const [key, attrValue] of Object.entries(attrs)) {
     if (key === 'xmlns' || key.startsWith('xmlns:')) continue;
@@ -516,9 +517,11 @@ function propertyLine(elementName: string, attrs: Record<string, string>, value:
       if (!NAME.test(attrValue)) fail(`${where}: invalid value type ${excerpt(attrValue)}`);
       explicitType = attrValue.toLowerCase();
     } else params += ';' + upper + '=' + paramText(upper, attrValue, where);
+    if (upper === 'ENCODING' && /^BASE64$/i.test(attrValue)) base64 = true;
   }
   const trimmed = text.trim();
-  const type = explicitType ?? impliedType(known, trimmed);
+  // Inline data is VALUE=BINARY (RFC 5545 3.2.7), which a client may leave unsaid.
+  const type = explicitType ?? (base64 ? 'binary' : impliedType(known, trimmed));
   let written: string;
   if (type === 'text') {
     if (CONTROL_BUT_NEWLINE.test(text)) fail(`${where}: a control character in the value`);
