@@ -37,9 +37,15 @@
  * different value without a word). Text is written here: parameters quoted where needed,
  * lines folded at 75 octets without splitting UTF-8 (contacts' foldLine), CRLF.
  *
- * Known normalizations: a TEXT value written with bare `,`/`;` or `\N` comes back escaped
- * (`\,`, `\;`, `\n`), the same text for every reader; an explicit VALUE equal to the default
- * type is dropped; a parameter given twice keeps its last value (ical.js keeps one).
+ * TZID values are kept as written (`NorthAmerica/Pacific` stays a CommuniGate name here;
+ * resolving zones is the calendar's business, src/services/time-zones.ts).
+ *
+ * Known normalizations, the same meaning for every reader: a TEXT value (an X- property's
+ * too) written with bare `,`/`;` or `\N` comes back escaped (`\,`, `\;`, `\n`), a backslash
+ * that starts no escape comes back doubled; white space around a value of another type is
+ * dropped; a DATE given without VALUE=DATE gets it, a VALUE naming the default type is
+ * dropped. ical.js keeps one value of a parameter given twice, and the first of several
+ * quoted values of a parameter that is not multi-valued (`X-P="a","b"`).
  */
 import ICAL from 'ical.js';
 import { XmlElement, xmlSafe } from '../../xml/element.js';
@@ -104,8 +110,11 @@ function isKnownType(type: string): boolean {
   return has(design.value, type);
 }
 
-/** Property, parameter and component names (RFC 5545 iana-token / x-name). */
-const NAME = /^[A-Za-z0-9-]+$/;
+/**
+ * Property, parameter and component names: RFC 5545's iana-token / x-name, beginning with a
+ * letter as every registered name does, so that each is an XML name too.
+ */
+const NAME = /^[A-Za-z][A-Za-z0-9-]*$/;
 /** Controls a value may not hold (tab is allowed; line breaks only where TEXT can escape them). */
 const CONTROL = /[\u0000-\u0008\u000A-\u001F\u007F]/;
 const CONTROL_BUT_NEWLINE = /[\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F]/;
@@ -183,8 +192,11 @@ function listItem(value: string): string {
   return value.replace(/\\/g, '\\\\').replace(/,/g, '\\,');
 }
 
-/** The XML list form (`a\,b,c`) as iCalendar text. */
-function listToText(text: string): string {
+/**
+ * The items of a comma-separated list of escaped TEXT values, each still escaped. (ical.js
+ * takes the comma of `a\\,b` for an escaped one: a value ending in a backslash.)
+ */
+function splitEscapedList(text: string): string[] {
   const items: string[] = [];
   let current = '';
   for (let i = 0; i < text.length; i++) {
@@ -197,7 +209,12 @@ function listToText(text: string): string {
     } else current += c;
   }
   items.push(current);
-  return items.map((item) => escapeText(textType.fromICAL(item))).join(',');
+  return items;
+}
+
+/** The XML list form (`a\,b,c`) as iCalendar text. */
+function listToText(text: string): string {
+  return splitEscapedList(text).map((item) => escapeText(textType.fromICAL(item))).join(',');
 }
 
 function escapeText(text: string): string {
@@ -213,6 +230,8 @@ interface RawProperty {
   name: string;
   /** The value as written, after the first colon outside of quotes. */
   value: string;
+  /** The whole content line, unfolded. */
+  text: string;
 }
 
 interface RawComponent {
@@ -262,6 +281,7 @@ function scanText(text: string): RawComponent[] {
     const upper = name.toUpperCase();
     const value = line.slice(colon + 1);
     const top = stack[stack.length - 1];
+    if ((upper === 'BEGIN' || upper === 'END') && colon !== name.length) fail(`line ${lineNumber}: ${upper} with parameters`);
     if (upper === 'BEGIN') {
       const component = value.trim().toUpperCase();
       if (!NAME.test(component)) fail(`line ${lineNumber}: invalid component name in ${excerpt(line)}`);
@@ -279,7 +299,7 @@ function scanText(text: string): RawComponent[] {
     } else {
       if (!top) fail(`line ${lineNumber}: text outside of a VCALENDAR: ${excerpt(line)}`);
       if (++properties > ICALENDAR_LIMITS.properties) fail(`line ${lineNumber}: more than ${ICALENDAR_LIMITS.properties} properties`);
-      top.properties.push({ line: lineNumber, name: upper, value });
+      top.properties.push({ line: lineNumber, name: upper, value, text: line });
     }
   }
   const open = stack[stack.length - 1];
@@ -311,12 +331,16 @@ interface XmlProperty {
 function propertyToXml(property: JCalProperty, raw: RawProperty): XmlProperty {
   const [name, params, type, ...values] = property;
   const where = `line ${raw.line} (${raw.name})`;
+  // ical.js's reading of the line must be the one checked here.
+  if (name !== raw.name.toLowerCase()) fail(`line ${raw.line}: ${raw.name} could not be read`);
+  if (!NAME.test(type)) fail(`${where}: invalid value type ${excerpt(type)}`);
   const known = propertyDesign(name);
   let valueType = type;
   let text: string;
   if (type === 'text') {
     if (known?.structuredValue) text = raw.value;
-    else if (known?.multiValue || values.length !== 1) text = values.map((v) => listItem(String(v))).join(',');
+    else if (known?.multiValue) text = splitEscapedList(raw.value).map((v) => listItem(textType.fromICAL(v))).join(',');
+    else if (values.length !== 1) text = values.map((v) => listItem(String(v))).join(',');
     else text = String(values[0]);
   } else if (type === 'unknown') {
     text = textType.fromICAL(raw.value);
@@ -331,7 +355,10 @@ function propertyToXml(property: JCalProperty, raw: RawProperty): XmlProperty {
   }
   const attrs: Record<string, string> = {};
   if (valueType !== (known?.defaultType ?? 'unknown')) attrs.value = valueType.toUpperCase();
-  for (const [key, value] of Object.entries(params)) attrs[paramAttrName(key)] = paramAttrValue(value);
+  for (const [key, value] of Object.entries(params)) {
+    if (!NAME.test(key)) fail(`${where}: invalid parameter name ${excerpt(key)}`);
+    attrs[paramAttrName(key)] = paramAttrValue(value);
+  }
   if (name === BUSY_STATUS_PROPERTY.toLowerCase()) {
     return { name: BUSY_STATUS_ELEMENT, attrs, text: /^OOF$/i.test(text) ? 'UNAVAILABLE' : xmlSafe(text) };
   }
@@ -345,6 +372,7 @@ function propertiesOf(component: JCalComponent, raw: RawComponent): XmlProperty[
 }
 
 function componentToXml(component: JCalComponent, raw: RawComponent): XmlElement {
+  if (component[0] !== raw.name.toLowerCase()) fail(`line ${raw.line}: BEGIN:${raw.name} could not be read`);
   const element = new XmlElement(component[0].toLowerCase());
   for (const p of propertiesOf(component, raw)) element.add(p.name, p.attrs, p.text === '' ? undefined : p.text);
   element.append(...childComponents(component, raw));
@@ -358,6 +386,7 @@ function childComponents(component: JCalComponent, raw: RawComponent): XmlElemen
 }
 
 function calendarToXml(calendar: JCalComponent, raw: RawComponent): XmlElement {
+  if (calendar[0] !== 'vcalendar') fail(`line ${raw.line}: BEGIN:VCALENDAR could not be read`);
   const vCalendar = new XmlElement('vCalendar');
   const properties = propertiesOf(calendar, raw);
   const counts = new Map<string, number>();
@@ -381,6 +410,22 @@ function guarded<T>(convert: () => T): T {
   }
 }
 
+/** `line N: ` for the first property ical.js cannot read on its own (its errors name no line), or nothing. */
+function lineOfParseError(calendars: RawComponent[]): string {
+  const pending = [...calendars];
+  for (let component = pending.shift(); component; component = pending.shift()) {
+    for (const property of component.properties) {
+      try {
+        ICAL.parse.property(property.text);
+      } catch {
+        return `line ${property.line}: `;
+      }
+    }
+    pending.unshift(...component.components);
+  }
+  return '';
+}
+
 /** One `iCalendar` element per VCALENDAR of `text`. */
 export function textToXcalList(text: string): XmlElement[] {
   return guarded(() => {
@@ -390,7 +435,7 @@ export function textToXcalList(text: string): XmlElement[] {
     try {
       parsed = ICAL.parse(source.endsWith('\n') ? source : source + '\r\n');
     } catch (err) {
-      fail(`malformed iCalendar: ${err instanceof Error ? err.message : String(err)}`);
+      fail(`${lineOfParseError(raw)}malformed iCalendar: ${err instanceof Error ? err.message : String(err)}`);
     }
     const calendars = (Array.isArray(parsed) && Array.isArray(parsed[0]) ? parsed : [parsed]) as JCalComponent[];
     if (calendars.length !== raw.length) fail('the calendars could not be read');
@@ -462,6 +507,7 @@ function propertyLine(elementName: string, attrs: Record<string, string>, value:
   } else if (name === 'RECURRENCEID') name = 'RECURRENCE-ID';
   const known = propertyDesign(name.toLowerCase());
   let explicitType: string | undefined;
+  let base64 = false;
   let params = '';
   for (const [key, attrValue] of Object.entries(attrs)) {
     if (key === 'xmlns' || key.startsWith('xmlns:')) continue;
@@ -471,9 +517,11 @@ function propertyLine(elementName: string, attrs: Record<string, string>, value:
       if (!NAME.test(attrValue)) fail(`${where}: invalid value type ${excerpt(attrValue)}`);
       explicitType = attrValue.toLowerCase();
     } else params += ';' + upper + '=' + paramText(upper, attrValue, where);
+    if (upper === 'ENCODING' && /^BASE64$/i.test(attrValue)) base64 = true;
   }
   const trimmed = text.trim();
-  const type = explicitType ?? impliedType(known, trimmed);
+  // Inline data is VALUE=BINARY (RFC 5545 3.2.7), which a client may leave unsaid.
+  const type = explicitType ?? (base64 ? 'binary' : impliedType(known, trimmed));
   let written: string;
   if (type === 'text') {
     if (CONTROL_BUT_NEWLINE.test(text)) fail(`${where}: a control character in the value`);
