@@ -152,10 +152,19 @@ async function build(rawStore: Store, config: Config, log: Logger, options: Serv
   const files = new FileService(store, accounts, bus, log.child({ component: 'files' }), accountRights);
   undo.push(() => files.close());
   const contacts = new ContactService(mail, { hostname: config.defaultDomain || hostname(), log: log.child({ component: 'contacts' }) });
-  const calendars = new CalendarService(mail, store.calendarIndex, { hostname: config.defaultDomain || hostname(), log: log.child({ component: 'calendar' }), accounts, rights: accountRights });
   const datasets = new DatasetService(store, accounts, DEFAULT_DATASET_LIMITS, accountRights);
   const directory = new DirectoryService(store, accounts, accountRights, log.child({ component: 'accounts' }));
   const queue = new MailQueue({ store, accounts, config, log: log.child({ component: 'queue' }), metrics, node: node.id, bus });
+  const calendars = new CalendarService(mail, store.calendarIndex, {
+    hostname: config.defaultDomain || hostname(),
+    log: log.child({ component: 'calendar' }),
+    accounts,
+    rights: accountRights,
+    // Scheduling messages go through the queue like any mail a user sends (it delivers local ones too).
+    send: async (m) => {
+      await queue.submit({ sender: m.sender, recipients: m.recipients, raw: m.raw, source: 'authenticated', signAs: m.signAs });
+    },
+  });
   // The queue's size, read at scrape time: one query serves both gauges of a scrape (the
   // registry collects them concurrently).
   let queueStats: ReturnType<Store['queue']['stats']> | undefined;

@@ -26,13 +26,14 @@ export function parseCalendar(text: string): ICAL.Component {
   return calendar;
 }
 
-function items(calendar: ICAL.Component): ICAL.Component[] {
+/** The VEVENT and VTODO components of a VCALENDAR. */
+export function calendarItems(calendar: ICAL.Component): ICAL.Component[] {
   return ITEM_COMPONENTS.flatMap((name) => calendar.getAllSubcomponents(name));
 }
 
 /** The item's UID, set on every component that lacks one (a new one when none has it); one UID per item. */
 export function ensureUid(calendar: ICAL.Component): string {
-  const components = items(calendar);
+  const components = calendarItems(calendar);
   if (components.length === 0) throw new ServiceError('invalid iCalendar data: no VEVENT or VTODO');
   const uids = new Set(components.map((c) => c.getFirstPropertyValue('uid')).filter((v): v is string => typeof v === 'string' && v !== ''));
   if (uids.size > 1) throw new ServiceError('invalid iCalendar data: an item has one UID (several given)');
@@ -63,12 +64,12 @@ function addMissingZones(target: ICAL.Component, source: ICAL.Component): void {
  * the stored overriding instances it does not redefine when `copyExceptions`.
  */
 export function mergeInto(stored: ICAL.Component, incoming: ICAL.Component, copyExceptions: boolean): ICAL.Component {
-  const incomingItems = items(incoming);
+  const incomingItems = calendarItems(incoming);
   const hasMaster = incomingItems.some((c) => recurrenceKey(c) === undefined);
   if (hasMaster) {
     if (!copyExceptions) return incoming;
     const redefined = new Set(incomingItems.map(recurrenceKey).filter((k): k is string => k !== undefined));
-    for (const c of items(stored)) {
+    for (const c of calendarItems(stored)) {
       const key = recurrenceKey(c);
       if (key !== undefined && !redefined.has(key)) incoming.addSubcomponent(new ICAL.Component(c.toJSON()));
     }
@@ -76,7 +77,7 @@ export function mergeInto(stored: ICAL.Component, incoming: ICAL.Component, copy
     return incoming;
   }
   const replaced = new Set(incomingItems.map(recurrenceKey));
-  for (const c of items(stored)) if (replaced.has(recurrenceKey(c))) stored.removeSubcomponent(c);
+  for (const c of calendarItems(stored)) if (replaced.has(recurrenceKey(c))) stored.removeSubcomponent(c);
   for (const c of incomingItems) stored.addSubcomponent(new ICAL.Component(c.toJSON()));
   addMissingZones(stored, incoming);
   return stored;
@@ -104,14 +105,14 @@ export function excludeOccurrence(calendar: ICAL.Component, recurrenceId: string
   const m = RECURRENCE_ID.exec(recurrenceId.trim());
   if (!m) throw new ServiceError(`invalid recurrenceId: ${JSON.stringify(recurrenceId.slice(0, 40))}`);
   let changed = false;
-  for (const c of items(calendar)) {
+  for (const c of calendarItems(calendar)) {
     const key = recurrenceKey(c);
     if (key !== undefined && basicForm(key) === recurrenceId.trim()) {
       calendar.removeSubcomponent(c);
       changed = true;
     }
   }
-  const master = items(calendar).find((c) => recurrenceKey(c) === undefined);
+  const master = calendarItems(calendar).find((c) => recurrenceKey(c) === undefined);
   if (master && (master.hasProperty('rrule') || master.hasProperty('rdate'))) {
     const start = master.getFirstProperty('dtstart');
     const isDate = m[4] === undefined;
@@ -203,7 +204,7 @@ export function splitImport(text: string, maxItems: number): ImportedItem[] {
 /** The UID (and the RECURRENCE-ID, in the listing's form) of the first item of an iCalendar text. */
 export function itemIdentity(text: string): { uid: string; recurrenceId?: string } {
   const calendar = parseCalendar(text);
-  const first = items(calendar)[0];
+  const first = calendarItems(calendar)[0];
   const uid = first?.getFirstPropertyValue('uid');
   if (!first || typeof uid !== 'string' || uid === '') throw new ServiceError('invalid iCalendar data: the item has no UID');
   const key = recurrenceKey(first);

@@ -20,7 +20,9 @@ import { ServiceError } from '../errors.js';
 import { Flag } from '../mail/flags.js';
 import { prepareMessage } from '../mail/new-message.js';
 import { composeCalendarItem, itemText } from './item.js';
-import { ensureUid, excludeOccurrence, mergeInto, parseCalendar, sameAddress, splitImport } from './publish.js';
+import ICAL from 'ical.js';
+import { attendeeProperty, attendeesOf, calAddress, cancelObject, imipMessage, itipSubject, organizerOf, replyObject, requestObject, type ItipMethod } from './itip.js';
+import { calendarItems, ensureUid, excludeOccurrence, itemIdentity, mergeInto, parseCalendar, sameAddress, splitImport } from './publish.js';
 import { alarmsBetween, CalendarItemError, itemSpan, occurrences, parseItem, type CalendarItem, type Occurrence } from './occurrences.js';
 
 /** Messages indexed per round trip to the store. */
@@ -36,6 +38,26 @@ export interface CalendarServiceOptions {
   /** Whose free/busy time may be read (freeBusyOf). */
   accounts: AccountService;
   rights: AccountRightsService;
+  /** Sends a scheduling message (the outbound queue: local and remote recipients). */
+  send?: (message: OutboundItip) => Promise<void>;
+}
+
+/** An iMIP message for the outbound queue. */
+export interface OutboundItip {
+  sender: string;
+  recipients: readonly string[];
+  raw: Buffer;
+  /** The submitter's domain (DKIM). */
+  signAs: string;
+}
+
+export interface ReplyOptions {
+  /** The replying user's address and real name. */
+  owner: string;
+  ownerName?: string;
+  timeZone: string;
+  sendReply: boolean;
+  comment?: string;
 }
 
 export interface PublishOptions {
@@ -87,6 +109,7 @@ export class CalendarService {
   readonly limits: CalendarLimits;
   private readonly accounts: AccountService;
   private readonly rights: AccountRightsService;
+  private readonly send: ((message: OutboundItip) => Promise<void>) | undefined;
   /** Parsed items by `<mailbox id>:<message UID>`, least recently used first (null: the message holds no usable item). */
   private readonly items = new Map<string, CachedItem>();
   private itemChars = 0;
@@ -101,6 +124,7 @@ export class CalendarService {
     this.limits = options.limits ?? DEFAULT_CALENDAR_LIMITS;
     this.accounts = options.accounts;
     this.rights = options.rights;
+    this.send = options.send;
   }
 
   /**
@@ -195,6 +219,8 @@ export class CalendarService {
     const existing = (await this.index.byItemUid(box.record.id, uid)).map((r) => r.uid);
     const previous = existing.length > 0 ? await this.itemTextOf(box, existing[existing.length - 1]!) : undefined;
     const merged = previous !== undefined && !options.replaceWhole ? mergeInto(parseCalendar(previous), calendar, options.copyExceptions) : calendar;
+    // A stored item is not a scheduling message (RFC 4791 4.1: no METHOD in a calendar resource).
+    merged.removeAllProperties('method');
     const finalText = merged.toString();
     let item: CalendarItem;
     try {
@@ -203,9 +229,14 @@ export class CalendarService {
       if (err instanceof CalendarItemError) throw new ServiceError(`invalid iCalendar data: ${err.message}`);
       throw err;
     }
-    if (options.sendRequests !== 'no' && item.fields.attendees > 0 && sameAddress(item.fields.organizer, options.owner)) {
-      throw new ServiceError('not implemented yet: sending meeting requests (iTIP); publish with sendRequests="no"');
-    }
+    // The organizer's requests: to the attendees (only the new ones with sendRequests="new"),
+    // and a CANCEL to those the new version leaves out.
+    const organizing = options.sendRequests !== 'no' && sameAddress(organizerOf(merged), options.owner);
+    const before = previous !== undefined ? attendeesOf(parseCalendar(previous)) : [];
+    const now = organizing ? attendeesOf(merged) : [];
+    const invited = options.sendRequests === 'new' ? now.filter((a) => !before.some((b) => sameAddress(a, b))) : now;
+    const removed = organizing ? before.filter((b) => !now.some((a) => sameAddress(a, b))) : [];
+    if ((invited.length > 0 || removed.length > 0) && !this.send) throw new ServiceError('not implemented: this server cannot send meeting requests');
     const raw = composeCalendarItem(
       finalText,
       { summary: item.fields.summary ?? '', ...(item.fields.organizer ? { organizer: item.fields.organizer } : {}) },
@@ -218,11 +249,14 @@ export class CalendarService {
     const others = existing.slice(0, -1);
     if (others.length > 0) await this.mail.expunge(box, others);
     this.log.info({ event: 'calendar.published', mailbox: box.record.name, owner: box.owner.id, uid: message.uid, itemUid: uid, replaced: existing }, 'calendar item published');
+    const summary = item.fields.summary ?? '';
+    if (invited.length > 0) await this.sendItip(requestObject(merged), 'REQUEST', invited, summary, options);
+    if (removed.length > 0) await this.sendItip(cancelObject(parseCalendar(previous!)), 'CANCEL', removed, summary, options);
     return message;
   }
 
   /** calendarCancel: removes every item of an iCalendar UID (given, or that of message `uid`). */
-  async cancel(box: MailboxHandle, target: { uid?: number; itemUid?: string; sendRequests: boolean; owner: string }): Promise<number> {
+  async cancel(box: MailboxHandle, target: { uid?: number; itemUid?: string; sendRequests: boolean; owner: string; timeZone: string; comment?: string }): Promise<number> {
     let itemUid = target.itemUid;
     if (itemUid === undefined) {
       if (target.uid === undefined) throw new ServiceError('the UID or itemUID attribute is required');
@@ -233,17 +267,131 @@ export class CalendarService {
     await this.refreshIndex(box);
     const uids = (await this.index.byItemUid(box.record.id, itemUid)).map((r) => r.uid);
     if (uids.length === 0) throw new ServiceError('calendar item not found');
-    if (target.sendRequests) {
-      for (const uid of uids) {
-        const item = await this.item(box, uid);
-        if (item && item.fields.attendees > 0 && sameAddress(item.fields.organizer, target.owner)) {
-          throw new ServiceError('not implemented yet: sending cancel requests (iTIP); cancel with sendRequests="no"');
-        }
+    const last = await this.itemTextOf(box, uids[uids.length - 1]!);
+    const removed = await this.mail.expunge(box, uids);
+    if (target.sendRequests && last !== undefined) {
+      const calendar = parseCalendar(last);
+      const attendees = sameAddress(organizerOf(calendar), target.owner) ? attendeesOf(calendar) : [];
+      if (attendees.length > 0) {
+        const summary = String(calendar.getFirstSubcomponent('vevent')?.getFirstPropertyValue('summary') ?? calendar.getFirstSubcomponent('vtodo')?.getFirstPropertyValue('summary') ?? '');
+        await this.sendItip(cancelObject(calendar), 'CANCEL', attendees, summary, { owner: target.owner, timeZone: target.timeZone, ...(target.comment ? { comment: target.comment } : {}) });
       }
     }
-    const removed = await this.mail.expunge(box, uids);
     this.log.info({ event: 'calendar.cancelled', mailbox: box.record.name, owner: box.owner.id, itemUid, removed }, 'calendar item removed');
     return removed;
+  }
+
+  /**
+   * calendarAccept: stores the item with the user's attendance (PARTSTAT) and replies to the
+   * organizer — unless told not to, or the user's ATTENDEE line says RSVP=FALSE.
+   */
+  async accept(box: MailboxHandle, text: string, partstat: string, options: ReplyOptions): Promise<MessageMeta> {
+    const calendar = parseCalendar(text);
+    ensureUid(calendar);
+    const organizer = organizerOf(calendar);
+    let rsvp = true;
+    let found = false;
+    for (const c of calendarItems(calendar)) {
+      const line = attendeeProperty(c, options.owner);
+      if (!line) continue;
+      found = true;
+      line.setParameter('partstat', partstat);
+      if (String(line.getParameter('rsvp') ?? '').toUpperCase() === 'FALSE') rsvp = false;
+      line.removeParameter('rsvp');
+    }
+    const message = await this.publish(box, calendar.toString(), { owner: options.owner, timeZone: options.timeZone, sendRequests: 'no', copyExceptions: true });
+    if (options.sendReply && rsvp && found && organizer && !sameAddress(organizer, options.owner)) {
+      await this.reply(calendar, organizer, partstat, options);
+    }
+    return message;
+  }
+
+  /**
+   * calendarDecline: a request is answered DECLINED (unless told not to, or RSVP=FALSE); a
+   * cancellation is not answered. With a calendar, the item (or only the occurrence the object
+   * names) is removed from it.
+   */
+  async decline(box: MailboxHandle | undefined, text: string, options: ReplyOptions): Promise<void> {
+    const calendar = parseCalendar(text);
+    const method = String(calendar.getFirstPropertyValue('method') ?? '').toUpperCase();
+    const { uid, recurrenceId } = itemIdentity(text);
+    if (method !== 'CANCEL' && options.sendReply) {
+      const organizer = organizerOf(calendar);
+      const line = calendarItems(calendar).map((c) => attendeeProperty(c, options.owner)).find((p) => p !== undefined);
+      const rsvp = String(line?.getParameter('rsvp') ?? '').toUpperCase() !== 'FALSE';
+      if (organizer && rsvp && !sameAddress(organizer, options.owner)) await this.reply(calendar, organizer, 'DECLINED', options);
+    }
+    if (!box) return;
+    await this.refreshIndex(box);
+    if ((await this.index.byItemUid(box.record.id, uid)).length === 0) return;
+    if (recurrenceId !== undefined) {
+      await this.cancelOccurrence(box, uid, recurrenceId, { owner: options.owner, timeZone: options.timeZone, sendRequests: 'no', copyExceptions: false });
+    } else {
+      await this.cancel(box, { itemUid: uid, sendRequests: false, owner: options.owner, timeZone: options.timeZone });
+    }
+  }
+
+  /**
+   * calendarUpdate: applies a REPLY to the stored item of its UID — each replying attendee's
+   * line (PARTSTAT and the rest) replaces that attendee's line in the matching component (the
+   * occurrence's override, else the master).
+   */
+  async applyReply(box: MailboxHandle, text: string, options: { owner: string; timeZone: string }): Promise<MessageMeta> {
+    const reply = parseCalendar(text);
+    const { uid } = itemIdentity(text);
+    await this.refreshIndex(box);
+    const rows = await this.index.byItemUid(box.record.id, uid);
+    const last = rows[rows.length - 1];
+    const storedText = last ? await this.itemTextOf(box, last.uid) : undefined;
+    if (storedText === undefined) throw new ServiceError('calendar item not found');
+    const stored = parseCalendar(storedText);
+    const storedItems = calendarItems(stored);
+    let applied = 0;
+    for (const c of calendarItems(reply)) {
+      const rid = c.getFirstPropertyValue('recurrence-id');
+      const target = (rid !== null && storedItems.find((s) => String(s.getFirstPropertyValue('recurrence-id')) === String(rid))) || storedItems.find((s) => !s.hasProperty('recurrence-id'));
+      if (!target) continue;
+      for (const line of c.getAllProperties('attendee')) {
+        const address = calAddress(line.getFirstValue());
+        if (!address) continue;
+        const old = attendeeProperty(target, address);
+        if (old) target.removeProperty(old);
+        target.addProperty(new ICAL.Property(line.toJSON()));
+        applied++;
+      }
+    }
+    if (applied === 0) throw new ServiceError('the reply names no attendee of the item');
+    return this.publish(box, stored.toString(), { owner: options.owner, timeZone: options.timeZone, sendRequests: 'no', copyExceptions: false, replaceWhole: true });
+  }
+
+  private async reply(calendar: ICAL.Component, organizer: string, partstat: string, options: ReplyOptions): Promise<void> {
+    const summary = String(calendarItems(calendar)[0]?.getFirstPropertyValue('summary') ?? '');
+    await this.sendItip(replyObject(calendar, options.owner, partstat, options.comment), 'REPLY', [organizer], summary, options, partstat);
+  }
+
+  private async sendItip(
+    object: ICAL.Component,
+    method: ItipMethod,
+    recipients: readonly string[],
+    summary: string,
+    options: { owner: string; ownerName?: string; timeZone: string; comment?: string },
+    partstat?: string,
+  ): Promise<void> {
+    if (!this.send) throw new ServiceError('not implemented: this server cannot send meeting requests');
+    const subject = itipSubject(method, summary, partstat);
+    const text = [subject, options.comment ?? ''].filter((l) => l !== '').join('\n\n') + '\n';
+    const raw = imipMessage(object, method, {
+      from: options.owner,
+      ...(options.ownerName ? { fromName: options.ownerName } : {}),
+      to: recipients,
+      subject,
+      text,
+      timeZone: options.timeZone,
+      hostname: this.hostname,
+    });
+    const domain = options.owner.slice(options.owner.lastIndexOf('@') + 1);
+    await this.send({ sender: options.owner, recipients, raw, signAs: domain });
+    this.log.info({ event: 'calendar.itip_sent', method, sender: options.owner, recipients, summary: summary.slice(0, 100) }, 'scheduling message sent');
   }
 
   /**

@@ -1,5 +1,5 @@
 import { readFile, stat } from 'node:fs/promises';
-import type { FoundOccurrence } from '../../services/calendar/service.js';
+import type { FoundOccurrence, ReplyOptions } from '../../services/calendar/service.js';
 import { itemIdentity } from '../../services/calendar/publish.js';
 import { ICalendarFormatError, textToXcal, xcalToText } from '../../services/calendar/xcal.js';
 import { instantToWall, wallToInstant, type WallTime } from '../../services/calendar/zones.js';
@@ -162,6 +162,22 @@ async function find(ctx: SessionContext, kind: 'event' | 'todo'): Promise<void> 
   }
 }
 
+/** The attendance calendarAccept records (IN-PROCESS and COMPLETED are for tasks). */
+const ACCEPT_PARTSTATS = new Set(['ACCEPTED', 'TENTATIVE', 'IN-PROCESS', 'COMPLETED']);
+
+/** Who replies and how: the session's user, sendReply and replyComment. */
+function replyOptions(ctx: SessionContext): ReplyOptions {
+  const comment = ctx.request.element('replyComment')?.text();
+  const realName = ctx.session.account.realName;
+  return {
+    owner: ctx.session.userName,
+    ...(realName ? { ownerName: realName } : {}),
+    timeZone: ctx.session.timeZone,
+    sendReply: ctx.request.attrs.sendReply !== 'no',
+    ...(comment ? { comment } : {}),
+  };
+}
+
 /** The one `iCalendar` element of a request body (either spelling), as text. */
 function requestCalendarText(ctx: SessionContext): string {
   const element = ctx.request.elements().find((e) => e.name === 'iCalendar' || e.name === 'icalendar');
@@ -267,11 +283,34 @@ export const calendarOperations: OperationTable = {
       });
       return;
     }
+    const comment = ctx.request.element('requestComment')?.text();
     await ctx.server.calendars.cancel(calendar.box, {
       ...(itemUID === undefined ? { uid: uidAttr(ctx.request) } : { itemUid: itemUID }),
       sendRequests,
       owner: session.userName,
+      timeZone: session.timeZone,
+      ...(comment ? { comment } : {}),
     });
+  }),
+
+  calendarAccept: inSession(async (ctx) => {
+    const session = ctx.session;
+    const calendar = openCalendar(session, ctx.request);
+    const partstat = (ctx.request.attrs.PARTSTAT ?? 'ACCEPTED').toUpperCase();
+    if (!ACCEPT_PARTSTATS.has(partstat)) throw new ServiceError(`invalid PARTSTAT: ${JSON.stringify(partstat.slice(0, 40))}`);
+    if (ctx.request.elements().some((e) => e.name === 'MIME' || e.name === 'copyMIME')) throw new ServiceError('not implemented yet: attachments (MIME, copyMIME) on calendar items');
+    await ctx.server.calendars.accept(calendar.box, requestCalendarText(ctx), partstat, replyOptions(ctx));
+  }),
+
+  calendarDecline: inSession(async (ctx) => {
+    const name = ctx.request.attrs.calendar;
+    const calendar = name ? openCalendar(ctx.session, ctx.request) : undefined;
+    await ctx.server.calendars.decline(calendar?.box, requestCalendarText(ctx), replyOptions(ctx));
+  }),
+
+  calendarUpdate: inSession(async (ctx) => {
+    const calendar = openCalendar(ctx.session, ctx.request);
+    await ctx.server.calendars.applyReply(calendar.box, requestCalendarText(ctx), { owner: ctx.session.userName, timeZone: ctx.session.timeZone });
   }),
 
   calendarImport: inSession(async (ctx) => {
