@@ -5,7 +5,7 @@
  * item in their calendar, a REPLY to the organizer), the organizer applies the reply
  * (calendarUpdate); the remote attendee dropped gets a CANCEL; the meeting cancelled reaches the
  * local attendee, whose calendarDecline of the cancellation removes it; RSVP=FALSE and
- * sendReply="no" send nothing.
+ * sendReply="no" send nothing; calendarForward invites one more.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
@@ -174,6 +174,15 @@ describe('meetings over iTIP/iMIP', () => {
     // The tentative one is in the calendar with the guest's PARTSTAT.
     const found = await events(guest.client, '20240701T000000', '20240702T000000');
     assert.equal(found.length, 2);
+    // calendarForward: the item gets the new attendee and is sent to them as a REQUEST.
+    const carol = await newUser('carol');
+    const tentative = found.find((e) => e.attrs.itemUID === 'd-3')!;
+    await ok(guest.client, `<calendarForward calendar="Calendar" UID="${tentative.attrs.UID}"><To>${carol.address}</To></calendarForward>`);
+    const [forwarded] = await inboxCalendars(carol.address, 'REQUEST');
+    assert.match(forwarded!.text, /UID:d-3/);
+    assert.equal(partstatOf(forwarded!.text, carol.address), 'NEEDS-ACTION');
+    assert.equal((await events(guest.client, '20240701T000000', '20240702T000000')).find((e) => e.attrs.itemUID === 'd-3')!.attrs.attendees, '2');
+    await fails(guest.client, `<calendarForward calendar="Calendar" UID="${tentative.attrs.UID}"/>`, /no recipient/);
     await fails(guest.client, `<calendarAccept calendar="Calendar" PARTSTAT="MAYBE">${request('d-4', 'TRUE')}</calendarAccept>`, /invalid PARTSTAT/);
     await fails(guest.client, '<calendarUpdate calendar="Calendar">' + vcalendar(`<vevent><uid>nothing</uid><attendee PARTSTAT="ACCEPTED">MAILTO:x@y.test</attendee></vevent>`, 'REPLY') + '</calendarUpdate>', /not found/);
   });

@@ -364,6 +364,30 @@ export class CalendarService {
     return this.publish(box, stored.toString(), { owner: options.owner, timeZone: options.timeZone, sendRequests: 'no', copyExceptions: false, replaceWhole: true });
   }
 
+  /**
+   * calendarForward (the Russian text): the item of message `uid` gets `recipients` as
+   * attendees (NEEDS-ACTION, RSVP) and is stored again; they get it as a REQUEST.
+   */
+  async forward(box: MailboxHandle, uid: number, recipients: readonly string[], options: ReplyOptions): Promise<MessageMeta> {
+    const text = await this.itemTextOf(box, uid);
+    if (text === undefined) throw new ServiceError('calendar item not found');
+    const calendar = parseCalendar(text);
+    for (const c of calendarItems(calendar)) {
+      for (const address of recipients) {
+        if (attendeeProperty(c, address)) continue;
+        const line = new ICAL.Property('attendee', c);
+        line.setValue(`mailto:${address}`);
+        line.setParameter('partstat', 'NEEDS-ACTION');
+        line.setParameter('rsvp', 'TRUE');
+        c.addProperty(line);
+      }
+    }
+    const message = await this.publish(box, calendar.toString(), { owner: options.owner, timeZone: options.timeZone, sendRequests: 'no', copyExceptions: false, replaceWhole: true });
+    const summary = String(calendarItems(calendar)[0]?.getFirstPropertyValue('summary') ?? '');
+    await this.sendItip(requestObject(calendar), 'REQUEST', recipients, summary, options);
+    return message;
+  }
+
   private async reply(calendar: ICAL.Component, organizer: string, partstat: string, options: ReplyOptions): Promise<void> {
     const summary = String(calendarItems(calendar)[0]?.getFirstPropertyValue('summary') ?? '');
     await this.sendItip(replyObject(calendar, options.owner, partstat, options.comment), 'REPLY', [organizer], summary, options, partstat);

@@ -29,6 +29,8 @@ export interface OpenCalendar {
 }
 
 export const CALENDAR_NOT_OPEN = 'calendar has not been opened';
+/** Most people one calendarForward invites. */
+const MAX_FORWARD_RECIPIENTS = 100;
 /** Most days one findEvents/findTasks may span (one data message per day). */
 const MAX_DAYS = 400;
 
@@ -306,6 +308,16 @@ export const calendarOperations: OperationTable = {
     const name = ctx.request.attrs.calendar;
     const calendar = name ? openCalendar(ctx.session, ctx.request) : undefined;
     await ctx.server.calendars.decline(calendar?.box, requestCalendarText(ctx), replyOptions(ctx));
+  }),
+
+  calendarForward: inSession(async (ctx) => {
+    const calendar = openCalendar(ctx.session, ctx.request);
+    const uid = uidAttr(ctx.request);
+    const recipients = ctx.request.elements('To').map((e) => e.text().trim().replace(/^mailto:/i, ''));
+    if (recipients.length === 0) throw new ServiceError('the request names no recipient (To elements)');
+    for (const r of recipients) if (!/^[^\s@<>]+@[^\s@<>]+$/.test(r)) throw new ServiceError(`invalid recipient address: ${JSON.stringify(r.slice(0, 80))}`);
+    if (recipients.length > MAX_FORWARD_RECIPIENTS) throw new ServiceError(`too many recipients (at most ${MAX_FORWARD_RECIPIENTS})`);
+    await ctx.server.calendars.forward(calendar.box, uid, recipients, replyOptions(ctx));
   }),
 
   calendarUpdate: inSession(async (ctx) => {

@@ -12,7 +12,6 @@ const PENDING: Record<string, string> = {
     'listSpecPasswords readConfigFile skinList skinFileList skinFileRead cliExecute ' +
     'retrieveXML httpCall spellerList spellerCheck',
   'S/MIME': 'SMIMEUnlock SMIMELock SMIMEModifyPassword SMIMEGet SMIMESet',
-  Calendar: 'calendarForward',
   Signaling:
     'signalBind signalUnbind callKill callStart callProvision callRedirect callReject callAccept callUpdate ' +
     'callTransfer callUpdateAccept callUpdateReject callSendDTMF callSendInfo makeCall',
