@@ -333,6 +333,19 @@ describe('calendar items over XIMSS', () => {
     assert.doesNotMatch(data.toString(), /Secret/);
     const own = await ok(owner.client, '<freeBusyRead timeFrom="20240501T000000" timeTill="20240502T000000"/>');
     assert.equal(own.messages[0]!.element('vfreebusy')!.elements('freebusy').length, 2);
+    // Working time set: the rest of the day (and a weekend day) shows as unavailable, in the owner's zone.
+    await ok(owner.client, '<prefsStore><WorkDays>MO,TU,WE,TH,FR</WorkDays><WorkDayStart>08:00</WorkDayStart><WorkDayEnd>18:00</WorkDayEnd></prefsStore>');
+    const working = await ok(reader.client, `<freeBusyRead userName="${owner.address}" timeFrom="20240501T000000" timeTill="20240505T000000"/>`);
+    const all = working.messages[0]!.element('vfreebusy')!.elements('freebusy').map((f) => `${f.attrs.FBTYPE} ${f.text()}`);
+    assert.deepEqual(all.slice(0, 4), [
+      'BUSY-UNAVAILABLE 20240501T000000/20240501T100000',
+      'BUSY 20240501T110000/20240501T130000',
+      'BUSY-TENTATIVE 20240501T150000/20240501T160000',
+      'BUSY-UNAVAILABLE 20240501T200000/20240502T100000',
+    ]);
+    // Friday 18:00 UTC to Sunday's end in Berlin (the request's end): one unavailable stretch.
+    assert.equal(all.at(-1), 'BUSY-UNAVAILABLE 20240503T200000/20240505T000000');
+    await fails(owner.client, '<prefsStore><WorkDays>Monday</WorkDays></prefsStore>', /WorkDays/);
     await fails(reader.client, '<freeBusyRead userName="nobody-here" timeFrom="20240501T000000" timeTill="20240502T000000"/>', /unknown user/);
   });
 

@@ -20,8 +20,16 @@ export const DEFAULT_PREFS: Readonly<Settings> = {
   SentBox: 'Sent',
   DraftsBox: 'Drafts',
   CalendarBox: 'Calendar',
+  TasksBox: 'Tasks',
   ContactsBox: 'Contacts',
   Charset: 'utf-8',
+  // Calendar: working time (free/busy shows the rest as unavailable once WorkDays is set), the
+  // alarm clients give new events, whether replies to the user's meetings update them on arrival.
+  WorkDays: '',
+  WorkDayStart: '09:00',
+  WorkDayEnd: '17:00',
+  DefaultAlarm: '',
+  ApplyCalendarReplies: 'no',
 };
 
 /** The values DeleteMode takes: mark as Deleted, move to the TrashBox, or remove at once. */
@@ -51,7 +59,13 @@ const CHECKS: Readonly<Record<string, Check>> = {
   SentBox: mailboxName,
   DraftsBox: mailboxName,
   CalendarBox: mailboxName,
+  TasksBox: mailboxName,
   ContactsBox: mailboxName,
+  WorkDays: (value) => (/^$|^(MO|TU|WE|TH|FR|SA|SU)(,(MO|TU|WE|TH|FR|SA|SU))*$/.test(value) ? undefined : 'must be a list of days such as MO,TU,WE,TH,FR (or empty)'),
+  WorkDayStart: (value) => (/^([01]\d|2[0-3]):[0-5]\d$/.test(value) ? undefined : 'must be a time of day such as 09:00'),
+  WorkDayEnd: (value) => (/^([01]\d|2[0-3]):[0-5]\d$|^24:00$/.test(value) ? undefined : 'must be a time of day such as 17:00'),
+  DefaultAlarm: (value) => (/^$|^[+-]?P(\d+W|(\d+D)?(T(\d+H)?(\d+M)?(\d+S)?)?)$/.test(value) && value !== 'P' && !/T$/.test(value) ? undefined : 'must be an iCalendar duration such as -PT15M (or empty)'),
+  ApplyCalendarReplies: (value) => (value === 'yes' || value === 'no' ? undefined : 'must be yes or no'),
   UserFrom: address,
   ReplyTo: text(1000),
   Signature: text(64 * 1024),

@@ -15,6 +15,7 @@ import type { AccountRightsService } from '../account-rights.js';
 import type { AccountService } from '../accounts.js';
 import { ACCESS_DENIED, NOT_FOUND, type MailboxHandle, type MailService } from '../mail/service.js';
 import { Slicer } from '../slices.js';
+import { ianaTimeZone } from '../../xml/time.js';
 import type { AccountRecord, MessageMeta } from '../../store/store.js';
 import { ServiceError } from '../errors.js';
 import { Flag } from '../mail/flags.js';
@@ -22,6 +23,7 @@ import { prepareMessage } from '../mail/new-message.js';
 import { composeCalendarItem, itemText } from './item.js';
 import ICAL from 'ical.js';
 import { attendeeProperty, attendeesOf, calAddress, cancelObject, imipMessage, itipSubject, organizerOf, replyObject, requestObject, type ItipMethod } from './itip.js';
+import { instantToWall, wallToInstant } from './zones.js';
 import { calendarItems, ensureUid, excludeOccurrence, itemIdentity, mergeInto, parseCalendar, sameAddress, splitImport } from './publish.js';
 import { alarmsBetween, CalendarItemError, itemSpan, occurrences, parseItem, type CalendarItem, type Occurrence } from './occurrences.js';
 
@@ -139,15 +141,20 @@ export class CalendarService {
     if (target.id !== viewer.id && target.domain !== viewer.domain && !(await this.rights.has(viewer, target, 'r'))) throw new ServiceError(ACCESS_DENIED);
     const prefs = await this.accounts.effectivePrefs(target);
     const name = typeof prefs.CalendarBox === 'string' && prefs.CalendarBox !== '' ? prefs.CalendarBox : 'Calendar';
-    let box: MailboxHandle;
+    let box: MailboxHandle | undefined;
     try {
       // Read as its owner: what leaves here is periods, whatever the calendar's own ACL says.
       box = await this.mail.access(target, name, 'r');
     } catch (err) {
-      if (err instanceof ServiceError && err.message === NOT_FOUND) return [];
-      throw err;
+      if (!(err instanceof ServiceError && err.message === NOT_FOUND)) throw err;
     }
-    return this.busyPeriods(box, from, till, viewerZone);
+    const periods = box ? await this.busyPeriods(box, from, till, viewerZone) : [];
+    const workDays = typeof prefs.WorkDays === 'string' ? prefs.WorkDays : '';
+    if (workDays === '') return periods;
+    // Outside the target's working time (in its own zone): unavailable.
+    const zone = ianaTimeZone(typeof prefs.TimeZone === 'string' ? prefs.TimeZone : undefined);
+    const off = offHours(from, till, zone, workDays.split(','), String(prefs.WorkDayStart ?? '09:00'), String(prefs.WorkDayEnd ?? '17:00'));
+    return mergePeriods([...periods, ...off.map((p) => ({ type: 'BUSY-UNAVAILABLE' as const, ...p }))]);
   }
 
   /** Indexes the messages of the mailbox that have no index row yet. */
@@ -440,32 +447,16 @@ export class CalendarService {
    */
   async busyPeriods(box: MailboxHandle, from: number, till: number, viewerZone: string): Promise<BusyPeriod[]> {
     const found = await this.find(box, 'event', from, till, viewerZone);
-    const byType = new Map<BusyType, { start: number; end: number }[]>();
+    const periods: BusyPeriod[] = [];
     for (const f of found) {
       const fields = f.occurrence.fields;
       if (fields.busyStatus === 'FREE' || fields.status === 'CANCELLED') continue;
       const type: BusyType = fields.busyStatus === 'TENTATIVE' ? 'BUSY-TENTATIVE' : fields.busyStatus === 'UNAVAILABLE' ? 'BUSY-UNAVAILABLE' : 'BUSY';
       const start = Math.max(from, f.occurrence.start);
       const end = Math.min(till, f.occurrence.end);
-      if (end <= start) continue;
-      const list = byType.get(type) ?? [];
-      list.push({ start, end });
-      byType.set(type, list);
+      if (end > start) periods.push({ type, start, end });
     }
-    const periods: BusyPeriod[] = [];
-    for (const [type, list] of byType) {
-      list.sort((a, b) => a.start - b.start);
-      let current: { start: number; end: number } | undefined;
-      for (const p of list) {
-        if (current && p.start <= current.end) current.end = Math.max(current.end, p.end);
-        else {
-          if (current) periods.push({ type, ...current });
-          current = { ...p };
-        }
-      }
-      if (current) periods.push({ type, ...current });
-    }
-    return periods.sort((a, b) => a.start - b.start || a.type.localeCompare(b.type));
+    return mergePeriods(periods);
   }
 
   /**
@@ -554,4 +545,51 @@ export function indexRow(uid: number, item: CalendarItem | null): CalendarIndexR
     alarmFirst: span.alarms?.first ?? null,
     alarmLast: span.alarms ? span.alarms.last : null,
   };
+}
+
+/** Periods of the same type that overlap or touch made one; sorted by start. */
+function mergePeriods(periods: readonly BusyPeriod[]): BusyPeriod[] {
+  const byType = new Map<BusyType, BusyPeriod[]>();
+  for (const p of periods) byType.set(p.type, [...(byType.get(p.type) ?? []), p]);
+  const merged: BusyPeriod[] = [];
+  for (const [type, list] of byType) {
+    list.sort((a, b) => a.start - b.start);
+    let current: BusyPeriod | undefined;
+    for (const p of list) {
+      if (current && p.start <= current.end) current.end = Math.max(current.end, p.end);
+      else {
+        if (current) merged.push(current);
+        current = { type, start: p.start, end: p.end };
+      }
+    }
+    if (current) merged.push(current);
+  }
+  return merged.sort((a, b) => a.start - b.start || a.type.localeCompare(b.type));
+}
+
+const WEEKDAYS = ['SU', 'MO', 'TU', 'WE', 'TH', 'FR', 'SA'];
+
+/** The time in [from, till) outside working time: whole days off, and before/after the hours of working days. */
+function offHours(from: number, till: number, zone: string, workDays: readonly string[], dayStart: string, dayEnd: string): { start: number; end: number }[] {
+  const ref = { kind: 'iana' as const, name: zone, viewer: false };
+  const minutes = (hhmm: string): number => Number(hhmm.slice(0, 2)) * 60 + Number(hhmm.slice(3, 5));
+  const [startMin, endMin] = [minutes(dayStart), minutes(dayEnd)];
+  const out: { start: number; end: number }[] = [];
+  let wall = instantToWall(from, zone);
+  for (let day = 0; day < 400; day++) {
+    const date = new Date(Date.UTC(wall.year, wall.month - 1, wall.day + day));
+    const at = (m: number): number =>
+      wallToInstant({ year: date.getUTCFullYear(), month: date.getUTCMonth() + 1, day: date.getUTCDate(), hour: Math.floor(m / 60), minute: m % 60, second: 0 }, ref);
+    const dayFrom = at(0);
+    if (dayFrom >= till) break;
+    const dayTill = at(24 * 60);
+    const working = workDays.includes(WEEKDAYS[date.getUTCDay()]!) && endMin > startMin;
+    const gaps = working ? [[dayFrom, at(startMin)], [at(endMin), dayTill]] : [[dayFrom, dayTill]];
+    for (const [a, b] of gaps) {
+      const start = Math.max(a!, from);
+      const end = Math.min(b!, till);
+      if (end > start) out.push({ start, end });
+    }
+  }
+  return out;
 }
