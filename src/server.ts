@@ -177,7 +177,16 @@ async function build(rawStore: Store, config: Config, log: Logger, options: Serv
   };
   metrics.gauge('ximssd_queue_messages', 'Messages in the outbound queue', [], async (set) => set({}, (await readQueueStats()).messages));
   metrics.gauge('ximssd_queue_recipients_pending', 'Recipients in the outbound queue still to be delivered', [], async (set) => set({}, (await readQueueStats()).pendingRecipients));
-  const delivery = new LocalDelivery({ mail, rules, datasets, accounts, submitter: queue, hostName: config.defaultDomain, log: log.child({ component: 'delivery' }) });
+  const delivery = new LocalDelivery({
+    mail,
+    rules,
+    datasets,
+    accounts,
+    submitter: queue,
+    hostName: config.defaultDomain,
+    log: log.child({ component: 'delivery' }),
+    delivered: (account, raw) => calendars.deliveredTo(account, raw),
+  });
   // Uploaded files do not outlive the process: the spool starts empty (the data directory is
   // this process's alone: see openStore).
   privateDirectory(join(config.dataDir, 'spool'));

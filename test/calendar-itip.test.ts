@@ -155,6 +155,26 @@ describe('meetings over iTIP/iMIP', () => {
     assert.equal((await inboxCalendars(boss.address, 'REPLY')).length, repliesBefore, 'a cancellation is not answered');
   });
 
+  test('with ApplyCalendarReplies=yes a reply updates the organizer\'s item when it arrives', async () => {
+    const host = await newUser('host');
+    const visitor = await newUser('visitor');
+    await ok(host.client, '<prefsStore><ApplyCalendarReplies>yes</ApplyCalendarReplies></prefsStore>');
+    await ok(
+      host.client,
+      `<calendarPublish calendar="Calendar">${vcalendar(`<vevent><uid>auto-1</uid><summary>Visit</summary><dtstart>20240801T100000Z</dtstart><organizer>MAILTO:${host.address}</organizer><attendee RSVP="TRUE" PARTSTAT="NEEDS-ACTION">MAILTO:${visitor.address}</attendee></vevent>`)}</calendarPublish>`,
+    );
+    const [invitation] = await inboxCalendars(visitor.address, 'REQUEST');
+    await ok(visitor.client, `<calendarAccept calendar="Calendar" PARTSTAT="TENTATIVE">${await readInvitation(visitor.client, invitation!.uid)}</calendarAccept>`);
+    await eventually(async () => {
+      const [e] = await events(host.client, '20240801T000000', '20240802T000000');
+      if (!e) return undefined;
+      // The item may be replaced between the two requests: then look again.
+      const item = await host.client.request(`<calendarReadItem calendar="Calendar" UID="${e.attrs.UID}"/>`);
+      return /PARTSTAT="TENTATIVE"/.test(item.messages[0]?.toString() ?? '') || undefined;
+    }, 'the organizer item updated by the reply');
+    await fails(host.client, '<prefsStore><ApplyCalendarReplies>maybe</ApplyCalendarReplies></prefsStore>', /yes or no/);
+  });
+
   test('decline of a request sends DECLINED; RSVP=FALSE and sendReply="no" send nothing; bad PARTSTAT', async () => {
     const org = await newUser('org');
     const guest = await newUser('guest');

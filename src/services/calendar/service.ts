@@ -9,10 +9,10 @@
  * expanded. Parsed items are kept per node in a bounded cache by (mailbox, message UID): a
  * message never changes under its UID, so what was parsed stays true everywhere.
  */
-import type { Logger } from '../../log.js';
+import { errorText, type Logger } from '../../log.js';
 import type { CalendarIndexRow, CalendarIndexStore } from '../../store/calendar-index.js';
 import type { AccountRightsService } from '../account-rights.js';
-import type { AccountService } from '../accounts.js';
+import { fullName, type AccountService } from '../accounts.js';
 import { ACCESS_DENIED, NOT_FOUND, type MailboxHandle, type MailService } from '../mail/service.js';
 import { Slicer } from '../slices.js';
 import { ianaTimeZone } from '../../xml/time.js';
@@ -369,6 +369,28 @@ export class CalendarService {
     }
     if (applied === 0) throw new ServiceError('the reply names no attendee of the item');
     return this.publish(box, stored.toString(), { owner: options.owner, timeZone: options.timeZone, sendRequests: 'no', copyExceptions: false, replaceWhole: true });
+  }
+
+  /**
+   * A message just delivered to `account`: when it is a meeting REPLY to one of the account's
+   * meetings and its ApplyCalendarReplies preference is yes, the reply updates the item in the
+   * account's main calendar (as calendarUpdate would). Never throws: a reply that cannot be
+   * applied stays in the INBOX for the user, and the reason is logged.
+   */
+  async deliveredTo(account: AccountRecord, raw: Buffer): Promise<void> {
+    try {
+      const text = itemText(raw);
+      if (text === undefined || !/^METHOD:REPLY\s*$/im.test(text)) return;
+      const prefs = await this.accounts.effectivePrefs(account);
+      if (prefs.ApplyCalendarReplies !== 'yes') return;
+      const owner = fullName(account);
+      if (!sameAddress(organizerOf(parseCalendar(text)), owner)) return;
+      const name = typeof prefs.CalendarBox === 'string' && prefs.CalendarBox !== '' ? prefs.CalendarBox : 'Calendar';
+      const box = await this.mail.access(account, name, 'w');
+      await this.applyReply(box, text, { owner, timeZone: typeof prefs.TimeZone === 'string' ? prefs.TimeZone : 'HostOS' });
+    } catch (err) {
+      this.log.info({ event: 'calendar.reply_not_applied', account: fullName(account), reason: errorText(err) }, 'a meeting reply was left in the INBOX');
+    }
   }
 
   /**

@@ -19,6 +19,11 @@ export interface LocalDeliveryDeps {
   /** This server's name (Received, Message-ID of generated messages). */
   readonly hostName: string;
   readonly log: Logger;
+  /**
+   * Told of each message stored for an account (after the copies are committed): the calendar
+   * applies meeting replies there. It must not throw; the delivery is done whatever it does.
+   */
+  readonly delivered?: (account: AccountRecord, raw: Buffer) => Promise<void>;
 }
 
 /** What a local delivery knows about the message besides its bytes: one recipient's envelope. */
@@ -159,6 +164,7 @@ export class LocalDelivery {
         log.warn({ event: 'rules.remember_failed', account: who, dataset: r.dataset, error: errorText(err) }, "Remember 'From' failed");
       }
     }
+    if (stored.length > 0 && this.deps.delivered) await this.deps.delivered(account, raw);
     if (failed > 0 && (key !== undefined || (stored.length === 0 && plan.rejected === undefined))) {
       throw new Error(`${failed} message(s) sent by mail rules could not be queued`);
     }
