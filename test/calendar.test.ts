@@ -6,6 +6,8 @@
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import type { XmlElement } from '../src/xml/element.js';
@@ -347,6 +349,37 @@ describe('calendar items over XIMSS', () => {
     assert.equal(all.at(-1), 'BUSY-UNAVAILABLE 20240503T200000/20240505T000000');
     await fails(owner.client, '<prefsStore><WorkDays>Monday</WorkDays></prefsStore>', /WorkDays/);
     await fails(reader.client, '<freeBusyRead userName="nobody-here" timeFrom="20240501T000000" timeTill="20240502T000000"/>', /unknown user/);
+  });
+
+  test('calendarOpen of a url: a remote iCalendar document fetched over HTTP, read-only', async () => {
+    const u = await newUser('UTC');
+    const ics = [
+      'BEGIN:VCALENDAR', 'VERSION:2.0', 'PRODID:-//test//remote//EN',
+      'BEGIN:VEVENT', 'UID:r1', 'SUMMARY:Public holiday', 'DTSTART;VALUE=DATE:20241225', 'DTEND;VALUE=DATE:20241226', 'DTSTAMP:20240101T000000Z', 'END:VEVENT',
+      'BEGIN:VEVENT', 'UID:r2', 'SUMMARY:Town meeting', 'DTSTART:20241220T180000Z', 'DURATION:PT2H', 'RRULE:FREQ=WEEKLY;COUNT=3', 'DTSTAMP:20240101T000000Z', 'END:VEVENT',
+      'END:VCALENDAR', '',
+    ].join('\r\n');
+    const web = http.createServer((req, res) => {
+      if (req.url === '/cal.ics') res.writeHead(200, { 'Content-Type': 'text/calendar' }).end(ics);
+      else res.writeHead(404).end();
+    });
+    await new Promise<void>((resolve) => web.listen(0, '127.0.0.1', resolve));
+    const base = `http://127.0.0.1:${(web.address() as AddressInfo).port}`;
+    try {
+      await ok(u.client, `<calendarOpen calendar="Public" url="${base}/cal.ics" mailbox="ignored" encrypted="no"/>`);
+      const reply = await ok(u.client, '<findEvents calendar="Public" timeFrom="20241220T000000" timeTill="20241228T000000"/>');
+      const found = reply.messages.flatMap((m) => m.elements('event')).map((e) => `${e.element('summary')!.text()}@${e.attrs.timeFrom ?? e.attrs.dateFrom}#${e.attrs.UID}`);
+      assert.deepEqual(found, ['Town meeting@20241220T180000#2', 'Public holiday@20241225#1', 'Town meeting@20241227T180000#2']);
+      const item = await ok(u.client, '<calendarReadItem calendar="Public" UID="1"/>');
+      assert.match(item.messages[0]!.toString(), /<summary>Public holiday<\/summary>/);
+      await fails(u.client, `<calendarPublish calendar="Public">${vevent('<uid>x</uid><dtstart>20241220T100000Z</dtstart>')}</calendarPublish>`, /calendar opened from a URL/);
+      await fails(u.client, '<calendarRead calendar="Public" UID="1"/>', /calendar opened from a URL/);
+      await ok(u.client, '<calendarClose calendar="Public"/>');
+      await fails(u.client, `<calendarOpen calendar="Missing" url="${base}/nothing.ics"/>`, /HTTP 404/);
+      await fails(u.client, '<calendarOpen calendar="Files" url="file:///etc/passwd"/>', /must be http/);
+    } finally {
+      web.close();
+    }
   });
 
   test('bad input: not open, bad times, bad iCalendar; ISO times; the organizer flag', async () => {

@@ -214,7 +214,7 @@ export class Session {
     this.onIdle = undefined;
     for (const folder of this.folders.values()) folder.view.close();
     this.folders.clear();
-    for (const calendar of this.calendars.values()) calendar.view.close();
+    for (const calendar of this.calendars.values()) if (calendar.kind === 'mailbox') calendar.view.close();
     this.calendars.clear();
     this.uploads.close();
     this.sink?.ended(sendBye);

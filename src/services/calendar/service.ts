@@ -206,6 +206,26 @@ export class CalendarService {
     return found;
   }
 
+  /**
+   * The occurrences of items held in memory (a calendar opened from a URL) in [from, till), as
+   * `find` gives them; the items are numbered 1… in their order.
+   */
+  findIn(items: readonly CalendarItem[], kind: 'event' | 'todo', from: number, till: number, viewerZone: string, options: { byAlarm?: boolean } = {}): FoundOccurrence[] {
+    const found: FoundOccurrence[] = [];
+    items.forEach((item, i) => {
+      if (item.kind !== kind) return;
+      try {
+        if (options.byAlarm) for (const hit of alarmsBetween(item, from, till, viewerZone)) found.push({ uid: i + 1, item, occurrence: hit.occurrence, alarm: hit.alarm });
+        else for (const occurrence of occurrences(item, from, till, viewerZone)) found.push({ uid: i + 1, item, occurrence });
+      } catch (err) {
+        if (!(err instanceof CalendarItemError)) throw err;
+      }
+    });
+    if (options.byAlarm) found.sort((a, b) => a.alarm! - b.alarm! || a.occurrence.start - b.occurrence.start || a.uid - b.uid);
+    else found.sort((a, b) => a.occurrence.start - b.occurrence.start || a.uid - b.uid);
+    return found;
+  }
+
   /** The iCalendar text of a message; undefined when there is no such message or it holds none. */
   async itemTextOf(box: MailboxHandle, uid: number): Promise<string | undefined> {
     await this.mail.check(box, 'r');

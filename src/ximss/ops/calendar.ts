@@ -1,4 +1,6 @@
 import { readFile, stat } from 'node:fs/promises';
+import type { CalendarItem } from '../../services/calendar/occurrences.js';
+import { fetchRemoteCalendar } from '../../services/calendar/remote.js';
 import type { FoundOccurrence, ReplyOptions } from '../../services/calendar/service.js';
 import { itemIdentity } from '../../services/calendar/publish.js';
 import { ICalendarFormatError, textToXcal, xcalToText } from '../../services/calendar/xcal.js';
@@ -19,8 +21,11 @@ import { readMessageReply, uidAttr } from './message.js';
  * (src/services/calendar/).
  */
 
-/** A calendar a session has open: the mailbox and a view of it that tells of its changes. */
-export interface OpenCalendar {
+/** A calendar a session has open: a mailbox (and a view of it that tells of its changes), or a remote document. */
+export type OpenCalendar = MailboxCalendar | RemoteCalendar;
+
+export interface MailboxCalendar {
+  kind: 'mailbox';
   name: string;
   box: MailboxHandle;
   view: FolderView;
@@ -28,7 +33,16 @@ export interface OpenCalendar {
   notified: boolean;
 }
 
+/** calendarOpen with `url`: the items of a remote iCalendar document, read-only. */
+export interface RemoteCalendar {
+  kind: 'remote';
+  name: string;
+  url: string;
+  items: readonly CalendarItem[];
+}
+
 export const CALENDAR_NOT_OPEN = 'calendar has not been opened';
+const REMOTE_READ_ONLY = 'this operation cannot be applied to a calendar opened from a URL';
 /** Most people one calendarForward invites. */
 const MAX_FORWARD_RECIPIENTS = 100;
 /** Most days one findEvents/findTasks may span (one data message per day). */
@@ -37,6 +51,13 @@ const MAX_DAYS = 400;
 function openCalendar(session: Session, request: XmlElement): OpenCalendar {
   const calendar = session.calendars.get(requiredAttr(request, 'calendar'));
   if (!calendar) throw new ServiceError(CALENDAR_NOT_OPEN);
+  return calendar;
+}
+
+/** An open calendar that is a mailbox (a remote one cannot be read as messages or changed). */
+function mailboxCalendar(session: Session, request: XmlElement): MailboxCalendar {
+  const calendar = openCalendar(session, request);
+  if (calendar.kind === 'remote') throw new ServiceError(REMOTE_READ_ONLY);
   return calendar;
 }
 
@@ -128,9 +149,14 @@ async function find(ctx: SessionContext, kind: 'event' | 'todo'): Promise<void> 
   const bounds = dayBounds(from, till, zone);
   // Looking again re-arms the notify: the calendar's report, and its view's (whose reports a
   // calendar does not use: a findEvents reads the mailbox afresh).
-  calendar.notified = false;
-  calendar.view.sync();
-  const found = await ctx.server.calendars.find(calendar.box, kind, from, till, zone, { byAlarm });
+  let found: FoundOccurrence[];
+  if (calendar.kind === 'remote') {
+    found = ctx.server.calendars.findIn(calendar.items, kind, from, till, zone, { byAlarm });
+  } else {
+    calendar.notified = false;
+    calendar.view.sync();
+    found = await ctx.server.calendars.find(calendar.box, kind, from, till, zone, { byAlarm });
+  }
   // The skip/limit window runs over the whole answer, in order.
   let position = 0;
   let shown = 0;
@@ -197,11 +223,18 @@ export const calendarOperations: OperationTable = {
     const session = ctx.session;
     const name = requiredAttr(ctx.request, 'calendar');
     if (session.calendars.has(name)) throw new ServiceError('calendar has already been opened');
-    if (ctx.request.attrs.url) throw new ServiceError('not implemented yet: calendarOpen of a remote iCalendar url');
     const limit = ctx.server.config.limits.foldersPerSession;
     if (session.calendars.size >= limit) throw new ServiceError(`too many open calendars (at most ${limit})`);
+    const url = ctx.request.attrs.url;
+    if (url) {
+      const { items, skipped } = await fetchRemoteCalendar(url);
+      if (skipped > 0) ctx.server.log.info({ event: 'calendar.remote_items_skipped', account: session.userName, url: url.slice(0, 200), skipped }, 'remote calendar items not readable');
+      if (session.calendars.has(name) || session.closed) throw new ServiceError('calendar has already been opened');
+      session.calendars.set(name, { kind: 'remote', name, url, items });
+      return;
+    }
     const box = await ctx.server.mail.access(session.account, ctx.request.attrs.mailbox || name, 'r');
-    const calendar: OpenCalendar = { name, box, view: undefined as unknown as FolderView, notified: false };
+    const calendar: MailboxCalendar = { kind: 'mailbox', name, box, view: undefined as unknown as FolderView, notified: false };
     calendar.view = await ctx.server.mail.openView(box, viewOptions(ctx.request, session, box), [], () => {
       if (calendar.notified) return;
       calendar.notified = true;
@@ -218,7 +251,7 @@ export const calendarOperations: OperationTable = {
 
   calendarClose: inSession((ctx) => {
     const calendar = openCalendar(ctx.session, ctx.request);
-    calendar.view.close();
+    if (calendar.kind === 'mailbox') calendar.view.close();
     ctx.session.calendars.delete(calendar.name);
   }),
 
@@ -226,7 +259,7 @@ export const calendarOperations: OperationTable = {
   findTasks: inSession((ctx) => find(ctx, 'todo')),
 
   calendarRead: inSession(async (ctx) => {
-    const calendar = openCalendar(ctx.session, ctx.request);
+    const calendar = mailboxCalendar(ctx.session, ctx.request);
     const uid = uidAttr(ctx.request);
     const { body, partID, mode } = await readMessageReply(ctx, calendar.box, uid);
     ctx.send(el('calendarMessage', { calendar: calendar.name, UID: uid, partID, mode }, body));
@@ -235,7 +268,7 @@ export const calendarOperations: OperationTable = {
   calendarReadItem: inSession(async (ctx) => {
     const calendar = openCalendar(ctx.session, ctx.request);
     const uid = uidAttr(ctx.request);
-    const text = await ctx.server.calendars.itemTextOf(calendar.box, uid);
+    const text = calendar.kind === 'remote' ? calendar.items[uid - 1]?.calendar.toString() : await ctx.server.calendars.itemTextOf(calendar.box, uid);
     if (text === undefined) throw new ServiceError('calendar item not found');
     let body: XmlElement;
     try {
@@ -248,7 +281,7 @@ export const calendarOperations: OperationTable = {
   }),
 
   calendarPublish: inSession(async (ctx) => {
-    const calendar = openCalendar(ctx.session, ctx.request);
+    const calendar = mailboxCalendar(ctx.session, ctx.request);
     const bodies = ctx.request.elements();
     if (bodies.some((e) => e.name === 'MIME' || e.name === 'copyMIME')) throw new ServiceError('not implemented yet: attachments (MIME, copyMIME) on calendar items');
     const text = requestCalendarText(ctx);
@@ -262,7 +295,7 @@ export const calendarOperations: OperationTable = {
 
   calendarCancel: inSession(async (ctx) => {
     const session = ctx.session;
-    const calendar = openCalendar(session, ctx.request);
+    const calendar = mailboxCalendar(session, ctx.request);
     let { itemUID, recurrenceId } = ctx.request.attrs;
     // An iCalendar body names the item (and the occurrence) itself.
     if (ctx.request.elements().some((e) => e.name === 'iCalendar' || e.name === 'icalendar')) {
@@ -297,7 +330,7 @@ export const calendarOperations: OperationTable = {
 
   calendarAccept: inSession(async (ctx) => {
     const session = ctx.session;
-    const calendar = openCalendar(session, ctx.request);
+    const calendar = mailboxCalendar(session, ctx.request);
     const partstat = (ctx.request.attrs.PARTSTAT ?? 'ACCEPTED').toUpperCase();
     if (!ACCEPT_PARTSTATS.has(partstat)) throw new ServiceError(`invalid PARTSTAT: ${JSON.stringify(partstat.slice(0, 40))}`);
     if (ctx.request.elements().some((e) => e.name === 'MIME' || e.name === 'copyMIME')) throw new ServiceError('not implemented yet: attachments (MIME, copyMIME) on calendar items');
@@ -306,12 +339,12 @@ export const calendarOperations: OperationTable = {
 
   calendarDecline: inSession(async (ctx) => {
     const name = ctx.request.attrs.calendar;
-    const calendar = name ? openCalendar(ctx.session, ctx.request) : undefined;
+    const calendar = name ? mailboxCalendar(ctx.session, ctx.request) : undefined;
     await ctx.server.calendars.decline(calendar?.box, requestCalendarText(ctx), replyOptions(ctx));
   }),
 
   calendarForward: inSession(async (ctx) => {
-    const calendar = openCalendar(ctx.session, ctx.request);
+    const calendar = mailboxCalendar(ctx.session, ctx.request);
     const uid = uidAttr(ctx.request);
     const recipients = ctx.request.elements('To').map((e) => e.text().trim().replace(/^mailto:/i, ''));
     if (recipients.length === 0) throw new ServiceError('the request names no recipient (To elements)');
@@ -321,12 +354,12 @@ export const calendarOperations: OperationTable = {
   }),
 
   calendarUpdate: inSession(async (ctx) => {
-    const calendar = openCalendar(ctx.session, ctx.request);
+    const calendar = mailboxCalendar(ctx.session, ctx.request);
     await ctx.server.calendars.applyReply(calendar.box, requestCalendarText(ctx), { owner: ctx.session.userName, timeZone: ctx.session.timeZone });
   }),
 
   calendarImport: inSession(async (ctx) => {
-    const calendar = openCalendar(ctx.session, ctx.request);
+    const calendar = mailboxCalendar(ctx.session, ctx.request);
     const uploadID = requiredAttr(ctx.request, 'uploadID');
     const file = ctx.session.uploads.get(uploadID);
     if (!file) throw new ServiceError(`uploaded file not found: ${uploadID}`);
