@@ -80,6 +80,14 @@ export interface Config {
      */
     authenticationChecks: boolean;
   };
+  /** Calendars. */
+  calendar: {
+    /**
+     * Whether calendarOpen may fetch a `url` whose host is a loopback, private, link-local or
+     * other non-public address (off: a user cannot make the server read its own network).
+     */
+    remotePrivateAddresses: boolean;
+  };
   /** Delivery of mail for other domains (the outbound queue). */
   outbound: {
     /** `host:port` of a relay (smart host) that takes all mail for other domains; '' = each domain's MX. */
@@ -225,6 +233,7 @@ export function defaultConfig(): Config {
     ports: { ximss: 11024, ximssTls: 0, http: 8100, https: 0, smtp: 2525, xmpp: 5222 },
     tls: { certFile: '', keyFile: '' },
     inbound: { authenticationChecks: true },
+    calendar: { remotePrivateAddresses: false },
     outbound: {
       relay: '',
       relayUser: '',
@@ -370,6 +379,7 @@ const configSchema = z.strictObject({
   }),
   tls: z.strictObject({ certFile: z.string(), keyFile: z.string() }),
   inbound: z.strictObject({ authenticationChecks: z.boolean() }),
+  calendar: z.strictObject({ remotePrivateAddresses: z.boolean() }),
   outbound: z.strictObject({
     relay: text((s) => s === '' || isHostPort(s), "must be empty (to each domain's MX hosts) or host:port"),
     relayUser: z.string(),

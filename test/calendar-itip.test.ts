@@ -203,6 +203,10 @@ describe('meetings over iTIP/iMIP', () => {
     assert.equal(partstatOf(forwarded!.text, carol.address), 'NEEDS-ACTION');
     assert.equal((await events(guest.client, '20240701T000000', '20240702T000000')).find((e) => e.attrs.itemUID === 'd-3')!.attrs.attendees, '2');
     await fails(guest.client, `<calendarForward calendar="Calendar" UID="${tentative.attrs.UID}"/>`, /no recipient/);
+    // This server keeps the default: no calendar urls on private or local addresses, nor redirects to them.
+    await fails(guest.client, '<calendarOpen calendar="Local" url="http://127.0.0.1:9/x.ics"/>', /private or local address/);
+    await fails(guest.client, '<calendarOpen calendar="Local" url="http://[::1]:9/x.ics"/>', /private or local address/);
+    await fails(guest.client, '<calendarOpen calendar="Local" url="http://10.1.2.3/x.ics"/>', /private or local address/);
     await fails(guest.client, `<calendarAccept calendar="Calendar" PARTSTAT="MAYBE">${request('d-4', 'TRUE')}</calendarAccept>`, /invalid PARTSTAT/);
     await fails(guest.client, '<calendarUpdate calendar="Calendar">' + vcalendar(`<vevent><uid>nothing</uid><attendee PARTSTAT="ACCEPTED">MAILTO:x@y.test</attendee></vevent>`, 'REPLY') + '</calendarUpdate>', /not found/);
   });

@@ -17,7 +17,8 @@ const EXAMPLE = fileURLToPath(new URL('../../shared/spec/examples/027-calendarPu
 
 let server: TestServer;
 before(async () => {
-  server = await startTestServer();
+  // The remote-calendar test serves its document from loopback.
+  server = await startTestServer({ calendar: { remotePrivateAddresses: true } });
 });
 after(() => server.stop());
 

@@ -1,6 +1,6 @@
 import { readFile, stat } from 'node:fs/promises';
 import type { CalendarItem } from '../../services/calendar/occurrences.js';
-import { fetchRemoteCalendar } from '../../services/calendar/remote.js';
+import { DEFAULT_REMOTE_LIMITS, fetchRemoteCalendar } from '../../services/calendar/remote.js';
 import type { FoundOccurrence, ReplyOptions } from '../../services/calendar/service.js';
 import { itemIdentity } from '../../services/calendar/publish.js';
 import { ICalendarFormatError, textToXcal, xcalToText } from '../../services/calendar/xcal.js';
@@ -227,7 +227,7 @@ export const calendarOperations: OperationTable = {
     if (session.calendars.size >= limit) throw new ServiceError(`too many open calendars (at most ${limit})`);
     const url = ctx.request.attrs.url;
     if (url) {
-      const { items, skipped } = await fetchRemoteCalendar(url);
+      const { items, skipped } = await fetchRemoteCalendar(url, { ...DEFAULT_REMOTE_LIMITS, privateAddresses: ctx.server.config.calendar.remotePrivateAddresses });
       if (skipped > 0) ctx.server.log.info({ event: 'calendar.remote_items_skipped', account: session.userName, url: url.slice(0, 200), skipped }, 'remote calendar items not readable');
       if (session.calendars.has(name) || session.closed) throw new ServiceError('calendar has already been opened');
       session.calendars.set(name, { kind: 'remote', name, url, items });
