@@ -66,6 +66,20 @@ export class Metrics {
     labelNames: ['outcome'] as const,
     registers: [this.registry],
   });
+  /** Calendar items read into the calendar index, by what they hold (event, todo, none). */
+  readonly calendarIndexed = new Counter({
+    name: 'ximssd_calendar_items_indexed_total',
+    help: 'Messages of calendars read into the calendar index, by kind (event, todo, none)',
+    labelNames: ['kind'] as const,
+    registers: [this.registry],
+  });
+  /** Scheduling messages sent (iTIP over iMIP), by method (REQUEST, CANCEL, REPLY). */
+  readonly calendarItip = new Counter({
+    name: 'ximssd_calendar_itip_messages_total',
+    help: 'Meeting requests, cancellations and replies sent, by method',
+    labelNames: ['method'] as const,
+    registers: [this.registry],
+  });
   /**
    * Limits hit before login, by limit: connections (per address), server_connections
    * (server-wide), blocked (a connection from an address blocked for abuse), abuse_blocked

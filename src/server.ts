@@ -160,6 +160,7 @@ async function build(rawStore: Store, config: Config, log: Logger, options: Serv
     log: log.child({ component: 'calendar' }),
     accounts,
     rights: accountRights,
+    metrics,
     // Scheduling messages go through the queue like any mail a user sends (it delivers local ones too).
     send: async (m) => {
       await queue.submit({ sender: m.sender, recipients: m.recipients, raw: m.raw, source: 'authenticated', signAs: m.signAs });

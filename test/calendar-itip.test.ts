@@ -153,6 +153,10 @@ describe('meetings over iTIP/iMIP', () => {
     assert.equal((await events(boy.client, '20240610T000000', '20240611T000000')).length, 0);
     await new Promise((r) => setTimeout(r, 300));
     assert.equal((await inboxCalendars(boss.address, 'REPLY')).length, repliesBefore, 'a cancellation is not answered');
+    // What was sent is counted on /metrics.
+    const metrics = await (await fetch(`http://127.0.0.1:${server.ports.http}/metrics`)).text();
+    for (const method of ['REQUEST', 'CANCEL', 'REPLY']) assert.match(metrics, new RegExp(`ximssd_calendar_itip_messages_total\\{method="${method}"\\} [1-9]`), method);
+    assert.match(metrics, /ximssd_calendar_items_indexed_total\{kind="event"\} [1-9]/);
   });
 
   test('with ApplyCalendarReplies=yes a reply updates the organizer\'s item when it arrives', async () => {

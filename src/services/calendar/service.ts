@@ -10,6 +10,7 @@
  * message never changes under its UID, so what was parsed stays true everywhere.
  */
 import { errorText, type Logger } from '../../log.js';
+import type { Metrics } from '../../metrics.js';
 import type { CalendarIndexRow, CalendarIndexStore } from '../../store/calendar-index.js';
 import type { AccountRightsService } from '../account-rights.js';
 import { fullName, type AccountService } from '../accounts.js';
@@ -42,6 +43,7 @@ export interface CalendarServiceOptions {
   rights: AccountRightsService;
   /** Sends a scheduling message (the outbound queue: local and remote recipients). */
   send?: (message: OutboundItip) => Promise<void>;
+  metrics?: Pick<Metrics, 'calendarIndexed' | 'calendarItip'>;
 }
 
 /** An iMIP message for the outbound queue. */
@@ -112,6 +114,7 @@ export class CalendarService {
   private readonly accounts: AccountService;
   private readonly rights: AccountRightsService;
   private readonly send: ((message: OutboundItip) => Promise<void>) | undefined;
+  private readonly metrics: Pick<Metrics, 'calendarIndexed' | 'calendarItip'> | undefined;
   /** Parsed items by `<mailbox id>:<message UID>`, least recently used first (null: the message holds no usable item). */
   private readonly items = new Map<string, CachedItem>();
   private itemChars = 0;
@@ -127,6 +130,7 @@ export class CalendarService {
     this.accounts = options.accounts;
     this.rights = options.rights;
     this.send = options.send;
+    this.metrics = options.metrics;
   }
 
   /**
@@ -169,6 +173,7 @@ export class CalendarService {
         rows.push(indexRow(uid, await this.item(box, uid)));
       }
       await this.index.record(box.record.id, rows);
+      for (const row of rows) this.metrics?.calendarIndexed.inc({ kind: row.kind });
       if (uids.length < INDEX_BATCH) return;
     }
   }
@@ -464,6 +469,7 @@ export class CalendarService {
     });
     const domain = options.owner.slice(options.owner.lastIndexOf('@') + 1);
     await this.send({ sender: options.owner, recipients, raw, signAs: domain });
+    this.metrics?.calendarItip.inc({ method });
     this.log.info({ event: 'calendar.itip_sent', method, sender: options.owner, recipients, summary: summary.slice(0, 100) }, 'scheduling message sent');
   }
 
