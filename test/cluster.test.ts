@@ -178,6 +178,36 @@ describe('folder views across nodes', () => {
   });
 });
 
+describe('calendars across nodes', () => {
+  test('an item published on one node: calendarReport and findEvents on the other (one index, written once)', async () => {
+    const address = await newAccount('cal');
+    const onA = await login(a, address);
+    const onB = await login(b, address);
+    expectOk(await onA.request('<mailboxCreate mailbox="Calendar" mailboxClass="IPF.Appointment"/>'));
+    expectOk(await onB.request('<calendarOpen calendar="Cal" mailbox="Calendar"/>'));
+    expectOk(await onA.request('<calendarOpen calendar="Calendar"/>'));
+    const item = (uid: string, start: string): string =>
+      `<calendarPublish calendar="Calendar"><iCalendar xmlns="urn:ietf:params:xml:ns:xcal"><vCalendar version="2.0" prodid="t"><vevent><uid>${uid}</uid><summary>${uid}</summary><dtstart>${start}</dtstart><rrule>FREQ=DAILY;COUNT=3</rrule></vevent></vCalendar></iCalendar></calendarPublish>`;
+    expectOk(await onA.request(item('from-a', '20240901T100000Z')));
+    const report = await onB.nextAsync('calendarReport');
+    assert.equal(report.attrs.calendar, 'Cal');
+    const found = async (client: XimssClient, calendar: string): Promise<string[]> =>
+      expectOk(await client.request(`<findEvents calendar="${calendar}" timeFrom="20240901T000000Z" timeTill="20240904T000000Z"/>`))
+        .messages.flatMap((m) => m.elements('event'))
+        .map((e) => `${e.element('summary')!.text()}@${e.attrs.timeFrom}`);
+    assert.deepEqual(await found(onB, 'Cal'), ['from-a@20240901T100000', 'from-a@20240902T100000', 'from-a@20240903T100000']);
+    // And back: published on B, seen on A; both nodes indexed the mailbox, each message has one row.
+    expectOk(await onB.request(item('from-b', '20240902T120000Z').replace('calendar="Calendar"', 'calendar="Cal"')));
+    await onA.nextAsync('calendarReport');
+    assert.equal((await found(onA, 'Calendar')).length, 5);
+    const [name, domain] = address.split('@') as [string, string];
+    const account = (await store.accounts.get(domain, name))!;
+    const box = (await store.mail.getMailbox(account.id, 'Calendar'))!;
+    assert.deepEqual(await store.calendarIndex.unindexed(box.id, 10), []);
+    assert.equal((await store.calendarIndex.overlapping(box.id, 'event', Date.UTC(2024, 8, 1), Date.UTC(2024, 8, 4))).length, 2);
+  });
+});
+
 describe('sessions across nodes', () => {
   test('an alert posted from the command line reaches the sessions on both nodes', async () => {
     const address = await newAccount('alerted');
