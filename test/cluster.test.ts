@@ -4,7 +4,8 @@
  * mix of appends, flag changes and expunges, concurrent flag changes on the same messages
  * included), alerts and killOld reach every node, sessionsPerAccount and login-failure
  * budgets count cluster-wide, an HTTP session works through the node that does not hold it
- * (and answers 550 once its node is gone), and a node killed during a burst of appends and
+ * (and answers 550 once its node is gone), calendar items published on one node are found
+ * and reported on the other, and a node killed during a burst of appends and
  * SMTP deliveries loses nothing acknowledged while the survivor completes its queue.
  */
 import assert from 'node:assert/strict';
