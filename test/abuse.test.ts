@@ -562,6 +562,51 @@ describe('abuse: WebDAV and CardDAV', () => {
   });
 });
 
+describe('abuse: calendars', () => {
+  let server: TestServer;
+  let victim: XimssClient;
+  before(async () => ({ server, victim } = await startAttacked()));
+  after(() => server.stop());
+
+  test('runaway rules, a thousand exceptions and bad iCalendar: bounded answers, clean errors, the server goes on', async () => {
+    const address = await server.newAccount('calabuse');
+    const { client } = await server.login(address, 'secret');
+    assert.equal((await client.request('<mailboxCreate mailbox="Calendar" mailboxClass="IPF.Appointment"/>')).response.attrs.errorText, undefined);
+    assert.equal((await client.request('<calendarOpen calendar="C" mailbox="Calendar"/>')).response.attrs.errorText, undefined);
+    const publish = (components: string): Promise<{ errorText: string | undefined }> =>
+      client
+        .request(`<calendarPublish calendar="C" sendRequests="no"><iCalendar xmlns="urn:ietf:params:xml:ns:xcal"><vCalendar version="2.0" prodid="t">${components}</vCalendar></iCalendar></calendarPublish>`, 60_000)
+        .then((r) => ({ errorText: r.response.attrs.errorText }));
+    // Every second forever, and a rule that never matches: stored, and a year's search stops on its own.
+    assert.equal((await publish('<vevent><uid>sec</uid><summary>s</summary><dtstart>20240101T000000Z</dtstart><rrule>FREQ=SECONDLY</rrule></vevent>')).errorText, undefined);
+    assert.equal((await publish('<vevent><uid>never</uid><summary>n</summary><dtstart>20240101T000000Z</dtstart><rrule>FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=30</rrule></vevent>')).errorText, undefined);
+    // A daily series with a thousand moved occurrences.
+    const overrides = Array.from({ length: 1000 }, (_, i) => {
+      const day = new Date(Date.UTC(2024, 0, 1 + i)).toISOString().slice(0, 10).replace(/-/g, '');
+      return `<vevent><uid>many</uid><recurrence-id>${day}T090000Z</recurrence-id><summary>moved ${i}</summary><dtstart>${day}T100000Z</dtstart></vevent>`;
+    }).join('');
+    assert.equal((await publish(`<vevent><uid>many</uid><summary>m</summary><dtstart>20240101T090000Z</dtstart><rrule>FREQ=DAILY</rrule></vevent>${overrides}`)).errorText, undefined);
+    const rss = watchRss();
+    const year = await client.request('<findEvents calendar="C" timeFrom="20240101T000000" timeTill="20241231T000000" limit="100"/>', 120_000);
+    assert.equal(year.response.attrs.errorText, undefined);
+    assert.equal(year.messages.filter((m) => m.name === 'events').length, 365, 'one message a day');
+    assert.ok(year.messages.flatMap((m) => m.elements('event')).length <= 100, 'limit holds');
+    await assertServes(victim);
+    assertWithinBudget(rss.stop(), 256 * 1024 * 1024);
+    // Bad iCalendar: an error naming the problem, never a crash.
+    const bad = [
+      '<vevent><uid>b1</uid><dtstart>not a date</dtstart></vevent>',
+      '<vevent><uid>b2</uid><dtstart>20240101T000000Z</dtstart><rrule>FREQ=SOMETIMES</rrule></vevent>',
+      '<vevent><uid>b3</uid><dtstart>20241345T250000</dtstart></vevent>',
+      '<vevent><uid>a</uid><dtstart>20240101T000000Z</dtstart></vevent><vevent><uid>b</uid><dtstart>20240101T000000Z</dtstart></vevent>',
+      '<vjournal><uid>j</uid></vjournal>',
+      '<vevent>' + '<valarm>'.repeat(20) + '</valarm>'.repeat(20) + '</vevent>',
+    ];
+    for (const components of bad) assert.match((await publish(components)).errorText ?? '', /iCalendar|UID/, components.slice(0, 60));
+    await assertServes(victim);
+  });
+});
+
 describe('abuse: logins and SMTP', () => {
   let server: TestServer;
   let victim: XimssClient;

@@ -157,16 +157,35 @@ async function find(ctx: SessionContext, kind: 'event' | 'todo'): Promise<void> 
     calendar.view.sync();
     found = await ctx.server.calendars.find(calendar.box, kind, from, till, zone, { byAlarm });
   }
+  // Each occurrence goes to the days it meets (binary search on the day bounds: a runaway rule's
+  // tens of thousands of occurrences are bucketed once, not scanned per day).
+  const days: FoundOccurrence[][] = bounds.slice(1).map(() => []);
+  const dayOf = (t: number): number => {
+    let lo = 0;
+    let hi = bounds.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (bounds[mid + 1]! <= t) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  };
+  for (const f of found) {
+    if (byAlarm) {
+      if (f.alarm! >= from && f.alarm! < till) days[dayOf(f.alarm!)]!.push(f);
+      continue;
+    }
+    const start = Math.max(f.occurrence.start, from);
+    const end = Math.min(Math.max(f.occurrence.end, f.occurrence.start + 1), till);
+    if (end <= start) continue;
+    for (let d = dayOf(start); d < days.length && bounds[d]! < end; d++) days[d]!.push(f);
+  }
   // The skip/limit window runs over the whole answer, in order.
   let position = 0;
   let shown = 0;
   for (let d = 0; d + 1 < bounds.length; d++) {
     const [dayFrom, dayTill] = [bounds[d]!, bounds[d + 1]!];
-    const onDay = found.filter((f) => {
-      if (byAlarm) return f.alarm! >= dayFrom && f.alarm! < dayTill;
-      const end = Math.max(f.occurrence.end, f.occurrence.start + 1);
-      return f.occurrence.start < dayTill && end > dayFrom;
-    });
+    const onDay = days[d]!;
     const elements: XmlElement[] = [];
     for (const f of onDay) {
       position++;
