@@ -1,0 +1,214 @@
+/**
+ * What CalDAV (src/transports/dav/caldav.ts) needs of a calendar beyond CalendarService: its
+ * items as named resources, a resource's text checked as RFC 4791 wants it, storing one under
+ * a name with the iCalendar UID kept unique in the calendar, and removing one.
+ *
+ * Names. A client names what it creates (`<uuid>.ics`); the name is kept in the store by
+ * (mailbox, ORIGUID) like CardDAV's (src/store/dav-names.ts), so it follows the item through
+ * its versions (a replacement keeps the ORIGUID) and outlives it for sync-collection. An item
+ * stored otherwise (XIMSS calendarPublish, a mail client) is named after its iCalendar UID
+ * (`<uid>.ics`, characters outside a safe set written `_XX`) the first time CalDAV lists it,
+ * and that name is recorded then, so that it stays when the item goes.
+ *
+ * Uniqueness of the iCalendar UID in a calendar is decided by commit order, as CardDAV does:
+ * after its commit a PUT looks at the index rows of its UID, and when a message committed
+ * before its own (a lower UID) holds it, its own message is removed again and the PUT fails.
+ */
+import ICAL from 'ical.js';
+import type { CalendarIndexStore } from '../../store/calendar-index.js';
+import type { DavNameStore } from '../../store/dav-names.js';
+import type { MessageMeta } from '../../store/store.js';
+import { ServiceError } from '../errors.js';
+import { Flag } from '../mail/flags.js';
+import { prepareMessage } from '../mail/new-message.js';
+import type { MailboxHandle, MailService } from '../mail/service.js';
+import { composeCalendarItem, itemText } from './item.js';
+import { CalendarItemError, parseItem, type CalendarItem } from './occurrences.js';
+import type { CalendarService } from './service.js';
+
+/** The largest calendar resource a PUT may store (CALDAV:max-resource-size). */
+export const MAX_RESOURCE_BYTES = 1024 * 1024;
+
+/** Why a resource's text is refused: the RFC 4791 precondition (local name in the CalDAV namespace). */
+export class CalendarResourceError extends Error {
+  constructor(
+    message: string,
+    readonly condition: 'valid-calendar-data' | 'supported-calendar-component' | 'valid-calendar-object-resource',
+  ) {
+    super(message);
+  }
+}
+
+/** A calendar's items as of one moment: messages by resource name, and the name of each. */
+export interface CalendarMembers {
+  box: MailboxHandle;
+  modseq: number;
+  byName: Map<string, MessageMeta>;
+  nameOf: (meta: MessageMeta) => string;
+}
+
+/** A resource text that passed the checks. */
+export interface CheckedResource {
+  text: string;
+  item: CalendarItem;
+}
+
+export type StoreOutcome = { kind: 'stored'; message: MessageMeta } | { kind: 'uid-conflict'; holder: MessageMeta } | { kind: 'gone' };
+
+const ITEM_COMPONENTS = new Set(['vevent', 'vtodo']);
+
+/** The name of a message no client named: from its iCalendar UID, or its ORIGUID when it has none usable. */
+export function defaultResourceName(itemUid: string | undefined, origUid: number): string {
+  if (!itemUid || itemUid.length > 200) return `ximss-${origUid}.ics`;
+  return `${itemUid.replace(/[^A-Za-z0-9.@+=-]/g, (c) => [...Buffer.from(c, 'utf8')].map((b) => `_${b.toString(16).toUpperCase().padStart(2, '0')}`).join(''))}.ics`;
+}
+
+/**
+ * Checks a PUT body as RFC 4791 4.1 and 5.3.2.1 want a calendar object resource: iCalendar
+ * text (valid-calendar-data), VEVENTs or VTODOs only besides VTIMEZONEs
+ * (supported-calendar-component), one kind, one UID on every component, no METHOD
+ * (valid-calendar-object-resource), and an item the calendar code can read.
+ */
+export function checkResource(text: string): CheckedResource {
+  let root: ICAL.Component;
+  try {
+    root = new ICAL.Component(ICAL.parse(text) as unknown[]);
+  } catch (err) {
+    throw new CalendarResourceError(`not iCalendar data: ${err instanceof Error ? err.message : String(err)}`, 'valid-calendar-data');
+  }
+  if (root.name !== 'vcalendar') throw new CalendarResourceError(`a ${root.name.toUpperCase()} is not a VCALENDAR`, 'valid-calendar-data');
+  if (root.hasProperty('method')) throw new CalendarResourceError('a stored calendar object has no METHOD (that is an iTIP message)', 'valid-calendar-object-resource');
+  const kinds = new Set<string>();
+  const uids = new Set<string>();
+  for (const component of root.getAllSubcomponents()) {
+    if (component.name === 'vtimezone') continue;
+    if (!ITEM_COMPONENTS.has(component.name)) throw new CalendarResourceError(`${component.name.toUpperCase()} is not stored here (VEVENT and VTODO are)`, 'supported-calendar-component');
+    kinds.add(component.name);
+    const uid = component.getFirstPropertyValue('uid');
+    if (typeof uid !== 'string' || uid.trim() === '') throw new CalendarResourceError(`a ${component.name.toUpperCase()} without a UID`, 'valid-calendar-object-resource');
+    uids.add(uid);
+  }
+  if (kinds.size === 0) throw new CalendarResourceError('no VEVENT or VTODO', 'valid-calendar-object-resource');
+  if (kinds.size > 1) throw new CalendarResourceError('one resource holds VEVENTs or VTODOs, not both', 'valid-calendar-object-resource');
+  if (uids.size > 1) throw new CalendarResourceError('one resource holds one item: every component has the same UID', 'valid-calendar-object-resource');
+  let item: CalendarItem;
+  try {
+    item = parseItem(text);
+  } catch (err) {
+    if (err instanceof CalendarItemError) throw new CalendarResourceError(err.message, 'valid-calendar-data');
+    throw err;
+  }
+  return { text, item };
+}
+
+export interface CalendarDavServices {
+  mail: MailService;
+  calendars: CalendarService;
+  calendarIndex: CalendarIndexStore;
+  davNames: DavNameStore;
+}
+
+export class CalendarDav {
+  constructor(
+    private readonly services: () => CalendarDavServices,
+    private readonly hostname: string,
+  ) {}
+
+  private get mail(): MailService {
+    return this.services().mail;
+  }
+
+  /**
+   * The calendar's items by name, as of the index's modseq. Items no client named get their
+   * name from their UID, recorded now (one parse each, then never again).
+   */
+  async members(box: MailboxHandle): Promise<CalendarMembers> {
+    const { davNames, calendars } = this.services();
+    const names = await davNames.names(box.record.id);
+    const index = await this.mail.index(box);
+    const live = [...index.byUid.values()].filter((m) => !(m.flags & Flag.Deleted)).sort((a, b) => a.uid - b.uid);
+    for (const meta of live) {
+      if (names.has(meta.origUid)) continue;
+      const item = await calendars.item(box, meta.uid);
+      const name = defaultResourceName(item?.uid, meta.origUid);
+      await davNames.record(box.record.id, meta.origUid, name);
+      names.set(meta.origUid, name);
+    }
+    const nameOf = (meta: MessageMeta): string => names.get(meta.origUid) ?? `ximss-${meta.origUid}.ics`;
+    const byName = new Map<string, MessageMeta>();
+    for (const meta of live) {
+      const name = nameOf(meta);
+      // Two items under one name (two nodes creating it at once): the earlier one holds it.
+      if (!byName.has(name)) byName.set(name, meta);
+    }
+    return { box, modseq: index.modseq, byName, nameOf };
+  }
+
+  /** The names recorded for these ORIGUIDs (removed items' names for sync-collection). */
+  names(box: MailboxHandle, origUids: readonly number[]): Promise<Map<number, string>> {
+    return this.services().davNames.names(box.record.id, origUids);
+  }
+
+  /** The iCalendar text of an item message. */
+  async text(box: MailboxHandle, uid: number): Promise<string | undefined> {
+    return this.services().calendars.itemTextOf(box, uid);
+  }
+
+  /** The live message (other than `except`, and committed before `before` when given) holding this iCalendar UID. */
+  async holderOf(box: MailboxHandle, itemUid: string, except: number | undefined, before?: number): Promise<MessageMeta | undefined> {
+    const { calendars, calendarIndex } = this.services();
+    await calendars.refreshIndex(box);
+    const rows = await calendarIndex.byItemUid(box.record.id, itemUid);
+    const index = await this.mail.index(box);
+    for (const row of rows.sort((a, b) => a.uid - b.uid)) {
+      if (row.uid === except || (before !== undefined && row.uid >= before)) continue;
+      const meta = index.byUid.get(row.uid) ?? (await this.mail.getMessage(box, row.uid));
+      if (meta && !(meta.flags & Flag.Deleted)) return meta;
+    }
+    return undefined;
+  }
+
+  /**
+   * Stores a checked resource under `name`: a new message, or the replacement of `existing`
+   * (its ORIGUID, so its name, kept). Refused when another item of the calendar holds the
+   * UID (before or, losing the race, after the commit); 'gone' when `existing` was replaced
+   * or removed meanwhile.
+   */
+  async store(box: MailboxHandle, name: string, resource: CheckedResource, existing: MessageMeta | undefined, timeZone: string): Promise<StoreOutcome> {
+    const itemUid = resource.item.uid;
+    const before = await this.holderOf(box, itemUid, existing?.uid);
+    if (before) return { kind: 'uid-conflict', holder: before };
+    const fields = resource.item.fields;
+    const raw = composeCalendarItem(
+      resource.text,
+      { summary: fields.summary ?? '', ...(fields.organizer ? { organizer: fields.organizer } : {}) },
+      { timeZone, hostname: this.hostname },
+    );
+    let message: MessageMeta | undefined;
+    try {
+      [message] = await this.mail.append(box, [prepareMessage(raw, { flags: Flag.Seen })], existing ? { replace: { uid: existing.uid, byOrigUid: false, mustExist: true, keepOrigUid: true } } : {});
+    } catch (err) {
+      if (existing && err instanceof ServiceError && /not|exist/i.test(err.message)) return { kind: 'gone' };
+      throw err;
+    }
+    if (!message) throw new ServiceError('the calendar item was not stored');
+    if (!existing) await this.services().davNames.record(box.record.id, message.origUid, name);
+    const earlier = await this.holderOf(box, itemUid, existing?.uid, message.uid);
+    if (earlier && earlier.origUid !== message.origUid) {
+      await this.mail.expunge(box, [message.uid]);
+      return { kind: 'uid-conflict', holder: earlier };
+    }
+    return { kind: 'stored', message };
+  }
+
+  /** Removes an item's message (false when it is gone already: replaced or removed meanwhile). */
+  async remove(box: MailboxHandle, uid: number): Promise<boolean> {
+    return (await this.mail.expunge(box, [uid])) > 0;
+  }
+
+  /** The text of a message for a REPORT's calendar-data (undefined when it holds none). */
+  async resourceText(box: MailboxHandle, meta: MessageMeta): Promise<string | undefined> {
+    const raw = await this.mail.readRaw(box, meta.uid);
+    return raw ? itemText(raw) : undefined;
+  }
+}
