@@ -2,7 +2,8 @@
  * CalDAV (RFC 4791, RFC 6578 sync-collection, RFC 6764 discovery) over the calendar mailboxes
  * on the wire: discovery, the home and its calendars, MKCALENDAR and extended MKCOL, PUT/GET/
  * HEAD/DELETE of .ics items with ETags and preconditions, the PUT preconditions of RFC 4791
- * 5.3.2.1 (a VCARD, two UIDs, a VJOURNAL, a UID held by another item), calendar-query (time
+ * 5.3.2.1 (a VCARD, two UIDs, a VJOURNAL, a UID held by another item), COPY/MOVE between
+ * calendars, GET of a whole calendar, calendar-query (time
  * ranges with recurrences expanded, text-match, VTODO, VALARM, a bad time-range),
  * calendar-multiget, free-busy-query, sync-collection, and changes seen both ways between
  * CalDAV and XIMSS (calendarReport, findEvents, calendarPublish, calendarCancel).
@@ -262,6 +263,38 @@ describe('CalDAV: items', () => {
     assert.equal((await put(u, `${u.home}Nowhere/x.ics`, ics('x', 'X', '20240304T100000Z', '20240304T110000Z'))).status, 409);
     const listing = multistatus(await dav(u, 'PROPFIND', u.cal, { headers: { Depth: '1' } }));
     assert.deepEqual([...listing.responses.keys()].sort(), [u.cal, `${u.cal}held.ics`]);
+  });
+});
+
+describe('CalDAV: copies, moves and whole calendars', () => {
+  test('COPY and MOVE into another calendar (names, UID checks, Overwrite); GET of a calendar is one VCALENDAR', async () => {
+    const u = await listedUser();
+    assert.equal((await dav(u, 'MKCALENDAR', `${u.home}Other/`)).status, 201);
+    const other = `${u.home}Other/`;
+    assert.equal((await put(u, `${u.cal}m.ics`, ics('m', 'Moved', '20240304T100000Z', '20240304T110000Z'))).status, 201);
+    assert.equal((await put(u, `${u.cal}c.ics`, ics('c', 'Copied', '20240305T100000Z', '20240305T110000Z'))).status, 201);
+    const to = (path: string): Record<string, string> => ({ Destination: `http://127.0.0.1:${server.ports.http}${path}` });
+    assert.equal((await dav(u, 'COPY', `${u.cal}c.ics`, { headers: to(`${other}copy.ics`) })).status, 201);
+    assert.match((await dav(u, 'GET', `${other}copy.ics`)).text, /SUMMARY:Copied/);
+    assert.equal((await dav(u, 'GET', `${u.cal}c.ics`)).status, 200, 'the source stays');
+    // The UID is now in Other: a second copy under another name is refused and names the holder.
+    const again = await dav(u, 'COPY', `${u.cal}c.ics`, { headers: to(`${other}copy2.ics`) });
+    assert.equal(again.status, 403);
+    assert.equal(errorCondition(again), 'no-uid-conflict');
+    assert.match(again.text, /Other\/copy\.ics/);
+    // Over the item of the same UID: Overwrite F refuses, the default replaces.
+    assert.equal((await dav(u, 'COPY', `${u.cal}c.ics`, { headers: { ...to(`${other}copy.ics`), Overwrite: 'F' } })).status, 412);
+    assert.equal((await dav(u, 'COPY', `${u.cal}c.ics`, { headers: to(`${other}copy.ics`) })).status, 204);
+    assert.equal((await dav(u, 'MOVE', `${u.cal}m.ics`, { headers: to(`${other}moved.ics`) })).status, 201);
+    assert.equal((await dav(u, 'GET', `${u.cal}m.ics`)).status, 404);
+    assert.match((await dav(u, 'GET', `${other}moved.ics`)).text, /SUMMARY:Moved/);
+    assert.equal((await dav(u, 'MOVE', `${other}moved.ics`, { headers: to(`${other}renamed.ics`) })).status, 403, 'no renaming inside a calendar');
+    assert.equal((await dav(u, 'COPY', `${u.cal}c.ics`, { headers: to(`${u.home}INBOX/x.ics`) })).status, 409);
+    const whole = await dav(u, 'GET', other);
+    assert.equal(whole.status, 200);
+    assert.match(String(whole.headers['content-type']), /^text\/calendar/);
+    assert.equal(whole.text.match(/BEGIN:VEVENT/g)?.length, 2, whole.text);
+    assert.match(whole.text, /^BEGIN:VCALENDAR\r\n/);
   });
 });
 

@@ -201,6 +201,58 @@ export class CalendarDav {
     return { kind: 'stored', message };
   }
 
+  /**
+   * COPY/MOVE of an item into another calendar under `name` (replacing `existing` there):
+   * the message copied or moved by the mail service, its name recorded. Refused when the
+   * target holds the item's UID elsewhere (before or, losing the race, after the commit);
+   * 'gone' when the source or `existing` went meanwhile.
+   */
+  async copy(source: MailboxHandle, meta: MessageMeta, target: MailboxHandle, name: string, existing: MessageMeta | undefined, move: boolean): Promise<StoreOutcome> {
+    const item = await this.services().calendars.item(source, meta.uid);
+    const itemUid = item?.uid ?? '';
+    if (itemUid !== '') {
+      const holder = await this.holderOf(target, itemUid, existing?.uid);
+      if (holder) return { kind: 'uid-conflict', holder };
+    }
+    if (existing && !(await this.remove(target, existing.uid))) return { kind: 'gone' };
+    const pairs = await this.mail.copy(source, [meta.uid], target, move);
+    const copied = pairs[0] && (await this.mail.getMessage(target, pairs[0].to));
+    if (!copied) return { kind: 'gone' };
+    await this.services().davNames.record(target.record.id, copied.origUid, name);
+    if (itemUid !== '') {
+      const earlier = await this.holderOf(target, itemUid, undefined, copied.uid);
+      if (earlier && earlier.origUid !== copied.origUid) {
+        await this.mail.expunge(target, [copied.uid]);
+        return { kind: 'uid-conflict', holder: earlier };
+      }
+    }
+    return { kind: 'stored', message: copied };
+  }
+
+  /**
+   * The whole calendar as one iCalendar object (GET of the collection): every item's
+   * components, each VTIMEZONE once.
+   */
+  async exportText(box: MailboxHandle, members: CalendarMembers): Promise<string> {
+    const calendar = new ICAL.Component('vcalendar');
+    calendar.addPropertyWithValue('version', '2.0');
+    calendar.addPropertyWithValue('prodid', '-//ximssd//CalDAV//EN');
+    const zones = new Set<string>();
+    for (const meta of [...members.byName.values()].sort((a, b) => a.uid - b.uid)) {
+      const item = await this.services().calendars.item(box, meta.uid);
+      if (!item || item.calendar.name !== 'vcalendar') continue;
+      for (const component of item.calendar.getAllSubcomponents()) {
+        if (component.name === 'vtimezone') {
+          const tzid = String(component.getFirstPropertyValue('tzid'));
+          if (zones.has(tzid)) continue;
+          zones.add(tzid);
+        }
+        calendar.addSubcomponent(new ICAL.Component(component.toJSON() as unknown[]));
+      }
+    }
+    return calendar.toString() + '\r\n';
+  }
+
   /** Removes an item's message (false when it is gone already: replaced or removed meanwhile). */
   async remove(box: MailboxHandle, uid: number): Promise<boolean> {
     return (await this.mail.expunge(box, [uid])) > 0;

@@ -12,7 +12,8 @@
  * applies the rest of the filter to those items only; free-busy-query takes its periods from
  * the same expansion. calendar-data is always the stored text: `expand` and
  * `limit-recurrence-set` are not applied (the client gets the master and its overrides),
- * nor `comp`/`prop` subsets.
+ * nor `comp`/`prop` subsets. COPY/MOVE take an item into another calendar of the account;
+ * GET of a calendar gives all its items as one VCALENDAR.
  */
 import { hostname } from 'node:os';
 import { fullName } from '../../services/accounts.js';
@@ -29,7 +30,7 @@ import { parsePropfind, parseProppatch, type PropfindRequest } from './bodies.js
 import { CALDAV_NS, calendarMatches, CalendarQueryError, indexedRanges, parseCalendarFilter, parseTimeRange, type CompFilter } from './caldav-query.js';
 import { CS_NS } from './carddav.js';
 import { multistatusReply, readText, textReply, xmlReply } from './handler.js';
-import { encodeSegment, etagMatches, headerOf, parseDepth, parseEtagList } from './headers.js';
+import { encodeSegment, etagMatches, headerOf, localPath, parseDepth, parseEtagList, parseOverwrite, pathSegments } from './headers.js';
 import { D, httpDate, propfindEntry, type LiveValue, type PropertyNode } from './properties.js';
 import type { DavProvider, DavReply, DavRequest } from './provider.js';
 import { child, clark, DavBodyError, errorXml, escapeDavText, multistatusXml, tagOf, type DavElement, type MultistatusEntry } from './xml.js';
@@ -41,7 +42,7 @@ const CAL_XMLNS = `xmlns:C="${CALDAV_NS}"`;
 /** Sync tokens: `<SYNC_PREFIX><mailbox id>-<modseq>`. */
 const SYNC_PREFIX = 'http://ximssd.invalid/ns/sync/';
 const ICS_TYPE = 'text/calendar; charset=utf-8';
-const METHODS = ['GET', 'HEAD', 'PUT', 'DELETE', 'PROPFIND', 'PROPPATCH', 'MKCOL', 'MKCALENDAR', 'REPORT'];
+const METHODS = ['GET', 'HEAD', 'PUT', 'DELETE', 'PROPFIND', 'PROPPATCH', 'MKCOL', 'MKCALENDAR', 'REPORT', 'COPY', 'MOVE'];
 const CALENDAR_CLASSES = [CALENDAR_CLASS, TASKS_CLASS];
 /** Periods of a free-busy answer at most (a busy calendar over years). */
 const MAX_FREEBUSY_OCCURRENCES = 20_000;
@@ -293,7 +294,7 @@ export class CalDavProvider implements DavProvider {
         return this.report(request, href, box);
       case 'GET':
       case 'HEAD':
-        return textReply(200, `calendar ${box.record.name}: its items are the .ics resources below it`);
+        return { status: 200, body: await this.dav.exportText(box, await this.dav.members(box)), contentType: ICS_TYPE };
       default:
         return textReply(405, `${method} is not allowed on a calendar`, { Allow: 'OPTIONS, PROPFIND, PROPPATCH, REPORT, DELETE, GET, HEAD' });
     }
@@ -357,7 +358,7 @@ export class CalDavProvider implements DavProvider {
 
   private async handleItem(request: DavRequest, home: string, calendarName: string, name: string): Promise<DavReply> {
     const { method } = request;
-    const need = method === 'PUT' ? 'ri' : method === 'DELETE' ? 'rd' : 'r';
+    const need = method === 'PUT' ? 'ri' : method === 'DELETE' || method === 'MOVE' ? 'rd' : 'r';
     const box = await this.openCalendar(request, calendarName, need);
     if (!box) return textReply(method === 'PUT' ? 409 : 404, 'no such calendar');
     const members = await this.dav.members(box);
@@ -390,13 +391,17 @@ export class CalDavProvider implements DavProvider {
         if (!(await this.dav.remove(box, meta.uid))) return textReply(412, 'the item was changed or removed meanwhile');
         return { status: 204 };
       }
+      case 'COPY':
+      case 'MOVE':
+        if (!meta) return textReply(404, 'no such calendar item');
+        return this.copyItem(request, home, box, meta, method === 'MOVE');
       case 'PROPPATCH':
         return textReply(403, 'calendar items keep no properties of their own');
       case 'MKCOL':
       case 'MKCALENDAR':
         return textReply(405, 'calendars hold no collections');
       default:
-        return textReply(405, `${method} is not allowed on a calendar item`, { Allow: 'OPTIONS, GET, HEAD, PUT, DELETE, PROPFIND' });
+        return textReply(405, `${method} is not allowed on a calendar item`, { Allow: 'OPTIONS, GET, HEAD, PUT, DELETE, PROPFIND, COPY, MOVE' });
     }
   }
 
@@ -423,14 +428,55 @@ export class CalDavProvider implements DavProvider {
     switch (outcome.kind) {
       case 'gone':
         return textReply(412, 'the item was changed meanwhile');
-      case 'uid-conflict': {
-        const holderHref = `${this.calendarHref(this.homeHref(request.base, request.user), box.record.name)}${encodeSegment(members.nameOf(outcome.holder))}`;
-        return xmlReply(403, errorXml(CAL('no-uid-conflict'), `<D:href>${escapeDavText(holderHref)}</D:href>`));
-      }
+      case 'uid-conflict':
+        return this.uidConflict(request, members, outcome.holder);
       case 'stored':
         request.log.debug({ event: 'caldav.item_stored', user: fullName(request.user), mailbox: box.record.name, uid: outcome.message.uid }, 'calendar item stored');
         return { status: existing ? 204 : 201, headers: { ETag: `"${outcome.message.uid}"` } };
     }
+  }
+
+  /**
+   * COPY/MOVE of an item into another calendar of the same account: 201, or 204 over an
+   * item the Destination held (Overwrite: T, the default; F gives 412). The UID must be free
+   * in the target (403 no-uid-conflict; so a COPY inside one calendar is always refused, and
+   * an item keeps its name inside its calendar).
+   */
+  private async copyItem(request: DavRequest, home: string, source: MailboxHandle, meta: MessageMeta, move: boolean): Promise<DavReply> {
+    const headers = request.req.headers;
+    const destination = headerOf(headers, 'destination');
+    if (!destination) return textReply(400, 'a Destination header is needed');
+    const segments = pathSegments(localPath(destination, headerOf(headers, 'host')));
+    const homeSegments = pathSegments(new URL(home, 'http://host').pathname);
+    if (segments.length !== homeSegments.length + 2 || homeSegments.some((h, i) => segments[i]!.toLowerCase() !== h.toLowerCase())) {
+      return textReply(403, 'items are copied into calendars of the same account only');
+    }
+    const [calendarName, name] = [segments[homeSegments.length]!, segments[homeSegments.length + 1]!];
+    if (!/^[^\x00-\x1f\x7f]{1,255}$/.test(name)) return textReply(400, 'bad item name');
+    const target = await this.openCalendar(request, calendarName, 'ri');
+    if (!target) return textReply(409, 'no such calendar');
+    const targetMembers = await this.dav.members(target);
+    if (target.record.id === source.record.id) {
+      if (move) return textReply(403, 'an item keeps its name inside its calendar (PUT it under the new name and DELETE the old one)');
+      return this.uidConflict(request, targetMembers, meta);
+    }
+    const existing = targetMembers.byName.get(name);
+    if (existing && !parseOverwrite(headerOf(headers, 'overwrite'))) return textReply(412, 'the destination exists');
+    const outcome = await this.dav.copy(source, meta, target, name, existing, move);
+    switch (outcome.kind) {
+      case 'gone':
+        return textReply(412, 'the item was changed or removed meanwhile');
+      case 'uid-conflict':
+        return this.uidConflict(request, targetMembers, outcome.holder);
+      case 'stored':
+        request.log.info({ event: move ? 'caldav.item_moved' : 'caldav.item_copied', user: fullName(request.user), from: source.record.name, to: target.record.name }, move ? 'calendar item moved' : 'calendar item copied');
+        return { status: existing ? 204 : 201, headers: { ETag: `"${outcome.message.uid}"` } };
+    }
+  }
+
+  private uidConflict(request: DavRequest, members: CalendarMembers, holder: MessageMeta): DavReply {
+    const href = `${this.calendarHref(this.homeHref(request.base, request.user), members.box.record.name)}${encodeSegment(members.nameOf(holder))}`;
+    return xmlReply(403, errorXml(CAL('no-uid-conflict'), `<D:href>${escapeDavText(href)}</D:href>`));
   }
 
   // ----------------------------------------------------------------------------------
