@@ -4,7 +4,7 @@
  * HEAD/DELETE of .ics items with ETags and preconditions, the PUT preconditions of RFC 4791
  * 5.3.2.1 (a VCARD, two UIDs, a VJOURNAL, a UID held by another item), COPY/MOVE between
  * calendars, GET of a whole calendar, calendar-query (time
- * ranges with recurrences expanded, text-match, VTODO, VALARM, a bad time-range),
+ * ranges with recurrences expanded, text-match, VTODO, VALARM, expand, a bad time-range),
  * calendar-multiget, free-busy-query, sync-collection, and changes seen both ways between
  * CalDAV and XIMSS (calendarReport, findEvents, calendarPublish, calendarCancel).
  *
@@ -334,6 +334,29 @@ describe('CalDAV: reports', () => {
     const alarm = query('<C:comp-filter name="VEVENT"><C:comp-filter name="VALARM"><C:time-range start="20240312T084000Z" end="20240312T085000Z"/></C:comp-filter></C:comp-filter>');
     assert.deepEqual(names(await report(u, u.cal, alarm)), ['weekly.ics'], 'the alarm 15 minutes before the second occurrence');
     assert.deepEqual(names(await report(u, u.cal, query(''))), ['free.ics', 'single.ics', 'task.ics', 'tentative.ics', 'weekly.ics'], 'no filter below VCALENDAR');
+  });
+
+  test('calendar-data with expand: one instance per occurrence in UTC with its RECURRENCE-ID, an override kept, a plain event as stored', async () => {
+    const cal = `${u.home}Expanded/`;
+    assert.equal((await dav(u, 'MKCALENDAR', cal)).status, 201);
+    const daily = [
+      'BEGIN:VCALENDAR', 'VERSION:2.0', 'PRODID:t',
+      'BEGIN:VEVENT', 'UID:daily', 'DTSTAMP:20240101T000000Z', 'SUMMARY:Standup', 'DTSTART;TZID=Europe/Paris:20240325T090000', 'DURATION:PT15M', 'RRULE:FREQ=DAILY;COUNT=5', 'END:VEVENT',
+      'BEGIN:VEVENT', 'UID:daily', 'DTSTAMP:20240101T000000Z', 'SUMMARY:Standup moved', 'RECURRENCE-ID;TZID=Europe/Paris:20240327T090000', 'DTSTART;TZID=Europe/Paris:20240327T110000', 'DURATION:PT15M', 'END:VEVENT',
+      'END:VCALENDAR', '',
+    ].join('\r\n');
+    assert.equal((await put(u, `${cal}daily.ics`, daily)).status, 201);
+    assert.equal((await put(u, `${cal}once.ics`, ics('once', 'Once', '20240326T100000Z', '20240326T110000Z'))).status, 201);
+    const expand = '<C:calendar-data><C:expand start="20240325T000000Z" end="20240328T000000Z"/></C:calendar-data>';
+    const result = multistatus(await report(u, cal, query('<C:comp-filter name="VEVENT"><C:time-range start="20240325T000000Z" end="20240328T000000Z"/></C:comp-filter>', `<D:getetag/>${expand}`)));
+    const expanded = result.responses.get(`${cal}daily.ics`)!.props.get('calendar-data')!.element.text();
+    assert.doesNotMatch(expanded, /RRULE/);
+    // Paris is UTC+1 until 31 March: 09:00 is 08:00Z (and the 26th's instance starts at 08:00Z too).
+    assert.deepEqual(expanded.match(/^DTSTART:.*$/gm), ['DTSTART:20240325T080000Z', 'DTSTART:20240326T080000Z', 'DTSTART:20240327T100000Z']);
+    assert.deepEqual(expanded.match(/^RECURRENCE-ID.*$/gm), ['RECURRENCE-ID:20240325T080000Z', 'RECURRENCE-ID:20240326T080000Z', 'RECURRENCE-ID;TZID=Europe/Paris:20240327T090000']);
+    assert.match(expanded, /SUMMARY:Standup moved/);
+    assert.match(expanded, /DTEND:20240325T081500Z/);
+    assert.match(result.responses.get(`${cal}once.ics`)!.props.get('calendar-data')!.element.text(), /DTSTART:20240326T100000Z/);
   });
 
   test('calendar-query: a bad time-range or filter is refused', async () => {

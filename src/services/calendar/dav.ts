@@ -23,7 +23,7 @@ import { Flag } from '../mail/flags.js';
 import { prepareMessage } from '../mail/new-message.js';
 import type { MailboxHandle, MailService } from '../mail/service.js';
 import { composeCalendarItem, itemText } from './item.js';
-import { CalendarItemError, parseItem, type CalendarItem } from './occurrences.js';
+import { CalendarItemError, occurrences, parseItem, type CalendarItem } from './occurrences.js';
 import type { CalendarService } from './service.js';
 
 /** The largest calendar resource a PUT may store (CALDAV:max-resource-size). */
@@ -61,6 +61,63 @@ const ITEM_COMPONENTS = new Set(['vevent', 'vtodo']);
 export function defaultResourceName(itemUid: string | undefined, origUid: number): string {
   if (!itemUid || itemUid.length > 200) return `ximss-${origUid}.ics`;
   return `${itemUid.replace(/[^A-Za-z0-9.@+=-]/g, (c) => [...Buffer.from(c, 'utf8')].map((b) => `_${b.toString(16).toUpperCase().padStart(2, '0')}`).join(''))}.ics`;
+}
+
+/** Occurrences an expanded calendar-data holds at most. */
+const MAX_EXPANDED = 1000;
+const DAY_MS = 24 * 3_600_000;
+
+/** A deep copy of a component: ICAL.Component wraps its jCal arrays, so a copy must not share them with a cached item. */
+function copyOf(component: ICAL.Component): ICAL.Component {
+  return new ICAL.Component(structuredClone(component.toJSON()) as unknown[]);
+}
+
+function utcTime(ms: number): ICAL.Time {
+  return ICAL.Time.fromJSDate(new Date(ms), true);
+}
+
+function dateValue(yyyymmdd: string): ICAL.Time {
+  return ICAL.Time.fromDateString(`${yyyymmdd.slice(0, 4)}-${yyyymmdd.slice(4, 6)}-${yyyymmdd.slice(6, 8)}`);
+}
+
+function addDays(yyyymmdd: string, days: number): string {
+  const at = Date.UTC(Number(yyyymmdd.slice(0, 4)), Number(yyyymmdd.slice(4, 6)) - 1, Number(yyyymmdd.slice(6, 8))) + days * DAY_MS;
+  return new Date(at).toISOString().slice(0, 10).replace(/-/g, '');
+}
+
+/**
+ * An item as calendar-data with `expand` (RFC 4791 9.6.5): one component per occurrence in
+ * [from, till), without RRULE/RDATE/EXDATE, its DTSTART and DTEND in UTC (all-day ones as
+ * dates), with a RECURRENCE-ID (in UTC, but an overridden instance's own as written). An
+ * item that does not recur is its stored text.
+ */
+export function expandedText(text: string, item: CalendarItem, from: number, till: number, zone: string): string {
+  if (!item.fields.recurring && item.overrides.size === 0) return text;
+  const calendar = new ICAL.Component('vcalendar');
+  calendar.addPropertyWithValue('version', '2.0');
+  calendar.addPropertyWithValue('prodid', '-//ximssd//CalDAV//EN');
+  if (item.calendar.name === 'vcalendar') {
+    for (const zoneComponent of item.calendar.getAllSubcomponents('vtimezone')) calendar.addSubcomponent(copyOf(zoneComponent));
+  }
+  for (const occurrence of occurrences(item, from, till, zone, { limit: MAX_EXPANDED })) {
+    const component = copyOf(occurrence.component);
+    for (const name of ['rrule', 'rdate', 'exdate', 'exrule', 'dtstart', 'dtend', 'duration', 'due']) component.removeAllProperties(name);
+    const due = item.kind === 'todo' && occurrence.component.hasProperty('due');
+    if (occurrence.allDay && occurrence.date) {
+      const days = Math.max(1, Math.round((occurrence.end - occurrence.start) / DAY_MS));
+      component.addPropertyWithValue('dtstart', dateValue(occurrence.date));
+      component.addPropertyWithValue(due ? 'due' : 'dtend', dateValue(addDays(occurrence.date, days)));
+    } else {
+      component.addPropertyWithValue('dtstart', utcTime(occurrence.start));
+      if (occurrence.end > occurrence.start || due) component.addPropertyWithValue(due ? 'due' : 'dtend', utcTime(due && occurrence.due !== undefined ? occurrence.due : occurrence.end));
+    }
+    if (!occurrence.fromOverride) {
+      component.removeAllProperties('recurrence-id');
+      if (item.fields.recurring) component.addPropertyWithValue('recurrence-id', occurrence.allDay && occurrence.date ? dateValue(occurrence.date) : utcTime(occurrence.start));
+    }
+    calendar.addSubcomponent(component);
+  }
+  return calendar.toString() + '\r\n';
 }
 
 /**
@@ -247,7 +304,7 @@ export class CalendarDav {
           if (zones.has(tzid)) continue;
           zones.add(tzid);
         }
-        calendar.addSubcomponent(new ICAL.Component(component.toJSON() as unknown[]));
+        calendar.addSubcomponent(copyOf(component));
       }
     }
     return calendar.toString() + '\r\n';

@@ -10,16 +10,16 @@
  * `"<message UID>"`. calendar-query answers a time-range on VEVENT/VTODO (and on their
  * VALARMs) from the calendar index with recurrences expanded (CalendarService.find), then
  * applies the rest of the filter to those items only; free-busy-query takes its periods from
- * the same expansion. calendar-data is always the stored text: `expand` and
- * `limit-recurrence-set` are not applied (the client gets the master and its overrides),
- * nor `comp`/`prop` subsets. COPY/MOVE take an item into another calendar of the account;
+ * the same expansion, and so does calendar-data with `expand`. Otherwise calendar-data is
+ * the stored text: `limit-recurrence-set` and `comp`/`prop` subsets are not applied. COPY/MOVE take an item into another calendar of the account;
  * GET of a calendar gives all its items as one VCALENDAR.
  */
 import { hostname } from 'node:os';
 import { fullName } from '../../services/accounts.js';
 import type { AccountService } from '../../services/accounts.js';
-import { CalendarDav, CalendarResourceError, checkResource, MAX_RESOURCE_BYTES, type CalendarDavServices, type CalendarMembers, type CheckedResource } from '../../services/calendar/dav.js';
+import { CalendarDav, CalendarResourceError, checkResource, expandedText, MAX_RESOURCE_BYTES, type CalendarDavServices, type CalendarMembers, type CheckedResource } from '../../services/calendar/dav.js';
 import { CALENDAR_CLASS, TASKS_CLASS } from '../../services/calendar/item.js';
+import { CalendarItemError } from '../../services/calendar/occurrences.js';
 import type { CalendarService } from '../../services/calendar/service.js';
 import { ServiceError } from '../../services/errors.js';
 import { Flag } from '../../services/mail/flags.js';
@@ -65,6 +65,9 @@ function calError(condition: string, status = 403, detail?: string): DavReply {
 function utcText(ms: number): string {
   return new Date(ms).toISOString().replace(/[-:]/g, '').replace(/\.\d{3}/, '');
 }
+
+/** What a REPORT's calendar-data shows of an item's stored text. */
+type Render = (box: MailboxHandle, meta: MessageMeta, text: string) => Promise<string>;
 
 export class CalDavProvider implements DavProvider {
   readonly prefix = 'calendars';
@@ -336,7 +339,11 @@ export class CalDavProvider implements DavProvider {
   // ----------------------------------------------------------------------------------
   // Items
 
-  private itemNode(box: MailboxHandle, href: string, meta: MessageMeta, withData = false): PropertyNode {
+  /**
+   * An item as PROPFIND and REPORTs show it; `render` turns the stored text into the
+   * calendar-data asked for (an expansion).
+   */
+  private itemNode(box: MailboxHandle, href: string, meta: MessageMeta, withData = false, render?: Render): PropertyNode {
     let text: Promise<string | undefined> | undefined;
     const read = (): Promise<string | undefined> => (text ??= this.dav.resourceText(box, meta));
     const live = new Map<string, LiveValue>([
@@ -350,7 +357,8 @@ export class CalDavProvider implements DavProvider {
       }],
       [CAL('calendar-data'), async () => {
         const t = await read();
-        return t === undefined ? undefined : escapeDavText(t);
+        if (t === undefined) return undefined;
+        return escapeDavText(render ? await render(box, meta, t) : t);
       }],
     ]);
     return { href, live, hidden: new Set(withData ? [] : [CAL('calendar-data')]) };
@@ -488,13 +496,13 @@ export class CalDavProvider implements DavProvider {
     try {
       switch (body.name) {
         case CAL('calendar-multiget'):
-          return await this.multiget(box, href, body);
+          return await this.multiget(request, box, href, body);
         case CAL('calendar-query'):
           return await this.query(request, box, href, body);
         case CAL('free-busy-query'):
           return await this.freeBusy(request, box, body);
         case D('sync-collection'):
-          return await this.syncCollection(box, href, body);
+          return await this.syncCollection(request, box, href, body);
         default:
           return xmlReply(403, errorXml(D('supported-report')));
       }
@@ -504,16 +512,34 @@ export class CalDavProvider implements DavProvider {
     }
   }
 
-  /** The properties a REPORT asks for (calendar-data shown when asked). */
-  private reportProps(body: DavElement): PropfindRequest {
+  /**
+   * The properties a REPORT asks for, and how its calendar-data is written: the stored text,
+   * or with `<C:expand start end/>` the occurrences in that range (RFC 4791 9.6.5).
+   */
+  private async reportProps(request: DavRequest, body: DavElement): Promise<{ propfind: PropfindRequest; render?: Render }> {
     const prop = child(body, D('prop'));
-    if (prop) return { kind: 'prop', names: prop.children.map((c) => c.name) };
-    if (child(body, D('allprop'))) return { kind: 'allprop', include: [] };
-    return { kind: 'prop', names: [D('getetag')] };
+    if (!prop) return { propfind: child(body, D('allprop')) ? { kind: 'allprop', include: [] } : { kind: 'prop', names: [D('getetag')] } };
+    const propfind: PropfindRequest = { kind: 'prop', names: prop.children.map((c) => c.name) };
+    const expandElement = child(prop, CAL('calendar-data')) && child(child(prop, CAL('calendar-data'))!, CAL('expand'));
+    if (!expandElement) return { propfind };
+    const range = parseTimeRange(expandElement);
+    if (!Number.isFinite(range.start) || !Number.isFinite(range.end)) throw new CalendarQueryError('expand needs start and end', CAL('valid-filter'), 400);
+    const zone = await this.timeZone(request.user);
+    const render: Render = async (box, meta, text) => {
+      const item = await this.calendars.item(box, meta.uid);
+      if (!item) return text;
+      try {
+        return expandedText(text, item, range.start, range.end, zone);
+      } catch (err) {
+        if (err instanceof CalendarItemError) return text;
+        throw err;
+      }
+    };
+    return { propfind, render };
   }
 
-  private async multiget(box: MailboxHandle, calendarHref: string, body: DavElement): Promise<DavReply> {
-    const propfind = this.reportProps(body);
+  private async multiget(request: DavRequest, box: MailboxHandle, calendarHref: string, body: DavElement): Promise<DavReply> {
+    const { propfind, render } = await this.reportProps(request, body);
     const members = await this.dav.members(box);
     const calendarPath = decodeURIComponent(new URL(calendarHref, 'http://host').pathname);
     const pending: Promise<MultistatusEntry>[] = [];
@@ -527,7 +553,7 @@ export class CalDavProvider implements DavProvider {
       }
       const name = path.startsWith(calendarPath) ? path.slice(calendarPath.length) : undefined;
       const meta = name !== undefined && !name.includes('/') ? members.byName.get(name) : undefined;
-      pending.push(meta ? propfindEntry(this.itemNode(box, raw, meta, true), propfind) : Promise.resolve({ href: raw, status: 404 }));
+      pending.push(meta ? propfindEntry(this.itemNode(box, raw, meta, true, render), propfind) : Promise.resolve({ href: raw, status: 404 }));
     }
     return multistatusReply(await Promise.all(pending));
   }
@@ -540,7 +566,7 @@ export class CalDavProvider implements DavProvider {
   private async query(request: DavRequest, box: MailboxHandle, calendarHref: string, body: DavElement): Promise<DavReply> {
     const filter = parseCalendarFilter(body);
     const ranges = indexedRanges(filter);
-    const propfind = this.reportProps(body);
+    const { propfind, render } = await this.reportProps(request, body);
     const members = await this.dav.members(box);
     const zone = ranges.length > 0 ? await this.timeZone(request.user) : 'UTC';
     const hits = new Map<CompFilter, Set<number>>();
@@ -561,7 +587,7 @@ export class CalDavProvider implements DavProvider {
       const item = await this.calendars.item(box, meta.uid);
       if (!item) continue;
       if (!calendarMatches(item.calendar, filter, (f) => hits.get(f)?.has(meta.uid) ?? false)) continue;
-      entries.push(await propfindEntry(this.itemNode(box, `${calendarHref}${encodeSegment(name)}`, meta, true), propfind));
+      entries.push(await propfindEntry(this.itemNode(box, `${calendarHref}${encodeSegment(name)}`, meta, true, render), propfind));
     }
     return multistatusReply(entries);
   }
@@ -601,17 +627,17 @@ export class CalDavProvider implements DavProvider {
     return { status: 200, body: lines.join('\r\n'), contentType: ICS_TYPE };
   }
 
-  private async syncCollection(box: MailboxHandle, calendarHref: string, body: DavElement): Promise<DavReply> {
+  private async syncCollection(request: DavRequest, box: MailboxHandle, calendarHref: string, body: DavElement): Promise<DavReply> {
     const tokenText = child(body, D('sync-token'))?.element.text().trim() ?? '';
     const level = child(body, D('sync-level'))?.element.text().trim() ?? '1';
     if (level !== '1') return xmlReply(403, errorXml(D('supported-report')));
-    const propfind = this.reportProps(body);
+    const { propfind, render } = await this.reportProps(request, body);
     const members = await this.dav.members(box);
     const itemHref = (meta: MessageMeta): string => `${calendarHref}${encodeSegment(members.nameOf(meta))}`;
     const entries: MultistatusEntry[] = [];
     let modseq = members.modseq;
     if (tokenText === '') {
-      for (const meta of [...members.byName.values()].sort((a, b) => a.uid - b.uid)) entries.push(await propfindEntry(this.itemNode(box, itemHref(meta), meta, true), propfind));
+      for (const meta of [...members.byName.values()].sort((a, b) => a.uid - b.uid)) entries.push(await propfindEntry(this.itemNode(box, itemHref(meta), meta, true, render), propfind));
     } else {
       const m = tokenText.startsWith(SYNC_PREFIX) ? /^(\d+)-(\d+)$/.exec(tokenText.slice(SYNC_PREFIX.length)) : null;
       if (!m || Number(m[1]) !== box.record.id) return xmlReply(403, errorXml(D('valid-sync-token')));
@@ -626,7 +652,7 @@ export class CalDavProvider implements DavProvider {
       for (const r of changes.removed) if (!liveOrig.has(r.origUid)) gone.add(r.origUid);
       for (const meta of changes.changed) if (meta.flags & Flag.Deleted && !liveOrig.has(meta.origUid)) gone.add(meta.origUid);
       const names = gone.size > 0 ? await this.dav.names(box, [...gone]) : new Map<number, string>();
-      for (const meta of changed.sort((a, b) => a.uid - b.uid)) entries.push(await propfindEntry(this.itemNode(box, itemHref(meta), meta, true), propfind));
+      for (const meta of changed.sort((a, b) => a.uid - b.uid)) entries.push(await propfindEntry(this.itemNode(box, itemHref(meta), meta, true, render), propfind));
       for (const origUid of gone) entries.push({ href: `${calendarHref}${encodeSegment(names.get(origUid) ?? `ximss-${origUid}.ics`)}`, status: 404 });
     }
     return xmlReply(207, multistatusXml(entries, `<D:sync-token>${escapeDavText(this.syncToken(box, modseq))}</D:sync-token>`));
