@@ -266,6 +266,21 @@ describe('CalDAV: items', () => {
   });
 });
 
+describe('CalDAV: concurrent PUTs', () => {
+  test('two PUTs of one UID under two names at once: exactly one is stored, the other is no-uid-conflict', async () => {
+    const u = await listedUser();
+    for (let round = 0; round < 5; round++) {
+      const text = ics(`race-${round}`, `Race ${round}`, '20240304T100000Z', '20240304T110000Z');
+      const results = await Promise.all([put(u, `${u.cal}race-${round}-a.ics`, text), put(u, `${u.cal}race-${round}-b.ics`, text)]);
+      const statuses = results.map((r) => r.status).sort();
+      assert.deepEqual(statuses, [201, 403], results.map((r) => r.text).join(' | '));
+      assert.equal(errorCondition(results.find((r) => r.status === 403)!), 'no-uid-conflict');
+    }
+    const listing = multistatus(await dav(u, 'PROPFIND', u.cal, { headers: { Depth: '1' } }));
+    assert.equal(listing.responses.size, 1 + 5, [...listing.responses.keys()].join(', '));
+  });
+});
+
 describe('CalDAV: copies, moves and whole calendars', () => {
   test('COPY and MOVE into another calendar (names, UID checks, Overwrite); GET of a calendar is one VCALENDAR', async () => {
     const u = await listedUser();
@@ -331,6 +346,16 @@ describe('CalDAV: reports', () => {
     assert.match(byUid.responses.get(`${u.cal}weekly.ics`)!.props.get('calendar-data')!.element.text(), /RRULE:FREQ=WEEKLY;COUNT=10/);
     assert.deepEqual(names(await report(u, u.cal, query('<C:comp-filter name="VTODO"/>'))), ['task.ics']);
     assert.deepEqual(names(await report(u, u.cal, query('<C:comp-filter name="VTODO"><C:time-range start="20240307T000000Z" end="20240308T000000Z"/></C:comp-filter>'))), ['task.ics']);
+    // Tasks without DTSTART or DUE (RFC 4791 9.9): by COMPLETED/CREATED, in every range without either.
+    const undated = (uid: string, extra: string[]): string => ['BEGIN:VCALENDAR', 'VERSION:2.0', 'PRODID:t', 'BEGIN:VTODO', `UID:${uid}`, 'DTSTAMP:20240101T000000Z', `SUMMARY:${uid}`, ...extra, 'END:VTODO', 'END:VCALENDAR', ''].join('\r\n');
+    const tasks = `${u.home}Undated/`;
+    assert.equal((await dav(u, 'MKCALENDAR', tasks)).status, 201);
+    assert.equal((await put(u, `${tasks}someday.ics`, undated('someday', []))).status, 201);
+    assert.equal((await put(u, `${tasks}done.ics`, undated('done', ['COMPLETED:20240110T120000Z']))).status, 201);
+    assert.equal((await put(u, `${tasks}new.ics`, undated('new', ['CREATED:20240601T120000Z']))).status, 201);
+    const tasksIn = async (start: string, end: string): Promise<string[]> => names(await report(u, tasks, query(`<C:comp-filter name="VTODO"><C:time-range start="${start}" end="${end}"/></C:comp-filter>`)));
+    assert.deepEqual(await tasksIn('20240110T000000Z', '20240111T000000Z'), ['done.ics', 'someday.ics']);
+    assert.deepEqual(await tasksIn('20240701T000000Z', '20240702T000000Z'), ['new.ics', 'someday.ics']);
     const alarm = query('<C:comp-filter name="VEVENT"><C:comp-filter name="VALARM"><C:time-range start="20240312T084000Z" end="20240312T085000Z"/></C:comp-filter></C:comp-filter>');
     assert.deepEqual(names(await report(u, u.cal, alarm)), ['weekly.ics'], 'the alarm 15 minutes before the second occurrence');
     assert.deepEqual(names(await report(u, u.cal, query(''))), ['free.ics', 'single.ics', 'task.ics', 'tentative.ics', 'weekly.ics'], 'no filter below VCALENDAR');

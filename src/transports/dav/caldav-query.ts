@@ -221,3 +221,22 @@ export function calendarMatches(calendar: ICAL.Component, root: CompFilter, inRa
   if (root.isNotDefined) return false;
   return componentMatches(calendar, root, inRange);
 }
+
+/**
+ * RFC 4791 9.9 for a VTODO with neither DTSTART nor DUE (the index gives it no span): by its
+ * COMPLETED and CREATED times, and in every range when it has neither.
+ */
+export function undatedTaskInRange(task: ICAL.Component, range: TimeRange): boolean {
+  const instant = (name: string): number | undefined => {
+    const property = task.getFirstProperty(name);
+    return property ? propertyInstant(property) : undefined;
+  };
+  const completed = instant('completed');
+  const created = instant('created');
+  if (completed !== undefined && created !== undefined) {
+    return (range.start <= created || range.start <= completed) && (range.end >= created || range.end >= completed);
+  }
+  if (completed !== undefined) return range.start <= completed && range.end >= completed;
+  if (created !== undefined) return range.end > created;
+  return true;
+}

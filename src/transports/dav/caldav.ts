@@ -27,7 +27,7 @@ import type { MailboxHandle, MailService } from '../../services/mail/service.js'
 import type { AccountRecord, MessageMeta } from '../../store/store.js';
 import { ianaTimeZone } from '../../xml/time.js';
 import { parsePropfind, parseProppatch, type PropfindRequest } from './bodies.js';
-import { CALDAV_NS, calendarMatches, CalendarQueryError, indexedRanges, parseCalendarFilter, parseTimeRange, type CompFilter } from './caldav-query.js';
+import { CALDAV_NS, calendarMatches, CalendarQueryError, indexedRanges, parseCalendarFilter, parseTimeRange, undatedTaskInRange, type CompFilter } from './caldav-query.js';
 import { CS_NS } from './carddav.js';
 import { multistatusReply, readText, textReply, xmlReply } from './handler.js';
 import { encodeSegment, etagMatches, headerOf, localPath, parseDepth, parseEtagList, parseOverwrite, pathSegments } from './headers.js';
@@ -572,7 +572,16 @@ export class CalDavProvider implements DavProvider {
     const hits = new Map<CompFilter, Set<number>>();
     for (const r of ranges) {
       const found = await this.calendars.find(box, r.kind, r.range.start === -Infinity ? -8.64e15 : r.range.start, r.range.end === Infinity ? 8.64e15 : r.range.end, zone, { byAlarm: r.byAlarm });
-      hits.set(r.filter, new Set(found.map((f) => f.uid)));
+      const uids = new Set(found.map((f) => f.uid));
+      if (r.kind === 'todo' && !r.byAlarm) {
+        // Undated tasks have no span in the index: RFC 4791 9.9 decides them by COMPLETED/CREATED.
+        for (const meta of members.byName.values()) {
+          if (uids.has(meta.uid)) continue;
+          const item = await this.calendars.item(box, meta.uid);
+          if (item?.kind === 'todo' && !item.start && undatedTaskInRange(item.master, r.range)) uids.add(meta.uid);
+        }
+      }
+      hits.set(r.filter, uids);
     }
     // A time-range on the item itself narrows the candidates to the index's answer.
     const itemRanges = ranges.filter((r) => !r.byAlarm);
