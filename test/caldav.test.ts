@@ -384,6 +384,17 @@ describe('CalDAV: reports', () => {
     assert.match(result.responses.get(`${cal}once.ics`)!.props.get('calendar-data')!.element.text(), /DTSTART:20240326T100000Z/);
   });
 
+  test("calendar-query: floating times are read in the account's TimeZone preference", async () => {
+    const v = await listedUser();
+    const { client } = await server.login(v.address, 'secret');
+    await ok(client, '<prefsStore><TimeZone>Asia/Tokyo</TimeZone></prefsStore>');
+    client.close();
+    assert.equal((await put(v, `${v.cal}floating.ics`, ics('floating', 'Floating', '20240304T100000', '20240304T110000'))).status, 201);
+    const range = (start: string, end: string): string => query(`<C:comp-filter name="VEVENT"><C:time-range start="${start}" end="${end}"/></C:comp-filter>`);
+    assert.deepEqual(names(await report(v, v.cal, range('20240304T003000Z', '20240304T013000Z'))), ['floating.ics'], '10:00 in Tokyo is 01:00Z');
+    assert.deepEqual(names(await report(v, v.cal, range('20240304T100000Z', '20240304T110000Z'))), []);
+  });
+
   test('calendar-query: a bad time-range or filter is refused', async () => {
     for (const range of ['start="2024-03-04" end="20240305T000000Z"', 'start="20240305T000000Z" end="20240304T000000Z"', '', 'start="20241345T000000Z"']) {
       const result = await report(u, u.cal, query(`<C:comp-filter name="VEVENT"><C:time-range ${range}/></C:comp-filter>`));

@@ -11,8 +11,9 @@
  * VALARMs) from the calendar index with recurrences expanded (CalendarService.find), then
  * applies the rest of the filter to those items only; free-busy-query takes its periods from
  * the same expansion, and so does calendar-data with `expand`. Otherwise calendar-data is
- * the stored text: `limit-recurrence-set` and `comp`/`prop` subsets are not applied. COPY/MOVE take an item into another calendar of the account;
- * GET of a calendar gives all its items as one VCALENDAR.
+ * the stored text: `limit-recurrence-set` and `comp`/`prop` subsets are not applied.
+ * COPY/MOVE take an item into another calendar of the account; GET of a calendar gives all
+ * its items as one VCALENDAR.
  */
 import { hostname } from 'node:os';
 import { fullName } from '../../services/accounts.js';
@@ -108,7 +109,7 @@ export class CalDavProvider implements DavProvider {
 
   /** The account's zone: floating times and all-day dates of queries are read in it. */
   private async timeZone(user: AccountRecord): Promise<string> {
-    const zone = (await this.services().accounts.effectiveSettings(user)).TimeZone;
+    const zone = (await this.services().accounts.effectivePrefs(user)).TimeZone;
     return ianaTimeZone(typeof zone === 'string' ? zone : undefined);
   }
 
