@@ -181,8 +181,14 @@ describe('CalDAV: discovery and calendars', () => {
     assert.equal(classOf('Chores'), 'IPF.Task');
     assert.equal(classOf('Extended'), 'IPF.Appointment');
     assert.equal(classOf('Plain'), undefined);
-    const home = multistatus(await dav(u, 'PROPFIND', u.home, { headers: { Depth: '1' } }));
+    const home = multistatus(await dav(u, 'PROPFIND', u.home, { headers: { Depth: '1' }, body: `<D:propfind xmlns:D="DAV:" xmlns:C="${CAL_NS}"><D:prop><C:supported-calendar-component-set/></D:prop></D:propfind>` }));
     for (const name of ['Calendar', 'Work', 'Todo', 'Chores', 'Extended']) assert.ok(home.responses.has(`${u.home}${name}/`), name);
+    // A task list takes VTODOs only.
+    assert.deepEqual(home.responses.get(`${u.home}Chores/`)!.props.get('supported-calendar-component-set')!.element.elements().map((e) => e.attrs.name), ['VTODO']);
+    const event = await put(u, `${u.home}Chores/e.ics`, ics('e', 'E', '20240304T100000Z', '20240304T110000Z'));
+    assert.equal(event.status, 403);
+    assert.equal(errorCondition(event), 'supported-calendar-component');
+    assert.equal((await put(u, `${u.home}Chores/t.ics`, ics('t', 'T', '20240304T100000Z', '20240305T110000Z', [], 'VTODO'))).status, 201);
     assert.equal((await dav(u, 'DELETE', `${u.home}Work/`)).status, 204);
     assert.equal((await dav(u, 'PROPFIND', `${u.home}Work/`, { headers: { Depth: '0' } })).status, 404);
     // A mailbox of another class is no calendar.

@@ -67,6 +67,11 @@ function utcText(ms: number): string {
   return new Date(ms).toISOString().replace(/[-:]/g, '').replace(/\.\d{3}/, '');
 }
 
+/** The components a calendar takes: a task list (Tasks class) VTODOs only, a calendar both. */
+function componentsOf(box: MailboxHandle): string[] {
+  return box.record.mailboxClass === TASKS_CLASS ? ['VTODO'] : ['VEVENT', 'VTODO'];
+}
+
 /** What a REPORT's calendar-data shows of an item's stored text. */
 type Render = (box: MailboxHandle, meta: MessageMeta, text: string) => Promise<string>;
 
@@ -222,7 +227,7 @@ export class CalDavProvider implements DavProvider {
         [D('resourcetype'), () => `<D:collection/>${calEmpty('calendar')}`],
         [D('displayname'), () => escapeDavText(box.record.name)],
         [CAL('calendar-description'), () => escapeDavText(`${box.record.mailboxClass === TASKS_CLASS ? 'Tasks' : 'Calendar'} mailbox ${box.record.name}`)],
-        [CAL('supported-calendar-component-set'), () => `${calEmpty('comp', ' name="VEVENT"')}${calEmpty('comp', ' name="VTODO"')}`],
+        [CAL('supported-calendar-component-set'), () => componentsOf(box).map((c) => calEmpty('comp', ` name="${c}"`)).join('')],
         [CAL('supported-calendar-data'), () => calEmpty('calendar-data', ' content-type="text/calendar" version="2.0"')],
         [CAL('max-resource-size'), () => String(MAX_RESOURCE_BYTES)],
         [D('sync-token'), () => escapeDavText(this.syncToken(box, modseq))],
@@ -429,6 +434,8 @@ export class CalDavProvider implements DavProvider {
     let resource: CheckedResource;
     try {
       resource = checkResource(text);
+      const component = resource.item.kind === 'todo' ? 'VTODO' : 'VEVENT';
+      if (!componentsOf(box).includes(component)) throw new CalendarResourceError(`a ${component} does not go into a task list`, 'supported-calendar-component');
     } catch (err) {
       if (err instanceof CalendarResourceError) return calError(err.condition, 403, err.message);
       throw err;
