@@ -285,6 +285,16 @@ describe('CalDAV: concurrent PUTs', () => {
     const listing = multistatus(await dav(u, 'PROPFIND', u.cal, { headers: { Depth: '1' } }));
     assert.equal(listing.responses.size, 1 + 5, [...listing.responses.keys()].join(', '));
   });
+
+  test('PUTs while listings run: every item keeps the name its client gave it', async () => {
+    const u = await listedUser();
+    const puts = Array.from({ length: 12 }, (_, i) => put(u, `${u.cal}client-name-${i}.ics`, ics(`uid-${i}`, `Item ${i}`, '20240304T100000Z', '20240304T110000Z')));
+    const listings = Array.from({ length: 12 }, () => dav(u, 'PROPFIND', u.cal, { headers: { Depth: '1' } }));
+    const results = await Promise.all([...puts, ...listings]);
+    assert.deepEqual(results.slice(0, 12).map((r) => r.status), Array(12).fill(201));
+    const listed = [...multistatus(await dav(u, 'PROPFIND', u.cal, { headers: { Depth: '1' } })).responses.keys()].filter((h) => h !== u.cal).sort();
+    assert.deepEqual(listed, Array.from({ length: 12 }, (_, i) => `${u.cal}client-name-${i}.ics`).sort());
+  });
 });
 
 describe('CalDAV: copies, moves and whole calendars', () => {

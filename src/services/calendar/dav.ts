@@ -8,7 +8,9 @@
  * its versions (a replacement keeps the ORIGUID) and outlives it for sync-collection. An item
  * stored otherwise (XIMSS calendarPublish, a mail client) is named after its iCalendar UID
  * (`<uid>.ics`, characters outside a safe set written `_XX`) the first time CalDAV lists it,
- * and that name is recorded then, so that it stays when the item goes.
+ * and that name is recorded then, so that it stays when the item goes. A PUT's message
+ * carries the client's name in a header field, so a listing that runs between the PUT's
+ * commit and its recording of the name records the client's name too.
  *
  * Uniqueness of the iCalendar UID in a calendar is decided by commit order, as CardDAV does:
  * after its commit a PUT looks at the index rows of its UID, and when a message committed
@@ -61,6 +63,27 @@ const ITEM_COMPONENTS = new Set(['vevent', 'vtodo']);
 export function defaultResourceName(itemUid: string | undefined, origUid: number): string {
   if (!itemUid || itemUid.length > 200) return `ximss-${origUid}.ics`;
   return `${itemUid.replace(/[^A-Za-z0-9.@+=-]/g, (c) => [...Buffer.from(c, 'utf8')].map((b) => `_${b.toString(16).toUpperCase().padStart(2, '0')}`).join(''))}.ics`;
+}
+
+/**
+ * The header field a PUT's message carries its resource name in (URI-encoded): the name is
+ * recorded after the commit, and a listing that sees the message before that records this
+ * same name rather than one of its own.
+ */
+const NAME_FIELD = 'X-DAV-Name';
+
+/** The name a message carries in its header (see NAME_FIELD). */
+function carriedName(raw: Buffer): string | undefined {
+  const end = raw.indexOf('\r\n\r\n');
+  const header = raw.subarray(0, end < 0 ? Math.min(raw.length, 64 * 1024) : end).toString('latin1');
+  const m = /(?:^|\r\n)X-DAV-Name:[ \t]*([^\r\n]*)/i.exec(header);
+  if (!m) return undefined;
+  try {
+    const name = decodeURIComponent(m[1]!.trim());
+    return /^[^\x00-\x1f\x7f/]{1,255}$/.test(name) ? name : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Occurrences an expanded calendar-data holds at most. */
@@ -186,10 +209,12 @@ export class CalendarDav {
     const live = [...index.byUid.values()].filter((m) => !(m.flags & Flag.Deleted)).sort((a, b) => a.uid - b.uid);
     for (const meta of live) {
       if (names.has(meta.origUid)) continue;
-      const item = await calendars.item(box, meta.uid);
-      const name = defaultResourceName(item?.uid, meta.origUid);
+      // A PUT's message carries its name, so that whoever records it first records that name.
+      const raw = await this.mail.readRaw(box, meta.uid);
+      const carried = raw ? carriedName(raw) : undefined;
+      const name = carried ?? defaultResourceName((await calendars.item(box, meta.uid))?.uid, meta.origUid);
       await davNames.record(box.record.id, meta.origUid, name);
-      names.set(meta.origUid, name);
+      names.set(meta.origUid, (await davNames.names(box.record.id, [meta.origUid])).get(meta.origUid) ?? name);
     }
     const nameOf = (meta: MessageMeta): string => names.get(meta.origUid) ?? `ximss-${meta.origUid}.ics`;
     const byName = new Map<string, MessageMeta>();
@@ -236,11 +261,10 @@ export class CalendarDav {
     const before = await this.holderOf(box, itemUid, existing?.uid);
     if (before) return { kind: 'uid-conflict', holder: before };
     const fields = resource.item.fields;
-    const raw = composeCalendarItem(
-      resource.text,
-      { summary: fields.summary ?? '', ...(fields.organizer ? { organizer: fields.organizer } : {}) },
-      { timeZone, hostname: this.hostname },
-    );
+    const raw = Buffer.concat([
+      Buffer.from(`${NAME_FIELD}: ${encodeURIComponent(name)}\r\n`),
+      composeCalendarItem(resource.text, { summary: fields.summary ?? '', ...(fields.organizer ? { organizer: fields.organizer } : {}) }, { timeZone, hostname: this.hostname }),
+    ]);
     let message: MessageMeta | undefined;
     try {
       [message] = await this.mail.append(box, [prepareMessage(raw, { flags: Flag.Seen })], existing ? { replace: { uid: existing.uid, byOrigUid: false, mustExist: true, keepOrigUid: true } } : {});
