@@ -2,9 +2,10 @@
  * CalDAV (RFC 4791, RFC 6578 sync-collection, RFC 6764 discovery) over the calendar mailboxes
  * on the wire: discovery, the home and its calendars, MKCALENDAR and extended MKCOL, PUT/GET/
  * HEAD/DELETE of .ics items with ETags and preconditions, the PUT preconditions of RFC 4791
- * 5.3.2.1 (a VCARD, two UIDs, a VJOURNAL, a UID held by another item), COPY/MOVE between
- * calendars, GET of a whole calendar, calendar-query (time
- * ranges with recurrences expanded, text-match, VTODO, VALARM, expand, a bad time-range),
+ * 5.3.2.1 (a VCARD, two UIDs, a VJOURNAL, a UID held by another item), concurrent PUTs (one
+ * UID twice: one stored; PUTs racing listings keep their names), COPY/MOVE between calendars,
+ * GET of a whole calendar, calendar-query (time ranges with recurrences expanded, floating
+ * times in the account's zone, undated tasks, text-match, VALARM, expand, a bad time-range),
  * calendar-multiget, free-busy-query, sync-collection, and changes seen both ways between
  * CalDAV and XIMSS (calendarReport, findEvents, calendarPublish, calendarCancel).
  *
