@@ -143,7 +143,7 @@ describe('WebDAV: authentication and discovery', () => {
     const reply = await dav(user, 'OPTIONS', user.root);
     assert.equal(reply.status, 200);
     // The CardDAV provider adds its class (RFC 6352 6.1) to the one DAV header of the listener.
-    assert.equal(reply.headers.dav, '1, 2, addressbook');
+    assert.equal(reply.headers.dav, '1, 2, addressbook, calendar-access');
     for (const method of ['PROPFIND', 'PROPPATCH', 'LOCK', 'UNLOCK', 'COPY', 'MOVE', 'MKCOL', 'PUT']) assert.match(String(reply.headers.allow), new RegExp(method));
   });
 
@@ -158,7 +158,7 @@ describe('WebDAV: authentication and discovery', () => {
     }
     assert.deepEqual([...multistatus(await dav(user, 'PROPFIND', '/', { body, headers: { Depth: '1' } })).keys()], ['/', '/dav/']);
     const davRoot = [...multistatus(await dav(user, 'PROPFIND', '/dav/', { body, headers: { Depth: '1' } })).keys()];
-    assert.deepEqual(davRoot, ['/dav/', '/dav/principals/', '/dav/files/', '/dav/addressbooks/']);
+    assert.deepEqual(davRoot, ['/dav/', '/dav/principals/', '/dav/files/', '/dav/addressbooks/', '/dav/calendars/']);
     const files = [...multistatus(await dav(user, 'PROPFIND', '/dav/files/', { body, headers: { Depth: '1' } })).keys()];
     assert.deepEqual(files, ['/dav/files/', user.root]);
     const principal = multistatus(await dav(user, 'PROPFIND', `/dav/principals/${user.name}/`, { body, headers: { Depth: '0' } }));
@@ -167,7 +167,7 @@ describe('WebDAV: authentication and discovery', () => {
     const other = await newUser();
     assert.equal((await dav(user, 'PROPFIND', `/dav/principals/${other.name}/`, { body, headers: { Depth: '0' } })).status, 403);
     const rootOptions = await dav(undefined, 'OPTIONS', '/');
-    assert.equal(rootOptions.headers.dav, '1, 2, addressbook');
+    assert.equal(rootOptions.headers.dav, '1, 2, addressbook, calendar-access');
     const preflight = await dav(undefined, 'OPTIONS', '/', { headers: { Origin: 'https://web.example', 'Access-Control-Request-Method': 'POST' } });
     assert.equal(preflight.headers['access-control-allow-origin'], '*');
     const wellKnown = await dav(undefined, 'GET', '/.well-known/carddav');
