@@ -192,7 +192,7 @@ describe('calendar items over XIMSS', () => {
     assert.equal(none.messages.flatMap((m) => m.elements('event')).length, 0, 'a task is not an event');
   });
 
-  test('calendarReadItem gives the item as iCalendar XML; calendarRead the message; calendarCancel removes it', async () => {
+  test('calendarReadItem gives the item as iCalendar XML; calendarRead the message; fileStore and Export; calendarCancel removes it', async () => {
     const u = await newUser('UTC');
     await ok(u.client, `<calendarPublish calendar="Calendar">${vevent('<summary>No UID given</summary><dtstart>20240201T100000Z</dtstart><dtend>20240201T110000Z</dtend><x-custom param="1">kept</x-custom>')}</calendarPublish>`);
     const listed = await events(u.client, '20240201T000000', '20240202T000000');
@@ -208,6 +208,17 @@ describe('calendar items over XIMSS', () => {
     const message = read.messages.find((m) => m.name === 'calendarMessage')!;
     assert.equal(message.attrs.calendar, 'Calendar');
     assert.match(message.toString(), /<Subject>No UID given<\/Subject>/);
+    // fileStore of a calendar item (the whole message): into the File Storage.
+    await ok(u.client, `<fileStore fileName="event.eml" calendar="Calendar" UID="${e.attrs.UID}"/>`);
+    const stored = await ok(u.client, '<fileRead fileName="event.eml" type="binary"/>');
+    assert.match(Buffer.from(stored.messages[0]!.element('base64')!.text(), 'base64').toString('utf8'), /BEGIN:VCALENDAR[\s\S]*SUMMARY:No UID given/);
+    // HTTP Export of the open calendar: one iCalendar text.
+    const exported = await fetch(`http://127.0.0.1:${server.ports.http}/Session/${u.urlID}/Export/Calendar/mine.ics`);
+    assert.equal(exported.status, 200);
+    assert.equal(exported.headers.get('content-type'), 'text/calendar; charset=utf-8');
+    const ics = await exported.text();
+    assert.equal(ics.match(/BEGIN:VCALENDAR/g)?.length, 1);
+    assert.match(ics, /SUMMARY:No UID given/);
     await ok(u.client, `<calendarCancel calendar="Calendar" itemUID="${e.attrs.itemUID}"/>`);
     assert.deepEqual((await events(u.client, '20240201T000000', '20240202T000000')).found, []);
     await fails(u.client, `<calendarCancel calendar="Calendar" itemUID="${e.attrs.itemUID}"/>`, /not found/);

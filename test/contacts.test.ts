@@ -10,6 +10,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import { ContactService } from '../src/services/contacts/service.js';
+import { parseVObject, splitCards } from '../src/services/contacts/text.js';
 import { silentLogger } from '../src/log.js';
 import { XmlElement } from '../src/xml/element.js';
 import { parseXml } from '../src/xml/parser.js';
@@ -462,7 +463,7 @@ describe('HTTP Access: Export and PROFILE', () => {
     return { status: response.status, type: response.headers.get('content-type'), body: Buffer.from(await response.arrayBuffer()) };
   };
 
-  test('Export of an open folder gives every vCard item as one vCard 3.0 text; oldStyle is refused honestly', async () => {
+  test('Export of an open folder gives every vCard item as one vCard 3.0 text, or 2.1 with oldStyle', async () => {
     const u = await newUser();
     await ok(u.client, `<contactAppend targetMailbox="Contacts">${card('Ann Export', 'ann@example.com', '+1 555 0100')}</contactAppend>`);
     await ok(u.client, `<contactAppend targetMailbox="Contacts">${card('Bob Export', 'bob@example.com')}</contactAppend>`);
@@ -476,7 +477,24 @@ describe('HTTP Access: Export and PROFILE', () => {
     assert.match(text, /\r\nFN:Ann Export\r\n/);
     assert.match(text, /\r\nFN:Bob Export\r\n/);
     assert.match(text, /\r\nTEL;TYPE=CELL:\+1 555 0100\r\n/);
-    assert.equal((await get(u, 'Export/Book/all.vcf?oldStyle=1')).status, 501);
+    // oldStyle: vCard 2.1 in UTF-8 — bare TYPE parameters, non-ASCII text quoted-printable, photos BASE64.
+    const photo = Buffer.from([0xff, 0xd8, 0xff, 0xe0, 1, 2, 3, 0xff, 0xd9]).toString('base64');
+    await ok(u.client, `<contactAppend targetMailbox="Contacts">${card('Zoë Müller', 'zoe@example.com', undefined, `<NOTE>line one\nline; two</NOTE><PHOTO><JPEG/><BINVAL>${photo}</BINVAL></PHOTO>`)}</contactAppend>`);
+    const old = await get(u, 'Export/Book/all.vcf?oldStyle=1');
+    assert.equal(old.status, 200);
+    assert.equal(old.type, 'text/x-vcard; charset=utf-8');
+    const text21 = old.body.toString('utf8');
+    assert.equal(text21.match(/BEGIN:VCARD\r\nVERSION:2\.1\r\n/g)?.length, 3);
+    assert.match(text21, /\r\nTEL;CELL:\+1 555 0100\r\n/);
+    assert.match(text21, /\r\nFN;CHARSET=UTF-8;ENCODING=QUOTED-PRINTABLE:Zo=C3=AB M=C3=BCller\r\n/);
+    assert.match(text21, /\r\nNOTE;CHARSET=UTF-8;ENCODING=QUOTED-PRINTABLE:line one=0D=0Aline\\; two\r\n/);
+    assert.match(text21, new RegExp(`\\r\\nPHOTO;JPEG;ENCODING=BASE64:\\r\\n ${photo.replace(/[+/]/g, (c) => `\\${c}`)}\\r\\n\\r\\n`));
+    // What the server writes in 2.1 it reads back as the same card (contactsImport takes 2.1).
+    const { cards } = splitCards(text21);
+    const zoe = cards.map((c) => parseVObject(c.text)).find((o) => o.properties.some((p) => p.name === 'FN' && p.value.kind === 'text' && p.value.values[0] === 'Zoë Müller'));
+    assert.ok(zoe, 'the 2.1 card reads back');
+    const note = zoe.properties.find((p) => p.name === 'NOTE')!;
+    assert.deepEqual(note.value, { kind: 'text', values: ['line one\nline; two'] });
   });
 
   test('PROFILE serves the Profile vCard (private/profile.vcf) and one decoded value of a property', async () => {

@@ -17,6 +17,7 @@
  * before its own (a lower UID) holds it, its own message is removed again and the PUT fails.
  */
 import ICAL from 'ical.js';
+import { copyComponent } from './publish.js';
 import type { CalendarIndexStore } from '../../store/calendar-index.js';
 import type { DavNameStore } from '../../store/dav-names.js';
 import type { MessageMeta } from '../../store/store.js';
@@ -91,10 +92,6 @@ const MAX_EXPANDED = 1000;
 const DAY_MS = 24 * 3_600_000;
 
 /** A deep copy of a component: ICAL.Component wraps its jCal arrays, so a copy must not share them with a cached item. */
-function copyOf(component: ICAL.Component): ICAL.Component {
-  return new ICAL.Component(structuredClone(component.toJSON()) as unknown[]);
-}
-
 function utcTime(ms: number): ICAL.Time {
   return ICAL.Time.fromJSDate(new Date(ms), true);
 }
@@ -120,10 +117,10 @@ export function expandedText(text: string, item: CalendarItem, from: number, til
   calendar.addPropertyWithValue('version', '2.0');
   calendar.addPropertyWithValue('prodid', '-//ximssd//CalDAV//EN');
   if (item.calendar.name === 'vcalendar') {
-    for (const zoneComponent of item.calendar.getAllSubcomponents('vtimezone')) calendar.addSubcomponent(copyOf(zoneComponent));
+    for (const zoneComponent of item.calendar.getAllSubcomponents('vtimezone')) calendar.addSubcomponent(copyComponent(zoneComponent));
   }
   for (const occurrence of occurrences(item, from, till, zone, { limit: MAX_EXPANDED })) {
-    const component = copyOf(occurrence.component);
+    const component = copyComponent(occurrence.component);
     for (const name of ['rrule', 'rdate', 'exdate', 'exrule', 'dtstart', 'dtend', 'duration', 'due']) component.removeAllProperties(name);
     const due = item.kind === 'todo' && occurrence.component.hasProperty('due');
     if (occurrence.allDay && occurrence.date) {
@@ -315,23 +312,7 @@ export class CalendarDav {
    * components, each VTIMEZONE once.
    */
   async exportText(box: MailboxHandle, members: CalendarMembers): Promise<string> {
-    const calendar = new ICAL.Component('vcalendar');
-    calendar.addPropertyWithValue('version', '2.0');
-    calendar.addPropertyWithValue('prodid', '-//ximssd//CalDAV//EN');
-    const zones = new Set<string>();
-    for (const meta of [...members.byName.values()].sort((a, b) => a.uid - b.uid)) {
-      const item = await this.services().calendars.item(box, meta.uid);
-      if (!item || item.calendar.name !== 'vcalendar') continue;
-      for (const component of item.calendar.getAllSubcomponents()) {
-        if (component.name === 'vtimezone') {
-          const tzid = String(component.getFirstPropertyValue('tzid'));
-          if (zones.has(tzid)) continue;
-          zones.add(tzid);
-        }
-        calendar.addSubcomponent(copyOf(component));
-      }
-    }
-    return calendar.toString() + '\r\n';
+    return this.services().calendars.exportText(box, [...members.byName.values()].map((m) => m.uid));
   }
 
   /** Removes an item's message (false when it is gone already: replaced or removed meanwhile). */

@@ -8,7 +8,7 @@
 import ICAL from 'ical.js';
 import { formatAddress, newMessageId, unstructuredField } from '../mime/compose.js';
 import { rfcDateInZone } from '../mime/dates.js';
-import { calendarItems, sameAddress } from './publish.js';
+import { calendarItems, copyComponent, sameAddress } from './publish.js';
 
 export type ItipMethod = 'REQUEST' | 'CANCEL' | 'REPLY';
 
@@ -47,9 +47,13 @@ export function attendeeProperty(component: ICAL.Component, address: string): IC
   return component.getAllProperties('attendee').find((p) => sameAddress(calAddress(p.getFirstValue()), address));
 }
 
+function copyProperty(property: ICAL.Property): ICAL.Property {
+  return new ICAL.Property(structuredClone(property.toJSON()) as unknown[]);
+}
+
 /** A copy of an item as a `method` object (METHOD set, the item's components and zones). */
 function withMethod(calendar: ICAL.Component, method: ItipMethod): ICAL.Component {
-  const copy = new ICAL.Component(calendar.toJSON());
+  const copy = copyComponent(calendar);
   copy.updatePropertyWithValue('method', method);
   if (!copy.getFirstPropertyValue('prodid')) copy.updatePropertyWithValue('prodid', '-//ximssd//calendar//EN');
   if (!copy.getFirstPropertyValue('version')) copy.updatePropertyWithValue('version', '2.0');
@@ -93,15 +97,15 @@ export function replyObject(calendar: ICAL.Component, attendee: string, partstat
   reply.addPropertyWithValue('prodid', '-//ximssd//calendar//EN');
   reply.addPropertyWithValue('version', '2.0');
   reply.addPropertyWithValue('method', 'REPLY');
-  for (const zone of calendar.getAllSubcomponents('vtimezone')) reply.addSubcomponent(new ICAL.Component(zone.toJSON()));
+  for (const zone of calendar.getAllSubcomponents('vtimezone')) reply.addSubcomponent(copyComponent(zone));
   for (const c of calendarItems(calendar)) {
     const out = new ICAL.Component(c.name);
     for (const name of ['uid', 'recurrence-id', 'sequence', 'dtstart', 'dtend', 'due', 'duration', 'organizer', 'summary']) {
       const p = c.getFirstProperty(name);
-      if (p) out.addProperty(new ICAL.Property(p.toJSON()));
+      if (p) out.addProperty(copyProperty(p));
     }
     const own = attendeeProperty(c, attendee);
-    const line = own ? new ICAL.Property(own.toJSON()) : new ICAL.Property('attendee');
+    const line = own ? copyProperty(own) : new ICAL.Property('attendee');
     if (!own) line.setValue(`mailto:${attendee}`);
     line.setParameter('partstat', partstat);
     line.removeParameter('rsvp');

@@ -26,6 +26,14 @@ export function parseCalendar(text: string): ICAL.Component {
   return calendar;
 }
 
+/**
+ * A deep copy: ical.js's toJSON returns its own arrays, so a component made from it would
+ * change the original (a cached item, say) when changed.
+ */
+export function copyComponent(component: ICAL.Component): ICAL.Component {
+  return new ICAL.Component(structuredClone(component.toJSON()) as unknown[]);
+}
+
 /** The VEVENT and VTODO components of a VCALENDAR. */
 export function calendarItems(calendar: ICAL.Component): ICAL.Component[] {
   return ITEM_COMPONENTS.flatMap((name) => calendar.getAllSubcomponents(name));
@@ -52,7 +60,7 @@ function addMissingZones(target: ICAL.Component, source: ICAL.Component): void {
   for (const zone of source.getAllSubcomponents('vtimezone')) {
     const tzid = String(zone.getFirstPropertyValue('tzid'));
     if (!have.has(tzid)) {
-      target.addSubcomponent(new ICAL.Component(zone.toJSON()));
+      target.addSubcomponent(copyComponent(zone));
       have.add(tzid);
     }
   }
@@ -71,14 +79,14 @@ export function mergeInto(stored: ICAL.Component, incoming: ICAL.Component, copy
     const redefined = new Set(incomingItems.map(recurrenceKey).filter((k): k is string => k !== undefined));
     for (const c of calendarItems(stored)) {
       const key = recurrenceKey(c);
-      if (key !== undefined && !redefined.has(key)) incoming.addSubcomponent(new ICAL.Component(c.toJSON()));
+      if (key !== undefined && !redefined.has(key)) incoming.addSubcomponent(copyComponent(c));
     }
     addMissingZones(incoming, stored);
     return incoming;
   }
   const replaced = new Set(incomingItems.map(recurrenceKey));
   for (const c of calendarItems(stored)) if (replaced.has(recurrenceKey(c))) stored.removeSubcomponent(c);
-  for (const c of incomingItems) stored.addSubcomponent(new ICAL.Component(c.toJSON()));
+  for (const c of incomingItems) stored.addSubcomponent(copyComponent(c));
   addMissingZones(stored, incoming);
   return stored;
 }
@@ -193,9 +201,9 @@ export function splitImport(text: string, maxItems: number): ImportedItem[] {
     for (const c of components) tzidsOf(c, used);
     for (const tzid of used) {
       const zone = zones.get(tzid);
-      if (zone) calendar.addSubcomponent(new ICAL.Component(zone.toJSON()));
+      if (zone) calendar.addSubcomponent(copyComponent(zone));
     }
-    for (const c of components) calendar.addSubcomponent(new ICAL.Component(c.toJSON()));
+    for (const c of components) calendar.addSubcomponent(copyComponent(c));
     result.push({ index: result.length + 1, uid, text: calendar.toString() });
   }
   return result;

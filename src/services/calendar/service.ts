@@ -25,7 +25,7 @@ import { composeCalendarItem, itemText } from './item.js';
 import ICAL from 'ical.js';
 import { attendeeProperty, attendeesOf, calAddress, cancelObject, imipMessage, itipSubject, organizerOf, replyObject, requestObject, type ItipMethod } from './itip.js';
 import { instantToWall, wallToInstant } from './zones.js';
-import { calendarItems, ensureUid, excludeOccurrence, itemIdentity, mergeInto, parseCalendar, sameAddress, splitImport } from './publish.js';
+import { calendarItems, copyComponent, ensureUid, excludeOccurrence, itemIdentity, mergeInto, parseCalendar, sameAddress, splitImport } from './publish.js';
 import { alarmsBetween, CalendarItemError, itemSpan, occurrences, parseItem, type CalendarItem, type Occurrence } from './occurrences.js';
 
 /** Messages indexed per round trip to the store. */
@@ -231,6 +231,32 @@ export class CalendarService {
     return found;
   }
 
+  /**
+   * One VCALENDAR with every item of these messages (in UID order) and the VTIMEZONEs they use,
+   * each once: HTTP Export of a calendar, GET of a CalDAV collection.
+   */
+  async exportText(box: MailboxHandle, uids: readonly number[]): Promise<string> {
+    const calendar = new ICAL.Component('vcalendar');
+    calendar.addPropertyWithValue('version', '2.0');
+    calendar.addPropertyWithValue('prodid', '-//ximssd//calendar//EN');
+    const zones = new Set<string>();
+    const slicer = new Slicer();
+    for (const uid of [...uids].sort((a, b) => a - b)) {
+      await slicer.next();
+      const item = await this.item(box, uid);
+      if (!item || item.calendar.name !== 'vcalendar') continue;
+      for (const component of item.calendar.getAllSubcomponents()) {
+        if (component.name === 'vtimezone') {
+          const tzid = String(component.getFirstPropertyValue('tzid'));
+          if (zones.has(tzid)) continue;
+          zones.add(tzid);
+        }
+        calendar.addSubcomponent(copyComponent(component));
+      }
+    }
+    return calendar.toString() + '\r\n';
+  }
+
   /** The iCalendar text of a message; undefined when there is no such message or it holds none. */
   async itemTextOf(box: MailboxHandle, uid: number): Promise<string | undefined> {
     await this.mail.check(box, 'r');
@@ -388,7 +414,7 @@ export class CalendarService {
         if (!address) continue;
         const old = attendeeProperty(target, address);
         if (old) target.removeProperty(old);
-        target.addProperty(new ICAL.Property(line.toJSON()));
+        target.addProperty(new ICAL.Property(structuredClone(line.toJSON()) as unknown[]));
         applied++;
       }
     }

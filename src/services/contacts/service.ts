@@ -15,7 +15,7 @@ import { decodeHeaderText, parseAddressList, parseMime, type MimePart } from '..
 import { decodeTextPart } from '../mime/text.js';
 import { completeObject, composeItem } from './item.js';
 import { ILLEGAL_VCARD, propertyText, VCardFormatError, type VObject } from './model.js';
-import { parseVObject, splitCards, writeVObject, type CardProblem, type VCardVersion } from './text.js';
+import { parseVObject, splitCards, writeVCard21, writeVObject, type CardProblem, type VCardVersion } from './text.js';
 
 export interface ContactLimits {
   /** Most cards one contactsImport may bring. */
@@ -317,13 +317,14 @@ export class ContactService {
 
   /**
    * The vCard text of every card of a mailbox, one after the other (the HTTP `Export` of
-   * an open folder; a .vcf file): in 3.0 (the seed system's default) or 4.0.
+   * an open folder; a .vcf file): in 3.0 (the seed system's default), 4.0, or 2.1 (oldStyle).
    */
-  async exportText(box: MailboxHandle, version: VCardVersion = '3.0'): Promise<string> {
+  async exportText(box: MailboxHandle, version: VCardVersion | '2.1' = '3.0'): Promise<string> {
     let text = '';
     for (const card of await this.listCards(box)) {
       if (card.kind !== 'vcard') continue;
-      text += writeVObject(parseVObject(card.text), version);
+      const object = parseVObject(card.text);
+      text += version === '2.1' ? writeVCard21(object) : writeVObject(object, version);
     }
     return text;
   }

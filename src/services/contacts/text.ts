@@ -391,3 +391,77 @@ export function writeVObject(object: VObject, version: VCardVersion = '3.0'): st
   }
   return out + `END:${begin}\r\n`;
 }
+
+// -----------------------------------------------------------------------------------------
+// vCard 2.1 (the Export URL's oldStyle): what old address books and phones import
+
+/** Quoted-printable of UTF-8 text, soft line breaks so that no line passes 76 characters. */
+function quotedPrintable(text: string, startColumn: number): string {
+  let out = '';
+  let column = startColumn;
+  for (const byte of Buffer.from(text.replace(/\r?\n/g, '\r\n'), 'utf8')) {
+    const piece = (byte >= 33 && byte <= 126 && byte !== 61) || byte === 32 ? String.fromCharCode(byte) : `=${byte.toString(16).toUpperCase().padStart(2, '0')}`;
+    if (column + piece.length > 75) {
+      out += '=\r\n';
+      column = 0;
+    }
+    out += piece;
+    column += piece.length;
+  }
+  // A space at the end of a line would be lost in transport.
+  return out.endsWith(' ') ? out.slice(0, -1) + '=20' : out;
+}
+
+/** A value of 2.1: `;` separates components and is escaped inside them; nothing else is. */
+function value21(text: string): string {
+  return text.replace(/\\/g, '\\\\').replace(/;/g, '\\;');
+}
+
+/** A 2.1 parameter value: no quoting in 2.1, so the characters that would end it are dropped. */
+function param21(value: string): string {
+  return value.replace(/[;:,"\u0000-\u001f\u007f]+/g, ' ').trim();
+}
+
+/**
+ * The text of a vCard in vCard 2.1 (UTF-8): TYPE values as bare parameters (`TEL;WORK;VOICE:`),
+ * text with line breaks or non-ASCII characters as CHARSET=UTF-8;ENCODING=QUOTED-PRINTABLE,
+ * binary values as ENCODING=BASE64 (lines indented, then an empty line), references as
+ * VALUE=URL. A vCardGroup has no 2.1 form: VCardFormatError.
+ */
+export function writeVCard21(object: VObject): string {
+  if (object.kind !== 'vcard') throw new VCardFormatError('a vCardGroup has no vCard 2.1 form');
+  let out = 'BEGIN:VCARD\r\nVERSION:2.1\r\n';
+  for (const property of object.properties) {
+    if (property.name === 'VERSION') continue;
+    let head = (property.group ? safeName(property.group, 'group') + '.' : '') + safeName(property.name, 'property');
+    for (const t of property.types) {
+      const type = param21(t);
+      if (type !== '') head += ';' + type.toUpperCase();
+    }
+    for (const p of property.params) head += ';' + safeName(p.name, 'parameter') + '=' + p.values.map(param21).join(',');
+    const v = property.value;
+    if (v.kind === 'binary') {
+      let type = '';
+      if (property.types.length === 0 && v.mediaType) {
+        const sub = (v.mediaType.split('/')[1] ?? '').toUpperCase();
+        if (NAME.test(sub)) type = ';' + sub;
+      }
+      const lines = v.base64.match(/.{1,72}/g) ?? [''];
+      out += `${head}${type};ENCODING=BASE64:\r\n` + lines.map((l) => ` ${l}\r\n`).join('') + '\r\n';
+      continue;
+    }
+    if (v.kind === 'uri') {
+      out += foldLine(`${head};VALUE=URL:${v.uri.replace(/[\r\n]+/g, '')}`);
+      continue;
+    }
+    const text = v.kind === 'text' ? v.values.map(value21).join(',') : v.components.map((c) => c.map(value21).join(',')).join(';');
+    if (/[^\x20-\x7e]/.test(text)) {
+      const start = `${head};CHARSET=UTF-8;ENCODING=QUOTED-PRINTABLE:`;
+      out += start + quotedPrintable(text, start.length) + '\r\n';
+    } else {
+      out += foldLine(`${head}:${text}`);
+    }
+  }
+  return out + 'END:VCARD\r\n';
+}
+

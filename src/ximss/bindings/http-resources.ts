@@ -2,7 +2,10 @@ import { open, type FileHandle } from 'node:fs/promises';
 import type http from 'node:http';
 import { Readable } from 'node:stream';
 import busboy from 'busboy';
+import ICAL from 'ical.js';
 import libmime from 'libmime';
+import type { CalendarItem } from '../../services/calendar/occurrences.js';
+import { copyComponent } from '../../services/calendar/publish.js';
 import { ILLEGAL_VCARD, parseVObject, VCardFormatError } from '../../services/contacts/index.js';
 import { FileError, type FileTarget } from '../../services/files/api.js';
 import { ServiceError } from '../../services/errors.js';
@@ -430,27 +433,58 @@ async function serveStoredFile(
 }
 
 /**
- * GET /Session/<id>/Export/<folder>/<fileName>: every vCard item of an open folder as one
- * vCard 3.0 text (the spec's "Data Export"). `oldStyle=1` asks for vCard 2.1, which this
- * server does not write; open calendars come with the calendars.
+ * GET /Session/<id>/Export/<folder>/<fileName>: the spec's "Data Export" — for an open
+ * calendar, one iCalendar text with all its VEVENT and VTODO items and the VTIMEZONEs they use;
+ * for an open folder, every vCard item as one vCard 3.0 text (`oldStyle=1`: vCard 2.1 in UTF-8).
  */
 export async function serveExport(server: XimssServices, session: Session, path: string, params: RequestParams): Promise<HttpReply> {
-  if (params.has('oldstyle')) return textReply(501, 'not implemented yet: vCard 2.1 export (oldStyle)\n');
   const segments = path.split('/').map(decode);
-  // The folder name may hold `/` itself: the longest open one wins, the rest is the file name.
+  const attachment = (fileName: string): Record<string, string> => ({
+    'Cache-Control': 'private, no-cache',
+    'Content-Disposition': `attachment; filename*=UTF-8''${encodeURIComponent(fileName)}`,
+  });
+  // The name may hold `/` itself: the longest open one wins, the rest is the file name.
   for (let end = segments.length; end >= 1; end--) {
-    const folder = session.folders.get(segments.slice(0, end).join('/'));
+    const name = segments.slice(0, end).join('/');
+    const calendar = session.calendars.get(name);
+    if (calendar) {
+      const fileName = segments.slice(end).join('/') || 'calendar.ics';
+      const text =
+        calendar.kind === 'mailbox'
+          ? await server.calendars.exportText(calendar.box, (await server.mail.snapshot(calendar.box)).messages.map((m) => m.uid))
+          : exportItems(calendar.items);
+      return { status: 200, body: Buffer.from(text, 'utf8'), contentType: 'text/calendar; charset=utf-8', headers: attachment(fileName) };
+    }
+    const folder = session.folders.get(name);
     if (!folder) continue;
     const fileName = segments.slice(end).join('/') || 'contacts.vcf';
-    const text = await server.contacts.exportText(folder.box, '3.0');
+    const oldStyle = params.has('oldstyle');
+    const text = await server.contacts.exportText(folder.box, oldStyle ? '2.1' : '3.0');
     return {
       status: 200,
       body: Buffer.from(text, 'utf8'),
-      contentType: 'text/vcard; charset=utf-8',
-      headers: { 'Cache-Control': 'private, no-cache', 'Content-Disposition': `attachment; filename*=UTF-8''${encodeURIComponent(fileName)}` },
+      contentType: oldStyle ? 'text/x-vcard; charset=utf-8' : 'text/vcard; charset=utf-8',
+      headers: attachment(fileName),
     };
   }
   return notFound(FOLDER_NOT_OPEN);
+}
+
+/** A remote calendar's items as one iCalendar text. */
+function exportItems(items: readonly CalendarItem[]): string {
+  const calendar = new ICAL.Component('vcalendar');
+  calendar.addPropertyWithValue('version', '2.0');
+  calendar.addPropertyWithValue('prodid', '-//ximssd//calendar//EN');
+  const zones = new Set<string>();
+  for (const item of items) {
+    for (const component of item.calendar.name === 'vcalendar' ? item.calendar.getAllSubcomponents() : [item.calendar]) {
+      const tzid = component.name === 'vtimezone' ? String(component.getFirstPropertyValue('tzid')) : undefined;
+      if (tzid !== undefined && zones.has(tzid)) continue;
+      if (tzid !== undefined) zones.add(tzid);
+      calendar.addSubcomponent(copyComponent(component));
+    }
+  }
+  return calendar.toString() + '\r\n';
 }
 
 /** Where the account's Profile vCard is kept: a file of its File Storage (CommuniGate Pro keeps it there too). */

@@ -55,7 +55,7 @@ function openCalendar(session: Session, request: XmlElement): OpenCalendar {
 }
 
 /** An open calendar that is a mailbox (a remote one cannot be read as messages or changed). */
-function mailboxCalendar(session: Session, request: XmlElement): MailboxCalendar {
+export function mailboxCalendar(session: Session, request: XmlElement): MailboxCalendar {
   const calendar = openCalendar(session, request);
   if (calendar.kind === 'remote') throw new ServiceError(REMOTE_READ_ONLY);
   return calendar;

@@ -12,6 +12,7 @@ import { formatGmt, formatLocal, parseGmt } from '../../xml/time.js';
 import { inSession, requiredAttr, type OperationTable, type SessionContext } from '../engine.js';
 import { openFolder } from '../folders.js';
 import type { Session } from '../session.js';
+import { mailboxCalendar } from './calendar.js';
 import { readMessage, uidAttr } from './message.js';
 
 /**
@@ -159,11 +160,10 @@ function vcardOf<T>(convert: () => T): T {
   }
 }
 
-/** The decoded body of a stored message part (folder + UID [+ partID]): fileStore, copyMIME. */
+/** The decoded body of a stored message part (folder or calendar + UID [+ partID]): fileStore, copyMIME. */
 async function messagePart(ctx: SessionContext, element: XmlElement): Promise<Buffer> {
-  if (element.attrs.calendar !== undefined) throw new ServiceError('not implemented yet: parts of calendar items');
-  const folder = openFolder(ctx.session, element);
-  const raw = await readMessage(ctx, folder.box, uidAttr(element));
+  const box = element.attrs.calendar !== undefined ? mailboxCalendar(ctx.session, element).box : openFolder(ctx.session, element).box;
+  const raw = await readMessage(ctx, box, uidAttr(element));
   const partID = element.attrs.partID;
   if (partID === undefined || partID === '') return raw;
   const part = findPart(parseMime(raw), partID);
@@ -277,9 +277,8 @@ export const fileOperations: OperationTable = {
       const file = ctx.session.uploads.get(uploadID);
       if (!file) throw new ServiceError(`uploaded file not found: ${uploadID}`);
       data = createReadStream(file.path);
-    } else if (calendar !== undefined) {
-      throw new ServiceError('not implemented yet: fileStore from a calendar');
     } else {
+      // A part of a message of an open folder, or of an item of an open calendar.
       data = await messagePart(ctx, ctx.request);
     }
     try {
