@@ -272,7 +272,7 @@ describe('file operations', () => {
     await fails(client, req('fileStore', { fileName: 'x', uploadID: 'none' }), /uploaded file not found/);
     await fails(client, req('fileStore', { fileName: 'x' }), /exactly one/);
     await fails(client, req('fileStore', { fileName: 'x', uploadID: 'up1', folder: 'INBOX' }), /exactly one/);
-    await fails(client, req('fileStore', { fileName: 'x', calendar: 'Calendar' }), 'not implemented yet: fileStore from a calendar');
+    await fails(client, req('fileStore', { fileName: 'x', calendar: 'Calendar' }), 'calendar has not been opened');
 
     const attachment = Buffer.from('attachment bytes \u0001\u0002').toString('base64');
     const raw = rfc822(
