@@ -15,6 +15,7 @@
  *                  (--duration S per scenario, --mail-count N)
  *          webdav: --webdav-files N (1000)  --webdav-mb N (100)  (beside Apache mod_dav)
  *          carddav: --carddav-cards N (1000)  (addressbook-multiget beside Radicale; run with --only carddav)
+ *          calendar: --calendar-items N (10000)  (a month view beside Radicale's calendar-query; run with --only calendar)
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
@@ -33,6 +34,7 @@ import { openFileLimit, spawnChild } from './lib/proc.js';
 import { pipelinedNoops, type PipelineResult } from './lib/tcp-load.js';
 import { webdavBench, type WebdavResult } from './lib/webdav-bench.js';
 import { carddavBench, type CarddavResult } from './lib/carddav-area.js';
+import { calendarBench, type CalendarResult } from './lib/calendar-bench.js';
 import { PASSWORD, ROOT, USER, startXimssd } from './lib/ximssd.js';
 
 const { values: flags } = parseArgs({
@@ -62,6 +64,7 @@ const { values: flags } = parseArgs({
     'webdav-files': { type: 'string' },
     'webdav-mb': { type: 'string' },
     'carddav-cards': { type: 'string' },
+    'calendar-items': { type: 'string' },
     engines: { type: 'string' },
     only: { type: 'string' },
     quick: { type: 'boolean' },
@@ -103,6 +106,7 @@ const params = {
   webdavFiles: num(flags['webdav-files'], 1000),
   webdavBytes: num(flags['webdav-mb'], quick ? 20 : 100) * 1024 * 1024,
   carddavCards: num(flags['carddav-cards'], 1000),
+  calendarItems: num(flags['calendar-items'], 10_000),
   engines: [] as Engine[],
 };
 params.mailConnections = num(flags['mail-connections'], params.connections);
@@ -217,6 +221,7 @@ async function main(): Promise<void> {
   let attack: AttackResult | undefined;
   let webdav: WebdavResult | undefined;
   let carddav: CarddavResult | undefined;
+  let calendar: CalendarResult | undefined;
 
   if (only.has('echo') || only.has('tcp') || only.has('http')) {
     const echo = spawnChild(process.execPath, ['--import', 'tsx', join(ROOT, 'bench', 'echo-server.ts')], {
@@ -395,6 +400,13 @@ async function main(): Promise<void> {
     carddav = await carddavBench({ cards: params.carddavCards, runs: quick ? 5 : 15, ...(profileDir ? { cpuProfileDir: profileDir } : {}) });
     if (!carddav.available) console.log(`carddav section not measured: ${carddav.reason}`);
     else if (!carddav.radicale) console.log(`Radicale not measured: ${carddav.radicaleReason}`);
+  }
+
+  if (only.has('calendar')) {
+    console.log(`\ncalendar: ximssd beside Radicale: a month view (findEvents, 31 days) of ${fmt(params.calendarItems)} items, and the same range as a CalDAV calendar-query`);
+    calendar = await calendarBench({ items: params.calendarItems, runs: quick ? 3 : 7, ...(profileDir ? { cpuProfileDir: profileDir } : {}) });
+    if (!calendar.available) console.log(`calendar section not measured: ${calendar.reason}`);
+    else if (!calendar.radicale) console.log(`Radicale not measured: ${calendar.radicaleReason}`);
   }
 
   // --- The table ---
@@ -581,6 +593,8 @@ async function main(): Promise<void> {
     }
   }
 
+  if (calendar) calendarFigures(calendar, figures);
+
   const elapsed = (performance.now() - began) / 1000;
   const rows = figures.map((f) => [
     f.name,
@@ -601,7 +615,8 @@ async function main(): Promise<void> {
       (smtp ? '; smtp: ximssd ÷ Dovecot, on each engine (≥ 1 meets it)' : '') +
       (cluster?.available ? '; cluster: latency across nodes ÷ within one node, throughput 2 nodes ÷ 1 node (CPU: 2 ÷ 1)' : '') +
       (attack?.available ? `; attack: p99 ÷ the no-attack p99 (≤ ${ATTACK_TARGET} meets it)` : '') +
-      (webdav?.available ? '; webdav: ximssd ÷ Apache mod_dav (≤ 1 meets it), RSS growth ÷ the file size.' : '.'),
+      (webdav?.available ? '; webdav: ximssd ÷ Apache mod_dav (≤ 1 meets it), RSS growth ÷ the file size' : '') +
+      (calendar?.available ? '; calendar: ximssd ÷ Radicale (≤ 1 meets it).' : '.'),
   );
   for (const f of figures) if (f.value === null) console.log(`n/a: ${f.name.trim()}: ${f.note ?? 'not measured'}`);
   const otherMax = Math.max(
@@ -640,9 +655,42 @@ async function main(): Promise<void> {
     cluster: cluster ?? null,
     attack: attack ?? null,
     webdav: webdav ?? null,
+    calendar: calendar ?? null,
   };
   writeFileSync(join(RESULTS, 'latest.json'), JSON.stringify(json, null, 2) + '\n');
   console.log(`figures written to ${join('bench', 'results', 'latest.json')}`);
+}
+
+/** The calendar area's rows: each answer's time, ÷ Radicale's; a wrong answer is no figure. */
+function calendarFigures(calendar: CalendarResult, figures: Figure[]): void {
+  const target = '≤ 1 × Radicale';
+  const what = calendar.available ? `${fmt(calendar.items)} items (${fmt(calendar.recurring)} recurring)` : '';
+  if (!calendar.available) {
+    figures.push({ name: 'calendar month view', value: null, unit: 'ms', target, ratio: null, note: calendar.reason });
+    return;
+  }
+  const radicale = calendar.radicale && calendar.radicale.query.wrong === undefined ? calendar.radicale.query.ms : null;
+  const timed = (name: string, timing: { ms: number; wrong?: string } | { notMeasured: string }): void => {
+    if ('notMeasured' in timing) figures.push({ name, value: null, unit: 'ms', target, ratio: null, note: `not measured: ${timing.notMeasured}` });
+    else if (timing.wrong !== undefined) figures.push({ name, value: null, unit: 'ms', target, ratio: null, note: `wrong answer: ${timing.wrong}` });
+    else figures.push({ name, value: timing.ms, unit: 'ms', target, ratio: radicale !== null ? timing.ms / radicale : null });
+  };
+  timed(`ximssd findEvents, 31 days of ${what}, median`, calendar.ximssd.find);
+  timed('ximssd CalDAV calendar-query, same range, median', calendar.ximssd.caldav);
+  const r = calendar.radicale;
+  figures.push({
+    name: 'Radicale calendar-query, same range, median',
+    value: radicale,
+    unit: 'ms',
+    target: '-',
+    ratio: null,
+    note: calendar.radicaleReason ?? (r?.query.wrong !== undefined ? `wrong answer: ${r.query.wrong}` : undefined),
+  });
+  figures.push({ name: `  ximssd calendarOpen + first findEvents`, value: calendar.ximssd.openMs + calendar.ximssd.firstMs, unit: 'ms', target: '-', ratio: null });
+  if (r) figures.push({ name: '  Radicale first calendar-query', value: r.firstMs, unit: 'ms', target: '-', ratio: null });
+  figures.push({ name: `  ximssd calendarPublish of ${fmt(calendar.items)} (4 sessions × 8)`, value: calendar.ximssd.loadMs / 1000, unit: 's', target: '-', ratio: null });
+  figures.push({ name: '  ximssd calendarPublish, mean per item', value: calendar.ximssd.loadMs / calendar.items, unit: 'ms', target: '-', ratio: null });
+  if (r) figures.push({ name: `  Radicale PUT into the full calendar (${r.putCount}, one by one)`, value: r.putMs, unit: 'ms', target: '-', ratio: null });
 }
 
 // Output piped into a reader that leaves early (| head): stop writing, let the children go.

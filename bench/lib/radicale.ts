@@ -19,6 +19,8 @@ export interface Radicale {
   readonly pid: number;
   readonly port: number;
   readonly version: string;
+  /** The `filesystem_folder` of its storage (collections live under `collection-root/<user>/`). */
+  readonly storageFolder: string;
   output(): string;
   stop(): Promise<void>;
 }
@@ -119,6 +121,7 @@ export async function startRadicale(users: Readonly<Record<string, string>>): Pr
     pid: child.pid,
     port,
     version,
+    storageFolder: join(dir, 'collections'),
     output: () => child.output(),
     async stop() {
       await child.stop();
