@@ -71,13 +71,34 @@ async function events(client: XimssClient, from: string, till: string, extra = '
 }
 
 describe('calendar items over XIMSS', () => {
-  test('example 027: calendarPublish as the spec shows it is answered with a bare response', async () => {
+  test('example 027: calendarPublish as the spec shows it, attachments included, is answered with a bare response', async () => {
     const u = await newUser('NorthAmerica/Pacific');
     const { request, response } = exampleRequest(EXAMPLE);
-    // The example attaches an upload and a part of INBOX message 156, which this account does not have.
-    const withoutAttachments = request.replace(/<MIME uploadID="att01" \/>\s*/, '').replace(/<copyMIME[^>]*\/>\s*/, '');
-    const reply = await u.client.request(withoutAttachments.replace('id="A021"', 'id="A021"'));
+    // What the example refers to: an uploaded file att01, and part 3 of message 156 in a folder INBOX.
+    await postUpload(server, u, 'att01', Buffer.from('the agenda\n', 'utf8'), 'agenda.txt', 'text/plain');
+    for (let i = 1; i < 156; i++) await ok(u.client, `<messageAppend targetMailbox="INBOX"><EMail><Subject>m${i}</Subject><MIME type="text" subtype="plain">x</MIME></EMail></messageAppend>`);
+    await ok(
+      u.client,
+      '<messageAppend targetMailbox="INBOX"><EMail><Subject>report</Subject><MIME type="multipart" subtype="mixed"><MIME type="text" subtype="plain">see the files</MIME>' +
+        '<MIME type="text" subtype="plain">second</MIME><MIME type="application" subtype="pdf" name="report.pdf">JVBERi0xLjQK</MIME></MIME></EMail></messageAppend>',
+    );
+    await ok(u.client, '<folderOpen folder="INBOX" mailbox="INBOX"><field>Subject</field></folderOpen>');
+    const reply = await u.client.request(request);
     assert.equal(reply.response.toString(), response);
+    const stored = (await storedRaw(server, u.address, 'Calendar', 1))!.toString('utf8');
+    assert.match(stored, /Content-Type: multipart\/mixed/);
+    assert.match(stored, /Content-Type: text\/calendar; charset=utf-8\r\n[\s\S]*UID:18927897984@kjjkjkjk-123444/);
+    assert.match(stored, /agenda\.txt/);
+    assert.match(stored, /Content-Type: application\/pdf[\s\S]*JVBERi0xLjQK/);
+    // Published again without MIME: the attachments stay; with an empty noMIME they go.
+    const again = request.replace('id="A021"', 'id="A022"').replace(/<MIME uploadID="att01" \/>\s*/, '').replace(/<copyMIME[^>]*\/>\s*/, '');
+    assert.equal((await u.client.request(again)).response.attrs.errorText, undefined);
+    const kept = (await storedRaw(server, u.address, 'Calendar', 2))!.toString('utf8');
+    assert.match(kept, /JVBERi0xLjQK/);
+    const bare = again.replace('id="A022"', 'id="A023"').replace('</calendarPublish>', '<noMIME/></calendarPublish>');
+    assert.equal((await u.client.request(bare)).response.attrs.errorText, undefined);
+    const plain = (await storedRaw(server, u.address, 'Calendar', 3))!.toString('utf8');
+    assert.doesNotMatch(plain, /multipart|JVBERi0xLjQK/);
     const week = await events(u.client, '20060515T000000', '20060522T000000');
     assert.equal(week.days.length, 7, 'one events message per day');
     assert.deepEqual(week.found, ['Report Meeting@20060515T100000', 'Report Meeting@20060518T100000']);

@@ -8,6 +8,7 @@
  *   Date      when it was stored, in the owner's zone
  * plus Message-ID, MIME-Version and the content fields.
  */
+import { randomBytes } from 'node:crypto';
 import { formatAddress, newMessageId, unstructuredField } from '../mime/compose.js';
 import { rfcDateInZone } from '../mime/dates.js';
 import { parseMime, type MimePart } from '../mime/index.js';
@@ -32,17 +33,35 @@ export interface ItemOptions {
   date?: Date;
 }
 
-/** The RFC 822 bytes of an item holding this iCalendar text. */
-export function composeCalendarItem(text: string, header: ItemHeader, options: ItemOptions): Buffer {
+/**
+ * The RFC 822 bytes of an item holding this iCalendar text; with attachments (whole MIME
+ * entities: header fields and body), a multipart/mixed whose first part is the calendar.
+ */
+export function composeCalendarItem(text: string, header: ItemHeader, options: ItemOptions, attachments: readonly Buffer[] = []): Buffer {
   const lines: string[] = [unstructuredField('Subject', header.summary)];
   if (header.organizer && !/[\s<>,"]/.test(header.organizer)) lines.push('From: ' + formatAddress(header.organizer, header.organizerName));
   lines.push(`Date: ${rfcDateInZone(options.date ?? new Date(), options.timeZone)}`);
   lines.push(`Message-ID: ${newMessageId(options.hostname)}`);
   lines.push('MIME-Version: 1.0');
-  lines.push('Content-Type: text/calendar; charset=utf-8');
-  lines.push('Content-Transfer-Encoding: 8bit');
-  const body = text.replace(/\r?\n/g, '\r\n');
-  return Buffer.from(lines.map((l) => l + '\r\n').join('') + '\r\n' + body, 'utf8');
+  const calendarPart = 'Content-Type: text/calendar; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n' + text.replace(/\r?\n/g, '\r\n');
+  if (attachments.length === 0) return Buffer.from(lines.map((l) => l + '\r\n').join('') + calendarPart, 'utf8');
+  const boundary = `=_item_${randomBytes(12).toString('hex')}`;
+  lines.push(`Content-Type: multipart/mixed; boundary="${boundary}"`);
+  const parts: Buffer[] = [Buffer.from(lines.map((l) => l + '\r\n').join('') + `\r\n--${boundary}\r\n` + calendarPart, 'utf8')];
+  for (const entity of attachments) parts.push(Buffer.from(`\r\n--${boundary}\r\n`, 'latin1'), entity);
+  parts.push(Buffer.from(`\r\n--${boundary}--\r\n`, 'latin1'));
+  return Buffer.concat(parts);
+}
+
+/**
+ * The attachments of an item (or of any composed message): the parts of its top multipart
+ * other than the calendar, as whole MIME entities (header fields and body, bytes as stored).
+ */
+export function itemAttachments(raw: Buffer): Buffer[] {
+  const root = parseMime(raw);
+  if (root.type !== 'multipart') return [];
+  const calendar = calendarPart(root);
+  return root.children.filter((c) => c !== calendar).map((c) => raw.subarray(c.headerStart, c.end));
 }
 
 /** The first text/calendar part of a message. */

@@ -21,7 +21,7 @@ import type { AccountRecord, MessageMeta } from '../../store/store.js';
 import { ServiceError } from '../errors.js';
 import { Flag } from '../mail/flags.js';
 import { prepareMessage } from '../mail/new-message.js';
-import { composeCalendarItem, itemText } from './item.js';
+import { composeCalendarItem, itemAttachments, itemText } from './item.js';
 import ICAL from 'ical.js';
 import { attendeeProperty, attendeesOf, calAddress, cancelObject, imipMessage, itipSubject, organizerOf, replyObject, requestObject, type ItipMethod } from './itip.js';
 import { instantToWall, wallToInstant } from './zones.js';
@@ -56,6 +56,8 @@ export interface OutboundItip {
 }
 
 export interface ReplyOptions {
+  /** calendarAccept: the stored item's attachments (see PublishOptions.attachments). */
+  attachments?: readonly Buffer[];
   /** The replying user's address and real name. */
   owner: string;
   ownerName?: string;
@@ -74,6 +76,11 @@ export interface PublishOptions {
   copyExceptions: boolean;
   /** The text is the whole new item: no merge with the stored one (an occurrence cancelled). */
   replaceWhole?: boolean;
+  /**
+   * The item's attachments (whole MIME entities); [] for none (noMIME); undefined keeps those
+   * of the item it replaces.
+   */
+  attachments?: readonly Buffer[];
 }
 
 export type BusyType = 'BUSY' | 'BUSY-TENTATIVE' | 'BUSY-UNAVAILABLE';
@@ -275,7 +282,8 @@ export class CalendarService {
     const uid = ensureUid(calendar);
     await this.refreshIndex(box);
     const existing = (await this.index.byItemUid(box.record.id, uid)).map((r) => r.uid);
-    const previous = existing.length > 0 ? await this.itemTextOf(box, existing[existing.length - 1]!) : undefined;
+    const previousRaw = existing.length > 0 ? await this.mail.readRaw(box, existing[existing.length - 1]!) : undefined;
+    const previous = previousRaw ? itemText(previousRaw) : undefined;
     const merged = previous !== undefined && !options.replaceWhole ? mergeInto(parseCalendar(previous), calendar, options.copyExceptions) : calendar;
     // A stored item is not a scheduling message (RFC 4791 4.1: no METHOD in a calendar resource).
     merged.removeAllProperties('method');
@@ -295,10 +303,13 @@ export class CalendarService {
     const invited = options.sendRequests === 'new' ? now.filter((a) => !before.some((b) => sameAddress(a, b))) : now;
     const removed = organizing ? before.filter((b) => !now.some((a) => sameAddress(a, b))) : [];
     if ((invited.length > 0 || removed.length > 0) && !this.send) throw new ServiceError('not implemented: this server cannot send meeting requests');
+    // Attachments: those given, none (noMIME), or by default the replaced item's.
+    const attachments = options.attachments ?? (previousRaw ? itemAttachments(previousRaw) : []);
     const raw = composeCalendarItem(
       finalText,
       { summary: item.fields.summary ?? '', ...(item.fields.organizer ? { organizer: item.fields.organizer } : {}) },
       { timeZone: options.timeZone, hostname: this.hostname },
+      attachments,
     );
     const replaceUid = existing[existing.length - 1];
     const [message] = await this.mail.append(box, [prepareMessage(raw, { flags: Flag.Seen })], replaceUid !== undefined ? { replace: { uid: replaceUid, byOrigUid: false, mustExist: false, keepOrigUid: true } } : {});
@@ -357,7 +368,13 @@ export class CalendarService {
       if (String(line.getParameter('rsvp') ?? '').toUpperCase() === 'FALSE') rsvp = false;
       line.removeParameter('rsvp');
     }
-    const message = await this.publish(box, calendar.toString(), { owner: options.owner, timeZone: options.timeZone, sendRequests: 'no', copyExceptions: true });
+    const message = await this.publish(box, calendar.toString(), {
+      owner: options.owner,
+      timeZone: options.timeZone,
+      sendRequests: 'no',
+      copyExceptions: true,
+      ...(options.attachments ? { attachments: options.attachments } : {}),
+    });
     if (options.sendReply && rsvp && found && organizer && !sameAddress(organizer, options.owner)) {
       await this.reply(calendar, organizer, partstat, options);
     }

@@ -1,19 +1,22 @@
 import { readFile, stat } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { itemAttachments } from '../../services/calendar/item.js';
 import type { CalendarItem } from '../../services/calendar/occurrences.js';
+import { itemIdentity } from '../../services/calendar/publish.js';
 import { DEFAULT_REMOTE_LIMITS, fetchRemoteCalendar } from '../../services/calendar/remote.js';
 import type { FoundOccurrence, ReplyOptions } from '../../services/calendar/service.js';
-import { itemIdentity } from '../../services/calendar/publish.js';
 import { ICalendarFormatError, textToXcal, xcalToText } from '../../services/calendar/xcal.js';
 import { instantToWall, wallToInstant, type WallTime } from '../../services/calendar/zones.js';
 import { ServiceError } from '../../services/errors.js';
 import type { FolderView } from '../../services/mail/folder-view.js';
 import type { MailboxHandle } from '../../services/mail/service.js';
+import { composeMessage } from '../../services/mime/index.js';
 import { el, XmlElement } from '../../xml/element.js';
 import { formatLocal, ianaTimeZone } from '../../xml/time.js';
 import { inSession, requiredAttr, type OperationTable, type SessionContext } from '../engine.js';
 import { viewOptions } from '../folders.js';
 import type { Session } from '../session.js';
-import { readMessageReply, uidAttr } from './message.js';
+import { readMessageReply, sessionResolver, uidAttr } from './message.js';
 
 /**
  * Spec section "Calendar Operations": calendars are Calendar-class mailboxes opened under a
@@ -209,6 +212,25 @@ async function find(ctx: SessionContext, kind: 'event' | 'todo'): Promise<void> 
   }
 }
 
+/**
+ * The attachments a request gives an item: its MIME (uploaded files, composed parts) and
+ * copyMIME (parts of stored messages) elements composed as messageAppend composes them; [] for
+ * an empty noMIME; undefined when it says nothing (the replaced item's are kept).
+ */
+async function requestAttachments(ctx: SessionContext): Promise<Buffer[] | undefined> {
+  const parts = ctx.request.elements().filter((e) => e.name === 'MIME' || e.name === 'copyMIME');
+  if (parts.length === 0) return ctx.request.element('noMIME') ? [] : undefined;
+  const email = el('EMail', {}, el('MIME', { type: 'multipart', subtype: 'mixed' }, ...parts));
+  const raw = await composeMessage(email, sessionResolver(ctx), {
+    timeZone: ctx.session.timeZone,
+    addMissing: false,
+    hostname: ctx.server.config.defaultDomain || hostname(),
+    omitBcc: false,
+    maxBytes: ctx.server.config.limits.maxMessageBytes,
+  });
+  return itemAttachments(raw);
+}
+
 /** The attendance calendarAccept records (IN-PROCESS and COMPLETED are for tasks). */
 const ACCEPT_PARTSTATS = new Set(['ACCEPTED', 'TENTATIVE', 'IN-PROCESS', 'COMPLETED']);
 
@@ -301,14 +323,14 @@ export const calendarOperations: OperationTable = {
 
   calendarPublish: inSession(async (ctx) => {
     const calendar = mailboxCalendar(ctx.session, ctx.request);
-    const bodies = ctx.request.elements();
-    if (bodies.some((e) => e.name === 'MIME' || e.name === 'copyMIME')) throw new ServiceError('not implemented yet: attachments (MIME, copyMIME) on calendar items');
     const text = requestCalendarText(ctx);
+    const attachments = await requestAttachments(ctx);
     await ctx.server.calendars.publish(calendar.box, text, {
       timeZone: ctx.session.timeZone,
       owner: ctx.session.userName,
       sendRequests: ctx.request.attrs.sendRequests ?? 'yes',
       copyExceptions: ctx.request.attrs.copyExceptions !== 'no',
+      ...(attachments ? { attachments } : {}),
     });
   }),
 
@@ -352,8 +374,8 @@ export const calendarOperations: OperationTable = {
     const calendar = mailboxCalendar(session, ctx.request);
     const partstat = (ctx.request.attrs.PARTSTAT ?? 'ACCEPTED').toUpperCase();
     if (!ACCEPT_PARTSTATS.has(partstat)) throw new ServiceError(`invalid PARTSTAT: ${JSON.stringify(partstat.slice(0, 40))}`);
-    if (ctx.request.elements().some((e) => e.name === 'MIME' || e.name === 'copyMIME')) throw new ServiceError('not implemented yet: attachments (MIME, copyMIME) on calendar items');
-    await ctx.server.calendars.accept(calendar.box, requestCalendarText(ctx), partstat, replyOptions(ctx));
+    const attachments = await requestAttachments(ctx);
+    await ctx.server.calendars.accept(calendar.box, requestCalendarText(ctx), partstat, { ...replyOptions(ctx), ...(attachments ? { attachments } : {}) });
   }),
 
   calendarDecline: inSession(async (ctx) => {
