@@ -1,8 +1,9 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readdir, rm, unlink, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { errorText, silentLogger, type Logger } from '../log.js';
+import { ServiceError } from '../services/errors.js';
 
 /**
  * The session "uploaded file sets" (HTTP UPLOAD) live on disk, in one spool directory of
@@ -163,6 +164,18 @@ export class UploadSet {
 
   get limits(): UploadLimits {
     return this.spool.limits;
+  }
+
+  /**
+   * The text (UTF-8) of an uploaded file that an import reads whole (contactsImport,
+   * calendarImport): ServiceError when there is no such file or it has more than `maxBytes`.
+   */
+  async text(uploadID: string, maxBytes: number): Promise<string> {
+    const file = this.files.get(uploadID);
+    const size = file ? await stat(file.path).then((s) => s.size, () => undefined) : undefined;
+    if (!file || size === undefined) throw new ServiceError(`uploaded file not found: ${uploadID}`);
+    if (size > maxBytes) throw new ServiceError(`the file is too large to import: ${size} bytes (at most ${maxBytes})`);
+    return (await readFile(file.path)).toString('utf8');
   }
 
   /**

@@ -31,7 +31,7 @@ import { parsePropfind, parseProppatch, type PropfindRequest } from './bodies.js
 import { CALDAV_NS, calendarMatches, CalendarQueryError, indexedRanges, parseCalendarFilter, parseTimeRange, undatedTaskInRange, type CompFilter } from './caldav-query.js';
 import { CS_NS } from './carddav.js';
 import { multistatusReply, readText, textReply, xmlReply } from './handler.js';
-import { encodeSegment, etagMatches, headerOf, localPath, parseDepth, parseEtagList, parseOverwrite, pathSegments } from './headers.js';
+import { destinationMember, encodeSegment, etagMatches, headerOf, parseDepth, parseEtagList, parseOverwrite } from './headers.js';
 import { D, httpDate, propfindEntry, type LiveValue, type PropertyNode } from './properties.js';
 import type { DavProvider, DavReply, DavRequest } from './provider.js';
 import { child, clark, DavBodyError, errorXml, escapeDavText, multistatusXml, tagOf, type DavElement, type MultistatusEntry } from './xml.js';
@@ -460,14 +460,9 @@ export class CalDavProvider implements DavProvider {
    */
   private async copyItem(request: DavRequest, home: string, source: MailboxHandle, meta: MessageMeta, move: boolean): Promise<DavReply> {
     const headers = request.req.headers;
-    const destination = headerOf(headers, 'destination');
-    if (!destination) return textReply(400, 'a Destination header is needed');
-    const segments = pathSegments(localPath(destination, headerOf(headers, 'host')));
-    const homeSegments = pathSegments(new URL(home, 'http://host').pathname);
-    if (segments.length !== homeSegments.length + 2 || homeSegments.some((h, i) => segments[i]!.toLowerCase() !== h.toLowerCase())) {
-      return textReply(403, 'items are copied into calendars of the same account only');
-    }
-    const [calendarName, name] = [segments[homeSegments.length]!, segments[homeSegments.length + 1]!];
+    const member = destinationMember(headers, home);
+    if (!member) return textReply(403, 'items are copied into calendars of the same account only');
+    const { collection: calendarName, name } = member;
     if (!/^[^\x00-\x1f\x7f]{1,255}$/.test(name)) return textReply(400, 'bad item name');
     const target = await this.openCalendar(request, calendarName, 'ri');
     if (!target) return textReply(409, 'no such calendar');

@@ -33,7 +33,7 @@ import type { AccountRecord, MessageMeta } from '../../store/store.js';
 import { parsePropfind, parseProppatch, type PropfindRequest } from './bodies.js';
 import { parseQuery, QueryError, queryMatches, type AddressQuery } from './carddav-query.js';
 import { multistatusReply, readText, textReply, xmlReply } from './handler.js';
-import { encodeSegment, etagMatches, headerOf, localPath, parseDepth, parseEtagList, parseOverwrite, pathSegments } from './headers.js';
+import { destinationMember, encodeSegment, etagMatches, headerOf, parseDepth, parseEtagList, parseOverwrite } from './headers.js';
 import { D, httpDate, propfindEntry, type LiveValue, type PropertyNode } from './properties.js';
 import type { DavProvider, DavReply, DavRequest } from './provider.js';
 import { ianaTimeZone } from '../../xml/time.js';
@@ -480,14 +480,9 @@ export class CardDavProvider implements DavProvider {
    */
   private async copyCard(request: DavRequest, home: string, source: Members, meta: MessageMeta, move: boolean): Promise<DavReply> {
     const headers = request.req.headers;
-    const destination = headerOf(headers, 'destination');
-    if (!destination) return textReply(400, 'a Destination header is needed');
-    const segments = pathSegments(localPath(destination, headerOf(headers, 'host')));
-    const homeSegments = pathSegments(new URL(home, 'http://host').pathname);
-    if (segments.length !== homeSegments.length + 2 || homeSegments.some((h, i) => segments[i]!.toLowerCase() !== h.toLowerCase())) {
-      return textReply(403, 'cards are copied into address books of the same account only');
-    }
-    const [bookName, name] = [segments[homeSegments.length]!, segments[homeSegments.length + 1]!];
+    const member = destinationMember(headers, home);
+    if (!member) return textReply(403, 'cards are copied into address books of the same account only');
+    const { collection: bookName, name } = member;
     const target = await this.openBook(request, bookName, 'ri');
     if (!target) return textReply(409, 'no such address book');
     const targetMembers = await this.members(target);

@@ -95,6 +95,20 @@ export function localPath(value: string, host: string | undefined): string {
   return url.pathname;
 }
 
+/**
+ * The collection and member names a COPY/MOVE Destination names under `home` (the account's
+ * home collection URL: `/dav/calendars/<account>/`); undefined when it names anything else
+ * (another account's collection, a deeper or shallower path).
+ */
+export function destinationMember(headers: Record<string, string | string[] | undefined>, home: string): { collection: string; name: string } | undefined {
+  const destination = headerOf(headers, 'destination');
+  if (!destination) throw new HeaderError('a Destination header is needed');
+  const segments = pathSegments(localPath(destination, headerOf(headers, 'host')));
+  const homeSegments = pathSegments(new URL(home, 'http://host').pathname);
+  if (segments.length !== homeSegments.length + 2 || homeSegments.some((h, i) => segments[i]!.toLowerCase() !== h.toLowerCase())) return undefined;
+  return { collection: segments[homeSegments.length]!, name: segments[homeSegments.length + 1]! };
+}
+
 // --- If (RFC 4918 section 10.4) ---
 
 export interface IfCondition {

@@ -1,4 +1,3 @@
-import { readFile, stat } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { itemAttachments } from '../../services/calendar/item.js';
 import type { CalendarItem } from '../../services/calendar/occurrences.js';
@@ -401,17 +400,7 @@ export const calendarOperations: OperationTable = {
 
   calendarImport: inSession(async (ctx) => {
     const calendar = mailboxCalendar(ctx.session, ctx.request);
-    const uploadID = requiredAttr(ctx.request, 'uploadID');
-    const file = ctx.session.uploads.get(uploadID);
-    if (!file) throw new ServiceError(`uploaded file not found: ${uploadID}`);
-    const limits = ctx.server.calendars.limits;
-    const size = await stat(file.path).then(
-      (s) => s.size,
-      () => undefined,
-    );
-    if (size === undefined) throw new ServiceError(`uploaded file not found: ${uploadID}`);
-    if (size > limits.importBytes) throw new ServiceError(`the file is too large to import: ${size} bytes (at most ${limits.importBytes})`);
-    const text = (await readFile(file.path)).toString('utf8');
+    const text = await ctx.session.uploads.text(requiredAttr(ctx.request, 'uploadID'), ctx.server.calendars.limits.importBytes);
     await ctx.server.calendars.importText(calendar.box, text, { timeZone: ctx.session.timeZone });
   }),
 

@@ -1,4 +1,3 @@
-import { readFile, stat } from 'node:fs/promises';
 import { CONTACTS_CLASS, fromXml, ILLEGAL_VCARD, VCardFormatError, type VObject } from '../../services/contacts/index.js';
 import { ServiceError } from '../../services/errors.js';
 import { Flag, parseInitialFlags } from '../../services/mail/flags.js';
@@ -48,17 +47,7 @@ export const contactOperations: OperationTable = {
 
   contactsImport: inSession(async (ctx) => {
     const folder = openFolder(ctx.session, ctx.request);
-    const uploadID = requiredAttr(ctx.request, 'uploadID');
-    const file = ctx.session.uploads.get(uploadID);
-    if (!file) throw new ServiceError(`uploaded file not found: ${uploadID}`);
-    const limits = ctx.server.contacts.limits;
-    const size = await stat(file.path).then(
-      (s) => s.size,
-      () => undefined,
-    );
-    if (size === undefined) throw new ServiceError(`uploaded file not found: ${uploadID}`);
-    if (size > limits.importBytes) throw new ServiceError(`the file is too large to import: ${size} bytes (at most ${limits.importBytes})`);
-    const text = (await readFile(file.path)).toString('utf8');
+    const text = await ctx.session.uploads.text(requiredAttr(ctx.request, 'uploadID'), ctx.server.contacts.limits.importBytes);
     await ctx.server.mail.check(folder.box, 'i');
     await ctx.server.contacts.importText(folder.box, text, { timeZone: ctx.session.timeZone });
   }),
