@@ -198,6 +198,13 @@ describe('meetings over iTIP/iMIP', () => {
     // The tentative one is in the calendar with the guest's PARTSTAT.
     const found = await events(guest.client, '20240701T000000', '20240702T000000');
     assert.equal(found.length, 2);
+    // Declining a published item with its calendar: removed there, and DECLINED sent.
+    await ok(guest.client, `<calendarAccept calendar="Calendar">${request('d-5', 'TRUE')}</calendarAccept>`);
+    const repliesSoFar = (await inboxCalendars(org.address, 'REPLY', 2)).length;
+    await ok(guest.client, `<calendarDecline calendar="Calendar">${request('d-5', 'TRUE')}</calendarDecline>`);
+    const afterDecline = await inboxCalendars(org.address, 'REPLY', repliesSoFar + 1);
+    assert.ok(afterDecline.some((r) => /UID:d-5/.test(r.text) && partstatOf(r.text, guest.address) === 'DECLINED'));
+    assert.equal((await events(guest.client, '20240701T000000', '20240702T000000')).filter((e) => e.attrs.itemUID === 'd-5').length, 0);
     // calendarForward: the item gets the new attendee and is sent to them as a REQUEST.
     const carol = await newUser('carol');
     const tentative = found.find((e) => e.attrs.itemUID === 'd-3')!;

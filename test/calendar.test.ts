@@ -307,7 +307,7 @@ describe('calendar items over XIMSS', () => {
     await fails(u.client, '<calendarCancel calendar="Calendar" itemUID="nope" recurrenceId="20240305T070000"/>', /not found/);
   });
 
-  test('calendarImport: a Google-style and an Outlook-style export, all items or none; same UIDs replaced', async () => {
+  test('calendarImport: Google-, Outlook- and Apple-style exports, all items or none; same UIDs replaced', async () => {
     const u = await newUser('Europe/London');
     // Shaped like a Google Calendar export: X-WR properties, a VTIMEZONE, a weekly event with a moved occurrence.
     const google = [
@@ -345,6 +345,22 @@ describe('calendar items over XIMSS', () => {
     const after = await events(u.client, '20240108T000000', '20240110T000000');
     assert.deepEqual(after.found, ['Weekly sync v2@20240108T093000', 'Budget review@20240109T130000']);
     assert.equal(after.days[1]!.element('event')!.attrs.busyStatus, 'TENTATIVE');
+    // Shaped like an Apple Calendar export: X-APPLE properties, a VALARM with X-WR-ALARMUID, a floating all-day item.
+    const apple = [
+      'BEGIN:VCALENDAR', 'VERSION:2.0', 'PRODID:-//Apple Inc.//macOS 14.2//EN', 'CALSCALE:GREGORIAN', 'X-WR-CALNAME:Home',
+      'BEGIN:VTIMEZONE', 'TZID:America/Los_Angeles', 'BEGIN:DAYLIGHT', 'TZOFFSETFROM:-0800', 'RRULE:FREQ=YEARLY;BYMONTH=3;BYDAY=2SU', 'DTSTART:20070311T020000', 'TZNAME:PDT', 'TZOFFSETTO:-0700', 'END:DAYLIGHT',
+      'BEGIN:STANDARD', 'TZOFFSETFROM:-0700', 'RRULE:FREQ=YEARLY;BYMONTH=11;BYDAY=1SU', 'DTSTART:20071104T020000', 'TZNAME:PST', 'TZOFFSETTO:-0800', 'END:STANDARD', 'END:VTIMEZONE',
+      'BEGIN:VEVENT', 'CREATED:20240101T120000Z', 'UID:5F1E2D3C-APPLE', 'DTEND;TZID=America/Los_Angeles:20240111T100000', 'SUMMARY:Dentist', 'DTSTART;TZID=America/Los_Angeles:20240111T090000',
+      'X-APPLE-TRAVEL-ADVISORY-BEHAVIOR:AUTOMATIC', 'DTSTAMP:20240101T120000Z', 'SEQUENCE:1',
+      'BEGIN:VALARM', 'X-WR-ALARMUID:0A1B2C3D', 'UID:0A1B2C3D', 'TRIGGER:-PT30M', 'ACTION:DISPLAY', 'DESCRIPTION:Reminder', 'END:VALARM', 'END:VEVENT',
+      'END:VCALENDAR', '',
+    ].join('\r\n');
+    await postUpload(server, u, 'a', Buffer.from(apple, 'utf8'), 'home.ics', 'text/calendar');
+    await ok(u.client, '<calendarImport calendar="Calendar" uploadID="a"/>');
+    // 09:00 in Los Angeles (PST, UTC−8) is 17:00 in London (GMT); its alarm half an hour before.
+    assert.deepEqual((await events(u.client, '20240111T000000', '20240112T000000')).found, ['Dentist@20240111T170000']);
+    const alarm = await ok(u.client, '<findEvents calendar="Calendar" timeFrom="20240111T160000" timeTill="20240111T170000" byAlarm="yes"/>');
+    assert.deepEqual(alarm.messages.flatMap((m) => m.elements('event')).map((e) => e.attrs.alarmTime), ['20240111T163000']);
     // A file with one broken item imports nothing.
     const broken = google.replace('UID:holiday@google.com', 'UID:other').replace('DTSTART;VALUE=DATE:20240110', 'DTSTART:2024-99-99');
     await postUpload(server, u, 'b', Buffer.from(broken.replace(/Weekly sync/g, 'Changed'), 'utf8'), 'broken.ics', 'text/calendar');
