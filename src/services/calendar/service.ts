@@ -9,24 +9,24 @@
  * expanded. Parsed items are kept per node in a bounded cache by (mailbox, message UID): a
  * message never changes under its UID, so what was parsed stays true everywhere.
  */
+import ICAL from 'ical.js';
 import { errorText, type Logger } from '../../log.js';
 import type { Metrics } from '../../metrics.js';
 import type { CalendarIndexRow, CalendarIndexStore } from '../../store/calendar-index.js';
+import type { AccountRecord, MessageMeta } from '../../store/store.js';
+import { ianaTimeZone } from '../../xml/time.js';
 import type { AccountRightsService } from '../account-rights.js';
 import { fullName, type AccountService } from '../accounts.js';
-import { ACCESS_DENIED, NOT_FOUND, type MailboxHandle, type MailService } from '../mail/service.js';
-import { Slicer } from '../slices.js';
-import { ianaTimeZone } from '../../xml/time.js';
-import type { AccountRecord, MessageMeta } from '../../store/store.js';
 import { ServiceError } from '../errors.js';
 import { Flag } from '../mail/flags.js';
 import { prepareMessage } from '../mail/new-message.js';
+import { ACCESS_DENIED, NOT_FOUND, type MailboxHandle, type MailService } from '../mail/service.js';
+import { Slicer } from '../slices.js';
 import { composeCalendarItem, itemAttachments, itemText } from './item.js';
-import ICAL from 'ical.js';
 import { attendeeProperty, attendeesOf, calAddress, cancelObject, imipMessage, itipSubject, organizerOf, replyObject, requestObject, type ItipMethod } from './itip.js';
-import { instantToWall, wallToInstant } from './zones.js';
-import { calendarItems, copyComponent, ensureUid, excludeOccurrence, itemIdentity, mergeInto, parseCalendar, sameAddress, splitImport } from './publish.js';
 import { alarmsBetween, CalendarItemError, itemSpan, occurrences, parseItem, type CalendarItem, type Occurrence } from './occurrences.js';
+import { calendarItems, copyComponent, ensureUid, excludeOccurrence, itemIdentity, mergeInto, parseCalendar, sameAddress, splitImport } from './publish.js';
+import { instantToWall, wallToInstant } from './zones.js';
 
 /** Messages indexed per round trip to the store. */
 const INDEX_BATCH = 200;
