@@ -22,15 +22,11 @@
  *   local deletion, and brings down an item published over XIMSS.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { XmlElement } from '../src/xml/element.js';
 import { parseXml } from '../src/xml/parser.js';
-import { ensureDebianPackages } from './fixtures/debian.js';
 import { runPython } from './fixtures/python-caldav.js';
+import { Vdirsyncer } from './fixtures/vdirsyncer.js';
 import { httpRequest, ok, startTestServer, type HttpRequestOptions, type HttpResult, type TestServer, type XimssClient } from './helpers.js';
 
 let server: TestServer;
@@ -581,20 +577,20 @@ describe('CalDAV: real clients', () => {
 
   test('vdirsyncer: discovers the calendars, syncs down, uploads, changes and deletes, and brings down a XIMSS item', async () => {
     const u = await listedUser();
-    const sync = await CalendarSync.create(`http://127.0.0.1:${server.ports.http}/`, u.address, 'secret');
+    const sync = await Vdirsyncer.create({ url: `http://127.0.0.1:${server.ports.http}/`, user: u.address, password: 'secret' }, 'caldav');
     const { client } = await server.login(u.address, 'secret');
     try {
       assert.equal((await put(u, `${u.cal}server-1.ics`, ics('server-1', 'Server one', '20240304T100000Z', '20240304T110000Z'))).status, 201);
-      let run = await sync.run('discover');
+      let run = await sync.discover();
       assert.equal(run.code, 0, run.output);
       assert.deepEqual(sync.collections(), ['Calendar']);
-      run = await sync.run('sync');
+      run = await sync.sync();
       assert.equal(run.code, 0, run.output);
       let items = sync.items('Calendar');
       assert.equal(items.size, 1, run.output);
       assert.match([...items.values()][0]!, /SUMMARY:Server one/);
       sync.write('Calendar', 'local-1.ics', ics('local-1', 'Local one', '20240305T100000Z', '20240305T110000Z'));
-      run = await sync.run('sync');
+      run = await sync.sync();
       assert.equal(run.code, 0, run.output);
       const listed = multistatus(await dav(u, 'PROPFIND', u.cal, { headers: { Depth: '1' } }));
       const uploaded = [...listed.responses.keys()].find((h) => h !== u.cal && h !== `${u.cal}server-1.ics`);
@@ -603,7 +599,7 @@ describe('CalDAV: real clients', () => {
       const serverFile = [...sync.items('Calendar').entries()].find(([, t]) => t.includes('Server one'))![0];
       sync.write('Calendar', serverFile, ics('server-1', 'Server one changed', '20240304T100000Z', '20240304T113000Z'));
       sync.remove('Calendar', 'local-1.ics');
-      run = await sync.run('sync');
+      run = await sync.sync();
       assert.equal(run.code, 0, run.output);
       assert.match((await dav(u, 'GET', `${u.cal}server-1.ics`)).text, /SUMMARY:Server one changed/);
       assert.equal((await dav(u, 'GET', uploaded)).status, 404);
@@ -612,7 +608,7 @@ describe('CalDAV: real clients', () => {
         client,
         '<calendarPublish calendar="Calendar" sendRequests="no"><iCalendar xmlns="urn:ietf:params:xml:ns:xcal"><vCalendar version="2.0" prodid="t"><vevent><uid>ximss-side</uid><summary>From XIMSS</summary><dtstart>20240306T100000Z</dtstart><dtend>20240306T110000Z</dtend></vevent></vCalendar></iCalendar></calendarPublish>',
       );
-      run = await sync.run('sync');
+      run = await sync.sync();
       assert.equal(run.code, 0, run.output);
       items = sync.items('Calendar');
       assert.equal(items.size, 2, [...items.keys()].join(', '));
@@ -624,84 +620,3 @@ describe('CalDAV: real clients', () => {
   });
 });
 
-/**
- * vdirsyncer (Debian's package) paired between this server's calendars and a local directory
- * of .ics files (test/fixtures/vdirsyncer.ts does the same for address books).
- */
-class CalendarSync {
-  private readonly local: string;
-
-  private constructor(private readonly dir: string, url: string, user: string, password: string) {
-    this.local = join(dir, 'local');
-    mkdirSync(this.local);
-    const quote = (s: string): string => JSON.stringify(s);
-    writeFileSync(
-      join(dir, 'config'),
-      [
-        '[general]',
-        `status_path = ${quote(join(dir, 'status'))}`,
-        '',
-        '[pair calendars]',
-        'a = "local"',
-        'b = "remote"',
-        'collections = ["from b"]',
-        'conflict_resolution = "b wins"',
-        '',
-        '[storage local]',
-        'type = "filesystem"',
-        `path = ${quote(`${this.local}/`)}`,
-        'fileext = ".ics"',
-        '',
-        '[storage remote]',
-        'type = "caldav"',
-        `url = ${quote(url)}`,
-        `username = ${quote(user)}`,
-        `password = ${quote(password)}`,
-        '',
-      ].join('\n'),
-    );
-  }
-
-  static async create(url: string, user: string, password: string): Promise<CalendarSync> {
-    await ensureDebianPackages(['vdirsyncer'], () => existsSync('/usr/bin/vdirsyncer'));
-    return new CalendarSync(mkdtempSync(join(tmpdir(), 'vdirsyncer-cal-')), url, user, password);
-  }
-
-  run(command: 'discover' | 'sync'): Promise<{ code: number; output: string }> {
-    return new Promise((resolve) => {
-      const child = execFile(
-        '/usr/bin/vdirsyncer',
-        ['-c', join(this.dir, 'config'), command, 'calendars'],
-        { timeout: 120_000, maxBuffer: 16 * 1024 * 1024, env: { ...process.env, LC_ALL: 'C.UTF-8', LANG: 'C.UTF-8' } },
-        (err, stdout, stderr) => resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, output: `${stdout}${stderr}` }),
-      );
-      child.stdin?.end('y\n'.repeat(50));
-    });
-  }
-
-  collections(): string[] {
-    return readdirSync(this.local, { withFileTypes: true })
-      .filter((e) => e.isDirectory())
-      .map((e) => e.name)
-      .sort();
-  }
-
-  items(collection: string): Map<string, string> {
-    const dir = join(this.local, collection);
-    const items = new Map<string, string>();
-    for (const name of readdirSync(dir).sort()) if (name.endsWith('.ics')) items.set(name, readFileSync(join(dir, name), 'utf8'));
-    return items;
-  }
-
-  write(collection: string, file: string, text: string): void {
-    writeFileSync(join(this.local, collection, file), text);
-  }
-
-  remove(collection: string, file: string): void {
-    unlinkSync(join(this.local, collection, file));
-  }
-
-  close(): void {
-    rmSync(this.dir, { recursive: true, force: true });
-  }
-}

@@ -356,19 +356,19 @@ describe('CardDAV: vdirsyncer as a real client', () => {
     assert.deepEqual(sync.collections(), ['Contacts']);
     let run = await sync.sync();
     assert.equal(run.code, 0, run.output);
-    let cards = sync.cards('Contacts');
+    let cards = sync.items('Contacts');
     assert.equal(cards.size, 1, run.output);
     assert.match([...cards.values()][0]!, /FN:Server One/);
     // Upload a new card.
-    sync.writeCard('Contacts', 'local-1.vcf', vcard('local-1', 'Local One'));
+    sync.write('Contacts', 'local-1.vcf', vcard('local-1', 'Local One'));
     run = await sync.sync();
     assert.equal(run.code, 0, run.output);
     const listed = multistatus(await dav(u, 'PROPFIND', u.book, { headers: { Depth: '1' } }));
     assert.ok([...listed.responses.keys()].some((h) => h.endsWith('local-1.vcf')), [...listed.responses.keys()].join(', '));
     // Change one and delete one locally.
-    const serverFile = [...sync.cards('Contacts').entries()].find(([, t]) => t.includes('Server One'))![0];
-    sync.writeCard('Contacts', serverFile, vcard('server-1', 'Server One Changed'));
-    sync.removeCard('Contacts', 'local-1.vcf');
+    const serverFile = [...sync.items('Contacts').entries()].find(([, t]) => t.includes('Server One'))![0];
+    sync.write('Contacts', serverFile, vcard('server-1', 'Server One Changed'));
+    sync.remove('Contacts', 'local-1.vcf');
     run = await sync.sync();
     assert.equal(run.code, 0, run.output);
     assert.match((await dav(u, 'GET', `${u.book}server-1.vcf`)).text, /Server One Changed/);
@@ -377,7 +377,7 @@ describe('CardDAV: vdirsyncer as a real client', () => {
     await ok(client, '<contactAppend targetMailbox="Contacts"><vCard><FN>From Ximss</FN><UID>ximss-v</UID></vCard></contactAppend>');
     run = await sync.sync();
     assert.equal(run.code, 0, run.output);
-    cards = sync.cards('Contacts');
+    cards = sync.items('Contacts');
     assert.equal(cards.size, 2, [...cards.keys()].join(', '));
     assert.ok([...cards.values()].some((t) => t.includes('From Ximss')));
   });
