@@ -5,13 +5,12 @@
  * second session (coalesced until its next findEvents), bad input.
  */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import type { XmlElement } from '../src/xml/element.js';
-import { fails, ok, postUpload, startTestServer, storedRaw, type TestServer, type XimssClient } from './helpers.js';
+import { exampleRequest, fails, ok, postUpload, startTestServer, storedRaw, type TestServer, type XimssClient } from './helpers.js';
 
 const EXAMPLE = fileURLToPath(new URL('../../shared/spec/examples/027-calendarPublish.txt', import.meta.url));
 
@@ -37,23 +36,6 @@ async function newUser(timeZone: string): Promise<User> {
   return { address, client, urlID };
 }
 
-/** The example's C: request (indented lines continue it) and S: response. */
-function exampleRequest(file: string): { request: string; response: string } {
-  let request = '';
-  let response = '';
-  let current: 'C' | 'S' | undefined;
-  for (const line of readFileSync(file, 'utf8').split('\n')) {
-    if (line.startsWith('#') || line.trim() === '') continue;
-    if (line.startsWith('C:')) {
-      current = 'C';
-      request = line.slice(2);
-    } else if (line.startsWith('S:')) {
-      current = 'S';
-      response = line.slice(2).trim();
-    } else if (current === 'C') request += '\n' + line;
-  }
-  return { request, response };
-}
 
 function vevent(fields: string): string {
   return `<iCalendar xmlns="urn:ietf:params:xml:ns:xcal"><vCalendar version="2.0" prodid="test"><vevent>${fields}</vevent></vCalendar></iCalendar>`;

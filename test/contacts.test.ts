@@ -6,7 +6,6 @@
  * session seeing appended contacts, bad input.
  */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import { ContactService } from '../src/services/contacts/service.js';
@@ -16,6 +15,7 @@ import { XmlElement } from '../src/xml/element.js';
 import { parseXml } from '../src/xml/parser.js';
 import {
   awaitNotifies,
+  exampleRequest,
   fails,
   headerValues,
   ok,
@@ -48,23 +48,6 @@ async function newUser(): Promise<User> {
   return { address, client, urlID };
 }
 
-/** The C: request of an example file (indented lines continue it). */
-function exampleRequest(file: string): { request: string; response: string } {
-  let request = '';
-  let response = '';
-  let current: 'C' | 'S' | undefined;
-  for (const line of readFileSync(file, 'utf8').split('\n')) {
-    if (line.startsWith('#') || line.trim() === '') continue;
-    if (line.startsWith('C:')) {
-      current = 'C';
-      request = line.slice(2);
-    } else if (line.startsWith('S:')) {
-      current = 'S';
-      response = line.slice(2).trim();
-    } else if (current === 'C') request += '\n' + line;
-  }
-  return { request, response };
-}
 
 const BJORN = `<vCard>
   <NAME>Bjorn Jensen</NAME>

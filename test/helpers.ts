@@ -4,7 +4,7 @@
  */
 import { createHmac } from 'node:crypto';
 import { createLogger, silentLogger, type Logger, type LogLevel } from '../src/log.js';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import tls from 'node:tls';
@@ -780,3 +780,24 @@ export const LOG_LOADS =
       }
     `)}));
   `);
+
+/**
+ * The exchange of a spec example file (../shared/spec/examples/NNN-*.txt): its C: request
+ * (indented lines continue it) and its S: response, comment lines left out.
+ */
+export function exampleRequest(file: string): { request: string; response: string } {
+  let request = '';
+  let response = '';
+  let current: 'C' | 'S' | undefined;
+  for (const line of readFileSync(file, 'utf8').split('\n')) {
+    if (line.startsWith('#') || line.trim() === '') continue;
+    if (line.startsWith('C:')) {
+      current = 'C';
+      request = line.slice(2);
+    } else if (line.startsWith('S:')) {
+      current = 'S';
+      response = line.slice(2).trim();
+    } else if (current === 'C') request += '\n' + line;
+  }
+  return { request, response };
+}
