@@ -25,7 +25,7 @@ import { ServiceError } from '../errors.js';
 import { Flag } from '../mail/flags.js';
 import { prepareMessage } from '../mail/new-message.js';
 import type { MailboxHandle, MailService } from '../mail/service.js';
-import { composeCalendarItem, itemAttachments, itemText } from './item.js';
+import { composeCalendarItem, itemAttachments, itemHeader, itemText } from './item.js';
 import { CalendarItemError, occurrences, parseItem, type CalendarItem } from './occurrences.js';
 import type { CalendarService } from './service.js';
 
@@ -257,17 +257,11 @@ export class CalendarDav {
     const itemUid = resource.item.uid;
     const before = await this.holderOf(box, itemUid, existing?.uid);
     if (before) return { kind: 'uid-conflict', holder: before };
-    const fields = resource.item.fields;
     // A CalDAV client does not see an item's attachments (added over XIMSS): a PUT keeps them.
     const previousRaw = existing ? await this.mail.readRaw(box, existing.uid) : undefined;
     const raw = Buffer.concat([
       Buffer.from(`${NAME_FIELD}: ${encodeURIComponent(name)}\r\n`),
-      composeCalendarItem(
-        resource.text,
-        { summary: fields.summary ?? '', ...(fields.organizer ? { organizer: fields.organizer } : {}) },
-        { timeZone, hostname: this.hostname },
-        previousRaw ? itemAttachments(previousRaw) : [],
-      ),
+      composeCalendarItem(resource.text, itemHeader(resource.item.fields), { timeZone, hostname: this.hostname }, previousRaw ? itemAttachments(previousRaw) : []),
     ]);
     let message: MessageMeta | undefined;
     try {

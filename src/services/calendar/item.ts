@@ -9,10 +9,13 @@
  * plus Message-ID, MIME-Version and the content fields.
  */
 import { randomBytes } from 'node:crypto';
+import ICAL from 'ical.js';
 import { formatAddress, newMessageId, unstructuredField } from '../mime/compose.js';
 import { rfcDateInZone } from '../mime/dates.js';
 import { parseMime, type MimePart } from '../mime/index.js';
 import { decodeTextPart } from '../mime/text.js';
+import type { CalendarItem, ItemFields } from './occurrences.js';
+import { copyComponent } from './publish.js';
 
 /** The class of the mailboxes calendars are (the seed system's Calendar class). */
 export const CALENDAR_CLASS = 'IPF.Appointment';
@@ -24,6 +27,33 @@ export interface ItemHeader {
   /** The organizer's address (mailto: removed), when there is one. */
   organizer?: string;
   organizerName?: string;
+}
+
+/** The header an item's listing fields give it. */
+export function itemHeader(fields: Pick<ItemFields, 'summary' | 'organizer'>): ItemHeader {
+  return { summary: fields.summary ?? '', ...(fields.organizer ? { organizer: fields.organizer } : {}) };
+}
+
+/**
+ * One VCALENDAR holding these items' components, each VTIMEZONE once (HTTP Export of a
+ * calendar, GET of a CalDAV collection, a calendar opened from a URL).
+ */
+export function calendarOfItems(items: readonly CalendarItem[]): string {
+  const calendar = new ICAL.Component('vcalendar');
+  calendar.addPropertyWithValue('version', '2.0');
+  calendar.addPropertyWithValue('prodid', '-//ximssd//calendar//EN');
+  const zones = new Set<string>();
+  for (const item of items) {
+    for (const component of item.calendar.name === 'vcalendar' ? item.calendar.getAllSubcomponents() : [item.calendar]) {
+      if (component.name === 'vtimezone') {
+        const tzid = String(component.getFirstPropertyValue('tzid'));
+        if (zones.has(tzid)) continue;
+        zones.add(tzid);
+      }
+      calendar.addSubcomponent(copyComponent(component));
+    }
+  }
+  return calendar.toString() + '\r\n';
 }
 
 export interface ItemOptions {

@@ -29,6 +29,11 @@ export function organizerOf(calendar: ICAL.Component): string | undefined {
   return undefined;
 }
 
+/** The SUMMARY of an item's first component ('' when none): the subject of its messages. */
+export function summaryOf(calendar: ICAL.Component): string {
+  return String(calendarItems(calendar)[0]?.getFirstPropertyValue('summary') ?? '');
+}
+
 /** Every attendee address of an item, over its components, once each (the organizer left out). */
 export function attendeesOf(calendar: ICAL.Component): string[] {
   const organizer = organizerOf(calendar);

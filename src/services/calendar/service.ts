@@ -13,7 +13,7 @@ import ICAL from 'ical.js';
 import { errorText, type Logger } from '../../log.js';
 import type { Metrics } from '../../metrics.js';
 import type { CalendarIndexRow, CalendarIndexStore } from '../../store/calendar-index.js';
-import type { AccountRecord, MessageMeta } from '../../store/store.js';
+import type { AccountRecord, MessageMeta, Settings } from '../../store/store.js';
 import { ianaTimeZone } from '../../xml/time.js';
 import type { AccountRightsService } from '../account-rights.js';
 import { fullName, type AccountService } from '../accounts.js';
@@ -22,10 +22,10 @@ import { Flag } from '../mail/flags.js';
 import { prepareMessage } from '../mail/new-message.js';
 import { ACCESS_DENIED, NOT_FOUND, type MailboxHandle, type MailService } from '../mail/service.js';
 import { Slicer } from '../slices.js';
-import { composeCalendarItem, itemAttachments, itemText } from './item.js';
-import { attendeeProperty, attendeesOf, calAddress, cancelObject, imipMessage, itipSubject, organizerOf, replyObject, requestObject, type ItipMethod } from './itip.js';
+import { calendarOfItems, composeCalendarItem, itemAttachments, itemHeader, itemText } from './item.js';
+import { attendeeProperty, attendeesOf, calAddress, cancelObject, imipMessage, itipSubject, organizerOf, replyObject, requestObject, summaryOf, type ItipMethod } from './itip.js';
 import { alarmsBetween, CalendarItemError, itemSpan, occurrences, parseItem, type CalendarItem, type Occurrence } from './occurrences.js';
-import { calendarItems, copyComponent, ensureUid, excludeOccurrence, itemIdentity, mergeInto, parseCalendar, sameAddress, splitImport } from './publish.js';
+import { calendarItems, ensureUid, excludeOccurrence, itemIdentity, mergeInto, parseCalendar, sameAddress, splitImport } from './publish.js';
 import { instantToWall, wallToInstant } from './zones.js';
 
 /** Messages indexed per round trip to the store. */
@@ -151,11 +151,10 @@ export class CalendarService {
     if (!target) throw new ServiceError('unknown user');
     if (target.id !== viewer.id && target.domain !== viewer.domain && !(await this.rights.has(viewer, target, 'r'))) throw new ServiceError(ACCESS_DENIED);
     const prefs = await this.accounts.effectivePrefs(target);
-    const name = typeof prefs.CalendarBox === 'string' && prefs.CalendarBox !== '' ? prefs.CalendarBox : 'Calendar';
     let box: MailboxHandle | undefined;
     try {
       // Read as its owner: what leaves here is periods, whatever the calendar's own ACL says.
-      box = await this.mail.access(target, name, 'r');
+      box = await this.mail.access(target, mainCalendarName(prefs), 'r');
     } catch (err) {
       if (!(err instanceof ServiceError && err.message === NOT_FOUND)) throw err;
     }
@@ -202,20 +201,10 @@ export class CalendarService {
       await slicer.next();
       const item = await this.item(box, row.uid);
       if (!item) continue;
-      try {
-        if (options.byAlarm) {
-          for (const hit of alarmsBetween(item, from, till, viewerZone)) found.push({ uid: row.uid, item, occurrence: hit.occurrence, alarm: hit.alarm });
-        } else {
-          for (const occurrence of occurrences(item, from, till, viewerZone)) found.push({ uid: row.uid, item, occurrence });
-        }
-      } catch (err) {
-        if (!(err instanceof CalendarItemError)) throw err;
-        this.log.warn({ event: 'calendar.item_unreadable', mailbox: box.record.name, owner: box.owner.id, uid: row.uid, reason: err.message }, 'calendar item not expanded');
-      }
+      const problem = expandInto(found, row.uid, item, from, till, viewerZone, options.byAlarm);
+      if (problem) this.log.warn({ event: 'calendar.item_unreadable', mailbox: box.record.name, owner: box.owner.id, uid: row.uid, reason: problem }, 'calendar item not expanded');
     }
-    if (options.byAlarm) found.sort((a, b) => a.alarm! - b.alarm! || a.occurrence.start - b.occurrence.start || a.uid - b.uid);
-    else found.sort((a, b) => a.occurrence.start - b.occurrence.start || a.uid - b.uid);
-    return found;
+    return sortFound(found, options.byAlarm);
   }
 
   /**
@@ -225,17 +214,9 @@ export class CalendarService {
   findIn(items: readonly CalendarItem[], kind: 'event' | 'todo', from: number, till: number, viewerZone: string, options: { byAlarm?: boolean } = {}): FoundOccurrence[] {
     const found: FoundOccurrence[] = [];
     items.forEach((item, i) => {
-      if (item.kind !== kind) return;
-      try {
-        if (options.byAlarm) for (const hit of alarmsBetween(item, from, till, viewerZone)) found.push({ uid: i + 1, item, occurrence: hit.occurrence, alarm: hit.alarm });
-        else for (const occurrence of occurrences(item, from, till, viewerZone)) found.push({ uid: i + 1, item, occurrence });
-      } catch (err) {
-        if (!(err instanceof CalendarItemError)) throw err;
-      }
+      if (item.kind === kind) expandInto(found, i + 1, item, from, till, viewerZone, options.byAlarm);
     });
-    if (options.byAlarm) found.sort((a, b) => a.alarm! - b.alarm! || a.occurrence.start - b.occurrence.start || a.uid - b.uid);
-    else found.sort((a, b) => a.occurrence.start - b.occurrence.start || a.uid - b.uid);
-    return found;
+    return sortFound(found, options.byAlarm);
   }
 
   /**
@@ -243,25 +224,14 @@ export class CalendarService {
    * each once: HTTP Export of a calendar, GET of a CalDAV collection.
    */
   async exportText(box: MailboxHandle, uids: readonly number[]): Promise<string> {
-    const calendar = new ICAL.Component('vcalendar');
-    calendar.addPropertyWithValue('version', '2.0');
-    calendar.addPropertyWithValue('prodid', '-//ximssd//calendar//EN');
-    const zones = new Set<string>();
+    const items: CalendarItem[] = [];
     const slicer = new Slicer();
     for (const uid of [...uids].sort((a, b) => a - b)) {
       await slicer.next();
       const item = await this.item(box, uid);
-      if (!item || item.calendar.name !== 'vcalendar') continue;
-      for (const component of item.calendar.getAllSubcomponents()) {
-        if (component.name === 'vtimezone') {
-          const tzid = String(component.getFirstPropertyValue('tzid'));
-          if (zones.has(tzid)) continue;
-          zones.add(tzid);
-        }
-        calendar.addSubcomponent(copyComponent(component));
-      }
+      if (item) items.push(item);
     }
-    return calendar.toString() + '\r\n';
+    return calendarOfItems(items);
   }
 
   /** The iCalendar text of a message; undefined when there is no such message or it holds none. */
@@ -269,6 +239,15 @@ export class CalendarService {
     await this.mail.check(box, 'r');
     const raw = await this.mail.readRaw(box, uid);
     return raw ? itemText(raw) : undefined;
+  }
+
+  /** The message of the stored item of an iCalendar UID (the newest, should there be several) and its text. */
+  private async storedItem(box: MailboxHandle, itemUid: string): Promise<{ uid: number; text: string } | undefined> {
+    await this.refreshIndex(box);
+    const rows = await this.index.byItemUid(box.record.id, itemUid);
+    const last = rows[rows.length - 1];
+    const text = last ? await this.itemTextOf(box, last.uid) : undefined;
+    return last && text !== undefined ? { uid: last.uid, text } : undefined;
   }
 
   /**
@@ -284,7 +263,10 @@ export class CalendarService {
     const existing = (await this.index.byItemUid(box.record.id, uid)).map((r) => r.uid);
     const previousRaw = existing.length > 0 ? await this.mail.readRaw(box, existing[existing.length - 1]!) : undefined;
     const previous = previousRaw ? itemText(previousRaw) : undefined;
-    const merged = previous !== undefined && !options.replaceWhole ? mergeInto(parseCalendar(previous), calendar, options.copyExceptions) : calendar;
+    const stored = previous !== undefined ? parseCalendar(previous) : undefined;
+    // Who was invited before (read now: a merge changes `stored`).
+    const before = stored ? attendeesOf(stored) : [];
+    const merged = stored && !options.replaceWhole ? mergeInto(stored, calendar, options.copyExceptions) : calendar;
     // A stored item is not a scheduling message (RFC 4791 4.1: no METHOD in a calendar resource).
     merged.removeAllProperties('method');
     const finalText = merged.toString();
@@ -298,19 +280,13 @@ export class CalendarService {
     // The organizer's requests: to the attendees (only the new ones with sendRequests="new"),
     // and a CANCEL to those the new version leaves out.
     const organizing = options.sendRequests !== 'no' && sameAddress(organizerOf(merged), options.owner);
-    const before = previous !== undefined ? attendeesOf(parseCalendar(previous)) : [];
     const now = organizing ? attendeesOf(merged) : [];
     const invited = options.sendRequests === 'new' ? now.filter((a) => !before.some((b) => sameAddress(a, b))) : now;
     const removed = organizing ? before.filter((b) => !now.some((a) => sameAddress(a, b))) : [];
     if ((invited.length > 0 || removed.length > 0) && !this.send) throw new ServiceError('not implemented: this server cannot send meeting requests');
     // Attachments: those given, none (noMIME), or by default the replaced item's.
     const attachments = options.attachments ?? (previousRaw ? itemAttachments(previousRaw) : []);
-    const raw = composeCalendarItem(
-      finalText,
-      { summary: item.fields.summary ?? '', ...(item.fields.organizer ? { organizer: item.fields.organizer } : {}) },
-      { timeZone: options.timeZone, hostname: this.hostname },
-      attachments,
-    );
+    const raw = composeCalendarItem(finalText, itemHeader(item.fields), { timeZone: options.timeZone, hostname: this.hostname }, attachments);
     const replaceUid = existing[existing.length - 1];
     const [message] = await this.mail.append(box, [prepareMessage(raw, { flags: Flag.Seen })], replaceUid !== undefined ? { replace: { uid: replaceUid, byOrigUid: false, mustExist: false, keepOrigUid: true } } : {});
     if (!message) throw new ServiceError('the calendar item was not stored');
@@ -342,8 +318,7 @@ export class CalendarService {
       const calendar = parseCalendar(last);
       const attendees = sameAddress(organizerOf(calendar), target.owner) ? attendeesOf(calendar) : [];
       if (attendees.length > 0) {
-        const summary = String(calendar.getFirstSubcomponent('vevent')?.getFirstPropertyValue('summary') ?? calendar.getFirstSubcomponent('vtodo')?.getFirstPropertyValue('summary') ?? '');
-        await this.sendItip(cancelObject(calendar), 'CANCEL', attendees, summary, { owner: target.owner, timeZone: target.timeZone, ...(target.comment ? { comment: target.comment } : {}) });
+        await this.sendItip(cancelObject(calendar), 'CANCEL', attendees, summaryOf(calendar), { owner: target.owner, timeZone: target.timeZone, ...(target.comment ? { comment: target.comment } : {}) });
       }
     }
     this.log.info({ event: 'calendar.cancelled', mailbox: box.record.name, owner: box.owner.id, itemUid, removed }, 'calendar item removed');
@@ -413,13 +388,9 @@ export class CalendarService {
    */
   async applyReply(box: MailboxHandle, text: string, options: { owner: string; timeZone: string }): Promise<MessageMeta> {
     const reply = parseCalendar(text);
-    const { uid } = itemIdentity(text);
-    await this.refreshIndex(box);
-    const rows = await this.index.byItemUid(box.record.id, uid);
-    const last = rows[rows.length - 1];
-    const storedText = last ? await this.itemTextOf(box, last.uid) : undefined;
-    if (storedText === undefined) throw new ServiceError('calendar item not found');
-    const stored = parseCalendar(storedText);
+    const found = await this.storedItem(box, itemIdentity(text).uid);
+    if (!found) throw new ServiceError('calendar item not found');
+    const stored = parseCalendar(found.text);
     const storedItems = calendarItems(stored);
     let applied = 0;
     for (const c of calendarItems(reply)) {
@@ -453,8 +424,7 @@ export class CalendarService {
       if (prefs.ApplyCalendarReplies !== 'yes') return;
       const owner = fullName(account);
       if (!sameAddress(organizerOf(parseCalendar(text)), owner)) return;
-      const name = typeof prefs.CalendarBox === 'string' && prefs.CalendarBox !== '' ? prefs.CalendarBox : 'Calendar';
-      const box = await this.mail.access(account, name, 'w');
+      const box = await this.mail.access(account, mainCalendarName(prefs), 'w');
       await this.applyReply(box, text, { owner, timeZone: typeof prefs.TimeZone === 'string' ? prefs.TimeZone : 'HostOS' });
     } catch (err) {
       this.log.info({ event: 'calendar.reply_not_applied', account: fullName(account), reason: errorText(err) }, 'a meeting reply was left in the INBOX');
@@ -480,14 +450,12 @@ export class CalendarService {
       }
     }
     const message = await this.publish(box, calendar.toString(), { owner: options.owner, timeZone: options.timeZone, sendRequests: 'no', copyExceptions: false, replaceWhole: true });
-    const summary = String(calendarItems(calendar)[0]?.getFirstPropertyValue('summary') ?? '');
-    await this.sendItip(requestObject(calendar), 'REQUEST', recipients, summary, options);
+    await this.sendItip(requestObject(calendar), 'REQUEST', recipients, summaryOf(calendar), options);
     return message;
   }
 
   private async reply(calendar: ICAL.Component, organizer: string, partstat: string, options: ReplyOptions): Promise<void> {
-    const summary = String(calendarItems(calendar)[0]?.getFirstPropertyValue('summary') ?? '');
-    await this.sendItip(replyObject(calendar, options.owner, partstat, options.comment), 'REPLY', [organizer], summary, options, partstat);
+    await this.sendItip(replyObject(calendar, options.owner, partstat, options.comment), 'REPLY', [organizer], summaryOf(calendar), options, partstat);
   }
 
   private async sendItip(
@@ -521,13 +489,9 @@ export class CalendarService {
    * gets an EXDATE for it; the item is stored again in place of the old one.
    */
   async cancelOccurrence(box: MailboxHandle, itemUid: string, recurrenceId: string, options: PublishOptions): Promise<void> {
-    await this.refreshIndex(box);
-    const rows = await this.index.byItemUid(box.record.id, itemUid);
-    const last = rows[rows.length - 1];
-    if (!last) throw new ServiceError('calendar item not found');
-    const text = await this.itemTextOf(box, last.uid);
-    if (text === undefined) throw new ServiceError('calendar item not found');
-    const calendar = parseCalendar(text);
+    const stored = await this.storedItem(box, itemUid);
+    if (!stored) throw new ServiceError('calendar item not found');
+    const calendar = parseCalendar(stored.text);
     if (!excludeOccurrence(calendar, recurrenceId)) throw new ServiceError(`the item has no occurrence ${recurrenceId}`);
     await this.publish(box, calendar.toString(), { ...options, copyExceptions: false, replaceWhole: true });
   }
@@ -568,7 +532,7 @@ export class CalendarService {
         if (err instanceof CalendarItemError) throw new ServiceError(`invalid iCalendar data: item ${item.index} (UID ${JSON.stringify(item.uid.slice(0, 80))}): ${err.message} (nothing was imported)`);
         throw err;
       }
-      const raw = composeCalendarItem(item.text, { summary: parsed.fields.summary ?? '', ...(parsed.fields.organizer ? { organizer: parsed.fields.organizer } : {}) }, { timeZone: options.timeZone, hostname: this.hostname });
+      const raw = composeCalendarItem(item.text, itemHeader(parsed.fields), { timeZone: options.timeZone, hostname: this.hostname });
       prepared.push(prepareMessage(raw, { flags: Flag.Seen }));
     }
     await this.refreshIndex(box);
@@ -641,7 +605,11 @@ export function indexRow(uid: number, item: CalendarItem | null): CalendarIndexR
 /** Periods of the same type that overlap or touch made one; sorted by start. */
 function mergePeriods(periods: readonly BusyPeriod[]): BusyPeriod[] {
   const byType = new Map<BusyType, BusyPeriod[]>();
-  for (const p of periods) byType.set(p.type, [...(byType.get(p.type) ?? []), p]);
+  for (const p of periods) {
+    const list = byType.get(p.type);
+    if (list) list.push(p);
+    else byType.set(p.type, [p]);
+  }
   const merged: BusyPeriod[] = [];
   for (const [type, list] of byType) {
     list.sort((a, b) => a.start - b.start);
@@ -683,4 +651,27 @@ function offHours(from: number, till: number, zone: string, workDays: readonly s
     }
   }
   return out;
+}
+
+/** The calendar an account's preferences name as its main one (CalendarBox). */
+function mainCalendarName(prefs: Settings): string {
+  return typeof prefs.CalendarBox === 'string' && prefs.CalendarBox !== '' ? prefs.CalendarBox : 'Calendar';
+}
+
+/** Adds an item's occurrences in [from, till) (or, byAlarm, those alarmed then) to `found`; the reason when it cannot be expanded. */
+function expandInto(found: FoundOccurrence[], uid: number, item: CalendarItem, from: number, till: number, viewerZone: string, byAlarm = false): string | undefined {
+  try {
+    if (byAlarm) for (const hit of alarmsBetween(item, from, till, viewerZone)) found.push({ uid, item, occurrence: hit.occurrence, alarm: hit.alarm });
+    else for (const occurrence of occurrences(item, from, till, viewerZone)) found.push({ uid, item, occurrence });
+    return undefined;
+  } catch (err) {
+    if (!(err instanceof CalendarItemError)) throw err;
+    return err.message;
+  }
+}
+
+/** By start (byAlarm: by alarm, then start), then message UID. */
+function sortFound(found: FoundOccurrence[], byAlarm = false): FoundOccurrence[] {
+  if (byAlarm) return found.sort((a, b) => a.alarm! - b.alarm! || a.occurrence.start - b.occurrence.start || a.uid - b.uid);
+  return found.sort((a, b) => a.occurrence.start - b.occurrence.start || a.uid - b.uid);
 }

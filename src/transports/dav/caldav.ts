@@ -29,24 +29,21 @@ import type { AccountRecord, MessageMeta } from '../../store/store.js';
 import { ianaTimeZone } from '../../xml/time.js';
 import { parsePropfind, parseProppatch, type PropfindRequest } from './bodies.js';
 import { CALDAV_NS, calendarMatches, CalendarQueryError, indexedRanges, parseCalendarFilter, parseTimeRange, undatedTaskInRange, type CompFilter } from './caldav-query.js';
-import { CS_NS } from './carddav.js';
 import { multistatusReply, readText, textReply, xmlReply } from './handler.js';
+import { CS, homeHref, mailboxPrivileges, syncToken, syncTokenModseq } from './mailbox-collections.js';
 import { destinationMember, encodeSegment, etagMatches, headerOf, parseDepth, parseEtagList, parseOverwrite } from './headers.js';
 import { D, httpDate, propfindEntry, type LiveValue, type PropertyNode } from './properties.js';
 import type { DavProvider, DavReply, DavRequest } from './provider.js';
-import { child, clark, DavBodyError, errorXml, escapeDavText, multistatusXml, tagOf, type DavElement, type MultistatusEntry } from './xml.js';
+import { child, clark, findDeep, DavBodyError, errorXml, escapeDavText, multistatusXml, tagOf, type DavElement, type MultistatusEntry } from './xml.js';
 
 export const CAL = (local: string): string => clark(CALDAV_NS, local);
-const CS = (local: string): string => clark(CS_NS, local);
 const CAL_XMLNS = `xmlns:C="${CALDAV_NS}"`;
 
-/** Sync tokens: `<SYNC_PREFIX><mailbox id>-<modseq>`. */
-const SYNC_PREFIX = 'http://ximssd.invalid/ns/sync/';
 const ICS_TYPE = 'text/calendar; charset=utf-8';
 const METHODS = ['GET', 'HEAD', 'PUT', 'DELETE', 'PROPFIND', 'PROPPATCH', 'MKCOL', 'MKCALENDAR', 'REPORT', 'COPY', 'MOVE'];
 const CALENDAR_CLASSES = [CALENDAR_CLASS, TASKS_CLASS];
 /** Periods of a free-busy answer at most (a busy calendar over years). */
-const MAX_FREEBUSY_OCCURRENCES = 20_000;
+const MAX_FREEBUSY_PERIODS = 20_000;
 
 export interface CalDavServices extends CalendarDavServices {
   accounts: AccountService;
@@ -97,17 +94,11 @@ export class CalDavProvider implements DavProvider {
     return this.services().calendars;
   }
 
-  private accountSegment(account: AccountRecord): string {
-    return account.domain === this.defaultDomain ? account.name : fullName(account);
-  }
 
-  private homeHref(base: string, account: AccountRecord): string {
-    return `${base}/${encodeSegment(this.accountSegment(account))}/`;
-  }
 
   async principalProperties(_user: AccountRecord, account: AccountRecord): Promise<Map<string, string>> {
     return new Map([
-      [CAL('calendar-home-set'), `<D:href>${this.homeHref('/dav/calendars', account)}</D:href>`],
+      [CAL('calendar-home-set'), `<D:href>${homeHref('/dav/calendars', account, this.defaultDomain)}</D:href>`],
       [CAL('calendar-user-address-set'), `<D:href>mailto:${escapeDavText(fullName(account))}</D:href>`],
     ]);
   }
@@ -127,7 +118,7 @@ export class CalDavProvider implements DavProvider {
     const account = segments[0]!;
     const qualified = account.includes('@') ? account : `${account}@${this.defaultDomain}`;
     if (qualified.toLowerCase() !== fullName(user).toLowerCase()) return textReply(403, "another account's calendars are not served over CalDAV");
-    const home = this.homeHref(request.base, user);
+    const home = homeHref(request.base, user, this.defaultDomain);
     if (segments.length === 1) return this.handleHome(request, home);
     if (segments.length === 2) return this.handleCalendar(request, home, segments[1]!);
     if (segments.length === 3) return this.handleItem(request, home, segments[1]!, segments[2]!);
@@ -173,7 +164,7 @@ export class CalDavProvider implements DavProvider {
     const body = parsePropfind(await request.xmlBody());
     const read = '<D:privilege><D:read/></D:privilege>';
     const nodes = [this.plainNode(request, `${request.base}/`, 'Calendars', read)];
-    if (depth === '1') nodes.push(this.plainNode(request, this.homeHref(request.base, request.user), `Calendars of ${fullName(request.user)}`, '<D:privilege><D:all/></D:privilege>'));
+    if (depth === '1') nodes.push(this.plainNode(request, homeHref(request.base, request.user, this.defaultDomain), `Calendars of ${fullName(request.user)}`, '<D:privilege><D:all/></D:privilege>'));
     return multistatusReply(await Promise.all(nodes.map((n) => propfindEntry(n, body))));
   }
 
@@ -200,25 +191,12 @@ export class CalDavProvider implements DavProvider {
     return `${home}${encodeSegment(name)}/`;
   }
 
-  private syncToken(box: MailboxHandle, modseq: number): string {
-    return `${SYNC_PREFIX}${box.record.id}-${modseq}`;
-  }
 
-  private privileges(rights: string): string {
-    const list: string[] = [];
-    if (/[lr]/.test(rights)) list.push('<D:read/>', '<D:read-current-user-privilege-set/>', calEmpty('read-free-busy'));
-    if (/i/.test(rights) && /d/.test(rights)) list.push('<D:write/>', '<D:write-content/>', '<D:bind/>', '<D:unbind/>');
-    else {
-      if (/i/.test(rights)) list.push('<D:bind/>');
-      if (/d/.test(rights)) list.push('<D:unbind/>');
-    }
-    return list.map((p) => `<D:privilege>${p}</D:privilege>`).join('');
-  }
 
   private async calendarNode(request: DavRequest, home: string, box: MailboxHandle): Promise<PropertyNode> {
     const modseq = (await this.mail.index(box)).modseq;
     const principal = `<D:href>${request.principalHref(request.user)}</D:href>`;
-    const privileges = this.privileges(box.rights);
+    const privileges = mailboxPrivileges(box.rights, [calEmpty('read-free-busy')]);
     const usage = async (): Promise<{ used: number; limit: number | undefined }> => this.mail.usage(box.owner);
     const reports = ['calendar-multiget', 'calendar-query', 'free-busy-query'].map((r) => `<D:supported-report><D:report>${calEmpty(r)}</D:report></D:supported-report>`).join('');
     return {
@@ -230,7 +208,7 @@ export class CalDavProvider implements DavProvider {
         [CAL('supported-calendar-component-set'), () => componentsOf(box).map((c) => calEmpty('comp', ` name="${c}"`)).join('')],
         [CAL('supported-calendar-data'), () => calEmpty('calendar-data', ' content-type="text/calendar" version="2.0"')],
         [CAL('max-resource-size'), () => String(MAX_RESOURCE_BYTES)],
-        [D('sync-token'), () => escapeDavText(this.syncToken(box, modseq))],
+        [D('sync-token'), () => escapeDavText(syncToken(box, modseq))],
         [CS('getctag'), () => String(modseq)],
         [D('getcontenttype'), () => 'httpd/unix-directory'],
         [D('supported-report-set'), () => `${reports}<D:supported-report><D:report><D:sync-collection/></D:report></D:supported-report>`],
@@ -486,7 +464,7 @@ export class CalDavProvider implements DavProvider {
   }
 
   private uidConflict(request: DavRequest, members: CalendarMembers, holder: MessageMeta): DavReply {
-    const href = `${this.calendarHref(this.homeHref(request.base, request.user), members.box.record.name)}${encodeSegment(members.nameOf(holder))}`;
+    const href = `${this.calendarHref(homeHref(request.base, request.user, this.defaultDomain), members.box.record.name)}${encodeSegment(members.nameOf(holder))}`;
     return xmlReply(403, errorXml(CAL('no-uid-conflict'), `<D:href>${escapeDavText(href)}</D:href>`));
   }
 
@@ -615,25 +593,11 @@ export class CalDavProvider implements DavProvider {
     if (!element) throw new CalendarQueryError('a free-busy-query needs a time-range', CAL('valid-filter'), 400);
     const range = parseTimeRange(element);
     if (!Number.isFinite(range.start) || !Number.isFinite(range.end)) throw new CalendarQueryError('a free-busy time-range has both bounds', CAL('valid-filter'), 400);
-    const found = await this.calendars.find(box, 'event', range.start, range.end, await this.timeZone(request.user));
-    const periods = new Map<string, [number, number][]>();
-    for (const { occurrence } of found.slice(0, MAX_FREEBUSY_OCCURRENCES)) {
-      const { fields } = occurrence;
-      if (fields.status === 'CANCELLED' || fields.busyStatus === 'FREE') continue;
-      const type = fields.busyStatus === 'TENTATIVE' ? 'BUSY-TENTATIVE' : fields.busyStatus === 'UNAVAILABLE' ? 'BUSY-UNAVAILABLE' : 'BUSY';
-      const start = Math.max(occurrence.start, range.start);
-      const end = Math.min(Math.max(occurrence.end, occurrence.start), range.end);
-      if (end <= start) continue;
-      const list = periods.get(type) ?? [];
-      periods.set(type, list);
-      const last = list[list.length - 1];
-      // `found` is sorted by start: an overlapping period extends the last one.
-      if (last && start <= last[1]) last[1] = Math.max(last[1], end);
-      else list.push([start, end]);
-    }
+    // The same periods freeBusyRead gives XIMSS clients (merged per type, FREE and cancelled ones left out).
+    const periods = await this.calendars.busyPeriods(box, range.start, range.end, await this.timeZone(request.user));
     const lines = ['BEGIN:VCALENDAR', 'VERSION:2.0', 'PRODID:-//ximssd//CalDAV//EN', 'BEGIN:VFREEBUSY', `DTSTAMP:${utcText(Date.now())}`, `DTSTART:${utcText(range.start)}`, `DTEND:${utcText(range.end)}`];
-    for (const [type, list] of [...periods].sort((a, b) => a[0].localeCompare(b[0]))) {
-      for (const [start, end] of list) lines.push(`FREEBUSY;FBTYPE=${type}:${utcText(start)}/${utcText(end)}`);
+    for (const p of periods.slice(0, MAX_FREEBUSY_PERIODS).sort((a, b) => a.type.localeCompare(b.type) || a.start - b.start)) {
+      lines.push(`FREEBUSY;FBTYPE=${p.type}:${utcText(p.start)}/${utcText(p.end)}`);
     }
     lines.push('END:VFREEBUSY', 'END:VCALENDAR', '');
     return { status: 200, body: lines.join('\r\n'), contentType: ICS_TYPE };
@@ -651,10 +615,10 @@ export class CalDavProvider implements DavProvider {
     if (tokenText === '') {
       for (const meta of [...members.byName.values()].sort((a, b) => a.uid - b.uid)) entries.push(await propfindEntry(this.itemNode(box, itemHref(meta), meta, true, render), propfind));
     } else {
-      const m = tokenText.startsWith(SYNC_PREFIX) ? /^(\d+)-(\d+)$/.exec(tokenText.slice(SYNC_PREFIX.length)) : null;
-      if (!m || Number(m[1]) !== box.record.id) return xmlReply(403, errorXml(D('valid-sync-token')));
-      const changes = await this.mail.changesSince(box, Number(m[2]));
-      if (!changes.complete || Number(m[2]) > changes.modseq) return xmlReply(403, errorXml(D('valid-sync-token')));
+      const since = syncTokenModseq(tokenText, box);
+      if (since === undefined) return xmlReply(403, errorXml(D('valid-sync-token')));
+      const changes = await this.mail.changesSince(box, since);
+      if (!changes.complete || since > changes.modseq) return xmlReply(403, errorXml(D('valid-sync-token')));
       modseq = Math.min(changes.modseq, members.modseq);
       // Members as of the index (which may trail the journal by a commit: the token says so).
       const live = new Set([...members.byName.values()].map((meta) => meta.uid));
@@ -667,16 +631,8 @@ export class CalDavProvider implements DavProvider {
       for (const meta of changed.sort((a, b) => a.uid - b.uid)) entries.push(await propfindEntry(this.itemNode(box, itemHref(meta), meta, true, render), propfind));
       for (const origUid of gone) entries.push({ href: `${calendarHref}${encodeSegment(names.get(origUid) ?? `ximss-${origUid}.ics`)}`, status: 404 });
     }
-    return xmlReply(207, multistatusXml(entries, `<D:sync-token>${escapeDavText(this.syncToken(box, modseq))}</D:sync-token>`));
+    return xmlReply(207, multistatusXml(entries, `<D:sync-token>${escapeDavText(syncToken(box, modseq))}</D:sync-token>`));
   }
 }
 
-function findDeep(element: DavElement, name: string): DavElement | undefined {
-  if (element.name === name) return element;
-  for (const c of element.children) {
-    const found = findDeep(c, name);
-    if (found) return found;
-  }
-  return undefined;
-}
 

@@ -33,21 +33,18 @@ import type { AccountRecord, MessageMeta } from '../../store/store.js';
 import { parsePropfind, parseProppatch, type PropfindRequest } from './bodies.js';
 import { parseQuery, QueryError, queryMatches, type AddressQuery } from './carddav-query.js';
 import { multistatusReply, readText, textReply, xmlReply } from './handler.js';
+import { CS, homeHref, mailboxPrivileges, syncToken, syncTokenModseq } from './mailbox-collections.js';
 import { destinationMember, encodeSegment, etagMatches, headerOf, parseDepth, parseEtagList, parseOverwrite } from './headers.js';
 import { D, httpDate, propfindEntry, type LiveValue, type PropertyNode } from './properties.js';
 import type { DavProvider, DavReply, DavRequest } from './provider.js';
 import { ianaTimeZone } from '../../xml/time.js';
-import { child, clark, DavBodyError, errorXml, escapeDavText, multistatusXml, tagOf, type DavElement, type MultistatusEntry } from './xml.js';
+import { child, clark, findDeep, DavBodyError, errorXml, escapeDavText, multistatusXml, tagOf, type DavElement, type MultistatusEntry } from './xml.js';
 
 export const CARD_NS = 'urn:ietf:params:xml:ns:carddav';
-export const CS_NS = 'http://calendarserver.org/ns/';
 export const C = (local: string): string => clark(CARD_NS, local);
-const CS = (local: string): string => clark(CS_NS, local);
 
 /** The largest vCard a PUT may store (CARD:max-resource-size). */
 export const MAX_CARD_BYTES = 1024 * 1024;
-/** Sync tokens: `<SYNC_PREFIX><mailbox id>-<modseq>`. */
-const SYNC_PREFIX = 'http://ximssd.invalid/ns/sync/';
 const VCARD_TYPE = 'text/vcard; charset=utf-8';
 const METHODS = ['GET', 'HEAD', 'PUT', 'DELETE', 'PROPFIND', 'PROPPATCH', 'MKCOL', 'REPORT', 'COPY', 'MOVE'];
 const CARD_XMLNS = `xmlns:C="${CARD_NS}"`;
@@ -99,16 +96,10 @@ export class CardDavProvider implements DavProvider {
     return this.services().contacts;
   }
 
-  private accountSegment(account: AccountRecord): string {
-    return account.domain === this.defaultDomain ? account.name : fullName(account);
-  }
 
-  private homeHref(base: string, account: AccountRecord): string {
-    return `${base}/${encodeSegment(this.accountSegment(account))}/`;
-  }
 
   async principalProperties(_user: AccountRecord, account: AccountRecord): Promise<Map<string, string>> {
-    return new Map([[C('addressbook-home-set'), `<D:href>${this.homeHref('/dav/addressbooks', account)}</D:href>`]]);
+    return new Map([[C('addressbook-home-set'), `<D:href>${homeHref('/dav/addressbooks', account, this.defaultDomain)}</D:href>`]]);
   }
 
   async handle(request: DavRequest): Promise<DavReply> {
@@ -120,7 +111,7 @@ export class CardDavProvider implements DavProvider {
     const account = segments[0]!;
     const qualified = account.includes('@') ? account : `${account}@${this.defaultDomain}`;
     if (qualified.toLowerCase() !== fullName(user).toLowerCase()) return textReply(403, "another account's address books are not served over CardDAV");
-    const home = this.homeHref(request.base, user);
+    const home = homeHref(request.base, user, this.defaultDomain);
     if (segments.length === 1) return this.handleHome(request, home);
     const bookName = segments[1]!;
     if (segments.length === 2) return this.handleBook(request, home, bookName);
@@ -147,7 +138,7 @@ export class CardDavProvider implements DavProvider {
     if (depth === 'infinity') return xmlReply(403, errorXml(D('propfind-finite-depth')));
     const body = parsePropfind(await request.xmlBody());
     const nodes: PropertyNode[] = [this.plainNode(request, `${request.base}/`, 'Address books')];
-    if (depth === '1') nodes.push(this.homeNode(request, this.homeHref(request.base, request.user)));
+    if (depth === '1') nodes.push(this.homeNode(request, homeHref(request.base, request.user, this.defaultDomain)));
     return multistatusReply(await Promise.all(nodes.map((n) => propfindEntry(n, body))));
   }
 
@@ -197,15 +188,12 @@ export class CardDavProvider implements DavProvider {
     return `${home}${encodeSegment(name)}/`;
   }
 
-  private syncToken(box: MailboxHandle, modseq: number): string {
-    return `${SYNC_PREFIX}${box.record.id}-${modseq}`;
-  }
 
   private async bookNode(request: DavRequest, home: string, box: MailboxHandle): Promise<PropertyNode> {
     const index = await this.mail.index(box);
     const modseq = index.modseq;
     const principal = `<D:href>${request.principalHref(request.user)}</D:href>`;
-    const privileges = this.privileges(box.rights);
+    const privileges = mailboxPrivileges(box.rights);
     const usage = async (): Promise<{ used: number; limit: number | undefined }> => this.mail.usage(box.owner);
     return {
       href: this.bookHref(home, box.record.name),
@@ -215,7 +203,7 @@ export class CardDavProvider implements DavProvider {
         [C('addressbook-description'), () => escapeDavText(`Contacts mailbox ${box.record.name}`)],
         [C('supported-address-data'), () => '<C:address-data-type xmlns:C="' + CARD_NS + '" content-type="text/vcard" version="3.0"/><C:address-data-type xmlns:C="' + CARD_NS + '" content-type="text/vcard" version="4.0"/>'],
         [C('max-resource-size'), () => String(MAX_CARD_BYTES)],
-        [D('sync-token'), () => escapeDavText(this.syncToken(box, modseq))],
+        [D('sync-token'), () => escapeDavText(syncToken(box, modseq))],
         [CS('getctag'), () => String(modseq)],
         [D('getcontenttype'), () => 'httpd/unix-directory'],
         [
@@ -237,16 +225,6 @@ export class CardDavProvider implements DavProvider {
     };
   }
 
-  private privileges(rights: string): string {
-    const list: string[] = [];
-    if (/[lr]/.test(rights)) list.push('<D:read/>', '<D:read-current-user-privilege-set/>');
-    if (/i/.test(rights) && /d/.test(rights)) list.push('<D:write/>', '<D:write-content/>', '<D:bind/>', '<D:unbind/>');
-    else {
-      if (/i/.test(rights)) list.push('<D:bind/>');
-      if (/d/.test(rights)) list.push('<D:unbind/>');
-    }
-    return list.map((p) => `<D:privilege>${p}</D:privilege>`).join('');
-  }
 
   private async openBook(request: DavRequest, name: string, need: string): Promise<MailboxHandle | undefined> {
     try {
@@ -515,7 +493,7 @@ export class CardDavProvider implements DavProvider {
   }
 
   private uidConflict(request: DavRequest, members: Members, holder: MessageMeta): DavReply {
-    const home = this.homeHref(request.base, request.user);
+    const home = homeHref(request.base, request.user, this.defaultDomain);
     const href = `${this.bookHref(home, members.box.record.name)}${encodeSegment(members.nameOf(holder))}`;
     return xmlReply(403, errorXml(C('no-uid-conflict'), `<D:href>${escapeDavText(href)}</D:href>`));
   }
@@ -670,10 +648,10 @@ export class CardDavProvider implements DavProvider {
         entries.push(await propfindEntry(this.cardNode(box, cardHref(meta), meta, addressData), propfind));
       }
     } else {
-      const m = tokenText.startsWith(SYNC_PREFIX) ? /^(\d+)-(\d+)$/.exec(tokenText.slice(SYNC_PREFIX.length)) : null;
-      if (!m || Number(m[1]) !== box.record.id) return xmlReply(403, errorXml(D('valid-sync-token')));
-      const changes = await this.mail.changesSince(box, Number(m[2]));
-      if (!changes.complete || Number(m[2]) > changes.modseq) return xmlReply(403, errorXml(D('valid-sync-token')));
+      const since = syncTokenModseq(tokenText, box);
+      if (since === undefined) return xmlReply(403, errorXml(D('valid-sync-token')));
+      const changes = await this.mail.changesSince(box, since);
+      if (!changes.complete || since > changes.modseq) return xmlReply(403, errorXml(D('valid-sync-token')));
       modseq = changes.modseq;
       const liveOrig = new Set<number>();
       const changed = changes.changed.filter((meta) => !(meta.flags & Flag.Deleted));
@@ -688,7 +666,7 @@ export class CardDavProvider implements DavProvider {
       }
       for (const origUid of gone.keys()) entries.push({ href: `${bookHref}${encodeSegment(names.get(origUid) ?? defaultName(origUid))}`, status: 404 });
     }
-    const xml = entriesWithToken(entries, this.syncToken(box, modseq));
+    const xml = entriesWithToken(entries, syncToken(box, modseq));
     return xmlReply(207, xml);
   }
 }
@@ -698,14 +676,6 @@ function entriesWithToken(entries: readonly MultistatusEntry[], token: string): 
   return multistatusXml(entries, `<D:sync-token>${escapeDavText(token)}</D:sync-token>`);
 }
 
-function findDeep(element: DavElement, name: string): DavElement | undefined {
-  if (element.name === name) return element;
-  for (const c of element.children) {
-    const found = findDeep(c, name);
-    if (found) return found;
-  }
-  return undefined;
-}
 
 function objectUid(object: VObject): string {
   const p = object.properties.find((x) => x.name === 'UID');

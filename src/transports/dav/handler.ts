@@ -22,6 +22,7 @@ import { clientAddress } from '../../ximss/bindings/sockets.js';
 import { isLoopback } from '../smtp/inbound.js';
 import { parsePropfind } from './bodies.js';
 import { HeaderError, encodeSegment, headerOf, parseDepth, pathSegments } from './headers.js';
+import { accountSegment } from './mailbox-collections.js';
 import { D, propfindEntry, type PropertyNode } from './properties.js';
 import type { DavProvider, DavReply, DavRequest } from './provider.js';
 import { DavBodyError, errorXml, escapeDavText, multistatusXml, parseDavBody, type DavElement, type MultistatusEntry } from './xml.js';
@@ -280,7 +281,7 @@ export class DavHandler {
 
   /** `/dav/principals/<account>/`: how the account's name is written in DAV URLs. */
   accountSegment(account: AccountRecord): string {
-    return account.domain === this.services.config.defaultDomain ? account.name : fullName(account);
+    return accountSegment(account, this.services.config.defaultDomain);
   }
 
   principalHref(account: AccountRecord): string {

@@ -73,6 +73,16 @@ export function parseDavBody(text: string, limits: XmlLimits): DavElement {
   return resolveElement(root, new Map([['xml', 'http://www.w3.org/XML/1998/namespace']]));
 }
 
+/** The first element of this name at any depth (the element itself included). */
+export function findDeep(element: DavElement, name: string): DavElement | undefined {
+  if (element.name === name) return element;
+  for (const c of element.children) {
+    const found = findDeep(c, name);
+    if (found) return found;
+  }
+  return undefined;
+}
+
 /** The first child with this expanded name. */
 export function child(element: DavElement, name: string): DavElement | undefined {
   return element.children.find((c) => c.name === name);

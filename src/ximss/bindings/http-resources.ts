@@ -2,10 +2,8 @@ import { open, type FileHandle } from 'node:fs/promises';
 import type http from 'node:http';
 import { Readable } from 'node:stream';
 import busboy from 'busboy';
-import ICAL from 'ical.js';
 import libmime from 'libmime';
-import type { CalendarItem } from '../../services/calendar/occurrences.js';
-import { copyComponent } from '../../services/calendar/publish.js';
+import { calendarOfItems } from '../../services/calendar/item.js';
 import { ILLEGAL_VCARD, parseVObject, VCardFormatError } from '../../services/contacts/index.js';
 import { FileError, type FileTarget } from '../../services/files/api.js';
 import { ServiceError } from '../../services/errors.js';
@@ -452,7 +450,7 @@ export async function serveExport(server: XimssServices, session: Session, path:
       const text =
         calendar.kind === 'mailbox'
           ? await server.calendars.exportText(calendar.box, (await server.mail.snapshot(calendar.box)).messages.map((m) => m.uid))
-          : exportItems(calendar.items);
+          : calendarOfItems(calendar.items);
       return { status: 200, body: Buffer.from(text, 'utf8'), contentType: 'text/calendar; charset=utf-8', headers: attachment(fileName) };
     }
     const folder = session.folders.get(name);
@@ -468,23 +466,6 @@ export async function serveExport(server: XimssServices, session: Session, path:
     };
   }
   return notFound(FOLDER_NOT_OPEN);
-}
-
-/** A remote calendar's items as one iCalendar text. */
-function exportItems(items: readonly CalendarItem[]): string {
-  const calendar = new ICAL.Component('vcalendar');
-  calendar.addPropertyWithValue('version', '2.0');
-  calendar.addPropertyWithValue('prodid', '-//ximssd//calendar//EN');
-  const zones = new Set<string>();
-  for (const item of items) {
-    for (const component of item.calendar.name === 'vcalendar' ? item.calendar.getAllSubcomponents() : [item.calendar]) {
-      const tzid = component.name === 'vtimezone' ? String(component.getFirstPropertyValue('tzid')) : undefined;
-      if (tzid !== undefined && zones.has(tzid)) continue;
-      if (tzid !== undefined) zones.add(tzid);
-      calendar.addSubcomponent(copyComponent(component));
-    }
-  }
-  return calendar.toString() + '\r\n';
 }
 
 /** Where the account's Profile vCard is kept: a file of its File Storage (CommuniGate Pro keeps it there too). */
