@@ -238,15 +238,20 @@ function checkWritten(time: ICAL.Time, written: unknown, what: string): void {
   if (!same) throw new CalendarItemError(`${what}: invalid date or time`);
 }
 
-function timeToDateValue(time: ICAL.Time, tzid: string | undefined, what: string): DateValue {
-  const wall: WallTime = {
+/** The wall time of an ical.js time (midnight for a date; a leap second read as :59). */
+function wallOf(time: ICAL.Time, dateOnly: boolean): WallTime {
+  return {
     year: time.year,
     month: time.month,
     day: time.day,
-    hour: time.isDate ? 0 : time.hour,
-    minute: time.isDate ? 0 : time.minute,
-    second: time.isDate ? 0 : Math.min(time.second, 59),
+    hour: dateOnly ? 0 : time.hour,
+    minute: dateOnly ? 0 : time.minute,
+    second: dateOnly ? 0 : Math.min(time.second, 59),
   };
+}
+
+function timeToDateValue(time: ICAL.Time, tzid: string | undefined, what: string): DateValue {
+  const wall = wallOf(time, time.isDate);
   const valid =
     Number.isInteger(wall.year) && wall.year >= 1 && wall.year <= 9999 &&
     wall.month >= 1 && wall.month <= 12 && wall.day >= 1 && wall.day <= ICAL.Time.daysInMonth(wall.month, wall.year) &&
@@ -918,14 +923,7 @@ function expandPlan(plan: Plan, fromMs: number, tillMs: number, viewerZone: stri
           truncated = true;
           break;
         }
-        const wall: WallTime = {
-          year: next.year,
-          month: next.month,
-          day: next.day,
-          hour: masterStart.isDate ? 0 : next.hour,
-          minute: masterStart.isDate ? 0 : next.minute,
-          second: masterStart.isDate ? 0 : next.second,
-        };
+        const wall = wallOf(next, masterStart.isDate);
         // Years past 9999 are past every range (and past what a date can say).
         if (wall.year > 9999 || wallAsUtc(wall) > stopWall) break;
         // ical.js gives its start as the first occurrence unchecked: a later start may not be one (and is before the range).

@@ -49,7 +49,7 @@
  */
 import ICAL from 'ical.js';
 import { XmlElement, xmlSafe } from '../../xml/element.js';
-import { foldLine } from '../contacts/text.js';
+import { foldLine, valueColon } from '../contacts/text.js';
 
 /** Malformed iCalendar in either presentation; the message names the line or the element. */
 export class ICalendarFormatError extends Error {
@@ -239,17 +239,6 @@ interface RawComponent {
   line: number;
   properties: RawProperty[];
   components: RawComponent[];
-}
-
-/** The index of the colon that ends a content line's name and parameters (none in quotes). */
-function valueColon(line: string): number {
-  let quoted = false;
-  for (let i = 0; i < line.length; i++) {
-    const c = line[i];
-    if (c === '"') quoted = !quoted;
-    else if (c === ':' && !quoted) return i;
-  }
-  return -1;
 }
 
 /**

@@ -243,13 +243,7 @@ function cachedIntlOffset(ms: number, name: string): number {
 // VTIMEZONE zones
 
 /** A zone change as ical.js's Timezone keeps it: the instant in UTC fields, offsets in seconds. */
-interface ZoneChange {
-  year: number;
-  month: number;
-  day: number;
-  hour: number;
-  minute: number;
-  second: number;
+interface ZoneChange extends WallTime {
   utcOffset: number;
   prevUtcOffset: number;
 }

@@ -110,8 +110,8 @@ function valueFromJCard(name: string, type: string, values: unknown[], encoding:
   return { kind: 'text', values: values.map((v) => (Array.isArray(v) ? v.join(';') : String(v))) };
 }
 
-/** The index of the first `:` of a content line outside of a quoted parameter value. */
-function valueColon(line: string): number {
+/** The index of the first `:` of a content line outside of a quoted parameter value (vCard and iCalendar alike). */
+export function valueColon(line: string): number {
   let quoted = false;
   for (let i = 0; i < line.length; i++) {
     const c = line[i];
