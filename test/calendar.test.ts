@@ -390,9 +390,23 @@ describe('calendar items over XIMSS', () => {
       'BEGIN:VEVENT', 'UID:r2', 'SUMMARY:Town meeting', 'DTSTART:20241220T180000Z', 'DURATION:PT2H', 'RRULE:FREQ=WEEKLY;COUNT=3', 'DTSTAMP:20240101T000000Z', 'END:VEVENT',
       'END:VCALENDAR', '',
     ].join('\r\n');
+    let streamed = 0;
     const web = http.createServer((req, res) => {
       if (req.url === '/cal.ics') res.writeHead(200, { 'Content-Type': 'text/calendar' }).end(ics);
-      else res.writeHead(404).end();
+      else if (req.url === '/huge.ics') {
+        // 11 MB with no Content-Length: refused while it arrives, not after.
+        res.writeHead(200, { 'Content-Type': 'text/calendar' });
+        const chunk = Buffer.alloc(64 * 1024, 'X');
+        const push = (): void => {
+          while (streamed < 11 * 1024 * 1024) {
+            streamed += chunk.length;
+            if (!res.write(chunk)) return void res.once('drain', push);
+          }
+          res.end();
+        };
+        res.on('error', () => {});
+        push();
+      } else res.writeHead(404).end();
     });
     await new Promise<void>((resolve) => web.listen(0, '127.0.0.1', resolve));
     const base = `http://127.0.0.1:${(web.address() as AddressInfo).port}`;
@@ -407,6 +421,7 @@ describe('calendar items over XIMSS', () => {
       await fails(u.client, '<calendarRead calendar="Public" UID="1"/>', /calendar opened from a URL/);
       await ok(u.client, '<calendarClose calendar="Public"/>');
       await fails(u.client, `<calendarOpen calendar="Missing" url="${base}/nothing.ics"/>`, /HTTP 404/);
+      await fails(u.client, `<calendarOpen calendar="Huge" url="${base}/huge.ics"/>`, /too large/);
       await fails(u.client, '<calendarOpen calendar="Files" url="file:///etc/passwd"/>', /must be http/);
     } finally {
       web.close();
