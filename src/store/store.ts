@@ -1,6 +1,7 @@
 import type { XimssValue } from '../xml/objects.js';
 import type { DatasetStore } from './datasets.js';
 import type { CalendarIndexStore } from './calendar-index.js';
+import type { ArchiveStore, BlockingStore, MucStore, OfflineStore, ResourceStore, RosterStore } from './im.js';
 import type { DavNameStore } from './dav-names.js';
 import type { FileGuard, FileLimits, FileRecord, LockRecord, StoredAttribute, StoredAttributeChange, StoreWriteMode } from './files.js';
 import type { QueueStore } from './queue.js';
@@ -30,6 +31,13 @@ export interface Store {
   readonly accountAcl: AccountAclStore;
   readonly davNames: DavNameStore;
   readonly calendarIndex: CalendarIndexStore;
+  /** Real-time messaging (src/store/im.ts). */
+  readonly roster: RosterStore;
+  readonly offline: OfflineStore;
+  readonly archive: ArchiveStore;
+  readonly blocking: BlockingStore;
+  readonly resources: ResourceStore;
+  readonly muc: MucStore;
   readonly cluster: ClusterStore;
   readonly shared: SharedStateStore;
   /** Carries change events between the processes sharing the store (see src/bus/). */
@@ -237,6 +245,8 @@ export interface AccountRecord {
   passwordHash: string;
   /** HMAC-MD5 precomputed inner/outer contexts, hex, for CRAM-MD5; null when not kept. */
   cramMd5Context: string | null;
+  /** SCRAM-SHA-1 and SCRAM-SHA-256 verifiers (JSON, see services/passwords.ts scramCredentials); null when not kept yet. */
+  scramCredentials: string | null;
   recoveryEmail: string | null;
   /** Account settings (RulesAllowed, PWDAllowed, StorageLimit, ...): explicit values only. */
   settings: Settings;
@@ -257,6 +267,7 @@ export interface NewAccount {
   realName?: string | null;
   passwordHash: string;
   cramMd5Context: string | null;
+  scramCredentials?: string | null;
   recoveryEmail?: string | null;
   settings?: Settings;
 }
@@ -290,7 +301,12 @@ export interface AccountStore {
   list(domain?: string): Promise<AccountRecord[]>;
   count(domain: string): Promise<number>;
   remove(id: number): Promise<boolean>;
-  setPassword(id: number, passwordHash: string, cramMd5Context: string | null): Promise<void>;
+  setPassword(id: number, passwordHash: string, cramMd5Context: string | null, scramCredentials: string | null): Promise<void>;
+  /**
+   * Keeps SCRAM verifiers made from a password just verified, unless the password changed
+   * since (`credentialsVersion` no longer the account's); false then.
+   */
+  setScramCredentials(id: number, scramCredentials: string, credentialsVersion: number): Promise<boolean>;
   setRecoveryEmail(id: number, email: string | null): Promise<void>;
   setRealName(id: number, realName: string | null): Promise<void>;
   setSettings(id: number, settings: Settings): Promise<void>;
