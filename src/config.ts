@@ -88,6 +88,20 @@ export interface Config {
      */
     remotePrivateAddresses: boolean;
   };
+  /** Instant messaging and presence (XIMSS and XMPP clients; src/services/im/). */
+  im: {
+    /** Contacts in one roster, groups one contact may be in, addresses one account may block. */
+    rosterItems: number;
+    rosterGroups: number;
+    blockedItems: number;
+    /** Messages kept for an account while none of its clients is online, and for how many days. */
+    offlineMessages: number;
+    offlineDays: number;
+    /** IM clients (XMPP resources, bound XIMSS sessions) one account may have connected at once. */
+    resourcesPerAccount: number;
+    /** Days the message archive (XEP-0313) keeps a message; 0 keeps no archive. */
+    archiveDays: number;
+  };
   /** Delivery of mail for other domains (the outbound queue). */
   outbound: {
     /** `host:port` of a relay (smart host) that takes all mail for other domains; '' = each domain's MX. */
@@ -234,6 +248,7 @@ export function defaultConfig(): Config {
     tls: { certFile: '', keyFile: '' },
     inbound: { authenticationChecks: true },
     calendar: { remotePrivateAddresses: false },
+    im: { rosterItems: 2000, rosterGroups: 200, blockedItems: 1000, offlineMessages: 1000, offlineDays: 30, resourcesPerAccount: 32, archiveDays: 365 },
     outbound: {
       relay: '',
       relayUser: '',
@@ -380,6 +395,15 @@ const configSchema = z.strictObject({
   tls: z.strictObject({ certFile: z.string(), keyFile: z.string() }),
   inbound: z.strictObject({ authenticationChecks: z.boolean() }),
   calendar: z.strictObject({ remotePrivateAddresses: z.boolean() }),
+  im: z.strictObject({
+    rosterItems: whole(1),
+    rosterGroups: whole(1),
+    blockedItems: whole(1),
+    offlineMessages: whole(0),
+    offlineDays: whole(1),
+    resourcesPerAccount: whole(1),
+    archiveDays: whole(0),
+  }),
   outbound: z.strictObject({
     relay: text((s) => s === '' || isHostPort(s), "must be empty (to each domain's MX hosts) or host:port"),
     relayUser: z.string(),

@@ -100,6 +100,13 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly imStanzas = new Counter({
+    name: 'ximssd_im_stanzas_total',
+    help: 'IM stanzas: received from clients (in) by kind, messages routed, and messages kept offline',
+    labelNames: ['kind', 'direction'],
+    registers: [this.registry],
+  });
+
   constructor(options: { defaults?: boolean } = {}) {
     if (options.defaults ?? true) collectDefaultMetrics({ register: this.registry, prefix: 'ximssd_' });
   }

@@ -9,6 +9,7 @@ import { AlertService } from './services/alerts.js';
 import { MailService } from './services/mail/service.js';
 import { CalendarService } from './services/calendar/service.js';
 import { ContactService } from './services/contacts/service.js';
+import { ImService } from './services/im/service.js';
 import { FileService } from './services/files/service.js';
 import { DatasetService, DEFAULT_DATASET_LIMITS } from './services/datasets.js';
 import { AccountRightsService } from './services/account-rights.js';
@@ -198,6 +199,7 @@ async function build(rawStore: Store, config: Config, log: Logger, options: Serv
     totalBytes: config.limits.uploadBytesTotal,
   }, log.child({ component: 'ximss' }));
   undo.push(() => uploads.close());
+  const im = new ImService(store, bus, accounts, node.id, log.child({ component: 'im' }), config.im, metrics);
   let httpPort = config.ports.http;
   const passwordRecovery = new PasswordRecovery(store, accounts, queue, config.defaultDomain, () => config.publicUrl || `http://${config.defaultDomain}:${httpPort}`);
   const services: XimssServices = {
@@ -219,6 +221,7 @@ async function build(rawStore: Store, config: Config, log: Logger, options: Serv
     files,
     contacts,
     calendars,
+    im,
     accountRights,
     directory,
     queue,
@@ -278,6 +281,8 @@ async function build(rawStore: Store, config: Config, log: Logger, options: Serv
   if (generated) (options.announcePassword ?? printPassword)(config.defaultDomain, generated);
   await node.start(ports.http);
   undo.push(() => node.stop());
+  await im.start();
+  undo.push(() => im.close());
   queue.start(delivery);
   readiness.markStarted();
   log.info(
@@ -296,6 +301,7 @@ async function build(rawStore: Store, config: Config, log: Logger, options: Serv
   let closing: Promise<void> | undefined;
   const close = (): Promise<void> =>
     (closing ??= (async () => {
+      await im.close();
       services.sessions.endAll();
       await Promise.all([tcp.close(), tcpTls?.close(), http.close(), https?.close(), smtp?.close()]);
       await queue.close();

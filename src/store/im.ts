@@ -138,6 +138,8 @@ export interface ArchiveQuery {
 
 export interface ArchiveStore {
   append(accountId: number, message: ArchivedMessage): Promise<void>;
+  /** Appends several messages (of any accounts) in one transaction. */
+  appendMany(entries: readonly { accountId: number; message: ArchivedMessage }[]): Promise<void>;
   /**
    * One page of messages matching the query, oldest first; `complete` when no further message
    * matches in the query's direction (after the page for `after`/no paging, before it for
@@ -167,6 +169,8 @@ export interface ResourceRecord {
   resource: string;
   /** The cluster node the client is connected to. */
   node: string;
+  /** The protocol of the client. */
+  kind: 'xmpp' | 'ximss';
   /** The client sent its initial presence (it is "available" and gets presence). */
   available: boolean;
   /** XMPP priority, -128..127 (XIMSS sessions: 0). */
