@@ -37,6 +37,7 @@ import { fileStoreContract } from './files.js';
 import { accountAclContract } from './account-acl.js';
 import { calendarIndexContract } from './calendar-index.js';
 import { davNamesContract } from './dav-names.js';
+import { imContract } from './im.js';
 
 export interface StoreHarness {
   /** Opens a new handle on the same store (another process, as far as the store can tell). */
@@ -299,6 +300,7 @@ export function storeContract(engine: string, fresh: FreshStore): void {
     accountAclContract(fresh);
     davNamesContract(fresh);
     calendarIndexContract(fresh);
+    imContract(fresh);
     cluster(fresh);
     sharedState(fresh);
     relay(fresh);
