@@ -225,7 +225,8 @@ export class AccountService {
 
   async setPassword(account: AccountRecord, password: string): Promise<void> {
     checkPassword(password);
-    await this.store.accounts.setPassword(account.id, await hashPassword(password), cramMd5Context(password));
+    // No SCRAM verifiers yet: the old ones no longer match the new password.
+    await this.store.accounts.setPassword(account.id, await hashPassword(password), cramMd5Context(password), null);
     this.log.info({ event: 'account.password_changed', account: fullName(account) }, `password of ${fullName(account)} changed`);
     this.bus?.publish('credentialsChanged', { accountId: account.id });
   }
