@@ -94,8 +94,8 @@ export interface RosterStore {
    * Renames a group (on every item that has it, and the empty one), or with `to` null deletes it
    * (the items stay, without it), in one transaction; answers the items changed (as they are
    * now, by JID) and the version, bumped once when items changed. Renaming onto a name in use
-   * merges the two (an item that had both keeps it once, at the first of their places). NotFoundError from
-   * store.ts when no such group exists.
+   * merges the two (an item that had both keeps it once, at the first of their places).
+   * NotFoundError from store.ts when no such group exists.
    */
   renameGroup(accountId: number, from: string, to: string | null): Promise<{ items: RosterItem[]; version: number }>;
   /** The contacts who may see the account's presence (subscription from/both), by JID. */

@@ -215,10 +215,7 @@ async function bump(tx: Tx, accountId: number): Promise<number> {
 
 async function groupNames(tx: Tx, accountId: number): Promise<string[]> {
   const [itemRows, emptyRows] = await Promise.all([items(tx, accountId), tx.rows<{ name: string }>(ROSTER_SQL.emptyGroups, [accountId])]);
-  return rosterGroupNames(
-    itemRows.map((item) => item.groups),
-    emptyRows.map((r) => r.name),
-  );
+  return rosterGroupNames(itemRows.map((item) => item.groups), emptyRows.map((r) => r.name));
 }
 
 const OFFLINE_SQL = {

@@ -43,7 +43,7 @@ import {
   type RosterItemRow,
 } from '../rows.js';
 import { AlreadyExistsError, NotFoundError } from '../store.js';
-import { isUniqueViolation, prepareAll, relaxedCommit } from './util.js';
+import { isForeignKeyViolation, isUniqueViolation, prepareAll, relaxedCommit } from './util.js';
 
 /*
  * Real-time messaging in SQLite (see src/store/im.ts). A change decided on what is stored is
@@ -52,10 +52,6 @@ import { isUniqueViolation, prepareAll, relaxedCommit } from './util.js';
  * Resources describe running processes, not data anyone was promised: their commits are
  * relaxed, as the cluster's sessions are (see relaxedCommit).
  */
-
-function isForeignKeyViolation(err: unknown): boolean {
-  return (err as { code?: string }).code === 'SQLITE_CONSTRAINT_FOREIGNKEY';
-}
 
 /** Runs a write; a foreign key violation (the account or room is gone) becomes NotFoundError. */
 function owned<T>(what: string, write: () => T): T {
@@ -187,10 +183,7 @@ export class SqliteRoster implements RosterStore {
 
   private groupNames(accountId: number): string[] {
     const empty = (this.sql.emptyGroups.all(accountId) as { name: string }[]).map((r) => r.name);
-    return rosterGroupNames(
-      this.items(accountId).map((item) => item.groups),
-      empty,
-    );
+    return rosterGroupNames(this.items(accountId).map((item) => item.groups), empty);
   }
 
   private writeItem(accountId: number, item: RosterItem): void {
