@@ -165,7 +165,7 @@ describe('roster and subscriptions', () => {
     await ok(owner.client, `<rosterSet peer="${third.address}" name="Third"/>`);
     await fails(other.client, `<rosterList accountName="${owner.address}"/>`, /access denied/);
     await fails(other.client, `<rosterSet accountName="${owner.address}" peer="${other.address}"/>`, /access denied/);
-    await ok(owner.client, `<accountACLUpdate><aclElem name="${other.address}">r</aclElem></accountACLUpdate>`);
+    await ok(owner.client, `<accountACLUpdate><aclElem pattern="${other.address}">r</aclElem></accountACLUpdate>`);
     const read = await ok(other.client, `<rosterList accountName="${owner.address}"/>`);
     assert.deepEqual(read.messages.map((m) => m.attrs.peer), [third.address]);
     // Reading is not changing.

@@ -400,19 +400,21 @@ export interface ResourceRow {
   account_id: number;
   resource: string;
   node: string;
+  kind: string;
   available: boolean | number;
   priority: number;
   presence: string;
   since: number;
 }
 
-export const RESOURCE_COLUMNS = 'account_id, resource, node, available, priority, presence, since';
+export const RESOURCE_COLUMNS = 'account_id, resource, node, kind, available, priority, presence, since';
 
 export function toResource(row: ResourceRow): ResourceRecord {
   return {
     accountId: row.account_id,
     resource: row.resource,
     node: row.node,
+    kind: row.kind === 'ximss' ? 'ximss' : 'xmpp',
     available: Boolean(row.available),
     priority: row.priority,
     presence: row.presence,

@@ -456,7 +456,7 @@ function resources(fresh: FreshStore): void {
     }
 
     function resource(accountId: number, name: string, nodeId: string, fields: Partial<ResourceRecord> = {}): ResourceRecord {
-      return { accountId, resource: name, node: nodeId, available: false, priority: 0, presence: '', since: T, ...fields };
+      return { accountId, resource: name, node: nodeId, kind: 'xmpp', available: false, priority: 0, presence: '', since: T, ...fields };
     }
 
     it('add refuses a name held on a live node and past the limit on live nodes; a dead node\'s row is replaced', async () => {

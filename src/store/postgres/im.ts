@@ -274,6 +274,13 @@ const ARCHIVE_SQL = {
     name: 'archive.append',
     text: 'INSERT INTO archive_messages (account_id, archive_id, stamp, with_jid, outgoing, xml) VALUES ($1, $2, $3, $4, $5, $6)',
   },
+  appendMany: {
+    name: 'archive.appendMany',
+    text: `INSERT INTO archive_messages (account_id, archive_id, stamp, with_jid, outgoing, xml)
+           SELECT u.a, u.i, u.s, u.w, u.o, u.x FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::boolean[], $6::text[]) WITH ORDINALITY AS u(a, i, s, w, o, x, n)
+           WHERE EXISTS (SELECT 1 FROM accounts WHERE id = u.a) ORDER BY u.n
+           ON CONFLICT DO NOTHING`,
+  },
   pivot: { name: 'archive.pivot', text: 'SELECT stamp, seq FROM archive_messages WHERE account_id = $1 AND archive_id = $2' },
   forward: archivePageSql(false, false),
   backward: archivePageSql(true, false),
@@ -299,6 +306,19 @@ export class PgArchive implements ArchiveStore {
       if (isUniqueViolation(err)) throw new AlreadyExistsError(`the archive has a message ${message.id} already`);
       throw err;
     }
+  }
+
+  async appendMany(entries: readonly { accountId: number; message: ArchivedMessage }[]): Promise<void> {
+    if (entries.length === 0) return;
+    // One statement for the batch; a row whose account is gone meanwhile is left out.
+    await this.db.run(ARCHIVE_SQL.appendMany, [
+      entries.map((e) => e.accountId),
+      entries.map((e) => e.message.id),
+      entries.map((e) => e.message.stamp),
+      entries.map((e) => e.message.with),
+      entries.map((e) => e.message.outgoing),
+      entries.map((e) => e.message.xml),
+    ]);
   }
 
   async query(accountId: number, query: ArchiveQuery): Promise<{ messages: ArchivedMessage[]; complete: boolean; count: number }> {
@@ -395,13 +415,13 @@ const RESOURCE_SQL = {
   },
   put: {
     name: 'resources.put',
-    text: `INSERT INTO im_resources (${RESOURCE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)
-           ON CONFLICT (account_id, resource) DO UPDATE SET node = excluded.node, available = excluded.available,
+    text: `INSERT INTO im_resources (${RESOURCE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+           ON CONFLICT (account_id, resource) DO UPDATE SET node = excluded.node, kind = excluded.kind, available = excluded.available,
              priority = excluded.priority, presence = excluded.presence, since = excluded.since`,
   },
   update: {
     name: 'resources.update',
-    text: `UPDATE im_resources SET available = $4, priority = $5, presence = $6, since = $7
+    text: `UPDATE im_resources SET kind = $4, available = $5, priority = $6, presence = $7, since = $8
            WHERE account_id = $1 AND resource = $2 AND node = $3`,
   },
   remove: { name: 'resources.remove', text: 'DELETE FROM im_resources WHERE account_id = $1 AND resource = $2 AND node = $3' },
@@ -458,7 +478,7 @@ export class PgResources implements ResourceStore {
 }
 
 function resourceParams(record: ResourceRecord): (string | number | boolean)[] {
-  return [record.accountId, record.resource, record.node, record.available, record.priority, record.presence, record.since];
+  return [record.accountId, record.resource, record.node, record.kind, record.available, record.priority, record.presence, record.since];
 }
 
 /** Removes a node's resources inside another transaction (ClusterStore.removeNode's). */

@@ -441,6 +441,7 @@ export const migrations: readonly string[] = [
     account_id BIGINT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
     resource   TEXT COLLATE "C" NOT NULL,
     node       TEXT NOT NULL,
+    kind       TEXT NOT NULL,
     available  BOOLEAN NOT NULL,
     priority   INTEGER NOT NULL,
     presence   TEXT NOT NULL,

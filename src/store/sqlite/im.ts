@@ -246,10 +246,17 @@ function archivePageSql(backwards: boolean, withFilter: boolean): string {
 
 export class SqliteArchive implements ArchiveStore {
   private readonly sql;
+  /** A batch in one transaction; a row whose account is gone meanwhile is left out. */
+  private readonly appendAll: (entries: readonly { accountId: number; message: ArchivedMessage }[]) => void;
 
   constructor(private readonly db: SqliteDatabase) {
+    this.appendAll = db.transaction((entries: readonly { accountId: number; message: ArchivedMessage }[]) => {
+      for (const { accountId, message: m } of entries) this.sql.appendIfAccount.run(accountId, m.id, m.stamp, m.with, m.outgoing ? 1 : 0, m.xml, accountId);
+    });
     this.sql = prepareAll(db, {
       append: `INSERT INTO archive_messages (account_id, archive_id, stamp, with_jid, outgoing, xml) VALUES (?, ?, ?, ?, ?, ?)`,
+      appendIfAccount: `INSERT INTO archive_messages (account_id, archive_id, stamp, with_jid, outgoing, xml)
+                        SELECT ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM accounts WHERE id = ?) ON CONFLICT DO NOTHING`,
       pivot: 'SELECT stamp, seq FROM archive_messages WHERE account_id = ? AND archive_id = ?',
       forward: archivePageSql(false, false),
       backward: archivePageSql(true, false),
@@ -269,6 +276,12 @@ export class SqliteArchive implements ArchiveStore {
       throw err;
     }
   }
+
+  async appendMany(entries: readonly { accountId: number; message: ArchivedMessage }[]): Promise<void> {
+    if (entries.length === 0) return;
+    this.appendAll(entries);
+  }
+
 
   async query(accountId: number, query: ArchiveQuery): Promise<{ messages: ArchivedMessage[]; complete: boolean; count: number }> {
     return this.db.transaction(() => {
@@ -351,8 +364,8 @@ export class SqliteResources implements ResourceStore {
              WHERE r.account_id = ? AND r.resource = ? AND n.alive_until >= ?`,
       countLive: `SELECT count(*) AS n FROM im_resources r JOIN nodes n ON n.id = r.node
                   WHERE r.account_id = ? AND n.alive_until >= ?`,
-      put: `INSERT INTO im_resources (${RESOURCE_COLUMNS}) VALUES (@accountId, @resource, @node, @available, @priority, @presence, @since)
-            ON CONFLICT (account_id, resource) DO UPDATE SET node = excluded.node, available = excluded.available,
+      put: `INSERT INTO im_resources (${RESOURCE_COLUMNS}) VALUES (@accountId, @resource, @node, @kind, @available, @priority, @presence, @since)
+            ON CONFLICT (account_id, resource) DO UPDATE SET node = excluded.node, kind = excluded.kind, available = excluded.available,
               priority = excluded.priority, presence = excluded.presence, since = excluded.since`,
       update: `UPDATE im_resources SET available = @available, priority = @priority, presence = @presence, since = @since
                WHERE account_id = @accountId AND resource = @resource AND node = @node`,
@@ -403,6 +416,7 @@ function resourceParams(record: ResourceRecord): Record<string, string | number>
     accountId: record.accountId,
     resource: record.resource,
     node: record.node,
+    kind: record.kind,
     available: record.available ? 1 : 0,
     priority: record.priority,
     presence: record.presence,

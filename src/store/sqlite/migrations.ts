@@ -475,6 +475,7 @@ export const migrations: readonly string[] = [
     account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
     resource   TEXT NOT NULL,
     node       TEXT NOT NULL,
+    kind       TEXT NOT NULL,
     available  INTEGER NOT NULL,
     priority   INTEGER NOT NULL,
     presence   TEXT NOT NULL,

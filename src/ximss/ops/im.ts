@@ -160,8 +160,11 @@ export const imOperations: OperationTable = {
   closeIM: inSession(async (ctx) => {
     const peer = peerOf(ctx);
     const client = ctx.session.im;
-    if (!client?.close(peer.bare)) return;
-    await ctx.server.im.fromClient(client, el('message', { to: peer.bare, type: 'chat', id: newStanzaId() }, el('gone', { xmlns: NS.chatStates })));
+    if (!client) return;
+    // The client the conversation was locked to is told, then the lock goes.
+    const to = client.addressFor(peer.bare, undefined);
+    if (!client.close(peer.bare)) return;
+    await ctx.server.im.fromClient(client, el('message', { to, type: 'chat', id: newStanzaId() }, el('gone', { xmlns: NS.chatStates })));
   }),
 
   rosterList: inSession(async (ctx) => {
