@@ -41,6 +41,7 @@ export class XimssImClient implements ImClient {
   priority = 0;
   presence: XmlElement | undefined;
   readonly carbons = false;
+  readonly directed = new Set<string>();
   /** readIM in the extended format (signalBind readIM="1"). */
   extended = false;
   /** Registered with the IM service (signalBind); an unbound session only sends. */

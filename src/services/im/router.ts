@@ -26,6 +26,11 @@ export interface ImClient {
   presence: XmlElement | undefined;
   /** Message carbons (XEP-0280) are on. */
   carbons: boolean;
+  /**
+   * Addresses it sent directed available presence to (a group chat room, a contact it is not
+   * subscribed to): they are told when it goes unavailable (RFC 6121 4.6.3).
+   */
+  readonly directed: Set<string>;
   /** A stanza addressed to it (or to its account) that it is to get. */
   deliver(stanza: XmlElement): void;
   /** A roster push (RFC 6121 2.1.6): the item after the change, `undefined` for a removed one. */

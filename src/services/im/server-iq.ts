@@ -59,8 +59,16 @@ export class ServerIq {
         case NS.discoInfo:
           if (payload.attrs.node) return fail('item-not-found', 'no such node');
           return reply(this.discoInfo(target === 'server' ? 'server' : 'account', payload));
-        case NS.discoItems:
-          return reply(el('query', { xmlns: NS.discoItems }));
+        case NS.discoItems: {
+          const items = el('query', { xmlns: NS.discoItems });
+          if (target === 'server') {
+            for (const component of this.im.components) {
+              const item = component.item?.(to!.domain);
+              if (item) items.add('item', item);
+            }
+          }
+          return reply(items);
+        }
         case NS.version:
           if (target !== 'server') return fail('service-unavailable');
           return reply(el('query', { xmlns: NS.version }, el('name', undefined, 'ximssd'), el('version', undefined, SERVER_VERSION)));

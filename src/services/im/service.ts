@@ -15,6 +15,17 @@ import { childNs, copyStanza, delay, errorReply, hasContent, NS, parseStanza } f
 import * as subscriptions from './subscriptions.js';
 import { ServerIq } from './server-iq.js';
 
+/**
+ * A component that owns whole domains (the group chat service, `conference.<domain>`): the IM
+ * service hands it every stanza addressed there, with the local client that sent it.
+ */
+export interface ImComponent {
+  serves(domain: string): boolean;
+  handle(stanza: XmlElement, origin: ImClient): Promise<void>;
+  /** disco#items of a local domain: the component's address and name. */
+  readonly item?: (domain: string) => { jid: string; name: string } | undefined;
+}
+
 /** What the IM service limits (config `im`, documented there). */
 export type ImLimits = Config['im'];
 
@@ -48,6 +59,8 @@ export class ImService {
   private readonly domains = new Map<string, { local: boolean; until: number }>();
   private readonly blockLists = new Map<number, Promise<Set<string>>>();
   private readonly unsubscribe: (() => void)[] = [];
+  /** Components owning domains (the group chat service). */
+  readonly components: ImComponent[] = [];
   private pruneTimer: NodeJS.Timeout | undefined;
 
   constructor(
@@ -132,6 +145,7 @@ export class ImService {
   /** The client went: its contacts see it unavailable (when it was available). */
   async detach(client: ImClient): Promise<void> {
     if (client.available) await this.broadcastPresence(client, el('presence', { type: 'unavailable' }));
+    else await this.endDirectedPresence(client);
     await this.router.unregister(client);
     this.log.info({ event: 'im.client_detached', account: fullName(client.account), resource: client.resource, protocol: client.kind }, 'IM client detached');
   }
@@ -151,6 +165,9 @@ export class ImService {
       return;
     }
     if (to) stanza.attrs.to = to.full;
+    if (to) {
+      for (const component of this.components) if (component.serves(to.domain)) return component.handle(stanza, client);
+    }
     switch (stanza.name) {
       case 'message':
         return this.routeMessage(stanza, client);
@@ -358,6 +375,7 @@ export class ImService {
     client.priority = Number.isInteger(priority) && priority >= -128 && priority <= 127 ? priority : 0;
     client.available = available;
     client.presence = available ? presence : undefined;
+    if (!available) await this.endDirectedPresence(client);
     if (client.kind === 'xmpp') client.interested = available;
     await this.router.update(client);
     const subscribers = await this.store.roster.subscribers(client.account.id);
@@ -415,7 +433,20 @@ export class ImService {
     }
   }
 
-  /** Presence to one address (RFC 6121 4.6): a contact, or a group chat room (later). */
+  /** Those the client sent directed presence to are told it is gone (RFC 6121 4.6.3): rooms drop it. */
+  private async endDirectedPresence(client: ImClient): Promise<void> {
+    const targets = [...client.directed];
+    client.directed.clear();
+    for (const target of targets) {
+      const presence = el('presence', { from: client.jid, to: target, type: 'unavailable' });
+      const to = parseJid(target);
+      const component = this.components.find((c) => c.serves(to.domain));
+      if (component) await component.handle(presence, client).catch(() => {});
+      else await this.directedPresence(client, presence, to).catch(() => {});
+    }
+  }
+
+  /** Presence to one address (RFC 6121 4.6): a contact (a group chat room is a component's). */
   private async directedPresence(client: ImClient, stanza: XmlElement, to: Jid): Promise<void> {
     if (!(await this.isLocalDomain(to.domain))) {
       if (stanza.attrs.type !== 'unavailable') client.deliver(errorReply(stanza, 'remote-server-not-found', `${to.domain} is not served here, and federation with other servers is not available yet`));
@@ -423,6 +454,8 @@ export class ImService {
     }
     const account = to.local ? await this.accountOf(to.bare) : undefined;
     if (!account || (await this.blocks(account.id, parseJid(client.jid))) || (await this.blocks(client.account.id, to))) return;
+    if (stanza.attrs.type === 'unavailable') client.directed.delete(to.full);
+    else client.directed.add(to.full);
     if (to.resource) this.router.sendToResource(account.id, to.resource, stanza);
     else this.router.sendToInterested(account.id, stanza);
   }

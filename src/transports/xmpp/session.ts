@@ -21,6 +21,7 @@ class XmppClient implements ImClient, StanzaSession {
   priority = 0;
   presence: XmlElement | undefined;
   carbons = false;
+  readonly directed = new Set<string>();
   private ended_ = false;
 
   constructor(
