@@ -60,6 +60,8 @@ export interface C2sTransport {
   resume(): void;
   /** Ends the connection once the output has left. */
   end(): void;
+  /** Drops the connection at once. */
+  destroy(): void;
   /** The connection no longer counts against its address (ConnectionLimiter): it authenticated. */
   releaseAdmission(): void;
 }
@@ -166,6 +168,15 @@ export class C2sStream implements ResourceStream {
   /** `</stream:stream>` or `<close/>`. */
   end(): void {
     this.push({ kind: 'close' });
+  }
+
+  /**
+   * The client's input ended (TCP FIN) without `</stream:stream>`: a lost connection, which
+   * stream management may resume, not a graceful close.
+   */
+  inputEnded(): void {
+    if (this.state === 'closed' || this.queue.some((item) => item.kind === 'close')) return;
+    this.transport.destroy();
   }
 
   /** SASL waits for the client's `<response/>`: it must be read although the `<auth/>` is not handled yet. */

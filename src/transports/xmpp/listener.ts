@@ -84,10 +84,7 @@ class TcpTransport implements C2sTransport {
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('error', () => socket.destroy());
     socket.on('close', () => this.onClose());
-    socket.on('end', () => {
-      // The client half-closed without `</stream:stream>`: what it sent is handled, then the stream ends.
-      if (!this.stopped) this.stream.end();
-    });
+    socket.on('end', () => this.stream.inputEnded());
   }
 
   get secure(): boolean {
