@@ -11,6 +11,8 @@ import tls from 'node:tls';
 import { after, before, describe, test } from 'node:test';
 import WebSocket from 'ws';
 import { silentLogger } from '../src/log.js';
+import { ConnectionLimiter } from '../src/services/connections.js';
+import { ReadThrottle } from '../src/transports/xmpp/throttle.js';
 import type { AccountRecord } from '../src/store/store.js';
 import { XmppListener } from '../src/transports/xmpp/listener.js';
 import { BindError, type StanzaOut, type StanzaSession, type StanzaSessions } from '../src/transports/xmpp/stanza-session.js';
@@ -240,10 +242,12 @@ class RawClient {
 
   async plain(user: string, password: string): Promise<XmlElement> {
     this.send(el('auth', { xmlns: NS_SASL, mechanism: 'PLAIN' }, Buffer.from(`\0${user}\0${password}`).toString('base64')));
-    return this.until(() => {
+    const result = await this.until(() => {
       const index = this.elements.findIndex((e) => e.name === 'success' || e.name === 'failure');
       return index < 0 ? undefined : this.elements.splice(index, 1)[0];
     });
+    if (result.name === 'success') this.restart();
+    return result;
   }
 
   /** A SCRAM exchange; resolves with the last element (success or failure) and the salt the server gave. */
@@ -262,13 +266,14 @@ class RawClient {
       const index = this.elements.findIndex((e) => e.name === 'success' || e.name === 'failure');
       return index < 0 ? undefined : this.elements.splice(index, 1)[0];
     });
+    // After <success/> the server's next words open a new stream.
+    if (result.name === 'success') this.restart();
     const serverFinal = Buffer.from(result.text(), 'base64').toString();
     return { result, salt: final.salt, serverSignatureOk: serverFinal === `v=${final.serverSignature}` };
   }
 
   /** After SASL success: the new stream's features. */
   async restartStream(): Promise<XmlElement> {
-    this.restart();
     return this.open();
   }
 
@@ -333,6 +338,25 @@ describe('XMPP client streams', () => {
     const client = await RawClient.connect(port);
     clients.push(client);
     return client;
+  };
+
+  /** Another listener on the same services, with changed settings; closed by the test. */
+  const ownListener = async (
+    xmppChanges: Partial<TestServer['config']['xmpp']> = {},
+    limitChanges: Partial<TestServer['config']['limits']> = {},
+    connections = server.services.connections,
+  ): Promise<{ listener: XmppListener; port: number }> => {
+    const config = { ...server.config, xmpp: { ...server.config.xmpp, ...xmppChanges }, limits: { ...server.config.limits, ...limitChanges } };
+    const listener = new XmppListener({
+      sessions,
+      auth: server.services.auth,
+      tls: server.services.tls,
+      config,
+      isLocalDomain: async () => true,
+      log: silentLogger,
+      connections,
+    });
+    return { listener, port: await listener.listen(0, '127.0.0.1') };
   };
 
   /** A fresh account logged in with SCRAM-SHA-1 over clear text, then bound: the client and its JID. */
@@ -768,6 +792,92 @@ describe('XMPP client streams', () => {
     assert.equal(await client.streamError(), 'system-shutdown');
     await closing;
     assert.equal(own.connections.size, 0);
+  });
+
+  test('no authentication within loginSeconds: connection-timeout', async () => {
+    const { listener, port: quickPort } = await ownListener({}, { loginSeconds: 0.2 });
+    try {
+      const client = await RawClient.connect(quickPort);
+      clients.push(client);
+      await client.open();
+      assert.equal(await client.streamError(), 'connection-timeout');
+    } finally {
+      await listener.close();
+    }
+  });
+
+  test('a silent bound client is pinged, then closed with connection-timeout; an answered ping keeps it', async () => {
+    const { listener, port: pingPort } = await ownListener({ pingSeconds: 0.2 });
+    try {
+      const user = await server.newAccount('x');
+      const client = await RawClient.connect(pingPort);
+      clients.push(client);
+      await client.open();
+      await client.scram('SHA-1', user, 'secret');
+      await client.restartStream();
+      const jid = (await client.bind()).element('bind')!.element('jid')!.text();
+      const ping = await client.next('iq');
+      assert.equal(ping.attrs.type, 'get');
+      assert.equal(ping.attrs.to, jid);
+      assert.equal(ping.element('ping')?.attrs.xmlns, 'urn:xmpp:ping');
+      client.send(el('iq', { type: 'result', id: ping.attrs.id, to: 'example.test' }));
+      const second = await client.next('iq');
+      assert.notEqual(second.attrs.id, ping.attrs.id);
+      assert.equal(sessions.byJid(jid).received.length, 0, 'the answer to the ping is the stream\'s');
+      assert.equal(await client.streamError(), 'connection-timeout');
+    } finally {
+      await listener.close();
+    }
+  });
+
+  test('connections per address: past the limit a new stream is refused (policy-violation); an authenticated one no longer counts', async () => {
+    const limiter = new ConnectionLimiter({ connectionsPerAddress: 1, preLoginConnections: 100, abusePerAddress: 0, abuseBlockSeconds: 1 });
+    const { listener, port: limitedPort } = await ownListener({}, {}, limiter);
+    try {
+      const user = await server.newAccount('x');
+      const first = await RawClient.connect(limitedPort);
+      clients.push(first);
+      await first.open();
+      const second = await RawClient.connect(limitedPort);
+      clients.push(second);
+      assert.equal(await second.streamError(), 'policy-violation');
+      assert.equal((await first.scram('SHA-1', user, 'secret')).result.name, 'success');
+      const third = await RawClient.connect(limitedPort);
+      clients.push(third);
+      const features = await third.open();
+      assert.ok(features.element('mechanisms'));
+    } finally {
+      await listener.close();
+    }
+  });
+
+  test('stanza metrics and the connections gauge', async () => {
+    const { client } = await boundClient();
+    client.send(`<message to='echo@example.test' id='metric'><body>count me</body></message>`);
+    await client.next('message');
+    const text = await server.services.metrics.text();
+    assert.match(text, /ximssd_xmpp_stanzas_total\{direction="in"\} [1-9]/);
+    assert.match(text, /ximssd_xmpp_stanzas_total\{direction="out"\} [1-9]/);
+    assert.match(text, /ximssd_xmpp_connections\{transport="tcp"\} [1-9]/);
+  });
+
+  test('the read throttle pauses past the burst and resumes once the debt is paid', async () => {
+    const events: boolean[] = [];
+    let resumed: () => void = () => {};
+    const resumedOnce = new Promise<void>((resolve) => (resumed = resolve));
+    const throttle = new ReadThrottle(1000, 1, (paused) => {
+      events.push(paused);
+      if (!paused) resumed();
+    });
+    throttle.read(900);
+    assert.deepEqual(events, [], 'within the burst');
+    throttle.read(200);
+    assert.deepEqual(events, [true], 'over it: paused');
+    throttle.read(500);
+    assert.deepEqual(events, [true], 'paused once');
+    await resumedOnce;
+    assert.deepEqual(events, [true, false]);
+    throttle.stop();
   });
 
   test('the stream parser: namespaces of top-level elements', () => {

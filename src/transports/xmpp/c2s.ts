@@ -113,7 +113,9 @@ export class C2sStream implements ResourceStream {
   private headerSent = false;
   private loginTimer: NodeJS.Timeout | undefined;
   private idleTimer: NodeJS.Timeout | undefined;
+  /** The id of the last ping sent (its answer is the stream's), and whether it is still unanswered. */
   private pingId: string | undefined;
+  private pingPending = false;
   private readonly log: Logger;
   private readonly opened = Date.now();
 
@@ -158,10 +160,13 @@ export class C2sStream implements ResourceStream {
   element(element: XmlElement, ns: string): void {
     // What follows `<starttls/>` in clear text is never read (STARTTLS command injection).
     if (ns === NS_TLS && element.name === 'starttls') this.transport.stopReading();
-    if (ns === NS_SASL && (element.name === 'response' || element.name === 'abort') && this.sasl.awaitingResponse) {
-      this.sasl.response(element);
-      return;
+    if (ns === NS_SASL && this.sasl.awaitingResponse) {
+      if (element.name === 'response' || element.name === 'abort') return this.sasl.response(element);
+      // A new `<auth/>` in the middle of an exchange aborts it (RFC 6120 6.4.4).
+      if (element.name === 'auth') this.sasl.response(new XmlElement('abort'));
     }
+    // Stanzas look the same whichever transport brought them (WebSocket frames say their namespace).
+    if (ns === NS_CLIENT && element.attrs.xmlns === NS_CLIENT) delete element.attrs.xmlns;
     this.push({ kind: 'element', element, ns });
   }
 
@@ -188,7 +193,7 @@ export class C2sStream implements ResourceStream {
 
   /** Data arrived: the stream is alive. */
   activity(): void {
-    this.pingId = undefined;
+    this.pingPending = false;
     this.idleTimer?.refresh();
   }
 
@@ -475,9 +480,10 @@ export class C2sStream implements ResourceStream {
   /** Silent for pingSeconds: pinged (XEP-0199); silent as long again: closed. */
   private idle(): void {
     if (this.state !== 'bound') return;
-    if (this.pingId !== undefined) return this.close('connection-timeout', 'the client stopped answering');
+    if (this.pingPending) return this.close('connection-timeout', 'the client stopped answering');
     const jid = this.resource?.session?.jid;
     this.pingId = `ping-${randomBytes(6).toString('hex')}`;
+    this.pingPending = true;
     this.write(el('iq', { type: 'get', id: this.pingId, from: this.domain, to: jid }, el('ping', { xmlns: NS_PING })));
     this.idleTimer?.refresh();
   }
@@ -518,7 +524,8 @@ export class C2sStream implements ResourceStream {
 
   private finish(reason = 'closed'): void {
     if (this.state === 'closed') return;
-    if (this.headerSent || !this.transport.framed) this.transport.write(this.transport.framed ? `<close xmlns="${NS_FRAMING}"/>` : '</stream:stream>');
+    this.sendHeader(this.domain || this.context.config.defaultDomain);
+    this.transport.write(this.transport.framed ? `<close xmlns="${NS_FRAMING}"/>` : '</stream:stream>');
     this.state = 'closed';
     this.queue.length = 0;
     this.transport.stopReading();

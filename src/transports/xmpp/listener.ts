@@ -109,7 +109,7 @@ class TcpTransport implements C2sTransport {
   }
 
   write(text: string): void {
-    if (this.socket.destroyed) return;
+    if (this.socket.destroyed || this.socket.writableEnded) return;
     this.socket.write(text);
     if (this.socket.writableLength > OUTPUT_LIMIT) this.socket.destroy();
   }

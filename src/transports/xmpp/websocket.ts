@@ -7,7 +7,7 @@ import { XmlLimitError, XmlParseError, parseXml } from '../../xml/parser.js';
 import { clientAddress } from '../../ximss/bindings/sockets.js';
 import { C2sStream, type C2sTransport, type XmppContext } from './c2s.js';
 import { ReadThrottle } from './throttle.js';
-import { NS_CLIENT, NS_FRAMING, StreamError, namespaceOf } from './stream.js';
+import { NS_FRAMING, StreamError, namespaceOf } from './stream.js';
 
 /** The WebSocket subprotocol of RFC 7395. */
 const SUBPROTOCOL = 'xmpp';
@@ -23,9 +23,8 @@ export interface UpgradeOptions {
 /**
  * XMPP over WebSocket (RFC 7395): every frame is one XML document — `<open/>` and
  * `<close/>` in urn:ietf:params:xml:ns:xmpp-framing, or one stanza or nonza — read within
- * the stream's limits (the frame's size first). Stanzas may carry `xmlns="jabber:client"`
- * (every frame must say its namespace): it is dropped, so that the session sees them as
- * from a TCP stream. No STARTTLS: the connection is as secure as the HTTP listener.
+ * the stream's limits (the frame's size first). Stanzas carry `xmlns="jabber:client"`
+ * (every frame says its namespace), which the stream drops. No STARTTLS: the connection is as secure as the HTTP listener.
  */
 class WebSocketTransport implements C2sTransport {
   readonly kind = 'websocket' as const;
@@ -84,7 +83,6 @@ class WebSocketTransport implements C2sTransport {
       const ns = namespaceOf(element, 'stream');
       if (ns === NS_FRAMING && element.name === 'open') return this.stream.header(element.attrs);
       if (ns === NS_FRAMING && element.name === 'close') return this.stream.end();
-      if (element.attrs.xmlns === NS_CLIENT) delete element.attrs.xmlns;
       this.stream.element(element, ns);
     } catch (err) {
       if (!(err instanceof StreamError)) throw err;
