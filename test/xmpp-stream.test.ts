@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { createHash, createHmac, pbkdf2Sync, randomBytes } from 'node:crypto';
+import { execFile } from 'node:child_process';
 import http from 'node:http';
 import net from 'node:net';
 import tls from 'node:tls';
@@ -12,6 +13,7 @@ import { after, before, describe, test } from 'node:test';
 import WebSocket from 'ws';
 import { silentLogger } from '../src/log.js';
 import { ConnectionLimiter } from '../src/services/connections.js';
+import { ensureDebianPackages } from './fixtures/debian.js';
 import { ReadThrottle } from '../src/transports/xmpp/throttle.js';
 import type { AccountRecord } from '../src/store/store.js';
 import { XmppListener } from '../src/transports/xmpp/listener.js';
@@ -320,6 +322,41 @@ function scramClient(hash: 'SHA-1' | 'SHA-256', user: string, password: string) 
 
 function mechanisms(features: XmlElement): string[] {
   return features.element('mechanisms')?.elements('mechanism').map((m) => m.text()) ?? [];
+}
+
+/**
+ * A real client: slixmpp (Debian's python3-slixmpp) logs in over STARTTLS with the SCRAM
+ * mechanism it prefers, binds, sends a message to the echo and prints what comes back.
+ */
+const SLIXMPP_LOGIN = `
+import asyncio, ssl, sys
+from slixmpp import ClientXMPP
+jid, password, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+client = ClientXMPP(jid + '/slix', password)
+client.ssl_context = ssl.create_default_context()
+client.ssl_context.check_hostname = False
+client.ssl_context.verify_mode = ssl.CERT_NONE
+client.enable_direct_tls = False
+def started(event):
+    print('MECHANISM', client['feature_mechanisms'].mech.name, flush=True)
+    client.send_message(mto='echo@example.test', mbody='hello from slixmpp')
+def message(msg):
+    print('ECHO', msg['from'].bare, msg['to'].full, msg['body'], flush=True)
+    client.disconnect()
+client.add_event_handler('session_start', started)
+client.add_event_handler('message', message)
+client.add_event_handler('failed_auth', lambda event: (print('FAILED_AUTH', flush=True), client.disconnect()))
+client.connect(('127.0.0.1', port), force_starttls=True, disable_starttls=False)
+client.loop.call_later(20, client.disconnect)
+client.loop.run_until_complete(client.disconnected)
+`;
+
+const PYTHON = '/usr/bin/python3';
+
+function python(args: string[]): Promise<string> {
+  return new Promise((resolve, reject) =>
+    execFile(PYTHON, args, { timeout: 30_000 }, (err, stdout, stderr) => (err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(stdout))),
+  );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -878,6 +915,24 @@ describe('XMPP client streams', () => {
     await resumedOnce;
     assert.deepEqual(events, [true, false]);
     throttle.stop();
+  });
+
+  test('slixmpp logs in with STARTTLS and SCRAM, binds and gets its echo', async () => {
+    await ensureDebianPackages(['python3-slixmpp'], async () => {
+      try {
+        await python(['-c', 'import slixmpp']);
+        return true;
+      } catch {
+        return false;
+      }
+    });
+    const user = await server.newAccount('slix');
+    const output = await python(['-c', SLIXMPP_LOGIN, user, 'secret', String(port)]);
+    assert.match(output, /^MECHANISM SCRAM-SHA-(256|1)$/m, output);
+    assert.match(output, new RegExp(`^ECHO echo@example.test ${user}/slix hello from slixmpp$`, 'm'), output);
+    const record = sessions.byJid(`${user}/slix`);
+    assert.equal(record.received.find((s) => s.name === 'message')?.attrs.from, `${user}/slix`);
+    assert.equal(record.out.secure, true, 'over STARTTLS');
   });
 
   test('the stream parser: namespaces of top-level elements', () => {
