@@ -16,6 +16,9 @@
  *          webdav: --webdav-files N (1000)  --webdav-mb N (100)  (beside Apache mod_dav)
  *          carddav: --carddav-cards N (1000)  (addressbook-multiget beside Radicale; run with --only carddav)
  *          calendar: --calendar-items N (10000)  (a month view beside Radicale's calendar-query; run with --only calendar)
+ *          xmpp: --xmpp-pairs N (500)  --xmpp-messages N (100 per sender)  --xmpp-logins N (2000)
+ *                --xmpp-login-concurrency N (50)  --xmpp-connections N (5000)  --xmpp-mechanism PLAIN|SCRAM-SHA-1|SCRAM-SHA-256
+ *                (beside Prosody; run with --only xmpp)
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
@@ -35,6 +38,8 @@ import { pipelinedNoops, type PipelineResult } from './lib/tcp-load.js';
 import { webdavBench, type WebdavResult } from './lib/webdav-bench.js';
 import { carddavBench, type CarddavResult } from './lib/carddav-area.js';
 import { calendarBench, type CalendarResult } from './lib/calendar-bench.js';
+import { xmppBench, xmppFigures, type XmppResult } from './lib/xmpp-bench.js';
+import type { LoadMechanism } from './lib/xmpp-client.js';
 import { PASSWORD, ROOT, USER, startXimssd } from './lib/ximssd.js';
 
 const { values: flags } = parseArgs({
@@ -65,6 +70,12 @@ const { values: flags } = parseArgs({
     'webdav-mb': { type: 'string' },
     'carddav-cards': { type: 'string' },
     'calendar-items': { type: 'string' },
+    'xmpp-pairs': { type: 'string' },
+    'xmpp-messages': { type: 'string' },
+    'xmpp-logins': { type: 'string' },
+    'xmpp-login-concurrency': { type: 'string' },
+    'xmpp-connections': { type: 'string' },
+    'xmpp-mechanism': { type: 'string' },
     engines: { type: 'string' },
     only: { type: 'string' },
     quick: { type: 'boolean' },
@@ -107,10 +118,17 @@ const params = {
   webdavBytes: num(flags['webdav-mb'], quick ? 20 : 100) * 1024 * 1024,
   carddavCards: num(flags['carddav-cards'], 1000),
   calendarItems: num(flags['calendar-items'], 10_000),
+  xmppPairs: num(flags['xmpp-pairs'], quick ? 100 : 500),
+  xmppMessages: num(flags['xmpp-messages'], quick ? 50 : 100),
+  xmppLogins: num(flags['xmpp-logins'], quick ? 500 : 2000),
+  xmppLoginConcurrency: num(flags['xmpp-login-concurrency'], 50),
+  xmppConnections: num(flags['xmpp-connections'], quick ? 1000 : 5000),
+  xmppMechanism: (flags['xmpp-mechanism'] ?? 'PLAIN') as LoadMechanism,
   engines: [] as Engine[],
 };
 params.mailConnections = num(flags['mail-connections'], params.connections);
 params.engines = (flags.engines ?? ENGINES.join(',')).split(',').map((s) => s.trim()) as Engine[];
+if (!['PLAIN', 'SCRAM-SHA-1', 'SCRAM-SHA-256'].includes(params.xmppMechanism)) throw new Error(`--xmpp-mechanism takes PLAIN, SCRAM-SHA-1 or SCRAM-SHA-256, not ${params.xmppMechanism}`);
 for (const e of params.engines) if (!ENGINES.includes(e)) throw new Error(`unknown engine ${e} (--engines takes ${ENGINES.join(',')})`);
 const only = new Set((flags.only ?? 'echo,tcp,http,memory,mail,smtp,cluster,attack,webdav').split(',').map((s) => s.trim()));
 if (only.has('tcp') || only.has('http')) only.add('echo'); // the ratios need the ceiling
@@ -222,6 +240,7 @@ async function main(): Promise<void> {
   let webdav: WebdavResult | undefined;
   let carddav: CarddavResult | undefined;
   let calendar: CalendarResult | undefined;
+  let xmpp: XmppResult | undefined;
 
   if (only.has('echo') || only.has('tcp') || only.has('http')) {
     const echo = spawnChild(process.execPath, ['--import', 'tsx', join(ROOT, 'bench', 'echo-server.ts')], {
@@ -409,6 +428,27 @@ async function main(): Promise<void> {
     else if (!calendar.radicale) console.log(`Radicale not measured: ${calendar.radicaleReason}`);
   }
 
+  if (only.has('xmpp')) {
+    console.log(
+      `\nxmpp: ximssd beside Prosody, the same accounts and load client (STARTTLS, ${params.xmppMechanism}, bind, initial presence): ` +
+        `routing ${fmt(params.xmppPairs)} pairs × ${fmt(params.xmppMessages)} messages, ${fmt(params.xmppLogins)} logins, ${fmt(params.xmppConnections)} idle connections`,
+    );
+    xmpp = await xmppBench({
+      pairs: params.xmppPairs,
+      messages: params.xmppMessages,
+      logins: params.xmppLogins,
+      loginConcurrency: params.xmppLoginConcurrency,
+      connections: params.xmppConnections,
+      connectConcurrency: params.loginConcurrency,
+      mechanism: params.xmppMechanism,
+      settleMs: params.settleMs,
+      ...(profileDir ? { cpuProfileDir: profileDir } : {}),
+      log: (line) => console.log(line),
+    });
+    if (!xmpp.ximssd.available) console.log(`ximssd not measured: ${xmpp.ximssd.reason}`);
+    if (!xmpp.prosody.available) console.log(`Prosody not measured: ${xmpp.prosody.reason}`);
+  }
+
   // --- The table ---
   const figures: Figure[] = [];
   const ceiling = echoRuns.length ? median(echoRuns.map((r) => r.rate)) : undefined;
@@ -594,6 +634,18 @@ async function main(): Promise<void> {
   }
 
   if (calendar) calendarFigures(calendar, figures);
+  if (xmpp) {
+    figures.push(
+      ...xmppFigures(xmpp, {
+        pairs: params.xmppPairs,
+        messages: params.xmppMessages,
+        logins: params.xmppLogins,
+        loginConcurrency: params.xmppLoginConcurrency,
+        connections: params.xmppConnections,
+        mechanism: params.xmppMechanism,
+      }),
+    );
+  }
 
   const elapsed = (performance.now() - began) / 1000;
   const rows = figures.map((f) => [
@@ -616,7 +668,8 @@ async function main(): Promise<void> {
       (cluster?.available ? '; cluster: latency across nodes ÷ within one node, throughput 2 nodes ÷ 1 node (CPU: 2 ÷ 1)' : '') +
       (attack?.available ? `; attack: p99 ÷ the no-attack p99 (≤ ${ATTACK_TARGET} meets it)` : '') +
       (webdav?.available ? '; webdav: ximssd ÷ Apache mod_dav (≤ 1 meets it), RSS growth ÷ the file size' : '') +
-      (calendar?.available ? '; calendar: ximssd ÷ Radicale (≤ 1 meets it).' : '.'),
+      (calendar?.available ? '; calendar: ximssd ÷ Radicale (≤ 1 meets it)' : '') +
+      (xmpp ? '; xmpp: ximssd ÷ Prosody (rates: ≥ 1 meets it; memory: ≤ 1 meets it).' : '.'),
   );
   for (const f of figures) if (f.value === null) console.log(`n/a: ${f.name.trim()}: ${f.note ?? 'not measured'}`);
   const otherMax = Math.max(
@@ -656,6 +709,7 @@ async function main(): Promise<void> {
     attack: attack ?? null,
     webdav: webdav ?? null,
     calendar: calendar ?? null,
+    xmpp: xmpp ?? null,
   };
   writeFileSync(join(RESULTS, 'latest.json'), JSON.stringify(json, null, 2) + '\n');
   console.log(`figures written to ${join('bench', 'results', 'latest.json')}`);

@@ -35,6 +35,8 @@ export interface XimssdOptions {
    * learned back from the startup line (`ports.smtp`).
    */
   smtp?: boolean;
+  /** Run the XMPP c2s listener (`--xmpp`), on a free 127.0.0.1 port picked here (`ports.xmpp`). */
+  xmpp?: boolean;
   /** More accounts (full addresses) to create before the start, with the password PASSWORD. */
   accounts?: string[];
   /**
@@ -60,8 +62,8 @@ export interface MemoryReport {
 export interface Ximssd {
   readonly child: Child;
   readonly pid: number;
-  /** `smtp` only when started with `smtp: true`. */
-  readonly ports: { ximss: number; http: number; smtp?: number };
+  /** `smtp` (`xmpp`) only when started with `smtp: true` (`xmpp: true`). */
+  readonly ports: { ximss: number; http: number; smtp?: number; xmpp?: number };
   /** Forces two full GCs in the server and returns process.memoryUsage() (needs gcHook). */
   memoryAfterGc(): Promise<MemoryReport>;
   stop(): Promise<void>;
@@ -122,16 +124,19 @@ export async function startXimssd(options: XimssdOptions = {}): Promise<Ximssd> 
     if (options.gcHook) nodeArgs.push('--expose-gc');
     nodeArgs.push('--require', HOOK);
     const smtpPort = options.smtp ? await freePort() : 0;
-    const args = [...nodeArgs, MAIN, 'serve', '--config', configFile, '--ximss', '0', '--http', '0', '--smtp', String(smtpPort), '--xmpp', '0'];
+    const xmppPort = options.xmpp ? await freePort() : 0;
+    const args = [...nodeArgs, MAIN, 'serve', '--config', configFile, '--ximss', '0', '--http', '0', '--smtp', String(smtpPort), '--xmpp', String(xmppPort)];
     child = spawnChild(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
     // The server's `server.started` log line (JSON) names the ports it bound.
     const match = await child.waitFor(/^\{.*"event":"server\.started".*\}$/m);
-    const started = JSON.parse(match[0]) as { ports: { ximss: number; http: number; smtp?: number } };
-    const ports: { ximss: number; http: number; smtp?: number } = { ximss: started.ports.ximss, http: started.ports.http };
+    const started = JSON.parse(match[0]) as { ports: { ximss: number; http: number; smtp?: number; xmpp?: number } };
+    const ports: { ximss: number; http: number; smtp?: number; xmpp?: number } = { ximss: started.ports.ximss, http: started.ports.http };
     if (options.smtp) {
       if (!started.ports.smtp) throw new Error(`ximssd started without SMTP (asked for port ${smtpPort}):\n${child.output()}`);
       ports.smtp = started.ports.smtp;
     }
+    // The port asked for, unless the startup line names another.
+    if (options.xmpp) ports.xmpp = started.ports.xmpp || xmppPort;
     const running = child;
     return {
       child: running,
