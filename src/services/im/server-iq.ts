@@ -6,7 +6,7 @@ import type { Settings } from '../../store/store.js';
 import { jidOf, parseJid, tryJid, type Jid } from './jid.js';
 import type { ImClient } from './router.js';
 import { ImError, type ImService } from './service.js';
-import { childNs, copyStanza, errorReply, iqResult, NS, parseStanza } from './stanzas.js';
+import { childNs, delay, errorReply, forwarded, iqResult, NS, parseStanza } from './stanzas.js';
 
 /** Features the server announces (disco#info of the domain). */
 const SERVER_FEATURES = [NS.discoInfo, NS.discoItems, NS.ping, NS.version, NS.time, NS.vcard, NS.roster, NS.blocking, NS.carbons, NS.mam, NS.offline, 'urn:xmpp:sid:0', 'jabber:iq:roster'];
@@ -210,8 +210,8 @@ export class ServerIq {
     for (const message of page.messages) {
       const original = parseStanza(message.xml);
       if (!original) continue;
-      const forwarded = el('forwarded', { xmlns: NS.forward }, el('delay', { xmlns: NS.delay, stamp: new Date(message.stamp).toISOString().replace(/\.\d{3}Z$/, 'Z') }), copyStanza(original));
-      client.deliver(el('message', { from: own, to: client.jid }, el('result', { xmlns: NS.mam, queryid: query.attrs.queryid, id: message.id }, forwarded)));
+      const wrapped = forwarded(original, delay(message.stamp, own));
+      client.deliver(el('message', { from: own, to: client.jid }, el('result', { xmlns: NS.mam, queryid: query.attrs.queryid, id: message.id }, wrapped)));
     }
     const rsm = el('set', { xmlns: NS.rsm });
     if (page.messages.length > 0) {

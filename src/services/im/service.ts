@@ -11,7 +11,7 @@ import { ServiceError } from '../errors.js';
 import { ImArchive } from './archive.js';
 import { jidOf, parseJid, tryJid, type Jid } from './jid.js';
 import { ImRouter, type ImClient, type KnownResource } from './router.js';
-import { childNs, copyStanza, delay, errorReply, hasContent, NS, parseStanza } from './stanzas.js';
+import { childNs, copyStanza, delay, errorReply, forwarded, hasContent, NS, parseStanza } from './stanzas.js';
 import * as subscriptions from './subscriptions.js';
 import { ServerIq } from './server-iq.js';
 
@@ -257,9 +257,11 @@ export class ImService {
     if (archived) copy.append(el('stanza-id', { xmlns: NS.stanzaId, id: this.archive.record(recipient.id, { with: from.bare, outgoing: false, stanza }), by: to.bare }));
     this.metrics?.imStanzas.inc({ kind: 'message', direction: 'routed' });
     const delivered = this.deliverMessage(recipient, to, copy, type);
-    if (origin && type === 'chat') this.sentCarbons(origin, stanza);
+    // XEP-0280 4: chat messages, and normal ones with a body, are copied.
+    const carbons = type === 'chat' || (type === 'normal' && stanza.element('body') !== undefined);
+    if (origin && carbons) this.sentCarbons(origin, stanza);
     if (delivered.length > 0) {
-      if (type === 'chat') this.receivedCarbons(recipient, to, copy, delivered);
+      if (carbons) this.receivedCarbons(recipient, to, copy, delivered);
       return;
     }
     if (type === 'error' || type === 'headline' || type === 'groupchat' || !hasContent(stanza)) {
@@ -658,7 +660,7 @@ function isPrivate(stanza: XmlElement): boolean {
 }
 
 function carbon(kind: 'sent' | 'received', from: string, to: string, stanza: XmlElement): XmlElement {
-  return el('message', { from, to, type: stanza.attrs.type }, el(kind, { xmlns: NS.carbons }, el('forwarded', { xmlns: NS.forward }, copyStanza(stanza))));
+  return el('message', { from, to, type: stanza.attrs.type }, el(kind, { xmlns: NS.carbons }, forwarded(stanza)));
 }
 
 /** A new random id for stanzas the server makes. */

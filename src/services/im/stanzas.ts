@@ -129,6 +129,16 @@ export function iqResult(request: XmlElement, payload?: XmlElement): XmlElement 
   return el('iq', { from: request.attrs.to, to: request.attrs.from, id: request.attrs.id, type: 'result' }, payload);
 }
 
+/**
+ * A stanza wrapped in XEP-0297 `forwarded` (carbons, archive results): it keeps the
+ * `jabber:client` namespace, which it would otherwise take from the wrapper.
+ */
+export function forwarded(stanza: XmlElement, ...before: XmlElement[]): XmlElement {
+  const inner = copyStanza(stanza);
+  inner.attrs.xmlns = 'jabber:client';
+  return el('forwarded', { xmlns: NS.forward }, ...before, inner);
+}
+
 /** XEP-0203 delay: when the stanza was first sent (offline delivery, history). */
 export function delay(stamp: number, from: string): XmlElement {
   return el('delay', { xmlns: NS.delay, from, stamp: new Date(stamp).toISOString().replace(/\.\d{3}Z$/, 'Z') });
