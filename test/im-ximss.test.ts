@@ -390,3 +390,39 @@ describe('signalBind and iq', () => {
     await fails(uma.client, `<iqSend peer="${vic.address}" type="get" iqid="x"/>`, /exactly one/);
   });
 });
+
+describe('limits', () => {
+  let small: TestServer;
+  before(async () => {
+    small = await startTestServer({ im: { rosterItems: 2, offlineMessages: 2, resourcesPerAccount: 2, rosterGroups: 2 } });
+  });
+  after(() => small.stop());
+
+  test('a full roster, a full offline queue and too many clients are refused with clear errors; nothing else is affected', async () => {
+    const owner = await small.newAccount('lim');
+    const { client } = await small.login(owner, 'secret');
+    await ok(client, '<rosterSet peer="one@example.org"/>');
+    await ok(client, '<rosterSet peer="two@example.org"/>');
+    await fails(client, '<rosterSet peer="three@example.org"/>', /roster is full/);
+    // Changing an existing contact is still fine.
+    await ok(client, '<rosterSet peer="two@example.org" name="Two"/>');
+    await fails(client, '<rosterSet peer="two@example.org"><group>a</group><group>b</group><group>c</group></rosterSet>', /at most 2 groups/);
+
+    // Two messages wait for an offline user; the third bounces with errorIM.
+    const away = await small.newAccount('lim');
+    await ok(client, '<signalBind/>');
+    await ok(client, `<sendIM id="o1" peer="${away}">1</sendIM>`);
+    await ok(client, `<sendIM id="o2" peer="${away}">2</sendIM>`);
+    await ok(client, `<sendIM id="o3" peer="${away}">3</sendIM>`);
+    const bounced = await client.until(() => client.asyncMessages.find((m) => m.name === 'errorIM'));
+    assert.equal(bounced.attrs.sendid, 'o3');
+    assert.match(bounced.attrs.errorText ?? '', /cannot take more messages/);
+
+    // Two bound clients at most: the third session cannot bind, the others are untouched.
+    const second = (await small.login(owner, 'secret')).client;
+    await ok(second, '<signalBind/>');
+    const third = (await small.login(owner, 'secret')).client;
+    await fails(third, '<signalBind/>', /too many clients/);
+    await ok(second, `<sendIM peer="${owner}">still works</sendIM>`);
+  });
+});
