@@ -307,6 +307,8 @@ describe('instant messages', () => {
     const first = await waitFor(client, 'readIM');
     const second = await waitFor(client, 'readIM');
     assert.deepEqual([first.element('body')?.text(), second.element('body')?.text()], ['first', 'second']);
+    // When the server got it (the newer spec's gmtTime).
+    assert.match(first.attrs.gmtTime ?? '', /^\d{8}T\d{6}Z?$/);
     await nothingMore(client, 'readIM');
     // Taken, not copied: another session binding later gets nothing.
     const again = await secondSession({ address: rose.address, client });

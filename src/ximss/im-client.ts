@@ -6,6 +6,7 @@ import { CHAT_STATES, childNs, errorOf, NS } from '../services/im/stanzas.js';
 import type { RosterItem } from '../store/im.js';
 import type { AccountRecord } from '../store/store.js';
 import { el, type XmlElement } from '../xml/element.js';
+import { formatGmt } from '../xml/time.js';
 import type { Session } from './session.js';
 
 /** The detailed XIMSS presence values, and the XMPP `show` each stands for (spec "presenceSet"). */
@@ -127,7 +128,10 @@ export class XimssImClient implements ImClient {
     const peerName = (await this.im.accountOf(peer).catch(() => undefined))?.realName ?? undefined;
     const body = stanza.element('body');
     const subject = stanza.element('subject');
-    const attrs = { peer, peerName: peerName || undefined, clientID, type, iqid: stanza.attrs.id };
+    // A message kept while the user was offline says when the server got it (gmtTime, in the newer spec text).
+    const delayed = childNs(stanza, NS.delay, 'delay')?.attrs.stamp;
+    const received = delayed === undefined ? undefined : Date.parse(delayed);
+    const attrs = { peer, peerName: peerName || undefined, clientID, type, iqid: stanza.attrs.id, gmtTime: received !== undefined && Number.isFinite(received) ? formatGmt(new Date(received)) : undefined };
     if (!body && !subject) {
       const state = stanza.elements().find((c) => c.attrs.xmlns === NS.chatStates && (CHAT_STATES as readonly string[]).includes(c.name));
       // XIMSS shows composing, paused and gone; `active` and `inactive` have no form there.
