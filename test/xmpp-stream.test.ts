@@ -569,7 +569,7 @@ describe('XMPP client streams', () => {
     assert.equal(bound.attrs.type, 'result');
   });
 
-  test('stream errors: malformed XML, stanza too large, bad namespace, unknown host, invalid-from, stanza before auth', async () => {
+  test('stream errors: malformed XML, stanza too large, bad namespace, restricted XML, unknown host, invalid-from, stanza before auth', async () => {
     const malformed = await connect();
     await malformed.open();
     malformed.send('<auth xmlns="urn:ietf:params:xml:ns:xmpp-sasl" mechanism="PLAIN"></oops>');
@@ -583,6 +583,11 @@ describe('XMPP client streams', () => {
     const namespace = await connect();
     namespace.send(`<?xml version='1.0'?><stream:stream to='example.test' version='1.0' xmlns='jabber:client' xmlns:stream='urn:wrong'>`);
     assert.equal(await namespace.streamError(), 'invalid-namespace');
+
+    const comment = await connect();
+    await comment.open();
+    comment.send('<!-- a comment -->');
+    assert.equal(await comment.streamError(), 'restricted-xml');
 
     const host = await connect();
     host.send(HEADER('elsewhere.example'));

@@ -11,7 +11,7 @@ import { scramDigest, scramHmac, SCRAM_ITERATIONS, type ScramHash, type ScramVer
 /** A SCRAM message that breaks the rules; `condition`: the SASL failure it is answered with. */
 export class ScramError extends Error {
   constructor(
-    readonly condition: 'malformed-request' | 'encryption-required' | 'invalid-authzid',
+    readonly condition: 'malformed-request' | 'invalid-authzid',
     message: string,
   ) {
     super(message);

@@ -446,7 +446,8 @@ export class C2sStream implements ResourceStream {
     if (stanza.name === 'iq') {
       const type = stanza.attrs.type;
       if ((type === 'result' || type === 'error') && this.pingId !== undefined && stanza.attrs.id === this.pingId) return;
-      if (type === 'set' && !stanza.attrs.to && stanza.element('session')?.attrs.xmlns === NS_SESSION) return this.write(iqResult(stanza));
+      const toServer = stanza.attrs.to === undefined || stanza.attrs.to.toLowerCase() === this.domain;
+      if (type === 'set' && toServer && stanza.element('session')?.attrs.xmlns === NS_SESSION) return this.write(iqResult(stanza));
     }
     await session.receive(stanza);
   }
@@ -517,7 +518,9 @@ export class C2sStream implements ResourceStream {
       const error = el('stream:error', this.transport.framed ? { 'xmlns:stream': NS_STREAMS } : {}, el(condition, { xmlns: NS_STREAM_ERRORS }));
       if (text) error.append(el('text', { xmlns: NS_STREAM_ERRORS, 'xml:lang': 'en' }, text));
       this.transport.write(serialize(error));
-      this.log.info({ event: 'xmpp.stream_error', address: this.remoteAddress, condition, text, jid: this.resource?.session?.jid }, `XMPP stream error: ${condition}`);
+      // A parser's message may quote what the client sent: only the kind is logged then.
+      const logged = condition === 'not-well-formed' ? 'malformed XML' : text;
+      this.log.info({ event: 'xmpp.stream_error', address: this.remoteAddress, condition, text: logged, jid: this.resource?.session?.jid }, `XMPP stream error: ${condition}`);
     }
     this.finish(condition ?? 'closed');
   }

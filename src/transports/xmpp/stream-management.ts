@@ -156,12 +156,18 @@ export class BoundResource implements StanzaOut {
 
   /** The client's `<a h=…/>` (or the h of its `<resume/>`): forgets what it has. False when it claims more than was sent. */
   acknowledge(h: number): boolean {
+    const acked = this.acknowledged(h);
+    if (acked === undefined) return false;
     this.ackRequested = false;
-    const sentBefore = (this.outbound - this.unacked.length + COUNTER) % COUNTER;
-    const acked = (h - sentBefore + COUNTER) % COUNTER;
-    if (acked > this.unacked.length) return false;
     this.unacked.splice(0, acked);
     return true;
+  }
+
+  /** How many of the unacknowledged stanzas `h` acknowledges; undefined when it claims more than were sent. */
+  private acknowledged(h: number): number | undefined {
+    const sentBefore = (this.outbound - this.unacked.length + COUNTER) % COUNTER;
+    const acked = (h - sentBefore + COUNTER) % COUNTER;
+    return acked > this.unacked.length ? undefined : acked;
   }
 
   /** A stanza from the client was handled. */
@@ -189,10 +195,10 @@ export class BoundResource implements StanzaOut {
   /**
    * Moves the resource to a new stream (`<resume/>`): what the client did not acknowledge
    * (beyond `h`) is sent again. The old stream, if the server has not noticed its loss yet,
-   * is closed. False when `h` is impossible.
+   * is closed. Undefined when `h` is impossible (nothing changes then).
    */
   resume(stream: ResourceStream, h: number): XmlElement[] | undefined {
-    if (this.ended) return undefined;
+    if (this.ended || this.acknowledged(h) === undefined) return undefined;
     const old = this.stream;
     if (old && old !== stream) {
       this.stream = undefined;
@@ -200,7 +206,7 @@ export class BoundResource implements StanzaOut {
     }
     clearTimeout(this.resumeTimer);
     this.resumeTimer = undefined;
-    if (!this.acknowledge(h)) return undefined;
+    this.acknowledge(h);
     this.stream = stream;
     this.lastAddress = stream.remoteAddress;
     this.lastSecure = stream.secure;
