@@ -6,7 +6,6 @@
 import assert from 'node:assert/strict';
 import { createHash, createHmac, pbkdf2Sync, randomBytes } from 'node:crypto';
 import { execFile } from 'node:child_process';
-import http from 'node:http';
 import net from 'node:net';
 import tls from 'node:tls';
 import { after, before, describe, test } from 'node:test';
@@ -21,6 +20,10 @@ import { BindError, type StanzaOut, type StanzaSession, type StanzaSessions } fr
 import { NS_STREAMS, XmppStreamParser, namespaceOf } from '../src/transports/xmpp/stream.js';
 import { el, XmlElement } from '../src/xml/element.js';
 import { parseXml } from '../src/xml/parser.js';
+import { HttpListener } from '../src/ximss/bindings/http.js';
+import { TcpListener } from '../src/ximss/bindings/tcp.js';
+import { Engine } from '../src/ximss/engine.js';
+import { registerOperations } from '../src/ximss/ops/index.js';
 import { startTestServer, type TestServer } from './helpers.js';
 
 const NS_SASL = 'urn:ietf:params:xml:ns:xmpp-sasl';
@@ -367,7 +370,8 @@ describe('XMPP client streams', () => {
   let xmpp: XmppListener;
   let port: number;
   let tlsPort: number;
-  let httpServer: http.Server;
+  /** The HTTPS listener, its WebSocket upgrades on /xmpp-websocket handed to the XMPP service. */
+  let https: HttpListener;
   let wsPort: number;
   const clients: RawClient[] = [];
 
@@ -425,16 +429,17 @@ describe('XMPP client streams', () => {
     });
     port = await xmpp.listen(0, '127.0.0.1');
     tlsPort = await xmpp.listenTls(0, '127.0.0.1');
-    httpServer = http.createServer((_req, res) => res.end());
-    httpServer.on('upgrade', (req, socket: net.Socket, head: Buffer) => xmpp.upgrade(req, socket, head, { secure: false, releaseAdmission: () => {} }));
-    await new Promise<void>((resolve) => httpServer.listen(0, '127.0.0.1', resolve));
-    wsPort = (httpServer.address() as net.AddressInfo).port;
+    const engine = new Engine(services);
+    registerOperations(engine);
+    https = new HttpListener(engine, new TcpListener(engine), services.tls);
+    https.xmppUpgrade = (req, socket, head, options) => xmpp.upgrade(req, socket, head, options);
+    wsPort = await https.listen(0, '127.0.0.1');
   });
 
   after(async () => {
     for (const client of clients) client.close();
     await xmpp.close();
-    httpServer.close();
+    await https.close();
     await server.stop();
   });
 
@@ -634,9 +639,9 @@ describe('XMPP client streams', () => {
     assert.equal(sessions.byJid(jid).received.length, 1);
   });
 
-  test('WebSocket (RFC 7395): open, SCRAM, bind, stanzas in jabber:client frames, close', async () => {
+  test('WebSocket (RFC 7395) on the HTTPS listener: open, SCRAM, bind, stanzas in jabber:client frames, close', async () => {
     const user = await server.newAccount('x');
-    const ws = new WebSocket(`ws://127.0.0.1:${wsPort}/xmpp-websocket`, 'xmpp');
+    const ws = new WebSocket(`wss://127.0.0.1:${wsPort}/xmpp-websocket`, 'xmpp', { rejectUnauthorized: false });
     const frames: XmlElement[] = [];
     let wake: (() => void) | undefined;
     ws.on('message', (data) => {
@@ -668,7 +673,7 @@ describe('XMPP client streams', () => {
     const features = await next('stream:features');
     assert.equal(features.attrs['xmlns:stream'], NS_STREAMS);
     assert.equal(features.element('starttls'), undefined);
-    assert.deepEqual(mechanisms(features), ['SCRAM-SHA-256', 'SCRAM-SHA-1']);
+    assert.deepEqual(mechanisms(features), ['SCRAM-SHA-256', 'SCRAM-SHA-1', 'PLAIN'], 'HTTPS: the stream is encrypted');
     const scram = scramClient('SHA-256', user, 'secret');
     ws.send(el('auth', { xmlns: NS_SASL, mechanism: 'SCRAM-SHA-256' }, Buffer.from(scram.first).toString('base64')).toString());
     const challenge = await next('challenge');
@@ -696,10 +701,13 @@ describe('XMPP client streams', () => {
     await sessions.until(() => sessions.byJid(jid).ended);
   });
 
-  test('WebSocket without the xmpp subprotocol is refused', async () => {
-    const ws = new WebSocket(`ws://127.0.0.1:${wsPort}/xmpp-websocket`);
+  test('WebSocket without the xmpp subprotocol, or on another path, is refused', async () => {
+    const ws = new WebSocket(`wss://127.0.0.1:${wsPort}/xmpp-websocket`, { rejectUnauthorized: false });
     const error = await new Promise<Error>((resolve) => ws.once('error', resolve));
     assert.match(error.message, /400/);
+    const elsewhere = new WebSocket(`wss://127.0.0.1:${wsPort}/other`, 'xmpp', { rejectUnauthorized: false });
+    const refused = await new Promise<Error>((resolve) => elsewhere.once('error', resolve));
+    assert.match(refused.message, /404/);
   });
 
   test('stream management: enable, acks both ways, resume after a lost connection with the unacknowledged stanzas', async () => {
