@@ -14,6 +14,7 @@ import { silentLogger } from '../src/log.js';
 import { ConnectionLimiter } from '../src/services/connections.js';
 import { ensureDebianPackages } from './fixtures/debian.js';
 import { ReadThrottle } from '../src/transports/xmpp/throttle.js';
+import { MAX_UNACKED } from '../src/transports/xmpp/stream-management.js';
 import type { AccountRecord } from '../src/store/store.js';
 import { XmppListener } from '../src/transports/xmpp/listener.js';
 import { BindError, type StanzaOut, type StanzaSession, type StanzaSessions } from '../src/transports/xmpp/stanza-session.js';
@@ -792,6 +793,18 @@ describe('XMPP client streams', () => {
     } finally {
       await quick.close();
     }
+  });
+
+  test('stream management: a client that never acknowledges is ended past the limit, its stanzas handed back', async () => {
+    const { client, jid } = await boundClient();
+    client.send(`<enable xmlns='${NS_SM}'/>`);
+    const enabled = await client.next('enabled');
+    assert.equal(enabled.attrs.resume, undefined, 'not asked for: not resumable');
+    const record = sessions.byJid(jid);
+    for (let i = 0; i <= MAX_UNACKED; i++) record.out.send(el('message', { from: 'a@example.test', to: jid, id: `n${i}` }));
+    assert.equal(await client.streamError(), 'resource-constraint');
+    await sessions.until(() => record.ended);
+    assert.equal(record.ended![0]!.length, MAX_UNACKED + 1);
   });
 
   test('client state indication: presence held (the latest per sender) and chat states, until active', async () => {

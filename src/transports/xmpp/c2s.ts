@@ -118,6 +118,8 @@ export class C2sStream implements ResourceStream {
   private pingPending = false;
   private readonly log: Logger;
   private readonly opened = Date.now();
+  private readonly preAuthLimits: StanzaLimits;
+  private authenticatedLimits: StanzaLimits | undefined;
 
   constructor(
     private readonly context: XmppContext,
@@ -125,6 +127,7 @@ export class C2sStream implements ResourceStream {
     private readonly onClosed: (stream: C2sStream) => void,
   ) {
     this.sasl = new SaslNegotiation(context.auth, context.config.xmpp.requireTls);
+    this.preAuthLimits = stanzaLimits(context.config, false);
     this.log = context.log;
     this.loginTimer = setTimeout(() => this.close('connection-timeout', 'no authentication in time'), context.config.limits.loginSeconds * 1000);
     this.loginTimer.unref();
@@ -140,9 +143,9 @@ export class C2sStream implements ResourceStream {
     return this.transport.secure;
   }
 
-  /** The stream's limits now (the parser asks at each stanza). */
+  /** The stream's limits now (the parser asks at each element). */
   get limits(): StanzaLimits {
-    return stanzaLimits(this.context.config, this.account !== undefined);
+    return this.account ? (this.authenticatedLimits ??= stanzaLimits(this.context.config, true)) : this.preAuthLimits;
   }
 
   get isBound(): boolean {

@@ -10,6 +10,11 @@ const NS_CHAT_STATES = 'http://jabber.org/protocol/chatstates';
 const COUNTER = 2 ** 32;
 /** Unacknowledged stanzas after which the server asks the client for an ack. */
 const ACK_REQUEST_AFTER = 5;
+/**
+ * Unacknowledged stanzas a resource may have (a client that never acks, or one away for
+ * long): beyond them it ends (`resource-constraint`), its stanzas handed to the session.
+ */
+export const MAX_UNACKED = 1000;
 
 /** What a resource's stream does for it (c2s.ts: one per connection; a resumed resource moves to a new one). */
 export interface ResourceStream {
@@ -28,8 +33,8 @@ export interface ResourceStream {
  *
  * Between the session and the stream sit, in order: client state indication (XEP-0352:
  * while the client says it is inactive, presence is held, only the latest per sender, and
- * so are messages that carry only a chat state, until it is active again or a message that
- * matters comes) and stream management (XEP-0198: outbound stanzas are counted and kept
+ * so are messages that carry only a chat state, the latest per sender, until it is active
+ * again or a message that matters comes) and stream management (XEP-0198: outbound stanzas are counted and kept
  * until the client acknowledges them; the client's are counted for its acks).
  */
 export class BoundResource implements StanzaOut {
@@ -48,7 +53,6 @@ export class BoundResource implements StanzaOut {
   /** Client state indication. */
   private inactive = false;
   private held = new Map<string, XmlElement>();
-  private heldCount = 0;
   private resumeTimer: NodeJS.Timeout | undefined;
   private ended = false;
 
@@ -117,7 +121,8 @@ export class BoundResource implements StanzaOut {
       if (type === undefined || type === 'unavailable') return `p ${stanza.attrs.from ?? ''}`;
       return undefined;
     }
-    if (stanza.name === 'message' && isChatStateOnly(stanza)) return `m ${++this.heldCount}`;
+    // Only the latest chat state of a sender means anything.
+    if (stanza.name === 'message' && isChatStateOnly(stanza)) return `m ${stanza.attrs.from ?? ''}`;
     return undefined;
   }
 
@@ -134,6 +139,10 @@ export class BoundResource implements StanzaOut {
     if (this.smEnabled) {
       this.unacked.push(stanza);
       this.outbound = (this.outbound + 1) % COUNTER;
+      if (this.unacked.length > MAX_UNACKED) {
+        this.close('resource-constraint', `more than ${MAX_UNACKED} stanzas unacknowledged`);
+        return;
+      }
     }
     const stream = this.stream;
     if (!stream) return;
