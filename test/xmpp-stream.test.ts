@@ -54,6 +54,8 @@ class RecordingSessions implements StanzaSessions {
     if (requested === 'forbidden') throw new BindError('not-allowed', 'this resource is not allowed');
     const jid = `${account.name}@${account.domain}/${requested ?? `r${++this.counter}`}`;
     const record: Bound = { jid, out, received: [], ended: undefined };
+    // Sent while binding (as a real session may, say its offline messages): the client sees it after the bind result.
+    if (requested === 'eager') out.send(el('message', { from: 'early@example.test', to: jid, id: 'early' }));
     this.bound.push(record);
     this.wake();
     return {
@@ -112,6 +114,8 @@ class RecordingSessions implements StanzaSessions {
 class RawClient {
   socket: net.Socket;
   readonly elements: XmlElement[] = [];
+  /** `name#id` of every element received, in order. */
+  readonly arrivals: string[] = [];
   header: Record<string, string> | undefined;
   ended = false;
   closed = false;
@@ -143,7 +147,10 @@ class RawClient {
     this.parser = new XmppStreamParser(
       {
         open: (attrs) => (this.header = attrs),
-        stanza: (element) => this.elements.push(element),
+        stanza: (element) => {
+          this.elements.push(element);
+          this.arrivals.push(`${element.name}#${element.attrs.id ?? ''}`);
+        },
         close: () => (this.ended = true),
       },
       () => ({ xml: big, bytes: 1 << 24 }),
@@ -562,7 +569,7 @@ describe('XMPP client streams', () => {
     assert.equal((await again.scram('SHA-1', user, 'secret')).result.name, 'success');
   });
 
-  test('bind refused by the sessions: an iq error', async () => {
+  test('bind refused by the sessions: an iq error; what a session sends while binding comes after the result', async () => {
     const user = await server.newAccount('x');
     const client = await connect();
     await client.open();
@@ -571,8 +578,11 @@ describe('XMPP client streams', () => {
     const refused = await client.bind('forbidden');
     assert.equal(refused.attrs.type, 'error');
     assert.ok(refused.element('error')?.element('not-allowed'), String(refused));
-    const bound = await client.bind('ok');
+    const bound = await client.bind('eager');
     assert.equal(bound.attrs.type, 'result');
+    assert.equal((await client.next('message')).attrs.id, 'early');
+    const order = client.arrivals.slice(-2);
+    assert.deepEqual(order, [`iq#${bound.attrs.id}`, 'message#early'], 'the bind result first');
   });
 
   test('stream errors: malformed XML, stanza too large, bad namespace, restricted XML, unknown host, invalid-from, stanza before auth', async () => {

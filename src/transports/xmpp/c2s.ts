@@ -148,10 +148,6 @@ export class C2sStream implements ResourceStream {
     return this.account ? (this.authenticatedLimits ??= stanzaLimits(this.context.config, true)) : this.preAuthLimits;
   }
 
-  get isBound(): boolean {
-    return this.state === 'bound';
-  }
-
   // --- input from the transport ---
 
   /** The stream header (`<stream:stream>`, or `<open/>` on WebSocket). */
@@ -402,6 +398,7 @@ export class C2sStream implements ResourceStream {
     this.state = 'bound';
     this.boundNow();
     this.write(el('iq', { type: 'result', id: iq.attrs.id }, el('bind', { xmlns: NS_BIND }, el('jid', {}, session.jid))));
+    resource.bound();
     this.log.info({ event: 'xmpp.bound', address: this.remoteAddress, jid: session.jid, transport: this.transport.kind }, 'XMPP resource bound');
   }
 

@@ -55,6 +55,8 @@ export class BoundResource implements StanzaOut {
   private held = new Map<string, XmlElement>();
   private resumeTimer: NodeJS.Timeout | undefined;
   private ended = false;
+  /** What the session sent while binding: written after the bind result, which the client must see first. */
+  private beforeBound: XmlElement[] | undefined = [];
 
   constructor(
     readonly account: AccountRecord,
@@ -146,11 +148,22 @@ export class BoundResource implements StanzaOut {
     }
     const stream = this.stream;
     if (!stream) return;
+    if (this.beforeBound) {
+      this.beforeBound.push(stanza);
+      return;
+    }
     stream.write(stanza);
     if (this.smEnabled && !this.ackRequested && this.unacked.length >= ACK_REQUEST_AFTER) {
       this.ackRequested = true;
       stream.write(el('r', { xmlns: NS_SM }));
     }
+  }
+
+  /** The bind result has been written: what the session sent meanwhile follows it. */
+  bound(): void {
+    const pending = this.beforeBound ?? [];
+    this.beforeBound = undefined;
+    for (const stanza of pending) this.stream?.write(stanza);
   }
 
   /** `<enable/>`: counting starts now; resumable unless the server keeps no lost sessions. */
