@@ -15,6 +15,7 @@ import { ConnectionLimiter } from '../src/services/connections.js';
 import { ensureDebianPackages } from './fixtures/debian.js';
 import { ReadThrottle } from '../src/transports/xmpp/throttle.js';
 import { MAX_UNACKED } from '../src/transports/xmpp/stream-management.js';
+import { parseClientFinal, parseClientFirst, ScramError } from '../src/services/scram.js';
 import type { AccountRecord } from '../src/store/store.js';
 import { XmppListener } from '../src/transports/xmpp/listener.js';
 import { BindError, type StanzaOut, type StanzaSession, type StanzaSessions } from '../src/transports/xmpp/stanza-session.js';
@@ -548,7 +549,7 @@ describe('XMPP client streams', () => {
     assert.equal((await client.plain(user, 'secret')).name, 'success');
   });
 
-  test('an account without SCRAM verifiers is refused SCRAM, logs in with PLAIN, and has them from then on', async () => {
+  test('an account without SCRAM verifiers is refused SCRAM, logs in with PLAIN (or XIMSS), and has them from then on', async () => {
     const user = await server.newAccount('x');
     const account = (await server.services.accounts.find(user))!;
     // As an account made before verifiers were kept.
@@ -567,6 +568,13 @@ describe('XMPP client streams', () => {
     clients.push(again);
     await again.open();
     assert.equal((await again.scram('SHA-1', user, 'secret')).result.name, 'success');
+
+    // A XIMSS clear-text login keeps them too.
+    const ximssUser = await server.newAccount('x');
+    const ximssAccount = (await server.services.accounts.find(ximssUser))!;
+    await server.services.store.accounts.setPassword(ximssAccount.id, ximssAccount.passwordHash, ximssAccount.cramMd5Context, null);
+    await server.login(ximssUser, 'secret');
+    assert.ok((await server.services.accounts.find(ximssUser))!.scramCredentials, 'verifiers kept after a XIMSS login');
   });
 
   test('bind refused by the sessions: an iq error; what a session sends while binding comes after the result', async () => {
@@ -969,6 +977,25 @@ describe('XMPP client streams', () => {
     const record = sessions.byJid(`${user}/slix`);
     assert.equal(record.received.find((s) => s.name === 'message')?.attrs.from, `${user}/slix`);
     assert.equal(record.out.secure, true, 'over STARTTLS');
+  });
+
+  test('SCRAM messages: gs2 headers n and y accepted, channel binding (p=) and mandatory extensions refused', async () => {
+    assert.deepEqual(parseClientFirst('n,,n=al=2Cice,r=abc'), { gs2Header: 'n,,', authzid: undefined, user: 'al,ice', clientNonce: 'abc', bare: 'n=al=2Cice,r=abc' });
+    assert.equal(parseClientFirst('y,,n=bob,r=xyz').gs2Header, 'y,,');
+    assert.equal(parseClientFirst('n,a=bob@example.test,n=bob,r=xyz').authzid, 'bob@example.test');
+    for (const bad of ['p=tls-unique,,n=bob,r=x', 'n,,m=ext,n=bob,r=x', 'n,,n=bob', 'x,,n=bob,r=x', 'n,,n=b=2Dob,r=x', 'n,,n=bob,r=a,b']) {
+      assert.throws(() => parseClientFirst(bad), (err) => err instanceof ScramError && err.condition === 'malformed-request', bad);
+    }
+    assert.throws(() => parseClientFinal('c=biws,r=abc'), ScramError);
+    assert.equal(parseClientFinal('c=biws,r=abc,p=AAAA').withoutProof, 'c=biws,r=abc');
+
+    // Over the wire: the client asking for channel binding is refused, and a y flag succeeds.
+    const user = await server.newAccount('x');
+    const client = await connect();
+    await client.open();
+    client.send(el('auth', { xmlns: NS_SASL, mechanism: 'SCRAM-SHA-1' }, Buffer.from(`p=tls-unique,,n=${user},r=abcdef`).toString('base64')));
+    const failure = await client.next('failure');
+    assert.ok(failure.element('malformed-request'), String(failure));
   });
 
   test('the stream parser: namespaces of top-level elements', () => {
