@@ -536,6 +536,12 @@ export class C2sStream implements ResourceStream {
     this.cleanup(reason);
   }
 
+  /** Drops the connection at once (the server stops and its grace period is over). */
+  destroy(): void {
+    this.deliberate = true;
+    this.transport.destroy();
+  }
+
   /** The connection is gone (closed by either side, or lost). */
   lost(): void {
     if (this.state !== 'closed') {
