@@ -622,6 +622,14 @@ describe('XMPP client streams', () => {
     early.send(`<message to='echo@example.test'><body>hi</body></message>`);
     assert.equal(await early.streamError(), 'not-authorized');
 
+    const noDefault = await connect();
+    noDefault.send(`<?xml version='1.0'?><stream:stream to='example.test' version='1.0' xmlns:stream='${NS_STREAMS}'>`);
+    assert.equal(await noDefault.streamError(), 'invalid-namespace');
+
+    const serverStanza = await boundClient();
+    serverStanza.client.send(`<message xmlns='jabber:server' to='echo@example.test'><body>hi</body></message>`);
+    assert.equal(await serverStanza.client.streamError(), 'invalid-namespace');
+
     const { client, jid } = await boundClient();
     client.send(`<message to='echo@example.test' from='someone@example.test/x'><body>spoof</body></message>`);
     assert.equal(await client.streamError(), 'invalid-from');

@@ -19,6 +19,7 @@ export const NS_SESSION = 'urn:ietf:params:xml:ns:xmpp-session';
 export const NS_STANZAS = 'urn:ietf:params:xml:ns:xmpp-stanzas';
 const NS_PING = 'urn:xmpp:ping';
 
+const STANZAS = new Set(['message', 'presence', 'iq']);
 /** SASL failures a stream may have before it is closed (RFC 6120 6.4.5: between 2 and 5 retries). */
 const SASL_ATTEMPTS = 3;
 /** Items (stanzas) received and waiting to be handled beyond which reading pauses; before binding, one at a time. */
@@ -243,6 +244,7 @@ export class C2sStream implements ResourceStream {
     if (item.kind === 'close') return this.close();
     if (this.state === 'header') throw new StreamError('not-well-formed', 'an element before the stream header');
     const { element, ns } = item;
+    if (STANZAS.has(element.name) && ns !== NS_CLIENT) throw new StreamError('invalid-namespace', `a <${element.name}> must be in ${NS_CLIENT}`);
     if (this.state === 'negotiating') return this.negotiate(element, ns);
     if (this.state === 'authenticated') return this.beforeBinding(element, ns);
     return this.bound(element, ns);
@@ -428,7 +430,7 @@ export class C2sStream implements ResourceStream {
 
   private async bound(element: XmlElement, ns: string): Promise<void> {
     const resource = this.resource!;
-    if (ns === NS_CLIENT && (element.name === 'message' || element.name === 'presence' || element.name === 'iq')) {
+    if (ns === NS_CLIENT && STANZAS.has(element.name)) {
       this.context.metrics?.xmppStanzas.inc({ direction: 'in' });
       resource.countInbound();
       return this.stanza(resource, element);
@@ -494,7 +496,7 @@ export class C2sStream implements ResourceStream {
   /** Writes a stanza or nonza to the client (ResourceStream). */
   write(element: XmlElement): void {
     if (this.state === 'closed') return;
-    const isStanza = element.name === 'message' || element.name === 'presence' || element.name === 'iq';
+    const isStanza = STANZAS.has(element.name);
     if (isStanza) this.context.metrics?.xmppStanzas.inc({ direction: 'out' });
     if (this.transport.framed && isStanza && element.attrs.xmlns === undefined) {
       // RFC 7395: every frame is a document of its own; stanzas say their namespace.

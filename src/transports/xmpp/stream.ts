@@ -235,7 +235,7 @@ export class XmppStreamParser {
     if (local !== 'stream' || namespace !== NS_STREAMS) {
       throw new StreamError('invalid-namespace', `the stream header must be <stream:stream> in ${NS_STREAMS}`);
     }
-    if (prefix !== '' && root.attrs.xmlns !== undefined && root.attrs.xmlns !== NS_CLIENT) {
+    if (prefix !== '' && root.attrs.xmlns !== NS_CLIENT) {
       throw new StreamError('invalid-namespace', `the stream's default namespace must be ${NS_CLIENT}`);
     }
     this.streamPrefix = prefix;
