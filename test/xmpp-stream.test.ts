@@ -6,7 +6,6 @@
 import assert from 'node:assert/strict';
 import { createHash, createHmac, pbkdf2Sync, randomBytes } from 'node:crypto';
 import { execFile } from 'node:child_process';
-import http from 'node:http';
 import net from 'node:net';
 import tls from 'node:tls';
 import { after, before, describe, test } from 'node:test';
@@ -15,12 +14,18 @@ import { silentLogger } from '../src/log.js';
 import { ConnectionLimiter } from '../src/services/connections.js';
 import { ensureDebianPackages } from './fixtures/debian.js';
 import { ReadThrottle } from '../src/transports/xmpp/throttle.js';
+import { MAX_UNACKED } from '../src/transports/xmpp/stream-management.js';
+import { parseClientFinal, parseClientFirst, ScramError } from '../src/services/scram.js';
 import type { AccountRecord } from '../src/store/store.js';
 import { XmppListener } from '../src/transports/xmpp/listener.js';
 import { BindError, type StanzaOut, type StanzaSession, type StanzaSessions } from '../src/transports/xmpp/stanza-session.js';
 import { NS_STREAMS, XmppStreamParser, namespaceOf } from '../src/transports/xmpp/stream.js';
 import { el, XmlElement } from '../src/xml/element.js';
 import { parseXml } from '../src/xml/parser.js';
+import { HttpListener } from '../src/ximss/bindings/http.js';
+import { TcpListener } from '../src/ximss/bindings/tcp.js';
+import { Engine } from '../src/ximss/engine.js';
+import { registerOperations } from '../src/ximss/ops/index.js';
 import { startTestServer, type TestServer } from './helpers.js';
 
 const NS_SASL = 'urn:ietf:params:xml:ns:xmpp-sasl';
@@ -50,6 +55,8 @@ class RecordingSessions implements StanzaSessions {
     if (requested === 'forbidden') throw new BindError('not-allowed', 'this resource is not allowed');
     const jid = `${account.name}@${account.domain}/${requested ?? `r${++this.counter}`}`;
     const record: Bound = { jid, out, received: [], ended: undefined };
+    // Sent while binding (as a real session may, say its offline messages): the client sees it after the bind result.
+    if (requested === 'eager') out.send(el('message', { from: 'early@example.test', to: jid, id: 'early' }));
     this.bound.push(record);
     this.wake();
     return {
@@ -108,6 +115,8 @@ class RecordingSessions implements StanzaSessions {
 class RawClient {
   socket: net.Socket;
   readonly elements: XmlElement[] = [];
+  /** `name#id` of every element received, in order. */
+  readonly arrivals: string[] = [];
   header: Record<string, string> | undefined;
   ended = false;
   closed = false;
@@ -139,7 +148,10 @@ class RawClient {
     this.parser = new XmppStreamParser(
       {
         open: (attrs) => (this.header = attrs),
-        stanza: (element) => this.elements.push(element),
+        stanza: (element) => {
+          this.elements.push(element);
+          this.arrivals.push(`${element.name}#${element.attrs.id ?? ''}`);
+        },
         close: () => (this.ended = true),
       },
       () => ({ xml: big, bytes: 1 << 24 }),
@@ -367,7 +379,8 @@ describe('XMPP client streams', () => {
   let xmpp: XmppListener;
   let port: number;
   let tlsPort: number;
-  let httpServer: http.Server;
+  /** The HTTPS listener, its WebSocket upgrades on /xmpp-websocket handed to the XMPP service. */
+  let https: HttpListener;
   let wsPort: number;
   const clients: RawClient[] = [];
 
@@ -425,16 +438,17 @@ describe('XMPP client streams', () => {
     });
     port = await xmpp.listen(0, '127.0.0.1');
     tlsPort = await xmpp.listenTls(0, '127.0.0.1');
-    httpServer = http.createServer((_req, res) => res.end());
-    httpServer.on('upgrade', (req, socket: net.Socket, head: Buffer) => xmpp.upgrade(req, socket, head, { secure: false, releaseAdmission: () => {} }));
-    await new Promise<void>((resolve) => httpServer.listen(0, '127.0.0.1', resolve));
-    wsPort = (httpServer.address() as net.AddressInfo).port;
+    const engine = new Engine(services);
+    registerOperations(engine);
+    https = new HttpListener(engine, new TcpListener(engine), services.tls);
+    https.xmppUpgrade = (req, socket, head, options) => xmpp.upgrade(req, socket, head, options);
+    wsPort = await https.listen(0, '127.0.0.1');
   });
 
   after(async () => {
     for (const client of clients) client.close();
     await xmpp.close();
-    httpServer.close();
+    await https.close();
     await server.stop();
   });
 
@@ -535,7 +549,7 @@ describe('XMPP client streams', () => {
     assert.equal((await client.plain(user, 'secret')).name, 'success');
   });
 
-  test('an account without SCRAM verifiers is refused SCRAM, logs in with PLAIN, and has them from then on', async () => {
+  test('an account without SCRAM verifiers is refused SCRAM, logs in with PLAIN (or XIMSS), and has them from then on', async () => {
     const user = await server.newAccount('x');
     const account = (await server.services.accounts.find(user))!;
     // As an account made before verifiers were kept.
@@ -554,9 +568,16 @@ describe('XMPP client streams', () => {
     clients.push(again);
     await again.open();
     assert.equal((await again.scram('SHA-1', user, 'secret')).result.name, 'success');
+
+    // A XIMSS clear-text login keeps them too.
+    const ximssUser = await server.newAccount('x');
+    const ximssAccount = (await server.services.accounts.find(ximssUser))!;
+    await server.services.store.accounts.setPassword(ximssAccount.id, ximssAccount.passwordHash, ximssAccount.cramMd5Context, null);
+    await server.login(ximssUser, 'secret');
+    assert.ok((await server.services.accounts.find(ximssUser))!.scramCredentials, 'verifiers kept after a XIMSS login');
   });
 
-  test('bind refused by the sessions: an iq error', async () => {
+  test('bind refused by the sessions: an iq error; what a session sends while binding comes after the result', async () => {
     const user = await server.newAccount('x');
     const client = await connect();
     await client.open();
@@ -565,11 +586,14 @@ describe('XMPP client streams', () => {
     const refused = await client.bind('forbidden');
     assert.equal(refused.attrs.type, 'error');
     assert.ok(refused.element('error')?.element('not-allowed'), String(refused));
-    const bound = await client.bind('ok');
+    const bound = await client.bind('eager');
     assert.equal(bound.attrs.type, 'result');
+    assert.equal((await client.next('message')).attrs.id, 'early');
+    const order = client.arrivals.slice(-2);
+    assert.deepEqual(order, [`iq#${bound.attrs.id}`, 'message#early'], 'the bind result first');
   });
 
-  test('stream errors: malformed XML, stanza too large, bad namespace, unknown host, invalid-from, stanza before auth', async () => {
+  test('stream errors: malformed XML, stanza too large, bad namespace, restricted XML, unknown host, invalid-from, stanza before auth', async () => {
     const malformed = await connect();
     await malformed.open();
     malformed.send('<auth xmlns="urn:ietf:params:xml:ns:xmpp-sasl" mechanism="PLAIN"></oops>');
@@ -584,6 +608,11 @@ describe('XMPP client streams', () => {
     namespace.send(`<?xml version='1.0'?><stream:stream to='example.test' version='1.0' xmlns='jabber:client' xmlns:stream='urn:wrong'>`);
     assert.equal(await namespace.streamError(), 'invalid-namespace');
 
+    const comment = await connect();
+    await comment.open();
+    comment.send('<!-- a comment -->');
+    assert.equal(await comment.streamError(), 'restricted-xml');
+
     const host = await connect();
     host.send(HEADER('elsewhere.example'));
     assert.equal(await host.streamError(), 'host-unknown');
@@ -592,6 +621,14 @@ describe('XMPP client streams', () => {
     await early.open();
     early.send(`<message to='echo@example.test'><body>hi</body></message>`);
     assert.equal(await early.streamError(), 'not-authorized');
+
+    const noDefault = await connect();
+    noDefault.send(`<?xml version='1.0'?><stream:stream to='example.test' version='1.0' xmlns:stream='${NS_STREAMS}'>`);
+    assert.equal(await noDefault.streamError(), 'invalid-namespace');
+
+    const serverStanza = await boundClient();
+    serverStanza.client.send(`<message xmlns='jabber:server' to='echo@example.test'><body>hi</body></message>`);
+    assert.equal(await serverStanza.client.streamError(), 'invalid-namespace');
 
     const { client, jid } = await boundClient();
     client.send(`<message to='echo@example.test' from='someone@example.test/x'><body>spoof</body></message>`);
@@ -629,9 +666,9 @@ describe('XMPP client streams', () => {
     assert.equal(sessions.byJid(jid).received.length, 1);
   });
 
-  test('WebSocket (RFC 7395): open, SCRAM, bind, stanzas in jabber:client frames, close', async () => {
+  test('WebSocket (RFC 7395) on the HTTPS listener: open, SCRAM, bind, stanzas in jabber:client frames, close', async () => {
     const user = await server.newAccount('x');
-    const ws = new WebSocket(`ws://127.0.0.1:${wsPort}/xmpp-websocket`, 'xmpp');
+    const ws = new WebSocket(`wss://127.0.0.1:${wsPort}/xmpp-websocket`, 'xmpp', { rejectUnauthorized: false });
     const frames: XmlElement[] = [];
     let wake: (() => void) | undefined;
     ws.on('message', (data) => {
@@ -663,7 +700,7 @@ describe('XMPP client streams', () => {
     const features = await next('stream:features');
     assert.equal(features.attrs['xmlns:stream'], NS_STREAMS);
     assert.equal(features.element('starttls'), undefined);
-    assert.deepEqual(mechanisms(features), ['SCRAM-SHA-256', 'SCRAM-SHA-1']);
+    assert.deepEqual(mechanisms(features), ['SCRAM-SHA-256', 'SCRAM-SHA-1', 'PLAIN'], 'HTTPS: the stream is encrypted');
     const scram = scramClient('SHA-256', user, 'secret');
     ws.send(el('auth', { xmlns: NS_SASL, mechanism: 'SCRAM-SHA-256' }, Buffer.from(scram.first).toString('base64')).toString());
     const challenge = await next('challenge');
@@ -691,10 +728,13 @@ describe('XMPP client streams', () => {
     await sessions.until(() => sessions.byJid(jid).ended);
   });
 
-  test('WebSocket without the xmpp subprotocol is refused', async () => {
-    const ws = new WebSocket(`ws://127.0.0.1:${wsPort}/xmpp-websocket`);
+  test('WebSocket without the xmpp subprotocol, or on another path, is refused', async () => {
+    const ws = new WebSocket(`wss://127.0.0.1:${wsPort}/xmpp-websocket`, { rejectUnauthorized: false });
     const error = await new Promise<Error>((resolve) => ws.once('error', resolve));
     assert.match(error.message, /400/);
+    const elsewhere = new WebSocket(`wss://127.0.0.1:${wsPort}/other`, 'xmpp', { rejectUnauthorized: false });
+    const refused = await new Promise<Error>((resolve) => elsewhere.once('error', resolve));
+    assert.match(refused.message, /404/);
   });
 
   test('stream management: enable, acks both ways, resume after a lost connection with the unacknowledged stanzas', async () => {
@@ -779,6 +819,18 @@ describe('XMPP client streams', () => {
     } finally {
       await quick.close();
     }
+  });
+
+  test('stream management: a client that never acknowledges is ended past the limit, its stanzas handed back', async () => {
+    const { client, jid } = await boundClient();
+    client.send(`<enable xmlns='${NS_SM}'/>`);
+    const enabled = await client.next('enabled');
+    assert.equal(enabled.attrs.resume, undefined, 'not asked for: not resumable');
+    const record = sessions.byJid(jid);
+    for (let i = 0; i <= MAX_UNACKED; i++) record.out.send(el('message', { from: 'a@example.test', to: jid, id: `n${i}` }));
+    assert.equal(await client.streamError(), 'resource-constraint');
+    await sessions.until(() => record.ended);
+    assert.equal(record.ended![0]!.length, MAX_UNACKED + 1);
   });
 
   test('client state indication: presence held (the latest per sender) and chat states, until active', async () => {
@@ -933,6 +985,25 @@ describe('XMPP client streams', () => {
     const record = sessions.byJid(`${user}/slix`);
     assert.equal(record.received.find((s) => s.name === 'message')?.attrs.from, `${user}/slix`);
     assert.equal(record.out.secure, true, 'over STARTTLS');
+  });
+
+  test('SCRAM messages: gs2 headers n and y accepted, channel binding (p=) and mandatory extensions refused', async () => {
+    assert.deepEqual(parseClientFirst('n,,n=al=2Cice,r=abc'), { gs2Header: 'n,,', authzid: undefined, user: 'al,ice', clientNonce: 'abc', bare: 'n=al=2Cice,r=abc' });
+    assert.equal(parseClientFirst('y,,n=bob,r=xyz').gs2Header, 'y,,');
+    assert.equal(parseClientFirst('n,a=bob@example.test,n=bob,r=xyz').authzid, 'bob@example.test');
+    for (const bad of ['p=tls-unique,,n=bob,r=x', 'n,,m=ext,n=bob,r=x', 'n,,n=bob', 'x,,n=bob,r=x', 'n,,n=b=2Dob,r=x', 'n,,n=bob,r=a,b']) {
+      assert.throws(() => parseClientFirst(bad), (err) => err instanceof ScramError && err.condition === 'malformed-request', bad);
+    }
+    assert.throws(() => parseClientFinal('c=biws,r=abc'), ScramError);
+    assert.equal(parseClientFinal('c=biws,r=abc,p=AAAA').withoutProof, 'c=biws,r=abc');
+
+    // Over the wire: the client asking for channel binding is refused, and a y flag succeeds.
+    const user = await server.newAccount('x');
+    const client = await connect();
+    await client.open();
+    client.send(el('auth', { xmlns: NS_SASL, mechanism: 'SCRAM-SHA-1' }, Buffer.from(`p=tls-unique,,n=${user},r=abcdef`).toString('base64')));
+    const failure = await client.next('failure');
+    assert.ok(failure.element('malformed-request'), String(failure));
   });
 
   test('the stream parser: namespaces of top-level elements', () => {

@@ -194,14 +194,15 @@ export class AccountService {
     }
     if (await this.store.accounts.getByAlias(domain, name)) throw new ServiceError(`${name}@${domain} is an alias of another account`);
     let created: AccountRecord;
+    const [passwordHash, scram] = await Promise.all([hashPassword(options.password), scramCredentials(options.password)]);
     try {
       created = await this.store.accounts.create({
         domain,
         name,
         realName: options.realName ?? null,
-        passwordHash: await hashPassword(options.password),
+        passwordHash,
         cramMd5Context: cramMd5Context(options.password),
-        scramCredentials: await scramCredentials(options.password),
+        scramCredentials: scram,
         recoveryEmail: options.recoveryEmail ? recoveryAddress(options.recoveryEmail) : null,
       });
     } catch (err) {

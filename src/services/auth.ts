@@ -386,13 +386,14 @@ export class AuthService {
     domainHint: string | undefined,
     address: string,
     exchange: (serverFirst: string) => Promise<string>,
+    protocol: LoginWay['protocol'] = 'xmpp',
   ): Promise<ScramAuthenticated> {
     const first = parseClientFirst(clientFirst);
     let final = '';
     const secret = await this.scramFakeSecret();
     const account = await this.attempt(
       address,
-      { protocol: 'xmpp', mechanism: hash === 'SHA-1' ? 'scram-sha-1' : 'scram-sha-256' },
+      { protocol, mechanism: hash === 'SHA-1' ? 'scram-sha-1' : 'scram-sha-256' },
       () => this.identify(first.user, domainHint),
       async (account) => {
         const stored = storedScramVerifier(account?.scramCredentials, hash);
@@ -425,7 +426,8 @@ export class AuthService {
       if (kept) return Buffer.from(kept, 'base64');
       const made = randomBytes(32).toString('base64');
       await this.store.meta.set(SCRAM_SECRET_KEY, made);
-      // Another node may have made one at the same moment: the one kept wins everywhere.
+      // Another node making one at the same moment: the one the store kept is read back (two
+      // nodes racing to the very first SCRAM login could still differ until a restart).
       return Buffer.from((await this.store.meta.get(SCRAM_SECRET_KEY)) ?? made, 'base64');
     })();
     const secret = this.scramSecret;

@@ -11,7 +11,7 @@ import { scramDigest, scramHmac, SCRAM_ITERATIONS, type ScramHash, type ScramVer
 /** A SCRAM message that breaks the rules; `condition`: the SASL failure it is answered with. */
 export class ScramError extends Error {
   constructor(
-    readonly condition: 'malformed-request' | 'encryption-required' | 'invalid-authzid',
+    readonly condition: 'malformed-request' | 'invalid-authzid',
     message: string,
   ) {
     super(message);
@@ -57,7 +57,9 @@ export function parseClientFirst(message: string): ClientFirst {
   if (fields[0]?.startsWith('m=')) throw new ScramError('malformed-request', 'unsupported mandatory SCRAM extension');
   const user = fields[0]?.startsWith('n=') ? fields[0].slice(2) : undefined;
   const nonce = fields[1]?.startsWith('r=') ? fields[1].slice(2) : undefined;
-  if (!user || !nonce || !NONCE.test(nonce)) throw new ScramError('malformed-request', 'malformed SCRAM client-first message');
+  // Optional extensions after the nonce are `x=value` (and ignored).
+  const extensionsOk = fields.slice(2).every((field) => /^[A-Za-z]=/.test(field));
+  if (!user || !nonce || !NONCE.test(nonce) || !extensionsOk) throw new ScramError('malformed-request', 'malformed SCRAM client-first message');
   const authzid = authzidPart ? decodeSaslName(authzidPart.slice(2)) : undefined;
   return { gs2Header: `${flag},${authzidPart ?? ''},`, authzid: authzid || undefined, user: decodeSaslName(user), clientNonce: nonce, bare };
 }

@@ -19,6 +19,7 @@ export const NS_SESSION = 'urn:ietf:params:xml:ns:xmpp-session';
 export const NS_STANZAS = 'urn:ietf:params:xml:ns:xmpp-stanzas';
 const NS_PING = 'urn:xmpp:ping';
 
+const STANZAS = new Set(['message', 'presence', 'iq']);
 /** SASL failures a stream may have before it is closed (RFC 6120 6.4.5: between 2 and 5 retries). */
 const SASL_ATTEMPTS = 3;
 /** Items (stanzas) received and waiting to be handled beyond which reading pauses; before binding, one at a time. */
@@ -118,6 +119,8 @@ export class C2sStream implements ResourceStream {
   private pingPending = false;
   private readonly log: Logger;
   private readonly opened = Date.now();
+  private readonly preAuthLimits: StanzaLimits;
+  private authenticatedLimits: StanzaLimits | undefined;
 
   constructor(
     private readonly context: XmppContext,
@@ -125,6 +128,7 @@ export class C2sStream implements ResourceStream {
     private readonly onClosed: (stream: C2sStream) => void,
   ) {
     this.sasl = new SaslNegotiation(context.auth, context.config.xmpp.requireTls);
+    this.preAuthLimits = stanzaLimits(context.config, false);
     this.log = context.log;
     this.loginTimer = setTimeout(() => this.close('connection-timeout', 'no authentication in time'), context.config.limits.loginSeconds * 1000);
     this.loginTimer.unref();
@@ -140,13 +144,9 @@ export class C2sStream implements ResourceStream {
     return this.transport.secure;
   }
 
-  /** The stream's limits now (the parser asks at each stanza). */
+  /** The stream's limits now (the parser asks at each element). */
   get limits(): StanzaLimits {
-    return stanzaLimits(this.context.config, this.account !== undefined);
-  }
-
-  get isBound(): boolean {
-    return this.state === 'bound';
+    return this.account ? (this.authenticatedLimits ??= stanzaLimits(this.context.config, true)) : this.preAuthLimits;
   }
 
   // --- input from the transport ---
@@ -244,6 +244,7 @@ export class C2sStream implements ResourceStream {
     if (item.kind === 'close') return this.close();
     if (this.state === 'header') throw new StreamError('not-well-formed', 'an element before the stream header');
     const { element, ns } = item;
+    if (STANZAS.has(element.name) && ns !== NS_CLIENT) throw new StreamError('invalid-namespace', `a <${element.name}> must be in ${NS_CLIENT}`);
     if (this.state === 'negotiating') return this.negotiate(element, ns);
     if (this.state === 'authenticated') return this.beforeBinding(element, ns);
     return this.bound(element, ns);
@@ -399,6 +400,7 @@ export class C2sStream implements ResourceStream {
     this.state = 'bound';
     this.boundNow();
     this.write(el('iq', { type: 'result', id: iq.attrs.id }, el('bind', { xmlns: NS_BIND }, el('jid', {}, session.jid))));
+    resource.bound();
     this.log.info({ event: 'xmpp.bound', address: this.remoteAddress, jid: session.jid, transport: this.transport.kind }, 'XMPP resource bound');
   }
 
@@ -428,7 +430,7 @@ export class C2sStream implements ResourceStream {
 
   private async bound(element: XmlElement, ns: string): Promise<void> {
     const resource = this.resource!;
-    if (ns === NS_CLIENT && (element.name === 'message' || element.name === 'presence' || element.name === 'iq')) {
+    if (ns === NS_CLIENT && STANZAS.has(element.name)) {
       this.context.metrics?.xmppStanzas.inc({ direction: 'in' });
       resource.countInbound();
       return this.stanza(resource, element);
@@ -446,7 +448,8 @@ export class C2sStream implements ResourceStream {
     if (stanza.name === 'iq') {
       const type = stanza.attrs.type;
       if ((type === 'result' || type === 'error') && this.pingId !== undefined && stanza.attrs.id === this.pingId) return;
-      if (type === 'set' && !stanza.attrs.to && stanza.element('session')?.attrs.xmlns === NS_SESSION) return this.write(iqResult(stanza));
+      const toServer = stanza.attrs.to === undefined || stanza.attrs.to.toLowerCase() === this.domain;
+      if (type === 'set' && toServer && stanza.element('session')?.attrs.xmlns === NS_SESSION) return this.write(iqResult(stanza));
     }
     await session.receive(stanza);
   }
@@ -493,7 +496,7 @@ export class C2sStream implements ResourceStream {
   /** Writes a stanza or nonza to the client (ResourceStream). */
   write(element: XmlElement): void {
     if (this.state === 'closed') return;
-    const isStanza = element.name === 'message' || element.name === 'presence' || element.name === 'iq';
+    const isStanza = STANZAS.has(element.name);
     if (isStanza) this.context.metrics?.xmppStanzas.inc({ direction: 'out' });
     if (this.transport.framed && isStanza && element.attrs.xmlns === undefined) {
       // RFC 7395: every frame is a document of its own; stanzas say their namespace.
@@ -517,7 +520,9 @@ export class C2sStream implements ResourceStream {
       const error = el('stream:error', this.transport.framed ? { 'xmlns:stream': NS_STREAMS } : {}, el(condition, { xmlns: NS_STREAM_ERRORS }));
       if (text) error.append(el('text', { xmlns: NS_STREAM_ERRORS, 'xml:lang': 'en' }, text));
       this.transport.write(serialize(error));
-      this.log.info({ event: 'xmpp.stream_error', address: this.remoteAddress, condition, text, jid: this.resource?.session?.jid }, `XMPP stream error: ${condition}`);
+      // A parser's message may quote what the client sent: only the kind is logged then.
+      const logged = condition === 'not-well-formed' ? 'malformed XML' : text;
+      this.log.info({ event: 'xmpp.stream_error', address: this.remoteAddress, condition, text: logged, jid: this.resource?.session?.jid }, `XMPP stream error: ${condition}`);
     }
     this.finish(condition ?? 'closed');
   }
@@ -531,6 +536,12 @@ export class C2sStream implements ResourceStream {
     this.transport.stopReading();
     this.transport.end();
     this.cleanup(reason);
+  }
+
+  /** Drops the connection at once (the server stops and its grace period is over). */
+  destroy(): void {
+    this.deliberate = true;
+    this.transport.destroy();
   }
 
   /** The connection is gone (closed by either side, or lost). */

@@ -193,7 +193,7 @@ export class XmppListener {
   private readonly servers: net.Server[] = [];
   private readonly context: XmppContext;
   private readonly webSockets: XmppWebSockets;
-  private readonly transports = new Map<C2sStream, { destroy(): void }>();
+  private closing: Promise<void> | undefined;
 
   constructor(private readonly options: XmppListenerOptions) {
     const log = options.log.child({ component: 'xmpp' });
@@ -210,20 +210,10 @@ export class XmppListener {
     };
     this.webSockets = new XmppWebSockets(
       this.context,
-      (stream, transport) => this.track(stream, transport),
-      (stream) => this.untrack(stream),
+      (stream) => this.connections.add(stream),
+      (stream) => this.connections.delete(stream),
     );
   }
-
-  private track(stream: C2sStream, transport: { destroy(): void }): void {
-    this.connections.add(stream);
-    this.transports.set(stream, transport);
-  }
-
-  private readonly untrack = (stream: C2sStream): void => {
-    this.connections.delete(stream);
-    this.transports.delete(stream);
-  };
 
   private server(direct: boolean): net.Server {
     const server = net.createServer({ allowHalfOpen: true }, (raw) => {
@@ -236,9 +226,9 @@ export class XmppListener {
       }
       const socket = direct ? serverTls(raw, this.options.tls!) : raw;
       const transport = new TcpTransport(socket, direct ? 'tls' : 'tcp', this.options.tls, admission, this.options.config);
-      const stream = new C2sStream(this.context, transport, this.untrack);
+      const stream = new C2sStream(this.context, transport, (closed) => this.connections.delete(closed));
       transport.stream = stream;
-      this.track(stream, transport);
+      this.connections.add(stream);
       transport.attach();
     });
     server.on('error', (err) => this.context.log.error({ event: 'xmpp.listener_error', err }, 'listener error'));
@@ -278,7 +268,11 @@ export class XmppListener {
    * Stops accepting; every stream ends with `system-shutdown` (its resource with it, and
    * those waiting to be resumed). What is still open after CLOSE_GRACE_MS is dropped.
    */
-  async close(): Promise<void> {
+  close(): Promise<void> {
+    return (this.closing ??= this.closeNow());
+  }
+
+  private async closeNow(): Promise<void> {
     const closed = Promise.all(this.servers.map((server) => new Promise<void>((resolve) => server.close(() => resolve()))));
     for (const stream of [...this.connections]) stream.close('system-shutdown', 'the server is stopping');
     this.context.resumption.endAll();
@@ -287,7 +281,7 @@ export class XmppListener {
     const grace = new Promise<void>((resolve) => (timer = setTimeout(resolve, CLOSE_GRACE_MS)));
     await Promise.race([closed, grace]);
     clearTimeout(timer);
-    for (const transport of this.transports.values()) transport.destroy();
+    for (const stream of this.connections) stream.destroy();
     await closed;
   }
 }

@@ -10,6 +10,11 @@ const NS_CHAT_STATES = 'http://jabber.org/protocol/chatstates';
 const COUNTER = 2 ** 32;
 /** Unacknowledged stanzas after which the server asks the client for an ack. */
 const ACK_REQUEST_AFTER = 5;
+/**
+ * Unacknowledged stanzas a resource may have (a client that never acks, or one away for
+ * long): beyond them it ends (`resource-constraint`), its stanzas handed to the session.
+ */
+export const MAX_UNACKED = 1000;
 
 /** What a resource's stream does for it (c2s.ts: one per connection; a resumed resource moves to a new one). */
 export interface ResourceStream {
@@ -28,8 +33,8 @@ export interface ResourceStream {
  *
  * Between the session and the stream sit, in order: client state indication (XEP-0352:
  * while the client says it is inactive, presence is held, only the latest per sender, and
- * so are messages that carry only a chat state, until it is active again or a message that
- * matters comes) and stream management (XEP-0198: outbound stanzas are counted and kept
+ * so are messages that carry only a chat state, the latest per sender, until it is active
+ * again or a message that matters comes) and stream management (XEP-0198: outbound stanzas are counted and kept
  * until the client acknowledges them; the client's are counted for its acks).
  */
 export class BoundResource implements StanzaOut {
@@ -48,9 +53,10 @@ export class BoundResource implements StanzaOut {
   /** Client state indication. */
   private inactive = false;
   private held = new Map<string, XmlElement>();
-  private heldCount = 0;
   private resumeTimer: NodeJS.Timeout | undefined;
   private ended = false;
+  /** What the session sent while binding: written after the bind result, which the client must see first. */
+  private beforeBound: XmlElement[] | undefined = [];
 
   constructor(
     readonly account: AccountRecord,
@@ -117,7 +123,8 @@ export class BoundResource implements StanzaOut {
       if (type === undefined || type === 'unavailable') return `p ${stanza.attrs.from ?? ''}`;
       return undefined;
     }
-    if (stanza.name === 'message' && isChatStateOnly(stanza)) return `m ${++this.heldCount}`;
+    // Only the latest chat state of a sender means anything.
+    if (stanza.name === 'message' && isChatStateOnly(stanza)) return `m ${stanza.attrs.from ?? ''}`;
     return undefined;
   }
 
@@ -134,14 +141,29 @@ export class BoundResource implements StanzaOut {
     if (this.smEnabled) {
       this.unacked.push(stanza);
       this.outbound = (this.outbound + 1) % COUNTER;
+      if (this.unacked.length > MAX_UNACKED) {
+        this.close('resource-constraint', `more than ${MAX_UNACKED} stanzas unacknowledged`);
+        return;
+      }
     }
     const stream = this.stream;
     if (!stream) return;
+    if (this.beforeBound) {
+      this.beforeBound.push(stanza);
+      return;
+    }
     stream.write(stanza);
     if (this.smEnabled && !this.ackRequested && this.unacked.length >= ACK_REQUEST_AFTER) {
       this.ackRequested = true;
       stream.write(el('r', { xmlns: NS_SM }));
     }
+  }
+
+  /** The bind result has been written: what the session sent meanwhile follows it. */
+  bound(): void {
+    const pending = this.beforeBound ?? [];
+    this.beforeBound = undefined;
+    for (const stanza of pending) this.stream?.write(stanza);
   }
 
   /** `<enable/>`: counting starts now; resumable unless the server keeps no lost sessions. */
@@ -156,12 +178,18 @@ export class BoundResource implements StanzaOut {
 
   /** The client's `<a h=…/>` (or the h of its `<resume/>`): forgets what it has. False when it claims more than was sent. */
   acknowledge(h: number): boolean {
+    const acked = this.acknowledged(h);
+    if (acked === undefined) return false;
     this.ackRequested = false;
-    const sentBefore = (this.outbound - this.unacked.length + COUNTER) % COUNTER;
-    const acked = (h - sentBefore + COUNTER) % COUNTER;
-    if (acked > this.unacked.length) return false;
     this.unacked.splice(0, acked);
     return true;
+  }
+
+  /** How many of the unacknowledged stanzas `h` acknowledges; undefined when it claims more than were sent. */
+  private acknowledged(h: number): number | undefined {
+    const sentBefore = (this.outbound - this.unacked.length + COUNTER) % COUNTER;
+    const acked = (h - sentBefore + COUNTER) % COUNTER;
+    return acked > this.unacked.length ? undefined : acked;
   }
 
   /** A stanza from the client was handled. */
@@ -189,10 +217,10 @@ export class BoundResource implements StanzaOut {
   /**
    * Moves the resource to a new stream (`<resume/>`): what the client did not acknowledge
    * (beyond `h`) is sent again. The old stream, if the server has not noticed its loss yet,
-   * is closed. False when `h` is impossible.
+   * is closed. Undefined when `h` is impossible (nothing changes then).
    */
   resume(stream: ResourceStream, h: number): XmlElement[] | undefined {
-    if (this.ended) return undefined;
+    if (this.ended || this.acknowledged(h) === undefined) return undefined;
     const old = this.stream;
     if (old && old !== stream) {
       this.stream = undefined;
@@ -200,7 +228,7 @@ export class BoundResource implements StanzaOut {
     }
     clearTimeout(this.resumeTimer);
     this.resumeTimer = undefined;
-    if (!this.acknowledge(h)) return undefined;
+    this.acknowledge(h);
     this.stream = stream;
     this.lastAddress = stream.remoteAddress;
     this.lastSecure = stream.secure;

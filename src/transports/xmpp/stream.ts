@@ -44,8 +44,9 @@ export interface StreamHandler {
  * the header `<stream:stream>`, then each top-level child as one XmlElement, then its end.
  * Every stanza is guarded while it is parsed, like any XIMSS request (src/xml/parser.ts):
  * depth, elements, attributes and text sizes, plus its size in bytes; crossing one is a
- * `policy-violation`, malformed XML `not-well-formed`, a header in another namespace
- * `invalid-namespace` (thrown as StreamError by write()).
+ * `policy-violation`, malformed XML `not-well-formed`, a DTD, comment or processing
+ * instruction `restricted-xml`, a header in another namespace `invalid-namespace` (thrown
+ * as StreamError by write()).
  *
  * Namespaces are checked by hand (saxes' xmlns mode costs on every element): the header
  * must declare the streams namespace for its prefix and `jabber:client` as default; a
@@ -153,6 +154,7 @@ export class XmppStreamParser {
     parser.on('opentagstart', (tag) => {
       if (this.stopped) return;
       const depth = this.stack.length;
+      this.attributeCount = 0;
       if (depth === 0) return;
       const { xml, bytes } = this.limits();
       if (depth === 1) {
@@ -206,6 +208,13 @@ export class XmppStreamParser {
     });
     parser.on('text', (text) => this.addText(text));
     parser.on('cdata', (text) => this.addText(text, true));
+    // RFC 6120 11.1: no DTD, comments or processing instructions in a stream.
+    const restricted = (what: string) => () => {
+      if (!this.stopped) throw new StreamError('restricted-xml', `${what} is not allowed in an XMPP stream`);
+    };
+    parser.on('doctype', restricted('a document type declaration'));
+    parser.on('comment', restricted('a comment'));
+    parser.on('processinginstruction', restricted('a processing instruction'));
     parser.on('error', (err) => {
       throw new StreamError('not-well-formed', `malformed XML: ${err.message.replace(/^undefined:?/, '').trim()}`);
     });
@@ -226,7 +235,7 @@ export class XmppStreamParser {
     if (local !== 'stream' || namespace !== NS_STREAMS) {
       throw new StreamError('invalid-namespace', `the stream header must be <stream:stream> in ${NS_STREAMS}`);
     }
-    if (prefix !== '' && root.attrs.xmlns !== undefined && root.attrs.xmlns !== NS_CLIENT) {
+    if (prefix !== '' && root.attrs.xmlns !== NS_CLIENT) {
       throw new StreamError('invalid-namespace', `the stream's default namespace must be ${NS_CLIENT}`);
     }
     this.streamPrefix = prefix;

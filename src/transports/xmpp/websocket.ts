@@ -145,7 +145,7 @@ export class XmppWebSockets {
 
   constructor(
     private readonly context: XmppContext,
-    private readonly track: (stream: C2sStream, transport: { destroy(): void }) => void,
+    private readonly track: (stream: C2sStream) => void,
     private readonly untrack: (stream: C2sStream) => void,
   ) {
     const { xmpp } = context.config;
@@ -169,7 +169,7 @@ export class XmppWebSockets {
       const transport = new WebSocketTransport(ws, socket, options, this.context);
       const stream = new C2sStream(this.context, transport, this.untrack);
       transport.stream = stream;
-      this.track(stream, transport);
+      this.track(stream);
       transport.attach();
     });
   }
