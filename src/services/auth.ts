@@ -422,13 +422,13 @@ export class AuthService {
   /** The server's secret for fake SCRAM salts: made once and kept in the store (the same after a restart and on every node). */
   private scramFakeSecret(): Promise<Buffer> {
     this.scramSecret ??= (async () => {
-      const kept = await this.store.meta.get(SCRAM_SECRET_KEY);
-      if (kept) return Buffer.from(kept, 'base64');
-      const made = randomBytes(32).toString('base64');
-      await this.store.meta.set(SCRAM_SECRET_KEY, made);
-      // Another node making one at the same moment: the one the store kept is read back (two
-      // nodes racing to the very first SCRAM login could still differ until a restart).
-      return Buffer.from((await this.store.meta.get(SCRAM_SECRET_KEY)) ?? made, 'base64');
+      // The first process to need it makes it; every other reads it (one atomic update, as the cluster key).
+      const candidate = randomBytes(32).toString('base64');
+      const kept = await this.store.shared.update('scram', SCRAM_SECRET_KEY, Date.now(), (value) => {
+        const secret = typeof value === 'string' ? value : candidate;
+        return { value: secret, expires: Number.MAX_SAFE_INTEGER, result: secret };
+      });
+      return Buffer.from(kept, 'base64');
     })();
     const secret = this.scramSecret;
     secret.catch(() => {
