@@ -10,6 +10,7 @@ import { MailService } from './services/mail/service.js';
 import { CalendarService } from './services/calendar/service.js';
 import { ContactService } from './services/contacts/service.js';
 import { ImService } from './services/im/service.js';
+import { MucService } from './services/im/muc.js';
 import { FileService } from './services/files/service.js';
 import { DatasetService, DEFAULT_DATASET_LIMITS } from './services/datasets.js';
 import { AccountRightsService } from './services/account-rights.js';
@@ -200,6 +201,8 @@ async function build(rawStore: Store, config: Config, log: Logger, options: Serv
   }, log.child({ component: 'ximss' }));
   undo.push(() => uploads.close());
   const im = new ImService(store, bus, accounts, node.id, log.child({ component: 'im' }), config.im, metrics);
+  const muc = new MucService(im, store, bus, node.id, log.child({ component: 'muc' }), { subdomain: config.im.mucSubdomain, roomsPerService: config.im.mucRoomsPerService, occupantsPerRoom: config.im.mucOccupantsPerRoom, history: config.im.mucHistory }, metrics);
+  im.components.push(muc);
   let httpPort = config.ports.http;
   const passwordRecovery = new PasswordRecovery(store, accounts, queue, config.defaultDomain, () => config.publicUrl || `http://${config.defaultDomain}:${httpPort}`);
   const services: XimssServices = {
@@ -302,6 +305,7 @@ async function build(rawStore: Store, config: Config, log: Logger, options: Serv
   const close = (): Promise<void> =>
     (closing ??= (async () => {
       await im.close();
+      await muc.close();
       services.sessions.endAll();
       await Promise.all([tcp.close(), tcpTls?.close(), http.close(), https?.close(), smtp?.close()]);
       await queue.close();
