@@ -110,7 +110,10 @@ export class MucService implements ImComponent {
       return this.reply(sender, stanza, 'remote-server-not-found', `${to.domain} is not served here`);
     }
     if (!to.local) return this.serviceStanza(stanza, sender, to);
-    if (stanza.name === 'presence' && stanza.attrs.type === undefined && to.resource && !this.im.router.resource(sender.accountId, sender.jid.resource)) {
+    if (stanza.name === 'presence' && stanza.attrs.type === undefined && !to.resource) {
+      return this.reply(sender, stanza, 'jid-malformed', 'enter a room as room@service/nickname');
+    }
+    if (stanza.name === 'presence' && stanza.attrs.type === undefined && !this.im.router.resource(sender.accountId, sender.jid.resource)) {
       return this.reply(sender, stanza, 'not-acceptable', 'bind the session first (signalBind): a room sends its messages to a connected client');
     }
     this.enqueue(to.bare, stanza, sender);
