@@ -17,6 +17,7 @@ import type { ImService } from '../src/services/im/service.js';
 import type { AccountRecord } from '../src/store/store.js';
 import type { XmlElement } from '../src/xml/element.js';
 import { parseXml } from '../src/xml/parser.js';
+import { startPostgres } from './fixtures/postgres.js';
 import { fails, loginWithUrlId, ok, startTestServer, type TestServer, type XimssClient } from './helpers.js';
 
 const SERVICE = 'conference.example.test';
@@ -619,6 +620,57 @@ describe('persistent rooms', () => {
       await second?.close();
       await first.close().catch(() => {});
       rmSync(first.dataDir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('a room in a cluster', () => {
+  test('two nodes on one PostgreSQL: a room hosted by one node serves occupants of both; large stanzas travel through the store; leaving on disconnect crosses nodes', async () => {
+    const pg = await startPostgres();
+    const nodes: TestServer[] = [];
+    try {
+      const url = await pg.createDatabase('muc');
+      nodes.push(await startTestServer({ store: url, cluster: { nodeId: '101' } }));
+      nodes.push(await startTestServer({ store: url, cluster: { nodeId: '102' } }));
+      const [a, b] = nodes as [TestServer, TestServer];
+      const login = async (node: TestServer, address: string): Promise<User> => {
+        const { client } = await node.login(address, 'secret');
+        await ok(client, '<signalBind readIM="1"/>');
+        return { address, client };
+      };
+      const alice = await login(a, await a.newAccount('cl'));
+      const bob = await login(b, await a.newAccount('cl'));
+      const room = `shared@${SERVICE}`;
+      await join(alice, room, 'Alice');
+      // Node A hosts the room: Bob's entrance on node B travels there, and the room's answers come back.
+      await join(bob, room, 'Bob');
+      await waitFor(alice.client, 'presence', (m) => m.attrs.clientID === 'Bob');
+      const host = async (): Promise<unknown> => ((await a.services.store.shared.get('muc-host', room, Date.now())) as { node?: string } | undefined)?.node;
+      assert.equal(await host(), '101');
+      await say(bob, room, 'from node B');
+      await heard(alice, room, 'Bob', 'from node B');
+      await heard(bob, room, 'Bob', 'from node B');
+      const long = 'x'.repeat(12_000);
+      await say(alice, room, long);
+      await heard(bob, room, 'Alice', long);
+      await say(bob, room, `${long}y`);
+      await heard(alice, room, 'Bob', `${long}y`);
+      assert.equal((await iq(bob, room, 'get', admin('<item affiliation="owner"/>'))).attrs.type, 'error', 'a participant reads no owner list, wherever it is');
+      // Bob's session on node B ends: node A's room sees him go.
+      bob.client.close();
+      await waitFor(alice.client, 'presence', (m) => m.attrs.clientID === 'Bob' && m.attrs.type === 'unavailable');
+      // The room ends with Alice; the next one to enter (on node B) hosts it anew.
+      await ok(alice.client, `<presenceSet peer="${room}" clientID="Alice" type="unavailable"/>`);
+      await waitFor(alice.client, 'presence', (m) => m.attrs.clientID === 'Alice' && m.attrs.type === 'unavailable');
+      const carol = await login(b, await a.newAccount('cl'));
+      assert.deepEqual(codes(await join(carol, room, 'Carol')), ['110', '201']);
+      assert.equal(await host(), '102');
+      await join(alice, room, 'Alice');
+      await say(alice, room, 'now hosted on B');
+      await heard(carol, room, 'Alice', 'now hosted on B');
+    } finally {
+      for (const node of nodes.reverse()) await node.stop();
+      await pg.stop();
     }
   });
 });
