@@ -154,6 +154,7 @@ describe('entering, talking, leaving', () => {
 
     const error = await joinFails(carol, room, 'Bob', /taken/);
     assert.equal(error.attrs.clientID, 'Bob');
+    assert.equal(error.attrs.signalCode, '409');
     await nothingMore(alice.client, 'presence', (m) => m.attrs.type !== 'unavailable' && m.attrs.clientID === 'Bob');
 
     // A presence change is seen by all.
@@ -383,6 +384,10 @@ describe('moderation (muc#admin through iqSend)', () => {
     await ok(ned.client, `<sendIM peer="${room}" type="normal"><x xmlns="${MUC_USER}"><invite to="${quin.address}"><reason>Join us</reason></invite></x></sendIM>`);
     const invitation = await waitFor(quin.client, 'readIM', (m) => m.attrs.peer === room);
     assert.match(invitation.element('body')?.text() ?? '', /Staff: Join us/);
+    // Declining tells the inviter (through the room).
+    await ok(quin.client, `<sendIM peer="${room}" type="normal"><x xmlns="${MUC_USER}"><decline to="${ned.address}"><reason>Busy now</reason></decline></x></sendIM>`);
+    const declined = await waitFor(ned.client, 'readIM', (m) => m.attrs.peer === room && /declines/.test(m.element('body')?.text() ?? ''));
+    assert.match(declined.element('body')!.text(), new RegExp(`^${quin.address} declines the invitation: Busy now$`));
     await join(quin, room, 'Quin');
     // A member may not invite to a members-only room.
     await ok(pat.client, `<sendIM peer="${room}" type="normal"><x xmlns="${MUC_USER}"><invite to="${oz.address}"/></x></sendIM>`);
@@ -567,6 +572,24 @@ describe('the MUC protocol of XMPP clients', () => {
     await server.services.im.detach(guest);
     const left = await owner.next((s) => s.name === 'presence' && s.attrs.from === `${room}/Guest` && s.attrs.type === 'unavailable');
     assert.equal(item(left).role, 'none');
+    await server.services.im.detach(owner);
+  });
+});
+
+describe('occupants that vanish', () => {
+  test('an occupant whose client is gone without a word (its node died) is taken out at the next stanza', async () => {
+    const owner = await xmppClient(server, 'desk');
+    const ghost = await xmppClient(server, 'ghost');
+    const room = newRoom();
+    await owner.send(`<presence to="${room}/Owner"/>`);
+    await owner.next((s) => s.name === 'message' && s.element('subject') !== undefined);
+    await ghost.send(`<presence to="${room}/Ghost"/>`);
+    await owner.next((s) => s.name === 'presence' && s.attrs.from === `${room}/Ghost`);
+    // The client disappears from the directory, as when its node dies: no unavailable presence is sent.
+    await server.services.im.router.unregister(ghost);
+    await owner.send(`<message to="${room}" type="groupchat" id="m1"><body>anyone there?</body></message>`);
+    const gone = await owner.next((s) => s.name === 'presence' && s.attrs.from === `${room}/Ghost` && s.attrs.type === 'unavailable');
+    assert.equal(item(gone).role, 'none');
     await server.services.im.detach(owner);
   });
 });

@@ -43,9 +43,9 @@ export interface BusEvents {
   imStanza: { node: string; accountId: number; resource?: string; xml?: string; key?: string };
   /**
    * A stanza for a group chat room hosted on node `node` (src/services/im/muc.ts), from a client
-   * of account `accountId` (its full JID is the stanza's `from`); `key` as for imStanza.
+   * of account `accountId` on node `origin` (its full JID is the stanza's `from`); `key` as for imStanza.
    */
-  mucStanza: { node: string; room: string; accountId: number; xml?: string; key?: string };
+  mucStanza: { node: string; room: string; accountId: number; origin: string; xml?: string; key?: string };
   /** An account's roster changed (`item` removed when absent): its clients get the push. */
   rosterChanged: { accountId: number; jid: string; version: number; item?: string };
   /** An account's block list changed (XEP-0191): caches drop it, its clients get the push. */

@@ -15,6 +15,8 @@ export interface Endpoint {
   /** The client's full JID. */
   jid: Jid;
   accountId: number;
+  /** The cluster node the client is connected to. */
+  node: string;
 }
 
 /** Someone in the room. */
@@ -23,6 +25,8 @@ export interface Occupant extends Endpoint {
   role: Role;
   /** The children of the occupant's last presence (show, status…) the room repeats. */
   presence: XmlElement[];
+  /** When it entered (ms). */
+  since: number;
 }
 
 /** What a room needs from the service that hosts it. */
@@ -30,8 +34,11 @@ export interface RoomHost {
   readonly log: Logger;
   /** The service's limits: occupants per room, messages of history kept, rooms per service. */
   readonly limits: { occupantsPerRoom: number; history: number; roomsPerService: number };
-  /** Hands a stanza to a client (its `to` set here); false when the client is gone. */
-  deliver(to: Endpoint, stanza: XmlElement): boolean;
+  /**
+   * Hands a stanza to a client (its `to` set here); false when the client is gone. With
+   * `viaNode`, a client this node does not know of (yet) is sought on its own node.
+   */
+  deliver(to: Endpoint, stanza: XmlElement, viaNode: boolean): boolean;
   /** The room's state changed in a way that must be kept (only for persistent rooms). */
   persist(room: Room, change: Persist): Promise<void>;
   /** Turns the room persistent (false: the service has too many rooms) or temporary. */
@@ -48,8 +55,27 @@ export type Persist = { kind: 'config' } | { kind: 'affiliation'; user: string; 
 
 /** Nicknames are at most this many characters. */
 export const MAX_NICK = 128;
+/**
+ * How long after entering an occupant may still be unknown to this node's directory of clients
+ * (the news of its client travels between nodes): until then a stanza that finds no client
+ * goes to the occupant's node; after it, the occupant is taken as gone (its node died).
+ */
+const SETTLE_MS = 30_000;
 /** iq requests forwarded to occupants and waiting for their answer, per room. */
 const PENDING_IQS = 500;
+/** The XEP-0086 codes of the MUC errors (XIMSS shows them as signalCode). */
+const LEGACY_CODES: Record<string, number> = {
+  'bad-request': 400,
+  'jid-malformed': 400,
+  'not-authorized': 401,
+  'registration-required': 407,
+  forbidden: 403,
+  'item-not-found': 404,
+  'not-allowed': 405,
+  'not-acceptable': 406,
+  conflict: 409,
+  'service-unavailable': 503,
+};
 const RANK: Record<AnyAffiliation, number> = { owner: 4, admin: 3, member: 2, none: 1, outcast: 0 };
 
 /**
@@ -64,6 +90,8 @@ export class Room {
   locked = false;
   destroyedAlready = false;
   private readonly pendingIqs = new Map<string, { from: Endpoint; id: string; target: string }>();
+  /** Occupants whose client could not be reached while handling a stanza. */
+  private readonly lost = new Set<Occupant>();
 
   constructor(
     readonly jid: string,
@@ -113,20 +141,39 @@ export class Room {
   /** A stanza for the room (`to` = the room or an occupant), from a client's real address. */
   async handle(stanza: XmlElement, from: Endpoint, created = false): Promise<void> {
     const nick = tryJid(stanza.attrs.to)?.resource ?? '';
-    switch (stanza.name) {
-      case 'presence':
-        return this.presence(stanza, from, nick, created);
-      case 'message':
-        return nick ? this.privateMessage(stanza, from, nick) : this.roomMessage(stanza, from);
-      case 'iq':
-        return nick ? this.occupantIq(stanza, from, nick) : this.roomIq(stanza, from);
+    try {
+      switch (stanza.name) {
+        case 'presence':
+          return await this.presence(stanza, from, nick, created);
+        case 'message':
+          return await (nick ? this.privateMessage(stanza, from, nick) : this.roomMessage(stanza, from));
+        case 'iq':
+          return await (nick ? this.occupantIq(stanza, from, nick) : this.roomIq(stanza, from));
+      }
+    } finally {
+      // Occupants whose client is gone without a word (its node died) leave, seen by the others.
+      for (const occupant of this.lost) {
+        this.lost.delete(occupant);
+        if (this.occupants.get(occupant.nick) === occupant) this.remove(occupant, [], {});
+      }
     }
   }
 
-  /** An error back to the sender (never for an error: no loops). */
+  /** Sends to a client; an occupant that cannot be reached is noted as lost. */
+  private send(to: Endpoint, stanza: XmlElement): void {
+    const occupant = this.occupants.get((to as Partial<Occupant>).nick ?? '') === to ? (to as Occupant) : undefined;
+    const settled = occupant !== undefined && Date.now() - occupant.since > SETTLE_MS;
+    if (!this.host.deliver(to, stanza, !settled) && occupant) this.lost.add(occupant);
+  }
+
+  /** An error back to the sender (never for an error: no loops), with its XEP-0086 code for older clients. */
   private fail(stanza: XmlElement, to: Endpoint, condition: string, text: string): void {
     if (stanza.attrs.type === 'error') return;
-    this.host.deliver(to, errorReply(stanza, condition, text));
+    const reply = errorReply(stanza, condition, text);
+    const error = reply.element('error')!;
+    if (LEGACY_CODES[condition]) error.attrs.code = String(LEGACY_CODES[condition]);
+    if (condition === 'registration-required') error.attrs.type = 'auth';
+    this.send(to, reply);
   }
 
   // -------------------------------------------------------------------------------------
@@ -156,7 +203,7 @@ export class Room {
       const p = this.presenceOf(occupant, to, to === occupant ? [303, 110] : [303], 'unavailable');
       itemOf(p)!.attrs.nick = nick;
       itemOf(p)!.attrs.role = occupant.role;
-      this.host.deliver(to, p);
+      this.send(to, p);
     }
     this.occupants.delete(old);
     occupant.nick = nick;
@@ -178,17 +225,17 @@ export class Room {
     }
     if (this.occupants.has(nick)) return this.fail(stanza, from, 'conflict', `the nickname ${nick} is taken in this room`);
     if (this.occupants.size >= this.maxOccupants() && RANK[affiliation] < RANK.admin) return this.fail(stanza, from, 'service-unavailable', 'the room is full');
-    const occupant: Occupant = { jid: from.jid, accountId: from.accountId, nick, role: this.defaultRole(affiliation), presence: presenceChildren(stanza) };
-    for (const other of this.occupants.values()) this.host.deliver(occupant, this.presenceOf(other, occupant));
+    const occupant: Occupant = { jid: from.jid, accountId: from.accountId, node: from.node, nick, role: this.defaultRole(affiliation), presence: presenceChildren(stanza), since: Date.now() };
+    for (const other of this.occupants.values()) this.send(occupant, this.presenceOf(other, occupant));
     this.occupants.set(nick, occupant);
-    for (const other of this.occupants.values()) if (other !== occupant) this.host.deliver(other, this.presenceOf(occupant, other));
+    for (const other of this.occupants.values()) if (other !== occupant) this.send(other, this.presenceOf(occupant, other));
     const codes = [110];
     if (this.config.whois === 'anyone') codes.push(100);
     if (created) codes.push(201);
-    this.host.deliver(occupant, this.presenceOf(occupant, occupant, codes));
+    this.send(occupant, this.presenceOf(occupant, occupant, codes));
     this.sendHistory(occupant, muc?.element('history'));
     const subject = el('message', { from: this.subjectBy ? `${this.jid}/${this.subjectBy}` : this.jid, type: 'groupchat', id: newId() }, el('subject', undefined, this.subject));
-    this.host.deliver(occupant, subject);
+    this.send(occupant, subject);
     this.host.log.debug({ event: 'muc.joined', room: this.jid, nick, jid: from.jid.full, role: occupant.role }, 'occupant entered a room');
   }
 
@@ -218,7 +265,7 @@ export class Room {
       }
       out.unshift(stanza);
     }
-    for (const stanza of out) this.host.deliver(to, stanza);
+    for (const stanza of out) this.send(to, stanza);
   }
 
   /** The occupant's presence as `to` sees it (the real JID shown when the room lets it). */
@@ -234,7 +281,7 @@ export class Room {
 
   /** Every occupant learns the occupant's current presence and role (its own copy with 110). */
   private broadcastPresence(occupant: Occupant, codes: number[] = []): void {
-    for (const to of this.occupants.values()) this.host.deliver(to, this.presenceOf(occupant, to, to === occupant ? [...codes, 110] : codes));
+    for (const to of this.occupants.values()) this.send(to, this.presenceOf(occupant, to, to === occupant ? [...codes, 110] : codes));
   }
 
   /**
@@ -248,18 +295,10 @@ export class Room {
       if (details.actor) item.add('actor', { nick: details.actor });
       if (details.reason) item.add('reason', undefined, details.reason);
       if (details.status) p.append(el('status', undefined, details.status));
-      this.host.deliver(to, p);
+      this.send(to, p);
     }
     this.occupants.delete(occupant.nick);
     this.host.log.debug({ event: 'muc.left', room: this.jid, nick: occupant.nick, codes }, 'occupant left a room');
-  }
-
-  /** Occupants whose client went without a word (its node died) are taken out. */
-  dropLost(lost: Endpoint[]): void {
-    for (const gone of lost) {
-      const occupant = this.occupantOf(gone.jid);
-      if (occupant) this.remove(occupant, [], {});
-    }
   }
 
   // -------------------------------------------------------------------------------------
@@ -270,8 +309,18 @@ export class Room {
     if (type === 'error') return;
     const occupant = this.occupantOf(from.jid);
     if (type !== 'groupchat') {
-      const invites = childNs(stanza, MUC.user, 'x')?.elements('invite') ?? [];
+      const x = childNs(stanza, MUC.user, 'x');
+      const invites = x?.elements('invite') ?? [];
       if (invites.length > 0) return this.invite(stanza, from, occupant, invites);
+      const decline = x?.element('decline');
+      if (decline) {
+        // The invitee declines (7.8.2): the room tells the one who invited.
+        const inviter = tryJid(decline.attrs.to);
+        if (!inviter) return this.fail(stanza, from, 'jid-malformed', 'a decline names the inviter in `to`');
+        const reason = decline.element('reason')?.text() ?? '';
+        const out = el('x', { xmlns: MUC.user }, el('decline', { from: from.jid.bare }, reason ? el('reason', undefined, reason) : undefined));
+        return this.host.sendToUser(el('message', { from: this.jid, to: inviter.bare, id: newId() }, out, el('body', undefined, `${from.jid.bare} declines the invitation${reason ? `: ${reason}` : ''}`)));
+      }
       return this.fail(stanza, from, 'bad-request', 'a message to the room is of type groupchat (or an invitation)');
     }
     if (!occupant) return this.fail(stanza, from, 'not-acceptable', 'only occupants may send messages to the room');
@@ -293,7 +342,7 @@ export class Room {
     }
     const out = el('message', { from: `${this.jid}/${occupant.nick}`, type: 'groupchat', id: stanza.attrs.id });
     for (const c of stanza.children) if (typeof c !== 'string' && c.name !== 'delay' && c.name !== 'stanza-id') out.append(copyStanza(c));
-    for (const to of this.occupants.values()) this.host.deliver(to, copyStanza(out));
+    for (const to of this.occupants.values()) this.send(to, copyStanza(out));
     if (body && this.config.historyLength > 0) {
       const message: RoomHistoryMessage = { stamp: Date.now(), nick: occupant.nick, xml: out.toString() };
       this.history.push(message);
@@ -339,7 +388,7 @@ export class Room {
     const out = el('message', { from: `${this.jid}/${occupant.nick}`, type, id: stanza.attrs.id });
     for (const c of stanza.children) if (typeof c !== 'string' && c.name !== 'delay') out.append(copyStanza(c));
     if (!childNs(out, MUC.user, 'x')) out.add('x', { xmlns: MUC.user });
-    this.host.deliver(target, out);
+    this.send(target, out);
   }
 
   // -------------------------------------------------------------------------------------
@@ -354,7 +403,7 @@ export class Room {
       if (!pending || !occupant || pending.target !== occupant.nick) return;
       this.pendingIqs.delete(stanza.attrs.id!);
       const reply = el('iq', { from: `${this.jid}/${occupant.nick}`, type, id: pending.id }, ...stanza.elements().map(copyStanza));
-      this.host.deliver(pending.from, reply);
+      this.send(pending.from, reply);
       return;
     }
     if (!occupant) return this.fail(stanza, from, 'not-acceptable', 'only occupants may address other occupants');
@@ -365,7 +414,7 @@ export class Room {
     const id = newId();
     this.pendingIqs.set(id, { from, id: stanza.attrs.id ?? '', target: target.nick });
     if (this.pendingIqs.size > PENDING_IQS) this.pendingIqs.delete(this.pendingIqs.keys().next().value!);
-    this.host.deliver(target, el('iq', { from: `${this.jid}/${occupant.nick}`, type, id }, ...stanza.elements().map(copyStanza)));
+    this.send(target, el('iq', { from: `${this.jid}/${occupant.nick}`, type, id }, ...stanza.elements().map(copyStanza)));
   }
 
   private async roomIq(stanza: XmlElement, from: Endpoint): Promise<void> {
@@ -373,7 +422,7 @@ export class Room {
     if (type !== 'get' && type !== 'set') return;
     const payload = stanza.elements()[0];
     if (!payload) return this.fail(stanza, from, 'bad-request', 'an iq request has one child');
-    const reply = (result?: XmlElement): void => void this.host.deliver(from, iqResult(stanza, result));
+    const reply = (result?: XmlElement): void => void this.send(from, iqResult(stanza, result));
     switch (payload.attrs.xmlns) {
       case NS.discoInfo:
         if (type !== 'get') return this.fail(stanza, from, 'bad-request', 'disco#info is read with get');
@@ -460,7 +509,7 @@ export class Room {
     for (const to of this.occupants.values()) {
       const x = el('x', { xmlns: MUC.user });
       for (const code of codes) x.add('status', { code });
-      this.host.deliver(to, el('message', { from: this.jid, type: 'groupchat', id: newId() }, x));
+      this.send(to, el('message', { from: this.jid, type: 'groupchat', id: newId() }, x));
     }
     if (next.membersOnly && !before.membersOnly) {
       for (const o of [...this.occupants.values()]) if (this.affiliationOf(o.jid.bare) === 'none') this.remove(o, [322], {});
@@ -486,7 +535,7 @@ export class Room {
       if (reason) d.add('reason', undefined, reason);
       if (password) d.add('password', undefined, password);
       x.add('status', { code: 110 });
-      this.host.deliver(to, p);
+      this.send(to, p);
     }
     this.occupants.clear();
     this.destroyedAlready = true;

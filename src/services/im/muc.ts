@@ -100,7 +100,7 @@ export class MucService implements ImComponent {
 
   async handle(stanza: XmlElement, origin: ImClient): Promise<void> {
     const to = parseJid(stanza.attrs.to!);
-    const sender: Sender = { jid: parseJid(origin.jid), accountId: origin.account.id, client: origin };
+    const sender: Sender = { jid: parseJid(origin.jid), accountId: origin.account.id, node: this.node, client: origin };
     // The client's node remembers the rooms it is in: leaving on disconnect is the IM service's (RFC 6121 4.6.3).
     if (stanza.name === 'presence' && to.local) {
       if (stanza.attrs.type === 'unavailable') origin.directed.delete(to.full);
@@ -125,13 +125,19 @@ export class MucService implements ImComponent {
     this.deliver(to, errorReply(stanza, condition, text));
   }
 
-  private deliver(to: Sender, stanza: XmlElement): boolean {
+  private deliver(to: Sender, stanza: XmlElement, viaNode = true): boolean {
     stanza.attrs.to = to.jid.full;
     if (to.client) {
       to.client.deliver(stanza);
       return true;
     }
-    return this.im.router.sendToResource(to.accountId, to.jid.resource, stanza);
+    if (this.im.router.sendToResource(to.accountId, to.jid.resource, stanza)) return true;
+    if (!viaNode || to.node === this.node) return false;
+    // The client's node has not told this one about it yet: the stanza goes to that node.
+    void this.toNode('imStanza', { node: to.node, accountId: to.accountId, resource: to.jid.resource }, stanza).catch((err: unknown) =>
+      this.log.error({ event: 'muc.relay_failed', error: errorText(err) }, 'a stanza for another node could not be kept'),
+    );
+    return true;
   }
 
   /** The room's stanzas are handled one at a time, in the order they came. */
@@ -228,7 +234,7 @@ export class MucService implements ImComponent {
     return {
       log: this.log,
       limits: this.limits,
-      deliver: (to, stanza) => this.deliver({ jid: to.jid, accountId: to.accountId }, stanza),
+      deliver: (to, stanza, viaNode) => this.deliver({ jid: to.jid, accountId: to.accountId, node: to.node }, stanza, viaNode),
       persist: (room, change) => this.persist(room, change),
       setPersistent: (room, persistent) => this.setPersistent(room, persistent),
       destroyed: (room) => this.log.info({ event: 'muc.room_destroyed', room: room.jid, reason: 'owner' }, 'group chat room destroyed by its owner'),
@@ -287,7 +293,7 @@ export class MucService implements ImComponent {
       directed: new Set(),
       deliver: (answer) => {
         answer.attrs.from = `${room.jid}/${target.nick}`;
-        this.deliver({ jid: from.jid, accountId: from.accountId }, answer);
+        this.deliver({ jid: from.jid, accountId: from.accountId, node: from.node }, answer);
       },
       rosterPush: () => {},
       blockingPush: () => {},
@@ -380,15 +386,24 @@ export class MucService implements ImComponent {
   private async relay(node: string, room: string, stanza: XmlElement, sender: Sender): Promise<void> {
     const copy = copyStanza(stanza);
     copy.attrs.from = sender.jid.full;
-    const xml = copy.toString();
-    const target = { node, room, accountId: sender.accountId };
+    await this.toNode('mucStanza', { node, room, accountId: sender.accountId, origin: sender.node }, copy);
+  }
+
+  /**
+   * Publishes a stanza for another node: in the event when it fits (the JSON around it, quotes
+   * escaped, stays under the relay's limit), else kept in the shared state for a minute under
+   * a key the event carries (as ImRouter does; `im-stanza` is the scope its receiver reads).
+   */
+  private async toNode<K extends 'mucStanza' | 'imStanza'>(topic: K, target: Omit<BusEvents[K], 'xml' | 'key'>, stanza: XmlElement): Promise<void> {
+    const xml = stanza.toString();
     if (xml.length * 1.2 + 300 < MAX_RELAY_MESSAGE) {
-      this.bus.publish('mucStanza', { ...target, xml });
+      this.bus.publish(topic, { ...target, xml } as BusEvents[K]);
       return;
     }
     const key = randomBytes(12).toString('hex');
-    await this.store.shared.update('muc-stanza', key, Date.now(), () => ({ value: xml, expires: Date.now() + 60_000, result: undefined }));
-    this.bus.publish('mucStanza', { ...target, key });
+    const scope = topic === 'mucStanza' ? 'muc-stanza' : 'im-stanza';
+    await this.store.shared.update(scope, key, Date.now(), () => ({ value: xml, expires: Date.now() + 60_000, result: undefined }));
+    this.bus.publish(topic, { ...target, key } as BusEvents[K]);
   }
 
   private async remoteStanza(event: BusEvents['mucStanza']): Promise<void> {
@@ -401,7 +416,7 @@ export class MucService implements ImComponent {
     const from = tryJid(stanza?.attrs.from);
     const to = tryJid(stanza?.attrs.to);
     if (!stanza || !from?.resource || !to || to.bare !== event.room) return;
-    this.enqueue(event.room, stanza, { jid: from, accountId: event.accountId });
+    this.enqueue(event.room, stanza, { jid: from, accountId: event.accountId, node: event.origin });
   }
 }
 
