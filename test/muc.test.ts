@@ -232,6 +232,9 @@ describe('history, subject and private messages', () => {
     const history: string[] = [];
     for (const _ of [1, 2, 3]) history.push((await waitFor(gus.client, 'readIM', (m) => m.element('body') !== undefined)).element('body')!.text());
     assert.deepEqual(history, ['one', 'two', 'three']);
+    const replayed = gus.client.received.filter((m) => m.name === 'readIM' && m.element('body')?.text() === 'two');
+    assert.match(replayed[0]?.element('delay')?.attrs.stamp ?? '', /^\d{4}-\d\d-\d\dT/, 'history is stamped');
+    assert.equal(fay.client.received.find((m) => m.name === 'readIM' && m.element('body')?.text() === 'two')?.element('delay'), undefined, 'live messages are not');
     const subject = await waitFor(gus.client, 'readIM', (m) => m.element('subject') !== undefined);
     assert.equal(subject.element('subject')!.text(), 'Plans for Monday');
     assert.equal(subject.attrs.clientID, 'Fay');

@@ -140,7 +140,8 @@ export class XimssImClient implements ImClient {
     }
     if (this.extended) {
       // The body first (clients read the first child), then the message's other elements.
-      const others = stanza.elements().filter((c) => c !== body && c.name !== 'delay' && c.name !== 'stanza-id' && c.attrs.xmlns !== NS.chatStates);
+      // A group chat's history keeps its delay (when each message was said); other messages come as new.
+      const others = stanza.elements().filter((c) => c !== body && (c.name !== 'delay' || type === 'groupchat') && c.name !== 'stanza-id' && c.attrs.xmlns !== NS.chatStates);
       this.session.sendAsync(el('readIM', attrs, body ? el('body', undefined, body.text()) : undefined, ...others));
     } else {
       this.session.sendAsync(el('readIM', { ...attrs, subject: subject?.text() }, body?.text() ?? ''));

@@ -61,6 +61,8 @@ export function configFromRecord(stored: RoomRecord['config'], historyLength: nu
     if (kept !== undefined && typeof kept === typeof value) target[key] = kept;
   }
   if (config.whois !== 'anyone') config.whois = 'moderators';
+  // The service's limit may have been lowered since.
+  config.historyLength = Math.min(config.historyLength, historyLength);
   return config;
 }
 
