@@ -292,6 +292,11 @@ describe('history, subject and private messages', () => {
     assert.equal(answer.attrs.type, 'result');
     assert.equal(answer.attrs.clientID, 'Jo');
     assert.equal(answer.elements()[0]?.element('name')?.text(), 'jo-client');
+    // A self-ping (XEP-0410) is answered by the room: in the room, a result; outside, not-acceptable.
+    assert.equal((await iq(ian, room, 'get', '<ping xmlns="urn:xmpp:ping"/>', 'Ian')).attrs.type, 'result');
+    await nothingMore(ian.client, 'iqRead', (m) => m.attrs.type === 'get');
+    const outsider = await newUser();
+    assert.equal(errorCondition(await iq(outsider, room, 'get', '<ping xmlns="urn:xmpp:ping"/>', 'Ian')), 'not-acceptable');
   });
 });
 

@@ -407,9 +407,11 @@ export class Room {
       return;
     }
     if (!occupant) return this.fail(stanza, from, 'not-acceptable', 'only occupants may address other occupants');
+    const payload = stanza.elements()[0];
+    // A ping to one's own nickname asks the room whether one is still in it (XEP-0410).
+    if (payload?.attrs.xmlns === NS.ping && nick === occupant.nick) return this.send(from, iqResult(stanza));
     const target = this.occupants.get(nick);
     if (!target) return this.fail(stanza, from, 'item-not-found', `there is no ${nick} in the room`);
-    const payload = stanza.elements()[0];
     if (payload?.attrs.xmlns === NS.vcard && type === 'get') return this.host.occupantVcard(this, stanza, from, target);
     const id = newId();
     this.pendingIqs.set(id, { from, id: stanza.attrs.id ?? '', target: target.nick });
