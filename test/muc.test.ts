@@ -428,6 +428,8 @@ describe('configuration and destruction', () => {
     const query = info.elements()[0]!;
     assert.equal(query.element('identity')?.attrs.category, 'conference');
     assert.ok(query.elements('feature').some((f) => f.attrs.var === 'http://jabber.org/protocol/muc'));
+    const unique = await iq(tia, SERVICE, 'get', '<unique xmlns="http://jabber.org/protocol/muc#unique"/>');
+    assert.match(unique.elements()[0]?.text() ?? '', /^[0-9a-f]{24}$/);
     const serverItems = await iq(tia, 'example.test', 'get', '<query xmlns="http://jabber.org/protocol/disco#items"/>');
     assert.ok(serverItems.elements()[0]!.elements('item').some((i) => i.attrs.jid === SERVICE));
 

@@ -10,6 +10,7 @@ export const MUC = {
   owner: 'http://jabber.org/protocol/muc#owner',
   roomconfig: 'http://jabber.org/protocol/muc#roomconfig',
   roominfo: 'http://jabber.org/protocol/muc#roominfo',
+  unique: 'http://jabber.org/protocol/muc#unique',
 } as const;
 
 /** Who sees an occupant's real JID: moderators only (semi-anonymous) or everyone (non-anonymous). */

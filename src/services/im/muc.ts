@@ -314,7 +314,7 @@ export class MucService implements ImComponent {
     if (!payload || stanza.elements().length !== 1) return this.reply(sender, stanza, 'bad-request', 'an iq request has one child');
     if (type === 'get' && payload.attrs.xmlns === NS.discoInfo && !payload.attrs.node) {
       const query = el('query', { xmlns: NS.discoInfo }, el('identity', { category: 'conference', type: 'text', name: 'Chat rooms' }));
-      for (const feature of [MUC.muc, NS.discoInfo, NS.discoItems]) query.add('feature', { var: feature });
+      for (const feature of [MUC.muc, MUC.unique, NS.discoInfo, NS.discoItems]) query.add('feature', { var: feature });
       this.deliver(sender, iqResult(stanza, query));
       return;
     }
@@ -332,6 +332,11 @@ export class MucService implements ImComponent {
       const query = el('query', { xmlns: NS.discoItems });
       for (const [jid, name] of [...items].sort()) query.add('item', { jid, name: name || jid.slice(0, jid.indexOf('@')) });
       this.deliver(sender, iqResult(stanza, query));
+      return;
+    }
+    if (type === 'get' && payload.attrs.xmlns === MUC.unique) {
+      // A room name nobody uses (XEP-0045 10.1.4), for a client about to create a room.
+      this.deliver(sender, iqResult(stanza, el('unique', { xmlns: MUC.unique }, randomBytes(12).toString('hex'))));
       return;
     }
     if (payload.attrs.xmlns === NS.ping) {
