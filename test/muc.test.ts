@@ -216,6 +216,32 @@ describe('entering, talking, leaving', () => {
   });
 });
 
+describe('service limits', () => {
+  test('rooms per service: a new room beyond the limit is refused until one ends; occupants per room', async () => {
+    const small = await startTestServer({ im: { mucRoomsPerService: 2, mucOccupantsPerRoom: 2 } });
+    try {
+      const wes = await newUser(small);
+      await join(wes, `one@${SERVICE}`, 'Wes');
+      await join(wes, `two@${SERVICE}`, 'Wes');
+      const refused = await joinFails(wes, `three@${SERVICE}`, 'Wes', /2 rooms already/);
+      assert.equal(refused.attrs.signalCode, '405');
+      // A room of another local domain's service counts apart.
+      await small.addAccount('someone@other.test', 'secret');
+      await join(wes, 'one@conference.other.test', 'Wes');
+      await ok(wes.client, `<presenceSet peer="two@${SERVICE}" clientID="Wes" type="unavailable"/>`);
+      await waitFor(wes.client, 'presence', (m) => m.attrs.peer === `two@${SERVICE}` && m.attrs.type === 'unavailable');
+      await join(wes, `three@${SERVICE}`, 'Wes');
+      // Two occupants at most (the owner's admins excepted).
+      const xan = await newUser(small);
+      await join(xan, `one@${SERVICE}`, 'Xan');
+      const yul = await newUser(small);
+      await joinFails(yul, `one@${SERVICE}`, 'Yul', /full/);
+    } finally {
+      await small.stop();
+    }
+  });
+});
+
 describe('history, subject and private messages', () => {
   test('a newcomer gets the recent history then the subject; the subject is the moderators’; a private message goes to one occupant', async () => {
     const fay = await newUser();
