@@ -27,11 +27,6 @@ export interface MucLimits {
 const LEASE_MS = 60_000;
 const RENEW_MS = 20_000;
 
-/** A room held by this node. */
-interface Hosted {
-  room: Room;
-}
-
 /** The sender of a stanza: a client of a local account on any node (`client` when it is on this one). */
 interface Sender extends Endpoint {
   client?: ImClient;
@@ -49,7 +44,8 @@ interface Sender extends Endpoint {
  * the next stanza after the lease expires opens the room on another node.
  */
 export class MucService implements ImComponent {
-  private readonly rooms = new Map<string, Hosted>();
+  /** The rooms this node hosts, by JID. */
+  private readonly rooms = new Map<string, Room>();
   /** Stanzas for a room wait here for the one before them (by room JID). */
   private readonly queues = new Map<string, Promise<void>>();
   private readonly suffix: string;
@@ -77,7 +73,7 @@ export class MucService implements ImComponent {
     this.renewTimer.unref();
     metrics?.gauge('ximssd_muc_rooms', "Group chat rooms this node hosts, and their occupants", ['kind'], (set) => {
       let occupants = 0;
-      for (const { room } of this.rooms.values()) occupants += room.occupants.size;
+      for (const room of this.rooms.values()) occupants += room.occupants.size;
       set({ kind: 'rooms' }, this.rooms.size);
       set({ kind: 'occupants' }, occupants);
     });
@@ -156,16 +152,15 @@ export class MucService implements ImComponent {
   }
 
   private async dispatch(jid: string, stanza: XmlElement, sender: Sender): Promise<void> {
-    let hosted = this.rooms.get(jid);
+    let room = this.rooms.get(jid);
     let created = false;
-    if (!hosted) {
+    if (!room) {
       const holder = await this.claim(jid);
       if (holder !== this.node) return this.relay(holder, jid, stanza, sender);
       const opened = await this.open(jid, stanza, sender);
       if (!opened) return this.release(jid);
-      ({ hosted, created } = opened);
+      ({ room, created } = opened);
     }
-    const room = hosted.room;
     try {
       await room.handle(stanza, sender, created);
     } finally {
@@ -177,16 +172,15 @@ export class MucService implements ImComponent {
    * The room, read from the store (a persistent one), or made by a first entrance; undefined
    * (the sender told why) when there is no such room and the stanza does not create one.
    */
-  private async open(jid: string, stanza: XmlElement, sender: Sender): Promise<{ hosted: Hosted; created: boolean } | undefined> {
+  private async open(jid: string, stanza: XmlElement, sender: Sender): Promise<{ room: Room; created: boolean } | undefined> {
     const record = await this.store.muc.get(jid);
     if (record) {
       const [affiliations, history] = await Promise.all([this.store.muc.affiliations(jid), this.store.muc.history(jid, this.limits.history)]);
       const config = configFromRecord(record.config, this.limits.history);
       const subjectBy = typeof record.config.subjectBy === 'string' ? record.config.subjectBy : '';
       const room = new Room(jid, this.host, config, record.subject, subjectBy, new Map(affiliations.map((a) => [a.jid, a.affiliation])), history, true, record.created);
-      const hosted = { room };
-      this.rooms.set(jid, hosted);
-      return { hosted, created: false };
+      this.rooms.set(jid, room);
+      return { room, created: false };
     }
     const to = parseJid(stanza.attrs.to!);
     const entering = stanza.name === 'presence' && stanza.attrs.type === undefined && to.resource !== '';
@@ -206,22 +200,21 @@ export class MucService implements ImComponent {
     // Created with the MUC protocol: locked until configured (XEP-0045 10.1); a client that does
     // not speak it (a XIMSS session, an old client) gets an instant room at once.
     room.locked = stanza.elements().some((c) => c.name === 'x' && c.attrs.xmlns === MUC.muc);
-    const hosted = { room };
-    this.rooms.set(jid, hosted);
+    this.rooms.set(jid, room);
     this.log.debug({ event: 'muc.room_created', room: jid, owner: sender.jid.bare, locked: room.locked }, 'group chat room created');
-    return { hosted, created: true };
+    return { room, created: true };
   }
 
   /** Persistent rooms of the service domain, and the temporary ones this node holds. */
   private async roomCount(serviceDomain: string): Promise<number> {
     let count = (await this.store.muc.rooms(serviceDomain)).length;
-    for (const { room } of this.rooms.values()) if (!room.persisted && room.serviceDomain === serviceDomain) count++;
+    for (const room of this.rooms.values()) if (!room.persisted && room.serviceDomain === serviceDomain) count++;
     return count;
   }
 
   /** An empty room leaves memory (a temporary one ends), and its lease goes. */
   private async unload(room: Room): Promise<void> {
-    if (this.rooms.get(room.jid)?.room !== room) return;
+    if (this.rooms.get(room.jid) !== room) return;
     this.rooms.delete(room.jid);
     if (!room.persisted && !room.destroyedAlready) this.log.debug({ event: 'muc.room_destroyed', room: room.jid, reason: 'empty' }, 'temporary room ended with its last occupant');
     await this.release(room.jid);
@@ -237,7 +230,7 @@ export class MucService implements ImComponent {
       deliver: (to, stanza, viaNode) => this.deliver({ jid: to.jid, accountId: to.accountId, node: to.node }, stanza, viaNode),
       persist: (room, change) => this.persist(room, change),
       setPersistent: (room, persistent) => this.setPersistent(room, persistent),
-      destroyed: (room) => this.log.info({ event: 'muc.room_destroyed', room: room.jid, reason: 'owner' }, 'group chat room destroyed by its owner'),
+      destroyed: (room) => this.log.debug({ event: 'muc.room_destroyed', room: room.jid, reason: 'owner' }, 'group chat room destroyed by its owner'),
       sendToUser: (stanza) => this.im.routeMessage(stanza, undefined),
       occupantVcard: (room, iq, from, target) => this.occupantVcard(room, iq, from, target),
     };
@@ -324,7 +317,7 @@ export class MucService implements ImComponent {
         const config = configFromRecord(record.config, this.limits.history);
         if (config.public) items.set(record.jid, config.name);
       }
-      for (const { room } of this.rooms.values()) {
+      for (const room of this.rooms.values()) {
         if (room.serviceDomain !== to.domain) continue;
         if (room.config.public && !room.locked) items.set(room.jid, room.config.name);
         else items.delete(room.jid);
