@@ -42,6 +42,12 @@ interface Sender extends Endpoint {
  * are kept in store.muc and loaded by whichever node next hosts them; temporary ones end
  * with their last occupant. When a hosting node dies, its rooms' occupants are lost with it:
  * the next stanza after the lease expires opens the room on another node.
+ *
+ * Not (yet) here: occupants of other servers (no federation), one nickname shared by several
+ * clients of the same user (the second gets `conflict`), reserved nicknames (muc#register),
+ * voice requests. The rooms-per-service limit counts the persistent rooms and the temporary
+ * rooms of this node; the public list (disco#items) shows the persistent rooms and this
+ * node's temporary ones. Any local account may create rooms on any local domain's service.
  */
 export class MucService implements ImComponent {
   /** The rooms this node hosts, by JID. */
