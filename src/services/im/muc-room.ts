@@ -324,9 +324,13 @@ export class Room {
       return this.fail(stanza, from, 'bad-request', 'a message to the room is of type groupchat (or an invitation)');
     }
     if (!occupant) return this.fail(stanza, from, 'not-acceptable', 'only occupants may send messages to the room');
-    if (occupant.role === 'visitor') return this.fail(stanza, from, 'forbidden', 'you have no voice in this moderated room');
     const subject = stanza.element('subject');
     const body = stanza.element('body');
+    if (occupant.role === 'visitor') {
+      // A visitor's chat states are dropped quietly; what it says is refused.
+      if (!subject && !body) return;
+      return this.fail(stanza, from, 'forbidden', 'you have no voice in this moderated room');
+    }
     if (this.locked && this.affiliationOf(occupant.jid.bare) === 'owner') {
       // The owner just started talking: the room is taken as an instant room (as Prosody does).
       this.locked = false;
