@@ -128,6 +128,13 @@ export interface Config {
     resourcesPerAccount: number;
     /** Days the message archive (XEP-0313) keeps a message; 0 keeps no archive. */
     archiveDays: number;
+    /** Group chat (XEP-0045): the service of each local domain is `<mucSubdomain>.<domain>`. */
+    mucSubdomain: string;
+    /** Rooms one group chat service may have, occupants one room may have. */
+    mucRoomsPerService: number;
+    mucOccupantsPerRoom: number;
+    /** Messages of discussion history a room keeps (and replays to newcomers) at most. */
+    mucHistory: number;
   };
   /** Delivery of mail for other domains (the outbound queue). */
   outbound: {
@@ -285,7 +292,7 @@ export function defaultConfig(): Config {
     },
     inbound: { authenticationChecks: true },
     calendar: { remotePrivateAddresses: false },
-    im: { rosterItems: 2000, rosterGroups: 200, blockedItems: 1000, offlineMessages: 1000, offlineDays: 30, resourcesPerAccount: 32, archiveDays: 365 },
+    im: { rosterItems: 2000, rosterGroups: 200, blockedItems: 1000, offlineMessages: 1000, offlineDays: 30, resourcesPerAccount: 32, archiveDays: 365, mucSubdomain: 'conference', mucRoomsPerService: 1000, mucOccupantsPerRoom: 200, mucHistory: 50 },
     outbound: {
       relay: '',
       relayUser: '',
@@ -451,6 +458,10 @@ const configSchema = z.strictObject({
     offlineDays: whole(1),
     resourcesPerAccount: whole(1),
     archiveDays: whole(0),
+    mucSubdomain: text((s) => /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/.test(s), 'must be one DNS label (letters, digits, hyphens), like conference'),
+    mucRoomsPerService: whole(1),
+    mucOccupantsPerRoom: whole(1),
+    mucHistory: whole(0),
   }),
   outbound: z.strictObject({
     relay: text((s) => s === '' || isHostPort(s), "must be empty (to each domain's MX hosts) or host:port"),

@@ -10,6 +10,7 @@ import { MailService } from './services/mail/service.js';
 import { CalendarService } from './services/calendar/service.js';
 import { ContactService } from './services/contacts/service.js';
 import { ImService } from './services/im/service.js';
+import { MucService } from './services/im/muc.js';
 import { XmppListener } from './transports/xmpp/listener.js';
 import { XmppSessions } from './transports/xmpp/session.js';
 import { FileService } from './services/files/service.js';
@@ -202,6 +203,8 @@ async function build(rawStore: Store, config: Config, log: Logger, options: Serv
   }, log.child({ component: 'ximss' }));
   undo.push(() => uploads.close());
   const im = new ImService(store, bus, accounts, node.id, log.child({ component: 'im' }), config.im, metrics);
+  const muc = new MucService(im, store, bus, node.id, log.child({ component: 'muc' }), { subdomain: config.im.mucSubdomain, roomsPerService: config.im.mucRoomsPerService, occupantsPerRoom: config.im.mucOccupantsPerRoom, history: config.im.mucHistory }, metrics);
+  im.components.push(muc);
   let httpPort = config.ports.http;
   const passwordRecovery = new PasswordRecovery(store, accounts, queue, config.defaultDomain, () => config.publicUrl || `http://${config.defaultDomain}:${httpPort}`);
   const services: XimssServices = {
@@ -323,6 +326,7 @@ async function build(rawStore: Store, config: Config, log: Logger, options: Serv
       // XMPP streams end first (system-shutdown), their resources with them; then bound XIMSS sessions.
       await xmpp.close();
       await im.close();
+      await muc.close();
       services.sessions.endAll();
       await Promise.all([tcp.close(), tcpTls?.close(), http.close(), https?.close(), smtp?.close()]);
       await queue.close();

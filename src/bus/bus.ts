@@ -41,6 +41,11 @@ export interface BusEvents {
    * waits in the shared state under `key` instead.
    */
   imStanza: { node: string; accountId: number; resource?: string; xml?: string; key?: string };
+  /**
+   * A stanza for a group chat room hosted on node `node` (src/services/im/muc.ts), from a client
+   * of account `accountId` on node `origin` (its full JID is the stanza's `from`); `key` as for imStanza.
+   */
+  mucStanza: { node: string; room: string; accountId: number; origin: string; xml?: string; key?: string };
   /** An account's roster changed (`item` removed when absent): its clients get the push. */
   rosterChanged: { accountId: number; jid: string; version: number; item?: string };
   /** An account's block list changed (XEP-0191): caches drop it, its clients get the push. */
@@ -80,6 +85,7 @@ const SHARED_TOPICS: ReadonlySet<string> = new Set<SharedTopic>([
   'endSessions',
   'imResource',
   'imStanza',
+  'mucStanza',
   'rosterChanged',
   'blockingChanged',
 ]);

@@ -24,6 +24,9 @@ export const XIMSS_PRESENCE: Readonly<Record<string, string | null>> = {
 /** The detailed value a XIMSS client is shown for an XMPP `show`. */
 const SHOW_PRESENCE: Readonly<Record<string, string>> = { chat: 'online', dnd: 'busy', away: 'be-back', xa: 'away' };
 
+/** XEP-0045's element on what a group chat room sends its occupants. */
+const MUC_USER = 'http://jabber.org/protocol/muc#user';
+
 /** Remembered sendIM ids, for errorIM's `sendid` (the oldest forgotten first). */
 const SENT_IDS = 256;
 
@@ -124,7 +127,8 @@ export class XimssImClient implements ImClient {
       this.session.sendAsync(el('errorIM', { peer, errorText: text, signalCode: code, sendid }));
       return;
     }
-    if (clientID && (type === 'chat' || type === undefined)) this.locks.set(peer, clientID);
+    // A private message from a group chat occupant (it carries the MUC user element) locks nothing: the room is the peer.
+    if (clientID && (type === 'chat' || type === undefined) && !childNs(stanza, MUC_USER, 'x')) this.locks.set(peer, clientID);
     const peerName = (await this.im.accountOf(peer).catch(() => undefined))?.realName ?? undefined;
     const body = stanza.element('body');
     const subject = stanza.element('subject');
@@ -140,7 +144,8 @@ export class XimssImClient implements ImClient {
     }
     if (this.extended) {
       // The body first (clients read the first child), then the message's other elements.
-      const others = stanza.elements().filter((c) => c !== body && c.name !== 'delay' && c.name !== 'stanza-id' && c.attrs.xmlns !== NS.chatStates);
+      // A group chat's history keeps its delay (when each message was said); other messages come as new.
+      const others = stanza.elements().filter((c) => c !== body && (c.name !== 'delay' || type === 'groupchat') && c.name !== 'stanza-id' && c.attrs.xmlns !== NS.chatStates);
       this.session.sendAsync(el('readIM', attrs, body ? el('body', undefined, body.text()) : undefined, ...others));
     } else {
       this.session.sendAsync(el('readIM', { ...attrs, subject: subject?.text() }, body?.text() ?? ''));
@@ -154,11 +159,21 @@ export class XimssImClient implements ImClient {
       this.session.sendAsync(el('presence', { peer, type: 'subscribe' }, stanza.element('status') ? el('status', undefined, stanza.element('status')!.text()) : undefined));
       return;
     }
+    if (type === 'error' && stanza.attrs.to === this.jid) {
+      // A room refused to let the session in (a nickname taken, a members-only room…).
+      const { text, code } = errorOf(stanza);
+      this.session.sendAsync(el('presence', { peer, clientID, type: 'error', errorText: text, signalCode: code }));
+      return;
+    }
     if (type !== undefined && type !== 'unavailable') return;
     if (type === 'unavailable' && clientID && this.locks.get(peer) === clientID) this.locks.delete(peer);
     // Presence sent to this session itself (a group chat room's occupants) is shown per client.
     if (stanza.attrs.to === this.jid) {
-      this.session.sendAsync(presenceMessage(peer, clientID, type === 'unavailable' ? undefined : stanza));
+      const message = presenceMessage(peer, clientID, type === 'unavailable' ? undefined : stanza);
+      // A room's presence tells the occupant's role and affiliation, and why it left (XEP-0045 muc#user).
+      const muc = childNs(stanza, MUC_USER, 'x');
+      if (muc) message.append(muc);
+      this.session.sendAsync(message);
       return;
     }
     if (!this.interested) return;
