@@ -236,4 +236,33 @@ describe('XMPP clients on ximssd', { skip: slixmpp }, () => {
     await bob.message({ to: a, body: 'hello again' });
     await alice.waitFor((e): e is MessageEvent => e.event === 'message' && e.body === 'hello again');
   });
+
+  it('a group chat room with an XMPP member and a XIMSS member: both see each other join and talk', async () => {
+    const x = await account('xmuc');
+    const w = await account('wmuc');
+    const xavier = await peer(x, { resource: 'pc' });
+    const { client: wendy } = await server.login(w, 'secret');
+    await ok(wendy, '<signalBind clientID="web" readIM="1"/>');
+    const room = `lounge-${Date.now()}@conference.${server.config.defaultDomain}`;
+    const codes = await xavier.joinRoom(room, 'Xavier');
+    assert.ok(codes.includes('110') && codes.includes('201'), `self-presence codes: ${codes.join(',')}`);
+    // An XMPP client entering with the MUC element gets a locked room: it accepts the instant room.
+    const instant = await xavier.iq(`<iq type="set" to="${room}"><query xmlns="http://jabber.org/protocol/muc#owner"><x xmlns="jabber:x:data" type="submit"/></query></iq>`);
+    assert.equal(instant.type, 'result');
+    await ok(wendy, `<presenceSet peer="${room}" clientID="Wendy"><presence>online</presence></presenceSet>`);
+    await xavier.waitFor((e): e is PresenceEvent => e.event === 'presence' && e.from === `${room}/Wendy` && e.type === 'available');
+    const xavierSeen = await waitAsync(wendy, 'presence', (m) => m.attrs.peer === room && m.attrs.clientID === 'Xavier');
+    assert.equal(xavierSeen.attrs.type, undefined);
+    await xavier.groupchat(room, 'hello room');
+    const read = await waitAsync(wendy, 'readIM', (m) => m.element('body')?.text() === 'hello room');
+    assert.equal(read.attrs.peer, room);
+    assert.equal(read.attrs.clientID, 'Xavier');
+    assert.equal(read.attrs.type, 'groupchat');
+    await ok(wendy, `<sendIM peer="${room}" type="groupchat">hi Xavier</sendIM>`);
+    const got = await xavier.waitFor((e): e is MessageEvent => e.event === 'message' && e.type === 'groupchat' && e.body === 'hi Xavier');
+    assert.equal(got.from, `${room}/Wendy`);
+    // Wendy's session ends: the room tells Xavier she left.
+    wendy.close();
+    await xavier.waitFor((e): e is PresenceEvent => e.event === 'presence' && e.from === `${room}/Wendy` && e.type === 'unavailable');
+  });
 });
