@@ -139,6 +139,26 @@ describe('roster and subscriptions', () => {
     await nothingMore(erin.client, 'presence', (m) => m.attrs.type === 'subscribe');
   });
 
+  test('a request to a contact with no session waits, and comes when the contact binds; a cancelled request does not', async () => {
+    const asker = await newUser();
+    const away = await newUser();
+    const other = await newUser();
+    away.client.close();
+    await bind(asker);
+    await ok(asker.client, `<rosterSet peer="${away.address}" subscription="subscribe"/>`);
+    await bind(other);
+    await ok(other.client, `<rosterSet peer="${away.address}" subscription="subscribe"/>`);
+    // The second asker changes its mind before the answer.
+    await ok(other.client, `<rosterSet peer="${away.address}" subscription="unsubscribe"/>`);
+    const { client } = await server.login(away.address, 'secret');
+    await bind(client);
+    const waiting = await waitFor(client, 'presence', (m) => m.attrs.type === 'subscribe');
+    assert.equal(waiting.attrs.peer, asker.address);
+    await nothingMore(client, 'presence', (m) => m.attrs.type === 'subscribe');
+    await ok(client, `<rosterSet peer="${asker.address}" subscription="subscribed"/>`);
+    await waitFor(asker.client, 'rosterItem', (m) => m.attrs.peer === away.address && m.attrs.subscription === 'to');
+  });
+
   test('rosterGroupSet adds, renames and deletes groups; contacts are pushed with their new groups', async () => {
     const gina = await newUser();
     const hal = await newUser();
