@@ -66,11 +66,38 @@ export interface Config {
     https: number;
     smtp: number;
     xmpp: number;
+    /** Direct-TLS XMPP listener (XEP-0368, clients' "xmpps-client"); 0 = off. */
+    xmppTls: number;
   };
   tls: {
     /** PEM files; '' = a self-signed certificate, generated and kept in dataDir/tls. */
     certFile: string;
     keyFile: string;
+  };
+  /** XMPP client streams (TCP with STARTTLS, direct TLS, WebSocket on the HTTP listener's /xmpp-websocket). */
+  xmpp: {
+    /**
+     * Refuse authentication on an unencrypted stream altogether (STARTTLS first). Off (the
+     * default): PLAIN is offered only once the stream is encrypted, SCRAM (which never shows
+     * the password) also before.
+     */
+    requireTls: boolean;
+    /** Largest stanza after authentication, in bytes (Prosody's default); a larger one ends the stream (policy-violation). */
+    maxStanzaBytes: number;
+    /** Largest stanza (and stream header) before authentication, in bytes. */
+    preAuthStanzaBytes: number;
+    /**
+     * Bytes per second a client stream may send, on average; beyond it reading pauses
+     * (Prosody's mod_limits). A burst of readBurstSeconds' worth passes at once.
+     */
+    readBytesPerSecond: number;
+    readBurstSeconds: number;
+    /** Stream management (XEP-0198): how long a lost stream's session waits to be resumed. */
+    resumeSeconds: number;
+    /** A stream silent this long is pinged (XEP-0199, or an ack request); silent as long again, it is closed. */
+    pingSeconds: number;
+    /** XMPP over WebSocket (RFC 7395) on the HTTP listeners' path /xmpp-websocket. */
+    webSocket: boolean;
   };
   /** Mail received from other servers (SMTP without AUTH). */
   inbound: {
@@ -87,6 +114,20 @@ export interface Config {
      * other non-public address (off: a user cannot make the server read its own network).
      */
     remotePrivateAddresses: boolean;
+  };
+  /** Instant messaging and presence (XIMSS and XMPP clients; src/services/im/). */
+  im: {
+    /** Contacts in one roster, groups one contact may be in, addresses one account may block. */
+    rosterItems: number;
+    rosterGroups: number;
+    blockedItems: number;
+    /** Messages kept for an account while none of its clients is online, and for how many days. */
+    offlineMessages: number;
+    offlineDays: number;
+    /** IM clients (XMPP resources, bound XIMSS sessions) one account may have connected at once. */
+    resourcesPerAccount: number;
+    /** Days the message archive (XEP-0313) keeps a message; 0 keeps no archive. */
+    archiveDays: number;
   };
   /** Delivery of mail for other domains (the outbound queue). */
   outbound: {
@@ -230,10 +271,21 @@ export function defaultConfig(): Config {
     metrics: { enabled: true, allow: ['127.0.0.0/8', '::1'] },
     defaultDomain: hostDomainName(),
     publicUrl: '',
-    ports: { ximss: 11024, ximssTls: 0, http: 8100, https: 0, smtp: 2525, xmpp: 5222 },
+    ports: { ximss: 11024, ximssTls: 0, http: 8100, https: 0, smtp: 2525, xmpp: 5222, xmppTls: 0 },
     tls: { certFile: '', keyFile: '' },
+    xmpp: {
+      requireTls: false,
+      maxStanzaBytes: 256 * 1024,
+      preAuthStanzaBytes: 10 * 1024,
+      readBytesPerSecond: 64 * 1024,
+      readBurstSeconds: 2,
+      resumeSeconds: 300,
+      pingSeconds: 300,
+      webSocket: true,
+    },
     inbound: { authenticationChecks: true },
     calendar: { remotePrivateAddresses: false },
+    im: { rosterItems: 2000, rosterGroups: 200, blockedItems: 1000, offlineMessages: 1000, offlineDays: 30, resourcesPerAccount: 32, archiveDays: 365 },
     outbound: {
       relay: '',
       relayUser: '',
@@ -376,10 +428,30 @@ const configSchema = z.strictObject({
     https: port('0 = off'),
     smtp: port('0 = off'),
     xmpp: port('0 = off'),
+    xmppTls: port('0 = off'),
+  }),
+  xmpp: z.strictObject({
+    requireTls: z.boolean(),
+    maxStanzaBytes: whole(1024),
+    preAuthStanzaBytes: whole(1024),
+    readBytesPerSecond: whole(1024),
+    readBurstSeconds: seconds(),
+    resumeSeconds: seconds0('no resumption'),
+    pingSeconds: seconds(),
+    webSocket: z.boolean(),
   }),
   tls: z.strictObject({ certFile: z.string(), keyFile: z.string() }),
   inbound: z.strictObject({ authenticationChecks: z.boolean() }),
   calendar: z.strictObject({ remotePrivateAddresses: z.boolean() }),
+  im: z.strictObject({
+    rosterItems: whole(1),
+    rosterGroups: whole(1),
+    blockedItems: whole(1),
+    offlineMessages: whole(0),
+    offlineDays: whole(1),
+    resourcesPerAccount: whole(1),
+    archiveDays: whole(0),
+  }),
   outbound: z.strictObject({
     relay: text((s) => s === '' || isHostPort(s), "must be empty (to each domain's MX hosts) or host:port"),
     relayUser: z.string(),
@@ -487,6 +559,7 @@ const FLAG_NAMES: Record<string, string> = {
   'ports.http': '--http',
   'ports.smtp': '--smtp',
   'ports.xmpp': '--xmpp',
+  'ports.xmppTls': '--xmpp-tls',
   'outbound.relay': '--relay',
   'log.level': '--log-level',
 };

@@ -92,11 +92,32 @@ export class Metrics {
     labelNames: ['limit'] as const,
     registers: [this.registry],
   });
+  /** XMPP client streams open, by transport (tcp, tls = direct TLS, websocket). */
+  readonly xmppConnections = new Gauge({
+    name: 'ximssd_xmpp_connections',
+    help: 'XMPP client streams open, by transport',
+    labelNames: ['transport'] as const,
+    registers: [this.registry],
+  });
+  /** XMPP stanzas received from clients (in) and sent to them (out). */
+  readonly xmppStanzas = new Counter({
+    name: 'ximssd_xmpp_stanzas_total',
+    help: 'XMPP stanzas received from clients (in) and sent to them (out)',
+    labelNames: ['direction'] as const,
+    registers: [this.registry],
+  });
   readonly storeSeconds = new Histogram({
     name: 'ximssd_store_operation_duration_seconds',
     help: 'Time of store operations (one transaction each), by module and method',
     labelNames: ['operation'] as const,
     buckets: LATENCY_BUCKETS,
+    registers: [this.registry],
+  });
+
+  readonly imStanzas = new Counter({
+    name: 'ximssd_im_stanzas_total',
+    help: 'IM stanzas: received from clients (in) by kind, messages routed, and messages kept offline',
+    labelNames: ['kind', 'direction'],
     registers: [this.registry],
   });
 

@@ -9,6 +9,9 @@ import { AlertService } from './services/alerts.js';
 import { MailService } from './services/mail/service.js';
 import { CalendarService } from './services/calendar/service.js';
 import { ContactService } from './services/contacts/service.js';
+import { ImService } from './services/im/service.js';
+import { XmppListener } from './transports/xmpp/listener.js';
+import { XmppSessions } from './transports/xmpp/session.js';
 import { FileService } from './services/files/service.js';
 import { DatasetService, DEFAULT_DATASET_LIMITS } from './services/datasets.js';
 import { AccountRightsService } from './services/account-rights.js';
@@ -65,7 +68,7 @@ export class StoreOpenError extends Error {}
 export interface RunningServer {
   readonly services: XimssServices;
   /** The ports actually bound (useful when 0 was asked for). */
-  readonly ports: { ximss: number; ximssTls?: number; http: number; https?: number; smtp?: number };
+  readonly ports: { ximss: number; ximssTls?: number; http: number; https?: number; smtp?: number; xmpp?: number; xmppTls?: number };
   /** Stops: listeners close, sessions end (bye), the queue stops, the store closes. */
   close(): Promise<void>;
   /**
@@ -198,6 +201,7 @@ async function build(rawStore: Store, config: Config, log: Logger, options: Serv
     totalBytes: config.limits.uploadBytesTotal,
   }, log.child({ component: 'ximss' }));
   undo.push(() => uploads.close());
+  const im = new ImService(store, bus, accounts, node.id, log.child({ component: 'im' }), config.im, metrics);
   let httpPort = config.ports.http;
   const passwordRecovery = new PasswordRecovery(store, accounts, queue, config.defaultDomain, () => config.publicUrl || `http://${config.defaultDomain}:${httpPort}`);
   const services: XimssServices = {
@@ -219,6 +223,7 @@ async function build(rawStore: Store, config: Config, log: Logger, options: Serv
     files,
     contacts,
     calendars,
+    im,
     accountRights,
     directory,
     queue,
@@ -244,6 +249,20 @@ async function build(rawStore: Store, config: Config, log: Logger, options: Serv
   const tcpTls = config.ports.ximssTls && tlsContext ? new TcpListener(engine, tlsContext) : undefined;
   const http = new HttpListener(engine, tcp);
   const https = config.ports.https && tlsContext ? new HttpListener(engine, tcp, tlsContext) : undefined;
+  // XMPP clients: the ports, and WebSocket on the HTTP listeners (the same streams, the same IM service).
+  const xmpp = new XmppListener({
+    sessions: new XmppSessions(im),
+    auth: services.auth,
+    tls: tlsContext,
+    config,
+    isLocalDomain: (domain) => im.isLocalDomain(domain),
+    log,
+    metrics,
+    connections: services.connections,
+  });
+  http.xmppUpgrade = (req, socket, head, upgrade) => xmpp.upgrade(req, socket, head, upgrade);
+  if (https) https.xmppUpgrade = (req, socket, head, upgrade) => xmpp.upgrade(req, socket, head, upgrade);
+  const xmppTls = config.ports.xmppTls > 0 && tlsContext !== undefined;
   const smtp = config.ports.smtp ? new SmtpListener(services, { log: log.child({ component: 'smtp' }), metrics, resolver: options.dnsResolver, dnsTimeoutMs: options.dnsTimeoutMs }) : undefined;
   // What /readyz reports (see health.ts): every listener up and the store answering.
   const readiness = new Readiness(() => store.domains.get(config.defaultDomain), [
@@ -252,6 +271,7 @@ async function build(rawStore: Store, config: Config, log: Logger, options: Serv
     { name: 'HTTP', listening: () => http.listening },
     ...(https ? [{ name: 'HTTPS', listening: () => https.listening }] : []),
     ...(smtp ? [{ name: 'SMTP', listening: () => smtp.isListening }] : []),
+    ...(config.ports.xmpp || xmppTls ? [{ name: 'XMPP', listening: () => xmpp.listening }] : []),
   ]);
   http.readiness = readiness;
   if (https) https.readiness = readiness;
@@ -272,12 +292,16 @@ async function build(rawStore: Store, config: Config, log: Logger, options: Serv
     http: (httpPort = await bind('HTTP', config.ports.http, http, () => http.listen(config.ports.http, config.host))),
     https: https ? await bind('HTTPS', config.ports.https, https, () => https.listen(config.ports.https, config.host)) : undefined,
     smtp: smtp ? await bind('SMTP', config.ports.smtp, smtp, () => smtp.start(config.ports.smtp, config.host)) : undefined,
+    xmpp: config.ports.xmpp ? await bind('XMPP', config.ports.xmpp, xmpp, () => xmpp.listen(config.ports.xmpp, config.host)) : undefined,
+    xmppTls: xmppTls ? await bind('XMPP/TLS', config.ports.xmppTls, xmpp, () => xmpp.listenTls(config.ports.xmppTls, config.host)) : undefined,
   };
   const generated = await bootstrapStore(store, accounts);
   // domain.created and account.created are logged by the accounts service.
   if (generated) (options.announcePassword ?? printPassword)(config.defaultDomain, generated);
   await node.start(ports.http);
   undo.push(() => node.stop());
+  await im.start();
+  undo.push(() => im.close());
   queue.start(delivery);
   readiness.markStarted();
   log.info(
@@ -296,6 +320,9 @@ async function build(rawStore: Store, config: Config, log: Logger, options: Serv
   let closing: Promise<void> | undefined;
   const close = (): Promise<void> =>
     (closing ??= (async () => {
+      // XMPP streams end first (system-shutdown), their resources with them; then bound XIMSS sessions.
+      await xmpp.close();
+      await im.close();
       services.sessions.endAll();
       await Promise.all([tcp.close(), tcpTls?.close(), http.close(), https?.close(), smtp?.close()]);
       await queue.close();

@@ -29,6 +29,22 @@ export interface BusEvents {
   mailboxChanged: { accountId: number; mailboxId: number | undefined; name: string; modseq?: number };
   /** A file or directory of an account's File Storage changed (content, attributes, locks, or it came or went). */
   fileChanged: { accountId: number; path: string };
+  /**
+   * A connected IM client (XIMSS session bound with signalBind, XMPP resource) came, changed its
+   * presence, or went (`gone`). `presence` is left out when too large to travel; receivers then
+   * read the record from the store (ResourceStore).
+   */
+  imResource: { accountId: number; resource: string; node: string; kind: 'xmpp' | 'ximss'; available: boolean; priority: number; since: number; presence?: string; gone?: true };
+  /**
+   * A stanza for clients on node `node`: one resource of the account, or (no `resource`) every
+   * client of the account that gets presence. `xml` is the stanza; when too large to travel it
+   * waits in the shared state under `key` instead.
+   */
+  imStanza: { node: string; accountId: number; resource?: string; xml?: string; key?: string };
+  /** An account's roster changed (`item` removed when absent): its clients get the push. */
+  rosterChanged: { accountId: number; jid: string; version: number; item?: string };
+  /** An account's block list changed (XEP-0191): caches drop it, its clients get the push. */
+  blockingChanged: { accountId: number; blocked: string[]; unblocked: string[] | 'all' };
   /** The account's sessions are to end (killOld on any node), except `except` (a urlID). */
   endSessions: { accountId: number; except?: string };
   /**
@@ -62,6 +78,10 @@ const SHARED_TOPICS: ReadonlySet<string> = new Set<SharedTopic>([
   'mailboxChanged',
   'fileChanged',
   'endSessions',
+  'imResource',
+  'imStanza',
+  'rosterChanged',
+  'blockingChanged',
 ]);
 
 /**

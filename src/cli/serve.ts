@@ -10,6 +10,7 @@ interface ServeOptions extends CommonOptions {
   http?: number;
   smtp?: number;
   xmpp?: number;
+  xmppTls?: number;
   relay?: string;
   logLevel?: string;
 }
@@ -21,6 +22,7 @@ export function registerServe(program: Command): void {
     .option('--http <port>', 'HTTP port (default 8100; 0 = any free port)', port)
     .option('--smtp <port>', 'SMTP port (default 2525; 0 turns SMTP off)', port)
     .option('--xmpp <port>', 'XMPP port (default 5222)', port)
+    .option('--xmpp-tls <port>', 'direct-TLS XMPP port (default 0 = off; 5223 is usual)', port)
     .option('--relay <host:port>', "send mail for other domains through this SMTP relay (default: to each domain's MX)")
     .option('--log-level <level>', 'trace, debug, info (default), warn, error, fatal or silent')
     .action(async (options: ServeOptions) => {
@@ -29,6 +31,7 @@ export function registerServe(program: Command): void {
       if (options.http !== undefined) ports.http = options.http;
       if (options.smtp !== undefined) ports.smtp = options.smtp;
       if (options.xmpp !== undefined) ports.xmpp = options.xmpp;
+      if (options.xmppTls !== undefined) ports.xmppTls = options.xmppTls;
       // The flags go through the same validation as the file (a ConfigError exits 2, see main.ts).
       const config = configFrom(options, {
         ...(options.host !== undefined ? { host: options.host } : {}),

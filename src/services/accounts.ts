@@ -7,7 +7,7 @@ import { checkPrefsChanges, checkPrefsSize, DEFAULT_PREFS, type PrefsChanges } f
 export { DEFAULT_PREFS } from './preferences.js';
 import { ServiceError } from './errors.js';
 import { parseMailAddress } from './mime/address.js';
-import { cramMd5Context, hashPassword } from './passwords.js';
+import { cramMd5Context, hashPassword, scramCredentials } from './passwords.js';
 
 /** Account settings every account has unless its domain or the account says otherwise. */
 export const DEFAULT_ACCOUNT_SETTINGS: Readonly<Settings> = {
@@ -201,6 +201,7 @@ export class AccountService {
         realName: options.realName ?? null,
         passwordHash: await hashPassword(options.password),
         cramMd5Context: cramMd5Context(options.password),
+        scramCredentials: await scramCredentials(options.password),
         recoveryEmail: options.recoveryEmail ? recoveryAddress(options.recoveryEmail) : null,
       });
     } catch (err) {
@@ -225,7 +226,8 @@ export class AccountService {
 
   async setPassword(account: AccountRecord, password: string): Promise<void> {
     checkPassword(password);
-    await this.store.accounts.setPassword(account.id, await hashPassword(password), cramMd5Context(password));
+    const [hash, scram] = await Promise.all([hashPassword(password), scramCredentials(password)]);
+    await this.store.accounts.setPassword(account.id, hash, cramMd5Context(password), scram);
     this.log.info({ event: 'account.password_changed', account: fullName(account) }, `password of ${fullName(account)} changed`);
     this.bus?.publish('credentialsChanged', { accountId: account.id });
   }

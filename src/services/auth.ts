@@ -8,7 +8,17 @@ import { BAD_CREDENTIALS, ServiceError, TOO_MANY_ATTEMPTS } from './errors.js';
 import { FairLimiter } from './fair-limiter.js';
 import { addressKey } from './client-address.js';
 import { LoginGuard, type Budget, type GuardEvent, type GuardState } from './login-guard.js';
-import { cramMd5Context, hashPassword, passwordVerifier, VerifiedPasswordCache, type PasswordVerifier } from './passwords.js';
+import {
+  cramMd5Context,
+  hashPassword,
+  passwordVerifier,
+  scramCredentials,
+  storedScramVerifier,
+  VerifiedPasswordCache,
+  type PasswordVerifier,
+  type ScramHash,
+} from './passwords.js';
+import { fakeScramVerifier, parseClientFinal, parseClientFirst, ScramError, serverFinal, serverFirst, verifyClientProof } from './scram.js';
 
 export interface Authenticated {
   account: AccountRecord;
@@ -35,15 +45,23 @@ type Limits = Config['limits'];
 
 /** Who is logging in, for the log and the metrics: the protocol and the mechanism. */
 export interface LoginWay {
-  protocol: 'ximss' | 'http' | 'smtp' | 'dav';
-  /** `password`: a name and a password as they are (XIMSS clear text, HTTP); `plain`, `login`: those SASL mechanisms. */
-  mechanism: 'password' | 'plain' | 'login' | 'cram-md5' | 'nonce' | 'current-password';
+  protocol: 'ximss' | 'http' | 'smtp' | 'dav' | 'xmpp';
+  /** `password`: a name and a password as they are (XIMSS clear text, HTTP); `plain`, `login`, `scram-…`: those SASL mechanisms. */
+  mechanism: 'password' | 'plain' | 'login' | 'cram-md5' | 'nonce' | 'current-password' | 'scram-sha-1' | 'scram-sha-256';
 }
 
 /** An account name as attempted: the account it names, and the key its attempts count under. */
 interface Identified {
   account: AccountRecord | undefined;
   key: string;
+}
+
+/** The store's key of the secret fake SCRAM salts are derived from (see fakeScramVerifier). */
+const SCRAM_SECRET_KEY = 'scram-fake-salt-secret';
+
+/** A SCRAM login that succeeded: the account, and the server's final message for the client (`v=…`). */
+export interface ScramAuthenticated extends Authenticated {
+  serverFinal: string;
 }
 
 const ACCOUNT_BUSY = 'too many login attempts on this account; try again later';
@@ -87,6 +105,7 @@ export class AuthService {
   private readonly recoveriesByAccount: Budget;
   private readonly log: Logger;
   private readonly metrics: Metrics | undefined;
+  private scramSecret: Promise<Buffer> | undefined;
 
   constructor(
     private readonly accounts: AccountService,
@@ -282,6 +301,7 @@ export class AuthService {
       () => this.identify(userName, domainHint),
       (account) => this.verifyPassword(address, account, password),
     );
+    await this.keepScramCredentials(account, password);
     return this.succeed(account, address);
   }
 
@@ -341,11 +361,93 @@ export class AuthService {
       () => this.identify(authcid, domainHint),
       (account) => this.verifyPassword(address, account, password),
     );
+    await this.keepScramCredentials(account, password);
     const result = await this.succeed(account, address);
     if (authzid && authzid !== authcid) {
       const target = await this.accounts.find(authzid, domainHint);
       if (!target || target.id !== result.account.id) throw new ServiceError('authorization identity differs from the authenticated one');
     }
     return result;
+  }
+
+  /**
+   * SASL SCRAM-SHA-1 or SCRAM-SHA-256 (RFC 5802, 7677; no channel binding) as one login
+   * attempt spanning both steps: `clientFirst` is the client's first message; `exchange`
+   * sends the server's first message and resolves with the client's final one. The attempt
+   * is reserved and counted like any other (a wrong proof is a failed login, answered after
+   * the failure delay). A name without verifiers, known or not, gets a fake salt that stays
+   * the same (see fakeScramVerifier) and fails: its clients fall back to PLAIN, after which
+   * the verifiers are kept. A malformed message throws ScramError; the attempt then counts
+   * nowhere, as for any attempt without a verdict.
+   */
+  async checkScram(
+    hash: ScramHash,
+    clientFirst: string,
+    domainHint: string | undefined,
+    address: string,
+    exchange: (serverFirst: string) => Promise<string>,
+  ): Promise<ScramAuthenticated> {
+    const first = parseClientFirst(clientFirst);
+    let final = '';
+    const secret = await this.scramFakeSecret();
+    const account = await this.attempt(
+      address,
+      { protocol: 'xmpp', mechanism: hash === 'SHA-1' ? 'scram-sha-1' : 'scram-sha-256' },
+      () => this.identify(first.user, domainHint),
+      async (account) => {
+        const stored = storedScramVerifier(account?.scramCredentials, hash);
+        const verifier = stored ?? fakeScramVerifier(secret, hash, first.user);
+        const server = serverFirst(first.clientNonce, verifier);
+        const clientFinal = parseClientFinal(await exchange(server.message));
+        if (clientFinal.nonce !== server.nonce) throw new ScramError('malformed-request', 'the nonce differs from the one agreed');
+        if (Buffer.from(clientFinal.channelBinding, 'base64').toString('latin1') !== first.gs2Header) {
+          throw new ScramError('malformed-request', 'the channel binding data differs from the GS2 header');
+        }
+        const authMessage = `${first.bare},${server.message},${clientFinal.withoutProof}`;
+        // The fake verifier goes through the same computation and never matches.
+        const right = verifyClientProof(hash, verifier, authMessage, clientFinal.proof) && stored !== undefined;
+        if (right) final = serverFinal(hash, verifier, authMessage);
+        return right;
+      },
+    );
+    const result = await this.succeed(account, address);
+    if (first.authzid) {
+      const target = await this.accounts.find(first.authzid, domainHint);
+      if (!target || target.id !== result.account.id) throw new ScramError('invalid-authzid', 'authorization identity differs from the authenticated one');
+    }
+    return { ...result, serverFinal: final };
+  }
+
+  /** The server's secret for fake SCRAM salts: made once and kept in the store (the same after a restart and on every node). */
+  private scramFakeSecret(): Promise<Buffer> {
+    this.scramSecret ??= (async () => {
+      const kept = await this.store.meta.get(SCRAM_SECRET_KEY);
+      if (kept) return Buffer.from(kept, 'base64');
+      const made = randomBytes(32).toString('base64');
+      await this.store.meta.set(SCRAM_SECRET_KEY, made);
+      // Another node may have made one at the same moment: the one kept wins everywhere.
+      return Buffer.from((await this.store.meta.get(SCRAM_SECRET_KEY)) ?? made, 'base64');
+    })();
+    const secret = this.scramSecret;
+    secret.catch(() => {
+      if (this.scramSecret === secret) this.scramSecret = undefined;
+    });
+    return secret;
+  }
+
+  /**
+   * After a clear-text password was verified for an account made before SCRAM verifiers were
+   * kept: makes and keeps them, unless the password changed meanwhile (the store's check on
+   * credentialsVersion), so that its SCRAM logins work from now on. A failure costs only that.
+   */
+  private async keepScramCredentials(account: AccountRecord, password: string): Promise<void> {
+    if (account.scramCredentials) return;
+    try {
+      const scram = await scramCredentials(password);
+      await this.store.accounts.setScramCredentials(account.id, scram, account.credentialsVersion);
+      this.log.info({ event: 'auth.scram_kept', user: fullName(account) }, 'SCRAM verifiers made for the account');
+    } catch (err) {
+      this.log.warn({ event: 'auth.scram_keep_failed', user: fullName(account), err }, 'SCRAM verifiers could not be kept');
+    }
   }
 }

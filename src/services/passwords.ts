@@ -1,4 +1,7 @@
-import { createHmac, randomBytes, scrypt as scryptCallback, timingSafeEqual, type ScryptOptions } from 'node:crypto';
+import { createHash, createHmac, pbkdf2 as pbkdf2Callback, randomBytes, scrypt as scryptCallback, timingSafeEqual, type ScryptOptions } from 'node:crypto';
+// SASLprep (RFC 4013) of SCRAM passwords: MongoDB's implementation, kept up to date with the
+// Unicode tables, rather than our own copy of stringprep's tables.
+import saslprep from '@mongodb-js/saslprep';
 import SparkMD5 from 'spark-md5';
 
 /**
@@ -143,3 +146,85 @@ export const passwordVerifier: PasswordVerifier = {
   verifyPassword,
   verifyDigest: (context, challenge, digest) => safeEqual(cramMd5Digest(context, challenge), digest),
 };
+
+// ---------------------------------------------------------------------------------------
+// SCRAM (RFC 5802, RFC 7677)
+
+/** The SCRAM hash functions offered (the non-PLUS mechanisms SCRAM-SHA-1 and SCRAM-SHA-256). */
+export type ScramHash = 'SHA-1' | 'SHA-256';
+export const SCRAM_HASHES: readonly ScramHash[] = ['SHA-256', 'SHA-1'];
+/** RFC 7677's minimum, and what Prosody and ejabberd use. */
+export const SCRAM_ITERATIONS = 4096;
+
+const NODE_HASH: Record<ScramHash, string> = { 'SHA-1': 'sha1', 'SHA-256': 'sha256' };
+
+/** What a server keeps to verify a SCRAM client (never enough to log in elsewhere with PLAIN). */
+export interface ScramVerifier {
+  /** base64 */
+  salt: string;
+  iterations: number;
+  /** base64: H(HMAC(SaltedPassword, "Client Key")) and HMAC(SaltedPassword, "Server Key"). */
+  storedKey: string;
+  serverKey: string;
+}
+
+export type ScramCredentials = Record<ScramHash, ScramVerifier>;
+
+function pbkdf2(password: string, salt: Buffer, iterations: number, hash: ScramHash): Promise<Buffer> {
+  const length = hash === 'SHA-1' ? 20 : 32;
+  return new Promise((resolve, reject) =>
+    pbkdf2Callback(password, salt, iterations, length, NODE_HASH[hash], (err, key) => (err ? reject(err) : resolve(key))),
+  );
+}
+
+export function scramHmac(hash: ScramHash, key: Buffer, data: string | Buffer): Buffer {
+  return createHmac(NODE_HASH[hash], key).update(data).digest();
+}
+
+export function scramDigest(hash: ScramHash, data: Buffer): Buffer {
+  return createHash(NODE_HASH[hash]).update(data).digest();
+}
+
+/** The password as SCRAM hashes it (RFC 5802 2.2: Normalize is SASLprep, as for a stored string). */
+export function scramPassword(password: string): string {
+  try {
+    return saslprep(password);
+  } catch {
+    // A password SASLprep refuses (prohibited characters) is hashed as it is: the account's
+    // clients can still log in with the bytes they send.
+    return password;
+  }
+}
+
+/** One verifier from a password (PBKDF2 in the libuv pool). */
+export async function scramVerifier(hash: ScramHash, password: string, salt: Buffer, iterations = SCRAM_ITERATIONS): Promise<ScramVerifier> {
+  const salted = await pbkdf2(scramPassword(password), salt, iterations, hash);
+  const clientKey = scramHmac(hash, salted, 'Client Key');
+  return {
+    salt: salt.toString('base64'),
+    iterations,
+    storedKey: scramDigest(hash, clientKey).toString('base64'),
+    serverKey: scramHmac(hash, salted, 'Server Key').toString('base64'),
+  };
+}
+
+/** The SCRAM-SHA-1 and SCRAM-SHA-256 verifiers of a password, as the store keeps them (JSON, AccountRecord.scramCredentials). */
+export async function scramCredentials(password: string): Promise<string> {
+  const [sha1, sha256] = await Promise.all([scramVerifier('SHA-1', password, randomBytes(16)), scramVerifier('SHA-256', password, randomBytes(16))]);
+  const credentials: ScramCredentials = { 'SHA-1': sha1, 'SHA-256': sha256 };
+  return JSON.stringify(credentials);
+}
+
+/** The verifier for `hash` in stored credentials; undefined when there is none (or it is unreadable). */
+export function storedScramVerifier(stored: string | null | undefined, hash: ScramHash): ScramVerifier | undefined {
+  if (!stored) return undefined;
+  try {
+    const parsed = JSON.parse(stored) as Partial<ScramCredentials>;
+    const verifier = parsed[hash];
+    if (!verifier || typeof verifier.salt !== 'string' || typeof verifier.storedKey !== 'string' || typeof verifier.serverKey !== 'string') return undefined;
+    if (!Number.isInteger(verifier.iterations) || verifier.iterations < 1) return undefined;
+    return verifier;
+  } catch {
+    return undefined;
+  }
+}

@@ -55,6 +55,13 @@ export class RosterFullError extends Error {
   }
 }
 
+/** A new group would have made more than `maxGroups` named groups. */
+export class RosterGroupsFullError extends Error {
+  constructor(readonly maxGroups: number) {
+    super(`too many contact groups (at most ${maxGroups})`);
+  }
+}
+
 export interface RosterStore {
   /** Every item, by JID order, with the roster's version (0 for a roster never changed). */
   list(accountId: number): Promise<{ items: RosterItem[]; version: number }>;
@@ -64,8 +71,11 @@ export interface RosterStore {
   /**
    * Reads the item, lets `decide` (pure, synchronous) choose its new state, and writes it, in one
    * transaction that excludes every other change of the account's roster; a real change bumps
-   * the roster's version by one. RosterFullError (nothing changed) when a new item would make
-   * more than `maxItems`.
+   * the roster's version by one. A decided item equal to the stored one (same fields, same
+   * groups in the same order) is no change; the store keeps the item under `jid` (a decision
+   * naming another JID is a bug: Error) and its groups each once. RosterFullError (nothing
+   * changed) when a new item would make more than `maxItems`; NotFoundError when the account
+   * is gone.
    */
   modify(accountId: number, jid: string, decide: (current: RosterItem | undefined) => RosterDecision, maxItems: number): Promise<RosterChange>;
   /**
@@ -73,16 +83,25 @@ export interface RosterStore {
    * add), sorted.
    */
   groups(accountId: number): Promise<string[]>;
-  /** Creates an empty group; false when a group of that name exists (on an item or empty). */
+  /**
+   * Creates an empty group; false when a group of that name exists (on an item or empty);
+   * RosterGroupsFullError when the account has `maxGroups` named groups already. A group so
+   * created stays (listed by `groups`) until renameGroup removes it, whether or not items
+   * have it meanwhile. Changes no item, so not the roster's version.
+   */
   addGroup(accountId: number, name: string, maxGroups: number): Promise<boolean>;
   /**
    * Renames a group (on every item that has it, and the empty one), or with `to` null deletes it
-   * (the items stay, without it), in one transaction; answers the items changed and the new
-   * version. NotFoundError from store.ts when no such group exists.
+   * (the items stay, without it), in one transaction; answers the items changed (as they are
+   * now, by JID) and the version, bumped once when items changed. Renaming onto a name in use
+   * merges the two (an item that had both keeps it once, at the first of their places).
+   * NotFoundError from store.ts when no such group exists.
    */
   renameGroup(accountId: number, from: string, to: string | null): Promise<{ items: RosterItem[]; version: number }>;
-  /** Contacts whose presence the account may see (subscription to/both), and those who may see it (from/both). */
+  /** The contacts who may see the account's presence (subscription from/both), by JID. */
   subscribers(accountId: number): Promise<string[]>;
+  /** The contacts whose presence the account may see (subscription to/both), by JID. */
+  following(accountId: number): Promise<string[]>;
 }
 
 /** A message kept for a user who had no client to take it (XEP-0160). */
@@ -97,7 +116,7 @@ export interface OfflineMessage {
 }
 
 export interface OfflineStore {
-  /** Keeps a message unless the account keeps `maxCount` already (false then). */
+  /** Keeps a message unless the account keeps `maxCount` already (false then); NotFoundError when the account is gone. */
   push(accountId: number, message: Omit<OfflineMessage, 'id'>, maxCount: number): Promise<boolean>;
   /**
    * Takes (reads and deletes, in one transaction) the oldest `limit` messages: two clients logging
@@ -123,6 +142,12 @@ export interface ArchivedMessage {
   xml: string;
 }
 
+/**
+ * Which messages, and which page of them. Time order is (stamp, then the order of append):
+ * messages of equal stamps page stably. With `before` (also '') the page is the last `limit`
+ * messages before it (paging backwards); otherwise the first `limit` after `after` (or from
+ * the first). Both may be given: the page lies between them.
+ */
 export interface ArchiveQuery {
   with?: string;
   /** ms, inclusive */
@@ -133,15 +158,20 @@ export interface ArchiveQuery {
   after?: string;
   /** Messages before this archive id; '' for the last page. */
   before?: string;
+  /** At most this many (0: only `count`). */
   limit: number;
 }
 
 export interface ArchiveStore {
+  /** AlreadyExistsError when the account has a message of that id; NotFoundError when the account is gone. */
   append(accountId: number, message: ArchivedMessage): Promise<void>;
+  /** Appends several messages (of any accounts) in one transaction. */
+  appendMany(entries: readonly { accountId: number; message: ArchivedMessage }[]): Promise<void>;
   /**
    * One page of messages matching the query, oldest first; `complete` when no further message
    * matches in the query's direction (after the page for `after`/no paging, before it for
-   * `before`). An unknown `after`/`before` id throws NotFoundError from store.ts.
+   * `before`); `count`: every message matching with/start/end (RSM's <count/>), read in the
+   * same snapshot. An unknown `after`/`before` id throws NotFoundError from store.ts.
    */
   query(accountId: number, query: ArchiveQuery): Promise<{ messages: ArchivedMessage[]; complete: boolean; count: number }>;
   /** Deletes messages older than `before` (ms), every account; answers how many. */
@@ -149,10 +179,11 @@ export interface ArchiveStore {
 }
 
 export interface BlockingStore {
+  /** By JID. */
   list(accountId: number): Promise<string[]>;
   /** Adds JIDs (already there: nothing); false (nothing added) when the list would exceed `maxItems`. */
   add(accountId: number, jids: readonly string[], maxItems: number): Promise<boolean>;
-  /** Removes these JIDs, or all when `jids` is undefined; answers the JIDs removed. */
+  /** Removes these JIDs, or all when `jids` is undefined; answers the JIDs removed, by JID. */
   remove(accountId: number, jids: readonly string[] | undefined): Promise<string[]>;
   isBlocked(accountId: number, jid: string): Promise<boolean>;
 }
@@ -167,6 +198,8 @@ export interface ResourceRecord {
   resource: string;
   /** The cluster node the client is connected to. */
   node: string;
+  /** The protocol of the client. */
+  kind: 'xmpp' | 'ximss';
   /** The client sent its initial presence (it is "available" and gets presence). */
   available: boolean;
   /** XMPP priority, -128..127 (XIMSS sessions: 0). */
@@ -183,14 +216,18 @@ export interface ResourceStore {
    * then), or the account has `limit` on live nodes already (false too).
    */
   add(record: ResourceRecord, limit: number, now: number): Promise<boolean>;
-  /** Replaces the presence fields of a resource of this node. */
+  /**
+   * Replaces available, priority, presence and since of the resource if this node (record.node)
+   * holds it; nothing otherwise (it was removed, or bound anew on another node).
+   */
   update(record: ResourceRecord): Promise<void>;
+  /** Removes the resource if this node holds it (not one bound anew on another node). */
   remove(accountId: number, resource: string, node: string): Promise<void>;
-  /** The account's resources on nodes alive at `now`. */
+  /** The account's resources on nodes alive at `now` (alive: its aliveUntil is not before `now`), by resource. */
   ofAccount(accountId: number, now: number): Promise<ResourceRecord[]>;
-  /** Every resource on nodes alive at `now` (a node catching up after missed events). */
+  /** Every resource on nodes alive at `now` (a node catching up after missed events), by account and resource. */
   all(now: number): Promise<ResourceRecord[]>;
-  /** Forgets a node's resources (it stopped, or died). */
+  /** Forgets a node's resources (it stopped, or died; ClusterStore.removeNode does it too). */
   removeNode(node: string): Promise<void>;
 }
 
@@ -221,16 +258,20 @@ export interface MucStore {
   /** The rooms of a MUC service domain (`conference.example.com`), by JID. */
   rooms(serviceDomain: string): Promise<RoomRecord[]>;
   get(jid: string): Promise<RoomRecord | undefined>;
-  /** Creates a room; false when it exists, or the service has `maxRooms` already. */
+  /**
+   * Creates a room; false when it exists, or the service has `maxRooms` already (the rooms
+   * whose JID has the same part after '@').
+   */
   create(room: RoomRecord, maxRooms: number): Promise<boolean>;
   /** Replaces the configuration and subject of a room; NotFoundError when it is gone. */
   update(jid: string, config: RoomRecord['config'], subject: string): Promise<void>;
   /** Removes a room with its affiliations and history; false when it was not there. */
   remove(jid: string): Promise<boolean>;
+  /** By user JID. */
   affiliations(jid: string): Promise<{ jid: string; affiliation: Affiliation }[]>;
-  /** Sets a user's affiliation with the room, or removes it (null). */
+  /** Sets a user's affiliation with the room, or removes it (null); NotFoundError when the room is gone. */
   setAffiliation(room: string, user: string, affiliation: Affiliation | null): Promise<void>;
-  /** Adds a message to the room's history and keeps only the last `keep`. */
+  /** Adds a message to the room's history and keeps only the last `keep`; NotFoundError when the room is gone. */
   appendHistory(room: string, message: RoomHistoryMessage, keep: number): Promise<void>;
   /** The last `limit` messages (since `since` ms when given), oldest first. */
   history(room: string, limit: number, since?: number): Promise<RoomHistoryMessage[]>;

@@ -7,6 +7,16 @@ import { DatasetLimitError, emailKey, type DatasetAttributes, type DatasetEntry,
 import type { MessageSource, QueueLease, QueuedMessageRecord, QueuedRecipientRecord, RecipientState } from './queue.js';
 import type { RuleAction, RuleCondition, RuleRecord } from './rules.js';
 import type { AccountRecord, DomainRecord, LoginRecord, NodeRecord, SessionRecord, Settings } from './store.js';
+import type {
+  ArchivedMessage,
+  OfflineMessage,
+  ResourceRecord,
+  RoomHistoryMessage,
+  RoomRecord,
+  RosterDecision,
+  RosterItem,
+  Subscription,
+} from './im.js';
 
 // Mail
 
@@ -35,6 +45,7 @@ export interface AccountRow {
   real_name: string | null;
   password_hash: string;
   cram_md5: string | null;
+  scram_credentials: string | null;
   recovery_email: string | null;
   settings: string;
   prefs: string;
@@ -65,6 +76,7 @@ export function toAccount(row: AccountRow): AccountRecord {
     realName: row.real_name,
     passwordHash: row.password_hash,
     cramMd5Context: row.cram_md5,
+    scramCredentials: row.scram_credentials,
     recoveryEmail: row.recovery_email,
     settings: JSON.parse(row.settings) as Settings,
     prefs: JSON.parse(row.prefs) as Settings,
@@ -262,4 +274,176 @@ export function toNode(row: NodeRow): NodeRecord {
 
 export function toSession(row: SessionRow): SessionRecord {
   return { urlID: row.url_id, accountId: row.account_id, node: row.node, created: row.created };
+}
+
+// Real-time messaging (src/store/im.ts)
+
+/** A roster item's row; booleans are 0/1 on SQLite. */
+export interface RosterItemRow {
+  jid: string;
+  name: string;
+  subscription: string;
+  ask: boolean | number;
+  approved: boolean | number;
+  pending_in: string | null;
+  /** A JSON array of names. */
+  groups: string;
+}
+
+export const ROSTER_ITEM_COLUMNS = 'jid, name, subscription, ask, approved, pending_in, groups';
+
+export function toRosterItem(row: RosterItemRow): RosterItem {
+  return {
+    jid: row.jid,
+    name: row.name,
+    subscription: row.subscription as Subscription,
+    ask: Boolean(row.ask),
+    approved: Boolean(row.approved),
+    pendingIn: row.pending_in,
+    groups: JSON.parse(row.groups) as string[],
+  };
+}
+
+function sameRosterItem(a: RosterItem, b: RosterItem): boolean {
+  return (
+    a.jid === b.jid &&
+    a.name === b.name &&
+    a.subscription === b.subscription &&
+    a.ask === b.ask &&
+    a.approved === b.approved &&
+    a.pendingIn === b.pendingIn &&
+    a.groups.length === b.groups.length &&
+    a.groups.every((g, i) => g === b.groups[i])
+  );
+}
+
+/**
+ * What RosterStore.modify writes, from the item as stored and `decide`'s decision (what both
+ * engines do inside the transaction): undefined for nothing (no decision, the stored item
+ * again, an absent item removed), null to remove the item, else the item to store (under
+ * `jid`, its groups each once, its fields copied out of the decision).
+ */
+export function rosterWrite(jid: string, current: RosterItem | undefined, decision: RosterDecision): RosterItem | null | undefined {
+  if (decision === undefined) return undefined;
+  if (decision === null) return current === undefined ? undefined : null;
+  if (decision.jid !== jid) throw new Error(`a roster change of ${jid} decided an item of ${decision.jid}`);
+  const item: RosterItem = {
+    jid,
+    name: decision.name,
+    subscription: decision.subscription,
+    ask: decision.ask,
+    approved: decision.approved,
+    pendingIn: decision.pendingIn,
+    groups: [...new Set(decision.groups)],
+  };
+  return current !== undefined && sameRosterItem(current, item) ? undefined : item;
+}
+
+/** An item's groups after renameGroup(from, to) (merged when it has `to` already); undefined when it has no `from`. */
+export function renamedGroups(groups: readonly string[], from: string, to: string | null): string[] | undefined {
+  if (!groups.includes(from)) return undefined;
+  const result: string[] = [];
+  for (const group of groups) {
+    const name = group === from ? to : group;
+    if (name !== null && !result.includes(name)) result.push(name);
+  }
+  return result;
+}
+
+/** The named groups of a roster: those of its items and those created empty, sorted, each once. */
+export function rosterGroupNames(itemGroups: readonly string[][], emptyGroups: readonly string[]): string[] {
+  const names = new Set(emptyGroups);
+  for (const groups of itemGroups) for (const group of groups) names.add(group);
+  return [...names].sort();
+}
+
+export interface OfflineMessageRow {
+  id: number;
+  stamp: number;
+  sender: string;
+  xml: string;
+}
+
+export function toOfflineMessage(row: OfflineMessageRow): OfflineMessage {
+  return { id: row.id, stamp: row.stamp, from: row.sender, xml: row.xml };
+}
+
+export interface ArchiveRow {
+  archive_id: string;
+  stamp: number;
+  with_jid: string;
+  outgoing: boolean | number;
+  xml: string;
+}
+
+export const ARCHIVE_COLUMNS = 'archive_id, stamp, with_jid, outgoing, xml';
+
+export function toArchivedMessage(row: ArchiveRow): ArchivedMessage {
+  return { id: row.archive_id, stamp: row.stamp, with: row.with_jid, outgoing: Boolean(row.outgoing), xml: row.xml };
+}
+
+/** Bounds of an archive query that has none on a side: every stamp (ms) and sequence number is inside them. */
+export const ARCHIVE_LOWEST = { stamp: Number.MIN_SAFE_INTEGER, seq: 0 };
+export const ARCHIVE_HIGHEST = { stamp: Number.MAX_SAFE_INTEGER, seq: Number.MAX_SAFE_INTEGER };
+
+/**
+ * An archive page from the rows read past the page boundary (`limit` + 1 of them, in the
+ * query's direction): the page oldest first, and whether it is the last in that direction.
+ */
+export function archivePage(rows: readonly ArchiveRow[], limit: number, backwards: boolean): { messages: ArchivedMessage[]; complete: boolean } {
+  const page = rows.slice(0, limit).map(toArchivedMessage);
+  if (backwards) page.reverse();
+  return { messages: page, complete: rows.length <= limit };
+}
+
+export interface ResourceRow {
+  account_id: number;
+  resource: string;
+  node: string;
+  kind: string;
+  available: boolean | number;
+  priority: number;
+  presence: string;
+  since: number;
+}
+
+export const RESOURCE_COLUMNS = 'account_id, resource, node, kind, available, priority, presence, since';
+
+export function toResource(row: ResourceRow): ResourceRecord {
+  return {
+    accountId: row.account_id,
+    resource: row.resource,
+    node: row.node,
+    kind: row.kind === 'ximss' ? 'ximss' : 'xmpp',
+    available: Boolean(row.available),
+    priority: row.priority,
+    presence: row.presence,
+    since: row.since,
+  };
+}
+
+export interface RoomRow {
+  jid: string;
+  config: string;
+  subject: string;
+  created: number;
+}
+
+export function toRoom(row: RoomRow): RoomRecord {
+  return { jid: row.jid, config: JSON.parse(row.config) as RoomRecord['config'], subject: row.subject, created: row.created };
+}
+
+/** The MUC service domain of a room JID: what follows its '@' (maxRooms counts per service). */
+export function roomService(jid: string): string {
+  return jid.slice(jid.indexOf('@') + 1);
+}
+
+export interface RoomHistoryRow {
+  stamp: number;
+  nick: string;
+  xml: string;
+}
+
+export function toRoomHistory(row: RoomHistoryRow): RoomHistoryMessage {
+  return { stamp: row.stamp, nick: row.nick, xml: row.xml };
 }

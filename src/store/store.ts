@@ -156,7 +156,7 @@ export interface ClusterStore {
   heartbeat(node: NodeRecord): Promise<void>;
   /** A node by id, dead or alive (undefined once it left or was pruned). */
   node(id: string): Promise<NodeRecord | undefined>;
-  /** Forgets a node and its sessions (at shutdown, or pruning a dead one). */
+  /** Forgets a node with its sessions and IM resources, in one transaction (at shutdown, or pruning a dead one). */
   removeNode(id: string): Promise<void>;
   /** Nodes whose aliveUntil has passed before `now`. */
   deadNodes(now: number): Promise<NodeRecord[]>;

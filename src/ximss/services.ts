@@ -24,6 +24,7 @@ import type { UploadSpool } from './uploads.js';
 import type { Vocabulary } from './vocabulary.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
+import type { ImService } from '../services/im/service.js';
 
 /** What XIMSS operation handlers may use: the services, never the store's SQL. */
 export interface XimssServices {
@@ -41,6 +42,8 @@ export interface XimssServices {
   /** Contact items (vCards) in mailboxes: the Contacts operations, later CardDAV. */
   readonly contacts: ContactService;
   readonly calendars: CalendarService;
+  /** Instant messages, presence and rosters (XIMSS and XMPP clients alike). */
+  readonly im: ImService;
   /** Account Access Rights (accountACL*, the rights other accounts' data is reached with). */
   readonly accountRights: AccountRightsService;
   /** The directory of the domains' accounts (listDirectory, modifyDirectory). */

@@ -6,6 +6,7 @@ import type { XimssValue } from '../xml/objects.js';
 import type { OpenFolder } from './folders.js';
 import type { OpenCalendar } from './ops/calendar.js';
 import type { UploadSet } from './uploads.js';
+import type { XimssImClient } from './im-client.js';
 
 /** A dictionary without a prototype: client-chosen keys such as `__proto__` stay plain keys. */
 export function emptyDictionary(): { [key: string]: XimssValue } {
@@ -112,7 +113,10 @@ export class Session {
   readonly calendars = new Map<string, OpenCalendar>();
   /** The "uploaded file set" (HTTP UPLOAD), spooled on disk; emptied when the session ends. */
   readonly uploads: UploadSet;
+  /** The session as an IM client (signalBind; or an unbound one that only sends). */
+  im: XimssImClient | undefined;
   closed = false;
+  private readonly endHooks: (() => void)[] = [];
   private sink: AsyncSink | undefined;
   private idleTimer: NodeJS.Timeout | undefined;
   private lastActivity = 0;
@@ -201,6 +205,11 @@ export class Session {
     if (this.onIdle) this.armIdleTimer(this.onIdle);
   }
 
+  /** Runs `hook` when the session ends (a bound IM client goes offline). */
+  onEnd(hook: () => void): void {
+    this.endHooks.push(hook);
+  }
+
   /**
    * Ends the session: optionally tells the client (`bye`), then lets the binding drop its
    * connection. Idempotent. The session manager unregisters it.
@@ -217,6 +226,7 @@ export class Session {
     for (const calendar of this.calendars.values()) if (calendar.kind === 'mailbox') calendar.view.close();
     this.calendars.clear();
     this.uploads.close();
+    for (const hook of this.endHooks.splice(0)) hook();
     this.sink?.ended(sendBye);
   }
 }

@@ -37,6 +37,7 @@ import { fileStoreContract } from './files.js';
 import { accountAclContract } from './account-acl.js';
 import { calendarIndexContract } from './calendar-index.js';
 import { davNamesContract } from './dav-names.js';
+import { imContract } from './im.js';
 
 export interface StoreHarness {
   /** Opens a new handle on the same store (another process, as far as the store can tell). */
@@ -299,6 +300,7 @@ export function storeContract(engine: string, fresh: FreshStore): void {
     accountAclContract(fresh);
     davNamesContract(fresh);
     calendarIndexContract(fresh);
+    imContract(fresh);
     cluster(fresh);
     sharedState(fresh);
     relay(fresh);
@@ -397,6 +399,25 @@ function domainsAndAccounts(engine: string, fresh: FreshStore): void {
       assert.equal(await c.store.accounts.count('dup1.test'), 1);
     });
 
+    it('SCRAM verifiers: kept at creation, and later only while the password is the one they were made from', async () => {
+      const domain = `${unique('scram')}.test`;
+      await c.store.domains.create(domain);
+      const without = await c.store.accounts.create(newAccount(domain, 'plain'));
+      assert.equal(without.scramCredentials, null);
+      const a = await c.store.accounts.create(newAccount(domain, 'alice', { scramCredentials: '{"v":0}' }));
+      assert.equal(a.scramCredentials, '{"v":0}');
+      assert.equal(await c.store.accounts.setScramCredentials(a.id, '{"v":1}', a.credentialsVersion), true);
+      const b = (await c.store.accounts.getById(a.id))!;
+      assert.equal(b.scramCredentials, '{"v":1}');
+      assert.equal(b.credentialsVersion, a.credentialsVersion, 'keeping verifiers is not a password change');
+      await c.store.accounts.setPassword(a.id, '$scrypt$new', null, null);
+      assert.equal(await c.store.accounts.setScramCredentials(a.id, '{"v":"old password"}', a.credentialsVersion), false, 'the password changed since');
+      assert.equal((await c.store.accounts.getById(a.id))!.scramCredentials, null);
+      assert.equal(await c.store.accounts.setScramCredentials(a.id, '{"v":2}', a.credentialsVersion + 1), true);
+      assert.equal((await c.store.accounts.getById(a.id))!.scramCredentials, '{"v":2}');
+      assert.equal(await c.store.accounts.setScramCredentials(999_999_999, '{}', 1), false, 'no such account');
+    });
+
     it('an account in a domain that does not exist is refused (and is not a duplicate)', async () => {
       await assert.rejects(c.store.accounts.create(newAccount('ghost.test', 'x')), (err: unknown) => !(err instanceof AlreadyExistsError));
       assert.equal(await c.store.accounts.get('ghost.test', 'x'), undefined);
@@ -404,7 +425,7 @@ function domainsAndAccounts(engine: string, fresh: FreshStore): void {
 
     it('updates: password (bumps credentialsVersion, nothing else does), recovery E-mail, real name, settings, prefs, logins', async () => {
       const a = await c.account('alice');
-      await c.store.accounts.setPassword(a.id, '$scrypt$other', 'abcd');
+      await c.store.accounts.setPassword(a.id, '$scrypt$other', 'abcd', '{"scram":1}');
       await c.store.accounts.setRecoveryEmail(a.id, 'r@x.test');
       await c.store.accounts.setRealName(a.id, 'Alice A.');
       await c.store.accounts.setSettings(a.id, { RulesAllowed: 'No' });
@@ -416,6 +437,7 @@ function domainsAndAccounts(engine: string, fresh: FreshStore): void {
       const b = (await c.store.accounts.getById(a.id))!;
       assert.equal(b.passwordHash, '$scrypt$other');
       assert.equal(b.cramMd5Context, 'abcd');
+      assert.equal(b.scramCredentials, '{"scram":1}');
       assert.equal(b.credentialsVersion, a.credentialsVersion + 1);
       assert.equal(b.recoveryEmail, 'r@x.test');
       assert.equal(b.realName, 'Alice A.');
@@ -423,12 +445,13 @@ function domainsAndAccounts(engine: string, fresh: FreshStore): void {
       assert.deepEqual(b.prefs, { TimeZone: 'Asia/Tokyo', Nested: { a: ['1', '2'] } });
       assert.deepEqual(b.prevLogin, login);
       assert.deepEqual(b.lastFailedLogin, failed);
-      await c.store.accounts.setPassword(a.id, '$scrypt$third', null);
+      await c.store.accounts.setPassword(a.id, '$scrypt$third', null, null);
       await c.store.accounts.setRecoveryEmail(a.id, null);
       await c.store.accounts.setRealName(a.id, null);
       const d = (await c.store.accounts.getById(a.id))!;
       assert.equal(d.credentialsVersion, a.credentialsVersion + 2);
       assert.equal(d.cramMd5Context, null);
+      assert.equal(d.scramCredentials, null);
       assert.equal(d.recoveryEmail, null);
       assert.equal(d.realName, null);
       assert.deepEqual(d.prevLogin, login, 'a failed login does not touch the last login');

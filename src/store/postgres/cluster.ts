@@ -1,6 +1,7 @@
 import { AlreadyExistsError, type ClusterStore, type NodeRecord, type SessionRecord, type SharedStateStore, type SharedUpdate } from '../store.js';
 import { isUniqueViolation, toText, type Db, type Sql } from './db.js';
 import { toNode, toSession, type NodeRow, type SessionRow } from '../rows.js';
+import { removeNodeResources } from './im.js';
 
 
 /** The advisory-lock namespace of an account's session count (the account id is the second key). */
@@ -61,6 +62,7 @@ export class PgCluster implements ClusterStore {
       async (tx) => {
         await tx.run(CLUSTER_SQL.removeNode, [id]);
         await tx.run(CLUSTER_SQL.removeSessions, [id]);
+        await removeNodeResources(tx, id);
       },
       { relaxed: true },
     );

@@ -382,6 +382,96 @@ export const migrations: readonly string[] = [
   CREATE INDEX calendar_index_start ON calendar_index(mailbox_id, kind, first_start);
   CREATE INDEX calendar_index_item ON calendar_index(mailbox_id, item_uid);
   `,
+  // 17: real-time messaging (src/store/im.ts, src/store/postgres/im.ts): SCRAM verifiers of the
+  // accounts; rosters (items, a version per account whose row im.ts locks for every change of
+  // the roster, groups created by name); messages kept for offline users; the message archive
+  // (seq orders messages of equal stamps, so a page boundary is stable); block lists; the
+  // connected clients of every node (a resource's node is not a foreign key, as for sessions);
+  // multi-user chat rooms with their affiliations and discussion history.
+  `
+  ALTER TABLE accounts ADD COLUMN scram_credentials TEXT;
+  CREATE TABLE roster_items (
+    account_id   BIGINT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    jid          TEXT COLLATE "C" NOT NULL,
+    name         TEXT NOT NULL,
+    subscription TEXT NOT NULL,
+    ask          BOOLEAN NOT NULL,
+    approved     BOOLEAN NOT NULL,
+    pending_in   TEXT,
+    groups       TEXT NOT NULL,
+    PRIMARY KEY (account_id, jid)
+  );
+  CREATE TABLE roster_versions (
+    account_id BIGINT PRIMARY KEY REFERENCES accounts(id) ON DELETE CASCADE,
+    version    BIGINT NOT NULL
+  );
+  CREATE TABLE roster_groups (
+    account_id BIGINT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    name       TEXT COLLATE "C" NOT NULL,
+    PRIMARY KEY (account_id, name)
+  );
+  CREATE TABLE offline_messages (
+    id         BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    account_id BIGINT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    stamp      BIGINT NOT NULL,
+    sender     TEXT NOT NULL,
+    xml        TEXT NOT NULL
+  );
+  CREATE INDEX offline_messages_account ON offline_messages(account_id, id);
+  CREATE INDEX offline_messages_stamp ON offline_messages(stamp);
+  CREATE TABLE archive_messages (
+    seq        BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    account_id BIGINT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    archive_id TEXT COLLATE "C" NOT NULL,
+    stamp      BIGINT NOT NULL,
+    with_jid   TEXT COLLATE "C" NOT NULL,
+    outgoing   BOOLEAN NOT NULL,
+    xml        TEXT NOT NULL,
+    UNIQUE (account_id, archive_id)
+  );
+  CREATE INDEX archive_messages_time ON archive_messages(account_id, stamp, seq);
+  CREATE INDEX archive_messages_with ON archive_messages(account_id, with_jid, stamp, seq);
+  CREATE INDEX archive_messages_stamp ON archive_messages(stamp);
+  CREATE TABLE blocked_jids (
+    account_id BIGINT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    jid        TEXT COLLATE "C" NOT NULL,
+    PRIMARY KEY (account_id, jid)
+  );
+  CREATE TABLE im_resources (
+    account_id BIGINT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    resource   TEXT COLLATE "C" NOT NULL,
+    node       TEXT NOT NULL,
+    kind       TEXT NOT NULL,
+    available  BOOLEAN NOT NULL,
+    priority   INTEGER NOT NULL,
+    presence   TEXT NOT NULL,
+    since      BIGINT NOT NULL,
+    PRIMARY KEY (account_id, resource)
+  );
+  CREATE INDEX im_resources_node ON im_resources(node);
+  CREATE TABLE muc_rooms (
+    jid     TEXT COLLATE "C" PRIMARY KEY,
+    service TEXT COLLATE "C" NOT NULL,
+    config  TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    created BIGINT NOT NULL
+  );
+  CREATE INDEX muc_rooms_service ON muc_rooms(service, jid);
+  CREATE TABLE muc_affiliations (
+    room        TEXT COLLATE "C" NOT NULL REFERENCES muc_rooms(jid) ON DELETE CASCADE,
+    user_jid    TEXT COLLATE "C" NOT NULL,
+    affiliation TEXT NOT NULL,
+    PRIMARY KEY (room, user_jid)
+  );
+  CREATE TABLE muc_history (
+    seq   BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    room  TEXT COLLATE "C" NOT NULL REFERENCES muc_rooms(jid) ON DELETE CASCADE,
+    stamp BIGINT NOT NULL,
+    nick  TEXT NOT NULL,
+    xml   TEXT NOT NULL
+  );
+  CREATE INDEX muc_history_room ON muc_history(room, seq);
+  `,
 ];
 
 /** The advisory lock key that serializes migrations between processes starting at once ('xims'). */

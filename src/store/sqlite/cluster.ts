@@ -21,6 +21,7 @@ export class SqliteCluster implements ClusterStore {
       node: 'SELECT * FROM nodes WHERE id = ?',
       removeNode: 'DELETE FROM nodes WHERE id = ?',
       removeNodeSessions: 'DELETE FROM sessions WHERE node = ?',
+      removeNodeResources: 'DELETE FROM im_resources WHERE node = ?',
       deadNodes: 'SELECT * FROM nodes WHERE alive_until < ? ORDER BY id',
       countSessions: `SELECT count(*) AS n FROM sessions s JOIN nodes n ON n.id = s.node
         WHERE s.account_id = ? AND n.alive_until >= ?`,
@@ -44,6 +45,7 @@ export class SqliteCluster implements ClusterStore {
     relaxedCommit(this.db, () =>
       this.db.transaction(() => {
         this.sql.removeNodeSessions.run(id);
+        this.sql.removeNodeResources.run(id);
         this.sql.removeNode.run(id);
       }).immediate(),
     );

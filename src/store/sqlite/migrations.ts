@@ -416,4 +416,94 @@ export const migrations: readonly string[] = [
   CREATE INDEX calendar_index_start ON calendar_index(mailbox_id, kind, first_start);
   CREATE INDEX calendar_index_item ON calendar_index(mailbox_id, item_uid);
   `,
+  // 18: real-time messaging (src/store/im.ts, src/store/sqlite/im.ts): SCRAM verifiers of the
+  // accounts; rosters (items, a version per account, groups created by name); messages kept
+  // for offline users; the message archive (seq orders messages of equal stamps, so a page
+  // boundary is stable); block lists; the connected clients of every node (a resource's node
+  // is not a foreign key, as for sessions: a resource of a node not alive does not count);
+  // multi-user chat rooms with their affiliations and discussion history.
+  `
+  ALTER TABLE accounts ADD COLUMN scram_credentials TEXT;
+  CREATE TABLE roster_items (
+    account_id   INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    jid          TEXT NOT NULL,
+    name         TEXT NOT NULL,
+    subscription TEXT NOT NULL,
+    ask          INTEGER NOT NULL,
+    approved     INTEGER NOT NULL,
+    pending_in   TEXT,
+    groups       TEXT NOT NULL,
+    PRIMARY KEY (account_id, jid)
+  ) WITHOUT ROWID;
+  CREATE TABLE roster_versions (
+    account_id INTEGER PRIMARY KEY REFERENCES accounts(id) ON DELETE CASCADE,
+    version    INTEGER NOT NULL
+  );
+  CREATE TABLE roster_groups (
+    account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    name       TEXT NOT NULL,
+    PRIMARY KEY (account_id, name)
+  ) WITHOUT ROWID;
+  CREATE TABLE offline_messages (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    stamp      INTEGER NOT NULL,
+    sender     TEXT NOT NULL,
+    xml        TEXT NOT NULL
+  );
+  CREATE INDEX offline_messages_account ON offline_messages(account_id, id);
+  CREATE INDEX offline_messages_stamp ON offline_messages(stamp);
+  CREATE TABLE archive_messages (
+    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+    account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    archive_id TEXT NOT NULL,
+    stamp      INTEGER NOT NULL,
+    with_jid   TEXT NOT NULL,
+    outgoing   INTEGER NOT NULL,
+    xml        TEXT NOT NULL,
+    UNIQUE (account_id, archive_id)
+  );
+  CREATE INDEX archive_messages_time ON archive_messages(account_id, stamp, seq);
+  CREATE INDEX archive_messages_with ON archive_messages(account_id, with_jid, stamp, seq);
+  CREATE INDEX archive_messages_stamp ON archive_messages(stamp);
+  CREATE TABLE blocked_jids (
+    account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    jid        TEXT NOT NULL,
+    PRIMARY KEY (account_id, jid)
+  ) WITHOUT ROWID;
+  CREATE TABLE im_resources (
+    account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    resource   TEXT NOT NULL,
+    node       TEXT NOT NULL,
+    kind       TEXT NOT NULL,
+    available  INTEGER NOT NULL,
+    priority   INTEGER NOT NULL,
+    presence   TEXT NOT NULL,
+    since      INTEGER NOT NULL,
+    PRIMARY KEY (account_id, resource)
+  ) WITHOUT ROWID;
+  CREATE INDEX im_resources_node ON im_resources(node);
+  CREATE TABLE muc_rooms (
+    jid     TEXT PRIMARY KEY,
+    service TEXT NOT NULL,
+    config  TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    created INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  CREATE INDEX muc_rooms_service ON muc_rooms(service, jid);
+  CREATE TABLE muc_affiliations (
+    room        TEXT NOT NULL REFERENCES muc_rooms(jid) ON DELETE CASCADE,
+    user_jid    TEXT NOT NULL,
+    affiliation TEXT NOT NULL,
+    PRIMARY KEY (room, user_jid)
+  ) WITHOUT ROWID;
+  CREATE TABLE muc_history (
+    seq   INTEGER PRIMARY KEY AUTOINCREMENT,
+    room  TEXT NOT NULL REFERENCES muc_rooms(jid) ON DELETE CASCADE,
+    stamp INTEGER NOT NULL,
+    nick  TEXT NOT NULL,
+    xml   TEXT NOT NULL
+  );
+  CREATE INDEX muc_history_room ON muc_history(room, seq);
+  `,
 ];

@@ -29,6 +29,7 @@ import { SqliteFiles } from './files.js';
 import { SqliteAccountAcl } from './account-acl.js';
 import { SqliteCalendarIndex } from './calendar-index.js';
 import { SqliteDavNames } from './dav-names.js';
+import { SqliteArchive, SqliteBlocking, SqliteMuc, SqliteOffline, SqliteResources, SqliteRoster } from './im.js';
 import { DataDirLock } from '../lock.js';
 import { privateDirectory, privateFile } from '../modes.js';
 import { SqliteMail } from './mail.js';
@@ -84,6 +85,12 @@ export class SqliteStore implements Store {
   readonly accountAcl: SqliteAccountAcl;
   readonly davNames: SqliteDavNames;
   readonly calendarIndex: SqliteCalendarIndex;
+  readonly roster: SqliteRoster;
+  readonly offline: SqliteOffline;
+  readonly archive: SqliteArchive;
+  readonly blocking: SqliteBlocking;
+  readonly resources: SqliteResources;
+  readonly muc: SqliteMuc;
   readonly cluster: SqliteCluster;
   readonly shared: SqliteSharedState;
   readonly relay: SqliteRelay;
@@ -143,6 +150,12 @@ export class SqliteStore implements Store {
     this.accountAcl = new SqliteAccountAcl(db);
     this.davNames = new SqliteDavNames(db);
     this.calendarIndex = new SqliteCalendarIndex(db);
+    this.roster = new SqliteRoster(db);
+    this.offline = new SqliteOffline(db);
+    this.archive = new SqliteArchive(db);
+    this.blocking = new SqliteBlocking(db);
+    this.resources = new SqliteResources(db);
+    this.muc = new SqliteMuc(db);
     this.cluster = new SqliteCluster(db);
     this.shared = new SqliteSharedState(db);
     this.relay = new SqliteRelay(db, lock !== undefined);
@@ -225,15 +238,17 @@ class SqliteAccounts implements AccountStore {
 
   constructor(private readonly db: SqliteDatabase) {
     this.sql = prepareAll(db, {
-      insert: `INSERT INTO accounts (domain, name, real_name, password_hash, cram_md5, recovery_email, settings, created)
-               VALUES (@domain, @name, @realName, @passwordHash, @cramMd5Context, @recoveryEmail, @settings, @created)`,
+      insert: `INSERT INTO accounts (domain, name, real_name, password_hash, cram_md5, scram_credentials, recovery_email, settings, created)
+               VALUES (@domain, @name, @realName, @passwordHash, @cramMd5Context, @scramCredentials, @recoveryEmail, @settings, @created)`,
       byName: 'SELECT * FROM accounts WHERE domain = ? AND name = ?',
       byId: 'SELECT * FROM accounts WHERE id = ?',
       all: 'SELECT * FROM accounts ORDER BY domain, name',
       inDomain: 'SELECT * FROM accounts WHERE domain = ? ORDER BY name',
       count: 'SELECT count(*) AS n FROM accounts WHERE domain = ?',
       remove: 'DELETE FROM accounts WHERE id = ?',
-      setPassword: 'UPDATE accounts SET password_hash = ?, cram_md5 = ?, credentials_version = credentials_version + 1 WHERE id = ?',
+      setPassword: `UPDATE accounts SET password_hash = ?, cram_md5 = ?, scram_credentials = ?, credentials_version = credentials_version + 1
+                    WHERE id = ?`,
+      setScramCredentials: 'UPDATE accounts SET scram_credentials = ? WHERE id = ? AND credentials_version = ?',
       setRecoveryEmail: 'UPDATE accounts SET recovery_email = ? WHERE id = ?',
       setRealName: 'UPDATE accounts SET real_name = ? WHERE id = ?',
       setSettings: 'UPDATE accounts SET settings = ? WHERE id = ?',
@@ -261,6 +276,7 @@ class SqliteAccounts implements AccountStore {
         realName: account.realName ?? null,
         passwordHash: account.passwordHash,
         cramMd5Context: account.cramMd5Context,
+        scramCredentials: account.scramCredentials ?? null,
         recoveryEmail: account.recoveryEmail ?? null,
         settings: JSON.stringify(account.settings ?? {}),
         created: Date.now(),
@@ -295,8 +311,12 @@ class SqliteAccounts implements AccountStore {
     return this.sql.remove.run(id).changes > 0;
   }
 
-  async setPassword(id: number, passwordHash: string, cramMd5Context: string | null): Promise<void> {
-    this.sql.setPassword.run(passwordHash, cramMd5Context, id);
+  async setPassword(id: number, passwordHash: string, cramMd5Context: string | null, scramCredentials: string | null): Promise<void> {
+    this.sql.setPassword.run(passwordHash, cramMd5Context, scramCredentials, id);
+  }
+
+  async setScramCredentials(id: number, scramCredentials: string, credentialsVersion: number): Promise<boolean> {
+    return this.sql.setScramCredentials.run(scramCredentials, id, credentialsVersion).changes > 0;
   }
 
   async getByAlias(domain: string, name: string): Promise<AccountRecord | undefined> {

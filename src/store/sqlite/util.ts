@@ -5,6 +5,11 @@ export function isUniqueViolation(err: unknown): boolean {
   return code === 'SQLITE_CONSTRAINT_UNIQUE' || code === 'SQLITE_CONSTRAINT_PRIMARYKEY';
 }
 
+/** A foreign key refused a write: what it refers to (an account, a room) is gone. */
+export function isForeignKeyViolation(err: unknown): boolean {
+  return (err as { code?: string }).code === 'SQLITE_CONSTRAINT_FOREIGNKEY';
+}
+
 /** Prepares each of `sql` once, under the same names. */
 export function prepareAll<K extends string>(db: SqliteDatabase, sql: Record<K, string>): Record<K, Statement> {
   const statements = {} as Record<K, Statement>;

@@ -191,6 +191,11 @@ export class HttpListener {
   readiness: Readiness | undefined;
   /** WebDAV and CardDAV: /dav/…, /.well-known/carddav|caldav, PROPFIND of /. */
   private readonly dav: DavHandler;
+  /**
+   * XMPP over WebSocket (RFC 7395): upgrades on /xmpp-websocket are handed to it (the XMPP
+   * service's XmppListener.upgrade, set by the server); without it they are refused.
+   */
+  xmppUpgrade: ((req: http.IncomingMessage, socket: net.Socket, head: Buffer, options: { secure: boolean; releaseAdmission(): void }) => void) | undefined;
 
   constructor(
     private readonly engine: Engine,
@@ -213,6 +218,7 @@ export class HttpListener {
     );
     // An inactivity limit beyond the longest poll.
     this.http.timeout = (limits.maxPollSeconds + 30) * 1000;
+    this.http.on('upgrade', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => this.upgrade(req, socket, head));
     // The listener hands connections to the HTTP server itself and never calls its listen():
     // the event starts Node's checks of the header and request timeouts all the same.
     this.http.emit('listening');
@@ -251,6 +257,19 @@ export class HttpListener {
       }
       sniff(secureContext ? serverTls(raw, secureContext) : raw, admission);
     });
+  }
+
+  /** A WebSocket upgrade: XMPP's on its path; nothing else is served over WebSocket. */
+  private upgrade(req: http.IncomingMessage, socket: net.Socket, head: Buffer): void {
+    const path = pathOf(req.url);
+    if (path !== '/xmpp-websocket' || !this.xmppUpgrade || this.closing) {
+      socket.end('HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
+      return;
+    }
+    // The connection is the XMPP stream's from now on (its own timeouts, its own close).
+    this.httpSockets.delete(socket);
+    socket.setTimeout(0);
+    this.xmppUpgrade(req, socket, head, { secure: this.secure, releaseAdmission: () => this.authenticated(req) });
   }
 
   /** The connection has shown it belongs to a logged-in client: it no longer counts as not logged in. */

@@ -6,6 +6,7 @@ import { accountOperations } from './account.js';
 import { datasetOperations } from './datasets.js';
 import { directoryOperations } from './directory.js';
 import { folderOperations } from './folder.js';
+import { imOperations } from './im.js';
 import { loginOperations } from './login.js';
 import { mailboxOperations } from './mailbox.js';
 import { messageOperations } from './message.js';
@@ -33,5 +34,6 @@ export function registerOperations(engine: Engine): void {
   engine.register(contactOperations);
   engine.register(accountOperations);
   engine.register(directoryOperations);
+  engine.register(imOperations);
   engine.register(notImplementedOperations);
 }

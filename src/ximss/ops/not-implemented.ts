@@ -13,11 +13,8 @@ const PENDING: Record<string, string> = {
     'retrieveXML httpCall spellerList spellerCheck',
   'S/MIME': 'SMIMEUnlock SMIMELock SMIMEModifyPassword SMIMEGet SMIMESet',
   Signaling:
-    'signalBind signalUnbind callKill callStart callProvision callRedirect callReject callAccept callUpdate ' +
+    'callKill callStart callProvision callRedirect callReject callAccept callUpdate ' +
     'callTransfer callUpdateAccept callUpdateReject callSendDTMF callSendInfo makeCall',
-  IM: 'sendIM closeIM',
-  'Roster/Presence': 'rosterList rosterSet rosterGroupSet presenceSet',
-  'XMPP iq': 'iqSend',
   'RPOP/RSIP/RIMAP': 'rpopList rpopUpdate rsipList rsipUpdate rimapList rimapUpdate',
   'Real-Time Tasks':
     'taskFindMeeting taskCreateMeeting taskRemoveMeeting taskClearMeeting taskActivateMeeting taskDeactivateMeeting ' +

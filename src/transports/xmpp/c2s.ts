@@ -1,0 +1,593 @@
+import { randomBytes } from 'node:crypto';
+import type { SecureContext } from 'node:tls';
+import type { Config } from '../../config.js';
+import type { Logger } from '../../log.js';
+import type { Metrics } from '../../metrics.js';
+import type { AuthService } from '../../services/auth.js';
+import type { ConnectionLimiter } from '../../services/connections.js';
+import type { AccountRecord } from '../../store/store.js';
+import { el, escapeAttr, serialize, XmlElement } from '../../xml/element.js';
+import type { XmlLimits } from '../../xml/parser.js';
+import { NS_SASL, SaslFailure, SaslNegotiation, saslFailureElement } from './sasl.js';
+import { BindError, type StanzaSessions } from './stanza-session.js';
+import { BoundResource, NS_CSI, NS_SM, type ResourceStream, type ResumptionRegistry } from './stream-management.js';
+import { NS_CLIENT, NS_FRAMING, NS_STREAM_ERRORS, NS_STREAMS, StreamError, type StanzaLimits } from './stream.js';
+
+export const NS_TLS = 'urn:ietf:params:xml:ns:xmpp-tls';
+export const NS_BIND = 'urn:ietf:params:xml:ns:xmpp-bind';
+export const NS_SESSION = 'urn:ietf:params:xml:ns:xmpp-session';
+export const NS_STANZAS = 'urn:ietf:params:xml:ns:xmpp-stanzas';
+const NS_PING = 'urn:xmpp:ping';
+
+/** SASL failures a stream may have before it is closed (RFC 6120 6.4.5: between 2 and 5 retries). */
+const SASL_ATTEMPTS = 3;
+/** Items (stanzas) received and waiting to be handled beyond which reading pauses; before binding, one at a time. */
+const QUEUE_HIGH_WATER = 64;
+
+/** Everything a client stream needs of the server (XmppListener builds it once). */
+export interface XmppContext {
+  readonly sessions: StanzaSessions;
+  readonly auth: AuthService;
+  readonly config: Config;
+  readonly tls: SecureContext | undefined;
+  /** Whether the server serves a domain (a stream to another is refused: host-unknown). */
+  isLocalDomain(domain: string): Promise<boolean>;
+  readonly log: Logger;
+  readonly metrics: Metrics | undefined;
+  readonly connections: ConnectionLimiter;
+  readonly resumption: ResumptionRegistry;
+}
+
+/** How a stream reaches its client: TCP (with STARTTLS or direct TLS) or WebSocket frames. */
+export interface C2sTransport {
+  /** For the metrics and the log. */
+  readonly kind: 'tcp' | 'tls' | 'websocket';
+  readonly remoteAddress: string;
+  readonly secure: boolean;
+  /** RFC 7395 framing (`<open/>`, `<close/>`, one element per frame) instead of one XML document. */
+  readonly framed: boolean;
+  /** STARTTLS is possible (TCP, not yet encrypted, with a certificate). */
+  readonly canStartTls: boolean;
+  /** Sends serialized XML (on WebSocket: one frame). */
+  write(text: string): void;
+  /** After `<proceed/>`: TLS on the socket; the stream restarts (a new header is read). */
+  startTls(): void;
+  /** After SASL success: the parser expects a new header. */
+  restart(): void;
+  /** Stops reading what remains of the input (after `<starttls/>`, or a stream error). */
+  stopReading(): void;
+  pause(): void;
+  resume(): void;
+  /** Ends the connection once the output has left. */
+  end(): void;
+  /** Drops the connection at once. */
+  destroy(): void;
+  /** The connection no longer counts against its address (ConnectionLimiter): it authenticated. */
+  releaseAdmission(): void;
+}
+
+type Item = { kind: 'header'; attrs: Record<string, string> } | { kind: 'element'; element: XmlElement; ns: string } | { kind: 'close' };
+
+type State = 'header' | 'negotiating' | 'authenticated' | 'bound' | 'closed';
+
+/** The guard's limits for a stanza, tighter before authentication. */
+export function stanzaLimits(config: Config, authenticated: boolean): StanzaLimits {
+  const { limits, xmpp } = config;
+  const xml: XmlLimits = {
+    depth: limits.xmlDepth,
+    elements: authenticated ? limits.xmlElements : limits.preLoginXmlElements,
+    attributes: limits.xmlAttributes,
+    attributeChars: limits.xmlAttributeChars,
+    textChars: limits.xmlTextChars,
+    rootChildren: Number.POSITIVE_INFINITY,
+  };
+  return { xml, bytes: authenticated ? xmpp.maxStanzaBytes : xmpp.preAuthStanzaBytes };
+}
+
+/**
+ * One XMPP client stream (RFC 6120), whatever carries it: the header and features,
+ * STARTTLS, SASL, resource binding, then the client's stanzas handed in order to its
+ * StanzaSession with `from` stamped, and the session's stanzas written back through
+ * stream management and client state indication (stream-management.ts). Stream errors
+ * (RFC 6120 4.9) end it with their element; `</stream:stream>` (or `<close/>`) closes it
+ * gracefully both ways.
+ *
+ * Items from the parser (header, elements, the end) are handled one at a time, in order;
+ * before binding the transport reads nothing more until an item is handled (a login
+ * changes the limits and the parser, a `<starttls/>` the bytes themselves).
+ */
+export class C2sStream implements ResourceStream {
+  private state: State = 'header';
+  private readonly queue: Item[] = [];
+  private pumping = false;
+  private paused = false;
+  private id = '';
+  /** The domain the client opened the stream to. */
+  domain = '';
+  private account: AccountRecord | undefined;
+  private resource: BoundResource | undefined;
+  private readonly sasl: SaslNegotiation;
+  private saslFailures = 0;
+  /** Set when the server ends the stream on purpose: the resource then ends too (no resumption). */
+  private deliberate = false;
+  private headerSent = false;
+  private loginTimer: NodeJS.Timeout | undefined;
+  private idleTimer: NodeJS.Timeout | undefined;
+  /** The id of the last ping sent (its answer is the stream's), and whether it is still unanswered. */
+  private pingId: string | undefined;
+  private pingPending = false;
+  private readonly log: Logger;
+  private readonly opened = Date.now();
+
+  constructor(
+    private readonly context: XmppContext,
+    private readonly transport: C2sTransport,
+    private readonly onClosed: (stream: C2sStream) => void,
+  ) {
+    this.sasl = new SaslNegotiation(context.auth, context.config.xmpp.requireTls);
+    this.log = context.log;
+    this.loginTimer = setTimeout(() => this.close('connection-timeout', 'no authentication in time'), context.config.limits.loginSeconds * 1000);
+    this.loginTimer.unref();
+    context.metrics?.xmppConnections.inc({ transport: transport.kind });
+    this.log.info({ event: 'xmpp.connected', address: transport.remoteAddress, transport: transport.kind }, 'XMPP client connected');
+  }
+
+  get remoteAddress(): string {
+    return this.transport.remoteAddress;
+  }
+
+  get secure(): boolean {
+    return this.transport.secure;
+  }
+
+  /** The stream's limits now (the parser asks at each stanza). */
+  get limits(): StanzaLimits {
+    return stanzaLimits(this.context.config, this.account !== undefined);
+  }
+
+  get isBound(): boolean {
+    return this.state === 'bound';
+  }
+
+  // --- input from the transport ---
+
+  /** The stream header (`<stream:stream>`, or `<open/>` on WebSocket). */
+  header(attrs: Record<string, string>): void {
+    this.push({ kind: 'header', attrs });
+  }
+
+  /** A top-level element and its namespace. */
+  element(element: XmlElement, ns: string): void {
+    // What follows `<starttls/>` in clear text is never read (STARTTLS command injection).
+    if (ns === NS_TLS && element.name === 'starttls') this.transport.stopReading();
+    if (ns === NS_SASL && this.sasl.awaitingResponse) {
+      if (element.name === 'response' || element.name === 'abort') return this.sasl.response(element);
+      // A new `<auth/>` in the middle of an exchange aborts it (RFC 6120 6.4.4).
+      if (element.name === 'auth') this.sasl.response(new XmlElement('abort'));
+    }
+    // Stanzas look the same whichever transport brought them (WebSocket frames say their namespace).
+    if (ns === NS_CLIENT && element.attrs.xmlns === NS_CLIENT) delete element.attrs.xmlns;
+    this.push({ kind: 'element', element, ns });
+  }
+
+  /** `</stream:stream>` or `<close/>`. */
+  end(): void {
+    this.push({ kind: 'close' });
+  }
+
+  /**
+   * The client's input ended (TCP FIN) without `</stream:stream>`: a lost connection, which
+   * stream management may resume, not a graceful close.
+   */
+  inputEnded(): void {
+    if (this.state === 'closed' || this.queue.some((item) => item.kind === 'close')) return;
+    this.transport.destroy();
+  }
+
+  /** SASL waits for the client's `<response/>`: it must be read although the `<auth/>` is not handled yet. */
+  awaitResponse(): void {
+    if (!this.paused) return;
+    this.paused = false;
+    this.transport.resume();
+  }
+
+  /** Data arrived: the stream is alive. */
+  activity(): void {
+    this.pingPending = false;
+    this.idleTimer?.refresh();
+  }
+
+  /** The input broke a rule (malformed XML, a limit). */
+  failed(err: StreamError): void {
+    if (!this.account) this.context.connections.reportAbuse(this.remoteAddress, err.message);
+    this.close(err.condition, err.message);
+  }
+
+  private push(item: Item): void {
+    if (this.state === 'closed') return;
+    this.queue.push(item);
+    if (!this.paused && (this.state !== 'bound' || this.queue.length > QUEUE_HIGH_WATER)) {
+      this.paused = true;
+      this.transport.pause();
+    }
+    void this.pump();
+  }
+
+  private async pump(): Promise<void> {
+    if (this.pumping) return;
+    this.pumping = true;
+    try {
+      while (this.queue.length > 0 && this.state !== 'closed') {
+        const item = this.queue.shift()!;
+        try {
+          await this.handle(item);
+        } catch (err) {
+          if (err instanceof StreamError) {
+            this.close(err.condition, err.message);
+          } else {
+            this.log.error({ event: 'xmpp.internal_error', address: this.remoteAddress, err }, 'XMPP stream failed');
+            this.close('internal-server-error', 'internal server error');
+          }
+        }
+      }
+    } finally {
+      this.pumping = false;
+    }
+    if (this.paused && this.state !== 'closed') {
+      this.paused = false;
+      this.transport.resume();
+    }
+  }
+
+  private async handle(item: Item): Promise<void> {
+    if (item.kind === 'header') return this.openStream(item.attrs);
+    if (item.kind === 'close') return this.close();
+    if (this.state === 'header') throw new StreamError('not-well-formed', 'an element before the stream header');
+    const { element, ns } = item;
+    if (this.state === 'negotiating') return this.negotiate(element, ns);
+    if (this.state === 'authenticated') return this.beforeBinding(element, ns);
+    return this.bound(element, ns);
+  }
+
+  // --- the header and features ---
+
+  private async openStream(attrs: Record<string, string>): Promise<void> {
+    if (this.state !== 'header') throw new StreamError('not-well-formed', 'a second stream header');
+    const to = (attrs.to ?? '').toLowerCase();
+    const restart = this.domain !== '';
+    this.id = randomBytes(12).toString('base64url');
+    if (this.transport.framed && attrs.xmlns !== NS_FRAMING) {
+      this.sendHeader(to || this.context.config.defaultDomain);
+      throw new StreamError('invalid-namespace', `<open/> must be in ${NS_FRAMING}`);
+    }
+    const domain = to || this.context.config.defaultDomain;
+    this.sendHeader(restart ? this.domain : domain);
+    const version = /^(\d+)\.(\d+)$/.exec(attrs.version ?? '');
+    if (!version || version[1] !== '1') throw new StreamError('unsupported-version', 'this server speaks XMPP 1.0');
+    if (restart) {
+      if (to && to !== this.domain) throw new StreamError('host-unknown', `the stream was opened to ${this.domain}`);
+    } else if (!(await this.context.isLocalDomain(domain))) {
+      throw new StreamError('host-unknown', `this server does not serve ${domain}`);
+    } else {
+      this.domain = domain;
+    }
+    this.state = this.account ? 'authenticated' : 'negotiating';
+    this.write(this.features());
+  }
+
+  private sendHeader(from: string): void {
+    if (this.headerSent) return;
+    this.headerSent = true;
+    const common = `id="${escapeAttr(this.id)}" from="${escapeAttr(from)}" version="1.0" xml:lang="en"`;
+    if (this.transport.framed) this.transport.write(`<open xmlns="${NS_FRAMING}" ${common}/>`);
+    else this.transport.write(`<?xml version='1.0'?><stream:stream xmlns="${NS_CLIENT}" xmlns:stream="${NS_STREAMS}" ${common}>`);
+  }
+
+  private features(): XmlElement {
+    const features = this.transport.framed ? el('stream:features', { 'xmlns:stream': NS_STREAMS }) : el('stream:features');
+    if (!this.account) {
+      if (this.transport.canStartTls && !this.secure) {
+        const starttls = features.add('starttls', { xmlns: NS_TLS });
+        if (this.context.config.xmpp.requireTls) starttls.add('required');
+      }
+      const mechanisms = this.sasl.mechanisms(this.secure);
+      if (mechanisms.length > 0) features.append(el('mechanisms', { xmlns: NS_SASL }, ...mechanisms.map((m) => el('mechanism', {}, m))));
+      return features;
+    }
+    features.append(
+      el('bind', { xmlns: NS_BIND }),
+      el('session', { xmlns: NS_SESSION }, el('optional')),
+      el('sm', { xmlns: NS_SM }),
+      el('csi', { xmlns: NS_CSI }),
+    );
+    // The session's own (roster versioning, …); one of each whatever both offer.
+    const offered = new Set(features.elements().map((f) => `${f.name} ${f.attrs.xmlns ?? ''}`));
+    for (const feature of this.context.sessions.streamFeatures()) {
+      const key = `${feature.name} ${feature.attrs.xmlns ?? ''}`;
+      if (!offered.has(key)) {
+        offered.add(key);
+        features.append(feature);
+      }
+    }
+    return features;
+  }
+
+  // --- before authentication: STARTTLS and SASL ---
+
+  private async negotiate(element: XmlElement, ns: string): Promise<void> {
+    if (ns === NS_TLS && element.name === 'starttls') {
+      if (this.secure || !this.transport.canStartTls) {
+        this.write(el('failure', { xmlns: NS_TLS }));
+        this.deliberate = true;
+        return this.finish();
+      }
+      this.write(el('proceed', { xmlns: NS_TLS }));
+      this.state = 'header';
+      this.headerSent = false;
+      this.queue.length = 0;
+      this.transport.startTls();
+      return;
+    }
+    if (ns === NS_SASL && element.name === 'auth') return this.authenticate(element);
+    if (ns === NS_SASL && element.name === 'abort') {
+      this.write(saslFailureElement(new SaslFailure('aborted', 'no exchange under way')));
+      return;
+    }
+    throw new StreamError('not-authorized', 'authenticate first');
+  }
+
+  private async authenticate(auth: XmlElement): Promise<void> {
+    let outcome;
+    try {
+      outcome = await this.sasl.authenticate(this, auth);
+    } catch (err) {
+      if (!(err instanceof SaslFailure)) throw err;
+      if (this.state === 'closed') return;
+      this.write(saslFailureElement(err));
+      if (++this.saslFailures >= SASL_ATTEMPTS) throw new StreamError('policy-violation', 'too many failed authentication attempts');
+      return;
+    }
+    if (this.state === 'closed') return;
+    const { account } = outcome.authenticated;
+    this.account = account;
+    this.transport.releaseAdmission();
+    this.log.info(
+      { event: 'xmpp.authenticated', address: this.remoteAddress, user: `${account.name}@${account.domain}`, mechanism: auth.attrs.mechanism, transport: this.transport.kind },
+      'XMPP client authenticated',
+    );
+    this.write(outcome.success);
+    this.state = 'header';
+    this.headerSent = false;
+    this.queue.length = 0;
+    this.transport.restart();
+  }
+
+  // --- after authentication: binding (or resuming) ---
+
+  private async beforeBinding(element: XmlElement, ns: string): Promise<void> {
+    if (ns === NS_CLIENT && element.name === 'iq') {
+      const bind = element.element('bind');
+      if (bind?.attrs.xmlns === NS_BIND && element.attrs.type === 'set') return this.bind(element, bind);
+      if (element.element('session')?.attrs.xmlns === NS_SESSION) return this.write(iqResult(element));
+      return this.write(iqError(element, 'cancel', 'not-allowed', 'bind a resource first'));
+    }
+    if (ns === NS_SM && element.name === 'resume') return this.resume(element);
+    if (ns === NS_SM && element.name === 'enable') return this.write(smFailed('unexpected-request', 'bind a resource first'));
+    throw new StreamError('not-authorized', 'bind a resource first');
+  }
+
+  private async bind(iq: XmlElement, bind: XmlElement): Promise<void> {
+    const account = this.account!;
+    const requested = bind.element('resource')?.text().trim() || undefined;
+    if (requested !== undefined && (requested.length > 1023 || /[\u0000-\u001f]/.test(requested))) {
+      return this.write(iqError(iq, 'modify', 'bad-request', 'the resource is not a valid resourcepart'));
+    }
+    const resource = new BoundResource(account, this, this.context.resumption);
+    let session;
+    try {
+      session = await this.context.sessions.bind(account, requested, resource);
+    } catch (err) {
+      if (!(err instanceof BindError)) throw err;
+      return this.write(iqError(iq, err.condition === 'resource-constraint' ? 'wait' : 'cancel', err.condition, err.message));
+    }
+    resource.session = session;
+    if (this.state === 'closed') {
+      resource.end();
+      return;
+    }
+    this.resource = resource;
+    this.state = 'bound';
+    this.boundNow();
+    this.write(el('iq', { type: 'result', id: iq.attrs.id }, el('bind', { xmlns: NS_BIND }, el('jid', {}, session.jid))));
+    this.log.info({ event: 'xmpp.bound', address: this.remoteAddress, jid: session.jid, transport: this.transport.kind }, 'XMPP resource bound');
+  }
+
+  /** Bound (or resumed): the login deadline gives way to the idle ping. */
+  private boundNow(): void {
+    clearTimeout(this.loginTimer);
+    const seconds = this.context.config.xmpp.pingSeconds;
+    this.idleTimer = setTimeout(() => this.idle(), seconds * 1000);
+    this.idleTimer.unref();
+  }
+
+  private resume(element: XmlElement): void {
+    const h = counter(element.attrs.h);
+    const resource = this.context.resumption.find(element.attrs.previd ?? '', this.account!);
+    if (h === undefined) return this.write(smFailed('bad-request', 'h is not a counter'));
+    const unacked = resource?.resume(this, h);
+    if (!resource || !unacked) return this.write(smFailed('item-not-found', 'no session to resume: bind a resource'));
+    this.resource = resource;
+    this.state = 'bound';
+    this.boundNow();
+    this.write(el('resumed', { xmlns: NS_SM, previd: resource.resumeId, h: resource.inbound }));
+    for (const stanza of unacked) this.write(stanza);
+    this.log.info({ event: 'xmpp.resumed', address: this.remoteAddress, jid: resource.session?.jid, resent: unacked.length }, 'XMPP session resumed');
+  }
+
+  // --- bound: stanzas both ways ---
+
+  private async bound(element: XmlElement, ns: string): Promise<void> {
+    const resource = this.resource!;
+    if (ns === NS_CLIENT && (element.name === 'message' || element.name === 'presence' || element.name === 'iq')) {
+      this.context.metrics?.xmppStanzas.inc({ direction: 'in' });
+      resource.countInbound();
+      return this.stanza(resource, element);
+    }
+    if (ns === NS_SM) return this.streamManagement(resource, element);
+    if (ns === NS_CSI && (element.name === 'active' || element.name === 'inactive')) return resource.setActive(element.name === 'active');
+    throw new StreamError('unsupported-stanza-type', `<${element.name}> in ${ns || 'no namespace'} is not a stanza of this stream`);
+  }
+
+  private async stanza(resource: BoundResource, stanza: XmlElement): Promise<void> {
+    const session = resource.session!;
+    const from = stanza.attrs.from;
+    if (from !== undefined && !sameAddress(from, session.jid)) throw new StreamError('invalid-from', `${from} is not this stream's address`);
+    stanza.attrs.from = session.jid;
+    if (stanza.name === 'iq') {
+      const type = stanza.attrs.type;
+      if ((type === 'result' || type === 'error') && this.pingId !== undefined && stanza.attrs.id === this.pingId) return;
+      if (type === 'set' && !stanza.attrs.to && stanza.element('session')?.attrs.xmlns === NS_SESSION) return this.write(iqResult(stanza));
+    }
+    await session.receive(stanza);
+  }
+
+  private streamManagement(resource: BoundResource, element: XmlElement): void {
+    switch (element.name) {
+      case 'enable': {
+        if (resource.smEnabled) return this.write(smFailed('unexpected-request', 'stream management is enabled already'));
+        const resume = element.attrs.resume === 'true' || element.attrs.resume === '1';
+        const seconds = this.context.config.xmpp.resumeSeconds;
+        const id = resource.enable(resume && seconds > 0);
+        this.write(el('enabled', { xmlns: NS_SM, ...(id ? { id, resume: 'true', max: seconds } : {}) }));
+        return;
+      }
+      case 'r':
+        if (resource.smEnabled) this.write(el('a', { xmlns: NS_SM, h: resource.inbound }));
+        return;
+      case 'a': {
+        const h = counter(element.attrs.h);
+        if (!resource.smEnabled) return;
+        if (h === undefined || !resource.acknowledge(h)) throw new StreamError('undefined-condition', 'the client acknowledged more stanzas than were sent');
+        return;
+      }
+      case 'resume':
+        return this.write(smFailed('unexpected-request', 'the stream is bound already'));
+      default:
+        throw new StreamError('unsupported-stanza-type', `<${element.name}> of stream management is not understood`);
+    }
+  }
+
+  /** Silent for pingSeconds: pinged (XEP-0199); silent as long again: closed. */
+  private idle(): void {
+    if (this.state !== 'bound') return;
+    if (this.pingPending) return this.close('connection-timeout', 'the client stopped answering');
+    const jid = this.resource?.session?.jid;
+    this.pingId = `ping-${randomBytes(6).toString('hex')}`;
+    this.pingPending = true;
+    this.write(el('iq', { type: 'get', id: this.pingId, from: this.domain, to: jid }, el('ping', { xmlns: NS_PING })));
+    this.idleTimer?.refresh();
+  }
+
+  // --- output ---
+
+  /** Writes a stanza or nonza to the client (ResourceStream). */
+  write(element: XmlElement): void {
+    if (this.state === 'closed') return;
+    const isStanza = element.name === 'message' || element.name === 'presence' || element.name === 'iq';
+    if (isStanza) this.context.metrics?.xmppStanzas.inc({ direction: 'out' });
+    if (this.transport.framed && isStanza && element.attrs.xmlns === undefined) {
+      // RFC 7395: every frame is a document of its own; stanzas say their namespace.
+      const framed = new XmlElement(element.name, { xmlns: NS_CLIENT, ...element.attrs }, element.children);
+      this.transport.write(serialize(framed));
+      return;
+    }
+    this.transport.write(serialize(element));
+  }
+
+  /**
+   * Ends the stream: with a stream error (RFC 6120 4.9: the error, then the end of the
+   * stream) or gracefully (`</stream:stream>`, answered by the client's). The bound
+   * resource ends too, since this is no loss the client could resume from.
+   */
+  close(condition?: string, text?: string): void {
+    if (this.state === 'closed') return;
+    this.deliberate = true;
+    if (condition) {
+      this.sendHeader(this.domain || this.context.config.defaultDomain);
+      const error = el('stream:error', this.transport.framed ? { 'xmlns:stream': NS_STREAMS } : {}, el(condition, { xmlns: NS_STREAM_ERRORS }));
+      if (text) error.append(el('text', { xmlns: NS_STREAM_ERRORS, 'xml:lang': 'en' }, text));
+      this.transport.write(serialize(error));
+      this.log.info({ event: 'xmpp.stream_error', address: this.remoteAddress, condition, text, jid: this.resource?.session?.jid }, `XMPP stream error: ${condition}`);
+    }
+    this.finish(condition ?? 'closed');
+  }
+
+  private finish(reason = 'closed'): void {
+    if (this.state === 'closed') return;
+    this.sendHeader(this.domain || this.context.config.defaultDomain);
+    this.transport.write(this.transport.framed ? `<close xmlns="${NS_FRAMING}"/>` : '</stream:stream>');
+    this.state = 'closed';
+    this.queue.length = 0;
+    this.transport.stopReading();
+    this.transport.end();
+    this.cleanup(reason);
+  }
+
+  /** The connection is gone (closed by either side, or lost). */
+  lost(): void {
+    if (this.state !== 'closed') {
+      this.state = 'closed';
+      this.queue.length = 0;
+    }
+    this.cleanup(this.deliberate ? 'closed' : 'connection lost');
+  }
+
+  private cleaned = false;
+
+  private cleanup(reason: string): void {
+    if (this.cleaned) return;
+    this.cleaned = true;
+    clearTimeout(this.loginTimer);
+    clearTimeout(this.idleTimer);
+    this.sasl.cancel();
+    const resource = this.resource;
+    if (resource) resource.detach(this, !this.deliberate, this.context.config.xmpp.resumeSeconds);
+    this.context.metrics?.xmppConnections.dec({ transport: this.transport.kind });
+    this.log.info(
+      { event: 'xmpp.closed', address: this.remoteAddress, reason, jid: resource?.session?.jid, seconds: Math.round((Date.now() - this.opened) / 1000), transport: this.transport.kind },
+      'XMPP stream closed',
+    );
+    this.onClosed(this);
+  }
+}
+
+/** A counter attribute (`h`): 0 to 2^32 - 1. */
+function counter(value: string | undefined): number | undefined {
+  if (value === undefined || !/^\d{1,10}$/.test(value)) return undefined;
+  const n = Number(value);
+  return n < 2 ** 32 ? n : undefined;
+}
+
+/** Whether `from` names the stream's full JID, or its bare JID (RFC 6120 8.1.2.1); local part and domain compared without case. */
+export function sameAddress(from: string, fullJid: string): boolean {
+  const split = (jid: string): [string, string | undefined] => {
+    const slash = jid.indexOf('/');
+    return slash < 0 ? [jid.toLowerCase(), undefined] : [jid.slice(0, slash).toLowerCase(), jid.slice(slash + 1)];
+  };
+  const [bare, resource] = split(fullJid);
+  const [fromBare, fromResource] = split(from);
+  return fromBare === bare && (fromResource === undefined || fromResource === resource);
+}
+
+function iqResult(iq: XmlElement): XmlElement {
+  return el('iq', { type: 'result', id: iq.attrs.id });
+}
+
+function iqError(iq: XmlElement, type: string, condition: string, text: string): XmlElement {
+  return el('iq', { type: 'error', id: iq.attrs.id }, el('error', { type }, el(condition, { xmlns: NS_STANZAS }), el('text', { xmlns: NS_STANZAS, 'xml:lang': 'en' }, text)));
+}
+
+function smFailed(condition: string, text: string): XmlElement {
+  return el('failed', { xmlns: NS_SM }, el(condition, { xmlns: NS_STANZAS }), el('text', { xmlns: NS_STANZAS, 'xml:lang': 'en' }, text));
+}
+
