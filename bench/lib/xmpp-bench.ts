@@ -1,8 +1,8 @@
 /**
  * The `xmpp` bench area (issue 14): ximssd's XMPP c2s service beside Prosody 0.12 on this
  * machine, with the same accounts, the same load client (bench/lib/xmpp-client.ts: STARTTLS,
- * SASL, bind, initial presence) and the same three measurements, in this order on a fresh
- * server each:
+ * SASL, bind, initial presence) and the same three measurements, each on a freshly started
+ * server, ximssd's then Prosody's before the next measurement:
  *
  * - memory: resident memory per idle connection — RSS after one login, then after
  *   `connections` more (each account logged in from several resources) have logged in and
@@ -119,14 +119,66 @@ export async function xmppBench(options: XmppBenchOptions): Promise<XmppResult> 
     return { ximssd: unavailable, prosody: unavailable };
   }
   const starter = ximssdStarter(accounts, options);
-  let ximssd: XmppSide;
   try {
-    ximssd = await measureSide('ximssd', starter.start, accounts, options);
+    // Measurement by measurement, ximssd then Prosody: the two sides of a figure run close
+    // together in time, under about the same load from whatever else runs on the machine.
+    const sides = [
+      new SideRun('ximssd', starter.start),
+      new SideRun('Prosody', () => startBenchProsody(accounts, options.mechanism)),
+    ] as const;
+    for (const side of sides) await side.measure('memory', (t) => measureMemory(t, accounts, options), options.log);
+    for (const side of sides) await side.measure('routing', (t) => measureRouting(t, options), options.log);
+    for (const side of sides) await side.measure('login', (t) => measureLogins(t, accounts, options), options.log);
+    return { ximssd: sides[0].result(), prosody: sides[1].result() };
   } finally {
     starter.cleanup();
   }
-  const prosody = await measureSide('Prosody', () => startBenchProsody(accounts, options.mechanism), accounts, options);
-  return { ximssd, prosody };
+}
+
+/** One server's measurements: each on a freshly started server; none more once it cannot start. */
+class SideRun {
+  private reason: string | undefined;
+  private server = '';
+  private readonly values: { memory?: Measured<XmppMemory>; routing?: Measured<XmppRouting>; login?: Measured<XmppLogins> } = {};
+
+  constructor(
+    private readonly name: string,
+    private readonly start: () => Promise<Target & { server: string }>,
+  ) {}
+
+  async measure<W extends 'memory' | 'routing' | 'login'>(
+    what: W,
+    run: (target: Target) => Promise<NonNullable<SideRun['values'][W]>>,
+    log: (line: string) => void,
+  ): Promise<void> {
+    if (this.reason !== undefined) return;
+    let target: (Target & { server: string }) | undefined;
+    try {
+      target = await this.start();
+    } catch (err) {
+      this.reason = `${this.name} cannot be started: ${(err as Error).message.split('\n').slice(0, 6).join('\n')}`;
+      log(`  ${this.reason}`);
+      return;
+    }
+    if (!this.server) log(`  ${(this.server = target.server)}`);
+    let value: NonNullable<SideRun['values'][W]>;
+    try {
+      value = await run(target);
+    } catch (err) {
+      log(`  ${this.name} ${what}: ${(err as Error).message}`);
+      value = { failed: (err as Error).message.split('\n')[0]! } as NonNullable<SideRun['values'][W]>;
+    } finally {
+      await target.stop();
+    }
+    this.values[what] = value;
+    report(this.name, what, value, log);
+  }
+
+  result(): XmppSide {
+    const { memory, routing, login } = this.values;
+    if (this.reason !== undefined || !memory || !routing || !login) return { available: false, reason: this.reason ?? 'not measured' };
+    return { available: true, server: this.server, memory, routing, login };
+  }
 }
 
 /**
@@ -144,36 +196,6 @@ function ensureFileLimit(needed: number, log: (line: string) => void): string | 
     return undefined;
   }
   return `the open-file limit is ${limit} but the xmpp area needs ${needed} (prlimit failed: ${(result.stderr || result.error?.message || '?').trim()}): run with ulimit -n ${target}`;
-}
-
-async function measureSide(name: string, start: () => Promise<Target & { server: string }>, accounts: string[], options: XmppBenchOptions): Promise<XmppSide> {
-  const fresh = async <T>(what: string, measure: (target: Target) => Promise<T>): Promise<{ server: string; value: Measured<T> } | { reason: string }> => {
-    let target: (Target & { server: string }) | undefined;
-    try {
-      target = await start();
-    } catch (err) {
-      return { reason: `${name} cannot be started: ${(err as Error).message.split('\n').slice(0, 6).join('\n')}` };
-    }
-    try {
-      return { server: target.server, value: await measure(target) };
-    } catch (err) {
-      options.log(`  ${name} ${what}: ${(err as Error).message}`);
-      return { server: target.server, value: { failed: (err as Error).message.split('\n')[0]! } };
-    } finally {
-      await target.stop();
-    }
-  };
-  const memory = await fresh('memory', (t) => measureMemory(t, accounts, options));
-  if ('reason' in memory) return { available: false, reason: memory.reason };
-  options.log(`  ${memory.server}`);
-  report(name, 'memory', memory.value, options.log);
-  const routing = await fresh('routing', (t) => measureRouting(t, options));
-  if ('reason' in routing) return { available: false, reason: routing.reason };
-  report(name, 'routing', routing.value, options.log);
-  const login = await fresh('login', (t) => measureLogins(t, accounts, options));
-  if ('reason' in login) return { available: false, reason: login.reason };
-  report(name, 'login', login.value, options.log);
-  return { available: true, server: memory.server, memory: memory.value, routing: routing.value, login: login.value };
 }
 
 function report(name: string, what: 'memory' | 'routing' | 'login', value: Measured<XmppMemory> | Measured<XmppRouting> | Measured<XmppLogins>, log: (line: string) => void): void {
