@@ -17,7 +17,7 @@
  *          carddav: --carddav-cards N (1000)  (addressbook-multiget beside Radicale; run with --only carddav)
  *          calendar: --calendar-items N (10000)  (a month view beside Radicale's calendar-query; run with --only calendar)
  *          xmpp: --xmpp-pairs N (500)  --xmpp-messages N (100 per sender)  --xmpp-logins N (2000)
- *                --xmpp-login-concurrency N (50)  --xmpp-connections N (5000)  --xmpp-mechanism PLAIN|SCRAM-SHA-1|SCRAM-SHA-256
+ *                --xmpp-login-concurrency N (50)  --xmpp-connections N (5000)  --xmpp-mechanism SCRAM-SHA-1|SCRAM-SHA-256|PLAIN
  *                (beside Prosody; run with --only xmpp)
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -123,7 +123,7 @@ const params = {
   xmppLogins: num(flags['xmpp-logins'], quick ? 500 : 2000),
   xmppLoginConcurrency: num(flags['xmpp-login-concurrency'], 50),
   xmppConnections: num(flags['xmpp-connections'], quick ? 1000 : 5000),
-  xmppMechanism: (flags['xmpp-mechanism'] ?? 'PLAIN') as LoadMechanism,
+  xmppMechanism: (flags['xmpp-mechanism'] ?? 'SCRAM-SHA-1') as LoadMechanism,
   engines: [] as Engine[],
 };
 params.mailConnections = num(flags['mail-connections'], params.connections);

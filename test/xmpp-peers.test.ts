@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { freePort } from '../bench/lib/proc.js';
 import { ensureProsody, startProsody, type Prosody } from './fixtures/prosody.js';
 import { XmppPeer, type MessageEvent, type PresenceEvent, type RosterPushEvent } from './fixtures/xmpp-peer.js';
 
@@ -14,13 +15,19 @@ const skip = availability.available ? false : availability.reason;
 
 describe('XMPP peers against Prosody', { skip }, () => {
   let prosody: Prosody;
+  /** A second server, `remote.test`, federated with the first over s2s (dialback) on loopback. */
+  let remote: Prosody;
   let alice: XmppPeer;
   let bob: XmppPeer;
   const ALICE = 'alice@example.test';
   const BOB = 'bob@example.test';
 
   before(async () => {
-    prosody = await startProsody({ users: { alice: 'alice-pw', bob: 'bob-pw', carol: 'carol-pw' }, muc: true });
+    const [s2sPort, remoteS2sPort] = [await freePort(), await freePort()];
+    [prosody, remote] = await Promise.all([
+      startProsody({ users: { alice: 'alice-pw', bob: 'bob-pw', carol: 'carol-pw' }, muc: true, s2sPort, s2sRoutes: { 'remote.test': remoteS2sPort } }),
+      startProsody({ domain: 'remote.test', users: { dave: 'dave-pw' }, s2sPort: remoteS2sPort, s2sRoutes: { 'example.test': s2sPort } }),
+    ]);
     const at = { host: '127.0.0.1', port: prosody.port };
     [alice, bob] = await Promise.all([
       XmppPeer.connect({ ...at, jid: ALICE, password: 'alice-pw', resource: 'desk', mechanism: 'SCRAM-SHA-256', streamManagement: true }),
@@ -30,7 +37,7 @@ describe('XMPP peers against Prosody', { skip }, () => {
 
   after(async () => {
     await Promise.all([alice?.close(), bob?.close()]);
-    await prosody?.stop();
+    await Promise.all([prosody?.stop(), remote?.stop()]);
   });
 
   it('logs in with the SASL mechanism asked for, after STARTTLS', () => {
@@ -39,10 +46,10 @@ describe('XMPP peers against Prosody', { skip }, () => {
     assert.equal(alice.jid, `${ALICE}/desk`);
   });
 
-  it('reports a wrong password as a failed session, and PLAIN works when chosen', async () => {
+  it('reports a wrong password as a failed session; PLAIN over direct TLS works when chosen', async () => {
     const at = { host: '127.0.0.1', port: prosody.port };
     await assert.rejects(XmppPeer.connect({ ...at, jid: 'carol@example.test', password: 'wrong', mechanism: 'PLAIN' }), /session failed: authentication failed/);
-    const carol = await XmppPeer.connect({ ...at, jid: 'carol@example.test', password: 'carol-pw', mechanism: 'PLAIN' });
+    const carol = await XmppPeer.connect({ ...at, port: prosody.directTlsPort, tls: 'direct', jid: 'carol@example.test', password: 'carol-pw', mechanism: 'PLAIN' });
     assert.equal(carol.mechanism, 'PLAIN');
     await carol.close();
   });
@@ -105,6 +112,18 @@ describe('XMPP peers against Prosody', { skip }, () => {
     await alice.groupchat(room, 'hi room');
     const got = await bob.waitFor((e): e is MessageEvent => e.event === 'message' && e.type === 'groupchat' && e.body === 'hi room');
     assert.equal(got.from, `${room}/Alice`);
+  });
+
+  it('reaches an account of another server over s2s', async () => {
+    const dave = await XmppPeer.connect({ host: '127.0.0.1', port: remote.port, jid: 'dave@remote.test', password: 'dave-pw', resource: 'laptop' });
+    try {
+      await dave.presence();
+      await alice.message({ to: 'dave@remote.test', body: 'across servers' });
+      const got = await dave.waitFor((e): e is MessageEvent => e.event === 'message' && e.body === 'across servers');
+      assert.equal(got.from, `${ALICE}/desk`);
+    } finally {
+      await dave.close();
+    }
   });
 
   it('blocks and unblocks a contact', async () => {

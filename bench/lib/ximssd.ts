@@ -135,8 +135,10 @@ export async function startXimssd(options: XimssdOptions = {}): Promise<Ximssd> 
       if (!started.ports.smtp) throw new Error(`ximssd started without SMTP (asked for port ${smtpPort}):\n${child.output()}`);
       ports.smtp = started.ports.smtp;
     }
-    // The port asked for, unless the startup line names another.
-    if (options.xmpp) ports.xmpp = started.ports.xmpp || xmppPort;
+    if (options.xmpp) {
+      if (!started.ports.xmpp) throw new Error(`ximssd started without XMPP (asked for port ${xmppPort}):\n${child.output()}`);
+      ports.xmpp = started.ports.xmpp;
+    }
     const running = child;
     return {
       child: running,

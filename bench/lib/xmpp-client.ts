@@ -44,14 +44,33 @@ const escapeXml = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, 
 /** A logged-in connection: available, bound, counting the messages that reach it. */
 export interface XmppLoadConnection {
   readonly jid: string;
-  /** Messages received since login. */
+  /** Messages received since login (not counting error bounces). */
   readonly received: number;
+  /** Messages of type error received since login (what the server bounced). */
+  readonly bounced: number;
   /** Writes stanzas (already serialized); resolves once the socket took them (backpressure). */
   send(xml: string): Promise<void>;
   /** Ends the stream and the connection. */
   close(): void;
   /** Cuts the connection without ending the stream. */
   destroy(): void;
+}
+
+/**
+ * SaltedPassword by (hash, password, salt, iterations): computed once, as real clients keep it
+ * (a server with stored SCRAM keys sends the same salt every time), so that the load client
+ * spends its PBKDF2 once per account, not once per login.
+ */
+const saltedCache = new Map<string, Buffer>();
+function saltedPassword(hash: 'sha1' | 'sha256', password: string, salt: string, iterations: number, length: number): Buffer {
+  const key = `${hash}\0${password}\0${salt}\0${iterations}`;
+  let salted = saltedCache.get(key);
+  if (!salted) {
+    salted = pbkdf2Sync(password, Buffer.from(salt, 'base64'), iterations, length, hash);
+    if (saltedCache.size > 100_000) saltedCache.clear();
+    saltedCache.set(key, salted);
+  }
+  return salted;
 }
 
 /** SCRAM (RFC 5802/7677) client side: one exchange, with the server's signature checked. */
@@ -80,7 +99,7 @@ class ScramClient {
     const iterations = Number(fields.get('i'));
     if (!Number.isInteger(iterations) || iterations < 1) throw new Error(`SCRAM: bad iteration count in ${serverFirst}`);
     const length = this.hash === 'sha1' ? 20 : 32;
-    const salted = pbkdf2Sync(this.password, Buffer.from(fields.get('s') ?? '', 'base64'), iterations, length, this.hash);
+    const salted = saltedPassword(this.hash, this.password, fields.get('s') ?? '', iterations, length);
     const clientKey = createHmac(this.hash, salted).update('Client Key').digest();
     const storedKey = createHash(this.hash).update(clientKey).digest();
     const withoutProof = `c=biws,r=${nonce}`;
@@ -109,6 +128,7 @@ export function xmppLogin(options: XmppLoginOptions): Promise<XmppLoadConnection
     socket.setNoDelay(true);
     let settled = false;
     let received = 0;
+    let bounced = 0;
     let counting = false;
     let jid = '';
     let scram: ScramClient | undefined;
@@ -139,7 +159,10 @@ export function xmppLogin(options: XmppLoginOptions): Promise<XmppLoadConnection
       p.on('opentag', (tag) => {
         depth++;
         if (counting) {
-          if (depth === 2 && tag.name === 'message') received++;
+          if (depth === 2 && tag.name === 'message') {
+            if (tag.attributes.type === 'error') bounced++;
+            else received++;
+          }
           if (!(depth === 2 && tag.name === 'stream:error')) return;
         }
         if (depth < 2) return;
@@ -273,6 +296,9 @@ export function xmppLogin(options: XmppLoginOptions): Promise<XmppLoadConnection
       },
       get received() {
         return received;
+      },
+      get bounced() {
+        return bounced;
       },
       send(xml) {
         return new Promise((done) => {
