@@ -77,9 +77,9 @@ export interface Config {
   /** XMPP client streams (TCP with STARTTLS, direct TLS, WebSocket on the HTTP listener's /xmpp-websocket). */
   xmpp: {
     /**
-     * Refuse authentication on an unencrypted stream altogether (STARTTLS first). Off (the
-     * default): PLAIN is offered only once the stream is encrypted, SCRAM (which never shows
-     * the password) also before.
+     * Refuse authentication on an unencrypted stream altogether (STARTTLS first), as Prosody
+     * does by default (on). Off: PLAIN is offered only once the stream is encrypted, SCRAM
+     * (which never shows the password) also before.
      */
     requireTls: boolean;
     /** Largest stanza after authentication, in bytes (Prosody's default); a larger one ends the stream (policy-violation). */
@@ -281,7 +281,7 @@ export function defaultConfig(): Config {
     ports: { ximss: 11024, ximssTls: 0, http: 8100, https: 0, smtp: 2525, xmpp: 5222, xmppTls: 0 },
     tls: { certFile: '', keyFile: '' },
     xmpp: {
-      requireTls: false,
+      requireTls: true,
       maxStanzaBytes: 256 * 1024,
       preAuthStanzaBytes: 10 * 1024,
       readBytesPerSecond: 64 * 1024,

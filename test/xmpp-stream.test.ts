@@ -423,7 +423,8 @@ describe('XMPP client streams', () => {
   };
 
   before(async () => {
-    server = await startTestServer({ xmpp: { resumeSeconds: 30, preAuthStanzaBytes: 4096, maxStanzaBytes: 65536 } });
+    // Most cases speak SCRAM in clear text for brevity: allowed once requireTls (on by default) is off.
+    server = await startTestServer({ xmpp: { requireTls: false, resumeSeconds: 30, preAuthStanzaBytes: 4096, maxStanzaBytes: 65536 } });
     sessions = new RecordingSessions();
     const { services } = server;
     xmpp = new XmppListener({
@@ -463,6 +464,19 @@ describe('XMPP client streams', () => {
     const failure = await client.plain(user, 'secret');
     assert.equal(failure.name, 'failure');
     assert.ok(failure.element('encryption-required'), String(failure));
+  });
+
+  test('with requireTls (the default), nothing but STARTTLS is offered before TLS', async () => {
+    const { listener, port: strictPort } = await ownListener({ requireTls: true });
+    try {
+      const client = await RawClient.connect(strictPort);
+      clients.push(client);
+      const features = await client.open();
+      assert.ok(features.element('starttls')?.element('required'), String(features));
+      assert.deepEqual(mechanisms(features), []);
+    } finally {
+      await listener.close();
+    }
   });
 
   test('STARTTLS, PLAIN, bind with a resource: stanzas reach the session with from stamped, in order', async () => {
