@@ -385,7 +385,8 @@ export class ImService {
       const contact = tryJid(jid);
       if (!contact?.local || !(await this.isLocalDomain(contact.domain))) continue;
       const account = await this.accountOf(contact.bare);
-      if (!account || (await this.blocks(client.account.id, contact))) continue;
+      // Neither side's block list lets it through (XEP-0191 3.3: blocked means no presence either way).
+      if (!account || (await this.blocks(client.account.id, contact)) || (await this.blocks(account.id, parseJid(client.jid)))) continue;
       const copy = copyStanza(presence);
       copy.attrs.to = contact.bare;
       this.router.sendToInterested(account.id, copy);
@@ -413,7 +414,7 @@ export class ImService {
         const contact = tryJid(item.jid);
         const account = contact?.local ? await this.accountOf(contact.bare) : undefined;
         if (account && contact) {
-          if (await this.blocks(account.id, parseJid(client.jid))) continue;
+          if ((await this.blocks(account.id, parseJid(client.jid))) || (await this.blocks(client.account.id, contact))) continue;
           for (const r of this.router.resources(account.id)) {
             if (!r.record.available || !r.presence) continue;
             const copy = copyStanza(r.presence);
