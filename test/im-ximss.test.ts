@@ -8,7 +8,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { XmlElement } from '../src/xml/element.js';
-import { fails, ok, startTestServer, type TestServer, type XimssClient } from './helpers.js';
+import { parseXml } from '../src/xml/parser.js';
+import { fails, httpRequest, ok, startTestServer, type TestServer, type XimssClient } from './helpers.js';
 
 let server: TestServer;
 before(async () => {
@@ -410,6 +411,29 @@ describe('signalBind and iq', () => {
     assert.equal(result.elements()[0]?.element('name')?.text(), 'test');
     await fails(uma.client, `<iqSend peer="${vic.address}" type="get"><ping xmlns="urn:xmpp:ping"/></iqSend>`, /iqid/);
     await fails(uma.client, `<iqSend peer="${vic.address}" type="get" iqid="x"/>`, /exactly one/);
+  });
+});
+
+describe('over HTTP', () => {
+  test('a web client bound over the HTTP binding gets readIM through its long poll and writes through sync, as browser clients do', async () => {
+    const web = await server.newAccount('imweb');
+    const tcp = await newUser();
+    const http = (path: string, body?: string) => httpRequest(server.ports.http, path, body === undefined ? {} : { body, headers: { 'Content-Type': 'text/xml' } });
+    const login = parseXml((await http(`/XIMSSLogin/?userName=${encodeURIComponent(web)}&password=secret&errorAsXML=1&version=6.1`)).text);
+    const urlID = login.elements()[0]!.attrs.urlID!;
+    const batch = parseXml((await http(`/Session/${urlID}/sync?reqSeq=1`, '<XIMSS><signalBind id="b" clientID="browser" presence="yes" readIM="1"/><presenceSet id="p"><presence>online</presence></presenceSet></XIMSS>')).text);
+    assert.deepEqual(batch.elements().map((e) => [e.name, e.attrs.id, e.attrs.errorText]), [['response', 'b', undefined], ['response', 'p', undefined]]);
+    await bind(tcp);
+    await ok(tcp.client, `<sendIM peer="${web}">hello browser</sendIM>`);
+    const polled = parseXml((await http(`/Session/${urlID}/?ackSeq=0&maxWait=10`)).text);
+    const read = polled.elements().find((e) => e.name === 'readIM');
+    assert.ok(read, polled.toString());
+    assert.equal(read.attrs.peer, tcp.address);
+    assert.equal(read.elements()[0]?.name, 'body');
+    assert.equal(read.element('body')?.text(), 'hello browser');
+    const answer = parseXml((await http(`/Session/${urlID}/sync?reqSeq=2`, `<XIMSS><sendIM id="s" peer="${tcp.address}">hello tcp</sendIM></XIMSS>`)).text);
+    assert.equal(answer.elements()[0]?.attrs.errorText, undefined);
+    assert.equal((await waitFor(tcp.client, 'readIM')).element('body')?.text(), 'hello tcp');
   });
 });
 
