@@ -226,7 +226,7 @@ describe('file modes', () => {
     temporary.push(root);
     const dataDir = join(root, 'nested', 'data');
     try {
-      const config = mergeConfig(defaultConfig(), { dataDir, host: '127.0.0.1', defaultDomain: DOMAIN, ports: { ximss: 0, http: 0, smtp: 0, xmpp: 0 } }, 'test');
+      const config = mergeConfig(defaultConfig(), { dataDir, host: '127.0.0.1', defaultDomain: DOMAIN, ports: { ximss: 0, http: 0, smtp: 0, xmpp: 0, xmppS2s: 0 } }, 'test');
       const { log } = capturingLogger('warn');
       const server = await startServer(config, { log, announcePassword: () => {} });
       try {

@@ -79,6 +79,8 @@ export class XmppStreamParser {
   constructor(
     private readonly handler: StreamHandler,
     private readonly limits: () => StanzaLimits,
+    /** The stream's default namespace: `jabber:client`, or `jabber:server` between servers. */
+    private readonly contentNamespace: string = NS_CLIENT,
   ) {
     this.reset();
   }
@@ -226,8 +228,8 @@ export class XmppStreamParser {
     if (local !== 'stream' || namespace !== NS_STREAMS) {
       throw new StreamError('invalid-namespace', `the stream header must be <stream:stream> in ${NS_STREAMS}`);
     }
-    if (prefix !== '' && root.attrs.xmlns !== undefined && root.attrs.xmlns !== NS_CLIENT) {
-      throw new StreamError('invalid-namespace', `the stream's default namespace must be ${NS_CLIENT}`);
+    if (prefix !== '' && root.attrs.xmlns !== undefined && root.attrs.xmlns !== this.contentNamespace) {
+      throw new StreamError('invalid-namespace', `the stream's default namespace must be ${this.contentNamespace}`);
     }
     this.streamPrefix = prefix;
   }
