@@ -679,6 +679,10 @@ export class ImService {
     // A blocked contact sees the user go (XEP-0191 3.3).
     for (const jid of jids) {
       const contact = tryJid(jid);
+      if (contact?.local && this.federation && !(await this.isLocalDomain(contact.domain))) {
+        this.presenceToRemote(account, contact, 'unavailable');
+        continue;
+      }
       const target = contact?.local ? await this.accountOf(contact.bare) : undefined;
       if (!target) continue;
       for (const r of this.router.resources(account.id)) {

@@ -104,13 +104,16 @@ export class S2sOutgoing {
       return this.fail(err instanceof S2sFailure ? err : new S2sFailure('remote-server-not-found', errorText(err)));
     }
     const reasons: string[] = [];
+    // Only when every target failed for a temporary reason (a DNS time-out) is it a time-out.
+    let condition: S2sFailure['condition'] | undefined;
     for (const target of targets) {
       if (this.state !== 'connecting') return;
       let addresses: string[];
       try {
         addresses = net.isIP(target.host) ? [target.host] : await this.context.addresses(target.host);
       } catch (err) {
-        reasons.push(`${target.host}: ${errorText(err)}`);
+        reasons.push(errorText(err));
+        condition = err instanceof S2sFailure && err.condition === 'remote-server-timeout' && condition !== 'remote-server-not-found' ? 'remote-server-timeout' : 'remote-server-not-found';
         continue;
       }
       for (const host of addresses) {
@@ -125,10 +128,11 @@ export class S2sOutgoing {
           return;
         } catch (err) {
           reasons.push(`${host}:${target.port}: ${errorText(err)}`);
+          condition = 'remote-server-not-found';
         }
       }
     }
-    this.fail(new S2sFailure('remote-server-not-found', `cannot connect to ${this.remote}: ${reasons.join('; ') || 'no address'}`));
+    this.fail(new S2sFailure(condition ?? 'remote-server-not-found', `cannot reach ${this.remote}: ${reasons.join('; ') || 'no address'}`));
   }
 
   private opened_(socket: net.Socket, where: string): void {
@@ -203,7 +207,7 @@ export class S2sOutgoing {
     if (ns === NS_DIALBACK && name === 'verify' && this.purpose.kind === 'verify') {
       const valid = element.attrs.type === 'valid' && element.attrs.id === this.purpose.streamId;
       this.events.verified?.(valid);
-      this.finishVerify();
+      this.finishVerify(valid);
       return;
     }
     // Nothing else is expected on a stream we initiated; stanzas are not accepted on it.
@@ -268,11 +272,11 @@ export class S2sOutgoing {
     this.stream!.send(stanza);
   }
 
-  private finishVerify(): void {
+  private finishVerify(valid: boolean): void {
     clearTimeout(this.deadline);
     this.state = 'closed';
     this.stream?.close();
-    this.log.debug({ event: 's2s.closed', direction: 'out', local: this.local, remote: this.remote, reason: 'verified' }, 'dialback verification done');
+    this.log.info({ event: 's2s.verified', local: this.local, remote: this.remote, valid }, `${this.remote} says the dialback key is ${valid ? 'valid' : 'invalid'}`);
   }
 
   /** It could not be made: the queued stanzas are handed to events.failed (they bounce). */

@@ -1,0 +1,307 @@
+/**
+ * Federation (RFC 6120 server-to-server, XEP-0220 dialback) against a REAL second server:
+ * Prosody from Debian (test/fixtures/prosody.ts) serving remote.test, reached through the
+ * injected resolver (SRV _xmpp-server._tcp.remote.test → its s2s port on 127.0.0.1), and
+ * reaching example.test on ximssd's s2s port through the fixture's static route. Clients are
+ * real slixmpp processes on both servers and a XIMSS session on ximssd. Prosody's loopback
+ * certificate is self-signed, so both directions authenticate with dialback.
+ */
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import { createLogger, type Logger } from '../src/log.js';
+import type { DnsResolver } from '../src/services/mail-auth.js';
+import type { XmlElement } from '../src/xml/element.js';
+import { ensureProsody, startProsody, type Prosody } from './fixtures/prosody.js';
+import { ensureSlixmpp, XmppPeer, type MessageEvent, type PresenceEvent, type RosterPushEvent } from './fixtures/xmpp-peer.js';
+import { freePort, ok, startTestServer, type TestServer, type XimssClient } from './helpers.js';
+
+const prosodyAvailability = await ensureProsody();
+const slixmpp = await ensureSlixmpp().then(
+  () => undefined,
+  (err: unknown) => `slixmpp cannot be installed: ${String(err)}`,
+);
+const skip = !prosodyAvailability.available ? prosodyAvailability.reason : (slixmpp ?? false);
+
+const REMOTE = 'remote.test';
+
+let prosody: Prosody;
+let server: TestServer;
+let xmppPort: number;
+let s2sPort: number;
+/** A port nothing listens on (a "dead" server). */
+let deadPort: number;
+const peers: XmppPeer[] = [];
+/** What ximssd's s2s log said (events only). */
+const events: Record<string, unknown>[] = [];
+
+/** DNS as the tests want it: remote.test by SRV, dead.test to a closed port, everything else unknown. */
+const resolver: DnsResolver = async (name, rrtype) => {
+  const notFound = (): never => {
+    throw Object.assign(new Error(`queryDNS ENOTFOUND ${name}`), { code: 'ENOTFOUND' });
+  };
+  if (rrtype === 'SRV') {
+    if (name === `_xmpp-server._tcp.${REMOTE}`) return [{ name: `xmpp.${REMOTE}`, port: prosody.s2sPort!, priority: 0, weight: 0 }];
+    if (name === '_xmpp-server._tcp.dead.test') return [{ name: '127.0.0.1', port: deadPort, priority: 0, weight: 0 }];
+    return notFound();
+  }
+  if (rrtype === 'A' && name === `xmpp.${REMOTE}`) return ['127.0.0.1'];
+  return notFound();
+};
+
+/** The server's log, JSON lines at debug level, keeping the s2s events (nothing is printed). */
+function capturingLogger(): Logger {
+  return createLogger({
+    level: 'debug',
+    destination: {
+      write(line: string) {
+        const record = JSON.parse(line) as Record<string, unknown>;
+        if (typeof record.event === 'string' && record.event.startsWith('s2s.')) events.push(record);
+      },
+    },
+  });
+}
+
+before(async () => {
+  if (skip) return;
+  [xmppPort, s2sPort, deadPort] = [await freePort(), await freePort(), await freePort()];
+  prosody = await startProsody({
+    domain: REMOTE,
+    users: { rob: 'rob-pw', rita: 'rita-pw', ron: 'ron-pw', ria: 'ria-pw' },
+    s2s: true,
+    s2sRoutes: { 'example.test': s2sPort },
+  });
+  server = await startTestServer({ ports: { ximss: 0, http: 0, smtp: 0, xmpp: xmppPort, xmppS2s: s2sPort } }, { xmppResolver: resolver, log: capturingLogger() });
+});
+
+after(async () => {
+  if (process.env.DUMP_S2S) console.log(JSON.stringify(events, null, 0).replace(/},{/g, "},\n{"));
+  await Promise.all(peers.map((p) => p.close().catch(() => {})));
+  await server?.stop();
+  await prosody?.stop();
+});
+
+async function local(jid: string, resource: string): Promise<XmppPeer> {
+  const p = await XmppPeer.connect({ jid, password: 'secret', host: '127.0.0.1', port: xmppPort, resource });
+  peers.push(p);
+  return p;
+}
+
+async function remote(user: string, resource: string): Promise<XmppPeer> {
+  const p = await XmppPeer.connect({ jid: `${user}@${REMOTE}`, password: `${user}-pw`, host: '127.0.0.1', port: prosody.port, resource });
+  peers.push(p);
+  return p;
+}
+
+async function waitAsync(client: XimssClient, name: string, match: (m: XmlElement) => boolean = () => true): Promise<XmlElement> {
+  return client.until(() => {
+    const index = client.asyncMessages.findIndex((m) => m.name === name && match(m));
+    return index < 0 ? undefined : client.asyncMessages.splice(index, 1)[0];
+  });
+}
+
+/** Reads a raw stream until `pattern` shows up (or the connection ends); the text read so far. */
+function rawStream(port: number): { socket: net.Socket; until(pattern: RegExp, ms?: number): Promise<string> } {
+  const socket = net.connect(port, '127.0.0.1');
+  let text = '';
+  let ended = false;
+  const waiters: (() => void)[] = [];
+  socket.on('data', (chunk) => {
+    text += chunk.toString('utf8');
+    for (const w of waiters.splice(0)) w();
+  });
+  socket.on('close', () => {
+    ended = true;
+    for (const w of waiters.splice(0)) w();
+  });
+  socket.on('error', () => {});
+  return {
+    socket,
+    async until(pattern, ms = 10_000) {
+      const deadline = Date.now() + ms;
+      while (!pattern.test(text)) {
+        if (ended || Date.now() > deadline) throw new Error(`${pattern} not seen; the stream said: ${text.slice(0, 2000)}`);
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, 100);
+          waiters.push(() => {
+            clearTimeout(timer);
+            resolve();
+          });
+        });
+      }
+      return text;
+    },
+  };
+}
+
+describe('XMPP federation with Prosody', { skip }, () => {
+  it('chats both ways between an XMPP user here and one on Prosody (dialback both ways, logged)', async () => {
+    const a = await server.newAccount('fchat');
+    const alice = await local(a, 'desk');
+    const rob = await remote('rob', 'phone');
+    await Promise.all([alice.presence(), rob.presence()]);
+    const id = await alice.message({ to: `rob@${REMOTE}`, body: 'hello from ximssd', chatState: 'active' });
+    const got = await rob.waitFor((e): e is MessageEvent => e.event === 'message' && e.body === 'hello from ximssd', { timeoutMs: 20_000 });
+    assert.equal(got.from, `${a}/desk`);
+    assert.equal(got.id, id);
+    assert.equal(got.chatState, 'active');
+    await rob.message({ to: a, body: 'hello from prosody' });
+    const back = await alice.waitFor((e): e is MessageEvent => e.event === 'message' && e.body === 'hello from prosody', { timeoutMs: 20_000 });
+    assert.equal(back.from, `rob@${REMOTE}/phone`);
+    assert.ok(back.stanzaIds.some((s) => s.by === a), 'archived here like a local message');
+    // The archive has both directions, with the remote peer.
+    const page = await alice.mam({ with: `rob@${REMOTE}` });
+    assert.deepEqual(page.messages.map((m) => m.body), ['hello from ximssd', 'hello from prosody']);
+    const out = events.find((e) => e.event === 's2s.authenticated' && e.direction === 'out' && e.remote === REMOTE);
+    assert.equal(out?.mechanism, 'dialback');
+    assert.equal(out?.tls, true, 'STARTTLS first');
+    const inbound = events.find((e) => e.event === 's2s.authenticated' && e.direction === 'in' && e.remote === REMOTE);
+    assert.equal(inbound?.mechanism, 'dialback');
+    assert.equal(inbound?.tls, true);
+    assert.ok(events.some((e) => e.event === 's2s.connected' && e.direction === 'out'));
+    const metrics = await server.services.metrics.registry.metrics();
+    assert.match(metrics, /ximssd_s2s_stanzas_total\{direction="out"\} [1-9]/);
+    assert.match(metrics, /ximssd_s2s_stanzas_total\{direction="in"\} [1-9]/);
+  });
+
+  it('a XIMSS user chats with a Prosody user (sendIM / readIM)', async () => {
+    const w = await server.newAccount('fximss', { realName: 'Wendy Web' });
+    const { client: wendy } = await server.login(w, 'secret');
+    await ok(wendy, '<signalBind clientID="browser" presence="yes" readIM="1"/>');
+    await ok(wendy, '<presenceSet><presence>online</presence></presenceSet>');
+    const rita = await remote('rita', 'laptop');
+    await rita.presence();
+    await ok(wendy, `<sendIM peer="rita@${REMOTE}" iqid="w-1">Hi Rita</sendIM>`);
+    const got = await rita.waitFor((e): e is MessageEvent => e.event === 'message' && e.body === 'Hi Rita', { timeoutMs: 20_000 });
+    assert.equal(got.from, `${w}/browser`);
+    await rita.message({ to: `${w}/browser`, body: 'Hi Wendy' });
+    const read = await waitAsync(wendy, 'readIM', (m) => m.text().includes('Hi Wendy') || m.element('body')?.text() === 'Hi Wendy');
+    assert.equal(read.attrs.peer, `rita@${REMOTE}`);
+  });
+
+  it('subscribes both ways across servers, with roster pushes, presence both ways, and probes at login', async () => {
+    const a = await server.newAccount('fsub');
+    const alice = await local(a, 'desk');
+    const ron = await remote('ron', 'pc');
+    await Promise.all([alice.rosterGet(), ron.rosterGet()]);
+    await Promise.all([alice.presence({ status: 'here at ximssd' }), ron.presence({ show: 'away', status: 'at prosody' })]);
+    const RON = `ron@${REMOTE}`;
+    await alice.subscribe(RON);
+    await alice.waitFor((e): e is RosterPushEvent => e.event === 'roster_push' && e.items.some((i) => i.jid === RON && i.ask === 'subscribe'));
+    await ron.waitFor((e): e is PresenceEvent => e.event === 'presence' && e.type === 'subscribe' && e.from === a, { timeoutMs: 20_000 });
+    await ron.subscribed(a);
+    await alice.waitFor((e): e is RosterPushEvent => e.event === 'roster_push' && e.items.some((i) => i.jid === RON && i.subscription === 'to'), { timeoutMs: 20_000 });
+    // Approved: Ron's server sends his presence.
+    const seenRon = await alice.waitFor((e): e is PresenceEvent => e.event === 'presence' && e.from === `${RON}/pc` && e.type === 'available', { timeoutMs: 20_000 });
+    assert.equal(seenRon.status, 'at prosody');
+    // The other way: Ron asks, Alice approves.
+    await ron.subscribe(a);
+    await alice.waitFor((e): e is PresenceEvent => e.event === 'presence' && e.type === 'subscribe' && e.from === RON, { timeoutMs: 20_000 });
+    await alice.subscribed(RON);
+    await alice.waitFor((e): e is RosterPushEvent => e.event === 'roster_push' && e.items.some((i) => i.jid === RON && i.subscription === 'both'));
+    const seenAlice = await ron.waitFor((e): e is PresenceEvent => e.event === 'presence' && e.from === `${a}/desk` && e.type === 'available', { timeoutMs: 20_000 });
+    assert.equal(seenAlice.status, 'here at ximssd');
+    const ronRoster = await ron.rosterGet();
+    assert.deepEqual(ronRoster.items.filter((i) => i.jid === a).map((i) => i.subscription), ['both']);
+    // A presence change of each side reaches the other.
+    await alice.presence({ show: 'dnd', status: 'busy now' });
+    await ron.waitFor((e): e is PresenceEvent => e.event === 'presence' && e.from === `${a}/desk` && e.show === 'dnd', { timeoutMs: 20_000 });
+    await ron.presence({ show: 'xa', status: 'gone fishing' });
+    await alice.waitFor((e): e is PresenceEvent => e.event === 'presence' && e.from === `${RON}/pc` && e.show === 'xa', { timeoutMs: 20_000 });
+    // A second resource logging in here probes Ron's server and learns his presence.
+    const second = await local(a, 'tablet');
+    await second.rosterGet();
+    await second.presence();
+    const probed = await second.waitFor((e): e is PresenceEvent => e.event === 'presence' && e.from === `${RON}/pc` && e.type === 'available', { timeoutMs: 20_000 });
+    assert.equal(probed.show, 'xa');
+    // Ron sees the new resource, and its going.
+    await ron.waitFor((e): e is PresenceEvent => e.event === 'presence' && e.from === `${a}/tablet` && e.type === 'available', { timeoutMs: 20_000 });
+    await second.close();
+    await ron.waitFor((e): e is PresenceEvent => e.event === 'presence' && e.from === `${a}/tablet` && e.type === 'unavailable', { timeoutMs: 20_000 });
+  });
+
+  it('answers iq from the other server (ping, vCard, disco) and routes iq to it', async () => {
+    const a = await server.newAccount('fiq', { realName: 'Iris Query' });
+    const iris = await local(a, 'desk');
+    const ria = await remote('ria', 'pc');
+    await Promise.all([iris.presence(), ria.presence()]);
+    assert.equal((await ria.ping(a)).type, 'result');
+    const card = await ria.iq(`<iq type="get" to="${a}"><vCard xmlns="vcard-temp"/></iq>`);
+    assert.equal(card.type, 'result');
+    assert.match(card.xml, /<FN>Iris Query<\/FN>/);
+    const disco = await ria.iq(`<iq type="get" to="example.test"><query xmlns="http://jabber.org/protocol/disco#info"/></iq>`);
+    assert.equal(disco.type, 'result');
+    assert.match(disco.xml, /category="server"/);
+    const roster = await ria.iq(`<iq type="get" to="${a}"><query xmlns="jabber:iq:roster"/></iq>`);
+    assert.equal(roster.type, 'error', 'another server never reads a roster');
+    // To a full JID here: the resource answers (slixmpp answers pings).
+    assert.equal((await ria.ping(`${a}/desk`)).type, 'result');
+    // From here to the remote server and to a remote resource.
+    assert.equal((await iris.ping(REMOTE)).type, 'result');
+    assert.equal((await iris.ping(`ria@${REMOTE}/pc`)).type, 'result');
+  });
+
+  it('a domain that does not resolve: the XMPP sender gets remote-server-not-found, the XIMSS user errorIM', async () => {
+    const a = await server.newAccount('fnowhere');
+    const nora = await local(a, 'desk');
+    await nora.message({ to: 'someone@nowhere.test', body: 'anyone?' });
+    const error = await nora.waitFor((e): e is MessageEvent => e.event === 'message' && e.type === 'error' && e.from === 'someone@nowhere.test');
+    assert.match(error.xml, /remote-server-not-found/);
+    assert.match(error.xml, /nowhere\.test does not resolve/);
+    const ping = await nora.ping('nowhere.test');
+    assert.equal(ping.type, 'error');
+    assert.equal(ping.condition, 'remote-server-not-found');
+    const w = await server.newAccount('fnowhere-ximss');
+    const { client } = await server.login(w, 'secret');
+    await ok(client, '<signalBind clientID="browser" presence="yes" readIM="1"/>');
+    await ok(client, '<sendIM id="s-1" peer="someone@nowhere.test">hello?</sendIM>');
+    const errorIM = await waitAsync(client, 'errorIM');
+    assert.equal(errorIM.attrs.sendid, 's-1');
+    assert.equal(errorIM.attrs.signalCode, '404');
+    assert.match(errorIM.attrs.errorText ?? '', /nowhere\.test/);
+    assert.ok(events.some((e) => e.event === 's2s.failed' && e.remote === 'nowhere.test'));
+  });
+
+  it('a server whose port is dead: every queued stanza bounces with remote-server-not-found', async () => {
+    const a = await server.newAccount('fdead');
+    const dora = await local(a, 'desk');
+    await dora.message({ to: 'x@dead.test', body: 'one' });
+    await dora.message({ to: 'x@dead.test', body: 'two' });
+    const first = await dora.waitFor((e): e is MessageEvent => e.event === 'message' && e.type === 'error' && e.body === 'one');
+    const second = await dora.waitFor((e): e is MessageEvent => e.event === 'message' && e.type === 'error' && e.body === 'two');
+    for (const error of [first, second]) {
+      assert.match(error.xml, /remote-server-not-found/);
+      assert.match(error.xml, /ECONNREFUSED/);
+    }
+  });
+
+  it('refuses an inbound stream that claims a domain it did not prove', async () => {
+    const raw = rawStream(s2sPort);
+    raw.socket.write(
+      `<?xml version='1.0'?><stream:stream xmlns="jabber:server" xmlns:stream="http://etherx.jabber.org/streams" xmlns:db="jabber:server:dialback" from="${REMOTE}" to="example.test" version="1.0">`,
+    );
+    await raw.until(/<\/stream:features>|<stream:features[^>]*\/>/);
+    // A stanza before authentication: not-authorized.
+    raw.socket.write(`<message from="rob@${REMOTE}/x" to="nobody@example.test"><body>sneaky</body></message>`);
+    await raw.until(/<not-authorized xmlns="urn:ietf:params:xml:ns:xmpp-streams"/);
+
+    // A forged dialback key: Prosody (the authoritative server of remote.test) says it is not its own.
+    const forged = rawStream(s2sPort);
+    forged.socket.write(
+      `<?xml version='1.0'?><stream:stream xmlns="jabber:server" xmlns:stream="http://etherx.jabber.org/streams" xmlns:db="jabber:server:dialback" from="${REMOTE}" to="example.test" version="1.0">`,
+    );
+    await forged.until(/<\/stream:features>|<stream:features[^>]*\/>/);
+    forged.socket.write(`<db:result from="${REMOTE}" to="example.test">${'ab'.repeat(32)}</db:result>`);
+    const text = await forged.until(/<not-authorized xmlns="urn:ietf:params:xml:ns:xmpp-streams"/, 20_000);
+    assert.match(text, /<db:result[^>]*type="invalid"/);
+    assert.ok(events.some((e) => e.event === 's2s.verified' && e.remote === REMOTE && e.valid === false), 'Prosody was asked, and said no');
+    assert.ok(events.some((e) => e.event === 's2s.failed' && e.direction === 'in' && e.remote === REMOTE));
+    // A stream to a domain not served here: host-unknown.
+    const stranger = rawStream(s2sPort);
+    stranger.socket.write(
+      `<?xml version='1.0'?><stream:stream xmlns="jabber:server" xmlns:stream="http://etherx.jabber.org/streams" xmlns:db="jabber:server:dialback" from="${REMOTE}" to="not-here.test" version="1.0">`,
+    );
+    await stranger.until(/<host-unknown/);
+    for (const r of [raw, forged, stranger]) r.socket.destroy();
+  });
+});
