@@ -7,7 +7,12 @@
  * certificate is self-signed, so both directions authenticate with dialback.
  */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import tls from 'node:tls';
 import { after, before, describe, it } from 'node:test';
 import { createLogger, type Logger } from '../src/log.js';
 import type { DnsResolver } from '../src/services/mail-auth.js';
@@ -50,36 +55,17 @@ const resolver: DnsResolver = async (name, rrtype) => {
 };
 
 /** The server's log, JSON lines at debug level, keeping the s2s events (nothing is printed). */
-function capturingLogger(): Logger {
+function capturingLogger(into: Record<string, unknown>[] = events): Logger {
   return createLogger({
     level: 'debug',
     destination: {
       write(line: string) {
         const record = JSON.parse(line) as Record<string, unknown>;
-        if (typeof record.event === 'string' && record.event.startsWith('s2s.')) events.push(record);
+        if (typeof record.event === 'string' && record.event.startsWith('s2s.')) into.push(record);
       },
     },
   });
 }
-
-before(async () => {
-  if (skip) return;
-  [xmppPort, s2sPort, deadPort] = [await freePort(), await freePort(), await freePort()];
-  prosody = await startProsody({
-    domain: REMOTE,
-    users: { rob: 'rob-pw', rita: 'rita-pw', ron: 'ron-pw', ria: 'ria-pw' },
-    s2s: true,
-    s2sRoutes: { 'example.test': s2sPort },
-  });
-  server = await startTestServer({ ports: { ximss: 0, http: 0, smtp: 0, xmpp: xmppPort, xmppS2s: s2sPort } }, { xmppResolver: resolver, log: capturingLogger() });
-});
-
-after(async () => {
-  if (process.env.DUMP_S2S) console.log(JSON.stringify(events, null, 0).replace(/},{/g, "},\n{"));
-  await Promise.all(peers.map((p) => p.close().catch(() => {})));
-  await server?.stop();
-  await prosody?.stop();
-});
 
 async function local(jid: string, resource: string): Promise<XmppPeer> {
   const p = await XmppPeer.connect({ jid, password: 'secret', host: '127.0.0.1', port: xmppPort, resource });
@@ -100,23 +86,34 @@ async function waitAsync(client: XimssClient, name: string, match: (m: XmlElemen
   });
 }
 
-/** Reads a raw stream until `pattern` shows up (or the connection ends); the text read so far. */
-function rawStream(port: number): { socket: net.Socket; until(pattern: RegExp, ms?: number): Promise<string> } {
-  const socket = net.connect(port, '127.0.0.1');
+/** A raw server stream for the tests' own bytes: reads until `pattern` shows up; STARTTLS with a client certificate. */
+interface RawStream {
+  socket: net.Socket;
+  until(pattern: RegExp, ms?: number): Promise<string>;
+  /** After `<proceed/>`: TLS on the connection (what was read so far is forgotten). */
+  startTls(options: tls.ConnectionOptions): Promise<void>;
+}
+
+function rawStream(port: number): RawStream {
   let text = '';
   let ended = false;
   const waiters: (() => void)[] = [];
-  socket.on('data', (chunk) => {
-    text += chunk.toString('utf8');
+  const wake = (): void => {
     for (const w of waiters.splice(0)) w();
-  });
-  socket.on('close', () => {
-    ended = true;
-    for (const w of waiters.splice(0)) w();
-  });
-  socket.on('error', () => {});
-  return {
-    socket,
+  };
+  const listen = (socket: net.Socket): void => {
+    socket.on('data', (chunk: Buffer) => {
+      text += chunk.toString('utf8');
+      wake();
+    });
+    socket.on('close', () => {
+      ended = true;
+      wake();
+    });
+    socket.on('error', () => {});
+  };
+  const raw: RawStream = {
+    socket: net.connect(port, '127.0.0.1'),
     async until(pattern, ms = 10_000) {
       const deadline = Date.now() + ms;
       while (!pattern.test(text)) {
@@ -131,10 +128,43 @@ function rawStream(port: number): { socket: net.Socket; until(pattern: RegExp, m
       }
       return text;
     },
+    async startTls(options) {
+      const plain = raw.socket;
+      plain.removeAllListeners('data');
+      plain.removeAllListeners('close');
+      text = '';
+      const secure = tls.connect({ ...options, socket: plain });
+      await new Promise<void>((resolve, reject) => {
+        secure.once('secureConnect', () => resolve());
+        secure.once('error', reject);
+      });
+      raw.socket = secure;
+      listen(secure);
+    },
   };
+  listen(raw.socket);
+  return raw;
 }
 
 describe('XMPP federation with Prosody', { skip }, () => {
+  before(async () => {
+    [xmppPort, s2sPort, deadPort] = [await freePort(), await freePort(), await freePort()];
+    prosody = await startProsody({
+      domain: REMOTE,
+      users: { rob: 'rob-pw', rita: 'rita-pw', ron: 'ron-pw', ria: 'ria-pw' },
+      s2s: true,
+      s2sRoutes: { 'example.test': s2sPort },
+    });
+    server = await startTestServer({ ports: { ximss: 0, http: 0, smtp: 0, xmpp: xmppPort, xmppS2s: s2sPort } }, { xmppResolver: resolver, log: capturingLogger() });
+  });
+  
+  after(async () => {
+    if (process.env.DUMP_S2S) console.log(JSON.stringify(events, null, 0).replace(/},{/g, "},\n{"));
+    await Promise.all(peers.map((p) => p.close().catch(() => {})));
+    await server?.stop();
+    await prosody?.stop();
+  });
+
   it('chats both ways between an XMPP user here and one on Prosody (dialback both ways, logged)', async () => {
     const a = await server.newAccount('fchat');
     const alice = await local(a, 'desk');
@@ -303,5 +333,162 @@ describe('XMPP federation with Prosody', { skip }, () => {
     );
     await stranger.until(/<host-unknown/);
     for (const r of [raw, forged, stranger]) r.socket.destroy();
+  });
+});
+
+/** A test CA and certificates it signed for `domains` (serverAuth and clientAuth), in a temporary directory. */
+function testPki(domains: string[]): { dir: string; ca: string; files: Record<string, { cert: string; key: string }> } {
+  const dir = mkdtempSync(join(tmpdir(), 's2s-pki-'));
+  const run = (...args: string[]): void => void execFileSync('openssl', args, { stdio: 'ignore' });
+  const ca = join(dir, 'ca.pem');
+  run('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '2', '-subj', '/CN=ximssd test CA', '-keyout', join(dir, 'ca.key'), '-out', ca);
+  const files: Record<string, { cert: string; key: string }> = {};
+  for (const domain of domains) {
+    const key = join(dir, `${domain}.key`);
+    const cert = join(dir, `${domain}.pem`);
+    const ext = join(dir, `${domain}.ext`);
+    writeFileSync(ext, `subjectAltName=DNS:${domain}\nextendedKeyUsage=serverAuth,clientAuth\n`);
+    run('req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-subj', `/CN=${domain}`, '-keyout', key, '-out', join(dir, `${domain}.csr`));
+    run('x509', '-req', '-in', join(dir, `${domain}.csr`), '-CA', ca, '-CAkey', join(dir, 'ca.key'), '-CAcreateserial', '-days', '2', '-extfile', ext, '-out', cert);
+    files[domain] = { cert, key };
+  }
+  return { dir, ca, files };
+}
+
+/** Waits until `check` holds (polling), failing with `what` after `ms`. */
+async function eventually(check: () => boolean, what: string, ms = 15_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`not seen in time: ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+describe('XMPP federation between two ximssd servers with certificates from a trusted CA', { skip: slixmpp ?? false }, () => {
+  const pki = testPki(['example.test', 'other.test', 'third.test']);
+  let a: TestServer;
+  let b: TestServer;
+  const eventsA: Record<string, unknown>[] = [];
+  const eventsB: Record<string, unknown>[] = [];
+  const ports = { aXmpp: 0, aS2s: 0, bXmpp: 0, bS2s: 0, blackhole: 0 };
+  /** Accepts connections and never says anything. */
+  const held = new Set<net.Socket>();
+  const blackhole = net.createServer((socket) => {
+    held.add(socket);
+    socket.on('error', () => {});
+    socket.on('close', () => held.delete(socket));
+  });
+  const toClose: XmppPeer[] = [];
+  const routes: DnsResolver = async (name, rrtype) => {
+    const srv: Record<string, number> = { '_xmpp-server._tcp.example.test': ports.aS2s, '_xmpp-server._tcp.other.test': ports.bS2s, '_xmpp-server._tcp.blackhole.test': ports.blackhole };
+    if (rrtype === 'SRV' && srv[name]) return [{ name: '127.0.0.1', port: srv[name], priority: 0, weight: 0 }];
+    throw Object.assign(new Error(`queryDNS ENOTFOUND ${name}`), { code: 'ENOTFOUND' });
+  };
+
+  before(async () => {
+    await new Promise<void>((resolve) => blackhole.listen(0, '127.0.0.1', resolve));
+    ports.blackhole = (blackhole.address() as net.AddressInfo).port;
+    [ports.aXmpp, ports.aS2s, ports.bXmpp, ports.bS2s] = [await freePort(), await freePort(), await freePort(), await freePort()];
+    const s2s = { caFile: pki.ca, idleSeconds: 2, connectSeconds: 2, queueStanzas: 2, connectionsPerAddress: 6 };
+    a = await startTestServer(
+      { ports: { ximss: 0, http: 0, smtp: 0, xmpp: ports.aXmpp, xmppS2s: ports.aS2s }, tls: { certFile: pki.files['example.test']!.cert, keyFile: pki.files['example.test']!.key }, xmpp: { s2s } },
+      { xmppResolver: routes, log: capturingLogger(eventsA) },
+    );
+    b = await startTestServer(
+      { defaultDomain: 'other.test', ports: { ximss: 0, http: 0, smtp: 0, xmpp: ports.bXmpp, xmppS2s: ports.bS2s }, tls: { certFile: pki.files['other.test']!.cert, keyFile: pki.files['other.test']!.key }, xmpp: { s2s } },
+      { xmppResolver: routes, log: capturingLogger(eventsB) },
+    );
+  });
+
+  after(async () => {
+    await Promise.all(toClose.map((p) => p.close().catch(() => {})));
+    await a?.stop();
+    await b?.stop();
+    for (const socket of held) socket.destroy();
+    await new Promise<void>((resolve) => blackhole.close(() => resolve()));
+    rmSync(pki.dir, { recursive: true, force: true });
+  });
+
+  async function peerOn(server: TestServer, port: number, domain: string, resource: string): Promise<XmppPeer> {
+    const jid = await server.newAccount('fed', { domain });
+    const p = await XmppPeer.connect({ jid, password: 'secret', host: '127.0.0.1', port, resource });
+    toClose.push(p);
+    return p;
+  }
+
+  it('authenticate with SASL EXTERNAL both ways, chat, and close idle streams (a new one is made after)', async () => {
+    const anna = await peerOn(a, ports.aXmpp, 'example.test', 'desk');
+    const bert = await peerOn(b, ports.bXmpp, 'other.test', 'desk');
+    await Promise.all([anna.presence(), bert.presence()]);
+    const annaJid = anna.jid.split('/')[0]!;
+    const bertJid = bert.jid.split('/')[0]!;
+    await anna.message({ to: bertJid, body: 'over EXTERNAL' });
+    const got = await bert.waitFor((e): e is MessageEvent => e.event === 'message' && e.body === 'over EXTERNAL');
+    assert.equal(got.from, anna.jid);
+    await bert.message({ to: annaJid, body: 'and back' });
+    await anna.waitFor((e): e is MessageEvent => e.event === 'message' && e.body === 'and back');
+    const outA = eventsA.find((e) => e.event === 's2s.authenticated' && e.direction === 'out' && e.remote === 'other.test');
+    const inB = eventsB.find((e) => e.event === 's2s.authenticated' && e.direction === 'in' && e.remote === 'example.test');
+    assert.equal(outA?.mechanism, 'external');
+    assert.equal(inB?.mechanism, 'external');
+    assert.equal(eventsB.find((e) => e.event === 's2s.authenticated' && e.direction === 'out')?.mechanism, 'external');
+    assert.ok(!eventsA.some((e) => e.event === 's2s.verified'), 'no dialback was needed');
+    // Idle for idleSeconds: closed; the next message makes a new stream.
+    await eventually(() => eventsA.some((e) => e.event === 's2s.closed' && e.direction === 'out' && e.reason === 'idle'), 'the idle stream closed');
+    await anna.message({ to: bertJid, body: 'after idle' });
+    await bert.waitFor((e): e is MessageEvent => e.event === 'message' && e.body === 'after idle');
+    assert.equal(eventsA.filter((e) => e.event === 's2s.authenticated' && e.direction === 'out' && e.remote === 'other.test').length, 2);
+  });
+
+  it('a server that never answers: queued stanzas bounce with remote-server-timeout, those beyond the queue at once', async () => {
+    const carl = await peerOn(a, ports.aXmpp, 'example.test', 'desk');
+    for (const body of ['q1', 'q2', 'q3']) await carl.message({ to: 'x@blackhole.test', body });
+    const third = await carl.waitFor((e): e is MessageEvent => e.event === 'message' && e.type === 'error' && e.body === 'q3');
+    assert.match(third.xml, /resource-constraint/);
+    for (const body of ['q1', 'q2']) {
+      const error = await carl.waitFor((e): e is MessageEvent => e.event === 'message' && e.type === 'error' && e.body === body);
+      assert.match(error.xml, /remote-server-timeout/);
+    }
+  });
+
+  it('refuses stanzas whose from is not on the domain the certificate proved (invalid-from)', async () => {
+    const raw = rawStream(ports.aS2s);
+    const header = (from: string): string =>
+      `<?xml version='1.0'?><stream:stream xmlns="jabber:server" xmlns:stream="http://etherx.jabber.org/streams" from="${from}" to="example.test" version="1.0">`;
+    raw.socket.write(header('third.test'));
+    await raw.until(/<starttls/);
+    raw.socket.write('<starttls xmlns="urn:ietf:params:xml:ns:xmpp-tls"/>');
+    await raw.until(/<proceed/);
+    const third = pki.files['third.test']!;
+    await raw.startTls({ servername: 'example.test', ca: readFileSync(pki.ca), cert: readFileSync(third.cert), key: readFileSync(third.key) });
+    raw.socket.write(header('third.test'));
+    await raw.until(/<mechanism>EXTERNAL<\/mechanism>/);
+    raw.socket.write(`<auth xmlns="urn:ietf:params:xml:ns:xmpp-sasl" mechanism="EXTERNAL">${Buffer.from('third.test').toString('base64')}</auth>`);
+    await raw.until(/<success/);
+    assert.ok(eventsA.some((e) => e.event === 's2s.authenticated' && e.direction === 'in' && e.remote === 'third.test' && e.mechanism === 'external'));
+    raw.socket.write(header('third.test'));
+    await raw.until(/<\/stream:features>|<stream:features\/>/);
+    raw.socket.write('<message from="mallory@other.test" to="postmaster@example.test"><body>forged</body></message>');
+    await raw.until(/<invalid-from xmlns="urn:ietf:params:xml:ns:xmpp-streams"/);
+    raw.socket.destroy();
+    // A certificate for another domain does not prove this one: EXTERNAL is not even offered.
+    const liar = rawStream(ports.aS2s);
+    liar.socket.write(header('other.test'));
+    await liar.until(/<starttls/);
+    liar.socket.write('<starttls xmlns="urn:ietf:params:xml:ns:xmpp-tls"/>');
+    await liar.until(/<proceed/);
+    await liar.startTls({ servername: 'example.test', ca: readFileSync(pki.ca), cert: readFileSync(third.cert), key: readFileSync(third.key) });
+    liar.socket.write(header('other.test'));
+    const features = await liar.until(/<\/stream:features>/);
+    assert.doesNotMatch(features, /EXTERNAL/);
+    liar.socket.write(`<auth xmlns="urn:ietf:params:xml:ns:xmpp-sasl" mechanism="EXTERNAL">=</auth>`);
+    await liar.until(/<failure xmlns="urn:ietf:params:xml:ns:xmpp-sasl"><not-authorized/);
+    liar.socket.destroy();
+  });
+
+  it('limits the server streams open from one address', async () => {
+    const opened = Array.from({ length: 8 }, () => rawStream(ports.bS2s));
+    await eventually(() => eventsB.some((e) => e.event === 's2s.refused'), 'a connection refused beyond connectionsPerAddress');
+    for (const r of opened) r.socket.destroy();
   });
 });

@@ -108,7 +108,7 @@ export class S2sIncoming {
         return;
       }
       this.stream.send(el('proceed', { xmlns: NS_TLS }));
-      this.stream.startServerTls(this.context.tls, this.context.ca);
+      this.stream.startServerTls(this.context.tls);
       return;
     }
     if (ns === NS_SASL && name === 'auth') return this.external(element);

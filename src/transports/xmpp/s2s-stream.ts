@@ -161,13 +161,13 @@ export class S2sSocket {
     this.parser.stop();
   }
 
-  /** The receiving side of STARTTLS: our certificate; the peer's is asked for (SASL EXTERNAL), never required. */
-  startServerTls(context: tls.SecureContext, ca: string | undefined): void {
+  /** The receiving side of STARTTLS: our certificate (its context carries the trusted CAs); the peer's is asked for (SASL EXTERNAL), never required. */
+  startServerTls(context: tls.SecureContext): void {
     const plain = this.detachPlain();
-    const secure = new tls.TLSSocket(plain, { isServer: true, secureContext: context, requestCert: true, rejectUnauthorized: false, ...(ca ? { ca } : {}) });
+    const secure = new tls.TLSSocket(plain, { isServer: true, secureContext: context, requestCert: true, rejectUnauthorized: false });
     secure.once('secure', () => {
       this.peerCertificate = secure.getPeerCertificate();
-      this.authorizationError = secure.authorized ? undefined : String(secure.authorizationError ?? 'no certificate');
+      this.authorizationError = serverSideVerifyError(secure);
     });
     this.useSocket(secure);
   }
@@ -176,7 +176,8 @@ export class S2sSocket {
   startClientTls(servername: string, context: tls.SecureContext | undefined, ca: string | undefined): Promise<void> {
     const plain = this.detachPlain();
     return new Promise((resolve, reject) => {
-      const secure = tls.connect({ socket: plain, servername, rejectUnauthorized: false, ...(context ? { secureContext: context } : {}), ...(ca ? { ca } : {}) });
+      // A ready context carries its CAs (s2s.ts builds it with them); else the configured CAs, or the system's.
+      const secure = tls.connect({ socket: plain, servername, rejectUnauthorized: false, ...(context ? { secureContext: context } : ca ? { ca } : {}) });
       secure.once('secureConnect', () => {
         this.peerCertificate = secure.getPeerCertificate();
         this.authorizationError = secure.authorized ? undefined : String(secure.authorizationError ?? 'no certificate');
@@ -255,4 +256,21 @@ export function address(socket: net.Socket): string {
   const a = socket.remoteAddress;
   if (!a) return 'unknown';
   return a.startsWith('::ffff:') ? a.slice(7) : a;
+}
+
+/**
+ * Why the client certificate of a server-side TLSSocket is not trusted (undefined: it is).
+ * Node computes `authorized` only for sockets its tls.Server made; a TLSSocket made on an
+ * accepted connection for STARTTLS gets the same answer the way tls.Server does it: OpenSSL's
+ * verification result of the handshake (`verifyError()` of the socket's handle). Without
+ * that handle the certificate counts as untrusted (dialback is used instead of EXTERNAL).
+ */
+function serverSideVerifyError(socket: tls.TLSSocket): string | undefined {
+  if (socket.authorized) return undefined;
+  if (socket.authorizationError) return String(socket.authorizationError);
+  if (!socket.getPeerCertificate()?.raw) return 'no certificate';
+  const handle = (socket as unknown as { _handle?: { verifyError?: () => (Error & { code?: string }) | null } })._handle;
+  if (typeof handle?.verifyError !== 'function') return 'the certificate could not be checked';
+  const error = handle.verifyError();
+  return error ? (error.code ?? error.message) : undefined;
 }

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
-import type tls from 'node:tls';
+import { join } from 'node:path';
+import tls from 'node:tls';
 import type { Config } from '../../config.js';
 import { errorText, type Logger } from '../../log.js';
 import type { Metrics } from '../../metrics.js';
@@ -52,13 +53,23 @@ export class S2sService {
   private readonly log: Logger;
   private secretPromise: Promise<string> | undefined;
   private readonly ca: string | undefined;
+  /** Our certificate with the configured CAs (a ready SecureContext ignores a `ca` option): STARTTLS both ways. */
+  private readonly tls: tls.SecureContext | undefined;
   private closing = false;
 
   constructor(private readonly options: S2sOptions) {
     this.log = options.log.child({ component: 's2s' });
     this.resolver = options.resolver ?? systemResolver;
-    const caFile = options.config.xmpp.s2s.caFile;
+    const { config } = options;
+    const caFile = config.xmpp.s2s.caFile;
     this.ca = caFile ? readFileSync(caFile, 'utf8') : undefined;
+    this.tls = options.tls;
+    if (this.ca && options.tls) {
+      // The same files as src/tls.ts loads (the configured ones, or the generated ones in <data>/tls).
+      const certFile = config.tls.certFile || join(config.dataDir, 'tls', 'cert.pem');
+      const keyFile = config.tls.keyFile || join(config.dataDir, 'tls', 'key.pem');
+      this.tls = tls.createSecureContext({ cert: readFileSync(certFile), key: readFileSync(keyFile), ca: this.ca });
+    }
   }
 
   private secret = (): Promise<string> => {
@@ -72,7 +83,7 @@ export class S2sService {
       config: this.options.config,
       log: this.log,
       metrics: this.options.metrics,
-      tls: this.options.tls,
+      tls: this.tls,
       // A self-signed certificate proves nothing to the peer: it is presented only when configured.
       presentCertificate: this.options.config.tls.certFile !== '',
       ca: this.ca,
@@ -191,7 +202,7 @@ export class S2sService {
           config: this.options.config,
           log: this.log,
           metrics: this.options.metrics,
-          tls: this.options.tls,
+          tls: this.tls,
           ca: this.ca,
           isLocalDomain: this.options.isLocalDomain,
           secret: this.secret,
