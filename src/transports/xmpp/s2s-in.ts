@@ -18,7 +18,6 @@ export interface IncomingContext {
   readonly metrics: Metrics | undefined;
   /** Our certificate (STARTTLS); none: STARTTLS is not offered. */
   readonly tls: tls.SecureContext | undefined;
-  readonly ca: string | undefined;
   isLocalDomain(domain: string): Promise<boolean>;
   secret(): Promise<string>;
   /** Asks `remote`'s authoritative server whether `key` is its key for this stream (db:verify on a connection of ours). */
@@ -101,6 +100,7 @@ export class S2sIncoming {
   }
 
   private async element(element: XmlElement, ns: string, name: string): Promise<void> {
+    if (ns !== NS_TLS && !this.stream.secure && this.context.config.xmpp.s2s.requireTls) throw new StreamError('policy-violation', 'STARTTLS first: this server requires encrypted server streams');
     if (ns === NS_TLS && name === 'starttls') {
       if (this.stream.secure || !this.context.tls) {
         this.stream.send(el('failure', { xmlns: NS_TLS }));

@@ -39,6 +39,7 @@ export interface OutgoingContext {
   targets(domain: string): Promise<S2sTarget[]>;
   /** The addresses of a host name (A/AAAA through the injectable resolver). */
   addresses(host: string): Promise<string[]>;
+  isLocalDomain(domain: string): Promise<boolean>;
   secret(): Promise<string>;
 }
 
@@ -99,6 +100,8 @@ export class S2sOutgoing {
   async start(): Promise<void> {
     let targets: S2sTarget[];
     try {
+      // Stanzas go out only from the domains served here (a server never speaks for another).
+      if (!(await this.context.isLocalDomain(this.local))) throw new S2sFailure('remote-server-not-found', `${this.local} is not a domain of this server`);
       targets = await this.context.targets(this.remote);
     } catch (err) {
       return this.fail(err instanceof S2sFailure ? err : new S2sFailure('remote-server-not-found', errorText(err)));
@@ -161,10 +164,11 @@ export class S2sOutgoing {
     this.stream!.sendHeader({ from: this.local, to: this.remote });
   }
 
-  private header(attrs: Record<string, string>): void {
+  private header(attrs: Record<string, string>): Promise<void> | undefined {
     this.streamId = attrs.id ?? '';
-    // A server before XMPP 1.0 sends no features: dialback at once.
-    if (attrs.version === undefined) void this.authenticate(undefined);
+    // A server before XMPP 1.0 sends no features: dialback at once (unless encryption is required).
+    if (attrs.version === undefined) return this.authenticate(undefined);
+    return undefined;
   }
 
   private async element(element: XmlElement, ns: string, name: string): Promise<void> {
@@ -218,8 +222,8 @@ export class S2sOutgoing {
     const stream = this.stream!;
     const config = this.context.config.xmpp.s2s;
     if (this.saslDone) return this.ready('external');
-    if (features && !stream.secure) {
-      if (features.elements().some((f) => f.name === 'starttls' && f.attrs.xmlns === NS_TLS)) {
+    if (!stream.secure) {
+      if (features?.elements().some((f) => f.name === 'starttls' && f.attrs.xmlns === NS_TLS)) {
         stream.send(el('starttls', { xmlns: NS_TLS }));
         return;
       }

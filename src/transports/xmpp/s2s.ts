@@ -6,7 +6,7 @@ import type { Config } from '../../config.js';
 import { errorText, type Logger } from '../../log.js';
 import type { Metrics } from '../../metrics.js';
 import { systemResolver, type DnsResolver } from '../../services/mail-auth.js';
-import { parseJid } from '../../services/im/jid.js';
+import { tryJid } from '../../services/im/jid.js';
 import type { Store } from '../../store/store.js';
 import type { XmlElement } from '../../xml/element.js';
 import { listen } from '../../ximss/bindings/sockets.js';
@@ -89,6 +89,7 @@ export class S2sService {
       ca: this.ca,
       targets: (domain) => this.targets(domain),
       addresses: (host) => this.addresses(host),
+      isLocalDomain: this.options.isLocalDomain,
       secret: this.secret,
     };
   }
@@ -102,8 +103,14 @@ export class S2sService {
    * queue is full or the stream cannot be made.
    */
   send(stanza: XmlElement): void {
-    const local = parseJid(stanza.attrs.from!).domain;
-    const remote = parseJid(stanza.attrs.to!).domain;
+    const from = tryJid(stanza.attrs.from);
+    const to = tryJid(stanza.attrs.to);
+    if (!from || !to) {
+      this.log.warn({ event: 's2s.unaddressed', stanza: stanza.toString().slice(0, 200) }, 'a stanza for another server without a valid from and to is dropped');
+      return;
+    }
+    const local = from.domain;
+    const remote = to.domain;
     if (this.closing) return this.options.bounce(stanza, 'remote-server-timeout', 'the server is stopping');
     const key = `${local} ${remote}`;
     let connection = this.outgoing.get(key);
@@ -203,7 +210,6 @@ export class S2sService {
           log: this.log,
           metrics: this.options.metrics,
           tls: this.tls,
-          ca: this.ca,
           isLocalDomain: this.options.isLocalDomain,
           secret: this.secret,
           verify: (local, remote, streamId, key) => this.verify(local, remote, streamId, key),
