@@ -46,7 +46,7 @@ const resolver: DnsResolver = async (name, rrtype) => {
     throw Object.assign(new Error(`queryDNS ENOTFOUND ${name}`), { code: 'ENOTFOUND' });
   };
   if (rrtype === 'SRV') {
-    if (name === `_xmpp-server._tcp.${REMOTE}`) return [{ name: `xmpp.${REMOTE}`, port: prosody.s2sPort!, priority: 0, weight: 0 }];
+    if (name === `_xmpp-server._tcp.${REMOTE}` || name === `_xmpp-server._tcp.conference.${REMOTE}`) return [{ name: `xmpp.${REMOTE}`, port: prosody.s2sPort!, priority: 0, weight: 0 }];
     if (name === '_xmpp-server._tcp.dead.test') return [{ name: '127.0.0.1', port: deadPort, priority: 0, weight: 0 }];
     return notFound();
   }
@@ -151,8 +151,9 @@ describe('XMPP federation with Prosody', { skip }, () => {
     [xmppPort, s2sPort, deadPort] = [await freePort(), await freePort(), await freePort()];
     prosody = await startProsody({
       domain: REMOTE,
-      users: { rob: 'rob-pw', rita: 'rita-pw', ron: 'ron-pw', ria: 'ria-pw' },
+      users: { rob: 'rob-pw', rita: 'rita-pw', ron: 'ron-pw', ria: 'ria-pw', rick: 'rick-pw' },
       s2s: true,
+      muc: true,
       s2sRoutes: { 'example.test': s2sPort },
     });
     server = await startTestServer({ ports: { ximss: 0, http: 0, smtp: 0, xmpp: xmppPort, xmppS2s: s2sPort } }, { xmppResolver: resolver, log: capturingLogger() });
@@ -269,6 +270,24 @@ describe('XMPP federation with Prosody', { skip }, () => {
     // From here to the remote server and to a remote resource.
     assert.equal((await iris.ping(REMOTE)).type, 'result');
     assert.equal((await iris.ping(`ria@${REMOTE}/pc`)).type, 'result');
+  });
+
+  it('a user here joins a group chat room on Prosody and talks with its occupants', async () => {
+    const a = await server.newAccount('fmuc');
+    const mona = await local(a, 'desk');
+    const rick = await remote('rick', 'pc');
+    await Promise.all([mona.presence(), rick.presence()]);
+    const room = `lounge@conference.${REMOTE}`;
+    assert.ok((await rick.joinRoom(room, 'rick')).includes('110'));
+    assert.ok((await mona.joinRoom(room, 'mona')).includes('110'), 'the self-presence came back through the s2s stream');
+    await rick.waitFor((e): e is PresenceEvent => e.event === 'presence' && e.from === `${room}/mona`, { timeoutMs: 20_000 });
+    await mona.groupchat(room, 'hello room');
+    const heard = await rick.waitFor((e): e is MessageEvent => e.event === 'message' && e.type === 'groupchat' && e.body === 'hello room', { timeoutMs: 20_000 });
+    assert.equal(heard.from, `${room}/mona`);
+    await rick.groupchat(room, 'welcome mona');
+    const reply = await mona.waitFor((e): e is MessageEvent => e.event === 'message' && e.type === 'groupchat' && e.body === 'welcome mona', { timeoutMs: 20_000 });
+    assert.equal(reply.from, `${room}/rick`);
+    assert.ok(events.some((e) => e.event === 's2s.authenticated' && e.direction === 'in' && e.remote === `conference.${REMOTE}`), 'the room service proved its own domain');
   });
 
   it('a domain that does not resolve: the XMPP sender gets remote-server-not-found, the XIMSS user errorIM', async () => {
@@ -389,7 +408,7 @@ describe('XMPP federation between two ximssd servers with certificates from a tr
     await new Promise<void>((resolve) => blackhole.listen(0, '127.0.0.1', resolve));
     ports.blackhole = (blackhole.address() as net.AddressInfo).port;
     [ports.aXmpp, ports.aS2s, ports.bXmpp, ports.bS2s] = [await freePort(), await freePort(), await freePort(), await freePort()];
-    const s2s = { caFile: pki.ca, idleSeconds: 2, connectSeconds: 2, queueStanzas: 2, connectionsPerAddress: 6 };
+    const s2s = { caFile: pki.ca, idleSeconds: 2, connectSeconds: 2, queueStanzas: 2, connectionsPerAddress: 6, requireTls: true };
     a = await startTestServer(
       { ports: { ximss: 0, http: 0, smtp: 0, xmpp: ports.aXmpp, xmppS2s: ports.aS2s }, tls: { certFile: pki.files['example.test']!.cert, keyFile: pki.files['example.test']!.key }, xmpp: { s2s } },
       { xmppResolver: routes, log: capturingLogger(eventsA) },
@@ -484,6 +503,17 @@ describe('XMPP federation between two ximssd servers with certificates from a tr
     liar.socket.write(`<auth xmlns="urn:ietf:params:xml:ns:xmpp-sasl" mechanism="EXTERNAL">=</auth>`);
     await liar.until(/<failure xmlns="urn:ietf:params:xml:ns:xmpp-sasl"><not-authorized/);
     liar.socket.destroy();
+  });
+
+  it('requires STARTTLS when configured: dialback on a plain stream is refused', async () => {
+    const raw = rawStream(ports.bS2s);
+    raw.socket.write(
+      `<?xml version='1.0'?><stream:stream xmlns="jabber:server" xmlns:stream="http://etherx.jabber.org/streams" xmlns:db="jabber:server:dialback" from="example.test" to="other.test" version="1.0">`,
+    );
+    await raw.until(/<starttls xmlns="urn:ietf:params:xml:ns:xmpp-tls"><required\/><\/starttls>/);
+    raw.socket.write(`<db:result from="example.test" to="other.test">${'cd'.repeat(32)}</db:result>`);
+    await raw.until(/<policy-violation xmlns="urn:ietf:params:xml:ns:xmpp-streams"/);
+    raw.socket.destroy();
   });
 
   it('limits the server streams open from one address', async () => {
