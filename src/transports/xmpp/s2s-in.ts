@@ -11,6 +11,10 @@ import { NS_SASL } from './sasl.js';
 import { newStreamId, NS_SERVER, S2sSocket } from './s2s-stream.js';
 import { NS_STREAMS, StreamError } from './stream.js';
 
+/** Dialback claims checked at once on one stream, and in its whole life (each costs a connection of ours). */
+const MAX_VERIFYING = 4;
+const MAX_VERIFICATIONS = 32;
+
 /** What an incoming server stream needs of the federation service (s2s.ts). */
 export interface IncomingContext {
   readonly config: Config;
@@ -48,6 +52,9 @@ export class S2sIncoming {
   private readonly idleTimer: NodeJS.Timeout;
   private readonly opened = Date.now();
   private finished = false;
+  /** Dialback verifications under way, and asked for in all (each makes a connection of ours: bounded). */
+  private verifying = 0;
+  private verifications = 0;
 
   constructor(
     private readonly context: IncomingContext,
@@ -148,25 +155,33 @@ export class S2sIncoming {
     };
     const fromJid = tryJid(from);
     if (!fromJid || fromJid.local || fromJid.resource || !to || !key) return answer('error', 'bad-request');
+    if (this.verifying >= MAX_VERIFYING || this.verifications >= MAX_VERIFICATIONS) return answer('error', 'resource-constraint');
+    this.verifying++;
+    this.verifications++;
     // Checked in the background: the stream goes on (the peer may verify our own key on it meanwhile).
-    void (async () => {
-      if (!(await this.context.isLocalDomain(to)) || (this.local && to !== this.local)) return answer('error', 'item-not-found');
-      let valid = false;
-      try {
-        valid = await this.context.verify(to, from, this.streamId, key);
-      } catch (err) {
-        this.context.log.warn({ event: 's2s.failed', direction: 'in', remote: from, reason: errorText(err) }, 'dialback verification failed');
-      }
-      if (this.stream.isClosed) return;
-      if (!valid) {
-        answer('invalid');
-        this.context.log.warn({ event: 's2s.failed', direction: 'in', address: this.remoteAddress, local: to, remote: from, reason: 'dialback key not confirmed by the authoritative server' }, `refused: ${from} not proven`);
-        this.stream.fail('not-authorized', `${from} did not confirm the dialback key`);
-        return;
-      }
-      this.prove(from, to, 'dialback');
-      answer('valid');
-    })().catch((err: unknown) => this.stream.fail('internal-server-error', errorText(err)));
+    void this.checkClaim(from, to, key, answer)
+      .finally(() => this.verifying--)
+      .catch((err: unknown) => this.stream.fail('internal-server-error', errorText(err)));
+  }
+
+  /** Asks the authoritative server of `from` whether `key` is its own; the peer gets the answer, a refused claim ends the stream. */
+  private async checkClaim(from: string, to: string, key: string, answer: (type: 'valid' | 'invalid' | 'error', condition?: string) => void): Promise<void> {
+    if (!(await this.context.isLocalDomain(to)) || (this.local && to !== this.local)) return answer('error', 'item-not-found');
+    let valid = false;
+    try {
+      valid = await this.context.verify(to, from, this.streamId, key);
+    } catch (err) {
+      this.context.log.warn({ event: 's2s.failed', direction: 'in', remote: from, reason: errorText(err) }, 'dialback verification failed');
+    }
+    if (this.stream.isClosed) return;
+    if (!valid) {
+      answer('invalid');
+      this.context.log.warn({ event: 's2s.failed', direction: 'in', address: this.remoteAddress, local: to, remote: from, reason: 'dialback key not confirmed by the authoritative server' }, `refused: ${from} not proven`);
+      this.stream.fail('not-authorized', `${from} did not confirm the dialback key`);
+      return;
+    }
+    this.prove(from, to, 'dialback');
+    answer('valid');
   }
 
   /** db:verify from a server we sent a key to: whether it is ours (recomputed from the secret). */

@@ -41,6 +41,7 @@ export class S2sSocket {
   private stopped = false;
   private closed = false;
   private lostCalled = false;
+  private headerSent = false;
   /** Authenticated either way: the limits of an authenticated stream apply. */
   authenticated = false;
   /** The peer's certificate was checked for its domain (set by whoever started TLS). */
@@ -131,6 +132,7 @@ export class S2sSocket {
 
   /** Writes our stream header (again after a restart). */
   sendHeader(attrs: { from?: string; to?: string; id?: string }): void {
+    this.headerSent = true;
     const parts = Object.entries(attrs)
       .filter(([, v]) => v !== undefined && v !== '')
       .map(([k, v]) => `${k}="${escapeAttr(v!)}"`)
@@ -150,8 +152,9 @@ export class S2sSocket {
     if (this.socket.writableLength > OUTPUT_LIMIT) this.socket.destroy();
   }
 
-  /** The peer's stream restarts (after TLS or SASL): a new header is read. */
+  /** The stream restarts (after TLS or SASL): a new header is read, and ours is sent again. */
   restart(): void {
+    this.headerSent = false;
     this.parser = this.newParser();
     this.stopped = false;
   }
@@ -214,6 +217,8 @@ export class S2sSocket {
   /** Ends the stream with a stream error (RFC 6120 4.9). */
   fail(condition: string, text: string): void {
     if (this.closed) return;
+    // A stream error is sent inside a stream (RFC 6120 4.9.1.1): ours is opened first when it was not yet.
+    if (!this.headerSent) this.sendHeader({ id: newStreamId() });
     const error = el('stream:error', {}, el(condition, { xmlns: NS_STREAM_ERRORS }), el('text', { xmlns: NS_STREAM_ERRORS, 'xml:lang': 'en' }, text));
     this.write(serialize(error));
     this.close();
