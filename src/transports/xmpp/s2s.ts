@@ -17,6 +17,8 @@ import { address } from './s2s-stream.js';
 
 /** The port of an XMPP server when its domain has no SRV record (RFC 6120 3.2.2). */
 const DEFAULT_PORT = 5269;
+/** Outgoing streams open or being made at once (each remote domain is one): beyond, stanzas bounce. */
+const MAX_OUTGOING = 2000;
 /** How long close() waits for streams to end before it drops them. */
 const CLOSE_GRACE_MS = 1500;
 
@@ -114,6 +116,7 @@ export class S2sService {
     if (this.closing) return this.options.bounce(stanza, 'remote-server-timeout', 'the server is stopping');
     const key = `${local} ${remote}`;
     let connection = this.outgoing.get(key);
+    if (!connection && this.outgoing.size >= MAX_OUTGOING) return this.options.bounce(stanza, 'resource-constraint', `streams to ${MAX_OUTGOING} servers are open already`);
     if (!connection) {
       connection = new S2sOutgoing(this.outgoingContext(), local, remote, { kind: 'route' }, {
         failed: (c, failure) => this.failed(key, c, failure),
