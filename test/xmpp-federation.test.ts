@@ -195,6 +195,22 @@ describe('XMPP federation with Prosody', { skip }, () => {
     assert.match(metrics, /ximssd_s2s_stanzas_total\{direction="in"\} [1-9]/);
   });
 
+  it('keeps a remote message for an offline user, and answers an unknown user with an error over s2s', async () => {
+    const a = await server.newAccount('foffline');
+    const rob = await remote('rob', 'offline-test');
+    await rob.presence();
+    await rob.message({ to: a, body: 'while you were away' });
+    await rob.message({ to: 'nobody-here@example.test', body: 'anyone?' });
+    const error = await rob.waitFor((e): e is MessageEvent => e.event === 'message' && e.type === 'error' && e.from === 'nobody-here@example.test', { timeoutMs: 20_000 });
+    assert.match(error.xml, /service-unavailable/);
+    // The first message was handled before the second (one stream, in order): it waits offline.
+    const olga = await local(a, 'desk');
+    await olga.presence();
+    const kept = await olga.waitFor((e): e is MessageEvent => e.event === 'message' && e.body === 'while you were away');
+    assert.equal(kept.from, `rob@${REMOTE}/offline-test`);
+    assert.ok(kept.delay, 'with its delay stamp');
+  });
+
   it('a XIMSS user chats with a Prosody user (sendIM / readIM)', async () => {
     const w = await server.newAccount('fximss', { realName: 'Wendy Web' });
     const { client: wendy } = await server.login(w, 'secret');
