@@ -36,6 +36,8 @@ let xmppPort: number;
 let s2sPort: number;
 /** A port nothing listens on (a "dead" server). */
 let deadPort: number;
+/** Prosody's direct-TLS s2s port (XEP-0368). */
+let prosodyDirectTls: number;
 const peers: XmppPeer[] = [];
 /** What ximssd's s2s log said (events only). */
 const events: Record<string, unknown>[] = [];
@@ -46,7 +48,11 @@ const resolver: DnsResolver = async (name, rrtype) => {
     throw Object.assign(new Error(`queryDNS ENOTFOUND ${name}`), { code: 'ENOTFOUND' });
   };
   if (rrtype === 'SRV') {
-    if (name === `_xmpp-server._tcp.${REMOTE}` || name === `_xmpp-server._tcp.conference.${REMOTE}`) return [{ name: `xmpp.${REMOTE}`, port: prosody.s2sPort!, priority: 0, weight: 0 }];
+    // remote.test by direct TLS first (XEP-0368), STARTTLS as the fallback; its room service by STARTTLS only.
+    if (name === `_xmpps-server._tcp.${REMOTE}`) return [{ name: `xmpp.${REMOTE}`, port: prosodyDirectTls, priority: 0, weight: 0 }];
+    if (name === `_xmpp-server._tcp.${REMOTE}`) return [{ name: `xmpp.${REMOTE}`, port: prosody.s2sPort!, priority: 5, weight: 0 }];
+    if (name === `_xmpp-server._tcp.conference.${REMOTE}`) return [{ name: `xmpp.${REMOTE}`, port: prosody.s2sPort!, priority: 0, weight: 0 }];
+    if (name === '_xmpp-server._tcp.refusing.test') return [{ name: '.', port: 0, priority: 0, weight: 0 }];
     if (name === '_xmpp-server._tcp.dead.test') return [{ name: '127.0.0.1', port: deadPort, priority: 0, weight: 0 }];
     return notFound();
   }
@@ -148,12 +154,13 @@ function rawStream(port: number): RawStream {
 
 describe('XMPP federation with Prosody', { skip }, () => {
   before(async () => {
-    [xmppPort, s2sPort, deadPort] = [await freePort(), await freePort(), await freePort()];
+    [xmppPort, s2sPort, deadPort, prosodyDirectTls] = [await freePort(), await freePort(), await freePort(), await freePort()];
     prosody = await startProsody({
       domain: REMOTE,
       users: { rob: 'rob-pw', rita: 'rita-pw', ron: 'ron-pw', ria: 'ria-pw', rick: 'rick-pw' },
       s2s: true,
       muc: true,
+      extraConfig: `s2s_direct_tls_ports = { ${prosodyDirectTls} }`,
       s2sRoutes: { 'example.test': s2sPort },
     });
     server = await startTestServer({ ports: { ximss: 0, http: 0, smtp: 0, xmpp: xmppPort, xmppS2s: s2sPort } }, { xmppResolver: resolver, log: capturingLogger() });
@@ -189,7 +196,9 @@ describe('XMPP federation with Prosody', { skip }, () => {
     const inbound = events.find((e) => e.event === 's2s.authenticated' && e.direction === 'in' && e.remote === REMOTE);
     assert.equal(inbound?.mechanism, 'dialback');
     assert.equal(inbound?.tls, true);
-    assert.ok(events.some((e) => e.event === 's2s.connected' && e.direction === 'out'));
+    const connected = events.find((e) => e.event === 's2s.connected' && e.direction === 'out' && e.remote === REMOTE && e.purpose === 'route');
+    assert.equal(connected?.directTls, true, 'the _xmpps-server record came first');
+    assert.equal(connected?.address, `127.0.0.1:${prosodyDirectTls}`);
     const metrics = await server.services.metrics.registry.metrics();
     assert.match(metrics, /ximssd_s2s_stanzas_total\{direction="out"\} [1-9]/);
     assert.match(metrics, /ximssd_s2s_stanzas_total\{direction="in"\} [1-9]/);
@@ -304,6 +313,9 @@ describe('XMPP federation with Prosody', { skip }, () => {
     const reply = await mona.waitFor((e): e is MessageEvent => e.event === 'message' && e.type === 'groupchat' && e.body === 'welcome mona', { timeoutMs: 20_000 });
     assert.equal(reply.from, `${room}/rick`);
     assert.ok(events.some((e) => e.event === 's2s.authenticated' && e.direction === 'in' && e.remote === `conference.${REMOTE}`), 'the room service proved its own domain');
+    const toRooms = events.find((e) => e.event === 's2s.authenticated' && e.direction === 'out' && e.remote === `conference.${REMOTE}`);
+    assert.equal(toRooms?.tls, true, 'STARTTLS');
+    assert.equal(events.find((e) => e.event === 's2s.connected' && e.direction === 'out' && e.remote === `conference.${REMOTE}` && e.purpose === 'route')?.directTls, false);
   });
 
   it('a domain that does not resolve: the XMPP sender gets remote-server-not-found, the XIMSS user errorIM', async () => {
@@ -325,6 +337,10 @@ describe('XMPP federation with Prosody', { skip }, () => {
     assert.equal(errorIM.attrs.signalCode, '404');
     assert.match(errorIM.attrs.errorText ?? '', /nowhere\.test/);
     assert.ok(events.some((e) => e.event === 's2s.failed' && e.remote === 'nowhere.test'));
+    // A domain whose SRV record says "no service here" (target "."): no fallback to the domain itself.
+    await nora.message({ to: 'someone@refusing.test', body: 'hello?' });
+    const refused = await nora.waitFor((e): e is MessageEvent => e.event === 'message' && e.type === 'error' && e.from === 'someone@refusing.test');
+    assert.match(refused.xml, /offers no XMPP federation/);
   });
 
   it('a server whose port is dead: every queued stanza bounces with remote-server-not-found', async () => {

@@ -1,5 +1,5 @@
 import net from 'node:net';
-import type tls from 'node:tls';
+import tls from 'node:tls';
 import type { Config } from '../../config.js';
 import { errorText, type Logger } from '../../log.js';
 import type { Metrics } from '../../metrics.js';
@@ -14,6 +14,8 @@ import { NS_STREAM_ERRORS, NS_STREAMS } from './stream.js';
 export interface S2sTarget {
   host: string;
   port: number;
+  /** TLS from the first byte (XEP-0368 `_xmpps-server._tcp`) instead of STARTTLS. */
+  directTls?: boolean;
 }
 
 /** The remote domain cannot be reached: the stanza error condition its queued stanzas bounce with. */
@@ -122,7 +124,7 @@ export class S2sOutgoing {
       for (const host of addresses) {
         if (this.state !== 'connecting') return;
         try {
-          const socket = await connect(host, target.port);
+          const socket = target.directTls ? await this.connectTls(host, target.port) : await connect(host, target.port);
           if (this.state !== 'connecting') {
             socket.destroy();
             return;
@@ -136,6 +138,24 @@ export class S2sOutgoing {
       }
     }
     this.fail(new S2sFailure(condition ?? 'remote-server-not-found', `cannot reach ${this.remote}: ${reasons.join('; ') || 'no address'}`));
+  }
+
+  /** XEP-0368: TLS at once, the remote domain as SNI and `xmpp-server` as ALPN. */
+  private async connectTls(host: string, port: number): Promise<tls.TLSSocket> {
+    const socket = await connect(host, port);
+    const context = this.context.presentCertificate ? this.context.tls : undefined;
+    return new Promise((resolve, reject) => {
+      const secure = tls.connect({ socket, servername: this.remote, ALPNProtocols: ['xmpp-server'], rejectUnauthorized: false, ...(context ? { secureContext: context } : this.context.ca ? { ca: this.context.ca } : {}) });
+      const onError = (err: Error): void => {
+        secure.destroy();
+        reject(err);
+      };
+      secure.once('error', onError);
+      secure.once('secureConnect', () => {
+        secure.off('error', onError);
+        resolve(secure);
+      });
+    });
   }
 
   private opened_(socket: net.Socket, where: string): void {
@@ -156,7 +176,7 @@ export class S2sOutgoing {
     };
     stream.onActivity = () => this.idleTimer?.refresh();
     stream.attach();
-    this.log.info({ event: 's2s.connected', direction: 'out', local: this.local, remote: this.remote, address: where, purpose: this.purpose.kind }, `connected to ${this.remote}`);
+    this.log.info({ event: 's2s.connected', direction: 'out', local: this.local, remote: this.remote, address: where, purpose: this.purpose.kind, directTls: stream.secure }, `connected to ${this.remote}`);
     this.sendHeader();
   }
 

@@ -56,6 +56,11 @@ export class S2sSocket {
     private readonly log: Logger,
   ) {
     this.remoteAddress = address(socket);
+    if (socket instanceof tls.TLSSocket) {
+      // TLS from the first byte (XEP-0368, the initiating side): its certificate as checked then.
+      this.peerCertificate = socket.getPeerCertificate();
+      this.authorizationError = socket.authorized ? undefined : String(socket.authorizationError ?? 'no certificate');
+    }
     this.parser = this.newParser();
     socket.setNoDelay(true);
   }

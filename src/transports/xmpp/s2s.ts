@@ -157,19 +157,36 @@ export class S2sService {
     });
   }
 
-  /** SRV `_xmpp-server._tcp` (RFC 6120 3.2.1, by priority then weight), else the domain itself on 5269. */
+  /**
+   * Where a domain's server is: SRV `_xmpps-server._tcp` (XEP-0368, direct TLS) and
+   * `_xmpp-server._tcp` (RFC 6120 3.2.1) together, by priority then weight, direct TLS first
+   * on a tie; without either, the domain itself on 5269.
+   */
   private async targets(domain: string): Promise<S2sTarget[]> {
-    let records: { name: string; port: number; priority: number; weight: number }[];
-    try {
-      records = (await this.resolver(`_xmpp-server._tcp.${domain}`, 'SRV')) as typeof records;
-    } catch (err) {
-      const code = (err as { code?: string }).code;
-      if (code !== 'ENOTFOUND' && code !== 'ENODATA') throw new S2sFailure('remote-server-timeout', `DNS SRV for ${domain}: ${errorText(err)}`);
-      records = [];
-    }
-    if (records.length === 1 && (records[0]!.name === '.' || records[0]!.name === '')) throw new S2sFailure('remote-server-not-found', `${domain} offers no XMPP federation (SRV ".")`);
-    if (records.length === 0) return [{ host: domain, port: DEFAULT_PORT }];
-    return [...records].sort((a, b) => a.priority - b.priority || b.weight - a.weight).map((r) => ({ host: r.name, port: r.port }));
+    type Srv = { name: string; port: number; priority: number; weight: number };
+    let refused = false;
+    const lookUp = async (name: string): Promise<Srv[]> => {
+      try {
+        const records = (await this.resolver(name, 'SRV')) as Srv[];
+        // A single "." target: the service is decidedly not offered (RFC 2782, RFC 6120 3.2.1).
+        if (records.length === 1 && (records[0]!.name === '.' || records[0]!.name === '')) {
+          refused = true;
+          return [];
+        }
+        return records;
+      } catch (err) {
+        const code = (err as { code?: string }).code;
+        if (code !== 'ENOTFOUND' && code !== 'ENODATA') throw new S2sFailure('remote-server-timeout', `DNS SRV ${name}: ${errorText(err)}`);
+        return [];
+      }
+    };
+    const [direct, starttls] = await Promise.all([lookUp(`_xmpps-server._tcp.${domain}`), lookUp(`_xmpp-server._tcp.${domain}`)]);
+    const all = [...direct.map((r) => ({ ...r, directTls: true })), ...starttls.map((r) => ({ ...r, directTls: false }))];
+    if (all.length === 0 && refused) throw new S2sFailure('remote-server-not-found', `${domain} offers no XMPP federation (SRV ".")`);
+    if (all.length === 0) return [{ host: domain, port: DEFAULT_PORT }];
+    return all
+      .sort((a, b) => a.priority - b.priority || Number(b.directTls) - Number(a.directTls) || b.weight - a.weight)
+      .map((r) => ({ host: r.name, port: r.port, directTls: r.directTls }));
   }
 
   /** A host's addresses (A, then AAAA); S2sFailure remote-server-not-found when it has none. */
