@@ -13,6 +13,8 @@ export const NS_SERVER = 'jabber:server';
 
 /** A connection whose peer does not read is dropped once this much output waits for it. */
 const OUTPUT_LIMIT = 8 * 1024 * 1024;
+/** Items read and not yet handled beyond which reading pauses (the IM service sets the pace). */
+const QUEUE_HIGH_WATER = 64;
 /** How long a closing connection stays open for the peer to read the end. */
 const LINGER_MS = 1000;
 
@@ -38,6 +40,8 @@ export class S2sSocket {
   private parser: XmppStreamParser;
   private header: Record<string, string> = {};
   private chain: Promise<void> = Promise.resolve();
+  private pending = 0;
+  private paused = false;
   private stopped = false;
   private closed = false;
   private lostCalled = false;
@@ -115,8 +119,18 @@ export class S2sSocket {
 
   /** Items are handled in order; a StreamError thrown by a handler ends the stream with it. */
   private enqueue(work: () => void | Promise<void>): void {
+    if (++this.pending > QUEUE_HIGH_WATER && !this.paused) {
+      this.paused = true;
+      this.socket.pause();
+    }
     this.chain = this.chain
       .then(() => (this.closed ? undefined : work()))
+      .finally(() => {
+        if (--this.pending === 0 && this.paused) {
+          this.paused = false;
+          this.socket.resume();
+        }
+      })
       .catch((err: unknown) => {
         if (err instanceof StreamError) this.fail(err.condition, err.message);
         else {
