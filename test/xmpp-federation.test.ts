@@ -383,7 +383,19 @@ describe('XMPP federation with Prosody', { skip }, () => {
       `<?xml version='1.0'?><stream:stream xmlns="jabber:server" xmlns:stream="http://etherx.jabber.org/streams" xmlns:db="jabber:server:dialback" from="${REMOTE}" to="not-here.test" version="1.0">`,
     );
     await stranger.until(/<host-unknown/);
-    for (const r of [raw, forged, stranger]) r.socket.destroy();
+    // The guard of client streams applies: a stanza larger than the limit before authentication ends the stream.
+    const big = rawStream(s2sPort);
+    big.socket.write(
+      `<?xml version='1.0'?><stream:stream xmlns="jabber:server" xmlns:stream="http://etherx.jabber.org/streams" from="${REMOTE}" to="example.test" version="1.0">`,
+    );
+    await big.until(/<\/stream:features>/);
+    // In two writes: the guard must count a stanza across the chunks it arrives in.
+    const stanza = `<message><body>${'x'.repeat(server.config.xmpp.preAuthStanzaBytes + 100)}</body></message>`;
+    big.socket.write(stanza.slice(0, 6000));
+    await new Promise((r) => setTimeout(r, 100));
+    big.socket.write(stanza.slice(6000));
+    await big.until(/<policy-violation xmlns="urn:ietf:params:xml:ns:xmpp-streams"/);
+    for (const r of [raw, forged, stranger, big]) r.socket.destroy();
   });
 });
 
