@@ -342,8 +342,9 @@ async function build(rawStore: Store, config: Config, log: Logger, options: Serv
     (closing ??= (async () => {
       // XMPP streams end first (system-shutdown), their resources with them; then bound XIMSS sessions.
       await xmpp.close();
-      await s2s?.close();
+      // Federation closes after the IM clients have gone: other servers see them go unavailable.
       await im.close();
+      await s2s?.close();
       services.sessions.endAll();
       await Promise.all([tcp.close(), tcpTls?.close(), http.close(), https?.close(), smtp?.close()]);
       await queue.close();
