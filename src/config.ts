@@ -68,6 +68,8 @@ export interface Config {
     xmpp: number;
     /** Direct-TLS XMPP listener (XEP-0368, clients' "xmpps-client"); 0 = off. */
     xmppTls: number;
+    /** XMPP server-to-server listener (federation, RFC 6120 "xmpp-server"); 0 = federation off. */
+    xmppS2s: number;
   };
   tls: {
     /** PEM files; '' = a self-signed certificate, generated and kept in dataDir/tls. */
@@ -98,6 +100,24 @@ export interface Config {
     pingSeconds: number;
     /** XMPP over WebSocket (RFC 7395) on the HTTP listeners' path /xmpp-websocket. */
     webSocket: boolean;
+    /** Federation with other XMPP servers (ports.xmppS2s). */
+    s2s: {
+      /** Refuse server streams (both ways) that are not encrypted with STARTTLS. */
+      requireTls: boolean;
+      /**
+       * PEM file of the CAs trusted for other servers' certificates ('' = the system's); a
+       * certificate valid for the peer's domain allows SASL EXTERNAL, else Server Dialback.
+       */
+      caFile: string;
+      /** A connection to another server this long without stanzas is closed. */
+      idleSeconds: number;
+      /** Connecting and authenticating to another server must end within this; else its queued stanzas bounce. */
+      connectSeconds: number;
+      /** Stanzas waiting for one remote domain's connection; more bounce (resource-constraint). */
+      queueStanzas: number;
+      /** Server streams open at once from one address. */
+      connectionsPerAddress: number;
+    };
   };
   /** Mail received from other servers (SMTP without AUTH). */
   inbound: {
@@ -278,7 +298,7 @@ export function defaultConfig(): Config {
     metrics: { enabled: true, allow: ['127.0.0.0/8', '::1'] },
     defaultDomain: hostDomainName(),
     publicUrl: '',
-    ports: { ximss: 11024, ximssTls: 0, http: 8100, https: 0, smtp: 2525, xmpp: 5222, xmppTls: 0 },
+    ports: { ximss: 11024, ximssTls: 0, http: 8100, https: 0, smtp: 2525, xmpp: 5222, xmppTls: 0, xmppS2s: 5269 },
     tls: { certFile: '', keyFile: '' },
     xmpp: {
       requireTls: true,
@@ -289,6 +309,7 @@ export function defaultConfig(): Config {
       resumeSeconds: 300,
       pingSeconds: 300,
       webSocket: true,
+      s2s: { requireTls: false, caFile: '', idleSeconds: 600, connectSeconds: 30, queueStanzas: 500, connectionsPerAddress: 20 },
     },
     inbound: { authenticationChecks: true },
     calendar: { remotePrivateAddresses: false },
@@ -436,6 +457,7 @@ const configSchema = z.strictObject({
     smtp: port('0 = off'),
     xmpp: port('0 = off'),
     xmppTls: port('0 = off'),
+    xmppS2s: port('0 = off'),
   }),
   xmpp: z.strictObject({
     requireTls: z.boolean(),
@@ -446,6 +468,14 @@ const configSchema = z.strictObject({
     resumeSeconds: seconds0('no resumption'),
     pingSeconds: seconds(),
     webSocket: z.boolean(),
+    s2s: z.strictObject({
+      requireTls: z.boolean(),
+      caFile: z.string(),
+      idleSeconds: seconds(),
+      connectSeconds: seconds(),
+      queueStanzas: whole(1),
+      connectionsPerAddress: whole(1),
+    }),
   }),
   tls: z.strictObject({ certFile: z.string(), keyFile: z.string() }),
   inbound: z.strictObject({ authenticationChecks: z.boolean() }),
@@ -571,6 +601,7 @@ const FLAG_NAMES: Record<string, string> = {
   'ports.smtp': '--smtp',
   'ports.xmpp': '--xmpp',
   'ports.xmppTls': '--xmpp-tls',
+  'ports.xmppS2s': '--xmpp-s2s',
   'outbound.relay': '--relay',
   'log.level': '--log-level',
 };

@@ -106,6 +106,13 @@ export class Metrics {
     labelNames: ['direction'] as const,
     registers: [this.registry],
   });
+  /** Stanzas exchanged with other XMPP servers (federation): received (in) and sent (out). */
+  readonly s2sStanzas = new Counter({
+    name: 'ximssd_s2s_stanzas_total',
+    help: 'Stanzas exchanged with other XMPP servers: received (in) and sent (out)',
+    labelNames: ['direction'] as const,
+    registers: [this.registry],
+  });
   readonly storeSeconds = new Histogram({
     name: 'ximssd_store_operation_duration_seconds',
     help: 'Time of store operations (one transaction each), by module and method',

@@ -13,6 +13,7 @@ import { ImService } from './services/im/service.js';
 import { MucService } from './services/im/muc.js';
 import { XmppListener } from './transports/xmpp/listener.js';
 import { XmppSessions } from './transports/xmpp/session.js';
+import { S2sService } from './transports/xmpp/s2s.js';
 import { FileService } from './services/files/service.js';
 import { DatasetService, DEFAULT_DATASET_LIMITS } from './services/datasets.js';
 import { AccountRightsService } from './services/account-rights.js';
@@ -69,7 +70,7 @@ export class StoreOpenError extends Error {}
 export interface RunningServer {
   readonly services: XimssServices;
   /** The ports actually bound (useful when 0 was asked for). */
-  readonly ports: { ximss: number; ximssTls?: number; http: number; https?: number; smtp?: number; xmpp?: number; xmppTls?: number };
+  readonly ports: { ximss: number; ximssTls?: number; http: number; https?: number; smtp?: number; xmpp?: number; xmppTls?: number; xmppS2s?: number };
   /** Stops: listeners close, sessions end (bye), the queue stops, the store closes. */
   close(): Promise<void>;
   /**
@@ -95,6 +96,8 @@ export interface ServerOptions {
   dnsResolver?: DnsResolver;
   /** The time limit of one of those DNS queries, ms (default 5000). */
   dnsTimeoutMs?: number;
+  /** DNS for finding other XMPP servers (SRV _xmpp-server._tcp, A/AAAA; default: dnsResolver, else the system's); tests pass a stub. */
+  xmppResolver?: DnsResolver;
 }
 
 function printPassword(domain: string, password: string): void {
@@ -266,6 +269,21 @@ async function build(rawStore: Store, config: Config, log: Logger, options: Serv
   http.xmppUpgrade = (req, socket, head, upgrade) => xmpp.upgrade(req, socket, head, upgrade);
   if (https) https.xmppUpgrade = (req, socket, head, upgrade) => xmpp.upgrade(req, socket, head, upgrade);
   const xmppTls = config.ports.xmppTls > 0 && tlsContext !== undefined;
+  // Federation with other XMPP servers: on with its port.
+  const s2s = config.ports.xmppS2s
+    ? new S2sService({
+        config,
+        store,
+        tls: tlsContext,
+        resolver: options.xmppResolver ?? options.dnsResolver,
+        isLocalDomain: (domain) => im.isLocalDomain(domain),
+        deliver: (stanza) => im.remote.fromServer(stanza),
+        bounce: (stanza, condition, text) => im.remote.bounced(stanza, condition, text),
+        log,
+        metrics,
+      })
+    : undefined;
+  im.federation = s2s;
   const smtp = config.ports.smtp ? new SmtpListener(services, { log: log.child({ component: 'smtp' }), metrics, resolver: options.dnsResolver, dnsTimeoutMs: options.dnsTimeoutMs }) : undefined;
   // What /readyz reports (see health.ts): every listener up and the store answering.
   const readiness = new Readiness(() => store.domains.get(config.defaultDomain), [
@@ -275,6 +293,7 @@ async function build(rawStore: Store, config: Config, log: Logger, options: Serv
     ...(https ? [{ name: 'HTTPS', listening: () => https.listening }] : []),
     ...(smtp ? [{ name: 'SMTP', listening: () => smtp.isListening }] : []),
     ...(config.ports.xmpp || xmppTls ? [{ name: 'XMPP', listening: () => xmpp.listening }] : []),
+    ...(s2s ? [{ name: 'XMPP s2s', listening: () => s2s.listening }] : []),
   ]);
   http.readiness = readiness;
   if (https) https.readiness = readiness;
@@ -297,6 +316,7 @@ async function build(rawStore: Store, config: Config, log: Logger, options: Serv
     smtp: smtp ? await bind('SMTP', config.ports.smtp, smtp, () => smtp.start(config.ports.smtp, config.host)) : undefined,
     xmpp: config.ports.xmpp ? await bind('XMPP', config.ports.xmpp, xmpp, () => xmpp.listen(config.ports.xmpp, config.host)) : undefined,
     xmppTls: xmppTls ? await bind('XMPP/TLS', config.ports.xmppTls, xmpp, () => xmpp.listenTls(config.ports.xmppTls, config.host)) : undefined,
+    xmppS2s: s2s ? await bind('XMPP s2s', config.ports.xmppS2s, s2s, () => s2s.listen(config.ports.xmppS2s, config.host)) : undefined,
   };
   const generated = await bootstrapStore(store, accounts);
   // domain.created and account.created are logged by the accounts service.
@@ -325,8 +345,10 @@ async function build(rawStore: Store, config: Config, log: Logger, options: Serv
     (closing ??= (async () => {
       // XMPP streams end first (system-shutdown), their resources with them; then bound XIMSS sessions.
       await xmpp.close();
+      // Federation closes after the IM clients have gone: other servers see them go unavailable.
       await im.close();
       await muc.close();
+      await s2s?.close();
       services.sessions.endAll();
       await Promise.all([tcp.close(), tcpTls?.close(), http.close(), https?.close(), smtp?.close()]);
       await queue.close();

@@ -66,7 +66,7 @@ export async function startTestServer(overrides: Record<string, unknown> = {}, o
       dataDir,
       host: '127.0.0.1',
       defaultDomain: 'example.test',
-      ports: { ximss: 0, http: 0, smtp: 0, xmpp: 0 },
+      ports: { ximss: 0, http: 0, smtp: 0, xmpp: 0, xmppS2s: 0 },
       // Suites send refused requests from 127.0.0.1 on purpose: the abuse block is tested on its own (abuse.test.ts).
       limits: { loginFailureDelayMs: 20, abusePerAddress: 0 },
     },

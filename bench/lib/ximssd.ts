@@ -125,7 +125,7 @@ export async function startXimssd(options: XimssdOptions = {}): Promise<Ximssd> 
     nodeArgs.push('--require', HOOK);
     const smtpPort = options.smtp ? await freePort() : 0;
     const xmppPort = options.xmpp ? await freePort() : 0;
-    const args = [...nodeArgs, MAIN, 'serve', '--config', configFile, '--ximss', '0', '--http', '0', '--smtp', String(smtpPort), '--xmpp', String(xmppPort)];
+    const args = [...nodeArgs, MAIN, 'serve', '--config', configFile, '--ximss', '0', '--http', '0', '--smtp', String(smtpPort), '--xmpp', String(xmppPort), '--xmpp-s2s', '0'];
     child = spawnChild(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
     // The server's `server.started` log line (JSON) names the ports it bound.
     const match = await child.waitFor(/^\{.*"event":"server\.started".*\}$/m);

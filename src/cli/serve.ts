@@ -11,6 +11,7 @@ interface ServeOptions extends CommonOptions {
   smtp?: number;
   xmpp?: number;
   xmppTls?: number;
+  xmppS2s?: number;
   relay?: string;
   logLevel?: string;
 }
@@ -23,6 +24,7 @@ export function registerServe(program: Command): void {
     .option('--smtp <port>', 'SMTP port (default 2525; 0 turns SMTP off)', port)
     .option('--xmpp <port>', 'XMPP port (default 5222)', port)
     .option('--xmpp-tls <port>', 'direct-TLS XMPP port (default 0 = off; 5223 is usual)', port)
+    .option('--xmpp-s2s <port>', 'XMPP server-to-server (federation) port (default 5269; 0 = off)', port)
     .option('--relay <host:port>', "send mail for other domains through this SMTP relay (default: to each domain's MX)")
     .option('--log-level <level>', 'trace, debug, info (default), warn, error, fatal or silent')
     .action(async (options: ServeOptions) => {
@@ -32,6 +34,7 @@ export function registerServe(program: Command): void {
       if (options.smtp !== undefined) ports.smtp = options.smtp;
       if (options.xmpp !== undefined) ports.xmpp = options.xmpp;
       if (options.xmppTls !== undefined) ports.xmppTls = options.xmppTls;
+      if (options.xmppS2s !== undefined) ports.xmppS2s = options.xmppS2s;
       // The flags go through the same validation as the file (a ConfigError exits 2, see main.ts).
       const config = configFrom(options, {
         ...(options.host !== undefined ? { host: options.host } : {}),

@@ -87,7 +87,8 @@ export class ServerIq {
     }
   }
 
-  private discoInfo(of: 'server' | 'account', payload: XmlElement): XmlElement {
+  /** disco#info of the domain or of an account (remote.ts answers other servers' users with it too). */
+  discoInfo(of: 'server' | 'account', payload: XmlElement): XmlElement {
     const query = el('query', { xmlns: NS.discoInfo, node: payload.attrs.node });
     if (of === 'server') query.add('identity', { category: 'server', type: 'im', name: 'ximssd' });
     else query.add('identity', { category: 'account', type: 'registered' });
@@ -235,7 +236,8 @@ export class ServerIq {
     reply(await this.vcardOf(account));
   }
 
-  private async vcardOf(account: AccountRecord): Promise<XmlElement> {
+  /** An account's vCard from its Public Info (remote.ts answers other servers' users with it too). */
+  async vcardOf(account: AccountRecord): Promise<XmlElement> {
     const fresh = (await this.im.accounts.getById(account.id)) ?? account;
     const info: Settings = fresh.publicInfo;
     const text = (key: string): string | undefined => {

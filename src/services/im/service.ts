@@ -14,6 +14,7 @@ import { ImRouter, type ImClient, type KnownResource } from './router.js';
 import { childNs, copyStanza, delay, errorReply, forwarded, hasContent, NS, parseStanza } from './stanzas.js';
 import * as subscriptions from './subscriptions.js';
 import { ServerIq } from './server-iq.js';
+import { ImRemote, type Federation } from './remote.js';
 
 /**
  * A component that owns whole domains (the group chat service, `conference.<domain>`): the IM
@@ -49,7 +50,9 @@ const NEGATIVE_SECONDS = 10;
  * JID as `from`; the service routes them to the clients of local accounts on any node
  * (ImRouter), keeps what must outlive a connection (rosters, subscription requests, offline
  * messages, the archive, block lists) in the store, and answers what the server itself is
- * asked (ServerIq). Addresses on other domains get an honest error until federation exists.
+ * asked (ServerIq). Addresses on other domains go to their servers through `federation`
+ * (s2s, when its port is on; else they get an honest error), and what those send comes
+ * back through `remote` (remote.ts).
  */
 export class ImService {
   readonly router: ImRouter;
@@ -61,6 +64,10 @@ export class ImService {
   private readonly unsubscribe: (() => void)[] = [];
   /** Components owning domains (the group chat service). */
   readonly components: ImComponent[] = [];
+  /** Other XMPP servers (src/transports/xmpp/s2s.ts); undefined when federation is off. */
+  federation: Federation | undefined;
+  /** Stanzas from other servers' users (remote.ts). */
+  readonly remote: ImRemote;
   private pruneTimer: NodeJS.Timeout | undefined;
 
   constructor(
@@ -75,6 +82,7 @@ export class ImService {
     this.router = new ImRouter(store, bus, node, log, { resourcesPerAccount: limits.resourcesPerAccount });
     this.archive = new ImArchive(store, log, limits.archiveDays);
     this.serverIq = new ServerIq(this);
+    this.remote = new ImRemote(this);
     const forget = (accountId: number): void => {
       for (const [jid, entry] of this.accountsByJid) if (entry.account?.id === accountId) this.accountsByJid.delete(jid);
     };
@@ -243,7 +251,15 @@ export class ImService {
     };
     const sender = origin?.account ?? (from.local ? await this.accountOf(from.bare) : undefined);
     if (sender && (await this.blocks(sender.id, to))) return bounce('not-acceptable', 'you have blocked this contact', el('blocked', { xmlns: NS.blockingErrors }));
-    if (!(await this.isLocalDomain(to.domain))) return bounce('remote-server-not-found', `${to.domain} is not served here, and federation with other servers is not available yet`);
+    if (!(await this.isLocalDomain(to.domain))) {
+      if (!this.federation) return bounce('remote-server-not-found', NO_FEDERATION(to.domain));
+      // To another server: archived for the sender and copied to its other resources, as a local one is.
+      if (sender && type !== 'error' && type !== 'groupchat' && type !== 'headline' && hasContent(stanza) && this.archive.enabled && !noStore(stanza)) {
+        this.archive.record(sender.id, { with: to.bare, outgoing: true, stanza });
+      }
+      if (origin && (type === 'chat' || (type === 'normal' && stanza.element('body') !== undefined))) this.sentCarbons(origin, stanza);
+      return this.sendRemote(stanza);
+    }
     if (!to.local) return bounce('service-unavailable', 'the server takes no messages');
     const recipient = await this.accountOf(to.bare);
     if (!recipient) return bounce('service-unavailable', `${to.bare} does not exist`);
@@ -322,11 +338,20 @@ export class ImService {
       origin.deliver(stanza);
       return;
     }
-    void this.accountOf(to.bare).then((account) => {
+    void (async () => {
+      if (!(await this.isLocalDomain(to.domain))) return this.sendRemote(stanza);
+      const account = await this.accountOf(to.bare);
       if (!account) return;
       if (to.resource) this.router.sendToResource(account.id, to.resource, stanza);
       else this.router.sendToInterested(account.id, stanza);
-    });
+    })().catch((err: unknown) => this.log.error({ event: 'im.deliver_failed', to: to.full, error: errorText(err) }, 'delivering a stanza failed'));
+  }
+
+  /** A stanza for another server (federation), when federation is on; dropped otherwise (its sender was told already). */
+  sendRemote(stanza: XmlElement): void {
+    if (!this.federation) return;
+    this.metrics?.imStanzas.inc({ kind: stanza.name, direction: 'remote' });
+    this.federation.send(stanza);
   }
 
   /**
@@ -383,7 +408,16 @@ export class ImService {
     const subscribers = await this.store.roster.subscribers(client.account.id);
     for (const jid of subscribers) {
       const contact = tryJid(jid);
-      if (!contact?.local || !(await this.isLocalDomain(contact.domain))) continue;
+      if (!contact?.local) continue;
+      if (!(await this.isLocalDomain(contact.domain))) {
+        // A contact on another server who may see the user (`from`, `both`).
+        if (this.federation && !(await this.blocks(client.account.id, contact))) {
+          const copy = copyStanza(presence);
+          copy.attrs.to = contact.bare;
+          this.sendRemote(copy);
+        }
+        continue;
+      }
       const account = await this.accountOf(contact.bare);
       // Neither side's block list lets it through (XEP-0191 3.3: blocked means no presence either way).
       if (!account || (await this.blocks(client.account.id, contact)) || (await this.blocks(account.id, parseJid(client.jid)))) continue;
@@ -412,6 +446,11 @@ export class ImService {
     for (const item of items) {
       if (subscriptions.hasTo(item.subscription)) {
         const contact = tryJid(item.jid);
+        if (contact?.local && this.federation && !(await this.isLocalDomain(contact.domain))) {
+          // A contact on another server: its server is asked (RFC 6121 4.3.1); the answers come to the bare JID.
+          this.sendRemote(el('presence', { from: jidOf(client.account.name, client.account.domain).bare, to: contact.bare, type: 'probe' }));
+          continue;
+        }
         const account = contact?.local ? await this.accountOf(contact.bare) : undefined;
         if (account && contact) {
           if ((await this.blocks(account.id, parseJid(client.jid))) || (await this.blocks(client.account.id, contact))) continue;
@@ -452,8 +491,14 @@ export class ImService {
   /** Presence to one address (RFC 6121 4.6): a contact (a group chat room is a component's). */
   private async directedPresence(client: ImClient, stanza: XmlElement, to: Jid): Promise<void> {
     if (!(await this.isLocalDomain(to.domain))) {
-      if (stanza.attrs.type !== 'unavailable') client.deliver(errorReply(stanza, 'remote-server-not-found', `${to.domain} is not served here, and federation with other servers is not available yet`));
-      return;
+      if (!this.federation) {
+        if (stanza.attrs.type !== 'unavailable') client.deliver(errorReply(stanza, 'remote-server-not-found', NO_FEDERATION(to.domain)));
+        return;
+      }
+      if (await this.blocks(client.account.id, to)) return;
+      if (stanza.attrs.type === 'unavailable') client.directed.delete(to.full);
+      else client.directed.add(to.full);
+      return this.sendRemote(stanza);
     }
     const account = to.local ? await this.accountOf(to.bare) : undefined;
     if (!account || (await this.blocks(account.id, parseJid(client.jid))) || (await this.blocks(client.account.id, to))) return;
@@ -515,10 +560,16 @@ export class ImService {
     this.log.info({ event: 'im.subscription', from: userJid, to: contact.bare, type }, `presence subscription: ${type}`);
     const stanza = el('presence', { from: userJid, to: contact.bare, type, id: original?.attrs.id }, status ? el('status', undefined, status) : undefined);
     if (!(await this.isLocalDomain(contact.domain))) {
-      // Federation does not exist yet: the user's item keeps its `ask`, and the user is told.
-      for (const client of this.router.localClients(account.id)) {
-        if (client.interested) client.deliver(errorReply(stanza, 'remote-server-not-found', `${contact.domain} is not served here, and federation with other servers is not available yet`));
+      if (!this.federation) {
+        // Federation is off: the user's item keeps its `ask`, and the user is told.
+        for (const client of this.router.localClients(account.id)) {
+          if (client.interested) client.deliver(errorReply(stanza, 'remote-server-not-found', NO_FEDERATION(contact.domain)));
+        }
+        return;
       }
+      // To the contact's server (the item keeps its `ask` until the answer comes back); an approval is followed by the user's presence.
+      this.sendRemote(stanza);
+      if (type === 'subscribed' || type === 'unsubscribed') this.presenceToRemote(account, contact, type === 'subscribed' ? 'current' : 'unavailable');
       return;
     }
     const target = contact.local ? await this.accountOf(contact.bare) : undefined;
@@ -538,8 +589,8 @@ export class ImService {
     }
   }
 
-  /** A subscription stanza from `from` arrives for the account (RFC 6121 3, the contact's side). */
-  private async subscriptionToUser(account: AccountRecord, type: subscriptions.SubscriptionType, from: Jid, status: string, stanza: XmlElement): Promise<void> {
+  /** A subscription stanza from `from` (local, or on another server: remote.ts) arrives for the account (RFC 6121 3, the contact's side). */
+  async subscriptionToUser(account: AccountRecord, type: subscriptions.SubscriptionType, from: Jid, status: string, stanza: XmlElement): Promise<void> {
     if (await this.blocks(account.id, from)) return;
     const outcome = subscriptions.inbound(type, from.bare, status);
     let before: RosterItem | undefined;
@@ -549,6 +600,17 @@ export class ImService {
     });
     const action = outcome.action(before);
     const user = jidOf(account.name, account.domain);
+    if (this.federation && !(await this.isLocalDomain(from.domain))) {
+      // The contact is on another server: what would be done to its account here goes there.
+      if (action === 'deliver') {
+        this.router.sendToInterested(account.id, stanza);
+        if (type === 'unsubscribe') this.presenceToRemote(account, from, 'unavailable');
+      } else if (action === 'autoReply' && type === 'subscribe') {
+        this.sendRemote(el('presence', { from: user.bare, to: from.bare, type: 'subscribed' }));
+        this.presenceToRemote(account, from, 'current');
+      }
+      return;
+    }
     if (action === 'deliver') {
       this.router.sendToInterested(account.id, stanza);
       if (type === 'unsubscribe') {
@@ -569,6 +631,21 @@ export class ImService {
           copy.attrs.to = from.bare;
           this.router.sendToInterested(requester.id, copy);
         }
+      }
+    }
+  }
+
+  /** The account's available resources' presence (or their going) to a contact on another server. */
+  private presenceToRemote(account: AccountRecord, contact: Jid, what: 'current' | 'unavailable'): void {
+    for (const r of this.router.resources(account.id)) {
+      if (!r.record.available) continue;
+      const from = jidOf(account.name, account.domain, r.record.resource).full;
+      if (what === 'unavailable') this.sendRemote(el('presence', { from, to: contact.bare, type: 'unavailable' }));
+      else if (r.presence) {
+        const copy = copyStanza(r.presence);
+        copy.attrs.from = from;
+        copy.attrs.to = contact.bare;
+        this.sendRemote(copy);
       }
     }
   }
@@ -603,6 +680,10 @@ export class ImService {
     // A blocked contact sees the user go (XEP-0191 3.3).
     for (const jid of jids) {
       const contact = tryJid(jid);
+      if (contact?.local && this.federation && !(await this.isLocalDomain(contact.domain))) {
+        this.presenceToRemote(account, contact, 'unavailable');
+        continue;
+      }
       const target = contact?.local ? await this.accountOf(contact.bare) : undefined;
       if (!target) continue;
       for (const r of this.router.resources(account.id)) {
@@ -631,7 +712,8 @@ export class ImService {
     if (isRequest && stanza.attrs.id === undefined) return origin.deliver(errorReply(stanza, 'bad-request', 'an iq needs an id'));
     if (isRequest && stanza.elements().length !== 1) return origin.deliver(errorReply(stanza, 'bad-request', 'an iq request has exactly one child'));
     if (to && !(await this.isLocalDomain(to.domain))) {
-      if (isRequest) origin.deliver(errorReply(stanza, 'remote-server-not-found', `${to.domain} is not served here, and federation with other servers is not available yet`));
+      if (this.federation) return this.sendRemote(stanza);
+      if (isRequest) origin.deliver(errorReply(stanza, 'remote-server-not-found', NO_FEDERATION(to.domain)));
       return;
     }
     if (to?.resource && to.local) {
@@ -644,6 +726,9 @@ export class ImService {
     await this.serverIq.handle(origin, stanza, to);
   }
 }
+
+/** What a stanza for another server gets when federation is off. */
+const NO_FEDERATION = (domain: string): string => `${domain} is not served here, and federation with other servers is off (ports.xmppS2s)`;
 
 /** A XIMSS session bound with signalBind takes messages even before it sets its presence. */
 function isBoundXimss(r: KnownResource): boolean {

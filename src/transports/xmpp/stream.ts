@@ -70,6 +70,8 @@ export class XmppStreamParser {
   private blankTexts = false;
   /** Byte accounting: bytes of all text written before the current chunk, and a cursor into the chunk. */
   private bytesBefore = 0;
+  /** Characters of all text written before the current chunk (saxes' `position` is that plus the index in the chunk while it parses; read between writes it is not). */
+  private charsBefore = 0;
   private chunk = '';
   private chunkStart = 0;
   private cursorChar = 0;
@@ -80,6 +82,8 @@ export class XmppStreamParser {
   constructor(
     private readonly handler: StreamHandler,
     private readonly limits: () => StanzaLimits,
+    /** The stream's default namespace: `jabber:client`, or `jabber:server` between servers. */
+    private readonly contentNamespace: string = NS_CLIENT,
   ) {
     this.reset();
   }
@@ -91,6 +95,7 @@ export class XmppStreamParser {
     this.stack = [];
     this.stopped = false;
     this.bytesBefore = 0;
+    this.charsBefore = 0;
     this.chunk = '';
     this.chunkStart = 0;
     this.cursorChar = 0;
@@ -114,7 +119,7 @@ export class XmppStreamParser {
     const text = typeof data === 'string' ? data : this.decoder.write(data);
     if (text === '') return;
     this.chunk = text;
-    this.chunkStart = this.parser.position;
+    this.chunkStart = this.charsBefore;
     this.cursorChar = 0;
     this.cursorByte = this.bytesBefore;
     try {
@@ -125,6 +130,7 @@ export class XmppStreamParser {
       throw new StreamError('not-well-formed', `malformed XML: ${(err as Error).message.replace(/^undefined:?/, '').trim()}`);
     }
     this.bytesBefore += Buffer.byteLength(text);
+    this.charsBefore += text.length;
     if (this.stopped) return;
     // A stanza (or white space) still arriving: refused as soon as it is too large, not once it is whole.
     const limit = this.limits().bytes;
@@ -235,8 +241,8 @@ export class XmppStreamParser {
     if (local !== 'stream' || namespace !== NS_STREAMS) {
       throw new StreamError('invalid-namespace', `the stream header must be <stream:stream> in ${NS_STREAMS}`);
     }
-    if (prefix !== '' && root.attrs.xmlns !== NS_CLIENT) {
-      throw new StreamError('invalid-namespace', `the stream's default namespace must be ${NS_CLIENT}`);
+    if (prefix !== '' && root.attrs.xmlns !== this.contentNamespace) {
+      throw new StreamError('invalid-namespace', `the stream's default namespace must be ${this.contentNamespace}`);
     }
     this.streamPrefix = prefix;
   }
