@@ -85,8 +85,9 @@ export class MucService implements ImComponent {
     });
   }
 
-  serves(domain: string): boolean {
-    return domain.length > this.suffix.length && domain.startsWith(this.suffix);
+  /** `conference.<a local domain>` (a room service of another server is federation's). */
+  async serves(domain: string): Promise<boolean> {
+    return domain.length > this.suffix.length && domain.startsWith(this.suffix) && (await this.im.isLocalDomain(domain.slice(this.suffix.length)));
   }
 
   readonly item = (domain: string): { jid: string; name: string } => ({ jid: `${this.suffix}${domain}`, name: 'Chat rooms' });

@@ -21,7 +21,8 @@ import { ImRemote, type Federation } from './remote.js';
  * service hands it every stanza addressed there, with the local client that sent it.
  */
 export interface ImComponent {
-  serves(domain: string): boolean;
+  /** Whether the component owns the domain (a local domain's own name is never a component's). */
+  serves(domain: string): Promise<boolean>;
   handle(stanza: XmlElement, origin: ImClient): Promise<void>;
   /** disco#items of a local domain: the component's address and name. */
   readonly item?: (domain: string) => { jid: string; name: string } | undefined;
@@ -174,7 +175,8 @@ export class ImService {
     }
     if (to) stanza.attrs.to = to.full;
     if (to) {
-      for (const component of this.components) if (component.serves(to.domain)) return component.handle(stanza, client);
+      const component = await this.componentFor(to.domain);
+      if (component) return component.handle(stanza, client);
     }
     switch (stanza.name) {
       case 'message':
@@ -200,6 +202,13 @@ export class ImService {
     if (this.domains.size > 1000) this.domains.clear();
     this.domains.set(domain, { local, until: now + NEGATIVE_SECONDS * 1000 });
     return local;
+  }
+
+  /** The component that owns a domain (the group chat service of a local domain), if any. */
+  async componentFor(domain: string): Promise<ImComponent | undefined> {
+    if (this.components.length === 0 || (await this.isLocalDomain(domain))) return undefined;
+    for (const component of this.components) if (await component.serves(domain)) return component;
+    return undefined;
   }
 
   /** The local account of a bare JID (cached: removals and changes are told on the bus). */
@@ -482,7 +491,7 @@ export class ImService {
     for (const target of targets) {
       const presence = el('presence', { from: client.jid, to: target, type: 'unavailable' });
       const to = parseJid(target);
-      const component = this.components.find((c) => c.serves(to.domain));
+      const component = await this.componentFor(to.domain);
       if (component) await component.handle(presence, client).catch(() => {});
       else await this.directedPresence(client, presence, to).catch(() => {});
     }
