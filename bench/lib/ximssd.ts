@@ -17,8 +17,6 @@ const HOOK = join(ROOT, 'bench', 'server-hook.cjs');
 export const DOMAIN = 'bench.test';
 export const USER = `bench@${DOMAIN}`;
 export const PASSWORD = 'bench-password-1';
-/** What `npm start`, the systemd unit and the Docker image set (README "Deployment"). */
-export const SERVER_MALLOC_TUNABLES = 'glibc.malloc.mmap_threshold=65536';
 
 export interface XimssdOptions {
   /** Merged into the config file (limits etc.). */
@@ -128,10 +126,7 @@ export async function startXimssd(options: XimssdOptions = {}): Promise<Ximssd> 
     const smtpPort = options.smtp ? await freePort() : 0;
     const xmppPort = options.xmpp ? await freePort() : 0;
     const args = [...nodeArgs, MAIN, 'serve', '--config', configFile, '--ximss', '0', '--http', '0', '--smtp', String(smtpPort), '--xmpp', String(xmppPort), '--xmpp-s2s', '0'];
-    // The server runs as `npm start` and the contrib units run it (package.json): with glibc's mmap
-    // threshold fixed at 64 KiB, unless the bench's own environment says otherwise.
-    const env = { ...process.env, GLIBC_TUNABLES: process.env.GLIBC_TUNABLES ?? SERVER_MALLOC_TUNABLES };
-    child = spawnChild(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe', 'ipc'], env });
+    child = spawnChild(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
     // The server's `server.started` log line (JSON) names the ports it bound.
     const match = await child.waitFor(/^\{.*"event":"server\.started".*\}$/m);
     const started = JSON.parse(match[0]) as { ports: { ximss: number; http: number; smtp?: number; xmpp?: number } };
