@@ -210,13 +210,6 @@ describe('calendars across nodes', () => {
 });
 
 describe('IM and presence across nodes', () => {
-  /** Waits for an async message of this name that matches, and takes it. */
-  const waitAsync = (client: XimssClient, name: string, match: (m: XmlElement) => boolean = () => true): Promise<XmlElement> =>
-    client.until(() => {
-      const index = client.asyncMessages.findIndex((m) => m.name === name && match(m));
-      return index < 0 ? undefined : client.asyncMessages.splice(index, 1)[0];
-    });
-
   test('two users on two nodes subscribe, see presence and chat (a message too large for the bus included); an XMPP client on one node reaches a XIMSS session on the other', async () => {
     const ann = await newAccount('imann');
     const ben = await newAccount('imben');
@@ -225,20 +218,20 @@ describe('IM and presence across nodes', () => {
     expectOk(await onA.request('<signalBind clientID="a" presence="yes" readIM="1"/>'));
     expectOk(await onB.request('<signalBind clientID="b" presence="yes" readIM="1"/>'));
     expectOk(await onA.request(`<rosterSet peer="${ben}" subscription="subscribe"/>`));
-    await waitAsync(onB, 'presence', (m) => m.attrs.type === 'subscribe' && m.attrs.peer === ann);
+    await onB.takeAsync('presence', (m) => m.attrs.type === 'subscribe' && m.attrs.peer === ann);
     expectOk(await onB.request(`<rosterSet peer="${ann}" subscription="subBoth"/>`));
-    await waitAsync(onA, 'presence', (m) => m.attrs.type === 'subscribe' && m.attrs.peer === ben);
+    await onA.takeAsync('presence', (m) => m.attrs.type === 'subscribe' && m.attrs.peer === ben);
     expectOk(await onA.request(`<rosterSet peer="${ben}" subscription="subscribed"/>`));
-    await waitAsync(onA, 'rosterItem', (m) => m.attrs.subscription === 'both');
-    await waitAsync(onB, 'rosterItem', (m) => m.attrs.subscription === 'both');
+    await onA.takeAsync('rosterItem', (m) => m.attrs.subscription === 'both');
+    await onB.takeAsync('rosterItem', (m) => m.attrs.subscription === 'both');
     expectOk(await onA.request('<presenceSet><presence>on-phone</presence></presenceSet>'));
-    const seen = await waitAsync(onB, 'presence', (m) => m.attrs.peer === ann && m.attrs.type === undefined);
+    const seen = await onB.takeAsync('presence', (m) => m.attrs.peer === ann && m.attrs.type === undefined);
     assert.equal(seen.element('presence')?.text(), 'on-phone');
     expectOk(await onB.request(`<sendIM peer="${ann}">hello from node 2</sendIM>`));
-    assert.equal((await waitAsync(onA, 'readIM')).element('body')?.text(), 'hello from node 2');
+    assert.equal((await onA.nextAsync('readIM')).element('body')?.text(), 'hello from node 2');
     const long = 'x'.repeat(20_000);
     expectOk(await onA.request(`<sendIM peer="${ben}">${long}</sendIM>`));
-    assert.equal((await waitAsync(onB, 'readIM')).element('body')?.text(), long);
+    assert.equal((await onB.nextAsync('readIM')).element('body')?.text(), long);
 
     // An XMPP client of Ben's on node 1 writes to Ann (a XIMSS session on node 1) and gets her answer; Ann's
     // presence reaches it through node 1's directory, Ben's XIMSS session on node 2 sees its own account's client.
@@ -250,7 +243,7 @@ describe('IM and presence across nodes', () => {
       await phone.presence({ priority: 10 });
       await phone.waitFor((e) => e.event === 'presence' && e.from === `${ann}/a` && e.type === 'available');
       await phone.message({ to: ann, body: 'from the phone', type: 'chat' });
-      const read = await waitAsync(onA, 'readIM', (m) => m.element('body')?.text() === 'from the phone');
+      const read = await onA.takeAsync('readIM', (m) => m.element('body')?.text() === 'from the phone');
       assert.equal(read.attrs.clientID, 'phone');
       // Ann answers: the conversation follows the phone (priority 10) on node 1, not Ben's session on node 2.
       expectOk(await onA.request(`<sendIM peer="${ben}">to your phone</sendIM>`));

@@ -239,11 +239,29 @@ export class XimssClient {
 
   /** Waits for the next async message named `name` (taking it off the async list). */
   async nextAsync(name: string, timeoutMs = 5000): Promise<XmlElement> {
+    return this.takeAsync(name, () => true, timeoutMs);
+  }
+
+  /** Waits for the first async message named `name` that `match` accepts, and takes it off the list. */
+  async takeAsync(name: string, match: (message: XmlElement) => boolean, timeoutMs = 5000): Promise<XmlElement> {
     return this.until(() => {
-      const index = this.asyncMessages.findIndex((m) => m.name === name);
+      const index = this.asyncMessages.findIndex((m) => m.name === name && match(m));
       if (index < 0) return undefined;
       return this.asyncMessages.splice(index, 1)[0];
     }, timeoutMs);
+  }
+
+  /**
+   * Asserts that no async message of this name (that `match` accepts) is waiting once a noop
+   * has been answered (and a moment more): nothing more came of what happened before.
+   */
+  async nothingMore(name: string, match: (message: XmlElement) => boolean = () => true): Promise<void> {
+    const reply = await this.request('<noop/>');
+    if (reply.response.attrs.errorText) throw new Error(`noop failed: ${reply.response.attrs.errorText}`);
+    // Messages another session caused travel on their own; a moment more lets a stray one show.
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const waiting = this.asyncMessages.filter((m) => m.name === name && match(m));
+    if (waiting.length > 0) throw new Error(`unexpected ${name}: ${waiting.map(String).join(' ')}`);
   }
 
   async login(userName: string, password: string): Promise<Reply> {

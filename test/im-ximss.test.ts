@@ -11,6 +11,9 @@ import type { XmlElement } from '../src/xml/element.js';
 import { parseXml } from '../src/xml/parser.js';
 import { fails, httpRequest, ok, startTestServer, type TestServer, type XimssClient } from './helpers.js';
 
+/** The first async message of this name that `match` accepts (taken off the list). */
+const waitFor = (client: XimssClient, name: string, match: (m: XmlElement) => boolean = () => true): Promise<XmlElement> => client.takeAsync(name, match);
+
 let server: TestServer;
 before(async () => {
   server = await startTestServer();
@@ -31,21 +34,6 @@ async function newUser(realName?: string): Promise<User> {
 /** A second session of the same account. */
 async function secondSession(user: User): Promise<XimssClient> {
   return (await server.login(user.address, 'secret')).client;
-}
-
-/** Waits for an async message matching `match` and takes it off the list. */
-async function waitFor(client: XimssClient, name: string, match: (m: XmlElement) => boolean = () => true): Promise<XmlElement> {
-  return client.until(() => {
-    const index = client.asyncMessages.findIndex((m) => m.name === name && match(m));
-    return index < 0 ? undefined : client.asyncMessages.splice(index, 1)[0];
-  });
-}
-
-/** Nothing of this name arrives after a noop round trip (the server has sent what it had). */
-async function nothingMore(client: XimssClient, name: string, match: (m: XmlElement) => boolean = () => true): Promise<void> {
-  await ok(client, '<noop/>');
-  await new Promise((r) => setTimeout(r, 50));
-  assert.equal(client.asyncMessages.filter((m) => m.name === name && match(m)).length, 0, `no further ${name}`);
 }
 
 async function bind(user: User | XimssClient, attrs = 'presence="yes" readIM="1"'): Promise<void> {
@@ -137,7 +125,7 @@ describe('roster and subscriptions', () => {
     await ok(frank.client, `<rosterSet peer="${erin.address}" subscription="subscribe"/>`);
     await waitFor(frank.client, 'rosterItem', (m) => m.attrs.subscription === 'to');
     await waitFor(erin.client, 'rosterItem', (m) => m.attrs.peer === frank.address && m.attrs.subscription === 'from');
-    await nothingMore(erin.client, 'presence', (m) => m.attrs.type === 'subscribe');
+    await erin.client.nothingMore('presence', (m) => m.attrs.type === 'subscribe');
   });
 
   test('a request to a contact with no session waits, and comes when the contact binds; a cancelled request does not', async () => {
@@ -155,7 +143,7 @@ describe('roster and subscriptions', () => {
     await bind(client);
     const waiting = await waitFor(client, 'presence', (m) => m.attrs.type === 'subscribe');
     assert.equal(waiting.attrs.peer, asker.address);
-    await nothingMore(client, 'presence', (m) => m.attrs.type === 'subscribe');
+    await client.nothingMore('presence', (m) => m.attrs.type === 'subscribe');
     await ok(client, `<rosterSet peer="${asker.address}" subscription="subscribed"/>`);
     await waitFor(asker.client, 'rosterItem', (m) => m.attrs.peer === away.address && m.attrs.subscription === 'to');
   });
@@ -249,7 +237,7 @@ describe('presence', () => {
     await bind(kim2);
     const told = await waitFor(kim2, 'presence', (m) => m.attrs.peer === lee.address);
     assert.equal(told.element('presence')?.text(), 'online');
-    await nothingMore(stranger.client, 'presence', (m) => m.attrs.peer === lee.address);
+    await stranger.client.nothingMore('presence', (m) => m.attrs.peer === lee.address);
   });
 
   test('presenceSet checks its input; sending presence needs a bound session', async () => {
@@ -305,13 +293,13 @@ describe('instant messages', () => {
     await waitFor(oli.client, 'readIM');
     await ok(oli.client, `<sendIM peer="${pam.address}">back to you</sendIM>`);
     assert.equal((await waitFor(pam2, 'readIM')).text(), 'back to you');
-    await nothingMore(pam.client, 'readIM');
+    await pam.client.nothingMore('readIM');
     await ok(oli.client, `<closeIM peer="${pam.address}"/>`);
     assert.equal((await waitFor(pam2, 'readIM')).elements()[0]?.name, 'gone');
     // A message with clientID goes to that client alone.
     await ok(oli.client, `<sendIM peer="${pam.address}" clientID="one">to one</sendIM>`);
     assert.equal((await waitFor(pam.client, 'readIM')).text(), 'to one');
-    await nothingMore(pam2, 'readIM');
+    await pam2.nothingMore('readIM');
   });
 
   test('messages to an account with no session are kept and come to its next bound session, oldest first', async () => {
@@ -330,11 +318,11 @@ describe('instant messages', () => {
     assert.deepEqual([first.element('body')?.text(), second.element('body')?.text()], ['first', 'second']);
     // When the server got it (the newer spec's gmtTime).
     assert.match(first.attrs.gmtTime ?? '', /^\d{8}T\d{6}Z?$/);
-    await nothingMore(client, 'readIM');
+    await client.nothingMore('readIM');
     // Taken, not copied: another session binding later gets nothing.
     const again = await secondSession({ address: rose.address, client });
     await bind(again);
-    await nothingMore(again, 'readIM');
+    await again.nothingMore('readIM');
   });
 
   test('errorIM for an unknown user and for another domain, with the sendIM id', async () => {

@@ -23,6 +23,9 @@ import { fails, loginWithUrlId, ok, startTestServer, type TestServer, type Ximss
 const SERVICE = 'conference.example.test';
 const MUC_USER = 'http://jabber.org/protocol/muc#user';
 
+/** The first async message of this name that `match` accepts (taken off the list). */
+const waitFor = (client: XimssClient, name: string, match: (m: XmlElement) => boolean = () => true): Promise<XmlElement> => client.takeAsync(name, match);
+
 let server: TestServer;
 before(async () => {
   server = await startTestServer({ im: { mucOccupantsPerRoom: 5, mucHistory: 20 } });
@@ -45,21 +48,6 @@ async function newUser(target: TestServer = server): Promise<User> {
   const { client } = await target.login(address, 'secret');
   await ok(client, '<signalBind readIM="1"/>');
   return { address, client };
-}
-
-/** Waits for an async message matching `match` and takes it off the list. */
-async function waitFor(client: XimssClient, name: string, match: (m: XmlElement) => boolean = () => true): Promise<XmlElement> {
-  return client.until(() => {
-    const index = client.asyncMessages.findIndex((m) => m.name === name && match(m));
-    return index < 0 ? undefined : client.asyncMessages.splice(index, 1)[0];
-  });
-}
-
-/** Nothing of this name arrives after a noop round trip. */
-async function nothingMore(client: XimssClient, name: string, match: (m: XmlElement) => boolean = () => true): Promise<void> {
-  await ok(client, '<noop/>');
-  await new Promise((r) => setTimeout(r, 50));
-  assert.equal(client.asyncMessages.filter((m) => m.name === name && match(m)).length, 0, `no further ${name}`);
 }
 
 function codes(m: XmlElement): string[] {
@@ -155,7 +143,7 @@ describe('entering, talking, leaving', () => {
     const error = await joinFails(carol, room, 'Bob', /taken/);
     assert.equal(error.attrs.clientID, 'Bob');
     assert.equal(error.attrs.signalCode, '409');
-    await nothingMore(alice.client, 'presence', (m) => m.attrs.type !== 'unavailable' && m.attrs.clientID === 'Bob');
+    await alice.client.nothingMore('presence', (m) => m.attrs.type !== 'unavailable' && m.attrs.clientID === 'Bob');
 
     // A presence change is seen by all.
     await ok(bob.client, `<presenceSet peer="${room}" clientID="Bob"><presence>busy</presence></presenceSet>`);
@@ -182,7 +170,7 @@ describe('entering, talking, leaving', () => {
     await ok(bob.client, `<sendIM peer="${room}" type="groupchat">still here?</sendIM>`);
     const refused = await waitFor(bob.client, 'errorIM', (m) => m.attrs.peer === room);
     assert.match(refused.attrs.errorText ?? '', /only occupants/);
-    await nothingMore(alice.client, 'readIM', (m) => m.element('body')?.text() === 'still here?');
+    await alice.client.nothingMore('readIM', (m) => m.element('body')?.text() === 'still here?');
   });
 
   test('a client that disconnects leaves its rooms; the last one out ends a temporary room', async () => {
@@ -277,7 +265,7 @@ describe('history, subject and private messages', () => {
     assert.equal(pm.attrs.peer, room);
     assert.equal(pm.attrs.clientID, 'Gus');
     assert.equal(pm.attrs.type, 'chat');
-    await nothingMore(gus.client, 'readIM', (m) => m.element('body')?.text() === 'just between us');
+    await gus.client.nothingMore('readIM', (m) => m.element('body')?.text() === 'just between us');
     // Fay's next groupchat still goes to the whole room (the private message locked nothing).
     await say(fay, room, 'back to everyone');
     await heard(gus, room, 'Fay', 'back to everyone');
@@ -320,7 +308,7 @@ describe('history, subject and private messages', () => {
     assert.equal(answer.elements()[0]?.element('name')?.text(), 'jo-client');
     // A self-ping (XEP-0410) is answered by the room: in the room, a result; outside, not-acceptable.
     assert.equal((await iq(ian, room, 'get', '<ping xmlns="urn:xmpp:ping"/>', 'Ian')).attrs.type, 'result');
-    await nothingMore(ian.client, 'iqRead', (m) => m.attrs.type === 'get');
+    await ian.client.nothingMore('iqRead', (m) => m.attrs.type === 'get');
     const outsider = await newUser();
     assert.equal(errorCondition(await iq(outsider, room, 'get', '<ping xmlns="urn:xmpp:ping"/>', 'Ian')), 'not-acceptable');
   });

@@ -30,6 +30,9 @@ const skip = !prosodyAvailability.available ? prosodyAvailability.reason : (slix
 
 const REMOTE = 'remote.test';
 
+/** The first async message of this name that `match` accepts (taken off the list). */
+const waitAsync = (client: XimssClient, name: string, match: (m: XmlElement) => boolean = () => true): Promise<XmlElement> => client.takeAsync(name, match);
+
 let prosody: Prosody;
 let server: TestServer;
 let xmppPort: number;
@@ -83,13 +86,6 @@ async function remote(user: string, resource: string): Promise<XmppPeer> {
   const p = await XmppPeer.connect({ jid: `${user}@${REMOTE}`, password: `${user}-pw`, host: '127.0.0.1', port: prosody.port, resource });
   peers.push(p);
   return p;
-}
-
-async function waitAsync(client: XimssClient, name: string, match: (m: XmlElement) => boolean = () => true): Promise<XmlElement> {
-  return client.until(() => {
-    const index = client.asyncMessages.findIndex((m) => m.name === name && match(m));
-    return index < 0 ? undefined : client.asyncMessages.splice(index, 1)[0];
-  });
 }
 
 /** A raw server stream for the tests' own bytes: reads until `pattern` shows up; STARTTLS with a client certificate. */

@@ -16,6 +16,9 @@ const slixmpp = await ensureSlixmpp().then(
   (err: unknown) => `slixmpp cannot be installed: ${String(err)}`,
 );
 
+/** The first async message of this name that `match` accepts (taken off the list). */
+const waitAsync = (client: XimssClient, name: string, match: (m: XmlElement) => boolean = () => true): Promise<XmlElement> => client.takeAsync(name, match);
+
 let server: TestServer;
 let port: number;
 const peers: XmppPeer[] = [];
@@ -37,13 +40,6 @@ async function peer(jid: string, options: Partial<Parameters<typeof XmppPeer.con
   const p = await XmppPeer.connect({ jid, password: 'secret', host: '127.0.0.1', port, ...options });
   peers.push(p);
   return p;
-}
-
-async function waitAsync(client: XimssClient, name: string, match: (m: XmlElement) => boolean = () => true): Promise<XmlElement> {
-  return client.until(() => {
-    const index = client.asyncMessages.findIndex((m) => m.name === name && match(m));
-    return index < 0 ? undefined : client.asyncMessages.splice(index, 1)[0];
-  });
 }
 
 describe('XMPP clients on ximssd', { skip: slixmpp }, () => {

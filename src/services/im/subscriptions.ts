@@ -5,7 +5,8 @@ import type { RosterDecision, RosterItem, Subscription } from '../../store/im.js
  * subscription stanza, sent by the user ("outbound") or received for the user ("inbound"),
  * does to the user's item. The store runs them inside the transaction that reads and writes
  * the item (RosterStore.modify), so that two nodes handling stanzas for the same contact at
- * once never lose one of the changes. `undefined`: the stanza changes nothing.
+ * once never lose one of the changes. `undefined`: the stanza changes nothing (an item equal to
+ * the stored one is no change either: the store neither writes it nor bumps the version).
  */
 
 export type SubscriptionType = 'subscribe' | 'subscribed' | 'unsubscribe' | 'unsubscribed';
@@ -21,23 +22,6 @@ function withSubscription(to: boolean, from: boolean): Subscription {
   return to ? (from ? 'both' : 'to') : from ? 'from' : 'none';
 }
 
-/** Only a real difference is a change (no version bump, no push otherwise). */
-function changed(before: RosterItem | undefined, after: RosterItem): RosterDecision {
-  if (
-    before &&
-    before.name === after.name &&
-    before.subscription === after.subscription &&
-    before.ask === after.ask &&
-    before.approved === after.approved &&
-    before.pendingIn === after.pendingIn &&
-    before.groups.length === after.groups.length &&
-    before.groups.every((g, i) => g === after.groups[i])
-  ) {
-    return undefined;
-  }
-  return after;
-}
-
 /** The user sends a subscription stanza to `jid` (RFC 6121 3.1.2, 3.2.2, 3.3.2, 3.1.4 pre-approval). */
 export function outbound(type: SubscriptionType, jid: string): (item: RosterItem | undefined) => RosterDecision {
   return (current) => {
@@ -46,20 +30,20 @@ export function outbound(type: SubscriptionType, jid: string): (item: RosterItem
       case 'subscribe':
         // Asking again while already subscribed changes nothing (the stanza still goes out).
         if (hasTo(item.subscription)) return undefined;
-        return changed(current, { ...item, ask: true });
+        return { ...item, ask: true };
       case 'subscribed':
         if (item.pendingIn !== null) {
-          return changed(current, { ...item, subscription: withSubscription(hasTo(item.subscription), true), pendingIn: null, approved: false });
+          return { ...item, subscription: withSubscription(hasTo(item.subscription), true), pendingIn: null, approved: false };
         }
         // No request waits: a pre-approval (RFC 6121 3.4), unless the contact may see us already.
         if (hasFrom(item.subscription)) return undefined;
-        return changed(current, { ...item, approved: true });
+        return { ...item, approved: true };
       case 'unsubscribe':
         if (!current) return undefined;
-        return changed(current, { ...item, subscription: withSubscription(false, hasFrom(item.subscription)), ask: false });
+        return { ...item, subscription: withSubscription(false, hasFrom(item.subscription)), ask: false };
       case 'unsubscribed':
         if (!current) return undefined;
-        return changed(current, { ...item, subscription: withSubscription(hasTo(item.subscription), false), pendingIn: null, approved: false });
+        return { ...item, subscription: withSubscription(hasTo(item.subscription), false), pendingIn: null, approved: false };
     }
   };
 }
@@ -93,22 +77,22 @@ export function inbound(type: SubscriptionType, jid: string, status: string): In
         decide: (current) => {
           const item = current ?? newItem(jid);
           if (hasFrom(item.subscription)) return undefined;
-          if (item.approved) return changed(current, { ...item, subscription: withSubscription(hasTo(item.subscription), true), approved: false, pendingIn: null });
+          if (item.approved) return { ...item, subscription: withSubscription(hasTo(item.subscription), true), approved: false, pendingIn: null };
           // A request is kept (RFC 6121 3.1.3) even before the contact is on the roster.
-          return changed(current, { ...item, pendingIn: status });
+          return { ...item, pendingIn: status };
         },
         action: (before) => (before && (hasFrom(before.subscription) || before.approved) ? 'autoReply' : 'deliver'),
       };
     case 'subscribed':
       return {
-        decide: (current) => (current?.ask ? changed(current, { ...current, subscription: withSubscription(true, hasFrom(current.subscription)), ask: false }) : undefined),
+        decide: (current) => (current?.ask ? { ...current, subscription: withSubscription(true, hasFrom(current.subscription)), ask: false } : undefined),
         action: (before) => (before?.ask ? 'deliver' : 'drop'),
       };
     case 'unsubscribe':
       return {
         decide: (current) =>
           current && (hasFrom(current.subscription) || current.pendingIn !== null)
-            ? changed(current, { ...current, subscription: withSubscription(hasTo(current.subscription), false), pendingIn: null })
+            ? { ...current, subscription: withSubscription(hasTo(current.subscription), false), pendingIn: null }
             : undefined,
         action: (before) => (before && (hasFrom(before.subscription) || before.pendingIn !== null) ? 'deliver' : 'drop'),
       };
@@ -116,7 +100,7 @@ export function inbound(type: SubscriptionType, jid: string, status: string): In
       return {
         decide: (current) =>
           current && (hasTo(current.subscription) || current.ask)
-            ? changed(current, { ...current, subscription: withSubscription(false, hasFrom(current.subscription)), ask: false })
+            ? { ...current, subscription: withSubscription(false, hasFrom(current.subscription)), ask: false }
             : undefined,
         action: (before) => (before && (hasTo(before.subscription) || before.ask) ? 'deliver' : 'drop'),
       };
@@ -125,7 +109,7 @@ export function inbound(type: SubscriptionType, jid: string, status: string): In
 
 /** A roster `set` from the user (name, groups): creates the item with subscription none, keeps the rest. */
 export function update(jid: string, name: string, groups: string[]): (item: RosterItem | undefined) => RosterDecision {
-  return (current) => changed(current, { ...(current ?? newItem(jid)), name, groups: [...new Set(groups)] });
+  return (current) => ({ ...(current ?? newItem(jid)), name, groups: [...new Set(groups)] });
 }
 
 export { hasFrom, hasTo };

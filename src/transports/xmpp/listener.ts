@@ -12,7 +12,7 @@ import { C2sStream, type C2sTransport, type XmppContext } from './c2s.js';
 import type { StanzaSessions } from './stanza-session.js';
 import { ResumptionRegistry } from './stream-management.js';
 import { NS_STREAM_ERRORS, NS_STREAMS, StreamError, XmppStreamParser, namespaceOf } from './stream.js';
-import { ReadThrottle } from './throttle.js';
+import { ReadGate } from './throttle.js';
 import { XmppWebSockets, type UpgradeOptions } from './websocket.js';
 
 /** A connection whose client does not read is dropped once this much output waits for it. */
@@ -48,9 +48,7 @@ class TcpTransport implements C2sTransport {
   readonly remoteAddress: string;
   stream!: C2sStream;
   private readonly parser: XmppStreamParser;
-  private readonly throttle: ReadThrottle;
-  private pausedByStream = false;
-  private pausedByRate = false;
+  private readonly gate: ReadGate;
   /** After `<starttls/>`, a stream error or the end: input is ignored until the stream restarts. */
   private stopped = false;
   private ending = false;
@@ -71,10 +69,8 @@ class TcpTransport implements C2sTransport {
       },
       () => this.stream.limits,
     );
-    this.throttle = new ReadThrottle(config.xmpp.readBytesPerSecond, config.xmpp.readBurstSeconds, (paused) => {
-      this.pausedByRate = paused;
-      this.updateReading();
-    });
+    // The socket changes at STARTTLS: the gate pauses whichever is current.
+    this.gate = new ReadGate({ pause: () => this.socket.pause(), resume: () => this.socket.resume() }, config.xmpp);
     socket.setNoDelay(true);
   }
 
@@ -98,7 +94,7 @@ class TcpTransport implements C2sTransport {
   private onData(chunk: Buffer): void {
     if (this.stopped) return;
     this.stream.activity();
-    this.throttle.read(chunk.length);
+    this.gate.read(chunk.length);
     try {
       this.parser.write(chunk);
     } catch (err) {
@@ -125,7 +121,7 @@ class TcpTransport implements C2sTransport {
     this.parser.reset();
     this.stopped = false;
     this.attach();
-    this.updateReading();
+    this.gate.apply();
   }
 
   restart(): void {
@@ -139,24 +135,17 @@ class TcpTransport implements C2sTransport {
   }
 
   pause(): void {
-    this.pausedByStream = true;
-    this.updateReading();
+    this.gate.pause();
   }
 
   resume(): void {
-    this.pausedByStream = false;
-    this.updateReading();
-  }
-
-  private updateReading(): void {
-    if (this.pausedByStream || this.pausedByRate) this.socket.pause();
-    else this.socket.resume();
+    this.gate.resume();
   }
 
   end(): void {
     if (this.ending) return;
     this.ending = true;
-    this.throttle.stop();
+    this.gate.stop();
     this.releaseAdmission();
     const socket = this.socket;
     // The client answers with its own `</stream:stream>`; it is not waited for long.
@@ -174,7 +163,7 @@ class TcpTransport implements C2sTransport {
   }
 
   private onClose(): void {
-    this.throttle.stop();
+    this.gate.stop();
     this.releaseAdmission();
     this.stream.lost();
   }

@@ -36,3 +36,50 @@ export class ReadThrottle {
     this.timer = undefined;
   }
 }
+
+/**
+ * Whether a connection reads: it stops while its stream asks (stanzas waiting for their turn)
+ * or while the rate throttle says so, and reads again only when neither does.
+ */
+export class ReadGate {
+  private pausedByStream = false;
+  private pausedByRate = false;
+  private readonly throttle: ReadThrottle;
+
+  constructor(
+    private readonly target: { pause(): void; resume(): void },
+    limits: { readBytesPerSecond: number; readBurstSeconds: number },
+  ) {
+    this.throttle = new ReadThrottle(limits.readBytesPerSecond, limits.readBurstSeconds, (paused) => {
+      this.pausedByRate = paused;
+      this.apply();
+    });
+  }
+
+  /** `bytes` were read (counted against the rate). */
+  read(bytes: number): void {
+    this.throttle.read(bytes);
+  }
+
+  /** The stream wants no more input for now / again. */
+  pause(): void {
+    this.pausedByStream = true;
+    this.apply();
+  }
+
+  resume(): void {
+    this.pausedByStream = false;
+    this.apply();
+  }
+
+  /** The connection ends: no timer is left behind. */
+  stop(): void {
+    this.throttle.stop();
+  }
+
+  /** Pauses or resumes the target as the two causes say (also after the target changed: STARTTLS). */
+  apply(): void {
+    if (this.pausedByStream || this.pausedByRate) this.target.pause();
+    else this.target.resume();
+  }
+}

@@ -6,7 +6,7 @@ import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import { XmlLimitError, XmlParseError, parseXml } from '../../xml/parser.js';
 import { clientAddress } from '../../ximss/bindings/sockets.js';
 import { C2sStream, type C2sTransport, type XmppContext } from './c2s.js';
-import { ReadThrottle } from './throttle.js';
+import { ReadGate } from './throttle.js';
 import { NS_FRAMING, StreamError, namespaceOf } from './stream.js';
 
 /** The WebSocket subprotocol of RFC 7395. */
@@ -34,9 +34,7 @@ class WebSocketTransport implements C2sTransport {
   readonly secure: boolean;
   stream!: C2sStream;
   private stopped = false;
-  private pausedByStream = false;
-  private pausedByRate = false;
-  private readonly throttle: ReadThrottle;
+  private readonly gate: ReadGate;
 
   constructor(
     private readonly socket: WebSocket,
@@ -46,17 +44,14 @@ class WebSocketTransport implements C2sTransport {
   ) {
     this.remoteAddress = clientAddress(raw);
     this.secure = options.secure;
-    this.throttle = new ReadThrottle(context.config.xmpp.readBytesPerSecond, context.config.xmpp.readBurstSeconds, (paused) => {
-      this.pausedByRate = paused;
-      this.updateReading();
-    });
+    this.gate = new ReadGate(socket, context.config.xmpp);
   }
 
   attach(): void {
     this.socket.on('message', (data, isBinary) => this.onMessage(data, isBinary));
     this.socket.on('error', () => this.socket.terminate());
     this.socket.on('close', () => {
-      this.throttle.stop();
+      this.gate.stop();
       this.options.releaseAdmission();
       this.stream.lost();
     });
@@ -66,7 +61,7 @@ class WebSocketTransport implements C2sTransport {
     if (this.stopped) return;
     this.stream.activity();
     const bytes = Array.isArray(data) ? data.reduce((n, b) => n + b.length, 0) : data.byteLength;
-    this.throttle.read(bytes);
+    this.gate.read(bytes);
     try {
       const limits = this.stream.limits;
       if (isBinary) throw new StreamError('bad-format', 'XMPP frames are text');
@@ -108,22 +103,15 @@ class WebSocketTransport implements C2sTransport {
   }
 
   pause(): void {
-    this.pausedByStream = true;
-    this.updateReading();
+    this.gate.pause();
   }
 
   resume(): void {
-    this.pausedByStream = false;
-    this.updateReading();
-  }
-
-  private updateReading(): void {
-    if (this.pausedByStream || this.pausedByRate) this.socket.pause();
-    else this.socket.resume();
+    this.gate.resume();
   }
 
   end(): void {
-    this.throttle.stop();
+    this.gate.stop();
     this.options.releaseAdmission();
     this.socket.close(1000);
     // A client that never answers the close is dropped.
