@@ -740,3 +740,49 @@ describe('abuse: pretending to be a cluster node', () => {
     await assertServes(victim);
   });
 });
+
+describe('abuse: XMPP streams', () => {
+  let server: TestServer;
+  let victim: XimssClient;
+  let port: number;
+  before(async () => {
+    const { freePort } = await import('./helpers.js');
+    port = await freePort();
+    ({ server, victim } = await startAttacked({ ports: { ximss: 0, http: 0, smtp: 0, xmpp: port }, limits: { abusePerAddress: 3, abuseBlockSeconds: 60 } }));
+  });
+  after(() => server.stop());
+
+  const HEADER = "<?xml version='1.0'?><stream:stream to='example.test' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>";
+
+  /** Writes `data` after a stream header from `localAddress`; resolves with what came back once the server closed. */
+  const attack = (data: Buffer, localAddress: string): Promise<string> =>
+    new Promise((resolve) => {
+      const socket = net.connect({ port, host: '127.0.0.1', localAddress });
+      let text = '';
+      socket.on('data', (chunk) => (text += chunk.toString('utf8')));
+      socket.on('error', () => {});
+      socket.on('close', () => resolve(text));
+      socket.write(HEADER);
+      socket.write(data, () => {});
+    });
+
+  test('before authentication, 10 MB of nested elements and a 5 MB attribute end the stream with policy-violation at once; the server goes on', async () => {
+    const rss = watchRss();
+    const deep = await attack(Buffer.from('<message>' + '<a>'.repeat(3_500_000)), '127.0.0.21');
+    assert.match(deep, /<policy-violation xmlns='urn:ietf:params:xml:ns:xmpp-streams'\/>|<policy-violation xmlns="urn:ietf:params:xml:ns:xmpp-streams"\/>/);
+    const wide = await attack(Buffer.from(`<message to='${'x'.repeat(5 * 1024 * 1024)}'/>`), '127.0.0.22');
+    assert.match(wide, /policy-violation/);
+    await assertServes(victim);
+    assertWithinBudget(rss.stop(), 64 * 1024 * 1024);
+  });
+
+  test('an address that keeps sending malformed streams is blocked like any other abuse: its new connections close at once', async () => {
+    // limits.abusePerAddress is 3 here: three refused streams, then the block.
+    for (let i = 0; i < 3; i++) assert.match(await attack(Buffer.from('<message><</message>'), '127.0.0.23'), /not-well-formed|policy-violation/);
+    // Blocked now: the connection is closed without a stream.
+    assert.equal(await attack(Buffer.from('<presence/>'), '127.0.0.23'), '');
+    // Another address is served, and so is the XIMSS user.
+    assert.match(await attack(Buffer.from('<message><</message>'), '127.0.0.24'), /not-well-formed/);
+    await assertServes(victim);
+  });
+});
