@@ -1,4 +1,4 @@
-import { jidOf, parseJid, resourceOf, bareOf, tryJid } from '../services/im/jid.js';
+import { bareOf, jidOf, resourceOf, tryJid } from '../services/im/jid.js';
 import type { ImClient } from '../services/im/router.js';
 import { visible } from '../services/im/server-iq.js';
 import type { ImService } from '../services/im/service.js';
@@ -234,8 +234,8 @@ export function presenceMessage(peer: string, clientID: string | undefined, stan
 }
 
 /** A roster item as XIMSS shows it (spec "rosterItem"). */
-export function rosterItemMessage(item: RosterItem, id?: string): XmlElement {
-  const message = el('rosterItem', { id, peer: item.jid, name: item.name || undefined, subscription: item.subscription, ask: item.ask ? 'subscribe' : undefined });
+export function rosterItemMessage(item: RosterItem): XmlElement {
+  const message = el('rosterItem', { peer: item.jid, name: item.name || undefined, subscription: item.subscription, ask: item.ask ? 'subscribe' : undefined });
   for (const group of item.groups) message.add('group', undefined, group);
   return message;
 }
@@ -245,5 +245,3 @@ export function peerJid(peer: string | undefined): string | undefined {
   const jid = tryJid(peer?.trim());
   return jid && !jid.resource ? jid.bare : undefined;
 }
-
-export { parseJid };

@@ -273,12 +273,12 @@ export class ImService {
     const recipient = await this.accountOf(to.bare);
     if (!recipient) return bounce('service-unavailable', `${to.bare} does not exist`);
     if (await this.blocks(recipient.id, from)) return bounce('service-unavailable', 'the recipient does not take messages from you');
-    // A stanza-id claiming to be ours is the sender's forgery (XEP-0359 3.3).
-    stanza.children.splice(0, stanza.children.length, ...stanza.children.filter((c) => typeof c === 'string' || !(c.name === 'stanza-id' && c.attrs.xmlns === NS.stanzaId && c.attrs.by === to.bare)));
+    // A stanza-id claiming to be ours is the sender's forgery (XEP-0359 3.3); a message routed
+    // again (never acknowledged by a client) keeps the one the archive gave it.
+    if (!options.rerouted) stanza.children.splice(0, stanza.children.length, ...stanza.children.filter((c) => typeof c === 'string' || !(c.name === 'stanza-id' && c.attrs.xmlns === NS.stanzaId && c.attrs.by === to.bare)));
     const archived = !options.rerouted && type !== 'error' && type !== 'groupchat' && type !== 'headline' && hasContent(stanza) && this.archive.enabled && !noStore(stanza);
     if (archived && sender) this.archive.record(sender.id, { with: to.bare, outgoing: true, stanza });
     const copy = copyStanza(stanza);
-    if (options.rerouted) copy.children.push(...stanza.elements().filter((c) => c.name === 'stanza-id' && c.attrs.xmlns === NS.stanzaId && c.attrs.by === to.bare).slice(0, 0));
     if (archived) copy.append(el('stanza-id', { xmlns: NS.stanzaId, id: this.archive.record(recipient.id, { with: from.bare, outgoing: false, stanza }), by: to.bare }));
     this.metrics?.imStanzas.inc({ kind: 'message', direction: 'routed' });
     const delivered = this.deliverMessage(recipient, to, copy, type);
