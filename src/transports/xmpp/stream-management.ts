@@ -52,7 +52,8 @@ export class BoundResource implements StanzaOut {
   private ackRequested = false;
   /** Client state indication. */
   private inactive = false;
-  private held = new Map<string, XmlElement>();
+  /** Made when the client first says it is inactive (most never do: an empty Map costs 200 bytes a connection). */
+  private held: Map<string, XmlElement> | undefined;
   private resumeTimer: NodeJS.Timeout | undefined;
   private ended = false;
   /** What the session sent while binding: written after the bind result, which the client must see first. */
@@ -92,6 +93,7 @@ export class BoundResource implements StanzaOut {
     if (this.inactive) {
       const key = this.holdKey(stanza);
       if (key !== undefined) {
+        this.held ??= new Map();
         this.held.delete(key);
         this.held.set(key, stanza);
         return;
@@ -129,7 +131,7 @@ export class BoundResource implements StanzaOut {
   }
 
   private flushHeld(): void {
-    if (this.held.size === 0) return;
+    if (!this.held || this.held.size === 0) return;
     const held = [...this.held.values()];
     this.held.clear();
     for (const stanza of held) this.deliver(stanza);
@@ -245,7 +247,7 @@ export class BoundResource implements StanzaOut {
     const unacked = this.smEnabled && this.unacked.length > 0 ? this.unacked : undefined;
     this.unacked = [];
     // Held presence is stale by now; held chat states are not worth keeping.
-    this.held.clear();
+    this.held?.clear();
     this.session?.ended(unacked);
   }
 }

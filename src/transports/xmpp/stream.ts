@@ -1,7 +1,7 @@
 import { SaxesParser } from 'saxes';
 import { StringDecoder } from 'node:string_decoder';
 import { XmlElement } from '../../xml/element.js';
-import { isBlank, type XmlLimits } from '../../xml/parser.js';
+import { isBlank, newSaxesParser, type XmlLimits } from '../../xml/parser.js';
 
 /** The namespaces of the stream itself (RFC 6120 4.8) and of what it carries. */
 export const NS_STREAMS = 'http://etherx.jabber.org/streams';
@@ -156,7 +156,7 @@ export class XmppStreamParser {
   }
 
   private newSaxes(): SaxesParser {
-    const parser = new SaxesParser({ xmlns: false, position: true });
+    const parser = newSaxesParser({ xmlns: false, position: true });
     parser.on('opentagstart', (tag) => {
       if (this.stopped) return;
       const depth = this.stack.length;
