@@ -69,10 +69,10 @@ export class ImRouter {
   ) {
     this.unsubscribe.push(
       bus.on('imResource', (event, remote) => {
-        if (remote) void this.remoteResource(event);
+        if (remote) void this.remoteResource(event).catch((err: unknown) => this.log.error({ event: 'im.directory_update_failed', error: errorText(err) }, "another node's client could not be recorded"));
       }),
       bus.on('imStanza', (event) => {
-        if (event.node === this.node) void this.remoteStanza(event);
+        if (event.node === this.node) void this.remoteStanza(event).catch((err: unknown) => this.log.error({ event: 'im.relay_failed', error: errorText(err) }, 'a stanza from another node could not be delivered'));
       }),
       bus.on('resync', () => void this.reload()),
     );
@@ -106,6 +106,11 @@ export class ImRouter {
 
   resource(accountId: number, resource: string): KnownResource | undefined {
     return this.directory.get(accountId)?.get(resource);
+  }
+
+  /** Whether this client is registered here (attached and not yet gone). */
+  holds(client: ImClient): boolean {
+    return this.directory.get(client.account.id)?.get(client.resource)?.client === client;
   }
 
   /** This node's clients of the account. */

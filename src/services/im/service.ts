@@ -153,6 +153,8 @@ export class ImService {
 
   /** The client went: its contacts see it unavailable (when it was available). */
   async detach(client: ImClient): Promise<void> {
+    // Detached once: a client ended by the server (signalBind mode="kill") also ends on its own.
+    if (!this.router.holds(client)) return;
     if (client.available) await this.broadcastPresence(client, el('presence', { type: 'unavailable' }));
     else await this.endDirectedPresence(client);
     await this.router.unregister(client);

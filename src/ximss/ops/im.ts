@@ -22,7 +22,8 @@ const CLIENT_ID = /^[\x21-\x7e\u00a0-\uffff]{1,200}$/u;
 /** The session's IM client: the bound one, or (for sending only) an unregistered one. */
 function clientOf(ctx: SessionContext): XimssImClient {
   const session = ctx.session;
-  session.im ??= new XimssImClient(ctx.server.im, session, `ximss-${session.urlID.slice(-8)}`, () => {});
+  // A random name: the urlID, a bearer credential, must not show in the addresses peers see.
+  session.im ??= new XimssImClient(ctx.server.im, session, ctx.server.im.router.freeResource(session.account.id, undefined), () => {});
   return session.im;
 }
 
