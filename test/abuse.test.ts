@@ -745,24 +745,26 @@ describe('abuse: XMPP streams', () => {
   let server: TestServer;
   let victim: XimssClient;
   let port: number;
+  let s2sPort: number;
   before(async () => {
     const { freePort } = await import('./helpers.js');
     port = await freePort();
-    ({ server, victim } = await startAttacked({ ports: { ximss: 0, http: 0, smtp: 0, xmpp: port }, limits: { abusePerAddress: 3, abuseBlockSeconds: 60 } }));
+    s2sPort = await freePort();
+    ({ server, victim } = await startAttacked({ ports: { ximss: 0, http: 0, smtp: 0, xmpp: port, xmppS2s: s2sPort }, limits: { abusePerAddress: 3, abuseBlockSeconds: 60 } }));
   });
   after(() => server.stop());
 
   const HEADER = "<?xml version='1.0'?><stream:stream to='example.test' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>";
 
   /** Writes `data` after a stream header from `localAddress`; resolves with what came back once the server closed. */
-  const attack = (data: Buffer, localAddress: string): Promise<string> =>
+  const attack = (data: Buffer, localAddress: string, to = { port, header: HEADER }): Promise<string> =>
     new Promise((resolve) => {
-      const socket = net.connect({ port, host: '127.0.0.1', localAddress });
+      const socket = net.connect({ port: to.port, host: '127.0.0.1', localAddress });
       let text = '';
       socket.on('data', (chunk) => (text += chunk.toString('utf8')));
       socket.on('error', () => {});
       socket.on('close', () => resolve(text));
-      socket.write(HEADER);
+      socket.write(to.header);
       socket.write(data, () => {});
     });
 
@@ -772,6 +774,16 @@ describe('abuse: XMPP streams', () => {
     assert.match(deep, /<policy-violation xmlns='urn:ietf:params:xml:ns:xmpp-streams'\/>|<policy-violation xmlns="urn:ietf:params:xml:ns:xmpp-streams"\/>/);
     const wide = await attack(Buffer.from(`<message to='${'x'.repeat(5 * 1024 * 1024)}'/>`), '127.0.0.22');
     assert.match(wide, /policy-violation/);
+    await assertServes(victim);
+    assertWithinBudget(rss.stop(), 64 * 1024 * 1024);
+  });
+
+  test('a server stream (federation) that sends 10 MB of nesting before proving its domain is ended with a stream error at once', async () => {
+    const rss = watchRss();
+    const header = "<?xml version='1.0'?><stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' from='evil.example' to='example.test' version='1.0'>";
+    const answer = await attack(Buffer.from('<message>' + '<a>'.repeat(3_500_000)), '127.0.0.25', { port: s2sPort, header });
+    assert.match(answer, /<stream:error>/);
+    assert.match(answer, /policy-violation|not-authorized/);
     await assertServes(victim);
     assertWithinBudget(rss.stop(), 64 * 1024 * 1024);
   });
