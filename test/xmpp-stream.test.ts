@@ -19,7 +19,7 @@ import { parseClientFinal, parseClientFirst, ScramError } from '../src/services/
 import type { AccountRecord } from '../src/store/store.js';
 import { XmppListener } from '../src/transports/xmpp/listener.js';
 import { BindError, type StanzaOut, type StanzaSession, type StanzaSessions } from '../src/transports/xmpp/stanza-session.js';
-import { NS_STREAMS, XmppStreamParser, namespaceOf } from '../src/transports/xmpp/stream.js';
+import { NS_STREAMS, XmppStreamParser, completeUtf8, namespaceOf } from '../src/transports/xmpp/stream.js';
 import { el, XmlElement } from '../src/xml/element.js';
 import { parseXml } from '../src/xml/parser.js';
 import { HttpListener } from '../src/ximss/bindings/http.js';
@@ -145,17 +145,15 @@ class RawClient {
   restart(): void {
     this.header = undefined;
     const big = { depth: 64, elements: 100_000, attributes: 64, attributeChars: 1 << 20, textChars: 1 << 24, rootChildren: Infinity };
-    this.parser = new XmppStreamParser(
-      {
-        open: (attrs) => (this.header = attrs),
-        stanza: (element) => {
-          this.elements.push(element);
-          this.arrivals.push(`${element.name}#${element.attrs.id ?? ''}`);
-        },
-        close: () => (this.ended = true),
+    this.parser = new XmppStreamParser({
+      streamHeader: (attrs) => (this.header = attrs),
+      stanza: (element) => {
+        this.elements.push(element);
+        this.arrivals.push(`${element.name}#${element.attrs.id ?? ''}`);
       },
-      () => ({ xml: big, bytes: 1 << 24 }),
-    );
+      streamEnd: () => (this.ended = true),
+      limits: { xml: big, bytes: 1 << 24 },
+    });
   }
 
   static connect(port: number): Promise<RawClient> {
@@ -968,9 +966,11 @@ describe('XMPP client streams', () => {
     const events: boolean[] = [];
     let resumed: () => void = () => {};
     const resumedOnce = new Promise<void>((resolve) => (resumed = resolve));
-    const throttle = new ReadThrottle(1000, 1, (paused) => {
-      events.push(paused);
-      if (!paused) resumed();
+    const throttle = new ReadThrottle(1000, 1, {
+      throttled: (paused) => {
+        events.push(paused);
+        if (!paused) resumed();
+      },
     });
     throttle.read(900);
     assert.deepEqual(events, [], 'within the burst');
@@ -1022,11 +1022,38 @@ describe('XMPP client streams', () => {
 
   test('the stream parser: namespaces of top-level elements', () => {
     const found: XmlElement[] = [];
-    const parser = new XmppStreamParser(
-      { open: () => {}, stanza: (e) => found.push(e), close: () => {} },
-      () => ({ xml: { depth: 8, elements: 100, attributes: 8, attributeChars: 100, textChars: 100, rootChildren: Infinity }, bytes: 1000 }),
-    );
+    const parser = new XmppStreamParser({
+      streamHeader: () => {},
+      stanza: (e) => found.push(e),
+      streamEnd: () => {},
+      limits: { xml: { depth: 8, elements: 100, attributes: 8, attributeChars: 100, textChars: 100, rootChildren: Infinity }, bytes: 1000 },
+    });
     parser.write(`<s:stream xmlns:s='${NS_STREAMS}' xmlns='jabber:client'><message/><s:error/><a xmlns='${NS_SM}'/>`);
     assert.deepEqual(found.map((e) => namespaceOf(e, parser.prefix)), ['jabber:client', NS_STREAMS, NS_SM]);
+  });
+
+  test('the stream parser: characters split between reads at every byte arrive whole', () => {
+    const body = 'é€𝄞 ok';
+    const bytes = Buffer.from(`<stream:stream xmlns:stream='${NS_STREAMS}' xmlns='jabber:client'><message><body>${body}</body></message><message><body>${body}</body></message></stream:stream>`);
+    for (let cut = 1; cut < bytes.length; cut++) {
+      const bodies: string[] = [];
+      let ended = false;
+      const parser = new XmppStreamParser({
+        streamHeader: () => {},
+        stanza: (e) => bodies.push(e.element('body')?.text() ?? ''),
+        streamEnd: () => (ended = true),
+        limits: { xml: { depth: 8, elements: 100, attributes: 8, attributeChars: 100, textChars: 100, rootChildren: Infinity }, bytes: 1000 },
+      });
+      // Three reads: the cut, and a one-byte read right after it (a lone continuation byte).
+      parser.write(bytes.subarray(0, cut));
+      parser.write(bytes.subarray(cut, cut + 1));
+      parser.write(bytes.subarray(cut + 1));
+      assert.deepEqual(bodies, [body, body], `cut at ${cut}`);
+      assert.ok(ended, `cut at ${cut}: the end of the stream is read`);
+    }
+    assert.equal(completeUtf8(Buffer.from([0x61, 0xf0, 0x9d, 0x84])), 1, 'a four-byte character missing its last byte waits');
+    assert.equal(completeUtf8(Buffer.from([0x61, 0xf0, 0x9d, 0x84, 0x9e])), 5);
+    assert.equal(completeUtf8(Buffer.from([0xc3])), 0);
+    assert.equal(completeUtf8(Buffer.from([0x80, 0x80, 0x80, 0x80])), 4, 'stray continuation bytes are passed on (the decoder replaces them)');
   });
 });

@@ -261,6 +261,14 @@ export interface AccountRecord {
   credentialsVersion: number;
 }
 
+/** Who an account is, without its secrets or settings: what a long-lived connection keeps of it. */
+export type AccountIdentity = Pick<AccountRecord, 'id' | 'domain' | 'name'>;
+
+/** An account's identity on its own (the record, with its password hashes and settings, is let go). */
+export function accountIdentity(account: AccountIdentity): AccountIdentity {
+  return { id: account.id, domain: account.domain, name: account.name };
+}
+
 export interface NewAccount {
   domain: string;
   name: string;

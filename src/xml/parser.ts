@@ -16,16 +16,26 @@ interface SaxesHandlerFields {
   errorHandler: unknown;
   endHandler: unknown;
   readyHandler: unknown;
+  /** saxes' table of state methods: the prototype's methods, the same for every parser. */
+  stateTable: unknown[];
+  /** The entities it knows (XML's five underneath): never added to, since saxes reads no DTD. */
+  ENTITIES: Record<string, string>;
 }
+
+/** What every parser can share rather than hold a copy of (an XMPP connection holds a parser for its lifetime). */
+let sharedStateTable: unknown[] | undefined;
+let sharedEntities: Record<string, string> | undefined;
+const OPTIONS = { position: { xmlns: false, position: true }, noPosition: { xmlns: false, position: false } } as const;
 
 /**
  * A saxes parser that stays a fast object. saxes's `on()` adds each handler under a computed
  * name, and V8 turns an object that grows that way into a dictionary: about 5 KB per parser
  * instead of 2.4 KB, which every XMPP connection holds for its lifetime. Declaring the fields
- * by name first keeps the object's shape.
+ * by name first keeps the object's shape. Its table of states (prototype methods called with
+ * the parser as `this`), its entities and its options are shared.
  */
 export function newSaxesParser(options: { xmlns: false; position: boolean }): SaxesParser {
-  const parser = new SaxesParser(options);
+  const parser = new SaxesParser(options.position ? OPTIONS.position : OPTIONS.noPosition);
   const fields = parser as unknown as SaxesHandlerFields;
   fields.xmldeclHandler = undefined;
   fields.textHandler = undefined;
@@ -40,6 +50,8 @@ export function newSaxesParser(options: { xmlns: false; position: boolean }): Sa
   fields.errorHandler = undefined;
   fields.endHandler = undefined;
   fields.readyHandler = undefined;
+  fields.stateTable = sharedStateTable ??= fields.stateTable;
+  fields.ENTITIES = sharedEntities ??= Object.freeze(fields.ENTITIES);
   return parser;
 }
 

@@ -1,4 +1,4 @@
-import { NotFoundError, type AccountRecord } from '../../store/store.js';
+import { NotFoundError, type AccountIdentity } from '../../store/store.js';
 import type { RosterItem } from '../../store/im.js';
 import { SERVER_VERSION } from '../../version.js';
 import { el, type XmlElement } from '../../xml/element.js';
@@ -237,8 +237,9 @@ export class ServerIq {
   }
 
   /** An account's vCard from its Public Info (remote.ts answers other servers' users with it too). */
-  async vcardOf(account: AccountRecord): Promise<XmlElement> {
-    const fresh = (await this.im.accounts.getById(account.id)) ?? account;
+  async vcardOf(account: AccountIdentity): Promise<XmlElement> {
+    const fresh = await this.im.accounts.getById(account.id);
+    if (!fresh) return el('vCard', { xmlns: NS.vcard });
     const info: Settings = fresh.publicInfo;
     const text = (key: string): string | undefined => {
       for (const [name, value] of Object.entries(info)) if (name.toLowerCase() === key.toLowerCase() && typeof value === 'string' && value !== '') return value;

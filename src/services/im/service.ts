@@ -3,7 +3,7 @@ import type { EventBus } from '../../bus/bus.js';
 import type { Config } from '../../config.js';
 import { errorText, type Logger } from '../../log.js';
 import type { Metrics } from '../../metrics.js';
-import { NotFoundError, type AccountRecord, type Store } from '../../store/store.js';
+import { NotFoundError, type AccountIdentity, type AccountRecord, type Store } from '../../store/store.js';
 import { RosterFullError, type RosterChange, type RosterItem } from '../../store/im.js';
 import { el, type XmlElement } from '../../xml/element.js';
 import { fullName, type AccountService } from '../accounts.js';
@@ -523,7 +523,7 @@ export class ImService {
   // Rosters and subscriptions
 
   /** Changes an item of the account's roster and pushes the change to its clients on every node. */
-  private async changeRoster(account: AccountRecord, jid: string, decide: Parameters<Store['roster']['modify']>[2]): Promise<RosterChange> {
+  private async changeRoster(account: AccountIdentity, jid: string, decide: Parameters<Store['roster']['modify']>[2]): Promise<RosterChange> {
     let change: RosterChange;
     try {
       change = await this.store.roster.modify(account.id, jid, decide, this.limits.rosterItems);
@@ -539,7 +539,7 @@ export class ImService {
   }
 
   /** A roster `set`: the contact's name and groups (created with no subscription when new). */
-  async rosterUpdate(account: AccountRecord, contact: Jid, name: string, groups: string[]): Promise<void> {
+  async rosterUpdate(account: AccountIdentity, contact: Jid, name: string, groups: string[]): Promise<void> {
     if (groups.length > this.limits.rosterGroups) throw new ImError('not-acceptable', `a contact can be in at most ${this.limits.rosterGroups} groups`);
     if (contact.resource) throw new ImError('bad-request', 'a roster contact is a bare address');
     await this.changeRoster(account, contact.bare, subscriptions.update(contact.bare, name, groups));
@@ -549,7 +549,7 @@ export class ImService {
    * Removes a contact (RFC 6121 2.5): the subscriptions both ways are cancelled first
    * (`unsubscribe` and `unsubscribed` go to the contact), then the item goes.
    */
-  async rosterRemove(account: AccountRecord, contact: Jid): Promise<void> {
+  async rosterRemove(account: AccountIdentity, contact: Jid): Promise<void> {
     const item = await this.store.roster.get(account.id, contact.bare);
     if (!item) throw new ImError('item-not-found', `${contact.bare} is not in the roster`);
     if (subscriptions.hasTo(item.subscription) || item.ask) await this.subscriptionFromUser(account, 'unsubscribe', contact, '');
@@ -562,7 +562,7 @@ export class ImService {
    * and the stanza goes to the contact's server (here, for a local contact), which changes the
    * contact's item in turn. An answer `subscribed` is followed by the user's presence.
    */
-  async subscriptionFromUser(account: AccountRecord, type: subscriptions.SubscriptionType, contact: Jid, status: string, original?: XmlElement): Promise<void> {
+  async subscriptionFromUser(account: AccountIdentity, type: subscriptions.SubscriptionType, contact: Jid, status: string, original?: XmlElement): Promise<void> {
     const userJid = jidOf(account.name, account.domain).bare;
     if (contact.bare === userJid) throw new ImError('bad-request', 'a subscription to oneself');
     if (!contact.local && !(await this.isLocalDomain(contact.domain))) throw new ImError('remote-server-not-found', `${contact.domain} is not served here`);
@@ -601,7 +601,7 @@ export class ImService {
   }
 
   /** A subscription stanza from `from` (local, or on another server: remote.ts) arrives for the account (RFC 6121 3, the contact's side). */
-  async subscriptionToUser(account: AccountRecord, type: subscriptions.SubscriptionType, from: Jid, status: string, stanza: XmlElement): Promise<void> {
+  async subscriptionToUser(account: AccountIdentity, type: subscriptions.SubscriptionType, from: Jid, status: string, stanza: XmlElement): Promise<void> {
     if (await this.blocks(account.id, from)) return;
     const outcome = subscriptions.inbound(type, from.bare, status);
     let before: RosterItem | undefined;
@@ -647,7 +647,7 @@ export class ImService {
   }
 
   /** The account's available resources' presence (or their going) to a contact on another server. */
-  private presenceToRemote(account: AccountRecord, contact: Jid, what: 'current' | 'unavailable'): void {
+  private presenceToRemote(account: AccountIdentity, contact: Jid, what: 'current' | 'unavailable'): void {
     for (const r of this.router.resources(account.id)) {
       if (!r.record.available) continue;
       const from = jidOf(account.name, account.domain, r.record.resource).full;
@@ -662,16 +662,16 @@ export class ImService {
   }
 
   /** The account's roster groups (those of items and the empty ones). */
-  groups(account: AccountRecord): Promise<string[]> {
+  groups(account: AccountIdentity): Promise<string[]> {
     return this.store.roster.groups(account.id);
   }
 
-  async groupAdd(account: AccountRecord, name: string): Promise<void> {
+  async groupAdd(account: AccountIdentity, name: string): Promise<void> {
     if (!(await this.store.roster.addGroup(account.id, name, this.limits.rosterGroups))) throw new ImError('conflict', `group ${name} exists already, or there are too many groups`);
   }
 
   /** Renames a group (`to`), or deletes it (`to` null); the items changed get pushed. */
-  async groupRename(account: AccountRecord, from: string, to: string | null): Promise<void> {
+  async groupRename(account: AccountIdentity, from: string, to: string | null): Promise<void> {
     let result: { items: RosterItem[]; version: number };
     try {
       result = await this.store.roster.renameGroup(account.id, from, to);
@@ -685,7 +685,7 @@ export class ImService {
   // -------------------------------------------------------------------------------------
   // Block lists (XEP-0191)
 
-  async block(account: AccountRecord, jids: string[]): Promise<void> {
+  async block(account: AccountIdentity, jids: string[]): Promise<void> {
     if (!(await this.store.blocking.add(account.id, jids, this.limits.blockedItems))) throw new ImError('resource-constraint', `at most ${this.limits.blockedItems} addresses can be blocked`);
     this.bus.publish('blockingChanged', { accountId: account.id, blocked: jids, unblocked: [] });
     // A blocked contact sees the user go (XEP-0191 3.3).
@@ -703,7 +703,7 @@ export class ImService {
     }
   }
 
-  async unblock(account: AccountRecord, jids: string[] | undefined): Promise<void> {
+  async unblock(account: AccountIdentity, jids: string[] | undefined): Promise<void> {
     const removed = await this.store.blocking.remove(account.id, jids);
     this.bus.publish('blockingChanged', { accountId: account.id, blocked: [], unblocked: jids === undefined ? 'all' : removed });
   }

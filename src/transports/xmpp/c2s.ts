@@ -5,7 +5,7 @@ import type { Logger } from '../../log.js';
 import type { Metrics } from '../../metrics.js';
 import type { AuthService } from '../../services/auth.js';
 import type { ConnectionLimiter } from '../../services/connections.js';
-import type { AccountRecord } from '../../store/store.js';
+import { accountIdentity, type AccountIdentity } from '../../store/store.js';
 import { el, escapeAttr, serialize, XmlElement } from '../../xml/element.js';
 import type { XmlLimits } from '../../xml/parser.js';
 import { NS_SASL, SaslFailure, SaslNegotiation, saslFailureElement } from './sasl.js';
@@ -71,8 +71,20 @@ type Item = { kind: 'header'; attrs: Record<string, string> } | { kind: 'element
 
 type State = 'header' | 'negotiating' | 'authenticated' | 'bound' | 'closed';
 
+/** Each configuration's two sets of limits, made once: every stream shares them. */
+const limitsByConfig = new WeakMap<Config, { before: StanzaLimits; after: StanzaLimits }>();
+
 /** The guard's limits for a stanza, tighter before authentication. */
 export function stanzaLimits(config: Config, authenticated: boolean): StanzaLimits {
+  let both = limitsByConfig.get(config);
+  if (!both) {
+    both = { before: makeStanzaLimits(config, false), after: makeStanzaLimits(config, true) };
+    limitsByConfig.set(config, both);
+  }
+  return authenticated ? both.after : both.before;
+}
+
+function makeStanzaLimits(config: Config, authenticated: boolean): StanzaLimits {
   const { limits, xmpp } = config;
   const xml: XmlLimits = {
     depth: limits.xmlDepth,
@@ -99,15 +111,16 @@ export function stanzaLimits(config: Config, authenticated: boolean): StanzaLimi
  */
 export class C2sStream implements ResourceStream {
   private state: State = 'header';
-  private readonly queue: Item[] = [];
+  private queue: Item[] = [];
   private pumping = false;
   private paused = false;
   private id = '';
   /** The domain the client opened the stream to. */
   domain = '';
-  private account: AccountRecord | undefined;
+  private account: AccountIdentity | undefined;
   private resource: BoundResource | undefined;
-  private readonly sasl: SaslNegotiation;
+  /** Until authentication. */
+  private sasl: SaslNegotiation | undefined;
   private saslFailures = 0;
   /** Set when the server ends the stream on purpose: the resource then ends too (no resumption). */
   private deliberate = false;
@@ -119,8 +132,6 @@ export class C2sStream implements ResourceStream {
   private pingPending = false;
   private readonly log: Logger;
   private readonly opened = Date.now();
-  private readonly preAuthLimits: StanzaLimits;
-  private authenticatedLimits: StanzaLimits | undefined;
 
   constructor(
     private readonly context: XmppContext,
@@ -128,7 +139,6 @@ export class C2sStream implements ResourceStream {
     private readonly onClosed: (stream: C2sStream) => void,
   ) {
     this.sasl = new SaslNegotiation(context.auth, context.config.xmpp.requireTls);
-    this.preAuthLimits = stanzaLimits(context.config, false);
     this.log = context.log;
     this.loginTimer = setTimeout(() => this.close('connection-timeout', 'no authentication in time'), context.config.limits.loginSeconds * 1000);
     this.loginTimer.unref();
@@ -146,7 +156,7 @@ export class C2sStream implements ResourceStream {
 
   /** The stream's limits now (the parser asks at each element). */
   get limits(): StanzaLimits {
-    return this.account ? (this.authenticatedLimits ??= stanzaLimits(this.context.config, true)) : this.preAuthLimits;
+    return stanzaLimits(this.context.config, this.account !== undefined);
   }
 
   // --- input from the transport ---
@@ -160,10 +170,11 @@ export class C2sStream implements ResourceStream {
   element(element: XmlElement, ns: string): void {
     // What follows `<starttls/>` in clear text is never read (STARTTLS command injection).
     if (ns === NS_TLS && element.name === 'starttls') this.transport.stopReading();
-    if (ns === NS_SASL && this.sasl.awaitingResponse) {
-      if (element.name === 'response' || element.name === 'abort') return this.sasl.response(element);
+    const sasl = this.sasl;
+    if (ns === NS_SASL && sasl?.awaitingResponse) {
+      if (element.name === 'response' || element.name === 'abort') return sasl.response(element);
       // A new `<auth/>` in the middle of an exchange aborts it (RFC 6120 6.4.4).
-      if (element.name === 'auth') this.sasl.response(new XmlElement('abort'));
+      if (element.name === 'auth') sasl.response(new XmlElement('abort'));
     }
     // Stanzas look the same whichever transport brought them (WebSocket frames say their namespace).
     if (ns === NS_CLIENT && element.attrs.xmlns === NS_CLIENT) delete element.attrs.xmlns;
@@ -233,6 +244,8 @@ export class C2sStream implements ResourceStream {
     } finally {
       this.pumping = false;
     }
+    // An idle stream keeps no room for the largest burst it ever had.
+    if (this.queue.length === 0) this.queue = [];
     if (this.paused && this.state !== 'closed') {
       this.paused = false;
       this.transport.resume();
@@ -291,7 +304,7 @@ export class C2sStream implements ResourceStream {
         const starttls = features.add('starttls', { xmlns: NS_TLS });
         if (this.context.config.xmpp.requireTls) starttls.add('required');
       }
-      const mechanisms = this.sasl.mechanisms(this.secure);
+      const mechanisms = this.sasl?.mechanisms(this.secure) ?? [];
       if (mechanisms.length > 0) features.append(el('mechanisms', { xmlns: NS_SASL }, ...mechanisms.map((m) => el('mechanism', {}, m))));
       return features;
     }
@@ -340,6 +353,7 @@ export class C2sStream implements ResourceStream {
   private async authenticate(auth: XmlElement): Promise<void> {
     let outcome;
     try {
+      if (!this.sasl) throw new StreamError('not-authorized', 'authenticated already');
       outcome = await this.sasl.authenticate(this, auth);
     } catch (err) {
       if (!(err instanceof SaslFailure)) throw err;
@@ -350,7 +364,8 @@ export class C2sStream implements ResourceStream {
     }
     if (this.state === 'closed') return;
     const { account } = outcome.authenticated;
-    this.account = account;
+    this.account = accountIdentity(account);
+    this.sasl = undefined;
     this.transport.releaseAdmission();
     this.log.info(
       { event: 'xmpp.authenticated', address: this.remoteAddress, user: `${account.name}@${account.domain}`, mechanism: auth.attrs.mechanism, transport: this.transport.kind },
@@ -407,6 +422,7 @@ export class C2sStream implements ResourceStream {
   /** Bound (or resumed): the login deadline gives way to the idle ping. */
   private boundNow(): void {
     clearTimeout(this.loginTimer);
+    this.loginTimer = undefined;
     const seconds = this.context.config.xmpp.pingSeconds;
     this.idleTimer = setTimeout(() => this.idle(), seconds * 1000);
     this.idleTimer.unref();
@@ -560,7 +576,7 @@ export class C2sStream implements ResourceStream {
     this.cleaned = true;
     clearTimeout(this.loginTimer);
     clearTimeout(this.idleTimer);
-    this.sasl.cancel();
+    this.sasl?.cancel();
     const resource = this.resource;
     if (resource) resource.detach(this, !this.deliberate, this.context.config.xmpp.resumeSeconds);
     this.context.metrics?.xmppConnections.dec({ transport: this.transport.kind });

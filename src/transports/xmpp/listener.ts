@@ -6,12 +6,12 @@ import type { Logger } from '../../log.js';
 import type { Metrics } from '../../metrics.js';
 import type { AuthService } from '../../services/auth.js';
 import { BLOCKED, type Admission, type ConnectionLimiter } from '../../services/connections.js';
-import { escapeText } from '../../xml/element.js';
+import { escapeText, type XmlElement } from '../../xml/element.js';
 import { clientAddress, listen, refuseConnection, serverTls } from '../../ximss/bindings/sockets.js';
 import { C2sStream, type C2sTransport, type XmppContext } from './c2s.js';
 import type { StanzaSessions } from './stanza-session.js';
 import { ResumptionRegistry } from './stream-management.js';
-import { NS_STREAM_ERRORS, NS_STREAMS, StreamError, XmppStreamParser, namespaceOf } from './stream.js';
+import { NS_STREAM_ERRORS, NS_STREAMS, StreamError, XmppStreamParser, namespaceOf, type StanzaLimits, type StreamHandler } from './stream.js';
 import { ReadGate } from './throttle.js';
 import { XmppWebSockets, type UpgradeOptions } from './websocket.js';
 
@@ -43,7 +43,7 @@ export interface XmppListenerOptions {
  * XMPP over TCP: one XML stream each way, STARTTLS on the plain port, TLS from the first
  * byte on the direct-TLS port.
  */
-class TcpTransport implements C2sTransport {
+class TcpTransport implements C2sTransport, StreamHandler {
   readonly framed = false;
   readonly remoteAddress: string;
   stream!: C2sStream;
@@ -61,16 +61,8 @@ class TcpTransport implements C2sTransport {
     config: Config,
   ) {
     this.remoteAddress = clientAddress(socket);
-    this.parser = new XmppStreamParser(
-      {
-        open: (attrs) => this.stream.header(attrs),
-        stanza: (element) => this.stream.element(element, namespaceOf(element, this.parser.prefix)),
-        close: () => this.stream.end(),
-      },
-      () => this.stream.limits,
-    );
-    // The socket changes at STARTTLS: the gate pauses whichever is current.
-    this.gate = new ReadGate({ pause: () => this.socket.pause(), resume: () => this.socket.resume() }, config.xmpp);
+    this.parser = new XmppStreamParser(this);
+    this.gate = new ReadGate(socket, config.xmpp);
     socket.setNoDelay(true);
   }
 
@@ -81,6 +73,24 @@ class TcpTransport implements C2sTransport {
     socket.on('error', () => socket.destroy());
     socket.on('close', () => this.onClose());
     socket.on('end', () => this.stream.inputEnded());
+  }
+
+  // --- what the parser reads (StreamHandler) ---
+
+  streamHeader(attrs: Record<string, string>): void {
+    this.stream.header(attrs);
+  }
+
+  stanza(element: XmlElement): void {
+    this.stream.element(element, namespaceOf(element, this.parser.prefix));
+  }
+
+  streamEnd(): void {
+    this.stream.end();
+  }
+
+  get limits(): StanzaLimits {
+    return this.stream.limits;
   }
 
   get secure(): boolean {
@@ -121,7 +131,7 @@ class TcpTransport implements C2sTransport {
     this.parser.reset();
     this.stopped = false;
     this.attach();
-    this.gate.apply();
+    this.gate.retarget(this.socket);
   }
 
   restart(): void {
@@ -183,6 +193,8 @@ export class XmppListener {
   private readonly context: XmppContext;
   private readonly webSockets: XmppWebSockets;
   private closing: Promise<void> | undefined;
+  /** Every stream's way out of `connections` (one function for all of them). */
+  private readonly untrack = (stream: C2sStream): void => void this.connections.delete(stream);
 
   constructor(private readonly options: XmppListenerOptions) {
     const log = options.log.child({ component: 'xmpp' });
@@ -197,11 +209,7 @@ export class XmppListener {
       connections: options.connections,
       resumption: new ResumptionRegistry(),
     };
-    this.webSockets = new XmppWebSockets(
-      this.context,
-      (stream) => this.connections.add(stream),
-      (stream) => this.connections.delete(stream),
-    );
+    this.webSockets = new XmppWebSockets(this.context, (stream) => this.connections.add(stream), this.untrack);
   }
 
   private server(direct: boolean): net.Server {
@@ -215,7 +223,7 @@ export class XmppListener {
       }
       const socket = direct ? serverTls(raw, this.options.tls!) : raw;
       const transport = new TcpTransport(socket, direct ? 'tls' : 'tcp', this.options.tls, admission, this.options.config);
-      const stream = new C2sStream(this.context, transport, (closed) => this.connections.delete(closed));
+      const stream = new C2sStream(this.context, transport, this.untrack);
       transport.stream = stream;
       this.connections.add(stream);
       transport.attach();

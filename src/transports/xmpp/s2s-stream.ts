@@ -70,9 +70,10 @@ export class S2sSocket {
   }
 
   private newParser(): XmppStreamParser {
+    const connection = this;
     return new XmppStreamParser(
       {
-        open: (attrs) => {
+        streamHeader: (attrs) => {
           this.header = attrs;
           this.enqueue(() => this.handler.header(attrs));
         },
@@ -82,9 +83,11 @@ export class S2sSocket {
           if (name === 'starttls') this.stopReading();
           this.enqueue(() => this.handler.element(element, ns, name));
         },
-        close: () => this.enqueue(() => this.handler.ended()),
+        streamEnd: () => this.enqueue(() => this.handler.ended()),
+        get limits() {
+          return stanzaLimits(connection.config, connection.authenticated);
+        },
       },
-      () => stanzaLimits(this.config, this.authenticated),
       NS_SERVER,
     );
   }

@@ -5,7 +5,7 @@ import { rosterItemElement, visible } from '../../services/im/server-iq.js';
 import { newStanzaId, type ImService } from '../../services/im/service.js';
 import { NS } from '../../services/im/stanzas.js';
 import type { RosterItem } from '../../store/im.js';
-import type { AccountRecord } from '../../store/store.js';
+import type { AccountIdentity } from '../../store/store.js';
 import { el, type XmlElement } from '../../xml/element.js';
 import { BindError, type StanzaOut, type StanzaSession, type StanzaSessions } from './stanza-session.js';
 
@@ -21,15 +21,20 @@ class XmppClient implements ImClient, StanzaSession {
   priority = 0;
   presence: XmlElement | undefined;
   carbons = false;
-  readonly directed = new Set<string>();
+  /** Made when the client first sends directed presence (most never do). */
+  private directed_: Set<string> | undefined;
   private ended_ = false;
 
   constructor(
     private readonly im: ImService,
-    public account: AccountRecord,
+    public account: AccountIdentity,
     readonly resource: string,
     private readonly out: StanzaOut,
   ) {}
+
+  get directed(): Set<string> {
+    return (this.directed_ ??= new Set());
+  }
 
   get jid(): string {
     return jidOf(this.account.name, this.account.domain, this.resource).full;
@@ -84,7 +89,7 @@ class XmppClient implements ImClient, StanzaSession {
 export class XmppSessions implements StanzaSessions {
   constructor(private readonly im: ImService) {}
 
-  async bind(account: AccountRecord, requested: string | undefined, out: StanzaOut): Promise<StanzaSession> {
+  async bind(account: AccountIdentity, requested: string | undefined, out: StanzaOut): Promise<StanzaSession> {
     for (let attempt = 0; attempt < 3; attempt++) {
       const resource = this.im.router.freeResource(account.id, attempt === 0 ? requested : undefined);
       const client = new XmppClient(this.im, account, resource, out);

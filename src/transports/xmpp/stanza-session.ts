@@ -1,4 +1,4 @@
-import type { AccountRecord } from '../../store/store.js';
+import type { AccountIdentity } from '../../store/store.js';
 import type { XmlElement } from '../../xml/element.js';
 
 /**
@@ -47,7 +47,7 @@ export interface StanzaSessions {
    * chooses one otherwise or when that one is taken by a client that stays) and starts its
    * session. Throws BindError when the account may not have more.
    */
-  bind(account: AccountRecord, requested: string | undefined, out: StanzaOut): Promise<StanzaSession>;
+  bind(account: AccountIdentity, requested: string | undefined, out: StanzaOut): Promise<StanzaSession>;
   /** Features the stream offers after binding (e.g. `<sm xmlns='urn:xmpp:sm:3'/>`, `<ver xmlns='urn:xmpp:features:rosterver'/>`). */
   streamFeatures(): XmlElement[];
 }

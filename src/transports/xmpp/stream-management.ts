@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import type { AccountRecord } from '../../store/store.js';
+import type { AccountIdentity } from '../../store/store.js';
 import { el, type XmlElement } from '../../xml/element.js';
 import type { StanzaOut, StanzaSession } from './stanza-session.js';
 
@@ -60,7 +60,7 @@ export class BoundResource implements StanzaOut {
   private beforeBound: XmlElement[] | undefined = [];
 
   constructor(
-    readonly account: AccountRecord,
+    readonly account: AccountIdentity,
     stream: ResourceStream,
     private readonly registry: ResumptionRegistry,
   ) {
@@ -281,7 +281,7 @@ export class ResumptionRegistry {
   }
 
   /** The resource `id` names, if it belongs to `account`. */
-  find(id: string, account: AccountRecord): BoundResource | undefined {
+  find(id: string, account: AccountIdentity): BoundResource | undefined {
     const resource = this.byId.get(id);
     return resource && resource.account.id === account.id ? resource : undefined;
   }

@@ -11,7 +11,8 @@ export class ReadThrottle {
   constructor(
     private readonly bytesPerSecond: number,
     private readonly burstSeconds: number,
-    private readonly pause: (paused: boolean) => void,
+    /** Told when reading must stop (true) and when it may go on (false). */
+    private readonly owner: { throttled(paused: boolean): void },
   ) {
     this.tokens = bytesPerSecond * burstSeconds;
   }
@@ -23,10 +24,10 @@ export class ReadThrottle {
     this.last = now;
     this.tokens -= bytes;
     if (this.tokens >= 0 || this.timer) return;
-    this.pause(true);
+    this.owner.throttled(true);
     this.timer = setTimeout(() => {
       this.timer = undefined;
-      this.pause(false);
+      this.owner.throttled(false);
     }, Math.ceil((-this.tokens / this.bytesPerSecond) * 1000));
     this.timer.unref();
   }
@@ -47,13 +48,11 @@ export class ReadGate {
   private readonly throttle: ReadThrottle;
 
   constructor(
-    private readonly target: { pause(): void; resume(): void },
+    /** What is paused: the socket (another one after STARTTLS, see retarget()). */
+    private target: { pause(): void; resume(): void },
     limits: { readBytesPerSecond: number; readBurstSeconds: number },
   ) {
-    this.throttle = new ReadThrottle(limits.readBytesPerSecond, limits.readBurstSeconds, (paused) => {
-      this.pausedByRate = paused;
-      this.apply();
-    });
+    this.throttle = new ReadThrottle(limits.readBytesPerSecond, limits.readBurstSeconds, this);
   }
 
   /** `bytes` were read (counted against the rate). */
@@ -72,13 +71,25 @@ export class ReadGate {
     this.apply();
   }
 
+  /** The rate throttle's word (ReadThrottle). */
+  throttled(paused: boolean): void {
+    this.pausedByRate = paused;
+    this.apply();
+  }
+
   /** The connection ends: no timer is left behind. */
   stop(): void {
     this.throttle.stop();
   }
 
-  /** Pauses or resumes the target as the two causes say (also after the target changed: STARTTLS). */
-  apply(): void {
+  /** Reading goes on through another socket (TLS over the TCP one, after STARTTLS), paused as the causes say. */
+  retarget(target: { pause(): void; resume(): void }): void {
+    this.target = target;
+    this.apply();
+  }
+
+  /** Pauses or resumes the target as the two causes say. */
+  private apply(): void {
     if (this.pausedByStream || this.pausedByRate) this.target.pause();
     else this.target.resume();
   }
