@@ -23,6 +23,7 @@ import { SmtpWire, authPlain } from './fixtures/smtp-wire.js';
 import {
   awaitNotifies,
   eventually,
+  expectError,
   expectOk,
   FolderModel,
   freePort,
@@ -251,6 +252,24 @@ describe('IM and presence across nodes', () => {
     } finally {
       await phone.close();
     }
+  });
+
+  test('signalBind mode="kill" ends the session holding the clientID on the other node, and takes the name', async () => {
+    const cat = await newAccount('imcat');
+    const onA = await login(a, cat);
+    expectOk(await onA.request('<signalBind clientID="desk" presence="yes"/>'));
+    const onB = await login(b, cat);
+    // mode="fixed" is refused while node 1 holds the name.
+    expectError(await onB.request('<signalBind clientID="desk" mode="fixed"/>'), /in use/);
+    expectOk(await onB.request('<signalBind clientID="desk" mode="kill" presence="yes"/>'));
+    await onA.waitClosed();
+    // The name is node 2's now: a message to cat/desk reaches it.
+    const dog = await newAccount('imdog');
+    const other = await login(a, dog);
+    expectOk(await other.request('<signalBind clientID="x"/>'));
+    expectOk(await other.request(`<sendIM peer="${cat}" clientID="desk">are you there?</sendIM>`));
+    const read = await onB.takeAsync('readIM', (m) => m.text() === 'are you there?');
+    assert.equal(read.attrs.peer, dog);
   });
 });
 

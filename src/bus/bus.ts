@@ -41,6 +41,8 @@ export interface BusEvents {
    * waits in the shared state under `key` instead.
    */
   imStanza: { node: string; accountId: number; resource?: string; xml?: string; key?: string };
+  /** The client `resource` of the account, on node `node`, is to end (signalBind mode="kill" on another node). */
+  imEnd: { node: string; accountId: number; resource: string; reason: string };
   /**
    * A stanza for a group chat room hosted on node `node` (src/services/im/muc.ts), from a client
    * of account `accountId` on node `origin` (its full JID is the stanza's `from`); `key` as for imStanza.
@@ -85,6 +87,7 @@ const SHARED_TOPICS: ReadonlySet<string> = new Set<SharedTopic>([
   'endSessions',
   'imResource',
   'imStanza',
+  'imEnd',
   'mucStanza',
   'rosterChanged',
   'blockingChanged',

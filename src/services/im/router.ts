@@ -74,8 +74,26 @@ export class ImRouter {
       bus.on('imStanza', (event) => {
         if (event.node === this.node) void this.remoteStanza(event).catch((err: unknown) => this.log.error({ event: 'im.relay_failed', error: errorText(err) }, 'a stanza from another node could not be delivered'));
       }),
+      bus.on('imEnd', (event) => {
+        if (event.node === this.node) this.directory.get(event.accountId)?.get(event.resource)?.client?.end(event.reason);
+      }),
       bus.on('resync', () => void this.reload()),
     );
+  }
+
+  /**
+   * Ends the account's client `resource` on another node, and waits (up to `waitMs`) until it
+   * is gone from the directory; false when it is still there.
+   */
+  async endRemote(accountId: number, resource: string, reason: string, waitMs = 5000): Promise<boolean> {
+    const known = this.resource(accountId, resource);
+    if (!known || known.client) return known === undefined;
+    this.bus.publish('imEnd', { node: known.record.node, accountId, resource, reason });
+    for (let waited = 0; this.resource(accountId, resource) === known; waited += 20) {
+      if (waited >= waitMs) return false;
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    return true;
   }
 
   /** Reads every live resource of the cluster (at start, and after missed events). */
@@ -170,8 +188,12 @@ export class ImRouter {
     if (!known || known.client !== client) return;
     resources!.delete(client.resource);
     if (resources!.size === 0) this.directory.delete(client.account.id);
-    this.bus.publish('imResource', { ...this.event(known.record), gone: true });
-    await this.store.resources.remove(client.account.id, client.resource, this.node);
+    try {
+      await this.store.resources.remove(client.account.id, client.resource, this.node);
+    } finally {
+      // Told once the record is gone: a node that waits for the name (end()) may then take it.
+      this.bus.publish('imResource', { ...this.event(known.record), gone: true });
+    }
   }
 
   /** Hands a stanza to one resource of the account, here or on its node; false when there is no such resource. */

@@ -25,6 +25,31 @@ const SASL_ATTEMPTS = 3;
 /** Items (stanzas) received and waiting to be handled beyond which reading pauses; before binding, one at a time. */
 const QUEUE_HIGH_WATER = 64;
 
+/**
+ * The coarse clock of a listener's streams: one interval, not a timer per connection, keeps
+ * every login deadline and idle ping (XmppListener calls tick()). Times are counted in ticks,
+ * small integers that a stream stores without allocating.
+ */
+export class StreamClock {
+  /** Ticks since the listener started. */
+  now = 0;
+  readonly tickMs: number;
+
+  constructor(config: Config) {
+    // A quarter of the shortest of the two, between 50 ms (tests) and a second.
+    const shortest = Math.min(config.limits.loginSeconds, config.xmpp.pingSeconds) * 1000;
+    this.tickMs = Math.min(1000, Math.max(50, Math.floor(shortest / 4)));
+  }
+
+  /** Ticks in `seconds` (at least one). */
+  ticks(seconds: number): number {
+    return Math.max(1, Math.ceil((seconds * 1000) / this.tickMs));
+  }
+}
+
+/** How the ids of the server's pings (XEP-0199) begin, on every stream: their answers are recognised by it. */
+const PING_ID = `ping-${randomBytes(6).toString('hex')}-`;
+
 /** Everything a client stream needs of the server (XmppListener builds it once). */
 export interface XmppContext {
   readonly sessions: StanzaSessions;
@@ -37,6 +62,7 @@ export interface XmppContext {
   readonly metrics: Metrics | undefined;
   readonly connections: ConnectionLimiter;
   readonly resumption: ResumptionRegistry;
+  readonly clock: StreamClock;
 }
 
 /** How a stream reaches its client: TCP (with STARTTLS or direct TLS) or WebSocket frames. */
@@ -114,7 +140,6 @@ export class C2sStream implements ResourceStream {
   private queue: Item[] = [];
   private pumping = false;
   private paused = false;
-  private id = '';
   /** The domain the client opened the stream to. */
   domain = '';
   private account: AccountIdentity | undefined;
@@ -125,13 +150,11 @@ export class C2sStream implements ResourceStream {
   /** Set when the server ends the stream on purpose: the resource then ends too (no resumption). */
   private deliberate = false;
   private headerSent = false;
-  private loginTimer: NodeJS.Timeout | undefined;
-  private idleTimer: NodeJS.Timeout | undefined;
-  /** The id of the last ping sent (its answer is the stream's), and whether it is still unanswered. */
-  private pingId: string | undefined;
-  private pingPending = false;
+  /** When (StreamClock ticks) the stream opened, last heard from its client, and sent a ping still unanswered (-1: none). */
+  private readonly openedAt: number;
+  private heardAt: number;
+  private pingSentAt = -1;
   private readonly log: Logger;
-  private readonly opened = Date.now();
 
   constructor(
     private readonly context: XmppContext,
@@ -140,8 +163,7 @@ export class C2sStream implements ResourceStream {
   ) {
     this.sasl = new SaslNegotiation(context.auth, context.config.xmpp.requireTls);
     this.log = context.log;
-    this.loginTimer = setTimeout(() => this.close('connection-timeout', 'no authentication in time'), context.config.limits.loginSeconds * 1000);
-    this.loginTimer.unref();
+    this.openedAt = this.heardAt = context.clock.now;
     context.metrics?.xmppConnections.inc({ transport: transport.kind });
     this.log.info({ event: 'xmpp.connected', address: transport.remoteAddress, transport: transport.kind }, 'XMPP client connected');
   }
@@ -204,8 +226,29 @@ export class C2sStream implements ResourceStream {
 
   /** Data arrived: the stream is alive. */
   activity(): void {
-    this.pingPending = false;
-    this.idleTimer?.refresh();
+    this.heardAt = this.context.clock.now;
+    this.pingSentAt = -1;
+  }
+
+  /**
+   * The listener's clock ticked: a stream not bound by loginSeconds is closed; a bound one
+   * silent for pingSeconds is pinged (XEP-0199), and closed when silent as long again.
+   */
+  tick(): void {
+    const { clock, config } = this.context;
+    if (this.state === 'closed') return;
+    const now = clock.now;
+    if (this.state !== 'bound') {
+      if (now - this.openedAt >= clock.ticks(config.limits.loginSeconds)) this.close('connection-timeout', 'no authentication in time');
+      return;
+    }
+    const ping = clock.ticks(config.xmpp.pingSeconds);
+    if (this.pingSentAt >= 0) {
+      if (now - this.pingSentAt >= ping) this.close('connection-timeout', 'the client stopped answering');
+    } else if (now - this.heardAt >= ping) {
+      this.pingSentAt = now;
+      this.write(el('iq', { type: 'get', id: `${PING_ID}${now}`, from: this.domain, to: this.resource?.session?.jid }, el('ping', { xmlns: NS_PING })));
+    }
   }
 
   /** The input broke a rule (malformed XML, a limit). */
@@ -269,7 +312,6 @@ export class C2sStream implements ResourceStream {
     if (this.state !== 'header') throw new StreamError('not-well-formed', 'a second stream header');
     const to = (attrs.to ?? '').toLowerCase();
     const restart = this.domain !== '';
-    this.id = randomBytes(12).toString('base64url');
     if (this.transport.framed && attrs.xmlns !== NS_FRAMING) {
       this.sendHeader(to || this.context.config.defaultDomain);
       throw new StreamError('invalid-namespace', `<open/> must be in ${NS_FRAMING}`);
@@ -292,7 +334,8 @@ export class C2sStream implements ResourceStream {
   private sendHeader(from: string): void {
     if (this.headerSent) return;
     this.headerSent = true;
-    const common = `id="${escapeAttr(this.id)}" from="${escapeAttr(from)}" version="1.0" xml:lang="en"`;
+    // A new id for each header (RFC 6120 4.7.3), not kept: nothing refers to it afterwards.
+    const common = `id="${randomBytes(12).toString('base64url')}" from="${escapeAttr(from)}" version="1.0" xml:lang="en"`;
     if (this.transport.framed) this.transport.write(`<open xmlns="${NS_FRAMING}" ${common}/>`);
     else this.transport.write(`<?xml version='1.0'?><stream:stream xmlns="${NS_CLIENT}" xmlns:stream="${NS_STREAMS}" ${common}>`);
   }
@@ -419,13 +462,9 @@ export class C2sStream implements ResourceStream {
     this.log.info({ event: 'xmpp.bound', address: this.remoteAddress, jid: session.jid, transport: this.transport.kind }, 'XMPP resource bound');
   }
 
-  /** Bound (or resumed): the login deadline gives way to the idle ping. */
+  /** Bound (or resumed): the login deadline gives way to the idle ping (tick()). */
   private boundNow(): void {
-    clearTimeout(this.loginTimer);
-    this.loginTimer = undefined;
-    const seconds = this.context.config.xmpp.pingSeconds;
-    this.idleTimer = setTimeout(() => this.idle(), seconds * 1000);
-    this.idleTimer.unref();
+    this.heardAt = this.context.clock.now;
   }
 
   private resume(element: XmlElement): void {
@@ -463,7 +502,7 @@ export class C2sStream implements ResourceStream {
     stanza.attrs.from = session.jid;
     if (stanza.name === 'iq') {
       const type = stanza.attrs.type;
-      if ((type === 'result' || type === 'error') && this.pingId !== undefined && stanza.attrs.id === this.pingId) return;
+      if ((type === 'result' || type === 'error') && stanza.attrs.id?.startsWith(PING_ID)) return;
       const toServer = stanza.attrs.to === undefined || stanza.attrs.to.toLowerCase() === this.domain;
       if (type === 'set' && toServer && stanza.element('session')?.attrs.xmlns === NS_SESSION) return this.write(iqResult(stanza));
     }
@@ -494,17 +533,6 @@ export class C2sStream implements ResourceStream {
       default:
         throw new StreamError('unsupported-stanza-type', `<${element.name}> of stream management is not understood`);
     }
-  }
-
-  /** Silent for pingSeconds: pinged (XEP-0199); silent as long again: closed. */
-  private idle(): void {
-    if (this.state !== 'bound') return;
-    if (this.pingPending) return this.close('connection-timeout', 'the client stopped answering');
-    const jid = this.resource?.session?.jid;
-    this.pingId = `ping-${randomBytes(6).toString('hex')}`;
-    this.pingPending = true;
-    this.write(el('iq', { type: 'get', id: this.pingId, from: this.domain, to: jid }, el('ping', { xmlns: NS_PING })));
-    this.idleTimer?.refresh();
   }
 
   // --- output ---
@@ -574,14 +602,12 @@ export class C2sStream implements ResourceStream {
   private cleanup(reason: string): void {
     if (this.cleaned) return;
     this.cleaned = true;
-    clearTimeout(this.loginTimer);
-    clearTimeout(this.idleTimer);
     this.sasl?.cancel();
     const resource = this.resource;
     if (resource) resource.detach(this, !this.deliberate, this.context.config.xmpp.resumeSeconds);
     this.context.metrics?.xmppConnections.dec({ transport: this.transport.kind });
     this.log.info(
-      { event: 'xmpp.closed', address: this.remoteAddress, reason, jid: resource?.session?.jid, seconds: Math.round((Date.now() - this.opened) / 1000), transport: this.transport.kind },
+      { event: 'xmpp.closed', address: this.remoteAddress, reason, jid: resource?.session?.jid, seconds: Math.round(((this.context.clock.now - this.openedAt) * this.context.clock.tickMs) / 1000), transport: this.transport.kind },
       'XMPP stream closed',
     );
     this.onClosed(this);

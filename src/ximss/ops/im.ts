@@ -85,9 +85,13 @@ export const imOperations: OperationTable = {
       if (wanted !== undefined) {
         const taken = im.router.resource(session.account.id, wanted);
         if (taken && mode === 'fixed') throw new ServiceError(`the clientID ${wanted} is in use by another session`);
-        if (taken && mode === 'kill' && taken.client) {
-          taken.client.end('a newer session took its clientID');
-          await im.detach(taken.client);
+        if (taken && mode === 'kill') {
+          // Here or on another node: its end is awaited, so that this session gets the name.
+          const reason = 'a newer session took its clientID';
+          if (taken.client) {
+            taken.client.end(reason);
+            await im.detach(taken.client);
+          } else await im.router.endRemote(session.account.id, wanted, reason);
         }
       }
       name = im.router.freeResource(session.account.id, name);
