@@ -216,7 +216,9 @@ export function parseVia(value: string): Via {
   const branch = params.get('branch');
   if (branch === null || (branch !== undefined && !isToken(branch))) throw malformed(`${what}: a bad branch`);
   const received = params.get('received');
-  if (received === null || (received !== undefined && !isHost(received.includes(':') ? `[${received}]` : received))) {
+  // An IPv6 address, bare per the grammar or bracketed as some peers write it.
+  const receivedHost = received?.includes(':') && !received.startsWith('[') ? `[${received}]` : received;
+  if (received === null || (receivedHost != null && !isHost(receivedHost))) {
     throw malformed(`${what}: a bad received address`);
   }
   const rportValue = params.get('rport');

@@ -143,6 +143,13 @@ class HeadScanner {
     return false;
   }
 
+  /** Takes what follows the last line end as a line of its own (a datagram cut short). */
+  takeRest(end: number): void {
+    if (end > this.lineStart) this.lines.push([this.lineStart, end]);
+    this.lineStart = end;
+    this.pos = end;
+  }
+
   /** The bytes scanned moved `by` to the front of their buffer. */
   shift(by: number): void {
     this.pos -= by;
@@ -243,7 +250,7 @@ class HeadReader {
       }
       response.status = Number(codeText);
       response.reason = rest.slice(4);
-      if (response.status < 100) this.note(malformed(`The status code ${codeText} is out of range`));
+      if (response.status < 100 || response.status > 699) this.note(malformed(`The status code ${codeText} is out of range`));
       if (hasControlCharacter(response.reason)) this.note(malformed('A control character in the reason phrase'));
       return response;
     }
@@ -363,11 +370,20 @@ function rethrown(error: unknown, where: string): SipParseError {
   return malformed(`Malformed ${where}`);
 }
 
-/** TEXT-UTF8 and LWS only: control characters (bar tab) have no place in a header or reason. */
+/**
+ * TEXT-UTF8 and LWS only: control characters (bar tab) have no place in a header or reason,
+ * except escaped in a quoted string (quoted-pair takes any but CR and LF).
+ */
 function hasControlCharacter(text: string): boolean {
+  let inQuotes = false;
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
-    if ((c < 0x20 && c !== 0x09) || c === 0x7f) return true;
+    if (c === 0x22) inQuotes = !inQuotes;
+    else if (inQuotes && c === 0x5c) {
+      const next = text.charCodeAt(i + 1);
+      if (next === 0x0d || next === 0x0a) return true;
+      i++;
+    } else if ((c < 0x20 && c !== 0x09) || c === 0x7f) return true;
   }
   return false;
 }
@@ -417,6 +433,7 @@ export function parseSipMessage(bytes: Buffer, limits: SipLimits = DEFAULT_DATAG
     // to see whether it can be answered.
     const complete = scanner.scan(bytes, bytes.length);
     if (!complete) {
+      scanner.takeRest(bytes.length);
       if (scanner.lines.length === 0) throw malformed('No start line');
       head.note(malformed('No empty line after the headers'));
     }
@@ -494,6 +511,7 @@ export class SipMessageReader {
   private next(): SipStreamItem | undefined {
     if (this.head === undefined && this.pending === undefined) {
       const keepAlive = this.keepAlive();
+      if (keepAlive === 'wait') return undefined;
       if (keepAlive !== undefined) return keepAlive;
       if (this.start === this.end) return undefined;
       this.head = new HeadScanner(this.limits, this.start);
@@ -530,19 +548,20 @@ export class SipMessageReader {
     return { type: 'message', message: pending.message };
   }
 
-  /** A keep-alive at the front of the buffer, consumed; undefined when there is none (yet). */
-  private keepAlive(): SipStreamItem | undefined {
+  /**
+   * A keep-alive at the front of the buffer, consumed; 'wait' when the bytes there may still
+   * become one; undefined when a message starts there.
+   */
+  private keepAlive(): SipStreamItem | 'wait' | undefined {
     const b = this.buf;
+    // A stray LF between messages is skipped.
+    while (this.start < this.end && b[this.start] === 0x0a) this.start++;
     const s = this.start;
     const left = this.end - s;
-    if (left < 2 || b[s] !== 0x0d || b[s + 1] !== 0x0a) {
-      // A stray LF (or a CR not yet followed by its LF) is waited out or skipped.
-      if (left >= 1 && b[s] === 0x0a) {
-        this.start++;
-        return this.keepAlive();
-      }
-      return undefined;
-    }
+    if (left === 0) return 'wait';
+    if (b[s] !== 0x0d) return undefined;
+    if (left === 1) return 'wait';
+    if (b[s + 1] !== 0x0a) return undefined;
     if (this.loneCrlf) {
       this.loneCrlf = false;
       this.start += 2;
@@ -552,7 +571,7 @@ export class SipMessageReader {
       this.start += 4;
       return { type: 'ping' };
     }
-    if (left === 3 && b[s + 2] === 0x0d) return undefined;
+    if (left === 3 && b[s + 2] === 0x0d) return 'wait';
     this.start += 2;
     this.loneCrlf = left === 2;
     return { type: 'pong' };
