@@ -88,6 +88,7 @@ function errorOf(run: () => unknown): SipParseError {
     run();
   } catch (error) {
     assert.ok(error instanceof SipParseError, `not a SipParseError: ${String(error)}`);
+    assert.equal(error.cause, undefined, `an internal error: ${String(error.cause)}`);
     return error;
   }
   assert.fail('no error');
@@ -755,6 +756,22 @@ describe('SIP serializer', () => {
     assert.equal(again.split('Content-Length').length, 2);
   });
 
+  test('a line break in a value set by code is refused, not written', () => {
+    const response = responseTo(parseRequest(request('OPTIONS sip:ben@example.org SIP/2.0')), 200);
+    response.headers.add('Subject', 'x\r\nVia: SIP/2.0/UDP injected.example');
+    assert.equal(errorOf(() => serializeSipMessage(response)).status, 500);
+    response.headers.remove('Subject');
+    response.reason = 'OK\r\nX: y';
+    errorOf(() => serializeSipMessage(response));
+  });
+
+  test('a reason phrase built from bad input holds no control characters', () => {
+    const error = rejects(request('OPTIONS sip:ben@example.org SIP/2.0', { extra: ['Bad\rName: x'] }), 400, true);
+    assert.ok(!/[\r\n\u0000]/.test(error.reason), error.reason);
+    const response = serializeSipMessage(responseTo(error.request!, error.status, error.reason));
+    assert.equal(parseResponse(response).reason, error.reason);
+  });
+
   test('a response with a UTF-8 reason round trips', () => {
     const response = parseResponse(wire(['SIP/2.0 486 Besetzt – später', ...baseHeaders('INVITE')]));
     assert.equal(response.reason, 'Besetzt – später');
@@ -872,14 +889,14 @@ describe('SIP limits', () => {
         try {
           parseSipMessage(bytes, wide);
         } catch (error) {
-          assert.ok(error instanceof SipParseError);
+          assert.ok(error instanceof SipParseError && error.cause === undefined);
         }
       }
       for (const parser of [parseNameAddr, parseVia, parseAuthHeader, parseUri, parseCSeq]) {
         try {
           parser(value);
         } catch (error) {
-          assert.ok(error instanceof SipParseError);
+          assert.ok(error instanceof SipParseError && error.cause === undefined);
         }
       }
     }
@@ -1335,6 +1352,7 @@ describe('SIP fuzz', () => {
         parsed++;
       } catch (error) {
         assert.ok(error instanceof SipParseError, `mutation ${i}: ${String(error)}`);
+        assert.equal(error.cause, undefined, `mutation ${i}: an internal error ${String(error.cause)}`);
         assert.ok(statuses.has(error.status), `mutation ${i}: status ${error.status}`);
         if (error.request) responseTo(error.request, error.status, error.reason, { toTag: 'f' });
         refused++;
@@ -1354,6 +1372,7 @@ describe('SIP fuzz', () => {
         reader.feed(input.subarray(cut));
       } catch (error) {
         assert.ok(error instanceof SipParseError, `mutation ${i} (stream): ${String(error)}`);
+        assert.equal(error.cause, undefined, `mutation ${i} (stream): an internal error ${String(error.cause)}`);
       }
     }
     assert.ok(parsed > 100 && refused > 100, `parsed ${parsed}, refused ${refused}`);

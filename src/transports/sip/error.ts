@@ -16,11 +16,16 @@ export class SipParseError extends Error {
   /** The request as far as it was read, when it can be answered; see responseTo(). */
   request: SipRequest | undefined;
 
+  /** Printable: control characters from the input become "?" (a CR must not reach a status line). */
+  readonly reason: string;
+
   constructor(
     readonly status: number,
-    readonly reason: string,
+    reason: string,
   ) {
-    super(reason);
+    const printable = reason.replace(/[\u0000-\u001f\u007f]/g, '?');
+    super(printable);
+    this.reason = printable;
     this.name = 'SipParseError';
   }
 
@@ -28,6 +33,17 @@ export class SipParseError extends Error {
   get answerable(): boolean {
     return this.request !== undefined;
   }
+}
+
+/**
+ * What an unexpected exception inside the parser becomes, so that callers still see only
+ * SipParseError; the original is kept as `cause` (tests assert there never is one).
+ */
+export function internalError(cause: unknown): SipParseError {
+  if (cause instanceof SipParseError) return cause;
+  const error = new SipParseError(400, 'Bad Request');
+  error.cause = cause;
+  return error;
 }
 
 /** A 400 for a malformed element: what the structured header parsers throw. */

@@ -9,7 +9,7 @@
  * received: unknown methods and headers pass through. Every failure is a SipParseError naming
  * the response to send; nothing else is thrown, and every step is linear in the input.
  */
-import { SipParseError, malformed } from './error.js';
+import { SipParseError, internalError, malformed } from './error.js';
 import {
   SipHeaders,
   isCallId,
@@ -281,7 +281,7 @@ class HeadReader {
         // No headers in a Request-URI (RFC 3261 19.1.1; after RFC 4475 3.1.2.11).
         if (uri.kind === 'sip' && uri.headers.length > 0) this.note(malformed('Headers in the Request-URI'));
       } catch (error) {
-        this.note(rethrown(error, 'the Request-URI'));
+        this.note(rethrown(error, 'Request-URI'));
       }
     }
     return request;
@@ -344,7 +344,7 @@ class HeadReader {
     try {
       run();
     } catch (error) {
-      this.note(rethrown(error, `the ${header} header`));
+      this.note(rethrown(error, `${header} header`));
     }
   }
 }
@@ -366,8 +366,8 @@ function answerable(request: SipRequest): boolean {
 
 /** A SipParseError from a structured reader, its reason saying where; anything else becomes a 400. */
 function rethrown(error: unknown, where: string): SipParseError {
-  if (error instanceof SipParseError) return new SipParseError(error.status, `Malformed ${where}: ${error.reason}`);
-  return malformed(`Malformed ${where}`);
+  if (error instanceof SipParseError) return new SipParseError(error.status, `Bad ${where}: ${error.reason}`);
+  return internalError(error);
 }
 
 /**
@@ -398,7 +398,7 @@ function contentLength(head: HeadReader, headers: SipHeaders): number | undefine
     if (lengths.some((n) => n !== lengths[0])) throw malformed('Content-Length headers that disagree');
     return lengths[0];
   } catch (error) {
-    head.note(rethrown(error, 'the Content-Length header'));
+    head.note(rethrown(error, 'Content-Length header'));
     return undefined;
   }
 }
@@ -451,7 +451,7 @@ export function parseSipMessage(bytes: Buffer, limits: SipLimits = DEFAULT_DATAG
     message.body = Buffer.from(bytes.subarray(bodyStart, bodyStart + Math.min(length, available)));
     return message;
   } catch (error) {
-    return head.fail(error instanceof SipParseError ? error : malformed('Bad Request'));
+    return head.fail(internalError(error));
   }
 }
 
@@ -501,7 +501,7 @@ export class SipMessageReader {
         items.push(item);
       }
     } catch (error) {
-      this.broken = error instanceof SipParseError ? error : malformed('Bad Request');
+      this.broken = internalError(error);
       throw this.broken;
     }
     this.compact();
@@ -617,9 +617,13 @@ export function serializeSipMessage(message: SipMessage): Buffer {
     message.kind === 'request'
       ? `${message.method} ${message.uri} ${SIP_VERSION}`
       : `${SIP_VERSION} ${message.status} ${message.reason}`;
+  if (hasLineBreak(startLine)) throw new SipParseError(500, 'A line break in the start line');
   const lines = [startLine];
   let lengthWritten = false;
   for (const [name, value] of message.headers) {
+    // Values come from parsing (never a CR or LF) or from code: one with a line break would
+    // smuggle in a header of its own.
+    if (hasLineBreak(name) || hasLineBreak(value)) throw new SipParseError(500, `A line break in the ${name} header`);
     if (name === 'Content-Length') {
       if (lengthWritten) continue;
       lengthWritten = true;
@@ -628,6 +632,10 @@ export function serializeSipMessage(message: SipMessage): Buffer {
   }
   if (!lengthWritten) lines.push(`Content-Length: ${message.body.length}`);
   return Buffer.concat([Buffer.from(`${lines.join('\r\n')}\r\n\r\n`, 'utf8'), message.body]);
+}
+
+function hasLineBreak(text: string): boolean {
+  return text.includes('\r') || text.includes('\n');
 }
 
 /** Reason phrases of RFC 3261 21 and the codes a proxy and registrar send most. */
