@@ -281,6 +281,16 @@ describe('SIP headers and compact forms', () => {
     rejects(request('OPTIONS sip:ben@example.org SIP/2.0', { extra: [': no name'] }), 400, true);
   });
 
+  test('only spaces and tabs may come before the colon (no other white space or control)', () => {
+    for (const name of ['To\u000b', 'To\u000c', 'To\u0001', 'To\u00a0']) {
+      rejects(request('OPTIONS sip:ben@example.org SIP/2.0', { extra: [`${name}: <sip:carl@example.org>`] }), 400, true, 'header line');
+    }
+    const tabbed = parseRequest(request('OPTIONS sip:ben@example.org SIP/2.0', { extra: ['Subject \t :\t x \t'] }));
+    assert.equal(tabbed.headers.get('Subject'), 'x');
+    // Vertical tab and form feed are not white space here: not trimmed away, refused.
+    rejects(request('OPTIONS sip:ben@example.org SIP/2.0', { extra: ['Subject: \u000bx\u000c'] }), 400, true, 'control');
+  });
+
   test('control characters in a header value are refused', () => {
     rejects(request('OPTIONS sip:ben@example.org SIP/2.0', { extra: ['Subject: a\u0000b'] }), 400, true);
     rejects(request('OPTIONS sip:ben@example.org SIP/2.0', { extra: ['Subject: a\u0007b'] }), 400, true);

@@ -4,7 +4,7 @@
  * pure function of one header value; a malformed value is a SipParseError (400).
  */
 import { malformed } from './error.js';
-import { HOST, Scanner, TOKEN, WORD, allIn, isToken, parseBoundedInt, splitOutside } from './lexer.js';
+import { HOST, Scanner, TOKEN, WORD, allIn, isToken, parseBoundedInt, splitOutside, trimLws } from './lexer.js';
 import { clip, isHost, parseHostPort, parseNameAddr, readParams, type NameAddr, type Params } from './uri.js';
 
 /** Compact forms (RFC 3261 7.3.3 and 20; RFC 3265, 3515, 3892, 4028, 8224). */
@@ -199,7 +199,7 @@ export interface Via {
 /** One Via value (use SipHeaders.getAll('Via') for each of a line's values). */
 export function parseVia(value: string): Via {
   const what = `Via "${clip(value)}"`;
-  const scanner = new Scanner(value.trim());
+  const scanner = new Scanner(trimLws(value));
   const name = scanner.readToken(what);
   scanner.expect('/', what);
   const version = scanner.readToken(what);
@@ -277,7 +277,7 @@ export interface CSeq {
 
 export function parseCSeq(value: string): CSeq {
   const what = `CSeq "${clip(value)}"`;
-  const scanner = new Scanner(value.trim());
+  const scanner = new Scanner(trimLws(value));
   const seq = parseBoundedInt(scanner.readWhile(DIGIT_CLASS), 2 ** 31 - 1);
   if (seq === undefined) throw malformed(`${what}: a sequence number 0..2^31-1 expected`);
   if (!scanner.skipLws()) throw malformed(`${what}: white space expected after the number`);
@@ -288,7 +288,7 @@ export function parseCSeq(value: string): CSeq {
 }
 
 function boundedHeaderInt(value: string, max: number, what: string): number {
-  const n = parseBoundedInt(value.trim(), max);
+  const n = parseBoundedInt(trimLws(value), max);
   if (n === undefined) throw malformed(`${what} "${clip(value)}": a number 0..${max} expected`);
   return n;
 }
@@ -317,7 +317,7 @@ export interface Contact extends NameAddr {
 
 /** One Contact value: `*` (only in a REGISTER that removes every binding) or an address. */
 export function parseContact(value: string): Contact | '*' {
-  if (value.trim() === '*') return '*';
+  if (trimLws(value) === '*') return '*';
   const address = parseNameAddr(value);
   const expiresValue = address.params.get('expires');
   let expires: number | undefined;
@@ -359,7 +359,7 @@ export interface AuthHeader {
  */
 export function parseAuthHeader(value: string): AuthHeader {
   const what = `the credentials or challenge "${clip(value)}"`;
-  const scanner = new Scanner(value.trim());
+  const scanner = new Scanner(trimLws(value));
   const scheme = scanner.readToken(what);
   const params = new Map<string, string>();
   if (scanner.done) return { scheme, params };

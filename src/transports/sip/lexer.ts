@@ -90,6 +90,19 @@ export function unescape(s: string): string {
 }
 
 /**
+ * `s` without the spaces and tabs around it. Not String.trim(): that also takes vertical tabs,
+ * form feeds and Unicode spaces, and a header name "To<VT>" must not become "To" (a proxy
+ * that forwards it as unknown and an element that reads it as To would disagree).
+ */
+export function trimLws(s: string): string {
+  let start = 0;
+  let end = s.length;
+  while (start < end && (s.charCodeAt(start) === 0x20 || s.charCodeAt(start) === 0x09)) start++;
+  while (end > start && (s.charCodeAt(end - 1) === 0x20 || s.charCodeAt(end - 1) === 0x09)) end--;
+  return start === 0 && end === s.length ? s : s.slice(start, end);
+}
+
+/**
  * A cursor over one header value. SIP's separators (HCOLON, SEMI, EQUAL, COMMA, SLASH, LAQUOT,
  * RAQUOT) allow linear white space on both sides; folding is already undone when a value gets
  * here, so LWS is spaces and tabs.
@@ -197,10 +210,10 @@ export function splitOutside(value: string, separator: string): string[] {
     } else if (c === 0x22) inQuotes = true;
     else if (c === 0x3c) inAngles = true;
     else if (c === sep) {
-      parts.push(value.slice(start, i).trim());
+      parts.push(trimLws(value.slice(start, i)));
       start = i + 1;
     }
   }
-  parts.push(value.slice(start).trim());
+  parts.push(trimLws(value.slice(start)));
   return parts;
 }

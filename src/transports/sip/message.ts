@@ -20,7 +20,7 @@ import {
   parseMaxForwards,
   parseVia,
 } from './headers.js';
-import { isDigits, isToken } from './lexer.js';
+import { isDigits, isToken, trimLws } from './lexer.js';
 import { clip, parseNameAddr, parseUri, uriScheme } from './uri.js';
 
 export { SipParseError } from './error.js';
@@ -198,7 +198,7 @@ class HeadReader {
     let name: string | undefined;
     let value = '';
     const flush = (): void => {
-      if (name !== undefined) headers.add(name, value.trim());
+      if (name !== undefined) headers.add(name, trimLws(value));
     };
     for (const [start, end] of rest) {
       const line = buf.toString('utf8', start, end);
@@ -209,13 +209,13 @@ class HeadReader {
           this.note(malformed('A continuation line before any header'));
           continue;
         }
-        value += ` ${line.trim()}`;
+        value += ` ${trimLws(line)}`;
         continue;
       }
       flush();
       name = undefined;
       const colon = line.indexOf(':');
-      const rawName = colon < 0 ? '' : line.slice(0, colon).trimEnd();
+      const rawName = colon < 0 ? '' : trimLws(line.slice(0, colon));
       if (!isToken(rawName)) {
         this.note(malformed(`A malformed header line "${clip(line)}"`));
         continue;

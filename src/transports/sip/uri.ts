@@ -17,6 +17,7 @@ import {
   isIn,
   isToken,
   parseBoundedInt,
+  trimLws,
   unescape,
 } from './lexer.js';
 
@@ -294,7 +295,7 @@ const GEN_VALUE = (() => {
  */
 export function parseNameAddr(value: string): NameAddr {
   const what = `the address "${clip(value)}"`;
-  const scanner = new Scanner(value.trim());
+  const scanner = new Scanner(trimLws(value));
   let displayName: string | undefined;
   let uriText: string;
   let angle = false;
@@ -308,7 +309,7 @@ export function parseNameAddr(value: string): NameAddr {
   if (open >= 0) {
     if (displayName === undefined) {
       // display-name = *(token LWS): tokens separated by white space (UTF-8 tolerated).
-      const words = text.slice(0, open).trim();
+      const words = trimLws(text.slice(0, open));
       for (let i = 0; i < words.length; i++) {
         const c = words.charCodeAt(i);
         if (!(c >= 0x80 || c === 0x20 || c === 0x09 || isIn(TOKEN, c))) {
