@@ -670,6 +670,27 @@ describe('SIP stream reader', () => {
     assert.equal(message!.body.toString(), body);
   });
 
+  test('many messages in reads of random sizes: the buffer moves under a half-read head and a half-read body', () => {
+    const random = prng(7);
+    const messages = Array.from({ length: 60 }, (_, i) =>
+      request(`MESSAGE sip:ben${i}@example.org SIP/2.0`, {
+        extra: Array.from({ length: i % 7 }, (_, j) => `X-Pad-${j}: ${'p'.repeat(Math.floor(random() * 300))}`),
+        body: 'b'.repeat(Math.floor(random() * 3000)),
+      }),
+    );
+    const keepAlives = ['', '\r\n', '\r\n\r\n'];
+    const bytes = Buffer.concat(messages.flatMap((m, i) => [m, Buffer.from(keepAlives[i % 3]!)]));
+    const reader = new SipMessageReader();
+    const items: SipStreamItem[] = [];
+    for (let at = 0; at < bytes.length; ) {
+      const size = 1 + Math.floor(random() * (random() < 0.5 ? 10 : 5000));
+      items.push(...reader.feed(bytes.subarray(at, at + size)));
+      at += size;
+    }
+    assert.deepEqual(messagesOf(items), messages.map((m) => parseSipMessage(m)));
+    assert.equal(reader.buffered, 0);
+  });
+
   test('Content-Length is mandatory on a stream; the reader refuses more input after an error', () => {
     const reader = new SipMessageReader();
     const bytes = wire(['OPTIONS sip:ben@example.org SIP/2.0', ...baseHeaders('OPTIONS')], '', null);
