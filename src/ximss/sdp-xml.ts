@@ -201,7 +201,7 @@ function xmlToText(sdp: XmlElement, children: XmlElement[]): string {
   if (sessionAttrs.length > SDP_LIMITS.attributesPerLevel) throw new SdpError(`too many session attributes (at most ${SDP_LIMITS.attributesPerLevel})`);
   for (const attr of sessionAttrs) lines.push(attributeLine(attr, 'session'));
 
-  mediaElements.forEach((media, index) => lines.push(...mediaLines(media, `media ${index + 1}`)));
+  mediaElements.forEach((media, index) => lines.push(...mediaLines(media, `media ${index + 1}`, sessionAddress)));
   return lines.join('\r\n') + '\r\n';
 }
 
@@ -217,7 +217,7 @@ function attributeLine(attr: XmlElement, where: string): string {
   return value === '' ? `a=${name}` : `a=${name}:${value}`;
 }
 
-function mediaLines(media: XmlElement, what: string): string[] {
+function mediaLines(media: XmlElement, what: string, sessionAddress: Address | undefined): string[] {
   const children = media.elements();
   if (children.length > SDP_LIMITS.childElements) throw new SdpError(`${what}: too many elements`);
   const type = field(media, 'media', what, MEDIA_TYPE);
@@ -250,7 +250,9 @@ function mediaLines(media: XmlElement, what: string): string[] {
 
   const attrs = children.filter((c) => c.name === 'attr');
   if (attrs.length > SDP_LIMITS.attributesPerLevel) throw new SdpError(`${what}: too many attributes (at most ${SDP_LIMITS.attributesPerLevel})`);
-  const lines = [`m=${type} ${address.port} ${protocol} ${ids.join(' ')}`, `c=IN IP${address.version} ${address.ip}`];
+  const lines = [`m=${type} ${address.port} ${protocol} ${ids.join(' ')}`];
+  // The session's c= line already says it (sdpToXml repeats it in each media's ip).
+  if (address.ip !== sessionAddress?.ip) lines.push(`c=IN IP${address.version} ${address.ip}`);
   const rtcp = media.attr('rtcp');
   if (rtcp !== undefined) {
     const rtcpAddress = readAddress(rtcp, `${what} rtcp`, true);
