@@ -391,6 +391,22 @@ describe('text → XML presentation → text', () => {
     assert.deepEqual(element.element('media')!.element('codec')!.attrs, { id: 'webrtc-datachannel' });
   });
 
+  test('a model built by the engine, without rtp or fmtp lists, still converts', () => {
+    const built = {
+      version: 0,
+      origin: { username: 'ximssd', sessionId: 1, sessionVersion: 1, netType: 'IN', ipVer: 4, address: '203.0.113.1' },
+      name: '-',
+      timing: { start: 0, stop: 0 },
+      media: [{ type: 'audio', port: 30000, protocol: 'RTP/AVP', payloads: '0 8', connection: { version: 4, ip: '203.0.113.1' } }],
+    } as unknown as SessionDescription;
+    const element = sdpToXml(built);
+    assert.deepEqual(
+      element.element('media')!.elements('codec').map((c) => c.attr('name')),
+      ['PCMU/8000', 'PCMA/8000'],
+    );
+    assert.match(sdpToText(built), /^m=audio 30000 RTP\/AVP 0 8\r$/m);
+  });
+
   test('converting does not change the model it is given', () => {
     const model = sdpFromXml(xml(WEBRTC_OFFER));
     const copy = structuredClone(model);

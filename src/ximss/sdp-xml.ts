@@ -428,7 +428,8 @@ function mediaToXml(media: MediaDescription, session: SessionDescription): XmlEl
 }
 
 function codecName(media: MediaDescription, payload: number): string | undefined {
-  const map = media.rtp.find((r) => r.payload === payload);
+  // A model the engine builds may leave out the rtpmap list its type calls required.
+  const map = (media.rtp as MediaDescription['rtp'] | undefined)?.find((r) => r.payload === payload);
   if (!map) return STATIC_PAYLOAD_TYPES.get(payload);
   return map.codec + (map.rate === undefined ? '' : `/${map.rate}`) + (map.encoding === undefined ? '' : `/${map.encoding}`);
 }
