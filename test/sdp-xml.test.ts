@@ -258,6 +258,10 @@ describe('XML presentation → text → XML', () => {
     const both = sdpFromXml(xml('<sdp><media media="audio" protocol="RTP/AVP" ip="[192.0.2.1]:4000" direction="inactive"><codec id="0"/><attr name="sendonly"/></media></sdp>'));
     assert.equal(both.media[0]!.direction, 'inactive');
     assert.equal(both.origin.address, '192.0.2.1');
+    // Neither: the session's direction, else sendrecv.
+    const media = '<media media="audio" protocol="RTP/AVP" ip="[192.0.2.1]:4000"><codec id="0"/></media>';
+    assert.equal(sdpFromXml(xml(`<sdp><attr name="recvonly"/>${media}</sdp>`)).media[0]!.direction, 'recvonly');
+    assert.equal(sdpFromXml(xml(`<sdp>${media}</sdp>`)).media[0]!.direction, 'sendrecv');
   });
 });
 

@@ -201,7 +201,9 @@ function xmlToText(sdp: XmlElement, children: XmlElement[]): string {
   if (sessionAttrs.length > SDP_LIMITS.attributesPerLevel) throw new SdpError(`too many session attributes (at most ${SDP_LIMITS.attributesPerLevel})`);
   for (const attr of sessionAttrs) lines.push(attributeLine(attr, 'session'));
 
-  mediaElements.forEach((media, index) => lines.push(...mediaLines(media, `media ${index + 1}`, sessionAddress)));
+  // A direction given at the session level (an attr element there) is what a media without one has.
+  const sessionDirection = sessionAttrs.map((a) => a.attr('name') ?? '').find(isDirection) ?? 'sendrecv';
+  mediaElements.forEach((media, index) => lines.push(...mediaLines(media, `media ${index + 1}`, sessionAddress, sessionDirection)));
   return lines.join('\r\n') + '\r\n';
 }
 
@@ -217,7 +219,7 @@ function attributeLine(attr: XmlElement, where: string): string {
   return value === '' ? `a=${name}` : `a=${name}:${value}`;
 }
 
-function mediaLines(media: XmlElement, what: string, sessionAddress: Address | undefined): string[] {
+function mediaLines(media: XmlElement, what: string, sessionAddress: Address | undefined, sessionDirection: Direction): string[] {
   const children = media.elements();
   if (children.length > SDP_LIMITS.childElements) throw new SdpError(`${what}: too many elements`);
   const type = field(media, 'media', what, MEDIA_TYPE);
@@ -272,7 +274,7 @@ function mediaLines(media: XmlElement, what: string, sessionAddress: Address | u
     if (name === 'rtpmap' && rtpmaps.some((m) => m.startsWith(`a=rtpmap:${attr.text().split(' ')[0]} `))) continue;
     lines.push(line);
   }
-  lines.push(`a=${direction ?? directionFromAttr ?? 'sendrecv'}`);
+  lines.push(`a=${direction ?? directionFromAttr ?? sessionDirection}`);
   return lines;
 }
 
