@@ -33,6 +33,8 @@ import {
   type SipStreamItem,
 } from '../src/transports/sip/message.js';
 import { formatSipUri, parseNameAddr, parseSipUri, parseTelUri, parseUri } from '../src/transports/sip/uri.js';
+// A seeded generator, so that a failing mutation can be replayed.
+import { seededRandom } from './helpers.js';
 
 const CRLF = '\r\n';
 
@@ -671,7 +673,7 @@ describe('SIP stream reader', () => {
   });
 
   test('many messages in reads of random sizes: the buffer moves under a half-read head and a half-read body', () => {
-    const random = prng(7);
+    const random = seededRandom(7);
     const messages = Array.from({ length: 60 }, (_, i) =>
       request(`MESSAGE sip:ben${i}@example.org SIP/2.0`, {
         extra: Array.from({ length: i % 7 }, (_, j) => `X-Pad-${j}: ${'p'.repeat(Math.floor(random() * 300))}`),
@@ -1319,18 +1321,6 @@ describe('SIP torture: invalid (after RFC 4475 3.1.2 and 3.3)', () => {
   });
 });
 
-/** mulberry32: a small seeded PRNG, so that a failing mutation can be replayed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 describe('SIP fuzz', () => {
   const seeds = [
     request('INVITE sip:ben@example.org;transport=tcp SIP/2.0', {
@@ -1371,7 +1361,7 @@ describe('SIP fuzz', () => {
   }
 
   test('random mutations of valid messages: a message or a SipParseError, nothing else', () => {
-    const random = prng(0x5eed51f);
+    const random = seededRandom(0x5eed51f);
     const statuses = new Set([400, 413, 416, 505, 513]);
     let parsed = 0;
     let refused = 0;
