@@ -603,7 +603,12 @@ export class TransactionLayer {
    * live transactions (newBranch() makes one). Events reach `listener`, a transport error on
    * the first send included, before this returns. Throws TransactionLimitError over the limit.
    */
-  request(request: SipRequest, destination: SipEndpoint, reliable: boolean, listener: ClientListener): ClientTransaction {
+  request(
+    request: SipRequest,
+    destination: SipEndpoint,
+    reliable: boolean,
+    listener: ClientListener,
+  ): ClientTransaction {
     if (request.method === 'ACK') throw new TypeError('An ACK is sent without a transaction');
     const branch = topVia(request.headers)?.branch;
     if (branch === undefined) throw new TypeError('A client request needs a top Via with a branch');
@@ -695,8 +700,9 @@ export class TransactionLayer {
     const via = topVia(request.headers);
     if (via === undefined) return 'dropped';
     if (request.method === 'ACK') {
-      const key = hasCookie(via.branch) ? serverKey(request) : legacyAckKey(request);
-      const tx = key === undefined ? undefined : hasCookie(via.branch) ? this.servers.get(key) : this.legacyAcks.get(key);
+      const cookie = hasCookie(via.branch);
+      const key = cookie ? serverKey(request) : legacyAckKey(request);
+      const tx = key === undefined ? undefined : cookie ? this.servers.get(key) : this.legacyAcks.get(key);
       if (tx instanceof ServerInviteTx) {
         tx.onRetransmission(request);
         return 'matched';
