@@ -278,6 +278,17 @@ describe('SIP client INVITE transaction (17.1.1)', () => {
     assertDrained(h);
   });
 
+  test('a TU that throws on the final response cannot keep the transaction alive', () => {
+    const h = harness();
+    const invite = makeRequest();
+    h.layer.request(invite, PEER, false, (event) => {
+      if (event.type === 'final') throw new Error('a TU bug');
+    });
+    assert.throws(() => h.layer.receive(answer(invite, 500), PEER, false), /a TU bug/);
+    h.clock.advance(32_000);
+    assertDrained(h);
+  });
+
   test('T1 is configurable: timer A and timer B follow it', () => {
     const h = harness({ timers: { t1: 100 } });
     const rec = recorder();
@@ -719,6 +730,7 @@ describe('SIP transaction matching (17.1.3, 17.2.3)', () => {
     assert.equal(none.cancels, undefined);
     assert.equal(h.layer.acceptCancel(none.transaction), undefined);
     assert.equal((h.sent.at(-1)!.message as SipResponse).status, 481);
+    assert.throws(() => h.layer.acceptCancel(inviteEvent.transaction), TypeError);
   });
 
   test('an RFC 2543 CANCEL finds its INVITE too', () => {
@@ -751,6 +763,7 @@ describe('SIP client CANCEL (9.1)', () => {
     const invite = makeRequest({ branch: newBranch(), route: '<sip:proxy.example.net;lr>' });
     const tx = h.layer.request(invite, PEER, false, inviteEvents.listener);
     assert.ok(h.layer.cancel(tx, cancelEvents.listener));
+    assert.ok(h.layer.cancel(tx), 'asking again changes nothing');
     assert.equal(h.sent.filter((s) => isRequest('CANCEL')(s.message)).length, 0, 'not before a provisional response');
     h.layer.receive(answer(invite, 180), PEER, false);
     const cancel = h.sent.find((s) => isRequest('CANCEL')(s.message))!.message as SipRequest;
@@ -765,7 +778,19 @@ describe('SIP client CANCEL (9.1)', () => {
     assert.deepEqual(cancelEvents.types(), ['final 200']);
     assert.deepEqual(inviteEvents.types(), ['provisional 180', 'final 487']);
     assert.equal(h.layer.cancel(tx), false, 'nothing left to cancel');
+    assert.equal(h.sent.filter((s) => isRequest('CANCEL')(s.message)).length, 1);
     h.clock.advance(32_000);
+    assertDrained(h);
+  });
+
+  test('a CANCEL still waiting when the final response comes is never sent', () => {
+    const h = harness();
+    const invite = makeRequest();
+    const tx = h.layer.request(invite, PEER, false, () => {});
+    h.layer.cancel(tx);
+    h.layer.receive(answer(invite, 404), PEER, false);
+    h.clock.advance(40_000);
+    assert.equal(h.sent.filter((s) => isRequest('CANCEL')(s.message)).length, 0);
     assertDrained(h);
   });
 

@@ -291,6 +291,8 @@ class ClientInviteTx extends ClientTx {
   private ack: SipRequest | undefined;
   /** A CANCEL asked for before any provisional response: it waits for one (9.1). */
   pendingCancel: (() => void) | undefined;
+  /** Whether the TU asked for a CANCEL already: one is enough. */
+  cancelRequested = false;
 
   get state(): ClientState {
     return this.current;
@@ -342,14 +344,16 @@ class ClientInviteTx extends ClientTx {
       return;
     }
     this.current = 'completed';
+    this.pendingCancel = undefined;
     this.stopTimer('A');
     this.stopTimer('B');
     this.stopTimer('guard');
     this.ack = ackForNonSuccess(this.request, response);
     if (!this.transmit(this.ack)) return;
-    this.listener({ type: 'final', response });
+    // The machine is settled before the TU hears of it: a TU that throws cannot leave it running.
     if (this.reliable) this.terminate();
     else this.startTimer('D', this.host.timers.timerD, () => this.terminate());
+    this.listener({ type: 'final', response });
   }
 }
 
@@ -390,10 +394,9 @@ class ClientNonInviteTx extends ClientTx {
     this.current = 'completed';
     this.stopTimer('E');
     this.stopTimer('F');
-    this.listener({ type: 'final', response });
-    if (this.state === 'terminated') return;
     if (this.reliable) this.terminate();
     else this.startTimer('K', this.host.timers.t4, () => this.terminate());
+    this.listener({ type: 'final', response });
   }
 }
 
@@ -631,6 +634,9 @@ export class TransactionLayer {
    */
   cancel(invite: ClientTransaction, listener: ClientListener = () => {}): boolean {
     if (!(invite instanceof ClientInviteTx)) throw new TypeError('Only an INVITE client transaction is cancelled');
+    if (invite.state !== 'calling' && invite.state !== 'proceeding') return false;
+    if (invite.cancelRequested) return true;
+    invite.cancelRequested = true;
     const sendCancel = (): void => {
       try {
         this.request(cancelFor(invite.request), invite.destination, invite.reliable, listener);
@@ -639,8 +645,7 @@ export class TransactionLayer {
       }
     };
     if (invite.state === 'proceeding') sendCancel();
-    else if (invite.state === 'calling') invite.pendingCancel = sendCancel;
-    else return false;
+    else invite.pendingCancel = sendCancel;
     return true;
   }
 
@@ -663,6 +668,7 @@ export class TransactionLayer {
    * a live INVITE to cancel, 481 to the CANCEL. Returns the INVITE transaction it ended.
    */
   acceptCancel(cancelTx: ServerTransaction): ServerTransaction | undefined {
+    if (cancelTx.request.method !== 'CANCEL') throw new TypeError(`A ${cancelTx.request.method} is not a CANCEL`);
     const invite = this.cancelled(cancelTx.request);
     if (invite === undefined) {
       this.respond(cancelTx, responseTo(cancelTx.request, 481, undefined, { toTag: newTag() }));
