@@ -247,11 +247,6 @@ abstract class Transaction {
     this.transportFailed(failure.error);
     return false;
   }
-
-  /** The names of the timers running, for tests and diagnostics. */
-  get timersRunning(): string[] {
-    return [...this.running.keys()].sort();
-  }
 }
 
 abstract class ClientTx extends Transaction implements ClientTransaction {
@@ -442,7 +437,7 @@ abstract class ServerTx extends Transaction implements ServerTransaction {
 /** RFC 3261 17.2.1 (figure 7). */
 class ServerInviteTx extends ServerTx {
   private current: 'proceeding' | 'completed' | 'confirmed' | 'terminated' = 'proceeding';
-  /** Set by the layer when this RFC 2543 transaction waits for an ACK matched the old way. */
+  /** Once this RFC 2543 transaction answered non-2xx: the key its ACK will be matched by. */
   ackKey: string | undefined;
 
   constructor(host: Host, key: string, request: SipRequest, source: SipEndpoint, reliable: boolean) {
