@@ -74,6 +74,9 @@ const ALGORITHMS: Record<string, { hash: DigestHash; session: boolean; name: Dig
   'sha-256-sess': { hash: 'SHA-256', session: true, name: 'SHA-256-sess' },
 };
 
+/** What the response is computed from when there are no credentials: never matches a real answer's work. */
+const DUMMY_HA1: Record<DigestHash, string> = { MD5: '0'.repeat(32), 'SHA-256': '0'.repeat(64) };
+
 /** Hex length of a response per hash. */
 const RESPONSE_LENGTH: Record<DigestHash, number> = { MD5: 32, 'SHA-256': 64 };
 
@@ -212,19 +215,22 @@ export class DigestAuthenticator {
     }
 
     const stored = storedDigestCredentials(credentials);
-    if (!stored) return refused('no-credentials', 'the account has no Digest credentials');
-    if (stored.realm !== realm) return refused('realm', 'the realm is not the account\'s');
+    if (stored && stored.realm !== realm) return refused('realm', 'the realm is not the account\'s');
 
+    // Without credentials (or without an account) a dummy HA1 goes through the same hashing,
+    // so that the time taken does not tell unknown names from wrong passwords.
     const expected = expectedResponse({
       hash: algorithm.hash,
-      ha1: stored.ha1[algorithm.hash],
+      ha1: stored?.ha1[algorithm.hash] ?? DUMMY_HA1[algorithm.hash],
       session: algorithm.session,
       nonce,
       method,
       uri,
       qop: qop === undefined ? undefined : { nc: nc!, cnonce: cnonce! },
     });
-    if (!timingSafeEqual(Buffer.from(expected, 'latin1'), Buffer.from(response, 'latin1'))) {
+    const right = timingSafeEqual(Buffer.from(expected, 'latin1'), Buffer.from(response, 'latin1'));
+    if (!stored) return refused('no-credentials', 'the account has no Digest credentials');
+    if (!right) {
       return refused('wrong-response', 'the response does not match');
     }
     // Only a right answer tells stale from fresh (RFC 7616 3.3: stale only with a valid digest),
