@@ -371,7 +371,7 @@ describe('unknown names cost what a wrong password costs', () => {
     assert.equal(await cramMd5(client, `ghost-cram@${DOMAIN}`, 'whatever'), BAD_CREDENTIALS);
     const contextless = await server.newAccount('nocram', { password: 'nocram-right' });
     const record = (await server.services.accounts.find(contextless))!;
-    await server.services.store.accounts.setPassword(record.id, record.passwordHash, null, null);
+    await server.services.store.accounts.setPassword(record.id, record.passwordHash, null, null, null);
     assert.equal(await cramMd5(client, contextless, 'nocram-right'), BAD_CREDENTIALS, 'no context: CRAM-MD5 cannot succeed');
     const made = verifier.digests.slice(digests);
     assert.equal(made.length, 2, 'both reached the digest check');

@@ -565,7 +565,7 @@ describe('XMPP client streams', () => {
     const user = await server.newAccount('x');
     const account = (await server.services.accounts.find(user))!;
     // As an account made before verifiers were kept.
-    await server.services.store.accounts.setPassword(account.id, account.passwordHash, account.cramMd5Context, null);
+    await server.services.store.accounts.setPassword(account.id, account.passwordHash, account.cramMd5Context, null, null);
     const before = (await server.services.accounts.find(user))!;
     assert.equal(before.scramCredentials, null);
     const client = await RawClient.connectTls(tlsPort);
@@ -584,7 +584,7 @@ describe('XMPP client streams', () => {
     // A XIMSS clear-text login keeps them too.
     const ximssUser = await server.newAccount('x');
     const ximssAccount = (await server.services.accounts.find(ximssUser))!;
-    await server.services.store.accounts.setPassword(ximssAccount.id, ximssAccount.passwordHash, ximssAccount.cramMd5Context, null);
+    await server.services.store.accounts.setPassword(ximssAccount.id, ximssAccount.passwordHash, ximssAccount.cramMd5Context, null, null);
     await server.login(ximssUser, 'secret');
     assert.ok((await server.services.accounts.find(ximssUser))!.scramCredentials, 'verifiers kept after a XIMSS login');
   });

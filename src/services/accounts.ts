@@ -7,7 +7,7 @@ import { checkPrefsChanges, checkPrefsSize, DEFAULT_PREFS, type PrefsChanges } f
 export { DEFAULT_PREFS } from './preferences.js';
 import { ServiceError } from './errors.js';
 import { parseMailAddress } from './mime/address.js';
-import { cramMd5Context, hashPassword, scramCredentials } from './passwords.js';
+import { cramMd5Context, digestCredentials, hashPassword, scramCredentials } from './passwords.js';
 
 /** Account settings every account has unless its domain or the account says otherwise. */
 export const DEFAULT_ACCOUNT_SETTINGS: Readonly<Settings> = {
@@ -203,6 +203,8 @@ export class AccountService {
         passwordHash,
         cramMd5Context: cramMd5Context(options.password),
         scramCredentials: scram,
+        // SIP's Digest realm is the account's domain, its user name the account's name.
+        digestCredentials: digestCredentials(name, domain, options.password),
         recoveryEmail: options.recoveryEmail ? recoveryAddress(options.recoveryEmail) : null,
       });
     } catch (err) {
@@ -228,7 +230,8 @@ export class AccountService {
   async setPassword(account: AccountRecord, password: string): Promise<void> {
     checkPassword(password);
     const [hash, scram] = await Promise.all([hashPassword(password), scramCredentials(password)]);
-    await this.store.accounts.setPassword(account.id, hash, cramMd5Context(password), scram);
+    const digest = digestCredentials(account.name, account.domain, password);
+    await this.store.accounts.setPassword(account.id, hash, cramMd5Context(password), scram, digest);
     this.log.info({ event: 'account.password_changed', account: fullName(account) }, `password of ${fullName(account)} changed`);
     this.bus?.publish('credentialsChanged', { accountId: account.id });
   }

@@ -10,6 +10,7 @@ import { addressKey } from './client-address.js';
 import { LoginGuard, type Budget, type GuardEvent, type GuardState } from './login-guard.js';
 import {
   cramMd5Context,
+  digestCredentials,
   hashPassword,
   passwordVerifier,
   scramCredentials,
@@ -301,7 +302,7 @@ export class AuthService {
       () => this.identify(userName, domainHint),
       (account) => this.verifyPassword(address, account, password),
     );
-    await this.keepScramCredentials(account, password);
+    await this.keepCredentials(account, password);
     return this.succeed(account, address);
   }
 
@@ -361,7 +362,7 @@ export class AuthService {
       () => this.identify(authcid, domainHint),
       (account) => this.verifyPassword(address, account, password),
     );
-    await this.keepScramCredentials(account, password);
+    await this.keepCredentials(account, password);
     const result = await this.succeed(account, address);
     if (authzid && authzid !== authcid) {
       const target = await this.accounts.find(authzid, domainHint);
@@ -438,18 +439,34 @@ export class AuthService {
   }
 
   /**
-   * After a clear-text password was verified for an account made before SCRAM verifiers were
-   * kept: makes and keeps them, unless the password changed meanwhile (the store's check on
-   * credentialsVersion), so that its SCRAM logins work from now on. A failure costs only that.
+   * After a clear-text password was verified for an account made before SCRAM verifiers or
+   * Digest credentials were kept: makes and keeps the missing ones, unless the password
+   * changed meanwhile (the store's check on credentialsVersion), so that its SCRAM logins and
+   * SIP Digest authentication work from now on. A failure costs only that.
    */
-  private async keepScramCredentials(account: AccountRecord, password: string): Promise<void> {
-    if (account.scramCredentials) return;
-    try {
-      const scram = await scramCredentials(password);
-      await this.store.accounts.setScramCredentials(account.id, scram, account.credentialsVersion);
-      this.log.info({ event: 'auth.scram_kept', user: fullName(account) }, 'SCRAM verifiers made for the account');
-    } catch (err) {
-      this.log.warn({ event: 'auth.scram_keep_failed', user: fullName(account), err }, 'SCRAM verifiers could not be kept');
+  private async keepCredentials(account: AccountRecord, password: string): Promise<void> {
+    const user = fullName(account);
+    const kinds: { kind: string; missing: boolean; keep: () => Promise<boolean> }[] = [
+      {
+        kind: 'scram',
+        missing: !account.scramCredentials,
+        keep: async () => this.store.accounts.setScramCredentials(account.id, await scramCredentials(password), account.credentialsVersion),
+      },
+      {
+        kind: 'digest',
+        missing: !account.digestCredentials,
+        keep: () =>
+          this.store.accounts.setDigestCredentials(account.id, digestCredentials(account.name, account.domain, password), account.credentialsVersion),
+      },
+    ];
+    for (const { kind, missing, keep } of kinds) {
+      if (!missing) continue;
+      try {
+        if (await keep()) this.log.info({ event: `auth.${kind}_kept`, user }, `${kind} credentials made for the account`);
+      } catch (err) {
+        this.log.warn({ event: `auth.${kind}_keep_failed`, user, err }, `${kind} credentials could not be kept`);
+      }
     }
   }
+
 }

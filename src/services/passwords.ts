@@ -228,3 +228,61 @@ export function storedScramVerifier(stored: string | null | undefined, hash: Scr
     return undefined;
   }
 }
+
+// ---------------------------------------------------------------------------------------
+// HTTP Digest (RFC 7616; for SIP, RFC 3261 22 and RFC 8760)
+
+/** The Digest algorithms whose HA1 is kept (their `-sess` variants start from the same HA1). */
+export type DigestHash = 'MD5' | 'SHA-256';
+export const DIGEST_HASHES: readonly DigestHash[] = ['SHA-256', 'MD5'];
+
+const DIGEST_NODE_HASH: Record<DigestHash, string> = { MD5: 'md5', 'SHA-256': 'sha256' };
+
+/**
+ * What a server keeps to verify a Digest client: the realm and, per algorithm, the hex of
+ * HA1 = H(username ":" realm ":" password). HA1 is password-equivalent within its realm (as
+ * in every Digest server): whoever has it can answer any challenge of that realm as the
+ * account, though it gives neither the password nor logins elsewhere. It is kept like the
+ * other credentials and never logged.
+ */
+export interface DigestCredentials {
+  realm: string;
+  ha1: Record<DigestHash, string>;
+}
+
+/** A Digest hash of `data` as lower-case hex. */
+export function digestHex(hash: DigestHash, data: string): string {
+  return createHash(DIGEST_NODE_HASH[hash]).update(data, 'utf8').digest('hex');
+}
+
+/** HA1 for one algorithm (RFC 7616 3.4.2, without the -sess part). */
+export function digestHa1(hash: DigestHash, name: string, realm: string, password: string): string {
+  return digestHex(hash, `${name}:${realm}:${password}`);
+}
+
+/**
+ * The Digest credentials of an account, as the store keeps them (JSON,
+ * AccountRecord.digestCredentials): `name` is the account name and `realm` its domain.
+ */
+export function digestCredentials(name: string, realm: string, password: string): string {
+  const credentials: DigestCredentials = {
+    realm,
+    ha1: { MD5: digestHa1('MD5', name, realm, password), 'SHA-256': digestHa1('SHA-256', name, realm, password) },
+  };
+  return JSON.stringify(credentials);
+}
+
+/** Stored Digest credentials, checked; undefined when there are none (or they are unreadable). */
+export function storedDigestCredentials(stored: string | null | undefined): DigestCredentials | undefined {
+  if (!stored) return undefined;
+  try {
+    const parsed = JSON.parse(stored) as Partial<DigestCredentials>;
+    if (typeof parsed.realm !== 'string' || typeof parsed.ha1 !== 'object' || parsed.ha1 === null) return undefined;
+    for (const hash of DIGEST_HASHES) {
+      if (typeof parsed.ha1[hash] !== 'string' || !/^[0-9a-f]+$/.test(parsed.ha1[hash])) return undefined;
+    }
+    return { realm: parsed.realm, ha1: { MD5: parsed.ha1.MD5, 'SHA-256': parsed.ha1['SHA-256'] } };
+  } catch {
+    return undefined;
+  }
+}

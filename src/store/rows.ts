@@ -46,6 +46,7 @@ export interface AccountRow {
   password_hash: string;
   cram_md5: string | null;
   scram_credentials: string | null;
+  digest_credentials: string | null;
   recovery_email: string | null;
   settings: string;
   prefs: string;
@@ -77,6 +78,7 @@ export function toAccount(row: AccountRow): AccountRecord {
     passwordHash: row.password_hash,
     cramMd5Context: row.cram_md5,
     scramCredentials: row.scram_credentials,
+    digestCredentials: row.digest_credentials,
     recoveryEmail: row.recovery_email,
     settings: JSON.parse(row.settings) as Settings,
     prefs: JSON.parse(row.prefs) as Settings,

@@ -247,6 +247,11 @@ export interface AccountRecord {
   cramMd5Context: string | null;
   /** SCRAM-SHA-1 and SCRAM-SHA-256 verifiers (JSON, see services/passwords.ts scramCredentials); null when not kept yet. */
   scramCredentials: string | null;
+  /**
+   * HTTP Digest HA1 values for MD5 and SHA-256 (JSON, see services/passwords.ts digestCredentials),
+   * for SIP; null when not kept yet.
+   */
+  digestCredentials: string | null;
   recoveryEmail: string | null;
   /** Account settings (RulesAllowed, PWDAllowed, StorageLimit, ...): explicit values only. */
   settings: Settings;
@@ -276,6 +281,7 @@ export interface NewAccount {
   passwordHash: string;
   cramMd5Context: string | null;
   scramCredentials?: string | null;
+  digestCredentials?: string | null;
   recoveryEmail?: string | null;
   settings?: Settings;
 }
@@ -309,12 +315,20 @@ export interface AccountStore {
   list(domain?: string): Promise<AccountRecord[]>;
   count(domain: string): Promise<number>;
   remove(id: number): Promise<boolean>;
-  setPassword(id: number, passwordHash: string, cramMd5Context: string | null, scramCredentials: string | null): Promise<void>;
+  setPassword(
+    id: number,
+    passwordHash: string,
+    cramMd5Context: string | null,
+    scramCredentials: string | null,
+    digestCredentials: string | null,
+  ): Promise<void>;
   /**
    * Keeps SCRAM verifiers made from a password just verified, unless the password changed
    * since (`credentialsVersion` no longer the account's); false then.
    */
   setScramCredentials(id: number, scramCredentials: string, credentialsVersion: number): Promise<boolean>;
+  /** Keeps Digest credentials made from a password just verified, on the same condition as setScramCredentials. */
+  setDigestCredentials(id: number, digestCredentials: string, credentialsVersion: number): Promise<boolean>;
   setRecoveryEmail(id: number, email: string | null): Promise<void>;
   setRealName(id: number, realName: string | null): Promise<void>;
   setSettings(id: number, settings: Settings): Promise<void>;

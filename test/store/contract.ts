@@ -410,12 +410,39 @@ function domainsAndAccounts(engine: string, fresh: FreshStore): void {
       const b = (await c.store.accounts.getById(a.id))!;
       assert.equal(b.scramCredentials, '{"v":1}');
       assert.equal(b.credentialsVersion, a.credentialsVersion, 'keeping verifiers is not a password change');
-      await c.store.accounts.setPassword(a.id, '$scrypt$new', null, null);
+      await c.store.accounts.setPassword(a.id, '$scrypt$new', null, null, null);
       assert.equal(await c.store.accounts.setScramCredentials(a.id, '{"v":"old password"}', a.credentialsVersion), false, 'the password changed since');
       assert.equal((await c.store.accounts.getById(a.id))!.scramCredentials, null);
       assert.equal(await c.store.accounts.setScramCredentials(a.id, '{"v":2}', a.credentialsVersion + 1), true);
       assert.equal((await c.store.accounts.getById(a.id))!.scramCredentials, '{"v":2}');
       assert.equal(await c.store.accounts.setScramCredentials(999_999_999, '{}', 1), false, 'no such account');
+    });
+
+    it('Digest credentials: kept at creation, and later only while the password is the one they were made from', async () => {
+      const domain = `${unique('digest')}.test`;
+      await c.store.domains.create(domain);
+      const without = await c.store.accounts.create(newAccount(domain, 'plain'));
+      assert.equal(without.digestCredentials, null);
+      const a = await c.store.accounts.create(newAccount(domain, 'alice', { digestCredentials: '{"d":0}' }));
+      assert.equal(a.digestCredentials, '{"d":0}');
+      assert.equal(a.scramCredentials, null, 'the two kinds are kept apart');
+      assert.equal(await c.store.accounts.setDigestCredentials(a.id, '{"d":1}', a.credentialsVersion), true);
+      const b = (await c.store.accounts.getById(a.id))!;
+      assert.equal(b.digestCredentials, '{"d":1}');
+      assert.equal(b.credentialsVersion, a.credentialsVersion, 'keeping credentials is not a password change');
+      await c.store.accounts.setPassword(a.id, '$scrypt$new', null, '{"s":1}', '{"d":2}');
+      const changed = (await c.store.accounts.getById(a.id))!;
+      assert.equal(changed.digestCredentials, '{"d":2}', 'a password change brings its own');
+      assert.equal(changed.scramCredentials, '{"s":1}');
+      assert.equal(await c.store.accounts.setDigestCredentials(a.id, '{"d":"old password"}', a.credentialsVersion), false, 'the password changed since');
+      assert.equal((await c.store.accounts.getById(a.id))!.digestCredentials, '{"d":2}');
+      await c.store.accounts.setPassword(a.id, '$scrypt$newer', null, null, null);
+      assert.equal((await c.store.accounts.getById(a.id))!.digestCredentials, null);
+      assert.equal(await c.store.accounts.setDigestCredentials(a.id, '{"d":3}', a.credentialsVersion + 2), true);
+      const kept = (await c.store.accounts.getById(a.id))!;
+      assert.equal(kept.digestCredentials, '{"d":3}');
+      assert.equal(kept.scramCredentials, null, 'keeping one kind leaves the other alone');
+      assert.equal(await c.store.accounts.setDigestCredentials(999_999_999, '{}', 1), false, 'no such account');
     });
 
     it('an account in a domain that does not exist is refused (and is not a duplicate)', async () => {
@@ -425,7 +452,7 @@ function domainsAndAccounts(engine: string, fresh: FreshStore): void {
 
     it('updates: password (bumps credentialsVersion, nothing else does), recovery E-mail, real name, settings, prefs, logins', async () => {
       const a = await c.account('alice');
-      await c.store.accounts.setPassword(a.id, '$scrypt$other', 'abcd', '{"scram":1}');
+      await c.store.accounts.setPassword(a.id, '$scrypt$other', 'abcd', '{"scram":1}', '{"digest":1}');
       await c.store.accounts.setRecoveryEmail(a.id, 'r@x.test');
       await c.store.accounts.setRealName(a.id, 'Alice A.');
       await c.store.accounts.setSettings(a.id, { RulesAllowed: 'No' });
@@ -438,6 +465,7 @@ function domainsAndAccounts(engine: string, fresh: FreshStore): void {
       assert.equal(b.passwordHash, '$scrypt$other');
       assert.equal(b.cramMd5Context, 'abcd');
       assert.equal(b.scramCredentials, '{"scram":1}');
+      assert.equal(b.digestCredentials, '{"digest":1}');
       assert.equal(b.credentialsVersion, a.credentialsVersion + 1);
       assert.equal(b.recoveryEmail, 'r@x.test');
       assert.equal(b.realName, 'Alice A.');
@@ -445,13 +473,14 @@ function domainsAndAccounts(engine: string, fresh: FreshStore): void {
       assert.deepEqual(b.prefs, { TimeZone: 'Asia/Tokyo', Nested: { a: ['1', '2'] } });
       assert.deepEqual(b.prevLogin, login);
       assert.deepEqual(b.lastFailedLogin, failed);
-      await c.store.accounts.setPassword(a.id, '$scrypt$third', null, null);
+      await c.store.accounts.setPassword(a.id, '$scrypt$third', null, null, null);
       await c.store.accounts.setRecoveryEmail(a.id, null);
       await c.store.accounts.setRealName(a.id, null);
       const d = (await c.store.accounts.getById(a.id))!;
       assert.equal(d.credentialsVersion, a.credentialsVersion + 2);
       assert.equal(d.cramMd5Context, null);
       assert.equal(d.scramCredentials, null);
+      assert.equal(d.digestCredentials, null);
       assert.equal(d.recoveryEmail, null);
       assert.equal(d.realName, null);
       assert.deepEqual(d.prevLogin, login, 'a failed login does not touch the last login');

@@ -19,7 +19,7 @@ import {
 import { isForeignKeyViolation, isUniqueViolation, type Db } from './db.js';
 import { toAccount, toDomain, type AccountRow, type DomainRow } from '../rows.js';
 
-const ACCOUNT_COLUMNS = `id, domain, name, real_name, password_hash, cram_md5, scram_credentials, recovery_email, settings, prefs, public_info, created,
+const ACCOUNT_COLUMNS = `id, domain, name, real_name, password_hash, cram_md5, scram_credentials, digest_credentials, recovery_email, settings, prefs, public_info, created,
   prev_login_time, prev_login_ip, failed_login_time, failed_login_ip, credentials_version`;
 
 
@@ -86,8 +86,9 @@ export class PgDomains implements DomainStore {
 const ACCOUNT_SQL = {
   insert: {
     name: 'accounts.insert',
-    text: `INSERT INTO accounts (domain, name, real_name, password_hash, cram_md5, recovery_email, settings, created, scram_credentials)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING ${ACCOUNT_COLUMNS}`,
+    text: `INSERT INTO accounts (domain, name, real_name, password_hash, cram_md5, recovery_email, settings, created, scram_credentials,
+             digest_credentials)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING ${ACCOUNT_COLUMNS}`,
   },
   byName: { name: 'accounts.byName', text: `SELECT ${ACCOUNT_COLUMNS} FROM accounts WHERE domain = $1 AND name = $2` },
   byId: { name: 'accounts.byId', text: `SELECT ${ACCOUNT_COLUMNS} FROM accounts WHERE id = $1` },
@@ -97,12 +98,16 @@ const ACCOUNT_SQL = {
   remove: { name: 'accounts.remove', text: 'DELETE FROM accounts WHERE id = $1' },
   setPassword: {
     name: 'accounts.setPassword',
-    text: `UPDATE accounts SET password_hash = $1, cram_md5 = $2, scram_credentials = $3, credentials_version = credentials_version + 1
-           WHERE id = $4`,
+    text: `UPDATE accounts SET password_hash = $1, cram_md5 = $2, scram_credentials = $3, digest_credentials = $4,
+             credentials_version = credentials_version + 1 WHERE id = $5`,
   },
   setScramCredentials: {
     name: 'accounts.setScramCredentials',
     text: 'UPDATE accounts SET scram_credentials = $1 WHERE id = $2 AND credentials_version = $3',
+  },
+  setDigestCredentials: {
+    name: 'accounts.setDigestCredentials',
+    text: 'UPDATE accounts SET digest_credentials = $1 WHERE id = $2 AND credentials_version = $3',
   },
   setRecoveryEmail: { name: 'accounts.setRecoveryEmail', text: 'UPDATE accounts SET recovery_email = $1 WHERE id = $2' },
   setRealName: { name: 'accounts.setRealName', text: 'UPDATE accounts SET real_name = $1 WHERE id = $2' },
@@ -152,6 +157,7 @@ export class PgAccounts implements AccountStore {
         JSON.stringify(account.settings ?? {}),
         Date.now(),
         account.scramCredentials ?? null,
+        account.digestCredentials ?? null,
       ]);
       return toAccount(row!);
     } catch (err) {
@@ -184,12 +190,22 @@ export class PgAccounts implements AccountStore {
     return (await this.db.run(ACCOUNT_SQL.remove, [id])) > 0;
   }
 
-  async setPassword(id: number, passwordHash: string, cramMd5Context: string | null, scramCredentials: string | null): Promise<void> {
-    await this.db.run(ACCOUNT_SQL.setPassword, [passwordHash, cramMd5Context, scramCredentials, id]);
+  async setPassword(
+    id: number,
+    passwordHash: string,
+    cramMd5Context: string | null,
+    scramCredentials: string | null,
+    digestCredentials: string | null,
+  ): Promise<void> {
+    await this.db.run(ACCOUNT_SQL.setPassword, [passwordHash, cramMd5Context, scramCredentials, digestCredentials, id]);
   }
 
   async setScramCredentials(id: number, scramCredentials: string, credentialsVersion: number): Promise<boolean> {
     return (await this.db.run(ACCOUNT_SQL.setScramCredentials, [scramCredentials, id, credentialsVersion])) > 0;
+  }
+
+  async setDigestCredentials(id: number, digestCredentials: string, credentialsVersion: number): Promise<boolean> {
+    return (await this.db.run(ACCOUNT_SQL.setDigestCredentials, [digestCredentials, id, credentialsVersion])) > 0;
   }
 
   async setRecoveryEmail(id: number, email: string | null): Promise<void> {

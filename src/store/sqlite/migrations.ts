@@ -506,4 +506,9 @@ export const migrations: readonly string[] = [
   );
   CREATE INDEX muc_history_room ON muc_history(room, seq);
   `,
+  // 19: HTTP Digest credentials of the accounts (HA1 for MD5 and SHA-256, for SIP; see
+  // services/passwords.ts digestCredentials), null until made at a password change or login.
+  `
+  ALTER TABLE accounts ADD COLUMN digest_credentials TEXT;
+  `,
 ];

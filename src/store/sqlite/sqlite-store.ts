@@ -238,17 +238,18 @@ class SqliteAccounts implements AccountStore {
 
   constructor(private readonly db: SqliteDatabase) {
     this.sql = prepareAll(db, {
-      insert: `INSERT INTO accounts (domain, name, real_name, password_hash, cram_md5, scram_credentials, recovery_email, settings, created)
-               VALUES (@domain, @name, @realName, @passwordHash, @cramMd5Context, @scramCredentials, @recoveryEmail, @settings, @created)`,
+      insert: `INSERT INTO accounts (domain, name, real_name, password_hash, cram_md5, scram_credentials, digest_credentials, recovery_email, settings, created)
+               VALUES (@domain, @name, @realName, @passwordHash, @cramMd5Context, @scramCredentials, @digestCredentials, @recoveryEmail, @settings, @created)`,
       byName: 'SELECT * FROM accounts WHERE domain = ? AND name = ?',
       byId: 'SELECT * FROM accounts WHERE id = ?',
       all: 'SELECT * FROM accounts ORDER BY domain, name',
       inDomain: 'SELECT * FROM accounts WHERE domain = ? ORDER BY name',
       count: 'SELECT count(*) AS n FROM accounts WHERE domain = ?',
       remove: 'DELETE FROM accounts WHERE id = ?',
-      setPassword: `UPDATE accounts SET password_hash = ?, cram_md5 = ?, scram_credentials = ?, credentials_version = credentials_version + 1
-                    WHERE id = ?`,
+      setPassword: `UPDATE accounts SET password_hash = ?, cram_md5 = ?, scram_credentials = ?, digest_credentials = ?,
+                    credentials_version = credentials_version + 1 WHERE id = ?`,
       setScramCredentials: 'UPDATE accounts SET scram_credentials = ? WHERE id = ? AND credentials_version = ?',
+      setDigestCredentials: 'UPDATE accounts SET digest_credentials = ? WHERE id = ? AND credentials_version = ?',
       setRecoveryEmail: 'UPDATE accounts SET recovery_email = ? WHERE id = ?',
       setRealName: 'UPDATE accounts SET real_name = ? WHERE id = ?',
       setSettings: 'UPDATE accounts SET settings = ? WHERE id = ?',
@@ -277,6 +278,7 @@ class SqliteAccounts implements AccountStore {
         passwordHash: account.passwordHash,
         cramMd5Context: account.cramMd5Context,
         scramCredentials: account.scramCredentials ?? null,
+        digestCredentials: account.digestCredentials ?? null,
         recoveryEmail: account.recoveryEmail ?? null,
         settings: JSON.stringify(account.settings ?? {}),
         created: Date.now(),
@@ -311,12 +313,22 @@ class SqliteAccounts implements AccountStore {
     return this.sql.remove.run(id).changes > 0;
   }
 
-  async setPassword(id: number, passwordHash: string, cramMd5Context: string | null, scramCredentials: string | null): Promise<void> {
-    this.sql.setPassword.run(passwordHash, cramMd5Context, scramCredentials, id);
+  async setPassword(
+    id: number,
+    passwordHash: string,
+    cramMd5Context: string | null,
+    scramCredentials: string | null,
+    digestCredentials: string | null,
+  ): Promise<void> {
+    this.sql.setPassword.run(passwordHash, cramMd5Context, scramCredentials, digestCredentials, id);
   }
 
   async setScramCredentials(id: number, scramCredentials: string, credentialsVersion: number): Promise<boolean> {
     return this.sql.setScramCredentials.run(scramCredentials, id, credentialsVersion).changes > 0;
+  }
+
+  async setDigestCredentials(id: number, digestCredentials: string, credentialsVersion: number): Promise<boolean> {
+    return this.sql.setDigestCredentials.run(digestCredentials, id, credentialsVersion).changes > 0;
   }
 
   async getByAlias(domain: string, name: string): Promise<AccountRecord | undefined> {
