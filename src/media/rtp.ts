@@ -21,8 +21,8 @@ export interface RtpHeader {
   sequence: number;
   timestamp: number;
   ssrc: number;
-  /** Contributing sources, in the packet's order (empty for packets from a single source). */
-  csrcs: number[];
+  /** Contributing sources, in the packet's order (one shared empty array for packets from a single source). */
+  csrcs: readonly number[];
   /** Where the payload starts in the Buffer that was parsed. */
   payloadOffset: number;
   /** The payload's length, padding excluded. */
@@ -56,8 +56,7 @@ export function parseRtp(packet: Buffer): RtpHeader | undefined {
     if (paddingLength === 0 || paddingLength > end - offset) return undefined;
     end -= paddingLength;
   }
-  const csrcs: number[] = [];
-  for (let i = 0; i < csrcCount; i++) csrcs.push(packet.readUInt32BE(RTP_FIXED_HEADER_LENGTH + 4 * i));
+  const csrcs = csrcCount === 0 ? NO_CSRCS : readCsrcs(packet, csrcCount);
   const second = packet[1]!;
   return {
     padding,
@@ -71,6 +70,15 @@ export function parseRtp(packet: Buffer): RtpHeader | undefined {
     payloadOffset: offset,
     payloadLength: end - offset,
   };
+}
+
+/** Shared by every packet without CSRCs (nearly all of them), so that parsing one allocates a single object. */
+const NO_CSRCS: readonly number[] = Object.freeze([]);
+
+function readCsrcs(packet: Buffer, count: number): number[] {
+  const csrcs = new Array<number>(count);
+  for (let i = 0; i < count; i++) csrcs[i] = packet.readUInt32BE(RTP_FIXED_HEADER_LENGTH + 4 * i);
+  return csrcs;
 }
 
 /** What `writeRtpHeader` writes: no padding and no extension (a relay that needs them adds them). */
