@@ -88,7 +88,7 @@ for (let code = 0; code < 256; code++) {
   ALAW_TO_ULAW[code] = LINEAR_TO_ULAW[(ALAW_TO_LINEAR[code]! >> 2) + ULAW_OFFSET]!;
 }
 
-/** The μ-law code of one 16-bit sample. */
+/** The μ-law code of one 16-bit sample (an integer from -32768 to 32767, as in an Int16Array). */
 export function ulawFromLinear(sample: number): number {
   return LINEAR_TO_ULAW[(sample >> 2) + ULAW_OFFSET]!;
 }
@@ -98,7 +98,7 @@ export function ulawToLinear(code: number): number {
   return ULAW_TO_LINEAR[code & 0xff]!;
 }
 
-/** The A-law code of one 16-bit sample. */
+/** The A-law code of one 16-bit sample (an integer from -32768 to 32767, as in an Int16Array). */
 export function alawFromLinear(sample: number): number {
   return LINEAR_TO_ALAW[(sample >> 3) + ALAW_OFFSET]!;
 }
