@@ -34,6 +34,8 @@ import {
   type TransactionLayerOptions,
   type TransactionUserEvent,
 } from '../src/transports/sip/transactions.js';
+// A seeded generator, so that a failing run can be replayed by its seed.
+import { seededRandom } from './helpers.js';
 
 /** Timers in a queue, run in order of due time (then of scheduling) as the test advances time. */
 class FakeClock implements TransactionClock {
@@ -860,22 +862,10 @@ describe('SIP transaction limits', () => {
   });
 });
 
-/** mulberry32: a small seeded generator, so that a failing run can be replayed by its seed. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 describe('SIP transactions under a randomized run', () => {
   for (const seed of [1, 7, 2026, 31337]) {
     test(`seed ${seed}: every transaction ends by its timers, each client gets exactly one outcome`, () => {
-      const random = seeded(seed);
+      const random = seededRandom(seed);
       const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)]!;
       const h = harness({ limits: { maxTransactions: 60, maxPerSource: 25 } });
       const outcomes = new Map<number, string[]>();
