@@ -34,16 +34,17 @@ export class StreamClock {
   /** Ticks since the listener started. */
   now = 0;
   readonly tickMs: number;
+  /** limits.loginSeconds and xmpp.pingSeconds in ticks (at least one). */
+  readonly loginTicks: number;
+  readonly pingTicks: number;
 
   constructor(config: Config) {
     // A quarter of the shortest of the two, between 50 ms (tests) and a second.
     const shortest = Math.min(config.limits.loginSeconds, config.xmpp.pingSeconds) * 1000;
     this.tickMs = Math.min(1000, Math.max(50, Math.floor(shortest / 4)));
-  }
-
-  /** Ticks in `seconds` (at least one). */
-  ticks(seconds: number): number {
-    return Math.max(1, Math.ceil((seconds * 1000) / this.tickMs));
+    const ticks = (seconds: number): number => Math.max(1, Math.ceil((seconds * 1000) / this.tickMs));
+    this.loginTicks = ticks(config.limits.loginSeconds);
+    this.pingTicks = ticks(config.xmpp.pingSeconds);
   }
 }
 
@@ -235,17 +236,16 @@ export class C2sStream implements ResourceStream {
    * silent for pingSeconds is pinged (XEP-0199), and closed when silent as long again.
    */
   tick(): void {
-    const { clock, config } = this.context;
+    const { clock } = this.context;
     if (this.state === 'closed') return;
     const now = clock.now;
     if (this.state !== 'bound') {
-      if (now - this.openedAt >= clock.ticks(config.limits.loginSeconds)) this.close('connection-timeout', 'no authentication in time');
+      if (now - this.openedAt >= clock.loginTicks) this.close('connection-timeout', 'no authentication in time');
       return;
     }
-    const ping = clock.ticks(config.xmpp.pingSeconds);
     if (this.pingSentAt >= 0) {
-      if (now - this.pingSentAt >= ping) this.close('connection-timeout', 'the client stopped answering');
-    } else if (now - this.heardAt >= ping) {
+      if (now - this.pingSentAt >= clock.pingTicks) this.close('connection-timeout', 'the client stopped answering');
+    } else if (now - this.heardAt >= clock.pingTicks) {
       this.pingSentAt = now;
       this.write(el('iq', { type: 'get', id: `${PING_ID}${now}`, from: this.domain, to: this.resource?.session?.jid }, el('ping', { xmlns: NS_PING })));
     }
