@@ -29,10 +29,20 @@ import {
 
 export { newBranch, newTag } from './transaction-matching.js';
 
+/** The transports SIP runs on (RFC 3261 18, RFC 7118 for WebSocket). */
+export type SipTransportName = 'udp' | 'tcp' | 'tls' | 'ws' | 'wss';
+
 /** Where a message goes or came from. */
 export interface SipEndpoint {
   host: string;
   port: number;
+  /** The transport; absent means UDP. */
+  transport?: SipTransportName;
+  /**
+   * The connection a message came on, or must go back on (stream transports): an opaque id
+   * the transport gave. A message for a flow that is gone fails as a transport error.
+   */
+  flow?: string;
 }
 
 /** Hands a message to the transport; throws when the transport fails (RFC 3261 17.1.4, 17.2.4). */
