@@ -156,6 +156,14 @@ export interface Config {
     /** Messages of discussion history a room keeps (and replays to newcomers) at most. */
     mucHistory: number;
   };
+  /** Calls (the call engine, src/services/calls/). */
+  calls: {
+    /** How long a call may ring unanswered, seconds. */
+    ringSeconds: number;
+    /** Calls one account may place at once from one node, and calls one node may hold. */
+    callsPerAccount: number;
+    callsPerNode: number;
+  };
   /** Delivery of mail for other domains (the outbound queue). */
   outbound: {
     /** `host:port` of a relay (smart host) that takes all mail for other domains; '' = each domain's MX. */
@@ -314,6 +322,7 @@ export function defaultConfig(): Config {
     inbound: { authenticationChecks: true },
     calendar: { remotePrivateAddresses: false },
     im: { rosterItems: 2000, rosterGroups: 200, blockedItems: 1000, offlineMessages: 1000, offlineDays: 30, resourcesPerAccount: 32, archiveDays: 365, mucSubdomain: 'conference', mucRoomsPerService: 1000, mucOccupantsPerRoom: 200, mucHistory: 50 },
+    calls: { ringSeconds: 120, callsPerAccount: 20, callsPerNode: 10_000 },
     outbound: {
       relay: '',
       relayUser: '',
@@ -492,6 +501,11 @@ const configSchema = z.strictObject({
     mucRoomsPerService: whole(1),
     mucOccupantsPerRoom: whole(1),
     mucHistory: whole(0),
+  }),
+  calls: z.strictObject({
+    ringSeconds: whole(5),
+    callsPerAccount: whole(1),
+    callsPerNode: whole(1),
   }),
   outbound: z.strictObject({
     relay: text((s) => s === '' || isHostPort(s), "must be empty (to each domain's MX hosts) or host:port"),

@@ -128,6 +128,19 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly calls = new Counter({
+    name: 'ximssd_calls_total',
+    help: 'Calls placed through this node, by how they ended: connected, refused, cancelled, unanswered',
+    labelNames: ['result'],
+    registers: [this.registry],
+  });
+
+  readonly callsActive = new Gauge({
+    name: 'ximssd_calls_active',
+    help: 'Calls this node holds now (ringing or connected)',
+    registers: [this.registry],
+  });
+
   constructor(options: { defaults?: boolean } = {}) {
     if (options.defaults ?? true) collectDefaultMetrics({ register: this.registry, prefix: 'ximssd_' });
   }

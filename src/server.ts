@@ -11,6 +11,8 @@ import { CalendarService } from './services/calendar/service.js';
 import { ContactService } from './services/contacts/service.js';
 import { ImService } from './services/im/service.js';
 import { MucService } from './services/im/muc.js';
+import { CallService } from './services/calls/service.js';
+import { ringBoundSessions } from './ximss/call-leg.js';
 import { XmppListener } from './transports/xmpp/listener.js';
 import { XmppSessions } from './transports/xmpp/session.js';
 import { S2sService } from './transports/xmpp/s2s.js';
@@ -206,6 +208,8 @@ async function build(rawStore: Store, config: Config, log: Logger, options: Serv
   }, log.child({ component: 'ximss' }));
   undo.push(() => uploads.close());
   const im = new ImService(store, bus, accounts, node.id, log.child({ component: 'im' }), config.im, metrics);
+  const calls = new CallService(store, bus, node.id, im, log.child({ component: 'calls' }), config.calls, metrics);
+  ringBoundSessions(calls, im);
   const muc = new MucService(im, store, bus, node.id, log.child({ component: 'muc' }), { subdomain: config.im.mucSubdomain, roomsPerService: config.im.mucRoomsPerService, occupantsPerRoom: config.im.mucOccupantsPerRoom, history: config.im.mucHistory }, metrics);
   im.components.push(muc);
   let httpPort = config.ports.http;
@@ -230,6 +234,7 @@ async function build(rawStore: Store, config: Config, log: Logger, options: Serv
     contacts,
     calendars,
     im,
+    calls,
     accountRights,
     directory,
     queue,
@@ -325,6 +330,7 @@ async function build(rawStore: Store, config: Config, log: Logger, options: Serv
   undo.push(() => node.stop());
   await im.start();
   undo.push(() => im.close());
+  undo.push(() => calls.close());
   queue.start(delivery);
   readiness.markStarted();
   log.info(
@@ -350,6 +356,7 @@ async function build(rawStore: Store, config: Config, log: Logger, options: Serv
       await muc.close();
       await s2s?.close();
       services.sessions.endAll();
+      calls.close();
       await Promise.all([tcp.close(), tcpTls?.close(), http.close(), https?.close(), smtp?.close()]);
       await queue.close();
       // The sessions' files are being deleted; wait for that, and remove any left.

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { MAX_RELAY_MESSAGE, type ChangeRelay } from '../store/store.js';
 import { errorText, silentLogger, type Logger } from '../log.js';
+import type { CallTarget, Signal } from '../services/calls/signal.js';
 
 /**
  * What services tell each other after they commit a change. Every event travels to every
@@ -48,6 +49,11 @@ export interface BusEvents {
    * of account `accountId` on node `origin` (its full JID is the stanza's `from`); `key` as for imStanza.
    */
   mucStanza: { node: string; room: string; accountId: number; origin: string; xml?: string; key?: string };
+  /**
+   * A call signal for port `to` on node `node` (src/services/calls/router.ts), or a new call
+   * for `target` there, from port `from`; `key` as for imStanza when too large to travel.
+   */
+  callSignal: { node: string; to?: string; target?: CallTarget; from: { node: string; id: string }; signal?: Signal; key?: string };
   /** An account's roster changed (`item` removed when absent): its clients get the push. */
   rosterChanged: { accountId: number; jid: string; version: number; item?: string };
   /** An account's block list changed (XEP-0191): caches drop it, its clients get the push. */
@@ -89,6 +95,7 @@ const SHARED_TOPICS: ReadonlySet<string> = new Set<SharedTopic>([
   'imStanza',
   'imEnd',
   'mucStanza',
+  'callSignal',
   'rosterChanged',
   'blockingChanged',
 ]);

@@ -20,6 +20,8 @@ export interface RequestContext {
   send(message: XmlElement): void;
   /** Sends a data message without the id (the SASL `challenge`, as in the spec's example). */
   sendUntagged(message: XmlElement): void;
+  /** Attributes the positive response carries besides `id` (signaling's `media="WebRTC"`). */
+  responseAttrs?: Record<string, string>;
 }
 
 export interface SessionContext extends RequestContext {
@@ -58,6 +60,8 @@ export function requiredAttr(element: XmlElement, name: string): string {
 }
 
 class Context implements RequestContext {
+  responseAttrs: Record<string, string> | undefined;
+
   constructor(
     readonly id: string,
     readonly request: XmlElement,
@@ -157,7 +161,7 @@ export class Engine {
     const succeed = (value: HandlerResult): void => {
       if (value === NO_RESPONSE) return;
       this.count(op, 'ok', started);
-      out(okResponse(id, elapsed()));
+      out(okResponse(id, elapsed(), context.responseAttrs));
     };
     let result: HandlerResult | Promise<HandlerResult>;
     try {

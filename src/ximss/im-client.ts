@@ -61,7 +61,7 @@ export class XimssImClient implements ImClient {
 
   constructor(
     private readonly im: ImService,
-    private readonly session: Session,
+    readonly session: Session,
     readonly resource: string,
     private readonly onEnd: (reason: string) => void,
   ) {}

@@ -1,8 +1,10 @@
 import { escapeAttr } from '../xml/element.js';
 
 /** Builders for the few messages every binding writes by hand on hot paths. */
-export function okResponse(id: string, exeTime?: number): string {
-  return exeTime === undefined ? `<response id="${escapeAttr(id)}"/>` : `<response id="${escapeAttr(id)}" exeTime="${exeTime}"/>`;
+export function okResponse(id: string, exeTime?: number, attrs?: Readonly<Record<string, string>>): string {
+  let extra = '';
+  if (attrs) for (const [name, value] of Object.entries(attrs)) extra += ` ${name}="${escapeAttr(value)}"`;
+  return exeTime === undefined ? `<response id="${escapeAttr(id)}"${extra}/>` : `<response id="${escapeAttr(id)}"${extra} exeTime="${exeTime}"/>`;
 }
 
 export function errorResponse(id: string | undefined, errorText: string, errorNum = 500, exeTime?: number): string {

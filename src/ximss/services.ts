@@ -25,6 +25,7 @@ import type { Vocabulary } from './vocabulary.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { ImService } from '../services/im/service.js';
+import type { CallService } from '../services/calls/service.js';
 
 /** What XIMSS operation handlers may use: the services, never the store's SQL. */
 export interface XimssServices {
@@ -44,6 +45,8 @@ export interface XimssServices {
   readonly calendars: CalendarService;
   /** Instant messages, presence and rosters (XIMSS and XMPP clients alike). */
   readonly im: ImService;
+  /** The call engine (spec "Signaling"; SIP and Rayo later). */
+  readonly calls: CallService;
   /** Account Access Rights (accountACL*, the rights other accounts' data is reached with). */
   readonly accountRights: AccountRightsService;
   /** The directory of the domains' accounts (listDirectory, modifyDirectory). */

@@ -7,6 +7,7 @@ import type { OpenFolder } from './folders.js';
 import type { OpenCalendar } from './ops/calendar.js';
 import type { UploadSet } from './uploads.js';
 import type { XimssImClient } from './im-client.js';
+import type { SessionCalls } from './call-leg.js';
 
 /** A dictionary without a prototype: client-chosen keys such as `__proto__` stay plain keys. */
 export function emptyDictionary(): { [key: string]: XimssValue } {
@@ -115,6 +116,8 @@ export class Session {
   readonly uploads: UploadSet;
   /** The session as an IM client (signalBind; or an unbound one that only sends). */
   im: XimssImClient | undefined;
+  /** Its calls (spec "Signaling"; src/ximss/call-leg.ts), from its first. */
+  calls: SessionCalls | undefined;
   closed = false;
   private readonly endHooks: (() => void)[] = [];
   private sink: AsyncSink | undefined;
@@ -226,6 +229,7 @@ export class Session {
     for (const calendar of this.calendars.values()) if (calendar.kind === 'mailbox') calendar.view.close();
     this.calendars.clear();
     this.uploads.close();
+    for (const leg of [...(this.calls?.legs.values() ?? [])]) leg.sessionEnded();
     for (const hook of this.endHooks.splice(0)) hook();
     this.sink?.ended(sendBye);
   }

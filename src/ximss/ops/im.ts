@@ -7,11 +7,13 @@ import type { SubscriptionType } from '../../services/im/subscriptions.js';
 import type { AccountRecord } from '../../store/store.js';
 import { el, type XmlElement } from '../../xml/element.js';
 import { inSession, type OperationTable, type SessionContext } from '../engine.js';
+import { sessionCalls } from '../call-leg.js';
+import { sdpFromXml } from '../sdp-xml.js';
 import { XIMSS_PRESENCE, XimssImClient, peerJid, rosterItemMessage } from '../im-client.js';
 
 /**
  * Spec sections "Instant Messaging", "Roster and Presence", "XMPP-style requests", and the IM
- * part of "Signaling" (signalBind/signalUnbind: the calls come with the call engine). A bound
+ * part of "Signaling" (signalBind/signalUnbind; the calls are in signal.ts). A bound
  * session is an IM client of the account like an XMPP resource (src/ximss/im-client.ts); the
  * IM service routes, keeps and answers (src/services/im/).
  */
@@ -65,7 +67,8 @@ export const imOperations: OperationTable = {
    * signalBind (IM and presence part): the session becomes a client of the account named
    * `clientID` (mode fixed: refused when taken; kill: the other client is closed; else a
    * unique name), readIM's format, and presence notifications (`presence="yes"`). A second
-   * signalBind changes the options. The SDP body waits for the call engine.
+   * signalBind changes the options. An SDP body (`<sdp>` or `<sdpText>`) sets the presentation of
+   * the SDP in the call messages the session gets.
    */
   signalBind: inSession(async (ctx) => {
     const { im } = ctx.server;
@@ -74,6 +77,9 @@ export const imOperations: OperationTable = {
     const mode = ctx.request.attrs.mode;
     const interested = ctx.request.attrs.presence === 'yes';
     const extended = ctx.request.attrs.readIM === '1';
+    // The client's SDP: its capabilities, and the presentation the server's call messages use.
+    const sdp = ctx.request.element('sdpText') ?? ctx.request.element('sdp');
+    if (sdp) sdpFromXml(sdp);
     let client = session.im;
     if (client?.bound && wanted !== undefined && wanted !== client.resource) {
       await im.detach(client);
@@ -105,6 +111,7 @@ export const imOperations: OperationTable = {
       });
     }
     client.extended = extended;
+    if (sdp) sessionCalls(session).sdpFormat = sdp.name === 'sdpText' ? 'text' : 'xml';
     const wasInterested = client.interested;
     client.interested = interested;
     if (interested && !wasInterested) await im.sendContactsPresence(client);

@@ -16,6 +16,7 @@ import { preferenceOperations } from './preferences.js';
 import { preLoginOperations } from './prelogin.js';
 import { ruleOperations } from './rules.js';
 import { serviceOperations } from './service.js';
+import { signalOperations } from './signal.js';
 
 /** Registers every operation module with the engine: one table per spec section. */
 export function registerOperations(engine: Engine): void {
@@ -35,5 +36,6 @@ export function registerOperations(engine: Engine): void {
   engine.register(accountOperations);
   engine.register(directoryOperations);
   engine.register(imOperations);
+  engine.register(signalOperations);
   engine.register(notImplementedOperations);
 }

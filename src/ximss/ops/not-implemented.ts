@@ -12,9 +12,6 @@ const PENDING: Record<string, string> = {
     'listSpecPasswords readConfigFile skinList skinFileList skinFileRead cliExecute ' +
     'retrieveXML httpCall spellerList spellerCheck',
   'S/MIME': 'SMIMEUnlock SMIMELock SMIMEModifyPassword SMIMEGet SMIMESet',
-  Signaling:
-    'callKill callStart callProvision callRedirect callReject callAccept callUpdate ' +
-    'callTransfer callUpdateAccept callUpdateReject callSendDTMF callSendInfo makeCall',
   'RPOP/RSIP/RIMAP': 'rpopList rpopUpdate rsipList rsipUpdate rimapList rimapUpdate',
   'Real-Time Tasks':
     'taskFindMeeting taskCreateMeeting taskRemoveMeeting taskClearMeeting taskActivateMeeting taskDeactivateMeeting ' +

@@ -1,0 +1,298 @@
+import type { CallRouter, Port, PortAddress } from './router.js';
+import { bestRefusal, reasonOf, type CallTarget, type Party, type Signal } from './signal.js';
+
+/** Where an address leads: targets to ring, or the refusal to give the caller. */
+export type Resolution = { targets: CallTarget[] } | { code: number; reason: string };
+
+/** What a call needs of the engine around it. */
+export interface CallHooks {
+  /** The targets of an address a callee redirected to. */
+  resolve(address: string, from: Party): Promise<Resolution>;
+  /** The call is over (for the counts, the log and the limits). */
+  ended(call: Call, outcome: { connected: boolean; code?: number; reason?: string }): void;
+  /** How long the call may ring unanswered, ms. */
+  readonly ringTimeoutMs: number;
+  /** Redirections followed, and branches rung, at most, for one call. */
+  readonly maxRedirects: number;
+  readonly maxBranches: number;
+}
+
+export type CallState = 'ringing' | 'connected' | 'ended';
+
+/** One device (target) the call rings. */
+interface Branch {
+  /** Our port for it: its signals come here. */
+  readonly port: PortAddress;
+  /** Its leg's port, known from its first signal. */
+  leg: PortAddress | undefined;
+  tag: string | undefined;
+  /** It answered, refused, redirected away or was cancelled. */
+  done: boolean;
+  /** A cancel waits for the leg's address. */
+  cancelPending: string | undefined;
+  redirects: number;
+}
+
+/**
+ * One call: a caller, the devices its call rings (forking), then two sides bridged. It holds a
+ * port for the caller's side and one per branch; the legs (a XIMSS session's call, later a SIP
+ * dialog) may be on any node. Forking follows a proxy's rules (RFC 3261 16.7): provisional
+ * signals of every branch reach the caller with their tags; the first answer wins and the
+ * others are cancelled (a late second answer is hung up); a 6xx refusal ends the call
+ * everywhere; when every branch has refused, the caller gets the most meaningful refusal.
+ * Once connected, signals pass between the two sides as they are.
+ */
+export class Call {
+  state: CallState = 'ringing';
+  readonly started = Date.now();
+  /** The caller's leg (learned from its signals: a junction may take its place). */
+  private caller: PortAddress;
+  private readonly callerPort: PortAddress;
+  private readonly branches = new Map<string, Branch>();
+  private readonly refusals: number[] = [];
+  private winner: Branch | undefined;
+  private ringTimer: NodeJS.Timeout | undefined;
+  private pendingResolutions = 0;
+  private totalBranches = 0;
+
+  constructor(
+    private readonly router: CallRouter,
+    private readonly hooks: CallHooks,
+    readonly callId: string,
+    readonly from: Party,
+    readonly to: Party,
+    caller: PortAddress,
+    private readonly invite: Extract<Signal, { kind: 'invite' }>,
+  ) {
+    this.caller = caller;
+    this.callerPort = router.open(this.portFor((signal, from) => this.fromCaller(signal, from)));
+  }
+
+  /** The port the caller's leg sends to. */
+  get address(): PortAddress {
+    return this.callerPort;
+  }
+
+  /** Rings the targets (none: the caller is refused with 480). */
+  start(targets: readonly CallTarget[]): void {
+    this.ringTimer = setTimeout(() => this.ringTimeout(), this.hooks.ringTimeoutMs);
+    this.ringTimer.unref();
+    for (const target of targets) this.ring(target, 0);
+    this.settleIfAllDone();
+  }
+
+  /** Refuses the call before any target was rung. */
+  refuse(code: number, reason: string): void {
+    this.toCaller({ kind: 'reject', code, reason });
+    this.end({ connected: false, code, reason });
+  }
+
+  private portFor(receive: (signal: Signal, from: PortAddress) => void): Port {
+    return { receive };
+  }
+
+  private ring(target: CallTarget, redirects: number): void {
+    if (this.totalBranches >= this.hooks.maxBranches) return;
+    this.totalBranches++;
+    const branch: Branch = { port: { node: '', id: '' }, leg: undefined, tag: undefined, done: false, cancelPending: undefined, redirects };
+    (branch as { port: PortAddress }).port = this.router.open(this.portFor((signal, from) => this.fromBranch(branch, signal, from)));
+    this.branches.set(branch.port.id, branch);
+    this.router.invite(target, this.invite, branch.port);
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Signals from the caller
+
+  private fromCaller(signal: Signal, from: PortAddress): void {
+    if (this.state === 'ended') {
+      if (signal.kind !== 'gone') this.router.send(from, { kind: 'gone' }, this.callerPort);
+      return;
+    }
+    this.caller = from;
+    switch (signal.kind) {
+      case 'cancel':
+        if (this.state === 'ringing') {
+          this.cancelBranches(signal.reason ?? 'cancelled by the caller');
+          this.end({ connected: false, code: 487, reason: 'cancelled' });
+          return;
+        }
+        return this.hangUp('bye', { kind: 'bye', reason: signal.reason });
+      case 'gone':
+        if (this.state === 'ringing') {
+          this.cancelBranches('the caller is gone');
+          this.end({ connected: false, code: 487, reason: 'the caller is gone' });
+          return;
+        }
+        return this.hangUp('caller', { kind: 'bye', code: 481, reason: 'the other side is gone' });
+      case 'bye':
+        if (this.state === 'ringing') {
+          this.cancelBranches(signal.reason ?? 'cancelled by the caller');
+          this.end({ connected: false, code: 487, reason: 'cancelled' });
+          return;
+        }
+        return this.hangUp('caller', signal);
+      default: {
+        // Before the answer, what the caller says goes to the early dialog it names.
+        const branch = this.winner ?? this.branchOfTag('tag' in signal ? signal.tag : undefined);
+        if (!branch?.leg) {
+          if (signal.kind === 'update') this.toCaller({ kind: 'updated', tag: signal.tag, code: 481, reason: 'no such early dialog' });
+          else if (signal.kind === 'dtmf' || signal.kind === 'info') {
+            if (signal.op) this.toCaller({ kind: 'result', op: signal.op, code: 481, reason: 'the call is not connected' });
+          }
+          return;
+        }
+        this.router.send(branch.leg, signal, branch.port);
+      }
+    }
+  }
+
+  private branchOfTag(tag: string | undefined): Branch | undefined {
+    for (const branch of this.branches.values()) if (!branch.done && branch.tag !== undefined && branch.tag === tag) return branch;
+    // Without a tag, the one early dialog there is.
+    if (tag === undefined) {
+      const early = [...this.branches.values()].filter((b) => !b.done && b.tag !== undefined);
+      if (early.length === 1) return early[0];
+    }
+    return undefined;
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Signals from the devices rung
+
+  private fromBranch(branch: Branch, signal: Signal, from: PortAddress): void {
+    if (from.id !== '-') branch.leg ??= from;
+    if (branch.cancelPending !== undefined && branch.leg && signal.kind !== 'gone') {
+      const reason = branch.cancelPending;
+      branch.cancelPending = undefined;
+      // A device that answered after it was cancelled is hung up instead.
+      this.router.send(branch.leg, signal.kind === 'answer' ? { kind: 'bye', reason } : { kind: 'cancel', reason }, branch.port);
+      return;
+    }
+    if (this.state === 'ended' || (branch.done && branch !== this.winner)) {
+      if (signal.kind === 'answer' && branch.leg) this.router.send(branch.leg, { kind: 'bye', reason: 'the call is over' }, branch.port);
+      return;
+    }
+    if (signal.kind === 'trying') return;
+    if (this.winner) {
+      if (branch !== this.winner) return;
+      if (signal.kind === 'bye') return this.hangUp('callee', signal);
+      if (signal.kind === 'gone') return this.hangUp('callee', { kind: 'bye', code: 481, reason: 'the other side is gone' });
+      this.toCaller(signal);
+      return;
+    }
+    switch (signal.kind) {
+      case 'progress':
+        branch.tag = signal.tag;
+        this.toCaller(signal);
+        return;
+      case 'answer':
+        branch.tag = signal.tag;
+        this.winner = branch;
+        this.state = 'connected';
+        clearTimeout(this.ringTimer);
+        this.cancelBranches('answered elsewhere', branch);
+        this.toCaller(signal);
+        return;
+      case 'reject':
+        branch.done = true;
+        this.refusals.push(signal.code);
+        if (signal.code >= 600) {
+          this.cancelBranches(signal.reason ?? reasonOf(signal.code));
+          this.toCaller(signal);
+          this.end({ connected: false, code: signal.code, reason: signal.reason });
+          return;
+        }
+        this.settleIfAllDone();
+        return;
+      case 'gone':
+        branch.done = true;
+        this.refusals.push(480);
+        this.settleIfAllDone();
+        return;
+      case 'redirect':
+        if (!signal.fork) branch.done = true;
+        void this.redirect(branch, signal.targets);
+        return;
+      case 'bye':
+      case 'cancel':
+        branch.done = true;
+        this.refusals.push(signal.kind === 'bye' && signal.code ? signal.code : 480);
+        this.settleIfAllDone();
+        return;
+      default:
+        // Early-dialog exchanges (an update, the answer to an offer in a provisional signal).
+        this.toCaller(signal);
+    }
+  }
+
+  private async redirect(branch: Branch, targets: readonly string[]): Promise<void> {
+    this.pendingResolutions++;
+    try {
+      if (branch.redirects >= this.hooks.maxRedirects) {
+        this.refusals.push(482);
+        return;
+      }
+      for (const address of targets) {
+        const resolved = await this.hooks.resolve(address, this.from);
+        if (this.state !== 'ringing') return;
+        if ('code' in resolved) this.refusals.push(resolved.code);
+        else for (const target of resolved.targets) this.ring(target, branch.redirects + 1);
+      }
+    } finally {
+      this.pendingResolutions--;
+      this.settleIfAllDone();
+    }
+  }
+
+  private settleIfAllDone(): void {
+    if (this.state !== 'ringing' || this.pendingResolutions > 0) return;
+    for (const branch of this.branches.values()) if (!branch.done) return;
+    const code = bestRefusal(this.refusals);
+    this.toCaller({ kind: 'reject', code, reason: reasonOf(code) });
+    this.end({ connected: false, code, reason: reasonOf(code) });
+  }
+
+  private ringTimeout(): void {
+    if (this.state !== 'ringing') return;
+    this.cancelBranches('no answer');
+    this.toCaller({ kind: 'reject', code: 408, reason: reasonOf(408) });
+    this.end({ connected: false, code: 408, reason: 'no answer' });
+  }
+
+  private cancelBranches(reason: string, except?: Branch): void {
+    for (const branch of this.branches.values()) {
+      if (branch === except || branch.done) continue;
+      branch.done = true;
+      if (branch.leg) this.router.send(branch.leg, { kind: 'cancel', reason }, branch.port);
+      else branch.cancelPending = reason;
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------
+
+  private toCaller(signal: Signal): void {
+    this.router.send(this.caller, signal, this.callerPort);
+  }
+
+  /** An established call ends: the other side is told. */
+  private hangUp(by: 'caller' | 'callee' | 'bye', signal: Extract<Signal, { kind: 'bye' }>): void {
+    if (by === 'caller' || by === 'bye') {
+      if (this.winner?.leg) this.router.send(this.winner.leg, signal, this.winner.port);
+    } else this.toCaller(signal);
+    this.end({ connected: true, code: signal.code, reason: signal.reason });
+  }
+
+  private end(outcome: { connected: boolean; code?: number; reason?: string }): void {
+    if (this.state === 'ended') return;
+    const wasConnected = this.state === 'connected';
+    this.state = 'ended';
+    clearTimeout(this.ringTimer);
+    // The ports stay a little, so that late signals (an answer racing a cancel) are answered.
+    const ports = [this.callerPort, ...[...this.branches.values()].map((b) => b.port)];
+    const release = setTimeout(() => {
+      for (const port of ports) this.router.release(port);
+    }, 32_000);
+    release.unref();
+    this.hooks.ended(this, { ...outcome, connected: wasConnected || outcome.connected });
+  }
+}

@@ -1,0 +1,150 @@
+import { randomBytes } from 'node:crypto';
+import type { BusEvents, EventBus } from '../../bus/bus.js';
+import { errorText, type Logger } from '../../log.js';
+import { MAX_RELAY_MESSAGE, type Store } from '../../store/store.js';
+import type { CallTarget, Signal } from './signal.js';
+
+/** Where signals for one side of a call go: a port on a node of the cluster. */
+export interface PortAddress {
+  node: string;
+  id: string;
+}
+
+/** Something on this node that takes signals: one side of a Call, or a protocol binding's leg. */
+export interface Port {
+  receive(signal: Signal, from: PortAddress): void;
+}
+
+/**
+ * Opens the leg that takes a new call for a target on this node (a XIMSS session's incoming
+ * call). Returns undefined when the target is not here any more: the caller is told `gone`.
+ */
+export type TargetOpener = (target: CallTarget, invite: Extract<Signal, { kind: 'invite' }>, replyTo: PortAddress) => Port | undefined;
+
+/** How long a signal too large for the bus waits in the shared state for its node to read it. */
+const KEPT_SIGNAL_MS = 60_000;
+
+/**
+ * Carries signals between the ports of calls and legs, here or on another node. Ports of this
+ * node are held in a map; a signal for another node travels on the bus (`callSignal`), in the
+ * order it was sent: the signals from this node to each other node leave one after another,
+ * and those that arrive are handed on one after another, even when one of them had to be
+ * read from the shared state because it was too large for the bus.
+ */
+export class CallRouter {
+  private readonly ports = new Map<string, Port>();
+  private readonly toNodes = new Map<string, Promise<void>>();
+  private fromNodes: Promise<void> = Promise.resolve();
+  private readonly openers = new Map<CallTarget['kind'], TargetOpener>();
+  private readonly unsubscribe: () => void;
+
+  constructor(
+    private readonly store: Store,
+    private readonly bus: EventBus,
+    readonly node: string,
+    private readonly log: Logger,
+  ) {
+    this.unsubscribe = bus.on('callSignal', (event, remote) => {
+      if (!remote || event.node !== this.node) return;
+      this.fromNodes = this.fromNodes.then(() => this.arrived(event)).catch((err: unknown) => this.log.error({ event: 'call.relay_failed', error: errorText(err) }, 'a call signal from another node was lost'));
+    });
+  }
+
+  close(): void {
+    this.unsubscribe();
+  }
+
+  /** Registers a port of this node; its address is what other sides send to. */
+  open(port: Port): PortAddress {
+    const id = randomBytes(9).toString('base64url');
+    this.ports.set(id, port);
+    return { node: this.node, id };
+  }
+
+  /** Forgets a port: later signals for it are answered `gone`. */
+  release(address: PortAddress): void {
+    if (address.node === this.node) this.ports.delete(address.id);
+  }
+
+  /** Who opens the legs of new calls for targets of a kind on this node. */
+  onTarget(kind: CallTarget['kind'], opener: TargetOpener): void {
+    this.openers.set(kind, opener);
+  }
+
+  /** Ports held on this node (for the metrics and the tests). */
+  get size(): number {
+    return this.ports.size;
+  }
+
+  send(to: PortAddress, signal: Signal, from: PortAddress): void {
+    if (to.node === this.node) {
+      // Handed on in a later tick, as a remote signal would be: no side sees its own signal's
+      // consequences before it has finished what it was doing.
+      queueMicrotask(() => this.deliver(to.id, signal, from));
+      return;
+    }
+    this.relay({ node: to.node, to: to.id, from }, signal);
+  }
+
+  /** Offers a new call to a target (a leg is opened on the target's node); its signals come to `from`. */
+  invite(target: CallTarget, invite: Extract<Signal, { kind: 'invite' }>, from: PortAddress): void {
+    if (target.node === this.node) {
+      queueMicrotask(() => this.openTarget(target, invite, from));
+      return;
+    }
+    this.relay({ node: target.node, target, from }, invite);
+  }
+
+  private deliver(id: string, signal: Signal, from: PortAddress): void {
+    const port = this.ports.get(id);
+    if (port) {
+      try {
+        port.receive(signal, from);
+      } catch (err) {
+        this.log.error({ event: 'call.signal_failed', kind: signal.kind, error: errorText(err) }, 'a call signal could not be handled');
+      }
+    } else if (signal.kind !== 'gone') this.send(from, { kind: 'gone' }, { node: this.node, id });
+  }
+
+  private openTarget(target: CallTarget, invite: Extract<Signal, { kind: 'invite' }>, from: PortAddress): void {
+    let port: Port | undefined;
+    try {
+      port = this.openers.get(target.kind)?.(target, invite, from);
+    } catch (err) {
+      this.log.error({ event: 'call.open_failed', error: errorText(err) }, 'a call could not be offered');
+    }
+    if (!port) this.send(from, { kind: 'gone' }, { node: this.node, id: '-' });
+  }
+
+  private relay(envelope: Omit<BusEvents['callSignal'], 'signal' | 'key'>, signal: Signal): void {
+    const json = JSON.stringify(signal);
+    const previous = this.toNodes.get(envelope.node) ?? Promise.resolve();
+    const sent = previous.then(async () => {
+      // The relay's JSON around the signal (quotes escaped) stays under its limit; larger signals wait in the store.
+      if (json.length * 1.2 + 300 < MAX_RELAY_MESSAGE) {
+        this.bus.publish('callSignal', { ...envelope, signal });
+        return;
+      }
+      const key = randomBytes(12).toString('hex');
+      await this.store.shared.update('call-signal', key, Date.now(), () => ({ value: json, expires: Date.now() + KEPT_SIGNAL_MS, result: undefined }));
+      this.bus.publish('callSignal', { ...envelope, key });
+    });
+    const settled = sent.catch((err: unknown) => this.log.error({ event: 'call.relay_failed', node: envelope.node, error: errorText(err) }, 'a call signal for another node could not be sent'));
+    this.toNodes.set(envelope.node, settled);
+    void settled.then(() => {
+      if (this.toNodes.get(envelope.node) === settled) this.toNodes.delete(envelope.node);
+    });
+  }
+
+  private async arrived(event: BusEvents['callSignal']): Promise<void> {
+    let signal = event.signal as Signal | undefined;
+    if (signal === undefined && event.key !== undefined) {
+      const kept = await this.store.shared.get('call-signal', event.key, Date.now());
+      if (typeof kept === 'string') signal = JSON.parse(kept) as Signal;
+    }
+    if (signal === undefined) return;
+    if (event.target !== undefined) {
+      if (signal.kind === 'invite') this.openTarget(event.target, signal, event.from);
+    } else if (event.to !== undefined) this.deliver(event.to, signal, event.from);
+  }
+}

@@ -1,0 +1,98 @@
+/**
+ * The signals the two sides of a call exchange through the call engine, whatever protocol
+ * each side speaks (XIMSS signaling, SIP, later Rayo). They follow SIP's offer/answer model
+ * (RFC 3261 13–14, RFC 3264, RFC 6337) so that a SIP binding maps them one to one, and they
+ * are plain JSON: a signal for a leg on another cluster node travels on the bus unchanged.
+ *
+ * Offer/answer, as the engine keeps it:
+ * - `invite` carries an offer or nothing; when it carries nothing, the callee's first `progress`
+ *   or `answer` with a description carries the offer (`offer: true`) and the caller's `ack`
+ *   carries the answer.
+ * - `update` with a description is a new offer, answered by `updated` (a description, or a
+ *   `code` refusing it); `update` without one asks the other side for an offer, which comes in
+ *   `updated` (`offer: true`) and is answered by `ack`.
+ * - A side acknowledges nothing else: what needs no answer is not answered (the SIP binding
+ *   sends its ACKs and PRACKs itself).
+ */
+
+/** Someone taking part in a call: an address (user@domain, a SIP URI, a phone number) and a real name. */
+export interface Party {
+  address: string;
+  name?: string;
+}
+
+/** An SDP description in native text (each binding converts its own presentation). */
+export type SdpText = string;
+
+export type Signal =
+  /** A new call for the receiving side (sent to a target, see CallTarget). */
+  | { kind: 'invite'; callId: string; from: Party; to: Party; sdp?: SdpText; transferredBy?: string; suppl?: Record<string, string> }
+  /** The leg for a new call exists (as SIP's 100 Trying): the call learns where it is. */
+  | { kind: 'trying' }
+  /** The callee is being alerted (an early dialog `tag`), with early media or an offer. */
+  | { kind: 'progress'; tag: string; sdp?: SdpText; offer?: boolean }
+  /** The callee answered. */
+  | { kind: 'answer'; tag: string; sdp?: SdpText; offer?: boolean; peer?: Party }
+  /** The callee refused the call (a SIP status code, 3xx–6xx). */
+  | { kind: 'reject'; code: number; reason?: string }
+  /** The callee sends the call elsewhere; with `fork`, it keeps ringing as well. */
+  | { kind: 'redirect'; targets: string[]; fork?: boolean }
+  /** The caller gave up, or another device answered. */
+  | { kind: 'cancel'; reason?: string }
+  /** The answer to an offer that came in progress/answer/updated; `code` when the offer is refused. */
+  | { kind: 'ack'; tag?: string; sdp?: SdpText; code?: number; reason?: string }
+  /** A new offer (hold, resume, a new media object); without `sdp`, a request for an offer. */
+  | { kind: 'update'; tag?: string; sdp?: SdpText }
+  /** The outcome of an `update`: an answer, an offer (when one was asked for), or a refusal. */
+  | { kind: 'updated'; tag?: string; sdp?: SdpText; offer?: boolean; code?: number; reason?: string }
+  /** The established call ends. */
+  | { kind: 'bye'; code?: number; reason?: string }
+  /** DTMF digits (0-9, *, #, A-D) for the other side; `op` names it for its `result`. */
+  | { kind: 'dtmf'; digits: string; op?: string }
+  /** An INFO body for the other side. */
+  | { kind: 'info'; contentType: string; body: string; op?: string }
+  /** How a `dtmf` or `info` went (no code: delivered). */
+  | { kind: 'result'; op: string; code?: number; reason?: string }
+  /** The other side is now someone else (a transfer). */
+  | { kind: 'transferred'; peer: Party; callId: string; by?: string }
+  /** The addressed leg does not exist (any more). */
+  | { kind: 'gone' };
+
+export type SignalKind = Signal['kind'];
+
+/** Where a new call may be delivered: a XIMSS session bound on some node (SIP devices come with the SIP binding). */
+export type CallTarget = { kind: 'ximss'; node: string; accountId: number; resource: string };
+
+/** The digits DTMF can carry (RFC 4733 events 0–15). */
+export const DTMF_DIGITS = /^[0-9*#A-D]+$/;
+
+/** The most meaningful of several final refusals (RFC 3261 16.7 step 6, simplified): 6xx, then busy, then the lowest class. */
+export function bestRefusal(codes: readonly number[]): number {
+  if (codes.length === 0) return 480;
+  const global = codes.find((c) => c >= 600);
+  if (global !== undefined) return global;
+  if (codes.includes(486)) return 486;
+  if (codes.includes(600)) return 600;
+  return [...codes].sort((a, b) => Math.floor(a / 100) - Math.floor(b / 100) || (a === 408 ? 1 : 0) - (b === 408 ? 1 : 0))[0]!;
+}
+
+/** A short reason for a code when none was given. */
+export function reasonOf(code: number): string {
+  return REASONS[code] ?? (code >= 600 ? 'declined' : code >= 500 ? 'server error' : 'call failed');
+}
+
+const REASONS: Record<number, string> = {
+  404: 'not found',
+  408: 'no answer',
+  480: 'temporarily unavailable',
+  481: 'the call is gone',
+  486: 'busy here',
+  487: 'cancelled',
+  488: 'not acceptable here',
+  491: 'an update is in progress',
+  500: 'server error',
+  503: 'service unavailable',
+  600: 'busy everywhere',
+  603: 'declined',
+  604: 'does not exist anywhere',
+};

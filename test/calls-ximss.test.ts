@@ -1,0 +1,334 @@
+/**
+ * Calls between XIMSS sessions on the wire (spec section "Signaling", examples 028–040): the
+ * offer/answer exchanges with and without an initial SDP, both SDP presentations, forking to
+ * every bound session of an account, busy and declined, cancel, hold and resume, DTMF and
+ * INFO, redirection, a session that goes away mid-call, and bad requests.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import type { XmlElement } from '../src/xml/element.js';
+import { fails, ok, startTestServer, type TestServer, type XimssClient } from './helpers.js';
+
+let server: TestServer;
+before(async () => {
+  server = await startTestServer();
+});
+after(() => server.stop());
+
+interface User {
+  address: string;
+  client: XimssClient;
+}
+
+/** A new account and a session of it, bound for calls unless `bound` is false. */
+async function newUser(bound = true): Promise<User> {
+  const address = await server.newAccount('call');
+  const { client } = await server.login(address, 'secret');
+  if (bound) await ok(client, '<signalBind/>');
+  return { address, client };
+}
+
+async function anotherSession(user: User, bindAttrs = ''): Promise<XimssClient> {
+  const { client } = await server.login(user.address, 'secret');
+  await ok(client, `<signalBind ${bindAttrs}/>`);
+  return client;
+}
+
+/** An audio description with a recognisable port and direction, as SDP text. */
+function sdpText(port: number, direction = 'sendrecv'): string {
+  return [
+    'v=0',
+    `o=- ${port} 1 IN IP4 127.0.0.1`,
+    's=-',
+    'c=IN IP4 127.0.0.1',
+    't=0 0',
+    `m=audio ${port} RTP/AVP 0 8 101`,
+    'a=rtpmap:0 PCMU/8000',
+    'a=rtpmap:8 PCMA/8000',
+    'a=rtpmap:101 telephone-event/8000',
+    `a=${direction}`,
+    '',
+  ].join('\r\n');
+}
+
+const sdp = (port: number, direction?: string): string => `<sdpText>${sdpText(port, direction)}</sdpText>`;
+
+/** The media port and direction of the SDP a message carries, in either presentation. */
+function media(message: XmlElement): { port: number; direction: string } | undefined {
+  const text = message.element('sdpText');
+  if (text) {
+    const body = text.text();
+    const port = /^m=audio (\d+)/m.exec(body);
+    const direction = /^a=(sendrecv|sendonly|recvonly|inactive)/m.exec(body);
+    return port ? { port: Number(port[1]), direction: direction?.[1] ?? 'sendrecv' } : undefined;
+  }
+  const xml = message.element('sdp')?.element('media');
+  if (!xml) return undefined;
+  const ip = xml.attrs.ip ?? '';
+  return { port: Number(ip.slice(ip.lastIndexOf(':') + 1)), direction: xml.attrs.direction ?? 'sendrecv' };
+}
+
+const next = (client: XimssClient, name: string, leg?: string): Promise<XmlElement> => client.takeAsync(name, (m) => leg === undefined || m.attrs.callLeg === leg);
+
+/** A starts a call to B with an offer on `port`; B's callIncoming. */
+async function call(a: User, b: User | string, leg: string, port = 4000): Promise<XmlElement | undefined> {
+  await ok(a.client, `<callStart callLeg="${leg}" peer="${typeof b === 'string' ? b : b.address}">${sdp(port)}</callStart>`);
+  return typeof b === 'string' ? undefined : next(b.client, 'callIncoming');
+}
+
+describe('a call between two sessions', () => {
+  test('with an offer: incoming, provisioned, accepted, DTMF and INFO both ways, hung up by the callee', async () => {
+    const alice = await newUser();
+    const bob = await newUser();
+    const incoming = (await call(alice, bob, 'c1', 4000))!;
+    assert.match(incoming.attrs.callLeg!, /^inp/);
+    assert.equal(incoming.attrs.peer, alice.address);
+    assert.ok(incoming.attrs.callId);
+    // The session bound without SDP gets the XML presentation.
+    assert.ok(incoming.element('sdp'), 'XML presentation');
+    assert.deepEqual(media(incoming), { port: 4000, direction: 'sendrecv' });
+    const inp = incoming.attrs.callLeg!;
+
+    await ok(bob.client, `<callProvision callLeg="${inp}"/>`);
+    await next(bob.client, 'callUpdated', inp);
+    const provisioned = await next(alice.client, 'callProvisioned', 'c1');
+    assert.ok(provisioned.attrs.tag);
+    assert.equal(provisioned.attrs.callId, incoming.attrs.callId, 'one Call-Id on both sides');
+    assert.equal(media(provisioned), undefined);
+    await ok(alice.client, `<callUpdateAccept callLeg="c1"/>`);
+
+    await ok(bob.client, `<callAccept callLeg="${inp}">${sdp(5000)}</callAccept>`);
+    const updated = await next(bob.client, 'callUpdated', inp);
+    assert.equal(updated.attrs.signalCode, undefined);
+    const connected = await next(alice.client, 'callConnected', 'c1');
+    assert.equal(connected.attrs.tag, provisioned.attrs.tag);
+    assert.equal(connected.attrs.peer, bob.address);
+    assert.deepEqual(media(connected), { port: 5000, direction: 'sendrecv' });
+    await ok(alice.client, `<callUpdateAccept callLeg="c1"/>`);
+
+    await ok(alice.client, `<callSendDTMF callLeg="c1">11</callSendDTMF>`);
+    assert.equal((await next(bob.client, 'callDTMF', inp)).text(), '11');
+    await next(alice.client, 'callOpCompleted', 'c1');
+    await ok(bob.client, `<callSendDTMF callLeg="${inp}">5</callSendDTMF>`);
+    assert.equal((await next(alice.client, 'callDTMF', 'c1')).text(), '5');
+    await next(bob.client, 'callOpCompleted', inp);
+
+    await ok(alice.client, `<callSendInfo callLeg="c1"><MIME type="application" subtype="x-note">hello</MIME></callSendInfo>`);
+    const info = await next(bob.client, 'callInfo', inp);
+    assert.equal(info.element('MIME')?.attrs.subtype, 'x-note');
+    assert.equal(info.element('MIME')?.text(), 'hello');
+    await next(alice.client, 'callOpCompleted', 'c1');
+
+    await ok(bob.client, `<callKill callLeg="${inp}"/>`);
+    await next(alice.client, 'callDisconnected', 'c1');
+    await ok(alice.client, `<callKill callLeg="c1"/>`);
+    // The identifier may be used again once killed.
+    await fails(alice.client, `<callKill callLeg="c1"/>`, /unknown call/);
+  });
+
+  test('without an offer: the callee offers in callAccept, the caller answers in callUpdateAccept (sdpText sessions)', async () => {
+    const alice = await newUser(false);
+    await ok(alice.client, `<signalBind>${sdp(1)}</signalBind>`);
+    const bob = await newUser(false);
+    await ok(bob.client, `<signalBind>${sdp(2)}</signalBind>`);
+    await ok(alice.client, `<callStart callLeg="late" peer="${bob.address}"/>`);
+    const incoming = await next(bob.client, 'callIncoming');
+    assert.equal(media(incoming), undefined);
+    const inp = incoming.attrs.callLeg!;
+    await fails(bob.client, `<callAccept callLeg="${inp}"/>`, /offer/);
+    await ok(bob.client, `<callAccept callLeg="${inp}">${sdp(6000)}</callAccept>`);
+    const connected = await next(alice.client, 'callConnected', 'late');
+    assert.ok(connected.element('sdpText'), 'the text presentation, as bound');
+    assert.equal(media(connected)?.port, 6000);
+    await fails(alice.client, `<callUpdateAccept callLeg="late"/>`, /answer/);
+    await ok(alice.client, `<callUpdateAccept callLeg="late">${sdp(6001)}</callUpdateAccept>`);
+    const updated = await next(bob.client, 'callUpdated', inp);
+    assert.equal(media(updated)?.port, 6001);
+    await ok(alice.client, `<callKill callLeg="late"/>`);
+    const gone = await next(bob.client, 'callDisconnected', inp);
+    assert.equal(gone.attrs.signalCode, undefined);
+    await ok(bob.client, `<callKill callLeg="${inp}"/>`);
+  });
+
+  test('early media: the callee answers in callProvision, callAccept then carries no SDP', async () => {
+    const alice = await newUser();
+    const bob = await newUser();
+    const inp = (await call(alice, bob, 'early', 4100))!.attrs.callLeg!;
+    await ok(bob.client, `<callProvision callLeg="${inp}">${sdp(5100, 'sendonly')}</callProvision>`);
+    await next(bob.client, 'callUpdated', inp);
+    const provisioned = await next(alice.client, 'callProvisioned', 'early');
+    assert.deepEqual(media(provisioned), { port: 5100, direction: 'sendonly' });
+    await fails(bob.client, `<callAccept callLeg="${inp}">${sdp(5101)}</callAccept>`, /callProvision/);
+    await ok(bob.client, `<callAccept callLeg="${inp}"/>`);
+    const connected = await next(alice.client, 'callConnected', 'early');
+    assert.equal(media(connected), undefined, 'the answer came early');
+    await ok(alice.client, `<callKill callLeg="early"/>`);
+    await next(bob.client, 'callDisconnected', inp);
+  });
+
+  test('hold and resume with callUpdate; a refused update leaves the call as it was', async () => {
+    const alice = await newUser();
+    const bob = await newUser();
+    const inp = (await call(alice, bob, 'hold', 4200))!.attrs.callLeg!;
+    await ok(bob.client, `<callAccept callLeg="${inp}">${sdp(5200)}</callAccept>`);
+    await next(bob.client, 'callUpdated', inp);
+    await next(alice.client, 'callConnected', 'hold');
+
+    await ok(alice.client, `<callUpdate callLeg="hold">${sdp(4200, 'sendonly')}</callUpdate>`);
+    const request = await next(bob.client, 'callUpdateRequest', inp);
+    assert.deepEqual(media(request), { port: 4200, direction: 'sendonly' });
+    await ok(bob.client, `<callUpdateAccept callLeg="${inp}">${sdp(5200, 'recvonly')}</callUpdateAccept>`);
+    assert.deepEqual(media(await next(alice.client, 'callUpdated', 'hold')), { port: 5200, direction: 'recvonly' });
+
+    await ok(alice.client, `<callUpdate callLeg="hold">${sdp(4200, 'sendrecv')}</callUpdate>`);
+    await next(bob.client, 'callUpdateRequest', inp);
+    await ok(bob.client, `<callUpdateReject callLeg="${inp}"/>`);
+    const refused = await next(alice.client, 'callUpdated', 'hold');
+    assert.equal(refused.attrs.signalCode, '488');
+    assert.ok(refused.attrs.errorText);
+
+    // Resumed from the other side.
+    await ok(bob.client, `<callUpdate callLeg="${inp}">${sdp(5200, 'sendrecv')}</callUpdate>`);
+    await next(alice.client, 'callUpdateRequest', 'hold');
+    await ok(alice.client, `<callUpdateAccept callLeg="hold">${sdp(4200, 'sendrecv')}</callUpdateAccept>`);
+    assert.deepEqual(media(await next(bob.client, 'callUpdated', inp)), { port: 4200, direction: 'sendrecv' });
+    // callUpdate without SDP changes nothing and says so.
+    await ok(alice.client, `<callUpdate callLeg="hold"/>`);
+    const same = await next(alice.client, 'callUpdated', 'hold');
+    assert.equal(media(same), undefined);
+    await ok(alice.client, `<callKill callLeg="hold"/>`);
+    await next(bob.client, 'callDisconnected', inp);
+  });
+});
+
+describe('forking and refusals', () => {
+  test('every bound session of the callee rings; the first answer wins, the others are cancelled', async () => {
+    const alice = await newUser();
+    const bob = await newUser();
+    const bob2 = await anotherSession(bob);
+    const unbound = (await server.login(bob.address, 'secret')).client;
+    const first = (await call(alice, bob, 'fork', 4300))!;
+    const second = await next(bob2, 'callIncoming');
+    assert.equal(first.attrs.callId, second.attrs.callId);
+    await ok(bob.client, `<callProvision callLeg="${first.attrs.callLeg}"/>`);
+    await ok(bob2, `<callProvision callLeg="${second.attrs.callLeg}"/>`);
+    const tags = new Set([(await next(alice.client, 'callProvisioned', 'fork')).attrs.tag, (await next(alice.client, 'callProvisioned', 'fork')).attrs.tag]);
+    assert.equal(tags.size, 2, 'a tag per device');
+    await ok(bob2, `<callAccept callLeg="${second.attrs.callLeg}">${sdp(5300)}</callAccept>`);
+    const connected = await next(alice.client, 'callConnected', 'fork');
+    assert.ok(tags.has(connected.attrs.tag));
+    const cancelled = await next(bob.client, 'callDisconnected', first.attrs.callLeg);
+    assert.match(cancelled.attrs.errorText ?? '', /elsewhere/);
+    await fails(bob.client, `<callAccept callLeg="${first.attrs.callLeg}">${sdp(1)}</callAccept>`, /over/);
+    await unbound.nothingMore('callIncoming');
+    await ok(alice.client, `<callKill callLeg="fork"/>`);
+    await next(bob2, 'callDisconnected', second.attrs.callLeg);
+  });
+
+  test('486 from one device lets the others ring; when all are busy the caller gets 486', async () => {
+    const alice = await newUser();
+    const bob = await newUser();
+    const bob2 = await anotherSession(bob);
+    const one = (await call(alice, bob, 'busy', 4400))!;
+    const two = await next(bob2, 'callIncoming');
+    await ok(bob.client, `<callReject callLeg="${one.attrs.callLeg}" signalCode="486"/>`);
+    await alice.client.nothingMore('callDisconnected');
+    await ok(bob2, `<callReject callLeg="${two.attrs.callLeg}" signalCode="486"/>`);
+    const end = await next(alice.client, 'callDisconnected', 'busy');
+    assert.equal(end.attrs.signalCode, '486');
+    await ok(alice.client, `<callKill callLeg="busy"/>`);
+  });
+
+  test('603 (the default of callReject) stops every device', async () => {
+    const alice = await newUser();
+    const bob = await newUser();
+    const bob2 = await anotherSession(bob);
+    const one = (await call(alice, bob, 'decline', 4500))!;
+    const two = await next(bob2, 'callIncoming');
+    await ok(bob.client, `<callReject callLeg="${one.attrs.callLeg}"/>`);
+    assert.equal((await next(alice.client, 'callDisconnected', 'decline')).attrs.signalCode, '603');
+    await next(bob2, 'callDisconnected', two.attrs.callLeg);
+  });
+
+  test('the caller cancels (callKill while calling): the callee stops ringing', async () => {
+    const alice = await newUser();
+    const bob = await newUser();
+    const inp = (await call(alice, bob, 'cancel', 4600))!.attrs.callLeg!;
+    await ok(alice.client, `<callKill callLeg="cancel"/>`);
+    await next(bob.client, 'callDisconnected', inp);
+    await fails(bob.client, `<callAccept callLeg="${inp}">${sdp(1)}</callAccept>`, /over/);
+    await ok(bob.client, `<callKill callLeg="${inp}"/>`);
+  });
+
+  test('callRedirect sends the call to another user; with fork="yes" both ring', async () => {
+    const alice = await newUser();
+    const bob = await newUser();
+    const carol = await newUser();
+    const inp = (await call(alice, bob, 'redir', 4700))!.attrs.callLeg!;
+    await ok(bob.client, `<callRedirect callLeg="${inp}"><To>${carol.address}</To></callRedirect>`);
+    const atCarol = await next(carol.client, 'callIncoming');
+    assert.equal(atCarol.attrs.peer, alice.address);
+    await ok(carol.client, `<callAccept callLeg="${atCarol.attrs.callLeg}">${sdp(5700)}</callAccept>`);
+    assert.equal((await next(alice.client, 'callConnected', 'redir')).attrs.peer, carol.address);
+    await ok(alice.client, `<callKill callLeg="redir"/>`);
+    await next(carol.client, 'callDisconnected', atCarol.attrs.callLeg);
+
+    const inp2 = (await call(alice, bob, 'redir2', 4701))!.attrs.callLeg!;
+    await ok(bob.client, `<callRedirect callLeg="${inp2}" fork="yes"><To>${carol.address}</To></callRedirect>`);
+    const atCarol2 = await next(carol.client, 'callIncoming');
+    await ok(bob.client, `<callAccept callLeg="${inp2}">${sdp(5701)}</callAccept>`);
+    assert.equal((await next(alice.client, 'callConnected', 'redir2')).attrs.peer, bob.address);
+    await next(carol.client, 'callDisconnected', atCarol2.attrs.callLeg);
+    await ok(alice.client, `<callKill callLeg="redir2"/>`);
+  });
+
+  test('nobody bound: 480; no such user: 404; another domain: refused honestly', async () => {
+    const alice = await newUser();
+    const idle = await newUser(false);
+    await call(alice, idle.address, 'nobody');
+    assert.equal((await next(alice.client, 'callDisconnected', 'nobody')).attrs.signalCode, '480');
+    await call(alice, 'nosuchuser@example.test', 'nouser');
+    assert.equal((await next(alice.client, 'callDisconnected', 'nouser')).attrs.signalCode, '404');
+    await call(alice, 'sip:someone@elsewhere.invalid', 'remote');
+    const remote = await next(alice.client, 'callDisconnected', 'remote');
+    assert.equal(remote.attrs.signalCode, '503');
+    assert.match(remote.attrs.errorText ?? '', /other domains/);
+  });
+
+  test('a session that ends mid-call hangs up its calls', async () => {
+    const alice = await newUser();
+    const bob = await newUser();
+    const inp = (await call(alice, bob, 'bye', 4800))!.attrs.callLeg!;
+    await ok(bob.client, `<callAccept callLeg="${inp}">${sdp(5800)}</callAccept>`);
+    await next(alice.client, 'callConnected', 'bye');
+    await ok(bob.client, '<bye/>');
+    await next(alice.client, 'callDisconnected', 'bye');
+  });
+});
+
+describe('bad signaling requests', () => {
+  test('are refused with a clear error and leave the session working', async () => {
+    const alice = await newUser();
+    const bob = await newUser();
+    await fails(alice.client, `<callStart peer="${bob.address}"/>`, /callLeg/);
+    await fails(alice.client, `<callStart callLeg="x1"/>`, /peer/);
+    await fails(alice.client, `<callStart callLeg="inp9" peer="${bob.address}"/>`, /inp/);
+    await fails(alice.client, `<callStart callLeg="x2" peer="${bob.address}"><sdpText>not sdp at all</sdpText></callStart>`, /SDP/);
+    await fails(alice.client, `<callKill callLeg="nope"/>`, /unknown call/);
+    await ok(alice.client, `<callStart callLeg="dup" peer="${bob.address}">${sdp(1)}</callStart>`);
+    await fails(alice.client, `<callStart callLeg="dup" peer="${bob.address}">${sdp(1)}</callStart>`, /already/);
+    await fails(alice.client, `<callAccept callLeg="dup">${sdp(1)}</callAccept>`, /incoming/);
+    await fails(alice.client, `<callSendDTMF callLeg="dup">5</callSendDTMF>`, /not connected/);
+    const inp = (await next(bob.client, 'callIncoming')).attrs.callLeg!;
+    await fails(bob.client, `<callReject callLeg="${inp}" signalCode="200"/>`, /signalCode/);
+    await fails(bob.client, `<callRedirect callLeg="${inp}"/>`, /To/);
+    await ok(bob.client, `<callAccept callLeg="${inp}">${sdp(2)}</callAccept>`);
+    await next(alice.client, 'callConnected', 'dup');
+    await fails(alice.client, `<callSendDTMF callLeg="dup">99</callSendDTMF>`, /DTMF/);
+    await fails(alice.client, `<callSendInfo callLeg="dup"/>`, /MIME/);
+    await ok(alice.client, `<callUpdateAccept callLeg="dup"/>`);
+    await fails(alice.client, `<callUpdateReject callLeg="dup"/>`, /nothing/);
+    await ok(alice.client, `<callKill callLeg="dup"/>`);
+    await ok(alice.client, '<noop/>');
+  });
+});
