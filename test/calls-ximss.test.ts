@@ -306,6 +306,115 @@ describe('forking and refusals', () => {
   });
 });
 
+describe('transfers and makeCall', () => {
+  /** A connected call from `a` to `b`; the callee's callLeg. */
+  async function connect(a: User, b: User, leg: string, port: number): Promise<string> {
+    const inp = (await call(a, b, leg, port))!.attrs.callLeg!;
+    await ok(b.client, `<callAccept callLeg="${inp}">${sdp(port + 1)}</callAccept>`);
+    await next(b.client, 'callUpdated', inp);
+    await next(a.client, 'callConnected', leg);
+    await ok(a.client, `<callUpdateAccept callLeg="${leg}"/>`);
+    return inp;
+  }
+
+  test('blind: the peer is connected to the target, which offers media; the transferor drops out', async () => {
+    const alice = await newUser();
+    const bob = await newUser();
+    const carol = await newUser();
+    const bobLeg = await connect(alice, bob, 't1', 7000);
+    await ok(alice.client, `<callTransfer callLeg="t1" peer="${carol.address}"/>`);
+    const incoming = await next(carol.client, 'callIncoming');
+    assert.equal(incoming.attrs.peer, bob.address, 'the target sees the transferred party');
+    assert.equal(incoming.attrs.transferredBy, alice.address);
+    assert.equal(media(incoming), undefined, 'the new call asks the target for an offer');
+    await ok(carol.client, `<callAccept callLeg="${incoming.attrs.callLeg}">${sdp(7100)}</callAccept>`);
+    const reoffer = await next(bob.client, 'callUpdateRequest', bobLeg);
+    assert.equal(media(reoffer)?.port, 7100);
+    await ok(bob.client, `<callUpdateAccept callLeg="${bobLeg}">${sdp(7002)}</callUpdateAccept>`);
+    assert.equal(media(await next(carol.client, 'callUpdated', incoming.attrs.callLeg))?.port, 7002);
+    const transferred = await next(bob.client, 'callTransferred', bobLeg);
+    assert.equal(transferred.attrs.peer, carol.address);
+    assert.equal((await next(alice.client, 'callDisconnected', 't1')).attrs.errorText, 'transferred');
+    await ok(alice.client, `<callKill callLeg="t1"/>`);
+    // Bob and Carol talk: DTMF passes, and a hang-up reaches the other.
+    await ok(bob.client, `<callSendDTMF callLeg="${bobLeg}">7</callSendDTMF>`);
+    assert.equal((await next(carol.client, 'callDTMF', incoming.attrs.callLeg)).text(), '7');
+    await ok(carol.client, `<callKill callLeg="${incoming.attrs.callLeg}"/>`);
+    await next(bob.client, 'callDisconnected', bobLeg);
+  });
+
+  test('blind to an address nobody answers at: callOpFailed, and the call goes on', async () => {
+    const alice = await newUser();
+    const bob = await newUser();
+    const bobLeg = await connect(alice, bob, 't2', 7200);
+    await ok(alice.client, `<callTransfer callLeg="t2" peer="nosuchuser@example.test"/>`);
+    const failed = await next(alice.client, 'callOpFailed', 't2');
+    assert.equal(failed.attrs.signalCode, '404');
+    await ok(alice.client, `<callSendDTMF callLeg="t2">1</callSendDTMF>`);
+    assert.equal((await next(bob.client, 'callDTMF', bobLeg)).text(), '1');
+    await ok(alice.client, `<callKill callLeg="t2"/>`);
+    await next(bob.client, 'callDisconnected', bobLeg);
+  });
+
+  test('attended: the peers of two calls are connected to each other', async () => {
+    const alice = await newUser();
+    const bob = await newUser();
+    const carol = await newUser();
+    const bobLeg = await connect(alice, bob, 'a1', 7300);
+    const carolLeg = await connect(alice, carol, 'a2', 7400);
+    await ok(alice.client, `<callTransfer callLeg="a1" otherLeg="a2" peer="ignored@example.test"/>`);
+    await next(bob.client, 'callUpdateSolicited', bobLeg);
+    await ok(bob.client, `<callUpdate callLeg="${bobLeg}">${sdp(7302)}</callUpdate>`);
+    const offer = await next(carol.client, 'callUpdateRequest', carolLeg);
+    assert.equal(media(offer)?.port, 7302);
+    await ok(carol.client, `<callUpdateAccept callLeg="${carolLeg}">${sdp(7402)}</callUpdateAccept>`);
+    assert.equal(media(await next(bob.client, 'callUpdated', bobLeg))?.port, 7402);
+    assert.equal((await next(bob.client, 'callTransferred', bobLeg)).attrs.peer, carol.address);
+    assert.equal((await next(carol.client, 'callTransferred', carolLeg)).attrs.peer, bob.address);
+    await next(alice.client, 'callDisconnected', 'a1');
+    await next(alice.client, 'callDisconnected', 'a2');
+    await ok(bob.client, `<callKill callLeg="${bobLeg}"/>`);
+    await next(carol.client, 'callDisconnected', carolLeg);
+  });
+
+  test('makeCall: another device of the account rings, then the peer, with reports to the session', async () => {
+    const alice = await newUser();
+    const desk = await anotherSession(alice);
+    const bob = await newUser();
+    await ok(alice.client, `<makeCall peer="${bob.address}"/>`);
+    const self = await next(desk, 'callIncoming');
+    assert.equal(self.attrs.peer, bob.address);
+    await alice.client.nothingMore('callIncoming');
+    await ok(desk, `<callAccept callLeg="${self.attrs.callLeg}">${sdp(7500)}</callAccept>`);
+    const atBob = await next(bob.client, 'callIncoming');
+    assert.equal(atBob.attrs.peer, alice.address);
+    assert.equal(media(atBob)?.port, 7500);
+    await ok(bob.client, `<callAccept callLeg="${atBob.attrs.callLeg}">${sdp(7600)}</callAccept>`);
+    assert.equal(media(await next(desk, 'callUpdated', self.attrs.callLeg))?.port, 7600);
+    const reports: string[] = [];
+    for (;;) {
+      const report = (await next(alice.client, 'makeCallReport')).text();
+      if (report === '') break;
+      reports.push(report);
+    }
+    assert.ok(reports.some((r) => r.startsWith('connected')), reports.join('; '));
+    await ok(bob.client, `<callKill callLeg="${atBob.attrs.callLeg}"/>`);
+    await next(desk, 'callDisconnected', self.attrs.callLeg);
+  });
+
+  test('makeCall when no device answers: the reports say so', async () => {
+    const alice = await newUser();
+    await ok(alice.client, `<makeCall peer="someone@example.test"/>`);
+    const reports: string[] = [];
+    for (;;) {
+      const report = (await next(alice.client, 'makeCallReport')).text();
+      if (report === '') break;
+      reports.push(report);
+    }
+    assert.match(reports.at(-1)!, /^failed: .*no device/);
+  });
+});
+
 describe('bad signaling requests', () => {
   test('are refused with a clear error and leave the session working', async () => {
     const alice = await newUser();

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Port, PortAddress } from '../services/calls/router.js';
 import type { CallService } from '../services/calls/service.js';
+import { AttendedTransfer, BlindTransfer, type Junction } from '../services/calls/junction.js';
 import { reasonOf, type Party, type SdpText, type Signal } from '../services/calls/signal.js';
 import { ServiceError } from '../services/errors.js';
 import type { ImService } from '../services/im/service.js';
@@ -69,6 +70,10 @@ export class XimssCallLeg implements Port {
   private offerPending = false;
   private readonly ops = new Map<string, true>();
   private released = false;
+  /** Who is on the other side. */
+  remote: Party = { address: '' };
+  /** A transfer of this call in progress. */
+  private transfer: Junction | undefined;
 
   private constructor(
     private readonly calls: CallService,
@@ -100,6 +105,7 @@ export class XimssCallLeg implements Port {
       throw err;
     }
     leg.offerPending = sdp !== undefined;
+    leg.remote = { address: to, name: peerName };
     return leg;
   }
 
@@ -114,6 +120,7 @@ export class XimssCallLeg implements Port {
     leg.peer = replyTo;
     leg.callId = invite.callId;
     leg.inviteOffer = invite.sdp !== undefined;
+    leg.remote = invite.from;
     leg.send({ kind: 'trying' });
     const suppl = invite.suppl && Object.keys(invite.suppl).length > 0
       ? el('suppl', undefined, ...Object.entries(invite.suppl).map(([key, value]) => el('subKey', { key }, value)))
@@ -143,6 +150,7 @@ export class XimssCallLeg implements Port {
         this.state = 'connected';
         this.offerPending = false;
         this.waiting.length = 0;
+        if (signal.peer) this.remote = signal.peer;
         this.wait({ kind: 'early', tag: signal.tag, offer: signal.offer === true });
         this.show(el('callConnected', { callLeg, callId: this.callId, tag: signal.tag, peer: signal.peer?.address, peerName: signal.peer?.name }, ...this.sdp(signal.sdp)));
         return;
@@ -195,7 +203,8 @@ export class XimssCallLeg implements Port {
         else this.show(el('callOpFailed', { callLeg, signalCode: String(signal.code), errorText: signal.reason ?? reasonOf(signal.code) }));
         return;
       case 'transferred':
-        this.callId = signal.callId;
+        if (signal.callId) this.callId = signal.callId;
+        this.remote = signal.peer;
         this.show(el('callTransferred', { callLeg, peer: signal.peer.address, peerName: signal.peer.name, callId: signal.callId }));
         return;
       case 'invite':
@@ -219,6 +228,7 @@ export class XimssCallLeg implements Port {
   private disconnected(code: number | undefined, reason: string | undefined): void {
     if (this.state === 'ended') return;
     this.state = 'ended';
+    this.transfer?.abort('the call ended');
     this.waiting.length = 0;
     this.show(el('callDisconnected', { callLeg: this.callLeg, signalCode: code === undefined ? undefined : String(code), errorText: reason }));
   }
@@ -324,6 +334,42 @@ export class XimssCallLeg implements Port {
     const op = randomBytes(6).toString('hex');
     this.ops.set(op, true);
     this.send({ ...signal, op });
+  }
+
+  /**
+   * callTransfer: the peer is connected to `target` (blind), or to the peer of `other`
+   * (attended); this call (and `other`) then disconnect. callOpFailed tells a failure.
+   */
+  transferTo(target: string | undefined, other: XimssCallLeg | undefined): void {
+    if (this.state !== 'connected' || !this.peer) throw new ServiceError(`the call ${this.callLeg} is not connected`);
+    if (this.transfer) throw new ServiceError(`the call ${this.callLeg} is being transferred`);
+    const failed = (code: number, reason: string): void => {
+      this.transfer = undefined;
+      this.show(el('callOpFailed', { callLeg: this.callLeg, signalCode: String(code), errorText: reason }));
+    };
+    if (other) {
+      if (other === this) throw new ServiceError('otherLeg is this call');
+      if (other.state !== 'connected' || !other.peer || other.transfer) throw new ServiceError(`the call ${other.callLeg} is not connected`);
+      const junction = new AttendedTransfer(this.calls, this.peer, other.peer, this.remote, other.remote, (outcome) => {
+        if (!outcome.ok) return failed(outcome.code, outcome.reason);
+        this.handedOver();
+        other.handedOver();
+      });
+      this.transfer = junction;
+      other.transfer = junction;
+      return;
+    }
+    this.transfer = new BlindTransfer(this.calls, this.peer, this.remote, target!, this.self(), (outcome) => {
+      if (!outcome.ok) return failed(outcome.code, outcome.reason);
+      this.handedOver();
+    });
+  }
+
+  /** A transfer took this call over: the session is out of it. */
+  private handedOver(): void {
+    this.transfer = undefined;
+    this.peer = undefined;
+    this.disconnected(undefined, 'transferred');
   }
 
   /** callKill: cancels, rejects or hangs up, as the state asks, and forgets the call. */

@@ -160,7 +160,8 @@ export class Call {
   // Signals from the devices rung
 
   private fromBranch(branch: Branch, signal: Signal, from: PortAddress): void {
-    if (from.id !== '-') branch.leg ??= from;
+    // The branch's leg, or whoever speaks for it now (a junction of a transfer).
+    if (from.id !== '-') branch.leg = from;
     if (branch.cancelPending !== undefined && branch.leg && signal.kind !== 'gone') {
       const reason = branch.cancelPending;
       branch.cancelPending = undefined;

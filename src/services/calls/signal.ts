@@ -54,7 +54,7 @@ export type Signal =
   /** How a `dtmf` or `info` went (no code: delivered). */
   | { kind: 'result'; op: string; code?: number; reason?: string }
   /** The other side is now someone else (a transfer). */
-  | { kind: 'transferred'; peer: Party; callId: string; by?: string }
+  | { kind: 'transferred'; peer: Party; callId?: string }
   /** The addressed leg does not exist (any more). */
   | { kind: 'gone' };
 

@@ -1,6 +1,8 @@
+import { MakeCall } from '../../services/calls/junction.js';
 import { CallRefused } from '../../services/calls/service.js';
 import { DTMF_DIGITS } from '../../services/calls/signal.js';
 import { ServiceError } from '../../services/errors.js';
+import { el } from '../../xml/element.js';
 import { inSession, requiredAttr, type OperationTable, type SessionContext } from '../engine.js';
 import { sdpOfRequest, XimssCallLeg } from '../call-leg.js';
 
@@ -127,12 +129,44 @@ export const signalOperations: OperationTable = {
     leg.sendOp({ kind: 'info', contentType: subtype ? `${type}/${subtype}` : type, body });
   }),
 
-  callTransfer: inSession(() => {
-    throw new ServiceError('not implemented yet: callTransfer (Signaling)');
+  /** callTransfer: blind to `peer`, or attended with `otherLeg` (then `peer` is ignored). */
+  callTransfer: inSession((ctx) => {
+    const leg = legOf(ctx);
+    const otherLeg = ctx.request.attrs.otherLeg;
+    if (otherLeg !== undefined && otherLeg !== '') {
+      const other = ctx.session.calls?.legs.get(otherLeg);
+      if (!other) throw new ServiceError(`unknown call ${JSON.stringify(otherLeg.slice(0, 128))}`);
+      leg.transferTo(undefined, other);
+      return;
+    }
+    const peer = requiredAttr(ctx.request, 'peer');
+    if (peer.length > 512) throw new ServiceError('peer is too long');
+    leg.transferTo(peer, undefined);
   }),
 
-  makeCall: inSession(() => {
-    throw new ServiceError('not implemented yet: makeCall (Signaling)');
+  /**
+   * makeCall: the account's devices ring (not this session), and the one that answers is
+   * connected to `peer`; makeCallReport messages tell how it goes, an empty one that it is over.
+   */
+  makeCall: inSession((ctx) => {
+    const peer = requiredAttr(ctx.request, 'peer');
+    if (peer.length > 512) throw new ServiceError('peer is too long');
+    const session = ctx.session;
+    const account = session.account;
+    const self = { address: `${account.name}@${account.domain}`, name: account.realName || undefined };
+    const exclude = session.im?.bound ? { accountId: account.id, resource: session.im.resource } : undefined;
+    const report = (status: string): void => {
+      if (!session.closed) session.sendAsync(el('makeCallReport', undefined, status));
+    };
+    try {
+      new MakeCall(ctx.server.calls, self, account.id, peer, exclude, report, (outcome) => {
+        if (!outcome.ok) report(`failed: ${outcome.reason}`);
+        report('');
+      });
+    } catch (err) {
+      if (err instanceof CallRefused) throw new ServiceError(err.message);
+      throw err;
+    }
   }),
 };
 
