@@ -273,6 +273,56 @@ describe('IM and presence across nodes', () => {
   });
 });
 
+describe('calls across nodes', () => {
+  /** An audio offer on `port`, padded with `padding` attribute lines (to outgrow the bus). */
+  function offer(port: number, padding = 0): string {
+    const lines = ['v=0', `o=- ${port} 1 IN IP4 127.0.0.1`, 's=-', 'c=IN IP4 127.0.0.1', 't=0 0', `m=audio ${port} RTP/AVP 0`, 'a=rtpmap:0 PCMU/8000'];
+    for (let i = 0; i < padding; i++) lines.push(`a=x-padding-${i}:${'p'.repeat(100)}`);
+    return `<sdpText>${[...lines, 'a=sendrecv', ''].join('\r\n')}</sdpText>`;
+  }
+
+  test('a call rings the callee\'s sessions on both nodes; the one on the other node answers (an SDP too large for the bus), DTMF and the hang-up cross back', async () => {
+    const ann = await newAccount('callann');
+    const ben = await newAccount('callben');
+    const caller = await login(a, ann);
+    const benA = await login(a, ben);
+    const benB = await login(b, ben);
+    for (const c of [caller, benA, benB]) expectOk(await c.request('<signalBind><sdpText>v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n</sdpText></signalBind>'));
+    // The directory of node 1 learns of Ben's session on node 2 through the bus.
+    await eventually(async () => {
+      expectOk(await caller.request(`<callStart callLeg="probe" peer="${ben}">${offer(8000)}</callStart>`));
+      const [first, second] = await Promise.all([benA.takeAsync('callIncoming', () => true), benB.takeAsync('callIncoming', () => true, 1000).catch(() => undefined)]);
+      expectOk(await caller.request('<callKill callLeg="probe"/>'));
+      await benA.takeAsync('callDisconnected', (m) => m.attrs.callLeg === first.attrs.callLeg);
+      expectOk(await benA.request(`<callKill callLeg="${first.attrs.callLeg}"/>`));
+      if (second) {
+        await benB.takeAsync('callDisconnected', (m) => m.attrs.callLeg === second.attrs.callLeg);
+        expectOk(await benB.request(`<callKill callLeg="${second.attrs.callLeg}"/>`));
+      }
+      return second !== undefined;
+    }, 'both of Ben\'s sessions ring', 15_000);
+
+    expectOk(await caller.request(`<callStart callLeg="x1" peer="${ben}">${offer(8000)}</callStart>`));
+    const onA = await benA.takeAsync('callIncoming', () => true);
+    const onB = await benB.takeAsync('callIncoming', () => true);
+    assert.equal(onA.attrs.callId, onB.attrs.callId);
+    assert.match(onB.element('sdpText')?.text() ?? '', /m=audio 8000/);
+    expectOk(await benB.request(`<callProvision callLeg="${onB.attrs.callLeg}"/>`));
+    await caller.takeAsync('callProvisioned', (m) => m.attrs.callLeg === 'x1');
+    expectOk(await benB.request(`<callAccept callLeg="${onB.attrs.callLeg}">${offer(9000, 100)}</callAccept>`));
+    const connected = await caller.takeAsync('callConnected', (m) => m.attrs.callLeg === 'x1');
+    const answer = connected.element('sdpText')?.text() ?? '';
+    assert.match(answer, /m=audio 9000/);
+    assert.match(answer, /x-padding-99/, 'the whole large answer arrived');
+    await benA.takeAsync('callDisconnected', (m) => m.attrs.callLeg === onA.attrs.callLeg);
+    expectOk(await caller.request('<callSendDTMF callLeg="x1">3</callSendDTMF>'));
+    assert.equal((await benB.takeAsync('callDTMF', () => true)).text(), '3');
+    await caller.takeAsync('callOpCompleted', (m) => m.attrs.callLeg === 'x1');
+    expectOk(await benB.request(`<callKill callLeg="${onB.attrs.callLeg}"/>`));
+    await caller.takeAsync('callDisconnected', (m) => m.attrs.callLeg === 'x1');
+  });
+});
+
 describe('sessions across nodes', () => {
   test('an alert posted from the command line reaches the sessions on both nodes', async () => {
     const address = await newAccount('alerted');
