@@ -208,7 +208,7 @@ async function build(rawStore: Store, config: Config, log: Logger, options: Serv
   }, log.child({ component: 'ximss' }));
   undo.push(() => uploads.close());
   const im = new ImService(store, bus, accounts, node.id, log.child({ component: 'im' }), config.im, metrics);
-  const calls = new CallService(store, bus, node.id, im, log.child({ component: 'calls' }), config.calls, metrics);
+  const calls = new CallService({ store, bus, im, accounts, datasets }, node.id, log.child({ component: 'calls' }), config.calls, metrics);
   ringBoundSessions(calls, im);
   const muc = new MucService(im, store, bus, node.id, log.child({ component: 'muc' }), { subdomain: config.im.mucSubdomain, roomsPerService: config.im.mucRoomsPerService, occupantsPerRoom: config.im.mucOccupantsPerRoom, history: config.im.mucHistory }, metrics);
   im.components.push(muc);

@@ -415,6 +415,81 @@ describe('transfers and makeCall', () => {
   });
 });
 
+describe('Signal Rules', () => {
+  /** Sets a Signal Rule of the user's (SignalRulesAllowed=Any first). */
+  async function signalRule(user: User, name: string, stage: string, conditions: [string, string, string][], actions: [string, string][]): Promise<void> {
+    const account = await server.services.accounts.find(user.address);
+    await server.services.accounts.setSettings(account!, { SignalRulesAllowed: 'Any' });
+    const body = [
+      ...conditions.map(([opCode, operator, parameter]) => `<condition opCode="${opCode}" operator="${operator}">${parameter}</condition>`),
+      ...actions.map(([opCode, parameter]) => `<action opCode="${opCode}">${parameter}</action>`),
+    ].join('');
+    await ok(user.client, `<ruleSet type="signalIn" name="${name}" priority="5" stage="${stage}">${body}</ruleSet>`);
+  }
+
+  test('Immediately: Reject with a code for one caller; Fork to rings another user as well', async () => {
+    const alice = await newUser();
+    const mallory = await newUser();
+    const bob = await newUser();
+    const carol = await newUser();
+    await signalRule(bob, 'block', 'Immediately', [['From', 'is', mallory.address]], [['Reject with', '486 not for you']]);
+    await signalRule(bob, 'assistant', 'Immediately', [['From', 'is not', mallory.address]], [['Fork to', carol.address]]);
+    await call(mallory, bob.address, 'm1');
+    const refused = await next(mallory.client, 'callDisconnected', 'm1');
+    assert.equal(refused.attrs.signalCode, '486');
+    assert.equal(refused.attrs.errorText, 'not for you');
+    await bob.client.nothingMore('callIncoming');
+
+    await call(alice, bob.address, 'f1', 4900);
+    const atBob = await next(bob.client, 'callIncoming');
+    const atCarol = await next(carol.client, 'callIncoming');
+    assert.equal(atCarol.attrs.callId, atBob.attrs.callId);
+    await ok(carol.client, `<callAccept callLeg="${atCarol.attrs.callLeg}">${sdp(4901)}</callAccept>`);
+    assert.equal((await next(alice.client, 'callConnected', 'f1')).attrs.peer, carol.address);
+    await next(bob.client, 'callDisconnected', atBob.attrs.callLeg);
+    await ok(alice.client, '<callKill callLeg="f1"/>');
+  });
+
+  test('Error: with nobody bound, the call goes where the rule says; Busy: after 486 everywhere', async () => {
+    const alice = await newUser();
+    const bob = await newUser(false);
+    const carol = await newUser();
+    await signalRule(bob, 'unreachable', 'Error', [], [['Redirect to', carol.address]]);
+    await call(alice, bob.address, 'e1');
+    const atCarol = await next(carol.client, 'callIncoming');
+    await ok(carol.client, `<callReject callLeg="${atCarol.attrs.callLeg}" signalCode="486"/>`);
+    assert.equal((await next(alice.client, 'callDisconnected', 'e1')).attrs.signalCode, '486');
+
+    const dave = await newUser();
+    await signalRule(dave, 'busy', 'Busy', [], [['Redirect to', carol.address]]);
+    const atDave = (await call(alice, dave, 'b1'))!;
+    await ok(dave.client, `<callReject callLeg="${atDave.attrs.callLeg}" signalCode="486"/>`);
+    const second = await next(carol.client, 'callIncoming');
+    assert.equal(second.attrs.peer, alice.address);
+    await ok(alice.client, '<callKill callLeg="b1"/>');
+    await next(carol.client, 'callDisconnected', second.attrs.callLeg);
+  });
+
+  test('a delay stage: after N seconds of ringing the call also rings elsewhere; presence conditions', async () => {
+    const alice = await newUser();
+    const bob = await newUser();
+    const carol = await newUser();
+    await signalRule(bob, 'after1s', '1', [['Pending Time', 'greater than', '0']], [['Fork to', carol.address]]);
+    await signalRule(bob, 'offline', 'Immediately', [['Presence', 'is', 'offline']], [['Reject with', '480 offline']]);
+    // Bob's session is bound but has not announced presence: "offline" for the rules.
+    await call(alice, bob.address, 'd1');
+    assert.equal((await next(alice.client, 'callDisconnected', 'd1')).attrs.signalCode, '480');
+    await ok(bob.client, '<presenceSet><presence>online</presence></presenceSet>');
+    await call(alice, bob.address, 'd2');
+    const atBob = await next(bob.client, 'callIncoming');
+    const atCarol = await next(carol.client, 'callIncoming');
+    assert.equal(atCarol.attrs.callId, atBob.attrs.callId);
+    await ok(bob.client, `<callAccept callLeg="${atBob.attrs.callLeg}">${sdp(4950)}</callAccept>`);
+    await next(carol.client, 'callDisconnected', atCarol.attrs.callLeg);
+    await ok(alice.client, '<callKill callLeg="d2"/>');
+  });
+});
+
 describe('bad signaling requests', () => {
   test('are refused with a clear error and leave the session working', async () => {
     const alice = await newUser();

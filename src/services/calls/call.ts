@@ -1,8 +1,22 @@
 import type { CallRouter, Port, PortAddress } from './router.js';
+import type { SignalStage } from './signal-rules.js';
 import { bestRefusal, reasonOf, type CallTarget, type Party, type Signal } from './signal.js';
 
-/** Where an address leads: targets to ring, or the refusal to give the caller. */
-export type Resolution = { targets: CallTarget[] } | { code: number; reason: string };
+/**
+ * Where an address leads: targets to ring (maybe none: nobody is there) and the callee's
+ * rules for the later stages of the call, or the refusal to give the caller.
+ */
+export type Resolution = { targets: CallTarget[]; rules?: CalleeRules; nobody?: string } | { code: number; reason: string };
+
+/** The callee's Signal Rules for the stages after the call began to ring (see signal-rules.ts). */
+export interface CalleeRules {
+  /** The delays (seconds of ringing) at which some rule is to be tried. */
+  readonly delays: readonly number[];
+  /** What the rules of a stage decide: a refusal, or targets to ring (instead of, or besides, the others). */
+  run(stage: SignalStage, pendingSeconds: number): Promise<StageOutcome>;
+}
+
+export type StageOutcome = { reject: { code: number; reason: string } } | { targets: CallTarget[]; replace: boolean } | undefined;
 
 /** What a call needs of the engine around it. */
 export interface CallHooks {
@@ -54,6 +68,11 @@ export class Call {
   private ringTimer: NodeJS.Timeout | undefined;
   private pendingResolutions = 0;
   private totalBranches = 0;
+  private rules: CalleeRules | undefined;
+  private readonly stagesTried = new Set<SignalStage>();
+  private readonly stageTimers: NodeJS.Timeout[] = [];
+  /** Why nobody was rung, when nobody was. */
+  private nobody: string | undefined;
 
   constructor(
     private readonly router: CallRouter,
@@ -73,12 +92,50 @@ export class Call {
     return this.callerPort;
   }
 
-  /** Rings the targets (none: the caller is refused with 480). */
-  start(targets: readonly CallTarget[]): void {
-    this.ringTimer = setTimeout(() => this.ringTimeout(), this.hooks.ringTimeoutMs);
+  /**
+   * Rings the targets; the callee's rules then act at their stages. With no target the call
+   * fails (480, `nobody` says why) unless an Error rule sends it somewhere.
+   */
+  start(targets: readonly CallTarget[], rules?: CalleeRules, nobody?: string): void {
+    this.rules = rules;
+    this.nobody = nobody;
+    this.ringTimer = setTimeout(() => void this.ringTimeout(), this.hooks.ringTimeoutMs);
     this.ringTimer.unref();
+    for (const delay of rules?.delays ?? []) {
+      const timer = setTimeout(() => void this.stage(delay), delay * 1000);
+      timer.unref();
+      this.stageTimers.push(timer);
+    }
     for (const target of targets) this.ring(target, 0);
+    if (targets.length === 0) this.refusals.push(480);
     this.settleIfAllDone();
+  }
+
+  /**
+   * Tries the callee's rules of a stage (once): true when they rang something new or ended
+   * the call, so that the caller's fate is settled by them.
+   */
+  private async stage(stage: SignalStage): Promise<boolean> {
+    if (!this.rules || this.stagesTried.has(stage) || this.state !== 'ringing') return false;
+    this.stagesTried.add(stage);
+    this.pendingResolutions++;
+    let outcome: StageOutcome;
+    try {
+      outcome = await this.rules.run(stage, Math.round((Date.now() - this.started) / 1000));
+    } finally {
+      this.pendingResolutions--;
+    }
+    if (this.state !== 'ringing' || !outcome) return false;
+    if ('reject' in outcome) {
+      this.cancelBranches(outcome.reject.reason);
+      this.toCaller({ kind: 'reject', code: outcome.reject.code, reason: outcome.reject.reason });
+      this.end({ connected: false, code: outcome.reject.code, reason: outcome.reject.reason });
+      return true;
+    }
+    if (outcome.targets.length === 0) return false;
+    if (outcome.replace) this.cancelBranches('redirected by a rule');
+    for (const target of outcome.targets) this.ring(target, 0);
+    return true;
   }
 
   /** Refuses the call before any target was rung. */
@@ -191,6 +248,7 @@ export class Call {
         this.winner = branch;
         this.state = 'connected';
         clearTimeout(this.ringTimer);
+        for (const timer of this.stageTimers) clearTimeout(timer);
         this.cancelBranches('answered elsewhere', branch);
         this.toCaller(signal);
         return;
@@ -237,6 +295,7 @@ export class Call {
         const resolved = await this.hooks.resolve(address, this.from);
         if (this.state !== 'ringing') return;
         if ('code' in resolved) this.refusals.push(resolved.code);
+        else if (resolved.targets.length === 0) this.refusals.push(480);
         else for (const target of resolved.targets) this.ring(target, branch.redirects + 1);
       }
     } finally {
@@ -249,11 +308,28 @@ export class Call {
     if (this.state !== 'ringing' || this.pendingResolutions > 0) return;
     for (const branch of this.branches.values()) if (!branch.done) return;
     const code = bestRefusal(this.refusals);
-    this.toCaller({ kind: 'reject', code, reason: reasonOf(code) });
-    this.end({ connected: false, code, reason: reasonOf(code) });
+    // The callee's Busy or Error rules may send the call elsewhere before the caller hears.
+    const stage: SignalStage = code === 486 || code === 600 ? 'Busy' : 'Error';
+    if (this.rules && !this.stagesTried.has(stage)) {
+      void this.stage(stage).then((settled) => {
+        if (!settled) this.settleIfAllDone();
+      });
+      return;
+    }
+    const reason = code === 480 && this.nobody ? this.nobody : reasonOf(code);
+    this.toCaller({ kind: 'reject', code, reason });
+    this.end({ connected: false, code, reason });
   }
 
-  private ringTimeout(): void {
+  private async ringTimeout(): Promise<void> {
+    if (this.state !== 'ringing') return;
+    if (this.rules && !this.stagesTried.has('No Answer') && (await this.stage('No Answer'))) {
+      if (this.state !== 'ringing') return;
+      // What the rule rang gets a ring time of its own.
+      this.ringTimer = setTimeout(() => void this.ringTimeout(), this.hooks.ringTimeoutMs);
+      this.ringTimer.unref();
+      return;
+    }
     if (this.state !== 'ringing') return;
     this.cancelBranches('no answer');
     this.toCaller({ kind: 'reject', code: 408, reason: reasonOf(408) });
@@ -288,6 +364,7 @@ export class Call {
     const wasConnected = this.state === 'connected';
     this.state = 'ended';
     clearTimeout(this.ringTimer);
+    for (const timer of this.stageTimers) clearTimeout(timer);
     // The ports stay a little, so that late signals (an answer racing a cancel) are answered.
     const ports = [this.callerPort, ...[...this.branches.values()].map((b) => b.port)];
     const release = setTimeout(() => {

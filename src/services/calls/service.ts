@@ -1,10 +1,15 @@
 import { randomBytes } from 'node:crypto';
 import type { EventBus } from '../../bus/bus.js';
-import type { Logger } from '../../log.js';
+import { errorText, type Logger } from '../../log.js';
 import type { Metrics } from '../../metrics.js';
-import type { Store } from '../../store/store.js';
+import type { RuleRecord } from '../../store/rules.js';
+import type { AccountRecord, Store } from '../../store/store.js';
+import type { AccountService } from '../accounts.js';
+import type { DatasetService } from '../datasets.js';
+import { fromCommuniGateZone } from '../time-zones.js';
 import type { ImService } from '../im/service.js';
-import { Call, type CallHooks, type Resolution } from './call.js';
+import { Call, type CalleeRules, type CallHooks, type Resolution, type StageOutcome } from './call.js';
+import { runSignalRules, timedStages, type SignalStage } from './signal-rules.js';
 import { CallRouter, type PortAddress } from './router.js';
 import type { CallTarget, Party, SdpText } from './signal.js';
 
@@ -55,6 +60,7 @@ export class CallRefused extends Error {
  */
 export class CallService implements CallHooks {
   readonly router: CallRouter;
+  private readonly im: ImService;
   private readonly calls = new Set<Call>();
   private readonly perAccount = new Map<number, number>();
   readonly ringTimeoutMs: number;
@@ -62,15 +68,14 @@ export class CallService implements CallHooks {
   readonly maxBranches = 32;
 
   constructor(
-    store: Store,
-    bus: EventBus,
+    private readonly deps: { store: Store; bus: EventBus; im: ImService; accounts: AccountService; datasets: DatasetService },
     readonly node: string,
-    private readonly im: ImService,
     private readonly log: Logger,
     private readonly limits: CallLimits = DEFAULT_CALL_LIMITS,
     private readonly metrics?: Metrics,
   ) {
-    this.router = new CallRouter(store, bus, node, log);
+    this.im = deps.im;
+    this.router = new CallRouter(deps.store, deps.bus, node, log);
     this.ringTimeoutMs = limits.ringSeconds * 1000;
   }
 
@@ -107,15 +112,18 @@ export class CallService implements CallHooks {
       (resolution) => {
         if (call.state !== 'ringing') return;
         if ('code' in resolution) call.refuse(resolution.code, resolution.reason);
-        else call.start(resolution.targets);
+        else call.start(resolution.targets, resolution.rules, resolution.nobody);
       },
       (err: unknown) => call.refuse(500, err instanceof Error ? err.message : String(err)),
     );
     return { address: call.address, callId };
   }
 
-  /** The targets of an address: the bound sessions of one of our accounts. */
-  async resolve(address: string, _from: Party, exclude?: { accountId: number; resource: string }): Promise<Resolution> {
+  /**
+   * The targets of an address: the bound sessions of one of our accounts, as its Signal
+   * Rules of the stage Immediately change them; the rules of the later stages go with them.
+   */
+  async resolve(address: string, from: Party, exclude?: { accountId: number; resource: string }, depth = 0): Promise<Resolution> {
     const bare = addressOf(address);
     if (bare === undefined) return { code: 404, reason: `${JSON.stringify(address.slice(0, 100))} is not an address that can be called` };
     const at = bare.indexOf('@');
@@ -123,15 +131,88 @@ export class CallService implements CallHooks {
     if (!(await this.im.isLocalDomain(domain))) return { code: 503, reason: `calls to other domains (${domain}) are not available yet` };
     const account = await this.im.accountOf(bare);
     if (!account) return { code: 404, reason: `no such user: ${bare}` };
-    const targets: CallTarget[] = [];
-    for (const known of this.im.router.resources(account.id)) {
-      const { record } = known;
-      if (record.kind !== 'ximss') continue;
-      if (exclude && exclude.accountId === account.id && exclude.resource === record.resource) continue;
-      targets.push({ kind: 'ximss', node: record.node, accountId: account.id, resource: record.resource });
+    let targets = this.boundTargets(account.id, exclude);
+    const rules = await this.calleeRules(account, bare, from, depth);
+    if (rules) {
+      const immediately = await rules.run('Immediately', 0);
+      if (immediately && 'reject' in immediately) return immediately.reject;
+      if (immediately) targets = immediately.replace ? immediately.targets : [...targets, ...immediately.targets];
     }
-    if (targets.length === 0) return { code: 480, reason: `${bare} has no device to ring` };
-    return { targets };
+    if (targets.length === 0) return { targets, rules, nobody: `${bare} has no device to ring` };
+    return { targets, rules };
+  }
+
+  /** The account's XIMSS sessions bound with signalBind, on every node. */
+  private boundTargets(accountId: number, exclude?: { accountId: number; resource: string }): CallTarget[] {
+    const targets: CallTarget[] = [];
+    for (const { record } of this.im.router.resources(accountId)) {
+      if (record.kind !== 'ximss') continue;
+      if (exclude && exclude.accountId === accountId && exclude.resource === record.resource) continue;
+      targets.push({ kind: 'ximss', node: record.node, accountId, resource: record.resource });
+    }
+    return targets;
+  }
+
+  /** The callee's active Signal Rules, ready to run at each stage; undefined when it has none. */
+  private async calleeRules(account: AccountRecord, called: string, from: Party, depth: number): Promise<CalleeRules | undefined> {
+    let rules: RuleRecord[];
+    try {
+      rules = (await this.deps.store.rules.list(account.id, 'signalIn')).filter((r) => r.priority > 0);
+    } catch (err) {
+      this.log.error({ event: 'call.rules_failed', account: `${account.name}@${account.domain}`, error: errorText(err) }, 'signal rules not applied');
+      return undefined;
+    }
+    if (rules.length === 0) return undefined;
+    const who = `${account.name}@${account.domain}`;
+    const run = async (stage: SignalStage, pendingSeconds: number): Promise<StageOutcome> => {
+      try {
+        const prefs = await this.deps.accounts.effectivePrefs(account);
+        const zone = typeof prefs.TimeZone === 'string' && prefs.TimeZone !== '' && prefs.TimeZone !== 'HostOS' ? fromCommuniGateZone(prefs.TimeZone) : Intl.DateTimeFormat().resolvedOptions().timeZone;
+        const decision = await runSignalRules(rules, stage, {
+          from,
+          to: called,
+          presence: this.presenceOf(account.id),
+          timeZone: zone,
+          now: new Date(),
+          pendingSeconds,
+          inDataset: (dataset, address) => this.deps.datasets.hasAddress(account, dataset, address),
+        });
+        if (decision.applied.length === 0) return undefined;
+        this.log.info({ event: 'call.rules_applied', account: who, stage: String(stage), rules: decision.applied }, 'signal rules applied');
+        for (const dataset of decision.remember) {
+          await this.deps.datasets.addAddress(account, dataset, from.address, from.name).catch((err: unknown) =>
+            this.log.warn({ event: 'call.remember_failed', account: who, dataset, error: errorText(err) }, "Remember 'From' failed"),
+          );
+        }
+        if (decision.reject) return { reject: decision.reject };
+        const addresses = decision.redirect ?? decision.fork;
+        if (!addresses || depth >= this.maxRedirects) return undefined;
+        const targets: CallTarget[] = [];
+        for (const target of addresses) {
+          // A rule pointing back at the account itself rings its devices without its rules again.
+          const resolved = addressOf(target) === called ? { targets: this.boundTargets(account.id) } : await this.resolve(target, from, undefined, depth + 1);
+          if ('targets' in resolved) targets.push(...resolved.targets);
+        }
+        return { targets, replace: decision.redirect !== undefined };
+      } catch (err) {
+        this.log.error({ event: 'call.rules_failed', account: who, error: errorText(err) }, 'signal rules not applied');
+        return undefined;
+      }
+    };
+    return { delays: timedStages(rules), run };
+  }
+
+  /** The account's presence as Signal Rules name it: that of its most available client, offline with none. */
+  private presenceOf(accountId: number): string {
+    let best: string | undefined;
+    const rank = ['online', 'busy', 'be-back', 'away'];
+    for (const known of this.im.router.resources(accountId)) {
+      if (!known.record.available) continue;
+      const show = known.presence?.element('show')?.text();
+      const value = show === 'dnd' ? 'busy' : show === 'away' ? 'be-back' : show === 'xa' ? 'away' : 'online';
+      if (best === undefined || rank.indexOf(value) < rank.indexOf(best)) best = value;
+    }
+    return best ?? 'offline';
   }
 
   ended(call: Call, outcome: { connected: boolean; code?: number; reason?: string }): void {

@@ -118,7 +118,7 @@ const MAIL_ACTIONS: readonly ActionSpec[] = [
   { name: 'Forward to', kind: 'forward', allowedSet: 'Any', parameter: 'required' },
 ];
 
-/** Signal Rules are stored and managed; they do not act yet (no signaling in this server). */
+/** Signal Rules: what the call engine does with a call for the account (src/services/calls/signal-rules.ts). */
 const SIGNAL_CONDITIONS: readonly ConditionSpec[] = [
   { name: 'From', kind: 'signal', operators: MATCH_OPERATORS },
   { name: 'To', kind: 'signal', operators: MATCH_OPERATORS },

@@ -44,8 +44,8 @@ export type DeliveryFacts = Omit<PlanContext, 'timeZone'> & {
 
 /**
  * Account Automated Rules (spec section "Automated Rule Management"): Mail Rules (`mailIn`),
- * run by final delivery, and Signal Rules (`signalIn`), stored and managed (they act once
- * signaling exists). A user changes rules only within the account's RulesAllowed /
+ * run by final delivery, and Signal Rules (`signalIn`), run by the call engine for every
+ * incoming call (src/services/calls/signal-rules.ts). A user changes rules only within the account's RulesAllowed /
  * SignalRulesAllowed setting, checked against the new and the old rule.
  */
 export class RuleService {
