@@ -90,7 +90,6 @@ describe('a call between two sessions', () => {
     const inp = incoming.attrs.callLeg!;
 
     await ok(bob.client, `<callProvision callLeg="${inp}"/>`);
-    await next(bob.client, 'callUpdated', inp);
     const provisioned = await next(alice.client, 'callProvisioned', 'c1');
     assert.ok(provisioned.attrs.tag);
     assert.equal(provisioned.attrs.callId, incoming.attrs.callId, 'one Call-Id on both sides');

@@ -236,15 +236,20 @@ export class XimssCallLeg implements Port {
   // ---------------------------------------------------------------------------------------
   // From the client
 
-  /** callProvision: the phone rings (with early media, or an offer when the call came without one). */
+  /**
+   * callProvision: the phone rings, with early media (an answer, which a later callProvision
+   * may replace, as examples 036–038 show devices doing) or an offer when the call came
+   * without one. Only a provision with SDP has an outcome to tell: callUpdated, at once for
+   * an answer, with the caller's answer for an offer (the examples show none for a plain one).
+   */
   provision(sdp: SdpText | undefined): void {
     this.expect('in', 'alerting', 'callProvision');
-    if (sdp !== undefined && this.earlySdp) throw new ServiceError('an SDP was sent with callProvision already');
+    if (sdp !== undefined && this.earlySdp && !this.inviteOffer) throw new ServiceError('the offer was sent with callProvision already');
     const offer = sdp !== undefined && !this.inviteOffer;
     if (sdp !== undefined) this.earlySdp = true;
     this.send({ kind: 'progress', tag: this.tag, sdp, offer });
     if (offer) this.offerPending = true;
-    else this.show(el('callUpdated', { callLeg: this.callLeg }));
+    else if (sdp !== undefined) this.show(el('callUpdated', { callLeg: this.callLeg }));
   }
 
   /** callAccept: the user answered. */
