@@ -22,6 +22,7 @@ export class SqliteCluster implements ClusterStore {
       removeNode: 'DELETE FROM nodes WHERE id = ?',
       removeNodeSessions: 'DELETE FROM sessions WHERE node = ?',
       removeNodeResources: 'DELETE FROM im_resources WHERE node = ?',
+      removeNodeBindings: 'DELETE FROM sip_bindings WHERE node = ?',
       deadNodes: 'SELECT * FROM nodes WHERE alive_until < ? ORDER BY id',
       countSessions: `SELECT count(*) AS n FROM sessions s JOIN nodes n ON n.id = s.node
         WHERE s.account_id = ? AND n.alive_until >= ?`,
@@ -46,6 +47,7 @@ export class SqliteCluster implements ClusterStore {
       this.db.transaction(() => {
         this.sql.removeNodeSessions.run(id);
         this.sql.removeNodeResources.run(id);
+        this.sql.removeNodeBindings.run(id);
         this.sql.removeNode.run(id);
       }).immediate(),
     );
