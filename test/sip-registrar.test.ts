@@ -213,6 +213,25 @@ describe('SIP registrar', () => {
     assert.equal((await authed({ callId: 'elsewhere' }, 'alice secret')).status, 200, 'another address is not blocked');
   });
 
+  test('an answer that proves nothing (a nonce not ours) is challenged again and counts nowhere; a Digest uri not the Request-URI is a 400', async () => {
+    await clear(alice);
+    const source: SipEndpoint = { host: '198.51.100.77', port: 5060 };
+    const first = await registrar.register(registerRequest({ callId: 'forged' }), source);
+    const forged = first.headers.getAll('WWW-Authenticate')[0]!.replace(/nonce="[^"]*"/, `nonce="${'A'.repeat(48)}"`);
+    // More than the address's budget of failures, had they counted.
+    for (let i = 0; i < 6; i++) {
+      const response = await registrar.register(registerRequest({ callId: 'forged', cseq: 2 + i, headers: [`Authorization: ${authorization(forged, 'alice', 'alice secret', `sip:${DOMAIN}`)}`] }), source);
+      assert.equal(response.status, 401);
+    }
+    assert.ok(logged.events('sip.auth_failed').some((r) => r.address === '198.51.100.77' && /nonce/.test(String(r.reason))));
+    assert.equal((await authed({ callId: 'forged-then-right', cseq: 20 }, 'alice secret', { source })).status, 200, 'the address is not blocked');
+
+    const challenge = first.headers.getAll('WWW-Authenticate')[0]!;
+    const elsewhere = await registrar.register(registerRequest({ callId: 'uri', cseq: 2, headers: [`Authorization: ${authorization(challenge, 'alice', 'alice secret', 'sip:other.test')}`] }), source);
+    assert.equal(elsewhere.status, 400);
+    assert.match(elsewhere.reason, /Digest uri/);
+  });
+
   test('a right answer on an expired nonce: 401 with stale=true; the fresh challenge then registers', async () => {
     await clear(alice);
     const first = await registrar.register(registerRequest({ callId: 'late' }), PHONE);

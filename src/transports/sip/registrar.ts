@@ -99,6 +99,7 @@ export interface RegistrarServices {
 const SUPPORTED = ['path', 'outbound'];
 /** The URI parameters RFC 3261 19.1.4 compares even when only one URI has them. */
 const COMPARED_PARAMS = ['user', 'ttl', 'method', 'maddr', 'transport'];
+const REGISTER_TOTAL = 'ximssd_sip_register_total';
 /** How many expired bindings one sweep statement removes. */
 const SWEEP_BATCH = 500;
 
@@ -202,15 +203,18 @@ export class Registrar {
     this.now = options.now ?? Date.now;
     this.log = options.log ?? silentLogger;
     const metrics = options.metrics;
-    if (metrics) {
+    // One registrar per registry; another made on it (a test's) counts into the first's metrics.
+    if (metrics && !metrics.registry.getSingleMetric(REGISTER_TOTAL)) {
       this.counter = new Counter({
-        name: 'ximssd_sip_register_total',
+        name: REGISTER_TOTAL,
         help: 'SIP REGISTER requests answered, by result',
         labelNames: ['result'] as const,
         registers: [metrics.registry],
       });
       const { store } = services;
       metrics.gauge('ximssd_sip_registrations', 'Live SIP registrations (bindings) of every node', [], async (set) => set({}, await store.registrations.count(this.now())));
+    } else if (metrics) {
+      this.counter = metrics.registry.getSingleMetric(REGISTER_TOTAL) as Counter<'result'>;
     }
   }
 
