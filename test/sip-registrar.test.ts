@@ -439,13 +439,16 @@ describe('SIP registrar', () => {
     assert.deepEqual((await registrar.locate(bob.id)).map((b) => b.contact), ['sip:bob@192.0.2.41'], 'gone from the store, not only hidden');
   });
 
-  test('removeNode forgets the bindings of a node that stopped, and tells the bus', async () => {
+  test('removeNode forgets the bindings bound to the flows of a node that stopped, and tells the bus; UDP ones outlive it', async () => {
     await clear(bob);
-    assert.equal((await authed({ user: 'bob', callId: 'node', contacts: ['<sip:bob@192.0.2.50>'] }, 'bob secret')).status, 200);
+    const tcp: SipEndpoint = { host: '192.0.2.50', port: 41000, transport: 'tcp', flow: 'conn-7' };
+    assert.equal((await authed({ user: 'bob', callId: 'node', contacts: ['<sip:bob@192.0.2.50;transport=tcp>'] }, 'bob secret', { source: tcp })).status, 200);
+    assert.equal((await authed({ user: 'bob', callId: 'node-udp', contacts: ['<sip:bob@192.0.2.51>'] }, 'bob secret')).status, 200);
     published.length = 0;
     await registrar.removeNode(NODE);
-    assert.deepEqual(await registrar.locate(bob.id), []);
+    assert.deepEqual((await registrar.locate(bob.id)).map((b) => b.contact), ['sip:bob@192.0.2.51']);
     assert.ok(published.includes(bob.id));
+    assert.ok(logged.events('sip.node_bindings_removed').some((r) => r.node === NODE));
   });
 
   test('metrics: REGISTER results counted, live registrations read at scrape', async () => {

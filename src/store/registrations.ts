@@ -12,9 +12,12 @@
  * engines) and writes them in one transaction that excludes every other `apply` of the
  * account, so that the Call-ID/CSeq ordering and the limit hold across the cluster.
  *
- * A binding is live while it has not expired and the node holding its flow is alive, as IM
- * resources are (src/store/im.ts): a dead node's bindings stop counting at once, and go with
- * the node (ClusterStore.removeNode, or `removeNode` here).
+ * A binding is live while it has not expired and, when it is bound to its flow (see
+ * isFlowBound), while the node holding the flow is alive, as IM resources are
+ * (src/store/im.ts): such bindings stop counting the moment their node is dead, and go with
+ * it (ClusterStore.removeNode, or `removeNode` here). A UDP binding without outbound is not
+ * bound to a node: the device is reached at its address from any node, and its registration
+ * outlives a restart of the node that took it (whose id may change).
  */
 
 /** Where a device is reached back: the flow its REGISTER came on, held by a node. */
@@ -109,7 +112,7 @@ export interface RegistrationStore {
   /**
    * Applies a REGISTER's changes (decideRegistration on the account's live bindings at
    * `now`) in one transaction that excludes every other apply of the same account, on every
-   * node; rows no longer live (expired, or on a dead node) count as absent and are replaced
+   * node; rows no longer live (expired, or flow-bound on a dead node) count as absent and are replaced
    * by a binding of their key. NotFoundError from store.ts when the account is gone.
    */
   apply(change: RegisterChange, now: number, maxBindings: number): Promise<RegisterOutcome>;
@@ -122,8 +125,17 @@ export interface RegistrationStore {
    * several nodes at once: each row is removed, and answered, by one of them only.
    */
   sweep(now: number, limit: number): Promise<Binding[]>;
-  /** Removes every binding whose flow `node` holds (it stopped or died); answers the accounts that had some, by id. */
+  /** Removes every flow-bound binding (isFlowBound) whose flow `node` holds (it stopped or died); answers the accounts that had some, by id. */
   removeNode(node: string): Promise<number[]>;
+}
+
+/**
+ * Whether a binding can only be reached through the node that holds its flow: an outbound
+ * flow (RFC 5626), or a connection (every transport but UDP: a TCP, TLS or WebSocket
+ * connection ends with its node).
+ */
+export function isFlowBound(binding: Pick<Binding, 'outbound' | 'transport'>): boolean {
+  return binding.outbound || binding.transport !== 'udp';
 }
 
 /** Locate order: the highest q first (a Contact without q counts as 1, RFC 3261 leaves it open), then the most recent. */

@@ -18,7 +18,8 @@ function contact(key: string, fields: Partial<ContactChange> = {}): ContactChang
 }
 
 function register(accountId: number, node: string, callId: string, cseq: number, contacts: ContactChange[], fields: Partial<RegisterChange> = {}): RegisterChange {
-  const source: BindingFlow = { transport: 'udp', host: '192.0.2.7', port: 5060, flow: null, node };
+  // A connection: bound to its node (isFlowBound), as the node-liveness cases need.
+  const source: BindingFlow = { transport: 'tcp', host: '192.0.2.7', port: 50600, flow: 'conn-1', node };
   return { accountId, callId, cseq, removeAll: false, contacts, source, path: [], userAgent: 'TestPhone/1.0', ...fields };
 }
 
@@ -155,6 +156,10 @@ export function registrationsContract(fresh: FreshStore): void {
       assert.equal((await r.list(a.id, T + 61_000)).find((b) => b.key === 'short')?.expires, T + 121_000);
       ok(await r.apply(register(a.id, live, 'c3', 1, [contact('elsewhere')]), T + 61_000, 3));
       assert.deepEqual((await r.list(a.id, T + 61_000)).map((b) => [b.key, b.node]).sort(), [['elsewhere', live], ['long', live], ['short', live]]);
+      // UDP without outbound is reached from any node: the node's death does not end it.
+      const udp: BindingFlow = { transport: 'udp', host: '192.0.2.8', port: 5060, flow: null, node: dying };
+      ok(await r.apply(register(a.id, dying, 'c5', 1, [contact('udp-phone'), contact('udp-outbound', { outbound: true, instance: '<urn:uuid:2>', regId: 1 })], { source: udp }), T, 10));
+      assert.deepEqual(keys(await r.list(a.id, T + 60_001)).filter((k) => k.startsWith('udp')), ['udp-phone'], 'an outbound flow is bound to its node');
       const unregistered = 'no-such-node';
       ok(await r.apply(register(a.id, unregistered, 'c4', 1, [contact('ghost')]), T, 10));
       assert.equal((await r.list(a.id, T)).some((b) => b.key === 'ghost'), false, 'a node not registered is not alive');
@@ -210,8 +215,11 @@ export function registrationsContract(fresh: FreshStore): void {
       ok(await r.apply(register(a.id, n1, 'c1', 1, [contact('one'), contact('two')]), T, 10));
       ok(await r.apply(register(b.id, n1, 'c1', 1, [contact('one')]), T, 10));
       ok(await r.apply(register(a.id, n2, 'c2', 1, [contact('three')]), T, 10));
+      const udp: BindingFlow = { transport: 'udp', host: '192.0.2.8', port: 5060, flow: null, node: n1 };
+      ok(await r.apply(register(b.id, n1, 'c3', 1, [contact('udp-phone')], { source: udp }), T, 10));
       assert.deepEqual(await r.removeNode(n1), [a.id, b.id].sort((x, y) => x - y));
       assert.deepEqual(keys(await r.list(a.id, T)), ['three']);
+      assert.deepEqual(keys(await r.list(b.id, T)), ['udp-phone'], 'not bound to the node: it stays');
       assert.deepEqual(await r.removeNode(n1), []);
       await c.store.cluster.removeNode(n2);
       await c.store.cluster.heartbeat({ id: n2, httpUrl: 'http://192.0.2.1:8100', aliveUntil: ALIVE });

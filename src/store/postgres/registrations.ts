@@ -16,6 +16,8 @@ import { isForeignKeyViolation, type Db, type Sql, type Tx } from './db.js';
 /** The advisory-lock namespace of an account's bindings ('xsip'; the account id is the second key). */
 const BINDINGS_LOCK = 0x78736970;
 
+/** What isFlowBound says, in SQL. */
+const FLOW_BOUND = "(b.outbound OR b.transport <> 'udp')";
 const B_COLUMNS = BINDING_COLUMNS.replace(/(\w+)/g, 'b.$1');
 const PLACEHOLDERS = BINDING_COLUMNS.split(', ')
   .map((_, i) => `$${i + 1}`)
@@ -26,12 +28,13 @@ const SQL = {
   lock: { name: 'sip.lockAccount', text: 'SELECT pg_advisory_xact_lock($1::int, ($2::bigint % 2147483647)::int)' },
   live: {
     name: 'sip.live',
-    text: `SELECT ${B_COLUMNS} FROM sip_bindings b JOIN nodes n ON n.id = b.node
-           WHERE b.account_id = $1 AND b.expires > $2 AND n.alive_until >= $2`,
+    text: `SELECT ${B_COLUMNS} FROM sip_bindings b LEFT JOIN nodes n ON n.id = b.node
+           WHERE b.account_id = $1 AND b.expires > $2 AND (NOT ${FLOW_BOUND} OR n.alive_until >= $2)`,
   },
   count: {
     name: 'sip.count',
-    text: 'SELECT count(*) AS n FROM sip_bindings b JOIN nodes n ON n.id = b.node WHERE b.expires > $1 AND n.alive_until >= $1',
+    text: `SELECT count(*) AS n FROM sip_bindings b LEFT JOIN nodes n ON n.id = b.node
+           WHERE b.expires > $1 AND (NOT ${FLOW_BOUND} OR n.alive_until >= $1)`,
   },
   put: {
     name: 'sip.put',
@@ -51,7 +54,7 @@ const SQL = {
              SELECT account_id, binding_key FROM sip_bindings WHERE expires <= $1 ORDER BY expires LIMIT $2 FOR UPDATE SKIP LOCKED)
            RETURNING ${BINDING_COLUMNS}`,
   },
-  removeNode: { name: 'sip.removeNode', text: 'DELETE FROM sip_bindings WHERE node = $1 RETURNING account_id' },
+  removeNode: { name: 'sip.removeNode', text: `DELETE FROM sip_bindings b WHERE b.node = $1 AND ${FLOW_BOUND} RETURNING b.account_id` },
 } satisfies Record<string, Sql>;
 
 /** Removes a node's bindings inside another transaction (ClusterStore.removeNode's). */

@@ -14,8 +14,13 @@ import {
 } from '../registrations.js';
 import { isForeignKeyViolation, prepareAll } from './util.js';
 
-/** The live bindings: not expired at `now`, on a node alive at `now` (the node's row must exist). */
-const LIVE = `FROM sip_bindings b JOIN nodes n ON n.id = b.node WHERE b.expires > @now AND n.alive_until >= @now`;
+/** What isFlowBound says, in SQL, of the columns of `table` (an alias, or '' for the table's own). */
+export function flowBound(table = 'b'): string {
+  const t = table === '' ? '' : `${table}.`;
+  return `(${t}outbound <> 0 OR ${t}transport <> 'udp')`;
+}
+/** The live bindings: not expired at `now`; flow-bound ones on a node alive at `now` (the node's row must exist). */
+const LIVE = `FROM sip_bindings b LEFT JOIN nodes n ON n.id = b.node WHERE b.expires > @now AND (NOT ${flowBound()} OR n.alive_until >= @now)`;
 const B_COLUMNS = BINDING_COLUMNS.replace(/(\w+)/g, 'b.$1');
 
 /**
@@ -41,7 +46,7 @@ export class SqliteRegistrations implements RegistrationStore {
               user_agent = excluded.user_agent, updated = excluded.updated`,
       remove: 'DELETE FROM sip_bindings WHERE account_id = ? AND binding_key = ?',
       expired: `DELETE FROM sip_bindings WHERE rowid IN (SELECT rowid FROM sip_bindings WHERE expires <= ? ORDER BY expires LIMIT ?) RETURNING ${BINDING_COLUMNS}`,
-      nodeAccounts: 'DELETE FROM sip_bindings WHERE node = ? RETURNING account_id',
+      nodeAccounts: `DELETE FROM sip_bindings WHERE node = ? AND ${flowBound('')} RETURNING account_id`,
     });
   }
 

@@ -40,6 +40,11 @@
  * says (see contactKey). Path (RFC 3327) is kept with the bindings and echoed to a UA that
  * supports it.
  *
+ * Every binding records the flow its REGISTER came on and this node's id. Those that can only
+ * be reached through that flow (outbound, or a connection: see isFlowBound) stop counting
+ * when the node dies and go when it leaves (`removeNode`); a UDP binding without outbound is
+ * reached at its address from any node and outlives the node that took it.
+ *
  * After every committed change the account's `sipRegistration` event goes on the bus, for
  * every node; expired bindings are swept every `sweepIntervalMs` (by whichever nodes run it:
  * each expired row is removed, logged and announced once).
@@ -279,8 +284,8 @@ export class Registrar {
   }
 
   /**
-   * Removes the bindings whose flows `node` held (this node before it stops, or a node found
-   * dead) and tells the bus for each account that had some.
+   * Removes the bindings bound to flows `node` held (this node before it stops, or a node
+   * found dead; see isFlowBound) and tells the bus for each account that had some.
    */
   async removeNode(node: string): Promise<void> {
     const accounts = await this.services.store.registrations.removeNode(node);
