@@ -18,6 +18,7 @@ import { Metrics } from '../src/metrics.js';
 import { AccountService } from '../src/services/accounts.js';
 import { AuthService } from '../src/services/auth.js';
 import { DigestAuthenticator } from '../src/services/digest.js';
+import { decideRegistration, type ContactChange, type RegisterChange } from '../src/store/registrations.js';
 import type { AccountRecord, Store } from '../src/store/store.js';
 import { openStore } from '../src/store/open.js';
 import { parseAuthHeader } from '../src/transports/sip/headers.js';
@@ -471,5 +472,41 @@ describe('SIP registrar', () => {
     assert.equal(key('sip:alice@example.test;transport=TCP;x=1'), key('sip:alice@example.test;x=2;transport=tcp'), 'other parameters are left out');
     assert.equal(key('tel:+1-201-555-0123'), key('tel:+12015550123'));
     assert.equal(contactParamsText(new Map<string, string | null>([['+sip.instance', '<urn:uuid:1>'], ['expires', '60'], ['reg-id', '1'], ['audio', null]])), ';+sip.instance="<urn:uuid:1>";reg-id=1;audio');
+  });
+});
+
+describe('decideRegistration (pure: what both store engines apply)', () => {
+  const flow = { transport: 'udp', host: '192.0.2.10', port: 5060, flow: null, node: NODE };
+  const change = (callId: string, cseq: number, contacts: ContactChange[], removeAll = false): RegisterChange => ({
+    accountId: 7,
+    callId,
+    cseq,
+    removeAll,
+    contacts,
+    source: flow,
+    path: [],
+    userAgent: '',
+  });
+  const c = (key: string, expires = 3600): ContactChange => ({ key, contact: `sip:${key}@192.0.2.10`, contactParams: '', instance: null, regId: null, expires, q: null, outbound: false });
+
+  test('a key given twice in one request: the later Contact wins; added, updated and removed are told apart', () => {
+    const first = decideRegistration([], change('x', 1, [c('a', 60), c('a', 120), c('b')]), T0, 10);
+    assert.equal(first.outcome, 'ok');
+    if (first.outcome !== 'ok') return;
+    assert.deepEqual(first.added.map((b) => [b.key, b.expires]), [['a', T0 + 120_000], ['b', T0 + 3_600_000]]);
+    const second = decideRegistration(first.bindings, change('x', 2, [c('a', 0), c('b', 600), c('new')]), T0 + 1, 10);
+    assert.equal(second.outcome, 'ok');
+    if (second.outcome !== 'ok') return;
+    assert.deepEqual([second.added.map((b) => b.key), second.updated.map((b) => b.key), second.removed.map((b) => b.key)], [['new'], ['b'], ['a']]);
+    assert.deepEqual(second.bindings.map((b) => b.key), ['b', 'new'], 'equal q, written at once: by key');
+  });
+
+  test('"*" and a Contact are refused alike by an equal CSeq of the same Call-ID, not by another Call-ID', () => {
+    const made = decideRegistration([], change('x', 5, [c('a')]), T0, 10);
+    if (made.outcome !== 'ok') return assert.fail();
+    assert.equal(decideRegistration(made.bindings, change('x', 5, [], true), T0, 10).outcome, 'out-of-order');
+    assert.equal(decideRegistration(made.bindings, change('x', 5, [c('a', 0)]), T0, 10).outcome, 'out-of-order');
+    assert.equal(decideRegistration(made.bindings, change('y', 1, [], true), T0, 10).outcome, 'ok');
+    assert.deepEqual(decideRegistration(made.bindings, change('y', 1, [c('b'), c('c')]), T0, 2), { outcome: 'too-many', limit: 2 });
   });
 });
