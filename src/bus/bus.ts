@@ -58,6 +58,11 @@ export interface BusEvents {
   rosterChanged: { accountId: number; jid: string; version: number; item?: string };
   /** An account's block list changed (XEP-0191): caches drop it, its clients get the push. */
   blockingChanged: { accountId: number; blocked: string[]; unblocked: string[] | 'all' };
+  /**
+   * An account's SIP registrations changed (a REGISTER, an expiry, a node gone): whoever
+   * keeps where its devices are re-reads them (RegistrationStore.list).
+   */
+  sipRegistration: { accountId: number };
   /** The account's sessions are to end (killOld on any node), except `except` (a urlID). */
   endSessions: { accountId: number; except?: string };
   /**
@@ -98,6 +103,7 @@ const SHARED_TOPICS: ReadonlySet<string> = new Set<SharedTopic>([
   'callSignal',
   'rosterChanged',
   'blockingChanged',
+  'sipRegistration',
 ]);
 
 /**

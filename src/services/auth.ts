@@ -19,6 +19,7 @@ import {
   type PasswordVerifier,
   type ScramHash,
 } from './passwords.js';
+import type { DigestOutcome, DigestRefusal } from './digest.js';
 import { fakeScramVerifier, parseClientFinal, parseClientFirst, ScramError, serverFinal, serverFirst, verifyClientProof } from './scram.js';
 
 export interface Authenticated {
@@ -46,9 +47,9 @@ type Limits = Config['limits'];
 
 /** Who is logging in, for the log and the metrics: the protocol and the mechanism. */
 export interface LoginWay {
-  protocol: 'ximss' | 'http' | 'smtp' | 'dav' | 'xmpp';
+  protocol: 'ximss' | 'http' | 'smtp' | 'dav' | 'xmpp' | 'sip';
   /** `password`: a name and a password as they are (XIMSS clear text, HTTP); `plain`, `login`, `scram-…`: those SASL mechanisms. */
-  mechanism: 'password' | 'plain' | 'login' | 'cram-md5' | 'nonce' | 'current-password' | 'scram-sha-1' | 'scram-sha-256';
+  mechanism: 'password' | 'plain' | 'login' | 'cram-md5' | 'nonce' | 'current-password' | 'scram-sha-1' | 'scram-sha-256' | 'digest';
 }
 
 /** An account name as attempted: the account it names, and the key its attempts count under. */
@@ -66,6 +67,29 @@ export interface ScramAuthenticated extends Authenticated {
 }
 
 const ACCOUNT_BUSY = 'too many login attempts on this account; try again later';
+
+/**
+ * What a Digest answer (RFC 7616; SIP, RFC 3261 22) came to, for checkDigest's caller to
+ * turn into its protocol's answer.
+ */
+export type DigestVerdict =
+  /** The right answer; `stale` when its nonce had expired (challenge again with stale=true: the password is right). */
+  | { outcome: 'ok'; account: AccountRecord; stale: boolean }
+  /** Wrong credentials, or an unknown name: counted as a failed login, answered after the failure delay. */
+  | { outcome: 'failed'; detail: string }
+  /** Refused before any verification: the client address, or the account, has used up its budget. */
+  | { outcome: 'refused'; detail: string }
+  /**
+   * An answer that tells nothing about the password (not one of our nonces, another realm, a
+   * malformed one): no verdict, counted nowhere; the client is challenged again.
+   */
+  | { outcome: 'invalid'; detail: string };
+
+/** Digest refusals that are decided before the password plays any part (see DigestVerdict 'invalid'). */
+const DIGEST_NO_VERDICT: ReadonlySet<DigestRefusal> = new Set<DigestRefusal>(['malformed', 'algorithm', 'realm', 'nonce', 'opaque', 'qop']);
+
+/** Thrown inside an attempt whose Digest answer proves nothing: the attempt is abandoned. */
+class NoVerdict extends Error {}
 
 /**
  * scrypt takes a libuv pool thread for tens of milliseconds. The pool (4 threads unless
@@ -418,6 +442,44 @@ export class AuthService {
       if (!target || target.id !== result.account.id) throw new ScramError('invalid-authzid', 'authorization identity differs from the authenticated one');
     }
     return { ...result, serverFinal: final };
+  }
+
+  /**
+   * A Digest answer (SIP REGISTER and, later, other Digest users) as one login attempt:
+   * reserved against the client address, counted against the account `userName` names in
+   * `domain` (aliases resolved), verified by `verify` with the account's stored Digest
+   * credentials (undefined for an unknown name: `verify` must do the same work then, as
+   * DigestAuthenticator.verify does), and settled. An answer that was right but late
+   * (`stale`) is a success: it proved the password. Never throws a ServiceError: every
+   * outcome is a DigestVerdict; failures and refusals resolve after the failure delay.
+   */
+  async checkDigest(
+    userName: string,
+    domain: string,
+    address: string,
+    verify: (credentials: string | null | undefined) => DigestOutcome,
+    protocol: LoginWay['protocol'] = 'sip',
+  ): Promise<DigestVerdict> {
+    let stale = false;
+    try {
+      const account = await this.attempt(
+        address,
+        { protocol, mechanism: 'digest' },
+        () => this.identify(userName, domain),
+        async (account) => {
+          const outcome = verify(account?.digestCredentials);
+          if (outcome.outcome === 'refused' && DIGEST_NO_VERDICT.has(outcome.reason)) throw new NoVerdict(outcome.detail);
+          stale = outcome.outcome === 'stale';
+          return outcome.outcome !== 'refused';
+        },
+      );
+      return { outcome: 'ok', account, stale };
+    } catch (err) {
+      if (err instanceof NoVerdict) return { outcome: 'invalid', detail: err.message };
+      if (err instanceof ServiceError && err.message === BAD_CREDENTIALS) return { outcome: 'failed', detail: err.message };
+      if (err instanceof ServiceError && (err.message === TOO_MANY_ATTEMPTS || err.message === ACCOUNT_BUSY)) return { outcome: 'refused', detail: err.message };
+      throw err;
+    }
   }
 
   /** The server's secret for fake SCRAM salts: made once and kept in the store (the same after a restart and on every node). */

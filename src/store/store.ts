@@ -5,6 +5,7 @@ import type { ArchiveStore, BlockingStore, MucStore, OfflineStore, ResourceStore
 import type { DavNameStore } from './dav-names.js';
 import type { FileGuard, FileLimits, FileRecord, LockRecord, StoredAttribute, StoredAttributeChange, StoreWriteMode } from './files.js';
 import type { QueueStore } from './queue.js';
+import type { RegistrationStore } from './registrations.js';
 import type { RuleStore } from './rules.js';
 
 /**
@@ -38,6 +39,8 @@ export interface Store {
   readonly blocking: BlockingStore;
   readonly resources: ResourceStore;
   readonly muc: MucStore;
+  /** SIP registrations (src/store/registrations.ts). */
+  readonly registrations: RegistrationStore;
   readonly cluster: ClusterStore;
   readonly shared: SharedStateStore;
   /** Carries change events between the processes sharing the store (see src/bus/). */
@@ -156,7 +159,7 @@ export interface ClusterStore {
   heartbeat(node: NodeRecord): Promise<void>;
   /** A node by id, dead or alive (undefined once it left or was pruned). */
   node(id: string): Promise<NodeRecord | undefined>;
-  /** Forgets a node with its sessions and IM resources, in one transaction (at shutdown, or pruning a dead one). */
+  /** Forgets a node with its sessions, IM resources and SIP bindings, in one transaction (at shutdown, or pruning a dead one). */
   removeNode(id: string): Promise<void>;
   /** Nodes whose aliveUntil has passed before `now`. */
   deadNodes(now: number): Promise<NodeRecord[]>;

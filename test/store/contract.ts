@@ -38,6 +38,7 @@ import { accountAclContract } from './account-acl.js';
 import { calendarIndexContract } from './calendar-index.js';
 import { davNamesContract } from './dav-names.js';
 import { imContract } from './im.js';
+import { registrationsContract } from './registrations.js';
 
 export interface StoreHarness {
   /** Opens a new handle on the same store (another process, as far as the store can tell). */
@@ -301,6 +302,7 @@ export function storeContract(engine: string, fresh: FreshStore): void {
     davNamesContract(fresh);
     calendarIndexContract(fresh);
     imContract(fresh);
+    registrationsContract(fresh);
     cluster(fresh);
     sharedState(fresh);
     relay(fresh);

@@ -2,6 +2,7 @@ import { AlreadyExistsError, type ClusterStore, type NodeRecord, type SessionRec
 import { isUniqueViolation, toText, type Db, type Sql } from './db.js';
 import { toNode, toSession, type NodeRow, type SessionRow } from '../rows.js';
 import { removeNodeResources } from './im.js';
+import { removeNodeBindings } from './registrations.js';
 
 
 /** The advisory-lock namespace of an account's session count (the account id is the second key). */
@@ -63,6 +64,7 @@ export class PgCluster implements ClusterStore {
         await tx.run(CLUSTER_SQL.removeNode, [id]);
         await tx.run(CLUSTER_SQL.removeSessions, [id]);
         await removeNodeResources(tx, id);
+        await removeNodeBindings(tx, id);
       },
       { relaxed: true },
     );

@@ -11,6 +11,7 @@ import { Db, parseStoreUrl } from './db.js';
 import { PgMail } from './mail.js';
 import { migrate, migrations, schemaVersion } from './migrations.js';
 import { PgQueue } from './queue.js';
+import { PgRegistrations } from './registrations.js';
 import { PgRelay } from './relay.js';
 import { PgRules } from './rules.js';
 
@@ -43,6 +44,7 @@ export class PostgresStore implements Store {
   readonly blocking: PgBlocking;
   readonly resources: PgResources;
   readonly muc: PgMuc;
+  readonly registrations: PgRegistrations;
   readonly cluster: PgCluster;
   readonly shared: PgSharedState;
   readonly relay: PgRelay;
@@ -90,6 +92,7 @@ export class PostgresStore implements Store {
     this.blocking = new PgBlocking(db);
     this.resources = new PgResources(db);
     this.muc = new PgMuc(db);
+    this.registrations = new PgRegistrations(db);
     this.cluster = new PgCluster(db);
     this.shared = new PgSharedState(db);
     this.relay = new PgRelay(db);

@@ -1,5 +1,6 @@
 import type { Database as SqliteDatabase } from 'better-sqlite3';
 import type { ClusterStore, NodeRecord, SessionRecord, SharedStateStore, SharedUpdate } from '../store.js';
+import { flowBound } from './registrations.js';
 import { prepareAll, relaxedCommit } from './util.js';
 import { toNode, toSession, type NodeRow, type SessionRow } from '../rows.js';
 
@@ -22,6 +23,7 @@ export class SqliteCluster implements ClusterStore {
       removeNode: 'DELETE FROM nodes WHERE id = ?',
       removeNodeSessions: 'DELETE FROM sessions WHERE node = ?',
       removeNodeResources: 'DELETE FROM im_resources WHERE node = ?',
+      removeNodeBindings: `DELETE FROM sip_bindings WHERE node = ? AND ${flowBound('')}`,
       deadNodes: 'SELECT * FROM nodes WHERE alive_until < ? ORDER BY id',
       countSessions: `SELECT count(*) AS n FROM sessions s JOIN nodes n ON n.id = s.node
         WHERE s.account_id = ? AND n.alive_until >= ?`,
@@ -46,6 +48,7 @@ export class SqliteCluster implements ClusterStore {
       this.db.transaction(() => {
         this.sql.removeNodeSessions.run(id);
         this.sql.removeNodeResources.run(id);
+        this.sql.removeNodeBindings.run(id);
         this.sql.removeNode.run(id);
       }).immediate(),
     );

@@ -511,4 +511,32 @@ export const migrations: readonly string[] = [
   `
   ALTER TABLE accounts ADD COLUMN digest_credentials TEXT;
   `,
+  // 20: SIP registrations (src/store/registrations.ts): one row per binding of an account's
+  // address-of-record, with the flow and node that reach the device back.
+  `
+  CREATE TABLE sip_bindings (
+    account_id     INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    binding_key    TEXT NOT NULL,
+    contact        TEXT NOT NULL,
+    contact_params TEXT NOT NULL,
+    instance       TEXT,
+    reg_id         INTEGER,
+    call_id        TEXT NOT NULL,
+    cseq           INTEGER NOT NULL,
+    expires        INTEGER NOT NULL,
+    q              INTEGER,
+    transport      TEXT NOT NULL,
+    host           TEXT NOT NULL,
+    port           INTEGER NOT NULL,
+    flow           TEXT,
+    node           TEXT NOT NULL,
+    outbound       INTEGER NOT NULL,
+    path           TEXT NOT NULL,
+    user_agent     TEXT NOT NULL,
+    updated        INTEGER NOT NULL,
+    PRIMARY KEY (account_id, binding_key)
+  );
+  CREATE INDEX sip_bindings_expires ON sip_bindings(expires);
+  CREATE INDEX sip_bindings_node ON sip_bindings(node);
+  `,
 ];

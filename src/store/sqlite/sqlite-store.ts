@@ -34,6 +34,7 @@ import { DataDirLock } from '../lock.js';
 import { privateDirectory, privateFile } from '../modes.js';
 import { SqliteMail } from './mail.js';
 import { SqliteQueue } from './queue.js';
+import { SqliteRegistrations } from './registrations.js';
 import { SqliteRelay } from './relay.js';
 import { SqliteRules } from './rules.js';
 import { migrations } from './migrations.js';
@@ -91,6 +92,7 @@ export class SqliteStore implements Store {
   readonly blocking: SqliteBlocking;
   readonly resources: SqliteResources;
   readonly muc: SqliteMuc;
+  readonly registrations: SqliteRegistrations;
   readonly cluster: SqliteCluster;
   readonly shared: SqliteSharedState;
   readonly relay: SqliteRelay;
@@ -156,6 +158,7 @@ export class SqliteStore implements Store {
     this.blocking = new SqliteBlocking(db);
     this.resources = new SqliteResources(db);
     this.muc = new SqliteMuc(db);
+    this.registrations = new SqliteRegistrations(db);
     this.cluster = new SqliteCluster(db);
     this.shared = new SqliteSharedState(db);
     this.relay = new SqliteRelay(db, lock !== undefined);
