@@ -19,7 +19,7 @@ export interface Port {
  * Opens the leg that takes a new call for a target on this node (a XIMSS session's incoming
  * call). Returns undefined when the target is not here any more: the caller is told `gone`.
  */
-export type TargetOpener = (target: CallTarget, invite: Extract<Signal, { kind: 'invite' }>, replyTo: PortAddress) => Port | undefined;
+export type TargetOpener<T extends CallTarget = CallTarget> = (target: T, invite: Extract<Signal, { kind: 'invite' }>, replyTo: PortAddress) => Port | undefined;
 
 /** How long a signal too large for the bus waits in the shared state for its node to read it. */
 const KEPT_SIGNAL_MS = 60_000;
@@ -67,8 +67,9 @@ export class CallRouter {
   }
 
   /** Who opens the legs of new calls for targets of a kind on this node. */
-  onTarget(kind: CallTarget['kind'], opener: TargetOpener): void {
-    this.openers.set(kind, opener);
+  onTarget<K extends CallTarget['kind']>(kind: K, opener: TargetOpener<Extract<CallTarget, { kind: K }>>): void {
+    // Only targets of this kind reach it (openTarget looks it up by the target's kind).
+    this.openers.set(kind, opener as TargetOpener);
   }
 
   /** Ports held on this node (for the metrics and the tests). */

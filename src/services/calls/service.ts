@@ -24,6 +24,9 @@ export interface CallLimits {
 
 export const DEFAULT_CALL_LIMITS: Readonly<CallLimits> = Object.freeze({ ringSeconds: 120, callsPerAccount: 20, callsPerNode: 10_000 });
 
+/** The devices of an account a call rings besides its bound XIMSS sessions (SIP bindings). */
+export type DeviceLocator = (accountId: number) => Promise<CallTarget[]>;
+
 /** What placing a call needs: who calls, from which leg, whom, with what offer. */
 export interface PlaceCall {
   /** The leg of the caller: the call's signals go to it. */
@@ -62,6 +65,7 @@ export class CallService implements CallHooks {
   readonly router: CallRouter;
   private readonly im: ImService;
   private readonly calls = new Set<Call>();
+  private readonly locators: DeviceLocator[] = [];
   private readonly perAccount = new Map<number, number>();
   readonly ringTimeoutMs: number;
   readonly maxRedirects = 3;
@@ -131,7 +135,7 @@ export class CallService implements CallHooks {
     if (!(await this.im.isLocalDomain(domain))) return { code: 503, reason: `calls to other domains (${domain}) are not available yet` };
     const account = await this.im.accountOf(bare);
     if (!account) return { code: 404, reason: `no such user: ${bare}` };
-    let targets = this.boundTargets(account.id, exclude);
+    let targets = await this.devices(account.id, exclude);
     const rules = await this.calleeRules(account, bare, from, depth);
     if (rules) {
       const immediately = await rules.run('Immediately', 0);
@@ -140,6 +144,27 @@ export class CallService implements CallHooks {
     }
     if (targets.length === 0) return { targets, rules, nobody: `${bare} has no device to ring` };
     return { targets, rules };
+  }
+
+  /**
+   * Adds a source of an account's devices besides its bound sessions (the SIP registrar's
+   * bindings): every call for the account rings them too.
+   */
+  addDevices(locate: DeviceLocator): void {
+    this.locators.push(locate);
+  }
+
+  /** Everything that rings for the account: its bound sessions and its other devices. */
+  private async devices(accountId: number, exclude?: { accountId: number; resource: string }): Promise<CallTarget[]> {
+    const targets = this.boundTargets(accountId, exclude);
+    for (const locate of this.locators) {
+      try {
+        targets.push(...(await locate(accountId)));
+      } catch (err) {
+        this.log.error({ event: 'call.locate_failed', accountId, error: errorText(err) }, "an account's devices could not be found");
+      }
+    }
+    return targets;
   }
 
   /** The account's XIMSS sessions bound with signalBind, on every node. */
@@ -190,7 +215,7 @@ export class CallService implements CallHooks {
         const targets: CallTarget[] = [];
         for (const target of addresses) {
           // A rule pointing back at the account itself rings its devices without its rules again.
-          const resolved = addressOf(target) === called ? { targets: this.boundTargets(account.id) } : await this.resolve(target, from, undefined, depth + 1);
+          const resolved = addressOf(target) === called ? { targets: await this.devices(account.id) } : await this.resolve(target, from, undefined, depth + 1);
           if ('targets' in resolved) targets.push(...resolved.targets);
         }
         return { targets, replace: decision.redirect !== undefined };

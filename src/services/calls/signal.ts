@@ -60,8 +60,24 @@ export type Signal =
 
 export type SignalKind = Signal['kind'];
 
-/** Where a new call may be delivered: a XIMSS session bound on some node (SIP devices come with the SIP binding). */
-export type CallTarget = { kind: 'ximss'; node: string; accountId: number; resource: string };
+/**
+ * Where a new call may be delivered: a XIMSS session bound on some node, or a SIP device
+ * registered to the account (its Contact, the flow that reaches it, and the node that holds
+ * that flow; a datagram flow is reached from any node).
+ */
+export type CallTarget =
+  | { kind: 'ximss'; node: string; accountId: number; resource: string }
+  | {
+      kind: 'sip';
+      node: string;
+      accountId: number;
+      /** The address-of-record (user@domain). */
+      aor: string;
+      contact: string;
+      /** Path headers of the registration (RFC 3327): the first hops toward the device. */
+      path: string[];
+      flow: { transport: string; host: string; port: number; flow: string | null };
+    };
 
 /** The digits DTMF can carry (RFC 4733 events 0–15). */
 export const DTMF_DIGITS = /^[0-9*#A-D]+$/;
