@@ -58,8 +58,9 @@ import type { AuthService } from '../../services/auth.js';
 import type { DigestAuthenticator } from '../../services/digest.js';
 import type { Binding, BindingFlow, ContactChange, RegisterChange } from '../../store/registrations.js';
 import { NotFoundError, type AccountRecord, type Store } from '../../store/store.js';
+import { authenticateRequest } from './digest-auth.js';
 import { SipParseError } from './error.js';
-import { parseAuthHeader, parseContact, parseCSeq, parseExpires, type Contact } from './headers.js';
+import { parseContact, parseCSeq, parseExpires, type Contact } from './headers.js';
 import { isToken } from './lexer.js';
 import { responseTo, type SipRequest, type SipResponse } from './message.js';
 import { newTag, type SipEndpoint } from './transactions.js';
@@ -326,21 +327,10 @@ export class Registrar {
     const realm = to.domain;
 
     // 3. Authentication.
-    const credentials = digestCredentialsFor(headers.getAll('Authorization'), realm);
-    if (typeof credentials === 'string') return this.answer(request, 400, 'bad_request', credentials);
-    if (credentials === undefined) return this.challenge(request, realm, 'challenged');
-    const digestUri = credentials.get('uri');
-    if (digestUri !== undefined && !sameUri(digestUri, requestUri)) return this.answer(request, 400, 'bad_request', 'Bad Request (the Digest uri is not the Request-URI)');
-    const params = Object.fromEntries(credentials);
-    const userName = params.username ?? '';
-    const address = source.host.replace(/^\[(.*)\]$/, '$1');
-    const verdict = await this.services.auth.checkDigest(userName, realm, address, (stored) => this.services.digest.verify(params, request.method, stored));
-    if (verdict.outcome === 'refused') return this.answer(request, 403, 'refused', 'Forbidden (too many failed attempts; try again later)');
-    if (verdict.outcome === 'failed' || verdict.outcome === 'invalid') {
-      this.log.warn({ event: 'sip.auth_failed', user: userName, realm, address, reason: verdict.outcome === 'failed' ? 'wrong credentials' : verdict.detail }, 'SIP authentication failed');
-      return this.challenge(request, realm, 'auth_failed');
-    }
-    if (verdict.stale) return this.challenge(request, realm, 'stale', true);
+    const verdict = await authenticateRequest({ ...this.services, log: this.log }, request, source, realm, 'Authorization', sameUri);
+    if (verdict.kind === 'bad') return this.answer(request, 400, 'bad_request', verdict.reason);
+    if (verdict.kind === 'refused') return this.answer(request, 403, 'refused', 'Forbidden (too many failed attempts; try again later)');
+    if (verdict.kind === 'challenge') return this.challenge(request, realm, verdict.why, verdict.why === 'stale');
 
     // 4 and 5. The authenticated account registers its own address-of-record only.
     const account = await this.services.accounts.find(to.user, to.domain);
@@ -522,26 +512,8 @@ function readTo(value: string): { user: string; domain: string } | string {
   return { user: uri.user, domain: uri.host.replace(/\.$/, '') };
 }
 
-/**
- * The Digest credentials for `realm` among the Authorization headers (a request may carry
- * several, one per realm: RFC 3261 22.2); undefined when none is for this realm; the reason
- * for a 400 when one is unreadable.
- */
-function digestCredentialsFor(values: readonly string[], realm: string): Map<string, string> | undefined | string {
-  for (const value of values) {
-    let parsed;
-    try {
-      parsed = parseAuthHeader(value);
-    } catch (err) {
-      return `Bad Request (Authorization: ${err instanceof SipParseError ? err.reason : 'unreadable'})`;
-    }
-    if (parsed.scheme.toLowerCase() === 'digest' && parsed.params.get('realm')?.toLowerCase() === realm) return parsed.params;
-  }
-  return undefined;
-}
-
 /** Whether a Digest `uri` names the Request-URI (RFC 7616 3.4.6: the server checks it), compared as URIs. */
-function sameUri(text: string, requestUri: Uri): boolean {
+export function sameUri(text: string, requestUri: Uri): boolean {
   try {
     return contactKey(parseUri(text)) === contactKey(requestUri);
   } catch {
