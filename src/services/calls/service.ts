@@ -3,7 +3,7 @@ import type { EventBus } from '../../bus/bus.js';
 import { errorText, type Logger } from '../../log.js';
 import type { Metrics } from '../../metrics.js';
 import type { RuleRecord } from '../../store/rules.js';
-import type { AccountRecord, Store } from '../../store/store.js';
+import type { AccountIdentity, AccountRecord, Store } from '../../store/store.js';
 import type { AccountService } from '../accounts.js';
 import type { DatasetService } from '../datasets.js';
 import { fromCommuniGateZone } from '../time-zones.js';
@@ -25,7 +25,7 @@ export interface CallLimits {
 export const DEFAULT_CALL_LIMITS: Readonly<CallLimits> = Object.freeze({ ringSeconds: 120, callsPerAccount: 20, callsPerNode: 10_000 });
 
 /** The devices of an account a call rings besides its bound XIMSS sessions (SIP bindings). */
-export type DeviceLocator = (accountId: number) => Promise<CallTarget[]>;
+export type DeviceLocator = (account: AccountIdentity) => Promise<CallTarget[]>;
 
 /** What placing a call needs: who calls, from which leg, whom, with what offer. */
 export interface PlaceCall {
@@ -135,7 +135,7 @@ export class CallService implements CallHooks {
     if (!(await this.im.isLocalDomain(domain))) return { code: 503, reason: `calls to other domains (${domain}) are not available yet` };
     const account = await this.im.accountOf(bare);
     if (!account) return { code: 404, reason: `no such user: ${bare}` };
-    let targets = await this.devices(account.id, exclude);
+    let targets = await this.devices(account, exclude);
     const rules = await this.calleeRules(account, bare, from, depth);
     if (rules) {
       const immediately = await rules.run('Immediately', 0);
@@ -155,13 +155,13 @@ export class CallService implements CallHooks {
   }
 
   /** Everything that rings for the account: its bound sessions and its other devices. */
-  private async devices(accountId: number, exclude?: { accountId: number; resource: string }): Promise<CallTarget[]> {
-    const targets = this.boundTargets(accountId, exclude);
+  private async devices(account: AccountIdentity, exclude?: { accountId: number; resource: string }): Promise<CallTarget[]> {
+    const targets = this.boundTargets(account.id, exclude);
     for (const locate of this.locators) {
       try {
-        targets.push(...(await locate(accountId)));
+        targets.push(...(await locate(account)));
       } catch (err) {
-        this.log.error({ event: 'call.locate_failed', accountId, error: errorText(err) }, "an account's devices could not be found");
+        this.log.error({ event: 'call.locate_failed', account: `${account.name}@${account.domain}`, error: errorText(err) }, "an account's devices could not be found");
       }
     }
     return targets;
@@ -215,7 +215,7 @@ export class CallService implements CallHooks {
         const targets: CallTarget[] = [];
         for (const target of addresses) {
           // A rule pointing back at the account itself rings its devices without its rules again.
-          const resolved = addressOf(target) === called ? { targets: await this.devices(account.id) } : await this.resolve(target, from, undefined, depth + 1);
+          const resolved = addressOf(target) === called ? { targets: await this.devices(account) } : await this.resolve(target, from, undefined, depth + 1);
           if ('targets' in resolved) targets.push(...resolved.targets);
         }
         return { targets, replace: decision.redirect !== undefined };
