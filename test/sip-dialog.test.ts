@@ -878,6 +878,170 @@ describe('SIP dialogs: the 2xx and its ACK (RFC 3261 13.3.1.4, RFC 6026)', () =>
   });
 });
 
+describe('SIP dialogs: refusals, early ends and crossings', () => {
+  test('an INVITE requiring an extension we lack gets 420 with Unsupported; one without Contact 400', async () => {
+    const { net, a, b, clock } = world();
+    const required = watchCall(a.core.invite({
+      requestUri: b.uri, from: `<${a.uri}>`, to: `<${b.uri}>`, headers: [['Require', 'timer, 100rel']],
+    }));
+    net.flush();
+    const refused = required.failed[0];
+    assert.equal(refused?.kind === 'response' && refused.response.status, 420);
+    assert.equal(refused?.kind === 'response' && refused.response.headers.get('Unsupported'), 'timer');
+    // An INVITE without Contact, made by hand and sent through a's transaction layer.
+    const headers = new SipHeaders([
+      ['Via', `SIP/2.0/UDP 192.0.2.1:5060;branch=${newBranch()}`], ['Max-Forwards', '70'],
+      ['From', `<${a.uri}>;tag=hand`], ['To', `<${b.uri}>`], ['Call-ID', 'by-hand'], ['CSeq', '1 INVITE'],
+    ]);
+    const statuses: number[] = [];
+    a.layer.request({ kind: 'request', method: 'INVITE', uri: b.uri, version: 'SIP/2.0', headers, body: Buffer.alloc(0) },
+      b.endpoint, false, (event) => { if (event.type === 'final') statuses.push(event.response.status); });
+    net.flush();
+    assert.deepEqual(statuses, [400]);
+    assert.equal(b.calls.length, 0);
+    drain(clock, net);
+    assertIdle(clock, a, b);
+  });
+
+  test('a 302 with Contacts reaches the caller as its failure', () => {
+    const { net, a, b, clock } = world();
+    const seen = watchCall(a.core.invite({ requestUri: b.uri, from: `<${a.uri}>`, to: `<${b.uri}>` }));
+    net.flush();
+    b.calls[0]!.reject(302, undefined, [['Contact', '<sip:ben@192.0.2.7>'], ['Contact', '<sip:ben@192.0.2.8>']]);
+    net.flush();
+    const failure = seen.failed[0];
+    assert.equal(failure?.kind, 'response');
+    assert.deepEqual(failure?.kind === 'response' && failure.response.headers.getAll('Contact'),
+      ['<sip:ben@192.0.2.7>', '<sip:ben@192.0.2.8>']);
+    assert.equal(b.calls[0]!.dialog.terminationReason, 'rejected');
+    drain(clock, net);
+    assertIdle(clock, a, b);
+  });
+
+  test('a BYE in the early dialog: the INVITE is answered 487 (RFC 3261 15.1.2)', () => {
+    const { net, a, b, clock } = world();
+    const seen = watchCall(a.core.invite({ requestUri: b.uri, from: `<${a.uri}>`, to: `<${b.uri}>` }));
+    net.flush();
+    const incoming = b.calls[0]!;
+    incoming.provisional(180);
+    net.flush();
+    void seen.provisional[0]!.dialog!.bye();
+    net.flush();
+    assert.equal(incoming.dialog.terminationReason, 'remote-bye');
+    assert.equal(incoming.answer(200), false);
+    assert.equal(seen.failed[0]?.kind === 'response' && seen.failed[0].response.status, 487);
+    drain(clock, net);
+    assertIdle(clock, a, b);
+  });
+
+  test('the INVITE retransmitted after its 2xx was lost gets the same 2xx, not a second call', () => {
+    const { net, a, b, clock } = world();
+    const seen = watchCall(a.core.invite({ requestUri: b.uri, from: `<${a.uri}>`, to: `<${b.uri}>`, body: OFFER }));
+    // The 100 and the 2xx of b are lost until a retransmits its INVITE.
+    net.drop = (message) => message.kind === 'response' && clock.now < T1;
+    net.flush();
+    b.calls[0]!.answer(200, ANSWER);
+    net.flush();
+    // At T1 a retransmits its INVITE (its timer A was set before b's 2xx timer): b's core answers it with the 2xx.
+    clock.advance(T1);
+    assert.equal(net.count('INVITE'), 2);
+    assert.equal(b.calls.length, 1, 'the retransmission made no second call');
+    assert.equal(seen.answered.length, 1);
+    seen.answered[0]!.dialog.ack();
+    void seen.answered[0]!.dialog.bye();
+    drain(clock, net);
+    assertIdle(clock, a, b);
+  });
+
+  test('forks "all": every 2xx is the owner\'s to acknowledge or end', () => {
+    const clock = new FakeClock();
+    const net = new Network(clock);
+    const a = agent(net, '192.0.2.1');
+    const b = agent(net, '192.0.2.2');
+    const c = agent(net, '192.0.2.3');
+    proxy(net, '192.0.2.9', { forks: [b.endpoint, c.endpoint] });
+    const call = a.core.invite({ requestUri: 'sip:g@192.0.2.9', from: `<${a.uri}>`, to: '<sip:g@192.0.2.9>', forks: 'all' });
+    const seen = watchCall(call);
+    net.flush();
+    b.calls[0]!.answer(200, OFFER);
+    c.calls[0]!.answer(200, OFFER);
+    net.flush();
+    assert.equal(seen.answered.length, 2);
+    const [first, second] = seen.answered.map((x) => x.dialog);
+    first!.ack(ANSWER);
+    call.endOtherForks(first!);
+    net.flush();
+    assert.equal(second!.terminationReason, 'unwanted-fork');
+    assert.equal(c.calls[0]!.dialog.terminationReason, 'remote-bye');
+    assert.equal(first!.state, 'confirmed');
+    void first!.bye();
+    drain(clock, net);
+    assertIdle(clock, a, b, c);
+  });
+
+  test('a re-INVITE with the offer in its 2xx: the owner answers in the ACK (ackLater)', async () => {
+    const w = world();
+    const { uac, uas } = establish(w);
+    const uasSeen = watchDialog(uas);
+    uas.on('request', (incoming) => incoming.respond(200, { body: OFFER }));
+    const outcome = uac.request('INVITE', { ackLater: true });
+    w.net.flush();
+    const result = await outcome;
+    assert.equal(result.kind === 'response' && result.body?.content, OFFER);
+    assert.ok(uac.ackPending);
+    await assert.rejects(uac.request('INVITE'), DialogError, 'no new INVITE before the ACK');
+    uac.ack(ANSWER);
+    w.net.flush();
+    assert.deepEqual(uasSeen.acks, [ANSWER]);
+    void uac.bye();
+    drain(w.clock, w.net);
+    assertIdle(w.clock, w.a, w.b);
+  });
+
+  test('a re-INVITE while the peer\'s is unanswered gets 500 with Retry-After (RFC 3261 14.2)', async () => {
+    const w = world();
+    const { uac, uas } = establish(w);
+    const pending: IncomingRequest[] = [];
+    uas.on('request', (incoming) => pending.push(incoming));
+    const first = uac.request('INVITE', { body: OFFER });
+    w.net.flush();
+    // a's own guard forbids a second INVITE; one sent anyway, by hand (the CSeq moves on), is refused by b.
+    await assert.rejects(uac.request('INVITE'), DialogError);
+    const rogue = uac.buildRequest('INVITE', ++uac.localSeq, {});
+    rogue.headers.prepend('Via', `SIP/2.0/UDP 192.0.2.1:5060;branch=${newBranch()}`);
+    const finals: SipResponse[] = [];
+    w.a.layer.request(rogue, w.b.endpoint, false, (event) => {
+      if (event.type === 'final') finals.push(event.response);
+    });
+    w.net.flush();
+    assert.equal(finals[0]?.status, 500);
+    const retryAfter = Number(finals[0]?.headers.get('Retry-After'));
+    assert.ok(retryAfter >= 0 && retryAfter <= 10);
+    assert.equal(pending.length, 1, 'the owner never saw the second INVITE');
+    pending[0]!.respond(488);
+    w.net.flush();
+    assert.equal(((await first) as { response: SipResponse }).response.status, 488);
+    assert.equal(uac.state, 'confirmed');
+    void uac.bye();
+    drain(w.clock, w.net);
+    assertIdle(w.clock, w.a, w.b);
+  });
+
+  test('a request inside the dialog that gets no response ends the dialog (timeout)', async () => {
+    const w = world();
+    const { uac, uas } = establish(w);
+    w.net.drop = (message) => message.kind === 'request' && message.method === 'INFO';
+    const outcome = uac.request('INFO');
+    w.net.flush();
+    w.clock.advance(64 * T1);
+    assert.deepEqual(await outcome, { kind: 'timeout' });
+    assert.equal(uac.terminationReason, 'timeout');
+    void uas.bye();
+    drain(w.clock, w.net);
+    assertIdle(w.clock, w.a, w.b);
+  });
+});
+
 describe('SIP dialogs over real UDP sockets on loopback', () => {
   test('a call and its BYE between two cores, each on its own socket', async () => {
     const sockets: Socket[] = [];

@@ -463,15 +463,14 @@ export class Dialog extends Emitter<DialogEvents> {
         else this.serverCall.receivePrack(incoming);
         return;
       case 'INVITE':
-        if (this.current === 'early') {
-          incoming.respond(403, { reason: 'No re-INVITE in an early dialog' });
-          return;
-        }
-        if (this.outgoingInvite) {
+        // 14.2: an INVITE crossing one of ours in progress (as the UAC of an early dialog, our
+        // initial INVITE is) is glare; one arriving before our answer to the peer's earlier
+        // INVITE (as the UAS of an early dialog) is refused with 500.
+        if (this.outgoingInvite || (this.current === 'early' && this.role === 'uac')) {
           incoming.respond(491);
           return;
         }
-        if (this.incomingInvite !== undefined || this.awaited !== undefined) {
+        if (this.current === 'early' || this.incomingInvite !== undefined || this.awaited !== undefined) {
           // 14.2: a second INVITE while one is in progress: 500 with a random Retry-After of 0-10 s.
           incoming.respond(500, { headers: [['Retry-After', String(randomInt(11))]] });
           return;
@@ -710,10 +709,20 @@ export class ClientCall extends Emitter<ClientCallEvents> {
   start(): void {
     const firstRoute = this.request.headers.getAll('Route')[0];
     const nextHop = firstRoute === undefined ? this.options.requestUri : parseNameAddr(firstRoute).uriText;
-    this.core.sendRequest(this.request, nextHop, this.options.destination, (event) => this.onEvent(event), (tx) => {
+    // What happens while invite() runs (a transport error on the first send, the transaction
+    // limit) is told a moment later: the owner has no listener yet.
+    let starting = true;
+    const early: ClientEvent[] = [];
+    const listener = (event: ClientEvent): void => {
+      if (starting) early.push(event);
+      else this.onEvent(event);
+    };
+    this.core.sendRequest(this.request, nextHop, this.options.destination, listener, (tx) => {
       this.transaction = tx;
       if (this.cancelRequested) this.core.transactions.cancel(tx);
     });
+    starting = false;
+    if (early.length > 0) queueMicrotask(() => early.forEach((event) => this.onEvent(event)));
   }
 
   /**
