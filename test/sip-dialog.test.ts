@@ -1027,6 +1027,24 @@ describe('SIP dialogs: refusals, early ends and crossings', () => {
     assertIdle(w.clock, w.a, w.b);
   });
 
+  test('a BYE while the owner holds a re-INVITE unanswered: the re-INVITE gets 487 (RFC 3261 15.1.2)', async () => {
+    const w = world();
+    const { uac, uas } = establish(w);
+    const held: IncomingRequest[] = [];
+    uas.on('request', (incoming) => held.push(incoming));
+    const reinvite = uac.request('INVITE', { body: OFFER });
+    w.net.flush();
+    assert.equal(held.length, 1);
+    const bye = uac.bye();
+    w.net.flush();
+    assert.equal(((await reinvite) as { response: SipResponse }).response.status, 487);
+    assert.equal(((await bye) as { response: SipResponse }).response.status, 200);
+    assert.equal(held[0]!.answered, true);
+    assert.equal(held[0]!.respond(200, { body: ANSWER }), false, 'too late for the owner');
+    drain(w.clock, w.net);
+    assertIdle(w.clock, w.a, w.b);
+  });
+
   test('a request inside the dialog that gets no response ends the dialog (timeout)', async () => {
     const w = world();
     const { uac, uas } = establish(w);

@@ -148,6 +148,8 @@ export class Dialog extends Emitter<DialogEvents> {
   private outgoingUpdate = false;
   /** A re-INVITE of the peer's not yet answered, or answered 2xx and not yet acknowledged. */
   private incomingInvite: IncomingRequest | undefined;
+  /** The peer's requests the owner has not answered yet: a BYE answers them 487 (15.1.2). */
+  private readonly unanswered = new Set<IncomingRequest>();
   private awaited: AwaitedAck | undefined;
   /** A 2xx to our INVITE the owner has still to acknowledge (dialog.ack). */
   private ackDue: number | undefined;
@@ -237,8 +239,14 @@ export class Dialog extends Emitter<DialogEvents> {
       return event.type === 'timeout' ? { kind: 'timeout' } : { kind: 'transport', error: event.error };
     }
     const { response } = event;
+    const success = response.status >= 200 && response.status < 300;
+    if (success && method === 'INVITE' && this.current === 'terminated') {
+      // A re-INVITE answered after the dialog ended (a BYE crossed it): its 2xx is still acknowledged.
+      this.ackDue = cseq;
+      this.ack();
+    }
     if (response.status === 481 || response.status === 408) this.terminate('gone');
-    else if (response.status >= 200 && response.status < 300 && this.current !== 'terminated') {
+    else if (success && this.current !== 'terminated') {
       if (TARGET_METHODS.has(method)) this.refreshTarget(response.headers);
       if (method === 'INVITE') {
         this.expectOwnerAck(cseq);
@@ -355,6 +363,7 @@ export class Dialog extends Emitter<DialogEvents> {
     switch (request.method) {
       case 'BYE':
         incoming.respond(200);
+        for (const pending of [...this.unanswered]) pending.respond(487);
         this.serverCall?.endedByBye();
         this.emit('bye', request);
         this.terminate('remote-bye');
@@ -389,6 +398,7 @@ export class Dialog extends Emitter<DialogEvents> {
         break;
     }
     this.core.track(incoming);
+    this.unanswered.add(incoming);
     if (this.listenerCount('request') === 0) {
       incoming.respond(501);
       return;
@@ -398,6 +408,7 @@ export class Dialog extends Emitter<DialogEvents> {
 
   /** Called once an incoming request has its final response (undefined: the transaction ended without one). */
   answeredIncoming(incoming: IncomingRequest, response: SipResponse | undefined): void {
+    this.unanswered.delete(incoming);
     const success = response !== undefined && response.status >= 200 && response.status < 300;
     if (success && TARGET_METHODS.has(incoming.method)) this.refreshTarget(incoming.request.headers);
     if (incoming !== this.incomingInvite) return;

@@ -67,6 +67,9 @@ export type ClientCallEvents = {
   failed: [failure: CallFailure];
 };
 
+/** How many early dialogs one INVITE may make (one per To tag): a forking proxy gone wild stops there. */
+const MAX_EARLY_DIALOGS = 16;
+
 /** An INVITE of ours and the dialogs it makes (13.2). */
 export class ClientCall extends Emitter<ClientCallEvents> {
   readonly callId: string;
@@ -176,12 +179,17 @@ export class ClientCall extends Emitter<ClientCallEvents> {
     else this.emit('failed', { kind: 'transport', error: event.error });
   }
 
+  /**
+   * The dialog of a response's To tag, made when new. An early one only within the limits (a
+   * provisional response beyond them is reported without a dialog); one for a 2xx always, since
+   * the call was admitted by invite() and a 2xx too many is acknowledged and ended anyway.
+   */
   private dialogFor(response: SipResponse, state: 'early' | 'confirmed'): Dialog | undefined {
     const remoteTag = tagOf(response.headers, 'To');
     if (!remoteTag) return undefined;
     const known = this.byTag.get(remoteTag.toLowerCase());
     if (known !== undefined) return known;
-    if (!this.core.hasRoom()) return undefined;
+    if (state === 'early' && (!this.core.hasRoom() || this.byTag.size >= MAX_EARLY_DIALOGS)) return undefined;
     const dialog = new Dialog(this.core, {
       role: 'uac',
       id: { callId: this.callId, localTag: this.localTag, remoteTag },
@@ -234,10 +242,8 @@ export class ClientCall extends Emitter<ClientCallEvents> {
 
   private onSuccess(response: SipResponse): void {
     const dialog = this.dialogFor(response, 'confirmed');
-    if (dialog === undefined) {
-      // Over the dialog limit (or no To tag): nothing to keep it in; the peer's timers end it.
-      return;
-    }
+    // Without a To tag there is no dialog to acknowledge in (12.1.2 requires one).
+    if (dialog === undefined) return;
     if (dialog.state === 'terminated') {
       dialog.resendAck(response);
       return;
