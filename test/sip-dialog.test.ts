@@ -21,6 +21,7 @@ import {
   type CallFailure,
   type ClientCall,
   type IncomingRequest,
+  type ReferProgress,
   type RequestOutcome,
   type ServerCall,
   type TerminationReason,
@@ -28,8 +29,10 @@ import {
 import {
   dialogKey,
   formatReferTo,
+  parseEventHeader,
   parseRAck,
   parseReferTo,
+  parseSubscriptionState,
   requestTarget,
   sipfrag,
   sipfragStatus,
@@ -273,6 +276,10 @@ function assertIdle(clock: FakeClock, ...agents: Agent[]): void {
 const OFFER = 'v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n';
 const ANSWER = 'v=0\r\no=- 2 1 IN IP4 192.0.2.2\r\ns=-\r\nc=IN IP4 192.0.2.2\r\nt=0 0\r\nm=audio 5000 RTP/AVP 0\r\n';
 
+function withoutSubscriptionRequested(incoming: IncomingRequest): boolean {
+  return incoming.request.headers.get('Refer-Sub') === 'false';
+}
+
 /** Records a client call's events. */
 function watchCall(call: ClientCall) {
   const seen = {
@@ -336,6 +343,18 @@ describe('SIP dialog messages (pure)', () => {
     assert.deepEqual(read.replaces, replaces);
     assert.equal(parseReferTo('<sip:carol@192.0.2.3>').replaces, undefined);
     assert.throws(() => parseReferTo('<sip:carol@192.0.2.3?Replaces=only-a-call-id>'));
+  });
+
+  test('Event and Subscription-State headers (RFC 6665)', () => {
+    assert.deepEqual(parseEventHeader('Refer ; id=93'), { package: 'refer', id: '93' });
+    assert.deepEqual(parseEventHeader('refer'), { package: 'refer', id: undefined });
+    assert.deepEqual(parseSubscriptionState('active;expires=60'), { state: 'active', expires: 60, reason: undefined });
+    assert.deepEqual(parseSubscriptionState('Terminated; reason=NoResource'), {
+      state: 'terminated',
+      expires: undefined,
+      reason: 'noresource',
+    });
+    assert.throws(() => parseSubscriptionState(''));
   });
 
   test('RAck, sipfrag and dialog keys', () => {
@@ -702,6 +721,8 @@ describe('SIP dialogs: requests inside a confirmed dialog', () => {
     const replaces = { callId: 'other@192.0.2.3', toTag: 'x1', fromTag: 'y2', earlyOnly: false };
     const uasSeen = watchDialog(uas);
     const uacSeen = watchDialog(uac);
+    const progress: ReferProgress[] = [];
+    uac.on('referProgress', (p) => progress.push(p));
     const referred = uac.refer('sip:carol@192.0.2.3', { replaces });
     w.net.flush();
     const refer = uasSeen.requests[0]!;
@@ -709,6 +730,7 @@ describe('SIP dialogs: requests inside a confirmed dialog', () => {
     const referTo = parseReferTo(refer.request.headers.get('Refer-To')!);
     assert.equal(referTo.target, 'sip:carol@192.0.2.3');
     assert.deepEqual(referTo.replaces, replaces);
+    await assert.rejects(uas.notifyRefer(100), DialogError, 'no subscription before the 2xx');
     refer.respond(202);
     w.net.flush();
     assert.equal(((await referred) as { response: SipResponse }).response.status, 202);
@@ -716,17 +738,54 @@ describe('SIP dialogs: requests inside a confirmed dialog', () => {
     for (const status of [100, 200]) {
       const outcome = uas.notifyRefer(status);
       w.net.flush();
-      const notify = uacSeen.requests.at(-1)!;
-      assert.equal(notify.method, 'NOTIFY');
-      assert.equal(notify.request.headers.get('Event'), 'refer');
-      assert.equal(sipfragStatus(notify.body)?.status, status);
-      assert.equal(notify.body?.contentType, 'message/sipfrag;version=2.0');
-      assert.ok(notify.request.headers.get('Subscription-State')!.startsWith(status === 100 ? 'active' : 'terminated'));
-      notify.respond(200);
-      w.net.flush();
       notified.push(await outcome);
     }
     assert.deepEqual(notified.map((o) => o.kind === 'response' && o.response.status), [200, 200]);
+    assert.deepEqual(uacSeen.requests, [], 'the layer answers the NOTIFYs of its REFER');
+    const referSeq = refer.request.headers.get('CSeq')!.split(' ')[0];
+    assert.deepEqual(progress.map((p) => [p.id, p.status, p.reason, p.final]), [
+      [referSeq, 100, 'Trying', false],
+      [referSeq, 200, 'OK', true],
+    ]);
+    const notify = progress[0]!.request!;
+    assert.equal(notify.headers.get('Event'), `refer;id=${referSeq}`);
+    assert.equal(notify.headers.get('Content-Type'), 'message/sipfrag;version=2.0');
+    assert.equal(notify.headers.get('Subscription-State'), 'active;expires=60');
+    assert.equal(progress[1]!.request!.headers.get('Subscription-State'), 'terminated;reason=noresource');
+    await assert.rejects(uas.notifyRefer(200), DialogError, 'the subscription ended');
+    // A NOTIFY for no subscription gets 481, which ends the subscription but not the dialog (RFC 5057).
+    const stray = uas.request('NOTIFY', {
+      body: sipfrag(200, 'OK'),
+      headers: [['Event', 'refer;id=999'], ['Subscription-State', 'terminated']],
+    });
+    w.net.flush();
+    assert.equal(((await stray) as { response: SipResponse }).response.status, 481);
+    assert.equal(uas.state, 'confirmed');
+    void uac.bye();
+    drain(w.clock, w.net);
+    assertIdle(w.clock, w.a, w.b);
+  });
+
+  test('REFER without a subscription (RFC 4488), and a subscription that expires without a final NOTIFY', async () => {
+    const w = world();
+    const { uac, uas } = establish(w);
+    uas.on('request', (incoming) => incoming.respond(202, {
+      headers: withoutSubscriptionRequested(incoming) ? [['Refer-Sub', 'false']] : [],
+    }));
+    const progress: ReferProgress[] = [];
+    uac.on('referProgress', (p) => progress.push(p));
+    const quiet = uac.refer('sip:carol@192.0.2.3', { noSubscription: true });
+    w.net.flush();
+    assert.equal(((await quiet) as { response: SipResponse }).response.status, 202);
+    await assert.rejects(uas.notifyRefer(100), DialogError);
+    const watched = uac.refer('sip:dave@192.0.2.4');
+    w.net.flush();
+    await watched;
+    const trying = uas.notifyRefer(100);
+    w.net.flush();
+    await trying;
+    w.clock.advance(60_000);
+    assert.deepEqual(progress.map((p) => [p.status, p.final, p.reason]), [[100, false, 'Trying'], [undefined, true, 'expired']]);
     void uac.bye();
     drain(w.clock, w.net);
     assertIdle(w.clock, w.a, w.b);

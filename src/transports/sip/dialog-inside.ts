@@ -17,10 +17,13 @@ import {
   bodyOf,
   contactUriOf,
   formatReferTo,
+  parseEventHeader,
+  parseSubscriptionState,
   requestTarget,
   routeSetOf,
   setBody,
   sipfrag,
+  sipfragStatus,
   toBody,
 } from './dialog-messages.js';
 import {
@@ -47,8 +50,30 @@ export type DialogEvents = {
   ack: [body: SipBody | undefined];
   /** A BYE the peer sent, answered 200 by the layer; `terminated` follows. */
   bye: [request: SipRequest];
+  /** A NOTIFY of a REFER we sent (answered 200 by the layer), or its subscription's expiry. */
+  referProgress: [progress: ReferProgress];
   terminated: [reason: TerminationReason];
 };
+
+/** What a NOTIFY of a REFER's implicit subscription told (RFC 3515 2.4.5). */
+export interface ReferProgress {
+  /** The REFER's CSeq number, which names its subscription (RFC 3515 2.4.6). */
+  id: string;
+  /** The status line of the sipfrag, when it held one. */
+  status: number | undefined;
+  reason: string;
+  /** The subscription ended: a final NOTIFY, or none came in time (then `request` is undefined). */
+  final: boolean;
+  request: SipRequest | undefined;
+}
+
+/** The duration a REFER's subscription is granted for in our NOTIFYs, and assumed when theirs say none (seconds). */
+const REFER_EXPIRES = 60;
+
+/** RFC 4488: `Refer-Sub: false` asks for (or grants) a REFER without a subscription. */
+function withoutSubscription(headers: SipHeaders): boolean {
+  return headers.get('Refer-Sub')?.trim().toLowerCase() === 'false';
+}
 
 /** A request the peer sent inside a dialog. */
 export class IncomingRequest {
@@ -150,6 +175,10 @@ export class Dialog extends Emitter<DialogEvents> {
   private incomingInvite: IncomingRequest | undefined;
   /** The peer's requests the owner has not answered yet: a BYE answers them 487 (15.1.2). */
   private readonly unanswered = new Set<IncomingRequest>();
+  /** The subscriptions of REFERs we sent, by id, until their final NOTIFY (or their expiry). */
+  private readonly referSubscriptions = new Set<string>();
+  /** The subscriptions of REFERs we accepted, by id, until our final NOTIFY. */
+  private readonly referNotifiers: string[] = [];
   private awaited: AwaitedAck | undefined;
   /** A 2xx to our INVITE the owner has still to acknowledge (dialog.ack). */
   private ackDue: number | undefined;
@@ -245,9 +274,14 @@ export class Dialog extends Emitter<DialogEvents> {
       this.ackDue = cseq;
       this.ack();
     }
-    if (response.status === 481 || response.status === 408) this.terminate('gone');
+    // A NOTIFY's 481 or 408 ends its subscription only, not the dialog (RFC 5057 5.1).
+    if ((response.status === 481 || response.status === 408) && method !== 'NOTIFY') this.terminate('gone');
     else if (success && this.current !== 'terminated') {
       if (TARGET_METHODS.has(method)) this.refreshTarget(response.headers);
+      if (method === 'REFER' && !withoutSubscription(response.headers)) {
+        // RFC 6665 4.1.2.4: the first NOTIFY is due within 64*T1 of the 2xx.
+        this.watchRefer(String(cseq), 64 * this.core.timers.t1);
+      }
       if (method === 'INVITE') {
         this.expectOwnerAck(cseq);
         if (!options.ackLater) this.ack();
@@ -295,14 +329,19 @@ export class Dialog extends Emitter<DialogEvents> {
   }
 
   /**
-   * A NOTIFY of the REFER's implicit subscription (RFC 3515 2.4.4): the referred request's
-   * progress as a sipfrag. `referCseq` names the REFER when the dialog had more than one.
-   * A final status ends the subscription.
+   * A NOTIFY of the implicit subscription of a REFER we accepted with a 2xx (RFC 3515 2.4.4):
+   * the referred request's progress as a sipfrag. `referCseq` names the REFER (by default the
+   * last one accepted); a final status ends its subscription. Rejects when there is none.
    */
   notifyRefer(status: number, options: { reason?: string; referCseq?: number } = {}): Promise<RequestOutcome> {
+    const id = options.referCseq === undefined ? this.referNotifiers.at(-1) : String(options.referCseq);
+    const index = id === undefined ? -1 : this.referNotifiers.indexOf(id);
+    if (index < 0) return Promise.reject(new DialogError('No subscription of a REFER to notify'));
     const reason = options.reason ?? REASON_PHRASES[status] ?? '';
-    const event = options.referCseq === undefined ? 'refer' : `refer;id=${options.referCseq}`;
-    const state = status >= 200 ? 'terminated;reason=noresource' : 'active;expires=60';
+    const event = `refer;id=${id}`;
+    const final = status >= 200;
+    if (final && this.current !== 'terminated') this.referNotifiers.splice(index, 1);
+    const state = final ? 'terminated;reason=noresource' : `active;expires=${REFER_EXPIRES}`;
     return this.request('NOTIFY', {
       body: sipfrag(status, reason),
       headers: [['Event', event], ['Subscription-State', state]],
@@ -387,6 +426,9 @@ export class Dialog extends Emitter<DialogEvents> {
         }
         this.incomingInvite = incoming;
         break;
+      case 'NOTIFY':
+        if (this.receiveReferNotify(incoming)) return;
+        break;
       case 'UPDATE':
         // RFC 3311 5.2: an UPDATE crossing ours is glare as for re-INVITEs.
         if (this.outgoingUpdate) {
@@ -411,12 +453,58 @@ export class Dialog extends Emitter<DialogEvents> {
     this.unanswered.delete(incoming);
     const success = response !== undefined && response.status >= 200 && response.status < 300;
     if (success && TARGET_METHODS.has(incoming.method)) this.refreshTarget(incoming.request.headers);
+    if (success && incoming.method === 'REFER' && !withoutSubscription(incoming.request.headers)) {
+      this.referNotifiers.push(String(parseCSeq(incoming.request.headers.get('CSeq') ?? '').seq));
+    }
     if (incoming !== this.incomingInvite) return;
     if (success && this.current !== 'terminated') {
       const seq = parseCSeq(incoming.request.headers.get('CSeq') ?? '').seq;
       this.awaitAck(response, seq, incoming.source, false);
     }
     this.incomingInvite = undefined;
+  }
+
+  /**
+   * A NOTIFY of the `refer` package (RFC 3515 2.4.4): matched to the subscription of a REFER
+   * of ours by its id (RFC 6665 4.1.3: 481 when none), answered 200 and reported. False for
+   * a NOTIFY of another package, which is the owner's.
+   */
+  private receiveReferNotify(incoming: IncomingRequest): boolean {
+    const { headers } = incoming.request;
+    let event;
+    let state;
+    try {
+      event = parseEventHeader(headers.get('Event') ?? '');
+      if (event.package !== 'refer') return false;
+      state = parseSubscriptionState(headers.get('Subscription-State') ?? '');
+    } catch {
+      incoming.respond(400);
+      return true;
+    }
+    const only = this.referSubscriptions.size === 1 ? [...this.referSubscriptions][0] : undefined;
+    const id = event.id ?? only;
+    if (id === undefined || !this.referSubscriptions.has(id)) {
+      incoming.respond(481, { reason: 'Subscription Does Not Exist' });
+      return true;
+    }
+    const final = state.state === 'terminated';
+    if (final) {
+      this.referSubscriptions.delete(id);
+      this.stopTimer(`refer-${id}`);
+    } else this.watchRefer(id, (state.expires ?? REFER_EXPIRES) * 1000);
+    incoming.respond(200);
+    const frag = sipfragStatus(incoming.body);
+    this.emit('referProgress', { id, status: frag?.status, reason: frag?.reason ?? '', final, request: incoming.request });
+    return true;
+  }
+
+  /** A REFER subscription lives until its final NOTIFY, or until it expires without one. */
+  private watchRefer(id: string, ms: number): void {
+    this.referSubscriptions.add(id);
+    this.startTimer(`refer-${id}`, ms, () => {
+      this.referSubscriptions.delete(id);
+      this.emit('referProgress', { id, status: undefined, reason: 'expired', final: true, request: undefined });
+    });
   }
 
   /**

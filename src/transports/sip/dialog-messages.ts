@@ -245,3 +245,46 @@ export function sipfragStatus(body: SipBody | undefined): { status: number; reas
   if (status === undefined || status < 100 || (line.length > 11 && line.charAt(11) !== ' ')) return undefined;
   return { status, reason: line.slice(12) };
 }
+
+/** An Event header (RFC 6665 8.2.1): the package and its `id`, which tells subscriptions of one dialog apart. */
+export interface EventHeader {
+  /** Lower case (`refer`, `presence`, ...). */
+  package: string;
+  id: string | undefined;
+}
+
+export function parseEventHeader(value: string): EventHeader {
+  const [name = '', ...params] = splitOutside(trimLws(value), ';').map(trimLws);
+  if (name === '') throw malformed(`Event "${value}": a package expected`);
+  let id: string | undefined;
+  for (const param of params) {
+    const eq = param.indexOf('=');
+    if (eq > 0 && trimLws(param.slice(0, eq)).toLowerCase() === 'id') id = trimLws(param.slice(eq + 1));
+  }
+  return { package: name.toLowerCase(), id };
+}
+
+/** A Subscription-State header (RFC 6665 8.2.3). */
+export interface SubscriptionState {
+  /** Lower case: active, pending, terminated (or an extension). */
+  state: string;
+  /** Seconds, when given. */
+  expires: number | undefined;
+  reason: string | undefined;
+}
+
+export function parseSubscriptionState(value: string): SubscriptionState {
+  const [state = '', ...params] = splitOutside(trimLws(value), ';').map(trimLws);
+  if (state === '') throw malformed(`Subscription-State "${value}": a state expected`);
+  let expires: number | undefined;
+  let reason: string | undefined;
+  for (const param of params) {
+    const eq = param.indexOf('=');
+    if (eq < 0) continue;
+    const name = trimLws(param.slice(0, eq)).toLowerCase();
+    const paramValue = trimLws(param.slice(eq + 1));
+    if (name === 'expires') expires = parseBoundedInt(paramValue, 2 ** 32 - 1);
+    else if (name === 'reason') reason = paramValue.toLowerCase();
+  }
+  return { state: state.toLowerCase(), expires, reason };
+}

@@ -50,7 +50,7 @@ export {
   type TerminationReason,
   type TransactionPort,
 } from './dialog-types.js';
-export { Dialog, IncomingRequest, type DialogEvents } from './dialog-inside.js';
+export { Dialog, IncomingRequest, type DialogEvents, type ReferProgress } from './dialog-inside.js';
 export { ClientCall, type CallFailure, type ClientCallEvents, type InviteOptions } from './dialog-uac.js';
 export { ServerCall, type ProvisionalOptions, type ServerCallEvents } from './dialog-uas.js';
 
