@@ -53,6 +53,8 @@ import {
   type TransactionUserEvent,
 } from '../src/transports/sip/transactions.js';
 import { parseNameAddr, parseSipUri } from '../src/transports/sip/uri.js';
+// A seeded generator, so that a failing run can be replayed by its seed.
+import { seededRandom } from './helpers.js';
 
 /** Timers in a queue, run in order of due time as the test advances; `afterEach` runs after every timer. */
 class FakeClock implements TransactionClock {
@@ -1117,6 +1119,65 @@ describe('SIP dialogs: refusals, early ends and crossings', () => {
     drain(w.clock, w.net);
     assertIdle(w.clock, w.a, w.b);
   });
+});
+
+describe('SIP dialogs on a lossy network (seeded)', () => {
+  for (const seed of [1, 7, 2026, 31337]) {
+    test(`seed ${seed}: each call has one outcome, and every dialog ends once its owners hang up`, () => {
+      const random = seededRandom(seed);
+      const { net, a, b, clock } = world();
+      const later = (maxMs: number, run: () => void): void => {
+        clock.schedule(Math.floor(random() * maxMs), run);
+      };
+      const quietly = (promise: Promise<unknown>): void => void promise.catch(() => undefined);
+      const dialogs: Dialog[] = [];
+      /** Requests inside the dialogs, the BYEs, the re-INVITEs: some of them cross or are lost. */
+      const busy = (dialog: Dialog): void => {
+        dialogs.push(dialog);
+        dialog.on('request', (incoming) => later(2_000, () => incoming.respond(200, { body: ANSWER })));
+        if (random() < 0.5) later(10_000, () => dialog.state === 'confirmed' && quietly(dialog.request('INVITE', { body: OFFER })));
+        if (random() < 0.3) later(10_000, () => dialog.state !== 'terminated' && quietly(dialog.request('INFO')));
+        if (random() < 0.4) later(20_000, () => dialog.state === 'confirmed' && quietly(dialog.bye()));
+      };
+      b.onCall = (call) => {
+        busy(call.dialog);
+        const choice = random();
+        later(3_000, () => {
+          if (choice < 0.2) call.reject(486);
+          else if (choice < 0.3) return; // never answered: the transaction's guard answers 408
+          else {
+            call.provisional(180, { reliable: random() < 0.5 });
+            later(3_000, () => call.answer(200, ANSWER));
+          }
+        });
+      };
+      const outcomes: string[][] = [];
+      for (let i = 0; i < 25; i++) {
+        clock.schedule(i * 700, () => {
+          const call = a.core.invite({ requestUri: b.uri, from: `<${a.uri}>`, to: `<${b.uri}>`, body: OFFER });
+          const seen: string[] = [];
+          outcomes.push(seen);
+          call.on('provisional', (dialog) => dialog !== undefined && !dialogs.includes(dialog) && busy(dialog));
+          call.on('answered', (dialog) => {
+            seen.push('answered');
+            if (!dialogs.includes(dialog)) busy(dialog);
+            later(2_000, () => dialog.ack(ANSWER));
+          });
+          call.on('failed', (failure) => seen.push(failure.kind));
+          if (random() < 0.2) later(4_000, () => call.cancel());
+        });
+      }
+      net.drop = () => random() < 0.1;
+      clock.advance(250_000);
+      assert.ok(outcomes.every((seen) => seen.length === 1), JSON.stringify(outcomes));
+      // What is still up is hung up by its owners, on a network that no longer loses anything.
+      net.drop = () => false;
+      for (const dialog of dialogs) if (dialog.state !== 'terminated') quietly(dialog.bye());
+      drain(clock, net);
+      assert.ok(dialogs.every((dialog) => dialog.state === 'terminated'));
+      assertIdle(clock, a, b);
+    });
+  }
 });
 
 describe('SIP dialogs over real UDP sockets on loopback', () => {

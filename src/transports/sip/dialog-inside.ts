@@ -219,6 +219,11 @@ export class Dialog extends Emitter<DialogEvents> {
     return this.reason;
   }
 
+  /** Whether we acknowledged a 2xx in this dialog (its retransmissions are acknowledged again). */
+  get acknowledged(): boolean {
+    return this.lastAck !== undefined;
+  }
+
   /** Whether a 2xx of ours waits for its ACK, or one of the peer's for ours. */
   get ackPending(): boolean {
     return this.awaited !== undefined || this.ackDue !== undefined;
@@ -596,11 +601,15 @@ export class Dialog extends Emitter<DialogEvents> {
     this.awaited = undefined;
     this.ackDue = undefined;
     this.core.forgetDialog(this);
+    // An early dialog of ours as UAS that ends (its peer gone, say) takes its INVITE along.
+    this.serverCall?.dialogEnded();
     this.emit('terminated', reason);
   }
 
+  /** Starts (or restarts) a named timer; none starts on a terminated dialog, which keeps none. */
   startTimer(name: string, delayMs: number, fire: () => void): void {
     this.stopTimer(name);
+    if (this.current === 'terminated') return;
     const cancel = this.core.clock.schedule(delayMs, () => {
       this.timers.delete(name);
       fire();

@@ -241,17 +241,18 @@ export class ClientCall extends Emitter<ClientCallEvents> {
   }
 
   private onSuccess(response: SipResponse): void {
-    const dialog = this.dialogFor(response, 'confirmed');
+    let dialog = this.dialogFor(response, 'confirmed');
     // Without a To tag there is no dialog to acknowledge in (12.1.2 requires one).
     if (dialog === undefined) return;
-    if (dialog.state === 'terminated') {
+    if (this.answered.has(dialog) || dialog.acknowledged) {
+      // A retransmission: the ACK goes again (once the owner sent it).
       dialog.resendAck(response);
       return;
     }
-    if (this.answered.has(dialog)) {
-      // A retransmission: the ACK goes again once the owner sent it.
-      dialog.resendAck(response);
-      return;
+    if (dialog.state === 'terminated') {
+      // Its early dialog ended before any 2xx (a request in it failed): the 2xx makes a new one.
+      this.byTag.delete(dialog.remoteTag.toLowerCase());
+      dialog = this.dialogFor(response, 'confirmed')!;
     }
     dialog.takeSuccess(response);
     dialog.expectOwnerAck(this.seq);
@@ -275,12 +276,6 @@ export class ClientCall extends Emitter<ClientCallEvents> {
 
   /** A 2xx that came after the INVITE's transaction ended (a retransmission, or another fork's). */
   receiveStraySuccess(response: SipResponse): void {
-    const remoteTag = tagOf(response.headers, 'To');
-    const known = remoteTag ? this.byTag.get(remoteTag.toLowerCase()) : undefined;
-    if (known !== undefined && (this.answered.has(known) || known.state === 'terminated')) {
-      known.resendAck(response);
-      return;
-    }
     this.onSuccess(response);
   }
 

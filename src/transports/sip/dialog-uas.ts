@@ -156,6 +156,16 @@ export class ServerCall extends Emitter<ServerCallEvents> {
     this.emit('cancelled');
   }
 
+  /** The dialog ended while the INVITE was unanswered (a request in it failed, or the owner forgot it): 487. */
+  dialogEnded(): void {
+    if (this.current !== 'ringing') return;
+    this.current = 'cancelled';
+    this.stopReliable();
+    this.core.settled(this);
+    this.core.transactions.respond(this.transaction, responseTo(this.request, 487, undefined,
+      { toTag: this.dialog.localTag }));
+  }
+
   /** A BYE in the early dialog: the INVITE gets 487 (15.1.2). */
   endedByBye(): void {
     if (this.current !== 'ringing') return;
