@@ -170,9 +170,22 @@ interface Agent {
   uri: string;
 }
 
-function agent(net: Network, host: string, options: { maxDialogs?: number } = {}): Agent {
+interface AgentOptions {
+  maxDialogs?: number;
+  resolve?: (uri: string) => SipEndpoint | Promise<SipEndpoint>;
+  /** Makes the transport throw while it says true. */
+  failing?: () => boolean;
+  /** Takes every message as arriving on this connection (a stream transport), from the sender's address. */
+  flow?: string;
+}
+
+function agent(net: Network, host: string, options: AgentOptions = {}): Agent {
   const endpoint: SipEndpoint = { host, port: 5060 };
-  const send = net.sender(endpoint);
+  const wire = net.sender(endpoint);
+  const send = (message: SipMessage, destination: SipEndpoint): void => {
+    if (options.failing?.()) throw new Error('network unreachable');
+    wire(message, destination);
+  };
   const self: Agent = {
     endpoint,
     calls: [],
@@ -199,12 +212,16 @@ function agent(net: Network, host: string, options: { maxDialogs?: number } = {}
     transactions: self.layer,
     send,
     localAddress: () => ({ transport: 'udp', host, port: 5060 }),
-    resolve: uriEndpoint,
+    resolve: options.resolve ?? uriEndpoint,
     clock: net.clock,
     timers: { t1: T1 },
     limits: options.maxDialogs === undefined ? {} : { maxDialogs: options.maxDialogs },
   });
-  net.attach(endpoint, (message, source) => self.layer.receive(message, source, false));
+  const { flow } = options;
+  net.attach(endpoint, (message, source) => {
+    if (flow === undefined) self.layer.receive(message, source, false);
+    else self.layer.receive(message, { ...source, transport: 'tcp', flow }, true);
+  });
   return self;
 }
 
@@ -1118,6 +1135,100 @@ describe('SIP dialogs: refusals, early ends and crossings', () => {
     void uas.bye();
     drain(w.clock, w.net);
     assertIdle(w.clock, w.a, w.b);
+  });
+});
+
+describe('SIP dialogs: next hops, flows and failures', () => {
+  test('a resolver that answers later (a promise): the call and its BYE still go', async () => {
+    const clock = new FakeClock();
+    const net = new Network(clock);
+    const resolved: string[] = [];
+    const a = agent(net, '192.0.2.1', {
+      resolve: async (uri) => {
+        resolved.push(uri);
+        return uriEndpoint(uri);
+      },
+    });
+    const b = agent(net, '192.0.2.2');
+    const seen = watchCall(a.core.invite({ requestUri: b.uri, from: `<${a.uri}>`, to: `<${b.uri}>`, body: OFFER }));
+    net.flush();
+    assert.equal(b.calls.length, 0, 'nothing sent before the resolver answered');
+    await settle();
+    net.flush();
+    b.calls[0]!.answer(200, ANSWER);
+    net.flush();
+    const dialog = seen.answered[0]!.dialog;
+    const acks: Array<string | undefined> = [];
+    b.calls[0]!.on('ack', (body) => acks.push(body?.content));
+    dialog.ack(ANSWER);
+    await settle();
+    net.flush();
+    assert.deepEqual(acks, [ANSWER]);
+    const bye = dialog.bye();
+    await settle();
+    net.flush();
+    assert.equal(((await bye) as { response: SipResponse }).response.status, 200);
+    assert.deepEqual(resolved, [b.uri, 'sip:192.0.2.2:5060', 'sip:192.0.2.2:5060']);
+    drain(clock, net);
+    assertIdle(clock, a, b);
+  });
+
+  test('a next hop that cannot be resolved, or a transport that throws: failed {transport}, told after invite() returns', async () => {
+    const clock = new FakeClock();
+    const net = new Network(clock);
+    let failing = false;
+    const a = agent(net, '192.0.2.1', {
+      resolve: (uri) => {
+        if (uri.includes('nowhere')) throw new Error('no such host');
+        if (uri.includes('later')) return Promise.reject(new Error('no such host'));
+        return uriEndpoint(uri);
+      },
+      failing: () => failing,
+    });
+    const b = agent(net, '192.0.2.2');
+    const kinds: string[] = [];
+    for (const requestUri of ['sip:x@nowhere.invalid', 'sip:x@later.invalid', b.uri]) {
+      failing = requestUri === b.uri;
+      const call = a.core.invite({ requestUri, from: `<${a.uri}>`, to: `<${requestUri}>` });
+      call.on('failed', (failure) => kinds.push(failure.kind));
+    }
+    failing = false;
+    assert.deepEqual(kinds, [], 'nothing is told before the owner could listen');
+    await settle();
+    assert.deepEqual(kinds, ['transport', 'transport', 'transport']);
+    drain(clock, net);
+    assertIdle(clock, a, b);
+  });
+
+  test('a dialog whose peer came over a connection (a flow) sends on it, without resolving', async () => {
+    const clock = new FakeClock();
+    const net = new Network(clock);
+    const a = agent(net, '192.0.2.1');
+    const resolvedByB: string[] = [];
+    const b = agent(net, '192.0.2.2', {
+      flow: 'conn-7',
+      resolve: (uri) => {
+        resolvedByB.push(uri);
+        return uriEndpoint(uri);
+      },
+    });
+    const seen = watchCall(a.core.invite({ requestUri: b.uri, from: `<${a.uri}>`, to: `<${b.uri}>`, body: OFFER }));
+    net.flush();
+    b.calls[0]!.answer(200, ANSWER);
+    net.flush();
+    seen.answered[0]!.dialog.ack();
+    net.flush();
+    const uas = b.calls[0]!.dialog;
+    const uacSeen = watchDialog(seen.answered[0]!.dialog);
+    const bye = uas.bye();
+    net.flush();
+    assert.equal(((await bye) as { response: SipResponse }).response.status, 200);
+    assert.deepEqual(resolvedByB, []);
+    assert.deepEqual(uacSeen.ended, ['remote-bye']);
+    const sentBye = net.carried.find((c) => describeMessage(c.message) === 'BYE')!;
+    assert.ok(sentBye.message.headers.get('Via')!.startsWith('SIP/2.0/UDP 192.0.2.2:5060;branch=z9hG4bK'));
+    drain(clock, net);
+    assertIdle(clock, a, b);
   });
 });
 
