@@ -1123,6 +1123,42 @@ describe('SIP dialogs: refusals, early ends and crossings', () => {
     assertIdle(w.clock, w.a, w.b);
   });
 
+  test('a re-INVITE cancelled while the owner holds it: 487, and the owner is told', async () => {
+    const w = world();
+    const { uac, uas } = establish(w);
+    const held: IncomingRequest[] = [];
+    let cancelled = 0;
+    uas.on('request', (incoming) => {
+      held.push(incoming);
+      incoming.on('cancelled', () => cancelled++);
+      incoming.respond(180);
+    });
+    const reinvite = uac.request('INVITE', { body: OFFER });
+    w.net.flush();
+    assert.equal(uac.cancelInvite(), true);
+    w.net.flush();
+    assert.equal(((await reinvite) as { response: SipResponse }).response.status, 487);
+    assert.equal(cancelled, 1);
+    assert.equal(held[0]!.respond(200, { body: ANSWER }), false);
+    assert.equal(uac.cancelInvite(), false);
+    assert.equal(uac.state, 'confirmed');
+    void uac.bye();
+    drain(w.clock, w.net);
+    assertIdle(w.clock, w.a, w.b);
+  });
+
+  test('UPDATEs crossing each other both get 491 (RFC 3311 5.2)', async () => {
+    const w = world();
+    const { uac, uas } = establish(w);
+    const [ra, rb] = [uac.request('UPDATE', { body: OFFER }), uas.request('UPDATE', { body: ANSWER })];
+    w.net.flush();
+    assert.equal(((await ra) as { response: SipResponse }).response.status, 491);
+    assert.equal(((await rb) as { response: SipResponse }).response.status, 491);
+    void uac.bye();
+    drain(w.clock, w.net);
+    assertIdle(w.clock, w.a, w.b);
+  });
+
   test('a request inside the dialog that gets no response ends the dialog (timeout)', async () => {
     const w = world();
     const { uac, uas } = establish(w);

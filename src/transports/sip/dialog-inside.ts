@@ -41,7 +41,14 @@ import {
 import type { ServerCall } from './dialog-uas.js';
 import { SipHeaders, parseCSeq } from './headers.js';
 import { REASON_PHRASES, SIP_VERSION, responseTo, type SipRequest, type SipResponse } from './message.js';
-import type { ClientEvent, ServerTransaction, SipEndpoint, TransactionUserEvent } from './transactions.js';
+import type {
+  ClientEvent,
+  ClientTransaction,
+  ServerTransaction,
+  SipEndpoint,
+  TransactionUserEvent,
+} from './transactions.js';
+import { parseNameAddr, type NameAddr } from './uri.js';
 
 export type DialogEvents = {
   /** A request inside the dialog, to answer with incoming.respond() (BYE and PRACK are answered by the layer). */
@@ -75,8 +82,13 @@ function withoutSubscription(headers: SipHeaders): boolean {
   return headers.get('Refer-Sub')?.trim().toLowerCase() === 'false';
 }
 
+export type IncomingRequestEvents = {
+  /** The peer cancelled it (a re-INVITE): the layer answered 487; a response of the owner's is too late. */
+  cancelled: [];
+};
+
 /** A request the peer sent inside a dialog. */
-export class IncomingRequest {
+export class IncomingRequest extends Emitter<IncomingRequestEvents> {
   private final = false;
 
   constructor(
@@ -85,7 +97,9 @@ export class IncomingRequest {
     readonly request: SipRequest,
     readonly transaction: ServerTransaction,
     readonly source: SipEndpoint,
-  ) {}
+  ) {
+    super();
+  }
 
   get method(): string {
     return this.request.method;
@@ -123,6 +137,12 @@ export class IncomingRequest {
     this.final = true;
     this.dialog.answeredIncoming(this, undefined);
   }
+
+  /** CANCEL (9.2), which the core honoured: 487 went to the request. */
+  cancelled(): void {
+    this.transactionEnded();
+    this.emit('cancelled');
+  }
 }
 
 interface DialogInit {
@@ -154,6 +174,11 @@ export class Dialog extends Emitter<DialogEvents> {
   readonly callId: string;
   readonly localTag: string;
   readonly remoteTag: string;
+  /** The peer's address (name, URI, parameters) as its From or To reads. */
+  get remoteAddress(): NameAddr {
+    return parseNameAddr(this.remoteParty);
+  }
+
   /** Our identity as the peer sees it (From or To, tagged). */
   readonly localParty: string;
   /** The peer's identity (To or From, tagged). */
@@ -171,6 +196,8 @@ export class Dialog extends Emitter<DialogEvents> {
   /** A re-INVITE or UPDATE of ours that has no final response yet (a peer's then gets 491, 14.2). */
   private outgoingInvite = false;
   private outgoingUpdate = false;
+  /** The transaction of our re-INVITE in progress, for cancelInvite(). */
+  private inviteTransaction: ClientTransaction | undefined;
   /** A re-INVITE of the peer's not yet answered, or answered 2xx and not yet acknowledged. */
   private incomingInvite: IncomingRequest | undefined;
   /** The peer's requests the owner has not answered yet: a BYE answers them 487 (15.1.2). */
@@ -257,11 +284,21 @@ export class Dialog extends Emitter<DialogEvents> {
     // A BYE ends the dialog as it leaves (15.1.1): nothing else goes in it after.
     if (method === 'BYE') this.terminate('local-bye');
     return new Promise((resolve) => {
+      const started = (tx: ClientTransaction): void => {
+        if (method === 'INVITE') this.inviteTransaction = tx;
+      };
       this.core.sendRequest(request, target.nextHop, this.flow, (event) => {
         if (event.type === 'provisional') return;
+        if (method === 'INVITE') this.inviteTransaction = undefined;
         resolve(this.requestEnded(method, cseq, event, options));
-      });
+      }, started);
     });
+  }
+
+  /** CANCEL of our re-INVITE in progress (9.1): it then ends with 487. False when there is none to cancel. */
+  cancelInvite(): boolean {
+    const tx = this.inviteTransaction;
+    return tx !== undefined && this.core.transactions.cancel(tx);
   }
 
   private requestEnded(method: string, cseq: number, event: Exclude<ClientEvent, { type: 'provisional' }>,

@@ -110,6 +110,12 @@ export class ClientCall extends Emitter<ClientCallEvents> {
     setBody(this.request, toBody(options.body, options.contentType));
   }
 
+  /** Whether the INVITE is still without an outcome, was answered (a 2xx reported), or failed. */
+  get outcome(): 'pending' | 'answered' | 'failed' {
+    if (this.answered.size > 0) return 'answered';
+    return this.settled ? 'failed' : 'pending';
+  }
+
   /** The dialogs (early, confirmed or ended) made so far, one per To tag. */
   get dialogs(): Dialog[] {
     return [...this.byTag.values()];

@@ -50,7 +50,13 @@ export {
   type TerminationReason,
   type TransactionPort,
 } from './dialog-types.js';
-export { Dialog, IncomingRequest, type DialogEvents, type ReferProgress } from './dialog-inside.js';
+export {
+  Dialog,
+  IncomingRequest,
+  type DialogEvents,
+  type IncomingRequestEvents,
+  type ReferProgress,
+} from './dialog-inside.js';
 export { ClientCall, type CallFailure, type ClientCallEvents, type InviteOptions } from './dialog-uac.js';
 export { ServerCall, type ProvisionalOptions, type ServerCallEvents } from './dialog-uas.js';
 
@@ -209,9 +215,19 @@ export class UserAgentCore implements DialogHost {
   private receiveRequest(event: Extract<TransactionUserEvent, { type: 'request' }>): boolean {
     const { request } = event;
     if (request.method === 'CANCEL') {
-      const call = event.cancels === undefined ? undefined : this.ringing.get(event.cancels);
-      call?.receiveCancel(event.transaction);
-      return call !== undefined;
+      if (event.cancels === undefined) return false;
+      const call = this.ringing.get(event.cancels);
+      if (call !== undefined) {
+        call.receiveCancel(event.transaction);
+        return true;
+      }
+      // A re-INVITE the owner holds: 487 to it, and the owner is told (its answer would be too late).
+      const incoming = this.incoming.get(event.cancels);
+      if (incoming === undefined) return false;
+      this.incoming.delete(event.cancels);
+      this.transactions.acceptCancel(event.transaction);
+      incoming.cancelled();
+      return true;
     }
     const toTag = tagOf(request.headers, 'To');
     if (toTag === undefined) return false;
