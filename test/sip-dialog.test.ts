@@ -625,6 +625,28 @@ describe('SIP dialogs: reliable provisional responses and UPDATE', () => {
     assertIdle(clock, a, b);
   });
 
+  test('an INVITE that requires 100rel gets every provisional response reliably', () => {
+    const { net, a, b, clock } = world();
+    const seen = watchCall(a.core.invite({ requestUri: b.uri, from: `<${a.uri}>`, to: `<${b.uri}>`, require100rel: true }));
+    net.flush();
+    const incoming = b.calls[0]!;
+    assert.ok(incoming.reliableRequired);
+    let pracks = 0;
+    incoming.on('prack', () => pracks++);
+    incoming.provisional(180);
+    net.flush();
+    incoming.provisional(182);
+    net.flush();
+    assert.equal(pracks, 2);
+    const rseqs = net.carried.filter((c) => ['180 INVITE', '182 INVITE'].includes(describeMessage(c.message)))
+      .map((c) => Number(c.message.headers.get('RSeq')));
+    assert.equal(rseqs[1], rseqs[0]! + 1);
+    assert.equal(seen.provisional.length, 2);
+    incoming.reject(486);
+    drain(clock, net);
+    assertIdle(clock, a, b);
+  });
+
   test('reliable provisional responses need the INVITE to offer 100rel', () => {
     const { net, a, b, clock } = world();
     a.core.invite({ requestUri: b.uri, from: `<${a.uri}>`, to: `<${b.uri}>`, supported100rel: false });

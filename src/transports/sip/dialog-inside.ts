@@ -536,7 +536,8 @@ export class Dialog extends Emitter<DialogEvents> {
     } else this.watchRefer(id, (state.expires ?? REFER_EXPIRES) * 1000);
     incoming.respond(200);
     const frag = sipfragStatus(incoming.body);
-    this.emit('referProgress', { id, status: frag?.status, reason: frag?.reason ?? '', final, request: incoming.request });
+    const { request } = incoming;
+    this.emit('referProgress', { id, status: frag?.status, reason: frag?.reason ?? '', final, request });
     return true;
   }
 

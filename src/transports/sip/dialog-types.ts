@@ -27,8 +27,9 @@ export interface LocalAddress {
   port: number;
 }
 
-/** What the core needs of the transaction layer (the layer itself fits). */
-export type TransactionPort = Pick<TransactionLayer, 'request' | 'respond' | 'cancel' | 'acceptCancel'>;
+/** What the core needs of the transaction layer (the layer itself fits, and lends its T1 and T2). */
+export type TransactionPort = Pick<TransactionLayer, 'request' | 'respond' | 'cancel' | 'acceptCancel'> &
+  Partial<Pick<TransactionLayer, 'timers'>>;
 
 /** Milliseconds; the same T1 and T2 the transaction layer uses (RFC 3261 17.1.1.1). */
 export interface DialogTimers {

@@ -38,6 +38,8 @@ export interface InviteOptions {
   destination?: SipEndpoint;
   /** Say `Supported: 100rel` (RFC 3262); true by default. */
   supported100rel?: boolean;
+  /** Say `Require: 100rel`: every provisional response must then come reliably. */
+  require100rel?: boolean;
   /**
    * What to do with a second 2xx of a forked INVITE: 'first' (the default) acknowledges and
    * ends every 2xx after the first itself; 'all' reports each as `answered`, for the owner.
@@ -102,7 +104,8 @@ export class ClientCall extends Emitter<ClientCallEvents> {
     headers.add('Call-ID', this.callId);
     headers.add('CSeq', `${this.seq} INVITE`);
     headers.add('Allow', ALLOW);
-    if (options.supported100rel !== false) headers.add('Supported', '100rel');
+    if (options.require100rel) headers.add('Require', '100rel');
+    else if (options.supported100rel !== false) headers.add('Supported', '100rel');
     for (const [name, value] of options.headers ?? []) headers.add(name, value);
     this.request = {
       kind: 'request', method: 'INVITE', uri: options.requestUri, version: SIP_VERSION, headers, body: Buffer.alloc(0),

@@ -48,6 +48,8 @@ export class ServerCall extends Emitter<ServerCallEvents> {
   readonly source: SipEndpoint;
   /** Whether the INVITE offered (or required) 100rel. */
   readonly reliableAllowed: boolean;
+  /** Whether it required 100rel: every provisional response but 100 is then reliable (RFC 3262 3). */
+  readonly reliableRequired: boolean;
   private current: ServerCallState = 'ringing';
   private readonly seq: number;
   private nextRSeq = randomInt(1, 2 ** 16);
@@ -65,7 +67,8 @@ export class ServerCall extends Emitter<ServerCallEvents> {
     this.source = event.source;
     const { headers } = event.request;
     this.seq = parseCSeq(headers.get('CSeq') ?? '').seq;
-    this.reliableAllowed = hasOptionTag(headers, 'Supported', '100rel') || hasOptionTag(headers, 'Require', '100rel');
+    this.reliableRequired = hasOptionTag(headers, 'Require', '100rel');
+    this.reliableAllowed = this.reliableRequired || hasOptionTag(headers, 'Supported', '100rel');
     const localTag = newTag();
     const to = headers.get('To') ?? '';
     this.dialog = new Dialog(core, {
@@ -94,14 +97,15 @@ export class ServerCall extends Emitter<ServerCallEvents> {
 
   /**
    * A provisional response (101-199) in the early dialog. A reliable one (RFC 3262) is
-   * retransmitted until its PRACK; a second reliable one waits for the first's PRACK.
+   * retransmitted until its PRACK; a second reliable one waits for the first's PRACK. When the
+   * INVITE required 100rel, every one is reliable.
    */
   provisional(status: number, options: ProvisionalOptions = {}): boolean {
     if (status <= 100 || status >= 200) throw new RangeError('A provisional status is 101-199');
     if (this.current !== 'ringing') return false;
     if (options.reliable && !this.reliableAllowed) throw new DialogError('The INVITE did not offer 100rel');
     const response = this.response(status, options);
-    if (!options.reliable) return this.core.transactions.respond(this.transaction, response);
+    if (!options.reliable && !this.reliableRequired) return this.core.transactions.respond(this.transaction, response);
     response.headers.add('Require', '100rel');
     response.headers.add('RSeq', String(this.nextRSeq++));
     if (this.outstanding !== undefined) {

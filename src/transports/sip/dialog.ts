@@ -116,7 +116,11 @@ export class UserAgentCore implements DialogHost {
     this.localAddress = options.localAddress;
     this.resolve = options.resolve;
     this.clock = options.clock ?? systemClock;
-    this.timers = Object.freeze({ t1: options.timers?.t1 ?? 500, t2: options.timers?.t2 ?? 4_000 });
+    const layerTimers = options.transactions.timers;
+    this.timers = Object.freeze({
+      t1: options.timers?.t1 ?? layerTimers?.t1 ?? 500,
+      t2: options.timers?.t2 ?? layerTimers?.t2 ?? 4_000,
+    });
     this.limits = { ...DEFAULT_DIALOG_LIMITS, ...options.limits };
     this.contactUser = options.contactUser;
   }
