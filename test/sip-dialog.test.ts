@@ -27,6 +27,7 @@ import {
   type TerminationReason,
 } from '../src/transports/sip/dialog.js';
 import {
+  bodyOf,
   dialogKey,
   formatReferTo,
   parseEventHeader,
@@ -1193,6 +1194,64 @@ describe('SIP dialogs: refusals, early ends and crossings', () => {
     void uas.bye();
     drain(w.clock, w.net);
     assertIdle(w.clock, w.a, w.b);
+  });
+});
+
+describe('SIP dialogs: a back-to-back user agent on top', () => {
+  test('m bridges a call from a to c: offer and answer carried across, CANCEL and BYE passed on', () => {
+    const clock = new FakeClock();
+    const net = new Network(clock);
+    const a = agent(net, '192.0.2.1');
+    const m = agent(net, '192.0.2.5');
+    const c = agent(net, '192.0.2.3');
+    const legs: Array<{ inbound: ServerCall; outbound: ClientCall }> = [];
+    // The bridge, as a call engine would write it with this API (and nothing else).
+    m.onCall = (inbound) => {
+      inbound.provisional(183);
+      const outbound = m.core.invite({ requestUri: c.uri, from: `<${m.uri}>`, to: `<${c.uri}>`, body: inbound.body });
+      legs.push({ inbound, outbound });
+      outbound.on('provisional', (_dialog, response) => response.status === 180 && inbound.provisional(180));
+      outbound.on('answered', (dialog, response) => {
+        dialog.ack();
+        inbound.answer(200, bodyOf(response));
+        const hangUp = (other: Dialog) => () => other.state !== 'terminated' && void other.bye();
+        dialog.on('bye', hangUp(inbound.dialog));
+        inbound.dialog.on('bye', hangUp(dialog));
+      });
+      outbound.on('failed', (failure) => inbound.reject(failure.kind === 'response' ? failure.response.status : 480));
+      inbound.on('cancelled', () => outbound.cancel());
+    };
+    c.onCall = (call) => call.provisional(180);
+    // A call answered, then ended by a.
+    const first = watchCall(a.core.invite({ requestUri: m.uri, from: `<${a.uri}>`, to: `<${m.uri}>`, body: OFFER }));
+    net.flush();
+    assert.equal(c.calls[0]!.body?.content, OFFER, 'the offer crossed the bridge');
+    const cAck: Array<string | undefined> = [];
+    c.calls[0]!.on('ack', (body) => cAck.push(body?.content));
+    c.calls[0]!.answer(200, ANSWER);
+    net.flush();
+    assert.deepEqual(first.provisional.map((p) => p.response.status), [183, 180]);
+    assert.equal(first.answered[0]!.response.body.toString(), ANSWER, 'the answer crossed back');
+    first.answered[0]!.dialog.ack();
+    net.flush();
+    assert.equal(legs[0]!.inbound.state, 'answered');
+    assert.deepEqual(cAck, [undefined]);
+    void first.answered[0]!.dialog.bye();
+    net.flush();
+    assert.equal(c.calls[0]!.dialog.terminationReason, 'remote-bye');
+    // A call cancelled by a while c rings: the CANCEL is passed on.
+    const secondCall = a.core.invite({ requestUri: m.uri, from: `<${a.uri}>`, to: `<${m.uri}>`, body: OFFER });
+    const second = watchCall(secondCall);
+    net.flush();
+    assert.equal(c.calls.length, 2);
+    secondCall.cancel();
+    net.flush();
+    assert.equal(second.failed[0]?.kind, 'cancelled');
+    assert.equal(legs[1]!.inbound.state, 'cancelled');
+    assert.equal(c.calls[1]!.dialog.terminationReason, 'cancelled');
+    assert.equal(legs[1]!.outbound.outcome, 'failed');
+    drain(clock, net);
+    assertIdle(clock, a, m, c);
   });
 });
 

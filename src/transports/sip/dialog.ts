@@ -9,6 +9,25 @@
  * in and out explicitly; everything is reported by events; nothing waits on a wall clock.
  * Every dialog ends: early ones with their INVITE, confirmed ones on BYE, on 408/481 or no
  * answer to a request inside them (12.2.1.2), on a 2xx never acknowledged either way.
+ *
+ * Wiring, as the SIP service and a call engine would:
+ *
+ *   const core = new UserAgentCore({ transactions: layer, send, localAddress, resolve });
+ *   // the layer's TU:   event => core.receive(event) || service.other(event)
+ *   // an INVITE the service hands to the call engine:
+ *   const inbound = core.acceptInvite(event);          // undefined: refused (503, 420, 400)
+ *   inbound.provisional(180);
+ *   const outbound = core.invite({ requestUri, from, to, body: inbound.body });
+ *   outbound.on('answered', (dialog, response) => {
+ *     dialog.ack();
+ *     inbound.answer(200, bodyOf(response));
+ *   });
+ *   outbound.on('failed', () => inbound.reject(480));
+ *   inbound.on('cancelled', () => outbound.cancel());
+ *
+ * The module is split by role: dialog-inside.ts (a dialog and the requests in it),
+ * dialog-uac.ts (an INVITE of ours), dialog-uas.ts (an INVITE of the peer's), dialog-messages.ts
+ * (pure helpers), dialog-types.ts and dialog-events.ts; everything public is exported here.
  */
 import { ClientCall, type InviteOptions } from './dialog-uac.js';
 import { Dialog, IncomingRequest } from './dialog-inside.js';
@@ -37,6 +56,7 @@ import {
   type TransactionUserEvent,
 } from './transactions.js';
 
+export { bodyOf, parseReferTo, sipfragStatus } from './dialog-messages.js';
 export type { SipBody, BodyInput, DialogId, Replaces, ReferTo } from './dialog-messages.js';
 export {
   DialogError,
