@@ -4,8 +4,10 @@
  * parsed back with parseSipMessage and delivered to the other, so that every test crosses real
  * wire text. Time is a FakeClock (as in the transaction tests): no assertion reads the wall
  * clock, and every scenario ends with nothing live in either layer or core and no timer left.
- * A small stateless proxy stands in the middle where forking and Record-Route are tested. The
- * last test runs two agents over real UDP sockets on loopback.
+ * A small stateless proxy stands in the middle where forking and Record-Route are tested; a
+ * back-to-back agent bridges two legs with the public API only; seeded runs on a lossy network
+ * check that every call gets one outcome and nothing outlives its owners. The last test runs
+ * two agents over real UDP sockets on loopback.
  *
  * The call flows are our own, shaped after the examples of RFC 3665 (basic call flows), RFC
  * 3262 (PRACK), RFC 3515 (REFER) and RFC 6026 (the 2xx and its ACK); the SDP bodies are

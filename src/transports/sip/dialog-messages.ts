@@ -54,7 +54,7 @@ export interface DialogId {
   remoteTag: string;
 }
 
-/** Call-IDs compare case-sensitively, tags case-insensitively (19.3 says tags are tokens compared as such). */
+/** Call-IDs compare case-sensitively (20.8), tags as the tokens they are: without case (7.3.1). */
 export function dialogKey(id: DialogId): string {
   return [id.callId, id.localTag.toLowerCase(), id.remoteTag.toLowerCase()].join('\n');
 }
