@@ -559,6 +559,8 @@ describe('SIP dialogs: forking, CANCEL, limits', () => {
       () => b.core.invite({ requestUri: a.uri, from: `<${b.uri}>`, to: `<${a.uri}>` }),
       DialogError,
     );
+    assert.throws(() => a.core.invite({ requestUri: 'not a uri', from: `<${a.uri}>`, to: `<${b.uri}>` }), TypeError);
+    assert.throws(() => a.core.invite({ requestUri: b.uri, from: `<${a.uri}>;tag=x`, to: `<${b.uri}>` }), TypeError);
     b.calls[0]!.reject(486);
     net.flush();
     assert.equal(first.failed[0]?.kind === 'response' && first.failed[0].response.status, 486);

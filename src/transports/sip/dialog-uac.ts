@@ -22,7 +22,7 @@ import { SipHeaders } from './headers.js';
 import { SIP_VERSION, type SipRequest, type SipResponse } from './message.js';
 import { newTag, tagOf } from './transaction-matching.js';
 import type { ClientEvent, ClientTransaction, SipEndpoint } from './transactions.js';
-import { parseNameAddr } from './uri.js';
+import { parseNameAddr, parseUri } from './uri.js';
 
 export interface InviteOptions {
   requestUri: string;
@@ -69,6 +69,20 @@ export type ClientCallEvents = {
   failed: [failure: CallFailure];
 };
 
+/** The owner's addresses are read before anything is built: a bad one is the owner's error, thrown at once. */
+function checkAddresses(options: InviteOptions): void {
+  try {
+    parseUri(options.requestUri);
+    for (const address of [options.from, options.to]) {
+      if (parseNameAddr(address).params.has('tag')) throw new TypeError(`"${address}": no tag, the layer adds ours`);
+    }
+    for (const [name, value] of options.headers ?? []) if (name.toLowerCase() === 'route') parseNameAddr(value);
+  } catch (error) {
+    if (error instanceof TypeError) throw error;
+    throw new TypeError(`A bad address for an INVITE: ${error instanceof Error ? error.message : String(error)}`);
+  }
+}
+
 /** How many early dialogs one INVITE may make (one per To tag): a forking proxy gone wild stops there. */
 const MAX_EARLY_DIALOGS = 16;
 
@@ -94,6 +108,7 @@ export class ClientCall extends Emitter<ClientCallEvents> {
     private readonly options: InviteOptions,
   ) {
     super();
+    checkAddresses(options);
     this.callId = options.callId ?? `${newTag()}${newTag()}`;
     this.localTag = newTag();
     this.seq = 1;

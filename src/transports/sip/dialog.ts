@@ -164,7 +164,10 @@ export class UserAgentCore implements DialogHost {
     return this.dialogs.size < this.limits.maxDialogs;
   }
 
-  /** Sends an INVITE outside any dialog; throws DialogError over the dialog limit. */
+  /**
+   * Sends an INVITE outside any dialog. Throws DialogError over the dialog limit, TypeError for
+   * a Request-URI, From, To or Route that does not read (or a From or To with a tag).
+   */
   invite(options: InviteOptions): ClientCall {
     if (!this.hasRoom()) throw new DialogError(`${this.limits.maxDialogs} dialogs are live`);
     const call = new ClientCall(this, options);
