@@ -610,6 +610,31 @@ describe('SIP dialogs: reliable provisional responses and UPDATE', () => {
     assertIdle(clock, a, b);
   });
 
+  test('the PRACK waits for an answer the owner gets later (a promise)', async () => {
+    const { net, a, b, clock } = world();
+    let giveAnswer: (body: string) => void = () => {};
+    a.core.invite({
+      requestUri: b.uri,
+      from: `<${a.uri}>`,
+      to: `<${b.uri}>`,
+      prackBody: () => new Promise((resolve) => (giveAnswer = resolve)),
+    });
+    net.flush();
+    const incoming = b.calls[0]!;
+    const pracks: Array<string | undefined> = [];
+    incoming.on('prack', (body) => pracks.push(body?.content));
+    incoming.provisional(183, { reliable: true, body: OFFER });
+    net.flush();
+    assert.equal(net.count('PRACK'), 0, 'no PRACK before the answer');
+    giveAnswer(ANSWER);
+    await settle();
+    net.flush();
+    assert.deepEqual(pracks, [ANSWER]);
+    incoming.reject(603);
+    drain(clock, net);
+    assertIdle(clock, a, b);
+  });
+
   test('a reliable provisional response never PRACKed: the INVITE is refused with 500 after 64*T1', () => {
     const { net, a, b, clock } = world();
     const seen = watchCall(a.core.invite({ requestUri: b.uri, from: `<${a.uri}>`, to: `<${b.uri}>` }));
