@@ -1378,6 +1378,28 @@ describe('SIP dialogs: next hops, flows and failures', () => {
   });
 });
 
+describe('SIP dialogs: shutdown', () => {
+  test('shutdown() ends every call: BYE, CANCEL, 503', () => {
+    const w = world();
+    const { net, a, b, clock } = w;
+    const { uac, uas } = establish(w);
+    const outgoing = watchCall(a.core.invite({ requestUri: b.uri, from: `<${a.uri}>`, to: `<${b.uri}>` }));
+    const incoming = watchCall(b.core.invite({ requestUri: a.uri, from: `<${b.uri}>`, to: `<${a.uri}>` }));
+    net.flush();
+    b.calls[1]!.provisional(180);
+    net.flush();
+    a.core.shutdown();
+    net.flush();
+    assert.equal(uac.terminationReason, 'shutdown');
+    assert.equal(uas.terminationReason, 'remote-bye');
+    assert.equal(outgoing.failed[0]?.kind, 'cancelled');
+    assert.equal(incoming.failed[0]?.kind === 'response' && incoming.failed[0].response.status, 503);
+    assert.equal(a.core.dialogCount, 0);
+    drain(clock, net);
+    assertIdle(clock, a, b);
+  });
+});
+
 describe('SIP dialogs on a lossy network (seeded)', () => {
   for (const seed of [1, 7, 2026, 31337]) {
     test(`seed ${seed}: each call has one outcome, and every dialog ends once its owners hang up`, () => {

@@ -97,7 +97,9 @@ export type TerminationReason =
   /** A second 2xx of a forked INVITE the owner did not want: acknowledged and ended. */
   | 'unwanted-fork'
   /** The reliable provisional responses went unacknowledged (RFC 3262 3). */
-  | 'no-prack';
+  | 'no-prack'
+  /** The core shut down (UserAgentCore.shutdown). */
+  | 'shutdown';
 
 /**
  * What dialogs and calls need of the core that holds them (UserAgentCore implements it): the

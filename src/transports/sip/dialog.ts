@@ -177,6 +177,16 @@ export class UserAgentCore implements DialogHost {
   }
 
   /**
+   * Ends everything, for a shutdown: 503 to the INVITEs we have not answered, CANCEL to ours
+   * still unanswered (their early dialogs end with the 487), BYE to every confirmed dialog.
+   */
+  shutdown(): void {
+    for (const call of [...this.ringing.values()]) call.reject(503);
+    for (const call of [...this.calls.values()]) call.cancel();
+    for (const dialog of [...this.dialogs.values()]) if (dialog.state === 'confirmed') dialog.endWithBye('shutdown');
+  }
+
+  /**
    * Takes an INVITE outside a dialog (a 'request' event the service did not keep) as UAS.
    * Undefined when it was refused: 503 over the dialog limit, 420 for an extension we lack,
    * 400 without a Contact.
