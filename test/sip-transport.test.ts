@@ -29,7 +29,7 @@ import {
   type SipResponse,
   type SipStreamItem,
 } from '../src/transports/sip/message.js';
-import { SipService, type SipRequestEvent } from '../src/transports/sip/service.js';
+import { SipService, UDP_SIZE_LIMIT, congestionControlled, type SipRequestEvent } from '../src/transports/sip/service.js';
 import { newBranch, type ClientEvent, type SipEndpoint } from '../src/transports/sip/transactions.js';
 import { SipTransportError, responseDestination, stampVia } from '../src/transports/sip/transport.js';
 import { ensureDebianTool } from './fixtures/debian.js';
@@ -282,6 +282,24 @@ describe('Via stamping and response routing (pure)', () => {
       port: 5061,
       transport: 'tls',
     });
+  });
+});
+
+describe('RFC 3261 18.1.1: a request too large for UDP goes over TCP', () => {
+  test('its top Via says TCP, the rest is kept; a small one, a flow or another transport stay', () => {
+    const large = parsed(requestText({ method: 'MESSAGE', via: 'SIP/2.0/UDP 192.0.2.1:5060', body: 'x'.repeat(UDP_SIZE_LIMIT) }));
+    const destination = congestionControlled(large, { host: '192.0.2.9', port: 5060 });
+    assert.deepEqual(destination, { host: '192.0.2.9', port: 5060, transport: 'tcp' });
+    const via = parseVia(large.headers.getAll('Via')[0]!);
+    assert.equal(via.transport, 'TCP');
+    assert.equal(via.host, '192.0.2.1');
+    assert.match(via.branch!, /^z9hG4bK/);
+    assert.equal(congestionControlled(parsed(requestText({ via: 'SIP/2.0/UDP 192.0.2.1' })), { host: '192.0.2.9', port: 5060 }), undefined);
+    const onFlow = parsed(requestText({ method: 'MESSAGE', via: 'SIP/2.0/UDP 192.0.2.1', body: 'x'.repeat(2000) }));
+    assert.equal(congestionControlled(onFlow, { host: '192.0.2.9', port: 5060, transport: 'tcp', flow: 'f' }), undefined);
+    const otherVia = parsed(requestText({ method: 'MESSAGE', via: 'SIP/2.0/SCTP 192.0.2.1', body: 'x'.repeat(2000) }));
+    assert.equal(congestionControlled(otherVia, { host: '192.0.2.9', port: 5060 }), undefined);
+    assert.equal(parseVia(otherVia.headers.getAll('Via')[0]!).transport, 'SCTP');
   });
 });
 
@@ -581,6 +599,29 @@ describe('the SIP service on loopback', () => {
       service.request(again, destination, () => {});
       assert.equal((await phoneSide.message()).kind, 'request');
       assert.equal(accepted.length, 1);
+    } finally {
+      for (const peer of accepted) peer.close();
+      phone.close();
+    }
+  });
+
+  test('a request too large for UDP reaches a UDP destination over TCP', async () => {
+    const accepted: StreamPeer[] = [];
+    const phone = net.createServer((socket) => accepted.push(new StreamPeer(socket)));
+    await new Promise<void>((resolve) => phone.listen(0, '127.0.0.1', () => resolve()));
+    const port = (phone.address() as net.AddressInfo).port;
+    try {
+      const destination: SipEndpoint = { host: '127.0.0.1', port };
+      const local = service.localAddress(destination);
+      const request = parsed(
+        requestText({ method: 'MESSAGE', uri: `sip:tester@127.0.0.1:${port}`, via: `SIP/2.0/UDP ${local.host}:${local.port}`, body: 'x'.repeat(1500) }).replace(';rport', ''),
+      );
+      const transaction = service.request(request, destination, () => {});
+      assert.equal(transaction.reliable, true);
+      while (accepted.length === 0) await delay(10);
+      const received = await accepted[0]!.message();
+      assert.equal(parseVia(received.headers.getAll('Via')[0]!).transport, 'TCP');
+      assert.equal(received.body.length, 1500);
     } finally {
       for (const peer of accepted) peer.close();
       phone.close();

@@ -15,8 +15,9 @@ import type tls from 'node:tls';
 import { silentLogger, type Logger } from '../../log.js';
 import type { Metrics } from '../../metrics.js';
 import { SERVER_VERSION } from '../../version.js';
-import { parseMaxForwards } from './headers.js';
-import { REASON_PHRASES, responseTo, type SipMessage, type SipRequest } from './message.js';
+import { SipHeaders, parseMaxForwards } from './headers.js';
+import { splitOutside } from './lexer.js';
+import { REASON_PHRASES, responseTo, serializeSipMessage, type SipMessage, type SipRequest } from './message.js';
 import { newTag, tagOf } from './transaction-matching.js';
 import {
   TransactionLayer,
@@ -140,9 +141,14 @@ export class SipService {
     this.strays.push(consumer);
   }
 
-  /** Sends a request in a client transaction (reliable as its destination's transport). */
+  /**
+   * Sends a request in a client transaction (reliable as its destination's transport). A
+   * request for UDP larger than UDP_SIZE_LIMIT goes over TCP instead, its top Via saying so
+   * (RFC 3261 18.1.1), when the Via is ours to change (it names UDP) and no flow is asked for.
+   */
   request(request: SipRequest, destination: SipEndpoint, listener: ClientListener): ClientTransaction {
-    return this.transactions.request(request, destination, isReliable(destination.transport), listener);
+    const target = congestionControlled(request, destination) ?? destination;
+    return this.transactions.request(request, target, isReliable(target.transport), listener);
   }
 
   /** What Via sent-by and Contact should say for a message to `destination`. */
@@ -283,6 +289,31 @@ export class SipService {
     }
     return this.ownAddresses.has(host.toLowerCase()) || (await this.options.isLocalDomain(host.toLowerCase()));
   }
+}
+
+/** RFC 3261 18.1.1: a request within 200 bytes of a 1500-byte path MTU goes over TCP. */
+export const UDP_SIZE_LIMIT = 1300;
+
+/**
+ * The TCP destination of a request too large for UDP, its top Via switched to TCP (the same
+ * sent-by: the server takes TCP on its UDP port); undefined when it stays as it is. Not done
+ * for a flow (the connection is chosen) nor a Via that names another transport. RFC 3261 would
+ * fall back to UDP when the TCP connection fails; that is left out: the transaction times out.
+ */
+export function congestionControlled(request: SipRequest, destination: SipEndpoint): SipEndpoint | undefined {
+  if ((destination.transport ?? 'udp') !== 'udp' || destination.flow !== undefined) return undefined;
+  if (serializeSipMessage(request).length <= UDP_SIZE_LIMIT) return undefined;
+  const lines = [...request.headers];
+  const index = lines.findIndex(([name]) => name === 'Via');
+  if (index < 0) return undefined;
+  const values = splitOutside(lines[index]![1], ',');
+  // sent-protocol = protocol-name SLASH protocol-version SLASH transport, white space allowed around the slashes.
+  const match = /^(\s*[^/\s]+\s*\/\s*[^/\s]+\s*\/\s*)UDP(?=\s)/i.exec(values[0] ?? '');
+  if (match === null) return undefined;
+  values[0] = `${match[1]}TCP${values[0]!.slice(match[0].length)}`;
+  lines[index] = ['Via', values.join(', ')];
+  request.headers = new SipHeaders(lines);
+  return { ...destination, transport: 'tcp' };
 }
 
 function maxForwards(request: SipRequest): number | undefined {

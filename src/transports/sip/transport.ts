@@ -253,8 +253,8 @@ class StreamConnection implements Connection {
     readonly id: string,
     readonly transport: 'tcp' | 'tls',
     private readonly socket: net.Socket,
-    /** The socket TCP runs on: the addresses are read from it (a server-side TLSSocket has none of its own). */
-    raw: net.Socket,
+    /** The socket TCP runs on: the addresses are read from it (a TLSSocket over it may not know them). */
+    private readonly raw: net.Socket,
     private readonly owner: SipTransport,
     remote?: { host: string; port: number },
   ) {
@@ -269,11 +269,11 @@ class StreamConnection implements Connection {
   }
 
   get localHost(): string {
-    return plainAddress(this.socket.localAddress);
+    return plainAddress(this.raw.localAddress);
   }
 
   get localPort(): number {
-    return this.socket.localPort ?? 0;
+    return this.raw.localPort ?? 0;
   }
 
   private get source(): SipEndpoint {
