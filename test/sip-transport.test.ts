@@ -33,7 +33,7 @@ import { SipService, UDP_SIZE_LIMIT, congestionControlled, type SipRequestEvent 
 import { newBranch, type ClientEvent, type SipEndpoint } from '../src/transports/sip/transactions.js';
 import { SipTransportError, responseDestination, stampVia } from '../src/transports/sip/transport.js';
 import { ensureDebianTool } from './fixtures/debian.js';
-import { capturingLogger, freeSipPort, startTestServer, type TestServer } from './helpers.js';
+import { capturingLogger, freePort, freeSipPort, startTestServer, type TestServer } from './helpers.js';
 
 const DOMAIN = 'example.test';
 let callCounter = 0;
@@ -732,7 +732,7 @@ describe('SIP on a whole server', () => {
   let server: TestServer;
 
   before(async () => {
-    server = await startTestServer({ ports: { sip: await freeSipPort() } });
+    server = await startTestServer({ ports: { sip: await freeSipPort(), sipTls: await freePort(), https: await freePort() } });
   });
   after(async () => {
     await server.stop();
@@ -764,6 +764,28 @@ describe('SIP on a whole server', () => {
       assertOptionsOk(await peer.next(), undefined);
     } finally {
       peer.ws.close();
+    }
+  });
+
+  test('TLS on ports.sipTls, and secure WebSocket (wss) on the HTTPS listener', async () => {
+    assert.ok(server.ports.sipTls);
+    const peer = await StreamPeer.tls(server.ports.sipTls);
+    try {
+      peer.send(requestText({ via: 'SIP/2.0/TLS client.invalid' }));
+      assertOptionsOk(await peer.message(), peer.socket.localPort);
+    } finally {
+      peer.close();
+    }
+    const secure = new WebSocket(`wss://127.0.0.1:${server.ports.https}/sip`, 'sip', { rejectUnauthorized: false });
+    const answer = new Promise<SipMessage>((resolve) => secure.once('message', (data: Buffer) => resolve(parseSipMessage(Buffer.from(data)))));
+    await new Promise((resolve, reject) => secure.once('open', resolve).once('error', reject));
+    try {
+      secure.send(requestText({ via: 'SIP/2.0/WSS client.invalid' }));
+      const ok = await withTimeout(answer, 3000, 'the answer over wss');
+      // received=127.0.0.1: the address is read through the TLS socket.
+      assertOptionsOk(ok, undefined);
+    } finally {
+      secure.close();
     }
   });
 
