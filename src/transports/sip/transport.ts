@@ -677,28 +677,24 @@ export class SipTransport {
         : raw;
     raw.on('error', () => raw.destroy());
     const connection = new StreamConnection(this.newFlowId(transport), transport, socket, raw, this, { host: destination.host, port: destination.port });
-    this.count(addressKey(destination.host));
     this.opened(connection);
     return connection;
   }
 
-  /** Whether a connection from `address` may open; a refusal is counted and logged (throttled). */
+  /**
+   * Whether a connection from `address` may open; a refusal is counted and logged (throttled).
+   * The connection counts once it is open (opened()): a WebSocket handshake that fails never does.
+   */
   private admit(address: string, transport: SipStreamTransport): boolean {
     if (this.flows.size >= this.limits.connections) {
       this.refused('connections', address, transport);
       return false;
     }
-    const key = addressKey(address);
-    if ((this.perAddress.get(key) ?? 0) >= this.limits.connectionsPerAddress) {
+    if ((this.perAddress.get(addressKey(address)) ?? 0) >= this.limits.connectionsPerAddress) {
       this.refused('connections_per_address', address, transport);
       return false;
     }
-    this.count(key);
     return true;
-  }
-
-  private count(key: string): void {
-    this.perAddress.set(key, (this.perAddress.get(key) ?? 0) + 1);
   }
 
   private refused(limit: 'connections' | 'connections_per_address', address: string, transport: SipStreamTransport): void {
@@ -710,6 +706,8 @@ export class SipTransport {
   }
 
   private opened(connection: Connection): void {
+    const address = addressKey(connection.remoteHost);
+    this.perAddress.set(address, (this.perAddress.get(address) ?? 0) + 1);
     this.flows.set(connection.id, connection);
     this.byPeer.set(peerKey(connection.transport, connection.remoteHost, connection.remotePort), connection);
     this.metrics?.sipConnections.inc({ transport: connection.transport });
