@@ -643,6 +643,32 @@ describe('the SIP service on loopback', () => {
   });
 });
 
+describe('SIP behind NAT: sip.publicHost', () => {
+  test('Via and Contact name the public host; a Request-URI naming it is for the server', async () => {
+    const service = new SipService({ host: '0.0.0.0', publicHost: 'sip.example.com', isLocalDomain: async () => false });
+    const port = await service.listen(0);
+    const peer = await UdpPeer.open();
+    try {
+      assert.deepEqual(service.localAddress({ host: '198.51.100.20', port: 5060 }), { transport: 'udp', host: 'sip.example.com', port });
+      peer.send(requestText({ uri: 'sip:sip.example.com' }), port);
+      assert.equal(response(await peer.next()).status, 200);
+    } finally {
+      peer.close();
+      await service.close();
+    }
+  });
+
+  test('without it, bound to every address: loopback towards loopback', async () => {
+    const service = new SipService({ host: '0.0.0.0', isLocalDomain: async () => false });
+    const port = await service.listen(0);
+    try {
+      assert.deepEqual(service.localAddress({ host: '127.0.0.1', port: 5060, transport: 'tcp' }), { transport: 'tcp', host: '127.0.0.1', port });
+    } finally {
+      await service.close();
+    }
+  });
+});
+
 describe('SIP connection limits', () => {
   test('connections per address: the one over the limit is closed at once and logged; the others work', async () => {
     const captured = capturingLogger();
