@@ -167,9 +167,17 @@ export class SipService {
     return this.transport.close();
   }
 
-  /** Responses go where RFC 3261 18.2.2 says; requests where they are sent. */
+  /**
+   * Responses go where RFC 3261 18.2.2 says, with the Server header (the transaction layer's
+   * own 100, 408, 487 and 503 too); requests where they are sent.
+   */
   private send(message: SipMessage, destination: SipEndpoint): void {
-    this.transport.send(message, message.kind === 'response' ? responseDestination(message, destination) : destination);
+    if (message.kind === 'request') {
+      this.transport.send(message, destination);
+      return;
+    }
+    if (!message.headers.has('Server')) message.headers.add('Server', this.serverHeader);
+    this.transport.send(message, responseDestination(message, destination));
   }
 
   private onEvent(event: TransactionUserEvent): void {
@@ -198,7 +206,6 @@ export class SipService {
       respond: (status, reason, options = {}) => {
         if (status > 100) tag ??= options.toTag ?? newTag();
         const response = responseTo(event.request, status, reason ?? REASON_PHRASES[status] ?? '', status > 100 ? { toTag: options.toTag ?? tag } : {});
-        response.headers.add('Server', this.serverHeader);
         for (const [name, value] of options.headers ?? []) response.headers.add(name, value);
         if (options.body !== undefined) {
           if (options.contentType !== undefined) response.headers.add('Content-Type', options.contentType);
