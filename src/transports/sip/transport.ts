@@ -344,13 +344,13 @@ class WebSocketConnection implements Connection {
     this.remotePort = raw.remotePort ?? 0;
     this.localHost = plainAddress(raw.localAddress);
     this.localPort = raw.localPort ?? 0;
-    socket.on('message', (data, isBinary) => this.onMessage(data, isBinary));
+    socket.on('message', (data) => this.onMessage(data));
     socket.on('ping', () => (this.lastInput = Date.now()));
     socket.on('error', () => socket.terminate());
     socket.on('close', () => owner.closed(this));
   }
 
-  private onMessage(data: RawData, _isBinary: boolean): void {
+  private onMessage(data: RawData): void {
     this.lastInput = Date.now();
     // Text and binary frames alike hold one message (RFC 7118 5.1).
     const bytes = Array.isArray(data) ? Buffer.concat(data) : Buffer.isBuffer(data) ? data : Buffer.from(data);
