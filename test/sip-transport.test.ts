@@ -707,6 +707,34 @@ describe('SIP connection limits', () => {
     }
   });
 
+  test('connections in total: WebSocket upgrades over the limit get 503, TCP ones are closed', async () => {
+    const captured = capturingLogger();
+    const service = new SipService({ host: '127.0.0.1', isLocalDomain: async () => false, limits: { connections: 1 }, log: captured.log });
+    const port = await service.listen(0);
+    const web = http.createServer();
+    web.on('upgrade', (req, socket: net.Socket, head) => service.upgrade(req, socket, head, { secure: false }));
+    await new Promise<void>((resolve) => web.listen(0, '127.0.0.1', () => resolve()));
+    const first = await StreamPeer.tcp(port);
+    try {
+      while (service.transport.connectionCount < 1) await delay(10);
+      const refused = new WebSocket(`ws://127.0.0.1:${(web.address() as net.AddressInfo).port}/sip`, 'sip');
+      const status = await new Promise<number | undefined>((resolve) => {
+        refused.on('unexpected-response', (_req, res) => resolve(res.statusCode));
+        refused.on('error', () => resolve(undefined));
+      });
+      assert.equal(status, 503);
+      const second = await StreamPeer.tcp(port);
+      await withTimeout(second.closed, 3000, 'the refused connection to close');
+      assert.ok(captured.events('sip.connection_refused').every((r) => r.limit === 'connections'));
+      assert.equal(captured.events('sip.connection_refused').length, 1, 'logged once per window per address');
+    } finally {
+      first.close();
+      web.closeAllConnections();
+      web.close();
+      await service.close();
+    }
+  });
+
   test('an idle connection is closed; one kept alive by CRLF pings is not', async () => {
     const service = new SipService({ host: '127.0.0.1', isLocalDomain: async () => false, limits: { idleSeconds: 0.3 } });
     const port = await service.listen(0);
