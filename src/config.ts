@@ -70,6 +70,10 @@ export interface Config {
     xmppTls: number;
     /** XMPP server-to-server listener (federation, RFC 6120 "xmpp-server"); 0 = federation off. */
     xmppS2s: number;
+    /** SIP over UDP and TCP, one port number for both (RFC 3261 18); 0 = SIP off. */
+    sip: number;
+    /** SIP over TLS (5061 usually); 0 = off. */
+    sipTls: number;
   };
   tls: {
     /** PEM files; '' = a self-signed certificate, generated and kept in dataDir/tls. */
@@ -118,6 +122,22 @@ export interface Config {
       /** Server streams open at once from one address. */
       connectionsPerAddress: number;
     };
+  };
+  /** SIP (ports.sip, ports.sipTls, and WebSocket on the HTTP listeners' path /sip, RFC 7118). */
+  sip: {
+    /** The host name or address Via and Contact name when clients reach the server at another address (NAT); '' = the local address. */
+    publicHost: string;
+    /** SIP over WebSocket on the HTTP listeners' path /sip. */
+    webSocket: boolean;
+    /** SIP connections (TCP, TLS, WebSocket) open at once, server-wide, and from one address. */
+    connections: number;
+    connectionsPerAddress: number;
+    /** A connection that receives nothing this long (not even a keep-alive) is closed. */
+    idleSeconds: number;
+    /** Bytes waiting to be written to one connection; past them its peer is dropped. */
+    outputBytes: number;
+    /** The UDP ports media (RTP and RTCP) may use (not used yet). */
+    mediaPorts: { min: number; max: number };
   };
   /** Mail received from other servers (SMTP without AUTH). */
   inbound: {
@@ -306,7 +326,7 @@ export function defaultConfig(): Config {
     metrics: { enabled: true, allow: ['127.0.0.0/8', '::1'] },
     defaultDomain: hostDomainName(),
     publicUrl: '',
-    ports: { ximss: 11024, ximssTls: 0, http: 8100, https: 0, smtp: 2525, xmpp: 5222, xmppTls: 0, xmppS2s: 5269 },
+    ports: { ximss: 11024, ximssTls: 0, http: 8100, https: 0, smtp: 2525, xmpp: 5222, xmppTls: 0, xmppS2s: 5269, sip: 5060, sipTls: 0 },
     tls: { certFile: '', keyFile: '' },
     xmpp: {
       requireTls: true,
@@ -319,6 +339,7 @@ export function defaultConfig(): Config {
       webSocket: true,
       s2s: { requireTls: false, caFile: '', idleSeconds: 600, connectSeconds: 30, queueStanzas: 500, connectionsPerAddress: 20 },
     },
+    sip: { publicHost: '', webSocket: true, connections: 10_000, connectionsPerAddress: 64, idleSeconds: 300, outputBytes: 1024 * 1024, mediaPorts: { min: 20000, max: 29999 } },
     inbound: { authenticationChecks: true },
     calendar: { remotePrivateAddresses: false },
     im: { rosterItems: 2000, rosterGroups: 200, blockedItems: 1000, offlineMessages: 1000, offlineDays: 30, resourcesPerAccount: 32, archiveDays: 365, mucSubdomain: 'conference', mucRoomsPerService: 1000, mucOccupantsPerRoom: 200, mucHistory: 50 },
@@ -467,6 +488,8 @@ const configSchema = z.strictObject({
     xmpp: port('0 = off'),
     xmppTls: port('0 = off'),
     xmppS2s: port('0 = off'),
+    sip: port('0 = off'),
+    sipTls: port('0 = off'),
   }),
   xmpp: z.strictObject({
     requireTls: z.boolean(),
@@ -487,6 +510,18 @@ const configSchema = z.strictObject({
     }),
   }),
   tls: z.strictObject({ certFile: z.string(), keyFile: z.string() }),
+  sip: z.strictObject({
+    publicHost: text((s) => s === '' || isIP(s) !== 0 || DOMAIN_NAME.test(s), 'must be empty (the local address) or an IP address or host name'),
+    webSocket: z.boolean(),
+    connections: whole(1),
+    connectionsPerAddress: whole(1),
+    idleSeconds: seconds(),
+    outputBytes: whole(1024),
+    mediaPorts: z.strictObject({
+      min: number((n) => Number.isInteger(n) && n >= 1024 && n <= 65535, 'must be a UDP port number, 1024 to 65535'),
+      max: number((n) => Number.isInteger(n) && n >= 1024 && n <= 65535, 'must be a UDP port number, 1024 to 65535'),
+    }),
+  }),
   inbound: z.strictObject({ authenticationChecks: z.boolean() }),
   calendar: z.strictObject({ remotePrivateAddresses: z.boolean() }),
   im: z.strictObject({
@@ -616,6 +651,8 @@ const FLAG_NAMES: Record<string, string> = {
   'ports.xmpp': '--xmpp',
   'ports.xmppTls': '--xmpp-tls',
   'ports.xmppS2s': '--xmpp-s2s',
+  'ports.sip': '--sip',
+  'ports.sipTls': '--sip-tls',
   'outbound.relay': '--relay',
   'log.level': '--log-level',
 };
@@ -755,6 +792,8 @@ function schemaProblems(merged: unknown, sources: Sources): ConfigProblem[] {
     [['cluster', 'nodeTimeoutSeconds'], ['cluster', 'heartbeatSeconds'], (a, b) => a > b, 'must be greater than cluster.heartbeatSeconds'],
     [['outbound', 'maxRetrySeconds'], ['outbound', 'firstRetrySeconds'], (a, b) => a >= b, 'must be at least outbound.firstRetrySeconds'],
     [['limits', 'httpHeadersSeconds'], ['limits', 'httpRequestSeconds'], (a, b) => a <= b, 'must be at most limits.httpRequestSeconds'],
+    // An RTP session takes a port pair (RTP and RTCP, RFC 3550 11): the range holds one at least.
+    [['sip', 'mediaPorts', 'max'], ['sip', 'mediaPorts', 'min'], (a, b) => a > b, 'must be greater than sip.mediaPorts.min'],
   ];
   for (const [path, other, ok, rule] of pairs) {
     const a = num(path);

@@ -113,6 +113,26 @@ export class Metrics {
     labelNames: ['direction'] as const,
     registers: [this.registry],
   });
+  /** SIP messages by transport (udp, tcp, tls, ws, wss), direction (in, out) and kind (request, response). */
+  readonly sipMessages = new Counter({
+    name: 'ximssd_sip_messages_total',
+    help: 'SIP messages received (in) and sent (out), by transport and kind (request, response)',
+    labelNames: ['transport', 'direction', 'kind'] as const,
+    registers: [this.registry],
+  });
+  /** SIP connections open, by transport (tcp, tls, ws, wss). */
+  readonly sipConnections = new Gauge({
+    name: 'ximssd_sip_connections',
+    help: 'SIP connections open, by transport',
+    labelNames: ['transport'] as const,
+    registers: [this.registry],
+  });
+  /** SIP messages the server could not read (answered when they could be, else dropped). */
+  readonly sipParseErrors = new Counter({
+    name: 'ximssd_sip_parse_errors_total',
+    help: 'SIP messages that could not be parsed',
+    registers: [this.registry],
+  });
   readonly storeSeconds = new Histogram({
     name: 'ximssd_store_operation_duration_seconds',
     help: 'Time of store operations (one transaction each), by module and method',

@@ -16,6 +16,7 @@ import { ringBoundSessions } from './ximss/call-leg.js';
 import { XmppListener } from './transports/xmpp/listener.js';
 import { XmppSessions } from './transports/xmpp/session.js';
 import { S2sService } from './transports/xmpp/s2s.js';
+import { SipService } from './transports/sip/service.js';
 import { FileService } from './services/files/service.js';
 import { DatasetService, DEFAULT_DATASET_LIMITS } from './services/datasets.js';
 import { AccountRightsService } from './services/account-rights.js';
@@ -72,7 +73,7 @@ export class StoreOpenError extends Error {}
 export interface RunningServer {
   readonly services: XimssServices;
   /** The ports actually bound (useful when 0 was asked for). */
-  readonly ports: { ximss: number; ximssTls?: number; http: number; https?: number; smtp?: number; xmpp?: number; xmppTls?: number; xmppS2s?: number };
+  readonly ports: { ximss: number; ximssTls?: number; http: number; https?: number; smtp?: number; xmpp?: number; xmppTls?: number; xmppS2s?: number; sip?: number; sipTls?: number };
   /** Stops: listeners close, sessions end (bye), the queue stops, the store closes. */
   close(): Promise<void>;
   /**
@@ -212,6 +213,25 @@ async function build(rawStore: Store, config: Config, log: Logger, options: Serv
   ringBoundSessions(calls, im);
   const muc = new MucService(im, store, bus, node.id, log.child({ component: 'muc' }), { subdomain: config.im.mucSubdomain, roomsPerService: config.im.mucRoomsPerService, occupantsPerRoom: config.im.mucOccupantsPerRoom, history: config.im.mucHistory }, metrics);
   im.components.push(muc);
+  // SIP: on with either of its ports (WebSocket on the HTTP listeners' /sip rides along).
+  const sipTls = config.ports.sipTls > 0 && tlsContext !== undefined;
+  const sip =
+    config.ports.sip || sipTls
+      ? new SipService({
+          host: config.host,
+          publicHost: config.sip.publicHost,
+          tls: tlsContext,
+          limits: {
+            connections: config.sip.connections,
+            connectionsPerAddress: config.sip.connectionsPerAddress,
+            idleSeconds: config.sip.idleSeconds,
+            outputBytes: config.sip.outputBytes,
+          },
+          isLocalDomain: (domain) => im.isLocalDomain(domain),
+          log,
+          metrics,
+        })
+      : undefined;
   let httpPort = config.ports.http;
   const passwordRecovery = new PasswordRecovery(store, accounts, queue, config.defaultDomain, () => config.publicUrl || `http://${config.defaultDomain}:${httpPort}`);
   const services: XimssServices = {
@@ -246,6 +266,7 @@ async function build(rawStore: Store, config: Config, log: Logger, options: Serv
     connections: new ConnectionLimiter(config.limits, { log: log.child({ component: 'limits' }), metrics }),
     nonces: new NonceRegistry(config.defaultDomain),
     vocabulary: new Vocabulary(RESOURCES + 'strings'),
+    sip,
     tls: tlsContext,
     version: PROTOCOL_VERSION,
     log,
@@ -274,6 +295,10 @@ async function build(rawStore: Store, config: Config, log: Logger, options: Serv
   http.xmppUpgrade = (req, socket, head, upgrade) => xmpp.upgrade(req, socket, head, upgrade);
   if (https) https.xmppUpgrade = (req, socket, head, upgrade) => xmpp.upgrade(req, socket, head, upgrade);
   const xmppTls = config.ports.xmppTls > 0 && tlsContext !== undefined;
+  if (sip && config.sip.webSocket) {
+    http.sipUpgrade = (req, socket, head, upgrade) => sip.upgrade(req, socket, head, upgrade);
+    if (https) https.sipUpgrade = (req, socket, head, upgrade) => sip.upgrade(req, socket, head, upgrade);
+  }
   // Federation with other XMPP servers: on with its port.
   const s2s = config.ports.xmppS2s
     ? new S2sService({
@@ -299,6 +324,7 @@ async function build(rawStore: Store, config: Config, log: Logger, options: Serv
     ...(smtp ? [{ name: 'SMTP', listening: () => smtp.isListening }] : []),
     ...(config.ports.xmpp || xmppTls ? [{ name: 'XMPP', listening: () => xmpp.listening }] : []),
     ...(s2s ? [{ name: 'XMPP s2s', listening: () => s2s.listening }] : []),
+    ...(sip ? [{ name: 'SIP', listening: () => sip.listening }] : []),
   ]);
   http.readiness = readiness;
   if (https) https.readiness = readiness;
@@ -322,6 +348,8 @@ async function build(rawStore: Store, config: Config, log: Logger, options: Serv
     xmpp: config.ports.xmpp ? await bind('XMPP', config.ports.xmpp, xmpp, () => xmpp.listen(config.ports.xmpp, config.host)) : undefined,
     xmppTls: xmppTls ? await bind('XMPP/TLS', config.ports.xmppTls, xmpp, () => xmpp.listenTls(config.ports.xmppTls, config.host)) : undefined,
     xmppS2s: s2s ? await bind('XMPP s2s', config.ports.xmppS2s, s2s, () => s2s.listen(config.ports.xmppS2s, config.host)) : undefined,
+    sip: sip && config.ports.sip ? await bind('SIP', config.ports.sip, sip, () => sip.listen(config.ports.sip)) : undefined,
+    sipTls: sip && sipTls ? await bind('SIP/TLS', config.ports.sipTls, sip, () => sip.listenTls(config.ports.sipTls)) : undefined,
   };
   const generated = await bootstrapStore(store, accounts);
   // domain.created and account.created are logged by the accounts service.
@@ -355,6 +383,8 @@ async function build(rawStore: Store, config: Config, log: Logger, options: Serv
       await im.close();
       await muc.close();
       await s2s?.close();
+      // SIP connections drop (clients re-register elsewhere or when it is back: RFC 5626 4.4).
+      await sip?.close();
       services.sessions.endAll();
       calls.close();
       await Promise.all([tcp.close(), tcpTls?.close(), http.close(), https?.close(), smtp?.close()]);

@@ -39,7 +39,7 @@ async function initialized(): Promise<Workspace> {
   const root = mkdtempSync(join(tmpdir(), 'ximssd-cli-prefs-'));
   temporary.push(root);
   const config = join(root, 'config.json');
-  writeFileSync(config, JSON.stringify({ defaultDomain: DOMAIN, host: '127.0.0.1', ports: { xmpp: 0, xmppS2s: 0 }, limits: { loginFailureDelayMs: 20 } }));
+  writeFileSync(config, JSON.stringify({ defaultDomain: DOMAIN, host: '127.0.0.1', ports: { xmpp: 0, xmppS2s: 0, sip: 0 }, limits: { loginFailureDelayMs: 20 } }));
   const ws = { data: join(root, 'data'), config };
   const result = await run([MAIN, 'init', '--data', ws.data, '--config', ws.config], process.env, 'postmaster-pw\n');
   assert.equal(result.code, 0, `ximssd init failed: ${result.stderr}`);

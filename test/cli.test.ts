@@ -32,7 +32,7 @@ function workspace(): { data: string; config: string } {
   const root = mkdtempSync(join(tmpdir(), 'ximssd-cli-'));
   temporary.push(root);
   const config = join(root, 'config.json');
-  writeFileSync(config, JSON.stringify({ defaultDomain: DOMAIN, host: '127.0.0.1', ports: { xmpp: 0, xmppS2s: 0 }, limits: { loginFailureDelayMs: 20 } }));
+  writeFileSync(config, JSON.stringify({ defaultDomain: DOMAIN, host: '127.0.0.1', ports: { xmpp: 0, xmppS2s: 0, sip: 0 }, limits: { loginFailureDelayMs: 20 } }));
   return { data: join(root, 'data'), config };
 }
 

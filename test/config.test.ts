@@ -313,3 +313,38 @@ describe('loadConfig and mergeConfig', () => {
     assert.equal(config.outbound.starttls, 'opportunistic');
   });
 });
+
+describe('SIP settings', () => {
+  test('the defaults: SIP on 5060 (UDP and TCP), TLS off, media ports 20000-29999', () => {
+    const config = defaultConfig();
+    assert.equal(config.ports.sip, 5060);
+    assert.equal(config.ports.sipTls, 0);
+    assert.deepEqual(config.sip.mediaPorts, { min: 20000, max: 29999 });
+    assert.equal(config.sip.publicHost, '');
+    assert.equal(mergeConfig(config, { ports: { sip: 0, sipTls: 5061 }, sip: { publicHost: 'sip.example.com', idleSeconds: 60 } }, 'test').ports.sipTls, 5061);
+  });
+
+  test('a bad public host, media ports out of range or the wrong way round, a misspelt key', () => {
+    assert.throws(
+      () =>
+        mergeConfig(defaultConfig(), { ports: { sip: 65536 }, sip: { publicHost: 'not a host', mediaPorts: { min: 30000, max: 20000 }, conections: 5 } }, 'overrides'),
+      (err: unknown) => {
+        assert.ok(err instanceof ConfigError);
+        assert.deepEqual(err.lines(), [
+          'ximssd: overrides: ports.sip: must be a port number, 0 to 65535 (0 = off) (got 65536)',
+          'ximssd: overrides: sip.publicHost: must be empty (the local address) or an IP address or host name (got "not a host")',
+          'ximssd: overrides: sip.conections: unknown setting (did you mean sip.connections?)',
+          'ximssd: overrides: sip.mediaPorts.max: must be greater than sip.mediaPorts.min (30000) (got 20000)',
+        ]);
+        return true;
+      },
+    );
+    assert.throws(() => mergeConfig(defaultConfig(), { sip: { mediaPorts: { min: 80, max: 70000 } } }, 'overrides'), /sip\.mediaPorts\.min: must be a UDP port number, 1024 to 65535 \(got 80\)[\s\S]*sip\.mediaPorts\.max/);
+  });
+
+  test('--sip and --sip-tls are port flags; the schema names them', async () => {
+    assert.deepEqual(await refused({}, ['--sip', '70000']), ["ximssd: option '--sip <port>' argument '70000' is invalid. It must be a port number, 0 to 65535."]);
+    const flags = loadConfig(undefined, { ports: { sip: 5080, sipTls: 5081 } });
+    assert.deepEqual([flags.ports.sip, flags.ports.sipTls], [5080, 5081]);
+  });
+});

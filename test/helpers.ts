@@ -5,6 +5,7 @@
 import { createHmac } from 'node:crypto';
 import { createLogger, silentLogger, type Logger, type LogLevel } from '../src/log.js';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import dgram from 'node:dgram';
 import http from 'node:http';
 import net from 'node:net';
 import tls from 'node:tls';
@@ -66,7 +67,7 @@ export async function startTestServer(overrides: Record<string, unknown> = {}, o
       dataDir,
       host: '127.0.0.1',
       defaultDomain: 'example.test',
-      ports: { ximss: 0, http: 0, smtp: 0, xmpp: 0, xmppS2s: 0 },
+      ports: { ximss: 0, http: 0, smtp: 0, xmpp: 0, xmppS2s: 0, sip: 0 },
       // Suites send refused requests from 127.0.0.1 on purpose: the abuse block is tested on its own (abuse.test.ts).
       limits: { loginFailureDelayMs: 20, abusePerAddress: 0 },
     },
@@ -292,6 +293,32 @@ export function freePort(): Promise<number> {
       probe.close(() => resolve(port));
     });
   });
+}
+
+/**
+ * A port number free a moment ago for both UDP and TCP: what `ports.sip` needs, since 0 turns
+ * SIP off in the configuration (as it does XMPP). startTestServer leaves SIP off; a suite
+ * that speaks SIP passes `{ ports: { sip: await freeSipPort() } }`.
+ */
+export async function freeSipPort(): Promise<number> {
+  for (let attempt = 0; ; attempt++) {
+    const udp = dgram.createSocket('udp4');
+    const port = await new Promise<number>((resolve, reject) => {
+      udp.once('error', reject);
+      udp.bind(0, '127.0.0.1', () => resolve(udp.address().port));
+    });
+    const tcp = net.createServer();
+    const free = await new Promise<boolean>((resolve) => {
+      tcp.once('error', () => resolve(false));
+      tcp.listen(port, '127.0.0.1', () => resolve(true));
+    });
+    await new Promise<void>((resolve) => udp.close(() => resolve()));
+    if (free) {
+      await new Promise<void>((resolve) => tcp.close(() => resolve()));
+      return port;
+    }
+    if (attempt >= 10) throw new Error('no port free for both UDP and TCP');
+  }
 }
 
 /** HMAC-MD5(key, data) as lower-case hex: the CRAM-MD5 digest (RFC 2195). */

@@ -738,7 +738,7 @@ describe('SMTP bursts', () => {
       assert.equal(child.signalCode, 'SIGKILL', 'the server was killed during the burst');
       assert.ok(acked.length >= 60 && acked.length < 200, `killed mid-burst (${acked.length} acknowledged)`);
 
-      const config = mergeConfig(defaultConfig(), { dataDir, host: '127.0.0.1', defaultDomain: DOMAIN, ports: { ximss: 0, http: 0, smtp: 0, xmpp: 0, xmppS2s: 0 } }, 'restart');
+      const config = mergeConfig(defaultConfig(), { dataDir, host: '127.0.0.1', defaultDomain: DOMAIN, ports: { ximss: 0, http: 0, smtp: 0, xmpp: 0, xmppS2s: 0, sip: 0 } }, 'restart');
       restarted = await startServer(config, { log: silentLogger });
       const counts = countById(await stored(rcpt, 'INBOX', restarted));
       for (const id of acked) assert.equal(counts.get(id), 1, `${id} acknowledged, so stored exactly once`);

@@ -38,7 +38,7 @@ function workspace(settings: Record<string, unknown> = {}): { root: string; data
   const root = mkdtempSync(join(tmpdir(), 'ximssd-startup-'));
   temporary.push(root);
   const config = join(root, 'config.json');
-  writeFileSync(config, JSON.stringify({ defaultDomain: DOMAIN, host: '127.0.0.1', ports: { xmpp: 0, xmppS2s: 0 }, limits: { loginFailureDelayMs: 20 }, ...settings }));
+  writeFileSync(config, JSON.stringify({ defaultDomain: DOMAIN, host: '127.0.0.1', ports: { xmpp: 0, xmppS2s: 0, sip: 0 }, limits: { loginFailureDelayMs: 20 }, ...settings }));
   return { root, data: join(root, 'data'), config };
 }
 
@@ -226,7 +226,7 @@ describe('file modes', () => {
     temporary.push(root);
     const dataDir = join(root, 'nested', 'data');
     try {
-      const config = mergeConfig(defaultConfig(), { dataDir, host: '127.0.0.1', defaultDomain: DOMAIN, ports: { ximss: 0, http: 0, smtp: 0, xmpp: 0, xmppS2s: 0 } }, 'test');
+      const config = mergeConfig(defaultConfig(), { dataDir, host: '127.0.0.1', defaultDomain: DOMAIN, ports: { ximss: 0, http: 0, smtp: 0, xmpp: 0, xmppS2s: 0, sip: 0 } }, 'test');
       const { log } = capturingLogger('warn');
       const server = await startServer(config, { log, announcePassword: () => {} });
       try {

@@ -12,6 +12,8 @@ interface ServeOptions extends CommonOptions {
   xmpp?: number;
   xmppTls?: number;
   xmppS2s?: number;
+  sip?: number;
+  sipTls?: number;
   relay?: string;
   logLevel?: string;
 }
@@ -25,6 +27,8 @@ export function registerServe(program: Command): void {
     .option('--xmpp <port>', 'XMPP port (default 5222)', port)
     .option('--xmpp-tls <port>', 'direct-TLS XMPP port (default 0 = off; 5223 is usual)', port)
     .option('--xmpp-s2s <port>', 'XMPP server-to-server (federation) port (default 5269; 0 = off)', port)
+    .option('--sip <port>', 'SIP port, UDP and TCP (default 5060; 0 = off)', port)
+    .option('--sip-tls <port>', 'SIP over TLS port (default 0 = off; 5061 is usual)', port)
     .option('--relay <host:port>', "send mail for other domains through this SMTP relay (default: to each domain's MX)")
     .option('--log-level <level>', 'trace, debug, info (default), warn, error, fatal or silent')
     .action(async (options: ServeOptions) => {
@@ -35,6 +39,8 @@ export function registerServe(program: Command): void {
       if (options.xmpp !== undefined) ports.xmpp = options.xmpp;
       if (options.xmppTls !== undefined) ports.xmppTls = options.xmppTls;
       if (options.xmppS2s !== undefined) ports.xmppS2s = options.xmppS2s;
+      if (options.sip !== undefined) ports.sip = options.sip;
+      if (options.sipTls !== undefined) ports.sipTls = options.sipTls;
       // The flags go through the same validation as the file (a ConfigError exits 2, see main.ts).
       const config = configFrom(options, {
         ...(options.host !== undefined ? { host: options.host } : {}),

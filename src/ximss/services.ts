@@ -26,6 +26,7 @@ import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { ImService } from '../services/im/service.js';
 import type { CallService } from '../services/calls/service.js';
+import type { SipService } from '../transports/sip/service.js';
 
 /** What XIMSS operation handlers may use: the services, never the store's SQL. */
 export interface XimssServices {
@@ -66,6 +67,11 @@ export interface XimssServices {
   readonly uploads: UploadSpool;
   readonly nonces: NonceRegistry;
   readonly vocabulary: Vocabulary;
+  /**
+   * SIP (undefined when ports.sip and ports.sipTls are 0): the registrar and the call engine
+   * register their handlers on it (handle, onStray).
+   */
+  readonly sip: SipService | undefined;
   /** The TLS context for starttls and implicit-TLS listeners. */
   readonly tls: SecureContext | undefined;
   /** The XIMSS protocol version reported in `session` (6.x.y: what clients test for). */

@@ -196,6 +196,11 @@ export class HttpListener {
    * service's XmppListener.upgrade, set by the server); without it they are refused.
    */
   xmppUpgrade: ((req: http.IncomingMessage, socket: net.Socket, head: Buffer, options: { secure: boolean; releaseAdmission(): void }) => void) | undefined;
+  /**
+   * SIP over WebSocket (RFC 7118): upgrades on /sip are handed to it (the SIP service's
+   * upgrade, set by the server when SIP is on); without it they are refused.
+   */
+  sipUpgrade: ((req: http.IncomingMessage, socket: net.Socket, head: Buffer, options: { secure: boolean }) => void) | undefined;
 
   constructor(
     private readonly engine: Engine,
@@ -259,9 +264,18 @@ export class HttpListener {
     });
   }
 
-  /** A WebSocket upgrade: XMPP's on its path; nothing else is served over WebSocket. */
+  /** A WebSocket upgrade: XMPP's and SIP's on their paths; nothing else is served over WebSocket. */
   private upgrade(req: http.IncomingMessage, socket: net.Socket, head: Buffer): void {
     const path = pathOf(req.url);
+    if (path === '/sip' && this.sipUpgrade && !this.closing) {
+      // The connection is SIP's from now on: SIP's own connection limits count it, not the
+      // limit on connections not logged in (a SIP client stays connected for its registration).
+      this.httpSockets.delete(socket);
+      socket.setTimeout(0);
+      this.authenticated(req);
+      this.sipUpgrade(req, socket, head, { secure: this.secure });
+      return;
+    }
     if (path !== '/xmpp-websocket' || !this.xmppUpgrade || this.closing) {
       socket.end('HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
       return;
