@@ -2,7 +2,8 @@
  * The baresip fixture (test/fixtures/baresip.ts) proven on its own, before the call tests
  * point it at ximssd: two baresip phones on loopback call each other directly (no server),
  * each playing a DTMF digit's tones as its audio, and each must have recorded the other's
- * digit; a small fake registrar in this file shows that an account registers (with digest
+ * digit, in plain RTP and in DTLS-SRTP over ICE (as WebRTC peers send it); a small fake
+ * registrar in this file shows that an account registers (with digest
  * authentication) and that a refused registration is reported. The pure parts (netstrings,
  * account lines, WAV tones and their detection) are tested without baresip. Skipped only
  * when baresip cannot be installed, with the reason.
@@ -150,6 +151,42 @@ describe('two baresip phones calling each other directly', { skip }, () => {
 
   it('a command baresip does not know is rejected with its answer', async () => {
     await assert.rejects(a.command('no-such-command'), /"no-such-command" failed/);
+  });
+});
+
+describe('two baresip phones with DTLS-SRTP and ICE, as WebRTC peers use', { skip }, () => {
+  let dir: string;
+  let a: Baresip;
+  let b: Baresip;
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'baresip-fixture-'));
+    const webrtcLike = { mediaEncryption: 'dtls_srtp', mediaNat: 'ice' } as const;
+    [a, b] = await Promise.all([
+      Baresip.start({ name: 'a', user: 'a', audioIn: writeWav(join(dir, 'star.wav'), dtmfSamples('*', 2)), ...webrtcLike }),
+      Baresip.start({ name: 'b', user: 'b', audioIn: writeWav(join(dir, 'zero.wav'), dtmfSamples('0', 2)), ...webrtcLike }),
+    ]);
+  });
+
+  after(async () => {
+    await Promise.all([a?.stop(), b?.stop()]);
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('negotiates SRTP keys over DTLS and carries the audio both ways', async () => {
+    await a.dial(b.directUri);
+    await b.waitForEvent('CALL_INCOMING');
+    await b.answer();
+    // CALL_MENC reports the secured stream ("0,audio,RTP": no error, the audio's RTP is keyed).
+    const [secured] = await Promise.all([b.events.waitFor((e) => e.type === 'CALL_MENC' && /audio,RTP$/.test(e.param ?? '')), a.waitForEvent('CALL_ESTABLISHED')]);
+    assert.match(secured.param ?? '', /^0,/);
+    await sleep(2500);
+    await a.hangup();
+    await b.waitForEvent('CALL_CLOSED');
+    const heardByB = dtmfBlockCounts(readWav(await b.recording()).samples);
+    const heardByA = dtmfBlockCounts(readWav(await a.recording()).samples);
+    assert.ok((heardByB.get('*') ?? 0) > BLOCKS_PER_SECOND, `B heard ${JSON.stringify([...heardByB])}`);
+    assert.ok((heardByA.get('0') ?? 0) > BLOCKS_PER_SECOND, `A heard ${JSON.stringify([...heardByA])}`);
   });
 });
 
