@@ -3,10 +3,10 @@
  * point it at ximssd: two baresip phones on loopback call each other directly (no server),
  * each playing a DTMF digit's tones as its audio, and each must have recorded the other's
  * digit, in plain RTP and in DTLS-SRTP over ICE (as WebRTC peers send it); a small fake
- * registrar in this file shows that an account registers (with digest
- * authentication) and that a refused registration is reported. The pure parts (netstrings,
- * account lines, WAV tones and their detection) are tested without baresip. Skipped only
- * when baresip cannot be installed, with the reason.
+ * registrar in this file shows that an account registers (with digest authentication) and
+ * that a refused registration is reported. The pure parts (netstrings, account lines, WAV
+ * tones and their detection) are tested without baresip. Skipped only when baresip cannot
+ * be installed, with the reason.
  */
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
-import { Baresip, accountLine, configText, encodeNetstring, ensureBaresip, parseNetstrings } from './fixtures/baresip.js';
+import { Baresip, BaresipEvents, accountLine, configText, encodeNetstring, ensureBaresip, parseNetstrings } from './fixtures/baresip.js';
 import { decodeWav, dtmfBlockCounts, dtmfDigits, dtmfSamples, encodeWav, loopSamples, readWav, toneSamples, writeWav } from './fixtures/wav.js';
 
 describe('baresip fixture: the parts without baresip', () => {
@@ -57,6 +57,22 @@ describe('baresip fixture: the parts without baresip', () => {
       assert.ok(config.split('\n').includes(line), line);
     }
     assert.doesNotMatch(config, /alsa|video|opus/);
+  });
+
+  it('waits for events from a given position, and fails at once, with the log, when no more can come', async () => {
+    const events = new BaresipEvents(() => 'LOG TAIL');
+    events.push({ type: 'CALL_CLOSED', param: 'first call' });
+    const mark = events.count;
+    const later = events.waitFor((e) => e.type === 'CALL_CLOSED', 1000, mark);
+    events.push({ type: 'CALL_INCOMING' });
+    events.push({ type: 'CALL_CLOSED', param: 'second call' });
+    assert.equal((await later).param, 'second call');
+    assert.equal((await events.waitFor((e) => e.type === 'CALL_CLOSED')).param, 'first call'); // from 0: the history counts
+    const pending = events.waitFor((e) => e.type === 'REGISTER_OK', 60_000, 0, 'registration');
+    const started = Date.now();
+    events.end('baresip exited (1)');
+    await assert.rejects(pending, /^Error: registration: no more events \(baresip exited \(1\)\); events seen: CALL_CLOSED\(first call\) CALL_INCOMING CALL_CLOSED\(second call\)\nLOG TAIL$/);
+    assert.ok(Date.now() - started < 1000);
   });
 
   it('makes DTMF tones that the detector finds, through a WAV file and back', () => {
