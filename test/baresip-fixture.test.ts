@@ -3,14 +3,15 @@
  * point it at ximssd: two baresip phones on loopback call each other directly (no server),
  * each playing a DTMF digit's tones as its audio, and each must have recorded the other's
  * digit, in plain RTP and in DTLS-SRTP over ICE (as WebRTC peers send it); a small fake
- * registrar in this file shows that an account registers (with digest authentication) and
- * that a refused registration is reported. The pure parts (netstrings, account lines, WAV
+ * registrar in this file shows that an account registers (with digest authentication, over
+ * UDP or TCP) and that a refused registration is reported. The pure parts (netstrings, account lines, WAV
  * tones and their detection) are tested without baresip. Skipped only when baresip cannot
  * be installed, with the reason.
  */
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
+import net from 'node:net';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -207,19 +208,22 @@ describe('two baresip phones with DTLS-SRTP and ICE, as WebRTC peers use', { ski
 });
 
 /**
- * A registrar of a few lines on UDP: challenges each REGISTER without credentials (401,
- * digest MD5 as RFC 2617 describes it), checks the answer against `passwords`, and answers
- * 200 with the binding, or 403. Enough to see baresip register; nothing is stored.
+ * A registrar of a few lines, on UDP and TCP at one port: challenges each REGISTER without
+ * credentials (401, digest MD5 as RFC 2617 describes it), checks the answer against
+ * `passwords`, and answers 200 with the binding, or 403. Enough to see baresip register;
+ * nothing is stored. Each REGISTER is kept with the transport it came over.
  */
-async function fakeRegistrar(realm: string, passwords: Readonly<Record<string, string>>): Promise<{ port: number; registers: string[]; close(): void }> {
-  const socket = dgram.createSocket('udp4');
-  const registers: string[] = [];
+async function fakeRegistrar(realm: string, passwords: Readonly<Record<string, string>>): Promise<{
+  port: number;
+  registers: { transport: 'udp' | 'tcp'; text: string }[];
+  close(): void;
+}> {
+  const registers: { transport: 'udp' | 'tcp'; text: string }[] = [];
   const nonce = randomBytes(8).toString('hex');
   const md5 = (s: string): string => createHash('md5').update(s).digest('hex');
-  socket.on('message', (data, peer) => {
-    const request = data.toString('utf8');
-    if (!request.startsWith('REGISTER ')) return;
-    registers.push(request);
+  const respond = (request: string, transport: 'udp' | 'tcp', from: string): string | undefined => {
+    if (!request.startsWith('REGISTER ')) return undefined;
+    registers.push({ transport, text: request });
     const header = (name: string): string[] =>
       request.split('\r\n').filter((l) => l.toLowerCase().startsWith(`${name.toLowerCase()}:`)).map((l) => l.slice(name.length + 1).trim());
     const authorization = header('Authorization')[0];
@@ -235,9 +239,9 @@ async function fakeRegistrar(realm: string, passwords: Readonly<Record<string, s
       if (status === '200 OK') extra.push(`Contact: ${header('Contact')[0]};expires=60`);
     }
     const to = header('To')[0]!;
-    const response = [
+    return [
       `SIP/2.0 ${status}`,
-      ...header('Via').map((v) => `Via: ${v};received=${peer.address}`),
+      ...header('Via').map((v) => `Via: ${v};received=${from}`),
       `From: ${header('From')[0]}`,
       `To: ${to.includes(';tag=') ? to : `${to};tag=${nonce}`}`,
       `Call-ID: ${header('Call-ID')[0]}`,
@@ -247,10 +251,40 @@ async function fakeRegistrar(realm: string, passwords: Readonly<Record<string, s
       '',
       '',
     ].join('\r\n');
-    socket.send(response, peer.port, peer.address);
+  };
+  const tcp = net.createServer((connection) => {
+    let buffered = '';
+    connection.on('data', (chunk) => {
+      buffered += chunk.toString('utf8');
+      // A REGISTER has no body: each message ends at its blank line (keep-alive CRLFs are skipped).
+      for (let end = buffered.indexOf('\r\n\r\n'); end >= 0; end = buffered.indexOf('\r\n\r\n')) {
+        const request = buffered.slice(0, end + 4).replace(/^(\r\n)+/, '');
+        buffered = buffered.slice(end + 4);
+        const response = respond(request, 'tcp', connection.remoteAddress ?? '127.0.0.1');
+        if (response) connection.write(response);
+      }
+    });
+    connection.on('error', () => connection.destroy());
   });
-  await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve));
-  return { port: socket.address().port, registers, close: () => socket.close() };
+  await new Promise<void>((resolve) => tcp.listen(0, '127.0.0.1', resolve));
+  const port = (tcp.address() as net.AddressInfo).port;
+  const udp = dgram.createSocket('udp4');
+  udp.on('message', (data, peer) => {
+    const response = respond(data.toString('utf8'), 'udp', peer.address);
+    if (response) udp.send(response, peer.port, peer.address);
+  });
+  await new Promise<void>((resolve, reject) => {
+    udp.once('error', reject);
+    udp.bind(port, '127.0.0.1', resolve);
+  });
+  return {
+    port,
+    registers,
+    close: () => {
+      udp.close();
+      tcp.close();
+    },
+  };
 }
 
 describe('a baresip account on a registrar', { skip }, () => {
@@ -276,8 +310,25 @@ describe('a baresip account on a registrar', { skip }, () => {
     try {
       const ok = await alice.registered();
       assert.equal(ok.accountaor, 'sip:alice@example.test');
-      assert.match(registrar.registers[0]!, /^REGISTER sip:example\.test SIP\/2\.0\r\n/);
-      assert.match(registrar.registers.at(-1)!, /\r\nAuthorization: Digest username="alice"/);
+      const mine = registrar.registers.filter((r) => r.transport === 'udp');
+      assert.match(mine[0]!.text, /^REGISTER sip:example\.test SIP\/2\.0\r\n/);
+      assert.match(mine.at(-1)!.text, /\r\nAuthorization: Digest username="alice"/);
+    } finally {
+      await alice.stop();
+    }
+  });
+
+  it('registers over TCP when asked to', async () => {
+    const audioIn = writeWav(join(dir, 'three.wav'), dtmfSamples('3', 1));
+    const alice = await Baresip.start({
+      audioIn,
+      account: { user: 'alice', password: 'alice-pw', domain: 'example.test', registrar: `127.0.0.1:${registrar.port}`, transport: 'tcp' },
+    });
+    try {
+      await alice.registered();
+      const overTcp = registrar.registers.filter((r) => r.transport === 'tcp');
+      assert.match(overTcp[0]!.text, /^REGISTER sip:example\.test;transport=tcp SIP\/2\.0\r\nVia: SIP\/2\.0\/TCP /);
+      assert.match(overTcp.at(-1)!.text, /\r\nAuthorization: Digest username="alice"/);
     } finally {
       await alice.stop();
     }
