@@ -4,9 +4,9 @@
  * each playing a DTMF digit's tones as its audio, and each must have recorded the other's
  * digit, in plain RTP and in DTLS-SRTP over ICE (as WebRTC peers send it); a small fake
  * registrar in this file shows that an account registers (with digest authentication, over
- * UDP or TCP) and that a refused registration is reported. The pure parts (netstrings, account lines, WAV
- * tones and their detection) are tested without baresip. Skipped only when baresip cannot
- * be installed, with the reason.
+ * UDP or TCP) and that a refused registration is reported. The pure parts (netstrings,
+ * account lines, event waits, WAV tones and their detection) are tested without baresip.
+ * Skipped only when baresip cannot be installed, with the reason.
  */
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
