@@ -138,6 +138,13 @@ export interface Config {
     outputBytes: number;
     /** The UDP ports media (RTP and RTCP) may use (not used yet). */
     mediaPorts: { min: number; max: number };
+    /**
+     * The Digest algorithms challenges offer, one challenge each, in this order. MD5 alone by
+     * default (as Kamailio and Asterisk do): deployed phones give up on a response that holds
+     * a challenge they do not know (baresip 1.0's libre answers none when one says SHA-256);
+     * ["SHA-256", "MD5"] is RFC 8760's order for fleets that all know SHA-256.
+     */
+    digestAlgorithms: ('MD5' | 'SHA-256')[];
   };
   /** Mail received from other servers (SMTP without AUTH). */
   inbound: {
@@ -339,7 +346,7 @@ export function defaultConfig(): Config {
       webSocket: true,
       s2s: { requireTls: false, caFile: '', idleSeconds: 600, connectSeconds: 30, queueStanzas: 500, connectionsPerAddress: 20 },
     },
-    sip: { publicHost: '', webSocket: true, connections: 10_000, connectionsPerAddress: 64, idleSeconds: 300, outputBytes: 1024 * 1024, mediaPorts: { min: 20000, max: 29999 } },
+    sip: { publicHost: '', webSocket: true, connections: 10_000, connectionsPerAddress: 64, idleSeconds: 300, outputBytes: 1024 * 1024, mediaPorts: { min: 20000, max: 29999 }, digestAlgorithms: ['MD5'] },
     inbound: { authenticationChecks: true },
     calendar: { remotePrivateAddresses: false },
     im: { rosterItems: 2000, rosterGroups: 200, blockedItems: 1000, offlineMessages: 1000, offlineDays: 30, resourcesPerAccount: 32, archiveDays: 365, mucSubdomain: 'conference', mucRoomsPerService: 1000, mucOccupantsPerRoom: 200, mucHistory: 50 },
@@ -521,6 +528,10 @@ const configSchema = z.strictObject({
       min: number((n) => Number.isInteger(n) && n >= 1024 && n <= 65535, 'must be a UDP port number, 1024 to 65535'),
       max: number((n) => Number.isInteger(n) && n >= 1024 && n <= 65535, 'must be a UDP port number, 1024 to 65535'),
     }),
+    digestAlgorithms: z
+      .array(z.enum(['MD5', 'SHA-256']))
+      .min(1, 'must name at least one algorithm')
+      .refine((list) => new Set(list).size === list.length, 'must not name an algorithm twice'),
   }),
   inbound: z.strictObject({ authenticationChecks: z.boolean() }),
   calendar: z.strictObject({ remotePrivateAddresses: z.boolean() }),

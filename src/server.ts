@@ -16,6 +16,7 @@ import { ringBoundSessions } from './ximss/call-leg.js';
 import { XmppListener } from './transports/xmpp/listener.js';
 import { XmppSessions } from './transports/xmpp/session.js';
 import { S2sService } from './transports/xmpp/s2s.js';
+import { startSipCalls } from './transports/sip/b2bua.js';
 import { SipService } from './transports/sip/service.js';
 import { FileService } from './services/files/service.js';
 import { DatasetService, DEFAULT_DATASET_LIMITS } from './services/datasets.js';
@@ -272,6 +273,9 @@ async function build(rawStore: Store, config: Config, log: Logger, options: Serv
     log,
     metrics,
   };
+  // SIP registrations and calls, on the SIP listeners.
+  const sipCalls = sip ? await startSipCalls({ sip, calls, im, auth: services.auth, accounts, store, bus, node: node.id, digestAlgorithms: config.sip.digestAlgorithms, log: log.child({ component: 'sip' }), metrics }) : undefined;
+  if (sipCalls) undo.push(() => sipCalls.close());
   undo.push(() => services.sessions.close());
   const engine = new Engine(services);
   registerOperations(engine);
@@ -384,6 +388,7 @@ async function build(rawStore: Store, config: Config, log: Logger, options: Serv
       await muc.close();
       await s2s?.close();
       // SIP connections drop (clients re-register elsewhere or when it is back: RFC 5626 4.4).
+      await sipCalls?.close();
       await sip?.close();
       services.sessions.endAll();
       calls.close();

@@ -130,7 +130,7 @@ export class AuthService {
   private readonly recoveriesByAccount: Budget;
   private readonly log: Logger;
   private readonly metrics: Metrics | undefined;
-  private scramSecret: Promise<Buffer> | undefined;
+  private readonly secrets = new Map<string, Promise<Buffer>>();
 
   constructor(
     private readonly accounts: AccountService,
@@ -484,19 +484,32 @@ export class AuthService {
 
   /** The server's secret for fake SCRAM salts: made once and kept in the store (the same after a restart and on every node). */
   private scramFakeSecret(): Promise<Buffer> {
-    this.scramSecret ??= (async () => {
-      // The first process to need it makes it; every other reads it (one atomic update, as the cluster key).
-      const candidate = randomBytes(32).toString('base64');
-      const kept = await this.store.shared.update('scram', SCRAM_SECRET_KEY, Date.now(), (value) => {
-        const secret = typeof value === 'string' ? value : candidate;
-        return { value: secret, expires: Number.MAX_SAFE_INTEGER, result: secret };
+    return this.clusterSecret(SCRAM_SECRET_KEY);
+  }
+
+  /**
+   * A secret of the whole cluster under `key` (fake SCRAM salts, SIP Digest nonces): made by
+   * the first process that needs it, kept in the store, the same on every node and after a
+   * restart (one atomic update, as the cluster key).
+   */
+  clusterSecret(key: string): Promise<Buffer> {
+    let secret = this.secrets.get(key);
+    if (!secret) {
+      secret = (async () => {
+        const candidate = randomBytes(32).toString('base64');
+        // Scope `scram`: where the first of these secrets was kept.
+        const kept = await this.store.shared.update('scram', key, Date.now(), (value) => {
+          const chosen = typeof value === 'string' ? value : candidate;
+          return { value: chosen, expires: Number.MAX_SAFE_INTEGER, result: chosen };
+        });
+        return Buffer.from(kept, 'base64');
+      })();
+      this.secrets.set(key, secret);
+      const made = secret;
+      made.catch(() => {
+        if (this.secrets.get(key) === made) this.secrets.delete(key);
       });
-      return Buffer.from(kept, 'base64');
-    })();
-    const secret = this.scramSecret;
-    secret.catch(() => {
-      if (this.scramSecret === secret) this.scramSecret = undefined;
-    });
+    }
     return secret;
   }
 

@@ -171,7 +171,7 @@ export class SipService {
    * Responses go where RFC 3261 18.2.2 says, with the Server header (the transaction layer's
    * own 100, 408, 487 and 503 too); requests where they are sent.
    */
-  private send(message: SipMessage, destination: SipEndpoint): void {
+  send(message: SipMessage, destination: SipEndpoint): void {
     if (message.kind === 'request') {
       this.transport.send(message, destination);
       return;

@@ -1,0 +1,640 @@
+/**
+ * SIP as a binding of the call engine (a B2BUA, RFC 7092's "signaling-only" kind, with media
+ * anchoring left to the call engine): an INVITE from a device becomes a call placed by the
+ * engine, and the engine's calls reach the devices registered to an account (each binding
+ * of the registrar a target) as INVITEs of ours. Each side is a leg: a port of the call
+ * engine (src/services/calls/router.ts) on one side, a SIP dialog (dialog.ts) on the other,
+ * translating the engine's signals (src/services/calls/signal.ts) to SIP and back:
+ *
+ * | engine                     | SIP                                                         |
+ * |----------------------------|-------------------------------------------------------------|
+ * | invite                     | INVITE (our UAC leg), or an INVITE received (our UAS leg)   |
+ * | progress (sdp, offer)      | 180, 183 with early media; an offer only reliably (100rel)  |
+ * | answer (sdp, offer)        | 200; an offer in it is answered in the ACK                  |
+ * | reject / redirect / cancel | 4xx–6xx / 3xx (followed by the engine) / CANCEL             |
+ * | ack (sdp)                  | ACK or PRACK with the answer                                |
+ * | update / updated           | re-INVITE (UPDATE while early) / its final response         |
+ * | bye, dtmf, info            | BYE, INFO (application/dtmf-relay), INFO                    |
+ *
+ * Devices of our own domains authenticate their INVITEs (407, Digest over the same
+ * credentials as REGISTER); calls from elsewhere are taken for our accounts only.
+ */
+import { lookup } from 'node:dns/promises';
+import { isIP } from 'node:net';
+import type { EventBus } from '../../bus/bus.js';
+import { errorText, type Logger } from '../../log.js';
+import type { Metrics } from '../../metrics.js';
+import type { AccountService } from '../../services/accounts.js';
+import type { AuthService } from '../../services/auth.js';
+import { BlindTransfer } from '../../services/calls/junction.js';
+import type { CallRouter, Port, PortAddress } from '../../services/calls/router.js';
+import type { CallService } from '../../services/calls/service.js';
+import { reasonOf, type CallTarget, type Party, type Signal } from '../../services/calls/signal.js';
+import { DigestAuthenticator } from '../../services/digest.js';
+import type { ImService } from '../../services/im/service.js';
+import type { Store } from '../../store/store.js';
+import { UserAgentCore, type ClientCall, type Dialog, type IncomingRequest, type RequestOutcome, type ServerCall, type SipBody } from './dialog.js';
+import { authenticateRequest } from './digest-auth.js';
+import type { SipResponse } from './message.js';
+import { Registrar, sameUri } from './registrar.js';
+import type { SipRequestEvent, SipService } from './service.js';
+import type { SipEndpoint, SipTransportName } from './transactions.js';
+import { parseNameAddr, parseUri, type NameAddr, type Uri } from './uri.js';
+
+/** A SIP device of an account, as the call engine rings it. */
+export type SipTarget = Extract<CallTarget, { kind: 'sip' }>;
+
+const DTMF_RELAY = 'application/dtmf-relay';
+
+/** What is waiting for the engine's next `ack`: the answer for a 2xx, a PRACK, or a re-INVITE's 2xx. */
+type AckWait = { kind: 'ack2xx'; dialog: Dialog } | { kind: 'prack'; resolve: (body: string | undefined) => void };
+
+/**
+ * What both kinds of leg share: the dialog once there is one, the requests inside it in both
+ * directions, and the signals of an established call.
+ */
+abstract class SipLeg implements Port {
+  readonly address: PortAddress;
+  /** The call's port for this leg. */
+  peer: PortAddress | undefined;
+  protected dialog: Dialog | undefined;
+  /** A request of the device's (re-INVITE, UPDATE) waiting for the engine's `updated`. */
+  private pendingUpdate: IncomingRequest | undefined;
+  /** The engine's `update` we sent as a re-INVITE or UPDATE. */
+  private updating = false;
+  protected ackWait: AckWait | undefined;
+  protected ended = false;
+  /** Who is on the other side (what REFER needs). */
+  remote: Party = { address: '' };
+
+  constructor(
+    protected readonly calls: CallService,
+    protected readonly log: Logger,
+  ) {
+    this.address = calls.router.open(this);
+  }
+
+  protected get router(): CallRouter {
+    return this.calls.router;
+  }
+
+  protected send(signal: Signal): void {
+    if (this.peer) this.router.send(this.peer, signal, this.address);
+  }
+
+  /** Listens to a dialog of this leg (the initial one, or the one that answered). */
+  protected attach(dialog: Dialog): void {
+    this.dialog = dialog;
+    dialog.on('request', (incoming) => this.inDialog(incoming));
+    dialog.on('ack', (body) => this.deviceAck(body));
+    dialog.on('bye', () => {
+      this.ended = true;
+      this.send({ kind: 'bye' });
+      this.release();
+    });
+    dialog.on('terminated', (reason) => {
+      if (this.ended) return;
+      this.ended = true;
+      if (reason === 'remote-bye' || reason === 'local-bye') return;
+      this.send({ kind: 'bye', code: reason === 'timeout' ? 408 : 481, reason: `the SIP dialog ended (${reason})` });
+      this.release();
+    });
+  }
+
+  /** The ACK of a 2xx of ours that held an offer: the answer for the engine. */
+  protected deviceAck(body: SipBody | undefined): void {
+    if (body && isSdp(body)) this.send({ kind: 'ack', sdp: body.content });
+  }
+
+  /** A request inside the dialog from the device. */
+  private inDialog(incoming: IncomingRequest): void {
+    switch (incoming.method) {
+      case 'INVITE':
+      case 'UPDATE': {
+        if (this.pendingUpdate || this.updating) {
+          incoming.respond(491, { reason: 'Request Pending' });
+          return;
+        }
+        const body = incoming.body;
+        if (body && !isSdp(body)) {
+          incoming.respond(415, { headers: [['Accept', 'application/sdp']] });
+          return;
+        }
+        this.pendingUpdate = incoming;
+        this.send({ kind: 'update', sdp: body?.content });
+        return;
+      }
+      case 'INFO':
+        return this.info(incoming);
+      case 'REFER':
+        return this.refer(incoming);
+      default:
+        incoming.respond(405, { headers: [['Allow', 'INVITE, ACK, CANCEL, BYE, UPDATE, INFO, REFER, PRACK, OPTIONS']] });
+    }
+  }
+
+  private info(incoming: IncomingRequest): void {
+    const body = incoming.body;
+    if (!body) {
+      incoming.respond(200); // a keep-alive INFO
+      return;
+    }
+    const type = body.contentType.split(';', 1)[0]!.trim().toLowerCase();
+    if (type === DTMF_RELAY || type === 'application/dtmf') {
+      const digit = type === DTMF_RELAY ? /^\s*Signal\s*=\s*([0-9*#A-D])/im.exec(body.content)?.[1] : /^\s*([0-9*#A-D])/.exec(body.content)?.[1];
+      if (!digit) {
+        incoming.respond(400, { reason: 'Bad Request (no DTMF signal)' });
+        return;
+      }
+      this.send({ kind: 'dtmf', digits: digit.toUpperCase() });
+    } else if (body.content.length <= 16 * 1024) this.send({ kind: 'info', contentType: body.contentType, body: body.content });
+    else {
+      incoming.respond(413);
+      return;
+    }
+    incoming.respond(200);
+  }
+
+  /** REFER: a blind transfer of the other side to the Refer-To target (a Replaces one is refused). */
+  private refer(incoming: IncomingRequest): void {
+    const referTo = incoming.request.headers.get('Refer-To');
+    let target: NameAddr | undefined;
+    try {
+      target = referTo === undefined ? undefined : parseNameAddr(referTo);
+    } catch {
+      target = undefined;
+    }
+    if (!target || !this.peer || !this.dialog) {
+      incoming.respond(400, { reason: 'Bad Request (no readable Refer-To)' });
+      return;
+    }
+    const uri = target.uri;
+    if (uri.kind === 'sip' && uri.headers.some(([name]) => name.toLowerCase() === 'replaces')) {
+      incoming.respond(501, { reason: 'Not Implemented (attended transfer by REFER with Replaces)' });
+      return;
+    }
+    const address = uri.kind === 'sip' && uri.user !== undefined ? `${uri.user}@${uri.host}` : target.uriText;
+    incoming.respond(202);
+    const dialog = this.dialog;
+    const by = this.identity();
+    new BlindTransfer(this.calls, this.peer, this.remote, address, by, (outcome) => {
+      void dialog.notifyRefer(outcome.ok ? 200 : outcome.code, outcome.ok ? {} : { reason: outcome.reason }).catch(() => {});
+      if (outcome.ok) {
+        // The other side talks to the transfer target now: this leg is out of the call.
+        this.peer = undefined;
+        this.ended = true;
+        void dialog.bye().catch(() => {});
+        this.release();
+      }
+    });
+  }
+
+  /** The account or address this leg stands for (the transferor of a REFER). */
+  protected abstract identity(): Party;
+
+  // ---------------------------------------------------------------------------------------
+  // Signals of an established call (or of an early dialog), shared by both kinds
+
+  protected inCall(signal: Signal): void {
+    switch (signal.kind) {
+      case 'update':
+        return void this.update(signal.sdp);
+      case 'updated': {
+        const incoming = this.pendingUpdate;
+        this.pendingUpdate = undefined;
+        if (!incoming) return;
+        if (signal.code !== undefined) incoming.respond(signal.code, { reason: signal.reason });
+        else incoming.respond(200, { body: signal.sdp });
+        return;
+      }
+      case 'ack':
+        return this.engineAck(signal.sdp, signal.code);
+      case 'bye':
+      case 'gone':
+        this.ended = true;
+        if (this.dialog && this.dialog.state !== 'terminated') void this.dialog.bye().catch(() => {});
+        this.release();
+        return;
+      case 'dtmf':
+        return void this.infoRequest(signal.op, DTMF_RELAY, signal.digits.split('').map((d) => `Signal=${d}\r\nDuration=160\r\n`));
+      case 'info':
+        return void this.infoRequest(signal.op, signal.contentType, [signal.body]);
+      default:
+        return;
+    }
+  }
+
+  /** The engine's answer (or refusal) to an offer the device made in a 2xx or a reliable provisional. */
+  protected engineAck(sdp: string | undefined, code: number | undefined): void {
+    const wait = this.ackWait;
+    this.ackWait = undefined;
+    if (!wait) return;
+    if (wait.kind === 'prack') wait.resolve(sdp);
+    else {
+      wait.dialog.ack(code === undefined ? sdp : undefined);
+      // An offer in a 2xx that cannot be answered ends the call (RFC 3261 13.2.2.4).
+      if (code !== undefined) void wait.dialog.bye().catch(() => {});
+    }
+  }
+
+  /** The engine's new offer (or request for one) as a re-INVITE, or UPDATE in an early dialog. */
+  private async update(sdp: string | undefined): Promise<void> {
+    const dialog = this.dialog;
+    if (!dialog || dialog.state === 'terminated') {
+      this.send({ kind: 'updated', code: 481, reason: reasonOf(481) });
+      return;
+    }
+    if (this.updating || this.pendingUpdate) {
+      this.send({ kind: 'updated', code: 491, reason: reasonOf(491) });
+      return;
+    }
+    this.updating = true;
+    const early = dialog.state === 'early';
+    let outcome: RequestOutcome;
+    try {
+      outcome = await dialog.request(early ? 'UPDATE' : 'INVITE', { body: sdp, ackLater: sdp === undefined && !early });
+    } catch (err) {
+      this.updating = false;
+      this.send({ kind: 'updated', code: 491, reason: err instanceof Error ? err.message : String(err) });
+      return;
+    } finally {
+      this.updating = false;
+    }
+    if (outcome.kind !== 'response') {
+      this.send({ kind: 'updated', code: outcome.kind === 'timeout' ? 408 : 503, reason: outcome.kind === 'timeout' ? 'no answer to the re-INVITE' : 'the device is unreachable' });
+      return;
+    }
+    const { response, body } = outcome;
+    if (response.status >= 300) {
+      this.send({ kind: 'updated', code: response.status, reason: response.reason });
+      return;
+    }
+    if (sdp === undefined && !early) {
+      // We asked for an offer: it came in the 2xx, the answer goes in the ACK.
+      this.ackWait = { kind: 'ack2xx', dialog };
+      this.send({ kind: 'updated', sdp: body?.content, offer: true });
+      return;
+    }
+    this.send({ kind: 'updated', sdp: body?.content });
+  }
+
+  private async infoRequest(op: string | undefined, contentType: string, bodies: string[]): Promise<void> {
+    const dialog = this.dialog;
+    let failure: { code: number; reason: string } | undefined = dialog && dialog.state === 'confirmed' ? undefined : { code: 481, reason: 'the call is not connected' };
+    for (const body of bodies) {
+      if (failure) break;
+      try {
+        const outcome = await dialog!.request('INFO', { body, contentType });
+        if (outcome.kind !== 'response') failure = { code: 408, reason: 'no answer to the INFO' };
+        else if (outcome.response.status >= 300) failure = { code: outcome.response.status, reason: outcome.response.reason };
+      } catch (err) {
+        failure = { code: 481, reason: err instanceof Error ? err.message : String(err) };
+      }
+    }
+    if (op) this.send(failure ? { kind: 'result', op, ...failure } : { kind: 'result', op });
+  }
+
+  protected release(): void {
+    this.ended = true;
+    const timer = setTimeout(() => this.router.release(this.address), 32_000);
+    timer.unref();
+  }
+
+  abstract receive(signal: Signal, from: PortAddress): void;
+}
+
+/** A call the engine places to a registered device: an INVITE of ours. */
+export class SipUacLeg extends SipLeg {
+  private readonly call: ClientCall;
+  private readonly offered: boolean;
+  private answered = false;
+
+  constructor(calls: CallService, log: Logger, ua: UserAgentCore, target: SipTarget, invite: Extract<Signal, { kind: 'invite' }>, replyTo: PortAddress, domainOfCaller: string) {
+    super(calls, log);
+    this.peer = replyTo;
+    this.offered = invite.sdp !== undefined;
+    this.remote = { address: target.aor };
+    const destination: SipEndpoint = { host: target.flow.host, port: target.flow.port, transport: target.flow.transport as SipTransportName, flow: target.flow.flow ?? undefined };
+    this.call = ua.invite({
+      requestUri: target.contact,
+      from: nameAddr(invite.from, domainOfCaller),
+      to: nameAddr({ address: target.aor }, domainOfCaller),
+      body: invite.sdp,
+      headers: [...target.path.map((p) => ['Route', p] as const), ...(invite.transferredBy ? [['Referred-By', `<sip:${invite.transferredBy}>`] as const] : [])],
+      destination,
+      prackBody: (_dialog, response) => {
+        // An offer in a reliable provisional response: the engine's answer goes in the PRACK.
+        if (this.offered || !hasSdp(response)) return undefined;
+        return new Promise<string | undefined>((resolve) => {
+          this.ackWait = { kind: 'prack', resolve };
+        });
+      },
+    });
+    this.send({ kind: 'trying' });
+    this.call.on('provisional', (dialog, response) => this.provisional(dialog, response));
+    this.call.on('answered', (dialog, response) => this.answer(dialog, response));
+    this.call.on('failed', (failure) => {
+      if (this.answered || this.ended) return;
+      this.ended = true;
+      if (failure.kind === 'response') {
+        const { response } = failure;
+        if (response.status >= 300 && response.status < 400) {
+          const targets = response.headers.getAll('Contact').flatMap((c) => {
+            try {
+              return [parseNameAddr(c).uriText];
+            } catch {
+              return [];
+            }
+          });
+          if (targets.length > 0) this.send({ kind: 'redirect', targets });
+          else this.send({ kind: 'reject', code: 404, reason: 'redirected nowhere' });
+        } else this.send({ kind: 'reject', code: response.status, reason: response.reason });
+      } else if (failure.kind === 'timeout') this.send({ kind: 'reject', code: 408, reason: 'the device did not answer the INVITE' });
+      else if (failure.kind === 'transport') this.send({ kind: 'reject', code: 503, reason: 'the device is unreachable' });
+      this.release();
+    });
+  }
+
+  protected identity(): Party {
+    return this.remote;
+  }
+
+  private provisional(dialog: Dialog | undefined, response: SipResponse): void {
+    if (this.ended) return;
+    const sdp = hasSdp(response) ? response.body.toString('utf8') : undefined;
+    // An offer may come only reliably; an unreliable one is not an offer we can answer.
+    const reliable = response.headers.get('RSeq') !== undefined;
+    const offer = !this.offered && sdp !== undefined && reliable;
+    this.send({ kind: 'progress', tag: dialog?.id.remoteTag ?? 'sip', sdp: this.offered || offer ? sdp : undefined, offer });
+  }
+
+  private answer(dialog: Dialog, response: SipResponse): void {
+    if (this.ended) {
+      dialog.ack();
+      void dialog.bye().catch(() => {});
+      return;
+    }
+    this.answered = true;
+    this.attach(dialog);
+    const sdp = hasSdp(response) ? response.body.toString('utf8') : undefined;
+    const offer = !this.offered && sdp !== undefined;
+    if (offer) this.ackWait = { kind: 'ack2xx', dialog };
+    else dialog.ack();
+    this.send({ kind: 'answer', tag: dialog.id.remoteTag, sdp, offer, peer: this.remote });
+  }
+
+  receive(signal: Signal, from: PortAddress): void {
+    if (from.id !== '-') this.peer = from;
+    if (signal.kind === 'cancel') {
+      this.ended = true;
+      if (!this.call.cancel() && this.dialog) void this.dialog.bye().catch(() => {});
+      this.release();
+      return;
+    }
+    if (signal.kind === 'ack' && this.ackWait?.kind === 'prack') return this.engineAck(signal.sdp, signal.code);
+    this.inCall(signal);
+  }
+}
+
+/** A call a device makes: an INVITE received, placed through the engine. */
+export class SipUasLeg extends SipLeg {
+  private readonly offered: boolean;
+  private readonly self: Party;
+
+  constructor(calls: CallService, log: Logger, private readonly server: ServerCall, caller: Party, accountId: number | undefined, to: string) {
+    super(calls, log);
+    this.self = caller;
+    this.offered = server.body !== undefined && isSdp(server.body);
+    this.attach(server.dialog);
+    server.on('cancelled', () => {
+      this.ended = true;
+      this.send({ kind: 'cancel', reason: 'cancelled by the caller' });
+      this.release();
+    });
+    server.on('ack', (body) => this.deviceAck(body));
+    server.on('prack', (body) => {
+      if (body && isSdp(body)) this.send({ kind: 'ack', sdp: body.content });
+    });
+    const placed = calls.place({ caller: this.address, accountId, from: caller, to, sdp: this.offered ? server.body!.content : undefined });
+    this.peer = placed.address;
+  }
+
+  protected identity(): Party {
+    return this.self;
+  }
+
+  receive(signal: Signal, from: PortAddress): void {
+    if (from.id !== '-') this.peer = from;
+    const server = this.server;
+    switch (signal.kind) {
+      case 'progress':
+        if (signal.sdp === undefined) server.provisional(180);
+        else if (!signal.offer) server.provisional(183, { body: signal.sdp });
+        else if (server.reliableAllowed) server.provisional(183, { body: signal.sdp, reliable: true });
+        else {
+          // The device cannot take an offer before the answer: it comes again in the 200.
+          server.provisional(180);
+          this.send({ kind: 'ack', tag: signal.tag, code: 488, reason: 'the caller takes no early offer' });
+        }
+        return;
+      case 'answer':
+        if (!server.answer(200, signal.sdp)) return;
+        if (signal.peer) this.remote = signal.peer;
+        return;
+      case 'reject':
+        this.ended = true;
+        server.reject(signal.code, signal.reason);
+        this.release();
+        return;
+      case 'transferred':
+        this.remote = signal.peer;
+        return;
+      default:
+        this.inCall(signal);
+    }
+  }
+}
+
+function hasSdp(response: SipResponse): boolean {
+  const type = response.headers.get('Content-Type');
+  return response.body.length > 0 && type !== undefined && type.split(';', 1)[0]!.trim().toLowerCase() === 'application/sdp';
+}
+
+function isSdp(body: SipBody): boolean {
+  return body.contentType.split(';', 1)[0]!.trim().toLowerCase() === 'application/sdp';
+}
+
+/** A party as a SIP name-addr: its address as a SIP URI (a bare number becomes one of `domain`). */
+export function nameAddr(party: Party, domain: string): string {
+  const address = party.address.replace(/^sips?:/i, '');
+  const uri = `sip:${address.includes('@') ? address : `${address}@${domain}`}`;
+  const name = party.name?.replace(/["\\\r\n]/g, '');
+  return name ? `"${name}" <${uri}>` : `<${uri}>`;
+}
+
+export interface SipCallsDeps {
+  sip: SipService;
+  ua: UserAgentCore;
+  calls: CallService;
+  registrar: Registrar;
+  auth: AuthService;
+  digest: DigestAuthenticator;
+  im: ImService;
+  /** This node (ClusterNode.id): datagram bindings are rung from here. */
+  node: string;
+  log: Logger;
+}
+
+/**
+ * Wires SIP to the call engine: INVITEs from devices become calls, the engine's calls for an
+ * account ring its registered devices, and everything inside dialogs goes to the user agent
+ * core first.
+ */
+export class SipCalls {
+  private readonly log: Logger;
+
+  constructor(private readonly deps: SipCallsDeps) {
+    this.log = deps.log;
+    deps.sip.onStray((event) => deps.ua.receive(event));
+    deps.sip.handle('INVITE', (event) => {
+      if (deps.ua.receive(event)) return;
+      void this.invite(event).catch((err: unknown) => {
+        this.log.error({ event: 'sip.invite_failed', error: errorText(err) }, 'an INVITE could not be handled');
+        if (!event.transaction.answered) event.respond(500);
+      });
+    });
+    deps.calls.addDevices(async (account) =>
+      (await deps.registrar.locate(account.id)).map((binding) => ({
+        kind: 'sip' as const,
+        // A device reached over a connection (or an outbound flow) is rung from the node that holds it.
+        node: binding.flow !== null || binding.outbound ? binding.node : deps.node,
+        accountId: account.id,
+        aor: `${account.name}@${account.domain}`,
+        contact: binding.contact,
+        path: binding.path,
+        flow: { transport: binding.transport, host: binding.host, port: binding.port, flow: binding.flow },
+      })),
+    );
+    deps.calls.router.onTarget('sip', (target, invite, replyTo) => new SipUacLeg(deps.calls, this.log, deps.ua, target, invite, replyTo, target.aor.split('@')[1] ?? 'invalid'));
+  }
+
+  /**
+   * A new INVITE: a device of one of our domains calls (it authenticates, 407), or someone
+   * elsewhere calls one of our accounts (taken without authentication, as a domain's proxy
+   * takes calls for its users).
+   */
+  private async invite(event: SipRequestEvent): Promise<void> {
+    const { request, source } = event;
+    let requestUri: Uri;
+    let from: NameAddr;
+    try {
+      requestUri = parseUri(request.uri);
+      from = parseNameAddr(request.headers.get('From') ?? '');
+    } catch {
+      event.respond(400, 'Bad Request (unreadable Request-URI or From)');
+      return;
+    }
+    if (requestUri.kind !== 'sip' || from.uri.kind !== 'sip') {
+      event.respond(416);
+      return;
+    }
+    const callerDomain = from.uri.host.toLowerCase();
+    const called = requestUri.user === undefined ? undefined : `${requestUri.user}@${requestUri.host}`.toLowerCase();
+    let caller: Party;
+    let accountId: number | undefined;
+    if (await this.deps.im.isLocalDomain(callerDomain)) {
+      // One of our users: the INVITE must prove it (RFC 3261 22.3, a proxy's 407).
+      const verdict = await authenticateRequest({ auth: this.deps.auth, digest: this.deps.digest, log: this.log }, request, source, callerDomain, 'Proxy-Authorization', sameUri);
+      if (verdict.kind === 'bad') return void event.respond(400, verdict.reason);
+      if (verdict.kind === 'refused') return void event.respond(403, 'Forbidden (too many failed attempts; try again later)');
+      if (verdict.kind === 'challenge') {
+        const headers = this.deps.digest.challenge(callerDomain, { stale: verdict.why === 'stale' }).map((value) => ['Proxy-Authenticate', value] as [string, string]);
+        event.respond(407, undefined, { headers });
+        return;
+      }
+      const account = verdict.account;
+      caller = { address: `${account.name}@${account.domain}`, name: from.displayName || account.realName || undefined };
+      accountId = account.id;
+    } else {
+      if (called === undefined || !(await this.deps.im.isLocalDomain(requestUri.host.toLowerCase()))) {
+        event.respond(403, 'Forbidden (this server relays calls for its own users only)');
+        return;
+      }
+      caller = { address: from.uri.user ? `${from.uri.user}@${callerDomain}` : callerDomain, name: from.displayName || undefined };
+    }
+    if (called === undefined) {
+      event.respond(404, 'Not Found (the Request-URI has no user)');
+      return;
+    }
+    const server = this.deps.ua.acceptInvite(event);
+    if (!server) return;
+    new SipUasLeg(this.deps.calls, this.log, server, caller, accountId, called);
+  }
+}
+
+export interface SipStackDeps {
+  sip: SipService;
+  calls: CallService;
+  im: ImService;
+  auth: AuthService;
+  accounts: AccountService;
+  store: Store;
+  bus: EventBus;
+  node: string;
+  /** The Digest algorithms challenges offer, in order (config sip.digestAlgorithms). */
+  digestAlgorithms: readonly ('MD5' | 'SHA-256')[];
+  log: Logger;
+  metrics?: Metrics;
+}
+
+/**
+ * SIP's services on the SIP listeners: the registrar (REGISTER), the user agent core that owns
+ * every dialog, and calls through the call engine. Digest nonces are made with a secret of the
+ * whole cluster, so that any node verifies what another challenged.
+ */
+export async function startSipCalls(deps: SipStackDeps): Promise<{ registrar: Registrar; ua: UserAgentCore; close(): Promise<void> }> {
+  const log = deps.log;
+  const digest = new DigestAuthenticator(await deps.auth.clusterSecret('sip-digest-nonces'), { algorithms: deps.digestAlgorithms });
+  const registrar = new Registrar({ store: deps.store, accounts: deps.accounts, auth: deps.auth, digest, bus: deps.bus, node: deps.node }, { log, metrics: deps.metrics });
+  const { sip } = deps;
+  const ua = new UserAgentCore({
+    transactions: sip.transactions,
+    send: (message, destination) => sip.send(message, destination),
+    localAddress: (destination) => sip.localAddress(destination),
+    resolve: resolveNextHop,
+  });
+  sip.handle('REGISTER', (event) => {
+    void registrar.register(event.request, event.source).then((response) => sip.transactions.respond(event.transaction, response));
+  });
+  sip.handle('CANCEL', (event) => {
+    if (!ua.receive(event)) sip.transactions.acceptCancel(event.transaction);
+  });
+  new SipCalls({ sip, ua, calls: deps.calls, registrar, auth: deps.auth, digest, im: deps.im, node: deps.node, log });
+  registrar.start();
+  return {
+    registrar,
+    ua,
+    async close() {
+      ua.shutdown();
+      await registrar.stop();
+    },
+  };
+}
+
+/**
+ * Where a request outside a flow goes (RFC 3263, simplified): the URI's `maddr` or host, its
+ * port or the scheme's, its `transport` parameter. A name is looked up in the system's
+ * resolver (A/AAAA); NAPTR and SRV are not consulted yet.
+ */
+export async function resolveNextHop(text: string): Promise<SipEndpoint> {
+  const uri = parseUri(text);
+  if (uri.kind !== 'sip') throw new TypeError(`not a SIP URI: ${text}`);
+  const secure = uri.scheme === 'sips';
+  const transportParam = uri.params.get('transport')?.toLowerCase();
+  const transport: SipTransportName = secure || transportParam === 'tls' ? 'tls' : transportParam === 'tcp' ? 'tcp' : transportParam === 'ws' ? 'ws' : transportParam === 'wss' ? 'wss' : 'udp';
+  const host = (uri.params.get('maddr') ?? uri.host).replace(/^\[(.*)\]$/, '$1');
+  const port = uri.port ?? (transport === 'tls' ? 5061 : 5060);
+  if (isIP(host)) return { host, port, transport };
+  const { address } = await lookup(host);
+  return { host: address, port, transport };
+}
