@@ -84,44 +84,38 @@ describe('message sets', () => {
     assert.equal((await storedUids(server, u.address, 'Copies')).length, 1);
   });
 
-  test('many UID ranges over a large mailbox cost one sort, not one scan each', () => {
+  // The linear-time tests assert no time (the machines are noisy): a quadratic regression on
+  // 100,000 messages runs for minutes and meets the runner's timeout instead, which a linear
+  // pass (well under a second) never nears.
+  test('many UID ranges over a large mailbox cost one sort, not one scan each', { timeout: 60_000 }, () => {
     const { index } = indexOf(100_000);
     const request = el('folderBrowse', { folder: 'F' });
     for (let i = 0; i < 5000; i++) request.add('UID', { from: i * 20, till: i * 20 + 9 });
     request.add('UID', { from: 0, till: 999_999_999_999 });
-    const started = Date.now();
     const set = messageSet(request, folderOf(viewOf(index)));
-    const elapsed = Date.now() - started;
     assert.equal(set.kind, 'uid');
     assert.equal(set.kind === 'uid' && set.uids.length, 100_000);
     // The ranges first, each ascending, then what the last range added.
     assert.deepEqual(set.kind === 'uid' && set.uids.slice(0, 12), [1, 2, 3, 4, 5, 6, 7, 8, 9, 20, 21, 22]);
-    assert.ok(elapsed < 1500, `messageSet took ${elapsed} ms`);
   });
 });
 
 describe('folder views on 100k messages', () => {
-  test('a flag change that brings every message into a flag-filtered view syncs in linear time', () => {
+  test('a flag change that brings every message into a flag-filtered view syncs in linear time', { timeout: 60_000 }, () => {
     const { index, metas } = indexOf(100_000);
     const view = viewOf(index, { flagFilter: parseFlagFilter('Seen') });
     assert.equal(view.length, 0);
     index.applyChanged(metas.map((m) => ({ ...m, flags: Flag.Seen, modseq: 2 })), 2, 'flags');
-    const started = Date.now();
     const reports = view.sync();
-    const elapsed = Date.now() - started;
     assert.equal(reports.length, 100_000);
     assert.ok(reports.every((r, i) => r.mode === 'added' && r.index === i));
-    assert.ok(elapsed < 1500, `folderSync took ${elapsed} ms`);
   });
 
-  test('browsing by UID a FLAGS-sorted view whose flags changed since the last sync stays linear', () => {
+  test('browsing by UID a FLAGS-sorted view whose flags changed since the last sync stays linear', { timeout: 60_000 }, () => {
     const { index, metas } = indexOf(100_000);
     const view = viewOf(index, { sortField: 'FLAGS' });
     index.applyChanged(metas.map((m) => ({ ...m, flags: m.uid % 2 ? Flag.Seen : Flag.Flagged, modseq: 2 })), 2, 'flags');
-    const started = Date.now();
     for (let uid = 1; uid <= 100_000; uid++) assert.equal(view.positionOf(uid), uid - 1);
-    const elapsed = Date.now() - started;
-    assert.ok(elapsed < 1500, `positionOf took ${elapsed} ms`);
     // After the sync the view is in its new order (Seen = 1 before Flagged = 4) and positions follow it.
     view.sync();
     assert.equal(view.positionOf(1), 0);
