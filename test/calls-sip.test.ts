@@ -178,6 +178,36 @@ describe('calls between XIMSS sessions and a SIP phone (baresip)', { skip }, () 
     }
   });
 
+  test('phone to phone through the server: a second phone calls the first, audio both ways, hung up by the callee', async () => {
+    const carol = await server.newAccount('desk', { password: 'desk-secret' });
+    const [user, domain] = carol.split('@') as [string, string];
+    const second = await Baresip.start({
+      name: 'carol',
+      account: { user, password: 'desk-secret', domain, registrar: `127.0.0.1:${sipPort}` },
+      audioIn: writeWav(join(dir, 'star.wav'), dtmfSamples('*', 2)),
+      recordTo: join(dir, 'carol-heard.wav'),
+    });
+    try {
+      await second.registered();
+      const mark = phone.events.count;
+      await second.dial(`sip:${bob}`);
+      const incoming = await phone.events.waitFor((e) => e.type === 'CALL_INCOMING', 10_000, mark);
+      assert.match(incoming.peeruri ?? '', new RegExp(`^sip:${carol.replace('.', '\\.')}`));
+      await phone.answer();
+      await Promise.all([phone.events.waitFor((e) => e.type === 'CALL_ESTABLISHED', 10_000, mark), second.waitForEvent('CALL_ESTABLISHED')]);
+      await sleep(3000);
+      const closedFrom = second.events.count;
+      await phone.hangup();
+      await second.events.waitFor((e) => e.type === 'CALL_CLOSED', 10_000, closedFrom);
+      const heardByBob = dtmfBlockCounts(readWav(await phone.recording()).samples);
+      const heardByCarol = dtmfBlockCounts(readWav(await second.recording()).samples);
+      assert.ok((heardByBob.get('*') ?? 0) > 1.5 * BLOCKS_PER_SECOND, `bob heard ${JSON.stringify([...heardByBob])}`);
+      assert.ok((heardByCarol.get('9') ?? 0) > 1.5 * BLOCKS_PER_SECOND, `carol heard ${JSON.stringify([...heardByCarol])}`);
+    } finally {
+      await second.stop();
+    }
+  });
+
   test('an INVITE claiming one of our users without credentials is challenged (407)', async () => {
     const socket = dgram.createSocket('udp4');
     await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve));
