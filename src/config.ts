@@ -145,6 +145,12 @@ export interface Config {
      * ["SHA-256", "MD5"] is RFC 8760's order for fleets that all know SHA-256.
      */
     digestAlgorithms: ('MD5' | 'SHA-256')[];
+    /**
+     * A SIP trunk (`sip:host[:port][;transport=tcp]`) for calls to phone numbers and other
+     * domains, authenticated by its address (no Digest of ours yet); '' = other domains by
+     * DNS (RFC 3263), phone numbers nowhere.
+     */
+    trunk: string;
   };
   /** Mail received from other servers (SMTP without AUTH). */
   inbound: {
@@ -346,7 +352,7 @@ export function defaultConfig(): Config {
       webSocket: true,
       s2s: { requireTls: false, caFile: '', idleSeconds: 600, connectSeconds: 30, queueStanzas: 500, connectionsPerAddress: 20 },
     },
-    sip: { publicHost: '', webSocket: true, connections: 10_000, connectionsPerAddress: 64, idleSeconds: 300, outputBytes: 1024 * 1024, mediaPorts: { min: 20000, max: 29999 }, digestAlgorithms: ['MD5'] },
+    sip: { publicHost: '', webSocket: true, connections: 10_000, connectionsPerAddress: 64, idleSeconds: 300, outputBytes: 1024 * 1024, mediaPorts: { min: 20000, max: 29999 }, digestAlgorithms: ['MD5'], trunk: '' },
     inbound: { authenticationChecks: true },
     calendar: { remotePrivateAddresses: false },
     im: { rosterItems: 2000, rosterGroups: 200, blockedItems: 1000, offlineMessages: 1000, offlineDays: 30, resourcesPerAccount: 32, archiveDays: 365, mucSubdomain: 'conference', mucRoomsPerService: 1000, mucOccupantsPerRoom: 200, mucHistory: 50 },
@@ -532,6 +538,7 @@ const configSchema = z.strictObject({
       .array(z.enum(['MD5', 'SHA-256']))
       .min(1, 'must name at least one algorithm')
       .refine((list) => new Set(list).size === list.length, 'must not name an algorithm twice'),
+    trunk: text((s) => s === '' || /^sips?:[^\s@]+$/i.test(s), 'must be empty or a SIP URI without a user (sip:host[:port][;transport=tcp])'),
   }),
   inbound: z.strictObject({ authenticationChecks: z.boolean() }),
   calendar: z.strictObject({ remotePrivateAddresses: z.boolean() }),

@@ -100,6 +100,8 @@ export interface ServerOptions {
   dnsResolver?: DnsResolver;
   /** The time limit of one of those DNS queries, ms (default 5000). */
   dnsTimeoutMs?: number;
+  /** DNS for finding other domains' SIP servers (NAPTR, SRV, A/AAAA; default: dnsResolver, else the system's); tests pass a stub. */
+  sipResolver?: DnsResolver;
   /** DNS for finding other XMPP servers (SRV _xmpp-server._tcp, A/AAAA; default: dnsResolver, else the system's); tests pass a stub. */
   xmppResolver?: DnsResolver;
 }
@@ -274,7 +276,7 @@ async function build(rawStore: Store, config: Config, log: Logger, options: Serv
     metrics,
   };
   // SIP registrations and calls, on the SIP listeners.
-  const sipCalls = sip ? await startSipCalls({ sip, calls, im, auth: services.auth, accounts, store, bus, node: node.id, digestAlgorithms: config.sip.digestAlgorithms, log: log.child({ component: 'sip' }), metrics }) : undefined;
+  const sipCalls = sip ? await startSipCalls({ sip, calls, im, auth: services.auth, accounts, store, bus, node: node.id, digestAlgorithms: config.sip.digestAlgorithms, trunk: config.sip.trunk, resolver: options.sipResolver ?? options.dnsResolver, log: log.child({ component: 'sip' }), metrics }) : undefined;
   if (sipCalls) undo.push(() => sipCalls.close());
   undo.push(() => services.sessions.close());
   const engine = new Engine(services);

@@ -235,4 +235,62 @@ describe('calls between XIMSS sessions and a SIP phone (baresip)', { skip }, () 
       socket.close();
     }
   });
+
+  test('to another domain found in DNS (NAPTR, SRV, A), and a number through a trunk: the remote party rings and answers', async () => {
+    const one = writeWav(join(dir, 'one.wav'), dtmfSamples('1', 2));
+    const remote = await Baresip.start({ name: 'dave', user: 'dave', audioIn: one, answerMode: 'auto' });
+    // The trunk's far end: a phone whose user is the number dialled (a gateway would route it on).
+    const gateway = await Baresip.start({ name: 'gateway', user: '5550100', audioIn: one, answerMode: 'auto' });
+    const table: Record<string, unknown[]> = {
+      'remote.test NAPTR': [{ order: 10, preference: 10, flags: 's', service: 'SIP+D2U', regexp: '', replacement: '_sip._udp.remote.test' }],
+      '_sip._udp.remote.test SRV': [{ name: 'sip1.remote.test', port: remote.sipPort, priority: 10, weight: 10 }],
+      'sip1.remote.test A': ['127.0.0.1'],
+    };
+    const resolver = async (name: string, rrtype: string): Promise<unknown> => {
+      const records = table[`${name} ${rrtype}`];
+      if (!records) throw Object.assign(new Error('not found'), { code: 'ENOTFOUND' });
+      return records;
+    };
+    const viaDns = await startTestServer({ ports: { sip: await freeSipPort() } }, { sipResolver: resolver });
+    const viaTrunk = await startTestServer({ ports: { sip: await freeSipPort() }, sip: { trunk: `sip:127.0.0.1:${gateway.sipPort}` } });
+    try {
+      for (const [server2, peer, far] of [
+        [viaDns, 'dave@remote.test', remote],
+        [viaTrunk, '555-0100', gateway],
+      ] as const) {
+        const caller = await server2.newAccount('out');
+        const session = (await server2.login(caller, 'secret')).client;
+        await ok(session, `<signalBind><sdpText>v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n</sdpText></signalBind>`);
+        const media = await TestMedia.open();
+        try {
+          const mark = far.events.count;
+          await ok(session, `<callStart callLeg="out" peer="${peer}"><sdpText>${media.sdp()}</sdpText></callStart>`);
+          // It answers by itself (answer mode auto): no CALL_INCOMING, the call is established at once.
+          const established = await far.events.waitFor((e) => e.type === 'CALL_ESTABLISHED', 10_000, mark);
+          assert.match(established.peeruri ?? '', new RegExp(`^sip:${caller.replace('.', '\\.')}`));
+          await session.takeAsync('callConnected', (m) => m.attrs.callLeg === 'out', 10_000);
+          await sleep(1500);
+          const closedFrom = far.events.count;
+          await ok(session, '<callKill callLeg="out"/>');
+          await far.events.waitFor((e) => e.type === 'CALL_CLOSED', 10_000, closedFrom);
+          const heard = dtmfBlockCounts(Int16Array.from(media.received));
+          assert.ok((heard.get('1') ?? 0) > 0.5 * BLOCKS_PER_SECOND, `${peer}: the session heard ${JSON.stringify([...heard])}`);
+        } finally {
+          media.close();
+        }
+      }
+      // Without a trunk, a number goes nowhere (honestly).
+      const caller = await viaDns.newAccount('out');
+      const session = (await viaDns.login(caller, 'secret')).client;
+      await ok(session, '<callStart callLeg="n" peer="+1 555 0100"/>');
+      const refused = await session.takeAsync('callDisconnected', () => true, 10_000);
+      assert.equal(refused.attrs.signalCode, '404');
+      assert.match(refused.attrs.errorText ?? '', /trunk/);
+    } finally {
+      await remote.stop();
+      await gateway.stop();
+      await viaDns.stop();
+      await viaTrunk.stop();
+    }
+  });
 });

@@ -21,7 +21,7 @@ export type StageOutcome = { reject: { code: number; reason: string } } | { targ
 /** What a call needs of the engine around it. */
 export interface CallHooks {
   /** The targets of an address a callee redirected to. */
-  resolve(address: string, from: Party): Promise<Resolution>;
+  resolve(address: string, context: ResolveContext): Promise<Resolution>;
   /** The call is over (for the counts, the log and the limits). */
   ended(call: Call, outcome: { connected: boolean; code?: number; reason?: string }): void;
   /** How long the call may ring unanswered, ms. */
@@ -29,6 +29,17 @@ export interface CallHooks {
   /** Redirections followed, and branches rung, at most, for one call. */
   readonly maxRedirects: number;
   readonly maxBranches: number;
+}
+
+/** Who is calling, for the resolution of an address. */
+export interface ResolveContext {
+  from: Party;
+  /** The caller's account when it is one of ours (only they may call other domains). */
+  callerAccountId?: number;
+  /** A client of the called account not to ring (the session calling itself). */
+  exclude?: { accountId: number; resource: string };
+  /** Redirections and rules followed so far. */
+  depth?: number;
 }
 
 export type CallState = 'ringing' | 'connected' | 'ended';
@@ -59,6 +70,8 @@ interface Branch {
 export class Call {
   state: CallState = 'ringing';
   readonly started = Date.now();
+  /** The caller's account, when it is one of ours (for its limit and what it may call). */
+  accountId: number | undefined;
   /** The caller's leg (learned from its signals: a junction may take its place). */
   private caller: PortAddress;
   private readonly callerPort: PortAddress;
@@ -292,7 +305,7 @@ export class Call {
         return;
       }
       for (const address of targets) {
-        const resolved = await this.hooks.resolve(address, this.from);
+        const resolved = await this.hooks.resolve(address, { from: this.from, callerAccountId: this.accountId });
         if (this.state !== 'ringing') return;
         if ('code' in resolved) this.refusals.push(resolved.code);
         else if (resolved.targets.length === 0) this.refusals.push(480);

@@ -8,7 +8,7 @@ import type { AccountService } from '../accounts.js';
 import type { DatasetService } from '../datasets.js';
 import { fromCommuniGateZone } from '../time-zones.js';
 import type { ImService } from '../im/service.js';
-import { Call, type CalleeRules, type CallHooks, type Resolution, type StageOutcome } from './call.js';
+import { Call, type CalleeRules, type CallHooks, type ResolveContext, type Resolution, type StageOutcome } from './call.js';
 import { runSignalRules, timedStages, type SignalStage } from './signal-rules.js';
 import { CallRouter, type PortAddress } from './router.js';
 import type { CallTarget, Party, SdpText } from './signal.js';
@@ -26,6 +26,15 @@ export const DEFAULT_CALL_LIMITS: Readonly<CallLimits> = Object.freeze({ ringSec
 
 /** The devices of an account a call rings besides its bound XIMSS sessions (SIP bindings). */
 export type DeviceLocator = (account: AccountIdentity) => Promise<CallTarget[]>;
+
+/** The targets of an address outside our domains (user@domain, a SIP URI, a phone number). */
+export type RemoteRouter = (address: string, from: Party) => Promise<Resolution>;
+
+/** A phone number as a caller dials it: digits with an optional +, and the usual separators. */
+export function isPhoneNumber(address: string): boolean {
+  const text = address.trim().replace(/^tel:/i, '');
+  return /^\+?[0-9*#][0-9*#\-. ()]{1,31}$/.test(text);
+}
 
 /** What placing a call needs: who calls, from which leg, whom, with what offer. */
 export interface PlaceCall {
@@ -66,6 +75,7 @@ export class CallService implements CallHooks {
   private readonly im: ImService;
   private readonly calls = new Set<Call>();
   private readonly locators: DeviceLocator[] = [];
+  private remoteRouter: RemoteRouter | undefined;
   private readonly perAccount = new Map<number, number>();
   readonly ringTimeoutMs: number;
   readonly maxRedirects = 3;
@@ -108,11 +118,11 @@ export class CallService implements CallHooks {
     this.calls.add(call);
     if (request.accountId !== undefined) {
       this.perAccount.set(request.accountId, (this.perAccount.get(request.accountId) ?? 0) + 1);
-      (call as { accountId?: number }).accountId = request.accountId;
+      call.accountId = request.accountId;
     }
     this.metrics?.callsActive.inc();
     this.log.info({ event: 'call.started', callId, from: request.from.address, to: request.to }, 'a call was placed');
-    void this.resolve(request.to, request.from, request.exclude).then(
+    void this.resolve(request.to, { from: request.from, callerAccountId: request.accountId, exclude: request.exclude }).then(
       (resolution) => {
         if (call.state !== 'ringing') return;
         if ('code' in resolution) call.refuse(resolution.code, resolution.reason);
@@ -127,12 +137,19 @@ export class CallService implements CallHooks {
    * The targets of an address: the bound sessions of one of our accounts, as its Signal
    * Rules of the stage Immediately change them; the rules of the later stages go with them.
    */
-  async resolve(address: string, from: Party, exclude?: { accountId: number; resource: string }, depth = 0): Promise<Resolution> {
+  async resolve(address: string, context: ResolveContext): Promise<Resolution> {
+    const { from, exclude } = context;
+    const depth = context.depth ?? 0;
     const bare = addressOf(address);
-    if (bare === undefined) return { code: 404, reason: `${JSON.stringify(address.slice(0, 100))} is not an address that can be called` };
-    const at = bare.indexOf('@');
-    const domain = bare.slice(at + 1);
-    if (!(await this.im.isLocalDomain(domain))) return { code: 503, reason: `calls to other domains (${domain}) are not available yet` };
+    const remote = bare === undefined ? isPhoneNumber(address) : !(await this.im.isLocalDomain(bare.slice(bare.indexOf('@') + 1)));
+    if (bare === undefined && !remote) return { code: 404, reason: `${JSON.stringify(address.slice(0, 100))} is not an address that can be called` };
+    if (remote) {
+      // Only our own users' calls leave the server (no open relay for anyone's calls).
+      if (context.callerAccountId === undefined) return { code: 403, reason: 'calls from outside are not relayed to other domains' };
+      if (!this.remoteRouter) return { code: 503, reason: `calls to other domains and numbers are not available (SIP is off)` };
+      return this.remoteRouter(address.trim(), from);
+    }
+    if (bare === undefined) return { code: 404, reason: 'not an address' };
     const account = await this.im.accountOf(bare);
     if (!account) return { code: 404, reason: `no such user: ${bare}` };
     let targets = await this.devices(account, exclude);
@@ -144,6 +161,11 @@ export class CallService implements CallHooks {
     }
     if (targets.length === 0) return { targets, rules, nobody: `${bare} has no device to ring` };
     return { targets, rules };
+  }
+
+  /** Where calls for other domains and phone numbers go (the SIP binding: DNS or a trunk). */
+  routeRemote(router: RemoteRouter): void {
+    this.remoteRouter = router;
   }
 
   /**
@@ -215,7 +237,7 @@ export class CallService implements CallHooks {
         const targets: CallTarget[] = [];
         for (const target of addresses) {
           // A rule pointing back at the account itself rings its devices without its rules again.
-          const resolved = addressOf(target) === called ? { targets: await this.devices(account) } : await this.resolve(target, from, undefined, depth + 1);
+          const resolved = addressOf(target) === called ? { targets: await this.devices(account) } : await this.resolve(target, { from, callerAccountId: account.id, depth: depth + 1 });
           if ('targets' in resolved) targets.push(...resolved.targets);
         }
         return { targets, replace: decision.redirect !== undefined };
@@ -242,7 +264,7 @@ export class CallService implements CallHooks {
 
   ended(call: Call, outcome: { connected: boolean; code?: number; reason?: string }): void {
     if (!this.calls.delete(call)) return;
-    const accountId = (call as { accountId?: number }).accountId;
+    const accountId = call.accountId;
     if (accountId !== undefined) {
       const left = (this.perAccount.get(accountId) ?? 1) - 1;
       if (left <= 0) this.perAccount.delete(accountId);

@@ -63,15 +63,17 @@ export type SignalKind = Signal['kind'];
 /**
  * Where a new call may be delivered: a XIMSS session bound on some node, or a SIP device
  * registered to the account (its Contact, the flow that reaches it, and the node that holds
- * that flow; a datagram flow is reached from any node).
+ * that flow; a datagram flow is reached from any node), or another domain's SIP server or a
+ * trunk (the Request-URI and the first hop).
  */
 export type CallTarget =
   | { kind: 'ximss'; node: string; accountId: number; resource: string }
   | {
       kind: 'sip';
       node: string;
-      accountId: number;
-      /** The address-of-record (user@domain). */
+      /** The account whose device it is; absent for another domain's server or a trunk. */
+      accountId?: number;
+      /** The address-of-record (user@domain), or the number called. */
       aor: string;
       contact: string;
       /** Path headers of the registration (RFC 3327): the first hops toward the device. */

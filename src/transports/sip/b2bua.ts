@@ -27,8 +27,10 @@ import type { Metrics } from '../../metrics.js';
 import type { AccountService } from '../../services/accounts.js';
 import type { AuthService } from '../../services/auth.js';
 import { BlindTransfer } from '../../services/calls/junction.js';
+import type { Resolution } from '../../services/calls/call.js';
 import type { CallRouter, Port, PortAddress } from '../../services/calls/router.js';
-import type { CallService } from '../../services/calls/service.js';
+import { addressOf, isPhoneNumber, type CallService } from '../../services/calls/service.js';
+import type { DnsResolver } from '../../services/mail-auth.js';
 import { reasonOf, type CallTarget, type Party, type Signal } from '../../services/calls/signal.js';
 import { DigestAuthenticator } from '../../services/digest.js';
 import type { ImService } from '../../services/im/service.js';
@@ -36,6 +38,7 @@ import type { Store } from '../../store/store.js';
 import { UserAgentCore, type ClientCall, type Dialog, type IncomingRequest, type RequestOutcome, type ServerCall, type SipBody } from './dialog.js';
 import { authenticateRequest } from './digest-auth.js';
 import type { SipResponse } from './message.js';
+import { locateSipServers, SipLocateError } from './locate.js';
 import { Registrar, sameUri } from './registrar.js';
 import type { SipRequestEvent, SipService } from './service.js';
 import type { SipEndpoint, SipTransportName } from './transactions.js';
@@ -318,7 +321,8 @@ export class SipUacLeg extends SipLeg {
     this.call = ua.invite({
       requestUri: target.contact,
       from: nameAddr(invite.from, domainOfCaller),
-      to: nameAddr({ address: target.aor }, domainOfCaller),
+      // Another domain's server or a trunk: To is the Request-URI (a number at the trunk).
+      to: target.accountId === undefined ? `<${target.contact}>` : nameAddr({ address: target.aor }, domainOfCaller),
       body: invite.sdp,
       headers: [...target.path.map((p) => ['Route', p] as const), ...(invite.transferredBy ? [['Referred-By', `<sip:${invite.transferredBy}>`] as const] : [])],
       destination,
@@ -515,7 +519,11 @@ export class SipCalls {
         flow: { transport: binding.transport, host: binding.host, port: binding.port, flow: binding.flow },
       })),
     );
-    deps.calls.router.onTarget('sip', (target, invite, replyTo) => new SipUacLeg(deps.calls, this.log, deps.ua, target, invite, replyTo, target.aor.split('@')[1] ?? 'invalid'));
+    deps.calls.router.onTarget('sip', (target, invite, replyTo) => {
+      // A caller without a domain (a number that called in) is named in the callee's.
+      const domain = invite.from.address.split('@')[1] ?? target.aor.split('@')[1] ?? 'invalid';
+      return new SipUacLeg(deps.calls, this.log, deps.ua, target, invite, replyTo, domain);
+    });
   }
 
   /**
@@ -583,6 +591,10 @@ export interface SipStackDeps {
   node: string;
   /** The Digest algorithms challenges offer, in order (config sip.digestAlgorithms). */
   digestAlgorithms: readonly ('MD5' | 'SHA-256')[];
+  /** Where calls to numbers and other domains go (config sip.trunk; '' = DNS). */
+  trunk: string;
+  /** DNS for other domains' SIP servers (NAPTR, SRV, A/AAAA); the system's by default. */
+  resolver?: DnsResolver;
   log: Logger;
   metrics?: Metrics;
 }
@@ -610,6 +622,7 @@ export async function startSipCalls(deps: SipStackDeps): Promise<{ registrar: Re
     if (!ua.receive(event)) sip.transactions.acceptCancel(event.transaction);
   });
   new SipCalls({ sip, ua, calls: deps.calls, registrar, auth: deps.auth, digest, im: deps.im, node: deps.node, log });
+  deps.calls.routeRemote((address) => remoteTargets(address, deps));
   registrar.start();
   return {
     registrar,
@@ -618,6 +631,48 @@ export async function startSipCalls(deps: SipStackDeps): Promise<{ registrar: Re
       ua.shutdown();
       await registrar.stop();
     },
+  };
+}
+
+/**
+ * Where a call for another domain or a phone number goes: through the trunk when there is
+ * one (a number as its user at the trunk's host), else to the domain's SIP server found in
+ * DNS (RFC 3263). The first server found is used; trying the next on failure is not done yet.
+ */
+async function remoteTargets(address: string, deps: SipStackDeps): Promise<Resolution> {
+  const number = isPhoneNumber(address) ? address.trim().replace(/^tel:/i, '').replace(/[\-. ()]/g, '') : undefined;
+  const bare = number === undefined ? addressOf(address) : undefined;
+  let requestUri: string;
+  let via: string;
+  if (deps.trunk !== '') {
+    const trunk = parseUri(deps.trunk);
+    if (trunk.kind !== 'sip') return { code: 500, reason: 'sip.trunk is not a SIP URI' };
+    requestUri = number !== undefined ? `sip:${number}@${trunk.host}${trunk.port ? `:${trunk.port}` : ''};user=phone` : `sip:${bare}`;
+    via = deps.trunk;
+  } else {
+    if (number !== undefined || bare === undefined) return { code: 404, reason: 'calls to phone numbers need a SIP trunk (sip.trunk)' };
+    requestUri = `sip:${bare}`;
+    via = requestUri;
+  }
+  let hops: SipEndpoint[];
+  try {
+    hops = await locateSipServers(via, deps.resolver);
+  } catch (err) {
+    if (err instanceof SipLocateError) return { code: err.status, reason: err.message };
+    throw err;
+  }
+  const hop = hops[0]!;
+  return {
+    targets: [
+      {
+        kind: 'sip',
+        node: deps.node,
+        aor: number ?? bare!,
+        contact: requestUri,
+        path: [],
+        flow: { transport: hop.transport ?? 'udp', host: hop.host, port: hop.port, flow: null },
+      },
+    ],
   };
 }
 
