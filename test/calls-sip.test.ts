@@ -178,6 +178,42 @@ describe('calls between XIMSS sessions and a SIP phone (baresip)', { skip }, () 
     }
   });
 
+  test('a call without an offer (the phone offers in its 200), put on hold and resumed by re-INVITEs, DTMF by INFO', async () => {
+    const media = await TestMedia.open();
+    try {
+      const mark = phone.events.count;
+      await ok(client, `<callStart callLeg="late" peer="${bob}"/>`);
+      await phone.events.waitFor((e) => e.type === 'CALL_INCOMING', 10_000, mark);
+      await phone.answer();
+      const connected = await client.takeAsync('callConnected', (m) => m.attrs.callLeg === 'late', 10_000);
+      const offer = connected.element('sdpText')?.text() ?? '';
+      const remote = mediaAddress(offer);
+      await ok(client, `<callUpdateAccept callLeg="late"><sdpText>${media.sdp()}</sdpText></callUpdateAccept>`);
+      await phone.events.waitFor((e) => e.type === 'CALL_ESTABLISHED', 10_000, mark);
+      media.play('6', remote.host, remote.port);
+
+      await ok(client, `<callUpdate callLeg="late"><sdpText>${media.sdp().replace('a=sendrecv', 'a=sendonly').replace(/^o=- (\d+) 1/m, 'o=- $1 2')}</sdpText></callUpdate>`);
+      const held = await client.takeAsync('callUpdated', (m) => m.attrs.callLeg === 'late', 10_000);
+      assert.equal(held.attrs.signalCode, undefined, held.toString());
+      assert.match(held.element('sdpText')?.text() ?? '', /^a=(recvonly|inactive)/m);
+      await ok(client, `<callUpdate callLeg="late"><sdpText>${media.sdp().replace(/^o=- (\d+) 1/m, 'o=- $1 3')}</sdpText></callUpdate>`);
+      const resumed = await client.takeAsync('callUpdated', (m) => m.attrs.callLeg === 'late', 10_000);
+      assert.match(resumed.element('sdpText')?.text() ?? '', /^a=sendrecv/m);
+
+      await ok(client, '<callSendDTMF callLeg="late">4</callSendDTMF>');
+      const outcome = await client.takeAsync('callOpCompleted', (m) => m.attrs.callLeg === 'late', 10_000).catch(async () => client.takeAsync('callOpFailed', () => true, 100));
+      assert.equal(outcome.name, 'callOpCompleted', outcome.toString());
+      await sleep(1500);
+      const closedFrom = phone.events.count;
+      await ok(client, '<callKill callLeg="late"/>');
+      await phone.events.waitFor((e) => e.type === 'CALL_CLOSED', 10_000, closedFrom);
+      const heard = dtmfBlockCounts(Int16Array.from(media.received));
+      assert.ok((heard.get('9') ?? 0) > 1 * BLOCKS_PER_SECOND, `the session heard ${JSON.stringify([...heard])}`);
+    } finally {
+      media.close();
+    }
+  });
+
   test('phone to phone through the server: a second phone calls the first, audio both ways, hung up by the callee', async () => {
     const carol = await server.newAccount('desk', { password: 'desk-secret' });
     const [user, domain] = carol.split('@') as [string, string];
