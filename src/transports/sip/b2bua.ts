@@ -29,7 +29,7 @@ import type { AuthService } from '../../services/auth.js';
 import { BlindTransfer } from '../../services/calls/junction.js';
 import type { Resolution } from '../../services/calls/call.js';
 import type { CallRouter, Port, PortAddress } from '../../services/calls/router.js';
-import { addressOf, isPhoneNumber, type CallService } from '../../services/calls/service.js';
+import { addressOf, CallRefused, isPhoneNumber, type CallService } from '../../services/calls/service.js';
 import type { DnsResolver } from '../../services/mail-auth.js';
 import { reasonOf, type CallTarget, type Party, type Signal } from '../../services/calls/signal.js';
 import { DigestAuthenticator } from '../../services/digest.js';
@@ -308,7 +308,7 @@ abstract class SipLeg implements Port {
 
 /** A call the engine places to a registered device: an INVITE of ours. */
 export class SipUacLeg extends SipLeg {
-  private readonly call: ClientCall;
+  private call: ClientCall | undefined;
   private readonly offered: boolean;
   private answered = false;
 
@@ -318,26 +318,35 @@ export class SipUacLeg extends SipLeg {
     this.offered = invite.sdp !== undefined;
     this.remote = { address: target.aor };
     const destination: SipEndpoint = { host: target.flow.host, port: target.flow.port, transport: target.flow.transport as SipTransportName, flow: target.flow.flow ?? undefined };
-    this.call = ua.invite({
-      requestUri: target.contact,
-      from: nameAddr(invite.from, domainOfCaller),
-      // Another domain's server or a trunk: To is the Request-URI (a number at the trunk).
-      to: target.accountId === undefined ? `<${target.contact}>` : nameAddr({ address: target.aor }, domainOfCaller),
-      body: invite.sdp,
-      headers: [...target.path.map((p) => ['Route', p] as const), ...(invite.transferredBy ? [['Referred-By', `<sip:${invite.transferredBy}>`] as const] : [])],
-      destination,
-      prackBody: (_dialog, response) => {
-        // An offer in a reliable provisional response: the engine's answer goes in the PRACK.
-        if (this.offered || !hasSdp(response)) return undefined;
-        return new Promise<string | undefined>((resolve) => {
-          this.ackWait = { kind: 'prack', resolve };
-        });
-      },
-    });
+    let call: ClientCall;
+    try {
+      call = ua.invite({
+        requestUri: target.contact,
+        from: nameAddr(invite.from, domainOfCaller),
+        // Another domain's server or a trunk: To is the Request-URI (a number at the trunk).
+        to: target.accountId === undefined ? `<${target.contact}>` : nameAddr({ address: target.aor }, domainOfCaller),
+        body: invite.sdp,
+        headers: [...target.path.map((p) => ['Route', p] as const), ...(invite.transferredBy ? [['Referred-By', `<sip:${invite.transferredBy}>`] as const] : [])],
+        destination,
+        prackBody: (_dialog, response) => {
+          // An offer in a reliable provisional response: the engine's answer goes in the PRACK.
+          if (this.offered || !hasSdp(response)) return undefined;
+          return new Promise<string | undefined>((resolve) => {
+            this.ackWait = { kind: 'prack', resolve };
+          });
+        },
+      });
+    } catch (err) {
+      // Over the dialog limit, or a Contact that is no address: the call hears why, and the port goes.
+      this.send({ kind: 'reject', code: 503, reason: err instanceof Error ? err.message : String(err) });
+      this.release();
+      return;
+    }
+    this.call = call;
     this.send({ kind: 'trying' });
-    this.call.on('provisional', (dialog, response) => this.provisional(dialog, response));
-    this.call.on('answered', (dialog, response) => this.answer(dialog, response));
-    this.call.on('failed', (failure) => {
+    call.on('provisional', (dialog, response) => this.provisional(dialog, response));
+    call.on('answered', (dialog, response) => this.answer(dialog, response));
+    call.on('failed', (failure) => {
       if (this.answered || this.ended) return;
       this.ended = true;
       if (failure.kind === 'response') {
@@ -391,7 +400,7 @@ export class SipUacLeg extends SipLeg {
     if (from.id !== '-') this.peer = from;
     if (signal.kind === 'cancel') {
       this.ended = true;
-      if (!this.call.cancel() && this.dialog) void this.dialog.bye().catch(() => {});
+      if (!this.call?.cancel() && this.dialog) void this.dialog.bye().catch(() => {});
       this.release();
       return;
     }
@@ -419,8 +428,14 @@ export class SipUasLeg extends SipLeg {
     server.on('prack', (body) => {
       if (body && isSdp(body)) this.send({ kind: 'ack', sdp: body.content });
     });
-    const placed = calls.place({ caller: this.address, accountId, from: caller, to, sdp: this.offered ? server.body!.content : undefined });
-    this.peer = placed.address;
+    try {
+      this.peer = calls.place({ caller: this.address, accountId, from: caller, to, sdp: this.offered ? server.body!.content : undefined }).address;
+    } catch (err) {
+      // Over a limit (CallRefused): the device hears it as the refusal.
+      this.ended = true;
+      server.reject(err instanceof CallRefused ? err.code : 500, err instanceof Error ? err.message : undefined);
+      this.release();
+    }
   }
 
   protected identity(): Party {
