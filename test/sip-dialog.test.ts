@@ -52,46 +52,12 @@ import {
   TransactionLayer,
   newBranch,
   type SipEndpoint,
-  type TransactionClock,
   type TransactionUserEvent,
 } from '../src/transports/sip/transactions.js';
 import { parseNameAddr, parseSipUri } from '../src/transports/sip/uri.js';
 // A seeded generator, so that a failing run can be replayed by its seed.
 import { seededRandom } from './helpers.js';
-
-/** Timers in a queue, run in order of due time as the test advances; `afterEach` runs after every timer. */
-class FakeClock implements TransactionClock {
-  now = 0;
-  private seq = 0;
-  private readonly queue = new Map<number, { at: number; run: () => void }>();
-  afterEach: () => void = () => {};
-
-  schedule(delayMs: number, callback: () => void): () => void {
-    const id = this.seq++;
-    this.queue.set(id, { at: this.now + delayMs, run: callback });
-    return () => this.queue.delete(id);
-  }
-
-  get pending(): number {
-    return this.queue.size;
-  }
-
-  advance(ms: number): void {
-    const end = this.now + ms;
-    for (;;) {
-      let next: [number, { at: number; run: () => void }] | undefined;
-      for (const entry of this.queue) {
-        if (entry[1].at <= end && (next === undefined || entry[1].at < next[1].at)) next = entry;
-      }
-      if (next === undefined) break;
-      this.queue.delete(next[0]);
-      this.now = next[1].at;
-      next[1].run();
-      this.afterEach();
-    }
-    this.now = end;
-  }
-}
+import { FakeClock } from './fixtures/fake-clock.js';
 
 const T1 = 500;
 const key = (endpoint: SipEndpoint): string => `${endpoint.host}:${endpoint.port}`;

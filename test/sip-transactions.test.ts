@@ -30,45 +30,12 @@ import {
   newBranch,
   type ClientEvent,
   type SipEndpoint,
-  type TransactionClock,
   type TransactionLayerOptions,
   type TransactionUserEvent,
 } from '../src/transports/sip/transactions.js';
 // A seeded generator, so that a failing run can be replayed by its seed.
 import { seededRandom } from './helpers.js';
-
-/** Timers in a queue, run in order of due time (then of scheduling) as the test advances time. */
-class FakeClock implements TransactionClock {
-  now = 0;
-  private seq = 0;
-  private readonly queue = new Map<number, { at: number; run: () => void }>();
-
-  schedule(delayMs: number, callback: () => void): () => void {
-    const id = this.seq++;
-    this.queue.set(id, { at: this.now + delayMs, run: callback });
-    return () => this.queue.delete(id);
-  }
-
-  /** Timers not yet run nor cancelled. */
-  get pending(): number {
-    return this.queue.size;
-  }
-
-  advance(ms: number): void {
-    const end = this.now + ms;
-    for (;;) {
-      let next: [number, { at: number; run: () => void }] | undefined;
-      for (const entry of this.queue) {
-        if (entry[1].at <= end && (next === undefined || entry[1].at < next[1].at)) next = entry;
-      }
-      if (next === undefined) break;
-      this.queue.delete(next[0]);
-      this.now = next[1].at;
-      next[1].run();
-    }
-    this.now = end;
-  }
-}
+import { FakeClock } from './fixtures/fake-clock.js';
 
 const UA: SipEndpoint = { host: '192.0.2.10', port: 5060 };
 const PEER: SipEndpoint = { host: '198.51.100.7', port: 5060 };
