@@ -1,0 +1,112 @@
+/**
+ * A smoke test of the SIPp fixture (test/fixtures/sipp.ts) and the bench's scenarios, with
+ * no server in between: the SIPp client of bench/sip/uac.xml calls the SIPp server of
+ * bench/sip/uas.xml directly on loopback, and the numbers parsed from SIPp's statistics
+ * must be those of the calls placed. Also the parsers on their own: the statistics CSV
+ * (made up here in SIPp's layout) and the error file's unexpected messages. SIPp is
+ * installed when missing; without it the SIPp runs are skipped with the reason.
+ */
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { ensureSipp, parseSippStats, runSipp, startSipp, unexpectedMessages, writeScenario } from './fixtures/sipp.js';
+import { freePort } from '../bench/lib/proc.js';
+
+const SCENARIOS = fileURLToPath(new URL('../bench/sip/', import.meta.url));
+const availability = await ensureSipp();
+const skip = availability.available ? false : availability.reason;
+
+describe('SIPp fixture', () => {
+  it('parses the last row of a statistics file, by column name', () => {
+    const header = 'StartTime;ElapsedTime(C);CallRate(C);TotalCallCreated;CurrentCall;SuccessfulCall(C);FailedCall(C);FailedTimeoutOnRecv(C);FailedUnexpectedMessage(C);Retransmissions(C);ResponseTime1(C);';
+    const csv = [header, '2026-12-07\t10:00:00;00:00:01;9.5;10;4;6;0;0;0;0;00:00:00:002000;', '2026-12-07\t10:00:01;00:00:02;9.75;20;0;17;3;2;1;5;00:00:00:003500;', ''].join('\n');
+    const stats = parseSippStats(csv);
+    assert.equal(stats.created, 20);
+    assert.equal(stats.successful, 17);
+    assert.equal(stats.failed, 3);
+    assert.deepEqual(stats.failedBy, { FailedTimeoutOnRecv: 2, FailedUnexpectedMessage: 1 });
+    assert.equal(stats.retransmissions, 5);
+    assert.equal(stats.elapsedSeconds, 2);
+    assert.equal(stats.responseTime1Ms, 3.5);
+    assert.throws(() => parseSippStats(header), /no data row/);
+  });
+
+  it('counts the unexpected messages of aborted calls, not those of dead calls', () => {
+    const log = [
+      "t: Aborting call on unexpected message for Call-Id '1@h': while expecting '200' (index 5), received 'SIP/2.0 501 Not Implemented\r\nVia: x\r\n'",
+      "t: Aborting call on unexpected message for Call-Id '2@h': while expecting '200' (index 5), received 'SIP/2.0 501 Not Implemented\r\n'",
+      "t: Aborting call on unexpected message for Call-Id '3@h': while expecting 'ACK' (index 3), received 'BYE sip:b@127.0.0.1:5062 SIP/2.0\r\n'",
+      "t: Dead call 4@h (aborted at index 14), received 'SIP/2.0 481 Call Does Not Exist\r\n'",
+    ].join('');
+    assert.deepEqual(unexpectedMessages(log), ['501 Not Implemented × 2', 'BYE request']);
+  });
+
+  it('runs a SIPp client against a SIPp server and reads the calls back', { skip, timeout: 60_000 }, async () => {
+    const port = await freePort();
+    const uas = await startSipp({ scenario: join(SCENARIOS, 'uas.xml'), port, args: ['-mp', String(await freePort())] });
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      const calls = 20;
+      const result = await runSipp({
+        scenario: join(SCENARIOS, 'uac.xml'),
+        remote: `127.0.0.1:${port}`,
+        keys: { domain: 'example.test' },
+        args: ['-s', 'bench', '-r', '20', '-m', String(calls), '-d', '100', '-recv_timeout', '5000', '-mp', String(await freePort())],
+        timeoutMs: 30_000,
+      });
+      assert.equal(result.exitCode, 0, result.output);
+      assert.ok(result.stats);
+      assert.equal(result.stats.created, calls);
+      assert.equal(result.stats.successful, calls);
+      assert.equal(result.stats.failed, 0);
+      assert.deepEqual(result.unexpected, []);
+      assert.ok(result.stats.responseTime1Ms !== undefined && result.stats.responseTime1Ms < 1000);
+    } finally {
+      const server = await uas.stop(500);
+      assert.ok((server.stats?.created ?? 0) >= 20, 'the server saw the calls');
+    }
+  });
+
+  it('says what a peer that refuses the call answered', { skip, timeout: 60_000 }, async () => {
+    // A one-message server that answers every INVITE with 486 Busy Here.
+    const busy = writeScenario(
+      'busy',
+      `<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="busy">
+  <recv request="INVITE"/>
+  <send>
+    <![CDATA[
+
+      SIP/2.0 486 Busy Here
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=busy[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <recv request="ACK"/>
+</scenario>
+`,
+    );
+    const port = await freePort();
+    const uas = await startSipp({ scenario: busy, port });
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      const result = await runSipp({
+        scenario: join(SCENARIOS, 'uac.xml'),
+        remote: `127.0.0.1:${port}`,
+        keys: { domain: 'example.test' },
+        args: ['-s', 'bench', '-r', '10', '-m', '2', '-recv_timeout', '3000', '-mp', String(await freePort())],
+        timeoutMs: 30_000,
+      });
+      assert.equal(result.stats?.failed, 2);
+      assert.deepEqual(result.unexpected, ['486 Busy Here × 2']);
+    } finally {
+      await uas.stop(500);
+    }
+  });
+});
