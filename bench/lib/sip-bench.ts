@@ -113,7 +113,7 @@ async function measureSide(start: () => Promise<SipServer>, name: string, o: Sip
   }
   const uasPort = await freePort();
   // The called party: -mp only names a port in its SDP; no media flows in this area.
-  const uas = startSipp({ scenario: join(SCENARIOS, 'uas.xml'), port: uasPort, args: ['-mp', String(await freePort())] });
+  const uas = await startSipp({ scenario: join(SCENARIOS, 'uas.xml'), port: uasPort, args: ['-mp', String(await freePort())] });
   try {
     await sleep(300);
     const registered = await registerCallee(server, uasPort);
@@ -147,7 +147,8 @@ async function measureSide(start: () => Promise<SipServer>, name: string, o: Sip
 }
 
 /** Places `count` calls at `rate` through the server (SIPp client, uac.xml). */
-function placeCalls(server: SipServer, rate: number, count: number, o: SipBenchOptions): ReturnType<typeof runSipp> {
+async function placeCalls(server: SipServer, rate: number, count: number, o: SipBenchOptions): ReturnType<typeof runSipp> {
+  const mediaPort = await freePort(); // SIPp binds the port its SDP names, though nothing is sent
   return runSipp({
     scenario: join(SCENARIOS, 'uac.xml'),
     remote: `127.0.0.1:${server.port}`,
@@ -158,7 +159,7 @@ function placeCalls(server: SipServer, rate: number, count: number, o: SipBenchO
       '-r', String(rate), '-m', String(count),
       '-d', String(o.holdMs),
       '-recv_timeout', '5000',
-      '-mp', '9', // the SDP's port; nothing is sent
+      '-mp', String(mediaPort),
     ],
     timeoutMs: (count / rate) * 1000 + o.holdMs + 30_000,
   });

@@ -137,14 +137,14 @@ async function level(start: () => Promise<SipServer>, calls: number, baselineJit
   try {
     const uasPort = await freePort();
     const media = { rtp_ip: '127.0.0.1' };
-    const uas = startSipp({ scenario: join(SCENARIOS, 'uas-media.xml'), port: uasPort, keys: { ...media, rtp_port: endpoint.calleePort } });
+    const uas = await startSipp({ scenario: join(SCENARIOS, 'uas-media.xml'), port: uasPort, keys: { ...media, rtp_port: endpoint.calleePort } });
     processes.push(uas);
     await sleep(300);
     const registered = await registerCallee(server, uasPort);
     if (registered !== undefined) throw new Unavailable(registered);
     const setupSeconds = calls / o.setupRate;
     const holdMs = Math.round((setupSeconds + o.windowSeconds + 15) * 1000);
-    const uac = startSipp({
+    const uac = await startSipp({
       scenario: join(SCENARIOS, 'uac-media.xml'),
       remote: `127.0.0.1:${server.port}`,
       keys: { ...media, domain: DOMAIN, rtp_port: endpoint.callerPort },
