@@ -3,7 +3,7 @@
  *
  * A SIPp client (bench/sip/uac-media.xml) places `calls` calls through the server to the
  * registered SIPp server (uas-media.xml); both offer the bench's RTP endpoint
- * (lib/sip-rtp-endpoint.ts, a process of its own) in their SDP and log where the other side's
+ * (lib/sip-rtp-endpoint.ts, a process for each side) in their SDP and log where the other side's
  * SDP — as the server rewrote it — says to send. The endpoint then sends a 20 ms PCMU stream
  * each way for every call (50 packets/s per direction) and receives them, and after the
  * calls are up, measures a window of `windowSeconds`: packets lost, and RFC 3550 jitter. A
@@ -25,7 +25,7 @@ import { join } from 'node:path';
 import { ensureSipp, startSipp, type SippProcess } from '../../test/fixtures/sipp.js';
 import { freePort, sleep, spawnChild, treeCpuSeconds, type Child } from './proc.js';
 import { searchRate } from './sip-bench.js';
-import type { MediaWindowReport } from './sip-rtp.js';
+import { mergeReports, type MediaWindowReport } from './sip-rtp.js';
 import { CALLEE, registerCallee, SCENARIOS, sippFailure, startKamailioServer, startXimssdServer, type SipServer } from './sip-servers.js';
 import { DOMAIN, PASSWORD, ROOT } from './ximssd.js';
 
@@ -68,22 +68,21 @@ export interface MediaResult {
 }
 
 /** Whether a level passes: every call up, < 1% lost, jitter < 5 ms above the direct path. */
-export function judgeMedia(calls: number, established: number, report: MediaWindowReport | undefined, addedJitterMs: number | undefined): { ok: boolean; why?: string } {
+export function judgeMedia(calls: number, established: number, report: MediaWindowReport | undefined, addedJitterMs: number | undefined, overDirect = true): { ok: boolean; why?: string } {
   if (established < calls) return { ok: false, why: `only ${established} of ${calls} calls set up` };
   if (!report || report.sent === 0) return { ok: false, why: 'no packets sent in the window' };
   if (report.loss >= MAX_LOSS) return { ok: false, why: `${(report.loss * 100).toFixed(2)}% of the packets lost` };
-  if (addedJitterMs !== undefined && addedJitterMs >= MAX_ADDED_JITTER_MS) return { ok: false, why: `jitter ${addedJitterMs.toFixed(2)} ms above the direct path` };
+  if (addedJitterMs !== undefined && addedJitterMs >= MAX_ADDED_JITTER_MS) return { ok: false, why: `jitter ${addedJitterMs.toFixed(2)} ms${overDirect ? ' above the direct path' : ''}` };
   return { ok: true };
 }
 
-/** The RTP endpoint child and its JSON answers. */
+/** An RTP endpoint child (one side of the calls) and its JSON answers. */
 class Endpoint {
   private readonly answers: unknown[] = [];
   private wake: (() => void) | undefined;
   private constructor(
     readonly child: Child,
-    readonly callerPort: number,
-    readonly calleePort: number,
+    readonly port: number,
   ) {
     createInterface({ input: child.process.stdout! }).on('line', (line) => {
       if (!line.startsWith('{')) return;
@@ -92,10 +91,10 @@ class Endpoint {
     });
   }
 
-  static async start(): Promise<Endpoint> {
-    const child = spawnChild(process.execPath, ['--import', 'tsx', join(ROOT, 'bench', 'lib', 'sip-rtp-endpoint.ts')], { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'] });
-    const ports = await child.waitFor(/RTP PORTS (\d+) (\d+)/);
-    return new Endpoint(child, Number(ports[1]), Number(ports[2]));
+  static async start(side: 'uac' | 'uas'): Promise<Endpoint> {
+    const child = spawnChild(process.execPath, ['--import', 'tsx', join(ROOT, 'bench', 'lib', 'sip-rtp-endpoint.ts'), side], { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'] });
+    const port = await child.waitFor(/RTP PORT (\d+)/);
+    return new Endpoint(child, Number(port[1]));
   }
 
   send(command: Record<string, unknown>): void {
@@ -132,12 +131,15 @@ async function level(start: () => Promise<SipServer>, calls: number, baselineJit
   } catch (err) {
     throw new Unavailable((err as Error).message.split('\n')[0]!);
   }
-  const endpoint = await Endpoint.start();
+  // The two sides' media in two processes: each sends half of the packets and receives the other half.
+  const callers = await Endpoint.start('uac');
+  const called = await Endpoint.start('uas');
+  const endpoints = [callers, called];
   const processes: SippProcess[] = [];
   try {
     const uasPort = await freePort();
     const media = { rtp_ip: '127.0.0.1' };
-    const uas = await startSipp({ scenario: join(SCENARIOS, 'uas-media.xml'), port: uasPort, keys: { ...media, rtp_port: endpoint.calleePort } });
+    const uas = await startSipp({ scenario: join(SCENARIOS, 'uas-media.xml'), port: uasPort, keys: { ...media, rtp_port: called.port } });
     processes.push(uas);
     await sleep(300);
     const registered = await registerCallee(server, uasPort);
@@ -147,20 +149,19 @@ async function level(start: () => Promise<SipServer>, calls: number, baselineJit
     const uac = await startSipp({
       scenario: join(SCENARIOS, 'uac-media.xml'),
       remote: `127.0.0.1:${server.port}`,
-      keys: { ...media, domain: DOMAIN, rtp_port: endpoint.callerPort },
+      keys: { ...media, domain: DOMAIN, rtp_port: callers.port },
       args: ['-s', CALLEE, '-au', CALLEE, '-ap', PASSWORD, '-r', String(o.setupRate), '-m', String(calls), '-l', String(calls), '-d', String(holdMs), '-recv_timeout', '10000'],
     });
     processes.push(uac);
-    endpoint.send({ tail: uac.logFile });
-    endpoint.send({ tail: uas.logFile });
+    callers.send({ tail: uac.logFile });
+    called.send({ tail: uas.logFile });
     // Wait for the calls: both sides' streams, or until no progress for 10 s.
     let established = 0;
     let progress = Date.now();
     for (;;) {
       await sleep(500);
-      endpoint.send({ status: true });
-      const status = await endpoint.answer<{ uac: number; uas: number }>('status');
-      const up = Math.min(status.uac, status.uas);
+      for (const e of endpoints) e.send({ status: true });
+      const up = Math.min(...(await Promise.all(endpoints.map((e) => e.answer<number>('status')))));
       if (up > established) progress = Date.now();
       established = up;
       if (established >= calls || Date.now() - progress > 10_000) break;
@@ -172,18 +173,22 @@ async function level(start: () => Promise<SipServer>, calls: number, baselineJit
       throw new Unavailable(sippFailure(server.name, 'INVITE', result));
     }
     await sleep(1000);
-    endpoint.send({ window: true });
+    // One window for both endpoints, on the clock they share (the wall clock, finely).
+    const clock = (): number => performance.timeOrigin + performance.now();
+    const windowStart = clock();
+    for (const e of endpoints) e.send({ window: windowStart });
     const cpu0 = treeCpuSeconds(server.pid);
-    const t0 = performance.now();
     await sleep(o.windowSeconds * 1000);
-    const serverCpu = (treeCpuSeconds(server.pid) - cpu0) / ((performance.now() - t0) / 1000);
-    endpoint.send({ report: 300 });
-    const report = await endpoint.answer<MediaWindowReport>('report');
+    const windowEnd = clock();
+    const serverCpu = (treeCpuSeconds(server.pid) - cpu0) / ((windowEnd - windowStart) / 1000);
+    for (const e of endpoints) e.send({ report: 300, end: windowEnd });
+    const [a, b] = await Promise.all(endpoints.map((e) => e.answer<MediaWindowReport>('report')));
+    const report = mergeReports(a!, b!);
     const addedJitterMs = baselineJitter === undefined ? report.jitterMeanMs : report.jitterMeanMs - baselineJitter;
-    return { calls, established, report, addedJitterMs, serverCpu, ...judgeMedia(calls, established, report, addedJitterMs) };
+    return { calls, established, report, addedJitterMs, serverCpu, ...judgeMedia(calls, established, report, addedJitterMs, baselineJitter !== undefined) };
   } finally {
     for (const p of processes.reverse()) await p.stop(0);
-    await endpoint.stop();
+    for (const e of endpoints) await e.stop();
     await server.stop();
   }
 }

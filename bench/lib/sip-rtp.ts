@@ -51,18 +51,66 @@ export function readProbe(packet: Buffer): Probe | undefined {
   return { stream: packet.readUInt32BE(at + 4), index: packet.readUInt32BE(at + 8), sentAt: packet.readDoubleBE(at + 12) };
 }
 
-/** One received stream: RFC 3550 interarrival jitter over the packets that arrived, in ms. */
+/**
+ * One received stream: RFC 3550 interarrival jitter over the packets that arrived, in ms, and
+ * duplicates told apart with a window over the last 32 indexes (as SRTP's replay window does).
+ */
 export class JitterMeter {
   private lastTransit: number | undefined;
+  private highest = -1;
+  /** Bit k: index highest − k has arrived. */
+  private window = 0;
   jitter = 0;
   received = 0;
+  duplicates = 0;
 
-  /** A packet sent at `sentAt` arrived at `arrivedAt` (same clock, ms). */
-  add(sentAt: number, arrivedAt: number): void {
+  /** Packet `index`, sent at `sentAt`, arrived at `arrivedAt` (same clock, ms). False for a duplicate (not counted). */
+  add(index: number, sentAt: number, arrivedAt: number): boolean {
+    if (index > this.highest) {
+      const shift = index - this.highest;
+      this.window = shift >= 32 ? 1 : ((this.window << shift) | 1) >>> 0;
+      this.highest = index;
+    } else {
+      const bit = this.highest - index;
+      if (bit < 32 && (this.window >>> bit) & 1) {
+        this.duplicates++;
+        return false;
+      }
+      if (bit < 32) this.window = (this.window | (1 << bit)) >>> 0;
+    }
     const transit = arrivedAt - sentAt;
     if (this.lastTransit !== undefined) this.jitter += (Math.abs(transit - this.lastTransit) - this.jitter) / 16;
     this.lastTransit = transit;
     this.received++;
+    return true;
+  }
+}
+
+/** One-way transit times in 0.1 ms bins up to 2 s (the last bin holds everything slower): mean and percentiles without keeping every sample. */
+export class TransitHistogram {
+  private readonly bins = new Uint32Array(20_001);
+  private sum = 0;
+  count = 0;
+
+  add(ms: number): void {
+    this.bins[Math.min(this.bins.length - 1, Math.max(0, Math.round(ms * 10)))]!++;
+    this.sum += ms;
+    this.count++;
+  }
+
+  get mean(): number {
+    return this.count ? this.sum / this.count : 0;
+  }
+
+  /** The transit that `share` (0–1) of the packets did not exceed, to 0.1 ms. */
+  percentile(share: number): number {
+    const rank = Math.ceil(share * this.count);
+    let seen = 0;
+    for (let i = 0; i < this.bins.length; i++) {
+      seen += this.bins[i]!;
+      if (seen >= rank && seen > 0) return i / 10;
+    }
+    return 0;
   }
 }
 
@@ -77,13 +125,15 @@ export interface MediaWindowReport {
   /** Over the streams that received packets: the mean and the largest RFC 3550 jitter, ms. */
   jitterMeanMs: number;
   jitterMaxMs: number;
+  /** Streams the jitter is over (those that received at least two packets). */
+  jitterStreams: number;
   /** One-way transit of the window's packets: mean and 99th percentile, ms. */
   transitMeanMs: number;
   transitP99Ms: number;
   /** Packets that arrived twice, or that carried no probe. */
   duplicates: number;
   foreign: number;
-  /** CPU the RTP endpoint process used in the window, as a share of a core. */
+  /** CPU the RTP endpoint processes used in the window, in shares of a core. */
   endpointCpu: number;
 }
 
@@ -91,25 +141,53 @@ export interface MediaWindowReport {
 export function summarizeWindow(
   sent: number,
   meters: Iterable<JitterMeter>,
-  transits: readonly number[],
-  extra: Pick<MediaWindowReport, 'streams' | 'duplicates' | 'foreign' | 'endpointCpu'>,
+  transits: TransitHistogram,
+  extra: Pick<MediaWindowReport, 'streams' | 'foreign' | 'endpointCpu'>,
 ): MediaWindowReport {
   let received = 0;
+  let duplicates = 0;
   const jitters: number[] = [];
   for (const m of meters) {
     received += m.received;
+    duplicates += m.duplicates;
     if (m.received > 1) jitters.push(m.jitter);
   }
-  const sorted = [...transits].sort((a, b) => a - b);
   return {
     ...extra,
     sent,
     received,
+    duplicates,
     loss: sent > 0 ? Math.max(0, 1 - received / sent) : 0,
     jitterMeanMs: jitters.length ? jitters.reduce((a, b) => a + b, 0) / jitters.length : 0,
     jitterMaxMs: jitters.length ? Math.max(...jitters) : 0,
-    transitMeanMs: sorted.length ? sorted.reduce((a, b) => a + b, 0) / sorted.length : 0,
-    transitP99Ms: sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * 0.99))]! : 0,
+    jitterStreams: jitters.length,
+    transitMeanMs: transits.mean,
+    transitP99Ms: transits.percentile(0.99),
+  };
+}
+
+/**
+ * The report of two endpoints (the callers' and the called side's) as one: counts added,
+ * means weighted, the larger maximum; the 99th percentile is the larger of the two (an upper
+ * bound of the combined one).
+ */
+export function mergeReports(a: MediaWindowReport, b: MediaWindowReport): MediaWindowReport {
+  const weighted = (x: number, wx: number, y: number, wy: number): number => (wx + wy > 0 ? (x * wx + y * wy) / (wx + wy) : 0);
+  const sent = a.sent + b.sent;
+  const received = a.received + b.received;
+  return {
+    streams: a.streams + b.streams,
+    sent,
+    received,
+    loss: sent > 0 ? Math.max(0, 1 - received / sent) : 0,
+    jitterMeanMs: weighted(a.jitterMeanMs, a.jitterStreams, b.jitterMeanMs, b.jitterStreams),
+    jitterMaxMs: Math.max(a.jitterMaxMs, b.jitterMaxMs),
+    jitterStreams: a.jitterStreams + b.jitterStreams,
+    transitMeanMs: weighted(a.transitMeanMs, a.received, b.transitMeanMs, b.received),
+    transitP99Ms: Math.max(a.transitP99Ms, b.transitP99Ms),
+    duplicates: a.duplicates + b.duplicates,
+    foreign: a.foreign + b.foreign,
+    endpointCpu: a.endpointCpu + b.endpointCpu,
   };
 }
 
