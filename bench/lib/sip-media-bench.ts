@@ -14,7 +14,9 @@
  * The direct path is Kamailio's: a proxy that leaves the SDP alone, so the two ends of each
  * call stream to each other with nothing in between. It is measured first, the same way; it
  * shows what the endpoint and this machine manage without a relay (the harness's own limit)
- * and gives the jitter the relay is compared with. The anchor is the published Asterisk
+ * and gives the jitter the relay is compared with. Then Kamailio with rtpengine (user space),
+ * a real relay that rewrites the SDP as ximssd's gateway will: the harness tried on one, and a
+ * reference figure. The anchor is the published Asterisk
  * figure of about 250 relayed G.711 calls per core (ASTERISK_CALLS_PER_CORE), a constant
  * printed beside ximssd's figure, not measured here.
  *
@@ -26,7 +28,7 @@ import { ensureSipp, startSipp, type SippProcess } from '../../test/fixtures/sip
 import { freePort, sleep, spawnChild, treeCpuSeconds, type Child } from './proc.js';
 import { searchRate } from './sip-bench.js';
 import { mergeReports, type MediaWindowReport } from './sip-rtp.js';
-import { CALLEE, registerCallee, SCENARIOS, sippFailure, startKamailioServer, startXimssdServer, type SipServer } from './sip-servers.js';
+import { CALLEE, registerCallee, SCENARIOS, sippFailure, startKamailioRtpengineServer, startKamailioServer, startXimssdServer, type SipServer } from './sip-servers.js';
 import { DOMAIN, PASSWORD, ROOT } from './ximssd.js';
 
 /** The published Asterisk figure for relayed G.711 calls on one core (not measured here). */
@@ -64,6 +66,8 @@ export type MediaSide =
 export interface MediaResult {
   /** Kamailio, which does not relay media: the direct path. */
   direct: MediaSide;
+  /** Kamailio with rtpengine relaying in user space: the harness against a real relay, for reference. */
+  rtpengine: MediaSide;
   ximssd: MediaSide;
 }
 
@@ -173,15 +177,18 @@ async function level(start: () => Promise<SipServer>, calls: number, baselineJit
       throw new Unavailable(sippFailure(server.name, 'INVITE', result));
     }
     await sleep(1000);
-    // One window for both endpoints, on the clock they share (the wall clock, finely).
+    // One window for both endpoints, set ahead on the clock they share (the wall clock, finely),
+    // so that each counts exactly the packets sent in it; then 300 ms for those in flight.
     const clock = (): number => performance.timeOrigin + performance.now();
-    const windowStart = clock();
-    for (const e of endpoints) e.send({ window: windowStart });
+    const windowStart = clock() + 200;
+    const windowEnd = windowStart + o.windowSeconds * 1000;
+    for (const e of endpoints) e.send({ window: windowStart, end: windowEnd });
+    await sleep(windowStart - clock());
     const cpu0 = treeCpuSeconds(server.pid);
-    await sleep(o.windowSeconds * 1000);
-    const windowEnd = clock();
-    const serverCpu = (treeCpuSeconds(server.pid) - cpu0) / ((windowEnd - windowStart) / 1000);
-    for (const e of endpoints) e.send({ report: 300, end: windowEnd });
+    await sleep(windowEnd - clock());
+    const serverCpu = (treeCpuSeconds(server.pid) - cpu0) / ((clock() - windowStart) / 1000);
+    await sleep(300);
+    for (const e of endpoints) e.send({ report: true });
     const [a, b] = await Promise.all(endpoints.map((e) => e.answer<MediaWindowReport>('report')));
     const report = mergeReports(a!, b!);
     const addedJitterMs = baselineJitter === undefined ? report.jitterMeanMs : report.jitterMeanMs - baselineJitter;
@@ -227,7 +234,7 @@ export async function mediaBench(o: MediaBenchOptions): Promise<MediaResult> {
   const sipp = await ensureSipp();
   if (!sipp.available) {
     const side: MediaSide = { available: false, reason: sipp.reason, trials: [] };
-    return { direct: side, ximssd: side };
+    return { direct: side, rtpengine: side, ximssd: side };
   }
   o.log('  direct path (Kamailio proxies the calls; the SDP is left alone, so the endpoints stream to each other)');
   const direct = await measureSide('direct', () => startKamailioServer({ children: o.kamailioChildren }), () => undefined, o);
@@ -239,13 +246,20 @@ export async function mediaBench(o: MediaBenchOptions): Promise<MediaResult> {
     const nearest = measured.reduce((a, b) => (Math.abs(b.calls - calls) < Math.abs(a.calls - calls) ? b : a));
     return nearest.report!.jitterMeanMs;
   };
+  o.log('  Kamailio + rtpengine (user space, no kernel forwarding): a real relay, to test the harness with and for reference');
+  const rtpengine = await measureSide('rtpengine', () => startKamailioRtpengineServer({ children: o.kamailioChildren }), baseline, o);
+  if (!rtpengine.available) o.log(`  Kamailio + rtpengine not measured: ${rtpengine.reason}`);
   o.log('  ximssd (B2BUA with its media gateway relaying both streams)');
   const ximssd = await measureSide('ximssd', startXimssdServer, baseline, o);
   if (!ximssd.available) o.log(`  ximssd not measured: ${ximssd.reason}`);
   const x = ximssd.available ? `${ximssd.calls} calls` : 'n/a';
   const d = direct.available ? `${direct.calls} calls` : 'n/a';
-  o.log(`  relayed G.711 calls (< 1% loss, < ${MAX_ADDED_JITTER_MS} ms added jitter): ximssd ${x}, beside Asterisk's published ~${ASTERISK_CALLS_PER_CORE} per core (a constant); the direct path (no relay) held ${d}`);
-  return { direct, ximssd };
+  const r = rtpengine.available ? `${rtpengine.calls} calls` : 'n/a';
+  o.log(
+    `  relayed G.711 calls (< 1% loss, < ${MAX_ADDED_JITTER_MS} ms added jitter): ximssd ${x}, beside Asterisk's published ~${ASTERISK_CALLS_PER_CORE} per core (a constant); ` +
+      `Kamailio + rtpengine ${r}; the direct path (no relay) held ${d}`,
+  );
+  return { direct, rtpengine, ximssd };
 }
 
 export interface MediaFigure {
@@ -277,6 +291,16 @@ export function mediaFigures(result: MediaResult): MediaFigure[] {
     rows.push({ name: '  ximssd jitter added at that level', value: best.addedJitterMs ?? null, unit: 'ms', target: '< 5 ms', ratio: null });
     rows.push({ name: '  ximssd CPU share while relaying', value: best.serverCpu * 100, unit: '%', target: '≤ 100 %', ratio: null });
   }
+  rows.push({
+    name: 'Kamailio + rtpengine (user space) relayed calls, same test',
+    value: result.rtpengine.available ? result.rtpengine.calls : null,
+    unit: 'calls',
+    target: '-',
+    ratio: null,
+    note: result.rtpengine.available ? undefined : result.rtpengine.reason,
+  });
+  const rb = result.rtpengine.available ? result.rtpengine.best : undefined;
+  if (rb?.report) rows.push({ name: '  rtpengine CPU share while relaying', value: rb.serverCpu * 100, unit: '%', target: '-', ratio: null });
   rows.push({
     name: 'direct path, no relay (the harness and machine limit)',
     value: direct.available ? direct.calls : null,

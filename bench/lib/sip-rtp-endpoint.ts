@@ -8,10 +8,10 @@
  * socket to IP:PORT, and it receives what the other side sends it.
  *
  * Lines on stdin (JSON): {"tail": FILE} · {"status": true} → prints {"status": STREAMS} ·
- * {"window": T0} starts a measurement window at T0 · {"report": GRACE_MS, "end": T1} ends it
- * at T1, waits GRACE_MS for the packets in flight, prints {"report": MediaWindowReport}. T0
- * and T1 are on the shared clock below, chosen by the bench, so that both endpoints count
- * the same packets. It prints
+ * {"window": T0, "end": T1} sets the measurement window (packets sent from T0 to T1) ·
+ * {"report": true} (after T1 and some grace for the packets in flight) prints {"report":
+ * MediaWindowReport}. T0 and T1 are on the shared clock below, chosen by the bench ahead of
+ * time, so that both endpoints count exactly the same packets. It prints
  * "RTP PORT N" once bound, and exits when stdin closes.
  */
 import dgram from 'node:dgram';
@@ -89,6 +89,7 @@ let meters = new Map<number, JitterMeter>();
 let transits = new TransitHistogram();
 let foreign = 0;
 let cpuAtStart = process.cpuUsage();
+let cpuSince = clock();
 
 // --- sending: every stream every 20 ms, each at its own phase ---
 function send(): void {
@@ -124,29 +125,27 @@ socket.on('message', receive);
 const print = (value: unknown): void => void process.stdout.write(`${JSON.stringify(value)}\n`);
 
 createInterface({ input: process.stdin }).on('line', (line) => {
-  const command = JSON.parse(line) as { tail?: string; status?: boolean; window?: number; report?: number; end?: number };
+  const command = JSON.parse(line) as { tail?: string; status?: boolean; window?: number; end?: number; report?: boolean };
   if (command.tail !== undefined) tails.push({ file: command.tail, offset: 0, rest: '' });
   if (command.status) {
     pollTails();
     print({ status: streams.size });
   }
-  if (command.window !== undefined) {
+  if (command.window !== undefined && command.end !== undefined) {
     windowStart = command.window;
-    windowEnd = Infinity;
+    windowEnd = command.end;
     sentInWindow = 0;
     meters = new Map();
     transits = new TransitHistogram();
     foreign = 0;
     cpuAtStart = process.cpuUsage();
+    cpuSince = clock();
   }
-  if (command.report !== undefined) {
-    windowEnd = command.end ?? clock();
+  if (command.report) {
     const cpu = process.cpuUsage(cpuAtStart);
-    const seconds = (windowEnd - windowStart) / 1000;
-    const active = new Set([...streams.values()].filter((s) => s.next > 0).map((s) => s.id)).size;
-    setTimeout(() => {
-      print({ report: summarizeWindow(sentInWindow, meters.values(), transits, { streams: active, foreign, endpointCpu: (cpu.user + cpu.system) / 1e6 / seconds }) });
-    }, command.report);
+    const seconds = (clock() - cpuSince) / 1000;
+    const active = [...streams.values()].filter((s) => s.next > 0).length;
+    print({ report: summarizeWindow(sentInWindow, meters.values(), transits, { streams: active, foreign, endpointCpu: (cpu.user + cpu.system) / 1e6 / seconds }) });
   }
 });
 process.stdin.on('end', () => process.exit(0));

@@ -10,7 +10,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startKamailio } from '../../test/fixtures/kamailio.js';
+import { startKamailio, startRtpengine } from '../../test/fixtures/kamailio.js';
 import { runSipp, type SippResult } from '../../test/fixtures/sipp.js';
 import { freePort, runCommand, spawnChild, type Child } from './proc.js';
 import { DOMAIN, MAIN, PASSWORD, ROOT, USER } from './ximssd.js';
@@ -21,7 +21,8 @@ export const CALLEE = USER.split('@')[0]!;
 
 /** A SIP server under measurement. */
 export interface SipServer {
-  readonly name: 'Kamailio' | 'ximssd';
+  readonly name: 'Kamailio' | 'Kamailio + rtpengine' | 'ximssd';
+  /** The process whose CPU is measured (with its descendants): the server, or the media relay. */
   readonly pid: number;
   readonly port: number;
   stop(): Promise<void>;
@@ -30,6 +31,26 @@ export interface SipServer {
 export async function startKamailioServer(options: { children: number; rtpengineSocket?: string }): Promise<SipServer> {
   const k = await startKamailio({ domain: DOMAIN, children: options.children, ...(options.rtpengineSocket ? { rtpengineSocket: options.rtpengineSocket } : {}) });
   return { name: 'Kamailio', pid: k.pid, port: k.port, stop: () => k.stop() };
+}
+
+/** Kamailio anchoring the media in rtpengine (user space): a media relay to test the media area's harness with; the CPU measured is rtpengine's. */
+export async function startKamailioRtpengineServer(options: { children: number }): Promise<SipServer> {
+  const relay = await startRtpengine();
+  try {
+    const k = await startKamailio({ domain: DOMAIN, children: options.children, rtpengineSocket: relay.controlSocket });
+    return {
+      name: 'Kamailio + rtpengine',
+      pid: relay.pid,
+      port: k.port,
+      async stop() {
+        await k.stop();
+        await relay.stop();
+      },
+    };
+  } catch (err) {
+    await relay.stop();
+    throw err;
+  }
 }
 
 /**
