@@ -19,8 +19,15 @@ const skip = availability.available ? false : availability.reason;
 
 describe('SIPp fixture', () => {
   it('parses the last row of a statistics file, by column name', () => {
-    const header = 'StartTime;ElapsedTime(C);CallRate(C);TotalCallCreated;CurrentCall;SuccessfulCall(C);FailedCall(C);FailedTimeoutOnRecv(C);FailedUnexpectedMessage(C);Retransmissions(C);ResponseTime1(C);';
-    const csv = [header, '2026-12-07\t10:00:00;00:00:01;9.5;10;4;6;0;0;0;0;00:00:00:002000;', '2026-12-07\t10:00:01;00:00:02;9.75;20;0;17;3;2;1;5;00:00:00:003500;', ''].join('\n');
+    const header = 'StartTime;CurrentTime;ElapsedTime(C);CallRate(C);TotalCallCreated;CurrentCall;SuccessfulCall(C);FailedCall(C);FailedTimeoutOnRecv(C);FailedUnexpectedMessage(C);Retransmissions(C);ResponseTime1(C);';
+    const start = 'd\tt\t1000.000000';
+    const csv = [
+      header,
+      `${start};d\tt\t1000.900000;00:00:00;9.5;10;4;6;0;0;0;0;00:00:00:002000;`,
+      `${start};d\tt\t1001.950000;00:00:01;9.75;20;4;13;3;2;1;5;00:00:00:003500;`,
+      `${start};d\tt\t1002.250000;00:00:02;9.75;20;0;17;3;2;1;5;00:00:00:003500;`,
+      '',
+    ].join('\n');
     const stats = parseSippStats(csv);
     assert.equal(stats.created, 20);
     assert.equal(stats.successful, 17);
@@ -29,6 +36,7 @@ describe('SIPp fixture', () => {
     assert.equal(stats.retransmissions, 5);
     assert.equal(stats.elapsedSeconds, 2);
     assert.equal(stats.responseTime1Ms, 3.5);
+    assert.ok(Math.abs(stats.placingSeconds - 1.95) < 1e-6, `placing ${stats.placingSeconds}`);
     assert.throws(() => parseSippStats(header), /no data row/);
   });
 

@@ -179,10 +179,9 @@ async function trial(server: SipServer, uas: SippProcess, rate: number, o: SipBe
   // The client has exited by now: its CPU is in this process's total of waited-for children.
   const sippCpu = treeCpuSeconds(uas.pid) - uas0 + exitedChildrenCpu() - client0;
   const otherCpu = Math.max(0, machineBusySeconds() - machine0 - serverCpu - sippCpu - (process.cpuUsage(self0).user + process.cpuUsage(self0).system) / 1e6);
-  const stats = result.stats ?? { created: 0, successful: 0, failed: 0, failedBy: {}, retransmissions: 0, current: 0, elapsedSeconds: 0, callRate: 0, responseTime1Ms: undefined };
-  // The calls were placed over the run but the hold and the last setups: what is left is how long placing took.
-  const placing = Math.max(seconds - o.holdMs / 1000 - (stats.responseTime1Ms ?? 0) / 1000 - 0.1, 1 / rate);
-  const placedRate = Math.min(stats.created, expected) / Math.max(placing, (expected - 1) / rate);
+  const stats = result.stats ?? { created: 0, successful: 0, failed: 0, failedBy: {}, retransmissions: 0, current: 0, elapsedSeconds: 0, placingSeconds: 0, callRate: 0, responseTime1Ms: undefined };
+  // How fast SIPp managed to place them: its statistics rows tell when the last one was created.
+  const placedRate = stats.placingSeconds > 0 ? stats.created / Math.max(stats.placingSeconds, (expected - 1) / rate) : 0;
   const verdict = judgeTrial(rate, expected, stats, placedRate);
   await sleep(1000); // the called party's timewaits and the server's transactions drain
   return {
