@@ -138,7 +138,7 @@ async function measureSide(start: () => Promise<SipServer>, name: string, o: Sip
     );
     const best = trials.filter((t) => t.ok && t.rate === cps).at(-1);
     const last = trials.at(-1);
-    const limitedBy = last && !last.ok && last.why?.startsWith('SIPp placed') ? 'the SIPp client could not place calls faster' : cps >= o.maxRate ? `--sip-max-rate ${o.maxRate}` : undefined;
+    const limitedBy = last && !last.ok && last.why?.startsWith('SIPp placed') ? 'the SIPp client (it placed fewer calls a second than asked)' : cps >= o.maxRate ? `--sip-max-rate ${o.maxRate}` : undefined;
     return { available: true, cps, best, trials, ...(limitedBy ? { limitedBy } : {}) };
   } finally {
     await uas.stop(1000);
