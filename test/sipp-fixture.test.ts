@@ -2,9 +2,11 @@
  * A smoke test of the SIPp fixture (test/fixtures/sipp.ts) and the bench's scenarios, with
  * no server in between: the SIPp client of bench/sip/uac.xml calls the SIPp server of
  * bench/sip/uas.xml directly on loopback, and the numbers parsed from SIPp's statistics
- * must be those of the calls placed. Also the parsers on their own: the statistics CSV
- * (made up here in SIPp's layout) and the error file's unexpected messages. SIPp is
- * installed when missing; without it the SIPp runs are skipped with the reason.
+ * must be those of the calls placed. The Digest answers of register.xml and uac.xml, checked
+ * by SIPp servers (written here) with SIPp's verifyauth; a refused call's status line. Also the
+ * parsers on their own: the statistics CSV (made up here in SIPp's layout) and the error
+ * file's unexpected messages. SIPp is installed when missing; without it the SIPp runs are
+ * skipped with the reason.
  */
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
@@ -115,6 +117,172 @@ describe('SIPp fixture', () => {
       assert.deepEqual(result.unexpected, ['486 Busy Here × 2']);
     } finally {
       await uas.stop(500);
+    }
+  });
+
+  it('answers a Digest challenge to the REGISTER, checked by a SIPp server', { skip, timeout: 60_000 }, async () => {
+    // The server challenges, then checks the answer with SIPp's verifyauth (MD5, the only
+    // algorithm SIPp has) and answers 200 only when it holds; a wrong password gets 403.
+    const challenging = writeScenario(
+      'challenging',
+      `<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="challenging">
+  <recv request="REGISTER"/>
+  <send><![CDATA[
+
+      SIP/2.0 401 Unauthorized
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=reg[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      WWW-Authenticate: Digest realm="example.test", nonce="n[call_number]r", algorithm=MD5
+      Content-Length: 0
+
+    ]]></send>
+  <recv request="REGISTER">
+    <action><verifyauth assign_to="good" username="bench" password="secret-1"/></action>
+  </recv>
+  <nop test="good" next="registered"/>
+  <send next="end"><![CDATA[
+
+      SIP/2.0 403 Forbidden
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=reg[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+
+    ]]></send>
+  <label id="registered"/>
+  <send next="end"><![CDATA[
+
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=reg[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+
+    ]]></send>
+  <label id="end"/>
+</scenario>
+`,
+    );
+    const port = await freePort();
+    const registrar = await startSipp({ scenario: challenging, port });
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      const register = (password: string) =>
+        runSipp({
+          scenario: join(SCENARIOS, 'register.xml'),
+          remote: `127.0.0.1:${port}`,
+          keys: { domain: 'example.test', user: 'bench', contact_port: 5999 },
+          args: ['-m', '1', '-au', 'bench', '-ap', password, '-recv_timeout', '3000'],
+          timeoutMs: 20_000,
+        });
+      const good = await register('secret-1');
+      assert.equal(good.stats?.successful, 1, good.output);
+      const bad = await register('wrong');
+      assert.equal(bad.stats?.failed, 1);
+      assert.deepEqual(bad.unexpected, ['403 Forbidden']);
+    } finally {
+      await registrar.stop(500);
+    }
+  });
+
+  it('answers a 401 to the INVITE with an authenticated INVITE (the call then goes on)', { skip, timeout: 60_000 }, async () => {
+    // As above, for the INVITE (verifyauth reads Authorization, so a 401 rather than a proxy's
+    // 407: uac.xml answers both the same way).
+    const inviteAuth = writeScenario(
+      'invite-auth',
+      `<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="invite-auth">
+  <recv request="INVITE"/>
+  <send><![CDATA[
+
+      SIP/2.0 401 Unauthorized
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=p[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      WWW-Authenticate: Digest realm="example.test", nonce="n[call_number]i", algorithm=MD5
+      Content-Length: 0
+
+    ]]></send>
+  <recv request="ACK"/>
+  <recv request="INVITE">
+    <action><verifyauth assign_to="good" username="bench" password="secret-1"/></action>
+  </recv>
+  <nop test="good" next="answer"/>
+  <send next="end"><![CDATA[
+
+      SIP/2.0 403 Forbidden
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=p[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+
+    ]]></send>
+  <label id="answer"/>
+  <send retrans="500"><![CDATA[
+
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=p[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:bench@[local_ip]:[local_port]>
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      v=0
+      o=bench 1 1 IN IP4 [local_ip]
+      s=-
+      c=IN IP4 [local_ip]
+      t=0 0
+      m=audio 9 RTP/AVP 0
+
+    ]]></send>
+  <recv request="ACK"/>
+  <recv request="BYE"/>
+  <send><![CDATA[
+
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+
+    ]]></send>
+  <label id="end"/>
+</scenario>
+`,
+    );
+    const port = await freePort();
+    const server = await startSipp({ scenario: inviteAuth, port });
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      const result = await runSipp({
+        scenario: join(SCENARIOS, 'uac.xml'),
+        remote: `127.0.0.1:${port}`,
+        keys: { domain: 'example.test' },
+        args: ['-s', 'bench', '-au', 'bench', '-ap', 'secret-1', '-m', '1', '-d', '100', '-recv_timeout', '3000', '-mp', String(await freePort())],
+        timeoutMs: 20_000,
+      });
+      assert.equal(result.stats?.successful, 1, result.output);
+      const answered = await server.stop(1000);
+      assert.equal(answered.stats?.successful, 1);
+    } finally {
+      await server.stop(500);
     }
   });
 });
