@@ -94,6 +94,10 @@ export async function startXimssdServer(): Promise<SipServer> {
 
 /** Why a SIPp step did not succeed, in a line: the server's answers, or SIPp's failure causes. */
 export function sippFailure(server: string, what: string, result: SippResult): string {
+  // SIPp 3.6 answers the first Digest challenge of a 401/407 and knows only MD5: a server that
+  // offers SHA-256 first (RFC 8760's order, ximssd's default) stops it here.
+  const digest = result.output.split('\n').find((l) => l.includes('createAuthHeader'));
+  if (digest) return `SIPp cannot answer ${server}'s Digest challenge to ${what}: ${digest.replace(/^.*createAuthHeader: /, '').trim()} (SIPp answers the first challenge and knows only MD5: the server must offer MD5 first)`;
   if (result.unexpected.length) return `${server} answered ${what} with ${result.unexpected.slice(0, 3).join(', ')}`;
   const failedBy = result.stats?.failedBy ?? {};
   const causes = Object.entries(failedBy).map(([cause, n]) => `${cause.replace(/^Failed/, '')} ${n}`);
