@@ -14,6 +14,7 @@ import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { ensureSipp, parseSippStats, runSipp, startSipp, unexpectedMessages, writeScenario } from './fixtures/sipp.js';
 import { freePort } from '../bench/lib/proc.js';
+import { registerCallee } from '../bench/lib/sip-servers.js';
 
 const SCENARIOS = fileURLToPath(new URL('../bench/sip/', import.meta.url));
 const availability = await ensureSipp();
@@ -283,6 +284,40 @@ describe('SIPp fixture', () => {
       assert.equal(answered.stats?.successful, 1);
     } finally {
       await server.stop(500);
+    }
+  });
+
+  it('says why SIPp cannot register with a server that offers SHA-256 Digest first', { skip, timeout: 60_000 }, async () => {
+    // RFC 8760's order (ximssd's default): SHA-256, then MD5. SIPp 3.6 takes the first and knows only MD5.
+    const twoChallenges = writeScenario(
+      'two-challenges',
+      `<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="two-challenges">
+  <recv request="REGISTER"/>
+  <send><![CDATA[
+
+      SIP/2.0 401 Unauthorized
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=reg[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      WWW-Authenticate: Digest realm="example.test", nonce="s[call_number]", algorithm=SHA-256, qop="auth"
+      WWW-Authenticate: Digest realm="example.test", nonce="m[call_number]", algorithm=MD5, qop="auth"
+      Content-Length: 0
+
+    ]]></send>
+</scenario>
+`,
+    );
+    const port = await freePort();
+    const registrar = await startSipp({ scenario: twoChallenges, port });
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      const why = await registerCallee({ name: 'ximssd', pid: registrar.pid, port, stop: async () => {} }, 5999);
+      assert.match(why ?? '', /^SIPp cannot answer ximssd's Digest challenge to REGISTER: .*MD5/);
+    } finally {
+      await registrar.stop(500);
     }
   });
 });
