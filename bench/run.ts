@@ -19,6 +19,9 @@
  *          xmpp: --xmpp-pairs N (500)  --xmpp-messages N (100 per sender)  --xmpp-logins N (2000)
  *                --xmpp-login-concurrency N (50)  --xmpp-connections N (5000)  --xmpp-mechanism SCRAM-SHA-1|SCRAM-SHA-256|PLAIN
  *                (beside Prosody; run with --only xmpp)
+ *          sip: --sip-trial S (5; 3)  --sip-hold MS (1000)  --sip-start-rate N (50)  --sip-max-rate N (5000)  --kamailio-children N (4)
+ *               (call setup rate beside Kamailio; run with --only sip)
+ *          media: --media-start-calls N (50)  --media-max-calls N (1000)  --media-window S (5; 3)  (relayed G.711 calls; run with --only media)
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
@@ -39,6 +42,8 @@ import { webdavBench, type WebdavResult } from './lib/webdav-bench.js';
 import { carddavBench, type CarddavResult } from './lib/carddav-area.js';
 import { calendarBench, type CalendarResult } from './lib/calendar-bench.js';
 import { xmppBench, xmppFigures, type XmppResult } from './lib/xmpp-bench.js';
+import { sipBench, sipFigures, type SipResult } from './lib/sip-bench.js';
+import { mediaBench, mediaFigures, type MediaResult } from './lib/sip-media-bench.js';
 import type { LoadMechanism } from './lib/xmpp-client.js';
 import { PASSWORD, ROOT, USER, startXimssd } from './lib/ximssd.js';
 
@@ -76,6 +81,14 @@ const { values: flags } = parseArgs({
     'xmpp-login-concurrency': { type: 'string' },
     'xmpp-connections': { type: 'string' },
     'xmpp-mechanism': { type: 'string' },
+    'sip-trial': { type: 'string' },
+    'sip-hold': { type: 'string' },
+    'sip-start-rate': { type: 'string' },
+    'sip-max-rate': { type: 'string' },
+    'kamailio-children': { type: 'string' },
+    'media-start-calls': { type: 'string' },
+    'media-max-calls': { type: 'string' },
+    'media-window': { type: 'string' },
     engines: { type: 'string' },
     only: { type: 'string' },
     quick: { type: 'boolean' },
@@ -124,6 +137,14 @@ const params = {
   xmppLoginConcurrency: num(flags['xmpp-login-concurrency'], 50),
   xmppConnections: num(flags['xmpp-connections'], quick ? 1000 : 5000),
   xmppMechanism: (flags['xmpp-mechanism'] ?? 'SCRAM-SHA-1') as LoadMechanism,
+  sipTrialSeconds: num(flags['sip-trial'], quick ? 3 : 5),
+  sipHoldMs: num(flags['sip-hold'], 1000),
+  sipStartRate: num(flags['sip-start-rate'], 50),
+  sipMaxRate: num(flags['sip-max-rate'], 5000),
+  kamailioChildren: num(flags['kamailio-children'], 4),
+  mediaStartCalls: num(flags['media-start-calls'], 50),
+  mediaMaxCalls: num(flags['media-max-calls'], 1000),
+  mediaWindowSeconds: num(flags['media-window'], quick ? 3 : 5),
   engines: [] as Engine[],
 };
 params.mailConnections = num(flags['mail-connections'], params.connections);
@@ -241,6 +262,8 @@ async function main(): Promise<void> {
   let carddav: CarddavResult | undefined;
   let calendar: CalendarResult | undefined;
   let xmpp: XmppResult | undefined;
+  let sip: SipResult | undefined;
+  let media: MediaResult | undefined;
 
   if (only.has('echo') || only.has('tcp') || only.has('http')) {
     const echo = spawnChild(process.execPath, ['--import', 'tsx', join(ROOT, 'bench', 'echo-server.ts')], {
@@ -449,6 +472,17 @@ async function main(): Promise<void> {
     if (!xmpp.prosody.available) console.log(`Prosody not measured: ${xmpp.prosody.reason}`);
   }
 
+  if (only.has('sip')) {
+    console.log(`\nsip: call setup rate beside Kamailio: SIPp client → server → registered SIPp server, ${params.sipHoldMs} ms calls, trials of ${params.sipTrialSeconds} s, < 1% failed`);
+    const o = { trialSeconds: params.sipTrialSeconds, holdMs: params.sipHoldMs, startRate: params.sipStartRate, maxRate: params.sipMaxRate, kamailioChildren: params.kamailioChildren };
+    sip = await sipBench({ ...o, log: (line) => console.log(line) });
+  }
+
+  if (only.has('media')) {
+    console.log(`\nmedia: concurrent G.711 calls relayed by the server (20 ms packets both ways, windows of ${params.mediaWindowSeconds} s), < 1% loss and < 5 ms added jitter`);
+    media = await mediaBench({ startCalls: params.mediaStartCalls, maxCalls: params.mediaMaxCalls, setupRate: 100, windowSeconds: params.mediaWindowSeconds, kamailioChildren: params.kamailioChildren, log: (line) => console.log(line) });
+  }
+
   // --- The table ---
   const figures: Figure[] = [];
   const ceiling = echoRuns.length ? median(echoRuns.map((r) => r.rate)) : undefined;
@@ -647,6 +681,9 @@ async function main(): Promise<void> {
     );
   }
 
+  if (sip) figures.push(...sipFigures(sip, { holdMs: params.sipHoldMs, kamailioChildren: params.kamailioChildren }));
+  if (media) figures.push(...mediaFigures(media));
+
   const elapsed = (performance.now() - began) / 1000;
   const rows = figures.map((f) => [
     f.name,
@@ -669,7 +706,9 @@ async function main(): Promise<void> {
       (attack?.available ? `; attack: p99 ÷ the no-attack p99 (≤ ${ATTACK_TARGET} meets it)` : '') +
       (webdav?.available ? '; webdav: ximssd ÷ Apache mod_dav (≤ 1 meets it), RSS growth ÷ the file size' : '') +
       (calendar?.available ? '; calendar: ximssd ÷ Radicale (≤ 1 meets it)' : '') +
-      (xmpp ? '; xmpp: ximssd ÷ Prosody (rates: ≥ 1 meets it; memory: ≤ 1 meets it).' : '.'),
+      (xmpp ? '; xmpp: ximssd ÷ Prosody (rates: ≥ 1 meets it; memory: ≤ 1 meets it)' : '') +
+      (sip ? '; sip: ximssd ÷ Kamailio (≥ 0.5 meets it)' : '') +
+      (media ? '; media: ximssd ÷ the Asterisk constant (≥ 1 meets it).' : '.'),
   );
   for (const f of figures) if (f.value === null) console.log(`n/a: ${f.name.trim()}: ${f.note ?? 'not measured'}`);
   const otherMax = Math.max(
@@ -710,6 +749,8 @@ async function main(): Promise<void> {
     webdav: webdav ?? null,
     calendar: calendar ?? null,
     xmpp: xmpp ?? null,
+    sip: sip ?? null,
+    media: media ?? null,
   };
   writeFileSync(join(RESULTS, 'latest.json'), JSON.stringify(json, null, 2) + '\n');
   console.log(`figures written to ${join('bench', 'results', 'latest.json')}`);
