@@ -155,7 +155,7 @@ async function placeCalls(server: SipServer, rate: number, count: number, o: Sip
     keys: { domain: DOMAIN },
     args: [
       '-s', CALLEE,
-      '-au', CALLEE, '-ap', PASSWORD, // when ximssd challenges the INVITE too
+      '-au', CALLEE, '-ap', PASSWORD, '-auth_uri', `${CALLEE}@${DOMAIN}`, // if a server challenges the INVITE
       '-r', String(rate), '-m', String(count),
       '-d', String(o.holdMs),
       '-recv_timeout', '5000',

@@ -95,7 +95,7 @@ export async function startXimssdServer(): Promise<SipServer> {
 /** Why a SIPp step did not succeed, in a line: the server's answers, or SIPp's failure causes. */
 export function sippFailure(server: string, what: string, result: SippResult): string {
   // SIPp 3.6 answers the first Digest challenge of a 401/407 and knows only MD5: a server that
-  // offers SHA-256 first (RFC 8760's order, ximssd's default) stops it here.
+  // offers SHA-256 first (RFC 8760's order; ximssd offers MD5 alone by default) stops it here.
   const digest = result.output.split('\n').find((l) => l.includes('createAuthHeader'));
   if (digest) return `SIPp cannot answer ${server}'s Digest challenge to ${what}: ${digest.replace(/^.*createAuthHeader: /, '').trim()} (SIPp answers the first challenge and knows only MD5: the server must offer MD5 first)`;
   if (result.unexpected.length) return `${server} answered ${what} with ${result.unexpected.slice(0, 3).join(', ')}`;
@@ -116,7 +116,8 @@ export async function registerCallee(server: SipServer, contactPort: number): Pr
     scenario: join(SCENARIOS, 'register.xml'),
     remote: `127.0.0.1:${server.port}`,
     keys: { domain: DOMAIN, user: CALLEE, contact_port: contactPort },
-    args: ['-m', '1', '-au', CALLEE, '-ap', PASSWORD, '-recv_timeout', '5000'],
+    // The Digest uri is the Request-URI (RFC 7616 3.4.6, which ximssd checks); SIPp's default is the server's address, and it writes the sip: itself.
+    args: ['-m', '1', '-au', CALLEE, '-ap', PASSWORD, '-auth_uri', DOMAIN, '-recv_timeout', '5000'],
     timeoutMs: 20_000,
   });
   return result.stats?.successful === 1 ? undefined : sippFailure(server.name, 'REGISTER', result);

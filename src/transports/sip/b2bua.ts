@@ -34,6 +34,7 @@ import type { DnsResolver } from '../../services/mail-auth.js';
 import { reasonOf, type CallTarget, type Party, type Signal } from '../../services/calls/signal.js';
 import { DigestAuthenticator } from '../../services/digest.js';
 import type { ImService } from '../../services/im/service.js';
+import type { Binding } from '../../store/registrations.js';
 import type { Store } from '../../store/store.js';
 import { UserAgentCore, type ClientCall, type Dialog, type IncomingRequest, type RequestOutcome, type ServerCall, type SipBody } from './dialog.js';
 import { authenticateRequest } from './digest-auth.js';
@@ -483,6 +484,34 @@ function isSdp(body: SipBody): boolean {
   return body.contentType.split(';', 1)[0]!.trim().toLowerCase() === 'application/sdp';
 }
 
+/**
+ * Where an INVITE for a registered device goes. Over its connection or its outbound flow when
+ * it has one; over UDP to its Contact, unless the Contact is a private address other than
+ * the one the REGISTER came from (the device is behind NAT: its REGISTER's source, which its
+ * keep-alives hold open, reaches it, as Kamailio's nathelper does).
+ */
+function firstHop(binding: Binding): SipTarget['flow'] {
+  const source = { transport: binding.transport, host: binding.host, port: binding.port, flow: binding.flow };
+  if (binding.flow !== null || binding.outbound || binding.transport !== 'udp') return source;
+  let contact: Uri;
+  try {
+    contact = parseUri(binding.contact);
+  } catch {
+    return source;
+  }
+  if (contact.kind !== 'sip' || contact.scheme !== 'sip' || !isIP(contact.host.replace(/^\[(.*)\]$/, '$1'))) return source;
+  const host = contact.host.replace(/^\[(.*)\]$/, '$1');
+  const transport = contact.params.get('transport')?.toLowerCase() ?? 'udp';
+  if (transport !== 'udp') return source;
+  if (host !== binding.host && isPrivateAddress(host)) return source;
+  return { transport: 'udp', host, port: contact.port ?? 5060, flow: null };
+}
+
+/** RFC 1918, RFC 6598, link-local and unique-local addresses: behind NAT when seen from elsewhere. */
+function isPrivateAddress(host: string): boolean {
+  return /^(10\.|192\.168\.|172\.(1[6-9]|2\d|3[01])\.|100\.(6[4-9]|[7-9]\d|1[01]\d|12[0-7])\.|169\.254\.|f[cd][0-9a-f]{2}:|fe[89ab][0-9a-f]:)/i.test(host);
+}
+
 /** A party as a SIP name-addr: its address as a SIP URI (a bare number becomes one of `domain`). */
 export function nameAddr(party: Party, domain: string): string {
   const address = party.address.replace(/^sips?:/i, '');
@@ -531,7 +560,7 @@ export class SipCalls {
         aor: `${account.name}@${account.domain}`,
         contact: binding.contact,
         path: binding.path,
-        flow: { transport: binding.transport, host: binding.host, port: binding.port, flow: binding.flow },
+        flow: firstHop(binding),
       })),
     );
     deps.calls.router.onTarget('sip', (target, invite, replyTo) => {

@@ -104,9 +104,14 @@ export interface TransactionLimits {
   retryAfter: number;
 }
 
+/**
+ * A finished non-INVITE transaction lingers for timer J (32 s over UDP) to absorb
+ * retransmissions, so a trunk or a proxy placing 100 calls a second from one address holds
+ * thousands at once: the bounds are for a flood, not for such a peer.
+ */
 export const DEFAULT_TRANSACTION_LIMITS: Readonly<TransactionLimits> = Object.freeze({
-  maxTransactions: 10_000,
-  maxPerSource: 200,
+  maxTransactions: 100_000,
+  maxPerSource: 20_000,
   retryAfter: 5,
 });
 
