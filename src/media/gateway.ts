@@ -423,7 +423,9 @@ function usableCodecs(offered: SideMedia, answered: SideMedia): Map<number, Rela
   const theirs = new Set(answered.payloadTypes.values());
   const anyG711 = theirs.has('PCMU') || theirs.has('PCMA');
   const usable = [...offered.payloadTypes].filter(([, codec]) => theirs.has(codec) || (isG711(codec) && anyG711));
-  usable.sort(([, x], [, y]) => Number(!theirs.has(x)) - Number(!theirs.has(y)));
+  // The laws the answerer took, then the ones we transcode, then telephone-event (a stable sort keeps the offer's order within each).
+  const rank = (codec: RelayCodec): number => (!isG711(codec) ? 2 : theirs.has(codec) ? 0 : 1);
+  usable.sort(([, x], [, y]) => rank(x) - rank(y));
   return new Map(usable);
 }
 
