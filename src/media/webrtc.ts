@@ -20,7 +20,7 @@
  * - werift allocates several objects per packet (SRTP, parsing); that, not the relay, bounds how
  *   many WebRTC calls a core anchors. Measure before promising 250.
  */
-import sdpTransform from 'sdp-transform';
+import sdpTransform, { type MediaDescription, type SessionDescription } from 'sdp-transform';
 import { RTCPeerConnection, RTCRtpCodecParameters, RtpPacket, type MediaStreamTrack, type RTCRtpTransceiver } from 'werift';
 import { newCounters, type MediaDirection, type MediaPort, type RelayCodec } from './relay.js';
 
@@ -63,6 +63,8 @@ export class WebRtcPort implements MediaPort {
   private transceiver: RTCRtpTransceiver | undefined;
   private readonly subscribedTracks = new WeakSet<object>();
   private closed = false;
+  /** The browser's last offer as it came, and which of its m-lines we anchor. */
+  private lastOffer: { original: SessionDescription; keptIndex: number } | undefined;
 
   constructor(private readonly options: WebRtcPortOptions) {
     const codecs = options.codecs ?? WEBRTC_CODECS;
@@ -94,7 +96,11 @@ export class WebRtcPort implements MediaPort {
 
   /** The browser offers: applies its offer (refused m-lines are marked in our answer later). */
   async acceptOffer(sdp: string): Promise<void> {
-    await this.pc.setRemoteDescription({ type: 'offer', sdp });
+    // werift fails a whole negotiation over an m-line it has no codec for (video, say), and does
+    // not reject m-lines itself: it sees the audio alone, and createAnswer puts the others back refused.
+    const { offer, original, keptIndex } = audioOnly(sdp);
+    this.lastOffer = { original, keptIndex };
+    await this.pc.setRemoteDescription({ type: 'offer', sdp: offer });
     this.transceiver = this.pc.getTransceivers().find((t) => t.kind === 'audio') ?? this.transceiver;
     if (!this.transceiver) throw new Error('the WebRTC offer has no audio');
   }
@@ -103,7 +109,8 @@ export class WebRtcPort implements MediaPort {
   async createAnswer(direction: MediaDirection): Promise<string> {
     this.transceiver!.setDirection(direction);
     await this.pc.setLocalDescription(await this.pc.createAnswer());
-    return refuseAllBut(await this.finishLocalDescription(), this.transceiver!.mid);
+    const answer = await this.finishLocalDescription();
+    return this.lastOffer ? withRefusedMedia(answer, this.lastOffer.original, this.lastOffer.keptIndex) : answer;
   }
 
   /** Our offer to a browser (first offer or re-offer). */
@@ -195,23 +202,60 @@ export function publicCandidatesOnly(sdp: string, bindAddress: string, publicAdd
 }
 
 /**
- * Refuses every m-line but the one whose mid is `keptMid` (port 0, out of the BUNDLE group, as
- * RFC 8843 7.3.3 has an answerer reject a bundled m-line): we anchor one audio stream.
+ * The offer with only its first audio m-line (with a port), the BUNDLE group reduced to it; the
+ * offer as it came; and that m-line's index. Throws when there is no such audio.
  */
-export function refuseAllBut(sdp: string, keptMid: string | null): string {
-  const session = sdpTransform.parse(sdp);
-  const refused = new Set<string>();
-  session.media.forEach((media, index) => {
-    const mid = media.mid === undefined ? String(index) : String(media.mid);
-    if (keptMid !== null && mid === keptMid) return;
-    refused.add(mid);
-    media.port = 0;
-    media.candidates = [];
-    delete media.direction;
-    media.direction = 'inactive';
-  });
-  session.groups = (session.groups ?? [])
-    .map((group) => ({ ...group, mids: String(group.mids).split(' ').filter((mid) => !refused.has(mid)).join(' ') }))
-    .filter((group) => group.mids !== '');
+export function audioOnly(sdp: string): { offer: string; original: SessionDescription; keptIndex: number } {
+  const original = sdpTransform.parse(sdp);
+  const keptIndex = original.media.findIndex((media) => media.type === 'audio' && media.port !== 0);
+  if (keptIndex < 0) throw new Error('the WebRTC offer has no audio');
+  const kept = original.media[keptIndex]!;
+  const keptMid = kept.mid === undefined ? undefined : String(kept.mid);
+  const reduced: SessionDescription = {
+    ...original,
+    media: [kept],
+    groups: (original.groups ?? [])
+      .map((group) => ({ ...group, mids: String(group.mids).split(' ').filter((mid) => mid === keptMid).join(' ') }))
+      .filter((group) => group.mids !== ''),
+  };
+  return { offer: sdpTransform.write(reduced), original, keptIndex };
+}
+
+/**
+ * werift's answer to the audio-only offer, with the offer's other m-lines put back in their
+ * places refused: port 0, no candidates, and out of the BUNDLE group (RFC 8843 7.3.3).
+ */
+export function withRefusedMedia(answer: string, original: SessionDescription, keptIndex: number): string {
+  const session = sdpTransform.parse(answer);
+  const audio = session.media[0];
+  if (!audio || original.media.length === 1) return answer;
+  session.media = original.media.map((media, index): MediaDescription =>
+    index === keptIndex
+      ? audio
+      : {
+          type: media.type,
+          port: 0,
+          protocol: media.protocol,
+          // The offer's formats, described as offered (RFC 3264 6: a refused stream still lists one).
+          payloads: String(media.payloads ?? ''),
+          rtp: media.rtp,
+          fmtp: media.fmtp,
+          ...(media.mid === undefined ? {} : { mid: media.mid }),
+          direction: 'inactive',
+          // Not needed for a rejected m-line, but some stacks (aiortc) check every m-line for them (and rtcp-mux).
+          ...credentialsOf(audio),
+        },
+  );
   return sdpTransform.write(session);
+}
+
+function credentialsOf(media: MediaDescription): Partial<MediaDescription> {
+  const { iceUfrag, icePwd, fingerprint, setup, rtcpMux } = media;
+  return {
+    ...(rtcpMux === undefined ? {} : { rtcpMux }),
+    ...(iceUfrag === undefined ? {} : { iceUfrag }),
+    ...(icePwd === undefined ? {} : { icePwd }),
+    ...(fingerprint === undefined ? {} : { fingerprint }),
+    ...(setup === undefined ? {} : { setup }),
+  };
 }

@@ -1,0 +1,203 @@
+/**
+ * The media gateway between a REAL WebRTC peer and a plain RTP phone: Debian's aiortc (ICE,
+ * DTLS-SRTP, rtcp-mux; test/fixtures/aiortc_peer.py) plays one DTMF digit as tones in its G.711
+ * audio, a dgram socket on loopback plays a phone sending another, and each side must hear the
+ * other's digit (detectDtmf over what it received): audio verified end to end, through ICE-lite,
+ * DTLS-SRTP and, where the laws differ, transcoding.
+ *
+ * No assertion depends on the clock; the phone paces its packets every 20 ms like a real one.
+ */
+import assert from 'node:assert/strict';
+import { createSocket, type Socket } from 'node:dgram';
+import { once } from 'node:events';
+import { after, before, describe, test } from 'node:test';
+import sdpTransform from 'sdp-transform';
+import { detectDtmf } from '../src/media/dtmf.js';
+import { decodeAlaw, decodeUlaw, encodeAlaw, encodeUlaw } from '../src/media/g711.js';
+import { flavourOf, MediaGateway } from '../src/media/gateway.js';
+import { parseRtp, writeRtpHeader } from '../src/media/rtp.js';
+import { ensureAiortc, startAiortcPeer, type AiortcPeer } from './fixtures/aiortc.js';
+
+const KEYPAD: Record<string, [number, number]> = { '5': [770, 1336], '9': [852, 1477], '1': [697, 1209], '#': [941, 1477] };
+
+/** A phone on loopback that plays a digit's tones in G.711 every 20 ms and keeps what it receives. */
+class TonePhone {
+  private timer: NodeJS.Timeout | undefined;
+  private sample = 0;
+  private sequence = 1;
+  /** Decoded audio received, in arrival order. */
+  readonly heard: number[] = [];
+  readonly payloadTypes = new Set<number>();
+
+  private constructor(readonly socket: Socket) {
+    socket.on('message', (packet) => {
+      const header = parseRtp(packet);
+      if (!header) return;
+      this.payloadTypes.add(header.payloadType);
+      const payload = packet.subarray(header.payloadOffset, header.payloadOffset + header.payloadLength);
+      if (header.payloadType === 0) this.heard.push(...decodeUlaw(payload));
+      else if (header.payloadType === 8) this.heard.push(...decodeAlaw(payload));
+    });
+  }
+
+  static async open(): Promise<TonePhone> {
+    const socket = createSocket('udp4');
+    socket.bind(0, '127.0.0.1');
+    await once(socket, 'listening');
+    return new TonePhone(socket);
+  }
+
+  get port(): number {
+    return this.socket.address().port;
+  }
+
+  sdp(payloadType: 0 | 8): string {
+    const codec = payloadType === 0 ? 'PCMU' : 'PCMA';
+    return [
+      'v=0',
+      'o=phone 7 1 IN IP4 127.0.0.1',
+      's=call',
+      'c=IN IP4 127.0.0.1',
+      't=0 0',
+      `m=audio ${this.port} RTP/AVP ${payloadType}`,
+      `a=rtpmap:${payloadType} ${codec}/8000`,
+      'a=sendrecv',
+      '',
+    ].join('\r\n');
+  }
+
+  play(digit: string, payloadType: 0 | 8, toPort: number): void {
+    const [low, high] = KEYPAD[digit]!;
+    this.timer = setInterval(() => {
+      const samples = new Int16Array(160);
+      for (let i = 0; i < 160; i++) {
+        const t = (this.sample + i) / 8000;
+        samples[i] = Math.round(7000 * Math.sin(2 * Math.PI * low * t) + 7000 * Math.sin(2 * Math.PI * high * t));
+      }
+      const payload = payloadType === 0 ? encodeUlaw(samples) : encodeAlaw(samples);
+      const packet = Buffer.alloc(12 + 160);
+      writeRtpHeader(packet, { payloadType, sequence: this.sequence++ & 0xffff, timestamp: this.sample, ssrc: 0x5eed });
+      packet.set(payload, 12);
+      this.sample += 160;
+      this.socket.send(packet, toPort, '127.0.0.1');
+    }, 20);
+  }
+
+  close(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.socket.close();
+  }
+}
+
+/** The digits found in 205-sample blocks of `samples`, as counts. */
+function digitsIn(samples: ArrayLike<number>): Map<string, number> {
+  const counts = new Map<string, number>();
+  const block = new Int16Array(205);
+  for (let start = 0; start + 205 <= samples.length; start += 205) {
+    for (let i = 0; i < 205; i++) block[i] = samples[start + i]!;
+    const digit = detectDtmf(block);
+    if (digit) counts.set(digit, (counts.get(digit) ?? 0) + 1);
+  }
+  return counts;
+}
+
+/** Asserts that `expected` was heard clearly (at least 10 blocks, about a quarter of a second) and nothing else. */
+function assertHeard(samples: ArrayLike<number>, expected: string, who: string): void {
+  const counts = digitsIn(samples);
+  assert.ok((counts.get(expected) ?? 0) >= 10, `${who} should hear ${expected}, heard ${JSON.stringify([...counts])} in ${samples.length} samples`);
+  assert.deepEqual([...counts.keys()], [expected], `${who} heard only ${expected}`);
+}
+
+/** Waits (by event-loop turns) until `condition` holds. */
+async function until(condition: () => boolean): Promise<void> {
+  while (!condition()) await new Promise((resolve) => setTimeout(resolve, 10));
+}
+
+describe('WebRTC (aiortc) ↔ plain RTP through the gateway', () => {
+  let gateway: MediaGateway;
+  const cleanup: (() => void)[] = [];
+
+  before(async () => {
+    await ensureAiortc();
+    // The per-process port ranges of media-gateway.test.ts (another process: no collision), 16 ports.
+    const min = 20000 + (process.pid % 400) * 96 + 80;
+    gateway = new MediaGateway({ publicAddress: '127.0.0.1', portRange: { min, max: min + 15 }, maxSessions: 2, idleSeconds: 0 });
+  });
+  after(async () => {
+    for (const step of cleanup) step();
+    await gateway.close();
+  });
+
+  function track<T extends { kill(): void } | { close(): void }>(thing: T): T {
+    cleanup.push(() => ('kill' in thing ? thing.kill() : thing.close()));
+    return thing;
+  }
+
+  async function browserOffers(digit: string, phoneLaw: 0 | 8, video = false) {
+    const browser: AiortcPeer = track(await startAiortcPeer({ mode: 'offer', digit, codecs: ['PCMU'], seconds: 2, video }));
+    const phone = track(await TonePhone.open());
+    const session = gateway.open(`browser-${digit}`);
+    const offer = await browser.nextSdp();
+    assert.equal(flavourOf(offer), 'webrtc');
+    const offerForPhone = await session.offer('a', offer, 'rtp');
+    assert.equal(flavourOf(offerForPhone), 'rtp');
+    const plain = sdpTransform.parse(offerForPhone);
+    assert.equal(plain.media.length, 1, 'only the audio goes to the phone');
+    assert.equal(plain.media[0]!.protocol, 'RTP/AVP');
+    const answerForBrowser = await session.answer('b', phone.sdp(phoneLaw));
+    assert.equal(flavourOf(answerForBrowser), 'webrtc');
+    browser.give(answerForBrowser);
+    return { browser, phone, session, gatewayPort: plain.media[0]!.port, answerForBrowser };
+  }
+
+  test('the browser offers PCMU, the phone answers PCMU: each hears the other digit', async () => {
+    const { browser, phone, session, gatewayPort, answerForBrowser } = await browserOffers('5', 0);
+    const answer = sdpTransform.parse(answerForBrowser);
+    assert.equal(answer.icelite, 'ice-lite');
+    assert.deepEqual(answer.media[0]!.rtp.map((r) => r.codec), ['PCMU']);
+    assert.ok(answer.media[0]!.candidates!.every((c) => c.ip === '127.0.0.1'));
+    phone.play('9', 0, gatewayPort);
+    const result = await browser.result;
+    assert.equal(result.state, 'connected');
+    assertHeard(result.samples, '9', 'the browser');
+    await until(() => phone.heard.length >= 8000 * 1.5);
+    assertHeard(phone.heard, '5', 'the phone');
+    assert.deepEqual([...phone.payloadTypes], [0]);
+    const stats = session.stats();
+    assert.equal(stats.a!.flavour, 'webrtc');
+    assert.ok(stats.a!.packetsIn > 0 && stats.b!.packetsOut > 0);
+    await session.close();
+  });
+
+  test('the phone answers PCMA only: the gateway transcodes both ways; a video m-line is refused', async () => {
+    const { browser, phone, session, gatewayPort, answerForBrowser } = await browserOffers('1', 8, true);
+    const answer = sdpTransform.parse(answerForBrowser);
+    const video = answer.media.find((m) => m.type === 'video')!;
+    assert.equal(video.port, 0, 'video refused');
+    phone.play('#', 8, gatewayPort);
+    const result = await browser.result;
+    assertHeard(result.samples, '#', 'the browser');
+    await until(() => phone.heard.length >= 8000 * 1.5);
+    assertHeard(phone.heard, '1', 'the phone');
+    assert.deepEqual([...phone.payloadTypes], [8]);
+    await session.close();
+  });
+
+  test('the phone offers, the gateway offers to the browser, the browser answers', async () => {
+    const phone = track(await TonePhone.open());
+    const browser = track(await startAiortcPeer({ mode: 'answer', digit: '9', codecs: ['PCMU', 'PCMA'], seconds: 2 }));
+    const session = gateway.open('phone-offers');
+    const offerForBrowser = await session.offer('a', phone.sdp(0), 'webrtc');
+    assert.equal(flavourOf(offerForBrowser), 'webrtc');
+    browser.give(offerForBrowser);
+    const answerForPhone = await session.answer('b', await browser.nextSdp());
+    const plain = sdpTransform.parse(answerForPhone);
+    assert.equal(plain.media[0]!.protocol, 'RTP/AVP');
+    phone.play('5', 0, plain.media[0]!.port);
+    const result = await browser.result;
+    assertHeard(result.samples, '5', 'the browser');
+    await until(() => phone.heard.length >= 8000 * 1.5);
+    assertHeard(phone.heard, '9', 'the phone');
+    await session.close();
+  });
+});
