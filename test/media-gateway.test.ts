@@ -244,6 +244,12 @@ describe('plain RTP through the gateway', () => {
     assert.equal(stats.a!.dropped, 1);
     assert.deepEqual(stats.b!.codecs, ['PCMU', 'telephone-event']);
     await session.close();
+    const totals = gateways[0]!.stats();
+    assert.deepEqual(
+      { relayed: totals.packetsRelayed, dropped: totals.packetsDropped, sessions: totals.sessions },
+      { relayed: 5, dropped: 1, sessions: 0 },
+      'closed sessions still count',
+    );
   });
 
   test('hold: a sendonly re-offer stops the held direction and keeps the ports; resume restores it', async () => {
@@ -269,6 +275,19 @@ describe('plain RTP through the gateway', () => {
     await session.answer('b', phoneSdp(b.port, [[0, 'PCMU']]));
     b.send(rtpPacket(0, encodeUlaw(dtmfTone('9', 0))), gwB);
     await a.waitFor(1);
+    await session.close();
+  });
+
+  test('the old hold (c=0.0.0.0) is taken as sendonly, and nothing is sent to 0.0.0.0', async () => {
+    const session = gateway(4).open('call-old-hold');
+    const [a, b] = await Promise.all([newPhone(), newPhone()]);
+    const { gwB } = await connect(session, a, b);
+    const oldHold = phoneSdp(a.port, [[0, 'PCMU']]).replace('c=IN IP4 127.0.0.1', 'c=IN IP4 0.0.0.0');
+    assert.equal(sdpTransform.parse(await session.offer('a', oldHold, 'rtp')).media[0]!.direction, 'sendonly');
+    await session.answer('b', phoneSdp(b.port, [[0, 'PCMU']], 'recvonly'));
+    b.send(rtpPacket(0, encodeUlaw(dtmfTone('9', 0))), gwB);
+    await until(() => session.stats().b!.dropped === 1);
+    assert.equal(session.stats().a!.packetsOut, 0);
     await session.close();
   });
 

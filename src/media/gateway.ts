@@ -59,15 +59,35 @@ export function flavourOf(sdp: string): Flavour {
   return sessionSecure ? 'webrtc' : 'rtp';
 }
 
-/** The gateway's counters, for the lead to wire into src/metrics.ts (gauges read at scrape time). */
+/**
+ * The gateway's numbers, for src/metrics.ts to read at scrape time: `sessions` and `portsInUse`
+ * are gauges; the others only grow (closed sessions' counts are kept), so they can back counters.
+ */
 export interface GatewayStats {
   sessions: number;
   portsInUse: number;
+  /** RTP packets sent to either side of any session. */
+  packetsRelayed: number;
+  bytesRelayed: number;
+  /** Packets not forwarded (strangers after latching, malformed, unaccepted payload types, held). */
+  packetsDropped: number;
+}
+
+type Totals = Pick<GatewayStats, 'packetsRelayed' | 'bytesRelayed' | 'packetsDropped'>;
+
+function addTotals(totals: Totals, stats: SessionStats): void {
+  for (const side of [stats.a, stats.b]) {
+    if (!side) continue;
+    totals.packetsRelayed += side.packetsOut;
+    totals.bytesRelayed += side.bytesOut;
+    totals.packetsDropped += side.dropped;
+  }
 }
 
 export class MediaGateway {
   private readonly ports: PortAllocator;
   private readonly sessions = new Map<string, MediaSession>();
+  private readonly closedTotals: Totals = { packetsRelayed: 0, bytesRelayed: 0, packetsDropped: 0 };
   readonly bindAddress: string;
 
   constructor(readonly options: MediaGatewayOptions) {
@@ -82,9 +102,10 @@ export class MediaGateway {
   open(id: string): MediaSession {
     if (this.sessions.has(id)) throw new Error(`media session ${id} is already open`);
     this.ports.openSession();
-    const session = new MediaSession(id, this.options, this.bindAddress, this.ports, () => {
+    const session = new MediaSession(id, this.options, this.bindAddress, this.ports, (final) => {
       this.sessions.delete(id);
       this.ports.closeSession();
+      addTotals(this.closedTotals, final);
     });
     this.sessions.set(id, session);
     return session;
@@ -95,7 +116,9 @@ export class MediaGateway {
   }
 
   stats(): GatewayStats {
-    return { sessions: this.ports.sessions, portsInUse: this.ports.portsInUse };
+    const totals = { ...this.closedTotals };
+    for (const session of this.sessions.values()) addTotals(totals, session.stats());
+    return { sessions: this.ports.sessions, portsInUse: this.ports.portsInUse, ...totals };
   }
 
   /** Closes every session (server shutdown). */
@@ -159,7 +182,7 @@ export class MediaSession extends EventEmitter {
     private readonly options: MediaGatewayOptions,
     private readonly bindAddress: string,
     private readonly ports: PortAllocator,
-    private readonly onClosed: () => void,
+    private readonly onClosed: (final: SessionStats) => void,
   ) {
     super();
   }
@@ -356,7 +379,7 @@ export class MediaSession extends EventEmitter {
       if (this.relay) await this.relay.close();
       else await Promise.all(sides.map((side) => side.port.close()));
       for (const side of sides) for (const port of side.reserved) this.ports.release(port);
-      this.onClosed();
+      this.onClosed(this.stats());
       this.emit('closed');
     });
     return this.closing;
@@ -407,7 +430,15 @@ export function sideMediaOf(session: SessionDescription, index: number): SideMed
     else codec = payloadType === 0 ? 'PCMU' : payloadType === 8 ? 'PCMA' : undefined;
     if (codec) payloadTypes.set(payloadType, codec);
   }
-  return { payloadTypes, direction: media.direction ?? session.direction ?? 'sendrecv' };
+  const direction = media.direction ?? session.direction ?? 'sendrecv';
+  // c=0.0.0.0 is the old hold (RFC 3264 8.4): the side will not receive, whatever it says.
+  const address = media.connection?.ip ?? session.connection?.ip;
+  const unreachable = address === '0.0.0.0' || address === '::';
+  return { payloadTypes, direction: unreachable ? withoutReceiving(direction) : direction };
+}
+
+function withoutReceiving(direction: MediaDirection): MediaDirection {
+  return direction === 'sendrecv' || direction === 'sendonly' ? 'sendonly' : 'inactive';
 }
 
 function codecListOf(media: SideMedia): { codec: RelayCodec; payloadType: number }[] {

@@ -159,6 +159,10 @@ export class UdpRtpPort implements MediaPort {
    * the media elsewhere) starts latching again; the same address keeps what was latched.
    */
   setRemote(rtp: Endpoint, rtcp: Endpoint | undefined): void {
+    // An unspecified address (c=0.0.0.0, the old way to hold, RFC 3264 8.4) is nowhere to send:
+    // port 0 keeps us silent until the phone's own packets show where it is.
+    if (isUnspecified(rtp.address)) rtp = { address: rtp.address, port: 0 };
+    if (rtcp && isUnspecified(rtcp.address)) rtcp = { address: rtcp.address, port: 0 };
     if (!this.rtpRemote || !sameEndpoint(this.rtpRemote, rtp)) {
       this.rtpRemote = { ...rtp };
       this.rtpLatched = false;
@@ -236,6 +240,10 @@ export class UdpRtpPort implements MediaPort {
     this.onRtcp = undefined;
     await Promise.all([closeSocket(this.rtpSocket), this.rtcpSocket ? closeSocket(this.rtcpSocket) : undefined]);
   }
+}
+
+function isUnspecified(address: string): boolean {
+  return address === '0.0.0.0' || address === '::';
 }
 
 function sameEndpoint(a: Endpoint, b: Endpoint): boolean {

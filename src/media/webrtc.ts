@@ -141,7 +141,12 @@ export class WebRtcPort implements MediaPort {
     }
     const local = this.pc.localDescription;
     if (!local) throw new Error('werift produced no local description');
-    return publicCandidatesOnly(local.sdp, this.options.bindAddress, this.options.publicAddress);
+    const sdp = publicCandidatesOnly(local.sdp, this.options.bindAddress, this.options.publicAddress);
+    if (!sdpTransform.parse(sdp).media.some((media) => media.port !== 0 && (media.candidates ?? []).length > 0)) {
+      // werift could not bind its port, or found no interface with our address: a browser could not reach us.
+      throw new Error(`no ICE candidate on ${this.options.bindAddress} (ports ${this.options.portPair}-${this.options.portPair + 1})`);
+    }
+    return sdp;
   }
 
   sendRtp(packet: Buffer): void {
