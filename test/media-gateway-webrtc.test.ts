@@ -16,6 +16,7 @@ import { detectDtmf } from '../src/media/dtmf.js';
 import { decodeAlaw, decodeUlaw, encodeAlaw, encodeUlaw } from '../src/media/g711.js';
 import { flavourOf, MediaGateway } from '../src/media/gateway.js';
 import { parseRtp, writeRtpHeader } from '../src/media/rtp.js';
+import { RTCPeerConnection, RTCRtpCodecParameters, RtpHeader, RtpPacket } from 'werift';
 import { ensureAiortc, startAiortcPeer, type AiortcPeer } from './fixtures/aiortc.js';
 
 const KEYPAD: Record<string, [number, number]> = { '5': [770, 1336], '9': [852, 1477], '1': [697, 1209], '#': [941, 1477] };
@@ -198,6 +199,72 @@ describe('WebRTC (aiortc) ↔ plain RTP through the gateway', () => {
     assertHeard(result.samples, '5', 'the browser');
     await until(() => phone.heard.length >= 8000 * 1.5);
     assertHeard(phone.heard, '9', 'the phone');
+    await session.close();
+  });
+
+  test('browser re-offers (a werift peer in-process): hold keeps the ICE credentials, an ICE restart gets new ones', async () => {
+    // aiortc does not renegotiate, so a second werift plays the browser here (full ICE, controlling).
+    const browser = new RTCPeerConnection({
+      codecs: { audio: [new RTCRtpCodecParameters({ mimeType: 'audio/PCMU', clockRate: 8000, channels: 1, payloadType: 0 })], video: [] },
+      headerExtensions: { audio: [], video: [] },
+      iceAdditionalHostAddresses: ['127.0.0.1'],
+      iceUseIpv6: false,
+    });
+    cleanup.push(() => void browser.close());
+    const transceiver = browser.addTransceiver('audio', { direction: 'sendrecv' });
+    let browserReceived = 0;
+    browser.onTrack.subscribe((remote) => remote.onReceiveRtp.subscribe(() => browserReceived++));
+    const offerOf = async (iceRestart = false): Promise<string> => {
+      await browser.setLocalDescription(await browser.createOffer({ iceRestart }));
+      if (browser.iceGatheringState !== 'complete') await browser.iceGatheringStateChange.watch((state) => state === 'complete');
+      return browser.localDescription!.sdp;
+    };
+    const phone = track(await TonePhone.open());
+    let browserSequence = 1;
+    const browserTimer = setInterval(() => {
+      const header = new RtpHeader({ payloadType: 0, sequenceNumber: browserSequence++, timestamp: browserSequence * 160, ssrc: 1 });
+      void transceiver.sender.sendRtp(new RtpPacket(header, Buffer.alloc(160, 0xff)));
+    }, 20);
+    cleanup.push(() => clearInterval(browserTimer));
+    const session = gateway.open('browser-reoffers');
+    const audio = (sdp: string) => sdpTransform.parse(sdp).media[0]!;
+
+    const offerForPhone = await session.offer('a', await offerOf(), 'rtp');
+    const phonePort = audio(offerForPhone).port;
+    const first = await session.answer('b', phone.sdp(0));
+    await browser.setRemoteDescription({ type: 'answer', sdp: first });
+    phone.play('9', 0, phonePort);
+    await until(() => browserReceived >= 3 && phone.heard.length >= 3 * 160);
+
+    // Hold from the browser: a sendonly re-offer, same ports, same ICE credentials and DTLS.
+    transceiver.setDirection('sendonly');
+    const holdForPhone = await session.offer('a', await offerOf(), 'rtp');
+    assert.equal(audio(holdForPhone).direction, 'sendonly');
+    assert.equal(audio(holdForPhone).port, phonePort);
+    const held = await session.answer('b', phone.sdp(0).replace('a=sendrecv', 'a=recvonly'));
+    assert.equal(audio(held).direction, 'recvonly');
+    assert.equal(audio(held).iceUfrag, audio(first).iceUfrag);
+    assert.equal(audio(held).fingerprint!.hash, audio(first).fingerprint!.hash);
+    await browser.setRemoteDescription({ type: 'answer', sdp: held });
+    const droppedBefore = session.stats().b!.dropped;
+    await until(() => session.stats().b!.dropped > droppedBefore + 2); // the phone's audio is held back
+
+    // Resume with an ICE restart: new credentials from the gateway, the same DTLS, media again.
+    transceiver.setDirection('sendrecv');
+    const restartOffer = await offerOf(true);
+    const resumeForPhone = await session.offer('a', restartOffer, 'rtp');
+    assert.equal(audio(resumeForPhone).port, phonePort);
+    const resumed = await session.answer('b', phone.sdp(0));
+    assert.notEqual(audio(resumed).iceUfrag, audio(first).iceUfrag);
+    assert.equal(audio(resumed).fingerprint!.hash, audio(first).fingerprint!.hash);
+    await browser.setRemoteDescription({ type: 'answer', sdp: resumed });
+    // werift as the controlling side does not run its checks again by itself after a restart
+    // (browsers do); start them as a browser would.
+    void browser.iceTransports[0]!.start().catch(() => undefined);
+    const receivedBefore = browserReceived;
+    const heardBefore = phone.heard.length;
+    await until(() => browserReceived >= receivedBefore + 3 && phone.heard.length >= heardBefore + 3 * 160);
+    clearInterval(browserTimer);
     await session.close();
   });
 });

@@ -431,9 +431,11 @@ export function sideMediaOf(session: SessionDescription, index: number): SideMed
     if (codec) payloadTypes.set(payloadType, codec);
   }
   const direction = media.direction ?? session.direction ?? 'sendrecv';
-  // c=0.0.0.0 is the old hold (RFC 3264 8.4): the side will not receive, whatever it says.
+  // c=0.0.0.0 is the old hold (RFC 3264 8.4): the side will not receive, whatever it says. Not
+  // with ICE, where c= is only a default (browsers that trickle write 0.0.0.0 there, RFC 8839 4.2.1).
   const address = media.connection?.ip ?? session.connection?.ip;
-  const unreachable = address === '0.0.0.0' || address === '::';
+  const ice = (media.iceUfrag ?? session.iceUfrag) !== undefined;
+  const unreachable = !ice && (address === '0.0.0.0' || address === '::');
   return { payloadTypes, direction: unreachable ? withoutReceiving(direction) : direction };
 }
 
