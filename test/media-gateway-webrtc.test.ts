@@ -12,7 +12,7 @@ import { createSocket, type Socket } from 'node:dgram';
 import { once } from 'node:events';
 import { after, before, describe, test } from 'node:test';
 import sdpTransform from 'sdp-transform';
-import { detectDtmf } from '../src/media/dtmf.js';
+import { buildTelephoneEvent, detectDtmf, parseTelephoneEvent } from '../src/media/dtmf.js';
 import { decodeAlaw, decodeUlaw, encodeAlaw, encodeUlaw } from '../src/media/g711.js';
 import { flavourOf, MediaGateway } from '../src/media/gateway.js';
 import { parseRtp, writeRtpHeader } from '../src/media/rtp.js';
@@ -84,9 +84,13 @@ class TonePhone {
     }, 20);
   }
 
+  private closed = false;
+
+  /** Stops playing and closes the socket (twice is harmless: the suite's cleanup closes again). */
   close(): void {
     if (this.timer) clearInterval(this.timer);
-    this.socket.close();
+    if (!this.closed) this.socket.close();
+    this.closed = true;
   }
 }
 
@@ -114,7 +118,8 @@ async function until(condition: () => boolean): Promise<void> {
   while (!condition()) await new Promise((resolve) => setTimeout(resolve, 10));
 }
 
-describe('WebRTC (aiortc) ↔ plain RTP through the gateway', () => {
+// A safety net for a hung peer, not a timing assertion.
+describe('WebRTC (aiortc) ↔ plain RTP through the gateway', { timeout: 120_000 }, () => {
   let gateway: MediaGateway;
   const cleanup: (() => void)[] = [];
 
@@ -128,6 +133,14 @@ describe('WebRTC (aiortc) ↔ plain RTP through the gateway', () => {
     for (const step of cleanup) step();
     await gateway.close();
   });
+
+  /**
+   * Ends what a test started (peers, phones, timers), so that none of it sends to ports the next
+   * test's session gets (a stray phone would be latched onto, and the real one dropped).
+   */
+  function end(): void {
+    for (const step of cleanup.splice(0)) step();
+  }
 
   function track<T extends { kill(): void } | { close(): void }>(thing: T): T {
     cleanup.push(() => ('kill' in thing ? thing.kill() : thing.close()));
@@ -168,6 +181,7 @@ describe('WebRTC (aiortc) ↔ plain RTP through the gateway', () => {
     assert.equal(stats.a!.flavour, 'webrtc');
     assert.ok(stats.a!.packetsIn > 0 && stats.b!.packetsOut > 0);
     await session.close();
+    end();
   });
 
   test('the phone answers PCMA only: the gateway transcodes both ways; a video m-line is refused', async () => {
@@ -182,6 +196,7 @@ describe('WebRTC (aiortc) ↔ plain RTP through the gateway', () => {
     assertHeard(phone.heard, '1', 'the phone');
     assert.deepEqual([...phone.payloadTypes], [8]);
     await session.close();
+    end();
   });
 
   test('the phone offers, the gateway offers to the browser, the browser answers', async () => {
@@ -200,25 +215,31 @@ describe('WebRTC (aiortc) ↔ plain RTP through the gateway', () => {
     await until(() => phone.heard.length >= 8000 * 1.5);
     assertHeard(phone.heard, '9', 'the phone');
     await session.close();
+    end();
   });
 
-  test('browser re-offers (a werift peer in-process): hold keeps the ICE credentials, an ICE restart gets new ones', async () => {
-    // aiortc does not renegotiate, so a second werift plays the browser here (full ICE, controlling).
-    const browser = new RTCPeerConnection({
-      codecs: { audio: [new RTCRtpCodecParameters({ mimeType: 'audio/PCMU', clockRate: 8000, channels: 1, payloadType: 0 })], video: [] },
+  /** A second werift as the browser (full ICE, controlling): aiortc does not renegotiate or send RFC 4733. */
+  function weriftBrowser(codecs: { mimeType: string; payloadType: number; parameters?: string }[]) {
+    const pc = new RTCPeerConnection({
+      codecs: { audio: codecs.map((codec) => new RTCRtpCodecParameters({ clockRate: 8000, channels: 1, ...codec })), video: [] },
       headerExtensions: { audio: [], video: [] },
       iceAdditionalHostAddresses: ['127.0.0.1'],
       iceUseIpv6: false,
     });
-    cleanup.push(() => void browser.close());
-    const transceiver = browser.addTransceiver('audio', { direction: 'sendrecv' });
-    let browserReceived = 0;
-    browser.onTrack.subscribe((remote) => remote.onReceiveRtp.subscribe(() => browserReceived++));
+    cleanup.push(() => void pc.close());
+    const transceiver = pc.addTransceiver('audio', { direction: 'sendrecv' });
+    const received: RtpPacket[] = [];
+    pc.onTrack.subscribe((remote) => remote.onReceiveRtp.subscribe((rtp) => received.push(rtp)));
     const offerOf = async (iceRestart = false): Promise<string> => {
-      await browser.setLocalDescription(await browser.createOffer({ iceRestart }));
-      if (browser.iceGatheringState !== 'complete') await browser.iceGatheringStateChange.watch((state) => state === 'complete');
-      return browser.localDescription!.sdp;
+      await pc.setLocalDescription(await pc.createOffer({ iceRestart }));
+      if (pc.iceGatheringState !== 'complete') await pc.iceGatheringStateChange.watch((state) => state === 'complete');
+      return pc.localDescription!.sdp;
     };
+    return { pc, transceiver, received, offerOf };
+  }
+
+  test('browser re-offers (a werift peer in-process): hold keeps the ICE credentials, an ICE restart gets new ones', async () => {
+    const { pc: browser, transceiver, received, offerOf } = weriftBrowser([{ mimeType: 'audio/PCMU', payloadType: 0 }]);
     const phone = track(await TonePhone.open());
     let browserSequence = 1;
     const browserTimer = setInterval(() => {
@@ -234,7 +255,7 @@ describe('WebRTC (aiortc) ↔ plain RTP through the gateway', () => {
     const first = await session.answer('b', phone.sdp(0));
     await browser.setRemoteDescription({ type: 'answer', sdp: first });
     phone.play('9', 0, phonePort);
-    await until(() => browserReceived >= 3 && phone.heard.length >= 3 * 160);
+    await until(() => received.length >= 3 && phone.heard.length >= 3 * 160);
 
     // Hold from the browser: a sendonly re-offer, same ports, same ICE credentials and DTLS.
     transceiver.setDirection('sendonly');
@@ -261,10 +282,57 @@ describe('WebRTC (aiortc) ↔ plain RTP through the gateway', () => {
     // werift as the controlling side does not run its checks again by itself after a restart
     // (browsers do); start them as a browser would.
     void browser.iceTransports[0]!.start().catch(() => undefined);
-    const receivedBefore = browserReceived;
+    const receivedBefore = received.length;
     const heardBefore = phone.heard.length;
-    await until(() => browserReceived >= receivedBefore + 3 && phone.heard.length >= heardBefore + 3 * 160);
+    await until(() => received.length >= receivedBefore + 3 && phone.heard.length >= heardBefore + 3 * 160);
     clearInterval(browserTimer);
     await session.close();
+    end();
+  });
+
+  test('RFC 4733 events between the browser (werift) and the phone, payload types renumbered', async () => {
+    const { pc: browser, transceiver, received, offerOf } = weriftBrowser([
+      { mimeType: 'audio/PCMU', payloadType: 0 },
+      { mimeType: 'audio/telephone-event', payloadType: 101, parameters: '0-16' },
+    ]);
+    const phone = track(await TonePhone.open());
+    const session = gateway.open('browser-events');
+    const offerForPhone = sdpTransform.parse(await session.offer('a', await offerOf(), 'rtp'));
+    assert.deepEqual(offerForPhone.media[0]!.rtp.map((r) => r.codec), ['PCMU', 'telephone-event']);
+    const phoneSdp = phone.sdp(0).replace(' RTP/AVP 0', ' RTP/AVP 0 96').replace('a=sendrecv', 'a=rtpmap:96 telephone-event/8000\r\na=fmtp:96 0-16\r\na=sendrecv');
+    const answer = await session.answer('b', phoneSdp);
+    assert.deepEqual(sdpTransform.parse(answer).media[0]!.rtp.map((r) => r.codec), ['PCMU', 'telephone-event']);
+    await browser.setRemoteDescription({ type: 'answer', sdp: answer });
+    await browser.connectionStateChange.watch((state) => state === 'connected');
+    const phonePort = offerForPhone.media[0]!.port;
+
+    // The browser's digit 7 (payload type 101) reaches the phone as 96; the sender's sendRtp would
+    // force the audio codec's payload type, so the event goes through its DTLS transport.
+    let sequence = 1;
+    const events: Buffer[] = [];
+    phone.socket.on('message', (packet) => (parseRtp(packet)?.payloadType === 96 ? events.push(packet) : undefined));
+    const browserTimer = setInterval(() => {
+      const header = new RtpHeader({ payloadType: 101, sequenceNumber: sequence++, timestamp: 8000, ssrc: transceiver.sender.ssrc });
+      void transceiver.sender.dtlsTransport.sendRtp(Buffer.from(buildTelephoneEvent({ event: 7, end: false, volume: 10, duration: 800 })), header);
+    }, 20);
+    cleanup.push(() => clearInterval(browserTimer));
+    await until(() => events.length >= 1);
+    clearInterval(browserTimer);
+    assert.equal(parseTelephoneEvent(events[0]!.subarray(12))!.event, 7);
+
+    // The phone's digit # (96, after the phone has sent once so the gateway latched) reaches the browser as 101.
+    const phoneTimer = setInterval(() => {
+      const packet = Buffer.alloc(16);
+      writeRtpHeader(packet, { payloadType: 96, sequence: sequence++, timestamp: 16000, ssrc: 0x5eed });
+      packet.set(buildTelephoneEvent({ event: 11, end: true, volume: 10, duration: 800 }), 12);
+      phone.socket.send(packet, phonePort, '127.0.0.1');
+    }, 20);
+    cleanup.push(() => clearInterval(phoneTimer));
+    await until(() => received.some((rtp) => rtp.header.payloadType === 101));
+    clearInterval(phoneTimer);
+    const event = received.find((rtp) => rtp.header.payloadType === 101)!;
+    assert.equal(parseTelephoneEvent(event.payload)!.event, 11);
+    await session.close();
+    end();
   });
 });

@@ -161,7 +161,7 @@ describe('routes', () => {
   });
 });
 
-describe('plain RTP through the gateway', () => {
+describe('plain RTP through the gateway', { timeout: 60_000 }, () => {
   const gateways: MediaGateway[] = [];
   const phones: Phone[] = [];
   after(async () => {
