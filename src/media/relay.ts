@@ -12,11 +12,15 @@
  * second) is written to allocate nothing beyond the Buffer dgram hands us: the packet is
  * renumbered and transcoded in place and sent from the same Buffer, the forwarding decision is a
  * look-up in a 128-entry table built when the SDP changes, and the idle timer samples counters
- * instead of reading the clock per packet. What would hurt: logging per packet, parseRtp (one
- * object per packet; we compute only the payload offset), Promises or closures per packet, and
- * a socket per direction (each socket's 'message' event is one more callback).
+ * instead of reading the clock per packet, and an IP literal skips dgram's per-send DNS lookup.
+ * What remains per packet is dgram's own (the Buffer and the sender's address object). What would
+ * hurt: logging per packet, parseRtp (one object per packet; we compute only the payload
+ * offset), Promises or closures per packet, a hostname instead of an IP in the SDP (a real
+ * lookup per send), and a WebRTC side (werift parses, encrypts and allocates per packet).
  */
 import { createSocket, type Socket } from 'node:dgram';
+import { lookup, type LookupOneOptions } from 'node:dns';
+import { isIP } from 'node:net';
 import { EventEmitter } from 'node:events';
 import { alawToUlawInPlace, ulawToAlawInPlace } from './g711.js';
 import { RTP_FIXED_HEADER_LENGTH } from './rtp.js';
@@ -78,10 +82,24 @@ export interface Endpoint {
   port: number;
 }
 
+/**
+ * dgram resolves the destination on every send(); the SDP nearly always gives an IP literal, so
+ * answer those at once instead of through dns.lookup (a tick and a closure per packet otherwise).
+ */
+function literalLookup(
+  hostname: string,
+  options: LookupOneOptions,
+  callback: (error: NodeJS.ErrnoException | null, address: string, family: number) => void,
+): void {
+  const family = isIP(hostname);
+  if (family !== 0) callback(null, hostname, family);
+  else lookup(hostname, options, callback);
+}
+
 /** Binds a UDP socket; rejects (EADDRINUSE…) without leaving the socket open. */
 export function bindUdp(address: string, port: number): Promise<Socket> {
   const type = address.includes(':') ? 'udp6' : 'udp4';
-  const socket = createSocket({ type, reuseAddr: false });
+  const socket = createSocket({ type, reuseAddr: false, lookup: literalLookup });
   return new Promise((resolve, reject) => {
     const onError = (error: Error): void => {
       socket.close();
