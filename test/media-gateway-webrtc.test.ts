@@ -147,12 +147,13 @@ describe('WebRTC (aiortc) ↔ plain RTP through the gateway', { timeout: 120_000
     return thing;
   }
 
-  async function browserOffers(digit: string, phoneLaw: 0 | 8, video = false) {
-    const browser: AiortcPeer = track(await startAiortcPeer({ mode: 'offer', digit, codecs: ['PCMU'], seconds: 2, video }));
+  async function browserOffers(digit: string, phoneLaw: 0 | 8, video = false, codecs = ['PCMU']) {
+    const browser: AiortcPeer = track(await startAiortcPeer({ mode: 'offer', digit, codecs, seconds: 2, video }));
     const phone = track(await TonePhone.open());
     const session = gateway.open(`browser-${digit}`);
     const offer = await browser.nextSdp();
     assert.equal(flavourOf(offer), 'webrtc');
+    if (codecs.includes('opus')) assert.match(offer, /a=rtpmap:\d+ opus\/48000/i, 'the browser did offer Opus');
     const offerForPhone = await session.offer('a', offer, 'rtp');
     assert.equal(flavourOf(offerForPhone), 'rtp');
     const plain = sdpTransform.parse(offerForPhone);
@@ -161,11 +162,12 @@ describe('WebRTC (aiortc) ↔ plain RTP through the gateway', { timeout: 120_000
     const answerForBrowser = await session.answer('b', phone.sdp(phoneLaw));
     assert.equal(flavourOf(answerForBrowser), 'webrtc');
     browser.give(answerForBrowser);
-    return { browser, phone, session, gatewayPort: plain.media[0]!.port, answerForBrowser };
+    return { browser, phone, session, gatewayPort: plain.media[0]!.port, answerForBrowser, offerForPhone: plain };
   }
 
-  test('the browser offers PCMU, the phone answers PCMU: each hears the other digit', async () => {
-    const { browser, phone, session, gatewayPort, answerForBrowser } = await browserOffers('5', 0);
+  test('the browser offers Opus and PCMU, the phone answers PCMU: no Opus anywhere, each hears the other digit', async () => {
+    const { browser, phone, session, gatewayPort, answerForBrowser, offerForPhone } = await browserOffers('5', 0, false, ['opus', 'PCMU']);
+    assert.deepEqual(offerForPhone.media[0]!.rtp.map((r) => r.codec), ['PCMU']);
     const answer = sdpTransform.parse(answerForBrowser);
     assert.equal(answer.icelite, 'ice-lite');
     assert.deepEqual(answer.media[0]!.rtp.map((r) => r.codec), ['PCMU']);
