@@ -312,6 +312,8 @@ describe('plain RTP through the gateway', { timeout: 60_000 }, () => {
     const session = gateway(4).open('call-refused');
     const [a, b] = await Promise.all([newPhone(), newPhone()]);
     await assert.rejects(session.offer('a', phoneSdp(a.port, [[9, 'G722']]), 'rtp'), MediaNegotiationError);
+    const sdes = phoneSdp(a.port, [[0, 'PCMU']]).replace('RTP/AVP', 'RTP/SAVP');
+    await assert.rejects(session.offer('a', sdes, 'rtp'), /RTP\/SAVP; plain RTP phones must offer RTP\/AVP/);
     const withVideo = phoneSdp(a.port, [[0, 'PCMU']]) + 'm=video 50000 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n';
     await session.offer('a', withVideo, 'rtp');
     const answer = sdpTransform.parse(await session.answer('b', phoneSdp(b.port, [[0, 'PCMU']])));

@@ -205,6 +205,11 @@ export class MediaSession extends EventEmitter {
       const offer = sdpTransform.parse(sdp);
       const audioIndex = anchoredAudioIndex(offer);
       const flavour = flavourOf(sdp);
+      const protocol = offer.media[audioIndex]!.protocol;
+      if (flavour === 'rtp' && !/^RTP\/AVPF?$/i.test(protocol)) {
+        // SDES-SRTP (RTP/SAVP with a=crypto) is not implemented: refusing beats answering in the clear.
+        throw new MediaNegotiationError(`the offer's audio uses ${protocol}; plain RTP phones must offer RTP/AVP`);
+      }
       const offered = sideMediaOf(offer, audioIndex);
       if (offered.payloadTypes.size === 0 || ![...offered.payloadTypes.values()].some(isG711)) {
         throw new MediaNegotiationError('the offer has no G.711 audio (PCMU or PCMA) to anchor');
@@ -314,7 +319,10 @@ export class MediaSession extends EventEmitter {
   private ensureRelay(): void {
     if (this.relay || !this.sides.a || !this.sides.b) return;
     this.relay = new RtpRelay(this.sides.a.port, this.sides.b.port, { idleSeconds: this.options.idleSeconds });
-    this.relay.on('idle', () => this.emit('idle'));
+    this.relay.on('idle', () => {
+      this.options.log?.info({ event: 'media.idle', session: this.id, idleSeconds: this.options.idleSeconds }, 'no RTP on an anchored call');
+      this.emit('idle');
+    });
   }
 
   /** A plain SDP for `side` with the given audio (and refused m-lines), from our address. */
