@@ -337,4 +337,61 @@ describe('WebRTC (aiortc) ↔ plain RTP through the gateway', { timeout: 120_000
     await session.close();
     end();
   });
+
+  test('the phone holds and resumes a call to a browser (werift answering): the gateway re-offers with the same ICE and DTLS', async () => {
+    const browser = new RTCPeerConnection({
+      codecs: { audio: [new RTCRtpCodecParameters({ mimeType: 'audio/PCMU', clockRate: 8000, channels: 1, payloadType: 0 })], video: [] },
+      headerExtensions: { audio: [], video: [] },
+      iceAdditionalHostAddresses: ['127.0.0.1'],
+      iceUseIpv6: false,
+    });
+    cleanup.push(() => void browser.close());
+    const received: RtpPacket[] = [];
+    browser.onTrack.subscribe((remote) => remote.onReceiveRtp.subscribe((rtp) => received.push(rtp)));
+    const answerTo = async (offer: string): Promise<string> => {
+      await browser.setRemoteDescription({ type: 'offer', sdp: offer });
+      // A browser with a microphone: werift alone would answer recvonly (it has no track to send).
+      browser.getTransceivers()[0]!.setDirection('sendrecv');
+      await browser.setLocalDescription(await browser.createAnswer());
+      if (browser.iceGatheringState !== 'complete') await browser.iceGatheringStateChange.watch((state) => state === 'complete');
+      return browser.localDescription!.sdp;
+    };
+    const phone = track(await TonePhone.open());
+    const session = gateway.open('phone-holds');
+    const audio = (sdp: string) => sdpTransform.parse(sdp).media[0]!;
+
+    const offer = await session.offer('a', phone.sdp(0), 'webrtc');
+    const answerForPhone = await session.answer('b', await answerTo(offer));
+    const gatewayPort = audio(answerForPhone).port;
+    phone.play('9', 0, gatewayPort);
+    let sequence = 1;
+    const browserTimer = setInterval(() => {
+      const header = new RtpHeader({ payloadType: 0, sequenceNumber: sequence++, timestamp: sequence * 160, ssrc: 1 });
+      void browser.getTransceivers()[0]!.sender.sendRtp(new RtpPacket(header, Buffer.alloc(160, 0xff)));
+    }, 20);
+    cleanup.push(() => clearInterval(browserTimer));
+    await until(() => received.length >= 3 && phone.heard.length >= 3 * 160);
+
+    // Hold: the phone's sendonly re-offer becomes a sendonly re-offer to the browser, same ICE and DTLS.
+    const holdOffer = await session.offer('a', phone.sdp(0).replace('a=sendrecv', 'a=sendonly'), 'webrtc');
+    assert.equal(audio(holdOffer).direction, 'sendonly');
+    assert.equal(audio(holdOffer).iceUfrag, audio(offer).iceUfrag);
+    assert.equal(audio(holdOffer).fingerprint!.hash, audio(offer).fingerprint!.hash);
+    const heldForPhone = await session.answer('b', await answerTo(holdOffer));
+    assert.equal(audio(heldForPhone).direction, 'recvonly');
+    assert.equal(audio(heldForPhone).port, gatewayPort);
+    const droppedBefore = session.stats().b!.dropped;
+    await until(() => session.stats().b!.dropped > droppedBefore + 2); // the browser's audio is held back
+    const receivedBefore = received.length;
+    await until(() => received.length >= receivedBefore + 3); // the phone's music on hold still plays
+
+    // Resume.
+    const resumeOffer = await session.offer('a', phone.sdp(0), 'webrtc');
+    assert.equal(audio(resumeOffer).direction, 'sendrecv');
+    await session.answer('b', await answerTo(resumeOffer));
+    const heardBefore = phone.heard.length;
+    await until(() => phone.heard.length >= heardBefore + 3 * 160);
+    await session.close();
+    end();
+  });
 });
