@@ -126,7 +126,7 @@ describe('WebRTC (aiortc) ↔ plain RTP through the gateway', { timeout: 120_000
   before(async () => {
     await ensureAiortc();
     // The per-process port ranges of media-gateway.test.ts (another process: no collision), 16 ports.
-    const min = 20000 + (process.pid % 400) * 96 + 80;
+    const min = 20000 + (process.pid % 120) * 96 + 80;
     gateway = new MediaGateway({ publicAddress: '127.0.0.1', portRange: { min, max: min + 15 }, maxSessions: 2, idleSeconds: 0 });
   });
   after(async () => {

@@ -20,8 +20,9 @@ import { parseRtp, writeRtpHeader } from '../src/media/rtp.js';
 
 /** A port range of our own per process, so that suites running side by side do not collide. */
 function rangeFor(slot: number, size: number): { min: number; max: number } {
-  // Even, and 16 ports per slot; six slots (0 to 5) per process.
-  const min = 20000 + (process.pid % 400) * 96 + slot * 16;
+  // Even, 16 ports per slot, six slots (0 to 5) per process; all below Linux's ephemeral ports
+  // (32768 on), which other suites' sockets bound to port 0 take.
+  const min = 20000 + (process.pid % 120) * 96 + slot * 16;
   return { min, max: min + size - 1 };
 }
 
