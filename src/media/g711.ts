@@ -162,3 +162,16 @@ function translate(codes: Uint8Array, out: Uint8Array, table: Uint8Array): Uint8
   for (let i = 0; i < codes.length; i++) out[i] = table[codes[i]!]!;
   return out.length === codes.length ? out : out.subarray(0, codes.length);
 }
+
+/**
+ * μ-law to A-law in place over `codes[start, end)`: the relay's hot path translates a payload
+ * inside the received packet, without a view object or an output buffer per packet.
+ */
+export function ulawToAlawInPlace(codes: Uint8Array, start: number, end: number): void {
+  for (let i = start; i < end; i++) codes[i] = ULAW_TO_ALAW[codes[i]!]!;
+}
+
+/** A-law to μ-law in place over `codes[start, end)`. */
+export function alawToUlawInPlace(codes: Uint8Array, start: number, end: number): void {
+  for (let i = start; i < end; i++) codes[i] = ALAW_TO_ULAW[codes[i]!]!;
+}
