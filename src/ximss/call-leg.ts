@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import type { Port, PortAddress } from '../services/calls/router.js';
 import type { CallService } from '../services/calls/service.js';
 import { AttendedTransfer, BlindTransfer, type Junction } from '../services/calls/junction.js';
@@ -9,6 +8,7 @@ import { XimssImClient } from './im-client.js';
 import { el, type XmlElement } from '../xml/element.js';
 import { sdpFromText, sdpFromXml, sdpTextElement, sdpToText, sdpToXml } from './sdp-xml.js';
 import type { Session } from './session.js';
+import { randomId } from '../services/ids.js';
 
 /**
  * One call of a XIMSS session (spec "Signaling"), as a leg of the call engine: the client's
@@ -58,7 +58,7 @@ export class XimssCallLeg implements Port {
   peer: PortAddress | undefined;
   callId: string | undefined;
   /** Our tag toward the caller (incoming calls). */
-  readonly tag = randomBytes(4).toString('hex');
+  readonly tag = randomId(4);
   private readonly waiting: Waiting[] = [];
   /** A callUpdate of ours waits for its callUpdated. */
   private updating = false;
@@ -336,7 +336,7 @@ export class XimssCallLeg implements Port {
   /** callSendDTMF / callSendInfo: for the connected peer; callOpCompleted/callOpFailed tell how it went. */
   sendOp(signal: { kind: 'dtmf'; digits: string } | { kind: 'info'; contentType: string; body: string }): void {
     if (this.state !== 'connected') throw new ServiceError(`the call ${this.callLeg} is not connected`);
-    const op = randomBytes(6).toString('hex');
+    const op = randomId(6);
     this.ops.set(op, true);
     this.send({ ...signal, op });
   }

@@ -3,6 +3,7 @@ import type { BusEvents, EventBus } from '../../bus/bus.js';
 import { errorText, type Logger } from '../../log.js';
 import { MAX_RELAY_MESSAGE, type Store } from '../../store/store.js';
 import type { CallTarget, Signal } from './signal.js';
+import { randomId } from '../ids.js';
 
 /** Where signals for one side of a call go: a port on a node of the cluster. */
 export interface PortAddress {
@@ -56,7 +57,7 @@ export class CallRouter {
 
   /** Registers a port of this node; its address is what other sides send to. */
   open(port: Port): PortAddress {
-    const id = randomBytes(9).toString('base64url');
+    const id = randomId(9, 'base64url');
     this.ports.set(id, port);
     return { node: this.node, id };
   }

@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import type { EventBus } from '../../bus/bus.js';
 import { errorText, type Logger } from '../../log.js';
 import type { Metrics } from '../../metrics.js';
@@ -12,6 +11,7 @@ import { Call, type CalleeRules, type CallHooks, type ResolveContext, type Resol
 import { runSignalRules, timedStages, type SignalStage } from './signal-rules.js';
 import { CallRouter, type PortAddress } from './router.js';
 import type { CallTarget, Party, SdpText } from './signal.js';
+import { randomId } from '../ids.js';
 
 export interface CallLimits {
   /** How long a call may ring unanswered, seconds. */
@@ -111,7 +111,7 @@ export class CallService implements CallHooks {
     if (request.accountId !== undefined && (this.perAccount.get(request.accountId) ?? 0) >= this.limits.callsPerAccount) {
       throw new CallRefused(486, `an account may have ${this.limits.callsPerAccount} calls at once`);
     }
-    const callId = randomBytes(12).toString('hex');
+    const callId = randomId(12);
     const to: Party = { address: request.to, name: request.peerName };
     const invite = { kind: 'invite' as const, callId, from: request.from, to, sdp: request.sdp, transferredBy: request.transferredBy, suppl: request.suppl };
     const call = new Call(this.router, this, callId, request.from, to, request.caller, invite);

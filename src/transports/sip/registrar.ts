@@ -101,6 +101,11 @@ export interface RegistrarServices {
   node: string;
 }
 
+/** How long locate() may answer from its cache without a change event (a lost event's bound). */
+const LOCATE_CACHE_MS = 10_000;
+/** Accounts whose bindings locate() keeps at most. */
+const LOCATE_CACHE_ACCOUNTS = 10_000;
+
 /** The option tags this registrar supports (Require: anything else gets 420). */
 const SUPPORTED = ['path', 'outbound'];
 /** The URI parameters RFC 3261 19.1.4 compares even when only one URI has them. */
@@ -187,6 +192,9 @@ export class Registrar {
   private readonly expiry: { minExpires: number; maxExpires: number; defaultExpires: number };
   private readonly maxBindings: number;
   private readonly serverHosts: ReadonlySet<string>;
+  /** locate()'s cache, by account (see there). */
+  private readonly located = new Map<number, { bindings: Promise<Binding[]>; until: number }>();
+  private readonly unsubscribe: (() => void)[] = [];
   private readonly sweepIntervalMs: number;
   private readonly now: () => number;
   private readonly log: Logger;
@@ -204,6 +212,10 @@ export class Registrar {
     this.maxBindings = options.maxBindings ?? 10;
     if (!(minExpires >= 1 && minExpires <= maxExpires)) throw new Error('the SIP registrar needs 1 <= minExpires <= maxExpires');
     if (!(this.maxBindings >= 1)) throw new Error('the SIP registrar needs maxBindings >= 1');
+    this.unsubscribe.push(
+      services.bus.on('sipRegistration', (event) => this.located.delete(event.accountId)),
+      services.bus.on('resync', () => this.located.clear()),
+    );
     this.serverHosts = new Set((options.serverHosts ?? []).map((h) => h.toLowerCase()));
     this.sweepIntervalMs = options.sweepIntervalMs ?? 30_000;
     this.now = options.now ?? Date.now;
@@ -235,6 +247,7 @@ export class Registrar {
   async stop(): Promise<void> {
     clearInterval(this.timer);
     this.timer = undefined;
+    for (const off of this.unsubscribe.splice(0)) off();
     await this.sweeping?.catch(() => {});
   }
 
@@ -254,9 +267,23 @@ export class Registrar {
     return answer.response;
   }
 
-  /** The account's live bindings, by q (highest first) then the most recent: where to send it an INVITE. */
-  locate(accountId: number): Promise<Binding[]> {
-    return this.services.store.registrations.list(accountId, this.now());
+  /**
+   * The account's live bindings, by q (highest first) then the most recent: where to send it an
+   * INVITE. Read through a cache that every node's `sipRegistration` event for the account
+   * empties (and that forgets everything after LOCATE_CACHE_MS, should an event be lost); a
+   * binding that expired since is left out at each read. Nothing is written from it.
+   */
+  async locate(accountId: number): Promise<Binding[]> {
+    const now = this.now();
+    let cached = this.located.get(accountId);
+    if (!cached || cached.until <= now) {
+      const read = this.services.store.registrations.list(accountId, now);
+      cached = { bindings: read, until: now + LOCATE_CACHE_MS };
+      if (this.located.size >= LOCATE_CACHE_ACCOUNTS) this.located.delete(this.located.keys().next().value!);
+      this.located.set(accountId, cached);
+      read.catch(() => this.located.get(accountId) === cached && this.located.delete(accountId));
+    }
+    return (await cached.bindings).filter((b) => b.expires > now);
   }
 
   /** Removes the bindings expired by now, logs each and tells the bus; answers how many. */

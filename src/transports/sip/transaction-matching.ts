@@ -6,19 +6,19 @@
  * Keys are strings joined with a newline, which no header value holds (the message layer
  * refuses line breaks), so that two different tuples never make one key.
  */
-import { randomBytes } from 'node:crypto';
 import { BRANCH_COOKIE, SipHeaders, parseCSeq, parseVia, type Via } from './headers.js';
 import { SIP_VERSION, type SipRequest, type SipResponse } from './message.js';
 import { parseNameAddr } from './uri.js';
+import { randomId } from '../../services/ids.js';
 
 /** A fresh branch: the magic cookie, then 96 random bits as token characters (base64url is a token). */
 export function newBranch(): string {
-  return `${BRANCH_COOKIE}${randomBytes(12).toString('base64url')}`;
+  return `${BRANCH_COOKIE}${randomId(12, 'base64url')}`;
 }
 
 /** A fresh tag for To or From (RFC 3261 19.3: at least 32 random bits; we take 64). */
 export function newTag(): string {
-  return randomBytes(8).toString('hex');
+  return randomId(8);
 }
 
 /** The top Via, read; undefined when missing or unreadable (such a message belongs to no transaction). */
