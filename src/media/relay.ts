@@ -124,6 +124,35 @@ function closeSocket(socket: Socket): Promise<void> {
 }
 
 /**
+ * Symmetric RTP's latching for one socket: where to send is the SDP's address until the first
+ * packet arrives, then the address packets really come from; a packet from any other address
+ * is refused. A new address from the SDP starts over; the same one keeps what was latched.
+ */
+class Latch {
+  remote: Endpoint | undefined;
+  latched = false;
+
+  expect(endpoint: Endpoint): void {
+    if (this.remote && sameEndpoint(this.remote, endpoint)) return;
+    this.remote = { ...endpoint };
+    this.latched = false;
+  }
+
+  /** Whether a packet from `address:port` is the peer's (latching onto the first one). */
+  accept(address: string, port: number): boolean {
+    const remote = this.remote;
+    if (this.latched) return remote!.port === port && remote!.address === address;
+    // Latch: an object once per call (or per address change), not per packet.
+    if (remote) {
+      remote.address = address;
+      remote.port = port;
+    } else this.remote = { address, port };
+    this.latched = true;
+    return true;
+  }
+}
+
+/**
  * The plain RTP side: an RTP socket and, unless RTCP is multiplexed, an RTCP socket on the next
  * port. Packets go to the address the SDP gave until the first packet arrives; from then on
  * (symmetric RTP, RFC 4961 and the common NAT practice) to the address packets really come from,
@@ -133,10 +162,8 @@ export class UdpRtpPort implements MediaPort {
   onRtp: ((packet: Buffer) => void) | undefined;
   onRtcp: ((packet: Buffer) => void) | undefined;
   readonly counters = newCounters();
-  private rtpRemote: Endpoint | undefined;
-  private rtcpRemote: Endpoint | undefined;
-  private rtpLatched = false;
-  private rtcpLatched = false;
+  private readonly rtp = new Latch();
+  private readonly rtcp = new Latch();
 
   private constructor(
     private readonly rtpSocket: Socket,
@@ -181,40 +208,23 @@ export class UdpRtpPort implements MediaPort {
     // port 0 keeps us silent until the phone's own packets show where it is.
     if (isUnspecified(rtp.address)) rtp = { address: rtp.address, port: 0 };
     if (rtcp && isUnspecified(rtcp.address)) rtcp = { address: rtcp.address, port: 0 };
-    if (!this.rtpRemote || !sameEndpoint(this.rtpRemote, rtp)) {
-      this.rtpRemote = { ...rtp };
-      this.rtpLatched = false;
-    }
-    if (rtcp && (!this.rtcpRemote || !sameEndpoint(this.rtcpRemote, rtcp))) {
-      this.rtcpRemote = { ...rtcp };
-      this.rtcpLatched = false;
-    }
+    this.rtp.expect(rtp);
+    if (rtcp) this.rtcp.expect(rtcp);
   }
 
   /** Where RTP goes now (the latched source, or the SDP's address). */
   get remoteRtp(): Endpoint | undefined {
-    return this.rtpRemote;
+    return this.rtp.remote;
   }
 
   get latched(): boolean {
-    return this.rtpLatched;
+    return this.rtp.latched;
   }
 
   private receiveRtp(packet: Buffer, address: string, port: number): void {
-    const remote = this.rtpRemote;
-    if (this.rtpLatched) {
-      if (remote!.port !== port || remote!.address !== address) {
-        this.counters.dropped++;
-        return;
-      }
-    } else if (remote) {
-      // Latch: an object once per call (or per address change), not per packet.
-      remote.address = address;
-      remote.port = port;
-      this.rtpLatched = true;
-    } else {
-      this.rtpRemote = { address, port };
-      this.rtpLatched = true;
+    if (!this.rtp.accept(address, port)) {
+      this.counters.dropped++;
+      return;
     }
     this.counters.packetsIn++;
     this.counters.bytesIn += packet.length;
@@ -222,25 +232,12 @@ export class UdpRtpPort implements MediaPort {
   }
 
   private receiveRtcp(packet: Buffer, address: string, port: number): void {
-    const remote = this.rtcpRemote;
-    if (this.rtcpLatched) {
-      if (remote!.port !== port || remote!.address !== address) {
-        this.counters.dropped++;
-        return;
-      }
-    } else if (remote) {
-      remote.address = address;
-      remote.port = port;
-      this.rtcpLatched = true;
-    } else {
-      this.rtcpRemote = { address, port };
-      this.rtcpLatched = true;
-    }
-    this.onRtcp?.(packet);
+    if (this.rtcp.accept(address, port)) this.onRtcp?.(packet);
+    else this.counters.dropped++;
   }
 
   sendRtp(packet: Buffer): void {
-    const remote = this.rtpRemote;
+    const remote = this.rtp.remote;
     if (!remote || remote.port === 0) return;
     this.counters.packetsOut++;
     this.counters.bytesOut += packet.length;
@@ -248,7 +245,7 @@ export class UdpRtpPort implements MediaPort {
   }
 
   sendRtcp(packet: Buffer): void {
-    const remote = this.rtcpRemote;
+    const remote = this.rtcp.remote;
     if (!remote || remote.port === 0 || !this.rtcpSocket) return;
     this.rtcpSocket.send(packet, remote.port, remote.address);
   }
