@@ -425,7 +425,7 @@ export class SipUasLeg extends SipLeg {
       this.send({ kind: 'cancel', reason: 'cancelled by the caller' });
       this.release();
     });
-    server.on('ack', (body) => this.deviceAck(body));
+    // The ACK of our 2xx comes through the dialog's `ack` (attach), the initial one included.
     server.on('prack', (body) => {
       if (body && isSdp(body)) this.send({ kind: 'ack', sdp: body.content });
     });
