@@ -15,7 +15,7 @@ import { passwordVerifier } from '../src/services/passwords.js';
 import { SmtpListener } from '../src/transports/smtp/inbound.js';
 import { XmlElement } from '../src/xml/element.js';
 import { parseXml } from '../src/xml/parser.js';
-import { deliverRaw, eventually, httpRequest, loginWithUrlId, raceNoop, rfc822, startTestServer, XimssClient, type TestServer } from './helpers.js';
+import { deliverRaw, eventually, expectOk, httpRequest, loginWithUrlId, raceNoop, rfc822, startTestServer, XimssClient, type TestServer } from './helpers.js';
 import { SmtpWire } from './fixtures/smtp-wire.js';
 
 /** How much the process's resident memory may grow during one attack (server and attacker share the process). */
@@ -296,6 +296,25 @@ describe('abuse: answers larger than the question', () => {
     assert.match(many.response.attrs.errorText ?? '', /too many session data keys/);
     assertWithinBudget(rss.stop());
     await assertServes(victim);
+  });
+
+  test('calls: a session that rings another thousands of times is bounded by its calls and the account\'s', async () => {
+    const rss = watchRss();
+    const { client: attacker } = await server.login(user, 'secret');
+    const targetAddress = await server.newAccount('rung');
+    const target = (await server.login(targetAddress, 'secret')).client;
+    expectOk(await target.request('<signalBind/>'));
+    const offer = '<sdpText>v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n</sdpText>';
+    const replies = await Promise.all(Array.from({ length: 300 }, (_, i) => attacker.request(`<callStart callLeg="a${i}" peer="${targetAddress}">${offer}</callStart>`, 20_000)));
+    const placed = replies.filter((r) => r.response.attrs.errorText === undefined).length;
+    // 20 calls of one account at once (calls.callsPerAccount); the rest refused with the reason.
+    assert.equal(placed, 20, `${placed} calls placed`);
+    assert.match(replies.at(-1)!.response.attrs.errorText ?? '', /20 calls at once/);
+    // Only the calls placed ring (each session also holds at most 64 calls: the README's Limits).
+    await eventually(() => target.asyncMessages.filter((m) => m.name === 'callIncoming').length === 20 || undefined, 'the 20 calls ring');
+    assertWithinBudget(rss.stop());
+    await assertServes(victim);
+    await assertServes(target);
   });
 });
 

@@ -5,6 +5,7 @@ import { reasonOf, type Party, type SdpText, type Signal } from '../services/cal
 import { ServiceError } from '../services/errors.js';
 import type { ImService } from '../services/im/service.js';
 import { XimssImClient } from './im-client.js';
+import { eventOfDigit } from '../media/dtmf.js';
 import { el, type XmlElement } from '../xml/element.js';
 import { sdpFromText, sdpFromXml, sdpTextElement, sdpToText, sdpToXml } from './sdp-xml.js';
 import type { Session } from './session.js';
@@ -444,12 +445,9 @@ export class XimssCallLeg implements Port {
   }
 }
 
-/** callDTMF's body: the digit's number (10 for *, 11 for #, as callSendDTMF takes them). */
+/** callDTMF's body: the digit's number (10 for *, 11 for #, as callSendDTMF takes them: RFC 4733's event codes). */
 function dtmfCode(digits: string): string {
-  return digits
-    .split('')
-    .map((d) => (d === '*' ? '10' : d === '#' ? '11' : /[A-D]/.test(d) ? String(d.charCodeAt(0) - 53) : d))
-    .join(',');
+  return [...digits].map((d) => String(eventOfDigit(d) ?? '')).join(',');
 }
 
 /** callInfo's body: a MIME element with the INFO's type and content. */

@@ -141,10 +141,6 @@ function readPort(text: string, what: string): number {
   return port;
 }
 
-function ipVersionOf(ip: string): 4 | 6 {
-  return isIP(ip) === 6 ? 6 : 4;
-}
-
 function bracketed(ip: string, port?: number): string {
   return port === undefined ? `[${ip}]` : `[${ip}]:${port}`;
 }

@@ -1,4 +1,4 @@
-import type { CallRouter, Port, PortAddress } from './router.js';
+import type { CallRouter, PortAddress } from './router.js';
 import type { SignalStage } from './signal-rules.js';
 import { bestRefusal, reasonOf, type CallTarget, type Party, type Signal } from './signal.js';
 
@@ -97,7 +97,7 @@ export class Call {
     private readonly invite: Extract<Signal, { kind: 'invite' }>,
   ) {
     this.caller = caller;
-    this.callerPort = router.open(this.portFor((signal, from) => this.fromCaller(signal, from)));
+    this.callerPort = router.open({ receive: (signal, from) => this.fromCaller(signal, from) });
   }
 
   /** The port the caller's leg sends to. */
@@ -157,15 +157,12 @@ export class Call {
     this.end({ connected: false, code, reason });
   }
 
-  private portFor(receive: (signal: Signal, from: PortAddress) => void): Port {
-    return { receive };
-  }
-
   private ring(target: CallTarget, redirects: number): void {
     if (this.totalBranches >= this.hooks.maxBranches) return;
     this.totalBranches++;
-    const branch: Branch = { port: { node: '', id: '' }, leg: undefined, tag: undefined, done: false, cancelPending: undefined, redirects };
-    (branch as { port: PortAddress }).port = this.router.open(this.portFor((signal, from) => this.fromBranch(branch, signal, from)));
+    // The port hears nothing before the invite below goes out, by when `branch` is there.
+    const port = this.router.open({ receive: (signal, from) => this.fromBranch(branch, signal, from) });
+    const branch: Branch = { port, leg: undefined, tag: undefined, done: false, cancelPending: undefined, redirects };
     this.branches.set(branch.port.id, branch);
     this.router.invite(target, this.invite, branch.port);
   }
@@ -186,7 +183,7 @@ export class Call {
           this.end({ connected: false, code: 487, reason: 'cancelled' });
           return;
         }
-        return this.hangUp('bye', { kind: 'bye', reason: signal.reason });
+        return this.hangUp('caller', { kind: 'bye', reason: signal.reason });
       case 'gone':
         if (this.state === 'ringing') {
           this.cancelBranches('the caller is gone');
@@ -365,8 +362,8 @@ export class Call {
   }
 
   /** An established call ends: the other side is told. */
-  private hangUp(by: 'caller' | 'callee' | 'bye', signal: Extract<Signal, { kind: 'bye' }>): void {
-    if (by === 'caller' || by === 'bye') {
+  private hangUp(by: 'caller' | 'callee', signal: Extract<Signal, { kind: 'bye' }>): void {
+    if (by === 'caller') {
       if (this.winner?.leg) this.router.send(this.winner.leg, signal, this.winner.port);
     } else this.toCaller(signal);
     this.end({ connected: true, code: signal.code, reason: signal.reason });

@@ -58,7 +58,7 @@ abstract class Junction implements Port {
       case 'gone':
       case 'cancel':
       case 'reject':
-        this.router.send(other, { kind: 'bye', code: signal.kind === 'gone' ? 481 : signal.kind === 'reject' ? signal.code : signal.kind === 'bye' ? signal.code : undefined, reason: 'reason' in signal ? signal.reason : undefined }, this.address);
+        this.router.send(other, { kind: 'bye', code: signal.kind === 'gone' ? 481 : signal.kind === 'cancel' ? undefined : signal.code, reason: signal.kind === 'gone' ? undefined : signal.reason }, this.address);
         return this.close();
       case 'trying':
       case 'progress':

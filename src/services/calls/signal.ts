@@ -81,9 +81,6 @@ export type CallTarget =
       flow: { transport: string; host: string; port: number; flow: string | null };
     };
 
-/** The digits DTMF can carry (RFC 4733 events 0–15). */
-export const DTMF_DIGITS = /^[0-9*#A-D]+$/;
-
 /** The most meaningful of several final refusals (RFC 3261 16.7 step 6, simplified): 6xx, then busy, then the lowest class. */
 export function bestRefusal(codes: readonly number[]): number {
   if (codes.length === 0) return 480;

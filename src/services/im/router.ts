@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { BusEvents, EventBus } from '../../bus/bus.js';
 import { errorText, type Logger } from '../../log.js';
 import type { ResourceRecord, RosterItem } from '../../store/im.js';
-import { MAX_RELAY_MESSAGE, type AccountIdentity, type AccountRecord, type Store } from '../../store/store.js';
+import { MAX_RELAY_MESSAGE, type AccountIdentity, type Store } from '../../store/store.js';
 import type { XmlElement } from '../../xml/element.js';
 import { parseStanza } from './stanzas.js';
 

@@ -4,7 +4,6 @@
  * stored rule (or a clear error). Pure: no store, no XML.
  */
 import type { RuleAction, RuleCondition, RuleRecord } from '../../store/rules.js';
-import type { XimssValue } from '../../xml/objects.js';
 import { ServiceError } from '../errors.js';
 import { parseFlagChange } from '../mail/flags.js';
 import { normalizeMailboxName } from '../mail/names.js';

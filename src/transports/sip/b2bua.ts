@@ -19,7 +19,6 @@
  * Devices of our own domains authenticate their INVITEs (407, Digest over the same
  * credentials as REGISTER); calls from elsewhere are taken for our accounts only.
  */
-import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import type { EventBus } from '../../bus/bus.js';
 import { errorText, type Logger } from '../../log.js';
@@ -657,7 +656,8 @@ export async function startSipCalls(deps: SipStackDeps): Promise<{ registrar: Re
     transactions: sip.transactions,
     send: (message, destination) => sip.send(message, destination),
     localAddress: (destination) => sip.localAddress(destination),
-    resolve: resolveNextHop,
+    // The next hop of a request outside a flow (a Route, a Contact): RFC 3263's first server.
+    resolve: async (uri) => (await locateSipServers(uri, deps.resolver))[0]!,
   });
   sip.handle('REGISTER', (event) => {
     void registrar.register(event.request, event.source).then((response) => sip.transactions.respond(event.transaction, response));
@@ -718,22 +718,4 @@ async function remoteTargets(address: string, deps: SipStackDeps): Promise<Resol
       },
     ],
   };
-}
-
-/**
- * Where a request outside a flow goes (RFC 3263, simplified): the URI's `maddr` or host, its
- * port or the scheme's, its `transport` parameter. A name is looked up in the system's
- * resolver (A/AAAA); NAPTR and SRV are not consulted yet.
- */
-export async function resolveNextHop(text: string): Promise<SipEndpoint> {
-  const uri = parseUri(text);
-  if (uri.kind !== 'sip') throw new TypeError(`not a SIP URI: ${text}`);
-  const secure = uri.scheme === 'sips';
-  const transportParam = uri.params.get('transport')?.toLowerCase();
-  const transport: SipTransportName = secure || transportParam === 'tls' ? 'tls' : transportParam === 'tcp' ? 'tcp' : transportParam === 'ws' ? 'ws' : transportParam === 'wss' ? 'wss' : 'udp';
-  const host = (uri.params.get('maddr') ?? uri.host).replace(/^\[(.*)\]$/, '$1');
-  const port = uri.port ?? (transport === 'tls' ? 5061 : 5060);
-  if (isIP(host)) return { host, port, transport };
-  const { address } = await lookup(host);
-  return { host: address, port, transport };
 }

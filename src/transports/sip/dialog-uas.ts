@@ -170,14 +170,9 @@ export class ServerCall extends Emitter<ServerCallEvents> {
       { toTag: this.dialog.localTag }));
   }
 
-  /** A BYE in the early dialog: the INVITE gets 487 (15.1.2). */
+  /** A BYE in the early dialog: the INVITE gets 487 (15.1.2), as when the dialog ends otherwise. */
   endedByBye(): void {
-    if (this.current !== 'ringing') return;
-    this.current = 'cancelled';
-    this.stopReliable();
-    this.core.settled(this);
-    this.core.transactions.respond(this.transaction, responseTo(this.request, 487, undefined,
-      { toTag: this.dialog.localTag }));
+    this.dialogEnded();
   }
 
   receivePrack(incoming: IncomingRequest): void {

@@ -1,6 +1,6 @@
 import { MakeCall } from '../../services/calls/junction.js';
 import { CallRefused } from '../../services/calls/service.js';
-import { DTMF_DIGITS } from '../../services/calls/signal.js';
+import { digitOfEvent, eventOfDigit } from '../../media/dtmf.js';
 import { ServiceError } from '../../services/errors.js';
 import { el } from '../../xml/element.js';
 import { inSession, requiredAttr, type OperationTable, type SessionContext } from '../engine.js';
@@ -172,10 +172,6 @@ export const signalOperations: OperationTable = {
 
 /** A callSendDTMF body as the digit it stands for. */
 function dtmfDigit(text: string): string | undefined {
-  if (/^\d{1,2}$/.test(text)) {
-    const code = Number(text);
-    if (code <= 9) return text;
-    return code <= 15 ? '*#ABCD'[code - 10] : undefined;
-  }
-  return text.length === 1 && DTMF_DIGITS.test(text) ? text : undefined;
+  if (/^\d{1,2}$/.test(text)) return digitOfEvent(Number(text));
+  return eventOfDigit(text) === undefined ? undefined : text.toUpperCase();
 }
