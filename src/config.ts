@@ -136,7 +136,7 @@ export interface Config {
     idleSeconds: number;
     /** Bytes waiting to be written to one connection; past them its peer is dropped. */
     outputBytes: number;
-    /** The UDP ports media (RTP and RTCP) may use (not used yet). */
+    /** The UDP ports the media gateway's RTP and RTCP use (see `media`). */
     mediaPorts: { min: number; max: number };
     /**
      * The Digest algorithms challenges offer, one challenge each, in this order. MD5 alone by
@@ -196,6 +196,30 @@ export interface Config {
     /** Calls one account may place at once from one node, and calls one node may hold. */
     callsPerAccount: number;
     callsPerNode: number;
+  };
+  /**
+   * The media gateway (src/media/): the calls whose media it anchors, on ports from
+   * sip.mediaPorts (README "Calls and SIP").
+   */
+  media: {
+    /**
+     * Which calls' media flows through the server: `webrtc`, those between a WebRTC endpoint
+     * (a browser) and a plain RTP phone, which cannot talk directly; `always`, every call whose
+     * media is known (phones behind NAT, addresses kept private); `never`.
+     */
+    relay: 'webrtc' | 'always' | 'never';
+    /**
+     * The address written into the SDP and ICE candidates the server gives; '' = sip.publicHost
+     * when it is an IP address, else `host` unless it is a wildcard, else this machine's first
+     * external IPv4 address.
+     */
+    publicAddress: string;
+    /** The local address media sockets bind to, when it differs (a 1:1 NAT); '' = publicAddress. */
+    bindAddress: string;
+    /** Calls anchored at once on one node (each takes two port pairs). */
+    sessions: number;
+    /** An anchored call with no RTP either way this long (and neither side on hold) is hung up; 0 = never. */
+    idleSeconds: number;
   };
   /** Delivery of mail for other domains (the outbound queue). */
   outbound: {
@@ -357,6 +381,7 @@ export function defaultConfig(): Config {
     calendar: { remotePrivateAddresses: false },
     im: { rosterItems: 2000, rosterGroups: 200, blockedItems: 1000, offlineMessages: 1000, offlineDays: 30, resourcesPerAccount: 32, archiveDays: 365, mucSubdomain: 'conference', mucRoomsPerService: 1000, mucOccupantsPerRoom: 200, mucHistory: 50 },
     calls: { ringSeconds: 120, callsPerAccount: 20, callsPerNode: 10_000 },
+    media: { relay: 'webrtc', publicAddress: '', bindAddress: '', sessions: 1000, idleSeconds: 120 },
     outbound: {
       relay: '',
       relayUser: '',
@@ -559,6 +584,13 @@ const configSchema = z.strictObject({
     ringSeconds: whole(5),
     callsPerAccount: whole(1),
     callsPerNode: whole(1),
+  }),
+  media: z.strictObject({
+    relay: z.enum(['webrtc', 'always', 'never']),
+    publicAddress: text((s) => s === '' || isIP(s) !== 0, 'must be empty or an IP address'),
+    bindAddress: text((s) => s === '' || isIP(s) !== 0, 'must be empty or an IP address'),
+    sessions: whole(1),
+    idleSeconds: whole(0),
   }),
   outbound: z.strictObject({
     relay: text((s) => s === '' || isHostPort(s), "must be empty (to each domain's MX hosts) or host:port"),

@@ -183,6 +183,19 @@ export class Metrics {
     });
   }
 
+  /** A counter whose value is read at scrape time from a total that only grows (the media gateway's). */
+  counter(name: string, help: string, read: () => number): void {
+    new Counter({
+      name,
+      help,
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        this.inc(read());
+      },
+    });
+  }
+
   text(): Promise<string> {
     return this.registry.metrics();
   }

@@ -1,4 +1,5 @@
-import { hostname } from 'node:os';
+import { hostname, networkInterfaces } from 'node:os';
+import { isIP } from 'node:net';
 import { join } from 'node:path';
 import type { SecureContext } from 'node:tls';
 import { fileURLToPath } from 'node:url';
@@ -13,6 +14,7 @@ import { ImService } from './services/im/service.js';
 import { MucService } from './services/im/muc.js';
 import { CallService } from './services/calls/service.js';
 import { ringBoundSessions } from './ximss/call-leg.js';
+import { MediaGateway } from './media/gateway.js';
 import { XmppListener } from './transports/xmpp/listener.js';
 import { XmppSessions } from './transports/xmpp/session.js';
 import { S2sService } from './transports/xmpp/s2s.js';
@@ -214,6 +216,9 @@ async function build(rawStore: Store, config: Config, log: Logger, options: Serv
   const im = new ImService(store, bus, accounts, node.id, log.child({ component: 'im' }), config.im, metrics);
   const calls = new CallService({ store, bus, im, accounts, datasets }, node.id, log.child({ component: 'calls' }), config.calls, metrics);
   ringBoundSessions(calls, im);
+  const media = startMediaGateway(config, log.child({ component: 'media' }), metrics);
+  calls.useMedia(media, config.media.relay);
+  undo.push(() => media.close());
   const muc = new MucService(im, store, bus, node.id, log.child({ component: 'muc' }), { subdomain: config.im.mucSubdomain, roomsPerService: config.im.mucRoomsPerService, occupantsPerRoom: config.im.mucOccupantsPerRoom, history: config.im.mucHistory }, metrics);
   im.components.push(muc);
   // SIP: on with either of its ports (WebSocket on the HTTP listeners' /sip rides along).
@@ -444,4 +449,38 @@ async function build(rawStore: Store, config: Config, log: Logger, options: Serv
     return stopping;
   };
   return { services, ports, close: closeServer, shutdown };
+}
+
+/**
+ * The media gateway of this node (src/media/gateway.ts), and its numbers on /metrics. Sockets
+ * are bound only when a call is anchored.
+ */
+function startMediaGateway(config: Config, log: Logger, metrics: Metrics): MediaGateway {
+  const publicAddress = mediaAddress(config);
+  const gateway = new MediaGateway({
+    publicAddress,
+    bindAddress: config.media.bindAddress || undefined,
+    portRange: config.sip.mediaPorts,
+    maxSessions: config.media.sessions,
+    idleSeconds: config.media.idleSeconds,
+    log,
+  });
+  metrics.gauge('ximssd_media_sessions', 'Calls whose media this node anchors now', [], (set) => set({}, gateway.stats().sessions));
+  metrics.gauge('ximssd_media_ports', 'UDP ports the media gateway holds now', [], (set) => set({}, gateway.stats().portsInUse));
+  metrics.counter('ximssd_media_packets_relayed_total', 'RTP packets the media gateway sent on', () => gateway.stats().packetsRelayed);
+  metrics.counter('ximssd_media_bytes_relayed_total', 'RTP bytes the media gateway sent on', () => gateway.stats().bytesRelayed);
+  metrics.counter('ximssd_media_packets_dropped_total', 'RTP packets the media gateway did not send on (strangers, malformed, held)', () => gateway.stats().packetsDropped);
+  log.info({ event: 'media.ready', publicAddress, relay: config.media.relay, ports: `${config.sip.mediaPorts.min}-${config.sip.mediaPorts.max}` }, 'media gateway ready');
+  return gateway;
+}
+
+/** The address media is reached at (see config.media.publicAddress). */
+function mediaAddress(config: Config): string {
+  if (config.media.publicAddress) return config.media.publicAddress;
+  if (isIP(config.sip.publicHost) !== 0) return config.sip.publicHost;
+  if (isIP(config.host) !== 0 && config.host !== '0.0.0.0' && config.host !== '::') return config.host;
+  for (const addresses of Object.values(networkInterfaces())) {
+    for (const address of addresses ?? []) if (address.family === 'IPv4' && !address.internal) return address.address;
+  }
+  return '127.0.0.1';
 }

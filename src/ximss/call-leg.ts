@@ -1,7 +1,8 @@
 import type { Port, PortAddress } from '../services/calls/router.js';
 import type { CallService } from '../services/calls/service.js';
 import { AttendedTransfer, BlindTransfer, type Junction } from '../services/calls/junction.js';
-import { reasonOf, type Party, type SdpText, type Signal } from '../services/calls/signal.js';
+import { reasonOf, type MediaFlavour, type Party, type SdpText, type Signal } from '../services/calls/signal.js';
+import { flavourOfSdp } from '../services/calls/media-bridge.js';
 import { ServiceError } from '../services/errors.js';
 import type { ImService } from '../services/im/service.js';
 import { XimssImClient } from './im-client.js';
@@ -35,6 +36,11 @@ interface Waiting {
 export interface SessionCalls {
   readonly legs: Map<string, XimssCallLeg>;
   sdpFormat: 'xml' | 'text';
+  /**
+   * The media the client speaks, from its signalBind SDP or its callStart media="WebRTC":
+   * calls with a party that speaks the other are anchored at the server (media-bridge.ts).
+   */
+  media?: MediaFlavour;
   /** The number of the next server-generated callLeg (inp…). */
   nextIncoming: number;
 }
@@ -89,7 +95,7 @@ export class XimssCallLeg implements Port {
   }
 
   /** callStart: a new outgoing call from the session. */
-  static start(calls: CallService, session: Session, callLeg: string, to: string, peerName: string | undefined, sdp: SdpText | undefined): XimssCallLeg {
+  static start(calls: CallService, session: Session, callLeg: string, to: string, peerName: string | undefined, sdp: SdpText | undefined, webRtc = false): XimssCallLeg {
     const legs = sessionCalls(session).legs;
     if (legs.has(callLeg)) throw new ServiceError(`the session has a call ${callLeg} already (callKill releases it)`);
     if (legs.size >= MAX_LEGS) throw new ServiceError(`a session may have ${MAX_LEGS} calls`);
@@ -97,8 +103,11 @@ export class XimssCallLeg implements Port {
     const account = session.account;
     const from: Party = { address: `${account.name}@${account.domain}`, name: account.realName || undefined };
     const exclude = session.im?.bound ? { accountId: account.id, resource: session.im.resource } : undefined;
+    const state = sessionCalls(session);
+    if (webRtc) state.media = 'webrtc';
+    const media = flavourOfSdp(sdp) ?? (webRtc ? 'webrtc' : state.media);
     try {
-      const placed = calls.place({ caller: leg.address, accountId: account.id, from, to, peerName, sdp, exclude });
+      const placed = calls.place({ caller: leg.address, accountId: account.id, from, to, peerName, sdp, exclude, media });
       leg.peer = placed.address;
       leg.callId = placed.callId;
     } catch (err) {
@@ -458,9 +467,28 @@ function infoElement(contentType: string, body: string): XmlElement {
 
 /** Lets the call engine ring the XIMSS sessions of this node that are bound (signalBind). */
 export function ringBoundSessions(calls: CallService, im: ImService): void {
-  calls.router.onTarget('ximss', (target, invite, replyTo) => {
+  const boundClient = (target: { accountId: number; resource: string }): XimssImClient | undefined => {
     const client = im.router.resource(target.accountId, target.resource)?.client;
-    if (!(client instanceof XimssImClient) || !client.bound || client.session.closed) return undefined;
-    return XimssCallLeg.incoming(calls, client.session, invite, replyTo);
-  });
+    return client instanceof XimssImClient && client.bound && !client.session.closed ? client : undefined;
+  };
+  calls.onTarget(
+    'ximss',
+    (target, invite, replyTo) => {
+      const client = boundClient(target);
+      return client ? XimssCallLeg.incoming(calls, client.session, invite, replyTo) : undefined;
+    },
+    (target) => {
+      const client = boundClient(target);
+      return client ? sessionCalls(client.session).media : undefined;
+    },
+  );
+}
+
+/**
+ * The media a client's signalBind SDP says it speaks: WebRTC when it says so (`webrtc: yes`, a
+ * secure profile such as RTP/SAVPF, or DTLS), else plain RTP.
+ */
+export function mediaOfBindSdp(sdp: SdpText): MediaFlavour {
+  if (/^a=webrtc:\s*yes\b/im.test(sdp) || /^m=\S+ \S+ \S*(SAVP|TLS)/im.test(sdp)) return 'webrtc';
+  return flavourOfSdp(sdp) ?? 'rtp';
 }

@@ -10,7 +10,10 @@ import type { ImService } from '../im/service.js';
 import { Call, type CalleeRules, type CallHooks, type ResolveContext, type Resolution, type StageOutcome } from './call.js';
 import { runSignalRules, timedStages, type SignalStage } from './signal-rules.js';
 import { CallRouter, type PortAddress } from './router.js';
-import type { CallTarget, Party, SdpText } from './signal.js';
+import type { CallTarget, MediaFlavour, Party, SdpText } from './signal.js';
+import { MediaBridges, type MediaPolicy } from './media-bridge.js';
+import type { MediaGateway } from '../../media/gateway.js';
+import type { TargetOpener } from './router.js';
 import { randomId } from '../ids.js';
 
 export interface CallLimits {
@@ -47,6 +50,8 @@ export interface PlaceCall {
   to: string;
   peerName?: string;
   sdp?: SdpText;
+  /** The caller's media, when its binding knows it (see signal.ts MediaFlavour). */
+  media?: MediaFlavour;
   /** A client of the caller's own account not to ring (the session calling). */
   exclude?: { accountId: number; resource: string };
   transferredBy?: string;
@@ -76,6 +81,8 @@ export class CallService implements CallHooks {
   private readonly calls = new Set<Call>();
   private readonly locators: DeviceLocator[] = [];
   private remoteRouter: RemoteRouter | undefined;
+  /** Anchors the media of calls whose sides cannot reach each other directly (useMedia). */
+  media: MediaBridges | undefined;
   private readonly perAccount = new Map<number, number>();
   readonly ringTimeoutMs: number;
   readonly maxRedirects = 3;
@@ -113,7 +120,7 @@ export class CallService implements CallHooks {
     }
     const callId = randomId(12);
     const to: Party = { address: request.to, name: request.peerName };
-    const invite = { kind: 'invite' as const, callId, from: request.from, to, sdp: request.sdp, transferredBy: request.transferredBy, suppl: request.suppl };
+    const invite = { kind: 'invite' as const, callId, from: request.from, to, sdp: request.sdp, transferredBy: request.transferredBy, suppl: request.suppl, media: request.media };
     const call = new Call(this.router, this, callId, request.from, to, request.caller, invite);
     this.calls.add(call);
     if (request.accountId !== undefined) {
@@ -161,6 +168,22 @@ export class CallService implements CallHooks {
     }
     if (targets.length === 0) return { targets, rules, nobody: `${bare} has no device to ring` };
     return { targets, rules };
+  }
+
+  /** Anchors the media of calls through the gateway, as the policy says (media-bridge.ts). */
+  useMedia(gateway: MediaGateway, policy: MediaPolicy): void {
+    this.media = new MediaBridges(this.router, gateway, policy, this.log);
+  }
+
+  /**
+   * Who opens the legs of new calls for targets of a kind on this node, and what media such a
+   * leg speaks (undefined: not known): a call whose caller speaks another is bridged.
+   */
+  onTarget<K extends CallTarget['kind']>(kind: K, opener: TargetOpener<Extract<CallTarget, { kind: K }>>, mediaOf: (target: Extract<CallTarget, { kind: K }>) => MediaFlavour | undefined): void {
+    this.router.onTarget(kind, (target, invite, replyTo) => {
+      const bridged = this.media?.interpose(mediaOf(target), invite, replyTo, (turned, to) => opener(target, turned, to));
+      return bridged ?? opener(target, invite, replyTo);
+    });
   }
 
   /** Where calls for other domains and phone numbers go (the SIP binding: DNS or a trunk). */

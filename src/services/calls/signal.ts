@@ -24,9 +24,16 @@ export interface Party {
 /** An SDP description in native text (each binding converts its own presentation). */
 export type SdpText = string;
 
+/**
+ * The media a side speaks: WebRTC (ICE, DTLS-SRTP) or plain RTP. An invite says the caller's
+ * when its binding knows it (a browser's callStart media="WebRTC", a phone over UDP), so that
+ * a call without an offer can be anchored too (media-bridge.ts).
+ */
+export type MediaFlavour = 'webrtc' | 'rtp';
+
 export type Signal =
   /** A new call for the receiving side (sent to a target, see CallTarget). */
-  | { kind: 'invite'; callId: string; from: Party; to: Party; sdp?: SdpText; transferredBy?: string; suppl?: Record<string, string> }
+  | { kind: 'invite'; callId: string; from: Party; to: Party; sdp?: SdpText; transferredBy?: string; suppl?: Record<string, string>; media?: MediaFlavour }
   /** The leg for a new call exists (as SIP's 100 Trying): the call learns where it is. */
   | { kind: 'trying' }
   /** The callee is being alerted (an early dialog `tag`), with early media or an offer. */

@@ -30,7 +30,7 @@ import type { Resolution } from '../../services/calls/call.js';
 import type { CallRouter, Port, PortAddress } from '../../services/calls/router.js';
 import { addressOf, CallRefused, isPhoneNumber, type CallService } from '../../services/calls/service.js';
 import type { DnsResolver } from '../../services/mail-auth.js';
-import { reasonOf, type CallTarget, type Party, type Signal } from '../../services/calls/signal.js';
+import { reasonOf, type CallTarget, type MediaFlavour, type Party, type Signal } from '../../services/calls/signal.js';
 import { DigestAuthenticator } from '../../services/digest.js';
 import type { ImService } from '../../services/im/service.js';
 import type { Binding } from '../../store/registrations.js';
@@ -409,12 +409,20 @@ export class SipUacLeg extends SipLeg {
   }
 }
 
+/**
+ * The media a SIP device speaks, as far as its transport tells: phones over WebSocket are
+ * browsers (RFC 7118 clients such as SIP.js and JsSIP), which speak WebRTC; the others plain RTP.
+ */
+export function mediaOfTransport(transport: string | undefined): MediaFlavour {
+  return transport === 'ws' || transport === 'wss' ? 'webrtc' : 'rtp';
+}
+
 /** A call a device makes: an INVITE received, placed through the engine. */
 export class SipUasLeg extends SipLeg {
   private readonly offered: boolean;
   private readonly self: Party;
 
-  constructor(calls: CallService, log: Logger, private readonly server: ServerCall, caller: Party, accountId: number | undefined, to: string) {
+  constructor(calls: CallService, log: Logger, private readonly server: ServerCall, caller: Party, accountId: number | undefined, to: string, media: MediaFlavour) {
     super(calls, log);
     this.self = caller;
     this.offered = server.body !== undefined && isSdp(server.body);
@@ -429,7 +437,7 @@ export class SipUasLeg extends SipLeg {
       if (body && isSdp(body)) this.send({ kind: 'ack', sdp: body.content });
     });
     try {
-      this.peer = calls.place({ caller: this.address, accountId, from: caller, to, sdp: this.offered ? server.body!.content : undefined }).address;
+      this.peer = calls.place({ caller: this.address, accountId, from: caller, to, sdp: this.offered ? server.body!.content : undefined, media }).address;
     } catch (err) {
       // Over a limit (CallRefused): the device hears it as the refusal.
       this.ended = true;
@@ -562,11 +570,15 @@ export class SipCalls {
         flow: firstHop(binding),
       })),
     );
-    deps.calls.router.onTarget('sip', (target, invite, replyTo) => {
-      // A caller without a domain (a number that called in) is named in the callee's.
-      const domain = invite.from.address.split('@')[1] ?? target.aor.split('@')[1] ?? 'invalid';
-      return new SipUacLeg(deps.calls, this.log, deps.ua, target, invite, replyTo, domain);
-    });
+    deps.calls.onTarget(
+      'sip',
+      (target, invite, replyTo) => {
+        // A caller without a domain (a number that called in) is named in the callee's.
+        const domain = invite.from.address.split('@')[1] ?? target.aor.split('@')[1] ?? 'invalid';
+        return new SipUacLeg(deps.calls, this.log, deps.ua, target, invite, replyTo, domain);
+      },
+      (target) => mediaOfTransport(target.flow.transport),
+    );
   }
 
   /**
@@ -619,7 +631,7 @@ export class SipCalls {
     }
     const server = this.deps.ua.acceptInvite(event);
     if (!server) return;
-    new SipUasLeg(this.deps.calls, this.log, server, caller, accountId, called);
+    new SipUasLeg(this.deps.calls, this.log, server, caller, accountId, called, mediaOfTransport(event.source.transport));
   }
 }
 

@@ -7,8 +7,8 @@ import type { SubscriptionType } from '../../services/im/subscriptions.js';
 import type { AccountRecord } from '../../store/store.js';
 import { el, type XmlElement } from '../../xml/element.js';
 import { inSession, type OperationTable, type SessionContext } from '../engine.js';
-import { sessionCalls } from '../call-leg.js';
-import { sdpFromXml } from '../sdp-xml.js';
+import { mediaOfBindSdp, sessionCalls } from '../call-leg.js';
+import { sdpFromXml, sdpToText } from '../sdp-xml.js';
 import { XIMSS_PRESENCE, XimssImClient, peerJid, rosterItemMessage } from '../im-client.js';
 
 /**
@@ -79,7 +79,7 @@ export const imOperations: OperationTable = {
     const extended = ctx.request.attrs.readIM === '1';
     // The client's SDP: its capabilities, and the presentation the server's call messages use.
     const sdp = ctx.request.element('sdpText') ?? ctx.request.element('sdp');
-    if (sdp) sdpFromXml(sdp);
+    const bindSdp = sdp ? sdpToText(sdpFromXml(sdp)) : undefined;
     let client = session.im;
     if (client?.bound && wanted !== undefined && wanted !== client.resource) {
       await im.detach(client);
@@ -112,6 +112,7 @@ export const imOperations: OperationTable = {
     }
     client.extended = extended;
     if (sdp) sessionCalls(session).sdpFormat = sdp.name === 'sdpText' ? 'text' : 'xml';
+    if (bindSdp !== undefined) sessionCalls(session).media = mediaOfBindSdp(bindSdp);
     const wasInterested = client.interested;
     client.interested = interested;
     if (interested && !wasInterested) await im.sendContactsPresence(client);

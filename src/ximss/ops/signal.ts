@@ -52,7 +52,7 @@ export const signalOperations: OperationTable = {
     const offer = sdp(ctx);
     echoMedia(ctx);
     try {
-      XimssCallLeg.start(ctx.server.calls, ctx.session, callLeg, peer, peerName, offer);
+      XimssCallLeg.start(ctx.server.calls, ctx.session, callLeg, peer, peerName, offer, /^webrtc$/i.test(ctx.request.attrs.media ?? ''));
     } catch (err) {
       if (err instanceof CallRefused) throw new ServiceError(err.message);
       throw err;

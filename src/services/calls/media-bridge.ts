@@ -1,0 +1,273 @@
+/**
+ * Media anchoring in the call engine. When the two sides of a call cannot exchange media
+ * directly — a WebRTC browser (ICE, DTLS-SRTP) and a plain RTP phone — or the operator's policy
+ * says relay, a `MediaBridge` sits between the call's branch and the callee's leg, on the
+ * callee's node, and passes every SDP through a media gateway session (src/media/gateway.ts):
+ * each side then sees an SDP of its own flavour with the server's addresses, and the RTP flows
+ * through the server. Everything else passes through unchanged.
+ *
+ *   Call (branch port) ⇄ [outer] MediaBridge [inner] ⇄ callee's leg (XIMSS session, SIP device)
+ *
+ * Side 'a' of the gateway session is the caller's, side 'b' the callee's. Signals are handled
+ * one after another (the gateway awaits sockets and DTLS), so their order is kept.
+ */
+import { errorText, type Logger } from '../../log.js';
+import { flavourOf, MediaNegotiationError, type Flavour, type MediaGateway, type MediaSession, type SideName } from '../../media/gateway.js';
+import type { CallRouter, Port, PortAddress } from './router.js';
+import type { Signal } from './signal.js';
+
+/**
+ * When calls are anchored: `webrtc` when one side is a WebRTC endpoint and the other plain RTP
+ * (the default); `always` for every call whose media flavours are known (the operator wants the
+ * media through the server: NAT, recording later, hiding addresses); `never`.
+ */
+export type MediaPolicy = 'webrtc' | 'always' | 'never';
+
+/** Opens the callee's leg, its signals going to `replyTo`. */
+type LegOpener = (invite: Extract<Signal, { kind: 'invite' }>, replyTo: PortAddress) => Port | undefined;
+
+/** The flavour of an SDP, undefined when it cannot be read. */
+export function flavourOfSdp(sdp: string | undefined): Flavour | undefined {
+  if (sdp === undefined) return undefined;
+  try {
+    return flavourOf(sdp);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Whether a call between the two flavours is anchored under the policy; the flavours to use when it is. */
+export function anchoring(policy: MediaPolicy, caller: Flavour | undefined, callee: Flavour | undefined): { a: Flavour; b: Flavour } | undefined {
+  if (policy === 'never') return undefined;
+  if (policy === 'webrtc') return caller !== undefined && callee !== undefined && caller !== callee ? { a: caller, b: callee } : undefined;
+  const a = caller ?? callee;
+  const b = callee ?? caller;
+  return a !== undefined && b !== undefined ? { a, b } : undefined;
+}
+
+/** Anchors calls on this node through one media gateway. */
+export class MediaBridges {
+  /** Bridges open now (for the metrics and the tests). */
+  readonly open = new Set<MediaBridge>();
+
+  constructor(
+    private readonly router: CallRouter,
+    readonly gateway: MediaGateway,
+    readonly policy: MediaPolicy,
+    private readonly log: Logger,
+  ) {}
+
+  /**
+   * Offers a new call to a leg of this node, through a bridge when its media must be anchored:
+   * returns the bridge's port, or undefined when the call needs none (the caller opens the leg).
+   */
+  interpose(callee: Flavour | undefined, invite: Extract<Signal, { kind: 'invite' }>, replyTo: PortAddress, openLeg: LegOpener): Port | undefined {
+    const flavours = anchoring(this.policy, flavourOfSdp(invite.sdp) ?? invite.media, callee);
+    if (!flavours) return undefined;
+    const bridge = new MediaBridge(this.router, this, flavours, invite, replyTo, this.log);
+    this.open.add(bridge);
+    bridge.start(openLeg);
+    return bridge;
+  }
+}
+
+const OTHER: Record<SideName, SideName> = { a: 'b', b: 'a' };
+/** Signals after which a side has nothing more to say in this call. */
+const FINAL = new Set<Signal['kind']>(['bye', 'cancel', 'gone', 'reject']);
+
+export class MediaBridge implements Port {
+  /** Faces the call's branch (side a). */
+  private readonly outer: PortAddress;
+  /** Faces the callee's leg (side b). */
+  private readonly inner: PortAddress;
+  private callSide: PortAddress;
+  private leg: PortAddress | undefined;
+  private legPort: Port | undefined;
+  private session: MediaSession | undefined;
+  private queue: Promise<void> = Promise.resolve();
+  /** Which side's offer waits for the other side's answer. */
+  private offerFrom: SideName | undefined;
+  /** The last SDP each side sent and what the other side got for it (a 200 repeating its 183's answer). */
+  private readonly last: Partial<Record<SideName, { sdp: string; out: string }>> = {};
+  private connected = false;
+  private closed = false;
+
+  constructor(
+    private readonly router: CallRouter,
+    private readonly owner: MediaBridges,
+    readonly flavours: { a: Flavour; b: Flavour },
+    private readonly invite: Extract<Signal, { kind: 'invite' }>,
+    replyTo: PortAddress,
+    private readonly log: Logger,
+  ) {
+    this.callSide = replyTo;
+    this.outer = router.open(this);
+    this.inner = router.open({ receive: (signal, from) => this.fromLeg(signal, from) });
+  }
+
+  /** Opens the gateway session, turns the invite's offer and opens the leg with it. */
+  start(openLeg: LegOpener): void {
+    this.enqueue(async () => {
+      try {
+        this.session = this.owner.gateway.open(`${this.invite.callId}.${this.outer.id}`);
+      } catch (err) {
+        this.log.warn({ event: 'media.refused', callId: this.invite.callId, error: errorText(err) }, 'a call could not be anchored');
+        this.toCall({ kind: 'reject', code: 503, reason: 'no media resources' });
+        return this.close();
+      }
+      this.session.on('idle', () => this.enqueue(async () => this.idle()));
+      let invite = this.invite;
+      if (invite.sdp !== undefined) {
+        const sdp = await this.turn('a', 'offer', invite.sdp);
+        if (sdp === undefined) {
+          this.toCall({ kind: 'reject', code: 488, reason: 'the media offered cannot be bridged' });
+          return this.close();
+        }
+        invite = { ...invite, sdp, media: this.flavours.b };
+      } else invite = { ...invite, media: this.flavours.b };
+      this.log.info({ event: 'media.anchored', callId: invite.callId, caller: this.flavours.a, callee: this.flavours.b }, 'call media anchored at the server');
+      this.legPort = openLeg(invite, this.inner);
+      if (!this.legPort) {
+        this.toCall({ kind: 'gone' });
+        await this.close();
+      }
+    });
+  }
+
+  /** A signal from the call (the caller's side). */
+  receive(signal: Signal, from: PortAddress): void {
+    this.callSide = from;
+    this.enqueue(async () => {
+      const turned = await this.translate('a', signal);
+      if (turned) this.toLeg(turned);
+      if (FINAL.has(signal.kind)) await this.close();
+    });
+  }
+
+  private fromLeg(signal: Signal, from: PortAddress): void {
+    if (from.id !== '-') this.leg = from;
+    this.enqueue(async () => {
+      const turned = await this.translate('b', signal);
+      if (turned) this.toCall(turned);
+      if (signal.kind === 'answer') this.connected = true;
+      if (FINAL.has(signal.kind) || (signal.kind === 'redirect' && !signal.fork)) await this.close();
+    });
+  }
+
+  private enqueue(task: () => Promise<void>): void {
+    this.queue = this.queue.then(task).catch((err: unknown) => {
+      this.log.error({ event: 'media.failed', callId: this.invite.callId, error: errorText(err) }, 'anchored call media failed');
+    });
+  }
+
+  /**
+   * A signal from side `from` with its SDP turned for the other side; undefined when it is not
+   * to go on (the sender was answered with a refusal instead).
+   */
+  private async translate(from: SideName, signal: Signal): Promise<Signal | undefined> {
+    if (!('sdp' in signal) || signal.sdp === undefined || this.closed) {
+      // Without a media session the SDP is meaningless to the other side.
+      return this.closed && 'sdp' in signal && signal.sdp !== undefined ? { ...signal, sdp: undefined } : signal;
+    }
+    const sdp = signal.sdp;
+    switch (signal.kind) {
+      case 'progress':
+      case 'answer': {
+        const turned = await this.turn(from, signal.offer ? 'offer' : 'answer', sdp);
+        if (turned !== undefined) return { ...signal, sdp: turned };
+        // The callee's media cannot be bridged: it is let go, and the call hears a refusal.
+        this.toLeg(signal.kind === 'answer' ? { kind: 'bye', code: 488, reason: 'the media cannot be bridged' } : { kind: 'cancel', reason: 'the media cannot be bridged' });
+        await this.close();
+        return { kind: 'reject', code: 488, reason: 'the media answered cannot be bridged' };
+      }
+      case 'update': {
+        const turned = await this.turn(from, 'offer', sdp);
+        if (turned !== undefined) return { ...signal, sdp: turned };
+        this.answerBack(from, { kind: 'updated', tag: signal.tag, code: 488, reason: 'the media offered cannot be bridged' });
+        return undefined;
+      }
+      case 'updated': {
+        const turned = await this.turn(from, signal.offer ? 'offer' : 'answer', sdp);
+        if (turned !== undefined) return { ...signal, sdp: turned };
+        return { ...signal, sdp: undefined, offer: undefined, code: 488, reason: 'the media cannot be bridged' };
+      }
+      case 'ack': {
+        const turned = await this.turn(from, 'answer', sdp);
+        if (turned !== undefined) return { ...signal, sdp: turned };
+        return { ...signal, sdp: undefined, code: 488, reason: 'the media answered cannot be bridged' };
+      }
+      default:
+        return signal;
+    }
+  }
+
+  /**
+   * Passes an offer or an answer of side `from` through the gateway: the SDP for the other
+   * side, or undefined when it cannot be bridged. An answer that repeats one already passed
+   * (a 200 after a 183 with the same SDP) gets the same SDP as before.
+   */
+  private async turn(from: SideName, role: 'offer' | 'answer', sdp: string): Promise<string | undefined> {
+    const session = this.session;
+    if (!session) return undefined;
+    try {
+      let out: string;
+      if (role === 'offer') {
+        out = await session.offer(from, sdp, this.flavours[OTHER[from]]);
+        this.offerFrom = from;
+      } else if (this.offerFrom === OTHER[from]) {
+        out = await session.answer(from, sdp);
+        this.offerFrom = undefined;
+      } else {
+        // No offer waits: the answer was passed already (or there was none to answer).
+        return this.last[from]?.out;
+      }
+      this.last[from] = { sdp, out };
+      return out;
+    } catch (err) {
+      if (!(err instanceof MediaNegotiationError)) throw err;
+      this.log.info({ event: 'media.not_bridged', callId: this.invite.callId, from, role, error: err.message }, 'media could not be bridged');
+      return undefined;
+    }
+  }
+
+  /** No RTP either way for a while on a connected call that is not on hold: both sides are hung up. */
+  private async idle(): Promise<void> {
+    if (!this.connected || this.closed || !this.session) return;
+    const stats = this.session.stats();
+    if (stats.a?.direction === 'inactive' || stats.b?.direction === 'inactive') return;
+    const reason = 'no media from either side';
+    this.log.info({ event: 'media.timeout', callId: this.invite.callId }, 'an anchored call without media was hung up');
+    this.toCall({ kind: 'bye', reason });
+    this.toLeg({ kind: 'bye', reason });
+    await this.close();
+  }
+
+  private answerBack(to: SideName, signal: Signal): void {
+    if (to === 'a') this.toCall(signal);
+    else this.toLeg(signal);
+  }
+
+  private toCall(signal: Signal): void {
+    this.router.send(this.callSide, signal, this.outer);
+  }
+
+  private toLeg(signal: Signal): void {
+    if (this.leg) return this.router.send(this.leg, signal, this.inner);
+    const port = this.legPort;
+    // Not heard from yet: the leg of this node is handed the signal directly, in a later tick.
+    if (port) queueMicrotask(() => port.receive(signal, this.inner));
+  }
+
+  /** Closes the gateway session; the ports stay a little for late signals, passed on without SDP. */
+  private async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.owner.open.delete(this);
+    await this.session?.close();
+    const release = setTimeout(() => {
+      this.router.release(this.outer);
+      this.router.release(this.inner);
+    }, 32_000);
+    release.unref();
+  }
+}
