@@ -58,9 +58,9 @@ describe('a WebRTC browser and a SIP phone through the media gateway', { skip, t
   before(async () => {
     await ensureAiortc();
     const sipPort = await freeSipPort();
-    // A range of its own for this process's media (other test files run beside it).
-    const min = 30000 + (process.pid % 200) * 40;
-    server = await startTestServer({ ports: { sip: sipPort }, sip: { mediaPorts: { min, max: min + 39 } } });
+    // A range of its own for this process's media, as media-gateway.test.ts makes them (other test files run beside it).
+    const min = 20000 + (process.pid % 110) * 112 + 64;
+    server = await startTestServer({ ports: { sip: sipPort }, sip: { mediaPorts: { min, max: min + 47 } } });
     dir = mkdtempSync(join(tmpdir(), 'calls-media-'));
     bob = await server.newAccount('phone', { password: 'phone-secret' });
     alice = await server.newAccount('browser');
@@ -144,6 +144,42 @@ describe('a WebRTC browser and a SIP phone through the media gateway', { skip, t
       assert.ok((heardByBrowser.get('9') ?? 0) >= 0.5 * BLOCKS_PER_SECOND, `the browser heard ${JSON.stringify([...heardByBrowser])}`);
       const heardByPhone = dtmfBlockCounts(readWav(await phone.recording()).samples);
       assert.ok((heardByPhone.get('7') ?? 0) >= 0.5 * BLOCKS_PER_SECOND, `the phone heard ${JSON.stringify([...heardByPhone])}`);
+    } finally {
+      browser.kill();
+    }
+  });
+
+  test('DTMF on an anchored call: the session\'s digits reach the phone as RFC 4733 events, the phone\'s reach the session as callDTMF', async () => {
+    // aiortc offers no telephone-event: the gateway takes and sends the phone's events itself.
+    const browser = await startAiortcPeer({ mode: 'offer', digit: '1', codecs: ['PCMU'], seconds: 3, timeout: 40 });
+    browser.result.catch(() => undefined); // its recording is not looked at here; it is killed at the end
+    try {
+      const offer = await browser.nextSdp();
+      assert.doesNotMatch(offer, /telephone-event/);
+      const mark = phone.events.count;
+      await ok(client, `<callStart callLeg="d1" peer="${bob}" media="WebRTC"><sdpText>${offer}</sdpText></callStart>`);
+      await phone.events.waitFor((e) => e.type === 'CALL_INCOMING', 15_000, mark);
+      await phone.answer();
+      const connected = await client.takeAsync('callConnected', (m) => m.attrs.callLeg === 'd1', 15_000);
+      browser.give(sdpToText(sdpFromXml(connected.element('sdp')!)));
+      await ok(client, '<callUpdateAccept callLeg="d1"/>');
+      await phone.events.waitFor((e) => e.type === 'CALL_ESTABLISHED', 15_000, mark);
+      // callSendDTMF takes the digit's RFC 4733 code (11 is #).
+      await ok(client, '<callSendDTMF callLeg="d1">5</callSendDTMF>');
+      await client.takeAsync('callOpCompleted', (m) => m.attrs.callLeg === 'd1', 15_000);
+      const five = await phone.events.waitFor((e) => e.type === 'CALL_DTMF_START', 15_000, mark);
+      assert.equal(five.param, '5');
+      await ok(client, '<callSendDTMF callLeg="d1">11</callSendDTMF>');
+      await client.takeAsync('callOpCompleted', (m) => m.attrs.callLeg === 'd1', 15_000);
+      const hash = await phone.events.waitFor((e) => e.type === 'CALL_DTMF_START' && e !== five, 15_000, mark);
+      assert.equal(hash.param, '#');
+      await phone.sendDtmf('8');
+      const heard = await client.takeAsync('callDTMF', (m) => m.attrs.callLeg === 'd1', 15_000);
+      assert.equal(heard.text(), '8');
+      const closedFrom = phone.events.count;
+      await ok(client, '<callKill callLeg="d1"/>');
+      await phone.events.waitFor((e) => e.type === 'CALL_CLOSED', 15_000, closedFrom);
+      await until(() => bridges() === 0);
     } finally {
       browser.kill();
     }

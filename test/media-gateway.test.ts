@@ -20,9 +20,9 @@ import { parseRtp, writeRtpHeader } from '../src/media/rtp.js';
 
 /** A port range of our own per process, so that suites running side by side do not collide. */
 function rangeFor(slot: number, size: number): { min: number; max: number } {
-  // Even, 16 ports per slot, six slots (0 to 5) per process; all below Linux's ephemeral ports
+  // Even, 16 ports per slot, seven slots (0 to 6) per process; all below Linux's ephemeral ports
   // (32768 on), which other suites' sockets bound to port 0 take.
-  const min = 20000 + (process.pid % 120) * 96 + slot * 16;
+  const min = 20000 + (process.pid % 110) * 112 + slot * 16;
   return { min, max: min + size - 1 };
 }
 
@@ -292,12 +292,53 @@ describe('plain RTP through the gateway', { timeout: 60_000 }, () => {
     await session.close();
   });
 
+  test('DTMF of the gateway\'s own: sent as RFC 4733 events in the stream, and taken from a side whose peer has no telephone-event', async () => {
+    const session = gateway(6).open('call-dtmf');
+    const [a, b] = await Promise.all([newPhone(), newPhone()]);
+    // B takes no telephone-event: A's answer still has it, and the gateway ends A's events itself.
+    const { answerForA, gwA, gwB } = await connect(session, a, b, a.port, [[0, 'PCMU']]);
+    assert.deepEqual(sdpTransform.parse(answerForA).media[0]!.rtp.map((r) => r.codec), ['PCMU', 'PCMA', 'telephone-event']);
+    const digits: [string, string][] = [];
+    session.on('digit', (side: string, digit: string) => digits.push([side, digit]));
+
+    // B's audio reaches A; then the gateway sends A the digit 7: its events come in B's stream (same SSRC, next sequence numbers).
+    b.send(rtpPacket(0, encodeUlaw(dtmfTone('9', 0))), gwB);
+    await a.waitFor(1);
+    const audio = parseRtp(a.received[0]!.packet)!;
+    await session.sendDtmf('a', '7');
+    assert.equal(a.received.length, 1 + 8, 'five packets of tone and three of its end');
+    const events = a.received.slice(1).map(({ packet }) => ({ rtp: parseRtp(packet)!, event: parseTelephoneEvent(packet.subarray(12))! }));
+    assert.ok(events.every(({ rtp }) => rtp.payloadType === 101 && rtp.ssrc === audio.ssrc && rtp.timestamp === events[0]!.rtp.timestamp));
+    assert.deepEqual(events.map(({ rtp }) => rtp.sequence), events.map((_, i) => (audio.sequence + 1 + i) & 0xffff));
+    assert.deepEqual(events.map(({ rtp }) => rtp.marker), [true, false, false, false, false, false, false, false]);
+    assert.deepEqual(events.map(({ event }) => [event.event, event.end]), [[7, false], [7, false], [7, false], [7, false], [7, false], [7, true], [7, true], [7, true]]);
+    // B's next packet comes after the events in A's numbering.
+    b.send(rtpPacket(0, encodeUlaw(dtmfTone('9', 160))), gwB);
+    await a.waitFor(10);
+    assert.equal(parseRtp(a.received[9]!.packet)!.sequence, (audio.sequence + 8 + 1) & 0xffff, 'right after the last event');
+
+    // A's event 3 (sent three times at its end, as senders do) is reported once, and not sent to B.
+    const before = b.received.length;
+    a.send(rtpPacket(101, buildTelephoneEvent({ event: 3, end: false, volume: 10, duration: 160 }), true), gwA);
+    for (let i = 0; i < 3; i++) {
+      const end = rtpPacket(101, buildTelephoneEvent({ event: 3, end: true, volume: 10, duration: 800 }));
+      end.writeUInt32BE(0x10000, 4);
+      a.send(end, gwA);
+    }
+    await until(() => digits.length === 1 && session.stats().a!.dropped === 4);
+    assert.deepEqual(digits, [['a', '3']]);
+    assert.equal(b.received.length, before);
+    // B took no telephone-event: nothing can be sent to it that way.
+    assert.equal(session.sendDtmf('b', '1'), undefined);
+    await session.close();
+  });
+
   test('different G.711 laws are transcoded (the tone survives)', async () => {
     const session = gateway(3).open('call-laws');
     const [a, b] = await Promise.all([newPhone(), newPhone()]);
     const { answerForA, gwA } = await connect(session, a, b, a.port, [[8, 'PCMA']]);
-    // B has only A-law: A is told A-law first, μ-law still accepted, and no telephone-event.
-    assert.deepEqual(sdpTransform.parse(answerForA).media[0]!.rtp.map((r) => r.codec), ['PCMA', 'PCMU']);
+    // B has only A-law: A is told A-law first, μ-law still accepted, and telephone-event (which the gateway takes itself).
+    assert.deepEqual(sdpTransform.parse(answerForA).media[0]!.rtp.map((r) => r.codec), ['PCMA', 'PCMU', 'telephone-event']);
     for (let frame = 0; frame < 3; frame++) a.send(rtpPacket(0, encodeUlaw(dtmfTone('9', frame * 160))), gwA);
     await b.waitFor(3);
     const samples = new Int16Array(480);

@@ -250,7 +250,7 @@ export async function mediaBench(o: MediaBenchOptions): Promise<MediaResult> {
   const rtpengine = await measureSide('rtpengine', () => startKamailioRtpengineServer({ children: o.kamailioChildren }), baseline, o);
   if (!rtpengine.available) o.log(`  Kamailio + rtpengine not measured: ${rtpengine.reason}`);
   o.log('  ximssd (B2BUA with its media gateway relaying both streams)');
-  const ximssd = await measureSide('ximssd', startXimssdServer, baseline, o);
+  const ximssd = await measureSide('ximssd', () => startXimssdServer({ relayMedia: true }), baseline, o);
   if (!ximssd.available) o.log(`  ximssd not measured: ${ximssd.reason}`);
   const x = ximssd.available ? `${ximssd.calls} calls` : 'n/a';
   const d = direct.available ? `${direct.calls} calls` : 'n/a';

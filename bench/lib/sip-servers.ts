@@ -57,10 +57,12 @@ export async function startKamailioRtpengineServer(options: { children: number }
  * ximssd with its SIP listener on a free UDP port. Rejects with ximssd's own words when it
  * does not start (a build without `--sip` says "unknown option '--sip'").
  */
-export async function startXimssdServer(): Promise<SipServer> {
+export async function startXimssdServer(options: { relayMedia?: boolean } = {}): Promise<SipServer> {
   const dir = mkdtempSync(join(tmpdir(), 'ximssd-sip-bench-'));
   const configFile = join(dir, 'config.json');
-  writeFileSync(configFile, JSON.stringify({ dataDir: join(dir, 'data'), host: '127.0.0.1', defaultDomain: DOMAIN }));
+  // The media area anchors every call (two plain RTP ends would otherwise stream to each other).
+  const media = options.relayMedia ? { media: { relay: 'always', sessions: 2400 } } : {};
+  writeFileSync(configFile, JSON.stringify({ dataDir: join(dir, 'data'), host: '127.0.0.1', defaultDomain: DOMAIN, ...media }));
   let child: Child | undefined;
   try {
     await runCommand(process.execPath, [MAIN, 'init', '--config', configFile]);

@@ -18,7 +18,8 @@ import { EventEmitter } from 'node:events';
 import sdpTransform, { type MediaDescription, type SessionDescription } from 'sdp-transform';
 import type { Logger } from '../log.js';
 import { PortAllocator, type PortRange } from './ports.js';
-import { RtpRelay, UdpRtpPort, type MediaDirection, type PortCounters, type RelayCodec, type SideMedia } from './relay.js';
+import { eventOfDigit } from './dtmf.js';
+import { receives, RtpRelay, UdpRtpPort, type MediaDirection, type PortCounters, type RelayCodec, type SideMedia } from './relay.js';
 import { WEBRTC_CODECS, WebRtcPort } from './webrtc.js';
 
 export type Flavour = 'webrtc' | 'rtp';
@@ -166,7 +167,8 @@ const OTHER: Record<SideName, SideName> = { a: 'b', b: 'a' };
 const BIND_ATTEMPTS = 8;
 
 /**
- * One call's anchored media. Events: `idle` (no RTP either way for idleSeconds), `closed`.
+ * One call's anchored media. Events: `idle` (no RTP either way for idleSeconds), `digit` (side,
+ * digit: a DTMF digit a side sent as RFC 4733 events that the other side does not take), `closed`.
  * Offers and answers must alternate (one offer pending at a time), as in SDP offer/answer.
  */
 export class MediaSession extends EventEmitter {
@@ -215,7 +217,10 @@ export class MediaSession extends EventEmitter {
         throw new MediaNegotiationError('the offer has no G.711 audio (PCMU or PCMA) to anchor');
       }
       const offerer = await this.ensureSide(from, flavour, WEBRTC_CODECS);
-      const other = await this.ensureSide(to, otherSide, codecListOf(offered));
+      // The other side is offered telephone-event even when the offerer has none: the gateway
+      // then sends and takes its DTMF itself (sendDtmf, `digit`).
+      const forOther = withTelephoneEvent(offered);
+      const other = await this.ensureSide(to, otherSide, codecListOf(forOther));
       this.ensureRelay();
 
       if (offerer.port instanceof WebRtcPort) await offerer.port.acceptOffer(sdp);
@@ -225,7 +230,7 @@ export class MediaSession extends EventEmitter {
       if (other.port instanceof WebRtcPort) {
         result = await other.port.createOffer(offered.direction);
       } else {
-        result = this.writePlain(other, [{ media: { type: 'audio', ...offered }, port: other.port }]);
+        result = this.writePlain(other, [{ media: { type: 'audio', ...forOther }, port: other.port }]);
       }
       this.pending = { from, offered, offer, audioIndex };
       this.options.log?.debug({ event: 'media.offer', session: this.id, from, flavour, to: otherSide }, 'media offer relayed');
@@ -277,6 +282,25 @@ export class MediaSession extends EventEmitter {
     });
   }
 
+  /**
+   * Sends DTMF digits (0-9, *, #, A-D) to side `to` as RFC 4733 telephone-events in its audio,
+   * when it accepted telephone-event: returns a promise settled once they were sent, or
+   * undefined (nothing sent) when it did not accept them or the media is not set up yet.
+   */
+  sendDtmf(to: SideName, digits: string): Promise<void> | undefined {
+    const side = this.sides[to];
+    if (this.closing || !this.relay || !side) return undefined;
+    const payloadType = [...side.media.payloadTypes].find(([, codec]) => codec === 'telephone-event')?.[0];
+    if (payloadType === undefined || !receives(side.media.direction)) return undefined;
+    const events: number[] = [];
+    for (const digit of digits) {
+      const event = eventOfDigit(digit);
+      if (event === undefined) return undefined;
+      events.push(event);
+    }
+    return this.relay.sendDigits(to, events, payloadType);
+  }
+
   private checkOpen(): void {
     if (this.closing) throw new Error(`media session ${this.id} is closed`);
   }
@@ -323,6 +347,7 @@ export class MediaSession extends EventEmitter {
       this.options.log?.info({ event: 'media.idle', session: this.id, idleSeconds: this.options.idleSeconds }, 'no RTP on an anchored call');
       this.emit('idle');
     });
+    this.relay.on('digit', (side: SideName, digit: string) => this.emit('digit', side, digit));
   }
 
   /** A plain SDP for `side` with the given audio (and refused m-lines), from our address. */
@@ -455,15 +480,25 @@ function codecListOf(media: SideMedia): { codec: RelayCodec; payloadType: number
   return [...media.payloadTypes].map(([payloadType, codec]) => ({ codec, payloadType }));
 }
 
+/** The media with telephone-event added when it has none (101, or the first free dynamic payload type). */
+function withTelephoneEvent(media: SideMedia): SideMedia {
+  if ([...media.payloadTypes.values()].includes('telephone-event')) return media;
+  let payloadType = 101;
+  for (let candidate = 96; media.payloadTypes.has(payloadType) && candidate < 128; candidate++) payloadType = candidate;
+  if (media.payloadTypes.has(payloadType)) return media;
+  return { ...media, payloadTypes: new Map([...media.payloadTypes, [payloadType, 'telephone-event']]) };
+}
+
 /**
  * The offerer's payload types that the answerer's choice lets us relay: the same codec, or the
- * other G.711 law (we transcode); telephone-event only when the answerer took it too. The law
- * the answerer chose comes first, so the offerer sends what needs no transcoding.
+ * other G.711 law (we transcode), and telephone-event (relayed when the answerer took it too,
+ * else the gateway takes and sends the offerer's DTMF itself). The law the answerer chose
+ * comes first, so the offerer sends what needs no transcoding.
  */
 function usableCodecs(offered: SideMedia, answered: SideMedia): Map<number, RelayCodec> {
   const theirs = new Set(answered.payloadTypes.values());
   const anyG711 = theirs.has('PCMU') || theirs.has('PCMA');
-  const usable = [...offered.payloadTypes].filter(([, codec]) => theirs.has(codec) || (isG711(codec) && anyG711));
+  const usable = [...offered.payloadTypes].filter(([, codec]) => theirs.has(codec) || codec === 'telephone-event' || (isG711(codec) && anyG711));
   // The laws the answerer took, then the ones we transcode, then telephone-event (a stable sort keeps the offer's order within each).
   const rank = (codec: RelayCodec): number => (!isG711(codec) ? 2 : theirs.has(codec) ? 0 : 1);
   usable.sort(([, x], [, y]) => rank(x) - rank(y));

@@ -23,7 +23,10 @@ import { lookup, type LookupOneOptions } from 'node:dns';
 import { isIP } from 'node:net';
 import { EventEmitter } from 'node:events';
 import { alawToUlawInPlace, ulawToAlawInPlace } from './g711.js';
-import { RTP_FIXED_HEADER_LENGTH } from './rtp.js';
+import { randomInt } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { digitOfEvent, parseTelephoneEvent, TELEPHONE_EVENT_LENGTH, writeTelephoneEvent } from './dtmf.js';
+import { RTP_FIXED_HEADER_LENGTH, writeRtpHeader } from './rtp.js';
 
 /** The codecs the gateway relays. */
 export type RelayCodec = 'PCMU' | 'PCMA' | 'telephone-event';
@@ -277,10 +280,15 @@ interface Route {
   transcode: Uint8Array;
   /** Whether this direction flows at all (the sender sends and the receiver receives). */
   open: boolean;
+  /**
+   * The sender's telephone-event payload type when the receiver took none (-1 otherwise): its
+   * events end here, and each digit is reported (`digit`) for the signaling to carry on.
+   */
+  events: number;
 }
 
 function closedRoute(): Route {
-  return { payloadType: new Int16Array(128).fill(DROP), transcode: new Uint8Array(128), open: false };
+  return { payloadType: new Int16Array(128).fill(DROP), transcode: new Uint8Array(128), open: false, events: DROP };
 }
 
 /**
@@ -303,6 +311,8 @@ export function buildRoute(from: SideMedia, to: SideMedia): Route {
     } else if (codec === 'PCMA' && outgoing.has('PCMU')) {
       route.payloadType[payloadType] = outgoing.get('PCMU')!;
       route.transcode[payloadType] = TRANSCODE_ALAW_TO_ULAW;
+    } else if (codec === 'telephone-event') {
+      route.events = payloadType;
     }
   }
   return route;
@@ -328,6 +338,31 @@ function payloadEnd(packet: Buffer, offset: number): number {
   return padding > 0 && padding <= packet.length - offset ? packet.length - padding : offset;
 }
 
+/**
+ * What the relay last sent in one direction, so that packets of its own (RFC 4733 events) fit
+ * into the stream: the same SSRC, the next sequence numbers (the sender's later packets are
+ * shifted past them), a timestamp after the last one.
+ */
+interface StreamState {
+  ssrc: number;
+  sequence: number;
+  timestamp: number;
+  /** Added to the sender's sequence numbers: one for each packet of ours put in the stream. */
+  shift: number;
+  /** Whether a packet was forwarded yet (else ssrc, sequence and timestamp are our own). */
+  seen: boolean;
+}
+
+function newStreamState(): StreamState {
+  return { ssrc: randomInt(0x1_0000_0000), sequence: randomInt(0x1_0000), timestamp: randomInt(0x1_0000_0000), shift: 0, seen: false };
+}
+
+/** A DTMF digit sent as RFC 4733 events: 100 ms of tone, then the end packet three times (RFC 4733 2.5.1.4), and 60 ms of pause. */
+const EVENT_PACKETS = 5;
+const END_PACKETS = 3;
+const PACKET_SAMPLES = 160;
+const PAUSE_SAMPLES = 480;
+
 /** How many times per idle period the counters are sampled. */
 const IDLE_CHECKS = 4;
 
@@ -343,11 +378,17 @@ export interface RtpRelayOptions {
 
 /**
  * Forwards between two ports. Events: `idle` (no RTP in either direction for `idleSeconds`;
- * emitted once per silent period).
+ * emitted once per silent period); `digit` (side, digit: a DTMF digit that side sent as RFC 4733
+ * events the other side does not take, once per event).
  */
 export class RtpRelay extends EventEmitter {
   private routeAB = closedRoute();
   private routeBA = closedRoute();
+  private readonly streamAB = newStreamState();
+  private readonly streamBA = newStreamState();
+  /** DTMF being sent toward each side, one digit string after another. */
+  private readonly events: Record<'a' | 'b', Promise<void>> = { a: Promise.resolve(), b: Promise.resolve() };
+  private closed = false;
   private idleTimer: NodeJS.Timeout | undefined;
   private packetsAtLastCheck = 0;
   private silentChecks = 0;
@@ -358,8 +399,8 @@ export class RtpRelay extends EventEmitter {
     options: RtpRelayOptions = {},
   ) {
     super();
-    a.onRtp = (packet) => this.forward(packet, this.routeAB, a, b);
-    b.onRtp = (packet) => this.forward(packet, this.routeBA, b, a);
+    a.onRtp = (packet) => this.forward(packet, this.routeAB, this.streamAB, a, b, 'a');
+    b.onRtp = (packet) => this.forward(packet, this.routeBA, this.streamBA, b, a, 'b');
     // RTCP passes unchanged when both ends carry it; a WebRTC port terminates it (see webrtc.ts).
     a.onRtcp = (packet) => (this.routeAB.open ? b.sendRtcp(packet) : undefined);
     b.onRtcp = (packet) => (this.routeBA.open ? a.sendRtcp(packet) : undefined);
@@ -382,12 +423,49 @@ export class RtpRelay extends EventEmitter {
     return { ab: this.routeAB.open, ba: this.routeBA.open };
   }
 
-  private forward(packet: Buffer, route: Route, from: MediaPort, to: MediaPort): void {
+  /**
+   * Sends DTMF digits to side `to` as RFC 4733 telephone-events with payload type
+   * `payloadType` (the one that side accepted), in its stream from the other side; digits
+   * queued behind those still being sent. Resolves when they have been sent.
+   */
+  sendDigits(to: 'a' | 'b', digits: readonly number[], payloadType: number): Promise<void> {
+    const port = to === 'a' ? this.a : this.b;
+    const stream = to === 'a' ? this.streamBA : this.streamAB;
+    const sent = this.events[to].then(async () => {
+      for (const event of digits) {
+        if (this.closed) return;
+        const start = (stream.timestamp + PACKET_SAMPLES) >>> 0;
+        stream.timestamp = start;
+        for (let i = 1; i <= EVENT_PACKETS + END_PACKETS; i++) {
+          if (this.closed) return;
+          const end = i > EVENT_PACKETS;
+          const packet = Buffer.alloc(RTP_FIXED_HEADER_LENGTH + TELEPHONE_EVENT_LENGTH);
+          stream.sequence = (stream.sequence + 1) & 0xffff;
+          stream.shift++;
+          writeRtpHeader(packet, { marker: i === 1, payloadType, sequence: stream.sequence, timestamp: start, ssrc: stream.ssrc });
+          writeTelephoneEvent(packet, { event, end, volume: 10, duration: Math.min(i, EVENT_PACKETS) * PACKET_SAMPLES }, RTP_FIXED_HEADER_LENGTH);
+          port.sendRtp(packet);
+          // The end packets go out together, as senders do; the tone's packets 20 ms apart.
+          if (!end) await sleep(20);
+        }
+        stream.timestamp = (start + EVENT_PACKETS * PACKET_SAMPLES + PAUSE_SAMPLES) >>> 0;
+        await sleep(60);
+      }
+    });
+    this.events[to] = sent.catch(() => undefined);
+    return sent;
+  }
+
+  private forward(packet: Buffer, route: Route, stream: StreamState, from: MediaPort, to: MediaPort, side: 'a' | 'b'): void {
     if (!route.open) {
       from.counters.dropped++;
       return;
     }
     const incoming = packet.length >= 2 ? packet[1]! & 0x7f : 0;
+    if (incoming === route.events) {
+      from.counters.dropped++;
+      return this.endedEvent(packet, side);
+    }
     const outgoing = route.payloadType[incoming]!;
     const offset = outgoing === DROP ? -1 : payloadOffset(packet);
     if (offset < 0) {
@@ -395,10 +473,37 @@ export class RtpRelay extends EventEmitter {
       return;
     }
     packet[1] = (packet[1]! & 0x80) | outgoing;
+    // Kept for events of ours; once some were sent, the sender's sequence numbers move past them.
+    const ssrc = packet.readUInt32BE(8);
+    if (stream.seen && ssrc !== stream.ssrc) stream.shift = 0; // a new source numbers afresh
+    let sequence = packet.readUInt16BE(2);
+    if (stream.shift !== 0) {
+      sequence = (sequence + stream.shift) & 0xffff;
+      packet.writeUInt16BE(sequence, 2);
+    }
+    stream.ssrc = ssrc;
+    stream.sequence = sequence;
+    stream.timestamp = packet.readUInt32BE(4);
+    stream.seen = true;
     const transcode = route.transcode[incoming];
     if (transcode === TRANSCODE_ULAW_TO_ALAW) ulawToAlawInPlace(packet, offset, payloadEnd(packet, offset));
     else if (transcode === TRANSCODE_ALAW_TO_ULAW) alawToUlawInPlace(packet, offset, payloadEnd(packet, offset));
     to.sendRtp(packet);
+  }
+
+  /** The last event reported from each side (its RTP timestamp): its end is sent three times. */
+  private readonly lastEvent: Record<'a' | 'b', number> = { a: -1, b: -1 };
+
+  private endedEvent(packet: Buffer, side: 'a' | 'b'): void {
+    const offset = payloadOffset(packet);
+    if (offset < 0) return;
+    const event = parseTelephoneEvent(packet.subarray(offset, payloadEnd(packet, offset)));
+    if (!event?.end) return;
+    const timestamp = packet.readUInt32BE(4);
+    if (timestamp === this.lastEvent[side]) return;
+    this.lastEvent[side] = timestamp;
+    const digit = digitOfEvent(event.event);
+    if (digit !== undefined) this.emit('digit', side, digit);
   }
 
   private checkIdle(): void {
@@ -416,6 +521,7 @@ export class RtpRelay extends EventEmitter {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     if (this.idleTimer) clearInterval(this.idleTimer);
     this.idleTimer = undefined;
     this.a.onRtp = this.a.onRtcp = this.b.onRtp = this.b.onRtcp = undefined;

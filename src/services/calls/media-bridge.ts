@@ -116,6 +116,10 @@ export class MediaBridge implements Port {
         return this.close();
       }
       this.session.on('idle', () => this.enqueue(async () => this.idle()));
+      // A digit one side sent in its audio that the other does not take there: it goes as a signal (XIMSS callDTMF, SIP INFO).
+      this.session.on('digit', (side: SideName, digit: string) => this.enqueue(async () => {
+        if (!this.closed) this.answerBack(OTHER[side], { kind: 'dtmf', digits: digit });
+      }));
       let invite = this.invite;
       if (invite.sdp !== undefined) {
         const sdp = await this.turn('a', 'offer', invite.sdp);
@@ -138,6 +142,7 @@ export class MediaBridge implements Port {
   receive(signal: Signal, from: PortAddress): void {
     this.callSide = from;
     this.enqueue(async () => {
+      if (this.dtmfInMedia('a', signal)) return;
       const turned = await this.translate('a', signal);
       if (turned) this.toLeg(turned);
       if (FINAL.has(signal.kind)) await this.close();
@@ -147,6 +152,7 @@ export class MediaBridge implements Port {
   private fromLeg(signal: Signal, from: PortAddress): void {
     if (from.id !== '-') this.leg = from;
     this.enqueue(async () => {
+      if (this.dtmfInMedia('b', signal)) return;
       const turned = await this.translate('b', signal);
       if (turned) this.toCall(turned);
       if (signal.kind === 'answer') this.connected = true;
@@ -228,6 +234,23 @@ export class MediaBridge implements Port {
       this.log.info({ event: 'media.not_bridged', callId: this.invite.callId, from, role, error: err.message }, 'media could not be bridged');
       return undefined;
     }
+  }
+
+  /**
+   * DTMF for the other side goes in its audio as RFC 4733 events when it accepted them (the
+   * sender is told it went); otherwise the signal passes on, for its binding to send (SIP INFO).
+   */
+  private dtmfInMedia(from: SideName, signal: Signal): boolean {
+    if (signal.kind !== 'dtmf' || this.closed || !this.session || !this.connected) return false;
+    const sending = this.session.sendDtmf(OTHER[from], signal.digits);
+    if (!sending) return false;
+    this.log.debug({ event: 'media.dtmf', callId: this.invite.callId, to: OTHER[from], digits: signal.digits.length }, 'DTMF sent as RFC 4733 events');
+    // Told once the digits went (they take 160 ms each), without holding up the call's other signals.
+    void sending.then(
+      () => signal.op && this.answerBack(from, { kind: 'result', op: signal.op }),
+      () => signal.op && this.answerBack(from, { kind: 'result', op: signal.op, code: 500, reason: 'the digits could not be sent' }),
+    );
+    return true;
   }
 
   /** No RTP either way for a while on a connected call that is not on hold: both sides are hung up. */
