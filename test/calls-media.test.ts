@@ -185,6 +185,41 @@ describe('a WebRTC browser and a SIP phone through the media gateway', { skip, t
     }
   });
 
+  test('hold and resume on an anchored call: the browser\'s re-offers reach the phone as plain re-INVITEs', async () => {
+    const browser = await startAiortcPeer({ mode: 'offer', digit: '2', codecs: ['PCMU'], seconds: 3, timeout: 40 });
+    browser.result.catch(() => undefined); // its recording is not looked at here; it is killed at the end
+    try {
+      const offer = await browser.nextSdp();
+      const mark = phone.events.count;
+      await ok(client, `<callStart callLeg="h1" peer="${bob}" media="WebRTC"><sdpText>${offer}</sdpText></callStart>`);
+      await phone.events.waitFor((e) => e.type === 'CALL_INCOMING', 15_000, mark);
+      await phone.answer();
+      const connected = await client.takeAsync('callConnected', (m) => m.attrs.callLeg === 'h1', 15_000);
+      browser.give(sdpToText(sdpFromXml(connected.element('sdp')!)));
+      await ok(client, '<callUpdateAccept callLeg="h1"/>');
+      await phone.events.waitFor((e) => e.type === 'CALL_ESTABLISHED', 15_000, mark);
+      // A browser holds with its own description again, sendonly and one version later (RFC 3264 8.4).
+      const version = (n: number): string => offer.replace(/^(o=\S+ \S+ )(\d+)/m, (_all, head: string, v: string) => `${head}${Number(v) + n}`);
+      const hold = version(1).replace(/^a=sendrecv/m, 'a=sendonly');
+      await ok(client, `<callUpdate callLeg="h1" media="WebRTC"><sdpText>${hold}</sdpText></callUpdate>`);
+      const held = await client.takeAsync('callUpdated', (m) => m.attrs.callLeg === 'h1', 15_000);
+      assert.equal(held.attrs.signalCode, undefined, held.toString());
+      const heldSdp = sdpToText(sdpFromXml(held.element('sdp')!));
+      assert.match(heldSdp, /^a=(recvonly|inactive)/m, 'the phone no longer sends');
+      assert.match(heldSdp, /^a=fingerprint:/m, 'still a WebRTC answer');
+      await ok(client, `<callUpdate callLeg="h1" media="WebRTC"><sdpText>${version(2)}</sdpText></callUpdate>`);
+      const resumed = await client.takeAsync('callUpdated', (m) => m.attrs.callLeg === 'h1', 15_000);
+      assert.equal(resumed.attrs.signalCode, undefined, resumed.toString());
+      assert.match(sdpToText(sdpFromXml(resumed.element('sdp')!)), /^a=sendrecv/m);
+      const closedFrom = phone.events.count;
+      await ok(client, '<callKill callLeg="h1"/>');
+      await phone.events.waitFor((e) => e.type === 'CALL_CLOSED', 15_000, closedFrom);
+      await until(() => bridges() === 0);
+    } finally {
+      browser.kill();
+    }
+  });
+
   test('a WebRTC offer without G.711 is refused with 488 before the phone rings', async () => {
     const mark = phone.events.count;
     const opusOnly = [
