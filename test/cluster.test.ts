@@ -6,7 +6,8 @@
  * budgets count cluster-wide, an HTTP session works through the node that does not hold it
  * (and answers 550 once its node is gone), calendar items published on one node are found
  * and reported on the other, and a node killed during a burst of appends and
- * SMTP deliveries loses nothing acknowledged while the survivor completes its queue.
+ * SMTP deliveries loses nothing acknowledged while the survivor completes its queue (and the
+ * survivor's call with it ends).
  */
 import assert from 'node:assert/strict';
 import net from 'node:net';
@@ -377,7 +378,7 @@ describe('sessions across nodes', () => {
 });
 
 describe('a node dies', () => {
-  test('SIGKILL during a burst of appends and SMTP deliveries: every acknowledged message is stored once, the survivor serves, and the dead node\'s queued mail is sent once after its leases expire', async () => {
+  test('SIGKILL during a burst of appends and SMTP deliveries: every acknowledged message is stored once, the survivor serves, its call with the dead node ends, and the dead node\'s queued mail is sent once after its leases expire', async () => {
     const local = await newAccount('burst');
     const sender = await newAccount('sender');
     // The relay takes connections and never answers: the nodes' remote attempts hang (holding their leases).
@@ -392,6 +393,25 @@ describe('a node dies', () => {
     const remoteQueued = new Set<string>();
     const errors: string[] = [];
     const [xa, xb] = await Promise.all([login(a, local), login(b, local)]);
+    // A call from a session of node B to one of node A, connected before A dies.
+    const [dialerAccount, answererAccount] = await Promise.all([newAccount('dialer'), newAccount('answerer')]);
+    const [dialer, answerer] = await Promise.all([login(b, dialerAccount), login(a, answererAccount)]);
+    const bind = '<signalBind><sdpText>v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n</sdpText></signalBind>';
+    const audio = (port: number): string => `<sdpText>v=0\r\no=- ${port} 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio ${port} RTP/AVP 0\r\n</sdpText>`;
+    expectOk(await dialer.request(bind));
+    expectOk(await answerer.request(bind));
+    const incoming = await eventually(async () => {
+      expectOk(await dialer.request(`<callStart callLeg="k1" peer="${answererAccount}">${audio(7000)}</callStart>`));
+      const ringing = await answerer.takeAsync('callIncoming', () => true, 2000).catch(() => undefined);
+      if (!ringing) {
+        // Node B has not heard of the session on A yet: the call failed; again.
+        await dialer.takeAsync('callDisconnected', (m) => m.attrs.callLeg === 'k1');
+        expectOk(await dialer.request('<callKill callLeg="k1"/>'));
+      }
+      return ringing;
+    }, "the answerer's session rings", 15_000);
+    expectOk(await answerer.request(`<callAccept callLeg="${incoming.attrs.callLeg}">${audio(7002)}</callAccept>`));
+    await dialer.takeAsync('callConnected', (m) => m.attrs.callLeg === 'k1');
     // An HTTP session of node A, used through node B while A lives.
     const web = (await httpXml(a, `/XIMSSLogin/?userName=${encodeURIComponent(sender)}&password=${PASSWORD}`)).elements()[0]!.attrs.urlID!;
     assert.equal((await httpOn(b, `/Session/${web}/sync?reqSeq=1`, '<XIMSS><noop id="1"/></XIMSS>')).status, 200);
@@ -445,6 +465,9 @@ describe('a node dies', () => {
 
     // The survivor serves.
     expectOk(await xb.request('<noop/>'));
+    // The call with the dead node ends once its heartbeat is missed (no BYE will come).
+    const ended = await dialer.takeAsync('callDisconnected', (m) => m.attrs.callLeg === 'k1', 30_000);
+    assert.equal(ended.attrs.signalCode, '481', ended.toString());
     // Every acknowledged message is stored exactly once (appends and SMTP deliveries alike).
     const account = (await store.accounts.get('example.test', local.split('@')[0]!))!;
     await eventually(async () => {

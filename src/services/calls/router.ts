@@ -4,6 +4,7 @@ import { errorText, type Logger } from '../../log.js';
 import { MAX_RELAY_MESSAGE, type Store } from '../../store/store.js';
 import type { CallTarget, Signal } from './signal.js';
 import { randomId } from '../ids.js';
+import { PeerNodes } from './peer-nodes.js';
 
 /** Where signals for one side of a call go: a port on a node of the cluster. */
 export interface PortAddress {
@@ -38,6 +39,8 @@ export class CallRouter {
   private fromNodes: Promise<void> = Promise.resolve();
   private readonly openers = new Map<CallTarget['kind'], TargetOpener>();
   private readonly unsubscribe: () => void;
+  /** The other nodes our ports talk to: a dead one's ports are `gone`. */
+  private readonly peerNodes: PeerNodes;
 
   constructor(
     private readonly store: Store,
@@ -45,6 +48,7 @@ export class CallRouter {
     readonly node: string,
     private readonly log: Logger,
   ) {
+    this.peerNodes = new PeerNodes(store, log, (localId, remote) => this.deliver(localId, { kind: 'gone' }, remote));
     this.unsubscribe = bus.on('callSignal', (event, remote) => {
       if (!remote || event.node !== this.node) return;
       this.fromNodes = this.fromNodes.then(() => this.arrived(event)).catch((err: unknown) => this.log.error({ event: 'call.relay_failed', error: errorText(err) }, 'a call signal from another node was lost'));
@@ -53,6 +57,7 @@ export class CallRouter {
 
   close(): void {
     this.unsubscribe();
+    this.peerNodes.stop();
   }
 
   /** Registers a port of this node; its address is what other sides send to. */
@@ -64,7 +69,9 @@ export class CallRouter {
 
   /** Forgets a port: later signals for it are answered `gone`. */
   release(address: PortAddress): void {
-    if (address.node === this.node) this.ports.delete(address.id);
+    if (address.node !== this.node) return;
+    this.ports.delete(address.id);
+    this.peerNodes.forget(address.id);
   }
 
   /** Who opens the legs of new calls for targets of a kind on this node. */
@@ -85,6 +92,7 @@ export class CallRouter {
       queueMicrotask(() => this.deliver(to.id, signal, from));
       return;
     }
+    if (from.node === this.node && this.ports.has(from.id)) this.peerNodes.note(from.id, to);
     this.relay({ node: to.node, to: to.id, from }, signal);
   }
 
@@ -100,6 +108,7 @@ export class CallRouter {
   private deliver(id: string, signal: Signal, from: PortAddress): void {
     const port = this.ports.get(id);
     if (port) {
+      if (from.node !== this.node && from.id !== '-') this.peerNodes.note(id, from);
       try {
         port.receive(signal, from);
       } catch (err) {
