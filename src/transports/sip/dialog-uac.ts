@@ -18,6 +18,7 @@ import {
   toBody,
 } from './dialog-messages.js';
 import { ALLOW, type DialogHost, type HeaderList } from './dialog-types.js';
+import { answerChallenge, type DigestClientCredentials } from './digest-client.js';
 import { SipHeaders } from './headers.js';
 import { SIP_VERSION, type SipRequest, type SipResponse } from './message.js';
 import { newTag, tagOf } from './transaction-matching.js';
@@ -51,6 +52,12 @@ export interface InviteOptions {
    */
   prackBody?: (dialog: Dialog, response: SipResponse) => BodyInput | Promise<BodyInput>;
   callId?: string;
+  /**
+   * Credentials for a 401 or 407 (RFC 3261 22.2): the INVITE is sent again once, with a new
+   * CSeq and the same Call-ID and From tag, answering the challenge. Given only for a request
+   * toward the trunk they belong to: never to whoever happens to challenge.
+   */
+  credentials?: DigestClientCredentials;
 }
 
 /** Why an INVITE of ours failed. */
@@ -90,7 +97,8 @@ const MAX_EARLY_DIALOGS = 16;
 export class ClientCall extends Emitter<ClientCallEvents> {
   readonly callId: string;
   readonly localTag: string;
-  readonly request: SipRequest;
+  /** The INVITE sent last (a challenged one is sent again with credentials, 22.2). */
+  request: SipRequest;
   private transaction: ClientTransaction | undefined;
   private cancelRequested = false;
   /** failed was emitted, or answered: the outcome is known. */
@@ -101,7 +109,10 @@ export class ClientCall extends Emitter<ClientCallEvents> {
   /** Every dialog by remote tag, terminated ones too (to re-ACK their 2xx until the call is forgotten). */
   private readonly byTag = new Map<string, Dialog>();
   private timerM: (() => void) | undefined;
-  readonly seq: number;
+  /** The CSeq of the INVITE sent last. */
+  seq: number;
+  /** The INVITE was sent again with credentials: a second challenge is a failure. */
+  private authenticated = false;
 
   constructor(
     private readonly core: DialogHost,
@@ -188,6 +199,7 @@ export class ClientCall extends Emitter<ClientCallEvents> {
       this.onSuccess(event.response);
       return;
     }
+    if (event.type === 'final' && this.sendAgainWithCredentials(event.response)) return;
     this.finalReceived = true;
     for (const dialog of this.byTag.values()) {
       dialog.terminate(this.cancelRequested ? 'cancelled' : event.type === 'final' ? 'rejected' : 'timeout');
@@ -201,6 +213,30 @@ export class ClientCall extends Emitter<ClientCallEvents> {
         : { kind: 'response', response });
     } else if (event.type === 'timeout') this.emit('failed', { kind: 'timeout' });
     else this.emit('failed', { kind: 'transport', error: event.error });
+  }
+
+  /**
+   * Answers a 401/407 once when credentials were given: the early dialogs of the challenged
+   * INVITE end with it, and the same INVITE goes again with CSeq + 1, a new branch (stamped by
+   * the core) and the Authorization or Proxy-Authorization. False when it is not to be answered.
+   */
+  private sendAgainWithCredentials(response: SipResponse): boolean {
+    const credentials = this.options.credentials;
+    if (credentials === undefined || this.authenticated || this.cancelRequested) return false;
+    const answer = answerChallenge(response, { method: 'INVITE', uri: this.request.uri, credentials });
+    if (answer === undefined) return false;
+    this.authenticated = true;
+    for (const dialog of this.byTag.values()) dialog.terminate('rejected');
+    this.byTag.clear();
+    const headers = this.request.headers.clone();
+    headers.remove('Via');
+    this.seq += 1;
+    headers.set('CSeq', `${this.seq} INVITE`);
+    headers.set(answer[0], answer[1]);
+    this.request = { ...this.request, headers };
+    this.transaction = undefined;
+    this.start();
+    return true;
   }
 
   /**
