@@ -37,6 +37,7 @@ import type { Binding } from '../../store/registrations.js';
 import type { Store } from '../../store/store.js';
 import { UserAgentCore, type ClientCall, type Dialog, type IncomingRequest, type RequestOutcome, type ServerCall, type SipBody } from './dialog.js';
 import { authenticateRequest } from './digest-auth.js';
+import type { DigestClientCredentials } from './digest-client.js';
 import type { SipResponse } from './message.js';
 import { locateSipServers, SipLocateError } from './locate.js';
 import { Registrar, sameUri } from './registrar.js';
@@ -312,7 +313,7 @@ export class SipUacLeg extends SipLeg {
   private readonly offered: boolean;
   private answered = false;
 
-  constructor(calls: CallService, log: Logger, ua: UserAgentCore, target: SipTarget, invite: Extract<Signal, { kind: 'invite' }>, replyTo: PortAddress, domainOfCaller: string) {
+  constructor(calls: CallService, log: Logger, ua: UserAgentCore, target: SipTarget, invite: Extract<Signal, { kind: 'invite' }>, replyTo: PortAddress, domainOfCaller: string, credentials?: DigestClientCredentials) {
     super(calls, log);
     this.peer = replyTo;
     this.offered = invite.sdp !== undefined;
@@ -328,6 +329,7 @@ export class SipUacLeg extends SipLeg {
         body: invite.sdp,
         headers: [...target.path.map((p) => ['Route', p] as const), ...(invite.transferredBy ? [['Referred-By', `<sip:${invite.transferredBy}>`] as const] : [])],
         destination,
+        credentials,
         prackBody: (_dialog, response) => {
           // An offer in a reliable provisional response: the engine's answer goes in the PRACK.
           if (this.offered || !hasSdp(response)) return undefined;
@@ -361,6 +363,9 @@ export class SipUacLeg extends SipLeg {
           });
           if (targets.length > 0) this.send({ kind: 'redirect', targets });
           else this.send({ kind: 'reject', code: 404, reason: 'redirected nowhere' });
+        } else if (response.status === 401 || response.status === 407) {
+          // A challenge the caller cannot answer (it is the next hop's, for our credentials).
+          this.send({ kind: 'reject', code: 403, reason: `the next hop refused the call (${response.status}: no credentials of ours it takes)` });
         } else this.send({ kind: 'reject', code: response.status, reason: response.reason });
       } else if (failure.kind === 'timeout') this.send({ kind: 'reject', code: 408, reason: 'the device did not answer the INVITE' });
       else if (failure.kind === 'transport') this.send({ kind: 'reject', code: 503, reason: 'the device is unreachable' });
@@ -529,6 +534,8 @@ export interface SipCallsDeps {
   im: ImService;
   /** This node (ClusterNode.id): datagram bindings are rung from here. */
   node: string;
+  /** The credentials for an INVITE to this target, when it is the trunk's (config sip.trunkUser). */
+  credentialsFor?: (target: SipTarget) => DigestClientCredentials | undefined;
   log: Logger;
 }
 
@@ -565,7 +572,7 @@ export class SipCalls {
     deps.calls.router.onTarget('sip', (target, invite, replyTo) => {
       // A caller without a domain (a number that called in) is named in the callee's.
       const domain = invite.from.address.split('@')[1] ?? target.aor.split('@')[1] ?? 'invalid';
-      return new SipUacLeg(deps.calls, this.log, deps.ua, target, invite, replyTo, domain);
+      return new SipUacLeg(deps.calls, this.log, deps.ua, target, invite, replyTo, domain, deps.credentialsFor?.(target));
     });
   }
 
@@ -636,6 +643,8 @@ export interface SipStackDeps {
   digestAlgorithms: readonly ('MD5' | 'SHA-256')[];
   /** Where calls to numbers and other domains go (config sip.trunk; '' = DNS). */
   trunk: string;
+  /** What the trunk knows the server by (config sip.trunkUser, sip.trunkPassword), answering its 401/407. */
+  trunkCredentials?: DigestClientCredentials;
   /** DNS for other domains' SIP servers (NAPTR, SRV, A/AAAA); the system's by default. */
   resolver?: DnsResolver;
   log: Logger;
@@ -665,8 +674,13 @@ export async function startSipCalls(deps: SipStackDeps): Promise<{ registrar: Re
   sip.handle('CANCEL', (event) => {
     if (!ua.receive(event)) sip.transactions.acceptCancel(event.transaction);
   });
-  new SipCalls({ sip, ua, calls: deps.calls, registrar, auth: deps.auth, digest, im: deps.im, node: deps.node, log });
-  deps.calls.routeRemote((address) => remoteTargets(address, deps));
+  // The trunk's addresses as remoteTargets found them: only an INVITE sent there carries our credentials.
+  const trunkHops = new Set<string>();
+  const credentials = deps.trunkCredentials;
+  const credentialsFor = credentials === undefined ? undefined
+    : (target: SipTarget): DigestClientCredentials | undefined => (target.accountId === undefined && trunkHops.has(hopKey(target.flow)) ? credentials : undefined);
+  new SipCalls({ sip, ua, calls: deps.calls, registrar, auth: deps.auth, digest, im: deps.im, node: deps.node, credentialsFor, log });
+  deps.calls.routeRemote((address) => remoteTargets(address, deps, trunkHops));
   registrar.start();
   return {
     registrar,
@@ -683,7 +697,7 @@ export async function startSipCalls(deps: SipStackDeps): Promise<{ registrar: Re
  * one (a number as its user at the trunk's host), else to the domain's SIP server found in
  * DNS (RFC 3263). The first server found is used; trying the next on failure is not done yet.
  */
-async function remoteTargets(address: string, deps: SipStackDeps): Promise<Resolution> {
+async function remoteTargets(address: string, deps: SipStackDeps, trunkHops: Set<string>): Promise<Resolution> {
   const number = isPhoneNumber(address) ? address.trim().replace(/^tel:/i, '').replace(/[\-. ()]/g, '') : undefined;
   const bare = number === undefined ? addressOf(address) : undefined;
   let requestUri: string;
@@ -706,6 +720,7 @@ async function remoteTargets(address: string, deps: SipStackDeps): Promise<Resol
     throw err;
   }
   const hop = hops[0]!;
+  if (deps.trunk !== '') trunkHops.add(hopKey({ transport: hop.transport ?? 'udp', host: hop.host, port: hop.port }));
   return {
     targets: [
       {
@@ -718,4 +733,9 @@ async function remoteTargets(address: string, deps: SipStackDeps): Promise<Resol
       },
     ],
   };
+}
+
+/** A next hop as a set key: transport, host and port. */
+function hopKey(flow: { transport: string; host: string; port: number }): string {
+  return `${flow.transport} ${flow.host.toLowerCase()} ${flow.port}`;
 }
