@@ -58,6 +58,12 @@ export interface InviteOptions {
    * toward the trunk they belong to: never to whoever happens to challenge.
    */
   credentials?: DigestClientCredentials;
+  /**
+   * The servers to try after `destination` (RFC 3263 4.3): when it fails (a timeout, a
+   * transport error or a 503) before any 2xx, the INVITE goes as a new transaction (a new
+   * branch, the same CSeq) to the first of these not tried yet. Read when needed (DNS).
+   */
+  alternates?: () => Promise<SipEndpoint[]>;
 }
 
 /** Why an INVITE of ours failed. */
@@ -113,6 +119,9 @@ export class ClientCall extends Emitter<ClientCallEvents> {
   seq: number;
   /** The INVITE was sent again with credentials: a second challenge is a failure. */
   private authenticated = false;
+  /** Where the INVITE goes now, and where it went (RFC 3263 failover). */
+  private destination: SipEndpoint | undefined;
+  private readonly tried: SipEndpoint[] = [];
 
   constructor(
     private readonly core: DialogHost,
@@ -137,6 +146,8 @@ export class ClientCall extends Emitter<ClientCallEvents> {
       kind: 'request', method: 'INVITE', uri: options.requestUri, version: SIP_VERSION, headers, body: Buffer.alloc(0),
     };
     setBody(this.request, toBody(options.body, options.contentType));
+    this.destination = options.destination;
+    if (options.destination !== undefined) this.tried.push(options.destination);
   }
 
   /** Whether the INVITE is still without an outcome, was answered (a 2xx reported), or failed. */
@@ -161,7 +172,7 @@ export class ClientCall extends Emitter<ClientCallEvents> {
       if (starting) early.push(event);
       else this.onEvent(event);
     };
-    this.core.sendRequest(this.request, nextHop, this.options.destination, listener, (tx) => {
+    this.core.sendRequest(this.request, nextHop, this.destination, listener, (tx) => {
       this.transaction = tx;
       if (this.cancelRequested) this.core.transactions.cancel(tx);
     });
@@ -200,6 +211,15 @@ export class ClientCall extends Emitter<ClientCallEvents> {
       return;
     }
     if (event.type === 'final' && this.sendAgainWithCredentials(event.response)) return;
+    if (this.mayFailOver(event)) {
+      void this.failOver(event);
+      return;
+    }
+    this.fail(event);
+  }
+
+  /** The INVITE's end without a 2xx: its dialogs end, and the owner hears why. */
+  private fail(event: Exclude<ClientEvent, { type: 'provisional' }>): void {
     this.finalReceived = true;
     for (const dialog of this.byTag.values()) {
       dialog.terminate(this.cancelRequested ? 'cancelled' : event.type === 'final' ? 'rejected' : 'timeout');
@@ -239,6 +259,37 @@ export class ClientCall extends Emitter<ClientCallEvents> {
     return true;
   }
 
+  /** RFC 3263 4.3: a server that timed out, failed to take the request, or said 503 is left for the next. */
+  private mayFailOver(event: Exclude<ClientEvent, { type: 'provisional' }>): boolean {
+    if (this.options.alternates === undefined || this.cancelRequested || this.answered.size > 0 || this.settled) return false;
+    return event.type === 'timeout' || event.type === 'transport-error' || (event.type === 'final' && event.response.status === 503);
+  }
+
+  /** The same INVITE (a new branch, stamped by the core) to the next server not tried; else the failure stands. */
+  private async failOver(event: Exclude<ClientEvent, { type: 'provisional' }>): Promise<void> {
+    // Ended: a CANCEL meanwhile has nothing to cancel until the next one starts.
+    this.transaction = undefined;
+    let next: SipEndpoint | undefined;
+    try {
+      const hops = await this.options.alternates!();
+      next = hops.find((hop) => !this.tried.some((tried) => sameHop(tried, hop)));
+    } catch {
+      next = undefined;
+    }
+    if (next === undefined || this.cancelRequested) {
+      this.fail(event);
+      return;
+    }
+    this.tried.push(next);
+    for (const dialog of this.byTag.values()) dialog.terminate('rejected');
+    this.byTag.clear();
+    const headers = this.request.headers.clone();
+    headers.remove('Via');
+    this.request = { ...this.request, headers };
+    this.destination = next;
+    this.start();
+  }
+
   /**
    * The dialog of a response's To tag, made when new. An early one only within the limits (a
    * provisional response beyond them is reported without a dialog); one for a 2xx always, since
@@ -260,7 +311,7 @@ export class ClientCall extends Emitter<ClientCallEvents> {
       routeSet: routeSetOf(response, 'uac'),
       localSeq: this.seq,
       remoteSeq: undefined,
-      flow: this.options.destination?.flow === undefined ? undefined : this.options.destination,
+      flow: this.destination?.flow === undefined ? undefined : this.destination,
     });
     this.byTag.set(remoteTag.toLowerCase(), dialog);
     this.core.registerDialog(dialog);
@@ -350,4 +401,8 @@ export class ClientCall extends Emitter<ClientCallEvents> {
     this.timerM?.();
     this.timerM = undefined;
   }
+}
+
+function sameHop(a: SipEndpoint, b: SipEndpoint): boolean {
+  return (a.transport ?? 'udp') === (b.transport ?? 'udp') && a.host.toLowerCase() === b.host.toLowerCase() && a.port === b.port;
 }
