@@ -38,6 +38,7 @@ import type { Store } from '../../store/store.js';
 import { UserAgentCore, type ClientCall, type Dialog, type IncomingRequest, type RequestOutcome, type ServerCall, type SipBody } from './dialog.js';
 import { authenticateRequest } from './digest-auth.js';
 import type { DigestClientCredentials } from './digest-client.js';
+import type { InviteOptions } from './dialog-uac.js';
 import type { SipResponse } from './message.js';
 import { locateSipServers, SipLocateError } from './locate.js';
 import { Registrar, sameUri } from './registrar.js';
@@ -313,7 +314,7 @@ export class SipUacLeg extends SipLeg {
   private readonly offered: boolean;
   private answered = false;
 
-  constructor(calls: CallService, log: Logger, ua: UserAgentCore, target: SipTarget, invite: Extract<Signal, { kind: 'invite' }>, replyTo: PortAddress, domainOfCaller: string, credentials?: DigestClientCredentials) {
+  constructor(calls: CallService, log: Logger, ua: UserAgentCore, target: SipTarget, invite: Extract<Signal, { kind: 'invite' }>, replyTo: PortAddress, domainOfCaller: string, remote: RemoteInviteOptions = {}) {
     super(calls, log);
     this.peer = replyTo;
     this.offered = invite.sdp !== undefined;
@@ -329,7 +330,7 @@ export class SipUacLeg extends SipLeg {
         body: invite.sdp,
         headers: [...target.path.map((p) => ['Route', p] as const), ...(invite.transferredBy ? [['Referred-By', `<sip:${invite.transferredBy}>`] as const] : [])],
         destination,
-        credentials,
+        ...remote,
         prackBody: (_dialog, response) => {
           // An offer in a reliable provisional response: the engine's answer goes in the PRACK.
           if (this.offered || !hasSdp(response)) return undefined;
@@ -534,8 +535,8 @@ export interface SipCallsDeps {
   im: ImService;
   /** This node (ClusterNode.id): datagram bindings are rung from here. */
   node: string;
-  /** The credentials for an INVITE to this target, when it is the trunk's (config sip.trunkUser). */
-  credentialsFor?: (target: SipTarget) => DigestClientCredentials | undefined;
+  /** What an INVITE to a target of another domain or the trunk adds: the trunk's credentials, the next servers (RFC 3263). */
+  remoteOptions?: (target: SipTarget) => RemoteInviteOptions;
   log: Logger;
 }
 
@@ -572,7 +573,7 @@ export class SipCalls {
     deps.calls.router.onTarget('sip', (target, invite, replyTo) => {
       // A caller without a domain (a number that called in) is named in the callee's.
       const domain = invite.from.address.split('@')[1] ?? target.aor.split('@')[1] ?? 'invalid';
-      return new SipUacLeg(deps.calls, this.log, deps.ua, target, invite, replyTo, domain, deps.credentialsFor?.(target));
+      return new SipUacLeg(deps.calls, this.log, deps.ua, target, invite, replyTo, domain, deps.remoteOptions?.(target));
     });
   }
 
@@ -677,9 +678,16 @@ export async function startSipCalls(deps: SipStackDeps): Promise<{ registrar: Re
   // The trunk's addresses as remoteTargets found them: only an INVITE sent there carries our credentials.
   const trunkHops = new Set<string>();
   const credentials = deps.trunkCredentials;
-  const credentialsFor = credentials === undefined ? undefined
-    : (target: SipTarget): DigestClientCredentials | undefined => (target.accountId === undefined && trunkHops.has(hopKey(target.flow)) ? credentials : undefined);
-  new SipCalls({ sip, ua, calls: deps.calls, registrar, auth: deps.auth, digest, im: deps.im, node: deps.node, credentialsFor, log });
+  const remoteOptions = (target: SipTarget): RemoteInviteOptions => {
+    if (target.accountId !== undefined) return {};
+    // As remoteTargets found the first server: the trunk's, else the domain's.
+    const via = deps.trunk !== '' ? deps.trunk : target.contact;
+    return {
+      ...(credentials !== undefined && trunkHops.has(hopKey(target.flow)) ? { credentials } : {}),
+      alternates: () => locateSipServers(via, deps.resolver),
+    };
+  };
+  new SipCalls({ sip, ua, calls: deps.calls, registrar, auth: deps.auth, digest, im: deps.im, node: deps.node, remoteOptions, log });
   deps.calls.routeRemote((address) => remoteTargets(address, deps, trunkHops));
   registrar.start();
   return {
@@ -695,7 +703,7 @@ export async function startSipCalls(deps: SipStackDeps): Promise<{ registrar: Re
 /**
  * Where a call for another domain or a phone number goes: through the trunk when there is
  * one (a number as its user at the trunk's host), else to the domain's SIP server found in
- * DNS (RFC 3263). The first server found is used; trying the next on failure is not done yet.
+ * DNS (RFC 3263). The first server found is used; the others are tried after it fails (remoteOptions' alternates).
  */
 async function remoteTargets(address: string, deps: SipStackDeps, trunkHops: Set<string>): Promise<Resolution> {
   const number = isPhoneNumber(address) ? address.trim().replace(/^tel:/i, '').replace(/[\-. ()]/g, '') : undefined;
@@ -734,6 +742,9 @@ async function remoteTargets(address: string, deps: SipStackDeps, trunkHops: Set
     ],
   };
 }
+
+/** What a SipUacLeg's INVITE adds for a target outside our accounts. */
+type RemoteInviteOptions = Pick<InviteOptions, 'credentials' | 'alternates'>;
 
 /** A next hop as a set key: transport, host and port. */
 function hopKey(flow: { transport: string; host: string; port: number }): string {
