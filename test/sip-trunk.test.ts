@@ -6,17 +6,20 @@
  * Call-ID and From tag, CSeq + 1, a new branch, the answer computed here on its own from
  * RFC 7616 3.4.1) and refuses the call with a code the XIMSS caller then sees. A trunk that
  * challenges twice gets no third INVITE, and a device of ours that challenges gets no
- * credentials at all.
+ * credentials at all. Then RFC 3263 failover: another domain's servers found by a stub
+ * resolver (NAPTR, SRV, A), the first answering 503 or refusing the TCP connection, the next
+ * taking the INVITE (a new transaction: a new branch, the same Call-ID, From tag and CSeq).
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import dgram from 'node:dgram';
+import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { parseAuthHeader, parseCSeq, parseVia } from '../src/transports/sip/headers.js';
-import { parseSipMessage, responseTo, serializeSipMessage, type SipRequest } from '../src/transports/sip/message.js';
+import { SipMessageReader, parseSipMessage, responseTo, serializeSipMessage, type SipRequest } from '../src/transports/sip/message.js';
 import { digestAnswer } from '../src/transports/sip/digest-client.js';
 import { parseNameAddr } from '../src/transports/sip/uri.js';
-import { freeSipPort, startTestServer, type TestServer, type XimssClient } from './helpers.js';
+import { freePort, freeSipPort, startTestServer, type TestServer, type XimssClient } from './helpers.js';
 
 const TRUNK_USER = 'pbx"7';
 const TRUNK_PASSWORD = 'trunk secret';
@@ -95,12 +98,63 @@ describe('SIP Digest, the client side (RFC 7616 3.9.1 vectors)', () => {
   });
 });
 
+type Script = (invite: SipRequest, index: number) => { status: number; headers?: [string, string][] };
+
+/** The response a fake server's script gives to an INVITE, as bytes. */
+function scripted(script: Script, invite: SipRequest, index: number): Buffer {
+  const { status, headers = [] } = script(invite, index);
+  const response = responseTo(invite, status, undefined, { toTag: `peer${index + 1}` });
+  for (const [name, value] of headers) response.headers.add(name, value);
+  return serializeSipMessage(response);
+}
+
+/** A SIP server on TCP: answers each INVITE with what `script` says (on the connection it came on). */
+class TcpPeer {
+  readonly invites: SipRequest[] = [];
+  script: Script = () => ({ status: 486 });
+
+  private constructor(readonly server: net.Server) {
+    server.on('connection', (socket) => {
+      const reader = new SipMessageReader();
+      socket.on('error', () => {});
+      socket.on('data', (chunk: Buffer) => {
+        let items;
+        try {
+          items = reader.feed(chunk);
+        } catch {
+          socket.destroy();
+          return;
+        }
+        for (const item of items) {
+          if (item.type !== 'message' || item.message.kind !== 'request' || item.message.method !== 'INVITE') continue;
+          this.invites.push(item.message);
+          socket.write(scripted(this.script, item.message, this.invites.length - 1));
+        }
+      });
+    });
+  }
+
+  static async open(): Promise<TcpPeer> {
+    const server = net.createServer();
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+    return new TcpPeer(server);
+  }
+
+  get port(): number {
+    return (this.server.address() as net.AddressInfo).port;
+  }
+
+  close(): void {
+    this.server.close();
+  }
+}
+
 /** A trunk on UDP: answers each new INVITE with what `script` says; repeats a final for a retransmission. */
 class FakeTrunk {
   readonly invites: SipRequest[] = [];
   private readonly answered = new Map<string, Buffer>();
   private waiters: (() => void)[] = [];
-  script: (invite: SipRequest, index: number) => { status: number; headers?: [string, string][] } = () => ({ status: 486 });
+  script: Script = () => ({ status: 486 });
 
   private constructor(readonly socket: dgram.Socket) {
     socket.on('message', (bytes, rinfo) => {
@@ -118,10 +172,7 @@ class FakeTrunk {
         return;
       }
       this.invites.push(message);
-      const { status, headers = [] } = this.script(message, this.invites.length - 1);
-      const response = responseTo(message, status, undefined, { toTag: `trunk${this.invites.length}` });
-      for (const [name, value] of headers) response.headers.add(name, value);
-      const out = serializeSipMessage(response);
+      const out = scripted(this.script, message, this.invites.length - 1);
       this.answered.set(branch, out);
       socket.send(out, rinfo.port, rinfo.address);
       for (const wake of this.waiters.splice(0)) wake();
@@ -276,6 +327,112 @@ describe('INVITEs to a trunk that challenges (sip.trunkUser, sip.trunkPassword)'
       assert.equal(trunk.invites.length, 0);
     } finally {
       phone.close();
+    }
+  });
+});
+
+describe('RFC 3263 failover: the next server after a 503 or a transport error', () => {
+  let server: TestServer;
+  let session: XimssClient;
+  let leg = 0;
+  const table: Record<string, unknown[]> = {};
+  const resolver = async (name: string, rrtype: string): Promise<unknown> => {
+    const records = table[`${name} ${rrtype}`];
+    if (!records) throw Object.assign(new Error('not found'), { code: 'ENOTFOUND' });
+    return records;
+  };
+  const sdp = 'v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0\r\n';
+
+  /** `domain`'s servers, in SRV priority order, over `transport`. */
+  function servers(domain: string, transport: 'udp' | 'tcp', ports: number[]): void {
+    const service = transport === 'udp' ? 'SIP+D2U' : 'SIP+D2T';
+    const srv = `_sip._${transport}.${domain}`;
+    table[`${domain} NAPTR`] = [{ order: 10, preference: 10, flags: 's', service, regexp: '', replacement: srv }];
+    table[`${srv} SRV`] = ports.map((port, i) => ({ name: `sip${i}.${domain}`, port, priority: 10 * (i + 1), weight: 10 }));
+    ports.forEach((_, i) => (table[`sip${i}.${domain} A`] = ['127.0.0.1']));
+  }
+
+  before(async () => {
+    server = await startTestServer({ ports: { sip: await freeSipPort() } }, { sipResolver: resolver });
+    const caller = await server.newAccount('caller');
+    session = (await server.login(caller, 'secret')).client;
+    await session.request(`<signalBind><sdpText>${sdp}</sdpText></signalBind>`);
+  });
+
+  after(async () => {
+    await server?.stop();
+  });
+
+  async function call(peer: string): Promise<string | undefined> {
+    const callLeg = `f${++leg}`;
+    const started = await session.request(`<callStart callLeg="${callLeg}" peer="${peer}"><sdpText>${sdp}</sdpText></callStart>`);
+    assert.equal(started.response.attrs.errorText, undefined);
+    return (await session.takeAsync('callDisconnected', (m) => m.attrs.callLeg === callLeg, 10_000)).attrs.signalCode;
+  }
+
+  /** The INVITE to the next server is the same request as a new transaction (RFC 3263 4.3). */
+  function checkNewTransaction(first: SipRequest, second: SipRequest): void {
+    assert.equal(second.uri, first.uri);
+    assert.equal(second.headers.get('Call-ID'), first.headers.get('Call-ID'));
+    assert.equal(parseNameAddr(second.headers.get('From')!).params.get('tag'), parseNameAddr(first.headers.get('From')!).params.get('tag'));
+    assert.equal(second.headers.get('CSeq'), first.headers.get('CSeq'));
+    assert.notEqual(parseVia(second.headers.getAll('Via')[0]!).branch, parseVia(first.headers.getAll('Via')[0]!).branch);
+  }
+
+  test('the first server answers 503: the INVITE goes to the second, whose answer the caller gets', async () => {
+    const first = await FakeTrunk.open();
+    const second = await FakeTrunk.open();
+    try {
+      first.script = () => ({ status: 503, headers: [['Retry-After', '30']] });
+      second.script = () => ({ status: 486 });
+      servers('busy.test', 'udp', [first.port, second.port]);
+      assert.equal(await call('dave@busy.test'), '486');
+      assert.equal(first.invites.length, 1);
+      assert.equal(second.invites.length, 1);
+      checkNewTransaction(first.invites[0]!, second.invites[0]!);
+    } finally {
+      first.close();
+      second.close();
+    }
+  });
+
+  test('every server answers 503: each is tried once, and the caller gets the 503', async () => {
+    const peers = [await FakeTrunk.open(), await FakeTrunk.open(), await FakeTrunk.open()];
+    try {
+      for (const peer of peers) peer.script = () => ({ status: 503 });
+      servers('down.test', 'udp', peers.map((p) => p.port));
+      assert.equal(await call('dave@down.test'), '503');
+      assert.deepEqual(peers.map((p) => p.invites.length), [1, 1, 1]);
+    } finally {
+      for (const peer of peers) peer.close();
+    }
+  });
+
+  test('the first server refuses the TCP connection: the INVITE goes to the second', async () => {
+    const closed = await freePort();
+    const second = await TcpPeer.open();
+    try {
+      second.script = () => ({ status: 603 });
+      servers('refusing.test', 'tcp', [closed, second.port]);
+      assert.equal(await call('dave@refusing.test'), '603');
+      assert.equal(second.invites.length, 1);
+    } finally {
+      second.close();
+    }
+  });
+
+  test('a refusal that is not a failure of the server (486) is not tried elsewhere', async () => {
+    const first = await FakeTrunk.open();
+    const second = await FakeTrunk.open();
+    try {
+      first.script = () => ({ status: 486 });
+      servers('plain.test', 'udp', [first.port, second.port]);
+      assert.equal(await call('dave@plain.test'), '486');
+      assert.equal(first.invites.length, 1);
+      assert.equal(second.invites.length, 0);
+    } finally {
+      first.close();
+      second.close();
     }
   });
 });
