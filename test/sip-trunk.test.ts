@@ -18,7 +18,10 @@ import { after, before, describe, test } from 'node:test';
 import { parseAuthHeader, parseCSeq, parseVia } from '../src/transports/sip/headers.js';
 import { SipMessageReader, parseSipMessage, responseTo, serializeSipMessage, type SipRequest } from '../src/transports/sip/message.js';
 import { digestAnswer } from '../src/transports/sip/digest-client.js';
+import { UserAgentCore } from '../src/transports/sip/dialog.js';
+import { TransactionLayer, type SipEndpoint } from '../src/transports/sip/transactions.js';
 import { parseNameAddr } from '../src/transports/sip/uri.js';
+import { FakeClock } from './fixtures/fake-clock.js';
 import { freePort, freeSipPort, startTestServer, type TestServer, type XimssClient } from './helpers.js';
 
 const TRUNK_USER = 'pbx"7';
@@ -434,6 +437,52 @@ describe('RFC 3263 failover: the next server after a 503 or a transport error', 
       first.close();
       second.close();
     }
+  });
+});
+
+describe('RFC 3263 failover after a timeout (a fake clock, no network)', () => {
+  test('a server that never answers: at timer B the INVITE goes to the next one; when none is left the timeout stands', async () => {
+    const clock = new FakeClock();
+    const sent: { message: SipRequest; to: SipEndpoint }[] = [];
+    let core: UserAgentCore | undefined;
+    const send = (message: Parameters<TransactionLayer['receive']>[0], to: SipEndpoint): void => {
+      if (message.kind === 'request') sent.push({ message, to });
+    };
+    const layer = new TransactionLayer({ clock, send, tu: (event) => void core?.receive(event) });
+    core = new UserAgentCore({
+      transactions: layer,
+      send,
+      localAddress: () => ({ transport: 'udp', host: '192.0.2.1', port: 5060 }),
+      resolve: () => ({ host: '192.0.2.99', port: 5060 }),
+      clock,
+      timers: { t1: 500 },
+    });
+    const first: SipEndpoint = { host: '192.0.2.10', port: 5060, transport: 'udp' };
+    const second: SipEndpoint = { host: '192.0.2.11', port: 5070, transport: 'udp' };
+    const call = core.invite({
+      requestUri: 'sip:dave@far.invalid',
+      from: '<sip:alice@example.test>',
+      to: '<sip:dave@far.invalid>',
+      destination: first,
+      alternates: async () => [first, second],
+    });
+    const outcomes: string[] = [];
+    call.on('failed', (failure) => outcomes.push(failure.kind));
+    // Timer B is 64*T1: the first server's INVITE and its retransmissions, then the second's.
+    clock.advance(64 * 500 + 1);
+    for (let i = 0; i < 5; i++) await Promise.resolve();
+    const invites = (to: SipEndpoint): SipRequest[] => sent.filter((s) => s.to.host === to.host && s.message.method === 'INVITE').map((s) => s.message);
+    assert.ok(invites(first).length > 1, 'retransmitted to the first server');
+    assert.equal(invites(second).length, 1, 'then sent to the second');
+    assert.deepEqual(outcomes, []);
+    const [a, b] = [invites(first)[0]!, invites(second)[0]!];
+    assert.equal(b.headers.get('CSeq'), a.headers.get('CSeq'));
+    assert.equal(b.headers.get('Call-ID'), a.headers.get('Call-ID'));
+    assert.notEqual(parseVia(b.headers.getAll('Via')[0]!).branch, parseVia(a.headers.getAll('Via')[0]!).branch);
+    clock.advance(64 * 500 + 1);
+    for (let i = 0; i < 5; i++) await Promise.resolve();
+    assert.deepEqual(outcomes, ['timeout']);
+    assert.equal(invites(first).filter((m) => parseVia(m.headers.getAll('Via')[0]!).branch !== parseVia(a.headers.getAll('Via')[0]!).branch).length, 0, 'the first server is not tried twice');
   });
 });
 
