@@ -1166,11 +1166,25 @@ describe('SIP torture over the wire (after RFC 4475)', () => {
       await stillServing();
     });
 
-    test('a head over 256 KiB on a stream (10,000 long headers): the connection closed, the server still answers', async () => {
+    test('10,000 header lines (450 KB) on a stream: over the line limit, the connection closed, the server still answers', async () => {
       const peer = await TcpPeer.connect(sipPort);
       const { bytes } = tcpOptions(peer, Array.from({ length: 10_000 }, (_, i) => `X-Filler-${i}: ${'y'.repeat(30)}`));
       peer.socket.write(bytes, () => {});
       await peer.closed;
+      assert.deepEqual(peer.inbox.received.map(describeMessage), [], 'nothing to answer: the start line was never read');
+      await stillServing();
+    });
+
+    test('a head over 256 KiB in 40 lines of 8,000 bytes: 513 when it can still be answered, the connection closed', async () => {
+      const peer = await TcpPeer.connect(sipPort);
+      const { bytes, callId } = tcpOptions(peer, Array.from({ length: 40 }, (_, i) => `X-Filler-${i}: ${'z'.repeat(8000)}`));
+      peer.socket.write(bytes, () => {});
+      await peer.closed;
+      // Read whole, the head is answered 513; cut by the limit while it was arriving, it cannot be.
+      for (const message of peer.inbox.received) {
+        assert.equal(message.kind === 'response' ? message.status : 0, 513, describeMessage(message));
+        assert.equal(callIdOf(message), callId);
+      }
       await stillServing();
     });
 
