@@ -147,10 +147,16 @@ export interface Config {
     digestAlgorithms: ('MD5' | 'SHA-256')[];
     /**
      * A SIP trunk (`sip:host[:port][;transport=tcp]`) for calls to phone numbers and other
-     * domains, authenticated by its address (no Digest of ours yet); '' = other domains by
-     * DNS (RFC 3263), phone numbers nowhere.
+     * domains; '' = other domains by DNS (RFC 3263), phone numbers nowhere.
      */
     trunk: string;
+    /**
+     * The Digest credentials the trunk knows the server by: a 401 or 407 from the trunk to an
+     * INVITE is answered once with them (and only the trunk's); '' = the trunk knows the
+     * server by its address.
+     */
+    trunkUser: string;
+    trunkPassword: string;
   };
   /** Mail received from other servers (SMTP without AUTH). */
   inbound: {
@@ -376,7 +382,7 @@ export function defaultConfig(): Config {
       webSocket: true,
       s2s: { requireTls: false, caFile: '', idleSeconds: 600, connectSeconds: 30, queueStanzas: 500, connectionsPerAddress: 20 },
     },
-    sip: { publicHost: '', webSocket: true, connections: 10_000, connectionsPerAddress: 64, idleSeconds: 300, outputBytes: 1024 * 1024, mediaPorts: { min: 20000, max: 29999 }, digestAlgorithms: ['MD5'], trunk: '' },
+    sip: { publicHost: '', webSocket: true, connections: 10_000, connectionsPerAddress: 64, idleSeconds: 300, outputBytes: 1024 * 1024, mediaPorts: { min: 20000, max: 29999 }, digestAlgorithms: ['MD5'], trunk: '', trunkUser: '', trunkPassword: '' },
     inbound: { authenticationChecks: true },
     calendar: { remotePrivateAddresses: false },
     im: { rosterItems: 2000, rosterGroups: 200, blockedItems: 1000, offlineMessages: 1000, offlineDays: 30, resourcesPerAccount: 32, archiveDays: 365, mucSubdomain: 'conference', mucRoomsPerService: 1000, mucOccupantsPerRoom: 200, mucHistory: 50 },
@@ -564,6 +570,9 @@ const configSchema = z.strictObject({
       .min(1, 'must name at least one algorithm')
       .refine((list) => new Set(list).size === list.length, 'must not name an algorithm twice'),
     trunk: text((s) => s === '' || /^sips?:[^\s@]+$/i.test(s), 'must be empty or a SIP URI without a user (sip:host[:port][;transport=tcp])'),
+    // A Digest username is a quoted-string: any text but control characters.
+    trunkUser: text((s) => !/[\x00-\x1f\x7f]/.test(s), 'must be text without control characters'),
+    trunkPassword: z.string(),
   }),
   inbound: z.strictObject({ authenticationChecks: z.boolean() }),
   calendar: z.strictObject({ remotePrivateAddresses: z.boolean() }),
@@ -850,6 +859,12 @@ function schemaProblems(merged: unknown, sources: Sources): ConfigProblem[] {
     const b = num(other);
     if (a !== undefined && b !== undefined && !ok(a, b)) add(path, `${rule} (${b})`, [other]);
   }
+  const sipText = (key: string): string | undefined => {
+    const value = lookup(merged, ['sip', key]).value;
+    return typeof value === 'string' ? value : undefined;
+  };
+  if (sipText('trunkUser') && sipText('trunk') === '') add(['sip', 'trunkUser'], 'needs sip.trunk (the credentials are for the trunk only)', [['sip', 'trunk']]);
+  if (sipText('trunkPassword') && sipText('trunkUser') === '') add(['sip', 'trunkPassword'], 'needs sip.trunkUser', [['sip', 'trunkUser']], false);
   const certFile = lookup(merged, ['tls', 'certFile']).value;
   const keyFile = lookup(merged, ['tls', 'keyFile']).value;
   if (typeof certFile === 'string' && typeof keyFile === 'string' && (certFile === '') !== (keyFile === '')) {

@@ -37,6 +37,8 @@ import type { Binding } from '../../store/registrations.js';
 import type { Store } from '../../store/store.js';
 import { UserAgentCore, type ClientCall, type Dialog, type IncomingRequest, type RequestOutcome, type ServerCall, type SipBody } from './dialog.js';
 import { authenticateRequest } from './digest-auth.js';
+import type { DigestClientCredentials } from './digest-client.js';
+import type { InviteOptions } from './dialog-uac.js';
 import type { SipResponse } from './message.js';
 import { locateSipServers, SipLocateError } from './locate.js';
 import { Registrar, sameUri } from './registrar.js';
@@ -312,7 +314,7 @@ export class SipUacLeg extends SipLeg {
   private readonly offered: boolean;
   private answered = false;
 
-  constructor(calls: CallService, log: Logger, ua: UserAgentCore, target: SipTarget, invite: Extract<Signal, { kind: 'invite' }>, replyTo: PortAddress, domainOfCaller: string) {
+  constructor(calls: CallService, log: Logger, ua: UserAgentCore, target: SipTarget, invite: Extract<Signal, { kind: 'invite' }>, replyTo: PortAddress, domainOfCaller: string, remote: RemoteInviteOptions = {}) {
     super(calls, log);
     this.peer = replyTo;
     this.offered = invite.sdp !== undefined;
@@ -328,6 +330,7 @@ export class SipUacLeg extends SipLeg {
         body: invite.sdp,
         headers: [...target.path.map((p) => ['Route', p] as const), ...(invite.transferredBy ? [['Referred-By', `<sip:${invite.transferredBy}>`] as const] : [])],
         destination,
+        ...remote,
         prackBody: (_dialog, response) => {
           // An offer in a reliable provisional response: the engine's answer goes in the PRACK.
           if (this.offered || !hasSdp(response)) return undefined;
@@ -361,6 +364,9 @@ export class SipUacLeg extends SipLeg {
           });
           if (targets.length > 0) this.send({ kind: 'redirect', targets });
           else this.send({ kind: 'reject', code: 404, reason: 'redirected nowhere' });
+        } else if (response.status === 401 || response.status === 407) {
+          // A challenge the caller cannot answer (it is the next hop's, for our credentials).
+          this.send({ kind: 'reject', code: 403, reason: `the next hop refused the call (${response.status}: no credentials of ours it takes)` });
         } else this.send({ kind: 'reject', code: response.status, reason: response.reason });
       } else if (failure.kind === 'timeout') this.send({ kind: 'reject', code: 408, reason: 'the device did not answer the INVITE' });
       else if (failure.kind === 'transport') this.send({ kind: 'reject', code: 503, reason: 'the device is unreachable' });
@@ -537,6 +543,8 @@ export interface SipCallsDeps {
   im: ImService;
   /** This node (ClusterNode.id): datagram bindings are rung from here. */
   node: string;
+  /** What an INVITE to a target of another domain or the trunk adds: the trunk's credentials, the next servers (RFC 3263). */
+  remoteOptions?: (target: SipTarget) => RemoteInviteOptions;
   log: Logger;
 }
 
@@ -575,7 +583,7 @@ export class SipCalls {
       (target, invite, replyTo) => {
         // A caller without a domain (a number that called in) is named in the callee's.
         const domain = invite.from.address.split('@')[1] ?? target.aor.split('@')[1] ?? 'invalid';
-        return new SipUacLeg(deps.calls, this.log, deps.ua, target, invite, replyTo, domain);
+        return new SipUacLeg(deps.calls, this.log, deps.ua, target, invite, replyTo, domain, deps.remoteOptions?.(target));
       },
       (target) => mediaOfTransport(target.flow.transport),
     );
@@ -648,6 +656,8 @@ export interface SipStackDeps {
   digestAlgorithms: readonly ('MD5' | 'SHA-256')[];
   /** Where calls to numbers and other domains go (config sip.trunk; '' = DNS). */
   trunk: string;
+  /** What the trunk knows the server by (config sip.trunkUser, sip.trunkPassword), answering its 401/407. */
+  trunkCredentials?: DigestClientCredentials;
   /** DNS for other domains' SIP servers (NAPTR, SRV, A/AAAA); the system's by default. */
   resolver?: DnsResolver;
   log: Logger;
@@ -677,8 +687,20 @@ export async function startSipCalls(deps: SipStackDeps): Promise<{ registrar: Re
   sip.handle('CANCEL', (event) => {
     if (!ua.receive(event)) sip.transactions.acceptCancel(event.transaction);
   });
-  new SipCalls({ sip, ua, calls: deps.calls, registrar, auth: deps.auth, digest, im: deps.im, node: deps.node, log });
-  deps.calls.routeRemote((address) => remoteTargets(address, deps));
+  // The trunk's addresses as remoteTargets found them: only an INVITE sent there carries our credentials.
+  const trunkHops = new Set<string>();
+  const credentials = deps.trunkCredentials;
+  const remoteOptions = (target: SipTarget): RemoteInviteOptions => {
+    if (target.accountId !== undefined) return {};
+    // As remoteTargets found the first server: the trunk's, else the domain's.
+    const via = deps.trunk !== '' ? deps.trunk : target.contact;
+    return {
+      ...(credentials !== undefined && trunkHops.has(hopKey(target.flow)) ? { credentials } : {}),
+      alternates: () => locateSipServers(via, deps.resolver),
+    };
+  };
+  new SipCalls({ sip, ua, calls: deps.calls, registrar, auth: deps.auth, digest, im: deps.im, node: deps.node, remoteOptions, log });
+  deps.calls.routeRemote((address) => remoteTargets(address, deps, trunkHops));
   registrar.start();
   return {
     registrar,
@@ -693,9 +715,9 @@ export async function startSipCalls(deps: SipStackDeps): Promise<{ registrar: Re
 /**
  * Where a call for another domain or a phone number goes: through the trunk when there is
  * one (a number as its user at the trunk's host), else to the domain's SIP server found in
- * DNS (RFC 3263). The first server found is used; trying the next on failure is not done yet.
+ * DNS (RFC 3263). The first server found is used; the others are tried after it fails (remoteOptions' alternates).
  */
-async function remoteTargets(address: string, deps: SipStackDeps): Promise<Resolution> {
+async function remoteTargets(address: string, deps: SipStackDeps, trunkHops: Set<string>): Promise<Resolution> {
   const number = isPhoneNumber(address) ? address.trim().replace(/^tel:/i, '').replace(/[\-. ()]/g, '') : undefined;
   const bare = number === undefined ? addressOf(address) : undefined;
   let requestUri: string;
@@ -718,6 +740,7 @@ async function remoteTargets(address: string, deps: SipStackDeps): Promise<Resol
     throw err;
   }
   const hop = hops[0]!;
+  if (deps.trunk !== '') trunkHops.add(hopKey({ transport: hop.transport ?? 'udp', host: hop.host, port: hop.port }));
   return {
     targets: [
       {
@@ -730,4 +753,12 @@ async function remoteTargets(address: string, deps: SipStackDeps): Promise<Resol
       },
     ],
   };
+}
+
+/** What a SipUacLeg's INVITE adds for a target outside our accounts. */
+type RemoteInviteOptions = Pick<InviteOptions, 'credentials' | 'alternates'>;
+
+/** A next hop as a set key: transport, host and port. */
+function hopKey(flow: { transport: string; host: string; port: number }): string {
+  return `${flow.transport} ${flow.host.toLowerCase()} ${flow.port}`;
 }

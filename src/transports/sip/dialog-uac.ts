@@ -18,6 +18,7 @@ import {
   toBody,
 } from './dialog-messages.js';
 import { ALLOW, type DialogHost, type HeaderList } from './dialog-types.js';
+import { answerChallenge, type DigestClientCredentials } from './digest-client.js';
 import { SipHeaders } from './headers.js';
 import { SIP_VERSION, type SipRequest, type SipResponse } from './message.js';
 import { newTag, tagOf } from './transaction-matching.js';
@@ -51,6 +52,18 @@ export interface InviteOptions {
    */
   prackBody?: (dialog: Dialog, response: SipResponse) => BodyInput | Promise<BodyInput>;
   callId?: string;
+  /**
+   * Credentials for a 401 or 407 (RFC 3261 22.2): the INVITE is sent again once, with a new
+   * CSeq and the same Call-ID and From tag, answering the challenge. Given only for a request
+   * toward the trunk they belong to: never to whoever happens to challenge.
+   */
+  credentials?: DigestClientCredentials;
+  /**
+   * The servers to try after `destination` (RFC 3263 4.3): when it fails (a timeout, a
+   * transport error or a 503) before any 2xx, the INVITE goes as a new transaction (a new
+   * branch, the same CSeq) to the first of these not tried yet. Read when needed (DNS).
+   */
+  alternates?: () => Promise<SipEndpoint[]>;
 }
 
 /** Why an INVITE of ours failed. */
@@ -90,7 +103,8 @@ const MAX_EARLY_DIALOGS = 16;
 export class ClientCall extends Emitter<ClientCallEvents> {
   readonly callId: string;
   readonly localTag: string;
-  readonly request: SipRequest;
+  /** The INVITE sent last (a challenged one is sent again with credentials, 22.2). */
+  request: SipRequest;
   private transaction: ClientTransaction | undefined;
   private cancelRequested = false;
   /** failed was emitted, or answered: the outcome is known. */
@@ -101,7 +115,13 @@ export class ClientCall extends Emitter<ClientCallEvents> {
   /** Every dialog by remote tag, terminated ones too (to re-ACK their 2xx until the call is forgotten). */
   private readonly byTag = new Map<string, Dialog>();
   private timerM: (() => void) | undefined;
-  readonly seq: number;
+  /** The CSeq of the INVITE sent last. */
+  seq: number;
+  /** The INVITE was sent again with credentials: a second challenge is a failure. */
+  private authenticated = false;
+  /** Where the INVITE goes now, and where it went (RFC 3263 failover). */
+  private destination: SipEndpoint | undefined;
+  private readonly tried: SipEndpoint[] = [];
 
   constructor(
     private readonly core: DialogHost,
@@ -126,6 +146,8 @@ export class ClientCall extends Emitter<ClientCallEvents> {
       kind: 'request', method: 'INVITE', uri: options.requestUri, version: SIP_VERSION, headers, body: Buffer.alloc(0),
     };
     setBody(this.request, toBody(options.body, options.contentType));
+    this.destination = options.destination;
+    if (options.destination !== undefined) this.tried.push(options.destination);
   }
 
   /** Whether the INVITE is still without an outcome, was answered (a 2xx reported), or failed. */
@@ -150,7 +172,7 @@ export class ClientCall extends Emitter<ClientCallEvents> {
       if (starting) early.push(event);
       else this.onEvent(event);
     };
-    this.core.sendRequest(this.request, nextHop, this.options.destination, listener, (tx) => {
+    this.core.sendRequest(this.request, nextHop, this.destination, listener, (tx) => {
       this.transaction = tx;
       if (this.cancelRequested) this.core.transactions.cancel(tx);
     });
@@ -188,6 +210,16 @@ export class ClientCall extends Emitter<ClientCallEvents> {
       this.onSuccess(event.response);
       return;
     }
+    if (event.type === 'final' && this.sendAgainWithCredentials(event.response)) return;
+    if (this.mayFailOver(event)) {
+      void this.failOver(event);
+      return;
+    }
+    this.fail(event);
+  }
+
+  /** The INVITE's end without a 2xx: its dialogs end, and the owner hears why. */
+  private fail(event: Exclude<ClientEvent, { type: 'provisional' }>): void {
     this.finalReceived = true;
     for (const dialog of this.byTag.values()) {
       dialog.terminate(this.cancelRequested ? 'cancelled' : event.type === 'final' ? 'rejected' : 'timeout');
@@ -201,6 +233,61 @@ export class ClientCall extends Emitter<ClientCallEvents> {
         : { kind: 'response', response });
     } else if (event.type === 'timeout') this.emit('failed', { kind: 'timeout' });
     else this.emit('failed', { kind: 'transport', error: event.error });
+  }
+
+  /**
+   * Answers a 401/407 once when credentials were given: the early dialogs of the challenged
+   * INVITE end with it, and the same INVITE goes again with CSeq + 1, a new branch (stamped by
+   * the core) and the Authorization or Proxy-Authorization. False when it is not to be answered.
+   */
+  private sendAgainWithCredentials(response: SipResponse): boolean {
+    const credentials = this.options.credentials;
+    if (credentials === undefined || this.authenticated || this.cancelRequested) return false;
+    const answer = answerChallenge(response, { method: 'INVITE', uri: this.request.uri, credentials });
+    if (answer === undefined) return false;
+    this.authenticated = true;
+    for (const dialog of this.byTag.values()) dialog.terminate('rejected');
+    this.byTag.clear();
+    const headers = this.request.headers.clone();
+    headers.remove('Via');
+    this.seq += 1;
+    headers.set('CSeq', `${this.seq} INVITE`);
+    headers.set(answer[0], answer[1]);
+    this.request = { ...this.request, headers };
+    this.transaction = undefined;
+    this.start();
+    return true;
+  }
+
+  /** RFC 3263 4.3: a server that timed out, failed to take the request, or said 503 is left for the next. */
+  private mayFailOver(event: Exclude<ClientEvent, { type: 'provisional' }>): boolean {
+    if (this.options.alternates === undefined || this.cancelRequested || this.answered.size > 0 || this.settled) return false;
+    return event.type === 'timeout' || event.type === 'transport-error' || (event.type === 'final' && event.response.status === 503);
+  }
+
+  /** The same INVITE (a new branch, stamped by the core) to the next server not tried; else the failure stands. */
+  private async failOver(event: Exclude<ClientEvent, { type: 'provisional' }>): Promise<void> {
+    // Ended: a CANCEL meanwhile has nothing to cancel until the next one starts.
+    this.transaction = undefined;
+    let next: SipEndpoint | undefined;
+    try {
+      const hops = await this.options.alternates!();
+      next = hops.find((hop) => !this.tried.some((tried) => sameHop(tried, hop)));
+    } catch {
+      next = undefined;
+    }
+    if (next === undefined || this.cancelRequested) {
+      this.fail(event);
+      return;
+    }
+    this.tried.push(next);
+    for (const dialog of this.byTag.values()) dialog.terminate('rejected');
+    this.byTag.clear();
+    const headers = this.request.headers.clone();
+    headers.remove('Via');
+    this.request = { ...this.request, headers };
+    this.destination = next;
+    this.start();
   }
 
   /**
@@ -224,7 +311,7 @@ export class ClientCall extends Emitter<ClientCallEvents> {
       routeSet: routeSetOf(response, 'uac'),
       localSeq: this.seq,
       remoteSeq: undefined,
-      flow: this.options.destination?.flow === undefined ? undefined : this.options.destination,
+      flow: this.destination?.flow === undefined ? undefined : this.destination,
     });
     this.byTag.set(remoteTag.toLowerCase(), dialog);
     this.core.registerDialog(dialog);
@@ -314,4 +401,8 @@ export class ClientCall extends Emitter<ClientCallEvents> {
     this.timerM?.();
     this.timerM = undefined;
   }
+}
+
+function sameHop(a: SipEndpoint, b: SipEndpoint): boolean {
+  return (a.transport ?? 'udp') === (b.transport ?? 'udp') && a.host.toLowerCase() === b.host.toLowerCase() && a.port === b.port;
 }

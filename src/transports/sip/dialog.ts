@@ -31,7 +31,7 @@
  */
 import { ClientCall, type InviteOptions } from './dialog-uac.js';
 import { Dialog, IncomingRequest } from './dialog-inside.js';
-import { type DialogId, callKey, contactUriOf, dialogKey, unsupportedRequirements } from './dialog-messages.js';
+import { DEFAULT_CONTENT_TYPE, type DialogId, callKey, contactUriOf, dialogKey, unsupportedRequirements } from './dialog-messages.js';
 import {
   DialogError,
   TARGET_METHODS,
@@ -189,7 +189,7 @@ export class UserAgentCore implements DialogHost {
   /**
    * Takes an INVITE outside a dialog (a 'request' event the service did not keep) as UAS.
    * Undefined when it was refused: 503 over the dialog limit, 420 for an extension we lack,
-   * 400 without a Contact.
+   * 400 without a Contact, 415 for a body that is not SDP.
    */
   acceptInvite(event: TransactionUserEvent): ServerCall | undefined {
     if (event.type !== 'request' || event.request.method !== 'INVITE') {
@@ -207,6 +207,11 @@ export class UserAgentCore implements DialogHost {
     const unsupported = unsupportedRequirements(request.headers, SUPPORTED);
     if (unsupported.length > 0) return refuse(420, undefined, [['Unsupported', unsupported.join(', ')]]);
     if (contactUriOf(request.headers) === undefined) return refuse(400, 'Missing Contact');
+    // The only body an INVITE may carry here is an SDP offer (RFC 3261 8.2.3; after RFC 4475 3.3.6).
+    const type = request.headers.get('Content-Type');
+    if (request.body.length > 0 && type !== undefined && type.split(';', 1)[0]!.trim().toLowerCase() !== DEFAULT_CONTENT_TYPE) {
+      return refuse(415, undefined, [['Accept', DEFAULT_CONTENT_TYPE]]);
+    }
     const call = new ServerCall(this, event);
     this.registerDialog(call.dialog);
     this.ringing.set(transaction, call);

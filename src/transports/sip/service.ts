@@ -104,6 +104,7 @@ export class SipService {
       log: options.log,
       metrics: options.metrics,
       receive: (message, source, reliable) => this.transactions.receive(message, source, reliable),
+      connectFailed: (destination, error) => this.transactions.transportFailed(destination, error),
     });
     this.transactions = new TransactionLayer({
       send: (message, destination) => this.send(message, destination),

@@ -289,6 +289,13 @@ abstract class ClientTx extends Transaction implements ClientTransaction {
     this.listener({ type: 'transport-error', error });
   }
 
+  /** A failure the transport found after the send (a connection refused): the TU is told, once. */
+  failOnTransport(error: unknown): void {
+    if (this.state === 'terminated') return;
+    this.terminate();
+    this.transportFailed(error);
+  }
+
   protected timedOut(): void {
     this.terminate();
     this.listener({ type: 'timeout' });
@@ -635,6 +642,18 @@ export class TransactionLayer {
     this.clients.set(key, tx);
     tx.begin();
     return tx;
+  }
+
+  /**
+   * A connection to `destination` could not be made (RFC 3261 18.4): the client transactions
+   * sent there that heard nothing yet fail with a transport error, rather than at timer B or F.
+   */
+  transportFailed(destination: SipEndpoint, error: unknown): void {
+    const same = (a: SipEndpoint): boolean =>
+      a.flow === undefined && (a.transport ?? 'udp') === (destination.transport ?? 'udp') && a.host === destination.host && a.port === destination.port;
+    for (const tx of [...this.clients.values()]) {
+      if ((tx.state === 'calling' || tx.state === 'trying') && same(tx.destination)) tx.failOnTransport(error);
+    }
   }
 
   /**

@@ -98,6 +98,8 @@ export interface SipTransportOptions {
   log?: Logger;
   metrics?: Metrics;
   receive: SipReceiver;
+  /** An outgoing connection that could not be made: the transaction layer is told (RFC 3261 18.4). */
+  connectFailed?: (destination: SipEndpoint, error: unknown) => void;
 }
 
 /** Sending failed: no such flow, no socket for the transport, a connection limit. */
@@ -675,7 +677,13 @@ export class SipTransport {
       transport === 'tls'
         ? tls.connect({ socket: raw, ...(net.isIP(destination.host) ? {} : { servername: destination.host }) })
         : raw;
-    raw.on('error', () => raw.destroy());
+    let connected = false;
+    raw.once('connect', () => (connected = true));
+    raw.on('error', (error) => {
+      if (!connected) this.options.connectFailed?.({ host: destination.host, port: destination.port, transport }, error);
+      connected = true;
+      raw.destroy();
+    });
     const connection = new StreamConnection(this.newFlowId(transport), transport, socket, raw, this, { host: destination.host, port: destination.port });
     this.opened(connection);
     return connection;
