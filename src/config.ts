@@ -209,11 +209,11 @@ export interface Config {
    */
   media: {
     /**
-     * Which calls' media flows through the server: `webrtc`, those between a WebRTC endpoint
-     * (a browser) and a plain RTP phone, which cannot talk directly; `always`, every call whose
-     * media is known (phones behind NAT, addresses kept private); `never`.
+     * Which calls' media flows through the server: `auto`, those that need it — between a WebRTC
+     * endpoint (a browser) and a plain RTP phone, which cannot talk directly, or with a phone
+     * behind NAT; `always`, every call whose media is known (addresses kept private); `never`.
      */
-    relay: 'webrtc' | 'always' | 'never';
+    relay: 'auto' | 'always' | 'never';
     /**
      * The address written into the SDP and ICE candidates the server gives; '' = sip.publicHost
      * when it is an IP address, else `host` unless it is a wildcard, else this machine's first
@@ -387,7 +387,7 @@ export function defaultConfig(): Config {
     calendar: { remotePrivateAddresses: false },
     im: { rosterItems: 2000, rosterGroups: 200, blockedItems: 1000, offlineMessages: 1000, offlineDays: 30, resourcesPerAccount: 32, archiveDays: 365, mucSubdomain: 'conference', mucRoomsPerService: 1000, mucOccupantsPerRoom: 200, mucHistory: 50 },
     calls: { ringSeconds: 120, callsPerAccount: 20, callsPerNode: 10_000 },
-    media: { relay: 'webrtc', publicAddress: '', bindAddress: '', sessions: 1000, idleSeconds: 120 },
+    media: { relay: 'auto', publicAddress: '', bindAddress: '', sessions: 1000, idleSeconds: 120 },
     outbound: {
       relay: '',
       relayUser: '',
@@ -595,7 +595,7 @@ const configSchema = z.strictObject({
     callsPerNode: whole(1),
   }),
   media: z.strictObject({
-    relay: z.enum(['webrtc', 'always', 'never']),
+    relay: z.enum(['auto', 'always', 'never']),
     publicAddress: text((s) => s === '' || isIP(s) !== 0, 'must be empty or an IP address'),
     bindAddress: text((s) => s === '' || isIP(s) !== 0, 'must be empty or an IP address'),
     sessions: whole(1),

@@ -3,6 +3,7 @@ import type { CallService } from '../services/calls/service.js';
 import { AttendedTransfer, BlindTransfer, type Junction } from '../services/calls/junction.js';
 import { reasonOf, type MediaFlavour, type Party, type SdpText, type Signal } from '../services/calls/signal.js';
 import { flavourOfSdp } from '../services/calls/media-bridge.js';
+import { behindNat, sdpAddress } from '../services/calls/nat.js';
 import { ServiceError } from '../services/errors.js';
 import type { ImService } from '../services/im/service.js';
 import { XimssImClient } from './im-client.js';
@@ -106,8 +107,11 @@ export class XimssCallLeg implements Port {
     const state = sessionCalls(session);
     if (webRtc) state.media = 'webrtc';
     const media = flavourOfSdp(sdp) ?? (webRtc ? 'webrtc' : state.media);
+    // A plain client offering a private address it does not connect from is behind NAT.
+    const offeredAddress = sdp === undefined ? undefined : sdpAddress(sdp);
+    const nat = media === 'rtp' && offeredAddress !== undefined && behindNat(offeredAddress, session.remoteAddress.replace(/^::ffff:/, ''));
     try {
-      const placed = calls.place({ caller: leg.address, accountId: account.id, from, to, peerName, sdp, exclude, media });
+      const placed = calls.place({ caller: leg.address, accountId: account.id, from, to, peerName, sdp, exclude, media, nat });
       leg.peer = placed.address;
       leg.callId = placed.callId;
     } catch (err) {
@@ -479,7 +483,7 @@ export function ringBoundSessions(calls: CallService, im: ImService): void {
     },
     (target) => {
       const client = boundClient(target);
-      return client ? sessionCalls(client.session).media : undefined;
+      return { flavour: client ? sessionCalls(client.session).media : undefined };
     },
   );
 }

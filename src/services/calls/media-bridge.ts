@@ -17,11 +17,17 @@ import type { CallRouter, Port, PortAddress } from './router.js';
 import type { Signal } from './signal.js';
 
 /**
- * When calls are anchored: `webrtc` when one side is a WebRTC endpoint and the other plain RTP
- * (the default); `always` for every call whose media flavours are known (the operator wants the
- * media through the server: NAT, recording later, hiding addresses); `never`.
+ * When calls are anchored: `auto` (the default) when they must be — one side a WebRTC endpoint
+ * and the other plain RTP, or a phone behind NAT; `always` for every call whose media is known
+ * (the operator wants the media through the server: addresses kept private); `never`.
  */
-export type MediaPolicy = 'webrtc' | 'always' | 'never';
+export type MediaPolicy = 'auto' | 'always' | 'never';
+
+/** What is known of one side's media: what it speaks, and whether it is behind NAT. */
+export interface MediaTraits {
+  flavour?: Flavour;
+  nat?: boolean;
+}
 
 /** Opens the callee's leg, its signals going to `replyTo`. */
 type LegOpener = (invite: Extract<Signal, { kind: 'invite' }>, replyTo: PortAddress) => Port | undefined;
@@ -36,13 +42,17 @@ export function flavourOfSdp(sdp: string | undefined): Flavour | undefined {
   }
 }
 
-/** Whether a call between the two flavours is anchored under the policy; the flavours to use when it is. */
-export function anchoring(policy: MediaPolicy, caller: Flavour | undefined, callee: Flavour | undefined): { a: Flavour; b: Flavour } | undefined {
+/**
+ * Whether a call between the two sides is anchored under the policy, and the flavours to use
+ * when it is (a side whose flavour is unknown is taken to speak the other's).
+ */
+export function anchoring(policy: MediaPolicy, caller: MediaTraits, callee: MediaTraits): { a: Flavour; b: Flavour } | undefined {
   if (policy === 'never') return undefined;
-  if (policy === 'webrtc') return caller !== undefined && callee !== undefined && caller !== callee ? { a: caller, b: callee } : undefined;
-  const a = caller ?? callee;
-  const b = callee ?? caller;
-  return a !== undefined && b !== undefined ? { a, b } : undefined;
+  const a = caller.flavour ?? callee.flavour;
+  const b = callee.flavour ?? caller.flavour;
+  if (a === undefined || b === undefined) return undefined;
+  if (policy === 'always' || a !== b || caller.nat === true || callee.nat === true) return { a, b };
+  return undefined;
 }
 
 /** Anchors calls on this node through one media gateway. */
@@ -61,8 +71,8 @@ export class MediaBridges {
    * Offers a new call to a leg of this node, through a bridge when its media must be anchored:
    * returns the bridge's port, or undefined when the call needs none (the caller opens the leg).
    */
-  interpose(callee: Flavour | undefined, invite: Extract<Signal, { kind: 'invite' }>, replyTo: PortAddress, openLeg: LegOpener): Port | undefined {
-    const flavours = anchoring(this.policy, flavourOfSdp(invite.sdp) ?? invite.media, callee);
+  interpose(callee: MediaTraits, invite: Extract<Signal, { kind: 'invite' }>, replyTo: PortAddress, openLeg: LegOpener): Port | undefined {
+    const flavours = anchoring(this.policy, { flavour: flavourOfSdp(invite.sdp) ?? invite.media, nat: invite.nat }, callee);
     if (!flavours) return undefined;
     const bridge = new MediaBridge(this.router, this, flavours, invite, replyTo, this.log);
     this.open.add(bridge);

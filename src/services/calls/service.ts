@@ -11,7 +11,7 @@ import { Call, type CalleeRules, type CallHooks, type ResolveContext, type Resol
 import { runSignalRules, timedStages, type SignalStage } from './signal-rules.js';
 import { CallRouter, type PortAddress } from './router.js';
 import type { CallTarget, MediaFlavour, Party, SdpText } from './signal.js';
-import { MediaBridges, type MediaPolicy } from './media-bridge.js';
+import { MediaBridges, type MediaPolicy, type MediaTraits } from './media-bridge.js';
 import type { MediaGateway } from '../../media/gateway.js';
 import type { TargetOpener } from './router.js';
 import { randomId } from '../ids.js';
@@ -50,8 +50,9 @@ export interface PlaceCall {
   to: string;
   peerName?: string;
   sdp?: SdpText;
-  /** The caller's media, when its binding knows it (see signal.ts MediaFlavour). */
+  /** The caller's media, when its binding knows it (see signal.ts MediaFlavour), and whether it is behind NAT. */
   media?: MediaFlavour;
+  nat?: boolean;
   /** A client of the caller's own account not to ring (the session calling). */
   exclude?: { accountId: number; resource: string };
   transferredBy?: string;
@@ -120,7 +121,7 @@ export class CallService implements CallHooks {
     }
     const callId = randomId(12);
     const to: Party = { address: request.to, name: request.peerName };
-    const invite = { kind: 'invite' as const, callId, from: request.from, to, sdp: request.sdp, transferredBy: request.transferredBy, suppl: request.suppl, media: request.media };
+    const invite = { kind: 'invite' as const, callId, from: request.from, to, sdp: request.sdp, transferredBy: request.transferredBy, suppl: request.suppl, media: request.media, nat: request.nat };
     const call = new Call(this.router, this, callId, request.from, to, request.caller, invite);
     this.calls.add(call);
     if (request.accountId !== undefined) {
@@ -176,10 +177,11 @@ export class CallService implements CallHooks {
   }
 
   /**
-   * Who opens the legs of new calls for targets of a kind on this node, and what media such a
-   * leg speaks (undefined: not known): a call whose caller speaks another is bridged.
+   * Who opens the legs of new calls for targets of a kind on this node, and what is known of
+   * such a leg's media: a call whose caller speaks another, or a side behind NAT, is bridged
+   * (as config media.relay says).
    */
-  onTarget<K extends CallTarget['kind']>(kind: K, opener: TargetOpener<Extract<CallTarget, { kind: K }>>, mediaOf: (target: Extract<CallTarget, { kind: K }>) => MediaFlavour | undefined): void {
+  onTarget<K extends CallTarget['kind']>(kind: K, opener: TargetOpener<Extract<CallTarget, { kind: K }>>, mediaOf: (target: Extract<CallTarget, { kind: K }>) => MediaTraits): void {
     this.router.onTarget(kind, (target, invite, replyTo) => {
       const bridged = this.media?.interpose(mediaOf(target), invite, replyTo, (turned, to) => opener(target, turned, to));
       return bridged ?? opener(target, invite, replyTo);

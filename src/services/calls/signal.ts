@@ -33,7 +33,7 @@ export type MediaFlavour = 'webrtc' | 'rtp';
 
 export type Signal =
   /** A new call for the receiving side (sent to a target, see CallTarget). */
-  | { kind: 'invite'; callId: string; from: Party; to: Party; sdp?: SdpText; transferredBy?: string; suppl?: Record<string, string>; media?: MediaFlavour }
+  | { kind: 'invite'; callId: string; from: Party; to: Party; sdp?: SdpText; transferredBy?: string; suppl?: Record<string, string>; media?: MediaFlavour; nat?: boolean }
   /** The leg for a new call exists (as SIP's 100 Trying): the call learns where it is. */
   | { kind: 'trying' }
   /** The callee is being alerted (an early dialog `tag`), with early media or an offer. */
@@ -85,6 +85,8 @@ export type CallTarget =
       contact: string;
       /** Path headers of the registration (RFC 3327): the first hops toward the device. */
       path: string[];
+      /** The device is behind NAT (its Contact is a private address its REGISTER did not come from): its media is anchored. */
+      nat?: boolean;
       flow: { transport: string; host: string; port: number; flow: string | null };
     };
 

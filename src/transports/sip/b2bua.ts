@@ -31,6 +31,7 @@ import type { CallRouter, Port, PortAddress } from '../../services/calls/router.
 import { addressOf, CallRefused, isPhoneNumber, type CallService } from '../../services/calls/service.js';
 import type { DnsResolver } from '../../services/mail-auth.js';
 import { reasonOf, type CallTarget, type MediaFlavour, type Party, type Signal } from '../../services/calls/signal.js';
+import { behindNat, isPrivateAddress, sdpAddress } from '../../services/calls/nat.js';
 import { DigestAuthenticator } from '../../services/digest.js';
 import type { ImService } from '../../services/im/service.js';
 import type { Binding } from '../../store/registrations.js';
@@ -330,6 +331,7 @@ export class SipUacLeg extends SipLeg {
         body: invite.sdp,
         headers: [...target.path.map((p) => ['Route', p] as const), ...(invite.transferredBy ? [['Referred-By', `<sip:${invite.transferredBy}>`] as const] : [])],
         destination,
+        pinDestination: target.nat === true,
         ...remote,
         prackBody: (_dialog, response) => {
           // An offer in a reliable provisional response: the engine's answer goes in the PRACK.
@@ -428,7 +430,7 @@ export class SipUasLeg extends SipLeg {
   private readonly offered: boolean;
   private readonly self: Party;
 
-  constructor(calls: CallService, log: Logger, private readonly server: ServerCall, caller: Party, accountId: number | undefined, to: string, media: MediaFlavour) {
+  constructor(calls: CallService, log: Logger, private readonly server: ServerCall, caller: Party, accountId: number | undefined, to: string, media: { flavour: MediaFlavour; nat: boolean }) {
     super(calls, log);
     this.self = caller;
     this.offered = server.body !== undefined && isSdp(server.body);
@@ -443,7 +445,7 @@ export class SipUasLeg extends SipLeg {
       if (body && isSdp(body)) this.send({ kind: 'ack', sdp: body.content });
     });
     try {
-      this.peer = calls.place({ caller: this.address, accountId, from: caller, to, sdp: this.offered ? server.body!.content : undefined, media }).address;
+      this.peer = calls.place({ caller: this.address, accountId, from: caller, to, sdp: this.offered ? server.body!.content : undefined, media: media.flavour, nat: media.nat }).address;
     } catch (err) {
       // Over a limit (CallRefused): the device hears it as the refusal.
       this.ended = true;
@@ -520,10 +522,6 @@ function firstHop(binding: Binding): SipTarget['flow'] {
   return { transport: 'udp', host, port: contact.port ?? 5060, flow: null };
 }
 
-/** RFC 1918, RFC 6598, link-local and unique-local addresses: behind NAT when seen from elsewhere. */
-function isPrivateAddress(host: string): boolean {
-  return /^(10\.|192\.168\.|172\.(1[6-9]|2\d|3[01])\.|100\.(6[4-9]|[7-9]\d|1[01]\d|12[0-7])\.|169\.254\.|f[cd][0-9a-f]{2}:|fe[89ab][0-9a-f]:)/i.test(host);
-}
 
 /** A party as a SIP name-addr: its address as a SIP URI (a bare number becomes one of `domain`). */
 export function nameAddr(party: Party, domain: string): string {
@@ -576,6 +574,7 @@ export class SipCalls {
         contact: binding.contact,
         path: binding.path,
         flow: firstHop(binding),
+        nat: behindNat(binding.contact, binding.host),
       })),
     );
     deps.calls.onTarget(
@@ -585,7 +584,7 @@ export class SipCalls {
         const domain = invite.from.address.split('@')[1] ?? target.aor.split('@')[1] ?? 'invalid';
         return new SipUacLeg(deps.calls, this.log, deps.ua, target, invite, replyTo, domain, deps.remoteOptions?.(target));
       },
-      (target) => mediaOfTransport(target.flow.transport),
+      (target) => ({ flavour: mediaOfTransport(target.flow.transport), nat: target.nat }),
     );
   }
 
@@ -637,9 +636,14 @@ export class SipCalls {
       event.respond(404, 'Not Found (the Request-URI has no user)');
       return;
     }
-    const server = this.deps.ua.acceptInvite(event);
+    const contact = request.headers.get('Contact');
+    const contactUri = contact === undefined ? undefined : /<([^>]*)>/.exec(contact)?.[1] ?? contact.split(';', 1)[0]!.trim();
+    const sdp = request.body.length > 0 ? request.body.toString('utf8') : undefined;
+    const sdpHost = sdp === undefined ? undefined : sdpAddress(sdp);
+    const nat = (contactUri !== undefined && behindNat(contactUri, source.host)) || (sdpHost !== undefined && behindNat(sdpHost, source.host));
+    const server = this.deps.ua.acceptInvite(event, { pinToSource: nat });
     if (!server) return;
-    new SipUasLeg(this.deps.calls, this.log, server, caller, accountId, called, mediaOfTransport(event.source.transport));
+    new SipUasLeg(this.deps.calls, this.log, server, caller, accountId, called, { flavour: mediaOfTransport(source.transport), nat });
   }
 }
 

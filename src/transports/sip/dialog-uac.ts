@@ -37,6 +37,11 @@ export interface InviteOptions {
   headers?: HeaderList;
   /** Where to send the INVITE; by default resolve() of the first Route or the Request-URI. */
   destination?: SipEndpoint;
+  /**
+   * Send the dialogs' later requests (ACK, BYE, re-INVITE) to `destination` too, not to the
+   * callee's Contact: a device behind NAT is reached only where its packets come from.
+   */
+  pinDestination?: boolean;
   /** Say `Supported: 100rel` (RFC 3262); true by default. */
   supported100rel?: boolean;
   /** Say `Require: 100rel`: every provisional response must then come reliably. */
@@ -311,7 +316,7 @@ export class ClientCall extends Emitter<ClientCallEvents> {
       routeSet: routeSetOf(response, 'uac'),
       localSeq: this.seq,
       remoteSeq: undefined,
-      flow: this.destination?.flow === undefined ? undefined : this.destination,
+      flow: this.destination?.flow === undefined && !this.options.pinDestination ? undefined : this.destination,
     });
     this.byTag.set(remoteTag.toLowerCase(), dialog);
     this.core.registerDialog(dialog);

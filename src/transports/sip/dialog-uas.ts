@@ -60,6 +60,7 @@ export class ServerCall extends Emitter<ServerCallEvents> {
   constructor(
     private readonly core: DialogHost,
     event: Extract<TransactionUserEvent, { type: 'request' }>,
+    pinToSource = false,
   ) {
     super();
     this.request = event.request;
@@ -81,7 +82,7 @@ export class ServerCall extends Emitter<ServerCallEvents> {
       routeSet: routeSetOf(event.request, 'uas'),
       localSeq: 0,
       remoteSeq: this.seq,
-      flow: event.source.flow === undefined ? undefined : event.source,
+      flow: event.source.flow === undefined && !pinToSource ? undefined : event.source,
     });
     this.dialog.serverCall = this;
   }

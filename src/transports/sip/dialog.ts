@@ -189,9 +189,10 @@ export class UserAgentCore implements DialogHost {
   /**
    * Takes an INVITE outside a dialog (a 'request' event the service did not keep) as UAS.
    * Undefined when it was refused: 503 over the dialog limit, 420 for an extension we lack,
-   * 400 without a Contact, 415 for a body that is not SDP.
+   * 400 without a Contact, 415 for a body that is not SDP. With `pinToSource`, the dialog's
+   * requests go where the INVITE came from rather than to its Contact (a caller behind NAT).
    */
-  acceptInvite(event: TransactionUserEvent): ServerCall | undefined {
+  acceptInvite(event: TransactionUserEvent, options: { pinToSource?: boolean } = {}): ServerCall | undefined {
     if (event.type !== 'request' || event.request.method !== 'INVITE') {
       throw new TypeError('Not an INVITE request event');
     }
@@ -212,7 +213,7 @@ export class UserAgentCore implements DialogHost {
     if (request.body.length > 0 && type !== undefined && type.split(';', 1)[0]!.trim().toLowerCase() !== DEFAULT_CONTENT_TYPE) {
       return refuse(415, undefined, [['Accept', DEFAULT_CONTENT_TYPE]]);
     }
-    const call = new ServerCall(this, event);
+    const call = new ServerCall(this, event, options.pinToSource === true);
     this.registerDialog(call.dialog);
     this.ringing.set(transaction, call);
     this.initialInvites.set(this.initialKey(request), call);
