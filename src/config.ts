@@ -222,8 +222,9 @@ export interface Config {
     publicAddress: string;
     /** The local address media sockets bind to, when it differs (a 1:1 NAT); '' = publicAddress. */
     bindAddress: string;
-    /** Calls anchored at once on one node (each takes two port pairs). */
+    /** Calls anchored at once on one node (each takes two port pairs), and for one account (as caller or callee) on one node. */
     sessions: number;
+    sessionsPerAccount: number;
     /** An anchored call with no RTP either way this long (and neither side on hold) is hung up; 0 = never. */
     idleSeconds: number;
   };
@@ -387,7 +388,7 @@ export function defaultConfig(): Config {
     calendar: { remotePrivateAddresses: false },
     im: { rosterItems: 2000, rosterGroups: 200, blockedItems: 1000, offlineMessages: 1000, offlineDays: 30, resourcesPerAccount: 32, archiveDays: 365, mucSubdomain: 'conference', mucRoomsPerService: 1000, mucOccupantsPerRoom: 200, mucHistory: 50 },
     calls: { ringSeconds: 120, callsPerAccount: 20, callsPerNode: 10_000 },
-    media: { relay: 'auto', publicAddress: '', bindAddress: '', sessions: 1000, idleSeconds: 120 },
+    media: { relay: 'auto', publicAddress: '', bindAddress: '', sessions: 1000, sessionsPerAccount: 20, idleSeconds: 120 },
     outbound: {
       relay: '',
       relayUser: '',
@@ -599,6 +600,7 @@ const configSchema = z.strictObject({
     publicAddress: text((s) => s === '' || isIP(s) !== 0, 'must be empty or an IP address'),
     bindAddress: text((s) => s === '' || isIP(s) !== 0, 'must be empty or an IP address'),
     sessions: whole(1),
+    sessionsPerAccount: whole(1),
     idleSeconds: whole(0),
   }),
   outbound: z.strictObject({

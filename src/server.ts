@@ -217,7 +217,7 @@ async function build(rawStore: Store, config: Config, log: Logger, options: Serv
   const calls = new CallService({ store, bus, im, accounts, datasets }, node.id, log.child({ component: 'calls' }), config.calls, metrics);
   ringBoundSessions(calls, im);
   const media = startMediaGateway(config, log.child({ component: 'media' }), metrics);
-  calls.useMedia(media, config.media.relay);
+  calls.useMedia(media, config.media.relay, config.media.sessionsPerAccount);
   undo.push(() => media.close());
   const muc = new MucService(im, store, bus, node.id, log.child({ component: 'muc' }), { subdomain: config.im.mucSubdomain, roomsPerService: config.im.mucRoomsPerService, occupantsPerRoom: config.im.mucOccupantsPerRoom, history: config.im.mucHistory }, metrics);
   im.components.push(muc);

@@ -494,7 +494,7 @@ describe('a phone behind NAT', { timeout: 60_000 }, () => {
   before(async () => {
     sipPort = await freeSipPort();
     const min = 20000 + (process.pid % 110) * 112 + 32;
-    server = await startTestServer({ ports: { sip: sipPort }, sip: { mediaPorts: { min, max: min + 31 } } });
+    server = await startTestServer({ ports: { sip: sipPort }, sip: { mediaPorts: { min, max: min + 31 } }, media: { sessionsPerAccount: 1 } });
   });
   after(() => server?.stop());
 
@@ -536,6 +536,11 @@ describe('a phone behind NAT', { timeout: 60_000 }, () => {
       assert.ok(heardByCaller.length > 0, 'the caller hears the phone');
       assert.ok(heardByPhone.length > 0, 'the phone behind NAT hears the caller, at the port it sends from');
       assert.equal(parseRtp(heardByPhone[0]!)!.payloadType, 0);
+      // media.sessionsPerAccount is 1 here: a second anchored call of the same accounts is refused before it rings.
+      await ok(caller, `<callStart callLeg="n2" peer="${phoneAccount}"><sdpText>${offer}</sdpText></callStart>`);
+      const refused = await caller.takeAsync('callDisconnected', (m) => m.attrs.callLeg === 'n2', 10_000);
+      assert.equal(refused.attrs.signalCode, '503', refused.toString());
+      await ok(caller, '<callKill callLeg="n2"/>');
       await ok(caller, '<callKill callLeg="n1"/>');
       await phone.next((m) => m.kind === 'request' && m.method === 'BYE');
       await until(() => (server.services.calls.media?.open.size ?? 0) === 0);

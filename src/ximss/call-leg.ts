@@ -483,7 +483,7 @@ export function ringBoundSessions(calls: CallService, im: ImService): void {
     },
     (target) => {
       const client = boundClient(target);
-      return { flavour: client ? sessionCalls(client.session).media : undefined };
+      return { flavour: client ? sessionCalls(client.session).media : undefined, accountId: target.accountId };
     },
   );
 }

@@ -23,10 +23,12 @@ import type { Signal } from './signal.js';
  */
 export type MediaPolicy = 'auto' | 'always' | 'never';
 
-/** What is known of one side's media: what it speaks, and whether it is behind NAT. */
+/** What is known of one side's media: what it speaks, whether it is behind NAT, and whose it is. */
 export interface MediaTraits {
   flavour?: Flavour;
   nat?: boolean;
+  /** The account of ours it belongs to (for the per-account limit). */
+  accountId?: number;
 }
 
 /** Opens the callee's leg, its signals going to `replyTo`. */
@@ -59,13 +61,34 @@ export function anchoring(policy: MediaPolicy, caller: MediaTraits, callee: Medi
 export class MediaBridges {
   /** Bridges open now (for the metrics and the tests). */
   readonly open = new Set<MediaBridge>();
+  /** Anchored calls of each account of ours (caller's or callee's) on this node. */
+  private readonly perAccount = new Map<number, number>();
 
   constructor(
     private readonly router: CallRouter,
     readonly gateway: MediaGateway,
     readonly policy: MediaPolicy,
     private readonly log: Logger,
+    /** Anchored calls one account may have at once on this node. */
+    private readonly sessionsPerAccount = Number.POSITIVE_INFINITY,
   ) {}
+
+  /** Counts a bridge against its accounts; false (nothing counted) when one of them is at its limit. */
+  private take(accounts: readonly number[]): boolean {
+    if (accounts.some((id) => (this.perAccount.get(id) ?? 0) >= this.sessionsPerAccount)) return false;
+    for (const id of accounts) this.perAccount.set(id, (this.perAccount.get(id) ?? 0) + 1);
+    return true;
+  }
+
+  /** A bridge closed: its accounts are counted down. */
+  closed(bridge: MediaBridge): void {
+    if (!this.open.delete(bridge)) return;
+    for (const id of bridge.accounts) {
+      const left = (this.perAccount.get(id) ?? 1) - 1;
+      if (left <= 0) this.perAccount.delete(id);
+      else this.perAccount.set(id, left);
+    }
+  }
 
   /**
    * Offers a new call to a leg of this node, through a bridge when its media must be anchored:
@@ -74,9 +97,11 @@ export class MediaBridges {
   interpose(callee: MediaTraits, invite: Extract<Signal, { kind: 'invite' }>, replyTo: PortAddress, openLeg: LegOpener): Port | undefined {
     const flavours = anchoring(this.policy, { flavour: flavourOfSdp(invite.sdp) ?? invite.media, nat: invite.nat }, callee);
     if (!flavours) return undefined;
-    const bridge = new MediaBridge(this.router, this, flavours, invite, replyTo, this.log);
-    this.open.add(bridge);
-    bridge.start(openLeg);
+    const accounts = [...new Set([invite.callerAccountId, callee.accountId].filter((id): id is number => id !== undefined))];
+    const counted = this.take(accounts);
+    const bridge = new MediaBridge(this.router, this, flavours, invite, replyTo, this.log, counted ? accounts : []);
+    if (counted) this.open.add(bridge);
+    bridge.start(openLeg, counted ? undefined : `an account may have ${this.sessionsPerAccount} calls through the media gateway at once`);
     return bridge;
   }
 }
@@ -109,15 +134,22 @@ export class MediaBridge implements Port {
     private readonly invite: Extract<Signal, { kind: 'invite' }>,
     replyTo: PortAddress,
     private readonly log: Logger,
+    /** The accounts it is counted against. */
+    readonly accounts: readonly number[],
   ) {
     this.callSide = replyTo;
     this.outer = router.open(this);
     this.inner = router.open({ receive: (signal, from) => this.fromLeg(signal, from) });
   }
 
-  /** Opens the gateway session, turns the invite's offer and opens the leg with it. */
-  start(openLeg: LegOpener): void {
+  /** Opens the gateway session, turns the invite's offer and opens the leg with it; or refuses the call (503, `refusal`). */
+  start(openLeg: LegOpener, refusal?: string): void {
     this.enqueue(async () => {
+      if (refusal !== undefined) {
+        this.log.warn({ event: 'media.refused', callId: this.invite.callId, error: refusal }, 'a call could not be anchored');
+        this.toCall({ kind: 'reject', code: 503, reason: refusal });
+        return this.close();
+      }
       try {
         this.session = this.owner.gateway.open(`${this.invite.callId}.${this.outer.id}`);
       } catch (err) {
@@ -295,7 +327,7 @@ export class MediaBridge implements Port {
   private async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    this.owner.open.delete(this);
+    this.owner.closed(this);
     await this.session?.close();
     const release = setTimeout(() => {
       this.router.release(this.outer);

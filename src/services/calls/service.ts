@@ -121,7 +121,7 @@ export class CallService implements CallHooks {
     }
     const callId = randomId(12);
     const to: Party = { address: request.to, name: request.peerName };
-    const invite = { kind: 'invite' as const, callId, from: request.from, to, sdp: request.sdp, transferredBy: request.transferredBy, suppl: request.suppl, media: request.media, nat: request.nat };
+    const invite = { kind: 'invite' as const, callId, from: request.from, to, sdp: request.sdp, transferredBy: request.transferredBy, suppl: request.suppl, media: request.media, nat: request.nat, callerAccountId: request.accountId };
     const call = new Call(this.router, this, callId, request.from, to, request.caller, invite);
     this.calls.add(call);
     if (request.accountId !== undefined) {
@@ -172,8 +172,8 @@ export class CallService implements CallHooks {
   }
 
   /** Anchors the media of calls through the gateway, as the policy says (media-bridge.ts). */
-  useMedia(gateway: MediaGateway, policy: MediaPolicy): void {
-    this.media = new MediaBridges(this.router, gateway, policy, this.log);
+  useMedia(gateway: MediaGateway, policy: MediaPolicy, sessionsPerAccount?: number): void {
+    this.media = new MediaBridges(this.router, gateway, policy, this.log, sessionsPerAccount);
   }
 
   /**

@@ -33,7 +33,7 @@ export type MediaFlavour = 'webrtc' | 'rtp';
 
 export type Signal =
   /** A new call for the receiving side (sent to a target, see CallTarget). */
-  | { kind: 'invite'; callId: string; from: Party; to: Party; sdp?: SdpText; transferredBy?: string; suppl?: Record<string, string>; media?: MediaFlavour; nat?: boolean }
+  | { kind: 'invite'; callId: string; from: Party; to: Party; sdp?: SdpText; transferredBy?: string; suppl?: Record<string, string>; media?: MediaFlavour; nat?: boolean; callerAccountId?: number }
   /** The leg for a new call exists (as SIP's 100 Trying): the call learns where it is. */
   | { kind: 'trying' }
   /** The callee is being alerted (an early dialog `tag`), with early media or an offer. */

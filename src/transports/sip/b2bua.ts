@@ -584,7 +584,7 @@ export class SipCalls {
         const domain = invite.from.address.split('@')[1] ?? target.aor.split('@')[1] ?? 'invalid';
         return new SipUacLeg(deps.calls, this.log, deps.ua, target, invite, replyTo, domain, deps.remoteOptions?.(target));
       },
-      (target) => ({ flavour: mediaOfTransport(target.flow.transport), nat: target.nat }),
+      (target) => ({ flavour: mediaOfTransport(target.flow.transport), nat: target.nat, accountId: target.accountId }),
     );
   }
 
