@@ -23,7 +23,7 @@ import { parseAuthHeader } from '../src/transports/sip/headers.js';
 import { parseSipMessage } from '../src/transports/sip/message.js';
 import type { SipMessage } from '../src/transports/sip/message.js';
 import { parseRtp, writeRtpHeader } from '../src/media/rtp.js';
-import { ensureAiortc, startAiortcPeer } from './fixtures/aiortc.js';
+import { ensureAiortc, startAiortcPeer, type AiortcPeer } from './fixtures/aiortc.js';
 import { Baresip, ensureBaresip } from './fixtures/baresip.js';
 import { dtmfBlockCounts, dtmfSamples, readWav, writeWav } from './fixtures/wav.js';
 import { freeSipPort, ok, startTestServer, type TestServer, type XimssClient } from './helpers.js';
@@ -33,6 +33,12 @@ const skip = availability.available ? false : availability.reason;
 
 /** Goertzel blocks (205 samples) in a second of 8 kHz audio. */
 const BLOCKS_PER_SECOND = 8000 / 205;
+
+/** Asserts that `who` heard `digit` for at least half a second's worth of Goertzel blocks. */
+function assertHeard(samples: Int16Array, digit: string, who: string): void {
+  const counts = dtmfBlockCounts(samples);
+  assert.ok((counts.get(digit) ?? 0) >= 0.5 * BLOCKS_PER_SECOND, `${who} heard ${JSON.stringify([...counts])}`);
+}
 
 /** Waits (by event-loop turns) until `condition` holds. */
 async function until(condition: () => boolean): Promise<void> {
@@ -103,34 +109,52 @@ describe('a WebRTC browser and a SIP phone through the media gateway', { skip, t
 
   const bridges = (): number => server.services.calls.media?.open.size ?? 0;
 
-  test('the browser calls the phone: the phone gets plain RTP, the browser ICE-lite and DTLS; audio both ways', async () => {
-    const browser = await startAiortcPeer({ mode: 'offer', digit: '3', codecs: ['PCMU'], seconds: 1.5, timeout: 40 });
+  /**
+   * The browser (aiortc, playing `digit`) calls the phone through the session's `callLeg`, the
+   * phone answers, and the browser takes the answer: the call is up. Returns the browser, its
+   * offer, the answer it got, and where the phone's events of this call start.
+   */
+  async function browserCallsPhone(callLeg: string, digit: string, seconds: number): Promise<{ browser: AiortcPeer; offer: string; answer: string; mark: number }> {
+    const browser = await startAiortcPeer({ mode: 'offer', digit, codecs: ['PCMU'], seconds, timeout: 40 });
     try {
       const offer = await browser.nextSdp();
       const mark = phone.events.count;
-      const started = await ok(client, `<callStart callLeg="w1" peer="${bob}" media="WebRTC"><sdpText>${offer}</sdpText></callStart>`);
+      const started = await ok(client, `<callStart callLeg="${callLeg}" peer="${bob}" media="WebRTC"><sdpText>${offer}</sdpText></callStart>`);
       assert.equal(started.response.attrs.media, 'WebRTC');
       await phone.events.waitFor((e) => e.type === 'CALL_INCOMING', 15_000, mark);
       assert.equal(bridges(), 1, 'the call is anchored');
       await phone.answer();
-      const connected = await client.takeAsync('callConnected', (m) => m.attrs.callLeg === 'w1', 15_000);
+      const connected = await client.takeAsync('callConnected', (m) => m.attrs.callLeg === callLeg, 15_000);
       const answer = sdpToText(sdpFromXml(connected.element('sdp')!));
+      browser.give(answer);
+      await ok(client, `<callUpdateAccept callLeg="${callLeg}"/>`);
+      await phone.events.waitFor((e) => e.type === 'CALL_ESTABLISHED', 15_000, mark);
+      return { browser, offer, answer, mark };
+    } catch (err) {
+      browser.kill();
+      throw err;
+    }
+  }
+
+  /** The session hangs up; the phone and the gateway let the call go. */
+  async function sessionHangsUp(callLeg: string): Promise<void> {
+    const closedFrom = phone.events.count;
+    await ok(client, `<callKill callLeg="${callLeg}"/>`);
+    await phone.events.waitFor((e) => e.type === 'CALL_CLOSED', 15_000, closedFrom);
+    await until(() => bridges() === 0);
+  }
+
+  test('the browser calls the phone: the phone gets plain RTP, the browser ICE-lite and DTLS; audio both ways', async () => {
+    const { browser, answer } = await browserCallsPhone('w1', '3', 1.5);
+    try {
       assert.match(answer, /^a=fingerprint:/m, 'the browser gets a DTLS answer');
       assert.match(answer, /^a=ice-lite/m, 'from an ICE-lite server');
       assert.match(answer, /^c=IN IP4 127\.0\.0\.1/m);
-      browser.give(answer);
-      await ok(client, '<callUpdateAccept callLeg="w1"/>');
-      await phone.events.waitFor((e) => e.type === 'CALL_ESTABLISHED', 15_000, mark);
       const result = await browser.result;
       await sleep(1000);
-      const closedFrom = phone.events.count;
-      await ok(client, '<callKill callLeg="w1"/>');
-      await phone.events.waitFor((e) => e.type === 'CALL_CLOSED', 15_000, closedFrom);
-      await until(() => bridges() === 0);
-      const heardByBrowser = dtmfBlockCounts(result.samples);
-      assert.ok((heardByBrowser.get('9') ?? 0) >= 0.5 * BLOCKS_PER_SECOND, `the browser heard ${JSON.stringify([...heardByBrowser])}`);
-      const heardByPhone = dtmfBlockCounts(readWav(await phone.recording()).samples);
-      assert.ok((heardByPhone.get('3') ?? 0) >= 0.5 * BLOCKS_PER_SECOND, `the phone heard ${JSON.stringify([...heardByPhone])}`);
+      await sessionHangsUp('w1');
+      assertHeard(result.samples, '9', 'the browser');
+      assertHeard(readWav(await phone.recording()).samples, '3', 'the phone');
     } finally {
       browser.kill();
     }
@@ -158,10 +182,8 @@ describe('a WebRTC browser and a SIP phone through the media gateway', { skip, t
       await client.takeAsync('callDisconnected', (m) => m.attrs.callLeg === leg, 15_000);
       await ok(client, `<callKill callLeg="${leg}"/>`);
       await until(() => bridges() === 0);
-      const heardByBrowser = dtmfBlockCounts(result.samples);
-      assert.ok((heardByBrowser.get('9') ?? 0) >= 0.5 * BLOCKS_PER_SECOND, `the browser heard ${JSON.stringify([...heardByBrowser])}`);
-      const heardByPhone = dtmfBlockCounts(readWav(await phone.recording()).samples);
-      assert.ok((heardByPhone.get('7') ?? 0) >= 0.5 * BLOCKS_PER_SECOND, `the phone heard ${JSON.stringify([...heardByPhone])}`);
+      assertHeard(result.samples, '9', 'the browser');
+      assertHeard(readWav(await phone.recording()).samples, '7', 'the phone');
     } finally {
       browser.kill();
     }
@@ -169,19 +191,10 @@ describe('a WebRTC browser and a SIP phone through the media gateway', { skip, t
 
   test('DTMF on an anchored call: the session\'s digits reach the phone as RFC 4733 events, the phone\'s reach the session as callDTMF', async () => {
     // aiortc offers no telephone-event: the gateway takes and sends the phone's events itself.
-    const browser = await startAiortcPeer({ mode: 'offer', digit: '1', codecs: ['PCMU'], seconds: 3, timeout: 40 });
+    const { browser, offer, mark } = await browserCallsPhone('d1', '1', 3);
     browser.result.catch(() => undefined); // its recording is not looked at here; it is killed at the end
     try {
-      const offer = await browser.nextSdp();
       assert.doesNotMatch(offer, /telephone-event/);
-      const mark = phone.events.count;
-      await ok(client, `<callStart callLeg="d1" peer="${bob}" media="WebRTC"><sdpText>${offer}</sdpText></callStart>`);
-      await phone.events.waitFor((e) => e.type === 'CALL_INCOMING', 15_000, mark);
-      await phone.answer();
-      const connected = await client.takeAsync('callConnected', (m) => m.attrs.callLeg === 'd1', 15_000);
-      browser.give(sdpToText(sdpFromXml(connected.element('sdp')!)));
-      await ok(client, '<callUpdateAccept callLeg="d1"/>');
-      await phone.events.waitFor((e) => e.type === 'CALL_ESTABLISHED', 15_000, mark);
       // callSendDTMF takes the digit's RFC 4733 code (11 is #).
       await ok(client, '<callSendDTMF callLeg="d1">5</callSendDTMF>');
       await client.takeAsync('callOpCompleted', (m) => m.attrs.callLeg === 'd1', 15_000);
@@ -194,28 +207,16 @@ describe('a WebRTC browser and a SIP phone through the media gateway', { skip, t
       await phone.sendDtmf('8');
       const heard = await client.takeAsync('callDTMF', (m) => m.attrs.callLeg === 'd1', 15_000);
       assert.equal(heard.text(), '8');
-      const closedFrom = phone.events.count;
-      await ok(client, '<callKill callLeg="d1"/>');
-      await phone.events.waitFor((e) => e.type === 'CALL_CLOSED', 15_000, closedFrom);
-      await until(() => bridges() === 0);
+      await sessionHangsUp('d1');
     } finally {
       browser.kill();
     }
   });
 
   test('hold and resume on an anchored call: the browser\'s re-offers reach the phone as plain re-INVITEs', async () => {
-    const browser = await startAiortcPeer({ mode: 'offer', digit: '2', codecs: ['PCMU'], seconds: 3, timeout: 40 });
+    const { browser, offer } = await browserCallsPhone('h1', '2', 3);
     browser.result.catch(() => undefined); // its recording is not looked at here; it is killed at the end
     try {
-      const offer = await browser.nextSdp();
-      const mark = phone.events.count;
-      await ok(client, `<callStart callLeg="h1" peer="${bob}" media="WebRTC"><sdpText>${offer}</sdpText></callStart>`);
-      await phone.events.waitFor((e) => e.type === 'CALL_INCOMING', 15_000, mark);
-      await phone.answer();
-      const connected = await client.takeAsync('callConnected', (m) => m.attrs.callLeg === 'h1', 15_000);
-      browser.give(sdpToText(sdpFromXml(connected.element('sdp')!)));
-      await ok(client, '<callUpdateAccept callLeg="h1"/>');
-      await phone.events.waitFor((e) => e.type === 'CALL_ESTABLISHED', 15_000, mark);
       // A browser holds with its own description again, sendonly and one version later (RFC 3264 8.4).
       const version = (n: number): string => offer.replace(/^(o=\S+ \S+ )(\d+)/m, (_all, head: string, v: string) => `${head}${Number(v) + n}`);
       const hold = version(1).replace(/^a=sendrecv/m, 'a=sendonly');
@@ -229,10 +230,7 @@ describe('a WebRTC browser and a SIP phone through the media gateway', { skip, t
       const resumed = await client.takeAsync('callUpdated', (m) => m.attrs.callLeg === 'h1', 15_000);
       assert.equal(resumed.attrs.signalCode, undefined, resumed.toString());
       assert.match(sdpToText(sdpFromXml(resumed.element('sdp')!)), /^a=sendrecv/m);
-      const closedFrom = phone.events.count;
-      await ok(client, '<callKill callLeg="h1"/>');
-      await phone.events.waitFor((e) => e.type === 'CALL_CLOSED', 15_000, closedFrom);
-      await until(() => bridges() === 0);
+      await sessionHangsUp('h1');
     } finally {
       browser.kill();
     }
