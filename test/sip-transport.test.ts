@@ -15,6 +15,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import tls from 'node:tls';
+import { crc32 } from 'node:zlib';
 import { after, before, describe, test } from 'node:test';
 import { WebSocket } from 'ws';
 import { defaultConfig } from '../src/config.js';
@@ -32,6 +33,7 @@ import {
 import { SipService, UDP_SIZE_LIMIT, congestionControlled, type SipRequestEvent } from '../src/transports/sip/service.js';
 import { newBranch, type ClientEvent, type SipEndpoint } from '../src/transports/sip/transactions.js';
 import { SipTransportError, responseDestination, stampVia } from '../src/transports/sip/transport.js';
+import { bindingResponse } from '../src/transports/sip/stun.js';
 import { ensureDebianTool } from './fixtures/debian.js';
 import { capturingLogger, freePort, freeSipPort, startTestServer, type TestServer } from './helpers.js';
 
@@ -521,6 +523,49 @@ describe('the SIP service on loopback', () => {
     }
   });
 
+  test('RFC 5626 keep-alive over UDP: a STUN Binding request is answered with the address it came from; a malformed one is not', async () => {
+    const socket = dgram.createSocket('udp4');
+    await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', () => resolve()));
+    const answers: Buffer[] = [];
+    socket.on('message', (bytes) => answers.push(bytes));
+    try {
+      const request = Buffer.alloc(20);
+      request.writeUInt16BE(0x0001, 0);
+      request.writeUInt32BE(0x2112a442, 4);
+      const transactionId = Buffer.from('0123456789ab');
+      transactionId.copy(request, 8);
+      // Malformed first (a length that does not match): silence; then the real one.
+      const malformed = Buffer.from(request);
+      malformed.writeUInt16BE(8, 2);
+      socket.send(malformed, service.transport.port, '127.0.0.1');
+      socket.send(request, service.transport.port, '127.0.0.1');
+      while (answers.length === 0) await new Promise((resolve) => setTimeout(resolve, 10));
+      const answer = answers[0]!;
+      assert.equal(answer.readUInt16BE(0), 0x0101, 'a Binding success response');
+      assert.deepEqual(answer.subarray(8, 20), transactionId);
+      const mapped = decodeXorMappedAddress(answer);
+      assert.deepEqual(mapped, { address: '127.0.0.1', port: socket.address().port });
+      const fingerprintAt = answer.length - 8;
+      assert.equal(answer.readUInt16BE(fingerprintAt), 0x8028);
+      assert.equal(answer.readUInt32BE(fingerprintAt + 4), (crc32(answer.subarray(0, fingerprintAt)) ^ 0x5354554e) >>> 0);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      assert.equal(answers.length, 1, 'the malformed request got nothing');
+    } finally {
+      socket.close();
+    }
+  });
+
+  test('STUN answers carry IPv6 addresses too (XOR with the cookie and transaction id)', () => {
+    const request = Buffer.alloc(20);
+    request.writeUInt16BE(0x0001, 0);
+    request.writeUInt32BE(0x2112a442, 4);
+    Buffer.from('abcdefghijkl').copy(request, 8);
+    assert.deepEqual(decodeXorMappedAddress(bindingResponse(request, '2001:db8::1:5', 5060)!), { address: '2001:db8:0:0:0:0:1:5', port: 5060 });
+    assert.equal(bindingResponse(request, 'not an address', 5060), undefined);
+    request.writeUInt16BE(0x0111, 0); // not a Binding request
+    assert.equal(bindingResponse(request, '127.0.0.1', 5060), undefined);
+  });
+
   test('RFC 5626 keep-alive: CRLFCRLF is answered CRLF', async () => {
     const peer = await StreamPeer.tcp(service.transport.port);
     try {
@@ -880,3 +925,20 @@ describe('SIP on a whole server', () => {
   });
 });
 
+/** The address in a STUN response's XOR-MAPPED-ADDRESS (RFC 5389 15.2), decoded by the test. */
+function decodeXorMappedAddress(message: Buffer): { address: string; port: number } | undefined {
+  const key = Buffer.concat([message.subarray(4, 8), message.subarray(8, 20)]);
+  for (let at = 20; at + 4 <= message.length; ) {
+    const type = message.readUInt16BE(at);
+    const length = message.readUInt16BE(at + 2);
+    if (type === 0x0020) {
+      const family = message[at + 5];
+      const port = message.readUInt16BE(at + 6) ^ 0x2112;
+      const bytes = message.subarray(at + 8, at + 4 + length).map((b, i) => b ^ key[i]!);
+      const address = family === 0x01 ? [...bytes].join('.') : Array.from({ length: 8 }, (_, i) => ((bytes[2 * i]! << 8) | bytes[2 * i + 1]!).toString(16)).join(':');
+      return { address, port };
+    }
+    at += 4 + length + ((4 - (length % 4)) % 4);
+  }
+  return undefined;
+}

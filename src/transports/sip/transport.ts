@@ -44,6 +44,7 @@ import {
 } from './message.js';
 import { newTag } from './transaction-matching.js';
 import type { SipEndpoint, SipTransportName } from './transactions.js';
+import { bindingResponse, isStun } from './stun.js';
 
 /** The WebSocket subprotocol of RFC 7118. */
 export const SIP_WEBSOCKET_PROTOCOL = 'sip';
@@ -219,9 +220,8 @@ export function responseDestination(message: SipMessage, source: SipEndpoint): S
   return endpoint(via.host, port);
 }
 
-/** A datagram that is only a keep-alive (CRLFs, RFC 5626 4.4.1's habit carried to UDP) or a STUN message (RFC 5389 6). */
+/** A datagram that is only a keep-alive (CRLFs, RFC 5626 4.4.1's habit carried to UDP); STUN's are answered (stun.ts). */
 function isKeepAliveDatagram(bytes: Buffer): boolean {
-  if (bytes.length >= 20 && (bytes[0]! & 0xc0) === 0 && bytes.readUInt32BE(4) === 0x2112a442) return true;
   for (const byte of bytes) if (byte !== 0x0d && byte !== 0x0a && byte !== 0x20 && byte !== 0x00) return false;
   return true;
 }
@@ -626,13 +626,19 @@ export class SipTransport {
       socket.bind(port, this.options.host, () => {
         socket.off('error', reject);
         socket.on('error', (err) => this.log.warn({ event: 'sip.udp_error', error: errorText(err) }, 'SIP UDP socket error'));
-        socket.on('message', (bytes, remote) => this.onDatagram(bytes, remote));
+        socket.on('message', (bytes, remote) => this.onDatagram(bytes, remote, socket));
         resolve(socket);
       });
     });
   }
 
-  private onDatagram(bytes: Buffer, remote: dgram.RemoteInfo): void {
+  private onDatagram(bytes: Buffer, remote: dgram.RemoteInfo, socket: dgram.Socket): void {
+    if (isStun(bytes)) {
+      // An outbound flow's keep-alive (RFC 5626 8.2): answered with the address it came from.
+      const response = bindingResponse(bytes, remote.address, remote.port);
+      if (response) socket.send(response, remote.port, remote.address);
+      return;
+    }
     if (isKeepAliveDatagram(bytes)) return;
     const source: SipEndpoint = { host: plainAddress(remote.address), port: remote.port, transport: 'udp' };
     let message;
