@@ -379,6 +379,7 @@ class NattedPhone {
         `Call-ID: ${callId}`,
         `CSeq: ${cseq} INVITE`,
         `Contact: <sip:${user}@${this.privateHost}:5060>`,
+        'Alert-Info: <http://www.notused.invalid>;info=alert-autoanswer;delay=0',
         ...(auth ? [`Proxy-Authorization: ${auth}`] : []),
         'Content-Type: application/sdp',
         `Content-Length: ${Buffer.byteLength(body)}`,
@@ -548,6 +549,8 @@ describe('a phone behind NAT', { timeout: 60_000 }, () => {
       const answered = await phone.call(phoneAccount, 'nat-secret', deskAccount);
       const incoming = await caller.takeAsync('callIncoming', () => true, 10_000);
       const offerHere = incoming.element('sdpText')?.text() ?? '';
+      // The INVITE's Alert-Info comes as suppl data (INTEROP.md: clients auto-answer on it).
+      assert.equal(incoming.element('suppl')?.elements().find((e) => e.attrs.key === 'Alert-Info')?.text(), '<http://www.notused.invalid>;info=alert-autoanswer;delay=0');
       assert.doesNotMatch(offerHere, /192\.168\.77\.20/);
       assert.match(offerHere, /^c=IN IP4 127\.0\.0\.1/m);
       await ok(caller, `<callAccept callLeg="${incoming.attrs.callLeg}"><sdpText>${offer}</sdpText></callAccept>`);

@@ -40,7 +40,7 @@ import { UserAgentCore, type ClientCall, type Dialog, type IncomingRequest, type
 import { authenticateRequest } from './digest-auth.js';
 import type { DigestClientCredentials } from './digest-client.js';
 import type { InviteOptions } from './dialog-uac.js';
-import type { SipResponse } from './message.js';
+import type { SipRequest, SipResponse } from './message.js';
 import { locateSipServers, SipLocateError } from './locate.js';
 import { Registrar, sameUri } from './registrar.js';
 import type { SipRequestEvent, SipService } from './service.js';
@@ -329,7 +329,11 @@ export class SipUacLeg extends SipLeg {
         // Another domain's server or a trunk: To is the Request-URI (a number at the trunk).
         to: target.accountId === undefined ? `<${target.contact}>` : nameAddr({ address: target.aor }, domainOfCaller),
         body: invite.sdp,
-        headers: [...target.path.map((p) => ['Route', p] as const), ...(invite.transferredBy ? [['Referred-By', `<sip:${invite.transferredBy}>`] as const] : [])],
+        headers: [
+          ...target.path.map((p) => ['Route', p] as const),
+          ...(invite.transferredBy ? [['Referred-By', `<sip:${invite.transferredBy}>`] as const] : []),
+          ...supplHeaders(invite.suppl),
+        ],
         destination,
         pinDestination: target.nat === true,
         ...remote,
@@ -418,6 +422,26 @@ export class SipUacLeg extends SipLeg {
 }
 
 /**
+ * The headers of an INVITE that XIMSS shows as `suppl` data of callIncoming (Alert-Info, such as
+ * `answer-after=0` for auto-answer, and Call-Info), and back.
+ */
+const SUPPL_HEADERS = ['Alert-Info', 'Call-Info'] as const;
+
+function supplOf(request: SipRequest): Record<string, string> | undefined {
+  const suppl: Record<string, string> = {};
+  for (const name of SUPPL_HEADERS) {
+    const values = request.headers.getAll(name);
+    if (values.length > 0) suppl[name] = values.join(', ').slice(0, 1024);
+  }
+  return Object.keys(suppl).length > 0 ? suppl : undefined;
+}
+
+function supplHeaders(suppl: Record<string, string> | undefined): [string, string][] {
+  if (!suppl) return [];
+  return SUPPL_HEADERS.filter((name) => suppl[name] !== undefined && !/[\r\n]/.test(suppl[name]!)).map((name) => [name, suppl[name]!]);
+}
+
+/**
  * The media a SIP device speaks, as far as its transport tells: phones over WebSocket are
  * browsers (RFC 7118 clients such as SIP.js and JsSIP), which speak WebRTC; the others plain RTP.
  */
@@ -445,7 +469,7 @@ export class SipUasLeg extends SipLeg {
       if (body && isSdp(body)) this.send({ kind: 'ack', sdp: body.content });
     });
     try {
-      this.peer = calls.place({ caller: this.address, accountId, from: caller, to, sdp: this.offered ? server.body!.content : undefined, media: media.flavour, nat: media.nat }).address;
+      this.peer = calls.place({ caller: this.address, accountId, from: caller, to, sdp: this.offered ? server.body!.content : undefined, media: media.flavour, nat: media.nat, suppl: supplOf(server.request) }).address;
     } catch (err) {
       // Over a limit (CallRefused): the device hears it as the refusal.
       this.ended = true;
