@@ -6,7 +6,7 @@
  * an account takes a call over with an INVITE with Replaces (RFC 3891), with or without an
  * offer; and the refusals: a Replaces naming no call of the device's (NOTIFY 481, the calls go
  * on), an unreadable one (400), early-only on an answered call (486), another account's call
- * (481), a caller from elsewhere (403).
+ * (481), a call still ringing (501: taking it over is not done), a caller from elsewhere (403).
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
@@ -219,14 +219,46 @@ describe('INVITE with Replaces (RFC 3891)', { timeout: 60_000 }, () => {
     }
   });
 
-  test('refusals: no such call 481, another account\'s call 481, unreadable or twice 400, early-only on an answered call 486, from elsewhere 403; the call goes on', async () => {
+  test('the peer refuses the new offer: the INVITE gets its refusal, and the old device keeps the call', async () => {
+    const desk = await newPhone('owner');
+    const alice = await newUser();
+    const mobile = await SipPhone.open(sipPort, desk.aor, 'phone-secret');
+    try {
+      const old = await callPhone(alice, desk, 'q1', 8400);
+      const taking = mobile.invite(old.remoteTarget, `<sip:${alice.address}>`, 8500, [`Replaces: ${SipPhone.replaces(old)}`]);
+      await next(alice.client, 'callUpdateRequest', 'q1');
+      await ok(alice.client, '<callUpdateReject callLeg="q1" signalCode="488" errorText="not that codec"/>');
+      assert.equal((await taking).response.status, 488);
+      // The call is the old device's again: the peer's next offer and its hang-up reach it.
+      await ok(alice.client, `<callUpdate callLeg="q1">${sdp(8402)}</callUpdate>`);
+      const reinvite = await desk.nextRequest('INVITE', old);
+      assert.equal(portOf(reinvite), 8402);
+      assert.equal(desk.has((m) => m.kind === 'request' && m.method === 'BYE'), false);
+      await ok(alice.client, '<callKill callLeg="q1"/>');
+      await desk.nextRequest('BYE', old);
+    } finally {
+      desk.close();
+      mobile.close();
+    }
+  });
+
+  test('refusals: a call still ringing 501, no such call 481, another account\'s call 481, unreadable or twice 400, early-only on an answered call 486, from elsewhere 403; the call goes on', async () => {
     const desk = await newPhone('owner');
     const alice = await newUser();
     const mobile = await SipPhone.open(sipPort, desk.aor, 'phone-secret');
     const other = await newPhone('other', false);
     const outsider = await SipPhone.open(sipPort, 'someone@elsewhere.invalid', 'x');
     try {
-      const old = await callPhone(alice, desk, 'f1', 8200);
+      // A call that still rings at the desk phone: taking it by Replaces is not done (501).
+      await ok(alice.client, `<callStart callLeg="f1" peer="${desk.aor}">${sdp(8200)}</callStart>`);
+      const ringing = await desk.ring();
+      const early = await mobile.invite(ringing.dialog.remoteTarget, `<sip:${alice.address}>`, 8300, [`Replaces: ${SipPhone.replaces(ringing.dialog)}`]);
+      assert.equal(early.response.status, 501);
+      assert.match(early.response.reason, /still rings/);
+      assert.equal((await mobile.invite(ringing.dialog.remoteTarget, `<sip:${alice.address}>`, 8300, [`Replaces: ${SipPhone.replaces(ringing.dialog, ';early-only')}`])).response.status, 501);
+      await ringing.accept(8201);
+      await next(alice.client, 'callConnected', 'f1');
+      const old = ringing.dialog;
       const target = old.remoteTarget;
       const status = async (phone: SipPhone, headers: string[]): Promise<number> => (await phone.invite(target, `<sip:${alice.address}>`, 8300, headers)).response.status;
       assert.equal(await status(mobile, [`Replaces: nosuchcall;to-tag=${old.remoteTag};from-tag=${old.localTag}`]), 481);

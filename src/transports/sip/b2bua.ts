@@ -92,7 +92,8 @@ abstract class SipLeg implements Port {
   }
 
   protected send(signal: Signal): void {
-    if (this.peer) this.router.send(this.peer, signal, this.address);
+    // While another takes its place, the call hears nothing of this leg.
+    if (this.peer && !this.handingOver) this.router.send(this.peer, signal, this.address);
   }
 
   /** Listens to a dialog of this leg (the initial one, or the one that answered). */
@@ -504,6 +505,8 @@ export class SipUacLeg extends SipLeg {
 
   private provisional(dialog: Dialog | undefined, response: SipResponse): void {
     if (this.ended) return;
+    // An early dialog is the leg's too (a Replaces may name it).
+    if (dialog) legOfDialog.set(dialog, this);
     const sdp = hasSdp(response) ? response.body.toString('utf8') : undefined;
     // An offer may come only reliably; an unreliable one is not an offer we can answer.
     const reliable = response.headers.get('RSeq') !== undefined;
