@@ -2,7 +2,8 @@
  * Attended transfer and call replacement from SIP phones, on the wire: a phone played on UDP
  * sockets (test/fixtures/sip-phone.ts) with two calls through the server sends REFER with
  * Replaces (RFC 5589 7) and the peers of its two calls, XIMSS sessions, end up talking to each
- * other (src/transports/sip/b2bua.ts over the call engine's AttendedTransfer); another device of
+ * other (src/transports/sip/b2bua.ts over the call engine's AttendedTransfer), or, when the target
+ * refuses the media, the NOTIFY says so and both calls end; another device of
  * an account takes a call over with an INVITE with Replaces (RFC 3891), with or without an
  * offer; and the refusals: a Replaces naming no call of the device's (NOTIFY 481, the calls go
  * on), an unreadable one (400), early-only on an answered call (486), another account's call
@@ -130,6 +131,30 @@ describe('REFER with Replaces from a phone (attended transfer, RFC 5589)', { tim
       assert.equal((await next(carol.client, 'callDTMF', carolLeg)).text(), '5');
       await ok(alice.client, '<callKill callLeg="a1"/>');
       await next(carol.client, 'callDisconnected', carolLeg);
+    } finally {
+      phone.close();
+    }
+  });
+
+  test('the target refuses the transferee\'s media: NOTIFY with its refusal, and both calls end', async () => {
+    const phone = await newPhone('transferor');
+    try {
+      const alice = await newUser();
+      const carol = await newUser();
+      const toAlice = await callPhone(alice, phone, 'm1', 7500);
+      const toCarol = await callPhone(carol, phone, 'm2', 7550);
+      const cseq = phone.request(toAlice, 'REFER', [`Refer-To: <sip:${carol.address}?Replaces=${encodeURIComponent(SipPhone.replaces(toCarol))}>`]);
+      assert.equal((await phone.final(toAlice.callId, cseq)).status, 202);
+      assert.equal(sipfrag(await phone.nextRequest('NOTIFY', toAlice)), 'SIP/2.0 100 Trying');
+      await next(alice.client, 'callUpdateSolicited', 'm1');
+      await ok(alice.client, `<callUpdate callLeg="m1">${sdp(7502)}</callUpdate>`);
+      await next(carol.client, 'callUpdateRequest', 'm2');
+      await ok(carol.client, '<callUpdateReject callLeg="m2" signalCode="488"/>');
+      assert.match(sipfrag(await phone.nextRequest('NOTIFY', toAlice)), /^SIP\/2\.0 488 /);
+      await next(alice.client, 'callDisconnected', 'm1');
+      await next(carol.client, 'callDisconnected', 'm2');
+      await phone.nextRequest('BYE', toCarol);
+      await phone.nextRequest('BYE', toAlice);
     } finally {
       phone.close();
     }
