@@ -25,7 +25,7 @@ import { errorText, type Logger } from '../../log.js';
 import type { Metrics } from '../../metrics.js';
 import type { AccountService } from '../../services/accounts.js';
 import type { AuthService } from '../../services/auth.js';
-import { BlindTransfer } from '../../services/calls/junction.js';
+import { AttendedTransfer, BlindTransfer } from '../../services/calls/junction.js';
 import type { Resolution } from '../../services/calls/call.js';
 import type { CallRouter, Port, PortAddress } from '../../services/calls/router.js';
 import { addressOf, CallRefused, isPhoneNumber, type CallService } from '../../services/calls/service.js';
@@ -37,6 +37,7 @@ import type { ImService } from '../../services/im/service.js';
 import type { Binding } from '../../store/registrations.js';
 import type { Store } from '../../store/store.js';
 import { UserAgentCore, type ClientCall, type Dialog, type IncomingRequest, type RequestOutcome, type ServerCall, type SipBody } from './dialog.js';
+import { parseReferTo, parseReplaces, type Replaces } from './dialog-messages.js';
 import { authenticateRequest } from './digest-auth.js';
 import type { DigestClientCredentials } from './digest-client.js';
 import type { InviteOptions } from './dialog-uac.js';
@@ -51,6 +52,9 @@ import { parseNameAddr, parseUri, type NameAddr, type Uri } from './uri.js';
 export type SipTarget = Extract<CallTarget, { kind: 'sip' }>;
 
 const DTMF_RELAY = 'application/dtmf-relay';
+
+/** The leg of each dialog the B2BUA holds: what a Replaces (RFC 3891) finds through UserAgentCore.dialog(). */
+const legOfDialog = new WeakMap<Dialog, SipLeg>();
 
 /** What is waiting for the engine's next `ack`: the answer for a 2xx, a PRACK, or a re-INVITE's 2xx. */
 type AckWait = { kind: 'ack2xx'; dialog: Dialog } | { kind: 'prack'; resolve: (body: string | undefined) => void };
@@ -72,10 +76,13 @@ abstract class SipLeg implements Port {
   protected ended = false;
   /** Who is on the other side (what REFER needs). */
   remote: Party = { address: '' };
+  /** An attended transfer or an INVITE with Replaces is taking this leg's place in its call. */
+  private handingOver = false;
 
   constructor(
     protected readonly calls: CallService,
     protected readonly log: Logger,
+    protected readonly ua: UserAgentCore,
   ) {
     this.address = calls.router.open(this);
   }
@@ -85,12 +92,14 @@ abstract class SipLeg implements Port {
   }
 
   protected send(signal: Signal): void {
-    if (this.peer) this.router.send(this.peer, signal, this.address);
+    // While another takes its place, the call hears nothing of this leg.
+    if (this.peer && !this.handingOver) this.router.send(this.peer, signal, this.address);
   }
 
   /** Listens to a dialog of this leg (the initial one, or the one that answered). */
   protected attach(dialog: Dialog): void {
     this.dialog = dialog;
+    legOfDialog.set(dialog, this);
     dialog.on('request', (incoming) => this.inDialog(incoming));
     dialog.on('ack', (body) => this.deviceAck(body));
     dialog.on('bye', () => {
@@ -161,7 +170,10 @@ abstract class SipLeg implements Port {
     incoming.respond(200);
   }
 
-  /** REFER: a blind transfer of the other side to the Refer-To target (a Replaces one is refused). */
+  /**
+   * REFER: a blind transfer of the other side to the Refer-To target, or with a Replaces in the
+   * Refer-To an attended one (attendedRefer).
+   */
   private refer(incoming: IncomingRequest): void {
     const referTo = incoming.request.headers.get('Refer-To');
     let target: NameAddr | undefined;
@@ -176,14 +188,27 @@ abstract class SipLeg implements Port {
     }
     const uri = target.uri;
     if (uri.kind === 'sip' && uri.headers.some(([name]) => name.toLowerCase() === 'replaces')) {
-      incoming.respond(501, { reason: 'Not Implemented (attended transfer by REFER with Replaces)' });
+      let replaces: Replaces | undefined;
+      try {
+        replaces = parseReferTo(referTo!).replaces;
+      } catch {
+        replaces = undefined;
+      }
+      if (!replaces) {
+        incoming.respond(400, { reason: 'Bad Request (unreadable Replaces in the Refer-To)' });
+        return;
+      }
+      return this.attendedRefer(incoming, replaces);
+    }
+    if (this.handingOver) {
+      incoming.respond(491, { reason: 'Request Pending (the call is being transferred)' });
       return;
     }
     const address = uri.kind === 'sip' && uri.user !== undefined ? `${uri.user}@${uri.host}` : target.uriText;
     incoming.respond(202);
     const dialog = this.dialog;
     const by = this.identity();
-    new BlindTransfer(this.calls, this.peer, this.remote, address, by, (outcome) => {
+    new BlindTransfer(this.calls, this.peer, this.otherParty(), address, by, (outcome) => {
       void dialog.notifyRefer(outcome.ok ? 200 : outcome.code, outcome.ok ? {} : { reason: outcome.reason }).catch(() => {});
       if (outcome.ok) {
         // The other side talks to the transfer target now: this leg is out of the call.
@@ -193,6 +218,96 @@ abstract class SipLeg implements Port {
         this.release();
       }
     });
+  }
+
+  /**
+   * REFER with Replaces (RFC 5589 7): the device joins the peers of two of its calls, this one's
+   * and the one the Replaces names: our dialog with the same account's device, matched as the
+   * target of the INVITE with Replaces would match it (RFC 3891 3: the to-tag is ours, the
+   * from-tag the device's). The two peers are joined as XIMSS's attended callTransfer joins
+   * them (AttendedTransfer). Once the REFER reads it is accepted (202), and the NOTIFYs tell
+   * what the INVITE with Replaces would have got (RFC 3515 2.4.4): 481 when no such call of the
+   * device's is here (RFC 5589 7.x: the transferor keeps both calls and may take the first one
+   * back), 486 for `early-only` on a connected call, or 100 and then 200 once the peers talk, or
+   * the failure (the calls are over then). Both of the device's dialogs get BYE at the end, the
+   * other one at once (as the target of a Replaces ends the replaced dialog), the REFER's own
+   * after its final NOTIFY.
+   */
+  private attendedRefer(incoming: IncomingRequest, replaces: Replaces): void {
+    const dialog = this.dialog!;
+    if (!this.available) {
+      incoming.respond(this.handingOver ? 491 : 481, { reason: this.handingOver ? 'Request Pending (the call is being transferred)' : 'Call/Transaction Does Not Exist (the call is not connected)' });
+      return;
+    }
+    const found = replacedLeg(this.ua, replaces, this.owner);
+    if ('leg' in found && found.leg === this) {
+      incoming.respond(400, { reason: 'Bad Request (the Replaces names the dialog of the REFER)' });
+      return;
+    }
+    incoming.respond(202);
+    if (!('leg' in found)) {
+      void dialog.notifyRefer(found.code, { reason: found.reason }).catch(() => {});
+      return;
+    }
+    const other = found.leg;
+    const first = this.detach();
+    const second = other.detach();
+    const trying = dialog.notifyRefer(100).catch(() => undefined);
+    new AttendedTransfer(this.calls, first, second, this.otherParty(), other.otherParty(), (outcome) => {
+      other.leave();
+      void trying
+        .then(() => dialog.notifyRefer(outcome.ok ? 200 : outcome.code, outcome.ok ? {} : { reason: outcome.reason }))
+        .catch(() => undefined)
+        .then(() => this.leave());
+    });
+  }
+
+  /** The party on the other side of the call (the transferee of a REFER). */
+  abstract otherParty(): Party;
+
+  /** The account (or address) this leg's device stands for. */
+  get owner(): string {
+    return this.identity().address;
+  }
+
+  /** In a connected call whose place another may take (a transfer, a replacement). */
+  get available(): boolean {
+    return !this.ended && !this.handingOver && this.peer !== undefined && this.dialog?.state === 'confirmed';
+  }
+
+  /**
+   * Leaves its place in the call to another (an attended transfer, a replacing INVITE): the
+   * call's port it spoke to. The call no longer hears the leg, its device's BYE included.
+   */
+  detach(): PortAddress {
+    const peer = this.peer!;
+    this.peer = undefined;
+    this.handingOver = true;
+    return peer;
+  }
+
+  /**
+   * Whoever was to take its place failed: the leg speaks for its side again (`trying`, which
+   * a call takes as its side's leg showing where it is), or, its device gone meanwhile, hangs up.
+   */
+  reattach(peer: PortAddress): void {
+    this.handingOver = false;
+    this.peer = peer;
+    if (!this.ended) {
+      this.send({ kind: 'trying' });
+      return;
+    }
+    this.send({ kind: 'bye', reason: 'the device hung up' });
+    this.peer = undefined;
+  }
+
+  /** Out of the call for good (another took its place, or the call is over): BYE to the device. */
+  leave(): void {
+    this.peer = undefined;
+    this.handingOver = false;
+    this.ended = true;
+    if (this.dialog && this.dialog.state !== 'terminated') void this.dialog.bye().catch(() => {});
+    this.release();
   }
 
   /** The account or address this leg stands for (the transferor of a REFER). */
@@ -315,9 +430,13 @@ export class SipUacLeg extends SipLeg {
   private readonly offered: boolean;
   private answered = false;
 
+  /** Who called (or, after a transfer, is on the other side). */
+  private caller: Party;
+
   constructor(calls: CallService, log: Logger, ua: UserAgentCore, target: SipTarget, invite: Extract<Signal, { kind: 'invite' }>, replyTo: PortAddress, domainOfCaller: string, remote: RemoteInviteOptions = {}) {
-    super(calls, log);
+    super(calls, log, ua);
     this.peer = replyTo;
+    this.caller = invite.from;
     this.offered = invite.sdp !== undefined;
     this.remote = { address: target.aor };
     const destination: SipEndpoint = { host: target.flow.host, port: target.flow.port, transport: target.flow.transport as SipTransportName, flow: target.flow.flow ?? undefined };
@@ -384,8 +503,14 @@ export class SipUacLeg extends SipLeg {
     return this.remote;
   }
 
+  otherParty(): Party {
+    return this.caller;
+  }
+
   private provisional(dialog: Dialog | undefined, response: SipResponse): void {
     if (this.ended) return;
+    // An early dialog is the leg's too (a Replaces may name it).
+    if (dialog) legOfDialog.set(dialog, this);
     const sdp = hasSdp(response) ? response.body.toString('utf8') : undefined;
     // An offer may come only reliably; an unreliable one is not an offer we can answer.
     const reliable = response.headers.get('RSeq') !== undefined;
@@ -417,6 +542,10 @@ export class SipUacLeg extends SipLeg {
       return;
     }
     if (signal.kind === 'ack' && this.ackWait?.kind === 'prack') return this.engineAck(signal.sdp, signal.code);
+    if (signal.kind === 'transferred') {
+      this.caller = signal.peer;
+      return;
+    }
     this.inCall(signal);
   }
 }
@@ -454,8 +583,8 @@ export class SipUasLeg extends SipLeg {
   private readonly offered: boolean;
   private readonly self: Party;
 
-  constructor(calls: CallService, log: Logger, private readonly server: ServerCall, caller: Party, accountId: number | undefined, to: string, media: { flavour: MediaFlavour; nat: boolean }) {
-    super(calls, log);
+  constructor(calls: CallService, log: Logger, ua: UserAgentCore, private readonly server: ServerCall, caller: Party, accountId: number | undefined, to: string, media: { flavour: MediaFlavour; nat: boolean }) {
+    super(calls, log, ua);
     this.self = caller;
     this.offered = server.body !== undefined && isSdp(server.body);
     this.attach(server.dialog);
@@ -480,6 +609,10 @@ export class SipUasLeg extends SipLeg {
 
   protected identity(): Party {
     return this.self;
+  }
+
+  otherParty(): Party {
+    return this.remote;
   }
 
   receive(signal: Signal, from: PortAddress): void {
@@ -512,6 +645,117 @@ export class SipUasLeg extends SipLeg {
         this.inCall(signal);
     }
   }
+}
+
+/**
+ * An INVITE with Replaces (RFC 3891): a device of the account takes the place of one of the
+ * account's legs in its call (a phone picking up a call another device of the account has).
+ * The new leg speaks for the old one's side: the other side gets the INVITE's offer as an
+ * update (or, without one, is asked for an offer), its answer (or offer) goes in the 200, and
+ * the old dialog gets BYE. When the other side refuses, the INVITE is refused with its code and
+ * the old leg speaks for its side again; when the call ends meanwhile, the INVITE gets 481.
+ */
+class SipReplacingLeg extends SipLeg {
+  private pending = true;
+  private readonly offered: boolean;
+  /** The call's port for the old leg's side, while the other side is asked (peer stays unset: nothing reaches the call before the outcome). */
+  private seat: PortAddress;
+
+  constructor(calls: CallService, log: Logger, ua: UserAgentCore, private readonly server: ServerCall, private readonly self: Party, private readonly old: SipLeg) {
+    super(calls, log, ua);
+    this.offered = server.body !== undefined && isSdp(server.body);
+    this.attach(server.dialog);
+    this.remote = old.otherParty();
+    this.seat = old.detach();
+    // A signal from here makes this leg the one the call talks to for that side.
+    this.router.send(this.seat, { kind: 'update', sdp: this.offered ? server.body!.content : undefined }, this.address);
+  }
+
+  protected identity(): Party {
+    return this.self;
+  }
+
+  otherParty(): Party {
+    return this.remote;
+  }
+
+  receive(signal: Signal, from: PortAddress): void {
+    if (!this.pending) {
+      if (from.id !== '-') this.peer = from;
+      if (signal.kind === 'transferred') this.remote = signal.peer;
+      else this.inCall(signal);
+      return;
+    }
+    if (from.id !== '-') this.seat = from;
+    switch (signal.kind) {
+      case 'updated':
+        return this.outcome(signal);
+      case 'bye':
+      case 'gone':
+      case 'cancel':
+      case 'reject':
+        // The call ended before the other side answered: nothing is left to replace.
+        this.pending = false;
+        this.ended = true;
+        this.server.reject(481, 'Call/Transaction Does Not Exist (the call ended)');
+        this.old.leave();
+        this.release();
+        return;
+      default:
+        return;
+    }
+  }
+
+  private outcome(signal: Extract<Signal, { kind: 'updated' }>): void {
+    this.pending = false;
+    const refused = signal.code !== undefined || signal.sdp === undefined || (!this.offered && signal.offer !== true);
+    if (this.ended) {
+      // The new device gave up (CANCEL) while the other side was asked: the old leg keeps the call
+      // when the media did not move, else the call, its media gone to nobody, is over.
+      if (refused) this.old.reattach(this.seat);
+      else {
+        this.router.send(this.seat, { kind: 'bye', reason: 'the replacing device went away' }, this.address);
+        this.old.leave();
+      }
+      return;
+    }
+    if (refused) {
+      this.ended = true;
+      this.server.reject(signal.code ?? 488, signal.reason ?? 'the other side gave no media');
+      this.old.reattach(this.seat);
+      this.release();
+      return;
+    }
+    this.peer = this.seat;
+    // An offer of the other side's (the INVITE had none) is answered in the ACK (deviceAck).
+    if (!this.server.answer(200, signal.sdp)) return;
+    this.old.leave();
+  }
+}
+
+/**
+ * The leg a Replaces names (RFC 3891 3): our dialog with the Call-ID, our tag as to-tag and the
+ * device's as from-tag, of a device of `owner`'s (another account's dialog is as unknown as a
+ * missing one), or the refusal the RFC gives: 481 for none (or an early dialog we did not
+ * initiate), 603 for one that ended, 486 for early-only on a confirmed one; 501 for an early
+ * dialog of ours (taking a call that still rings is not done); 491 when the call is being
+ * transferred or replaced already.
+ */
+function replacedLeg(ua: UserAgentCore, replaces: Replaces, owner: string): { leg: SipLeg } | { code: number; reason: string } {
+  const dialog = ua.dialog({ callId: replaces.callId, localTag: replaces.toTag, remoteTag: replaces.fromTag });
+  const leg = dialog === undefined ? undefined : legOfDialog.get(dialog);
+  if (dialog === undefined || leg === undefined || leg.owner.toLowerCase() !== owner.toLowerCase()) {
+    return { code: 481, reason: 'Call/Transaction Does Not Exist (no such call to replace)' };
+  }
+  if (dialog.state === 'terminated') return { code: 603, reason: 'Declined (the call to replace has ended)' };
+  if (dialog.state === 'early') {
+    return dialog.role === 'uas'
+      ? { code: 481, reason: 'Call/Transaction Does Not Exist (an early dialog this server did not initiate)' }
+      : { code: 501, reason: 'Not Implemented (replacing a call that still rings)' };
+  }
+  if (replaces.earlyOnly) return { code: 486, reason: 'Busy Here (the call is answered; early-only)' };
+  if (!leg.available) return { code: 491, reason: 'Request Pending (the call is being transferred)' };
+  return { leg };
 }
 
 function hasSdp(response: SipResponse): boolean {
@@ -633,6 +877,8 @@ export class SipCalls {
       return;
     }
     const callerDomain = from.uri.host.toLowerCase();
+    // RFC 3891: an INVITE that takes the place of a call of ours (it goes to our Contact: no user to call).
+    const replacing = request.headers.getAll('Replaces');
     const called = requestUri.user === undefined ? undefined : `${requestUri.user}@${requestUri.host}`.toLowerCase();
     let caller: Party;
     let accountId: number | undefined;
@@ -650,13 +896,27 @@ export class SipCalls {
       caller = { address: `${account.name}@${account.domain}`, name: from.displayName || account.realName || undefined };
       accountId = account.id;
     } else {
+      if (replacing.length > 0) {
+        event.respond(403, 'Forbidden (only a device of ours, authenticated, may replace a call)');
+        return;
+      }
       if (called === undefined || !(await this.deps.im.isLocalDomain(requestUri.host.toLowerCase()))) {
         event.respond(403, 'Forbidden (this server relays calls for its own users only)');
         return;
       }
       caller = { address: from.uri.user ? `${from.uri.user}@${callerDomain}` : callerDomain, name: from.displayName || undefined };
     }
-    if (called === undefined) {
+    let replaces: Replaces | undefined;
+    if (replacing.length > 0) {
+      try {
+        // RFC 3891 3: more than one is a 400 as well.
+        if (replacing.length > 1) throw new Error('more than one Replaces');
+        replaces = parseReplaces(replacing[0]!);
+      } catch {
+        event.respond(400, 'Bad Request (a Replaces header that does not read, or more than one)');
+        return;
+      }
+    } else if (called === undefined) {
       event.respond(404, 'Not Found (the Request-URI has no user)');
       return;
     }
@@ -665,9 +925,19 @@ export class SipCalls {
     const sdp = request.body.length > 0 ? request.body.toString('utf8') : undefined;
     const sdpHost = sdp === undefined ? undefined : sdpAddress(sdp);
     const nat = (contactUri !== undefined && behindNat(contactUri, source.host)) || (sdpHost !== undefined && behindNat(sdpHost, source.host));
+    if (replaces !== undefined) {
+      const found = replacedLeg(this.deps.ua, replaces, caller.address);
+      if (!('leg' in found)) {
+        event.respond(found.code, found.reason);
+        return;
+      }
+      const server = this.deps.ua.acceptInvite(event, { pinToSource: nat });
+      if (server) new SipReplacingLeg(this.deps.calls, this.log, this.deps.ua, server, caller, found.leg);
+      return;
+    }
     const server = this.deps.ua.acceptInvite(event, { pinToSource: nat });
     if (!server) return;
-    new SipUasLeg(this.deps.calls, this.log, server, caller, accountId, called, { flavour: mediaOfTransport(source.transport), nat });
+    new SipUasLeg(this.deps.calls, this.log, this.deps.ua, server, caller, accountId, called!, { flavour: mediaOfTransport(source.transport), nat });
   }
 }
 

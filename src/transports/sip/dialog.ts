@@ -103,8 +103,8 @@ export interface UserAgentCoreOptions {
   contactUser?: string;
 }
 
-/** The option tags we support (RFC 3262's 100rel; Replaces only as read from a Refer-To). */
-const SUPPORTED = ['100rel'];
+/** The option tags we support (RFC 3262's 100rel; RFC 3891's replaces, whose header the owner reads: b2bua.ts). */
+const SUPPORTED = ['100rel', 'replaces'];
 
 /**
  * The user agent core: makes and takes INVITEs, owns every dialog, and routes the TU events of
