@@ -37,6 +37,8 @@ type LegOpener = (invite: Extract<Signal, { kind: 'invite' }>, replyTo: PortAddr
 /** The flavour of an SDP, undefined when it cannot be read. */
 export function flavourOfSdp(sdp: string | undefined): Flavour | undefined {
   if (sdp === undefined) return undefined;
+  // Without a DTLS fingerprint or a TLS profile it cannot be WebRTC: no need to parse it (every call asks).
+  if (!/fingerprint|TLS/i.test(sdp)) return 'rtp';
   try {
     return flavourOf(sdp);
   } catch {
