@@ -297,11 +297,12 @@ export class MediaBridge implements Port {
     return true;
   }
 
-  /** No RTP either way for a while on a connected call that is not on hold: both sides are hung up. */
+  /** No RTP either way for a while on a connected call that is not on hold: both sides are hung up (as rtpengine's timeout does). */
   private async idle(): Promise<void> {
     if (!this.connected || this.closed || !this.session) return;
     const stats = this.session.stats();
-    if (stats.a?.direction === 'inactive' || stats.b?.direction === 'inactive') return;
+    // On hold (sendonly, recvonly, inactive) a phone may well send nothing: only a call both sides say is live is hung up.
+    if (stats.a?.direction !== 'sendrecv' || stats.b?.direction !== 'sendrecv') return;
     const reason = 'no media from either side';
     this.log.info({ event: 'media.timeout', callId: this.invite.callId }, 'an anchored call without media was hung up');
     this.toCall({ kind: 'bye', reason });
