@@ -567,3 +567,50 @@ describe('a phone behind NAT', { timeout: 60_000 }, () => {
     }
   });
 });
+
+describe('an anchored call without media', { timeout: 60_000 }, () => {
+  let server: TestServer;
+  let sipPort: number;
+
+  before(async () => {
+    sipPort = await freeSipPort();
+    const min = 20000 + (process.pid % 110) * 112;
+    server = await startTestServer({ ports: { sip: sipPort }, sip: { mediaPorts: { min, max: min + 31 } }, media: { idleSeconds: 1 } });
+  });
+  after(() => server?.stop());
+
+  test('is hung up on both sides once no RTP flows either way (media.idleSeconds), but not while on hold', async () => {
+    const phoneAccount = await server.newAccount('silent', { password: 'nat-secret' });
+    const phone = await NattedPhone.open(sipPort);
+    try {
+      await phone.register(phoneAccount, 'nat-secret');
+      const caller = (await server.login(await server.newAccount('desk'), 'secret')).client;
+      await ok(caller, `<signalBind><sdpText>v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n</sdpText></signalBind>`);
+      const offer = ['v=0', 'o=- 9 1 IN IP4 127.0.0.1', 's=-', 'c=IN IP4 127.0.0.1', 't=0 0', 'm=audio 49170 RTP/AVP 0', 'a=rtpmap:0 PCMU/8000', ''].join('\r\n');
+
+      // On hold (the phone answers sendonly): silence is expected, the call stays.
+      await ok(caller, `<callStart callLeg="h1" peer="${phoneAccount}"><sdpText>${offer}</sdpText></callStart>`);
+      const held = await phone.answer();
+      held.reply(200, 'OK', phone.sdp().replace('a=sendrecv', 'a=sendonly'));
+      await caller.takeAsync('callConnected', (m) => m.attrs.callLeg === 'h1', 10_000);
+      await phone.next((m) => m.kind === 'request' && m.method === 'ACK');
+      await sleep(3000);
+      assert.equal(server.services.calls.media?.open.size, 1, 'a held call is kept');
+      await ok(caller, '<callKill callLeg="h1"/>');
+      await phone.next((m) => m.kind === 'request' && m.method === 'BYE');
+
+      // Live (sendrecv) and silent: both sides are hung up.
+      await ok(caller, `<callStart callLeg="s1" peer="${phoneAccount}"><sdpText>${offer}</sdpText></callStart>`);
+      const live = await phone.answer();
+      live.reply(200, 'OK', phone.sdp());
+      await caller.takeAsync('callConnected', (m) => m.attrs.callLeg === 's1', 10_000);
+      await phone.next((m) => m.kind === 'request' && m.method === 'ACK');
+      const ended = await caller.takeAsync('callDisconnected', (m) => m.attrs.callLeg === 's1', 20_000);
+      assert.match(ended.attrs.errorText ?? '', /no media/);
+      await phone.next((m) => m.kind === 'request' && m.method === 'BYE');
+      await until(() => (server.services.calls.media?.open.size ?? 0) === 0);
+    } finally {
+      phone.close();
+    }
+  });
+});
