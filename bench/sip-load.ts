@@ -5,6 +5,7 @@
  *
  *   npm run build && node --import tsx bench/sip-load.ts [--rate N (400)] [--seconds S (10)]
  *       [--runs N (1)] [--hold MS (1000)] [--profile DIR]
+ *       [--main PATH (dist/main.js: another build to compare with)]
  *
  * With --profile, ximssd runs under `node --cpu-prof --cpu-prof-dir DIR` and the profile is
  * written when it stops; summarise it with bench/profile-summary.ts.
@@ -23,6 +24,7 @@ const { values: flags } = parseArgs({
     runs: { type: 'string' },
     hold: { type: 'string' },
     profile: { type: 'string' },
+    main: { type: 'string' },
   },
 });
 const positive = (v: string | undefined, fallback: number, name: string): number => {
@@ -36,7 +38,11 @@ const seconds = positive(flags.seconds, 10, 'seconds');
 const runs = positive(flags.runs, 1, 'runs');
 const holdMs = positive(flags.hold, 1000, 'hold');
 
-const server = await startXimssdServer(flags.profile ? { nodeArgs: ['--cpu-prof', '--cpu-prof-dir', flags.profile] } : {});
+const server = await startXimssdServer({
+  ...(flags.profile ? { nodeArgs: ['--cpu-prof', '--cpu-prof-dir', flags.profile] } : {}),
+  // Another build of the server (e.g. one compiled from an earlier commit with tsc --outDir), to compare.
+  ...(flags.main ? { main: flags.main } : {}),
+});
 const uasPort = await freePort();
 const uas = await startSipp({ scenario: join(SCENARIOS, 'uas.xml'), port: uasPort, args: ['-mp', String(await freePort())] });
 try {

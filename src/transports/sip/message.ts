@@ -224,12 +224,11 @@ class HeadReader {
       value = line.slice(colon + 1);
     }
     flush();
-    for (const [headerName, headerValue] of headers) {
-      if (hasControlCharacter(headerValue)) {
-        this.note(malformed(`A control character in the ${headerName} header`));
-        break;
-      }
-    }
+    let controlIn: string | undefined;
+    headers.forEach((headerName, headerValue) => {
+      if (controlIn === undefined && hasControlCharacter(headerValue)) controlIn = headerName;
+    });
+    if (controlIn !== undefined) this.note(malformed(`A control character in the ${controlIn} header`));
     return this.message;
   }
 
@@ -620,18 +619,24 @@ export function serializeSipMessage(message: SipMessage): Buffer {
   if (hasLineBreak(startLine)) throw new SipParseError(500, 'A line break in the start line');
   const lines = [startLine];
   let lengthWritten = false;
-  for (const [name, value] of message.headers) {
+  message.headers.forEach((name, value) => {
     // Values come from parsing (never a CR or LF) or from code: one with a line break would
     // smuggle in a header of its own.
     if (hasLineBreak(name) || hasLineBreak(value)) throw new SipParseError(500, `A line break in the ${name} header`);
     if (name === 'Content-Length') {
-      if (lengthWritten) continue;
+      if (lengthWritten) return;
       lengthWritten = true;
       lines.push(`Content-Length: ${message.body.length}`);
     } else lines.push(`${name}: ${value}`);
-  }
+  });
   if (!lengthWritten) lines.push(`Content-Length: ${message.body.length}`);
-  return Buffer.concat([Buffer.from(`${lines.join('\r\n')}\r\n\r\n`, 'utf8'), message.body]);
+  const head = `${lines.join('\r\n')}\r\n\r\n`;
+  if (message.body.length === 0) return Buffer.from(head, 'utf8');
+  const headBytes = Buffer.byteLength(head, 'utf8');
+  const bytes = Buffer.allocUnsafe(headBytes + message.body.length);
+  bytes.write(head, 0, 'utf8');
+  message.body.copy(bytes, headBytes);
+  return bytes;
 }
 
 function hasLineBreak(text: string): boolean {
@@ -710,7 +715,9 @@ export function responseTo(
   options: ResponseOptions = {},
 ): SipResponse {
   const headers = new SipHeaders();
-  for (const [name, value] of request.headers) if (name === 'Via') headers.add(name, value);
+  request.headers.forEach((name, value) => {
+    if (name === 'Via') headers.add(name, value);
+  });
   for (const name of ['From', 'To', 'Call-ID', 'CSeq'] as const) {
     const value = request.headers.get(name);
     if (value === undefined) continue;
