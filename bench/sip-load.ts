@@ -10,6 +10,7 @@
  * With --profile, ximssd runs under `node --cpu-prof --cpu-prof-dir DIR` and the profile is
  * written when it stops; summarise it with bench/profile-summary.ts.
  */
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { runSipp, startSipp } from '../test/fixtures/sipp.js';
@@ -52,6 +53,7 @@ try {
   for (let run = 0; run < runs; run++) {
     const count = Math.round(rate * seconds);
     const cpu0 = treeCpuSeconds(server.pid);
+    const split0 = userSystem(server.pid);
     const result = await runSipp({
       scenario: join(SCENARIOS, 'uac.xml'),
       remote: `127.0.0.1:${server.port}`,
@@ -61,15 +63,23 @@ try {
     });
     await sleep(500);
     const cpu = treeCpuSeconds(server.pid) - cpu0;
+    const split = userSystem(server.pid);
     const stats = result.stats;
     const ok = stats?.successful ?? 0;
     console.log(
       `run ${run + 1}: ${rate} calls/s × ${seconds} s: ${ok}/${stats?.created ?? 0} ok, ${stats?.failed ?? 0} failed, ${stats?.retransmissions ?? 0} retransmissions, ` +
-        `setup ${stats?.responseTime1Ms ?? '?'} ms, server CPU ${cpu.toFixed(2)} s = ${ok ? ((cpu / ok) * 1e6).toFixed(0) : '?'} µs/call` +
+        `setup ${stats?.responseTime1Ms ?? '?'} ms, server CPU ${cpu.toFixed(2)} s = ${ok ? ((cpu / ok) * 1e6).toFixed(0) : '?'} µs/call (user ${(split.user - split0.user).toFixed(2)} s, system ${(split.system - split0.system).toFixed(2)} s)` +
         (ok < count ? ` (${sippFailure('ximssd', 'INVITE', result)})` : ''),
     );
   }
 } finally {
   await uas.stop(1000);
   await server.stop();
+}
+
+/** User and system CPU seconds of one process (utime, stime of /proc/<pid>/stat). */
+function userSystem(pid: number): { user: number; system: number } {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return { user: Number(fields[11]) / 100, system: Number(fields[12]) / 100 };
 }

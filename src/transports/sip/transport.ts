@@ -164,10 +164,9 @@ export function defaultPort(transport: SipTransportName | undefined): number {
  * kept as written. A request whose Via cannot be read is left alone (the parser refused it).
  */
 export function stampVia(request: SipRequest, sourceHost: string, sourcePort: number): void {
-  const lines = [...request.headers];
-  const index = lines.findIndex(([name]) => name === 'Via');
-  if (index < 0) return;
-  const values = splitOutside(lines[index]![1], ',');
+  const first = request.headers.get('Via');
+  if (first === undefined) return;
+  const values = splitOutside(first, ',');
   const top = values[0];
   if (top === undefined) return;
   let via;
@@ -188,6 +187,9 @@ export function stampVia(request: SipRequest, sourceHost: string, sourcePort: nu
   kept.push(`received=${sourceHost}`);
   if (wantsPort) kept.push(`rport=${sourcePort}`);
   values[0] = [head, ...kept].join(';');
+  // Only a request whose top Via changes is copied.
+  const lines = [...request.headers];
+  const index = lines.findIndex(([name]) => name === 'Via');
   lines[index] = ['Via', values.join(', ')];
   request.headers = new SipHeaders(lines);
 }
