@@ -5,7 +5,7 @@
  *
  *   npm run build && node --import tsx bench/sip-load.ts [--rate N (400)] [--seconds S (10)]
  *       [--runs N (1)] [--hold MS (1000)] [--profile DIR]
- *       [--main PATH (dist/main.js: another build to compare with)]
+ *       [--main PATH (dist/main.js: another build to compare with)] [--node-arg ARG ...]
  *
  * With --profile, ximssd runs under `node --cpu-prof --cpu-prof-dir DIR` and the profile is
  * written when it stops; summarise it with bench/profile-summary.ts.
@@ -26,6 +26,7 @@ const { values: flags } = parseArgs({
     hold: { type: 'string' },
     profile: { type: 'string' },
     main: { type: 'string' },
+    'node-arg': { type: 'string', multiple: true },
   },
 });
 const positive = (v: string | undefined, fallback: number, name: string): number => {
@@ -40,7 +41,7 @@ const runs = positive(flags.runs, 1, 'runs');
 const holdMs = positive(flags.hold, 1000, 'hold');
 
 const server = await startXimssdServer({
-  ...(flags.profile ? { nodeArgs: ['--cpu-prof', '--cpu-prof-dir', flags.profile] } : {}),
+  nodeArgs: [...(flags['node-arg'] ?? []), ...(flags.profile ? ['--cpu-prof', '--cpu-prof-dir', flags.profile] : [])],
   // Another build of the server (e.g. one compiled from an earlier commit with tsc --outDir), to compare.
   ...(flags.main ? { main: flags.main } : {}),
 });
