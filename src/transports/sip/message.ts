@@ -9,6 +9,7 @@
  * received: unknown methods and headers pass through. Every failure is a SipParseError naming
  * the response to send; nothing else is thrown, and every step is linear in the input.
  */
+import { isAscii } from 'node:buffer';
 import { SipParseError, internalError, malformed } from './error.js';
 import {
   SipHeaders,
@@ -191,17 +192,25 @@ class HeadReader {
   }
 
   read(buf: Buffer, lines: ReadonlyArray<[number, number]>): SipMessage {
-    const [first, ...rest] = lines;
+    const first = lines[0];
     if (first === undefined) throw new SipParseError(400, 'An empty message');
+    // A head of ASCII alone (the usual case) is decoded once and its lines sliced from it; UTF-8
+    // (a display name, a reason phrase) is decoded line by line.
+    const headStart = first[0];
+    const headEnd = lines[lines.length - 1]![1];
+    const text = isAscii(buf.subarray(headStart, headEnd)) ? buf.toString('latin1', headStart, headEnd) : undefined;
+    const lineAt = (start: number, end: number): string =>
+      text === undefined ? buf.toString('utf8', start, end) : text.slice(start - headStart, end - headStart);
     const headers = new SipHeaders();
-    this.message = this.startLine(buf.toString('utf8', first[0], first[1]), headers);
+    this.message = this.startLine(lineAt(first[0], first[1]), headers);
     let name: string | undefined;
     let value = '';
     const flush = (): void => {
       if (name !== undefined) headers.add(name, trimLws(value));
     };
-    for (const [start, end] of rest) {
-      const line = buf.toString('utf8', start, end);
+    for (let i = 1; i < lines.length; i++) {
+      const [start, end] = lines[i]!;
+      const line = lineAt(start, end);
       const c = line.charCodeAt(0);
       if (c === 0x20 || c === 0x09) {
         // LWS: a continuation of the previous header's value, the fold becoming one space.
