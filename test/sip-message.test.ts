@@ -32,7 +32,8 @@ import {
   type SipResponse,
   type SipStreamItem,
 } from '../src/transports/sip/message.js';
-import { formatSipUri, parseNameAddr, parseSipUri, parseTelUri, parseUri } from '../src/transports/sip/uri.js';
+import { Memo } from '../src/transports/sip/lexer.js';
+import { formatSipUri, isHost, parseNameAddr, parseSipUri, parseTelUri, parseUri } from '../src/transports/sip/uri.js';
 // A seeded generator, so that a failing mutation can be replayed.
 import { seededRandom } from './helpers.js';
 
@@ -1397,5 +1398,64 @@ describe('SIP fuzz', () => {
       }
     }
     assert.ok(parsed > 100 && refused > 100, `parsed ${parsed}, refused ${refused}`);
+  });
+});
+
+describe('SIP readers memoized by value', () => {
+  test('a value read again gives the same result; a malformed one is refused every time', () => {
+    const value = '"Ann" <sip:ann@example.net;transport=tcp>;tag=memo-1';
+    const first = parseNameAddr(value);
+    assert.equal(parseNameAddr(value), first);
+    assert.equal(first.params.get('tag'), 'memo-1');
+    // The same text built anew (not the same string object) finds the same result.
+    assert.equal(parseNameAddr(['"Ann" <sip:ann@example.net;transport=tcp>', 'tag=memo-1'].join(';')), first);
+    const via = 'SIP/2.0/UDP client.example.net:5070;branch=z9hG4bK-memo;rport';
+    assert.equal(parseVia(via), parseVia(via));
+    assert.equal(parseVia(via).port, 5070);
+    assert.equal(parseCSeq('12 BYE'), parseCSeq('12 BYE'));
+    for (let i = 0; i < 3; i++) {
+      assert.throws(() => parseNameAddr('<sip:ann@exa mple.net>'), SipParseError);
+      assert.throws(() => parseVia('SIP/2.0/UDP bad_host;branch=z9hG4bK1'), SipParseError);
+      assert.equal(isHost('bad_host'), false);
+      assert.equal(isHost('host.example'), true);
+    }
+  });
+
+  test('the memo holds at most two generations of its size and drops long keys', () => {
+    let reads = 0;
+    const memo = new Memo<string>(4, 10);
+    const read = (key: string): string => {
+      reads++;
+      return key.toUpperCase();
+    };
+    for (const key of ['a', 'b', 'c', 'd']) memo.read(key, read);
+    assert.equal(reads, 4);
+    for (const key of ['a', 'b', 'c', 'd']) assert.equal(memo.read(key, read), key.toUpperCase());
+    assert.equal(reads, 4, 'all four are kept');
+    // Four more fill a new generation; the oldest four then go when a third generation starts.
+    for (const key of ['e', 'f', 'g', 'h', 'i']) memo.read(key, read);
+    assert.equal(reads, 9);
+    memo.read('z', read);
+    memo.read('a', read);
+    assert.equal(reads, 11, '"a" was read again: the memo is bounded');
+    const long = 'x'.repeat(11);
+    memo.read(long, read);
+    memo.read(long, read);
+    assert.equal(reads, 13, 'a key over the limit is never kept');
+  });
+
+  test('list headers: single values, several on a line, empty ones dropped, white space trimmed', () => {
+    const headers = new SipHeaders([
+      ['Route', '<sip:a.example;lr>'],
+      ['Route', ''],
+      ['Route', ' <sip:b.example;lr> ,, <sip:c.example;lr>'],
+      ['Subject', ''],
+    ]);
+    assert.deepEqual(headers.getAll('route'), ['<sip:a.example;lr>', '<sip:b.example;lr>', '<sip:c.example;lr>']);
+    assert.deepEqual(headers.getAll('Subject'), ['']);
+    const copy = headers.clone();
+    copy.remove('Route');
+    assert.equal(headers.count('Route'), 3, 'a clone is a copy');
+    assert.equal(copy.count('ROUTE'), 0);
   });
 });

@@ -66,6 +66,9 @@ export interface SipResult {
   ximssd: SipSide;
 }
 
+/** How long the server is left alone after a failed trial: timer J and a second. */
+const DRAIN_AFTER_FAILURE_MS = 33_000;
+
 /** Fewer than this share of failed calls passes a trial. */
 export const MAX_FAILED = 0.01;
 
@@ -183,7 +186,11 @@ async function trial(server: SipServer, uas: SippProcess, rate: number, o: SipBe
   // How fast SIPp managed to place them: its statistics rows tell when the last one was created.
   const placedRate = stats.placingSeconds > 0 ? stats.created / Math.max(stats.placingSeconds, (expected - 1) / rate) : 0;
   const verdict = judgeTrial(rate, expected, stats, placedRate);
-  await sleep(1000); // the called party's timewaits and the server's transactions drain
+  // The called party's timewaits and the server's transactions drain. After a failed trial,
+  // the whole of timer J (64 × T1 = 32 s over UDP, RFC 3261 17.2.2): an overloaded server still
+  // holds the failed trial's transactions, and the next trial would meet them (ximssd answers
+  // 503 once one source holds 20,000) instead of measuring its own rate.
+  await sleep(verdict.ok ? 1000 : DRAIN_AFTER_FAILURE_MS);
   return {
     rate,
     created: stats.created,

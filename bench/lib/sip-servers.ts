@@ -57,7 +57,8 @@ export async function startKamailioRtpengineServer(options: { children: number }
  * ximssd with its SIP listener on a free UDP port. Rejects with ximssd's own words when it
  * does not start (a build without `--sip` says "unknown option '--sip'").
  */
-export async function startXimssdServer(options: { relayMedia?: boolean } = {}): Promise<SipServer> {
+export async function startXimssdServer(options: { relayMedia?: boolean; nodeArgs?: string[]; main?: string } = {}): Promise<SipServer> {
+  const main = options.main ?? MAIN;
   const dir = mkdtempSync(join(tmpdir(), 'ximssd-sip-bench-'));
   const configFile = join(dir, 'config.json');
   // The media area anchors every call (two plain RTP ends would otherwise stream to each other).
@@ -65,11 +66,11 @@ export async function startXimssdServer(options: { relayMedia?: boolean } = {}):
   writeFileSync(configFile, JSON.stringify({ dataDir: join(dir, 'data'), host: '127.0.0.1', defaultDomain: DOMAIN, ...media }));
   let child: Child | undefined;
   try {
-    await runCommand(process.execPath, [MAIN, 'init', '--config', configFile]);
-    await runCommand(process.execPath, [MAIN, 'account', 'add', USER, '--password', PASSWORD, '--config', configFile]);
+    await runCommand(process.execPath, [main, 'init', '--config', configFile]);
+    await runCommand(process.execPath, [main, 'account', 'add', USER, '--password', PASSWORD, '--config', configFile]);
     const port = await freePort();
     const hook = join(ROOT, 'bench', 'server-hook.cjs');
-    const args = ['--require', hook, MAIN, 'serve', '--config', configFile, '--ximss', '0', '--http', '0', '--smtp', '0', '--xmpp', '0', '--xmpp-s2s', '0', '--sip', String(port)];
+    const args = [...(options.nodeArgs ?? []), '--require', hook, main, 'serve', '--config', configFile, '--ximss', '0', '--http', '0', '--smtp', '0', '--xmpp', '0', '--xmpp-s2s', '0', '--sip', String(port)];
     child = spawnChild(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
     const started = await child.waitFor(/^\{.*"event":"server\.started".*\}$/m).catch((err: Error) => {
       const said = err.message.split('\n').find((l) => /error|unknown|invalid/i.test(l));

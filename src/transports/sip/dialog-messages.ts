@@ -202,7 +202,7 @@ export interface ReferTo {
   /** The URI to send the triggered request to (embedded headers removed from a SIP URI). */
   target: string;
   /** The embedded headers (`?Replaces=...&Require=replaces`), names as written. */
-  headers: Array<[string, string]>;
+  headers: ReadonlyArray<readonly [string, string]>;
   replaces: Replaces | undefined;
 }
 

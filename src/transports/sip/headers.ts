@@ -4,7 +4,7 @@
  * pure function of one header value; a malformed value is a SipParseError (400).
  */
 import { malformed } from './error.js';
-import { HOST, Scanner, TOKEN, WORD, allIn, isToken, parseBoundedInt, splitOutside, trimLws } from './lexer.js';
+import { HOST, Memo, Scanner, TOKEN, WORD, allIn, isToken, parseBoundedInt, splitOutside, trimLws } from './lexer.js';
 import { clip, isHost, parseHostPort, parseNameAddr, readParams, type NameAddr, type Params } from './uri.js';
 
 /** Compact forms (RFC 3261 7.3.3 and 20; RFC 3265, 3515, 3892, 4028, 8224). */
@@ -78,7 +78,8 @@ export function isListHeader(name: string): boolean {
  * Lookups are case-insensitive and take compact forms too.
  */
 export class SipHeaders {
-  private readonly entries: Array<[name: string, value: string]> = [];
+  /** Each entry with its lower-case key, computed once (lookups compare keys, not names). */
+  private readonly entries: Array<[name: string, value: string, key: string]> = [];
 
   constructor(entries: Iterable<readonly [string, string]> = []) {
     for (const [name, value] of entries) this.add(name, value);
@@ -87,7 +88,7 @@ export class SipHeaders {
   /** The first value of `name` (a whole header line: not split), or undefined. */
   get(name: string): string | undefined {
     const key = keyOf(name);
-    for (const [n, v] of this.entries) if (n.toLowerCase() === key) return v;
+    for (const entry of this.entries) if (entry[2] === key) return entry[1];
     return undefined;
   }
 
@@ -100,11 +101,12 @@ export class SipHeaders {
     const key = keyOf(name);
     const list = LIST_HEADERS.has(key);
     const values: string[] = [];
-    for (const [n, v] of this.entries) {
-      if (n.toLowerCase() !== key) continue;
-      if (list) {
+    for (const entry of this.entries) {
+      if (entry[2] !== key) continue;
+      const v = entry[1];
+      if (list && mayHoldList(v)) {
         for (const part of splitOutside(v, ',')) if (part !== '') values.push(part);
-      } else values.push(v);
+      } else if (!list || v !== '') values.push(v);
     }
     return values;
   }
@@ -117,25 +119,25 @@ export class SipHeaders {
   count(name: string): number {
     const key = keyOf(name);
     let n = 0;
-    for (const [entryName] of this.entries) if (entryName.toLowerCase() === key) n++;
+    for (const entry of this.entries) if (entry[2] === key) n++;
     return n;
   }
 
   /** Replaces every `name` by one with `value`, where the first one was (at the end when none). */
   set(name: string, value: string): void {
     const key = keyOf(name);
-    const first = this.entries.findIndex(([n]) => n.toLowerCase() === key);
+    const first = this.entries.findIndex((entry) => entry[2] === key);
     if (first < 0) {
       this.add(name, value);
       return;
     }
     this.remove(name);
-    this.entries.splice(first, 0, [canonicalName(name), value]);
+    this.entries.splice(first, 0, entryOf(name, value));
   }
 
   /** Adds a header after all others. */
   add(name: string, value: string): void {
-    this.entries.push([canonicalName(name), value]);
+    this.entries.push(entryOf(name, value));
   }
 
   /**
@@ -144,8 +146,8 @@ export class SipHeaders {
    */
   prepend(name: string, value: string): void {
     const key = keyOf(name);
-    const first = this.entries.findIndex(([n]) => n.toLowerCase() === key);
-    this.entries.splice(first < 0 ? 0 : first, 0, [canonicalName(name), value]);
+    const first = this.entries.findIndex((entry) => entry[2] === key);
+    this.entries.splice(first < 0 ? 0 : first, 0, entryOf(name, value));
   }
 
   /** Removes every `name`; returns how many lines went. */
@@ -153,7 +155,7 @@ export class SipHeaders {
     const key = keyOf(name);
     let removed = 0;
     for (let i = this.entries.length - 1; i >= 0; i--) {
-      if (this.entries[i]![0].toLowerCase() === key) {
+      if (this.entries[i]![2] === key) {
         this.entries.splice(i, 1);
         removed++;
       }
@@ -166,38 +168,76 @@ export class SipHeaders {
     return this.entries.map(([n, v]): [string, string] => [n, v])[Symbol.iterator]();
   }
 
+  /** Calls `visit` with each (name, value) pair in order, without copying them. */
+  forEach(visit: (name: string, value: string) => void): void {
+    for (const entry of this.entries) visit(entry[0], entry[1]);
+  }
+
   get size(): number {
     return this.entries.length;
   }
 
   clone(): SipHeaders {
-    return new SipHeaders(this.entries);
+    const copy = new SipHeaders();
+    for (const entry of this.entries) copy.entries.push([entry[0], entry[1], entry[2]]);
+    return copy;
   }
 }
 
+/** Names looked up or added, by spelling: their canonical form and key (bounded: names come from the wire too). */
+const NAME_CACHE = new Map<string, readonly [canonical: string, key: string]>();
+const NAME_CACHE_MAX = 512;
+
+function namesOf(name: string): readonly [string, string] {
+  let known = NAME_CACHE.get(name);
+  if (known === undefined) {
+    const canonical = canonicalName(name);
+    known = [canonical, canonical.toLowerCase()];
+    if (NAME_CACHE.size >= NAME_CACHE_MAX) NAME_CACHE.clear();
+    NAME_CACHE.set(name, known);
+  }
+  return known;
+}
+
 function keyOf(name: string): string {
-  return canonicalName(name).toLowerCase();
+  return namesOf(name)[1];
+}
+
+function entryOf(name: string, value: string): [string, string, string] {
+  const [canonical, key] = namesOf(name);
+  return [canonical, value, key];
+}
+
+/** Whether a list header's value may hold more than one element, or an empty one (what splitOutside would change). */
+function mayHoldList(value: string): boolean {
+  return value === '' || value.includes(',') || value.charCodeAt(0) <= 0x20 || value.charCodeAt(value.length - 1) <= 0x20;
 }
 
 /** One Via value (RFC 3261 20.42): `SIP/2.0/UDP host:port;branch=z9hG4bK...;received=...;rport`. */
 export interface Via {
   /** `SIP/2.0` as written (name and version). */
-  protocol: string;
+  readonly protocol: string;
   /** Upper case: UDP, TCP, TLS, SCTP, WS, WSS or any other token. */
-  transport: string;
-  host: string;
-  port: number | undefined;
-  params: Params;
-  branch: string | undefined;
-  received: string | undefined;
+  readonly transport: string;
+  readonly host: string;
+  readonly port: number | undefined;
+  readonly params: Params;
+  readonly branch: string | undefined;
+  readonly received: string | undefined;
   /** A number when given a value, true when present without one (RFC 3581), else undefined. */
-  rport: number | true | undefined;
-  maddr: string | undefined;
-  ttl: number | undefined;
+  readonly rport: number | true | undefined;
+  readonly maddr: string | undefined;
+  readonly ttl: number | undefined;
 }
 
 /** One Via value (use SipHeaders.getAll('Via') for each of a line's values). */
 export function parseVia(value: string): Via {
+  return VIAS.read(value, readVia);
+}
+
+const VIAS = new Memo<Via>(2048);
+
+function readVia(value: string): Via {
   const what = `Via "${clip(value)}"`;
   const scanner = new Scanner(trimLws(value));
   const name = scanner.readToken(what);
@@ -270,12 +310,18 @@ export const BRANCH_COOKIE = 'z9hG4bK';
 
 export interface CSeq {
   /** 0 .. 2^31-1 (RFC 3261 8.1.1.5). */
-  seq: number;
+  readonly seq: number;
   /** As written: methods are case-sensitive. */
-  method: string;
+  readonly method: string;
 }
 
 export function parseCSeq(value: string): CSeq {
+  return CSEQS.read(value, readCSeq);
+}
+
+const CSEQS = new Memo<CSeq>(1024, 64);
+
+function readCSeq(value: string): CSeq {
   const what = `CSeq "${clip(value)}"`;
   const scanner = new Scanner(trimLws(value));
   const seq = parseBoundedInt(scanner.readWhile(DIGIT_CLASS), 2 ** 31 - 1);
@@ -310,13 +356,19 @@ export function parseExpires(value: string): number {
 
 export interface Contact extends NameAddr {
   /** The `expires` parameter, when given. */
-  expires: number | undefined;
+  readonly expires: number | undefined;
   /** The `q` parameter (0..1, up to three decimals), when given. */
-  q: number | undefined;
+  readonly q: number | undefined;
 }
 
 /** One Contact value: `*` (only in a REGISTER that removes every binding) or an address. */
 export function parseContact(value: string): Contact | '*' {
+  return CONTACTS.read(value, readContact);
+}
+
+const CONTACTS = new Memo<Contact | '*'>(1024);
+
+function readContact(value: string): Contact | '*' {
   if (trimLws(value) === '*') return '*';
   const address = parseNameAddr(value);
   const expiresValue = address.params.get('expires');

@@ -217,3 +217,38 @@ export function splitOutside(value: string, separator: string): string[] {
   parts.push(trimLws(value.slice(start)));
   return parts;
 }
+
+/**
+ * The results of a pure reader of header values, by the value read: a message's From, To and
+ * top Via are read by several layers (validation, transaction and dialog matching, routing),
+ * and a dialog's later requests carry the same values again. Two generations of at most
+ * `size` entries each (the older dropped when the newer fills), and only values of at most
+ * `maxKey` characters, so that memory stays bounded whatever peers send. Only successful reads
+ * are kept (a malformed value throws again, each time), and the results must be treated as
+ * immutable (the readers' types are readonly).
+ */
+export class Memo<T> {
+  private current = new Map<string, T>();
+  private previous = new Map<string, T>();
+
+  constructor(
+    private readonly size: number,
+    private readonly maxKey = 512,
+  ) {}
+
+  read(key: string, reader: (key: string) => T): T {
+    let value = this.current.get(key);
+    if (value !== undefined) return value;
+    value = this.previous.get(key);
+    if (value === undefined) {
+      value = reader(key);
+      if (key.length > this.maxKey) return value;
+    }
+    if (this.current.size >= this.size) {
+      this.previous = this.current;
+      this.current = new Map();
+    }
+    this.current.set(key, value);
+    return value;
+  }
+}

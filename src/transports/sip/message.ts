@@ -9,6 +9,7 @@
  * received: unknown methods and headers pass through. Every failure is a SipParseError naming
  * the response to send; nothing else is thrown, and every step is linear in the input.
  */
+import { isAscii } from 'node:buffer';
 import { SipParseError, internalError, malformed } from './error.js';
 import {
   SipHeaders,
@@ -191,17 +192,25 @@ class HeadReader {
   }
 
   read(buf: Buffer, lines: ReadonlyArray<[number, number]>): SipMessage {
-    const [first, ...rest] = lines;
+    const first = lines[0];
     if (first === undefined) throw new SipParseError(400, 'An empty message');
+    // A head of ASCII alone (the usual case) is decoded once and its lines sliced from it; UTF-8
+    // (a display name, a reason phrase) is decoded line by line.
+    const headStart = first[0];
+    const headEnd = lines[lines.length - 1]![1];
+    const text = isAscii(buf.subarray(headStart, headEnd)) ? buf.toString('latin1', headStart, headEnd) : undefined;
+    const lineAt = (start: number, end: number): string =>
+      text === undefined ? buf.toString('utf8', start, end) : text.slice(start - headStart, end - headStart);
     const headers = new SipHeaders();
-    this.message = this.startLine(buf.toString('utf8', first[0], first[1]), headers);
+    this.message = this.startLine(lineAt(first[0], first[1]), headers);
     let name: string | undefined;
     let value = '';
     const flush = (): void => {
       if (name !== undefined) headers.add(name, trimLws(value));
     };
-    for (const [start, end] of rest) {
-      const line = buf.toString('utf8', start, end);
+    for (let i = 1; i < lines.length; i++) {
+      const [start, end] = lines[i]!;
+      const line = lineAt(start, end);
       const c = line.charCodeAt(0);
       if (c === 0x20 || c === 0x09) {
         // LWS: a continuation of the previous header's value, the fold becoming one space.
@@ -224,12 +233,11 @@ class HeadReader {
       value = line.slice(colon + 1);
     }
     flush();
-    for (const [headerName, headerValue] of headers) {
-      if (hasControlCharacter(headerValue)) {
-        this.note(malformed(`A control character in the ${headerName} header`));
-        break;
-      }
-    }
+    let controlIn: string | undefined;
+    headers.forEach((headerName, headerValue) => {
+      if (controlIn === undefined && hasControlCharacter(headerValue)) controlIn = headerName;
+    });
+    if (controlIn !== undefined) this.note(malformed(`A control character in the ${controlIn} header`));
     return this.message;
   }
 
@@ -620,18 +628,24 @@ export function serializeSipMessage(message: SipMessage): Buffer {
   if (hasLineBreak(startLine)) throw new SipParseError(500, 'A line break in the start line');
   const lines = [startLine];
   let lengthWritten = false;
-  for (const [name, value] of message.headers) {
+  message.headers.forEach((name, value) => {
     // Values come from parsing (never a CR or LF) or from code: one with a line break would
     // smuggle in a header of its own.
     if (hasLineBreak(name) || hasLineBreak(value)) throw new SipParseError(500, `A line break in the ${name} header`);
     if (name === 'Content-Length') {
-      if (lengthWritten) continue;
+      if (lengthWritten) return;
       lengthWritten = true;
       lines.push(`Content-Length: ${message.body.length}`);
     } else lines.push(`${name}: ${value}`);
-  }
+  });
   if (!lengthWritten) lines.push(`Content-Length: ${message.body.length}`);
-  return Buffer.concat([Buffer.from(`${lines.join('\r\n')}\r\n\r\n`, 'utf8'), message.body]);
+  const head = `${lines.join('\r\n')}\r\n\r\n`;
+  if (message.body.length === 0) return Buffer.from(head, 'utf8');
+  const headBytes = Buffer.byteLength(head, 'utf8');
+  const bytes = Buffer.allocUnsafe(headBytes + message.body.length);
+  bytes.write(head, 0, 'utf8');
+  message.body.copy(bytes, headBytes);
+  return bytes;
 }
 
 function hasLineBreak(text: string): boolean {
@@ -710,7 +724,9 @@ export function responseTo(
   options: ResponseOptions = {},
 ): SipResponse {
   const headers = new SipHeaders();
-  for (const [name, value] of request.headers) if (name === 'Via') headers.add(name, value);
+  request.headers.forEach((name, value) => {
+    if (name === 'Via') headers.add(name, value);
+  });
   for (const name of ['From', 'To', 'Call-ID', 'CSeq'] as const) {
     const value = request.headers.get(name);
     if (value === undefined) continue;

@@ -56,6 +56,12 @@ const LOG_WINDOW_MS = 10_000;
 const MAX_LOG_TRACKED = 10_000;
 /** Binding UDP and then TCP on the same free port can lose a race: this many tries. */
 const BIND_ATTEMPTS = 5;
+/**
+ * The UDP socket's kernel buffers: the default (about 200 KB) holds a few hundred datagrams,
+ * which a burst of calls fills during one garbage collection, and every datagram dropped
+ * there comes back as a retransmission. Linux caps the value at net.core.rmem_max.
+ */
+const UDP_BUFFER_BYTES = 4 * 1024 * 1024;
 
 export type SipStreamTransport = Exclude<SipTransportName, 'udp'>;
 
@@ -167,10 +173,9 @@ export function defaultPort(transport: SipTransportName | undefined): number {
  * kept as written. A request whose Via cannot be read is left alone (the parser refused it).
  */
 export function stampVia(request: SipRequest, sourceHost: string, sourcePort: number): void {
-  const lines = [...request.headers];
-  const index = lines.findIndex(([name]) => name === 'Via');
-  if (index < 0) return;
-  const values = splitOutside(lines[index]![1], ',');
+  const first = request.headers.get('Via');
+  if (first === undefined) return;
+  const values = splitOutside(first, ',');
   const top = values[0];
   if (top === undefined) return;
   let via;
@@ -191,6 +196,9 @@ export function stampVia(request: SipRequest, sourceHost: string, sourcePort: nu
   kept.push(`received=${sourceHost}`);
   if (wantsPort) kept.push(`rport=${sourcePort}`);
   values[0] = [head, ...kept].join(';');
+  // Only a request whose top Via changes is copied.
+  const lines = [...request.headers];
+  const index = lines.findIndex(([name]) => name === 'Via');
   lines[index] = ['Via', values.join(', ')];
   request.headers = new SipHeaders(lines);
 }
@@ -620,7 +628,13 @@ export class SipTransport {
   // --- inside ---
 
   private bindUdp(port: number): Promise<dgram.Socket> {
-    const socket = dgram.createSocket({ type: net.isIPv6(this.options.host) ? 'udp6' : 'udp4', reuseAddr: false });
+    const socket = dgram.createSocket({
+      type: net.isIPv6(this.options.host) ? 'udp6' : 'udp4',
+      reuseAddr: false,
+      // Room for a burst while the event loop is busy (the kernel caps these at net.core.rmem_max / wmem_max).
+      recvBufferSize: UDP_BUFFER_BYTES,
+      sendBufferSize: UDP_BUFFER_BYTES,
+    });
     return new Promise((resolve, reject) => {
       socket.once('error', reject);
       socket.bind(port, this.options.host, () => {

@@ -8,6 +8,7 @@ import { malformed } from './error.js';
 import {
   HNV,
   HOST,
+  Memo,
   PARAM,
   PASSWORD,
   Scanner,
@@ -22,38 +23,38 @@ import {
 } from './lexer.js';
 
 /** Parameters by lower-case name; `null` for one given without a value (`;lr`). */
-export type Params = Map<string, string | null>;
+export type Params = ReadonlyMap<string, string | null>;
 
 export interface SipUri {
-  kind: 'sip';
-  scheme: 'sip' | 'sips';
+  readonly kind: 'sip';
+  readonly scheme: 'sip' | 'sips';
   /** Escapes decoded. */
-  user: string | undefined;
-  password: string | undefined;
+  readonly user: string | undefined;
+  readonly password: string | undefined;
   /** Lower case; an IPv6 reference keeps its brackets (`[2001:db8::1]`). */
-  host: string;
-  port: number | undefined;
+  readonly host: string;
+  readonly port: number | undefined;
   /** uri-parameters, names in lower case, escapes decoded. */
-  params: Params;
+  readonly params: Params;
   /** The `?h=v&...` headers, escapes decoded, names as written. */
-  headers: Array<[string, string]>;
+  readonly headers: ReadonlyArray<readonly [string, string]>;
 }
 
 export interface TelUri {
-  kind: 'tel';
-  scheme: 'tel';
+  readonly kind: 'tel';
+  readonly scheme: 'tel';
   /** The number as written (`+1-201-555-0123`, or a local number). */
-  number: string;
-  params: Params;
+  readonly number: string;
+  readonly params: Params;
 }
 
 /** An absolute URI of another scheme (http:, mailto:, urn:, ...): kept as text. */
 export interface OtherUri {
-  kind: 'other';
+  readonly kind: 'other';
   /** Lower case. */
-  scheme: string;
+  readonly scheme: string;
   /** What follows the colon. */
-  opaque: string;
+  readonly opaque: string;
 }
 
 export type Uri = SipUri | TelUri | OtherUri;
@@ -61,14 +62,14 @@ export type Uri = SipUri | TelUri | OtherUri;
 /** An address: From, To, Contact, Route, Record-Route, Refer-To, ... */
 export interface NameAddr {
   /** Unquoted (quoted-pairs undone), or undefined when there is none. */
-  displayName: string | undefined;
-  uri: Uri;
+  readonly displayName: string | undefined;
+  readonly uri: Uri;
   /** The URI as written. */
-  uriText: string;
+  readonly uriText: string;
   /** Whether the URI was in angle brackets. */
-  angle: boolean;
+  readonly angle: boolean;
   /** The header's parameters (`tag`, `expires`, `q`, ...); quoted values unquoted. */
-  params: Params;
+  readonly params: Params;
 }
 
 /** scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ) */
@@ -91,8 +92,14 @@ export function uriScheme(text: string): string | undefined {
   return isScheme(scheme) ? scheme.toLowerCase() : undefined;
 }
 
+const URIS = new Memo<Uri>(2048);
+
 /** Any absolute URI: SIP, SIPS and TEL in structure, others as text (white space and controls refused). */
 export function parseUri(text: string): Uri {
+  return URIS.read(text, readUri);
+}
+
+function readUri(text: string): Uri {
   const scheme = uriScheme(text);
   if (scheme === undefined) throw malformed(`not a URI: "${clip(text)}"`);
   if (scheme === 'sip' || scheme === 'sips') return parseSipUri(text);
@@ -144,7 +151,7 @@ export function parseSipUri(text: string): SipUri {
   const hostport = semi >= 0 ? rest.slice(0, semi) : rest;
   const { host, port } = parseHostPort(hostport, text);
 
-  const params: Params = new Map();
+  const params = new Map<string, string | null>();
   if (semi >= 0) {
     for (const param of rest.slice(semi + 1).split(';')) {
       const eq = param.indexOf('=');
@@ -204,8 +211,14 @@ export function parseHostPort(hostport: string, context: string): { host: string
   return { host: host.toLowerCase(), port };
 }
 
+const HOSTS = new Memo<boolean>(1024, 255);
+
 /** hostname / IPv4address / IPv6reference (RFC 3261 25.1). */
 export function isHost(host: string): boolean {
+  return HOSTS.read(host, readHost);
+}
+
+function readHost(host: string): boolean {
   if (host === '' || host.length > 255 || !allIn(host, HOST)) return false;
   if (host.startsWith('[')) return host.endsWith(']') && isIPv6(host.slice(1, -1));
   if (host.includes('[') || host.includes(']') || host.includes(':')) return false;
@@ -242,7 +255,7 @@ export function parseTelUri(text: string): TelUri {
   if (number === '' || !allIn(number, TEL_NUMBER) || number.lastIndexOf('+') > 0) {
     throw malformed(`a bad telephone number in "${clip(text)}"`);
   }
-  const params: Params = new Map();
+  const params = new Map<string, string | null>();
   for (const param of parts.slice(1)) {
     const eq = param.indexOf('=');
     const name = eq >= 0 ? param.slice(0, eq) : param;
@@ -262,7 +275,7 @@ export function parseTelUri(text: string): TelUri {
  * the first `;` (or the end); an empty parameter (`;;`) is an error (after RFC 4475 3.1.2.1).
  */
 export function readParams(scanner: Scanner, what: string): Params {
-  const params: Params = new Map();
+  const params = new Map<string, string | null>();
   scanner.skipLws();
   while (!scanner.done) {
     scanner.expect(';', what);
@@ -294,6 +307,12 @@ const GEN_VALUE = (() => {
  * a URI with `,`, `;` or `?` must be in angle brackets).
  */
 export function parseNameAddr(value: string): NameAddr {
+  return ADDRESSES.read(value, readNameAddr);
+}
+
+const ADDRESSES = new Memo<NameAddr>(2048);
+
+function readNameAddr(value: string): NameAddr {
   const what = `the address "${clip(value)}"`;
   const scanner = new Scanner(trimLws(value));
   let displayName: string | undefined;

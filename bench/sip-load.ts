@@ -1,0 +1,86 @@
+/**
+ * A steady SIP call load through ximssd, to measure (and profile) its CPU per call at one
+ * rate: the `sip` area's servers and scenarios (lib/sip-servers.ts, bench/sip/), but one
+ * rate for a fixed time instead of a search, repeated `--runs` times on the same server.
+ *
+ *   npm run build && node --import tsx bench/sip-load.ts [--rate N (400)] [--seconds S (10)]
+ *       [--runs N (1)] [--hold MS (1000)] [--profile DIR]
+ *       [--main PATH (dist/main.js: another build to compare with)] [--node-arg ARG ...]
+ *
+ * With --profile, ximssd runs under `node --cpu-prof --cpu-prof-dir DIR` and the profile is
+ * written when it stops; summarise it with bench/profile-summary.ts.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { runSipp, startSipp } from '../test/fixtures/sipp.js';
+import { freePort, sleep, treeCpuSeconds } from './lib/proc.js';
+import { CALLEE, registerCallee, SCENARIOS, sippFailure, startXimssdServer } from './lib/sip-servers.js';
+import { DOMAIN, PASSWORD } from './lib/ximssd.js';
+
+const { values: flags } = parseArgs({
+  options: {
+    rate: { type: 'string' },
+    seconds: { type: 'string' },
+    runs: { type: 'string' },
+    hold: { type: 'string' },
+    profile: { type: 'string' },
+    main: { type: 'string' },
+    'node-arg': { type: 'string', multiple: true },
+  },
+});
+const positive = (v: string | undefined, fallback: number, name: string): number => {
+  if (v === undefined) return fallback;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n <= 0) throw new Error(`--${name} wants a positive number, not '${v}'`);
+  return n;
+};
+const rate = positive(flags.rate, 400, 'rate');
+const seconds = positive(flags.seconds, 10, 'seconds');
+const runs = positive(flags.runs, 1, 'runs');
+const holdMs = positive(flags.hold, 1000, 'hold');
+
+const server = await startXimssdServer({
+  nodeArgs: [...(flags['node-arg'] ?? []), ...(flags.profile ? ['--cpu-prof', '--cpu-prof-dir', flags.profile] : [])],
+  // Another build of the server (e.g. one compiled from an earlier commit with tsc --outDir), to compare.
+  ...(flags.main ? { main: flags.main } : {}),
+});
+const uasPort = await freePort();
+const uas = await startSipp({ scenario: join(SCENARIOS, 'uas.xml'), port: uasPort, args: ['-mp', String(await freePort())] });
+try {
+  await sleep(300);
+  const registered = await registerCallee(server, uasPort);
+  if (registered !== undefined) throw new Error(registered);
+  for (let run = 0; run < runs; run++) {
+    const count = Math.round(rate * seconds);
+    const cpu0 = treeCpuSeconds(server.pid);
+    const split0 = userSystem(server.pid);
+    const result = await runSipp({
+      scenario: join(SCENARIOS, 'uac.xml'),
+      remote: `127.0.0.1:${server.port}`,
+      keys: { domain: DOMAIN },
+      args: ['-s', CALLEE, '-au', CALLEE, '-ap', PASSWORD, '-auth_uri', `${CALLEE}@${DOMAIN}`, '-r', String(rate), '-m', String(count), '-d', String(holdMs), '-recv_timeout', '5000', '-mp', String(await freePort())],
+      timeoutMs: seconds * 1000 + holdMs + 30_000,
+    });
+    await sleep(500);
+    const cpu = treeCpuSeconds(server.pid) - cpu0;
+    const split = userSystem(server.pid);
+    const stats = result.stats;
+    const ok = stats?.successful ?? 0;
+    console.log(
+      `run ${run + 1}: ${rate} calls/s × ${seconds} s: ${ok}/${stats?.created ?? 0} ok, ${stats?.failed ?? 0} failed, ${stats?.retransmissions ?? 0} retransmissions, ` +
+        `setup ${stats?.responseTime1Ms ?? '?'} ms, server CPU ${cpu.toFixed(2)} s = ${ok ? ((cpu / ok) * 1e6).toFixed(0) : '?'} µs/call (user ${(split.user - split0.user).toFixed(2)} s, system ${(split.system - split0.system).toFixed(2)} s)` +
+        (ok < count ? ` (${sippFailure('ximssd', 'INVITE', result)})` : ''),
+    );
+  }
+} finally {
+  await uas.stop(1000);
+  await server.stop();
+}
+
+/** User and system CPU seconds of one process (utime, stime of /proc/<pid>/stat). */
+function userSystem(pid: number): { user: number; system: number } {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return { user: Number(fields[11]) / 100, system: Number(fields[12]) / 100 };
+}
