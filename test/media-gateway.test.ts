@@ -316,6 +316,12 @@ describe('plain RTP through the gateway', { timeout: 60_000 }, () => {
     b.send(rtpPacket(0, encodeUlaw(dtmfTone('9', 160))), gwB);
     await a.waitFor(10);
     assert.equal(parseRtp(a.received[9]!.packet)!.sequence, (audio.sequence + 8 + 1) & 0xffff, 'right after the last event');
+    // A late packet from before the events keeps its number (no duplicate of an event's).
+    const late = rtpPacket(0, encodeUlaw(dtmfTone('9', 0)));
+    late.writeUInt16BE((audio.sequence - 1) & 0xffff, 2);
+    b.send(late, gwB);
+    await a.waitFor(11);
+    assert.equal(parseRtp(a.received[10]!.packet)!.sequence, (audio.sequence - 1) & 0xffff);
 
     // A's event 3 (sent three times at its end, as senders do) is reported once, and not sent to B.
     const before = b.received.length;
@@ -330,6 +336,24 @@ describe('plain RTP through the gateway', { timeout: 60_000 }, () => {
     assert.equal(b.received.length, before);
     // B took no telephone-event: nothing can be sent to it that way.
     assert.equal(session.sendDtmf('b', '1'), undefined);
+    await session.close();
+  });
+
+  test('a refused re-offer is rolled back: the media keeps going where it went (RFC 3264 4)', async () => {
+    const session = gateway(6).open('call-rollback');
+    const [a, b, elsewhere] = await Promise.all([newPhone(), newPhone(), newPhone()]);
+    const { gwA, gwB } = await connect(session, a, b);
+    a.send(rtpPacket(0, encodeUlaw(dtmfTone('5', 0))), gwA);
+    await b.waitFor(1);
+    // A offers to move its media elsewhere; B refuses; the gateway forgets the offer.
+    await session.offer('a', phoneSdp(elsewhere.port, [[0, 'PCMU']]), 'rtp');
+    await session.rollback();
+    b.send(rtpPacket(0, encodeUlaw(dtmfTone('9', 0))), gwB);
+    await a.waitFor(1);
+    assert.equal(elsewhere.received.length, 0, 'nothing went to the refused address');
+    // And a new offer can be made and answered.
+    await session.offer('a', phoneSdp(a.port, [[0, 'PCMU']], 'sendonly'), 'rtp');
+    await session.answer('b', phoneSdp(b.port, [[0, 'PCMU']], 'recvonly'));
     await session.close();
   });
 

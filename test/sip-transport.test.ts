@@ -33,7 +33,7 @@ import {
 import { SipService, UDP_SIZE_LIMIT, congestionControlled, type SipRequestEvent } from '../src/transports/sip/service.js';
 import { newBranch, type ClientEvent, type SipEndpoint } from '../src/transports/sip/transactions.js';
 import { SipTransportError, responseDestination, stampVia } from '../src/transports/sip/transport.js';
-import { bindingResponse } from '../src/transports/sip/stun.js';
+import { bindingResponse, StunLimiter } from '../src/transports/sip/stun.js';
 import { ensureDebianTool } from './fixtures/debian.js';
 import { capturingLogger, freePort, freeSipPort, startTestServer, type TestServer } from './helpers.js';
 
@@ -478,7 +478,7 @@ describe('the SIP service on loopback', () => {
     }
   });
 
-  test('garbage datagrams are dropped (keep-alives and STUN silently); the server still answers', async () => {
+  test('garbage datagrams and CRLF keep-alives are dropped silently; the server still answers', async () => {
     const peer = await UdpPeer.open();
     const before = captured.events('sip.parse_error').length;
     try {
@@ -539,7 +539,13 @@ describe('the SIP service on loopback', () => {
       malformed.writeUInt16BE(8, 2);
       socket.send(malformed, service.transport.port, '127.0.0.1');
       socket.send(request, service.transport.port, '127.0.0.1');
-      while (answers.length === 0) await new Promise((resolve) => setTimeout(resolve, 10));
+      await withTimeout(
+        (async () => {
+          while (answers.length === 0) await new Promise((resolve) => setTimeout(resolve, 10));
+        })(),
+        5000,
+        'the STUN answer',
+      );
       const answer = answers[0]!;
       assert.equal(answer.readUInt16BE(0), 0x0101, 'a Binding success response');
       assert.deepEqual(answer.subarray(8, 20), transactionId);
@@ -553,6 +559,14 @@ describe('the SIP service on loopback', () => {
     } finally {
       socket.close();
     }
+  });
+
+  test('STUN answers are limited per address (no reflector for spoofed requests)', () => {
+    const limiter = new StunLimiter(3, 10_000, 2);
+    assert.deepEqual([1, 2, 3, 4].map(() => limiter.allow('192.0.2.1', 0)), [true, true, true, false]);
+    assert.equal(limiter.allow('192.0.2.2', 0), true, 'another address has its own budget');
+    assert.equal(limiter.allow('192.0.2.1', 10_000), true, 'a new window');
+    assert.equal(limiter.allow('192.0.2.3', 10_000), true, 'the oldest address is forgotten past the bound');
   });
 
   test('STUN answers carry IPv6 addresses too (XOR with the cookie and transaction id)', () => {

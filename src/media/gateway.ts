@@ -19,7 +19,7 @@ import sdpTransform, { type MediaDescription, type SessionDescription } from 'sd
 import type { Logger } from '../log.js';
 import { PortAllocator, type PortRange } from './ports.js';
 import { eventOfDigit } from './dtmf.js';
-import { receives, RtpRelay, UdpRtpPort, type MediaDirection, type PortCounters, type RelayCodec, type SideMedia } from './relay.js';
+import { receives, RtpRelay, UdpRtpPort, type Endpoint, type MediaDirection, type PortCounters, type RelayCodec, type SideMedia } from './relay.js';
 import { WEBRTC_CODECS, WebRtcPort } from './webrtc.js';
 
 export type Flavour = 'webrtc' | 'rtp';
@@ -155,6 +155,8 @@ interface Side {
 
 interface PendingOffer {
   from: SideName;
+  /** Where a plain offerer's media went before this offer (restored if the offer is refused). */
+  previous?: { rtp: Endpoint | undefined; rtcp: Endpoint | undefined };
   /** The offerer's audio, as offered. */
   offered: SideMedia;
   /** The offerer's SDP (to mirror its m-lines in a plain answer). */
@@ -223,8 +225,13 @@ export class MediaSession extends EventEmitter {
       const other = await this.ensureSide(to, otherSide, codecListOf(forOther));
       this.ensureRelay();
 
+      let previous: PendingOffer['previous'];
       if (offerer.port instanceof WebRtcPort) await offerer.port.acceptOffer(sdp);
-      else setPlainRemote(offerer.port, offer, audioIndex);
+      else {
+        const { remoteRtp: rtp, remoteRtcp: rtcp } = offerer.port;
+        previous = { rtp: rtp && { ...rtp }, rtcp: rtcp && { ...rtcp } };
+        setPlainRemote(offerer.port, offer, audioIndex);
+      }
 
       let result: string;
       if (other.port instanceof WebRtcPort) {
@@ -232,7 +239,7 @@ export class MediaSession extends EventEmitter {
       } else {
         result = this.writePlain(other, [{ media: { type: 'audio', ...forOther }, port: other.port }]);
       }
-      this.pending = { from, offered, offer, audioIndex };
+      this.pending = { from, offered, offer, audioIndex, previous };
       this.options.log?.debug({ event: 'media.offer', session: this.id, from, flavour, to: otherSide }, 'media offer relayed');
       return result;
     });
@@ -299,6 +306,25 @@ export class MediaSession extends EventEmitter {
       events.push(event);
     }
     return this.relay.sendDigits(to, events, payloadType);
+  }
+
+  /**
+   * The offer waiting for an answer was refused (RFC 3264 4: the session stays as it was): the
+   * offerer's media goes back where it went, the WebRTC sides forget the offer.
+   */
+  rollback(): Promise<void> {
+    return this.serialize(async () => {
+      const pending = this.pending;
+      if (!pending || this.closing) return;
+      this.pending = undefined;
+      for (const name of ['a', 'b'] as const) {
+        const side = this.sides[name];
+        if (side?.port instanceof WebRtcPort) await side.port.rollback();
+      }
+      const offerer = this.sides[pending.from];
+      if (offerer?.port instanceof UdpRtpPort && pending.previous?.rtp) offerer.port.setRemote(pending.previous.rtp, pending.previous.rtcp);
+      this.options.log?.debug({ event: 'media.rollback', session: this.id, from: pending.from }, 'a refused offer forgotten');
+    });
   }
 
   private checkOpen(): void {

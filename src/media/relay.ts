@@ -220,6 +220,11 @@ export class UdpRtpPort implements MediaPort {
     return this.rtp.remote;
   }
 
+  /** Where RTCP goes now. */
+  get remoteRtcp(): Endpoint | undefined {
+    return this.rtcp.remote;
+  }
+
   get latched(): boolean {
     return this.rtp.latched;
   }
@@ -349,12 +354,23 @@ interface StreamState {
   timestamp: number;
   /** Added to the sender's sequence numbers: one for each packet of ours put in the stream. */
   shift: number;
+  /** The shift before our last packets, and the sender's newest sequence number then: a late packet from before them keeps that shift. */
+  previousShift: number;
+  boundary: number;
+  /** The sender's newest sequence number forwarded (as it sent it). */
+  newest: number;
   /** Whether a packet was forwarded yet (else ssrc, sequence and timestamp are our own). */
   seen: boolean;
 }
 
 function newStreamState(): StreamState {
-  return { ssrc: randomInt(0x1_0000_0000), sequence: randomInt(0x1_0000), timestamp: randomInt(0x1_0000_0000), shift: 0, seen: false };
+  return { ssrc: randomInt(0x1_0000_0000), sequence: randomInt(0x1_0000), timestamp: randomInt(0x1_0000_0000), shift: 0, previousShift: 0, boundary: 0, newest: 0, seen: false };
+}
+
+/** Whether 16-bit sequence number `a` comes after `b` (RFC 1982 serial arithmetic). */
+function after16(a: number, b: number): boolean {
+  const delta = (a - b) & 0xffff;
+  return delta !== 0 && delta < 0x8000;
 }
 
 /** A DTMF digit sent as RFC 4733 events: 100 ms of tone, then the end packet three times (RFC 4733 2.5.1.4), and 60 ms of pause. */
@@ -436,6 +452,8 @@ export class RtpRelay extends EventEmitter {
         if (this.closed) return;
         const start = (stream.timestamp + PACKET_SAMPLES) >>> 0;
         stream.timestamp = start;
+        stream.previousShift = stream.shift;
+        stream.boundary = stream.newest;
         for (let i = 1; i <= EVENT_PACKETS + END_PACKETS; i++) {
           if (this.closed) return;
           const end = i > EVENT_PACKETS;
@@ -475,16 +493,20 @@ export class RtpRelay extends EventEmitter {
     packet[1] = (packet[1]! & 0x80) | outgoing;
     // Kept for events of ours; once some were sent, the sender's sequence numbers move past them.
     const ssrc = packet.readUInt32BE(8);
-    if (stream.seen && ssrc !== stream.ssrc) stream.shift = 0; // a new source numbers afresh
-    let sequence = packet.readUInt16BE(2);
-    if (stream.shift !== 0) {
-      sequence = (sequence + stream.shift) & 0xffff;
-      packet.writeUInt16BE(sequence, 2);
+    if (stream.seen && ssrc !== stream.ssrc) stream.shift = stream.previousShift = 0; // a new source numbers afresh
+    const sent = packet.readUInt16BE(2);
+    const newest = !stream.seen || ssrc !== stream.ssrc || after16(sent, stream.newest);
+    // A late packet from before our last events keeps the numbering it would have had.
+    const shift = newest || after16(sent, stream.boundary) ? stream.shift : stream.previousShift;
+    const sequence = (sent + shift) & 0xffff;
+    if (shift !== 0) packet.writeUInt16BE(sequence, 2);
+    if (newest) {
+      stream.ssrc = ssrc;
+      stream.newest = sent;
+      stream.sequence = sequence;
+      stream.timestamp = packet.readUInt32BE(4);
+      stream.seen = true;
     }
-    stream.ssrc = ssrc;
-    stream.sequence = sequence;
-    stream.timestamp = packet.readUInt32BE(4);
-    stream.seen = true;
     const transcode = route.transcode[incoming];
     if (transcode === TRANSCODE_ULAW_TO_ALAW) ulawToAlawInPlace(packet, offset, payloadEnd(packet, offset));
     else if (transcode === TRANSCODE_ALAW_TO_ULAW) alawToUlawInPlace(packet, offset, payloadEnd(packet, offset));

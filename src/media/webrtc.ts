@@ -126,6 +126,16 @@ export class WebRtcPort implements MediaPort {
     await this.pc.setRemoteDescription({ type: 'answer', sdp });
   }
 
+  /** Forgets an offer not answered (ours or the browser's): the negotiated session stands. */
+  async rollback(): Promise<void> {
+    try {
+      if (this.pc.signalingState === 'have-remote-offer') await this.pc.setRemoteDescription({ type: 'rollback', sdp: '' });
+      else if (this.pc.signalingState === 'have-local-offer') await this.pc.setLocalDescription({ type: 'rollback' });
+    } catch {
+      // werift could not roll back: the next offer renegotiates from where it is.
+    }
+  }
+
   /** Waits for our candidates, then returns our description with only the public one. */
   private async finishLocalDescription(): Promise<string> {
     if (this.pc.iceGatheringState !== 'complete') {

@@ -166,15 +166,19 @@ export class MediaBridge implements Port {
       }));
       let invite = this.invite;
       if (invite.sdp !== undefined) {
-        const sdp = await this.turn('a', 'offer', invite.sdp);
-        if (sdp === undefined) {
-          this.toCall({ kind: 'reject', code: 488, reason: 'the media offered cannot be bridged' });
+        const turned = await this.turn('a', 'offer', invite.sdp);
+        if ('code' in turned) {
+          this.toCall({ kind: 'reject', code: turned.code, reason: turned.reason });
           return this.close();
         }
-        invite = { ...invite, sdp, media: this.flavours.b };
+        invite = { ...invite, sdp: turned.sdp, media: this.flavours.b };
       } else invite = { ...invite, media: this.flavours.b };
       this.log.info({ event: 'media.anchored', callId: invite.callId, caller: this.flavours.a, callee: this.flavours.b }, 'call media anchored at the server');
-      this.legPort = openLeg(invite, this.inner);
+      try {
+        this.legPort = openLeg(invite, this.inner);
+      } catch (err) {
+        this.log.error({ event: 'media.failed', callId: invite.callId, error: errorText(err) }, 'the leg of an anchored call could not be opened');
+      }
       if (!this.legPort) {
         this.toCall({ kind: 'gone' });
         await this.close();
@@ -205,8 +209,10 @@ export class MediaBridge implements Port {
   }
 
   private enqueue(task: () => Promise<void>): void {
-    this.queue = this.queue.then(task).catch((err: unknown) => {
+    this.queue = this.queue.then(task).catch(async (err: unknown) => {
+      // Not expected (turn() answers every failure of the gateway): the call's media is let go rather than left half-done.
       this.log.error({ event: 'media.failed', callId: this.invite.callId, error: errorText(err) }, 'anchored call media failed');
+      await this.close().catch(() => undefined);
     });
   }
 
@@ -215,6 +221,11 @@ export class MediaBridge implements Port {
    * to go on (the sender was answered with a refusal instead).
    */
   private async translate(from: SideName, signal: Signal): Promise<Signal | undefined> {
+    // A refused offer leaves the media as it was (RFC 3264 4): the gateway forgets it too.
+    if ((signal.kind === 'updated' || signal.kind === 'ack') && signal.code !== undefined && this.offerFrom === OTHER[from]) {
+      this.offerFrom = undefined;
+      await this.session?.rollback();
+    }
     if (!('sdp' in signal) || signal.sdp === undefined || this.closed) {
       // Without a media session the SDP is meaningless to the other side.
       return this.closed && 'sdp' in signal && signal.sdp !== undefined ? { ...signal, sdp: undefined } : signal;
@@ -224,27 +235,27 @@ export class MediaBridge implements Port {
       case 'progress':
       case 'answer': {
         const turned = await this.turn(from, signal.offer ? 'offer' : 'answer', sdp);
-        if (turned !== undefined) return { ...signal, sdp: turned };
+        if ('sdp' in turned) return { ...signal, sdp: turned.sdp };
         // The callee's media cannot be bridged: it is let go, and the call hears a refusal.
-        this.toLeg(signal.kind === 'answer' ? { kind: 'bye', code: 488, reason: 'the media cannot be bridged' } : { kind: 'cancel', reason: 'the media cannot be bridged' });
+        this.toLeg(signal.kind === 'answer' ? { kind: 'bye', code: turned.code, reason: turned.reason } : { kind: 'cancel', reason: turned.reason });
         await this.close();
-        return { kind: 'reject', code: 488, reason: 'the media answered cannot be bridged' };
+        return { kind: 'reject', code: turned.code, reason: turned.reason };
       }
       case 'update': {
         const turned = await this.turn(from, 'offer', sdp);
-        if (turned !== undefined) return { ...signal, sdp: turned };
-        this.answerBack(from, { kind: 'updated', tag: signal.tag, code: 488, reason: 'the media offered cannot be bridged' });
+        if ('sdp' in turned) return { ...signal, sdp: turned.sdp };
+        this.answerBack(from, { kind: 'updated', tag: signal.tag, code: turned.code, reason: turned.reason });
         return undefined;
       }
       case 'updated': {
         const turned = await this.turn(from, signal.offer ? 'offer' : 'answer', sdp);
-        if (turned !== undefined) return { ...signal, sdp: turned };
-        return { ...signal, sdp: undefined, offer: undefined, code: 488, reason: 'the media cannot be bridged' };
+        if ('sdp' in turned) return { ...signal, sdp: turned.sdp };
+        return { ...signal, sdp: undefined, offer: undefined, code: turned.code, reason: turned.reason };
       }
       case 'ack': {
         const turned = await this.turn(from, 'answer', sdp);
-        if (turned !== undefined) return { ...signal, sdp: turned };
-        return { ...signal, sdp: undefined, code: 488, reason: 'the media answered cannot be bridged' };
+        if ('sdp' in turned) return { ...signal, sdp: turned.sdp };
+        return { ...signal, sdp: undefined, code: turned.code, reason: turned.reason };
       }
       default:
         return signal;
@@ -253,12 +264,13 @@ export class MediaBridge implements Port {
 
   /**
    * Passes an offer or an answer of side `from` through the gateway: the SDP for the other
-   * side, or undefined when it cannot be bridged. An answer that repeats one already passed
-   * (a 200 after a 183 with the same SDP) gets the same SDP as before.
+   * side, or why it cannot be bridged (488: nothing to relay in it; 500: the gateway failed,
+   * no port left, say). An answer that repeats one already passed (a 200 after a 183 with the
+   * same SDP) gets the same SDP as before.
    */
-  private async turn(from: SideName, role: 'offer' | 'answer', sdp: string): Promise<string | undefined> {
+  private async turn(from: SideName, role: 'offer' | 'answer', sdp: string): Promise<{ sdp: string } | { code: number; reason: string }> {
     const session = this.session;
-    if (!session) return undefined;
+    if (!session) return { code: 500, reason: 'the media session is gone' };
     try {
       let out: string;
       if (role === 'offer') {
@@ -269,14 +281,18 @@ export class MediaBridge implements Port {
         this.offerFrom = undefined;
       } else {
         // No offer waits: the answer was passed already (or there was none to answer).
-        return this.last[from]?.out;
+        const last = this.last[from]?.out;
+        return last === undefined ? { code: 488, reason: 'an answer to no offer' } : { sdp: last };
       }
       this.last[from] = { sdp, out };
-      return out;
+      return { sdp: out };
     } catch (err) {
-      if (!(err instanceof MediaNegotiationError)) throw err;
-      this.log.info({ event: 'media.not_bridged', callId: this.invite.callId, from, role, error: err.message }, 'media could not be bridged');
-      return undefined;
+      if (err instanceof MediaNegotiationError) {
+        this.log.info({ event: 'media.not_bridged', callId: this.invite.callId, from, role, error: err.message }, 'media could not be bridged');
+        return { code: 488, reason: `the media cannot be bridged: ${err.message}` };
+      }
+      this.log.error({ event: 'media.failed', callId: this.invite.callId, from, role, error: errorText(err) }, 'anchored call media failed');
+      return { code: 500, reason: 'the media gateway failed' };
     }
   }
 
@@ -331,11 +347,13 @@ export class MediaBridge implements Port {
     if (this.closed) return;
     this.closed = true;
     this.owner.closed(this);
-    await this.session?.close();
     const release = setTimeout(() => {
       this.router.release(this.outer);
       this.router.release(this.inner);
     }, 32_000);
     release.unref();
+    await this.session?.close().catch((err: unknown) => {
+      this.log.error({ event: 'media.failed', callId: this.invite.callId, error: errorText(err) }, 'a media session could not be closed');
+    });
   }
 }

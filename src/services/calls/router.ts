@@ -48,7 +48,7 @@ export class CallRouter {
     readonly node: string,
     private readonly log: Logger,
   ) {
-    this.peerNodes = new PeerNodes(store, log, (localId, remote) => this.deliver(localId, { kind: 'gone' }, remote));
+    this.peerNodes = new PeerNodes(store, log, (localId, remote) => this.deliver(localId, { kind: 'gone' }, remote, false));
     this.unsubscribe = bus.on('callSignal', (event, remote) => {
       if (!remote || event.node !== this.node) return;
       this.fromNodes = this.fromNodes.then(() => this.arrived(event)).catch((err: unknown) => this.log.error({ event: 'call.relay_failed', error: errorText(err) }, 'a call signal from another node was lost'));
@@ -105,10 +105,11 @@ export class CallRouter {
     this.relay({ node: target.node, target, from }, invite);
   }
 
-  private deliver(id: string, signal: Signal, from: PortAddress): void {
+  /** Hands a signal to a port of this node; `noteSender`: remember its node (not for our own notice that the node is gone). */
+  private deliver(id: string, signal: Signal, from: PortAddress, noteSender = true): void {
     const port = this.ports.get(id);
     if (port) {
-      if (from.node !== this.node && from.id !== '-') this.peerNodes.note(id, from);
+      if (noteSender && from.node !== this.node && from.id !== '-') this.peerNodes.note(id, from);
       try {
         port.receive(signal, from);
       } catch (err) {

@@ -728,7 +728,14 @@ class SipReplacingLeg extends SipLeg {
     }
     this.peer = this.seat;
     // An offer of the other side's (the INVITE had none) is answered in the ACK (deviceAck).
-    if (!this.server.answer(200, signal.sdp)) return;
+    if (!this.server.answer(200, signal.sdp)) {
+      // The INVITE ended meanwhile, with the other side's media already moved to it: the call is over.
+      this.ended = true;
+      this.router.send(this.seat, { kind: 'bye', reason: 'the replacing device went away' }, this.address);
+      this.old.leave();
+      this.release();
+      return;
+    }
     this.old.leave();
   }
 }

@@ -290,6 +290,10 @@ export class ClientCall extends Emitter<ClientCallEvents> {
     this.byTag.clear();
     const headers = this.request.headers.clone();
     headers.remove('Via');
+    // The answer to the last server's challenge means nothing to the next: it may challenge afresh.
+    headers.remove('Authorization');
+    headers.remove('Proxy-Authorization');
+    this.authenticated = false;
     this.request = { ...this.request, headers };
     this.destination = next;
     this.start();

@@ -16,6 +16,32 @@ const XOR_MAPPED_ADDRESS = 0x0020;
 const FINGERPRINT = 0x8028;
 const FINGERPRINT_XOR = 0x5354554e;
 
+/**
+ * How many STUN answers one address gets in a window: enough for the keep-alives of many
+ * devices behind one NAT (one every 25 s or so each, RFC 5626 4.4.2), not enough to make the
+ * server a useful reflector for spoofed requests (each answer is about twice the request).
+ */
+export class StunLimiter {
+  private readonly windows = new Map<string, { start: number; count: number }>();
+
+  constructor(
+    private readonly perWindow = 50,
+    private readonly windowMs = 10_000,
+    private readonly maxAddresses = 10_000,
+  ) {}
+
+  allow(address: string, now = Date.now()): boolean {
+    let window = this.windows.get(address);
+    if (!window || now - window.start >= this.windowMs) {
+      this.windows.delete(address);
+      if (this.windows.size >= this.maxAddresses) this.windows.delete(this.windows.keys().next().value!);
+      window = { start: now, count: 0 };
+      this.windows.set(address, window);
+    }
+    return ++window.count <= this.perWindow;
+  }
+}
+
 /** Whether a datagram is a STUN message (RFC 5389 6: two zero bits, then the magic cookie). */
 export function isStun(bytes: Buffer): boolean {
   return bytes.length >= HEADER_LENGTH && (bytes[0]! & 0xc0) === 0 && bytes.readUInt32BE(4) === MAGIC_COOKIE;

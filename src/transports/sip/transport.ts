@@ -44,7 +44,7 @@ import {
 } from './message.js';
 import { newTag } from './transaction-matching.js';
 import type { SipEndpoint, SipTransportName } from './transactions.js';
-import { bindingResponse, isStun } from './stun.js';
+import { bindingResponse, isStun, StunLimiter } from './stun.js';
 
 /** The WebSocket subprotocol of RFC 7118. */
 export const SIP_WEBSOCKET_PROTOCOL = 'sip';
@@ -412,6 +412,8 @@ export class SipTransport {
   private readonly byPeer = new Map<string, Connection>();
   private readonly perAddress = new Map<string, number>();
   private readonly throttle = new LogThrottle();
+  /** STUN keep-alives answered per address (stun.ts). */
+  private readonly stunLimiter = new StunLimiter();
   private readonly flowPrefix = randomBytes(4).toString('hex');
   private flowCount = 0;
   private readonly sweeper: NodeJS.Timeout;
@@ -648,9 +650,9 @@ export class SipTransport {
 
   private onDatagram(bytes: Buffer, remote: dgram.RemoteInfo, socket: dgram.Socket): void {
     if (isStun(bytes)) {
-      // An outbound flow's keep-alive (RFC 5626 8.2): answered with the address it came from.
+      // An outbound flow's keep-alive (RFC 5626 8.2): answered with the address it came from, within a budget per address.
       const response = bindingResponse(bytes, remote.address, remote.port);
-      if (response) socket.send(response, remote.port, remote.address);
+      if (response && this.stunLimiter.allow(remote.address)) socket.send(response, remote.port, remote.address);
       return;
     }
     if (isKeepAliveDatagram(bytes)) return;
