@@ -98,7 +98,7 @@ export function defaultTimers(t1 = 500, t2 = 4_000, t4 = 5_000): TransactionTime
 export interface TransactionLimits {
   /** Live transactions, client and server together. */
   maxTransactions: number;
-  /** Live server transactions opened by one source host. */
+  /** Server transactions of one source host not answered finally yet (those lingering for retransmissions do not count). */
   maxPerSource: number;
   /** The Retry-After of the 503 that refuses a request over a limit, in seconds. */
   retryAfter: number;
@@ -106,8 +106,9 @@ export interface TransactionLimits {
 
 /**
  * A finished non-INVITE transaction lingers for timer J (32 s over UDP) to absorb
- * retransmissions, so a trunk or a proxy placing 100 calls a second from one address holds
- * thousands at once: the bounds are for a flood, not for such a peer.
+ * retransmissions, so a trunk or a proxy placing hundreds of calls a second from one address
+ * holds tens of thousands at once: those count in the total only, and the bound per source is
+ * on transactions still waiting for their answer (what a flood fills).
  */
 export const DEFAULT_TRANSACTION_LIMITS: Readonly<TransactionLimits> = Object.freeze({
   maxTransactions: 100_000,
@@ -207,6 +208,11 @@ interface Host {
   /** Sends; the transport's error when it failed. */
   transmit(message: SipMessage, destination: SipEndpoint): { error: unknown } | undefined;
   removed(tx: Transaction): void;
+  /**
+   * A server transaction sent its final response: it lingers only to absorb retransmissions
+   * (timers H, J), and stops counting against its source's limit.
+   */
+  settled(tx: Transaction): void;
   /** An RFC 2543 INVITE transaction that answered non-2xx waits for its ACK under `ackKey`. */
   expectAck(tx: ServerInviteTx): void;
   tu(event: TransactionUserEvent): void;
@@ -505,6 +511,7 @@ class ServerInviteTx extends ServerTx {
       return sent;
     }
     this.current = 'completed';
+    this.host.settled(this);
     if (!hasCookie(topVia(this.request.headers)?.branch)) {
       this.ackKey = ackKeyOfInvite(this.request, response);
       this.host.expectAck(this);
@@ -558,6 +565,7 @@ class ServerNonInviteTx extends ServerTx {
     }
     this.current = 'completed';
     this.stopTimer('guard');
+    this.host.settled(this);
     if (!this.sendResponse(response)) return false;
     if (this.reliable) this.terminate();
     else this.startTimer('J', 64 * this.host.timers.t1, () => this.terminate());
@@ -574,7 +582,9 @@ export class TransactionLayer {
   private readonly servers = new Map<string, ServerTx>();
   /** RFC 2543 INVITE transactions awaiting the ACK of their non-2xx answer. */
   private readonly legacyAcks = new Map<string, ServerInviteTx>();
+  /** Server transactions not yet answered finally, per source host: what a flood fills. */
   private readonly perSource = new Map<string, number>();
+  private readonly counted = new WeakSet<Transaction>();
   private readonly send: SipSend;
   private readonly tu: (event: TransactionUserEvent) => void;
   private readonly limits: TransactionLimits;
@@ -600,6 +610,7 @@ export class TransactionLayer {
         }
       },
       removed: (tx) => this.forget(tx),
+      settled: (tx) => this.uncount(tx),
       expectAck: (tx) => {
         if (tx.ackKey !== undefined) this.legacyAcks.set(tx.ackKey, tx);
       },
@@ -761,6 +772,7 @@ export class TransactionLayer {
     this.servers.set(key, tx);
     const sourceKey = source.host.toLowerCase();
     this.perSource.set(sourceKey, (this.perSource.get(sourceKey) ?? 0) + 1);
+    this.counted.add(tx);
     this.tu({ type: 'request', request, source, reliable, transaction: tx, cancels: this.cancelled(request) });
     return 'new';
   }
@@ -786,6 +798,12 @@ export class TransactionLayer {
     if (tx instanceof ServerInviteTx && tx.ackKey !== undefined && this.legacyAcks.get(tx.ackKey) === tx) {
       this.legacyAcks.delete(tx.ackKey);
     }
+    this.uncount(tx);
+  }
+
+  /** A server transaction stops counting against its source (once: settled, then removed). */
+  private uncount(tx: Transaction): void {
+    if (!this.counted.delete(tx)) return;
     const sourceKey = tx.peer.host.toLowerCase();
     const count = (this.perSource.get(sourceKey) ?? 1) - 1;
     if (count > 0) this.perSource.set(sourceKey, count);
