@@ -157,6 +157,17 @@ export interface Config {
      */
     trunkUser: string;
     trunkPassword: string;
+    /**
+     * RFC 4028 session timers: the Session-Expires (seconds) the server's INVITEs ask for and
+     * the longest it grants a phone; a call whose refresher lets it pass without a refresh
+     * ends with BYE.
+     */
+    sessionExpires: number;
+    /**
+     * The shortest session interval taken (Min-SE): a shorter Session-Expires gets 422. RFC
+     * 4028 says 90 at least; a smaller value is for tests.
+     */
+    minSE: number;
   };
   /** Mail received from other servers (SMTP without AUTH). */
   inbound: {
@@ -383,7 +394,7 @@ export function defaultConfig(): Config {
       webSocket: true,
       s2s: { requireTls: false, caFile: '', idleSeconds: 600, connectSeconds: 30, queueStanzas: 500, connectionsPerAddress: 20 },
     },
-    sip: { publicHost: '', webSocket: true, connections: 10_000, connectionsPerAddress: 64, idleSeconds: 300, outputBytes: 1024 * 1024, mediaPorts: { min: 20000, max: 29999 }, digestAlgorithms: ['MD5'], trunk: '', trunkUser: '', trunkPassword: '' },
+    sip: { publicHost: '', webSocket: true, connections: 10_000, connectionsPerAddress: 64, idleSeconds: 300, outputBytes: 1024 * 1024, mediaPorts: { min: 20000, max: 29999 }, digestAlgorithms: ['MD5'], trunk: '', trunkUser: '', trunkPassword: '', sessionExpires: 1800, minSE: 90 },
     inbound: { authenticationChecks: true },
     calendar: { remotePrivateAddresses: false },
     im: { rosterItems: 2000, rosterGroups: 200, blockedItems: 1000, offlineMessages: 1000, offlineDays: 30, resourcesPerAccount: 32, archiveDays: 365, mucSubdomain: 'conference', mucRoomsPerService: 1000, mucOccupantsPerRoom: 200, mucHistory: 50 },
@@ -574,6 +585,8 @@ const configSchema = z.strictObject({
     // A Digest username is a quoted-string: any text but control characters.
     trunkUser: text((s) => !/[\x00-\x1f\x7f]/.test(s), 'must be text without control characters'),
     trunkPassword: z.string(),
+    sessionExpires: number((n) => Number.isInteger(n) && n >= 1 && n <= 86_400, 'must be a whole number of seconds, 1 to 86400'),
+    minSE: number((n) => Number.isInteger(n) && n >= 1 && n <= 86_400, 'must be a whole number of seconds, 1 to 86400 (RFC 4028: 90 or more)'),
   }),
   inbound: z.strictObject({ authenticationChecks: z.boolean() }),
   calendar: z.strictObject({ remotePrivateAddresses: z.boolean() }),
@@ -855,6 +868,7 @@ function schemaProblems(merged: unknown, sources: Sources): ConfigProblem[] {
     [['limits', 'httpHeadersSeconds'], ['limits', 'httpRequestSeconds'], (a, b) => a <= b, 'must be at most limits.httpRequestSeconds'],
     // An RTP session takes a port pair (RTP and RTCP, RFC 3550 11): the range holds one at least.
     [['sip', 'mediaPorts', 'max'], ['sip', 'mediaPorts', 'min'], (a, b) => a > b, 'must be greater than sip.mediaPorts.min'],
+    [['sip', 'sessionExpires'], ['sip', 'minSE'], (a, b) => a >= b, 'must be at least sip.minSE'],
   ];
   for (const [path, other, ok, rule] of pairs) {
     const a = num(path);

@@ -281,7 +281,7 @@ async function build(rawStore: Store, config: Config, log: Logger, options: Serv
     metrics,
   };
   // SIP registrations and calls, on the SIP listeners.
-  const sipCalls = sip ? await startSipCalls({ sip, calls, im, auth: services.auth, accounts, store, bus, node: node.id, digestAlgorithms: config.sip.digestAlgorithms, trunk: config.sip.trunk, trunkCredentials: config.sip.trunkUser === '' ? undefined : { user: config.sip.trunkUser, password: config.sip.trunkPassword }, resolver: options.sipResolver ?? options.dnsResolver, log: log.child({ component: 'sip' }), metrics }) : undefined;
+  const sipCalls = sip ? await startSipCalls({ sip, calls, im, auth: services.auth, accounts, store, bus, node: node.id, digestAlgorithms: config.sip.digestAlgorithms, trunk: config.sip.trunk, trunkCredentials: config.sip.trunkUser === '' ? undefined : { user: config.sip.trunkUser, password: config.sip.trunkPassword }, resolver: options.sipResolver ?? options.dnsResolver, log: log.child({ component: 'sip' }), metrics, sessionTimer: { expires: config.sip.sessionExpires, minSE: config.sip.minSE } }) : undefined;
   if (sipCalls) undo.push(() => sipCalls.close());
   undo.push(() => services.sessions.close());
   const engine = new Engine(services);

@@ -37,7 +37,8 @@ import type { ImService } from '../../services/im/service.js';
 import type { Binding } from '../../store/registrations.js';
 import type { Store } from '../../store/store.js';
 import { UserAgentCore, type ClientCall, type Dialog, type IncomingRequest, type RequestOutcome, type ServerCall, type SipBody } from './dialog.js';
-import { parseReferTo, parseReplaces, type Replaces } from './dialog-messages.js';
+import { parseReferTo, parseReplaces, sdpOrigin, type Replaces } from './dialog-messages.js';
+import { DEFAULT_SESSION_TIMER, type SessionTimerSettings } from './dialog-types.js';
 import { authenticateRequest } from './digest-auth.js';
 import type { DigestClientCredentials } from './digest-client.js';
 import type { InviteOptions } from './dialog-uac.js';
@@ -76,6 +77,8 @@ abstract class SipLeg implements Port {
   protected ended = false;
   /** Who is on the other side (what REFER needs). */
   remote: Party = { address: '' };
+  /** A session refresh without an offer was answered here with our SDP: its ACK's answer is not the engine's. */
+  private refreshAck = false;
   /** An attended transfer or an INVITE with Replaces is taking this leg's place in its call. */
   private handingOver = false;
 
@@ -111,13 +114,21 @@ abstract class SipLeg implements Port {
       if (this.ended) return;
       this.ended = true;
       if (reason === 'remote-bye' || reason === 'local-bye') return;
-      this.send({ kind: 'bye', code: reason === 'timeout' ? 408 : 481, reason: `the SIP dialog ended (${reason})` });
+      if (reason === 'session-expired') {
+        const timer = dialog.sessionTimer;
+        this.log.info({ event: 'sip.session_expired', callId: dialog.callId, device: this.owner, interval: timer?.interval }, 'a SIP session was not refreshed in time (RFC 4028): BYE sent, the call ends');
+        this.send({ kind: 'bye', code: 408, reason: 'the SIP session expired (the device stopped refreshing it)' });
+      } else this.send({ kind: 'bye', code: reason === 'timeout' ? 408 : 481, reason: `the SIP dialog ended (${reason})` });
       this.release();
     });
   }
 
   /** The ACK of a 2xx of ours that held an offer: the answer for the engine. */
   protected deviceAck(body: SipBody | undefined): void {
+    if (this.refreshAck) {
+      this.refreshAck = false;
+      return;
+    }
     if (body && isSdp(body)) this.send({ kind: 'ack', sdp: body.content });
   }
 
@@ -135,6 +146,7 @@ abstract class SipLeg implements Port {
           incoming.respond(415, { headers: [['Accept', 'application/sdp']] });
           return;
         }
+        if (this.refreshOnly(incoming)) return;
         this.pendingUpdate = incoming;
         this.send({ kind: 'update', sdp: body?.content });
         return;
@@ -146,6 +158,33 @@ abstract class SipLeg implements Port {
       default:
         incoming.respond(405, { headers: [['Allow', 'INVITE, ACK, CANCEL, BYE, UPDATE, INFO, REFER, PRACK, OPTIONS']] });
     }
+  }
+
+  /**
+   * A session refresh (RFC 4028) that changes no media: an UPDATE without a body, a re-INVITE
+   * without one (our last SDP goes as the offer; the answer in the ACK is taken here), or an
+   * offer whose origin (session id and version, RFC 3264 8) is the one the device sent last.
+   * It is answered here with the SDP we sent last; the other side of the call hears nothing.
+   * False for anything else, which goes to the engine as an update.
+   */
+  private refreshOnly(incoming: IncomingRequest): boolean {
+    const dialog = this.dialog;
+    if (!dialog || dialog.state !== 'confirmed' || this.handingOver) return false;
+    const body = incoming.body;
+    const ours = dialog.localSdp?.content;
+    if (body === undefined) {
+      if (incoming.method === 'UPDATE') incoming.respond(200);
+      else if (ours === undefined) return false;
+      else {
+        this.refreshAck = true;
+        incoming.respond(200, { body: ours });
+      }
+      return true;
+    }
+    const origin = sdpOrigin(body);
+    if (ours === undefined || origin === undefined || origin !== sdpOrigin(dialog.remoteSdp)) return false;
+    incoming.respond(200, { body: ours });
+    return true;
   }
 
   private info(incoming: IncomingRequest): void {
@@ -967,6 +1006,8 @@ export interface SipStackDeps {
   resolver?: DnsResolver;
   log: Logger;
   metrics?: Metrics;
+  /** RFC 4028 session timers (config sip.sessionExpires, sip.minSE); RFC 4028's 1800 and 90 s by default. */
+  sessionTimer?: SessionTimerSettings;
 }
 
 /**
@@ -985,7 +1026,9 @@ export async function startSipCalls(deps: SipStackDeps): Promise<{ registrar: Re
     localAddress: (destination) => sip.localAddress(destination),
     // The next hop of a request outside a flow (a Route, a Contact): RFC 3263's first server.
     resolve: async (uri) => (await locateSipServers(uri, deps.resolver))[0]!,
+    sessionTimer: deps.sessionTimer ?? DEFAULT_SESSION_TIMER,
   });
+  deps.metrics?.counter('ximssd_sip_sessions_expired_total', 'SIP calls ended because their session was not refreshed (RFC 4028)', () => ua.sessionsExpired);
   sip.handle('REGISTER', (event) => {
     void registrar.register(event.request, event.source).then((response) => sip.transactions.respond(event.transaction, response));
   });

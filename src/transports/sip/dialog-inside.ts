@@ -18,13 +18,18 @@ import {
   contactUriOf,
   formatReferTo,
   parseEventHeader,
+  parseMinSE,
+  parseSessionExpires,
   parseSubscriptionState,
   requestTarget,
   routeSetOf,
+  sessionTermsAsUas,
+  sessionTermsHeaders,
   setBody,
   sipfrag,
   sipfragStatus,
   toBody,
+  type SessionTerms,
 } from './dialog-messages.js';
 import {
   ALLOW,
@@ -49,6 +54,20 @@ import type {
   TransactionUserEvent,
 } from './transactions.js';
 import { parseNameAddr, type NameAddr } from './uri.js';
+import { trimLws } from './lexer.js';
+
+/** The methods whose bodies are offers and answers (RFC 3264, RFC 3262, RFC 3311). */
+const SDP_METHODS: ReadonlySet<string> = new Set(['INVITE', 'UPDATE', 'PRACK', 'ACK']);
+
+/** A body that is SDP, else undefined. */
+function sdpBody(body: SipBody | undefined): SipBody | undefined {
+  return body !== undefined && body.contentType.split(';', 1)[0]!.trim().toLowerCase() === 'application/sdp' ? body : undefined;
+}
+
+/** Whether a message's Allow lists UPDATE (the peer takes it: RFC 4028 7.4 refreshes with it). */
+export function allowsUpdate(headers: SipHeaders): boolean {
+  return headers.getAll('Allow').some((method) => trimLws(method).toUpperCase() === 'UPDATE');
+}
 
 export type DialogEvents = {
   /** A request inside the dialog, to answer with incoming.respond() (BYE and PRACK are answered by the layer). */
@@ -90,6 +109,8 @@ export type IncomingRequestEvents = {
 /** A request the peer sent inside a dialog. */
 export class IncomingRequest extends Emitter<IncomingRequestEvents> {
   private final = false;
+  /** What a 2xx to this re-INVITE or UPDATE grants of a session timer (RFC 4028 9), when there is one. */
+  sessionTerms: SessionTerms | undefined;
 
   constructor(
     private readonly core: DialogHost,
@@ -121,7 +142,7 @@ export class IncomingRequest extends Emitter<IncomingRequestEvents> {
    */
   respond(status: number, options: ResponseOptions = {}): boolean {
     if (this.final) return false;
-    const response = this.dialog.buildResponse(this.request, status, options, this.source);
+    const response = this.dialog.buildResponse(this.request, status, options, this.source, this.sessionTerms);
     if (status >= 200) {
       this.final = true;
       this.core.untrack(this.transaction);
@@ -213,6 +234,15 @@ export class Dialog extends Emitter<DialogEvents> {
   private lastAck: { cseq: number; ack: SipRequest } | undefined;
   /** RFC 3262: the RSeq of the last reliable provisional response we took in this early dialog. */
   lastRSeq: number | undefined;
+  /** The last SDP we sent and the last the peer sent, in offers and answers that stood (what a refresh re-sends). */
+  localSdp: SipBody | undefined;
+  remoteSdp: SipBody | undefined;
+  /** The peer's Allow lists UPDATE: our session refreshes go as UPDATE (RFC 4028 7.4), until it refuses one. */
+  peerAllowsUpdate = false;
+  /** RFC 4028: the session interval (seconds) and whether we refresh it; undefined without a session timer. */
+  private session: { interval: number; local: boolean } | undefined;
+  /** The largest Min-SE a 422 of the peer's asked for. */
+  private peerMinSE = 0;
 
   constructor(
     private readonly core: DialogHost,
@@ -277,6 +307,11 @@ export class Dialog extends Emitter<DialogEvents> {
       }
     }
     const cseq = ++this.localSeq;
+    const refresh = (method === 'INVITE' || method === 'UPDATE') && this.current === 'confirmed';
+    if (refresh && this.session !== undefined && !(options.headers ?? []).some(([name]) => /^(session-expires|x)$/i.test(name))) {
+      // Every re-INVITE and UPDATE refreshes the session (RFC 4028 7.4): it says so.
+      options = { ...options, headers: [...this.sessionHeaders(), ...(options.headers ?? [])] };
+    }
     const request = this.buildRequest(method, cseq, options);
     const target = requestTarget(this.routeSet, this.remoteTarget);
     if (method === 'INVITE') this.outgoingInvite = true;
@@ -290,7 +325,7 @@ export class Dialog extends Emitter<DialogEvents> {
       this.core.sendRequest(request, target.nextHop, this.flow, (event) => {
         if (event.type === 'provisional') return;
         if (method === 'INVITE') this.inviteTransaction = undefined;
-        resolve(this.requestEnded(method, cseq, event, options));
+        resolve(this.requestEnded(method, cseq, event, options, sdpBody(bodyOf(request))));
       }, started);
     });
   }
@@ -302,7 +337,7 @@ export class Dialog extends Emitter<DialogEvents> {
   }
 
   private requestEnded(method: string, cseq: number, event: Exclude<ClientEvent, { type: 'provisional' }>,
-    options: RequestOptions): RequestOutcome {
+    options: RequestOptions, offered: SipBody | undefined): RequestOutcome {
     if (method === 'INVITE') this.outgoingInvite = false;
     if (method === 'UPDATE') this.outgoingUpdate = false;
     if (event.type === 'timeout' || event.type === 'transport-error') {
@@ -318,8 +353,14 @@ export class Dialog extends Emitter<DialogEvents> {
     }
     // A NOTIFY's 481 or 408 ends its subscription only, not the dialog (RFC 5057 5.1).
     if ((response.status === 481 || response.status === 408) && method !== 'NOTIFY') this.terminate('gone');
+    else if (response.status === 422 && (method === 'INVITE' || method === 'UPDATE')) this.takeMinSE(response);
     else if (success && this.current !== 'terminated') {
       if (TARGET_METHODS.has(method)) this.refreshTarget(response.headers);
+      if (SDP_METHODS.has(method)) {
+        this.localSdp = offered ?? this.localSdp;
+        this.remoteSdp = sdpBody(bodyOf(response)) ?? this.remoteSdp;
+      }
+      if ((method === 'INVITE' || method === 'UPDATE') && this.current === 'confirmed') this.takeSession(response);
       if (method === 'REFER' && !withoutSubscription(response.headers)) {
         // RFC 6665 4.1.2.4: the first NOTIFY is due within 64*T1 of the 2xx.
         this.watchRefer(String(cseq), 64 * this.core.timers.t1);
@@ -342,6 +383,7 @@ export class Dialog extends Emitter<DialogEvents> {
     this.ackDue = undefined;
     this.stopTimer('owner-ack');
     const ack = this.buildRequest('ACK', cseq, { body, contentType });
+    this.localSdp = sdpBody(bodyOf(ack)) ?? this.localSdp;
     this.lastAck = { cseq, ack };
     this.core.sendDirect(ack, requestTarget(this.routeSet, this.remoteTarget).nextHop, this.flow);
     return true;
@@ -410,14 +452,22 @@ export class Dialog extends Emitter<DialogEvents> {
     return request;
   }
 
-  buildResponse(request: SipRequest, status: number, options: ResponseOptions, source: SipEndpoint): SipResponse {
+  buildResponse(request: SipRequest, status: number, options: ResponseOptions, source: SipEndpoint,
+    sessionTerms?: SessionTerms): SipResponse {
     const response = responseTo(request, status, options.reason, { toTag: this.localTag });
     if (status > 100 && status < 300 && TARGET_METHODS.has(request.method)) {
       response.headers.add('Contact', this.core.contactFor(source));
     }
     if (request.method === 'INVITE' && status >= 200 && status < 300) response.headers.add('Allow', ALLOW);
+    if (sessionTerms !== undefined && status >= 200 && status < 300) {
+      response.headers.add('Supported', 'timer');
+      for (const [name, value] of sessionTermsHeaders(sessionTerms)) response.headers.add(name, value);
+    }
     for (const [name, value] of options.headers ?? []) response.headers.add(name, value);
     setBody(response, toBody(options.body, options.contentType));
+    if (status > 100 && status < 300 && SDP_METHODS.has(request.method)) {
+      this.localSdp = sdpBody(bodyOf(response)) ?? this.localSdp;
+    }
     return response;
   }
 
@@ -466,6 +516,7 @@ export class Dialog extends Emitter<DialogEvents> {
           incoming.respond(500, { headers: [['Retry-After', String(randomInt(11))]] });
           return;
         }
+        if (!this.negotiateSession(incoming)) return;
         this.incomingInvite = incoming;
         break;
       case 'NOTIFY':
@@ -477,6 +528,7 @@ export class Dialog extends Emitter<DialogEvents> {
           incoming.respond(491);
           return;
         }
+        if (!this.negotiateSession(incoming)) return;
         break;
       default:
         break;
@@ -495,6 +547,10 @@ export class Dialog extends Emitter<DialogEvents> {
     this.unanswered.delete(incoming);
     const success = response !== undefined && response.status >= 200 && response.status < 300;
     if (success && TARGET_METHODS.has(incoming.method)) this.refreshTarget(incoming.request.headers);
+    if (success && SDP_METHODS.has(incoming.method)) this.remoteSdp = sdpBody(incoming.body) ?? this.remoteSdp;
+    // A refresh of the peer's (RFC 4028 9): the interval starts again, with the refresher granted.
+    const terms = incoming.sessionTerms;
+    if (success && terms !== undefined) this.startSession(terms.interval, terms.refresher === 'uas');
     if (success && incoming.method === 'REFER' && !withoutSubscription(incoming.request.headers)) {
       this.referNotifiers.push(String(parseCSeq(incoming.request.headers.get('CSeq') ?? '').seq));
     }
@@ -582,6 +638,7 @@ export class Dialog extends Emitter<DialogEvents> {
     this.stopTimer('2xx');
     this.stopTimer('2xx-guard');
     const body = bodyOf(ack);
+    this.remoteSdp = sdpBody(body) ?? this.remoteSdp;
     this.emit('ack', body);
     if (awaited.initial) this.serverCall?.acknowledged(body);
   }
@@ -622,6 +679,143 @@ export class Dialog extends Emitter<DialogEvents> {
     this.refreshTarget(response.headers);
     const to = response.headers.get('To');
     if (to !== undefined) this.remoteParty = to;
+    this.peerAllowsUpdate = allowsUpdate(response.headers);
+    this.remoteSdp = sdpBody(bodyOf(response)) ?? this.remoteSdp;
+    this.takeSession(response);
+  }
+
+  // ---- RFC 4028 session timers ----
+
+  /** The session timer in force: its interval in seconds and who refreshes; undefined when there is none. */
+  get sessionTimer(): { interval: number; refresher: 'local' | 'remote' } | undefined {
+    const session = this.session;
+    return session === undefined ? undefined : { interval: session.interval, refresher: session.local ? 'local' : 'remote' };
+  }
+
+  /**
+   * The session interval starts (again): as refresher we refresh at half of it (RFC 4028 10),
+   * and give up when a whole interval passes without one going through; otherwise, no refresh
+   * by the interval minus the smaller of 32 s and a third of it ends the dialog with BYE.
+   */
+  startSession(interval: number, local: boolean): void {
+    if (this.current === 'terminated' || this.core.sessionTimer === undefined) return;
+    this.session = { interval, local };
+    const ms = interval * 1000;
+    if (local) {
+      this.stopTimer('session-expiry');
+      this.startTimer('session-refresh', ms / 2, () => this.refreshSession());
+      this.startTimer('session-guard', ms, () => this.expireSession());
+    } else {
+      this.stopTimer('session-refresh');
+      this.stopTimer('session-guard');
+      this.startTimer('session-expiry', ms - Math.min(32_000, ms / 3), () => this.expireSession());
+    }
+  }
+
+  private stopSession(): void {
+    this.session = undefined;
+    this.stopTimer('session-refresh');
+    this.stopTimer('session-guard');
+    this.stopTimer('session-expiry');
+  }
+
+  /**
+   * The 2xx to an INVITE or UPDATE of ours (RFC 4028 7.2): its Session-Expires sets the
+   * interval and the refresher. Without one the peer does not run the timer: as refresher we
+   * go on refreshing (a refresh is a plain re-INVITE or UPDATE any UA answers, and tells us
+   * the peer is still there); otherwise there is no session expiry any more.
+   */
+  takeSession(response: SipResponse): void {
+    if (this.core.sessionTimer === undefined) return;
+    let granted;
+    try {
+      const value = response.headers.get('Session-Expires');
+      granted = value === undefined ? undefined : parseSessionExpires(value);
+    } catch {
+      granted = undefined;
+    }
+    if (granted !== undefined) this.startSession(granted.delta, granted.refresher !== 'uas');
+    else if (this.session?.local) this.startSession(this.session.interval, true);
+    else this.stopSession();
+  }
+
+  /** A 422 to our INVITE or UPDATE (RFC 4028 7.4): the next ones ask for at least its Min-SE. */
+  private takeMinSE(response: SipResponse): void {
+    try {
+      this.peerMinSE = Math.max(this.peerMinSE, parseMinSE(response.headers.get('Min-SE') ?? ''));
+    } catch {
+      return;
+    }
+    if (this.session !== undefined) this.session.interval = Math.max(this.session.interval, this.peerMinSE);
+  }
+
+  /** What a re-INVITE or UPDATE of ours says of the session: the interval, the refresher kept, our Min-SE. */
+  private sessionHeaders(): Array<[string, string]> {
+    const session = this.session!;
+    const minSE = Math.max(this.core.sessionTimer?.minSE ?? 0, this.peerMinSE);
+    return [
+      ['Session-Expires', `${Math.max(session.interval, minSE)};refresher=${session.local ? 'uac' : 'uas'}`],
+      ['Min-SE', String(minSE)],
+      ['Supported', 'timer'],
+    ];
+  }
+
+  /**
+   * RFC 4028 9 for a re-INVITE or UPDATE of the peer's in a confirmed dialog: 422 with our
+   * Min-SE for too short an interval, 400 for headers that do not read; else the terms its 2xx
+   * will grant. False when it was answered here.
+   */
+  private negotiateSession(incoming: IncomingRequest): boolean {
+    const settings = this.core.sessionTimer;
+    if (settings === undefined || this.current !== 'confirmed') return true;
+    let terms;
+    try {
+      terms = sessionTermsAsUas(incoming.request.headers, settings);
+    } catch {
+      incoming.respond(400, { reason: 'Bad Request (unreadable Session-Expires or Min-SE)' });
+      return false;
+    }
+    if ('tooSmall' in terms) {
+      incoming.respond(422, { headers: [['Min-SE', String(terms.tooSmall)], ['Supported', 'timer']] });
+      return false;
+    }
+    incoming.sessionTerms = terms;
+    return true;
+  }
+
+  /**
+   * Our refresh (RFC 4028 7.4, 10): UPDATE without a body when the peer takes UPDATE, else a
+   * re-INVITE with the SDP we sent last, unchanged (same origin and version: RFC 3264 8). An
+   * offer-answer in progress either way refreshes when it succeeds, so the refresh waits; a
+   * refused one is tried again shortly (at once for a 422 that raised the interval, or an
+   * UPDATE refused as unknown, then as re-INVITE) until the session guard gives up.
+   */
+  private refreshSession(): void {
+    const session = this.session;
+    if (this.current !== 'confirmed' || session === undefined || !session.local) return;
+    const later = (ms: number): void => this.startTimer('session-refresh', ms, () => this.refreshSession());
+    if (this.outgoingInvite || this.outgoingUpdate || this.incomingInvite !== undefined || this.ackPending) {
+      later(2_000);
+      return;
+    }
+    const update = this.peerAllowsUpdate;
+    const minBefore = this.peerMinSE;
+    this.request(update ? 'UPDATE' : 'INVITE', update ? {} : { body: this.localSdp }).then((outcome) => {
+      if (outcome.kind !== 'response' || this.current !== 'confirmed') return;
+      const { status } = outcome.response;
+      if (status < 300) return;
+      if (update && (status === 405 || status === 501)) {
+        this.peerAllowsUpdate = false;
+        later(0);
+      } else later(status === 422 && this.peerMinSE > minBefore ? 0 : 2_000 + randomInt(2_000));
+    }, () => undefined);
+  }
+
+  /** No refresh in time (RFC 4028 10): BYE, and the owner hears `terminated` with 'session-expired'. */
+  private expireSession(): void {
+    if (this.current !== 'confirmed') return;
+    this.core.sessionExpired(this);
+    this.endWithBye('session-expired');
   }
 
   refreshTarget(headers: SipHeaders): void {

@@ -288,3 +288,78 @@ export function parseSubscriptionState(value: string): SubscriptionState {
   }
   return { state: state.toLowerCase(), expires, reason };
 }
+
+/** A Session-Expires header (RFC 4028 4): the session interval in seconds and who refreshes, when said. */
+export interface SessionExpires {
+  delta: number;
+  refresher: 'uac' | 'uas' | undefined;
+}
+
+/** `delta-seconds *(;se-params)`, with `refresher=uac|uas` among them; the interval at least 1 s. */
+export function parseSessionExpires(value: string): SessionExpires {
+  const [delta = '', ...params] = splitOutside(trimLws(value), ';').map(trimLws);
+  const seconds = parseBoundedInt(delta, 2 ** 32 - 1);
+  if (seconds === undefined || seconds === 0) throw malformed(`Session-Expires "${value}": delta-seconds expected`);
+  let refresher: 'uac' | 'uas' | undefined;
+  for (const param of params) {
+    const eq = param.indexOf('=');
+    if (eq < 0 || trimLws(param.slice(0, eq)).toLowerCase() !== 'refresher') continue;
+    const who = trimLws(param.slice(eq + 1)).toLowerCase();
+    if (who !== 'uac' && who !== 'uas') throw malformed(`Session-Expires "${value}": refresher is uac or uas`);
+    refresher = who;
+  }
+  return { delta: seconds, refresher };
+}
+
+/** Min-SE (RFC 4028 5): delta-seconds, parameters ignored. */
+export function parseMinSE(value: string): number {
+  const [delta = ''] = splitOutside(trimLws(value), ';').map(trimLws);
+  const seconds = parseBoundedInt(delta, 2 ** 32 - 1);
+  if (seconds === undefined) throw malformed(`Min-SE "${value}": delta-seconds expected`);
+  return seconds;
+}
+
+/**
+ * The o= line of an SDP body (RFC 4566 5.2): a session description whose origin (session id
+ * and version) is unchanged describes the same session (RFC 3264 8), so an offer with it
+ * changes nothing; undefined for a body that is not SDP or has none.
+ */
+export function sdpOrigin(body: SipBody | undefined): string | undefined {
+  if (body === undefined || body.contentType.split(';', 1)[0]!.trim().toLowerCase() !== DEFAULT_CONTENT_TYPE) return undefined;
+  const line = /^o=(.*)$/m.exec(body.content)?.[1];
+  return line === undefined ? undefined : line.trim().split(/\s+/).join(' ');
+}
+
+/** What a UAS grants for an INVITE or UPDATE (RFC 4028 9): the interval, who refreshes, and whether the peer takes `timer`. */
+export interface SessionTerms {
+  interval: number;
+  refresher: 'uac' | 'uas';
+  /** The requester supports `timer`: the 2xx says `Require: timer`. */
+  require: boolean;
+}
+
+/**
+ * RFC 4028 9 as UAS: a Session-Expires below our minimum is refused (422 with our Min-SE);
+ * otherwise the interval is the one asked for, no longer than ours unless the peer's Min-SE
+ * wants more, and with none asked ours. The refresher is the one asked for, else the
+ * requester when it supports `timer`, else us (a requester that does not know session timers
+ * cannot refresh). Throws SipParseError (400) for a header that does not read.
+ */
+export function sessionTermsAsUas(headers: SipHeaders, settings: { expires: number; minSE: number })
+  : SessionTerms | { tooSmall: number } {
+  const asked = headers.has('Session-Expires') ? parseSessionExpires(headers.get('Session-Expires')!) : undefined;
+  const peerMin = headers.has('Min-SE') ? parseMinSE(headers.get('Min-SE')!) : 0;
+  if (asked !== undefined && asked.delta < settings.minSE) return { tooSmall: settings.minSE };
+  const longest = Math.max(settings.expires, settings.minSE, peerMin);
+  const interval = asked === undefined ? longest : Math.min(asked.delta, longest);
+  const supports = hasOptionTag(headers, 'Supported', 'timer') || hasOptionTag(headers, 'Require', 'timer');
+  const refresher = supports ? asked?.refresher ?? 'uac' : 'uas';
+  return { interval, refresher, require: supports };
+}
+
+/** The headers of a 2xx that grants `terms`. */
+export function sessionTermsHeaders(terms: SessionTerms): Array<[string, string]> {
+  const headers: Array<[string, string]> = [['Session-Expires', `${terms.interval};refresher=${terms.refresher}`]];
+  if (terms.require) headers.push(['Require', 'timer']);
+  return headers;
+}

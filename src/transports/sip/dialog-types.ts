@@ -39,6 +39,18 @@ export interface DialogTimers {
 
 /** What our INVITEs and their 2xx say we accept. */
 export const ALLOW = 'INVITE, ACK, CANCEL, BYE, PRACK, UPDATE, INFO, REFER, NOTIFY, MESSAGE, OPTIONS';
+/**
+ * RFC 4028 session timers, in seconds: what our INVITEs ask for (and the most we grant to a
+ * peer's), and our Min-SE, below which a peer's Session-Expires gets 422.
+ */
+export interface SessionTimerSettings {
+  expires: number;
+  minSE: number;
+}
+
+/** RFC 4028's defaults: 1800 s asked for, 90 s the least (section 4). */
+export const DEFAULT_SESSION_TIMER: Readonly<SessionTimerSettings> = Object.freeze({ expires: 1800, minSE: 90 });
+
 /** Requests and responses that carry our Contact: the ones that can set or refresh a remote target. */
 export const TARGET_METHODS: ReadonlySet<string> = new Set(['INVITE', 'UPDATE', 'SUBSCRIBE', 'NOTIFY', 'REFER']);
 
@@ -99,7 +111,9 @@ export type TerminationReason =
   /** The reliable provisional responses went unacknowledged (RFC 3262 3). */
   | 'no-prack'
   /** The core shut down (UserAgentCore.shutdown). */
-  | 'shutdown';
+  | 'shutdown'
+  /** RFC 4028: the session interval passed without a refresh (we sent BYE). */
+  | 'session-expired';
 
 /**
  * What dialogs and calls need of the core that holds them (UserAgentCore implements it): the
@@ -110,6 +124,10 @@ export interface DialogHost {
   readonly transactions: TransactionPort;
   readonly clock: TransactionClock;
   readonly timers: Readonly<DialogTimers>;
+  /** RFC 4028 session timers; undefined: none (no `timer` support said, no refreshes, no expiry). */
+  readonly sessionTimer: Readonly<SessionTimerSettings> | undefined;
+  /** A dialog ended for want of a session refresh (counted). */
+  sessionExpired(dialog: Dialog): void;
   /** Whether one more dialog fits under the limit. */
   hasRoom(): boolean;
   registerDialog(dialog: Dialog): void;

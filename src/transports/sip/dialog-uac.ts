@@ -10,8 +10,10 @@ import { Emitter } from './dialog-events.js';
 import {
   type BodyInput,
   contactUriOf,
+  bodyOf,
   formatRAck,
   hasOptionTag,
+  parseMinSE,
   parseRSeq,
   routeSetOf,
   setBody,
@@ -124,6 +126,8 @@ export class ClientCall extends Emitter<ClientCallEvents> {
   seq: number;
   /** The INVITE was sent again with credentials: a second challenge is a failure. */
   private authenticated = false;
+  /** The INVITE was sent again after a 422 (RFC 4028 7.4): a second one is a failure. */
+  private sessionRetried = false;
   /** Where the INVITE goes now, and where it went (RFC 3263 failover). */
   private destination: SipEndpoint | undefined;
   private readonly tried: SipEndpoint[] = [];
@@ -146,6 +150,13 @@ export class ClientCall extends Emitter<ClientCallEvents> {
     headers.add('Allow', ALLOW);
     if (options.require100rel) headers.add('Require', '100rel');
     else if (options.supported100rel !== false) headers.add('Supported', '100rel');
+    const session = core.sessionTimer;
+    if (session !== undefined && !(options.headers ?? []).some(([name]) => /^(session-expires|x)$/i.test(name))) {
+      // RFC 4028 7.1: we support session timers and ask for ours; the UAS picks the refresher.
+      headers.add('Supported', 'timer');
+      headers.add('Session-Expires', String(Math.max(session.expires, session.minSE)));
+      headers.add('Min-SE', String(session.minSE));
+    }
     for (const [name, value] of options.headers ?? []) headers.add(name, value);
     this.request = {
       kind: 'request', method: 'INVITE', uri: options.requestUri, version: SIP_VERSION, headers, body: Buffer.alloc(0),
@@ -216,6 +227,7 @@ export class ClientCall extends Emitter<ClientCallEvents> {
       return;
     }
     if (event.type === 'final' && this.sendAgainWithCredentials(event.response)) return;
+    if (event.type === 'final' && this.sendAgainWithMinSE(event.response)) return;
     if (this.mayFailOver(event)) {
       void this.failOver(event);
       return;
@@ -258,6 +270,36 @@ export class ClientCall extends Emitter<ClientCallEvents> {
     this.seq += 1;
     headers.set('CSeq', `${this.seq} INVITE`);
     headers.set(answer[0], answer[1]);
+    this.request = { ...this.request, headers };
+    this.transaction = undefined;
+    this.start();
+    return true;
+  }
+
+  /**
+   * RFC 4028 7.4: a 422 (Session Interval Too Small) to an INVITE that asked for a session
+   * timer is answered once by the same INVITE (CSeq + 1) asking for the Min-SE it gave.
+   */
+  private sendAgainWithMinSE(response: SipResponse): boolean {
+    if (response.status !== 422 || this.sessionRetried || this.cancelRequested) return false;
+    const asked = this.request.headers.get('Session-Expires');
+    if (asked === undefined) return false;
+    let min: number;
+    try {
+      min = parseMinSE(response.headers.get('Min-SE') ?? '');
+    } catch {
+      return false;
+    }
+    this.sessionRetried = true;
+    for (const dialog of this.byTag.values()) dialog.terminate('rejected');
+    this.byTag.clear();
+    const headers = this.request.headers.clone();
+    headers.remove('Via');
+    this.seq += 1;
+    headers.set('CSeq', `${this.seq} INVITE`);
+    const current = Number.parseInt(asked, 10);
+    headers.set('Session-Expires', String(Number.isFinite(current) ? Math.max(current, min) : min));
+    headers.set('Min-SE', String(min));
     this.request = { ...this.request, headers };
     this.transaction = undefined;
     this.start();
@@ -322,6 +364,8 @@ export class ClientCall extends Emitter<ClientCallEvents> {
       remoteSeq: undefined,
       flow: this.destination?.flow === undefined && !this.options.pinDestination ? undefined : this.destination,
     });
+    const offer = bodyOf(this.request);
+    if (offer !== undefined && offer.contentType.split(';', 1)[0]!.trim().toLowerCase() === 'application/sdp') dialog.localSdp = offer;
     this.byTag.set(remoteTag.toLowerCase(), dialog);
     this.core.registerDialog(dialog);
     return dialog;

@@ -5,10 +5,19 @@
  * (9.2) or an early BYE (15.1.2), which end it with 487.
  */
 import { randomInt } from 'node:crypto';
-import { Dialog, type IncomingRequest } from './dialog-inside.js';
+import { Dialog, allowsUpdate, type IncomingRequest } from './dialog-inside.js';
 import { Emitter } from './dialog-events.js';
-import { type BodyInput, type SipBody, bodyOf, contactUriOf, hasOptionTag, parseRAck, parseRSeq, routeSetOf }
-  from './dialog-messages.js';
+import {
+  type BodyInput,
+  type SessionTerms,
+  type SipBody,
+  bodyOf,
+  contactUriOf,
+  hasOptionTag,
+  parseRAck,
+  parseRSeq,
+  routeSetOf,
+} from './dialog-messages.js';
 import {
   DialogError,
   type DialogHost,
@@ -61,6 +70,8 @@ export class ServerCall extends Emitter<ServerCallEvents> {
     private readonly core: DialogHost,
     event: Extract<TransactionUserEvent, { type: 'request' }>,
     pinToSource = false,
+    /** What our 2xx grants of a session timer (RFC 4028 9); none without one. */
+    private readonly sessionTerms?: SessionTerms,
   ) {
     super();
     this.request = event.request;
@@ -85,6 +96,9 @@ export class ServerCall extends Emitter<ServerCallEvents> {
       flow: event.source.flow === undefined && !pinToSource ? undefined : event.source,
     });
     this.dialog.serverCall = this;
+    this.dialog.peerAllowsUpdate = allowsUpdate(headers);
+    const offer = bodyOf(event.request);
+    if (offer !== undefined && offer.contentType.split(';', 1)[0]!.trim().toLowerCase() === 'application/sdp') this.dialog.remoteSdp = offer;
   }
 
   get state(): ServerCallState {
@@ -122,11 +136,13 @@ export class ServerCall extends Emitter<ServerCallEvents> {
     if (this.current !== 'ringing') return false;
     this.current = 'answered';
     this.stopReliable();
-    const response = this.response(status, { ...options, body });
+    const response = this.response(status, { ...options, body }, this.sessionTerms);
     this.core.settled(this);
     this.dialog.confirm();
     const sent = this.core.transactions.respond(this.transaction, response);
     this.dialog.awaitAck(response, this.seq, this.source, true);
+    const terms = this.sessionTerms;
+    if (terms !== undefined) this.dialog.startSession(terms.interval, terms.refresher === 'uas');
     return sent;
   }
 
@@ -212,8 +228,8 @@ export class ServerCall extends Emitter<ServerCallEvents> {
     this.dialog.terminate(why === 'unanswered' ? 'timeout' : 'transport');
   }
 
-  private response(status: number, options: ResponseOptions): SipResponse {
-    const response = this.dialog.buildResponse(this.request, status, options, this.source);
+  private response(status: number, options: ResponseOptions, sessionTerms?: SessionTerms): SipResponse {
+    const response = this.dialog.buildResponse(this.request, status, options, this.source, sessionTerms);
     // 12.1.1: the UAS copies Record-Route into every response that makes the dialog.
     for (const route of this.request.headers.getAll('Record-Route')) response.headers.add('Record-Route', route);
     return response;

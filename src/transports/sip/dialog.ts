@@ -31,7 +31,15 @@
  */
 import { ClientCall, type InviteOptions } from './dialog-uac.js';
 import { Dialog, IncomingRequest } from './dialog-inside.js';
-import { DEFAULT_CONTENT_TYPE, type DialogId, callKey, contactUriOf, dialogKey, unsupportedRequirements } from './dialog-messages.js';
+import {
+  DEFAULT_CONTENT_TYPE,
+  type DialogId,
+  callKey,
+  contactUriOf,
+  dialogKey,
+  sessionTermsAsUas,
+  unsupportedRequirements,
+} from './dialog-messages.js';
 import {
   DialogError,
   TARGET_METHODS,
@@ -39,6 +47,7 @@ import {
   type DialogTimers,
   type HeaderList,
   type LocalAddress,
+  type SessionTimerSettings,
   type TransactionPort,
 } from './dialog-types.js';
 import { ServerCall } from './dialog-uas.js';
@@ -67,8 +76,10 @@ export {
   type RequestOptions,
   type RequestOutcome,
   type ResponseOptions,
+  type SessionTimerSettings,
   type TerminationReason,
   type TransactionPort,
+  DEFAULT_SESSION_TIMER,
 } from './dialog-types.js';
 export {
   Dialog,
@@ -101,10 +112,20 @@ export interface UserAgentCoreOptions {
   limits?: Partial<DialogLimits>;
   /** The user part of our Contact URI, if any. */
   contactUser?: string;
+  /**
+   * RFC 4028 session timers (seconds): our INVITEs ask for `expires`, a peer's Session-Expires
+   * below `minSE` gets 422, and dialogs end with BYE when the refresher fails to refresh.
+   * None by default.
+   */
+  sessionTimer?: SessionTimerSettings;
 }
 
-/** The option tags we support (RFC 3262's 100rel; RFC 3891's replaces, whose header the owner reads: b2bua.ts). */
+/**
+ * The option tags we support (RFC 3262's 100rel; RFC 3891's replaces, whose header the owner
+ * reads: b2bua.ts), and RFC 4028's timer when session timers are on.
+ */
 const SUPPORTED = ['100rel', 'replaces'];
+const SUPPORTED_WITH_TIMER = [...SUPPORTED, 'timer'];
 
 /**
  * The user agent core: makes and takes INVITEs, owns every dialog, and routes the TU events of
@@ -116,6 +137,9 @@ export class UserAgentCore implements DialogHost {
   readonly transactions: TransactionPort;
   readonly clock: TransactionClock;
   readonly timers: Readonly<DialogTimers>;
+  readonly sessionTimer: Readonly<SessionTimerSettings> | undefined;
+  /** Dialogs ended for want of a session refresh (RFC 4028 10), since the start. */
+  sessionsExpired = 0;
   private readonly limits: DialogLimits;
   private readonly send: SipSend;
   private readonly localAddress: (destination: SipEndpoint) => LocalAddress;
@@ -143,6 +167,7 @@ export class UserAgentCore implements DialogHost {
     });
     this.limits = { ...DEFAULT_DIALOG_LIMITS, ...options.limits };
     this.contactUser = options.contactUser;
+    this.sessionTimer = options.sessionTimer === undefined ? undefined : Object.freeze({ ...options.sessionTimer });
   }
 
   /** Live dialogs. */
@@ -205,15 +230,25 @@ export class UserAgentCore implements DialogHost {
       return undefined;
     };
     if (!this.hasRoom()) return refuse(503, undefined, [['Retry-After', String(this.limits.retryAfter)]]);
-    const unsupported = unsupportedRequirements(request.headers, SUPPORTED);
+    const unsupported = unsupportedRequirements(request.headers, this.sessionTimer ? SUPPORTED_WITH_TIMER : SUPPORTED);
     if (unsupported.length > 0) return refuse(420, undefined, [['Unsupported', unsupported.join(', ')]]);
     if (contactUriOf(request.headers) === undefined) return refuse(400, 'Missing Contact');
+    let sessionTerms;
+    if (this.sessionTimer !== undefined) {
+      // RFC 4028 9: too short a Session-Expires gets 422 with our Min-SE (the caller tries again with it).
+      try {
+        sessionTerms = sessionTermsAsUas(request.headers, this.sessionTimer);
+      } catch {
+        return refuse(400, 'Bad Request (unreadable Session-Expires or Min-SE)');
+      }
+      if ('tooSmall' in sessionTerms) return refuse(422, undefined, [['Min-SE', String(sessionTerms.tooSmall)], ['Supported', 'timer']]);
+    }
     // The only body an INVITE may carry here is an SDP offer (RFC 3261 8.2.3; after RFC 4475 3.3.6).
     const type = request.headers.get('Content-Type');
     if (request.body.length > 0 && type !== undefined && type.split(';', 1)[0]!.trim().toLowerCase() !== DEFAULT_CONTENT_TYPE) {
       return refuse(415, undefined, [['Accept', DEFAULT_CONTENT_TYPE]]);
     }
-    const call = new ServerCall(this, event, options.pinToSource === true);
+    const call = new ServerCall(this, event, options.pinToSource === true, sessionTerms);
     this.registerDialog(call.dialog);
     this.ringing.set(transaction, call);
     this.initialInvites.set(this.initialKey(request), call);
@@ -355,6 +390,10 @@ export class UserAgentCore implements DialogHost {
     this.settled(call);
     const initial = this.initialKey(call.request);
     if (this.initialInvites.get(initial) === call) this.initialInvites.delete(initial);
+  }
+
+  sessionExpired(_dialog: Dialog): void {
+    this.sessionsExpired += 1;
   }
 
   forgetCall(call: ClientCall): void {
