@@ -6,10 +6,12 @@
  * side, RTP/AVP on the other); through the server each sees an SDP of its own kind and the
  * audio is checked end to end: each side plays a DTMF digit's tones and the other's digit is
  * detected in what it received. Also: an offer the gateway cannot bridge is refused with 488
- * before the phone rings, and a plain caller is not anchored (its SDP reaches the callee).
+ * before the phone rings, and a plain caller is not anchored (its SDP reaches the callee); a phone
+ * behind NAT (test/fixtures/sip-phone.ts naming a private address) is anchored both ways, its
+ * dialogs kept on the address its packets come from; a silent anchored call is hung up, a held
+ * one kept.
  */
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -19,12 +21,10 @@ import { after, before, describe, test } from 'node:test';
 import { anchoring } from '../src/services/calls/media-bridge.js';
 import { behindNat } from '../src/services/calls/nat.js';
 import { sdpFromXml, sdpToText } from '../src/ximss/sdp-xml.js';
-import { parseAuthHeader } from '../src/transports/sip/headers.js';
-import { parseSipMessage } from '../src/transports/sip/message.js';
-import type { SipMessage } from '../src/transports/sip/message.js';
 import { parseRtp, writeRtpHeader } from '../src/media/rtp.js';
 import { ensureAiortc, startAiortcPeer, type AiortcPeer } from './fixtures/aiortc.js';
 import { Baresip, ensureBaresip } from './fixtures/baresip.js';
+import { SipPhone } from './fixtures/sip-phone.js';
 import { dtmfBlockCounts, dtmfSamples, readWav, writeWav } from './fixtures/wav.js';
 import { freeSipPort, ok, startTestServer, type TestServer, type XimssClient } from './helpers.js';
 
@@ -276,215 +276,24 @@ describe('a WebRTC browser and a SIP phone through the media gateway', { skip, t
   });
 });
 
-/**
- * A phone behind NAT, played on UDP sockets: it registers (Digest) with a Contact and an SDP at
- * a private address it does not send from, so nothing sent there would reach it.
- */
-class NattedPhone {
-  private readonly messages: SipMessage[] = [];
-  /** The first line of everything it sent and received, for a failure's message. */
-  readonly trace: string[] = [];
-  private waiters: (() => void)[] = [];
-  readonly privateHost = '192.168.77.20';
-
-  private constructor(
-    readonly sip: dgram.Socket,
-    readonly rtp: dgram.Socket,
-    private readonly server: number,
-  ) {
-    sip.on('message', (bytes) => {
-      this.trace.push(`got ${bytes.toString().split('\r\n', 1)[0]}`);
-      const message = parseSipMessage(bytes);
-      if (message.kind === 'request' && message.method === 'BYE') this.send(okTo(message));
-      this.messages.push(message);
-      for (const wake of this.waiters.splice(0)) wake();
-    });
-  }
-
-  static async open(server: number): Promise<NattedPhone> {
-    const bind = async (): Promise<dgram.Socket> => {
-      const socket = dgram.createSocket('udp4');
-      await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve));
-      return socket;
-    };
-    return new NattedPhone(await bind(), await bind(), server);
-  }
-
-  get port(): number {
-    return this.sip.address().port;
-  }
-
-  send(text: string): void {
-    this.trace.push(`sent ${text.split('\r\n', 1)[0]}`);
-    this.sip.send(Buffer.from(text), this.server, '127.0.0.1');
-  }
-
-  /** The next message that matches; a safety net of 10 s (not a timing assertion) says what the phone saw instead. */
-  async next(match: (m: SipMessage) => boolean): Promise<SipMessage> {
-    const deadline = Date.now() + 10_000;
-    for (;;) {
-      const index = this.messages.findIndex(match);
-      if (index >= 0) return this.messages.splice(index, 1)[0]!;
-      if (Date.now() > deadline) assert.fail(`the phone waited in vain; it saw: ${this.trace.join(' | ')}`);
-      await new Promise<void>((resolve) => {
-        this.waiters.push(resolve);
-        setTimeout(resolve, 500).unref();
-      });
-    }
-  }
-
-  async register(aor: string, password: string): Promise<void> {
-    const [user, domain] = aor.split('@') as [string, string];
-    const callId = randomBytes(6).toString('hex');
-    const request = (cseq: number, auth?: string): string =>
-      [
-        `REGISTER sip:${domain} SIP/2.0`,
-        `Via: SIP/2.0/UDP ${this.privateHost}:5060;branch=z9hG4bK${randomBytes(5).toString('hex')};rport`,
-        'Max-Forwards: 70',
-        `From: <sip:${aor}>;tag=reg${cseq}`,
-        `To: <sip:${aor}>`,
-        `Call-ID: ${callId}`,
-        `CSeq: ${cseq} REGISTER`,
-        `Contact: <sip:${user}@${this.privateHost}:5060>`,
-        'Expires: 600',
-        ...(auth ? [`Authorization: ${auth}`] : []),
-        'Content-Length: 0',
-        '',
-        '',
-      ].join('\r\n');
-    this.send(request(1));
-    const challenge = await this.next((m) => m.kind === 'response' && m.status === 401);
-    this.send(request(2, digest(challenge.headers.get('WWW-Authenticate')!, user, password, 'REGISTER', `sip:${domain}`)));
-    const ok = await this.next((m) => m.kind === 'response' && m.headers.get('CSeq')?.endsWith('REGISTER') === true);
-    assert.equal(ok.kind === 'response' && ok.status, 200);
-  }
-
-  /**
-   * Calls `to` as `from` (one of our users: the 407 is answered), with a Contact and an SDP at its
-   * private address; resolves once the INVITE with credentials went, with a function that
-   * awaits the 200 and acknowledges it.
-   */
-  async call(from: string, password: string, to: string): Promise<() => Promise<SipMessage>> {
-    const user = from.split('@')[0]!;
-    const callId = randomBytes(6).toString('hex');
-    const uri = `sip:${to}`;
-    const invite = (cseq: number, auth?: string): string => {
-      const body = this.sdp();
-      return [
-        `INVITE ${uri} SIP/2.0`,
-        `Via: SIP/2.0/UDP ${this.privateHost}:5060;branch=z9hG4bK${randomBytes(5).toString('hex')};rport`,
-        'Max-Forwards: 70',
-        `From: <sip:${from}>;tag=out1`,
-        `To: <${uri}>`,
-        `Call-ID: ${callId}`,
-        `CSeq: ${cseq} INVITE`,
-        `Contact: <sip:${user}@${this.privateHost}:5060>`,
-        'Alert-Info: <http://www.notused.invalid>;info=alert-autoanswer;delay=0',
-        ...(auth ? [`Proxy-Authorization: ${auth}`] : []),
-        'Content-Type: application/sdp',
-        `Content-Length: ${Buffer.byteLength(body)}`,
-        '',
-        body,
-      ].join('\r\n');
-    };
-    const first = invite(1);
-    this.send(first);
-    const challenge = await this.next((m) => m.kind === 'response' && m.status === 407);
-    // The ACK of a non-2xx is part of the INVITE's transaction: its Via (RFC 3261 17.1.1.3).
-    this.send(ackFor(challenge, uri, /^Via: .*$/m.exec(first)![0]));
-    this.send(invite(2, digest(challenge.headers.get('Proxy-Authenticate')!, user, password, 'INVITE', uri)));
-    return async () => {
-      const answered = await this.next((m) => m.kind === 'response' && m.status === 200 && m.headers.get('CSeq') === '2 INVITE');
-      this.send(ackFor(answered, /<([^>]*)>/.exec(answered.headers.get('Contact') ?? '')?.[1] ?? uri, `Via: SIP/2.0/UDP ${this.privateHost}:5060;branch=z9hG4bK${randomBytes(5).toString('hex')};rport`));
-      return answered;
-    };
-  }
-
-  /** Answers an INVITE (180, then 200 with an SDP at its private address); returns the INVITE. */
-  async answer(): Promise<{ invite: SipMessage; reply: (status: number, reason: string, body?: string) => void }> {
-    const invite = await this.next((m) => m.kind === 'request' && m.method === 'INVITE');
-    const tag = randomBytes(4).toString('hex');
-    const reply = (status: number, reason: string, body?: string): void => {
-      const h = invite.headers;
-      const lines = [
-        `SIP/2.0 ${status} ${reason}`,
-        ...h.getAll('Via').map((v) => `Via: ${v}`),
-        ...h.getAll('Record-Route').map((v) => `Record-Route: ${v}`),
-        `From: ${h.get('From')}`,
-        `To: ${h.get('To')};tag=${tag}`,
-        `Call-ID: ${h.get('Call-ID')}`,
-        `CSeq: ${h.get('CSeq')}`,
-        `Contact: <sip:natted@${this.privateHost}:5060>`,
-        ...(body ? ['Content-Type: application/sdp'] : []),
-        `Content-Length: ${body ? Buffer.byteLength(body) : 0}`,
-        '',
-        body ?? '',
-      ];
-      this.send(lines.join('\r\n'));
-    };
-    reply(180, 'Ringing');
-    return { invite, reply };
-  }
-
-  sdp(): string {
-    return ['v=0', `o=- 5 1 IN IP4 ${this.privateHost}`, 's=-', `c=IN IP4 ${this.privateHost}`, 't=0 0', 'm=audio 4000 RTP/AVP 0', 'a=rtpmap:0 PCMU/8000', 'a=sendrecv', ''].join('\r\n');
-  }
-
-  close(): void {
-    this.sip.close();
-    this.rtp.close();
-  }
-}
-
-/** A 200 to a request (its BYE). */
-function okTo(request: SipMessage): string {
-  const h = request.headers;
-  return [
-    'SIP/2.0 200 OK',
-    ...h.getAll('Via').map((v) => `Via: ${v}`),
-    `From: ${h.get('From')}`,
-    `To: ${h.get('To')}`,
-    `Call-ID: ${h.get('Call-ID')}`,
-    `CSeq: ${h.get('CSeq')}`,
-    'Content-Length: 0',
-    '',
-    '',
-  ].join('\r\n');
-}
-
-/** A phone's Digest answer (MD5, qop=auth) to a challenge. */
-function digest(challenge: string, user: string, password: string, method: string, uri: string): string {
-  const c = parseAuthHeader(challenge).params;
-  const md5 = (text: string): string => createHash('md5').update(text).digest('hex');
-  const cnonce = randomBytes(4).toString('hex');
-  const response = md5(`${md5(`${user}:${c.get('realm')}:${password}`)}:${c.get('nonce')}:00000001:${cnonce}:auth:${md5(`${method}:${uri}`)}`);
-  return `Digest username="${user}", realm="${c.get('realm')}", nonce="${c.get('nonce')}", uri="${uri}", response="${response}", algorithm=MD5, qop=auth, nc=00000001, cnonce="${cnonce}", opaque="${c.get('opaque')}"`;
-}
-
-/** The ACK of a final response to an INVITE (for a 2xx, to the callee's Contact), with its Via line. */
-function ackFor(response: SipMessage, uri: string, via: string): string {
-  const h = response.headers;
-  return [
-    `ACK ${uri} SIP/2.0`,
-    via,
-    'Max-Forwards: 70',
-    `From: ${h.get('From')}`,
-    `To: ${h.get('To')}`,
-    `Call-ID: ${h.get('Call-ID')}`,
-    `CSeq: ${h.get('CSeq')!.split(' ')[0]} ACK`,
-    ...h.getAll('Record-Route').reverse().map((r) => `Route: ${r}`),
-    'Content-Length: 0',
-    '',
-    '',
-  ].join('\r\n');
-}
-
 /** An RTP packet of 20 ms of μ-law silence. */
 function rtpPacket(sequence: number): Buffer {
   const packet = Buffer.alloc(12 + 160, 0xff);
   writeRtpHeader(packet, { payloadType: 0, sequence, timestamp: sequence * 160, ssrc: 0x5eed });
   return packet;
 }
+
+/** The private address a phone behind NAT names in its Contact and SDP (it sends from 127.0.0.1). */
+const PRIVATE = '192.168.77.20';
+/** The port its SDP names on that address (nothing there: only where its packets come from reaches it). */
+const PRIVATE_MEDIA_PORT = 4000;
+
+/** A plain RTP offer of a XIMSS session on `port`. */
+function plainOffer(port: number): string {
+  return ['v=0', 'o=- 9 1 IN IP4 127.0.0.1', 's=-', 'c=IN IP4 127.0.0.1', 't=0 0', `m=audio ${port} RTP/AVP 0`, 'a=rtpmap:0 PCMU/8000', ''].join('\r\n');
+}
+
+const PLAIN_BIND = '<signalBind><sdpText>v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n</sdpText></signalBind>';
 
 describe('a phone behind NAT', { timeout: 60_000 }, () => {
   let server: TestServer;
@@ -499,36 +308,37 @@ describe('a phone behind NAT', { timeout: 60_000 }, () => {
 
   test('its calls are anchored: it is sent the server\'s address, and media reaches it where its packets come from', async () => {
     const phoneAccount = await server.newAccount('natted', { password: 'nat-secret' });
-    const phone = await NattedPhone.open(sipPort);
+    const phone = await SipPhone.open(sipPort, phoneAccount, 'nat-secret', { host: PRIVATE });
+    const phoneMedia = dgram.createSocket('udp4');
     const callerMedia = dgram.createSocket('udp4');
-    await new Promise<void>((resolve) => callerMedia.bind(0, '127.0.0.1', resolve));
+    await Promise.all([phoneMedia, callerMedia].map((socket) => new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve))));
     try {
-      await phone.register(phoneAccount, 'nat-secret');
+      await phone.register();
       const deskAccount = await server.newAccount('desk');
       const caller = (await server.login(deskAccount, 'secret')).client;
-      await ok(caller, `<signalBind><sdpText>v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n</sdpText></signalBind>`);
+      await ok(caller, PLAIN_BIND);
       const callerPort = callerMedia.address().port;
-      const offer = ['v=0', 'o=- 9 1 IN IP4 127.0.0.1', 's=-', 'c=IN IP4 127.0.0.1', 't=0 0', `m=audio ${callerPort} RTP/AVP 0`, 'a=rtpmap:0 PCMU/8000', ''].join('\r\n');
+      const offer = plainOffer(callerPort);
       await ok(caller, `<callStart callLeg="n1" peer="${phoneAccount}"><sdpText>${offer}</sdpText></callStart>`);
-      const { invite, reply } = await phone.answer();
-      const offered = invite.body.toString();
+      const ringing = await phone.ring();
+      const offered = ringing.invite.body.toString();
       const gatewayForPhone = Number(/^m=audio (\d+)/m.exec(offered)?.[1]);
       assert.match(offered, /^c=IN IP4 127\.0\.0\.1/m);
       assert.notEqual(gatewayForPhone, callerPort, 'the phone is offered the gateway, not the caller');
       assert.equal(server.services.calls.media?.open.size, 1);
-      reply(200, 'OK', phone.sdp());
+      // Its ACK reaches it where its packets come from, not at its private Contact.
+      await ringing.accept(PRIVATE_MEDIA_PORT);
       const connected = await caller.takeAsync('callConnected', (m) => m.attrs.callLeg === 'n1', 10_000);
       const answer = connected.element('sdpText')?.text() ?? '';
-      assert.doesNotMatch(answer, /192\.168\.77\.20/, 'the caller never sees the private address');
+      assert.doesNotMatch(answer, new RegExp(PRIVATE.replaceAll('.', '\\.')), 'the caller never sees the private address');
       const gatewayForCaller = Number(/^m=audio (\d+)/m.exec(answer)?.[1]);
-      await phone.next((m) => m.kind === 'request' && m.method === 'ACK');
       // The phone's first packet opens its NAT: the gateway latches to where it came from.
       const heardByPhone: Buffer[] = [];
       const heardByCaller: Buffer[] = [];
-      phone.rtp.on('message', (packet) => heardByPhone.push(packet));
+      phoneMedia.on('message', (packet) => heardByPhone.push(packet));
       callerMedia.on('message', (packet) => heardByCaller.push(packet));
       for (let i = 0; i < 100 && (heardByPhone.length === 0 || heardByCaller.length === 0); i++) {
-        phone.rtp.send(rtpPacket(100 + i), gatewayForPhone, '127.0.0.1');
+        phoneMedia.send(rtpPacket(100 + i), gatewayForPhone, '127.0.0.1');
         callerMedia.send(rtpPacket(500 + i), gatewayForCaller, '127.0.0.1');
         await sleep(20);
       }
@@ -541,28 +351,31 @@ describe('a phone behind NAT', { timeout: 60_000 }, () => {
       assert.equal(refused.attrs.signalCode, '503', refused.toString());
       await ok(caller, '<callKill callLeg="n2"/>');
       await ok(caller, '<callKill callLeg="n1"/>');
-      await phone.next((m) => m.kind === 'request' && m.method === 'BYE');
+      await phone.nextRequest('BYE', ringing.dialog);
       await until(() => (server.services.calls.media?.open.size ?? 0) === 0);
 
       // The phone calls the session: the session is offered the server's address, and the BYE
       // when the session hangs up reaches the phone where its INVITE came from.
-      const answered = await phone.call(phoneAccount, 'nat-secret', deskAccount);
+      const calling = phone.invite(`sip:${deskAccount}`, `<sip:${deskAccount}>`, PRIVATE_MEDIA_PORT, ['Alert-Info: <http://www.notused.invalid>;info=alert-autoanswer;delay=0']);
       const incoming = await caller.takeAsync('callIncoming', () => true, 10_000);
       const offerHere = incoming.element('sdpText')?.text() ?? '';
       // The INVITE's Alert-Info comes as suppl data (INTEROP.md: clients auto-answer on it).
       assert.equal(incoming.element('suppl')?.elements().find((e) => e.attrs.key === 'Alert-Info')?.text(), '<http://www.notused.invalid>;info=alert-autoanswer;delay=0');
-      assert.doesNotMatch(offerHere, /192\.168\.77\.20/);
+      assert.doesNotMatch(offerHere, new RegExp(PRIVATE.replaceAll('.', '\\.')));
       assert.match(offerHere, /^c=IN IP4 127\.0\.0\.1/m);
       await ok(caller, `<callAccept callLeg="${incoming.attrs.callLeg}"><sdpText>${offer}</sdpText></callAccept>`);
-      const answerToPhone = (await answered()).body.toString();
+      const { response, dialog } = await calling;
+      assert.equal(response.status, 200);
+      const answerToPhone = response.body.toString();
       assert.match(answerToPhone, /^c=IN IP4 127\.0\.0\.1/m);
       assert.doesNotMatch(answerToPhone, new RegExp(`m=audio ${callerPort} `), 'the phone is answered with the gateway, not the session');
       assert.equal(server.services.calls.media?.open.size, 1);
       await ok(caller, `<callKill callLeg="${incoming.attrs.callLeg}"/>`);
-      await phone.next((m) => m.kind === 'request' && m.method === 'BYE');
+      await phone.nextRequest('BYE', dialog);
       await until(() => (server.services.calls.media?.open.size ?? 0) === 0);
     } finally {
       phone.close();
+      phoneMedia.close();
       callerMedia.close();
     }
   });
@@ -581,33 +394,30 @@ describe('an anchored call without media', { timeout: 60_000 }, () => {
 
   test('is hung up on both sides once no RTP flows either way (media.idleSeconds), but not while on hold', async () => {
     const phoneAccount = await server.newAccount('silent', { password: 'nat-secret' });
-    const phone = await NattedPhone.open(sipPort);
+    const phone = await SipPhone.open(sipPort, phoneAccount, 'nat-secret', { host: PRIVATE });
     try {
-      await phone.register(phoneAccount, 'nat-secret');
+      await phone.register();
       const caller = (await server.login(await server.newAccount('desk'), 'secret')).client;
-      await ok(caller, `<signalBind><sdpText>v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n</sdpText></signalBind>`);
-      const offer = ['v=0', 'o=- 9 1 IN IP4 127.0.0.1', 's=-', 'c=IN IP4 127.0.0.1', 't=0 0', 'm=audio 49170 RTP/AVP 0', 'a=rtpmap:0 PCMU/8000', ''].join('\r\n');
+      await ok(caller, PLAIN_BIND);
+      const offer = plainOffer(49170);
 
       // On hold (the phone answers sendonly): silence is expected, the call stays.
       await ok(caller, `<callStart callLeg="h1" peer="${phoneAccount}"><sdpText>${offer}</sdpText></callStart>`);
-      const held = await phone.answer();
-      held.reply(200, 'OK', phone.sdp().replace('a=sendrecv', 'a=sendonly'));
+      const held = await phone.ring();
+      await held.accept(PRIVATE_MEDIA_PORT, 'sendonly');
       await caller.takeAsync('callConnected', (m) => m.attrs.callLeg === 'h1', 10_000);
-      await phone.next((m) => m.kind === 'request' && m.method === 'ACK');
       await sleep(3000);
       assert.equal(server.services.calls.media?.open.size, 1, 'a held call is kept');
       await ok(caller, '<callKill callLeg="h1"/>');
-      await phone.next((m) => m.kind === 'request' && m.method === 'BYE');
+      await phone.nextRequest('BYE', held.dialog);
 
       // Live (sendrecv) and silent: both sides are hung up.
       await ok(caller, `<callStart callLeg="s1" peer="${phoneAccount}"><sdpText>${offer}</sdpText></callStart>`);
-      const live = await phone.answer();
-      live.reply(200, 'OK', phone.sdp());
+      const live = await phone.answer(PRIVATE_MEDIA_PORT);
       await caller.takeAsync('callConnected', (m) => m.attrs.callLeg === 's1', 10_000);
-      await phone.next((m) => m.kind === 'request' && m.method === 'ACK');
       const ended = await caller.takeAsync('callDisconnected', (m) => m.attrs.callLeg === 's1', 20_000);
       assert.match(ended.attrs.errorText ?? '', /no media/);
-      await phone.next((m) => m.kind === 'request' && m.method === 'BYE');
+      await phone.nextRequest('BYE', live.dialog);
       await until(() => (server.services.calls.media?.open.size ?? 0) === 0);
     } finally {
       phone.close();
