@@ -263,17 +263,25 @@ export class ClientCall extends Emitter<ClientCallEvents> {
     const answer = answerChallenge(response, { method: 'INVITE', uri: this.request.uri, credentials });
     if (answer === undefined) return false;
     this.authenticated = true;
+    this.sendAgain((headers) => headers.set(answer[0], answer[1]));
+    return true;
+  }
+
+  /**
+   * The same INVITE again as a new transaction with CSeq + 1 (a new branch, stamped by the
+   * core), `change` applied to its headers; the early dialogs of the last one end.
+   */
+  private sendAgain(change: (headers: SipRequest['headers']) => void): void {
     for (const dialog of this.byTag.values()) dialog.terminate('rejected');
     this.byTag.clear();
     const headers = this.request.headers.clone();
     headers.remove('Via');
     this.seq += 1;
     headers.set('CSeq', `${this.seq} INVITE`);
-    headers.set(answer[0], answer[1]);
+    change(headers);
     this.request = { ...this.request, headers };
     this.transaction = undefined;
     this.start();
-    return true;
   }
 
   /**
@@ -291,18 +299,11 @@ export class ClientCall extends Emitter<ClientCallEvents> {
       return false;
     }
     this.sessionRetried = true;
-    for (const dialog of this.byTag.values()) dialog.terminate('rejected');
-    this.byTag.clear();
-    const headers = this.request.headers.clone();
-    headers.remove('Via');
-    this.seq += 1;
-    headers.set('CSeq', `${this.seq} INVITE`);
     const current = Number.parseInt(asked, 10);
-    headers.set('Session-Expires', String(Number.isFinite(current) ? Math.max(current, min) : min));
-    headers.set('Min-SE', String(min));
-    this.request = { ...this.request, headers };
-    this.transaction = undefined;
-    this.start();
+    this.sendAgain((headers) => {
+      headers.set('Session-Expires', String(Number.isFinite(current) ? Math.max(current, min) : min));
+      headers.set('Min-SE', String(min));
+    });
     return true;
   }
 
