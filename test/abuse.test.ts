@@ -6,6 +6,7 @@
  * No timings are asserted: the answers and their order are.
  */
 import assert from 'node:assert/strict';
+import dgram from 'node:dgram';
 import http from 'node:http';
 import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
@@ -15,7 +16,7 @@ import { passwordVerifier } from '../src/services/passwords.js';
 import { SmtpListener } from '../src/transports/smtp/inbound.js';
 import { XmlElement } from '../src/xml/element.js';
 import { parseXml } from '../src/xml/parser.js';
-import { deliverRaw, eventually, expectOk, httpRequest, loginWithUrlId, raceNoop, rfc822, startTestServer, XimssClient, type TestServer } from './helpers.js';
+import { deliverRaw, eventually, expectOk, freeSipPort, httpRequest, loginWithUrlId, raceNoop, rfc822, startTestServer, XimssClient, type TestServer } from './helpers.js';
 import { SmtpWire } from './fixtures/smtp-wire.js';
 
 /** How much the process's resident memory may grow during one attack (server and attacker share the process). */
@@ -816,5 +817,53 @@ describe('abuse: XMPP streams', () => {
     // Another address is served, and so is the XIMSS user.
     assert.match(await attack(Buffer.from('<message><</message>'), '127.0.0.24'), /not-well-formed/);
     await assertServes(victim);
+  });
+});
+
+describe('abuse: SIP over UDP', () => {
+  let server: TestServer;
+  let sipPort: number;
+
+  before(async () => {
+    sipPort = await freeSipPort();
+    server = await startTestServer({ ports: { sip: sipPort } });
+  });
+  after(() => server?.stop());
+
+  test('a flood of STUN Binding requests (spoofable, each answer larger than the request) gets a bounded number of answers; SIP goes on', async () => {
+    const socket = dgram.createSocket('udp4');
+    await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', () => resolve()));
+    const stun: Buffer[] = [];
+    const sip: string[] = [];
+    socket.on('message', (bytes) => (bytes.subarray(0, 3).toString() === 'SIP' ? sip.push(bytes.toString()) : stun.push(bytes)));
+    try {
+      for (let i = 0; i < 500; i++) {
+        const request = Buffer.alloc(20);
+        request.writeUInt16BE(0x0001, 0);
+        request.writeUInt32BE(0x2112a442, 4);
+        request.writeUInt32BE(i, 16);
+        socket.send(request, sipPort, '127.0.0.1');
+        if (i % 50 === 49) await sleep(1);
+      }
+      const options = [
+        `OPTIONS sip:example.test SIP/2.0`,
+        `Via: SIP/2.0/UDP 127.0.0.1:${socket.address().port};branch=z9hG4bKstunflood;rport`,
+        'Max-Forwards: 70',
+        'From: <sip:probe@caller.invalid>;tag=1',
+        'To: <sip:example.test>',
+        'Call-ID: stun-flood-probe',
+        'CSeq: 1 OPTIONS',
+        'Content-Length: 0',
+        '',
+        '',
+      ].join('\r\n');
+      socket.send(Buffer.from(options), sipPort, '127.0.0.1');
+      await eventually(() => sip.length > 0 || undefined, 'the OPTIONS answered after the flood', 5000);
+      assert.match(sip[0]!, /^SIP\/2\.0 200/);
+      assert.ok(stun.length >= 1, 'keep-alives are answered');
+      assert.ok(stun.length <= 50, `${stun.length} STUN answers to one address in a burst of 500`);
+    } finally {
+      socket.close();
+    }
   });
 });
