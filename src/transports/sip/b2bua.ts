@@ -37,7 +37,7 @@ import type { ImService } from '../../services/im/service.js';
 import type { Binding } from '../../store/registrations.js';
 import type { Store } from '../../store/store.js';
 import { UserAgentCore, type ClientCall, type Dialog, type IncomingRequest, type RequestOutcome, type ServerCall, type SipBody } from './dialog.js';
-import { parseReferTo, parseReplaces, sdpOrigin, type Replaces } from './dialog-messages.js';
+import { contactUriOf, parseReferTo, parseReplaces, sdpOrigin, type Replaces } from './dialog-messages.js';
 import { DEFAULT_SESSION_TIMER, type SessionTimerSettings } from './dialog-types.js';
 import { authenticateRequest } from './digest-auth.js';
 import type { DigestClientCredentials } from './digest-client.js';
@@ -966,8 +966,7 @@ export class SipCalls {
       event.respond(404, 'Not Found (the Request-URI has no user)');
       return;
     }
-    const contact = request.headers.get('Contact');
-    const contactUri = contact === undefined ? undefined : /<([^>]*)>/.exec(contact)?.[1] ?? contact.split(';', 1)[0]!.trim();
+    const contactUri = contactUriOf(request.headers);
     const sdp = request.body.length > 0 ? request.body.toString('utf8') : undefined;
     const sdpHost = sdp === undefined ? undefined : sdpAddress(sdp);
     const nat = (contactUri !== undefined && behindNat(contactUri, source.host)) || (sdpHost !== undefined && behindNat(sdpHost, source.host));
