@@ -30,7 +30,7 @@ import { parseArgs } from 'node:util';
 import { ATTACK_TARGET, attackBench, type AttackResult } from './lib/attack.js';
 import { clusterBench, type ClusterResult, type LatencyStats } from './lib/cluster-bench.js';
 import { ENGINE_LABEL, ENGINES, type Engine, type Side } from './lib/engines.js';
-import { fmt, median, table } from './lib/figures.js';
+import { fmt, median, table, type Figure } from './lib/figures.js';
 import { httpSyncBatches, type HttpBatchResult } from './lib/http-load.js';
 import { mailBench, type MailResult } from './lib/mail-bench.js';
 import { sessionMemory, type MemoryResult } from './lib/memory.js';
@@ -226,16 +226,6 @@ function smtpSideBySide(smtp: SmtpResult): string[] {
     { name: 'delivery, msg/s', values: by((s) => f[s].rate) },
     { name: 'server CPU per message, µs', values: by((s) => f[s].cpu), detail: pgCpu === null ? {} : { postgres: `(PostgreSQL ${fmt(pgCpu)})` } },
   ]);
-}
-
-interface Figure {
-  name: string;
-  value: number | null;
-  unit: string;
-  target: string;
-  /** Throughput: value / echo ceiling. Memory: value / target. */
-  ratio: number | null;
-  note?: string;
 }
 
 async function main(): Promise<void> {

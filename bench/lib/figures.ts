@@ -1,5 +1,16 @@
 /** Formatting and summarizing the figures, shared by the sections of the suite. */
 
+/** A row of the report: a figure, its unit and target, and its ratio to the anchor (null: none). */
+export interface Figure {
+  name: string;
+  value: number | null;
+  unit: string;
+  target: string;
+  /** Throughput: value / its anchor (the echo ceiling, Kamailio, Asterisk's constant…). Memory: value / target. */
+  ratio: number | null;
+  note?: string;
+}
+
 /** `n` with thousands separators and exactly `digits` decimals. */
 export const fmt = (n: number, digits = 0): string => n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
 

@@ -20,6 +20,7 @@ import { ensureSipp, runSipp, startSipp, type SippProcess, type SippStats } from
 import { freePort, machineBusySeconds, sleep, treeCpuSeconds } from './proc.js';
 import { CALLEE, registerCallee, SCENARIOS, sippFailure, startKamailioServer, startXimssdServer, type SipServer } from './sip-servers.js';
 import { DOMAIN, PASSWORD } from './ximssd.js';
+import type { Figure } from './figures.js';
 
 export interface SipBenchOptions {
   /** Seconds each trial places calls for. */
@@ -234,19 +235,10 @@ export async function sipBench(o: SipBenchOptions): Promise<SipResult> {
   return { kamailio, ximssd };
 }
 
-export interface SipFigure {
-  name: string;
-  value: number | null;
-  unit: string;
-  target: string;
-  ratio: number | null;
-  note?: string;
-}
-
 /** The area's rows: each server's rate (ximssd ÷ Kamailio), its CPU per call and setup time at that rate. */
-export function sipFigures(result: SipResult, o: Pick<SipBenchOptions, 'holdMs' | 'kamailioChildren'>): SipFigure[] {
+export function sipFigures(result: SipResult, o: Pick<SipBenchOptions, 'holdMs' | 'kamailioChildren'>): Figure[] {
   const { kamailio: k, ximssd: x } = result;
-  const rows: SipFigure[] = [];
+  const rows: Figure[] = [];
   const of = (s: SipSide, pick: (t: SipTrial) => number | undefined): number | null => (s.available && s.best ? (pick(s.best) ?? null) : null);
   const over = (a: number | null, b: number | null): number | null => (a !== null && b !== null && b > 0 ? a / b : null);
   const value = (s: SipSide): number | null => (s.available ? s.cps : null);

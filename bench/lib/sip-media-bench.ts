@@ -30,6 +30,7 @@ import { searchRate } from './sip-bench.js';
 import { mergeReports, type MediaWindowReport } from './sip-rtp.js';
 import { CALLEE, registerCallee, SCENARIOS, sippFailure, startKamailioRtpengineServer, startKamailioServer, startXimssdServer, type SipServer } from './sip-servers.js';
 import { DOMAIN, PASSWORD, ROOT } from './ximssd.js';
+import type { Figure } from './figures.js';
 
 /** The published Asterisk figure for relayed G.711 calls on one core (not measured here). */
 export const ASTERISK_CALLS_PER_CORE = 250;
@@ -262,19 +263,10 @@ export async function mediaBench(o: MediaBenchOptions): Promise<MediaResult> {
   return { direct, rtpengine, ximssd };
 }
 
-export interface MediaFigure {
-  name: string;
-  value: number | null;
-  unit: string;
-  target: string;
-  ratio: number | null;
-  note?: string;
-}
-
 /** The area's rows: ximssd's relayed calls ÷ Asterisk's published figure, loss and jitter at that level, the direct path's limit. */
-export function mediaFigures(result: MediaResult): MediaFigure[] {
+export function mediaFigures(result: MediaResult): Figure[] {
   const { direct, ximssd } = result;
-  const rows: MediaFigure[] = [];
+  const rows: Figure[] = [];
   const calls = ximssd.available ? ximssd.calls : null;
   rows.push({
     name: 'ximssd relayed G.711 calls (< 1% loss, < 5 ms added jitter)',

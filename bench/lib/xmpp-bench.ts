@@ -27,6 +27,7 @@ import { ensureProsody, startProsody } from '../../test/fixtures/prosody.js';
 import { cpuSeconds, meter, openFileLimit, rssKb, runCommand, sleep } from './proc.js';
 import { chatMessage, xmppLogin, type LoadMechanism, type XmppLoadConnection } from './xmpp-client.js';
 import { DOMAIN, PASSWORD, ROOT, startXimssd } from './ximssd.js';
+import type { Figure } from './figures.js';
 
 export interface XmppBenchOptions {
   /** Sender → receiver pairs of the routing measurement (2 × pairs accounts in all). */
@@ -438,15 +439,6 @@ export async function createXimssdAccounts(dataDir: string, addresses: string[],
 // ---------------------------------------------------------------------------------------
 // Presenting the figures (bench/run.ts)
 
-export interface XmppFigure {
-  name: string;
-  value: number | null;
-  unit: string;
-  target: string;
-  ratio: number | null;
-  note?: string;
-}
-
 type Reading = { value: number; cpu?: number } | { note: string };
 
 function pick(side: XmppSide, what: 'memory' | 'routing' | 'login'): Reading {
@@ -468,8 +460,8 @@ const noteOf = (p: Reading): string | undefined => ('note' in p ? p.note : undef
 const ratio = (x: number | null, p: number | null): number | null => (x !== null && p !== null && p !== 0 ? x / p : null);
 
 /** The area's rows of the bench table: ximssd ÷ Prosody on each figure. */
-export function xmppFigures(result: XmppResult, o: Pick<XmppBenchOptions, 'pairs' | 'messages' | 'logins' | 'loginConcurrency' | 'connections' | 'mechanism'>): XmppFigure[] {
-  const rows: XmppFigure[] = [];
+export function xmppFigures(result: XmppResult, o: Pick<XmppBenchOptions, 'pairs' | 'messages' | 'logins' | 'loginConcurrency' | 'connections' | 'mechanism'>): Figure[] {
+  const rows: Figure[] = [];
   const pair = (what: 'memory' | 'routing' | 'login', name: string, unit: string, target: string, cpuName?: string): void => {
     const x = pick(result.ximssd, what);
     const p = pick(result.prosody, what);
