@@ -25,7 +25,7 @@ import { parseRtp, writeRtpHeader } from '../src/media/rtp.js';
 import { ensureAiortc, startAiortcPeer, type AiortcPeer } from './fixtures/aiortc.js';
 import { Baresip, ensureBaresip } from './fixtures/baresip.js';
 import { SipPhone } from './fixtures/sip-phone.js';
-import { dtmfBlockCounts, dtmfSamples, readWav, writeWav } from './fixtures/wav.js';
+import { dtmfBlockCounts, readWav } from './fixtures/wav.js';
 import { freeSipPort, ok, startTestServer, type TestServer, type XimssClient } from './helpers.js';
 
 const availability = await ensureBaresip();
@@ -91,14 +91,7 @@ describe('a WebRTC browser and a SIP phone through the media gateway', { skip, t
     client = (await server.login(alice, 'secret')).client;
     // A browser client binds with the XML presentation, saying it speaks WebRTC (INTEROP.md).
     await ok(client, `<signalBind><sdp origUser="-" sessionID="1" sessionVersion="1" origIP="[127.0.0.1]"><attr name="webrtc">yes</attr></sdp></signalBind>`);
-    const [user, domain] = bob.split('@') as [string, string];
-    phone = await Baresip.start({
-      name: 'bob',
-      account: { user, password: 'phone-secret', domain, registrar: `127.0.0.1:${sipPort}` },
-      audioIn: writeWav(join(dir, 'nine.wav'), dtmfSamples('9', 2)),
-      recordTo: join(dir, 'bob-heard.wav'),
-    });
-    await phone.registered();
+    phone = await Baresip.registered({ name: 'bob', aor: bob, password: 'phone-secret', registrar: `127.0.0.1:${sipPort}`, digit: '9', dir });
   });
 
   after(async () => {

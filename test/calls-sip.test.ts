@@ -100,14 +100,7 @@ describe('calls between XIMSS sessions and a SIP phone (baresip)', { skip }, () 
     alice = await server.newAccount('web');
     client = (await server.login(alice, 'secret')).client;
     await ok(client, `<signalBind><sdpText>v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n</sdpText></signalBind>`);
-    const [user, domain] = bob.split('@') as [string, string];
-    phone = await Baresip.start({
-      name: 'bob',
-      account: { user, password: 'phone-secret', domain, registrar: `127.0.0.1:${sipPort}` },
-      audioIn: writeWav(join(dir, 'nine.wav'), dtmfSamples('9', 2)),
-      recordTo: join(dir, 'bob-heard.wav'),
-    });
-    await phone.registered();
+    phone = await Baresip.registered({ name: 'bob', aor: bob, password: 'phone-secret', registrar: `127.0.0.1:${sipPort}`, digit: '9', dir });
   });
 
   after(async () => {
@@ -216,15 +209,8 @@ describe('calls between XIMSS sessions and a SIP phone (baresip)', { skip }, () 
 
   test('phone to phone through the server: a second phone calls the first, audio both ways, hung up by the callee', async () => {
     const carol = await server.newAccount('desk', { password: 'desk-secret' });
-    const [user, domain] = carol.split('@') as [string, string];
-    const second = await Baresip.start({
-      name: 'carol',
-      account: { user, password: 'desk-secret', domain, registrar: `127.0.0.1:${sipPort}` },
-      audioIn: writeWav(join(dir, 'star.wav'), dtmfSamples('*', 2)),
-      recordTo: join(dir, 'carol-heard.wav'),
-    });
+    const second = await Baresip.registered({ name: 'carol', aor: carol, password: 'desk-secret', registrar: `127.0.0.1:${sipPort}`, digit: '*', dir });
     try {
-      await second.registered();
       const mark = phone.events.count;
       await second.dial(`sip:${bob}`);
       const incoming = await phone.events.waitFor((e) => e.type === 'CALL_INCOMING', 10_000, mark);
