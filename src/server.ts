@@ -162,7 +162,8 @@ async function build(rawStore: Store, config: Config, log: Logger, options: Serv
   }
   const mail = new MailService(store, accounts, bus, log.child({ component: 'mail' }));
   undo.push(() => mail.close());
-  const rules = new RuleService(store, accounts);
+  const rules = new RuleService(store, accounts, bus);
+  undo.push(() => rules.close());
   const accountRights = new AccountRightsService(store, accounts, bus, log.child({ component: 'accounts' }));
   const files = new FileService(store, accounts, bus, log.child({ component: 'files' }), accountRights);
   undo.push(() => files.close());
@@ -214,7 +215,7 @@ async function build(rawStore: Store, config: Config, log: Logger, options: Serv
   }, log.child({ component: 'ximss' }));
   undo.push(() => uploads.close());
   const im = new ImService(store, bus, accounts, node.id, log.child({ component: 'im' }), config.im, metrics);
-  const calls = new CallService({ store, bus, im, accounts, datasets }, node.id, log.child({ component: 'calls' }), config.calls, metrics);
+  const calls = new CallService({ store, bus, im, accounts, datasets, rules: rules.active }, node.id, log.child({ component: 'calls' }), config.calls, metrics);
   ringBoundSessions(calls, im);
   const media = startMediaGateway(config, log.child({ component: 'media' }), metrics);
   calls.useMedia(media, config.media.relay, config.media.sessionsPerAccount);

@@ -54,6 +54,8 @@ export interface BusEvents {
    * for `target` there, from port `from`; `key` as for imStanza when too large to travel.
    */
   callSignal: { node: string; to?: string; target?: CallTarget; from: { node: string; id: string }; signal?: Signal; key?: string };
+  /** One of an account's rule sets changed (`mailIn`, `signalIn`): whoever keeps its rules re-reads them. */
+  rulesChanged: { accountId: number; type: string };
   /** An account's roster changed (`item` removed when absent): its clients get the push. */
   rosterChanged: { accountId: number; jid: string; version: number; item?: string };
   /** An account's block list changed (XEP-0191): caches drop it, its clients get the push. */
@@ -104,6 +106,7 @@ const SHARED_TOPICS: ReadonlySet<string> = new Set<SharedTopic>([
   'rosterChanged',
   'blockingChanged',
   'sipRegistration',
+  'rulesChanged',
 ]);
 
 /**

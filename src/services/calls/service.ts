@@ -2,6 +2,7 @@ import type { EventBus } from '../../bus/bus.js';
 import { errorText, type Logger } from '../../log.js';
 import type { Metrics } from '../../metrics.js';
 import type { RuleRecord } from '../../store/rules.js';
+import type { ActiveRules } from '../rules/active-rules.js';
 import type { AccountIdentity, AccountRecord, Store } from '../../store/store.js';
 import type { AccountService } from '../accounts.js';
 import type { DatasetService } from '../datasets.js';
@@ -90,7 +91,7 @@ export class CallService implements CallHooks {
   readonly maxBranches = 32;
 
   constructor(
-    private readonly deps: { store: Store; bus: EventBus; im: ImService; accounts: AccountService; datasets: DatasetService },
+    private readonly deps: { store: Store; bus: EventBus; im: ImService; accounts: AccountService; datasets: DatasetService; rules: ActiveRules },
     readonly node: string,
     private readonly log: Logger,
     private readonly limits: CallLimits = DEFAULT_CALL_LIMITS,
@@ -227,9 +228,9 @@ export class CallService implements CallHooks {
 
   /** The callee's active Signal Rules, ready to run at each stage; undefined when it has none. */
   private async calleeRules(account: AccountRecord, called: string, from: Party, depth: number): Promise<CalleeRules | undefined> {
-    let rules: RuleRecord[];
+    let rules: readonly RuleRecord[];
     try {
-      rules = (await this.deps.store.rules.list(account.id, 'signalIn')).filter((r) => r.priority > 0);
+      rules = await this.deps.rules.of(account.id, 'signalIn');
     } catch (err) {
       this.log.error({ event: 'call.rules_failed', account: `${account.name}@${account.domain}`, error: errorText(err) }, 'signal rules not applied');
       return undefined;

@@ -1,8 +1,10 @@
 import { errorText } from '../../log.js';
+import type { EventBus } from '../../bus/bus.js';
 import type { RuleGuard, RuleRecord } from '../../store/rules.js';
 import { AlreadyExistsError, NotFoundError, type AccountRecord, type Store } from '../../store/store.js';
 import { fullName, type AccountService } from '../accounts.js';
 import { ServiceError } from '../errors.js';
+import { ActiveRules } from './active-rules.js';
 import { planDelivery, plainPlan, REPLY_INTERVAL_MS, type DeliveryPlan, type PlanContext } from './apply.js';
 import {
   ALLOWED_MODES,
@@ -49,10 +51,20 @@ export type DeliveryFacts = Omit<PlanContext, 'timeZone'> & {
  * SignalRulesAllowed setting, checked against the new and the old rule.
  */
 export class RuleService {
+  /** The active rules of accounts, kept between changes: what delivery and the call engine run. */
+  readonly active: ActiveRules;
+
   constructor(
     private readonly store: Store,
     private readonly accounts: AccountService,
-  ) {}
+    private readonly bus: EventBus,
+  ) {
+    this.active = new ActiveRules(store.rules, bus);
+  }
+
+  close(): void {
+    this.active.close();
+  }
 
   /** The rule sets' conditions, actions and modes, for listKnownValues. */
   static knownValues(): KnownRuleValues[] {
@@ -98,6 +110,7 @@ export class RuleService {
       checkAllowed(input.type, mode, existing, 'the rule it replaces');
       if (!existing && count >= RULE_LIMITS.rules) throw new ServiceError(`too many rules (at most ${RULE_LIMITS.rules})`);
     });
+    this.bus.publish('rulesChanged', { accountId: account.id, type: input.type });
     return rule;
   }
 
@@ -133,6 +146,7 @@ export class RuleService {
     checkAllowed(type, mode, undefined, 'the rule');
     try {
       await write((existing) => checkAllowed(type, mode, existing, 'the rule'));
+      this.bus.publish('rulesChanged', { accountId: account.id, type });
     } catch (err) {
       if (err instanceof NotFoundError) throw new ServiceError(RULE_NOT_FOUND);
       if (err instanceof AlreadyExistsError) throw new ServiceError(err.message);
@@ -146,10 +160,10 @@ export class RuleService {
    * failure is logged), so that no message is lost to a rule.
    */
   async planDelivery(facts: DeliveryFacts): Promise<DeliveryPlan> {
-    let rules: RuleRecord[];
+    let rules: readonly RuleRecord[];
     let timeZone = 'HostOS';
     try {
-      rules = (await this.store.rules.list(facts.account.id, 'mailIn')).filter((r) => r.priority > 0);
+      rules = await this.active.of(facts.account.id, 'mailIn');
       if (rules.length === 0) return plainPlan(facts.raw);
       const prefs = await this.accounts.effectivePrefs(facts.account);
       if (typeof prefs.TimeZone === 'string' && prefs.TimeZone !== '') timeZone = prefs.TimeZone;
