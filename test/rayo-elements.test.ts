@@ -23,6 +23,7 @@ import {
   buildEventPresence,
   buildIqError,
   buildIqResult,
+  buildRef,
   callJid,
   CAPS_NODES,
   capsVer,
@@ -542,7 +543,7 @@ const CHECKS: Record<number, (s: XmlElement[]) => void> = {
 };
 
 function buildRefEl(uri: string): XmlElement {
-  return new XmlElement('ref', { xmlns: NS_RAYO, uri });
+  return buildRef({ uri });
 }
 
 function joinIq(callUri: string): XmlElement {
@@ -667,6 +668,8 @@ const MALFORMED: [string, string, RayoErrorCondition, StanzaErrorType, RegExp][]
   // interrupt-on belonged to pre-XEP Rayo drafts; XEP-0327 0.8 has barge-in on prompt instead.
   ['output with interrupt-on (not in XEP-0327)', `<output xmlns='${NS_OUTPUT}' interrupt-on='dtmf'><document url='http://a/b'/></output>`, 'feature-not-implemented', 'modify', /interrupt-on/],
   ['output with a renderer holding spaces', `<output xmlns='${NS_OUTPUT}' renderer='a b'><document url='http://a/b'/></output>`, 'bad-request', 'modify', /token/],
+  ['output with a voice that is an option', `<output xmlns='${NS_OUTPUT}' voice='--stdout'><document url='http://a/b'/></output>`, 'feature-not-implemented', 'modify', /voice/],
+  ['output with a voice holding markup', `<output xmlns='${NS_OUTPUT}' voice='&lt;x&gt;'><document url='http://a/b'/></output>`, 'feature-not-implemented', 'modify', /voice/],
   ['output with text', `<output xmlns='${NS_OUTPUT}'>hi<document url='http://a/b'/></output>`, 'bad-request', 'modify', /text/],
   ['seek without direction', `<seek xmlns='${NS_OUTPUT}' amount='100'/>`, 'bad-request', 'modify', /direction/],
   ['seek without amount', `<seek xmlns='${NS_OUTPUT}' direction='back'/>`, 'bad-request', 'modify', /amount/],
@@ -681,6 +684,7 @@ const MALFORMED: [string, string, RayoErrorCondition, StanzaErrorType, RegExp][]
   ['input with initial-timeout below -1', `<input xmlns='${NS_INPUT}' initial-timeout='-2'><grammar url='http://a/g'/></input>`, 'bad-request', 'modify', /-1/],
   ['input with a huge inter-digit-timeout', `<input xmlns='${NS_INPUT}' inter-digit-timeout='3000000000'><grammar url='http://a/g'/></input>`, 'feature-not-implemented', 'modify', /inter-digit-timeout/],
   ['input with a bad language', `<input xmlns='${NS_INPUT}' language='en_US!'><grammar url='http://a/g'/></input>`, 'bad-request', 'modify', /language/],
+  ['input with a match-content-type that is not a media type', `<input xmlns='${NS_INPUT}' match-content-type='nlsml'><grammar url='http://a/g'/></input>`, 'bad-request', 'modify', /match-content-type/],
   ['grammar without url or content-type', `<input xmlns='${NS_INPUT}'><grammar>1 2 3</grammar></input>`, 'bad-request', 'modify', /url, or a content-type/],
   ['grammar with an empty body', `<input xmlns='${NS_INPUT}'><grammar content-type='application/srgs+xml'/></input>`, 'bad-request', 'modify', /no body/],
   ['grammar in the output namespace', `<input xmlns='${NS_INPUT}'><grammar xmlns='${NS_OUTPUT}' url='http://a/g'/></input>`, 'bad-request', 'modify', /grammar/],

@@ -455,11 +455,14 @@ function readSource(r: Resolved, label: string): OutputDocument {
     return { kind: 'url', url };
   }
   if (contentType === undefined) fail(badRequest(`${label} needs a url, or a content-type and a body`));
-  if (!/^[A-Za-z0-9!#$&^_.+-]+\/[A-Za-z0-9!#$&^_.+-]+$/.test(contentType)) fail(badRequest(`the content-type of ${label} is not a media type: ${quote(contentType)}`));
+  if (!MEDIA_TYPE.test(contentType)) fail(badRequest(`the content-type of ${label} is not a media type: ${quote(contentType)}`));
   if (content.trim() === '') fail(badRequest(`${label} of type ${contentType} has no body`));
   if (content.length > LIMITS.bodyChars) fail(overLimit(`the body of ${label} is longer than ${LIMITS.bodyChars} characters`));
   return { kind: 'inline', contentType, content };
 }
+
+const VOICE = /^[\p{L}\p{N}_][\p{L}\p{N} _+.,()-]{0,127}$/u;
+const MEDIA_TYPE = /^[A-Za-z0-9!#$&^_.+-]+\/[A-Za-z0-9!#$&^_.+-]+$/;
 
 function readOutput(r: Resolved): OutputComponent {
   const attrs = new Attrs(r.element, '<output>');
@@ -470,6 +473,8 @@ function readOutput(r: Resolved): OutputComponent {
   const maxTime = attrs.integer('max-time', -1, -1);
   const renderer = attrs.token('renderer');
   const voice = attrs.string('voice')?.trim() || undefined;
+  // A voice is a name the TTS engine knows; what cannot be one (an option, markup) is refused here.
+  if (voice !== undefined && !VOICE.test(voice)) fail(unsupportedOption(`the voice of <output> is not a voice name: ${quote(voice)}`));
   attrs.finish();
   noText(r, '<output>');
   const documents: OutputDocument[] = [];
@@ -519,6 +524,7 @@ function readInput(r: Resolved): InputComponent {
   const minConfidence = attrs.fraction('min-confidence', 0);
   const maxSilence = attrs.integer('max-silence', -1, -1);
   const matchContentType = attrs.token('match-content-type') ?? 'application/nlsml+xml';
+  if (!MEDIA_TYPE.test(matchContentType)) fail(badRequest(`the match-content-type of <input> is not a media type: ${quote(matchContentType)}`));
   attrs.finish();
   noText(r, '<input>');
   const grammars: Grammar[] = [];
