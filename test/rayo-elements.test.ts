@@ -657,6 +657,7 @@ const MALFORMED: [string, string, RayoErrorCondition, StanzaErrorType, RegExp][]
   ['document with url and a body', `<output xmlns='${NS_OUTPUT}'><document url='http://a/b.wav'>hi</document></output>`, 'bad-request', 'modify', /both/],
   ['document with a relative url', `<output xmlns='${NS_OUTPUT}'><document url='b.wav'/></output>`, 'bad-request', 'modify', /absolute/],
   ['document with a bad content-type', `<output xmlns='${NS_OUTPUT}'><document content-type='plain'>hi</document></output>`, 'bad-request', 'modify', /media type/],
+  ['document with a bad content-type parameter', `<output xmlns='${NS_OUTPUT}'><document content-type='text/plain; charset'>hi</document></output>`, 'bad-request', 'modify', /media type/],
   ['document with SSML as elements, not CDATA', `<output xmlns='${NS_OUTPUT}'><document content-type='application/ssml+xml'><speak>hi</speak></document></output>`, 'bad-request', 'modify', /CDATA/],
   ['document in the input namespace', `<output xmlns='${NS_OUTPUT}'><document xmlns='${NS_INPUT}' content-type='text/plain'>hi</document></output>`, 'bad-request', 'modify', /document/],
   ['output with a bad start-paused', `<output xmlns='${NS_OUTPUT}' start-paused='yes'><document url='http://a/b'/></output>`, 'bad-request', 'modify', /true or false/],
@@ -806,7 +807,7 @@ describe('malformed commands', () => {
   test('every attribute with its default and its values, read and written back', () => {
     const output = parseCommand(
       parseXml(
-        `<output xmlns='${NS_OUTPUT}' start-offset='+1500' start-paused='1' repeat-interval='250' repeat-times='0' max-time='60000' renderer='espeak' voice='en-us+f3'><document url='file:///tmp/a.wav'/><document content-type='text/uri-list'>http://a/b.wav</document></output>`,
+        `<output xmlns='${NS_OUTPUT}' start-offset='+1500' start-paused='1' repeat-interval='250' repeat-times='0' max-time='60000' renderer='espeak' voice='en-us+f3'><document url='file:///tmp/a.wav'/><document content-type='text/uri-list; charset=&quot;utf-8&quot;'>http://a/b.wav</document></output>`,
       ),
     );
     assert.deepEqual(output.ok && output.value, {
@@ -820,7 +821,7 @@ describe('malformed commands', () => {
       voice: 'en-us+f3',
       documents: [
         { kind: 'url', url: 'file:///tmp/a.wav' },
-        { kind: 'inline', contentType: 'text/uri-list', content: 'http://a/b.wav' },
+        { kind: 'inline', contentType: 'text/uri-list; charset="utf-8"', content: 'http://a/b.wav' },
       ],
     });
     const input = parseCommand(

@@ -442,7 +442,7 @@ function readUnjoin(r: Resolved): UnjoinCommand {
 function readSource(r: Resolved, label: string): OutputDocument {
   const attrs = new Attrs(r.element, label);
   const url = attrs.string('url')?.trim();
-  const contentType = attrs.token('content-type');
+  const contentType = attrs.string('content-type')?.trim() || undefined;
   attrs.finish();
   const child = r.element.elements()[0];
   if (child) fail(badRequest(`${label} holds an element <${child.name}>: give the document as CDATA or escaped text`));
@@ -455,7 +455,7 @@ function readSource(r: Resolved, label: string): OutputDocument {
     return { kind: 'url', url };
   }
   if (contentType === undefined) fail(badRequest(`${label} needs a url, or a content-type and a body`));
-  if (!MEDIA_TYPE.test(contentType)) fail(badRequest(`the content-type of ${label} is not a media type: ${quote(contentType)}`));
+  if (!CONTENT_TYPE.test(contentType)) fail(badRequest(`the content-type of ${label} is not a media type: ${quote(contentType)}`));
   if (content.trim() === '') fail(badRequest(`${label} of type ${contentType} has no body`));
   if (content.length > LIMITS.bodyChars) fail(overLimit(`the body of ${label} is longer than ${LIMITS.bodyChars} characters`));
   return { kind: 'inline', contentType, content };
@@ -463,6 +463,8 @@ function readSource(r: Resolved, label: string): OutputDocument {
 
 const VOICE = /^[\p{L}\p{N}_][\p{L}\p{N} _+.,()-]{0,127}$/u;
 const MEDIA_TYPE = /^[A-Za-z0-9!#$&^_.+-]+\/[A-Za-z0-9!#$&^_.+-]+$/;
+/** A media type with optional parameters (`application/srgs+xml; charset=UTF-8`). */
+const CONTENT_TYPE = /^[A-Za-z0-9!#$&^_.+-]+\/[A-Za-z0-9!#$&^_.+-]+(\s*;\s*[A-Za-z0-9!#$&^_.+-]+=([A-Za-z0-9!#$&^_.+-]+|"[^"\\]*"))*$/;
 
 function readOutput(r: Resolved): OutputComponent {
   const attrs = new Attrs(r.element, '<output>');
