@@ -478,6 +478,9 @@ describe('SRGS: special rules, nesting, tags, several grammars', () => {
       ),
     );
     expectAll(grammar, { '1': ['max', 'one'], '2': ['max', 'two'], '3': ['max', undefined] });
+    // without a tag-format, out="x"; is read the same way; with the literals format it is the literal text
+    expectAll(compileSrgsXml(dtmf('<rule id="m" scope="public">1<tag>out="one";</tag></rule>')), { '1': ['max', 'one'] });
+    expectAll(compileSrgsXml(dtmf('<rule id="m" scope="public">1<tag>out="one";</tag></rule>', 'tag-format="semantics/1.0-literals"')), { '1': ['max', 'out="one";'] });
     assert.deepEqual(grammar.match('3').match!.tags, [{ text: 'out.n = 3 * 1;', rule: 'm' }]);
   });
 
@@ -567,6 +570,8 @@ describe('SRGS: builtin:dtmf/ grammars (VoiceXML 2.0 appendix P)', () => {
     bad('builtin:dtmf/boolean?y=1;n=1', /same key/);
     bad('builtin:dtmf/boolean?y=x', /not a DTMF key/);
     bad('builtin:nonsense', /not a builtin grammar URI/);
+    bad('builtin:dtmf/digits?length=%E0%A4%A', /malformed %-escape/);
+    expectAll(compileBuiltin('builtin:dtmf/digits?length=%32'), { '12': 'max' });
     bad('http://example.com/pin.grxml', /not fetched by URL/);
   });
 });
@@ -663,10 +668,9 @@ describe('SRGS: malformed grammars get a clear SrgsError', () => {
     assert.throws(() => compileSrgsXml(dtmf('<rule id="m" scope="public"><item repeat="20">1</item></rule>'), { limits: { states: 10 } }), /more than 10 states/);
   });
 
-  test('content types: ABNF and others are refused; an empty grammar; url and body at once', () => {
+  test('content types: others than SRGS XML and ABNF are refused; an empty grammar; url and body at once', () => {
     const bad = (source: Parameters<typeof compileGrammar>[0], message: RegExp): void =>
       assert.throws(() => compileGrammar(source), (err: unknown) => err instanceof SrgsError && message.test(err.message));
-    bad({ contentType: 'application/srgs', body: '#ABNF 1.0; mode dtmf; root $m; $m = 1 2;' }, /ABNF form of SRGS \(application\/srgs\) is not supported/);
     bad({ contentType: 'text/plain', body: '1234' }, /content type "text\/plain" is not supported/);
     bad({ contentType: 'application/srgs+xml', body: '   ' }, /grammar is empty/);
     bad({ url: 'builtin:dtmf/digits', body: '<grammar/>' }, /either a url or a content-type and a body/);
@@ -675,7 +679,7 @@ describe('SRGS: malformed grammars get a clear SrgsError', () => {
     assert.ok(compileGrammar({ contentType: 'application/grammar+xml', body: dtmf(ok) }));
   });
 
-  test('mutated grammars never throw anything but SrgsError', () => {
+  test('mutated grammars (XML and ABNF) never throw anything but SrgsError', () => {
     const source = exampleBody('071-client-requests-dtmf-input-collection-from-a-call.xml', 'grammar').text();
     let seed = 12345;
     const random = (n: number): number => {
@@ -700,6 +704,86 @@ describe('SRGS: malformed grammars get a clear SrgsError', () => {
       }
     }
     assert.ok(compiled > 0 && compiled < 600);
+
+    const abnfSource = '#ABNF 1.0;\nmode dtmf;\nroot $pin;\n$digit = 0 | 1 | 2 | 3 | 4 | 5 | 6 | 7 | 8 | 9;\npublic $pin = $digit <4> # {pin} | * 9 [1] /* x */;';
+    const abnfPieces = ['$', '<', '>', '(', ')', '[', ']', '{', '}', '|', ';', '/', '*', '"', '!', '<0->', '$pin', '$NULL', '{!{', '//', '\n', ' '];
+    let abnfCompiled = 0;
+    for (let i = 0; i < 600; i++) {
+      let text = abnfSource;
+      for (let k = 0; k <= random(3); k++) {
+        const at = random(text.length);
+        text = text.slice(0, at) + abnfPieces[random(abnfPieces.length)]! + text.slice(at + random(4));
+      }
+      try {
+        compileGrammar({ contentType: 'application/srgs', body: text }).match('1234#');
+        abnfCompiled++;
+      } catch (err) {
+        assert.ok(err instanceof SrgsError, `ABNF mutation ${i} threw ${String(err)}`);
+      }
+    }
+    assert.ok(abnfCompiled > 0 && abnfCompiled < 600);
+  });
+});
+
+describe('SRGS: the ABNF form (application/srgs), a subset', () => {
+  const abnf = (text: string): SrgsGrammar => compileGrammar({ contentType: 'application/srgs', body: text });
+  const refusedAbnf = (text: string, message: RegExp): void =>
+    assert.throws(() => abnf(text), (err: unknown) => {
+      assert.ok(err instanceof SrgsError, `an SrgsError, not ${String(err)}`);
+      assert.match(err.message, message);
+      return true;
+    });
+
+  test('the XEP-0327 example 071 grammar written in ABNF gives the same results', () => {
+    const grammar = abnf(
+      '#ABNF 1.0 UTF-8;\nmode dtmf;\nroot $pin;\n// four digits then #, or * 9\n$digit = 0 | 1 | 2 | 3 | 4 | 5 | 6 | 7 | 8 | 9;\npublic $pin = $digit <4> "#" | * 9;\n',
+    );
+    expectAll(grammar, { '1': 'partial', '1234': 'partial', '1234#': 'max', '*': 'partial', '*9': 'max', '#': 'nomatch', '12345': 'nomatch', '*8': 'nomatch' });
+  });
+
+  test('the W3C implementation report test alternative-empty-paren, restated for DTMF: "()" is an empty alternative', () => {
+    expectAll(abnf('#ABNF 1.0;\nmode dtmf;\nroot $main;\npublic $main = 1 $optional;\n$optional = 2 | ();'), { '1': 'match', '12': 'max', '2': 'nomatch', '122': 'nomatch' });
+  });
+
+  test('optional [ ], weights, repeat probabilities, tags, comments, special rules, declarations', () => {
+    const grammar = abnf(
+      '#ABNF 1.0 ISO-8859-1;\nlanguage en-US;\nmode dtmf;\nroot $menu;\ntag-format <semantics/1.0-literals>;\nmeta "author" is "x";\n{ var n = 0; };\n' +
+        '/* the menu */\npublic $menu = /10/ 1 {sales} | /2.5/ 2 [3 {support-3}] {support} | 4 <2-3 /0.5/> {fours} | 5 $NULL {five} | 6 $VOID | 7 $GARBAGE # {garbage};\n',
+    );
+    expectAll(grammar, {
+      '1': ['max', 'sales'],
+      '2': ['match', 'support'],
+      '23': ['max', 'support'],
+      '44': ['match', 'fours'],
+      '444': ['max', 'fours'],
+      '4': 'partial',
+      '5': ['max', 'five'],
+      '6': 'nomatch',
+      '7#': ['match', 'garbage'],
+      '71234#': ['match', 'garbage'],
+    });
+    assert.deepEqual(grammar.match('23').match!.tags.map((t) => t.text), ['support-3', 'support']);
+    const script = abnf('#ABNF 1.0;\nmode dtmf;\ntag-format <semantics/1.0>;\npublic $m = 1 {!{ out = "one"; }!} | 2 {!{ out.x = 2; }!};');
+    expectAll(script, { '1': ['max', 'one'], '2': ['max', undefined] });
+  });
+
+  test('malformed ABNF grammars get a clear SrgsError with the line', () => {
+    refusedAbnf('mode dtmf;\npublic $m = 1;', /starts with its header, "#ABNF 1.0;"/);
+    refusedAbnf('#ABNF 2.0;\npublic $m = 1;', /version "2.0" is not supported/);
+    refusedAbnf('#ABNF 1.0;\nmode voice;\npublic $m = hello;', /voice grammars \(mode voice\) are not supported/);
+    refusedAbnf('#ABNF 1.0;\nmode dtmf;\npublic $m = $<http://example.com/g.gram#x>;', /line 3: only rules of the same grammar/);
+    refusedAbnf('#ABNF 1.0;\nmode dtmf;\npublic $m = 1 !en-US;', /language attachments/);
+    refusedAbnf('#ABNF 1.0;\nmode dtmf;\npublic $m = (1 | 2;', /"\)" was expected/);
+    refusedAbnf('#ABNF 1.0;\nmode dtmf;\npublic $m = 1 2', /missing ";"/);
+    refusedAbnf('#ABNF 1.0;\nmode dtmf;\ngrammar-name x;\npublic $m = 1;', /"grammar-name" is not an ABNF declaration/);
+    refusedAbnf('#ABNF 1.0;\nmode dtmf;\npublic $m = 1;\nroot $m;', /declarations come before the rules/);
+    refusedAbnf('#ABNF 1.0;\nmode dtmf;\npublic $m = 1 $m | 2;', /rule "m" is recursive/);
+    refusedAbnf('#ABNF 1.0;\nmode dtmf;\npublic $m = hello;', /token "hello" is not made of DTMF keys/);
+    refusedAbnf('#ABNF 1.0;\nmode dtmf;\npublic $m = 1 <2-1>;', /maximum is less than the minimum/);
+    refusedAbnf('#ABNF 1.0;\nmode dtmf;\npublic $m = 1 /* open;', /comment \/\* is not closed/);
+    refusedAbnf('#ABNF 1.0;\nmode dtmf;\n$m = 1;', /no root rule: declare root \$name;, or make a rule public/);
+    refusedAbnf('#ABNF 1.0;\nmode dtmf;\npublic $m = 1 {tag;', /tag \{ is not closed/);
+    refusedAbnf(`#ABNF 1.0;\nmode dtmf;\npublic $m = ${'('.repeat(40)}1${')'.repeat(40)};`, /nested deeper than 32/);
   });
 });
 

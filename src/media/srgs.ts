@@ -33,8 +33,8 @@
  *   tag-format) a tag is a string literal and the interpretation of a match is the text of the
  *   last tag on its path. SISR scripts (`semantics/1.0`) are not executed: the tags of the path
  *   are still reported as written, and a tag that is only `out = "literal";` (the usual form of
- *   a script tag in DTMF menus) counts as that literal; any other script leaves the
- *   interpretation undefined.
+ *   a script tag in DTMF menus) counts as that literal, also when no tag-format is declared;
+ *   any other script leaves the interpretation undefined.
  * - Limits (SrgsError when crossed): document size, XML depth and element count (enforced while
  *   parsing by the server's XML guard), rule count, repeat bounds, and the size of the compiled
  *   automaton, which bounds what repeats and rulerefs expand to.
@@ -43,8 +43,9 @@
  * `minlength`, `maxlength`, separated by `;` or `&`), `builtin:dtmf/boolean` (1 is true, 2 false;
  * `y=` and `n=` change the keys), `builtin:dtmf/number` (digits, `*` as the decimal point),
  * `builtin:dtmf/currency` (digits, then `*` and up to two decimals), `builtin:dtmf/phone`
- * (digits, `*` before an extension). The ABNF form (`application/srgs`) is refused with a clear
- * error; so are grammars fetched by URL (the caller fetches, then compiles the body).
+ * (digits, `*` before an extension). The ABNF form (`application/srgs`) is read too, in the
+ * subset compileSrgsAbnf describes, into the same rules. Grammars are not fetched by URL here
+ * (the caller fetches, then compiles the body).
  *
  * The matcher is an NFA (Thompson's construction) run as a Pike VM: threads in priority order,
  * so an ambiguous grammar resolves to the earliest alternative (and greedy repeats), and each
@@ -176,10 +177,8 @@ export function compileGrammar(source: GrammarSource, options: CompileOptions = 
   const type = (source.contentType ?? '').split(';')[0]!.trim().toLowerCase();
   if (source.body === undefined || source.body.trim() === '') throw new SrgsError('the grammar is empty');
   if (type === '' || XML_TYPES.has(type)) return compileSrgsXml(source.body, options);
-  if (type === 'application/srgs') {
-    throw new SrgsError('the ABNF form of SRGS (application/srgs) is not supported: send application/srgs+xml');
-  }
-  throw new SrgsError(`grammar content type ${truncate(type)} is not supported: send application/srgs+xml`);
+  if (type === 'application/srgs') return compileSrgsAbnf(source.body, options);
+  throw new SrgsError(`grammar content type ${truncate(type)} is not supported: send application/srgs+xml (or application/srgs)`);
 }
 
 /** Compiles an SRGS XML grammar document (mode dtmf). Throws SrgsError. */
@@ -332,42 +331,48 @@ class GrammarReader {
           throw new SrgsError(`<${child.name}> is not allowed in <grammar>`);
       }
     }
-    if (order.length === 0) throw new SrgsError('the grammar has no rule');
+    return { rules: this.rules, root: this.finish(order, root.attr('root'), 'give <grammar> a root attribute'), tagFormat: this.tagFormat };
+  }
 
+  /** Checks the rules once all are read, and gives the root expansion (the XML and ABNF forms share it). */
+  finish(order: Rule[], rootName: string | undefined, rootHint: string): Expansion {
+    if (order.length === 0) throw new SrgsError('the grammar has no rule');
     // every ruleref names a rule
     for (const rule of order) this.checkRefs(rule.body, rule.id);
     this.checkRecursion(order);
-
-    const rootName = root.attr('root');
-    let start: Expansion;
     if (rootName !== undefined) {
       const id = rootName.trim();
       if (!this.rules.has(id)) throw new SrgsError(`the root rule ${truncate(id)} is not defined in the grammar`);
-      start = { kind: 'ref', rule: id };
-    } else {
-      const publics = order.filter((r) => r.scope === 'public');
-      if (publics.length === 0) {
-        throw new SrgsError('the grammar has no root rule: give <grammar> a root attribute, or make a rule public');
-      }
-      start = publics.length === 1 ? { kind: 'ref', rule: publics[0]!.id } : { kind: 'alt', items: publics.map((r) => ({ kind: 'ref', rule: r.id })) };
+      return { kind: 'ref', rule: id };
     }
-    return { rules: this.rules, root: start, tagFormat: this.tagFormat };
+    const publics = order.filter((r) => r.scope === 'public');
+    if (publics.length === 0) throw new SrgsError(`the grammar has no root rule: ${rootHint}, or make a rule public`);
+    return publics.length === 1 ? { kind: 'ref', rule: publics[0]!.id } : { kind: 'alt', items: publics.map((r) => ({ kind: 'ref', rule: r.id })) };
   }
 
-  private readRule(element: XmlElement): Rule {
-    const id = element.attr('id')?.trim();
-    if (!id) throw new SrgsError('a <rule> has no id');
+  rulesMap(): Map<string, Rule> {
+    return this.rules;
+  }
+
+  /** Adds a rule (checking its id and scope). */
+  addRule(idValue: string | undefined, scopeValue: string, body: () => Expansion): Rule {
+    const id = idValue?.trim();
+    if (!id) throw new SrgsError('a rule has no id');
     if (!/^[A-Za-z_][\w.\-]*$/.test(id)) throw new SrgsError(`the rule id ${truncate(id)} is not a valid name`);
     if (SPECIAL_RULES.has(id)) throw new SrgsError(`${id} is a special rule name and cannot be a rule id`);
     if (this.rules.has(id)) throw new SrgsError(`the rule ${truncate(id)} is defined twice`);
     if (this.rules.size >= this.limits.rules) throw new SrgsError(`the grammar has more than ${this.limits.rules} rules`);
-    const scopeValue = element.attr('scope')?.trim() ?? 'private';
     if (scopeValue !== 'public' && scopeValue !== 'private') {
       throw new SrgsError(`scope=${truncate(scopeValue)} on rule ${truncate(id)} is not public or private`);
     }
-    const rule: Rule = { id, scope: scopeValue, body: this.readSequence(element, `rule ${truncate(id)}`) };
+    const rule: Rule = { id, scope: scopeValue, body: body() };
     this.rules.set(id, rule);
     return rule;
+  }
+
+  private readRule(element: XmlElement): Rule {
+    const id = element.attr('id');
+    return this.addRule(id, element.attr('scope')?.trim() ?? 'private', () => this.readSequence(element, `rule ${truncate(id?.trim() ?? '')}`));
   }
 
   /** The children of a rule or item: text tokens and expansion elements, in sequence. */
@@ -577,6 +582,269 @@ function leftRefs(exp: Expansion, rules: Map<string, Rule>, memo: Map<string, bo
 }
 
 // ---------------------------------------------------------------------------------------------
+// The ABNF form (application/srgs), a subset
+
+/**
+ * Compiles a grammar in SRGS's ABNF form (section 4 of SRGS 1.0), the subset a DTMF grammar
+ * needs: the `#ABNF 1.0 [encoding];` header; the declarations `mode`, `root`, `tag-format`,
+ * `language`, `base`, `lexicon`, `meta`, `http-equiv` (only mode, root and tag-format mean
+ * anything here) and grammar-level tags; rules `[public|private] $name = expansion;` with
+ * tokens (bare or quoted), `$name`, `$NULL`, `$VOID`, `$GARBAGE`, `|` with `/weight/`, `( )`,
+ * `[ ]` (optional), repeats `<n>`, `<n-m>`, `<n->` (with `/prob/`, ignored), tags `{…}` and
+ * `{!{…}!}`, and line and block comments. External references (`$<uri>`) and language
+ * attachments (`!en`) are refused. Throws SrgsError.
+ */
+export function compileSrgsAbnf(document: string, options: CompileOptions = {}): SrgsGrammar {
+  const limits = { ...DEFAULT_SRGS_LIMITS, ...options.limits };
+  if (document.length > limits.documentChars) {
+    throw new SrgsError(`the grammar is too large: more than ${limits.documentChars} characters`);
+  }
+  const parsed = new AbnfReader(document.replace(/^\uFEFF/, ''), limits).read();
+  return new SrgsGrammar(parsed.rules, parsed.root, parsed.tagFormat, limits, options.name, undefined);
+}
+
+/** Characters that end a bare ABNF token. */
+const ABNF_SPECIAL = new Set([';', '=', '|', '(', ')', '[', ']', '<', '>', '{', '}', '$', '/', '"', '!']);
+
+class AbnfReader {
+  private at = 0;
+  private depth = 0;
+  private readonly reader: GrammarReader;
+
+  constructor(
+    private readonly text: string,
+    private readonly limits: SrgsLimits,
+  ) {
+    this.reader = new GrammarReader(limits);
+  }
+
+  read(): { rules: Map<string, Rule>; root: Expansion; tagFormat: string | undefined } {
+    const header = /^#ABNF[ \t]+([^\s;]+)(?:[ \t]+[^\s;]+)?[ \t]*;/.exec(this.text);
+    if (!header) throw new SrgsError('an ABNF grammar starts with its header, "#ABNF 1.0;"');
+    if (header[1] !== '1.0') throw new SrgsError(`SRGS version ${truncate(header[1]!)} is not supported (1.0)`);
+    this.at = header[0].length;
+    let root: string | undefined;
+    let tagFormat: string | undefined;
+    const order: Rule[] = [];
+    for (;;) {
+      this.skip();
+      if (this.at >= this.text.length) break;
+      const c = this.text[this.at]!;
+      if (c === '$' || this.text.startsWith('public', this.at) || this.text.startsWith('private', this.at)) {
+        order.push(this.readRule());
+        continue;
+      }
+      if (c === '{') {
+        this.readTag();
+        this.expect(';');
+        continue;
+      }
+      if (order.length > 0) throw this.error('declarations come before the rules');
+      const keyword = this.word();
+      switch (keyword) {
+        case 'mode': {
+          const mode = this.word();
+          if (mode === 'voice') throw new SrgsError('voice grammars (mode voice) are not supported: only DTMF grammars (mode dtmf) are');
+          if (mode !== 'dtmf') throw new SrgsError(`mode ${truncate(mode)} is not a grammar mode (dtmf)`);
+          break;
+        }
+        case 'root':
+          this.skip();
+          if (this.text[this.at] !== '$') throw this.error('root names a rule: root $name;');
+          this.at++;
+          root = this.name();
+          break;
+        case 'tag-format':
+          tagFormat = this.until(';').trim().replace(/^<(.*)>$/, '$1');
+          break;
+        case 'language':
+        case 'base':
+        case 'lexicon':
+        case 'meta':
+        case 'http-equiv':
+          this.until(';');
+          break;
+        default:
+          throw this.error(`${truncate(keyword)} is not an ABNF declaration`);
+      }
+      this.expect(';');
+    }
+    return { rules: this.reader.rulesMap(), root: this.reader.finish(order, root, 'declare root $name;'), tagFormat };
+  }
+
+  private readRule(): Rule {
+    let scope = 'private';
+    if (this.text.startsWith('public', this.at) || this.text.startsWith('private', this.at)) scope = this.word();
+    this.skip();
+    if (this.text[this.at] !== '$') throw this.error('a rule starts with $name');
+    this.at++;
+    const id = this.name();
+    this.expect('=');
+    const rule = this.reader.addRule(id, scope, () => this.alternatives(';'));
+    this.expect(';');
+    return rule;
+  }
+
+  /** Alternatives up to (not including) `end`. */
+  private alternatives(end: string): Expansion {
+    if (++this.depth > this.limits.depth) throw new SrgsError(`the grammar is nested deeper than ${this.limits.depth}`);
+    const items: Expansion[] = [];
+    for (;;) {
+      this.skip();
+      const weight = /^\/([^/]*)\//.exec(this.text.slice(this.at, this.at + 64));
+      if (weight && !this.text.startsWith('//', this.at)) {
+        checkProbability('weight', weight[1], Number.MAX_VALUE);
+        this.at += weight[0].length;
+      }
+      items.push(this.sequence(end));
+      this.skip();
+      if (this.text[this.at] !== '|') break;
+      this.at++;
+    }
+    this.depth--;
+    return items.length === 1 ? items[0]! : { kind: 'alt', items };
+  }
+
+  private sequence(end: string): Expansion {
+    const items: Expansion[] = [];
+    for (;;) {
+      this.skip();
+      const c = this.text[this.at];
+      if (c === undefined) throw this.error(`missing ${truncate(end)}`);
+      if (c === end || c === '|') break;
+      if (c === ';' || c === ')' || c === ']') throw this.error(`${truncate(end)} was expected`);
+      let item = this.item();
+      this.skip();
+      if (this.text[this.at] === '<') item = this.repeat(item);
+      items.push(item);
+    }
+    if (items.length === 0) return { kind: 'null' };
+    return seq(items);
+  }
+
+  private item(): Expansion {
+    const c = this.text[this.at]!;
+    switch (c) {
+      case '(': {
+        this.at++;
+        const inner = this.alternatives(')');
+        this.expect(')');
+        return inner;
+      }
+      case '[': {
+        this.at++;
+        const inner = this.alternatives(']');
+        this.expect(']');
+        return { kind: 'repeat', min: 0, max: 1, body: inner };
+      }
+      case '{':
+        return { kind: 'tag', text: this.readTag() };
+      case '$': {
+        this.at++;
+        if (this.text[this.at] === '<') throw this.error('only rules of the same grammar can be referenced ($name), not external ones ($<uri>)');
+        const name = this.name();
+        if (name === 'NULL') return { kind: 'null' };
+        if (name === 'VOID') return { kind: 'void' };
+        if (name === 'GARBAGE') return { kind: 'garbage' };
+        return { kind: 'ref', rule: name };
+      }
+      case '"': {
+        const close = this.text.indexOf('"', this.at + 1);
+        if (close < 0) throw this.error('a quoted token is not closed');
+        const token = this.text.slice(this.at, close + 1);
+        this.at = close + 1;
+        return seq(tokensOf(token));
+      }
+      case '!':
+        throw this.error('language attachments (!lang) are not supported');
+      default: {
+        if (ABNF_SPECIAL.has(c)) throw this.error(`unexpected ${truncate(c)}`);
+        const start = this.at;
+        while (this.at < this.text.length && !/\s/.test(this.text[this.at]!) && !ABNF_SPECIAL.has(this.text[this.at]!)) this.at++;
+        const keys = tokensOf(this.text.slice(start, this.at));
+        return seq(keys);
+      }
+    }
+  }
+
+  private repeat(body: Expansion): Expansion {
+    const close = this.text.indexOf('>', this.at);
+    if (close < 0) throw this.error('a repeat <n-m> is not closed');
+    const inside = this.text.slice(this.at + 1, close);
+    this.at = close + 1;
+    const m = /^\s*([^/]*?)\s*(?:\/([^/]*)\/)?\s*$/.exec(inside);
+    if (!m) throw this.error(`<${inside}> is not a repeat`);
+    if (m[2] !== undefined) checkProbability('repeat probability', m[2], 1);
+    const { min, max } = parseRepeat(m[1]!, this.limits);
+    return min === 1 && max === 1 ? body : { kind: 'repeat', min, max, body };
+  }
+
+  private readTag(): string {
+    if (this.text.startsWith('{!{', this.at)) {
+      const close = this.text.indexOf('}!}', this.at + 3);
+      if (close < 0) throw this.error('a tag {!{ is not closed with }!}');
+      const tag = this.text.slice(this.at + 3, close);
+      this.at = close + 3;
+      return tag.trim();
+    }
+    const close = this.text.indexOf('}', this.at + 1);
+    if (close < 0) throw this.error('a tag { is not closed');
+    const tag = this.text.slice(this.at + 1, close);
+    this.at = close + 1;
+    return tag.trim();
+  }
+
+  /** Skips white space and comments. */
+  private skip(): void {
+    for (;;) {
+      while (this.at < this.text.length && /\s/.test(this.text[this.at]!)) this.at++;
+      if (this.text.startsWith('//', this.at)) {
+        const nl = this.text.indexOf('\n', this.at);
+        this.at = nl < 0 ? this.text.length : nl + 1;
+      } else if (this.text.startsWith('/*', this.at)) {
+        const close = this.text.indexOf('*/', this.at + 2);
+        if (close < 0) throw this.error('a comment /* is not closed');
+        this.at = close + 2;
+      } else return;
+    }
+  }
+
+  private word(): string {
+    this.skip();
+    const m = /^[A-Za-z][\w-]*/.exec(this.text.slice(this.at, this.at + 64));
+    if (!m) throw this.error('a keyword was expected');
+    this.at += m[0].length;
+    return m[0];
+  }
+
+  private name(): string {
+    const m = /^[A-Za-z_][\w.\-]*/.exec(this.text.slice(this.at, this.at + 256));
+    if (!m) throw this.error('a rule name was expected after $');
+    this.at += m[0].length;
+    return m[0];
+  }
+
+  private until(stop: string): string {
+    const end = this.text.indexOf(stop, this.at);
+    if (end < 0) throw this.error(`missing ${truncate(stop)}`);
+    const value = this.text.slice(this.at, end);
+    this.at = end;
+    return value;
+  }
+
+  private expect(c: string): void {
+    this.skip();
+    if (this.text[this.at] !== c) throw this.error(`${truncate(c)} was expected`);
+    this.at++;
+  }
+
+  private error(message: string): SrgsError {
+    const line = this.text.slice(0, this.at).split('\n').length;
+    return new SrgsError(`ABNF grammar, line ${line}: ${message}`);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Builtins
 
 interface Builtin {
@@ -608,10 +876,18 @@ export function compileBuiltin(uri: string, options: CompileOptions = {}): SrgsG
     if (part.trim() === '') continue;
     const eq = part.indexOf('=');
     if (eq < 0) throw new SrgsError(`the builtin parameter ${truncate(part)} has no value`);
-    params.set(decodeURIComponent(part.slice(0, eq)).trim().toLowerCase(), decodeURIComponent(part.slice(eq + 1)).trim());
+    params.set(decodeParam(part.slice(0, eq), uri).trim().toLowerCase(), decodeParam(part.slice(eq + 1), uri).trim());
   }
   const builtin = makeBuiltin(type, params, limits, uri);
   return new SrgsGrammar(new Map(), builtin.expansion, undefined, limits, options.name ?? uri.trim(), builtin.interpret);
+}
+
+function decodeParam(text: string, uri: string): string {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    throw new SrgsError(`${truncate(uri)} has a malformed %-escape`);
+  }
 }
 
 function takeCount(params: Map<string, string>, name: string, limits: SrgsLimits, uri: string): number | undefined {
@@ -918,11 +1194,9 @@ export class SrgsGrammar {
     if (this.interpretFn) interpretation = this.interpretFn(digits);
     else if (tags.length > 0) {
       const last = tags[tags.length - 1]!.text;
-      if (this.literalTags) interpretation = last;
-      else {
-        const m = OUT_LITERAL.exec(last);
-        if (m) interpretation = m[1] ?? m[2];
-      }
+      const m = this.tagFormat === undefined || !this.literalTags ? OUT_LITERAL.exec(last) : null;
+      if (m) interpretation = m[1] ?? m[2];
+      else if (this.literalTags) interpretation = last;
     }
     return { grammar: this, grammarIndex, digits, tags, interpretation };
   }
