@@ -51,6 +51,14 @@
  * so an ambiguous grammar resolves to the earliest alternative (and greedy repeats), and each
  * thread carries the tags of its path. After each key it says `match` (with whether more keys
  * could still extend the sentence), `partial` or `nomatch`.
+ *
+ * Use, as Rayo's input component would:
+ *   const set = new SrgsGrammarSet(grammars.map((g, i) =>
+ *     compileGrammar({ url, contentType, body }, { name: url ?? `session:grammar-${i}` })));
+ *   on each key: if it is the terminator and !set.accepts(key), end with set.terminate();
+ *   else state = set.feed(key): 'nomatch' ends with nomatch; 'match' without canExtend ends
+ *   with the match; 'match' with canExtend, and 'partial', wait for more keys (and on the
+ *   inter-digit timeout end with set.terminate()). A match is reported as nlsmlFromMatch(state.match).
  */
 import { DTMF_DIGITS } from './dtmf.js';
 import { XmlParseError, parseXml, type XmlLimits } from '../xml/parser.js';
@@ -102,6 +110,8 @@ export type Expansion =
   | { kind: 'void' }
   | { kind: 'garbage' }
   | { kind: 'tag'; text: string };
+
+type KeyExpansion = Extract<Expansion, { kind: 'key' }>;
 
 interface Rule {
   id: string;
@@ -1024,6 +1034,13 @@ class NfaBuilder {
         return at;
       }
       case 'alt': {
+        const keys = exp.items;
+        if (keys.every((item): item is KeyExpansion => item.kind === 'key')) {
+          // a choice of keys (a digit rule): one state, an edge per key
+          const to = this.state();
+          for (const item of keys) this.edge(from, to, item.key);
+          return to;
+        }
         const end = this.state();
         for (const item of exp.items) {
           const start = this.state();
