@@ -651,6 +651,8 @@ describe('SRGS: malformed grammars get a clear SrgsError', () => {
       ),
     );
     expectAll(grammar, { '1': 'max', '22': 'max', '2': 'partial' });
+    // white space in CDATA sections between rules and items is only white space
+    expectAll(compileSrgsXml(dtmf('<![CDATA[ \n ]]><rule id="m" scope="public"><one-of><![CDATA[ ]]><item>1</item></one-of></rule>')), { '1': 'max' });
   });
 
   test('too deep, too large, too many rules, repeats too large, expansion too large', () => {

@@ -322,6 +322,7 @@ class GrammarReader {
     const order: Rule[] = [];
     for (const child of root.children) {
       if (typeof child === 'string') {
+        if (child.trim() === '') continue; // white space in a CDATA section
         throw new SrgsError(`text is not allowed between the rules of a grammar: ${truncate(child.trim())}`);
       }
       const name = localName(child.name);
@@ -438,7 +439,10 @@ class GrammarReader {
   private readOneOf(element: XmlElement): Expansion {
     const items: Expansion[] = [];
     for (const child of element.children) {
-      if (typeof child === 'string') throw new SrgsError(`text in <one-of> must be inside an <item>: ${truncate(child.trim())}`);
+      if (typeof child === 'string') {
+        if (child.trim() === '') continue;
+        throw new SrgsError(`text in <one-of> must be inside an <item>: ${truncate(child.trim())}`);
+      }
       if (localName(child.name) !== 'item') throw new SrgsError(`<${child.name}> is not allowed in <one-of> (only <item>)`);
       items.push(this.readItem(child));
     }
