@@ -23,8 +23,8 @@
  *   keys without spaces (`<item>715</item>`, as Adhearsion and FreeSWITCH grammars write them)
  *   is the keys in order, and double quotes around a token are dropped (`" * "`).
  * - `<ruleref uri="#id">` to a rule of the same grammar; other URIs (other documents, builtins
- *   through ruleref) are refused. `<ruleref special="NULL|VOID|GARBAGE">`: NULL matches nothing
- *   (always passes), VOID never matches; GARBAGE, which SRGS defines for speech ("any speech up
+ *   through ruleref) are refused. `<ruleref special="NULL|VOID|GARBAGE">`: NULL matches the empty
+ *   input (always passes), VOID never matches; GARBAGE, which SRGS defines for speech ("any speech up
  *   until the next rule match"), is for DTMF any run of zero or more keys, taken as short as
  *   the rest of the grammar allows.
  * - Recursion (a rule that refers to itself through any chain of rulerefs, left recursion or
