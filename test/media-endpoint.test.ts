@@ -448,18 +448,52 @@ describe('media endpoint with a plain RTP peer', { timeout: 60_000 }, () => {
     await hangUp(peer, endpoint);
   });
 
-  test('RFC 4733 in: an event with retransmitted ends is one digit; a second event of the same digit is another', async () => {
+  test('RFC 4733 in: an event with retransmitted ends is one digit, once; an event whose ends are lost is still reported', async () => {
     const { peer, endpoint, digits, frames } = await call([0, 101]);
-    const eventSlots = (timestamp: number): Slot[] => [
-      ...[1, 2, 3, 4].map((i): Slot => (p) => [p.event(5, timestamp, i * 160, false, i === 1)]),
-      (p) => [p.event(5, timestamp, 800, true), p.event(5, timestamp, 800, true), p.event(5, timestamp, 800, true)],
+    const eventSlots = (code: number, timestamp: number, ends = 3): Slot[] => [
+      ...[1, 2, 3, 4].map((i): Slot => (p) => [p.event(code, timestamp, i * 160, false, i === 1)]),
+      (p) => Array.from({ length: ends }, () => p.event(code, timestamp, 800, true)),
     ];
     const quiet: Slot = (p) => [p.audio(new Int16Array(160))];
-    peer.run([quiet, quiet, ...eventSlots(320), quiet, quiet, quiet, (p) => [p.event(5, 320, 800, true)], ...eventSlots(2400), quiet, quiet], quiet);
-    await until(() => frames.length >= 22);
-    assert.deepEqual(digits, ['5', '5']);
-    assert.equal(endpoint.stats().digitsIn, 2);
+    peer.run(
+      [
+        quiet,
+        quiet,
+        ...eventSlots(5, 320),
+        quiet,
+        quiet,
+        (p) => [p.event(5, 320, 800, true)], // a late retransmission of the end
+        ...eventSlots(5, 2400), // the same digit again: a new event
+        ...eventSlots(7, 4000, 0), // its ends lost: reported when the next event starts
+        ...eventSlots(1, 5600),
+        ...eventSlots(3, 7200, 0), // its ends lost, and no event after it: reported after 10 frames without events
+      ],
+      quiet,
+    );
+    await until(() => digits.length >= 5);
+    assert.deepEqual(digits, ['5', '5', '7', '1', '3']);
+    const mark = frames.length;
+    await until(() => frames.length >= mark + 5);
+    assert.equal(digits.length, 5, 'nothing more');
+    assert.equal(endpoint.stats().digitsIn, 5);
     assert.equal(endpoint.stats().lost, 0, 'event packets are not losses');
+    await hangUp(peer, endpoint);
+  });
+
+  test('a source that throws ends its play() as failed; the stream goes on with silence', async () => {
+    const { peer, endpoint } = await call([0]);
+    let calls = 0;
+    const result = await endpoint.play({
+      next: () => {
+        if (++calls === 3) throw new Error('broken source');
+        return sine(440, 0);
+      },
+    });
+    assert.equal(result, 'failed');
+    assert.equal(endpoint.stats().errors, 1);
+    const from = peer.received.length;
+    await until(() => peer.received.length >= from + 3);
+    assert.ok(peer.received.slice(from).every((p) => decodeUlaw(p.payload).every((x) => Math.abs(x) < 10)));
     await hangUp(peer, endpoint);
   });
 

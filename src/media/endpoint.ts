@@ -29,8 +29,9 @@
  * - DTMF out: RFC 4733 events when telephone-event was negotiated (five packets 20 ms apart,
  *   then the end packet three times, then 60 ms of pause), else in-band tones (100 ms of the
  *   two sines, 60 ms of silence); audio pauses meanwhile.
- * - DTMF in: onDigit once per event, at its first end packet (dedup by RTP timestamp). The
- *   event's packets take their place in the jitter buffer as silence; retransmitted ends take none.
+ * - DTMF in: onDigit once per event, at its first end packet (dedup by RTP timestamp; an event
+ *   whose ends were all lost is reported at the next event or 200 ms later). The event's packets
+ *   take their place in the jitter buffer as silence; retransmitted ends take none.
  * - Received packets are expected to carry 20 ms (160 samples, as our SDP asks with a=ptime:20);
  *   a shorter payload is padded with silence, a longer one cut to 160 samples.
  * - Frames given to onAudio listeners are one buffer reused every tick: copy what you keep.
@@ -58,7 +59,8 @@ export interface AudioSource {
   next(): Int16Array | undefined;
 }
 
-export type PlayResult = 'finished' | 'stopped';
+/** How a play() ended: the source ran out, it was stopped (stop, another play, close), or its next() threw. */
+export type PlayResult = 'finished' | 'stopped' | 'failed';
 
 export interface MediaEndpointOptions {
   /** The address put in our SDP and ICE candidates. */
@@ -107,6 +109,8 @@ const EVENT_TICKS = 5;
 const END_PACKETS = 3;
 const PAUSE_TICKS = 3;
 const TONE_AMPLITUDE = 7000;
+/** Frames without event packets after which an event whose end never came is reported. */
+const EVENT_TIMEOUT_TICKS = 10;
 const KEYPAD_ROWS = [697, 770, 852, 941] as const;
 const KEYPAD_COLUMNS = [1209, 1336, 1477, 1633] as const;
 
@@ -166,7 +170,14 @@ export class MediaEndpoint implements FrameSubscriber {
   private readonly jitter: JitterBuffer;
   private readonly receiveTable = new Uint8Array(128);
   private readonly inFrame = new Int16Array(FRAME_SAMPLES);
-  private lastEventTimestamp = -1;
+  /** The RFC 4733 event being received: its timestamp and code, and whether it was reported. */
+  private eventTimestamp = -1;
+  private eventCode = -1;
+  private eventReported = true;
+  private eventIdleTicks = 0;
+  /** The timestamps of the last events ended (their retransmitted ends are ignored). */
+  private readonly endedEvents = new Float64Array(4).fill(-1);
+  private endedIndex = 0;
   private readonly audioListeners: ((frame: Int16Array) => void)[] = [];
   private readonly digitListeners: ((digit: string) => void)[] = [];
 
@@ -467,8 +478,13 @@ export class MediaEndpoint implements FrameSubscriber {
     else {
       let frame: Int16Array | undefined;
       if (this.source) {
-        frame = this.source.next();
-        if (frame === undefined) this.finishSource('finished');
+        try {
+          frame = this.source.next();
+          if (frame === undefined) this.finishSource('finished');
+        } catch (error) {
+          this.failed('media.endpoint.source', error);
+          this.finishSource('failed');
+        }
       }
       if (frame === undefined && this.options.idleAudio !== 'none') frame = this.silence;
       if (frame === undefined) this.marker = true;
@@ -592,22 +608,46 @@ export class MediaEndpoint implements FrameSubscriber {
       this.counts.dropped++;
       return;
     }
-    let entry: typeof NO_AUDIO | typeof SKIP = NO_AUDIO;
-    if (event.end) {
-      if (timestamp === this.lastEventTimestamp) entry = SKIP; // a retransmitted end
-      else {
-        this.lastEventTimestamp = timestamp;
-        const digit = digitOfEvent(event.event);
-        if (digit !== undefined) {
-          this.counts.digitsIn++;
-          for (const listener of this.digitListeners) this.call(listener, digit);
-        }
-      }
-    }
+    const entry = this.receiveEvent(timestamp, event.event, event.end);
     this.jitter.push(ssrc, sequence, timestamp, payloadType, entry);
   }
 
+  /**
+   * One RFC 4733 packet: the digit is reported at the event's first end packet; the other end
+   * packets (retransmitted, or late) take no time in the jitter buffer. An event whose end
+   * packets were all lost is reported when the next event starts, or after EVENT_TIMEOUT_TICKS
+   * without event packets.
+   */
+  private receiveEvent(timestamp: number, code: number, end: boolean): typeof NO_AUDIO | typeof SKIP {
+    this.eventIdleTicks = 0;
+    if (this.endedEvents.includes(timestamp)) return SKIP;
+    if (timestamp !== this.eventTimestamp) {
+      if (!this.eventReported) this.reportDigit(this.eventCode);
+      this.eventTimestamp = timestamp;
+      this.eventCode = code;
+      this.eventReported = false;
+    }
+    if (end) {
+      this.reportDigit(code);
+      this.eventReported = true;
+      this.endedEvents[this.endedIndex] = timestamp;
+      this.endedIndex = (this.endedIndex + 1) % this.endedEvents.length;
+    }
+    return NO_AUDIO;
+  }
+
+  private reportDigit(code: number): void {
+    const digit = digitOfEvent(code);
+    if (digit === undefined) return;
+    this.counts.digitsIn++;
+    for (const listener of this.digitListeners) this.call(listener, digit);
+  }
+
   private playout(): void {
+    if (!this.eventReported && ++this.eventIdleTicks > EVENT_TIMEOUT_TICKS) {
+      this.reportDigit(this.eventCode);
+      this.eventReported = true;
+    }
     const slot = this.jitter.pop();
     if (slot === EMPTY) return;
     const frame = this.inFrame;

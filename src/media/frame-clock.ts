@@ -156,8 +156,8 @@ export class FrameClock {
       try {
         subscriber.onFrame(late);
       } catch (error) {
-        this.counts.errors++;
-        this.options.log?.error({ event: 'media.frame.error', err: error instanceof Error ? error.message : String(error) }, 'a media endpoint failed on a frame');
+        // Logged the first times and then now and then: a subscriber failing 50 times a second must not flood the log.
+        if (++this.counts.errors <= 10 || this.counts.errors % 1000 === 0) this.options.log?.error({ event: 'media.frame.error', err: error instanceof Error ? error.message : String(error) }, 'a frame clock subscriber failed');
       }
     }
   }
