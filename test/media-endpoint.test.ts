@@ -16,6 +16,7 @@ import { FrameClock, type FrameTimer } from '../src/media/frame-clock.js';
 import { decodeAlaw, decodeUlaw, encodeAlaw, encodeUlaw } from '../src/media/g711.js';
 import { flavourOf, MediaGateway } from '../src/media/gateway.js';
 import { AUDIO, EMPTY, JitterBuffer, LOST, NO_AUDIO, SKIP } from '../src/media/jitter-buffer.js';
+import { SessionLimitError } from '../src/media/ports.js';
 import { parseRtp, writeRtpHeader } from '../src/media/rtp.js';
 import { ensureAiortc, startAiortcPeer, type AiortcPeer } from './fixtures/aiortc.js';
 import { FakeClock } from './fixtures/fake-clock.js';
@@ -570,6 +571,15 @@ describe('media endpoint with a plain RTP peer', { timeout: 60_000 }, () => {
     await assert.rejects(endpoint.answer(peer.sdp([0]).replace('RTP/AVP', 'RTP/SAVP')), MediaNegotiationError);
     await endpoint.close();
     assert.equal(gateway.stats().portsInUse, 0);
+    assert.equal(gateway.stats().sessions, 0);
+  });
+
+  test('endpoints count against the gateway\'s session limit', async () => {
+    for (const id of ['one', 'two', 'three', 'four']) open(id);
+    assert.equal(gateway.stats().sessions, 4);
+    assert.throws(() => gateway.openEndpoint('five'), SessionLimitError);
+    assert.throws(() => gateway.openEndpoint('one'), /already open/);
+    await Promise.all(endpoints.splice(0).map((endpoint) => endpoint.close()));
     assert.equal(gateway.stats().sessions, 0);
   });
 
