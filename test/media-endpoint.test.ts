@@ -330,6 +330,14 @@ describe('jitter buffer', () => {
     assert.equal(buffer.stats().lost, 0);
   });
 
+  test('too many frames waiting are trimmed, one per pop, down to depth + 3', () => {
+    const buffer = new JitterBuffer({ depth: 2, window: 16 });
+    for (let sequence = 0; sequence < 10; sequence++) buffer.push(1, sequence, sequence * 160, 0, AUDIO, payload(sequence), 0, 160);
+    assert.deepEqual(drain(buffer, 8), [1, 3, 5, 6, 7, 8, 9, EMPTY]);
+    assert.equal(buffer.stats().trimmed, 3);
+    assert.equal(buffer.stats().lost, 0);
+  });
+
   test('a packet beyond the window slides it: what it passes over is lost', () => {
     const buffer = new JitterBuffer({ depth: 2, window: 8 });
     buffer.push(1, 100, 0, 0, AUDIO, payload(1), 0, 160);

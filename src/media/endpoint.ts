@@ -90,6 +90,8 @@ export interface EndpointStats extends PortCounters {
   lost: number;
   late: number;
   duplicates: number;
+  /** Frames dropped unplayed to keep the receive latency down (see jitter-buffer.ts). */
+  trimmed: number;
   /** Frame clock ticks this endpoint got late (see frame-clock.ts). */
   lateFrames: number;
   /** Send failures and listener errors (logged). */
@@ -687,6 +689,7 @@ export class MediaEndpoint implements FrameSubscriber {
       lost: jitter.lost,
       late: jitter.late,
       duplicates: jitter.duplicates,
+      trimmed: jitter.trimmed,
       lateFrames: this.counts.lateFrames,
       errors: this.counts.errors,
       digitsIn: this.counts.digitsIn,

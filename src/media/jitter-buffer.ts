@@ -6,6 +6,9 @@
  * (the caller plays a frame of silence, so that a recording keeps its timing); nothing buffered
  * at all is an underrun (no frame: the peer stopped sending, or is late).
  *
+ * Latency does not creep up: when more than depth + 3 frames wait (the sender's clock is faster
+ * than ours, or a burst came after a stall), each pop drops the oldest one first.
+ *
  * Also: duplicates are dropped; a packet whose turn has passed is too late and dropped; a packet
  * further ahead than the window slides the window (what is skipped is lost); a jump of more
  * than MAX_DROPOUT, or a new SSRC, restarts the stream (RFC 3550 A.1's thresholds). Sequence
@@ -59,12 +62,16 @@ export interface JitterBufferStats {
   duplicates: number;
   /** Times the stream started over (new SSRC, or a jump in the numbering). */
   resets: number;
+  /** Frames dropped unplayed because too many were buffered (a sender faster than our clock, or a burst after a stall). */
+  trimmed: number;
 }
 
 /** RFC 3550 A.1: a jump further than this is a restarted stream, not a loss. */
 const MAX_DROPOUT = 3000;
 /** How far behind a packet may be and still be a late one of this stream. */
 const MAX_MISORDER = 100;
+/** Frames beyond `depth` that may wait in the buffer; more are latency nobody needs, trimmed one per pop. */
+const SLACK = 3;
 
 export class JitterBuffer {
   private readonly depth: number;
@@ -78,7 +85,7 @@ export class JitterBuffer {
   private count = 0;
   private started = false;
   private initialized = false;
-  private readonly counts: JitterBufferStats = { received: 0, played: 0, lost: 0, late: 0, duplicates: 0, resets: 0 };
+  private readonly counts: JitterBufferStats = { received: 0, played: 0, lost: 0, late: 0, duplicates: 0, resets: 0, trimmed: 0 };
 
   constructor(options: JitterBufferOptions = {}) {
     this.depth = options.depth ?? 2;
@@ -152,6 +159,7 @@ export class JitterBuffer {
   pop(): JitterSlot | typeof LOST | typeof EMPTY {
     for (;;) {
       if (!this.started || this.count === 0) return EMPTY;
+      if (this.count > this.depth + SLACK) this.trim();
       const slot = this.slots[this.next % this.size]!;
       this.next = (this.next + 1) & 0xffff;
       if (!slot.filled) {
@@ -164,6 +172,22 @@ export class JitterBuffer {
       if (slot.kind === SKIP) continue;
       this.counts.played++;
       return slot;
+    }
+  }
+
+  /** Drops the oldest buffered frame (what is missing before it is lost). */
+  private trim(): void {
+    for (;;) {
+      const slot = this.slots[this.next % this.size]!;
+      this.next = (this.next + 1) & 0xffff;
+      if (!slot.filled) {
+        this.counts.lost++;
+        continue;
+      }
+      slot.filled = false;
+      this.count--;
+      this.counts.trimmed++;
+      return;
     }
   }
 
