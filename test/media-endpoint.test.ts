@@ -582,6 +582,39 @@ describe('media endpoint with a plain RTP peer', { timeout: 60_000 }, () => {
     assert.equal(gateway.stats().sessions, 0);
   });
 
+  test('garbage on the media port and in the SDP is refused and counted, never a crash', async () => {
+    const { peer, endpoint, frames, digits } = await call([0, 101]);
+    const header = (first: number, second: number, length: number): Buffer => {
+      const packet = Buffer.alloc(length);
+      packet[0] = first;
+      packet[1] = second;
+      return packet;
+    };
+    const garbage: Buffer[] = [
+      Buffer.alloc(0),
+      Buffer.from([0x80]),
+      header(0x80, 0, 11), // shorter than a header
+      header(0x40, 0, 172), // version 1
+      header(0x8f, 0, 20), // 15 CSRCs announced, 2 present
+      (() => { const p = header(0x90, 0, 20); p.writeUInt16BE(200, 14); return p; })(), // an extension past the end
+      (() => { const p = header(0xa0, 0, 30); p[29] = 200; return p; })(), // padding longer than the packet
+      header(0x80, 96, 172), // a payload type not negotiated
+      header(0x80, 101, 14), // a telephone-event too short
+      header(0x80, 101, 16).fill(0xff, 12), // event 255 (no digit), end
+    ];
+    peer.run([() => garbage, (p) => [p.audio(sine(1000, 0))]], (p) => [p.audio(sine(1000, 0))]);
+    await until(() => frames.filter((frame) => toneShare(frame, 1000) > 0.9).length >= 5);
+    assert.ok(endpoint.stats().dropped >= 8, `dropped ${endpoint.stats().dropped}`);
+    assert.deepEqual(digits, []);
+    for (const sdp of ['', 'hello', 'v=0\r\nm=audio x RTP/AVP 0\r\n', peer.sdp([0]).replace('c=IN IP4 127.0.0.1\r\n', '')]) {
+      await assert.rejects(endpoint.answer(sdp), (error: Error) => error instanceof Error);
+    }
+    // The call is unharmed.
+    const mark = frames.length;
+    await until(() => frames.length >= mark + 5);
+    await hangUp(peer, endpoint);
+  });
+
   test('endpoints count against the gateway\'s session limit', async () => {
     for (const id of ['one', 'two', 'three', 'four']) open(id);
     assert.equal(gateway.stats().sessions, 4);
