@@ -21,6 +21,7 @@ import { PortAllocator, type PortRange } from './ports.js';
 import { eventOfDigit } from './dtmf.js';
 import { receives, RtpRelay, UdpRtpPort, type Endpoint, type MediaDirection, type PortCounters, type RelayCodec, type SideMedia } from './relay.js';
 import { WEBRTC_CODECS, WebRtcPort } from './webrtc.js';
+import { MediaEndpoint, type MediaEndpointOptions } from './endpoint.js';
 
 export type Flavour = 'webrtc' | 'rtp';
 export type SideName = 'a' | 'b';
@@ -88,6 +89,7 @@ function addTotals(totals: Totals, stats: SessionStats): void {
 export class MediaGateway {
   private readonly ports: PortAllocator;
   private readonly sessions = new Map<string, MediaSession>();
+  private readonly endpoints = new Map<string, MediaEndpoint>();
   private readonly closedTotals: Totals = { packetsRelayed: 0, bytesRelayed: 0, packetsDropped: 0 };
   readonly bindAddress: string;
 
@@ -112,6 +114,29 @@ export class MediaGateway {
     return session;
   }
 
+  /**
+   * Opens a media endpoint (the server as a party of a call's media, endpoint.ts) on the
+   * gateway's ports, counted as a session against maxSessions. Throws like `open`.
+   */
+  openEndpoint(id: string, options: Pick<MediaEndpointOptions, 'clock' | 'idleAudio' | 'jitter'> = {}): MediaEndpoint {
+    if (this.endpoints.has(id)) throw new Error(`media endpoint ${id} is already open`);
+    this.ports.openSession();
+    const endpoint = new MediaEndpoint({
+      ...options,
+      id,
+      publicAddress: this.options.publicAddress,
+      bindAddress: this.bindAddress,
+      ports: this.ports,
+      log: this.options.log,
+      onClosed: () => {
+        this.endpoints.delete(id);
+        this.ports.closeSession();
+      },
+    });
+    this.endpoints.set(id, endpoint);
+    return endpoint;
+  }
+
   get(id: string): MediaSession | undefined {
     return this.sessions.get(id);
   }
@@ -124,7 +149,7 @@ export class MediaGateway {
 
   /** Closes every session (server shutdown). */
   async close(): Promise<void> {
-    await Promise.all([...this.sessions.values()].map((session) => session.close()));
+    await Promise.all([...this.sessions.values(), ...this.endpoints.values()].map((media) => media.close()));
   }
 }
 
@@ -532,7 +557,7 @@ function usableCodecs(offered: SideMedia, answered: SideMedia): Map<number, Rela
 }
 
 /** Points a plain port at the m-line's address (RTCP on the next port unless a=rtcp says otherwise). */
-function setPlainRemote(port: UdpRtpPort, session: SessionDescription, index: number): void {
+export function setPlainRemote(port: UdpRtpPort, session: SessionDescription, index: number): void {
   const media = session.media[index]!;
   const address = media.connection?.ip ?? session.connection?.ip;
   if (!address) throw new MediaNegotiationError('the SDP gives no connection address for its audio');
