@@ -12,6 +12,7 @@ import { CalendarService } from './services/calendar/service.js';
 import { ContactService } from './services/contacts/service.js';
 import { ImService } from './services/im/service.js';
 import { MucService } from './services/im/muc.js';
+import { RayoService } from './transports/xmpp/rayo/service.js';
 import { CallService } from './services/calls/service.js';
 import { ringBoundSessions } from './ximss/call-leg.js';
 import { MediaGateway } from './media/gateway.js';
@@ -222,6 +223,10 @@ async function build(rawStore: Store, config: Config, log: Logger, options: Serv
   undo.push(() => media.close());
   const muc = new MucService(im, store, bus, node.id, log.child({ component: 'muc' }), { subdomain: config.im.mucSubdomain, roomsPerService: config.im.mucRoomsPerService, occupantsPerRoom: config.im.mucOccupantsPerRoom, history: config.im.mucHistory }, metrics);
   im.components.push(muc);
+  // Rayo (XEP-0327): call.<domain> and mixer.<domain>, and availability and dial at the domain itself.
+  const rayo = new RayoService(im, accounts, calls, log.child({ component: 'rayo' }), { openMedia: (id) => media.openEndpoint(`rayo-${id}`) });
+  im.components.push(rayo);
+  im.domainServices.push(rayo);
   // SIP: on with either of its ports (WebSocket on the HTTP listeners' /sip rides along).
   const sipTls = config.ports.sipTls > 0 && tlsContext !== undefined;
   const sip =
@@ -391,6 +396,8 @@ async function build(rawStore: Store, config: Config, log: Logger, options: Serv
     (closing ??= (async () => {
       // XMPP streams end first (system-shutdown), their resources with them; then bound XIMSS sessions.
       await xmpp.close();
+      // Calls under Rayo control end with their controllers.
+      rayo.close();
       // Federation closes after the IM clients have gone: other servers see them go unavailable.
       await im.close();
       await muc.close();

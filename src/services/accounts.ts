@@ -15,6 +15,7 @@ export const DEFAULT_ACCOUNT_SETTINGS: Readonly<Settings> = {
   SignalRulesAllowed: 'No',
   RPOPAllowed: 'No',
   PWDAllowed: 'Yes',
+  RayoAllowed: 'No',
   MaxAccountSize: 'unlimited',
   MaxWebSize: '1G',
   MaxWebFiles: '100000',

@@ -181,6 +181,15 @@ export const SETTINGS: readonly SettingSpec[] = [
     normalize: yesNo,
   },
   {
+    name: 'RayoAllowed',
+    level: 'account',
+    stored: 'settings',
+    values: 'Yes, No',
+    default: defaultOf('RayoAllowed'),
+    description: "whether the account's XMPP clients may control calls with Rayo (XEP-0327): be offered its calls, dial, answer",
+    normalize: yesNo,
+  },
+  {
     name: 'SignupAllowed',
     level: 'domain',
     stored: 'settings',

@@ -82,6 +82,7 @@ export class CallService implements CallHooks {
   private readonly im: ImService;
   private readonly calls = new Set<Call>();
   private readonly locators: DeviceLocator[] = [];
+  private readonly fallbacks: DeviceLocator[] = [];
   private remoteRouter: RemoteRouter | undefined;
   /** Anchors the media of calls whose sides cannot reach each other directly (useMedia). */
   media: MediaBridges | undefined;
@@ -202,16 +203,28 @@ export class CallService implements CallHooks {
     this.locators.push(locate);
   }
 
+  /**
+   * Adds what rings for an account that has no device at all (Rayo: its available Rayo
+   * clients are offered the call only then), before its Signal Rules run.
+   */
+  addFallback(locate: DeviceLocator): void {
+    this.fallbacks.push(locate);
+  }
+
   /** Everything that rings for the account: its bound sessions and its other devices. */
   private async devices(account: AccountIdentity, exclude?: { accountId: number; resource: string }): Promise<CallTarget[]> {
     const targets = this.boundTargets(account.id, exclude);
-    for (const locate of this.locators) {
-      try {
-        targets.push(...(await locate(account)));
-      } catch (err) {
-        this.log.error({ event: 'call.locate_failed', account: `${account.name}@${account.domain}`, error: errorText(err) }, "an account's devices could not be found");
+    const locate = async (locators: DeviceLocator[]): Promise<void> => {
+      for (const locator of locators) {
+        try {
+          targets.push(...(await locator(account)));
+        } catch (err) {
+          this.log.error({ event: 'call.locate_failed', account: `${account.name}@${account.domain}`, error: errorText(err) }, "an account's devices could not be found");
+        }
       }
-    }
+    };
+    await locate(this.locators);
+    if (targets.length === 0) await locate(this.fallbacks);
     return targets;
   }
 

@@ -68,13 +68,16 @@ export type Signal =
 export type SignalKind = Signal['kind'];
 
 /**
- * Where a new call may be delivered: a XIMSS session bound on some node, or a SIP device
+ * Where a new call may be delivered: a XIMSS session bound on some node, the account's Rayo
+ * clients, or a SIP device
  * registered to the account (its Contact, the flow that reaches it, and the node that holds
  * that flow; a datagram flow is reached from any node), or another domain's SIP server or a
  * trunk (the Request-URI and the first hop).
  */
 export type CallTarget =
   | { kind: 'ximss'; node: string; accountId: number; resource: string }
+  /** The account's Rayo clients (XEP-0327): a call held on `node`, offered to them there. */
+  | { kind: 'rayo'; node: string; accountId: number }
   | {
       kind: 'sip';
       node: string;

@@ -28,6 +28,16 @@ export interface ImComponent {
   readonly item?: (domain: string) => { jid: string; name: string } | undefined;
 }
 
+/**
+ * A service addressed at a local domain's own JID (Rayo: clients tell `example.com` they are
+ * available and send it `dial`): the IM service hands it the stanzas to the bare domain that
+ * it claims, with the local client that sent them.
+ */
+export interface DomainService {
+  claims(stanza: XmlElement): boolean;
+  handle(stanza: XmlElement, origin: ImClient): Promise<void>;
+}
+
 /** What the IM service limits (config `im`, documented there). */
 export type ImLimits = Config['im'];
 
@@ -65,6 +75,8 @@ export class ImService {
   private readonly unsubscribe: (() => void)[] = [];
   /** Components owning domains (the group chat service). */
   readonly components: ImComponent[] = [];
+  /** Services of the local domains' own JIDs (Rayo). */
+  readonly domainServices: DomainService[] = [];
   /** Other XMPP servers (src/transports/xmpp/s2s.ts); undefined when federation is off. */
   federation: Federation | undefined;
   /** Stanzas from other servers' users (remote.ts). */
@@ -179,6 +191,15 @@ export class ImService {
     if (to) {
       const component = await this.componentFor(to.domain);
       if (component) return component.handle(stanza, client);
+      const service = await this.domainServiceFor(stanza, to);
+      if (service) {
+        // Presence to it is directed presence: it hears of the client's end (endDirectedPresence).
+        if (stanza.name === 'presence') {
+          if (stanza.attrs.type === 'unavailable') client.directed.delete(to.full);
+          else client.directed.add(to.full);
+        }
+        return service.handle(stanza, client);
+      }
     }
     switch (stanza.name) {
       case 'message':
@@ -211,6 +232,12 @@ export class ImService {
     if (this.components.length === 0 || (await this.isLocalDomain(domain))) return undefined;
     for (const component of this.components) if (await component.serves(domain)) return component;
     return undefined;
+  }
+
+  /** The service that claims a stanza to a local domain's own JID, if any. */
+  private async domainServiceFor(stanza: XmlElement, to: Jid): Promise<DomainService | undefined> {
+    if (this.domainServices.length === 0 || to.local || to.resource || !(await this.isLocalDomain(to.domain))) return undefined;
+    return this.domainServices.find((service) => service.claims(stanza));
   }
 
   /** The local account of a bare JID (cached: removals and changes are told on the bus). */
@@ -493,7 +520,7 @@ export class ImService {
     for (const target of targets) {
       const presence = el('presence', { from: client.jid, to: target, type: 'unavailable' });
       const to = parseJid(target);
-      const component = await this.componentFor(to.domain);
+      const component = (await this.componentFor(to.domain)) ?? (await this.domainServiceFor(presence, to));
       if (component) await component.handle(presence, client).catch(() => {});
       else await this.directedPresence(client, presence, to).catch(() => {});
     }

@@ -1,0 +1,245 @@
+import type { Port, PortAddress } from '../../../services/calls/router.js';
+import type { Party, Signal } from '../../../services/calls/signal.js';
+import type { EndReason, Header } from './elements.js';
+
+/** The media of a Rayo call: the server's own end of the call's RTP (src/media/endpoint.ts). */
+export interface RayoMedia {
+  /** Our answer to the other party's offer. */
+  answer(offerSdp: string): Promise<string>;
+  /** An offer of ours (a call we place). */
+  offer(): Promise<string>;
+  /** The other party's answer to our offer. */
+  accept(answerSdp: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** What a Rayo call tells the service (which turns it into presence for the controlling parties). */
+export interface RayoCallEvents {
+  ringing(call: RayoCall): void;
+  answered(call: RayoCall): void;
+  /** The call is over (the service forgets it and tells whoever was offered it or controls it). */
+  ended(call: RayoCall, reason: EndReason, code?: number): void;
+}
+
+export type RayoCallState = 'offered' | 'accepted' | 'answering' | 'dialing' | 'ringing' | 'answered' | 'ended';
+
+/**
+ * One call under Rayo control, as a leg of the call engine (src/services/calls/): the server
+ * itself is the party the call reaches (its media ends in a MediaEndpoint), and an XMPP client
+ * decides what happens. Incoming calls are offered to the account's Rayo clients; `dial` makes
+ * a call whose caller is this leg. Commands become signals here, and signals become the
+ * events the service sends (ringing, answered, end).
+ */
+export class RayoCall implements Port {
+  readonly address: PortAddress;
+  state: RayoCallState;
+  /** The full JID of the definitive controlling party (accept, answer or dial). */
+  controller: string | undefined;
+  /** The other side of the call (the call engine's port). */
+  private peer: PortAddress | undefined;
+  /** The offer of an incoming call (none: ours goes in the answer, theirs comes in the ack). */
+  private readonly offerSdp: string | undefined;
+  private readonly tag: string;
+  private media: RayoMedia | undefined;
+
+  constructor(
+    private readonly router: { open(port: Port): PortAddress; send(to: PortAddress, signal: Signal, from: PortAddress): void; release(address: PortAddress): void },
+    readonly id: string,
+    readonly accountId: number,
+    /** The caller and the called, as the offer shows them (URIs). */
+    readonly from: Party,
+    readonly to: Party,
+    private readonly openMedia: () => RayoMedia,
+    private readonly events: RayoCallEvents,
+    incoming?: { peer: PortAddress; sdp: string | undefined },
+  ) {
+    this.address = router.open(this);
+    this.tag = id;
+    if (incoming) {
+      this.state = 'offered';
+      this.peer = incoming.peer;
+      this.offerSdp = incoming.sdp;
+      this.signal({ kind: 'trying' });
+    } else {
+      this.state = 'dialing';
+      this.offerSdp = undefined;
+    }
+  }
+
+  get ended(): boolean {
+    return this.state === 'ended';
+  }
+
+  // --- commands (the service has checked who sends them) ---
+
+  /** accept: the call rings at the caller's end (180). */
+  accept(controller: string): void {
+    this.controller = controller;
+    if (this.state !== 'offered') return;
+    this.state = 'accepted';
+    this.signal({ kind: 'progress', tag: this.tag });
+  }
+
+  /** answer: media answered, 200 to the caller. Resolves once the answer is sent. */
+  async answer(controller: string): Promise<void> {
+    this.controller = controller;
+    if (this.state !== 'offered' && this.state !== 'accepted') return;
+    this.state = 'answering';
+    const media = (this.media ??= this.openMedia());
+    if (this.offerSdp !== undefined) {
+      const sdp = await media.answer(this.offerSdp);
+      if (this.ended) return;
+      this.state = 'answered';
+      this.signal({ kind: 'answer', tag: this.tag, sdp });
+    } else {
+      // A call without an offer: ours goes in the answer, the caller's answer comes in its ack.
+      const sdp = await media.offer();
+      if (this.ended) return;
+      this.state = 'answered';
+      this.signal({ kind: 'answer', tag: this.tag, sdp, offer: true });
+    }
+  }
+
+  /** reject: the call is refused with the SIP code of the reason. */
+  reject(code: number, reason: string): void {
+    if (this.state !== 'offered' && this.state !== 'accepted') return;
+    this.signal({ kind: 'reject', code, reason });
+    this.finish('rejected', code);
+  }
+
+  /** redirect: the caller is sent to another address (302). */
+  redirect(to: string): void {
+    if (this.state !== 'offered' && this.state !== 'accepted') return;
+    this.signal({ kind: 'redirect', targets: [to] });
+    this.finish('hangup-command');
+  }
+
+  /** hangup: the call ends, whatever its state. */
+  hangup(): void {
+    if (this.ended) return;
+    if (this.state === 'answered') this.signal({ kind: 'bye' });
+    else if (this.state === 'dialing' || this.state === 'ringing') this.signal({ kind: 'cancel', reason: 'hung up by the application' });
+    else this.signal({ kind: 'reject', code: 480, reason: 'hung up by the application' });
+    this.finish('hangup-command');
+  }
+
+  /** A call we place: our offer, then the call engine's port where its signals go. */
+  async dialOffer(): Promise<string> {
+    this.media = this.openMedia();
+    return this.media.offer();
+  }
+
+  /** The call placed by dial: where the call engine's side of it is. */
+  dialed(peer: PortAddress): void {
+    this.peer = peer;
+  }
+
+  /** No answer in time (dial's timeout). */
+  timeout(): void {
+    if (this.state !== 'dialing' && this.state !== 'ringing') return;
+    this.signal({ kind: 'cancel', reason: 'no answer in time' });
+    this.finish('timeout');
+  }
+
+  // --- signals from the other side ---
+
+  receive(signal: Signal, from: PortAddress): void {
+    if (this.ended) {
+      if (signal.kind === 'answer') this.router.send(from, { kind: 'bye', reason: 'the call is over' }, this.address);
+      return;
+    }
+    switch (signal.kind) {
+      case 'trying':
+        this.peer = from;
+        return;
+      case 'progress':
+        this.peer = from;
+        if (this.state === 'dialing') {
+          this.state = 'ringing';
+          this.events.ringing(this);
+        }
+        return;
+      case 'answer':
+        this.peer = from;
+        if (this.state !== 'dialing' && this.state !== 'ringing') return;
+        void this.answered(signal.sdp, signal.offer === true);
+        return;
+      case 'reject':
+        this.finish(endReasonOf(signal.code), signal.code);
+        return;
+      case 'cancel':
+        this.finish(/time|answer/i.test(signal.reason ?? '') ? 'timeout' : 'hungup');
+        return;
+      case 'bye':
+        this.finish('hungup', signal.code);
+        return;
+      case 'gone':
+        this.finish('error');
+        return;
+      case 'ack':
+        if (signal.sdp !== undefined && this.media) void this.media.accept(signal.sdp).catch(() => this.failMedia());
+        return;
+      case 'update':
+        // Re-offers (hold, resume) are not taken yet: refused as SIP does with 488.
+        this.signal({ kind: 'updated', tag: signal.tag, code: 488, reason: 'the media server does not take new offers' });
+        return;
+      case 'dtmf':
+      case 'info':
+        if (signal.op) this.signal({ kind: 'result', op: signal.op, code: 501, reason: 'not taken by the media server' });
+        return;
+      default:
+        return;
+    }
+  }
+
+  private async answered(sdp: string | undefined, offer: boolean): Promise<void> {
+    try {
+      if (sdp === undefined) throw new Error('the answer has no SDP');
+      if (offer) {
+        const answer = await this.media!.answer(sdp);
+        this.signal({ kind: 'ack', tag: this.tag, sdp: answer });
+      } else await this.media!.accept(sdp);
+    } catch {
+      this.failMedia();
+      return;
+    }
+    if (this.ended) return;
+    this.state = 'answered';
+    this.events.answered(this);
+  }
+
+  private failMedia(): void {
+    if (this.ended) return;
+    if (this.state === 'answered') this.signal({ kind: 'bye', code: 488, reason: 'the media could not be set up' });
+    else this.signal({ kind: 'cancel', reason: 'the media could not be set up' });
+    this.finish('error');
+  }
+
+  private signal(signal: Signal): void {
+    if (this.peer) this.router.send(this.peer, signal, this.address);
+  }
+
+  private finish(reason: EndReason, code?: number): void {
+    if (this.ended) return;
+    this.state = 'ended';
+    this.router.release(this.address);
+    void this.media?.close().catch(() => {});
+    this.events.ended(this, reason, code);
+  }
+}
+
+/** The end reason of a refusal (a SIP status code). */
+function endReasonOf(code: number): EndReason {
+  if (code === 486 || code === 600) return 'busy';
+  if (code === 408 || code === 480 || code === 487) return 'timeout';
+  if (code === 603 || code === 403) return 'rejected';
+  return 'error';
+}
+
+/** The SIP code of a Rayo reject reason. */
+export function codeOfRejectReason(reason: 'decline' | 'busy' | 'error'): number {
+  return reason === 'busy' ? 486 : reason === 'decline' ? 603 : 500;
+}
+
+/** Headers are carried as they are when the binding knows them; none travel through the engine yet. */
+export const NO_HEADERS: readonly Header[] = [];

@@ -1,0 +1,228 @@
+/**
+ * Rayo (XEP-0327) call control over a real XMPP connection (slixmpp, test/fixtures/xmpp-peer.ts):
+ * a client of an account with RayoAllowed becomes a potential controlling party with presence to
+ * the domain, is offered the account's calls, accepts, answers, rejects, redirects and hangs
+ * them up, and dials out; the other party is a XIMSS session (plain RTP SDP), so both ends of
+ * every signal are on the wire. The media end of a Rayo call is the server's MediaEndpoint.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import type { XmlElement } from '../src/xml/element.js';
+import { ensureSlixmpp, XmppPeer, type PresenceEvent } from './fixtures/xmpp-peer.js';
+import { freePort, ok, startTestServer, type TestServer, type XimssClient } from './helpers.js';
+
+const slixmpp = await ensureSlixmpp().then(
+  () => false as const,
+  (err: unknown) => `slixmpp cannot be installed: ${String(err)}`,
+);
+
+const NS_RAYO = 'urn:xmpp:rayo:1';
+const RAYO_CLIENT_CAPS = `<c xmlns="http://jabber.org/protocol/caps" hash="sha-1" node="urn:xmpp:rayo:client:1" ver="QgayPKawpkPSDYmwT/WM94uAlu0="/>`;
+
+let server: TestServer;
+let port: number;
+let domain: string;
+const peers: XmppPeer[] = [];
+
+before(async () => {
+  port = await freePort();
+  server = await startTestServer({ ports: { ximss: 0, http: 0, smtp: 0, xmpp: port } });
+});
+after(async () => {
+  await Promise.all(peers.map((p) => p.close().catch(() => {})));
+  await server.stop();
+});
+
+/** An account whose XMPP client controls calls (RayoAllowed=Yes unless `allowed` is false), connected and available. */
+async function rayoClient(name: string, options: { allowed?: boolean; available?: boolean } = {}): Promise<{ jid: string; peer: XmppPeer }> {
+  const jid = await server.newAccount(name);
+  domain = jid.slice(jid.indexOf('@') + 1);
+  if (options.allowed !== false) {
+    const account = await server.services.accounts.find(jid);
+    await server.services.accounts.setSettings(account!, { RayoAllowed: 'Yes' });
+  }
+  const peer = await XmppPeer.connect({ jid, password: 'secret', host: '127.0.0.1', port, resource: 'app' });
+  peers.push(peer);
+  if (options.available !== false) await available(peer);
+  return { jid, peer };
+}
+
+/** XEP example 012: presence to the domain with <show>chat</show>. */
+async function available(peer: XmppPeer, show = 'chat'): Promise<void> {
+  await peer.raw(`<presence to="${domain}">${RAYO_CLIENT_CAPS}<show>${show}</show></presence>`);
+  // The presence goes before anything the test sends next on the same stream; a ping makes sure it was read.
+  await peer.ping();
+}
+
+async function ximssUser(name: string, bind = true): Promise<{ address: string; client: XimssClient }> {
+  const address = await server.newAccount(name);
+  const { client } = await server.login(address, 'secret');
+  if (bind) await ok(client, '<signalBind/>');
+  return { address, client };
+}
+
+function sdpText(rtpPort: number): string {
+  return ['v=0', `o=- ${rtpPort} 1 IN IP4 127.0.0.1`, 's=-', 'c=IN IP4 127.0.0.1', 't=0 0', `m=audio ${rtpPort} RTP/AVP 0 8 101`, 'a=rtpmap:0 PCMU/8000', 'a=rtpmap:8 PCMA/8000', 'a=rtpmap:101 telephone-event/8000', 'a=sendrecv', ''].join('\r\n');
+}
+
+const next = (client: XimssClient, name: string, leg?: string): Promise<XmlElement> => client.takeAsync(name, (m) => leg === undefined || m.attrs.callLeg === leg);
+
+/** The presence of a call event (`offer`, `end`…) the peer got, and the call's JID. */
+async function callEvent(peer: XmppPeer, event: string, from?: string): Promise<{ call: string; xml: string }> {
+  const got = (await peer.waitFor(
+    (e): e is PresenceEvent => e.event === 'presence' && (from === undefined ? (e.from ?? '').includes(`@call.`) : e.from === from) && new RegExp(`<${event}[\\s/>]`).test(e.xml) && e.xml.includes(NS_RAYO),
+    { timeoutMs: 15_000 },
+  )) as PresenceEvent;
+  return { call: got.from!, xml: got.xml };
+}
+
+/** The SIP-like code of a callDisconnected (signalCode), or of an error. */
+const codeOf = (message: XmlElement): string | undefined => message.attrs.signalCode ?? message.attrs.errorNum;
+
+describe('Rayo over XMPP', { skip: slixmpp }, () => {
+  it('offers a call to the available client, which answers it; the caller hangs up and the client gets end/hungup', async () => {
+    const { jid, peer } = await rayoClient('rayo-answer');
+    const caller = await ximssUser('rayo-caller1');
+    await ok(caller.client, `<callStart callLeg="c1" peer="${jid}"><sdpText>${sdpText(40_000)}</sdpText></callStart>`);
+    const offer = await callEvent(peer, 'offer');
+    assert.match(offer.call, new RegExp(`^[a-z0-9]+@call\\.${domain.replace(/\./g, '\\.')}$`));
+    assert.match(offer.xml, /node="urn:xmpp:rayo:call:1"/, 'the offer carries the call caps');
+    assert.match(offer.xml, new RegExp(`to="sip:${jid}"`));
+    assert.match(offer.xml, new RegExp(`from="sip:${caller.address}"`));
+
+    const answered = await peer.iq(`<iq type="set" to="${offer.call}"><answer xmlns="${NS_RAYO}"/></iq>`);
+    assert.equal(answered.type, 'result', answered.xml);
+    const connected = await next(caller.client, 'callConnected', 'c1');
+    const answer = connected.element('sdp')?.element('media');
+    assert.equal(answer?.attrs.protocol, 'RTP/AVP', 'the media endpoint answers plain RTP');
+    assert.match(answer?.attrs.ip ?? '', /^\[127\.0\.0\.1\]:[1-9]\d*$/, 'on a port of its own');
+    assert.deepEqual(answer?.elements('codec').map((c) => c.attrs.name), ['PCMU/8000', 'telephone-event/8000'], 'PCMU, the first G.711 the caller offered, and telephone-event');
+
+    await ok(caller.client, '<callKill callLeg="c1"/>');
+    const end = await callEvent(peer, 'end', offer.call);
+    assert.match(end.xml, /<hungup\s*\/>/);
+    assert.match(end.xml, /type="unavailable"/);
+    // The call is gone: a command for it is item-not-found (XEP example 088).
+    const late = await peer.iq(`<iq type="set" to="${offer.call}"><hangup xmlns="${NS_RAYO}"/></iq>`);
+    assert.equal(late.condition, 'item-not-found');
+  });
+
+  it('accept rings the caller; reject busy refuses it with 486; the first to accept controls the call', async () => {
+    const { jid, peer } = await rayoClient('rayo-accept');
+    const second = await XmppPeer.connect({ jid, password: 'secret', host: '127.0.0.1', port, resource: 'second' });
+    peers.push(second);
+    await available(second);
+    const caller = await ximssUser('rayo-caller2');
+    await ok(caller.client, `<callStart callLeg="c2" peer="${jid}"><sdpText>${sdpText(40_002)}</sdpText></callStart>`);
+    const offer = await callEvent(peer, 'offer');
+    const offer2 = await callEvent(second, 'offer');
+    assert.equal(offer2.call, offer.call, 'both potential controlling parties are offered the same call');
+
+    assert.equal((await peer.iq(`<iq type="set" to="${offer.call}"><accept xmlns="${NS_RAYO}"/></iq>`)).type, 'result');
+    await next(caller.client, 'callProvisioned', 'c2');
+    // The other client was told the call is not its own any more, and may not act on it.
+    await callEvent(second, 'end', offer.call);
+    const taken = await second.iq(`<iq type="set" to="${offer.call}"><answer xmlns="${NS_RAYO}"/></iq>`);
+    assert.equal(taken.condition, 'conflict', taken.xml);
+
+    assert.equal((await peer.iq(`<iq type="set" to="${offer.call}"><reject xmlns="${NS_RAYO}"><busy/></reject></iq>`)).type, 'result');
+    const gone = await next(caller.client, 'callDisconnected', 'c2');
+    assert.equal(codeOf(gone), '486');
+    const end = await callEvent(peer, 'end', offer.call);
+    assert.match(end.xml, /<rejected[\s/>]/);
+    await available(second, 'dnd');
+  });
+
+  it('redirect sends the caller to another account', async () => {
+    const { jid, peer } = await rayoClient('rayo-redirect');
+    const caller = await ximssUser('rayo-caller3');
+    const target = await ximssUser('rayo-target3');
+    await ok(caller.client, `<callStart callLeg="c3" peer="${jid}"><sdpText>${sdpText(40_004)}</sdpText></callStart>`);
+    const offer = await callEvent(peer, 'offer');
+    const redirected = await peer.iq(`<iq type="set" to="${offer.call}"><redirect xmlns="${NS_RAYO}" to="sip:${target.address}"/></iq>`);
+    assert.equal(redirected.type, 'result', redirected.xml);
+    const incoming = await next(target.client, 'callIncoming');
+    assert.equal(incoming.attrs.peer?.replace(/^sip:/, ''), caller.address);
+    await ok(target.client, `<callReject callLeg="${incoming.attrs.callLeg}" signalCode="603"/>`);
+    await next(caller.client, 'callDisconnected', 'c3');
+  });
+
+  it('dials a XIMSS session: ref, ringing, answered; hangup ends it with hangup-command', async () => {
+    const { peer } = await rayoClient('rayo-dial');
+    const callee = await ximssUser('rayo-callee4');
+    const dialed = await peer.iq(`<iq type="set" to="${domain}"><dial xmlns="${NS_RAYO}" to="sip:${callee.address}" from="sip:app@${domain}"/></iq>`);
+    assert.equal(dialed.type, 'result', dialed.xml);
+    const ref = /<ref [^>]*uri="xmpp:([^"]+)"/.exec(dialed.xml);
+    assert.ok(ref, `a ref with the call's URI: ${dialed.xml}`);
+    const call = ref[1]!;
+    const incoming = await next(callee.client, 'callIncoming');
+    const leg = incoming.attrs.callLeg!;
+    assert.equal(incoming.element('sdp')?.element('media')?.attrs.protocol, 'RTP/AVP', 'the media endpoint offers plain RTP');
+    await ok(callee.client, `<callProvision callLeg="${leg}"/>`);
+    await callEvent(peer, 'ringing', call);
+    await ok(callee.client, `<callAccept callLeg="${leg}"><sdpText>${sdpText(40_006)}</sdpText></callAccept>`);
+    await callEvent(peer, 'answered', call);
+    assert.equal((await peer.iq(`<iq type="set" to="${call}"><hangup xmlns="${NS_RAYO}"/></iq>`)).type, 'result');
+    await next(callee.client, 'callDisconnected', leg);
+    const end = await callEvent(peer, 'end', call);
+    assert.match(end.xml, /<hangup-command\s*\/>/);
+  });
+
+  it('a dial the callee refuses ends with busy; one to nobody ends with an error reason', async () => {
+    const { peer } = await rayoClient('rayo-busy');
+    const callee = await ximssUser('rayo-callee5');
+    const dialed = await peer.iq(`<iq type="set" to="${domain}"><dial xmlns="${NS_RAYO}" to="sip:${callee.address}"/></iq>`);
+    const call = /uri="xmpp:([^"]+)"/.exec(dialed.xml)![1]!;
+    const incoming = await next(callee.client, 'callIncoming');
+    await ok(callee.client, `<callReject callLeg="${incoming.attrs.callLeg}" signalCode="486"/>`);
+    assert.match((await callEvent(peer, 'end', call)).xml, /<busy[\s/>]/);
+
+    const nowhere = await peer.iq(`<iq type="set" to="${domain}"><dial xmlns="${NS_RAYO}" to="sip:nobody-here@${domain}"/></iq>`);
+    const lost = /uri="xmpp:([^"]+)"/.exec(nowhere.xml)![1]!;
+    assert.match((await callEvent(peer, 'end', lost)).xml, /<(error|timeout|rejected)[\s/>]/);
+  });
+
+  it('is not offered calls of an account that has a device of its own', async () => {
+    const { jid, peer } = await rayoClient('rayo-device');
+    const own = await server.login(jid, 'secret');
+    await ok(own.client, '<signalBind/>');
+    const caller = await ximssUser('rayo-caller6');
+    await ok(caller.client, `<callStart callLeg="c6" peer="${jid}"><sdpText>${sdpText(40_008)}</sdpText></callStart>`);
+    const incoming = await next(own.client, 'callIncoming');
+    // The bound session rang; after it refuses, the caller is told and no offer ever reached the Rayo client.
+    await ok(own.client, `<callReject callLeg="${incoming.attrs.callLeg}" signalCode="486"/>`);
+    await next(caller.client, 'callDisconnected', 'c6');
+    assert.equal(await peer.ping().then((a) => a.type), 'result');
+    assert.equal(peer.events.filter((e) => e.event === 'presence' && e.xml.includes('<offer')).length, 0, 'no offer was sent');
+  });
+
+  it('answers errors as the XEP says: forbidden without RayoAllowed, bad-request, feature-not-implemented, item-not-found; disco', async () => {
+    const { peer: denied } = await rayoClient('rayo-denied', { allowed: false });
+    const forbidden = await denied.iq(`<iq type="set" to="${domain}"><dial xmlns="${NS_RAYO}" to="sip:someone@${domain}"/></iq>`);
+    assert.equal(forbidden.condition, 'forbidden', forbidden.xml);
+
+    const { jid, peer } = await rayoClient('rayo-errors');
+    const malformed = await peer.iq(`<iq type="set" to="${domain}"><dial xmlns="${NS_RAYO}" to="foo:bar"/></iq>`);
+    assert.equal(malformed.condition, 'bad-request', malformed.xml);
+    const noTo = await peer.iq(`<iq type="set" to="${domain}"><dial xmlns="${NS_RAYO}"/></iq>`);
+    assert.equal(noTo.condition, 'bad-request', noTo.xml);
+    const unknown = await peer.iq(`<iq type="set" to="nosuchcall@call.${domain}"><answer xmlns="${NS_RAYO}"/></iq>`);
+    assert.equal(unknown.condition, 'item-not-found', unknown.xml);
+    const mixer = await peer.iq(`<iq type="set" to="room@mixer.${domain}"><output xmlns="urn:xmpp:rayo:output:1"><document content-type="text/plain">hi</document></output></iq>`);
+    assert.equal(mixer.condition, 'feature-not-implemented', mixer.xml);
+    const disco = await peer.iq(`<iq type="get" to="call.${domain}"><query xmlns="http://jabber.org/protocol/disco#info"/></iq>`);
+    assert.equal(disco.type, 'result');
+    assert.match(disco.xml, /var="urn:xmpp:rayo:1"/);
+
+    // A component on a live call: not available yet, honestly said.
+    const caller = await ximssUser('rayo-caller7');
+    await ok(caller.client, `<callStart callLeg="c7" peer="${jid}"><sdpText>${sdpText(40_010)}</sdpText></callStart>`);
+    const offer = await callEvent(peer, 'offer');
+    await peer.iq(`<iq type="set" to="${offer.call}"><answer xmlns="${NS_RAYO}"/></iq>`);
+    const output = await peer.iq(`<iq type="set" to="${offer.call}"><output xmlns="urn:xmpp:rayo:output:1"><document content-type="text/plain">hello</document></output></iq>`);
+    assert.equal(output.condition, 'feature-not-implemented', output.xml);
+    // A client that goes away ends the calls it controls.
+    await peer.raw(`<presence to="${domain}" type="unavailable"/>`);
+    await next(caller.client, 'callDisconnected', 'c7');
+  });
+});
