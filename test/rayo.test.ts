@@ -6,7 +6,12 @@
  * every signal are on the wire. The media end of a Rayo call is the server's MediaEndpoint.
  */
 import assert from 'node:assert/strict';
+import { createSocket, type Socket } from 'node:dgram';
+import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
+import { buildTelephoneEvent, eventOfDigit } from '../src/media/dtmf.js';
+import { parseNlsml } from '../src/media/nlsml.js';
+import { writeRtpHeader } from '../src/media/rtp.js';
 import type { XmlElement } from '../src/xml/element.js';
 import { ensureSlixmpp, XmppPeer, type PresenceEvent } from './fixtures/xmpp-peer.js';
 import { freePort, ok, startTestServer, type TestServer, type XimssClient } from './helpers.js';
@@ -70,7 +75,7 @@ const next = (client: XimssClient, name: string, leg?: string): Promise<XmlEleme
 /** The presence of a call event (`offer`, `end`…) the peer got, and the call's JID. */
 async function callEvent(peer: XmppPeer, event: string, from?: string): Promise<{ call: string; xml: string }> {
   const got = (await peer.waitFor(
-    (e): e is PresenceEvent => e.event === 'presence' && (from === undefined ? (e.from ?? '').includes(`@call.`) : e.from === from) && new RegExp(`<${event}[\\s/>]`).test(e.xml) && e.xml.includes(NS_RAYO),
+    (e): e is PresenceEvent => e.event === 'presence' && (from === undefined ? (e.from ?? '').includes(`@call.`) : e.from === from) && new RegExp(`<${event}[\\s/>]`).test(e.xml) && e.xml.includes('urn:xmpp:rayo:'),
     { timeoutMs: 15_000 },
   )) as PresenceEvent;
   return { call: got.from!, xml: got.xml };
@@ -224,5 +229,131 @@ describe('Rayo over XMPP', { skip: slixmpp }, () => {
     // A client that goes away ends the calls it controls.
     await peer.raw(`<presence to="${domain}" type="unavailable"/>`);
     await next(caller.client, 'callDisconnected', 'c7');
+  });
+
+  describe('the input component (DTMF against SRGS grammars, results in NLSML)', () => {
+    const PIN_GRAMMAR = /<!\[CDATA\[([\s\S]*?)\]\]>/.exec(readFileSync(new URL('../../shared/spec/rayo-examples/071-client-requests-dtmf-input-collection-from-a-call.xml', import.meta.url), 'utf8'))![1]!;
+    const input = (attrs: string, grammar: string): string =>
+      `<input xmlns="urn:xmpp:rayo:input:1" mode="dtmf" ${attrs}>${grammar}</input>`;
+    const inline = (body: string): string => `<grammar content-type="application/srgs+xml"><![CDATA[${body}]]></grammar>`;
+
+    /** An answered call from a XIMSS session to the Rayo client; `rtp` is where the caller's media socket is. */
+    async function answeredCall(name: string, rtp?: Socket): Promise<{ peer: XmppPeer; call: string; caller: { address: string; client: XimssClient }; leg: string; endpointPort: number }> {
+      const { jid, peer } = await rayoClient(name);
+      const caller = await ximssUser(`${name}-caller`);
+      const leg = 'in1';
+      await ok(caller.client, `<callStart callLeg="${leg}" peer="${jid}"><sdpText>${sdpText(rtp ? rtp.address().port : 40_020)}</sdpText></callStart>`);
+      const offer = await callEvent(peer, 'offer');
+      assert.equal((await peer.iq(`<iq type="set" to="${offer.call}"><answer xmlns="${NS_RAYO}"/></iq>`)).type, 'result');
+      const connected = await next(caller.client, 'callConnected', leg);
+      const ip = connected.element('sdp')?.element('media')?.attrs.ip ?? '';
+      return { peer, call: offer.call, caller, leg, endpointPort: Number(ip.slice(ip.lastIndexOf(':') + 1)) };
+    }
+
+    async function start(peer: XmppPeer, call: string, xml: string): Promise<string> {
+      const started = await peer.iq(`<iq type="set" to="${call}">${xml}</iq>`);
+      assert.equal(started.type, 'result', started.xml);
+      const ref = /<ref [^>]*uri="xmpp:([^"]+)"/.exec(started.xml);
+      assert.ok(ref, started.xml);
+      assert.ok(ref[1]!.startsWith(`${call}/`), 'the component is addressed as <call>/<id>');
+      return ref[1]!;
+    }
+
+    /** The reason element of a component's complete, and its CDATA/text. */
+    async function completion(peer: XmppPeer, component: string): Promise<{ reason: string; content: string; xml: string }> {
+      const got = await callEvent(peer, 'complete', component);
+      const reason = /<complete[^>]*>\s*<([a-z-]+)/.exec(got.xml)?.[1] ?? '';
+      const content = /<match[^>]*>([\s\S]*?)<\/match>/.exec(got.xml)?.[1] ?? '';
+      const unescaped = content.replace(/<!\[CDATA\[|\]\]>/g, '').replace(/&lt;/g, '<').replace(/&gt;/g, '>').replace(/&quot;/g, '"').replace(/&amp;/g, '&');
+      return { reason, content: unescaped, xml: got.xml };
+    }
+
+    it('matches keys the caller signals (callSendDTMF) against the grammar of XEP example 071', async () => {
+      const { peer, call, caller, leg } = await answeredCall('rayo-in1');
+      const component = await start(peer, call, input('', inline(PIN_GRAMMAR)));
+      // callSendDTMF carries one key, as its RFC 4733 code (10 is *, 11 is #).
+      for (const code of [1, 2, 3, 4, 11]) await ok(caller.client, `<callSendDTMF callLeg="${leg}">${code}</callSendDTMF>`);
+      const done = await completion(peer, component);
+      assert.equal(done.reason, 'match', done.xml);
+      const nlsml = parseNlsml(done.content);
+      assert.equal(nlsml.interpretations[0]?.input?.text.replace(/\s+/g, ''), '1234#');
+      // "* 9" is the other sentence; "5" then "*" starts none: nomatch.
+      const second = await start(peer, call, input('', inline(PIN_GRAMMAR)));
+      for (const code of [10, 5]) await ok(caller.client, `<callSendDTMF callLeg="${leg}">${code}</callSendDTMF>`);
+      assert.equal((await completion(peer, second)).reason, 'nomatch');
+      await peer.iq(`<iq type="set" to="${call}"><hangup xmlns="${NS_RAYO}"/></iq>`);
+    });
+
+    it('hears RFC 4733 events in the call\'s RTP: a builtin digits grammar and a terminator', async () => {
+      const rtp = createSocket('udp4');
+      await new Promise<void>((resolve) => rtp.bind(0, '127.0.0.1', resolve));
+      try {
+        const { peer, call, endpointPort } = await answeredCall('rayo-in2', rtp);
+        const component = await start(peer, call, input('terminator="#" inter-digit-timeout="5000"', '<grammar url="builtin:dtmf/digits?minlength=2;maxlength=6"/>'));
+        // Telephone-events as a phone sends them (payload type 101, as the caller offered): each key
+        // a few packets of growing duration, then its end packet three times.
+        let sequence = 1;
+        let timestamp = 8000;
+        const send = (payload: Uint8Array): Promise<void> => {
+          const packet = Buffer.alloc(12 + payload.length);
+          writeRtpHeader(packet, { payloadType: 101, sequence: sequence++, timestamp, ssrc: 0x1234 });
+          packet.set(payload, 12);
+          return new Promise((resolve) => rtp.send(packet, endpointPort, '127.0.0.1', () => resolve()));
+        };
+        const pause = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+        for (const key of '905#') {
+          const event = eventOfDigit(key)!;
+          for (let tick = 1; tick <= 3; tick++) {
+            await send(buildTelephoneEvent({ event, end: false, volume: 10, duration: tick * 160 }));
+            await pause(20);
+          }
+          for (let i = 0; i < 3; i++) await send(buildTelephoneEvent({ event, end: true, volume: 10, duration: 640 }));
+          timestamp += 1600;
+          await pause(60);
+        }
+        const done = await completion(peer, component);
+        assert.equal(done.reason, 'match', done.xml);
+        const nlsml = parseNlsml(done.content);
+        assert.equal(nlsml.interpretations[0]?.input?.text.replace(/\s+/g, ''), '905', 'the terminator ends the input and is not part of it');
+        await peer.iq(`<iq type="set" to="${call}"><hangup xmlns="${NS_RAYO}"/></iq>`);
+      } finally {
+        rtp.close();
+      }
+    });
+
+    it('completes with noinput after the initial timeout, stop on command, hangup when the call ends', async () => {
+      const { peer, call, caller, leg } = await answeredCall('rayo-in3');
+      const quiet = await start(peer, call, input('initial-timeout="200"', '<grammar url="builtin:dtmf/digits?length=4"/>'));
+      assert.equal((await completion(peer, quiet)).reason, 'noinput');
+
+      const stopped = await start(peer, call, input('', '<grammar url="builtin:dtmf/digits?length=4"/>'));
+      assert.equal((await peer.iq(`<iq type="set" to="${stopped}"><stop xmlns="urn:xmpp:rayo:ext:1"/></iq>`)).type, 'result');
+      assert.equal((await completion(peer, stopped)).reason, 'stop');
+      const again = await peer.iq(`<iq type="set" to="${stopped}"><stop xmlns="urn:xmpp:rayo:ext:1"/></iq>`);
+      assert.equal(again.condition, 'item-not-found', 'a completed component is gone');
+
+      const cut = await start(peer, call, input('', '<grammar url="builtin:dtmf/digits?length=4"/>'));
+      await ok(caller.client, `<callKill callLeg="${leg}"/>`);
+      assert.equal((await completion(peer, cut)).reason, 'hangup');
+      assert.match((await callEvent(peer, 'end', call)).xml, /<hungup/);
+    });
+
+    it('refuses what it cannot do when the component starts: a bad grammar, voice, no grammar, a call not answered', async () => {
+      const { peer, call } = await answeredCall('rayo-in4');
+      const broken = await peer.iq(`<iq type="set" to="${call}">${input('', inline('<grammar mode="dtmf" version="1.0" xmlns="http://www.w3.org/2001/06/grammar"><rule id="r" scope="public">1 x 2</rule></grammar>'))}</iq>`);
+      assert.equal(broken.condition, 'bad-request', broken.xml);
+      const voice = await peer.iq(`<iq type="set" to="${call}"><input xmlns="urn:xmpp:rayo:input:1" mode="voice"><grammar url="builtin:dtmf/digits"/></input></iq>`);
+      assert.equal(voice.condition, 'feature-not-implemented', voice.xml);
+      const none = await peer.iq(`<iq type="set" to="${call}"><input xmlns="urn:xmpp:rayo:input:1" mode="dtmf"/></iq>`);
+      assert.equal(none.condition, 'bad-request', none.xml);
+      await peer.iq(`<iq type="set" to="${call}"><hangup xmlns="${NS_RAYO}"/></iq>`);
+
+      const caller = await ximssUser('rayo-in4b');
+      const { jid: other, peer: second } = await rayoClient('rayo-in4c');
+      await ok(caller.client, `<callStart callLeg="x" peer="${other}"><sdpText>${sdpText(40_030)}</sdpText></callStart>`);
+      const offer = await callEvent(second, 'offer');
+      const early = await second.iq(`<iq type="set" to="${offer.call}">${input('', '<grammar url="builtin:dtmf/digits"/>')}</iq>`);
+      assert.equal(early.condition, 'unexpected-request', early.xml);
+    });
   });
 });

@@ -10,6 +10,8 @@ export interface RayoMedia {
   offer(): Promise<string>;
   /** The other party's answer to our offer. */
   accept(answerSdp: string): Promise<void>;
+  /** Each DTMF key the other party presses (RFC 4733 or in-band), once. */
+  onDigit(listener: (digit: string) => void): () => void;
   close(): Promise<void>;
 }
 
@@ -41,6 +43,8 @@ export class RayoCall implements Port {
   private readonly offerSdp: string | undefined;
   private readonly tag: string;
   private media: RayoMedia | undefined;
+  /** Who hears the keys the other party presses (components), and their media subscriptions. */
+  private readonly digitListeners = new Map<(digit: string) => void, (() => void) | undefined>();
 
   constructor(
     private readonly router: { open(port: Port): PortAddress; send(to: PortAddress, signal: Signal, from: PortAddress): void; release(address: PortAddress): void },
@@ -68,6 +72,23 @@ export class RayoCall implements Port {
 
   get ended(): boolean {
     return this.state === 'ended';
+  }
+
+  /**
+   * Each key the other party presses, once: in the media (RFC 4733 events or in-band tones, heard
+   * by the media endpoint) or signaled (XIMSS callSendDTMF, SIP INFO). Returns the unsubscriber.
+   */
+  onDigit(listener: (digit: string) => void): () => void {
+    this.digitListeners.set(listener, this.media?.onDigit(listener));
+    return () => {
+      this.digitListeners.get(listener)?.();
+      this.digitListeners.delete(listener);
+    };
+  }
+
+  /** The call's media once it is answered (what components play into and hear). */
+  get answeredMedia(): RayoMedia | undefined {
+    return this.state === 'answered' ? this.media : undefined;
   }
 
   // --- commands (the service has checked who sends them) ---
@@ -184,8 +205,11 @@ export class RayoCall implements Port {
         this.signal({ kind: 'updated', tag: signal.tag, code: 488, reason: 'the media server does not take new offers' });
         return;
       case 'dtmf':
+        for (const digit of signal.digits) for (const listener of [...this.digitListeners.keys()]) listener(digit);
+        if (signal.op) this.signal({ kind: 'result', op: signal.op });
+        return;
       case 'info':
-        if (signal.op) this.signal({ kind: 'result', op: signal.op, code: 501, reason: 'not taken by the media server' });
+        if (signal.op) this.signal({ kind: 'result', op: signal.op, code: 501, reason: 'INFO is not taken by the media server' });
         return;
       default:
         return;

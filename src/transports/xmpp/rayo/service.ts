@@ -10,6 +10,7 @@ import { el, type XmlElement } from '../../../xml/element.js';
 import type { PortAddress } from '../../../services/calls/router.js';
 import type { Signal } from '../../../services/calls/signal.js';
 import { codeOfRejectReason, NO_HEADERS, RayoCall, type RayoMedia } from './call.js';
+import { InputCollector, type RayoComponent } from './components.js';
 import {
   buildDiscoInfo,
   buildErrorElement,
@@ -18,6 +19,7 @@ import {
   buildIqResult,
   buildRef,
   CALL_SUBDOMAIN,
+  componentJid,
   callJid,
   capsVer,
   classifyJid,
@@ -34,6 +36,7 @@ import {
   rayoError,
   unsupportedCommand,
   xmppUri,
+  type CompleteReason,
   type DialCommand,
   type EndReason,
   type RayoCommand,
@@ -46,6 +49,8 @@ interface HeldCall {
   call: RayoCall;
   domain: string;
   offeredTo: Set<string>;
+  /** Its running components, by id. */
+  components: Map<string, RayoComponent>;
 }
 
 /** How many calls one account may have under Rayo control at once. */
@@ -198,8 +203,17 @@ export class RayoService implements ImComponent, DomainService {
       }
       case 'mixer':
         return fail(unsupportedCommand('mixers are not available yet'), checked.value);
-      case 'component':
-        return fail(rayoError('item-not-found', 'no such component'), checked.value);
+      case 'component': {
+        const held = entity.parent.kind === 'call' ? this.calls.get(entity.parent.callId) : undefined;
+        const component = held && held.call.accountId === client.account.id ? held.components.get(entity.componentId) : undefined;
+        if (!held || !component) return fail(rayoError('item-not-found', 'no such component'), checked.value);
+        if (held.call.controller !== client.jid) return fail(rayoError('conflict', 'another client controls this call'), checked.value);
+        const wrong = commandError({ component: component.kind }, command);
+        if (wrong) return fail(wrong, checked.value);
+        const refused = component.command(command as Parameters<RayoComponent['command']>[0]);
+        if (refused) return fail(refused, checked.value);
+        return client.deliver(buildIqResult(replyAddress(iq, client)));
+      }
     }
   }
 
@@ -246,6 +260,15 @@ export class RayoService implements ImComponent, DomainService {
         ok();
         call.hangup();
         return;
+      case 'input': {
+        if (!call.answeredMedia) return fail(rayoError('unexpected-request', 'the call has no media yet: answer it first'));
+        const id = randomId(10).toLowerCase();
+        const started = InputCollector.start(id, command, call, (component, reason) => this.completed(held, component, reason));
+        if ('condition' in started) return fail(started);
+        held.components.set(id, started);
+        client.deliver(buildIqResult(replyAddress(iq, client), buildRef({ uri: xmppUri(componentJid(callJid(call.id, held.domain), id)) })));
+        return;
+      }
       default:
         return fail(unsupportedCommand(`${command.kind} is not available yet`));
     }
@@ -326,14 +349,25 @@ export class RayoService implements ImComponent, DomainService {
       answered: (c) => c.controller && this.sendEvent(held!, c.controller, { kind: 'answered', headers: NO_HEADERS }),
       ended: (_c, reason, code) => this.ended(held!, reason, code),
     }, incoming);
-    held = { call, domain, offeredTo };
+    held = { call, domain, offeredTo, components: new Map() };
     this.calls.set(id, held);
     this.perAccount.set(accountId, (this.perAccount.get(accountId) ?? 0) + 1);
     return held;
   }
 
+  /** A component completed: its `complete` goes to the call's controller. */
+  private completed(held: HeldCall, component: RayoComponent, reason: CompleteReason): void {
+    held.components.delete(component.id);
+    const controller = held.call.controller;
+    if (!controller) return;
+    const from = componentJid(callJid(held.call.id, held.domain), component.id);
+    this.deliverTo(held, controller, buildEventPresence({ from, to: controller }, { kind: 'complete', reason }, { stamp: new Date() }));
+  }
+
   private ended(held: HeldCall, reason: EndReason, code?: number): void {
     const { call } = held;
+    // Its components complete first (reason hangup), then the call ends.
+    for (const component of [...held.components.values()]) component.hangup();
     this.calls.delete(call.id);
     const count = (this.perAccount.get(call.accountId) ?? 1) - 1;
     if (count > 0) this.perAccount.set(call.accountId, count);
@@ -347,11 +381,14 @@ export class RayoService implements ImComponent, DomainService {
   /** An event of a call, as presence from the call to a client of this node. */
   private sendEvent(held: HeldCall, jid: string, event: RayoEvent, withCaps = false): void {
     const from = callJid(held.call.id, held.domain);
-    const clients = this.available.get(held.call.accountId);
-    const client = clients?.get(jid) ?? this.im.router.resource(held.call.accountId, parseJid(jid).resource)?.client;
-    if (!client) return;
     const caps = withCaps ? { node: NS_RAYO_CALL, ver: capsVer(RAYO_DISCO.service) } : undefined;
-    client.deliver(buildEventPresence({ from, to: jid }, event, { ...(caps && { caps }), stamp: new Date() }));
+    this.deliverTo(held, jid, buildEventPresence({ from, to: jid }, event, { ...(caps && { caps }), stamp: new Date() }));
+  }
+
+  /** A stanza for a client of this node (gone clients get nothing). */
+  private deliverTo(held: HeldCall, jid: string, stanza: XmlElement): void {
+    const client = this.available.get(held.call.accountId)?.get(jid) ?? this.im.router.resource(held.call.accountId, parseJid(jid).resource)?.client;
+    client?.deliver(stanza);
   }
 
   private async allowed(client: ImClient): Promise<boolean> {
