@@ -18,9 +18,10 @@
  *  - neither tone has a strong second harmonic (above −6 dB of it): generators make pure sines,
  *    voiced speech has harmonics — the "talk-off" guard.
  * A digit is reported after enough consecutive blocks to cover the minimum tone duration (40 ms
- * → two whole blocks, which a tone shorter than 25.5 ms can never give), and ends after enough
- * blocks without it to cover the minimum pause (40 ms); a drop-out shorter than that does not
- * make a second digit. Everything is preallocated: pushing a frame allocates nothing.
+ * → two whole blocks, which a tone shorter than about 21 ms can never give), and ends after
+ * enough blocks without it to cover the minimum pause (40 ms: three blocks, counting those the
+ * pause cuts into); a drop-out of 10 ms or less (Q.24's interruption) touches at most two blocks
+ * and does not make a second digit. Everything is preallocated: pushing a frame allocates nothing.
  */
 import { COLUMN_FREQUENCIES, KEYPAD, ROW_FREQUENCIES, goertzelCoefficient, goertzelEnergy } from './dtmf.js';
 import { amplitudeOfDbm0 } from './tones.js';
@@ -87,7 +88,9 @@ export class DtmfDetector {
     // Whole blocks a run of T samples is sure to contain, whatever its alignment: floor((T + 1)/N) − 1.
     const wholeBlocks = (ms: number): number => Math.max(1, Math.floor(((ms * this.sampleRate) / 1000 + 1) / size) - 1);
     this.onBlocks = wholeBlocks(options.minToneMs ?? 40);
-    this.offBlocks = wholeBlocks(options.minGapMs ?? 40);
+    // A block a pause cuts into by more than a sixth fails the half-share test, so a pause makes
+    // one miss more than its whole blocks (40 ms: at least 3), while a 10 ms drop-out touches two.
+    this.offBlocks = wholeBlocks(options.minGapMs ?? 40) + 1;
   }
 
   /** The digit being held now (reported already), if any. */
