@@ -200,16 +200,24 @@ export class TextToSpeech {
     const promise = new Promise<Speech>((resolve, reject) => {
       const start = (): void => {
         this.running++;
-        this.render(args, input)
-          .then((speech) => {
+        // The bookkeeping is done before the caller hears: a request made as soon as this one
+        // resolves finds the cache, not the finished synthesis still in flight.
+        const done = (): void => {
+          this.running--;
+          this.inFlight.delete(key);
+          this.queue.shift()?.start();
+        };
+        this.render(args, input).then(
+          (speech) => {
             this.remember(key, speech);
+            done();
             resolve(speech);
-          }, reject)
-          .finally(() => {
-            this.running--;
-            this.inFlight.delete(key);
-            this.queue.shift()?.start();
-          });
+          },
+          (err: unknown) => {
+            done();
+            reject(err);
+          },
+        );
       };
       if (this.running < this.concurrency) start();
       else this.queue.push({ start });
