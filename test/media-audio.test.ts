@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { decodeAlaw, decodeUlaw, encodeAlaw, encodeUlaw } from '../src/media/g711.js';
 import { detectDtmf, goertzelCoefficient, goertzelEnergy } from '../src/media/dtmf.js';
-import { CALL_RATE, FRAME_SAMPLES, WavError, WavWriter, encodeWav, readWav, readWavFile, toFrames, wavToFrames } from '../src/media/wav.js';
+import { CALL_RATE, FRAME_SAMPLES, WavDecoder, WavError, WavWriter, encodeWav, readWav, readWavFile, toFrames, wavToFrames } from '../src/media/wav.js';
 import { Resampler, resample } from '../src/media/resample.js';
 import { ToneGenerator, amplitudeOfDbm0, beep, dbm0OfAmplitude, dtmfPair, dtmfSequence, dtmfTone, silence } from '../src/media/tones.js';
 import { DtmfDetector, type DtmfDetectorOptions } from '../src/media/dtmf-detector.js';
@@ -244,6 +244,38 @@ describe('WAV', () => {
     wav.writeUInt32LE(0x7ffff024, 4);
     assert.throws(() => readWav(wav), /truncated/);
     assert.deepEqual(readWav(wav, { streamed: true }).samples, samples);
+  });
+
+  test('WavDecoder reads a file as it arrives, in pieces of any size', () => {
+    const samples = sine(700, 16000, 3001, 12000);
+    const interleaved = new Int16Array(samples.length * 2).map((_, i) => (i % 2 ? -samples[i >> 1]! >> 1 : samples[i >> 1]!));
+    const list = Buffer.alloc(101, 0x41);
+    for (const wav of [
+      riff([['LIST', list], ['fmt ', fmt(1, 2, 16000, 16)], ['data', pcm16(interleaved)]]),
+      encodeWav(samples, { encoding: 'ulaw', sampleRate: 16000 }),
+    ]) {
+      const whole = readWav(wav).samples;
+      for (const piece of [1, 3, 45, 1000]) {
+        const decoder = new WavDecoder();
+        const parts: Int16Array[] = [];
+        for (let i = 0; i < wav.length; i += piece) {
+          parts.push(decoder.push(wav.subarray(i, i + piece)));
+          if (i + piece < 44) assert.equal(decoder.info, undefined);
+        }
+        decoder.end();
+        assert.deepEqual(concat(...parts), whole, `pieces of ${piece}`);
+        assert.equal(decoder.info!.sampleRate, 16000);
+      }
+    }
+    const truncated = new WavDecoder();
+    truncated.push(encodeWav(samples).subarray(0, 1000));
+    assert.throws(() => truncated.end(), /announces 6002 bytes, 956 are there/);
+    const header = new WavDecoder();
+    header.push(encodeWav(samples).subarray(0, 30));
+    assert.throws(() => header.end(), /truncated inside its "fmt " chunk/);
+    const limited = new WavDecoder({ maxBytes: 5000 });
+    limited.push(encodeWav(samples).subarray(0, 4000));
+    assert.throws(() => limited.push(new Uint8Array(1001)), /too large: 5001 bytes/);
   });
 
   test('readWavFile refuses a file over the limit before reading it', async () => {

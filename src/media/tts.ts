@@ -23,8 +23,8 @@
  */
 import { spawn } from 'node:child_process';
 import { SaxesParser } from 'saxes';
-import { readWav, toFrames, WavError } from './wav.js';
-import { resample } from './resample.js';
+import { WavDecoder, toFrames } from './wav.js';
+import { Resampler } from './resample.js';
 
 export type TtsErrorCode = 'missing' | 'timeout' | 'too-large' | 'bad-ssml' | 'bad-request' | 'busy' | 'failed';
 
@@ -264,7 +264,11 @@ export class TextToSpeech {
   private render(args: string[], input: string): Promise<Speech> {
     return new Promise((resolve, reject) => {
       const child = spawn(this.binary, args, { stdio: ['pipe', 'pipe', 'pipe'] });
-      const chunks: Buffer[] = [];
+      // The WAV is decoded and resampled as it arrives, a pipe's chunk at a time, so a long
+      // prompt never costs the event loop more than a few milliseconds at once.
+      const decoder = new WavDecoder({ streamed: true, maxBytes: Number.MAX_SAFE_INTEGER });
+      let resampler: Resampler | undefined;
+      const pieces: Int16Array[] = [];
       let bytes = 0;
       let stderr = '';
       let settled = false;
@@ -284,12 +288,20 @@ export class TextToSpeech {
         );
       });
       child.stdout.on('data', (chunk: Buffer) => {
+        if (settled) return;
         bytes += chunk.length;
         if (bytes > this.maxOutputBytes) {
           fail(new TtsError('too-large', `the speech is longer than the limit of ${this.maxOutputBytes} bytes`));
           return;
         }
-        chunks.push(chunk);
+        try {
+          const samples = decoder.push(chunk);
+          if (!samples.length) return;
+          resampler ??= new Resampler(decoder.info!.sampleRate, 8000);
+          pieces.push(resampler.process(samples).slice());
+        } catch (err) {
+          fail(new TtsError('failed', `espeak-ng's output is not a usable WAV: ${(err as Error).message}`));
+        }
       });
       child.stderr.on('data', (chunk: Buffer) => {
         if (stderr.length < 2000) stderr += chunk.toString('utf8');
@@ -304,15 +316,22 @@ export class TextToSpeech {
           fail(new TtsError(/voice/i.test(reason) ? 'bad-request' : 'failed', `espeak-ng failed: ${reason}`));
           return;
         }
+        try {
+          decoder.end();
+        } catch (err) {
+          fail(new TtsError('failed', `espeak-ng's output is not a usable WAV: ${(err as Error).message}`));
+          return;
+        }
         settled = true;
         clearTimeout(timer);
-        try {
-          const audio = readWav(Buffer.concat(chunks, bytes), { streamed: true, maxBytes: this.maxOutputBytes });
-          const samples = audio.sampleRate === 8000 ? audio.samples : resample(audio.samples, audio.sampleRate, 8000);
-          resolve({ samples, frames: toFrames(samples), durationMs: samples.length / 8 });
-        } catch (err) {
-          reject(new TtsError('failed', `espeak-ng's output is not a usable WAV: ${err instanceof WavError ? err.message : String(err)}`));
+        if (resampler) pieces.push(resampler.flush().slice());
+        const samples = new Int16Array(pieces.reduce((n, piece) => n + piece.length, 0));
+        let at = 0;
+        for (const piece of pieces) {
+          samples.set(piece, at);
+          at += piece.length;
         }
+        resolve({ samples, frames: toFrames(samples), durationMs: samples.length / 8 });
       });
     });
   }

@@ -55,38 +55,145 @@ export interface WavAudio {
   samples: Int16Array;
 }
 
-/** Reads the audio of a WAV file held in memory. Throws a WavError on anything it cannot read. */
-export function readWav(data: Uint8Array, options: WavReadOptions = {}): WavAudio {
-  const maxBytes = options.maxBytes ?? DEFAULT_MAX_WAV_BYTES;
-  if (data.length > maxBytes) throw new WavError(`the WAV file is too large: ${data.length} bytes, the limit is ${maxBytes}`);
-  const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
-  if (data.length < 12) throw new WavError('not a WAV file: shorter than a RIFF header');
-  const tag = (offset: number): string => String.fromCharCode(data[offset]!, data[offset + 1]!, data[offset + 2]!, data[offset + 3]!);
-  if (tag(0) !== 'RIFF') throw new WavError(tag(0) === 'RIFX' ? 'big-endian (RIFX) WAV files are not supported' : 'not a WAV file: no RIFF header');
-  if (tag(8) !== 'WAVE') throw new WavError(`not a WAV file: the RIFF type is ${JSON.stringify(tag(8))}, not WAVE`);
-  let format: { code: number; channels: number; sampleRate: number; bits: number; blockAlign: number } | undefined;
-  let offset = 12;
-  while (offset + 8 <= data.length) {
-    const id = tag(offset);
-    const size = view.getUint32(offset + 4, true);
-    const body = offset + 8;
-    if (id === 'data') {
-      if (!format) throw new WavError('the WAV file has its data chunk before its fmt chunk');
-      let end = body + size;
-      if (end > data.length) {
-        if (!options.streamed) throw new WavError(`the WAV file is truncated: its data chunk announces ${size} bytes, ${data.length - body} are there`);
-        end = data.length;
-      }
-      return decode(data.subarray(body, end), format);
-    }
-    if (body + size > data.length) throw new WavError(`the WAV file is truncated inside its ${JSON.stringify(id)} chunk`);
-    if (id === 'fmt ') format = readFormat(view, body, size);
-    offset = body + size + (size & 1); // chunks are padded to an even length
-  }
-  throw new WavError(format ? 'the WAV file has no data chunk' : 'the WAV file has no fmt chunk');
+interface Format {
+  code: number;
+  channels: number;
+  sampleRate: number;
+  bits: number;
+  blockAlign: number;
 }
 
-function readFormat(view: DataView, at: number, size: number): { code: number; channels: number; sampleRate: number; bits: number; blockAlign: number } {
+/** Reads the audio of a WAV file held in memory. Throws a WavError on anything it cannot read. */
+export function readWav(data: Uint8Array, options: WavReadOptions = {}): WavAudio {
+  const decoder = new WavDecoder(options);
+  const samples = decoder.push(data);
+  decoder.end();
+  return { ...decoder.info!, samples };
+}
+
+/**
+ * A WAV file read as it arrives (from a child process's stdout, an HTTP body): `push` takes the
+ * next bytes and returns the samples they complete (one channel, two averaged), `end` checks that
+ * the file was whole. The header may come in pieces; chunks before `data` are skipped. Throws
+ * WavErrors as readWav does, as soon as the bytes show the problem.
+ */
+export class WavDecoder {
+  private readonly maxBytes: number;
+  private readonly streamed: boolean;
+  /** The bytes before the data, until the data chunk's header has been seen. */
+  private head: Uint8Array | undefined = new Uint8Array(0);
+  private format: Format | undefined;
+  private encoding: WavEncoding = 'pcm16';
+  /** Data bytes still announced (Infinity for a streamed header running past the end). */
+  private remaining = 0;
+  private announced = 0;
+  /** A partial sample frame left over from the last push. */
+  private readonly carry = new Uint8Array(4);
+  private carried = 0;
+  private total = 0;
+
+  constructor(options: WavReadOptions = {}) {
+    this.maxBytes = options.maxBytes ?? DEFAULT_MAX_WAV_BYTES;
+    this.streamed = options.streamed ?? false;
+  }
+
+  /** The format, once the header has been read. */
+  get info(): Omit<WavAudio, 'samples'> | undefined {
+    return this.format && this.head === undefined
+      ? { sampleRate: this.format.sampleRate, channels: this.format.channels, encoding: this.encoding }
+      : undefined;
+  }
+
+  push(chunk: Uint8Array): Int16Array {
+    this.total += chunk.length;
+    if (this.total > this.maxBytes) throw new WavError(`the WAV file is too large: ${this.total} bytes, the limit is ${this.maxBytes}`);
+    if (this.head !== undefined) {
+      let head = chunk;
+      if (this.head.length) {
+        head = new Uint8Array(this.head.length + chunk.length);
+        head.set(this.head);
+        head.set(chunk, this.head.length);
+      }
+      const dataAt = this.readHeader(head);
+      if (dataAt === undefined) {
+        this.head = head === chunk ? chunk.slice() : head;
+        return new Int16Array(0);
+      }
+      this.head = undefined;
+      chunk = head.subarray(dataAt);
+    }
+    if (this.remaining !== Infinity) {
+      if (chunk.length > this.remaining) chunk = chunk.subarray(0, this.remaining);
+      this.remaining -= chunk.length;
+    }
+    const format = this.format!;
+    let bytes = chunk;
+    if (this.carried) {
+      bytes = new Uint8Array(this.carried + chunk.length);
+      bytes.set(this.carry.subarray(0, this.carried));
+      bytes.set(chunk, this.carried);
+    }
+    const whole = bytes.length - (bytes.length % format.blockAlign);
+    this.carried = bytes.length - whole;
+    this.carry.set(bytes.subarray(whole));
+    return decode(bytes.subarray(0, whole), format, this.encoding);
+  }
+
+  /** The end of the file: throws when it stopped inside the header or short of the data announced. */
+  end(): void {
+    if (this.head !== undefined) {
+      const head = this.head;
+      if (head.length < 12) throw new WavError('not a WAV file: shorter than a RIFF header');
+      // Walk the chunks again to say where it stopped.
+      const view = new DataView(head.buffer, head.byteOffset, head.byteLength);
+      let offset = 12;
+      while (offset + 8 <= head.length) {
+        const size = view.getUint32(offset + 4, true);
+        if (offset + 8 + size > head.length) throw new WavError(`the WAV file is truncated inside its ${JSON.stringify(tag(head, offset))} chunk`);
+        offset += 8 + size + (size & 1);
+      }
+      throw new WavError(this.format ? 'the WAV file has no data chunk' : 'the WAV file has no fmt chunk');
+    }
+    if (this.remaining > 0 && this.remaining !== Infinity) {
+      throw new WavError(`the WAV file is truncated: its data chunk announces ${this.announced} bytes, ${this.announced - this.remaining} are there`);
+    }
+  }
+
+  /** Reads the header in `head`; returns where the data starts, or undefined when more bytes are needed. */
+  private readHeader(head: Uint8Array): number | undefined {
+    if (head.length < 12) return undefined;
+    const riff = tag(head, 0);
+    if (riff !== 'RIFF') throw new WavError(riff === 'RIFX' ? 'big-endian (RIFX) WAV files are not supported' : 'not a WAV file: no RIFF header');
+    if (tag(head, 8) !== 'WAVE') throw new WavError(`not a WAV file: the RIFF type is ${JSON.stringify(tag(head, 8))}, not WAVE`);
+    const view = new DataView(head.buffer, head.byteOffset, head.byteLength);
+    let offset = 12;
+    this.format = undefined;
+    while (offset + 8 <= head.length) {
+      const id = tag(head, offset);
+      const size = view.getUint32(offset + 4, true);
+      const body = offset + 8;
+      if (id === 'data') {
+        const format = this.format as Format | undefined;
+        if (!format) throw new WavError('the WAV file has its data chunk before its fmt chunk');
+        this.encoding = format.code === FORMAT_ULAW ? 'ulaw' : format.code === FORMAT_ALAW ? 'alaw' : format.bits === 8 ? 'pcm8' : 'pcm16';
+        this.announced = size;
+        // A streamed header's size is a placeholder: the data runs to the end of the file.
+        this.remaining = this.streamed ? Infinity : size;
+        return body;
+      }
+      if (body + size > head.length) return undefined;
+      if (id === 'fmt ') this.format = readFormat(view, body, size);
+      offset = body + size + (size & 1); // chunks are padded to an even length
+    }
+    return undefined;
+  }
+}
+
+function tag(data: Uint8Array, offset: number): string {
+  return String.fromCharCode(data[offset]!, data[offset + 1]!, data[offset + 2]!, data[offset + 3]!);
+}
+
+function readFormat(view: DataView, at: number, size: number): Format {
   if (size < 16) throw new WavError(`the WAV fmt chunk is too short (${size} bytes)`);
   let code = view.getUint16(at, true);
   const channels = view.getUint16(at + 2, true);
@@ -107,22 +214,21 @@ function readFormat(view: DataView, at: number, size: number): { code: number; c
   return { code, channels, sampleRate, bits, blockAlign };
 }
 
-function decode(bytes: Uint8Array, format: { code: number; channels: number; sampleRate: number; bits: number; blockAlign: number }): WavAudio {
+/** Whole sample frames of `bytes` as one channel of 16-bit samples. */
+function decode(bytes: Uint8Array, format: Format, encoding: WavEncoding): Int16Array {
   const frames = Math.floor(bytes.length / format.blockAlign);
   const samples = new Int16Array(frames);
-  const { channels } = format;
-  const encoding: WavEncoding = format.code === FORMAT_ULAW ? 'ulaw' : format.code === FORMAT_ALAW ? 'alaw' : format.bits === 8 ? 'pcm8' : 'pcm16';
   const sampleAt =
     encoding === 'pcm16'
-      ? (i: number): number => (bytes[2 * i]! | (bytes[2 * i + 1]! << 8)) << 16 >> 16
+      ? (i: number): number => ((bytes[2 * i]! | (bytes[2 * i + 1]! << 8)) << 16) >> 16
       : encoding === 'pcm8'
         ? (i: number): number => (bytes[i]! - 128) << 8
         : encoding === 'ulaw'
           ? (i: number): number => ulawToLinear(bytes[i]!)
           : (i: number): number => alawToLinear(bytes[i]!);
-  if (channels === 1) for (let i = 0; i < frames; i++) samples[i] = sampleAt(i);
+  if (format.channels === 1) for (let i = 0; i < frames; i++) samples[i] = sampleAt(i);
   else for (let i = 0; i < frames; i++) samples[i] = (sampleAt(2 * i) + sampleAt(2 * i + 1)) >> 1;
-  return { sampleRate: format.sampleRate, channels, encoding, samples };
+  return samples;
 }
 
 /** Reads a WAV file, refusing one larger than the limit before reading it. */
