@@ -319,12 +319,38 @@ describe('WAV', () => {
 
     const stereoPath = join(dir, 'stereo.wav');
     const stereo = await WavWriter.create(stereoPath, { channels: 2, sampleRate: 16000 });
-    await stereo.write(new Int16Array([100, 300, -100, -300]));
+    await stereo.write(new Int16Array([100, 300]));
+    await stereo.writeChannels(new Int16Array([-100]), new Int16Array([-300]));
+    await assert.rejects(stereo.writeChannels(new Int16Array(2), new Int16Array(3)), /differ in length/);
     await assert.rejects(stereo.write(new Int16Array(3)), /even number/);
     await stereo.close();
     const read = await readWavFile(stereoPath);
     assert.deepEqual({ rate: read.sampleRate, channels: read.channels, samples: [...read.samples] }, { rate: 16000, channels: 2, samples: [200, -200] });
     assert.equal((await stat(stereoPath)).size, 44 + 8);
+  });
+
+  test('a two-channel recording keeps each direction on its side; writes must be awaited in turn', async () => {
+    const path = join(dir, 'directions.wav');
+    const writer = await WavWriter.create(path, { channels: 2 });
+    const caller = sine(440, 8000, 8000 * 10, 8000);
+    const callee = sine(1200, 8000, 8000 * 10, 8000);
+    for (let i = 0; i < caller.length; i += FRAME_SAMPLES) {
+      await writer.writeChannels(caller.subarray(i, i + FRAME_SAMPLES), callee.subarray(i, i + FRAME_SAMPLES));
+    }
+    // 10 s of stereo fills several batches: a second write while the first waits for the disk is refused.
+    const first = writer.write(new Int16Array(70_000));
+    await assert.rejects(writer.write(new Int16Array(2)), /before the previous one finished/);
+    await first;
+    await writer.close();
+    const file = await readFile(path);
+    assert.equal(file.length, 44 + (caller.length * 2 + 70_000) * 2);
+    const left = new Int16Array(caller.length).map((_, i) => file.readInt16LE(44 + 4 * i));
+    const right = new Int16Array(caller.length).map((_, i) => file.readInt16LE(46 + 4 * i));
+    assert.deepEqual(left, caller);
+    assert.deepEqual(right, callee);
+    const mono = await WavWriter.create(join(dir, 'mono.wav'));
+    await assert.rejects(mono.writeChannels(caller, callee), /two-channel/);
+    await mono.close();
   });
 
   test('any supported WAV becomes 8 kHz 20 ms frames that keep the tone', () => {

@@ -370,6 +370,8 @@ export class WavWriter {
   private pending: Promise<unknown> = Promise.resolve();
   private failure: Error | undefined;
   private closed = false;
+  private interleaved = new Int16Array(320);
+  private busy = false;
 
   private constructor(
     private readonly handle: FileHandle,
@@ -407,21 +409,46 @@ export class WavWriter {
   /**
    * Appends samples (interleaved, left first, for two channels). Resolves at once unless a
    * batch is full and the one before it is still being written; rejects when a write failed.
+   * Await each write before the next (a write started too early is refused): the samples are
+   * read until it resolves.
    */
   async write(samples: Int16Array): Promise<void> {
     if (this.closed) throw new WavError('the WAV writer is closed');
     if (this.failure) throw this.failure;
     if (samples.length % this.layout.channels) throw new WavError('interleaved stereo needs an even number of samples');
-    const perSample = this.layout.bytesPerSample;
-    let from = 0;
-    while (from < samples.length) {
-      const room = Math.floor((this.batch.length - this.batchLength) / perSample);
-      const take = Math.min(room, samples.length - from);
-      this.batchLength = encodeInto(this.layout, samples.subarray(from, from + take), this.batch, this.batchLength);
-      this.dataBytes += take * perSample;
-      from += take;
-      if (this.batchLength + perSample > this.batch.length) await this.flushBatch();
+    if (this.busy) throw new WavError('a WAV write was started before the previous one finished: await each write');
+    this.busy = true;
+    try {
+      const perSample = this.layout.bytesPerSample;
+      let from = 0;
+      while (from < samples.length) {
+        const room = Math.floor((this.batch.length - this.batchLength) / perSample);
+        const take = Math.min(room, samples.length - from);
+        this.batchLength = encodeInto(this.layout, samples.subarray(from, from + take), this.batch, this.batchLength);
+        this.dataBytes += take * perSample;
+        from += take;
+        if (this.batchLength + perSample > this.batch.length) await this.flushBatch();
+      }
+    } finally {
+      this.busy = false;
     }
+  }
+
+  /**
+   * Appends one frame per channel of a two-channel file (a recording with one direction of the
+   * call on each side), interleaved through a buffer the writer reuses. Both must be as long.
+   */
+  async writeChannels(left: Int16Array, right: Int16Array): Promise<void> {
+    if (this.layout.channels !== 2) throw new WavError('writeChannels needs a two-channel WAV writer');
+    if (left.length !== right.length) throw new WavError(`the channels differ in length: ${left.length} and ${right.length}`);
+    if (this.interleaved.length < 2 * left.length) this.interleaved = new Int16Array(2 * left.length);
+    const interleaved = this.interleaved;
+    for (let i = 0; i < left.length; i++) {
+      interleaved[2 * i] = left[i]!;
+      interleaved[2 * i + 1] = right[i]!;
+    }
+    // The buffer is read until write() resolves, and writes are awaited one by one.
+    await this.write(interleaved.subarray(0, 2 * left.length));
   }
 
   /** Starts writing the full batch, after the previous write has finished, and swaps buffers. */
