@@ -5,6 +5,8 @@
  * measured with Goertzel, energy ratios, the sum of the other parties) rather than written down.
  */
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,6 +19,10 @@ import { ToneGenerator, amplitudeOfDbm0, beep, dbm0OfAmplitude, dtmfPair, dtmfSe
 import { DtmfDetector, type DtmfDetectorOptions } from '../src/media/dtmf-detector.js';
 import { VoiceActivityDetector, type VadTransition } from '../src/media/vad.js';
 import { Mixer, mixInto, softLimit } from '../src/media/mixer.js';
+import { ensureDebianTool } from './fixtures/debian.js';
+
+const run = promisify(execFile);
+const SOX = '/usr/bin/sox';
 
 // ---------------------------------------------------------------------------------------------
 // Signal helpers
@@ -368,6 +374,84 @@ describe('WAV', () => {
     assert.deepEqual(direct[0], readWav(ulaw).samples.subarray(0, 160));
     assert.deepEqual([...direct[3]!.subarray(20)], new Array(140).fill(0));
     assert.equal(toFrames(new Int16Array(0)).length, 0);
+  });
+});
+
+describe('WAV files of another writer and reader (sox)', () => {
+  let dir: string;
+  before(async () => {
+    await ensureDebianTool(SOX, 'sox');
+    dir = await mkdtemp(join(tmpdir(), 'ximssd-sox-'));
+  });
+  after(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  const synth = async (name: string, args: string[], frequency: number): Promise<string> => {
+    const path = join(dir, name);
+    await run(SOX, ['-n', ...args, path, 'synth', '0.5', 'sine', String(frequency), 'gain', '-6']);
+    return path;
+  };
+
+  test("sox's PCM, μ-law, A-law, 8-bit and stereo files are read, and keep their tone at 8 kHz", async () => {
+    const cases: [string, string[], string][] = [
+      ['stereo-44k.wav', ['-r', '44100', '-c', '2', '-e', 'signed', '-b', '16'], 'pcm16'],
+      ['ulaw.wav', ['-r', '8000', '-e', 'u-law'], 'ulaw'],
+      ['alaw.wav', ['-r', '8000', '-e', 'a-law'], 'alaw'],
+      ['u8-11k.wav', ['-r', '11025', '-e', 'unsigned', '-b', '8'], 'pcm8'],
+      ['pcm-48k.wav', ['-r', '48000', '-e', 'signed', '-b', '16'], 'pcm16'],
+    ];
+    for (const [name, args, encoding] of cases) {
+      const audio = await readWavFile(await synth(name, args, 1000));
+      assert.equal(audio.encoding, encoding, name);
+      const samples = concat(...wavToFrames(audio)).subarray(400, 3600);
+      assert.ok(shareAt(samples, 1000, 8000) > 0.95, `${name}: ${shareAt(samples, 1000, 8000)}`);
+      // -6 dB of full scale: a peak of about 16400, an RMS of about 11600.
+      const level = Math.sqrt(meanSquare(samples));
+      assert.ok(level > 10_500 && level < 12_500, `${name}: RMS ${level}`);
+    }
+  });
+
+  test('what sox writes that we do not read (24-bit, four channels, float) is refused clearly', async () => {
+    await assert.rejects(readWavFile(await synth('24.wav', ['-r', '8000', '-b', '24'], 440)), /PCM sample size: 24 bits/);
+    await assert.rejects(readWavFile(await synth('quad.wav', ['-r', '8000', '-c', '4', '-b', '16'], 440)), /channel count 4/);
+    await assert.rejects(readWavFile(await synth('float.wav', ['-r', '8000', '-e', 'floating-point', '-b', '32'], 440)), /unsupported WAV format 3/);
+  });
+
+  test('sox reads our files: format, rate, channels, length and level agree', async () => {
+    const tone = sine(1000, 8000, 8000, 16384);
+    for (const [encoding, soxName] of [
+      ['pcm16', 'Signed Integer PCM'],
+      ['ulaw', 'u-law'],
+      ['alaw', 'A-law'],
+    ] as const) {
+      const path = join(dir, `ours-${encoding}.wav`);
+      const writer = await WavWriter.create(path, { encoding });
+      for (let i = 0; i < tone.length; i += FRAME_SAMPLES) await writer.write(tone.subarray(i, i + FRAME_SAMPLES));
+      await writer.close();
+      const { stdout: info } = await run('/usr/bin/soxi', [path]);
+      assert.match(info, new RegExp(`Sample Encoding: .*${soxName}`), info);
+      assert.match(info, /Sample Rate\s*: 8000/);
+      assert.match(info, /Channels\s*: 1/);
+      assert.match(info, /= 8000 samples/);
+      const { stderr: stat } = await run(SOX, [path, '-n', 'stat']);
+      const rms = Number(/RMS\s+amplitude:\s+([\d.]+)/.exec(stat)?.[1]) * 32768;
+      assert.ok(Math.abs(rms - 16384 / Math.SQRT2) < 200, `${encoding}: sox measures RMS ${rms}`);
+    }
+  });
+
+  test("our 44.1 → 8 kHz resampling agrees with sox's", async () => {
+    const input = join(dir, 'sweep-44k.wav');
+    await run(SOX, ['-n', '-r', '44100', '-b', '16', input, 'synth', '1', 'sine', '300-3300', 'gain', '-6']);
+    const output = join(dir, 'sweep-8k.wav');
+    await run(SOX, [input, '-r', '8000', output]);
+    const theirs = (await readWavFile(output)).samples;
+    const ours = resample((await readWavFile(input)).samples, 44100, 8000);
+    assert.equal(ours.length, theirs.length);
+    let difference = 0;
+    for (let i = 400; i < 7600; i++) difference += (ours[i]! - theirs[i]!) ** 2;
+    const ratioDb = 10 * Math.log10(difference / 7200 / meanSquare(theirs, 400, 7600));
+    assert.ok(ratioDb < -30, `ours and sox's differ by ${ratioDb} dB`);
   });
 });
 
