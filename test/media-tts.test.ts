@@ -83,6 +83,39 @@ describe('text-to-speech with espeak-ng', () => {
     assert.ok(Math.abs(namespaced.durationMs - plain.durationMs) < 200);
   });
 
+  test("XEP-0327's SSML example (declaration, DOCTYPE, schema attributes, CDATA's leading line break) is spoken", async () => {
+    // Example 61 of XEP-0327 (the document as its CDATA carries it).
+    const document = `
+<?xml version="1.0"?>
+<!DOCTYPE speak PUBLIC "-//W3C//DTD SYNTHESIS 1.0//EN"
+"http://www.w3.org/TR/speech-synthesis/synthesis.dtd">
+<speak version="1.0"
+xmlns="http://www.w3.org/2001/10/synthesis"
+xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"
+xsi:schemaLocation="http://www.w3.org/2001/10/synthesis
+http://www.w3.org/TR/speech-synthesis/synthesis.xsd"
+xml:lang="en-US">
+<p>
+<s>You have 4 new messages.</s>
+<s>The first is from Stephanie Williams and arrived at <break/> 3:45pm.</s>
+<s>
+The subject is <prosody rate="-20%">ski trip</prosody>
+</s>
+</p>
+</speak>
+`;
+    const cleaned = sanitizeSsml(document);
+    assert.match(cleaned, /^<speak version="1.0" xml:lang="en-US">\s*<p>\s*<s>You have 4 new messages.<\/s>/);
+    assert.doesNotMatch(cleaned, /xsi|xmlns|DOCTYPE|<\?xml/);
+    const speech = await new TextToSpeech({ binary: ESPEAK }).speak({ text: document, ssml: true });
+    // About 20 words: several seconds, and nothing read aloud from the markup (which would take far longer).
+    assert.ok(speech.durationMs > 4000 && speech.durationMs < 12000, `${speech.durationMs} ms`);
+    const plain = await new TextToSpeech({ binary: ESPEAK }).speak({
+      text: 'You have 4 new messages. The first is from Stephanie Williams and arrived at 3:45pm. The subject is ski trip',
+    });
+    assert.ok(Math.abs(speech.durationMs - plain.durationMs) < 2500, `${speech.durationMs} ms against ${plain.durationMs} ms as plain text`);
+  });
+
   test('malformed SSML is refused before espeak-ng (which would read the tags aloud)', async () => {
     const tts = new TextToSpeech({ binary: ESPEAK });
     await rejectsWith(tts.speak({ text: '<speak>Hello <break time="1s"> world', ssml: true }), 'bad-ssml', /malformed SSML/);

@@ -109,7 +109,8 @@ export function sanitizeSsml(document: string): string {
     stack.push({ name: local, kept });
     if (!kept) return;
     const attributes = Object.entries(tag.attributes)
-      .filter(([name]) => !name.startsWith('xmlns'))
+      // Namespace declarations and foreign attributes (xsi:schemaLocation) mean nothing to espeak-ng; xml:lang picks its voice.
+      .filter(([name]) => !name.includes(':') ? name !== 'xmlns' : name === 'xml:lang')
       .map(([name, value]) => ` ${name}="${escapeXml(String(value))}"`)
       .join('');
     out.push(`<${local}${attributes}${tag.isSelfClosing ? '/>' : '>'}`);
@@ -127,7 +128,9 @@ export function sanitizeSsml(document: string): string {
     if (silent === 0 && stack.length) out.push(escapeXml(text));
   });
   try {
-    parser.write(document).close();
+    // Documents carried inside other XML (Rayo's <document> CDATA) start with a line break before
+    // their XML declaration, which XML does not allow: leading white space is dropped.
+    parser.write(document.trimStart()).close();
   } catch (err) {
     failure ??= err as Error;
   }

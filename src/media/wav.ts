@@ -7,8 +7,12 @@
  * WAVE_FORMAT_EXTENSIBLE (0xFFFE, whose sub-format GUID starts with the format code), one or
  * two channels (two are averaged to one), any sample rate; everything else is refused with a
  * WavError saying what. Written: 16-bit PCM, μ-law or A-law, one or two channels; G.711 files get
- * the 18-byte `fmt ` and the `fact` chunk that non-PCM formats carry. G.711 decoding is
+ * the 18-byte `fmt ` and the `fact` chunk that non-PCM formats carry. G.711 coding is
  * src/media/g711.ts's.
+ *
+ * Three ways in and out: whole files in memory (readWav, encodeWav), a file arriving in pieces
+ * (WavDecoder: a child process's stdout, an HTTP body), and a recording written as it happens
+ * (WavWriter, on a file handle, one or two channels — one per direction of a call).
  *
  * Hand-written rather than an npm package (wavefile, wav): we need size limits checked before
  * anything is read, the "length unknown" header of writers that cannot seek (espeak-ng --stdout),
