@@ -604,6 +604,29 @@ describe('streaming DTMF detection', () => {
     for (const seed of [1, 2, 3]) assert.equal(digitsOf(detect(withNoise(dtmfSequence('0123456789*#ABCD'), 10, seed))), '0123456789*#ABCD');
   });
 
+  test('digits survive G.711 coding and a frequency error of 1.5 % (Q.24 tolerance)', () => {
+    const sequence = dtmfSequence('0123456789*#ABCD');
+    assert.equal(digitsOf(detect(decodeUlaw(encodeUlaw(sequence)))), '0123456789*#ABCD');
+    assert.equal(digitsOf(detect(decodeAlaw(encodeAlaw(withNoise(sequence, 15))))), '0123456789*#ABCD');
+    for (const factor of [0.985, 1.015]) {
+      const parts: Int16Array[] = [];
+      for (const digit of '0123456789*#ABCD') {
+        const [low, high] = dtmfPair(digit)!;
+        const tone = new ToneGenerator(
+          [
+            { frequency: low * factor, level: -10 },
+            { frequency: high * factor, level: -8 },
+          ],
+          800,
+        );
+        const frame = new Int16Array(800);
+        tone.fill(frame);
+        parts.push(frame, silence(100));
+      }
+      assert.equal(digitsOf(detect(concat(...parts))), '0123456789*#ABCD', `frequencies × ${factor}`);
+    }
+  });
+
   test('twist: within the limits accepted, beyond them refused', () => {
     const digits = '159#';
     const twisted = (low: number, high: number): string => digitsOf(detect(dtmfSequence(digits, { lowLevel: low, highLevel: high })));

@@ -16,7 +16,10 @@
  *  - the tones fill the block: each half holds 40 % of its energy (a tone starting or ending
  *    inside it does not count, so 20 ms tones are never two blocks);
  *  - neither tone has a strong second harmonic (above −6 dB of it): generators make pure sines,
- *    voiced speech has harmonics — the "talk-off" guard.
+ *    voiced speech has harmonics — the "talk-off" guard (not asked of a row tone whose harmonic
+ *    falls next to the pair's column tone, where that tone's leakage would be mistaken for it).
+ * Frequencies within Q.24's ±1.5 % are accepted; the 102-sample block is too short to refuse
+ * all tones 3.5 % off, as Q.24 would have some administrations do.
  * A digit is reported after enough consecutive blocks to cover the minimum tone duration (40 ms
  * → two whole blocks, which a tone shorter than about 21 ms can never give), and ends after
  * enough blocks without it to cover the minimum pause (40 ms: three blocks, counting those the
@@ -58,6 +61,8 @@ export class DtmfDetector {
   /** Coefficients: the 8 keypad frequencies, then their 8 second harmonics. */
   private readonly coefficients: Float64Array;
   private readonly energies = new Float64Array(16);
+  /** [i·8 + j]: the second harmonic of frequency i is too near frequency j to be measured apart. */
+  private readonly nearOther: Uint8Array;
   private readonly minToneEnergy: number;
   private readonly maxForward: number;
   private readonly maxReverse: number;
@@ -80,6 +85,8 @@ export class DtmfDetector {
     this.coefficients = Float64Array.from([...frequencies, ...frequencies.map((f) => 2 * f)], (f) =>
       f < this.sampleRate / 2 ? goertzelCoefficient(f, this.sampleRate) : NaN,
     );
+    const resolution = (2 * this.sampleRate) / size;
+    this.nearOther = Uint8Array.from({ length: 64 }, (_, i) => (Math.abs(2 * frequencies[i >> 3]! - frequencies[i & 7]!) < resolution ? 1 : 0));
     // A sine of peak a holds a²/2 a sample: goertzelEnergy scales a pure tone to its block energy.
     const minAmplitude = amplitudeOfDbm0(options.minLevelDbm0 ?? -36);
     this.minToneEnergy = ((minAmplitude * minAmplitude) / 2) * size;
@@ -161,12 +168,17 @@ export class DtmfDetector {
     if (low + high < MIN_PAIR_SHARE * total) return undefined;
     for (let i = 0; i < 4; i++) if (i !== row && energies[i]! * RELATIVE_PEAK > low) return undefined;
     for (let i = 4; i < 8; i++) if (i !== column && energies[i]! * RELATIVE_PEAK > high) return undefined;
-    if (this.harmonicTooStrong(row, low) || this.harmonicTooStrong(column, high)) return undefined;
+    if (this.harmonicTooStrong(row, low, column) || this.harmonicTooStrong(column, high, row)) return undefined;
     return KEYPAD[row]![column - 4];
   }
 
-  /** Whether the second harmonic of frequency `index` (energy `energy`) is too strong for a generated tone. */
-  private harmonicTooStrong(index: number, energy: number): boolean {
+  /**
+   * Whether the second harmonic of frequency `index` (energy `energy`) is too strong for a
+   * generated tone. Not asked when that harmonic lies within two Goertzel bins of the pair's other
+   * tone (2 × 697 Hz is 58 Hz from 1336 Hz), whose leakage there would pass for a harmonic.
+   */
+  private harmonicTooStrong(index: number, energy: number, other: number): boolean {
+    if (this.nearOther[index * 8 + other]) return false;
     const coefficient = this.coefficients[8 + index]!;
     return !Number.isNaN(coefficient) && goertzelEnergy(this.block, coefficient) > energy * MAX_HARMONIC;
   }
