@@ -8,7 +8,9 @@
  * conference" energy against the line's own noise is what matters): a frame is active when its
  * level is a margin (12 dB) above the noise floor and above an absolute minimum (−55 dBm0). The
  * floor follows the quieter frames quickly and creeps up slowly otherwise (so steady noise —
- * a fan, a hum — is learnt within seconds, while speech is not). Speech starts after a few active
+ * a fan, a hum — is learnt, while speech is not); a level that stays within ±3 dB for two
+ * seconds is taken for noise at once (speech rises and falls with its syllables by far more; a
+ * step in the line's noise is learnt in two seconds, not twenty). Speech starts after a few active
  * frames in a row (onset, 40 ms) and stops after a hangover of inactive frames (400 ms), so the
  * pauses between words do not make events. No allocation per frame.
  */
@@ -31,6 +33,10 @@ export interface VadOptions {
 /** The mean square of a full-scale sine (peak 32767): the 0 dB reference of the levels. */
 const FULL_SCALE_POWER = (32767 * 32767) / 2;
 
+/** How steady a level must stay, and how long (frames), to be taken for noise whatever its height. */
+const STABLE_DB = 3;
+const STABLE_FRAMES = 100;
+
 /** Level in dB of a mean square. */
 function levelDb(meanSquare: number): number {
   return 10 * Math.log10(meanSquare / FULL_SCALE_POWER + 1e-12);
@@ -49,6 +55,9 @@ export class VoiceActivityDetector {
   private inactive = 0;
   private talking = false;
   private lastLevel = -120;
+  /** The level a stationary stretch started at, and how many frames it has stayed within STABLE_DB of it. */
+  private stableLevel = -120;
+  private stableFrames = 0;
 
   constructor(options: VadOptions = {}) {
     this.margin = options.marginDb ?? 12;
@@ -86,6 +95,12 @@ export class VoiceActivityDetector {
 
   private processLevel(level: number): VadTransition | undefined {
     this.lastLevel = level;
+    if (Math.abs(level - this.stableLevel) <= STABLE_DB) {
+      if (++this.stableFrames >= STABLE_FRAMES && level > -100) this.floor = Math.max(this.floor, this.stableLevel - STABLE_DB);
+    } else {
+      this.stableLevel = level;
+      this.stableFrames = 0;
+    }
     const voice = level >= this.minLevel && level >= this.floor + this.margin;
     // The floor: down at once to a quieter frame, up slowly otherwise (not at all for digital silence).
     if (level > -100) {
