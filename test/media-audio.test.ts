@@ -898,6 +898,17 @@ describe('mixer', () => {
     assert.equal(mixer.get('b')!.speaking, true);
     mixer.remove('b');
     assert.deepEqual(events.slice(2), ['b started', 'b stopped']);
+    // A speaker switched to recv is no longer heard: it stops speaking after the hangover.
+    for (let tick = 0; tick < 3; tick++) {
+      mixer.put('a', tone(250, 5000));
+      mixer.mix();
+    }
+    mixer.setDirection('a', 'recv');
+    for (let tick = 0; tick < 5; tick++) {
+      mixer.put('a', tone(250, 5000));
+      mixer.mix();
+    }
+    assert.deepEqual(events.slice(4), ['a started', 'a stopped']);
   });
 
   test('mixInto adds with saturation', () => {

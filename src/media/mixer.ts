@@ -146,8 +146,9 @@ export class Mixer {
     const participants = this.participants;
     for (let p = 0; p < participants.length; p++) {
       const participant = participants[p]!;
-      if (participant.vad && participant.heard) {
-        const transition = participant.fresh ? participant.vad.process(participant.input) : participant.vad.processSilence();
+      if (participant.vad) {
+        // A participant not heard (recv) speaks to nobody: silence for its VAD, so it stops in time.
+        const transition = participant.fresh && participant.heard ? participant.vad.process(participant.input) : participant.vad.processSilence();
         if (transition) this.onSpeaking?.(participant.id, transition);
       }
       if (!participant.fresh || !participant.heard) continue;
