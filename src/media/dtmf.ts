@@ -80,10 +80,10 @@ function checkField(name: string, value: number, max: number): void {
 }
 
 /** The keypad's row frequencies (low group) and column frequencies (high group), in Hz. */
-const ROW_FREQUENCIES = [697, 770, 852, 941] as const;
-const COLUMN_FREQUENCIES = [1209, 1336, 1477, 1633] as const;
+export const ROW_FREQUENCIES = [697, 770, 852, 941] as const;
+export const COLUMN_FREQUENCIES = [1209, 1336, 1477, 1633] as const;
 /** The digits by row, then column: a digit is one row tone plus one column tone. */
-const KEYPAD = ['123A', '456B', '789C', '*0#D'] as const;
+export const KEYPAD = ['123A', '456B', '789C', '*0#D'] as const;
 
 /**
  * The share of the block's energy each of the two tones must hold at least. Two equal tones
@@ -101,11 +101,16 @@ export const DTMF_MIN_SAMPLES = 100;
 /** The Goertzel coefficients of the eight frequencies, per sample rate (the rate is nearly always 8000). */
 const coefficientCache = new Map<number, Float64Array>();
 
+/** The Goertzel coefficient of `frequency` at `sampleRate`: 2·cos(2πf/fs). */
+export function goertzelCoefficient(frequency: number, sampleRate: number): number {
+  return 2 * Math.cos((2 * Math.PI * frequency) / sampleRate);
+}
+
 function coefficientsFor(sampleRate: number): Float64Array {
   let coefficients = coefficientCache.get(sampleRate);
   if (!coefficients) {
     coefficients = Float64Array.from([...ROW_FREQUENCIES, ...COLUMN_FREQUENCIES], (frequency) =>
-      2 * Math.cos((2 * Math.PI * frequency) / sampleRate),
+      goertzelCoefficient(frequency, sampleRate),
     );
     coefficientCache.set(sampleRate, coefficients);
   }
@@ -117,7 +122,7 @@ function coefficientsFor(sampleRate: number): Float64Array {
  * recurrence, evaluated at the exact frequency rather than a DFT bin), scaled so that a pure
  * tone at that frequency gives the block's whole energy.
  */
-function goertzelEnergy(samples: Int16Array, coefficient: number): number {
+export function goertzelEnergy(samples: Int16Array, coefficient: number): number {
   let previous = 0;
   let beforePrevious = 0;
   for (let i = 0; i < samples.length; i++) {
