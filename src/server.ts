@@ -13,6 +13,8 @@ import { ContactService } from './services/contacts/service.js';
 import { ImService } from './services/im/service.js';
 import { MucService } from './services/im/muc.js';
 import { RayoService } from './transports/xmpp/rayo/service.js';
+import { PromptRenderer } from './media/prompts.js';
+import { TextToSpeech } from './media/tts.js';
 import { CallService } from './services/calls/service.js';
 import { ringBoundSessions } from './ximss/call-leg.js';
 import { MediaGateway } from './media/gateway.js';
@@ -224,7 +226,8 @@ async function build(rawStore: Store, config: Config, log: Logger, options: Serv
   const muc = new MucService(im, store, bus, node.id, log.child({ component: 'muc' }), { subdomain: config.im.mucSubdomain, roomsPerService: config.im.mucRoomsPerService, occupantsPerRoom: config.im.mucOccupantsPerRoom, history: config.im.mucHistory }, metrics);
   im.components.push(muc);
   // Rayo (XEP-0327): call.<domain> and mixer.<domain>, and availability and dial at the domain itself.
-  const rayo = new RayoService(im, accounts, calls, log.child({ component: 'rayo' }), { openMedia: (id) => media.openEndpoint(`rayo-${id}`) });
+  const prompts = new PromptRenderer({ tts: new TextToSpeech({ cacheBytes: 32 * 1024 * 1024 }) });
+  const rayo = new RayoService(im, accounts, calls, log.child({ component: 'rayo' }), { openMedia: (id) => media.openEndpoint(`rayo-${id}`), renderer: prompts });
   im.components.push(rayo);
   im.domainServices.push(rayo);
   // SIP: on with either of its ports (WebSocket on the HTTP listeners' /sip rides along).

@@ -9,7 +9,12 @@ import assert from 'node:assert/strict';
 import { createSocket, type Socket } from 'node:dgram';
 import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
-import { buildTelephoneEvent, eventOfDigit } from '../src/media/dtmf.js';
+import { createServer, type Server } from 'node:http';
+import { buildTelephoneEvent, eventOfDigit, goertzelCoefficient, goertzelEnergy } from '../src/media/dtmf.js';
+import { decodeUlaw, encodeUlaw } from '../src/media/g711.js';
+import { dtmfSequence } from '../src/media/tones.js';
+import { encodeWav } from '../src/media/wav.js';
+import { ensureDebianTool } from './fixtures/debian.js';
 import { parseNlsml } from '../src/media/nlsml.js';
 import { writeRtpHeader } from '../src/media/rtp.js';
 import type { XmlElement } from '../src/xml/element.js';
@@ -66,8 +71,14 @@ async function ximssUser(name: string, bind = true): Promise<{ address: string; 
   return { address, client };
 }
 
-function sdpText(rtpPort: number): string {
-  return ['v=0', `o=- ${rtpPort} 1 IN IP4 127.0.0.1`, 's=-', 'c=IN IP4 127.0.0.1', 't=0 0', `m=audio ${rtpPort} RTP/AVP 0 8 101`, 'a=rtpmap:0 PCMU/8000', 'a=rtpmap:8 PCMA/8000', 'a=rtpmap:101 telephone-event/8000', 'a=sendrecv', ''].join('\r\n');
+function sdpText(rtpPort: number, options: { events?: boolean } = {}): string {
+  const events = options.events !== false;
+  return ['v=0', `o=- ${rtpPort} 1 IN IP4 127.0.0.1`, 's=-', 'c=IN IP4 127.0.0.1', 't=0 0', `m=audio ${rtpPort} RTP/AVP 0 8${events ? ' 101' : ''}`, 'a=rtpmap:0 PCMU/8000', 'a=rtpmap:8 PCMA/8000', ...(events ? ['a=rtpmap:101 telephone-event/8000'] : []), 'a=sendrecv', ''].join('\r\n');
+}
+
+/** Waits until `done` holds (checked every 50 ms), at most 10 s. */
+async function until(done: () => boolean): Promise<void> {
+  for (let i = 0; i < 200 && !done(); i++) await new Promise((resolve) => setTimeout(resolve, 50));
 }
 
 const next = (client: XimssClient, name: string, leg?: string): Promise<XmlElement> => client.takeAsync(name, (m) => leg === undefined || m.attrs.callLeg === leg);
@@ -224,8 +235,8 @@ describe('Rayo over XMPP', { skip: slixmpp }, () => {
     await ok(caller.client, `<callStart callLeg="c7" peer="${jid}"><sdpText>${sdpText(40_010)}</sdpText></callStart>`);
     const offer = await callEvent(peer, 'offer');
     await peer.iq(`<iq type="set" to="${offer.call}"><answer xmlns="${NS_RAYO}"/></iq>`);
-    const output = await peer.iq(`<iq type="set" to="${offer.call}"><output xmlns="urn:xmpp:rayo:output:1"><document content-type="text/plain">hello</document></output></iq>`);
-    assert.equal(output.condition, 'feature-not-implemented', output.xml);
+    const record = await peer.iq(`<iq type="set" to="${offer.call}"><record xmlns="urn:xmpp:rayo:record:1"/></iq>`);
+    assert.equal(record.condition, 'feature-not-implemented', record.xml);
     // A client that goes away ends the calls it controls.
     await peer.raw(`<presence to="${domain}" type="unavailable"/>`);
     await next(caller.client, 'callDisconnected', 'c7');
@@ -238,11 +249,11 @@ describe('Rayo over XMPP', { skip: slixmpp }, () => {
     const inline = (body: string): string => `<grammar content-type="application/srgs+xml"><![CDATA[${body}]]></grammar>`;
 
     /** An answered call from a XIMSS session to the Rayo client; `rtp` is where the caller's media socket is. */
-    async function answeredCall(name: string, rtp?: Socket): Promise<{ peer: XmppPeer; call: string; caller: { address: string; client: XimssClient }; leg: string; endpointPort: number }> {
+    async function answeredCall(name: string, rtp?: Socket, events = true): Promise<{ peer: XmppPeer; call: string; caller: { address: string; client: XimssClient }; leg: string; endpointPort: number }> {
       const { jid, peer } = await rayoClient(name);
       const caller = await ximssUser(`${name}-caller`);
       const leg = 'in1';
-      await ok(caller.client, `<callStart callLeg="${leg}" peer="${jid}"><sdpText>${sdpText(rtp ? rtp.address().port : 40_020)}</sdpText></callStart>`);
+      await ok(caller.client, `<callStart callLeg="${leg}" peer="${jid}"><sdpText>${sdpText(rtp ? rtp.address().port : 40_020, { events })}</sdpText></callStart>`);
       const offer = await callEvent(peer, 'offer');
       assert.equal((await peer.iq(`<iq type="set" to="${offer.call}"><answer xmlns="${NS_RAYO}"/></iq>`)).type, 'result');
       const connected = await next(caller.client, 'callConnected', leg);
@@ -321,6 +332,31 @@ describe('Rayo over XMPP', { skip: slixmpp }, () => {
       }
     });
 
+    it('hears in-band tones from a party that did not take telephone-events', async () => {
+      const rtp = createSocket('udp4');
+      await new Promise<void>((resolve) => rtp.bind(0, '127.0.0.1', resolve));
+      try {
+        const { peer, call, endpointPort } = await answeredCall('rayo-in5', rtp, false);
+        const component = await start(peer, call, input('', '<grammar url="builtin:dtmf/digits?length=3"/>'));
+        // 20 ms PCMU packets of the tones, as a phone sends them in its audio.
+        const audio = dtmfSequence('357', { gapMs: 80 });
+        const pcmu = encodeUlaw(audio);
+        for (let i = 0, sequence = 1; i + 160 <= pcmu.length; i += 160, sequence++) {
+          const packet = Buffer.alloc(12 + 160);
+          writeRtpHeader(packet, { payloadType: 0, sequence, timestamp: sequence * 160, ssrc: 0x5678 });
+          packet.set(pcmu.subarray(i, i + 160), 12);
+          await new Promise<void>((resolve) => rtp.send(packet, endpointPort, '127.0.0.1', () => resolve()));
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        }
+        const done = await completion(peer, component);
+        assert.equal(done.reason, 'match', done.xml);
+        assert.equal(parseNlsml(done.content).interpretations[0]?.input?.text.replace(/\s+/g, ''), '357');
+        await peer.iq(`<iq type="set" to="${call}"><hangup xmlns="${NS_RAYO}"/></iq>`);
+      } finally {
+        rtp.close();
+      }
+    });
+
     it('completes with noinput after the initial timeout, stop on command, hangup when the call ends', async () => {
       const { peer, call, caller, leg } = await answeredCall('rayo-in3');
       const quiet = await start(peer, call, input('initial-timeout="200"', '<grammar url="builtin:dtmf/digits?length=4"/>'));
@@ -354,6 +390,150 @@ describe('Rayo over XMPP', { skip: slixmpp }, () => {
       const offer = await callEvent(second, 'offer');
       const early = await second.iq(`<iq type="set" to="${offer.call}">${input('', '<grammar url="builtin:dtmf/digits"/>')}</iq>`);
       assert.equal(early.condition, 'unexpected-request', early.xml);
+    });
+  });
+
+  describe('the output and prompt components (played into the call\'s RTP)', () => {
+    let http: Server;
+    let httpBase: string;
+    before(async () => {
+      await ensureDebianTool('/usr/bin/espeak-ng', 'espeak-ng');
+      // A WAV prompt served over HTTP: 2 s of 1 kHz at 16 kHz (resampled to 8 kHz by the server).
+      const tone = encodeWav(sine16k(2000), { sampleRate: 16_000 });
+      http = createServer((request, response) => {
+        if (request.url === '/tone.wav') {
+          response.writeHead(200, { 'content-type': 'audio/wav', 'content-length': tone.length });
+          response.end(tone);
+        } else {
+          response.writeHead(404).end();
+        }
+      });
+      await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
+      const address = http.address() as { port: number };
+      httpBase = `http://127.0.0.1:${address.port}`;
+    });
+    after(() => new Promise<void>((resolve) => http.close(() => resolve())));
+
+    /** A 1 kHz sine at 16 kHz. */
+    function sine16k(ms: number): Int16Array {
+      const samples = new Int16Array(16 * ms);
+      for (let i = 0; i < samples.length; i++) samples[i] = Math.round(8000 * Math.sin((2 * Math.PI * 1000 * i) / 16_000));
+      return samples;
+    }
+
+    /** The caller's RTP socket: counts loud PCMU frames, and frames where 1 kHz dominates. */
+    async function listener(): Promise<{ socket: Socket; loud: () => number; tone: () => number; close: () => void }> {
+      const socket = createSocket('udp4');
+      await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve));
+      let loud = 0;
+      let tone = 0;
+      const k1000 = goertzelCoefficient(1000, 8000);
+      const k600 = goertzelCoefficient(600, 8000);
+      socket.on('message', (packet) => {
+        if (packet.length < 12 + 160 || (packet[1]! & 0x7f) !== 0) return;
+        const pcm = decodeUlaw(new Uint8Array(packet.subarray(12, 12 + 160)));
+        let energy = 0;
+        for (const v of pcm) energy += v * v;
+        if (energy / pcm.length > 200 * 200) {
+          loud++;
+          if (goertzelEnergy(pcm, k1000) > 20 * goertzelEnergy(pcm, k600)) tone++;
+        }
+      });
+      return { socket, loud: () => loud, tone: () => tone, close: () => socket.close() };
+    }
+
+    async function answeredWith(name: string, rtp: Socket): Promise<{ peer: XmppPeer; call: string; caller: { address: string; client: XimssClient } }> {
+      const { jid, peer } = await rayoClient(name);
+      const caller = await ximssUser(`${name}-caller`);
+      await ok(caller.client, `<callStart callLeg="o1" peer="${jid}"><sdpText>${sdpText(rtp.address().port)}</sdpText></callStart>`);
+      const offer = await callEvent(peer, 'offer');
+      assert.equal((await peer.iq(`<iq type="set" to="${offer.call}"><answer xmlns="${NS_RAYO}"/></iq>`)).type, 'result');
+      await next(caller.client, 'callConnected', 'o1');
+      return { peer, call: offer.call, caller };
+    }
+
+    async function startComponent(peer: XmppPeer, call: string, xml: string): Promise<string> {
+      const started = await peer.iq(`<iq type="set" to="${call}">${xml}</iq>`);
+      assert.equal(started.type, 'result', started.xml);
+      return /<ref [^>]*uri="xmpp:([^"]+)"/.exec(started.xml)![1]!;
+    }
+
+    const reasonOf = async (peer: XmppPeer, component: string): Promise<string> => /<complete[^>]*>\s*<([a-z-]+)/.exec((await callEvent(peer, 'complete', component)).xml)?.[1] ?? '';
+
+    it('speaks a text document through espeak-ng into the call and completes with finish', async () => {
+      const rtp = await listener();
+      try {
+        const { peer, call } = await answeredWith('rayo-out1', rtp.socket);
+        const component = await startComponent(peer, call, `<output xmlns="urn:xmpp:rayo:output:1" voice="en"><document content-type="text/plain"><![CDATA[You have no new messages. Goodbye!]]></document></output>`);
+        assert.equal(await reasonOf(peer, component), 'finish');
+        assert.ok(rtp.loud() > 25, `speech reached the caller's RTP (${rtp.loud()} loud frames)`);
+        // SSML (XEP example 061) is spoken as well.
+        const before = rtp.loud();
+        const ssml = await startComponent(peer, call, `<output xmlns="urn:xmpp:rayo:output:1"><document content-type="application/ssml+xml"><![CDATA[<speak version="1.0" xmlns="http://www.w3.org/2001/10/synthesis" xml:lang="en-US"><p><s>Please enter your pin.</s></p></speak>]]></document></output>`);
+        assert.equal(await reasonOf(peer, ssml), 'finish');
+        assert.ok(rtp.loud() > before + 15);
+        await peer.iq(`<iq type="set" to="${call}"><hangup xmlns="${NS_RAYO}"/></iq>`);
+      } finally {
+        rtp.close();
+      }
+    });
+
+    it('plays a WAV fetched over HTTP; pause, resume, volume, speed and seek are taken; stop completes it', async () => {
+      const rtp = await listener();
+      try {
+        const { peer, call } = await answeredWith('rayo-out2', rtp.socket);
+        const component = await startComponent(peer, call, `<output xmlns="urn:xmpp:rayo:output:1" repeat-times="0"><document url="${httpBase}/tone.wav"/></output>`);
+        for (const command of ['pause', 'resume', 'volume-down', 'volume-up', 'speed-up', 'speed-down']) {
+          const answer = await peer.iq(`<iq type="set" to="${component}"><${command} xmlns="urn:xmpp:rayo:output:1"/></iq>`);
+          assert.equal(answer.type, 'result', `${command}: ${answer.xml}`);
+        }
+        const seek = await peer.iq(`<iq type="set" to="${component}"><seek xmlns="urn:xmpp:rayo:output:1" direction="forward" amount="500"/></iq>`);
+        assert.equal(seek.type, 'result', seek.xml);
+        await until(() => rtp.tone() > 20);
+        assert.ok(rtp.tone() > 20, `the 1 kHz tone reached the caller (${rtp.tone()} frames)`);
+        assert.equal((await peer.iq(`<iq type="set" to="${component}"><stop xmlns="urn:xmpp:rayo:ext:1"/></iq>`)).type, 'result');
+        assert.equal(await reasonOf(peer, component), 'stop');
+
+        const limited = await startComponent(peer, call, `<output xmlns="urn:xmpp:rayo:output:1" repeat-times="0" max-time="300"><document url="${httpBase}/tone.wav"/></output>`);
+        assert.equal(await reasonOf(peer, limited), 'max-time');
+
+        const missing = await peer.iq(`<iq type="set" to="${call}"><output xmlns="urn:xmpp:rayo:output:1"><document url="${httpBase}/nothing.wav"/></output></iq>`);
+        assert.equal(missing.condition, 'bad-request', missing.xml);
+        const local = await peer.iq(`<iq type="set" to="${call}"><output xmlns="urn:xmpp:rayo:output:1"><document url="file:///etc/passwd"/></output></iq>`);
+        assert.equal(local.condition, 'bad-request', local.xml);
+        const badSsml = await peer.iq(`<iq type="set" to="${call}"><output xmlns="urn:xmpp:rayo:output:1"><document content-type="application/ssml+xml"><![CDATA[<speak><p>unclosed</speak>]]></document></output></iq>`);
+        assert.equal(badSsml.condition, 'bad-request', badSsml.xml);
+        await peer.iq(`<iq type="set" to="${call}"><hangup xmlns="${NS_RAYO}"/></iq>`);
+      } finally {
+        rtp.close();
+      }
+    });
+
+    it('prompt: a key barges in on the output and the input completes with the match; input-timers-started after a short output', async () => {
+      const rtp = await listener();
+      try {
+        const { peer, call, caller } = await answeredWith('rayo-prompt', rtp.socket);
+        const prompt = await startComponent(
+          peer,
+          call,
+          `<prompt xmlns="urn:xmpp:rayo:prompt:1" barge-in="true"><output xmlns="urn:xmpp:rayo:output:1" repeat-times="0"><document url="${httpBase}/tone.wav"/></output><input xmlns="urn:xmpp:rayo:input:1" mode="dtmf"><grammar url="builtin:dtmf/digits?length=2"/></input></prompt>`,
+        );
+        for (const code of [4, 2]) await ok(caller.client, `<callSendDTMF callLeg="o1">${code}</callSendDTMF>`);
+        const done = await callEvent(peer, 'complete', prompt);
+        assert.match(done.xml, /<match[\s>]/, done.xml);
+        assert.match(done.xml, /4 2/);
+
+        const short = await startComponent(
+          peer,
+          call,
+          `<prompt xmlns="urn:xmpp:rayo:prompt:1"><output xmlns="urn:xmpp:rayo:output:1" max-time="200"><document url="${httpBase}/tone.wav"/></output><input xmlns="urn:xmpp:rayo:input:1" mode="dtmf" initial-timeout="300"><grammar url="builtin:dtmf/digits?length=2"/></input></prompt>`,
+        );
+        await callEvent(peer, 'input-timers-started', short);
+        assert.equal(await reasonOf(peer, short), 'noinput');
+        await peer.iq(`<iq type="set" to="${call}"><hangup xmlns="${NS_RAYO}"/></iq>`);
+      } finally {
+        rtp.close();
+      }
     });
   });
 });

@@ -203,6 +203,11 @@ export class MediaEndpoint implements FrameSubscriber {
     return this.directionValue;
   }
 
+  /** Whether the peer takes and sends RFC 4733 telephone-events (else DTMF is in-band tones). */
+  get telephoneEvents(): boolean {
+    return (this.negotiated?.eventPayloadType ?? -1) >= 0;
+  }
+
   /** The codec we send, once negotiated. */
   get codec(): 'PCMU' | 'PCMA' | undefined {
     return this.negotiated?.codec;

@@ -1,3 +1,5 @@
+import { DtmfDetector } from '../../../media/dtmf-detector.js';
+import type { AudioSource, PlayResult } from '../../../media/endpoint.js';
 import type { Port, PortAddress } from '../../../services/calls/router.js';
 import type { Party, Signal } from '../../../services/calls/signal.js';
 import type { EndReason, Header } from './elements.js';
@@ -10,8 +12,15 @@ export interface RayoMedia {
   offer(): Promise<string>;
   /** The other party's answer to our offer. */
   accept(answerSdp: string): Promise<void>;
-  /** Each DTMF key the other party presses (RFC 4733 or in-band), once. */
+  /** Each DTMF key the other party presses as an RFC 4733 event, once. */
   onDigit(listener: (digit: string) => void): () => void;
+  /** Each 20 ms frame of the other party's audio (8 kHz linear). */
+  onAudio(listener: (frame: Int16Array) => void): () => void;
+  /** Whether RFC 4733 events were negotiated (else keys come as tones in the audio). */
+  readonly telephoneEvents: boolean;
+  /** Plays frames to the other party, replacing what played. */
+  play(source: AudioSource): Promise<PlayResult>;
+  stop(): void;
   close(): Promise<void>;
 }
 
@@ -45,6 +54,7 @@ export class RayoCall implements Port {
   private media: RayoMedia | undefined;
   /** Who hears the keys the other party presses (components), and their media subscriptions. */
   private readonly digitListeners = new Map<(digit: string) => void, (() => void) | undefined>();
+  private stopInBand: (() => void) | undefined;
 
   constructor(
     private readonly router: { open(port: Port): PortAddress; send(to: PortAddress, signal: Signal, from: PortAddress): void; release(address: PortAddress): void },
@@ -80,10 +90,40 @@ export class RayoCall implements Port {
    */
   onDigit(listener: (digit: string) => void): () => void {
     this.digitListeners.set(listener, this.media?.onDigit(listener));
+    this.listenInBand();
     return () => {
       this.digitListeners.get(listener)?.();
       this.digitListeners.delete(listener);
+      if (this.digitListeners.size === 0) this.stopInBand?.();
     };
+  }
+
+  /**
+   * Keys in the audio itself, for a party that did not take RFC 4733 events (as Asterisk does,
+   * in-band detection runs only then: a phone that sends both would be heard twice). Runs while
+   * someone listens for keys.
+   */
+  private listenInBand(): void {
+    const media = this.media;
+    if (!media || media.telephoneEvents || this.stopInBand) return;
+    const detector = new DtmfDetector();
+    const off = media.onAudio((frame) => {
+      const digit = detector.push(frame);
+      if (digit !== undefined) for (const listener of [...this.digitListeners.keys()]) listener(digit);
+    });
+    this.stopInBand = () => {
+      off();
+      this.stopInBand = undefined;
+    };
+  }
+
+  /** Plays to the other party (components); 'stopped' when the call has no media. */
+  play(source: AudioSource): Promise<PlayResult> {
+    return this.answeredMedia?.play(source) ?? Promise.resolve('stopped');
+  }
+
+  stopPlaying(): void {
+    this.media?.stop();
   }
 
   /** The call's media once it is answered (what components play into and hear). */

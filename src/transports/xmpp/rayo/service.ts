@@ -10,7 +10,8 @@ import { el, type XmlElement } from '../../../xml/element.js';
 import type { PortAddress } from '../../../services/calls/router.js';
 import type { Signal } from '../../../services/calls/signal.js';
 import { codeOfRejectReason, NO_HEADERS, RayoCall, type RayoMedia } from './call.js';
-import { InputCollector, type RayoComponent } from './components.js';
+import { InputCollector, OutputPlayer, PromptRunner, type RayoComponent } from './components.js';
+import type { PromptRenderer } from '../../../media/prompts.js';
 import {
   buildDiscoInfo,
   buildErrorElement,
@@ -59,6 +60,8 @@ const DEFAULT_CALLS_PER_ACCOUNT = 50;
 export interface RayoServiceOptions {
   /** The media end of each call (a MediaEndpoint of the gateway). */
   openMedia: (callId: string) => RayoMedia;
+  /** Renders what output and prompt components play (text-to-speech, fetched WAV files). */
+  renderer: PromptRenderer;
   callsPerAccount?: number;
 }
 
@@ -260,13 +263,27 @@ export class RayoService implements ImComponent, DomainService {
         ok();
         call.hangup();
         return;
-      case 'input': {
+      case 'input':
+      case 'output':
+      case 'prompt': {
         if (!call.answeredMedia) return fail(rayoError('unexpected-request', 'the call has no media yet: answer it first'));
         const id = randomId(10).toLowerCase();
-        const started = InputCollector.start(id, command, call, (component, reason) => this.completed(held, component, reason));
+        const completed = (component: RayoComponent, reason: CompleteReason): void => this.completed(held, component, reason);
+        const renderer = this.options.renderer;
+        const started =
+          command.kind === 'input'
+            ? InputCollector.start(id, command, call, completed)
+            : command.kind === 'output'
+              ? await OutputPlayer.start(id, command, call, renderer, completed)
+              : await PromptRunner.start(id, command, call, renderer, completed, (component) => this.componentEvent(held, component, { kind: 'input-timers-started' }));
         if ('condition' in started) return fail(started);
+        if (call.ended) {
+          started.hangup();
+          return fail(rayoError('item-not-found', 'the call ended'));
+        }
         held.components.set(id, started);
         client.deliver(buildIqResult(replyAddress(iq, client), buildRef({ uri: xmppUri(componentJid(callJid(call.id, held.domain), id)) })));
+        this.log.info({ event: 'rayo.component_started', call: call.id, component: id, kind: command.kind }, 'a Rayo component started');
         return;
       }
       default:
@@ -358,10 +375,15 @@ export class RayoService implements ImComponent, DomainService {
   /** A component completed: its `complete` goes to the call's controller. */
   private completed(held: HeldCall, component: RayoComponent, reason: CompleteReason): void {
     held.components.delete(component.id);
+    this.componentEvent(held, component, { kind: 'complete', reason });
+  }
+
+  /** An event of a component, as presence from it to the call's controller. */
+  private componentEvent(held: HeldCall, component: RayoComponent, event: RayoEvent): void {
     const controller = held.call.controller;
     if (!controller) return;
     const from = componentJid(callJid(held.call.id, held.domain), component.id);
-    this.deliverTo(held, controller, buildEventPresence({ from, to: controller }, { kind: 'complete', reason }, { stamp: new Date() }));
+    this.deliverTo(held, controller, buildEventPresence({ from, to: controller }, event, { stamp: new Date() }));
   }
 
   private ended(held: HeldCall, reason: EndReason, code?: number): void {
