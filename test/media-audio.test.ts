@@ -747,6 +747,12 @@ describe('voice activity detection', () => {
     assert.ok(vad.noiseFloor < -40, `floor ${vad.noiseFloor}`);
   });
 
+  test('speech that is the first sound of a call (after digital silence) is speech, not the floor', () => {
+    const vad = new VoiceActivityDetector();
+    const audio = concat(new Int16Array(8000), sine(300, 8000, 8000, 6000), new Int16Array(8000));
+    assert.deepEqual(transitions(vad, audio).map((e) => e[1]), ['started', 'stopped']);
+  });
+
   test('pauses shorter than the hangover do not stop speech; speech-like audio is speech', () => {
     const vad = new VoiceActivityDetector();
     const audio = concat(noise(1, 50), speechLike(3), noise(1, 50));

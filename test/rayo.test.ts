@@ -81,6 +81,42 @@ async function until(done: () => boolean): Promise<void> {
   for (let i = 0; i < 200 && !done(); i++) await new Promise((resolve) => setTimeout(resolve, 50));
 }
 
+/** The caller's RTP socket: counts loud PCMU frames, and frames where 1 kHz dominates. */
+async function listener(): Promise<{ socket: Socket; loud: () => number; tone: () => number; close: () => void }> {
+  const socket = createSocket('udp4');
+  await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve));
+  let loud = 0;
+  let tone = 0;
+  const k1000 = goertzelCoefficient(1000, 8000);
+  const k600 = goertzelCoefficient(600, 8000);
+  socket.on('message', (packet) => {
+    if (packet.length < 12 + 160 || (packet[1]! & 0x7f) !== 0) return;
+    const pcm = decodeUlaw(new Uint8Array(packet.subarray(12, 12 + 160)));
+    let energy = 0;
+    for (const v of pcm) energy += v * v;
+    if (energy / pcm.length > 200 * 200) {
+      loud++;
+      if (goertzelEnergy(pcm, k1000) > 20 * goertzelEnergy(pcm, k600)) tone++;
+    }
+  });
+  return { socket, loud: () => loud, tone: () => tone, close: () => socket.close() };
+}
+
+
+/** Sends `ms` of a 1 kHz tone (PCMU, 20 ms packets, paced) from `socket` to a media port. */
+async function sendTone(socket: Socket, port: number, ms: number, ssrc = 0x4242): Promise<void> {
+  const k = (2 * Math.PI * 1000) / 8000;
+  for (let n = 0; n < ms / 20; n++) {
+    const pcm = new Int16Array(160);
+    for (let i = 0; i < 160; i++) pcm[i] = Math.round(8000 * Math.sin(k * (n * 160 + i)));
+    const packet = Buffer.alloc(12 + 160);
+    writeRtpHeader(packet, { payloadType: 0, sequence: n + 1, timestamp: (n + 1) * 160, ssrc });
+    packet.set(encodeUlaw(pcm), 12);
+    await new Promise<void>((resolve) => socket.send(packet, port, '127.0.0.1', () => resolve()));
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
 const next = (client: XimssClient, name: string, leg?: string): Promise<XmlElement> => client.takeAsync(name, (m) => leg === undefined || m.attrs.callLeg === leg);
 
 /** The presence of a call event (`offer`, `end`…) the peer got, and the call's JID. */
@@ -212,7 +248,7 @@ describe('Rayo over XMPP', { skip: slixmpp }, () => {
     assert.equal(peer.events.filter((e) => e.event === 'presence' && e.xml.includes('<offer')).length, 0, 'no offer was sent');
   });
 
-  it('answers errors as the XEP says: forbidden without RayoAllowed, bad-request, feature-not-implemented, item-not-found; disco', async () => {
+  it('answers errors as the XEP says: forbidden without RayoAllowed, bad-request, item-not-found, feature-not-implemented; disco', async () => {
     const { peer: denied } = await rayoClient('rayo-denied', { allowed: false });
     const forbidden = await denied.iq(`<iq type="set" to="${domain}"><dial xmlns="${NS_RAYO}" to="sip:someone@${domain}"/></iq>`);
     assert.equal(forbidden.condition, 'forbidden', forbidden.xml);
@@ -224,8 +260,8 @@ describe('Rayo over XMPP', { skip: slixmpp }, () => {
     assert.equal(noTo.condition, 'bad-request', noTo.xml);
     const unknown = await peer.iq(`<iq type="set" to="nosuchcall@call.${domain}"><answer xmlns="${NS_RAYO}"/></iq>`);
     assert.equal(unknown.condition, 'item-not-found', unknown.xml);
-    const mixer = await peer.iq(`<iq type="set" to="room@mixer.${domain}"><output xmlns="urn:xmpp:rayo:output:1"><document content-type="text/plain">hi</document></output></iq>`);
-    assert.equal(mixer.condition, 'feature-not-implemented', mixer.xml);
+    const mixer = await peer.iq(`<iq type="set" to="nosuchroom@mixer.${domain}"><output xmlns="urn:xmpp:rayo:output:1"><document content-type="text/plain">hi</document></output></iq>`);
+    assert.equal(mixer.condition, 'item-not-found', mixer.xml);
     const disco = await peer.iq(`<iq type="get" to="call.${domain}"><query xmlns="http://jabber.org/protocol/disco#info"/></iq>`);
     assert.equal(disco.type, 'result');
     assert.match(disco.xml, /var="urn:xmpp:rayo:1"/);
@@ -421,27 +457,6 @@ describe('Rayo over XMPP', { skip: slixmpp }, () => {
       return samples;
     }
 
-    /** The caller's RTP socket: counts loud PCMU frames, and frames where 1 kHz dominates. */
-    async function listener(): Promise<{ socket: Socket; loud: () => number; tone: () => number; close: () => void }> {
-      const socket = createSocket('udp4');
-      await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve));
-      let loud = 0;
-      let tone = 0;
-      const k1000 = goertzelCoefficient(1000, 8000);
-      const k600 = goertzelCoefficient(600, 8000);
-      socket.on('message', (packet) => {
-        if (packet.length < 12 + 160 || (packet[1]! & 0x7f) !== 0) return;
-        const pcm = decodeUlaw(new Uint8Array(packet.subarray(12, 12 + 160)));
-        let energy = 0;
-        for (const v of pcm) energy += v * v;
-        if (energy / pcm.length > 200 * 200) {
-          loud++;
-          if (goertzelEnergy(pcm, k1000) > 20 * goertzelEnergy(pcm, k600)) tone++;
-        }
-      });
-      return { socket, loud: () => loud, tone: () => tone, close: () => socket.close() };
-    }
-
     async function answeredWith(name: string, rtp: Socket): Promise<{ peer: XmppPeer; call: string; caller: { address: string; client: XimssClient } }> {
       const { jid, peer } = await rayoClient(name);
       const caller = await ximssUser(`${name}-caller`);
@@ -533,6 +548,102 @@ describe('Rayo over XMPP', { skip: slixmpp }, () => {
         await peer.iq(`<iq type="set" to="${call}"><hangup xmlns="${NS_RAYO}"/></iq>`);
       } finally {
         rtp.close();
+      }
+    });
+  });
+
+  describe('joins and mixers (calls mixed at the server)', () => {
+    /** An answered call to the Rayo client from a XIMSS caller whose media is `rtp`; the endpoint's port. */
+    async function answered(peer: XmppPeer, jid: string, name: string, rtp: Socket): Promise<{ call: string; port: number; caller: XimssClient }> {
+      const caller = await ximssUser(name);
+      await ok(caller.client, `<callStart callLeg="j" peer="${jid}"><sdpText>${sdpText(rtp.address().port)}</sdpText></callStart>`);
+      const offer = await callEvent(peer, 'offer');
+      assert.equal((await peer.iq(`<iq type="set" to="${offer.call}"><answer xmlns="${NS_RAYO}"/></iq>`)).type, 'result');
+      const connected = await next(caller.client, 'callConnected', 'j');
+      const ip = connected.element('sdp')?.element('media')?.attrs.ip ?? '';
+      return { call: offer.call, port: Number(ip.slice(ip.lastIndexOf(':') + 1)), caller: caller.client };
+    }
+
+    it('joins two calls: each hears the other; unjoin parts them; the XEP\'s join errors', async () => {
+      const { jid, peer } = await rayoClient('rayo-join');
+      const [ra, rb] = [await listener(), await listener()];
+      try {
+        const a = await answered(peer, jid, 'rayo-join-a', ra.socket);
+        const b = await answered(peer, jid, 'rayo-join-b', rb.socket);
+        const joined = await peer.iq(`<iq type="set" to="${a.call}"><join xmlns="${NS_RAYO}" call-uri="xmpp:${b.call}"/></iq>`);
+        assert.equal(joined.type, 'result', joined.xml);
+        assert.match((await callEvent(peer, 'joined', a.call)).xml, new RegExp(`call-uri="xmpp:${b.call}"`));
+        assert.match((await callEvent(peer, 'joined', b.call)).xml, new RegExp(`call-uri="xmpp:${a.call}"`));
+        const before = rb.tone();
+        await sendTone(ra.socket, a.port, 1000);
+        await until(() => rb.tone() > before + 15);
+        assert.ok(rb.tone() > before + 15, `B heard A's tone (${rb.tone() - before} frames)`);
+        const heardBack = ra.tone();
+        await sendTone(rb.socket, b.port, 1000, 0x4343);
+        await until(() => ra.tone() > heardBack + 15);
+        assert.ok(ra.tone() > heardBack + 15, `A heard B's tone (${ra.tone() - heardBack} frames)`);
+
+        const again = await peer.iq(`<iq type="set" to="${a.call}"><join xmlns="${NS_RAYO}" call-uri="xmpp:${b.call}"/></iq>`);
+        assert.equal(again.condition, 'conflict', again.xml);
+        const unjoined = await peer.iq(`<iq type="set" to="${a.call}"><unjoin xmlns="${NS_RAYO}" call-uri="xmpp:${b.call}"/></iq>`);
+        assert.equal(unjoined.type, 'result', unjoined.xml);
+        await callEvent(peer, 'unjoined', a.call);
+        await callEvent(peer, 'unjoined', b.call);
+        const none = await peer.iq(`<iq type="set" to="${a.call}"><unjoin xmlns="${NS_RAYO}"/></iq>`);
+        assert.equal(none.condition, 'service-unavailable', none.xml);
+        const missing = await peer.iq(`<iq type="set" to="${a.call}"><join xmlns="${NS_RAYO}" call-uri="xmpp:nosuch@call.${domain}"/></iq>`);
+        assert.equal(missing.condition, 'service-unavailable', missing.xml);
+        const direct = await peer.iq(`<iq type="set" to="${a.call}"><join xmlns="${NS_RAYO}" call-uri="xmpp:${b.call}" media="direct" direction="recv"/></iq>`);
+        assert.equal(direct.condition, 'feature-not-implemented', direct.xml);
+        const malformed = await peer.iq(`<iq type="set" to="${a.call}"><join xmlns="${NS_RAYO}" call-uri="xmpp:"/></iq>`);
+        assert.equal(malformed.condition, 'bad-request', malformed.xml);
+        // Joined again, a hang-up of one side unjoins the other.
+        assert.equal((await peer.iq(`<iq type="set" to="${a.call}"><join xmlns="${NS_RAYO}" call-uri="xmpp:${b.call}"/></iq>`)).type, 'result');
+        await callEvent(peer, 'joined', b.call);
+        await ok(a.caller, '<callKill callLeg="j"/>');
+        await callEvent(peer, 'unjoined', b.call);
+        await peer.iq(`<iq type="set" to="${b.call}"><hangup xmlns="${NS_RAYO}"/></iq>`);
+      } finally {
+        ra.close();
+        rb.close();
+      }
+    });
+
+    it('a mixer of three calls: the others hear a speaker, speaking events, output into the mixer; it goes with its last call', async () => {
+      const { jid, peer } = await rayoClient('rayo-mixer');
+      const sockets = [await listener(), await listener(), await listener()];
+      try {
+        const calls = [];
+        for (const [i, rtp] of sockets.entries()) calls.push(await answered(peer, jid, `rayo-mixer-${i}`, rtp.socket));
+        for (const [i, { call }] of calls.entries()) {
+          assert.equal((await peer.iq(`<iq type="set" to="${call}"><join xmlns="${NS_RAYO}" mixer-name="Room"/></iq>`)).type, 'result');
+          if (i === 0) {
+            const first = await peer.waitFor((e): e is PresenceEvent => e.event === 'presence' && e.from === `room@mixer.${domain}` && e.xml.includes('urn:xmpp:rayo:mixer:1'));
+            assert.ok(first, 'the new mixer presents itself with its caps');
+          }
+          assert.match((await callEvent(peer, 'joined', call)).xml, /mixer-name="room"/);
+        }
+        const [b0, c0] = [sockets[1]!.tone(), sockets[2]!.tone()];
+        await sendTone(sockets[0]!.socket, calls[0]!.port, 1200);
+        await until(() => sockets[1]!.tone() > b0 + 15 && sockets[2]!.tone() > c0 + 15);
+        assert.ok(sockets[1]!.tone() > b0 + 15 && sockets[2]!.tone() > c0 + 15, 'both others heard the speaker');
+        const spoke = await callEvent(peer, 'started-speaking', `room@mixer.${domain}`);
+        assert.match(spoke.xml, new RegExp(`call-uri="xmpp:${calls[0]!.call}"`));
+        await callEvent(peer, 'stopped-speaking', `room@mixer.${domain}`);
+
+        const loud = sockets.map((s) => s.loud());
+        const output = await peer.iq(`<iq type="set" to="room@mixer.${domain}"><output xmlns="urn:xmpp:rayo:output:1"><document content-type="text/plain">Welcome to the conference.</document></output></iq>`);
+        assert.equal(output.type, 'result', output.xml);
+        const component = /uri="xmpp:([^"]+)"/.exec(output.xml)![1]!;
+        assert.ok(component.startsWith(`room@mixer.${domain}/`));
+        assert.match((await callEvent(peer, 'complete', component)).xml, /<finish/);
+        for (const [i, s] of sockets.entries()) assert.ok(s.loud() > loud[i]! + 15, `participant ${i} heard the output`);
+
+        for (const { call } of calls) await peer.iq(`<iq type="set" to="${call}"><hangup xmlns="${NS_RAYO}"/></iq>`);
+        const gone = await peer.iq(`<iq type="set" to="room@mixer.${domain}"><output xmlns="urn:xmpp:rayo:output:1"><document content-type="text/plain">anyone?</document></output></iq>`);
+        assert.equal(gone.condition, 'item-not-found', gone.xml);
+      } finally {
+        for (const s of sockets) s.close();
       }
     });
   });

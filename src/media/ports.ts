@@ -11,6 +11,7 @@
  * The number of sessions (calls anchored at once) is limited too, separately from the ports,
  * so that an operator can cap the load below what the range would allow.
  */
+import { randomInt } from 'node:crypto';
 
 export interface PortRange {
   /** The lowest port to use (inclusive). */
@@ -51,7 +52,7 @@ function firstEven(port: number): number {
 export class PortAllocator {
   private readonly taken: Uint8Array;
   /** Where the next search starts, as an offset from `range.min`. */
-  private cursor = 0;
+  private cursor: number;
   private sessionCount = 0;
   private portCount = 0;
 
@@ -62,6 +63,10 @@ export class PortAllocator {
     validatePortRange(range);
     if (!Number.isInteger(maxSessions) || maxSessions < 1) throw new RangeError(`invalid maxSessions ${maxSessions}`);
     this.taken = new Uint8Array(range.max - range.min + 1);
+    // Start somewhere in the range, not at its bottom: two servers given the same range on one
+    // machine (tests, a second instance) then rarely try the same ports, and a port another
+    // process holds is skipped by the callers' bind retries.
+    this.cursor = randomInt(this.taken.length);
   }
 
   /** Sessions open now. */

@@ -37,6 +37,9 @@ const FULL_SCALE_POWER = (32767 * 32767) / 2;
 const STABLE_DB = 3;
 const STABLE_FRAMES = 100;
 
+/** The loudest level the first frame heard may have to be taken for the line's noise (speech is louder). */
+const FIRST_FLOOR_MAX_DB = -40;
+
 /** Level in dB of a mean square. */
 function levelDb(meanSquare: number): number {
   return 10 * Math.log10(meanSquare / FULL_SCALE_POWER + 1e-12);
@@ -104,7 +107,10 @@ export class VoiceActivityDetector {
     const voice = level >= this.minLevel && level >= this.floor + this.margin;
     // The floor: down at once to a quieter frame, up slowly otherwise (not at all for digital silence).
     if (level > -100) {
-      if (!this.floorKnown || level < this.floor) {
+      // The first frame heard sets the floor only when it could be line noise (not above
+      // FIRST_FLOOR_MAX_DB): a call whose first sound is speech (after digital silence, say) must
+      // not learn that speech as its floor.
+      if ((!this.floorKnown && level <= FIRST_FLOOR_MAX_DB) || level < this.floor) {
         this.floor = this.floorKnown ? (this.floor + level) / 2 : level;
         this.floorKnown = true;
       } else this.floor += this.rise;

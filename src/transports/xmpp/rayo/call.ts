@@ -55,6 +55,9 @@ export class RayoCall implements Port {
   /** Who hears the keys the other party presses (components), and their media subscriptions. */
   private readonly digitListeners = new Map<(digit: string) => void, (() => void) | undefined>();
   private stopInBand: (() => void) | undefined;
+  /** What plays when no component does, and how many component plays are under way. */
+  private background: AudioSource | undefined;
+  private componentPlays = 0;
 
   constructor(
     private readonly router: { open(port: Port): PortAddress; send(to: PortAddress, signal: Signal, from: PortAddress): void; release(address: PortAddress): void },
@@ -117,13 +120,37 @@ export class RayoCall implements Port {
     };
   }
 
-  /** Plays to the other party (components); 'stopped' when the call has no media. */
+  /**
+   * Plays to the other party (components), over what it hears otherwise (a join's audio, which
+   * comes back when the last component's play ends); 'stopped' when the call has no media.
+   */
   play(source: AudioSource): Promise<PlayResult> {
-    return this.answeredMedia?.play(source) ?? Promise.resolve('stopped');
+    const media = this.answeredMedia;
+    if (!media) return Promise.resolve('stopped');
+    this.componentPlays++;
+    return media.play(source).then((result) => {
+      this.componentPlays--;
+      if (this.componentPlays === 0 && this.background && !this.ended) void media.play(this.background);
+      return result;
+    });
   }
 
   stopPlaying(): void {
     this.media?.stop();
+  }
+
+  /** What the other party hears when no component plays (a join or mixer's audio; undefined: silence). */
+  setBackground(source: AudioSource | undefined): void {
+    this.background = source;
+    const media = this.answeredMedia;
+    if (!media || this.componentPlays > 0) return;
+    if (source) void media.play(source);
+    else media.stop();
+  }
+
+  /** Each 20 ms frame of the other party's audio (joins and mixers hear it). */
+  onAudio(listener: (frame: Int16Array) => void): () => void {
+    return this.answeredMedia?.onAudio(listener) ?? (() => {});
   }
 
   /** The call's media once it is answered (what components play into and hear). */

@@ -11,6 +11,7 @@ import type { PortAddress } from '../../../services/calls/router.js';
 import type { Signal } from '../../../services/calls/signal.js';
 import { codeOfRejectReason, NO_HEADERS, RayoCall, type RayoMedia } from './call.js';
 import { InputCollector, OutputPlayer, PromptRunner, type RayoComponent } from './components.js';
+import { CallMix } from './joins.js';
 import type { PromptRenderer } from '../../../media/prompts.js';
 import {
   buildDiscoInfo,
@@ -21,6 +22,9 @@ import {
   buildRef,
   CALL_SUBDOMAIN,
   componentJid,
+  mixerJid,
+  NS_RAYO_MIXER,
+  parseCallUri,
   callJid,
   capsVer,
   classifyJid,
@@ -39,6 +43,8 @@ import {
   xmppUri,
   type CompleteReason,
   type DialCommand,
+  type JoinCommand,
+  type JoinTarget,
   type EndReason,
   type RayoCommand,
   type RayoError,
@@ -52,6 +58,19 @@ interface HeldCall {
   offeredTo: Set<string>;
   /** Its running components, by id. */
   components: Map<string, RayoComponent>;
+  /** Its join: to another call (a private mix of the two) or to a mixer. */
+  join: { mix: CallMix; target: JoinTarget; other?: HeldCall } | undefined;
+}
+
+/** A Rayo mixer (`<name>@mixer.<domain>`): the calls joined to it, and the components playing into it. */
+interface HeldMixer {
+  name: string;
+  domain: string;
+  accountId: number;
+  mix: CallMix;
+  members: Set<HeldCall>;
+  /** Components on the mixer, with the client that started each (it gets their events). */
+  components: Map<string, { component: RayoComponent; starter: string }>;
 }
 
 /** How many calls one account may have under Rayo control at once. */
@@ -75,14 +94,16 @@ export interface RayoServiceOptions {
  *
  * Calls live on the node where they were made, with their offers sent to the clients of this
  * node; commands for a call of another node answer item-not-found (XEP-0349's forwarding is
- * not built yet). Components (output, input, prompt, record), join and mixers answer
- * feature-not-implemented until the media engine takes them.
+ * not built yet). Components (input, output, prompt: components.ts) run on answered calls and
+ * on mixers (output); joins mix calls with each other or in a named mixer (joins.ts).
  */
 export class RayoService implements ImComponent, DomainService {
   /** The potential controlling parties of this node, by account: full JID → client. */
   private readonly available = new Map<number, Map<string, ImClient>>();
   private readonly calls = new Map<string, HeldCall>();
   private readonly perAccount = new Map<number, number>();
+  /** Mixers by `<domain>/<name>` (names are case-insensitive, as JID local parts are). */
+  private readonly mixers = new Map<string, HeldMixer>();
   private readonly callsPerAccount: number;
 
   constructor(
@@ -105,6 +126,8 @@ export class RayoService implements ImComponent, DomainService {
   /** Hangs up every call (server shutdown). */
   close(): void {
     for (const { call } of [...this.calls.values()]) call.hangup();
+    for (const mixer of this.mixers.values()) mixer.mix.close();
+    this.mixers.clear();
   }
 
   /** Calls under Rayo control on this node. */
@@ -204,9 +227,23 @@ export class RayoService implements ImComponent, DomainService {
         if (!held || held.call.accountId !== client.account.id) return fail(rayoError('item-not-found', 'no such call'), checked.value);
         return this.callCommand(iq, client, held, command, checked.value);
       }
-      case 'mixer':
-        return fail(unsupportedCommand('mixers are not available yet'), checked.value);
+      case 'mixer': {
+        const wrong = commandError('mixer', command);
+        if (wrong) return fail(wrong, checked.value);
+        const mixer = this.mixers.get(`${serviceDomain}/${entity.name}`);
+        if (!mixer || mixer.accountId !== client.account.id) return fail(rayoError('item-not-found', 'no such mixer'), checked.value);
+        return this.mixerCommand(iq, client, mixer, command, checked.value);
+      }
       case 'component': {
+        if (entity.parent.kind === 'mixer') {
+          const entry = this.mixers.get(`${serviceDomain}/${entity.parent.name}`)?.components.get(entity.componentId);
+          if (!entry || entry.starter !== client.jid) return fail(rayoError('item-not-found', 'no such component'), checked.value);
+          const wrong = commandError({ component: entry.component.kind }, command);
+          if (wrong) return fail(wrong, checked.value);
+          const refused = entry.component.command(command as Parameters<RayoComponent['command']>[0]);
+          if (refused) return fail(refused, checked.value);
+          return client.deliver(buildIqResult(replyAddress(iq, client)));
+        }
         const held = entity.parent.kind === 'call' ? this.calls.get(entity.parent.callId) : undefined;
         const component = held && held.call.accountId === client.account.id ? held.components.get(entity.componentId) : undefined;
         if (!held || !component) return fail(rayoError('item-not-found', 'no such component'), checked.value);
@@ -263,6 +300,17 @@ export class RayoService implements ImComponent, DomainService {
         ok();
         call.hangup();
         return;
+      case 'join': {
+        const refused = this.join(held, command);
+        if (refused) return fail(refused);
+        return ok();
+      }
+      case 'unjoin': {
+        const join = held.join;
+        if (!join || (command.target && !sameTarget(command.target, join.target))) return fail(rayoError('service-unavailable', 'the call has no such join'));
+        this.unjoin(held);
+        return ok();
+      }
       case 'input':
       case 'output':
       case 'prompt': {
@@ -366,10 +414,123 @@ export class RayoService implements ImComponent, DomainService {
       answered: (c) => c.controller && this.sendEvent(held!, c.controller, { kind: 'answered', headers: NO_HEADERS }),
       ended: (_c, reason, code) => this.ended(held!, reason, code),
     }, incoming);
-    held = { call, domain, offeredTo, components: new Map() };
+    held = { call, domain, offeredTo, components: new Map(), join: undefined };
     this.calls.set(id, held);
     this.perAccount.set(accountId, (this.perAccount.get(accountId) ?? 0) + 1);
     return held;
+  }
+
+  /**
+   * join (XEP "Joining Calls"): the call's audio mixed with another call's (a private mix of the
+   * two) or a mixer's, bridged at the server; `media="direct"` (the two remote parties sending to
+   * each other) is not done here. A call is in one join at a time.
+   */
+  private join(held: HeldCall, command: JoinCommand): RayoError | undefined {
+    if (command.media === 'direct') return rayoError('feature-not-implemented', 'media="direct" is not available: joins are bridged at the server (media="bridge")', 'modify');
+    if (!held.call.answeredMedia) return rayoError('unexpected-request', 'the call has no media yet: answer it first');
+    if (held.join) return rayoError('conflict', 'the call is already joined: unjoin it first');
+    const callUri = callJid(held.call.id, held.domain);
+    if (command.target.kind === 'call') {
+      const jid = parseCallUri(command.target.callUri);
+      if ('condition' in jid) return jid;
+      const other = jid.domain === `${CALL_SUBDOMAIN}.${held.domain}` ? this.calls.get(jid.local) : undefined;
+      if (!other || other === held || other.call.accountId !== held.call.accountId) return rayoError('service-unavailable', 'no such call to join');
+      if (!other.call.answeredMedia) return rayoError('not-allowed', 'the other call has no media yet');
+      if (other.join) return rayoError('conflict', 'the other call is already joined');
+      const mix = new CallMix(`${held.call.id}+${other.call.id}`, undefined);
+      mix.add(held.call, command.direction);
+      mix.add(other.call, 'duplex');
+      held.join = { mix, target: command.target, other };
+      other.join = { mix, target: { kind: 'call', callUri: xmppUri(callUri) }, other: held };
+      this.callEvent(held, { kind: 'joined', target: { kind: 'call', callUri: xmppUri(callJid(other.call.id, other.domain)) } });
+      this.callEvent(other, { kind: 'joined', target: { kind: 'call', callUri: xmppUri(callUri) } });
+      this.log.info({ event: 'rayo.joined', call: held.call.id, other: other.call.id }, 'two Rayo calls were joined');
+      return undefined;
+    }
+    const name = command.target.mixerName.toLowerCase();
+    const key = `${held.domain}/${name}`;
+    let mixer = this.mixers.get(key);
+    if (mixer && mixer.accountId !== held.call.accountId) return rayoError('not-allowed', 'the mixer belongs to another account');
+    if (!mixer) {
+      let created: HeldMixer | undefined;
+      const mix = new CallMix(name, (memberId, transition) => created && this.speaking(created, memberId, transition));
+      created = { name, domain: held.domain, accountId: held.call.accountId, mix, members: new Set(), components: new Map() };
+      this.mixers.set(key, (mixer = created));
+      // The mixer's first presence, with its caps (XEP example 042).
+      const controller = held.call.controller;
+      if (controller) this.deliverTo(held, controller, buildEventPresence({ from: mixerJid(name, held.domain), to: controller }, undefined, { caps: { node: NS_RAYO_MIXER, ver: capsVer(RAYO_DISCO.service) } }));
+      this.log.info({ event: 'rayo.mixer_created', mixer: name, account: held.call.accountId }, 'a Rayo mixer was created');
+    }
+    mixer.mix.add(held.call, command.direction);
+    mixer.members.add(held);
+    held.join = { mix: mixer.mix, target: { kind: 'mixer', mixerName: name } };
+    this.callEvent(held, { kind: 'joined', target: { kind: 'mixer', mixerName: name } });
+    return undefined;
+  }
+
+  /** Leaves the call's join: the other call (or the mixer's last member) is left alone. */
+  private unjoin(held: HeldCall): void {
+    const join = held.join;
+    if (!join) return;
+    held.join = undefined;
+    join.mix.remove(held.call.id);
+    if (join.other) {
+      const other = join.other;
+      other.join = undefined;
+      join.mix.close();
+      this.callEvent(held, { kind: 'unjoined', target: join.target });
+      this.callEvent(other, { kind: 'unjoined', target: { kind: 'call', callUri: xmppUri(callJid(held.call.id, held.domain)) } });
+      return;
+    }
+    const key = `${held.domain}/${join.target.kind === 'mixer' ? join.target.mixerName : ''}`;
+    const mixer = this.mixers.get(key);
+    mixer?.members.delete(held);
+    this.callEvent(held, { kind: 'unjoined', target: join.target });
+    if (mixer && mixer.members.size === 0) {
+      for (const { component } of [...mixer.components.values()]) component.hangup();
+      mixer.mix.close();
+      this.mixers.delete(key);
+      this.log.info({ event: 'rayo.mixer_removed', mixer: mixer.name }, 'a Rayo mixer was removed (its last call left)');
+    }
+  }
+
+  /** Commands to a mixer: output components played into it. */
+  private async mixerCommand(iq: XmlElement, client: ImClient, mixer: HeldMixer, command: RayoCommand, payload: XmlElement): Promise<void> {
+    const fail = (error: RayoError): void => client.deliver(buildIqError(replyAddress(iq, client), error, payload));
+    if (command.kind !== 'output') return fail(unsupportedCommand(`a mixer does not take <${command.kind}> here (output only)`));
+    const id = randomId(10).toLowerCase();
+    const from = componentJid(mixerJid(mixer.name, mixer.domain), id);
+    const started = await OutputPlayer.start(id, command, mixer.mix, this.options.renderer, (component, reason) => {
+      mixer.components.delete(component.id);
+      this.deliverTo(undefined, client.jid, buildEventPresence({ from, to: client.jid }, { kind: 'complete', reason }, { stamp: new Date() }), mixer.accountId);
+    });
+    if ('condition' in started) return fail(started);
+    if (!this.mixers.has(`${mixer.domain}/${mixer.name}`)) {
+      started.hangup();
+      return fail(rayoError('item-not-found', 'the mixer is gone'));
+    }
+    mixer.components.set(id, { component: started, starter: client.jid });
+    client.deliver(buildIqResult(replyAddress(iq, client), buildRef({ uri: xmppUri(from) })));
+  }
+
+  /** A member of a mixer started or stopped speaking: the controllers of its calls are told. */
+  private speaking(mixer: HeldMixer, memberId: string, transition: 'started' | 'stopped'): void {
+    const speaker = this.calls.get(memberId);
+    if (!speaker) return;
+    const callUri = xmppUri(callJid(speaker.call.id, speaker.domain));
+    const from = mixerJid(mixer.name, mixer.domain);
+    const told = new Set<string>();
+    for (const member of mixer.members) {
+      const controller = member.call.controller;
+      if (!controller || told.has(controller)) continue;
+      told.add(controller);
+      this.deliverTo(member, controller, buildEventPresence({ from, to: controller }, { kind: transition === 'started' ? 'started-speaking' : 'stopped-speaking', callUri }, { stamp: new Date() }));
+    }
+  }
+
+  /** An event of a call, to its controller. */
+  private callEvent(held: HeldCall, event: RayoEvent): void {
+    if (held.call.controller) this.sendEvent(held, held.call.controller, event);
   }
 
   /** A component completed: its `complete` goes to the call's controller. */
@@ -388,8 +549,9 @@ export class RayoService implements ImComponent, DomainService {
 
   private ended(held: HeldCall, reason: EndReason, code?: number): void {
     const { call } = held;
-    // Its components complete first (reason hangup), then the call ends.
+    // Its components complete first (reason hangup), it leaves its join, then the call ends.
     for (const component of [...held.components.values()]) component.hangup();
+    if (held.join) this.unjoin(held);
     this.calls.delete(call.id);
     const count = (this.perAccount.get(call.accountId) ?? 1) - 1;
     if (count > 0) this.perAccount.set(call.accountId, count);
@@ -408,8 +570,9 @@ export class RayoService implements ImComponent, DomainService {
   }
 
   /** A stanza for a client of this node (gone clients get nothing). */
-  private deliverTo(held: HeldCall, jid: string, stanza: XmlElement): void {
-    const client = this.available.get(held.call.accountId)?.get(jid) ?? this.im.router.resource(held.call.accountId, parseJid(jid).resource)?.client;
+  private deliverTo(held: HeldCall | undefined, jid: string, stanza: XmlElement, accountId = held?.call.accountId): void {
+    if (accountId === undefined) return;
+    const client = this.available.get(accountId)?.get(jid) ?? this.im.router.resource(accountId, parseJid(jid).resource)?.client;
     client?.deliver(stanza);
   }
 
@@ -450,4 +613,9 @@ function replyAddress(iq: XmlElement, client: ImClient): { from: string; to: str
 /** A stanza error answering a message or presence (RFC 6120 8.3). */
 function errorOf(stanza: XmlElement, error: RayoError): XmlElement {
   return el(stanza.name, { from: stanza.attrs.to, to: stanza.attrs.from, type: 'error', id: stanza.attrs.id }, buildErrorElement(error));
+}
+
+function sameTarget(a: JoinTarget, b: JoinTarget): boolean {
+  if (a.kind === 'mixer' || b.kind === 'mixer') return a.kind === b.kind && (a as { mixerName: string }).mixerName.toLowerCase() === (b as { mixerName: string }).mixerName.toLowerCase();
+  return a.callUri.toLowerCase() === b.callUri.toLowerCase();
 }
