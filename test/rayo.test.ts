@@ -15,6 +15,7 @@ import { decodeUlaw, encodeUlaw } from '../src/media/g711.js';
 import { dtmfSequence } from '../src/media/tones.js';
 import { encodeWav } from '../src/media/wav.js';
 import { ensureDebianTool } from './fixtures/debian.js';
+import { SipPhone } from './fixtures/sip-phone.js';
 import { parseNlsml } from '../src/media/nlsml.js';
 import { writeRtpHeader } from '../src/media/rtp.js';
 import type { XmlElement } from '../src/xml/element.js';
@@ -31,12 +32,14 @@ const RAYO_CLIENT_CAPS = `<c xmlns="http://jabber.org/protocol/caps" hash="sha-1
 
 let server: TestServer;
 let port: number;
+let sipPort: number;
 let domain: string;
 const peers: XmppPeer[] = [];
 
 before(async () => {
   port = await freePort();
-  server = await startTestServer({ ports: { ximss: 0, http: 0, smtp: 0, xmpp: port } });
+  sipPort = await freePort();
+  server = await startTestServer({ ports: { ximss: 0, http: 0, smtp: 0, xmpp: port, sip: sipPort } });
 });
 after(async () => {
   await Promise.all(peers.map((p) => p.close().catch(() => {})));
@@ -645,6 +648,62 @@ describe('Rayo over XMPP', { skip: slixmpp }, () => {
       } finally {
         for (const s of sockets) s.close();
       }
+    });
+  });
+
+  describe('with SIP phones: extension headers both ways, dial with a join', () => {
+    it('carries X- headers from a phone\'s INVITE into the offer, and dial headers into the INVITE', async () => {
+      const { jid, peer } = await rayoClient('rayo-hdr');
+      const phoneAccount = await server.newAccount('rayo-phone');
+      const phone = await SipPhone.open(sipPort, phoneAccount, 'secret');
+      try {
+        await phone.register();
+        // The phone calls the Rayo account with headers of its own.
+        const calling = phone.invite(`sip:${jid}`, `<sip:${jid}>`, 40_040, ['X-Customer-Id: 8877', 'X-Skill: agent', 'Subject: not carried']);
+        const offer = await callEvent(peer, 'offer');
+        assert.match(offer.xml, /<header [^>]*name="X-Customer-Id"[^>]*value="8877"/);
+        assert.match(offer.xml, /<header [^>]*name="X-Skill"[^>]*value="agent"/);
+        assert.doesNotMatch(offer.xml, /Subject/);
+        assert.equal((await peer.iq(`<iq type="set" to="${offer.call}"><answer xmlns="${NS_RAYO}"/></iq>`)).type, 'result');
+        const answered = await calling;
+        assert.equal(answered.response.status, 200);
+        await peer.iq(`<iq type="set" to="${offer.call}"><hangup xmlns="${NS_RAYO}"/></iq>`);
+        await phone.nextRequest('BYE', answered.dialog!);
+
+        // The Rayo client dials the phone with headers (XEP example 014's form).
+        const dialed = await peer.iq(`<iq type="set" to="${domain}"><dial xmlns="${NS_RAYO}" to="sip:${phoneAccount}"><header name="X-Skill" value="sales"/><header name="Priority" value="urgent"/></dial></iq>`);
+        assert.equal(dialed.type, 'result', dialed.xml);
+        const ringing = await phone.ring();
+        assert.equal(ringing.invite.headers.get('X-Skill'), 'sales');
+        assert.equal(ringing.invite.headers.get('Priority'), undefined, 'only extension (X-) headers are carried');
+        await ringing.accept(40_042);
+        const call = /uri="xmpp:([^"]+)"/.exec(dialed.xml)![1]!;
+        await callEvent(peer, 'answered', call);
+        await peer.iq(`<iq type="set" to="${call}"><hangup xmlns="${NS_RAYO}"/></iq>`);
+        await phone.nextRequest('BYE', ringing.dialog);
+      } finally {
+        phone.close();
+      }
+    });
+
+    it('dial with a join: the new call is joined to the given call once answered', async () => {
+      const { jid, peer } = await rayoClient('rayo-dialjoin');
+      const caller = await ximssUser('rayo-dialjoin-a');
+      await ok(caller.client, `<callStart callLeg="a" peer="${jid}"><sdpText>${sdpText(40_050)}</sdpText></callStart>`);
+      const offer = await callEvent(peer, 'offer');
+      await peer.iq(`<iq type="set" to="${offer.call}"><answer xmlns="${NS_RAYO}"/></iq>`);
+      const callee = await ximssUser('rayo-dialjoin-b');
+      const dialed = await peer.iq(`<iq type="set" to="${domain}"><dial xmlns="${NS_RAYO}" to="sip:${callee.address}"><join call-uri="xmpp:${offer.call}"/></dial></iq>`);
+      assert.equal(dialed.type, 'result', dialed.xml);
+      const call = /uri="xmpp:([^"]+)"/.exec(dialed.xml)![1]!;
+      const incoming = await next(callee.client, 'callIncoming');
+      await ok(callee.client, `<callAccept callLeg="${incoming.attrs.callLeg}"><sdpText>${sdpText(40_052)}</sdpText></callAccept>`);
+      await callEvent(peer, 'answered', call);
+      assert.match((await callEvent(peer, 'joined', call)).xml, new RegExp(`call-uri="xmpp:${offer.call}"`));
+      assert.match((await callEvent(peer, 'joined', offer.call)).xml, new RegExp(`call-uri="xmpp:${call}"`));
+      await peer.iq(`<iq type="set" to="${call}"><hangup xmlns="${NS_RAYO}"/></iq>`);
+      await callEvent(peer, 'unjoined', offer.call);
+      await peer.iq(`<iq type="set" to="${offer.call}"><hangup xmlns="${NS_RAYO}"/></iq>`);
     });
   });
 });

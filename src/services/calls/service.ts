@@ -58,6 +58,8 @@ export interface PlaceCall {
   exclude?: { accountId: number; resource: string };
   transferredBy?: string;
   suppl?: Record<string, string>;
+  /** Extension headers for the callee (see signal.ts extensionHeaders). */
+  headers?: [string, string][];
 }
 
 /** Why a call could not be placed at all (a bad address, a limit): the caller's `reject` code. */
@@ -123,7 +125,7 @@ export class CallService implements CallHooks {
     }
     const callId = randomId(12);
     const to: Party = { address: request.to, name: request.peerName };
-    const invite = { kind: 'invite' as const, callId, from: request.from, to, sdp: request.sdp, transferredBy: request.transferredBy, suppl: request.suppl, media: request.media, nat: request.nat, callerAccountId: request.accountId };
+    const invite = { kind: 'invite' as const, callId, from: request.from, to, sdp: request.sdp, transferredBy: request.transferredBy, suppl: request.suppl, headers: request.headers, media: request.media, nat: request.nat, callerAccountId: request.accountId };
     const call = new Call(this.router, this, callId, request.from, to, request.caller, invite);
     this.calls.add(call);
     if (request.accountId !== undefined) {

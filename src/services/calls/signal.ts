@@ -33,7 +33,20 @@ export type MediaFlavour = 'webrtc' | 'rtp';
 
 export type Signal =
   /** A new call for the receiving side (sent to a target, see CallTarget). */
-  | { kind: 'invite'; callId: string; from: Party; to: Party; sdp?: SdpText; transferredBy?: string; suppl?: Record<string, string>; media?: MediaFlavour; nat?: boolean; callerAccountId?: number }
+  | {
+      kind: 'invite';
+      callId: string;
+      from: Party;
+      to: Party;
+      sdp?: SdpText;
+      transferredBy?: string;
+      suppl?: Record<string, string>;
+      /** Extension headers (`X-…`) carried end to end: SIP headers, Rayo's offer and dial headers. */
+      headers?: [string, string][];
+      media?: MediaFlavour;
+      nat?: boolean;
+      callerAccountId?: number;
+    }
   /** The leg for a new call exists (as SIP's 100 Trying): the call learns where it is. */
   | { kind: 'trying' }
   /** The callee is being alerted (an early dialog `tag`), with early media or an offer. */
@@ -66,6 +79,25 @@ export type Signal =
   | { kind: 'gone' };
 
 export type SignalKind = Signal['kind'];
+
+/** How many extension headers a call carries, and how long each value may be. */
+export const MAX_EXTENSION_HEADERS = 32;
+export const MAX_EXTENSION_HEADER_VALUE = 1024;
+
+/**
+ * The extension headers worth carrying from one binding to another: `X-` names (RFC 6648's
+ * old convention that PBXs and Rayo applications still use), values without line breaks, at
+ * most MAX_EXTENSION_HEADERS of them. Undefined when none is left.
+ */
+export function extensionHeaders(headers: Iterable<readonly [string, string]>): [string, string][] | undefined {
+  const kept: [string, string][] = [];
+  for (const [name, value] of headers) {
+    if (kept.length >= MAX_EXTENSION_HEADERS) break;
+    if (!/^X-[A-Za-z0-9!%'*+._`~-]{1,64}$/i.test(name) || /[\r\n\0]/.test(value) || value.length > MAX_EXTENSION_HEADER_VALUE) continue;
+    kept.push([name, value]);
+  }
+  return kept.length > 0 ? kept : undefined;
+}
 
 /**
  * Where a new call may be delivered: a XIMSS session bound on some node, the account's Rayo

@@ -30,7 +30,7 @@ import type { Resolution } from '../../services/calls/call.js';
 import type { CallRouter, Port, PortAddress } from '../../services/calls/router.js';
 import { addressOf, CallRefused, isPhoneNumber, type CallService } from '../../services/calls/service.js';
 import type { DnsResolver } from '../../services/mail-auth.js';
-import { reasonOf, type CallTarget, type MediaFlavour, type Party, type Signal } from '../../services/calls/signal.js';
+import { extensionHeaders, reasonOf, type CallTarget, type MediaFlavour, type Party, type Signal } from '../../services/calls/signal.js';
 import { behindNat, isPrivateAddress, sdpAddress } from '../../services/calls/nat.js';
 import { DigestAuthenticator } from '../../services/digest.js';
 import type { ImService } from '../../services/im/service.js';
@@ -491,6 +491,7 @@ export class SipUacLeg extends SipLeg {
           ...target.path.map((p) => ['Route', p] as const),
           ...(invite.transferredBy ? [['Referred-By', `<sip:${invite.transferredBy}>`] as const] : []),
           ...supplHeaders(invite.suppl),
+          ...(extensionHeaders(invite.headers ?? []) ?? []),
         ],
         destination,
         pinDestination: target.nat === true,
@@ -604,6 +605,15 @@ function supplOf(request: SipRequest): Record<string, string> | undefined {
   return Object.keys(suppl).length > 0 ? suppl : undefined;
 }
 
+/** The INVITE's extension headers, carried to the callee (signal.ts extensionHeaders). */
+function headersOf(request: SipRequest): [string, string][] | undefined {
+  const all: [string, string][] = [];
+  request.headers.forEach((name, value) => {
+    if (name.length > 2 && (name[0] === 'X' || name[0] === 'x') && name[1] === '-') all.push([name, value]);
+  });
+  return extensionHeaders(all);
+}
+
 function supplHeaders(suppl: Record<string, string> | undefined): [string, string][] {
   if (!suppl) return [];
   return SUPPL_HEADERS.filter((name) => suppl[name] !== undefined && !/[\r\n]/.test(suppl[name]!)).map((name) => [name, suppl[name]!]);
@@ -637,7 +647,7 @@ export class SipUasLeg extends SipLeg {
       if (body && isSdp(body)) this.send({ kind: 'ack', sdp: body.content });
     });
     try {
-      this.peer = calls.place({ caller: this.address, accountId, from: caller, to, sdp: this.offered ? server.body!.content : undefined, media: media.flavour, nat: media.nat, suppl: supplOf(server.request) }).address;
+      this.peer = calls.place({ caller: this.address, accountId, from: caller, to, sdp: this.offered ? server.body!.content : undefined, media: media.flavour, nat: media.nat, suppl: supplOf(server.request), headers: headersOf(server.request) }).address;
     } catch (err) {
       // Over a limit (CallRefused): the device hears it as the refusal.
       this.ended = true;

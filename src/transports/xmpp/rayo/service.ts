@@ -8,7 +8,7 @@ import { randomId } from '../../../services/ids.js';
 import { errorText, type Logger } from '../../../log.js';
 import { el, type XmlElement } from '../../../xml/element.js';
 import type { PortAddress } from '../../../services/calls/router.js';
-import type { Signal } from '../../../services/calls/signal.js';
+import { extensionHeaders, type Signal } from '../../../services/calls/signal.js';
 import { codeOfRejectReason, NO_HEADERS, RayoCall, type RayoMedia } from './call.js';
 import { InputCollector, OutputPlayer, PromptRunner, type RayoComponent } from './components.js';
 import { CallMix } from './joins.js';
@@ -58,6 +58,8 @@ interface HeldCall {
   offeredTo: Set<string>;
   /** Its running components, by id. */
   components: Map<string, RayoComponent>;
+  /** The join its dial asked for, made when it is answered. */
+  pendingJoin?: JoinCommand | undefined;
   /** Its join: to another call (a private mix of the two) or to a mixer. */
   join: { mix: CallMix; target: JoinTarget; other?: HeldCall } | undefined;
 }
@@ -351,7 +353,9 @@ export class RayoService implements ImComponent, DomainService {
 
   private async dial(iq: XmlElement, client: ImClient, dial: DialCommand, domain: string): Promise<void> {
     const fail = (error: RayoError): void => client.deliver(buildIqError(replyAddress(iq, client), error));
-    if (dial.joins.length > 0) return fail(unsupportedCommand('join in dial is not available yet'));
+    if (dial.joins.length > 1) return fail(rayoError('feature-not-implemented', 'a call is in one join at a time: dial with one <join>', 'modify'));
+    const join = dial.joins[0];
+    if (join?.media === 'direct') return fail(rayoError('feature-not-implemented', 'media="direct" is not available: joins are bridged at the server (media="bridge")', 'modify'));
     const target = addressOfUri(dial.to);
     if ('condition' in target) return fail(target);
     if (dial.from !== undefined) {
@@ -364,6 +368,7 @@ export class RayoService implements ImComponent, DomainService {
     const own = `${client.account.name}@${client.account.domain}`;
     const held = this.hold(id, accountId, domain, { address: dial.from ?? `sip:${own}` }, { address: dial.to }, undefined);
     held.call.controller = client.jid;
+    held.pendingJoin = join;
     let sdp: string;
     try {
       sdp = await held.call.dialOffer();
@@ -373,7 +378,8 @@ export class RayoService implements ImComponent, DomainService {
     }
     let placed: { address: PortAddress };
     try {
-      placed = this.callService.place({ from: { address: own }, to: target.address, sdp, caller: held.call.address, accountId });
+      const headers = extensionHeaders(dial.headers.map((h) => [h.name, h.value] as const));
+      placed = this.callService.place({ from: { address: own }, to: target.address, sdp, caller: held.call.address, accountId, ...(headers && { headers }) });
     } catch (err) {
       held.call.hangup();
       if (err instanceof CallRefused) return fail(rayoError('resource-constraint', err.message));
@@ -398,9 +404,10 @@ export class RayoService implements ImComponent, DomainService {
     const held = this.hold(id, accountId, domain, invite.from, invite.to, { peer: replyTo, sdp: invite.sdp });
     const from = uriOf(invite.from.address);
     const to = uriOf(invite.to.address);
+    const headers = (invite.headers ?? []).map(([name, value]) => ({ name, value }));
     for (const jid of clients.keys()) {
       held.offeredTo.add(jid);
-      this.sendEvent(held, jid, { kind: 'offer', to, from, headers: NO_HEADERS }, true);
+      this.sendEvent(held, jid, { kind: 'offer', to, from, headers }, true);
     }
     this.log.info({ event: 'rayo.offer', call: id, account: accountId, clients: clients.size }, 'a call was offered to Rayo clients');
     return held.call;
@@ -411,7 +418,14 @@ export class RayoService implements ImComponent, DomainService {
     let held: HeldCall | undefined;
     const call = new RayoCall(this.callService.router, id, accountId, from, to, () => this.options.openMedia(id), {
       ringing: (c) => c.controller && this.sendEvent(held!, c.controller, { kind: 'ringing', headers: NO_HEADERS }),
-      answered: (c) => c.controller && this.sendEvent(held!, c.controller, { kind: 'answered', headers: NO_HEADERS }),
+      answered: (c) => {
+        if (c.controller) this.sendEvent(held!, c.controller, { kind: 'answered', headers: NO_HEADERS });
+        // dial with a join: made once the call is answered (XEP "Joining Calls": the new call joins at once).
+        const join = held!.pendingJoin;
+        held!.pendingJoin = undefined;
+        const refused = join && this.join(held!, join);
+        if (refused) this.log.warn({ event: 'rayo.join_failed', call: c.id, error: refused.text }, "a dialed call could not be joined as its dial asked");
+      },
       ended: (_c, reason, code) => this.ended(held!, reason, code),
     }, incoming);
     held = { call, domain, offeredTo, components: new Map(), join: undefined };
