@@ -15,7 +15,7 @@ import { decodeAlaw, decodeUlaw, encodeAlaw, encodeUlaw } from '../src/media/g71
 import { detectDtmf, goertzelCoefficient, goertzelEnergy } from '../src/media/dtmf.js';
 import { CALL_RATE, FRAME_SAMPLES, WavDecoder, WavError, WavWriter, encodeWav, readWav, readWavFile, toFrames, wavToFrames } from '../src/media/wav.js';
 import { Resampler, resample } from '../src/media/resample.js';
-import { ToneGenerator, amplitudeOfDbm0, beep, dbm0OfAmplitude, dtmfPair, dtmfSequence, dtmfTone, silence } from '../src/media/tones.js';
+import { ToneGenerator, amplitudeOfDbm0, beep, concatSamples, dbm0OfAmplitude, dtmfPair, dtmfSequence, dtmfTone, silence } from '../src/media/tones.js';
 import { DtmfDetector, type DtmfDetectorOptions } from '../src/media/dtmf-detector.js';
 import { VoiceActivityDetector, type VadTransition } from '../src/media/vad.js';
 import { Mixer, mixInto, softLimit } from '../src/media/mixer.js';
@@ -44,15 +44,7 @@ function shareAt(samples: Int16Array, frequency: number, rate: number): number {
   return goertzelEnergy(samples, goertzelCoefficient(frequency, rate)) / (meanSquare(samples) * samples.length);
 }
 
-function concat(...parts: Int16Array[]): Int16Array {
-  const out = new Int16Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
-}
+const concat = (...parts: Int16Array[]): Int16Array => concatSamples(parts);
 
 /** A seeded generator (a 32-bit LCG) and Gaussian noise from it: the same noise on every run. */
 function noiseSource(seed: number): () => number {

@@ -163,7 +163,11 @@ export function dtmfTone(digit: string, options: DtmfToneOptions = {}): Int16Arr
 
 /** Digits as tones, each followed by `gapMs` of silence (100 unless given). */
 export function dtmfSequence(digits: string, options: DtmfToneOptions & { gapMs?: number } = {}): Int16Array {
-  const parts = [...digits].flatMap((digit) => [dtmfTone(digit, options), silence(options.gapMs ?? 100)]);
+  return concatSamples([...digits].flatMap((digit) => [dtmfTone(digit, options), silence(options.gapMs ?? 100)]));
+}
+
+/** Pieces of audio one after another, in one new array. */
+export function concatSamples(parts: readonly Int16Array[]): Int16Array {
   const out = new Int16Array(parts.reduce((sum, part) => sum + part.length, 0));
   let at = 0;
   for (const part of parts) {

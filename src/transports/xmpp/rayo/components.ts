@@ -1,6 +1,7 @@
 import { FRAME_SAMPLES, type AudioSource, type PlayResult } from '../../../media/endpoint.js';
 import { NLSML_CONTENT_TYPE, nlsmlFromMatch } from '../../../media/nlsml.js';
 import { PromptError, type PromptRenderer } from '../../../media/prompts.js';
+import { concatSamples } from '../../../media/tones.js';
 import { compileGrammar, SrgsError, SrgsGrammarSet, type SrgsState } from '../../../media/srgs.js';
 import { badRequest, rayoError, unsupportedOption, type CompleteReason, type ComponentCommand, type InputComponent, type OutputComponent, type PromptComponent, type RayoError } from './elements.js';
 
@@ -342,13 +343,7 @@ async function renderAll(request: OutputComponent, renderer: PromptRenderer): Pr
       throw err;
     }
   }
-  const joined = new Int16Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const part of parts) {
-    joined.set(part, at);
-    at += part.length;
-  }
-  return joined;
+  return concatSamples(parts);
 }
 
 /**
