@@ -238,6 +238,12 @@ export interface Config {
     sessionsPerAccount: number;
     /** An anchored call with no RTP either way this long (and neither side on hold) is hung up; 0 = never. */
     idleSeconds: number;
+    /**
+     * Where prompts (Rayo output documents given by URL) may be fetched from: `public`, hosts
+     * whose addresses are all public (no loopback, private or link-local address: a prompt URL
+     * must not reach the server's own network); `any`.
+     */
+    promptFetch: 'public' | 'any';
   };
   /** Delivery of mail for other domains (the outbound queue). */
   outbound: {
@@ -399,7 +405,7 @@ export function defaultConfig(): Config {
     calendar: { remotePrivateAddresses: false },
     im: { rosterItems: 2000, rosterGroups: 200, blockedItems: 1000, offlineMessages: 1000, offlineDays: 30, resourcesPerAccount: 32, archiveDays: 365, mucSubdomain: 'conference', mucRoomsPerService: 1000, mucOccupantsPerRoom: 200, mucHistory: 50 },
     calls: { ringSeconds: 120, callsPerAccount: 20, callsPerNode: 10_000 },
-    media: { relay: 'auto', publicAddress: '', bindAddress: '', sessions: 1000, sessionsPerAccount: 20, idleSeconds: 120 },
+    media: { relay: 'auto', publicAddress: '', bindAddress: '', sessions: 1000, sessionsPerAccount: 20, idleSeconds: 120, promptFetch: 'public' },
     outbound: {
       relay: '',
       relayUser: '',
@@ -615,6 +621,7 @@ const configSchema = z.strictObject({
     sessions: whole(1),
     sessionsPerAccount: whole(1),
     idleSeconds: whole(0),
+    promptFetch: z.enum(['public', 'any']),
   }),
   outbound: z.strictObject({
     relay: text((s) => s === '' || isHostPort(s), "must be empty (to each domain's MX hosts) or host:port"),

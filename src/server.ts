@@ -226,7 +226,7 @@ async function build(rawStore: Store, config: Config, log: Logger, options: Serv
   const muc = new MucService(im, store, bus, node.id, log.child({ component: 'muc' }), { subdomain: config.im.mucSubdomain, roomsPerService: config.im.mucRoomsPerService, occupantsPerRoom: config.im.mucOccupantsPerRoom, history: config.im.mucHistory }, metrics);
   im.components.push(muc);
   // Rayo (XEP-0327): call.<domain> and mixer.<domain>, and availability and dial at the domain itself.
-  const prompts = new PromptRenderer({ tts: new TextToSpeech({ cacheBytes: 32 * 1024 * 1024 }) });
+  const prompts = new PromptRenderer({ tts: new TextToSpeech({ cacheBytes: 32 * 1024 * 1024 }), fetchPrivate: config.media.promptFetch === 'any' });
   const rayo = new RayoService(im, accounts, calls, log.child({ component: 'rayo' }), { openMedia: (id) => media.openEndpoint(`rayo-${id}`), renderer: prompts });
   im.components.push(rayo);
   im.domainServices.push(rayo);

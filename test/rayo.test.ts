@@ -39,7 +39,8 @@ const peers: XmppPeer[] = [];
 before(async () => {
   port = await freePort();
   sipPort = await freePort();
-  server = await startTestServer({ ports: { ximss: 0, http: 0, smtp: 0, xmpp: port, sip: sipPort } });
+  // The prompts of these tests are served on 127.0.0.1: the operator's opt-in for internal addresses.
+  server = await startTestServer({ ports: { ximss: 0, http: 0, smtp: 0, xmpp: port, sip: sipPort }, media: { promptFetch: 'any' } });
 });
 after(async () => {
   await Promise.all(peers.map((p) => p.close().catch(() => {})));

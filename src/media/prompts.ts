@@ -1,9 +1,11 @@
 /**
  * Prompts: what a call plays, rendered to 8 kHz linear audio — text and SSML through
  * text-to-speech (tts.ts: espeak-ng), and audio files fetched over HTTP(S) (WAV: PCM or G.711,
- * any rate, resampled; wav.ts). Fetches are bounded in time and size and never follow a scheme
- * other than http and https (no file: URLs: a prompt must not read the server's disk).
+ * any rate, resampled; wav.ts). Fetches go through src/services/remote-fetch.ts: http and https
+ * only (no file: URLs: a prompt must not read the server's disk), bounded in time and size, and
+ * off the server's own network unless the operator allows it.
  */
+import { fetchRemote, RemoteFetchError } from '../services/remote-fetch.js';
 import { TextToSpeech, TtsError } from './tts.js';
 import { resample } from './resample.js';
 import { CALL_RATE, readWav, WavError } from './wav.js';
@@ -28,6 +30,8 @@ export interface PromptRendererOptions {
   maxFetchBytes?: number;
   /** ms before a fetch is abandoned (10 s). */
   fetchTimeoutMs?: number;
+  /** Fetch from hosts with loopback, private or link-local addresses too (config media.promptFetch 'any'). */
+  fetchPrivate?: boolean;
 }
 
 /** Content types read as text to speak, and as SSML. */
@@ -71,16 +75,12 @@ export class PromptRenderer {
       throw new PromptError('bad', `not a URL: ${url.slice(0, 200)}`);
     }
     if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw new PromptError('bad', `audio is fetched over http or https only, not ${parsed.protocol}`);
-    let body: Uint8Array;
+    let body: Buffer;
     try {
-      const response = await fetch(parsed, { signal: AbortSignal.timeout(this.fetchTimeoutMs), redirect: 'follow' });
-      if (!response.ok) throw new PromptError('bad', `fetching ${url} answered ${response.status}`);
-      const declared = Number(response.headers.get('content-length') ?? 0);
-      if (declared > this.maxFetchBytes) throw new PromptError('bad', `${url} is larger than ${this.maxFetchBytes} bytes`);
-      body = await readLimited(response, this.maxFetchBytes, url);
+      body = await fetchRemote(parsed, { bytes: this.maxFetchBytes, timeoutMs: this.fetchTimeoutMs, redirects: 3, privateAddresses: this.options.fetchPrivate === true, accept: 'audio/wav, audio/x-wav, audio/*;q=0.5' }, 'the prompt');
     } catch (err) {
-      if (err instanceof PromptError) throw err;
-      throw new PromptError('bad', `${url} could not be fetched: ${err instanceof Error ? err.message : String(err)}`);
+      if (err instanceof RemoteFetchError) throw new PromptError('bad', `${url}: ${err.message}`);
+      throw err;
     }
     try {
       const audio = readWav(body, { maxBytes: this.maxFetchBytes });
@@ -90,16 +90,4 @@ export class PromptRenderer {
       throw err;
     }
   }
-}
-
-async function readLimited(response: Response, max: number, url: string): Promise<Uint8Array> {
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  if (!response.body) return new Uint8Array(0);
-  for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
-    size += chunk.length;
-    if (size > max) throw new PromptError('bad', `${url} is larger than ${max} bytes`);
-    chunks.push(chunk);
-  }
-  return Buffer.concat(chunks);
 }

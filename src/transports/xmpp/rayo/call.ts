@@ -250,7 +250,7 @@ export class RayoCall implements Port {
       case 'answer':
         this.peer = from;
         if (this.state !== 'dialing' && this.state !== 'ringing') return;
-        void this.answered(signal.sdp, signal.offer === true);
+        this.answered(signal.sdp, signal.offer === true).catch(() => this.failMedia());
         return;
       case 'reject':
         this.finish(endReasonOf(signal.code), signal.code);

@@ -294,11 +294,14 @@ export class OutputPlayer extends RayoComponent {
   ) {
     super(id, kind, completed);
     this.source = new OutputSource(samples, request);
-    void media.play(this.source).then((result) => {
-      if (result === 'finished') this.complete({ kind: this.source.ended ?? 'finish' });
-      else if (result === 'failed') this.complete({ kind: 'error', text: 'playing failed' });
-      else this.complete({ kind: 'stop' });
-    });
+    media.play(this.source).then(
+      (result) => {
+        if (result === 'finished') this.complete({ kind: this.source.ended ?? 'finish' });
+        else if (result === 'failed') this.complete({ kind: 'error', text: 'playing failed' });
+        else this.complete({ kind: 'stop' });
+      },
+      (err: unknown) => this.complete({ kind: 'error', text: err instanceof Error ? err.message : String(err) }),
+    );
   }
 
   override command(command: ComponentCommand): RayoError | undefined {

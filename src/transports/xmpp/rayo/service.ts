@@ -75,6 +75,9 @@ interface HeldMixer {
   components: Map<string, { component: RayoComponent; starter: string }>;
 }
 
+/** How many components run on one call (or mixer) at once. */
+const COMPONENTS_PER_CALL = 16;
+
 /** How many calls one account may have under Rayo control at once. */
 const DEFAULT_CALLS_PER_ACCOUNT = 50;
 
@@ -317,6 +320,7 @@ export class RayoService implements ImComponent, DomainService {
       case 'output':
       case 'prompt': {
         if (!call.answeredMedia) return fail(rayoError('unexpected-request', 'the call has no media yet: answer it first'));
+        if (held.components.size >= COMPONENTS_PER_CALL) return fail(rayoError('resource-constraint', `a call runs at most ${COMPONENTS_PER_CALL} components at once`));
         const id = randomId(10).toLowerCase();
         const completed = (component: RayoComponent, reason: CompleteReason): void => this.completed(held, component, reason);
         const renderer = this.options.renderer;
@@ -512,6 +516,7 @@ export class RayoService implements ImComponent, DomainService {
   private async mixerCommand(iq: XmlElement, client: ImClient, mixer: HeldMixer, command: RayoCommand, payload: XmlElement): Promise<void> {
     const fail = (error: RayoError): void => client.deliver(buildIqError(replyAddress(iq, client), error, payload));
     if (command.kind !== 'output') return fail(unsupportedCommand(`a mixer does not take <${command.kind}> here (output only)`));
+    if (mixer.components.size >= COMPONENTS_PER_CALL) return fail(rayoError('resource-constraint', `a mixer runs at most ${COMPONENTS_PER_CALL} components at once`));
     const id = randomId(10).toLowerCase();
     const from = componentJid(mixerJid(mixer.name, mixer.domain), id);
     const started = await OutputPlayer.start(id, command, mixer.mix, this.options.renderer, (component, reason) => {

@@ -1,0 +1,112 @@
+/**
+ * Fetching a document the server was given the URL of (a calendar to open, a prompt to play):
+ * over http or https only, bounded in time and size, a few redirects at most, and — unless the
+ * operator allows it — never from a host that is (or resolves to) an address off the public
+ * Internet (loopback, private, link-local…: RFC 6890's special-purpose blocks), each redirect's
+ * host checked like the first, so that a user cannot make the server reach into its own network.
+ * (A host is resolved here and again by the fetch: a name whose answer changes in between is not
+ * caught.)
+ */
+import { lookup } from 'node:dns/promises';
+import { BlockList, isIP } from 'node:net';
+
+export interface RemoteFetchLimits {
+  bytes: number;
+  timeoutMs: number;
+  /** Redirects followed at most (each checked like the first URL). */
+  redirects: number;
+  /** Whether hosts with loopback, private, link-local… addresses may be fetched. */
+  privateAddresses: boolean;
+  /** The Accept header. */
+  accept?: string;
+}
+
+/** Why a fetch failed, said of `what` ("the calendar"): for the user. */
+export class RemoteFetchError extends Error {
+  override name = 'RemoteFetchError';
+}
+
+/** Addresses that are not on the public Internet (RFC 6890's special-purpose blocks). */
+const NON_PUBLIC = new BlockList();
+for (const [net, bits] of [['0.0.0.0', 8], ['10.0.0.0', 8], ['100.64.0.0', 10], ['127.0.0.0', 8], ['169.254.0.0', 16], ['172.16.0.0', 12], ['192.0.0.0', 24], ['192.168.0.0', 16], ['198.18.0.0', 15], ['224.0.0.0', 4], ['240.0.0.0', 4]] as const) {
+  NON_PUBLIC.addSubnet(net, bits, 'ipv4');
+}
+for (const [net, bits] of [['::', 128], ['::1', 128], ['fc00::', 7], ['fe80::', 10], ['ff00::', 8], ['64:ff9b::', 96]] as const) NON_PUBLIC.addSubnet(net, bits, 'ipv6');
+
+export function isPublicAddress(address: string): boolean {
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
+  if (mapped) return !NON_PUBLIC.check(mapped[1]!, 'ipv4');
+  return !NON_PUBLIC.check(address, isIP(address) === 6 ? 'ipv6' : 'ipv4');
+}
+
+/** Refuses a URL whose host is (or resolves to) an address that is not public. */
+async function checkHost(url: URL, what: string): Promise<void> {
+  const host = url.hostname.replace(/^\[|\]$/g, '');
+  let addresses: string[];
+  try {
+    addresses = isIP(host) ? [host] : (await lookup(host, { all: true, verbatim: true })).map((a) => a.address);
+  } catch {
+    throw new RemoteFetchError(`${what} could not be retrieved: unknown host ${JSON.stringify(host.slice(0, 100))}`);
+  }
+  if (addresses.some((a) => !isPublicAddress(a))) throw new RemoteFetchError(`${what} url names a private or local address, which this server does not fetch`);
+}
+
+/** The body of the document at `url` (http or https). Throws RemoteFetchError, its message about `what`. */
+export async function fetchRemote(url: URL, limits: RemoteFetchLimits, what: string): Promise<Buffer> {
+  let parsed = url;
+  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw new RemoteFetchError(`${what} url must be http or https`);
+  const signal = AbortSignal.timeout(limits.timeoutMs);
+  const failed = (err: unknown): RemoteFetchError =>
+    new RemoteFetchError(`${what} could not be retrieved: ${err instanceof Error ? (err.name === 'TimeoutError' ? 'timed out' : err.message) : String(err)}`);
+  let response: Response;
+  for (let hop = 0; ; hop++) {
+    if (!limits.privateAddresses) await checkHost(parsed, what);
+    try {
+      // Redirects are followed here, so that each new host is checked too.
+      response = await fetch(parsed, { signal, redirect: 'manual', headers: { Accept: limits.accept ?? '*/*' } });
+    } catch (err) {
+      throw failed(err);
+    }
+    const location = response.headers.get('location');
+    if (response.status < 300 || response.status > 399 || !location) break;
+    await response.body?.cancel().catch(() => {});
+    if (hop >= limits.redirects) throw new RemoteFetchError(`${what} could not be retrieved: too many redirects`);
+    try {
+      parsed = new URL(location, parsed);
+    } catch {
+      throw new RemoteFetchError(`${what} could not be retrieved: a bad redirect`);
+    }
+    if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw new RemoteFetchError(`${what} could not be retrieved: a redirect to another scheme`);
+  }
+  if (!response.ok) {
+    await response.body?.cancel().catch(() => {});
+    throw new RemoteFetchError(`${what} could not be retrieved: HTTP ${response.status}`);
+  }
+  const tooLarge = (): RemoteFetchError => new RemoteFetchError(`${what} is too large (at most ${limits.bytes} bytes)`);
+  const declared = Number(response.headers.get('content-length') ?? 'NaN');
+  if (declared > limits.bytes) {
+    await response.body?.cancel().catch(() => {});
+    throw tooLarge();
+  }
+  // Read while it arrives, stopping at the limit (a missing or false Content-Length).
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  const reader = response.body?.getReader();
+  try {
+    for (;;) {
+      if (!reader) break;
+      const { done, value } = await reader.read();
+      if (done || !value) break;
+      size += value.length;
+      if (size > limits.bytes) {
+        await reader.cancel().catch(() => {});
+        throw tooLarge();
+      }
+      chunks.push(value);
+    }
+  } catch (err) {
+    if (err instanceof RemoteFetchError) throw err;
+    throw failed(err);
+  }
+  return Buffer.concat(chunks);
+}
