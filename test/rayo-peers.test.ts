@@ -113,7 +113,11 @@ describe('Rayo with real SIP phones (baresip)', { skip, timeout: 240_000 }, () =
     await ensureDebianTool('/usr/bin/espeak-ng', 'espeak-ng');
     const sipPort = await freeSipPort();
     const xmppPort = await freePort();
-    server = await startTestServer({ ports: { ximss: 0, http: 0, smtp: 0, xmpp: xmppPort, sip: sipPort } });
+    // Media ports of this process's own, below the default range (20000-29999, which servers run with
+    // their defaults, such as benches, fill from its start) and the per-process blocks of 20000-32319
+    // the other media tests take: a call's endpoint must not find its ports held by another process.
+    const min = 12_000 + (process.pid % 70) * 112;
+    server = await startTestServer({ ports: { ximss: 0, http: 0, smtp: 0, xmpp: xmppPort, sip: sipPort }, sip: { mediaPorts: { min, max: min + 111 } } });
     dir = mkdtempSync(join(tmpdir(), 'rayo-peers-'));
 
     // The WAV prompt: 2 s of 1 kHz at 16 kHz (the server resamples it to 8 kHz).
@@ -285,6 +289,87 @@ describe('Rayo with real SIP phones (baresip)', { skip, timeout: 240_000 }, () =
     await callee.events.waitFor((e) => e.type === 'CALL_CLOSED', WAIT_MS, mark, 'the callee phone saw the BYE');
     const kinds = frameKinds(readWav(await callee.recording(WAIT_MS)).samples);
     assert.ok(count(kinds, 'tone') >= 50, `the dialed phone heard the WAV (${count(kinds, 'tone')} tone frames of ${kinds.length})`);
+  });
+
+  test('an offered call: accept rings the phone, reject busy and decline reach it as 486 and 603, a caller that gives up ends the offer with hungup', async () => {
+    let mark = caller.events.count;
+    await caller.dial(`sip:${ivr}`);
+    const busy = await rayoEvent('offer');
+    await command(busy.from, `<accept xmlns="${NS_RAYO}"/>`);
+    await caller.events.waitFor((e) => e.type === 'CALL_RINGING', WAIT_MS, mark, 'the caller phone: CALL_RINGING');
+    await command(busy.from, `<reject xmlns="${NS_RAYO}"><busy/></reject>`);
+    const refused = await caller.events.waitFor((e) => e.type === 'CALL_CLOSED', WAIT_MS, mark, 'the caller phone: CALL_CLOSED');
+    assert.match(refused.param ?? '', /^486\b/, `the phone was told busy: ${refused.param}`);
+    assert.match((await rayoEvent('end', busy.from)).xml, /<rejected[\s/>]/);
+
+    mark = caller.events.count;
+    await caller.dial(`sip:${ivr}`);
+    const decline = await rayoEvent('offer');
+    await command(decline.from, `<reject xmlns="${NS_RAYO}"><decline/></reject>`);
+    const declined = await caller.events.waitFor((e) => e.type === 'CALL_CLOSED', WAIT_MS, mark, 'the caller phone: CALL_CLOSED');
+    assert.match(declined.param ?? '', /^603\b/, `the phone was declined: ${declined.param}`);
+    assert.match((await rayoEvent('end', decline.from)).xml, /<rejected[\s/>]/);
+
+    // The phone hangs up while the call is offered (a CANCEL).
+    mark = caller.events.count;
+    await caller.dial(`sip:${ivr}`);
+    const cancelled = await rayoEvent('offer');
+    await caller.hangup();
+    assert.match((await rayoEvent('end', cancelled.from)).xml, /<hungup\s*\/>/);
+    const late = await client.iq(`<iq type="set" to="${cancelled.from}"><answer xmlns="${NS_RAYO}"/></iq>`);
+    assert.equal(late.condition, 'item-not-found', late.xml);
+  });
+
+  test('redirect sends the phone\'s call to the other phone, which rings with the caller\'s address and answers it', async () => {
+    const callerMark = caller.events.count;
+    const calleeMark = callee.events.count;
+    await caller.dial(`sip:${ivr}`);
+    const offer = await rayoEvent('offer');
+    await command(offer.from, `<redirect xmlns="${NS_RAYO}" to="sip:${calleeAddress}"/>`);
+    const incoming = await callee.events.waitFor((e) => e.type === 'CALL_INCOMING', WAIT_MS, calleeMark, 'the callee phone: CALL_INCOMING');
+    assert.match(incoming.peeruri ?? '', new RegExp(`^sip:${caller.user}@`), `the call comes from the caller phone: ${incoming.peeruri}`);
+    await callee.answer();
+    await caller.events.waitFor((e) => e.type === 'CALL_ESTABLISHED', WAIT_MS, callerMark, 'the caller phone: CALL_ESTABLISHED with the other phone');
+    await callee.hangup();
+    await caller.events.waitFor((e) => e.type === 'CALL_CLOSED', WAIT_MS, callerMark, 'the caller phone: CALL_CLOSED');
+    // The Rayo call ended when the client redirected it: by its command.
+    assert.match((await rayoEvent('end', offer.from)).xml, /<hangup-command\s*\/>/);
+  });
+
+  test('a dialed phone: refusing ends the dial with busy; one that does not answer in the dial\'s timeout ends it with timeout; its RFC 4733 keys are heard', async () => {
+    let mark = callee.events.count;
+    const dial = async (attrs = ''): Promise<string> => {
+      const placed = await client.iq(`<iq type="set" to="${domain}"><dial xmlns="${NS_RAYO}" to="sip:${calleeAddress}"${attrs}/></iq>`);
+      assert.equal(placed.type, 'result', placed.xml);
+      const call = /<ref [^>]*uri="xmpp:([^"]+)"/.exec(placed.xml)?.[1];
+      assert.ok(call, placed.xml);
+      return call;
+    };
+    // baresip refuses an incoming call with 486 Rejected.
+    const refused = await dial();
+    await callee.events.waitFor((e) => e.type === 'CALL_INCOMING', WAIT_MS, mark, 'the callee phone: CALL_INCOMING');
+    await callee.hangup();
+    assert.match((await rayoEvent('end', refused)).xml, /<busy[\s/>]/);
+
+    mark = callee.events.count;
+    const unanswered = await dial(' timeout="1500"');
+    await rayoEvent('ringing', unanswered);
+    assert.match((await rayoEvent('end', unanswered)).xml, /<timeout[\s/>]/);
+    await callee.events.waitFor((e) => e.type === 'CALL_CLOSED', WAIT_MS, mark, 'the callee phone: the CANCEL');
+
+    // The server offers telephone-event; the phone takes it and its keys reach an input component.
+    mark = callee.events.count;
+    const keyed = await dial();
+    await callee.events.waitFor((e) => e.type === 'CALL_INCOMING', WAIT_MS, mark, 'the callee phone: CALL_INCOMING');
+    await callee.answer();
+    await rayoEvent('answered', keyed);
+    const input = await start(keyed, `<input xmlns="urn:xmpp:rayo:input:1" mode="dtmf"><grammar url="builtin:dtmf/digits?length=3"/></input>`);
+    await callee.sendDtmf('509');
+    const done = await completion(input);
+    assert.equal(done.reason, 'match', done.xml);
+    assert.equal(done.input, '509');
+    await callee.hangup();
+    assert.match((await rayoEvent('end', keyed)).xml, /<hungup\s*\/>/);
   });
 
   test('prompt with barge-in: a key the phone sends during an endless output stops it, and the input matches', async () => {
