@@ -56,11 +56,12 @@ const WAIT_MS = 20_000;
 const FRAME = 160;
 const K1000 = goertzelCoefficient(1000, 8000);
 
-type FrameKind = 'quiet' | 'tone' | 'other';
+type FrameKind = 'quiet' | 'tone' | 'other' | 'mixed';
 
 /**
  * Each 20 ms frame of `samples`: quiet (below about -44 dBFS), the 1 kHz tone (at least 80 % of
- * the frame's energy at 1 kHz), or other sound (speech: loud with under 30 % at 1 kHz).
+ * the frame's energy at 1 kHz), other sound (speech: loud with under 30 % at 1 kHz), or mixed
+ * (a frame where the one ends and the other starts).
  */
 function frameKinds(samples: Int16Array): FrameKind[] {
   const kinds: FrameKind[] = [];
@@ -73,7 +74,7 @@ function frameKinds(samples: Int16Array): FrameKind[] {
       continue;
     }
     const share = goertzelEnergy(frame, K1000) / energy;
-    kinds.push(share > 0.8 ? 'tone' : share < 0.3 ? 'other' : 'quiet');
+    kinds.push(share > 0.8 ? 'tone' : share < 0.3 ? 'other' : 'mixed');
   }
   return kinds;
 }
@@ -105,6 +106,7 @@ describe('Rayo with real SIP phones (baresip)', { skip, timeout: 240_000 }, () =
   let caller: Baresip;
   /** The phone the Rayo client dials. */
   let callee: Baresip;
+  let callerAddress: string;
   let calleeAddress: string;
   let ivr: string;
   let client: XmppPeer;
@@ -146,7 +148,7 @@ describe('Rayo with real SIP phones (baresip)', { skip, timeout: 240_000 }, () =
     // The phones send a quiet 440 Hz hum (neither the 1 kHz prompt nor a DTMF tone).
     const hum = writeWav(join(dir, 'hum.wav'), toneSamples([440], 1, { amplitude: 1500 }));
     const registrar = `127.0.0.1:${sipPort}`;
-    const callerAddress = await server.newAccount('desk', { password: 'desk-secret' });
+    callerAddress = await server.newAccount('desk', { password: 'desk-secret' });
     calleeAddress = await server.newAccount('mobile', { password: 'mobile-secret' });
     const phone = async (name: string, aor: string, password: string): Promise<Baresip> => {
       const [user, host] = aor.split('@') as [string, string];
@@ -213,6 +215,7 @@ describe('Rayo with real SIP phones (baresip)', { skip, timeout: 240_000 }, () =
     await caller.dial(`sip:${ivr}`);
     const offer = await rayoEvent('offer');
     assert.match(offer.xml, new RegExp(`to="sip:${ivr.replace(/\./g, '\\.')}"`), offer.xml);
+    assert.match(offer.xml, new RegExp(`from="sip:${callerAddress.replace(/\./g, '\\.')}"`), 'the offer names the phone\'s account');
     await command(offer.from, `<answer xmlns="${NS_RAYO}"/>`);
     await caller.events.waitFor((e) => e.type === 'CALL_ESTABLISHED', WAIT_MS, mark, 'the caller phone: CALL_ESTABLISHED');
     return { call: offer.from, mark };
@@ -235,13 +238,12 @@ describe('Rayo with real SIP phones (baresip)', { skip, timeout: 240_000 }, () =
 
     // The grammar of XEP example 071, keys * and 9 among them.
     const pin = /<!\[CDATA\[([\s\S]*?)\]\]>/.exec(readFileSync(new URL('../../shared/spec/rayo-examples/071-client-requests-dtmf-input-collection-from-a-call.xml', import.meta.url), 'utf8'))?.[1];
-    if (pin !== undefined) {
-      const second = await start(call, `<input xmlns="urn:xmpp:rayo:input:1" mode="dtmf"><grammar content-type="application/srgs+xml"><![CDATA[${pin}]]></grammar></input>`);
-      await caller.sendDtmf('*9');
-      const star = await completion(second);
-      assert.equal(star.reason, 'match', star.xml);
-      assert.equal(star.input, '*9');
-    }
+    assert.ok(pin, 'the grammar of XEP example 071');
+    const second = await start(call, `<input xmlns="urn:xmpp:rayo:input:1" mode="dtmf"><grammar content-type="application/srgs+xml"><![CDATA[${pin}]]></grammar></input>`);
+    await caller.sendDtmf('*9');
+    const star = await completion(second);
+    assert.equal(star.reason, 'match', star.xml);
+    assert.equal(star.input, '*9');
 
     await caller.hangup();
     const end = await rayoEvent('end', call);
