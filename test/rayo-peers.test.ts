@@ -11,6 +11,12 @@
  * - The client dials a second phone registered to another account: ringing, answered, then the
  *   phone hangs up (end hungup); a second dial the client hangs up (end hangup-command), with the
  *   phone seeing the BYE, after a tone played into the dialed call reached the phone.
+ * - An offered call accepted (the phone hears 180), rejected busy (486) and decline (603), given
+ *   up by the phone (CANCEL: end hungup), and redirected to the other phone.
+ * - A dial the phone refuses (baresip's 486: end busy), one it does not answer in the dial's
+ *   timeout (end timeout, the phone gets the CANCEL), and keys the dialed phone sends.
+ * - The phone hanging up during an endless output (complete hangup, end hungup); a client that
+ *   goes unavailable ends the call it controls (the phone gets a BYE).
  * - A prompt with barge-in: a key the phone sends during an endless output stops the output, and
  *   the input matches it.
  *
@@ -82,18 +88,22 @@ function frameKinds(samples: Int16Array): FrameKind[] {
 const count = (kinds: readonly FrameKind[], kind: FrameKind): number => kinds.filter((k) => k === kind).length;
 
 /**
- * The audio of the call a phone is in now, as far as sndfile has written it (the WAV's header is
- * only completed when the call ends: the samples so far).
+ * The audio of the call a phone is in now, as far as sndfile has written it: the newest of its
+ * recordings (`dump-<time>-dec.wav`) whose WAV header is not completed yet (sndfile completes it
+ * when the call ends), so that no recording of an earlier call is taken for it.
  */
 function heardSoFar(phone: Baresip): Int16Array {
   const dir = join(phone.dir, 'recordings');
   const files = existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith('-dec.wav')).sort() : [];
-  if (files.length === 0) return new Int16Array(0);
-  try {
-    return decodeWav(readFileSync(join(dir, files[files.length - 1]!))).samples;
-  } catch {
-    return new Int16Array(0); // not even a header yet
+  for (const file of files.reverse()) {
+    try {
+      const wav = decodeWav(readFileSync(join(dir, file)));
+      if (!wav.complete) return wav.samples;
+    } catch {
+      // not even a header yet
+    }
   }
+  return new Int16Array(0);
 }
 
 describe('Rayo with real SIP phones (baresip)', { skip, timeout: 240_000 }, () => {
@@ -374,6 +384,28 @@ describe('Rayo with real SIP phones (baresip)', { skip, timeout: 240_000 }, () =
     assert.match((await rayoEvent('end', keyed)).xml, /<hungup\s*\/>/);
   });
 
+  test('the phone hangs up during an endless output: the output completes with hangup; a client that goes away ends the call it controls with a BYE to the phone', async () => {
+    const playing = await callAnswered();
+    const output = await start(playing.call, `<output xmlns="urn:xmpp:rayo:output:1" repeat-times="0"><document url="${httpBase}/tone.wav"/></output>`);
+    const heard = (): number => count(frameKinds(heardSoFar(caller)), 'tone');
+    for (let i = 0; i < 400 && heard() < 10; i++) await sleep(50);
+    assert.ok(heard() >= 10, 'the phone hears the output');
+    await caller.hangup();
+    assert.equal((await completion(output)).reason, 'hangup');
+    assert.match((await rayoEvent('end', playing.call)).xml, /<hungup\s*\/>/);
+
+    const held = await callAnswered();
+    // XEP example 013: the client is no longer available.
+    await client.raw(`<presence to="${domain}" type="unavailable"/>`);
+    const closed = await caller.events.waitFor((e) => e.type === 'CALL_CLOSED', WAIT_MS, held.mark, 'the caller phone: the BYE');
+    assert.doesNotMatch(closed.param ?? '', /^[4-6]\d\d\b/, `a BYE, not a refusal: ${closed.param}`);
+    const gone = await client.iq(`<iq type="set" to="${held.call}"><hangup xmlns="${NS_RAYO}"/></iq>`);
+    assert.equal(gone.condition, 'item-not-found', gone.xml);
+    // Available again for the tests after this one.
+    await client.raw(`<presence to="${domain}">${RAYO_CLIENT_CAPS}<show>chat</show></presence>`);
+    await client.ping();
+  });
+
   test('prompt with barge-in: a key the phone sends during an endless output stops it, and the input matches', async () => {
     const { call, mark } = await callAnswered();
     const prompt = await start(
@@ -381,8 +413,9 @@ describe('Rayo with real SIP phones (baresip)', { skip, timeout: 240_000 }, () =
       `<prompt xmlns="urn:xmpp:rayo:prompt:1" barge-in="true"><output xmlns="urn:xmpp:rayo:output:1" repeat-times="0"><document url="${httpBase}/tone.wav"/></output><input xmlns="urn:xmpp:rayo:input:1" mode="dtmf"><grammar url="builtin:dtmf/digits?length=2"/></input></prompt>`,
     );
     // The phone hears the prompt before it presses a key.
-    for (let i = 0; i < 400 && count(frameKinds(heardSoFar(caller)), 'tone') < 10; i++) await sleep(50);
-    assert.ok(count(frameKinds(heardSoFar(caller)), 'tone') >= 10, 'the phone hears the prompt\'s tone');
+    const heard = (): number => count(frameKinds(heardSoFar(caller)), 'tone');
+    for (let i = 0; i < 400 && heard() < 10; i++) await sleep(50);
+    assert.ok(heard() >= 10, 'the phone hears the prompt\'s tone');
     await caller.sendDtmf('73');
     const done = await completion(prompt);
     assert.equal(done.reason, 'match', done.xml);
