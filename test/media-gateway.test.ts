@@ -135,6 +135,18 @@ describe('port allocation', () => {
     assert.equal(ports.portsInUse, 6);
   });
 
+  test('a port another process holds is set aside for a while, not handed out again at once', async () => {
+    const ports = new PortAllocator({ min: 40000, max: 40003 }, 2);
+    const first = ports.allocatePair();
+    ports.setAside(first, 20);
+    ports.setAside(first + 1, 20);
+    const second = ports.allocatePair();
+    assert.notEqual(second, first);
+    assert.throws(() => ports.allocatePair(), PortRangeExhaustedError, 'the set-aside pair is still taken');
+    await new Promise((resolve) => setTimeout(resolve, 60));
+    assert.equal(ports.allocatePair(), first, 'and free again after its time');
+  });
+
   test('the session limit', () => {
     const ports = new PortAllocator({ min: 40000, max: 40009 }, 1);
     ports.openSession();

@@ -319,21 +319,24 @@ export class MediaEndpoint implements FrameSubscriber {
     if (this.port instanceof UdpRtpPort) return this.port;
     for (let attempt = 1; ; attempt++) {
       const rtpPort = this.options.ports.allocatePair();
+      let port: UdpRtpPort;
       try {
-        const port = await UdpRtpPort.bind(this.bindAddress, rtpPort, rtpPort + 1);
-        if (this.closing) {
-          await port.close();
-          this.options.ports.release(rtpPort);
-          this.options.ports.release(rtpPort + 1);
-          throw new Error(`media endpoint ${this.id} is closed`);
-        }
-        this.attach(port, 'rtp', [rtpPort, rtpPort + 1]);
-        return port;
+        port = await UdpRtpPort.bind(this.bindAddress, rtpPort, rtpPort + 1);
       } catch (error) {
+        // Held by another process: set aside, so the next attempt gets another pair.
+        this.options.ports.setAside(rtpPort);
+        this.options.ports.setAside(rtpPort + 1);
+        if (this.closing || attempt >= BIND_ATTEMPTS) throw error;
+        continue;
+      }
+      if (this.closing) {
+        await port.close();
         this.options.ports.release(rtpPort);
         this.options.ports.release(rtpPort + 1);
-        if (this.closing || attempt >= BIND_ATTEMPTS) throw error;
+        throw new Error(`media endpoint ${this.id} is closed`);
       }
+      this.attach(port, 'rtp', [rtpPort, rtpPort + 1]);
+      return port;
     }
   }
 

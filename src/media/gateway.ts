@@ -376,9 +376,9 @@ export class MediaSession extends EventEmitter {
         const port = await UdpRtpPort.bind(this.bindAddress, rtpPort, rtpPort + 1);
         return { flavour: 'rtp', port, reserved: [rtpPort, rtpPort + 1], media: noMedia(), origin: newOrigin() };
       } catch (error) {
-        // The allocator's cursor has moved past this pair, so the next attempt gets another.
-        this.ports.release(rtpPort);
-        this.ports.release(rtpPort + 1);
+        // Held by another process (the cursor has moved past it, so the next attempt gets another pair).
+        this.ports.setAside(rtpPort);
+        this.ports.setAside(rtpPort + 1);
         if (attempt >= BIND_ATTEMPTS) throw error;
       }
     }

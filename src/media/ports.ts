@@ -133,4 +133,16 @@ export class PortAllocator {
     this.taken[offset] = 0;
     this.portCount--;
   }
+
+  /**
+   * A reserved port that could not be bound (another process holds it): kept out of use for a
+   * while instead of released at once, so that the next allocations go past a block of ports
+   * held elsewhere rather than trying it again.
+   */
+  setAside(port: number, ms = SET_ASIDE_MS): void {
+    setTimeout(() => this.release(port), ms).unref();
+  }
 }
+
+/** How long a port found taken by another process is left alone. */
+const SET_ASIDE_MS = 60_000;
