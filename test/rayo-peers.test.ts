@@ -129,7 +129,8 @@ describe('Rayo with real SIP phones (baresip)', { skip, timeout: 240_000 }, () =
     // their defaults, such as benches, fill from its start) and the per-process blocks of 20000-32319
     // the other media tests take: a call's endpoint must not find its ports held by another process.
     const min = 12_000 + (process.pid % 70) * 112;
-    server = await startTestServer({ ports: { ximss: 0, http: 0, smtp: 0, xmpp: xmppPort, sip: sipPort }, sip: { mediaPorts: { min, max: min + 111 } } });
+    // The WAV prompt is served on 127.0.0.1: the operator's opt-in for internal addresses.
+    server = await startTestServer({ ports: { ximss: 0, http: 0, smtp: 0, xmpp: xmppPort, sip: sipPort }, sip: { mediaPorts: { min, max: min + 111 } }, media: { promptFetch: 'any' } });
     dir = mkdtempSync(join(tmpdir(), 'rayo-peers-'));
 
     // The WAV prompt: 2 s of 1 kHz at 16 kHz (the server resamples it to 8 kHz).

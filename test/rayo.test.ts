@@ -252,6 +252,23 @@ describe('Rayo over XMPP', { skip: slixmpp }, () => {
     assert.equal(peer.events.filter((e) => e.event === 'presence' && e.xml.includes('<offer')).length, 0, 'no offer was sent');
   });
 
+  it('Signal Rules route calls to the Rayo clients with Redirect to #rayo, even with a device bound', async () => {
+    const { jid, peer } = await rayoClient('rayo-rules');
+    const own = await server.login(jid, 'secret');
+    await ok(own.client, '<signalBind/>');
+    const account = await server.services.accounts.find(jid);
+    await server.services.accounts.setSettings(account!, { SignalRulesAllowed: 'Any' });
+    await ok(own.client, `<ruleSet type="signalIn" name="to the app" priority="5" stage="Immediately"><action opCode="Redirect to">#rayo</action></ruleSet>`);
+    const caller = await ximssUser('rayo-rules-caller');
+    await ok(caller.client, `<callStart callLeg="r1" peer="${jid}"><sdpText>${sdpText(40_060)}</sdpText></callStart>`);
+    const offer = await callEvent(peer, 'offer');
+    assert.equal((await peer.iq(`<iq type="set" to="${offer.call}"><answer xmlns="${NS_RAYO}"/></iq>`)).type, 'result');
+    await next(caller.client, 'callConnected', 'r1');
+    await own.client.nothingMore('callIncoming');
+    await peer.iq(`<iq type="set" to="${offer.call}"><hangup xmlns="${NS_RAYO}"/></iq>`);
+    await next(caller.client, 'callDisconnected', 'r1');
+  });
+
   it('answers errors as the XEP says: forbidden without RayoAllowed, bad-request, item-not-found, feature-not-implemented; disco', async () => {
     const { peer: denied } = await rayoClient('rayo-denied', { allowed: false });
     const forbidden = await denied.iq(`<iq type="set" to="${domain}"><dial xmlns="${NS_RAYO}" to="sip:someone@${domain}"/></iq>`);

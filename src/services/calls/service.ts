@@ -62,6 +62,9 @@ export interface PlaceCall {
   headers?: [string, string][];
 }
 
+/** The Signal Rules target (Redirect to / Fork to) that names the account's applications: its Rayo clients. */
+const APPLICATIONS_TARGET = '#rayo';
+
 /** Why a call could not be placed at all (a bad address, a limit): the caller's `reject` code. */
 export class CallRefused extends Error {
   constructor(
@@ -84,7 +87,7 @@ export class CallService implements CallHooks {
   private readonly im: ImService;
   private readonly calls = new Set<Call>();
   private readonly locators: DeviceLocator[] = [];
-  private readonly fallbacks: DeviceLocator[] = [];
+  private readonly applicationLocators: DeviceLocator[] = [];
   private remoteRouter: RemoteRouter | undefined;
   /** Anchors the media of calls whose sides cannot reach each other directly (useMedia). */
   media: MediaBridges | undefined;
@@ -165,6 +168,7 @@ export class CallService implements CallHooks {
     const account = await this.im.accountOf(bare);
     if (!account) return { code: 404, reason: `no such user: ${bare}` };
     let targets = await this.devices(account, exclude);
+    if (targets.length === 0) targets = await this.applications(account);
     const rules = await this.calleeRules(account, bare, from, depth);
     if (rules) {
       const immediately = await rules.run('Immediately', 0);
@@ -206,27 +210,37 @@ export class CallService implements CallHooks {
   }
 
   /**
-   * Adds what rings for an account that has no device at all (Rayo: its available Rayo
-   * clients are offered the call only then), before its Signal Rules run.
+   * Adds applications that take an account's calls (Rayo: its available Rayo clients): they are
+   * offered a call when the account has no device at all (before its Signal Rules run), or when
+   * its Signal Rules redirect or fork the call to `#rayo`.
    */
-  addFallback(locate: DeviceLocator): void {
-    this.fallbacks.push(locate);
+  addApplications(locate: DeviceLocator): void {
+    this.applicationLocators.push(locate);
+  }
+
+  /** The account's applications that would take a call now. */
+  private async applications(account: AccountIdentity): Promise<CallTarget[]> {
+    const targets: CallTarget[] = [];
+    for (const locate of this.applicationLocators) {
+      try {
+        targets.push(...(await locate(account)));
+      } catch (err) {
+        this.log.error({ event: 'call.locate_failed', account: `${account.name}@${account.domain}`, error: errorText(err) }, "an account's applications could not be found");
+      }
+    }
+    return targets;
   }
 
   /** Everything that rings for the account: its bound sessions and its other devices. */
   private async devices(account: AccountIdentity, exclude?: { accountId: number; resource: string }): Promise<CallTarget[]> {
     const targets = this.boundTargets(account.id, exclude);
-    const locate = async (locators: DeviceLocator[]): Promise<void> => {
-      for (const locator of locators) {
-        try {
-          targets.push(...(await locator(account)));
-        } catch (err) {
-          this.log.error({ event: 'call.locate_failed', account: `${account.name}@${account.domain}`, error: errorText(err) }, "an account's devices could not be found");
-        }
+    for (const locate of this.locators) {
+      try {
+        targets.push(...(await locate(account)));
+      } catch (err) {
+        this.log.error({ event: 'call.locate_failed', account: `${account.name}@${account.domain}`, error: errorText(err) }, "an account's devices could not be found");
       }
-    };
-    await locate(this.locators);
-    if (targets.length === 0) await locate(this.fallbacks);
+    }
     return targets;
   }
 
@@ -277,8 +291,14 @@ export class CallService implements CallHooks {
         if (!addresses || depth >= this.maxRedirects) return undefined;
         const targets: CallTarget[] = [];
         for (const target of addresses) {
-          // A rule pointing back at the account itself rings its devices without its rules again.
-          const resolved = addressOf(target) === called ? { targets: await this.devices(account) } : await this.resolve(target, { from, callerAccountId: account.id, depth: depth + 1 });
+          // A rule pointing back at the account itself rings its devices without its rules again;
+          // `#rayo` is the account's applications (its available Rayo clients).
+          const resolved =
+            target.trim().toLowerCase().startsWith(APPLICATIONS_TARGET)
+              ? { targets: await this.applications(account) }
+              : addressOf(target) === called
+                ? { targets: await this.devices(account) }
+                : await this.resolve(target, { from, callerAccountId: account.id, depth: depth + 1 });
           if ('targets' in resolved) targets.push(...resolved.targets);
         }
         return { targets, replace: decision.redirect !== undefined };

@@ -120,7 +120,7 @@ export class RayoService implements ImComponent, DomainService {
   ) {
     this.callsPerAccount = options.callsPerAccount ?? DEFAULT_CALLS_PER_ACCOUNT;
     const node = callService.router.node;
-    callService.addFallback(async (account) => (this.available.get(account.id)?.size ? [{ kind: 'rayo', node, accountId: account.id }] : []));
+    callService.addApplications(async (account) => (this.available.get(account.id)?.size ? [{ kind: 'rayo', node, accountId: account.id }] : []));
     callService.onTarget(
       'rayo',
       (target, invite, replyTo) => this.offer(target.accountId, invite, replyTo),
