@@ -213,6 +213,12 @@ export interface Config {
     /** Calls one account may place at once from one node, and calls one node may hold. */
     callsPerAccount: number;
     callsPerNode: number;
+    /**
+     * Addresses whose calls go to an account's applications (its Rayo clients) rather than to
+     * anyone else: `address` a pattern (`*` matches any run, case-insensitive) of what is called —
+     * `tel:+1800*`, `sip:support@example.com`, `*@ivr.example.com` —, `account` whose clients take them.
+     */
+    applicationRoutes: { address: string; account: string }[];
   };
   /**
    * The media gateway (src/media/): the calls whose media it anchors, on ports from
@@ -404,7 +410,7 @@ export function defaultConfig(): Config {
     inbound: { authenticationChecks: true },
     calendar: { remotePrivateAddresses: false },
     im: { rosterItems: 2000, rosterGroups: 200, blockedItems: 1000, offlineMessages: 1000, offlineDays: 30, resourcesPerAccount: 32, archiveDays: 365, mucSubdomain: 'conference', mucRoomsPerService: 1000, mucOccupantsPerRoom: 200, mucHistory: 50 },
-    calls: { ringSeconds: 120, callsPerAccount: 20, callsPerNode: 10_000 },
+    calls: { ringSeconds: 120, callsPerAccount: 20, callsPerNode: 10_000, applicationRoutes: [] },
     media: { relay: 'auto', publicAddress: '', bindAddress: '', sessions: 1000, sessionsPerAccount: 20, idleSeconds: 120, promptFetch: 'public' },
     outbound: {
       relay: '',
@@ -613,6 +619,9 @@ const configSchema = z.strictObject({
     ringSeconds: whole(5),
     callsPerAccount: whole(1),
     callsPerNode: whole(1),
+    applicationRoutes: z
+      .array(z.strictObject({ address: text((s) => s.length > 0 && s.length <= 256 && !/\s/.test(s), 'must be an address pattern without spaces'), account: text((s) => /^[^\s@]+@[^\s@]+$/.test(s), 'must be an account address (name@domain)') }))
+      .max(1000),
   }),
   media: z.strictObject({
     relay: z.enum(['auto', 'always', 'never']),

@@ -33,14 +33,19 @@ const RAYO_CLIENT_CAPS = `<c xmlns="http://jabber.org/protocol/caps" hash="sha-1
 let server: TestServer;
 let port: number;
 let sipPort: number;
-let domain: string;
+let domain = 'example.test';
 const peers: XmppPeer[] = [];
 
 before(async () => {
   port = await freePort();
   sipPort = await freePort();
   // The prompts of these tests are served on 127.0.0.1: the operator's opt-in for internal addresses.
-  server = await startTestServer({ ports: { ximss: 0, http: 0, smtp: 0, xmpp: port, sip: sipPort }, media: { promptFetch: 'any' } });
+  server = await startTestServer({
+    ports: { ximss: 0, http: 0, smtp: 0, xmpp: port, sip: sipPort },
+    media: { promptFetch: 'any' },
+    // The routing table: numbers and another domain's addresses that the "ivr" application takes.
+    calls: { applicationRoutes: [{ address: 'tel:+1800*', account: 'ivr@example.test' }, { address: '*@ivr.example.net', account: 'ivr@example.test' }] },
+  });
 });
 after(async () => {
   await Promise.all(peers.map((p) => p.close().catch(() => {})));
@@ -267,6 +272,27 @@ describe('Rayo over XMPP', { skip: slixmpp }, () => {
     await own.client.nothingMore('callIncoming');
     await peer.iq(`<iq type="set" to="${offer.call}"><hangup xmlns="${NS_RAYO}"/></iq>`);
     await next(caller.client, 'callDisconnected', 'r1');
+  });
+
+  it('the routing table sends numbers and another domain\'s addresses to an account\'s Rayo clients', async () => {
+    await server.addAccount('ivr@example.test', 'secret');
+    const account = await server.services.accounts.find('ivr@example.test');
+    await server.services.accounts.setSettings(account!, { RayoAllowed: 'Yes' });
+    const peer = await XmppPeer.connect({ jid: 'ivr@example.test', password: 'secret', host: '127.0.0.1', port, resource: 'app' });
+    peers.push(peer);
+    await available(peer);
+    const caller = await ximssUser('rayo-routed');
+    for (const [leg, peerAddress] of [['n1', '+18005551212'], ['n2', 'support@ivr.example.net']] as const) {
+      await ok(caller.client, `<callStart callLeg="${leg}" peer="${peerAddress}"><sdpText>${sdpText(40_070)}</sdpText></callStart>`);
+      const offer = await callEvent(peer, 'offer');
+      assert.match(offer.xml, leg === 'n1' ? /to="tel:\+18005551212"/ : /to="sip:support@ivr\.example\.net"/, offer.xml);
+      await peer.iq(`<iq type="set" to="${offer.call}"><reject xmlns="${NS_RAYO}"><decline/></reject></iq>`);
+      assert.equal(codeOf(await next(caller.client, 'callDisconnected', leg)), '603');
+    }
+    // With the application gone, a routed number has nobody to ring.
+    await available(peer, 'dnd');
+    await ok(caller.client, `<callStart callLeg="n3" peer="+18005550000"><sdpText>${sdpText(40_072)}</sdpText></callStart>`);
+    assert.equal(codeOf(await next(caller.client, 'callDisconnected', 'n3')), '480');
   });
 
   it('answers errors as the XEP says: forbidden without RayoAllowed, bad-request, item-not-found, feature-not-implemented; disco', async () => {

@@ -16,6 +16,7 @@ import { MediaBridges, type MediaPolicy, type MediaTraits } from './media-bridge
 import type { MediaGateway } from '../../media/gateway.js';
 import type { TargetOpener } from './router.js';
 import { randomId } from '../ids.js';
+import { Wildcard } from '../wildcard.js';
 
 export interface CallLimits {
   /** How long a call may ring unanswered, seconds. */
@@ -24,6 +25,8 @@ export interface CallLimits {
   callsPerAccount: number;
   /** Calls this node may hold at once. */
   callsPerNode: number;
+  /** Addresses whose calls go to an account's applications (config calls.applicationRoutes). */
+  applicationRoutes?: readonly { address: string; account: string }[];
 }
 
 export const DEFAULT_CALL_LIMITS: Readonly<CallLimits> = Object.freeze({ ringSeconds: 120, callsPerAccount: 20, callsPerNode: 10_000 });
@@ -93,6 +96,8 @@ export class CallService implements CallHooks {
   media: MediaBridges | undefined;
   private readonly perAccount = new Map<number, number>();
   readonly ringTimeoutMs: number;
+  /** The routing table of calls to applications (config calls.applicationRoutes). */
+  private readonly routes: { pattern: Wildcard; account: string }[];
   readonly maxRedirects = 3;
   readonly maxBranches = 32;
 
@@ -106,6 +111,7 @@ export class CallService implements CallHooks {
     this.im = deps.im;
     this.router = new CallRouter(deps.store, deps.bus, node, log);
     this.ringTimeoutMs = limits.ringSeconds * 1000;
+    this.routes = (limits.applicationRoutes ?? []).map((r) => ({ pattern: new Wildcard(r.address, { caseInsensitive: true }), account: r.account.toLowerCase() }));
   }
 
   close(): void {
@@ -155,6 +161,8 @@ export class CallService implements CallHooks {
   async resolve(address: string, context: ResolveContext): Promise<Resolution> {
     const { from, exclude } = context;
     const depth = context.depth ?? 0;
+    const routed = await this.applicationRoute(address);
+    if (routed) return routed;
     const bare = addressOf(address);
     const remote = bare === undefined ? isPhoneNumber(address) : !(await this.im.isLocalDomain(bare.slice(bare.indexOf('@') + 1)));
     if (bare === undefined && !remote) return { code: 404, reason: `${JSON.stringify(address.slice(0, 100))} is not an address that can be called` };
@@ -177,6 +185,25 @@ export class CallService implements CallHooks {
     }
     if (targets.length === 0) return { targets, rules, nobody: `${bare} has no device to ring` };
     return { targets, rules };
+  }
+
+  /**
+   * A call for an address of the routing table (config calls.applicationRoutes): the applications
+   * of the route's account take it, whatever the address is (another domain's, a number).
+   */
+  private async applicationRoute(address: string): Promise<Resolution | undefined> {
+    if (this.routes.length === 0) return undefined;
+    const called = address.trim();
+    const bare = called.replace(/^(sips?|tel):/i, '').split(/[;?]/)[0]!;
+    const route = this.routes.find((r) => r.pattern.test(called) || r.pattern.test(bare) || r.pattern.test(`sip:${bare}`) || r.pattern.test(`tel:${bare}`));
+    if (!route) return undefined;
+    const account = await this.im.accountOf(route.account);
+    if (!account) {
+      this.log.warn({ event: 'call.route_failed', address: called.slice(0, 200), account: route.account }, 'a routed address names an account that does not exist');
+      return { code: 404, reason: `${route.account} does not exist` };
+    }
+    const targets = await this.applications(account);
+    return targets.length > 0 ? { targets } : { targets, nobody: `no application of ${route.account} is available` };
   }
 
   /** Anchors the media of calls through the gateway, as the policy says (media-bridge.ts). */
