@@ -26,7 +26,8 @@ export interface LoggerOptions {
    * Where lines go. Default: standard output, written asynchronously — a line waits only while the
    * previous write is under way, so lines written together go out in one write instead of one
    * system call each (a busy SIP node logs thousands a second) — and flushed synchronously when
-   * the process exits, crashes included; only a SIGKILL can lose the last lines.
+   * the process exits, an uncaught exception included; a SIGKILL, an abort or running out of
+   * memory can lose the last lines.
    */
   destination?: DestinationStream;
   /** Fields on every line (this node's id in a cluster). */
@@ -41,7 +42,8 @@ export function createLogger(options: LoggerOptions = {}): Logger {
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }), log: redactSecrets },
     },
-    options.destination ?? pino.destination({ dest: 1, sync: false }),
+    // At most 16 MiB wait for a stalled reader of standard output; beyond it lines are dropped, not memory grown.
+    options.destination ?? pino.destination({ dest: 1, sync: false, maxLength: 16 * 1024 * 1024 }),
   );
 }
 
@@ -56,7 +58,7 @@ export function redactSecrets(fields: Record<string, unknown>): Record<string, u
     const value = fields[name];
     let replacement: unknown;
     if (SECRET_FIELDS.has(name)) replacement = CENSOR;
-    else if (typeof value === 'object' && value !== null && !Array.isArray(value) && !(value instanceof Error)) {
+    else if (typeof value === 'object' && value !== null && !Array.isArray(value) && !(value instanceof Error) && !ArrayBuffer.isView(value)) {
       const inner = value as Record<string, unknown>;
       for (const innerName in inner) {
         if (!SECRET_FIELDS.has(innerName)) continue;

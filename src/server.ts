@@ -227,7 +227,7 @@ async function build(rawStore: Store, config: Config, log: Logger, options: Serv
   im.components.push(muc);
   // Rayo (XEP-0327): call.<domain> and mixer.<domain>, and availability and dial at the domain itself.
   const prompts = new PromptRenderer({ tts: new TextToSpeech({ cacheBytes: 32 * 1024 * 1024 }), fetchPrivate: config.media.promptFetch === 'any' });
-  const rayo = new RayoService(im, accounts, calls, log.child({ component: 'rayo' }), { openMedia: (id) => media.openEndpoint(`rayo-${id}`), renderer: prompts });
+  const rayo = new RayoService(im, accounts, calls, log.child({ component: 'rayo' }), { bus, store, openMedia: (id) => media.openEndpoint(`rayo-${id}`), renderer: prompts });
   im.components.push(rayo);
   im.domainServices.push(rayo);
   // SIP: on with either of its ports (WebSocket on the HTTP listeners' /sip rides along).

@@ -324,6 +324,44 @@ describe('calls across nodes', () => {
   });
 });
 
+describe('Rayo across nodes', () => {
+  test('a call placed on one node is offered to the Rayo client on the other, which answers it; the hang-up crosses back', async () => {
+    const { ensureSlixmpp, XmppPeer } = await import('./fixtures/xmpp-peer.js');
+    type PresenceEvent = import('./fixtures/xmpp-peer.js').PresenceEvent;
+    await ensureSlixmpp();
+    const app = await newAccount('rayoapp');
+    const set = await ximssd(['account', 'set', app, 'RayoAllowed=yes', '--store', url]);
+    assert.equal(set.code, 0, set.stderr);
+    const caller = await login(a, await newAccount('rayocaller'));
+    const client = await XmppPeer.connect({ jid: app, password: PASSWORD, host: '127.0.0.1', port: b.ports.xmpp, resource: 'app' });
+    try {
+      await client.raw(`<presence to="example.test"><c xmlns="http://jabber.org/protocol/caps" hash="sha-1" node="urn:xmpp:rayo:client:1" ver="QgayPKawpkPSDYmwT/WM94uAlu0="/><show>chat</show></presence>`);
+      await client.ping();
+      const sdp = '<sdpText>v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 8000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n</sdpText>';
+      // Node 1 hears of the client on node 2 through the bus.
+      let offer: PresenceEvent | undefined;
+      await eventually(async () => {
+        expectOk(await caller.request(`<callStart callLeg="r${accountNumber}" peer="${app}">${sdp}</callStart>`));
+        offer = await client.waitFor((e): e is PresenceEvent => e.event === 'presence' && e.xml.includes('<offer'), { timeoutMs: 2000 }).catch(() => undefined);
+        if (!offer) {
+          await caller.takeAsync('callDisconnected', (m) => m.attrs.callLeg === `r${accountNumber}`);
+          return false;
+        }
+        return true;
+      }, 'the offer reaches the client on the other node', 15_000);
+      const call = offer!.from!;
+      const answered = await client.iq(`<iq type="set" to="${call}"><answer xmlns="urn:xmpp:rayo:1"/></iq>`);
+      assert.equal(answered.type, 'result', answered.xml);
+      const connected = await caller.takeAsync('callConnected', () => true);
+      assert.match(connected.element('sdpText')?.text() ?? '', /m=audio [1-9]\d* RTP\/AVP 0/, 'node 2\'s media endpoint answered');
+      expectOk(await caller.request(`<callKill callLeg="${connected.attrs.callLeg}"/>`));
+      await client.waitFor((e) => e.event === 'presence' && e.from === call && e.xml.includes('<hungup'));
+    } finally {
+      await client.close();
+    }
+  });
+});
+
 describe('sessions across nodes', () => {
   test('an alert posted from the command line reaches the sessions on both nodes', async () => {
     const address = await newAccount('alerted');

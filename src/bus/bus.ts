@@ -54,6 +54,12 @@ export interface BusEvents {
    * for `target` there, from port `from`; `key` as for imStanza when too large to travel.
    */
   callSignal: { node: string; to?: string; target?: CallTarget; from: { node: string; id: string }; signal?: Signal; key?: string };
+  /**
+   * A Rayo client of account `accountId` on node `node` became (`available`) or stopped being a
+   * potential controlling party; `ask`: node `node` missed events and asks every node to tell
+   * its clients again.
+   */
+  rayoClient: { node: string; accountId?: number; jid?: string; available?: boolean; ask?: true };
   /** One of an account's rule sets changed (`mailIn`, `signalIn`): whoever keeps its rules re-reads them. */
   rulesChanged: { accountId: number; type: string };
   /** An account's roster changed (`item` removed when absent): its clients get the push. */
@@ -107,6 +113,7 @@ const SHARED_TOPICS: ReadonlySet<string> = new Set<SharedTopic>([
   'blockingChanged',
   'sipRegistration',
   'rulesChanged',
+  'rayoClient',
 ]);
 
 /**

@@ -34,6 +34,9 @@ export interface PromptRendererOptions {
   fetchPrivate?: boolean;
 }
 
+/** The longest prompt a document may render to (a file, or what text-to-speech made of a text). */
+export const MAX_PROMPT_SECONDS = 600;
+
 /** Content types read as text to speak, and as SSML. */
 const TEXT_TYPES = new Set(['text/plain']);
 const SSML_TYPES = new Set(['application/ssml+xml']);
@@ -84,6 +87,9 @@ export class PromptRenderer {
     }
     try {
       const audio = readWav(body, { maxBytes: this.maxFetchBytes });
+      // Bounded before the resampler runs (on the event loop): telephone rates and up, at most MAX_PROMPT_SECONDS.
+      if (audio.sampleRate < CALL_RATE) throw new PromptError('bad', `${url} is sampled at ${audio.sampleRate} Hz: prompts are 8000 Hz or more`);
+      if (audio.samples.length / audio.sampleRate > MAX_PROMPT_SECONDS) throw new PromptError('bad', `${url} is longer than ${MAX_PROMPT_SECONDS / 60} minutes`);
       return audio.sampleRate === CALL_RATE ? audio.samples : resample(audio.samples, audio.sampleRate, CALL_RATE);
     } catch (err) {
       if (err instanceof WavError) throw new PromptError('bad', `${url} is not a WAV file that can be played: ${err.message}`);

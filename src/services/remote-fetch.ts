@@ -40,15 +40,22 @@ export function isPublicAddress(address: string): boolean {
 }
 
 /** Refuses a URL whose host is (or resolves to) an address that is not public. */
-async function checkHost(url: URL, what: string): Promise<void> {
+async function checkHost(url: URL, what: string, timeoutMs: number): Promise<void> {
   const host = url.hostname.replace(/^\[|\]$/g, '');
   let addresses: string[];
   try {
-    addresses = isIP(host) ? [host] : (await lookup(host, { all: true, verbatim: true })).map((a) => a.address);
+    // Bounded like the fetch (a name that never answers would hold a thread of libuv's pool).
+    addresses = isIP(host) ? [host] : (await withTimeout(lookup(host, { all: true, verbatim: true }), timeoutMs)).map((a) => a.address);
   } catch {
     throw new RemoteFetchError(`${what} could not be retrieved: unknown host ${JSON.stringify(host.slice(0, 100))}`);
   }
   if (addresses.some((a) => !isPublicAddress(a))) throw new RemoteFetchError(`${what} url names a private or local address, which this server does not fetch`);
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('timed out')), ms)));
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
 /** The body of the document at `url` (http or https). Throws RemoteFetchError, its message about `what`. */
@@ -60,7 +67,7 @@ export async function fetchRemote(url: URL, limits: RemoteFetchLimits, what: str
     new RemoteFetchError(`${what} could not be retrieved: ${err instanceof Error ? (err.name === 'TimeoutError' ? 'timed out' : err.message) : String(err)}`);
   let response: Response;
   for (let hop = 0; ; hop++) {
-    if (!limits.privateAddresses) await checkHost(parsed, what);
+    if (!limits.privateAddresses) await checkHost(parsed, what, limits.timeoutMs);
     try {
       // Redirects are followed here, so that each new host is checked too.
       response = await fetch(parsed, { signal, redirect: 'manual', headers: { Accept: limits.accept ?? '*/*' } });

@@ -68,6 +68,12 @@ export interface PlaceCall {
 /** The Signal Rules target (Redirect to / Fork to) that names the account's applications: its Rayo clients. */
 const APPLICATIONS_TARGET = '#rayo';
 
+/** `#rayo`, as written or as the rules qualified it (`#rayo@domain`). */
+function isApplicationsTarget(target: string): boolean {
+  const t = target.trim().toLowerCase();
+  return t === APPLICATIONS_TARGET || t.startsWith(`${APPLICATIONS_TARGET}@`);
+}
+
 /** Why a call could not be placed at all (a bad address, a limit): the caller's `reject` code. */
 export class CallRefused extends Error {
   constructor(
@@ -321,7 +327,7 @@ export class CallService implements CallHooks {
           // A rule pointing back at the account itself rings its devices without its rules again;
           // `#rayo` is the account's applications (its available Rayo clients).
           const resolved =
-            target.trim().toLowerCase().startsWith(APPLICATIONS_TARGET)
+            isApplicationsTarget(target)
               ? { targets: await this.applications(account) }
               : addressOf(target) === called
                 ? { targets: await this.devices(account) }

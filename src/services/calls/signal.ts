@@ -1,3 +1,5 @@
+import { xmlSafe } from '../../xml/element.js';
+
 /**
  * The signals the two sides of a call exchange through the call engine, whatever protocol
  * each side speaks (XIMSS signaling, SIP, later Rayo). They follow SIP's offer/answer model
@@ -93,7 +95,8 @@ export function extensionHeaders(headers: Iterable<readonly [string, string]>): 
   const kept: [string, string][] = [];
   for (const [name, value] of headers) {
     if (kept.length >= MAX_EXTENSION_HEADERS) break;
-    if (!/^X-[A-Za-z0-9!%'*+._`~-]{1,64}$/i.test(name) || /[\r\n\0]/.test(value) || value.length > MAX_EXTENSION_HEADER_VALUE) continue;
+    // Values go into XML too (Rayo's offer): nothing XML 1.0 cannot carry, no control characters but tab.
+    if (!/^X-[A-Za-z0-9!%'*+._`~-]{1,64}$/i.test(name) || value.length > MAX_EXTENSION_HEADER_VALUE || /[\u0000-\u0008\u000A-\u001F\u007F]/.test(value) || xmlSafe(value) !== value) continue;
     kept.push([name, value]);
   }
   return kept.length > 0 ? kept : undefined;

@@ -36,6 +36,8 @@ export interface ImComponent {
 export interface DomainService {
   claims(stanza: XmlElement): boolean;
   handle(stanza: XmlElement, origin: ImClient): Promise<void>;
+  /** A client of this node is gone (whatever it sent the service before). */
+  clientGone?(client: ImClient): void;
 }
 
 /** What the IM service limits (config `im`, documented there). */
@@ -170,6 +172,7 @@ export class ImService {
     if (client.available) await this.broadcastPresence(client, el('presence', { type: 'unavailable' }));
     else await this.endDirectedPresence(client);
     await this.router.unregister(client);
+    for (const service of this.domainServices) service.clientGone?.(client);
     this.log.info({ event: 'im.client_detached', account: fullName(client.account), resource: client.resource, protocol: client.kind }, 'IM client detached');
   }
 

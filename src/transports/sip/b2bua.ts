@@ -491,7 +491,9 @@ export class SipUacLeg extends SipLeg {
           ...target.path.map((p) => ['Route', p] as const),
           ...(invite.transferredBy ? [['Referred-By', `<sip:${invite.transferredBy}>`] as const] : []),
           ...supplHeaders(invite.suppl),
-          ...(extensionHeaders(invite.headers ?? []) ?? []),
+          // Extension headers only from our own users' calls (a Rayo application's dial, a phone of
+          // ours): a stranger's X- headers are not handed to our phones and trunks.
+          ...(invite.callerAccountId !== undefined ? (extensionHeaders(invite.headers ?? []) ?? []) : []),
         ],
         destination,
         pinDestination: target.nat === true,

@@ -1,5 +1,6 @@
 import { DtmfDetector } from '../../../media/dtmf-detector.js';
 import type { AudioSource, PlayResult } from '../../../media/endpoint.js';
+import { SessionLimitError } from '../../../media/ports.js';
 import type { Port, PortAddress } from '../../../services/calls/router.js';
 import type { Party, Signal } from '../../../services/calls/signal.js';
 import type { EndReason, Header } from './elements.js';
@@ -53,7 +54,9 @@ export class RayoCall implements Port {
   private readonly tag: string;
   private media: RayoMedia | undefined;
   /** Who hears the keys the other party presses (components), and their media subscriptions. */
-  private readonly digitListeners = new Map<(digit: string) => void, (() => void) | undefined>();
+  private readonly digitListeners = new Set<(digit: string) => void>();
+  /** The media's RFC 4733 events, heard once for the call. */
+  private mediaDigits: (() => void) | undefined;
   private stopInBand: (() => void) | undefined;
   /** What plays when no component does, and how many component plays are under way. */
   private background: AudioSource | undefined;
@@ -92,13 +95,24 @@ export class RayoCall implements Port {
    * by the media endpoint) or signaled (XIMSS callSendDTMF, SIP INFO). Returns the unsubscriber.
    */
   onDigit(listener: (digit: string) => void): () => void {
-    this.digitListeners.set(listener, this.media?.onDigit(listener));
-    this.listenInBand();
+    this.digitListeners.add(listener);
+    this.attachDigits();
     return () => {
-      this.digitListeners.get(listener)?.();
       this.digitListeners.delete(listener);
       if (this.digitListeners.size === 0) this.stopInBand?.();
     };
+  }
+
+  /** Each key to every listener, over a copy (a listener may leave, or another join, on a key). */
+  private digit(digit: string): void {
+    for (const listener of [...this.digitListeners]) listener(digit);
+  }
+
+  /** Hears the media's RFC 4733 events once for the call, and in-band keys while someone listens. */
+  private attachDigits(): void {
+    if (!this.media) return;
+    this.mediaDigits ??= this.media.onDigit((digit) => this.digit(digit));
+    if (this.digitListeners.size > 0) this.listenInBand();
   }
 
   /**
@@ -112,7 +126,7 @@ export class RayoCall implements Port {
     const detector = new DtmfDetector();
     const off = media.onAudio((frame) => {
       const digit = detector.push(frame);
-      if (digit !== undefined) for (const listener of [...this.digitListeners.keys()]) listener(digit);
+      if (digit !== undefined) this.digit(digit);
     });
     this.stopInBand = () => {
       off();
@@ -169,22 +183,30 @@ export class RayoCall implements Port {
   }
 
   /** answer: media answered, 200 to the caller. Resolves once the answer is sent. */
+  /**
+   * answer: media answered, 200 to the caller. Resolves once the answer is sent; when the media
+   * cannot be answered (no G.711 offered, the media session limit) the caller is refused (488 or
+   * 503), the call ends (`error`) and the error is thrown for the command's reply.
+   */
   async answer(controller: string): Promise<void> {
     this.controller = controller;
     if (this.state !== 'offered' && this.state !== 'accepted') return;
     this.state = 'answering';
-    const media = (this.media ??= this.openMedia());
-    if (this.offerSdp !== undefined) {
-      const sdp = await media.answer(this.offerSdp);
-      if (this.ended) return;
-      this.state = 'answered';
-      this.signal({ kind: 'answer', tag: this.tag, sdp });
-    } else {
+    try {
+      const media = (this.media ??= this.openMedia());
+      this.attachDigits();
       // A call without an offer: ours goes in the answer, the caller's answer comes in its ack.
-      const sdp = await media.offer();
+      const sdp = this.offerSdp !== undefined ? await media.answer(this.offerSdp) : await media.offer();
       if (this.ended) return;
       this.state = 'answered';
-      this.signal({ kind: 'answer', tag: this.tag, sdp, offer: true });
+      this.signal({ kind: 'answer', tag: this.tag, sdp, ...(this.offerSdp === undefined && { offer: true }) });
+    } catch (err) {
+      if (!this.ended) {
+        const limit = err instanceof SessionLimitError;
+        this.signal({ kind: 'reject', code: limit ? 503 : 488, reason: limit ? 'no media session is free' : 'the media could not be answered' });
+        this.finish('error', limit ? 503 : 488);
+      }
+      throw err;
     }
   }
 
@@ -214,6 +236,7 @@ export class RayoCall implements Port {
   /** A call we place: our offer, then the call engine's port where its signals go. */
   async dialOffer(): Promise<string> {
     this.media = this.openMedia();
+    this.attachDigits();
     return this.media.offer();
   }
 
@@ -272,7 +295,7 @@ export class RayoCall implements Port {
         this.signal({ kind: 'updated', tag: signal.tag, code: 488, reason: 'the media server does not take new offers' });
         return;
       case 'dtmf':
-        for (const digit of signal.digits) for (const listener of [...this.digitListeners.keys()]) listener(digit);
+        for (const digit of signal.digits) this.digit(digit);
         if (signal.op) this.signal({ kind: 'result', op: signal.op });
         return;
       case 'info':

@@ -1,6 +1,6 @@
 import { FRAME_SAMPLES, type AudioSource, type PlayResult } from '../../../media/endpoint.js';
 import { NLSML_CONTENT_TYPE, nlsmlFromMatch } from '../../../media/nlsml.js';
-import { PromptError, type PromptRenderer } from '../../../media/prompts.js';
+import { MAX_PROMPT_SECONDS, PromptError, type PromptRenderer } from '../../../media/prompts.js';
 import { concatSamples } from '../../../media/tones.js';
 import { compileGrammar, SrgsError, SrgsGrammarSet, type SrgsState } from '../../../media/srgs.js';
 import { badRequest, rayoError, unsupportedOption, type CompleteReason, type ComponentCommand, type InputComponent, type OutputComponent, type PromptComponent, type RayoError } from './elements.js';
@@ -43,9 +43,13 @@ export abstract class RayoComponent {
     this.complete({ kind: 'hangup' });
   }
 
+  /** How it completed (once finished). */
+  completion: CompleteReason | undefined;
+
   protected complete(reason: CompleteReason): void {
     if (this.done) return;
     this.done = true;
+    this.completion = reason;
     this.release();
     this.completed(this, reason);
   }
@@ -269,6 +273,8 @@ class OutputSource implements AudioSource {
  */
 export class OutputPlayer extends RayoComponent {
   private readonly source: OutputSource;
+  /** Its play() has not ended yet. */
+  private playing = true;
 
   /** Renders the documents first: a RayoError (nothing started) when they cannot be played. */
   static async start(
@@ -296,11 +302,15 @@ export class OutputPlayer extends RayoComponent {
     this.source = new OutputSource(samples, request);
     media.play(this.source).then(
       (result) => {
+        this.playing = false;
         if (result === 'finished') this.complete({ kind: this.source.ended ?? 'finish' });
         else if (result === 'failed') this.complete({ kind: 'error', text: 'playing failed' });
         else this.complete({ kind: 'stop' });
       },
-      (err: unknown) => this.complete({ kind: 'error', text: err instanceof Error ? err.message : String(err) }),
+      (err: unknown) => {
+        this.playing = false;
+        this.complete({ kind: 'error', text: err instanceof Error ? err.message : String(err) });
+      },
     );
   }
 
@@ -329,7 +339,10 @@ export class OutputPlayer extends RayoComponent {
   }
 
   protected release(): void {
-    // Stopping what plays resolves play() with 'stopped'; the completion has been reported already.
+    // Only our own play is stopped: once it has ended, what plays now is someone else's (another
+    // output, a join's audio) and stays.
+    if (!this.playing) return;
+    this.playing = false;
     if (!this.source.ended) this.source.ended = 'finish';
     this.media.stopPlaying();
   }
@@ -338,9 +351,13 @@ export class OutputPlayer extends RayoComponent {
 /** Every document of an output, rendered and joined; a RayoError when one cannot be. */
 async function renderAll(request: OutputComponent, renderer: PromptRenderer): Promise<Int16Array | RayoError> {
   const parts: Int16Array[] = [];
+  let samples = 0;
   for (const document of request.documents) {
     try {
-      parts.push(await renderer.render(document.kind === 'url' ? { kind: 'url', url: document.url } : { kind: 'inline', contentType: document.contentType, content: document.content }, request.voice));
+      const part = await renderer.render(document.kind === 'url' ? { kind: 'url', url: document.url } : { kind: 'inline', contentType: document.contentType, content: document.content }, request.voice);
+      samples += part.length;
+      if (samples > MAX_PROMPT_SECONDS * 8000) return badRequest(`the documents of an output play for at most ${MAX_PROMPT_SECONDS / 60} minutes together`);
+      parts.push(part);
     } catch (err) {
       if (err instanceof PromptError) return err.kind === 'bad' ? badRequest(err.message) : rayoError('service-unavailable', err.message);
       throw err;
@@ -376,12 +393,18 @@ export class PromptRunner extends RayoComponent {
     });
     if ('condition' in input) return input;
     prompt.input = input;
-    const output = await OutputPlayer.start(`${id}-output`, request.output, media, renderer, (_c, reason) => {
-      if (prompt.finished) return;
-      if (reason.kind === 'error') return prompt.complete(reason);
-      timersStarted(prompt);
-      input.startTimers();
-    });
+    let output: OutputPlayer | RayoError;
+    try {
+      output = await OutputPlayer.start(`${id}-output`, request.output, media, renderer, (_c, reason) => {
+        if (prompt.finished) return;
+        if (reason.kind === 'error') return prompt.complete(reason);
+        timersStarted(prompt);
+        input.startTimers();
+      });
+    } catch (err) {
+      input.cancel({ kind: 'stop' });
+      throw err;
+    }
     if ('condition' in output) {
       input.cancel({ kind: 'stop' });
       return output;

@@ -1,3 +1,5 @@
+import type { EventBus } from '../../../bus/bus.js';
+import type { Store } from '../../../store/store.js';
 import type { AccountService } from '../../../services/accounts.js';
 import type { CallService } from '../../../services/calls/service.js';
 import { CallRefused } from '../../../services/calls/service.js';
@@ -13,6 +15,7 @@ import { codeOfRejectReason, NO_HEADERS, RayoCall, type RayoMedia } from './call
 import { InputCollector, OutputPlayer, PromptRunner, type RayoComponent } from './components.js';
 import { CallMix } from './joins.js';
 import type { PromptRenderer } from '../../../media/prompts.js';
+import { SessionLimitError } from '../../../media/ports.js';
 import {
   buildDiscoInfo,
   buildErrorElement,
@@ -58,6 +61,8 @@ interface HeldCall {
   offeredTo: Set<string>;
   /** Its running components, by id. */
   components: Map<string, RayoComponent>;
+  /** Its dial's timeout, until it is answered or ends. */
+  dialTimer?: NodeJS.Timeout | undefined;
   /** The join its dial asked for, made when it is answered. */
   pendingJoin?: JoinCommand | undefined;
   /** Its join: to another call (a private mix of the two) or to a mixer. */
@@ -82,6 +87,9 @@ const COMPONENTS_PER_CALL = 16;
 const DEFAULT_CALLS_PER_ACCOUNT = 50;
 
 export interface RayoServiceOptions {
+  /** Where availability is told to the other nodes, and whether a node is alive (a cluster). */
+  bus: EventBus;
+  store: Store;
   /** The media end of each call (a MediaEndpoint of the gateway). */
   openMedia: (callId: string) => RayoMedia;
   /** Renders what output and prompt components play (text-to-speech, fetched WAV files). */
@@ -107,9 +115,17 @@ export class RayoService implements ImComponent, DomainService {
   private readonly available = new Map<number, Map<string, ImClient>>();
   private readonly calls = new Map<string, HeldCall>();
   private readonly perAccount = new Map<number, number>();
-  /** Mixers by `<domain>/<name>` (names are case-insensitive, as JID local parts are). */
+  /**
+   * Mixers by account and name (names are case-insensitive, as JID local parts are): each
+   * account has its own mixers — another account's are not there for it, not even by name
+   * (XEP-0327's security zones).
+   */
   private readonly mixers = new Map<string, HeldMixer>();
   private readonly callsPerAccount: number;
+  private readonly node: string;
+  /** The potential controlling parties on other nodes, by account: full JID → node. */
+  private readonly elsewhere = new Map<number, Map<string, string>>();
+  private readonly unsubscribe: (() => void)[];
 
   constructor(
     private readonly im: ImService,
@@ -119,8 +135,21 @@ export class RayoService implements ImComponent, DomainService {
     private readonly options: RayoServiceOptions,
   ) {
     this.callsPerAccount = options.callsPerAccount ?? DEFAULT_CALLS_PER_ACCOUNT;
-    const node = callService.router.node;
-    callService.addApplications(async (account) => (this.available.get(account.id)?.size ? [{ kind: 'rayo', node, accountId: account.id }] : []));
+    this.node = callService.router.node;
+    callService.addApplications(async (account) => {
+      const node = await this.nodeFor(account.id);
+      return node ? [{ kind: 'rayo', node, accountId: account.id }] : [];
+    });
+    this.unsubscribe = [
+      options.bus.on('rayoClient', (event, remote) => remote && event.node !== this.node && this.heard(event)),
+      // Events may have been missed: forget what other nodes said, and ask them again.
+      options.bus.on('resync', () => {
+        this.elsewhere.clear();
+        options.bus.publish('rayoClient', { node: this.node, ask: true });
+      }),
+    ];
+    // A node that starts learns the clients the others already have.
+    options.bus.publish('rayoClient', { node: this.node, ask: true });
     callService.onTarget(
       'rayo',
       (target, invite, replyTo) => this.offer(target.accountId, invite, replyTo),
@@ -130,6 +159,8 @@ export class RayoService implements ImComponent, DomainService {
 
   /** Hangs up every call (server shutdown). */
   close(): void {
+    for (const off of this.unsubscribe) off();
+    for (const [accountId, clients] of this.available) for (const jid of clients.keys()) this.tell(accountId, jid, false);
     for (const { call } of [...this.calls.values()]) call.hangup();
     for (const mixer of this.mixers.values()) mixer.mix.close();
     this.mixers.clear();
@@ -151,7 +182,8 @@ export class RayoService implements ImComponent, DomainService {
 
   /** Presence to the domain (availability), and Rayo iqs to it (dial, disco is the server's). */
   claims(stanza: XmlElement): boolean {
-    if (stanza.name === 'presence') return true;
+    // Availability only: subscriptions and probes to the server's JID stay the IM service's.
+    if (stanza.name === 'presence') return stanza.attrs.type === undefined || stanza.attrs.type === 'unavailable';
     if (stanza.name !== 'iq') return false;
     const payload = stanza.elements()[0];
     return payload !== undefined && payload.attrs.xmlns === NS_RAYO;
@@ -174,20 +206,26 @@ export class RayoService implements ImComponent, DomainService {
 
   private async presence(stanza: XmlElement, client: ImClient): Promise<void> {
     const to = parseJid(stanza.attrs.to!);
-    if (to.local) return; // presence to a call or mixer: nothing to do
+    // Presence to a call, a mixer or their services says nothing: availability goes to the domain itself.
+    if (to.local || (await this.serves(to.domain))) return;
     const state = parseClientPresence(stanza);
     if (!state) return;
     const accountId = client.account.id;
-    if (state.available && (await this.allowed(client))) {
+    // The client may have gone while its rights were read.
+    if (state.available && (await this.allowed(client)) && this.attached(client)) {
       let clients = this.available.get(accountId);
       if (!clients) this.available.set(accountId, (clients = new Map()));
-      if (!clients.has(client.jid)) this.log.info({ event: 'rayo.client_available', jid: client.jid }, 'a Rayo client is available');
+      if (!clients.has(client.jid)) {
+        this.log.info({ event: 'rayo.client_available', jid: client.jid }, 'a Rayo client is available');
+        this.tell(accountId, client.jid, true);
+      }
       clients.set(client.jid, client);
       return;
     }
     const clients = this.available.get(accountId);
     if (clients?.delete(client.jid)) {
       this.log.info({ event: 'rayo.client_unavailable', jid: client.jid }, 'a Rayo client is no longer available');
+      this.tell(accountId, client.jid, false);
       if (clients.size === 0) this.available.delete(accountId);
     }
     if (stanza.attrs.type === 'unavailable') {
@@ -211,7 +249,8 @@ export class RayoService implements ImComponent, DomainService {
       return client.deliver(buildIqResult(replyAddress(iq, client), buildDiscoInfo(RAYO_DISCO.service)));
     }
     const entity = classifyJid(iq.attrs.to!, serviceDomain);
-    if (!entity) return fail(rayoError('item-not-found', 'no such call, mixer or component'));
+    // An account uses the Rayo service of its own domain (its calls and mixers are there).
+    if (!entity || serviceDomain !== client.account.domain) return fail(rayoError('item-not-found', 'no such call, mixer or component'));
     if (type !== 'set') return fail(rayoError('service-unavailable', 'Rayo commands come in iq type set'));
     const checked = commandPayload(iq);
     if (!checked.ok) return fail(checked.error, payload);
@@ -235,13 +274,13 @@ export class RayoService implements ImComponent, DomainService {
       case 'mixer': {
         const wrong = commandError('mixer', command);
         if (wrong) return fail(wrong, checked.value);
-        const mixer = this.mixers.get(`${serviceDomain}/${entity.name}`);
-        if (!mixer || mixer.accountId !== client.account.id) return fail(rayoError('item-not-found', 'no such mixer'), checked.value);
+        const mixer = this.mixers.get(mixerKey(client.account.id, entity.name));
+        if (!mixer) return fail(rayoError('item-not-found', 'no such mixer'), checked.value);
         return this.mixerCommand(iq, client, mixer, command, checked.value);
       }
       case 'component': {
         if (entity.parent.kind === 'mixer') {
-          const entry = this.mixers.get(`${serviceDomain}/${entity.parent.name}`)?.components.get(entity.componentId);
+          const entry = this.mixers.get(mixerKey(client.account.id, entity.parent.name))?.components.get(entity.componentId);
           if (!entry || entry.starter !== client.jid) return fail(rayoError('item-not-found', 'no such component'), checked.value);
           const wrong = commandError({ component: entry.component.kind }, command);
           if (wrong) return fail(wrong, checked.value);
@@ -282,8 +321,9 @@ export class RayoService implements ImComponent, DomainService {
         try {
           await call.answer(client.jid);
         } catch (err) {
+          // The call has refused its caller and ended (RayoCall.answer); the client is told why.
           this.log.warn({ event: 'rayo.answer_failed', call: call.id, error: errorText(err) }, 'a Rayo call could not be answered');
-          call.reject(488, 'the media could not be answered');
+          if (err instanceof SessionLimitError) return fail(rayoError('resource-constraint', `no media session is free: ${errorText(err)}`));
           return fail(rayoError('bad-request', `the call's media could not be answered: ${errorText(err)}`));
         }
         return ok();
@@ -335,9 +375,12 @@ export class RayoService implements ImComponent, DomainService {
           started.hangup();
           return fail(rayoError('item-not-found', 'the call ended'));
         }
+        // Announced with its ref first; one that completed while it started (a key during a
+        // prompt's rendering) reports that right after.
         held.components.set(id, started);
         client.deliver(buildIqResult(replyAddress(iq, client), buildRef({ uri: xmppUri(componentJid(callJid(call.id, held.domain), id)) })));
         this.log.info({ event: 'rayo.component_started', call: call.id, component: id, kind: command.kind }, 'a Rayo component started');
+        if (started.finished) this.completed(held, started, started.completion!);
         return;
       }
       default:
@@ -370,8 +413,8 @@ export class RayoService implements ImComponent, DomainService {
     if ((this.perAccount.get(accountId) ?? 0) >= this.callsPerAccount) return fail(rayoError('resource-constraint', `an account may have ${this.callsPerAccount} Rayo calls at once`));
     const id = randomId(12).toLowerCase();
     const own = `${client.account.name}@${client.account.domain}`;
+    // The client controls the call once it has its ref: an end before that is not told (it gets the iq error).
     const held = this.hold(id, accountId, domain, { address: dial.from ?? `sip:${own}` }, { address: dial.to }, undefined);
-    held.call.controller = client.jid;
     held.pendingJoin = join;
     let sdp: string;
     try {
@@ -379,6 +422,10 @@ export class RayoService implements ImComponent, DomainService {
     } catch (err) {
       held.call.hangup();
       return fail(rayoError('resource-constraint', `no media for the call: ${errorText(err)}`));
+    }
+    if (!this.attached(client)) {
+      held.call.hangup();
+      return;
     }
     let placed: { address: PortAddress };
     try {
@@ -390,19 +437,68 @@ export class RayoService implements ImComponent, DomainService {
       throw err;
     }
     held.call.dialed(placed.address);
+    held.call.controller = client.jid;
     client.deliver(buildIqResult(replyAddress(iq, client), buildRef({ uri: xmppUri(callJid(id, domain)) })));
     this.log.info({ event: 'rayo.dial', call: id, jid: client.jid, to: dial.to }, 'a Rayo client placed a call');
     if (dial.timeout > 0) {
-      setTimeout(() => held.call.timeout(), dial.timeout).unref();
+      held.dialTimer = setTimeout(() => held.call.timeout(), dial.timeout);
+      held.dialTimer.unref();
     }
   }
 
   // --- the call engine's side ---
 
+  // --- availability across the cluster ---
+
+  /** Tells the other nodes that a client of this node became or stopped being available. */
+  private tell(accountId: number, jid: string, available: boolean): void {
+    this.options.bus.publish('rayoClient', { node: this.node, accountId, jid, available });
+  }
+
+  /** What another node said. */
+  private heard(event: { node: string; accountId?: number; jid?: string; available?: boolean; ask?: true }): void {
+    if (event.ask) {
+      for (const [accountId, clients] of this.available) for (const jid of clients.keys()) this.tell(accountId, jid, true);
+      return;
+    }
+    if (event.accountId === undefined || event.jid === undefined) return;
+    let clients = this.elsewhere.get(event.accountId);
+    if (event.available) {
+      if (!clients) this.elsewhere.set(event.accountId, (clients = new Map()));
+      clients.set(event.jid, event.node);
+    } else if (clients?.get(event.jid) === event.node) {
+      clients.delete(event.jid);
+      if (clients.size === 0) this.elsewhere.delete(event.accountId);
+    }
+  }
+
+  /**
+   * The node that holds a new call of the account for its Rayo clients: this one when it has
+   * some, else the live node that has the most (XEP-0349's idea: the call lives where it is
+   * controlled; the call engine carries its signals from whichever node the caller came in).
+   */
+  private async nodeFor(accountId: number): Promise<string | undefined> {
+    if (this.available.get(accountId)?.size) return this.node;
+    const clients = this.elsewhere.get(accountId);
+    if (!clients || clients.size === 0) return undefined;
+    const counts = new Map<string, number>();
+    for (const node of clients.values()) counts.set(node, (counts.get(node) ?? 0) + 1);
+    const now = Date.now();
+    for (const [node] of [...counts].sort((x, y) => y[1] - x[1])) {
+      const record = await this.options.store.cluster.node(node);
+      if (record && record.aliveUntil >= now) return node;
+    }
+    return undefined;
+  }
+
   /** A call for an account with Rayo clients: held here, offered to each of them. */
   private offer(accountId: number, invite: Extract<Signal, { kind: 'invite' }>, replyTo: PortAddress): RayoCall | undefined {
     const clients = this.available.get(accountId);
     if (!clients || clients.size === 0) return undefined;
+    if ((this.perAccount.get(accountId) ?? 0) >= this.callsPerAccount) {
+      this.log.warn({ event: 'rayo.offer_refused', account: accountId, limit: this.callsPerAccount }, 'a call was not offered: the account has as many Rayo calls as it may');
+      return undefined;
+    }
     const domain = [...clients.values()][0]!.account.domain;
     const id = randomId(12).toLowerCase();
     const held = this.hold(id, accountId, domain, invite.from, invite.to, { peer: replyTo, sdp: invite.sdp });
@@ -423,6 +519,7 @@ export class RayoService implements ImComponent, DomainService {
     const call = new RayoCall(this.callService.router, id, accountId, from, to, () => this.options.openMedia(id), {
       ringing: (c) => c.controller && this.sendEvent(held!, c.controller, { kind: 'ringing', headers: NO_HEADERS }),
       answered: (c) => {
+        clearTimeout(held!.dialTimer);
         if (c.controller) this.sendEvent(held!, c.controller, { kind: 'answered', headers: NO_HEADERS });
         // dial with a join: made once the call is answered (XEP "Joining Calls": the new call joins at once).
         const join = held!.pendingJoin;
@@ -466,9 +563,8 @@ export class RayoService implements ImComponent, DomainService {
       return undefined;
     }
     const name = command.target.mixerName.toLowerCase();
-    const key = `${held.domain}/${name}`;
+    const key = mixerKey(held.call.accountId, name);
     let mixer = this.mixers.get(key);
-    if (mixer && mixer.accountId !== held.call.accountId) return rayoError('not-allowed', 'the mixer belongs to another account');
     if (!mixer) {
       let created: HeldMixer | undefined;
       const mix = new CallMix(name, (memberId, transition) => created && this.speaking(created, memberId, transition));
@@ -500,7 +596,7 @@ export class RayoService implements ImComponent, DomainService {
       this.callEvent(other, { kind: 'unjoined', target: { kind: 'call', callUri: xmppUri(callJid(held.call.id, held.domain)) } });
       return;
     }
-    const key = `${held.domain}/${join.target.kind === 'mixer' ? join.target.mixerName : ''}`;
+    const key = mixerKey(held.call.accountId, join.target.kind === 'mixer' ? join.target.mixerName : '');
     const mixer = this.mixers.get(key);
     mixer?.members.delete(held);
     this.callEvent(held, { kind: 'unjoined', target: join.target });
@@ -508,6 +604,9 @@ export class RayoService implements ImComponent, DomainService {
       for (const { component } of [...mixer.components.values()]) component.hangup();
       mixer.mix.close();
       this.mixers.delete(key);
+      // The mixer is gone: unavailable presence from it (its last call's controller is told).
+      const controller = held.call.controller;
+      if (controller) this.deliverTo(held, controller, el('presence', { from: mixerJid(mixer.name, mixer.domain), to: controller, type: 'unavailable' }));
       this.log.info({ event: 'rayo.mixer_removed', mixer: mixer.name }, 'a Rayo mixer was removed (its last call left)');
     }
   }
@@ -520,11 +619,11 @@ export class RayoService implements ImComponent, DomainService {
     const id = randomId(10).toLowerCase();
     const from = componentJid(mixerJid(mixer.name, mixer.domain), id);
     const started = await OutputPlayer.start(id, command, mixer.mix, this.options.renderer, (component, reason) => {
-      mixer.components.delete(component.id);
+      if (!mixer.components.delete(component.id)) return;
       this.deliverTo(undefined, client.jid, buildEventPresence({ from, to: client.jid }, { kind: 'complete', reason }, { stamp: new Date() }), mixer.accountId);
     });
     if ('condition' in started) return fail(started);
-    if (!this.mixers.has(`${mixer.domain}/${mixer.name}`)) {
+    if (!this.mixers.has(mixerKey(mixer.accountId, mixer.name))) {
       started.hangup();
       return fail(rayoError('item-not-found', 'the mixer is gone'));
     }
@@ -554,7 +653,8 @@ export class RayoService implements ImComponent, DomainService {
 
   /** A component completed: its `complete` goes to the call's controller. */
   private completed(held: HeldCall, component: RayoComponent, reason: CompleteReason): void {
-    held.components.delete(component.id);
+    // Only a component the client has heard of (its ref was sent) reports its completion.
+    if (!held.components.delete(component.id)) return;
     this.componentEvent(held, component, { kind: 'complete', reason });
   }
 
@@ -568,6 +668,7 @@ export class RayoService implements ImComponent, DomainService {
 
   private ended(held: HeldCall, reason: EndReason, code?: number): void {
     const { call } = held;
+    clearTimeout(held.dialTimer);
     // Its components complete first (reason hangup), it leaves its join, then the call ends.
     for (const component of [...held.components.values()]) component.hangup();
     if (held.join) this.unjoin(held);
@@ -593,6 +694,29 @@ export class RayoService implements ImComponent, DomainService {
     if (accountId === undefined) return;
     const client = this.available.get(accountId)?.get(jid) ?? this.im.router.resource(accountId, parseJid(jid).resource)?.client;
     client?.deliver(stanza);
+  }
+
+  /** Whether the client is still connected (its resource is the same client). */
+  private attached(client: ImClient): boolean {
+    return this.im.router.resource(client.account.id, client.resource)?.client === client;
+  }
+
+  /**
+   * A client of this node is gone (its stream ended): it is no longer a potential controlling
+   * party, the calls it controls are hung up and what it plays into mixers stops — whether or
+   * not it had told the domain it was available.
+   */
+  clientGone(client: ImClient): void {
+    const clients = this.available.get(client.account.id);
+    if (clients?.get(client.jid) === client) {
+      clients.delete(client.jid);
+      this.tell(client.account.id, client.jid, false);
+      if (clients.size === 0) this.available.delete(client.account.id);
+    }
+    for (const { call } of [...this.calls.values()]) if (call.controller === client.jid && call.accountId === client.account.id) call.hangup();
+    for (const mixer of this.mixers.values()) {
+      for (const { component, starter } of [...mixer.components.values()]) if (starter === client.jid) component.hangup();
+    }
   }
 
   private async allowed(client: ImClient): Promise<boolean> {
@@ -637,4 +761,8 @@ function errorOf(stanza: XmlElement, error: RayoError): XmlElement {
 function sameTarget(a: JoinTarget, b: JoinTarget): boolean {
   if (a.kind === 'mixer' || b.kind === 'mixer') return a.kind === b.kind && (a as { mixerName: string }).mixerName.toLowerCase() === (b as { mixerName: string }).mixerName.toLowerCase();
   return a.callUri.toLowerCase() === b.callUri.toLowerCase();
+}
+
+function mixerKey(accountId: number, name: string): string {
+  return `${accountId}/${name.toLowerCase()}`;
 }
