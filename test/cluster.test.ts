@@ -353,7 +353,7 @@ describe('Rayo across nodes', () => {
       const answered = await client.iq(`<iq type="set" to="${call}"><answer xmlns="urn:xmpp:rayo:1"/></iq>`);
       assert.equal(answered.type, 'result', answered.xml);
       const connected = await caller.takeAsync('callConnected', () => true);
-      assert.match(connected.element('sdpText')?.text() ?? '', /m=audio [1-9]\d* RTP\/AVP 0/, 'node 2\'s media endpoint answered');
+      assert.equal(connected.element('sdp')?.element('media')?.attrs.protocol, 'RTP/AVP', 'node 2\'s media endpoint answered');
       expectOk(await caller.request(`<callKill callLeg="${connected.attrs.callLeg}"/>`));
       await client.waitFor((e) => e.event === 'presence' && e.from === call && e.xml.includes('<hungup'));
     } finally {
