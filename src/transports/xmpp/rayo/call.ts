@@ -55,6 +55,8 @@ export class RayoCall implements Port {
   /** Who hears the keys the other party presses (components), and their media subscriptions. */
   private readonly digitListeners = new Map<(digit: string) => void, (() => void) | undefined>();
   private stopInBand: (() => void) | undefined;
+  /** Who hears the frames the server plays (recordings). */
+  private readonly sentListeners = new Set<(frame: Int16Array) => void>();
 
   constructor(
     private readonly router: { open(port: Port): PortAddress; send(to: PortAddress, signal: Signal, from: PortAddress): void; release(address: PortAddress): void },
@@ -117,9 +119,29 @@ export class RayoCall implements Port {
     };
   }
 
-  /** Plays to the other party (components); 'stopped' when the call has no media. */
+  /** Plays to the other party (components); 'stopped' when the call has no media. Recorders hear each frame (onSent). */
   play(source: AudioSource): Promise<PlayResult> {
-    return this.answeredMedia?.play(source) ?? Promise.resolve('stopped');
+    const media = this.answeredMedia;
+    if (!media) return Promise.resolve('stopped');
+    const listeners = this.sentListeners;
+    return media.play({
+      next: () => {
+        const frame = source.next();
+        if (frame !== undefined) for (const listener of listeners) listener(frame);
+        return frame;
+      },
+    });
+  }
+
+  /** Each frame the server plays to the other party (record components of direction send or duplex). */
+  onSent(listener: (frame: Int16Array) => void): () => void {
+    this.sentListeners.add(listener);
+    return () => this.sentListeners.delete(listener);
+  }
+
+  /** Each 20 ms frame of the other party's audio, once the call is answered (record components). */
+  onAudio(listener: (frame: Int16Array) => void): () => void {
+    return this.answeredMedia?.onAudio(listener) ?? (() => {});
   }
 
   stopPlaying(): void {

@@ -12,6 +12,7 @@ import type { Signal } from '../../../services/calls/signal.js';
 import { codeOfRejectReason, NO_HEADERS, RayoCall, type RayoMedia } from './call.js';
 import { InputCollector, OutputPlayer, PromptRunner, type RayoComponent } from './components.js';
 import type { PromptRenderer } from '../../../media/prompts.js';
+import { Recorder, type RecordingStorage } from './record.js';
 import {
   buildDiscoInfo,
   buildErrorElement,
@@ -62,6 +63,8 @@ export interface RayoServiceOptions {
   openMedia: (callId: string) => RayoMedia;
   /** Renders what output and prompt components play (text-to-speech, fetched WAV files). */
   renderer: PromptRenderer;
+  /** Where record components store their recordings (none: record is feature-not-implemented). */
+  recordings?: RecordingStorage;
   callsPerAccount?: number;
 }
 
@@ -286,6 +289,22 @@ export class RayoService implements ImComponent, DomainService {
         this.log.info({ event: 'rayo.component_started', call: call.id, component: id, kind: command.kind }, 'a Rayo component started');
         return;
       }
+      case 'record': {
+        if (!call.answeredMedia) return fail(rayoError('unexpected-request', 'the call has no media yet: answer it first'));
+        const storage = this.options.recordings;
+        if (!storage) return fail(unsupportedCommand('recordings have no storage on this server'));
+        const id = randomId(10).toLowerCase();
+        const started = await Recorder.start(id, call.id, call.accountId, command, call, storage, (component, reason) => this.completed(held, component, reason));
+        if ('condition' in started) return fail(started);
+        if (call.ended) {
+          started.hangup();
+          return fail(rayoError('item-not-found', 'the call ended'));
+        }
+        held.components.set(id, started);
+        client.deliver(buildIqResult(replyAddress(iq, client), buildRef({ uri: xmppUri(componentJid(callJid(call.id, held.domain), id)) })));
+        this.log.info({ event: 'rayo.component_started', call: call.id, component: id, kind: 'record' }, 'a Rayo component started');
+        return;
+      }
       default:
         return fail(unsupportedCommand(`${command.kind} is not available yet`));
     }
@@ -375,7 +394,8 @@ export class RayoService implements ImComponent, DomainService {
   /** A component completed: its `complete` goes to the call's controller. */
   private completed(held: HeldCall, component: RayoComponent, reason: CompleteReason): void {
     held.components.delete(component.id);
-    this.componentEvent(held, component, { kind: 'complete', reason });
+    const recording = component instanceof Recorder ? component.recording : undefined;
+    this.componentEvent(held, component, { kind: 'complete', reason, ...(recording && { recording }) });
   }
 
   /** An event of a component, as presence from it to the call's controller. */
