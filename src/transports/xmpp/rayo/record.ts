@@ -303,7 +303,9 @@ export class Recorder extends RayoComponent implements FrameSubscriber {
     this.finishing = true;
     this.stopListening();
     if (this.request.stopBeep && reason.kind !== 'hangup' && reason.kind !== 'error') void this.media.play(frames(beep()));
-    void this.save(reason).then((final) => this.complete(final));
+    void this.save(reason)
+      .then((final) => this.complete(final))
+      .catch(() => this.complete({ kind: 'error', text: 'the recording could not be completed' }));
   }
 
   private async save(reason: CompleteReason): Promise<CompleteReason> {
