@@ -254,7 +254,7 @@ describe('Rayo record component', { skip: slixmpp }, () => {
     const { jid, peer, call, media } = await answeredCall('rec-stop');
     try {
       media.talk();
-      const component = await startRecord(peer, call, 'direction="recv"');
+      const component = await startRecord(peer, call, 'direction="send"');
       await pause(1500);
       await command(peer, component, 'stop', 'urn:xmpp:rayo:ext:1');
       const done = await completion(peer, component);
@@ -289,7 +289,7 @@ describe('Rayo record component', { skip: slixmpp }, () => {
     const { jid, peer, call, media } = await answeredCall('rec-max');
     try {
       media.talk();
-      const component = await startRecord(peer, call, 'max-duration="1000" direction="recv"');
+      const component = await startRecord(peer, call, 'max-duration="1000" direction="send"');
       const done = await completion(peer, component);
       assert.equal(done.reason, 'max-duration', done.xml);
       assert.equal(done.reasonNs, 'urn:xmpp:rayo:record:complete:1');
@@ -314,7 +314,7 @@ describe('Rayo record component', { skip: slixmpp }, () => {
       assert.equal(framesOf(channel(silence, 0), CALLER_HZ), 0, 'nothing was said');
 
       media.talk();
-      const component = await startRecord(peer, call, 'initial-timeout="3000" final-timeout="600" max-duration="20000" direction="recv"');
+      const component = await startRecord(peer, call, 'initial-timeout="3000" final-timeout="600" max-duration="20000" direction="send"');
       await pause(1200);
       media.quiet();
       const done = await completion(peer, component);
@@ -335,8 +335,8 @@ describe('Rayo record component', { skip: slixmpp }, () => {
     const { jid, peer, call, media } = await answeredCall('rec-pause');
     try {
       media.talk();
-      const whole = await startRecord(peer, call, 'direction="recv"');
-      const paused = await startRecord(peer, call, 'direction="recv" start-paused="true"');
+      const whole = await startRecord(peer, call, 'direction="send"');
+      const paused = await startRecord(peer, call, 'direction="send" start-paused="true"');
       await pause(1000);
       await command(peer, paused, 'resume');
       await pause(800);
@@ -396,7 +396,7 @@ describe('Rayo record component', { skip: slixmpp }, () => {
       }
     });
 
-    it('duplex records the caller on the left and what the server plays on the right; mix puts both in one channel; send only what is played', async () => {
+    it('duplex records the caller on the left and what it hears on the right; mix puts both in one channel; recv only what the caller hears', async () => {
       const { jid, peer, call, media } = await answeredCall('rec-duplex');
       try {
         media.talk();
@@ -404,15 +404,15 @@ describe('Rayo record component', { skip: slixmpp }, () => {
         assert.equal(output.type, 'result', output.xml);
         const duplex = await startRecord(peer, call, 'direction="duplex" max-duration="2000"');
         const mixed = await startRecord(peer, call, 'direction="duplex" mix="true" max-duration="2000"');
-        const sent = await startRecord(peer, call, 'direction="send" max-duration="2000"');
-        const [d, m, s] = [await completion(peer, duplex), await completion(peer, mixed), await completion(peer, sent)];
+        const heard = await startRecord(peer, call, 'direction="recv" max-duration="2000"');
+        const [d, m, s] = [await completion(peer, duplex), await completion(peer, mixed), await completion(peer, heard)];
         for (const done of [d, m, s]) assert.equal(done.reason, 'max-duration', done.xml);
 
         const two = (await recordingOf(d, jid)).wav;
         assert.equal(two.channels, 2);
         assert.ok(framesOf(channel(two, 0), CALLER_HZ) >= 10, 'left: the caller');
         assert.equal(framesOf(channel(two, 0), OUTPUT_HZ), 0);
-        assert.ok(framesOf(channel(two, 1), OUTPUT_HZ) >= 50, 'right: what the server plays');
+        assert.ok(framesOf(channel(two, 1), OUTPUT_HZ) >= 50, 'right: what the caller hears (the output)');
         assert.equal(framesOf(channel(two, 1), CALLER_HZ), 0);
 
         const one = (await recordingOf(m, jid)).wav;
@@ -431,8 +431,8 @@ describe('Rayo record component', { skip: slixmpp }, () => {
 
         const own = (await recordingOf(s, jid)).wav;
         assert.equal(own.channels, 1);
-        assert.ok(framesOf(own.samples, OUTPUT_HZ) >= 50, 'send: what the server plays');
-        assert.equal(framesOf(own.samples, CALLER_HZ), 0, 'and not the caller');
+        assert.ok(framesOf(own.samples, OUTPUT_HZ) >= 50, 'recv: what the caller hears');
+        assert.equal(framesOf(own.samples, CALLER_HZ), 0, 'and not what it says');
       } finally {
         media.close();
         await peer.iq(`<iq type="set" to="${call}"><hangup xmlns="${NS_RAYO}"/></iq>`);
@@ -444,7 +444,7 @@ describe('Rayo record component', { skip: slixmpp }, () => {
     const { jid, peer, call, caller, media } = await answeredCall('rec-hangup');
     try {
       media.talk();
-      const component = await startRecord(peer, call, 'direction="recv"');
+      const component = await startRecord(peer, call, 'direction="send"');
       await pause(1000);
       await ok(caller, '<callKill callLeg="r1"/>');
       const done = await completion(peer, component);
@@ -468,7 +468,7 @@ describe('Rayo record component', { skip: slixmpp }, () => {
       const negative = await peer.iq(`<iq type="set" to="${call}"><record xmlns="${NS_RECORD}" max-duration="-5"/></iq>`);
       assert.equal(negative.condition, 'bad-request', negative.xml);
       // 20 KB hold about 1.2 s of 8 kHz 16-bit audio: a recording of 5 s cannot fit.
-      const big = await startRecord(peer, call, 'max-duration="5000" direction="recv"');
+      const big = await startRecord(peer, call, 'max-duration="5000" direction="send"');
       const done = await completion(peer, big);
       assert.equal(done.reason, 'error', done.xml);
       assert.match(done.xml, /full/);

@@ -5,8 +5,11 @@
  *
  * Time is the media's: the recorder ticks with the process's frame clock (src/media/frame-clock.ts),
  * one 20 ms frame a tick, so a party that sends nothing is recorded as silence and every
- * duration and timeout counts frames, not timers. Each tick takes the frame the other party sent
- * (`recv`) and the one the server played (`send`) since the last tick.
+ * duration and timeout counts frames, not timers. Each tick takes the frame the caller (the other
+ * party) sent and the one the server played to it since the last tick.
+ *
+ * `direction` is the caller's, as the XEP defines it: `send` is the audio sent by the caller,
+ * `recv` all the audio the caller receives (what the server plays: prompts, beeps), `duplex` both.
  */
 import { createReadStream } from 'node:fs';
 import { mkdir, rm, unlink } from 'node:fs/promises';
@@ -115,10 +118,10 @@ const WRITE_FRAMES = 50;
  * played to the other party; the recording starts after it), `stop-beep` (played when the
  * recording ends, unless the call did), `start-paused`, `max-duration`, `initial-timeout` (no
  * voice within it: `initial-timeout`), `final-timeout` (that much quiet after voice:
- * `final-timeout`), `direction` (`recv`: the other party; `send`: what the server plays; `duplex`:
- * both, as two channels — left the other party, right the server — or mixed into one with `mix`).
- * Voice is what the voice activity detector (src/media/vad.ts) hears in the other party's audio
- * (in the server's for `send`). Paused time is not recorded and does not count towards any
+ * `final-timeout`), `direction` (the caller's: `send` what the caller says; `recv` what it hears
+ * from the server; `duplex` both, as two channels — left the caller, right what it hears — or mixed
+ * into one with `mix`). Voice is what the voice activity detector (src/media/vad.ts) hears in the
+ * caller's audio (in what it hears for `recv`). Paused time is not recorded and does not count towards any
  * limit. The `complete` carries the `<recording>` once the file is stored.
  */
 export class Recorder extends RayoComponent implements FrameSubscriber {
@@ -128,8 +131,9 @@ export class Recorder extends RayoComponent implements FrameSubscriber {
   private readonly tempPath: string;
   private readonly fileName: string;
   private readonly unsubscribers: (() => void)[] = [];
-  private readonly recvQueue: Int16Array[] = [];
-  private readonly sendQueue: Int16Array[] = [];
+  /** Frames the caller sent, and frames played to it, not yet taken by a tick. */
+  private readonly callerQueue: Int16Array[] = [];
+  private readonly playedQueue: Int16Array[] = [];
   private readonly silence = new Int16Array(FRAME_SAMPLES);
   private readonly vad = new VoiceActivityDetector({ hangoverFrames: HANGOVER_FRAMES });
   private readonly maxFrames: number;
@@ -199,8 +203,8 @@ export class Recorder extends RayoComponent implements FrameSubscriber {
   /** Listens to the call, plays the start beep, then records from the next tick. */
   private begin(): void {
     const { direction } = this.request;
-    if (direction !== 'send') this.unsubscribers.push(this.media.onAudio((frame) => keep(this.recvQueue, frame)));
-    if (direction !== 'recv') this.unsubscribers.push(this.media.onSent((frame) => keep(this.sendQueue, frame)));
+    if (direction !== 'recv') this.unsubscribers.push(this.media.onAudio((frame) => keep(this.callerQueue, frame)));
+    if (direction !== 'send') this.unsubscribers.push(this.media.onSent((frame) => keep(this.playedQueue, frame)));
     this.unclock = (this.options.clock ?? sharedFrameClock).subscribe(this);
     if (this.request.startBeep) {
       void this.media.play(frames(beep())).then(() => this.startRecording());
@@ -212,8 +216,8 @@ export class Recorder extends RayoComponent implements FrameSubscriber {
     // The detector takes its first non-silent frame for the line's noise: told of a quiet line
     // first, it hears a party already talking when the recording starts as voice.
     this.vad.process(QUIET_LINE);
-    this.recvQueue.length = 0;
-    this.sendQueue.length = 0;
+    this.callerQueue.length = 0;
+    this.playedQueue.length = 0;
     this.started = true;
   }
 
@@ -240,13 +244,13 @@ export class Recorder extends RayoComponent implements FrameSubscriber {
   /** One frame of the call (the frame clock's tick). */
   onFrame(): void {
     if (this.finishing) return;
-    const recv = this.recvQueue.shift() ?? this.silence;
-    const send = this.sendQueue.shift() ?? this.silence;
+    const caller = this.callerQueue.shift() ?? this.silence;
+    const played = this.playedQueue.shift() ?? this.silence;
     if (!this.started || this.paused) return;
     const { direction } = this.request;
     this.frames++;
-    this.record(direction, recv, send);
-    const transition = this.vad.process(direction === 'send' ? send : recv);
+    this.record(direction, caller, played);
+    const transition = this.vad.process(direction === 'recv' ? played : caller);
     if (this.vad.speaking || transition === 'stopped') {
       this.heardVoice = true;
       this.quietFrames = transition === 'stopped' ? HANGOVER_FRAMES : 0;
@@ -259,18 +263,18 @@ export class Recorder extends RayoComponent implements FrameSubscriber {
   }
 
   /** Appends the frame's audio to what is to be written. */
-  private record(direction: RecordComponent['direction'], recv: Int16Array, send: Int16Array): void {
+  private record(direction: RecordComponent['direction'], caller: Int16Array, played: Int16Array): void {
     let out: Int16Array;
-    if (direction === 'recv') out = recv.slice();
-    else if (direction === 'send') out = send.slice();
+    if (direction === 'send') out = caller.slice();
+    else if (direction === 'recv') out = played.slice();
     else if (this.request.mix) {
       out = new Int16Array(FRAME_SAMPLES);
-      for (let i = 0; i < FRAME_SAMPLES; i++) out[i] = softLimit(recv[i]! + send[i]!);
+      for (let i = 0; i < FRAME_SAMPLES; i++) out[i] = softLimit(caller[i]! + played[i]!);
     } else {
       out = new Int16Array(2 * FRAME_SAMPLES);
       for (let i = 0; i < FRAME_SAMPLES; i++) {
-        out[2 * i] = recv[i]!;
-        out[2 * i + 1] = send[i]!;
+        out[2 * i] = caller[i]!;
+        out[2 * i + 1] = played[i]!;
       }
     }
     this.pending.push(out);
