@@ -121,7 +121,7 @@ const WRITE_FRAMES = 50;
  * `final-timeout`), `direction` (the caller's: `send` what the caller says; `recv` what it hears
  * from the server; `duplex` both, as two channels — left the caller, right what it hears — or mixed
  * into one with `mix`). Voice is what the voice activity detector (src/media/vad.ts) hears in the
- * caller's audio (in what it hears for `recv`). Paused time is not recorded and does not count towards any
+ * caller's audio (in what it hears for `recv`). Paused time is not recorded and counts towards no
  * limit. The `complete` carries the `<recording>` once the file is stored.
  */
 export class Recorder extends RayoComponent implements FrameSubscriber {
@@ -175,6 +175,7 @@ export class Recorder extends RayoComponent implements FrameSubscriber {
     try {
       recorder.writer = await WavWriter.create(recorder.tempPath, { encoding: 'pcm16', sampleRate: 8000, channels });
     } catch (err) {
+      await unlink(recorder.tempPath).catch(() => {});
       return rayoError('internal-server-error', `the recording cannot be written: ${errorText(err)}`);
     }
     recorder.begin();
