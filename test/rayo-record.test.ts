@@ -467,6 +467,27 @@ describe('Rayo record component', { skip: slixmpp }, () => {
       assert.equal(junk.condition, 'bad-request', junk.xml);
       const negative = await peer.iq(`<iq type="set" to="${call}"><record xmlns="${NS_RECORD}" max-duration="-5"/></iq>`);
       assert.equal(negative.condition, 'bad-request', negative.xml);
+      // Odd options are answered (an error, or a recording that is then stopped), never a crash.
+      const odd = [
+        'format="WAV" start-beep="maybe"',
+        'max-duration="99999999999999999999"',
+        'initial-timeout="abc"',
+        'final-timeout="-1" direction="duplex" mix="1"',
+        'format="wav;rm -rf"',
+        'format=""',
+        'mix="true" direction="send"',
+        'format="wav" max-duration="2147483647" initial-timeout="2147483647"',
+      ];
+      for (const attrs of odd) {
+        const answer = await peer.iq(`<iq type="set" to="${call}"><record xmlns="${NS_RECORD}" ${attrs}><hint name="x" value="y"/></record></iq>`);
+        if (answer.type === 'result') {
+          const component = /<ref [^>]*uri="xmpp:([^"]+)"/.exec(answer.xml)![1]!;
+          await command(peer, component, 'stop', 'urn:xmpp:rayo:ext:1');
+          assert.match((await completion(peer, component)).reason, /^(stop|error)$/);
+        } else assert.match(answer.condition ?? '', /^(bad-request|feature-not-implemented)$/, `${attrs}: ${answer.xml}`);
+      }
+      const stranger = await peer.iq(`<iq type="set" to="${call}"><record xmlns="${NS_RECORD}"><output xmlns="urn:xmpp:rayo:output:1"/></record></iq>`);
+      assert.equal(stranger.condition, 'bad-request', stranger.xml);
       // 20 KB hold about 1.2 s of 8 kHz 16-bit audio: a recording of 5 s cannot fit.
       const big = await startRecord(peer, call, 'max-duration="5000" direction="send"');
       const done = await completion(peer, big);
