@@ -13,6 +13,7 @@ import { ContactService } from './services/contacts/service.js';
 import { ImService } from './services/im/service.js';
 import { MucService } from './services/im/muc.js';
 import { RayoService } from './transports/xmpp/rayo/service.js';
+import { FileStorageRecordings } from './transports/xmpp/rayo/record.js';
 import { PromptRenderer } from './media/prompts.js';
 import { TextToSpeech } from './media/tts.js';
 import { CallService } from './services/calls/service.js';
@@ -227,7 +228,9 @@ async function build(rawStore: Store, config: Config, log: Logger, options: Serv
   im.components.push(muc);
   // Rayo (XEP-0327): call.<domain> and mixer.<domain>, and availability and dial at the domain itself.
   const prompts = new PromptRenderer({ tts: new TextToSpeech({ cacheBytes: 32 * 1024 * 1024 }), fetchPrivate: config.media.promptFetch === 'any' });
-  const rayo = new RayoService(im, accounts, calls, log.child({ component: 'rayo' }), { bus, store, openMedia: (id) => media.openEndpoint(`rayo-${id}`), renderer: prompts });
+  // Rayo recordings: spooled in <data>/spool/recordings, stored in the account's File Storage, fetched over WebDAV.
+  const recordings = await FileStorageRecordings.open(files, accounts, join(config.dataDir, 'spool', 'recordings'), () => config.publicUrl || `http://${config.defaultDomain}:${httpPort}`);
+  const rayo = new RayoService(im, accounts, calls, log.child({ component: 'rayo' }), { bus, store, openMedia: (id) => media.openEndpoint(`rayo-${id}`), renderer: prompts, recordings });
   im.components.push(rayo);
   im.domainServices.push(rayo);
   // SIP: on with either of its ports (WebSocket on the HTTP listeners' /sip rides along).

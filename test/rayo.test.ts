@@ -313,12 +313,12 @@ describe('Rayo over XMPP', { skip: slixmpp }, () => {
     assert.equal(disco.type, 'result');
     assert.match(disco.xml, /var="urn:xmpp:rayo:1"/);
 
-    // A component on a live call: not available yet, honestly said.
+    // What a component on a live call cannot do: honestly said (a recording format other than wav).
     const caller = await ximssUser('rayo-caller7');
     await ok(caller.client, `<callStart callLeg="c7" peer="${jid}"><sdpText>${sdpText(40_010)}</sdpText></callStart>`);
     const offer = await callEvent(peer, 'offer');
     await peer.iq(`<iq type="set" to="${offer.call}"><answer xmlns="${NS_RAYO}"/></iq>`);
-    const record = await peer.iq(`<iq type="set" to="${offer.call}"><record xmlns="urn:xmpp:rayo:record:1"/></iq>`);
+    const record = await peer.iq(`<iq type="set" to="${offer.call}"><record xmlns="urn:xmpp:rayo:record:1" format="mp3"/></iq>`);
     assert.equal(record.condition, 'feature-not-implemented', record.xml);
     // A client that goes away ends the calls it controls.
     await peer.raw(`<presence to="${domain}" type="unavailable"/>`);

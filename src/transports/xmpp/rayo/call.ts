@@ -61,6 +61,8 @@ export class RayoCall implements Port {
   /** What plays when no component does, and how many component plays are under way. */
   private background: AudioSource | undefined;
   private componentPlays = 0;
+  /** Who hears the frames the server plays (recordings). */
+  private readonly sentListeners = new Set<(frame: Int16Array) => void>();
 
   constructor(
     private readonly router: { open(port: Port): PortAddress; send(to: PortAddress, signal: Signal, from: PortAddress): void; release(address: PortAddress): void },
@@ -137,16 +139,35 @@ export class RayoCall implements Port {
   /**
    * Plays to the other party (components), over what it hears otherwise (a join's audio, which
    * comes back when the last component's play ends); 'stopped' when the call has no media.
+   * Recorders hear each frame (onSent).
    */
   play(source: AudioSource): Promise<PlayResult> {
     const media = this.answeredMedia;
     if (!media) return Promise.resolve('stopped');
     this.componentPlays++;
-    return media.play(source).then((result) => {
+    return media.play(this.heard(source)).then((result) => {
       this.componentPlays--;
-      if (this.componentPlays === 0 && this.background && !this.ended) void media.play(this.background);
+      if (this.componentPlays === 0 && this.background && !this.ended) void media.play(this.heard(this.background));
       return result;
     });
+  }
+
+  /** A source whose frames the recorders of what the other party hears get too. */
+  private heard(source: AudioSource): AudioSource {
+    const listeners = this.sentListeners;
+    return {
+      next: () => {
+        const frame = source.next();
+        if (frame !== undefined) for (const listener of listeners) listener(frame);
+        return frame;
+      },
+    };
+  }
+
+  /** Each frame the server plays to the other party (record components of direction recv or duplex). */
+  onSent(listener: (frame: Int16Array) => void): () => void {
+    this.sentListeners.add(listener);
+    return () => this.sentListeners.delete(listener);
   }
 
   stopPlaying(): void {
@@ -158,7 +179,7 @@ export class RayoCall implements Port {
     this.background = source;
     const media = this.answeredMedia;
     if (!media || this.componentPlays > 0) return;
-    if (source) void media.play(source);
+    if (source) void media.play(this.heard(source));
     else media.stop();
   }
 
@@ -182,7 +203,6 @@ export class RayoCall implements Port {
     this.signal({ kind: 'progress', tag: this.tag });
   }
 
-  /** answer: media answered, 200 to the caller. Resolves once the answer is sent. */
   /**
    * answer: media answered, 200 to the caller. Resolves once the answer is sent; when the media
    * cannot be answered (no G.711 offered, the media session limit) the caller is refused (488 or

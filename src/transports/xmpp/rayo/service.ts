@@ -16,6 +16,7 @@ import { InputCollector, OutputPlayer, PromptRunner, type RayoComponent } from '
 import { CallMix } from './joins.js';
 import type { PromptRenderer } from '../../../media/prompts.js';
 import { SessionLimitError } from '../../../media/ports.js';
+import { Recorder, type RecordingStorage } from './record.js';
 import {
   buildDiscoInfo,
   buildErrorElement,
@@ -94,6 +95,8 @@ export interface RayoServiceOptions {
   openMedia: (callId: string) => RayoMedia;
   /** Renders what output and prompt components play (text-to-speech, fetched WAV files). */
   renderer: PromptRenderer;
+  /** Where record components store their recordings (none: record is feature-not-implemented). */
+  recordings?: RecordingStorage;
   callsPerAccount?: number;
 }
 
@@ -383,6 +386,22 @@ export class RayoService implements ImComponent, DomainService {
         if (started.finished) this.completed(held, started, started.completion!);
         return;
       }
+      case 'record': {
+        if (!call.answeredMedia) return fail(rayoError('unexpected-request', 'the call has no media yet: answer it first'));
+        const storage = this.options.recordings;
+        if (!storage) return fail(unsupportedCommand('recordings have no storage on this server'));
+        const id = randomId(10).toLowerCase();
+        const started = await Recorder.start(id, call.id, call.accountId, command, call, storage, (component, reason) => this.completed(held, component, reason));
+        if ('condition' in started) return fail(started);
+        if (call.ended) {
+          started.hangup();
+          return fail(rayoError('item-not-found', 'the call ended'));
+        }
+        held.components.set(id, started);
+        client.deliver(buildIqResult(replyAddress(iq, client), buildRef({ uri: xmppUri(componentJid(callJid(call.id, held.domain), id)) })));
+        this.log.info({ event: 'rayo.component_started', call: call.id, component: id, kind: 'record' }, 'a Rayo component started');
+        return;
+      }
       default:
         return fail(unsupportedCommand(`${command.kind} is not available yet`));
     }
@@ -655,7 +674,8 @@ export class RayoService implements ImComponent, DomainService {
   private completed(held: HeldCall, component: RayoComponent, reason: CompleteReason): void {
     // Only a component the client has heard of (its ref was sent) reports its completion.
     if (!held.components.delete(component.id)) return;
-    this.componentEvent(held, component, { kind: 'complete', reason });
+    const recording = component instanceof Recorder ? component.recording : undefined;
+    this.componentEvent(held, component, { kind: 'complete', reason, ...(recording && { recording }) });
   }
 
   /** An event of a component, as presence from it to the call's controller. */
