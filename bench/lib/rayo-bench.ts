@@ -31,7 +31,7 @@
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
-import { cpus, tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { encodeWav } from '../../src/media/wav.js';
@@ -59,8 +59,10 @@ export interface RayoBenchOptions {
   setupRate: number;
   /** The prompt's length (a 1 kHz tone). */
   promptMs: number;
-  /** The prompts are started over this span, not all at once. */
+  /** The first prompts are started over this span, not all at once. */
   spreadMs: number;
+  /** How long the calls keep starting prompts, one after the other. */
+  windowSeconds: number;
   /** How long after the prompt starts the caller keys its digits. */
   digitDelayMs: number;
   log: (line: string) => void;
@@ -69,7 +71,8 @@ export interface RayoBenchOptions {
 export interface RayoTrial {
   calls: number;
   answered: number;
-  /** Prompts completed with match, with the digits of a call of this level. */
+  /** Prompts started in the window, and those completed with match, with the digits of their own call. */
+  prompts: number;
   matched: number;
   /** Frames the server's media endpoints were ticked for in the window, and the late ones. */
   frames: number;
@@ -91,9 +94,9 @@ export type RayoResult =
   | { available: true; calls: number; best: RayoTrial | undefined; trials: RayoTrial[]; pinned: boolean };
 
 /** Whether a level passes: every call answered and matched, < 1% late frames. */
-export function judgeRayo(t: Pick<RayoTrial, 'calls' | 'answered' | 'matched' | 'frames' | 'lateFrames'>): { ok: boolean; why?: string } {
+export function judgeRayo(t: Pick<RayoTrial, 'calls' | 'answered' | 'prompts' | 'matched' | 'frames' | 'lateFrames'>): { ok: boolean; why?: string } {
   if (t.answered < t.calls) return { ok: false, why: `only ${t.answered} of ${t.calls} calls answered` };
-  if (t.matched < t.calls) return { ok: false, why: `only ${t.matched} of ${t.calls} prompts completed with the right match` };
+  if (t.prompts < t.calls || t.matched < t.prompts) return { ok: false, why: `only ${t.matched} of ${t.prompts} prompts completed with the right match` };
   if (t.frames === 0) return { ok: false, why: 'the server ticked no media frames' };
   if (t.lateFrames / t.frames >= MAX_LATE) return { ok: false, why: `${((t.lateFrames / t.frames) * 100).toFixed(2)}% of the frames late` };
   return { ok: true };
@@ -227,10 +230,14 @@ const childNamed = (node: XmppStanza, name: string): XmppStanza | undefined => n
 interface RayoCallState {
   jid: string;
   answered: boolean;
-  component?: string;
-  sentAt?: number;
-  reason?: string;
-  digits?: string;
+  /** When each prompt's iq was sent (shared clock, ms). */
+  sentAt: number[];
+  /** How each prompt completed (the reason's element name), in order. */
+  reasons: string[];
+  /** The digits of every match (each should be this call's SIPp number). */
+  digits: string[];
+  /** A prompt is under way. */
+  busy: boolean;
   error?: string;
 }
 
@@ -242,6 +249,8 @@ class RayoClient {
   private connection: XmppLoadConnection | undefined;
   private ids = 0;
   errors: string[] = [];
+  /** Called when a call's prompt completed. */
+  onComplete: (call: RayoCallState) => void = () => {};
 
   async connect(port: number): Promise<void> {
     this.connection = await xmppLogin({ host: '127.0.0.1', port, domain: DOMAIN, user: RAYO_USER, password: PASSWORD, resource: 'bench', mechanism: 'SCRAM-SHA-1', onStanza: (s) => this.onStanza(s) });
@@ -272,7 +281,7 @@ class RayoClient {
     if (s.name !== 'presence') return;
     const from = s.attributes.from ?? '';
     if (childNamed(s, 'offer')) {
-      const state: RayoCallState = { jid: from, answered: false };
+      const state: RayoCallState = { jid: from, answered: false, sentAt: [], reasons: [], digits: [], busy: false };
       this.calls.set(from, state);
       void this.iq(from, `<answer xmlns='${NS_RAYO}'/>`).then((answer) => {
         if (answer.attributes.type === 'result') state.answered = true;
@@ -283,9 +292,12 @@ class RayoClient {
     const complete = childNamed(s, 'complete');
     const call = this.byComponent.get(from);
     if (complete && call) {
+      this.byComponent.delete(from);
       const reason = complete.children[0];
-      call.reason = reason?.name ?? 'none';
-      if (reason?.name === 'match') call.digits = /<input[^>]*>([\s\S]*?)<\/input>/.exec(reason.text)?.[1]?.replace(/\s+/g, '');
+      call.reasons.push(reason?.name ?? 'none');
+      if (reason?.name === 'match') call.digits.push(/<input[^>]*>([\s\S]*?)<\/input>/.exec(reason.text)?.[1]?.replace(/\s+/g, '') ?? '');
+      call.busy = false;
+      this.onComplete(call);
     }
   }
 
@@ -295,15 +307,16 @@ class RayoClient {
 
   /** Starts the prompt on a call; its component is known when the iq's result names it. */
   async prompt(call: RayoCallState, xml: string): Promise<void> {
-    call.sentAt = performance.timeOrigin + performance.now();
+    call.busy = true;
+    call.sentAt.push(performance.timeOrigin + performance.now());
     const answer = await this.iq(call.jid, xml);
     const uri = /^xmpp:(.+)$/.exec(childNamed(answer, 'ref')?.attributes.uri ?? '')?.[1];
     if (answer.attributes.type !== 'result' || !uri) {
       call.error = `prompt refused: ${answer.children.map((c) => c.name + ':' + c.children.map((e) => e.name).join(' ')).join(' ')}`;
+      call.busy = false;
       this.error(call.error);
       return;
     }
-    call.component = uri;
     this.byComponent.set(uri, call);
   }
 
@@ -379,41 +392,61 @@ async function level(calls: number, promptUrl: string, pinned: boolean, o: RayoB
     const idleFrames = (idle1.get('ximssd_media_frames_total') ?? 0) - (idle0.get('ximssd_media_frames_total') ?? 0);
     const idleLate = (idle1.get('ximssd_media_late_frames_total') ?? 0) - (idle0.get('ximssd_media_late_frames_total') ?? 0);
 
-    // The window: prompts started over spreadMs, until every one completed (or 20 s more).
+    // The window: prompts started over spreadMs, each call starting its next prompt as soon as
+    // the last one completed, for windowSeconds; then the prompts under way are let finish.
     const before = await scrape(server.ports.http);
     const cpu0 = treeCpuSeconds(server.pid);
     const t0 = clock();
+    const windowEnd = t0 + o.windowSeconds * 1000;
     const xml =
       `<prompt xmlns='urn:xmpp:rayo:prompt:1' barge-in='true'><output xmlns='urn:xmpp:rayo:output:1'><document url='${promptUrl}'/></output>` +
       `<input xmlns='urn:xmpp:rayo:input:1' mode='dtmf' initial-timeout='15000' inter-digit-timeout='5000'><grammar url='builtin:dtmf/digits?length=4'/></input></prompt>`;
-    const started = answered.map((call, i) => sleep((i * o.spreadMs) / answered.length).then(() => client.prompt(call, xml)));
-    await Promise.all(started);
+    client.onComplete = (call) => {
+      if (clock() < windowEnd && call.error === undefined) void client.prompt(call, xml);
+    };
+    await Promise.all(answered.map((call, i) => sleep((i * o.spreadMs) / answered.length).then(() => client.prompt(call, xml))));
+    await sleep(windowEnd - clock());
     const deadline = clock() + o.promptMs + o.digitDelayMs + 20_000;
-    while (clock() < deadline && answered.some((c) => c.reason === undefined && c.error === undefined)) await sleep(50);
+    while (clock() < deadline && answered.some((c) => c.busy)) await sleep(50);
     const windowSeconds = (clock() - t0) / 1000;
     const serverCpu = (treeCpuSeconds(server.pid) - cpu0) / windowSeconds;
     const after = await scrape(server.ports.http);
     media.send({ report: true });
     const report = await media.answer<RayoEndpointReport>('report');
 
-    // Tie each Rayo call to its SIPp call by the digits it matched: the latency is from the prompt's iq to that call's first prompt frame.
+    // Tie each Rayo call to its SIPp call by the digits it matched; the latency of its k-th
+    // prompt is from that prompt's iq to the k-th prompt onset heard on the SIPp call.
     const bySipp = new Map(report.calls.map((c) => [c.call, c]));
     const seen = new Set<number>();
     const latencies: number[] = [];
+    let prompts = 0;
     let matched = 0;
+    const reasons = new Map<string, number>();
+    const other = (why: string): void => void reasons.set(why, (reasons.get(why) ?? 0) + 1);
     for (const call of answered) {
-      if (call.reason !== 'match' || call.digits === undefined || !/^\d{4}$/.test(call.digits)) continue;
-      const sippCall = bySipp.get(Number(call.digits));
-      if (!sippCall || seen.has(sippCall.call)) continue;
+      prompts += call.sentAt.length;
+      const number = call.digits[0] !== undefined && /^\d{4}$/.test(call.digits[0]) ? Number(call.digits[0]) : undefined;
+      const sippCall = number === undefined ? undefined : bySipp.get(number);
+      if (!sippCall || seen.has(sippCall.call)) {
+        other(call.error ?? `no match tied to a call (${call.reasons.join(' ') || 'no complete'})`);
+        continue;
+      }
       seen.add(sippCall.call);
-      matched++;
-      if (sippCall.onset !== undefined && call.sentAt !== undefined) latencies.push(sippCall.onset - call.sentAt);
+      let matches = 0;
+      for (const reason of call.reasons) {
+        if (reason !== 'match') other(reason);
+        else if (call.digits[matches++] === call.digits[0]) matched++;
+        else other('a match with another call\'s digits');
+      }
+      if (call.busy) other('no complete');
+      for (let k = 0; k < Math.min(call.sentAt.length, sippCall.onsets.length); k++) {
+        const latency = sippCall.onsets[k]! - call.sentAt[k]!;
+        if (latency > 0) latencies.push(latency);
+      }
     }
     const frames = (after.get('ximssd_media_frames_total') ?? 0) - (before.get('ximssd_media_frames_total') ?? 0);
     const lateFrames = (after.get('ximssd_media_late_frames_total') ?? 0) - (before.get('ximssd_media_late_frames_total') ?? 0);
-    const reasons = new Map<string, number>();
-    for (const c of answered) if (c.reason !== 'match') reasons.set(c.reason ?? c.error ?? 'no complete', (reasons.get(c.reason ?? c.error ?? 'no complete') ?? 0) + 1);
-    const trial = { calls, answered: answered.length, matched, frames, lateFrames, idleFrames, idleLate, windowSeconds, serverCpu, latencies };
+    const trial = { calls, answered: answered.length, prompts, matched, frames, lateFrames, idleFrames, idleLate, windowSeconds, serverCpu, latencies };
     const verdict = judgeRayo(trial);
     if (!verdict.ok && reasons.size) verdict.why += ` (others: ${[...reasons].map(([r, n]) => `${r} × ${n}`).join(', ')})`;
     return { ...trial, ...verdict };
@@ -439,9 +472,10 @@ export async function rayoBench(o: RayoBenchOptions): Promise<RayoResult> {
         trials.push(t);
         const late = t.frames ? (t.lateFrames / t.frames) * 100 : 0;
         o.log(
-          `  ${String(n).padStart(5)} calls: ${t.answered} answered, ${t.matched} matched; window ${t.windowSeconds.toFixed(1)} s, ${t.frames} frames, ${late.toFixed(2)}% late (before the prompts: ${t.idleLate} of ${t.idleFrames}); ` +
+          `  ${String(n).padStart(5)} calls: ${t.answered} answered, ${t.matched} of ${t.prompts} prompts matched; window ${t.windowSeconds.toFixed(1)} s, ${t.frames} frames, ${late.toFixed(2)}% late (before the prompts: ${t.idleLate} of ${t.idleFrames}); ` +
             `server CPU ${Math.round(t.serverCpu * 100)}% (${((t.serverCpu * 100) / n).toFixed(2)}% of a core per call); ` +
             (t.latencies.length ? `command latency median ${median(t.latencies).toFixed(1)} ms, p99 ${percentile(t.latencies, 0.99).toFixed(1)} ms` : 'no latency measured') +
+            `; machine load ${loadavg()[0]!.toFixed(1)}` +
             (t.ok ? '' : ` → fails: ${t.why}`),
         );
         return t.ok;

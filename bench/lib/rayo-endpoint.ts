@@ -6,12 +6,14 @@
  * endpoint) it sends a 20 ms PCMU stream of silence to IP:PORT, as a phone does, and listens to
  * what comes back from that port.
  *
- * The first loud frame from a call's endpoint is the start of the prompt the Rayo client
+ * The first loud frame from a call's endpoint is the start of a prompt the Rayo client
  * started: its time (the onset) is what the command latency is measured to. `digitDelayMs`
  * later the caller keys its digits — the call's SIPp number, 4 digits, so that the match the
  * client gets names the SIPp call it belongs to — as RFC 4733 telephone-events (payload type
  * 101, as offered): each key 4 packets of growing duration, then its end packet three times,
- * then 60 ms of audio before the next key, on the stream's own sequence and timestamps.
+ * then 60 ms of audio before the next key, on the stream's own sequence and timestamps. From
+ * the last key on (the match may complete the prompt at its first packet, and the client start
+ * the next one at once), the next loud frame is the onset of the call's next prompt.
  *
  * Lines on stdin (JSON): {"tail": FILE} · {"status": true} → prints {"status": STREAMS} ·
  * {"report": true} → prints {"report": RayoEndpointReport}. It prints "RTP PORT N" once
@@ -32,10 +34,10 @@ export interface RayoCallReport {
   call: number;
   /** The server's media port of the call. */
   port: number;
-  /** When the first loud frame of the prompt arrived (shared clock, ms), if one did. */
-  onset?: number;
-  /** When the caller started keying its digits. */
-  digitsAt?: number;
+  /** When the first loud frame of each prompt arrived (shared clock, ms). */
+  onsets: number[];
+  /** Times the caller keyed its digits. */
+  keyed: number;
   /** Frames received from the call, and loud ones among them. */
   received: number;
   loud: number;
@@ -73,6 +75,10 @@ interface Stream {
   due: number;
   /** The frame index the first key starts at, once the prompt was heard. */
   keysFrom?: number;
+  /** The next prompt's keys, when it was heard before these were all sent. */
+  nextKeysFrom?: number;
+  /** Whether a loud frame now starts a prompt: at first, and from the last key of the previous one on (its match may come then). */
+  listening: boolean;
   report: RayoCallReport;
 }
 
@@ -97,7 +103,8 @@ function addStream(call: number, host: string, port: number): void {
     sequence: Math.floor(Math.random() * 0x8000),
     // Spread the streams over the 20 ms period instead of sending them all at once.
     due: clock() + Math.random() * PACKET_INTERVAL_MS,
-    report: { call, port, received: 0, loud: 0, sent: 0 },
+    listening: true,
+    report: { call, port, onsets: [], keyed: 0, received: 0, loud: 0, sent: 0 },
   };
   streams.set(call, stream);
   byPort.set(port, stream);
@@ -144,7 +151,8 @@ function sendFrame(s: Stream): void {
   const key = k >= 0 ? Math.floor(k / KEY_TICKS) : -1;
   const phase = k >= 0 ? k % KEY_TICKS : -1;
   if (key >= 0 && key < digits.length && phase <= 4) {
-    if (key === 0 && phase === 0) s.report.digitsAt = clock();
+    if (key === 0 && phase === 0) s.report.keyed++;
+    if (key === digits.length - 1 && phase === 0) s.listening = true;
     const event = eventOfDigit(digits[key]!)!;
     const timestamp = (s.keysFrom! + key * KEY_TICKS) * PCMU_PAYLOAD_BYTES;
     if (phase < 4) {
@@ -154,6 +162,11 @@ function sendFrame(s: Stream): void {
     }
   } else {
     socket.send(packet(s, 0, s.index * PCMU_PAYLOAD_BYTES, silence), s.port, s.host);
+    // The keys sent: on to the next prompt's, if it was heard already.
+    if (key >= digits.length) {
+      s.keysFrom = s.nextKeysFrom;
+      s.nextKeysFrom = undefined;
+    }
   }
   s.report.sent++;
 }
@@ -186,9 +199,12 @@ socket.on('message', (data, from) => {
   for (const v of samples) energy += v * v;
   if (energy / samples.length <= LOUD) return;
   s.report.loud++;
-  if (s.report.onset === undefined) {
-    s.report.onset = at;
-    s.keysFrom = s.index + Math.ceil(digitDelayMs / PACKET_INTERVAL_MS);
+  if (s.listening) {
+    s.listening = false;
+    s.report.onsets.push(at);
+    const from = s.index + Math.ceil(digitDelayMs / PACKET_INTERVAL_MS);
+    if (s.keysFrom === undefined) s.keysFrom = from;
+    else s.nextKeysFrom = from;
   }
 });
 
