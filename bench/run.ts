@@ -22,7 +22,7 @@
  *          sip: --sip-trial S (5; 3)  --sip-hold MS (1000)  --sip-start-rate N (50)  --sip-max-rate N (5000)  --kamailio-children N (4)
  *               (call setup rate beside Kamailio; run with --only sip)
  *          media: --media-start-calls N (50)  --media-max-calls N (1000)  --media-window S (5; 3)  (relayed G.711 calls; run with --only media)
- *          rayo: --rayo-start-calls N (50)  --rayo-max-calls N (1000; 400)  --rayo-setup-rate N (100)  --rayo-prompt MS (1000)  --rayo-window S (20; 10)
+ *          rayo: --rayo-start-calls N (50)  --rayo-max-calls N (1000; 400)  --rayo-setup-rate N (100)  --rayo-prompt MS (1000)  --rayo-window S (20; 10)  --rayo-nice N (0)
  *                (Rayo-controlled calls, prompt + DTMF, on one core; run with --only rayo)
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -97,6 +97,7 @@ const { values: flags } = parseArgs({
     'rayo-setup-rate': { type: 'string' },
     'rayo-prompt': { type: 'string' },
     'rayo-window': { type: 'string' },
+    'rayo-nice': { type: 'string' },
     engines: { type: 'string' },
     only: { type: 'string' },
     quick: { type: 'boolean' },
@@ -158,10 +159,12 @@ const params = {
   rayoSetupRate: num(flags['rayo-setup-rate'], 100),
   rayoPromptMs: num(flags['rayo-prompt'], 1000),
   rayoWindowSeconds: num(flags['rayo-window'], quick ? 10 : 20),
+  rayoNice: Number(flags['rayo-nice'] ?? 0),
   engines: [] as Engine[],
 };
 params.mailConnections = num(flags['mail-connections'], params.connections);
 params.engines = (flags.engines ?? ENGINES.join(',')).split(',').map((s) => s.trim()) as Engine[];
+if (!Number.isInteger(params.rayoNice) || params.rayoNice < -20 || params.rayoNice > 19) throw new Error(`--rayo-nice takes an integer from -20 to 19, not ${flags['rayo-nice']}`);
 if (!['PLAIN', 'SCRAM-SHA-1', 'SCRAM-SHA-256'].includes(params.xmppMechanism)) throw new Error(`--xmpp-mechanism takes PLAIN, SCRAM-SHA-1 or SCRAM-SHA-256, not ${params.xmppMechanism}`);
 for (const e of params.engines) if (!ENGINES.includes(e)) throw new Error(`unknown engine ${e} (--engines takes ${ENGINES.join(',')})`);
 const only = new Set((flags.only ?? 'echo,tcp,http,memory,mail,smtp,cluster,attack,webdav').split(',').map((s) => s.trim()));
@@ -489,7 +492,7 @@ async function main(): Promise<void> {
 
   if (only.has('rayo')) {
     console.log(`\nrayo: concurrent SIP calls (SIPp, RTP) answered by a Rayo client, each playing a ${params.rayoPromptMs} ms WAV prompt and collecting 4 RFC 4733 digits, again and again for ${params.rayoWindowSeconds} s; < 1% late frames; command latency = prompt iq → first prompt RTP packet`);
-    rayo = await rayoBench({ startCalls: params.rayoStartCalls, maxCalls: params.rayoMaxCalls, setupRate: params.rayoSetupRate, promptMs: params.rayoPromptMs, spreadMs: 1000, windowSeconds: params.rayoWindowSeconds, digitDelayMs: params.rayoPromptMs + 200, log: (line) => console.log(line) });
+    rayo = await rayoBench({ startCalls: params.rayoStartCalls, maxCalls: params.rayoMaxCalls, setupRate: params.rayoSetupRate, promptMs: params.rayoPromptMs, spreadMs: 1000, windowSeconds: params.rayoWindowSeconds, nice: params.rayoNice, digitDelayMs: params.rayoPromptMs + 200, log: (line) => console.log(line) });
   }
 
   // --- The table ---

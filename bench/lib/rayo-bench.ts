@@ -65,6 +65,12 @@ export interface RayoBenchOptions {
   windowSeconds: number;
   /** How long after the prompt starts the caller keys its digits. */
   digitDelayMs: number;
+  /**
+   * A nice value for the server, the callers' media and SIPp (0: as they are). On a machine
+   * other work shares, a negative one gives the pinned server its core the way a machine of its
+   * own would; the server's own stalls still count.
+   */
+  nice: number;
   log: (line: string) => void;
 }
 
@@ -91,7 +97,7 @@ export interface RayoTrial {
 
 export type RayoResult =
   | { available: false; reason: string; trials: RayoTrial[] }
-  | { available: true; calls: number; best: RayoTrial | undefined; trials: RayoTrial[]; pinned: boolean };
+  | { available: true; calls: number; best: RayoTrial | undefined; trials: RayoTrial[]; pinned: boolean; nice: number };
 
 /** Whether a level passes: every call answered and matched, < 1% late frames. */
 export function judgeRayo(t: Pick<RayoTrial, 'calls' | 'answered' | 'prompts' | 'matched' | 'frames' | 'lateFrames'>): { ok: boolean; why?: string } {
@@ -135,7 +141,7 @@ interface RayoServer {
 }
 
 /** ximssd with SIP, XMPP and HTTP on free ports and its two accounts; on the last CPU when pinned. */
-async function startRayoServer(pinned: boolean): Promise<RayoServer> {
+async function startRayoServer(pinned: boolean, nice: number): Promise<RayoServer> {
   const dir = mkdtempSync(join(tmpdir(), 'ximssd-rayo-bench-'));
   const configFile = join(dir, 'config.json');
   writeFileSync(
@@ -159,7 +165,8 @@ async function startRayoServer(pinned: boolean): Promise<RayoServer> {
     const [sip, xmpp] = [await freePort(), await freePort()];
     const node = [process.execPath, '--require', join(ROOT, 'bench', 'server-hook.cjs'), MAIN, 'serve', '--config', configFile, '--ximss', '0', '--http', '0', '--smtp', '0', '--xmpp', String(xmpp), '--xmpp-s2s', '0', '--sip', String(sip)];
     // The server on the last CPU; the callers' media and SIPp on the first.
-    const [command, ...args] = pinned ? ['taskset', '-c', String(cpus().length - 1), ...node] : node;
+    const pinning = pinned ? ['taskset', '-c', String(cpus().length - 1)] : [];
+    const [command, ...args] = [...(nice ? ['nice', '-n', String(nice)] : []), ...pinning, ...node];
     child = spawnChild(command!, args, { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
     const started = await child.waitFor(/^\{.*"event":"server\.started".*\}$/m);
     const ports = (JSON.parse(started[0]) as { ports: { sip?: number; xmpp?: number; http?: number } }).ports;
@@ -196,8 +203,10 @@ class CallerMedia {
     });
   }
 
-  static async start(digitDelayMs: number): Promise<CallerMedia> {
-    const child = spawnChild(process.execPath, ['--import', 'tsx', join(ROOT, 'bench', 'lib', 'rayo-endpoint.ts'), String(digitDelayMs)], { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'] });
+  static async start(digitDelayMs: number, nice: number): Promise<CallerMedia> {
+    const node = [process.execPath, '--import', 'tsx', join(ROOT, 'bench', 'lib', 'rayo-endpoint.ts'), String(digitDelayMs)];
+    const [command, ...args] = nice ? ['nice', '-n', String(nice), ...node] : node;
+    const child = spawnChild(command!, args, { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'] });
     const port = await child.waitFor(/RTP PORT (\d+)/);
     return new CallerMedia(child, Number(port[1]));
   }
@@ -343,11 +352,11 @@ class Unavailable extends Error {}
 async function level(calls: number, promptUrl: string, pinned: boolean, o: RayoBenchOptions): Promise<RayoTrial> {
   let server: RayoServer;
   try {
-    server = await startRayoServer(pinned);
+    server = await startRayoServer(pinned, o.nice);
   } catch (err) {
     throw new Unavailable((err as Error).message.split('\n')[0]!);
   }
-  const media = await CallerMedia.start(o.digitDelayMs);
+  const media = await CallerMedia.start(o.digitDelayMs, o.nice);
   const client = new RayoClient();
   let sipp: SippProcess | undefined;
   const clock = (): number => performance.timeOrigin + performance.now();
@@ -363,6 +372,7 @@ async function level(calls: number, promptUrl: string, pinned: boolean, o: RayoB
       args: ['-s', RAYO_USER, '-au', CALLER, '-ap', PASSWORD, '-r', String(o.setupRate), '-m', String(calls), '-l', String(calls), '-d', String(holdMs), '-recv_timeout', '10000'],
     });
     if (pinned) await pin(sipp.pid, 0);
+    if (o.nice) await runCommand('renice', ['-n', String(o.nice), '-p', String(sipp.pid)]).catch(() => undefined);
     media.send({ tail: sipp.logFile });
     // Every call answered and streaming, or no progress for 10 s.
     let streaming = 0;
@@ -463,6 +473,7 @@ export async function rayoBench(o: RayoBenchOptions): Promise<RayoResult> {
   if (!sipp.available) return { available: false, reason: sipp.reason, trials: [] };
   const pinned = cpus().length > 1 && (await runCommand('taskset', ['-p', String(process.pid)]).then(() => true, () => false));
   o.log(pinned ? `  ximssd pinned to CPU ${cpus().length - 1} (taskset); SIPp and the callers' media on CPU 0` : '  ximssd not pinned (one CPU, or no taskset): everything shares the machine');
+  if (o.nice) o.log(`  the server, SIPp and the callers' media run at nice ${o.nice}`);
   const prompt = await promptServer(o.promptMs);
   const trials: RayoTrial[] = [];
   try {
@@ -489,7 +500,7 @@ export async function rayoBench(o: RayoBenchOptions): Promise<RayoResult> {
       `  Rayo-controlled calls with a prompt and DTMF (< 1% late frames): ${calls}, target ≥ ${TARGET_CALLS} on one core` +
         (best ? `; ${((best.serverCpu * 100) / calls).toFixed(2)}% of a core per call; command latency median ${median(best.latencies).toFixed(1)} ms, p99 ${percentile(best.latencies, 0.99).toFixed(1)} ms` : ''),
     );
-    return { available: true, calls, best, trials, pinned };
+    return { available: true, calls, best, trials, pinned, nice: o.nice };
   } catch (err) {
     if (err instanceof Unavailable) return { available: false, reason: err.message, trials };
     throw err;
@@ -502,7 +513,7 @@ export async function rayoBench(o: RayoBenchOptions): Promise<RayoResult> {
 export function rayoFigures(result: RayoResult): Figure[] {
   if (!result.available) return [{ name: 'Rayo-controlled calls, prompt + DTMF (< 1% late frames)', value: null, unit: 'calls', target: `≥ ${TARGET_CALLS} on one core`, ratio: null, note: result.reason }];
   const rows: Figure[] = [
-    { name: 'Rayo-controlled calls, prompt + DTMF (< 1% late frames)', value: result.calls, unit: 'calls', target: `≥ ${TARGET_CALLS} on one core`, ratio: result.calls / TARGET_CALLS, ...(result.pinned ? {} : { note: 'not pinned to one core' }) },
+    { name: `Rayo-controlled calls, prompt + DTMF (< 1% late frames${result.nice ? `, nice ${result.nice}` : ''})`, value: result.calls, unit: 'calls', target: `≥ ${TARGET_CALLS} on one core`, ratio: result.calls / TARGET_CALLS, ...(result.pinned ? {} : { note: 'not pinned to one core' }) },
   ];
   const b = result.best;
   if (b) {
