@@ -22,7 +22,7 @@
  *          sip: --sip-trial S (5; 3)  --sip-hold MS (1000)  --sip-start-rate N (50)  --sip-max-rate N (5000)  --kamailio-children N (4)
  *               (call setup rate beside Kamailio; run with --only sip)
  *          media: --media-start-calls N (50)  --media-max-calls N (1000)  --media-window S (5; 3)  (relayed G.711 calls; run with --only media)
- *          rayo: --rayo-start-calls N (50)  --rayo-max-calls N (1000; 400)  --rayo-setup-rate N (100)  --rayo-prompt MS (1000)  --rayo-window S (20; 10)  --rayo-nice N (0)
+ *          rayo: --rayo-start-calls N (50)  --rayo-max-calls N (1000; 400)  --rayo-setup-rate N (100)  --rayo-prompt MS (1000)  --rayo-window S (20; 10)  --rayo-nice=N (0; e.g. --rayo-nice=-10)
  *                (Rayo-controlled calls, prompt + DTMF, on one core; run with --only rayo)
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
