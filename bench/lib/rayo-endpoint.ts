@@ -178,8 +178,17 @@ function send(): void {
       sendFrame(s);
       s.index++;
       s.due += PACKET_INTERVAL_MS;
-      // A sender that fell far behind (a stall) skips ahead rather than bursting: a burst is not what a phone sends.
-      if (now - s.due > 5 * PACKET_INTERVAL_MS) s.due = now;
+      // A sender that fell far behind (a stall) skips ahead rather than bursting, as a phone
+      // would: the frames of the stall are lost, and the RTP timestamps go on with the time
+      // (the receiver's jitter buffer places packets by them). Never inside or across a key's
+      // events, which are sent whole.
+      const behind = Math.floor((now - s.due) / PACKET_INTERVAL_MS);
+      if (behind > 5) {
+        let skip = behind;
+        if (s.keysFrom !== undefined) skip = s.index >= s.keysFrom ? 0 : Math.min(skip, s.keysFrom - s.index);
+        s.index += skip;
+        s.due += skip * PACKET_INTERVAL_MS;
+      }
     }
   }
 }
