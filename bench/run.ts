@@ -492,7 +492,7 @@ async function main(): Promise<void> {
 
   if (only.has('rayo')) {
     console.log(`\nrayo: concurrent SIP calls (SIPp, RTP) answered by a Rayo client, each playing a ${params.rayoPromptMs} ms WAV prompt and collecting 4 RFC 4733 digits, again and again for ${params.rayoWindowSeconds} s; < 1% late frames; command latency = prompt iq → first prompt RTP packet`);
-    rayo = await rayoBench({ startCalls: params.rayoStartCalls, maxCalls: params.rayoMaxCalls, setupRate: params.rayoSetupRate, promptMs: params.rayoPromptMs, spreadMs: 1000, windowSeconds: params.rayoWindowSeconds, nice: params.rayoNice, digitDelayMs: params.rayoPromptMs + 200, log: (line) => console.log(line) });
+    rayo = await rayoBench({ startCalls: params.rayoStartCalls, maxCalls: params.rayoMaxCalls, setupRate: params.rayoSetupRate, promptMs: params.rayoPromptMs, spreadMs: 1000, windowSeconds: params.rayoWindowSeconds, nice: params.rayoNice, cpuProfileDir: profileDir, digitDelayMs: params.rayoPromptMs + 200, log: (line) => console.log(line) });
   }
 
   // --- The table ---

@@ -29,7 +29,7 @@
  *
  * Each level runs on a freshly started server and processes, stopped by pid at its end.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -71,6 +71,8 @@ export interface RayoBenchOptions {
    * own would; the server's own stalls still count.
    */
   nice: number;
+  /** Write a V8 CPU profile of the server of each level into this directory (--profile). */
+  cpuProfileDir?: string;
   log: (line: string) => void;
 }
 
@@ -141,7 +143,7 @@ interface RayoServer {
 }
 
 /** ximssd with SIP, XMPP and HTTP on free ports and its two accounts; on the last CPU when pinned. */
-async function startRayoServer(pinned: boolean, nice: number): Promise<RayoServer> {
+async function startRayoServer(pinned: boolean, nice: number, profileDir: string | undefined): Promise<RayoServer> {
   const dir = mkdtempSync(join(tmpdir(), 'ximssd-rayo-bench-'));
   const configFile = join(dir, 'config.json');
   writeFileSync(
@@ -163,7 +165,8 @@ async function startRayoServer(pinned: boolean, nice: number): Promise<RayoServe
     await runCommand(process.execPath, [MAIN, 'account', 'add', `${RAYO_USER}@${DOMAIN}`, '--password', PASSWORD, '--config', configFile]);
     await runCommand(process.execPath, [MAIN, 'account', 'set', `${RAYO_USER}@${DOMAIN}`, 'RayoAllowed=Yes', '--config', configFile]);
     const [sip, xmpp] = [await freePort(), await freePort()];
-    const node = [process.execPath, '--require', join(ROOT, 'bench', 'server-hook.cjs'), MAIN, 'serve', '--config', configFile, '--ximss', '0', '--http', '0', '--smtp', '0', '--xmpp', String(xmpp), '--xmpp-s2s', '0', '--sip', String(sip)];
+    if (profileDir) mkdirSync(profileDir, { recursive: true });
+    const node = [process.execPath, ...(profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : []), '--require', join(ROOT, 'bench', 'server-hook.cjs'), MAIN, 'serve', '--config', configFile, '--ximss', '0', '--http', '0', '--smtp', '0', '--xmpp', String(xmpp), '--xmpp-s2s', '0', '--sip', String(sip)];
     // The server on the last CPU; the callers' media and SIPp on the first.
     const pinning = pinned ? ['taskset', '-c', String(cpus().length - 1)] : [];
     const [command, ...args] = [...(nice ? ['nice', '-n', String(nice)] : []), ...pinning, ...node];
@@ -352,7 +355,7 @@ class Unavailable extends Error {}
 async function level(calls: number, promptUrl: string, pinned: boolean, o: RayoBenchOptions): Promise<RayoTrial> {
   let server: RayoServer;
   try {
-    server = await startRayoServer(pinned, o.nice);
+    server = await startRayoServer(pinned, o.nice, o.cpuProfileDir);
   } catch (err) {
     throw new Unavailable((err as Error).message.split('\n')[0]!);
   }
