@@ -88,6 +88,9 @@ export interface RayoTrial {
   /** The same over 2 s before the prompts, the calls up and streaming (not judged: shown beside). */
   idleFrames: number;
   idleLate: number;
+  /** Wake-ups of the probe on the server's CPU more than 10 ms late in the window, and the worst (ms); undefined when not pinned. */
+  machineStalls?: number;
+  machineWorstMs?: number;
   windowSeconds: number;
   /** The server's share of a core over the window (all its processes). */
   serverCpu: number;
@@ -237,6 +240,54 @@ class CallerMedia {
   }
 }
 
+/**
+ * A probe of the machine on the server's CPU: a small node process pinned beside the server
+ * that wakes every 5 ms and counts the wake-ups more than 10 ms late (the frame clock's
+ * threshold). It has next to nothing to do, so its stalls are the machine's (other processes,
+ * the kernel, the hypervisor), not its own: shown beside the server's late frames.
+ */
+const PROBE_SCRIPT = `
+let last = performance.now(), stalls = 0, worst = 0, counting = false;
+setInterval(() => { const now = performance.now(); const late = now - last - 5; if (counting && late > 10) { stalls++; worst = Math.max(worst, late); } last = now; }, 5);
+require('node:readline').createInterface({ input: process.stdin }).on('line', (line) => {
+  if (line === 'start') { counting = true; stalls = 0; worst = 0; }
+  if (line === 'report') process.stdout.write(JSON.stringify({ probe: { stalls, worst } }) + '\\n');
+});
+process.stdin.on('end', () => process.exit(0));
+process.stdout.write('PROBE READY\\n');
+`;
+
+class MachineProbe {
+  private constructor(readonly child: Child) {}
+
+  static async start(cpu: number, nice: number): Promise<MachineProbe> {
+    const node = [process.execPath, '-e', PROBE_SCRIPT];
+    const child = spawnChild(nice ? 'nice' : 'taskset', nice ? ['-n', String(nice), 'taskset', '-c', String(cpu), ...node] : ['-c', String(cpu), ...node], { stdio: ['pipe', 'pipe', 'pipe'] });
+    await child.waitFor(/PROBE READY/);
+    return new MachineProbe(child);
+  }
+
+  start(): void {
+    this.child.process.stdin!.write('start\n');
+  }
+
+  async report(): Promise<{ stalls: number; worst: number }> {
+    const before = this.child.output().length;
+    this.child.process.stdin!.write('report\n');
+    for (let i = 0; i < 50; i++) {
+      const m = /\{"probe":(\{[^}]*\})\}/.exec(this.child.output().slice(before));
+      if (m) return JSON.parse(m[1]!) as { stalls: number; worst: number };
+      await sleep(50);
+    }
+    return { stalls: NaN, worst: NaN };
+  }
+
+  async stop(): Promise<void> {
+    this.child.process.stdin!.end();
+    await this.child.stop();
+  }
+}
+
 const childNamed = (node: XmppStanza, name: string): XmppStanza | undefined => node.children.find((c) => c.name === name);
 
 interface RayoCallState {
@@ -360,6 +411,7 @@ async function level(calls: number, promptUrl: string, pinned: boolean, o: RayoB
     throw new Unavailable((err as Error).message.split('\n')[0]!);
   }
   const media = await CallerMedia.start(o.digitDelayMs, o.nice);
+  const probe = pinned ? await MachineProbe.start(cpus().length - 1, o.nice) : undefined;
   const client = new RayoClient();
   let sipp: SippProcess | undefined;
   const clock = (): number => performance.timeOrigin + performance.now();
@@ -408,6 +460,7 @@ async function level(calls: number, promptUrl: string, pinned: boolean, o: RayoB
     // The window: prompts started over spreadMs, each call starting its next prompt as soon as
     // the last one completed, for windowSeconds; then the prompts under way are let finish.
     const before = await scrape(server.ports.http);
+    probe?.start();
     const cpu0 = treeCpuSeconds(server.pid);
     const t0 = clock();
     const windowEnd = t0 + o.windowSeconds * 1000;
@@ -424,6 +477,7 @@ async function level(calls: number, promptUrl: string, pinned: boolean, o: RayoB
     const windowSeconds = (clock() - t0) / 1000;
     const serverCpu = (treeCpuSeconds(server.pid) - cpu0) / windowSeconds;
     const after = await scrape(server.ports.http);
+    const machine = probe ? await probe.report() : undefined;
     media.send({ report: true });
     const report = await media.answer<RayoEndpointReport>('report');
 
@@ -459,7 +513,7 @@ async function level(calls: number, promptUrl: string, pinned: boolean, o: RayoB
     }
     const frames = (after.get('ximssd_media_frames_total') ?? 0) - (before.get('ximssd_media_frames_total') ?? 0);
     const lateFrames = (after.get('ximssd_media_late_frames_total') ?? 0) - (before.get('ximssd_media_late_frames_total') ?? 0);
-    const trial = { calls, answered: answered.length, prompts, matched, frames, lateFrames, idleFrames, idleLate, windowSeconds, serverCpu, latencies };
+    const trial = { calls, answered: answered.length, prompts, matched, frames, lateFrames, idleFrames, idleLate, windowSeconds, serverCpu, latencies, machineStalls: machine?.stalls, machineWorstMs: machine?.worst };
     const verdict = judgeRayo(trial);
     if (!verdict.ok && reasons.size) verdict.why += ` (others: ${[...reasons].map(([r, n]) => `${r} × ${n}`).join(', ')})`;
     return { ...trial, ...verdict };
@@ -467,6 +521,7 @@ async function level(calls: number, promptUrl: string, pinned: boolean, o: RayoB
     await sipp?.stop(0);
     client.close();
     await media.stop();
+    await probe?.stop();
     await server.stop();
   }
 }
@@ -487,6 +542,7 @@ export async function rayoBench(o: RayoBenchOptions): Promise<RayoResult> {
         const late = t.frames ? (t.lateFrames / t.frames) * 100 : 0;
         o.log(
           `  ${String(n).padStart(5)} calls: ${t.answered} answered, ${t.matched} of ${t.prompts} prompts matched; window ${t.windowSeconds.toFixed(1)} s, ${t.frames} frames, ${late.toFixed(2)}% late (before the prompts: ${t.idleLate} of ${t.idleFrames}); ` +
+            (t.machineStalls !== undefined ? `probe on the server's CPU: ${t.machineStalls} stalls > 10 ms (worst ${t.machineWorstMs!.toFixed(0)} ms); ` : '') +
             `server CPU ${Math.round(t.serverCpu * 100)}% (${((t.serverCpu * 100) / n).toFixed(2)}% of a core per call); ` +
             (t.latencies.length ? `command latency median ${median(t.latencies).toFixed(1)} ms, p99 ${percentile(t.latencies, 0.99).toFixed(1)} ms` : 'no latency measured') +
             `; machine load ${loadavg()[0]!.toFixed(1)}` +
