@@ -578,6 +578,7 @@ export function rayoFigures(result: RayoResult): Figure[] {
   if (b) {
     rows.push({ name: '  server CPU per call at that level', value: (b.serverCpu * 100) / b.calls, unit: '% core', target: `≤ ${(100 / TARGET_CALLS).toFixed(1)} % core`, ratio: null });
     rows.push({ name: '  late frames at that level', value: b.frames ? (b.lateFrames / b.frames) * 100 : null, unit: '%', target: '< 1 %', ratio: null });
+    if (b.machineStalls !== undefined) rows.push({ name: "  stalls > 10 ms of a probe on the server's CPU then", value: b.machineStalls, unit: 'stalls', target: '-', ratio: null });
     if (b.latencies.length) {
       rows.push({ name: '  Rayo command latency (prompt iq → first RTP), median', value: median(b.latencies), unit: 'ms', target: '-', ratio: null });
       rows.push({ name: '  Rayo command latency (prompt iq → first RTP), p99', value: percentile(b.latencies, 0.99), unit: 'ms', target: '-', ratio: null });
