@@ -322,11 +322,18 @@ class RayoClient {
     await this.iq(DOMAIN, `<ping xmlns='urn:xmpp:ping'/>`, 'get');
   }
 
-  /** Sends an iq; resolves with its answer. */
+  /** Sends an iq; resolves with its answer, or after 30 s with an error stanza of its own (`bench-timeout`). */
   iq(to: string, payload: string, type: 'get' | 'set' = 'set'): Promise<XmppStanza> {
     const id = `b${++this.ids}`;
     return new Promise((resolve) => {
-      this.pending.set(id, resolve);
+      const timer = setTimeout(() => {
+        this.pending.delete(id);
+        resolve({ name: 'iq', attributes: { id, type: 'error' }, children: [{ name: 'bench-timeout', attributes: {}, children: [], text: '' }], text: '' });
+      }, 30_000);
+      this.pending.set(id, (answer) => {
+        clearTimeout(timer);
+        resolve(answer);
+      });
       void this.connection!.send(`<iq type='${type}' id='${id}' to='${to}'>${payload}</iq>`);
     });
   }
@@ -417,9 +424,12 @@ async function level(calls: number, promptUrl: string, pinned: boolean, o: RayoB
   const clock = (): number => performance.timeOrigin + performance.now();
   try {
     if (pinned) await pin(media.child.pid, 0);
-    await client.connect(server.ports.xmpp);
+    await client.connect(server.ports.xmpp).catch((err: Error) => {
+      throw new Unavailable(`the Rayo client could not log in: ${err.message.split('\n')[0]}`);
+    });
     const setupSeconds = calls / o.setupRate;
-    const holdMs = Math.round((setupSeconds + 40) * 1000);
+    // SIPp hangs up after the hold: longer than setting up, the steady state, the window and its end.
+    const holdMs = Math.round((setupSeconds + o.windowSeconds + 60) * 1000);
     sipp = await startSipp({
       scenario: join(SCENARIOS, 'uac-rayo.xml'),
       remote: `127.0.0.1:${server.ports.sip}`,
