@@ -22,6 +22,8 @@
  *          sip: --sip-trial S (5; 3)  --sip-hold MS (1000)  --sip-start-rate N (50)  --sip-max-rate N (5000)  --kamailio-children N (4)
  *               (call setup rate beside Kamailio; run with --only sip)
  *          media: --media-start-calls N (50)  --media-max-calls N (1000)  --media-window S (5; 3)  (relayed G.711 calls; run with --only media)
+ *          rayo: --rayo-start-calls N (50)  --rayo-max-calls N (1000; 400)  --rayo-setup-rate N (100)  --rayo-prompt MS (1000)  --rayo-window S (20; 10)  --rayo-nice=N (0; e.g. --rayo-nice=-10)
+ *                (Rayo-controlled calls, prompt + DTMF, on one core; run with --only rayo)
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
@@ -44,6 +46,7 @@ import { calendarBench, type CalendarResult } from './lib/calendar-bench.js';
 import { xmppBench, xmppFigures, type XmppResult } from './lib/xmpp-bench.js';
 import { sipBench, sipFigures, type SipResult } from './lib/sip-bench.js';
 import { mediaBench, mediaFigures, type MediaResult } from './lib/sip-media-bench.js';
+import { rayoBench, rayoFigures, type RayoResult } from './lib/rayo-bench.js';
 import type { LoadMechanism } from './lib/xmpp-client.js';
 import { PASSWORD, ROOT, USER, startXimssd } from './lib/ximssd.js';
 
@@ -89,6 +92,12 @@ const { values: flags } = parseArgs({
     'media-start-calls': { type: 'string' },
     'media-max-calls': { type: 'string' },
     'media-window': { type: 'string' },
+    'rayo-start-calls': { type: 'string' },
+    'rayo-max-calls': { type: 'string' },
+    'rayo-setup-rate': { type: 'string' },
+    'rayo-prompt': { type: 'string' },
+    'rayo-window': { type: 'string' },
+    'rayo-nice': { type: 'string' },
     engines: { type: 'string' },
     only: { type: 'string' },
     quick: { type: 'boolean' },
@@ -145,10 +154,17 @@ const params = {
   mediaStartCalls: num(flags['media-start-calls'], 50),
   mediaMaxCalls: num(flags['media-max-calls'], 1000),
   mediaWindowSeconds: num(flags['media-window'], quick ? 3 : 5),
+  rayoStartCalls: num(flags['rayo-start-calls'], 50),
+  rayoMaxCalls: num(flags['rayo-max-calls'], quick ? 400 : 1000),
+  rayoSetupRate: num(flags['rayo-setup-rate'], 100),
+  rayoPromptMs: num(flags['rayo-prompt'], 1000),
+  rayoWindowSeconds: num(flags['rayo-window'], quick ? 10 : 20),
+  rayoNice: Number(flags['rayo-nice'] ?? 0),
   engines: [] as Engine[],
 };
 params.mailConnections = num(flags['mail-connections'], params.connections);
 params.engines = (flags.engines ?? ENGINES.join(',')).split(',').map((s) => s.trim()) as Engine[];
+if (!Number.isInteger(params.rayoNice) || params.rayoNice < -20 || params.rayoNice > 19) throw new Error(`--rayo-nice takes an integer from -20 to 19, not ${flags['rayo-nice']}`);
 if (!['PLAIN', 'SCRAM-SHA-1', 'SCRAM-SHA-256'].includes(params.xmppMechanism)) throw new Error(`--xmpp-mechanism takes PLAIN, SCRAM-SHA-1 or SCRAM-SHA-256, not ${params.xmppMechanism}`);
 for (const e of params.engines) if (!ENGINES.includes(e)) throw new Error(`unknown engine ${e} (--engines takes ${ENGINES.join(',')})`);
 const only = new Set((flags.only ?? 'echo,tcp,http,memory,mail,smtp,cluster,attack,webdav').split(',').map((s) => s.trim()));
@@ -254,6 +270,7 @@ async function main(): Promise<void> {
   let xmpp: XmppResult | undefined;
   let sip: SipResult | undefined;
   let media: MediaResult | undefined;
+  let rayo: RayoResult | undefined;
 
   if (only.has('echo') || only.has('tcp') || only.has('http')) {
     const echo = spawnChild(process.execPath, ['--import', 'tsx', join(ROOT, 'bench', 'echo-server.ts')], {
@@ -473,6 +490,11 @@ async function main(): Promise<void> {
     media = await mediaBench({ startCalls: params.mediaStartCalls, maxCalls: params.mediaMaxCalls, setupRate: 100, windowSeconds: params.mediaWindowSeconds, kamailioChildren: params.kamailioChildren, log: (line) => console.log(line) });
   }
 
+  if (only.has('rayo')) {
+    console.log(`\nrayo: concurrent SIP calls (SIPp, RTP) answered by a Rayo client, each playing a ${params.rayoPromptMs} ms WAV prompt and collecting 4 RFC 4733 digits, again and again for ${params.rayoWindowSeconds} s; < 1% late frames; command latency = prompt iq → first prompt RTP packet`);
+    rayo = await rayoBench({ startCalls: params.rayoStartCalls, maxCalls: params.rayoMaxCalls, setupRate: params.rayoSetupRate, promptMs: params.rayoPromptMs, spreadMs: 1000, windowSeconds: params.rayoWindowSeconds, nice: params.rayoNice, cpuProfileDir: profileDir, digitDelayMs: params.rayoPromptMs + 200, log: (line) => console.log(line) });
+  }
+
   // --- The table ---
   const figures: Figure[] = [];
   const ceiling = echoRuns.length ? median(echoRuns.map((r) => r.rate)) : undefined;
@@ -673,6 +695,7 @@ async function main(): Promise<void> {
 
   if (sip) figures.push(...sipFigures(sip, { holdMs: params.sipHoldMs, kamailioChildren: params.kamailioChildren }));
   if (media) figures.push(...mediaFigures(media));
+  if (rayo) figures.push(...rayoFigures(rayo));
 
   const elapsed = (performance.now() - began) / 1000;
   const rows = figures.map((f) => [
@@ -698,7 +721,9 @@ async function main(): Promise<void> {
       (calendar?.available ? '; calendar: ximssd ÷ Radicale (≤ 1 meets it)' : '') +
       (xmpp ? '; xmpp: ximssd ÷ Prosody (rates: ≥ 1 meets it; memory: ≤ 1 meets it)' : '') +
       (sip ? '; sip: ximssd ÷ Kamailio (≥ 0.5 meets it)' : '') +
-      (media ? '; media: ximssd ÷ the Asterisk constant (≥ 1 meets it).' : '.'),
+      (media ? '; media: ximssd ÷ the Asterisk constant (≥ 1 meets it)' : '') +
+      (rayo ? `; rayo: calls ÷ the target of 100 on one core (≥ 1 meets it)` : '') +
+      '.',
   );
   for (const f of figures) if (f.value === null) console.log(`n/a: ${f.name.trim()}: ${f.note ?? 'not measured'}`);
   const otherMax = Math.max(
@@ -741,6 +766,7 @@ async function main(): Promise<void> {
     xmpp: xmpp ?? null,
     sip: sip ?? null,
     media: media ?? null,
+    rayo: rayo ?? null,
   };
   writeFileSync(join(RESULTS, 'latest.json'), JSON.stringify(json, null, 2) + '\n');
   console.log(`figures written to ${join('bench', 'results', 'latest.json')}`);

@@ -19,6 +19,7 @@ import { TextToSpeech } from './media/tts.js';
 import { CallService } from './services/calls/service.js';
 import { ringBoundSessions } from './ximss/call-leg.js';
 import { MediaGateway } from './media/gateway.js';
+import { sharedFrameClock } from './media/frame-clock.js';
 import { XmppListener } from './transports/xmpp/listener.js';
 import { XmppSessions } from './transports/xmpp/session.js';
 import { S2sService } from './transports/xmpp/s2s.js';
@@ -484,6 +485,9 @@ function startMediaGateway(config: Config, log: Logger, metrics: Metrics): Media
   metrics.counter('ximssd_media_packets_relayed_total', 'RTP packets the media gateway sent on', () => gateway.stats().packetsRelayed);
   metrics.counter('ximssd_media_bytes_relayed_total', 'RTP bytes the media gateway sent on', () => gateway.stats().bytesRelayed);
   metrics.counter('ximssd_media_packets_dropped_total', 'RTP packets the media gateway did not send on (strangers, malformed, held)', () => gateway.stats().packetsDropped);
+  // The frame clock of the server-side media endpoints (Rayo calls): frames sent and those sent late or skipped (the bench's < 1% late frames).
+  metrics.counter('ximssd_media_frames_total', 'Frames the media endpoints were ticked for (one per endpoint every 20 ms)', () => sharedFrameClock.stats().frames);
+  metrics.counter('ximssd_media_late_frames_total', 'Frames ticked more than half a frame late, or skipped', () => sharedFrameClock.stats().lateFrames);
   log.info({ event: 'media.ready', publicAddress, relay: config.media.relay, ports: `${config.sip.mediaPorts.min}-${config.sip.mediaPorts.max}` }, 'media gateway ready');
   return gateway;
 }

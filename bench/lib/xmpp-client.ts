@@ -28,9 +28,12 @@ export interface XmppLoginOptions {
   localAddress?: string;
   /** Ms for the whole login; the connection is destroyed and the login rejected past it. */
   timeoutMs?: number;
+  /** Called with every stanza after login, kept as a tree (instead of only counting messages). */
+  onStanza?: (stanza: XmppStanza) => void;
 }
 
 /** A depth-1 element of the stream (a stanza, stream features, a SASL or TLS element). */
+export type XmppStanza = Node;
 interface Node {
   name: string;
   attributes: Record<string, string>;
@@ -158,7 +161,7 @@ export function xmppLogin(options: XmppLoginOptions): Promise<XmppLoadConnection
       let depth = 0;
       p.on('opentag', (tag) => {
         depth++;
-        if (counting) {
+        if (counting && !options.onStanza) {
           if (depth === 2 && tag.name === 'message') {
             if (tag.attributes.type === 'error') bounced++;
             else received++;
@@ -171,6 +174,9 @@ export function xmppLogin(options: XmppLoginOptions): Promise<XmppLoadConnection
         stack.push(node); // saxes emits closetag for self-closing tags too
       });
       p.on('text', (text) => {
+        if (stack.length) stack[stack.length - 1]!.text += text;
+      });
+      p.on('cdata', (text) => {
         if (stack.length) stack[stack.length - 1]!.text += text;
       });
       p.on('closetag', () => {
@@ -274,6 +280,7 @@ export function xmppLogin(options: XmppLoginOptions): Promise<XmppLoadConnection
           return;
         }
         default:
+          if (step === 'ready') options.onStanza?.(node);
       }
     };
 
