@@ -219,6 +219,8 @@ export interface Config {
      * `tel:+1800*`, `sip:support@example.com`, `*@ivr.example.com` —, `account` whose clients take them.
      */
     applicationRoutes: { address: string; account: string }[];
+    /** Calls one account may have under Rayo control at once on one node (offered, answered or dialed). */
+    rayoCallsPerAccount: number;
   };
   /**
    * The media gateway (src/media/): the calls whose media it anchors, on ports from
@@ -410,7 +412,7 @@ export function defaultConfig(): Config {
     inbound: { authenticationChecks: true },
     calendar: { remotePrivateAddresses: false },
     im: { rosterItems: 2000, rosterGroups: 200, blockedItems: 1000, offlineMessages: 1000, offlineDays: 30, resourcesPerAccount: 32, archiveDays: 365, mucSubdomain: 'conference', mucRoomsPerService: 1000, mucOccupantsPerRoom: 200, mucHistory: 50 },
-    calls: { ringSeconds: 120, callsPerAccount: 20, callsPerNode: 10_000, applicationRoutes: [] },
+    calls: { ringSeconds: 120, callsPerAccount: 20, callsPerNode: 10_000, applicationRoutes: [], rayoCallsPerAccount: 100 },
     media: { relay: 'auto', publicAddress: '', bindAddress: '', sessions: 1000, sessionsPerAccount: 20, idleSeconds: 120, promptFetch: 'public' },
     outbound: {
       relay: '',
@@ -622,6 +624,7 @@ const configSchema = z.strictObject({
     applicationRoutes: z
       .array(z.strictObject({ address: text((s) => s.length > 0 && s.length <= 256 && !/\s/.test(s), 'must be an address pattern without spaces'), account: text((s) => /^[^\s@]+@[^\s@]+$/.test(s), 'must be an account address (name@domain)') }))
       .max(1000),
+    rayoCallsPerAccount: whole(1),
   }),
   media: z.strictObject({
     relay: z.enum(['auto', 'always', 'never']),

@@ -231,7 +231,7 @@ async function build(rawStore: Store, config: Config, log: Logger, options: Serv
   const prompts = new PromptRenderer({ tts: new TextToSpeech({ cacheBytes: 32 * 1024 * 1024 }), fetchPrivate: config.media.promptFetch === 'any' });
   // Rayo recordings: spooled in <data>/spool/recordings, stored in the account's File Storage, fetched over WebDAV.
   const recordings = await FileStorageRecordings.open(files, accounts, join(config.dataDir, 'spool', 'recordings'), () => config.publicUrl || `http://${config.defaultDomain}:${httpPort}`);
-  const rayo = new RayoService(im, accounts, calls, log.child({ component: 'rayo' }), { bus, store, openMedia: (id) => media.openEndpoint(`rayo-${id}`), renderer: prompts, recordings });
+  const rayo = new RayoService(im, accounts, calls, log.child({ component: 'rayo' }), { bus, store, openMedia: (id) => media.openEndpoint(`rayo-${id}`), renderer: prompts, recordings, callsPerAccount: config.calls.rayoCallsPerAccount });
   im.components.push(rayo);
   im.domainServices.push(rayo);
   // SIP: on with either of its ports (WebSocket on the HTTP listeners' /sip rides along).

@@ -157,7 +157,7 @@ async function startRayoServer(pinned: boolean, nice: number, profileDir: string
       defaultDomain: DOMAIN,
       limits: { sessionsPerAccount: 100_000 },
       // Every call of a level is for one account, from one account.
-      calls: { callsPerAccount: 100_000 },
+      calls: { callsPerAccount: 100_000, rayoCallsPerAccount: 100_000 },
       media: { sessions: 5000, sessionsPerAccount: 5000, promptFetch: 'any' }, // the prompt is served by the bench on 127.0.0.1
     }),
   );

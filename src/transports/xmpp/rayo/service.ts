@@ -84,8 +84,8 @@ interface HeldMixer {
 /** How many components run on one call (or mixer) at once. */
 const COMPONENTS_PER_CALL = 16;
 
-/** How many calls one account may have under Rayo control at once. */
-const DEFAULT_CALLS_PER_ACCOUNT = 50;
+/** How many calls one account may have under Rayo control at once (config calls.rayoCallsPerAccount). */
+const DEFAULT_CALLS_PER_ACCOUNT = 100;
 
 export interface RayoServiceOptions {
   /** Where availability is told to the other nodes, and whether a node is alive (a cluster). */
