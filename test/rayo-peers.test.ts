@@ -33,13 +33,13 @@
  */
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
 import { goertzelCoefficient, goertzelEnergy } from '../src/media/dtmf.js';
 import { parseNlsml } from '../src/media/nlsml.js';
+import { servePrompts, type PromptServer } from './fixtures/prompt-server.js';
 import { Baresip, ensureBaresip } from './fixtures/baresip.js';
 import { ensureDebianTool } from './fixtures/debian.js';
 import { decodeWav, encodeWav, readWav, toneSamples, writeWav } from './fixtures/wav.js';
@@ -109,7 +109,7 @@ function heardSoFar(phone: Baresip): Int16Array {
 describe('Rayo with real SIP phones (baresip)', { skip, timeout: 240_000 }, () => {
   let server: TestServer;
   let dir: string;
-  let http: Server;
+  let prompts: PromptServer | undefined;
   let httpBase: string;
   let domain: string;
   /** The phone that calls the Rayo-controlled account. */
@@ -135,16 +135,8 @@ describe('Rayo with real SIP phones (baresip)', { skip, timeout: 240_000 }, () =
 
     // The WAV prompt: 2 s of 1 kHz at 16 kHz (the server resamples it to 8 kHz).
     const tone = encodeWav(toneSamples([1000], 2, { sampleRate: 16_000, amplitude: 8000 }), 16_000);
-    http = createServer((request, response) => {
-      if (request.url === '/tone.wav') {
-        response.writeHead(200, { 'content-type': 'audio/wav', 'content-length': tone.length });
-        response.end(tone);
-      } else {
-        response.writeHead(404).end();
-      }
-    });
-    await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
-    httpBase = `http://127.0.0.1:${(http.address() as { port: number }).port}`;
+    prompts = await servePrompts({ 'tone.wav': tone });
+    httpBase = prompts.base;
 
     // The account the Rayo client controls: RayoAllowed, and no device of its own.
     ivr = await server.newAccount('ivr');
@@ -175,7 +167,7 @@ describe('Rayo with real SIP phones (baresip)', { skip, timeout: 240_000 }, () =
     await caller?.stop();
     await callee?.stop();
     await client?.close().catch(() => undefined);
-    if (http) await new Promise<void>((resolve) => http.close(() => resolve()));
+    await prompts?.close();
     await server?.stop();
     if (dir) rmSync(dir, { recursive: true, force: true });
   });

@@ -9,13 +9,13 @@
  */
 import assert from 'node:assert/strict';
 import { createSocket, type Socket } from 'node:dgram';
-import { createServer, type Server } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { goertzelCoefficient, goertzelEnergy } from '../src/media/dtmf.js';
 import { decodeUlaw, encodeUlaw } from '../src/media/g711.js';
 import { writeRtpHeader } from '../src/media/rtp.js';
 import { encodeWav, readWav, type WavAudio } from '../src/media/wav.js';
 import type { XmlElement } from '../src/xml/element.js';
+import { servePrompts, type PromptServer } from './fixtures/prompt-server.js';
 import { ensureSlixmpp, XmppPeer, type PresenceEvent } from './fixtures/xmpp-peer.js';
 import { freePort, ok, startTestServer, type TestServer, type XimssClient } from './helpers.js';
 
@@ -365,18 +365,13 @@ describe('Rayo record component', { skip: slixmpp }, () => {
   });
 
   describe('what the server plays (beeps, output) and duplex recordings', () => {
-    let http: Server;
+    let prompts: PromptServer;
     let httpBase: string;
     before(async () => {
-      const tone = encodeWav(sine(OUTPUT_HZ, 3000));
-      http = createServer((request, response) => {
-        if (request.url === '/tone.wav') response.writeHead(200, { 'content-type': 'audio/wav', 'content-length': tone.length }).end(tone);
-        else response.writeHead(404).end();
-      });
-      await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
-      httpBase = `http://127.0.0.1:${(http.address() as { port: number }).port}`;
+      prompts = await servePrompts({ 'tone.wav': encodeWav(sine(OUTPUT_HZ, 3000)) });
+      httpBase = prompts.base;
     });
-    after(() => new Promise<void>((resolve) => http.close(() => resolve())));
+    after(() => prompts.close());
 
     it('start-beep and stop-beep are played to the caller and are not in the recording', async () => {
       const { jid, peer, call, media } = await answeredCall('rec-beep');

@@ -9,13 +9,13 @@ import assert from 'node:assert/strict';
 import { createSocket, type Socket } from 'node:dgram';
 import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
-import { createServer, type Server } from 'node:http';
 import { buildTelephoneEvent, eventOfDigit, goertzelCoefficient, goertzelEnergy } from '../src/media/dtmf.js';
 import { decodeUlaw, encodeUlaw } from '../src/media/g711.js';
 import { dtmfSequence } from '../src/media/tones.js';
 import { encodeWav } from '../src/media/wav.js';
 import { ensureDebianTool } from './fixtures/debian.js';
 import { SipPhone } from './fixtures/sip-phone.js';
+import { servePrompts, type PromptServer } from './fixtures/prompt-server.js';
 import { parseNlsml } from '../src/media/nlsml.js';
 import { writeRtpHeader } from '../src/media/rtp.js';
 import type { XmlElement } from '../src/xml/element.js';
@@ -477,25 +477,15 @@ describe('Rayo over XMPP', { skip: slixmpp }, () => {
   });
 
   describe('the output and prompt components (played into the call\'s RTP)', () => {
-    let http: Server;
+    let prompts: PromptServer;
     let httpBase: string;
     before(async () => {
       await ensureDebianTool('/usr/bin/espeak-ng', 'espeak-ng');
       // A WAV prompt served over HTTP: 2 s of 1 kHz at 16 kHz (resampled to 8 kHz by the server).
-      const tone = encodeWav(sine16k(2000), { sampleRate: 16_000 });
-      http = createServer((request, response) => {
-        if (request.url === '/tone.wav') {
-          response.writeHead(200, { 'content-type': 'audio/wav', 'content-length': tone.length });
-          response.end(tone);
-        } else {
-          response.writeHead(404).end();
-        }
-      });
-      await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
-      const address = http.address() as { port: number };
-      httpBase = `http://127.0.0.1:${address.port}`;
+      prompts = await servePrompts({ 'tone.wav': encodeWav(sine16k(2000), { sampleRate: 16_000 }) });
+      httpBase = prompts.base;
     });
-    after(() => new Promise<void>((resolve) => http.close(() => resolve())));
+    after(() => prompts.close());
 
     /** A 1 kHz sine at 16 kHz. */
     function sine16k(ms: number): Int16Array {

@@ -361,18 +361,31 @@ export class RayoService implements ImComponent, DomainService {
       }
       case 'input':
       case 'output':
-      case 'prompt': {
+      case 'prompt':
+      case 'record': {
         if (!call.answeredMedia) return fail(rayoError('unexpected-request', 'the call has no media yet: answer it first'));
         if (held.components.size >= COMPONENTS_PER_CALL) return fail(rayoError('resource-constraint', `a call runs at most ${COMPONENTS_PER_CALL} components at once`));
         const id = randomId(10).toLowerCase();
         const completed = (component: RayoComponent, reason: CompleteReason): void => this.completed(held, component, reason);
         const renderer = this.options.renderer;
-        const started =
-          command.kind === 'input'
-            ? InputCollector.start(id, command, call, completed)
-            : command.kind === 'output'
-              ? await OutputPlayer.start(id, command, call, renderer, completed)
-              : await PromptRunner.start(id, command, call, renderer, completed, (component) => this.componentEvent(held, component, { kind: 'input-timers-started' }));
+        let started: RayoComponent | RayoError;
+        switch (command.kind) {
+          case 'input':
+            started = InputCollector.start(id, command, call, completed);
+            break;
+          case 'output':
+            started = await OutputPlayer.start(id, command, call, renderer, completed);
+            break;
+          case 'prompt':
+            started = await PromptRunner.start(id, command, call, renderer, completed, (component) => this.componentEvent(held, component, { kind: 'input-timers-started' }));
+            break;
+          case 'record': {
+            const storage = this.options.recordings;
+            if (!storage) return fail(unsupportedCommand('recordings have no storage on this server'));
+            started = await Recorder.start(id, call.id, call.accountId, command, call, storage, completed);
+            break;
+          }
+        }
         if ('condition' in started) return fail(started);
         if (call.ended) {
           started.hangup();
@@ -384,22 +397,6 @@ export class RayoService implements ImComponent, DomainService {
         client.deliver(buildIqResult(replyAddress(iq, client), buildRef({ uri: xmppUri(componentJid(callJid(call.id, held.domain), id)) })));
         this.log.info({ event: 'rayo.component_started', call: call.id, component: id, kind: command.kind }, 'a Rayo component started');
         if (started.finished) this.completed(held, started, started.completion!);
-        return;
-      }
-      case 'record': {
-        if (!call.answeredMedia) return fail(rayoError('unexpected-request', 'the call has no media yet: answer it first'));
-        const storage = this.options.recordings;
-        if (!storage) return fail(unsupportedCommand('recordings have no storage on this server'));
-        const id = randomId(10).toLowerCase();
-        const started = await Recorder.start(id, call.id, call.accountId, command, call, storage, (component, reason) => this.completed(held, component, reason));
-        if ('condition' in started) return fail(started);
-        if (call.ended) {
-          started.hangup();
-          return fail(rayoError('item-not-found', 'the call ended'));
-        }
-        held.components.set(id, started);
-        client.deliver(buildIqResult(replyAddress(iq, client), buildRef({ uri: xmppUri(componentJid(callJid(call.id, held.domain), id)) })));
-        this.log.info({ event: 'rayo.component_started', call: call.id, component: id, kind: 'record' }, 'a Rayo component started');
         return;
       }
       default:
