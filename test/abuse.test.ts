@@ -820,6 +820,61 @@ describe('abuse: XMPP streams', () => {
   });
 });
 
+describe('abuse: Rayo', () => {
+  let server: TestServer;
+  let victim: XimssClient;
+  let port: number;
+  before(async () => {
+    const { freePort } = await import('./helpers.js');
+    port = await freePort();
+    ({ server, victim } = await startAttacked({ ports: { ximss: 0, http: 0, smtp: 0, xmpp: port }, calls: { rayoCallsPerAccount: 5 } }));
+  });
+  after(() => server.stop());
+
+  test('malformed, oversized and unknown commands, and dials beyond the account\'s calls: each answered with an error, the server goes on', async () => {
+    const { ensureSlixmpp, XmppPeer } = await import('./fixtures/xmpp-peer.js');
+    await ensureSlixmpp();
+    const app = await server.newAccount('rayo-abuser');
+    await server.services.accounts.setSettings((await server.services.accounts.find(app))!, { RayoAllowed: 'Yes' });
+    const callee = await server.newAccount('rayo-target');
+    const ringing = (await server.login(callee, 'secret')).client;
+    expectOk(await ringing.request('<signalBind/>'));
+    const peer = await XmppPeer.connect({ jid: app, password: 'secret', host: '127.0.0.1', port, resource: 'app' });
+    try {
+      const NS = 'urn:xmpp:rayo:1';
+      // Commands that are not: unknown elements and attributes, bad values, deep and wide payloads.
+      const bad = [
+        `<dial xmlns="${NS}"/>`,
+        `<dial xmlns="${NS}" to="javascript:alert(1)"/>`,
+        `<dial xmlns="${NS}" to="sip:x@example.test" timeout="-5"/>`,
+        `<dial xmlns="${NS}" to="sip:x@example.test">${'<header name="X-A" value="b"/>'.repeat(500)}</dial>`,
+        `<dial xmlns="${NS}" to="sip:x@example.test"><join call-uri="xmpp:"/></dial>`,
+        `<frobnicate xmlns="${NS}"/>`,
+        `<output xmlns="urn:xmpp:rayo:output:1"><document content-type="text/plain">${'x'.repeat(100_000)}</document></output>`,
+        `<input xmlns="urn:xmpp:rayo:input:1"><grammar content-type="application/srgs+xml"><![CDATA[${'<rule>'.repeat(5000)}]]></grammar></input>`,
+      ];
+      for (let round = 0; round < 5; round++) {
+        for (const payload of bad) {
+          const answer = await peer.iq(`<iq type="set" to="example.test">${payload}</iq>`);
+          assert.equal(answer.type, 'error', payload.slice(0, 80));
+          assert.notEqual(answer.condition, 'internal-server-error', payload.slice(0, 80));
+        }
+      }
+      // Calls beyond calls.rayoCallsPerAccount (5 here): the sixth dial is refused, the five ring on.
+      const calls: string[] = [];
+      for (let i = 0; i < 6; i++) {
+        const answer = await peer.iq(`<iq type="set" to="example.test"><dial xmlns="${NS}" to="sip:${callee}"/></iq>`);
+        if (i < 5) calls.push(/uri="xmpp:([^"]+)"/.exec(answer.xml)![1]!);
+        else assert.equal(answer.condition, 'resource-constraint', answer.xml);
+      }
+      for (const call of calls) await peer.iq(`<iq type="set" to="${call}"><hangup xmlns="${NS}"/></iq>`);
+      await assertServes(victim);
+    } finally {
+      await peer.close();
+    }
+  });
+});
+
 describe('abuse: SIP over UDP', () => {
   let server: TestServer;
   let sipPort: number;
