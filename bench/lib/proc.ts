@@ -6,6 +6,7 @@
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
 import net from 'node:net';
+import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 export interface Child {
@@ -209,4 +210,56 @@ export function treeCpuSeconds(rootPid: number): number {
     for (const child of children.get(pid) ?? []) stack.push(child);
   }
   return total;
+}
+
+/**
+ * A helper process of a bench area driven by JSON lines: commands written to its stdin, answers
+ * (JSON objects, one a line) read from its stdout and taken by key. It prints
+ * `RTP PORT <n>` once ready (the RTP endpoint processes: sip-rtp-endpoint.ts, rayo-endpoint.ts).
+ */
+export class JsonLineProcess {
+  private readonly answers: Record<string, unknown>[] = [];
+  private wake: (() => void) | undefined;
+
+  private constructor(
+    readonly child: Child,
+    readonly port: number,
+    private readonly what: string,
+  ) {
+    createInterface({ input: child.process.stdout! }).on('line', (line) => {
+      if (!line.startsWith('{')) return;
+      this.answers.push(JSON.parse(line) as Record<string, unknown>);
+      this.wake?.();
+    });
+  }
+
+  /** Starts `command args` and waits for its `RTP PORT`; `what` names it in errors. */
+  static async start(command: string, args: string[], cwd: string, what: string): Promise<JsonLineProcess> {
+    const child = spawnChild(command, args, { cwd, stdio: ['pipe', 'pipe', 'pipe'] });
+    const port = await child.waitFor(/RTP PORT (\d+)/);
+    return new JsonLineProcess(child, Number(port[1]), what);
+  }
+
+  send(command: Record<string, unknown>): void {
+    this.child.process.stdin!.write(`${JSON.stringify(command)}\n`);
+  }
+
+  /** The next answer that has `key`. */
+  async answer<T>(key: string, timeoutMs = 10_000): Promise<T> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const i = this.answers.findIndex((a) => key in a);
+      if (i >= 0) return this.answers.splice(i, 1)[0]![key] as T;
+      if (Date.now() > deadline) throw new Error(`${this.what} did not answer ${key}:\n${this.child.output().slice(-2000)}`);
+      await new Promise<void>((resolve) => {
+        this.wake = resolve;
+        setTimeout(resolve, 200);
+      });
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.child.process.stdin!.end();
+    await this.child.stop();
+  }
 }

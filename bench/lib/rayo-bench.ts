@@ -33,11 +33,10 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { encodeWav } from '../../src/media/wav.js';
 import { ensureSipp, startSipp, type SippProcess } from '../../test/fixtures/sipp.js';
 import { median, type Figure } from './figures.js';
-import { freePort, runCommand, sleep, spawnChild, treeCpuSeconds, type Child } from './proc.js';
+import { freePort, JsonLineProcess, runCommand, sleep, spawnChild, treeCpuSeconds, type Child } from './proc.js';
 import type { RayoEndpointReport } from './rayo-endpoint.js';
 import { searchRate } from './sip-bench.js';
 import { SCENARIOS, sippFailure } from './sip-servers.js';
@@ -195,49 +194,10 @@ async function startRayoServer(pinned: boolean, nice: number, profileDir: string
 }
 
 /** The callers' media process (lib/rayo-endpoint.ts) and its JSON answers. */
-class CallerMedia {
-  private readonly answers: Record<string, unknown>[] = [];
-  private wake: (() => void) | undefined;
-  private constructor(
-    readonly child: Child,
-    readonly port: number,
-  ) {
-    createInterface({ input: child.process.stdout! }).on('line', (line) => {
-      if (!line.startsWith('{')) return;
-      this.answers.push(JSON.parse(line) as Record<string, unknown>);
-      this.wake?.();
-    });
-  }
-
-  static async start(digitDelayMs: number, nice: number): Promise<CallerMedia> {
-    const node = [process.execPath, '--import', 'tsx', join(ROOT, 'bench', 'lib', 'rayo-endpoint.ts'), String(digitDelayMs)];
-    const [command, ...args] = nice ? ['nice', '-n', String(nice), ...node] : node;
-    const child = spawnChild(command!, args, { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'] });
-    const port = await child.waitFor(/RTP PORT (\d+)/);
-    return new CallerMedia(child, Number(port[1]));
-  }
-
-  send(command: Record<string, unknown>): void {
-    this.child.process.stdin!.write(`${JSON.stringify(command)}\n`);
-  }
-
-  async answer<T>(key: string, timeoutMs = 10_000): Promise<T> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const i = this.answers.findIndex((a) => key in a);
-      if (i >= 0) return this.answers.splice(i, 1)[0]![key] as T;
-      if (Date.now() > deadline) throw new Error(`the callers' media process did not answer ${key}:\n${this.child.output().slice(-2000)}`);
-      await new Promise<void>((resolve) => {
-        this.wake = resolve;
-        setTimeout(resolve, 200);
-      });
-    }
-  }
-
-  async stop(): Promise<void> {
-    this.child.process.stdin!.end();
-    await this.child.stop();
-  }
+function startCallerMedia(digitDelayMs: number, nice: number): Promise<JsonLineProcess> {
+  const node = [process.execPath, '--import', 'tsx', join(ROOT, 'bench', 'lib', 'rayo-endpoint.ts'), String(digitDelayMs)];
+  const [command, ...args] = nice ? ['nice', '-n', String(nice), ...node] : node;
+  return JsonLineProcess.start(command!, args, ROOT, "the callers' media process");
 }
 
 /**
@@ -417,7 +377,7 @@ async function level(calls: number, promptUrl: string, pinned: boolean, o: RayoB
   } catch (err) {
     throw new Unavailable((err as Error).message.split('\n')[0]!);
   }
-  const media = await CallerMedia.start(o.digitDelayMs, o.nice);
+  const media = await startCallerMedia(o.digitDelayMs, o.nice);
   const probe = pinned ? await MachineProbe.start(cpus().length - 1, o.nice) : undefined;
   const client = new RayoClient();
   let sipp: SippProcess | undefined;

@@ -21,12 +21,11 @@
  * performance.now(), shared with the bench (another process).
  */
 import dgram from 'node:dgram';
-import { closeSync, openSync, readSync, statSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { buildTelephoneEvent, eventOfDigit } from '../../src/media/dtmf.js';
 import { decodeUlaw } from '../../src/media/g711.js';
 import { writeRtpHeader } from '../../src/media/rtp.js';
-import { PACKET_INTERVAL_MS, parseMediaTarget, PCMU_PAYLOAD_BYTES } from './sip-rtp.js';
+import { MediaTargetTails, PACKET_INTERVAL_MS, PCMU_PAYLOAD_BYTES } from './sip-rtp.js';
 
 /** What the endpoint saw of one call. */
 export interface RayoCallReport {
@@ -111,30 +110,10 @@ function addStream(call: number, host: string, port: number): void {
 }
 
 // --- following SIPp's log file ---
-const tails: { file: string; offset: number; rest: string }[] = [];
-function pollTails(): void {
-  for (const tail of tails) {
-    let size: number;
-    try {
-      size = statSync(tail.file).size;
-    } catch {
-      continue; // not written yet
-    }
-    if (size <= tail.offset) continue;
-    const fd = openSync(tail.file, 'r');
-    const chunk = Buffer.alloc(size - tail.offset);
-    readSync(fd, chunk, 0, chunk.length, tail.offset);
-    closeSync(fd);
-    tail.offset = size;
-    const lines = (tail.rest + chunk.toString('utf8')).split('\n');
-    tail.rest = lines.pop() ?? '';
-    for (const line of lines) {
-      const target = parseMediaTarget(line);
-      if (target?.side === 'uac') addStream(target.call, target.host, target.port);
-    }
-  }
-}
-setInterval(pollTails, 50);
+const tails = new MediaTargetTails((target) => {
+  if (target.side === 'uac') addStream(target.call, target.host, target.port);
+});
+setInterval(() => tails.poll(), 50);
 
 // --- sending ---
 function packet(s: Stream, payloadType: number, timestamp: number, payload: Uint8Array, marker = false): Buffer {
@@ -221,9 +200,9 @@ const print = (value: unknown): void => void process.stdout.write(`${JSON.string
 
 createInterface({ input: process.stdin }).on('line', (line) => {
   const command = JSON.parse(line) as { tail?: string; status?: boolean; report?: boolean };
-  if (command.tail !== undefined) tails.push({ file: command.tail, offset: 0, rest: '' });
+  if (command.tail !== undefined) tails.follow(command.tail);
   if (command.status) {
-    pollTails();
+    tails.poll();
     print({ status: streams.size });
   }
   if (command.report) {

@@ -22,10 +22,9 @@
  *
  * Each level runs on freshly started servers and processes, stopped by pid at its end.
  */
-import { createInterface } from 'node:readline';
 import { join } from 'node:path';
 import { ensureSipp, startSipp, type SippProcess } from '../../test/fixtures/sipp.js';
-import { freePort, sleep, spawnChild, treeCpuSeconds, type Child } from './proc.js';
+import { freePort, JsonLineProcess, sleep, treeCpuSeconds } from './proc.js';
 import { searchRate } from './sip-bench.js';
 import { mergeReports, type MediaWindowReport } from './sip-rtp.js';
 import { CALLEE, registerCallee, SCENARIOS, sippFailure, startKamailioRtpengineServer, startKamailioServer, startXimssdServer, type SipServer } from './sip-servers.js';
@@ -82,49 +81,8 @@ export function judgeMedia(calls: number, established: number, report: MediaWind
 }
 
 /** An RTP endpoint child (one side of the calls) and its JSON answers. */
-class Endpoint {
-  private readonly answers: unknown[] = [];
-  private wake: (() => void) | undefined;
-  private constructor(
-    readonly child: Child,
-    readonly port: number,
-  ) {
-    createInterface({ input: child.process.stdout! }).on('line', (line) => {
-      if (!line.startsWith('{')) return;
-      this.answers.push(JSON.parse(line));
-      this.wake?.();
-    });
-  }
-
-  static async start(side: 'uac' | 'uas'): Promise<Endpoint> {
-    const child = spawnChild(process.execPath, ['--import', 'tsx', join(ROOT, 'bench', 'lib', 'sip-rtp-endpoint.ts'), side], { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'] });
-    const port = await child.waitFor(/RTP PORT (\d+)/);
-    return new Endpoint(child, Number(port[1]));
-  }
-
-  send(command: Record<string, unknown>): void {
-    this.child.process.stdin!.write(`${JSON.stringify(command)}\n`);
-  }
-
-  /** The next answer that has `key`. */
-  async answer<T>(key: string, timeoutMs = 10_000): Promise<T> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const i = this.answers.findIndex((a) => typeof a === 'object' && a !== null && key in a);
-      if (i >= 0) return (this.answers.splice(i, 1)[0] as Record<string, T>)[key]!;
-      if (Date.now() > deadline) throw new Error(`the RTP endpoint did not answer ${key}:\n${this.child.output().slice(-2000)}`);
-      await new Promise<void>((resolve) => {
-        this.wake = resolve;
-        setTimeout(resolve, 200);
-      });
-    }
-  }
-
-  async stop(): Promise<void> {
-    this.child.process.stdin!.end();
-    await this.child.stop();
-  }
-}
+const startEndpoint = (side: 'uac' | 'uas'): Promise<JsonLineProcess> =>
+  JsonLineProcess.start(process.execPath, ['--import', 'tsx', join(ROOT, 'bench', 'lib', 'sip-rtp-endpoint.ts'), side], ROOT, 'the RTP endpoint');
 
 /** One level on a fresh server: set up `calls` calls with media, measure the window. Throws `Unavailable` when the server cannot do calls at all. */
 class Unavailable extends Error {}
@@ -137,8 +95,8 @@ async function level(start: () => Promise<SipServer>, calls: number, baselineJit
     throw new Unavailable((err as Error).message.split('\n')[0]!);
   }
   // The two sides' media in two processes: each sends half of the packets and receives the other half.
-  const callers = await Endpoint.start('uac');
-  const called = await Endpoint.start('uas');
+  const callers = await startEndpoint('uac');
+  const called = await startEndpoint('uas');
   const endpoints = [callers, called];
   const processes: SippProcess[] = [];
   try {

@@ -15,9 +15,8 @@
  * "RTP PORT N" once bound, and exits when stdin closes.
  */
 import dgram from 'node:dgram';
-import { closeSync, openSync, readSync, statSync } from 'node:fs';
 import { createInterface } from 'node:readline';
-import { JitterMeter, PACKET_INTERVAL_MS, parseMediaTarget, readProbe, rtpPacket, summarizeWindow, TransitHistogram, type MediaTarget } from './sip-rtp.js';
+import { JitterMeter, MediaTargetTails, PACKET_INTERVAL_MS, readProbe, rtpPacket, summarizeWindow, TransitHistogram, type MediaTarget } from './sip-rtp.js';
 
 interface Stream {
   id: number;
@@ -56,30 +55,8 @@ function addTarget(t: MediaTarget): void {
 }
 
 // --- following SIPp's log files ---
-const tails: { file: string; offset: number; rest: string }[] = [];
-function pollTails(): void {
-  for (const tail of tails) {
-    let size: number;
-    try {
-      size = statSync(tail.file).size;
-    } catch {
-      continue; // not written yet
-    }
-    if (size <= tail.offset) continue;
-    const fd = openSync(tail.file, 'r');
-    const chunk = Buffer.alloc(size - tail.offset);
-    readSync(fd, chunk, 0, chunk.length, tail.offset);
-    closeSync(fd);
-    tail.offset = size;
-    const lines = (tail.rest + chunk.toString('utf8')).split('\n');
-    tail.rest = lines.pop() ?? '';
-    for (const line of lines) {
-      const target = parseMediaTarget(line);
-      if (target) addTarget(target);
-    }
-  }
-}
-setInterval(pollTails, 50);
+const tails = new MediaTargetTails(addTarget);
+setInterval(() => tails.poll(), 50);
 
 // --- the measurement window ---
 let windowStart = Infinity;
@@ -126,9 +103,9 @@ const print = (value: unknown): void => void process.stdout.write(`${JSON.string
 
 createInterface({ input: process.stdin }).on('line', (line) => {
   const command = JSON.parse(line) as { tail?: string; status?: boolean; window?: number; end?: number; report?: boolean };
-  if (command.tail !== undefined) tails.push({ file: command.tail, offset: 0, rest: '' });
+  if (command.tail !== undefined) tails.follow(command.tail);
   if (command.status) {
-    pollTails();
+    tails.poll();
     print({ status: streams.size });
   }
   if (command.window !== undefined && command.end !== undefined) {

@@ -12,6 +12,7 @@
  * timestamp: the sender's own scheduling delays then cancel out, and what is left is what the
  * path added (kernel, relay, receiver). Written for this bench from the RFC's definition.
  */
+import { closeSync, openSync, readSync, statSync } from 'node:fs';
 
 /** 20 ms of 8 kHz G.711: 160 samples, one byte each. */
 export const PCMU_PAYLOAD_BYTES = 160;
@@ -210,4 +211,41 @@ export function parseMediaTarget(line: string): MediaTarget | undefined {
   const port = Number(m[4]);
   if (port < 1 || port > 65535) return undefined;
   return { side: m[1] as 'uac' | 'uas', call: Number(m[2]), host: m[3]!, port };
+}
+
+/**
+ * SIPp's `-trace_logs` files followed as they grow (the RTP endpoint processes read where each
+ * call's media goes from them): `poll()` hands every new media target to `onTarget`.
+ */
+export class MediaTargetTails {
+  private readonly tails: { file: string; offset: number; rest: string }[] = [];
+
+  constructor(private readonly onTarget: (target: MediaTarget) => void) {}
+
+  follow(file: string): void {
+    this.tails.push({ file, offset: 0, rest: '' });
+  }
+
+  poll(): void {
+    for (const tail of this.tails) {
+      let size: number;
+      try {
+        size = statSync(tail.file).size;
+      } catch {
+        continue; // not written yet
+      }
+      if (size <= tail.offset) continue;
+      const fd = openSync(tail.file, 'r');
+      const chunk = Buffer.alloc(size - tail.offset);
+      readSync(fd, chunk, 0, chunk.length, tail.offset);
+      closeSync(fd);
+      tail.offset = size;
+      const lines = (tail.rest + chunk.toString('utf8')).split('\n');
+      tail.rest = lines.pop() ?? '';
+      for (const line of lines) {
+        const target = parseMediaTarget(line);
+        if (target) this.onTarget(target);
+      }
+    }
+  }
 }
