@@ -23,7 +23,7 @@
  * In-band DTMF from baresip is not tested, because baresip cannot send it: baresip 1.0.0's
  * "sndcode" (src/audio.c audio_send_digit) always sends RFC 4733 events, and it always offers
  * telephone-event in its SDP (add_telev_codec, with no setting to leave it out), so every call
- * with it negotiates telephone-events. The server (src/transports/xmpp/rayo/call.ts) runs its
+ * with it negotiates telephone-events. The server (src/services/calls/media-party.ts) runs its
  * in-band detector only for a party without telephone-events, so that a phone that sends both is
  * not heard twice; tones baresip played in its audio would therefore be ignored, by design. The
  * in-band path is tested with a plain RTP party in test/rayo.test.ts.

@@ -162,7 +162,7 @@ export class InputCollector extends RayoComponent {
   }
 }
 
-/** What an output component plays into (the call's media endpoint, through RayoCall). */
+/** What an output component plays into (the call's media endpoint, through MediaParty). */
 export interface PlayerMedia {
   play(source: AudioSource): Promise<PlayResult>;
   stopPlaying(): void;

@@ -26,7 +26,7 @@ import { errorText } from '../../../log.js';
 import { RayoComponent } from './components.js';
 import { badRequest, rayoError, unsupportedOption, type CompleteReason, type ComponentCommand, type RayoError, type Recording, type RecordComponent } from './elements.js';
 
-/** What a recorder hears of its call (RayoCall), and where its beeps go. */
+/** What a recorder hears of its call (MediaParty), and where its beeps go. */
 export interface RecorderMedia {
   /** Each 20 ms frame the other party sends (the buffer is reused: copy to keep). */
   onAudio(listener: (frame: Int16Array) => void): () => void;

@@ -11,9 +11,9 @@ import { errorText, type Logger } from '../../../log.js';
 import { el, type XmlElement } from '../../../xml/element.js';
 import type { PortAddress } from '../../../services/calls/router.js';
 import { extensionHeaders, type Signal } from '../../../services/calls/signal.js';
-import { codeOfRejectReason, NO_HEADERS, RayoCall, type RayoMedia } from './call.js';
+import { MediaParty, type PartyMedia } from '../../../services/calls/media-party.js';
 import { InputCollector, OutputPlayer, PromptRunner, type RayoComponent } from './components.js';
-import { CallMix } from './joins.js';
+import { CallMix } from '../../../media/call-mix.js';
 import type { PromptRenderer } from '../../../media/prompts.js';
 import { SessionLimitError } from '../../../media/ports.js';
 import { Recorder, type RecordingStorage } from './record.js';
@@ -50,6 +50,7 @@ import {
   type JoinCommand,
   type JoinTarget,
   type EndReason,
+  type Header,
   type RayoCommand,
   type RayoError,
   type RayoEvent,
@@ -57,7 +58,7 @@ import {
 
 /** A call of this node under Rayo control: where its JID is, and who was offered it. */
 interface HeldCall {
-  call: RayoCall;
+  call: MediaParty;
   domain: string;
   offeredTo: Set<string>;
   /** Its running components, by id. */
@@ -92,7 +93,7 @@ export interface RayoServiceOptions {
   bus: EventBus;
   store: Store;
   /** The media end of each call (a MediaEndpoint of the gateway). */
-  openMedia: (callId: string) => RayoMedia;
+  openMedia: (callId: string) => PartyMedia;
   /** Renders what output and prompt components play (text-to-speech, fetched WAV files). */
   renderer: PromptRenderer;
   /** Where record components store their recordings (none: record is feature-not-implemented). */
@@ -111,7 +112,7 @@ export interface RayoServiceOptions {
  * Calls live on the node where they were made, with their offers sent to the clients of this
  * node; commands for a call of another node answer item-not-found (XEP-0349's forwarding is
  * not built yet). Components (input, output, prompt: components.ts) run on answered calls and
- * on mixers (output); joins mix calls with each other or in a named mixer (joins.ts).
+ * on mixers (output); joins mix calls with each other or in a named mixer (src/media/call-mix.ts).
  */
 export class RayoService implements ImComponent, DomainService {
   /** The potential controlling parties of this node, by account: full JID → client. */
@@ -324,7 +325,7 @@ export class RayoService implements ImComponent, DomainService {
         try {
           await call.answer(client.jid);
         } catch (err) {
-          // The call has refused its caller and ended (RayoCall.answer); the client is told why.
+          // The call has refused its caller and ended (MediaParty.answer); the client is told why.
           this.log.warn({ event: 'rayo.answer_failed', call: call.id, error: errorText(err) }, 'a Rayo call could not be answered');
           if (err instanceof SessionLimitError) return fail(rayoError('resource-constraint', `no media session is free: ${errorText(err)}`));
           return fail(rayoError('bad-request', `the call's media could not be answered: ${errorText(err)}`));
@@ -508,7 +509,7 @@ export class RayoService implements ImComponent, DomainService {
   }
 
   /** A call for an account with Rayo clients: held here, offered to each of them. */
-  private offer(accountId: number, invite: Extract<Signal, { kind: 'invite' }>, replyTo: PortAddress): RayoCall | undefined {
+  private offer(accountId: number, invite: Extract<Signal, { kind: 'invite' }>, replyTo: PortAddress): MediaParty | undefined {
     const clients = this.available.get(accountId);
     if (!clients || clients.size === 0) return undefined;
     if ((this.perAccount.get(accountId) ?? 0) >= this.callsPerAccount) {
@@ -532,7 +533,7 @@ export class RayoService implements ImComponent, DomainService {
   private hold(id: string, accountId: number, domain: string, from: { address: string }, to: { address: string }, incoming: { peer: PortAddress; sdp: string | undefined } | undefined): HeldCall {
     const offeredTo = new Set<string>();
     let held: HeldCall | undefined;
-    const call = new RayoCall(this.callService.router, id, accountId, from, to, () => this.options.openMedia(id), {
+    const call = new MediaParty(this.callService.router, id, accountId, from, to, () => this.options.openMedia(id), {
       ringing: (c) => c.controller && this.sendEvent(held!, c.controller, { kind: 'ringing', headers: NO_HEADERS }),
       answered: (c) => {
         clearTimeout(held!.dialTimer);
@@ -783,3 +784,11 @@ function sameTarget(a: JoinTarget, b: JoinTarget): boolean {
 function mixerKey(accountId: number, name: string): string {
   return `${accountId}/${name.toLowerCase()}`;
 }
+
+/** The SIP code of a Rayo reject reason. */
+function codeOfRejectReason(reason: 'decline' | 'busy' | 'error'): number {
+  return reason === 'busy' ? 486 : reason === 'decline' ? 603 : 500;
+}
+
+/** Headers are carried as they are when the binding knows them; none travel through the engine yet. */
+const NO_HEADERS: readonly Header[] = [];

@@ -1,12 +1,11 @@
-import { DtmfDetector } from '../../../media/dtmf-detector.js';
-import type { AudioSource, PlayResult } from '../../../media/endpoint.js';
-import { SessionLimitError } from '../../../media/ports.js';
-import type { Port, PortAddress } from '../../../services/calls/router.js';
-import type { Party, Signal } from '../../../services/calls/signal.js';
-import type { EndReason, Header } from './elements.js';
+import { DtmfDetector } from '../../media/dtmf-detector.js';
+import type { AudioSource, PlayResult } from '../../media/endpoint.js';
+import { SessionLimitError } from '../../media/ports.js';
+import type { Port, PortAddress } from './router.js';
+import type { Party, Signal } from './signal.js';
 
-/** The media of a Rayo call: the server's own end of the call's RTP (src/media/endpoint.ts). */
-export interface RayoMedia {
+/** The media of a call the server takes part in: its own end of the call's RTP (src/media/endpoint.ts). */
+export interface PartyMedia {
   /** Our answer to the other party's offer. */
   answer(offerSdp: string): Promise<string>;
   /** An offer of ours (a call we place). */
@@ -25,34 +24,37 @@ export interface RayoMedia {
   close(): Promise<void>;
 }
 
-/** What a Rayo call tells the service (which turns it into presence for the controlling parties). */
-export interface RayoCallEvents {
-  ringing(call: RayoCall): void;
-  answered(call: RayoCall): void;
+/** How a call of the server's ended (the reasons Rayo's `end` event names). */
+export type PartyEndReason = 'hungup' | 'hangup-command' | 'timeout' | 'busy' | 'rejected' | 'error';
+
+/** What the call tells whoever drives it (Rayo turns it into presence for the controlling parties; an application's task hears it). */
+export interface MediaPartyEvents {
+  ringing(call: MediaParty): void;
+  answered(call: MediaParty): void;
   /** The call is over (the service forgets it and tells whoever was offered it or controls it). */
-  ended(call: RayoCall, reason: EndReason, code?: number): void;
+  ended(call: MediaParty, reason: PartyEndReason, code?: number): void;
 }
 
-export type RayoCallState = 'offered' | 'accepted' | 'answering' | 'dialing' | 'ringing' | 'answered' | 'ended';
+export type MediaPartyState = 'offered' | 'accepted' | 'answering' | 'dialing' | 'ringing' | 'answered' | 'ended';
 
 /**
- * One call under Rayo control, as a leg of the call engine (src/services/calls/): the server
- * itself is the party the call reaches (its media ends in a MediaEndpoint), and an XMPP client
- * decides what happens. Incoming calls are offered to the account's Rayo clients; `dial` makes
- * a call whose caller is this leg. Commands become signals here, and signals become the
- * events the service sends (ringing, answered, end).
+ * A call the server itself takes part in, as a leg of the call engine: its media ends in a
+ * MediaEndpoint, and someone else decides what happens — a Rayo client (src/transports/xmpp/rayo/)
+ * or a real-time application's task (src/services/apps/). An incoming call waits to be accepted
+ * or answered; a call placed (dial) is one whose caller is this leg. Commands become signals
+ * here, and signals become the events its driver hears (ringing, answered, ended).
  */
-export class RayoCall implements Port {
+export class MediaParty implements Port {
   readonly address: PortAddress;
-  state: RayoCallState;
-  /** The full JID of the definitive controlling party (accept, answer or dial). */
+  state: MediaPartyState;
+  /** Who drives the call from its accept, answer or dial: a Rayo client's full JID, a task's handle. */
   controller: string | undefined;
   /** The other side of the call (the call engine's port). */
   private peer: PortAddress | undefined;
   /** The offer of an incoming call (none: ours goes in the answer, theirs comes in the ack). */
   private readonly offerSdp: string | undefined;
   private readonly tag: string;
-  private media: RayoMedia | undefined;
+  private media: PartyMedia | undefined;
   /** Who hears the keys the other party presses (components), and their media subscriptions. */
   private readonly digitListeners = new Set<(digit: string) => void>();
   /** The media's RFC 4733 events, heard once for the call. */
@@ -71,8 +73,8 @@ export class RayoCall implements Port {
     /** The caller and the called, as the offer shows them (URIs). */
     readonly from: Party,
     readonly to: Party,
-    private readonly openMedia: () => RayoMedia,
-    private readonly events: RayoCallEvents,
+    private readonly openMedia: () => PartyMedia,
+    private readonly events: MediaPartyEvents,
     incoming?: { peer: PortAddress; sdp: string | undefined },
   ) {
     this.address = router.open(this);
@@ -189,7 +191,7 @@ export class RayoCall implements Port {
   }
 
   /** The call's media once it is answered (what components play into and hear). */
-  get answeredMedia(): RayoMedia | undefined {
+  get answeredMedia(): PartyMedia | undefined {
     return this.state === 'answered' ? this.media : undefined;
   }
 
@@ -353,7 +355,7 @@ export class RayoCall implements Port {
     if (this.peer) this.router.send(this.peer, signal, this.address);
   }
 
-  private finish(reason: EndReason, code?: number): void {
+  private finish(reason: PartyEndReason, code?: number): void {
     if (this.ended) return;
     this.state = 'ended';
     this.router.release(this.address);
@@ -363,17 +365,9 @@ export class RayoCall implements Port {
 }
 
 /** The end reason of a refusal (a SIP status code). */
-function endReasonOf(code: number): EndReason {
+function endReasonOf(code: number): PartyEndReason {
   if (code === 486 || code === 600) return 'busy';
   if (code === 408 || code === 480 || code === 487) return 'timeout';
   if (code === 603 || code === 403) return 'rejected';
   return 'error';
 }
-
-/** The SIP code of a Rayo reject reason. */
-export function codeOfRejectReason(reason: 'decline' | 'busy' | 'error'): number {
-  return reason === 'busy' ? 486 : reason === 'decline' ? 603 : 500;
-}
-
-/** Headers are carried as they are when the binding knows them; none travel through the engine yet. */
-export const NO_HEADERS: readonly Header[] = [];

@@ -1,10 +1,10 @@
-import type { AudioSource, PlayResult } from '../../../media/endpoint.js';
-import { sharedFrameClock, type FrameClock, type FrameSubscriber } from '../../../media/frame-clock.js';
-import { Mixer, type MixDirection } from '../../../media/mixer.js';
-import type { VadTransition } from '../../../media/vad.js';
-import { FRAME_SAMPLES } from '../../../media/wav.js';
+import type { AudioSource, PlayResult } from './endpoint.js';
+import { sharedFrameClock, type FrameClock, type FrameSubscriber } from './frame-clock.js';
+import { Mixer, type MixDirection } from './mixer.js';
+import type { VadTransition } from './vad.js';
+import { FRAME_SAMPLES } from './wav.js';
 
-/** What a member of a mix is: a call's media, as RayoCall offers it. */
+/** What a member of a mix is: a call's media, as MediaParty (src/services/calls/media-party.ts) offers it. */
 export interface MixMember {
   readonly id: string;
   /** Each 20 ms frame the call's other party sends. */
@@ -47,9 +47,10 @@ class FeedSource implements AudioSource {
 
 /**
  * Calls mixed together on the frame clock (src/media/mixer.ts: each hears the others, never
- * itself, as its join's direction allows): a Rayo mixer (`<name>@mixer.<domain>`), or two calls
- * joined to each other. Output components play into it as a participant that is heard and hears
- * nothing. Voice activity of the members is reported through `onSpeaking`.
+ * itself, as its join's direction allows): a conference (a Rayo mixer, an application's room)
+ * or two calls joined to each other. What is played into the mix (Rayo's output components,
+ * an application's announcements) is a participant that is heard and hears nothing. Voice
+ * activity of the members is reported through `onSpeaking`.
  */
 export class CallMix implements FrameSubscriber {
   private readonly mixer: Mixer;
