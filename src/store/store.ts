@@ -3,6 +3,7 @@ import type { DatasetStore } from './datasets.js';
 import type { CalendarIndexStore } from './calendar-index.js';
 import type { ArchiveStore, BlockingStore, MucStore, OfflineStore, ResourceStore, RosterStore } from './im.js';
 import type { DavNameStore } from './dav-names.js';
+import type { MeetingStore } from './meetings.js';
 import type { FileGuard, FileLimits, FileRecord, LockRecord, StoredAttribute, StoredAttributeChange, StoreWriteMode } from './files.js';
 import type { QueueStore } from './queue.js';
 import type { RegistrationStore } from './registrations.js';
@@ -41,6 +42,8 @@ export interface Store {
   readonly muc: MucStore;
   /** SIP registrations (src/store/registrations.ts). */
   readonly registrations: RegistrationStore;
+  /** Meetings of the real-time applications (src/store/meetings.ts). */
+  readonly meetings: MeetingStore;
   readonly cluster: ClusterStore;
   readonly shared: SharedStateStore;
   /** Carries change events between the processes sharing the store (see src/bus/). */

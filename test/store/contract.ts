@@ -38,6 +38,7 @@ import { accountAclContract } from './account-acl.js';
 import { calendarIndexContract } from './calendar-index.js';
 import { davNamesContract } from './dav-names.js';
 import { imContract } from './im.js';
+import { meetingsContract } from './meetings.js';
 import { registrationsContract } from './registrations.js';
 
 export interface StoreHarness {
@@ -303,6 +304,7 @@ export function storeContract(engine: string, fresh: FreshStore): void {
     calendarIndexContract(fresh);
     imContract(fresh);
     registrationsContract(fresh);
+    meetingsContract(fresh);
     cluster(fresh);
     sharedState(fresh);
     relay(fresh);

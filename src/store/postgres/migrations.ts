@@ -505,6 +505,24 @@ export const migrations: readonly string[] = [
   CREATE INDEX sip_bindings_expires ON sip_bindings(expires);
   CREATE INDEX sip_bindings_node ON sip_bindings(node);
   `,
+  // 20: meetings of the real-time applications (src/store/meetings.ts): named rendezvous points
+  // of an account's meeting sets, each with the task (and its node) that activated it, if any.
+  `
+  CREATE TABLE meetings (
+    account_id  BIGINT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    set_name    TEXT COLLATE "C" NOT NULL,
+    name        TEXT COLLATE "C" NOT NULL,
+    parameter   TEXT,
+    task_handle TEXT COLLATE "C",
+    task_node   TEXT COLLATE "C",
+    expires     BIGINT NOT NULL,
+    created     BIGINT NOT NULL,
+    PRIMARY KEY (account_id, set_name, name)
+  );
+  CREATE INDEX meetings_expires ON meetings(expires);
+  CREATE INDEX meetings_task_node ON meetings(task_node) WHERE task_node IS NOT NULL;
+  CREATE INDEX meetings_task_handle ON meetings(task_handle) WHERE task_handle IS NOT NULL;
+  `,
 ];
 
 /** The advisory lock key that serializes migrations between processes starting at once ('xims'). */

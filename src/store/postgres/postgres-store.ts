@@ -9,6 +9,7 @@ import { PgDavNames } from './dav-names.js';
 import { PgArchive, PgBlocking, PgMuc, PgOffline, PgResources, PgRoster } from './im.js';
 import { Db, parseStoreUrl } from './db.js';
 import { PgMail } from './mail.js';
+import { PgMeetings } from './meetings.js';
 import { migrate, migrations, schemaVersion } from './migrations.js';
 import { PgQueue } from './queue.js';
 import { PgRegistrations } from './registrations.js';
@@ -45,6 +46,7 @@ export class PostgresStore implements Store {
   readonly resources: PgResources;
   readonly muc: PgMuc;
   readonly registrations: PgRegistrations;
+  readonly meetings: PgMeetings;
   readonly cluster: PgCluster;
   readonly shared: PgSharedState;
   readonly relay: PgRelay;
@@ -93,6 +95,7 @@ export class PostgresStore implements Store {
     this.resources = new PgResources(db);
     this.muc = new PgMuc(db);
     this.registrations = new PgRegistrations(db);
+    this.meetings = new PgMeetings(db);
     this.cluster = new PgCluster(db);
     this.shared = new PgSharedState(db);
     this.relay = new PgRelay(db);

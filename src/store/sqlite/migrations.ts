@@ -538,5 +538,22 @@ export const migrations: readonly string[] = [
   );
   CREATE INDEX sip_bindings_expires ON sip_bindings(expires);
   CREATE INDEX sip_bindings_node ON sip_bindings(node);
+  `,  // 21: meetings of the real-time applications (src/store/meetings.ts): named rendezvous points
+  // of an account's meeting sets, each with the task (and its node) that activated it, if any.
+  `
+  CREATE TABLE meetings (
+    account_id  INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    set_name    TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    parameter   TEXT,
+    task_handle TEXT,
+    task_node   TEXT,
+    expires     INTEGER NOT NULL,
+    created     INTEGER NOT NULL,
+    PRIMARY KEY (account_id, set_name, name)
+  ) WITHOUT ROWID;
+  CREATE INDEX meetings_expires ON meetings(expires);
+  CREATE INDEX meetings_task_node ON meetings(task_node) WHERE task_node IS NOT NULL;
+  CREATE INDEX meetings_task_handle ON meetings(task_handle) WHERE task_handle IS NOT NULL;
   `,
 ];

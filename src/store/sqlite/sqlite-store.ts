@@ -33,6 +33,7 @@ import { SqliteArchive, SqliteBlocking, SqliteMuc, SqliteOffline, SqliteResource
 import { DataDirLock } from '../lock.js';
 import { privateDirectory, privateFile } from '../modes.js';
 import { SqliteMail } from './mail.js';
+import { SqliteMeetings } from './meetings.js';
 import { SqliteQueue } from './queue.js';
 import { SqliteRegistrations } from './registrations.js';
 import { SqliteRelay } from './relay.js';
@@ -93,6 +94,7 @@ export class SqliteStore implements Store {
   readonly resources: SqliteResources;
   readonly muc: SqliteMuc;
   readonly registrations: SqliteRegistrations;
+  readonly meetings: SqliteMeetings;
   readonly cluster: SqliteCluster;
   readonly shared: SqliteSharedState;
   readonly relay: SqliteRelay;
@@ -159,6 +161,7 @@ export class SqliteStore implements Store {
     this.resources = new SqliteResources(db);
     this.muc = new SqliteMuc(db);
     this.registrations = new SqliteRegistrations(db);
+    this.meetings = new SqliteMeetings(db);
     this.cluster = new SqliteCluster(db);
     this.shared = new SqliteSharedState(db);
     this.relay = new SqliteRelay(db, lock !== undefined);
