@@ -216,9 +216,10 @@ export interface Config {
     /**
      * Addresses whose calls go to an account's applications (its Rayo clients) rather than to
      * anyone else: `address` a pattern (`*` matches any run, case-insensitive) of what is called —
-     * `tel:+1800*`, `sip:support@example.com`, `*@ivr.example.com` —, `account` whose clients take them.
+     * `tel:+1800*`, `sip:support@example.com`, `*@ivr.example.com` —, `account` whose clients take them;
+     * with `program`, that real-time application (apps.directory) takes them for the account instead.
      */
-    applicationRoutes: { address: string; account: string }[];
+    applicationRoutes: { address: string; account: string; program?: string }[];
     /** Calls one account may have under Rayo control at once on one node (offered, answered or dialed). */
     rayoCallsPerAccount: number;
   };
@@ -252,6 +253,18 @@ export interface Config {
      * must not reach the server's own network); `any`.
      */
     promptFetch: 'public' | 'any';
+  };
+  /** Real-time applications (src/services/apps/: XIMSS taskStart, calls to `#<program>`). */
+  apps: {
+    /** A directory of application modules (`<program>.js`) besides the built-in ones; '' = none. */
+    directory: string;
+    /** Tasks one account may run at once on one node, and tasks one node may run. */
+    tasksPerAccount: number;
+    tasksPerNode: number;
+    /** How long a meeting lives after it was created or last activated, days. */
+    meetingDays: number;
+    /** Meetings one account may have. */
+    meetingsPerAccount: number;
   };
   /** Delivery of mail for other domains (the outbound queue). */
   outbound: {
@@ -414,6 +427,7 @@ export function defaultConfig(): Config {
     im: { rosterItems: 2000, rosterGroups: 200, blockedItems: 1000, offlineMessages: 1000, offlineDays: 30, resourcesPerAccount: 32, archiveDays: 365, mucSubdomain: 'conference', mucRoomsPerService: 1000, mucOccupantsPerRoom: 200, mucHistory: 50 },
     calls: { ringSeconds: 120, callsPerAccount: 20, callsPerNode: 10_000, applicationRoutes: [], rayoCallsPerAccount: 100 },
     media: { relay: 'auto', publicAddress: '', bindAddress: '', sessions: 1000, sessionsPerAccount: 20, idleSeconds: 120, promptFetch: 'public' },
+    apps: { directory: '', tasksPerAccount: 20, tasksPerNode: 1000, meetingDays: 30, meetingsPerAccount: 1000 },
     outbound: {
       relay: '',
       relayUser: '',
@@ -622,7 +636,13 @@ const configSchema = z.strictObject({
     callsPerAccount: whole(1),
     callsPerNode: whole(1),
     applicationRoutes: z
-      .array(z.strictObject({ address: text((s) => s.length > 0 && s.length <= 256 && !/\s/.test(s), 'must be an address pattern without spaces'), account: text((s) => /^[^\s@]+@[^\s@]+$/.test(s), 'must be an account address (name@domain)') }))
+      .array(
+        z.strictObject({
+          address: text((s) => s.length > 0 && s.length <= 256 && !/\s/.test(s), 'must be an address pattern without spaces'),
+          account: text((s) => /^[^\s@]+@[^\s@]+$/.test(s), 'must be an account address (name@domain)'),
+          program: text((s) => /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/.test(s), 'must be the name of an application (its file name without .js)').optional(),
+        }),
+      )
       .max(1000),
     rayoCallsPerAccount: whole(1),
   }),
@@ -634,6 +654,13 @@ const configSchema = z.strictObject({
     sessionsPerAccount: whole(1),
     idleSeconds: whole(0),
     promptFetch: z.enum(['public', 'any']),
+  }),
+  apps: z.strictObject({
+    directory: z.string(),
+    tasksPerAccount: whole(1),
+    tasksPerNode: whole(1),
+    meetingDays: number((n) => n > 0 && n <= 3650, 'must be a number of days, above 0 and at most 3650'),
+    meetingsPerAccount: whole(1),
   }),
   outbound: z.strictObject({
     relay: text((s) => s === '' || isHostPort(s), "must be empty (to each domain's MX hosts) or host:port"),

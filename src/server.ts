@@ -13,6 +13,8 @@ import { ContactService } from './services/contacts/service.js';
 import { ImService } from './services/im/service.js';
 import { MucService } from './services/im/muc.js';
 import { RayoService } from './transports/xmpp/rayo/service.js';
+import { AppService } from './services/apps/service.js';
+import { BUILT_IN_APPLICATIONS } from './services/apps/loader.js';
 import { FileStorageRecordings } from './transports/xmpp/rayo/record.js';
 import { PromptRenderer } from './media/prompts.js';
 import { TextToSpeech } from './media/tts.js';
@@ -234,6 +236,34 @@ async function build(rawStore: Store, config: Config, log: Logger, options: Serv
   const rayo = new RayoService(im, accounts, calls, log.child({ component: 'rayo' }), { bus, store, openMedia: (id) => media.openEndpoint(`rayo-${id}`), renderer: prompts, recordings, callsPerAccount: config.calls.rayoCallsPerAccount });
   im.components.push(rayo);
   im.domainServices.push(rayo);
+  // Real-time applications: the built-in programs (src/apps/) and the operator's (apps.directory).
+  const apps = new AppService(
+    {
+      meetings: store.meetings,
+      shared: store.shared,
+      bus,
+      accounts,
+      calls,
+      openMedia: (id) => media.openEndpoint(id),
+      renderer: prompts,
+      node: node.id,
+      log: log.child({ component: 'apps' }),
+      metrics,
+      // A message an application delivers (voicemail) is local mail to the account, through its Mail Rules.
+      deliver: async (account, raw, sender) => {
+        await delivery.deliver(raw, { account, sender, recipient: `${account.name}@${account.domain}`, authenticated: true, remoteAddress: '' });
+      },
+    },
+    {
+      directories: [BUILT_IN_APPLICATIONS, ...(config.apps.directory === '' ? [] : [config.apps.directory])],
+      tasksPerAccount: config.apps.tasksPerAccount,
+      tasksPerNode: config.apps.tasksPerNode,
+      meetings: { lifetimeSeconds: config.apps.meetingDays * 86_400, perAccount: config.apps.meetingsPerAccount },
+    },
+  );
+  await apps.start();
+  node.gone.push((id) => apps.nodeGone(id));
+  undo.push(() => apps.close());
   // SIP: on with either of its ports (WebSocket on the HTTP listeners' /sip rides along).
   const sipTls = config.ports.sipTls > 0 && tlsContext !== undefined;
   const sip =
@@ -276,6 +306,7 @@ async function build(rawStore: Store, config: Config, log: Logger, options: Serv
     calendars,
     im,
     calls,
+    apps,
     accountRights,
     directory,
     queue,
@@ -403,8 +434,9 @@ async function build(rawStore: Store, config: Config, log: Logger, options: Serv
     (closing ??= (async () => {
       // XMPP streams end first (system-shutdown), their resources with them; then bound XIMSS sessions.
       await xmpp.close();
-      // Calls under Rayo control end with their controllers.
+      // Calls under Rayo control end with their controllers; tasks of applications stop.
       rayo.close();
+      await apps.close();
       // Federation closes after the IM clients have gone: other servers see them go unavailable.
       await im.close();
       await muc.close();

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { MAX_RELAY_MESSAGE, type ChangeRelay } from '../store/store.js';
 import { errorText, silentLogger, type Logger } from '../log.js';
 import type { CallTarget, Signal } from '../services/calls/signal.js';
+import type { EncodedValue } from '../services/apps/values.js';
 
 /**
  * What services tell each other after they commit a change. Every event travels to every
@@ -60,6 +61,12 @@ export interface BusEvents {
    * its clients again.
    */
   rayoClient: { node: string; accountId?: number; jid?: string; available?: boolean; ask?: true };
+  /**
+   * An event for the task or XIMSS session `to` (a handle `<node>~<id>`) of a real-time
+   * application (src/services/apps/), from `from`; its parameter as JSON (apps/values.ts). An
+   * event too large to travel waits in the shared state under `key`.
+   */
+  taskEvent: { to: string; from?: string; name?: string; parameter?: EncodedValue; key?: string };
   /** One of an account's rule sets changed (`mailIn`, `signalIn`): whoever keeps its rules re-reads them. */
   rulesChanged: { accountId: number; type: string };
   /** An account's roster changed (`item` removed when absent): its clients get the push. */
@@ -114,6 +121,7 @@ const SHARED_TOPICS: ReadonlySet<string> = new Set<SharedTopic>([
   'sipRegistration',
   'rulesChanged',
   'rayoClient',
+  'taskEvent',
 ]);
 
 /**

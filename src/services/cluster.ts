@@ -21,6 +21,8 @@ export class ClusterNode {
   private url = '';
   private stopped = false;
   private lastPrune = 0;
+  /** Told of each node found dead and forgotten (what its processes held is free). */
+  readonly gone: ((node: string) => void)[] = [];
 
   constructor(
     private readonly store: Store,
@@ -97,6 +99,7 @@ export class ClusterNode {
     for (const dead of await this.store.cluster.deadNodes(now - 10 * this.config.cluster.nodeTimeoutSeconds * 1000)) {
       await this.store.cluster.removeNode(dead.id);
       this.log.warn({ event: 'cluster.node_gone', node: dead.id, url: dead.httpUrl }, `node ${dead.id} is gone; its sessions are forgotten`);
+      for (const listener of this.gone) listener(dead.id);
     }
   }
 }

@@ -25,6 +25,7 @@ import type { Vocabulary } from './vocabulary.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { ImService } from '../services/im/service.js';
+import type { AppService } from '../services/apps/service.js';
 import type { CallService } from '../services/calls/service.js';
 import type { SipService } from '../transports/sip/service.js';
 
@@ -48,6 +49,8 @@ export interface XimssServices {
   readonly im: ImService;
   /** The call engine (spec "Signaling"; SIP and Rayo later). */
   readonly calls: CallService;
+  /** Real-time applications: tasks, events, meetings, scripts (src/services/apps/). */
+  readonly apps: AppService;
   /** Account Access Rights (accountACL*, the rights other accounts' data is reached with). */
   readonly accountRights: AccountRightsService;
   /** The directory of the domains' accounts (listDirectory, modifyDirectory). */

@@ -8,6 +8,7 @@ import type { OpenCalendar } from './ops/calendar.js';
 import type { UploadSet } from './uploads.js';
 import type { XimssImClient } from './im-client.js';
 import type { SessionCalls } from './call-leg.js';
+import type { SessionTasks } from './ops/tasks.js';
 
 /** A dictionary without a prototype: client-chosen keys such as `__proto__` stay plain keys. */
 export function emptyDictionary(): { [key: string]: XimssValue } {
@@ -118,6 +119,8 @@ export class Session {
   im: XimssImClient | undefined;
   /** Its calls (spec "Signaling"; src/ximss/call-leg.ts), from its first. */
   calls: SessionCalls | undefined;
+  /** The tasks it talks to (spec "Real-Time Application Management"), from its first. */
+  tasks: SessionTasks | undefined;
   closed = false;
   private readonly endHooks: (() => void)[] = [];
   private sink: AsyncSink | undefined;

@@ -26,7 +26,7 @@ export interface CallLimits {
   /** Calls this node may hold at once. */
   callsPerNode: number;
   /** Addresses whose calls go to an account's applications (config calls.applicationRoutes). */
-  applicationRoutes?: readonly { address: string; account: string }[];
+  applicationRoutes?: readonly { address: string; account: string; program?: string }[];
 }
 
 export const DEFAULT_CALL_LIMITS: Readonly<CallLimits> = Object.freeze({ ringSeconds: 120, callsPerAccount: 20, callsPerNode: 10_000 });
@@ -66,13 +66,19 @@ export interface PlaceCall {
 }
 
 /** The Signal Rules target (Redirect to / Fork to) that names the account's applications: its Rayo clients. */
-const APPLICATIONS_TARGET = '#rayo';
+const APPLICATIONS_TARGET = 'rayo';
 
-/** `#rayo`, as written or as the rules qualified it (`#rayo@domain`). */
-function isApplicationsTarget(target: string): boolean {
-  const t = target.trim().toLowerCase();
-  return t === APPLICATIONS_TARGET || t.startsWith(`${APPLICATIONS_TARGET}@`);
+/**
+ * The program a Signal Rules target names: `#rayo` (the account's Rayo clients) or `#<program>`
+ * (a real-time application), as written or as the rules qualified it (`#voicemail@domain`).
+ */
+function programTarget(target: string): string | undefined {
+  const match = /^#([A-Za-z0-9][A-Za-z0-9_.-]{0,63}?)(?:@[^@\s]*)?$/.exec(target.trim());
+  return match?.[1];
 }
+
+/** Where the calls of a real-time application go: a task of the program started with the call (src/services/apps/). */
+export type ProgramLocator = (account: AccountIdentity, program: string) => CallTarget | undefined;
 
 /** Why a call could not be placed at all (a bad address, a limit): the caller's `reject` code. */
 export class CallRefused extends Error {
@@ -103,7 +109,8 @@ export class CallService implements CallHooks {
   private readonly perAccount = new Map<number, number>();
   readonly ringTimeoutMs: number;
   /** The routing table of calls to applications (config calls.applicationRoutes). */
-  private readonly routes: { pattern: Wildcard; account: string }[];
+  private readonly routes: { pattern: Wildcard; account: string; program?: string }[];
+  private programs: ProgramLocator | undefined;
   readonly maxRedirects = 3;
   readonly maxBranches = 32;
 
@@ -117,7 +124,7 @@ export class CallService implements CallHooks {
     this.im = deps.im;
     this.router = new CallRouter(deps.store, deps.bus, node, log);
     this.ringTimeoutMs = limits.ringSeconds * 1000;
-    this.routes = (limits.applicationRoutes ?? []).map((r) => ({ pattern: new Wildcard(r.address, { caseInsensitive: true }), account: r.account.toLowerCase() }));
+    this.routes = (limits.applicationRoutes ?? []).map((r) => ({ pattern: new Wildcard(r.address, { caseInsensitive: true }), account: r.account.toLowerCase(), ...(r.program !== undefined && { program: r.program }) }));
   }
 
   close(): void {
@@ -208,6 +215,10 @@ export class CallService implements CallHooks {
       this.log.warn({ event: 'call.route_failed', address: called.slice(0, 200), account: route.account }, 'a routed address names an account that does not exist');
       return { code: 404, reason: `${route.account} does not exist` };
     }
+    if (route.program !== undefined) {
+      const target = this.programs?.(account, route.program);
+      return target ? { targets: [target] } : { code: 503, reason: `the application ${route.program} is not available` };
+    }
     const targets = await this.applications(account);
     return targets.length > 0 ? { targets } : { targets, nobody: `no application of ${route.account} is available` };
   }
@@ -249,6 +260,11 @@ export class CallService implements CallHooks {
    */
   addApplications(locate: DeviceLocator): void {
     this.applicationLocators.push(locate);
+  }
+
+  /** Who starts the tasks of real-time applications for calls (`#<program>` targets, routes with a program). */
+  usePrograms(locate: ProgramLocator): void {
+    this.programs = locate;
   }
 
   /** The account's applications that would take a call now. */
@@ -325,10 +341,15 @@ export class CallService implements CallHooks {
         const targets: CallTarget[] = [];
         for (const target of addresses) {
           // A rule pointing back at the account itself rings its devices without its rules again;
-          // `#rayo` is the account's applications (its available Rayo clients).
+          // `#rayo` is the account's applications (its available Rayo clients), `#<program>` a real-time application.
+          const program = programTarget(target);
+          const app = program !== undefined && program.toLowerCase() !== APPLICATIONS_TARGET ? this.programs?.(account, program) : undefined;
+          if (program !== undefined && program.toLowerCase() !== APPLICATIONS_TARGET && !app) {
+            this.log.warn({ event: 'call.program_unknown', account: who, program }, 'a Signal Rule names an application that is not installed');
+          }
           const resolved =
-            isApplicationsTarget(target)
-              ? { targets: await this.applications(account) }
+            program !== undefined
+              ? { targets: program.toLowerCase() === APPLICATIONS_TARGET ? await this.applications(account) : app ? [app] : [] }
               : addressOf(target) === called
                 ? { targets: await this.devices(account) }
                 : await this.resolve(target, { from, callerAccountId: account.id, depth: depth + 1 });

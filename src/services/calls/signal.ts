@@ -113,6 +113,8 @@ export type CallTarget =
   | { kind: 'ximss'; node: string; accountId: number; resource: string }
   /** The account's Rayo clients (XEP-0327): a call held on `node`, offered to them there. */
   | { kind: 'rayo'; node: string; accountId: number }
+  /** A real-time application (src/services/apps/): a task of `program` for the account, started on `node` with the call. */
+  | { kind: 'app'; node: string; accountId: number; program: string }
   | {
       kind: 'sip';
       node: string;

@@ -13,11 +13,6 @@ const PENDING: Record<string, string> = {
     'retrieveXML httpCall spellerList spellerCheck',
   'S/MIME': 'SMIMEUnlock SMIMELock SMIMEModifyPassword SMIMEGet SMIMESet',
   'RPOP/RSIP/RIMAP': 'rpopList rpopUpdate rsipList rsipUpdate rimapList rimapUpdate',
-  'Real-Time Tasks':
-    'taskFindMeeting taskCreateMeeting taskRemoveMeeting taskClearMeeting taskActivateMeeting taskDeactivateMeeting ' +
-    'taskSendEvent taskStart taskClose',
-  Scripts: 'runScript',
-  Helpers: 'callHelper',
   Banner: 'bannerRead',
   Billing: 'balance',
 };

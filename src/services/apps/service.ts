@@ -1,0 +1,559 @@
+import { randomBytes } from 'node:crypto';
+import MailComposer from 'nodemailer/lib/mail-composer';
+import type { BusEvents, EventBus } from '../../bus/bus.js';
+import { errorText, type Logger } from '../../log.js';
+import type { PromptRenderer } from '../../media/prompts.js';
+import type { Metrics } from '../../metrics.js';
+import { MAX_RELAY_MESSAGE, type AccountRecord, type SharedStateStore } from '../../store/store.js';
+import type { MeetingStore } from '../../store/meetings.js';
+import { valueSize, type XimssValue } from '../../xml/objects.js';
+import type { AccountService } from '../accounts.js';
+import { MediaParty, type MediaPartyEvents, type PartyMedia } from '../calls/media-party.js';
+import type { PortAddress } from '../calls/router.js';
+import { CallRefused, type CallService } from '../calls/service.js';
+import type { Signal } from '../calls/signal.js';
+import { randomId } from '../ids.js';
+import { AppError, type AppAccount, type AppCall, type AppLogger, type Application, type AppMixer, type MailToDeliver, type Task, type TaskEvent } from './api.js';
+import { TaskCall } from './app-call.js';
+import { loadApplications } from './loader.js';
+import { MeetingService, type MeetingLimits } from './meetings.js';
+import { TaskMixer } from './task-mixer.js';
+import { decodeValue, encodeValue } from './values.js';
+
+export interface AppServiceDeps {
+  meetings: MeetingStore;
+  /** Where events too large for the bus wait for their node. */
+  shared: SharedStateStore;
+  bus: EventBus;
+  accounts: AccountService;
+  calls: CallService;
+  /** Delivers a message to a local account through its Mail Rules (voicemail). */
+  deliver: (account: AccountRecord, raw: Buffer, sender: string) => Promise<void>;
+  /** The media end of each call a task takes part in. */
+  openMedia: (id: string) => PartyMedia;
+  renderer: PromptRenderer;
+  node: string;
+  log: Logger;
+  metrics?: Metrics;
+}
+
+export interface AppOptions {
+  /** Where application modules are loaded from, in order (a later one replaces a program of the same name). */
+  directories: readonly string[];
+  tasksPerAccount: number;
+  tasksPerNode: number;
+  meetings: MeetingLimits;
+}
+
+/** Events waiting to be read by one task: past this, new ones are dropped (and logged). */
+const INBOX_EVENTS = 1000;
+/** The largest event parameter (its XML presentation's size, roughly). */
+export const EVENT_PARAMETER_BYTES = 64 * 1024;
+/** How long a script or helper may take, ms. */
+const SCRIPT_MS = 30_000;
+/** How long an event too large for the bus waits in the shared state for its node, ms. */
+const KEPT_EVENT_MS = 60_000;
+/** How often expired meetings are deleted, ms. */
+const SWEEP_MS = 3600_000;
+
+/** Whoever events can be sent to here: a task, or a XIMSS session (which is a task to the others). */
+interface Endpoint {
+  readonly accountId: number;
+  deliver(event: TaskEvent): void;
+}
+
+/**
+ * Real-time applications (api.ts describes them): loads the programs, runs their tasks, carries
+ * events between tasks and XIMSS sessions on every node (bus topic `taskEvent`), keeps meetings
+ * (MeetingService, in the store), and starts a task for each call routed to a program.
+ */
+export class AppService {
+  private programs = new Map<string, Application>();
+  private helpers = new Map<string, { program: string; helper: NonNullable<Application['helpers']>[string] }>();
+  private readonly endpoints = new Map<string, Endpoint>();
+  private readonly tasks = new Map<string, RunningTask>();
+  private readonly perAccount = new Map<number, number>();
+  private readonly mixers = new Map<string, TaskMixer>();
+  readonly meetings: MeetingService;
+  private readonly unsubscribe: (() => void)[];
+  private readonly sweeper: NodeJS.Timeout;
+  private readonly stopping = new AbortController();
+
+  constructor(
+    private readonly deps: AppServiceDeps,
+    private readonly options: AppOptions,
+  ) {
+    this.meetings = new MeetingService(deps.meetings, options.meetings, deps.node);
+    this.unsubscribe = [deps.bus.on('taskEvent', (event, remote) => void (remote && this.heard(event)))];
+    deps.calls.usePrograms((account, program) => (this.programs.has(program) ? { kind: 'app', node: deps.node, accountId: account.id, program } : undefined));
+    deps.calls.onTarget(
+      'app',
+      (target, invite, replyTo) => this.offer(target.accountId, target.program, invite, replyTo),
+      (target) => ({ accountId: target.accountId }),
+    );
+    this.sweeper = setInterval(() => void this.sweep(), SWEEP_MS);
+    this.sweeper.unref();
+    deps.metrics?.gauge('ximssd_app_tasks', 'Tasks of real-time applications running on this node', [], (set) => set({}, this.tasks.size));
+  }
+
+  /** Loads the programs, and frees the meetings this node's tasks held before it (re)started. */
+  async start(): Promise<void> {
+    const loaded = await loadApplications(this.options.directories, this.deps.log);
+    this.programs = loaded.programs;
+    this.helpers = loaded.helpers;
+    await this.meetings.nodeGone(this.deps.node).catch((err: unknown) => this.deps.log.error({ event: 'apps.meetings_failed', error: errorText(err) }, 'meetings of an earlier run could not be freed'));
+  }
+
+  /** Stops every task (server shutdown): their waits end, their calls hang up. */
+  async close(): Promise<void> {
+    this.stopping.abort();
+    clearInterval(this.sweeper);
+    for (const off of this.unsubscribe) off();
+    for (const task of [...this.tasks.values()]) task.stop();
+    for (const mixer of [...this.mixers.values()]) mixer.close();
+    await this.meetings.nodeGone(this.deps.node).catch(() => {});
+  }
+
+  get programNames(): string[] {
+    return [...this.programs.keys()].sort();
+  }
+
+  get running(): number {
+    return this.tasks.size;
+  }
+
+  /** A node is gone: the meetings its tasks held are free. */
+  nodeGone(node: string): void {
+    void this.meetings.nodeGone(node).then(
+      (freed) => freed > 0 && this.deps.log.info({ event: 'apps.meetings_freed', node, meetings: freed }, 'meetings held by the tasks of a node that is gone are free'),
+      (err: unknown) => this.deps.log.error({ event: 'apps.meetings_failed', node, error: errorText(err) }, 'meetings of a node that is gone could not be freed'),
+    );
+  }
+
+  // --- tasks ---
+
+  /** Starts a task of `program` at `entry` for the account (XIMSS taskStart); its handle. */
+  startTask(program: string, entry: string | undefined, account: AccountRecord, parameters: readonly string[], starter?: string): string {
+    const app = this.programs.get(program);
+    if (!app) throw new AppError(`unknown application: ${program}`);
+    const name = entry ?? 'main';
+    const run = Object.hasOwn(app.entries, name) ? app.entries[name] : undefined;
+    if (!run) throw new AppError(`the application ${program} has no entry ${name}`);
+    return this.run(program, name, run, account, { parameters, starter }).handle;
+  }
+
+  private run(program: string, entry: string, body: (task: Task) => Promise<void>, account: AccountRecord, start: { parameters?: readonly string[]; starter?: string; call?: TaskCall }): RunningTask {
+    this.checkRoom(account.id);
+    const handle = `${this.deps.node}~${randomId(16)}`;
+    const task = new RunningTask(this, handle, program, entry, account, start.parameters ?? [], start.starter, start.call, this.taskLog(program, handle), this.stopping.signal);
+    this.tasks.set(handle, task);
+    this.endpoints.set(handle, task);
+    this.perAccount.set(account.id, (this.perAccount.get(account.id) ?? 0) + 1);
+    if (start.call) {
+      start.call.driver = handle;
+      task.own(start.call);
+    }
+    this.deps.log.info({ event: 'apps.task_started', program, entry, task: handle, account: task.account.address }, 'a task started');
+    void Promise.resolve()
+      .then(() => body(task))
+      .then(
+        () => this.ended(task, undefined),
+        (err: unknown) => this.ended(task, err),
+      );
+    return task;
+  }
+
+  private checkRoom(accountId: number): void {
+    if (this.tasks.size >= this.options.tasksPerNode) throw new AppError('the server runs as many tasks as it may');
+    if ((this.perAccount.get(accountId) ?? 0) >= this.options.tasksPerAccount) throw new AppError(`an account may run ${this.options.tasksPerAccount} tasks at once`);
+  }
+
+  private ended(task: RunningTask, error: unknown): void {
+    if (!this.tasks.delete(task.handle)) return;
+    this.endpoints.delete(task.handle);
+    const left = (this.perAccount.get(task.account.id) ?? 1) - 1;
+    if (left <= 0) this.perAccount.delete(task.account.id);
+    else this.perAccount.set(task.account.id, left);
+    task.finish();
+    void this.meetings.tasksEnded([task.handle]).catch((err: unknown) => this.deps.log.error({ event: 'apps.meetings_failed', task: task.handle, error: errorText(err) }, "a task's meetings could not be freed"));
+    if (error === undefined) this.deps.log.info({ event: 'apps.task_ended', program: task.program, task: task.handle }, 'a task ended');
+    else this.deps.log.error({ event: 'apps.task_failed', program: task.program, task: task.handle, error: errorText(error) }, 'a task failed');
+  }
+
+  private taskLog(program: string, task: string): AppLogger {
+    const log = this.deps.log.child({ program, task });
+    return {
+      info: (message, fields) => log.info({ event: 'apps.log', ...fields }, message),
+      warn: (message, fields) => log.warn({ event: 'apps.log', ...fields }, message),
+      error: (message, fields) => log.error({ event: 'apps.log', ...fields }, message),
+    };
+  }
+
+  // --- events ---
+
+  /**
+   * Somewhere events for `handle` arrive (a XIMSS session): until `close`. Events of other nodes
+   * for it come over the bus.
+   */
+  openInbox(accountId: number, deliver: (event: TaskEvent) => void): { handle: string; close: () => void } {
+    const handle = `${this.deps.node}~${randomId(16)}`;
+    this.endpoints.set(handle, { accountId, deliver });
+    return {
+      handle,
+      close: () => {
+        if (!this.endpoints.delete(handle)) return;
+        void this.meetings.tasksEnded([handle]).catch(() => {});
+      },
+    };
+  }
+
+  /**
+   * Sends an event to a task or session, here or on another node; AppError when the handle is
+   * not one (or is of this node and gone). An event for another node is published: whether its
+   * task is still there is not known here.
+   */
+  async sendEvent(from: string | undefined, to: string, name: string, parameter?: XimssValue): Promise<void> {
+    checkEventName(name);
+    if (parameter !== undefined && valueSize(parameter) > EVENT_PARAMETER_BYTES) throw new AppError(`an event parameter takes at most ${EVENT_PARAMETER_BYTES} bytes`);
+    const node = nodeOf(to);
+    if (node === undefined) throw new AppError('task not found');
+    const local = this.endpoints.get(to);
+    if (local) {
+      // Delivered after the sender goes on, as if it had travelled.
+      queueMicrotask(() => local.deliver({ name, ...(parameter !== undefined && { parameter }), ...(from !== undefined && { from }) }));
+      return;
+    }
+    if (node === this.deps.node) throw new AppError('task not found');
+    const event = { to, name, ...(from !== undefined && { from }), ...(parameter !== undefined && { parameter: encodeValue(parameter) }) };
+    const json = JSON.stringify(event);
+    // The relay's JSON around the event stays under its limit; a larger one waits in the store.
+    if (json.length * 1.2 + 200 < MAX_RELAY_MESSAGE) return this.deps.bus.publish('taskEvent', event);
+    const key = randomBytes(12).toString('hex');
+    const now = Date.now();
+    await this.deps.shared.update('task-event', key, now, () => ({ value: json, expires: now + KEPT_EVENT_MS, result: undefined }));
+    this.deps.bus.publish('taskEvent', { to, key });
+  }
+
+  private async heard(event: BusEvents['taskEvent']): Promise<void> {
+    const endpoint = this.endpoints.get(event.to);
+    if (!endpoint) return;
+    let whole: BusEvents['taskEvent'] = event;
+    if (event.key !== undefined) {
+      const kept = await this.deps.shared.get('task-event', event.key, Date.now()).catch(() => undefined);
+      if (typeof kept !== 'string') return;
+      whole = JSON.parse(kept) as BusEvents['taskEvent'];
+    }
+    if (whole.name === undefined) return;
+    endpoint.deliver({ name: whole.name, ...(whole.from !== undefined && { from: whole.from }), ...(whole.parameter !== undefined && { parameter: decodeValue(whole.parameter) }) });
+  }
+
+  /** Hands a task's call to another task of this node (see Task.handOver). */
+  handOver(from: RunningTask, call: TaskCall, to: string, parameter?: XimssValue): void {
+    const target = this.tasks.get(to);
+    if (!target) throw new AppError(nodeOf(to) === this.deps.node || nodeOf(to) === undefined ? 'task not found' : 'the task runs on another node: a call is handed over on its own node only');
+    if (!from.owns(call)) throw new AppError('the call is not this task\'s');
+    if (parameter !== undefined && valueSize(parameter) > EVENT_PARAMETER_BYTES) throw new AppError(`an event parameter takes at most ${EVENT_PARAMETER_BYTES} bytes`);
+    from.disown(call);
+    target.own(call);
+    call.driver = to;
+    target.deliver({ name: 'call', call, from: from.handle, ...(parameter !== undefined && { parameter }) });
+  }
+
+  // --- calls ---
+
+  /** A call for a program: a task of its `call` entry (else `main`) starts with it. */
+  private offer(accountId: number, program: string, invite: Extract<Signal, { kind: 'invite' }>, replyTo: PortAddress): MediaParty | undefined {
+    const app = this.programs.get(program);
+    const body = app && (app.entries.call ?? app.entries.main);
+    if (!app || !body) {
+      this.deps.log.warn({ event: 'apps.call_refused', program, reason: 'not installed' }, 'a call for an application that is not installed');
+      return undefined;
+    }
+    try {
+      this.checkRoom(accountId);
+    } catch (err) {
+      this.deps.log.warn({ event: 'apps.call_refused', program, reason: errorText(err) }, 'a call for an application was refused');
+      return undefined;
+    }
+    const call = this.newCall(accountId, invite.from, invite.to, '', { peer: replyTo, sdp: invite.sdp });
+    void this.deps.accounts.getById(accountId).then((account) => {
+      if (!account) throw new Error('the account is gone');
+      this.run(program, app.entries.call ? 'call' : 'main', body, account, { call });
+    }).catch((err: unknown) => {
+      this.deps.log.warn({ event: 'apps.call_refused', program, reason: errorText(err) }, 'a call for an application was refused');
+      call.reject(503, 'the application could not start');
+    });
+    return call.media;
+  }
+
+  /** A call of a task: its leg in the call engine and what the task drives. */
+  newCall(accountId: number, from: { address: string; name?: string }, to: { address: string; name?: string }, driver: string, incoming?: { peer: PortAddress; sdp: string | undefined }): TaskCall {
+    const id = randomId(12).toLowerCase();
+    const call = new TaskCall(id, from, to, driver, this.deps.renderer);
+    const events: MediaPartyEvents = {
+      ringing: () => {},
+      answered: () => call.answeredByPeer(),
+      ended: (_party, reason, code) => call.over(reason, code),
+    };
+    call.attach(new MediaParty(this.deps.calls.router, id, accountId, from, to, () => this.deps.openMedia(`app-${id}`), events, incoming));
+    return call;
+  }
+
+  /** Places a call for a task; resolves once answered. */
+  async dial(task: RunningTask, to: string, timeoutSeconds: number): Promise<TaskCall> {
+    const from = { address: task.account.address };
+    const call = this.newCall(task.account.id, from, { address: to }, task.handle);
+    task.own(call);
+    const answered = new Promise<void>((resolve, reject) => (call.dialed = { resolve, reject }));
+    let sdp: string;
+    try {
+      sdp = await call.media.dialOffer();
+    } catch (err) {
+      call.hangup();
+      throw new AppError(`no media for the call: ${errorText(err)}`);
+    }
+    try {
+      const placed = this.deps.calls.place({ from, to, sdp, caller: call.media.address, accountId: task.account.id });
+      call.media.dialed(placed.address);
+    } catch (err) {
+      call.hangup();
+      throw new AppError(err instanceof CallRefused ? err.message : `the call could not be placed: ${errorText(err)}`);
+    }
+    const timer = setTimeout(() => call.media.timeout(), Math.max(1, timeoutSeconds) * 1000);
+    try {
+      await answered;
+    } finally {
+      clearTimeout(timer);
+    }
+    return call;
+  }
+
+  /** The mixer of this node by account and name; a new one is closed when its maker ends. */
+  mixer(task: RunningTask, name: string): AppMixer {
+    if (name === '' || name.length > 256) throw new AppError('a mixer needs a name of 1 to 256 characters');
+    const key = `${task.account.id}\u0000${name.toLowerCase()}`;
+    let mixer = this.mixers.get(key);
+    if (!mixer) {
+      mixer = new TaskMixer(name, this.deps.renderer, (gone) => this.mixers.get(key) === gone && this.mixers.delete(key));
+      this.mixers.set(key, mixer);
+      task.made(mixer);
+    }
+    return mixer;
+  }
+
+  // --- mail ---
+
+  async deliverMail(account: AppAccount, message: MailToDeliver): Promise<void> {
+    const record = await this.deps.accounts.getById(account.id);
+    if (!record) throw new AppError('the account is gone');
+    const raw = await new MailComposer({
+      from: message.from,
+      to: account.address,
+      subject: message.subject,
+      text: message.text,
+      headers: message.headers ?? {},
+      attachments: (message.attachments ?? []).map((a) => ({ filename: a.filename, contentType: a.contentType, content: a.content })),
+    })
+      .compile()
+      .build();
+    const sender = /<([^>]*)>/.exec(message.from)?.[1] ?? message.from;
+    await this.deps.deliver(record, raw, sender);
+  }
+
+  // --- scripts and helpers ---
+
+  async runScript(account: AccountRecord, fileName: string, entry: string | undefined, parameter: XimssValue | undefined): Promise<XimssValue | undefined> {
+    const program = fileName.replace(/\.scgp$/i, '');
+    const app = this.programs.get(program);
+    if (!app) throw new AppError(`unknown script: ${fileName}`);
+    const name = entry ?? 'main';
+    const script = app.scripts && Object.hasOwn(app.scripts, name) ? app.scripts[name] : undefined;
+    if (!script) throw new AppError(`the script ${program} has no entry ${name}`);
+    return this.bounded(`script ${program}`, script(this.scriptContext(account, program), parameter));
+  }
+
+  async callHelper(account: AccountRecord, name: string, parameter: XimssValue | undefined): Promise<XimssValue | undefined> {
+    const known = this.helpers.get(name);
+    if (!known) throw new AppError(`unknown helper: ${name}`);
+    return this.bounded(`helper ${name}`, known.helper(this.scriptContext(account, known.program), parameter));
+  }
+
+  private scriptContext(account: AccountRecord, program: string): Parameters<NonNullable<Application['helpers']>[string]>[0] {
+    const handle = `${this.deps.node}~script`;
+    return {
+      account: appAccount(account),
+      meetings: this.meetings.of(account.id, () => {
+        throw new AppError('a script is not a task: it cannot activate meetings');
+      }),
+      log: this.taskLog(program, handle),
+    };
+  }
+
+  private async bounded<T>(what: string, work: Promise<T>): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new AppError(`the ${what} took longer than ${SCRIPT_MS / 1000} seconds`)), SCRIPT_MS);
+    });
+    try {
+      return await Promise.race([work, timeout]);
+    } catch (err) {
+      if (err instanceof AppError) throw err;
+      this.deps.log.error({ event: 'apps.script_failed', what, error: errorText(err) }, 'a script failed');
+      throw new AppError(`the ${what} failed: ${errorText(err)}`);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private async sweep(): Promise<void> {
+    try {
+      const removed = await this.meetings.sweep();
+      if (removed > 0) this.deps.log.info({ event: 'apps.meetings_expired', meetings: removed }, 'expired meetings were removed');
+    } catch (err) {
+      this.deps.log.error({ event: 'apps.sweep_failed', error: errorText(err) }, 'expired meetings could not be removed');
+    }
+  }
+}
+
+/** A running task: what its entry sees (api.ts Task) and what the service keeps of it. */
+class RunningTask implements Task, Endpoint {
+  private readonly queue: TaskEvent[] = [];
+  private waiter: ((event: TaskEvent | undefined) => void) | undefined;
+  private readonly calls = new Set<TaskCall>();
+  private readonly mixers = new Set<TaskMixer>();
+  private readonly aborter = new AbortController();
+  private done = false;
+  readonly meetings;
+  readonly account: AppAccount;
+
+  constructor(
+    private readonly service: AppService,
+    readonly handle: string,
+    readonly program: string,
+    readonly entry: string,
+    /** The account as the store has it (a task it starts runs for it too). */
+    readonly record: AccountRecord,
+    readonly parameters: readonly string[],
+    readonly starter: string | undefined,
+    readonly call: TaskCall | undefined,
+    readonly log: AppLogger,
+    stopping: AbortSignal,
+  ) {
+    this.account = appAccount(record);
+    this.meetings = service.meetings.of(record.id, () => handle);
+    if (stopping.aborted) this.aborter.abort();
+    else stopping.addEventListener('abort', () => this.aborter.abort(), { once: true });
+    this.aborter.signal.addEventListener('abort', () => this.wake(undefined), { once: true });
+  }
+
+  get accountId(): number {
+    return this.account.id;
+  }
+
+  get signal(): AbortSignal {
+    return this.aborter.signal;
+  }
+
+  deliver(event: TaskEvent): void {
+    if (this.done) return;
+    if (this.waiter) return this.wake(event);
+    if (this.queue.length >= INBOX_EVENTS) {
+      this.log.warn('an event was dropped: the task has too many unread', { eventName: event.name });
+      return;
+    }
+    this.queue.push(event);
+  }
+
+  private wake(event: TaskEvent | undefined): void {
+    const waiter = this.waiter;
+    this.waiter = undefined;
+    waiter?.(event);
+  }
+
+  readInput(timeoutSeconds?: number): Promise<TaskEvent | undefined> {
+    const queued = this.queue.shift();
+    if (queued) return Promise.resolve(queued);
+    if (this.aborter.signal.aborted || this.done) return Promise.resolve(undefined);
+    if (this.waiter) return Promise.reject(new AppError('readInput is already waiting'));
+    return new Promise((resolve) => {
+      const timer = timeoutSeconds === undefined ? undefined : setTimeout(() => this.wake(undefined), Math.max(0, timeoutSeconds) * 1000);
+      this.waiter = (event) => {
+        clearTimeout(timer);
+        resolve(event);
+      };
+    });
+  }
+
+  sendEvent(to: string, name: string, parameter?: XimssValue): Promise<void> {
+    return this.service.sendEvent(this.handle, to, name, parameter);
+  }
+
+  handOver(call: AppCall, to: string, parameter?: XimssValue): void {
+    this.service.handOver(this, call as TaskCall, to, parameter);
+  }
+
+  startTask(program: string, entry?: string, parameters: readonly string[] = []): string {
+    return this.service.startTask(program, entry, this.record, parameters, this.handle);
+  }
+
+  dial(to: string, options: { timeoutSeconds?: number } = {}): Promise<AppCall> {
+    return this.service.dial(this, to, options.timeoutSeconds ?? 60);
+  }
+
+  mixer(name: string): AppMixer {
+    return this.service.mixer(this, name);
+  }
+
+  deliverMail(message: MailToDeliver): Promise<void> {
+    return this.service.deliverMail(this.account, message);
+  }
+
+  // --- what the service keeps ---
+
+  own(call: TaskCall): void {
+    this.calls.add(call);
+    void call.ended.then(() => this.calls.delete(call));
+  }
+
+  owns(call: TaskCall): boolean {
+    return this.calls.has(call);
+  }
+
+  disown(call: TaskCall): void {
+    this.calls.delete(call);
+  }
+
+  made(mixer: TaskMixer): void {
+    this.mixers.add(mixer);
+  }
+
+  /** The server stops: waits end (the entry should return). */
+  stop(): void {
+    this.aborter.abort();
+    for (const call of [...this.calls]) call.hangup();
+  }
+
+  /** The entry returned: what the task leaves behind goes (calls it still drives hang up, mixers it made close). */
+  finish(): void {
+    this.done = true;
+    this.wake(undefined);
+    this.queue.length = 0;
+    for (const call of [...this.calls]) call.hangup();
+    for (const mixer of this.mixers) mixer.close();
+  }
+}
+
+function appAccount(account: AccountRecord): AppAccount {
+  return { id: account.id, name: account.name, domain: account.domain, address: `${account.name}@${account.domain}` };
+}
+
+/** The node of a handle (`<node>~<id>`), undefined when it is not one. */
+function nodeOf(handle: string): string | undefined {
+  const at = handle.lastIndexOf('~');
+  return at > 0 && at < handle.length - 1 && handle.length <= 200 ? handle.slice(0, at) : undefined;
+}
+
+function checkEventName(name: string): void {
+  // eslint-disable-next-line no-control-regex
+  if (name === '' || name.length > 256 || /[\u0000-\u001f\u007f]/.test(name)) throw new AppError('an event needs a name of 1 to 256 characters without control characters');
+}
