@@ -16,7 +16,7 @@ import { passwordVerifier } from '../src/services/passwords.js';
 import { SmtpListener } from '../src/transports/smtp/inbound.js';
 import { XmlElement } from '../src/xml/element.js';
 import { parseXml } from '../src/xml/parser.js';
-import { deliverRaw, eventually, expectOk, freeSipPort, httpRequest, loginWithUrlId, raceNoop, rfc822, startTestServer, XimssClient, type TestServer } from './helpers.js';
+import { deliverRaw, eventually, expectError, expectOk, freeSipPort, httpRequest, loginWithUrlId, raceNoop, rfc822, startTestServer, XimssClient, type TestServer } from './helpers.js';
 import { SmtpWire } from './fixtures/smtp-wire.js';
 
 /** How much the process's resident memory may grow during one attack (server and attacker share the process). */
@@ -872,6 +872,48 @@ describe('abuse: Rayo', () => {
     } finally {
       await peer.close();
     }
+  });
+});
+
+describe('abuse: real-time applications', () => {
+  let server: TestServer;
+  let victim: XimssClient;
+  before(async () => ({ server, victim } = await startAttacked({ apps: { tasksPerAccount: 3, meetingsPerAccount: 5 } })));
+  after(() => server.stop());
+
+  test('tasks, events, meetings and scripts beyond their limits or malformed: each answered with an error, the server goes on', async () => {
+    const attacker = await server.newAccount('task-abuser');
+    const client = (await server.login(attacker, 'secret')).client;
+    // Tasks beyond tasks.perAccount (3 here).
+    const refs: string[] = [];
+    for (let i = 0; i < 3; i++) refs.push(expectOk(await client.request(`<taskStart programName="conference"><param>r${i}</param></taskStart>`)).messages[0]!.attrs.taskRef!);
+    expectError(await client.request('<taskStart programName="conference"><param>r9</param></taskStart>'), 'an account may run 3 tasks at once');
+    // Events: too large, badly named, malformed bodies, unknown refs, a flood the task answers.
+    const bad = [
+      `<taskSendEvent taskRef="${refs[0]}" eventName="x">${'y'.repeat(70_000)}</taskSendEvent>`,
+      `<taskSendEvent taskRef="${refs[0]}" eventName="${'n'.repeat(300)}"/>`,
+      `<taskSendEvent taskRef="${refs[0]}" eventName="a&#10;b"/>`,
+      `<taskSendEvent taskRef="${refs[0]}" eventName="x"><subKey>no key</subKey></taskSendEvent>`,
+      `<taskSendEvent taskRef="${refs[0]}" eventName="x"><subKey key="a">1</subKey><subValue>2</subValue></taskSendEvent>`,
+      '<taskSendEvent taskRef="999999" eventName="x"/>',
+      '<taskClose taskRef="-1"/>',
+      '<taskStart programName="../../../etc/passwd"/>',
+      '<runScript fileName="../../package.json"/>',
+      '<runScript fileName="conference" name="__proto__"/>',
+      '<callHelper name="constructor"/>',
+      `<taskCreateMeeting meetingName="${'m'.repeat(300)}"/>`,
+      `<taskCreateMeeting meetingName="big">${'p'.repeat(20_000)}</taskCreateMeeting>`,
+      '<taskFindMeeting meetingSet="a&#9;b" meetingName="c"/>',
+    ];
+    for (const request of bad) expectError(await client.request(request), undefined, request.slice(0, 80));
+    for (let round = 0; round < 25; round++) {
+      await Promise.all(Array.from({ length: 20 }, () => client.request(`<taskSendEvent taskRef="${refs[1]}" eventName="list"/>`).then((r) => expectOk(r))));
+    }
+    // Meetings beyond meetingsPerAccount (5 here): the three rooms made theirs, two more fit.
+    for (let i = 0; i < 2; i++) expectOk(await client.request(`<taskCreateMeeting meetingName="m${i}"/>`));
+    expectError(await client.request('<taskCreateMeeting meetingName="m2"/>'), 'an account may have 5 meetings');
+    for (const ref of refs) expectOk(await client.request(`<taskSendEvent taskRef="${ref}" eventName="close"/>`));
+    await assertServes(victim);
   });
 });
 

@@ -363,6 +363,35 @@ describe('Rayo across nodes', () => {
   });
 });
 
+describe('real-time applications across nodes', () => {
+  test('a session on the other node finds a room task through its meeting and talks to it; sessions exchange events, large ones too', async () => {
+    const owner = await newAccount('rooms');
+    const onA = await login(a, owner);
+    const onB = await login(b, owner);
+    expectOk(await onA.request('<taskCreateMeeting meetingSet="conference" meetingName="55"/>'));
+    expectOk(await onA.request('<taskStart programName="conference"><param>55</param></taskStart>'));
+    // The room task runs on node 1 and holds the meeting; the session on node 2 finds it there.
+    const ref = await eventually(async () => (await onB.request('<taskFindMeeting meetingSet="conference" meetingName="55"/>')).messages[0]?.attrs.taskRef, 'the room task holds the meeting');
+    expectOk(await onB.request(`<taskSendEvent taskRef="${ref}" eventName="subscribe"/>`));
+    const participants = await onB.takeAsync('taskEvent', (m) => m.attrs.eventName === 'participants', 10_000);
+    assert.equal(participants.attrs.taskRef, ref, 'the answer comes from the room task, known by the same ref');
+    assert.equal(participants.children.length, 0, 'nobody is in the room');
+    // Session to session: node 1's session holds a meeting, node 2's sends it an event too large for NOTIFY.
+    expectOk(await onA.request('<taskCreateMeeting meetingName="desk"/>'));
+    expectOk(await onA.request('<taskActivateMeeting meetingName="desk"/>'));
+    const desk = (await onB.request('<taskFindMeeting meetingName="desk"/>')).messages[0]?.attrs.taskRef;
+    assert.ok(desk);
+    const big = 'x'.repeat(20_000);
+    expectOk(await onB.request(`<taskSendEvent taskRef="${desk}" eventName="big">${big}</taskSendEvent>`));
+    const got = await onA.takeAsync('taskEvent', (m) => m.attrs.eventName === 'big', 10_000);
+    assert.equal(got.text(), big);
+    assert.ok(got.attrs.taskRef, 'the sender on node 2 is known to node 1 by a ref');
+    expectOk(await onA.request(`<taskSendEvent taskRef="${got.attrs.taskRef}" eventName="back">small</taskSendEvent>`));
+    assert.equal((await onB.takeAsync('taskEvent', (m) => m.attrs.eventName === 'back', 10_000)).text(), 'small');
+    expectOk(await onB.request(`<taskSendEvent taskRef="${ref}" eventName="close"/>`));
+  });
+});
+
 describe('sessions across nodes', () => {
   test('an alert posted from the command line reaches the sessions on both nodes', async () => {
     const address = await newAccount('alerted');
