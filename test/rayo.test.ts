@@ -698,11 +698,33 @@ describe('Rayo over XMPP', { skip: slixmpp }, () => {
         assert.match(offer.xml, /<header [^>]*name="X-Customer-Id"[^>]*value="8877"/);
         assert.match(offer.xml, /<header [^>]*name="X-Skill"[^>]*value="agent"/);
         assert.doesNotMatch(offer.xml, /Subject/);
-        assert.equal((await peer.iq(`<iq type="set" to="${offer.call}"><answer xmlns="${NS_RAYO}"/></iq>`)).type, 'result');
+        // answer and hangup with headers (XEP examples 076 and 085): the 200 and the BYE carry the X- ones.
+        assert.equal((await peer.iq(`<iq type="set" to="${offer.call}"><answer xmlns="${NS_RAYO}"><header name="X-Queue" value="gold"/><header name="Subject" value="no"/></answer></iq>`)).type, 'result');
         const answered = await calling;
         assert.equal(answered.response.status, 200);
-        await peer.iq(`<iq type="set" to="${offer.call}"><hangup xmlns="${NS_RAYO}"/></iq>`);
-        await phone.nextRequest('BYE', answered.dialog!);
+        assert.equal(answered.response.headers.get('X-Queue'), 'gold');
+        assert.equal(answered.response.headers.get('Subject'), undefined, 'only extension headers');
+        await peer.iq(`<iq type="set" to="${offer.call}"><hangup xmlns="${NS_RAYO}"><header name="X-Reason" value="done"/></hangup></iq>`);
+        const bye = await phone.nextRequest('BYE', answered.dialog!);
+        assert.equal(bye.headers.get('X-Reason'), 'done');
+
+        // reject with headers: the refusal carries them.
+        const refused = phone.invite(`sip:${jid}`, `<sip:${jid}>`, 40_044);
+        const second = await callEvent(peer, 'offer');
+        assert.equal((await peer.iq(`<iq type="set" to="${second.call}"><reject xmlns="${NS_RAYO}"><busy/><header name="X-Busy-Until" value="noon"/></reject></iq>`)).type, 'result');
+        const refusal = await refused;
+        assert.equal(refusal.response.status, 486);
+        assert.equal(refusal.response.headers.get('X-Busy-Until'), 'noon');
+
+        // The phone hangs up with a header: the end event shows it.
+        const third = phone.invite(`sip:${jid}`, `<sip:${jid}>`, 40_046);
+        const thirdOffer = await callEvent(peer, 'offer');
+        await peer.iq(`<iq type="set" to="${thirdOffer.call}"><answer xmlns="${NS_RAYO}"/></iq>`);
+        const thirdCall = await third;
+        phone.request(thirdCall.dialog!, 'BYE', ['X-Hangup-Cause: customer']);
+        const end = await callEvent(peer, 'end', thirdOffer.call);
+        assert.match(end.xml, /<hungup/);
+        assert.match(end.xml, /<header [^>]*name="X-Hangup-Cause"[^>]*value="customer"/);
 
         // The Rayo client dials the phone with headers (XEP example 014's form).
         const dialed = await peer.iq(`<iq type="set" to="${domain}"><dial xmlns="${NS_RAYO}" to="sip:${phoneAccount}"><header name="X-Skill" value="sales"/><header name="Priority" value="urgent"/></dial></iq>`);

@@ -77,6 +77,8 @@ export class Call {
   private readonly callerPort: PortAddress;
   private readonly branches = new Map<string, Branch>();
   private readonly refusals: number[] = [];
+  /** The extension headers a callee gave with its refusal, by code (a Rayo reject's), for the final one. */
+  private readonly refusalHeaders = new Map<number, [string, string][]>();
   private winner: Branch | undefined;
   private ringTimer: NodeJS.Timeout | undefined;
   private pendingResolutions = 0;
@@ -179,11 +181,11 @@ export class Call {
     switch (signal.kind) {
       case 'cancel':
         if (this.state === 'ringing') {
-          this.cancelBranches(signal.reason ?? 'cancelled by the caller');
+          this.cancelBranches(signal.reason ?? 'cancelled by the caller', undefined, signal.headers);
           this.end({ connected: false, code: 487, reason: 'cancelled' });
           return;
         }
-        return this.hangUp('caller', { kind: 'bye', reason: signal.reason });
+        return this.hangUp('caller', { kind: 'bye', reason: signal.reason, ...(signal.headers && { headers: signal.headers }) });
       case 'gone':
         if (this.state === 'ringing') {
           this.cancelBranches('the caller is gone');
@@ -265,6 +267,7 @@ export class Call {
       case 'reject':
         branch.done = true;
         this.refusals.push(signal.code);
+        if (signal.headers) this.refusalHeaders.set(signal.code, signal.headers);
         if (signal.code >= 600) {
           this.cancelBranches(signal.reason ?? reasonOf(signal.code));
           this.toCaller(signal);
@@ -327,7 +330,8 @@ export class Call {
       return;
     }
     const reason = code === 480 && this.nobody ? this.nobody : reasonOf(code);
-    this.toCaller({ kind: 'reject', code, reason });
+    const headers = this.refusalHeaders.get(code);
+    this.toCaller({ kind: 'reject', code, reason, ...(headers && { headers }) });
     this.end({ connected: false, code, reason });
   }
 
@@ -346,11 +350,11 @@ export class Call {
     this.end({ connected: false, code: 408, reason: 'no answer' });
   }
 
-  private cancelBranches(reason: string, except?: Branch): void {
+  private cancelBranches(reason: string, except?: Branch, headers?: [string, string][]): void {
     for (const branch of this.branches.values()) {
       if (branch === except || branch.done) continue;
       branch.done = true;
-      if (branch.leg) this.router.send(branch.leg, { kind: 'cancel', reason }, branch.port);
+      if (branch.leg) this.router.send(branch.leg, { kind: 'cancel', reason, ...(headers && { headers }) }, branch.port);
       else branch.cancelPending = reason;
     }
   }

@@ -30,9 +30,10 @@ export type PartyEndReason = 'hungup' | 'hangup-command' | 'timeout' | 'busy' | 
 /** What the call tells whoever drives it (Rayo turns it into presence for the controlling parties; an application's task hears it). */
 export interface MediaPartyEvents {
   ringing(call: MediaParty): void;
-  answered(call: MediaParty): void;
+  /** A call we placed was answered (with the extension headers of the answer, when any). */
+  answered(call: MediaParty, headers?: [string, string][]): void;
   /** The call is over (the service forgets it and tells whoever was offered it or controls it). */
-  ended(call: MediaParty, reason: PartyEndReason, code?: number): void;
+  ended(call: MediaParty, reason: PartyEndReason, code?: number, headers?: [string, string][]): void;
 }
 
 export type MediaPartyState = 'offered' | 'accepted' | 'answering' | 'dialing' | 'ringing' | 'answered' | 'ended';
@@ -210,7 +211,7 @@ export class MediaParty implements Port {
    * cannot be answered (no G.711 offered, the media session limit) the caller is refused (488 or
    * 503), the call ends (`error`) and the error is thrown for the command's reply.
    */
-  async answer(controller: string): Promise<void> {
+  async answer(controller: string, headers?: [string, string][]): Promise<void> {
     this.controller = controller;
     if (this.state !== 'offered' && this.state !== 'accepted') return;
     this.state = 'answering';
@@ -221,7 +222,7 @@ export class MediaParty implements Port {
       const sdp = this.offerSdp !== undefined ? await media.answer(this.offerSdp) : await media.offer();
       if (this.ended) return;
       this.state = 'answered';
-      this.signal({ kind: 'answer', tag: this.tag, sdp, ...(this.offerSdp === undefined && { offer: true }) });
+      this.signal({ kind: 'answer', tag: this.tag, sdp, ...(this.offerSdp === undefined && { offer: true }), ...(headers && { headers }) });
     } catch (err) {
       if (!this.ended) {
         const limit = err instanceof SessionLimitError;
@@ -232,10 +233,10 @@ export class MediaParty implements Port {
     }
   }
 
-  /** reject: the call is refused with the SIP code of the reason. */
-  reject(code: number, reason: string): void {
+  /** reject: the call is refused with the SIP code of the reason (and extension headers for the refusal). */
+  reject(code: number, reason: string, headers?: [string, string][]): void {
     if (this.state !== 'offered' && this.state !== 'accepted') return;
-    this.signal({ kind: 'reject', code, reason });
+    this.signal({ kind: 'reject', code, reason, ...(headers && { headers }) });
     this.finish('rejected', code);
   }
 
@@ -246,12 +247,13 @@ export class MediaParty implements Port {
     this.finish('hangup-command');
   }
 
-  /** hangup: the call ends, whatever its state. */
-  hangup(): void {
+  /** hangup: the call ends, whatever its state (with extension headers for the BYE or the refusal). */
+  hangup(headers?: [string, string][]): void {
     if (this.ended) return;
-    if (this.state === 'answered') this.signal({ kind: 'bye' });
-    else if (this.state === 'dialing' || this.state === 'ringing') this.signal({ kind: 'cancel', reason: 'hung up by the application' });
-    else this.signal({ kind: 'reject', code: 480, reason: 'hung up by the application' });
+    const extra = headers && { headers };
+    if (this.state === 'answered') this.signal({ kind: 'bye', ...extra });
+    else if (this.state === 'dialing' || this.state === 'ringing') this.signal({ kind: 'cancel', reason: 'hung up by the application', ...extra });
+    else this.signal({ kind: 'reject', code: 480, reason: 'hung up by the application', ...extra });
     this.finish('hangup-command');
   }
 
@@ -295,16 +297,16 @@ export class MediaParty implements Port {
       case 'answer':
         this.peer = from;
         if (this.state !== 'dialing' && this.state !== 'ringing') return;
-        this.answered(signal.sdp, signal.offer === true).catch(() => this.failMedia());
+        this.answered(signal.sdp, signal.offer === true, signal.headers).catch(() => this.failMedia());
         return;
       case 'reject':
-        this.finish(endReasonOf(signal.code), signal.code);
+        this.finish(endReasonOf(signal.code), signal.code, signal.headers);
         return;
       case 'cancel':
-        this.finish(/time|answer/i.test(signal.reason ?? '') ? 'timeout' : 'hungup');
+        this.finish(/time|answer/i.test(signal.reason ?? '') ? 'timeout' : 'hungup', undefined, signal.headers);
         return;
       case 'bye':
-        this.finish('hungup', signal.code);
+        this.finish('hungup', signal.code, signal.headers);
         return;
       case 'gone':
         this.finish('error');
@@ -328,7 +330,7 @@ export class MediaParty implements Port {
     }
   }
 
-  private async answered(sdp: string | undefined, offer: boolean): Promise<void> {
+  private async answered(sdp: string | undefined, offer: boolean, headers: [string, string][] | undefined): Promise<void> {
     try {
       if (sdp === undefined) throw new Error('the answer has no SDP');
       if (offer) {
@@ -341,7 +343,7 @@ export class MediaParty implements Port {
     }
     if (this.ended) return;
     this.state = 'answered';
-    this.events.answered(this);
+    this.events.answered(this, headers);
   }
 
   private failMedia(): void {
@@ -355,12 +357,12 @@ export class MediaParty implements Port {
     if (this.peer) this.router.send(this.peer, signal, this.address);
   }
 
-  private finish(reason: PartyEndReason, code?: number): void {
+  private finish(reason: PartyEndReason, code?: number, headers?: [string, string][]): void {
     if (this.ended) return;
     this.state = 'ended';
     this.router.release(this.address);
     void this.media?.close().catch(() => {});
-    this.events.ended(this, reason, code);
+    this.events.ended(this, reason, code, headers);
   }
 }
 

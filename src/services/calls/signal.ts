@@ -53,22 +53,22 @@ export type Signal =
   | { kind: 'trying' }
   /** The callee is being alerted (an early dialog `tag`), with early media or an offer. */
   | { kind: 'progress'; tag: string; sdp?: SdpText; offer?: boolean }
-  /** The callee answered. */
-  | { kind: 'answer'; tag: string; sdp?: SdpText; offer?: boolean; peer?: Party }
-  /** The callee refused the call (a SIP status code, 3xx–6xx). */
-  | { kind: 'reject'; code: number; reason?: string }
+  /** The callee answered; `headers`: extension headers for the caller's 200 (a Rayo answer's). */
+  | { kind: 'answer'; tag: string; sdp?: SdpText; offer?: boolean; peer?: Party; headers?: [string, string][] }
+  /** The callee refused the call (a SIP status code, 3xx–6xx), with extension headers for the refusal. */
+  | { kind: 'reject'; code: number; reason?: string; headers?: [string, string][] }
   /** The callee sends the call elsewhere; with `fork`, it keeps ringing as well. */
   | { kind: 'redirect'; targets: string[]; fork?: boolean }
   /** The caller gave up, or another device answered. */
-  | { kind: 'cancel'; reason?: string }
+  | { kind: 'cancel'; reason?: string; headers?: [string, string][] }
   /** The answer to an offer that came in progress/answer/updated; `code` when the offer is refused. */
   | { kind: 'ack'; tag?: string; sdp?: SdpText; code?: number; reason?: string }
   /** A new offer (hold, resume, a new media object); without `sdp`, a request for an offer. */
   | { kind: 'update'; tag?: string; sdp?: SdpText }
   /** The outcome of an `update`: an answer, an offer (when one was asked for), or a refusal. */
   | { kind: 'updated'; tag?: string; sdp?: SdpText; offer?: boolean; code?: number; reason?: string }
-  /** The established call ends. */
-  | { kind: 'bye'; code?: number; reason?: string }
+  /** The established call ends (with extension headers for the BYE: a Rayo hangup's). */
+  | { kind: 'bye'; code?: number; reason?: string; headers?: [string, string][] }
   /** DTMF digits (0-9, *, #, A-D) for the other side; `op` names it for its `result`. */
   | { kind: 'dtmf'; digits: string; op?: string }
   /** An INFO body for the other side. */

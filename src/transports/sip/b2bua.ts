@@ -105,9 +105,11 @@ abstract class SipLeg implements Port {
     legOfDialog.set(dialog, this);
     dialog.on('request', (incoming) => this.inDialog(incoming));
     dialog.on('ack', (body) => this.deviceAck(body));
-    dialog.on('bye', () => {
+    dialog.on('bye', (request: SipRequest) => {
       this.ended = true;
-      this.send({ kind: 'bye' });
+      // Its extension headers go along (a Rayo client sees them in the call's end).
+      const headers = headersOf(request);
+      this.send({ kind: 'bye', ...(headers && { headers }) });
       this.release();
     });
     dialog.on('terminated', (reason) => {
@@ -370,11 +372,13 @@ abstract class SipLeg implements Port {
       case 'ack':
         return this.engineAck(signal.sdp, signal.code);
       case 'bye':
-      case 'gone':
+      case 'gone': {
         this.ended = true;
-        if (this.dialog && this.dialog.state !== 'terminated') void this.dialog.bye().catch(() => {});
+        const headers = signal.kind === 'bye' ? extensionHeaders(signal.headers ?? []) : undefined;
+        if (this.dialog && this.dialog.state !== 'terminated') void this.dialog.bye(headers ? { headers } : {}).catch(() => {});
         this.release();
         return;
+      }
       case 'dtmf':
         return void this.infoRequest(signal.op, DTMF_RELAY, signal.digits.split('').map((d) => `Signal=${d}\r\nDuration=160\r\n`));
       case 'info':
@@ -572,7 +576,8 @@ export class SipUacLeg extends SipLeg {
     const offer = !this.offered && sdp !== undefined;
     if (offer) this.ackWait = { kind: 'ack2xx', dialog };
     else dialog.ack();
-    this.send({ kind: 'answer', tag: dialog.id.remoteTag, sdp, offer, peer: this.remote });
+    const headers = headersOf(response);
+    this.send({ kind: 'answer', tag: dialog.id.remoteTag, sdp, offer, peer: this.remote, ...(headers && { headers }) });
   }
 
   receive(signal: Signal, from: PortAddress): void {
@@ -607,10 +612,10 @@ function supplOf(request: SipRequest): Record<string, string> | undefined {
   return Object.keys(suppl).length > 0 ? suppl : undefined;
 }
 
-/** The INVITE's extension headers, carried to the callee (signal.ts extensionHeaders). */
-function headersOf(request: SipRequest): [string, string][] | undefined {
+/** A message's extension headers (an INVITE's for the callee, a 200's or BYE's for a Rayo client; signal.ts extensionHeaders). */
+function headersOf(message: SipRequest | SipResponse): [string, string][] | undefined {
   const all: [string, string][] = [];
-  request.headers.forEach((name, value) => {
+  message.headers.forEach((name, value) => {
     if (name.length > 2 && (name[0] === 'X' || name[0] === 'x') && name[1] === '-') all.push([name, value]);
   });
   return extensionHeaders(all);
@@ -680,13 +685,16 @@ export class SipUasLeg extends SipLeg {
           this.send({ kind: 'ack', tag: signal.tag, code: 488, reason: 'the caller takes no early offer' });
         }
         return;
-      case 'answer':
-        if (!server.answer(200, signal.sdp)) return;
+      case 'answer': {
+        // Extension headers of the answer (a Rayo client's) go into the 200.
+        const headers = extensionHeaders(signal.headers ?? []);
+        if (!server.answer(200, signal.sdp, headers ? { headers } : {})) return;
         if (signal.peer) this.remote = signal.peer;
         return;
+      }
       case 'reject':
         this.ended = true;
-        server.reject(signal.code, signal.reason);
+        server.reject(signal.code, signal.reason, extensionHeaders(signal.headers ?? []) ?? []);
         this.release();
         return;
       case 'transferred':

@@ -323,7 +323,7 @@ export class RayoService implements ImComponent, DomainService {
         if (!unanswered) return fail(rayoError('unexpected-request', 'the call is not waiting to be answered'));
         this.takeControl(held, client.jid);
         try {
-          await call.answer(client.jid);
+          await call.answer(client.jid, headerPairs(command.headers));
         } catch (err) {
           // The call has refused its caller and ended (MediaParty.answer); the client is told why.
           this.log.warn({ event: 'rayo.answer_failed', call: call.id, error: errorText(err) }, 'a Rayo call could not be answered');
@@ -334,7 +334,7 @@ export class RayoService implements ImComponent, DomainService {
       case 'reject':
         if (!unanswered) return fail(rayoError('unexpected-request', 'only a call not answered yet can be rejected'));
         this.takeControl(held, client.jid);
-        call.reject(codeOfRejectReason(command.reason), command.reason);
+        call.reject(codeOfRejectReason(command.reason), command.reason, headerPairs(command.headers));
         return ok();
       case 'redirect': {
         if (!unanswered) return fail(rayoError('unexpected-request', 'only a call not answered yet can be redirected'));
@@ -347,7 +347,7 @@ export class RayoService implements ImComponent, DomainService {
       case 'hangup':
         this.takeControl(held, client.jid);
         ok();
-        call.hangup();
+        call.hangup(headerPairs(command.headers));
         return;
       case 'join': {
         const refused = this.join(held, command);
@@ -535,16 +535,16 @@ export class RayoService implements ImComponent, DomainService {
     let held: HeldCall | undefined;
     const call = new MediaParty(this.callService.router, id, accountId, from, to, () => this.options.openMedia(id), {
       ringing: (c) => c.controller && this.sendEvent(held!, c.controller, { kind: 'ringing', headers: NO_HEADERS }),
-      answered: (c) => {
+      answered: (c, headers) => {
         clearTimeout(held!.dialTimer);
-        if (c.controller) this.sendEvent(held!, c.controller, { kind: 'answered', headers: NO_HEADERS });
+        if (c.controller) this.sendEvent(held!, c.controller, { kind: 'answered', headers: rayoHeaders(headers) });
         // dial with a join: made once the call is answered (XEP "Joining Calls": the new call joins at once).
         const join = held!.pendingJoin;
         held!.pendingJoin = undefined;
         const refused = join && this.join(held!, join);
         if (refused) this.log.warn({ event: 'rayo.join_failed', call: c.id, error: refused.text }, "a dialed call could not be joined as its dial asked");
       },
-      ended: (_c, reason, code) => this.ended(held!, reason, code),
+      ended: (_c, reason, code, headers) => this.ended(held!, reason, code, headers),
     }, incoming);
     held = { call, domain, offeredTo, components: new Map(), join: undefined };
     this.calls.set(id, held);
@@ -684,7 +684,7 @@ export class RayoService implements ImComponent, DomainService {
     this.deliverTo(held, controller, buildEventPresence({ from, to: controller }, event, { stamp: new Date() }));
   }
 
-  private ended(held: HeldCall, reason: EndReason, code?: number): void {
+  private ended(held: HeldCall, reason: EndReason, code?: number, headers?: [string, string][]): void {
     const { call } = held;
     clearTimeout(held.dialTimer);
     // Its components complete first (reason hangup), it leaves its join, then the call ends.
@@ -695,7 +695,7 @@ export class RayoService implements ImComponent, DomainService {
     if (count > 0) this.perAccount.set(call.accountId, count);
     else this.perAccount.delete(call.accountId);
     const told = call.controller !== undefined ? [call.controller] : [...held.offeredTo];
-    const event: RayoEvent = { kind: 'end', reason, ...(code !== undefined && { platformCode: String(code) }), headers: NO_HEADERS };
+    const event: RayoEvent = { kind: 'end', reason, ...(code !== undefined && { platformCode: String(code) }), headers: rayoHeaders(headers) };
     for (const jid of told) this.sendEvent(held, jid, event);
     this.log.info({ event: 'rayo.call_ended', call: call.id, reason, code }, 'a Rayo call ended');
   }
@@ -790,5 +790,15 @@ function codeOfRejectReason(reason: 'decline' | 'busy' | 'error'): number {
   return reason === 'busy' ? 486 : reason === 'decline' ? 603 : 500;
 }
 
-/** Headers are carried as they are when the binding knows them; none travel through the engine yet. */
+/** Events with no headers to show (ringing: provisional responses' headers are not carried). */
 const NO_HEADERS: readonly Header[] = [];
+
+/** Extension headers the other side sent (its 200, BYE or refusal), as Rayo events show them. */
+function rayoHeaders(headers: readonly [string, string][] | undefined): readonly Header[] {
+  return headers ? headers.map(([name, value]) => ({ name, value })) : NO_HEADERS;
+}
+
+/** A command's headers as the call engine carries them: extension (`X-`) headers only (signal.ts extensionHeaders). */
+function headerPairs(headers: readonly Header[]): [string, string][] | undefined {
+  return extensionHeaders(headers.map((h): [string, string] => [h.name, h.value]));
+}
