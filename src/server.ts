@@ -247,11 +247,13 @@ async function build(rawStore: Store, config: Config, log: Logger, options: Serv
       openMedia: (id) => media.openEndpoint(id),
       renderer: prompts,
       node: node.id,
+      isAlive: async (id) => (await node.peer(id)) !== undefined,
       log: log.child({ component: 'apps' }),
       metrics,
-      // A message an application delivers (voicemail) is local mail to the account, through its Mail Rules.
+      // A message an application delivers (voicemail) is local mail to the account, through its Mail
+      // Rules; not authenticated (its From is what a caller claimed).
       deliver: async (account, raw, sender) => {
-        await delivery.deliver(raw, { account, sender, recipient: `${account.name}@${account.domain}`, authenticated: true, remoteAddress: '' });
+        await delivery.deliver(raw, { account, sender, recipient: `${account.name}@${account.domain}`, authenticated: false, remoteAddress: '' });
       },
     },
     {

@@ -26,6 +26,7 @@ before(async () => {
     ports: { ximss: 0, http: 0, smtp: 0, xmpp: 0, sip: 0 },
     apps: { directory: APPS, tasksPerAccount: 6 },
     calls: {
+      callsPerAccount: 3,
       applicationRoutes: [
         { address: 'ivr-*@example.test', account: 'pbx@example.test', program: 'echo' },
         { address: 'conf-*@example.test', account: 'pbx@example.test', program: 'conference' },
@@ -312,6 +313,24 @@ describe('calls to applications', () => {
     } finally {
       rtp.close();
     }
+  });
+});
+
+describe('calls placed by tasks', () => {
+  it('dial: a call not answered in time fails, calls beyond the account\'s limit are refused, the server goes on', async () => {
+    const { client } = await user('dialer');
+    const callee = await bound('dialee');
+    await ok(client, `<taskStart programName="echo" entryName="dial"><param>${callee.address}</param><param>4</param></taskStart>`);
+    // Three ring (and are not answered in time); the fourth is over calls.callsPerAccount (3).
+    const report = readValue(await event(client, 'dialed', 20_000)) as string[];
+    assert.equal(report.length, 4);
+    assert.equal(report.filter((r) => /not answered \(timeout\)/.test(r)).length, 3, report.join(' | '));
+    assert.equal(report.filter((r) => r === 'an account may have 3 calls at once').length, 1, report.join(' | '));
+    for (let i = 0; i < 3; i++) await callee.client.takeAsync('callIncoming', () => true, 10_000);
+    // A dial to nobody fails with the refusal's code.
+    await ok(client, '<taskStart programName="echo" entryName="dial"><param>nobody-at-all@example.test</param></taskStart>');
+    assert.match((readValue(await event(client, 'dialed', 20_000)) as string[])[0]!, /not answered \(error 404\)/);
+    await ok(client, '<noop/>');
   });
 });
 

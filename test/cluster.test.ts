@@ -68,7 +68,12 @@ before(async () => {
   pg = await startPostgres();
   url = await pg.createDatabase('cluster');
   relayPort = await freePort();
-  config = { outbound: { relay: `127.0.0.1:${relayPort}` }, limits: { sessionsPerAccount: 4, loginFailuresPerAddress: 6 } };
+  config = {
+    outbound: { relay: `127.0.0.1:${relayPort}` },
+    limits: { sessionsPerAccount: 4, loginFailuresPerAddress: 6 },
+    // Conference rooms of the account pbx@example.test (made by the applications test).
+    calls: { applicationRoutes: [{ address: 'conf-*@example.test', account: 'pbx@example.test', program: 'conference' }] },
+  };
   // Started at once: both migrate the same database (one waits for the other's lock).
   [a, b] = await Promise.all([startNode('1', url, config), startNode('2', url, config)]);
   store = await openStore(url, '/nonexistent');
@@ -389,6 +394,29 @@ describe('real-time applications across nodes', () => {
     expectOk(await onA.request(`<taskSendEvent taskRef="${got.attrs.taskRef}" eventName="back">small</taskSendEvent>`));
     assert.equal((await onB.takeAsync('taskEvent', (m) => m.attrs.eventName === 'back', 10_000)).text(), 'small');
     expectOk(await onB.request(`<taskSendEvent taskRef="${ref}" eventName="close"/>`));
+  });
+
+  test('a call to a room goes to the node of the room task, which takes it into the room', async () => {
+    const created = await ximssd(['account', 'add', 'pbx@example.test', '--password', PASSWORD, '--store', url]);
+    assert.equal(created.code, 0, created.stderr);
+    const pbx = await login(a, 'pbx@example.test');
+    expectOk(await pbx.request('<taskCreateMeeting meetingSet="conference" meetingName="77"/>'));
+    expectOk(await pbx.request('<taskStart programName="conference"><param>77</param></taskStart>'));
+    const room = await eventually(async () => (await pbx.request('<taskFindMeeting meetingSet="conference" meetingName="77"/>')).messages[0]?.attrs.taskRef, 'the room task on node 1');
+    expectOk(await pbx.request(`<taskSendEvent taskRef="${room}" eventName="subscribe"/>`));
+    await pbx.takeAsync('taskEvent', (m) => m.attrs.eventName === 'participants', 10_000);
+    // A caller on node 2 calls the room: its task starts on node 1, where the room is.
+    const caller = await newAccount('roomcaller');
+    const onB = await login(b, caller);
+    expectOk(await onB.request('<signalBind/>'));
+    const sdp = '<sdpText>v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 8000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n</sdpText>';
+    expectOk(await onB.request(`<callStart callLeg="room" peer="conf-77@example.test">${sdp}</callStart>`));
+    await onB.takeAsync('callConnected', (m) => m.attrs.callLeg === 'room', 15_000);
+    const joined = await pbx.takeAsync('taskEvent', (m) => m.attrs.eventName === 'joined', 15_000);
+    assert.match(joined.toString(), new RegExp(caller.replace(/[.]/g, '\\.')));
+    expectOk(await onB.request('<callKill callLeg="room"/>'));
+    await pbx.takeAsync('taskEvent', (m) => m.attrs.eventName === 'left', 15_000);
+    expectOk(await pbx.request(`<taskSendEvent taskRef="${room}" eventName="close"/>`));
   });
 });
 

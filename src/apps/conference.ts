@@ -9,7 +9,9 @@
  * - **By phone**: a call routed to the program (`"program": "conference"` in
  *   calls.applicationRoutes, or a Signal Rule `Redirect to #conference`) joins the room named by
  *   the called address's suffix (`conf-4711@…`, `conference+4711@…`), else the caller is asked
- *   for the number and types it followed by `#`. The room task starts on the first call.
+ *   for the number and types it followed by `#`. The room task starts on the first call. In a
+ *   cluster, a call naming its room goes to the node of the room's task (`meetingOfCall`); one
+ *   that types the number must reach that node, else it hears that the room cannot be joined.
  * - **From a XIMSS client**: `taskFindMeeting meetingSet="conference" meetingName="4711"` gives the
  *   room task's taskRef; `taskSendEvent eventName="subscribe"` to it brings `taskEvent`s:
  *   `participants` (the list: a dictionary per call with `id`, `from`, `muted`), `joined`, `left`,
@@ -25,6 +27,9 @@ import { AppError, type AppCall, type Application, type Task, type TaskEvent, ty
 
 const SET = 'conference';
 const IDLE_SECONDS = 300;
+const MAX_IDLE_SECONDS = 3600;
+/** A subscription lasts this long after the subscriber's last `subscribe` or `list`: a client that is gone stops being told. */
+const SUBSCRIPTION_MS = 3600_000;
 /** A room's name: what a caller can type, or what a client gives. */
 const ROOM = /^[A-Za-z0-9_.-]{1,64}$/;
 
@@ -43,11 +48,23 @@ async function roomTask(task: Task, room: string): Promise<string | undefined> {
   return task.startTask('conference', 'main', [room]);
 }
 
+/** Hands the call to the room's task; a holder that is gone (a task or session that ended) is cleared and a new room task takes it. */
+async function joinRoom(task: Task, call: AppCall, room: string, handle: string): Promise<void> {
+  try {
+    task.handOver(call, handle);
+  } catch (err) {
+    if (!(err instanceof AppError) || err.message !== 'task not found') throw err;
+    await task.meetings.clear(SET, room).catch(() => {});
+    task.handOver(call, task.startTask('conference', 'main', [room]));
+  }
+}
+
 /** A room: its mixer, who is in it, who listens to its events. */
 async function runRoom(task: Task): Promise<void> {
   const room = task.parameters[0] ?? '';
   if (!ROOM.test(room)) throw new AppError('a room needs a name (letters, digits, _ . -)');
-  const idleSeconds = Number(task.parameters[1] ?? IDLE_SECONDS) || IDLE_SECONDS;
+  const asked = Number(task.parameters[1] ?? IDLE_SECONDS);
+  const idleSeconds = Number.isFinite(asked) ? Math.min(MAX_IDLE_SECONDS, Math.max(1, asked)) : IDLE_SECONDS;
   await task.meetings.create(SET, room).catch((err: unknown) => {
     if (!(err instanceof Error && /exists/.test(err.message))) throw err;
   });
@@ -57,18 +74,30 @@ async function runRoom(task: Task): Promise<void> {
     // Another task holds the room (two first callers at once): the calls handed here go there.
     const holder = (await task.meetings.find(SET, room))?.task;
     for (let event = await task.readInput(0); event; event = await task.readInput(0)) {
-      if (event.call && holder) task.handOver(event.call, holder);
-      else event.call?.hangup();
+      if (!event.call) continue;
+      try {
+        if (!holder) throw new AppError('nobody holds the room');
+        task.handOver(event.call, holder);
+      } catch {
+        event.call.hangup();
+      }
     }
     if (!holder) throw err;
     return;
   }
-  const mixer = task.mixer(`conference-${room}`);
+  // The mixer is this task's own: another room task of the same room (after a clear) has its own.
+  const mixer = task.mixer(`conference-${room}-${task.handle}`);
   const muted = new Set<string>();
-  const subscribers = new Set<string>();
+  /** Who listens to the room's events, until when. */
+  const subscribers = new Map<string, number>();
   const tell = (name: string, parameter?: XimssValue): void => {
-    for (const to of subscribers) void task.sendEvent(to, name, parameter).catch(() => subscribers.delete(to));
+    const now = Date.now();
+    for (const [to, until] of subscribers) {
+      if (until < now) subscribers.delete(to);
+      else void task.sendEvent(to, name, parameter).catch(() => subscribers.delete(to));
+    }
   };
+  let announcing = false;
   const describe = (call: AppCall): { [key: string]: XimssValue } => ({ id: call.id, from: call.from.address, muted: muted.has(call.id) ? 'yes' : 'no' });
   const participants = (): XimssValue => mixer.calls.map(describe);
   const byId = (id: XimssValue | undefined): AppCall | undefined => mixer.calls.find((c) => c.id === id);
@@ -76,7 +105,15 @@ async function runRoom(task: Task): Promise<void> {
   task.log.info('the room is open', { room });
 
   const join = (call: AppCall): void => {
-    mixer.join(call, 'duplex');
+    if (call.state !== 'connected') return;
+    try {
+      mixer.join(call, 'duplex');
+    } catch (err) {
+      // The room is full (or the call went meanwhile): that caller is told, the room goes on.
+      task.log.warn('a call could not join the room', { room, error: err instanceof Error ? err.message : String(err) });
+      void call.play({ text: 'Sorry, this conference is full.' }).finally(() => call.hangup());
+      return;
+    }
     void mixer.play({ beep: true }).catch(() => {});
     tell('joined', describe(call));
     void call.ended.then(() => {
@@ -99,7 +136,7 @@ async function runRoom(task: Task): Promise<void> {
         break;
       case 'subscribe':
         if (event.from) {
-          subscribers.add(event.from);
+          subscribers.set(event.from, Date.now() + SUBSCRIPTION_MS);
           await task.sendEvent(event.from, 'participants', participants()).catch(() => subscribers.delete(event.from!));
         }
         break;
@@ -107,12 +144,15 @@ async function runRoom(task: Task): Promise<void> {
         if (event.from) subscribers.delete(event.from);
         break;
       case 'list':
-        if (event.from) await task.sendEvent(event.from, 'participants', participants()).catch(() => {});
+        if (event.from) {
+          if (subscribers.has(event.from)) subscribers.set(event.from, Date.now() + SUBSCRIPTION_MS);
+          await task.sendEvent(event.from, 'participants', participants()).catch(() => {});
+        }
         break;
       case 'mute':
       case 'unmute': {
         const call = byId(event.parameter);
-        if (!call) break;
+        if (!call || call.state !== 'connected') break;
         if (event.name === 'mute') muted.add(call.id);
         else muted.delete(call.id);
         mixer.join(call, event.name === 'mute' ? 'recv' : 'duplex');
@@ -123,7 +163,14 @@ async function runRoom(task: Task): Promise<void> {
         byId(event.parameter)?.hangup();
         break;
       case 'announce':
-        if (typeof event.parameter === 'string' && event.parameter.trim() !== '') void mixer.play({ text: event.parameter.slice(0, 1000) }).catch(() => {});
+        // One announcement at a time: text-to-speech is shared by the whole server.
+        if (!announcing && typeof event.parameter === 'string' && event.parameter.trim() !== '') {
+          announcing = true;
+          void mixer
+            .play({ text: event.parameter.slice(0, 1000) })
+            .catch(() => {})
+            .finally(() => (announcing = false));
+        }
         break;
       case 'close':
         for (const call of mixer.calls) call.hangup();
@@ -151,7 +198,7 @@ async function runCaller(task: Task): Promise<void> {
     const handle = room !== '' && ROOM.test(room) ? await roomTask(task, room) : undefined;
     if (handle) {
       try {
-        task.handOver(call, handle);
+        await joinRoom(task, call, room!, handle);
         return;
       } catch (err) {
         task.log.warn('the call could not join its room', { room, error: err instanceof Error ? err.message : String(err) });
@@ -169,6 +216,11 @@ const conference: Application = {
   entries: {
     main: runRoom,
     call: runCaller,
+  },
+  // A call to conf-<room> starts on the node of the room's task, which it is handed to.
+  meetingOfCall: (called) => {
+    const room = roomOfAddress(called);
+    return room === undefined ? undefined : { set: SET, name: room };
   },
   scripts: {
     /** The account's rooms: a dictionary per room with `name` and `active` (yes when someone is in it). */

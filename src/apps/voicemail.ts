@@ -33,8 +33,15 @@ const voicemail: Application = {
     async call(task) {
       const call = task.call;
       if (!call) return;
-      await call.answer();
-      await call.play({ text: greetingOf(task) }, { bargeIn: true });
+      try {
+        await call.answer();
+      } catch (err) {
+        // The caller hung up before the answer: nothing to record.
+        if (call.state === 'ended') return;
+        throw err;
+      }
+      // Without the greeting (text-to-speech busy or missing), the beep alone invites the message.
+      await call.play({ text: greetingOf(task) }, { bargeIn: true }).catch((err: unknown) => task.log.warn('the greeting could not be played', { error: err instanceof Error ? err.message : String(err) }));
       if (call.state !== 'connected') return;
       const recording = await call.record({ maxSeconds: MAX_SECONDS, finalSilenceSeconds: SILENCE_SECONDS, initialSilenceSeconds: 10, beep: true, stopKeys: '#' });
       // A caller who hung up at once, or said nothing at all, leaves no message.

@@ -22,7 +22,7 @@ export class ClusterNode {
   private stopped = false;
   private lastPrune = 0;
   /** Told of each node found dead and forgotten (what its processes held is free). */
-  readonly gone: ((node: string) => void)[] = [];
+  readonly gone: ((node: string) => Promise<void>)[] = [];
 
   constructor(
     private readonly store: Store,
@@ -97,9 +97,10 @@ export class ClusterNode {
     }
     // Nodes dead for a good while are forgotten, with the sessions they held.
     for (const dead of await this.store.cluster.deadNodes(now - 10 * this.config.cluster.nodeTimeoutSeconds * 1000)) {
+      // What its processes held is freed first: should that fail, the node is still found dead next time.
+      for (const listener of this.gone) await listener(dead.id);
       await this.store.cluster.removeNode(dead.id);
       this.log.warn({ event: 'cluster.node_gone', node: dead.id, url: dead.httpUrl }, `node ${dead.id} is gone; its sessions are forgotten`);
-      for (const listener of this.gone) listener(dead.id);
     }
   }
 }

@@ -34,6 +34,11 @@ export interface Application {
   scripts?: Record<string, Script>;
   /** Application helpers by name (XIMSS `callHelper name=<helper>`), shared by every application. */
   helpers?: Record<string, Script>;
+  /**
+   * The meeting whose holder a call to this address is for (a conference room): the call's task
+   * then starts on the node of the task holding it, so that it can hand the call over there.
+   */
+  meetingOfCall?: (called: string) => { set: string; name: string } | undefined;
 }
 
 /** A script or helper: the request's parameter object in, a result object (or nothing) out. */

@@ -118,6 +118,8 @@ export class TaskCall implements AppCall {
     } catch (err) {
       throw new AppError(`the call could not be answered: ${err instanceof Error ? err.message : String(err)}`);
     }
+    // The caller may have gone while the media was set up.
+    if (this.endedWith) throw new AppError('the caller hung up');
     this.listenForKeys();
   }
 
@@ -176,6 +178,7 @@ export class TaskCall implements AppCall {
     const finalSilence = Math.round((options.finalSilenceSeconds ?? 3) * FRAMES_PER_SECOND);
     const initialSilence = Math.round((options.initialSilenceSeconds ?? 5) * FRAMES_PER_SECOND);
     const stopKeys = options.stopKeys ?? '#';
+    if (this.endedWith) return { wav: encodeWav(new Int16Array(0), { sampleRate: CALL_RATE }), seconds: 0, reason: 'hungup', speech: false };
     if (this.state !== 'connected') throw new AppError('the call is not connected');
     if (options.beep !== false) await this.play({ beep: true });
     // Keys pressed before the beep belong to what came before.

@@ -11,7 +11,7 @@ import type { AccountService } from '../accounts.js';
 import { MediaParty, type MediaPartyEvents, type PartyMedia } from '../calls/media-party.js';
 import type { PortAddress } from '../calls/router.js';
 import { CallRefused, type CallService } from '../calls/service.js';
-import type { Signal } from '../calls/signal.js';
+import type { CallTarget, Signal } from '../calls/signal.js';
 import { randomId } from '../ids.js';
 import { AppError, type AppAccount, type AppCall, type AppLogger, type Application, type AppMixer, type MailToDeliver, type Task, type TaskEvent } from './api.js';
 import { TaskCall } from './app-call.js';
@@ -33,6 +33,8 @@ export interface AppServiceDeps {
   openMedia: (id: string) => PartyMedia;
   renderer: PromptRenderer;
   node: string;
+  /** Whether a node of the cluster is alive (a call goes to the node of its meeting's holder only then). */
+  isAlive: (node: string) => Promise<boolean>;
   log: Logger;
   metrics?: Metrics;
 }
@@ -45,10 +47,14 @@ export interface AppOptions {
   meetings: MeetingLimits;
 }
 
-/** Events waiting to be read by one task: past this, new ones are dropped (and logged). */
+/** Events waiting to be read by one task, and their bytes: past either, new ones are dropped (and logged). */
 const INBOX_EVENTS = 1000;
+const INBOX_BYTES = 1024 * 1024;
 /** The largest event parameter (its XML presentation's size, roughly). */
 export const EVENT_PARAMETER_BYTES = 64 * 1024;
+/** The longest a dial rings, and the longest readInput waits with a timeout (under setTimeout's 24.8 days), seconds. */
+const MAX_DIAL_SECONDS = 3600;
+const MAX_WAIT_SECONDS = 2_000_000;
 /** How long a script or helper may take, ms. */
 const SCRIPT_MS = 30_000;
 /** How long an event too large for the bus waits in the shared state for its node, ms. */
@@ -71,8 +77,11 @@ export class AppService {
   private programs = new Map<string, Application>();
   private helpers = new Map<string, { program: string; helper: NonNullable<Application['helpers']>[string] }>();
   private readonly endpoints = new Map<string, Endpoint>();
+  /** Per endpoint, the delivery of the last event of another node (the next waits for it). */
+  private readonly arriving = new Map<string, Promise<void>>();
   private readonly tasks = new Map<string, RunningTask>();
-  private readonly perAccount = new Map<number, number>();
+  /** Tasks sessions and other tasks started (not those of calls), per account. */
+  private readonly startedPerAccount = new Map<number, number>();
   private readonly mixers = new Map<string, TaskMixer>();
   readonly meetings: MeetingService;
   private readonly unsubscribe: (() => void)[];
@@ -84,8 +93,8 @@ export class AppService {
     private readonly options: AppOptions,
   ) {
     this.meetings = new MeetingService(deps.meetings, options.meetings, deps.node);
-    this.unsubscribe = [deps.bus.on('taskEvent', (event, remote) => void (remote && this.heard(event)))];
-    deps.calls.usePrograms((account, program) => (this.programs.has(program) ? { kind: 'app', node: deps.node, accountId: account.id, program } : undefined));
+    this.unsubscribe = [deps.bus.on('taskEvent', (event, remote) => remote && this.heard(event))];
+    deps.calls.usePrograms((account, program, called) => this.nodeForCall(account.id, program, called));
     deps.calls.onTarget(
       'app',
       (target, invite, replyTo) => this.offer(target.accountId, target.program, invite, replyTo),
@@ -122,12 +131,10 @@ export class AppService {
     return this.tasks.size;
   }
 
-  /** A node is gone: the meetings its tasks held are free. */
-  nodeGone(node: string): void {
-    void this.meetings.nodeGone(node).then(
-      (freed) => freed > 0 && this.deps.log.info({ event: 'apps.meetings_freed', node, meetings: freed }, 'meetings held by the tasks of a node that is gone are free'),
-      (err: unknown) => this.deps.log.error({ event: 'apps.meetings_failed', node, error: errorText(err) }, 'meetings of a node that is gone could not be freed'),
-    );
+  /** A node is gone: the meetings its tasks held are free (a failure is thrown: the node is tried again). */
+  async nodeGone(node: string): Promise<void> {
+    const freed = await this.meetings.nodeGone(node);
+    if (freed > 0) this.deps.log.info({ event: 'apps.meetings_freed', node, meetings: freed }, 'meetings held by the tasks of a node that is gone are free');
   }
 
   // --- tasks ---
@@ -143,12 +150,12 @@ export class AppService {
   }
 
   private run(program: string, entry: string, body: (task: Task) => Promise<void>, account: AccountRecord, start: { parameters?: readonly string[]; starter?: string; call?: TaskCall }): RunningTask {
-    this.checkRoom(account.id);
+    this.checkRoom(account.id, start.call !== undefined);
     const handle = `${this.deps.node}~${randomId(16)}`;
     const task = new RunningTask(this, handle, program, entry, account, start.parameters ?? [], start.starter, start.call, this.taskLog(program, handle), this.stopping.signal);
     this.tasks.set(handle, task);
     this.endpoints.set(handle, task);
-    this.perAccount.set(account.id, (this.perAccount.get(account.id) ?? 0) + 1);
+    if (!start.call) this.startedPerAccount.set(account.id, (this.startedPerAccount.get(account.id) ?? 0) + 1);
     if (start.call) {
       start.call.driver = handle;
       task.own(start.call);
@@ -163,17 +170,26 @@ export class AppService {
     return task;
   }
 
-  private checkRoom(accountId: number): void {
-    if (this.tasks.size >= this.options.tasksPerNode) throw new AppError('the server runs as many tasks as it may');
-    if ((this.perAccount.get(accountId) ?? 0) >= this.options.tasksPerAccount) throw new AppError(`an account may run ${this.options.tasksPerAccount} tasks at once`);
+  /**
+   * Whether a task may start: within the node's tasks, and the account's for tasks its users
+   * start; a tenth of the node's tasks is kept for calls (whose tasks the call limits bound), so
+   * that tasks started by sessions cannot keep voicemail from answering.
+   */
+  private checkRoom(accountId: number, forCall = false): void {
+    if (this.stopping.signal.aborted) throw new AppError('the server is stopping');
+    const reserved = forCall ? 0 : Math.ceil(this.options.tasksPerNode / 10);
+    if (this.tasks.size >= this.options.tasksPerNode - reserved) throw new AppError('the server runs as many tasks as it may');
+    if (!forCall && (this.startedPerAccount.get(accountId) ?? 0) >= this.options.tasksPerAccount) throw new AppError(`an account may run ${this.options.tasksPerAccount} tasks at once`);
   }
 
   private ended(task: RunningTask, error: unknown): void {
     if (!this.tasks.delete(task.handle)) return;
     this.endpoints.delete(task.handle);
-    const left = (this.perAccount.get(task.account.id) ?? 1) - 1;
-    if (left <= 0) this.perAccount.delete(task.account.id);
-    else this.perAccount.set(task.account.id, left);
+    if (!task.forCall) {
+      const left = (this.startedPerAccount.get(task.account.id) ?? 1) - 1;
+      if (left <= 0) this.startedPerAccount.delete(task.account.id);
+      else this.startedPerAccount.set(task.account.id, left);
+    }
     task.finish();
     void this.meetings.tasksEnded([task.handle]).catch((err: unknown) => this.deps.log.error({ event: 'apps.meetings_failed', task: task.handle, error: errorText(err) }, "a task's meetings could not be freed"));
     if (error === undefined) this.deps.log.info({ event: 'apps.task_ended', program: task.program, task: task.handle }, 'a task ended');
@@ -220,31 +236,52 @@ export class AppService {
     const local = this.endpoints.get(to);
     if (local) {
       // Delivered after the sender goes on, as if it had travelled.
-      queueMicrotask(() => local.deliver({ name, ...(parameter !== undefined && { parameter }), ...(from !== undefined && { from }) }));
+      queueMicrotask(() => this.deliverSafely(local, { name, ...(parameter !== undefined && { parameter }), ...(from !== undefined && { from }) }));
       return;
     }
     if (node === this.deps.node) throw new AppError('task not found');
     const event = { to, name, ...(from !== undefined && { from }), ...(parameter !== undefined && { parameter: encodeValue(parameter) }) };
     const json = JSON.stringify(event);
     // The relay's JSON around the event stays under its limit; a larger one waits in the store.
-    if (json.length * 1.2 + 200 < MAX_RELAY_MESSAGE) return this.deps.bus.publish('taskEvent', event);
+    if (Buffer.byteLength(json) * 1.2 + 200 < MAX_RELAY_MESSAGE) return this.deps.bus.publish('taskEvent', event);
     const key = randomBytes(12).toString('hex');
     const now = Date.now();
     await this.deps.shared.update('task-event', key, now, () => ({ value: json, expires: now + KEPT_EVENT_MS, result: undefined }));
     this.deps.bus.publish('taskEvent', { to, key });
   }
 
-  private async heard(event: BusEvents['taskEvent']): Promise<void> {
-    const endpoint = this.endpoints.get(event.to);
-    if (!endpoint) return;
-    let whole: BusEvents['taskEvent'] = event;
-    if (event.key !== undefined) {
-      const kept = await this.deps.shared.get('task-event', event.key, Date.now()).catch(() => undefined);
-      if (typeof kept !== 'string') return;
-      whole = JSON.parse(kept) as BusEvents['taskEvent'];
+  /**
+   * An event of another node for a task or session here. Events for one endpoint are delivered in
+   * the order they came, even when one of them first has to be read from the shared state.
+   */
+  private heard(event: BusEvents['taskEvent']): void {
+    if (!this.endpoints.has(event.to)) return;
+    const previous = this.arriving.get(event.to) ?? Promise.resolve();
+    const next = previous
+      .then(async () => {
+        let whole: BusEvents['taskEvent'] = event;
+        if (event.key !== undefined) {
+          const kept = await this.deps.shared.get('task-event', event.key, Date.now());
+          if (typeof kept !== 'string') return;
+          whole = JSON.parse(kept) as BusEvents['taskEvent'];
+        }
+        const endpoint = this.endpoints.get(event.to);
+        if (!endpoint || typeof whole.name !== 'string') return;
+        this.deliverSafely(endpoint, { name: whole.name, ...(typeof whole.from === 'string' && { from: whole.from }), ...(whole.parameter !== undefined && { parameter: decodeValue(whole.parameter) }) });
+      })
+      .catch((err: unknown) => this.deps.log.warn({ event: 'apps.event_lost', to: event.to, error: errorText(err) }, 'an event from another node could not be delivered'));
+    this.arriving.set(event.to, next);
+    void next.then(() => {
+      if (this.arriving.get(event.to) === next) this.arriving.delete(event.to);
+    });
+  }
+
+  private deliverSafely(endpoint: Endpoint, event: TaskEvent): void {
+    try {
+      endpoint.deliver(event);
+    } catch (err) {
+      this.deps.log.error({ event: 'apps.event_lost', error: errorText(err) }, 'an event could not be delivered');
     }
-    if (whole.name === undefined) return;
-    endpoint.deliver({ name: whole.name, ...(whole.from !== undefined && { from: whole.from }), ...(whole.parameter !== undefined && { parameter: decodeValue(whole.parameter) }) });
   }
 
   /** Hands a task's call to another task of this node (see Task.handOver). */
@@ -252,6 +289,8 @@ export class AppService {
     const target = this.tasks.get(to);
     if (!target) throw new AppError(nodeOf(to) === this.deps.node || nodeOf(to) === undefined ? 'task not found' : 'the task runs on another node: a call is handed over on its own node only');
     if (!from.owns(call)) throw new AppError('the call is not this task\'s');
+    if (call.state === 'ended') throw new AppError('the call is over');
+    if (target.account.id !== from.account.id) throw new AppError('a call is handed over to a task of the same account only');
     if (parameter !== undefined && valueSize(parameter) > EVENT_PARAMETER_BYTES) throw new AppError(`an event parameter takes at most ${EVENT_PARAMETER_BYTES} bytes`);
     from.disown(call);
     target.own(call);
@@ -260,6 +299,25 @@ export class AppService {
   }
 
   // --- calls ---
+
+  /**
+   * Where a call for a program starts its task: the node of the task holding the meeting the
+   * program names for the address (Application.meetingOfCall), else this one.
+   */
+  private async nodeForCall(accountId: number, program: string, called: string): Promise<CallTarget | undefined> {
+    const app = this.programs.get(program);
+    if (!app) return undefined;
+    let node = this.deps.node;
+    try {
+      const meeting = app.meetingOfCall?.(called);
+      const holder = meeting && (await this.meetings.find(accountId, meeting.set, meeting.name))?.task;
+      const holderNode = holder === undefined ? undefined : nodeOf(holder);
+      if (holderNode !== undefined && holderNode !== node && (await this.deps.isAlive(holderNode))) node = holderNode;
+    } catch (err) {
+      this.deps.log.warn({ event: 'apps.placement_failed', program, error: errorText(err) }, 'the node of a call to an application could not be chosen; this one takes it');
+    }
+    return { kind: 'app', node, accountId, program };
+  }
 
   /** A call for a program: a task of its `call` entry (else `main`) starts with it. */
   private offer(accountId: number, program: string, invite: Extract<Signal, { kind: 'invite' }>, replyTo: PortAddress): MediaParty | undefined {
@@ -270,7 +328,7 @@ export class AppService {
       return undefined;
     }
     try {
-      this.checkRoom(accountId);
+      this.checkRoom(accountId, true);
     } catch (err) {
       this.deps.log.warn({ event: 'apps.call_refused', program, reason: errorText(err) }, 'a call for an application was refused');
       return undefined;
@@ -305,6 +363,8 @@ export class AppService {
     const call = this.newCall(task.account.id, from, { address: to }, task.handle);
     task.own(call);
     const answered = new Promise<void>((resolve, reject) => (call.dialed = { resolve, reject }));
+    // Awaited below; abandoned (its rejection expected) when the call cannot be placed.
+    answered.catch(() => {});
     let sdp: string;
     try {
       sdp = await call.media.dialOffer();
@@ -319,7 +379,7 @@ export class AppService {
       call.hangup();
       throw new AppError(err instanceof CallRefused ? err.message : `the call could not be placed: ${errorText(err)}`);
     }
-    const timer = setTimeout(() => call.media.timeout(), Math.max(1, timeoutSeconds) * 1000);
+    const timer = setTimeout(() => call.media.timeout(), clampSeconds(timeoutSeconds, 1, MAX_DIAL_SECONDS) * 1000);
     try {
       await answered;
     } finally {
@@ -356,8 +416,8 @@ export class AppService {
     })
       .compile()
       .build();
-    const sender = /<([^>]*)>/.exec(message.from)?.[1] ?? message.from;
-    await this.deps.deliver(record, raw, sender);
+    // The null reverse path: the From is what a caller claimed, and no rule's reply should go there.
+    await this.deps.deliver(record, raw, '');
   }
 
   // --- scripts and helpers ---
@@ -423,6 +483,9 @@ class RunningTask implements Task, Endpoint {
   private readonly mixers = new Set<TaskMixer>();
   private readonly aborter = new AbortController();
   private done = false;
+  private queuedBytes = 0;
+  private dropping = false;
+  private unlisten: (() => void) | undefined;
   readonly meetings;
   readonly account: AppAccount;
 
@@ -441,9 +504,19 @@ class RunningTask implements Task, Endpoint {
   ) {
     this.account = appAccount(record);
     this.meetings = service.meetings.of(record.id, () => handle);
-    if (stopping.aborted) this.aborter.abort();
-    else stopping.addEventListener('abort', () => this.aborter.abort(), { once: true });
     this.aborter.signal.addEventListener('abort', () => this.wake(undefined), { once: true });
+    // The server's stop reaches the task while it runs (and lets go of it when it ends).
+    const stop = (): void => this.aborter.abort();
+    if (stopping.aborted) stop();
+    else {
+      stopping.addEventListener('abort', stop, { once: true });
+      this.unlisten = () => stopping.removeEventListener('abort', stop);
+    }
+  }
+
+  /** A task started for a call (its account's started tasks do not count it). */
+  get forCall(): boolean {
+    return this.call !== undefined;
   }
 
   get accountId(): number {
@@ -457,11 +530,16 @@ class RunningTask implements Task, Endpoint {
   deliver(event: TaskEvent): void {
     if (this.done) return;
     if (this.waiter) return this.wake(event);
-    if (this.queue.length >= INBOX_EVENTS) {
-      this.log.warn('an event was dropped: the task has too many unread', { eventName: event.name });
+    const size = eventSize(event);
+    if (this.queue.length >= INBOX_EVENTS || this.queuedBytes + size > INBOX_BYTES) {
+      // Logged once for a run of dropped events, not for each.
+      if (!this.dropping) this.log.warn('events are dropped: the task has too many unread', { eventName: event.name, unread: this.queue.length });
+      this.dropping = true;
       return;
     }
+    this.dropping = false;
     this.queue.push(event);
+    this.queuedBytes += size;
   }
 
   private wake(event: TaskEvent | undefined): void {
@@ -472,11 +550,14 @@ class RunningTask implements Task, Endpoint {
 
   readInput(timeoutSeconds?: number): Promise<TaskEvent | undefined> {
     const queued = this.queue.shift();
-    if (queued) return Promise.resolve(queued);
+    if (queued) {
+      this.queuedBytes -= eventSize(queued);
+      return Promise.resolve(queued);
+    }
     if (this.aborter.signal.aborted || this.done) return Promise.resolve(undefined);
     if (this.waiter) return Promise.reject(new AppError('readInput is already waiting'));
     return new Promise((resolve) => {
-      const timer = timeoutSeconds === undefined ? undefined : setTimeout(() => this.wake(undefined), Math.max(0, timeoutSeconds) * 1000);
+      const timer = timeoutSeconds === undefined ? undefined : setTimeout(() => this.wake(undefined), clampSeconds(timeoutSeconds, 0, MAX_WAIT_SECONDS) * 1000);
       this.waiter = (event) => {
         clearTimeout(timer);
         resolve(event);
@@ -536,11 +617,18 @@ class RunningTask implements Task, Endpoint {
   /** The entry returned: what the task leaves behind goes (calls it still drives hang up, mixers it made close). */
   finish(): void {
     this.done = true;
+    this.unlisten?.();
     this.wake(undefined);
     this.queue.length = 0;
+    this.queuedBytes = 0;
     for (const call of [...this.calls]) call.hangup();
     for (const mixer of this.mixers) mixer.close();
   }
+}
+
+/** Roughly the memory an unread event holds. */
+function eventSize(event: TaskEvent): number {
+  return 64 + event.name.length + (event.parameter === undefined ? 0 : valueSize(event.parameter));
 }
 
 function appAccount(account: AccountRecord): AppAccount {
@@ -556,4 +644,9 @@ function nodeOf(handle: string): string | undefined {
 function checkEventName(name: string): void {
   // eslint-disable-next-line no-control-regex
   if (name === '' || name.length > 256 || /[\u0000-\u001f\u007f]/.test(name)) throw new AppError('an event needs a name of 1 to 256 characters without control characters');
+}
+
+/** A number of seconds an application gave, within [min, max] (NaN is the minimum). */
+function clampSeconds(value: number, min: number, max: number): number {
+  return Number.isNaN(value) ? min : Math.min(max, Math.max(min, value));
 }

@@ -77,8 +77,11 @@ function programTarget(target: string): string | undefined {
   return match?.[1];
 }
 
-/** Where the calls of a real-time application go: a task of the program started with the call (src/services/apps/). */
-export type ProgramLocator = (account: AccountIdentity, program: string) => CallTarget | undefined;
+/**
+ * Where a call to a real-time application goes: a task of the program started with the call
+ * (src/services/apps/), on the node the application chooses for the called address.
+ */
+export type ProgramLocator = (account: AccountIdentity, program: string, called: string) => Promise<CallTarget | undefined>;
 
 /** Why a call could not be placed at all (a bad address, a limit): the caller's `reject` code. */
 export class CallRefused extends Error {
@@ -216,7 +219,7 @@ export class CallService implements CallHooks {
       return { code: 404, reason: `${route.account} does not exist` };
     }
     if (route.program !== undefined) {
-      const target = this.programs?.(account, route.program);
+      const target = await this.programs?.(account, route.program, called);
       return target ? { targets: [target] } : { code: 503, reason: `the application ${route.program} is not available` };
     }
     const targets = await this.applications(account);
@@ -343,7 +346,7 @@ export class CallService implements CallHooks {
           // A rule pointing back at the account itself rings its devices without its rules again;
           // `#rayo` is the account's applications (its available Rayo clients), `#<program>` a real-time application.
           const program = programTarget(target);
-          const app = program !== undefined && program.toLowerCase() !== APPLICATIONS_TARGET ? this.programs?.(account, program) : undefined;
+          const app = program !== undefined && program.toLowerCase() !== APPLICATIONS_TARGET ? await this.programs?.(account, program, called) : undefined;
           if (program !== undefined && program.toLowerCase() !== APPLICATIONS_TARGET && !app) {
             this.log.warn({ event: 'call.program_unknown', account: who, program }, 'a Signal Rule names an application that is not installed');
           }

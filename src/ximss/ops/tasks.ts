@@ -30,7 +30,9 @@ export class SessionTasks {
 
   constructor(apps: AppService, session: Session) {
     this.inbox = apps.openInbox(session.account.id, (event) => this.heard(session, event));
-    session.onEnd(() => this.inbox.close());
+    // A session that ended while its request ran has run its end hooks already.
+    if (session.closed) this.inbox.close();
+    else session.onEnd(() => this.inbox.close());
   }
 
   /** The session's own handle (what tasks send events to). */
@@ -152,6 +154,8 @@ export const taskOperations: OperationTable = {
     const { set, name } = meetingOf(ctx.request);
     const handle = tasksOf(ctx).handle;
     await apps(() => ctx.server.apps.meetings.activate(ctx.session.account.id, set, name, handle));
+    // The session ended while the store activated it (its meetings were freed before): let it go.
+    if (ctx.session.closed) await ctx.server.apps.meetings.deactivate(ctx.session.account.id, set, name, handle).catch(() => {});
   }),
 
   taskDeactivateMeeting: inSession(async (ctx) => {
