@@ -368,6 +368,62 @@ describe('Rayo across nodes', () => {
   });
 });
 
+describe('Rayo: one call, clients on both nodes (XEP-0349)', () => {
+  test('a call is offered to the clients of both nodes; the one on the other node answers, runs a component and hangs up through forwarded commands', async () => {
+    const { ensureSlixmpp, XmppPeer } = await import('./fixtures/xmpp-peer.js');
+    type PresenceEvent = import('./fixtures/xmpp-peer.js').PresenceEvent;
+    await ensureSlixmpp();
+    const app = await newAccount('rayoboth');
+    const set = await ximssd(['account', 'set', app, 'RayoAllowed=yes', '--store', url]);
+    assert.equal(set.code, 0, set.stderr);
+    const caller = await login(a, await newAccount('rayobothcaller'));
+    const caps = '<c xmlns="http://jabber.org/protocol/caps" hash="sha-1" node="urn:xmpp:rayo:client:1" ver="QgayPKawpkPSDYmwT/WM94uAlu0="/>';
+    const near = await XmppPeer.connect({ jid: app, password: PASSWORD, host: '127.0.0.1', port: a.ports.xmpp, resource: 'near' });
+    const far = await XmppPeer.connect({ jid: app, password: PASSWORD, host: '127.0.0.1', port: b.ports.xmpp, resource: 'far' });
+    try {
+      for (const peer of [near, far]) {
+        await peer.raw(`<presence to="example.test">${caps}<show>chat</show></presence>`);
+        await peer.ping();
+      }
+      const sdp = '<sdpText>v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 8000 RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n</sdpText>';
+      // Node 1 (the caller's, with a client of its own) holds the call; it learns of node 2's client through the bus.
+      let offer: PresenceEvent | undefined;
+      let attempt = 0;
+      await eventually(async () => {
+        const leg = `b${accountNumber}-${++attempt}`;
+        expectOk(await caller.request(`<callStart callLeg="${leg}" peer="${app}">${sdp}</callStart>`));
+        const nearOffer = await near.waitFor((e): e is PresenceEvent => e.event === 'presence' && e.xml.includes('<offer'), { timeoutMs: 3000 }).catch(() => undefined);
+        offer = await far.waitFor((e): e is PresenceEvent => e.event === 'presence' && e.xml.includes('<offer') && e.from === nearOffer?.from, { timeoutMs: 3000 }).catch(() => undefined);
+        if (offer) return true;
+        expectOk(await caller.request(`<callKill callLeg="${leg}"/>`));
+        return false;
+      }, 'the offer reaches the clients of both nodes', 20_000);
+      const call = offer!.from!;
+      const answered = await far.iq(`<iq type="set" to="${call}"><answer xmlns="urn:xmpp:rayo:1"/></iq>`);
+      assert.equal(answered.type, 'result', answered.xml);
+      const leg = (await caller.takeAsync('callConnected', () => true, 10_000)).attrs.callLeg!;
+      // The client of node 1 is told the call is someone else's.
+      await near.waitFor((e) => e.event === 'presence' && e.from === call && e.xml.includes('<end'), { timeoutMs: 10_000 });
+      // A component started from node 2 on node 1's call; its events come back to node 2.
+      const started = await far.iq(`<iq type="set" to="${call}"><input xmlns="urn:xmpp:rayo:input:1" mode="dtmf"><grammar url="builtin:dtmf/digits?length=1"/></input></iq>`);
+      assert.equal(started.type, 'result', started.xml);
+      const component = /<ref[^>]*uri="xmpp:[^"/]*\/([^"]+)"/.exec(started.xml)?.[1];
+      assert.ok(component, started.xml);
+      expectOk(await caller.request(`<callSendDTMF callLeg="${leg}">5</callSendDTMF>`));
+      const complete = await far.waitFor((e) => e.event === 'presence' && e.from === `${call}/${component}` && e.xml.includes('<complete'), { timeoutMs: 10_000 });
+      assert.match((complete as PresenceEvent).xml, /<match/);
+      // A command for a call of a node that does not hold it, about a call that does not exist: item-not-found from its node.
+      const unknown = await far.iq(`<iq type="set" to="nosuchcall~1@call.example.test"><hangup xmlns="urn:xmpp:rayo:1"/></iq>`);
+      assert.equal(unknown.condition, 'item-not-found', unknown.xml);
+      assert.equal((await far.iq(`<iq type="set" to="${call}"><hangup xmlns="urn:xmpp:rayo:1"/></iq>`)).type, 'result');
+      await caller.takeAsync('callDisconnected', () => true, 10_000);
+    } finally {
+      await near.close();
+      await far.close();
+    }
+  });
+});
+
 describe('real-time applications across nodes', () => {
   test('a session on the other node finds a room task through its meeting and talks to it; sessions exchange events, large ones too', async () => {
     const owner = await newAccount('rooms');

@@ -60,7 +60,12 @@ export interface BusEvents {
    * potential controlling party; `ask`: node `node` missed events and asks every node to tell
    * its clients again.
    */
-  rayoClient: { node: string; accountId?: number; jid?: string; available?: boolean; ask?: true };
+  rayoClient: { node: string; accountId?: number; jid?: string; available?: boolean; ask?: true; gone?: true };
+  /**
+   * A Rayo command (an iq) of a client of another node for a call node `node` holds (XEP-0349):
+   * the client's account and full JID, and the iq, or the `key` it waits under in the shared state.
+   */
+  rayoCommand: { node: string; accountId: number; name: string; domain: string; jid: string; resource: string; xml?: string; key?: string };
   /**
    * An event for the task or XIMSS session `to` (a handle `<node>~<id>`) of a real-time
    * application (src/services/apps/), from `from`; its parameter as JSON (apps/values.ts). An
@@ -121,6 +126,7 @@ const SHARED_TOPICS: ReadonlySet<string> = new Set<SharedTopic>([
   'sipRegistration',
   'rulesChanged',
   'rayoClient',
+  'rayoCommand',
   'taskEvent',
 ]);
 

@@ -1,5 +1,7 @@
-import type { EventBus } from '../../../bus/bus.js';
-import type { Store } from '../../../store/store.js';
+import type { BusEvents, EventBus } from '../../../bus/bus.js';
+import { MAX_RELAY_MESSAGE, type AccountIdentity, type Store } from '../../../store/store.js';
+import { randomBytes } from 'node:crypto';
+import { parseStanza } from '../../../services/im/stanzas.js';
 import type { AccountService } from '../../../services/accounts.js';
 import type { CallService } from '../../../services/calls/service.js';
 import { CallRefused } from '../../../services/calls/service.js';
@@ -55,6 +57,31 @@ import {
   type RayoError,
   type RayoEvent,
 } from './elements.js';
+
+/**
+ * Who sends a Rayo command: a client of this node, or one of another node whose command was
+ * forwarded here (XEP-0349), answered through the IM router wherever it is.
+ */
+type RayoParty = Pick<ImClient, 'account' | 'jid' | 'resource' | 'deliver'>;
+
+/** A client of another node, whose command for a call of this node was forwarded here. */
+class ForwardedParty implements RayoParty {
+  constructor(
+    readonly account: AccountIdentity,
+    readonly jid: string,
+    readonly resource: string,
+    readonly deliver: (stanza: XmlElement) => void,
+  ) {}
+}
+
+/** How long a command too large for the bus waits in the shared state for its node, ms. */
+const KEPT_COMMAND_MS = 60_000;
+
+/** The node a call id names (`<random>~<node>`), undefined for another id. */
+function nodeOfCall(callId: string): string | undefined {
+  const at = callId.lastIndexOf('~');
+  return at > 0 && at < callId.length - 1 ? callId.slice(at + 1) : undefined;
+}
 
 /** A call of this node under Rayo control: where its JID is, and who was offered it. */
 interface HeldCall {
@@ -146,6 +173,9 @@ export class RayoService implements ImComponent, DomainService {
     });
     this.unsubscribe = [
       options.bus.on('rayoClient', (event, remote) => remote && event.node !== this.node && this.heard(event)),
+      options.bus.on('rayoCommand', (event, remote) => {
+        if (remote && event.node === this.node) void this.forwarded(event).catch((err: unknown) => this.log.error({ event: 'rayo.failed', error: errorText(err) }, 'a forwarded Rayo command failed'));
+      }),
       // Events may have been missed: forget what other nodes said, and ask them again.
       options.bus.on('resync', () => {
         this.elsewhere.clear();
@@ -159,6 +189,11 @@ export class RayoService implements ImComponent, DomainService {
       (target, invite, replyTo) => this.offer(target.accountId, invite, replyTo),
       (target) => ({ accountId: target.accountId }),
     );
+  }
+
+  /** A call's id names the node that holds it (`<random>~<node>`): a command for it from a client of another node is forwarded there. */
+  private newCallId(): string {
+    return `${randomId(12).toLowerCase()}~${this.node}`;
   }
 
   /** Hangs up every call (server shutdown). */
@@ -196,7 +231,7 @@ export class RayoService implements ImComponent, DomainService {
   async handle(stanza: XmlElement, origin: ImClient): Promise<void> {
     try {
       if (stanza.name === 'presence') return await this.presence(stanza, origin);
-      if (stanza.name === 'iq') return await this.iq(stanza, origin);
+      if (stanza.name === 'iq') return await this.command(stanza, origin);
       if (stanza.name === 'message' && stanza.attrs.type !== 'error') {
         origin.deliver(errorOf(stanza, rayoError('feature-not-implemented', 'messages to calls are not forwarded yet', 'cancel')));
       }
@@ -206,6 +241,49 @@ export class RayoService implements ImComponent, DomainService {
         origin.deliver(errorOf(stanza, rayoError('internal-server-error', 'the request failed on the server')));
       }
     }
+  }
+
+  /** An iq to the Rayo service, a call, a mixer or a component, from a client here or (forwarded) of another node. */
+  private async command(iq: XmlElement, client: RayoParty): Promise<void> {
+    try {
+      await this.iq(iq, client);
+    } catch (err) {
+      this.log.error({ event: 'rayo.failed', error: errorText(err) }, 'a Rayo request failed');
+      if (iq.attrs.type === 'set' || iq.attrs.type === 'get') client.deliver(errorOf(iq, rayoError('internal-server-error', 'the request failed on the server')));
+    }
+  }
+
+  /**
+   * XEP-0349: a command for a call another node holds goes there (bus topic `rayoCommand`), and
+   * that node answers the client through the IM router. A node that is not alive: item-not-found.
+   */
+  private async forward(node: string, iq: XmlElement, client: RayoParty): Promise<void> {
+    const record = await this.options.store.cluster.node(node);
+    if (!record || record.aliveUntil < Date.now()) {
+      client.deliver(buildIqError(replyAddress(iq, client), rayoError('item-not-found', 'no such call (its node is gone)'), iq.elements()[0]));
+      return;
+    }
+    const event = { node, accountId: client.account.id, name: client.account.name, domain: client.account.domain, jid: client.jid, resource: client.resource };
+    const xml = iq.toString();
+    if (Buffer.byteLength(xml) * 1.2 + 400 < MAX_RELAY_MESSAGE) return this.options.bus.publish('rayoCommand', { ...event, xml });
+    const key = randomBytes(12).toString('hex');
+    const now = Date.now();
+    await this.options.store.shared.update('rayo-command', key, now, () => ({ value: xml, expires: now + KEPT_COMMAND_MS, result: undefined }));
+    this.options.bus.publish('rayoCommand', { ...event, key });
+  }
+
+  /** A command another node forwarded for a call of this one: run as if its client were here. */
+  private async forwarded(event: BusEvents['rayoCommand']): Promise<void> {
+    let xml = event.xml;
+    if (xml === undefined && event.key !== undefined) {
+      const kept = await this.options.store.shared.get('rayo-command', event.key, Date.now());
+      if (typeof kept === 'string') xml = kept;
+    }
+    const iq = xml === undefined ? undefined : parseStanza(xml);
+    if (!iq || iq.name !== 'iq') return;
+    const { accountId, resource } = event;
+    const party = new ForwardedParty({ id: accountId, name: event.name, domain: event.domain }, event.jid, resource, (stanza) => this.im.router.sendToResource(accountId, resource, stanza));
+    await this.command(iq, party);
   }
 
   private async presence(stanza: XmlElement, client: ImClient): Promise<void> {
@@ -233,12 +311,22 @@ export class RayoService implements ImComponent, DomainService {
       if (clients.size === 0) this.available.delete(accountId);
     }
     if (stanza.attrs.type === 'unavailable') {
-      // The client is gone: the calls it controls end (the XEP leaves this to the server).
-      for (const { call } of [...this.calls.values()]) if (call.controller === client.jid) call.hangup();
+      // The client is gone: the calls it controls end (the XEP leaves this to the server), here and on the other nodes.
+      this.controllerGone(accountId, client.jid);
+      this.options.bus.publish('rayoClient', { node: this.node, accountId, jid: client.jid, available: false, gone: true });
     }
   }
 
-  private async iq(iq: XmlElement, client: ImClient): Promise<void> {
+  /** A client went: the calls of this node it controls are hung up, what it plays into mixers here stops. */
+  private controllerGone(accountId: number, jid: string): void {
+    for (const { call } of [...this.calls.values()]) if (call.controller === jid && call.accountId === accountId) call.hangup();
+    for (const mixer of this.mixers.values()) {
+      if (mixer.accountId !== accountId) continue;
+      for (const { component, starter } of [...mixer.components.values()]) if (starter === jid) component.hangup();
+    }
+  }
+
+  private async iq(iq: XmlElement, client: RayoParty): Promise<void> {
     const type = iq.attrs.type;
     if (type === 'result' || type === 'error') return;
     const domain = parseJid(iq.attrs.to!).domain;
@@ -255,6 +343,10 @@ export class RayoService implements ImComponent, DomainService {
     const entity = classifyJid(iq.attrs.to!, serviceDomain);
     // An account uses the Rayo service of its own domain (its calls and mixers are there).
     if (!entity || serviceDomain !== client.account.domain) return fail(rayoError('item-not-found', 'no such call, mixer or component'));
+    // A call of another node (or a component of one): the command goes there.
+    const callId = entity.kind === 'call' ? entity.callId : entity.kind === 'component' && entity.parent.kind === 'call' ? entity.parent.callId : undefined;
+    const holder = callId === undefined || this.calls.has(callId) ? undefined : nodeOfCall(callId);
+    if (holder !== undefined && holder !== this.node && this.isLocal(client)) return this.forward(holder, iq, client);
     if (type !== 'set') return fail(rayoError('service-unavailable', 'Rayo commands come in iq type set'));
     const checked = commandPayload(iq);
     if (!checked.ok) return fail(checked.error, payload);
@@ -305,7 +397,7 @@ export class RayoService implements ImComponent, DomainService {
     }
   }
 
-  private async callCommand(iq: XmlElement, client: ImClient, held: HeldCall, command: RayoCommand, payload: XmlElement): Promise<void> {
+  private async callCommand(iq: XmlElement, client: RayoParty, held: HeldCall, command: RayoCommand, payload: XmlElement): Promise<void> {
     const { call } = held;
     const fail = (error: RayoError): void => client.deliver(buildIqError(replyAddress(iq, client), error, payload));
     const ok = (): void => client.deliver(buildIqResult(replyAddress(iq, client)));
@@ -415,7 +507,7 @@ export class RayoService implements ImComponent, DomainService {
     held.offeredTo.clear();
   }
 
-  private async dial(iq: XmlElement, client: ImClient, dial: DialCommand, domain: string): Promise<void> {
+  private async dial(iq: XmlElement, client: RayoParty, dial: DialCommand, domain: string): Promise<void> {
     const fail = (error: RayoError): void => client.deliver(buildIqError(replyAddress(iq, client), error));
     if (dial.joins.length > 1) return fail(rayoError('feature-not-implemented', 'a call is in one join at a time: dial with one <join>', 'modify'));
     const join = dial.joins[0];
@@ -428,7 +520,7 @@ export class RayoService implements ImComponent, DomainService {
     }
     const accountId = client.account.id;
     if ((this.perAccount.get(accountId) ?? 0) >= this.callsPerAccount) return fail(rayoError('resource-constraint', `an account may have ${this.callsPerAccount} Rayo calls at once`));
-    const id = randomId(12).toLowerCase();
+    const id = this.newCallId();
     const own = `${client.account.name}@${client.account.domain}`;
     // The client controls the call once it has its ref: an end before that is not told (it gets the iq error).
     const held = this.hold(id, accountId, domain, { address: dial.from ?? `sip:${own}` }, { address: dial.to }, undefined);
@@ -473,12 +565,14 @@ export class RayoService implements ImComponent, DomainService {
   }
 
   /** What another node said. */
-  private heard(event: { node: string; accountId?: number; jid?: string; available?: boolean; ask?: true }): void {
+  private heard(event: BusEvents['rayoClient']): void {
     if (event.ask) {
       for (const [accountId, clients] of this.available) for (const jid of clients.keys()) this.tell(accountId, jid, true);
       return;
     }
     if (event.accountId === undefined || event.jid === undefined) return;
+    // A client of another node went: the calls here it controls end too.
+    if (event.gone) this.controllerGone(event.accountId, event.jid);
     let clients = this.elsewhere.get(event.accountId);
     if (event.available) {
       if (!clients) this.elsewhere.set(event.accountId, (clients = new Map()));
@@ -510,14 +604,18 @@ export class RayoService implements ImComponent, DomainService {
 
   /** A call for an account with Rayo clients: held here, offered to each of them. */
   private offer(accountId: number, invite: Extract<Signal, { kind: 'invite' }>, replyTo: PortAddress): MediaParty | undefined {
-    const clients = this.available.get(accountId);
-    if (!clients || clients.size === 0) return undefined;
+    // Every potential controlling party of the account, on every node (XEP-0349): those of other
+    // nodes answer through forwarded commands.
+    const clients = new Map<string, string>();
+    for (const jid of this.available.get(accountId)?.keys() ?? []) clients.set(jid, this.node);
+    for (const [jid, node] of this.elsewhere.get(accountId) ?? []) if (!clients.has(jid)) clients.set(jid, node);
+    if (clients.size === 0) return undefined;
     if ((this.perAccount.get(accountId) ?? 0) >= this.callsPerAccount) {
       this.log.warn({ event: 'rayo.offer_refused', account: accountId, limit: this.callsPerAccount }, 'a call was not offered: the account has as many Rayo calls as it may');
       return undefined;
     }
-    const domain = [...clients.values()][0]!.account.domain;
-    const id = randomId(12).toLowerCase();
+    const domain = parseJid([...clients.keys()][0]!).domain;
+    const id = this.newCallId();
     const held = this.hold(id, accountId, domain, invite.from, invite.to, { peer: replyTo, sdp: invite.sdp });
     const from = uriOf(invite.from.address);
     const to = uriOf(invite.to.address);
@@ -629,7 +727,7 @@ export class RayoService implements ImComponent, DomainService {
   }
 
   /** Commands to a mixer: output components played into it. */
-  private async mixerCommand(iq: XmlElement, client: ImClient, mixer: HeldMixer, command: RayoCommand, payload: XmlElement): Promise<void> {
+  private async mixerCommand(iq: XmlElement, client: RayoParty, mixer: HeldMixer, command: RayoCommand, payload: XmlElement): Promise<void> {
     const fail = (error: RayoError): void => client.deliver(buildIqError(replyAddress(iq, client), error, payload));
     if (command.kind !== 'output') return fail(unsupportedCommand(`a mixer does not take <${command.kind}> here (output only)`));
     if (mixer.components.size >= COMPONENTS_PER_CALL) return fail(rayoError('resource-constraint', `a mixer runs at most ${COMPONENTS_PER_CALL} components at once`));
@@ -707,16 +805,23 @@ export class RayoService implements ImComponent, DomainService {
     this.deliverTo(held, jid, buildEventPresence({ from, to: jid }, event, { ...(caps && { caps }), stamp: new Date() }));
   }
 
-  /** A stanza for a client of this node (gone clients get nothing). */
+  /** A stanza for a client, of this node or (through the IM router) of another; gone clients get nothing. */
   private deliverTo(held: HeldCall | undefined, jid: string, stanza: XmlElement, accountId = held?.call.accountId): void {
     if (accountId === undefined) return;
-    const client = this.available.get(accountId)?.get(jid) ?? this.im.router.resource(accountId, parseJid(jid).resource)?.client;
-    client?.deliver(stanza);
+    const local = this.available.get(accountId)?.get(jid);
+    if (local) return local.deliver(stanza);
+    this.im.router.sendToResource(accountId, parseJid(jid).resource, stanza);
   }
 
-  /** Whether the client is still connected (its resource is the same client). */
-  private attached(client: ImClient): boolean {
-    return this.im.router.resource(client.account.id, client.resource)?.client === client;
+  /** Whether the client is still connected (its resource is the same client here, or is still known on its node). */
+  private attached(client: RayoParty): boolean {
+    const known = this.im.router.resource(client.account.id, client.resource);
+    return known !== undefined && (known.client === undefined ? !this.isLocal(client) : known.client === client);
+  }
+
+  /** A party of this node (not one whose command was forwarded from another). */
+  private isLocal(client: RayoParty): boolean {
+    return !(client instanceof ForwardedParty);
   }
 
   /**
@@ -731,13 +836,11 @@ export class RayoService implements ImComponent, DomainService {
       this.tell(client.account.id, client.jid, false);
       if (clients.size === 0) this.available.delete(client.account.id);
     }
-    for (const { call } of [...this.calls.values()]) if (call.controller === client.jid && call.accountId === client.account.id) call.hangup();
-    for (const mixer of this.mixers.values()) {
-      for (const { component, starter } of [...mixer.components.values()]) if (starter === client.jid) component.hangup();
-    }
+    this.controllerGone(client.account.id, client.jid);
+    this.options.bus.publish('rayoClient', { node: this.node, accountId: client.account.id, jid: client.jid, available: false, gone: true });
   }
 
-  private async allowed(client: ImClient): Promise<boolean> {
+  private async allowed(client: RayoParty): Promise<boolean> {
     const account = await this.im.accountOf(`${client.account.name}@${client.account.domain}`);
     if (!account) return false;
     const settings = await this.accounts.effectiveSettings(account);
@@ -767,7 +870,7 @@ function uriOf(address: string): string {
   return `sip:${address}`;
 }
 
-function replyAddress(iq: XmlElement, client: ImClient): { from: string; to: string; id: string } {
+function replyAddress(iq: XmlElement, client: RayoParty): { from: string; to: string; id: string } {
   return { from: iq.attrs.to!, to: client.jid, id: iq.attrs.id ?? '' };
 }
 
