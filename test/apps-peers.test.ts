@@ -9,7 +9,8 @@
  *   microphone is switched to a second of silence, two seconds of a tone, then silence), and the
  *   three seconds of silence after it end the recording. The message arrives in vm's INBOX with the
  *   recording attached as audio/wav: 8 kHz, holding the tone for about its length, the same bytes
- *   through the MIME URL of a XIMSS session of vm.
+ *   through the MIME URL of a XIMSS session of vm. A second message, spoken without pause, is
+ *   ended by the phone's # (an RFC 4733 event) while the tone goes on.
  * - Conference: `conf-*` is routed to the conference program of `pbx`, whose session created the
  *   room `conference/7`, opened it (taskStart of the room entry, so that the subscriber is there
  *   before the first caller) and subscribed to its task. Three phones call conf-7: A sends a tone
@@ -31,7 +32,7 @@ import type { XmlElement } from '../src/xml/element.js';
 import { readValue } from '../src/xml/objects.js';
 import { Baresip, ensureBaresip } from './fixtures/baresip.js';
 import { ensureDebianTool } from './fixtures/debian.js';
-import { decodeWav, readWav, toneSamples, writeWav } from './fixtures/wav.js';
+import { decodeWav, readWav, toneSamples, writeWav, type WavAudio } from './fixtures/wav.js';
 import { eventually, freeSipPort, ok, startTestServer, storedMessages, type TestServer, type XimssClient } from './helpers.js';
 
 const baresip = await ensureBaresip();
@@ -71,12 +72,13 @@ const holding = (list: readonly { energy: number; share: number[] }[], index: nu
   list.filter((f) => f.energy >= QUIET && f.share[index]! >= share).length;
 
 /**
- * The audio of the call a phone is in now, as far as sndfile has written it: the newest of its
- * recordings whose WAV header is not completed yet (sndfile completes it when the call ends).
+ * The audio of the call a phone is in now, as far as sndfile has written it: what it heard
+ * (`dec`) or sent (`enc`), from the newest of its recordings whose WAV header is not completed
+ * yet (sndfile completes it when the call ends).
  */
-function heardSoFar(phone: Baresip): Int16Array {
+function inCall(phone: Baresip, which: 'dec' | 'enc' = 'dec'): Int16Array {
   const dir = join(phone.dir, 'recordings');
-  const files = existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith('-dec.wav')).sort() : [];
+  const files = existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith(`-${which}.wav`)).sort() : [];
   for (const file of files.reverse()) {
     try {
       const wav = decodeWav(readFileSync(join(dir, file)));
@@ -91,7 +93,7 @@ function heardSoFar(phone: Baresip): Int16Array {
 /** Waits until `check` holds of what `phone` has heard in its call so far; fails with `what`. */
 async function untilHeard(phone: Baresip, check: (samples: Int16Array) => boolean, what: string): Promise<void> {
   const deadline = Date.now() + WAIT_MS;
-  while (!check(heardSoFar(phone))) {
+  while (!check(inCall(phone))) {
     if (Date.now() > deadline) assert.fail(`${phone.name}: ${what} (not heard within ${WAIT_MS} ms)`);
     await sleep(50);
   }
@@ -103,6 +105,17 @@ function burstSamples(hz: number, seconds: number, onSeconds: number, pauseSecon
   const period = on.length + Math.round(pauseSeconds * 8000);
   const out = new Int16Array(Math.round(seconds * 8000));
   for (let offset = 0; offset < out.length; offset += period) out.set(on.subarray(0, Math.min(on.length, out.length - offset)), offset);
+  return out;
+}
+
+/** The samples one after another. */
+function concat(parts: readonly Int16Array[]): Int16Array {
+  const out = new Int16Array(parts.reduce((n, p) => n + p.length, 0));
+  let offset = 0;
+  for (const part of parts) {
+    out.set(part, offset);
+    offset += part.length;
+  }
   return out;
 }
 
@@ -171,12 +184,21 @@ describe('the shipped applications with real SIP phones (baresip)', { skip, time
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
-  test('voicemail: a Signal Rule sends the phone\'s call to #voicemail; it hears the greeting, speaks after the beep, and the message arrives in INBOX with its WAV', async () => {
-    const vm = await server.newAccount('vm');
+  /** A fresh account whose Signal Rule sends every call to the voicemail application; a XIMSS session of it. */
+  async function voicemailAccount(name: string): Promise<{ vm: string; owner: { client: XimssClient; urlID: string } }> {
+    const vm = await server.newAccount(name);
     await server.services.accounts.setSettings((await server.services.accounts.find(vm))!, { SignalRulesAllowed: 'Any' });
     const owner = await server.login(vm, 'secret');
     await ok(owner.client, '<ruleSet type="signalIn" name="voicemail" priority="5" stage="Immediately"><action opCode="Redirect to">#voicemail</action></ruleSet>');
+    return { vm, owner };
+  }
 
+  /**
+   * Phone C calls `vm`, waits for the greeting and the beep, then speaks `message` (its audio is
+   * switched to it) and runs `whileSpeaking`; resolves when the application has hung up, with
+   * the frames of what the phone heard (judged at the beep's frequency).
+   */
+  async function leaveMessage(vm: string, message: string, whileSpeaking: () => Promise<void> = async () => {}): Promise<{ energy: number; share: number[] }[]> {
     const mark = phoneC.events.count;
     await phoneC.dial(`sip:${vm}`);
     await phoneC.events.waitFor((e) => e.type === 'CALL_ESTABLISHED', WAIT_MS, mark, 'the phone: CALL_ESTABLISHED');
@@ -190,10 +212,9 @@ describe('the shipped applications with real SIP phones (baresip)', { skip, time
       },
       'the greeting, then the beep',
     );
-    // The phone speaks now: a second of silence, two seconds of the tone, then silence (three seconds of it end the message).
-    const message = writeWav(join(dir, 'message.wav'), new Int16Array([...new Int16Array(8000), ...toneSamples([MESSAGE_HZ], 2, { amplitude: 8000 }), ...new Int16Array(20 * 8000)]));
     try {
       await phoneC.switchAudio(message);
+      await whileSpeaking();
       // The application thanks the caller and hangs up.
       const closed = await phoneC.events.waitFor((e) => e.type === 'CALL_CLOSED', WAIT_MS, mark, 'the phone: the BYE after the message');
       assert.doesNotMatch(closed.param ?? '', /^[4-6]\d\d\b/, `a BYE, not a refusal: ${closed.param}`);
@@ -202,39 +223,76 @@ describe('the shipped applications with real SIP phones (baresip)', { skip, time
     }
     const heard = frames(readWav(await phoneC.recording(WAIT_MS)).samples, [BEEP_HZ]);
     assert.ok(heard.filter((f) => f.energy >= QUIET && f.share[0]! < 0.3).length >= 50, 'the phone heard the greeting (speech)');
+    return heard;
+  }
 
-    const [stored] = await eventually(async () => {
+  /** The voice messages in vm's INBOX once there are `count`: each with its raw text and decoded WAV attachment. */
+  async function voiceMessages(vm: string, count: number): Promise<{ uid: number; head: string; attachment: Buffer; wav: WavAudio }[]> {
+    const stored = await eventually(async () => {
       const list = await storedMessages(server, vm, 'INBOX');
-      return list.length > 0 ? list : undefined;
+      return list.length >= count ? list : undefined;
     }, 'the voice message in INBOX', WAIT_MS);
-    const raw = stored!.raw;
-    const head = raw.toString('latin1', 0, raw.indexOf('\r\n\r\n'));
-    assert.match(head, /^Subject: Voice message from /m);
-    assert.match(head, new RegExp(`^From: .*${address.c.replace(/[.]/g, '\\.')}`, 'm'), 'the mail is from the phone\'s account');
-    const attachment = wavAttachment(raw);
-    const wav = decodeWav(attachment);
-    assert.equal(wav.sampleRate, 8000);
-    assert.equal(wav.channels, 1);
-    assert.ok(wav.complete, 'a whole WAV file');
+    return stored.map(({ uid, raw }) => {
+      const head = raw.toString('latin1', 0, raw.indexOf('\r\n\r\n'));
+      assert.match(head, /^Subject: Voice message from /m);
+      assert.match(head, new RegExp(`^From: .*${address.c.replace(/[.]/g, '\\.')}`, 'm'), 'the mail is from the phone\'s account');
+      const attachment = wavAttachment(raw);
+      const wav = decodeWav(attachment);
+      assert.equal(wav.sampleRate, 8000);
+      assert.equal(wav.channels, 1);
+      assert.ok(wav.complete, 'a whole WAV file');
+      return { uid, head, attachment, wav };
+    });
+  }
+
+  test('voicemail: a Signal Rule sends the phone\'s call to #voicemail; it hears the greeting, speaks after the beep, three seconds of silence end it, and the message arrives in INBOX with its WAV', async () => {
+    const { vm, owner } = await voicemailAccount('vm');
+    // A second of silence, two seconds of the tone, then silence.
+    await leaveMessage(vm, writeWav(join(dir, 'message.wav'), concat([new Int16Array(8000), toneSamples([MESSAGE_HZ], 2, { amplitude: 8000 }), new Int16Array(20 * 8000)])));
+
+    const [message] = await voiceMessages(vm, 1);
+    const { wav, attachment, uid } = message!;
     const recorded = frames(wav.samples, [MESSAGE_HZ]);
     const toneFrames = holding(recorded, 0, 0.8);
     // Two seconds are 100 frames; what the line and the frame edges take leaves a generous range.
     assert.ok(toneFrames >= 70 && toneFrames <= 110, `the message holds the tone for about its two seconds: ${toneFrames} frames`);
     const seconds = wav.samples.length / 8000;
     assert.ok(seconds >= 3 && seconds <= 20, `the recording ends some seconds after the tone: ${seconds} s`);
-    // Nothing else loud in it (the greeting and the beep are not recorded).
+    // Nothing else loud in it (the greeting and the beep are not recorded), and it ends in silence.
     assert.ok(recorded.filter((f) => f.energy >= QUIET).length - toneFrames <= 10, 'nothing but the tone is loud in the message');
+    assert.equal(holding(recorded.slice(-100), 0, 0.8), 0, 'the last two seconds are silence');
 
     // Through the spec's MIME URL, as a client plays it: the same bytes.
     await ok(owner.client, '<folderOpen folder="in" mailbox="INBOX"><field>UID</field></folderOpen>');
-    const read = await ok(owner.client, `<folderRead folder="in" UID="${stored!.uid}"/>`);
+    const read = await ok(owner.client, `<folderRead folder="in" UID="${uid}"/>`);
     const parts = read.messages[0]!.element('EMail')!.element('MIME')!.elements('MIME');
     const wavPart = parts.find((p) => p.attrs.type === 'audio' && p.attrs.subtype === 'wav');
     assert.ok(wavPart, 'an audio/wav part in folderRead');
-    const response = await fetch(`http://127.0.0.1:${server.ports.http}/Session/${owner.urlID}/MIME/in/${stored!.uid}-${wavPart.attrs.partID}-B.wav`);
+    const response = await fetch(`http://127.0.0.1:${server.ports.http}/Session/${owner.urlID}/MIME/in/${uid}-${wavPart.attrs.partID}-B.wav`);
     assert.equal(response.status, 200);
     assert.match(response.headers.get('content-type') ?? '', /^audio\/wav/);
     assert.ok(Buffer.from(await response.arrayBuffer()).equals(attachment), 'the MIME URL gives the attachment');
+  });
+
+  test('voicemail: the phone\'s # (an RFC 4733 event) ends a message it is still speaking', async () => {
+    const { vm } = await voicemailAccount('vmkey');
+    // A second of silence, then the tone in bursts for a minute: no three seconds of silence end it.
+    const bursts = writeWav(join(dir, 'bursts.wav'), concat([new Int16Array(8000), burstSamples(MESSAGE_HZ, 60, 0.8, 0.2)]));
+    await leaveMessage(vm, bursts, async () => {
+      // Once the phone has sent two seconds of the tone (its own sndfile recording of what it sends), it presses #.
+      const deadline = Date.now() + WAIT_MS;
+      while (holding(frames(inCall(phoneC, 'enc'), [MESSAGE_HZ]), 0, 0.8) < 100) {
+        if (Date.now() > deadline) assert.fail('the phone did not send its message');
+        await sleep(50);
+      }
+      await phoneC.sendDtmf('#');
+    });
+    const [message] = await voiceMessages(vm, 1);
+    const recorded = frames(message!.wav.samples, [MESSAGE_HZ]);
+    assert.ok(holding(recorded, 0, 0.8) >= 70, `the message holds the tone: ${holding(recorded, 0, 0.8)} frames`);
+    // Cut while the tone went on: its last half second holds the tone (silence did not end it).
+    assert.ok(holding(recorded.slice(-25), 0, 0.8) >= 5, 'the message ends while the phone still speaks');
+    assert.ok(message!.wav.samples.length / 8000 < 60, 'ended by the key, long before the tone or the two minutes ran out');
   });
 
   /** The next taskEvent `name` from the room; its parameter. */
