@@ -146,7 +146,8 @@ describe('Rayo over XMPP', { skip: slixmpp }, () => {
     const caller = await ximssUser('rayo-caller1');
     await ok(caller.client, `<callStart callLeg="c1" peer="${jid}"><sdpText>${sdpText(40_000)}</sdpText></callStart>`);
     const offer = await callEvent(peer, 'offer');
-    assert.match(offer.call, new RegExp(`^[a-z0-9]+@call\\.${domain.replace(/\./g, '\\.')}$`));
+    // <id>~<node>@call.<domain>: the id names the node that holds the call (XEP-0349 forwarding).
+    assert.match(offer.call, new RegExp(`^[a-z0-9]+~[0-9]+@call\\.${domain.replace(/\./g, '\\.')}$`));
     assert.match(offer.xml, /node="urn:xmpp:rayo:call:1"/, 'the offer carries the call caps');
     assert.match(offer.xml, new RegExp(`to="sip:${jid}"`));
     assert.match(offer.xml, new RegExp(`from="sip:${caller.address}"`));
@@ -704,6 +705,11 @@ describe('Rayo over XMPP', { skip: slixmpp }, () => {
         assert.equal(answered.response.status, 200);
         assert.equal(answered.response.headers.get('X-Queue'), 'gold');
         assert.equal(answered.response.headers.get('Subject'), undefined, 'only extension headers');
+        // A message to the call (XEP example 090) reaches the phone as a SIP MESSAGE in the call's dialog.
+        await peer.raw(`<message to="${offer.call}" type="normal"><body>Art thou not Romeo?</body></message>`);
+        const message = await phone.nextRequest('MESSAGE', answered.dialog!);
+        assert.equal(message.body.toString('utf8'), 'Art thou not Romeo?');
+        assert.match(message.headers.get('Content-Type') ?? '', /^text\/plain/);
         await peer.iq(`<iq type="set" to="${offer.call}"><hangup xmlns="${NS_RAYO}"><header name="X-Reason" value="done"/></hangup></iq>`);
         const bye = await phone.nextRequest('BYE', answered.dialog!);
         assert.equal(bye.headers.get('X-Reason'), 'done');

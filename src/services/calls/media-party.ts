@@ -257,6 +257,11 @@ export class MediaParty implements Port {
     this.finish('hangup-command');
   }
 
+  /** A text message to the other party within the call (SIP MESSAGE in its dialog; XIMSS callInfo). */
+  message(text: string): void {
+    if (this.state === 'answered') this.signal({ kind: 'info', contentType: 'text/plain', body: text, method: 'MESSAGE' });
+  }
+
   /** A call we place: our offer, then the call engine's port where its signals go. */
   async dialOffer(): Promise<string> {
     this.media = this.openMedia();

@@ -71,8 +71,8 @@ export type Signal =
   | { kind: 'bye'; code?: number; reason?: string; headers?: [string, string][] }
   /** DTMF digits (0-9, *, #, A-D) for the other side; `op` names it for its `result`. */
   | { kind: 'dtmf'; digits: string; op?: string }
-  /** An INFO body for the other side. */
-  | { kind: 'info'; contentType: string; body: string; op?: string }
+  /** An INFO body for the other side (`method` MESSAGE: an instant message within the call, as Rayo's call-bound messages). */
+  | { kind: 'info'; contentType: string; body: string; op?: string; method?: 'MESSAGE' }
   /** How a `dtmf` or `info` went (no code: delivered). */
   | { kind: 'result'; op: string; code?: number; reason?: string }
   /** The other side is now someone else (a transfer). */

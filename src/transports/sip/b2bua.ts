@@ -382,7 +382,7 @@ abstract class SipLeg implements Port {
       case 'dtmf':
         return void this.infoRequest(signal.op, DTMF_RELAY, signal.digits.split('').map((d) => `Signal=${d}\r\nDuration=160\r\n`));
       case 'info':
-        return void this.infoRequest(signal.op, signal.contentType, [signal.body]);
+        return void this.infoRequest(signal.op, signal.contentType, [signal.body], signal.method);
       default:
         return;
     }
@@ -442,14 +442,14 @@ abstract class SipLeg implements Port {
     this.send({ kind: 'updated', sdp: body?.content });
   }
 
-  private async infoRequest(op: string | undefined, contentType: string, bodies: string[]): Promise<void> {
+  private async infoRequest(op: string | undefined, contentType: string, bodies: string[], method: 'INFO' | 'MESSAGE' = 'INFO'): Promise<void> {
     const dialog = this.dialog;
     let failure: { code: number; reason: string } | undefined = dialog && dialog.state === 'confirmed' ? undefined : { code: 481, reason: 'the call is not connected' };
     for (const body of bodies) {
       if (failure) break;
       try {
-        const outcome = await dialog!.request('INFO', { body, contentType });
-        if (outcome.kind !== 'response') failure = { code: 408, reason: 'no answer to the INFO' };
+        const outcome = await dialog!.request(method, { body, contentType });
+        if (outcome.kind !== 'response') failure = { code: 408, reason: `no answer to the ${method}` };
         else if (outcome.response.status >= 300) failure = { code: outcome.response.status, reason: outcome.response.reason };
       } catch (err) {
         failure = { code: 481, reason: err instanceof Error ? err.message : String(err) };

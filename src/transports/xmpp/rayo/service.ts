@@ -74,6 +74,9 @@ class ForwardedParty implements RayoParty {
   ) {}
 }
 
+/** The longest body of a message to a call (as an INFO body: README Limits). */
+const MESSAGE_BODY_BYTES = 16 * 1024;
+
 /** How long a command too large for the bus waits in the shared state for its node, ms. */
 const KEPT_COMMAND_MS = 60_000;
 
@@ -232,15 +235,37 @@ export class RayoService implements ImComponent, DomainService {
     try {
       if (stanza.name === 'presence') return await this.presence(stanza, origin);
       if (stanza.name === 'iq') return await this.command(stanza, origin);
-      if (stanza.name === 'message' && stanza.attrs.type !== 'error') {
-        origin.deliver(errorOf(stanza, rayoError('feature-not-implemented', 'messages to calls are not forwarded yet', 'cancel')));
-      }
+      if (stanza.name === 'message' && stanza.attrs.type !== 'error') return await this.message(stanza, origin);
     } catch (err) {
       this.log.error({ event: 'rayo.failed', error: errorText(err) }, 'a Rayo request failed');
       if (stanza.name === 'iq' && (stanza.attrs.type === 'set' || stanza.attrs.type === 'get')) {
         origin.deliver(errorOf(stanza, rayoError('internal-server-error', 'the request failed on the server')));
       }
     }
+  }
+
+  /**
+   * A message to a call from its controlling party (XEP example 090): its body goes to the other
+   * party within the call, as a SIP MESSAGE in the call's dialog (a XIMSS party gets callInfo).
+   */
+  private async message(stanza: XmlElement, client: RayoParty): Promise<void> {
+    const fail = (error: RayoError): void => client.deliver(errorOf(stanza, error));
+    const to = parseJid(stanza.attrs.to!);
+    const domain = to.domain.startsWith(`${CALL_SUBDOMAIN}.`) ? to.domain.slice(CALL_SUBDOMAIN.length + 1) : undefined;
+    if (!to.local || to.resource || domain !== client.account.domain) return fail(rayoError('feature-not-implemented', 'messages go to a call (<id>@call.<domain>)', 'cancel'));
+    const held = this.calls.get(to.local);
+    if (!held) {
+      const holder = nodeOfCall(to.local);
+      if (holder !== undefined && holder !== this.node && this.isLocal(client)) return this.forward(holder, stanza, client);
+      return fail(rayoError('item-not-found', 'no such call'));
+    }
+    if (held.call.accountId !== client.account.id) return fail(rayoError('item-not-found', 'no such call'));
+    if (held.call.controller !== client.jid) return fail(rayoError('conflict', 'another client controls this call'));
+    if (held.call.state !== 'answered') return fail(rayoError('unexpected-request', 'the call is not answered'));
+    const body = stanza.element('body')?.text() ?? '';
+    if (body === '') return fail(rayoError('bad-request', 'the message has no body'));
+    if (Buffer.byteLength(body) > MESSAGE_BODY_BYTES) return fail(rayoError('policy-violation', `a message to a call takes at most ${MESSAGE_BODY_BYTES} bytes`));
+    held.call.message(body);
   }
 
   /** An iq to the Rayo service, a call, a mixer or a component, from a client here or (forwarded) of another node. */
@@ -279,11 +304,12 @@ export class RayoService implements ImComponent, DomainService {
       const kept = await this.options.store.shared.get('rayo-command', event.key, Date.now());
       if (typeof kept === 'string') xml = kept;
     }
-    const iq = xml === undefined ? undefined : parseStanza(xml);
-    if (!iq || iq.name !== 'iq') return;
+    const stanza = xml === undefined ? undefined : parseStanza(xml);
+    if (!stanza || (stanza.name !== 'iq' && stanza.name !== 'message')) return;
     const { accountId, resource } = event;
-    const party = new ForwardedParty({ id: accountId, name: event.name, domain: event.domain }, event.jid, resource, (stanza) => this.im.router.sendToResource(accountId, resource, stanza));
-    await this.command(iq, party);
+    const party = new ForwardedParty({ id: accountId, name: event.name, domain: event.domain }, event.jid, resource, (reply) => this.im.router.sendToResource(accountId, resource, reply));
+    if (stanza.name === 'message') await this.message(stanza, party);
+    else await this.command(stanza, party);
   }
 
   private async presence(stanza: XmlElement, client: ImClient): Promise<void> {
