@@ -85,10 +85,16 @@ describe('tasks and events', () => {
     await fails(client, '<taskSendEvent taskRef="1" eventName=""/>', /eventName/);
   });
 
-  it('an account runs at most apps.tasksPerAccount tasks at once', async () => {
+  it('an account runs at most apps.tasksPerAccount tasks at once; /metrics counts the running tasks', async () => {
     const { client } = await user('tasks3');
+    const running = async (): Promise<number> => {
+      const text = await (await fetch(`http://127.0.0.1:${server.ports.http}/metrics`)).text();
+      return Number(/^ximssd_app_tasks (\d+)$/m.exec(text)?.[1] ?? NaN);
+    };
     const refs: string[] = [];
     for (let i = 0; i < 6; i++) refs.push((await ok(client, '<taskStart programName="echo"/>')).messages[0]!.attrs.taskRef!);
+    // Tasks of other tests may run or end meanwhile: at least these six run.
+    assert.ok((await running()) >= 6);
     await fails(client, '<taskStart programName="echo"/>', 'an account may run 6 tasks at once');
     for (const ref of refs) await ok(client, `<taskSendEvent taskRef="${ref}" eventName="stop"/>`);
     await eventually(async () => (await client.request('<taskStart programName="echo"/>')).response.attrs.errorText === undefined, 'room for a task again');

@@ -304,6 +304,35 @@ describe('Rayo record component', { skip: slixmpp }, () => {
     }
   });
 
+  it('a mixer is recorded as its whole mix, in one channel: the members and what plays into it', async () => {
+    const { jid, peer, call, media } = await answeredCall('rec-mixer');
+    try {
+      const joined = await peer.iq(`<iq type="set" to="${call}"><join xmlns="${NS_RAYO}" mixer-name="studio"/></iq>`);
+      assert.equal(joined.type, 'result', joined.xml);
+      media.talk();
+      const started = await peer.iq(`<iq type="set" to="studio@mixer.${domain}"><record xmlns="${NS_RECORD}" max-duration="1500" direction="duplex"/></iq>`);
+      assert.equal(started.type, 'result', started.xml);
+      const component = /<ref [^>]*uri="xmpp:([^"]+)"/.exec(started.xml)![1]!;
+      assert.ok(component.startsWith(`studio@mixer.${domain}/`), component);
+      const done = await completion(peer, component);
+      assert.equal(done.reason, 'max-duration', done.xml);
+      const { wav } = await recordingOf(done, jid);
+      assert.equal(wav.channels, 1, 'one channel: the mix');
+      assert.equal(wav.samples.length, 12_000);
+      assert.ok(framesOf(wav.samples, CALLER_HZ) >= 15, 'the member is in the mix');
+      // Record, then the last member leaves: the mixer goes and its recording completes (hangup), stored.
+      const second = await peer.iq(`<iq type="set" to="studio@mixer.${domain}"><record xmlns="${NS_RECORD}"/></iq>`);
+      const secondComponent = /<ref [^>]*uri="xmpp:([^"]+)"/.exec(second.xml)![1]!;
+      await peer.iq(`<iq type="set" to="${call}"><unjoin xmlns="${NS_RAYO}" mixer-name="studio"/></iq>`);
+      const gone = await completion(peer, secondComponent);
+      assert.equal(gone.reason, 'hangup', gone.xml);
+      assert.ok(gone.uri !== '', 'the cut recording is stored');
+    } finally {
+      media.close();
+      await peer.iq(`<iq type="set" to="${call}"><hangup xmlns="${NS_RAYO}"/></iq>`);
+    }
+  });
+
   it('initial-timeout when the caller says nothing; final-timeout after voice then silence', async () => {
     const { jid, peer, call, media } = await answeredCall('rec-timeouts');
     try {

@@ -56,6 +56,9 @@ export class CallMix implements FrameSubscriber {
   private readonly mixer: Mixer;
   private readonly members = new Map<string, { member: MixMember; feed: FeedSource; off: () => void }>();
   private unsubscribe: (() => void) | undefined;
+  /** Listeners of the whole mix (tap), by their participant id. */
+  private readonly taps = new Map<string, (frame: Int16Array) => void>();
+  private tapCount = 0;
   /** What an output component plays into the mix, and how its play() ends. */
   private source: { audio: AudioSource; done: (result: PlayResult) => void } | undefined;
 
@@ -98,12 +101,30 @@ export class CallMix implements FrameSubscriber {
     if (this.members.size === 0) this.close();
   }
 
-  /** Everyone leaves; what plays into the mix stops. */
+  /** Everyone leaves; what plays into the mix stops, and so do its taps. */
   close(): void {
     for (const id of [...this.members.keys()]) this.remove(id);
+    for (const id of [...this.taps.keys()]) {
+      this.taps.delete(id);
+      this.mixer.remove(id);
+    }
     this.stopPlaying();
     this.unsubscribe?.();
     this.unsubscribe = undefined;
+  }
+
+  /**
+   * Each frame of the whole mix — what a participant heard by nobody hears: every member and
+   * what plays into it (a recording of the mixer). Returns the unsubscriber.
+   */
+  tap(listener: (frame: Int16Array) => void): () => void {
+    const id = `\0tap${++this.tapCount}`;
+    this.mixer.add(id, 'recv');
+    this.taps.set(id, listener);
+    this.unsubscribe ??= this.clock.subscribe(this);
+    return () => {
+      if (this.taps.delete(id)) this.mixer.remove(id);
+    };
   }
 
   /** Plays a source into the mix (every member hears it), replacing what played. */
@@ -131,6 +152,7 @@ export class CallMix implements FrameSubscriber {
     }
     this.mixer.mix();
     for (const [id, { feed }] of this.members) feed.push(this.mixer.get(id)!.output);
+    for (const [id, listener] of this.taps) listener(this.mixer.get(id)!.output);
   }
 
   private endSource(result: PlayResult): void {

@@ -17,6 +17,7 @@ import { MediaParty, type PartyMedia } from '../../../services/calls/media-party
 import { InputCollector, OutputPlayer, PromptRunner, type RayoComponent } from './components.js';
 import { CallMix } from '../../../media/call-mix.js';
 import type { PromptRenderer } from '../../../media/prompts.js';
+import type { AudioSource } from '../../../media/endpoint.js';
 import { SessionLimitError } from '../../../media/ports.js';
 import { Recorder, type RecordingStorage } from './record.js';
 import {
@@ -755,14 +756,24 @@ export class RayoService implements ImComponent, DomainService {
   /** Commands to a mixer: output components played into it. */
   private async mixerCommand(iq: XmlElement, client: RayoParty, mixer: HeldMixer, command: RayoCommand, payload: XmlElement): Promise<void> {
     const fail = (error: RayoError): void => client.deliver(buildIqError(replyAddress(iq, client), error, payload));
-    if (command.kind !== 'output') return fail(unsupportedCommand(`a mixer does not take <${command.kind}> here (output only)`));
+    if (command.kind !== 'output' && command.kind !== 'record') return fail(unsupportedCommand(`a mixer does not take <${command.kind}> here (output and record)`));
     if (mixer.components.size >= COMPONENTS_PER_CALL) return fail(rayoError('resource-constraint', `a mixer runs at most ${COMPONENTS_PER_CALL} components at once`));
     const id = randomId(10).toLowerCase();
     const from = componentJid(mixerJid(mixer.name, mixer.domain), id);
-    const started = await OutputPlayer.start(id, command, mixer.mix, this.options.renderer, (component, reason) => {
+    const completed = (component: RayoComponent, reason: CompleteReason): void => {
       if (!mixer.components.delete(component.id)) return;
-      this.deliverTo(undefined, client.jid, buildEventPresence({ from, to: client.jid }, { kind: 'complete', reason }, { stamp: new Date() }), mixer.accountId);
-    });
+      const recording = component instanceof Recorder ? component.recording : undefined;
+      this.deliverTo(undefined, client.jid, buildEventPresence({ from, to: client.jid }, { kind: 'complete', reason, ...(recording && { recording }) }, { stamp: new Date() }), mixer.accountId);
+    };
+    let started: RayoComponent | RayoError;
+    if (command.kind === 'record') {
+      const storage = this.options.recordings;
+      if (!storage) return fail(unsupportedCommand('recordings have no storage on this server'));
+      // A mixer's recording is its whole mix (every member, and what plays into it), one channel:
+      // the record's direction, which is a call party's, has no meaning here. Beeps play into the mix.
+      const media = { onAudio: (listener: (frame: Int16Array) => void) => mixer.mix.tap(listener), onSent: () => () => {}, play: (source: AudioSource) => mixer.mix.play(source) };
+      started = await Recorder.start(id, `mixer-${mixer.name.replace(/[^A-Za-z0-9_.-]/g, '_')}`, mixer.accountId, { ...command, direction: 'send', mix: false }, media, storage, completed);
+    } else started = await OutputPlayer.start(id, command, mixer.mix, this.options.renderer, completed);
     if ('condition' in started) return fail(started);
     if (!this.mixers.has(mixerKey(mixer.accountId, mixer.name))) {
       started.hangup();
