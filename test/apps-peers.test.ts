@@ -22,12 +22,13 @@
  * safety net for a hung peer.
  */
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
 import { goertzelCoefficient, goertzelEnergy } from '../src/media/dtmf.js';
+import { concatSamples } from '../src/media/tones.js';
 import type { XmlElement } from '../src/xml/element.js';
 import { readValue } from '../src/xml/objects.js';
 import { Baresip, ensureBaresip } from './fixtures/baresip.js';
@@ -71,29 +72,10 @@ function frames(samples: Int16Array, frequencies: readonly number[]): { energy: 
 const holding = (list: readonly { energy: number; share: number[] }[], index: number, share: number): number =>
   list.filter((f) => f.energy >= QUIET && f.share[index]! >= share).length;
 
-/**
- * The audio of the call a phone is in now, as far as sndfile has written it: what it heard
- * (`dec`) or sent (`enc`), from the newest of its recordings whose WAV header is not completed
- * yet (sndfile completes it when the call ends).
- */
-function inCall(phone: Baresip, which: 'dec' | 'enc' = 'dec'): Int16Array {
-  const dir = join(phone.dir, 'recordings');
-  const files = existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith(`-${which}.wav`)).sort() : [];
-  for (const file of files.reverse()) {
-    try {
-      const wav = decodeWav(readFileSync(join(dir, file)));
-      if (!wav.complete) return wav.samples;
-    } catch {
-      // not even a header yet
-    }
-  }
-  return new Int16Array(0);
-}
-
 /** Waits until `check` holds of what `phone` has heard in its call so far; fails with `what`. */
 async function untilHeard(phone: Baresip, check: (samples: Int16Array) => boolean, what: string): Promise<void> {
   const deadline = Date.now() + WAIT_MS;
-  while (!check(inCall(phone))) {
+  while (!check(phone.callAudio())) {
     if (Date.now() > deadline) assert.fail(`${phone.name}: ${what} (not heard within ${WAIT_MS} ms)`);
     await sleep(50);
   }
@@ -108,16 +90,6 @@ function burstSamples(hz: number, seconds: number, onSeconds: number, pauseSecon
   return out;
 }
 
-/** The samples one after another. */
-function concat(parts: readonly Int16Array[]): Int16Array {
-  const out = new Int16Array(parts.reduce((n, p) => n + p.length, 0));
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.length;
-  }
-  return out;
-}
 
 /**
  * The body of the `audio/wav` part of a multipart message, base64-decoded by the test itself
@@ -248,7 +220,7 @@ describe('the shipped applications with real SIP phones (baresip)', { skip, time
   test('voicemail: a Signal Rule sends the phone\'s call to #voicemail; it hears the greeting, speaks after the beep, three seconds of silence end it, and the message arrives in INBOX with its WAV', async () => {
     const { vm, owner } = await voicemailAccount('vm');
     // A second of silence, two seconds of the tone, then silence.
-    await leaveMessage(vm, writeWav(join(dir, 'message.wav'), concat([new Int16Array(8000), toneSamples([MESSAGE_HZ], 2, { amplitude: 8000 }), new Int16Array(20 * 8000)])));
+    await leaveMessage(vm, writeWav(join(dir, 'message.wav'), concatSamples([new Int16Array(8000), toneSamples([MESSAGE_HZ], 2, { amplitude: 8000 }), new Int16Array(20 * 8000)])));
 
     const [message] = await voiceMessages(vm, 1);
     const { wav, attachment, uid } = message!;
@@ -277,11 +249,11 @@ describe('the shipped applications with real SIP phones (baresip)', { skip, time
   test('voicemail: the phone\'s # (an RFC 4733 event) ends a message it is still speaking', async () => {
     const { vm } = await voicemailAccount('vmkey');
     // A second of silence, then the tone in bursts for a minute: no three seconds of silence end it.
-    const bursts = writeWav(join(dir, 'bursts.wav'), concat([new Int16Array(8000), burstSamples(MESSAGE_HZ, 60, 0.8, 0.2)]));
+    const bursts = writeWav(join(dir, 'bursts.wav'), concatSamples([new Int16Array(8000), burstSamples(MESSAGE_HZ, 60, 0.8, 0.2)]));
     await leaveMessage(vm, bursts, async () => {
       // Once the phone has sent two seconds of the tone (its own sndfile recording of what it sends), it presses #.
       const deadline = Date.now() + WAIT_MS;
-      while (holding(frames(inCall(phoneC, 'enc'), [MESSAGE_HZ]), 0, 0.8) < 100) {
+      while (holding(frames(phoneC.callAudio('enc'), [MESSAGE_HZ]), 0, 0.8) < 100) {
         if (Date.now() > deadline) assert.fail('the phone did not send its message');
         await sleep(50);
       }

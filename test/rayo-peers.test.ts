@@ -32,7 +32,7 @@
  * long timeouts are a safety net for a hung peer.
  */
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -42,7 +42,7 @@ import { parseNlsml } from '../src/media/nlsml.js';
 import { servePrompts, type PromptServer } from './fixtures/prompt-server.js';
 import { Baresip, ensureBaresip } from './fixtures/baresip.js';
 import { ensureDebianTool } from './fixtures/debian.js';
-import { decodeWav, encodeWav, readWav, toneSamples, writeWav } from './fixtures/wav.js';
+import { encodeWav, readWav, toneSamples, writeWav } from './fixtures/wav.js';
 import { ensureSlixmpp, XmppPeer, type PresenceEvent } from './fixtures/xmpp-peer.js';
 import { freePort, freeSipPort, startTestServer, type TestServer } from './helpers.js';
 
@@ -87,24 +87,6 @@ function frameKinds(samples: Int16Array): FrameKind[] {
 
 const count = (kinds: readonly FrameKind[], kind: FrameKind): number => kinds.filter((k) => k === kind).length;
 
-/**
- * The audio of the call a phone is in now, as far as sndfile has written it: the newest of its
- * recordings (`dump-<time>-dec.wav`) whose WAV header is not completed yet (sndfile completes it
- * when the call ends), so that no recording of an earlier call is taken for it.
- */
-function heardSoFar(phone: Baresip): Int16Array {
-  const dir = join(phone.dir, 'recordings');
-  const files = existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith('-dec.wav')).sort() : [];
-  for (const file of files.reverse()) {
-    try {
-      const wav = decodeWav(readFileSync(join(dir, file)));
-      if (!wav.complete) return wav.samples;
-    } catch {
-      // not even a header yet
-    }
-  }
-  return new Int16Array(0);
-}
 
 describe('Rayo with real SIP phones (baresip)', { skip, timeout: 240_000 }, () => {
   let server: TestServer;
@@ -380,7 +362,7 @@ describe('Rayo with real SIP phones (baresip)', { skip, timeout: 240_000 }, () =
   test('the phone hangs up during an endless output: the output completes with hangup; a client that goes away ends the call it controls with a BYE to the phone', async () => {
     const playing = await callAnswered();
     const output = await start(playing.call, `<output xmlns="urn:xmpp:rayo:output:1" repeat-times="0"><document url="${httpBase}/tone.wav"/></output>`);
-    const heard = (): number => count(frameKinds(heardSoFar(caller)), 'tone');
+    const heard = (): number => count(frameKinds(caller.callAudio()), 'tone');
     for (let i = 0; i < 400 && heard() < 10; i++) await sleep(50);
     assert.ok(heard() >= 10, 'the phone hears the output');
     await caller.hangup();
@@ -406,7 +388,7 @@ describe('Rayo with real SIP phones (baresip)', { skip, timeout: 240_000 }, () =
       `<prompt xmlns="urn:xmpp:rayo:prompt:1" barge-in="true"><output xmlns="urn:xmpp:rayo:output:1" repeat-times="0"><document url="${httpBase}/tone.wav"/></output><input xmlns="urn:xmpp:rayo:input:1" mode="dtmf"><grammar url="builtin:dtmf/digits?length=2"/></input></prompt>`,
     );
     // The phone hears the prompt before it presses a key.
-    const heard = (): number => count(frameKinds(heardSoFar(caller)), 'tone');
+    const heard = (): number => count(frameKinds(caller.callAudio()), 'tone');
     for (let i = 0; i < 400 && heard() < 10; i++) await sleep(50);
     assert.ok(heard() >= 10, 'the phone hears the prompt\'s tone');
     await caller.sendDtmf('73');
