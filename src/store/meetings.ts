@@ -65,3 +65,17 @@ export interface MeetingStore {
   /** Deletes meetings that expired before `now`; how many. */
   sweep(now: number): Promise<number>;
 }
+
+/** A row of the `meetings` table, as both engines define it (times in ms since the epoch). */
+export interface MeetingRow {
+  account_id: number;
+  set_name: string;
+  name: string;
+  parameter: string | null;
+  task_handle: string | null;
+  expires: number;
+  created: number;
+}
+
+/** The columns a MeetingRow is read from. */
+export const MEETING_COLUMNS = 'account_id, set_name, name, parameter, task_handle, expires, created';

@@ -4,22 +4,14 @@ import type {
   MeetingCreateResult,
   MeetingDeactivateResult,
   MeetingRecord,
+  MeetingRow,
   MeetingStore,
 } from '../meetings.js';
+import { MEETING_COLUMNS } from '../meetings.js';
 import { NotFoundError } from '../store.js';
 import { isForeignKeyViolation, prepareAll } from './util.js';
 
-interface MeetingRow {
-  account_id: number;
-  set_name: string;
-  name: string;
-  parameter: string | null;
-  task_handle: string | null;
-  expires: number;
-  created: number;
-}
-
-const COLUMNS = 'account_id, set_name, name, parameter, task_handle, expires, created';
+const COLUMNS = MEETING_COLUMNS;
 const KEY = 'account_id = @account AND set_name = @set AND name = @name';
 
 function toMeeting(r: MeetingRow): MeetingRecord {
