@@ -188,7 +188,13 @@ async function runRoom(task: Task): Promise<void> {
 async function runCaller(task: Task): Promise<void> {
   const call = task.call;
   if (!call) return;
-  await call.answer();
+  try {
+    await call.answer();
+  } catch (err) {
+    // The caller hung up before the answer: nothing to join.
+    if (call.state === 'ended') return;
+    throw err;
+  }
   let room = roomOfAddress(call.to.address);
   for (let attempt = 0; attempt < 3 && call.state === 'connected'; attempt++) {
     if (room === undefined) {
