@@ -36,7 +36,11 @@ export async function loadApplications(directories: readonly string[], log: Logg
     }
     for (const file of names) {
       const extension = extname(file);
-      if (!EXTENSIONS.has(extension) || file.endsWith('.d.ts')) continue;
+      if (file.endsWith('.d.ts') || file.endsWith('.map')) continue;
+      if (!EXTENSIONS.has(extension)) {
+        if (extension === '.ts') log.warn({ event: 'apps.not_compiled', file: join(directory, file) }, 'a TypeScript application is left out: compile it to .js (tsc) for the server to load it');
+        continue;
+      }
       const program = file.slice(0, -extension.length);
       if (!PROGRAM_NAME.test(program)) {
         log.warn({ event: 'apps.bad_name', file }, 'an application file name is not a program name; left out');
