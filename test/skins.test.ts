@@ -5,6 +5,7 @@
  * under them).
  */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -52,11 +53,14 @@ before(async () => {
   symlinkSync(join(outside, 'secret.txt'), join(serverSkins, 'escape.txt'));
   symlinkSync(join(outside, 'dir'), join(serverSkins, 'Evil'));
   symlinkSync('welcome.txt', join(serverSkins, 'alias.txt'));
+  symlinkSync('loop-b.txt', join(serverSkins, 'loop-a.txt'));
+  symlinkSync('loop-a.txt', join(serverSkins, 'loop-b.txt'));
+  execFileSync('mkfifo', [join(serverSkins, 'pipe.txt')]);
   // Domain levels: example.test has its own unnamed and Blue files, other.test its own welcome.
   write(join(domainSkins, 'example.test', 'welcome.txt'), 'domain welcome');
   write(join(domainSkins, 'example.test', 'Blue', 'extra.txt'), 'blue extra');
   write(join(domainSkins, 'other.test', 'welcome.txt'), 'other welcome');
-  // A fixed modification time, to check timeModified (local time of the session: UTC here by default?).
+  // A fixed modification time, to check timeModified (in the session's time zone).
   utimesSync(join(serverSkins, 'Blue', 'style.css'), new Date('2024-03-01T10:20:30Z'), new Date('2024-03-01T10:20:30Z'));
   server = await startTestServer({ skins: { directory: serverSkins, domainDirectory: domainSkins, maxFileBytes: MAX_FILE_BYTES } });
 });
@@ -113,6 +117,7 @@ describe('skinFileList', () => {
 
   test('a named skin: its own files at every level first, then the unnamed ones, each with the skin it comes from', async () => {
     const client = await user();
+    await ok(client, '<prefsStore><TimeZone>Europe/Berlin</TimeZone></prefsStore>');
     const files = (await ok(client, '<skinFileList skinName="Blue"/>')).messages;
     const from = Object.fromEntries(files.map((m) => [m.attrs.fileName!, m.attrs.skinName]));
     assert.equal(from['style.css'], 'Blue');
@@ -121,7 +126,7 @@ describe('skinFileList', () => {
     assert.equal(from['logo.png'], '');
     assert.equal(from['English.json'], '');
     const style = files.find((m) => m.attrs.fileName === 'style.css')!;
-    assert.equal(style.attrs.timeModified, '20240301T102030');
+    assert.equal(style.attrs.timeModified, '20240301T112030', '10:20:30 UTC in Berlin');
     const filtered = (await ok(client, '<skinFileList skinName="Blue" filter="*.CSS"/>')).messages;
     assert.deepEqual(
       filtered.map((m) => m.attrs.fileName),
@@ -217,9 +222,14 @@ describe('skinFileRead', () => {
     await fails(client, '<skinFileRead fileName="escape.txt"/>', 'file is not found');
     await fails(client, '<skinFileRead fileName="escape.txt" type="binary"/>', 'file is not found');
     await fails(client, '<skinFileRead skinName="Evil" fileName="secret.txt"/>', 'unknown skin "Evil"');
+    // A loop of links and a named pipe are no files either (the pipe does not hold the request).
+    await fails(client, '<skinFileRead fileName="loop-a.txt"/>', 'file is not found');
+    await fails(client, '<skinFileRead fileName="pipe.txt"/>', 'file is not found');
+    await fails(client, '<skinFileRead fileName="pipe.txt" type="binary"/>', 'file is not found');
     const listed = (await ok(client, '<skinFileList/>')).messages.map((m) => m.attrs.fileName);
     assert.ok(!listed.includes('escape.txt'));
     assert.ok(!listed.includes('.secret.txt'));
+    assert.ok(!listed.includes('loop-a.txt') && !listed.includes('pipe.txt'));
     // Nothing of the outside file came back in any message.
     assert.ok(!client.raw.some((text) => text.includes('the secret') || text.includes('dGhlIHNlY3JldA')));
   });

@@ -227,7 +227,8 @@ export class SkinService {
   private async readLimited(path: string): Promise<{ data: Buffer; modified: Date }> {
     let handle;
     try {
-      handle = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+      // O_NONBLOCK: a named pipe in a skin directory must not hold the request (it is refused below).
+      handle = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
     } catch (err) {
       if (isNotFound(err)) throw new ServiceError(FILE_NOT_FOUND);
       throw err;
