@@ -231,7 +231,9 @@ export class SkinService {
       handle = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
     } catch (err) {
       if (isNotFound(err)) throw new ServiceError(FILE_NOT_FOUND);
-      throw err;
+      // EACCES and the like: the operator's file system, not the client's request.
+      this.options.log.warn({ event: 'skin.unreadable', path, error: (err as Error).message }, 'a skin file cannot be opened');
+      throw new ServiceError('the file cannot be read');
     }
     try {
       const info = await handle.stat();
