@@ -71,7 +71,7 @@ export const skinOperations: OperationTable = {
         message.append(parseXml(config.text));
       } catch (err) {
         if (err instanceof XmlParseError) {
-          ctx.server.log.warn({ event: 'skin.bad_config', name, error: err.message }, 'a configuration file is not valid XML');
+          ctx.server.log.child({ component: 'skins' }).warn({ event: 'skin.bad_config', name, error: err.message }, 'a configuration file is not valid XML');
           throw new ServiceError(`configuration ${name} is not valid XML`);
         }
         throw err;
@@ -87,7 +87,7 @@ export const skinOperations: OperationTable = {
     if (typeof setting !== 'string') return;
     const banners = parseBanners(setting);
     if (!banners) {
-      ctx.server.log.warn({ event: 'banner.bad_setting', domain: ctx.session.account.domain }, 'the Banners setting of a domain is not valid');
+      ctx.server.log.child({ component: 'skins' }).warn({ event: 'banner.bad_setting', domain: ctx.session.account.domain }, 'the Banners setting of a domain is not valid');
       return;
     }
     const banner = banners.get(type);
