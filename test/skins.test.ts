@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { parseSettingAssignments } from '../src/services/settings.js';
 import type { XmlElement } from '../src/xml/element.js';
-import { fails, ok, startTestServer, type TestServer, type XimssClient, XimssClient as Client } from './helpers.js';
+import { capturingLogger, fails, ok, startTestServer, type TestServer, type XimssClient, XimssClient as Client } from './helpers.js';
 
 const TIME = /^\d{8}T\d{6}$/;
 const MAX_FILE_BYTES = 16 * 1024;
@@ -24,6 +24,7 @@ let root: string;
 let serverSkins: string;
 let domainSkins: string;
 let outside: string;
+const logged = capturingLogger('info');
 
 function write(path: string, data: string | Buffer): void {
   mkdirSync(join(path, '..'), { recursive: true });
@@ -62,7 +63,7 @@ before(async () => {
   write(join(domainSkins, 'other.test', 'welcome.txt'), 'other welcome');
   // A fixed modification time, to check timeModified (in the session's time zone).
   utimesSync(join(serverSkins, 'Blue', 'style.css'), new Date('2024-03-01T10:20:30Z'), new Date('2024-03-01T10:20:30Z'));
-  server = await startTestServer({ skins: { directory: serverSkins, domainDirectory: domainSkins, maxFileBytes: MAX_FILE_BYTES } });
+  server = await startTestServer({ skins: { directory: serverSkins, domainDirectory: domainSkins, maxFileBytes: MAX_FILE_BYTES } }, { log: logged.log });
 });
 after(async () => {
   await server?.stop();
@@ -232,12 +233,16 @@ describe('skinFileRead', () => {
     assert.ok(!listed.includes('loop-a.txt') && !listed.includes('pipe.txt'));
     // Nothing of the outside file came back in any message.
     assert.ok(!client.raw.some((text) => text.includes('the secret') || text.includes('dGhlIHNlY3JldA')));
+    // The operator hears of the link out and of the names refused.
+    assert.ok(logged.events('skin.escape').some((r) => String(r.path).endsWith('escape.txt')));
+    assert.ok(logged.events('skin.bad_name').some((r) => r.file === '../outside/secret.txt'));
   });
 
   test('a file over skins.maxFileBytes is refused (listed with its size)', async () => {
     const client = await user();
     await fails(client, '<skinFileRead fileName="big.bin" type="binary"/>', `the file is too large (${MAX_FILE_BYTES + 1} bytes; the limit is ${MAX_FILE_BYTES})`);
     await fails(client, '<skinFileRead fileName="big.bin"/>', /^the file is too large/);
+    assert.ok(logged.events('skin.file_too_large').some((r) => r.size === MAX_FILE_BYTES + 1 && r.limit === MAX_FILE_BYTES));
   });
 
   test('skin operations need a session', async () => {
