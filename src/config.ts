@@ -266,6 +266,17 @@ export interface Config {
     /** Meetings one account may have. */
     meetingsPerAccount: number;
   };
+  /** Skins (skinList, skinFileList, skinFileRead, readConfigFile): README "Skins". */
+  skins: {
+    /** Server-wide skins: the unnamed skin's files, and a subdirectory per named skin; '' = <dataDir>/skins. */
+    directory: string;
+    /** Domain skins: `<domainDirectory>/<domain>/`, laid out the same way; '' = <dataDir>/domain-skins. */
+    domainDirectory: string;
+    /** The largest skin or configuration file served, bytes. */
+    maxFileBytes: number;
+    /** Entries read from one skin directory for a listing (more: the listing is refused). */
+    maxFiles: number;
+  };
   /** Delivery of mail for other domains (the outbound queue). */
   outbound: {
     /** `host:port` of a relay (smart host) that takes all mail for other domains; '' = each domain's MX. */
@@ -428,6 +439,7 @@ export function defaultConfig(): Config {
     calls: { ringSeconds: 120, callsPerAccount: 20, callsPerNode: 10_000, applicationRoutes: [], rayoCallsPerAccount: 100 },
     media: { relay: 'auto', publicAddress: '', bindAddress: '', sessions: 1000, sessionsPerAccount: 20, idleSeconds: 120, promptFetch: 'public' },
     apps: { directory: '', tasksPerAccount: 20, tasksPerNode: 1000, meetingDays: 30, meetingsPerAccount: 1000 },
+    skins: { directory: '', domainDirectory: '', maxFileBytes: 1024 * 1024, maxFiles: 2000 },
     outbound: {
       relay: '',
       relayUser: '',
@@ -661,6 +673,12 @@ const configSchema = z.strictObject({
     tasksPerNode: whole(1),
     meetingDays: number((n) => n > 0 && n <= 3650, 'must be a number of days, above 0 and at most 3650'),
     meetingsPerAccount: whole(1),
+  }),
+  skins: z.strictObject({
+    directory: z.string(),
+    domainDirectory: z.string(),
+    maxFileBytes: number((n) => Number.isSafeInteger(n) && n >= 1 && n <= 64 * 1024 * 1024, 'must be a whole number of bytes, 1 to 67108864 (64 MB)'),
+    maxFiles: whole(1),
   }),
   outbound: z.strictObject({
     relay: text((s) => s === '' || isHostPort(s), "must be empty (to each domain's MX hosts) or host:port"),

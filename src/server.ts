@@ -57,6 +57,7 @@ import type { XimssServices } from './ximss/services.js';
 import { SessionManager } from './ximss/sessions.js';
 import { UploadSpool } from './ximss/uploads.js';
 import { Vocabulary } from './ximss/vocabulary.js';
+import { SkinService } from './services/skins.js';
 import { SERVER_VERSION } from './version.js';
 import { createLogger, errorText, type Logger } from './log.js';
 import { instrumentStore, Metrics } from './metrics.js';
@@ -319,7 +320,16 @@ async function build(rawStore: Store, config: Config, log: Logger, options: Serv
     uploads,
     connections: new ConnectionLimiter(config.limits, { log: log.child({ component: 'limits' }), metrics }),
     nonces: new NonceRegistry(config.defaultDomain),
-    vocabulary: new Vocabulary(RESOURCES + 'strings'),
+    // The built-in skin's unnamed files hold the vocabularies (resources/skins/<Language>.json).
+    vocabulary: new Vocabulary(RESOURCES + 'skins'),
+    skins: new SkinService({
+      builtIn: RESOURCES + 'skins',
+      server: config.skins.directory || join(config.dataDir, 'skins'),
+      domains: config.skins.domainDirectory || join(config.dataDir, 'domain-skins'),
+      maxFileBytes: config.skins.maxFileBytes,
+      maxFiles: config.skins.maxFiles,
+      log: log.child({ component: 'skins' }),
+    }),
     sip,
     tls: tlsContext,
     version: PROTOCOL_VERSION,

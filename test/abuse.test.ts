@@ -7,8 +7,11 @@
  */
 import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ServerOptions } from '../src/server.js';
@@ -962,5 +965,62 @@ describe('abuse: SIP over UDP', () => {
     } finally {
       socket.close();
     }
+  });
+});
+
+describe('abuse: skins, configuration files and banners', () => {
+  let server: TestServer;
+  let victim: XimssClient;
+  let skins: string;
+  before(async () => {
+    skins = mkdtempSync(join(tmpdir(), 'ximssd-abuse-skins-'));
+    mkdirSync(join(skins, 'Crowded'));
+    for (let i = 0; i <= 50; i++) writeFileSync(join(skins, 'Crowded', `f${i}.txt`), 'x');
+    writeFileSync(join(skins, 'big.txt'), Buffer.alloc(64 * 1024, 0x61));
+    writeFileSync(join(skins, 'deep.xml'), '<a>'.repeat(5000) + '</a>'.repeat(5000));
+    ({ server, victim } = await startAttacked({ skins: { directory: skins, maxFiles: 50, maxFileBytes: 64 * 1024 } }));
+  });
+  after(async () => {
+    await server.stop();
+    rmSync(skins, { recursive: true, force: true });
+  });
+
+  test('hostile names, patterns and bodies are each answered; a crowded skin is not listed; reads stay within memory', async () => {
+    const attacker = await server.newAccount('skin-abuser');
+    const client = (await server.login(attacker, 'secret')).client;
+    const watch = watchRss();
+    const bad = [
+      '<skinFileRead fileName="../../../../etc/passwd"/>',
+      '<skinFileRead fileName="/etc/passwd" type="binary"/>',
+      '<skinFileRead fileName="&#46;&#46;&#47;&#46;&#46;&#47;etc&#47;passwd"/>',
+      '<skinFileRead fileName="a&#10;b"/>',
+      `<skinFileRead fileName="${'a'.repeat(100_000)}"/>`,
+      `<skinFileRead skinName="${'s'.repeat(100_000)}" fileName="x"/>`,
+      '<skinFileRead skinName="../.." fileName="passwd"/>',
+      '<skinFileRead fileName=""/>',
+      '<skinFileRead fileName="nothing.txt"/>',
+      '<skinFileList skinName="Crowded"/>',
+      '<skinFileList skinName="__proto__"/>',
+      '<readConfigFile name="../../package"/>',
+      '<readConfigFile name="deep"/>',
+      `<readConfigFile name="${'n'.repeat(10_000)}"/>`,
+      '<bannerRead/>',
+    ];
+    for (const request of bad) expectError(await client.request(request), undefined, request.slice(0, 80));
+    // Patterns that would be slow with backtracking, and names that look like object keys: answered.
+    expectOk(await client.request(`<skinList filter="${'*a'.repeat(5000)}b"/>`));
+    expectOk(await client.request(`<skinFileList filter="${'*a'.repeat(5000)}b"/>`));
+    for (const type of ['__proto__', 'constructor', 'toString']) {
+      assert.equal(expectOk(await client.request(`<bannerRead type="${type}"/>`)).messages.length, 0);
+    }
+    expectOk(await client.request(`<bannerRead type="x">${'<subKey key="k">v</subKey>'.repeat(2000)}</bannerRead>`));
+    // Many reads of the largest file allowed at once: each answered, memory bounded.
+    await Promise.all(
+      Array.from({ length: 200 }, () =>
+        client.request('<skinFileRead fileName="big.txt" type="binary"/>', 20_000).then((reply) => assert.equal(expectOk(reply).messages.length, 1)),
+      ),
+    );
+    assertWithinBudget(watch.stop());
+    await assertServes(victim);
   });
 });

@@ -18,6 +18,7 @@ import { DEFAULT_ACCOUNT_SETTINGS } from './accounts.js';
 import { ServiceError } from './errors.js';
 import { parseMailAddress } from './mime/address.js';
 import { ALLOWED_MODES } from './rules/modes.js';
+import { MAX_BANNERS_CHARS, parseBanners } from './skins.js';
 
 export type SettingLevel = 'account' | 'domain';
 
@@ -89,6 +90,12 @@ function address(value: string): string {
   const parsed = parseMailAddress(value.trim());
   if (!parsed || !/^[^\s@<>]+@[^\s@<>]+$/.test(parsed.address)) throw new BadValue();
   return parsed.address;
+}
+
+function banners(value: string): string {
+  const parsed = parseBanners(value.trim());
+  if (!parsed) throw new BadValue();
+  return JSON.stringify(Object.fromEntries(parsed));
 }
 
 const MODES = ALLOWED_MODES.join(', ');
@@ -197,6 +204,15 @@ export const SETTINGS: readonly SettingSpec[] = [
     default: 'No',
     description: 'whether users may create accounts in the domain themselves (XIMSS signup)',
     normalize: yesNo,
+  },
+  {
+    name: 'Banners',
+    level: 'domain',
+    stored: 'settings',
+    values: `a JSON object from banner type to its text (or to arrays and objects of texts), at most ${MAX_BANNERS_CHARS} characters`,
+    default: undefined,
+    description: 'what XIMSS bannerRead answers for each banner type in the domain (a type not named: no banner)',
+    normalize: banners,
   },
 ];
 

@@ -22,6 +22,7 @@ import type { NonceRegistry } from './nonces.js';
 import type { SessionManager } from './sessions.js';
 import type { UploadSpool } from './uploads.js';
 import type { Vocabulary } from './vocabulary.js';
+import type { SkinService } from '../services/skins.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { ImService } from '../services/im/service.js';
@@ -70,6 +71,8 @@ export interface XimssServices {
   readonly uploads: UploadSpool;
   readonly nonces: NonceRegistry;
   readonly vocabulary: Vocabulary;
+  /** Skins and configuration files (skinList, skinFileRead, readConfigFile...). */
+  readonly skins: SkinService;
   /**
    * SIP (undefined when ports.sip and ports.sipTls are 0): the registrar and the call engine
    * register their handlers on it (handle, onStray).

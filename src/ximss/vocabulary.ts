@@ -10,7 +10,7 @@ interface Language {
 }
 
 /**
- * The vocabularies readStrings serves: one JSON file per language in resources/strings
+ * The vocabularies readStrings serves: one JSON file per language in the built-in skin (resources/skins/)
  * (`English.json` is the default and the fallback for keys another language lacks).
  */
 export class Vocabulary {

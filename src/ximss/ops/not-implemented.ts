@@ -9,11 +9,10 @@ import { anytime, type OperationTable } from '../engine.js';
 const PENDING: Record<string, string> = {
   Login: 'x2AuthStart x2AuthComplete',
   Service:
-    'listSpecPasswords readConfigFile skinList skinFileList skinFileRead cliExecute ' +
+    'listSpecPasswords cliExecute ' +
     'retrieveXML httpCall spellerList spellerCheck',
   'S/MIME': 'SMIMEUnlock SMIMELock SMIMEModifyPassword SMIMEGet SMIMESet',
   'RPOP/RSIP/RIMAP': 'rpopList rpopUpdate rsipList rsipUpdate rimapList rimapUpdate',
-  Banner: 'bannerRead',
   Billing: 'balance',
 };
 
