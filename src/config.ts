@@ -266,6 +266,17 @@ export interface Config {
     /** Meetings one account may have. */
     meetingsPerAccount: number;
   };
+  /** Account balances (src/services/billing.ts: the XIMSS `balance` operation, `ximssd balance`). */
+  billing: {
+    /** The balance an operation uses when it names none: a currency code of 3 letters (USD). */
+    currency: string;
+    /** The largest amount one credit or debit may move, in minor units (cents). */
+    maxAmount: number;
+    /** The highest a balance may reach, in minor units; credits beyond it are refused. */
+    maxBalance: number;
+    /** Entries one `history` request returns at most. */
+    historyLimit: number;
+  };
   /** Delivery of mail for other domains (the outbound queue). */
   outbound: {
     /** `host:port` of a relay (smart host) that takes all mail for other domains; '' = each domain's MX. */
@@ -428,6 +439,7 @@ export function defaultConfig(): Config {
     calls: { ringSeconds: 120, callsPerAccount: 20, callsPerNode: 10_000, applicationRoutes: [], rayoCallsPerAccount: 100 },
     media: { relay: 'auto', publicAddress: '', bindAddress: '', sessions: 1000, sessionsPerAccount: 20, idleSeconds: 120, promptFetch: 'public' },
     apps: { directory: '', tasksPerAccount: 20, tasksPerNode: 1000, meetingDays: 30, meetingsPerAccount: 1000 },
+    billing: { currency: 'USD', maxAmount: 1_000_000_000, maxBalance: 1_000_000_000_000, historyLimit: 500 },
     outbound: {
       relay: '',
       relayUser: '',
@@ -661,6 +673,12 @@ const configSchema = z.strictObject({
     tasksPerNode: whole(1),
     meetingDays: number((n) => n > 0 && n <= 3650, 'must be a number of days, above 0 and at most 3650'),
     meetingsPerAccount: whole(1),
+  }),
+  billing: z.strictObject({
+    currency: text((s) => /^[A-Z]{3}$/.test(s), 'must be a currency code of 3 capital letters (such as USD)'),
+    maxAmount: number((n) => Number.isSafeInteger(n) && n >= 1 && n <= 1e15, 'must be a whole number of minor units, 1 to 10^15'),
+    maxBalance: number((n) => Number.isSafeInteger(n) && n >= 1 && n <= 1e15, 'must be a whole number of minor units, 1 to 10^15'),
+    historyLimit: number((n) => Number.isInteger(n) && n >= 1 && n <= 10_000, 'must be a whole number, 1 to 10000'),
   }),
   outbound: z.strictObject({
     relay: text((s) => s === '' || isHostPort(s), "must be empty (to each domain's MX hosts) or host:port"),

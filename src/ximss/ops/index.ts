@@ -1,4 +1,5 @@
 import type { Engine } from '../engine.js';
+import { billingOperations } from './billing.js';
 import { calendarOperations } from './calendar.js';
 import { contactOperations } from './contacts.js';
 import { fileOperations } from './files.js';
@@ -39,5 +40,6 @@ export function registerOperations(engine: Engine): void {
   engine.register(imOperations);
   engine.register(signalOperations);
   engine.register(taskOperations);
+  engine.register(billingOperations);
   engine.register(notImplementedOperations);
 }

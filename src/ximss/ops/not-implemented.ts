@@ -14,7 +14,6 @@ const PENDING: Record<string, string> = {
   'S/MIME': 'SMIMEUnlock SMIMELock SMIMEModifyPassword SMIMEGet SMIMESet',
   'RPOP/RSIP/RIMAP': 'rpopList rpopUpdate rsipList rsipUpdate rimapList rimapUpdate',
   Banner: 'bannerRead',
-  Billing: 'balance',
 };
 
 export const notImplementedOperations: OperationTable = Object.fromEntries(
