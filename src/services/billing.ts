@@ -184,12 +184,12 @@ export class BillingService {
     switch (result.outcome) {
       case 'posted':
         this.log.info(
-          { event: 'billing.posted', account, actor: by, op, currency, amount: result.entry.amount, balance: result.balance, entry: result.entry.id, ...(key !== null ? { key } : {}) },
+          { event: 'billing.posted', account, actor: by, op, currency, amount: result.entry.amount, balance: result.balance, entry: result.entry.id, ...(key !== null ? { reference: key } : {}) },
           `${op} of ${amount} ${currency} for ${account}`,
         );
         return { entry: result.entry, balance: result.balance, repeated: false };
       case 'duplicate':
-        this.log.info({ event: 'billing.repeated', account, actor: by, op, currency, entry: result.entry.id, key }, `repeated ${op} for ${account} (reference already posted)`);
+        this.log.info({ event: 'billing.repeated', account, actor: by, op, currency, entry: result.entry.id, reference: key }, `repeated ${op} for ${account} (reference already posted)`);
         return { entry: result.entry, balance: result.balance, repeated: true };
       case 'key-conflict':
         throw new ServiceError('this reference was already used for another operation');
