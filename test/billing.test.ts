@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { XmlElement } from '../src/xml/element.js';
 import { formatGmt } from '../src/xml/time.js';
-import { expectError, fails, ok, startTestServer, type TestServer, type XimssClient } from './helpers.js';
+import { expectError, fails, ok, startTestServer, XimssClient, type TestServer } from './helpers.js';
 
 let server: TestServer;
 let domains = 0;
@@ -218,7 +218,6 @@ describe('balance', () => {
   });
 
   test('before login, balance is refused', async () => {
-    const { XimssClient } = await import('./helpers.js');
     const client = await XimssClient.connect(server.ports.ximss);
     expectError(await client.request(balance({ op: 'read' })));
     client.close();

@@ -211,6 +211,8 @@ describe('start-up', () => {
       ['account', 'show', `u@${DOMAIN}`],
       ['domain', 'show', DOMAIN],
       ['queue'],
+      ['balance', 'credit', `u@${DOMAIN}`, '5'],
+      ['balance', `u@${DOMAIN}`],
     ]) {
       const loaded = await modulesLoaded(ws, ...args);
       assert.ok(loaded.includes('main.js') && loaded.includes('store/open.js'), `${args.join(' ')}: ${loaded.join(' ')}`);

@@ -10,7 +10,6 @@
  */
 import type { Command } from 'commander';
 import { fullName } from '../services/accounts.js';
-import { AccountRightsService } from '../services/account-rights.js';
 import { BillingService, type PostResult } from '../services/billing.js';
 import { adminOptions, withStore, type AdminOptions, type CommandContext } from './common.js';
 
@@ -20,9 +19,9 @@ interface PostOptions extends AdminOptions {
   reference?: string;
 }
 
+/** The billing service of the command line: it acts as 'cli', so it needs no Account Access Rights. */
 function service(ctx: CommandContext): BillingService {
-  const rights = new AccountRightsService(ctx.store, ctx.accounts, ctx.bus, ctx.log);
-  return new BillingService(ctx.store, ctx.accounts, rights, ctx.config.billing, ctx.log);
+  return new BillingService(ctx.store, ctx.accounts, undefined, ctx.config.billing, ctx.log);
 }
 
 /** The options of credit and debit. */

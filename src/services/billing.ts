@@ -19,7 +19,7 @@
 import { silentLogger, type Logger } from '../log.js';
 import type { BalanceRecord, LedgerEntry, LedgerPostResult } from '../store/billing.js';
 import { NotFoundError, type AccountRecord, type Store } from '../store/store.js';
-import { ACCESS_DENIED, UNKNOWN_ACCOUNT, type AccountRightsService } from './account-rights.js';
+import type { AccountRightsService } from './account-rights.js';
 import { fullName, type AccountService } from './accounts.js';
 import { ServiceError } from './errors.js';
 
@@ -33,6 +33,10 @@ export interface BillingLimits {
   maxBalance: number;
   historyLimit: number;
 }
+
+/** The texts of account-rights.ts (ACCESS_DENIED, UNKNOWN_ACCOUNT), kept here so that the command line loads no rights module. */
+const ACCESS_DENIED = 'access denied';
+const UNKNOWN_ACCOUNT = 'unknown account';
 
 /** Characters a reason (description) may have; longer is refused. */
 export const MAX_REASON_CHARS = 256;
@@ -69,7 +73,8 @@ export class BillingService {
   constructor(
     private readonly store: Store,
     private readonly accounts: AccountService,
-    private readonly rights: AccountRightsService,
+    /** The Account Access Rights of the accounts; undefined for the command line, which acts as 'cli' only. */
+    private readonly rights: AccountRightsService | undefined,
     private readonly limits: BillingLimits,
     private readonly log: Logger = silentLogger,
   ) {}
@@ -82,6 +87,7 @@ export class BillingService {
       if (!found) throw new ServiceError(`unknown account ${accountName}`);
       return found;
     }
+    if (!this.rights) throw new ServiceError(ACCESS_DENIED);
     return this.rights.target(actor.account, accountName);
   }
 
@@ -106,7 +112,7 @@ export class BillingService {
 
   private async mayRead(actor: BillingActor, target: AccountRecord): Promise<void> {
     if (actor === 'cli' || actor.account.id === target.id) return;
-    if (!(await this.rights.has(actor.account, target, 'a', BILLING_ADMIN_RIGHT))) throw new ServiceError(ACCESS_DENIED);
+    if (!this.rights || !(await this.rights.has(actor.account, target, 'a', BILLING_ADMIN_RIGHT))) throw new ServiceError(ACCESS_DENIED);
   }
 
   private async mayChange(actor: BillingActor, target: AccountRecord): Promise<void> {
