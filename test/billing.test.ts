@@ -85,7 +85,9 @@ describe('balance', () => {
     assert.equal((charged.value as Record<string, string>).amount, '1100');
     assert.equal(await amountOf(user), '1100');
 
-    await fails(user, balance({ op: 'credit', amount: '100' }), /^access denied: changing a balance needs the CanManageBalances/);
+    await fails(user, balance({ op: 'credit', amount: '100' }), 'access denied: an account cannot change its own balance');
+    await fails(user, balance({ op: 'credit', amount: '100' }, { accountName: userAddress }), 'access denied: an account cannot change its own balance');
+    await fails(admin, balance({ op: 'credit', amount: '100' }), 'access denied: an account cannot change its own balance', 'not even the postmaster');
     await fails(user, balance({ op: 'charge', amount: '100' }), /^access denied/);
     assert.equal(await amountOf(user), '1100', 'refused changes change nothing');
   });

@@ -10,8 +10,8 @@
  *     Account Access Right over it (its domain's postmaster holds it) or the
  *     CanManageBalances Domain Administrator right;
  *   - change (credit, charge): a Domain Administrator of the account's domain holding
- *     CanManageBalances (the postmaster holds it), or the command line. An account cannot
- *     credit itself.
+ *     CanManageBalances (the postmaster holds it), or the command line. No account changes
+ *     its own balance over XIMSS, not even an administrator.
  *
  * Amounts are whole numbers of minor units (cents), positive, at most `maxAmount`; a balance
  * never goes below 0 through a charge nor above `maxBalance` through a credit.
@@ -117,6 +117,8 @@ export class BillingService {
 
   private async mayChange(actor: BillingActor, target: AccountRecord): Promise<void> {
     if (actor === 'cli') return;
+    // Not even an administrator changes its own balance over XIMSS (the command line does).
+    if (actor.account.id === target.id) throw new ServiceError(`${ACCESS_DENIED}: an account cannot change its own balance`);
     if (!(await this.accounts.hasDomainAdminRight(actor.account, target, BILLING_ADMIN_RIGHT))) {
       throw new ServiceError(`${ACCESS_DENIED}: changing a balance needs the ${BILLING_ADMIN_RIGHT} Domain Administrator right`);
     }
