@@ -277,6 +277,17 @@ export interface Config {
     /** Entries read from one skin directory for a listing (more: the listing is refused). */
     maxFiles: number;
   };
+  /** Account balances (src/services/billing.ts: the XIMSS `balance` operation, `ximssd balance`). */
+  billing: {
+    /** The balance an operation uses when it names none: a currency code of 3 letters (USD). */
+    currency: string;
+    /** The largest amount one credit or debit may move, in minor units (cents). */
+    maxAmount: number;
+    /** The highest a balance may reach, in minor units; credits beyond it are refused. */
+    maxBalance: number;
+    /** Entries one `history` request returns at most. */
+    historyLimit: number;
+  };
   /** Delivery of mail for other domains (the outbound queue). */
   outbound: {
     /** `host:port` of a relay (smart host) that takes all mail for other domains; '' = each domain's MX. */
@@ -440,6 +451,7 @@ export function defaultConfig(): Config {
     media: { relay: 'auto', publicAddress: '', bindAddress: '', sessions: 1000, sessionsPerAccount: 20, idleSeconds: 120, promptFetch: 'public' },
     apps: { directory: '', tasksPerAccount: 20, tasksPerNode: 1000, meetingDays: 30, meetingsPerAccount: 1000 },
     skins: { directory: '', domainDirectory: '', maxFileBytes: 1024 * 1024, maxFiles: 2000 },
+    billing: { currency: 'USD', maxAmount: 1_000_000_000, maxBalance: 1_000_000_000_000, historyLimit: 500 },
     outbound: {
       relay: '',
       relayUser: '',
@@ -679,6 +691,12 @@ const configSchema = z.strictObject({
     domainDirectory: z.string(),
     maxFileBytes: number((n) => Number.isSafeInteger(n) && n >= 1 && n <= 64 * 1024 * 1024, 'must be a whole number of bytes, 1 to 67108864 (64 MB)'),
     maxFiles: whole(1),
+  }),
+  billing: z.strictObject({
+    currency: text((s) => /^[A-Z]{3}$/.test(s), 'must be a currency code of 3 capital letters (such as USD)'),
+    maxAmount: number((n) => Number.isSafeInteger(n) && n >= 1 && n <= 1e15, 'must be a whole number of minor units, 1 to 10^15'),
+    maxBalance: number((n) => Number.isSafeInteger(n) && n >= 1 && n <= 1e15, 'must be a whole number of minor units, 1 to 10^15'),
+    historyLimit: number((n) => Number.isInteger(n) && n >= 1 && n <= 10_000, 'must be a whole number, 1 to 10000'),
   }),
   outbound: z.strictObject({
     relay: text((s) => s === '' || isHostPort(s), "must be empty (to each domain's MX hosts) or host:port"),

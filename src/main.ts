@@ -2,6 +2,7 @@
 /** The `ximssd` command: `serve`, and the administration commands (src/cli/). */
 import { Command, CommanderError } from 'commander';
 import { registerAccountCommands } from './cli/accounts.js';
+import { registerBalanceCommands } from './cli/balance.js';
 import { registerDkimCommands } from './cli/dkim.js';
 import { registerDomainCommands } from './cli/domains.js';
 import { registerInit } from './cli/init.js';
@@ -36,6 +37,7 @@ registerDomainCommands(program);
 registerDkimCommands(program);
 registerAccountCommands(program);
 registerQueueCommands(program);
+registerBalanceCommands(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   if (err instanceof CommanderError) {

@@ -30,6 +30,7 @@ import { SipService } from './transports/sip/service.js';
 import { FileService } from './services/files/service.js';
 import { DatasetService, DEFAULT_DATASET_LIMITS } from './services/datasets.js';
 import { AccountRightsService } from './services/account-rights.js';
+import { BillingService } from './services/billing.js';
 import { DirectoryService } from './services/directory.js';
 import { PasswordRecovery } from './services/password-recovery.js';
 import { RuleService } from './services/rules/service.js';
@@ -311,6 +312,7 @@ async function build(rawStore: Store, config: Config, log: Logger, options: Serv
     calls,
     apps,
     accountRights,
+    billing: new BillingService(store, accounts, accountRights, config.billing, log.child({ component: 'billing' })),
     directory,
     queue,
     delivery,

@@ -1024,3 +1024,55 @@ describe('abuse: skins, configuration files and banners', () => {
     await assertServes(victim);
   });
 });
+
+describe('abuse: billing', () => {
+  let server: TestServer;
+  let victim: XimssClient;
+  before(async () => ({ server, victim } = await startAttacked({ billing: { maxAmount: 1000, maxBalance: 5000, historyLimit: 20 } })));
+  after(() => server.stop());
+
+  test('malformed, oversized and unauthorized balance requests, and racing charges from two sessions: clear errors, no overdraft, the server goes on', async () => {
+    await server.addAccount('postmaster@billing-abuse.test', 'secret');
+    const payer = await server.newAccount('payer', { domain: 'billing-abuse.test' });
+    const admin1 = (await server.login('postmaster@billing-abuse.test', 'secret')).client;
+    const admin2 = (await server.login('postmaster@billing-abuse.test', 'secret')).client;
+    const own = (await server.login(payer, 'secret')).client;
+    const op = (params: Record<string, string>, accountName = payer): string =>
+      `<balance accountName="${accountName}">${Object.entries(params).map(([k, v]) => `<subKey key="${k}">${v}</subKey>`).join('')}</balance>`;
+    const bad = [
+      op({ op: 'credit', amount: '9'.repeat(60_000) }),
+      op({ op: 'x'.repeat(20_000) }),
+      op({ op: 'read', ...Object.fromEntries(Array.from({ length: 2000 }, (_, i) => [`k${i}`, 'v'])) }),
+      op({ op: 'credit', amount: '5', description: 'd'.repeat(50_000) }),
+      op({ op: 'credit', amount: '5', reference: 'r'.repeat(50_000) }),
+      op({ op: 'credit', amount: '5', balance: '../../etc' }),
+      `<balance><subKey key="op">read</subKey><subKey key="__proto__">x</subKey></balance>`,
+      op({ op: 'credit', amount: '1e3' }),
+      op({ op: 'credit', amount: '0x10' }),
+      op({ op: 'credit', amount: '1001' }),
+      op({ op: 'history', limit: '1000000' }),
+      op({ op: 'read' }, 'a'.repeat(5000)),
+      op({ op: 'read' }, 'x&#9;y@billing-abuse.test'),
+      `<balance>${'<subKey key="op">'.repeat(50)}read${'</subKey>'.repeat(50)}</balance>`,
+      '<balance><subKey key="op">read</subKey><subValue>1</subValue></balance>',
+    ];
+    for (const request of bad) expectError(await admin1.request(request), undefined, request.slice(0, 80));
+    // The account may not credit itself, however it asks.
+    for (let i = 0; i < 20; i++) expectError(await own.request(op({ op: 'credit', amount: '1000' }, '')), /^access denied/);
+    expectError(await own.request(op({ op: 'credit', amount: '1000', reference: 'self' })), /^access denied/);
+
+    // 1000 in the balance; 40 charges of 100 from two sessions at once: exactly 10 pass.
+    expectOk(await admin1.request(op({ op: 'credit', amount: '1000' })));
+    const charges = Array.from({ length: 40 }, (_, i) => (i % 2 === 0 ? admin1 : admin2).request(op({ op: 'charge', amount: '100', reference: `c${i}` })));
+    const replies = await Promise.all(charges);
+    const passed = replies.filter((r) => r.response.attrs.errorText === undefined).length;
+    assert.equal(passed, 10);
+    for (const r of replies) if (r.response.attrs.errorText !== undefined) assert.equal(r.response.attrs.errorText, 'insufficient funds');
+    const read = expectOk(await own.request(op({ op: 'read' }, '')));
+    assert.match(read.messages[0]!.toString(), /<subKey key="amount">0<\/subKey>/);
+    // Credits stop at maxBalance (5000 here).
+    for (let i = 0; i < 5; i++) expectOk(await admin2.request(op({ op: 'credit', amount: '1000' })));
+    expectError(await admin2.request(op({ op: 'credit', amount: '1' })), 'the balance would exceed its limit (5000)');
+    await assertServes(victim);
+  });
+});

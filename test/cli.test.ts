@@ -211,6 +211,8 @@ describe('start-up', () => {
       ['account', 'show', `u@${DOMAIN}`],
       ['domain', 'show', DOMAIN],
       ['queue'],
+      ['balance', 'credit', `u@${DOMAIN}`, '5'],
+      ['balance', `u@${DOMAIN}`],
     ]) {
       const loaded = await modulesLoaded(ws, ...args);
       assert.ok(loaded.includes('main.js') && loaded.includes('store/open.js'), `${args.join(' ')}: ${loaded.join(' ')}`);
@@ -300,6 +302,70 @@ describe('a running server and the command line on the same data directory', () 
       assert.equal(await server.exited, 0);
     } finally {
       server.child.kill('SIGKILL');
+    }
+  });
+});
+
+describe('ximssd balance', () => {
+  test('show, credit, debit (with reason, currency and reference), history; bad amounts, insufficient funds and unknown accounts fail with a message', async () => {
+    const ws = await initialized();
+    await ok(ws, 'account', 'add', `payer@${DOMAIN}`, '--password', 'p');
+    assert.equal(await ok(ws, 'balance', `payer@${DOMAIN}`), `account payer@${DOMAIN}\nUSD\t0\t(0 entries)\n`);
+    assert.match(await ok(ws, 'balance', 'credit', `payer@${DOMAIN}`, '1500', '--reason', 'top-up', '--reference', 'inv-1'), /^credited 1500 USD to payer@cli\.test: balance 1500 USD \(entry \d+\)\n$/);
+    assert.match(await ok(ws, 'balance', 'credit', `payer@${DOMAIN}`, '1500', '--reference', 'inv-1'), /^reference inv-1 was already posted .*; nothing changed; balance 1500 USD\n$/);
+    assert.match(await ok(ws, 'balance', 'debit', `payer@${DOMAIN}`, '400'), /^debited 400 USD from payer@cli\.test: balance 1100 USD/);
+    await ok(ws, 'balance', 'credit', `payer@${DOMAIN}`, '7', '--currency', 'EUR');
+    assert.equal(await ok(ws, 'balance', 'show', `payer@${DOMAIN}`), `account payer@${DOMAIN}\nEUR\t7\t(1 entry)\nUSD\t1100\t(2 entries)\n`);
+    const history = (await ok(ws, 'balance', 'history', `payer@${DOMAIN}`)).trim().split('\n');
+    assert.equal(history.pop(), '3 entries');
+    assert.deepEqual(history.map((line) => line.split('\t').slice(2)), [['+7', 'EUR', 'cli', ''], ['-400', 'USD', 'cli', ''], ['+1500', 'USD', 'cli', 'top-up', '[inv-1]']]);
+
+    const failures: [string[], RegExp][] = [
+      [['balance', 'debit', `payer@${DOMAIN}`, '1101'], /^ximssd: insufficient funds\n$/],
+      [['balance', 'credit', `payer@${DOMAIN}`, '12.50'], /^ximssd: bad amount "12\.50": a positive whole number of minor units/],
+      [['balance', 'credit', `payer@${DOMAIN}`, '0'], /^ximssd: bad amount: it must be greater than 0/],
+      [['balance', 'credit', `payer@${DOMAIN}`, '5', '--reference', 'inv-1'], /^ximssd: this reference was already used for another operation/],
+      [['balance', 'credit', `payer@${DOMAIN}`, '5', '--currency', 'no such'], /^ximssd: bad balance name/],
+      [['balance', `nobody@${DOMAIN}`], /^ximssd: unknown account nobody@cli\.test/],
+      [['balance', 'credit', `nobody@${DOMAIN}`, '5'], /^ximssd: unknown account nobody@cli\.test/],
+    ];
+    for (const [args, expected] of failures) {
+      const result = await cli(ws, ...args);
+      assert.equal(result.code, 1, args.join(' '));
+      assert.match(result.stderr.split('\n').filter((l) => !l.startsWith('{')).join('\n'), expected, args.join(' '));
+    }
+    assert.match(await ok(ws, 'balance', `payer@${DOMAIN}`), /USD\t1100\t/, 'the refused changes changed nothing');
+  });
+
+  test('beside a running server: a credit from the command line is what the account reads next; a change over XIMSS is what the command line shows', async () => {
+    const ws = await initialized();
+    await ok(ws, 'account', 'add', `payer@${DOMAIN}`, '--password', 'p');
+    const server = await serve(ws);
+    try {
+      const read = async (client: XimssClient, accountName?: string): Promise<string> => {
+        const request = new XmlElement('balance', accountName ? { accountName } : {});
+        request.add('subKey', { key: 'op' }, 'read');
+        const reply = await client.request(request);
+        assert.equal(reply.response.attrs.errorText, undefined);
+        return reply.messages[0]!.elements().find((e) => e.attrs.key === 'amount')!.text();
+      };
+      const payer = await loggedInClient(server.port, `payer@${DOMAIN}`, 'p');
+      assert.equal(await read(payer), '0');
+      await ok(ws, 'balance', 'credit', `payer@${DOMAIN}`, '2500');
+      assert.equal(await read(payer), '2500');
+
+      const postmaster = await loggedInClient(server.port, `postmaster@${DOMAIN}`, POSTMASTER_PASSWORD);
+      const charge = new XmlElement('balance', { accountName: `payer@${DOMAIN}` });
+      charge.add('subKey', { key: 'op' }, 'charge');
+      charge.add('subKey', { key: 'amount' }, '1000');
+      assert.equal((await postmaster.request(charge)).response.attrs.errorText, undefined);
+      assert.match(await ok(ws, 'balance', `payer@${DOMAIN}`), /^USD\t1500\t\(2 entries\)$/m);
+      assert.match(await ok(ws, 'balance', 'history', `payer@${DOMAIN}`, '--limit', '1'), new RegExp(`\\t-1000\\tUSD\\tpostmaster@${DOMAIN.replace('.', '\\.')}\\t`));
+      payer.close();
+      postmaster.close();
+    } finally {
+      server.child.kill('SIGTERM');
+      await server.exited;
     }
   });
 });

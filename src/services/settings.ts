@@ -70,7 +70,7 @@ function count(value: string): string {
 }
 
 /** The Domain Administrator rights the server knows (CommuniGate Pro's names); each one enforced where its data is reached. */
-export const DOMAIN_ADMIN_RIGHTS: readonly string[] = ['CanAccessWebSites'];
+export const DOMAIN_ADMIN_RIGHTS: readonly string[] = ['CanAccessWebSites', 'CanManageBalances'];
 
 function rightsList(value: string): string {
   const names = value.split(/[\s,]+/).filter((n) => n !== '');
@@ -157,7 +157,7 @@ export const SETTINGS: readonly SettingSpec[] = [
     stored: 'settings',
     values: `a comma-separated list of ${DOMAIN_ADMIN_RIGHTS.join(', ')} (empty: none)`,
     default: '',
-    description: "Domain Administrator rights over the other accounts of the account's domain (CanAccessWebSites: their File Storage)",
+    description: "Domain Administrator rights over the other accounts of the account's domain (CanAccessWebSites: their File Storage; CanManageBalances: their balances)",
     normalize: rightsList,
   },
   {

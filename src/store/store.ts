@@ -4,6 +4,7 @@ import type { CalendarIndexStore } from './calendar-index.js';
 import type { ArchiveStore, BlockingStore, MucStore, OfflineStore, ResourceStore, RosterStore } from './im.js';
 import type { DavNameStore } from './dav-names.js';
 import type { MeetingStore } from './meetings.js';
+import type { BillingStore } from './billing.js';
 import type { FileGuard, FileLimits, FileRecord, LockRecord, StoredAttribute, StoredAttributeChange, StoreWriteMode } from './files.js';
 import type { QueueStore } from './queue.js';
 import type { RegistrationStore } from './registrations.js';
@@ -44,6 +45,8 @@ export interface Store {
   readonly registrations: RegistrationStore;
   /** Meetings of the real-time applications (src/store/meetings.ts). */
   readonly meetings: MeetingStore;
+  /** Account balances and their ledger (src/store/billing.ts). */
+  readonly billing: BillingStore;
   readonly cluster: ClusterStore;
   readonly shared: SharedStateStore;
   /** Carries change events between the processes sharing the store (see src/bus/). */

@@ -7,6 +7,7 @@ import type { ConnectionLimiter } from '../services/connections.js';
 import type { CalendarService } from '../services/calendar/service.js';
 import type { ContactService } from '../services/contacts/service.js';
 import type { DatasetService } from '../services/datasets.js';
+import type { BillingService } from '../services/billing.js';
 import type { FileStorage } from '../services/files/api.js';
 import type { AccountRightsService } from '../services/account-rights.js';
 import type { DirectoryService } from '../services/directory.js';
@@ -54,6 +55,8 @@ export interface XimssServices {
   readonly apps: AppService;
   /** Account Access Rights (accountACL*, the rights other accounts' data is reached with). */
   readonly accountRights: AccountRightsService;
+  /** Account balances and their ledger (the `balance` operation). */
+  readonly billing: BillingService;
   /** The directory of the domains' accounts (listDirectory, modifyDirectory). */
   readonly directory: DirectoryService;
   /** The outbound queue: messageSubmit and its relatives, Mail Rules, delivery reports. */

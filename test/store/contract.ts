@@ -39,6 +39,7 @@ import { calendarIndexContract } from './calendar-index.js';
 import { davNamesContract } from './dav-names.js';
 import { imContract } from './im.js';
 import { meetingsContract } from './meetings.js';
+import { billingContract } from './billing.js';
 import { registrationsContract } from './registrations.js';
 
 export interface StoreHarness {
@@ -305,6 +306,7 @@ export function storeContract(engine: string, fresh: FreshStore): void {
     imContract(fresh);
     registrationsContract(fresh);
     meetingsContract(fresh);
+    billingContract(fresh);
     cluster(fresh);
     sharedState(fresh);
     relay(fresh);

@@ -10,6 +10,7 @@ import { PgArchive, PgBlocking, PgMuc, PgOffline, PgResources, PgRoster } from '
 import { Db, parseStoreUrl } from './db.js';
 import { PgMail } from './mail.js';
 import { PgMeetings } from './meetings.js';
+import { PgBilling } from './billing.js';
 import { migrate, migrations, schemaVersion } from './migrations.js';
 import { PgQueue } from './queue.js';
 import { PgRegistrations } from './registrations.js';
@@ -47,6 +48,7 @@ export class PostgresStore implements Store {
   readonly muc: PgMuc;
   readonly registrations: PgRegistrations;
   readonly meetings: PgMeetings;
+  readonly billing: PgBilling;
   readonly cluster: PgCluster;
   readonly shared: PgSharedState;
   readonly relay: PgRelay;
@@ -96,6 +98,7 @@ export class PostgresStore implements Store {
     this.muc = new PgMuc(db);
     this.registrations = new PgRegistrations(db);
     this.meetings = new PgMeetings(db);
+    this.billing = new PgBilling(db);
     this.cluster = new PgCluster(db);
     this.shared = new PgSharedState(db);
     this.relay = new PgRelay(db);

@@ -556,4 +556,20 @@ export const migrations: readonly string[] = [
   CREATE INDEX meetings_task_node ON meetings(task_node) WHERE task_node IS NOT NULL;
   CREATE INDEX meetings_task_handle ON meetings(task_handle) WHERE task_handle IS NOT NULL;
   `,
+  // 22: account balances as a ledger (src/store/billing.ts): signed amounts in minor units per
+  // currency, each balance the sum of its entries; an optional idempotency key, unique per account.
+  `
+  CREATE TABLE ledger (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    currency   TEXT NOT NULL,
+    amount     INTEGER NOT NULL,
+    reason     TEXT NOT NULL,
+    actor      TEXT NOT NULL,
+    time       INTEGER NOT NULL,
+    idem_key   TEXT,
+    UNIQUE (account_id, idem_key)
+  );
+  CREATE INDEX ledger_account_currency ON ledger(account_id, currency, id);
+  `,
 ];

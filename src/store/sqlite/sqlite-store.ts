@@ -34,6 +34,7 @@ import { DataDirLock } from '../lock.js';
 import { privateDirectory, privateFile } from '../modes.js';
 import { SqliteMail } from './mail.js';
 import { SqliteMeetings } from './meetings.js';
+import { SqliteBilling } from './billing.js';
 import { SqliteQueue } from './queue.js';
 import { SqliteRegistrations } from './registrations.js';
 import { SqliteRelay } from './relay.js';
@@ -95,6 +96,7 @@ export class SqliteStore implements Store {
   readonly muc: SqliteMuc;
   readonly registrations: SqliteRegistrations;
   readonly meetings: SqliteMeetings;
+  readonly billing: SqliteBilling;
   readonly cluster: SqliteCluster;
   readonly shared: SqliteSharedState;
   readonly relay: SqliteRelay;
@@ -162,6 +164,7 @@ export class SqliteStore implements Store {
     this.muc = new SqliteMuc(db);
     this.registrations = new SqliteRegistrations(db);
     this.meetings = new SqliteMeetings(db);
+    this.billing = new SqliteBilling(db);
     this.cluster = new SqliteCluster(db);
     this.shared = new SqliteSharedState(db);
     this.relay = new SqliteRelay(db, lock !== undefined);

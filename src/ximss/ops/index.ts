@@ -1,4 +1,5 @@
 import type { Engine } from '../engine.js';
+import { billingOperations } from './billing.js';
 import { calendarOperations } from './calendar.js';
 import { contactOperations } from './contacts.js';
 import { fileOperations } from './files.js';
@@ -41,5 +42,6 @@ export function registerOperations(engine: Engine): void {
   engine.register(signalOperations);
   engine.register(taskOperations);
   engine.register(skinOperations);
+  engine.register(billingOperations);
   engine.register(notImplementedOperations);
 }

@@ -13,7 +13,6 @@ const PENDING: Record<string, string> = {
     'retrieveXML httpCall spellerList spellerCheck',
   'S/MIME': 'SMIMEUnlock SMIMELock SMIMEModifyPassword SMIMEGet SMIMESet',
   'RPOP/RSIP/RIMAP': 'rpopList rpopUpdate rsipList rsipUpdate rimapList rimapUpdate',
-  Billing: 'balance',
 };
 
 export const notImplementedOperations: OperationTable = Object.fromEntries(
