@@ -8,6 +8,7 @@ import type { CalendarService } from '../services/calendar/service.js';
 import type { ContactService } from '../services/contacts/service.js';
 import type { DatasetService } from '../services/datasets.js';
 import type { FileStorage } from '../services/files/api.js';
+import type { HttpCallService } from '../services/http-call.js';
 import type { AccountRightsService } from '../services/account-rights.js';
 import type { DirectoryService } from '../services/directory.js';
 import type { PasswordRecovery } from '../services/password-recovery.js';
@@ -53,6 +54,8 @@ export interface XimssServices {
   readonly apps: AppService;
   /** Account Access Rights (accountACL*, the rights other accounts' data is reached with). */
   readonly accountRights: AccountRightsService;
+  /** HTTP requests users make through the server (retrieveXML, httpCall): destinations and limits. */
+  readonly httpCalls: HttpCallService;
   /** The directory of the domains' accounts (listDirectory, modifyDirectory). */
   readonly directory: DirectoryService;
   /** The outbound queue: messageSubmit and its relatives, Mail Rules, delivery reports. */
