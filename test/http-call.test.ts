@@ -9,7 +9,7 @@ import http from 'node:http';
 import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { XmlElement } from '../src/xml/element.js';
-import { fails, freePort, ok, startTestServer, type TestServer, type XimssClient } from './helpers.js';
+import { capturingLogger, eventually, fails, freePort, ok, startTestServer, type TestServer, type XimssClient } from './helpers.js';
 
 interface Seen {
   method: string;
@@ -386,6 +386,32 @@ describe('retrieveXML and httpCall: configuration and per-account limits', () =>
       await ok(second, httpCall(`http://127.0.0.1:${remote.port}/doc.xml`));
     } finally {
       await limited.stop();
+    }
+  });
+
+  test('the log: fetch.done, fetch.failed, fetch.refused (with the addresses) and fetch.limited, never the path or the body', async () => {
+    const capture = capturingLogger('info');
+    const logged = await startTestServer({ fetch: { httpCall: true, allow: [`127.0.0.1:${remote.port}`], requestsPerMinute: 4 } }, { log: capture.log });
+    try {
+      const address = await logged.newAccount('logged');
+      const { client } = await logged.login(address, 'secret');
+      await ok(client, httpCall(`http://127.0.0.1:${remote.port}/echo?token=s3cret`, {}, 'body-s3cret'));
+      await fails(client, retrieveXML(`http://127.0.0.1:${remote.port}/hang`, { timeout: '1' }), /timed out/);
+      await fails(client, retrieveXML(`http://127.0.0.1:${remote.port}/redirect?to=${encodeURIComponent('http://10.9.8.7/x')}`), /private or local/);
+      await ok(client, retrieveXML(`http://127.0.0.1:${remote.port}/doc.xml`));
+      await fails(client, retrieveXML(`http://127.0.0.1:${remote.port}/doc.xml`), 'too many HTTP requests (at most 4 a minute)');
+      const done = await eventually(() => capture.events('fetch.done')[0], 'fetch.done');
+      assert.deepEqual([done.op, done.account, done.method, done.host, done.status], ['httpCall', address, 'POST', `127.0.0.1:${remote.port}`, 201]);
+      const failed = await eventually(() => capture.events('fetch.failed')[0], 'fetch.failed');
+      assert.equal(failed.error, 'the document could not be retrieved: timed out');
+      const refused = await eventually(() => capture.events('fetch.refused')[0], 'fetch.refused');
+      assert.deepEqual([refused.level, refused.host, refused.addresses], ['warn', '10.9.8.7', ['10.9.8.7']]);
+      const limited = await eventually(() => capture.events('fetch.limited')[0], 'fetch.limited');
+      assert.equal(limited.account, address);
+      const text = JSON.stringify(capture.records);
+      assert.ok(!text.includes('s3cret'), 'neither the query nor the body is logged');
+    } finally {
+      await logged.stop();
     }
   });
 

@@ -167,6 +167,7 @@ export class HttpCallService {
   async request(account: string, op: 'retrieveXML' | 'httpCall', request: HttpCallRequest, accept?: string): Promise<RemoteResponse> {
     if (!this.settings[op]) throw new ServiceError(`${op} is disabled on this server`);
     const release = this.admit(account, op);
+    let forbidden: { host: string; addresses: readonly string[] } | undefined;
     const timeoutSeconds = Math.min(request.timeoutSeconds ?? this.settings.timeoutSeconds, this.settings.timeoutSeconds);
     const limits: RemoteFetchLimits = {
       bytes: this.settings.maxBytes,
@@ -174,7 +175,11 @@ export class HttpCallService {
       redirects: this.settings.redirects,
       privateAddresses: this.settings.allowPrivate,
       accept,
-      destination: (url, addresses) => this.refusal(url, addresses),
+      destination: (url, addresses) => {
+        const refused = this.refusal(url, addresses);
+        if (refused !== undefined) forbidden = { host: url.host, addresses };
+        return refused;
+      },
     };
     const method = request.method ?? 'GET';
     try {
@@ -183,6 +188,11 @@ export class HttpCallService {
       return response;
     } catch (err) {
       if (!(err instanceof RemoteFetchError)) throw err;
+      if (forbidden) {
+        // A user pointing the server at its own network: worth an operator's look.
+        this.log.warn({ event: 'fetch.refused', op, account, method, host: forbidden.host, addresses: forbidden.addresses, error: err.message }, `${op} refused: a forbidden destination`);
+        throw new ServiceError(err.message);
+      }
       this.log.info({ event: 'fetch.failed', op, account, method, host: request.url.host, error: err.message }, `${op} failed`);
       throw new ServiceError(err.message);
     } finally {
