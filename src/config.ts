@@ -2,6 +2,7 @@ import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { addressList } from './services/client-address.js';
+import { parseAllowEntry } from './services/http-call.js';
 import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import { z } from 'zod';
@@ -184,6 +185,35 @@ export interface Config {
      * other non-public address (off: a user cannot make the server read its own network).
      */
     remotePrivateAddresses: boolean;
+  };
+  /**
+   * XIMSS retrieveXML and httpCall: HTTP requests users make through the server (README
+   * "HTTP requests for clients"; src/services/http-call.ts).
+   */
+  fetch: {
+    /** Whether each operation is available at all. */
+    retrieveXML: boolean;
+    httpCall: boolean;
+    /**
+     * Whether hosts with loopback, private, link-local or other non-public addresses may be
+     * reached (the server's own ports still need an entry of `allow` with the port).
+     */
+    allowPrivate: boolean;
+    /**
+     * Destinations allowed besides public addresses: an address, a CIDR prefix, a host name or
+     * `*.domain`, each with an optional `:port` (IPv6 in brackets then: `[::1]:8080`). An entry
+     * with a port allows that port only; the server's own listening ports on this machine are
+     * reached only through an entry that names the port.
+     */
+    allow: string[];
+    /** The largest answer, in bytes; the longest exchange, in seconds (a request's `timeout` may only shorten it). */
+    maxBytes: number;
+    timeoutSeconds: number;
+    /** Redirects followed at most, each checked like the first URL. */
+    redirects: number;
+    /** Requests one account may have running at once on one node, and start in a minute. */
+    concurrentPerAccount: number;
+    requestsPerMinute: number;
   };
   /** Instant messaging and presence (XIMSS and XMPP clients; src/services/im/). */
   im: {
@@ -446,6 +476,7 @@ export function defaultConfig(): Config {
     sip: { publicHost: '', webSocket: true, connections: 10_000, connectionsPerAddress: 64, idleSeconds: 300, outputBytes: 1024 * 1024, mediaPorts: { min: 20000, max: 29999 }, digestAlgorithms: ['MD5'], trunk: '', trunkUser: '', trunkPassword: '', sessionExpires: 1800, minSE: 90 },
     inbound: { authenticationChecks: true },
     calendar: { remotePrivateAddresses: false },
+    fetch: { retrieveXML: true, httpCall: false, allowPrivate: false, allow: [], maxBytes: 1024 * 1024, timeoutSeconds: 30, redirects: 5, concurrentPerAccount: 2, requestsPerMinute: 60 },
     im: { rosterItems: 2000, rosterGroups: 200, blockedItems: 1000, offlineMessages: 1000, offlineDays: 30, resourcesPerAccount: 32, archiveDays: 365, mucSubdomain: 'conference', mucRoomsPerService: 1000, mucOccupantsPerRoom: 200, mucHistory: 50 },
     calls: { ringSeconds: 120, callsPerAccount: 20, callsPerNode: 10_000, applicationRoutes: [], rayoCallsPerAccount: 100 },
     media: { relay: 'auto', publicAddress: '', bindAddress: '', sessions: 1000, sessionsPerAccount: 20, idleSeconds: 120, promptFetch: 'public' },
@@ -559,6 +590,16 @@ function isHostPort(value: string): boolean {
   return m[3] === undefined || (Number(m[3]) > 0 && Number(m[3]) <= 65535);
 }
 
+/** An entry of fetch.allow (src/services/http-call.ts). */
+function isAllowEntry(value: string): boolean {
+  try {
+    parseAllowEntry(value);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** An address (`10.1.2.3`, `::1`) or a CIDR prefix (`10.0.0.0/8`, `fd00::/8`), as node:net's BlockList takes them. */
 export function isAddressOrPrefix(value: string): boolean {
   try {
@@ -642,6 +683,19 @@ const configSchema = z.strictObject({
   }),
   inbound: z.strictObject({ authenticationChecks: z.boolean() }),
   calendar: z.strictObject({ remotePrivateAddresses: z.boolean() }),
+  fetch: z.strictObject({
+    retrieveXML: z.boolean(),
+    httpCall: z.boolean(),
+    allowPrivate: z.boolean(),
+    allow: z
+      .array(text(isAllowEntry, 'must be an address, a CIDR prefix, a host name or *.domain, with an optional :port ([::1]:8080 for IPv6)'))
+      .max(1000),
+    maxBytes: whole(1),
+    timeoutSeconds: number((n) => n > 0 && n <= 600, 'must be a number of seconds greater than 0 and at most 600'),
+    redirects: number((n) => Number.isInteger(n) && n >= 0 && n <= 20, 'must be a whole number, 0 to 20'),
+    concurrentPerAccount: whole(1),
+    requestsPerMinute: whole(1),
+  }),
   im: z.strictObject({
     rosterItems: whole(1),
     rosterGroups: whole(1),

@@ -7,6 +7,7 @@ import { bootstrapStore } from './bootstrap.js';
 import type { Config } from './config.js';
 import { AccountService } from './services/accounts.js';
 import { AlertService } from './services/alerts.js';
+import { HttpCallService } from './services/http-call.js';
 import { MailService } from './services/mail/service.js';
 import { CalendarService } from './services/calendar/service.js';
 import { ContactService } from './services/contacts/service.js';
@@ -314,6 +315,7 @@ async function build(rawStore: Store, config: Config, log: Logger, options: Serv
     accountRights,
     billing: new BillingService(store, accounts, accountRights, config.billing, log.child({ component: 'billing' })),
     directory,
+    httpCalls: new HttpCallService(config.fetch, config.host, log.child({ component: 'ximss' })),
     queue,
     delivery,
     passwordRecovery,
@@ -420,6 +422,8 @@ async function build(rawStore: Store, config: Config, log: Logger, options: Serv
     sip: sip && config.ports.sip ? await bind('SIP', config.ports.sip, sip, () => sip.listen(config.ports.sip)) : undefined,
     sipTls: sip && sipTls ? await bind('SIP/TLS', config.ports.sipTls, sip, () => sip.listenTls(config.ports.sipTls)) : undefined,
   };
+  // retrieveXML and httpCall never reach these on this machine unless fetch.allow names them.
+  services.httpCalls.setOwnPorts(Object.values(ports));
   const generated = await bootstrapStore(store, accounts);
   // domain.created and account.created are logged by the accounts service.
   if (generated) (options.announcePassword ?? printPassword)(config.defaultDomain, generated);

@@ -14,6 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { gzipSync } from 'node:zlib';
 import type { ServerOptions } from '../src/server.js';
 import { passwordVerifier } from '../src/services/passwords.js';
 import { SmtpListener } from '../src/transports/smtp/inbound.js';
@@ -1073,6 +1074,94 @@ describe('abuse: billing', () => {
     // Credits stop at maxBalance (5000 here).
     for (let i = 0; i < 5; i++) expectOk(await admin2.request(op({ op: 'credit', amount: '1000' })));
     expectError(await admin2.request(op({ op: 'credit', amount: '1' })), 'the balance would exceed its limit (5000)');
+    await assertServes(victim);
+  });
+});
+
+describe('abuse: retrieveXML and httpCall as a flood source', () => {
+  let server: TestServer;
+  let victim: XimssClient;
+  let target: http.Server;
+  let targetPort: number;
+  /** Requests that reached the target; while `hold`, they wait in `held` for an answer. */
+  let reached = 0;
+  let hold = true;
+  const held = new Set<http.ServerResponse>();
+  const answer = (res: http.ServerResponse): void => {
+    res.writeHead(200, { 'Content-Type': 'application/xml' });
+    res.end('<ok/>');
+  };
+  // 64 MB of zeros, about 64 KB on the wire.
+  const bomb = gzipSync(Buffer.alloc(64 * 1024 * 1024));
+
+  before(async () => {
+    target = http.createServer((req, res) => {
+      req.resume();
+      if (req.url === '/bomb') {
+        res.writeHead(200, { 'Content-Type': 'application/xml', 'Content-Encoding': 'gzip' });
+        res.end(bomb);
+        return;
+      }
+      reached++;
+      if (!hold) return answer(res);
+      held.add(res);
+    });
+    await new Promise<void>((resolve) => target.listen(0, '127.0.0.1', resolve));
+    targetPort = (target.address() as net.AddressInfo).port;
+    ({ server, victim } = await startAttacked({ fetch: { httpCall: true, allow: [`127.0.0.1:${targetPort}`], concurrentPerAccount: 2, requestsPerMinute: 6 } }));
+  });
+  after(async () => {
+    await server.stop();
+    for (const res of held) res.destroy();
+    target.closeAllConnections();
+    await new Promise<void>((resolve) => target.close(() => resolve()));
+  });
+
+  test("one account's sessions pipelining requests to a slow target: 2 at once and 6 a minute reach it, the rest are refused at once", async () => {
+    const attacker = await server.newAccount('flooder');
+    const sessions = await Promise.all(Array.from({ length: 6 }, async () => (await server.login(attacker, 'secret')).client));
+    const rss = watchRss();
+    const settled: string[] = [];
+    const replies = Promise.all(
+      sessions.flatMap((client) =>
+        Array.from({ length: 5 }, (_, i) =>
+          client
+            .request(i % 2 === 0 ? `<httpCall url="http://127.0.0.1:${targetPort}/slow" method="POST">${'x'.repeat(1000)}</httpCall>` : `<retrieveXML url="http://127.0.0.1:${targetPort}/slow"/>`, 60_000)
+            .then((reply) => {
+              settled.push(reply.response.attrs.errorText ?? 'ok');
+              return reply;
+            }),
+        ),
+      ),
+    );
+    // Two sessions hold a running request each; the four others' requests are all refused meanwhile.
+    // (the two admitted requests reach the target a moment after they are admitted)
+    await eventually(() => (settled.length >= 20 && reached >= 2) || undefined, 'the other sessions refused, two requests at the target', 30_000);
+    assert.equal(settled.length, 20);
+    assert.equal(reached, 2);
+    assert.equal(held.size, 2);
+    assert.deepEqual(new Set(settled), new Set(['too many HTTP requests at once (at most 2)']));
+    await assertServes(victim);
+    // The target answers: the two sessions go on one request at a time, until 6 have started in the minute.
+    hold = false;
+    for (const res of held) answer(res);
+    held.clear();
+    const texts = (await replies).map((reply) => reply.response.attrs.errorText ?? 'ok');
+    assertWithinBudget(rss.stop());
+    assert.equal(texts.filter((t) => t === 'ok').length, 6, texts.join('\n'));
+    assert.equal(texts.filter((t) => t === 'too many HTTP requests (at most 6 a minute)').length, 4, texts.join('\n'));
+    assert.equal(reached, 6);
+    // Another account is untouched by the flooder's limits.
+    const other = (await server.login(await server.newAccount('bystander'), 'secret')).client;
+    expectOk(await other.request(`<retrieveXML url="http://127.0.0.1:${targetPort}/fine"/>`));
+    await assertServes(victim);
+  });
+
+  test('a compressed answer that inflates far past fetch.maxBytes is cut off at the limit', async () => {
+    const client = (await server.login(await server.newAccount('bomber'), 'secret')).client;
+    const rss = watchRss();
+    expectError(await client.request(`<retrieveXML url="http://127.0.0.1:${targetPort}/bomb"/>`, 60_000), `the document is too large (at most ${1024 * 1024} bytes)`);
+    assertWithinBudget(rss.stop(), 64 * 1024 * 1024);
     await assertServes(victim);
   });
 });

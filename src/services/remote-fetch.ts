@@ -19,6 +19,29 @@ export interface RemoteFetchLimits {
   privateAddresses: boolean;
   /** The Accept header. */
   accept?: string;
+  /**
+   * Decides instead of `privateAddresses` whether a destination (the first URL and every
+   * redirect) may be reached: given the URL and the addresses its host is (or resolves to),
+   * the reason to refuse it, or undefined.
+   */
+  destination?: (url: URL, addresses: readonly string[]) => string | undefined;
+}
+
+/** An HTTP request beyond a plain GET (httpCall): its method, header fields and body. */
+export interface RemoteRequest {
+  method?: string;
+  headers?: Record<string, string>;
+  body?: string | Uint8Array<ArrayBuffer> | URLSearchParams | FormData;
+}
+
+/** The answer to requestRemote, whatever its status. */
+export interface RemoteResponse {
+  /** The URL that answered (after redirects). */
+  url: URL;
+  status: number;
+  statusText: string;
+  headers: Headers;
+  body: Buffer;
 }
 
 /** Why a fetch failed, said of `what` ("the calendar"): for the user. */
@@ -39,17 +62,27 @@ export function isPublicAddress(address: string): boolean {
   return !NON_PUBLIC.check(address, isIP(address) === 6 ? 'ipv6' : 'ipv4');
 }
 
-/** Refuses a URL whose host is (or resolves to) an address that is not public. */
-async function checkHost(url: URL, what: string, timeoutMs: number): Promise<void> {
+/** The addresses a URL's host is, or resolves to. */
+async function addressesOf(url: URL, what: string, timeoutMs: number): Promise<string[]> {
   const host = url.hostname.replace(/^\[|\]$/g, '');
-  let addresses: string[];
   try {
     // Bounded like the fetch (a name that never answers would hold a thread of libuv's pool).
-    addresses = isIP(host) ? [host] : (await withTimeout(lookup(host, { all: true, verbatim: true }), timeoutMs)).map((a) => a.address);
+    return isIP(host) ? [host] : (await withTimeout(lookup(host, { all: true, verbatim: true }), timeoutMs)).map((a) => a.address);
   } catch {
     throw new RemoteFetchError(`${what} could not be retrieved: unknown host ${JSON.stringify(host.slice(0, 100))}`);
   }
-  if (addresses.some((a) => !isPublicAddress(a))) throw new RemoteFetchError(`${what} url names a private or local address, which this server does not fetch`);
+}
+
+/** Refuses a URL whose host is (or resolves to) an address the limits do not allow. */
+async function checkHost(url: URL, what: string, limits: RemoteFetchLimits): Promise<void> {
+  if (!limits.destination) {
+    if (limits.privateAddresses) return;
+    const addresses = await addressesOf(url, what, limits.timeoutMs);
+    if (addresses.some((a) => !isPublicAddress(a))) throw new RemoteFetchError(`${what} url names a private or local address, which this server does not fetch`);
+    return;
+  }
+  const refused = limits.destination(url, await addressesOf(url, what, limits.timeoutMs));
+  if (refused !== undefined) throw new RemoteFetchError(`${what} url ${refused}`);
 }
 
 function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
@@ -60,17 +93,34 @@ function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
 
 /** The body of the document at `url` (http or https). Throws RemoteFetchError, its message about `what`. */
 export async function fetchRemote(url: URL, limits: RemoteFetchLimits, what: string): Promise<Buffer> {
+  return (await exchange(url, {}, limits, what, true)).body;
+}
+
+/**
+ * Makes `request` to `url` (http or https) within `limits` and gives the answer whatever its
+ * status; a redirect is followed (checked like the first URL) as browsers do: 303, and 301
+ * and 302 after a POST, go on as a GET without the body; an Authorization field is not
+ * carried to another origin. Throws RemoteFetchError, its message about `what`.
+ */
+export async function requestRemote(url: URL, request: RemoteRequest, limits: RemoteFetchLimits, what: string): Promise<RemoteResponse> {
+  return exchange(url, request, limits, what, false);
+}
+
+async function exchange(url: URL, request: RemoteRequest, limits: RemoteFetchLimits, what: string, okOnly: boolean): Promise<RemoteResponse> {
   let parsed = url;
   if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw new RemoteFetchError(`${what} url must be http or https`);
   const signal = AbortSignal.timeout(limits.timeoutMs);
   const failed = (err: unknown): RemoteFetchError =>
     new RemoteFetchError(`${what} could not be retrieved: ${err instanceof Error ? (err.name === 'TimeoutError' ? 'timed out' : err.message) : String(err)}`);
+  let method = request.method ?? 'GET';
+  let body = request.body;
+  const headers: Record<string, string> = { Accept: limits.accept ?? '*/*', ...request.headers };
   let response: Response;
   for (let hop = 0; ; hop++) {
-    if (!limits.privateAddresses) await checkHost(parsed, what, limits.timeoutMs);
+    await checkHost(parsed, what, limits);
     try {
       // Redirects are followed here, so that each new host is checked too.
-      response = await fetch(parsed, { signal, redirect: 'manual', headers: { Accept: limits.accept ?? '*/*' } });
+      response = await fetch(parsed, { signal, redirect: 'manual', method, headers, body });
     } catch (err) {
       throw failed(err);
     }
@@ -78,14 +128,21 @@ export async function fetchRemote(url: URL, limits: RemoteFetchLimits, what: str
     if (response.status < 300 || response.status > 399 || !location) break;
     await response.body?.cancel().catch(() => {});
     if (hop >= limits.redirects) throw new RemoteFetchError(`${what} could not be retrieved: too many redirects`);
+    const from = parsed;
     try {
       parsed = new URL(location, parsed);
     } catch {
       throw new RemoteFetchError(`${what} could not be retrieved: a bad redirect`);
     }
     if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw new RemoteFetchError(`${what} could not be retrieved: a redirect to another scheme`);
+    if ((response.status === 303 && method !== 'HEAD') || ((response.status === 301 || response.status === 302) && method === 'POST')) {
+      method = 'GET';
+      body = undefined;
+      for (const name of Object.keys(headers)) if (/^content-/i.test(name)) delete headers[name];
+    }
+    if (parsed.origin !== from.origin) for (const name of Object.keys(headers)) if (/^(authorization|cookie)$/i.test(name)) delete headers[name];
   }
-  if (!response.ok) {
+  if (okOnly && !response.ok) {
     await response.body?.cancel().catch(() => {});
     throw new RemoteFetchError(`${what} could not be retrieved: HTTP ${response.status}`);
   }
@@ -115,5 +172,5 @@ export async function fetchRemote(url: URL, limits: RemoteFetchLimits, what: str
     if (err instanceof RemoteFetchError) throw err;
     throw failed(err);
   }
-  return Buffer.concat(chunks);
+  return { url: parsed, status: response.status, statusText: response.statusText, headers: response.headers, body: Buffer.concat(chunks) };
 }

@@ -9,6 +9,7 @@ import type { ContactService } from '../services/contacts/service.js';
 import type { DatasetService } from '../services/datasets.js';
 import type { BillingService } from '../services/billing.js';
 import type { FileStorage } from '../services/files/api.js';
+import type { HttpCallService } from '../services/http-call.js';
 import type { AccountRightsService } from '../services/account-rights.js';
 import type { DirectoryService } from '../services/directory.js';
 import type { PasswordRecovery } from '../services/password-recovery.js';
@@ -57,6 +58,8 @@ export interface XimssServices {
   readonly accountRights: AccountRightsService;
   /** Account balances and their ledger (the `balance` operation). */
   readonly billing: BillingService;
+  /** HTTP requests users make through the server (retrieveXML, httpCall): destinations and limits. */
+  readonly httpCalls: HttpCallService;
   /** The directory of the domains' accounts (listDirectory, modifyDirectory). */
   readonly directory: DirectoryService;
   /** The outbound queue: messageSubmit and its relatives, Mail Rules, delivery reports. */

@@ -15,6 +15,7 @@ import { messageSendOperations } from './message-send.js';
 import { notImplementedOperations } from './not-implemented.js';
 import { preferenceOperations } from './preferences.js';
 import { preLoginOperations } from './prelogin.js';
+import { remoteHttpOperations } from './remote-http.js';
 import { ruleOperations } from './rules.js';
 import { serviceOperations } from './service.js';
 import { signalOperations } from './signal.js';
@@ -26,6 +27,7 @@ export function registerOperations(engine: Engine): void {
   engine.register(preLoginOperations);
   engine.register(loginOperations);
   engine.register(serviceOperations);
+  engine.register(remoteHttpOperations);
   engine.register(mailboxOperations);
   engine.register(folderOperations);
   engine.register(messageOperations);
