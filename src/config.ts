@@ -384,6 +384,11 @@ export interface Config {
     /** Content scans (folderSearch, filtered folderOpen): seconds of work one request may take. */
     searchSeconds: number;
     filterSeconds: number;
+    /** spellerCheck: UTF-8 bytes and words of one text; distinct misspelled words given guesses; texts waiting server-wide. */
+    spellerTextBytes: number;
+    spellerWords: number;
+    spellerGuessWords: number;
+    spellerPending: number;
   };
 }
 
@@ -481,6 +486,10 @@ export function defaultConfig(): Config {
       uploadBytesTotal: 2 * 1024 * 1024 * 1024,
       searchSeconds: 5,
       filterSeconds: 30,
+      spellerTextBytes: 512 * 1024,
+      spellerWords: 50_000,
+      spellerGuessWords: 200,
+      spellerPending: 32,
     },
   };
 }
@@ -715,6 +724,10 @@ const configSchema = z.strictObject({
     uploadBytesTotal: whole(1),
     searchSeconds: seconds(),
     filterSeconds: seconds(),
+    spellerTextBytes: whole(1),
+    spellerWords: whole(1),
+    spellerGuessWords: whole(0),
+    spellerPending: whole(1),
   }),
 });
 

@@ -17,6 +17,7 @@ import { preLoginOperations } from './prelogin.js';
 import { ruleOperations } from './rules.js';
 import { serviceOperations } from './service.js';
 import { signalOperations } from './signal.js';
+import { spellerOperations } from './speller.js';
 import { taskOperations } from './tasks.js';
 
 /** Registers every operation module with the engine: one table per spec section. */
@@ -39,5 +40,6 @@ export function registerOperations(engine: Engine): void {
   engine.register(imOperations);
   engine.register(signalOperations);
   engine.register(taskOperations);
+  engine.register(spellerOperations);
   engine.register(notImplementedOperations);
 }

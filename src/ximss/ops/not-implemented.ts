@@ -10,7 +10,7 @@ const PENDING: Record<string, string> = {
   Login: 'x2AuthStart x2AuthComplete',
   Service:
     'listSpecPasswords readConfigFile skinList skinFileList skinFileRead cliExecute ' +
-    'retrieveXML httpCall spellerList spellerCheck',
+    'retrieveXML httpCall',
   'S/MIME': 'SMIMEUnlock SMIMELock SMIMEModifyPassword SMIMEGet SMIMESet',
   'RPOP/RSIP/RIMAP': 'rpopList rpopUpdate rsipList rsipUpdate rimapList rimapUpdate',
   Banner: 'bannerRead',
