@@ -384,10 +384,14 @@ export interface Config {
     /** Content scans (folderSearch, filtered folderOpen): seconds of work one request may take. */
     searchSeconds: number;
     filterSeconds: number;
-    /** spellerCheck: UTF-8 bytes and words of one text; distinct misspelled words given guesses; texts waiting server-wide. */
+    /**
+     * spellerCheck: UTF-8 bytes and words of one text; distinct misspelled words given
+     * guesses, and the seconds their search may take per text; texts waiting server-wide.
+     */
     spellerTextBytes: number;
     spellerWords: number;
     spellerGuessWords: number;
+    spellerGuessSeconds: number;
     spellerPending: number;
   };
 }
@@ -489,7 +493,8 @@ export function defaultConfig(): Config {
       spellerTextBytes: 512 * 1024,
       spellerWords: 50_000,
       spellerGuessWords: 200,
-      spellerPending: 32,
+      spellerGuessSeconds: 2,
+      spellerPending: 16,
     },
   };
 }
@@ -727,6 +732,7 @@ const configSchema = z.strictObject({
     spellerTextBytes: whole(1),
     spellerWords: whole(1),
     spellerGuessWords: whole(0),
+    spellerGuessSeconds: seconds(),
     spellerPending: whole(1),
   }),
 });

@@ -12,6 +12,7 @@
  * Positions and sizes are in bytes of the UTF-8 text, or in characters (code points) when
  * `glyphs` is asked for, as the spec's `mode="glyphs"` says.
  */
+import { performance } from 'node:perf_hooks';
 
 /** The spell checkers this server has: the name spellerList shows, the dictionary package, the script. */
 export interface SpellerDefinition {
@@ -52,12 +53,17 @@ export interface CheckLimits {
   maxWords: number;
   /** Distinct misspelled words given guesses; later ones are reported with none. */
   guessWords: number;
+  /**
+   * Milliseconds the guesses of one text may take in all (a guess search costs up to a few
+   * hundred ms for a long made-up Russian word); past them later words get none.
+   */
+  guessMs: number;
 }
 
 /** Guesses sent for one word. */
 export const MAX_GUESSES = 8;
 /** Longer words are judged but get no guesses (the suggestion search grows with the length). */
-export const MAX_GUESS_LENGTH = 40;
+export const MAX_GUESS_LENGTH = 30;
 
 export class TooManyWords extends Error {
   constructor(readonly words: number, readonly limit: number) {
@@ -146,6 +152,7 @@ export function check(text: string, speller: SpellerDefinition, dictionary: Dict
   const measure = glyphs ? codePoints : utf8Length;
   const verdicts = new Map<string, string[] | null>();
   let guessed = 0;
+  let guessMs = 0;
   const reports: SpellerReport[] = [];
   // Positions are counted incrementally from the last word's start: linear in the text.
   let at = 0;
@@ -157,9 +164,11 @@ export function check(text: string, speller: SpellerDefinition, dictionary: Dict
     let verdict = verdicts.get(form);
     if (verdict === undefined) {
       if (dictionary.correct(form)) verdict = null;
-      else if (guessed < limits.guessWords && form.length <= MAX_GUESS_LENGTH) {
+      else if (guessed < limits.guessWords && guessMs < limits.guessMs && form.length <= MAX_GUESS_LENGTH) {
         guessed++;
+        const began = performance.now();
         verdict = dictionary.suggest(form).slice(0, MAX_GUESSES);
+        guessMs += performance.now() - began;
       } else verdict = [];
       verdicts.set(form, verdict);
     }

@@ -5,8 +5,8 @@
  * queue for it one at a time; at most `pending` may wait, the next is refused, so that a
  * flood of texts holds bounded memory. A text is refused past its byte and word limits
  * before any word is checked; only the first `guessWords` distinct misspelled words of a
- * text get guesses (the costly part: nspell tries the edits of a word against the
- * dictionary), the others are reported with none.
+ * text get guesses, and only within `guessSeconds` (the costly part: nspell tries the edits
+ * of a word against the dictionary), the others are reported with none.
  */
 import { Worker } from 'node:worker_threads';
 import type { Logger } from '../../log.js';
@@ -32,8 +32,9 @@ export interface SpellerLimits {
   textBytes: number;
   /** Words of one text. */
   words: number;
-  /** Distinct misspelled words of one text that get guesses. */
+  /** Distinct misspelled words of one text that get guesses, and the time their search may take. */
   guessWords: number;
+  guessSeconds: number;
   /** Texts waiting for the checker, server-wide (the one being checked included). */
   pending: number;
 }
@@ -77,7 +78,7 @@ export class SpellerService {
       this.log.warn({ event: 'speller.busy', pending: this.waiting.size }, 'a spellerCheck was refused: too many texts waiting');
       throw new ServiceError('the spell checker is busy; try again later');
     }
-    const reply = await this.run({ id: ++this.nextId, speller: speller.name, text, glyphs, limits: { maxWords: limits.words, guessWords: limits.guessWords } });
+    const reply = await this.run({ id: ++this.nextId, speller: speller.name, text, glyphs, limits: { maxWords: limits.words, guessWords: limits.guessWords, guessMs: limits.guessSeconds * 1000 } });
     if ('tooManyWords' in reply) throw new ServiceError(`the text has too many words (at most ${reply.tooManyWords})`);
     if ('error' in reply) {
       this.log.error({ event: 'speller.failed', speller: speller.name, error: reply.error }, 'spell checking failed');

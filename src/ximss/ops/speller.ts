@@ -24,6 +24,7 @@ export const spellerOperations: OperationTable = {
       textBytes: limits.spellerTextBytes,
       words: limits.spellerWords,
       guessWords: limits.spellerGuessWords,
+      guessSeconds: limits.spellerGuessSeconds,
       pending: limits.spellerPending,
     });
     for (const report of reports) {
