@@ -436,6 +436,15 @@ export interface Config {
     /** Content scans (folderSearch, filtered folderOpen): seconds of work one request may take. */
     searchSeconds: number;
     filterSeconds: number;
+    /**
+     * spellerCheck: UTF-8 bytes and words of one text; distinct misspelled words given
+     * guesses, and the seconds their search may take per text; texts waiting server-wide.
+     */
+    spellerTextBytes: number;
+    spellerWords: number;
+    spellerGuessWords: number;
+    spellerGuessSeconds: number;
+    spellerPending: number;
   };
 }
 
@@ -536,6 +545,11 @@ export function defaultConfig(): Config {
       uploadBytesTotal: 2 * 1024 * 1024 * 1024,
       searchSeconds: 5,
       filterSeconds: 30,
+      spellerTextBytes: 512 * 1024,
+      spellerWords: 50_000,
+      spellerGuessWords: 200,
+      spellerGuessSeconds: 2,
+      spellerPending: 16,
     },
   };
 }
@@ -805,6 +819,11 @@ const configSchema = z.strictObject({
     uploadBytesTotal: whole(1),
     searchSeconds: seconds(),
     filterSeconds: seconds(),
+    spellerTextBytes: whole(1),
+    spellerWords: whole(1),
+    spellerGuessWords: whole(0),
+    spellerGuessSeconds: seconds(),
+    spellerPending: whole(1),
   }),
 });
 

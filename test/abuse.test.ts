@@ -1165,3 +1165,45 @@ describe('abuse: retrieveXML and httpCall as a flood source', () => {
     await assertServes(victim);
   });
 });
+
+describe('abuse: spell checking', () => {
+  let server: TestServer;
+  let victim: XimssClient;
+  before(async () => ({ server, victim } = await startAttacked({ limits: { spellerTextBytes: 64 * 1024, spellerWords: 5000, spellerPending: 2 } })));
+  after(() => server.stop());
+
+  const check = (speller: string, text: string): XmlElement => new XmlElement('spellerCheck', { speller }, [text]);
+
+  test('oversized texts, too many words, made-up spellers and element bodies get clear errors; the server goes on', async () => {
+    const { client } = await server.login(await server.newAccount('speller'), 'secret');
+    const big = await client.request(check('English-US', 'x'.repeat(64 * 1024 + 1)), 20_000);
+    assert.equal(big.response.attrs.errorText, `the text is too large (${64 * 1024 + 1} bytes; at most ${64 * 1024})`);
+    const many = await client.request(check('Russian', 'да '.repeat(5001)), 20_000);
+    assert.equal(many.response.attrs.errorText, 'the text has too many words (at most 5000)');
+    const name = await client.request(new XmlElement('spellerCheck', { speller: 'z'.repeat(100_000) }, ['hello']));
+    assert.match(name.response.attrs.errorText ?? '', /^unknown speller "z{64}" \(known: English-US, Russian\)$/);
+    const nested = await client.request('<spellerCheck speller="English-US">a<b><c>deep</c></b></spellerCheck>');
+    assert.match(nested.response.attrs.errorText ?? '', /plain text/);
+    // One huge word, apostrophes without end, a long made-up word: answered within the limits.
+    for (const text of ['я'.repeat(30_000), "a'".repeat(20_000) + 'a', 'ыщвфжзхъэюбьтимсчяйцукенгшщзхъ'.repeat(2)]) {
+      const reply = await client.request(check('Russian', text), 60_000);
+      assert.equal(reply.response.attrs.errorText, undefined, reply.response.toString());
+    }
+    await assertServes(victim);
+  });
+
+  test('a burst of large texts from many clients: past spellerPending they are refused as busy, every request is answered, others are served', async () => {
+    const clients = await Promise.all(Array.from({ length: 6 }, async (_, i) => (await server.login(await server.newAccount(`burst${i}`), 'secret')).client));
+    // Distinct made-up words: each wants a guess search.
+    const text = Array.from({ length: 3000 }, (_, i) => `карова${String.fromCharCode(0x430 + (i % 32), 0x430 + ((i >> 5) % 32))}`).join(' ');
+    const replies = clients.map((c) => c.request(check('Russian', text), 120_000));
+    await assertServes(victim);
+    const answers = await Promise.all(replies);
+    const errors = answers.map((a) => a.response.attrs.errorText);
+    assert.ok(errors.some((e) => e === undefined), `some texts are checked: ${errors.join(' | ')}`);
+    assert.ok(errors.some((e) => e === 'the spell checker is busy; try again later'), `past spellerPending texts are refused: ${errors.join(' | ')}`);
+    assert.ok(errors.every((e) => e === undefined || e === 'the spell checker is busy; try again later'), errors.join(' | '));
+    for (const a of answers) if (a.response.attrs.errorText === undefined) assert.equal(a.messages.length, 3000);
+    await assertServes(victim);
+  });
+});

@@ -20,6 +20,7 @@ import { ruleOperations } from './rules.js';
 import { serviceOperations } from './service.js';
 import { signalOperations } from './signal.js';
 import { skinOperations } from './skins.js';
+import { spellerOperations } from './speller.js';
 import { taskOperations } from './tasks.js';
 
 /** Registers every operation module with the engine: one table per spec section. */
@@ -45,5 +46,6 @@ export function registerOperations(engine: Engine): void {
   engine.register(taskOperations);
   engine.register(skinOperations);
   engine.register(billingOperations);
+  engine.register(spellerOperations);
   engine.register(notImplementedOperations);
 }
