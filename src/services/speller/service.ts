@@ -91,6 +91,8 @@ export class SpellerService {
   private run(job: SpellJob): Promise<SpellReply> {
     const worker = this.start();
     return new Promise((resolve, reject) => {
+      // Referenced while it has work, so that a text being checked keeps the process up.
+      if (this.waiting.size === 0) worker.ref();
       this.waiting.set(job.id, { resolve, reject });
       worker.postMessage(job);
     });
@@ -99,11 +101,11 @@ export class SpellerService {
   private start(): Worker {
     if (this.worker) return this.worker;
     const worker = newWorker();
-    worker.unref();
     worker.on('message', (reply: SpellReply) => {
       const waiter = this.waiting.get(reply.id);
       if (!waiter) return;
       this.waiting.delete(reply.id);
+      if (this.waiting.size === 0) worker.unref();
       waiter.resolve(reply);
     });
     const lost = (err: Error): void => {
@@ -115,6 +117,8 @@ export class SpellerService {
     };
     worker.on('error', lost);
     worker.on('exit', (code) => lost(new Error(`the spell checking thread stopped (exit code ${code})`)));
+    // Idle, it never holds the process up; after the listeners (adding a 'message' one refs the port again).
+    worker.unref();
     this.worker = worker;
     return worker;
   }
