@@ -188,13 +188,8 @@ async function runRoom(task: Task): Promise<void> {
 async function runCaller(task: Task): Promise<void> {
   const call = task.call;
   if (!call) return;
-  try {
-    await call.answer();
-  } catch (err) {
-    // The caller hung up before the answer: nothing to join.
-    if (call.state === 'ended') return;
-    throw err;
-  }
+  // A caller who hung up before the answer leaves nothing to join.
+  if (!(await call.answer())) return;
   let room = roomOfAddress(call.to.address);
   for (let attempt = 0; attempt < 3 && call.state === 'connected'; attempt++) {
     if (room === undefined) {

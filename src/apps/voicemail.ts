@@ -33,13 +33,8 @@ const voicemail: Application = {
     async call(task) {
       const call = task.call;
       if (!call) return;
-      try {
-        await call.answer();
-      } catch (err) {
-        // The caller hung up before the answer: nothing to record.
-        if (call.state === 'ended') return;
-        throw err;
-      }
+      // A caller who hung up before the answer leaves nothing to record.
+      if (!(await call.answer())) return;
       // Without the greeting (text-to-speech busy or missing), the beep alone invites the message.
       await call.play({ text: greetingOf(task) }, { bargeIn: true }).catch((err: unknown) => task.log.warn('the greeting could not be played', { error: err instanceof Error ? err.message : String(err) }));
       if (call.state !== 'connected') return;

@@ -200,8 +200,8 @@ export interface AppCall {
   readonly state: 'incoming' | 'dialing' | 'connected' | 'ended';
   /** Resolves when the call is over. */
   readonly ended: Promise<{ reason: PartyEndReason; code?: number }>;
-  /** Answers an incoming call (its media ends here). */
-  answer(): Promise<void>;
+  /** Answers an incoming call (its media ends here); false when the caller hung up first. */
+  answer(): Promise<boolean>;
   /** Refuses an incoming call with a SIP code (486 busy, 603 declined, 480 unavailable…). */
   reject(code?: number, reason?: string): void;
   /** Sends an incoming call elsewhere (302). */

@@ -111,16 +111,19 @@ export class TaskCall implements AppCall {
 
   // --- the application's commands ---
 
-  async answer(): Promise<void> {
+  async answer(): Promise<boolean> {
+    if (this.endedWith) return false;
     if (this.state !== 'incoming') throw new AppError(`the call is ${this.state}, not waiting to be answered`);
     try {
       await this.party.answer(this.driver);
     } catch (err) {
+      if (this.endedWith) return false;
       throw new AppError(`the call could not be answered: ${err instanceof Error ? err.message : String(err)}`);
     }
     // The caller may have gone while the media was set up.
-    if (this.endedWith) throw new AppError('the caller hung up');
+    if (this.endedWith) return false;
     this.listenForKeys();
+    return true;
   }
 
   reject(code = 603, reason = 'declined'): void {

@@ -7,10 +7,11 @@
  * served. Several batches are in flight, so that the worker never waits for the store.
  */
 import { performance } from 'node:perf_hooks';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import type { MessageMeta } from '../../store/store.js';
 import type { SearchOptions } from './search.js';
 import type { ContentScope } from './searchable.js';
+import { moduleWorker } from '../workers.js';
 
 /** One message of a batch, as the worker gets it. */
 export interface ScanItem {
@@ -70,18 +71,6 @@ const BATCH_MS = 0.1;
 const IN_FLIGHT = 3;
 /** The worker's heap: a message that decodes into too much kills the worker, never the server. */
 const WORKER_HEAP_MB = 256;
-
-/**
- * The worker's code: the compiled scan-worker.js beside this file; when the server runs from
- * its TypeScript sources (the tests, through tsx), the worker registers tsx first, since
- * loader hooks do not reach worker threads.
- */
-function newWorker(): Worker {
-  const options = { resourceLimits: { maxOldGenerationSizeMb: WORKER_HEAP_MB } };
-  if (!import.meta.url.endsWith('.ts')) return new Worker(new URL('./scan-worker.js', import.meta.url), options);
-  const source = JSON.stringify(new URL('./scan-worker.ts', import.meta.url).href);
-  return new Worker(`import('tsx/esm/api').then(({ register }) => { register(); return import(${source}); });`, { ...options, eval: true });
-}
 
 interface InFlight {
   /** The scan's item index of each message in the batch. */
@@ -153,7 +142,7 @@ export class ContentScanner {
 
   private start(): Worker {
     if (this.worker) return this.worker;
-    const worker = newWorker();
+    const worker = moduleWorker(import.meta.url, 'scan-worker', WORKER_HEAP_MB);
     worker.unref();
     worker.on('message', (reply: ScanReply) => {
       const waiter = this.waiting.get(reply.id);

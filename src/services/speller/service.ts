@@ -8,10 +8,11 @@
  * text get guesses, and only within `guessSeconds` (the costly part: nspell tries the edits
  * of a word against the dictionary), the others are reported with none.
  */
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import type { Logger } from '../../log.js';
 import { ServiceError } from '../errors.js';
 import { findSpeller, SPELLERS, type CheckLimits, type SpellerDefinition, type SpellerReport } from './checker.js';
+import { moduleWorker } from '../workers.js';
 
 export interface SpellJob {
   id: number;
@@ -41,14 +42,6 @@ export interface SpellerLimits {
 
 /** The worker's heap: the Russian dictionary takes about 200 MB in nspell's form. */
 const WORKER_HEAP_MB = 1024;
-
-function newWorker(): Worker {
-  const options = { resourceLimits: { maxOldGenerationSizeMb: WORKER_HEAP_MB } };
-  if (!import.meta.url.endsWith('.ts')) return new Worker(new URL('./worker.js', import.meta.url), options);
-  // Run from the TypeScript sources (tests through tsx): loader hooks do not reach workers.
-  const source = JSON.stringify(new URL('./worker.ts', import.meta.url).href);
-  return new Worker(`import('tsx/esm/api').then(({ register }) => { register(); return import(${source}); });`, { ...options, eval: true });
-}
 
 export class SpellerService {
   private worker: Worker | undefined;
@@ -100,7 +93,7 @@ export class SpellerService {
 
   private start(): Worker {
     if (this.worker) return this.worker;
-    const worker = newWorker();
+    const worker = moduleWorker(import.meta.url, 'worker', WORKER_HEAP_MB);
     worker.on('message', (reply: SpellReply) => {
       const waiter = this.waiting.get(reply.id);
       if (!waiter) return;
