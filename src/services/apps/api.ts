@@ -23,6 +23,7 @@
  */
 import type { XimssValue } from '../../xml/objects.js';
 import type { PartyEndReason } from '../calls/media-party.js';
+import { ServiceError } from '../errors.js';
 
 export type { XimssValue };
 
@@ -232,8 +233,8 @@ export interface AppMixer {
   close(): void;
 }
 
-/** A failure an application or a XIMSS client is told of, with the text XIMSS answers. */
-export class AppError extends Error {
+/** A failure an application or a XIMSS client is told of: a ServiceError, so XIMSS answers its text as it is. */
+export class AppError extends ServiceError {
   constructor(message: string) {
     super(message);
     this.name = 'AppError';

@@ -1,4 +1,4 @@
-import { AppError, type TaskEvent } from '../../services/apps/api.js';
+import type { TaskEvent } from '../../services/apps/api.js';
 import type { AppService } from '../../services/apps/service.js';
 import { ServiceError } from '../../services/errors.js';
 import { el, type XmlElement } from '../../xml/element.js';
@@ -93,23 +93,13 @@ function meetingOf(request: XmlElement): { set: string; name: string } {
   return { set: request.attrs.meetingSet ?? '', name: requiredAttr(request, 'meetingName') };
 }
 
-/** Runs a service call, telling its AppError to the client as it is. */
-async function apps<T>(work: () => Promise<T> | T): Promise<T> {
-  try {
-    return await work();
-  } catch (err) {
-    if (err instanceof AppError) throw new ServiceError(err.message);
-    throw err;
-  }
-}
-
 export const taskOperations: OperationTable = {
-  taskStart: inSession(async (ctx) => {
+  taskStart: inSession((ctx) => {
     const program = requiredAttr(ctx.request, 'programName');
     const entry = ctx.request.attrs.entryName || undefined;
     const parameters = ctx.request.elements().filter((e) => e.name === 'param').map((e) => e.text());
     const tasks = tasksOf(ctx);
-    const handle = await apps(() => ctx.server.apps.startTask(program, entry, ctx.session.account, parameters, tasks.handle));
+    const handle = ctx.server.apps.startTask(program, entry, ctx.session.account, parameters, tasks.handle);
     ctx.send(el('taskCreated', { taskRef: tasks.refOf(handle) }));
   }),
 
@@ -117,7 +107,7 @@ export const taskOperations: OperationTable = {
     const tasks = tasksOf(ctx);
     const to = tasks.handleOf(requiredAttr(ctx.request, 'taskRef'));
     const name = requiredAttr(ctx.request, 'eventName');
-    await apps(() => ctx.server.apps.sendEvent(tasks.handle, to, name, bodyValue(ctx.request)));
+    await ctx.server.apps.sendEvent(tasks.handle, to, name, bodyValue(ctx.request));
   }),
 
   taskClose: inSession((ctx) => {
@@ -126,7 +116,7 @@ export const taskOperations: OperationTable = {
 
   taskFindMeeting: inSession(async (ctx) => {
     const { set, name } = meetingOf(ctx.request);
-    const meeting = await apps(() => ctx.server.apps.meetings.find(ctx.session.account.id, set, name));
+    const meeting = await ctx.server.apps.meetings.find(ctx.session.account.id, set, name);
     if (!meeting) throw new ServiceError('meeting not found');
     const attrs: Record<string, string> = { meetingSet: set, meetingName: name, expires: formatGmt(meeting.expires) };
     if (meeting.task !== undefined) attrs.taskRef = tasksOf(ctx).refOf(meeting.task);
@@ -137,23 +127,23 @@ export const taskOperations: OperationTable = {
 
   taskCreateMeeting: inSession(async (ctx) => {
     const { set, name } = meetingOf(ctx.request);
-    await apps(() => ctx.server.apps.meetings.create(ctx.session.account.id, set, name, bodyValue(ctx.request)));
+    await ctx.server.apps.meetings.create(ctx.session.account.id, set, name, bodyValue(ctx.request));
   }),
 
   taskRemoveMeeting: inSession(async (ctx) => {
     const { set, name } = meetingOf(ctx.request);
-    await apps(() => ctx.server.apps.meetings.remove(ctx.session.account.id, set, name));
+    await ctx.server.apps.meetings.remove(ctx.session.account.id, set, name);
   }),
 
   taskClearMeeting: inSession(async (ctx) => {
     const { set, name } = meetingOf(ctx.request);
-    await apps(() => ctx.server.apps.meetings.clear(ctx.session.account.id, set, name));
+    await ctx.server.apps.meetings.clear(ctx.session.account.id, set, name);
   }),
 
   taskActivateMeeting: inSession(async (ctx) => {
     const { set, name } = meetingOf(ctx.request);
     const handle = tasksOf(ctx).handle;
-    await apps(() => ctx.server.apps.meetings.activate(ctx.session.account.id, set, name, handle));
+    await ctx.server.apps.meetings.activate(ctx.session.account.id, set, name, handle);
     // The session ended while the store activated it (its meetings were freed before): let it go.
     if (ctx.session.closed) await ctx.server.apps.meetings.deactivate(ctx.session.account.id, set, name, handle).catch(() => {});
   }),
@@ -161,19 +151,19 @@ export const taskOperations: OperationTable = {
   taskDeactivateMeeting: inSession(async (ctx) => {
     const { set, name } = meetingOf(ctx.request);
     const handle = tasksOf(ctx).handle;
-    await apps(() => ctx.server.apps.meetings.deactivate(ctx.session.account.id, set, name, handle));
+    await ctx.server.apps.meetings.deactivate(ctx.session.account.id, set, name, handle);
   }),
 
   runScript: inSession(async (ctx) => {
     const fileName = requiredAttr(ctx.request, 'fileName');
-    const result = await apps(() => ctx.server.apps.runScript(ctx.session.account, fileName, ctx.request.attrs.name || undefined, bodyValue(ctx.request)));
+    const result = await ctx.server.apps.runScript(ctx.session.account, fileName, ctx.request.attrs.name || undefined, bodyValue(ctx.request));
     if (result !== undefined) ctx.send(appendValue(el('scriptResult'), result));
   }),
 
   callHelper: inSession(async (ctx) => {
     const name = requiredAttr(ctx.request, 'name');
     // `mode` names the cluster member running the helper: every node runs every helper here.
-    const result = await apps(() => ctx.server.apps.callHelper(ctx.session.account, name, bodyValue(ctx.request)));
+    const result = await ctx.server.apps.callHelper(ctx.session.account, name, bodyValue(ctx.request));
     if (result !== undefined) ctx.send(appendValue(el('helperReply', { name }), result));
   }),
 };
