@@ -1,10 +1,10 @@
-import { randomBytes } from 'node:crypto';
 import MailComposer from 'nodemailer/lib/mail-composer';
 import type { BusEvents, EventBus } from '../../bus/bus.js';
 import { errorText, type Logger } from '../../log.js';
 import type { PromptRenderer } from '../../media/prompts.js';
 import type { Metrics } from '../../metrics.js';
-import { MAX_RELAY_MESSAGE, type AccountRecord, type SharedStateStore } from '../../store/store.js';
+import type { AccountRecord, SharedStateStore } from '../../store/store.js';
+import { fitsRelay, keepForRelay, keptForRelay } from '../../bus/kept.js';
 import type { MeetingStore } from '../../store/meetings.js';
 import { valueSize, type XimssValue } from '../../xml/objects.js';
 import type { AccountService } from '../accounts.js';
@@ -57,8 +57,6 @@ const MAX_DIAL_SECONDS = 3600;
 const MAX_WAIT_SECONDS = 2_000_000;
 /** How long a script or helper may take, ms. */
 const SCRIPT_MS = 30_000;
-/** How long an event too large for the bus waits in the shared state for its node, ms. */
-const KEPT_EVENT_MS = 60_000;
 /** How often expired meetings are deleted, ms. */
 const SWEEP_MS = 3600_000;
 
@@ -242,12 +240,9 @@ export class AppService {
     if (node === this.deps.node) throw new AppError('task not found');
     const event = { to, name, ...(from !== undefined && { from }), ...(parameter !== undefined && { parameter: encodeValue(parameter) }) };
     const json = JSON.stringify(event);
-    // The relay's JSON around the event stays under its limit; a larger one waits in the store.
-    if (Buffer.byteLength(json) * 1.2 + 200 < MAX_RELAY_MESSAGE) return this.deps.bus.publish('taskEvent', event);
-    const key = randomBytes(12).toString('hex');
-    const now = Date.now();
-    await this.deps.shared.update('task-event', key, now, () => ({ value: json, expires: now + KEPT_EVENT_MS, result: undefined }));
-    this.deps.bus.publish('taskEvent', { to, key });
+    // A large event waits in the shared state (bus/kept.ts).
+    if (fitsRelay(json, 200)) return this.deps.bus.publish('taskEvent', event);
+    this.deps.bus.publish('taskEvent', { to, key: await keepForRelay(this.deps.shared, 'task-event', json) });
   }
 
   /**
@@ -261,8 +256,8 @@ export class AppService {
       .then(async () => {
         let whole: BusEvents['taskEvent'] = event;
         if (event.key !== undefined) {
-          const kept = await this.deps.shared.get('task-event', event.key, Date.now());
-          if (typeof kept !== 'string') return;
+          const kept = await keptForRelay(this.deps.shared, 'task-event', event.key);
+          if (kept === undefined) return;
           whole = JSON.parse(kept) as BusEvents['taskEvent'];
         }
         const endpoint = this.endpoints.get(event.to);

@@ -2,7 +2,8 @@ import { randomBytes } from 'node:crypto';
 import type { BusEvents, EventBus } from '../../bus/bus.js';
 import { errorText, type Logger } from '../../log.js';
 import type { ResourceRecord, RosterItem } from '../../store/im.js';
-import { MAX_RELAY_MESSAGE, type AccountIdentity, type Store } from '../../store/store.js';
+import type { AccountIdentity, Store } from '../../store/store.js';
+import { fitsRelay, keepForRelay, keptForRelay } from '../../bus/kept.js';
 import type { XmlElement } from '../../xml/element.js';
 import { parseStanza } from './stanzas.js';
 
@@ -219,23 +220,17 @@ export class ImRouter {
   private relay(target: { node: string; accountId: number; resource?: string }, stanza: XmlElement): void {
     const xml = stanza.toString();
     // The relay's JSON around the stanza (quotes escaped) stays under its limit; larger stanzas wait in the store.
-    if (xml.length * 1.2 + 200 < MAX_RELAY_MESSAGE) {
+    if (fitsRelay(xml, 200)) {
       this.bus.publish('imStanza', { ...target, xml });
       return;
     }
-    const key = randomBytes(12).toString('hex');
-    void this.store.shared
-      .update('im-stanza', key, Date.now(), () => ({ value: xml, expires: Date.now() + 60_000, result: undefined }))
-      .then(() => this.bus.publish('imStanza', { ...target, key }))
+    void keepForRelay(this.store.shared, 'im-stanza', xml)
+      .then((key) => this.bus.publish('imStanza', { ...target, key }))
       .catch((err: unknown) => this.log.error({ event: 'im.relay_failed', error: errorText(err) }, 'a stanza for another node could not be kept'));
   }
 
   private async remoteStanza(event: BusEvents['imStanza']): Promise<void> {
-    let xml = event.xml;
-    if (xml === undefined && event.key !== undefined) {
-      const kept = await this.store.shared.get('im-stanza', event.key, Date.now());
-      if (typeof kept === 'string') xml = kept;
-    }
+    const xml = event.xml ?? (event.key !== undefined ? await keptForRelay(this.store.shared, 'im-stanza', event.key) : undefined);
     if (xml === undefined) return;
     const stanza = parseStanza(xml);
     if (!stanza) return;
@@ -293,6 +288,6 @@ export class ImRouter {
 
   private announce(record: ResourceRecord): void {
     const event = this.event(record);
-    this.bus.publish('imResource', record.presence.length * 1.2 + 300 < MAX_RELAY_MESSAGE ? { ...event, presence: record.presence } : event);
+    this.bus.publish('imResource', fitsRelay(record.presence, 300) ? { ...event, presence: record.presence } : event);
   }
 }

@@ -1,6 +1,6 @@
 import type { BusEvents, EventBus } from '../../../bus/bus.js';
-import { MAX_RELAY_MESSAGE, type AccountIdentity, type Store } from '../../../store/store.js';
-import { randomBytes } from 'node:crypto';
+import type { AccountIdentity, Store } from '../../../store/store.js';
+import { fitsRelay, keepForRelay, keptForRelay } from '../../../bus/kept.js';
 import { parseStanza } from '../../../services/im/stanzas.js';
 import type { AccountService } from '../../../services/accounts.js';
 import type { CallService } from '../../../services/calls/service.js';
@@ -78,8 +78,6 @@ class ForwardedParty implements RayoParty {
 /** The longest body of a message to a call (as an INFO body: README Limits). */
 const MESSAGE_BODY_BYTES = 16 * 1024;
 
-/** How long a command too large for the bus waits in the shared state for its node, ms. */
-const KEPT_COMMAND_MS = 60_000;
 
 /** The node a call id names (`<random>~<node>`), undefined for another id. */
 function nodeOfCall(callId: string): string | undefined {
@@ -291,20 +289,13 @@ export class RayoService implements ImComponent, DomainService {
     }
     const event = { node, accountId: client.account.id, name: client.account.name, domain: client.account.domain, jid: client.jid, resource: client.resource };
     const xml = iq.toString();
-    if (Buffer.byteLength(xml) * 1.2 + 400 < MAX_RELAY_MESSAGE) return this.options.bus.publish('rayoCommand', { ...event, xml });
-    const key = randomBytes(12).toString('hex');
-    const now = Date.now();
-    await this.options.store.shared.update('rayo-command', key, now, () => ({ value: xml, expires: now + KEPT_COMMAND_MS, result: undefined }));
-    this.options.bus.publish('rayoCommand', { ...event, key });
+    if (fitsRelay(xml)) return this.options.bus.publish('rayoCommand', { ...event, xml });
+    this.options.bus.publish('rayoCommand', { ...event, key: await keepForRelay(this.options.store.shared, 'rayo-command', xml) });
   }
 
   /** A command another node forwarded for a call of this one: run as if its client were here. */
   private async forwarded(event: BusEvents['rayoCommand']): Promise<void> {
-    let xml = event.xml;
-    if (xml === undefined && event.key !== undefined) {
-      const kept = await this.options.store.shared.get('rayo-command', event.key, Date.now());
-      if (typeof kept === 'string') xml = kept;
-    }
+    const xml = event.xml ?? (event.key !== undefined ? await keptForRelay(this.options.store.shared, 'rayo-command', event.key) : undefined);
     const stanza = xml === undefined ? undefined : parseStanza(xml);
     if (!stanza || (stanza.name !== 'iq' && stanza.name !== 'message')) return;
     const { accountId, resource } = event;
