@@ -308,6 +308,12 @@ export interface Config {
     maxFiles: number;
   };
   /** Account balances (src/services/billing.ts: the XIMSS `balance` operation, `ximssd balance`). */
+  /**
+   * The key that seals secrets the server uses again in clear (src/services/secret-box.ts):
+   * 64 hex digits in a file; '' = <dataDir>/secret.key, made on first start. Every node of a
+   * cluster needs the same file.
+   */
+  secrets: { keyFile: string };
   billing: {
     /** The balance an operation uses when it names none: a currency code of 3 letters (USD). */
     currency: string;
@@ -491,6 +497,7 @@ export function defaultConfig(): Config {
     media: { relay: 'auto', publicAddress: '', bindAddress: '', sessions: 1000, sessionsPerAccount: 20, idleSeconds: 120, promptFetch: 'public' },
     apps: { directory: '', tasksPerAccount: 20, tasksPerNode: 1000, meetingDays: 30, meetingsPerAccount: 1000 },
     skins: { directory: '', domainDirectory: '', maxFileBytes: 1024 * 1024, maxFiles: 2000 },
+    secrets: { keyFile: '' },
     billing: { currency: 'USD', maxAmount: 1_000_000_000, maxBalance: 1_000_000_000_000, historyLimit: 500 },
     outbound: {
       relay: '',
@@ -760,6 +767,7 @@ const configSchema = z.strictObject({
     maxFileBytes: number((n) => Number.isSafeInteger(n) && n >= 1 && n <= 64 * 1024 * 1024, 'must be a whole number of bytes, 1 to 67108864 (64 MB)'),
     maxFiles: whole(1),
   }),
+  secrets: z.strictObject({ keyFile: z.string() }),
   billing: z.strictObject({
     currency: text((s) => /^[A-Z]{3}$/.test(s), 'must be a currency code of 3 capital letters (such as USD)'),
     maxAmount: number((n) => Number.isSafeInteger(n) && n >= 1 && n <= 1e15, 'must be a whole number of minor units, 1 to 10^15'),

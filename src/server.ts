@@ -59,6 +59,7 @@ import type { XimssServices } from './ximss/services.js';
 import { SessionManager } from './ximss/sessions.js';
 import { UploadSpool } from './ximss/uploads.js';
 import { Vocabulary } from './ximss/vocabulary.js';
+import { loadSecretBox } from './services/secret-box.js';
 import { SkinService } from './services/skins.js';
 import { SERVER_VERSION } from './version.js';
 import { createLogger, errorText, type Logger } from './log.js';
@@ -326,6 +327,7 @@ async function build(rawStore: Store, config: Config, log: Logger, options: Serv
     nonces: new NonceRegistry(config.defaultDomain),
     // The built-in skin's unnamed files hold the vocabularies (resources/skins/<Language>.json).
     vocabulary: new Vocabulary(RESOURCES + 'skins'),
+    secrets: loadSecretBox(config.secrets.keyFile || join(config.dataDir, 'secret.key')),
     skins: new SkinService({
       builtIn: RESOURCES + 'skins',
       server: config.skins.directory || join(config.dataDir, 'skins'),

@@ -24,6 +24,7 @@ import type { NonceRegistry } from './nonces.js';
 import type { SessionManager } from './sessions.js';
 import type { UploadSpool } from './uploads.js';
 import type { Vocabulary } from './vocabulary.js';
+import type { SecretBox } from '../services/secret-box.js';
 import type { SkinService } from '../services/skins.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
@@ -77,6 +78,8 @@ export interface XimssServices {
   readonly uploads: UploadSpool;
   readonly nonces: NonceRegistry;
   readonly vocabulary: Vocabulary;
+  /** Seals the secrets the server must use again in clear (remote accounts' passwords, OTP seeds). */
+  readonly secrets: SecretBox;
   /** Skins and configuration files (skinList, skinFileRead, readConfigFile...). */
   readonly skins: SkinService;
   /**
