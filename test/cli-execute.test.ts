@@ -5,9 +5,11 @@
  * presentation of results, and the CLI's errors.
  */
 import assert from 'node:assert/strict';
+import { existsSync, readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { el } from '../src/xml/element.js';
 import { readValue } from '../src/xml/objects.js';
+import { parseXml } from '../src/xml/parser.js';
 import { capturingLogger, fails, ok, startTestServer, type TestServer, type XimssClient } from './helpers.js';
 
 let server: TestServer;
@@ -59,6 +61,37 @@ describe('cliExecute: the spec example', () => {
     );
     // The aliases are real: mail and logins reach the account by them.
     assert.equal((await server.services.accounts.find(`${name}-a@example.test`))?.name, name);
+  });
+});
+
+describe('cliExecute: the spec example replayed', () => {
+  const EXAMPLE = new URL('../../shared/spec/examples/007-cliExecute.txt', import.meta.url);
+
+  test('examples/007-cliExecute.txt: each request as written, each answer as shown', async (t) => {
+    if (!existsSync(EXAMPLE)) {
+      t.skip('../shared/spec is not there (a fresh clone)');
+      return;
+    }
+    await server.addAccount('user@domain.com', 'example-pw');
+    await server.services.accounts.setAliases((await server.services.accounts.find('user@domain.com'))!, ['alias1', 'alias2']);
+    // The example's closing tags are typos (<cliExecute/> for </cliExecute>, </strings> for </cliResult>).
+    const lines = readFileSync(EXAMPLE, 'utf8')
+      .split('\n')
+      .filter((line) => /^[CS]:/.test(line))
+      .map((line) => ({ from: line[0]!, xml: line.slice(2).replace('<cliExecute/>', '</cliExecute>').replace('</strings>', '</cliResult>') }));
+    let turns = 0;
+    for (let i = 0; i < lines.length; i++) {
+      if (lines[i]!.from !== 'C') continue;
+      turns++;
+      const request = parseXml(lines[i]!.xml);
+      const expected = [];
+      for (let j = i + 1; j < lines.length && lines[j]!.from === 'S'; j++) expected.push(parseXml(lines[j]!.xml));
+      const reply = await root.request(request);
+      const got = [...reply.messages, reply.response];
+      assert.equal(got.length, expected.length, `${lines[i]!.xml}: ${got.join('')}`);
+      for (let k = 0; k < got.length; k++) assert.equal(got[k]!.toString(), expected[k]!.toString(), lines[i]!.xml);
+    }
+    assert.equal(turns, 2);
   });
 });
 
