@@ -175,6 +175,18 @@ describe('cliExecute: preferences and mailboxes', () => {
     assert.equal(prefs.elements('Language')[0]?.text(), 'German');
   });
 
+  test('GETACCOUNTMAILRULES: the rules the account wrote, in the CLI form', async () => {
+    const address = await server.newAccount('rules');
+    const { client } = await server.login(address, 'secret');
+    const rule = el('ruleSet', { type: 'mailIn', name: 'Junk', priority: '7' });
+    rule.add('condition', { opCode: 'Subject', operator: 'is' }, '*sale*');
+    rule.add('action', { opCode: 'Store in' }, 'Junk');
+    await ok(client, rule);
+    assert.equal(await run(root, `GETACCOUNTMAILRULES ${address}`), '((#7,Junk,((Subject,is,"*sale*")),(("Store in",Junk))))');
+    assert.equal(await run(client, `GETACCOUNTMAILRULES ${address}`), '((#7,Junk,((Subject,is,"*sale*")),(("Store in",Junk))))', 'its own');
+    assert.equal(await run(root, `GETACCOUNTSIGNALRULES ${address}`), '()');
+  });
+
   test('CREATEMAILBOX, LISTMAILBOXES (with FILTER), RENAMEMAILBOX, DELETEMAILBOX', async () => {
     const address = await server.newAccount('boxes');
     await run(root, `CREATEMAILBOX ${address} Projects`);

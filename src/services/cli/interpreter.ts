@@ -23,6 +23,8 @@ import { ServiceError } from '../errors.js';
 import { parseObjectSequence } from '../files/cg-text.js';
 import type { MailService } from '../mail/service.js';
 import type { PrefsChanges } from '../preferences.js';
+import type { RuleService } from '../rules/service.js';
+import type { RuleType } from '../rules/model.js';
 import { parseSettingAssignments, type SettingChanges } from '../settings.js';
 import { CliDate, CliNumber, type CliValue } from './values.js';
 
@@ -38,6 +40,7 @@ export interface CliLimits {
 export interface CliDependencies {
   accounts: AccountService;
   mail: MailService;
+  rules: RuleService;
   limits: CliLimits;
   /** The main domain (MAINDOMAINNAME). */
   mainDomain: string;
@@ -562,6 +565,16 @@ export class CliService {
         },
       },
 
+      // --- Rules ---
+      GETACCOUNTMAILRULES: {
+        rights: 'own',
+        run: async (actor, args) => this.rulesOf(actor, args, 'mailIn'),
+      },
+      GETACCOUNTSIGNALRULES: {
+        rights: 'own',
+        run: async (actor, args) => this.rulesOf(actor, args, 'signalIn'),
+      },
+
       // --- Mailboxes ---
       LISTMAILBOXES: {
         rights: 'own',
@@ -623,6 +636,26 @@ export class CliService {
         },
       },
     };
+  }
+
+  /**
+   * An account's rules as CommuniGate writes them: an array of rules, each
+   * (priority, name, conditions, actions[, comment]) with conditions (opCode, operator,
+   * parameter) and actions (opCode, parameter); Signal Rules add their stage after the name.
+   */
+  private async rulesOf(actor: Actor, args: Args, type: RuleType): Promise<CliValue> {
+    const target = await this.account(actor, args.string('an account name'), true);
+    args.end();
+    return (await this.deps.rules.list(target, type)).map((rule) => {
+      const out: CliValue[] = [new CliNumber(rule.priority), rule.name];
+      if (type === 'signalIn') out.push(rule.stage ?? '');
+      out.push(
+        rule.conditions.map((c) => [c.opCode, c.operator, c.parameter]),
+        rule.actions.map((a) => [a.opCode, a.parameter]),
+      );
+      if (rule.comment) out.push(rule.comment);
+      return out;
+    });
   }
 
   private systemInfo(): { [key: string]: CliValue } {

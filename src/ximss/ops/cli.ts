@@ -22,6 +22,7 @@ function interpreter(server: XimssServices): CliService {
     cli = new CliService({
       accounts: server.accounts,
       mail: server.mail,
+      rules: server.rules,
       limits: server.config.cli,
       mainDomain: server.config.defaultDomain,
       serverVersion: SERVER_VERSION,
