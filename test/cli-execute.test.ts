@@ -187,6 +187,27 @@ describe('cliExecute: preferences and mailboxes', () => {
     assert.equal(await run(root, `GETACCOUNTSIGNALRULES ${address}`), '()');
   });
 
+  test('BALANCE: credit, charge, read, history; the account reads its own and changes nothing', async () => {
+    const address = await server.newAccount('balance');
+    assert.match((await run(root, `BALANCE ${address} {op=credit;amount=500;description="top up";}`))!, /^\{balance=USD;amount=#500;id=#\d+;repeated=no;\}$/);
+    await run(root, `BALANCE ${address} {op=charge;amount=120;}`);
+    assert.equal(await run(root, `BALANCE ${address} {op=read;}`), '{balance=USD;amount=#380;}');
+    await fails(root, cli(`BALANCE ${address} {op=charge;amount=1000;}`), /insufficient funds/);
+    const history = readValue((await ok(root, cli(`BALANCE ${address} {op=history;}`, 'xml'))).messages[0]!) as { records: Record<string, string>[] };
+    assert.deepEqual(
+      history.records.map((r) => [r.amount, r.description]),
+      [
+        ['-120', ''],
+        ['500', 'top up'],
+      ],
+    );
+    const { client } = await server.login(address, 'secret');
+    assert.equal(await run(client, `BALANCE ${address} {op=readAll;}`), '{USD=#380;}');
+    await fails(client, cli(`BALANCE ${address} {op=credit;amount=5;}`), /access denied/);
+    await fails(root, cli(`BALANCE ${address} {op=reserve;}`), /unknown billing operation "reserve"/);
+    await fails(root, cli(`BALANCE ${address} {op=read;amount=1;}`), /unknown parameter "amount" for read/);
+  });
+
   test('CREATEMAILBOX, LISTMAILBOXES (with FILTER), RENAMEMAILBOX, DELETEMAILBOX', async () => {
     const address = await server.newAccount('boxes');
     await run(root, `CREATEMAILBOX ${address} Projects`);

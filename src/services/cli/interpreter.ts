@@ -22,6 +22,7 @@ import { ACCESS_DENIED, UNKNOWN_ACCOUNT } from '../account-rights.js';
 import { ServiceError } from '../errors.js';
 import { parseObjectSequence } from '../files/cg-text.js';
 import type { MailService } from '../mail/service.js';
+import type { BillingActor, BillingService } from '../billing.js';
 import type { PrefsChanges } from '../preferences.js';
 import type { RuleService } from '../rules/service.js';
 import type { RuleType } from '../rules/model.js';
@@ -41,6 +42,7 @@ export interface CliDependencies {
   accounts: AccountService;
   mail: MailService;
   rules: RuleService;
+  billing: BillingService;
   limits: CliLimits;
   /** The main domain (MAINDOMAINNAME). */
   mainDomain: string;
@@ -575,6 +577,17 @@ export class CliService {
         run: async (actor, args) => this.rulesOf(actor, args, 'signalIn'),
       },
 
+      // --- Balances ---
+      BALANCE: {
+        rights: 'own',
+        run: async (actor, args) => {
+          const target = await this.account(actor, args.string('an account name'), true);
+          const request = args.dictionary('the billing request {op=...;}');
+          args.end();
+          return this.balance(actor, target, request);
+        },
+      },
+
       // --- Mailboxes ---
       LISTMAILBOXES: {
         rights: 'own',
@@ -656,6 +669,71 @@ export class CliService {
       if (rule.comment) out.push(rule.comment);
       return out;
     });
+  }
+
+  /**
+   * BALANCE account {op=...;}: the billing operations of the `balance` XIMSS operation (read,
+   * readAll, list, history, credit, charge) with their parameters as strings. A server
+   * administrator acts as the command line does; anyone else with the billing rules of
+   * src/services/billing.ts (reading one's own, CanManageBalances for others').
+   */
+  private async balance(actor: Actor, target: AccountRecord, request: { [key: string]: XimssValue }): Promise<CliValue> {
+    const params: Record<string, string> = Object.create(null) as Record<string, string>;
+    for (const key of Object.keys(request)) {
+      const value = request[key]!;
+      if (typeof value !== 'string') throw new ServiceError(`BALANCE: ${key} must be a string`);
+      params[key] = value;
+    }
+    const { op } = params;
+    const known: Record<string, readonly string[]> = {
+      read: ['balance'],
+      readAll: [],
+      list: [],
+      history: ['balance', 'limit', 'before'],
+      credit: ['balance', 'amount', 'description', 'reference'],
+      charge: ['balance', 'amount', 'description', 'reference'],
+    };
+    if (op === undefined) throw new ServiceError('BALANCE: the op element is missing');
+    const allowed = Object.prototype.hasOwnProperty.call(known, op) ? known[op] : undefined;
+    if (!allowed) throw new ServiceError(`BALANCE: unknown billing operation ${JSON.stringify(op.slice(0, 40))} (known: ${Object.keys(known).join(', ')})`);
+    for (const key of Object.keys(params)) {
+      if (key !== 'op' && !allowed.includes(key)) throw new ServiceError(`BALANCE: unknown parameter ${JSON.stringify(key.slice(0, 40))} for ${op}`);
+    }
+    const billing = this.deps.billing;
+    const who: BillingActor = actor.serverAdmin ? 'cli' : { account: actor.account };
+    switch (op) {
+      case 'read': {
+        const { currency, amount } = await billing.read(who, target, params.balance);
+        return { balance: currency, amount: new CliNumber(amount) };
+      }
+      case 'readAll': {
+        const all: { [key: string]: CliValue } = {};
+        for (const b of await billing.balances(who, target)) all[b.currency] = new CliNumber(b.amount);
+        return all;
+      }
+      case 'list':
+        return { balance: (await billing.balances(who, target)).map((b) => b.currency) };
+      case 'history': {
+        const entries = await billing.history(who, target, { currency: params.balance, limit: params.limit, before: params.before });
+        return {
+          records: entries.map((e) => ({
+            id: new CliNumber(e.id),
+            time: new CliDate(new Date(e.time)),
+            balance: e.currency,
+            amount: new CliNumber(e.amount),
+            description: e.reason,
+            actor: e.actor,
+            ...(e.key !== null ? { reference: e.key } : {}),
+          })),
+        };
+      }
+      default: {
+        if (params.amount === undefined) throw new ServiceError('BALANCE: the amount parameter is missing');
+        const post = { currency: params.balance, amount: params.amount, reason: params.description, key: params.reference };
+        const result = op === 'credit' ? await billing.credit(who, target, post) : await billing.charge(who, target, post);
+        return { balance: result.entry.currency, amount: new CliNumber(result.balance), id: new CliNumber(result.entry.id), repeated: result.repeated ? 'yes' : 'no' };
+      }
+    }
   }
 
   private systemInfo(): { [key: string]: CliValue } {

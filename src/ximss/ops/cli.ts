@@ -23,6 +23,7 @@ function interpreter(server: XimssServices): CliService {
       accounts: server.accounts,
       mail: server.mail,
       rules: server.rules,
+      billing: server.billing,
       limits: server.config.cli,
       mainDomain: server.config.defaultDomain,
       serverVersion: SERVER_VERSION,
