@@ -24,6 +24,8 @@
  *          media: --media-start-calls N (50)  --media-max-calls N (1000)  --media-window S (5; 3)  (relayed G.711 calls; run with --only media)
  *          rayo: --rayo-start-calls N (50)  --rayo-max-calls N (1000; 400)  --rayo-setup-rate N (100)  --rayo-prompt MS (1000)  --rayo-window S (20; 10)  --rayo-nice=N (0; e.g. --rayo-nice=-10)
  *                (Rayo-controlled calls, prompt + DTMF, on one core; run with --only rayo)
+ *          speller: --speller-words N (10000)  --speller-every N (40: every 40th word misspelt)
+ *                   (spellerCheck beside Debian's hunspell -a on the same text; run with --only speller)
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
@@ -47,6 +49,7 @@ import { xmppBench, xmppFigures, type XmppResult } from './lib/xmpp-bench.js';
 import { sipBench, sipFigures, type SipResult } from './lib/sip-bench.js';
 import { mediaBench, mediaFigures, type MediaResult } from './lib/sip-media-bench.js';
 import { rayoBench, rayoFigures, type RayoResult } from './lib/rayo-bench.js';
+import { spellerBench, type SpellerResult } from './lib/speller-bench.js';
 import type { LoadMechanism } from './lib/xmpp-client.js';
 import { PASSWORD, ROOT, USER, startXimssd } from './lib/ximssd.js';
 
@@ -98,6 +101,8 @@ const { values: flags } = parseArgs({
     'rayo-prompt': { type: 'string' },
     'rayo-window': { type: 'string' },
     'rayo-nice': { type: 'string' },
+    'speller-words': { type: 'string' },
+    'speller-every': { type: 'string' },
     engines: { type: 'string' },
     only: { type: 'string' },
     quick: { type: 'boolean' },
@@ -140,6 +145,8 @@ const params = {
   webdavBytes: num(flags['webdav-mb'], quick ? 20 : 100) * 1024 * 1024,
   carddavCards: num(flags['carddav-cards'], 1000),
   calendarItems: num(flags['calendar-items'], 10_000),
+  spellerWords: num(flags['speller-words'], 10_000),
+  spellerEvery: num(flags['speller-every'], 40),
   xmppPairs: num(flags['xmpp-pairs'], quick ? 100 : 500),
   xmppMessages: num(flags['xmpp-messages'], quick ? 50 : 100),
   xmppLogins: num(flags['xmpp-logins'], quick ? 500 : 2000),
@@ -267,6 +274,7 @@ async function main(): Promise<void> {
   let webdav: WebdavResult | undefined;
   let carddav: CarddavResult | undefined;
   let calendar: CalendarResult | undefined;
+  let speller: SpellerResult | undefined;
   let xmpp: XmppResult | undefined;
   let sip: SipResult | undefined;
   let media: MediaResult | undefined;
@@ -456,6 +464,13 @@ async function main(): Promise<void> {
     calendar = await calendarBench({ items: params.calendarItems, runs: quick ? 3 : 7, ...(profileDir ? { cpuProfileDir: profileDir } : {}) });
     if (!calendar.available) console.log(`calendar section not measured: ${calendar.reason}`);
     else if (!calendar.radicale) console.log(`Radicale not measured: ${calendar.radicaleReason}`);
+  }
+
+  if (only.has('speller')) {
+    console.log(`\nspeller: ximssd spellerCheck beside hunspell -a: ${fmt(params.spellerWords)} English words, every ${params.spellerEvery}th misspelt`);
+    speller = await spellerBench({ words: params.spellerWords, every: params.spellerEvery, runs: quick ? 2 : 5, ...(profileDir ? { cpuProfileDir: profileDir } : {}) });
+    if (!speller.available) console.log(`speller section not measured: ${speller.reason}`);
+    else if (!speller.hunspell) console.log(`hunspell not measured: ${speller.hunspellReason}`);
   }
 
   if (only.has('xmpp')) {
@@ -680,6 +695,7 @@ async function main(): Promise<void> {
   }
 
   if (calendar) calendarFigures(calendar, figures);
+  if (speller) spellerFigures(speller, figures);
   if (xmpp) {
     figures.push(
       ...xmppFigures(xmpp, {
@@ -719,6 +735,7 @@ async function main(): Promise<void> {
       (attack?.available ? `; attack: p99 ÷ the no-attack p99 (≤ ${ATTACK_TARGET} meets it)` : '') +
       (webdav?.available ? '; webdav: ximssd ÷ Apache mod_dav (≤ 1 meets it), RSS growth ÷ the file size' : '') +
       (calendar?.available ? '; calendar: ximssd ÷ Radicale (≤ 1 meets it)' : '') +
+      (speller?.available ? '; speller: ximssd words/s ÷ hunspell words/s (≥ 1 meets it)' : '') +
       (xmpp ? '; xmpp: ximssd ÷ Prosody (rates: ≥ 1 meets it; memory: ≤ 1 meets it)' : '') +
       (sip ? '; sip: ximssd ÷ Kamailio (≥ 0.5 meets it)' : '') +
       (media ? '; media: ximssd ÷ the Asterisk constant (≥ 1 meets it)' : '') +
@@ -763,6 +780,7 @@ async function main(): Promise<void> {
     attack: attack ?? null,
     webdav: webdav ?? null,
     calendar: calendar ?? null,
+    speller: speller ?? null,
     xmpp: xmpp ?? null,
     sip: sip ?? null,
     media: media ?? null,
@@ -770,6 +788,20 @@ async function main(): Promise<void> {
   };
   writeFileSync(join(RESULTS, 'latest.json'), JSON.stringify(json, null, 2) + '\n');
   console.log(`figures written to ${join('bench', 'results', 'latest.json')}`);
+}
+
+/** The speller area's rows: words per second of each checker on the same text, ximssd ÷ hunspell. */
+function spellerFigures(speller: SpellerResult, figures: Figure[]): void {
+  if (!speller.available) {
+    figures.push({ name: 'speller check', value: null, unit: 'words/s', target: '≥ 1 × hunspell', ratio: null, note: speller.reason });
+    return;
+  }
+  const h = speller.hunspell;
+  const what = `${fmt(speller.words)} words, ${fmt(speller.misspelt)} misspelt`;
+  figures.push({ name: `ximssd spellerCheck (XIMSS), ${what}`, value: speller.ximssd.wordsPerSecond, unit: 'words/s', target: '≥ 1 × hunspell', ratio: h ? speller.ximssd.wordsPerSecond / h.wordsPerSecond : null });
+  figures.push({ name: `hunspell -a (${h?.version ?? 'Debian'}), same text`, value: h?.wordsPerSecond ?? null, unit: 'words/s', target: '-', ratio: null, note: speller.hunspellReason });
+  figures.push({ name: `  ximssd: misspelled reported (with guesses)`, value: speller.ximssd.misspelled, unit: `(${fmt(speller.ximssd.withGuesses)})`, target: '-', ratio: null });
+  if (h) figures.push({ name: `  hunspell: misspelled reported (with guesses)`, value: h.misspelled, unit: `(${fmt(h.withGuesses)})`, target: '-', ratio: null });
 }
 
 /** The calendar area's rows: each answer's time, ÷ Radicale's; a wrong answer is no figure. */

@@ -297,6 +297,15 @@ export interface Config {
     meetingsPerAccount: number;
   };
   /** Skins (skinList, skinFileList, skinFileRead, readConfigFile): README "Skins". */
+  /** cliExecute (src/services/cli/): who administers the server, and the size of a command. */
+  cli: {
+    /** Accounts (`name@domain`) that are server administrators: every CLI command (a domain's postmaster administers its domain). */
+    administrators: string[];
+    /** The longest command line, in UTF-8 bytes. */
+    maxCommandBytes: number;
+    /** The deepest nesting of arrays and dictionaries in a command line. */
+    maxDepth: number;
+  };
   skins: {
     /** Server-wide skins: the unnamed skin's files, and a subdirectory per named skin; '' = <dataDir>/skins. */
     directory: string;
@@ -496,6 +505,7 @@ export function defaultConfig(): Config {
     calls: { ringSeconds: 120, callsPerAccount: 20, callsPerNode: 10_000, applicationRoutes: [], rayoCallsPerAccount: 100 },
     media: { relay: 'auto', publicAddress: '', bindAddress: '', sessions: 1000, sessionsPerAccount: 20, idleSeconds: 120, promptFetch: 'public' },
     apps: { directory: '', tasksPerAccount: 20, tasksPerNode: 1000, meetingDays: 30, meetingsPerAccount: 1000 },
+    cli: { administrators: [], maxCommandBytes: 64 * 1024, maxDepth: 16 },
     skins: { directory: '', domainDirectory: '', maxFileBytes: 1024 * 1024, maxFiles: 2000 },
     secrets: { keyFile: '' },
     billing: { currency: 'USD', maxAmount: 1_000_000_000, maxBalance: 1_000_000_000_000, historyLimit: 500 },
@@ -760,6 +770,11 @@ const configSchema = z.strictObject({
     tasksPerNode: whole(1),
     meetingDays: number((n) => n > 0 && n <= 3650, 'must be a number of days, above 0 and at most 3650'),
     meetingsPerAccount: whole(1),
+  }),
+  cli: z.strictObject({
+    administrators: z.array(text((s) => /^[^\s@]+@[^\s@]+$/.test(s), 'must be an account address, name@domain')),
+    maxCommandBytes: number((n) => Number.isSafeInteger(n) && n >= 64 && n <= 16 * 1024 * 1024, 'must be a whole number of bytes, 64 to 16777216'),
+    maxDepth: number((n) => Number.isInteger(n) && n >= 1 && n <= 64, 'must be a whole number, 1 to 64'),
   }),
   skins: z.strictObject({
     directory: z.string(),

@@ -1207,3 +1207,35 @@ describe('abuse: spell checking', () => {
     await assertServes(victim);
   });
 });
+
+describe('abuse: CLI commands (cliExecute)', () => {
+  let server: TestServer;
+  let victim: XimssClient;
+  before(async () => ({ server, victim } = await startAttacked({ cli: { administrators: ['root@example.test'], maxCommandBytes: 4096, maxDepth: 8 } })));
+  after(() => server.stop());
+
+  const cli = (text: string): XmlElement => new XmlElement('cliExecute', {}, [text]);
+
+  test('huge commands, deep nesting, endless strings and control bytes get clear errors; the server goes on', async () => {
+    await server.addAccount('root@example.test', 'rootpw');
+    const { client: root } = await server.login('root@example.test', 'rootpw');
+    const huge = await root.request(cli(`SETACCOUNTALIASES root@example.test (${'a,'.repeat(3000)}a)`));
+    assert.match(huge.response.attrs.errorText ?? '', /^the CLI command is too long \(\d+ bytes; at most 4096\)$/);
+    const deep = await root.request(cli(`UPDATEACCOUNTPREFS root@example.test ${'('.repeat(200)}x${')'.repeat(200)}`));
+    assert.match(deep.response.attrs.errorText ?? '', /^CLI syntax error: nested too deeply at position \d+$/);
+    const dict = await root.request(cli(`UPDATEACCOUNTPREFS root@example.test ${'{a='.repeat(50)}x${';}'.repeat(50)}`));
+    assert.match(dict.response.attrs.errorText ?? '', /nested too deeply/);
+    const open = await root.request(cli(`GETACCOUNTALIASES "${'x'.repeat(4000)}`));
+    assert.match(open.response.attrs.errorText ?? '', /unterminated string/);
+    const control = await root.request(cli('GETACCOUNTALIASES "a\\001b"'));
+    assert.equal(control.response.attrs.errorText, 'unknown account');
+    const longName = await root.request(cli(`${'X'.repeat(1000)} y`));
+    assert.match(longName.response.attrs.errorText ?? '', /a command name expected/);
+    // An ordinary account can flood only with refusals.
+    const { client: plain } = await server.login(await server.newAccount('clifld'), 'secret');
+    const replies = await Promise.all(Array.from({ length: 50 }, () => plain.request(cli('LISTDOMAINS'))));
+    assert.ok(replies.every((r) => r.response.attrs.errorText === 'access denied'));
+    await assertServes(victim);
+    await assertServes(root);
+  });
+});

@@ -324,3 +324,81 @@ describe('bannerRead', () => {
     assert.equal(parseSettingAssignments(['Banners={ "a" : "b" }'], 'domain').settings.Banners, '{"a":"b"}');
   });
 });
+
+describe('readStrings from the server and domain skins', () => {
+  const files: string[] = [];
+  const put = (path: string, data: string, time?: Date): void => {
+    write(path, data);
+    if (time) utimesSync(path, time, time);
+    files.push(path);
+  };
+  const NEWEST = new Date('2030-01-02T03:04:05Z');
+  before(() => {
+    // The server's English.json overrides one built-in string and adds one; a domain's overrides another.
+    put(join(serverSkins, 'English.json'), JSON.stringify({ LoginTitle: 'Server Login', ServerOnly: ['a', 'b'] }), new Date('2029-01-01T00:00:00Z'));
+    put(join(domainSkins, 'strings.test', 'English.json'), JSON.stringify({ LoginButton: 'Enter', ServerOnly: { x: 'domain' } }), NEWEST);
+    // A language only the skins have: its strings over every English one, English filling its gaps.
+    put(join(serverSkins, 'German.json'), JSON.stringify({ LoginButton: 'Anmelden', LoginTitle: 'Anmeldung' }));
+    put(join(domainSkins, 'strings.test', 'German.json'), JSON.stringify({ LoginTitle: 'Domain-Anmeldung' }));
+    // A named skin's file wins over the unnamed skin's.
+    put(join(serverSkins, 'Green', 'English.json'), JSON.stringify({ LoginTitle: 'Green Login' }));
+    // Not a vocabulary: ignored, logged.
+    put(join(domainSkins, 'broken.test', 'English.json'), '{"LoginTitle": 42}');
+  });
+  after(() => {
+    for (const path of files) rmSync(path, { force: true });
+  });
+
+  /** The strings of one readStrings answer, by name (strings-valued ones as JSON text). */
+  async function strings(client: XimssClient, request: string): Promise<{ message: XmlElement; byName: Map<string, string> }> {
+    const message = only((await ok(client, request)).messages, 'strings');
+    const byName = new Map(message.elements().map((e) => [e.attrs.name!, e.name === 'string' ? e.text() : JSON.stringify(e.elements().map((c) => [c.attrs.name ?? '', c.text()]))]));
+    return { message, byName };
+  }
+
+  test("before login: the server's strings over the built-in ones", async () => {
+    const client = await Client.connect(server.ports.ximss);
+    try {
+      const { byName } = await strings(client, '<readStrings/>');
+      assert.equal(byName.get('LoginTitle'), 'Server Login');
+      assert.equal(byName.get('ServerOnly'), JSON.stringify([['', 'a'], ['', 'b']]));
+      assert.equal(byName.get('LoginButton'), 'Log In', 'built-in');
+    } finally {
+      client.close();
+    }
+  });
+
+  test("after login: the domain's over the server's over the built-in ones; timeModified is the newest file's", async () => {
+    const client = await user('strings.test');
+    const { message, byName } = await strings(client, '<readStrings/>');
+    assert.equal(byName.get('LoginTitle'), 'Server Login');
+    assert.equal(byName.get('LoginButton'), 'Enter');
+    assert.equal(byName.get('ServerOnly'), JSON.stringify([['x', 'domain']]));
+    assert.ok(byName.has('AppendModes'), 'the built-in strings are all there');
+    assert.equal(message.attrs.timeModified, '20300102T030405');
+    // A client whose copy is as new gets no strings.
+    const again = only((await ok(client, '<readStrings timeModified="20300102T030405"/>')).messages, 'strings');
+    assert.equal(again.elements().length, 0);
+    // Another domain sees only the server's.
+    const plain = await user('plain.test');
+    assert.equal((await strings(plain, '<readStrings/>')).byName.get('LoginButton'), 'Log In');
+  });
+
+  test("a language of the skins: its strings over the English ones, the domain's over the server's; the session's Language too", async () => {
+    const client = await user('strings.test');
+    const { byName } = await strings(client, '<readStrings language="German"/>');
+    assert.equal(byName.get('LoginTitle'), 'Domain-Anmeldung');
+    assert.equal(byName.get('LoginButton'), 'Anmelden', "the server's German over the domain's English");
+    assert.equal(byName.get('AppendButton'), 'Append', 'English fills the gaps');
+    await ok(client, '<prefsStore><Language>German</Language></prefsStore>');
+    assert.equal((await strings(client, '<readStrings/>')).byName.get('LoginTitle'), 'Domain-Anmeldung');
+  });
+
+  test('a named skin, an unknown one, and a file that is not a vocabulary', async () => {
+    const client = await user('broken.test');
+    assert.equal((await strings(client, '<readStrings skinName="Green"/>')).byName.get('LoginTitle'), 'Green Login');
+    assert.equal((await strings(client, '<readStrings skinName="NoSuchSkin"/>')).byName.get('LoginTitle'), 'Server Login');
+    assert.equal((await strings(client, '<readStrings skinName="../etc"/>')).byName.get('LoginTitle'), 'Server Login');
+    assert.ok(logged.events('skin.bad_strings').some((r) => r.domain === 'broken.test'));
+  });
+});

@@ -260,6 +260,34 @@ export class SkinService {
   }
 
   /**
+   * Every file named `fileName` in the domain's and the server's levels (not the built-in one)
+   * of skin `skinName`, then of the unnamed skin, most specific first: the layers readStrings
+   * lays over the built-in vocabulary. A skin name that is not valid or not there reads the
+   * unnamed skin only; a file that cannot be read (too large, unreadable) is left out, logged.
+   */
+  async layers(domain: string, skinName: string, fileName: string): Promise<SkinFile[]> {
+    if (pathComponent(fileName) === undefined) return [];
+    const named = skinName !== '' && pathComponent(skinName) !== undefined && skinName.length <= 128;
+    const levels = this.levels(domain).filter((level) => level !== this.options.builtIn);
+    const found: SkinFile[] = [];
+    for (const candidate of named ? [skinName, ''] : ['']) {
+      for (const level of levels) {
+        const dir = await this.skinDirectory(level, candidate);
+        if (!dir) continue;
+        const real = await this.confined(dir.root, join(dir.dir, fileName));
+        if (!real) continue;
+        try {
+          const { data, modified } = await this.readLimited(real);
+          found.push({ skinName: candidate, fileName, modified, data });
+        } catch (err) {
+          if (!(err instanceof ServiceError)) throw err;
+        }
+      }
+    }
+    return found;
+  }
+
+  /**
    * A configuration file (readConfigFile): `<name>.xml` of the domain's unnamed skin (with the
    * server's and the built-in one under it). Its content is returned as text, for the caller
    * to parse as XML.

@@ -37,12 +37,28 @@ export function formatObject(value: XimssValue): string {
   return out + '}';
 }
 
+/** How a reader reports errors and how deep it goes (the CLI reads command lines with it too). */
+export interface ReadOptions {
+  /** The start of the error text (what is being read). */
+  what?: string;
+  /** Deepest nesting read (MAX_DEPTH by default). */
+  maxDepth?: number;
+}
+
 class Reader {
   at = 0;
-  constructor(private readonly text: string) {}
+  private readonly what: string;
+  private readonly maxDepth: number;
+  constructor(
+    private readonly text: string,
+    options: ReadOptions = {},
+  ) {
+    this.what = options.what ?? 'the file is not a valid object';
+    this.maxDepth = options.maxDepth ?? MAX_DEPTH;
+  }
 
   fail(why: string): never {
-    throw new ServiceError(`the file is not a valid object: ${why} at position ${this.at}`);
+    throw new ServiceError(`${this.what}: ${why} at position ${this.at}`);
   }
 
   skip(): void {
@@ -60,7 +76,7 @@ class Reader {
   }
 
   value(depth: number): XimssValue {
-    if (depth > MAX_DEPTH) this.fail('nested too deeply');
+    if (depth > this.maxDepth) this.fail('nested too deeply');
     const ch = this.peek();
     if (ch === undefined) this.fail('unexpected end');
     if (ch === '"') return this.quoted();
@@ -145,4 +161,15 @@ export function parseObject(text: string): XimssValue {
   const value = reader.value(0);
   if (reader.peek() !== undefined) reader.fail('text after the object');
   return value;
+}
+
+/**
+ * Reads a sequence of objects separated by white space (a CLI command line: its words,
+ * strings, arrays and dictionaries), with the error text and depth of `options`.
+ */
+export function parseObjectSequence(text: string, options: ReadOptions = {}): XimssValue[] {
+  const reader = new Reader(text, options);
+  const values: XimssValue[] = [];
+  while (reader.peek() !== undefined) values.push(reader.value(0));
+  return values;
 }

@@ -1,6 +1,7 @@
 import type { Engine } from '../engine.js';
 import { billingOperations } from './billing.js';
 import { calendarOperations } from './calendar.js';
+import { cliOperations } from './cli.js';
 import { contactOperations } from './contacts.js';
 import { fileOperations } from './files.js';
 import { accountOperations } from './account.js';
@@ -47,5 +48,6 @@ export function registerOperations(engine: Engine): void {
   engine.register(skinOperations);
   engine.register(billingOperations);
   engine.register(spellerOperations);
+  engine.register(cliOperations);
   engine.register(notImplementedOperations);
 }

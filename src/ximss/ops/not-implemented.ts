@@ -9,7 +9,7 @@ import { anytime, type OperationTable } from '../engine.js';
 const PENDING: Record<string, string> = {
   Login: 'x2AuthStart x2AuthComplete',
   Service:
-    'listSpecPasswords cliExecute',
+    'listSpecPasswords',
   'S/MIME': 'SMIMEUnlock SMIMELock SMIMEModifyPassword SMIMEGet SMIMESet',
   'RPOP/RSIP/RIMAP': 'rpopList rpopUpdate rsipList rsipUpdate rimapList rimapUpdate',
 };

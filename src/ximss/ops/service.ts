@@ -8,6 +8,7 @@ import { formatGmt, formatLocal, parseGmt } from '../../xml/time.js';
 import { knownTimeZoneNames } from '../../services/time-zones.js';
 import { anytime, inSession, type OperationTable, type SessionContext } from '../engine.js';
 import { emptyDictionary } from '../session.js';
+import { parseStrings, type Strings } from '../vocabulary.js';
 
 /** Spec section "Service Operations" (plus the 6.2 session data and language operations). */
 
@@ -89,22 +90,45 @@ export const serviceOperations: OperationTable = {
     }
   }),
 
-  readStrings: anytime((ctx) => {
-    const { vocabulary } = ctx.server;
+  readStrings: anytime(async (ctx) => {
+    const { vocabulary, skins } = ctx.server;
     const { language: requested, timeModified, skinName } = ctx.request.attrs;
+    const since = timeModified ? parseGmt(timeModified) : undefined;
+    if (timeModified && !since) throw new ServiceError('timeModified must be a GMT time (YYYYMMDDTHHMMSS)');
     const prefLanguage = ctx.session ? settingText(ctx.session.prefs.Language) : undefined;
-    const language = vocabulary.resolve(requested || prefLanguage);
-    const modified = vocabulary.modified(language);
+    const asked = requested || prefLanguage;
+    const language = vocabulary.resolve(asked);
+    // The server's and the domain's skins lay their strings files over the built-in ones
+    // (English.json under <Language>.json); before login there is no domain: the server's only.
+    const domain = ctx.session?.account.domain ?? '';
+    const englishFile = vocabulary.fileName('English');
+    const ownFile = vocabulary.fileName(asked);
+    const layers = async (file: string): Promise<{ strings: Strings[]; modified: Date[] }> => {
+      const found = (await skins.layers(domain, skinName ?? '', `${file}.json`)).reverse();
+      const strings: Strings[] = [];
+      const modified: Date[] = [];
+      for (const layer of found) {
+        const parsed = parseStrings(layer.data.toString('utf8'));
+        if (!parsed) {
+          ctx.server.log.child({ component: 'skins' }).warn({ event: 'skin.bad_strings', skin: layer.skinName, file: layer.fileName, domain }, 'a strings file of a skin is not a vocabulary; ignored');
+          continue;
+        }
+        strings.push(parsed);
+        modified.push(layer.modified);
+      }
+      return { strings, modified };
+    };
+    const english = await layers(englishFile);
+    const own = ownFile === englishFile ? { strings: [], modified: [] } : await layers(ownFile);
+    const modified = new Date(Math.max(vocabulary.modified(language).getTime(), ...[...english.modified, ...own.modified].map((d) => d.getTime())));
     const message = el('strings', {
       skinName: skinName ?? '',
       language: requested ?? '',
       timeModified: formatGmt(modified),
     });
-    const since = timeModified ? parseGmt(timeModified) : undefined;
-    if (timeModified && !since) throw new ServiceError('timeModified must be a GMT time (YYYYMMDDTHHMMSS)');
     // Only send the vocabulary when it is newer than the client's copy (whole seconds).
     if (!since || Math.floor(modified.getTime() / 1000) > Math.floor(since.getTime() / 1000)) {
-      message.append(...vocabulary.body(language));
+      message.append(...vocabulary.body(language, { english: english.strings, own: own.strings }));
     }
     ctx.send(message);
   }),
