@@ -6,7 +6,7 @@
  *
  * A record's settings (the keys of the RSIP record dictionary):
  *   domain    the domain of the address registered; its registrar is found by RFC 3263 (required)
- *   proxy     host[:port] to send the REGISTER to instead (optional)
+ *   proxy     host[:port][;transport=udp|tcp|tls] to send the REGISTER to instead (optional)
  *   fromName  the user part of the address registered (required)
  *   authName  the Digest user name (default: fromName)
  *   password  the Digest password (kept sealed; never shown again; a record replaced without
@@ -127,7 +127,10 @@ export class RemoteSipService {
     if (domain === '') throw new ServiceError(`RSIP record ${JSON.stringify(name)}: the domain is missing`);
     if (!isHostPort(domain)) throw new ServiceError(`RSIP record ${JSON.stringify(name)}: the domain must be a host name or address (with an optional :port)`);
     const proxy = text('proxy').toLowerCase();
-    if (proxy !== '' && !isHostPort(proxy)) throw new ServiceError(`RSIP record ${JSON.stringify(name)}: the proxy must be host[:port]`);
+    const [proxyHost = '', transport, ...more] = proxy.split(';');
+    if (proxy !== '' && (!isHostPort(proxyHost) || more.length > 0 || (transport !== undefined && !/^transport=(udp|tcp|tls)$/.test(transport)))) {
+      throw new ServiceError(`RSIP record ${JSON.stringify(name)}: the proxy must be host[:port][;transport=udp|tcp|tls]`);
+    }
     const user = text('fromName');
     if (user === '') throw new ServiceError(`RSIP record ${JSON.stringify(name)}: fromName (the user name to register) is missing`);
     if (!USER.test(user)) throw new ServiceError(`RSIP record ${JSON.stringify(name)}: fromName must be a SIP user name (letters, digits and - _ . ! ~ * ' ( ) & = + $ , ; ? /)`);
