@@ -5,13 +5,22 @@
  * with its credentials and refreshes; a phone calling the remote number through Kamailio
  * reaches the account's XIMSS session (callIncoming); deleting the record un-registers it (the
  * number is then unknown there); a wrong password and a registrar that cannot be reached show
- * as errorText in rsipList, with back-off between attempts; shutdown un-registers.
+ * as errorText in rsipList, with back-off between attempts; shutdown un-registers. Then two
+ * nodes of a cluster (built server processes on one PostgreSQL, test/fixtures/cluster.ts): one
+ * registers the record; killed, the other takes the lease, registers, and takes the calls.
  */
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { mergeConfig, defaultConfig } from '../src/config.js';
+import { startNode, ximssd, type ClusterNodeProcess } from './fixtures/cluster.js';
+import { startPostgres, type PostgresServer } from './fixtures/postgres.js';
 import { ensureKamailio, startKamailio, type Kamailio } from './fixtures/kamailio.js';
 import { SipPhone } from './fixtures/sip-phone.js';
-import { capturingLogger, eventually, fails, freePort, freeSipPort, ok, startTestServer, type TestServer, type XimssClient } from './helpers.js';
+import { capturingLogger, eventually, fails, freePort, freeSipPort, loginWithUrlId, ok, startTestServer, type TestServer, type XimssClient } from './helpers.js';
 import type { XmlElement } from '../src/xml/element.js';
 
 const PASSWORD = 'rsip-secret';
@@ -177,6 +186,91 @@ describe('remote SIP registrations with Kamailio as the registrar', { skip: avai
       assert.ok(registerLines(kamailio, 'REGISTER-OK', '5551006').some((line) => line.includes('expires=0 ')), 'un-registered before the server stopped');
     } finally {
       if (!stopped) await other.stop();
+    }
+  });
+});
+
+test('configuration: the remoteSip intervals are checked against each other', () => {
+  const bad = (remoteSip: Record<string, number>, expected: RegExp): void => {
+    assert.throws(() => mergeConfig(defaultConfig(), { remoteSip }, 'test'), expected);
+  };
+  bad({ leaseSeconds: 10, scanSeconds: 6 }, /remoteSip\.leaseSeconds.*must be at least twice remoteSip\.scanSeconds/s);
+  bad({ minExpires: 100, maxExpires: 50, defaultExpires: 60 }, /remoteSip\.maxExpires.*must be at least remoteSip\.minExpires/s);
+  bad({ retryMinSeconds: 60, retryMaxSeconds: 30 }, /remoteSip\.retryMaxSeconds/);
+  bad({ recordsPerAccount: -1 }, /remoteSip\.recordsPerAccount/);
+  assert.equal(mergeConfig(defaultConfig(), { remoteSip: { recordsPerAccount: 0 } }, 'test').remoteSip.recordsPerAccount, 0);
+});
+
+describe('remote SIP registrations in a cluster: a node dies, another takes its records', { skip: availability.available ? false : availability.reason }, () => {
+  let kamailio: Kamailio;
+  let pg: PostgresServer;
+  let keyDir: string;
+  const nodes: ClusterNodeProcess[] = [];
+  const sipPorts: number[] = [];
+  const clients: XimssClient[] = [];
+
+  before(async () => {
+    kamailio = await startKamailio({ domain: DOMAIN, registrarPassword: PASSWORD, children: 2, sharedMemoryMb: 64 });
+    pg = await startPostgres();
+    const url = await pg.createDatabase('rsip');
+    // Every node opens what another sealed: one key file for all.
+    keyDir = mkdtempSync(join(tmpdir(), 'rsip-key-'));
+    writeFileSync(join(keyDir, 'secret.key'), `${randomBytes(32).toString('hex')}\n`, { mode: 0o600 });
+    for (let i = 0; i < 2; i++) sipPorts.push(await freeSipPort());
+    const config = (sip: number): Record<string, unknown> => ({ ports: { sip }, remoteSip: REMOTE_SIP, secrets: { keyFile: join(keyDir, 'secret.key') } });
+    nodes.push(...(await Promise.all([startNode('1', url, config(sipPorts[0]!)), startNode('2', url, config(sipPorts[1]!))])));
+    const result = await ximssd(['account', 'add', 'dana@example.test', '--password', 'secret', '--store', url]);
+    assert.equal(result.code, 0, result.stderr);
+  });
+
+  after(async () => {
+    for (const client of clients) client.close();
+    await Promise.all(nodes.map((n) => n.stop()));
+    await pg?.stop();
+    await kamailio?.stop();
+    if (keyDir) rmSync(keyDir, { recursive: true, force: true });
+  });
+
+  /** The SIP port of the node whose Contact the last accepted REGISTER of `user` named. */
+  function registeredFrom(user: string): number | undefined {
+    const last = registerLines(kamailio, 'REGISTER-OK', user).filter((line) => !line.includes('expires=0 ')).pop();
+    const match = last === undefined ? null : /contact=<sip:rsip-[0-9a-f]+@127\.0\.0\.1:(\d+)>/.exec(last);
+    return match ? Number(match[1]) : undefined;
+  }
+
+  test('one node registers the record; killed, the other takes the lease, registers it and takes the calls', async () => {
+    const { client } = await loginWithUrlId(nodes[0]!.ports.ximss, 'dana@example.test', 'secret');
+    clients.push(client);
+    await ok(client, `<rsipUpdate>${record('main', { domain: DOMAIN, proxy: `127.0.0.1:${kamailio.port}`, fromName: '5551010', password: PASSWORD, expires: '30' })}</rsipUpdate>`);
+    const first = await eventually(() => registeredFrom('5551010'), 'the first registration', 15_000);
+    const holder = sipPorts.indexOf(first);
+    assert.ok(holder >= 0, `registered from ${first}, one of ${sipPorts.join(', ')}`);
+    const survivor = nodes[1 - holder]!;
+    // Only the holder registers it: the survivor's Contact has not been seen.
+    assert.ok(!registerLines(kamailio, 'REGISTER-OK', '5551010').some((line) => line.includes(`:${sipPorts[1 - holder]}>`)));
+    await nodes[holder]!.kill();
+    const taken = await eventually(() => (registeredFrom('5551010') === sipPorts[1 - holder] ? true : undefined), 'the survivor registering the record', 30_000);
+    assert.ok(taken);
+    const { client: other } = await loginWithUrlId(survivor.ports.ximss, 'dana@example.test', 'secret');
+    clients.push(other);
+    const [entry] = await eventually(async () => {
+      const records = await list(other);
+      return records[0]?.attrs.registeredUntil ? records : undefined;
+    }, 'rsipList showing the registration', 10_000);
+    assert.equal(entry!.attrs.errorText, undefined);
+    // A call through the registrar now reaches the account on the survivor. (Kamailio forks it to
+    // the dead node's binding too, until that runs out, and answers the caller only when that
+    // branch times out: the caller's final response is not waited for here.)
+    await ok(other, `<signalBind><sdpText>v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n</sdpText></signalBind>`);
+    const phone = await SipPhone.open(kamailio.port, `caller@${DOMAIN}`, 'none');
+    try {
+      const calling = phone.invite(`sip:5551010@${DOMAIN}`, `<sip:5551010@${DOMAIN}>`, 40004);
+      calling.catch(() => undefined);
+      const incoming = await other.takeAsync('callIncoming', () => true, 10_000);
+      assert.equal(incoming.attrs.peer, `caller@${DOMAIN}`);
+      await ok(other, `<callReject callLeg="${incoming.attrs.callLeg}" signalCode="603"/>`);
+    } finally {
+      phone.close();
     }
   });
 });
