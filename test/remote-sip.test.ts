@@ -20,7 +20,7 @@ import { startNode, ximssd, type ClusterNodeProcess } from './fixtures/cluster.j
 import { startPostgres, type PostgresServer } from './fixtures/postgres.js';
 import { ensureKamailio, startKamailio, type Kamailio } from './fixtures/kamailio.js';
 import { SipPhone } from './fixtures/sip-phone.js';
-import { capturingLogger, eventually, fails, freePort, freeSipPort, loginWithUrlId, ok, startTestServer, type TestServer, type XimssClient } from './helpers.js';
+import { capturingLogger, eventually, fails, freePort, freeSipPort, httpRequest, loginWithUrlId, ok, startTestServer, type TestServer, type XimssClient } from './helpers.js';
 import type { XmlElement } from '../src/xml/element.js';
 
 const PASSWORD = 'rsip-secret';
@@ -95,6 +95,8 @@ describe('remote SIP registrations with Kamailio as the registrar', { skip: avai
     assert.equal(settings.enabled, 'YES');
     assert.equal(settings.password, undefined, 'the password is never shown');
     assert.ok(capture.events('remoteSip.registered').length >= 1);
+    const metrics = await httpRequest(server.ports.http, '/metrics');
+    assert.match(metrics.text, /^ximssd_remote_sip_registrations 1$/m, 'the gauge counts the registration in force');
   });
 
   test('a call to the remote number through the registrar reaches the account (callIncoming), from the caller there', async () => {
