@@ -98,8 +98,12 @@ class Registration {
   private async attempt(): Promise<void> {
     if (this.stopped) return;
     const outcome = await this.register(this.record.expires).catch((err: unknown): Outcome => ({ ok: false, error: errorText(err) }));
-    if (this.stopped) return;
     const now = Date.now();
+    if (this.stopped) {
+      // Stopped meanwhile: stop() un-registers what this attempt registered.
+      if (outcome.ok) this.registeredUntil = now + outcome.granted * 1000;
+      return;
+    }
     const log = this.agent.log;
     const fields = { accountId: this.record.accountId, record: this.record.name, domain: this.record.domain };
     if (outcome.ok) {
