@@ -322,6 +322,26 @@ export interface Config {
    * 64 hex digits in a file; '' = <dataDir>/secret.key, made on first start. Every node of a
    * cluster needs the same file.
    */
+  /**
+   * The accounts' registrations with other SIP servers (rsipUpdate; README "Remote SIP
+   * registrations"): one node registers each record, under a lease it renews every scan.
+   */
+  remoteSip: {
+    /** Records one account may have. */
+    recordsPerAccount: number;
+    /** The registration interval a record may ask for (seconds), and the one it gets when it names none. */
+    minExpires: number;
+    maxExpires: number;
+    defaultExpires: number;
+    /** How often a node renews its leases and looks for records to take; a lease lasts leaseSeconds. */
+    scanSeconds: number;
+    leaseSeconds: number;
+    /** The back-off after a failed attempt: retryMinSeconds, doubling up to retryMaxSeconds. */
+    retryMinSeconds: number;
+    retryMaxSeconds: number;
+    /** Records one node registers at most. */
+    registrationsPerNode: number;
+  };
   secrets: { keyFile: string };
   billing: {
     /** The balance an operation uses when it names none: a currency code of 3 letters (USD). */
@@ -507,6 +527,7 @@ export function defaultConfig(): Config {
     apps: { directory: '', tasksPerAccount: 20, tasksPerNode: 1000, meetingDays: 30, meetingsPerAccount: 1000 },
     cli: { administrators: [], maxCommandBytes: 64 * 1024, maxDepth: 16 },
     skins: { directory: '', domainDirectory: '', maxFileBytes: 1024 * 1024, maxFiles: 2000 },
+    remoteSip: { recordsPerAccount: 5, minExpires: 60, maxExpires: 86_400, defaultExpires: 3600, scanSeconds: 15, leaseSeconds: 60, retryMinSeconds: 30, retryMaxSeconds: 1800, registrationsPerNode: 10_000 },
     secrets: { keyFile: '' },
     billing: { currency: 'USD', maxAmount: 1_000_000_000, maxBalance: 1_000_000_000_000, historyLimit: 500 },
     outbound: {
@@ -782,6 +803,17 @@ const configSchema = z.strictObject({
     maxFileBytes: number((n) => Number.isSafeInteger(n) && n >= 1 && n <= 64 * 1024 * 1024, 'must be a whole number of bytes, 1 to 67108864 (64 MB)'),
     maxFiles: whole(1),
   }),
+  remoteSip: z.strictObject({
+    recordsPerAccount: whole(0),
+    minExpires: number((n) => Number.isInteger(n) && n >= 1 && n <= 604_800, 'must be a whole number of seconds, 1 to 604800'),
+    maxExpires: number((n) => Number.isInteger(n) && n >= 1 && n <= 604_800, 'must be a whole number of seconds, 1 to 604800'),
+    defaultExpires: number((n) => Number.isInteger(n) && n >= 1 && n <= 604_800, 'must be a whole number of seconds, 1 to 604800'),
+    scanSeconds: seconds(),
+    leaseSeconds: seconds(),
+    retryMinSeconds: seconds(),
+    retryMaxSeconds: seconds(),
+    registrationsPerNode: whole(1),
+  }),
   secrets: z.strictObject({ keyFile: z.string() }),
   billing: z.strictObject({
     currency: text((s) => /^[A-Z]{3}$/.test(s), 'must be a currency code of 3 capital letters (such as USD)'),
@@ -1047,6 +1079,12 @@ function schemaProblems(merged: unknown, sources: Sources): ConfigProblem[] {
     // An RTP session takes a port pair (RTP and RTCP, RFC 3550 11): the range holds one at least.
     [['sip', 'mediaPorts', 'max'], ['sip', 'mediaPorts', 'min'], (a, b) => a > b, 'must be greater than sip.mediaPorts.min'],
     [['sip', 'sessionExpires'], ['sip', 'minSE'], (a, b) => a >= b, 'must be at least sip.minSE'],
+    [['remoteSip', 'maxExpires'], ['remoteSip', 'minExpires'], (a, b) => a >= b, 'must be at least remoteSip.minExpires'],
+    [['remoteSip', 'defaultExpires'], ['remoteSip', 'minExpires'], (a, b) => a >= b, 'must be at least remoteSip.minExpires'],
+    [['remoteSip', 'defaultExpires'], ['remoteSip', 'maxExpires'], (a, b) => a <= b, 'must be at most remoteSip.maxExpires'],
+    [['remoteSip', 'retryMaxSeconds'], ['remoteSip', 'retryMinSeconds'], (a, b) => a >= b, 'must be at least remoteSip.retryMinSeconds'],
+    // A lease outlives two scans: a holder that misses one renewal keeps its records.
+    [['remoteSip', 'leaseSeconds'], ['remoteSip', 'scanSeconds'], (a, b) => a >= 2 * b, 'must be at least twice remoteSip.scanSeconds'],
   ];
   for (const [path, other, ok, rule] of pairs) {
     const a = num(path);

@@ -60,6 +60,8 @@ import { SessionManager } from './ximss/sessions.js';
 import { UploadSpool } from './ximss/uploads.js';
 import { Vocabulary } from './ximss/vocabulary.js';
 import { loadSecretBox } from './services/secret-box.js';
+import { RemoteSipService } from './services/remote-sip/records.js';
+import { RemoteSipAgent } from './services/remote-sip/agent.js';
 import { SkinService } from './services/skins.js';
 import { SERVER_VERSION } from './version.js';
 import { createLogger, errorText, type Logger } from './log.js';
@@ -291,6 +293,8 @@ async function build(rawStore: Store, config: Config, log: Logger, options: Serv
       : undefined;
   let httpPort = config.ports.http;
   const passwordRecovery = new PasswordRecovery(store, accounts, queue, config.defaultDomain, () => config.publicUrl || `http://${config.defaultDomain}:${httpPort}`);
+  const secrets = loadSecretBox(config.secrets.keyFile || join(config.dataDir, 'secret.key'));
+  const remoteSip = new RemoteSipService(store, secrets, config.remoteSip, log.child({ component: 'remote-sip' }));
   const services: XimssServices = {
     config,
     store,
@@ -327,7 +331,8 @@ async function build(rawStore: Store, config: Config, log: Logger, options: Serv
     nonces: new NonceRegistry(config.defaultDomain),
     // The built-in skin's unnamed files hold the vocabularies (resources/skins/<Language>.json).
     vocabulary: new Vocabulary(RESOURCES + 'skins'),
-    secrets: loadSecretBox(config.secrets.keyFile || join(config.dataDir, 'secret.key')),
+    secrets,
+    remoteSip,
     skins: new SkinService({
       builtIn: RESOURCES + 'skins',
       server: config.skins.directory || join(config.dataDir, 'skins'),
@@ -343,8 +348,13 @@ async function build(rawStore: Store, config: Config, log: Logger, options: Serv
     metrics,
   };
   // SIP registrations and calls, on the SIP listeners.
-  const sipCalls = sip ? await startSipCalls({ sip, calls, im, auth: services.auth, accounts, store, bus, node: node.id, digestAlgorithms: config.sip.digestAlgorithms, trunk: config.sip.trunk, trunkCredentials: config.sip.trunkUser === '' ? undefined : { user: config.sip.trunkUser, password: config.sip.trunkPassword }, resolver: options.sipResolver ?? options.dnsResolver, log: log.child({ component: 'sip' }), metrics, sessionTimer: { expires: config.sip.sessionExpires, minSE: config.sip.minSE } }) : undefined;
+  const sipCalls = sip ? await startSipCalls({ sip, calls, im, auth: services.auth, accounts, store, bus, node: node.id, digestAlgorithms: config.sip.digestAlgorithms, trunk: config.sip.trunk, trunkCredentials: config.sip.trunkUser === '' ? undefined : { user: config.sip.trunkUser, password: config.sip.trunkPassword }, resolver: options.sipResolver ?? options.dnsResolver, log: log.child({ component: 'sip' }), metrics, sessionTimer: { expires: config.sip.sessionExpires, minSE: config.sip.minSE }, remoteContact: (user) => remoteSip.contactAccount(user) }) : undefined;
   if (sipCalls) undo.push(() => sipCalls.close());
+  // The accounts' registrations with other SIP servers: this node registers those it holds the lease of.
+  const remoteSipAgent = sip
+    ? new RemoteSipAgent({ sip, store, secrets, node: node.id, config: config.remoteSip, resolver: options.sipResolver ?? options.dnsResolver, log: log.child({ component: 'remote-sip' }), metrics })
+    : undefined;
+  if (remoteSipAgent) remoteSip.onChange = () => remoteSipAgent.kick();
   undo.push(() => services.sessions.close());
   const engine = new Engine(services);
   registerOperations(engine);
@@ -435,6 +445,10 @@ async function build(rawStore: Store, config: Config, log: Logger, options: Serv
   undo.push(() => im.close());
   undo.push(() => calls.close());
   queue.start(delivery);
+  if (remoteSipAgent && ports.sip !== undefined) {
+    remoteSipAgent.start();
+    undo.push(() => remoteSipAgent.close());
+  }
   readiness.markStarted();
   log.info(
     {
@@ -462,6 +476,8 @@ async function build(rawStore: Store, config: Config, log: Logger, options: Serv
       await muc.close();
       await s2s?.close();
       // SIP connections drop (clients re-register elsewhere or when it is back: RFC 5626 4.4).
+      // Remote registrations are removed (Expires: 0) while SIP still runs; their leases are given up.
+      await remoteSipAgent?.close();
       await sipCalls?.close();
       await sip?.close();
       services.sessions.endAll();

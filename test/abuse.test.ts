@@ -1239,3 +1239,77 @@ describe('abuse: CLI commands (cliExecute)', () => {
     await assertServes(root);
   });
 });
+
+describe('abuse: remote SIP records (rsipUpdate) and INVITEs to made-up registration Contacts', () => {
+  let server: TestServer;
+  let victim: XimssClient;
+  let sipPort: number;
+  before(async () => {
+    sipPort = await freeSipPort();
+    ({ server, victim } = await startAttacked({ ports: { sip: sipPort }, remoteSip: { recordsPerAccount: 2 } }));
+  });
+  after(() => server.stop());
+
+  const rsip = (name: string, body: string): string => `<rsipRecord name="${name}">${body}</rsipRecord>`;
+  const key = (k: string, v: string): string => `<subKey key="${k}">${v}</subKey>`;
+
+  test('oversized, nested, malformed and too many records get clear errors and change nothing; the server goes on', async () => {
+    const { client } = await server.login(await server.newAccount('rsipper'), 'secret');
+    const good = key('domain', 'sip.example.net') + key('fromName', '100');
+    const cases: [string, RegExp][] = [
+      [`<rsipUpdate>${Array.from({ length: 101 }, (_, i) => rsip(`r${i}`, good)).join('')}</rsipUpdate>`, /too many rsipRecord elements \(at most 100\)/],
+      [`<rsipUpdate>${rsip('a', good)}${rsip('b', good)}${rsip('c', good)}</rsipUpdate>`, /too many RSIP records \(at most 2 in an account\)/],
+      [`<rsipUpdate>${rsip('n'.repeat(65), good)}</rsipUpdate>`, /record name is too long/],
+      [`<rsipUpdate>${rsip('a', good + key('password', 'p'.repeat(257)))}</rsipUpdate>`, /password is too long \(at most 256/],
+      [`<rsipUpdate>${rsip('a', key('domain', `${'a'.repeat(64)}.test`) + key('fromName', '1'))}</rsipUpdate>`, /domain must be a host name/],
+      [`<rsipUpdate>${rsip('a', good + `<subKey key="authName">${key('x', 'y')}</subKey>`)}</rsipUpdate>`, /the value of "authName" must be a string/],
+      [`<rsipUpdate>${rsip('a', '<subValue>x</subValue>')}</rsipUpdate>`, /the body must be a dictionary/],
+      [`<rsipUpdate>${rsip('a', '<subKey>x</subKey>')}</rsipUpdate>`, /subKey element without a key/],
+      [`<rsipUpdate>${rsip('a', good + key('fromName', 'a&#9;b'))}</rsipUpdate>`, /control characters/],
+      [`<rsipUpdate>${rsip('a', key('domain', 'x.test') + key('fromName', '1') + key('expires', '9'.repeat(40)))}</rsipUpdate>`, /expires must be a whole number of seconds/],
+      [`<rsipUpdate>${rsip('a', key('domain', 'x.test') + key('fromName', '1') + key('proxy', '1.2.3.4;lr;transport=tcp'))}</rsipUpdate>`, /proxy must be host\[:port\]/],
+      ['<rsipUpdate><rsipRecord>x</rsipRecord></rsipUpdate>', /the name attribute of an rsipRecord is missing/],
+      ['<rsipUpdate><other name="a"/></rsipUpdate>', /unexpected <other> in rsipUpdate/],
+    ];
+    for (const [request, expected] of cases) {
+      const reply = await client.request(request, 20_000);
+      assert.match(reply.response.attrs.errorText ?? '(no error)', expected, request.slice(0, 120));
+    }
+    const listed = await client.request('<rsipList/>');
+    assert.equal(listed.messages.filter((m) => m.name === 'rsipRecord').length, 0, 'nothing refused was kept');
+    await assertServes(victim);
+  });
+
+  test('INVITEs to made-up, overlong or deleted registration Contacts are refused, never routed to an account', async () => {
+    const socket = dgram.createSocket('udp4');
+    await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve));
+    const answers: string[] = [];
+    socket.on('message', (bytes) => answers.push(bytes.toString('utf8').split('\r\n', 1)[0]!));
+    const local = socket.address().port;
+    try {
+      for (const [i, user] of ['rsip-0123456789abcdef01234567', `rsip-${'f'.repeat(2000)}`, 'rsip-', 'rsip-%00'].entries()) {
+        const invite = [
+          `INVITE sip:${user}@127.0.0.1:${sipPort} SIP/2.0`,
+          `Via: SIP/2.0/UDP 127.0.0.1:${local};branch=z9hG4bK-rsip${i}`,
+          'Max-Forwards: 70',
+          `From: <sip:attacker@elsewhere.invalid>;tag=a${i}`,
+          `To: <sip:${user}@127.0.0.1>`,
+          `Call-ID: rsip-abuse-${i}`,
+          `CSeq: 1 INVITE`,
+          `Contact: <sip:attacker@127.0.0.1:${local}>`,
+          'Content-Length: 0',
+          '',
+          '',
+        ].join('\r\n');
+        socket.send(invite, sipPort, '127.0.0.1');
+        await eventually(() => answers.some((line) => /^SIP\/2\.0 [3-6]\d\d/.test(line)) && answers.length > 0, `an answer to INVITE ${i}`, 10_000);
+        const final = answers.filter((line) => /^SIP\/2\.0 [3-6]\d\d/.test(line));
+        assert.match(final[final.length - 1]!, /^SIP\/2\.0 (403|404|400|414|513)/, answers.join(' | '));
+        answers.length = 0;
+      }
+    } finally {
+      socket.close();
+    }
+    await assertServes(victim);
+  });
+});

@@ -8,6 +8,7 @@ import type { BillingStore } from './billing.js';
 import type { FileGuard, FileLimits, FileRecord, LockRecord, StoredAttribute, StoredAttributeChange, StoreWriteMode } from './files.js';
 import type { QueueStore } from './queue.js';
 import type { RegistrationStore } from './registrations.js';
+import type { RemoteSipStore } from './remote-sip.js';
 import type { RuleStore } from './rules.js';
 
 /**
@@ -45,6 +46,8 @@ export interface Store {
   readonly registrations: RegistrationStore;
   /** Meetings of the real-time applications (src/store/meetings.ts). */
   readonly meetings: MeetingStore;
+  /** The accounts' registrations with other SIP servers (src/store/remote-sip.ts). */
+  readonly remoteSip: RemoteSipStore;
   /** Account balances and their ledger (src/store/billing.ts). */
   readonly billing: BillingStore;
   readonly cluster: ClusterStore;

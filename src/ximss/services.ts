@@ -25,6 +25,7 @@ import type { SessionManager } from './sessions.js';
 import type { UploadSpool } from './uploads.js';
 import type { Vocabulary } from './vocabulary.js';
 import type { SecretBox } from '../services/secret-box.js';
+import type { RemoteSipService } from '../services/remote-sip/records.js';
 import type { SkinService } from '../services/skins.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
@@ -80,6 +81,8 @@ export interface XimssServices {
   readonly vocabulary: Vocabulary;
   /** Seals the secrets the server must use again in clear (remote accounts' passwords, OTP seeds). */
   readonly secrets: SecretBox;
+  /** The accounts' registrations with other SIP servers (rsipList, rsipUpdate). */
+  readonly remoteSip: RemoteSipService;
   /** Skins and configuration files (skinList, skinFileRead, readConfigFile...). */
   readonly skins: SkinService;
   /**

@@ -41,6 +41,7 @@ import { imContract } from './im.js';
 import { meetingsContract } from './meetings.js';
 import { billingContract } from './billing.js';
 import { registrationsContract } from './registrations.js';
+import { remoteSipContract } from './remote-sip.js';
 
 export interface StoreHarness {
   /** Opens a new handle on the same store (another process, as far as the store can tell). */
@@ -306,6 +307,7 @@ export function storeContract(engine: string, fresh: FreshStore): void {
     imContract(fresh);
     registrationsContract(fresh);
     meetingsContract(fresh);
+    remoteSipContract(fresh);
     billingContract(fresh);
     cluster(fresh);
     sharedState(fresh);

@@ -10,6 +10,7 @@ import { PgArchive, PgBlocking, PgMuc, PgOffline, PgResources, PgRoster } from '
 import { Db, parseStoreUrl } from './db.js';
 import { PgMail } from './mail.js';
 import { PgMeetings } from './meetings.js';
+import { PgRemoteSip } from './remote-sip.js';
 import { PgBilling } from './billing.js';
 import { migrate, migrations, schemaVersion } from './migrations.js';
 import { PgQueue } from './queue.js';
@@ -48,6 +49,7 @@ export class PostgresStore implements Store {
   readonly muc: PgMuc;
   readonly registrations: PgRegistrations;
   readonly meetings: PgMeetings;
+  readonly remoteSip: PgRemoteSip;
   readonly billing: PgBilling;
   readonly cluster: PgCluster;
   readonly shared: PgSharedState;
@@ -98,6 +100,7 @@ export class PostgresStore implements Store {
     this.muc = new PgMuc(db);
     this.registrations = new PgRegistrations(db);
     this.meetings = new PgMeetings(db);
+    this.remoteSip = new PgRemoteSip(db);
     this.billing = new PgBilling(db);
     this.cluster = new PgCluster(db);
     this.shared = new PgSharedState(db);

@@ -572,4 +572,29 @@ export const migrations: readonly string[] = [
   );
   CREATE INDEX ledger_account_currency ON ledger(account_id, currency, id);
   `,
+  // 23: remote SIP registrations of the accounts (src/store/remote-sip.ts): the settings (the
+  // password sealed), the Contact user part that identifies the record, the lease of the node
+  // that registers it, and the state of the registration.
+  `
+  CREATE TABLE remote_sip (
+    account_id       INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    name             TEXT NOT NULL,
+    domain           TEXT NOT NULL,
+    proxy            TEXT NOT NULL,
+    user_name        TEXT NOT NULL,
+    auth_name        TEXT NOT NULL,
+    password         TEXT NOT NULL,
+    expires          INTEGER NOT NULL,
+    enabled          INTEGER NOT NULL,
+    contact_user     TEXT NOT NULL UNIQUE,
+    version          INTEGER NOT NULL,
+    lease_owner      TEXT,
+    lease_until      INTEGER,
+    registered_until INTEGER,
+    last_attempt     INTEGER,
+    last_error       TEXT,
+    PRIMARY KEY (account_id, name)
+  );
+  CREATE INDEX remote_sip_lease ON remote_sip(lease_owner);
+  `,
 ];

@@ -34,6 +34,7 @@ import { DataDirLock } from '../lock.js';
 import { privateDirectory, privateFile } from '../modes.js';
 import { SqliteMail } from './mail.js';
 import { SqliteMeetings } from './meetings.js';
+import { SqliteRemoteSip } from './remote-sip.js';
 import { SqliteBilling } from './billing.js';
 import { SqliteQueue } from './queue.js';
 import { SqliteRegistrations } from './registrations.js';
@@ -96,6 +97,7 @@ export class SqliteStore implements Store {
   readonly muc: SqliteMuc;
   readonly registrations: SqliteRegistrations;
   readonly meetings: SqliteMeetings;
+  readonly remoteSip: SqliteRemoteSip;
   readonly billing: SqliteBilling;
   readonly cluster: SqliteCluster;
   readonly shared: SqliteSharedState;
@@ -164,6 +166,7 @@ export class SqliteStore implements Store {
     this.muc = new SqliteMuc(db);
     this.registrations = new SqliteRegistrations(db);
     this.meetings = new SqliteMeetings(db);
+    this.remoteSip = new SqliteRemoteSip(db);
     this.billing = new SqliteBilling(db);
     this.cluster = new SqliteCluster(db);
     this.shared = new SqliteSharedState(db);

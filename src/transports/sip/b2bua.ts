@@ -877,6 +877,11 @@ export interface SipCallsDeps {
   node: string;
   /** What an INVITE to a target of another domain or the trunk adds: the trunk's credentials, the next servers (RFC 3263). */
   remoteOptions?: (target: SipTarget) => RemoteInviteOptions;
+  /**
+   * The account (`name@domain`) whose remote SIP registration has this Contact user part
+   * (src/services/remote-sip/): an INVITE to it came through that registrar, for that account.
+   */
+  remoteContact?: (user: string) => Promise<string | undefined>;
   log: Logger;
 }
 
@@ -945,10 +950,18 @@ export class SipCalls {
     const callerDomain = from.uri.host.toLowerCase();
     // RFC 3891: an INVITE that takes the place of a call of ours (it goes to our Contact: no user to call).
     const replacing = request.headers.getAll('Replaces');
-    const called = requestUri.user === undefined ? undefined : `${requestUri.user}@${requestUri.host}`.toLowerCase();
+    // An INVITE to the Contact of an account's remote registration: for that account, whoever calls.
+    const remoteAccount = requestUri.user !== undefined && this.deps.remoteContact ? await this.deps.remoteContact(requestUri.user) : undefined;
+    const called = remoteAccount ?? (requestUri.user === undefined ? undefined : `${requestUri.user}@${requestUri.host}`.toLowerCase());
     let caller: Party;
     let accountId: number | undefined;
-    if (await this.deps.im.isLocalDomain(callerDomain)) {
+    if (remoteAccount !== undefined) {
+      if (replacing.length > 0) {
+        event.respond(403, 'Forbidden (only a device of ours, authenticated, may replace a call)');
+        return;
+      }
+      caller = { address: from.uri.user ? `${from.uri.user}@${callerDomain}` : callerDomain, name: from.displayName || undefined };
+    } else if (await this.deps.im.isLocalDomain(callerDomain)) {
       // One of our users: the INVITE must prove it (RFC 3261 22.3, a proxy's 407).
       const verdict = await authenticateRequest({ auth: this.deps.auth, digest: this.deps.digest, log: this.log }, request, source, callerDomain, 'Proxy-Authorization', sameUri);
       if (verdict.kind === 'bad') return void event.respond(400, verdict.reason);
@@ -1027,6 +1040,8 @@ export interface SipStackDeps {
   metrics?: Metrics;
   /** RFC 4028 session timers (config sip.sessionExpires, sip.minSE); RFC 4028's 1800 and 90 s by default. */
   sessionTimer?: SessionTimerSettings;
+  /** See SipCallsDeps.remoteContact. */
+  remoteContact?: (user: string) => Promise<string | undefined>;
 }
 
 /**
@@ -1066,7 +1081,7 @@ export async function startSipCalls(deps: SipStackDeps): Promise<{ registrar: Re
       alternates: () => locateSipServers(via, deps.resolver),
     };
   };
-  new SipCalls({ sip, ua, calls: deps.calls, registrar, auth: deps.auth, digest, im: deps.im, node: deps.node, remoteOptions, log });
+  new SipCalls({ sip, ua, calls: deps.calls, registrar, auth: deps.auth, digest, im: deps.im, node: deps.node, remoteOptions, remoteContact: deps.remoteContact, log });
   deps.calls.routeRemote((address) => remoteTargets(address, deps, trunkHops));
   registrar.start();
   return {

@@ -17,6 +17,7 @@ import { notImplementedOperations } from './not-implemented.js';
 import { preferenceOperations } from './preferences.js';
 import { preLoginOperations } from './prelogin.js';
 import { remoteHttpOperations } from './remote-http.js';
+import { remoteSipOperations } from './remote-sip.js';
 import { ruleOperations } from './rules.js';
 import { serviceOperations } from './service.js';
 import { signalOperations } from './signal.js';
@@ -49,5 +50,6 @@ export function registerOperations(engine: Engine): void {
   engine.register(billingOperations);
   engine.register(spellerOperations);
   engine.register(cliOperations);
+  engine.register(remoteSipOperations);
   engine.register(notImplementedOperations);
 }

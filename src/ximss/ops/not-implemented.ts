@@ -11,7 +11,7 @@ const PENDING: Record<string, string> = {
   Service:
     'listSpecPasswords',
   'S/MIME': 'SMIMEUnlock SMIMELock SMIMEModifyPassword SMIMEGet SMIMESet',
-  'RPOP/RSIP/RIMAP': 'rpopList rpopUpdate rsipList rsipUpdate rimapList rimapUpdate',
+  'RPOP/RSIP/RIMAP': 'rpopList rpopUpdate rimapList rimapUpdate',
 };
 
 export const notImplementedOperations: OperationTable = Object.fromEntries(

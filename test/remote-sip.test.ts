@@ -1,0 +1,278 @@
+/**
+ * Remote SIP registrations (rsipList, rsipUpdate; src/services/remote-sip/) against Kamailio
+ * (Debian's package, test/fixtures/kamailio.ts) as a registrar that challenges every REGISTER
+ * (Digest, realm = the domain) and logs what it takes. A record of an account registers there
+ * with its credentials and refreshes; a phone calling the remote number through Kamailio
+ * reaches the account's XIMSS session (callIncoming); deleting the record un-registers it (the
+ * number is then unknown there); a wrong password and a registrar that cannot be reached show
+ * as errorText in rsipList, with back-off between attempts; shutdown un-registers. Then two
+ * nodes of a cluster (built server processes on one PostgreSQL, test/fixtures/cluster.ts): one
+ * registers the record; killed, the other takes the lease, registers, and takes the calls.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { mergeConfig, defaultConfig } from '../src/config.js';
+import { startNode, ximssd, type ClusterNodeProcess } from './fixtures/cluster.js';
+import { startPostgres, type PostgresServer } from './fixtures/postgres.js';
+import { ensureKamailio, startKamailio, type Kamailio } from './fixtures/kamailio.js';
+import { SipPhone } from './fixtures/sip-phone.js';
+import { capturingLogger, eventually, fails, freePort, freeSipPort, httpRequest, loginWithUrlId, ok, startTestServer, type TestServer, type XimssClient } from './helpers.js';
+import type { XmlElement } from '../src/xml/element.js';
+
+const PASSWORD = 'rsip-secret';
+const DOMAIN = 'remote.test';
+/** Short intervals so that refreshes and retries come within a test; the agent scans every second. */
+const REMOTE_SIP = { minExpires: 1, defaultExpires: 60, scanSeconds: 1, leaseSeconds: 3, retryMinSeconds: 1, retryMaxSeconds: 2, recordsPerAccount: 3 };
+
+const availability = await ensureKamailio();
+
+function record(name: string, fields: Record<string, string>, mode?: string): string {
+  const body = Object.entries(fields)
+    .map(([key, value]) => `<subKey key="${key}">${value}</subKey>`)
+    .join('');
+  return `<rsipRecord name="${name}"${mode ? ` mode="${mode}"` : ''}>${body}</rsipRecord>`;
+}
+
+async function list(client: XimssClient): Promise<XmlElement[]> {
+  return (await ok(client, '<rsipList/>')).messages.filter((m) => m.name === 'rsipRecord');
+}
+
+function settingsOf(message: XmlElement): Record<string, string> {
+  return Object.fromEntries(message.elements('subKey').map((k) => [k.attrs.key!, k.text()]));
+}
+
+/** Lines of Kamailio's log for `user` of the kind `REGISTER-IN` or `REGISTER-OK`. */
+function registerLines(kamailio: Kamailio, kind: 'REGISTER-IN' | 'REGISTER-OK', user: string): string[] {
+  return kamailio.log().split('\n').filter((line) => line.includes(`${kind} user=${user} `));
+}
+
+describe('remote SIP registrations with Kamailio as the registrar', { skip: availability.available ? false : availability.reason }, () => {
+  let kamailio: Kamailio;
+  let server: TestServer;
+  let capture: ReturnType<typeof capturingLogger>;
+  let alice: string;
+  let client: XimssClient;
+
+  before(async () => {
+    kamailio = await startKamailio({ domain: DOMAIN, registrarPassword: PASSWORD, children: 2, sharedMemoryMb: 64 });
+    capture = capturingLogger('debug');
+    server = await startTestServer({ ports: { sip: await freeSipPort() }, remoteSip: REMOTE_SIP }, { log: capture.log });
+    alice = await server.newAccount('alice');
+    ({ client } = await server.login(alice, 'secret'));
+    await ok(client, `<signalBind><sdpText>v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n</sdpText></signalBind>`);
+  });
+
+  after(async () => {
+    await server?.stop();
+    await kamailio?.stop();
+  });
+
+  test('a record registers with Digest, refreshes before it runs out, and rsipList shows it registered', async () => {
+    await ok(client, `<rsipUpdate>${record('main', { domain: DOMAIN, proxy: `127.0.0.1:${kamailio.port}`, fromName: '5551001', password: PASSWORD, expires: '4' })}</rsipUpdate>`);
+    // The first REGISTER is challenged; the one sent again carries the credentials and is taken.
+    await eventually(() => registerLines(kamailio, 'REGISTER-OK', '5551001').length >= 1, 'the registration at Kamailio', 10_000);
+    const incoming = registerLines(kamailio, 'REGISTER-IN', '5551001');
+    assert.ok(incoming.some((line) => line.includes('auth=5551001 ')), `a REGISTER with credentials: ${incoming.join(' | ')}`);
+    const ok1 = registerLines(kamailio, 'REGISTER-OK', '5551001')[0]!;
+    assert.match(ok1, /contact=<sip:rsip-[0-9a-f]+@127\.0\.0\.1:\d+>/, 'the Contact names the record by its token');
+    // A refresh: another accepted REGISTER while the record stays (4 s asked: refreshed after about 2).
+    await eventually(() => registerLines(kamailio, 'REGISTER-OK', '5551001').length >= 2, 'a refresh', 15_000);
+    const [entry] = await eventually(async () => {
+      const records = await list(client);
+      return records[0]?.attrs.registeredUntil ? records : undefined;
+    }, 'rsipList showing the registration', 10_000);
+    assert.equal(entry!.attrs.name, 'main');
+    assert.equal(entry!.attrs.errorText, undefined);
+    assert.ok(entry!.attrs.timeCompleted, 'the time of the last attempt');
+    const settings = settingsOf(entry!);
+    assert.equal(settings.domain, DOMAIN);
+    assert.equal(settings.fromName, '5551001');
+    assert.equal(settings.expires, '4');
+    assert.equal(settings.enabled, 'YES');
+    assert.equal(settings.password, undefined, 'the password is never shown');
+    assert.ok(capture.events('remoteSip.registered').length >= 1);
+    const metrics = await httpRequest(server.ports.http, '/metrics');
+    assert.match(metrics.text, /^ximssd_remote_sip_registrations 1$/m, 'the gauge counts the registration in force');
+  });
+
+  test('a call to the remote number through the registrar reaches the account (callIncoming), from the caller there', async () => {
+    await eventually(() => registerLines(kamailio, 'REGISTER-OK', '5551001').length >= 1, 'the registration', 10_000);
+    const phone = await SipPhone.open(kamailio.port, `caller@${DOMAIN}`, 'none');
+    try {
+      const calling = phone.invite(`sip:5551001@${DOMAIN}`, `<sip:5551001@${DOMAIN}>`, 40000);
+      const incoming = await client.takeAsync('callIncoming', () => true, 10_000);
+      assert.equal(incoming.attrs.peer, `caller@${DOMAIN}`);
+      await ok(client, `<callReject callLeg="${incoming.attrs.callLeg}" signalCode="486"/>`);
+      const { response } = await calling;
+      assert.equal(response.status, 486, 'the rejection goes back through the registrar');
+    } finally {
+      phone.close();
+    }
+  });
+
+  test('deleting the record un-registers it (Expires: 0): the number is then unknown at the registrar', async () => {
+    await ok(client, `<rsipUpdate>${record('gone', { domain: DOMAIN, proxy: `127.0.0.1:${kamailio.port}`, fromName: '5551002', password: PASSWORD, expires: '30' })}</rsipUpdate>`);
+    await eventually(() => registerLines(kamailio, 'REGISTER-OK', '5551002').length >= 1, 'the registration', 10_000);
+    await ok(client, '<rsipUpdate><rsipRecord name="gone" mode="delete"/></rsipUpdate>');
+    await eventually(() => registerLines(kamailio, 'REGISTER-OK', '5551002').some((line) => line.includes('expires=0 ')), 'the un-REGISTER', 10_000);
+    assert.ok(!(await list(client)).some((r) => r.attrs.name === 'gone'));
+    const phone = await SipPhone.open(kamailio.port, `caller@${DOMAIN}`, 'none');
+    try {
+      const { response } = await phone.invite(`sip:5551002@${DOMAIN}`, `<sip:5551002@${DOMAIN}>`, 40002);
+      assert.equal(response.status, 404);
+    } finally {
+      phone.close();
+    }
+    assert.ok(capture.events('remoteSip.unregistered').some((r) => r.record === 'gone'));
+  });
+
+  test('a wrong password shows as errorText in rsipList, and the attempts back off', async () => {
+    await ok(client, `<rsipUpdate>${record('bad', { domain: DOMAIN, proxy: `127.0.0.1:${kamailio.port}`, fromName: '5551003', password: 'wrong', expires: '30' })}</rsipUpdate>`);
+    const bad = await eventually(async () => (await list(client)).find((r) => r.attrs.name === 'bad' && r.attrs.errorText), 'the error in rsipList', 10_000);
+    assert.match(bad.attrs.errorText!, /authentication failed: 401/);
+    assert.equal(bad.attrs.registeredUntil, undefined);
+    assert.equal(registerLines(kamailio, 'REGISTER-OK', '5551003').length, 0);
+    await eventually(() => capture.events('remoteSip.failed').filter((r) => r.record === 'bad').length >= 2, 'a second attempt', 10_000);
+    const failures = capture.events('remoteSip.failed').filter((r) => r.record === 'bad');
+    assert.deepEqual(failures.slice(0, 2).map((r) => [r.failures, r.retrySeconds]), [[1, 1], [2, 2]], 'the delay doubles');
+    await ok(client, '<rsipUpdate><rsipRecord name="bad" mode="delete"/></rsipUpdate>');
+  });
+
+  test('a registrar that cannot be reached: errorText, back-off up to retryMaxSeconds; fixed, the record registers', async () => {
+    const closed = await freePort();
+    await ok(client, `<rsipUpdate>${record('down', { domain: DOMAIN, proxy: `127.0.0.1:${closed};transport=tcp`, fromName: '5551004', password: PASSWORD })}</rsipUpdate>`);
+    const down = await eventually(async () => (await list(client)).find((r) => r.attrs.name === 'down' && r.attrs.errorText), 'the error in rsipList', 10_000);
+    assert.match(down.attrs.errorText!, /cannot be reached/);
+    await eventually(() => capture.events('remoteSip.failed').filter((r) => r.record === 'down').length >= 3, 'three attempts', 15_000);
+    const delays = capture.events('remoteSip.failed').filter((r) => r.record === 'down').slice(0, 3).map((r) => r.retrySeconds);
+    assert.deepEqual(delays, [1, 2, 2], 'doubling, capped at retryMaxSeconds');
+    // The record set again with the right proxy: registered, the error gone.
+    await ok(client, `<rsipUpdate>${record('down', { domain: DOMAIN, proxy: `127.0.0.1:${kamailio.port}`, fromName: '5551004', password: PASSWORD })}</rsipUpdate>`);
+    const fixed = await eventually(async () => (await list(client)).find((r) => r.attrs.name === 'down' && r.attrs.registeredUntil), 'the registration', 10_000);
+    assert.equal(fixed.attrs.errorText, undefined);
+    await ok(client, '<rsipUpdate><rsipRecord name="down" mode="delete"/></rsipUpdate>');
+  });
+
+  test('a disabled record does not register; the limit per account; bad records are refused with a clear error', async () => {
+    const bob = await server.newAccount('bob');
+    const { client: b } = await server.login(bob, 'secret');
+    await ok(b, `<rsipUpdate>${record('off', { domain: DOMAIN, proxy: `127.0.0.1:${kamailio.port}`, fromName: '5551005', password: PASSWORD, enabled: 'NO' })}</rsipUpdate>`);
+    await fails(b, `<rsipUpdate>${record('x1', { domain: DOMAIN, fromName: 'a' })}${record('x2', { domain: DOMAIN, fromName: 'b' })}${record('x3', { domain: DOMAIN, fromName: 'c' })}</rsipUpdate>`, /too many RSIP records \(at most 3/);
+    assert.deepEqual((await list(b)).map((r) => r.attrs.name), ['off'], 'nothing of a refused update is kept');
+    await fails(b, `<rsipUpdate>${record('y', { fromName: 'a' })}</rsipUpdate>`, /the domain is missing/);
+    await fails(b, `<rsipUpdate>${record('y', { domain: 'bad domain', fromName: 'a' })}</rsipUpdate>`, /domain must be a host name/);
+    await fails(b, `<rsipUpdate>${record('y', { domain: DOMAIN, fromName: 'a', expires: '0' })}</rsipUpdate>`, /expires must be a whole number of seconds, 1 to 86400/);
+    await fails(b, `<rsipUpdate>${record('y', { domain: DOMAIN, fromName: 'a', color: 'red' })}</rsipUpdate>`, /unknown key "color"/);
+    await fails(b, `<rsipUpdate>${record('y', { domain: DOMAIN, fromName: 'a b' })}</rsipUpdate>`, /fromName must be a SIP user name/);
+    await fails(b, '<rsipUpdate/>', /rsipRecord elements are missing/);
+    // Still not registered: disabled.
+    assert.equal(registerLines(kamailio, 'REGISTER-IN', '5551005').length, 0);
+    const [off] = await list(b);
+    assert.equal(settingsOf(off!).enabled, 'NO');
+  });
+
+  test('shutdown un-registers (Expires: 0) and gives the leases up', async () => {
+    const other = await startTestServer({ ports: { sip: await freeSipPort() }, remoteSip: REMOTE_SIP });
+    let stopped = false;
+    try {
+      const carol = await other.newAccount('carol');
+      const { client: c } = await other.login(carol, 'secret');
+      await ok(c, `<rsipUpdate>${record('main', { domain: DOMAIN, proxy: `127.0.0.1:${kamailio.port}`, fromName: '5551006', password: PASSWORD, expires: '30' })}</rsipUpdate>`);
+      await eventually(() => registerLines(kamailio, 'REGISTER-OK', '5551006').length >= 1, 'the registration', 10_000);
+      await other.stop();
+      stopped = true;
+      assert.ok(registerLines(kamailio, 'REGISTER-OK', '5551006').some((line) => line.includes('expires=0 ')), 'un-registered before the server stopped');
+    } finally {
+      if (!stopped) await other.stop();
+    }
+  });
+});
+
+test('configuration: the remoteSip intervals are checked against each other', () => {
+  const bad = (remoteSip: Record<string, number>, expected: RegExp): void => {
+    assert.throws(() => mergeConfig(defaultConfig(), { remoteSip }, 'test'), expected);
+  };
+  bad({ leaseSeconds: 10, scanSeconds: 6 }, /remoteSip\.leaseSeconds.*must be at least twice remoteSip\.scanSeconds/s);
+  bad({ minExpires: 100, maxExpires: 50, defaultExpires: 60 }, /remoteSip\.maxExpires.*must be at least remoteSip\.minExpires/s);
+  bad({ retryMinSeconds: 60, retryMaxSeconds: 30 }, /remoteSip\.retryMaxSeconds/);
+  bad({ recordsPerAccount: -1 }, /remoteSip\.recordsPerAccount/);
+  assert.equal(mergeConfig(defaultConfig(), { remoteSip: { recordsPerAccount: 0 } }, 'test').remoteSip.recordsPerAccount, 0);
+});
+
+describe('remote SIP registrations in a cluster: a node dies, another takes its records', { skip: availability.available ? false : availability.reason }, () => {
+  let kamailio: Kamailio;
+  let pg: PostgresServer;
+  let keyDir: string;
+  const nodes: ClusterNodeProcess[] = [];
+  const sipPorts: number[] = [];
+  const clients: XimssClient[] = [];
+
+  before(async () => {
+    kamailio = await startKamailio({ domain: DOMAIN, registrarPassword: PASSWORD, children: 2, sharedMemoryMb: 64 });
+    pg = await startPostgres();
+    const url = await pg.createDatabase('rsip');
+    // Every node opens what another sealed: one key file for all.
+    keyDir = mkdtempSync(join(tmpdir(), 'rsip-key-'));
+    writeFileSync(join(keyDir, 'secret.key'), `${randomBytes(32).toString('hex')}\n`, { mode: 0o600 });
+    for (let i = 0; i < 2; i++) sipPorts.push(await freeSipPort());
+    const config = (sip: number): Record<string, unknown> => ({ ports: { sip }, remoteSip: REMOTE_SIP, secrets: { keyFile: join(keyDir, 'secret.key') } });
+    nodes.push(...(await Promise.all([startNode('1', url, config(sipPorts[0]!)), startNode('2', url, config(sipPorts[1]!))])));
+    const result = await ximssd(['account', 'add', 'dana@example.test', '--password', 'secret', '--store', url]);
+    assert.equal(result.code, 0, result.stderr);
+  });
+
+  after(async () => {
+    for (const client of clients) client.close();
+    await Promise.all(nodes.map((n) => n.stop()));
+    await pg?.stop();
+    await kamailio?.stop();
+    if (keyDir) rmSync(keyDir, { recursive: true, force: true });
+  });
+
+  /** The SIP port of the node whose Contact the last accepted REGISTER of `user` named. */
+  function registeredFrom(user: string): number | undefined {
+    const last = registerLines(kamailio, 'REGISTER-OK', user).filter((line) => !line.includes('expires=0 ')).pop();
+    const match = last === undefined ? null : /contact=<sip:rsip-[0-9a-f]+@127\.0\.0\.1:(\d+)>/.exec(last);
+    return match ? Number(match[1]) : undefined;
+  }
+
+  test('one node registers the record; killed, the other takes the lease, registers it and takes the calls', async () => {
+    const { client } = await loginWithUrlId(nodes[0]!.ports.ximss, 'dana@example.test', 'secret');
+    clients.push(client);
+    await ok(client, `<rsipUpdate>${record('main', { domain: DOMAIN, proxy: `127.0.0.1:${kamailio.port}`, fromName: '5551010', password: PASSWORD, expires: '30' })}</rsipUpdate>`);
+    const first = await eventually(() => registeredFrom('5551010'), 'the first registration', 15_000);
+    const holder = sipPorts.indexOf(first);
+    assert.ok(holder >= 0, `registered from ${first}, one of ${sipPorts.join(', ')}`);
+    const survivor = nodes[1 - holder]!;
+    // Only the holder registers it: the survivor's Contact has not been seen.
+    assert.ok(!registerLines(kamailio, 'REGISTER-OK', '5551010').some((line) => line.includes(`:${sipPorts[1 - holder]}>`)));
+    await nodes[holder]!.kill();
+    const taken = await eventually(() => (registeredFrom('5551010') === sipPorts[1 - holder] ? true : undefined), 'the survivor registering the record', 30_000);
+    assert.ok(taken);
+    const { client: other } = await loginWithUrlId(survivor.ports.ximss, 'dana@example.test', 'secret');
+    clients.push(other);
+    const [entry] = await eventually(async () => {
+      const records = await list(other);
+      return records[0]?.attrs.registeredUntil ? records : undefined;
+    }, 'rsipList showing the registration', 10_000);
+    assert.equal(entry!.attrs.errorText, undefined);
+    // A call through the registrar now reaches the account on the survivor. (Kamailio forks it to
+    // the dead node's binding too, until that runs out, and answers the caller only when that
+    // branch times out: the caller's final response is not waited for here.)
+    await ok(other, `<signalBind><sdpText>v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n</sdpText></signalBind>`);
+    const phone = await SipPhone.open(kamailio.port, `caller@${DOMAIN}`, 'none');
+    try {
+      const calling = phone.invite(`sip:5551010@${DOMAIN}`, `<sip:5551010@${DOMAIN}>`, 40004);
+      calling.catch(() => undefined);
+      const incoming = await other.takeAsync('callIncoming', () => true, 10_000);
+      assert.equal(incoming.attrs.peer, `caller@${DOMAIN}`);
+      await ok(other, `<callReject callLeg="${incoming.attrs.callLeg}" signalCode="603"/>`);
+    } finally {
+      phone.close();
+    }
+  });
+});
