@@ -294,7 +294,7 @@ async function build(rawStore: Store, config: Config, log: Logger, options: Serv
   let httpPort = config.ports.http;
   const passwordRecovery = new PasswordRecovery(store, accounts, queue, config.defaultDomain, () => config.publicUrl || `http://${config.defaultDomain}:${httpPort}`);
   const secrets = loadSecretBox(config.secrets.keyFile || join(config.dataDir, 'secret.key'));
-  const remoteSip = new RemoteSipService(store, secrets, config.remoteSip, log.child({ component: 'remote-sip' }));
+  const remoteSip = new RemoteSipService(store, bus, secrets, config.remoteSip, log.child({ component: 'remote-sip' }));
   const services: XimssServices = {
     config,
     store,
@@ -352,9 +352,8 @@ async function build(rawStore: Store, config: Config, log: Logger, options: Serv
   if (sipCalls) undo.push(() => sipCalls.close());
   // The accounts' registrations with other SIP servers: this node registers those it holds the lease of.
   const remoteSipAgent = sip
-    ? new RemoteSipAgent({ sip, store, secrets, node: node.id, config: config.remoteSip, resolver: options.sipResolver ?? options.dnsResolver, log: log.child({ component: 'remote-sip' }), metrics })
+    ? new RemoteSipAgent({ sip, store, bus, secrets, node: node.id, config: config.remoteSip, resolver: options.sipResolver ?? options.dnsResolver, log: log.child({ component: 'remote-sip' }), metrics })
     : undefined;
-  if (remoteSipAgent) remoteSip.onChange = () => remoteSipAgent.kick();
   undo.push(() => services.sessions.close());
   const engine = new Engine(services);
   registerOperations(engine);

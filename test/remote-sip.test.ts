@@ -275,4 +275,25 @@ describe('remote SIP registrations in a cluster: a node dies, another takes its 
       phone.close();
     }
   });
+
+  test('a change made on the node that does not hold the record reaches the holder on the bus, not at its next scan', async () => {
+    // Scans an hour apart: only the bus event (remoteSipChanged) can make the holder act within the test.
+    const url = await pg.createDatabase('rsip_bus');
+    const slow = { ...REMOTE_SIP, scanSeconds: 3600, leaseSeconds: 7200 };
+    const ports = [await freeSipPort(), await freeSipPort()];
+    const config = (sip: number): Record<string, unknown> => ({ ports: { sip }, remoteSip: slow, secrets: { keyFile: join(keyDir, 'secret.key') } });
+    const pair = await Promise.all([startNode('3', url, config(ports[0]!)), startNode('4', url, config(ports[1]!))]);
+    nodes.push(...pair);
+    const added = await ximssd(['account', 'add', 'erin@example.test', '--password', 'secret', '--store', url]);
+    assert.equal(added.code, 0, added.stderr);
+    const sessions = await Promise.all(pair.map(async (node) => (await loginWithUrlId(node.ports.ximss, 'erin@example.test', 'secret')).client));
+    clients.push(...sessions);
+    await ok(sessions[0]!, `<rsipUpdate>${record('bus', { domain: DOMAIN, proxy: `127.0.0.1:${kamailio.port}`, fromName: '5551020', password: PASSWORD, expires: '3600' })}</rsipUpdate>`);
+    const from = await eventually(() => registeredFrom('5551020'), 'the registration', 15_000);
+    const holder = ports.indexOf(from);
+    assert.ok(holder >= 0, `registered from ${from}, one of ${ports.join(', ')}`);
+    // Disabled through the session on the other node: the holder un-registers.
+    await ok(sessions[1 - holder]!, `<rsipUpdate>${record('bus', { domain: DOMAIN, proxy: `127.0.0.1:${kamailio.port}`, fromName: '5551020', password: PASSWORD, expires: '3600', enabled: 'NO' })}</rsipUpdate>`);
+    await eventually(() => registerLines(kamailio, 'REGISTER-OK', '5551020').some((line) => line.includes('expires=0 ')), 'the un-REGISTER by the holder', 15_000);
+  });
 });

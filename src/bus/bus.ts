@@ -83,6 +83,11 @@ export interface BusEvents {
    * keeps where its devices are re-reads them (RegistrationStore.list).
    */
   sipRegistration: { accountId: number };
+  /**
+   * An account's remote SIP records changed (rsipUpdate): the node registering them looks at
+   * them again now, not at its next scan.
+   */
+  remoteSipChanged: { accountId: number };
   /** The account's sessions are to end (killOld on any node), except `except` (a urlID). */
   endSessions: { accountId: number; except?: string };
   /**
@@ -128,6 +133,7 @@ const SHARED_TOPICS: ReadonlySet<string> = new Set<SharedTopic>([
   'rayoClient',
   'rayoCommand',
   'taskEvent',
+  'remoteSipChanged',
 ]);
 
 /**

@@ -18,6 +18,7 @@
  * ximssd_remote_sip_registrations counts the registrations this node holds in force.
  */
 import { randomBytes } from 'node:crypto';
+import type { EventBus } from '../../bus/bus.js';
 import type { Config } from '../../config.js';
 import { errorText, type Logger } from '../../log.js';
 import type { Metrics } from '../../metrics.js';
@@ -36,6 +37,7 @@ import { sealContext } from './records.js';
 export interface RemoteSipAgentDeps {
   sip: SipService;
   store: Store;
+  bus: EventBus;
   secrets: SecretBox;
   /** This node's id: the owner of its leases. */
   node: string;
@@ -239,6 +241,7 @@ export class RemoteSipAgent {
   private timer: NodeJS.Timeout | undefined;
   private scanning: Promise<void> | undefined;
   private again = false;
+  private stopListening: (() => void) | undefined;
   private closed = false;
 
   constructor(private readonly deps: RemoteSipAgentDeps) {
@@ -258,6 +261,7 @@ export class RemoteSipAgent {
   }
 
   start(): void {
+    this.stopListening = this.deps.bus.on('remoteSipChanged', () => this.kick());
     this.kick();
     this.timer = setInterval(() => this.kick(), this.config.scanSeconds * 1000);
     this.timer.unref();
@@ -332,6 +336,7 @@ export class RemoteSipAgent {
   async close(): Promise<void> {
     this.closed = true;
     clearInterval(this.timer);
+    this.stopListening?.();
     await this.scanning;
     const registrations = [...this.active.values()];
     this.active.clear();

@@ -16,6 +16,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { isIP } from 'node:net';
+import type { EventBus } from '../../bus/bus.js';
 import type { Config } from '../../config.js';
 import { silentLogger, type Logger } from '../../log.js';
 import type { RemoteSipPut, RemoteSipRecord } from '../../store/remote-sip.js';
@@ -57,12 +58,11 @@ function isHostPort(text: string): boolean {
 }
 
 export class RemoteSipService {
-  /** Told after every change (the agent looks at the records again). */
-  onChange: (() => void) | undefined;
   private readonly log: Logger;
 
   constructor(
     private readonly store: Store,
+    private readonly bus: EventBus,
     private readonly secrets: SecretBox,
     private readonly config: Config['remoteSip'],
     log: Logger = silentLogger,
@@ -97,7 +97,8 @@ export class RemoteSipService {
     for (const put of puts.values()) {
       this.log.info({ event: 'remoteSip.updated', accountId: account.id, record: put.name, domain: put.domain, enabled: put.enabled }, 'a remote SIP record was set');
     }
-    this.onChange?.();
+    // Whichever node registers these records looks at them again now.
+    this.bus.publish('remoteSipChanged', { accountId: account.id });
   }
 
   /**
