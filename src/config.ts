@@ -314,6 +314,21 @@ export interface Config {
    * cluster needs the same file.
    */
   secrets: { keyFile: string };
+  /** S/MIME (src/services/smime/): keys the server keeps for its accounts, signing and encryption. */
+  smime: {
+    /** The longest SMIMEUnlock (and SMIMESet) may keep a key unlocked; a longer or absent duration is cut to this. */
+    maxUnlockSeconds: number;
+    /** The largest message (or inner message) that messageSubmit/messageAppend signs or encrypts. */
+    maxMessageBytes: number;
+    /** The largest PKCS#12 (PFX) file SMIMESet imports. */
+    maxPfxBytes: number;
+    /** RSA modulus of the keys SMIMESet mode=new makes. */
+    keyBits: number;
+    /** Validity of the certificates SMIMESet mode=new (and update) issues. */
+    certificateDays: number;
+    /** Certificates collected from signed mail that one account keeps at most (one per address). */
+    peerCertificates: number;
+  };
   billing: {
     /** The balance an operation uses when it names none: a currency code of 3 letters (USD). */
     currency: string;
@@ -498,6 +513,7 @@ export function defaultConfig(): Config {
     apps: { directory: '', tasksPerAccount: 20, tasksPerNode: 1000, meetingDays: 30, meetingsPerAccount: 1000 },
     skins: { directory: '', domainDirectory: '', maxFileBytes: 1024 * 1024, maxFiles: 2000 },
     secrets: { keyFile: '' },
+    smime: { maxUnlockSeconds: 8 * 3600, maxMessageBytes: 16 * 1024 * 1024, maxPfxBytes: 256 * 1024, keyBits: 2048, certificateDays: 730, peerCertificates: 2000 },
     billing: { currency: 'USD', maxAmount: 1_000_000_000, maxBalance: 1_000_000_000_000, historyLimit: 500 },
     outbound: {
       relay: '',
@@ -768,6 +784,14 @@ const configSchema = z.strictObject({
     maxFiles: whole(1),
   }),
   secrets: z.strictObject({ keyFile: z.string() }),
+  smime: z.strictObject({
+    maxUnlockSeconds: seconds(),
+    maxMessageBytes: whole(1024),
+    maxPfxBytes: number((n) => Number.isInteger(n) && n >= 1024 && n <= 16 * 1024 * 1024, 'must be a whole number of bytes, 1024 to 16777216'),
+    keyBits: number((n) => n === 2048 || n === 3072 || n === 4096, 'must be 2048, 3072 or 4096'),
+    certificateDays: number((n) => Number.isInteger(n) && n >= 1 && n <= 36500, 'must be a whole number of days, 1 to 36500'),
+    peerCertificates: number((n) => Number.isInteger(n) && n >= 0 && n <= 1_000_000, 'must be a whole number, 0 to 1000000'),
+  }),
   billing: z.strictObject({
     currency: text((s) => /^[A-Z]{3}$/.test(s), 'must be a currency code of 3 capital letters (such as USD)'),
     maxAmount: number((n) => Number.isSafeInteger(n) && n >= 1 && n <= 1e15, 'must be a whole number of minor units, 1 to 10^15'),

@@ -572,4 +572,23 @@ export const migrations: readonly string[] = [
   );
   CREATE INDEX ledger_account_currency ON ledger(account_id, currency, id);
   `,
+  // 23: the accounts' S/MIME material (src/store/smime.ts): the certificate and the private key
+  // sealed with the S/MIME password, and certificates collected from signed mail, per address.
+  `
+  CREATE TABLE smime_keys (
+    account_id INTEGER PRIMARY KEY REFERENCES accounts(id) ON DELETE CASCADE,
+    cert_pem   TEXT NOT NULL,
+    sealed_key TEXT NOT NULL,
+    issued     INTEGER NOT NULL,
+    updated    INTEGER NOT NULL
+  );
+  CREATE TABLE smime_peer_certificates (
+    account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    address    TEXT NOT NULL,
+    cert_pem   TEXT NOT NULL,
+    not_after  INTEGER NOT NULL,
+    updated    INTEGER NOT NULL,
+    PRIMARY KEY (account_id, address)
+  ) WITHOUT ROWID;
+  `,
 ];
