@@ -20,6 +20,7 @@ import { ruleOperations } from './rules.js';
 import { serviceOperations } from './service.js';
 import { signalOperations } from './signal.js';
 import { skinOperations } from './skins.js';
+import { smimeOperations } from './smime.js';
 import { spellerOperations } from './speller.js';
 import { taskOperations } from './tasks.js';
 
@@ -47,5 +48,6 @@ export function registerOperations(engine: Engine): void {
   engine.register(skinOperations);
   engine.register(billingOperations);
   engine.register(spellerOperations);
+  engine.register(smimeOperations);
   engine.register(notImplementedOperations);
 }

@@ -10,7 +10,6 @@ const PENDING: Record<string, string> = {
   Login: 'x2AuthStart x2AuthComplete',
   Service:
     'listSpecPasswords cliExecute',
-  'S/MIME': 'SMIMEUnlock SMIMELock SMIMEModifyPassword SMIMEGet SMIMESet',
   'RPOP/RSIP/RIMAP': 'rpopList rpopUpdate rsipList rsipUpdate rimapList rimapUpdate',
 };
 
