@@ -169,14 +169,14 @@ export async function composeSecured(ctx: SessionContext, options: { addMissing:
   const inner = email.elements('EMail');
   if (!sign && !encrypt) {
     if (inner.length > 0) throw new ServiceError('an inner EMail element needs encrypt="yes" on the topmost one');
-    return composeElement(ctx, email, options);
+    return composeElement(ctx, withoutSmimeAttrs(email, false), options);
   }
   if (sign && encrypt) throw new ServiceError('the topmost EMail element cannot have both sign and encrypt (put sign on the inner EMail element)');
   const service = smimeService(ctx.server);
   if (sign) {
     if (inner.length > 0) throw new ServiceError('an inner EMail element needs encrypt="yes" on the topmost one');
     const identity = requireUnlocked(ctx.session);
-    return service.sign(await composeElement(ctx, email, options), identity);
+    return service.sign(await composeElement(ctx, withoutSmimeAttrs(email, false), options), identity);
   }
   if (inner.length > 1) throw new ServiceError('the encrypted EMail element may contain one inner EMail element only');
   const own = await service.certificate(ctx.session.account);
@@ -191,7 +191,7 @@ export async function composeSecured(ctx: SessionContext, options: { addMissing:
     certificates.push(found);
   }
   if (inner.length === 0) {
-    const raw = await composeElement(ctx, email, options);
+    const raw = await composeElement(ctx, withoutSmimeAttrs(email, false), options);
     return service.encrypt(raw, raw, certificates, true);
   }
   const innerElement = inner[0]!;
