@@ -886,7 +886,7 @@ describe('spec examples: mail', () => {
       assert.equal(messages[1]!.toString(), '<response id="A001"/>');
     });
 
-    test('023: an encrypted message without the key: one attachment MIME element, as the example shows; SMIMEUnlock is not implemented', async (t) => {
+    test('023: an encrypted message without the key: one attachment MIME element, as the example shows; SMIMEUnlock of an account without an S/MIME key is an error', async (t) => {
       if (!haveExamples(t, '023-folderRead.txt')) return;
       const [read, unlock] = turns(loadExample('023-folderRead.txt'));
       const { messages } = await exchange(client, mapUids(read!.request, { '55': uids.encrypted! }));

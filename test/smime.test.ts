@@ -196,6 +196,14 @@ describe('signing and encryption', () => {
     const [uid] = await deliverRaw(server, address, 'INBOX', [altered]);
     const tampered = await readMessage(client, uid!);
     assert.equal(tampered.element('MIME')!.element('SMIMESignature')!.children.length, 0);
+    // Text that is not ASCII is signed quoted-printable (7 bits survive any relay) and still verifies.
+    await ok(client, `<messageAppend targetMailbox="INBOX"><EMail sign="yes"><Subject>Umlaut</Subject><MIME type="text" subtype="plain">Grüße aus Köln&#x0A;</MIME></EMail></messageAppend>`);
+    const utf8 = (await storedMessages(server, address, 'INBOX')).at(-1)!;
+    assert.match(utf8.raw.toString('latin1'), /Content-Transfer-Encoding: quoted-printable/);
+    assert.match(openssl(['smime', '-verify', '-noverify', '-in', file('utf8.eml', utf8.raw)]).toString('latin1'), /Gr=C3=BC=C3=9Fe/);
+    const shown = (await readMessage(client, utf8.uid)).element('MIME')!;
+    assert.equal(shown.elements('MIME')[0]!.text(), 'Grüße aus Köln\n');
+    assert.equal(shown.element('SMIMESignature')!.elements('x509').length, 1);
   });
 
   test('messageSubmit encrypt (inner EMail signed) to a local account: locked shows the attachment, unlocked the decrypted message; openssl decrypts it too', async () => {

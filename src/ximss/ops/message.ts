@@ -135,8 +135,9 @@ export async function composeFromRequest(ctx: SessionContext, options: { addMiss
   return composeElement(ctx, email, options);
 }
 
-async function composeElement(ctx: SessionContext, email: XmlElement, options: { addMissing: boolean; omitBcc: boolean }): Promise<Buffer> {
+async function composeElement(ctx: SessionContext, email: XmlElement, options: { addMissing: boolean; omitBcc: boolean; sevenBit?: boolean }): Promise<Buffer> {
   const raw = await composeMessage(email, sessionResolver(ctx), {
+    sevenBit: options.sevenBit,
     timeZone: ctx.session.timeZone,
     addMissing: options.addMissing,
     hostname: ctx.server.config.defaultDomain || hostname(),
@@ -176,7 +177,7 @@ export async function composeSecured(ctx: SessionContext, options: { addMissing:
   if (sign) {
     if (inner.length > 0) throw new ServiceError('an inner EMail element needs encrypt="yes" on the topmost one');
     const identity = requireUnlocked(ctx.session);
-    return service.sign(await composeElement(ctx, withoutSmimeAttrs(email, false), options), identity);
+    return service.sign(await composeElement(ctx, withoutSmimeAttrs(email, false), { ...options, sevenBit: true }), identity);
   }
   if (inner.length > 1) throw new ServiceError('the encrypted EMail element may contain one inner EMail element only');
   const own = await service.certificate(ctx.session.account);
@@ -196,8 +197,10 @@ export async function composeSecured(ctx: SessionContext, options: { addMissing:
   }
   const innerElement = inner[0]!;
   if (yesAttr(innerElement, 'encrypt') || innerElement.elements('EMail').length > 0) throw new ServiceError('the inner EMail element cannot be encrypted again');
-  let content = await composeElement(ctx, withoutSmimeAttrs(innerElement, false), { addMissing: false, omitBcc: true });
-  if (yesAttr(innerElement, 'sign')) content = await service.sign(content, requireUnlocked(ctx.session));
+  const innerSigned = yesAttr(innerElement, 'sign');
+  const signer = innerSigned ? requireUnlocked(ctx.session) : undefined;
+  let content = await composeElement(ctx, withoutSmimeAttrs(innerElement, false), { addMissing: false, omitBcc: true, sevenBit: innerSigned });
+  if (signer) content = await service.sign(content, signer);
   const outer = await composeElement(ctx, withoutSmimeAttrs(email, true), options);
   return service.encrypt(outer, content, certificates, false);
 }
