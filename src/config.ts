@@ -328,6 +328,10 @@ export interface Config {
     certificateDays: number;
     /** Certificates collected from signed mail that one account keeps at most (one per address). */
     peerCertificates: number;
+    /** Wrong S/MIME passwords an account may give in 10 minutes (per node) before unlocking is refused for a while. */
+    maxUnlockFailures: number;
+    /** Password operations (scrypt, 32 MiB each) running at once on a node; more wait, and past 8 times this many are refused as busy. */
+    passwordWorkers: number;
   };
   billing: {
     /** The balance an operation uses when it names none: a currency code of 3 letters (USD). */
@@ -513,7 +517,7 @@ export function defaultConfig(): Config {
     apps: { directory: '', tasksPerAccount: 20, tasksPerNode: 1000, meetingDays: 30, meetingsPerAccount: 1000 },
     skins: { directory: '', domainDirectory: '', maxFileBytes: 1024 * 1024, maxFiles: 2000 },
     secrets: { keyFile: '' },
-    smime: { maxUnlockSeconds: 8 * 3600, maxMessageBytes: 16 * 1024 * 1024, maxPfxBytes: 256 * 1024, keyBits: 2048, certificateDays: 730, peerCertificates: 2000 },
+    smime: { maxUnlockSeconds: 8 * 3600, maxMessageBytes: 16 * 1024 * 1024, maxPfxBytes: 256 * 1024, keyBits: 2048, certificateDays: 730, peerCertificates: 2000, maxUnlockFailures: 10, passwordWorkers: 2 },
     billing: { currency: 'USD', maxAmount: 1_000_000_000, maxBalance: 1_000_000_000_000, historyLimit: 500 },
     outbound: {
       relay: '',
@@ -791,6 +795,8 @@ const configSchema = z.strictObject({
     keyBits: number((n) => n === 2048 || n === 3072 || n === 4096, 'must be 2048, 3072 or 4096'),
     certificateDays: number((n) => Number.isInteger(n) && n >= 1 && n <= 36500, 'must be a whole number of days, 1 to 36500'),
     peerCertificates: number((n) => Number.isInteger(n) && n >= 0 && n <= 1_000_000, 'must be a whole number, 0 to 1000000'),
+    maxUnlockFailures: number((n) => Number.isInteger(n) && n >= 1 && n <= 1000, 'must be a whole number, 1 to 1000'),
+    passwordWorkers: number((n) => Number.isInteger(n) && n >= 1 && n <= 64, 'must be a whole number, 1 to 64'),
   }),
   billing: z.strictObject({
     currency: text((s) => /^[A-Z]{3}$/.test(s), 'must be a currency code of 3 capital letters (such as USD)'),

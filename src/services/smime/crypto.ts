@@ -98,11 +98,58 @@ export async function issueIdentity(address: string, realName: string | undefine
   return { keyPem, certPem: forge.pki.certificateToPem(cert) };
 }
 
+/** Key derivation rounds a PKCS#12 file may ask for (OpenSSL writes 2048): forge runs them on the event loop. */
+export const MAX_PFX_ITERATIONS = 200_000;
+
+/**
+ * Throws SmimeInputError when a PKCS#12 structure asks for more than MAX_PFX_ITERATIONS rounds
+ * anywhere: every (salt OCTET STRING, iteration INTEGER) pair of its MAC and PBE parameters,
+ * looked for also inside OCTET STRINGs that hold DER (the safe contents).
+ */
+function checkIterations(root: forge.asn1.Asn1): void {
+  let nodes = 0;
+  const walk = (node: forge.asn1.Asn1, depth: number): void => {
+    if (++nodes > 100_000 || depth > 40) throw new SmimeInputError('the PFX data is too complex');
+    if (!Array.isArray(node.value)) {
+      const bytes = node.value;
+      if (node.tagClass === forge.asn1.Class.UNIVERSAL && node.type === forge.asn1.Type.OCTETSTRING && bytes.length > 2 && bytes.charCodeAt(0) === 0x30) {
+        let inner: forge.asn1.Asn1 | undefined;
+        try {
+          inner = forge.asn1.fromDer(bytes, true);
+        } catch {
+          inner = undefined;
+        }
+        if (inner) walk(inner, depth + 1);
+      }
+      return;
+    }
+    const children = node.value;
+    for (let i = 0; i + 1 < children.length; i++) {
+      const salt = children[i]!;
+      const count = children[i + 1]!;
+      if (salt.type === forge.asn1.Type.OCTETSTRING && count.type === forge.asn1.Type.INTEGER && typeof count.value === 'string') {
+        if (count.value.length > 4 || forge.asn1.derToInteger(count.value) > MAX_PFX_ITERATIONS) {
+          throw new SmimeInputError(`the PFX data asks for too many key derivation rounds (at most ${MAX_PFX_ITERATIONS})`);
+        }
+      }
+    }
+    for (const child of children) walk(child, depth + 1);
+  };
+  walk(root, 0);
+}
+
 /** The key and certificate of a PKCS#12 file; SmimeInputError for a wrong password or a damaged file. */
 export function readPfx(der: Buffer, password: string): Identity {
   let p12: forge.pkcs12.Pkcs12Pfx;
+  let asn1: forge.asn1.Asn1;
   try {
-    p12 = forge.pkcs12.pkcs12FromAsn1(forge.asn1.fromDer(forgeBytes(der)), false, password);
+    asn1 = forge.asn1.fromDer(forgeBytes(der));
+  } catch {
+    throw new SmimeInputError('the PFX data cannot be read (not PKCS#12, or damaged)');
+  }
+  checkIterations(asn1);
+  try {
+    p12 = forge.pkcs12.pkcs12FromAsn1(asn1, false, password);
   } catch (err) {
     const message = err instanceof Error ? err.message : String(err);
     if (/MAC could not be verified|Invalid password/i.test(message)) throw new SmimeInputError('wrong PFX password');

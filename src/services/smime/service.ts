@@ -42,12 +42,58 @@ function checkPassword(password: string | undefined, what: string): string {
   return password;
 }
 
+/** The window of smime.maxUnlockFailures. */
+const FAILURE_WINDOW_MS = 10 * 60_000;
+
 export class SmimeService {
+  /** Wrong passwords per account id in the current window (this node). */
+  private readonly failures = new Map<number, { count: number; since: number }>();
+  /** Password operations running, and those waiting for a turn. */
+  private running = 0;
+  private readonly waiting: (() => void)[] = [];
+
   constructor(
     private readonly store: Store,
     private readonly config: Config['smime'],
     private readonly log: Logger,
   ) {}
+
+  /**
+   * Runs a password operation (scrypt: memory and CPU) when a turn is free: at most
+   * smime.passwordWorkers at once; past 8 times as many waiting, refused as busy.
+   */
+  private async passwordWork<T>(work: () => Promise<T>): Promise<T> {
+    if (this.running >= this.config.passwordWorkers) {
+      if (this.waiting.length >= this.config.passwordWorkers * 8) throw new ServiceError('the server is busy with S/MIME passwords; try again later');
+      await new Promise<void>((resolve) => this.waiting.push(resolve));
+    } else this.running++;
+    try {
+      return await work();
+    } finally {
+      const next = this.waiting.shift();
+      if (next) next();
+      else this.running--;
+    }
+  }
+
+  private checkFailures(account: AccountRecord): void {
+    const entry = this.failures.get(account.id);
+    if (!entry) return;
+    if (Date.now() - entry.since > FAILURE_WINDOW_MS) {
+      this.failures.delete(account.id);
+      return;
+    }
+    if (entry.count >= this.config.maxUnlockFailures) throw new ServiceError('too many wrong S/MIME passwords; try again later');
+  }
+
+  private recordFailure(account: AccountRecord): void {
+    const now = Date.now();
+    const entry = this.failures.get(account.id);
+    if (!entry || now - entry.since > FAILURE_WINDOW_MS) this.failures.set(account.id, { count: 1, since: now });
+    else entry.count++;
+    // Forget stale entries now and then, so that the map stays as small as the attacks are recent.
+    if (this.failures.size > 10_000) for (const [id, e] of this.failures) if (now - e.since > FAILURE_WINDOW_MS) this.failures.delete(id);
+  }
 
   get limits(): Config['smime'] {
     return this.config;
@@ -62,7 +108,8 @@ export class SmimeService {
   async create(account: AccountRecord, password: string | undefined): Promise<Identity> {
     const pass = checkPassword(password, 'password');
     const now = Date.now();
-    const identity = await issueIdentity(accountName(account), account.realName ?? undefined, this.config.keyBits, this.config.certificateDays, now);
+    // Key generation shares the password operations' turns: both are heavy.
+    const identity = await this.passwordWork(() => issueIdentity(accountName(account), account.realName ?? undefined, this.config.keyBits, this.config.certificateDays, now));
     await this.put(account, identity, pass, true, now);
     this.log.info({ event: 'smime.key_created', account: accountName(account) }, `S/MIME key and certificate made for ${accountName(account)}`);
     return identity;
@@ -108,13 +155,16 @@ export class SmimeService {
   /** SMIMEUnlock: the key pair in clear, for the caller's session only. */
   async unlock(account: AccountRecord, password: string | undefined): Promise<Identity> {
     const pass = checkPassword(password, 'password');
+    this.checkFailures(account);
     const record = await this.store.smime.getKey(account.id);
     if (!record) throw new ServiceError('the account has no S/MIME key');
     try {
-      const keyPem = await openKey(record.sealedKey, pass, account.id);
+      const keyPem = await this.passwordWork(() => openKey(record.sealedKey, pass, account.id));
+      this.failures.delete(account.id);
       return { keyPem, certPem: record.certPem };
     } catch (err) {
       if (err instanceof WrongPasswordError) {
+        this.recordFailure(account);
         this.log.warn({ event: 'smime.unlock_failed', account: accountName(account) }, `wrong S/MIME password for ${accountName(account)}`);
         throw new ServiceError('wrong S/MIME password');
       }
@@ -127,7 +177,7 @@ export class SmimeService {
     const pass = checkPassword(password, 'password');
     const record = await this.store.smime.getKey(account.id);
     if (!record || !certificateMatchesKey(record.certPem, unlocked.keyPem)) throw new ServiceError('the S/MIME key was changed meanwhile; unlock it again');
-    const sealed = await sealKey(unlocked.keyPem, pass, account.id);
+    const sealed = await this.passwordWork(() => sealKey(unlocked.keyPem, pass, account.id));
     if (!(await this.store.smime.reseal(account.id, record.sealedKey, sealed, Date.now()))) {
       throw new ServiceError('the S/MIME key was changed meanwhile; unlock it again');
     }
@@ -229,7 +279,7 @@ export class SmimeService {
   }
 
   private async put(account: AccountRecord, identity: Identity, password: string, issued: boolean, now: number): Promise<void> {
-    const sealedKey = await sealKey(identity.keyPem, password, account.id);
+    const sealedKey = await this.passwordWork(() => sealKey(identity.keyPem, password, account.id));
     try {
       await this.store.smime.putKey({ accountId: account.id, certPem: identity.certPem, sealedKey, issued, updated: now });
     } catch (err) {
