@@ -50,7 +50,7 @@ async function openInbox(client: XimssClient): Promise<void> {
 }
 
 async function withKey(name: string, password = 'smime-pass'): Promise<{ address: string; client: XimssClient; urlID: string }> {
-  const address = await server.newAccount(name, { realName: `${name} Tester` });
+  const address = await server.newAccount(name, { realName: `${name} Tëster` });
   const session = await server.login(address, 'secret');
   await ok(session.client, `<SMIMESet mode="new" password="${password}"/>`);
   return { address, ...session };
@@ -71,7 +71,7 @@ after(async () => {
 
 describe('keys', () => {
   test('SMIMESet new: SMIMEGet shows the certificate; the store keeps the key sealed, never in clear', async () => {
-    const address = await server.newAccount('keys', { realName: 'Key Owner' });
+    const address = await server.newAccount('keys', { realName: 'Kéy Öwner' });
     const { client } = await server.login(address, 'secret');
     await fails(client, '<SMIMEGet type="certificate"/>', /no S\/MIME certificate/);
     await fails(client, '<SMIMESet mode="new"/>', /password attribute is missing/);
@@ -80,7 +80,7 @@ describe('keys', () => {
     const x509 = reply.messages.find((m) => m.name === 'certificate')?.element('x509');
     assert.ok(x509, 'a certificate data message with an x509 element');
     assert.equal(x509.attrs.subject, address);
-    assert.equal(x509.element('subject')?.element('cn')?.text(), 'Key Owner');
+    assert.equal(x509.element('subject')?.element('cn')?.text(), 'Kéy Öwner');
     assert.equal(x509.element('subject')?.element('contact')?.text(), address);
     assert.match(x509.element('validTill')?.text() ?? '', /^\d{8}T\d{6}Z$/);
     const account = (await server.services.accounts.find(address))!;

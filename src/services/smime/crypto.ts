@@ -1,18 +1,19 @@
 /**
  * The S/MIME cryptography, all of it done by libraries (no cipher, digest or padding here):
  *
- * - node-forge: PKCS#12 (PFX) import and export, certificates the server issues, detached
- *   CMS signatures (SHA-256, RSA), enveloped data (AES-256-CBC content, RSA PKCS#1 v1.5 key
- *   transport, what `openssl smime`/`openssl cms` and mail clients write and read) and its
- *   decryption. Node's own crypto cannot decrypt PKCS#1 v1.5 key transport any more
- *   (CVE-2023-46809), and WebCrypto never could.
- * - PKI.js: verification of signatures (forge has none), over Node's WebCrypto.
- * - node:crypto: RSA key generation, X509Certificate for names, dates and issuer checks.
+ * - PKI.js (with asn1js): the CMS structures (SignedData, EnvelopedData) written and read, and
+ *   signature verification; digests and RSA signatures through Node's WebCrypto.
+ * - node:crypto: AES/3DES content encryption, RSA PKCS#1 v1.5 key transport when encrypting,
+ *   RSA-OAEP when decrypting, RSA key generation, X509Certificate for names, dates and issuers.
+ * - node-forge: PKCS#12 (PFX) import and export, the certificates the server issues, and the
+ *   RSA PKCS#1 v1.5 key transport when decrypting, which Node's crypto refuses since
+ *   CVE-2023-46809 (and WebCrypto never did); what `openssl smime`, `openssl cms` and mail
+ *   clients write.
  *
  * Keys travel inside the service as PKCS#8 PEM text: in clear only in an unlocked session's
- * memory (src/services/smime/service.ts), sealed in the store (sealed-key.ts).
+ * memory (src/ximss/ops/smime.ts), sealed in the store (sealed-key.ts).
  */
-import { generateKeyPair, randomBytes, X509Certificate } from 'node:crypto';
+import { constants, createCipheriv, createDecipheriv, createHash, createPrivateKey, generateKeyPair, privateDecrypt, publicEncrypt, randomBytes, webcrypto, X509Certificate } from 'node:crypto';
 import { rootCertificates } from 'node:tls';
 import { promisify } from 'node:util';
 import * as asn1js from 'asn1js';
@@ -81,8 +82,7 @@ export async function issueIdentity(address: string, realName: string | undefine
   cert.validity.notBefore = new Date(now - 60_000);
   cert.validity.notAfter = new Date(now + days * 86_400_000);
   const attrs: forge.pki.CertificateField[] = [
-    // A name in printable ASCII only: forge writes and matches other issuer names inconsistently.
-    { name: 'commonName', value: realName !== undefined && /^[ -~]{1,64}$/.test(realName.trim()) ? realName.trim() : address },
+    { name: 'commonName', value: realName !== undefined && realName.trim() !== '' ? realName.trim().slice(0, 64) : address, valueTagClass: forge.asn1.Type.UTF8 as unknown as forge.asn1.Class },
     { name: 'emailAddress', value: address },
   ];
   cert.setSubject(attrs);
@@ -180,13 +180,6 @@ export function writePfx(identity: Identity, password: string, friendlyName: str
   return bufferOf(forge.asn1.toDer(asn1).getBytes());
 }
 
-/** Whether two PEM private keys are the same key. */
-export function sameKey(a: string, b: string): boolean {
-  const ka = forge.pki.privateKeyFromPem(a) as forge.pki.rsa.PrivateKey;
-  const kb = forge.pki.privateKeyFromPem(b) as forge.pki.rsa.PrivateKey;
-  return ka.n.equals(kb.n) && ka.e.equals(kb.e) && ka.d.equals(kb.d);
-}
-
 /** Whether the certificate is for this key. */
 export function certificateMatchesKey(certPem: string, keyPem: string): boolean {
   const pub = forge.pki.certificateFromPem(certPem).publicKey as forge.pki.rsa.PublicKey;
@@ -194,42 +187,97 @@ export function certificateMatchesKey(certPem: string, keyPem: string): boolean 
   return typeof pub.n === 'object' && pub.n.equals(key.n) && pub.e.equals(key.e);
 }
 
-/** A detached CMS SignedData (DER) over `content`: SHA-256, RSA, with the signer's certificate and signing time. */
-export function signDetached(content: Buffer, identity: Identity, now: number): Buffer {
-  const p7 = forge.pkcs7.createSignedData();
-  p7.content = forgeBytes(content);
-  const cert = forge.pki.certificateFromPem(identity.certPem);
-  p7.addCertificate(cert);
-  p7.addSigner({
-    key: forge.pki.privateKeyFromPem(identity.keyPem),
-    certificate: cert,
-    digestAlgorithm: forge.pki.oids.sha256!,
-    authenticatedAttributes: [
-      { type: forge.pki.oids.contentType!, value: forge.pki.oids.data },
-      { type: forge.pki.oids.messageDigest! },
-      { type: forge.pki.oids.signingTime!, value: new Date(now) as unknown as string },
+const OID_DATA = '1.2.840.113549.1.7.1';
+const OID_CONTENT_TYPE = '1.2.840.113549.1.9.3';
+const OID_MESSAGE_DIGEST = '1.2.840.113549.1.9.4';
+const OID_SIGNING_TIME = '1.2.840.113549.1.9.5';
+
+function pkijsCertificate(pem: string): pkijs.Certificate {
+  return pkijs.Certificate.fromBER(arrayBufferOf(new X509Certificate(pem).raw));
+}
+
+/**
+ * A detached CMS SignedData (DER) over `content`: SHA-256, RSA (PKCS#1 v1.5), with the signer's
+ * certificate and the contentType, signingTime and messageDigest attributes. PKI.js builds it;
+ * the digest and the signature are WebCrypto's (native code).
+ */
+export async function signDetached(content: Buffer, identity: Identity, now: number): Promise<Buffer> {
+  const certificate = pkijsCertificate(identity.certPem);
+  const key = await webcrypto.subtle.importKey('pkcs8', createPrivateKey(identity.keyPem).export({ type: 'pkcs8', format: 'der' }), { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' }, false, ['sign']);
+  const digest = createHash('sha256').update(content).digest();
+  const signed = new pkijs.SignedData({
+    version: 1,
+    encapContentInfo: new pkijs.EncapsulatedContentInfo({ eContentType: OID_DATA }),
+    signerInfos: [
+      new pkijs.SignerInfo({
+        version: 1,
+        sid: new pkijs.IssuerAndSerialNumber({ issuer: certificate.issuer, serialNumber: certificate.serialNumber }),
+        signedAttrs: new pkijs.SignedAndUnsignedAttributes({
+          type: 0,
+          attributes: [
+            new pkijs.Attribute({ type: OID_CONTENT_TYPE, values: [new asn1js.ObjectIdentifier({ value: OID_DATA })] }),
+            new pkijs.Attribute({ type: OID_SIGNING_TIME, values: [new asn1js.UTCTime({ valueDate: new Date(now) })] }),
+            new pkijs.Attribute({ type: OID_MESSAGE_DIGEST, values: [new asn1js.OctetString({ valueHex: arrayBufferOf(digest) })] }),
+          ],
+        }),
+      }),
     ],
+    certificates: [certificate],
   });
-  p7.sign({ detached: true });
-  return bufferOf(forge.asn1.toDer(p7.toAsn1()).getBytes());
+  await signed.sign(key, 0, 'SHA-256');
+  const info = new pkijs.ContentInfo({ contentType: pkijs.ContentInfo.SIGNED_DATA, content: signed.toSchema(true) });
+  return Buffer.from(info.toSchema().toBER(false));
 }
 
-/** CMS EnvelopedData (DER) of `content` for the certificates: AES-256-CBC, RSA PKCS#1 v1.5 key transport. */
-export function encryptFor(content: Buffer, certPems: readonly string[]): Buffer {
-  const p7 = forge.pkcs7.createEnvelopedData();
-  for (const pem of certPems) p7.addRecipient(forge.pki.certificateFromPem(pem));
-  p7.content = forgeBytes(content);
-  p7.encrypt(undefined, forge.pki.oids['aes256-CBC']);
-  return bufferOf(forge.asn1.toDer(p7.toAsn1()).getBytes());
-}
+const OID_RSA = '1.2.840.113549.1.1.1';
+const OID_RSA_OAEP = '1.2.840.113549.1.1.7';
+const OID_AES256_CBC = '2.16.840.1.101.3.4.1.42';
 
-const CIPHERS: Record<string, { name: string; bits: number }> = {
-  '2.16.840.1.101.3.4.1.2': { name: 'AES', bits: 128 },
-  '2.16.840.1.101.3.4.1.22': { name: 'AES', bits: 192 },
-  '2.16.840.1.101.3.4.1.42': { name: 'AES', bits: 256 },
-  '1.2.840.113549.3.7': { name: '3DES', bits: 168 },
-  '1.3.14.3.2.7': { name: 'DES', bits: 56 },
+/** Content ciphers read: OID -> Node's cipher, the name and key bits folderRead shows. */
+const CIPHERS: Record<string, { node: string; name: string; bits: number; keyBytes: number }> = {
+  '2.16.840.1.101.3.4.1.2': { node: 'aes-128-cbc', name: 'AES', bits: 128, keyBytes: 16 },
+  '2.16.840.1.101.3.4.1.22': { node: 'aes-192-cbc', name: 'AES', bits: 192, keyBytes: 24 },
+  [OID_AES256_CBC]: { node: 'aes-256-cbc', name: 'AES', bits: 256, keyBytes: 32 },
+  '1.2.840.113549.3.7': { node: 'des-ede3-cbc', name: '3DES', bits: 168, keyBytes: 24 },
 };
+
+/**
+ * CMS EnvelopedData (DER) of `content` for the certificates: AES-256-CBC content (Node's cipher),
+ * each recipient's copy of the key with RSA PKCS#1 v1.5 (Node's publicEncrypt), the structure
+ * PKI.js's. What `openssl smime -encrypt -aes256` writes.
+ */
+export function encryptFor(content: Buffer, certPems: readonly string[]): Buffer {
+  const key = randomBytes(32);
+  const iv = randomBytes(16);
+  const cipher = createCipheriv('aes-256-cbc', key, iv);
+  const encrypted = Buffer.concat([cipher.update(content), cipher.final()]);
+  const recipientInfos = certPems.map((pem) => {
+    const x509 = new X509Certificate(pem);
+    if (x509.publicKey.asymmetricKeyType !== 'rsa') throw new SmimeInputError('a recipient certificate does not have an RSA key');
+    const certificate = pkijs.Certificate.fromBER(arrayBufferOf(x509.raw));
+    const encryptedKey = publicEncrypt({ key: x509.publicKey, padding: constants.RSA_PKCS1_PADDING }, key);
+    return new pkijs.RecipientInfo({
+      variant: 1,
+      value: new pkijs.KeyTransRecipientInfo({
+        version: 0,
+        rid: new pkijs.IssuerAndSerialNumber({ issuer: certificate.issuer, serialNumber: certificate.serialNumber }),
+        keyEncryptionAlgorithm: new pkijs.AlgorithmIdentifier({ algorithmId: OID_RSA, algorithmParams: new asn1js.Null() }),
+        encryptedKey: new asn1js.OctetString({ valueHex: arrayBufferOf(encryptedKey) }),
+      }),
+    });
+  });
+  const enveloped = new pkijs.EnvelopedData({
+    version: 0,
+    recipientInfos,
+    encryptedContentInfo: new pkijs.EncryptedContentInfo({
+      contentType: OID_DATA,
+      contentEncryptionAlgorithm: new pkijs.AlgorithmIdentifier({ algorithmId: OID_AES256_CBC, algorithmParams: new asn1js.OctetString({ valueHex: arrayBufferOf(iv) }) }),
+      encryptedContent: new asn1js.OctetString({ valueHex: arrayBufferOf(encrypted) }),
+    }),
+  });
+  const info = new pkijs.ContentInfo({ contentType: pkijs.ContentInfo.ENVELOPED_DATA, content: enveloped.toSchema() });
+  return Buffer.from(info.toSchema().toBER(false));
+}
 
 export interface Decrypted {
   content: Buffer;
@@ -237,31 +285,73 @@ export interface Decrypted {
   keyLength: number;
 }
 
-/** Decrypts CMS EnvelopedData (DER) with the identity; SmimeInputError saying why it could not. */
+/** The recipient info for this certificate: by issuer and serial number, or by subject key identifier. */
+function recipientFor(enveloped: pkijs.EnvelopedData, x509: X509Certificate): pkijs.KeyTransRecipientInfo | undefined {
+  const certificate = pkijs.Certificate.fromBER(arrayBufferOf(x509.raw));
+  const skid = certificate.extensions?.find((e) => e.extnID === '2.5.29.14')?.parsedValue;
+  for (const info of enveloped.recipientInfos) {
+    if (info.variant !== 1 || !(info.value instanceof pkijs.KeyTransRecipientInfo)) continue;
+    const rid = info.value.rid;
+    if (rid instanceof pkijs.IssuerAndSerialNumber) {
+      if (rid.serialNumber.isEqual(certificate.serialNumber) && rid.issuer.isEqual(certificate.issuer)) return info.value;
+    } else if (skid instanceof asn1js.OctetString && rid instanceof asn1js.OctetString && rid.isEqual(skid)) {
+      return info.value;
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Decrypts CMS EnvelopedData (DER) with the identity; SmimeInputError saying why it could not.
+ * The content key comes out of RSA PKCS#1 v1.5 (node-forge: Node's crypto refuses it) or
+ * RSA-OAEP (Node's crypto); a key that does not unpad is replaced by a random one, so that a
+ * bad padding and a bad content fail alike ("decryption failed"), giving no padding oracle.
+ */
 export function decryptEnveloped(der: Buffer, identity: Identity): Decrypted {
-  let p7: forge.pkcs7.PkcsEnvelopedData;
+  let enveloped: pkijs.EnvelopedData;
   try {
-    const message = forge.pkcs7.messageFromAsn1(forge.asn1.fromDer(forgeBytes(der)));
-    if (!('findRecipient' in message)) throw new SmimeInputError('not enveloped data');
-    p7 = message as forge.pkcs7.PkcsEnvelopedData;
+    const info = pkijs.ContentInfo.fromBER(arrayBufferOf(der));
+    if (info.contentType !== pkijs.ContentInfo.ENVELOPED_DATA) throw new SmimeInputError('not enveloped data');
+    enveloped = new pkijs.EnvelopedData({ schema: info.content });
   } catch (err) {
     if (err instanceof SmimeInputError) throw err;
     throw new SmimeInputError('the encrypted data cannot be read');
   }
-  const cert = forge.pki.certificateFromPem(identity.certPem);
-  // By issuer and serial; by serial alone when forge reads a non-ASCII issuer name differently.
-  const recipient = p7.findRecipient(cert) ?? p7.recipients.find((r) => r.serialNumber === cert.serialNumber);
-  if (!recipient) throw new SmimeInputError('the message is not encrypted for this account\'s certificate');
-  const algorithm = (p7 as unknown as { encryptedContent?: { algorithm?: string } }).encryptedContent?.algorithm ?? '';
-  try {
-    p7.decrypt(recipient, forge.pki.privateKeyFromPem(identity.keyPem));
-  } catch (err) {
-    throw new SmimeInputError('decryption failed: ' + (err instanceof Error ? err.message : String(err)).slice(0, 200));
+  const recipient = recipientFor(enveloped, new X509Certificate(identity.certPem));
+  if (!recipient) throw new SmimeInputError("the message is not encrypted for this account's certificate");
+  const algorithm = enveloped.encryptedContentInfo.contentEncryptionAlgorithm;
+  const cipher = CIPHERS[algorithm.algorithmId];
+  if (!cipher) throw new SmimeInputError(`unsupported content cipher ${algorithm.algorithmId}`);
+  const params = algorithm.algorithmParams as unknown;
+  if (!(params instanceof asn1js.OctetString)) throw new SmimeInputError('the encrypted data has no IV');
+  const iv = Buffer.from(params.valueBlock.valueHexView);
+  const encryptedKey = Buffer.from(recipient.encryptedKey.valueBlock.valueHexView);
+  let key: Buffer;
+  if (recipient.keyEncryptionAlgorithm.algorithmId === OID_RSA) {
+    const privateKey = forge.pki.privateKeyFromPem(identity.keyPem) as forge.pki.rsa.PrivateKey;
+    try {
+      key = bufferOf(privateKey.decrypt(encryptedKey.toString('binary'), 'RSAES-PKCS1-V1_5'));
+    } catch {
+      key = randomBytes(cipher.keyBytes);
+    }
+  } else if (recipient.keyEncryptionAlgorithm.algorithmId === OID_RSA_OAEP) {
+    try {
+      key = privateDecrypt({ key: identity.keyPem, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha1' }, encryptedKey);
+    } catch {
+      key = randomBytes(cipher.keyBytes);
+    }
+  } else {
+    throw new SmimeInputError(`unsupported key transport ${recipient.keyEncryptionAlgorithm.algorithmId}`);
   }
-  const content = (p7 as unknown as { content?: forge.util.ByteStringBuffer }).content;
-  if (!content) throw new SmimeInputError('decryption failed');
-  const cipher = CIPHERS[algorithm] ?? { name: algorithm, bits: 0 };
-  return { content: bufferOf(content.getBytes()), cipherName: cipher.name, keyLength: cipher.bits };
+  if (key.length !== cipher.keyBytes) key = randomBytes(cipher.keyBytes);
+  let content: Buffer;
+  try {
+    const decipher = createDecipheriv(cipher.node, key, iv);
+    content = Buffer.concat([decipher.update(Buffer.from(enveloped.encryptedContentInfo.getEncryptedContent())), decipher.final()]);
+  } catch {
+    throw new SmimeInputError('decryption failed');
+  }
+  return { content, cipherName: cipher.name, keyLength: cipher.bits };
 }
 
 export interface SignatureCheck {
