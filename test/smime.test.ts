@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { XmlElement } from '../src/xml/element.js';
-import { deliverRaw, eventually, fails, httpRequest, ok, postUpload, storedMessages, storedRaw, startTestServer, type TestServer, type XimssClient } from './helpers.js';
+import { capturingLogger, deliverRaw, eventually, fails, httpRequest, ok, postUpload, storedMessages, storedRaw, startTestServer, type TestServer, type XimssClient } from './helpers.js';
 
 let server: TestServer;
 let work: string;
@@ -285,6 +285,53 @@ describe('signing and encryption', () => {
   });
 });
 
+describe('messageCopy and messageMove', () => {
+  test('encrypt="yes" copies encrypted with the own certificate (openssl decrypts them); decrypt="yes" needs the unlocked key and gives the plain message back', async () => {
+    const me = await withKey('mover');
+    await openInbox(me.client);
+    const [uid] = await deliverRaw(server, me.address, 'INBOX', [
+      { raw: Buffer.from('From: a@remote.test\r\nSubject: Plain\r\nContent-Type: text/plain\r\n\r\nplain words\r\n'), flags: 'Seen,Flagged' },
+    ]);
+    const copied = await ok(me.client, `<messageCopy folder="INBOX" targetMailbox="Vault" mailboxClass="" encrypt="yes" report="uid"><UID>${uid}</UID></messageCopy>`);
+    const vaultUid = Number(copied.messages.find((m) => m.name === 'messageAdded')!.attrs.UID);
+    const [vault] = await storedMessages(server, me.address, 'Vault');
+    assert.equal(vault!.uid, vaultUid);
+    const text = vault!.raw.toString('latin1');
+    assert.match(text, /Subject: Plain/);
+    assert.match(text, /application\/pkcs7-mime; smime-type=enveloped-data/);
+    assert.doesNotMatch(text, /plain words/);
+    const pfx = await fetch(`http://127.0.0.1:${server.ports.http}/Session/${me.urlID}/CertAndKey.pfx?PFXPassword=m`);
+    const keys = file('mover.pem', openssl(['pkcs12', '-in', file('mover.pfx', Buffer.from(await pfx.arrayBuffer())), '-passin', 'pass:m', '-nodes']));
+    assert.match(openssl(['smime', '-decrypt', '-in', file('vault.eml', vault!.raw), '-inkey', keys]).toString(), /plain words/);
+    const account = (await server.services.accounts.find(me.address))!;
+    const box = await server.services.mail.access(account, 'Vault', 'r');
+    const meta = (await server.services.mail.getMessage(box, vaultUid))!;
+    assert.ok(meta.flags & 1 && meta.flags & 4, 'Seen and Flagged kept');
+
+    // Decrypted back by a move into another mailbox: needs the unlocked key.
+    await ok(me.client, '<folderOpen folder="Vault" mailbox="Vault"><field>UID</field></folderOpen>');
+    await ok(me.client, '<SMIMELock/>');
+    await fails(me.client, `<messageMove folder="Vault" targetMailbox="Clear" mailboxClass="" decrypt="yes"><UID>${vaultUid}</UID></messageMove>`, /locked/);
+    await ok(me.client, '<SMIMEUnlock password="smime-pass"/>');
+    await ok(me.client, `<messageMove folder="Vault" targetMailbox="Clear" mailboxClass="" decrypt="yes"><UID>${vaultUid}</UID></messageMove>`);
+    assert.equal((await storedMessages(server, me.address, 'Vault')).length, 0, 'moved');
+    const [clear] = await storedMessages(server, me.address, 'Clear');
+    const back = clear!.raw.toString('latin1');
+    assert.match(back, /Subject: Plain/);
+    assert.match(back, /Content-Type: text\/plain/);
+    assert.match(back, /plain words/);
+    assert.doesNotMatch(back, /pkcs7/);
+    // Something encrypted for another key cannot be decrypted: an error, nothing copied.
+    const other = outsider('someone@remote.test', 'Someone');
+    const foreign = openssl(['smime', '-encrypt', '-aes256', '-in', file('f.txt', 'Content-Type: text/plain\r\n\r\nx\r\n'), '-subject', 'foreign', other.cert]);
+    const [foreignUid] = await deliverRaw(server, me.address, 'INBOX', [foreign]);
+    await ok(me.client, '<folderClose folder="INBOX"/>');
+    await openInbox(me.client);
+    await fails(me.client, `<messageCopy folder="INBOX" targetMailbox="Clear" decrypt="yes"><UID>${foreignUid}</UID></messageCopy>`, /not encrypted for this account/);
+    assert.equal((await storedMessages(server, me.address, 'Clear')).length, 1);
+  });
+});
+
 describe('mail from openssl', () => {
   test('openssl-signed mail: the signer shown, the certificate collected, then mail encrypted for that address', async () => {
     const me = await withKey('collector');
@@ -336,5 +383,32 @@ describe('mail from openssl', () => {
     const refused = (await readMessage(me.client, foreignUid!)).element('MIME')!;
     assert.match(refused.attrs.decryptionError ?? '', /not encrypted for this account/);
     assert.ok(await storedRaw(server, me.address, 'INBOX', foreignUid!));
+  });
+});
+
+describe('the log', () => {
+  test('smime.* events for keys made, locked, unlocked, wrong passwords and exports; no password or key in any line', async () => {
+    const capture = capturingLogger('info');
+    const logged = await startTestServer({}, { log: capture.log });
+    try {
+      const address = await logged.newAccount('logged');
+      const { client, urlID } = await logged.login(address, 'secret');
+      await ok(client, '<SMIMESet mode="new" password="very-secret-smime"/>');
+      await ok(client, '<SMIMELock/>');
+      await fails(client, '<SMIMEUnlock password="wrong-guess-1"/>', /wrong/);
+      await ok(client, '<SMIMEUnlock password="very-secret-smime" duration="60"/>');
+      assert.equal((await fetch(`http://127.0.0.1:${logged.ports.http}/Session/${urlID}/CertAndKey.pfx?PFXPassword=export-secret`)).status, 200);
+      await ok(client, '<SMIMEModifyPassword password="another-secret"/>');
+      assert.equal(capture.events('smime.key_created')[0]?.account, address);
+      assert.equal(capture.events('smime.locked')[0]?.reason, 'SMIMELock');
+      assert.equal(capture.events('smime.unlock_failed').length, 1);
+      assert.equal(capture.events('smime.unlocked').at(-1)?.seconds, 60);
+      assert.equal(capture.events('smime.key_exported').length, 1);
+      assert.equal(capture.events('smime.password_changed').length, 1);
+      const all = JSON.stringify(capture.records);
+      for (const secret of ['very-secret-smime', 'wrong-guess-1', 'export-secret', 'another-secret', 'PRIVATE KEY']) assert.ok(!all.includes(secret), `${secret} is not logged`);
+    } finally {
+      await logged.stop();
+    }
   });
 });

@@ -17,6 +17,7 @@ import {
   certificateAddresses,
   certificateMatchesKey,
   certificateValidity,
+  decryptEnveloped,
   encryptFor,
   issueIdentity,
   readPfx,
@@ -25,7 +26,10 @@ import {
   writePfx,
   type Identity,
 } from './crypto.js';
-import { envelopedMessage, signedMessage, splitMessage } from './mime.js';
+import { removeHeaderFields } from '../mime/outgoing.js';
+import { parseHeaderBlock, parseMime } from '../mime/parse.js';
+import { decodePartBody } from '../mime/parts.js';
+import { envelopedMessage, isEnveloped, signedMessage, splitMessage } from './mime.js';
 import { examineMessage, READ_LIMITS, type SmimeFindings } from './read.js';
 import { openKey, sealKey, WrongPasswordError } from './sealed-key.js';
 
@@ -221,6 +225,36 @@ export class SmimeService {
     const collected = await this.store.smime.getPeerCertificate(sender.id, address.toLowerCase());
     if (collected && collected.notAfter > now) return collected.certPem;
     return undefined;
+  }
+
+  /**
+   * A stored message encrypted with the account's own certificate (messageCopy encrypt="yes"):
+   * its header fields kept, its body enveloped; undefined when it is encrypted already.
+   */
+  encryptStored(raw: Buffer, ownCertificate: string): Buffer | undefined {
+    if (isEnveloped(parseMime(raw))) return undefined;
+    return this.encrypt(raw, raw, [ownCertificate], true);
+  }
+
+  /**
+   * A stored encrypted message decrypted (messageCopy decrypt="yes"): its header fields with the
+   * decrypted entity (the decrypted message's own fields win over the outer ones of the same
+   * name); undefined when it is not encrypted. A message that cannot be decrypted is a ServiceError.
+   */
+  decryptStored(raw: Buffer, unlocked: Identity): Buffer | undefined {
+    const root = parseMime(raw);
+    if (!isEnveloped(root)) return undefined;
+    let content: Buffer;
+    try {
+      content = decryptEnveloped(decodePartBody(raw, root), unlocked).content;
+    } catch (err) {
+      if (err instanceof SmimeInputError) throw new ServiceError(err.message);
+      throw err;
+    }
+    const inner = splitMessage(content);
+    const own = new Set(parseHeaderBlock(content).fields.map((f) => f.name.toLowerCase()));
+    const outer = splitMessage(removeHeaderFields(raw, own)).outer;
+    return Buffer.concat([outer, inner.outer, Buffer.from('MIME-Version: 1.0\r\n', 'latin1'), inner.entity]);
   }
 
   /** Signed and encrypted parts of a stored message, examined for folderRead. */
