@@ -46,7 +46,7 @@ export interface SmimeStore {
   deleteKey(accountId: number): Promise<boolean>;
   /**
    * Keeps `record` as the certificate of its address for the account, unless the one kept
-   * already expires later (a newer certificate wins, an older one read later does not).
+   * already expires as late or later (a newer certificate wins; the same or an older one read later does not).
    * Adds at most `limit` addresses per account: 'full' when one more would pass it.
    * NotFoundError when the account is gone.
    */

@@ -54,12 +54,13 @@ export function smimeContract(fresh: FreshStore): void {
       assert.equal(await s.reseal(a.id, 'SEALED-3', 'SEALED-4', T + 5), false, 'no key: nothing to reseal');
     });
 
-    it('peer certificates: one per address, a later notAfter replaces, an earlier one is kept out; the limit', async () => {
+    it('peer certificates: one per address, a later notAfter replaces, the same or an earlier one is kept out; the limit', async () => {
       const a = await c.account();
       const s = c.store.smime;
       assert.equal(await s.getPeerCertificate(a.id, 'bob@x.test'), undefined);
       assert.equal(await s.putPeerCertificate({ accountId: a.id, address: 'bob@x.test', certPem: 'B1', notAfter: T + DAY, updated: T }, 2), 'stored');
       assert.equal(await s.putPeerCertificate({ accountId: a.id, address: 'bob@x.test', certPem: 'B0', notAfter: T, updated: T + 1 }, 2), 'kept');
+      assert.equal(await s.putPeerCertificate({ accountId: a.id, address: 'bob@x.test', certPem: 'B1', notAfter: T + DAY, updated: T + 1 }, 2), 'kept', 'the same one again changes nothing');
       assert.equal((await s.getPeerCertificate(a.id, 'bob@x.test'))!.certPem, 'B1');
       assert.equal(await s.putPeerCertificate({ accountId: a.id, address: 'bob@x.test', certPem: 'B2', notAfter: T + 2 * DAY, updated: T + 2 }, 2), 'stored');
       assert.deepEqual(await s.getPeerCertificate(a.id, 'bob@x.test'), { accountId: a.id, address: 'bob@x.test', certPem: 'B2', notAfter: T + 2 * DAY, updated: T + 2 });

@@ -21,7 +21,7 @@ const SQL = {
     name: 'smime.peerPut',
     text: `INSERT INTO smime_peer_certificates (${PEER_COLUMNS}) VALUES ($1, $2, $3, $4, $5)
            ON CONFLICT (account_id, address) DO UPDATE SET cert_pem = excluded.cert_pem, not_after = excluded.not_after, updated = excluded.updated
-           WHERE smime_peer_certificates.not_after <= excluded.not_after`,
+           WHERE smime_peer_certificates.not_after < excluded.not_after`,
   },
 } satisfies Record<string, Sql>;
 

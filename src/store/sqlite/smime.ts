@@ -20,7 +20,7 @@ export class SqliteSmime implements SmimeStore {
       peerCount: 'SELECT count(*) AS n FROM smime_peer_certificates WHERE account_id = ?',
       peerPut: `INSERT INTO smime_peer_certificates (${PEER_COLUMNS}) VALUES (?, ?, ?, ?, ?)
                 ON CONFLICT (account_id, address) DO UPDATE SET cert_pem = excluded.cert_pem, not_after = excluded.not_after, updated = excluded.updated
-                WHERE smime_peer_certificates.not_after <= excluded.not_after`,
+                WHERE smime_peer_certificates.not_after < excluded.not_after`,
     });
   }
 
