@@ -93,6 +93,18 @@ describe('keys', () => {
     await fails(client, '<SMIMEGet type="private"/>', /unsupported type/);
   });
 
+  test('readStatus options: S/MIME; SMIMEActive while unlocked, SMIMEInactive while locked, neither without a key', async () => {
+    const options = async (client: XimssClient): Promise<string[]> =>
+      (await ok(client, '<readStatus/>')).messages[0]!.elements('option').map((o) => o.text());
+    const address = await server.newAccount('status');
+    const { client } = await server.login(address, 'secret');
+    assert.deepEqual(await options(client), ['S/MIME']);
+    await ok(client, '<SMIMESet mode="new" password="pw"/>');
+    assert.deepEqual(await options(client), ['S/MIME', 'SMIMEActive']);
+    await ok(client, '<SMIMELock/>');
+    assert.deepEqual(await options(client), ['S/MIME', 'SMIMEInactive']);
+  });
+
   test('SMIMEUnlock / SMIMELock per session; wrong passwords; SMIMEModifyPassword; duration', async () => {
     const { address, client } = await withKey('lock');
     // New keys stay unlocked: signing works at once.

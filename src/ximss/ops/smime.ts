@@ -83,6 +83,17 @@ function setUnlocked(ctx: SessionContext, identity: Identity, seconds: number): 
   server.log.info({ event: 'smime.unlocked', account: accountOf(session), seconds }, `S/MIME key of ${accountOf(session)} unlocked for ${seconds} s`);
 }
 
+/**
+ * readStatus's S/MIME `option` elements: `S/MIME` (the service is there), and `SMIMEActive`
+ * when the session's key is unlocked or `SMIMEInactive` when the account has a key, locked.
+ */
+export async function smimeStatusOptions(server: XimssServices, session: Session): Promise<XmlElement[]> {
+  const options = [el('option', undefined, 'S/MIME')];
+  if (unlockedIdentity(session)) options.push(el('option', undefined, 'SMIMEActive'));
+  else if (await smimeService(server).certificate(session.account)) options.push(el('option', undefined, 'SMIMEInactive'));
+  return options;
+}
+
 /** SMIMESet's PKCS#12 data: the PFX body element's base64, or the uploaded file the PFX attribute names. */
 async function pfxData(ctx: SessionContext): Promise<Buffer> {
   const max = ctx.server.config.smime.maxPfxBytes;
