@@ -208,7 +208,12 @@ export class SmimeService {
   encrypt(headerSource: Buffer, content: Buffer, certificates: readonly string[], entityOnly: boolean): Buffer {
     this.checkSize(content);
     const data = entityOnly ? splitMessage(content).entity : content;
-    return envelopedMessage(headerSource, encryptFor(data, [...new Set(certificates)]));
+    try {
+      return envelopedMessage(headerSource, encryptFor(data, [...new Set(certificates)]));
+    } catch (err) {
+      if (err instanceof SmimeInputError) throw new ServiceError(err.message);
+      throw err;
+    }
   }
 
   /**
