@@ -26,6 +26,7 @@
  *                (Rayo-controlled calls, prompt + DTMF, on one core; run with --only rayo)
  *          speller: --speller-words N (10000)  --speller-every N (40: every 40th word misspelt)
  *                   (spellerCheck beside Debian's hunspell -a on the same text; run with --only speller)
+ *          smime: --smime-mb N (1)  (sign+encrypt and decrypt+verify beside Debian's openssl smime; run with --only smime)
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
@@ -45,6 +46,7 @@ import { pipelinedNoops, type PipelineResult } from './lib/tcp-load.js';
 import { webdavBench, type WebdavResult } from './lib/webdav-bench.js';
 import { carddavBench, type CarddavResult } from './lib/carddav-area.js';
 import { calendarBench, type CalendarResult } from './lib/calendar-bench.js';
+import { smimeBench, type SmimeResult } from './lib/smime-bench.js';
 import { xmppBench, xmppFigures, type XmppResult } from './lib/xmpp-bench.js';
 import { sipBench, sipFigures, type SipResult } from './lib/sip-bench.js';
 import { mediaBench, mediaFigures, type MediaResult } from './lib/sip-media-bench.js';
@@ -103,6 +105,7 @@ const { values: flags } = parseArgs({
     'rayo-nice': { type: 'string' },
     'speller-words': { type: 'string' },
     'speller-every': { type: 'string' },
+    'smime-mb': { type: 'string' },
     engines: { type: 'string' },
     only: { type: 'string' },
     quick: { type: 'boolean' },
@@ -167,6 +170,7 @@ const params = {
   rayoPromptMs: num(flags['rayo-prompt'], 1000),
   rayoWindowSeconds: num(flags['rayo-window'], quick ? 10 : 20),
   rayoNice: Number(flags['rayo-nice'] ?? 0),
+  smimeBytes: num(flags['smime-mb'], 1) * 1024 * 1024,
   engines: [] as Engine[],
 };
 params.mailConnections = num(flags['mail-connections'], params.connections);
@@ -279,6 +283,7 @@ async function main(): Promise<void> {
   let sip: SipResult | undefined;
   let media: MediaResult | undefined;
   let rayo: RayoResult | undefined;
+  let smime: SmimeResult | undefined;
 
   if (only.has('echo') || only.has('tcp') || only.has('http')) {
     const echo = spawnChild(process.execPath, ['--import', 'tsx', join(ROOT, 'bench', 'echo-server.ts')], {
@@ -471,6 +476,12 @@ async function main(): Promise<void> {
     speller = await spellerBench({ words: params.spellerWords, every: params.spellerEvery, runs: quick ? 2 : 5, ...(profileDir ? { cpuProfileDir: profileDir } : {}) });
     if (!speller.available) console.log(`speller section not measured: ${speller.reason}`);
     else if (!speller.hunspell) console.log(`hunspell not measured: ${speller.hunspellReason}`);
+  }
+
+  if (only.has('smime')) {
+    console.log(`\nsmime: sign+encrypt (and decrypt+verify) of a ${fmt(params.smimeBytes / 1024 / 1024)} MB message, ximssd's code beside Debian's openssl smime`);
+    smime = await smimeBench({ bytes: params.smimeBytes, runs: quick ? 3 : 7 });
+    if (!smime.available) console.log(`smime section not measured: ${smime.reason}`);
   }
 
   if (only.has('xmpp')) {
@@ -712,6 +723,7 @@ async function main(): Promise<void> {
   if (sip) figures.push(...sipFigures(sip, { holdMs: params.sipHoldMs, kamailioChildren: params.kamailioChildren }));
   if (media) figures.push(...mediaFigures(media));
   if (rayo) figures.push(...rayoFigures(rayo));
+  if (smime) figures.push(...smimeFigures(smime, params.smimeBytes));
 
   const elapsed = (performance.now() - began) / 1000;
   const rows = figures.map((f) => [
@@ -740,6 +752,7 @@ async function main(): Promise<void> {
       (sip ? '; sip: ximssd ÷ Kamailio (≥ 0.5 meets it)' : '') +
       (media ? '; media: ximssd ÷ the Asterisk constant (≥ 1 meets it)' : '') +
       (rayo ? `; rayo: calls ÷ the target of 100 on one core (≥ 1 meets it)` : '') +
+      (smime?.available ? '; smime: ximssd ÷ openssl smime (≤ 1 meets it)' : '') +
       '.',
   );
   for (const f of figures) if (f.value === null) console.log(`n/a: ${f.name.trim()}: ${f.note ?? 'not measured'}`);
@@ -785,6 +798,7 @@ async function main(): Promise<void> {
     sip: sip ?? null,
     media: media ?? null,
     rayo: rayo ?? null,
+    smime: smime ?? null,
   };
   writeFileSync(join(RESULTS, 'latest.json'), JSON.stringify(json, null, 2) + '\n');
   console.log(`figures written to ${join('bench', 'results', 'latest.json')}`);
@@ -802,6 +816,18 @@ function spellerFigures(speller: SpellerResult, figures: Figure[]): void {
   figures.push({ name: `hunspell -a (${h?.version ?? 'Debian'}), same text`, value: h?.wordsPerSecond ?? null, unit: 'words/s', target: '-', ratio: null, note: speller.hunspellReason });
   figures.push({ name: `  ximssd: misspelled reported (with guesses)`, value: speller.ximssd.misspelled, unit: `(${fmt(speller.ximssd.withGuesses)})`, target: '-', ratio: null });
   if (h) figures.push({ name: `  hunspell: misspelled reported (with guesses)`, value: h.misspelled, unit: `(${fmt(h.withGuesses)})`, target: '-', ratio: null });
+}
+
+/** The S/MIME area's rows: ximssd's times ÷ openssl's. */
+function smimeFigures(smime: SmimeResult, bytes: number): Figure[] {
+  const mb = fmt(bytes / 1024 / 1024);
+  if (!smime.available) return [{ name: `S/MIME sign+encrypt, ${mb} MB`, value: null, unit: 'ms', target: '≤ 1 × openssl', ratio: null, note: smime.reason }];
+  return [
+    { name: `ximssd S/MIME sign+encrypt, ${mb} MB, median`, value: smime.ximssd.signEncryptMs, unit: 'ms', target: '≤ 1 × openssl', ratio: smime.ximssd.signEncryptMs / smime.openssl.signEncryptMs },
+    { name: `openssl smime -sign, -encrypt, ${mb} MB, median`, value: smime.openssl.signEncryptMs, unit: 'ms', target: '-', ratio: null },
+    { name: `  ximssd S/MIME decrypt+verify, ${mb} MB, median`, value: smime.ximssd.decryptVerifyMs, unit: 'ms', target: '≤ 1 × openssl', ratio: smime.ximssd.decryptVerifyMs / smime.openssl.decryptVerifyMs },
+    { name: `  openssl smime -decrypt, -verify, ${mb} MB, median`, value: smime.openssl.decryptVerifyMs, unit: 'ms', target: '-', ratio: null },
+  ];
 }
 
 /** The calendar area's rows: each answer's time, ÷ Radicale's; a wrong answer is no figure. */

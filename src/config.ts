@@ -343,6 +343,25 @@ export interface Config {
     registrationsPerNode: number;
   };
   secrets: { keyFile: string };
+  /** S/MIME (src/services/smime/): keys the server keeps for its accounts, signing and encryption. */
+  smime: {
+    /** The longest SMIMEUnlock (and SMIMESet) may keep a key unlocked; a longer or absent duration is cut to this. */
+    maxUnlockSeconds: number;
+    /** The largest message (or inner message) that messageSubmit/messageAppend signs or encrypts. */
+    maxMessageBytes: number;
+    /** The largest PKCS#12 (PFX) file SMIMESet imports. */
+    maxPfxBytes: number;
+    /** RSA modulus of the keys SMIMESet mode=new makes. */
+    keyBits: number;
+    /** Validity of the certificates SMIMESet mode=new (and update) issues. */
+    certificateDays: number;
+    /** Certificates collected from signed mail that one account keeps at most (one per address). */
+    peerCertificates: number;
+    /** Wrong S/MIME passwords an account may give in 10 minutes (per node) before unlocking is refused for a while. */
+    maxUnlockFailures: number;
+    /** Password operations (scrypt, 32 MiB each) running at once on a node; more wait, and past 8 times this many are refused as busy. */
+    passwordWorkers: number;
+  };
   billing: {
     /** The balance an operation uses when it names none: a currency code of 3 letters (USD). */
     currency: string;
@@ -529,6 +548,7 @@ export function defaultConfig(): Config {
     skins: { directory: '', domainDirectory: '', maxFileBytes: 1024 * 1024, maxFiles: 2000 },
     remoteSip: { recordsPerAccount: 5, minExpires: 60, maxExpires: 86_400, defaultExpires: 3600, scanSeconds: 15, leaseSeconds: 60, retryMinSeconds: 30, retryMaxSeconds: 1800, registrationsPerNode: 10_000 },
     secrets: { keyFile: '' },
+    smime: { maxUnlockSeconds: 8 * 3600, maxMessageBytes: 16 * 1024 * 1024, maxPfxBytes: 256 * 1024, keyBits: 2048, certificateDays: 730, peerCertificates: 2000, maxUnlockFailures: 10, passwordWorkers: 2 },
     billing: { currency: 'USD', maxAmount: 1_000_000_000, maxBalance: 1_000_000_000_000, historyLimit: 500 },
     outbound: {
       relay: '',
@@ -815,6 +835,16 @@ const configSchema = z.strictObject({
     registrationsPerNode: whole(1),
   }),
   secrets: z.strictObject({ keyFile: z.string() }),
+  smime: z.strictObject({
+    maxUnlockSeconds: seconds(),
+    maxMessageBytes: whole(1024),
+    maxPfxBytes: number((n) => Number.isInteger(n) && n >= 1024 && n <= 16 * 1024 * 1024, 'must be a whole number of bytes, 1024 to 16777216'),
+    keyBits: number((n) => n === 2048 || n === 3072 || n === 4096, 'must be 2048, 3072 or 4096'),
+    certificateDays: number((n) => Number.isInteger(n) && n >= 1 && n <= 36500, 'must be a whole number of days, 1 to 36500'),
+    peerCertificates: number((n) => Number.isInteger(n) && n >= 0 && n <= 1_000_000, 'must be a whole number, 0 to 1000000'),
+    maxUnlockFailures: number((n) => Number.isInteger(n) && n >= 1 && n <= 1000, 'must be a whole number, 1 to 1000'),
+    passwordWorkers: number((n) => Number.isInteger(n) && n >= 1 && n <= 64, 'must be a whole number, 1 to 64'),
+  }),
   billing: z.strictObject({
     currency: text((s) => /^[A-Z]{3}$/.test(s), 'must be a currency code of 3 capital letters (such as USD)'),
     maxAmount: number((n) => Number.isSafeInteger(n) && n >= 1 && n <= 1e15, 'must be a whole number of minor units, 1 to 10^15'),

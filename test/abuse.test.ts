@@ -6,6 +6,7 @@
  * No timings are asserted: the answers and their order are.
  */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import dgram from 'node:dgram';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
@@ -1310,6 +1311,105 @@ describe('abuse: remote SIP records (rsipUpdate) and INVITEs to made-up registra
     } finally {
       socket.close();
     }
+    await assertServes(victim);
+  });
+});
+
+describe('abuse: S/MIME', () => {
+  let server: TestServer;
+  let victim: XimssClient;
+  let work: string;
+  before(async () => {
+    work = mkdtempSync(join(tmpdir(), 'ximssd-smime-abuse-'));
+    ({ server, victim } = await startAttacked({ smime: { maxUnlockFailures: 3, maxPfxBytes: 8192 } }));
+  });
+  after(async () => {
+    await server.stop();
+    rmSync(work, { recursive: true, force: true });
+  });
+
+  const openssl = (args: readonly string[], input?: Buffer): Buffer => execFileSync('openssl', args, { input, stdio: ['pipe', 'pipe', 'pipe'] });
+
+  test('wrong passwords: each refused, then unlocking refused for the account for a while (the right password too); other accounts unaffected', async () => {
+    const address = await server.newAccount('guessed');
+    const { client } = await server.login(address, 'secret');
+    expectOk(await client.request('<SMIMESet mode="new" password="right"/>', 20_000));
+    expectOk(await client.request('<SMIMELock/>'));
+    for (let i = 0; i < 3; i++) expectError(await client.request(`<SMIMEUnlock password="guess${i}"/>`, 20_000), 'wrong S/MIME password');
+    expectError(await client.request('<SMIMEUnlock password="right"/>'), 'too many wrong S/MIME passwords; try again later');
+    const other = (await server.login(await server.newAccount('unguessed'), 'secret')).client;
+    expectOk(await other.request('<SMIMESet mode="new" password="pw"/>', 20_000));
+    expectOk(await other.request('<SMIMELock/>'));
+    expectOk(await other.request('<SMIMEUnlock password="pw"/>', 20_000));
+    // Passwords and durations that are not what they should be.
+    expectError(await other.request(`<SMIMEUnlock password="${'p'.repeat(2000)}"/>`), /too long/);
+    expectError(await other.request('<SMIMEUnlock password="pw" duration="-5"/>'), /invalid duration/);
+    expectError(await other.request('<SMIMEUnlock/>'), /password attribute is missing/);
+    await assertServes(victim);
+  });
+
+  test('damaged, foreign, oversized and key-derivation-heavy PFX data get clear errors', async () => {
+    const { client } = await server.login(await server.newAccount('pfxabuse'), 'secret');
+    const key = join(work, 'k.pem');
+    const cert = join(work, 'c.pem');
+    openssl(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '3', '-subj', '/CN=x/emailAddress=x@remote.test']);
+    const good = openssl(['pkcs12', '-export', '-inkey', key, '-in', cert, '-passout', 'pass:f']);
+    const heavy = openssl(['pkcs12', '-export', '-inkey', key, '-in', cert, '-passout', 'pass:f', '-iter', '5000000', '-maciter']);
+    const add = (data: Buffer, filePassword = 'f'): string => `<SMIMESet mode="add" password="p" filePassword="${filePassword}"><PFX><base64>${data.toString('base64')}</base64></PFX></SMIMESet>`;
+    expectError(await client.request(add(good, 'wrong')), 'wrong PFX password');
+    expectError(await client.request(add(heavy), 5000), /too many key derivation rounds/);
+    expectError(await client.request(add(Buffer.from('this is not PKCS#12 at all'))), /cannot be read/);
+    expectError(await client.request(add(good.subarray(0, good.length >> 1))), /PFX/);
+    expectError(await client.request(add(Buffer.alloc(9000, 0x30))), /too large \(at most 8192 bytes\)/);
+    // A PFX that is a valid DER nesting bomb.
+    const deep = Buffer.concat([Buffer.from('30'.repeat(1) + '82ffff', 'hex'), Buffer.from('3080'.repeat(2000), 'hex')]);
+    expectError(await client.request(add(deep.subarray(0, 8000))), /PFX/);
+    expectError(await client.request('<SMIMESet mode="add" password="p" filePassword="f"/>'), /PFX element/);
+    expectOk(await client.request(add(good), 20_000));
+    await assertServes(victim);
+  });
+
+  test('a locked or missing key and unknown recipients: every S/MIME request answered with a clear error', async () => {
+    const { client, urlID } = await server.login(await server.newAccount('locked'), 'secret');
+    expectError(await client.request('<SMIMEModifyPassword password="x"/>'), /locked/);
+    expectError(await client.request('<SMIMESet mode="update"/>'), /locked/);
+    expectError(await client.request('<messageAppend targetMailbox="INBOX"><EMail sign="yes"><MIME type="text" subtype="plain">x</MIME></EMail></messageAppend>'), /locked/);
+    expectError(await client.request('<messageSubmit><EMail encrypt="yes"><To>nobody@nowhere.test</To><MIME type="text" subtype="plain">x</MIME></EMail></messageSubmit>'), /no S\/MIME certificate/);
+    expectError(await client.request('<SMIMEUnlock password="x"/>'), /no S\/MIME key/);
+    expectError(await client.request('<SMIMESet mode="delete" filePassword="f"><PFX><base64>AAAA</base64></PFX></SMIMESet>'), /PFX/);
+    assert.equal((await httpRequest(server.ports.http, `/Session/${urlID}/CertAndKey.pfx?PFXPassword=x`)).status, 403);
+    expectOk(await client.request('<SMIMESet mode="new" password="pw"/>', 20_000));
+    expectError(await client.request(`<messageSubmit><EMail encrypt="yes"><To>${'a'.repeat(60)}@nowhere.test</To><MIME type="text" subtype="plain">x</MIME></EMail></messageSubmit>`), /no S\/MIME certificate/);
+    await assertServes(victim);
+  });
+
+  test('hostile signed and encrypted mail: garbage signatures, garbage envelopes, many S/MIME parts; folderRead answers and the server goes on', async () => {
+    const address = await server.newAccount('reader');
+    const { client } = await server.login(address, 'secret');
+    expectOk(await client.request('<SMIMESet mode="new" password="pw"/>', 20_000));
+    expectOk(await client.request('<folderOpen folder="INBOX" mailbox="INBOX"><field>UID</field></folderOpen>'));
+    const signedPart = (i: number, signature: string): string =>
+      `--s${i}\r\nContent-Type: text/plain\r\n\r\npart ${i}\r\n--s${i}\r\nContent-Type: application/pkcs7-signature\r\nContent-Transfer-Encoding: base64\r\n\r\n${signature}\r\n--s${i}--\r\n`;
+    const garbageSignature = rfc822([['Subject', 'bad signature'], ['Content-Type', 'multipart/signed; protocol="application/pkcs7-signature"; boundary="s0"']], signedPart(0, Buffer.from('garbage').toString('base64')));
+    const garbageEnvelope = rfc822([['Subject', 'bad envelope'], ['Content-Type', 'application/pkcs7-mime; smime-type=enveloped-data; name=smime.p7m'], ['Content-Transfer-Encoding', 'base64']], Buffer.alloc(5000, 0x42).toString('base64') + '\r\n');
+    const many = rfc822(
+      [['Subject', 'many'], ['Content-Type', 'multipart/mixed; boundary="m"']],
+      Array.from({ length: 200 }, (_, i) => `--m\r\nContent-Type: multipart/signed; protocol="application/pkcs7-signature"; boundary="s${i}"\r\n\r\n${signedPart(i, 'MAA=')}`).join('') + '--m--\r\n',
+    );
+    const uids = await deliverRaw(server, address, 'INBOX', [garbageSignature, garbageEnvelope, many]);
+    const first = await client.request(`<folderRead folder="INBOX" UID="${uids[0]}"/>`);
+    expectOk(first);
+    const top = first.messages[0]!.element('EMail')!.element('MIME')!;
+    assert.equal(top.attrs.decryptionError, 'the signature data cannot be decoded');
+    assert.equal(top.element('SMIMESignature')!.children.length, 0);
+    const second = await client.request(`<folderRead folder="INBOX" UID="${uids[1]}"/>`);
+    expectOk(second);
+    assert.match(second.messages[0]!.element('EMail')!.element('MIME')!.attrs.decryptionError ?? '', /cannot be read/);
+    const third = await client.request(`<folderRead folder="INBOX" UID="${uids[2]}"/>`, 60_000);
+    expectOk(third);
+    const parts = third.messages[0]!.element('EMail')!.element('MIME')!.elements('MIME');
+    assert.equal(parts.length, 200);
+    assert.equal(parts.filter((p) => p.element('SMIMESignature')).length, 16, 'only the first 16 S/MIME parts are examined');
     await assertServes(victim);
   });
 });

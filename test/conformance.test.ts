@@ -6,6 +6,7 @@
  * does not implement answers errorNum="500" with an errorText, never a success.
  */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -23,6 +24,7 @@ import {
   browseAll,
   deliverRaw,
   expectError,
+  expectOk,
   FolderModel,
   hmacMd5Hex,
   loggedInClient,
@@ -761,18 +763,34 @@ describe('spec examples: mail', () => {
       assert.equal(raw.toString('utf8').split('\r\n\r\n')[1]!.replace(/\r\n$/, ''), stored.slice(blank + 1).join('\r\n'));
     });
 
-    test('017: a signed message needs an unlocked S/MIME key: refused (S/MIME is not implemented), nothing stored', async (t) => {
+    test('017: a signed message: refused (nothing stored) without an unlocked S/MIME key; with one, stored signed as the example shows (SHA-256 for SHA1), and openssl verifies it', async (t) => {
       if (!haveExamples(t, '017-messageAppend.txt')) return;
       const [turn] = turns(loadExample('017-messageAppend.txt'));
-      const before = await storedUids(server, APPENDER, 'Sent').catch(() => []);
+      const before: number[] = await storedUids(server, APPENDER, 'Sent').catch(() => []);
       const got = await replay(client, turn!.request);
-      assert.match(got.response.attrs.errorText ?? '', /S\/MIME/);
+      assert.match(got.response.attrs.errorText ?? '', /S\/MIME Private Key is locked/);
       assert.equal(got.response.attrs.errorNum, '500');
       assert.deepEqual(await storedUids(server, APPENDER, 'Sent').catch(() => []), before);
+
+      expectOk(await client.request('<SMIMESet mode="new" password="smime-password"/>', 20_000));
+      assertResponse((await replay(client, turn!.request)).response, turn!.replies[0]!);
+      const added = (await storedUids(server, APPENDER, 'Sent')).filter((u) => !before.includes(u));
+      assert.equal(added.length, 1);
+      const raw = (await storedRaw(server, APPENDER, 'Sent', added[0]!))!;
+      const expected = loadStored('017-messageAppend.txt');
+      const lines = storedHeaderLines(raw);
+      for (const field of expected.slice(0, 4)) assert.ok(lines.includes(field), `${field} is stored`);
+      assert.ok(lines.some((l) => /^Content-Type: multipart\/signed; protocol="application\/pkcs7-signature"; micalg=sha-256;/.test(l)));
+      const text = raw.toString('utf8');
+      assert.ok(text.includes('\r\nThis is a signed S/MIME message\r\n'));
+      assert.ok(text.includes('Content-Type: application/pkcs7-signature; name="smime.p7s"'));
+      assert.ok(text.includes('Content-Disposition: attachment; filename="smime.p7s"'));
+      const verified = execFileSync('openssl', ['smime', '-verify', '-noverify'], { input: raw, stdio: ['pipe', 'pipe', 'pipe'] }).toString();
+      assert.match(verified, /Dear Susan,\r?\n\r?\nI will come to your place tomorrow, thank you for the invitation!\r?\nMary\./);
     });
   });
 
-  describe('022, 023: folderRead of signed and encrypted messages (without S/MIME processing)', () => {
+  describe('022, 023: folderRead of signed and encrypted messages (the examples carry no real signature or key: shown as structure)', () => {
     const READER = 'reader@example.dom';
     let client: XimssClient;
     const headers: [string, string][] = [
@@ -886,7 +904,7 @@ describe('spec examples: mail', () => {
       assert.equal(messages[1]!.toString(), '<response id="A001"/>');
     });
 
-    test('023: an encrypted message without the key: one attachment MIME element, as the example shows; SMIMEUnlock is not implemented', async (t) => {
+    test('023: an encrypted message without the key: one attachment MIME element, as the example shows; SMIMEUnlock of an account without an S/MIME key is an error', async (t) => {
       if (!haveExamples(t, '023-folderRead.txt')) return;
       const [read, unlock] = turns(loadExample('023-folderRead.txt'));
       const { messages } = await exchange(client, mapUids(read!.request, { '55': uids.encrypted! }));

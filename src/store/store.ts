@@ -5,6 +5,7 @@ import type { ArchiveStore, BlockingStore, MucStore, OfflineStore, ResourceStore
 import type { DavNameStore } from './dav-names.js';
 import type { MeetingStore } from './meetings.js';
 import type { BillingStore } from './billing.js';
+import type { SmimeStore } from './smime.js';
 import type { FileGuard, FileLimits, FileRecord, LockRecord, StoredAttribute, StoredAttributeChange, StoreWriteMode } from './files.js';
 import type { QueueStore } from './queue.js';
 import type { RegistrationStore } from './registrations.js';
@@ -50,6 +51,8 @@ export interface Store {
   readonly remoteSip: RemoteSipStore;
   /** Account balances and their ledger (src/store/billing.ts). */
   readonly billing: BillingStore;
+  /** S/MIME keys, certificates and collected peer certificates (src/store/smime.ts). */
+  readonly smime: SmimeStore;
   readonly cluster: ClusterStore;
   readonly shared: SharedStateStore;
   /** Carries change events between the processes sharing the store (see src/bus/). */

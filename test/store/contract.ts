@@ -40,6 +40,7 @@ import { davNamesContract } from './dav-names.js';
 import { imContract } from './im.js';
 import { meetingsContract } from './meetings.js';
 import { billingContract } from './billing.js';
+import { smimeContract } from './smime.js';
 import { registrationsContract } from './registrations.js';
 import { remoteSipContract } from './remote-sip.js';
 
@@ -309,6 +310,7 @@ export function storeContract(engine: string, fresh: FreshStore): void {
     meetingsContract(fresh);
     remoteSipContract(fresh);
     billingContract(fresh);
+    smimeContract(fresh);
     cluster(fresh);
     sharedState(fresh);
     relay(fresh);

@@ -38,6 +38,8 @@ export interface ComposeOptions {
    * they are fetched, since one small request can name a large upload thousands of times.
    */
   maxBytes?: number;
+  /** Text parts in 7 bits (quoted-printable when not ASCII): a signed body must survive 7-bit relays (RFC 8551 3.1.2). */
+  sevenBit?: boolean;
 }
 
 /** An entity under construction: its header block (each line ending in CRLF) and body. */
@@ -487,7 +489,7 @@ class Composer {
         data = encoded;
       }
       if (data.indexOf(0) >= 0) encoding = 'base64';
-      else encoding = fits8bit(data) ? '8bit' : 'quoted-printable';
+      else encoding = fits8bit(data) && !(this.options.sevenBit && !isAscii(data)) ? '8bit' : 'quoted-printable';
     } else if (type === 'message') {
       if (file) data = file.data;
       else if (childElements.length > 0) {

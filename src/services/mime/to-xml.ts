@@ -7,6 +7,8 @@ import { formatLocal, formatUtc } from '../../xml/time.js';
 import { calendarPartXml } from '../calendar/mime.js';
 import { isVCardSubtype, vCardPartXml } from '../contacts/mime.js';
 import { ServiceError } from '../errors.js';
+import type { EnvelopedFinding, SignedFinding, SmimeFindings } from '../smime/read.js';
+import { x509Element } from '../smime/x509-xml.js';
 import { decodeRawHeader } from './charset.js';
 import { ADDRESS_FIELDS } from './fields.js';
 import { decodeHeaderText, parseAddressList, parseDateHeader, parsePriority } from './headers.js';
@@ -22,6 +24,8 @@ export interface MessageXmlOptions {
   totalSizeLimit?: number;
   /** Present only this part: its MIME element, or an EMail for a message/rfc822 part. */
   partID?: string;
+  /** What src/services/smime/read.ts found of the message's signed and encrypted parts. */
+  smime?: SmimeFindings;
 }
 
 /** Element names for well-known fields, whatever capitalisation the message used. */
@@ -46,6 +50,7 @@ interface Context {
   timeZone: string;
   /** Bytes of body still allowed (totalSizeLimit). */
   budget: number;
+  smime?: SmimeFindings;
 }
 
 /** X-Telnum: "+1 555 1234 (WORK), +1 555 9876;type=CELL" -> number and optional type each. */
@@ -181,6 +186,9 @@ function mimeElement(ctx: Context, part: MimePart, showPartID: boolean): XmlElem
   }
   const element = new XmlElement('MIME', attrs);
   const problems = [...(part.problems ?? [])];
+  const finding = ctx.smime?.get(part);
+  if (finding?.kind === 'signed') return signedElement(ctx, part, element, finding);
+  if (finding?.kind === 'enveloped') return envelopedElement(ctx, part, element, finding);
 
   if (part.disposition !== 'attachment' && isSupported(part)) {
     if (part.type === 'multipart') {
@@ -196,6 +204,42 @@ function mimeElement(ctx: Context, part: MimePart, showPartID: boolean): XmlElem
     }
   }
   if (problems.length > 0) element.setAttr('parserError', xmlSafe(problems.join('; ')));
+  return element;
+}
+
+/** A signed part: the signed data, then SMIMESignature with the signers whose signatures match it. */
+function signedElement(ctx: Context, part: MimePart, element: XmlElement, finding: SignedFinding): XmlElement {
+  if (finding.decodeError !== undefined) element.setAttr('decryptionError', xmlSafe(finding.decodeError));
+  element.append(mimeElement(ctx, part.children[0]!, true));
+  const signature = element.add('SMIMESignature');
+  for (const signer of finding.signers) if (signer.signerPem) signature.append(x509Element(signer.signerPem, signer.validationError));
+  return element;
+}
+
+/**
+ * An encrypted part: as it is (an attachment) when it was not decrypted, with decryptionError
+ * when decrypting failed; with cipherName, keyLength and the decrypted entity (an EMail when
+ * it is a message with header fields of its own, a MIME element otherwise) when it was.
+ */
+function envelopedElement(ctx: Context, part: MimePart, element: XmlElement, finding: EnvelopedFinding): XmlElement {
+  if (finding.decryptionError !== undefined) element.setAttr('decryptionError', xmlSafe(finding.decryptionError));
+  const decrypted = finding.decrypted;
+  if (!decrypted) return element;
+  element.setAttr('cipherName', decrypted.cipherName);
+  element.setAttr('keyLength', decrypted.keyLength);
+  const inner: Context = { raw: decrypted.raw, timeZone: ctx.timeZone, budget: ctx.budget, smime: decrypted.findings };
+  const partID = part.partID === '' ? 'E' : `${part.partID}-E`;
+  const isMessage = decrypted.root.headers.some((f) => !f.name.toLowerCase().startsWith('content-') && f.name.toLowerCase() !== 'mime-version');
+  let shown: XmlElement;
+  if (isMessage) {
+    shown = new XmlElement('EMail', { partID });
+    appendHeaderElements(shown, decrypted.root.headers, ctx.timeZone);
+    shown.append(mimeElement(inner, decrypted.root, false).setAttr('partID', partID));
+  } else {
+    shown = mimeElement(inner, decrypted.root, false).setAttr('partID', partID);
+  }
+  ctx.budget = inner.budget;
+  element.append(shown);
   return element;
 }
 
@@ -253,7 +297,7 @@ function emailElement(ctx: Context, top: MimePart): XmlElement {
  * MIME element otherwise. An unknown partID is a ServiceError.
  */
 export function messageToXml(raw: Buffer, root: MimePart, options: MessageXmlOptions): XmlElement {
-  const ctx: Context = { raw, timeZone: options.timeZone, budget: options.totalSizeLimit ?? Number.POSITIVE_INFINITY };
+  const ctx: Context = { raw, timeZone: options.timeZone, budget: options.totalSizeLimit ?? Number.POSITIVE_INFINITY, smime: options.smime };
   if (options.partID === undefined || options.partID === '') return emailElement(ctx, root);
   const part = findPart(root, options.partID);
   if (!part) throw new ServiceError(`message part ${decodeRawHeader(options.partID)} not found`, 500);

@@ -564,6 +564,25 @@ export const migrations: readonly string[] = [
   );
   CREATE INDEX remote_sip_lease ON remote_sip(lease_owner);
   `,
+  // 23: the accounts' S/MIME material (src/store/smime.ts): the certificate and the private key
+  // sealed with the S/MIME password, and certificates collected from signed mail, per address.
+  `
+  CREATE TABLE smime_keys (
+    account_id BIGINT PRIMARY KEY REFERENCES accounts(id) ON DELETE CASCADE,
+    cert_pem   TEXT NOT NULL,
+    sealed_key TEXT NOT NULL,
+    issued     BOOLEAN NOT NULL,
+    updated    BIGINT NOT NULL
+  );
+  CREATE TABLE smime_peer_certificates (
+    account_id BIGINT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    address    TEXT COLLATE "C" NOT NULL,
+    cert_pem   TEXT NOT NULL,
+    not_after  BIGINT NOT NULL,
+    updated    BIGINT NOT NULL,
+    PRIMARY KEY (account_id, address)
+  );
+  `,
 ];
 
 /** The advisory lock key that serializes migrations between processes starting at once ('xims'). */

@@ -12,6 +12,7 @@ import { PgMail } from './mail.js';
 import { PgMeetings } from './meetings.js';
 import { PgRemoteSip } from './remote-sip.js';
 import { PgBilling } from './billing.js';
+import { PgSmime } from './smime.js';
 import { migrate, migrations, schemaVersion } from './migrations.js';
 import { PgQueue } from './queue.js';
 import { PgRegistrations } from './registrations.js';
@@ -51,6 +52,7 @@ export class PostgresStore implements Store {
   readonly meetings: PgMeetings;
   readonly remoteSip: PgRemoteSip;
   readonly billing: PgBilling;
+  readonly smime: PgSmime;
   readonly cluster: PgCluster;
   readonly shared: PgSharedState;
   readonly relay: PgRelay;
@@ -102,6 +104,7 @@ export class PostgresStore implements Store {
     this.meetings = new PgMeetings(db);
     this.remoteSip = new PgRemoteSip(db);
     this.billing = new PgBilling(db);
+    this.smime = new PgSmime(db);
     this.cluster = new PgCluster(db);
     this.shared = new PgSharedState(db);
     this.relay = new PgRelay(db);

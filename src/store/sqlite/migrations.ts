@@ -538,7 +538,8 @@ export const migrations: readonly string[] = [
   );
   CREATE INDEX sip_bindings_expires ON sip_bindings(expires);
   CREATE INDEX sip_bindings_node ON sip_bindings(node);
-  `,  // 21: meetings of the real-time applications (src/store/meetings.ts): named rendezvous points
+  `,
+  // 21: meetings of the real-time applications (src/store/meetings.ts): named rendezvous points
   // of an account's meeting sets, each with the task (and its node) that activated it, if any.
   `
   CREATE TABLE meetings (
@@ -596,5 +597,24 @@ export const migrations: readonly string[] = [
     PRIMARY KEY (account_id, name)
   );
   CREATE INDEX remote_sip_lease ON remote_sip(lease_owner);
+  `,
+  // 24: the accounts' S/MIME material (src/store/smime.ts): the certificate and the private key
+  // sealed with the S/MIME password, and certificates collected from signed mail, per address.
+  `
+  CREATE TABLE smime_keys (
+    account_id INTEGER PRIMARY KEY REFERENCES accounts(id) ON DELETE CASCADE,
+    cert_pem   TEXT NOT NULL,
+    sealed_key TEXT NOT NULL,
+    issued     INTEGER NOT NULL,
+    updated    INTEGER NOT NULL
+  );
+  CREATE TABLE smime_peer_certificates (
+    account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    address    TEXT NOT NULL,
+    cert_pem   TEXT NOT NULL,
+    not_after  INTEGER NOT NULL,
+    updated    INTEGER NOT NULL,
+    PRIMARY KEY (account_id, address)
+  ) WITHOUT ROWID;
   `,
 ];

@@ -36,6 +36,7 @@ import { SqliteMail } from './mail.js';
 import { SqliteMeetings } from './meetings.js';
 import { SqliteRemoteSip } from './remote-sip.js';
 import { SqliteBilling } from './billing.js';
+import { SqliteSmime } from './smime.js';
 import { SqliteQueue } from './queue.js';
 import { SqliteRegistrations } from './registrations.js';
 import { SqliteRelay } from './relay.js';
@@ -99,6 +100,7 @@ export class SqliteStore implements Store {
   readonly meetings: SqliteMeetings;
   readonly remoteSip: SqliteRemoteSip;
   readonly billing: SqliteBilling;
+  readonly smime: SqliteSmime;
   readonly cluster: SqliteCluster;
   readonly shared: SqliteSharedState;
   readonly relay: SqliteRelay;
@@ -168,6 +170,7 @@ export class SqliteStore implements Store {
     this.meetings = new SqliteMeetings(db);
     this.remoteSip = new SqliteRemoteSip(db);
     this.billing = new SqliteBilling(db);
+    this.smime = new SqliteSmime(db);
     this.cluster = new SqliteCluster(db);
     this.shared = new SqliteSharedState(db);
     this.relay = new SqliteRelay(db, lock !== undefined);

@@ -12,6 +12,7 @@ import { contentTypeOf, decodePartBody, findPart, findRelated, parseMime, partBy
 import { parseStructured } from '../../services/mime/params.js';
 import { el } from '../../xml/element.js';
 import { FOLDER_NOT_OPEN } from '../folders.js';
+import { smimeService, unlockedIdentity } from '../ops/smime.js';
 import type { Session } from '../session.js';
 import { UploadLimitError, UploadSessionClosed, type SpoolWriter } from '../uploads.js';
 import type { XimssServices } from '../services.js';
@@ -466,6 +467,28 @@ export async function serveExport(server: XimssServices, session: Session, path:
     };
   }
   return notFound(FOLDER_NOT_OPEN);
+}
+
+/**
+ * GET /Session/<id>/CertAndKey.pfx?PFXPassword=...[&PFXPassword1=...]: the spec's "Private Key
+ * and Certificate Export", a PKCS#12 file encrypted with PFXPassword. The session's S/MIME key
+ * must be unlocked; PFXPassword1, when given, must repeat PFXPassword.
+ */
+export function servePfxExport(server: XimssServices, session: Session, params: RequestParams): HttpReply {
+  const password = params.get('pfxpassword');
+  if (password === undefined || password === '') return textReply(400, 'the PFXPassword parameter is missing\n');
+  if (password.length > 1024) return textReply(400, 'the PFXPassword parameter is too long\n');
+  const repeated = params.get('pfxpassword1');
+  if (repeated !== undefined && repeated !== password) return textReply(400, 'PFXPassword1 is not the same as PFXPassword\n');
+  const identity = unlockedIdentity(session);
+  if (!identity) return textReply(403, 'the S/MIME Private Key is locked (use SMIMEUnlock)\n');
+  const pfx = smimeService(server).exportPfx(session.account, identity, password);
+  return {
+    status: 200,
+    body: pfx,
+    contentType: 'application/x-pkcs12',
+    headers: { 'Cache-Control': 'private, no-store', 'Content-Disposition': 'attachment; filename="CertAndKey.pfx"' },
+  };
 }
 
 /** Where the account's Profile vCard is kept: a file of its File Storage (CommuniGate Pro keeps it there too). */

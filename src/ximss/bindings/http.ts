@@ -27,7 +27,7 @@ import {
   type HttpReply,
 } from './http-session.js';
 import { CLIENT_ADDRESS_HEADER, CLUSTER_KEY_HEADER, forwardRequest } from './http-forward.js';
-import { serveDownload, serveExport, serveMimePart, serveProfile, storeUpload } from './http-resources.js';
+import { serveDownload, serveExport, serveMimePart, servePfxExport, serveProfile, storeUpload } from './http-resources.js';
 import { RESET_PATH, resetPasswordPage } from './reset-page.js';
 import type { TcpListener } from './tcp.js';
 import { batchProfile } from './request-limits.js';
@@ -48,9 +48,6 @@ const HEALTH_PATH = '/healthz';
 const READY_PATH = '/readyz';
 const METRICS_PATH = '/metrics';
 const SESSION_PATH = /^\/session\/([^/]+)(?:\/(.*))?$/i;
-/** The spec's other /Session/<id>/ resources, served once their sections exist. */
-const LATER_RESOURCES = new Set(['certandkey.pfx']);
-
 const STATUS_TEXT: Record<number, string> = { [SESSION_GONE]: 'Session Not Found' };
 
 /** Request parameters by lower-cased name: clients spell `userName`, `username`, `sessionID`... */
@@ -550,15 +547,13 @@ export class HttpListener {
     }
     if (resource === 'export') return this.send(req, res, await serveExport(this.engine.server, session, resourcePath, params));
     if (resource === 'profile') return this.send(req, res, await serveProfile(this.engine.server, session, resourcePath));
+    if (resource === 'certandkey.pfx') return this.send(req, res, servePfxExport(this.engine.server, session, params));
     if (resource === 'upload') {
       if (req.method === 'GET') {
         return this.send(req, res, textReply(405, 'upload with PUT or POST\n', { Allow: 'PUT, POST' }));
       }
       // The body is spooled to disk as it arrives, within the upload limits.
       return this.send(req, res, await storeUpload(session, resourcePath, req, params, this.log));
-    }
-    if (LATER_RESOURCES.has(resource)) {
-      return this.send(req, res, textReply(404, `/Session/<id>/${rest.split('/', 1)[0]} is not implemented by this server yet\n`));
     }
     const state = httpSessionOf(session);
     const isRequest = isPoll || resource === 'sync' || resource === 'async';

@@ -2,12 +2,14 @@ import { ServiceError } from '../../services/errors.js';
 import { Flag, parseFlagChange } from '../../services/mail/flags.js';
 import { parseSearch, SearchSyntaxError, type SearchOptions } from '../../services/mail/search.js';
 import { NOT_FOUND, type MailboxHandle } from '../../services/mail/service.js';
-import type { ChangeSet, MessageMeta } from '../../store/store.js';
+import { prepareMessage } from '../../services/mail/new-message.js';
+import type { ChangeSet, MessageMeta, NewMessage } from '../../store/store.js';
 import { messageToXml, parseMime } from '../../services/mime/index.js';
 import { DeadlineError, Slicer, sortInSlices } from '../../services/slices.js';
 import { el } from '../../xml/element.js';
 import { ianaTimeZone, parseGmt } from '../../xml/time.js';
 import { inSession, requiredAttr, type OperationTable, type SessionContext } from '../engine.js';
+import { requireUnlocked, smimeService } from './smime.js';
 import {
   appendFields,
   createOption,
@@ -73,15 +75,42 @@ const closeFolder = inSession((ctx) => {
 async function copyMessages(ctx: SessionContext, move: boolean): Promise<void> {
   const folder = openFolder(ctx.session, ctx.request);
   const targetName = requiredAttr(ctx.request, 'targetMailbox');
-  if (ctx.request.attrs.encrypt === 'yes' || ctx.request.attrs.decrypt === 'yes') {
-    throw new ServiceError('S/MIME encryption is not implemented yet');
-  }
   const uids = setUids(messageSet(ctx.request, folder), folder);
   const target = await ctx.server.mail.access(ctx.session.account, targetName, 'i', createOption(ctx.request));
-  const copied = await ctx.server.mail.copy(folder.box, uids, target, move);
+  const mode = ctx.request.attrs.encrypt === 'yes' ? 'encrypt' : ctx.request.attrs.decrypt === 'yes' ? 'decrypt' : undefined;
+  const copied = mode ? await copySmime(ctx, folder.box, uids, target, move, mode) : await ctx.server.mail.copy(folder.box, uids, target, move);
   if (ctx.request.attrs.report === 'uid') {
     for (const c of copied) ctx.send(el('messageAdded', { targetMailbox: targetName, UID: c.to }));
   }
+}
+
+/**
+ * messageCopy/messageMove with encrypt="yes" (each message encrypted with the user's own
+ * certificate) or decrypt="yes" (each encrypted message decrypted with the unlocked key):
+ * messages already so are copied as they are. Each copy keeps the original's flags and
+ * internal date; a move removes the originals once every copy is stored.
+ */
+async function copySmime(ctx: SessionContext, source: MailboxHandle, uids: readonly number[], target: MailboxHandle, move: boolean, mode: 'encrypt' | 'decrypt'): Promise<{ from: number; to: number }[]> {
+  const mail = ctx.server.mail;
+  const service = smimeService(ctx.server);
+  const unlocked = mode === 'decrypt' ? requireUnlocked(ctx.session) : undefined;
+  const own = mode === 'encrypt' ? await service.certificate(ctx.session.account) : undefined;
+  if (mode === 'encrypt' && !own) throw new ServiceError('the account has no S/MIME certificate (see SMIMESet)');
+  const copies: { from: number; prepared: NewMessage }[] = [];
+  for (const uid of uids) {
+    const meta = await mail.getMessage(source, uid);
+    const raw = meta ? await mail.readRaw(source, uid) : undefined;
+    if (!meta || !raw) continue;
+    const converted = mode === 'encrypt' ? service.encryptStored(raw, own!) : service.decryptStored(raw, unlocked!);
+    copies.push({ from: uid, prepared: prepareMessage(converted ?? raw, { flags: meta.flags & ~Flag.Deleted, keywords: meta.keywords, internalDate: meta.internalDate }) });
+  }
+  const added = copies.length > 0 ? await mail.append(target, copies.map((c) => c.prepared)) : [];
+  if (move && copies.length > 0) {
+    const from = copies.map((c) => c.from);
+    await mail.setFlags(source, from, { set: Flag.Deleted, clear: 0, addKeywords: [], removeKeywords: [] });
+    await mail.expunge(source, from);
+  }
+  return added.map((m, i) => ({ from: copies[i]!.from, to: m.uid }));
 }
 
 /**

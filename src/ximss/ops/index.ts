@@ -22,6 +22,7 @@ import { ruleOperations } from './rules.js';
 import { serviceOperations } from './service.js';
 import { signalOperations } from './signal.js';
 import { skinOperations } from './skins.js';
+import { smimeOperations } from './smime.js';
 import { spellerOperations } from './speller.js';
 import { taskOperations } from './tasks.js';
 
@@ -51,5 +52,6 @@ export function registerOperations(engine: Engine): void {
   engine.register(spellerOperations);
   engine.register(cliOperations);
   engine.register(remoteSipOperations);
+  engine.register(smimeOperations);
   engine.register(notImplementedOperations);
 }

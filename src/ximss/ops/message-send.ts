@@ -9,7 +9,7 @@ import { formatAddress } from '../../services/mime/compose.js';
 import type { XmlElement } from '../../xml/element.js';
 import { inSession, type OperationTable, type SessionContext } from '../engine.js';
 import { createOption, openFolder } from '../folders.js';
-import { composeFromRequest, internalDateAttr, readMessage, uidAttr } from './message.js';
+import { composeSecured, internalDateAttr, readMessage, uidAttr } from './message.js';
 
 /**
  * Spec section "Message Operations", the sending half: messageSubmit, messageRedirect,
@@ -147,9 +147,6 @@ export const messageSendOperations: OperationTable = {
     const { targetMailbox, flags, internalDate, dataset } = ctx.request.attrs;
     const email = ctx.request.element('EMail');
     if (!email) throw new ServiceError('the EMail element is missing');
-    if (email.attr('sign') === 'yes' || email.attr('encrypt') === 'yes' || email.element('EMail')) {
-      throw new ServiceError('not implemented yet: S/MIME signing and encryption');
-    }
     const envelope = ctx.request.elements('Envelope-To');
     const recipients = limitRecipients(
       envelope.length > 0
@@ -166,7 +163,8 @@ export const messageSendOperations: OperationTable = {
     if (dataset !== undefined && dataset !== '') checkDatasetPath(dataset);
 
     // One composition (one Message-ID, one Date): the stored copy keeps Bcc, the sent one not.
-    let composed = await composeFromRequest(ctx, { addMissing: true, omitBcc: false });
+    // Signed or encrypted (for the recipients' certificates) when the EMail element asks.
+    let composed = await composeSecured(ctx, { addMissing: true, omitBcc: false }, recipients.map((t) => t.address));
     const fields = parseHeaderBlock(composed).fields;
     const from = parseAddressList(headerValue(fields, 'From') ?? '')[0]?.address;
     // RFC 5322 3.6.2: a message without From gets the user's own; a From that is not the

@@ -7,6 +7,8 @@ import type { MailboxHandle } from '../../services/mail/service.js';
 import {
   composeMessage,
   findPart,
+  headerValue,
+  parseAddressList,
   messageToXml,
   parseMime,
   partBytes,
@@ -21,6 +23,7 @@ import { formatUtc, parseGmt } from '../../xml/time.js';
 import { inSession, type OperationTable, type SessionContext } from '../engine.js';
 import { createOption, openFolder, totalSizeLimitAttr } from '../folders.js';
 import { emptyDictionary } from '../session.js';
+import { requireUnlocked, smimeService, unlockedIdentity } from './smime.js';
 
 /** Spec section "Message Operations": reading and storing (sending is in message-send.ts). */
 
@@ -71,7 +74,14 @@ export async function readMessageReply(ctx: SessionContext, box: MailboxHandle, 
       partID: partID || undefined,
     });
   } else {
-    body = messageToXml(raw, root, { timeZone, totalSizeLimit: totalSizeLimitAttr(ctx.request), partID: partID || undefined });
+    // Signed parts verified, encrypted ones decrypted when the session's key is unlocked.
+    const service = smimeService(ctx.server);
+    const smime = await service.examine(raw, root, unlockedIdentity(ctx.session));
+    if (smime.size > 0) {
+      const from = parseAddressList(headerValue(root.headers, 'From') ?? '').map((a) => a.address);
+      await service.collect(ctx.session.account, smime, from);
+    }
+    body = messageToXml(raw, root, { timeZone, totalSizeLimit: totalSizeLimitAttr(ctx.request), partID: partID || undefined, smime });
   }
   return { body, ...(partID ? { partID } : {}), ...(mode ? { mode } : {}) };
 }
@@ -122,7 +132,12 @@ export function sessionResolver(ctx: SessionContext): PartResolver {
 export async function composeFromRequest(ctx: SessionContext, options: { addMissing: boolean; omitBcc: boolean }): Promise<Buffer> {
   const email = ctx.request.element('EMail');
   if (!email) throw new ServiceError('the EMail element is missing');
+  return composeElement(ctx, email, options);
+}
+
+async function composeElement(ctx: SessionContext, email: XmlElement, options: { addMissing: boolean; omitBcc: boolean; sevenBit?: boolean }): Promise<Buffer> {
   const raw = await composeMessage(email, sessionResolver(ctx), {
+    sevenBit: options.sevenBit,
     timeZone: ctx.session.timeZone,
     addMissing: options.addMissing,
     hostname: ctx.server.config.defaultDomain || hostname(),
@@ -131,6 +146,71 @@ export async function composeFromRequest(ctx: SessionContext, options: { addMiss
   });
   if (raw.length > ctx.server.config.limits.maxMessageBytes) throw new ServiceError('the message is too large');
   return raw;
+}
+
+function yesAttr(element: XmlElement, name: string): boolean {
+  return (element.attrs[name] ?? '').toLowerCase() === 'yes';
+}
+
+/** The S/MIME attributes of an EMail element, which the composer does not take. */
+const SMIME_ATTRS = new Set(['sign', 'encrypt', 'addressBook', 'addressBook1', 'addressBook2']);
+
+/**
+ * composeFromRequest, signed or encrypted as the topmost EMail element asks (spec "Message
+ * Operations", S/MIME): sign="yes" makes a multipart/signed message with the session's
+ * unlocked key; encrypt="yes" encrypts the single inner EMail element (itself signed when it
+ * has sign="yes"), or the message's own body when there is none, for `recipients` (their
+ * certificates: see SmimeService.recipientCertificate) and for the user's own certificate.
+ */
+export async function composeSecured(ctx: SessionContext, options: { addMissing: boolean; omitBcc: boolean }, recipients: readonly string[]): Promise<Buffer> {
+  const email = ctx.request.element('EMail');
+  if (!email) throw new ServiceError('the EMail element is missing');
+  const sign = yesAttr(email, 'sign');
+  const encrypt = yesAttr(email, 'encrypt');
+  const inner = email.elements('EMail');
+  if (!sign && !encrypt) {
+    if (inner.length > 0) throw new ServiceError('an inner EMail element needs encrypt="yes" on the topmost one');
+    return composeElement(ctx, withoutSmimeAttrs(email, false), options);
+  }
+  if (sign && encrypt) throw new ServiceError('the topmost EMail element cannot have both sign and encrypt (put sign on the inner EMail element)');
+  const service = smimeService(ctx.server);
+  if (sign) {
+    if (inner.length > 0) throw new ServiceError('an inner EMail element needs encrypt="yes" on the topmost one');
+    const identity = requireUnlocked(ctx.session);
+    return service.sign(await composeElement(ctx, withoutSmimeAttrs(email, false), { ...options, sevenBit: true }), identity);
+  }
+  if (inner.length > 1) throw new ServiceError('the encrypted EMail element may contain one inner EMail element only');
+  const own = await service.certificate(ctx.session.account);
+  if (!own) throw new ServiceError('the account has no S/MIME certificate (see SMIMESet)');
+  const certificates = [own];
+  for (const address of recipients) {
+    const found = await service.recipientCertificate(ctx.session.account, address, (a) => ctx.server.accounts.find(a));
+    if (!found) {
+      ctx.server.log.info({ event: 'smime.no_certificate', account: ctx.session.userName, address }, `no S/MIME certificate for ${address}`);
+      throw new ServiceError(`no S/MIME certificate for ${address}: cannot encrypt`);
+    }
+    certificates.push(found);
+  }
+  if (inner.length === 0) {
+    const raw = await composeElement(ctx, withoutSmimeAttrs(email, false), options);
+    return service.encrypt(raw, raw, certificates, true);
+  }
+  const innerElement = inner[0]!;
+  if (yesAttr(innerElement, 'encrypt') || innerElement.elements('EMail').length > 0) throw new ServiceError('the inner EMail element cannot be encrypted again');
+  const innerSigned = yesAttr(innerElement, 'sign');
+  const signer = innerSigned ? requireUnlocked(ctx.session) : undefined;
+  let content = await composeElement(ctx, withoutSmimeAttrs(innerElement, false), { addMissing: false, omitBcc: true, sevenBit: innerSigned });
+  if (signer) content = await service.sign(content, signer);
+  const outer = await composeElement(ctx, withoutSmimeAttrs(email, true), options);
+  return service.encrypt(outer, content, certificates, false);
+}
+
+/** A copy of an EMail element without the S/MIME attributes (and, for the outer one, without its body elements). */
+function withoutSmimeAttrs(email: XmlElement, headersOnly: boolean): XmlElement {
+  const attrs: Record<string, string> = {};
+  for (const key of Object.keys(email.attrs)) if (!SMIME_ATTRS.has(key)) attrs[key] = email.attrs[key]!;
+  const children = email.children.filter((c) => typeof c !== 'string' && !(headersOnly && (c.name === 'EMail' || c.name === 'MIME')));
+  return new XmlElement('EMail', attrs, children);
 }
 
 export function internalDateAttr(value: string | undefined): number | undefined {
@@ -187,7 +267,7 @@ export const messageOperations: OperationTable = {
     const { box, replace } = await appendTarget(ctx, createOption(ctx.request));
     const initial = parseInitialFlags(flags);
     const date = internalDateAttr(internalDate);
-    const raw = await composeFromRequest(ctx, { addMissing: false, omitBcc: false });
+    const raw = await composeSecured(ctx, { addMissing: false, omitBcc: false }, []);
     const message = prepareMessage(raw, { flags: initial.flags | Flag.Recent, keywords: initial.keywords, internalDate: date });
     const [added] = await mail.append(box, [message], { replace });
     if (ctx.request.attrs.report === 'uid' && added) {

@@ -8,9 +8,7 @@ import { anytime, type OperationTable } from '../engine.js';
  */
 const PENDING: Record<string, string> = {
   Login: 'x2AuthStart x2AuthComplete',
-  Service:
-    'listSpecPasswords',
-  'S/MIME': 'SMIMEUnlock SMIMELock SMIMEModifyPassword SMIMEGet SMIMESet',
+  Service: 'listSpecPasswords',
   'RPOP/RSIP/RIMAP': 'rpopList rpopUpdate rimapList rimapUpdate',
 };
 

@@ -9,6 +9,7 @@ import { knownTimeZoneNames } from '../../services/time-zones.js';
 import { anytime, inSession, type OperationTable, type SessionContext } from '../engine.js';
 import { emptyDictionary } from '../session.js';
 import { parseStrings, type Strings } from '../vocabulary.js';
+import { smimeStatusOptions } from './smime.js';
 
 /** Spec section "Service Operations" (plus the 6.2 session data and language operations). */
 
@@ -156,6 +157,7 @@ export const serviceOperations: OperationTable = {
       status.add(key, undefined, settingText(settings[key]));
     }
     if (session.account.recoveryEmail) status.add('PasswordRecovery', undefined, session.account.recoveryEmail);
+    status.append(...(await smimeStatusOptions(ctx.server, session)));
     status.add('timeout', { idle: session.idleTimeoutSeconds });
     ctx.send(status);
   }),
