@@ -9,6 +9,7 @@ import type { FileGuard, FileLimits, FileRecord, LockRecord, StoredAttribute, St
 import type { QueueStore } from './queue.js';
 import type { RegistrationStore } from './registrations.js';
 import type { RuleStore } from './rules.js';
+import type { RemoteMailStore } from './remote-mail.js';
 
 /**
  * The storage interface every service talks to. Asynchronous throughout, so that the
@@ -47,6 +48,8 @@ export interface Store {
   readonly meetings: MeetingStore;
   /** Account balances and their ledger (src/store/billing.ts). */
   readonly billing: BillingStore;
+  /** Remote POP and IMAP accounts and their fetch state (src/store/remote-mail.ts). */
+  readonly remoteMail: RemoteMailStore;
   readonly cluster: ClusterStore;
   readonly shared: SharedStateStore;
   /** Carries change events between the processes sharing the store (see src/bus/). */

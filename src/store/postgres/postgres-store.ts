@@ -11,6 +11,7 @@ import { Db, parseStoreUrl } from './db.js';
 import { PgMail } from './mail.js';
 import { PgMeetings } from './meetings.js';
 import { PgBilling } from './billing.js';
+import { PgRemoteMail } from './remote-mail.js';
 import { migrate, migrations, schemaVersion } from './migrations.js';
 import { PgQueue } from './queue.js';
 import { PgRegistrations } from './registrations.js';
@@ -49,6 +50,7 @@ export class PostgresStore implements Store {
   readonly registrations: PgRegistrations;
   readonly meetings: PgMeetings;
   readonly billing: PgBilling;
+  readonly remoteMail: PgRemoteMail;
   readonly cluster: PgCluster;
   readonly shared: PgSharedState;
   readonly relay: PgRelay;
@@ -99,6 +101,7 @@ export class PostgresStore implements Store {
     this.registrations = new PgRegistrations(db);
     this.meetings = new PgMeetings(db);
     this.billing = new PgBilling(db);
+    this.remoteMail = new PgRemoteMail(db);
     this.cluster = new PgCluster(db);
     this.shared = new PgSharedState(db);
     this.relay = new PgRelay(db);

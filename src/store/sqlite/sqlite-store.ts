@@ -35,6 +35,7 @@ import { privateDirectory, privateFile } from '../modes.js';
 import { SqliteMail } from './mail.js';
 import { SqliteMeetings } from './meetings.js';
 import { SqliteBilling } from './billing.js';
+import { SqliteRemoteMail } from './remote-mail.js';
 import { SqliteQueue } from './queue.js';
 import { SqliteRegistrations } from './registrations.js';
 import { SqliteRelay } from './relay.js';
@@ -97,6 +98,7 @@ export class SqliteStore implements Store {
   readonly registrations: SqliteRegistrations;
   readonly meetings: SqliteMeetings;
   readonly billing: SqliteBilling;
+  readonly remoteMail: SqliteRemoteMail;
   readonly cluster: SqliteCluster;
   readonly shared: SqliteSharedState;
   readonly relay: SqliteRelay;
@@ -165,6 +167,7 @@ export class SqliteStore implements Store {
     this.registrations = new SqliteRegistrations(db);
     this.meetings = new SqliteMeetings(db);
     this.billing = new SqliteBilling(db);
+    this.remoteMail = new SqliteRemoteMail(db);
     this.cluster = new SqliteCluster(db);
     this.shared = new SqliteSharedState(db);
     this.relay = new SqliteRelay(db, lock !== undefined);
