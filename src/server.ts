@@ -60,6 +60,7 @@ import { SessionManager } from './ximss/sessions.js';
 import { UploadSpool } from './ximss/uploads.js';
 import { Vocabulary } from './ximss/vocabulary.js';
 import { loadSecretBox } from './services/secret-box.js';
+import { RemoteMailService } from './services/remote-mail/service.js';
 import { SkinService } from './services/skins.js';
 import { SERVER_VERSION } from './version.js';
 import { createLogger, errorText, type Logger } from './log.js';
@@ -290,6 +291,8 @@ async function build(rawStore: Store, config: Config, log: Logger, options: Serv
         })
       : undefined;
   let httpPort = config.ports.http;
+  const secrets = loadSecretBox(config.secrets.keyFile || join(config.dataDir, 'secret.key'));
+  const remoteMail = new RemoteMailService({ store, accounts, secrets, config: config.remoteMail, node: node.id, hostName: config.defaultDomain || hostname(), log: log.child({ component: 'remoteMail' }), metrics });
   const passwordRecovery = new PasswordRecovery(store, accounts, queue, config.defaultDomain, () => config.publicUrl || `http://${config.defaultDomain}:${httpPort}`);
   const services: XimssServices = {
     config,
@@ -327,7 +330,8 @@ async function build(rawStore: Store, config: Config, log: Logger, options: Serv
     nonces: new NonceRegistry(config.defaultDomain),
     // The built-in skin's unnamed files hold the vocabularies (resources/skins/<Language>.json).
     vocabulary: new Vocabulary(RESOURCES + 'skins'),
-    secrets: loadSecretBox(config.secrets.keyFile || join(config.dataDir, 'secret.key')),
+    secrets,
+    remoteMail,
     skins: new SkinService({
       builtIn: RESOURCES + 'skins',
       server: config.skins.directory || join(config.dataDir, 'skins'),
@@ -435,6 +439,8 @@ async function build(rawStore: Store, config: Config, log: Logger, options: Serv
   undo.push(() => im.close());
   undo.push(() => calls.close());
   queue.start(delivery);
+  remoteMail.start(delivery);
+  undo.push(() => remoteMail.close());
   readiness.markStarted();
   log.info(
     {
@@ -467,6 +473,7 @@ async function build(rawStore: Store, config: Config, log: Logger, options: Serv
       services.sessions.endAll();
       calls.close();
       await Promise.all([tcp.close(), tcpTls?.close(), http.close(), https?.close(), smtp?.close()]);
+      await remoteMail.close();
       await queue.close();
       // The sessions' files are being deleted; wait for that, and remove any left.
       await uploads.close();

@@ -25,6 +25,7 @@ import type { SessionManager } from './sessions.js';
 import type { UploadSpool } from './uploads.js';
 import type { Vocabulary } from './vocabulary.js';
 import type { SecretBox } from '../services/secret-box.js';
+import type { RemoteMailService } from '../services/remote-mail/service.js';
 import type { SkinService } from '../services/skins.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
@@ -80,6 +81,8 @@ export interface XimssServices {
   readonly vocabulary: Vocabulary;
   /** Seals the secrets the server must use again in clear (remote accounts' passwords, OTP seeds). */
   readonly secrets: SecretBox;
+  /** Remote POP and IMAP accounts: their records and the poller (src/services/remote-mail/). */
+  readonly remoteMail: RemoteMailService;
   /** Skins and configuration files (skinList, skinFileRead, readConfigFile...). */
   readonly skins: SkinService;
   /**

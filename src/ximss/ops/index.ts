@@ -16,6 +16,7 @@ import { notImplementedOperations } from './not-implemented.js';
 import { preferenceOperations } from './preferences.js';
 import { preLoginOperations } from './prelogin.js';
 import { remoteHttpOperations } from './remote-http.js';
+import { remoteMailOperations } from './remote-mail.js';
 import { ruleOperations } from './rules.js';
 import { serviceOperations } from './service.js';
 import { signalOperations } from './signal.js';
@@ -47,5 +48,6 @@ export function registerOperations(engine: Engine): void {
   engine.register(skinOperations);
   engine.register(billingOperations);
   engine.register(spellerOperations);
+  engine.register(remoteMailOperations);
   engine.register(notImplementedOperations);
 }

@@ -11,7 +11,7 @@ const PENDING: Record<string, string> = {
   Service:
     'listSpecPasswords cliExecute',
   'S/MIME': 'SMIMEUnlock SMIMELock SMIMEModifyPassword SMIMEGet SMIMESet',
-  'RPOP/RSIP/RIMAP': 'rpopList rpopUpdate rsipList rsipUpdate rimapList rimapUpdate',
+  'RPOP/RSIP/RIMAP': 'rsipList rsipUpdate',
 };
 
 export const notImplementedOperations: OperationTable = Object.fromEntries(
