@@ -76,8 +76,9 @@ export interface RemoteMailStore {
   /**
    * Adds the record, or replaces the account's record of that kind and name (its fetch state
    * kept when kind, host, port and user are the same, else dropped). The record becomes due
-   * at `now`. 'limit' (nothing written) when it is new and the account has `maxPerAccount`
-   * records (of both kinds) already.
+   * at `now`, and a poll under way loses its lease (it records nothing more: the next poll
+   * uses the new settings). 'limit' (nothing written) when it is new and the account has
+   * `maxPerAccount` records (of both kinds) already.
    */
   put(accountId: number, kind: RemoteMailKind, name: string, settings: RemoteMailSettings, now: number, maxPerAccount: number): Promise<RemoteMailPutResult>;
   /** Removes the record and its fetch state; false when there was none. */

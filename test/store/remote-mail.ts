@@ -89,6 +89,14 @@ export function remoteMailContract(fresh: FreshStore): void {
       assert.equal(after.lastPoll, T + 160);
       assert.equal(after.nextPoll, T + 10_000);
       assert.equal((await r.claimDue(T + 9_999, 100, { owner: n1, until: T + 20_000 })).filter((x) => x.accountId === a.id && x.name === 'due').length, 0, 'not due yet');
+      // A replacement while a poll runs: the poll loses its lease, the record is due at once.
+      const [held] = (await r.claimDue(T + 10_000, 100, { owner: n1, until: T + 20_000 })).filter((x) => x.accountId === a.id && x.name === 'due');
+      assert.ok(held);
+      assert.equal(await r.put(a.id, 'pop', 'due', settings({ interval: 60 }), T + 10_001, 10), 'replaced');
+      assert.equal(await r.markSeen(id, n1, 'late', T), false, 'the old poll records nothing');
+      assert.equal(await r.finish(id, n1, { time: T + 10_002, nextPoll: T + 99_999, error: 'stale' }), false);
+      const fresh = (await r.get(a.id, 'pop', 'due'))!;
+      assert.deepEqual([fresh.leaseOwner, fresh.nextPoll, fresh.lastError], [null, T + 10_001, null]);
     });
 
     it('failures count up and a success resets them', async () => {

@@ -30,7 +30,7 @@ const SQL = {
   update: {
     name: 'remoteMail.update',
     text: `UPDATE remote_mail SET host = $2, port = $3, tls = $4, user_name = $5, password = $6, leave = $7, interval_seconds = $8,
-             mailbox = $9, next_poll = $10, failures = 0, last_error = NULL
+             mailbox = $9, next_poll = $10, failures = 0, last_error = NULL, lease_owner = NULL, lease_until = NULL
            WHERE id = $1`,
   },
   resetState: { name: 'remoteMail.resetState', text: 'UPDATE remote_mail SET uid_validity = NULL, last_uid = 0, last_poll = NULL WHERE id = $1' },

@@ -35,7 +35,8 @@ export class SqliteRemoteMail implements RemoteMailStore {
       insert: `INSERT INTO remote_mail (account_id, kind, name, host, port, tls, user_name, password, leave, interval_seconds, mailbox, next_poll)
                VALUES (@account, @kind, @name, @host, @port, @tls, @user, @password, @leave, @interval, @mailbox, @now)`,
       update: `UPDATE remote_mail SET host = @host, port = @port, tls = @tls, user_name = @user, password = @password, leave = @leave,
-                 interval_seconds = @interval, mailbox = @mailbox, next_poll = @now, failures = 0, last_error = NULL
+                 interval_seconds = @interval, mailbox = @mailbox, next_poll = @now, failures = 0, last_error = NULL,
+                 lease_owner = NULL, lease_until = NULL
                WHERE id = @id`,
       resetState: 'UPDATE remote_mail SET uid_validity = NULL, last_uid = 0, last_poll = NULL WHERE id = ?',
       dropSeen: 'DELETE FROM remote_mail_seen WHERE record_id = ?',
