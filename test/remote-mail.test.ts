@@ -16,7 +16,7 @@ import { after, before, describe, test } from 'node:test';
 import { XmlElement } from '../src/xml/element.js';
 import type { RemoteMailKind } from '../src/store/remote-mail.js';
 import { startDovecot, type DovecotServer } from './fixtures/dovecot.js';
-import { eventually, fails, freePort, ok, startTestServer, storedMessages, type TestServer, type XimssClient } from './helpers.js';
+import { capturingLogger, eventually, fails, freePort, ok, startTestServer, storedMessages, type TestServer, type XimssClient } from './helpers.js';
 
 const REMOTE_CONFIG = {
   remoteMail: { allowPrivate: true, minIntervalSeconds: 1, defaultIntervalSeconds: 1, timeoutSeconds: 2, leaseSeconds: 10, maxBackoffSeconds: 2, recordsPerAccount: 4 },
@@ -218,6 +218,33 @@ describe('a restart between polls', () => {
       await first.stop();
     }
   });
+});
+
+describe('limits while polling', () => {
+  for (const kind of ['pop', 'imap'] as const) {
+    test(`${kind}: at most messagesPerPoll per poll (the rest soon after); a message over maxMessageBytes stays on the server, named in the error`, async () => {
+      const capture = capturingLogger('info');
+      const limited = await startTestServer({ remoteMail: { ...REMOTE_CONFIG.remoteMail, messagesPerPoll: 2, maxMessageBytes: 1024 } }, { log: capture.log });
+      try {
+        const remote = remoteUser();
+        for (let i = 1; i <= 5; i++) dovecot.deliver(remote, message(`${kind} small ${i}`));
+        dovecot.deliver(remote, message(`${kind} big`, `X-Filler: ${'z'.repeat(2000)}\r\n`));
+        const { address, client } = await localUser(limited);
+        await ok(client, update(kind, recordElement(kind, 'lim', dict(kind, remote, { leave: 'NO' }))));
+        await eventually(async () => (await storedMessages(limited, address, 'INBOX')).length === 5, 'the five small ones', 30_000);
+        const record = await eventually(async () => (await listRecords(client, kind))[0]!.attrs.errorText, 'the size error', 30_000);
+        assert.match(record, /^1 message\(s\) larger than 1024 bytes left on the server/);
+        await eventually(() => dovecot.remaining(remote) === 1, 'only the big one left', 30_000);
+        assert.deepEqual(subjects(await storedMessages(limited, address, 'INBOX')), [1, 2, 3, 4, 5].map((i) => `${kind} small ${i}`));
+        const polls = capture.events('remoteMail.polled').concat(capture.events('remoteMail.poll_failed'));
+        assert.ok(polls.length >= 3, `several polls: ${polls.length}`);
+        for (const p of polls) assert.ok((p.fetched as number) <= 2, `fetched ${String(p.fetched)} in one poll`);
+        assert.ok(capture.events('remoteMail.polled').some((p) => p.more === true), 'a poll said more was waiting');
+      } finally {
+        await limited.stop();
+      }
+    });
+  }
 });
 
 describe('records: rpopUpdate / rimapUpdate / lists', () => {
