@@ -20,7 +20,7 @@ import { passwordVerifier } from '../src/services/passwords.js';
 import { SmtpListener } from '../src/transports/smtp/inbound.js';
 import { XmlElement } from '../src/xml/element.js';
 import { parseXml } from '../src/xml/parser.js';
-import { deliverRaw, eventually, expectError, expectOk, freeSipPort, httpRequest, loginWithUrlId, raceNoop, rfc822, startTestServer, XimssClient, type TestServer } from './helpers.js';
+import { deliverRaw, eventually, expectError, expectOk, freeSipPort, httpRequest, loginWithUrlId, raceNoop, rfc822, startTestServer, storedMessages, XimssClient, type TestServer } from './helpers.js';
 import { SmtpWire } from './fixtures/smtp-wire.js';
 
 /** How much the process's resident memory may grow during one attack (server and attacker share the process). */
@@ -1283,6 +1283,14 @@ describe('abuse: remote POP and IMAP accounts', () => {
         for (let i = 0; i < 2000; i++) socket.write(chunk);
       } else socket.write('+OK\r\n');
     });
+    // A message whose header lines are long and odd (a From of 60000 characters without an address).
+    const odd = await hostilePop3((line, socket) => {
+      const command = line.split(' ')[0]!.toUpperCase();
+      if (command === 'UIDL') socket.write('+OK\r\n1 odd\r\n.\r\n');
+      else if (command === 'LIST') socket.write('+OK\r\n1 60100\r\n.\r\n');
+      else if (command === 'RETR') socket.write(`+OK\r\nFrom: <${'a'.repeat(60_000)}\r\nReturn-Path: ${'<'.repeat(900)}\r\nSubject: odd\r\n\r\nbody\r\n.\r\n`);
+      else socket.write('+OK\r\n');
+    });
     try {
       const client = await allowedClient(server, 'rpophostile');
       const rss = watchRss();
@@ -1300,9 +1308,18 @@ describe('abuse: remote POP and IMAP accounts', () => {
       assert.equal(errors.flood, `message 1 is larger than ${64 * 1024} bytes`);
       assertWithinBudget(rss.stop(), 64 * 1024 * 1024);
       await assertServes(victim);
+      // The odd message is delivered (with the null reverse path), and the server answers meanwhile.
+      const oddUser = await server.newAccount('rpopodd');
+      await server.services.accounts.setSettings((await server.services.accounts.find(oddUser))!, { RPOPAllowed: 'Yes' });
+      const oddClient = (await server.login(oddUser, 'secret')).client;
+      expectOk(await oddClient.request(`<rpopUpdate>${record('rpopRecord', 'odd', { domain: `127.0.0.1:${odd.port}`, authName: 'u', password: 'p', leave: 'NO' })}</rpopUpdate>`));
+      await eventually(async () => (await storedMessages(server, oddUser, 'INBOX')).length === 1, 'the odd message', 20_000);
+      assert.match((await storedMessages(server, oddUser, 'INBOX'))[0]!.raw.toString('latin1'), /^Return-Path: <>\r\n/);
+      await assertServes(victim);
     } finally {
       endless.close();
       flood.close();
+      odd.close();
     }
   });
 

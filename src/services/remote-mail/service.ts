@@ -76,8 +76,12 @@ function remoteTag(record: Pick<RemoteMailRecord, 'host' | 'port' | 'user'>): st
 function senderOf(raw: Buffer): string {
   const end = raw.indexOf('\r\n\r\n');
   const header = raw.subarray(0, end < 0 ? Math.min(raw.length, 65536) : Math.min(end, 65536)).toString('latin1');
-  for (const field of ['Return-Path', 'From']) {
-    const m = new RegExp(`^${field}:[^\\r\\n]*?<?([^\\s<>@"]+@[^\\s<>@"]+)>?`, 'im').exec(header);
+  for (const field of ['return-path', 'from']) {
+    // The field's first line, at most a line's worth (RFC 5322: 998): the address is looked for in that only.
+    const start = header.toLowerCase().search(new RegExp(`(^|\\n)${field}:`));
+    if (start < 0) continue;
+    const line = header.slice(start).replace(/^\n/, '').slice(field.length + 1, 1000).split(/\r?\n/)[0]!;
+    const m = /<([^<>\s"]+@[^<>\s"]+)>/.exec(line) ?? /([^<>\s",;:]+@[^<>\s",;]+)/.exec(line);
     if (m) return m[1]!;
   }
   return '';
@@ -262,6 +266,8 @@ export class RemoteMailService {
       }
       error = err instanceof Pop3Error || err instanceof ServiceError ? err.message : imapErrorText(err);
     }
+    // What a remote server said goes into an XML attribute and the log: printable, and short.
+    if (error !== null) error = error.replace(/[\u0000-\u001f\u007f-\u009f\ufffe\uffff]/g, '?').slice(0, 500);
     const now = Date.now();
     const failures = error === null ? 0 : record.failures + 1;
     const backoff = Math.min(record.interval * 1000 * 2 ** Math.min(failures - 1, 20), Math.max(config.maxBackoffSeconds, record.interval) * 1000);
@@ -334,7 +340,7 @@ export class RemoteMailService {
           if (!record.leave) await client.delete(number);
           continue;
         }
-        if (fetched >= config.messagesPerPoll) {
+        if (fetched >= config.messagesPerPoll || this.closed) {
           more = true;
           break;
         }
@@ -399,8 +405,14 @@ export class RemoteMailService {
       const pending = listed.filter((m) => m.uid > lastUid).sort((a, b) => a.uid - b.uid);
       let fetched = 0;
       const skipped: string[] = [];
+      let stopped = false;
       for (const message of pending.slice(0, config.messagesPerPoll)) {
         if (leaseLost()) throw new LeaseLost();
+        // The server is stopping: what is done is recorded, the rest comes with the next poll.
+        if (this.closed) {
+          stopped = true;
+          break;
+        }
         if ((message.size ?? 0) > config.maxMessageBytes) {
           skipped.push(`UID ${message.uid}`);
         } else {
@@ -415,7 +427,7 @@ export class RemoteMailService {
         if (!(await store.remoteMail.setImapState(record.id, node, validity, lastUid))) throw new LeaseLost();
       }
       await client.logout();
-      return { fetched, more: pending.length > config.messagesPerPoll, skipped };
+      return { fetched, more: stopped || pending.length > config.messagesPerPoll, skipped };
     } finally {
       client.close();
     }
