@@ -342,6 +342,8 @@ export interface Config {
     maxBackoffSeconds: number;
     /** Remote servers at private or loopback addresses may be polled (off: refused, as retrieveXML refuses them). */
     allowPrivate: boolean;
+    /** PEM file of the CAs that remote servers' certificates are checked against; '' = the system's. */
+    caFile: string;
   };
   billing: {
     /** The balance an operation uses when it names none: a currency code of 3 letters (USD). */
@@ -527,7 +529,7 @@ export function defaultConfig(): Config {
     apps: { directory: '', tasksPerAccount: 20, tasksPerNode: 1000, meetingDays: 30, meetingsPerAccount: 1000 },
     skins: { directory: '', domainDirectory: '', maxFileBytes: 1024 * 1024, maxFiles: 2000 },
     secrets: { keyFile: '' },
-    remoteMail: { poll: true, recordsPerAccount: 10, minIntervalSeconds: 300, maxIntervalSeconds: 7 * 86_400, defaultIntervalSeconds: 900, maxMessageBytes: 50 * 1024 * 1024, messagesPerPoll: 200, timeoutSeconds: 60, concurrency: 4, leaseSeconds: 300, maxBackoffSeconds: 6 * 3600, allowPrivate: false },
+    remoteMail: { poll: true, recordsPerAccount: 10, minIntervalSeconds: 300, maxIntervalSeconds: 7 * 86_400, defaultIntervalSeconds: 900, maxMessageBytes: 50 * 1024 * 1024, messagesPerPoll: 200, timeoutSeconds: 60, concurrency: 4, leaseSeconds: 300, maxBackoffSeconds: 6 * 3600, allowPrivate: false, caFile: '' },
     billing: { currency: 'USD', maxAmount: 1_000_000_000, maxBalance: 1_000_000_000_000, historyLimit: 500 },
     outbound: {
       relay: '',
@@ -811,6 +813,7 @@ const configSchema = z.strictObject({
     leaseSeconds: seconds(),
     maxBackoffSeconds: seconds(),
     allowPrivate: z.boolean(),
+    caFile: z.string(),
   }),
   billing: z.strictObject({
     currency: text((s) => /^[A-Z]{3}$/.test(s), 'must be a currency code of 3 capital letters (such as USD)'),

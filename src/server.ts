@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { hostname, networkInterfaces } from 'node:os';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
@@ -292,7 +293,7 @@ async function build(rawStore: Store, config: Config, log: Logger, options: Serv
       : undefined;
   let httpPort = config.ports.http;
   const secrets = loadSecretBox(config.secrets.keyFile || join(config.dataDir, 'secret.key'));
-  const remoteMail = new RemoteMailService({ store, accounts, secrets, config: config.remoteMail, node: node.id, hostName: config.defaultDomain || hostname(), log: log.child({ component: 'remoteMail' }), metrics });
+  const remoteMail = new RemoteMailService({ store, accounts, secrets, config: config.remoteMail, node: node.id, hostName: config.defaultDomain || hostname(), log: log.child({ component: 'remoteMail' }), metrics, tls: remoteMailTls(config) });
   const passwordRecovery = new PasswordRecovery(store, accounts, queue, config.defaultDomain, () => config.publicUrl || `http://${config.defaultDomain}:${httpPort}`);
   const services: XimssServices = {
     config,
@@ -549,6 +550,17 @@ function startMediaGateway(config: Config, log: Logger, metrics: Metrics): Media
   metrics.counter('ximssd_media_late_frames_total', 'Frames ticked more than half a frame late, or skipped', () => sharedFrameClock.stats().lateFrames);
   log.info({ event: 'media.ready', publicAddress, relay: config.media.relay, ports: `${config.sip.mediaPorts.min}-${config.sip.mediaPorts.max}` }, 'media gateway ready');
   return gateway;
+}
+
+/** The TLS options of connections to remote mail servers: the CAs of remoteMail.caFile, when set. */
+function remoteMailTls(config: Config): { ca: Buffer } | undefined {
+  const file = config.remoteMail.caFile;
+  if (file === '') return undefined;
+  try {
+    return { ca: readFileSync(file) };
+  } catch (err) {
+    throw new Error(`remoteMail.caFile: cannot read ${file}: ${errorText(err)}`, { cause: err });
+  }
 }
 
 /** The address media is reached at (see config.media.publicAddress). */

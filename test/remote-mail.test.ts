@@ -11,7 +11,10 @@
  * lastPoll and the stored messages, with deadlines only so that a lost poll fails.
  */
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { XmlElement } from '../src/xml/element.js';
 import type { RemoteMailKind } from '../src/store/remote-mail.js';
@@ -19,8 +22,11 @@ import { startDovecot, type DovecotServer } from './fixtures/dovecot.js';
 import { capturingLogger, eventually, fails, freePort, ok, startTestServer, storedMessages, type TestServer, type XimssClient } from './helpers.js';
 
 const REMOTE_CONFIG = {
-  remoteMail: { allowPrivate: true, minIntervalSeconds: 1, defaultIntervalSeconds: 1, timeoutSeconds: 2, leaseSeconds: 10, maxBackoffSeconds: 2, recordsPerAccount: 4 },
+  remoteMail: { allowPrivate: true, minIntervalSeconds: 1, defaultIntervalSeconds: 1, timeoutSeconds: 2, leaseSeconds: 10, maxBackoffSeconds: 2, recordsPerAccount: 4, caFile: '' },
 };
+/** The remote server's certificate (for 127.0.0.1), trusted through remoteMail.caFile. */
+const caDir = mkdtempSync(join(tmpdir(), 'rmail-ca-'));
+const CA_FILE = join(caDir, 'ca.pem');
 
 let dovecot: DovecotServer;
 let server: TestServer;
@@ -28,12 +34,22 @@ let remoteUsers = 0;
 const REMOTE_PASSWORD = 'remote-Secret-4471';
 
 before(async () => {
-  dovecot = await startDovecot(Array.from({ length: 16 }, (_, i) => ({ name: `r${i + 1}`, password: REMOTE_PASSWORD })));
+  const { generate } = await import('selfsigned');
+  const pems = await generate([{ name: 'commonName', value: 'remote.test' }], {
+    keyType: 'ec',
+    curve: 'P-256',
+    algorithm: 'sha256',
+    extensions: [{ name: 'subjectAltName', altNames: [{ type: 7, ip: '127.0.0.1' }] }],
+  });
+  writeFileSync(CA_FILE, pems.cert);
+  REMOTE_CONFIG.remoteMail.caFile = CA_FILE;
+  dovecot = await startDovecot(Array.from({ length: 16 }, (_, i) => ({ name: `r${i + 1}`, password: REMOTE_PASSWORD })), { cert: pems.cert, key: pems.private });
   server = await startTestServer(REMOTE_CONFIG);
 });
 after(async () => {
   await server?.stop();
   await dovecot?.stop();
+  rmSync(caDir, { recursive: true, force: true });
 });
 
 /** A remote user of its own (a fresh Maildir). */
@@ -188,6 +204,42 @@ for (const kind of ['pop', 'imap'] as const) {
     });
   });
 }
+
+describe('TLS', () => {
+  for (const kind of ['pop', 'imap'] as const) {
+    test(`${kind}: STARTTLS on the plain port and TLS from the first byte, the certificate checked against remoteMail.caFile`, async () => {
+      const remote = remoteUser();
+      dovecot.deliver(remote, message(`${kind} over tls`));
+      const { address, client } = await localUser();
+      const tlsPort = kind === 'pop' ? dovecot.pop3sPort! : dovecot.imapsPort!;
+      await ok(
+        client,
+        update(
+          kind,
+          recordElement(kind, 'starttls', dict(kind, remote, { TLS: 'STARTTLS' })),
+          recordElement(kind, 'tls', { ...dict(kind, remote, { TLS: 'YES' }), domain: `127.0.0.1:${tlsPort}` }),
+        ),
+      );
+      await eventually(async () => {
+        const list = await listRecords(client, kind);
+        return list.length === 2 && list.every((r) => r.attrs.timeCompleted !== undefined && r.attrs.errorText === undefined);
+      }, 'both polled without an error', 20_000);
+      // Both records fetched the one message; each record delivers it (they are two records).
+      await eventually(async () => (await storedMessages(server, address, 'INBOX')).length === 2, 'a copy per record', 20_000);
+      // A server whose certificate is not trusted (another server's CA): refused.
+      const strict = await startTestServer({ ...REMOTE_CONFIG, remoteMail: { ...REMOTE_CONFIG.remoteMail, caFile: '' } });
+      try {
+        const other = await localUser(strict);
+        await ok(other.client, update(kind, recordElement(kind, 'untrusted', { ...dict(kind, remote, { TLS: 'YES' }), domain: `127.0.0.1:${tlsPort}` })));
+        const error = await eventually(async () => (await listRecords(other.client, kind))[0]?.attrs.errorText, 'the certificate error', 20_000);
+        assert.match(error, /certificate/i);
+        assert.deepEqual(await storedMessages(strict, other.address, 'INBOX'), []);
+      } finally {
+        await strict.stop();
+      }
+    });
+  }
+});
 
 describe('a restart between polls', () => {
   test('a server restarted on the same data fetches nothing twice (POP3 and IMAP, leave on server)', async () => {

@@ -151,7 +151,8 @@ export class Pop3Client {
     plain.removeAllListeners('timeout');
     plain.removeAllListeners('close');
     plain.setTimeout(0);
-    const secure = tls.connect({ socket: plain, servername: net.isIP(this.options.servername) ? undefined : this.options.servername, ...this.options.tls });
+    // `host` names what the certificate must match (Node checks "localhost" otherwise).
+    const secure = tls.connect({ socket: plain, host: this.options.servername, servername: net.isIP(this.options.servername) ? undefined : this.options.servername, ...this.options.tls });
     this.socket = secure;
     this.attach(secure);
     await this.connected('secureConnect');
