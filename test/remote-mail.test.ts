@@ -292,11 +292,43 @@ describe('limits while polling', () => {
         assert.ok(polls.length >= 3, `several polls: ${polls.length}`);
         for (const p of polls) assert.ok((p.fetched as number) <= 2, `fetched ${String(p.fetched)} in one poll`);
         assert.ok(capture.events('remoteMail.polled').some((p) => p.more === true), 'a poll said more was waiting');
+        const metrics = await limited.services.metrics.text();
+        assert.match(metrics, new RegExp(`^ximssd_remote_mail_fetched_total\\{kind="${kind}"\\} 5$`, 'm'));
+        assert.match(metrics, new RegExp(`^ximssd_remote_mail_errors_total\\{kind="${kind}"\\} [1-9]`, 'm'), 'the size errors counted');
       } finally {
         await limited.stop();
       }
     });
   }
+});
+
+describe('IMAP UIDVALIDITY', () => {
+  test('a new UIDVALIDITY of the remote INBOX fetches it again from the start (logged), and goes on from there', async () => {
+    const capture = capturingLogger('info');
+    const watched = await startTestServer(REMOTE_CONFIG, { log: capture.log });
+    try {
+      const remote = remoteUser();
+      dovecot.deliver(remote, message('validity one'));
+      const { address, client } = await localUser(watched);
+      await ok(client, update('imap', recordElement('imap', 'v', dict('imap', remote))));
+      await eventually(async () => (await storedMessages(watched, address, 'INBOX')).length === 1, 'the first', 20_000);
+      const before = (await stored(watched, address, 'imap', 'v'))!;
+      assert.ok(before.uidValidity !== null && before.lastUid >= 1);
+      // Dovecot numbers a Maildir afresh when its uidlist and indexes are gone: a new UIDVALIDITY
+      // from the clock's second, so a second after the first one.
+      await eventually(() => Math.floor(Date.now() / 1000) > before.uidValidity!, 'a later second', 5000);
+      dovecot.resetUids(remote);
+      dovecot.deliver(remote, message('validity two'));
+      await eventually(() => capture.events('remoteMail.uidvalidity_changed').length > 0, 'the change noticed', 20_000);
+      await eventually(async () => (await storedMessages(watched, address, 'INBOX')).length === 3, 'both fetched again under the new UIDVALIDITY', 20_000);
+      const after = (await stored(watched, address, 'imap', 'v'))!;
+      assert.notEqual(after.uidValidity, before.uidValidity);
+      await nextPoll(watched, address, 'imap', 'v');
+      assert.deepEqual(subjects(await storedMessages(watched, address, 'INBOX')), ['validity one', 'validity one', 'validity two'], 'then nothing more');
+    } finally {
+      await watched.stop();
+    }
+  });
 });
 
 describe('records: rpopUpdate / rimapUpdate / lists', () => {
