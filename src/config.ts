@@ -362,6 +362,37 @@ export interface Config {
     /** Password operations (scrypt, 32 MiB each) running at once on a node; more wait, and past 8 times this many are refused as busy. */
     passwordWorkers: number;
   };
+  /**
+   * Remote POP and IMAP accounts (src/services/remote-mail/: the XIMSS rpop and rimap operations): records an
+   * account keeps of mailboxes on other servers, polled by the server and delivered here
+   * through the account's Mail Rules.
+   */
+  remoteMail: {
+    /** Off: nothing is polled (the records can still be listed and edited). */
+    poll: boolean;
+    /** Records (RPOP and RIMAP together) one account may have. */
+    recordsPerAccount: number;
+    /** The shortest and longest polling interval a record may ask for, and the one it gets when it names none, seconds. */
+    minIntervalSeconds: number;
+    maxIntervalSeconds: number;
+    defaultIntervalSeconds: number;
+    /** A remote message larger than this is left where it is (and named in the record's error), bytes. */
+    maxMessageBytes: number;
+    /** Messages one poll fetches at most (the rest come with the next poll, soon after). */
+    messagesPerPoll: number;
+    /** A remote server silent this long (connecting, or between replies) fails the poll, seconds. */
+    timeoutSeconds: number;
+    /** Polls one node runs at once. */
+    concurrency: number;
+    /** How long a node holds a record it polls before another may take it (renewed while the poll runs), seconds. */
+    leaseSeconds: number;
+    /** A failing record is tried again after its interval, doubled per failure up to this, seconds. */
+    maxBackoffSeconds: number;
+    /** Remote servers at private or loopback addresses may be polled (off: refused, as retrieveXML refuses them). */
+    allowPrivate: boolean;
+    /** PEM file of the CAs that remote servers' certificates are checked against; '' = the system's. */
+    caFile: string;
+  };
   billing: {
     /** The balance an operation uses when it names none: a currency code of 3 letters (USD). */
     currency: string;
@@ -549,6 +580,7 @@ export function defaultConfig(): Config {
     remoteSip: { recordsPerAccount: 5, minExpires: 60, maxExpires: 86_400, defaultExpires: 3600, scanSeconds: 15, leaseSeconds: 60, retryMinSeconds: 30, retryMaxSeconds: 1800, registrationsPerNode: 10_000 },
     secrets: { keyFile: '' },
     smime: { maxUnlockSeconds: 8 * 3600, maxMessageBytes: 16 * 1024 * 1024, maxPfxBytes: 256 * 1024, keyBits: 2048, certificateDays: 730, peerCertificates: 2000, maxUnlockFailures: 10, passwordWorkers: 2 },
+    remoteMail: { poll: true, recordsPerAccount: 10, minIntervalSeconds: 300, maxIntervalSeconds: 7 * 86_400, defaultIntervalSeconds: 900, maxMessageBytes: 50 * 1024 * 1024, messagesPerPoll: 200, timeoutSeconds: 60, concurrency: 4, leaseSeconds: 300, maxBackoffSeconds: 6 * 3600, allowPrivate: false, caFile: '' },
     billing: { currency: 'USD', maxAmount: 1_000_000_000, maxBalance: 1_000_000_000_000, historyLimit: 500 },
     outbound: {
       relay: '',
@@ -845,6 +877,21 @@ const configSchema = z.strictObject({
     maxUnlockFailures: number((n) => Number.isInteger(n) && n >= 1 && n <= 1000, 'must be a whole number, 1 to 1000'),
     passwordWorkers: number((n) => Number.isInteger(n) && n >= 1 && n <= 64, 'must be a whole number, 1 to 64'),
   }),
+  remoteMail: z.strictObject({
+    poll: z.boolean(),
+    recordsPerAccount: number((n) => Number.isInteger(n) && n >= 0 && n <= 1000, 'must be a whole number, 0 to 1000'),
+    minIntervalSeconds: number((n) => Number.isInteger(n) && n >= 1 && n <= MAX_TIMER_SECONDS, `must be a whole number of seconds, 1 to ${MAX_TIMER_SECONDS}`),
+    maxIntervalSeconds: number((n) => Number.isInteger(n) && n >= 1 && n <= MAX_TIMER_SECONDS, `must be a whole number of seconds, 1 to ${MAX_TIMER_SECONDS}`),
+    defaultIntervalSeconds: number((n) => Number.isInteger(n) && n >= 1 && n <= MAX_TIMER_SECONDS, `must be a whole number of seconds, 1 to ${MAX_TIMER_SECONDS}`),
+    maxMessageBytes: number((n) => Number.isSafeInteger(n) && n >= 1024 && n <= 1024 * 1024 * 1024, 'must be a whole number of bytes, 1024 to 1073741824 (1 GB)'),
+    messagesPerPoll: number((n) => Number.isInteger(n) && n >= 1 && n <= 100_000, 'must be a whole number, 1 to 100000'),
+    timeoutSeconds: number((n) => n > 0 && n <= 3600, 'must be a number of seconds greater than 0 and at most 3600'),
+    concurrency: number((n) => Number.isInteger(n) && n >= 1 && n <= 256, 'must be a whole number, 1 to 256'),
+    leaseSeconds: seconds(),
+    maxBackoffSeconds: seconds(),
+    allowPrivate: z.boolean(),
+    caFile: z.string(),
+  }),
   billing: z.strictObject({
     currency: text((s) => /^[A-Z]{3}$/.test(s), 'must be a currency code of 3 capital letters (such as USD)'),
     maxAmount: number((n) => Number.isSafeInteger(n) && n >= 1 && n <= 1e15, 'must be a whole number of minor units, 1 to 10^15'),
@@ -1115,6 +1162,10 @@ function schemaProblems(merged: unknown, sources: Sources): ConfigProblem[] {
     [['remoteSip', 'retryMaxSeconds'], ['remoteSip', 'retryMinSeconds'], (a, b) => a >= b, 'must be at least remoteSip.retryMinSeconds'],
     // A lease outlives two scans: a holder that misses one renewal keeps its records.
     [['remoteSip', 'leaseSeconds'], ['remoteSip', 'scanSeconds'], (a, b) => a >= 2 * b, 'must be at least twice remoteSip.scanSeconds'],
+    [['remoteMail', 'maxIntervalSeconds'], ['remoteMail', 'minIntervalSeconds'], (a, b) => a >= b, 'must be at least remoteMail.minIntervalSeconds'],
+    [['remoteMail', 'defaultIntervalSeconds'], ['remoteMail', 'minIntervalSeconds'], (a, b) => a >= b, 'must be at least remoteMail.minIntervalSeconds'],
+    [['remoteMail', 'maxIntervalSeconds'], ['remoteMail', 'defaultIntervalSeconds'], (a, b) => a >= b, 'must be at least remoteMail.defaultIntervalSeconds'],
+    [['remoteMail', 'leaseSeconds'], ['remoteMail', 'timeoutSeconds'], (a, b) => a > b, 'must be greater than remoteMail.timeoutSeconds'],
   ];
   for (const [path, other, ok, rule] of pairs) {
     const a = num(path);

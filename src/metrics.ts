@@ -155,6 +155,20 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  /** Remote POP/IMAP accounts: messages fetched and delivered, and polls that failed, by kind (pop, imap). */
+  readonly remoteMailFetched = new Counter({
+    name: 'ximssd_remote_mail_fetched_total',
+    help: 'Messages fetched from remote POP and IMAP accounts and delivered, by kind',
+    labelNames: ['kind'] as const,
+    registers: [this.registry],
+  });
+  readonly remoteMailErrors = new Counter({
+    name: 'ximssd_remote_mail_errors_total',
+    help: 'Polls of remote POP and IMAP accounts that failed, by kind',
+    labelNames: ['kind'] as const,
+    registers: [this.registry],
+  });
+
   readonly callsActive = new Gauge({
     name: 'ximssd_calls_active',
     help: 'Calls this node holds now (ringing or connected)',

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { hostname, networkInterfaces } from 'node:os';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
@@ -62,6 +63,7 @@ import { Vocabulary } from './ximss/vocabulary.js';
 import { loadSecretBox } from './services/secret-box.js';
 import { RemoteSipService } from './services/remote-sip/records.js';
 import { RemoteSipAgent } from './services/remote-sip/agent.js';
+import { RemoteMailService } from './services/remote-mail/service.js';
 import { SkinService } from './services/skins.js';
 import { SERVER_VERSION } from './version.js';
 import { createLogger, errorText, type Logger } from './log.js';
@@ -292,8 +294,9 @@ async function build(rawStore: Store, config: Config, log: Logger, options: Serv
         })
       : undefined;
   let httpPort = config.ports.http;
-  const passwordRecovery = new PasswordRecovery(store, accounts, queue, config.defaultDomain, () => config.publicUrl || `http://${config.defaultDomain}:${httpPort}`);
   const secrets = loadSecretBox(config.secrets.keyFile || join(config.dataDir, 'secret.key'));
+  const remoteMail = new RemoteMailService({ store, bus, accounts, secrets, config: config.remoteMail, node: node.id, hostName: config.defaultDomain || hostname(), log: log.child({ component: 'remoteMail' }), metrics, tls: remoteMailTls(config) });
+  const passwordRecovery = new PasswordRecovery(store, accounts, queue, config.defaultDomain, () => config.publicUrl || `http://${config.defaultDomain}:${httpPort}`);
   const remoteSip = new RemoteSipService(store, bus, secrets, config.remoteSip, log.child({ component: 'remote-sip' }));
   const services: XimssServices = {
     config,
@@ -333,6 +336,7 @@ async function build(rawStore: Store, config: Config, log: Logger, options: Serv
     vocabulary: new Vocabulary(RESOURCES + 'skins'),
     secrets,
     remoteSip,
+    remoteMail,
     skins: new SkinService({
       builtIn: RESOURCES + 'skins',
       server: config.skins.directory || join(config.dataDir, 'skins'),
@@ -448,6 +452,8 @@ async function build(rawStore: Store, config: Config, log: Logger, options: Serv
     remoteSipAgent.start();
     undo.push(() => remoteSipAgent.close());
   }
+  remoteMail.start(delivery);
+  undo.push(() => remoteMail.close());
   readiness.markStarted();
   log.info(
     {
@@ -482,6 +488,7 @@ async function build(rawStore: Store, config: Config, log: Logger, options: Serv
       services.sessions.endAll();
       calls.close();
       await Promise.all([tcp.close(), tcpTls?.close(), http.close(), https?.close(), smtp?.close()]);
+      await remoteMail.close();
       await queue.close();
       // The sessions' files are being deleted; wait for that, and remove any left.
       await uploads.close();
@@ -557,6 +564,17 @@ function startMediaGateway(config: Config, log: Logger, metrics: Metrics): Media
   metrics.counter('ximssd_media_late_frames_total', 'Frames ticked more than half a frame late, or skipped', () => sharedFrameClock.stats().lateFrames);
   log.info({ event: 'media.ready', publicAddress, relay: config.media.relay, ports: `${config.sip.mediaPorts.min}-${config.sip.mediaPorts.max}` }, 'media gateway ready');
   return gateway;
+}
+
+/** The TLS options of connections to remote mail servers: the CAs of remoteMail.caFile, when set. */
+function remoteMailTls(config: Config): { ca: Buffer } | undefined {
+  const file = config.remoteMail.caFile;
+  if (file === '') return undefined;
+  try {
+    return { ca: readFileSync(file) };
+  } catch (err) {
+    throw new Error(`remoteMail.caFile: cannot read ${file}: ${errorText(err)}`, { cause: err });
+  }
 }
 
 /** The address media is reached at (see config.media.publicAddress). */

@@ -21,7 +21,7 @@ import { passwordVerifier } from '../src/services/passwords.js';
 import { SmtpListener } from '../src/transports/smtp/inbound.js';
 import { XmlElement } from '../src/xml/element.js';
 import { parseXml } from '../src/xml/parser.js';
-import { deliverRaw, eventually, expectError, expectOk, freeSipPort, httpRequest, loginWithUrlId, raceNoop, rfc822, startTestServer, XimssClient, type TestServer } from './helpers.js';
+import { deliverRaw, eventually, expectError, expectOk, freeSipPort, httpRequest, loginWithUrlId, raceNoop, rfc822, startTestServer, storedMessages, XimssClient, type TestServer } from './helpers.js';
 import { SmtpWire } from './fixtures/smtp-wire.js';
 
 /** How much the process's resident memory may grow during one attack (server and attacker share the process). */
@@ -1411,5 +1411,142 @@ describe('abuse: S/MIME', () => {
     assert.equal(parts.length, 200);
     assert.equal(parts.filter((p) => p.element('SMIMESignature')).length, 16, 'only the first 16 S/MIME parts are examined');
     await assertServes(victim);
+  });
+});
+
+describe('abuse: remote POP and IMAP accounts', () => {
+  let server: TestServer;
+  let victim: XimssClient;
+  const config = { remoteMail: { allowPrivate: true, minIntervalSeconds: 1, defaultIntervalSeconds: 1, timeoutSeconds: 2, leaseSeconds: 10, maxBackoffSeconds: 2, maxMessageBytes: 64 * 1024 } };
+  before(async () => ({ server, victim } = await startAttacked(config)));
+  after(() => server.stop());
+
+  async function allowedClient(target: TestServer, name: string): Promise<XimssClient> {
+    const address = await target.newAccount(name);
+    await target.services.accounts.setSettings((await target.services.accounts.find(address))!, { RPOPAllowed: 'Yes' });
+    return (await target.login(address, 'secret')).client;
+  }
+
+  function record(element: string, name: string, entries: Record<string, string>): string {
+    const keys = Object.entries(entries).map(([k, v]) => `<subKey key="${k}">${v}</subKey>`).join('');
+    return `<${element} name="${name}">${keys}</${element}>`;
+  }
+
+  /** A POP3 server that misbehaves as `script` says once the client logged in. */
+  async function hostilePop3(onCommand: (line: string, socket: net.Socket) => void, greeting = '+OK hostile\r\n'): Promise<{ port: number; close(): void }> {
+    const sockets = new Set<net.Socket>();
+    const srv = net.createServer((socket) => {
+      sockets.add(socket);
+      socket.on('error', () => {});
+      socket.write(greeting);
+      let buffered = '';
+      socket.on('data', (chunk: Buffer) => {
+        buffered += chunk.toString('latin1');
+        let end;
+        while ((end = buffered.indexOf('\r\n')) >= 0) {
+          const line = buffered.slice(0, end);
+          buffered = buffered.slice(end + 2);
+          onCommand(line, socket);
+        }
+      });
+    });
+    await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
+    return {
+      port: (srv.address() as net.AddressInfo).port,
+      close() {
+        for (const s of sockets) s.destroy();
+        srv.close();
+      },
+    };
+  }
+
+  test('oversized and malformed updates get clear errors; the server goes on', async () => {
+    const client = await allowedClient(server, 'rpopflood');
+    const base = { domain: 'pop.example.test', authName: 'u', password: 'p' };
+    const many = Array.from({ length: 101 }, (_, i) => record('rpopRecord', `r${i}`, base)).join('');
+    expectError(await client.request(`<rpopUpdate>${many}</rpopUpdate>`), 'at most 100 records per request');
+    expectError(await client.request(`<rpopUpdate>${record('rpopRecord', 'a', { ...base, password: 'p'.repeat(100_000) })}</rpopUpdate>`), 'the password is longer than 256 characters');
+    expectError(await client.request(`<rpopUpdate>${record('rpopRecord', 'a', { ...base, authName: 'u'.repeat(10_000) })}</rpopUpdate>`), 'the authName is longer than 256 characters');
+    expectError(await client.request(`<rpopUpdate>${record('rpopRecord', 'a', { ...base, authName: 'u&#13;&#10;DELE 1' })}</rpopUpdate>`), 'the authName contains control characters');
+    expectError(await client.request(`<rimapUpdate>${record('rimapRecord', 'a', { ...base, period: '9'.repeat(400) })}</rimapUpdate>`), /period value must be/);
+    expectError(await client.request(`<rimapUpdate>${record('rimapRecord', 'a', { ...base, domain: 'a'.repeat(300) })}</rimapUpdate>`), /not a host name/);
+    expectError(await client.request(`<rimapUpdate><rimapRecord name="a">${'<subKey key="x">'.repeat(50)}${'</subKey>'.repeat(50)}</rimapRecord></rimapUpdate>`), /must be a string/);
+    // remoteMail.recordsPerAccount (10 by default) counts both kinds.
+    for (let i = 0; i < 10; i++) expectOk(await client.request(`<${i % 2 ? 'rpop' : 'rimap'}Update>${record(`${i % 2 ? 'rpop' : 'rimap'}Record`, `n${i}`, base)}</${i % 2 ? 'rpop' : 'rimap'}Update>`));
+    expectError(await client.request(`<rimapUpdate>${record('rimapRecord', 'eleventh', base)}</rimapUpdate>`), 'too many remote account records (at most 10 per account)');
+    await assertServes(victim);
+  });
+
+  test('hostile POP3 servers (an endless greeting, an endless message): errors in the list, memory bounded, the server goes on', async () => {
+    const endless = await hostilePop3(() => {}, 'x'.repeat(2 * 1024 * 1024));
+    const flood = await hostilePop3((line, socket) => {
+      const command = line.split(' ')[0]!.toUpperCase();
+      if (command === 'UIDL') socket.write('+OK\r\n1 abc\r\n.\r\n');
+      else if (command === 'LIST') socket.write('+OK\r\n1 100\r\n.\r\n');
+      else if (command === 'RETR') {
+        socket.write('+OK\r\n');
+        const chunk = 'Subject: flood\r\n' + 'y'.repeat(1000) + '\r\n';
+        for (let i = 0; i < 2000; i++) socket.write(chunk);
+      } else socket.write('+OK\r\n');
+    });
+    // A message whose header lines are long and odd (a From of 60000 characters without an address).
+    const odd = await hostilePop3((line, socket) => {
+      const command = line.split(' ')[0]!.toUpperCase();
+      if (command === 'UIDL') socket.write('+OK\r\n1 odd\r\n.\r\n');
+      else if (command === 'LIST') socket.write('+OK\r\n1 60100\r\n.\r\n');
+      else if (command === 'RETR') socket.write(`+OK\r\nFrom: <${'a'.repeat(60_000)}\r\nReturn-Path: ${'<'.repeat(900)}\r\nSubject: odd\r\n\r\nbody\r\n.\r\n`);
+      else socket.write('+OK\r\n');
+    });
+    try {
+      const client = await allowedClient(server, 'rpophostile');
+      const rss = watchRss();
+      expectOk(
+        await client.request(
+          `<rpopUpdate>${record('rpopRecord', 'endless', { domain: `127.0.0.1:${endless.port}`, authName: 'u', password: 'p' })}${record('rpopRecord', 'flood', { domain: `127.0.0.1:${flood.port}`, authName: 'u', password: 'p' })}</rpopUpdate>`,
+        ),
+      );
+      const errors = await eventually(async () => {
+        const list = (await client.request('<rpopList/>')).messages;
+        const texts = Object.fromEntries(list.map((r) => [r.attrs.name, r.attrs.errorText]));
+        return texts.endless !== undefined && texts.flood !== undefined && texts;
+      }, 'both errors', 30_000);
+      assert.equal(errors.endless, 'the server sent a line that is too long');
+      assert.equal(errors.flood, `message 1 is larger than ${64 * 1024} bytes`);
+      assertWithinBudget(rss.stop(), 64 * 1024 * 1024);
+      await assertServes(victim);
+      // The odd message is delivered (with the null reverse path), and the server answers meanwhile.
+      const oddUser = await server.newAccount('rpopodd');
+      await server.services.accounts.setSettings((await server.services.accounts.find(oddUser))!, { RPOPAllowed: 'Yes' });
+      const oddClient = (await server.login(oddUser, 'secret')).client;
+      expectOk(await oddClient.request(`<rpopUpdate>${record('rpopRecord', 'odd', { domain: `127.0.0.1:${odd.port}`, authName: 'u', password: 'p', leave: 'NO' })}</rpopUpdate>`));
+      await eventually(async () => (await storedMessages(server, oddUser, 'INBOX')).length === 1, 'the odd message', 20_000);
+      assert.match((await storedMessages(server, oddUser, 'INBOX'))[0]!.raw.toString('latin1'), /^Return-Path: <>\r\n/);
+      await assertServes(victim);
+    } finally {
+      endless.close();
+      flood.close();
+      odd.close();
+    }
+  });
+
+  test('without remoteMail.allowPrivate a record naming a loopback address is refused at poll time, and nothing connects there', async () => {
+    const strict = await startTestServer({ remoteMail: { minIntervalSeconds: 1, defaultIntervalSeconds: 1, timeoutSeconds: 2, leaseSeconds: 10, maxBackoffSeconds: 2 } });
+    let connections = 0;
+    const listener = net.createServer((s) => {
+      connections++;
+      s.destroy();
+    });
+    await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve));
+    try {
+      const client = await allowedClient(strict, 'rpopprivate');
+      const port = (listener.address() as net.AddressInfo).port;
+      expectOk(await client.request(`<rimapUpdate>${record('rimapRecord', 'inside', { domain: `127.0.0.1:${port}`, authName: 'u', password: 'p' })}</rimapUpdate>`));
+      const error = await eventually(async () => (await client.request('<rimapList/>')).messages[0]?.attrs.errorText, 'the error', 20_000);
+      assert.equal(error, '127.0.0.1 is a private or local address, which this server does not poll');
+      assert.equal(connections, 0);
+    } finally {
+      listener.close();
+      await strict.stop();
+    }
   });
 });

@@ -88,6 +88,8 @@ export interface BusEvents {
    * them again now, not at its next scan.
    */
   remoteSipChanged: { accountId: number };
+  /** An account's remote POP/IMAP records changed (rpopUpdate, rimapUpdate): pollers look for due records now. */
+  remoteMailChanged: { accountId: number };
   /** The account's sessions are to end (killOld on any node), except `except` (a urlID). */
   endSessions: { accountId: number; except?: string };
   /**
@@ -134,6 +136,7 @@ const SHARED_TOPICS: ReadonlySet<string> = new Set<SharedTopic>([
   'rayoCommand',
   'taskEvent',
   'remoteSipChanged',
+  'remoteMailChanged',
 ]);
 
 /**

@@ -188,6 +188,15 @@ export const SETTINGS: readonly SettingSpec[] = [
     normalize: yesNo,
   },
   {
+    name: 'RPOPAllowed',
+    level: 'account',
+    stored: 'settings',
+    values: 'Yes, No',
+    default: defaultOf('RPOPAllowed'),
+    description: 'whether the account may keep remote POP and IMAP accounts that the server polls (XIMSS rpopUpdate, rimapUpdate)',
+    normalize: yesNo,
+  },
+  {
     name: 'RayoAllowed',
     level: 'account',
     stored: 'settings',

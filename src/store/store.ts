@@ -11,6 +11,7 @@ import type { QueueStore } from './queue.js';
 import type { RegistrationStore } from './registrations.js';
 import type { RemoteSipStore } from './remote-sip.js';
 import type { RuleStore } from './rules.js';
+import type { RemoteMailStore } from './remote-mail.js';
 
 /**
  * The storage interface every service talks to. Asynchronous throughout, so that the
@@ -53,6 +54,8 @@ export interface Store {
   readonly billing: BillingStore;
   /** S/MIME keys, certificates and collected peer certificates (src/store/smime.ts). */
   readonly smime: SmimeStore;
+  /** Remote POP and IMAP accounts and their fetch state (src/store/remote-mail.ts). */
+  readonly remoteMail: RemoteMailStore;
   readonly cluster: ClusterStore;
   readonly shared: SharedStateStore;
   /** Carries change events between the processes sharing the store (see src/bus/). */

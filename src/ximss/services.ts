@@ -26,6 +26,7 @@ import type { UploadSpool } from './uploads.js';
 import type { Vocabulary } from './vocabulary.js';
 import type { SecretBox } from '../services/secret-box.js';
 import type { RemoteSipService } from '../services/remote-sip/records.js';
+import type { RemoteMailService } from '../services/remote-mail/service.js';
 import type { SkinService } from '../services/skins.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
@@ -83,6 +84,8 @@ export interface XimssServices {
   readonly secrets: SecretBox;
   /** The accounts' registrations with other SIP servers (rsipList, rsipUpdate). */
   readonly remoteSip: RemoteSipService;
+  /** Remote POP and IMAP accounts: their records and the poller (src/services/remote-mail/). */
+  readonly remoteMail: RemoteMailService;
   /** Skins and configuration files (skinList, skinFileRead, readConfigFile...). */
   readonly skins: SkinService;
   /**

@@ -43,6 +43,7 @@ import { billingContract } from './billing.js';
 import { smimeContract } from './smime.js';
 import { registrationsContract } from './registrations.js';
 import { remoteSipContract } from './remote-sip.js';
+import { remoteMailContract } from './remote-mail.js';
 
 export interface StoreHarness {
   /** Opens a new handle on the same store (another process, as far as the store can tell). */
@@ -311,6 +312,7 @@ export function storeContract(engine: string, fresh: FreshStore): void {
     remoteSipContract(fresh);
     billingContract(fresh);
     smimeContract(fresh);
+    remoteMailContract(fresh);
     cluster(fresh);
     sharedState(fresh);
     relay(fresh);

@@ -13,6 +13,7 @@ import { PgMeetings } from './meetings.js';
 import { PgRemoteSip } from './remote-sip.js';
 import { PgBilling } from './billing.js';
 import { PgSmime } from './smime.js';
+import { PgRemoteMail } from './remote-mail.js';
 import { migrate, migrations, schemaVersion } from './migrations.js';
 import { PgQueue } from './queue.js';
 import { PgRegistrations } from './registrations.js';
@@ -53,6 +54,7 @@ export class PostgresStore implements Store {
   readonly remoteSip: PgRemoteSip;
   readonly billing: PgBilling;
   readonly smime: PgSmime;
+  readonly remoteMail: PgRemoteMail;
   readonly cluster: PgCluster;
   readonly shared: PgSharedState;
   readonly relay: PgRelay;
@@ -105,6 +107,7 @@ export class PostgresStore implements Store {
     this.remoteSip = new PgRemoteSip(db);
     this.billing = new PgBilling(db);
     this.smime = new PgSmime(db);
+    this.remoteMail = new PgRemoteMail(db);
     this.cluster = new PgCluster(db);
     this.shared = new PgSharedState(db);
     this.relay = new PgRelay(db);

@@ -615,6 +615,41 @@ export const migrations: readonly string[] = [
     not_after  INTEGER NOT NULL,
     updated    INTEGER NOT NULL,
     PRIMARY KEY (account_id, address)
+  );
+  `,
+  // 25: remote POP and IMAP accounts (src/store/remote-mail.ts): an account's records of mailboxes on
+  // other servers, their polling lease and fetch state (IMAP's UIDVALIDITY and last UID here, the
+  // UIDLs of POP3 messages already fetched in remote_mail_seen).
+  `
+  CREATE TABLE remote_mail (
+    id               INTEGER PRIMARY KEY AUTOINCREMENT,
+    account_id       INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    kind             TEXT NOT NULL,
+    name             TEXT NOT NULL,
+    host             TEXT NOT NULL,
+    port             INTEGER NOT NULL,
+    tls              TEXT NOT NULL,
+    user_name        TEXT NOT NULL,
+    password         TEXT NOT NULL,
+    leave            INTEGER NOT NULL,
+    interval_seconds INTEGER NOT NULL,
+    mailbox          TEXT NOT NULL,
+    next_poll        INTEGER NOT NULL,
+    last_poll        INTEGER,
+    last_error       TEXT,
+    failures         INTEGER NOT NULL DEFAULT 0,
+    uid_validity     INTEGER,
+    last_uid         INTEGER NOT NULL DEFAULT 0,
+    lease_owner      TEXT,
+    lease_until      INTEGER,
+    UNIQUE (account_id, kind, name)
+  );
+  CREATE INDEX remote_mail_next_poll ON remote_mail(next_poll);
+  CREATE TABLE remote_mail_seen (
+    record_id INTEGER NOT NULL REFERENCES remote_mail(id) ON DELETE CASCADE,
+    uidl      TEXT NOT NULL,
+    time      INTEGER NOT NULL,
+    PRIMARY KEY (record_id, uidl)
   ) WITHOUT ROWID;
   `,
 ];

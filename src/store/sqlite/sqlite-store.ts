@@ -37,6 +37,7 @@ import { SqliteMeetings } from './meetings.js';
 import { SqliteRemoteSip } from './remote-sip.js';
 import { SqliteBilling } from './billing.js';
 import { SqliteSmime } from './smime.js';
+import { SqliteRemoteMail } from './remote-mail.js';
 import { SqliteQueue } from './queue.js';
 import { SqliteRegistrations } from './registrations.js';
 import { SqliteRelay } from './relay.js';
@@ -101,6 +102,7 @@ export class SqliteStore implements Store {
   readonly remoteSip: SqliteRemoteSip;
   readonly billing: SqliteBilling;
   readonly smime: SqliteSmime;
+  readonly remoteMail: SqliteRemoteMail;
   readonly cluster: SqliteCluster;
   readonly shared: SqliteSharedState;
   readonly relay: SqliteRelay;
@@ -171,6 +173,7 @@ export class SqliteStore implements Store {
     this.remoteSip = new SqliteRemoteSip(db);
     this.billing = new SqliteBilling(db);
     this.smime = new SqliteSmime(db);
+    this.remoteMail = new SqliteRemoteMail(db);
     this.cluster = new SqliteCluster(db);
     this.shared = new SqliteSharedState(db);
     this.relay = new SqliteRelay(db, lock !== undefined);

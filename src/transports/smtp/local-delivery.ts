@@ -61,6 +61,11 @@ export interface DeliveryOptions {
    * store or send anything twice.
    */
   key?: string;
+  /**
+   * Where the default copy goes instead of INBOX (remote mail accounts deliver to the mailbox
+   * their record names; made when missing); Store in copies of the rules are not affected.
+   */
+  mailbox?: string;
 }
 
 /** The field final delivery puts on top of each stored copy (RFC 5321 section 4.4). */
@@ -127,7 +132,7 @@ export class LocalDelivery {
       stored.push(...(await this.store(box, copy, envelope, key)));
     }
     const inbox = plan.inbox ?? fallback;
-    if (inbox) stored.push(...(await this.store(await this.mail.access(account, 'INBOX', 'i'), inbox, envelope, key)));
+    if (inbox) stored.push(...(await this.store(await this.mail.access(account, options.mailbox ?? 'INBOX', 'i', options.mailbox === undefined ? undefined : { mailboxClass: '' }), inbox, envelope, key)));
 
     let failed = 0;
     for (const send of plan.sends) {

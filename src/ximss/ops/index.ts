@@ -18,6 +18,7 @@ import { preferenceOperations } from './preferences.js';
 import { preLoginOperations } from './prelogin.js';
 import { remoteHttpOperations } from './remote-http.js';
 import { remoteSipOperations } from './remote-sip.js';
+import { remoteMailOperations } from './remote-mail.js';
 import { ruleOperations } from './rules.js';
 import { serviceOperations } from './service.js';
 import { signalOperations } from './signal.js';
@@ -53,5 +54,6 @@ export function registerOperations(engine: Engine): void {
   engine.register(cliOperations);
   engine.register(remoteSipOperations);
   engine.register(smimeOperations);
+  engine.register(remoteMailOperations);
   engine.register(notImplementedOperations);
 }

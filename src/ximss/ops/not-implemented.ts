@@ -9,7 +9,6 @@ import { anytime, type OperationTable } from '../engine.js';
 const PENDING: Record<string, string> = {
   Login: 'x2AuthStart x2AuthComplete',
   Service: 'listSpecPasswords',
-  'RPOP/RSIP/RIMAP': 'rpopList rpopUpdate rimapList rimapUpdate',
 };
 
 export const notImplementedOperations: OperationTable = Object.fromEntries(
