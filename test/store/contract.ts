@@ -41,6 +41,7 @@ import { imContract } from './im.js';
 import { meetingsContract } from './meetings.js';
 import { billingContract } from './billing.js';
 import { registrationsContract } from './registrations.js';
+import { loginSecurityContract } from './login-security.js';
 
 export interface StoreHarness {
   /** Opens a new handle on the same store (another process, as far as the store can tell). */
@@ -307,6 +308,7 @@ export function storeContract(engine: string, fresh: FreshStore): void {
     registrationsContract(fresh);
     meetingsContract(fresh);
     billingContract(fresh);
+    loginSecurityContract(fresh);
     cluster(fresh);
     sharedState(fresh);
     relay(fresh);
