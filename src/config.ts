@@ -314,6 +314,17 @@ export interface Config {
    * cluster needs the same file.
    */
   secrets: { keyFile: string };
+  /** Login security (src/services/two-factor.ts, app-passwords.ts; README "Two-factor login and application passwords"). */
+  auth: {
+    /** The issuer authenticator apps show for the TOTP secret; '' = the server's default domain. */
+    totpIssuer: string;
+    /** Recovery codes made when two-factor authentication is turned on (each usable once). */
+    recoveryCodes: number;
+    /** Application passwords an account may have. */
+    appPasswordsPerAccount: number;
+    /** The longest application password name (label), in characters. */
+    appPasswordNameLength: number;
+  };
   billing: {
     /** The balance an operation uses when it names none: a currency code of 3 letters (USD). */
     currency: string;
@@ -498,6 +509,7 @@ export function defaultConfig(): Config {
     apps: { directory: '', tasksPerAccount: 20, tasksPerNode: 1000, meetingDays: 30, meetingsPerAccount: 1000 },
     skins: { directory: '', domainDirectory: '', maxFileBytes: 1024 * 1024, maxFiles: 2000 },
     secrets: { keyFile: '' },
+    auth: { totpIssuer: '', recoveryCodes: 10, appPasswordsPerAccount: 10, appPasswordNameLength: 64 },
     billing: { currency: 'USD', maxAmount: 1_000_000_000, maxBalance: 1_000_000_000_000, historyLimit: 500 },
     outbound: {
       relay: '',
@@ -768,6 +780,12 @@ const configSchema = z.strictObject({
     maxFiles: whole(1),
   }),
   secrets: z.strictObject({ keyFile: z.string() }),
+  auth: z.strictObject({
+    totpIssuer: text((s) => s.length <= 100 && !/[:\u0000-\u001f]/.test(s), 'must be at most 100 characters, without a colon or control characters'),
+    recoveryCodes: number((n) => Number.isInteger(n) && n >= 1 && n <= 50, 'must be a whole number, 1 to 50'),
+    appPasswordsPerAccount: number((n) => Number.isInteger(n) && n >= 0 && n <= 100, 'must be a whole number, 0 to 100 (0: none allowed)'),
+    appPasswordNameLength: number((n) => Number.isInteger(n) && n >= 1 && n <= 256, 'must be a whole number of characters, 1 to 256'),
+  }),
   billing: z.strictObject({
     currency: text((s) => /^[A-Z]{3}$/.test(s), 'must be a currency code of 3 capital letters (such as USD)'),
     maxAmount: number((n) => Number.isSafeInteger(n) && n >= 1 && n <= 1e15, 'must be a whole number of minor units, 1 to 10^15'),

@@ -291,6 +291,8 @@ async function build(rawStore: Store, config: Config, log: Logger, options: Serv
       : undefined;
   let httpPort = config.ports.http;
   const passwordRecovery = new PasswordRecovery(store, accounts, queue, config.defaultDomain, () => config.publicUrl || `http://${config.defaultDomain}:${httpPort}`);
+  // Seals what the server must use again in clear (TOTP secrets, remote passwords).
+  const secrets = loadSecretBox(config.secrets.keyFile || join(config.dataDir, 'secret.key'));
   const services: XimssServices = {
     config,
     store,
@@ -300,6 +302,8 @@ async function build(rawStore: Store, config: Config, log: Logger, options: Serv
     auth: new AuthService(accounts, store, config.limits, config.defaultDomain, {
       log: log.child({ component: 'auth' }),
       metrics,
+      secrets,
+      security: config.auth,
       ...options.auth,
       state: options.auth?.state ?? (store.engine === 'postgres' ? new SharedGuardState(store.shared) : undefined),
     }),
@@ -327,7 +331,7 @@ async function build(rawStore: Store, config: Config, log: Logger, options: Serv
     nonces: new NonceRegistry(config.defaultDomain),
     // The built-in skin's unnamed files hold the vocabularies (resources/skins/<Language>.json).
     vocabulary: new Vocabulary(RESOURCES + 'skins'),
-    secrets: loadSecretBox(config.secrets.keyFile || join(config.dataDir, 'secret.key')),
+    secrets,
     skins: new SkinService({
       builtIn: RESOURCES + 'skins',
       server: config.skins.directory || join(config.dataDir, 'skins'),

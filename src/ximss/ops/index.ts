@@ -9,6 +9,7 @@ import { directoryOperations } from './directory.js';
 import { folderOperations } from './folder.js';
 import { imOperations } from './im.js';
 import { loginOperations } from './login.js';
+import { loginSecurityOperations } from './login-security.js';
 import { mailboxOperations } from './mailbox.js';
 import { messageOperations } from './message.js';
 import { messageSendOperations } from './message-send.js';
@@ -27,6 +28,7 @@ import { taskOperations } from './tasks.js';
 export function registerOperations(engine: Engine): void {
   engine.register(preLoginOperations);
   engine.register(loginOperations);
+  engine.register(loginSecurityOperations);
   engine.register(serviceOperations);
   engine.register(remoteHttpOperations);
   engine.register(mailboxOperations);

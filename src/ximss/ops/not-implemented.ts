@@ -7,9 +7,8 @@ import { anytime, type OperationTable } from '../engine.js';
  * section that owns it is built; then the name moves to that section's module.
  */
 const PENDING: Record<string, string> = {
-  Login: 'x2AuthStart x2AuthComplete',
   Service:
-    'listSpecPasswords cliExecute',
+    'cliExecute',
   'S/MIME': 'SMIMEUnlock SMIMELock SMIMEModifyPassword SMIMEGet SMIMESet',
   'RPOP/RSIP/RIMAP': 'rpopList rpopUpdate rsipList rsipUpdate rimapList rimapUpdate',
 };

@@ -8,6 +8,7 @@ import { formatGmt, formatLocal, parseGmt } from '../../xml/time.js';
 import { knownTimeZoneNames } from '../../services/time-zones.js';
 import { anytime, inSession, type OperationTable, type SessionContext } from '../engine.js';
 import { emptyDictionary } from '../session.js';
+import { modifyAppPassword } from './login-security.js';
 
 /** Spec section "Service Operations" (plus the 6.2 session data and language operations). */
 
@@ -58,9 +59,8 @@ export const serviceOperations: OperationTable = {
 
   passwordModify: inSession(async (ctx) => {
     const { oldPassword, newPassword, recoveryEMail, name, remove } = ctx.request.attrs;
-    if (name !== undefined || remove !== undefined) {
-      throw new ServiceError('application passwords are not supported by this server');
-    }
+    // With a name: an application password (login-security.ts).
+    if (name !== undefined || remove !== undefined) return modifyAppPassword(ctx);
     if (oldPassword === undefined) throw new ServiceError('the oldPassword attribute is missing');
     const { accounts, auth } = ctx.server;
     await auth.checkCurrentPassword(ctx.session.account, oldPassword, ctx.conversation.remoteAddress);
