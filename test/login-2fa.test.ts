@@ -10,7 +10,10 @@ import { after, before, describe, test } from 'node:test';
 import { Secret, TOTP } from 'otpauth';
 import { XmlElement } from '../src/xml/element.js';
 import { parseXml } from '../src/xml/parser.js';
-import { fails, httpRequest, ok, startTestServer, XimssClient, type TestServer } from './helpers.js';
+import { fileURLToPath } from 'node:url';
+import { exampleRequest, fails, httpRequest, ok, startTestServer, XimssClient, type TestServer } from './helpers.js';
+
+const EXAMPLE = fileURLToPath(new URL('../../shared/spec/examples/046-login.txt', import.meta.url));
 
 const PASSWORD = 'pass-word-1';
 const SECOND_FACTOR_REQUIRED = 'two-factor authentication is not complete: use x2AuthStart and x2AuthComplete';
@@ -128,6 +131,40 @@ describe('two-factor login', () => {
     await ok(again.client, x2('x2AuthComplete', code(secret, 1)));
     await ok(again.client, '<noop/>');
     again.client.close();
+  });
+
+  test('example 046: the login with x2auth="1" is answered as the spec shows, a session message carrying the x2auth dictionary of methods', async () => {
+    const { address } = await enrolled();
+    const { request } = exampleRequest(EXAMPLE);
+    const login = parseXml(request);
+    assert.equal(login.attrs.x2auth, '1');
+    // The example's account is the spec's; ours logs in the same way.
+    login.attrs.authData = address;
+    login.attrs.password = PASSWORD;
+    const client = await XimssClient.connect(server.ports.ximss);
+    const reply = await client.request(login);
+    assert.equal(reply.response.toString(), '<response id="A001"/>');
+    assert.deepEqual(reply.messages.map((m) => m.name), ['session']);
+    const session = reply.messages[0]!;
+    assert.equal(session.attrs.id, 'A001');
+    assert.match(session.attrs.urlID ?? '', /^\d+-[A-Za-z0-9]{20}$/);
+    assert.equal(session.attrs.userName, address);
+    assert.ok(session.attrs.version);
+    const [dictionary, ...rest] = session.elements();
+    assert.equal(rest.length, 0);
+    assert.equal(dictionary?.name, 'x2auth');
+    // One subKey per method, each a dictionary of the example's parameters (humanName, humanTag).
+    for (const method of dictionary.elements()) {
+      assert.equal(method.name, 'subKey');
+      const parameters = method.elements();
+      assert.ok(parameters.length > 0);
+      for (const p of parameters) {
+        assert.equal(p.name, 'subKey');
+        assert.ok(['humanName', 'humanTag', 'icon', 'address'].includes(p.attrs.key ?? ''), p.toString());
+        assert.ok(p.text().length > 0);
+      }
+    }
+    client.close();
   });
 
   test('a wrong password still fails as before; a client without x2auth gets a clear error and no session', async () => {
