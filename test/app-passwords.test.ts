@@ -1,19 +1,22 @@
 /**
  * Application passwords (spec 003: passwordModify `name`/`remove`, listSpecPasswords) over
- * real sockets: taken by SMTP AUTH, XMPP SASL PLAIN and SCRAM, DAV Basic and the XIMSS login
- * of an account without two-factor authentication; refused by the XIMSS login of one with it
- * (whose main password the other protocols then refuse); gone at once when removed, also for
+ * real sockets: taken by SMTP AUTH, XMPP SASL PLAIN and SCRAM, DAV Basic, SIP REGISTER with
+ * Digest and the XIMSS login of an account without two-factor authentication; refused by the
+ * XIMSS login of one with it (whose main password the other protocols then refuse); gone at once when removed, also for
  * another process sharing the store.
  */
 import assert from 'node:assert/strict';
 import { createHash, createHmac, pbkdf2Sync, randomBytes } from 'node:crypto';
+import dgram from 'node:dgram';
 import net from 'node:net';
 import tls from 'node:tls';
 import { after, before, describe, test } from 'node:test';
 import { Secret, TOTP } from 'otpauth';
 import { openStore } from '../src/store/open.js';
+import { parseAuthHeader } from '../src/transports/sip/headers.js';
+import { parseSipMessage } from '../src/transports/sip/message.js';
 import { XmlElement } from '../src/xml/element.js';
-import { fails, freePort, httpRequest, ok, startTestServer, XimssClient, type TestServer } from './helpers.js';
+import { fails, freePort, freeSipPort, httpRequest, ok, startTestServer, XimssClient, type TestServer } from './helpers.js';
 import { authPlain, SmtpWire } from './fixtures/smtp-wire.js';
 
 const PASSWORD = 'main-password-1';
@@ -104,7 +107,7 @@ class Xmpp {
 describe('application passwords', () => {
   let server: TestServer;
   before(async () => {
-    server = await startTestServer({ ports: { smtp: await freePort(), xmpp: await freePort() }, xmpp: { requireTls: false } });
+    server = await startTestServer({ ports: { smtp: await freePort(), xmpp: await freePort(), sip: await freeSipPort() }, xmpp: { requireTls: false } });
   });
   after(async () => {
     await server.stop();
@@ -140,6 +143,65 @@ describe('application passwords', () => {
     const result = await client.scram(hash, user, password);
     client.close();
     return result;
+  }
+
+  /** A phone's REGISTER over UDP, challenged, then answered with Digest (MD5, qop=auth): the final status. */
+  async function sipRegister(address: string, password: string): Promise<number> {
+    const [user, domain] = address.split('@') as [string, string];
+    const socket = dgram.createSocket('udp4');
+    await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve));
+    const replies: Buffer[] = [];
+    socket.on('message', (data) => replies.push(data));
+    const next = async () => {
+      const deadline = Date.now() + 10_000;
+      while (replies.length === 0) {
+        if (Date.now() > deadline) throw new Error('no SIP answer');
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      const message = parseSipMessage(replies.shift()!);
+      assert.equal(message.kind, 'response');
+      return message;
+    };
+    const callId = `${randomBytes(6).toString('hex')}@127.0.0.1`;
+    const send = (cseq: number, extra: string[]) => {
+      const lines = [
+        `REGISTER sip:${domain} SIP/2.0`,
+        `Via: SIP/2.0/UDP 127.0.0.1:${socket.address().port};branch=z9hG4bK${randomBytes(5).toString('hex')};rport`,
+        'Max-Forwards: 70',
+        `From: <sip:${address}>;tag=${randomBytes(4).toString('hex')}`,
+        `To: <sip:${address}>`,
+        `Call-ID: ${callId}`,
+        `CSeq: ${cseq} REGISTER`,
+        `Contact: <sip:${user}@127.0.0.1:${socket.address().port}>`,
+        'Expires: 60',
+        ...extra,
+        'Content-Length: 0',
+        '',
+        '',
+      ];
+      socket.send(lines.join('\r\n'), server.ports.sip!, '127.0.0.1');
+    };
+    try {
+      send(1, []);
+      const challenged = await next();
+      if (challenged.status !== 401) return challenged.status;
+      const challenge = challenged.headers.getAll('WWW-Authenticate').find((c) => /algorithm=MD5\b/i.test(c))!;
+      const c = parseAuthHeader(challenge).params;
+      const md5 = (data: string) => createHash('md5').update(data).digest('hex');
+      const cnonce = randomBytes(6).toString('hex');
+      const uri = `sip:${domain}`;
+      const ha1 = md5(`${user}:${c.get('realm')}:${password}`);
+      const response = md5(`${ha1}:${c.get('nonce')}:00000001:${cnonce}:auth:${md5(`REGISTER:${uri}`)}`);
+      send(2, [
+        `Authorization: Digest username="${user}", realm="${c.get('realm')}", nonce="${c.get('nonce')}", uri="${uri}", response="${response}", algorithm=MD5, qop=auth, nc=00000001, cnonce="${cnonce}", opaque="${c.get('opaque')}"`,
+      ]);
+      for (;;) {
+        const answer = await next();
+        if (answer.status >= 200) return answer.status;
+      }
+    } finally {
+      socket.close();
+    }
   }
 
   async function ximssLogin(user: string, password: string): Promise<string | undefined> {
@@ -183,7 +245,7 @@ describe('application passwords', () => {
     assert.deepEqual((await ok(client, '<listSpecPasswords/>')).messages.map((m) => m.attrs.name), ['Thunderbird']);
   });
 
-  test('taken by SMTP AUTH, XMPP PLAIN and SCRAM, DAV Basic and XIMSS; the last use is recorded', async () => {
+  test('taken by SMTP AUTH, XMPP PLAIN and SCRAM, DAV Basic, SIP Digest and XIMSS; the last use is recorded', async () => {
     const address = await server.newAccount('every', { password: PASSWORD });
     const { client } = await server.login(address, PASSWORD);
     await ok(client, add('clients', 'app-secret-1'));
@@ -194,6 +256,9 @@ describe('application passwords', () => {
     assert.equal(await xmppScram('SHA-256', address, PASSWORD), 'success', 'the main password too, with the same salt');
     assert.equal(await davStatus(address, 'app-secret-1'), 207);
     assert.equal(await ximssLogin(address, 'app-secret-1'), undefined);
+    assert.equal(await sipRegister(address, 'app-secret-1'), 200);
+    assert.equal(await sipRegister(address, PASSWORD), 200);
+    assert.equal(await sipRegister(address, 'app-secret-2'), 401, 'challenged again');
     // Wrong ones fail everywhere.
     assert.equal(await smtpAuth(address, 'app-secret-2'), 535);
     assert.equal(await xmppScram('SHA-256', address, 'app-secret-2'), 'failure');
@@ -220,6 +285,8 @@ describe('application passwords', () => {
     assert.equal(await xmppPlain(address, 'phone-secret-1'), 'success');
     assert.equal(await davStatus(address, PASSWORD), 401);
     assert.equal(await davStatus(address, 'phone-secret-1'), 207);
+    assert.equal(await sipRegister(address, PASSWORD), 401, 'challenged again: the main password does not register');
+    assert.equal(await sipRegister(address, 'phone-secret-1'), 200);
   });
 
   test('a removed password stops working at once, also when another process removes it', async () => {
