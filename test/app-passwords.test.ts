@@ -16,7 +16,7 @@ import { openStore } from '../src/store/open.js';
 import { parseAuthHeader } from '../src/transports/sip/headers.js';
 import { parseSipMessage } from '../src/transports/sip/message.js';
 import { XmlElement } from '../src/xml/element.js';
-import { fails, freePort, freeSipPort, httpRequest, ok, startTestServer, XimssClient, type TestServer } from './helpers.js';
+import { capturingLogger, fails, freePort, freeSipPort, httpRequest, ok, startTestServer, XimssClient, type TestServer } from './helpers.js';
 import { authPlain, SmtpWire } from './fixtures/smtp-wire.js';
 
 const PASSWORD = 'main-password-1';
@@ -106,8 +106,9 @@ class Xmpp {
 
 describe('application passwords', () => {
   let server: TestServer;
+  const logged = capturingLogger('info');
   before(async () => {
-    server = await startTestServer({ ports: { smtp: await freePort(), xmpp: await freePort(), sip: await freeSipPort() }, xmpp: { requireTls: false } });
+    server = await startTestServer({ ports: { smtp: await freePort(), xmpp: await freePort(), sip: await freeSipPort() }, xmpp: { requireTls: false } }, { log: logged.log });
   });
   after(async () => {
     await server.stop();
@@ -265,6 +266,11 @@ describe('application passwords', () => {
     assert.equal(await davStatus(address, 'app-secret-2'), 401);
     const listed = (await ok(client, '<listSpecPasswords/>')).messages;
     assert.match(listed[0]?.attrs.lastUsed ?? '', /^\d{8}T\d{6}$/);
+    const used = logged.events('auth.appPassword.used').filter((r) => r.user === address);
+    assert.deepEqual([...new Set(used.map((r) => r.protocol))].sort(), ['dav', 'sip', 'smtp', 'ximss', 'xmpp']);
+    assert.ok(used.every((r) => r.name === 'clients'));
+    assert.equal(logged.events('auth.appPassword.added').filter((r) => r.user === address).length, 1);
+    assert.ok(!JSON.stringify(logged.records).includes('app-secret-1'), 'the password is never logged');
   });
 
   test('with two-factor authentication: refused by the XIMSS login, the only one the main password still opens', async () => {

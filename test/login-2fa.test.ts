@@ -11,7 +11,7 @@ import { Secret, TOTP } from 'otpauth';
 import { XmlElement } from '../src/xml/element.js';
 import { parseXml } from '../src/xml/parser.js';
 import { fileURLToPath } from 'node:url';
-import { exampleRequest, fails, httpRequest, ok, startTestServer, XimssClient, type TestServer } from './helpers.js';
+import { capturingLogger, exampleRequest, fails, httpRequest, ok, startTestServer, XimssClient, type TestServer } from './helpers.js';
 
 const EXAMPLE = fileURLToPath(new URL('../../shared/spec/examples/046-login.txt', import.meta.url));
 
@@ -36,8 +36,9 @@ interface Enrolled {
 
 describe('two-factor login', () => {
   let server: TestServer;
+  const logged = capturingLogger('info');
   before(async () => {
-    server = await startTestServer();
+    server = await startTestServer({}, { log: logged.log });
   });
   after(async () => {
     await server.stop();
@@ -131,6 +132,15 @@ describe('two-factor login', () => {
     await ok(again.client, x2('x2AuthComplete', code(secret, 1)));
     await ok(again.client, '<noop/>');
     again.client.close();
+    const mine = (event: string) => logged.events(event).filter((r) => r.user === address);
+    assert.equal(mine('auth.x2auth.enabled').length, 1);
+    assert.equal(mine('auth.x2auth.pending').length, 2);
+    assert.equal(mine('auth.x2auth.failed').length, 2, 'the wrong code and the replayed one');
+    assert.equal(mine('auth.x2auth.replayed').length, 1);
+    assert.equal(mine('auth.x2auth.ok').length, 2);
+    assert.equal(mine('auth.x2auth.completed').length, 2);
+    const text = JSON.stringify(logged.records);
+    assert.ok(!text.includes(secret) && !text.includes(current), 'neither the secret nor a code is logged');
   });
 
   test('example 046: the login with x2auth="1" is answered as the spec shows, a session message carrying the x2auth dictionary of methods', async () => {

@@ -374,7 +374,10 @@ export class AuthService {
     }
     if (!policy.main && policy.twoFactor) {
       // Logged, so that a user whose mail client stopped working can be told why.
-      this.log.info({ event: 'auth.x2auth.main_password_refused', user: fullName(account), protocol, address }, 'the main password of an account with two-factor authentication is refused here');
+      this.log.info(
+        { event: 'auth.x2auth.app_password_required', user: fullName(account), protocol, address },
+        'a login of an account with two-factor authentication failed: only its application passwords are taken here',
+      );
     }
     return false;
   }

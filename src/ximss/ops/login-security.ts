@@ -176,11 +176,12 @@ export const loginSecurityOperations: OperationTable = {
  * password) is right; with `remove="yes"` the one of that name is deleted.
  */
 export async function modifyAppPassword(ctx: SessionContext): Promise<void> {
-  const { oldPassword, newPassword, name, remove } = ctx.request.attrs;
+  const { oldPassword, newPassword, name, remove, recoveryEMail } = ctx.request.attrs;
   const { auth } = ctx.server;
   const session = ctx.session;
   if (name === undefined || name === '') throw new ServiceError('the name attribute (the application password label) is missing');
   auth.appPasswords.checkName(name);
+  if (recoveryEMail !== undefined) throw new ServiceError('recoveryEMail cannot be changed in the same request as an application password');
   const removing = remove !== undefined && /^(yes|1|true)$/i.test(remove);
   if (removing) {
     if (oldPassword !== undefined) await auth.checkCurrentPassword(session.account, oldPassword, ctx.conversation.remoteAddress);
