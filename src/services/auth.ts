@@ -465,7 +465,9 @@ export class AuthService {
       async (account) => {
         // Without a context (or an account) the dummy one does the same work.
         const context = account?.cramMd5Context || this.dummyContext;
-        return this.verifier.verifyDigest(context, challenge, digest) && Boolean(account?.cramMd5Context);
+        const right = this.verifier.verifyDigest(context, challenge, digest) && Boolean(account?.cramMd5Context);
+        // The main password's context: not for a protocol that cannot ask for a second factor (see policy).
+        return right && account !== undefined && (await this.policy(account, way.protocol)).main;
       },
     );
     return this.succeed(account, address);
