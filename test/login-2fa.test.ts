@@ -11,7 +11,7 @@ import { Secret, TOTP } from 'otpauth';
 import { XmlElement } from '../src/xml/element.js';
 import { parseXml } from '../src/xml/parser.js';
 import { fileURLToPath } from 'node:url';
-import { capturingLogger, exampleRequest, fails, httpRequest, ok, startTestServer, XimssClient, type TestServer } from './helpers.js';
+import { capturingLogger, exampleRequest, fails, hmacMd5Hex, httpRequest, ok, startTestServer, XimssClient, type TestServer } from './helpers.js';
 
 const EXAMPLE = fileURLToPath(new URL('../../shared/spec/examples/046-login.txt', import.meta.url));
 
@@ -188,6 +188,23 @@ describe('two-factor login', () => {
     const reply = await ok(client, new XmlElement('login', { method: 'PLAIN', authData: plain, x2auth: '1' }));
     assert.ok(reply.messages.find((m) => m.name === 'session')?.elements().some((e) => e.name === 'x2auth'));
     client.close();
+    // So does CRAM-MD5; without x2auth its auth step is refused the same way.
+    for (const x2auth of ['1', undefined]) {
+      const cram = await XimssClient.connect(server.ports.ximss);
+      const id = cram.newId();
+      cram.sendRaw(new XmlElement('login', { id, method: 'CRAM-MD5', ...(x2auth ? { x2auth } : {}) }).toString());
+      const challenge = await cram.until(() => cram.received.find((m) => m.name === 'challenge'));
+      const answer = Buffer.from(`${address} ${hmacMd5Hex(PASSWORD, Buffer.from(challenge.attrs.value!, 'base64').toString())}`).toString('base64');
+      const done = await cram.request(new XmlElement('auth', { id, value: answer }));
+      if (x2auth) {
+        assert.equal(done.response.attrs.errorText, undefined);
+        assert.ok(done.messages.find((m) => m.name === 'session')?.elements().some((e) => e.name === 'x2auth'));
+        await fails(cram, '<noop/>', SECOND_FACTOR_REQUIRED);
+      } else {
+        assert.match(done.response.attrs.errorText ?? '', UNSUPPORTED);
+      }
+      cram.close();
+    }
   });
 
   test('recovery codes: each logs in once', async () => {
