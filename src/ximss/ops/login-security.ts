@@ -84,6 +84,11 @@ function methodName(ctx: SessionContext): string {
   return name;
 }
 
+/** A method name for an error text: as sent when short, never a long body echoed back. */
+function shown(name: string): string {
+  return name.length <= 32 ? name : `${name.slice(0, 32)}…`;
+}
+
 function code(ctx: SessionContext): string {
   const value = ctx.request.text().trim();
   if (value === '') throw new ServiceError('the one-time code (the body of x2AuthComplete) is missing');
@@ -102,7 +107,7 @@ export const loginSecurityOperations: OperationTable = {
     const name = methodName(ctx);
     const { twoFactor } = ctx.server.auth;
     if (session.secondFactorPending) {
-      if (name !== 'totp' && name !== 'recovery') throw new ServiceError(`unknown two-factor method ${name} (offered: totp, recovery)`);
+      if (name !== 'totp' && name !== 'recovery') throw new ServiceError(`unknown two-factor method ${shown(name)} (offered: totp, recovery)`);
       if (ctx.request.attrs.index !== undefined && ctx.request.attrs.index !== '0') throw new ServiceError('the method has no addresses to choose from');
       steps.set(session, { kind: 'login', method: name });
       ctx.send(el('x2auth', { user: '1' }));
@@ -123,7 +128,7 @@ export const loginSecurityOperations: OperationTable = {
       ctx.send(el('x2auth', { user: '1' }));
       return;
     }
-    throw new ServiceError(`unknown two-factor method ${name} (after login: totp to turn it on, off to turn it off)`);
+    throw new ServiceError(`unknown two-factor method ${shown(name)} (after login: totp to turn it on, off to turn it off)`);
   }),
 
   x2AuthComplete: inSession(async (ctx) => {
