@@ -229,9 +229,13 @@ describe('two-factor login', () => {
     const { address, secret } = await enrolled();
     const port = server.ports.http;
     const query = (extra: string) => `/XIMSSLogin/?userName=${encodeURIComponent(address)}&password=${PASSWORD}&errorAsXML=1${extra}`;
+    // The owner's session, which a password alone (killOld before the second factor) must not end.
+    const owner = await passwordStep(address);
+    await ok(owner.client, x2('x2AuthStart', 'totp'));
+    await ok(owner.client, x2('x2AuthComplete', code(secret)));
     const refused = parseXml((await httpRequest(port, query(''))).text);
     assert.match(refused.elements()[0]?.attrs.errorText ?? '', UNSUPPORTED);
-    const login = await httpRequest(port, query('&x2auth=1'));
+    const login = await httpRequest(port, query('&x2auth=1&killOld=1'));
     assert.equal(login.status, 200);
     const session = parseXml(login.text).elements()[0]!;
     assert.equal(session.name, 'session');
@@ -246,7 +250,7 @@ describe('two-factor login', () => {
     assert.equal(blocked[0]?.attrs.errorText, SECOND_FACTOR_REQUIRED);
     const mime = await httpRequest(port, `/Session/${urlID}/MIME/INBOX/1/`);
     assert.equal(mime.status, 403);
-    const done = await sync(`<x2AuthStart id="2">totp</x2AuthStart><x2AuthComplete id="3">${code(secret)}</x2AuthComplete><noop id="4"/>`);
+    const done = await sync(`<x2AuthStart id="2">totp</x2AuthStart><x2AuthComplete id="3">${code(secret, 1)}</x2AuthComplete><noop id="4"/>`);
     assert.deepEqual(
       done.map((e) => [e.name, e.attrs.id, e.attrs.errorText]),
       [
@@ -257,6 +261,8 @@ describe('two-factor login', () => {
       ],
     );
     await httpRequest(port, `/Session/${urlID}/KILL`);
+    await ok(owner.client, '<noop/>');
+    owner.client.close();
   });
 
   test('turning it off takes a code; then logins need no second factor', async () => {

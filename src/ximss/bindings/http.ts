@@ -469,7 +469,8 @@ export class HttpListener {
     const reused =
       named && !named.closed && named.account.id === auth.account.id && httpSessionOf(named) ? named : undefined;
     // Ended first, so that the new session fits within the per-account limit.
-    if (flag(params.get('killold'))) await sessions.killOld(auth.account.id, reused);
+    // Not before the second factor: a password alone must not end the owner's sessions.
+    if (flag(params.get('killold')) && !secondFactor) await sessions.killOld(auth.account.id, reused);
     if (reused) {
       reused.touch();
       applyGuards(reused, options, address);
