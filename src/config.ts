@@ -393,6 +393,17 @@ export interface Config {
     /** PEM file of the CAs that remote servers' certificates are checked against; '' = the system's. */
     caFile: string;
   };
+  /** Login security (src/services/two-factor.ts, app-passwords.ts; README "Two-factor login and application passwords"). */
+  auth: {
+    /** The issuer authenticator apps show for the TOTP secret; '' = the server's default domain. */
+    totpIssuer: string;
+    /** Recovery codes made when two-factor authentication is turned on (each usable once). */
+    recoveryCodes: number;
+    /** Application passwords an account may have. */
+    appPasswordsPerAccount: number;
+    /** The longest application password name (label), in characters. */
+    appPasswordNameLength: number;
+  };
   billing: {
     /** The balance an operation uses when it names none: a currency code of 3 letters (USD). */
     currency: string;
@@ -581,6 +592,7 @@ export function defaultConfig(): Config {
     secrets: { keyFile: '' },
     smime: { maxUnlockSeconds: 8 * 3600, maxMessageBytes: 16 * 1024 * 1024, maxPfxBytes: 256 * 1024, keyBits: 2048, certificateDays: 730, peerCertificates: 2000, maxUnlockFailures: 10, passwordWorkers: 2 },
     remoteMail: { poll: true, recordsPerAccount: 10, minIntervalSeconds: 300, maxIntervalSeconds: 7 * 86_400, defaultIntervalSeconds: 900, maxMessageBytes: 50 * 1024 * 1024, messagesPerPoll: 200, timeoutSeconds: 60, concurrency: 4, leaseSeconds: 300, maxBackoffSeconds: 6 * 3600, allowPrivate: false, caFile: '' },
+    auth: { totpIssuer: '', recoveryCodes: 10, appPasswordsPerAccount: 10, appPasswordNameLength: 64 },
     billing: { currency: 'USD', maxAmount: 1_000_000_000, maxBalance: 1_000_000_000_000, historyLimit: 500 },
     outbound: {
       relay: '',
@@ -891,6 +903,13 @@ const configSchema = z.strictObject({
     maxBackoffSeconds: seconds(),
     allowPrivate: z.boolean(),
     caFile: z.string(),
+  }),
+  /** Login security (src/services/two-factor.ts, app-passwords.ts; README "Two-factor login and application passwords"). */
+  auth: z.strictObject({
+    totpIssuer: text((s) => s.length <= 100 && !/[:\u0000-\u001f]/.test(s), 'must be at most 100 characters, without a colon or control characters'),
+    recoveryCodes: number((n) => Number.isInteger(n) && n >= 1 && n <= 50, 'must be a whole number, 1 to 50'),
+    appPasswordsPerAccount: number((n) => Number.isInteger(n) && n >= 0 && n <= 100, 'must be a whole number, 0 to 100 (0: none allowed)'),
+    appPasswordNameLength: number((n) => Number.isInteger(n) && n >= 1 && n <= 256, 'must be a whole number of characters, 1 to 256'),
   }),
   billing: z.strictObject({
     currency: text((s) => /^[A-Z]{3}$/.test(s), 'must be a currency code of 3 capital letters (such as USD)'),

@@ -36,6 +36,13 @@ export class Metrics {
     labelNames: ['protocol', 'outcome'] as const,
     registers: [this.registry],
   });
+  /** Second factors (x2AuthComplete) by method (totp, recovery-code) and outcome (ok, failed, refused). */
+  readonly secondFactors = new Counter({
+    name: 'ximssd_second_factor_total',
+    help: 'Second-factor checks by method and outcome',
+    labelNames: ['method', 'outcome'] as const,
+    registers: [this.registry],
+  });
   readonly sessionsStarted = new Counter({
     name: 'ximssd_sessions_started_total',
     help: 'XIMSS sessions started, by binding',

@@ -294,6 +294,7 @@ async function build(rawStore: Store, config: Config, log: Logger, options: Serv
         })
       : undefined;
   let httpPort = config.ports.http;
+  // Seals what the server must use again in clear (TOTP secrets, remote passwords).
   const secrets = loadSecretBox(config.secrets.keyFile || join(config.dataDir, 'secret.key'));
   const remoteMail = new RemoteMailService({ store, bus, accounts, secrets, config: config.remoteMail, node: node.id, hostName: config.defaultDomain || hostname(), log: log.child({ component: 'remoteMail' }), metrics, tls: remoteMailTls(config) });
   const passwordRecovery = new PasswordRecovery(store, accounts, queue, config.defaultDomain, () => config.publicUrl || `http://${config.defaultDomain}:${httpPort}`);
@@ -307,6 +308,8 @@ async function build(rawStore: Store, config: Config, log: Logger, options: Serv
     auth: new AuthService(accounts, store, config.limits, config.defaultDomain, {
       log: log.child({ component: 'auth' }),
       metrics,
+      secrets,
+      security: config.auth,
       ...options.auth,
       state: options.auth?.state ?? (store.engine === 'postgres' ? new SharedGuardState(store.shared) : undefined),
     }),

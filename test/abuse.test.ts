@@ -23,6 +23,7 @@ import { XmlElement } from '../src/xml/element.js';
 import { parseXml } from '../src/xml/parser.js';
 import { deliverRaw, eventually, expectError, expectOk, freeSipPort, httpRequest, loginWithUrlId, raceNoop, rfc822, startTestServer, storedMessages, XimssClient, type TestServer } from './helpers.js';
 import { SmtpWire } from './fixtures/smtp-wire.js';
+import { Secret, TOTP } from 'otpauth';
 
 /** How much the process's resident memory may grow during one attack (server and attacker share the process). */
 const RSS_BUDGET = 256 * 1024 * 1024;
@@ -1548,5 +1549,62 @@ describe('abuse: remote POP and IMAP accounts', () => {
       listener.close();
       await strict.stop();
     }
+  });
+});
+describe('abuse: second factors and application passwords', () => {
+  let server: TestServer;
+  let victim: XimssClient;
+  before(async () => ({ server, victim } = await startAttacked({ limits: { loginFailuresPerAddress: 4 }, auth: { appPasswordsPerAccount: 3, appPasswordNameLength: 16 } })));
+  after(() => server.stop());
+
+  const body = (name: string, text: string): XmlElement => new XmlElement(name, {}, [text]);
+
+  /** An account with TOTP on; its secret. */
+  async function enrolled(address: string): Promise<string> {
+    const { client } = await server.login(address, 'secret');
+    const started = await client.request(body('x2AuthStart', 'totp'));
+    const secret = started.messages.find((m) => m.name === 'x2auth')!.attrs.secret!;
+    const confirmed = await client.request(body('x2AuthComplete', new TOTP({ secret: Secret.fromBase32(secret) }).generate({ timestamp: Date.now() - 30_000 })));
+    expectOk(confirmed, 'enrolment');
+    client.close();
+    return secret;
+  }
+
+  test('guessed codes count as failed logins: past the address budget even the right code is refused; oversized and malformed codes get clear errors', async () => {
+    const address = await server.newAccount('guessed');
+    const secret = await enrolled(address);
+    const attacker = await connectFrom(server.ports.ximss, '127.0.0.61');
+    expectOk(await attacker.request(new XmlElement('login', { authData: address, password: 'secret', x2auth: '1' })), 'the password step');
+    expectError(await attacker.request(body('x2AuthStart', 'x'.repeat(100_000))), `unknown two-factor method ${'x'.repeat(32)}… (offered: totp, recovery)`);
+    expectOk(await attacker.request(body('x2AuthStart', 'totp')));
+    expectError(await attacker.request(body('x2AuthComplete', '1'.repeat(10_000))), 'the one-time code is too long');
+    expectError(await attacker.request(body('x2AuthComplete', '')), /code \(the body of x2AuthComplete\) is missing/);
+    const right = new TOTP({ secret: Secret.fromBase32(secret) }).generate();
+    const guesses = ['000000', '111111', '222222', '333333', '444444', 'not-a-code'].filter((g) => g !== right);
+    const answers: string[] = [];
+    for (const guess of guesses) answers.push((await attacker.request(body('x2AuthComplete', guess), 30_000)).response.attrs.errorText ?? '');
+    assert.ok(answers.slice(0, 4).every((a) => a === 'incorrect or already used one-time code'), answers.join(' | '));
+    assert.match(answers[4]!, /too many failed login/);
+    expectError(await attacker.request(body('x2AuthComplete', right), 30_000), /too many failed login/);
+    expectError(await attacker.request('<noop/>'), /two-factor authentication is not complete/);
+    attacker.close();
+    await assertServes(victim);
+  });
+
+  test('oversized or control-character names, too many application passwords: clear errors; replacing one still works', async () => {
+    const { client } = await server.login(await server.newAccount('apps'), 'secret');
+    const add = (name: string, password = 'app-password-1') => client.request(new XmlElement('passwordModify', { oldPassword: 'secret', name, newPassword: password }));
+    expectError(await add('n'.repeat(17)), 'the application password name is too long (at most 16 characters)');
+    expectError(await add('n'.repeat(1000)), 'the application password name is too long (at most 16 characters)');
+    expectError(await add('bad\u007fname'), 'the application password name has control characters');
+    expectError(await add('   '), 'the application password name is empty');
+    expectError(await add('long', 'p'.repeat(5000)), 'the password is too long');
+    expectError(await client.request(new XmlElement('passwordModify', { oldPassword: 'secret', name: 'one', newPassword: 'app-password-1', remove: 'maybe' })), 'remove must be yes or no');
+    for (const name of ['one', 'two', 'three']) expectOk(await add(name), name);
+    expectError(await add('four'), 'too many application passwords (at most 3)');
+    expectOk(await add('two', 'app-password-2'), 'replacing one of the three');
+    const listed = await client.request('<listSpecPasswords/>');
+    assert.deepEqual(listed.messages.map((m) => m.attrs.name), ['one', 'three', 'two']);
+    await assertServes(victim);
   });
 });

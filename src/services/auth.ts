@@ -21,6 +21,9 @@ import {
 } from './passwords.js';
 import type { DigestOutcome, DigestRefusal } from './digest.js';
 import { fakeScramVerifier, parseClientFinal, parseClientFirst, ScramError, serverFinal, serverFirst, verifyClientProof } from './scram.js';
+import { AppPasswordService } from './app-passwords.js';
+import { SecretBox } from './secret-box.js';
+import { TwoFactorService, type SecondFactorKind } from './two-factor.js';
 
 export interface Authenticated {
   account: AccountRecord;
@@ -41,6 +44,25 @@ export interface AuthOptions {
   metrics?: Metrics;
   /** scrypt verifications running at once, server-wide (default: half the libuv thread pool). */
   concurrentHashes?: number;
+  /** Seals TOTP secrets (default: a key of this process only, for the tests that make their own AuthService). */
+  secrets?: SecretBox;
+  /** Two-factor and application password settings (default: defaultConfig's). */
+  security?: Config['auth'];
+}
+
+const DEFAULT_SECURITY: Config['auth'] = { totpIssuer: '', recoveryCodes: 10, appPasswordsPerAccount: 10, appPasswordNameLength: 64 };
+
+/**
+ * Which credentials a login over `protocol` takes for an account (see AuthService.policy):
+ * XIMSS over TCP and HTTP asks for the second factor itself, so it takes the main password
+ * (then the second factor) and, only from accounts without two-factor authentication,
+ * application passwords. The other protocols cannot ask for a second factor: from an
+ * account with it on they take application passwords only.
+ */
+interface CredentialPolicy {
+  main: boolean;
+  apps: boolean;
+  twoFactor: boolean;
 }
 
 type Limits = Config['limits'];
@@ -49,7 +71,7 @@ type Limits = Config['limits'];
 export interface LoginWay {
   protocol: 'ximss' | 'http' | 'smtp' | 'dav' | 'xmpp' | 'sip';
   /** `password`: a name and a password as they are (XIMSS clear text, HTTP); `plain`, `login`, `scram-…`: those SASL mechanisms. */
-  mechanism: 'password' | 'plain' | 'login' | 'cram-md5' | 'nonce' | 'current-password' | 'scram-sha-1' | 'scram-sha-256' | 'digest';
+  mechanism: 'password' | 'plain' | 'login' | 'cram-md5' | 'nonce' | 'current-password' | 'scram-sha-1' | 'scram-sha-256' | 'digest' | 'totp' | 'recovery-code';
 }
 
 /** An account name as attempted: the account it names, and the key its attempts count under. */
@@ -131,6 +153,10 @@ export class AuthService {
   private readonly log: Logger;
   private readonly metrics: Metrics | undefined;
   private readonly secrets = new Map<string, Promise<Buffer>>();
+  /** TOTP second factors (enrolment, checks; every check through checkSecondFactor here). */
+  readonly twoFactor: TwoFactorService;
+  /** Named extra passwords, taken by every protocol's login (see policy). */
+  readonly appPasswords: AppPasswordService;
 
   constructor(
     private readonly accounts: AccountService,
@@ -164,6 +190,20 @@ export class AuthService {
     // An account's recovery address gets a few messages per window at most: the operation
     // must not become a way to flood someone's mailbox.
     this.recoveriesByAccount = { name: 'recovery-account', limit: 3, windowMs };
+    const security = options.security ?? DEFAULT_SECURITY;
+    this.twoFactor = new TwoFactorService(store, options.secrets ?? new SecretBox(randomBytes(32)), {
+      issuer: security.totpIssuer || serverName,
+      recoveryCodes: security.recoveryCodes,
+      log: this.log,
+    });
+    this.appPasswords = new AppPasswordService(store, accounts, security, this.log);
+  }
+
+  /** Which credentials the account's login over `protocol` takes (see CredentialPolicy). */
+  private async policy(account: AccountRecord, protocol: LoginWay['protocol']): Promise<CredentialPolicy> {
+    const twoFactor = await this.twoFactor.enabled(account.id);
+    const ximss = protocol === 'ximss' || protocol === 'http';
+    return { main: ximss || !twoFactor, apps: !(ximss && twoFactor), twoFactor };
   }
 
   /** A fresh CRAM-MD5 challenge (RFC 2195 form). */
@@ -283,6 +323,14 @@ export class AuthService {
 
   /** Logs a login's outcome (never the credentials) and counts it. */
   private outcome(outcome: 'ok' | 'failed' | 'refused', way: LoginWay, address: string, user: string | undefined, reason?: string): void {
+    if (way.mechanism === 'totp' || way.mechanism === 'recovery-code') {
+      // A second factor is no login of its own: counted and logged apart.
+      this.metrics?.secondFactors.inc({ method: way.mechanism, outcome });
+      const fields = { event: `auth.x2auth.${outcome}`, user, address, protocol: way.protocol, method: way.mechanism, ...(reason ? { reason } : {}) };
+      if (outcome === 'ok') this.log.info(fields, 'second factor accepted');
+      else this.log.warn(fields, outcome === 'failed' ? 'second factor failed' : 'second factor refused');
+      return;
+    }
     this.metrics?.logins.inc({ protocol: way.protocol, outcome });
     const fields = { event: `login.${outcome}`, user, address, protocol: way.protocol, mechanism: way.mechanism, ...(reason ? { reason } : {}) };
     if (outcome === 'ok') this.log.info(fields, 'login');
@@ -294,15 +342,44 @@ export class AuthService {
     return this.hashes.run(addressKey(address), () => this.verifier.verifyPassword(password, stored));
   }
 
-  private async verifyPassword(address: string, account: AccountRecord | undefined, password: string): Promise<boolean> {
+  /**
+   * A clear-text password of the account, as `protocol` takes it (see policy): the main
+   * password (`main`), or one of its application passwords (`app`), or neither (false).
+   */
+  private async verifyPassword(
+    address: string,
+    account: AccountRecord | undefined,
+    password: string,
+    protocol: LoginWay['protocol'],
+  ): Promise<'main' | 'app' | false> {
     if (!account) {
       await this.verifyHash(address, password, await this.dummyHash);
       return false;
     }
-    if (this.verified.has(account.id, account.credentialsVersion, password)) return true;
-    const right = await this.verifyHash(address, password, account.passwordHash);
-    if (right) this.verified.add(account.id, account.credentialsVersion, password);
-    return right;
+    const policy = await this.policy(account, protocol);
+    if (policy.main) {
+      if (this.verified.has(account.id, account.credentialsVersion, password)) return 'main';
+      const right = await this.verifyHash(address, password, account.passwordHash);
+      if (right) {
+        this.verified.add(account.id, account.credentialsVersion, password);
+        return 'main';
+      }
+    }
+    if (policy.apps) {
+      const app = await this.appPasswords.match(account, password, (candidate, hash) => this.verifyHash(address, candidate, hash));
+      if (app) {
+        this.log.info({ event: 'auth.appPassword.used', user: fullName(account), name: app.name, protocol, address }, 'application password used');
+        return 'app';
+      }
+    }
+    if (!policy.main && policy.twoFactor) {
+      // Logged, so that a user whose mail client stopped working can be told why.
+      this.log.info(
+        { event: 'auth.x2auth.app_password_required', user: fullName(account), protocol, address },
+        'a login of an account with two-factor authentication failed: only its application passwords are taken here',
+      );
+    }
+    return false;
   }
 
   private async succeed(account: AccountRecord, address: string): Promise<Authenticated> {
@@ -320,14 +397,38 @@ export class AuthService {
     protocol: LoginWay['protocol'] = 'ximss',
     mechanism: LoginWay['mechanism'] = 'password',
   ): Promise<Authenticated> {
+    const matched: { by: 'main' | 'app' | false } = { by: false };
     const account = await this.attempt(
       address,
       { protocol, mechanism },
       () => this.identify(userName, domainHint),
-      (account) => this.verifyPassword(address, account, password),
+      async (account) => (matched.by = await this.verifyPassword(address, account, password, protocol)) !== false,
     );
-    await this.keepCredentials(account, password);
+    // Only the main password's own credentials are made from it.
+    if (matched.by === 'main') await this.keepCredentials(account, password);
     return this.succeed(account, address);
+  }
+
+  /**
+   * The second factor of an account whose password was right (x2AuthComplete): counted like
+   * a login attempt (the client address's and the account's budgets, the failure delay), so
+   * that codes cannot be guessed faster than passwords. Throws ServiceError when wrong.
+   */
+  async checkSecondFactor(account: AccountRecord, kind: SecondFactorKind, code: string, address: string, protocol: LoginWay['protocol']): Promise<void> {
+    try {
+      await this.attempt(
+        address,
+        { protocol, mechanism: kind === 'totp' ? 'totp' : 'recovery-code' },
+        async () => {
+          const fresh = (await this.accounts.getById(account.id)) ?? account;
+          return { account: fresh, key: fullName(fresh) };
+        },
+        async (fresh) => fresh !== undefined && this.twoFactor.verify(fresh, kind, code),
+      );
+    } catch (err) {
+      if (err instanceof ServiceError && err.message === BAD_CREDENTIALS) throw new ServiceError(kind === 'totp' ? 'incorrect or already used one-time code' : 'incorrect or already used recovery code');
+      throw err;
+    }
   }
 
   /**
@@ -364,7 +465,9 @@ export class AuthService {
       async (account) => {
         // Without a context (or an account) the dummy one does the same work.
         const context = account?.cramMd5Context || this.dummyContext;
-        return this.verifier.verifyDigest(context, challenge, digest) && Boolean(account?.cramMd5Context);
+        const right = this.verifier.verifyDigest(context, challenge, digest) && Boolean(account?.cramMd5Context);
+        // The main password's context: not for a protocol that cannot ask for a second factor (see policy).
+        return right && account !== undefined && (await this.policy(account, way.protocol)).main;
       },
     );
     return this.succeed(account, address);
@@ -380,13 +483,14 @@ export class AuthService {
     const parts = message.toString('utf8').split('\0');
     if (parts.length !== 3 || !parts[1]) throw new ServiceError('malformed SASL PLAIN data');
     const [authzid, authcid, password] = parts as [string, string, string];
+    const matched: { by: 'main' | 'app' | false } = { by: false };
     const account = await this.attempt(
       address,
       { protocol, mechanism: 'plain' },
       () => this.identify(authcid, domainHint),
-      (account) => this.verifyPassword(address, account, password),
+      async (account) => (matched.by = await this.verifyPassword(address, account, password, protocol)) !== false,
     );
-    await this.keepCredentials(account, password);
+    if (matched.by === 'main') await this.keepCredentials(account, password);
     const result = await this.succeed(account, address);
     if (authzid && authzid !== authcid) {
       const target = await this.accounts.find(authzid, domainHint);
@@ -421,7 +525,23 @@ export class AuthService {
       { protocol, mechanism: hash === 'SHA-1' ? 'scram-sha-1' : 'scram-sha-256' },
       () => this.identify(first.user, domainHint),
       async (account) => {
-        const stored = storedScramVerifier(account?.scramCredentials, hash);
+        // Every password SCRAM may take here shares one salt (see scramCredentialsLike): the
+        // main password's verifier names it, or the first application password's.
+        const policy = account ? await this.policy(account, protocol) : undefined;
+        const main = storedScramVerifier(account?.scramCredentials, hash);
+        const apps =
+          account && policy?.apps
+            ? (await this.appPasswords.list(account.id)).flatMap((r) => {
+                const v = storedScramVerifier(r.scram, hash);
+                return v ? [{ name: r.name as string | undefined, verifier: v }] : [];
+              })
+            : [];
+        const base = main ?? apps[0]?.verifier;
+        const candidates = [
+          ...(main && policy?.main ? [{ name: undefined as string | undefined, verifier: main }] : []),
+          ...apps.filter((a) => base && a.verifier.salt === base.salt && a.verifier.iterations === base.iterations),
+        ];
+        const stored = candidates.length > 0 ? base : undefined;
         const verifier = stored ?? fakeScramVerifier(secret, hash, first.user);
         const server = serverFirst(first.clientNonce, verifier);
         const clientFinal = parseClientFinal(await exchange(server.message));
@@ -431,8 +551,16 @@ export class AuthService {
         }
         const authMessage = `${first.bare},${server.message},${clientFinal.withoutProof}`;
         // The fake verifier goes through the same computation and never matches.
-        const right = verifyClientProof(hash, verifier, authMessage, clientFinal.proof) && stored !== undefined;
-        if (right) final = serverFinal(hash, verifier, authMessage);
+        const tried = candidates.length > 0 ? candidates : [{ name: undefined, verifier }];
+        const matched = tried.find((c) => verifyClientProof(hash, c.verifier, authMessage, clientFinal.proof));
+        const right = matched !== undefined && stored !== undefined;
+        if (right) {
+          final = serverFinal(hash, matched.verifier, authMessage);
+          if (matched.name !== undefined && account) {
+            this.appPasswords.used(account, matched.name);
+            this.log.info({ event: 'auth.appPassword.used', user: fullName(account), name: matched.name, protocol, address }, 'application password used');
+          }
+        }
         return right;
       },
     );
@@ -467,10 +595,27 @@ export class AuthService {
         { protocol, mechanism: 'digest' },
         () => this.identify(userName, domain),
         async (account) => {
-          const outcome = verify(account?.digestCredentials);
-          if (outcome.outcome === 'refused' && DIGEST_NO_VERDICT.has(outcome.reason)) throw new NoVerdict(outcome.detail);
-          stale = outcome.outcome === 'stale';
-          return outcome.outcome !== 'refused';
+          // The main password's HA1 (unless the account has a second factor) and then each
+          // application password's, until one answers.
+          const policy = account ? await this.policy(account, protocol) : undefined;
+          const candidates: { name: string | undefined; credentials: string | null | undefined }[] = [];
+          if (!account || policy?.main) candidates.push({ name: undefined, credentials: account?.digestCredentials });
+          if (account && policy?.apps) {
+            for (const r of await this.appPasswords.list(account.id)) if (r.digest) candidates.push({ name: r.name, credentials: r.digest });
+          }
+          if (candidates.length === 0) candidates.push({ name: undefined, credentials: undefined });
+          for (const candidate of candidates) {
+            const outcome = verify(candidate.credentials);
+            if (outcome.outcome === 'refused' && DIGEST_NO_VERDICT.has(outcome.reason)) throw new NoVerdict(outcome.detail);
+            if (outcome.outcome === 'refused') continue;
+            stale = outcome.outcome === 'stale';
+            if (candidate.name !== undefined && account) {
+              this.appPasswords.used(account, candidate.name);
+              this.log.info({ event: 'auth.appPassword.used', user: fullName(account), name: candidate.name, protocol, address }, 'application password used');
+            }
+            return true;
+          }
+          return false;
         },
       );
       return { outcome: 'ok', account, stale };

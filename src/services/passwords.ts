@@ -215,6 +215,25 @@ export async function scramCredentials(password: string): Promise<string> {
   return JSON.stringify(credentials);
 }
 
+/**
+ * SCRAM verifiers of an extra password of the same account (an application password) made
+ * with the salt and iteration count of `base` (the account's own verifiers), hash by hash:
+ * a SCRAM server names its salt before it knows which password the client has, so every
+ * password of an account that SCRAM accepts must share it (see AuthService.checkScram).
+ * A hash `base` has no verifier for gets a new random salt.
+ */
+export async function scramCredentialsLike(password: string, base: string | null | undefined): Promise<string> {
+  const like = (hash: ScramHash): Promise<ScramVerifier> => {
+    const model = storedScramVerifier(base, hash);
+    return model
+      ? scramVerifier(hash, password, Buffer.from(model.salt, 'base64'), model.iterations)
+      : scramVerifier(hash, password, randomBytes(16));
+  };
+  const [sha1, sha256] = await Promise.all([like('SHA-1'), like('SHA-256')]);
+  const credentials: ScramCredentials = { 'SHA-1': sha1, 'SHA-256': sha256 };
+  return JSON.stringify(credentials);
+}
+
 /** The verifier for `hash` in stored credentials; undefined when there is none (or it is unreadable). */
 export function storedScramVerifier(stored: string | null | undefined, hash: ScramHash): ScramVerifier | undefined {
   if (!stored) return undefined;

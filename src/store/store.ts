@@ -3,6 +3,7 @@ import type { DatasetStore } from './datasets.js';
 import type { CalendarIndexStore } from './calendar-index.js';
 import type { ArchiveStore, BlockingStore, MucStore, OfflineStore, ResourceStore, RosterStore } from './im.js';
 import type { DavNameStore } from './dav-names.js';
+import type { AppPasswordStore, TwoFactorStore } from './login-security.js';
 import type { MeetingStore } from './meetings.js';
 import type { BillingStore } from './billing.js';
 import type { SmimeStore } from './smime.js';
@@ -36,6 +37,9 @@ export interface Store {
   readonly files: FileStore;
   readonly accountAcl: AccountAclStore;
   readonly davNames: DavNameStore;
+  /** Two-factor authentication and application passwords (src/store/login-security.ts). */
+  readonly twoFactor: TwoFactorStore;
+  readonly appPasswords: AppPasswordStore;
   readonly calendarIndex: CalendarIndexStore;
   /** Real-time messaging (src/store/im.ts). */
   readonly roster: RosterStore;

@@ -28,6 +28,10 @@ export interface SessionContext extends RequestContext {
   readonly session: Session;
 }
 
+/** What a session waiting for its second factor may do (see Session.secondFactorPending). */
+const SECOND_FACTOR_STEP: ReadonlySet<string> = new Set(['x2AuthStart', 'x2AuthComplete', 'bye']);
+export const SECOND_FACTOR_REQUIRED = 'two-factor authentication is not complete: use x2AuthStart and x2AuthComplete';
+
 type Availability = 'preLogin' | 'session' | 'anytime';
 
 export interface Operation {
@@ -141,6 +145,7 @@ export class Engine {
     if (!operation) problem = 'unknown command';
     else if (operation.availability === 'session' && !session) problem = 'this operation requires login';
     else if (operation.availability === 'preLogin' && session) problem = 'this operation is not available after login';
+    else if (session?.secondFactorPending && !SECOND_FACTOR_STEP.has(request.name)) problem = SECOND_FACTOR_REQUIRED;
     if (problem !== undefined) {
       this.count(op, 'error', started);
       out(errorResponse(id, problem, 500, elapsed()));

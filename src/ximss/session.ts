@@ -121,6 +121,12 @@ export class Session {
   calls: SessionCalls | undefined;
   /** The tasks it talks to (spec "Real-Time Application Management"), from its first. */
   tasks: SessionTasks | undefined;
+  /**
+   * Logged in with the password of an account with two-factor authentication: until the
+   * second factor (x2AuthStart, x2AuthComplete) only those and `bye` run, and nothing is
+   * delivered to it (src/ximss/ops/login-security.ts).
+   */
+  secondFactorPending = false;
   closed = false;
   private readonly endHooks: (() => void)[] = [];
   private sink: AsyncSink | undefined;

@@ -206,7 +206,8 @@ export class SessionManager {
    * False when no session was there to see it.
    */
   private show(accountId: number, alert: Pick<AlertRecord, 'id' | 'posted' | 'text'>): boolean {
-    const sessions = this.forAccount(accountId).filter((s) => !s.closed);
+    // Not to a session still waiting for its second factor: its alerts wait until it is complete.
+    const sessions = this.forAccount(accountId).filter((s) => !s.closed && !s.secondFactorPending);
     if (sessions.length === 0) return false;
     let shown = this.shownAlerts.get(accountId);
     if (!shown) this.shownAlerts.set(accountId, (shown = new Set()));
@@ -233,7 +234,7 @@ export class SessionManager {
       do {
         this.alertsPostedMeanwhile.delete(accountId);
         for (const alert of await this.alerts.pending(accountId)) {
-          if (this.forAccount(accountId).every((s) => s.closed)) return;
+          if (this.forAccount(accountId).every((s) => s.closed || s.secondFactorPending)) return;
           this.show(accountId, alert);
           await this.alerts.confirm(alert);
         }
@@ -279,7 +280,7 @@ export class SessionManager {
     await this.refreshAccount(accountId).catch((err: unknown) =>
       this.log.error({ event: 'session.prefs_refresh_failed', accountId, error: errorText(err) }, 're-reading preferences failed'),
     );
-    for (const session of this.forAccount(accountId)) session.sendAsync('<prefsModified/>');
+    for (const session of this.forAccount(accountId)) if (!session.secondFactorPending) session.sendAsync('<prefsModified/>');
   }
 
   /** Re-reads the account's record and effective preferences into its sessions here (prefsReload too). */

@@ -44,6 +44,7 @@ import { smimeContract } from './smime.js';
 import { registrationsContract } from './registrations.js';
 import { remoteSipContract } from './remote-sip.js';
 import { remoteMailContract } from './remote-mail.js';
+import { loginSecurityContract } from './login-security.js';
 
 export interface StoreHarness {
   /** Opens a new handle on the same store (another process, as far as the store can tell). */
@@ -313,6 +314,7 @@ export function storeContract(engine: string, fresh: FreshStore): void {
     billingContract(fresh);
     smimeContract(fresh);
     remoteMailContract(fresh);
+    loginSecurityContract(fresh);
     cluster(fresh);
     sharedState(fresh);
     relay(fresh);

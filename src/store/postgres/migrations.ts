@@ -618,6 +618,32 @@ export const migrations: readonly string[] = [
     PRIMARY KEY (record_id, uidl)
   );
   `,
+  // 25: login security (src/store/login-security.ts): the TOTP secret (sealed) with the last
+  // time step taken, recovery codes as hashes (each used once), and application passwords.
+  `
+  CREATE TABLE two_factor (
+    account_id BIGINT PRIMARY KEY REFERENCES accounts(id) ON DELETE CASCADE,
+    secret     TEXT NOT NULL,
+    enabled    BIGINT NOT NULL,
+    last_step  BIGINT NOT NULL
+  );
+  CREATE TABLE recovery_codes (
+    account_id BIGINT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    hash       TEXT COLLATE "C" NOT NULL,
+    used       BIGINT,
+    PRIMARY KEY (account_id, hash)
+  );
+  CREATE TABLE app_passwords (
+    account_id BIGINT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    name       TEXT COLLATE "C" NOT NULL,
+    hash       TEXT NOT NULL,
+    scram      TEXT,
+    digest     TEXT,
+    created    BIGINT NOT NULL,
+    last_used  BIGINT,
+    PRIMARY KEY (account_id, name)
+  );
+  `,
 ];
 
 /** The advisory lock key that serializes migrations between processes starting at once ('xims'). */

@@ -6,6 +6,7 @@ import { PgFiles } from './files.js';
 import { PgAccountAcl } from './account-acl.js';
 import { PgCalendarIndex } from './calendar-index.js';
 import { PgDavNames } from './dav-names.js';
+import { PgAppPasswords, PgTwoFactor } from './login-security.js';
 import { PgArchive, PgBlocking, PgMuc, PgOffline, PgResources, PgRoster } from './im.js';
 import { Db, parseStoreUrl } from './db.js';
 import { PgMail } from './mail.js';
@@ -42,6 +43,8 @@ export class PostgresStore implements Store {
   readonly files: PgFiles;
   readonly accountAcl: PgAccountAcl;
   readonly davNames: PgDavNames;
+  readonly twoFactor: PgTwoFactor;
+  readonly appPasswords: PgAppPasswords;
   readonly calendarIndex: PgCalendarIndex;
   readonly roster: PgRoster;
   readonly offline: PgOffline;
@@ -95,6 +98,8 @@ export class PostgresStore implements Store {
     this.files = new PgFiles(db);
     this.accountAcl = new PgAccountAcl(db);
     this.davNames = new PgDavNames(db);
+    this.twoFactor = new PgTwoFactor(db);
+    this.appPasswords = new PgAppPasswords(db);
     this.calendarIndex = new PgCalendarIndex(db);
     this.roster = new PgRoster(db);
     this.offline = new PgOffline(db);

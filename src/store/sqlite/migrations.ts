@@ -652,4 +652,30 @@ export const migrations: readonly string[] = [
     PRIMARY KEY (record_id, uidl)
   ) WITHOUT ROWID;
   `,
+  // 26: login security (src/store/login-security.ts): the TOTP secret (sealed) with the last
+  // time step taken, recovery codes as hashes (each used once), and application passwords.
+  `
+  CREATE TABLE two_factor (
+    account_id INTEGER PRIMARY KEY REFERENCES accounts(id) ON DELETE CASCADE,
+    secret     TEXT NOT NULL,
+    enabled    INTEGER NOT NULL,
+    last_step  INTEGER NOT NULL
+  );
+  CREATE TABLE recovery_codes (
+    account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    hash       TEXT NOT NULL,
+    used       INTEGER,
+    PRIMARY KEY (account_id, hash)
+  ) WITHOUT ROWID;
+  CREATE TABLE app_passwords (
+    account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    name       TEXT NOT NULL,
+    hash       TEXT NOT NULL,
+    scram      TEXT,
+    digest     TEXT,
+    created    INTEGER NOT NULL,
+    last_used  INTEGER,
+    PRIMARY KEY (account_id, name)
+  ) WITHOUT ROWID;
+  `,
 ];

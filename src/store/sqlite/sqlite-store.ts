@@ -29,6 +29,7 @@ import { SqliteFiles } from './files.js';
 import { SqliteAccountAcl } from './account-acl.js';
 import { SqliteCalendarIndex } from './calendar-index.js';
 import { SqliteDavNames } from './dav-names.js';
+import { SqliteAppPasswords, SqliteTwoFactor } from './login-security.js';
 import { SqliteArchive, SqliteBlocking, SqliteMuc, SqliteOffline, SqliteResources, SqliteRoster } from './im.js';
 import { DataDirLock } from '../lock.js';
 import { privateDirectory, privateFile } from '../modes.js';
@@ -90,6 +91,8 @@ export class SqliteStore implements Store {
   readonly files: SqliteFiles;
   readonly accountAcl: SqliteAccountAcl;
   readonly davNames: SqliteDavNames;
+  readonly twoFactor: SqliteTwoFactor;
+  readonly appPasswords: SqliteAppPasswords;
   readonly calendarIndex: SqliteCalendarIndex;
   readonly roster: SqliteRoster;
   readonly offline: SqliteOffline;
@@ -161,6 +164,8 @@ export class SqliteStore implements Store {
     this.files = new SqliteFiles(db);
     this.accountAcl = new SqliteAccountAcl(db);
     this.davNames = new SqliteDavNames(db);
+    this.twoFactor = new SqliteTwoFactor(db);
+    this.appPasswords = new SqliteAppPasswords(db);
     this.calendarIndex = new SqliteCalendarIndex(db);
     this.roster = new SqliteRoster(db);
     this.offline = new SqliteOffline(db);

@@ -8,7 +8,8 @@ import { BLOCKED, type Admission } from '../../services/connections.js';
 import { ServiceError } from '../../services/errors.js';
 import type { XmlElement } from '../../xml/element.js';
 import { Conversation, type TransportControl } from '../conversation.js';
-import type { Engine } from '../engine.js';
+import { SECOND_FACTOR_REQUIRED, type Engine } from '../engine.js';
+import { holdForSecondFactor, needsSecondFactor, sessionMessageOf } from '../ops/login-security.js';
 import { errorResponse } from '../protocol.js';
 import { nodeOfUrlId, sessionTag, type AsyncSink, type Session } from '../session.js';
 import {
@@ -415,10 +416,12 @@ export class HttpListener {
     try {
       const auth = await this.authenticate(params, req.headers.authorization, address);
       const options = loginOptions(params);
-      const session = await this.openSession(auth, params, options, address);
+      // An account with two-factor authentication: only for a client that says it can (x2auth=1).
+      const secondFactor = await needsSecondFactor(this.engine.server, auth, flag(params.get('x2auth')), address);
+      const session = await this.openSession(auth, params, options, address, secondFactor);
       this.authenticated(req);
       return {
-        ...ximssReply([session.sessionMessage(this.engine.server.version).toString()]),
+        ...ximssReply([sessionMessageOf(this.engine.server, session).toString()]),
         headers: this.cookieHeader(session, options),
       };
     } catch (err) {
@@ -457,13 +460,14 @@ export class HttpListener {
    * The session for a successful login: the live HTTP session named by `sessionid` when it
    * belongs to the same account, else a new one. `killOld` ends the account's others.
    */
-  private async openSession(auth: Authenticated, params: Params, options: LoginOptions, address: string): Promise<Session> {
+  private async openSession(auth: Authenticated, params: Params, options: LoginOptions, address: string, secondFactor: boolean): Promise<Session> {
     const { sessions } = this.engine.server;
     const named = sessions.get(params.get('sessionid') ?? '');
     const reused =
       named && !named.closed && named.account.id === auth.account.id && httpSessionOf(named) ? named : undefined;
     // Ended first, so that the new session fits within the per-account limit.
-    if (flag(params.get('killold'))) await sessions.killOld(auth.account.id, reused);
+    // Not before the second factor: a password alone must not end the owner's sessions.
+    if (flag(params.get('killold')) && !secondFactor) await sessions.killOld(auth.account.id, reused);
     if (reused) {
       reused.touch();
       applyGuards(reused, options, address);
@@ -471,6 +475,7 @@ export class HttpListener {
     }
     const session = await sessions.create(auth, 'http', address, params.get('version'));
     session.attach(this.startHttpSession(session, options, address));
+    if (secondFactor) holdForSecondFactor(this.engine.server, session);
     // Alerts posted while the user was away wait in the queue for the first poll.
     void sessions.deliverAlerts(session.account.id);
     return session;
@@ -536,6 +541,10 @@ export class HttpListener {
     if (resource === 'kill') {
       this.engine.server.sessions.end(session, false, 'kill');
       return this.send(req, res, ximssReply([]));
+    }
+    // Until the second factor, only its requests (sync, async, polls) and KILL.
+    if (session.secondFactorPending && !(isPoll || resource === 'sync' || resource === 'async')) {
+      return this.send(req, res, textReply(403, `${SECOND_FACTOR_REQUIRED}\n`));
     }
     const resourcePath = rest.slice(resource.length + 1);
     if (resource === 'mime') {

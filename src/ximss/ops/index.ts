@@ -10,10 +10,10 @@ import { directoryOperations } from './directory.js';
 import { folderOperations } from './folder.js';
 import { imOperations } from './im.js';
 import { loginOperations } from './login.js';
+import { loginSecurityOperations } from './login-security.js';
 import { mailboxOperations } from './mailbox.js';
 import { messageOperations } from './message.js';
 import { messageSendOperations } from './message-send.js';
-import { notImplementedOperations } from './not-implemented.js';
 import { preferenceOperations } from './preferences.js';
 import { preLoginOperations } from './prelogin.js';
 import { remoteHttpOperations } from './remote-http.js';
@@ -31,6 +31,7 @@ import { taskOperations } from './tasks.js';
 export function registerOperations(engine: Engine): void {
   engine.register(preLoginOperations);
   engine.register(loginOperations);
+  engine.register(loginSecurityOperations);
   engine.register(serviceOperations);
   engine.register(remoteHttpOperations);
   engine.register(mailboxOperations);
@@ -55,5 +56,4 @@ export function registerOperations(engine: Engine): void {
   engine.register(remoteSipOperations);
   engine.register(smimeOperations);
   engine.register(remoteMailOperations);
-  engine.register(notImplementedOperations);
 }

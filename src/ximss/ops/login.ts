@@ -2,6 +2,8 @@ import type { Authenticated, LoginWay } from '../../services/auth.js';
 import { ServiceError } from '../../services/errors.js';
 import { el } from '../../xml/element.js';
 import { NO_RESPONSE, preLogin, type OperationTable, type RequestContext } from '../engine.js';
+import type { Conversation } from '../conversation.js';
+import { holdForSecondFactor, needsSecondFactor, sessionMessageOf } from './login-security.js';
 
 /** Spec section "Login Operations": login (clear text, CRAM-MD5, PLAIN) and auth. */
 
@@ -11,14 +13,27 @@ function decodeBase64(value: string | undefined, what: string): Buffer {
   return Buffer.from(value.trim(), 'base64');
 }
 
-/** Creates the session for a successful login, tells the client, and binds the connection. */
+/** Conversations whose login said the client can do two-factor authentication (`x2auth="1"`; kept for a SASL `auth`). */
+const supportsX2auth = new WeakSet<Conversation>();
+
+/**
+ * Creates the session for a successful login, tells the client, and binds the connection.
+ * For an account with two-factor authentication the session waits for the second factor
+ * (see login-security.ts).
+ */
 async function openSession(ctx: RequestContext, auth: Authenticated): Promise<void> {
   const transport = ctx.conversation.transport;
   if (!transport) throw new ServiceError('login is not possible on this connection');
   const { sessions } = ctx.server;
+  const secondFactor = await needsSecondFactor(ctx.server, auth, supportsX2auth.has(ctx.conversation), ctx.conversation.remoteAddress);
   const session = await sessions.create(auth, transport.kind, ctx.conversation.remoteAddress, ctx.conversation.clientVersion);
   session.attach(transport.asyncSink(session));
   ctx.conversation.session = session;
+  if (secondFactor) {
+    holdForSecondFactor(ctx.server, session);
+    ctx.send(sessionMessageOf(ctx.server, session));
+    return;
+  }
   ctx.send(session.sessionMessage(ctx.server.version));
   // Alerts posted while the user was away arrive right after the login response.
   ctx.conversation.afterResponse = () => void sessions.deliverAlerts(session.account.id);
@@ -38,6 +53,8 @@ export const loginOperations: OperationTable = {
     const { auth } = ctx.server;
     const conversation = ctx.conversation;
     conversation.clientVersion = version;
+    if (/^(1|yes|true)$/i.test(ctx.request.attrs.x2auth ?? '')) supportsX2auth.add(conversation);
+    else supportsX2auth.delete(conversation);
     const domainHint = domain || conversation.targetDomain;
     const mechanism = (method ?? '').toUpperCase();
 

@@ -10,6 +10,7 @@ import { anytime, inSession, type OperationTable, type SessionContext } from '..
 import { emptyDictionary } from '../session.js';
 import { parseStrings, type Strings } from '../vocabulary.js';
 import { smimeStatusOptions } from './smime.js';
+import { modifyAppPassword } from './login-security.js';
 
 /** Spec section "Service Operations" (plus the 6.2 session data and language operations). */
 
@@ -60,9 +61,8 @@ export const serviceOperations: OperationTable = {
 
   passwordModify: inSession(async (ctx) => {
     const { oldPassword, newPassword, recoveryEMail, name, remove } = ctx.request.attrs;
-    if (name !== undefined || remove !== undefined) {
-      throw new ServiceError('application passwords are not supported by this server');
-    }
+    // With a name: an application password (login-security.ts).
+    if (name !== undefined || remove !== undefined) return modifyAppPassword(ctx);
     if (oldPassword === undefined) throw new ServiceError('the oldPassword attribute is missing');
     const { accounts, auth } = ctx.server;
     await auth.checkCurrentPassword(ctx.session.account, oldPassword, ctx.conversation.remoteAddress);
