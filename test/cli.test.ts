@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import { verifyPassword } from '../src/services/passwords.js';
 import { openStore } from '../src/store/open.js';
+import { Secret, TOTP } from 'otpauth';
 import { XmlElement } from '../src/xml/element.js';
 import { freePort, LOG_LOADS, loggedInClient, XimssClient } from './helpers.js';
 
@@ -300,6 +301,37 @@ describe('a running server and the command line on the same data directory', () 
       await dave.waitClosed();
       await idle.waitClosed();
       assert.equal(await server.exited, 0);
+    } finally {
+      server.child.kill('SIGKILL');
+    }
+  });
+});
+
+describe('ximssd account second-factor', () => {
+  test('shows whether an account logs in with a second factor, and turns it off for a user who lost it', async () => {
+    const ws = await initialized();
+    await ok(ws, 'account', 'add', `otp@${DOMAIN}`, '--password', 'otp-pw');
+    assert.equal(await ok(ws, 'account', 'second-factor', `otp@${DOMAIN}`), 'two-factor login: off\n');
+    const server = await serve(ws);
+    try {
+      const client = await loggedInClient(server.port, `otp@${DOMAIN}`, 'otp-pw');
+      const started = await client.request(new XmlElement('x2AuthStart', {}, ['totp']));
+      const secret = started.messages.find((m) => m.name === 'x2auth')?.attrs.secret;
+      assert.ok(secret, 'the enrolment gives a secret');
+      const code = new TOTP({ secret: Secret.fromBase32(secret), period: 30, digits: 6, algorithm: 'SHA1' }).generate();
+      assert.equal((await client.request(new XmlElement('x2AuthComplete', {}, [code]))).response.attrs.errorText, undefined);
+      client.close();
+      assert.match(await ok(ws, 'account', 'second-factor', `otp@${DOMAIN}`), /^two-factor login: on \(10 recovery codes left\)\n$/);
+      const plain = await XimssClient.connect(server.port);
+      const refused = await plain.request(new XmlElement('login', { authData: `otp@${DOMAIN}`, password: 'otp-pw' }));
+      assert.match(refused.response.attrs.errorText ?? '', /requires two-factor authentication/);
+      plain.close();
+      assert.equal(await ok(ws, 'account', 'second-factor', `otp@${DOMAIN}`, 'off'), `two-factor login of otp@${DOMAIN} turned off\n`);
+      (await loggedInClient(server.port, `otp@${DOMAIN}`, 'otp-pw')).close();
+      assert.equal(await ok(ws, 'account', 'second-factor', `otp@${DOMAIN}`, 'off'), `otp@${DOMAIN} had no two-factor login\n`);
+      const bad = await cli(ws, 'account', 'second-factor', `otp@${DOMAIN}`, 'on');
+      assert.equal(bad.code, 1);
+      assert.match(bad.stderr, /unknown action on/);
     } finally {
       server.child.kill('SIGKILL');
     }

@@ -113,6 +113,24 @@ export function registerAccountCommands(program: Command): void {
         console.log(`password of ${address} changed`);
       }),
   );
+  adminOptions(
+    account
+      .command('second-factor <address> [action]')
+      .description("show whether an account logs in with a second factor; 'off' turns it off (a user who lost the authenticator and the recovery codes)"),
+  ).action(async (address: string, action: string | undefined, options: AdminOptions) =>
+    withStore(options, async ({ store, accounts, log }) => {
+      if (action !== undefined && action !== 'off') throw new ServiceError(`unknown action ${action}: 'off', or nothing to show the state`);
+      const target = await requireAccount(accounts, address);
+      if (action === 'off') {
+        const done = await store.twoFactor.disable(target.id);
+        if (done) log.info({ event: 'auth.x2auth.disabled', user: address, by: 'cli' }, 'two-factor authentication turned off');
+        console.log(done ? `two-factor login of ${address} turned off` : `${address} had no two-factor login`);
+        return;
+      }
+      const on = (await store.twoFactor.get(target.id)) !== undefined;
+      console.log(on ? `two-factor login: on (${await store.twoFactor.recoveryCodesLeft(target.id)} recovery codes left)` : 'two-factor login: off');
+    }),
+  );
   adminOptions(account.command('aliases <address> [names...]').description("list an account's aliases, or replace them with NAMES"))
     .option('--clear', 'remove every alias')
     .action(async (address: string, names: string[], options: AdminOptions & { clear?: boolean }) =>
