@@ -185,7 +185,11 @@ export class CliService {
   }
 
   isServerAdministrator(account: AccountRecord): boolean {
-    const name = fullName(account).toLowerCase();
+    return this.isAdministratorAddress(fullName(account));
+  }
+
+  private isAdministratorAddress(address: string): boolean {
+    const name = address.toLowerCase();
     return this.deps.limits.administrators.some((a) => a.toLowerCase() === name);
   }
 
@@ -258,6 +262,9 @@ export class CliService {
     if (target && allowOwn && target.id === actor.account.id) return target;
     if (!this.mayAdministerDomain(actor, target?.domain ?? domain)) throw new ServiceError(ACCESS_DENIED);
     if (!target) throw new ServiceError(UNKNOWN_ACCOUNT);
+    // A domain administrator must not become a server administrator of its domain by taking
+    // over (password, settings, delete and create again) an account named in cli.administrators.
+    if (!actor.serverAdmin && this.isServerAdministrator(target)) throw new ServiceError(ACCESS_DENIED);
     return target;
   }
 
@@ -428,9 +435,11 @@ export class CliService {
           const changes: SettingChanges | undefined = Object.keys(settings).length > 0 ? parseSettingAssignments(assignments(settings, args.command), 'account') : undefined;
           const { domain } = accounts.parseAddress(name, actor.account.domain);
           await this.domain(actor, domain);
+          const address = name.includes('@') ? name : `${name}@${domain}`;
+          if (!actor.serverAdmin && this.isAdministratorAddress(address)) throw new ServiceError(ACCESS_DENIED);
           let created: AccountRecord;
           try {
-            created = await accounts.create({ address: name.includes('@') ? name : `${name}@${domain}`, password });
+            created = await accounts.create({ address, password });
           } catch (err) {
             if (err instanceof UnknownDomainError) throw new ServiceError(`${UNKNOWN_DOMAIN} ${err.domain}`);
             throw err;
