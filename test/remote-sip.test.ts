@@ -114,6 +114,21 @@ describe('remote SIP registrations with Kamailio as the registrar', { skip: avai
     }
   });
 
+  test('a caller through the registrar who names one of our domains in From is not shown as our user', async () => {
+    await eventually(() => registerLines(kamailio, 'REGISTER-OK', '5551001').length >= 1, 'the registration', 10_000);
+    const phone = await SipPhone.open(kamailio.port, 'boss@example.test', 'none');
+    try {
+      const calling = phone.invite(`sip:5551001@${DOMAIN}`, `<sip:5551001@${DOMAIN}>`, 40010);
+      const incoming = await client.takeAsync('callIncoming', () => true, 10_000);
+      // Kamailio relays it from 127.0.0.1: the unverified caller is shown by that address.
+      assert.equal(incoming.attrs.peer, 'boss@127.0.0.1');
+      await ok(client, `<callReject callLeg="${incoming.attrs.callLeg}" signalCode="486"/>`);
+      await calling;
+    } finally {
+      phone.close();
+    }
+  });
+
   test('deleting the record un-registers it (Expires: 0): the number is then unknown at the registrar', async () => {
     await ok(client, `<rsipUpdate>${record('gone', { domain: DOMAIN, proxy: `127.0.0.1:${kamailio.port}`, fromName: '5551002', password: PASSWORD, expires: '30' })}</rsipUpdate>`);
     await eventually(() => registerLines(kamailio, 'REGISTER-OK', '5551002').length >= 1, 'the registration', 10_000);

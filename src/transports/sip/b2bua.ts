@@ -960,7 +960,11 @@ export class SipCalls {
         event.respond(403, 'Forbidden (only a device of ours, authenticated, may replace a call)');
         return;
       }
-      caller = { address: from.uri.user ? `${from.uri.user}@${callerDomain}` : callerDomain, name: from.displayName || undefined };
+      // Nobody vouches for this From: a caller naming one of our domains is shown by the address
+      // the INVITE came from instead, never as one of our users.
+      const unverifiedLocal = await this.deps.im.isLocalDomain(callerDomain);
+      const callerHost = unverifiedLocal ? (source.host.includes(':') ? `[${source.host}]` : source.host) : callerDomain;
+      caller = { address: from.uri.user ? `${from.uri.user}@${callerHost}` : callerHost, name: from.displayName || undefined };
     } else if (await this.deps.im.isLocalDomain(callerDomain)) {
       // One of our users: the INVITE must prove it (RFC 3261 22.3, a proxy's 407).
       const verdict = await authenticateRequest({ auth: this.deps.auth, digest: this.deps.digest, log: this.log }, request, source, callerDomain, 'Proxy-Authorization', sameUri);
