@@ -298,7 +298,7 @@ async function build(rawStore: Store, config: Config, log: Logger, options: Serv
   const secrets = loadSecretBox(config.secrets.keyFile || join(config.dataDir, 'secret.key'));
   const remoteMail = new RemoteMailService({ store, bus, accounts, secrets, config: config.remoteMail, node: node.id, hostName: config.defaultDomain || hostname(), log: log.child({ component: 'remoteMail' }), metrics, tls: remoteMailTls(config) });
   const passwordRecovery = new PasswordRecovery(store, accounts, queue, config.defaultDomain, () => config.publicUrl || `http://${config.defaultDomain}:${httpPort}`);
-  const remoteSip = new RemoteSipService(store, bus, secrets, config.remoteSip, log.child({ component: 'remote-sip' }));
+  const remoteSip = new RemoteSipService(store, bus, accounts, secrets, config.remoteSip, log.child({ component: 'remote-sip' }));
   const services: XimssServices = {
     config,
     store,
@@ -359,7 +359,7 @@ async function build(rawStore: Store, config: Config, log: Logger, options: Serv
   if (sipCalls) undo.push(() => sipCalls.close());
   // The accounts' registrations with other SIP servers: this node registers those it holds the lease of.
   const remoteSipAgent = sip
-    ? new RemoteSipAgent({ sip, store, bus, secrets, node: node.id, config: config.remoteSip, resolver: options.sipResolver ?? options.dnsResolver, log: log.child({ component: 'remote-sip' }), metrics })
+    ? new RemoteSipAgent({ sip, store, bus, accounts, secrets, node: node.id, config: config.remoteSip, resolver: options.sipResolver ?? options.dnsResolver, log: log.child({ component: 'remote-sip' }), metrics })
     : undefined;
   undo.push(() => services.sessions.close());
   const engine = new Engine(services);

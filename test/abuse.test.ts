@@ -1256,7 +1256,9 @@ describe('abuse: remote SIP records (rsipUpdate) and INVITEs to made-up registra
   const key = (k: string, v: string): string => `<subKey key="${k}">${v}</subKey>`;
 
   test('oversized, nested, malformed and too many records get clear errors and change nothing; the server goes on', async () => {
-    const { client } = await server.login(await server.newAccount('rsipper'), 'secret');
+    const rsipper = await server.newAccount('rsipper');
+    await server.services.accounts.setSettings((await server.services.accounts.find(rsipper))!, { RSIPAllowed: 'Yes' });
+    const { client } = await server.login(rsipper, 'secret');
     const good = key('domain', 'sip.example.net') + key('fromName', '100');
     const cases: [string, RegExp][] = [
       [`<rsipUpdate>${Array.from({ length: 101 }, (_, i) => rsip(`r${i}`, good)).join('')}</rsipUpdate>`, /too many rsipRecord elements \(at most 100\)/],

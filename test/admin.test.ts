@@ -246,7 +246,7 @@ describe('accounts', () => {
     assert.match(shown, /^ {2}SignalRulesAllowed\tNo\t\(built-in default\)$/m);
 
     const before = await withStore(ws, async (store) => (await store.accounts.get(DOMAIN, 'fay'))!);
-    await refused(ws, ['account', 'set', `fay@${DOMAIN}`, 'MaxAccountSize=1M', 'Bogus=1'], /^ximssd: unknown setting Bogus \(account settings: RealName, RecoveryEmail, MaxAccountSize, MaxWebSize, MaxWebFiles, DomainAdminRights, RulesAllowed, SignalRulesAllowed, PWDAllowed, RPOPAllowed, RayoAllowed\)/);
+    await refused(ws, ['account', 'set', `fay@${DOMAIN}`, 'MaxAccountSize=1M', 'Bogus=1'], /^ximssd: unknown setting Bogus \(account settings: RealName, RecoveryEmail, MaxAccountSize, MaxWebSize, MaxWebFiles, DomainAdminRights, RulesAllowed, SignalRulesAllowed, PWDAllowed, RPOPAllowed, RSIPAllowed, RayoAllowed\)/);
     await refused(ws, ['account', 'set', `fay@${DOMAIN}`, 'MaxAccountSize=1M', 'RulesAllowed=some'], /^ximssd: bad value for RulesAllowed: "some" \(accepted: None, Filter Only, No Redirect, Any;/);
     // Names of object methods are not values (nor aliases of one).
     await refused(ws, ['account', 'set', `fay@${DOMAIN}`, 'SignalRulesAllowed=constructor'], /^ximssd: bad value for SignalRulesAllowed: "constructor"/);

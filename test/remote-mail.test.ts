@@ -7,19 +7,31 @@
  * each leave their error in the list. The record dictionaries are checked (and refused with
  * clear errors), the password never listed back nor stored in clear.
  *
+ * Then a cluster (built server processes on one PostgreSQL, test/fixtures/cluster.ts, one shared
+ * secrets.keyFile): both nodes poll a POP3 and an IMAP record and every message arrives once; the
+ * node holding a record's lease is killed in the middle of a poll (a proxy before Dovecot holds
+ * its fifth RETR), the other takes the record over when the lease runs out and fetches the rest,
+ * nothing twice; and a record made on a node with remoteMail.poll false is polled at once by the
+ * other, which hears remoteMailChanged on the bus (its own scan is half an hour away).
+ *
  * Nothing here depends on how long anything takes: polls are observed through the records'
  * lastPoll and the stored messages, with deadlines only so that a lost poll fails.
  */
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { XmlElement } from '../src/xml/element.js';
+import { openStore } from '../src/store/open.js';
 import type { RemoteMailKind } from '../src/store/remote-mail.js';
+import type { Store } from '../src/store/store.js';
+import { startNode, ximssd, type ClusterNodeProcess } from './fixtures/cluster.js';
 import { startDovecot, type DovecotServer } from './fixtures/dovecot.js';
-import { capturingLogger, eventually, fails, freePort, ok, startTestServer, storedMessages, type TestServer, type XimssClient } from './helpers.js';
+import { startPostgres, type PostgresServer } from './fixtures/postgres.js';
+import { capturingLogger, eventually, fails, freePort, loginWithUrlId, ok, startTestServer, storedMessages, type TestServer, type XimssClient } from './helpers.js';
 
 const REMOTE_CONFIG = {
   remoteMail: { allowPrivate: true, minIntervalSeconds: 1, defaultIntervalSeconds: 1, timeoutSeconds: 2, leaseSeconds: 10, maxBackoffSeconds: 2, recordsPerAccount: 4, caFile: '' },
@@ -31,6 +43,7 @@ const CA_FILE = join(caDir, 'ca.pem');
 let dovecot: DovecotServer;
 let server: TestServer;
 let remoteUsers = 0;
+const REMOTE_USERS = 20;
 const REMOTE_PASSWORD = 'remote-Secret-4471';
 
 before(async () => {
@@ -43,7 +56,7 @@ before(async () => {
   });
   writeFileSync(CA_FILE, pems.cert);
   REMOTE_CONFIG.remoteMail.caFile = CA_FILE;
-  dovecot = await startDovecot(Array.from({ length: 16 }, (_, i) => ({ name: `r${i + 1}`, password: REMOTE_PASSWORD })), { cert: pems.cert, key: pems.private });
+  dovecot = await startDovecot(Array.from({ length: REMOTE_USERS }, (_, i) => ({ name: `r${i + 1}`, password: REMOTE_PASSWORD })), { cert: pems.cert, key: pems.private });
   server = await startTestServer(REMOTE_CONFIG);
 });
 after(async () => {
@@ -55,7 +68,7 @@ after(async () => {
 /** A remote user of its own (a fresh Maildir). */
 function remoteUser(): string {
   remoteUsers++;
-  assert.ok(remoteUsers <= 16, 'the fixture has 16 remote users');
+  assert.ok(remoteUsers <= REMOTE_USERS, `the fixture has ${REMOTE_USERS} remote users`);
   return `r${remoteUsers}`;
 }
 
@@ -394,3 +407,225 @@ describe('records: rpopUpdate / rimapUpdate / lists', () => {
     await ok(plain, '<rpopList id="l"/>');
   });
 });
+
+
+describe('remote mail in a cluster', () => {
+  let pg: PostgresServer;
+  let keyDir: string;
+  const nodes: ClusterNodeProcess[] = [];
+  const clients: XimssClient[] = [];
+  const stores: Store[] = [];
+  const proxies: { close(): void }[] = [];
+  /** The cluster of the first test (the second kills one of its nodes). */
+  let main: Awaited<ReturnType<typeof cluster>> | undefined;
+
+  before(async () => {
+    pg = await startPostgres();
+    // Every node opens what another sealed: one key file for all.
+    keyDir = mkdtempSync(join(tmpdir(), 'rmail-key-'));
+    writeFileSync(join(keyDir, 'secret.key'), `${randomBytes(32).toString('hex')}\n`, { mode: 0o600 });
+  });
+
+  after(async () => {
+    for (const client of clients) client.close();
+    for (const proxy of proxies) proxy.close();
+    await Promise.all(nodes.map((n) => n.stop()));
+    for (const store of stores) await store.close();
+    await pg?.stop();
+    if (keyDir) rmSync(keyDir, { recursive: true, force: true });
+  });
+
+  /** A database, two nodes on it with these remoteMail settings, a store to look with, and an account allowed to keep remote accounts. */
+  async function cluster(database: string, remoteMail: [Record<string, unknown>, Record<string, unknown>], ids: [string, string]) {
+    const url = await pg.createDatabase(database);
+    const config = (settings: Record<string, unknown>): Record<string, unknown> => ({
+      remoteMail: { allowPrivate: true, minIntervalSeconds: 1, defaultIntervalSeconds: 1, maxBackoffSeconds: 2, caFile: '', ...settings },
+      secrets: { keyFile: join(keyDir, 'secret.key') },
+    });
+    const pair = await Promise.all([startNode(ids[0], url, config(remoteMail[0])), startNode(ids[1], url, config(remoteMail[1]))]);
+    nodes.push(...pair);
+    const address = `fetcher@example.test`;
+    for (const args of [['account', 'add', address, '--password', 'secret'], ['account', 'set', address, 'RPOPAllowed=Yes']]) {
+      const result = await ximssd([...args, '--store', url]);
+      assert.equal(result.code, 0, result.stderr);
+    }
+    const store = await openStore(url, '/nonexistent');
+    stores.push(store);
+    const accountId = (await store.accounts.get('example.test', 'fetcher'))!.id;
+    const sessions = await Promise.all(pair.map(async (node) => (await loginWithUrlId(node.ports.ximss, address, 'secret')).client));
+    clients.push(...sessions);
+    return { pair, store, accountId, sessions };
+  }
+
+  /** The subjects in a mailbox of the account, as a node shows them (folderOpen, folderBrowse); none while it does not exist. */
+  let views = 0;
+  async function inboxSubjects(client: XimssClient, mailbox = 'INBOX'): Promise<string[]> {
+    const folder = `view${++views}`;
+    if (mailbox !== 'INBOX' && !(await ok(client, '<mailboxList/>')).messages.some((m) => m.attrs.mailbox === mailbox)) return [];
+    await ok(client, `<folderOpen folder="${folder}" mailbox="${mailbox}" sortField="INTERNALDATE"><field>Subject</field></folderOpen>`);
+    try {
+      const reports = (await ok(client, `<folderBrowse folder="${folder}"><index from="0" till="100000"/></folderBrowse>`)).messages.filter((m) => m.name === 'folderReport');
+      return reports.map((r) => r.element('Subject')?.text() ?? '?').sort();
+    } finally {
+      await ok(client, `<folderClose folder="${folder}"/>`);
+    }
+  }
+
+  /** Waits for a poll of the record (on any node) that starts after this call. */
+  async function nextClusterPoll(store: Store, accountId: number, kind: RemoteMailKind, name: string): Promise<void> {
+    const lastPoll = async (): Promise<number> => (await store.remoteMail.get(accountId, kind, name))?.lastPoll ?? 0;
+    const before = await lastPoll();
+    const first = await eventually(async () => (await lastPoll()) > before && (await lastPoll()), 'a poll', 30_000);
+    await eventually(async () => (await lastPoll()) > first, 'the poll after it', 30_000);
+  }
+
+  /** The nodes' log lines of this event (JSON, one a line). */
+  function events(node: ClusterNodeProcess, event: string): Record<string, unknown>[] {
+    const found: Record<string, unknown>[] = [];
+    for (const line of node.output().split('\n')) {
+      if (!line.includes(`"event":"${event}"`)) continue;
+      try {
+        found.push(JSON.parse(line) as Record<string, unknown>);
+      } catch {
+        // the last line, still being written
+      }
+    }
+    return found;
+  }
+
+  function numbered(prefix: string, from: number, to: number): string[] {
+    return Array.from({ length: to - from + 1 }, (_, i) => `${prefix} ${from + i}`);
+  }
+
+  test('both nodes poll a POP3 and an IMAP record (leave on server): every message arrives once, and more polls add nothing', async (t) => {
+    // One poll at a time per node, five messages a poll: the records go back and forth between the nodes.
+    const settings = { timeoutSeconds: 5, leaseSeconds: 10, concurrency: 1, messagesPerPoll: 5 };
+    main = await cluster('rmail', [settings, settings], ['1', '2']);
+    const { pair, store, accountId, sessions } = main;
+    const popRemote = remoteUser();
+    const imapRemote = remoteUser();
+    for (const subject of numbered('cluster pop', 1, 20)) dovecot.deliver(popRemote, message(subject));
+    for (const subject of numbered('cluster imap', 1, 20)) dovecot.deliver(imapRemote, message(subject));
+    await ok(sessions[0]!, update('pop', recordElement('pop', 'p', dict('pop', popRemote, { leave: 'YES' }))));
+    await ok(sessions[0]!, update('imap', recordElement('imap', 'i', dict('imap', imapRemote, { leave: 'YES' }))));
+    const expected = [...numbered('cluster imap', 1, 20), ...numbered('cluster pop', 1, 20)].sort();
+    await eventually(async () => (await inboxSubjects(sessions[1]!)).length >= 40, 'the forty messages', 60_000);
+    await nextClusterPoll(store, accountId, 'pop', 'p');
+    await nextClusterPoll(store, accountId, 'imap', 'i');
+    for (const session of sessions) assert.deepEqual(await inboxSubjects(session), expected, 'each message once, as both nodes show it');
+    // More mail, more polls: the new ones once, nothing again.
+    for (const subject of numbered('cluster pop', 21, 25)) dovecot.deliver(popRemote, message(subject));
+    for (const subject of numbered('cluster imap', 21, 25)) dovecot.deliver(imapRemote, message(subject));
+    await eventually(async () => (await inboxSubjects(sessions[0]!)).length >= 50, 'the ten new ones', 60_000);
+    await nextClusterPoll(store, accountId, 'pop', 'p');
+    await nextClusterPoll(store, accountId, 'imap', 'i');
+    assert.deepEqual(await inboxSubjects(sessions[0]!), [...numbered('cluster imap', 1, 25), ...numbered('cluster pop', 1, 25)].sort());
+    assert.equal(dovecot.remaining(popRemote), 25, 'left on the server');
+    assert.equal(dovecot.remaining(imapRemote), 25, 'left on the server');
+    const polls = pair.map((node) => events(node, 'remoteMail.polled').length);
+    t.diagnostic(`polls by node 1 and node 2: ${polls.join(', ')}`);
+    assert.ok(polls[0]! + polls[1]! >= 10, `several polls: ${polls.join(', ')}`);
+    await ok(sessions[0]!, update('pop', recordElement('pop', 'p', undefined, 'delete')));
+    await ok(sessions[0]!, update('imap', recordElement('imap', 'i', undefined, 'delete')));
+  });
+
+  test('the node holding the lease is killed in the middle of a poll: the other takes the record when the lease runs out, and nothing arrives twice', async () => {
+    assert.ok(main, 'the cluster of the test before');
+    const { pair, store, accountId, sessions } = main;
+    const remote = remoteUser();
+    for (const subject of numbered('killed pop', 1, 20)) dovecot.deliver(remote, message(subject));
+    // Between the nodes and Dovecot: the fifth RETR is held (never sent on, never answered).
+    const proxy = await stallingProxy(dovecot.pop3Port, 5);
+    proxies.push(proxy);
+    await ok(sessions[0]!, update('pop', recordElement('pop', 'k', { ...dict('pop', remote, { leave: 'YES' }), domain: `127.0.0.1:${proxy.port}`, mailbox: 'Killed' })));
+    await proxy.stalled;
+    const held = (await store.remoteMail.get(accountId, 'pop', 'k'))!;
+    const holding = pair.findIndex((n) => n.id === held.leaseOwner);
+    assert.ok(holding >= 0, `the lease is held by a node: ${String(held.leaseOwner)}`);
+    const holder = pair[holding]!;
+    const survivor = pair[1 - holding]!;
+    const survivorClient = sessions[1 - holding]!;
+    assert.equal(held.lastPoll, null, 'the first poll is under way');
+    await holder.kill();
+    // Four messages were delivered and recorded before the fifth RETR; the survivor fetches the rest.
+    await eventually(async () => (await inboxSubjects(survivorClient, 'Killed')).length >= 20, 'the twenty messages, by the survivor', 90_000);
+    await nextClusterPoll(store, accountId, 'pop', 'k');
+    assert.deepEqual(await inboxSubjects(survivorClient, 'Killed'), numbered('killed pop', 1, 20).sort(), 'each once');
+    assert.ok(!events(holder, 'remoteMail.polled').some((e) => e.name === 'k'), 'the killed node never finished a poll of it');
+    assert.ok(events(survivor, 'remoteMail.polled').some((e) => e.name === 'k' && (e.fetched as number) > 0), 'the survivor fetched');
+    assert.equal(dovecot.remaining(remote), 20);
+  });
+
+  test('a record made on a node that does not poll (remoteMail.poll false) is polled at once by the other, told on the bus', async () => {
+    // The polling node's own scan comes every leaseSeconds/2, half an hour: only remoteMailChanged explains a prompt poll.
+    const { pair, sessions } = await cluster(
+      'rmail_bus',
+      [
+        { poll: false, timeoutSeconds: 5, leaseSeconds: 3600 },
+        { timeoutSeconds: 5, leaseSeconds: 3600 },
+      ],
+      ['3', '4'],
+    );
+    const remote = remoteUser();
+    dovecot.deliver(remote, message('bus one'));
+    await ok(sessions[0]!, update('pop', recordElement('pop', 'b', dict('pop', remote, { leave: 'YES' }))));
+    await eventually(async () => (await inboxSubjects(sessions[0]!)).length === 1, 'the message, fetched by the other node', 20_000);
+    assert.deepEqual(await inboxSubjects(sessions[0]!), ['bus one']);
+    assert.equal(events(pair[0], 'remoteMail.polled').length, 0, 'the node that does not poll polled nothing');
+    assert.ok(events(pair[1], 'remoteMail.polled').some((e) => e.name === 'b'));
+  });
+});
+
+/**
+ * A TCP proxy to a POP3 server on loopback `port` that holds the first connection whose client
+ * sends its `stallAt`-th RETR: that command is not sent on, nothing more goes either way, and
+ * `stalled` resolves. Every other connection (and that one until then) is passed through.
+ */
+async function stallingProxy(port: number, stallAt: number): Promise<{ port: number; stalled: Promise<void>; close(): void }> {
+  let stall!: () => void;
+  const stalled = new Promise<void>((resolve) => (stall = resolve));
+  let done = false;
+  const sockets = new Set<net.Socket>();
+  const proxy = net.createServer((client) => {
+    const upstream = net.connect(port, '127.0.0.1');
+    sockets.add(client);
+    sockets.add(upstream);
+    let held = false;
+    let retrs = 0;
+    let pending = '';
+    const close = (): void => {
+      client.destroy();
+      upstream.destroy();
+    };
+    client.on('error', close);
+    upstream.on('error', close);
+    client.on('close', close);
+    upstream.on('close', close);
+    upstream.on('data', (chunk: Buffer) => {
+      if (!held) client.write(chunk);
+    });
+    client.on('data', (chunk: Buffer) => {
+      if (held) return;
+      pending += chunk.toString('latin1');
+      for (let end = pending.indexOf('\r\n'); end >= 0 && !held; end = pending.indexOf('\r\n')) {
+        const line = pending.slice(0, end + 2);
+        pending = pending.slice(end + 2);
+        if (!done && /^RETR /i.test(line) && ++retrs === stallAt) {
+          held = done = true;
+          stall();
+          break;
+        }
+        upstream.write(line);
+      }
+    });
+  });
+  await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (proxy.address() as net.AddressInfo).port,
+    stalled,
+    close() {
+      for (const s of sockets) s.destroy();
+      proxy.close();
+    },
+  };
+}

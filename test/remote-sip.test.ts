@@ -8,6 +8,9 @@
  * as errorText in rsipList, with back-off between attempts; shutdown un-registers. Then two
  * nodes of a cluster (built server processes on one PostgreSQL, test/fixtures/cluster.ts): one
  * registers the record; killed, the other takes the lease, registers, and takes the calls.
+ * RSIPAllowed: rsipUpdate is refused unless the account (or its domain's default) says Yes; set
+ * to No, the node registering the account's records un-registers them (told on the bus: in the
+ * cluster, with scans an hour apart, by the command line's `account set`).
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -45,6 +48,11 @@ function settingsOf(message: XmlElement): Record<string, string> {
   return Object.fromEntries(message.elements('subKey').map((k) => [k.attrs.key!, k.text()]));
 }
 
+/** Lets the account keep RSIP records (RSIPAllowed=Yes; the default is No). */
+async function allowRsip(target: TestServer, address: string, value = 'Yes'): Promise<void> {
+  await target.services.accounts.setSettings((await target.services.accounts.find(address))!, { RSIPAllowed: value });
+}
+
 /** Lines of Kamailio's log for `user` of the kind `REGISTER-IN` or `REGISTER-OK`. */
 function registerLines(kamailio: Kamailio, kind: 'REGISTER-IN' | 'REGISTER-OK', user: string): string[] {
   return kamailio.log().split('\n').filter((line) => line.includes(`${kind} user=${user} `));
@@ -62,6 +70,7 @@ describe('remote SIP registrations with Kamailio as the registrar', { skip: avai
     capture = capturingLogger('debug');
     server = await startTestServer({ ports: { sip: await freeSipPort() }, remoteSip: REMOTE_SIP }, { log: capture.log });
     alice = await server.newAccount('alice');
+    await allowRsip(server, alice);
     ({ client } = await server.login(alice, 'secret'));
     await ok(client, `<signalBind><sdpText>v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n</sdpText></signalBind>`);
   });
@@ -174,6 +183,7 @@ describe('remote SIP registrations with Kamailio as the registrar', { skip: avai
 
   test('a disabled record does not register; the limit per account; bad records are refused with a clear error', async () => {
     const bob = await server.newAccount('bob');
+    await allowRsip(server, bob);
     const { client: b } = await server.login(bob, 'secret');
     await ok(b, `<rsipUpdate>${record('off', { domain: DOMAIN, proxy: `127.0.0.1:${kamailio.port}`, fromName: '5551005', password: PASSWORD, enabled: 'NO' })}</rsipUpdate>`);
     await fails(b, `<rsipUpdate>${record('x1', { domain: DOMAIN, fromName: 'a' })}${record('x2', { domain: DOMAIN, fromName: 'b' })}${record('x3', { domain: DOMAIN, fromName: 'c' })}</rsipUpdate>`, /too many RSIP records \(at most 3/);
@@ -190,11 +200,40 @@ describe('remote SIP registrations with Kamailio as the registrar', { skip: avai
     assert.equal(settingsOf(off!).enabled, 'NO');
   });
 
+  test('RSIPAllowed set to No: the registration stops (un-REGISTER), rsipList says why, the number is unknown there; Yes again: registered', async () => {
+    const frank = await server.newAccount('frank');
+    await allowRsip(server, frank);
+    const { client: f } = await server.login(frank, 'secret');
+    await ok(f, `<rsipUpdate>${record('main', { domain: DOMAIN, proxy: `127.0.0.1:${kamailio.port}`, fromName: '5551007', password: PASSWORD, expires: '30' })}</rsipUpdate>`);
+    await eventually(() => registerLines(kamailio, 'REGISTER-OK', '5551007').length >= 1, 'the registration', 10_000);
+    await allowRsip(server, frank, 'No');
+    await eventually(() => registerLines(kamailio, 'REGISTER-OK', '5551007').some((line) => line.includes('expires=0 ')), 'the un-REGISTER', 10_000);
+    const refused = await eventually(async () => (await list(f)).find((r) => r.attrs.errorText !== undefined), 'the reason in rsipList', 10_000);
+    assert.match(refused.attrs.errorText!, /not allowed for this account \(RSIPAllowed\)/);
+    assert.equal(refused.attrs.registeredUntil, undefined);
+    assert.ok(capture.events('remoteSip.not_allowed').some((r) => r.record === 'main'), 'logged');
+    const phone = await SipPhone.open(kamailio.port, `caller@${DOMAIN}`, 'none');
+    try {
+      const { response } = await phone.invite(`sip:5551007@${DOMAIN}`, `<sip:5551007@${DOMAIN}>`, 40003);
+      assert.equal(response.status, 404, 'no registration at the registrar any more');
+    } finally {
+      phone.close();
+    }
+    // The account may no longer change its records either.
+    await fails(f, '<rsipUpdate><rsipRecord name="main" mode="delete"/></rsipUpdate>', /not allowed for this account \(RSIPAllowed\)/);
+    const unregisteredAt = registerLines(kamailio, 'REGISTER-OK', '5551007').length;
+    await allowRsip(server, frank, 'Yes');
+    await eventually(() => registerLines(kamailio, 'REGISTER-OK', '5551007').slice(unregisteredAt).some((line) => !line.includes('expires=0 ')), 'registered again', 10_000);
+    await eventually(async () => (await list(f))[0]?.attrs.registeredUntil !== undefined && (await list(f))[0]?.attrs.errorText === undefined, 'rsipList: registered, no error', 10_000);
+    await ok(f, '<rsipUpdate><rsipRecord name="main" mode="delete"/></rsipUpdate>');
+  });
+
   test('shutdown un-registers (Expires: 0) and gives the leases up', async () => {
     const other = await startTestServer({ ports: { sip: await freeSipPort() }, remoteSip: REMOTE_SIP });
     let stopped = false;
     try {
       const carol = await other.newAccount('carol');
+      await allowRsip(other, carol);
       const { client: c } = await other.login(carol, 'secret');
       await ok(c, `<rsipUpdate>${record('main', { domain: DOMAIN, proxy: `127.0.0.1:${kamailio.port}`, fromName: '5551006', password: PASSWORD, expires: '30' })}</rsipUpdate>`);
       await eventually(() => registerLines(kamailio, 'REGISTER-OK', '5551006').length >= 1, 'the registration', 10_000);
@@ -205,6 +244,27 @@ describe('remote SIP registrations with Kamailio as the registrar', { skip: avai
       if (!stopped) await other.stop();
     }
   });
+});
+
+test('RSIPAllowed: rsipUpdate is refused unless Yes (the account\'s own setting, else its domain\'s default; default No); rsipList answers', async () => {
+  const target = await startTestServer({ remoteSip: REMOTE_SIP });
+  try {
+    const address = await target.newAccount('gina', { domain: 'rsip-allowed.test' });
+    const { client: g } = await target.login(address, 'secret');
+    const set = `<rsipUpdate>${record('a', { domain: DOMAIN, fromName: '5551030', password: PASSWORD })}</rsipUpdate>`;
+    await fails(g, set, /^remote SIP registration is not allowed for this account \(RSIPAllowed\)$/);
+    assert.deepEqual(await list(g), [], 'rsipList answers, and nothing was stored');
+    // The domain's default for its accounts.
+    await target.services.accounts.updateDomainSettings('rsip-allowed.test', {}, { RSIPAllowed: 'Yes' });
+    await ok(g, set);
+    assert.deepEqual((await list(g)).map((r) => r.attrs.name), ['a']);
+    // The account's own No wins over the domain's Yes.
+    await allowRsip(target, address, 'No');
+    await fails(g, `<rsipUpdate><rsipRecord name="a" mode="delete"/></rsipUpdate>`, /not allowed for this account/);
+    assert.deepEqual((await list(g)).map((r) => r.attrs.name), ['a'], 'kept');
+  } finally {
+    await target.stop();
+  }
 });
 
 test('configuration: the remoteSip intervals are checked against each other', () => {
@@ -238,6 +298,8 @@ describe('remote SIP registrations in a cluster: a node dies, another takes its 
     nodes.push(...(await Promise.all([startNode('1', url, config(sipPorts[0]!)), startNode('2', url, config(sipPorts[1]!))])));
     const result = await ximssd(['account', 'add', 'dana@example.test', '--password', 'secret', '--store', url]);
     assert.equal(result.code, 0, result.stderr);
+    const allowed = await ximssd(['account', 'set', 'dana@example.test', 'RSIPAllowed=Yes', '--store', url]);
+    assert.equal(allowed.code, 0, allowed.stderr);
   });
 
   after(async () => {
@@ -291,7 +353,7 @@ describe('remote SIP registrations in a cluster: a node dies, another takes its 
     }
   });
 
-  test('a change made on the node that does not hold the record reaches the holder on the bus, not at its next scan', async () => {
+  test('a change made on the node that does not hold the record reaches the holder on the bus, not at its next scan (the record, and RSIPAllowed by the command line)', async () => {
     // Scans an hour apart: only the bus event (remoteSipChanged) can make the holder act within the test.
     const url = await pg.createDatabase('rsip_bus');
     const slow = { ...REMOTE_SIP, scanSeconds: 3600, leaseSeconds: 7200 };
@@ -301,6 +363,8 @@ describe('remote SIP registrations in a cluster: a node dies, another takes its 
     nodes.push(...pair);
     const added = await ximssd(['account', 'add', 'erin@example.test', '--password', 'secret', '--store', url]);
     assert.equal(added.code, 0, added.stderr);
+    const allowed = await ximssd(['account', 'set', 'erin@example.test', 'RSIPAllowed=Yes', '--store', url]);
+    assert.equal(allowed.code, 0, allowed.stderr);
     const sessions = await Promise.all(pair.map(async (node) => (await loginWithUrlId(node.ports.ximss, 'erin@example.test', 'secret')).client));
     clients.push(...sessions);
     await ok(sessions[0]!, `<rsipUpdate>${record('bus', { domain: DOMAIN, proxy: `127.0.0.1:${kamailio.port}`, fromName: '5551020', password: PASSWORD, expires: '3600' })}</rsipUpdate>`);
@@ -310,5 +374,19 @@ describe('remote SIP registrations in a cluster: a node dies, another takes its 
     // Disabled through the session on the other node: the holder un-registers.
     await ok(sessions[1 - holder]!, `<rsipUpdate>${record('bus', { domain: DOMAIN, proxy: `127.0.0.1:${kamailio.port}`, fromName: '5551020', password: PASSWORD, expires: '3600', enabled: 'NO' })}</rsipUpdate>`);
     await eventually(() => registerLines(kamailio, 'REGISTER-OK', '5551020').some((line) => line.includes('expires=0 ')), 'the un-REGISTER by the holder', 15_000);
+    // Enabled again: registered (by whichever node claims it).
+    const enabledAt = registerLines(kamailio, 'REGISTER-OK', '5551020').length;
+    await ok(sessions[holder]!, `<rsipUpdate>${record('bus', { domain: DOMAIN, proxy: `127.0.0.1:${kamailio.port}`, fromName: '5551020', password: PASSWORD, expires: '3600', enabled: 'YES' })}</rsipUpdate>`);
+    await eventually(() => registerLines(kamailio, 'REGISTER-OK', '5551020').slice(enabledAt).some((line) => !line.includes('expires=0 ')), 'registered again', 15_000);
+    // RSIPAllowed=No set by the command line (another process): the holder hears accountChanged and un-registers.
+    const unregisteredAt = registerLines(kamailio, 'REGISTER-OK', '5551020').length;
+    const refused = await ximssd(['account', 'set', 'erin@example.test', 'RSIPAllowed=No', '--store', url]);
+    assert.equal(refused.code, 0, refused.stderr);
+    await eventually(() => registerLines(kamailio, 'REGISTER-OK', '5551020').slice(unregisteredAt).some((line) => line.includes('expires=0 ')), 'the un-REGISTER after RSIPAllowed=No', 15_000);
+    const [entry] = await eventually(async () => {
+      const records = await list(sessions[0]!);
+      return records[0]?.attrs.errorText ? records : undefined;
+    }, 'the reason in rsipList', 15_000);
+    assert.match(entry!.attrs.errorText!, /RSIPAllowed/);
   });
 });

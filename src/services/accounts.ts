@@ -14,6 +14,7 @@ export const DEFAULT_ACCOUNT_SETTINGS: Readonly<Settings> = {
   RulesAllowed: 'Any',
   SignalRulesAllowed: 'No',
   RPOPAllowed: 'No',
+  RSIPAllowed: 'No',
   PWDAllowed: 'Yes',
   RayoAllowed: 'No',
   MaxAccountSize: 'unlimited',

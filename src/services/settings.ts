@@ -197,6 +197,15 @@ export const SETTINGS: readonly SettingSpec[] = [
     normalize: yesNo,
   },
   {
+    name: 'RSIPAllowed',
+    level: 'account',
+    stored: 'settings',
+    values: 'Yes, No',
+    default: defaultOf('RSIPAllowed'),
+    description: 'whether the account may have the server register it with other SIP servers (XIMSS rsipUpdate); No stops its registrations',
+    normalize: yesNo,
+  },
+  {
     name: 'RayoAllowed',
     level: 'account',
     stored: 'settings',

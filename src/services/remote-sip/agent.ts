@@ -13,8 +13,13 @@
  * (retryMinSeconds, doubling up to retryMaxSeconds), and un-registers (Expires: 0) when the
  * record is deleted, disabled or changed to another address, and when the server shuts down.
  *
+ * Only records of accounts whose RSIPAllowed setting is Yes register: at every look (each scan,
+ * and at once when an account's or a domain's settings change: accountChanged, domainChanged)
+ * the settings are read as stored, and a record of an account no longer allowed un-registers
+ * and shows the reason as its error; allowed again, it registers at the next look.
+ *
  * Events: remoteSip.registered, remoteSip.refreshed (debug), remoteSip.failed,
- * remoteSip.unregistered, remoteSip.taken (debug), remoteSip.released; the gauge
+ * remoteSip.unregistered, remoteSip.taken (debug), remoteSip.released, remoteSip.not_allowed; the gauge
  * ximssd_remote_sip_registrations counts the registrations this node holds in force.
  */
 import { randomBytes } from 'node:crypto';
@@ -23,7 +28,7 @@ import type { Config } from '../../config.js';
 import { errorText, type Logger } from '../../log.js';
 import type { Metrics } from '../../metrics.js';
 import type { RemoteSipRecord } from '../../store/remote-sip.js';
-import type { Store } from '../../store/store.js';
+import type { AccountRecord, Store } from '../../store/store.js';
 import { answerChallenge } from '../../transports/sip/digest-client.js';
 import { SipHeaders, parseContact } from '../../transports/sip/headers.js';
 import { locateSipServers } from '../../transports/sip/locate.js';
@@ -31,13 +36,16 @@ import type { SipRequest, SipResponse } from '../../transports/sip/message.js';
 import type { SipService } from '../../transports/sip/service.js';
 import { newBranch, newTag, type SipEndpoint } from '../../transports/sip/transactions.js';
 import type { DnsResolver } from '../mail-auth.js';
+import type { AccountService } from '../accounts.js';
 import type { SecretBox } from '../secret-box.js';
-import { sealContext } from './records.js';
+import { NOT_ALLOWED, rsipAllowed, sealContext } from './records.js';
 
 export interface RemoteSipAgentDeps {
   sip: SipService;
   store: Store;
   bus: EventBus;
+  /** The accounts' effective settings (RSIPAllowed). */
+  accounts: AccountService;
   secrets: SecretBox;
   /** This node's id: the owner of its leases. */
   node: string;
@@ -241,8 +249,10 @@ export class RemoteSipAgent {
   private timer: NodeJS.Timeout | undefined;
   private scanning: Promise<void> | undefined;
   private again = false;
-  private stopListening: (() => void) | undefined;
+  private stopListening: (() => void)[] = [];
   private closed = false;
+  /** The accounts of the records this node held at its last look (their settings changes kick it). */
+  private heldAccounts = new Set<number>();
 
   constructor(private readonly deps: RemoteSipAgentDeps) {
     this.log = deps.log;
@@ -261,7 +271,17 @@ export class RemoteSipAgent {
   }
 
   start(): void {
-    this.stopListening = this.deps.bus.on('remoteSipChanged', () => this.kick());
+    const { bus } = this.deps;
+    this.stopListening = [
+      bus.on('remoteSipChanged', () => this.kick()),
+      // RSIPAllowed may have changed: the account's own setting, or its domain's default.
+      bus.on('accountChanged', ({ accountId }) => {
+        if (this.heldAccounts.has(accountId)) this.kick();
+      }),
+      bus.on('domainChanged', () => {
+        if (this.heldAccounts.size > 0) this.kick();
+      }),
+    ];
     this.kick();
     this.timer = setInterval(() => this.kick(), this.config.scanSeconds * 1000);
     this.timer.unref();
@@ -297,10 +317,18 @@ export class RemoteSipAgent {
     const now = Date.now();
     const held = await this.deps.store.remoteSip.claim(this.deps.node, now, now + this.config.leaseSeconds * 1000, this.config.registrationsPerNode);
     if (this.closed) return;
+    this.heldAccounts = new Set(held.map((r) => r.accountId));
+    const allowed = await this.allowedAccounts(this.heldAccounts);
     const seen = new Set<string>();
     const stopping: Promise<void>[] = [];
+    const refused: RemoteSipRecord[] = [];
     for (const record of held) {
       const key = `${record.accountId}:${record.name}`;
+      if (!allowed.has(record.accountId)) {
+        // Not (or no longer) allowed: not registered here; an active registration goes below.
+        refused.push(record);
+        continue;
+      }
       seen.add(key);
       const current = this.active.get(key);
       if (current && current.record.version === record.version) continue;
@@ -323,20 +351,43 @@ export class RemoteSipAgent {
       if (!current) this.log.debug({ event: 'remoteSip.taken', accountId: record.accountId, record: record.name, node: this.deps.node }, 'this node registers a remote SIP record');
       registration.start();
     }
-    // Deleted, disabled, or (after a pause) taken by another node: the binding goes.
+    // Deleted, disabled, no longer allowed, or (after a pause) taken by another node: the binding goes.
     for (const [key, registration] of this.active) {
       if (seen.has(key)) continue;
       this.active.delete(key);
       stopping.push(registration.stop(true));
     }
     await Promise.all(stopping);
+    // The reason shows in rsipList (written once: the record keeps it until it changes).
+    for (const record of refused) {
+      if (record.lastError === NOT_ALLOWED && record.registeredUntil === null) continue;
+      this.log.info({ event: 'remoteSip.not_allowed', accountId: record.accountId, record: record.name }, 'a remote SIP record is not registered: RSIPAllowed is not Yes');
+      await this.recordState(record, { registeredUntil: null, lastAttempt: now, lastError: NOT_ALLOWED });
+    }
+  }
+
+  /** Of these accounts, those whose RSIPAllowed setting is Yes now (read as stored; a removed account is not). */
+  private async allowedAccounts(ids: Set<number>): Promise<Set<number>> {
+    const allowed = new Set<number>();
+    for (const id of ids) {
+      let account: AccountRecord | undefined;
+      try {
+        account = await this.deps.accounts.getById(id);
+        if (account && (await rsipAllowed(this.deps.accounts, account))) allowed.add(id);
+      } catch (err) {
+        // Unknown (the store failed): a registration in force is kept until the next look.
+        this.log.warn({ event: 'remoteSip.settings_failed', accountId: id, error: errorText(err) }, 'the settings of an account with remote SIP records could not be read');
+        for (const registration of this.active.values()) if (registration.record.accountId === id) allowed.add(id);
+      }
+    }
+    return allowed;
   }
 
   /** Shutdown: every registration un-registers (a few seconds at most) and the leases are given up. */
   async close(): Promise<void> {
     this.closed = true;
     clearInterval(this.timer);
-    this.stopListening?.();
+    for (const stop of this.stopListening) stop();
     await this.scanning;
     const registrations = [...this.active.values()];
     this.active.clear();

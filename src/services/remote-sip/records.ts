@@ -21,6 +21,7 @@ import type { Config } from '../../config.js';
 import { silentLogger, type Logger } from '../../log.js';
 import type { RemoteSipPut, RemoteSipRecord } from '../../store/remote-sip.js';
 import type { AccountRecord, Store } from '../../store/store.js';
+import { settingIsYes, type AccountService } from '../accounts.js';
 import { ServiceError } from '../errors.js';
 import type { SecretBox } from '../secret-box.js';
 
@@ -44,6 +45,14 @@ const USER = /^[A-Za-z0-9\-_.!~*'()&=+$,;?/]{1,128}$/;
 /** The prefix of the Contact user parts the server registers. */
 export const CONTACT_PREFIX = 'rsip-';
 
+/** Why an account whose RSIPAllowed setting is not Yes has no remote SIP registrations. */
+export const NOT_ALLOWED = 'remote SIP registration is not allowed for this account (RSIPAllowed)';
+
+/** Whether the account may have remote SIP registrations: its effective RSIPAllowed setting is Yes. */
+export async function rsipAllowed(accounts: AccountService, account: AccountRecord): Promise<boolean> {
+  return settingIsYes((await accounts.effectiveSettings(account)).RSIPAllowed);
+}
+
 /** The context a record's password is sealed for: another account's or record's does not open. */
 export function sealContext(accountId: number, name: string): string {
   return `rsip:${accountId}:${name}`;
@@ -63,6 +72,7 @@ export class RemoteSipService {
   constructor(
     private readonly store: Store,
     private readonly bus: EventBus,
+    private readonly accounts: AccountService,
     private readonly secrets: SecretBox,
     private readonly config: Config['remoteSip'],
     log: Logger = silentLogger,
@@ -74,8 +84,12 @@ export class RemoteSipService {
     return (await this.store.remoteSip.list(account.id)).map(view);
   }
 
-  /** Applies rsipUpdate's changes, in order, as one update. */
+  /** Applies rsipUpdate's changes, in order, as one update; refused unless RSIPAllowed is Yes. */
   async update(account: AccountRecord, changes: RemoteSipChange[]): Promise<void> {
+    if (!(await rsipAllowed(this.accounts, account))) {
+      this.log.info({ event: 'remoteSip.update_refused', accountId: account.id }, 'an rsipUpdate was refused: RSIPAllowed is not Yes');
+      throw new ServiceError(NOT_ALLOWED);
+    }
     if (changes.length === 0) throw new ServiceError('no rsipRecord element');
     const existing = new Map((await this.store.remoteSip.list(account.id)).map((r) => [r.name, r]));
     const puts = new Map<string, RemoteSipPut>();
@@ -110,7 +124,7 @@ export class RemoteSipService {
     const record = await this.store.remoteSip.byContact(user);
     if (record === undefined || !record.enabled) return undefined;
     const account = await this.store.accounts.getById(record.accountId);
-    if (account === undefined) return undefined;
+    if (account === undefined || !(await rsipAllowed(this.accounts, account))) return undefined;
     this.log.debug({ event: 'remoteSip.incoming', accountId: account.id, record: record.name }, 'a call came through a remote SIP registration');
     return `${account.name}@${account.domain}`;
   }
