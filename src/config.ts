@@ -341,6 +341,8 @@ export interface Config {
     retryMaxSeconds: number;
     /** Records one node registers at most. */
     registrationsPerNode: number;
+    /** Registrars at loopback, private or other non-public addresses may be reached (off: refused, as retrieveXML refuses them). */
+    allowPrivate: boolean;
   };
   secrets: { keyFile: string };
   /** S/MIME (src/services/smime/): keys the server keeps for its accounts, signing and encryption. */
@@ -588,7 +590,7 @@ export function defaultConfig(): Config {
     apps: { directory: '', tasksPerAccount: 20, tasksPerNode: 1000, meetingDays: 30, meetingsPerAccount: 1000 },
     cli: { administrators: [], maxCommandBytes: 64 * 1024, maxDepth: 16 },
     skins: { directory: '', domainDirectory: '', maxFileBytes: 1024 * 1024, maxFiles: 2000 },
-    remoteSip: { recordsPerAccount: 5, minExpires: 60, maxExpires: 86_400, defaultExpires: 3600, scanSeconds: 15, leaseSeconds: 60, retryMinSeconds: 30, retryMaxSeconds: 1800, registrationsPerNode: 10_000 },
+    remoteSip: { recordsPerAccount: 5, minExpires: 60, maxExpires: 86_400, defaultExpires: 3600, scanSeconds: 15, leaseSeconds: 60, retryMinSeconds: 30, retryMaxSeconds: 1800, registrationsPerNode: 10_000, allowPrivate: false },
     secrets: { keyFile: '' },
     smime: { maxUnlockSeconds: 8 * 3600, maxMessageBytes: 16 * 1024 * 1024, maxPfxBytes: 256 * 1024, keyBits: 2048, certificateDays: 730, peerCertificates: 2000, maxUnlockFailures: 10, passwordWorkers: 2 },
     remoteMail: { poll: true, recordsPerAccount: 10, minIntervalSeconds: 300, maxIntervalSeconds: 7 * 86_400, defaultIntervalSeconds: 900, maxMessageBytes: 50 * 1024 * 1024, messagesPerPoll: 200, timeoutSeconds: 60, concurrency: 4, leaseSeconds: 300, maxBackoffSeconds: 6 * 3600, allowPrivate: false, caFile: '' },
@@ -877,6 +879,7 @@ const configSchema = z.strictObject({
     retryMinSeconds: seconds(),
     retryMaxSeconds: seconds(),
     registrationsPerNode: whole(1),
+    allowPrivate: z.boolean(),
   }),
   secrets: z.strictObject({ keyFile: z.string() }),
   smime: z.strictObject({

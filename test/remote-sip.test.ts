@@ -13,6 +13,7 @@
  * cluster, with scans an hour apart, by the command line's `account set`).
  */
 import assert from 'node:assert/strict';
+import { createSocket } from 'node:dgram';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -29,7 +30,7 @@ import type { XmlElement } from '../src/xml/element.js';
 const PASSWORD = 'rsip-secret';
 const DOMAIN = 'remote.test';
 /** Short intervals so that refreshes and retries come within a test; the agent scans every second. */
-const REMOTE_SIP = { minExpires: 1, defaultExpires: 60, scanSeconds: 1, leaseSeconds: 3, retryMinSeconds: 1, retryMaxSeconds: 2, recordsPerAccount: 3 };
+const REMOTE_SIP = { minExpires: 1, defaultExpires: 60, scanSeconds: 1, leaseSeconds: 3, retryMinSeconds: 1, retryMaxSeconds: 2, recordsPerAccount: 3, allowPrivate: true };
 
 const availability = await ensureKamailio();
 
@@ -265,6 +266,37 @@ test('RSIPAllowed: rsipUpdate is refused unless Yes (the account\'s own setting,
   } finally {
     await target.stop();
   }
+});
+
+describe('remote SIP registrars at private addresses', () => {
+  let server: TestServer;
+  before(async () => {
+    server = await startTestServer({ ports: { sip: await freeSipPort() }, remoteSip: { ...REMOTE_SIP, allowPrivate: false } });
+  });
+  after(() => server.stop());
+
+  test('are not reached unless remoteSip.allowPrivate: the record shows why', async () => {
+    const address = await server.newAccount('inside');
+    await allowRsip(server, address);
+    const { client } = await server.login(address, 'secret');
+    const registrar = createSocket('udp4');
+    let received = 0;
+    registrar.on('message', () => received++);
+    await new Promise<void>((resolve) => registrar.bind(0, '127.0.0.1', resolve));
+    try {
+      const port = (registrar.address() as { port: number }).port;
+      await ok(client, `<rsipUpdate>${record('lan', { domain: DOMAIN, proxy: `127.0.0.1:${port}`, fromName: '5552000', password: PASSWORD })}</rsipUpdate>`);
+      const [entry] = await eventually(async () => {
+        const records = await list(client);
+        return records[0]?.attrs.errorText ? records : undefined;
+      }, 'the refusal in rsipList', 10_000);
+      assert.match(entry!.attrs.errorText!, /the registrar's address 127\.0\.0\.1 is private or local/);
+      assert.equal(received, 0, 'nothing was sent there');
+    } finally {
+      registrar.close();
+      client.close();
+    }
+  });
 });
 
 test('configuration: the remoteSip intervals are checked against each other', () => {

@@ -23,6 +23,7 @@
  * ximssd_remote_sip_registrations counts the registrations this node holds in force.
  */
 import { randomBytes } from 'node:crypto';
+import { isIP } from 'node:net';
 import type { EventBus } from '../../bus/bus.js';
 import type { Config } from '../../config.js';
 import { errorText, type Logger } from '../../log.js';
@@ -32,6 +33,7 @@ import type { AccountRecord, Store } from '../../store/store.js';
 import { answerChallenge } from '../../transports/sip/digest-client.js';
 import { SipHeaders, parseContact } from '../../transports/sip/headers.js';
 import { locateSipServers } from '../../transports/sip/locate.js';
+import { isPublicAddress } from '../remote-fetch.js';
 import type { SipRequest, SipResponse } from '../../transports/sip/message.js';
 import type { SipService } from '../../transports/sip/service.js';
 import { newBranch, newTag, type SipEndpoint } from '../../transports/sip/transactions.js';
@@ -154,6 +156,10 @@ class Registration {
   private async register(expires: number): Promise<Outcome> {
     const r = this.record;
     const destination = (await locateSipServers(`sip:${r.proxy || r.domain}`, this.agent.resolver))[0]!;
+    // Users name these servers: the server's own network is not theirs to reach.
+    if (!this.agent.config.allowPrivate && isIP(destination.host) !== 0 && !isPublicAddress(destination.host)) {
+      return { ok: false, error: `the registrar's address ${destination.host} is private or local, which this server does not reach (remoteSip.allowPrivate)` };
+    }
     const local = this.agent.sip.localAddress(destination);
     const host = local.host.includes(':') ? `[${local.host}]` : local.host;
     const contactUri = `sip:${r.contactUser}@${host}:${local.port}${local.transport === 'udp' ? '' : `;transport=${local.transport}`}`;
