@@ -33,6 +33,7 @@ import { FileService } from './services/files/service.js';
 import { DatasetService, DEFAULT_DATASET_LIMITS } from './services/datasets.js';
 import { AccountRightsService } from './services/account-rights.js';
 import { BillingService } from './services/billing.js';
+import { CliService } from './services/cli/interpreter.js';
 import { DirectoryService } from './services/directory.js';
 import { PasswordRecovery } from './services/password-recovery.js';
 import { RuleService } from './services/rules/service.js';
@@ -299,6 +300,7 @@ async function build(rawStore: Store, config: Config, log: Logger, options: Serv
   const remoteMail = new RemoteMailService({ store, bus, accounts, secrets, config: config.remoteMail, node: node.id, hostName: config.defaultDomain || hostname(), log: log.child({ component: 'remoteMail' }), metrics, tls: remoteMailTls(config) });
   const passwordRecovery = new PasswordRecovery(store, accounts, queue, config.defaultDomain, () => config.publicUrl || `http://${config.defaultDomain}:${httpPort}`);
   const remoteSip = new RemoteSipService(store, bus, accounts, secrets, config.remoteSip, log.child({ component: 'remote-sip' }));
+  const billing = new BillingService(store, accounts, accountRights, config.billing, log.child({ component: 'billing' }));
   const services: XimssServices = {
     config,
     store,
@@ -324,7 +326,17 @@ async function build(rawStore: Store, config: Config, log: Logger, options: Serv
     calls,
     apps,
     accountRights,
-    billing: new BillingService(store, accounts, accountRights, config.billing, log.child({ component: 'billing' })),
+    billing,
+    cli: new CliService({
+      accounts,
+      mail,
+      rules,
+      billing,
+      limits: config.cli,
+      mainDomain: config.defaultDomain,
+      serverVersion: SERVER_VERSION,
+      log: log.child({ component: 'cli' }),
+    }),
     directory,
     httpCalls: new HttpCallService(config.fetch, config.host, log.child({ component: 'ximss' })),
     queue,

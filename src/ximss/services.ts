@@ -24,6 +24,7 @@ import type { NonceRegistry } from './nonces.js';
 import type { SessionManager } from './sessions.js';
 import type { UploadSpool } from './uploads.js';
 import type { Vocabulary } from './vocabulary.js';
+import type { CliService } from '../services/cli/interpreter.js';
 import type { SecretBox } from '../services/secret-box.js';
 import type { RemoteSipService } from '../services/remote-sip/records.js';
 import type { RemoteMailService } from '../services/remote-mail/service.js';
@@ -80,6 +81,8 @@ export interface XimssServices {
   readonly uploads: UploadSpool;
   readonly nonces: NonceRegistry;
   readonly vocabulary: Vocabulary;
+  /** cliExecute's interpreter of the administrator CLI commands. */
+  readonly cli: CliService;
   /** Seals the secrets the server must use again in clear (remote accounts' passwords, OTP seeds). */
   readonly secrets: SecretBox;
   /** The accounts' registrations with other SIP servers (rsipList, rsipUpdate). */
