@@ -162,6 +162,16 @@ export const messageSendOperations: OperationTable = {
         : await mail.access(ctx.session.account, targetMailbox, 'i', createOption(ctx.request));
     if (dataset !== undefined && dataset !== '') checkDatasetPath(dataset);
 
+    // Encrypting names every recipient's certificate in the message (a RecipientInfo each, which
+    // every recipient sees): Bcc recipients (or Envelope-To addresses not in To or Cc) would be
+    // revealed, so encryption with hidden recipients is refused.
+    if ((email.attrs.encrypt ?? '').toLowerCase() === 'yes') {
+      const visible = new Set([...addressesOf(email.elements('To'), 'To'), ...addressesOf(email.elements('Cc'), 'Cc')].map((t) => t.address.toLowerCase()));
+      if (email.elements('Bcc').length > 0 || recipients.some((t) => !visible.has(t.address.toLowerCase()))) {
+        ctx.server.log.info({ event: 'smime.bcc_refused', account: ctx.session.userName }, 'encrypted message with Bcc recipients refused');
+        throw new ServiceError('an encrypted message cannot have Bcc recipients (each would be named in the encrypted message to all): send them a separate message');
+      }
+    }
     // One composition (one Message-ID, one Date): the stored copy keeps Bcc, the sent one not.
     // Signed or encrypted (for the recipients' certificates) when the EMail element asks.
     let composed = await composeSecured(ctx, { addMissing: true, omitBcc: false }, recipients.map((t) => t.address));
