@@ -25,10 +25,10 @@ function openssl(args: readonly string[], input?: Buffer): Buffer {
 }
 
 /** An outside correspondent: a key and a self-signed certificate made by openssl, and its PFX. */
-function outsider(address: string, name: string): { key: string; cert: string; pfx: Buffer } {
+function outsider(address: string, name: string, days = 30): { key: string; cert: string; pfx: Buffer } {
   const key = join(work, `${name}.key`);
   const cert = join(work, `${name}.crt`);
-  openssl(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '30', '-subj', `/CN=${name}/emailAddress=${address}`, '-addext', `subjectAltName=email:${address}`]);
+  openssl(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', String(days), '-subj', `/CN=${name}/emailAddress=${address}`, '-addext', `subjectAltName=email:${address}`]);
   const pfx = join(work, `${name}.pfx`);
   openssl(['pkcs12', '-export', '-inkey', key, '-in', cert, '-out', pfx, '-passout', 'pass:file-pass']);
   return { key, cert, pfx: readFileSync(pfx) };
@@ -433,7 +433,7 @@ describe('review fixes (issue 17)', () => {
     const me = await withKey('forged');
     await openInbox(me.client);
     const real = outsider('target@remote.test', 'Real');
-    const forger = outsider('target@remote.test', 'Forger');
+    const forger = outsider('target@remote.test', 'Forger', 60);
     const sign = (who: { cert: string; key: string }, name: string) =>
       openssl(['smime', '-sign', '-in', file(`${name}.txt`, `Content-Type: text/plain\r\n\r\n${name}\r\n`), '-signer', who.cert, '-inkey', who.key, '-from', 'target@remote.test', '-to', me.address, '-subject', name]);
     const [first] = await deliverRaw(server, me.address, 'INBOX', [sign(real, 'first')]);
