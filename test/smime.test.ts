@@ -540,6 +540,12 @@ describe('review fixes (issue 17)', () => {
     const copied = await storedMessages(server, me.address, 'Bulk');
     assert.equal(copied.length, 3);
     for (const m of copied) assert.match(m.raw.toString('latin1'), /enveloped-data/);
+    // Decrypting them with one that is not for this key among them: an error, and no copy stays.
+    const foreign = openssl(['smime', '-encrypt', '-aes256', '-in', file('bulk-f.txt', 'Content-Type: text/plain\r\n\r\nx\r\n'), '-subject', 'foreign', outsider('bulk@remote.test', 'BulkOther').cert]);
+    const [foreignUid] = await deliverRaw(server, me.address, 'Bulk', [foreign]);
+    await ok(me.client, '<folderOpen folder="Bulk" mailbox="Bulk"><field>UID</field></folderOpen>');
+    await fails(me.client, `<messageCopy folder="Bulk" targetMailbox="Clear" mailboxClass="" decrypt="yes">${list([copied[0]!.uid, copied[1]!.uid, foreignUid!])}</messageCopy>`, /not encrypted for this account/);
+    assert.equal((await storedMessages(server, me.address, 'Clear').catch(() => [])).length, 0, 'the copies made before the error are removed');
   });
 
   test('encrypt with Bcc (or a hidden Envelope-To) is refused: Bcc recipients would be named in the encrypted message', async () => {

@@ -101,13 +101,24 @@ async function copySmime(ctx: SessionContext, source: MailboxHandle, uids: reado
   const own = mode === 'encrypt' ? await service.certificate(ctx.session.account) : undefined;
   if (mode === 'encrypt' && !own) throw new ServiceError('the account has no S/MIME certificate (see SMIMESet)');
   const copied: { from: number; to: number }[] = [];
-  for (const uid of uids) {
-    const meta = await mail.getMessage(source, uid);
-    const raw = meta ? await mail.readRaw(source, uid) : undefined;
-    if (!meta || !raw) continue;
-    const converted = mode === 'encrypt' ? service.encryptStored(raw, own!) : service.decryptStored(raw, unlocked!);
-    const [added] = await mail.append(target, [prepareMessage(converted ?? raw, { flags: meta.flags & ~Flag.Deleted, keywords: meta.keywords, internalDate: meta.internalDate })]);
-    if (added) copied.push({ from: uid, to: added.uid });
+  try {
+    for (const uid of uids) {
+      const meta = await mail.getMessage(source, uid);
+      const raw = meta ? await mail.readRaw(source, uid) : undefined;
+      if (!meta || !raw) continue;
+      const converted = mode === 'encrypt' ? service.encryptStored(raw, own!) : service.decryptStored(raw, unlocked!);
+      const [added] = await mail.append(target, [prepareMessage(converted ?? raw, { flags: meta.flags & ~Flag.Deleted, keywords: meta.keywords, internalDate: meta.internalDate })]);
+      if (added) copied.push({ from: uid, to: added.uid });
+    }
+  } catch (err) {
+    // A message that cannot be converted stops the request: the copies made before it are removed
+    // again, so that the request does all or nothing (and a move removes no original).
+    if (copied.length > 0) {
+      const made = copied.map((c) => c.to);
+      await mail.setFlags(target, made, { set: Flag.Deleted, clear: 0, addKeywords: [], removeKeywords: [] });
+      await mail.expunge(target, made);
+    }
+    throw err;
   }
   if (move && copied.length > 0) {
     const from = copied.map((c) => c.from);
