@@ -548,20 +548,61 @@ describe('review fixes (issue 17)', () => {
     assert.equal((await storedMessages(server, me.address, 'Clear').catch(() => [])).length, 0, 'the copies made before the error are removed');
   });
 
-  test('encrypt with Bcc (or a hidden Envelope-To) is refused: Bcc recipients would be named in the encrypted message', async () => {
+  test('encrypt with Bcc: the To/Cc copy names no Bcc recipient; each Bcc recipient gets a copy of its own (with the sender), same Message-ID', async () => {
     const alice = await withKey('alice-bcc');
-    const bob = await withKey('bob-bcc');
-    const carol = await withKey('carol-bcc');
+    const bob = await withKey('bob-bcc', 'bob-pass');
+    const carol = await withKey('carol-bcc', 'carol-pass');
+    const dave = await withKey('dave-bcc', 'dave-pass');
+    // A Bcc recipient without a certificate: nothing is sent at all.
+    const nokey = await server.newAccount('nokey-bcc');
     await fails(
       alice.client,
-      `<messageSubmit><EMail encrypt="yes"><To>${bob.address}</To><Bcc>${carol.address}</Bcc><MIME type="text" subtype="plain">x</MIME></EMail></messageSubmit>`,
-      /encrypted message cannot have Bcc recipients/,
+      `<messageSubmit><EMail encrypt="yes"><To>${bob.address}</To><Bcc>${nokey}</Bcc><MIME type="text" subtype="plain">x</MIME></EMail></messageSubmit>`,
+      new RegExp(`no S/MIME certificate for ${nokey}`),
     );
-    await fails(
+    await ok(
       alice.client,
-      `<messageSubmit><Envelope-To>${bob.address}</Envelope-To><Envelope-To>${carol.address}</Envelope-To><EMail encrypt="yes"><To>${bob.address}</To><MIME type="text" subtype="plain">x</MIME></EMail></messageSubmit>`,
-      /encrypted message cannot have Bcc recipients/,
+      `<messageSubmit targetMailbox="Sent" mailboxClass=""><EMail encrypt="yes"><Subject>Hidden</Subject><To>${bob.address}</To><Bcc>${carol.address}</Bcc><Bcc>${dave.address}</Bcc>` +
+        `<EMail><Subject>Inner</Subject><MIME type="text" subtype="plain">for all three&#x0A;</MIME></EMail></EMail></messageSubmit>`,
     );
-    await ok(alice.client, `<messageSubmit><EMail encrypt="yes"><To>${bob.address}</To><Cc>${carol.address}</Cc><MIME type="text" subtype="plain">x</MIME></EMail></messageSubmit>`);
+    const arrived = async (address: string) =>
+      (await eventually(async () => {
+        const messages = await storedMessages(server, address, 'INBOX');
+        return messages.length > 0 ? messages : undefined;
+      }, `the message in ${address}`))[0]!.raw;
+    const recipientsOf = (raw: Buffer, name: string) => openssl(['cms', '-cmsout', '-print', '-in', file(`${name}.eml`, raw)]).toString();
+    const toBob = await arrived(bob.address);
+    assert.equal((await storedMessages(server, bob.address, 'INBOX')).length, 1, 'bob got one message (no copy in place of a Bcc)');
+    const bobSees = recipientsOf(toBob, 'bcc-bob');
+    assert.ok(bobSees.includes(`emailAddress=${bob.address}`) && bobSees.includes(`emailAddress=${alice.address}`));
+    assert.ok(!bobSees.includes(carol.address) && !bobSees.includes(dave.address), 'no Bcc recipient is named in the To copy');
+    assert.doesNotMatch(toBob.toString('latin1'), /^Bcc:/im);
+    for (const [who, other] of [[carol, dave], [dave, carol]] as const) {
+      const raw = await arrived(who.address);
+      const sees = recipientsOf(raw, `bcc-${who.address}`);
+      assert.ok(sees.includes(`emailAddress=${who.address}`) && sees.includes(`emailAddress=${alice.address}`));
+      assert.ok(!sees.includes(bob.address) && !sees.includes(other.address), `${who.address}'s copy names only them and the sender`);
+      assert.doesNotMatch(raw.toString('latin1'), /^Bcc:/im);
+      const messageId = (r: Buffer) => /^Message-ID: *(.*)$/im.exec(r.toString('latin1'))?.[1]?.trim();
+      assert.equal(messageId(raw), messageId(toBob), 'the same Message-ID');
+      await ok(who.client, `<SMIMEUnlock password="${who === carol ? 'carol-pass' : 'dave-pass'}"/>`);
+      await openInbox(who.client);
+      const [stored] = await storedMessages(server, who.address, 'INBOX');
+      const inner = (await readMessage(who.client, stored!.uid)).element('MIME')!.element('EMail')!;
+      assert.equal(inner.element('MIME')!.text(), 'for all three\n');
+    }
+    // The sender's copy keeps the Bcc field (as for any message) and is readable by the sender.
+    const [sent] = await storedMessages(server, alice.address, 'Sent');
+    assert.match(sent!.raw.toString('latin1'), /^Bcc:/im);
+    // A hidden Envelope-To is a Bcc too.
+    const erin = await withKey('erin-bcc');
+    await ok(alice.client, `<messageSubmit><Envelope-To>${bob.address}</Envelope-To><Envelope-To>${erin.address}</Envelope-To><EMail encrypt="yes"><To>${bob.address}</To><MIME type="text" subtype="plain">y</MIME></EMail></messageSubmit>`);
+    const toErin = await arrived(erin.address);
+    assert.ok(!recipientsOf(toErin, 'bcc-erin').includes(bob.address));
+    const bobSecond = await eventually(async () => {
+      const messages = await storedMessages(server, bob.address, 'INBOX');
+      return messages.length > 1 ? messages[1] : undefined;
+    }, 'the second message for bob');
+    assert.ok(!recipientsOf(bobSecond.raw, 'bcc-bob2').includes(erin.address));
   });
 });
