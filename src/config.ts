@@ -359,10 +359,14 @@ export interface Config {
     certificateDays: number;
     /** Certificates collected from signed mail that one account keeps at most (one per address). */
     peerCertificates: number;
-    /** Wrong S/MIME passwords an account may give in 10 minutes (per node) before unlocking is refused for a while. */
+    /** Wrong S/MIME passwords an account may give in 10 minutes (counted in the store: all nodes together) before unlocking is refused for a while. */
     maxUnlockFailures: number;
-    /** Password operations (scrypt, 32 MiB each) running at once on a node; more wait, and past 8 times this many are refused as busy. */
+    /** Heavy S/MIME operations (scrypt, 32 MiB each; key generation; PKCS#12 import and export) running at once on a node; more wait, and past 8 times this many are refused as busy. */
     passwordWorkers: number;
+    /** CertAndKey.pfx exports one session may make in an hour; more are refused (HTTP 429). */
+    pfxExportsPerHour: number;
+    /** Messages one messageCopy/messageMove with encrypt="yes" or decrypt="yes" converts at most; more are refused. */
+    maxConvertMessages: number;
   };
   /**
    * Remote POP and IMAP accounts (src/services/remote-mail/: the XIMSS rpop and rimap operations): records an
@@ -592,7 +596,7 @@ export function defaultConfig(): Config {
     skins: { directory: '', domainDirectory: '', maxFileBytes: 1024 * 1024, maxFiles: 2000 },
     remoteSip: { recordsPerAccount: 5, minExpires: 60, maxExpires: 86_400, defaultExpires: 3600, scanSeconds: 15, leaseSeconds: 60, retryMinSeconds: 30, retryMaxSeconds: 1800, registrationsPerNode: 10_000, allowPrivate: false },
     secrets: { keyFile: '' },
-    smime: { maxUnlockSeconds: 8 * 3600, maxMessageBytes: 16 * 1024 * 1024, maxPfxBytes: 256 * 1024, keyBits: 2048, certificateDays: 730, peerCertificates: 2000, maxUnlockFailures: 10, passwordWorkers: 2 },
+    smime: { maxUnlockSeconds: 8 * 3600, maxMessageBytes: 16 * 1024 * 1024, maxPfxBytes: 256 * 1024, keyBits: 2048, certificateDays: 730, peerCertificates: 2000, maxUnlockFailures: 10, passwordWorkers: 2, pfxExportsPerHour: 10, maxConvertMessages: 500 },
     remoteMail: { poll: true, recordsPerAccount: 10, minIntervalSeconds: 300, maxIntervalSeconds: 7 * 86_400, defaultIntervalSeconds: 900, maxMessageBytes: 50 * 1024 * 1024, messagesPerPoll: 200, timeoutSeconds: 60, concurrency: 4, leaseSeconds: 300, maxBackoffSeconds: 6 * 3600, allowPrivate: false, caFile: '' },
     auth: { totpIssuer: '', recoveryCodes: 10, appPasswordsPerAccount: 10, appPasswordNameLength: 64 },
     billing: { currency: 'USD', maxAmount: 1_000_000_000, maxBalance: 1_000_000_000_000, historyLimit: 500 },
@@ -891,6 +895,8 @@ const configSchema = z.strictObject({
     peerCertificates: number((n) => Number.isInteger(n) && n >= 0 && n <= 1_000_000, 'must be a whole number, 0 to 1000000'),
     maxUnlockFailures: number((n) => Number.isInteger(n) && n >= 1 && n <= 1000, 'must be a whole number, 1 to 1000'),
     passwordWorkers: number((n) => Number.isInteger(n) && n >= 1 && n <= 64, 'must be a whole number, 1 to 64'),
+    pfxExportsPerHour: number((n) => Number.isInteger(n) && n >= 0 && n <= 1000, 'must be a whole number, 0 to 1000'),
+    maxConvertMessages: number((n) => Number.isInteger(n) && n >= 1 && n <= 100_000, 'must be a whole number, 1 to 100000'),
   }),
   remoteMail: z.strictObject({
     poll: z.boolean(),

@@ -1610,3 +1610,36 @@ describe('abuse: second factors and application passwords', () => {
     await assertServes(victim);
   });
 });
+
+describe('abuse: S/MIME floods (issue 17)', () => {
+  let server: TestServer;
+  let victim: XimssClient;
+  before(async () => {
+    ({ server, victim } = await startAttacked({ smime: { maxUnlockFailures: 3, passwordWorkers: 1, pfxExportsPerHour: 2 } }));
+  });
+  after(async () => {
+    await server.stop();
+  });
+
+  test('concurrent wrong S/MIME passwords from several sessions: at most the limit is checked, the rest refused; PKCS#12 imports and exports flooded get clear refusals; others are served', async () => {
+    const address = await server.newAccount('flooded');
+    const sessions = await Promise.all([1, 2, 3].map(() => server.login(address, 'secret')));
+    const first = sessions[0]!;
+    expectOk(await first.client.request('<SMIMESet mode="new" password="right"/>', 20_000));
+    const guesses = await Promise.all(Array.from({ length: 15 }, (_, i) => sessions[i % 3]!.client.request(`<SMIMEUnlock password="g${i}"/>`, 30_000)));
+    const texts = guesses.map((g) => g.response.attrs.errorText ?? '');
+    assert.ok(texts.every((t) => t === 'wrong S/MIME password' || t === 'too many wrong S/MIME passwords; try again later'), JSON.stringify(texts));
+    assert.ok(texts.filter((t) => t === 'wrong S/MIME password').length <= 3, JSON.stringify(texts));
+    // PKCS#12 imports by an account without a key (each parsed, in turns, or refused as busy), and
+    // exports (the key is unlocked in the first session).
+    const importer = (await server.login(await server.newAccount('importer'), 'secret')).client;
+    const garbage = Buffer.alloc(4000, 0x30).toString('base64');
+    const imports = await Promise.all(Array.from({ length: 20 }, () => importer.request(`<SMIMESet mode="add" password="p" filePassword="f"><PFX><base64>${garbage}</base64></PFX></SMIMESet>`, 30_000)));
+    for (const reply of imports) assert.match(reply.response.attrs.errorText ?? '', /PFX data cannot be read|busy with S\/MIME operations/);
+    const exports = await Promise.all(Array.from({ length: 20 }, () => httpRequest(server.ports.http, `/Session/${first.urlID}/CertAndKey.pfx?PFXPassword=x`)));
+    const statuses = exports.map((e) => e.status);
+    assert.ok(statuses.every((s) => s === 200 || s === 429 || s === 503), JSON.stringify(statuses));
+    assert.ok(statuses.filter((s) => s === 200).length <= 2, JSON.stringify(statuses));
+    await assertServes(victim);
+  });
+});

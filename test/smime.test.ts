@@ -13,6 +13,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { XmlElement } from '../src/xml/element.js';
+import { SmimeService } from '../src/services/smime/service.js';
+import { silentLogger } from '../src/log.js';
 import { capturingLogger, deliverRaw, eventually, fails, httpRequest, ok, postUpload, storedMessages, storedRaw, startTestServer, type TestServer, type XimssClient } from './helpers.js';
 
 let server: TestServer;
@@ -23,10 +25,10 @@ function openssl(args: readonly string[], input?: Buffer): Buffer {
 }
 
 /** An outside correspondent: a key and a self-signed certificate made by openssl, and its PFX. */
-function outsider(address: string, name: string): { key: string; cert: string; pfx: Buffer } {
+function outsider(address: string, name: string, days = 30): { key: string; cert: string; pfx: Buffer } {
   const key = join(work, `${name}.key`);
   const cert = join(work, `${name}.crt`);
-  openssl(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '30', '-subj', `/CN=${name}/emailAddress=${address}`, '-addext', `subjectAltName=email:${address}`]);
+  openssl(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', String(days), '-subj', `/CN=${name}/emailAddress=${address}`, '-addext', `subjectAltName=email:${address}`]);
   const pfx = join(work, `${name}.pfx`);
   openssl(['pkcs12', '-export', '-inkey', key, '-in', cert, '-out', pfx, '-passout', 'pass:file-pass']);
   return { key, cert, pfx: readFileSync(pfx) };
@@ -62,7 +64,8 @@ const SIGNED_APPEND = (subject: string) =>
 
 before(async () => {
   work = mkdtempSync(join(tmpdir(), 'ximssd-smime-'));
-  server = await startTestServer();
+  // Small limits, so that the review fixes' cases reach them (the other cases stay under them).
+  server = await startTestServer({ smime: { maxUnlockFailures: 4, pfxExportsPerHour: 3, maxConvertMessages: 3 } });
 });
 after(async () => {
   await server.stop();
@@ -422,5 +425,184 @@ describe('the log', () => {
     } finally {
       await logged.stop();
     }
+  });
+});
+
+describe('review fixes (issue 17)', () => {
+  test('a collected certificate is not replaced by a later self-signed one for the same address; encrypting for an untrusted one works', async () => {
+    const me = await withKey('forged');
+    await openInbox(me.client);
+    const real = outsider('target@remote.test', 'Real');
+    const forger = outsider('target@remote.test', 'Forger', 60);
+    const sign = (who: { cert: string; key: string }, name: string) =>
+      openssl(['smime', '-sign', '-in', file(`${name}.txt`, `Content-Type: text/plain\r\n\r\n${name}\r\n`), '-signer', who.cert, '-inkey', who.key, '-from', 'target@remote.test', '-to', me.address, '-subject', name]);
+    const [first] = await deliverRaw(server, me.address, 'INBOX', [sign(real, 'first')]);
+    await readMessage(me.client, first!);
+    const account = (await server.services.accounts.find(me.address))!;
+    const kept = (await server.services.store.smime.getPeerCertificate(account.id, 'target@remote.test'))!;
+    assert.equal(kept.trusted, false, 'a self-signed certificate is kept as untrusted');
+    // The forger's certificate is made later, so it expires later: it must not replace the first.
+    const [second] = await deliverRaw(server, me.address, 'INBOX', [sign(forger, 'second')]);
+    await readMessage(me.client, second!);
+    assert.equal((await server.services.store.smime.getPeerCertificate(account.id, 'target@remote.test'))!.certPem, kept.certPem, 'the first one stays');
+    // Signed by a certificate for another address, under this From: not kept.
+    const other = outsider('someone-else@remote.test', 'Else');
+    const misnamed = openssl(['smime', '-sign', '-in', file('misnamed.txt', 'Content-Type: text/plain\r\n\r\nx\r\n'), '-signer', other.cert, '-inkey', other.key, '-from', 'nobody-yet@remote.test', '-subject', 'misnamed']);
+    const [third] = await deliverRaw(server, me.address, 'INBOX', [misnamed]);
+    await readMessage(me.client, third!);
+    assert.equal(await server.services.store.smime.getPeerCertificate(account.id, 'nobody-yet@remote.test'), undefined);
+    assert.equal(await server.services.store.smime.getPeerCertificate(account.id, 'someone-else@remote.test'), undefined);
+    // Mail for the address is encrypted for the first (real) certificate: its key decrypts it.
+    await ok(me.client, `<messageSubmit targetMailbox="Sent" mailboxClass=""><EMail encrypt="yes"><To>target@remote.test</To><MIME type="text" subtype="plain">to the real one&#x0A;</MIME></EMail></messageSubmit>`);
+    const [copy] = await storedMessages(server, me.address, 'Sent');
+    assert.match(openssl(['smime', '-decrypt', '-in', file('real.eml', copy!.raw), '-inkey', real.key, '-recip', real.cert]).toString(), /to the real one/);
+    assert.throws(() => openssl(['smime', '-decrypt', '-in', file('forged.eml', copy!.raw), '-inkey', forger.key, '-recip', forger.cert]));
+  });
+
+  test('SMIMESet new/add refused over an existing key that is not unlocked; with it unlocked, replaced; two sessions racing: one wins', async () => {
+    const { address, client } = await withKey('replace');
+    const serial = async (c: XimssClient) => (await ok(c, '<SMIMEGet/>')).messages[0]!.element('x509')!.attrs.serialNumber;
+    const before = await serial(client);
+    await ok(client, '<SMIMELock/>');
+    await fails(client, '<SMIMESet mode="new" password="other"/>', /has an S\/MIME key already: unlock it first/);
+    const pfx = outsider(address, 'replacer').pfx.toString('base64');
+    await fails(client, `<SMIMESet mode="add" password="p" filePassword="file-pass"><PFX><base64>${pfx}</base64></PFX></SMIMESet>`, /has an S\/MIME key already/);
+    assert.equal(await serial(client), before, 'the key is the same');
+    // The old password still unlocks it: nothing was overwritten.
+    await ok(client, '<SMIMEUnlock password="smime-pass"/>');
+    await ok(client, '<SMIMESet mode="new" password="second-pass"/>');
+    const second = await serial(client);
+    assert.notEqual(second, before);
+    await ok(client, '<SMIMELock/>');
+    await fails(client, '<SMIMEUnlock password="smime-pass"/>', /wrong S\/MIME password/);
+    await ok(client, '<SMIMEUnlock password="second-pass"/>');
+    // Two sessions with the key unlocked replace it at once: exactly one succeeds.
+    const other = await server.login(address, 'secret');
+    await ok(other.client, '<SMIMEUnlock password="second-pass"/>');
+    const results = await Promise.all([client.request('<SMIMESet mode="new" password="race-a"/>'), other.client.request('<SMIMESet mode="new" password="race-b"/>')]);
+    const errors = results.map((r) => r.response.attrs.errorText);
+    assert.equal(errors.filter((e) => e === undefined).length, 1, `one of the two wins: ${JSON.stringify(errors)}`);
+    assert.match(errors.find((e) => e !== undefined) ?? '', /changed meanwhile|has an S\/MIME key already/);
+    const winner = errors[0] === undefined ? 'race-a' : 'race-b';
+    const third = await server.login(address, 'secret');
+    await ok(third.client, `<SMIMEUnlock password="${winner}"/>`);
+  });
+
+  test('wrong-password limit: concurrent guesses cannot pass it; it is shared by every node (the store), not kept per process', async () => {
+    const { address, client } = await withKey('guess');
+    await ok(client, '<SMIMELock/>');
+    const other = await server.login(address, 'secret');
+    const guesses = await Promise.all(Array.from({ length: 10 }, (_, i) => (i % 2 === 0 ? client : other.client).request(`<SMIMEUnlock password="guess-${i}"/>`)));
+    const texts = guesses.map((g) => g.response.attrs.errorText ?? '');
+    const wrong = texts.filter((t) => /^wrong S\/MIME password$/.test(t)).length;
+    const refused = texts.filter((t) => /too many wrong S\/MIME passwords/.test(t)).length;
+    assert.equal(wrong + refused, 10, JSON.stringify(texts));
+    assert.ok(wrong <= 4, `at most maxUnlockFailures (4) were checked: ${wrong}`);
+    await fails(client, '<SMIMEUnlock password="smime-pass"/>', /too many wrong/);
+
+    // Two services over the same store, as two nodes: the failures on one are seen by the other.
+    const account = (await server.services.accounts.find((await withKey('nodes')).address))!;
+    const limits = { ...server.config.smime, maxUnlockFailures: 2 };
+    const nodeA = new SmimeService(server.services.store, limits, silentLogger);
+    const nodeB = new SmimeService(server.services.store, limits, silentLogger);
+    await assert.rejects(nodeA.unlock(account, 'bad-1'), /wrong S\/MIME password/);
+    await assert.rejects(nodeA.unlock(account, 'bad-2'), /wrong S\/MIME password/);
+    await assert.rejects(nodeB.unlock(account, 'smime-pass'), /too many wrong/, 'node B sees node A\'s failures');
+  });
+
+  test('CertAndKey.pfx flood: clear refusals (429 or 503) past the per-session limit; the server keeps answering others', async () => {
+    const { urlID } = await withKey('flood');
+    const bystander = await server.login(await server.newAccount('bystander'), 'secret');
+    const statuses = await Promise.all(
+      Array.from({ length: 12 }, async () => {
+        const response = await fetch(`http://127.0.0.1:${server.ports.http}/Session/${urlID}/CertAndKey.pfx?PFXPassword=f`);
+        await response.arrayBuffer();
+        return response.status;
+      }),
+    );
+    assert.ok(statuses.every((s) => s === 200 || s === 429 || s === 503), JSON.stringify(statuses));
+    assert.ok(statuses.filter((s) => s === 200).length <= 3, `at most pfxExportsPerHour (3) exported: ${JSON.stringify(statuses)}`);
+    assert.ok(statuses.filter((s) => s === 429).length >= 9, JSON.stringify(statuses));
+    await ok(bystander.client, '<noop/>');
+    const refused = await httpRequest(server.ports.http, `/Session/${urlID}/CertAndKey.pfx?PFXPassword=f`);
+    assert.equal(refused.status, 429);
+    assert.match(refused.text, /too many S\/MIME key exports/);
+  });
+
+  test('messageCopy encrypt: more messages than smime.maxConvertMessages are refused, nothing copied; up to it, all are', async () => {
+    const me = await withKey('bulk');
+    await openInbox(me.client);
+    const uids = await deliverRaw(server, me.address, 'INBOX', [1, 2, 3, 4].map((n) => Buffer.from(`From: a@remote.test\r\nSubject: n${n}\r\n\r\nbody ${n}\r\n`)));
+    const list = (u: readonly number[]) => u.map((n) => `<UID>${n}</UID>`).join('');
+    await fails(me.client, `<messageCopy folder="INBOX" targetMailbox="Bulk" mailboxClass="" encrypt="yes">${list(uids)}</messageCopy>`, /too many messages to encrypt at once \(at most 3\)/);
+    assert.equal((await storedMessages(server, me.address, 'Bulk').catch(() => [])).length, 0);
+    await ok(me.client, `<messageCopy folder="INBOX" targetMailbox="Bulk" mailboxClass="" encrypt="yes" report="uid">${list(uids.slice(0, 3))}</messageCopy>`);
+    const copied = await storedMessages(server, me.address, 'Bulk');
+    assert.equal(copied.length, 3);
+    for (const m of copied) assert.match(m.raw.toString('latin1'), /enveloped-data/);
+    // Decrypting them with one that is not for this key among them: an error, and no copy stays.
+    const foreign = openssl(['smime', '-encrypt', '-aes256', '-in', file('bulk-f.txt', 'Content-Type: text/plain\r\n\r\nx\r\n'), '-subject', 'foreign', outsider('bulk@remote.test', 'BulkOther').cert]);
+    const [foreignUid] = await deliverRaw(server, me.address, 'Bulk', [foreign]);
+    await ok(me.client, '<folderOpen folder="Bulk" mailbox="Bulk"><field>UID</field></folderOpen>');
+    await fails(me.client, `<messageCopy folder="Bulk" targetMailbox="Clear" mailboxClass="" decrypt="yes">${list([copied[0]!.uid, copied[1]!.uid, foreignUid!])}</messageCopy>`, /not encrypted for this account/);
+    assert.equal((await storedMessages(server, me.address, 'Clear').catch(() => [])).length, 0, 'the copies made before the error are removed');
+  });
+
+  test('encrypt with Bcc: the To/Cc copy names no Bcc recipient; each Bcc recipient gets a copy of its own (with the sender), same Message-ID', async () => {
+    const alice = await withKey('alice-bcc');
+    const bob = await withKey('bob-bcc', 'bob-pass');
+    const carol = await withKey('carol-bcc', 'carol-pass');
+    const dave = await withKey('dave-bcc', 'dave-pass');
+    // A Bcc recipient without a certificate: nothing is sent at all.
+    const nokey = await server.newAccount('nokey-bcc');
+    await fails(
+      alice.client,
+      `<messageSubmit><EMail encrypt="yes"><To>${bob.address}</To><Bcc>${nokey}</Bcc><MIME type="text" subtype="plain">x</MIME></EMail></messageSubmit>`,
+      new RegExp(`no S/MIME certificate for ${nokey}`),
+    );
+    await ok(
+      alice.client,
+      `<messageSubmit targetMailbox="Sent" mailboxClass=""><EMail encrypt="yes"><Subject>Hidden</Subject><To>${bob.address}</To><Bcc>${carol.address}</Bcc><Bcc>${dave.address}</Bcc>` +
+        `<EMail><Subject>Inner</Subject><MIME type="text" subtype="plain">for all three&#x0A;</MIME></EMail></EMail></messageSubmit>`,
+    );
+    const arrived = async (address: string) =>
+      (await eventually(async () => {
+        const messages = await storedMessages(server, address, 'INBOX');
+        return messages.length > 0 ? messages : undefined;
+      }, `the message in ${address}`))[0]!.raw;
+    const recipientsOf = (raw: Buffer, name: string) => openssl(['cms', '-cmsout', '-print', '-in', file(`${name}.eml`, raw)]).toString();
+    const toBob = await arrived(bob.address);
+    assert.equal((await storedMessages(server, bob.address, 'INBOX')).length, 1, 'bob got one message (no copy in place of a Bcc)');
+    const bobSees = recipientsOf(toBob, 'bcc-bob');
+    assert.ok(bobSees.includes(`emailAddress=${bob.address}`) && bobSees.includes(`emailAddress=${alice.address}`));
+    assert.ok(!bobSees.includes(carol.address) && !bobSees.includes(dave.address), 'no Bcc recipient is named in the To copy');
+    assert.doesNotMatch(toBob.toString('latin1'), /^Bcc:/im);
+    for (const [who, other] of [[carol, dave], [dave, carol]] as const) {
+      const raw = await arrived(who.address);
+      const sees = recipientsOf(raw, `bcc-${who.address}`);
+      assert.ok(sees.includes(`emailAddress=${who.address}`) && sees.includes(`emailAddress=${alice.address}`));
+      assert.ok(!sees.includes(bob.address) && !sees.includes(other.address), `${who.address}'s copy names only them and the sender`);
+      assert.doesNotMatch(raw.toString('latin1'), /^Bcc:/im);
+      const messageId = (r: Buffer) => /^Message-ID: *(.*)$/im.exec(r.toString('latin1'))?.[1]?.trim();
+      assert.equal(messageId(raw), messageId(toBob), 'the same Message-ID');
+      await ok(who.client, `<SMIMEUnlock password="${who === carol ? 'carol-pass' : 'dave-pass'}"/>`);
+      await openInbox(who.client);
+      const [stored] = await storedMessages(server, who.address, 'INBOX');
+      const inner = (await readMessage(who.client, stored!.uid)).element('MIME')!.element('EMail')!;
+      assert.equal(inner.element('MIME')!.text(), 'for all three\n');
+    }
+    // The sender's copy keeps the Bcc field (as for any message) and is readable by the sender.
+    const [sent] = await storedMessages(server, alice.address, 'Sent');
+    assert.match(sent!.raw.toString('latin1'), /^Bcc:/im);
+    // A hidden Envelope-To is a Bcc too.
+    const erin = await withKey('erin-bcc');
+    await ok(alice.client, `<messageSubmit><Envelope-To>${bob.address}</Envelope-To><Envelope-To>${erin.address}</Envelope-To><EMail encrypt="yes"><To>${bob.address}</To><MIME type="text" subtype="plain">y</MIME></EMail></messageSubmit>`);
+    const toErin = await arrived(erin.address);
+    assert.ok(!recipientsOf(toErin, 'bcc-erin').includes(bob.address));
+    const bobSecond = await eventually(async () => {
+      const messages = await storedMessages(server, bob.address, 'INBOX');
+      return messages.length > 1 ? messages[1] : undefined;
+    }, 'the second message for bob');
+    assert.ok(!recipientsOf(bobSecond.raw, 'bcc-bob2').includes(erin.address));
   });
 });

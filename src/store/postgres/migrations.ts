@@ -644,6 +644,13 @@ export const migrations: readonly string[] = [
     PRIMARY KEY (account_id, name)
   );
   `,
+  // 26: S/MIME peer certificates record whether they chained to a trusted root (src/store/smime.ts);
+  // those collected before (kept even when unverified, replaceable by anyone) are dropped, to be
+  // collected again from signed mail under the new rules.
+  `
+  DELETE FROM smime_peer_certificates;
+  ALTER TABLE smime_peer_certificates ADD COLUMN trusted BOOLEAN NOT NULL DEFAULT false;
+  `,
 ];
 
 /** The advisory lock key that serializes migrations between processes starting at once ('xims'). */

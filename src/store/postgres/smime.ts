@@ -4,12 +4,8 @@ import { isForeignKeyViolation, type Db, type Sql } from './db.js';
 
 const SQL = {
   get: { name: 'smime.get', text: `SELECT ${SMIME_KEY_COLUMNS} FROM smime_keys WHERE account_id = $1` },
-  put: {
-    name: 'smime.put',
-    text: `INSERT INTO smime_keys (${SMIME_KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5)
-           ON CONFLICT (account_id) DO UPDATE SET cert_pem = excluded.cert_pem, sealed_key = excluded.sealed_key,
-             issued = excluded.issued, updated = excluded.updated`,
-  },
+  add: { name: 'smime.add', text: `INSERT INTO smime_keys (${SMIME_KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (account_id) DO NOTHING` },
+  replace: { name: 'smime.replace', text: 'UPDATE smime_keys SET cert_pem = $1, sealed_key = $2, issued = $3, updated = $4 WHERE account_id = $5 AND sealed_key = $6' },
   reseal: { name: 'smime.reseal', text: 'UPDATE smime_keys SET sealed_key = $1, updated = $2 WHERE account_id = $3 AND sealed_key = $4' },
   recert: { name: 'smime.recert', text: 'UPDATE smime_keys SET cert_pem = $1, updated = $2 WHERE account_id = $3 AND sealed_key = $4' },
   remove: { name: 'smime.remove', text: 'DELETE FROM smime_keys WHERE account_id = $1' },
@@ -19,9 +15,13 @@ const SQL = {
   peerCount: { name: 'smime.peerCount', text: 'SELECT count(*)::int AS n FROM smime_peer_certificates WHERE account_id = $1' },
   peerPut: {
     name: 'smime.peerPut',
-    text: `INSERT INTO smime_peer_certificates (${PEER_COLUMNS}) VALUES ($1, $2, $3, $4, $5)
-           ON CONFLICT (account_id, address) DO UPDATE SET cert_pem = excluded.cert_pem, not_after = excluded.not_after, updated = excluded.updated
-           WHERE smime_peer_certificates.not_after < excluded.not_after`,
+    // The rules of src/store/smime.ts, in the write itself.
+    text: `INSERT INTO smime_peer_certificates (${PEER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)
+           ON CONFLICT (account_id, address) DO UPDATE SET cert_pem = excluded.cert_pem, not_after = excluded.not_after,
+             trusted = excluded.trusted, updated = excluded.updated
+           WHERE (excluded.trusted AND (NOT smime_peer_certificates.trusted OR smime_peer_certificates.not_after < excluded.not_after))
+              OR (NOT excluded.trusted AND NOT smime_peer_certificates.trusted AND smime_peer_certificates.not_after <= excluded.updated
+                  AND smime_peer_certificates.not_after < excluded.not_after)`,
   },
 } satisfies Record<string, Sql>;
 
@@ -34,9 +34,10 @@ export class PgSmime implements SmimeStore {
     return row ? keyOf(row) : undefined;
   }
 
-  async putKey(r: SmimeKeyRecord): Promise<void> {
+  async putKey(r: SmimeKeyRecord, expected?: string): Promise<boolean> {
     try {
-      await this.db.run(SQL.put, [r.accountId, r.certPem, r.sealedKey, r.issued, r.updated]);
+      if (expected === undefined) return (await this.db.run(SQL.add, [r.accountId, r.certPem, r.sealedKey, r.issued, r.updated])) > 0;
+      return (await this.db.run(SQL.replace, [r.certPem, r.sealedKey, r.issued, r.updated, r.accountId, expected])) > 0;
     } catch (err) {
       if (isForeignKeyViolation(err)) throw new NotFoundError('account not found');
       throw err;
@@ -61,7 +62,7 @@ export class PgSmime implements SmimeStore {
       if (!locked) throw new NotFoundError('account not found');
       const existing = await tx.row<PeerRow>(SQL.peer, [r.accountId, r.address]);
       if (!existing && (await tx.row<{ n: number }>(SQL.peerCount, [r.accountId]))!.n >= limit) return 'full';
-      return (await tx.run(SQL.peerPut, [r.accountId, r.address, r.certPem, r.notAfter, r.updated])) > 0 ? 'stored' : 'kept';
+      return (await tx.run(SQL.peerPut, [r.accountId, r.address, r.certPem, r.notAfter, r.trusted, r.updated])) > 0 ? 'stored' : 'kept';
     });
   }
 

@@ -10,17 +10,20 @@ export class SqliteSmime implements SmimeStore {
   constructor(private readonly db: SqliteDatabase) {
     this.sql = prepareAll(db, {
       get: `SELECT ${SMIME_KEY_COLUMNS} FROM smime_keys WHERE account_id = ?`,
-      put: `INSERT INTO smime_keys (${SMIME_KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?)
-            ON CONFLICT (account_id) DO UPDATE SET cert_pem = excluded.cert_pem, sealed_key = excluded.sealed_key,
-              issued = excluded.issued, updated = excluded.updated`,
+      add: `INSERT INTO smime_keys (${SMIME_KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?) ON CONFLICT (account_id) DO NOTHING`,
+      replace: 'UPDATE smime_keys SET cert_pem = ?, sealed_key = ?, issued = ?, updated = ? WHERE account_id = ? AND sealed_key = ?',
       reseal: 'UPDATE smime_keys SET sealed_key = ?, updated = ? WHERE account_id = ? AND sealed_key = ?',
       recert: 'UPDATE smime_keys SET cert_pem = ?, updated = ? WHERE account_id = ? AND sealed_key = ?',
       remove: 'DELETE FROM smime_keys WHERE account_id = ?',
       peer: `SELECT ${PEER_COLUMNS} FROM smime_peer_certificates WHERE account_id = ? AND address = ?`,
       peerCount: 'SELECT count(*) AS n FROM smime_peer_certificates WHERE account_id = ?',
-      peerPut: `INSERT INTO smime_peer_certificates (${PEER_COLUMNS}) VALUES (?, ?, ?, ?, ?)
-                ON CONFLICT (account_id, address) DO UPDATE SET cert_pem = excluded.cert_pem, not_after = excluded.not_after, updated = excluded.updated
-                WHERE smime_peer_certificates.not_after < excluded.not_after`,
+      // The rules of src/store/smime.ts, in the write itself.
+      peerPut: `INSERT INTO smime_peer_certificates (${PEER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)
+                ON CONFLICT (account_id, address) DO UPDATE SET cert_pem = excluded.cert_pem, not_after = excluded.not_after,
+                  trusted = excluded.trusted, updated = excluded.updated
+                WHERE (excluded.trusted = 1 AND (smime_peer_certificates.trusted = 0 OR smime_peer_certificates.not_after < excluded.not_after))
+                   OR (excluded.trusted = 0 AND smime_peer_certificates.trusted = 0 AND smime_peer_certificates.not_after <= excluded.updated
+                       AND smime_peer_certificates.not_after < excluded.not_after)`,
     });
   }
 
@@ -29,9 +32,10 @@ export class SqliteSmime implements SmimeStore {
     return row ? keyOf(row) : undefined;
   }
 
-  async putKey(r: SmimeKeyRecord): Promise<void> {
+  async putKey(r: SmimeKeyRecord, expected?: string): Promise<boolean> {
     try {
-      this.sql.put.run(r.accountId, r.certPem, r.sealedKey, r.issued ? 1 : 0, r.updated);
+      if (expected === undefined) return this.sql.add.run(r.accountId, r.certPem, r.sealedKey, r.issued ? 1 : 0, r.updated).changes > 0;
+      return this.sql.replace.run(r.certPem, r.sealedKey, r.issued ? 1 : 0, r.updated, r.accountId, expected).changes > 0;
     } catch (err) {
       if (isForeignKeyViolation(err)) throw new NotFoundError('account not found');
       throw err;
@@ -56,7 +60,7 @@ export class SqliteSmime implements SmimeStore {
         const existing = this.sql.peer.get(r.accountId, r.address) as PeerRow | undefined;
         if (!existing && (this.sql.peerCount.get(r.accountId) as { n: number }).n >= limit) return 'full';
         try {
-          return this.sql.peerPut.run(r.accountId, r.address, r.certPem, r.notAfter, r.updated).changes > 0 ? 'stored' : 'kept';
+          return this.sql.peerPut.run(r.accountId, r.address, r.certPem, r.notAfter, r.trusted ? 1 : 0, r.updated).changes > 0 ? 'stored' : 'kept';
         } catch (err) {
           if (isForeignKeyViolation(err)) throw new NotFoundError('account not found');
           throw err;

@@ -12,7 +12,7 @@ import { contentTypeOf, decodePartBody, findPart, findRelated, parseMime, partBy
 import { parseStructured } from '../../services/mime/params.js';
 import { el } from '../../xml/element.js';
 import { FOLDER_NOT_OPEN } from '../folders.js';
-import { smimeService, unlockedIdentity } from '../ops/smime.js';
+import { smimeService, takePfxExport, unlockedIdentity } from '../ops/smime.js';
 import type { Session } from '../session.js';
 import { UploadLimitError, UploadSessionClosed, type SpoolWriter } from '../uploads.js';
 import type { XimssServices } from '../services.js';
@@ -474,7 +474,7 @@ export async function serveExport(server: XimssServices, session: Session, path:
  * and Certificate Export", a PKCS#12 file encrypted with PFXPassword. The session's S/MIME key
  * must be unlocked; PFXPassword1, when given, must repeat PFXPassword.
  */
-export function servePfxExport(server: XimssServices, session: Session, params: RequestParams): HttpReply {
+export async function servePfxExport(server: XimssServices, session: Session, params: RequestParams): Promise<HttpReply> {
   const password = params.get('pfxpassword');
   if (password === undefined || password === '') return textReply(400, 'the PFXPassword parameter is missing\n');
   if (password.length > 1024) return textReply(400, 'the PFXPassword parameter is too long\n');
@@ -482,7 +482,15 @@ export function servePfxExport(server: XimssServices, session: Session, params: 
   if (repeated !== undefined && repeated !== password) return textReply(400, 'PFXPassword1 is not the same as PFXPassword\n');
   const identity = unlockedIdentity(session);
   if (!identity) return textReply(403, 'the S/MIME Private Key is locked (use SMIMEUnlock)\n');
-  const pfx = smimeService(server).exportPfx(session.account, identity, password);
+  // Bounded: a few exports per session and hour, and the PKCS#12 work queued with the other heavy S/MIME work.
+  if (!takePfxExport(server, session)) return textReply(429, `too many S/MIME key exports (at most ${server.config.smime.pfxExportsPerHour} an hour per session)\n`);
+  let pfx: Buffer;
+  try {
+    pfx = await smimeService(server).exportPfx(session.account, identity, password);
+  } catch (err) {
+    if (err instanceof ServiceError) return textReply(503, `${err.message}\n`, { 'Retry-After': '5' });
+    throw err;
+  }
   return {
     status: 200,
     body: pfx,

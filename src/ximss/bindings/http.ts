@@ -556,7 +556,7 @@ export class HttpListener {
     }
     if (resource === 'export') return this.send(req, res, await serveExport(this.engine.server, session, resourcePath, params));
     if (resource === 'profile') return this.send(req, res, await serveProfile(this.engine.server, session, resourcePath));
-    if (resource === 'certandkey.pfx') return this.send(req, res, servePfxExport(this.engine.server, session, params));
+    if (resource === 'certandkey.pfx') return this.send(req, res, await servePfxExport(this.engine.server, session, params));
     if (resource === 'upload') {
       if (req.method === 'GET') {
         return this.send(req, res, textReply(405, 'upload with PUT or POST\n', { Allow: 'PUT, POST' }));

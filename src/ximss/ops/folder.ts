@@ -3,7 +3,7 @@ import { Flag, parseFlagChange } from '../../services/mail/flags.js';
 import { parseSearch, SearchSyntaxError, type SearchOptions } from '../../services/mail/search.js';
 import { NOT_FOUND, type MailboxHandle } from '../../services/mail/service.js';
 import { prepareMessage } from '../../services/mail/new-message.js';
-import type { ChangeSet, MessageMeta, NewMessage } from '../../store/store.js';
+import type { ChangeSet, MessageMeta } from '../../store/store.js';
 import { messageToXml, parseMime } from '../../services/mime/index.js';
 import { DeadlineError, Slicer, sortInSlices } from '../../services/slices.js';
 import { el } from '../../xml/element.js';
@@ -88,29 +88,44 @@ async function copyMessages(ctx: SessionContext, move: boolean): Promise<void> {
  * messageCopy/messageMove with encrypt="yes" (each message encrypted with the user's own
  * certificate) or decrypt="yes" (each encrypted message decrypted with the unlocked key):
  * messages already so are copied as they are. Each copy keeps the original's flags and
- * internal date; a move removes the originals once every copy is stored.
+ * internal date; a move removes the originals once every copy is stored. One message at a time
+ * is read, converted and stored (each may be up to smime.maxMessageBytes), and a request
+ * converts at most smime.maxConvertMessages.
  */
 async function copySmime(ctx: SessionContext, source: MailboxHandle, uids: readonly number[], target: MailboxHandle, move: boolean, mode: 'encrypt' | 'decrypt'): Promise<{ from: number; to: number }[]> {
   const mail = ctx.server.mail;
   const service = smimeService(ctx.server);
+  const max = ctx.server.config.smime.maxConvertMessages;
+  if (uids.length > max) throw new ServiceError(`too many messages to ${mode} at once (at most ${max}); select fewer`);
   const unlocked = mode === 'decrypt' ? requireUnlocked(ctx.session) : undefined;
   const own = mode === 'encrypt' ? await service.certificate(ctx.session.account) : undefined;
   if (mode === 'encrypt' && !own) throw new ServiceError('the account has no S/MIME certificate (see SMIMESet)');
-  const copies: { from: number; prepared: NewMessage }[] = [];
-  for (const uid of uids) {
-    const meta = await mail.getMessage(source, uid);
-    const raw = meta ? await mail.readRaw(source, uid) : undefined;
-    if (!meta || !raw) continue;
-    const converted = mode === 'encrypt' ? service.encryptStored(raw, own!) : service.decryptStored(raw, unlocked!);
-    copies.push({ from: uid, prepared: prepareMessage(converted ?? raw, { flags: meta.flags & ~Flag.Deleted, keywords: meta.keywords, internalDate: meta.internalDate }) });
+  const copied: { from: number; to: number }[] = [];
+  try {
+    for (const uid of uids) {
+      const meta = await mail.getMessage(source, uid);
+      const raw = meta ? await mail.readRaw(source, uid) : undefined;
+      if (!meta || !raw) continue;
+      const converted = mode === 'encrypt' ? service.encryptStored(raw, own!) : service.decryptStored(raw, unlocked!);
+      const [added] = await mail.append(target, [prepareMessage(converted ?? raw, { flags: meta.flags & ~Flag.Deleted, keywords: meta.keywords, internalDate: meta.internalDate })]);
+      if (added) copied.push({ from: uid, to: added.uid });
+    }
+  } catch (err) {
+    // A message that cannot be converted stops the request: the copies made before it are removed
+    // again, so that the request does all or nothing (and a move removes no original).
+    if (copied.length > 0) {
+      const made = copied.map((c) => c.to);
+      await mail.setFlags(target, made, { set: Flag.Deleted, clear: 0, addKeywords: [], removeKeywords: [] });
+      await mail.expunge(target, made);
+    }
+    throw err;
   }
-  const added = copies.length > 0 ? await mail.append(target, copies.map((c) => c.prepared)) : [];
-  if (move && copies.length > 0) {
-    const from = copies.map((c) => c.from);
+  if (move && copied.length > 0) {
+    const from = copied.map((c) => c.from);
     await mail.setFlags(source, from, { set: Flag.Deleted, clear: 0, addKeywords: [], removeKeywords: [] });
     await mail.expunge(source, from);
   }
-  return added.map((m, i) => ({ from: copies[i]!.from, to: m.uid }));
+  return copied;
 }
 
 /**

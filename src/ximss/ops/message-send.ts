@@ -135,6 +135,23 @@ async function submit(ctx: SessionContext, sender: string, recipients: readonly 
   });
 }
 
+/**
+ * RFC 5322 3.6.2: a message without From gets the user's own; a From that is not the user's own
+ * gets Sender, the user's own (one naming someone else would pass the message off as theirs).
+ */
+function withOwnFrom(ctx: SessionContext, composed: Buffer): Buffer {
+  const fields = parseHeaderBlock(composed).fields;
+  const from = parseAddressList(headerValue(fields, 'From') ?? '')[0]?.address;
+  if (from === undefined) return prependHeaderFields(removeHeaderFields(composed, new Set(['from'])), [`From: ${ownFrom(ctx)}`]);
+  if (from.toLowerCase() !== ctx.session.userName.toLowerCase()) {
+    const sender = parseAddressList(headerValue(fields, 'Sender') ?? '')[0]?.address;
+    if (sender === undefined || sender.toLowerCase() !== ctx.session.userName.toLowerCase()) {
+      return prependHeaderFields(removeHeaderFields(composed, new Set(['sender'])), [`Sender: ${ownFrom(ctx)}`]);
+    }
+  }
+  return composed;
+}
+
 /** Redirected (markRedirected; by default when the whole message was sent). */
 async function markRedirected(ctx: SessionContext, box: MailboxHandle, uid: number, partID: string | undefined): Promise<void> {
   if (!(yes(ctx.request.attrs.markRedirected) ?? partID === undefined)) return;
@@ -162,24 +179,35 @@ export const messageSendOperations: OperationTable = {
         : await mail.access(ctx.session.account, targetMailbox, 'i', createOption(ctx.request));
     if (dataset !== undefined && dataset !== '') checkDatasetPath(dataset);
 
+    // Encrypting names every recipient's certificate in the message (a RecipientInfo each, which
+    // every recipient can read): the hidden recipients (Bcc, or Envelope-To addresses not in To or
+    // Cc) would be revealed. So, when encrypting, the message for the others is encrypted for them
+    // (and the sender) only, and each hidden recipient gets a copy of its own, encrypted for that
+    // recipient and the sender, with the same Message-ID and Date.
+    const encrypting = (email.attrs.encrypt ?? '').toLowerCase() === 'yes';
+    const visible = new Set([...addressesOf(email.elements('To'), 'To'), ...addressesOf(email.elements('Cc'), 'Cc')].map((t) => t.address.toLowerCase()));
+    const hidden = encrypting ? recipients.filter((t) => !visible.has(t.address.toLowerCase())) : [];
+    const shown = encrypting ? recipients.filter((t) => visible.has(t.address.toLowerCase())) : recipients;
     // One composition (one Message-ID, one Date): the stored copy keeps Bcc, the sent one not.
     // Signed or encrypted (for the recipients' certificates) when the EMail element asks.
-    let composed = await composeSecured(ctx, { addMissing: true, omitBcc: false }, recipients.map((t) => t.address));
-    const fields = parseHeaderBlock(composed).fields;
-    const from = parseAddressList(headerValue(fields, 'From') ?? '')[0]?.address;
-    // RFC 5322 3.6.2: a message without From gets the user's own; a From that is not the
-    // user's own gets Sender, the user's own (one naming someone else would pass the message
-    // off as theirs).
-    if (from === undefined) {
-      composed = prependHeaderFields(removeHeaderFields(composed, new Set(['from'])), [`From: ${ownFrom(ctx)}`]);
-    } else if (from.toLowerCase() !== ctx.session.userName.toLowerCase()) {
-      const sender = parseAddressList(headerValue(fields, 'Sender') ?? '')[0]?.address;
-      if (sender === undefined || sender.toLowerCase() !== ctx.session.userName.toLowerCase()) {
-        composed = prependHeaderFields(removeHeaderFields(composed, new Set(['sender'])), [`Sender: ${ownFrom(ctx)}`]);
-      }
-    }
+    const composed = withOwnFrom(ctx, await composeSecured(ctx, { addMissing: true, omitBcc: false }, shown.map((t) => t.address)));
     const sent = removeHeaderFields(composed, new Set(['bcc']));
-    await submit(ctx, ctx.session.userName, recipients, sent, yes(ctx.request.attrs.useDSN));
+    // Every copy is made (every certificate found) before anything is sent.
+    const hiddenCopies: { target: Target; raw: Buffer }[] = [];
+    if (hidden.length > 0) {
+      const mainFields = parseHeaderBlock(composed).fields;
+      const same = ['Message-ID', 'Date'].flatMap((name) => {
+        const value = headerValue(mainFields, name);
+        return value === undefined ? [] : [`${name}: ${value}`];
+      });
+      for (const target of hidden) {
+        const copy = withOwnFrom(ctx, await composeSecured(ctx, { addMissing: true, omitBcc: false }, [target.address]));
+        hiddenCopies.push({ target, raw: prependHeaderFields(removeHeaderFields(copy, new Set(['bcc', 'message-id', 'date'])), same) });
+      }
+      ctx.server.log.info({ event: 'smime.bcc_copies', account: ctx.session.userName, copies: hidden.length }, `encrypted message: ${hidden.length} Bcc recipient(s) sent their own copies`);
+    }
+    if (shown.length > 0) await submit(ctx, ctx.session.userName, shown, sent, yes(ctx.request.attrs.useDSN));
+    for (const copy of hiddenCopies) await submit(ctx, ctx.session.userName, [copy.target], copy.raw, yes(ctx.request.attrs.useDSN));
 
     if (copyBox) {
       const message = prepareMessage(composed, { flags: initial.flags | Flag.Recent, keywords: initial.keywords, internalDate: date });

@@ -83,6 +83,27 @@ function setUnlocked(ctx: SessionContext, identity: Identity, seconds: number): 
   server.log.info({ event: 'smime.unlocked', account: accountOf(session), seconds }, `S/MIME key of ${accountOf(session)} unlocked for ${seconds} s`);
 }
 
+/** The window of smime.pfxExportsPerHour. */
+const EXPORT_WINDOW_MS = 3600_000;
+const exportTimes = new WeakMap<Session, number[]>();
+
+/**
+ * Takes one of the session's CertAndKey.pfx exports (smime.pfxExportsPerHour in the last hour):
+ * false, and logged, when none is left.
+ */
+export function takePfxExport(server: XimssServices, session: Session): boolean {
+  const now = Date.now();
+  const recent = (exportTimes.get(session) ?? []).filter((t) => now - t < EXPORT_WINDOW_MS);
+  if (recent.length >= server.config.smime.pfxExportsPerHour) {
+    exportTimes.set(session, recent);
+    server.log.warn({ event: 'smime.export_refused', account: accountOf(session) }, `S/MIME key export of ${accountOf(session)} refused: too many in an hour`);
+    return false;
+  }
+  recent.push(now);
+  exportTimes.set(session, recent);
+  return true;
+}
+
 /**
  * readStatus's S/MIME `option` elements: `S/MIME` (the service is there), and `SMIMEActive`
  * when the session's key is unlocked or `SMIMEInactive` when the account has a key, locked.
@@ -149,12 +170,12 @@ export const smimeOperations: OperationTable = {
     switch (mode) {
       case 'new': {
         const seconds = unlockSeconds(ctx);
-        setUnlocked(ctx, await service.create(account, password), seconds);
+        setUnlocked(ctx, await service.create(account, password, unlockedIdentity(ctx.session)), seconds);
         return;
       }
       case 'add': {
         const seconds = unlockSeconds(ctx);
-        setUnlocked(ctx, await service.importPfx(account, await pfxData(ctx), filePassword, password), seconds);
+        setUnlocked(ctx, await service.importPfx(account, await pfxData(ctx), filePassword, password, unlockedIdentity(ctx.session)), seconds);
         return;
       }
       case 'update': {
