@@ -11,15 +11,22 @@
  *
  * - POP3: RETR, deliver, record the UIDL as fetched, then DELE (unless leave), and QUIT to
  *   commit the deletions. A UIDL already fetched is skipped (and deleted, unless leave: a
- *   session that ended before its QUIT leaves those behind).
- * - IMAP: the INBOX's UIDs above the last one fetched, in order: fetch, deliver, delete and
- *   expunge (unless leave), then record the UID as the last one. A new UIDVALIDITY starts over.
+ *   session that ended before its QUIT leaves those behind). Fetched UIDLs are forgotten late
+ *   (SEEN_PRUNING): never from an empty listing, only after a QUIT that succeeded.
+ * - IMAP: the INBOX's UIDs above the last one fetched, in order: fetch, deliver, delete (unless
+ *   leave: UID EXPUNGE with UIDPLUS; without it only \Deleted, since a plain EXPUNGE would
+ *   remove other clients' deleted messages too), then record the UID as the last one. A new
+ *   UIDVALIDITY starts over.
  *
  * A crash between the delivery and the record fetches the message again, and the delivery key
  * stores it once; so a restart neither duplicates nor loses. A message larger than
- * remoteMail.maxMessageBytes is left on the remote server and named in the record's error. A
- * failing poll (a server down, a refused password, a silent server after timeoutSeconds) is
- * kept as the record's error (the list shows it) and tried again after a back-off.
+ * remoteMail.maxMessageBytes is left on the remote server and named in the record's standing
+ * note (not an error: no back-off), which later polls keep until it is gone or fits (IMAP
+ * keeps its UIDs and looks at their sizes again; POP3 sees them in every LIST). A failing poll
+ * (a server down, a refused password, a silent server after timeoutSeconds) is kept as the
+ * record's error (the list shows it) and tried again after a back-off. An account whose
+ * RPOPAllowed is no longer Yes has its records kept but not polled. close() cuts the open
+ * connections at once; the polls cut give their lease up and record no failure.
  */
 import { lookup } from 'node:dns/promises';
 import { createHash } from 'node:crypto';
