@@ -344,9 +344,11 @@ export class RemoteMailService {
     const nextPoll = !allowed ? now + record.interval * 1000 : error !== null ? now + backoff : more ? now + 1000 : now + record.interval * 1000;
     const held = await store.remoteMail.finish(record.id, node, { time: now, nextPoll, error, note });
     if (fetched > 0) metrics?.remoteMailFetched.inc({ kind: record.kind }, fetched);
+    // Messages left on the server count as an error in the metrics (as they always did), though not for the back-off.
+    if (error === null && note) metrics?.remoteMailErrors.inc({ kind: record.kind });
     if (error !== null) {
-      metrics?.remoteMailErrors.inc({ kind: record.kind });
       if (allowed) {
+        metrics?.remoteMailErrors.inc({ kind: record.kind });
         log.warn({ event: 'remoteMail.poll_failed', account: who, kind: record.kind, name: record.name, host: record.host, port: record.port, fetched, failures, error, retryInSeconds: Math.round((nextPoll - now) / 1000) }, 'polling a remote account failed');
       }
     } else {
@@ -360,7 +362,7 @@ export class RemoteMailService {
     if (ids.length === 0) return null;
     const limit = this.deps.config.maxMessageBytes;
     this.deps.log.warn({ event: 'remoteMail.message_too_large', account: fullName(account), kind: record.kind, name: record.name, count: ids.length, messages: ids.slice(0, 20), limit }, 'messages too large to fetch');
-    return `left on the server: ${ids.length} message(s) larger than ${limit} bytes (${ids.slice(0, 5).join(', ')}${ids.length > 5 ? ', ...' : ''})`;
+    return `${ids.length} message(s) larger than ${limit} bytes left on the server (${ids.slice(0, 5).join(', ')}${ids.length > 5 ? ', ...' : ''})`;
   }
 
   /** The address to connect to; refuses private and local ones unless remoteMail.allowPrivate. */
