@@ -183,7 +183,7 @@ export class RemoteMailService {
     try {
       results = await store.remoteMail.apply(account.id, kind, planned, Date.now(), config.recordsPerAccount);
     } catch (err) {
-      if (err instanceof RemoteMailLimitError) throw new ServiceError(`too many remote account records (at most ${config.recordsPerAccount} per account); nothing was changed`);
+      if (err instanceof RemoteMailLimitError) throw new ServiceError(`too many remote account records (at most ${config.recordsPerAccount} per account)`);
       throw err;
     }
     planned.forEach((change, i) => {
