@@ -51,6 +51,10 @@ export interface RemoteMailRecord extends RemoteMailSettings {
   uidValidity: number | null;
   /** IMAP: the highest UID fetched (0 before any). */
   lastUid: number;
+  /** IMAP: UIDs at or below lastUid left on the remote server (larger than the size limit), checked again by each poll. */
+  skipped: number[];
+  /** A standing remark about the remote mailbox (messages left on it); kept across polls until a poll replaces it. */
+  note: string | null;
   leaseOwner: string | null;
   leaseUntil: number | null;
 }
@@ -70,6 +74,29 @@ export interface RemoteMailOutcome {
   nextPoll: number;
   /** null: it succeeded (the failure count goes back to 0). */
   error: string | null;
+  /** The record's standing note; undefined keeps the one stored (a failed poll learned nothing new). */
+  note?: string | null;
+}
+
+/** One change of an update request (RemoteMailStore.apply). */
+export type RemoteMailChange = { name: string; remove: true } | { name: string; remove: false; settings: RemoteMailSettings };
+
+/** What one change did: a put's result, or whether a removal found the record. */
+export type RemoteMailChangeResult = 'created' | 'replaced' | 'removed' | 'absent';
+
+/** When POP3 forgets a fetched UIDL the remote server no longer lists (RemoteMailStore.pruneSeen). */
+export interface SeenPruning {
+  /** Missing from at least this many listings in a row… */
+  misses: number;
+  /** …and missing for at least this long (ms). */
+  ageMs: number;
+}
+
+/** Thrown (inside apply's transaction, which it rolls back) when a new record would pass the limit. */
+export class RemoteMailLimitError extends Error {
+  constructor(readonly record: string) {
+    super('too many remote account records');
+  }
 }
 
 export interface RemoteMailStore {
@@ -81,6 +108,11 @@ export interface RemoteMailStore {
    * `maxPerAccount` records (of both kinds) already.
    */
   put(accountId: number, kind: RemoteMailKind, name: string, settings: RemoteMailSettings, now: number, maxPerAccount: number): Promise<RemoteMailPutResult>;
+  /**
+   * Applies the changes of one request in order, in one transaction: all of them, or (an
+   * error thrown, RemoteMailLimitError when a new record would pass `maxPerAccount`) none.
+   */
+  apply(accountId: number, kind: RemoteMailKind, changes: readonly RemoteMailChange[], now: number, maxPerAccount: number): Promise<RemoteMailChangeResult[]>;
   /** Removes the record and its fetch state; false when there was none. */
   remove(accountId: number, kind: RemoteMailKind, name: string): Promise<boolean>;
   get(accountId: number, kind: RemoteMailKind, name: string): Promise<RemoteMailRecord | undefined>;
@@ -96,10 +128,22 @@ export interface RemoteMailStore {
   seen(id: number): Promise<Set<string>>;
   /** POP3: records one more UIDL as fetched; false (nothing written) when `owner` does not hold the record. */
   markSeen(id: number, owner: string, uidl: string, now: number): Promise<boolean>;
-  /** POP3: forgets the UIDLs not in `keep` (the remote server no longer has them); false when `owner` does not hold the record. */
-  pruneSeen(id: number, owner: string, keep: readonly string[]): Promise<boolean>;
-  /** IMAP: the fetch state; false (nothing written) when `owner` does not hold the record. */
-  setImapState(id: number, owner: string, uidValidity: number, lastUid: number): Promise<boolean>;
+  /**
+   * POP3: `listed` is the complete UIDL listing of a successful session. A fetched UIDL in it
+   * is known present again; one missing from it counts one more miss (since `now` when it is
+   * the first), and is forgotten only once it missed `policy.misses` listings in a row and
+   * for `policy.ageMs`. An empty listing changes nothing (a locked or failing maildrop can
+   * list nothing, and forgetting would fetch everything again). False (nothing written) when
+   * `owner` does not hold the record.
+   */
+  pruneSeen(id: number, owner: string, listed: readonly string[], now: number, policy: SeenPruning): Promise<boolean>;
+  /**
+   * IMAP: the fetch state (and, when given, the UIDs left on the server; undefined keeps
+   * them); false (nothing written) when `owner` does not hold the record.
+   */
+  setImapState(id: number, owner: string, uidValidity: number, lastUid: number, skipped?: readonly number[]): Promise<boolean>;
+  /** Gives the lease up and records nothing (a poll cut short by a shutdown); false when `owner` did not hold it. */
+  release(id: number, owner: string): Promise<boolean>;
   /** Records how a poll ended and gives the lease up; false (nothing written) when `owner` does not hold the record. */
   finish(id: number, owner: string, outcome: RemoteMailOutcome): Promise<boolean>;
   /** How many records of both kinds there are (the metrics). */
@@ -128,10 +172,12 @@ export interface RemoteMailRow {
   last_uid: number;
   lease_owner: string | null;
   lease_until: number | null;
+  skipped: string | null;
+  note: string | null;
 }
 
 export const REMOTE_MAIL_COLUMNS =
-  'id, account_id, kind, name, host, port, tls, user_name, password, leave, interval_seconds, mailbox, next_poll, last_poll, last_error, failures, uid_validity, last_uid, lease_owner, lease_until';
+  'id, account_id, kind, name, host, port, tls, user_name, password, leave, interval_seconds, mailbox, next_poll, last_poll, last_error, failures, uid_validity, last_uid, lease_owner, lease_until, skipped, note';
 
 export function toRemoteMailRecord(r: RemoteMailRow, text: (s: string) => string = (s) => s): RemoteMailRecord {
   return {
@@ -155,10 +201,30 @@ export function toRemoteMailRecord(r: RemoteMailRow, text: (s: string) => string
     lastUid: r.last_uid,
     leaseOwner: r.lease_owner,
     leaseUntil: r.lease_until,
+    skipped: parseSkipped(r.skipped),
+    note: r.note === null ? null : text(r.note),
   };
 }
 
 /** Whether a replacement keeps the fetch state: the same remote mailbox. */
 export function sameRemote(old: Pick<RemoteMailRow, 'host' | 'port' | 'user_name'>, settings: RemoteMailSettings, text: (s: string) => string = (s) => s): boolean {
   return old.host.toLowerCase() === settings.host.toLowerCase() && old.port === settings.port && text(old.user_name) === settings.user;
+}
+
+/** The most UIDs left on the server a record keeps (the note counts the rest as well). */
+export const MAX_SKIPPED = 1000;
+
+/** `skipped` as stored: a JSON array of UIDs. */
+export function skippedText(uids: readonly number[]): string {
+  return JSON.stringify(uids.slice(0, MAX_SKIPPED));
+}
+
+function parseSkipped(text: string | null): number[] {
+  if (!text) return [];
+  try {
+    const value: unknown = JSON.parse(text);
+    return Array.isArray(value) ? value.filter((v): v is number => Number.isSafeInteger(v) && (v as number) > 0) : [];
+  } catch {
+    return [];
+  }
 }

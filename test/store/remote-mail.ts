@@ -8,7 +8,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe } from 'node:test';
-import type { RemoteMailSettings } from '../../src/store/remote-mail.js';
+import { RemoteMailLimitError, type RemoteMailSettings } from '../../src/store/remote-mail.js';
 import { it, unique, useStore, type FreshStore } from './contract.js';
 
 const T = 1_700_000_000_000;
@@ -129,7 +129,8 @@ export function remoteMailContract(fresh: FreshStore): void {
       for (const uidl of ['a1', 'b2', 'c3']) assert.equal(await r.markSeen(pop.id, owner, uidl, T), true);
       assert.equal(await r.markSeen(pop.id, owner, 'a1', T), true, 'again: no error');
       assert.deepEqual([...(await r.seen(pop.id))].sort(), ['a1', 'b2', 'c3']);
-      assert.equal(await r.pruneSeen(pop.id, owner, ['b2', 'c3', 'zz']), true);
+      const now = { misses: 1, ageMs: 0 };
+      assert.equal(await r.pruneSeen(pop.id, owner, ['b2', 'c3', 'zz'], T, now), true);
       assert.deepEqual([...(await r.seen(pop.id))].sort(), ['b2', 'c3']);
       assert.equal(await r.setImapState(imap.id, owner, 12345, 42), true);
       assert.deepEqual(((x) => [x.uidValidity, x.lastUid])((await r.get(a.id, 'imap', 'i'))!), [12345, 42]);
@@ -147,6 +148,98 @@ export function remoteMailContract(fresh: FreshStore): void {
       assert.equal((await r.seen(pop.id)).size, 0);
       const i2 = (await r.get(a.id, 'imap', 'i'))!;
       assert.deepEqual([i2.uidValidity, i2.lastUid, i2.id], [null, 0, imap.id]);
+    });
+
+    it('POP3 pruning: an empty listing forgets nothing; a UIDL goes only after enough misses in a row, for long enough', async () => {
+      const a = await c.account();
+      const r = c.store.remoteMail;
+      await r.put(a.id, 'pop', 'p', settings(), T, 10);
+      const owner = unique('node-');
+      const [pop] = (await r.claimDue(T, 100, { owner, until: T + 1_000_000 })).filter((x) => x.accountId === a.id);
+      for (const uidl of ['a', 'b', 'c']) await r.markSeen(pop!.id, owner, uidl, T);
+      const policy = { misses: 3, ageMs: 1000 };
+      const seen = async (): Promise<string[]> => [...(await r.seen(pop!.id))].sort();
+      assert.equal(await r.pruneSeen(pop!.id, owner, [], T + 10_000, policy), true);
+      assert.deepEqual(await seen(), ['a', 'b', 'c'], 'an empty listing forgets nothing');
+      // 'a' and 'b' missing: two misses (long enough, but too few), then 'b' listed again (its misses start over).
+      await r.pruneSeen(pop!.id, owner, ['c'], T + 20_000, policy);
+      await r.pruneSeen(pop!.id, owner, ['c'], T + 30_000, policy);
+      assert.deepEqual(await seen(), ['a', 'b', 'c'], 'two misses are not enough');
+      await r.pruneSeen(pop!.id, owner, ['b', 'c'], T + 30_500, policy);
+      // The third miss of 'a' (missing since T + 20000): forgotten; 'b' missed once since.
+      await r.pruneSeen(pop!.id, owner, ['c'], T + 31_000, policy);
+      assert.deepEqual(await seen(), ['b', 'c']);
+      await r.pruneSeen(pop!.id, owner, ['c'], T + 31_100, policy);
+      await r.pruneSeen(pop!.id, owner, ['c'], T + 31_200, policy);
+      assert.deepEqual(await seen(), ['b', 'c'], 'three misses in a row, but not missing for long enough');
+      await r.pruneSeen(pop!.id, owner, ['c'], T + 32_000, policy);
+      assert.deepEqual(await seen(), ['c']);
+      assert.equal(await r.pruneSeen(pop!.id, 'someone-else', ['x'], T + 40_000, { misses: 1, ageMs: 0 }), false, 'only the holder');
+      assert.deepEqual(await seen(), ['c']);
+    });
+
+    it('IMAP UIDs left on the server and the standing note: kept by polls that do not set them, dropped for another remote mailbox', async () => {
+      const a = await c.account();
+      const r = c.store.remoteMail;
+      await r.put(a.id, 'imap', 'i', settings({ port: 143 }), T, 10);
+      const owner = unique('node-');
+      const [rec] = (await r.claimDue(T, 100, { owner, until: T + 1000 })).filter((x) => x.accountId === a.id);
+      assert.deepEqual([rec!.skipped, rec!.note], [[], null]);
+      assert.equal(await r.setImapState(rec!.id, owner, 7, 10, [3, 8]), true);
+      assert.equal(await r.setImapState(rec!.id, owner, 7, 12), true, 'without UIDs: they stay');
+      assert.equal(await r.finish(rec!.id, owner, { time: T, nextPoll: T + 1, error: null, note: 'left on the server: 2' }), true);
+      let got = (await r.get(a.id, 'imap', 'i'))!;
+      assert.deepEqual([got.lastUid, got.skipped, got.note], [12, [3, 8], 'left on the server: 2']);
+      // A failed poll (no note given) keeps it; a successful one replaces it.
+      const [again] = (await r.claimDue(T + 1, 100, { owner, until: T + 1000 })).filter((x) => x.accountId === a.id);
+      assert.equal(await r.finish(again!.id, owner, { time: T + 2, nextPoll: T + 3, error: 'connection refused' }), true);
+      got = (await r.get(a.id, 'imap', 'i'))!;
+      assert.deepEqual([got.lastError, got.note], ['connection refused', 'left on the server: 2']);
+      const [third] = (await r.claimDue(T + 3, 100, { owner, until: T + 1000 })).filter((x) => x.accountId === a.id);
+      assert.equal(await r.setImapState(third!.id, owner, 7, 12, [8]), true);
+      assert.equal(await r.finish(third!.id, owner, { time: T + 4, nextPoll: T + 5, error: null, note: null }), true);
+      got = (await r.get(a.id, 'imap', 'i'))!;
+      assert.deepEqual([got.lastError, got.note, got.skipped], [null, null, [8]]);
+      // Another remote mailbox: no UIDs, no note.
+      await r.put(a.id, 'imap', 'i', settings({ port: 993 }), T + 6, 10);
+      got = (await r.get(a.id, 'imap', 'i'))!;
+      assert.deepEqual([got.skipped, got.note], [[], null]);
+    });
+
+    it('release gives a lease up and records nothing', async () => {
+      const a = await c.account();
+      const r = c.store.remoteMail;
+      await r.put(a.id, 'pop', 'p', settings(), T, 10);
+      const owner = unique('node-');
+      const [rec] = (await r.claimDue(T, 100, { owner, until: T + 100_000 })).filter((x) => x.accountId === a.id);
+      assert.equal(await r.release(rec!.id, 'someone-else'), false);
+      assert.equal(await r.release(rec!.id, owner), true);
+      const got = (await r.get(a.id, 'pop', 'p'))!;
+      assert.deepEqual([got.leaseOwner, got.leaseUntil, got.lastPoll, got.nextPoll, got.failures], [null, null, null, T, 0]);
+      assert.equal((await r.claimDue(T + 1, 100, { owner: unique('node-'), until: T + 2 })).filter((x) => x.accountId === a.id).length, 1, 'claimable again at once');
+    });
+
+    it('apply: the changes of one request in order, all or none', async () => {
+      const a = await c.account();
+      const r = c.store.remoteMail;
+      await r.put(a.id, 'pop', 'old', settings(), T, 3);
+      assert.deepEqual(
+        await r.apply(a.id, 'pop', [{ name: 'one', remove: false, settings: settings() }, { name: 'old', remove: true }, { name: 'gone', remove: true }, { name: 'one', remove: false, settings: settings({ interval: 60 }) }], T + 1, 3),
+        ['created', 'removed', 'absent', 'replaced'],
+      );
+      assert.deepEqual((await r.list(a.id, 'pop')).map((x) => [x.name, x.interval]), [['one', 60]]);
+      // The third new record passes the limit of 3: the first two, and the removal, are undone.
+      await assert.rejects(
+        r.apply(
+          a.id,
+          'pop',
+          [{ name: 'one', remove: true }, { name: 'two', remove: false, settings: settings() }, { name: 'three', remove: false, settings: settings() }, { name: 'four', remove: false, settings: settings() }, { name: 'five', remove: false, settings: settings() }],
+          T + 2,
+          3,
+        ),
+        (err: unknown) => err instanceof RemoteMailLimitError && err.record === 'five',
+      );
+      assert.deepEqual((await r.list(a.id, 'pop')).map((x) => x.name), ['one'], 'nothing applied');
     });
 
     it("an account's removal removes its records and their state", async () => {

@@ -19,6 +19,8 @@ export interface Pop3Options {
   security: 'none' | 'starttls' | 'tls';
   timeoutMs: number;
   tls?: tls.ConnectionOptions;
+  /** Aborting it cuts the connection at once (the server stopping), whatever the client waits for. */
+  signal?: AbortSignal;
 }
 
 /** The longest status line or listing line taken. */
@@ -33,6 +35,15 @@ export class Pop3Client {
   private constructor(socket: net.Socket, private readonly options: Pop3Options) {
     this.socket = socket;
     this.attach(socket);
+    const { signal } = options;
+    if (signal) {
+      const abort = (): void => this.fail(new Pop3Error('the server is stopping'));
+      if (signal.aborted) abort();
+      else {
+        signal.addEventListener('abort', abort, { once: true });
+        socket.once('close', () => signal.removeEventListener('abort', abort));
+      }
+    }
   }
 
   static async connect(options: Pop3Options): Promise<Pop3Client> {

@@ -11,15 +11,22 @@
  *
  * - POP3: RETR, deliver, record the UIDL as fetched, then DELE (unless leave), and QUIT to
  *   commit the deletions. A UIDL already fetched is skipped (and deleted, unless leave: a
- *   session that ended before its QUIT leaves those behind).
- * - IMAP: the INBOX's UIDs above the last one fetched, in order: fetch, deliver, delete and
- *   expunge (unless leave), then record the UID as the last one. A new UIDVALIDITY starts over.
+ *   session that ended before its QUIT leaves those behind). Fetched UIDLs are forgotten late
+ *   (SEEN_PRUNING): never from an empty listing, only after a QUIT that succeeded.
+ * - IMAP: the INBOX's UIDs above the last one fetched, in order: fetch, deliver, delete (unless
+ *   leave: UID EXPUNGE with UIDPLUS; without it only \Deleted, since a plain EXPUNGE would
+ *   remove other clients' deleted messages too), then record the UID as the last one. A new
+ *   UIDVALIDITY starts over.
  *
  * A crash between the delivery and the record fetches the message again, and the delivery key
  * stores it once; so a restart neither duplicates nor loses. A message larger than
- * remoteMail.maxMessageBytes is left on the remote server and named in the record's error. A
- * failing poll (a server down, a refused password, a silent server after timeoutSeconds) is
- * kept as the record's error (the list shows it) and tried again after a back-off.
+ * remoteMail.maxMessageBytes is left on the remote server and named in the record's standing
+ * note (not an error: no back-off), which later polls keep until it is gone or fits (IMAP
+ * keeps its UIDs and looks at their sizes again; POP3 sees them in every LIST). A failing poll
+ * (a server down, a refused password, a silent server after timeoutSeconds) is kept as the
+ * record's error (the list shows it) and tried again after a back-off. An account whose
+ * RPOPAllowed is no longer Yes has its records kept but not polled. close() cuts the open
+ * connections at once; the polls cut give their lease up and record no failure.
  */
 import { lookup } from 'node:dns/promises';
 import { createHash } from 'node:crypto';
@@ -30,7 +37,7 @@ import { ImapFlow } from 'imapflow';
 import type { Config } from '../../config.js';
 import { errorText, type Logger } from '../../log.js';
 import type { Metrics } from '../../metrics.js';
-import type { RemoteMailKind, RemoteMailRecord } from '../../store/remote-mail.js';
+import { RemoteMailLimitError, type RemoteMailChange, type RemoteMailKind, type RemoteMailRecord, type SeenPruning } from '../../store/remote-mail.js';
 import type { AccountRecord, Store } from '../../store/store.js';
 import type { LocalDelivery } from '../../transports/smtp/local-delivery.js';
 import { fullName, settingIsYes, type AccountService } from '../accounts.js';
@@ -63,6 +70,26 @@ export type RecordChange = { name: string; remove: true } | { name: string; remo
 export const MAX_CHANGES_PER_REQUEST = 100;
 
 class LeaseLost extends Error {}
+
+/**
+ * When a fetched POP3 UIDL the remote server no longer lists is forgotten: missing from three
+ * complete listings in a row, and for 30 days. A listing that drops messages for a while (a
+ * locked or broken maildrop lists none, or some) forgets nothing, so with leave-on-server
+ * nothing is fetched twice; delivery keys (kept 30 days) only cover the crash window between
+ * a delivery and its record.
+ */
+export const SEEN_PRUNING: SeenPruning = { misses: 3, ageMs: 30 * 86_400_000 };
+
+/** The error shown while the account may no longer keep remote accounts (its records stay, unpolled). */
+export const NOT_ALLOWED = 'remote account polling is not allowed for this account';
+
+/** What one poll did. */
+interface PollResult {
+  fetched: number;
+  more: boolean;
+  /** The record's standing note (messages left on the server), null when there is none. */
+  note: string | null;
+}
 
 /** The context a record's password is sealed with: the record it belongs to. */
 export function passwordContext(kind: RemoteMailKind, accountId: number, name: string): string {
@@ -98,6 +125,8 @@ export class RemoteMailService {
   private rescan = false;
   private closed = false;
   private stopListening: (() => void) | undefined;
+  /** Aborted by close(): destroys the connections to remote servers at once. */
+  private readonly stopping = new AbortController();
 
   constructor(private readonly deps: RemoteMailDeps) {}
 
@@ -106,14 +135,17 @@ export class RemoteMailService {
   /** Refuses unless the account may keep remote accounts (the RPOPAllowed setting). */
   private async checkAllowed(account: AccountRecord): Promise<void> {
     const settings = await this.deps.accounts.effectiveSettings(account);
-    if (!settingIsYes(settings.RPOPAllowed)) throw new ServiceError('remote account polling is not allowed for this account');
+    if (!settingIsYes(settings.RPOPAllowed)) throw new ServiceError(NOT_ALLOWED);
   }
 
   async list(account: AccountRecord, kind: RemoteMailKind): Promise<RemoteMailRecord[]> {
     return this.deps.store.remoteMail.list(account.id, kind);
   }
 
-  /** Applies rpopUpdate/rimapUpdate's changes in order; all are checked before any is applied. */
+  /**
+   * Applies rpopUpdate/rimapUpdate's changes in order, all or none: they are checked (and the
+   * passwords sealed) first, then stored in one transaction; the change event follows the commit.
+   */
   async update(account: AccountRecord, kind: RemoteMailKind, changes: readonly RecordChange[]): Promise<void> {
     await this.checkAllowed(account);
     if (changes.length === 0) throw new ServiceError('no record to update');
@@ -123,10 +155,13 @@ export class RemoteMailService {
       const name = checkRecordName(change.name, kind === 'pop' ? 'rpopRecord' : 'rimapRecord');
       return change.remove ? { name, remove: true as const } : { name, remove: false as const, input: readRecord(kind, change.dictionary, config) };
     });
+    // The records as the request finds them, updated as its changes go (a record added earlier in it has its password).
+    const current = new Map<string, { host: string; port: number; user: string; sealedPassword: string } | undefined>();
+    const planned: RemoteMailChange[] = [];
     for (const change of checked) {
       if (change.remove) {
-        const removed = await store.remoteMail.remove(account.id, kind, change.name);
-        if (removed) log.info({ event: 'remoteMail.record_removed', account: fullName(account), kind, name: change.name }, 'remote account record removed');
+        current.set(change.name, undefined);
+        planned.push({ name: change.name, remove: true });
         continue;
       }
       const { input } = change;
@@ -134,26 +169,32 @@ export class RemoteMailService {
       if (input.password !== undefined) {
         sealedPassword = secrets.seal(input.password, passwordContext(kind, account.id, change.name));
       } else {
-        const old = await store.remoteMail.get(account.id, kind, change.name);
+        const old = current.has(change.name) ? current.get(change.name) : await store.remoteMail.get(account.id, kind, change.name);
         if (!old || old.host !== input.host || old.port !== input.port || old.user !== input.user) {
           throw new ServiceError(`the record ${JSON.stringify(change.name)} needs a password`);
         }
         sealedPassword = old.sealedPassword;
       }
-      const outcome = await store.remoteMail.put(
-        account.id,
-        kind,
-        change.name,
-        { host: input.host, port: input.port, tls: input.tls, user: input.user, sealedPassword, leave: input.leave, interval: input.interval, mailbox: input.mailbox },
-        Date.now(),
-        config.recordsPerAccount,
-      );
-      if (outcome === 'limit') throw new ServiceError(`too many remote account records (at most ${config.recordsPerAccount} per account)`);
-      log.info(
-        { event: 'remoteMail.record_updated', account: fullName(account), kind, name: change.name, host: input.host, port: input.port, tls: input.tls, leave: input.leave, interval: input.interval, outcome },
-        'remote account record stored',
-      );
+      const settings = { host: input.host, port: input.port, tls: input.tls, user: input.user, sealedPassword, leave: input.leave, interval: input.interval, mailbox: input.mailbox };
+      current.set(change.name, settings);
+      planned.push({ name: change.name, remove: false, settings });
     }
+    let results;
+    try {
+      results = await store.remoteMail.apply(account.id, kind, planned, Date.now(), config.recordsPerAccount);
+    } catch (err) {
+      if (err instanceof RemoteMailLimitError) throw new ServiceError(`too many remote account records (at most ${config.recordsPerAccount} per account)`);
+      throw err;
+    }
+    planned.forEach((change, i) => {
+      const outcome = results[i];
+      if (change.remove) {
+        if (outcome === 'removed') log.info({ event: 'remoteMail.record_removed', account: fullName(account), kind, name: change.name }, 'remote account record removed');
+        return;
+      }
+      const { host, port, tls, leave, interval } = change.settings;
+      log.info({ event: 'remoteMail.record_updated', account: fullName(account), kind, name: change.name, host, port, tls, leave, interval, outcome }, 'remote account record stored');
+    });
     // Every node's poller looks for due records now (this one included).
     this.deps.bus.publish('remoteMailChanged', { accountId: account.id });
   }
@@ -172,10 +213,12 @@ export class RemoteMailService {
     this.kick();
   }
 
+  /** Stops polling: open connections to remote servers are cut at once, and those polls record nothing more. */
   async close(): Promise<void> {
     this.closed = true;
     clearTimeout(this.timer);
     this.stopListening?.();
+    this.stopping.abort();
     while (this.polls.size > 0) await Promise.allSettled([...this.polls]);
   }
 
@@ -220,6 +263,12 @@ export class RemoteMailService {
       }
     } finally {
       this.scanning = false;
+      // A kick() during the scan's last store calls set `rescan` after the loop looked at it: scan again now.
+      if (this.rescan && !this.closed) {
+        this.rescan = false;
+        clearTimeout(this.timer);
+        this.timer = setTimeout(() => void this.scan(), 0);
+      }
     }
   }
 
@@ -249,44 +298,71 @@ export class RemoteMailService {
   }
 
   private async poll(record: RemoteMailRecord, leaseLost: () => boolean): Promise<void> {
-    const { store, accounts, secrets, config, node, log, metrics } = this.deps;
+    const { store, accounts, secrets, node, log, metrics } = this.deps;
     const account = await accounts.getById(record.accountId);
     if (!account) return; // removed meanwhile (its records with it)
     const who = fullName(account);
     let error: string | null = null;
+    let note: string | null | undefined;
     let fetched = 0;
     let more = false;
-    try {
-      const password = secrets.open(record.sealedPassword, passwordContext(record.kind, record.accountId, record.name));
-      const address = await this.resolve(record.host);
-      const result =
-        record.kind === 'pop' ? await this.pollPop(record, account, password, address, leaseLost) : await this.pollImap(record, account, password, address, leaseLost);
-      fetched = result.fetched;
-      more = result.more;
-      error = result.skipped.length > 0 ? `${result.skipped.length} message(s) larger than ${config.maxMessageBytes} bytes left on the server (${result.skipped.slice(0, 5).join(', ')})` : null;
-      if (error) log.warn({ event: 'remoteMail.message_too_large', account: who, kind: record.kind, name: record.name, messages: result.skipped.slice(0, 20) }, 'messages too large to fetch');
-    } catch (err) {
-      if (err instanceof LeaseLost) {
-        log.warn({ event: 'remoteMail.lease_lost', account: who, kind: record.kind, name: record.name }, 'the lease was lost during a poll; it stops');
-        return;
+    // Whether the account may (still) keep remote accounts: a record of one that may not stays, unpolled.
+    const allowed = settingIsYes((await accounts.effectiveSettings(account)).RPOPAllowed);
+    if (!allowed) {
+      error = NOT_ALLOWED;
+      log.info({ event: 'remoteMail.not_allowed', account: who, kind: record.kind, name: record.name }, 'remote account polling is not allowed for this account: the record is not polled');
+    } else {
+      try {
+        const password = secrets.open(record.sealedPassword, passwordContext(record.kind, record.accountId, record.name));
+        const address = await this.resolve(record.host);
+        const result =
+          record.kind === 'pop' ? await this.pollPop(record, account, password, address, leaseLost) : await this.pollImap(record, account, password, address, leaseLost);
+        fetched = result.fetched;
+        more = result.more;
+        note = result.note;
+      } catch (err) {
+        if (err instanceof LeaseLost) {
+          log.warn({ event: 'remoteMail.lease_lost', account: who, kind: record.kind, name: record.name }, 'the lease was lost during a poll; it stops');
+          return;
+        }
+        error = err instanceof Pop3Error || err instanceof ServiceError ? err.message : imapErrorText(err);
       }
-      error = err instanceof Pop3Error || err instanceof ServiceError ? err.message : imapErrorText(err);
+    }
+    if (this.closed) {
+      // Stopping: the connection was cut (or the poll ended early); what was fetched is recorded, the rest waits for the next run.
+      await store.remoteMail.release(record.id, node);
+      log.info({ event: 'remoteMail.poll_stopped', account: who, kind: record.kind, name: record.name, fetched }, 'the server is stopping: the poll stopped');
+      return;
     }
     // What a remote server said goes into an XML attribute and the log: printable, and short.
-    if (error !== null) error = error.replace(/[\u0000-\u001f\u007f-\u009f\ufffe\uffff]/g, '?').slice(0, 500);
+    if (error !== null) error = printable(error);
+    if (typeof note === 'string') note = printable(note);
     const now = Date.now();
     const failures = error === null ? 0 : record.failures + 1;
+    const config = this.deps.config;
     const backoff = Math.min(record.interval * 1000 * 2 ** Math.min(failures - 1, 20), Math.max(config.maxBackoffSeconds, record.interval) * 1000);
-    const nextPoll = error !== null ? now + backoff : more ? now + 1000 : now + record.interval * 1000;
-    const held = await store.remoteMail.finish(record.id, node, { time: now, nextPoll, error });
+    const nextPoll = !allowed ? now + record.interval * 1000 : error !== null ? now + backoff : more ? now + 1000 : now + record.interval * 1000;
+    const held = await store.remoteMail.finish(record.id, node, { time: now, nextPoll, error, note });
     if (fetched > 0) metrics?.remoteMailFetched.inc({ kind: record.kind }, fetched);
+    // Messages left on the server count as an error in the metrics (as they always did), though not for the back-off.
+    if (error === null && note) metrics?.remoteMailErrors.inc({ kind: record.kind });
     if (error !== null) {
-      metrics?.remoteMailErrors.inc({ kind: record.kind });
-      log.warn({ event: 'remoteMail.poll_failed', account: who, kind: record.kind, name: record.name, host: record.host, port: record.port, fetched, failures, error, retryInSeconds: Math.round((nextPoll - now) / 1000) }, 'polling a remote account failed');
+      if (allowed) {
+        metrics?.remoteMailErrors.inc({ kind: record.kind });
+        log.warn({ event: 'remoteMail.poll_failed', account: who, kind: record.kind, name: record.name, host: record.host, port: record.port, fetched, failures, error, retryInSeconds: Math.round((nextPoll - now) / 1000) }, 'polling a remote account failed');
+      }
     } else {
-      log.info({ event: 'remoteMail.polled', account: who, kind: record.kind, name: record.name, host: record.host, fetched, more }, 'remote account polled');
+      log.info({ event: 'remoteMail.polled', account: who, kind: record.kind, name: record.name, host: record.host, fetched, more, note }, 'remote account polled');
     }
     if (!held) log.warn({ event: 'remoteMail.lease_lost', account: who, kind: record.kind, name: record.name }, 'the lease was lost before the poll was recorded');
+  }
+
+  /** The note naming the messages left on the server for their size. */
+  private tooLarge(record: RemoteMailRecord, account: AccountRecord, ids: readonly string[]): string | null {
+    if (ids.length === 0) return null;
+    const limit = this.deps.config.maxMessageBytes;
+    this.deps.log.warn({ event: 'remoteMail.message_too_large', account: fullName(account), kind: record.kind, name: record.name, count: ids.length, messages: ids.slice(0, 20), limit }, 'messages too large to fetch');
+    return `${ids.length} message(s) larger than ${limit} bytes left on the server (${ids.slice(0, 5).join(', ')}${ids.length > 5 ? ', ...' : ''})`;
   }
 
   /** The address to connect to; refuses private and local ones unless remoteMail.allowPrivate. */
@@ -322,37 +398,37 @@ export class RemoteMailService {
     );
   }
 
-  private async pollPop(
-    record: RemoteMailRecord,
-    account: AccountRecord,
-    password: string,
-    address: string,
-    leaseLost: () => boolean,
-  ): Promise<{ fetched: number; more: boolean; skipped: string[] }> {
+  private async pollPop(record: RemoteMailRecord, account: AccountRecord, password: string, address: string, leaseLost: () => boolean): Promise<PollResult> {
     const { store, config, node } = this.deps;
-    const client = await Pop3Client.connect({ address, port: record.port, servername: record.host, security: record.tls, timeoutMs: config.timeoutSeconds * 1000, tls: this.deps.tls });
+    const client = await Pop3Client.connect({
+      address,
+      port: record.port,
+      servername: record.host,
+      security: record.tls,
+      timeoutMs: config.timeoutSeconds * 1000,
+      tls: this.deps.tls,
+      signal: this.stopping.signal,
+    });
     try {
       await client.login(record.user, password);
       const uidls = await client.uidl();
       const sizes = await client.list();
       const seen = await store.remoteMail.seen(record.id);
-      if (!(await store.remoteMail.pruneSeen(record.id, node, [...uidls.values()]))) throw new LeaseLost();
+      const listing = [...uidls].sort((a, b) => a[0] - b[0]);
+      // Every message not fetched yet that is too large (whether this poll reaches it or not).
+      const skipped = listing.filter(([number, uidl]) => !seen.has(uidl) && (sizes.get(number) ?? 0) > config.maxMessageBytes).map(([number]) => `#${number}`);
       let fetched = 0;
       let more = false;
-      const skipped: string[] = [];
-      for (const [number, uidl] of [...uidls].sort((a, b) => a[0] - b[0])) {
+      for (const [number, uidl] of listing) {
         if (leaseLost()) throw new LeaseLost();
         if (seen.has(uidl)) {
           if (!record.leave) await client.delete(number);
           continue;
         }
+        if ((sizes.get(number) ?? 0) > config.maxMessageBytes) continue;
         if (fetched >= config.messagesPerPoll || this.closed) {
           more = true;
           break;
-        }
-        if ((sizes.get(number) ?? 0) > config.maxMessageBytes) {
-          skipped.push(`#${number}`);
-          continue;
         }
         const raw = await client.retrieve(number, config.maxMessageBytes);
         await this.deliver(record, account, raw, `u:${uidl}`, address);
@@ -361,19 +437,15 @@ export class RemoteMailService {
         fetched++;
       }
       await client.quit();
-      return { fetched, more, skipped };
+      // Only a session that ended well lists what the server has; even then, see SEEN_PRUNING.
+      if (!(await store.remoteMail.pruneSeen(record.id, node, [...uidls.values()], Date.now(), SEEN_PRUNING))) throw new LeaseLost();
+      return { fetched, more, note: this.tooLarge(record, account, skipped) };
     } finally {
       client.close();
     }
   }
 
-  private async pollImap(
-    record: RemoteMailRecord,
-    account: AccountRecord,
-    password: string,
-    address: string,
-    leaseLost: () => boolean,
-  ): Promise<{ fetched: number; more: boolean; skipped: string[] }> {
+  private async pollImap(record: RemoteMailRecord, account: AccountRecord, password: string, address: string, leaseLost: () => boolean): Promise<PollResult> {
     const { store, config, node, log } = this.deps;
     const timeout = config.timeoutSeconds * 1000;
     const client = new ImapFlow({
@@ -395,49 +467,86 @@ export class RemoteMailService {
     });
     // Errors come back from the calls; the event would otherwise be unhandled.
     client.on('error', () => {});
+    const cut = (): void => client.close();
+    this.stopping.signal.addEventListener('abort', cut, { once: true });
     try {
+      if (this.stopping.signal.aborted) throw new ServiceError('the server is stopping');
       await client.connect();
       const box = await client.mailboxOpen('INBOX');
       const validity = Number(box.uidValidity);
       let lastUid = record.uidValidity === validity ? record.lastUid : 0;
+      let skipped = record.uidValidity === validity ? record.skipped : [];
       if (record.uidValidity !== validity) {
         if (record.uidValidity !== null) {
           log.warn({ event: 'remoteMail.uidvalidity_changed', account: fullName(account), name: record.name, was: record.uidValidity, now: validity }, 'the remote INBOX has a new UIDVALIDITY: fetching it all again');
         }
-        if (!(await store.remoteMail.setImapState(record.id, node, validity, 0))) throw new LeaseLost();
+        if (!(await store.remoteMail.setImapState(record.id, node, validity, 0, []))) throw new LeaseLost();
+      }
+      // Without UIDPLUS there is no UID EXPUNGE, and a plain EXPUNGE (or CLOSE) would remove every
+      // message marked deleted in the remote INBOX, other clients' too: fetched messages are only
+      // marked \Deleted there (the remote server or its user expunges them), and the note says so.
+      const uidExpunge = client.capabilities.has('UIDPLUS');
+      if (!record.leave && !uidExpunge) {
+        log.warn({ event: 'remoteMail.no_uidplus', account: fullName(account), name: record.name, host: record.host }, 'the remote server has no UIDPLUS: fetched messages are marked deleted, not expunged');
+      }
+      let fetched = 0;
+      const take = async (uid: number): Promise<void> => {
+        const full = await client.fetchOne(String(uid), { uid: true, source: true }, { uid: true });
+        if (!full || !full.source) return;
+        await this.deliver(record, account, full.source, `i:${validity}:${uid}`, address);
+        if (!record.leave) {
+          if (uidExpunge) await client.messageDelete(String(uid), { uid: true });
+          else await client.messageFlagsAdd(String(uid), ['\\Deleted'], { uid: true });
+        }
+        fetched++;
+      };
+      // Messages earlier polls left on the server for their size: gone, still too large, or (the limit grew) fetched now.
+      if (skipped.length > 0) {
+        const known = new Set(skipped);
+        const again = box.exists > 0 ? await client.fetchAll(skipped.join(','), { uid: true, size: true }, { uid: true }) : [];
+        const still: number[] = [];
+        for (const message of again.filter((m) => known.has(m.uid)).sort((a, b) => a.uid - b.uid)) {
+          if (leaseLost()) throw new LeaseLost();
+          if ((message.size ?? 0) > config.maxMessageBytes || fetched >= config.messagesPerPoll || this.closed) still.push(message.uid);
+          else await take(message.uid);
+        }
+        skipped = still;
+        if (!(await store.remoteMail.setImapState(record.id, node, validity, lastUid, skipped))) throw new LeaseLost();
       }
       const listed = box.exists > 0 ? await client.fetchAll(`${lastUid + 1}:*`, { uid: true, size: true }, { uid: true }) : [];
       // `n:*` answers the last message even when its UID is below n.
       const pending = listed.filter((m) => m.uid > lastUid).sort((a, b) => a.uid - b.uid);
-      let fetched = 0;
-      const skipped: string[] = [];
       let stopped = false;
-      for (const message of pending.slice(0, config.messagesPerPoll)) {
+      let handled = 0;
+      for (const message of pending) {
         if (leaseLost()) throw new LeaseLost();
         // The server is stopping: what is done is recorded, the rest comes with the next poll.
-        if (this.closed) {
+        if (this.closed || fetched >= config.messagesPerPoll) {
           stopped = true;
           break;
         }
-        if ((message.size ?? 0) > config.maxMessageBytes) {
-          skipped.push(`UID ${message.uid}`);
-        } else {
-          const full = await client.fetchOne(String(message.uid), { uid: true, source: true }, { uid: true });
-          if (full && full.source) {
-            await this.deliver(record, account, full.source, `i:${validity}:${message.uid}`, address);
-            if (!record.leave) await client.messageDelete(String(message.uid), { uid: true });
-            fetched++;
-          }
-        }
+        // A message too large stays on the server, named in the note, and is looked at again by each poll (not fetched).
+        if ((message.size ?? 0) > config.maxMessageBytes) skipped = [...skipped, message.uid];
+        else await take(message.uid);
+        handled++;
         lastUid = message.uid;
-        if (!(await store.remoteMail.setImapState(record.id, node, validity, lastUid))) throw new LeaseLost();
+        if (!(await store.remoteMail.setImapState(record.id, node, validity, lastUid, skipped))) throw new LeaseLost();
       }
       await client.logout();
-      return { fetched, more: stopped || pending.length > config.messagesPerPoll, skipped };
+      const notes = [this.tooLarge(record, account, skipped.map((uid) => `UID ${uid}`))];
+      if (!record.leave && !uidExpunge) notes.push('the server has no UIDPLUS: fetched messages are marked deleted there, not expunged');
+      const note = notes.filter((n) => n !== null).join('; ');
+      return { fetched, more: stopped || handled < pending.length, note: note === '' ? null : note };
     } finally {
+      this.stopping.signal.removeEventListener('abort', cut);
       client.close();
     }
   }
+}
+
+/** Printable and short: what a remote server said goes into an XML attribute and the log. */
+function printable(text: string): string {
+  return text.replace(/[\u0000-\u001f\u007f-\u009f\ufffe\uffff]/g, '?').slice(0, 500);
 }
 
 /** An IMAP (or socket) failure as a short sentence for the record's error. */

@@ -651,6 +651,14 @@ export const migrations: readonly string[] = [
   DELETE FROM smime_peer_certificates;
   ALTER TABLE smime_peer_certificates ADD COLUMN trusted BOOLEAN NOT NULL DEFAULT false;
   `,
+  // 27: remote mail recovery (src/store/remote-mail.ts): IMAP UIDs left on the server (too large) and a
+  // standing note of the record; the misses of a fetched POP3 UIDL absent from listings (pruned late).
+  `
+  ALTER TABLE remote_mail ADD COLUMN skipped TEXT;
+  ALTER TABLE remote_mail ADD COLUMN note TEXT;
+  ALTER TABLE remote_mail_seen ADD COLUMN misses INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE remote_mail_seen ADD COLUMN missing_since BIGINT;
+  `,
 ];
 
 /** The advisory lock key that serializes migrations between processes starting at once ('xims'). */

@@ -2,6 +2,10 @@ import {
   REMOTE_MAIL_COLUMNS,
   sameRemote,
   toRemoteMailRecord,
+  RemoteMailLimitError,
+  skippedText,
+  type RemoteMailChange,
+  type RemoteMailChangeResult,
   type RemoteMailKind,
   type RemoteMailLease,
   type RemoteMailOutcome,
@@ -10,9 +14,10 @@ import {
   type RemoteMailRow,
   type RemoteMailSettings,
   type RemoteMailStore,
+  type SeenPruning,
 } from '../remote-mail.js';
 import { NotFoundError } from '../store.js';
-import { fromText, toText, type Db, type Sql } from './db.js';
+import { fromText, toText, type Db, type Sql, type Tx } from './db.js';
 
 const COLUMNS = REMOTE_MAIL_COLUMNS;
 
@@ -33,7 +38,7 @@ const SQL = {
              mailbox = $9, next_poll = $10, failures = 0, last_error = NULL, lease_owner = NULL, lease_until = NULL
            WHERE id = $1`,
   },
-  resetState: { name: 'remoteMail.resetState', text: 'UPDATE remote_mail SET uid_validity = NULL, last_uid = 0, last_poll = NULL WHERE id = $1' },
+  resetState: { name: 'remoteMail.resetState', text: 'UPDATE remote_mail SET uid_validity = NULL, last_uid = 0, last_poll = NULL, skipped = NULL, note = NULL WHERE id = $1' },
   dropSeen: { name: 'remoteMail.dropSeen', text: 'DELETE FROM remote_mail_seen WHERE record_id = $1' },
   remove: { name: 'remoteMail.remove', text: 'DELETE FROM remote_mail WHERE account_id = $1 AND kind = $2 AND name = $3' },
   list: { name: 'remoteMail.list', text: `SELECT ${COLUMNS} FROM remote_mail WHERE account_id = $1 AND kind = $2 ORDER BY name` },
@@ -55,11 +60,29 @@ const SQL = {
   held: { name: 'remoteMail.held', text: 'SELECT 1 AS ok FROM remote_mail WHERE id = $1 AND lease_owner = $2 FOR UPDATE' },
   seen: { name: 'remoteMail.seen', text: 'SELECT uidl FROM remote_mail_seen WHERE record_id = $1' },
   markSeen: { name: 'remoteMail.markSeen', text: 'INSERT INTO remote_mail_seen (record_id, uidl, time) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING' },
-  pruneSeen: { name: 'remoteMail.pruneSeen', text: 'DELETE FROM remote_mail_seen WHERE record_id = $1 AND NOT (uidl = ANY($2::text[]))' },
-  imapState: { name: 'remoteMail.imapState', text: 'UPDATE remote_mail SET uid_validity = $3, last_uid = $4 WHERE id = $1 AND lease_owner = $2' },
+  // A fetched UIDL listed again is present; one missing counts a miss, and goes once it missed
+  // $4 listings in a row for $5 ms ($3: now).
+  seenPresent: {
+    name: 'remoteMail.seenPresent',
+    text: 'UPDATE remote_mail_seen SET misses = 0, missing_since = NULL WHERE record_id = $1 AND uidl = ANY($2::text[]) AND (misses > 0 OR missing_since IS NOT NULL)',
+  },
+  seenForget: {
+    name: 'remoteMail.seenForget',
+    text: `DELETE FROM remote_mail_seen WHERE record_id = $1 AND NOT (uidl = ANY($2::text[]))
+             AND misses + 1 >= $4 AND $3 - coalesce(missing_since, $3) >= $5`,
+  },
+  seenMissed: {
+    name: 'remoteMail.seenMissed',
+    text: 'UPDATE remote_mail_seen SET misses = misses + 1, missing_since = coalesce(missing_since, $3) WHERE record_id = $1 AND NOT (uidl = ANY($2::text[]))',
+  },
+  imapState: {
+    name: 'remoteMail.imapState',
+    text: 'UPDATE remote_mail SET uid_validity = $3, last_uid = $4, skipped = coalesce($5::text, skipped) WHERE id = $1 AND lease_owner = $2',
+  },
+  release: { name: 'remoteMail.release', text: 'UPDATE remote_mail SET lease_owner = NULL, lease_until = NULL WHERE id = $1 AND lease_owner = $2' },
   finish: {
     name: 'remoteMail.finish',
-    text: `UPDATE remote_mail SET last_poll = $3, next_poll = $4, last_error = $5::text,
+    text: `UPDATE remote_mail SET last_poll = $3, next_poll = $4, last_error = $5::text, note = CASE WHEN $6::boolean THEN $7::text ELSE note END,
              failures = CASE WHEN $5::text IS NULL THEN 0 ELSE failures + 1 END, lease_owner = NULL, lease_until = NULL
            WHERE id = $1 AND lease_owner = $2`,
   },
@@ -78,23 +101,45 @@ export class PgRemoteMail implements RemoteMailStore {
   constructor(private readonly db: Db) {}
 
   async put(accountId: number, kind: RemoteMailKind, name: string, settings: RemoteMailSettings, now: number, maxPerAccount: number): Promise<RemoteMailPutResult> {
-    const n = toText(name);
-    const s = [toText(settings.host), settings.port, settings.tls, toText(settings.user), settings.sealedPassword, settings.leave, settings.interval, toText(settings.mailbox), now] as const;
     return this.db.tx(async (tx): Promise<RemoteMailPutResult> => {
       if (!(await tx.row(SQL.lockAccount, [accountId]))) throw new NotFoundError('account not found');
-      const old = await tx.row<RemoteMailRow>(SQL.one, [accountId, kind, n]);
-      if (old) {
-        await tx.run(SQL.update, [old.id, ...s]);
-        if (!sameRemote(old, settings, fromText)) {
-          await tx.run(SQL.resetState, [old.id]);
-          await tx.run(SQL.dropSeen, [old.id]);
-        }
-        return 'replaced';
-      }
-      if ((await tx.row<{ n: number }>(SQL.count, [accountId]))!.n >= maxPerAccount) return 'limit';
-      await tx.run(SQL.insert, [accountId, kind, n, ...s]);
-      return 'created';
+      return this.putIn(tx, accountId, kind, name, settings, now, maxPerAccount);
     });
+  }
+
+  async apply(accountId: number, kind: RemoteMailKind, changes: readonly RemoteMailChange[], now: number, maxPerAccount: number): Promise<RemoteMailChangeResult[]> {
+    return this.db.tx(async (tx): Promise<RemoteMailChangeResult[]> => {
+      if (!(await tx.row(SQL.lockAccount, [accountId]))) throw new NotFoundError('account not found');
+      const results: RemoteMailChangeResult[] = [];
+      for (const change of changes) {
+        if (change.remove) {
+          results.push((await tx.run(SQL.remove, [accountId, kind, toText(change.name)])) > 0 ? 'removed' : 'absent');
+          continue;
+        }
+        const result = await this.putIn(tx, accountId, kind, change.name, change.settings, now, maxPerAccount);
+        if (result === 'limit') throw new RemoteMailLimitError(change.name);
+        results.push(result);
+      }
+      return results;
+    });
+  }
+
+  /** put, inside a transaction that locked the account's row. */
+  private async putIn(tx: Tx, accountId: number, kind: RemoteMailKind, name: string, settings: RemoteMailSettings, now: number, maxPerAccount: number): Promise<RemoteMailPutResult> {
+    const n = toText(name);
+    const s = [toText(settings.host), settings.port, settings.tls, toText(settings.user), settings.sealedPassword, settings.leave, settings.interval, toText(settings.mailbox), now] as const;
+    const old = await tx.row<RemoteMailRow>(SQL.one, [accountId, kind, n]);
+    if (old) {
+      await tx.run(SQL.update, [old.id, ...s]);
+      if (!sameRemote(old, settings, fromText)) {
+        await tx.run(SQL.resetState, [old.id]);
+        await tx.run(SQL.dropSeen, [old.id]);
+      }
+      return 'replaced';
+    }
+    if ((await tx.row<{ n: number }>(SQL.count, [accountId]))!.n >= maxPerAccount) return 'limit';
+    await tx.run(SQL.insert, [accountId, kind, n, ...s]);
+    return 'created';
   }
 
   async remove(accountId: number, kind: RemoteMailKind, name: string): Promise<boolean> {
@@ -138,20 +183,31 @@ export class PgRemoteMail implements RemoteMailStore {
     });
   }
 
-  async pruneSeen(id: number, owner: string, keep: readonly string[]): Promise<boolean> {
+  async pruneSeen(id: number, owner: string, listed: readonly string[], now: number, policy: SeenPruning): Promise<boolean> {
     return this.db.tx(async (tx) => {
       if (!(await tx.row(SQL.held, [id, owner]))) return false;
-      await tx.run(SQL.pruneSeen, [id, keep.map(toText)]);
+      if (listed.length === 0) return true;
+      const present = listed.map(toText);
+      await tx.run(SQL.seenPresent, [id, present]);
+      await tx.run(SQL.seenForget, [id, present, now, policy.misses, policy.ageMs]);
+      await tx.run(SQL.seenMissed, [id, present, now]);
       return true;
     });
   }
 
-  async setImapState(id: number, owner: string, uidValidity: number, lastUid: number): Promise<boolean> {
-    return (await this.db.run(SQL.imapState, [id, owner, uidValidity, lastUid])) > 0;
+  async setImapState(id: number, owner: string, uidValidity: number, lastUid: number, skipped?: readonly number[]): Promise<boolean> {
+    return (await this.db.run(SQL.imapState, [id, owner, uidValidity, lastUid, skipped === undefined ? null : skippedText(skipped)])) > 0;
+  }
+
+  async release(id: number, owner: string): Promise<boolean> {
+    return (await this.db.run(SQL.release, [id, owner])) > 0;
   }
 
   async finish(id: number, owner: string, outcome: RemoteMailOutcome): Promise<boolean> {
-    return (await this.db.run(SQL.finish, [id, owner, outcome.time, outcome.nextPoll, outcome.error === null ? null : toText(outcome.error)])) > 0;
+    const note = outcome.note === undefined || outcome.note === null ? null : toText(outcome.note);
+    return (
+      (await this.db.run(SQL.finish, [id, owner, outcome.time, outcome.nextPoll, outcome.error === null ? null : toText(outcome.error), outcome.note !== undefined, note])) > 0
+    );
   }
 
   async count(): Promise<number> {

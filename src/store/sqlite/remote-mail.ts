@@ -3,6 +3,10 @@ import {
   REMOTE_MAIL_COLUMNS,
   sameRemote,
   toRemoteMailRecord,
+  RemoteMailLimitError,
+  skippedText,
+  type RemoteMailChange,
+  type RemoteMailChangeResult,
   type RemoteMailKind,
   type RemoteMailLease,
   type RemoteMailOutcome,
@@ -11,6 +15,7 @@ import {
   type RemoteMailRow,
   type RemoteMailSettings,
   type RemoteMailStore,
+  type SeenPruning,
 } from '../remote-mail.js';
 import { NotFoundError } from '../store.js';
 import { isForeignKeyViolation, prepareAll } from './util.js';
@@ -38,7 +43,7 @@ export class SqliteRemoteMail implements RemoteMailStore {
                  interval_seconds = @interval, mailbox = @mailbox, next_poll = @now, failures = 0, last_error = NULL,
                  lease_owner = NULL, lease_until = NULL
                WHERE id = @id`,
-      resetState: 'UPDATE remote_mail SET uid_validity = NULL, last_uid = 0, last_poll = NULL WHERE id = ?',
+      resetState: 'UPDATE remote_mail SET uid_validity = NULL, last_uid = 0, last_poll = NULL, skipped = NULL, note = NULL WHERE id = ?',
       dropSeen: 'DELETE FROM remote_mail_seen WHERE record_id = ?',
       remove: 'DELETE FROM remote_mail WHERE account_id = ? AND kind = ? AND name = ?',
       list: `SELECT ${COLUMNS} FROM remote_mail WHERE account_id = ? AND kind = ? ORDER BY name`,
@@ -50,16 +55,38 @@ export class SqliteRemoteMail implements RemoteMailStore {
       renew: `UPDATE remote_mail SET lease_until = @until WHERE ${HELD}`,
       held: `SELECT 1 AS ok FROM remote_mail WHERE ${HELD}`,
       seen: 'SELECT uidl FROM remote_mail_seen WHERE record_id = ?',
+      seenState: 'SELECT uidl, misses, missing_since FROM remote_mail_seen WHERE record_id = ?',
+      present: 'UPDATE remote_mail_seen SET misses = 0, missing_since = NULL WHERE record_id = ? AND uidl = ?',
+      missed: 'UPDATE remote_mail_seen SET misses = misses + 1, missing_since = coalesce(missing_since, @now) WHERE record_id = @id AND uidl = @uidl',
+      release: `UPDATE remote_mail SET lease_owner = NULL, lease_until = NULL WHERE ${HELD}`,
       markSeen: 'INSERT INTO remote_mail_seen (record_id, uidl, time) VALUES (@id, @uidl, @now) ON CONFLICT DO NOTHING',
       forget: 'DELETE FROM remote_mail_seen WHERE record_id = ? AND uidl = ?',
-      imapState: `UPDATE remote_mail SET uid_validity = @validity, last_uid = @uid WHERE ${HELD}`,
-      finish: `UPDATE remote_mail SET last_poll = @time, next_poll = @next, last_error = @error,
+      imapState: `UPDATE remote_mail SET uid_validity = @validity, last_uid = @uid, skipped = coalesce(@skipped, skipped) WHERE ${HELD}`,
+      finish: `UPDATE remote_mail SET last_poll = @time, next_poll = @next, last_error = @error, note = CASE WHEN @setNote THEN @note ELSE note END,
                  failures = CASE WHEN @error IS NULL THEN 0 ELSE failures + 1 END, lease_owner = NULL, lease_until = NULL
                WHERE ${HELD}`,
     });
   }
 
   async put(accountId: number, kind: RemoteMailKind, name: string, settings: RemoteMailSettings, now: number, maxPerAccount: number): Promise<RemoteMailPutResult> {
+    return this.db.transaction((): RemoteMailPutResult => this.putNow(accountId, kind, name, settings, now, maxPerAccount)).immediate();
+  }
+
+  async apply(accountId: number, kind: RemoteMailKind, changes: readonly RemoteMailChange[], now: number, maxPerAccount: number): Promise<RemoteMailChangeResult[]> {
+    return this.db
+      .transaction((): RemoteMailChangeResult[] =>
+        changes.map((change): RemoteMailChangeResult => {
+          if (change.remove) return this.sql.remove.run(accountId, kind, change.name).changes > 0 ? 'removed' : 'absent';
+          const result = this.putNow(accountId, kind, change.name, change.settings, now, maxPerAccount);
+          if (result === 'limit') throw new RemoteMailLimitError(change.name);
+          return result;
+        }),
+      )
+      .immediate();
+  }
+
+  /** put, inside a transaction. */
+  private putNow(accountId: number, kind: RemoteMailKind, name: string, settings: RemoteMailSettings, now: number, maxPerAccount: number): RemoteMailPutResult {
     const values = {
       account: accountId,
       kind,
@@ -74,27 +101,23 @@ export class SqliteRemoteMail implements RemoteMailStore {
       mailbox: settings.mailbox,
       now,
     };
-    return this.db
-      .transaction((): RemoteMailPutResult => {
-        const old = this.sql.one.get(accountId, kind, name) as RemoteMailRow | undefined;
-        if (old) {
-          this.sql.update.run({ ...values, id: old.id });
-          if (!sameRemote(old, settings)) {
-            this.sql.resetState.run(old.id);
-            this.sql.dropSeen.run(old.id);
-          }
-          return 'replaced';
-        }
-        if ((this.sql.count.get(accountId) as { n: number }).n >= maxPerAccount) return 'limit';
-        try {
-          this.sql.insert.run(values);
-        } catch (err) {
-          if (isForeignKeyViolation(err)) throw new NotFoundError('account not found');
-          throw err;
-        }
-        return 'created';
-      })
-      .immediate();
+    const old = this.sql.one.get(accountId, kind, name) as RemoteMailRow | undefined;
+    if (old) {
+      this.sql.update.run({ ...values, id: old.id });
+      if (!sameRemote(old, settings)) {
+        this.sql.resetState.run(old.id);
+        this.sql.dropSeen.run(old.id);
+      }
+      return 'replaced';
+    }
+    if ((this.sql.count.get(accountId) as { n: number }).n >= maxPerAccount) return 'limit';
+    try {
+      this.sql.insert.run(values);
+    } catch (err) {
+      if (isForeignKeyViolation(err)) throw new NotFoundError('account not found');
+      throw err;
+    }
+    return 'created';
   }
 
   async remove(accountId: number, kind: RemoteMailKind, name: string): Promise<boolean> {
@@ -143,23 +166,38 @@ export class SqliteRemoteMail implements RemoteMailStore {
       .immediate();
   }
 
-  async pruneSeen(id: number, owner: string, keep: readonly string[]): Promise<boolean> {
-    const kept = new Set(keep);
+  async pruneSeen(id: number, owner: string, listed: readonly string[], now: number, policy: SeenPruning): Promise<boolean> {
+    const present = new Set(listed);
     return this.db
       .transaction((): boolean => {
         if (!this.sql.held.get({ id, owner })) return false;
-        for (const { uidl } of this.sql.seen.all(id) as { uidl: string }[]) if (!kept.has(uidl)) this.sql.forget.run(id, uidl);
+        if (present.size === 0) return true;
+        const rows = this.sql.seenState.all(id) as { uidl: string; misses: number; missing_since: number | null }[];
+        for (const row of rows) {
+          if (present.has(row.uidl)) {
+            if (row.misses > 0 || row.missing_since !== null) this.sql.present.run(id, row.uidl);
+            continue;
+          }
+          const since = row.missing_since ?? now;
+          if (row.misses + 1 >= policy.misses && now - since >= policy.ageMs) this.sql.forget.run(id, row.uidl);
+          else this.sql.missed.run({ id, uidl: row.uidl, now });
+        }
         return true;
       })
       .immediate();
   }
 
-  async setImapState(id: number, owner: string, uidValidity: number, lastUid: number): Promise<boolean> {
-    return this.sql.imapState.run({ id, owner, validity: uidValidity, uid: lastUid }).changes > 0;
+  async setImapState(id: number, owner: string, uidValidity: number, lastUid: number, skipped?: readonly number[]): Promise<boolean> {
+    return this.sql.imapState.run({ id, owner, validity: uidValidity, uid: lastUid, skipped: skipped === undefined ? null : skippedText(skipped) }).changes > 0;
+  }
+
+  async release(id: number, owner: string): Promise<boolean> {
+    return this.sql.release.run({ id, owner }).changes > 0;
   }
 
   async finish(id: number, owner: string, outcome: RemoteMailOutcome): Promise<boolean> {
-    return this.sql.finish.run({ id, owner, time: outcome.time, next: outcome.nextPoll, error: outcome.error }).changes > 0;
+    const note = outcome.note === undefined ? { setNote: 0, note: null } : { setNote: 1, note: outcome.note };
+    return this.sql.finish.run({ id, owner, time: outcome.time, next: outcome.nextPoll, error: outcome.error, ...note }).changes > 0;
   }
 
   async count(): Promise<number> {

@@ -13,7 +13,8 @@ import { inSession, type OperationTable, type SessionContext } from '../engine.j
  * service, src/services/remote-mail/). A record travels as `<rpopRecord name="...">` (or
  * rimapRecord) whose body is the record dictionary (`<subKey key="domain">pop.example.com</subKey>`
  * …; keys in src/services/remote-mail/records.ts). The list adds `timeCompleted` (the last
- * poll, in the session's time zone) and `errorText` (why it failed), and never the password.
+ * poll, in the session's time zone) and `errorText` (why it failed, else what the poller left on
+ * the remote server and why), and never the password.
  * In an update, `mode="delete"` removes the named record; any other mode adds it, replacing
  * a record of that name.
  */
@@ -55,7 +56,9 @@ async function list(ctx: SessionContext, kind: RemoteMailKind): Promise<void> {
   for (const record of await ctx.server.remoteMail.list(ctx.session.account, kind)) {
     const attrs: Record<string, string> = { name: record.name };
     if (record.lastPoll !== null) attrs.timeCompleted = formatLocal(new Date(record.lastPoll), ctx.session.timeZone);
-    if (record.lastError !== null) attrs.errorText = record.lastError;
+    // The last poll's error, else the record's standing note (messages left on the remote server).
+    const problem = record.lastError ?? record.note;
+    if (problem !== null) attrs.errorText = problem;
     ctx.send(appendValue(el(elementName(kind), attrs), recordDictionary(record)));
   }
 }
