@@ -24,6 +24,7 @@ import type { Store } from '../src/store/store.js';
 import type { LocalDelivery } from '../src/transports/smtp/local-delivery.js';
 import { XmlElement } from '../src/xml/element.js';
 import { startDovecot, type DovecotServer } from './fixtures/dovecot.js';
+import { listRecords, nextPoll, stored, subjects } from './fixtures/remote-mail.js';
 import { capturingLogger, eventually, fails, ok, startTestServer, storedMessages, type TestServer, type XimssClient } from './helpers.js';
 
 const MAX_BYTES = 4096;
@@ -68,26 +69,6 @@ function update(kind: RemoteMailKind, records: Record<string, Record<string, str
 
 function dict(port: number, user: string, extra: Record<string, string> = {}): Record<string, string> {
   return { domain: `127.0.0.1:${port}`, authName: user, password: REMOTE_PASSWORD, period: '1', ...extra };
-}
-
-async function listRecords(client: XimssClient, kind: RemoteMailKind): Promise<XmlElement[]> {
-  return (await ok(client, new XmlElement(kind === 'pop' ? 'rpopList' : 'rimapList'))).messages;
-}
-
-async function stored(target: TestServer, address: string, kind: RemoteMailKind, name: string): Promise<RemoteMailRecord | undefined> {
-  const account = (await target.services.accounts.find(address))!;
-  return target.services.store.remoteMail.get(account.id, kind, name);
-}
-
-/** Waits for a poll of the record that starts after this call. */
-async function nextPoll(target: TestServer, address: string, kind: RemoteMailKind, name: string): Promise<void> {
-  const before = (await stored(target, address, kind, name))?.lastPoll ?? 0;
-  const first = await eventually(async () => ((await stored(target, address, kind, name))?.lastPoll ?? 0) > before && (await stored(target, address, kind, name))!.lastPoll!, 'a poll', 20_000);
-  await eventually(async () => ((await stored(target, address, kind, name))?.lastPoll ?? 0) > first, 'the poll after it', 20_000);
-}
-
-function subjects(messages: { raw: Buffer }[]): string[] {
-  return messages.map((m) => /^Subject: (.*)$/m.exec(m.raw.toString('latin1'))?.[1]?.trim() ?? '?').sort();
 }
 
 // ------------------------------------------------------------------ scripted servers

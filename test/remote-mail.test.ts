@@ -30,6 +30,7 @@ import type { RemoteMailKind } from '../src/store/remote-mail.js';
 import type { Store } from '../src/store/store.js';
 import { startNode, ximssd, type ClusterNodeProcess } from './fixtures/cluster.js';
 import { startDovecot, type DovecotServer } from './fixtures/dovecot.js';
+import { listRecords, nextPoll, stored, subjects } from './fixtures/remote-mail.js';
 import { startPostgres, type PostgresServer } from './fixtures/postgres.js';
 import { capturingLogger, eventually, fails, freePort, loginWithUrlId, ok, startTestServer, storedMessages, type TestServer, type XimssClient } from './helpers.js';
 
@@ -99,28 +100,6 @@ function update(kind: RemoteMailKind, ...records: XmlElement[]): XmlElement {
 
 function dict(kind: RemoteMailKind, user: string, extra: Record<string, string> = {}): Record<string, string> {
   return { domain: `127.0.0.1:${kind === 'pop' ? dovecot.pop3Port : dovecot.imapPort}`, authName: user, password: REMOTE_PASSWORD, period: '1', ...extra };
-}
-
-async function listRecords(client: XimssClient, kind: RemoteMailKind): Promise<XmlElement[]> {
-  return (await ok(client, new XmlElement(kind === 'pop' ? 'rpopList' : 'rimapList'))).messages;
-}
-
-/** The stored record (for its lastPoll: a poll ended). */
-async function stored(target: TestServer, address: string, kind: RemoteMailKind, name: string) {
-  const account = (await target.services.accounts.find(address))!;
-  return target.services.store.remoteMail.get(account.id, kind, name);
-}
-
-/** Waits for a poll of the record that starts after this call (so everything before it was seen). */
-async function nextPoll(target: TestServer, address: string, kind: RemoteMailKind, name: string): Promise<void> {
-  const before = (await stored(target, address, kind, name))?.lastPoll ?? 0;
-  // One that may be running now ends first; the one after it started after this call.
-  const first = await eventually(async () => ((await stored(target, address, kind, name))?.lastPoll ?? 0) > before && (await stored(target, address, kind, name))!.lastPoll!, 'a poll', 20_000);
-  await eventually(async () => ((await stored(target, address, kind, name))?.lastPoll ?? 0) > first, 'the poll after it', 20_000);
-}
-
-function subjects(messages: { raw: Buffer }[]): string[] {
-  return messages.map((m) => /^Subject: (.*)$/m.exec(m.raw.toString('latin1'))?.[1]?.trim() ?? '?').sort();
 }
 
 for (const kind of ['pop', 'imap'] as const) {
