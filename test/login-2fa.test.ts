@@ -265,6 +265,35 @@ describe('two-factor login', () => {
     owner.client.close();
   });
 
+  test('over HTTP: a password with the sessionid of a complete session gets a new waiting session, not that one', async () => {
+    const { address, recovery } = await enrolled();
+    const port = server.ports.http;
+    const query = (extra: string) => `/XIMSSLogin/?userName=${encodeURIComponent(address)}&password=${PASSWORD}&errorAsXML=1&x2auth=1${extra}`;
+    const sync = async (urlID: string, body: string): Promise<XmlElement[]> => {
+      const reply = await httpRequest(port, `/Session/${urlID}/sync`, { body: `<XIMSS>${body}</XIMSS>`, headers: { 'Content-Type': 'text/xml' } });
+      assert.equal(reply.status, 200, reply.text);
+      return parseXml(reply.text).elements();
+    };
+    // The owner's HTTP session, complete (a recovery code: no time step taken).
+    const owner = parseXml((await httpRequest(port, query(''))).text).elements()[0]!;
+    const urlID = owner.attrs.urlID!;
+    const done = await sync(urlID, `<x2AuthStart id="1">recovery</x2AuthStart><x2AuthComplete id="2">${recovery[0]}</x2AuthComplete>`);
+    assert.ok(done.every((e) => e.attrs.errorText === undefined), JSON.stringify(done.map(String)));
+    // The password alone, naming the owner's session: a new session, waiting for the code.
+    const other = parseXml((await httpRequest(port, query(`&sessionid=${urlID}`))).text).elements()[0]!;
+    assert.equal(other.name, 'session');
+    assert.notEqual(other.attrs.urlID, urlID);
+    assert.ok(other.elements().some((e) => e.name === 'x2auth'), 'the new session waits for the second factor');
+    // The owner's session keeps working, from the owner's address (its guards were not moved).
+    const still = await sync(urlID, '<noop id="3"/>');
+    assert.equal(still[0]?.attrs.errorText, undefined);
+    // A waiting session named by a login that also waits is reused (a client retrying its login).
+    const again = parseXml((await httpRequest(port, query(`&sessionid=${other.attrs.urlID}`))).text).elements()[0]!;
+    assert.equal(again.attrs.urlID, other.attrs.urlID);
+    await httpRequest(port, `/Session/${other.attrs.urlID}/KILL`);
+    await httpRequest(port, `/Session/${urlID}/KILL`);
+  });
+
   test('turning it off takes a code; then logins need no second factor', async () => {
     const { address, secret, recovery } = await enrolled();
     const { client } = await passwordStep(address);
