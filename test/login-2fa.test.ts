@@ -139,8 +139,26 @@ describe('two-factor login', () => {
     assert.equal(mine('auth.x2auth.replayed').length, 1);
     assert.equal(mine('auth.x2auth.ok').length, 2);
     assert.equal(mine('auth.x2auth.completed').length, 2);
+    // Each login is recorded once, when its second factor is right (the enrolling login's too).
+    assert.equal(mine('login.ok').length, 3);
+    assert.equal(mine('auth.x2auth.password_ok').length, 2);
+    // Neither the secret nor a code (as a JSON string value) is logged.
     const text = JSON.stringify(logged.records);
-    assert.ok(!text.includes(secret) && !text.includes(current), 'neither the secret nor a code is logged');
+    assert.ok(!text.includes(secret) && !text.includes(`"${current}"`), 'neither the secret nor a code is logged');
+  });
+
+  test('the password step records no login: prevLogin and the log change only once the second factor is right', async () => {
+    const { address, recovery } = await enrolled();
+    const account = async () => (await server.services.accounts.find(address))!;
+    const before = (await account()).prevLogin;
+    const { client } = await passwordStep(address);
+    assert.deepEqual((await account()).prevLogin, before, 'the password step is not recorded');
+    const okBefore = logged.events('login.ok').filter((r) => r.user === address).length;
+    await ok(client, x2('x2AuthStart', 'recovery'));
+    await ok(client, x2('x2AuthComplete', recovery[0]!));
+    assert.notDeepEqual((await account()).prevLogin, before, 'the completed login is recorded');
+    assert.equal(logged.events('login.ok').filter((r) => r.user === address).length, okBefore + 1);
+    client.close();
   });
 
   test('example 046: the login with x2auth="1" is answered as the spec shows, a session message carrying the x2auth dictionary of methods', async () => {

@@ -19,7 +19,19 @@ import type { Metrics } from '../metrics.js';
  * removal, the server's shutdown, the TCP connection's loss, or the server for another
  * reason (`server`).
  */
-export type EndReason = 'bye' | 'kill' | 'idle' | 'killed' | 'account_removed' | 'shutdown' | 'connection_lost' | 'server';
+export type EndReason =
+  | 'bye'
+  | 'kill'
+  | 'idle'
+  | 'killed'
+  | 'account_removed'
+  | 'shutdown'
+  | 'connection_lost'
+  | 'server'
+  /** A session waiting for its second factor: too many wrong codes, or past its deadline. */
+  | 'x2auth'
+  /** The credential it was opened with changed or went (an application password removed, two-factor turned on, the password changed). */
+  | 'credentials';
 
 /**
  * All live XIMSS sessions of this node, by urlID and by account; the store counts them
@@ -93,6 +105,8 @@ export class SessionManager {
       clientVersion,
       prevLogin: auth.prevLogin,
       lastFailedLogin: auth.lastFailedLogin,
+      credential: auth.credential,
+      ...(auth.appPassword !== undefined ? { appPassword: auth.appPassword } : {}),
       idleTimeoutSeconds: this.config.limits.idleTimeoutSeconds,
       uploads: this.uploads.newSet(auth.account.id),
       node: this.node.id,

@@ -32,7 +32,10 @@ import type { XimssServices } from '../services.js';
 export const X2AUTH_UNSUPPORTED =
   'this account requires two-factor authentication: log in with a client that supports it (x2auth="1")';
 
-type Step = { kind: 'login'; method?: SecondFactorKind } | { kind: 'enrol'; secret: string } | { kind: 'disable' };
+type Step = { kind: 'login'; method?: SecondFactorKind; failures: number } | { kind: 'enrol'; secret: string } | { kind: 'disable' };
+
+/** Wrong codes a waiting session may send; at the last one it is ended (a new login starts again). */
+export const PENDING_CODE_TRIES = 3;
 
 /** What each session has started (a session's own state: it ends with it). */
 const steps = new WeakMap<Session, Step>();
@@ -66,7 +69,7 @@ export async function needsSecondFactor(server: XimssServices, auth: Authenticat
 /** Puts a new session in the second-factor state (its `session` message: sessionMessageOf). */
 export function holdForSecondFactor(server: XimssServices, session: Session): void {
   session.secondFactorPending = true;
-  steps.set(session, { kind: 'login' });
+  steps.set(session, { kind: 'login', failures: 0 });
   session.setIdleTimeout(Math.min(session.idleTimeoutSeconds, server.config.limits.loginSeconds));
   server.log.info({ event: 'auth.x2auth.pending', user: session.userName, address: session.remoteAddress }, 'password right; waiting for the second factor');
 }
@@ -109,7 +112,8 @@ export const loginSecurityOperations: OperationTable = {
     if (session.secondFactorPending) {
       if (name !== 'totp' && name !== 'recovery') throw new ServiceError(`unknown two-factor method ${shown(name)} (offered: totp, recovery)`);
       if (ctx.request.attrs.index !== undefined && ctx.request.attrs.index !== '0') throw new ServiceError('the method has no addresses to choose from');
-      steps.set(session, { kind: 'login', method: name });
+      const previous = steps.get(session);
+      steps.set(session, { kind: 'login', method: name, failures: previous?.kind === 'login' ? previous.failures : 0 });
       ctx.send(el('x2auth', { user: '1' }));
       return;
     }
@@ -139,7 +143,17 @@ export const loginSecurityOperations: OperationTable = {
     if (!step || (step.kind === 'login' && !step.method)) throw new ServiceError('no two-factor authentication started: send x2AuthStart first');
     const value = code(ctx);
     if (step.kind === 'login') {
-      await auth.checkSecondFactor(session.account, step.method!, value, address, protocolOf(ctx));
+      try {
+        await auth.checkSecondFactor(session.account, step.method!, value, address, protocolOf(ctx));
+      } catch (err) {
+        if (err instanceof ServiceError && ++step.failures >= PENDING_CODE_TRIES) {
+          // Too many wrong codes for one password step: the session goes, after this answer.
+          ctx.server.log.warn({ event: 'auth.x2auth.pending_ended', user: session.userName, address, failures: step.failures }, 'waiting session ended: too many wrong codes');
+          ctx.conversation.afterResponse = () => sessions.end(session, true, 'x2auth');
+        }
+        throw err;
+      }
+      await auth.completeSecondFactor(session.account, address, protocolOf(ctx), step.method!);
       steps.delete(session);
       session.secondFactorPending = false;
       session.setIdleTimeout(ctx.server.config.limits.idleTimeoutSeconds);
