@@ -1564,7 +1564,7 @@ describe('abuse: second factors and application passwords', () => {
   /** An account with TOTP on; its secret. */
   async function enrolled(address: string): Promise<string> {
     const { client } = await server.login(address, 'secret');
-    const started = await client.request(body('x2AuthStart', 'totp'));
+    const started = await client.request(new XmlElement('x2AuthStart', { password: 'secret' }, ['totp']));
     const secret = started.messages.find((m) => m.name === 'x2auth')!.attrs.secret!;
     const confirmed = await client.request(body('x2AuthComplete', new TOTP({ secret: Secret.fromBase32(secret) }).generate({ timestamp: Date.now() - 30_000 })));
     expectOk(confirmed, 'enrolment');
@@ -1679,7 +1679,7 @@ describe('abuse: second-factor guessing from many addresses, and waiting session
 
   async function enrolled(address: string): Promise<string> {
     const { client } = await server.login(address, 'secret');
-    const secret = (await client.request(body('x2AuthStart', 'totp'))).messages.find((m) => m.name === 'x2auth')!.attrs.secret!;
+    const secret = (await client.request(new XmlElement('x2AuthStart', { password: 'secret' }, ['totp']))).messages.find((m) => m.name === 'x2auth')!.attrs.secret!;
     expectOk(await client.request(body('x2AuthComplete', totpAt(secret, -1))), 'enrolment');
     client.close();
     return secret;

@@ -20,6 +20,7 @@ import { capturingLogger, fails, freePort, freeSipPort, httpRequest, ok, startTe
 import { authPlain, SmtpWire } from './fixtures/smtp-wire.js';
 
 const PASSWORD = 'main-password-1';
+const x2Complete = (code: string): XmlElement => new XmlElement('x2AuthComplete', {}, [code]);
 const NS_SASL = 'urn:ietf:params:xml:ns:xmpp-sasl';
 const NS_TLS = 'urn:ietf:params:xml:ns:xmpp-tls';
 
@@ -241,8 +242,11 @@ describe('application passwords', () => {
     await ok(client, add('phone', 'phone-pass-2'));
     assert.equal(await smtpAuth(address, 'phone-pass-1'), 535);
     assert.equal(await smtpAuth(address, 'phone-pass-2'), 235);
-    await ok(client, new XmlElement('passwordModify', { name: 'phone', remove: 'yes' }));
-    await fails(client, new XmlElement('passwordModify', { name: 'phone', remove: 'yes' }), 'no application password of this name');
+    // Removing takes the account password too.
+    await fails(client, new XmlElement('passwordModify', { name: 'phone', remove: 'yes' }), 'the oldPassword attribute (the account password) is missing');
+    await fails(client, new XmlElement('passwordModify', { oldPassword: 'wrong', name: 'phone', remove: 'yes' }), 'incorrect password or account name');
+    await ok(client, new XmlElement('passwordModify', { oldPassword: PASSWORD, name: 'phone', remove: 'yes' }));
+    await fails(client, new XmlElement('passwordModify', { oldPassword: PASSWORD, name: 'phone', remove: 'yes' }), 'no application password of this name');
     assert.deepEqual((await ok(client, '<listSpecPasswords/>')).messages.map((m) => m.attrs.name), ['Thunderbird']);
   });
 
@@ -277,7 +281,7 @@ describe('application passwords', () => {
     const address = await server.newAccount('tfa', { password: PASSWORD });
     const { client } = await server.login(address, PASSWORD);
     await ok(client, add('phone', 'phone-secret-1'));
-    const started = await ok(client, new XmlElement('x2AuthStart', {}, ['totp']));
+    const started = await ok(client, new XmlElement('x2AuthStart', { password: PASSWORD }, ['totp']));
     const secret = started.messages.find((m) => m.name === 'x2auth')!.attrs.secret!;
     const totp = new TOTP({ secret: Secret.fromBase32(secret) });
     await ok(client, new XmlElement('x2AuthComplete', {}, [totp.generate()]));
@@ -295,6 +299,31 @@ describe('application passwords', () => {
     assert.equal(await sipRegister(address, 'phone-secret-1'), 200);
   });
 
+  test('a session opened with an application password manages no credentials', async () => {
+    const address = await server.newAccount('appsession', { password: PASSWORD });
+    const { client } = await server.login(address, PASSWORD);
+    await ok(client, add('phone', 'phone-secret-1'));
+    await ok(client, add('tablet', 'tablet-secret-1'));
+    client.close();
+    const app = await XimssClient.connect(server.ports.ximss);
+    await ok(app, new XmlElement('login', { authData: address, password: 'phone-secret-1' }));
+    await ok(app, '<noop/>');
+    const refused = /a session opened with an application password cannot/;
+    await fails(app, new XmlElement('x2AuthStart', { password: 'phone-secret-1' }, ['totp']), refused);
+    await fails(app, new XmlElement('x2AuthStart', { password: PASSWORD }, ['totp']), refused);
+    await fails(app, x2Complete('123456'), refused);
+    await fails(app, new XmlElement('passwordModify', { oldPassword: PASSWORD, newPassword: 'taken-over-1' }), refused);
+    await fails(app, new XmlElement('passwordModify', { oldPassword: PASSWORD, name: 'tablet', remove: 'yes' }), refused);
+    await fails(app, new XmlElement('passwordModify', { oldPassword: PASSWORD, name: 'mine', newPassword: 'attacker-1' }), refused);
+    await fails(app, new XmlElement('passwordModify', { oldPassword: PASSWORD, recoveryEMail: 'attacker@example.test' }), refused);
+    app.close();
+    const account = (await server.services.accounts.find(address))!;
+    assert.equal(await server.services.store.twoFactor.get(account.id), undefined);
+    assert.deepEqual((await server.services.store.appPasswords.list(account.id)).map((r) => r.name), ['phone', 'tablet']);
+    assert.equal(await ximssLogin(address, PASSWORD), undefined, 'the main password is unchanged');
+    assert.equal(logged.events('auth.appPassword.refused_management').filter((r) => r.user === address).length, 7);
+  });
+
   test('a removed password stops working at once, also when another process removes it', async () => {
     const address = await server.newAccount('revoke', { password: PASSWORD });
     const { client } = await server.login(address, PASSWORD);
@@ -303,7 +332,7 @@ describe('application passwords', () => {
     // Verified (and remembered as verified) before the removal.
     assert.equal(await davStatus(address, 'dav-secret-1'), 207);
     assert.equal(await smtpAuth(address, 'mail-secret-1'), 235);
-    await ok(client, new XmlElement('passwordModify', { name: 'dav', remove: 'yes' }));
+    await ok(client, new XmlElement('passwordModify', { oldPassword: PASSWORD, name: 'dav', remove: 'yes' }));
     assert.equal(await davStatus(address, 'dav-secret-1'), 401);
     // Another process on the same store (as a second node would) removes the other one.
     const other = await openStore(server.config.store || undefined, server.config.dataDir);

@@ -315,7 +315,7 @@ describe('ximssd account second-factor', () => {
     const server = await serve(ws);
     try {
       const client = await loggedInClient(server.port, `otp@${DOMAIN}`, 'otp-pw');
-      const started = await client.request(new XmlElement('x2AuthStart', {}, ['totp']));
+      const started = await client.request(new XmlElement('x2AuthStart', { password: 'otp-pw' }, ['totp']));
       const secret = started.messages.find((m) => m.name === 'x2auth')?.attrs.secret;
       assert.ok(secret, 'the enrolment gives a secret');
       const code = new TOTP({ secret: Secret.fromBase32(secret), period: 30, digits: 6, algorithm: 'SHA1' }).generate();

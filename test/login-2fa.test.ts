@@ -48,7 +48,7 @@ describe('two-factor login', () => {
   async function enrolled(): Promise<Enrolled> {
     const address = await server.newAccount('tf', { password: PASSWORD });
     const { client } = await server.login(address, PASSWORD);
-    const started = await ok(client, x2('x2AuthStart', 'totp'));
+    const started = await ok(client, new XmlElement('x2AuthStart', { password: PASSWORD }, ['totp']));
     const message = started.messages.find((m) => m.name === 'x2auth');
     assert.ok(message?.attrs.secret && message.attrs.uri, 'x2auth carries the secret and its URI');
     const done = await ok(client, x2('x2AuthComplete', code(message.attrs.secret, -1)));
@@ -71,7 +71,9 @@ describe('two-factor login', () => {
     const { client } = await server.login(address, PASSWORD);
     await fails(client, x2('x2AuthComplete', '123456'), /x2AuthStart first/);
     await fails(client, x2('x2AuthStart', 'off'), 'two-factor authentication is off');
-    const started = await ok(client, x2('x2AuthStart', 'totp'));
+    await fails(client, x2('x2AuthStart', 'totp'), 'the password attribute (the current password of the account) is missing');
+    await fails(client, new XmlElement('x2AuthStart', { password: 'wrong-password' }, ['totp']), 'incorrect password or account name');
+    const started = await ok(client, new XmlElement('x2AuthStart', { password: PASSWORD }, ['totp']));
     const message = started.messages.find((m) => m.name === 'x2auth')!;
     const { secret, uri } = message.attrs;
     assert.equal(message.attrs.user, '1');
@@ -140,11 +142,35 @@ describe('two-factor login', () => {
     assert.equal(mine('auth.x2auth.ok').length, 2);
     assert.equal(mine('auth.x2auth.completed').length, 2);
     // Each login is recorded once, when its second factor is right (the enrolling login's too).
-    assert.equal(mine('login.ok').length, 3);
+    assert.equal(mine('login.ok').filter((r) => r.mechanism !== 'current-password').length, 3);
     assert.equal(mine('auth.x2auth.password_ok').length, 2);
     // Neither the secret nor a code (as a JSON string value) is logged.
     const text = JSON.stringify(logged.records);
     assert.ok(!text.includes(secret) && !text.includes(`"${current}"`), 'neither the secret nor a code is logged');
+  });
+
+  test('a stale enrolment does not replace the second factor turned on meanwhile; enrolment takes the current password', async () => {
+    const address = await server.newAccount('race', { password: PASSWORD });
+    const a = await server.login(address, PASSWORD);
+    const b = await server.login(address, PASSWORD);
+    const start = async (client: XimssClient) =>
+      (await ok(client, new XmlElement('x2AuthStart', { password: PASSWORD }, ['totp']))).messages.find((m) => m.name === 'x2auth')!.attrs.secret!;
+    const secretA = await start(a.client);
+    const secretB = await start(b.client);
+    await ok(b.client, x2('x2AuthComplete', code(secretB, -1)));
+    const account = (await server.services.accounts.find(address))!;
+    const stored = await server.services.store.twoFactor.get(account.id);
+    // A completes later: refused, or its session was ended when B turned it on; nothing replaced.
+    const late = await a.client.request(x2('x2AuthComplete', code(secretA, -1))).catch(() => undefined);
+    assert.notEqual(late?.response.attrs.errorText ?? 'ended', undefined, 'the stale enrolment is not taken');
+    assert.deepEqual(await server.services.store.twoFactor.get(account.id), stored);
+    // The owner's factor still logs in.
+    const { client } = await passwordStep(address);
+    await ok(client, x2('x2AuthStart', 'totp'));
+    await ok(client, x2('x2AuthComplete', code(secretB, 1)));
+    client.close();
+    a.client.close();
+    b.client.close();
   });
 
   test('the password step records no login: prevLogin and the log change only once the second factor is right', async () => {

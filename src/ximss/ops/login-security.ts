@@ -81,6 +81,19 @@ export function sessionMessageOf(server: XimssServices, session: Session): XmlEl
   return message;
 }
 
+/**
+ * Refuses unless the session was opened with the account's main password: one opened with an
+ * application password (a phone's, a mail client's) manages no credentials.
+ */
+export function mainPasswordSession(ctx: SessionContext, what: string): void {
+  if (ctx.session.credential === 'main') return;
+  ctx.server.log.warn(
+    { event: 'auth.appPassword.refused_management', user: ctx.session.userName, name: ctx.session.appPassword, address: ctx.conversation.remoteAddress, what },
+    'a session opened with an application password tried to manage credentials',
+  );
+  throw new ServiceError(`a session opened with an application password cannot ${what}: log in with the account's password`);
+}
+
 function methodName(ctx: SessionContext): string {
   const name = ctx.request.text().trim();
   if (name === '') throw new ServiceError('the method name (the body of x2AuthStart) is missing');
@@ -117,9 +130,14 @@ export const loginSecurityOperations: OperationTable = {
       ctx.send(el('x2auth', { user: '1' }));
       return;
     }
+    mainPasswordSession(ctx, 'turn two-factor authentication on or off');
     const enabled = await twoFactor.enabled(session.account.id);
     if (name === 'totp') {
       if (enabled) throw new ServiceError('two-factor authentication is on already (x2AuthStart off turns it off)');
+      // Re-authentication (an extension: the spec has no enrolment): the current main password.
+      const password = ctx.request.attrs.password;
+      if (password === undefined) throw new ServiceError('the password attribute (the current password of the account) is missing');
+      await ctx.server.auth.checkCurrentPassword(session.account, password, ctx.conversation.remoteAddress);
       const enrolment = twoFactor.newEnrolment(session.account);
       steps.set(session, { kind: 'enrol', secret: enrolment.secret });
       ctx.server.log.info({ event: 'auth.x2auth.enrolment_started', user: session.userName }, 'two-factor enrolment started');
@@ -140,6 +158,7 @@ export const loginSecurityOperations: OperationTable = {
     const step = steps.get(session);
     const { auth, sessions } = ctx.server;
     const address = ctx.conversation.remoteAddress;
+    if (!session.secondFactorPending) mainPasswordSession(ctx, 'turn two-factor authentication on or off');
     if (!step || (step.kind === 'login' && !step.method)) throw new ServiceError('no two-factor authentication started: send x2AuthStart first');
     const value = code(ctx);
     if (step.kind === 'login') {
@@ -198,12 +217,14 @@ export async function modifyAppPassword(ctx: SessionContext): Promise<void> {
   const { oldPassword, newPassword, name, remove, recoveryEMail } = ctx.request.attrs;
   const { auth } = ctx.server;
   const session = ctx.session;
+  mainPasswordSession(ctx, 'change passwords');
   if (name === undefined || name === '') throw new ServiceError('the name attribute (the application password label) is missing');
   auth.appPasswords.checkName(name);
   if (recoveryEMail !== undefined) throw new ServiceError('recoveryEMail cannot be changed in the same request as an application password');
   const removing = remove !== undefined && /^(yes|1|true)$/i.test(remove);
   if (removing) {
-    if (oldPassword !== undefined) await auth.checkCurrentPassword(session.account, oldPassword, ctx.conversation.remoteAddress);
+    if (oldPassword === undefined) throw new ServiceError('the oldPassword attribute (the account password) is missing');
+    await auth.checkCurrentPassword(session.account, oldPassword, ctx.conversation.remoteAddress);
     await auth.appPasswords.remove(session.account, name);
     return;
   }
