@@ -1657,7 +1657,7 @@ describe('abuse: second-factor guessing from many addresses, and waiting session
   before(
     async () =>
       ({ server, victim } = await startAttacked({
-        limits: { loginFailuresPerAddress: 50, loginFailuresPerAccount: 1000 },
+        limits: { loginFailuresPerAddress: 50, loginFailuresPerAccount: 1000, sessionsPerAccount: 2 },
         auth: { secondFactorFailures: 4, secondFactorWindowSeconds: 900, pendingSessionsPerAccount: PENDING_CAP },
       })),
   );
@@ -1710,6 +1710,30 @@ describe('abuse: second-factor guessing from many addresses, and waiting session
     // Nothing of these password steps was recorded as a login.
     const account = (await server.services.accounts.find(address))!;
     assert.ok(!['127.0.0.81', '127.0.0.82', '127.0.0.83'].includes(account.prevLogin?.address ?? ''), JSON.stringify(account.prevLogin));
+    await assertServes(victim);
+  });
+
+  test('sessions waiting for their second factor have a cap of their own (the oldest goes) and do not fill sessionsPerAccount', async () => {
+    const address = await server.newAccount('crowded');
+    const secret = await enrolled(address);
+    const accountId = (await server.services.accounts.find(address))!.id;
+    // The owner's complete session: 1 of the 2 sessionsPerAccount.
+    const owner = await passwordStep(address, '127.0.0.1');
+    expectOk(await owner.request(body('x2AuthComplete', totpAt(secret, 0))), 'the owner logs in');
+    // A password-only attacker opens more waiting sessions than the cap.
+    const waiting: XimssClient[] = [];
+    for (const from of ['127.0.0.91', '127.0.0.92', '127.0.0.93', '127.0.0.94']) waiting.push(await passwordStep(address, from));
+    const pending = () => server.services.sessions.forAccount(accountId).filter((s) => s.secondFactorPending).length;
+    await eventually(() => pending() === PENDING_CAP || undefined, `at most ${PENDING_CAP} waiting sessions`);
+    // The newest ones are kept: the last can still complete its login (it is the owner's, say).
+    const newest = server.services.sessions.forAccount(accountId).filter((s) => s.secondFactorPending).map((s) => s.remoteAddress);
+    assert.deepEqual(newest.sort(), ['127.0.0.93', '127.0.0.94']);
+    // The owner still logs in (the waiting sessions take none of sessionsPerAccount), and is
+    // still served.
+    const second = await passwordStep(address, '127.0.0.1');
+    expectOk(await second.request(body('x2AuthComplete', totpAt(secret, 1))), 'the owner logs in again');
+    expectOk(await owner.request('<noop/>'));
+    for (const client of [...waiting, owner, second]) client.close();
     await assertServes(victim);
   });
 

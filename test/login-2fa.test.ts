@@ -11,7 +11,7 @@ import { Secret, TOTP } from 'otpauth';
 import { XmlElement } from '../src/xml/element.js';
 import { parseXml } from '../src/xml/parser.js';
 import { fileURLToPath } from 'node:url';
-import { capturingLogger, exampleRequest, fails, hmacMd5Hex, httpRequest, ok, startTestServer, XimssClient, type TestServer } from './helpers.js';
+import { capturingLogger, eventually, exampleRequest, fails, hmacMd5Hex, httpRequest, ok, startTestServer, XimssClient, type TestServer } from './helpers.js';
 
 const EXAMPLE = fileURLToPath(new URL('../../shared/spec/examples/046-login.txt', import.meta.url));
 
@@ -294,6 +294,7 @@ describe('two-factor login', () => {
     assert.equal(blocked[0]?.attrs.errorText, SECOND_FACTOR_REQUIRED);
     const mime = await httpRequest(port, `/Session/${urlID}/MIME/INBOX/1/`);
     assert.equal(mime.status, 403);
+    await ok(owner.client, '<noop/>', 'the password step with killOld ends nothing yet');
     const done = await sync(`<x2AuthStart id="2">totp</x2AuthStart><x2AuthComplete id="3">${code(secret, 1)}</x2AuthComplete><noop id="4"/>`);
     assert.deepEqual(
       done.map((e) => [e.name, e.attrs.id, e.attrs.errorText]),
@@ -304,8 +305,9 @@ describe('two-factor login', () => {
         ['response', '4', undefined],
       ],
     );
+    // killOld=1 waited for the second factor, and has ended the owner's TCP session now.
+    await eventually(async () => (await owner.client.request('<noop/>').then((r) => r.response.attrs.errorText !== undefined, () => true)) || undefined, 'killOld done at completion');
     await httpRequest(port, `/Session/${urlID}/KILL`);
-    await ok(owner.client, '<noop/>');
     owner.client.close();
   });
 

@@ -130,6 +130,8 @@ export class Session {
    * delivered to it (src/ximss/ops/login-security.ts).
    */
   secondFactorPending = false;
+  /** killOld was asked by a login waiting for its second factor: done once it is right (SessionManager.promote). */
+  killOldOnCompletion = false;
   /**
    * What the session was opened with: the main password, or the application password
    * `appPassword` (such a session manages no credentials; it ends when that password goes).

@@ -96,7 +96,7 @@ export class SessionManager {
    * Starts a session, unless the account has sessionsPerAccount sessions already on the
    * live nodes of the cluster (counted and recorded by the store in one transaction).
    */
-  async create(auth: Authenticated, binding: BindingKind, remoteAddress: string, clientVersion: string | undefined): Promise<Session> {
+  async create(auth: Authenticated, binding: BindingKind, remoteAddress: string, clientVersion: string | undefined, secondFactor = false): Promise<Session> {
     const session = new Session({
       account: auth.account,
       prefs: await this.accounts.effectivePrefs(auth.account),
@@ -112,7 +112,19 @@ export class SessionManager {
       node: this.node.id,
     });
     const limit = this.config.limits.sessionsPerAccount;
-    if (!(await this.node.addSession(session.urlID, session.account.id, limit))) {
+    if (secondFactor) {
+      // Waiting for its second factor: not counted in sessionsPerAccount (a password alone must
+      // not fill the owner's room) but in a small cap of its own; past it the oldest waiting
+      // one goes. Counted in the store once complete (promote).
+      session.secondFactorPending = true;
+      const cap = this.config.auth.pendingSessionsPerAccount;
+      const waiting = this.forAccount(session.account.id).filter((s) => s.secondFactorPending);
+      while (waiting.length >= cap) {
+        const oldest = waiting.shift()!;
+        this.log.warn({ event: 'limit.pending_sessions', account: oldest.userName, address: oldest.remoteAddress, limit: cap }, 'oldest session waiting for its second factor ended: too many waiting');
+        this.end(oldest, true, 'x2auth');
+      }
+    } else if (!(await this.node.addSession(session.urlID, session.account.id, limit))) {
       session.uploads.close();
       this.metrics?.limits.inc({ limit: 'sessions' });
       this.log.warn({ event: 'limit.sessions', account: session.userName, address: remoteAddress, binding, limit }, 'session refused: too many sessions for this account');
@@ -129,6 +141,21 @@ export class SessionManager {
       'session started',
     );
     return session;
+  }
+
+  /**
+   * A session whose second factor was right: now counted in sessionsPerAccount (refused, and
+   * ended, past it), and, when its login asked for it, the account's others ended (killOld).
+   */
+  async promote(session: Session): Promise<void> {
+    if (session.killOldOnCompletion) await this.killOld(session.account.id, session);
+    const limit = this.config.limits.sessionsPerAccount;
+    if (!(await this.node.addSession(session.urlID, session.account.id, limit))) {
+      this.metrics?.limits.inc({ limit: 'sessions' });
+      this.log.warn({ event: 'limit.sessions', account: session.userName, address: session.remoteAddress, binding: session.binding, limit }, 'session refused: too many sessions for this account');
+      this.end(session, true, 'server');
+      throw new ServiceError('too many sessions for this account');
+    }
   }
 
   get(urlID: string): Session | undefined {

@@ -484,15 +484,20 @@ export class HttpListener {
         : undefined;
     // Ended first, so that the new session fits within the per-account limit.
     // Not before the second factor: a password alone must not end the owner's sessions.
-    if (flag(params.get('killold')) && !secondFactor) await sessions.killOld(auth.account.id, reused);
+    const killOld = flag(params.get('killold'));
+    if (killOld && !secondFactor) await sessions.killOld(auth.account.id, reused);
     if (reused) {
       reused.touch();
       applyGuards(reused, options, address);
       return reused;
     }
-    const session = await sessions.create(auth, 'http', address, params.get('version'));
+    const session = await sessions.create(auth, 'http', address, params.get('version'), secondFactor);
     session.attach(this.startHttpSession(session, options, address));
-    if (secondFactor) holdForSecondFactor(this.engine.server, session);
+    if (secondFactor) {
+      holdForSecondFactor(this.engine.server, session);
+      // Done once the second factor is right (SessionManager.promote).
+      session.killOldOnCompletion = killOld;
+    }
     // Alerts posted while the user was away wait in the queue for the first poll.
     void sessions.deliverAlerts(session.account.id);
     return session;

@@ -71,6 +71,14 @@ export function holdForSecondFactor(server: XimssServices, session: Session): vo
   session.secondFactorPending = true;
   steps.set(session, { kind: 'login', failures: 0 });
   session.setIdleTimeout(Math.min(session.idleTimeoutSeconds, server.config.limits.loginSeconds));
+  // An absolute deadline from the password step: requests (even refused ones) do not extend it.
+  const deadline = setTimeout(() => {
+    if (!session.secondFactorPending || session.closed) return;
+    server.log.info({ event: 'auth.x2auth.expired', user: session.userName, address: session.remoteAddress }, 'waiting session ended: no second factor in time');
+    server.sessions.end(session, true, 'x2auth');
+  }, server.config.limits.loginSeconds * 1000);
+  deadline.unref();
+  session.onEnd(() => clearTimeout(deadline));
   server.log.info({ event: 'auth.x2auth.pending', user: session.userName, address: session.remoteAddress }, 'password right; waiting for the second factor');
 }
 
@@ -172,6 +180,8 @@ export const loginSecurityOperations: OperationTable = {
         }
         throw err;
       }
+      // Counted among the account's sessions now (and killOld done, when its login asked).
+      await sessions.promote(session);
       await auth.completeSecondFactor(session.account, address, protocolOf(ctx), step.method!);
       steps.delete(session);
       session.secondFactorPending = false;
