@@ -225,6 +225,7 @@ describe('application passwords', () => {
     await fails(client, new XmlElement('passwordModify', { name: 'phone', newPassword: 'phone-pass-1' }), 'the oldPassword attribute is missing');
     await fails(client, new XmlElement('passwordModify', { oldPassword: PASSWORD, name: 'phone' }), /newPassword attribute/);
     await fails(client, add('phone', 'short'), /at least 8 characters/);
+    await fails(client, add('phone', PASSWORD), 'an application password must differ from the account password');
     await ok(client, add('phone', 'phone-pass-1'));
     await ok(client, add('Thunderbird', 'mail-pass-1'));
     const listed = (await ok(client, '<listSpecPasswords/>')).messages;
