@@ -8,6 +8,7 @@
 import assert from 'node:assert/strict';
 import { createHash, createHmac, pbkdf2Sync, randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
+import http from 'node:http';
 import net from 'node:net';
 import tls from 'node:tls';
 import { after, before, describe, test } from 'node:test';
@@ -16,7 +17,7 @@ import { openStore } from '../src/store/open.js';
 import { parseAuthHeader } from '../src/transports/sip/headers.js';
 import { parseSipMessage } from '../src/transports/sip/message.js';
 import { XmlElement } from '../src/xml/element.js';
-import { capturingLogger, fails, freePort, freeSipPort, httpRequest, ok, startTestServer, XimssClient, type TestServer } from './helpers.js';
+import { capturingLogger, eventually, fails, freePort, freeSipPort, httpRequest, ok, startTestServer, XimssClient, type TestServer } from './helpers.js';
 import { authPlain, SmtpWire } from './fixtures/smtp-wire.js';
 
 const PASSWORD = 'main-password-1';
@@ -323,6 +324,75 @@ describe('application passwords', () => {
     assert.deepEqual((await server.services.store.appPasswords.list(account.id)).map((r) => r.name), ['phone', 'tablet']);
     assert.equal(await ximssLogin(address, PASSWORD), undefined, 'the main password is unchanged');
     assert.equal(logged.events('auth.appPassword.refused_management').filter((r) => r.user === address).length, 7);
+  });
+
+  test('revocation reaches what is open: sessions opened with a removed password, a DAV keep-alive connection; a new main password removes them all', async () => {
+    const address = await server.newAccount('openrevoke', { password: PASSWORD });
+    const { client } = await server.login(address, PASSWORD);
+    await ok(client, add('phone', 'phone-secret-1'));
+    await ok(client, add('tablet', 'tablet-secret-1'));
+    const open = async (password: string) => {
+      const c = await XimssClient.connect(server.ports.ximss);
+      await ok(c, new XmlElement('login', { authData: address, password }));
+      return c;
+    };
+    const phone = await open('phone-secret-1');
+    const tablet = await open('tablet-secret-1');
+    // A DAV client on one kept-alive connection, its credentials checked (and cached) once.
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const propfind = () =>
+      new Promise<number>((resolve, reject) => {
+        const req = http.request(
+          {
+            host: '127.0.0.1',
+            port: server.ports.http,
+            path: `/dav/addressbooks/${address.split('@')[0]}/`,
+            method: 'PROPFIND',
+            agent,
+            headers: { Depth: '0', Authorization: `Basic ${Buffer.from(`${address}:phone-secret-1`).toString('base64')}` },
+          },
+          (res) => {
+            res.resume();
+            res.on('end', () => resolve(res.statusCode ?? 0));
+          },
+        );
+        req.on('error', reject);
+        req.end();
+      });
+    try {
+      assert.equal(await propfind(), 207);
+      await ok(client, new XmlElement('passwordModify', { oldPassword: PASSWORD, name: 'phone', remove: 'yes' }));
+      assert.equal(await propfind(), 401, 'the kept-alive DAV connection no longer takes it');
+    } finally {
+      agent.destroy();
+    }
+    await eventually(async () => (await phone.request('<noop/>').then((r) => r.response.attrs.errorText !== undefined, () => true)) || undefined, 'the phone session ended');
+    await ok(tablet, '<noop/>', 'a session of another application password goes on');
+    await ok(client, '<noop/>', 'the main password session goes on');
+    // A new main password: the application passwords go, and their sessions.
+    await ok(client, new XmlElement('passwordModify', { oldPassword: PASSWORD, newPassword: 'main-password-2' }));
+    const account = (await server.services.accounts.find(address))!;
+    assert.deepEqual(await server.services.store.appPasswords.list(account.id), []);
+    assert.equal(await smtpAuth(address, 'tablet-secret-1'), 535);
+    await eventually(async () => (await tablet.request('<noop/>').then((r) => r.response.attrs.errorText !== undefined, () => true)) || undefined, 'the tablet session ended');
+    await ok(client, '<noop/>', 'the session that changed it goes on');
+    phone.close();
+    tablet.close();
+    client.close();
+  });
+
+  test('a password reset removes the application passwords', async () => {
+    const address = await server.newAccount('resetapps', { password: PASSWORD });
+    const { client } = await server.login(address, PASSWORD);
+    await ok(client, add('phone', 'phone-secret-1'));
+    const account = (await server.services.accounts.find(address))!;
+    const token = 'reset-token-for-the-test-0123456789';
+    await server.services.store.accounts.addPasswordReset(createHash('sha256').update(token).digest('hex'), account.id, Date.now() + 60_000);
+    await server.services.passwordRecovery.reset(token, 'main-password-3');
+    assert.deepEqual(await server.services.store.appPasswords.list(account.id), []);
+    assert.equal(await smtpAuth(address, 'phone-secret-1'), 535);
+    await eventually(async () => (await client.request('<noop/>').then((r) => r.response.attrs.errorText !== undefined, () => true)) || undefined, 'the sessions ended');
+    client.close();
   });
 
   test('a removed password stops working at once, also when another process removes it', async () => {

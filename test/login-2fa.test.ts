@@ -160,7 +160,9 @@ describe('two-factor login', () => {
     await ok(b.client, x2('x2AuthComplete', code(secretB, -1)));
     const account = (await server.services.accounts.find(address))!;
     const stored = await server.services.store.twoFactor.get(account.id);
-    // A completes later: refused, or its session was ended when B turned it on; nothing replaced.
+    // Turning it on ends the account's other sessions (opened without a second factor).
+    await eventually(async () => (await a.client.request('<noop/>').then((r) => r.response.attrs.errorText !== undefined, () => true)) || undefined, 'the other session ended');
+    // A completes later: refused, or its session is gone; nothing replaced.
     const late = await a.client.request(x2('x2AuthComplete', code(secretA, -1))).catch(() => undefined);
     assert.notEqual(late?.response.attrs.errorText ?? 'ended', undefined, 'the stale enrolment is not taken');
     assert.deepEqual(await server.services.store.twoFactor.get(account.id), stored);

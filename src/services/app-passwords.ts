@@ -94,6 +94,16 @@ export class AppPasswordService {
   }
 
   /**
+   * Removes every application password of the account (its main password changed or was
+   * reset: an application password made by whoever had it must not outlive the change).
+   */
+  async removeAll(account: AccountRecord, why: string): Promise<number> {
+    const removed = await removeAllAppPasswords(this.store, account.id);
+    if (removed > 0) this.log.info({ event: 'auth.appPassword.removed_all', user: fullName(account), removed, why }, 'application passwords removed');
+    return removed;
+  }
+
+  /**
    * The application password of the account that `password` is, if any: each verified with
    * `verifyHash` (the caller's limited scrypt), unless verified already against the same
    * stored hash. Records the use.
@@ -121,4 +131,11 @@ export class AppPasswordService {
       this.log.warn({ event: 'auth.appPassword.touch_failed', user: fullName(account), err }, 'recording an application password use failed');
     });
   }
+}
+
+/** Removes every application password of account `accountId` (also for the CLI, which has no AuthService); how many went. */
+export async function removeAllAppPasswords(store: Store, accountId: number): Promise<number> {
+  let removed = 0;
+  for (const record of await store.appPasswords.list(accountId)) if (await store.appPasswords.remove(accountId, record.name)) removed++;
+  return removed;
 }

@@ -79,7 +79,18 @@ export class SessionManager {
       bus.on('domainChanged', ({ domain }) => {
         for (const [accountId, sessions] of this.byAccount) if ([...sessions].some((x) => x.account.domain === domain)) void this.refreshAccount(accountId);
       }),
-      bus.on('credentialsChanged', ({ accountId }) => void this.refreshAccount(accountId)),
+      bus.on('credentialsChanged', ({ accountId }) => {
+        // The main password changed, which removes the application passwords: the sessions
+        // opened with one end (wherever the change was made: XIMSS, password reset, the CLI).
+        for (const session of this.forAccount(accountId)) if (session.credential === 'app') this.end(session, true, 'credentials');
+        void this.refreshAccount(accountId);
+      }),
+      bus.on('credentialsRevoked', ({ accountId, appPassword, except }) => {
+        for (const session of this.forAccount(accountId)) {
+          if (session.urlID === except) continue;
+          if (appPassword === undefined || (session.credential === 'app' && session.appPassword === appPassword)) this.end(session, true, 'credentials');
+        }
+      }),
       bus.on('mailboxChanged', ({ accountId, name }) => this.reportMailboxChange(accountId, name)),
       bus.on('endSessions', ({ accountId, except }) => {
         for (const session of this.forAccount(accountId)) if (session.urlID !== except) this.end(session, true, 'killed');

@@ -195,6 +195,8 @@ export const loginSecurityOperations: OperationTable = {
       const codes = await auth.twoFactor.confirm(session.account, step.secret, value);
       if (!codes) throw new ServiceError('incorrect one-time code: enter the code the authenticator app shows for the new secret');
       steps.delete(session);
+      // Every other session was opened without the second factor: they end, on every node.
+      ctx.server.bus.publish('credentialsRevoked', { accountId: session.account.id, except: session.urlID });
       const message = el('x2AuthCompleted', { method: 'totp' });
       for (const recovery of codes) message.add('recoveryCode', undefined, recovery);
       ctx.send(message);
@@ -236,6 +238,8 @@ export async function modifyAppPassword(ctx: SessionContext): Promise<void> {
     if (oldPassword === undefined) throw new ServiceError('the oldPassword attribute (the account password) is missing');
     await auth.checkCurrentPassword(session.account, oldPassword, ctx.conversation.remoteAddress);
     await auth.appPasswords.remove(session.account, name);
+    // Its sessions end too, on every node (new logins with it fail already).
+    ctx.server.bus.publish('credentialsRevoked', { accountId: session.account.id, appPassword: name });
     return;
   }
   if (remove !== undefined && !/^(no|0|false)$/i.test(remove)) throw new ServiceError('remove must be yes or no');

@@ -71,6 +71,9 @@ export const serviceOperations: OperationTable = {
     if (newPassword !== undefined) {
       await accounts.checkPasswordChangeAllowed(ctx.session.account);
       await accounts.setPassword(ctx.session.account, newPassword);
+      // The application passwords go with the old password, and the other sessions end.
+      await auth.appPasswords.removeAll(ctx.session.account, 'password changed');
+      ctx.server.bus.publish('credentialsRevoked', { accountId: ctx.session.account.id, except: ctx.session.urlID });
     }
     if (recoveryEMail !== undefined) await accounts.setRecoveryEmail(ctx.session.account, recoveryEMail);
   }),
