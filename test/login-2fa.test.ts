@@ -24,6 +24,15 @@ function code(secret: string, offsetSteps = 0): string {
   return new TOTP({ secret: Secret.fromBase32(secret), period: 30, digits: 6, algorithm: 'SHA1' }).generate({ timestamp: Date.now() + offsetSteps * 30_000 });
 }
 
+/** A code that is wrong whenever it is checked: none of the steps the server takes now (±1), with a step to spare either way. */
+function wrongCode(secret: string): string {
+  const near = new Set([-2, -1, 0, 1, 2].map((o) => code(secret, o)));
+  for (let n = 0; ; n++) {
+    const candidate = String((n * 271_829) % 1_000_000).padStart(6, '0');
+    if (!near.has(candidate)) return candidate;
+  }
+}
+
 function x2(name: string, body: string): XmlElement {
   return new XmlElement(name, {}, [body]);
 }
@@ -46,7 +55,7 @@ describe('two-factor login', () => {
 
   /** A new account with TOTP on (confirmed with the previous step's code, so that the current one still logs in). */
   async function enrolled(): Promise<Enrolled> {
-    const address = await server.newAccount('tf', { password: PASSWORD });
+    const address = await server.newAccount('tf', { password: PASSWORD, realName: 'Real Name Of The Owner' });
     const { client } = await server.login(address, PASSWORD);
     const started = await ok(client, new XmlElement('x2AuthStart', { password: PASSWORD }, ['totp']));
     const message = started.messages.find((m) => m.name === 'x2auth');
@@ -85,8 +94,7 @@ describe('two-factor login', () => {
     assert.equal(parsed.searchParams.get('secret'), secret);
     assert.equal(parsed.searchParams.get('issuer'), 'example.test');
     // A wrong code does not turn it on.
-    const wrong = code(secret!) === '000000' ? '111111' : '000000';
-    await fails(client, x2('x2AuthComplete', wrong), /incorrect one-time code/);
+    await fails(client, x2('x2AuthComplete', wrongCode(secret!)), /incorrect one-time code/);
     const account = (await server.services.accounts.find(address))!;
     assert.equal(await server.services.store.twoFactor.get(account.id), undefined);
     const done = await ok(client, x2('x2AuthComplete', code(secret!)));
@@ -119,7 +127,7 @@ describe('two-factor login', () => {
     const started = await ok(client, x2('x2AuthStart', 'totp'));
     assert.equal(started.messages.find((m) => m.name === 'x2auth')?.attrs.user, '1');
     const current = code(secret);
-    await fails(client, x2('x2AuthComplete', current === '999999' ? '999998' : '999999'), 'incorrect or already used one-time code');
+    await fails(client, x2('x2AuthComplete', wrongCode(secret)), 'incorrect or already used one-time code');
     await fails(client, '<noop/>', SECOND_FACTOR_REQUIRED);
     await ok(client, x2('x2AuthComplete', current));
     await ok(client, '<noop/>');
@@ -206,6 +214,8 @@ describe('two-factor login', () => {
     assert.match(session.attrs.urlID ?? '', /^\d+-[A-Za-z0-9]{20}$/);
     assert.equal(session.attrs.userName, address);
     assert.ok(session.attrs.version);
+    // Nothing of the account (its real name) before the second factor.
+    assert.equal(session.attrs.realName, undefined);
     const [dictionary, ...rest] = session.elements();
     assert.equal(rest.length, 0);
     assert.equal(dictionary?.name, 'x2auth');

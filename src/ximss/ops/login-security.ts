@@ -85,7 +85,12 @@ export function holdForSecondFactor(server: XimssServices, session: Session): vo
 /** The `session` message; while the second factor is pending, with the x2auth dictionary of methods. */
 export function sessionMessageOf(server: XimssServices, session: Session): XmlElement {
   const message = session.sessionMessage(server.version);
-  if (session.secondFactorPending) appendValue(message.add('x2auth'), methods());
+  if (session.secondFactorPending) {
+    // A password alone learns nothing of the account beyond its name: no real name (the
+    // spec example's realName is optional; a client reads it after the second factor).
+    delete message.attrs.realName;
+    appendValue(message.add('x2auth'), methods());
+  }
   return message;
 }
 
