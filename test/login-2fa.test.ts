@@ -371,3 +371,34 @@ describe('two-factor login', () => {
     plain.close();
   });
 });
+
+describe('two-factor login: the waiting session has an absolute deadline', () => {
+  let server: TestServer;
+  before(async () => {
+    server = await startTestServer({ limits: { loginSeconds: 2 } });
+  });
+  after(async () => {
+    await server.stop();
+  });
+
+  test('requests (even refused ones) do not keep a waiting session alive past limits.loginSeconds', async () => {
+    const address = await server.newAccount('deadline', { password: PASSWORD });
+    const { client } = await server.login(address, PASSWORD);
+    const secret = (await ok(client, new XmlElement('x2AuthStart', { password: PASSWORD }, ['totp']))).messages.find((m) => m.name === 'x2auth')!.attrs.secret!;
+    await ok(client, x2('x2AuthComplete', code(secret, -1)));
+    client.close();
+    const waiting = await XimssClient.connect(server.ports.ximss);
+    await ok(waiting, new XmlElement('login', { authData: address, password: PASSWORD, x2auth: '1' }));
+    const accountId = (await server.services.accounts.find(address))!.id;
+    // The client keeps asking (each request touches the session) until the server ends it.
+    await eventually(
+      async () => {
+        if (!waiting.closed) await waiting.request('<noop/>').catch(() => undefined);
+        return server.services.sessions.forAccount(accountId).length === 0 || undefined;
+      },
+      'the waiting session ended at its deadline',
+      20_000,
+    );
+    waiting.close();
+  });
+});
