@@ -42,6 +42,21 @@ class Xmpp {
 
   private listen(socket: net.Socket): void {
     socket.on('data', (chunk: Buffer) => (this.text += chunk.toString('utf8')));
+    socket.on('close', () => (this.closed = true));
+  }
+
+  closed = false;
+
+  /** After a SASL success: the stream again, and a resource bound; resolves with the full JID. */
+  async bind(): Promise<string> {
+    await this.open();
+    this.socket.write(`<iq type='set' id='bind1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>`);
+    return (await this.until(/<jid>([^<]+)<\/jid>/))[1]!;
+  }
+
+  /** Whether the server ended the stream (its closing tag, or the connection closed). */
+  ended(): boolean {
+    return this.closed || this.text.includes('</stream:stream>');
   }
 
   private async until(pattern: RegExp): Promise<RegExpExecArray> {
@@ -338,6 +353,11 @@ describe('application passwords', () => {
     };
     const phone = await open('phone-secret-1');
     const tablet = await open('tablet-secret-1');
+    // An XMPP client bound with the tablet's password.
+    const xmpp = await Xmpp.connect(server.ports.xmpp!);
+    await xmpp.starttls();
+    assert.equal(await xmpp.plain(address, 'tablet-secret-1'), 'success');
+    assert.match(await xmpp.bind(), /\//);
     // A DAV client on one kept-alive connection, its credentials checked (and cached) once.
     const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
     const propfind = () =>
@@ -375,6 +395,8 @@ describe('application passwords', () => {
     assert.deepEqual(await server.services.store.appPasswords.list(account.id), []);
     assert.equal(await smtpAuth(address, 'tablet-secret-1'), 535);
     await eventually(async () => (await tablet.request('<noop/>').then((r) => r.response.attrs.errorText !== undefined, () => true)) || undefined, 'the tablet session ended');
+    await eventually(() => xmpp.ended() || undefined, 'the XMPP stream ended');
+    xmpp.close();
     await ok(client, '<noop/>', 'the session that changed it goes on');
     phone.close();
     tablet.close();
