@@ -409,6 +409,15 @@ export interface Config {
     appPasswordsPerAccount: number;
     /** The longest application password name (label), in characters. */
     appPasswordNameLength: number;
+    /**
+     * Wrong second factors (codes, recovery codes) an account may get in
+     * `secondFactorWindowSeconds`, from all addresses and nodes together; past it the account's
+     * second factor is refused (not only slowed down) until the window passes.
+     */
+    secondFactorFailures: number;
+    secondFactorWindowSeconds: number;
+    /** Sessions of an account waiting for their second factor at once (apart from limits.sessionsPerAccount). */
+    pendingSessionsPerAccount: number;
   };
   billing: {
     /** The balance an operation uses when it names none: a currency code of 3 letters (USD). */
@@ -598,7 +607,15 @@ export function defaultConfig(): Config {
     secrets: { keyFile: '' },
     smime: { maxUnlockSeconds: 8 * 3600, maxMessageBytes: 16 * 1024 * 1024, maxPfxBytes: 256 * 1024, keyBits: 2048, certificateDays: 730, peerCertificates: 2000, maxUnlockFailures: 10, passwordWorkers: 2, pfxExportsPerHour: 10, maxConvertMessages: 500 },
     remoteMail: { poll: true, recordsPerAccount: 10, minIntervalSeconds: 300, maxIntervalSeconds: 7 * 86_400, defaultIntervalSeconds: 900, maxMessageBytes: 50 * 1024 * 1024, messagesPerPoll: 200, timeoutSeconds: 60, concurrency: 4, leaseSeconds: 300, maxBackoffSeconds: 6 * 3600, allowPrivate: false, caFile: '' },
-    auth: { totpIssuer: '', recoveryCodes: 10, appPasswordsPerAccount: 10, appPasswordNameLength: 64 },
+    auth: {
+      totpIssuer: '',
+      recoveryCodes: 10,
+      appPasswordsPerAccount: 10,
+      appPasswordNameLength: 64,
+      secondFactorFailures: 10,
+      secondFactorWindowSeconds: 900,
+      pendingSessionsPerAccount: 5,
+    },
     billing: { currency: 'USD', maxAmount: 1_000_000_000, maxBalance: 1_000_000_000_000, historyLimit: 500 },
     outbound: {
       relay: '',
@@ -919,6 +936,9 @@ const configSchema = z.strictObject({
     recoveryCodes: number((n) => Number.isInteger(n) && n >= 1 && n <= 50, 'must be a whole number, 1 to 50'),
     appPasswordsPerAccount: number((n) => Number.isInteger(n) && n >= 0 && n <= 100, 'must be a whole number, 0 to 100 (0: none allowed)'),
     appPasswordNameLength: number((n) => Number.isInteger(n) && n >= 1 && n <= 256, 'must be a whole number of characters, 1 to 256'),
+    secondFactorFailures: number((n) => Number.isInteger(n) && n >= 1 && n <= 1000, 'must be a whole number, 1 to 1000'),
+    secondFactorWindowSeconds: number((n) => Number.isInteger(n) && n >= 60 && n <= 86_400, 'must be a whole number of seconds, 60 to 86400'),
+    pendingSessionsPerAccount: number((n) => Number.isInteger(n) && n >= 1 && n <= 100, 'must be a whole number, 1 to 100'),
   }),
   billing: z.strictObject({
     currency: text((s) => /^[A-Z]{3}$/.test(s), 'must be a currency code of 3 capital letters (such as USD)'),

@@ -298,7 +298,7 @@ async function build(rawStore: Store, config: Config, log: Logger, options: Serv
   // Seals what the server must use again in clear (TOTP secrets, remote passwords).
   const secrets = loadSecretBox(config.secrets.keyFile || join(config.dataDir, 'secret.key'));
   const remoteMail = new RemoteMailService({ store, bus, accounts, secrets, config: config.remoteMail, node: node.id, hostName: config.defaultDomain || hostname(), log: log.child({ component: 'remoteMail' }), metrics, tls: remoteMailTls(config) });
-  const passwordRecovery = new PasswordRecovery(store, accounts, queue, config.defaultDomain, () => config.publicUrl || `http://${config.defaultDomain}:${httpPort}`);
+  const passwordRecovery = new PasswordRecovery(store, accounts, queue, config.defaultDomain, () => config.publicUrl || `http://${config.defaultDomain}:${httpPort}`, bus);
   const remoteSip = new RemoteSipService(store, bus, accounts, secrets, config.remoteSip, log.child({ component: 'remote-sip' }));
   const billing = new BillingService(store, accounts, accountRights, config.billing, log.child({ component: 'billing' }));
   const services: XimssServices = {

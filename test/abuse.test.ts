@@ -1564,7 +1564,7 @@ describe('abuse: second factors and application passwords', () => {
   /** An account with TOTP on; its secret. */
   async function enrolled(address: string): Promise<string> {
     const { client } = await server.login(address, 'secret');
-    const started = await client.request(body('x2AuthStart', 'totp'));
+    const started = await client.request(new XmlElement('x2AuthStart', { password: 'secret' }, ['totp']));
     const secret = started.messages.find((m) => m.name === 'x2auth')!.attrs.secret!;
     const confirmed = await client.request(body('x2AuthComplete', new TOTP({ secret: Secret.fromBase32(secret) }).generate({ timestamp: Date.now() - 30_000 })));
     expectOk(confirmed, 'enrolment');
@@ -1581,15 +1581,21 @@ describe('abuse: second factors and application passwords', () => {
     expectOk(await attacker.request(body('x2AuthStart', 'totp')));
     expectError(await attacker.request(body('x2AuthComplete', '1'.repeat(10_000))), 'the one-time code is too long');
     expectError(await attacker.request(body('x2AuthComplete', '')), /code \(the body of x2AuthComplete\) is missing/);
-    const right = new TOTP({ secret: Secret.fromBase32(secret) }).generate();
-    const guesses = ['000000', '111111', '222222', '333333', '444444', 'not-a-code'].filter((g) => g !== right);
+    const near = new Set([-2, -1, 0, 1, 2].map((o) => new TOTP({ secret: Secret.fromBase32(secret) }).generate({ timestamp: Date.now() + o * 30_000 })));
+    const guesses = ['000000', '111111', '222222', '333333', '444444', '555555', '666666', '777777'].filter((g) => !near.has(g)).slice(0, 4);
+    assert.equal(guesses.length, 4);
     const answers: string[] = [];
-    for (const guess of guesses) answers.push((await attacker.request(body('x2AuthComplete', guess), 30_000)).response.attrs.errorText ?? '');
-    assert.ok(answers.slice(0, 4).every((a) => a === 'incorrect or already used one-time code'), answers.join(' | '));
-    assert.match(answers[4]!, /too many failed login/);
-    expectError(await attacker.request(body('x2AuthComplete', right), 30_000), /too many failed login/);
-    expectError(await attacker.request('<noop/>'), /two-factor authentication is not complete/);
+    // Two wrong codes in this waiting session, two in the next (a third would end it).
+    for (const guess of guesses.slice(0, 2)) answers.push((await attacker.request(body('x2AuthComplete', guess), 30_000)).response.attrs.errorText ?? '');
     attacker.close();
+    const again = await connectFrom(server.ports.ximss, '127.0.0.61');
+    expectOk(await again.request(new XmlElement('login', { authData: address, password: 'secret', x2auth: '1' })), 'the password step again');
+    expectOk(await again.request(body('x2AuthStart', 'totp')));
+    for (const guess of guesses.slice(2)) answers.push((await again.request(body('x2AuthComplete', guess), 30_000)).response.attrs.errorText ?? '');
+    assert.ok(answers.every((a) => a === 'incorrect or already used one-time code'), answers.join(' | '));
+    const right = new TOTP({ secret: Secret.fromBase32(secret) }).generate();
+    expectError(await again.request(body('x2AuthComplete', right), 30_000), /too many failed login/);
+    again.close();
     await assertServes(victim);
   });
 
@@ -1640,6 +1646,107 @@ describe('abuse: S/MIME floods (issue 17)', () => {
     const statuses = exports.map((e) => e.status);
     assert.ok(statuses.every((s) => s === 200 || s === 429 || s === 503), JSON.stringify(statuses));
     assert.ok(statuses.filter((s) => s === 200).length <= 2, JSON.stringify(statuses));
+    await assertServes(victim);
+  });
+});
+
+describe('abuse: second-factor guessing from many addresses, and waiting sessions', () => {
+  let server: TestServer;
+  let victim: XimssClient;
+  const PENDING_CAP = 2;
+  before(
+    async () =>
+      ({ server, victim } = await startAttacked({
+        limits: { loginFailuresPerAddress: 50, loginFailuresPerAccount: 1000, sessionsPerAccount: 2 },
+        auth: { secondFactorFailures: 4, secondFactorWindowSeconds: 900, pendingSessionsPerAccount: PENDING_CAP },
+      })),
+  );
+  after(() => server.stop());
+
+  const body = (name: string, text: string): XmlElement => new XmlElement(name, {}, [text]);
+  const totpAt = (secret: string, offsetSteps: number): string =>
+    new TOTP({ secret: Secret.fromBase32(secret) }).generate({ timestamp: Date.now() + offsetSteps * 30_000 });
+  /** `count` codes none of which is right near now (the server takes one step either way; two kept clear). */
+  const wrongCodes = (secret: string, count: number): string[] => {
+    const near = new Set([-2, -1, 0, 1, 2].map((o) => totpAt(secret, o)));
+    const codes: string[] = [];
+    for (let n = 1; codes.length < count; n++) {
+      const candidate = String((n * 104_729) % 1_000_000).padStart(6, '0');
+      if (!near.has(candidate)) codes.push(candidate);
+    }
+    return codes;
+  };
+
+  async function enrolled(address: string): Promise<string> {
+    const { client } = await server.login(address, 'secret');
+    const secret = (await client.request(new XmlElement('x2AuthStart', { password: 'secret' }, ['totp']))).messages.find((m) => m.name === 'x2auth')!.attrs.secret!;
+    expectOk(await client.request(body('x2AuthComplete', totpAt(secret, -1))), 'enrolment');
+    client.close();
+    return secret;
+  }
+
+  async function passwordStep(address: string, from: string): Promise<XimssClient> {
+    const client = await connectFrom(server.ports.ximss, from);
+    expectOk(await client.request(new XmlElement('login', { authData: address, password: 'secret', x2auth: '1' })), `the password step from ${from}`);
+    expectOk(await client.request(body('x2AuthStart', 'totp')));
+    return client;
+  }
+
+  test('wrong codes from many addresses use up the account budget: then even the right code is refused, from anywhere; a waiting session ends after 3 wrong codes', async () => {
+    const address = await server.newAccount('spread');
+    const secret = await enrolled(address);
+    const wrong = wrongCodes(secret, 5);
+    // Two addresses, each past the password step, two wrong codes each: the account's 4.
+    for (const [i, from] of ['127.0.0.81', '127.0.0.82'].entries()) {
+      const attacker = await passwordStep(address, from);
+      for (const guess of wrong.slice(2 * i, 2 * i + 2)) expectError(await attacker.request(body('x2AuthComplete', guess), 30_000), 'incorrect or already used one-time code');
+      attacker.close();
+    }
+    // A fresh address with the right code: refused, not only slowed down.
+    const late = await passwordStep(address, '127.0.0.83');
+    expectError(await late.request(body('x2AuthComplete', totpAt(secret, 0)), 30_000), 'too many wrong second factors on this account; try again later');
+    expectError(await late.request('<noop/>'), /two-factor authentication is not complete/);
+    late.close();
+    // Nothing of these password steps was recorded as a login.
+    const account = (await server.services.accounts.find(address))!;
+    assert.ok(!['127.0.0.81', '127.0.0.82', '127.0.0.83'].includes(account.prevLogin?.address ?? ''), JSON.stringify(account.prevLogin));
+    await assertServes(victim);
+  });
+
+  test('sessions waiting for their second factor have a cap of their own (the oldest goes) and do not fill sessionsPerAccount', async () => {
+    const address = await server.newAccount('crowded');
+    const secret = await enrolled(address);
+    const accountId = (await server.services.accounts.find(address))!.id;
+    // The owner's complete session: 1 of the 2 sessionsPerAccount.
+    const owner = await passwordStep(address, '127.0.0.1');
+    expectOk(await owner.request(body('x2AuthComplete', totpAt(secret, 0))), 'the owner logs in');
+    // A password-only attacker opens more waiting sessions than the cap.
+    const waiting: XimssClient[] = [];
+    for (const from of ['127.0.0.91', '127.0.0.92', '127.0.0.93', '127.0.0.94']) waiting.push(await passwordStep(address, from));
+    const pending = () => server.services.sessions.forAccount(accountId).filter((s) => s.secondFactorPending).length;
+    await eventually(() => pending() === PENDING_CAP || undefined, `at most ${PENDING_CAP} waiting sessions`);
+    // The newest ones are kept: the last can still complete its login (it is the owner's, say).
+    const newest = server.services.sessions.forAccount(accountId).filter((s) => s.secondFactorPending).map((s) => s.remoteAddress);
+    assert.deepEqual(newest.sort(), ['127.0.0.93', '127.0.0.94']);
+    // The owner still logs in (the waiting sessions take none of sessionsPerAccount), and is
+    // still served.
+    const second = await passwordStep(address, '127.0.0.1');
+    expectOk(await second.request(body('x2AuthComplete', totpAt(secret, 1))), 'the owner logs in again');
+    expectOk(await owner.request('<noop/>'));
+    for (const client of [...waiting, owner, second]) client.close();
+    await assertServes(victim);
+  });
+
+  test('a waiting session is ended at its third wrong code', async () => {
+    const address = await server.newAccount('thrice');
+    const secret = await enrolled(address);
+    const attacker = await passwordStep(address, '127.0.0.84');
+    const wrong = wrongCodes(secret, 3);
+    expectError(await attacker.request(body('x2AuthComplete', wrong[0]!), 30_000), 'incorrect or already used one-time code');
+    expectError(await attacker.request(body('x2AuthComplete', wrong[1]!), 30_000), 'incorrect or already used one-time code');
+    expectError(await attacker.request(body('x2AuthComplete', wrong[2]!), 30_000), 'incorrect or already used one-time code');
+    await eventually(async () => server.services.sessions.forAccount((await server.services.accounts.find(address))!.id).length === 0 || undefined, 'the waiting session ended');
+    attacker.close();
     await assertServes(victim);
   });
 });

@@ -8,6 +8,7 @@
 import assert from 'node:assert/strict';
 import { createHash, createHmac, pbkdf2Sync, randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
+import http from 'node:http';
 import net from 'node:net';
 import tls from 'node:tls';
 import { after, before, describe, test } from 'node:test';
@@ -16,10 +17,11 @@ import { openStore } from '../src/store/open.js';
 import { parseAuthHeader } from '../src/transports/sip/headers.js';
 import { parseSipMessage } from '../src/transports/sip/message.js';
 import { XmlElement } from '../src/xml/element.js';
-import { capturingLogger, fails, freePort, freeSipPort, httpRequest, ok, startTestServer, XimssClient, type TestServer } from './helpers.js';
+import { capturingLogger, eventually, fails, freePort, freeSipPort, httpRequest, ok, startTestServer, XimssClient, type TestServer } from './helpers.js';
 import { authPlain, SmtpWire } from './fixtures/smtp-wire.js';
 
 const PASSWORD = 'main-password-1';
+const x2Complete = (code: string): XmlElement => new XmlElement('x2AuthComplete', {}, [code]);
 const NS_SASL = 'urn:ietf:params:xml:ns:xmpp-sasl';
 const NS_TLS = 'urn:ietf:params:xml:ns:xmpp-tls';
 
@@ -40,6 +42,21 @@ class Xmpp {
 
   private listen(socket: net.Socket): void {
     socket.on('data', (chunk: Buffer) => (this.text += chunk.toString('utf8')));
+    socket.on('close', () => (this.closed = true));
+  }
+
+  closed = false;
+
+  /** After a SASL success: the stream again, and a resource bound; resolves with the full JID. */
+  async bind(): Promise<string> {
+    await this.open();
+    this.socket.write(`<iq type='set' id='bind1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>`);
+    return (await this.until(/<jid>([^<]+)<\/jid>/))[1]!;
+  }
+
+  /** Whether the server ended the stream (its closing tag, or the connection closed). */
+  ended(): boolean {
+    return this.closed || this.text.includes('</stream:stream>');
   }
 
   private async until(pattern: RegExp): Promise<RegExpExecArray> {
@@ -224,6 +241,7 @@ describe('application passwords', () => {
     await fails(client, new XmlElement('passwordModify', { name: 'phone', newPassword: 'phone-pass-1' }), 'the oldPassword attribute is missing');
     await fails(client, new XmlElement('passwordModify', { oldPassword: PASSWORD, name: 'phone' }), /newPassword attribute/);
     await fails(client, add('phone', 'short'), /at least 8 characters/);
+    await fails(client, add('phone', PASSWORD), 'an application password must differ from the account password');
     await ok(client, add('phone', 'phone-pass-1'));
     await ok(client, add('Thunderbird', 'mail-pass-1'));
     const listed = (await ok(client, '<listSpecPasswords/>')).messages;
@@ -241,8 +259,11 @@ describe('application passwords', () => {
     await ok(client, add('phone', 'phone-pass-2'));
     assert.equal(await smtpAuth(address, 'phone-pass-1'), 535);
     assert.equal(await smtpAuth(address, 'phone-pass-2'), 235);
-    await ok(client, new XmlElement('passwordModify', { name: 'phone', remove: 'yes' }));
-    await fails(client, new XmlElement('passwordModify', { name: 'phone', remove: 'yes' }), 'no application password of this name');
+    // Removing takes the account password too.
+    await fails(client, new XmlElement('passwordModify', { name: 'phone', remove: 'yes' }), 'the oldPassword attribute (the account password) is missing');
+    await fails(client, new XmlElement('passwordModify', { oldPassword: 'wrong', name: 'phone', remove: 'yes' }), 'incorrect password or account name');
+    await ok(client, new XmlElement('passwordModify', { oldPassword: PASSWORD, name: 'phone', remove: 'yes' }));
+    await fails(client, new XmlElement('passwordModify', { oldPassword: PASSWORD, name: 'phone', remove: 'yes' }), 'no application password of this name');
     assert.deepEqual((await ok(client, '<listSpecPasswords/>')).messages.map((m) => m.attrs.name), ['Thunderbird']);
   });
 
@@ -277,7 +298,7 @@ describe('application passwords', () => {
     const address = await server.newAccount('tfa', { password: PASSWORD });
     const { client } = await server.login(address, PASSWORD);
     await ok(client, add('phone', 'phone-secret-1'));
-    const started = await ok(client, new XmlElement('x2AuthStart', {}, ['totp']));
+    const started = await ok(client, new XmlElement('x2AuthStart', { password: PASSWORD }, ['totp']));
     const secret = started.messages.find((m) => m.name === 'x2auth')!.attrs.secret!;
     const totp = new TOTP({ secret: Secret.fromBase32(secret) });
     await ok(client, new XmlElement('x2AuthComplete', {}, [totp.generate()]));
@@ -295,6 +316,107 @@ describe('application passwords', () => {
     assert.equal(await sipRegister(address, 'phone-secret-1'), 200);
   });
 
+  test('a session opened with an application password manages no credentials', async () => {
+    const address = await server.newAccount('appsession', { password: PASSWORD });
+    const { client } = await server.login(address, PASSWORD);
+    await ok(client, add('phone', 'phone-secret-1'));
+    await ok(client, add('tablet', 'tablet-secret-1'));
+    client.close();
+    const app = await XimssClient.connect(server.ports.ximss);
+    await ok(app, new XmlElement('login', { authData: address, password: 'phone-secret-1' }));
+    await ok(app, '<noop/>');
+    const refused = /a session opened with an application password cannot/;
+    await fails(app, new XmlElement('x2AuthStart', { password: 'phone-secret-1' }, ['totp']), refused);
+    await fails(app, new XmlElement('x2AuthStart', { password: PASSWORD }, ['totp']), refused);
+    await fails(app, x2Complete('123456'), refused);
+    await fails(app, new XmlElement('passwordModify', { oldPassword: PASSWORD, newPassword: 'taken-over-1' }), refused);
+    await fails(app, new XmlElement('passwordModify', { oldPassword: PASSWORD, name: 'tablet', remove: 'yes' }), refused);
+    await fails(app, new XmlElement('passwordModify', { oldPassword: PASSWORD, name: 'mine', newPassword: 'attacker-1' }), refused);
+    await fails(app, new XmlElement('passwordModify', { oldPassword: PASSWORD, recoveryEMail: 'attacker@example.test' }), refused);
+    app.close();
+    const account = (await server.services.accounts.find(address))!;
+    assert.equal(await server.services.store.twoFactor.get(account.id), undefined);
+    assert.deepEqual((await server.services.store.appPasswords.list(account.id)).map((r) => r.name), ['phone', 'tablet']);
+    assert.equal(await ximssLogin(address, PASSWORD), undefined, 'the main password is unchanged');
+    assert.equal(logged.events('auth.appPassword.refused_management').filter((r) => r.user === address).length, 7);
+  });
+
+  test('revocation reaches what is open: sessions opened with a removed password, a DAV keep-alive connection; a new main password removes them all', async () => {
+    const address = await server.newAccount('openrevoke', { password: PASSWORD });
+    const { client } = await server.login(address, PASSWORD);
+    await ok(client, add('phone', 'phone-secret-1'));
+    await ok(client, add('tablet', 'tablet-secret-1'));
+    const open = async (password: string) => {
+      const c = await XimssClient.connect(server.ports.ximss);
+      await ok(c, new XmlElement('login', { authData: address, password }));
+      return c;
+    };
+    const phone = await open('phone-secret-1');
+    const tablet = await open('tablet-secret-1');
+    // An XMPP client bound with the tablet's password.
+    const xmpp = await Xmpp.connect(server.ports.xmpp!);
+    await xmpp.starttls();
+    assert.equal(await xmpp.plain(address, 'tablet-secret-1'), 'success');
+    assert.match(await xmpp.bind(), /\//);
+    // A DAV client on one kept-alive connection, its credentials checked (and cached) once.
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const propfind = () =>
+      new Promise<number>((resolve, reject) => {
+        const req = http.request(
+          {
+            host: '127.0.0.1',
+            port: server.ports.http,
+            path: `/dav/addressbooks/${address.split('@')[0]}/`,
+            method: 'PROPFIND',
+            agent,
+            headers: { Depth: '0', Authorization: `Basic ${Buffer.from(`${address}:phone-secret-1`).toString('base64')}` },
+          },
+          (res) => {
+            res.resume();
+            res.on('end', () => resolve(res.statusCode ?? 0));
+          },
+        );
+        req.on('error', reject);
+        req.end();
+      });
+    try {
+      assert.equal(await propfind(), 207);
+      await ok(client, new XmlElement('passwordModify', { oldPassword: PASSWORD, name: 'phone', remove: 'yes' }));
+      assert.equal(await propfind(), 401, 'the kept-alive DAV connection no longer takes it');
+    } finally {
+      agent.destroy();
+    }
+    await eventually(async () => (await phone.request('<noop/>').then((r) => r.response.attrs.errorText !== undefined, () => true)) || undefined, 'the phone session ended');
+    await ok(tablet, '<noop/>', 'a session of another application password goes on');
+    await ok(client, '<noop/>', 'the main password session goes on');
+    // A new main password: the application passwords go, and their sessions.
+    await ok(client, new XmlElement('passwordModify', { oldPassword: PASSWORD, newPassword: 'main-password-2' }));
+    const account = (await server.services.accounts.find(address))!;
+    assert.deepEqual(await server.services.store.appPasswords.list(account.id), []);
+    assert.equal(await smtpAuth(address, 'tablet-secret-1'), 535);
+    await eventually(async () => (await tablet.request('<noop/>').then((r) => r.response.attrs.errorText !== undefined, () => true)) || undefined, 'the tablet session ended');
+    await eventually(() => xmpp.ended() || undefined, 'the XMPP stream ended');
+    xmpp.close();
+    await ok(client, '<noop/>', 'the session that changed it goes on');
+    phone.close();
+    tablet.close();
+    client.close();
+  });
+
+  test('a password reset removes the application passwords', async () => {
+    const address = await server.newAccount('resetapps', { password: PASSWORD });
+    const { client } = await server.login(address, PASSWORD);
+    await ok(client, add('phone', 'phone-secret-1'));
+    const account = (await server.services.accounts.find(address))!;
+    const token = 'reset-token-for-the-test-0123456789';
+    await server.services.store.accounts.addPasswordReset(createHash('sha256').update(token).digest('hex'), account.id, Date.now() + 60_000);
+    await server.services.passwordRecovery.reset(token, 'main-password-3');
+    assert.deepEqual(await server.services.store.appPasswords.list(account.id), []);
+    assert.equal(await smtpAuth(address, 'phone-secret-1'), 535);
+    await eventually(async () => (await client.request('<noop/>').then((r) => r.response.attrs.errorText !== undefined, () => true)) || undefined, 'the sessions ended');
+    client.close();
+  });
+
   test('a removed password stops working at once, also when another process removes it', async () => {
     const address = await server.newAccount('revoke', { password: PASSWORD });
     const { client } = await server.login(address, PASSWORD);
@@ -303,7 +425,7 @@ describe('application passwords', () => {
     // Verified (and remembered as verified) before the removal.
     assert.equal(await davStatus(address, 'dav-secret-1'), 207);
     assert.equal(await smtpAuth(address, 'mail-secret-1'), 235);
-    await ok(client, new XmlElement('passwordModify', { name: 'dav', remove: 'yes' }));
+    await ok(client, new XmlElement('passwordModify', { oldPassword: PASSWORD, name: 'dav', remove: 'yes' }));
     assert.equal(await davStatus(address, 'dav-secret-1'), 401);
     // Another process on the same store (as a second node would) removes the other one.
     const other = await openStore(server.config.store || undefined, server.config.dataDir);

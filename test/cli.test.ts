@@ -167,10 +167,22 @@ describe('management commands', () => {
     const noPassword = await cli(ws, 'account', 'add', 'eve@new.test');
     assert.notEqual(noPassword.code, 0);
 
-    assert.match(await ok(ws, 'account', 'passwd', 'bob@new.test', '--password', 'pw-2'), /password of bob@new\.test changed/);
+    // An application password (as passwordModify name= would add) goes with the old password.
+    const before = await openStore(undefined, ws.data);
+    try {
+      const bob = (await before.accounts.get('new.test', 'bob'))!;
+      assert.equal(await before.appPasswords.set({ accountId: bob.id, name: 'phone', hash: 'h', scram: null, digest: null, created: Date.now() }, 10), 'added');
+    } finally {
+      await before.close();
+    }
+    assert.match(
+      await ok(ws, 'account', 'passwd', 'bob@new.test', '--password', 'pw-2'),
+      /password of bob@new\.test changed; 1 application password\(s\) removed/,
+    );
     const store = await openStore(undefined, ws.data);
     try {
       const bob = (await store.accounts.get('new.test', 'bob'))!;
+      assert.deepEqual(await store.appPasswords.list(bob.id), []);
       assert.equal(bob.realName, 'Bob Builder');
       assert.ok(await verifyPassword('pw-2', bob.passwordHash));
       assert.equal(await verifyPassword('pw-1', bob.passwordHash), false);
@@ -315,7 +327,7 @@ describe('ximssd account second-factor', () => {
     const server = await serve(ws);
     try {
       const client = await loggedInClient(server.port, `otp@${DOMAIN}`, 'otp-pw');
-      const started = await client.request(new XmlElement('x2AuthStart', {}, ['totp']));
+      const started = await client.request(new XmlElement('x2AuthStart', { password: 'otp-pw' }, ['totp']));
       const secret = started.messages.find((m) => m.name === 'x2auth')?.attrs.secret;
       assert.ok(secret, 'the enrolment gives a secret');
       const code = new TOTP({ secret: Secret.fromBase32(secret), period: 30, digits: 6, algorithm: 'SHA1' }).generate();

@@ -93,6 +93,12 @@ export interface BusEvents {
   /** The account's sessions are to end (killOld on any node), except `except` (a urlID). */
   endSessions: { accountId: number; except?: string };
   /**
+   * A credential of the account stopped being good: with `appPassword`, that application
+   * password was removed (the sessions opened with it end); without, the main password
+   * changed or two-factor authentication was turned on (every session ends but `except`).
+   */
+  credentialsRevoked: { accountId: number; appPassword?: string; except?: string };
+  /**
    * Local only: events from other processes may have been missed (the relay's connection
    * dropped); whoever keeps state derived from the store re-reads it.
    */
@@ -123,6 +129,7 @@ const SHARED_TOPICS: ReadonlySet<string> = new Set<SharedTopic>([
   'mailboxChanged',
   'fileChanged',
   'endSessions',
+  'credentialsRevoked',
   'imResource',
   'imStanza',
   'imEnd',

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { fullName, parseSizeSetting, UnknownDomainError } from '../services/accounts.js';
 import { AlertService } from '../services/alerts.js';
+import { removeAllAppPasswords } from '../services/app-passwords.js';
 import { ServiceError } from '../services/errors.js';
 import { parseSettingAssignments, SETTINGS } from '../services/settings.js';
 import { adminOptions, parsePrefAssignments, requireAccount, withStore, type AdminOptions } from './common.js';
@@ -107,10 +108,13 @@ export function registerAccountCommands(program: Command): void {
   );
   passwordOptions(adminOptions(account.command('passwd <address>').description("set an account's password")), 'the new password').action(
     async (address: string, options: AdminOptions & PasswordOptions) =>
-      withStore(options, async ({ accounts }) => {
+      withStore(options, async ({ store, accounts, bus }) => {
         const target = await requireAccount(accounts, address);
         await accounts.setPassword(target, (await readPassword(options, 'the new password'))!);
-        console.log(`password of ${address} changed`);
+        // The application passwords go with the old password; the account's sessions end.
+        const removed = await removeAllAppPasswords(store, target.id);
+        bus.publish('credentialsRevoked', { accountId: target.id });
+        console.log(`password of ${address} changed${removed > 0 ? `; ${removed} application password(s) removed` : ''}`);
       }),
   );
   adminOptions(

@@ -4,7 +4,7 @@ import type { AppPasswordRecord } from '../store/login-security.js';
 import type { AccountRecord, Store } from '../store/store.js';
 import { fullName, type AccountService } from './accounts.js';
 import { ServiceError } from './errors.js';
-import { digestCredentials, hashPassword, scramCredentialsLike, VerifiedPasswordCache } from './passwords.js';
+import { digestCredentials, hashPassword, scramCredentialsLike, VerifiedPasswordCache, verifyPassword } from './passwords.js';
 
 /**
  * Application passwords ("spec passwords" in XIMSS: passwordModify `name`/`remove`,
@@ -68,6 +68,12 @@ export class AppPasswordService {
     if (limit === 0) throw new ServiceError('application passwords are not allowed on this server');
     // The account's current SCRAM salt (see scramCredentialsLike).
     const fresh = (await this.accounts.getById(account.id)) ?? account;
+    // Not the main password: as an application password it would open, without the second
+    // factor, every protocol that cannot ask for one.
+    if (fresh.passwordHash && (await verifyPassword(password, fresh.passwordHash))) {
+      this.log.warn({ event: 'auth.appPassword.refused_main', user: fullName(account), name }, 'application password refused: it is the account password');
+      throw new ServiceError('an application password must differ from the account password');
+    }
     const [hash, scram] = await Promise.all([hashPassword(password), scramCredentialsLike(password, fresh.scramCredentials)]);
     const digest = digestCredentials(fresh.name, fresh.domain, password);
     const outcome = await this.store.appPasswords.set({ accountId: account.id, name, hash, scram, digest, created: Date.now() }, limit);
@@ -85,6 +91,16 @@ export class AppPasswordService {
   async remove(account: AccountRecord, name: string): Promise<void> {
     if (!(await this.store.appPasswords.remove(account.id, name))) throw new ServiceError('no application password of this name');
     this.log.info({ event: 'auth.appPassword.removed', user: fullName(account), name }, 'application password removed');
+  }
+
+  /**
+   * Removes every application password of the account (its main password changed or was
+   * reset: an application password made by whoever had it must not outlive the change).
+   */
+  async removeAll(account: AccountRecord, why: string): Promise<number> {
+    const removed = await removeAllAppPasswords(this.store, account.id);
+    if (removed > 0) this.log.info({ event: 'auth.appPassword.removed_all', user: fullName(account), removed, why }, 'application passwords removed');
+    return removed;
   }
 
   /**
@@ -115,4 +131,11 @@ export class AppPasswordService {
       this.log.warn({ event: 'auth.appPassword.touch_failed', user: fullName(account), err }, 'recording an application password use failed');
     });
   }
+}
+
+/** Removes every application password of account `accountId` (also for the CLI, which has no AuthService); how many went. */
+export async function removeAllAppPasswords(store: Store, accountId: number): Promise<number> {
+  let removed = 0;
+  for (const record of await store.appPasswords.list(accountId)) if (await store.appPasswords.remove(accountId, record.name)) removed++;
+  return removed;
 }

@@ -7,7 +7,7 @@ import { fullName, type AccountService } from './accounts.js';
 import { BAD_CREDENTIALS, ServiceError, TOO_MANY_ATTEMPTS } from './errors.js';
 import { FairLimiter } from './fair-limiter.js';
 import { addressKey } from './client-address.js';
-import { LoginGuard, type Budget, type GuardEvent, type GuardState } from './login-guard.js';
+import { LoginGuard, SharedGuardState, type Budget, type GuardEvent, type GuardState } from './login-guard.js';
 import {
   cramMd5Context,
   digestCredentials,
@@ -27,6 +27,19 @@ import { TwoFactorService, type SecondFactorKind } from './two-factor.js';
 
 export interface Authenticated {
   account: AccountRecord;
+  /**
+   * What logged in: the main password (or what is made from it: CRAM-MD5, SCRAM, Digest), or
+   * the application password `appPassword`. A session opened with an application password
+   * manages no credentials (see login-security.ts).
+   */
+  credential: 'main' | 'app';
+  appPassword?: string;
+  /**
+   * The password was right but the login is not complete: the account has two-factor
+   * authentication and the protocol asks for it (XIMSS). Nothing is recorded of the login
+   * (prevLogin, the remembered address, login.ok) until completeSecondFactor.
+   */
+  secondFactorDue: boolean;
   /** The account's previous successful and last failed logins, as they were before this one. */
   prevLogin: LoginRecord | null;
   lastFailedLogin: LoginRecord | null;
@@ -50,7 +63,15 @@ export interface AuthOptions {
   security?: Config['auth'];
 }
 
-const DEFAULT_SECURITY: Config['auth'] = { totpIssuer: '', recoveryCodes: 10, appPasswordsPerAccount: 10, appPasswordNameLength: 64 };
+const DEFAULT_SECURITY: Config['auth'] = {
+  totpIssuer: '',
+  recoveryCodes: 10,
+  appPasswordsPerAccount: 10,
+  appPasswordNameLength: 64,
+  secondFactorFailures: 10,
+  secondFactorWindowSeconds: 900,
+  pendingSessionsPerAccount: 5,
+};
 
 /**
  * Which credentials a login over `protocol` takes for an account (see AuthService.policy):
@@ -71,7 +92,21 @@ type Limits = Config['limits'];
 export interface LoginWay {
   protocol: 'ximss' | 'http' | 'smtp' | 'dav' | 'xmpp' | 'sip';
   /** `password`: a name and a password as they are (XIMSS clear text, HTTP); `plain`, `login`, `scram-…`: those SASL mechanisms. */
-  mechanism: 'password' | 'plain' | 'login' | 'cram-md5' | 'nonce' | 'current-password' | 'scram-sha-1' | 'scram-sha-256' | 'digest' | 'totp' | 'recovery-code';
+  mechanism:
+    | 'password'
+    | 'plain'
+    | 'login'
+    | 'cram-md5'
+    | 'nonce'
+    | 'current-password'
+    | 'scram-sha-1'
+    | 'scram-sha-256'
+    | 'digest'
+    | 'totp'
+    | 'recovery-code'
+    /** A login completed by its second factor (logged as login.ok then). */
+    | 'totp-login'
+    | 'recovery-login';
 }
 
 /** An account name as attempted: the account it names, and the key its attempts count under. */
@@ -89,6 +124,14 @@ export interface ScramAuthenticated extends Authenticated {
 }
 
 const ACCOUNT_BUSY = 'too many login attempts on this account; try again later';
+export const SECOND_FACTOR_LOCKED = 'too many wrong second factors on this account; try again later';
+
+/** What a clear-text password turned out to be. */
+type PasswordMatch = 'main' | { app: string } | false;
+
+function credentialOf(match: PasswordMatch): { by: 'main' | 'app'; name?: string } {
+  return typeof match === 'object' ? { by: 'app', name: match.app } : { by: 'main' };
+}
 
 /**
  * What a Digest answer (RFC 7616; SIP, RFC 3261 22) came to, for checkDigest's caller to
@@ -157,6 +200,9 @@ export class AuthService {
   readonly twoFactor: TwoFactorService;
   /** Named extra passwords, taken by every protocol's login (see policy). */
   readonly appPasswords: AppPasswordService;
+  /** Wrong second factors per account: always in the store, shared by every node (see checkSecondFactor). */
+  private readonly secondFactorState: GuardState;
+  private readonly secondFactorBudget: Budget;
 
   constructor(
     private readonly accounts: AccountService,
@@ -197,6 +243,8 @@ export class AuthService {
       log: this.log,
     });
     this.appPasswords = new AppPasswordService(store, accounts, security, this.log);
+    this.secondFactorState = new SharedGuardState(store.shared);
+    this.secondFactorBudget = { name: 'x2auth-account', limit: security.secondFactorFailures, windowMs: security.secondFactorWindowSeconds * 1000 };
   }
 
   /** Which credentials the account's login over `protocol` takes (see CredentialPolicy). */
@@ -283,6 +331,7 @@ export class AuthService {
     way: LoginWay,
     identify: () => Promise<Identified>,
     verify: (account: AccountRecord | undefined) => Promise<boolean>,
+    options: { ownerAddresses?: boolean; deferred?: (account: AccountRecord) => Promise<boolean> } = {},
   ): Promise<AccountRecord> {
     const attempt = await this.guard.begin(address);
     if (!attempt) {
@@ -297,7 +346,9 @@ export class AuthService {
       const identified = await identify();
       account = identified.account;
       key = identified.key;
-      if (!(await attempt.forAccount(identified.key, [account?.prevLogin?.address]))) {
+      // A second factor is not exempt at any address: the password step is no proof of ownership.
+      const owners = options.ownerAddresses === false ? false : [account?.prevLogin?.address];
+      if (!(await attempt.forAccount(identified.key, owners))) {
         await attempt.abandon();
         this.outcome('refused', way, address, key, 'too many failed logins on this account');
         return await this.refuse(ACCOUNT_BUSY);
@@ -310,8 +361,14 @@ export class AuthService {
       throw err;
     }
     if (right && account) {
-      await attempt.succeeded();
-      this.outcome('ok', way, address, key);
+      // Not complete until its second factor: the address is not remembered as the owner's yet.
+      const deferred = options.deferred ? await options.deferred(account) : false;
+      await attempt.succeeded(!deferred);
+      if (deferred) {
+        this.log.info({ event: 'auth.x2auth.password_ok', user: key, address, protocol: way.protocol, mechanism: way.mechanism }, 'password right; the second factor is due');
+      } else {
+        this.outcome('ok', way, address, key);
+      }
       return account;
     }
     await attempt.failed();
@@ -351,7 +408,7 @@ export class AuthService {
     account: AccountRecord | undefined,
     password: string,
     protocol: LoginWay['protocol'],
-  ): Promise<'main' | 'app' | false> {
+  ): Promise<PasswordMatch> {
     if (!account) {
       await this.verifyHash(address, password, await this.dummyHash);
       return false;
@@ -369,7 +426,7 @@ export class AuthService {
       const app = await this.appPasswords.match(account, password, (candidate, hash) => this.verifyHash(address, candidate, hash));
       if (app) {
         this.log.info({ event: 'auth.appPassword.used', user: fullName(account), name: app.name, protocol, address }, 'application password used');
-        return 'app';
+        return { app: app.name };
       }
     }
     if (!policy.main && policy.twoFactor) {
@@ -382,10 +439,27 @@ export class AuthService {
     return false;
   }
 
-  private async succeed(account: AccountRecord, address: string): Promise<Authenticated> {
-    const result = { account, prevLogin: account.prevLogin, lastFailedLogin: account.lastFailedLogin };
-    await this.store.accounts.recordLogin(account.id, { time: new Date(), address });
+  private async succeed(
+    account: AccountRecord,
+    address: string,
+    credential: { by: 'main' | 'app'; name?: string } = { by: 'main' },
+    secondFactorDue = false,
+  ): Promise<Authenticated> {
+    const result: Authenticated = {
+      account,
+      prevLogin: account.prevLogin,
+      lastFailedLogin: account.lastFailedLogin,
+      credential: credential.by,
+      ...(credential.name !== undefined ? { appPassword: credential.name } : {}),
+      secondFactorDue,
+    };
+    if (!secondFactorDue) await this.store.accounts.recordLogin(account.id, { time: new Date(), address });
     return result;
+  }
+
+  /** Whether a right password of `account` over `protocol` still needs the second factor (XIMSS with two-factor authentication on). */
+  private async secondFactorDue(account: AccountRecord, protocol: LoginWay['protocol']): Promise<boolean> {
+    return (protocol === 'ximss' || protocol === 'http') && (await this.twoFactor.enabled(account.id));
   }
 
   /** A name and its password (`mechanism`: how they came, for the log: SMTP AUTH PLAIN and LOGIN hand them over decoded). */
@@ -397,16 +471,18 @@ export class AuthService {
     protocol: LoginWay['protocol'] = 'ximss',
     mechanism: LoginWay['mechanism'] = 'password',
   ): Promise<Authenticated> {
-    const matched: { by: 'main' | 'app' | false } = { by: false };
+    const matched: { by: PasswordMatch } = { by: false };
+    let due = false;
     const account = await this.attempt(
       address,
       { protocol, mechanism },
       () => this.identify(userName, domainHint),
       async (account) => (matched.by = await this.verifyPassword(address, account, password, protocol)) !== false,
+      { deferred: async (account) => (due = await this.secondFactorDue(account, protocol)) },
     );
     // Only the main password's own credentials are made from it.
     if (matched.by === 'main') await this.keepCredentials(account, password);
-    return this.succeed(account, address);
+    return this.succeed(account, address, credentialOf(matched.by), due);
   }
 
   /**
@@ -415,6 +491,17 @@ export class AuthService {
    * that codes cannot be guessed faster than passwords. Throws ServiceError when wrong.
    */
   async checkSecondFactor(account: AccountRecord, kind: SecondFactorKind, code: string, address: string, protocol: LoginWay['protocol']): Promise<void> {
+    const user = fullName(account);
+    const { now } = this.guard;
+    // The account's own budget of wrong second factors, counted in the store (every node,
+    // every address): past it, refused until the window passes, whoever asks.
+    const ticket = await this.secondFactorState.reserve(this.secondFactorBudget, user, now());
+    if (!ticket) {
+      this.metrics?.secondFactors.inc({ method: kind === 'totp' ? 'totp' : 'recovery-code', outcome: 'refused' });
+      this.log.warn({ event: 'auth.x2auth.locked', user, address, protocol, limit: this.secondFactorBudget.limit }, 'second factor refused: too many wrong codes on this account');
+      return this.refuse(SECOND_FACTOR_LOCKED);
+    }
+    let failed = false;
     try {
       await this.attempt(
         address,
@@ -424,11 +511,28 @@ export class AuthService {
           return { account: fresh, key: fullName(fresh) };
         },
         async (fresh) => fresh !== undefined && this.twoFactor.verify(fresh, kind, code),
+        { ownerAddresses: false },
       );
     } catch (err) {
-      if (err instanceof ServiceError && err.message === BAD_CREDENTIALS) throw new ServiceError(kind === 'totp' ? 'incorrect or already used one-time code' : 'incorrect or already used recovery code');
+      if (err instanceof ServiceError && err.message === BAD_CREDENTIALS) {
+        failed = true;
+        throw new ServiceError(kind === 'totp' ? 'incorrect or already used one-time code' : 'incorrect or already used recovery code');
+      }
       throw err;
+    } finally {
+      await this.secondFactorState.settle(this.secondFactorBudget, ticket, failed, now());
     }
+  }
+
+  /**
+   * A login whose second factor was right is complete: now it is recorded (prevLogin, the
+   * address remembered as the owner's, login.ok), not at its password step.
+   */
+  async completeSecondFactor(account: AccountRecord, address: string, protocol: LoginWay['protocol'], kind: SecondFactorKind): Promise<void> {
+    const user = fullName(account);
+    await this.guard.state.remember(user, addressKey(address), this.guard.now());
+    await this.store.accounts.recordLogin(account.id, { time: new Date(), address });
+    this.outcome('ok', { protocol, mechanism: kind === 'totp' ? 'totp-login' : 'recovery-login' }, address, user);
   }
 
   /**
@@ -458,6 +562,7 @@ export class AuthService {
     const space = answer.lastIndexOf(' ');
     const userName = space > 0 ? answer.slice(0, space) : '';
     const digest = space > 0 ? answer.slice(space + 1).toLowerCase() : '';
+    let due = false;
     const account = await this.attempt(
       address,
       way,
@@ -469,8 +574,9 @@ export class AuthService {
         // The main password's context: not for a protocol that cannot ask for a second factor (see policy).
         return right && account !== undefined && (await this.policy(account, way.protocol)).main;
       },
+      { deferred: async (account) => (due = await this.secondFactorDue(account, way.protocol)) },
     );
-    return this.succeed(account, address);
+    return this.succeed(account, address, { by: 'main' }, due);
   }
 
   /** Verifies a bare HMAC-MD5 digest (hex) of `nonce` for `userName` (the HTTP nonce login). */
@@ -483,15 +589,17 @@ export class AuthService {
     const parts = message.toString('utf8').split('\0');
     if (parts.length !== 3 || !parts[1]) throw new ServiceError('malformed SASL PLAIN data');
     const [authzid, authcid, password] = parts as [string, string, string];
-    const matched: { by: 'main' | 'app' | false } = { by: false };
+    const matched: { by: PasswordMatch } = { by: false };
+    let due = false;
     const account = await this.attempt(
       address,
       { protocol, mechanism: 'plain' },
       () => this.identify(authcid, domainHint),
       async (account) => (matched.by = await this.verifyPassword(address, account, password, protocol)) !== false,
+      { deferred: async (account) => (due = await this.secondFactorDue(account, protocol)) },
     );
     if (matched.by === 'main') await this.keepCredentials(account, password);
-    const result = await this.succeed(account, address);
+    const result = await this.succeed(account, address, credentialOf(matched.by), due);
     if (authzid && authzid !== authcid) {
       const target = await this.accounts.find(authzid, domainHint);
       if (!target || target.id !== result.account.id) throw new ServiceError('authorization identity differs from the authenticated one');
@@ -519,6 +627,7 @@ export class AuthService {
   ): Promise<ScramAuthenticated> {
     const first = parseClientFirst(clientFirst);
     let final = '';
+    let appName: string | undefined;
     const secret = await this.scramFakeSecret();
     const account = await this.attempt(
       address,
@@ -557,6 +666,7 @@ export class AuthService {
         if (right) {
           final = serverFinal(hash, matched.verifier, authMessage);
           if (matched.name !== undefined && account) {
+            appName = matched.name;
             this.appPasswords.used(account, matched.name);
             this.log.info({ event: 'auth.appPassword.used', user: fullName(account), name: matched.name, protocol, address }, 'application password used');
           }
@@ -564,7 +674,7 @@ export class AuthService {
         return right;
       },
     );
-    const result = await this.succeed(account, address);
+    const result = await this.succeed(account, address, appName !== undefined ? { by: 'app', name: appName } : { by: 'main' });
     if (first.authzid) {
       const target = await this.accounts.find(first.authzid, domainHint);
       if (!target || target.id !== result.account.id) throw new ScramError('invalid-authzid', 'authorization identity differs from the authenticated one');

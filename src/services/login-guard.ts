@@ -319,12 +319,14 @@ export class LoginAttempt {
    * `ownerAddresses`, e.g. the stored last login), waits for the account's next slot. False
    * when that slot is beyond the horizon: the attempt is refused, and must be abandoned.
    */
-  async forAccount(accountKey: string, ownerAddresses: readonly (string | undefined)[] = []): Promise<boolean> {
+  async forAccount(accountKey: string, ownerAddresses: readonly (string | undefined)[] | false = []): Promise<boolean> {
     const { state, limits } = this.guard;
     const counted = await state.add(this.guard.accountBudget, accountKey, this.guard.now());
     this.account = { key: accountKey, ticket: counted.ticket };
     let slot: number | undefined;
-    if (counted.before >= limits.perAccount && !(await this.isOwnerAddress(accountKey, ownerAddresses))) {
+    // `false`: no address is the owner's (not even remembered ones), as for a second factor.
+    const exempt = ownerAddresses !== false && (await this.isOwnerAddress(accountKey, ownerAddresses));
+    if (counted.before >= limits.perAccount && !exempt) {
       const now = this.guard.now();
       slot = await state.takeSlot(accountKey, limits.slowdownMs, now, limits.horizonMs);
       if (slot === undefined) {
@@ -342,10 +344,13 @@ export class LoginAttempt {
     return this.guard.state.knows(accountKey, this.address, this.guard.now());
   }
 
-  /** The right credentials: the reservations are released, and the address is remembered as the owner's. */
-  async succeeded(): Promise<void> {
+  /**
+   * The right credentials: the reservations are released, and the address is remembered as
+   * the owner's (unless not `remember`: a login not complete before its second factor).
+   */
+  async succeeded(remember = true): Promise<void> {
     await this.settle(false);
-    if (this.account) await this.guard.state.remember(this.account.key, this.address, this.guard.now());
+    if (this.account && remember) await this.guard.state.remember(this.account.key, this.address, this.guard.now());
   }
 
   /** Wrong credentials: the reservations stay, as failures, for the window. */

@@ -1,5 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { AccountRecord, Store } from '../store/store.js';
+import type { EventBus } from '../bus/bus.js';
+import { removeAllAppPasswords } from './app-passwords.js';
 import type { MailSubmitter } from '../transports/smtp/queue.js';
 import { checkPassword, fullName, type AccountService } from './accounts.js';
 import { ServiceError } from './errors.js';
@@ -26,6 +28,8 @@ export class PasswordRecovery {
     private readonly hostName: string,
     /** The server's public HTTP base URL (known once the HTTP listener is bound). */
     private readonly baseUrl: () => string,
+    /** Where a reset tells every node to end the account's sessions. */
+    private readonly bus?: EventBus,
   ) {}
 
   /** Mails a reset link to the account's recovery address. */
@@ -73,6 +77,9 @@ export class PasswordRecovery {
       throw new ServiceError('this link is not valid (it expired or was used already)');
     }
     await this.accounts.setPassword(account, password);
+    // A reset removes the application passwords (someone else may have made them) and ends the sessions.
+    await removeAllAppPasswords(this.store, account.id);
+    this.bus?.publish('credentialsRevoked', { accountId: account.id });
     return account;
   }
 }

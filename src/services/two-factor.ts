@@ -5,6 +5,7 @@ import { Secret, TOTP } from 'otpauth';
 import { silentLogger, type Logger } from '../log.js';
 import type { AccountRecord, Store } from '../store/store.js';
 import { fullName } from './accounts.js';
+import { ServiceError } from './errors.js';
 import type { SecretBox } from './secret-box.js';
 
 /**
@@ -108,7 +109,13 @@ export class TwoFactorService {
     const hashes = codes.map((c) => recoveryHash(account.id, normalizedRecoveryCode(c)!));
     const sealed = this.secrets.seal(secret, `totp:${account.id}`);
     // The confirming code's step is taken: it cannot log in afterwards.
-    if (!(await this.store.twoFactor.enable(account.id, sealed, step, hashes, this.now()))) return undefined;
+    const outcome = await this.store.twoFactor.enable(account.id, sealed, step, hashes, this.now());
+    if (outcome === 'on-already') {
+      // Another session turned it on meanwhile: this (stale) enrolment replaces nothing.
+      this.log.warn({ event: 'auth.x2auth.enrolment_stale', user: fullName(account) }, 'enrolment refused: two-factor authentication is on already');
+      throw new ServiceError('two-factor authentication is on already (turned on by another session): this enrolment is void');
+    }
+    if (outcome === 'no-account') throw new ServiceError('the account is gone');
     this.log.info({ event: 'auth.x2auth.enabled', user: fullName(account), recoveryCodes: codes.length }, 'two-factor authentication turned on');
     return codes;
   }

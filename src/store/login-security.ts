@@ -23,14 +23,19 @@ export interface TwoFactorRecord {
   lastStep: number;
 }
 
+export type TwoFactorEnable = 'enabled' | 'on-already' | 'no-account';
+
 export interface TwoFactorStore {
   get(accountId: number): Promise<TwoFactorRecord | undefined>;
   /**
    * Turns two-factor authentication on with `secret` (sealed) and the hashes of new recovery
-   * codes, replacing what there was; `lastStep` is the step of the code that confirmed the
-   * secret (it cannot be used again). False when the account is gone.
+   * codes, only when it is off: `on-already` (nothing changed) when it is on, whatever the
+   * secret, so that a stale enrolment never replaces the factor in use (re-enrolment goes
+   * through disable). `lastStep` is the step of the code that confirmed the secret (it
+   * cannot be used again). `no-account` when the account is gone. Concurrent calls for one
+   * account: exactly one turns it on, with its own codes only (both engines).
    */
-  enable(accountId: number, secret: string, lastStep: number, recoveryHashes: readonly string[], now: number): Promise<boolean>;
+  enable(accountId: number, secret: string, lastStep: number, recoveryHashes: readonly string[], now: number): Promise<TwoFactorEnable>;
   /** Turns it off: the secret and the recovery codes are deleted. False when it was off. */
   disable(accountId: number): Promise<boolean>;
   /** Takes time step `step` if it is later than the last one taken: true when this call took it. */

@@ -75,6 +75,9 @@ export interface SessionInit {
   clientVersion: string | undefined;
   prevLogin: LoginRecord | null;
   lastFailedLogin: LoginRecord | null;
+  /** What logged in (see Authenticated.credential); an application password's name. */
+  credential?: 'main' | 'app';
+  appPassword?: string;
   idleTimeoutSeconds: number;
   /** The session's (empty) uploaded file set, from the upload spool. */
   uploads: UploadSet;
@@ -127,6 +130,14 @@ export class Session {
    * delivered to it (src/ximss/ops/login-security.ts).
    */
   secondFactorPending = false;
+  /** killOld was asked by a login waiting for its second factor: done once it is right (SessionManager.promote). */
+  killOldOnCompletion = false;
+  /**
+   * What the session was opened with: the main password, or the application password
+   * `appPassword` (such a session manages no credentials; it ends when that password goes).
+   */
+  readonly credential: 'main' | 'app';
+  readonly appPassword: string | undefined;
   closed = false;
   private readonly endHooks: (() => void)[] = [];
   private sink: AsyncSink | undefined;
@@ -143,6 +154,8 @@ export class Session {
     this.clientVersion = init.clientVersion;
     this.prevLogin = init.prevLogin;
     this.lastFailedLogin = init.lastFailedLogin;
+    this.credential = init.credential ?? 'main';
+    this.appPassword = init.appPassword;
     this.idleTimeoutSeconds = init.idleTimeoutSeconds;
     this.uploads = init.uploads;
     // The urlID of a TCP session opens its HTTP resources (MIME parts, uploads, KILL) from the

@@ -19,7 +19,19 @@ import type { Metrics } from '../metrics.js';
  * removal, the server's shutdown, the TCP connection's loss, or the server for another
  * reason (`server`).
  */
-export type EndReason = 'bye' | 'kill' | 'idle' | 'killed' | 'account_removed' | 'shutdown' | 'connection_lost' | 'server';
+export type EndReason =
+  | 'bye'
+  | 'kill'
+  | 'idle'
+  | 'killed'
+  | 'account_removed'
+  | 'shutdown'
+  | 'connection_lost'
+  | 'server'
+  /** A session waiting for its second factor: too many wrong codes, or past its deadline. */
+  | 'x2auth'
+  /** The credential it was opened with changed or went (an application password removed, two-factor turned on, the password changed). */
+  | 'credentials';
 
 /**
  * All live XIMSS sessions of this node, by urlID and by account; the store counts them
@@ -67,7 +79,18 @@ export class SessionManager {
       bus.on('domainChanged', ({ domain }) => {
         for (const [accountId, sessions] of this.byAccount) if ([...sessions].some((x) => x.account.domain === domain)) void this.refreshAccount(accountId);
       }),
-      bus.on('credentialsChanged', ({ accountId }) => void this.refreshAccount(accountId)),
+      bus.on('credentialsChanged', ({ accountId }) => {
+        // The main password changed, which removes the application passwords: the sessions
+        // opened with one end (wherever the change was made: XIMSS, password reset, the CLI).
+        for (const session of this.forAccount(accountId)) if (session.credential === 'app') this.end(session, true, 'credentials');
+        void this.refreshAccount(accountId);
+      }),
+      bus.on('credentialsRevoked', ({ accountId, appPassword, except }) => {
+        for (const session of this.forAccount(accountId)) {
+          if (session.urlID === except) continue;
+          if (appPassword === undefined || (session.credential === 'app' && session.appPassword === appPassword)) this.end(session, true, 'credentials');
+        }
+      }),
       bus.on('mailboxChanged', ({ accountId, name }) => this.reportMailboxChange(accountId, name)),
       bus.on('endSessions', ({ accountId, except }) => {
         for (const session of this.forAccount(accountId)) if (session.urlID !== except) this.end(session, true, 'killed');
@@ -84,7 +107,7 @@ export class SessionManager {
    * Starts a session, unless the account has sessionsPerAccount sessions already on the
    * live nodes of the cluster (counted and recorded by the store in one transaction).
    */
-  async create(auth: Authenticated, binding: BindingKind, remoteAddress: string, clientVersion: string | undefined): Promise<Session> {
+  async create(auth: Authenticated, binding: BindingKind, remoteAddress: string, clientVersion: string | undefined, secondFactor = false): Promise<Session> {
     const session = new Session({
       account: auth.account,
       prefs: await this.accounts.effectivePrefs(auth.account),
@@ -93,12 +116,26 @@ export class SessionManager {
       clientVersion,
       prevLogin: auth.prevLogin,
       lastFailedLogin: auth.lastFailedLogin,
+      credential: auth.credential,
+      ...(auth.appPassword !== undefined ? { appPassword: auth.appPassword } : {}),
       idleTimeoutSeconds: this.config.limits.idleTimeoutSeconds,
       uploads: this.uploads.newSet(auth.account.id),
       node: this.node.id,
     });
     const limit = this.config.limits.sessionsPerAccount;
-    if (!(await this.node.addSession(session.urlID, session.account.id, limit))) {
+    if (secondFactor) {
+      // Waiting for its second factor: not counted in sessionsPerAccount (a password alone must
+      // not fill the owner's room) but in a small cap of its own; past it the oldest waiting
+      // one goes. Counted in the store once complete (promote).
+      session.secondFactorPending = true;
+      const cap = this.config.auth.pendingSessionsPerAccount;
+      const waiting = this.forAccount(session.account.id).filter((s) => s.secondFactorPending);
+      while (waiting.length >= cap) {
+        const oldest = waiting.shift()!;
+        this.log.warn({ event: 'limit.pending_sessions', account: oldest.userName, address: oldest.remoteAddress, limit: cap }, 'oldest session waiting for its second factor ended: too many waiting');
+        this.end(oldest, true, 'x2auth');
+      }
+    } else if (!(await this.node.addSession(session.urlID, session.account.id, limit))) {
       session.uploads.close();
       this.metrics?.limits.inc({ limit: 'sessions' });
       this.log.warn({ event: 'limit.sessions', account: session.userName, address: remoteAddress, binding, limit }, 'session refused: too many sessions for this account');
@@ -115,6 +152,21 @@ export class SessionManager {
       'session started',
     );
     return session;
+  }
+
+  /**
+   * A session whose second factor was right: now counted in sessionsPerAccount (refused, and
+   * ended, past it), and, when its login asked for it, the account's others ended (killOld).
+   */
+  async promote(session: Session): Promise<void> {
+    if (session.killOldOnCompletion) await this.killOld(session.account.id, session);
+    const limit = this.config.limits.sessionsPerAccount;
+    if (!(await this.node.addSession(session.urlID, session.account.id, limit))) {
+      this.metrics?.limits.inc({ limit: 'sessions' });
+      this.log.warn({ event: 'limit.sessions', account: session.userName, address: session.remoteAddress, binding: session.binding, limit }, 'session refused: too many sessions for this account');
+      this.end(session, true, 'server');
+      throw new ServiceError('too many sessions for this account');
+    }
   }
 
   get(urlID: string): Session | undefined {

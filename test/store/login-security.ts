@@ -17,20 +17,39 @@ export function loginSecurityContract(fresh: FreshStore): void {
       const a = await c.account();
       const b = await c.account();
       assert.equal(await c.store.twoFactor.get(a.id), undefined);
-      assert.equal(await c.store.twoFactor.enable(a.id, 'sealed-1', 100, ['h1', 'h2', 'h3'], T), true);
+      assert.equal(await c.store.twoFactor.enable(a.id, 'sealed-1', 100, ['h1', 'h2', 'h3'], T), 'enabled');
       assert.deepEqual(await c.store.twoFactor.get(a.id), { accountId: a.id, secret: 'sealed-1', enabled: T, lastStep: 100 });
       assert.equal(await c.store.twoFactor.recoveryCodesLeft(a.id), 3);
       assert.equal(await c.store.twoFactor.get(b.id), undefined);
-      // Enabled again: a new secret, the old codes gone.
-      assert.equal(await c.store.twoFactor.enable(a.id, 'sealed-2', 200, ['h4'], T + 1), true);
-      assert.equal((await c.store.twoFactor.get(a.id))?.secret, 'sealed-2');
+      // Enabled again while on (a stale enrolment): nothing changes.
+      assert.equal(await c.store.twoFactor.enable(a.id, 'sealed-2', 200, ['h4'], T + 1), 'on-already');
+      assert.deepEqual(await c.store.twoFactor.get(a.id), { accountId: a.id, secret: 'sealed-1', enabled: T, lastStep: 100 });
+      assert.equal(await c.store.twoFactor.useRecoveryCode(a.id, 'h4', T), false);
+      assert.equal(await c.store.twoFactor.recoveryCodesLeft(a.id), 3);
+      // Off, then on again: a new secret, the old codes gone.
+      assert.equal(await c.store.twoFactor.disable(a.id), true);
+      assert.equal(await c.store.twoFactor.enable(a.id, 'sealed-3', 300, ['h5'], T + 2), 'enabled');
+      assert.equal((await c.store.twoFactor.get(a.id))?.secret, 'sealed-3');
       assert.equal(await c.store.twoFactor.useRecoveryCode(a.id, 'h1', T), false);
       assert.equal(await c.store.twoFactor.recoveryCodesLeft(a.id), 1);
       assert.equal(await c.store.twoFactor.disable(a.id), true);
       assert.equal(await c.store.twoFactor.disable(a.id), false);
       assert.equal(await c.store.twoFactor.get(a.id), undefined);
       assert.equal(await c.store.twoFactor.recoveryCodesLeft(a.id), 0);
-      assert.equal(await c.store.twoFactor.enable(987_654_321, 's', 0, [], T), false);
+      assert.equal(await c.store.twoFactor.enable(987_654_321, 's', 0, [], T), 'no-account');
+    });
+
+    it('two-factor: concurrent enrolments of one account: one turns it on, with its own recovery codes only', async () => {
+      const a = await c.account();
+      const outcomes = await Promise.all(
+        ['p', 'q', 'r', 's'].map((x) => c.store.twoFactor.enable(a.id, `sealed-${x}`, 1, [`${x}1`, `${x}2`], T)),
+      );
+      assert.deepEqual(outcomes.filter((o) => o === 'enabled').length, 1, JSON.stringify(outcomes));
+      assert.ok(outcomes.every((o) => o === 'enabled' || o === 'on-already'), JSON.stringify(outcomes));
+      const winner = ['p', 'q', 'r', 's'][outcomes.indexOf('enabled')]!;
+      assert.equal((await c.store.twoFactor.get(a.id))?.secret, `sealed-${winner}`);
+      assert.equal(await c.store.twoFactor.recoveryCodesLeft(a.id), 2);
+      for (const x of ['p', 'q', 'r', 's']) assert.equal(await c.store.twoFactor.useRecoveryCode(a.id, `${x}1`, T), x === winner);
     });
 
     it('a time step is taken once, only later ones after it, by one of two processes', async () => {

@@ -107,6 +107,13 @@ export class ImService {
         for (const client of this.router.localClients(accountId)) client.end('account removed');
       }),
       bus.on('accountChanged', ({ accountId }) => forget(accountId)),
+      // A credential of the account went (an application password removed, the password changed,
+      // two-factor authentication turned on): its XMPP streams end and log in again, which only
+      // credentials still good can do (a stream does not record which one it used). XIMSS IM
+      // clients end with their sessions.
+      bus.on('credentialsRevoked', ({ accountId }) => {
+        for (const client of this.router.localClients(accountId)) if (client.kind === 'xmpp') client.end('credentials changed');
+      }),
       bus.on('domainChanged', () => this.domains.clear()),
       bus.on('rosterChanged', (event) => {
         const clients = this.router.localClients(event.accountId).filter((c) => c.interested);

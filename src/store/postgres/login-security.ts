@@ -1,4 +1,4 @@
-import type { AppPasswordRecord, AppPasswordSet, AppPasswordStore, TwoFactorRecord, TwoFactorStore } from '../login-security.js';
+import type { AppPasswordRecord, AppPasswordSet, AppPasswordStore, TwoFactorEnable, TwoFactorRecord, TwoFactorStore } from '../login-security.js';
 import { fromText, isForeignKeyViolation, toText, type Db, type Sql } from './db.js';
 
 interface TwoFactorRow {
@@ -20,10 +20,10 @@ interface AppPasswordRow {
 
 const SQL = {
   get: { name: 'twoFactor.get', text: 'SELECT account_id, secret, enabled, last_step FROM two_factor WHERE account_id = $1' },
-  upsert: {
-    name: 'twoFactor.upsert',
+  insert: {
+    name: 'twoFactor.insert',
     text: `INSERT INTO two_factor (account_id, secret, enabled, last_step) VALUES ($1, $2, $3, $4)
-           ON CONFLICT (account_id) DO UPDATE SET secret = excluded.secret, enabled = excluded.enabled, last_step = excluded.last_step`,
+           ON CONFLICT (account_id) DO NOTHING`,
   },
   delete: { name: 'twoFactor.delete', text: 'DELETE FROM two_factor WHERE account_id = $1' },
   deleteCodes: { name: 'twoFactor.deleteCodes', text: 'DELETE FROM recovery_codes WHERE account_id = $1' },
@@ -67,16 +67,19 @@ export class PgTwoFactor implements TwoFactorStore {
     return row && { accountId: Number(row.account_id), secret: row.secret, enabled: Number(row.enabled), lastStep: Number(row.last_step) };
   }
 
-  async enable(accountId: number, secret: string, lastStep: number, recoveryHashes: readonly string[], now: number): Promise<boolean> {
+  async enable(accountId: number, secret: string, lastStep: number, recoveryHashes: readonly string[], now: number): Promise<TwoFactorEnable> {
     try {
-      await this.db.tx(async (tx) => {
+      return await this.db.tx(async (tx): Promise<TwoFactorEnable> => {
+        // The account row locked first: enrolments of one account run one after the other, as
+        // in SQLite (a second one sees the first's row and codes, and changes nothing).
+        if (!(await tx.row(SQL.appLockAccount, [accountId]))) return 'no-account';
+        if ((await tx.run(SQL.insert, [accountId, secret, now, lastStep])) === 0) return 'on-already';
         await tx.run(SQL.deleteCodes, [accountId]);
-        await tx.run(SQL.upsert, [accountId, secret, now, lastStep]);
         if (recoveryHashes.length > 0) await tx.run(SQL.addCodes, [accountId, recoveryHashes]);
+        return 'enabled';
       });
-      return true;
     } catch (err) {
-      if (isForeignKeyViolation(err)) return false;
+      if (isForeignKeyViolation(err)) return 'no-account';
       throw err;
     }
   }

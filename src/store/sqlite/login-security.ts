@@ -1,5 +1,5 @@
 import type { Database as SqliteDatabase } from 'better-sqlite3';
-import type { AppPasswordRecord, AppPasswordSet, AppPasswordStore, TwoFactorRecord, TwoFactorStore } from '../login-security.js';
+import type { AppPasswordRecord, AppPasswordSet, AppPasswordStore, TwoFactorEnable, TwoFactorRecord, TwoFactorStore } from '../login-security.js';
 import { isForeignKeyViolation, prepareAll } from './util.js';
 
 interface TwoFactorRow {
@@ -32,16 +32,16 @@ export class SqliteTwoFactor implements TwoFactorStore {
     return row && { accountId: row.account_id, secret: row.secret, enabled: row.enabled, lastStep: row.last_step };
   }
 
-  async enable(accountId: number, secret: string, lastStep: number, recoveryHashes: readonly string[], now: number): Promise<boolean> {
+  async enable(accountId: number, secret: string, lastStep: number, recoveryHashes: readonly string[], now: number): Promise<TwoFactorEnable> {
     try {
-      return this.db.transaction(() => {
+      return this.db.transaction((): TwoFactorEnable => {
+        if (this.sql.insert.run({ account: accountId, secret, enabled: now, step: lastStep }).changes === 0) return 'on-already';
         this.sql.deleteCodes.run(accountId);
-        this.sql.upsert.run({ account: accountId, secret, enabled: now, step: lastStep });
         for (const hash of recoveryHashes) this.sql.addCode.run(accountId, hash);
-        return true;
+        return 'enabled';
       })();
     } catch (err) {
-      if (isForeignKeyViolation(err)) return false;
+      if (isForeignKeyViolation(err)) return 'no-account';
       throw err;
     }
   }
@@ -69,8 +69,8 @@ export class SqliteTwoFactor implements TwoFactorStore {
 function twoFactorStatements(db: SqliteDatabase) {
   return prepareAll(db, {
     get: 'SELECT account_id, secret, enabled, last_step FROM two_factor WHERE account_id = ?',
-    upsert: `INSERT INTO two_factor (account_id, secret, enabled, last_step) VALUES (@account, @secret, @enabled, @step)
-             ON CONFLICT (account_id) DO UPDATE SET secret = excluded.secret, enabled = excluded.enabled, last_step = excluded.last_step`,
+    insert: `INSERT INTO two_factor (account_id, secret, enabled, last_step) VALUES (@account, @secret, @enabled, @step)
+             ON CONFLICT (account_id) DO NOTHING`,
     delete: 'DELETE FROM two_factor WHERE account_id = ?',
     deleteCodes: 'DELETE FROM recovery_codes WHERE account_id = ?',
     addCode: 'INSERT INTO recovery_codes (account_id, hash) VALUES (?, ?) ON CONFLICT DO NOTHING',

@@ -83,6 +83,8 @@ interface CachedCredentials {
   accountId: number;
   credentialsVersion: number;
   checked: number;
+  /** The application password the credentials were, if one (see stillGood). */
+  appPassword: string | undefined;
 }
 
 export interface DavServices {
@@ -259,16 +261,31 @@ export class DavHandler {
     const cached = this.credentials.get(req.socket);
     if (cached && cached.authorization === authorization && Date.now() - cached.checked < CREDENTIALS_TTL_MS) {
       const account = await this.services.accounts.getById(cached.accountId);
-      if (account && account.credentialsVersion === cached.credentialsVersion) return account;
+      if (account && account.credentialsVersion === cached.credentialsVersion && (await this.stillGood(cached))) return account;
+      this.credentials.delete(req.socket);
     }
     try {
-      const { account } = await this.services.auth.checkPassword(basic.user, basic.password, undefined, address, 'dav');
-      this.credentials.set(req.socket, { authorization, accountId: account.id, credentialsVersion: account.credentialsVersion, checked: Date.now() });
+      const checked = Date.now();
+      const { account, appPassword } = await this.services.auth.checkPassword(basic.user, basic.password, undefined, address, 'dav');
+      this.credentials.set(req.socket, { authorization, accountId: account.id, credentialsVersion: account.credentialsVersion, checked, appPassword });
       return account;
     } catch (err) {
       if (err instanceof ServiceError) return undefined;
       throw err;
     }
+  }
+
+  /**
+   * Whether cached credentials still hold beyond the password (credentialsVersion): an
+   * application password is still there and not replaced since; the main password is still
+   * taken here (two-factor authentication not turned on since). Read from the store: true on
+   * every node at once.
+   */
+  private async stillGood(cached: CachedCredentials): Promise<boolean> {
+    const { auth } = this.services;
+    if (cached.appPassword === undefined) return !(await auth.twoFactor.enabled(cached.accountId));
+    const records = await auth.appPasswords.list(cached.accountId);
+    return records.some((r) => r.name === cached.appPassword && r.created <= cached.checked);
   }
 
   private async xmlBody(req: IncomingMessage): Promise<DavElement | undefined> {

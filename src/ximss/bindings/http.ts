@@ -418,7 +418,7 @@ export class HttpListener {
       const options = loginOptions(params);
       // An account with two-factor authentication: only for a client that says it can (x2auth=1).
       const secondFactor = await needsSecondFactor(this.engine.server, auth, flag(params.get('x2auth')), address);
-      const session = await this.openSession(auth, params, options, address, secondFactor);
+      const session = await this.openSession(req, auth, params, options, address, secondFactor);
       this.authenticated(req);
       return {
         ...ximssReply([sessionMessageOf(this.engine.server, session).toString()]),
@@ -460,22 +460,44 @@ export class HttpListener {
    * The session for a successful login: the live HTTP session named by `sessionid` when it
    * belongs to the same account, else a new one. `killOld` ends the account's others.
    */
-  private async openSession(auth: Authenticated, params: Params, options: LoginOptions, address: string, secondFactor: boolean): Promise<Session> {
+  private async openSession(
+    req: http.IncomingMessage,
+    auth: Authenticated,
+    params: Params,
+    options: LoginOptions,
+    address: string,
+    secondFactor: boolean,
+  ): Promise<Session> {
     const { sessions } = this.engine.server;
     const named = sessions.get(params.get('sessionid') ?? '');
+    // Reused only when this login could have made it: a session past its second factor is not
+    // for a login that still needs one, and one guarded by a cookie or an address only for
+    // the client that holds it (a urlID alone must not open it, nor move its guards).
     const reused =
-      named && !named.closed && named.account.id === auth.account.id && httpSessionOf(named) ? named : undefined;
+      named &&
+      !named.closed &&
+      named.account.id === auth.account.id &&
+      httpSessionOf(named) &&
+      (!secondFactor || named.secondFactorPending) &&
+      this.guardAllows(named, req)
+        ? named
+        : undefined;
     // Ended first, so that the new session fits within the per-account limit.
     // Not before the second factor: a password alone must not end the owner's sessions.
-    if (flag(params.get('killold')) && !secondFactor) await sessions.killOld(auth.account.id, reused);
+    const killOld = flag(params.get('killold'));
+    if (killOld && !secondFactor) await sessions.killOld(auth.account.id, reused);
     if (reused) {
       reused.touch();
       applyGuards(reused, options, address);
       return reused;
     }
-    const session = await sessions.create(auth, 'http', address, params.get('version'));
+    const session = await sessions.create(auth, 'http', address, params.get('version'), secondFactor);
     session.attach(this.startHttpSession(session, options, address));
-    if (secondFactor) holdForSecondFactor(this.engine.server, session);
+    if (secondFactor) {
+      holdForSecondFactor(this.engine.server, session);
+      // Done once the second factor is right (SessionManager.promote).
+      session.killOldOnCompletion = killOld;
+    }
     // Alerts posted while the user was away wait in the queue for the first poll.
     void sessions.deliverAlerts(session.account.id);
     return session;

@@ -32,7 +32,10 @@ import type { XimssServices } from '../services.js';
 export const X2AUTH_UNSUPPORTED =
   'this account requires two-factor authentication: log in with a client that supports it (x2auth="1")';
 
-type Step = { kind: 'login'; method?: SecondFactorKind } | { kind: 'enrol'; secret: string } | { kind: 'disable' };
+type Step = { kind: 'login'; method?: SecondFactorKind; failures: number } | { kind: 'enrol'; secret: string } | { kind: 'disable' };
+
+/** Wrong codes a waiting session may send; at the last one it is ended (a new login starts again). */
+export const PENDING_CODE_TRIES = 3;
 
 /** What each session has started (a session's own state: it ends with it). */
 const steps = new WeakMap<Session, Step>();
@@ -66,16 +69,42 @@ export async function needsSecondFactor(server: XimssServices, auth: Authenticat
 /** Puts a new session in the second-factor state (its `session` message: sessionMessageOf). */
 export function holdForSecondFactor(server: XimssServices, session: Session): void {
   session.secondFactorPending = true;
-  steps.set(session, { kind: 'login' });
+  steps.set(session, { kind: 'login', failures: 0 });
   session.setIdleTimeout(Math.min(session.idleTimeoutSeconds, server.config.limits.loginSeconds));
+  // An absolute deadline from the password step: requests (even refused ones) do not extend it.
+  const deadline = setTimeout(() => {
+    if (!session.secondFactorPending || session.closed) return;
+    server.log.info({ event: 'auth.x2auth.expired', user: session.userName, address: session.remoteAddress }, 'waiting session ended: no second factor in time');
+    server.sessions.end(session, true, 'x2auth');
+  }, server.config.limits.loginSeconds * 1000);
+  deadline.unref();
+  session.onEnd(() => clearTimeout(deadline));
   server.log.info({ event: 'auth.x2auth.pending', user: session.userName, address: session.remoteAddress }, 'password right; waiting for the second factor');
 }
 
 /** The `session` message; while the second factor is pending, with the x2auth dictionary of methods. */
 export function sessionMessageOf(server: XimssServices, session: Session): XmlElement {
   const message = session.sessionMessage(server.version);
-  if (session.secondFactorPending) appendValue(message.add('x2auth'), methods());
+  if (session.secondFactorPending) {
+    // A password alone learns nothing of the account beyond its name: no real name (the
+    // spec example's realName is optional; a client reads it after the second factor).
+    delete message.attrs.realName;
+    appendValue(message.add('x2auth'), methods());
+  }
   return message;
+}
+
+/**
+ * Refuses unless the session was opened with the account's main password: one opened with an
+ * application password (a phone's, a mail client's) manages no credentials.
+ */
+export function mainPasswordSession(ctx: SessionContext, what: string): void {
+  if (ctx.session.credential === 'main') return;
+  ctx.server.log.warn(
+    { event: 'auth.appPassword.refused_management', user: ctx.session.userName, name: ctx.session.appPassword, address: ctx.conversation.remoteAddress, what },
+    'a session opened with an application password tried to manage credentials',
+  );
+  throw new ServiceError(`a session opened with an application password cannot ${what}: log in with the account's password`);
 }
 
 function methodName(ctx: SessionContext): string {
@@ -109,13 +138,19 @@ export const loginSecurityOperations: OperationTable = {
     if (session.secondFactorPending) {
       if (name !== 'totp' && name !== 'recovery') throw new ServiceError(`unknown two-factor method ${shown(name)} (offered: totp, recovery)`);
       if (ctx.request.attrs.index !== undefined && ctx.request.attrs.index !== '0') throw new ServiceError('the method has no addresses to choose from');
-      steps.set(session, { kind: 'login', method: name });
+      const previous = steps.get(session);
+      steps.set(session, { kind: 'login', method: name, failures: previous?.kind === 'login' ? previous.failures : 0 });
       ctx.send(el('x2auth', { user: '1' }));
       return;
     }
+    mainPasswordSession(ctx, 'turn two-factor authentication on or off');
     const enabled = await twoFactor.enabled(session.account.id);
     if (name === 'totp') {
       if (enabled) throw new ServiceError('two-factor authentication is on already (x2AuthStart off turns it off)');
+      // Re-authentication (an extension: the spec has no enrolment): the current main password.
+      const password = ctx.request.attrs.password;
+      if (password === undefined) throw new ServiceError('the password attribute (the current password of the account) is missing');
+      await ctx.server.auth.checkCurrentPassword(session.account, password, ctx.conversation.remoteAddress);
       const enrolment = twoFactor.newEnrolment(session.account);
       steps.set(session, { kind: 'enrol', secret: enrolment.secret });
       ctx.server.log.info({ event: 'auth.x2auth.enrolment_started', user: session.userName }, 'two-factor enrolment started');
@@ -136,10 +171,23 @@ export const loginSecurityOperations: OperationTable = {
     const step = steps.get(session);
     const { auth, sessions } = ctx.server;
     const address = ctx.conversation.remoteAddress;
+    if (!session.secondFactorPending) mainPasswordSession(ctx, 'turn two-factor authentication on or off');
     if (!step || (step.kind === 'login' && !step.method)) throw new ServiceError('no two-factor authentication started: send x2AuthStart first');
     const value = code(ctx);
     if (step.kind === 'login') {
-      await auth.checkSecondFactor(session.account, step.method!, value, address, protocolOf(ctx));
+      try {
+        await auth.checkSecondFactor(session.account, step.method!, value, address, protocolOf(ctx));
+      } catch (err) {
+        if (err instanceof ServiceError && ++step.failures >= PENDING_CODE_TRIES) {
+          // Too many wrong codes for one password step: the session goes, after this answer.
+          ctx.server.log.warn({ event: 'auth.x2auth.pending_ended', user: session.userName, address, failures: step.failures }, 'waiting session ended: too many wrong codes');
+          ctx.conversation.afterResponse = () => sessions.end(session, true, 'x2auth');
+        }
+        throw err;
+      }
+      // Counted among the account's sessions now (and killOld done, when its login asked).
+      await sessions.promote(session);
+      await auth.completeSecondFactor(session.account, address, protocolOf(ctx), step.method!);
       steps.delete(session);
       session.secondFactorPending = false;
       session.setIdleTimeout(ctx.server.config.limits.idleTimeoutSeconds);
@@ -152,6 +200,8 @@ export const loginSecurityOperations: OperationTable = {
       const codes = await auth.twoFactor.confirm(session.account, step.secret, value);
       if (!codes) throw new ServiceError('incorrect one-time code: enter the code the authenticator app shows for the new secret');
       steps.delete(session);
+      // Every other session was opened without the second factor: they end, on every node.
+      ctx.server.bus.publish('credentialsRevoked', { accountId: session.account.id, except: session.urlID });
       const message = el('x2AuthCompleted', { method: 'totp' });
       for (const recovery of codes) message.add('recoveryCode', undefined, recovery);
       ctx.send(message);
@@ -184,13 +234,17 @@ export async function modifyAppPassword(ctx: SessionContext): Promise<void> {
   const { oldPassword, newPassword, name, remove, recoveryEMail } = ctx.request.attrs;
   const { auth } = ctx.server;
   const session = ctx.session;
+  mainPasswordSession(ctx, 'change passwords');
   if (name === undefined || name === '') throw new ServiceError('the name attribute (the application password label) is missing');
   auth.appPasswords.checkName(name);
   if (recoveryEMail !== undefined) throw new ServiceError('recoveryEMail cannot be changed in the same request as an application password');
   const removing = remove !== undefined && /^(yes|1|true)$/i.test(remove);
   if (removing) {
-    if (oldPassword !== undefined) await auth.checkCurrentPassword(session.account, oldPassword, ctx.conversation.remoteAddress);
+    if (oldPassword === undefined) throw new ServiceError('the oldPassword attribute (the account password) is missing');
+    await auth.checkCurrentPassword(session.account, oldPassword, ctx.conversation.remoteAddress);
     await auth.appPasswords.remove(session.account, name);
+    // Its sessions end too, on every node (new logins with it fail already).
+    ctx.server.bus.publish('credentialsRevoked', { accountId: session.account.id, appPassword: name });
     return;
   }
   if (remove !== undefined && !/^(no|0|false)$/i.test(remove)) throw new ServiceError('remove must be yes or no');

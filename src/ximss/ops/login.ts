@@ -26,7 +26,7 @@ async function openSession(ctx: RequestContext, auth: Authenticated): Promise<vo
   if (!transport) throw new ServiceError('login is not possible on this connection');
   const { sessions } = ctx.server;
   const secondFactor = await needsSecondFactor(ctx.server, auth, supportsX2auth.has(ctx.conversation), ctx.conversation.remoteAddress);
-  const session = await sessions.create(auth, transport.kind, ctx.conversation.remoteAddress, ctx.conversation.clientVersion);
+  const session = await sessions.create(auth, transport.kind, ctx.conversation.remoteAddress, ctx.conversation.clientVersion, secondFactor);
   session.attach(transport.asyncSink(session));
   ctx.conversation.session = session;
   if (secondFactor) {

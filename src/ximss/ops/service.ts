@@ -10,7 +10,7 @@ import { anytime, inSession, type OperationTable, type SessionContext } from '..
 import { emptyDictionary } from '../session.js';
 import { parseStrings, type Strings } from '../vocabulary.js';
 import { smimeStatusOptions } from './smime.js';
-import { modifyAppPassword } from './login-security.js';
+import { mainPasswordSession, modifyAppPassword } from './login-security.js';
 
 /** Spec section "Service Operations" (plus the 6.2 session data and language operations). */
 
@@ -61,6 +61,8 @@ export const serviceOperations: OperationTable = {
 
   passwordModify: inSession(async (ctx) => {
     const { oldPassword, newPassword, recoveryEMail, name, remove } = ctx.request.attrs;
+    // Not from a session opened with an application password (login-security.ts).
+    mainPasswordSession(ctx, 'change passwords or the recovery address');
     // With a name: an application password (login-security.ts).
     if (name !== undefined || remove !== undefined) return modifyAppPassword(ctx);
     if (oldPassword === undefined) throw new ServiceError('the oldPassword attribute is missing');
@@ -69,6 +71,9 @@ export const serviceOperations: OperationTable = {
     if (newPassword !== undefined) {
       await accounts.checkPasswordChangeAllowed(ctx.session.account);
       await accounts.setPassword(ctx.session.account, newPassword);
+      // The application passwords go with the old password, and the other sessions end.
+      await auth.appPasswords.removeAll(ctx.session.account, 'password changed');
+      ctx.server.bus.publish('credentialsRevoked', { accountId: ctx.session.account.id, except: ctx.session.urlID });
     }
     if (recoveryEMail !== undefined) await accounts.setRecoveryEmail(ctx.session.account, recoveryEMail);
   }),
