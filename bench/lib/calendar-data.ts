@@ -9,6 +9,7 @@
  * caught by the count check.
  */
 import ICAL from 'ical.js';
+import { seededRandom } from './random.js';
 
 /** The month view: [from, till) in ms, 31 days. */
 export const MONTH_FROM = Date.UTC(2026, 2, 1);
@@ -76,18 +77,6 @@ function registerZones(): void {
     ICAL.TimezoneService.register(component.getFirstSubcomponent('vtimezone')!);
   }
   zonesRegistered = true;
-}
-
-/** mulberry32: a small seeded generator, so that every run (and every server) gets the same calendar. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 interface Wall {
@@ -338,7 +327,7 @@ export function expectedAnswer(items: readonly CalendarItem[], from: number, til
 /** `count` items (a tenth of them recurring), the same for the same seed. */
 export function benchCalendar(count: number, seed = 2026): BenchCalendar {
   registerZones();
-  const random = seeded(seed);
+  const random = seededRandom(seed);
   const recurring = Math.round(count / 10);
   const items: CalendarItem[] = [];
   // Interleaved, so that a smaller --calendar-items keeps the mix.

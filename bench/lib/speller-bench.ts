@@ -12,8 +12,9 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { ensureDebianPackages } from '../../test/fixtures/debian.js';
 import { median } from './figures.js';
-import { runCommand } from './proc.js';
+import { seededRandom } from './random.js';
 import { XimssClient } from './ximss-client.js';
 import { PASSWORD, ROOT, USER, startXimssd } from './ximssd.js';
 
@@ -35,18 +36,6 @@ export type SpellerResult =
   | { available: false; reason: string }
   | { available: true; words: number; misspelt: number; ximssd: SpellerSide; hunspell?: SpellerSide & { version: string }; hunspellReason?: string };
 
-/** A small seeded generator (mulberry32): the same text on every run. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** A misspelling of `word`: two inner letters swapped, one dropped, or one doubled. */
 function misspell(word: string, next: () => number): string {
   const at = 1 + Math.floor(next() * (word.length - 2));
@@ -67,7 +56,7 @@ export function spellerText(words: number, every: number): { lines: string[]; mi
     .slice(1)
     .map((line) => line.split('/')[0]!)
     .filter((w) => /^[a-z]{3,10}$/.test(w));
-  const next = random(17);
+  const next = seededRandom(17);
   const lines: string[] = [];
   let line: string[] = [];
   let misspelt = 0;
@@ -133,28 +122,15 @@ function hunspellVersion(): string | undefined {
   return (result.stdout.split('\n')[0] ?? '').replace(/^@\(#\)\s*/, '').trim() || 'hunspell';
 }
 
-/** hunspell's version, installing Debian's hunspell and hunspell-en-us first when missing. */
+/** hunspell's version, installing Debian's hunspell and hunspell-en-us first when missing (test/fixtures/debian.ts). */
 async function ensureHunspell(log: (line: string) => void): Promise<{ version: string } | { reason: string }> {
-  const present = hunspellVersion();
-  if (present) return { version: present };
-  if (spawnSync('apt-get', ['--version']).error) return { reason: 'hunspell is not installed and apt-get is not available' };
-  if (typeof process.getuid === 'function' && process.getuid() !== 0) return { reason: 'hunspell is not installed, and installing it (apt-get) needs root' };
-  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-  const install = (): Promise<string> =>
-    runCommand('apt-get', ['-o', 'DPkg::Lock::Timeout=600', 'install', '-y', '--no-install-recommends', 'hunspell', 'hunspell-en-us'], { env });
-  log('hunspell is not installed: running apt-get install -y hunspell hunspell-en-us …');
+  if (!hunspellVersion()) log('hunspell is not installed: installing hunspell and hunspell-en-us …');
   try {
-    await install();
-  } catch {
-    try {
-      await runCommand('apt-get', ['update'], { env });
-      await install();
-    } catch (err) {
-      return { reason: `apt-get install hunspell hunspell-en-us failed: ${(err as Error).message.split('\n').slice(-4).join('\n')}` };
-    }
+    await ensureDebianPackages(['hunspell', 'hunspell-en-us'], () => hunspellVersion() !== undefined);
+  } catch (err) {
+    return { reason: `hunspell cannot be had: ${(err as Error).message.split('\n').slice(0, 4).join('\n')}` };
   }
-  const version = hunspellVersion();
-  return version ? { version } : { reason: 'apt-get installed hunspell, but it cannot be run' };
+  return { version: hunspellVersion()! };
 }
 
 /**
