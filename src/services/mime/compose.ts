@@ -317,7 +317,9 @@ class Composer {
     if (email.name !== 'EMail') fail(`unexpected element <${email.name}> where an EMail element is expected`);
     for (const attr of ['sign', 'encrypt']) {
       const v = email.attr(attr);
-      if (v !== undefined && v !== '' && v !== 'no') fail(`S/MIME ${attr === 'sign' ? 'signing' : 'encryption'} is not supported`);
+      // The request's topmost EMail element (and its one inner EMail) are signed and encrypted
+      // before composing (ops/message.ts composeSecured); one deeper in the message cannot be.
+      if (v !== undefined && v !== '' && v !== 'no') fail(`${attr}="${v.slice(0, 20)}" is taken on the topmost EMail element (or its inner EMail) only, not on one inside a message part`);
     }
     const uploadID = email.attr('uploadID');
     if (uploadID !== undefined) {
