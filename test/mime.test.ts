@@ -890,7 +890,7 @@ line two</X-Custom>
     await rejects('<EMail><MIME uploadID="missing"/></EMail>', /unknown uploadID/);
     await rejects('<EMail><MIME type="image" subtype="jpeg" fileName="nope"/></EMail>', /file not found/);
     await rejects('<EMail><copyMIME folder="INBOX" UID="1" partID="9"/></EMail>', /no such part/);
-    await rejects('<EMail sign="yes"><Subject>x</Subject></EMail>', /not supported/);
+    await rejects('<EMail sign="yes"><Subject>x</Subject></EMail>', /is taken on the topmost EMail element \(or its inner EMail\) only/);
     await rejects('<EMail><MIME type="te xt"/></EMail>', /invalid MIME type/);
   });
 });
