@@ -125,7 +125,15 @@ describe('application passwords', () => {
   let server: TestServer;
   const logged = capturingLogger('info');
   before(async () => {
-    server = await startTestServer({ ports: { smtp: await freePort(), xmpp: await freePort(), sip: await freeSipPort() }, xmpp: { requireTls: false } }, { log: logged.log });
+    // Free ports are picked before the server binds them: another test file may take one in between.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        server = await startTestServer({ ports: { smtp: await freePort(), xmpp: await freePort(), sip: await freeSipPort() }, xmpp: { requireTls: false } }, { log: logged.log });
+        break;
+      } catch (err) {
+        if (attempt >= 3 || !/the port is in use/.test((err as Error).message)) throw err;
+      }
+    }
   });
   after(async () => {
     await server.stop();
