@@ -675,17 +675,7 @@ export class FolderModel {
   }
 }
 
-/** A small deterministic PRNG (mulberry32): seeded random sequences for tests. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { seededRandom } from './fixtures/random.js';
 
 /**
  * Resolves when the server next reads a message body from the store: a scan under test has

@@ -9,7 +9,7 @@
  * caught by the count check.
  */
 import ICAL from 'ical.js';
-import { seededRandom } from './random.js';
+import { seededRandom } from '../../test/fixtures/random.js';
 
 /** The month view: [from, till) in ms, 31 days. */
 export const MONTH_FROM = Date.UTC(2026, 2, 1);

@@ -14,7 +14,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ensureDebianPackages } from '../../test/fixtures/debian.js';
 import { median } from './figures.js';
-import { seededRandom } from './random.js';
+import { seededRandom } from '../../test/fixtures/random.js';
 import { XimssClient } from './ximss-client.js';
 import { PASSWORD, ROOT, USER, startXimssd } from './ximssd.js';
 

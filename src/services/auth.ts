@@ -1,7 +1,7 @@
 import { silentLogger, type Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import { randomBytes } from 'node:crypto';
-import type { Config } from '../config.js';
+import { defaultConfig, type Config } from '../config.js';
 import type { AccountRecord, LoginRecord, Store } from '../store/store.js';
 import { fullName, type AccountService } from './accounts.js';
 import { BAD_CREDENTIALS, ServiceError, TOO_MANY_ATTEMPTS } from './errors.js';
@@ -62,16 +62,6 @@ export interface AuthOptions {
   /** Two-factor and application password settings (default: defaultConfig's). */
   security?: Config['auth'];
 }
-
-const DEFAULT_SECURITY: Config['auth'] = {
-  totpIssuer: '',
-  recoveryCodes: 10,
-  appPasswordsPerAccount: 10,
-  appPasswordNameLength: 64,
-  secondFactorFailures: 10,
-  secondFactorWindowSeconds: 900,
-  pendingSessionsPerAccount: 5,
-};
 
 /**
  * Which credentials a login over `protocol` takes for an account (see AuthService.policy):
@@ -236,7 +226,7 @@ export class AuthService {
     // An account's recovery address gets a few messages per window at most: the operation
     // must not become a way to flood someone's mailbox.
     this.recoveriesByAccount = { name: 'recovery-account', limit: 3, windowMs };
-    const security = options.security ?? DEFAULT_SECURITY;
+    const security = options.security ?? defaultConfig().auth;
     this.twoFactor = new TwoFactorService(store, options.secrets ?? new SecretBox(randomBytes(32)), {
       issuer: security.totpIssuer || serverName,
       recoveryCodes: security.recoveryCodes,
