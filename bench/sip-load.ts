@@ -5,12 +5,15 @@
  *
  *   npm run build && node --import tsx bench/sip-load.ts [--rate N (400)] [--seconds S (10)]
  *       [--runs N (1)] [--hold MS (1000)] [--profile DIR]
- *       [--main PATH (dist/main.js: another build to compare with)] [--node-arg ARG ...]
+ *       [--main PATH (dist/main.js: another build to compare with)] [--node-arg ARG ...] [--threads]
+ *
+ * With --threads, each run also shows the CPU of each of the server's threads (the main thread,
+ * SIP's UDP thread, V8's compiler and collector threads).
  *
  * With --profile, ximssd runs under `node --cpu-prof --cpu-prof-dir DIR` and the profile is
  * written when it stops; summarise it with bench/profile-summary.ts.
  */
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { runSipp, startSipp } from '../test/fixtures/sipp.js';
@@ -27,6 +30,7 @@ const { values: flags } = parseArgs({
     profile: { type: 'string' },
     main: { type: 'string' },
     'node-arg': { type: 'string', multiple: true },
+    threads: { type: 'boolean' },
   },
 });
 const positive = (v: string | undefined, fallback: number, name: string): number => {
@@ -55,6 +59,8 @@ try {
     const count = Math.round(rate * seconds);
     const cpu0 = treeCpuSeconds(server.pid);
     const split0 = userSystem(server.pid);
+    const main0 = userSystem(server.pid, server.pid);
+    const threads0 = threadCpu(server.pid);
     const result = await runSipp({
       scenario: join(SCENARIOS, 'uac.xml'),
       remote: `127.0.0.1:${server.port}`,
@@ -65,22 +71,44 @@ try {
     await sleep(500);
     const cpu = treeCpuSeconds(server.pid) - cpu0;
     const split = userSystem(server.pid);
+    const mainThread = userSystem(server.pid, server.pid);
+    const mainCpu = mainThread.user + mainThread.system - main0.user - main0.system;
+    const threads = threadCpu(server.pid);
     const stats = result.stats;
     const ok = stats?.successful ?? 0;
     console.log(
       `run ${run + 1}: ${rate} calls/s × ${seconds} s: ${ok}/${stats?.created ?? 0} ok, ${stats?.failed ?? 0} failed, ${stats?.retransmissions ?? 0} retransmissions, ` +
-        `setup ${stats?.responseTime1Ms ?? '?'} ms, server CPU ${cpu.toFixed(2)} s = ${ok ? ((cpu / ok) * 1e6).toFixed(0) : '?'} µs/call (user ${(split.user - split0.user).toFixed(2)} s, system ${(split.system - split0.system).toFixed(2)} s)` +
+        `setup ${stats?.responseTime1Ms ?? '?'} ms, server CPU ${cpu.toFixed(2)} s = ${ok ? ((cpu / ok) * 1e6).toFixed(0) : '?'} µs/call (user ${(split.user - split0.user).toFixed(2)} s, system ${(split.system - split0.system).toFixed(2)} s; main thread ${ok ? ((mainCpu / ok) * 1e6).toFixed(0) : '?'} µs/call)` +
         (ok < count ? ` (${sippFailure('ximssd', 'INVITE', result)})` : ''),
     );
+    if (flags.threads) {
+      const busy = [...threads].map(([id, t]) => ({ id, ...t, seconds: t.seconds - (threads0.get(id)?.seconds ?? 0) })).filter((t) => t.seconds > 0.01);
+      for (const t of busy.sort((a, b) => b.seconds - a.seconds)) console.log(`  thread ${t.id} (${t.name}): ${t.seconds.toFixed(2)} s = ${ok ? ((t.seconds / ok) * 1e6).toFixed(0) : '?'} µs/call`);
+    }
   }
 } finally {
   await uas.stop(1000);
   await server.stop();
 }
 
-/** User and system CPU seconds of one process (utime, stime of /proc/<pid>/stat). */
-function userSystem(pid: number): { user: number; system: number } {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+/** User and system CPU seconds (utime, stime of /proc/<pid>/stat) of a process (all its threads), or of one of its threads (`thread`: its id; the main thread's is the pid). */
+function userSystem(pid: number, thread?: number): { user: number; system: number } {
+  const stat = readFileSync(thread === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${thread}/stat`, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return { user: Number(fields[11]) / 100, system: Number(fields[12]) / 100 };
+}
+
+/** CPU seconds of each thread of a process, by thread id, with the thread's name. */
+function threadCpu(pid: number): Map<number, { name: string; seconds: number }> {
+  const out = new Map<number, { name: string; seconds: number }>();
+  for (const entry of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/task/${entry}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      out.set(Number(entry), { name: stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')), seconds: (Number(fields[11]) + Number(fields[12])) / 100 });
+    } catch {
+      // the thread ended meanwhile
+    }
+  }
+  return out;
 }

@@ -140,6 +140,12 @@ export class Metrics {
     help: 'SIP messages that could not be parsed',
     registers: [this.registry],
   });
+  /** Datagrams read on the SIP UDP port and dropped because the server was too far behind (udp-thread.ts). */
+  readonly sipDatagramsDropped = new Counter({
+    name: 'ximssd_sip_udp_dropped_total',
+    help: 'SIP datagrams dropped on arrival because the server was too far behind',
+    registers: [this.registry],
+  });
   readonly storeSeconds = new Histogram({
     name: 'ximssd_store_operation_duration_seconds',
     help: 'Time of store operations (one transaction each), by module and method',

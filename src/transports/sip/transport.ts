@@ -6,6 +6,10 @@
  * send goes out on that flow, on a connection already open to the address, on a new one, or
  * as a datagram.
  *
+ * The UDP socket lives in a thread of its own (udp-thread.ts): its system calls, and the kernel's
+ * delivery that each send on loopback or a LAN runs, take another core's time, and datagrams
+ * cross to this thread in batches. Streams stay on this thread.
+ *
  * The only SIP the transport does is the transport's own: the `received` and `rport` of a
  * request's top Via (18.2.1, RFC 3581), the answer to a message it cannot read when the
  * message layer says it can be answered, and the CRLF keep-alive pong of RFC 5626 4.4.1.
@@ -16,7 +20,6 @@
  * server's.
  */
 import { randomBytes } from 'node:crypto';
-import dgram from 'node:dgram';
 import type http from 'node:http';
 import net from 'node:net';
 import { networkInterfaces } from 'node:os';
@@ -45,6 +48,7 @@ import {
 import { newTag } from './transaction-matching.js';
 import type { SipEndpoint, SipTransportName } from './transactions.js';
 import { bindingResponse, isStun, StunLimiter } from './stun.js';
+import { UdpThreadSocket } from './udp-thread.js';
 
 /** The WebSocket subprotocol of RFC 7118. */
 export const SIP_WEBSOCKET_PROTOCOL = 'sip';
@@ -404,7 +408,7 @@ export class SipTransport {
   readonly limits: SipTransportLimits;
   private readonly log: Logger;
   private readonly metrics: Metrics | undefined;
-  private udp: dgram.Socket | undefined;
+  private udp: UdpThreadSocket | undefined;
   private readonly servers: net.Server[] = [];
   private readonly webSockets: WebSocketServer;
   /** Open connections by flow id, and by transport and remote address (for reuse). */
@@ -445,7 +449,7 @@ export class SipTransport {
 
   /** Whether every socket asked for is bound (readiness). */
   get listening(): boolean {
-    return this.servers.every((server) => server.listening) && (this.port === 0 || this.udp !== undefined);
+    return this.servers.every((server) => server.listening) && (this.port === 0 || this.udp?.open === true);
   }
 
   /**
@@ -456,12 +460,12 @@ export class SipTransport {
   async listen(port: number): Promise<number> {
     for (let attempt = 1; ; attempt++) {
       const udp = await this.bindUdp(port);
-      const bound = udp.address().port;
+      const bound = udp.port;
       const server = this.streamServer('tcp');
       try {
         await listenOn(server, bound, this.options.host);
       } catch (err) {
-        udp.close();
+        await udp.close();
         const taken = (err as NodeJS.ErrnoException).code === 'EADDRINUSE';
         if (port === 0 && taken && attempt < BIND_ATTEMPTS) continue;
         throw err;
@@ -518,11 +522,8 @@ export class SipTransport {
       connection = this.flows.get(destination.flow);
       if (connection === undefined) throw new SipTransportError(`the connection ${destination.flow} is gone`);
     } else if (transport === 'udp') {
-      if (this.udp === undefined) throw new SipTransportError('SIP over UDP is not listening');
-      const udp = this.udp;
-      udp.send(bytes, destination.port, destination.host, (err) => {
-        if (err) this.log.debug({ event: 'sip.send_failed', transport, host: destination.host, port: destination.port, error: errorText(err) }, 'a datagram could not be sent');
-      });
+      if (this.udp?.open !== true) throw new SipTransportError('SIP over UDP is not listening');
+      this.udp.send(bytes, destination.port, destination.host);
     } else {
       connection = this.byPeer.get(peerKey(transport, destination.host, destination.port)) ?? this.connect(transport, destination);
     }
@@ -568,7 +569,7 @@ export class SipTransport {
     this.webSockets.close();
     const udp = this.udp;
     this.udp = undefined;
-    if (udp) await new Promise<void>((resolve) => udp.close(() => resolve()));
+    if (udp) await udp.close();
     await Promise.all(closed);
   }
 
@@ -629,34 +630,41 @@ export class SipTransport {
 
   // --- inside ---
 
-  private bindUdp(port: number): Promise<dgram.Socket> {
-    const socket = dgram.createSocket({
-      type: net.isIPv6(this.options.host) ? 'udp6' : 'udp4',
-      reuseAddr: false,
-      // Room for a burst while the event loop is busy (the kernel caps these at net.core.rmem_max / wmem_max).
-      recvBufferSize: UDP_BUFFER_BYTES,
-      sendBufferSize: UDP_BUFFER_BYTES,
-    });
-    return new Promise((resolve, reject) => {
-      socket.once('error', reject);
-      socket.bind(port, this.options.host, () => {
-        socket.off('error', reject);
-        socket.on('error', (err) => this.log.warn({ event: 'sip.udp_error', error: errorText(err) }, 'SIP UDP socket error'));
-        socket.on('message', (bytes, remote) => this.onDatagram(bytes, remote, socket));
-        resolve(socket);
-      });
-    });
+  private bindUdp(port: number): Promise<UdpThreadSocket> {
+    return UdpThreadSocket.bind(
+      {
+        host: this.options.host,
+        port,
+        family: net.isIPv6(this.options.host) ? 6 : 4,
+        // Room for a burst while the event loop is busy (the kernel caps these at net.core.rmem_max / wmem_max).
+        bufferBytes: UDP_BUFFER_BYTES,
+        // As much again waits between the threads; beyond it the main thread is that far behind and datagrams are dropped.
+        maxInFlightBytes: UDP_BUFFER_BYTES,
+      },
+      {
+        message: (bytes, host, remotePort) => this.onDatagram(bytes, host, remotePort),
+        sendFailed: (count, error) => this.log.debug({ event: 'sip.send_failed', transport: 'udp', count, error }, 'datagrams could not be sent'),
+        dropped: (count) => {
+          this.metrics?.sipDatagramsDropped.inc(count);
+          this.log.warn({ event: 'sip.udp_overload', dropped: count }, 'SIP datagrams dropped: the server is behind on the UDP port');
+        },
+        error: (error, fatal) => {
+          if (fatal) this.log.error({ event: 'sip.udp_failed', error }, 'SIP over UDP stopped');
+          else this.log.warn({ event: 'sip.udp_error', error }, 'SIP UDP socket error');
+        },
+      },
+    );
   }
 
-  private onDatagram(bytes: Buffer, remote: dgram.RemoteInfo, socket: dgram.Socket): void {
+  private onDatagram(bytes: Buffer, remoteHost: string, remotePort: number): void {
     if (isStun(bytes)) {
       // An outbound flow's keep-alive (RFC 5626 8.2): answered with the address it came from, within a budget per address.
-      const response = bindingResponse(bytes, remote.address, remote.port);
-      if (response && this.stunLimiter.allow(remote.address)) socket.send(response, remote.port, remote.address);
+      const response = bindingResponse(bytes, remoteHost, remotePort);
+      if (response && this.stunLimiter.allow(remoteHost)) this.udp?.send(response, remotePort, remoteHost);
       return;
     }
     if (isKeepAliveDatagram(bytes)) return;
-    const source: SipEndpoint = { host: plainAddress(remote.address), port: remote.port, transport: 'udp' };
+    const source: SipEndpoint = { host: plainAddress(remoteHost), port: remotePort, transport: 'udp' };
     let message;
     try {
       message = parseSipMessage(bytes, this.limits.datagram);
