@@ -7,6 +7,9 @@
  *       [--runs N (1)] [--hold MS (1000)] [--profile DIR]
  *       [--main PATH (dist/main.js: another build to compare with)] [--node-arg ARG ...] [--threads]
  *
+ * With --linger S, the server is left without calls for S seconds after the last run (longer
+ * than timer J's 32 s, and every transaction is gone) and its memory shown again.
+ *
  * With --threads, each run also shows the CPU of each of the server's threads (the main thread,
  * SIP's UDP thread, V8's compiler and collector threads).
  *
@@ -31,6 +34,7 @@ const { values: flags } = parseArgs({
     main: { type: 'string' },
     'node-arg': { type: 'string', multiple: true },
     threads: { type: 'boolean' },
+    linger: { type: 'string' },
   },
 });
 const positive = (v: string | undefined, fallback: number, name: string): number => {
@@ -81,10 +85,16 @@ try {
         `setup ${stats?.responseTime1Ms ?? '?'} ms, server CPU ${cpu.toFixed(2)} s = ${ok ? ((cpu / ok) * 1e6).toFixed(0) : '?'} µs/call (user ${(split.user - split0.user).toFixed(2)} s, system ${(split.system - split0.system).toFixed(2)} s; main thread ${ok ? ((mainCpu / ok) * 1e6).toFixed(0) : '?'} µs/call)` +
         (ok < count ? ` (${sippFailure('ximssd', 'INVITE', result)})` : ''),
     );
+    console.log(`  server RSS ${rssMb(server.pid)} MB`);
     if (flags.threads) {
       const busy = [...threads].map(([id, t]) => ({ id, ...t, seconds: t.seconds - (threads0.get(id)?.seconds ?? 0) })).filter((t) => t.seconds > 0.01);
       for (const t of busy.sort((a, b) => b.seconds - a.seconds)) console.log(`  thread ${t.id} (${t.name}): ${t.seconds.toFixed(2)} s = ${ok ? ((t.seconds / ok) * 1e6).toFixed(0) : '?'} µs/call`);
     }
+  }
+  if (flags.linger) {
+    // What the server still holds once its calls are over and their transactions are gone.
+    await sleep(positive(flags.linger, 40, 'linger') * 1000);
+    console.log(`after ${flags.linger} s without calls: server RSS ${rssMb(server.pid)} MB`);
   }
 } finally {
   await uas.stop(1000);
@@ -111,4 +121,10 @@ function threadCpu(pid: number): Map<number, { name: string; seconds: number }> 
     }
   }
   return out;
+}
+
+/** Resident memory of a process in MB (VmRSS). */
+function rssMb(pid: number): number {
+  const kb = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
+  return Math.round(Number(kb ?? 0) / 1024);
 }

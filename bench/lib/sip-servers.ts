@@ -63,7 +63,7 @@ export async function startXimssdServer(options: { relayMedia?: boolean; nodeArg
   const configFile = join(dir, 'config.json');
   // The media area anchors every call (two plain RTP ends would otherwise stream to each other), all of them for one account.
   const media = options.relayMedia ? { media: { relay: 'always', sessions: 2400, sessionsPerAccount: 2400 } } : {};
-  writeFileSync(configFile, JSON.stringify({ dataDir: join(dir, 'data'), host: '127.0.0.1', defaultDomain: DOMAIN, ...media, ...(process.env.BENCH_LOG_LEVEL ? { log: { level: process.env.BENCH_LOG_LEVEL } } : {}) }));
+  writeFileSync(configFile, JSON.stringify({ dataDir: join(dir, 'data'), host: '127.0.0.1', defaultDomain: DOMAIN, ...media }));
   let child: Child | undefined;
   try {
     await runCommand(process.execPath, [main, 'init', '--config', configFile]);

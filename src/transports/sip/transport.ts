@@ -415,6 +415,7 @@ export class SipTransport {
   private readonly flows = new Map<string, Connection>();
   private readonly byPeer = new Map<string, Connection>();
   private readonly perAddress = new Map<string, number>();
+  private readonly messageCounters = new Map<string, { inc(): void }>();
   private readonly throttle = new LogThrottle();
   /** STUN keep-alives answered per address (stun.ts). */
   private readonly stunLimiter = new StunLimiter();
@@ -528,7 +529,7 @@ export class SipTransport {
       connection = this.byPeer.get(peerKey(transport, destination.host, destination.port)) ?? this.connect(transport, destination);
     }
     connection?.write(bytes);
-    this.metrics?.sipMessages.inc({ transport, direction: 'out', kind: message.kind });
+    this.countMessage(transport, 'out', message.kind);
   }
 
   /**
@@ -578,7 +579,7 @@ export class SipTransport {
   /** A message read: the top Via stamped (requests), counted, passed up. */
   deliver(message: SipMessage, source: SipEndpoint, reliable: boolean): void {
     if (message.kind === 'request') stampVia(message, source.host, source.port);
-    this.metrics?.sipMessages.inc({ transport: source.transport ?? 'udp', direction: 'in', kind: message.kind });
+    this.countMessage(source.transport ?? 'udp', 'in', message.kind);
     try {
       this.options.receive(message, source, reliable);
     } catch (err) {
@@ -629,6 +630,18 @@ export class SipTransport {
   }
 
   // --- inside ---
+
+  /** Counts a message on ximssd_sip_messages_total, through a counter kept per label set (prom-client hashes the labels on every inc otherwise). */
+  private countMessage(transport: SipTransportName, direction: 'in' | 'out', kind: SipMessage['kind']): void {
+    if (!this.metrics) return;
+    const key = `${transport} ${direction} ${kind}`;
+    let counter = this.messageCounters.get(key);
+    if (counter === undefined) {
+      counter = this.metrics.sipMessages.labels({ transport, direction, kind });
+      this.messageCounters.set(key, counter);
+    }
+    counter.inc();
+  }
 
   private bindUdp(port: number): Promise<UdpThreadSocket> {
     return UdpThreadSocket.bind(
