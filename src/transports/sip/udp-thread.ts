@@ -11,14 +11,7 @@
  */
 import type { Worker } from 'node:worker_threads';
 import { moduleWorker } from '../../services/workers.js';
-
-/** Datagrams in one buffer, one after another, with their lengths and addresses. */
-export interface UdpBatch {
-  data: Uint8Array;
-  lengths: Uint32Array;
-  hosts: string[];
-  ports: Uint16Array;
-}
+import { forEachDatagram, packDatagrams, type Datagram, type UdpBatch } from './udp-batch.js';
 
 export interface UdpThreadOptions {
   host: string;
@@ -56,7 +49,7 @@ export interface UdpThreadHandlers {
 const THREAD_HEAP_MB = 64;
 
 export class UdpThreadSocket {
-  private outgoing: { bytes: Buffer; host: string; port: number }[] = [];
+  private outgoing: Datagram[] = [];
   private outgoingBytes = 0;
   private scheduled = false;
   private closed = false;
@@ -84,18 +77,10 @@ export class UdpThreadSocket {
       let socket: UdpThreadSocket | undefined;
       worker.on('message', (event: UdpThreadEvent) => {
         switch (event.kind) {
-          case 'datagrams': {
-            const { data, lengths, hosts, ports } = event.batch;
-            const buffer = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-            let at = 0;
-            for (let i = 0; i < lengths.length; i++) {
-              const length = lengths[i]!;
-              handlers.message(buffer.subarray(at, at + length), hosts[i]!, ports[i]!);
-              at += length;
-            }
-            Atomics.sub(inFlight, 0, data.byteLength);
+          case 'datagrams':
+            forEachDatagram(event.batch, (bytes, host, port) => handlers.message(bytes, host, port));
+            Atomics.sub(inFlight, 0, event.batch.data.byteLength);
             break;
-          }
           case 'bound':
             socket = new UdpThreadSocket(worker, event.port, exited);
             resolve(socket);
@@ -160,20 +145,8 @@ export class UdpThreadSocket {
     const queued = this.outgoing;
     if (queued.length === 0 || this.closed) return;
     this.outgoing = [];
-    const data = new Uint8Array(this.outgoingBytes);
+    const batch = packDatagrams(queued, this.outgoingBytes);
     this.outgoingBytes = 0;
-    const lengths = new Uint32Array(queued.length);
-    const hosts = new Array<string>(queued.length);
-    const ports = new Uint16Array(queued.length);
-    let at = 0;
-    for (let i = 0; i < queued.length; i++) {
-      const d = queued[i]!;
-      data.set(d.bytes, at);
-      at += d.bytes.length;
-      lengths[i] = d.bytes.length;
-      hosts[i] = d.host;
-      ports[i] = d.port;
-    }
-    this.worker.postMessage({ kind: 'send', batch: { data, lengths, hosts, ports } } satisfies UdpThreadCommand, [data.buffer as ArrayBuffer]);
+    this.worker.postMessage({ kind: 'send', batch } satisfies UdpThreadCommand, [batch.data.buffer as ArrayBuffer]);
   }
 }

@@ -7,7 +7,8 @@
  */
 import dgram from 'node:dgram';
 import { parentPort, workerData } from 'node:worker_threads';
-import type { UdpBatch, UdpThreadCommand, UdpThreadEvent, UdpThreadOptions } from './udp-thread.js';
+import { forEachDatagram, packDatagrams, type Datagram } from './udp-batch.js';
+import type { UdpThreadCommand, UdpThreadEvent, UdpThreadOptions } from './udp-thread.js';
 
 const options = workerData as UdpThreadOptions;
 /** Bytes sent up and not yet handled by the main thread (it subtracts what it has handled). */
@@ -23,7 +24,7 @@ const socket = dgram.createSocket({
 });
 
 /** Datagrams read since the last batch went up, and their bytes. */
-let incoming: { bytes: Buffer; address: string; port: number }[] = [];
+let incoming: Datagram[] = [];
 let incomingBytes = 0;
 let scheduled = false;
 /** Datagrams dropped because the main thread is that far behind, since the last report. */
@@ -37,23 +38,10 @@ function flushIncoming(): void {
   scheduled = false;
   const batch = incoming;
   incoming = [];
-  const data = new Uint8Array(incomingBytes);
+  const packed = packDatagrams(batch, incomingBytes);
   Atomics.add(inFlight, 0, incomingBytes);
   incomingBytes = 0;
-  const lengths = new Uint32Array(batch.length);
-  const addresses: string[] = new Array<string>(batch.length);
-  const ports = new Uint16Array(batch.length);
-  let at = 0;
-  for (let i = 0; i < batch.length; i++) {
-    const d = batch[i]!;
-    data.set(d.bytes, at);
-    at += d.bytes.length;
-    lengths[i] = d.bytes.length;
-    addresses[i] = d.address;
-    ports[i] = d.port;
-  }
-  const message: UdpBatch = { data, lengths, hosts: addresses, ports };
-  post({ kind: 'datagrams', batch: message }, [data.buffer as ArrayBuffer]);
+  post({ kind: 'datagrams', batch: packed }, [packed.data.buffer as ArrayBuffer]);
 }
 
 function failed(err: Error | null): void {
@@ -83,7 +71,7 @@ socket.on('message', (bytes, remote) => {
     return;
   }
   incomingBytes += bytes.length;
-  incoming.push({ bytes, address: remote.address, port: remote.port });
+  incoming.push({ bytes, host: remote.address, port: remote.port });
   if (!scheduled) {
     scheduled = true;
     setImmediate(flushIncoming);
@@ -91,14 +79,7 @@ socket.on('message', (bytes, remote) => {
 });
 port.on('message', (command: UdpThreadCommand) => {
   if (command.kind === 'send') {
-    const { data, lengths, hosts, ports } = command.batch;
-    const buffer = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-    let at = 0;
-    for (let i = 0; i < lengths.length; i++) {
-      const length = lengths[i]!;
-      socket.send(buffer.subarray(at, at + length), ports[i]!, hosts[i]!, failed);
-      at += length;
-    }
+    forEachDatagram(command.batch, (bytes, host, remotePort) => socket.send(bytes, remotePort, host, failed));
   } else if (command.kind === 'close') {
     socket.close(() => {
       if (reporting) clearTimeout(reporting);
