@@ -16,6 +16,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import { dkimSign, dkimVerify, type DNSResolver } from 'mailauth';
+import { dkimRecordName, dkimRecordText, generateDkimKey } from '../src/services/dkim-keys.js';
+import { dkimSignMessage } from '../src/services/mail-auth.js';
 import { XmlElement } from '../src/xml/element.js';
 import { dkimpyUnavailable, dkimpyVerify } from './fixtures/dkimpy.js';
 import { sendmail, smtpSession } from './fixtures/smtp-client.js';
@@ -389,6 +391,28 @@ describe('DKIM signing of mail from local users', () => {
     const outsideTo = `ken${++counter}@remote.example`;
     await submit(insider, [outsideTo], message({ From: `someone@${DOMAIN}`, To: outsideTo, Subject: 'Not ours' }));
     assert.equal(headerOf((await sink.waitTo(outsideTo)).data, 'DKIM-Signature'), undefined);
+  });
+
+  test("t= is the second the message was signed in, never ahead of it, and the one the signature covers", async () => {
+    // Left to itself, mailauth 4.13 rounds t= (half a second ahead, half of the time: its own
+    // verifier then refuses the signature) and reads the clock apart for the header it hashes
+    // and the one it writes (now and then they differed: a bad signature). A delivery report
+    // of this suite failed so, once in a while.
+    const key = generateDkimKey('clock1', 'rsa-sha256');
+    const name = dkimRecordName('clock.example', key).replace(/\.$/, '');
+    dns.setTxt(name, dkimRecordText(key));
+    published.set(name, dkimRecordText(key));
+    // Spread over a second and a half, so that both halves of a second are met.
+    for (let i = 0; i < 20; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 75));
+      const earliest = Math.floor(Date.now() / 1000);
+      const signed = await dkimSignMessage(message({ From: 'clock@clock.example', To: 'x@remote.example', Subject: `Tick ${i}` }), 'clock.example', key);
+      const latest = Math.floor(Date.now() / 1000);
+      const t = Number(/(?:^|;)\s*t=(\d+)/.exec(headerOf(signed, 'DKIM-Signature') ?? '')?.[1]);
+      assert.ok(t >= earliest && t <= latest, `t=${t} within [${earliest}, ${latest}]`);
+      const [verified] = await mailauthVerify(signed);
+      assert.equal(verified?.result, 'pass', verified?.info);
+    }
   });
 
   test('a domain without a key: not signed; delivery reports from the server are signed', async () => {

@@ -187,6 +187,11 @@ export async function dkimSignMessage(raw: Buffer, domain: string, key: DkimKey)
   const result = await dkimSign(raw, {
     ...signer,
     canonicalization: 'relaxed/relaxed',
+    // The t= tag, read once. Without it mailauth 4.13 computes t= (rounded, not floored) twice: once
+    // in the header it hashes and again in the header it writes. About one signature in a few
+    // hundred then carried a t= other than the one signed (a bad signature), or a t= up to half a
+    // second in the future, which verifiers (mailauth's own among them) refuse.
+    signTime: new Date(),
     // mailauth reads a colon-separated list here (an array would be ignored for its default).
     headerList: SIGNED_FIELDS.join(':') as unknown as string[],
     signatureData: [signer],
