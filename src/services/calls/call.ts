@@ -173,10 +173,7 @@ export class Call {
   // Signals from the caller
 
   private fromCaller(signal: Signal, from: PortAddress): void {
-    if (this.state === 'ended') {
-      if (signal.kind !== 'gone') this.router.send(from, { kind: 'gone' }, this.callerPort);
-      return;
-    }
+    if (this.state === 'ended') return lateForCaller(this.router, this.callerPort, signal, from);
     this.caller = from;
     switch (signal.kind) {
       case 'cancel':
@@ -229,19 +226,10 @@ export class Call {
   // Signals from the devices rung
 
   private fromBranch(branch: Branch, signal: Signal, from: PortAddress): void {
+    if (this.state === 'ended' || (branch.done && branch !== this.winner)) return lateForBranch(this.router, branch, signal, from);
     // The branch's leg, or whoever speaks for it now (a junction of a transfer).
     if (from.id !== '-') branch.leg = from;
-    if (branch.cancelPending !== undefined && branch.leg && signal.kind !== 'gone') {
-      const reason = branch.cancelPending;
-      branch.cancelPending = undefined;
-      // A device that answered after it was cancelled is hung up instead.
-      this.router.send(branch.leg, signal.kind === 'answer' ? { kind: 'bye', reason } : { kind: 'cancel', reason }, branch.port);
-      return;
-    }
-    if (this.state === 'ended' || (branch.done && branch !== this.winner)) {
-      if (signal.kind === 'answer' && branch.leg) this.router.send(branch.leg, { kind: 'bye', reason: 'the call is over' }, branch.port);
-      return;
-    }
+    if (branch.cancelPending !== undefined && branch.leg && signal.kind !== 'gone') return hangUpUnwanted(this.router, branch, signal);
     if (signal.kind === 'trying') return;
     if (this.winner) {
       if (branch !== this.winner) return;
@@ -379,12 +367,35 @@ export class Call {
     this.state = 'ended';
     clearTimeout(this.ringTimer);
     for (const timer of this.stageTimers) clearTimeout(timer);
-    // The ports stay a little, so that late signals (an answer racing a cancel) are answered.
-    const ports = [this.callerPort, ...[...this.branches.values()].map((b) => b.port)];
-    const release = setTimeout(() => {
-      for (const port of ports) this.router.release(port);
-    }, 32_000);
-    release.unref();
+    // The ports stay a little, so that late signals (an answer racing a cancel) are answered;
+    // by stand-ins that keep only the branch records, not the whole call.
+    const router = this.router;
+    const callerPort = this.callerPort;
+    router.retire(callerPort, { receive: (signal, from) => lateForCaller(router, callerPort, signal, from) });
+    for (const branch of this.branches.values()) router.retire(branch.port, { receive: (signal, from) => lateForBranch(router, branch, signal, from) });
     this.hooks.ended(this, { ...outcome, connected: wasConnected || outcome.connected });
   }
+}
+
+// -----------------------------------------------------------------------------------------
+// What an ended call (or a branch it no longer wants) does with late signals: also its ports'
+// stand-ins once it has ended (CallRouter.retire), so these keep nothing of the call itself.
+
+/** The caller's side of an ended call hears `gone` (it is over). */
+function lateForCaller(router: CallRouter, callerPort: PortAddress, signal: Signal, from: PortAddress): void {
+  if (signal.kind !== 'gone') router.send(from, { kind: 'gone' }, callerPort);
+}
+
+/** A branch the call no longer wants: a cancel that waited for its leg goes out, a device that answers anyway is hung up. */
+function lateForBranch(router: CallRouter, branch: Branch, signal: Signal, from: PortAddress): void {
+  if (from.id !== '-') branch.leg = from;
+  if (branch.cancelPending !== undefined && branch.leg && signal.kind !== 'gone') return hangUpUnwanted(router, branch, signal);
+  if (signal.kind === 'answer' && branch.leg) router.send(branch.leg, { kind: 'bye', reason: 'the call is over' }, branch.port);
+}
+
+/** The cancel a branch's leg was waiting for; a device that answered after it was cancelled is hung up instead. */
+function hangUpUnwanted(router: CallRouter, branch: Branch, signal: Signal): void {
+  const reason = branch.cancelPending!;
+  branch.cancelPending = undefined;
+  router.send(branch.leg!, signal.kind === 'answer' ? { kind: 'bye', reason } : { kind: 'cancel', reason }, branch.port);
 }

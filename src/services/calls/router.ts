@@ -27,6 +27,15 @@ export type TargetOpener<T extends CallTarget = CallTarget> = (target: T, invite
 const KEPT_SIGNAL_MS = 60_000;
 
 /**
+ * How long the port of a side that ended still takes late signals (an answer racing a cancel,
+ * a signal crossing a hang-up): 64 × T1, the time a SIP peer may take to retransmit.
+ */
+export const RETIRED_PORT_MS = 32_000;
+
+/** The stand-in of a retired port that has nothing to say: late signals are dropped, not answered `gone`. */
+const SILENT_PORT: Port = { receive() {} };
+
+/**
  * Carries signals between the ports of calls and legs, here or on another node. Ports of this
  * node are held in a map; a signal for another node travels on the bus (`callSignal`), in the
  * order it was sent: the signals from this node to each other node leave one after another,
@@ -41,6 +50,10 @@ export class CallRouter {
   private readonly unsubscribe: () => void;
   /** The other nodes our ports talk to: a dead one's ports are `gone`. */
   private readonly peerNodes: PeerNodes;
+  /** Retired ports in the order they retired (all for the same time), from `retiredHead` on. */
+  private retired: { id: string; port: Port; until: number }[] = [];
+  private retiredHead = 0;
+  private retiredTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly store: Store,
@@ -58,6 +71,7 @@ export class CallRouter {
   close(): void {
     this.unsubscribe();
     this.peerNodes.stop();
+    clearTimeout(this.retiredTimer);
   }
 
   /** Registers a port of this node; its address is what other sides send to. */
@@ -72,6 +86,43 @@ export class CallRouter {
     if (address.node !== this.node) return;
     this.ports.delete(address.id);
     this.peerNodes.forget(address.id);
+  }
+
+  /**
+   * A side that ended keeps its address for RETIRED_PORT_MS more, answered by `standIn`: late
+   * signals find a port (and are dropped, by default) instead of drawing `gone`, while the side
+   * itself — a call with its legs, dialogs and messages — is not kept whole for them. A busy node
+   * ends thousands of calls a second, and what each kept for 32 s was most of its memory.
+   */
+  retire(address: PortAddress, standIn: Port = SILENT_PORT): void {
+    if (address.node !== this.node || !this.ports.has(address.id)) return;
+    this.ports.set(address.id, standIn);
+    this.peerNodes.forget(address.id);
+    this.retired.push({ id: address.id, port: standIn, until: Date.now() + RETIRED_PORT_MS });
+    this.retiredTimer ??= setTimeout(() => this.releaseRetired(), RETIRED_PORT_MS).unref();
+  }
+
+  /** Releases the retired ports whose time is up (they are in order: all wait as long). */
+  private releaseRetired(): void {
+    this.retiredTimer = undefined;
+    const now = Date.now();
+    const queue = this.retired;
+    while (this.retiredHead < queue.length && queue[this.retiredHead]!.until <= now) {
+      const { id, port } = queue[this.retiredHead]!;
+      this.retiredHead++;
+      // Unless the address was released meanwhile (ids are random and never reused).
+      if (this.ports.get(id) === port) this.ports.delete(id);
+    }
+    if (this.retiredHead === queue.length) {
+      this.retired = [];
+      this.retiredHead = 0;
+    } else {
+      if (this.retiredHead > 1024 && this.retiredHead * 2 > queue.length) {
+        this.retired = queue.slice(this.retiredHead);
+        this.retiredHead = 0;
+      }
+      this.retiredTimer = setTimeout(() => this.releaseRetired(), Math.max(0, this.retired[this.retiredHead]!.until - now)).unref();
+    }
   }
 
   /** Who opens the legs of new calls for targets of a kind on this node. */

@@ -458,10 +458,15 @@ abstract class SipLeg implements Port {
     if (op) this.send(failure ? { kind: 'result', op, ...failure } : { kind: 'result', op });
   }
 
+  /**
+   * Out of the call: late signals for its port (one crossing its end) are dropped for a while
+   * (CallRouter.retire) instead of drawing `gone`; the leg itself, with its dialog and messages,
+   * is not kept for them. What still concerns the device (a 2xx after a CANCEL) reaches the leg
+   * through its dialog, not its port.
+   */
   protected release(): void {
     this.ended = true;
-    const timer = setTimeout(() => this.router.release(this.address), 32_000);
-    timer.unref();
+    this.router.retire(this.address);
   }
 
   abstract receive(signal: Signal, from: PortAddress): void;
