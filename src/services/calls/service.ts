@@ -121,7 +121,7 @@ export class CallService implements CallHooks {
     private readonly deps: { store: Store; bus: EventBus; im: ImService; accounts: AccountService; datasets: DatasetService; rules: ActiveRules },
     readonly node: string,
     private readonly log: Logger,
-    private readonly limits: CallLimits = DEFAULT_CALL_LIMITS,
+    readonly limits: CallLimits = DEFAULT_CALL_LIMITS,
     private readonly metrics?: Metrics,
   ) {
     this.im = deps.im;

@@ -36,7 +36,7 @@ import { DigestAuthenticator } from '../../services/digest.js';
 import type { ImService } from '../../services/im/service.js';
 import type { Binding } from '../../store/registrations.js';
 import type { Store } from '../../store/store.js';
-import { UserAgentCore, type ClientCall, type Dialog, type IncomingRequest, type RequestOutcome, type ServerCall, type SipBody } from './dialog.js';
+import { DEFAULT_DIALOG_LIMITS, UserAgentCore, type ClientCall, type Dialog, type IncomingRequest, type RequestOutcome, type ServerCall, type SipBody } from './dialog.js';
 import { contactUriOf, parseReferTo, parseReplaces, sdpOrigin, type Replaces } from './dialog-messages.js';
 import { DEFAULT_SESSION_TIMER, type SessionTimerSettings } from './dialog-types.js';
 import { authenticateRequest } from './digest-auth.js';
@@ -1070,6 +1070,11 @@ export async function startSipCalls(deps: SipStackDeps): Promise<{ registrar: Re
     // The next hop of a request outside a flow (a Route, a Contact): RFC 3263's first server.
     resolve: async (uri) => (await locateSipServers(uri, deps.resolver))[0]!,
     sessionTimer: deps.sessionTimer ?? DEFAULT_SESSION_TIMER,
+    // The calls' limit (calls.callsPerNode) binds, not the dialogs': a call between two phones is
+    // two dialogs here, and a transfer or a forked INVITE makes more for a while. At the default of
+    // 10,000 dialogs, a node at 2,400 calls a second refused calls with 503 as soon as setting them
+    // up took longer than a second.
+    limits: { maxDialogs: Math.max(DEFAULT_DIALOG_LIMITS.maxDialogs, 3 * deps.calls.limits.callsPerNode) },
   });
   deps.metrics?.counter('ximssd_sip_sessions_expired_total', 'SIP calls ended because their session was not refreshed (RFC 4028)', () => ua.sessionsExpired);
   sip.handle('REGISTER', (event) => {
