@@ -3,7 +3,7 @@
  * real sockets on loopback: datagrams both ways byte for byte and in order, the port shared by
  * reads and sends (replies leave from the port requests came to, RFC 3581), a taken port
  * refused with its code, the bound on what waits for a busy main thread (dropped and counted,
- * never queued without end), and close.
+ * never queued without end), a handler that throws, and close.
  */
 import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
@@ -170,6 +170,35 @@ describe('SIP UDP thread', () => {
       assert.equal(c.received.at(-1)!.bytes.toString(), 'after');
       client.close();
     } finally {
+      await socket.close();
+    }
+  });
+
+  test('a handler that throws loses its datagram only: the error is reported and the bound is given back', async () => {
+    const c = collector();
+    let attempts = 0;
+    const throwing: UdpThreadHandlers = {
+      ...c.handlers,
+      message: () => {
+        attempts++;
+        throw new Error('boom');
+      },
+    };
+    // Room for four of the 500-byte datagrams at once: twenty pass one after another only if each is given back.
+    const socket = await UdpThreadSocket.bind({ ...options, maxInFlightBytes: 2_000 }, throwing);
+    const client = await peer();
+    try {
+      for (let i = 0; i < 20; i++) {
+        client.send(Buffer.alloc(500, 66), socket.port, '127.0.0.1');
+        const deadline = Date.now() + 5_000;
+        while (attempts < i + 1 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+      assert.equal(attempts, 20);
+      assert.equal(c.errors.length, 20);
+      assert.match(c.errors[0]!, /boom/);
+      assert.deepEqual(c.dropped, []);
+    } finally {
+      client.close();
       await socket.close();
     }
   });

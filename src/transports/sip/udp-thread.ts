@@ -78,8 +78,18 @@ export class UdpThreadSocket {
       worker.on('message', (event: UdpThreadEvent) => {
         switch (event.kind) {
           case 'datagrams':
-            forEachDatagram(event.batch, (bytes, host, port) => handlers.message(bytes, host, port));
-            Atomics.sub(inFlight, 0, event.batch.data.byteLength);
+            try {
+              forEachDatagram(event.batch, (bytes, host, port) => {
+                try {
+                  handlers.message(bytes, host, port);
+                } catch (err) {
+                  handlers.error(`a datagram could not be handled: ${err instanceof Error ? err.message : String(err)}`, false);
+                }
+              });
+            } finally {
+              // Always given back, or the bound would close on the port for good.
+              Atomics.sub(inFlight, 0, event.batch.data.byteLength);
+            }
             break;
           case 'bound':
             socket = new UdpThreadSocket(worker, event.port, exited);
