@@ -82,9 +82,9 @@ abstract class Junction implements Port {
   protected close(): void {
     if (this.over) return;
     this.over = true;
-    // Late signals (a call answering after its cancel) still find the port for a while.
-    const timer = setTimeout(() => this.router.release(this.address), 32_000);
-    timer.unref();
+    // Late signals (a call answering after its cancel) still find the junction for a while: it
+    // stands in for itself, being small and rare (CallRouter.retire).
+    this.router.retire(this.address, this);
   }
 
   /** Gives up before the join (the leg that asked went away): the new call is cancelled. */
