@@ -20,7 +20,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { runSipp, startSipp } from '../test/fixtures/sipp.js';
-import { freePort, sleep, treeCpuSeconds } from './lib/proc.js';
+import { freePort, rssKb, sleep, treeCpuSeconds } from './lib/proc.js';
 import { CALLEE, registerCallee, SCENARIOS, sippFailure, startXimssdServer } from './lib/sip-servers.js';
 import { DOMAIN, PASSWORD } from './lib/ximssd.js';
 
@@ -63,7 +63,6 @@ try {
     const count = Math.round(rate * seconds);
     const cpu0 = treeCpuSeconds(server.pid);
     const split0 = userSystem(server.pid);
-    const main0 = userSystem(server.pid, server.pid);
     const threads0 = threadCpu(server.pid);
     const result = await runSipp({
       scenario: join(SCENARIOS, 'uac.xml'),
@@ -75,9 +74,9 @@ try {
     await sleep(500);
     const cpu = treeCpuSeconds(server.pid) - cpu0;
     const split = userSystem(server.pid);
-    const mainThread = userSystem(server.pid, server.pid);
-    const mainCpu = mainThread.user + mainThread.system - main0.user - main0.system;
     const threads = threadCpu(server.pid);
+    // The main thread's id is the process id.
+    const mainCpu = (threads.get(server.pid)?.seconds ?? 0) - (threads0.get(server.pid)?.seconds ?? 0);
     const stats = result.stats;
     const ok = stats?.successful ?? 0;
     console.log(
@@ -85,7 +84,7 @@ try {
         `setup ${stats?.responseTime1Ms ?? '?'} ms, server CPU ${cpu.toFixed(2)} s = ${ok ? ((cpu / ok) * 1e6).toFixed(0) : '?'} µs/call (user ${(split.user - split0.user).toFixed(2)} s, system ${(split.system - split0.system).toFixed(2)} s; main thread ${ok ? ((mainCpu / ok) * 1e6).toFixed(0) : '?'} µs/call)` +
         (ok < count ? ` (${sippFailure('ximssd', 'INVITE', result)})` : ''),
     );
-    console.log(`  server RSS ${rssMb(server.pid)} MB`);
+    console.log(`  server RSS ${Math.round(rssKb(server.pid) / 1024)} MB`);
     if (flags.threads) {
       const busy = [...threads].map(([id, t]) => ({ id, ...t, seconds: t.seconds - (threads0.get(id)?.seconds ?? 0) })).filter((t) => t.seconds > 0.01);
       for (const t of busy.sort((a, b) => b.seconds - a.seconds)) console.log(`  thread ${t.id} (${t.name}): ${t.seconds.toFixed(2)} s = ${ok ? ((t.seconds / ok) * 1e6).toFixed(0) : '?'} µs/call`);
@@ -94,16 +93,16 @@ try {
   if (flags.linger) {
     // What the server still holds once its calls are over and their transactions are gone.
     await sleep(positive(flags.linger, 40, 'linger') * 1000);
-    console.log(`after ${flags.linger} s without calls: server RSS ${rssMb(server.pid)} MB`);
+    console.log(`after ${flags.linger} s without calls: server RSS ${Math.round(rssKb(server.pid) / 1024)} MB`);
   }
 } finally {
   await uas.stop(1000);
   await server.stop();
 }
 
-/** User and system CPU seconds (utime, stime of /proc/<pid>/stat) of a process (all its threads), or of one of its threads (`thread`: its id; the main thread's is the pid). */
-function userSystem(pid: number, thread?: number): { user: number; system: number } {
-  const stat = readFileSync(thread === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${thread}/stat`, 'utf8');
+/** User and system CPU seconds of one process (utime, stime of /proc/<pid>/stat). */
+function userSystem(pid: number): { user: number; system: number } {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return { user: Number(fields[11]) / 100, system: Number(fields[12]) / 100 };
 }
@@ -121,10 +120,4 @@ function threadCpu(pid: number): Map<number, { name: string; seconds: number }> 
     }
   }
   return out;
-}
-
-/** Resident memory of a process in MB (VmRSS). */
-function rssMb(pid: number): number {
-  const kb = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
-  return Math.round(Number(kb ?? 0) / 1024);
 }

@@ -13,8 +13,10 @@ import http from 'node:http';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { once } from 'node:events';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { Worker } from 'node:worker_threads';
 import { gzipSync } from 'node:zlib';
 import type { ServerOptions } from '../src/server.js';
 import { passwordVerifier } from '../src/services/passwords.js';
@@ -923,6 +925,24 @@ describe('abuse: real-time applications', () => {
   });
 });
 
+/** An OPTIONS from 127.0.0.1:`port` (a probe that the server still answers SIP). */
+function optionsProbe(port: number, name: string): Buffer {
+  return Buffer.from(
+    [
+      `OPTIONS sip:example.test SIP/2.0`,
+      `Via: SIP/2.0/UDP 127.0.0.1:${port};branch=z9hG4bK${name};rport`,
+      'Max-Forwards: 70',
+      'From: <sip:probe@caller.invalid>;tag=1',
+      'To: <sip:example.test>',
+      `Call-ID: ${name}-probe`,
+      'CSeq: 1 OPTIONS',
+      'Content-Length: 0',
+      '',
+      '',
+    ].join('\r\n'),
+  );
+}
+
 describe('abuse: SIP over UDP', () => {
   let server: TestServer;
   let sipPort: number;
@@ -948,23 +968,48 @@ describe('abuse: SIP over UDP', () => {
         socket.send(request, sipPort, '127.0.0.1');
         if (i % 50 === 49) await sleep(1);
       }
-      const options = [
-        `OPTIONS sip:example.test SIP/2.0`,
-        `Via: SIP/2.0/UDP 127.0.0.1:${socket.address().port};branch=z9hG4bKstunflood;rport`,
-        'Max-Forwards: 70',
-        'From: <sip:probe@caller.invalid>;tag=1',
-        'To: <sip:example.test>',
-        'Call-ID: stun-flood-probe',
-        'CSeq: 1 OPTIONS',
-        'Content-Length: 0',
-        '',
-        '',
-      ].join('\r\n');
-      socket.send(Buffer.from(options), sipPort, '127.0.0.1');
+      socket.send(optionsProbe(socket.address().port, 'stunflood'), sipPort, '127.0.0.1');
       await eventually(() => sip.length > 0 || undefined, 'the OPTIONS answered after the flood', 5000);
       assert.match(sip[0]!, /^SIP\/2\.0 200/);
       assert.ok(stun.length >= 1, 'keep-alives are answered');
       assert.ok(stun.length <= 50, `${stun.length} STUN answers to one address in a burst of 500`);
+    } finally {
+      socket.close();
+    }
+  });
+
+  test('a flood that arrives while the server is busy waits within its bound: the rest is dropped and counted, SIP goes on', async () => {
+    const watch = watchRss();
+    // 2,000 datagrams of 50 KB (100 MB) from another thread, while this one (the server's) is
+    // busy: SIP's UDP thread keeps reading, and may hold only 4 MiB for the main thread.
+    const sender = new Worker(
+      `const dgram = require('node:dgram');
+       const { workerData } = require('node:worker_threads');
+       const s = dgram.createSocket('udp4');
+       const junk = Buffer.alloc(50_000, 0x41);
+       let left = 2000;
+       const next = () => { if (left-- === 0) { s.close(); return; } s.send(junk, workerData.port, '127.0.0.1', next); };
+       next();`,
+      { eval: true, workerData: { port: sipPort } },
+    );
+    const exited = once(sender, 'exit');
+    await once(sender, 'online');
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1500);
+    await exited;
+    const dropped = async (): Promise<number> => Number(/^ximssd_sip_udp_dropped_total (\d+)/m.exec(await server.services.metrics.registry.metrics())?.[1] ?? 0);
+    // The drops are reported about once a second.
+    const count = await eventually(async () => (await dropped()) || undefined, 'datagrams dropped and counted', 5000).finally(() => assertWithinBudget(watch.stop()));
+    // Some the kernel's buffer dropped before the thread read them; past the bound, the thread.
+    assert.ok(count > 0 && count <= 2000, `${count} of 2,000 dropped`);
+
+    const socket = dgram.createSocket('udp4');
+    await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', () => resolve()));
+    const answers: string[] = [];
+    socket.on('message', (bytes) => answers.push(bytes.toString()));
+    try {
+      socket.send(optionsProbe(socket.address().port, 'busyflood'), sipPort, '127.0.0.1');
+      await eventually(() => answers.length > 0 || undefined, 'the OPTIONS answered after the flood', 5000);
+      assert.match(answers[0]!, /^SIP\/2\.0 200/);
     } finally {
       socket.close();
     }

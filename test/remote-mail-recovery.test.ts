@@ -24,8 +24,8 @@ import type { Store } from '../src/store/store.js';
 import type { LocalDelivery } from '../src/transports/smtp/local-delivery.js';
 import { XmlElement } from '../src/xml/element.js';
 import { startDovecot, type DovecotServer } from './fixtures/dovecot.js';
-import { listRecords, nextPoll, stored, subjects } from './fixtures/remote-mail.js';
-import { capturingLogger, eventually, fails, ok, startTestServer, storedMessages, type TestServer, type XimssClient } from './helpers.js';
+import { listRecords, localUser, nextPoll, stored, subjects } from './fixtures/remote-mail.js';
+import { capturingLogger, eventually, fails, ok, startTestServer, storedMessages, type TestServer } from './helpers.js';
 
 const MAX_BYTES = 4096;
 const REMOTE_CONFIG = {
@@ -47,14 +47,6 @@ after(async () => {
 
 function message(subject: string, bodyBytes = 40): string {
   return `From: Sender <sender@remote.test>\r\nTo: someone@remote.test\r\nSubject: ${subject}\r\n\r\n${'x'.repeat(bodyBytes)}\r\n`;
-}
-
-async function localUser(target = server): Promise<{ address: string; client: XimssClient }> {
-  const address = await target.newAccount('fetcher');
-  const account = (await target.services.accounts.find(address))!;
-  await target.services.accounts.setSettings(account, { RPOPAllowed: 'Yes' });
-  const { client } = await target.login(address, 'secret');
-  return { address, client };
 }
 
 function update(kind: RemoteMailKind, records: Record<string, Record<string, string>>): XmlElement {
@@ -215,7 +207,7 @@ describe('IMAP messages larger than remoteMail.maxMessageBytes', () => {
     const remote = 'big1';
     dovecot.deliver(remote, message('small one'));
     dovecot.deliver(remote, message('huge one', MAX_BYTES * 2));
-    const { address, client } = await localUser();
+    const { address, client } = await localUser(server);
     await ok(client, update('imap', { big: dict(dovecot.imapPort, remote) }));
     await eventually(async () => (await storedMessages(server, address, 'INBOX')).length === 1, 'the small message', 20_000);
     const first = await eventually(async () => (await listRecords(client, 'imap'))[0]?.attrs.errorText, 'the note', 20_000);
@@ -249,7 +241,7 @@ describe('POP3: a session listing no UIDLs', () => {
     // Session 2 finds the maildrop empty (locked by another client, say); the others list both.
     const pop = await fakePop3((session) => (session === 2 ? [] : maildrop));
     try {
-      const { address, client } = await localUser();
+      const { address, client } = await localUser(server);
       await ok(client, update('pop', { drop: dict(pop.port, 'someone', { leave: 'YES' }) }));
       await eventually(() => pop.sessions >= 4 && pop.commands.filter((c) => c.session === 4 && c.line === 'QUIT').length > 0, 'four sessions', 30_000);
       const retrieved = pop.commands.filter((c) => c.line.startsWith('RETR'));
@@ -276,7 +268,7 @@ describe('IMAP leave=NO on a server without UIDPLUS', () => {
       { uid: 5, raw: message('imap plain two') },
     ]);
     try {
-      const { address, client } = await localUser();
+      const { address, client } = await localUser(server);
       await ok(client, update('imap', { plain: dict(imap.port, 'someone', { leave: 'NO' }) }));
       await eventually(async () => (await storedMessages(server, address, 'INBOX')).length === 2, 'both messages', 20_000);
       await nextPoll(server, address, 'imap', 'plain');
@@ -328,7 +320,7 @@ describe('RPOPAllowed turned off for an account with records', () => {
   test('its records are no longer polled, and say why', async () => {
     const remote = 'off1';
     dovecot.deliver(remote, message('allowed'));
-    const { address, client } = await localUser();
+    const { address, client } = await localUser(server);
     await ok(client, update('pop', { off: dict(dovecot.pop3Port, remote) }));
     await eventually(async () => (await storedMessages(server, address, 'INBOX')).length === 1, 'fetched while allowed', 20_000);
     const account = (await server.services.accounts.find(address))!;
@@ -349,7 +341,7 @@ describe('RPOPAllowed turned off for an account with records', () => {
 describe('rpopUpdate and rimapUpdate apply all of a request or none', () => {
   for (const kind of ['pop', 'imap'] as const) {
     test(`${kind}: a record failing after a good one leaves nothing applied`, async () => {
-      const { client } = await localUser();
+      const { client } = await localUser(server);
       await ok(client, update(kind, { kept: dict(1, 'old') }));
       // The second record is new and has no password: refused after the first was read.
       const noPassword = dict(2, 'user');

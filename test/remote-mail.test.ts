@@ -30,7 +30,7 @@ import type { RemoteMailKind } from '../src/store/remote-mail.js';
 import type { Store } from '../src/store/store.js';
 import { startNode, ximssd, type ClusterNodeProcess } from './fixtures/cluster.js';
 import { startDovecot, type DovecotServer } from './fixtures/dovecot.js';
-import { listRecords, nextPoll, stored, subjects } from './fixtures/remote-mail.js';
+import { listRecords, localUser, nextPoll, stored, subjects } from './fixtures/remote-mail.js';
 import { startPostgres, type PostgresServer } from './fixtures/postgres.js';
 import { capturingLogger, eventually, fails, freePort, loginWithUrlId, ok, startTestServer, storedMessages, type TestServer, type XimssClient } from './helpers.js';
 
@@ -77,15 +77,6 @@ function message(subject: string, extra = ''): string {
   return `From: Sender <sender@remote.test>\r\nTo: someone@remote.test\r\nSubject: ${subject}\r\nMessage-ID: <${subject.replace(/\W/g, '')}@remote.test>\r\n${extra}\r\nBody of ${subject}.\r\n`;
 }
 
-/** A local account allowed to keep remote accounts, logged in. */
-async function localUser(target = server): Promise<{ address: string; client: XimssClient }> {
-  const address = await target.newAccount('fetcher');
-  const account = (await target.services.accounts.find(address))!;
-  await target.services.accounts.setSettings(account, { RPOPAllowed: 'Yes' });
-  const { client } = await target.login(address, 'secret');
-  return { address, client };
-}
-
 function recordElement(kind: RemoteMailKind, name: string, dict: Record<string, string> | undefined, mode?: string): XmlElement {
   const record = new XmlElement(kind === 'pop' ? 'rpopRecord' : 'rimapRecord', { name, mode });
   for (const [key, value] of Object.entries(dict ?? {})) record.add('subKey', { key }, value);
@@ -108,7 +99,7 @@ for (const kind of ['pop', 'imap'] as const) {
       const remote = remoteUser();
       dovecot.deliver(remote, message(`${kind} one`));
       dovecot.deliver(remote, message(`${kind} two`));
-      const { address, client } = await localUser();
+      const { address, client } = await localUser(server);
       await ok(client, update(kind, recordElement(kind, 'work', dict(kind, remote, { leave: 'YES' }))));
       await eventually(async () => (await storedMessages(server, address, 'INBOX')).length === 2, 'two messages fetched', 20_000);
       dovecot.deliver(remote, message(`${kind} three`));
@@ -130,7 +121,7 @@ for (const kind of ['pop', 'imap'] as const) {
       const remote = remoteUser();
       dovecot.deliver(remote, message(`${kind} keep`));
       dovecot.deliver(remote, message(`${kind} ruled`));
-      const { address, client } = await localUser();
+      const { address, client } = await localUser(server);
       const rule = new XmlElement('ruleSet', { type: 'mailIn', name: 'R', priority: 5 });
       rule.add('condition', { opCode: 'Subject', operator: 'is' }, `${kind} ruled`);
       rule.add('action', { opCode: 'Store in' }, 'Ruled');
@@ -150,7 +141,7 @@ for (const kind of ['pop', 'imap'] as const) {
     test('a wrong password: the error is in the list, and nothing is fetched', async () => {
       const remote = remoteUser();
       dovecot.deliver(remote, message(`${kind} locked`));
-      const { address, client } = await localUser();
+      const { address, client } = await localUser(server);
       await ok(client, update(kind, recordElement(kind, 'bad', dict(kind, remote, { password: 'wrong-password' }))));
       const record = await eventually(async () => (await listRecords(client, kind)).find((r) => r.attrs.errorText !== undefined), 'an error', 20_000);
       assert.match(record.attrs.errorText!, /login refused|authentication failed/i);
@@ -164,7 +155,7 @@ for (const kind of ['pop', 'imap'] as const) {
     });
 
     test('a port with nothing listening, and a server that accepts and never answers: errors in the list', async () => {
-      const { client } = await localUser();
+      const { client } = await localUser(server);
       const closedPort = await freePort();
       const silent = net.createServer(() => {});
       const sockets = new Set<net.Socket>();
@@ -202,7 +193,7 @@ describe('TLS', () => {
     test(`${kind}: STARTTLS on the plain port and TLS from the first byte, the certificate checked against remoteMail.caFile`, async () => {
       const remote = remoteUser();
       dovecot.deliver(remote, message(`${kind} over tls`));
-      const { address, client } = await localUser();
+      const { address, client } = await localUser(server);
       const tlsPort = kind === 'pop' ? dovecot.pop3sPort! : dovecot.imapsPort!;
       await ok(
         client,
@@ -325,7 +316,7 @@ describe('IMAP UIDVALIDITY', () => {
 
 describe('records: rpopUpdate / rimapUpdate / lists', () => {
   test('the list shows the dictionary without the password; an update without a password keeps it; delete mode removes', async () => {
-    const { address, client } = await localUser();
+    const { address, client } = await localUser(server);
     const closedPort = await freePort();
     await ok(client, update('pop', recordElement('pop', 'a', { domain: `127.0.0.1:${closedPort}`, authName: 'u', password: 'pw-in-clear-8812', period: '10m', leave: 'NO', TLS: 'NO' })));
     const [record] = await listRecords(client, 'pop');
@@ -345,7 +336,7 @@ describe('records: rpopUpdate / rimapUpdate / lists', () => {
   });
 
   test('bad dictionaries are refused with clear errors, and nothing is stored', async () => {
-    const { client } = await localUser();
+    const { client } = await localUser(server);
     const base = { domain: 'pop.example.test', authName: 'u', password: 'p' };
     const cases: [Record<string, string>, RegExp][] = [
       [{ authName: 'u', password: 'p' }, /no domain/],
@@ -374,7 +365,7 @@ describe('records: rpopUpdate / rimapUpdate / lists', () => {
   });
 
   test('the limit of records per account (both kinds), and RPOPAllowed', async () => {
-    const { client } = await localUser();
+    const { client } = await localUser(server);
     const base = { domain: 'pop.example.test', authName: 'u', password: 'p' };
     await ok(client, update('pop', recordElement('pop', 'a', base), recordElement('pop', 'b', base)));
     await ok(client, update('imap', recordElement('imap', 'c', base), recordElement('imap', 'd', base)));
